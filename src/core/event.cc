@@ -1,0 +1,84 @@
+#include "core/event.h"
+
+#include <array>
+
+namespace minpanel {
+namespace {
+
+int HexDigit(char c) {
+  if (c >= '0' && c <= '9') {
+    return c - '0';
+  }
+  if (c >= 'a' && c <= 'f') {
+    return c - 'a' + 10;
+  }
+  if (c >= 'A' && c <= 'F') {
+    return c - 'A' + 10;
+  }
+  return -1;
+}
+
+constexpr std::array<std::string_view, 8> kOperationNames = {
+    "$set", "$set_once", "$add", "$union", "$append", "$remove", "$unset", "$delete"};
+
+}  // namespace
+
+std::string Id128::ToHex() const {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string text(32, '0');
+  for (int nibble_idx = 0; nibble_idx < 16; ++nibble_idx) {
+    text[15 - nibble_idx] = kDigits[(high >> (4 * nibble_idx)) & 0xF];
+    text[31 - nibble_idx] = kDigits[(low >> (4 * nibble_idx)) & 0xF];
+  }
+  return text;
+}
+
+std::optional<Id128> Id128::FromHex(std::string_view text) {
+  if (text.size() != 32) {
+    return std::nullopt;
+  }
+  Id128 id;
+  for (size_t char_idx = 0; char_idx < 32; ++char_idx) {
+    const int digit = HexDigit(text[char_idx]);
+    if (digit < 0) {
+      return std::nullopt;
+    }
+    uint64_t& half = char_idx < 16 ? id.high : id.low;
+    half = (half << 4) | static_cast<uint64_t>(digit);
+  }
+  return id;
+}
+
+Id128 Id128::FromBytes(const std::array<uint8_t, 16>& bytes) {
+  Id128 id;
+  for (size_t byte_idx = 0; byte_idx < 8; ++byte_idx) {
+    id.high = (id.high << 8) | bytes[byte_idx];
+    id.low = (id.low << 8) | bytes[byte_idx + 8];
+  }
+  return id;
+}
+
+const Value* FindProperty(const Properties& properties, std::string_view key) {
+  for (const Property& property : properties) {
+    if (property.key == key) {
+      return &property.value;
+    }
+  }
+  return nullptr;
+}
+
+std::string_view ProfileOperationName(ProfileOperation operation) {
+  const auto index = static_cast<size_t>(operation) - 1;
+  return index < kOperationNames.size() ? kOperationNames[index] : "$unknown";
+}
+
+std::optional<ProfileOperation> ParseProfileOperation(std::string_view name) {
+  for (size_t op_idx = 0; op_idx < kOperationNames.size(); ++op_idx) {
+    if (kOperationNames[op_idx] == name) {
+      return static_cast<ProfileOperation>(op_idx + 1);
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace minpanel

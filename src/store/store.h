@@ -1,0 +1,103 @@
+// The store module: where events live once the privacy policy has made them.
+//
+// An Engine accepts batches of events and profile updates and makes them
+// durable before Append returns; it de-duplicates on (project, insert id)
+// within a window; it scans what it holds. The embedded engine keeps a
+// write-ahead log (docs/formats/wal.md); the columnar segments come later
+// behind the same interface.
+//
+// Engine methods are thread-safe. Append calls from many threads are
+// group-committed: one write and one fdatasync serve every batch waiting.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/core.h"
+
+namespace minpanel::store {
+
+inline constexpr uint64_t kLogFileBytesMax = 256ULL << 20;   // a log file rolls over past this
+inline constexpr uint64_t kLogRecordBytesMax = 64ULL << 20;  // one batch record
+
+struct Options {
+  std::string folder;  // the store's own folder (created if missing)
+  std::shared_ptr<FileSystem> file_system;
+  std::shared_ptr<Clock> clock;
+  // De-duplication: an insert id seen within this window is dropped.
+  int64_t dedup_window_ms = 7LL * 24 * 3600 * 1000;
+  // Bound on remembered insert ids; the oldest are forgotten first.
+  size_t dedup_entries_max = 20'000'000;
+  uint64_t log_file_bytes_max = kLogFileBytesMax;
+};
+
+struct AppendBatch {
+  uint32_t project_id = 0;
+  std::vector<Event> events;
+  std::vector<ProfileUpdate> profile_updates;
+};
+
+struct AppendResult {
+  size_t events_stored = 0;
+  size_t events_duplicate = 0;  // dropped by de-duplication
+  size_t profile_updates_stored = 0;
+};
+
+struct ScanRequest {
+  uint32_t project_id = 0;
+  int64_t from_ms = INT64_MIN;  // inclusive
+  int64_t to_ms = INT64_MAX;    // exclusive
+  std::vector<std::string> event_names;  // empty: every name
+  std::optional<Id128> subject;
+};
+
+// Upper bounds (microseconds) of the log fsync latency histogram buckets.
+inline constexpr std::array<uint64_t, 10> kSyncLatencyBoundsUs = {
+    100, 250, 500, 1000, 2500, 5000, 10000, 25000, 100000, 1000000};
+
+struct Stats {
+  uint64_t events = 0;           // stored, after de-duplication
+  uint64_t events_duplicate = 0;
+  uint64_t profile_updates = 0;
+  uint64_t log_bytes = 0;
+  uint64_t dedup_entries = 0;
+  uint64_t fsyncs = 0;
+  // Non-cumulative counts per bucket of kSyncLatencyBoundsUs, last is +Inf.
+  std::array<uint64_t, kSyncLatencyBoundsUs.size() + 1> sync_latency_counts{};
+  uint64_t sync_latency_sum_us = 0;
+};
+
+class Engine {
+ public:
+  virtual ~Engine() = default;
+
+  // Makes the batch durable, all or nothing, then returns. Errors:
+  // ResourceExhausted when the disk is full, IoError on a failed write or
+  // sync, Unavailable after Close. On error nothing of the batch is stored.
+  virtual Result<AppendResult> Append(AppendBatch batch) = 0;
+
+  // Calls `visit` for each stored event matching `request`, in append order,
+  // over a snapshot taken at the call; stops early when `visit` returns false.
+  virtual Status Scan(const ScanRequest& request,
+                      const std::function<bool(const Event&)>& visit) = 0;
+  virtual Status ScanProfiles(uint32_t project_id,
+                              const std::function<bool(const ProfileUpdate&)>& visit) = 0;
+
+  virtual Stats GetStats() const = 0;
+
+  // Finishes pending appends and closes the files. Idempotent.
+  virtual Status Close() = 0;
+};
+
+// Opens (creating if needed) the embedded engine in options.folder,
+// replaying the log: a torn or corrupt tail is truncated, nothing before it
+// is lost.
+Result<std::unique_ptr<Engine>> OpenEmbeddedEngine(const Options& options);
+
+}  // namespace minpanel::store
