@@ -58,6 +58,12 @@ Id128 Id128::FromBytes(const std::array<uint8_t, 16>& bytes) {
   return id;
 }
 
+std::string FormatPseudonym(const Id128& subject) {
+  std::string text(kPseudonymPrefix);
+  text += subject.ToHex();
+  return text;
+}
+
 const Value* FindProperty(const Properties& properties, std::string_view key) {
   for (const Property& property : properties) {
     if (property.key == key) {

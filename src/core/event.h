@@ -32,6 +32,11 @@ struct Id128 {
   static Id128 FromBytes(const std::array<uint8_t, 16>& bytes);
 };
 
+// How a subject pseudonym is written outside the store (exports, APIs):
+// "psn_" and 32 hex digits. The prefix marks the id as already pseudonymous.
+inline constexpr std::string_view kPseudonymPrefix = "psn_";
+std::string FormatPseudonym(const Id128& subject);
+
 struct Id128Hash {
   size_t operator()(const Id128& id) const { return static_cast<size_t>(id.low ^ (id.high * 31)); }
 };

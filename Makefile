@@ -1,0 +1,47 @@
+# minpanel: the two commands are `make run` and `make test` (see README.md).
+# Both install what is missing (scripts/setup.sh) and build first.
+
+BUILD_DIR ?= build
+JOBS ?= 2
+CMAKE_FLAGS ?=
+
+.PHONY: all deps build run test test-slow fuzz fuzz-long bench clean npm-deps
+
+all: build
+
+deps:
+	@bash scripts/setup.sh
+
+$(BUILD_DIR)/build.ninja:
+	cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Release -DMINPANEL_WERROR=ON $(CMAKE_FLAGS)
+
+build: deps $(BUILD_DIR)/build.ninja
+	cmake --build $(BUILD_DIR) -j$(JOBS)
+
+npm-deps: deps
+	@npm ci --prefix tests/npm --no-audit --no-fund --loglevel=error
+
+# Builds Release, creates var/data and the demo project on first start, serves on 127.0.0.1:8080.
+run: build
+	@bash scripts/run.sh
+
+# The whole suite: unit and integration tests through ctest, then a short fuzz run.
+test: build npm-deps
+	cd $(BUILD_DIR) && ctest --output-on-failure -j$(JOBS) -LE slow
+	@bash scripts/fuzz.sh 10
+
+# Long-running tests, kept out of `make test`.
+test-slow: build npm-deps
+	cd $(BUILD_DIR) && ctest --output-on-failure -L slow
+
+fuzz: deps
+	@bash scripts/fuzz.sh 10
+
+fuzz-long: deps
+	@bash scripts/fuzz.sh 300
+
+bench: build
+	@bash bench/ingest.sh
+
+clean:
+	rm -rf $(BUILD_DIR) build-fuzz

@@ -1,0 +1,42 @@
+// Small, pure helpers of the HTTP face: credentials, client addresses,
+// secret masking. Internal to the server module; thread-safe.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "core/core.h"
+
+namespace minpanel::server {
+
+// "Basic base64(user:password)" → (user, password); nullopt otherwise.
+std::optional<std::pair<std::string, std::string>> ParseBasicAuth(std::string_view header);
+
+// Replaces the values of secret-bearing query parameters (api_key, secret,
+// token, data) with "***", so that a logged target holds no secret.
+std::string MaskSecrets(std::string_view target);
+
+// Addresses and CIDR ranges whose forwarding headers are believed.
+class TrustedProxies {
+ public:
+  // InvalidArgument names the entry that is not an address or a range.
+  static Result<TrustedProxies> Parse(const std::vector<std::string>& entries);
+  bool Contains(std::string_view address) const;
+
+ private:
+  std::vector<std::pair<std::vector<uint8_t>, int>> ranges_;  // address bytes, prefix bits
+};
+
+// The client's address: the peer, unless the peer is a trusted proxy, in
+// which case the rightmost address of X-Forwarded-For (or Forwarded: for=)
+// that is not itself a trusted proxy.
+std::string ClientAddress(std::string_view peer, std::string_view x_forwarded_for,
+                          std::string_view forwarded, const TrustedProxies& trusted);
+
+// Whether `name` may be used as a JSONP callback (an identifier path).
+bool IsValidJsonpCallback(std::string_view name);
+
+}  // namespace minpanel::server

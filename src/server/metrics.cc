@@ -1,0 +1,80 @@
+#include "server/metrics.h"
+
+#include <fmt/format.h>
+
+namespace minpanel::server {
+namespace {
+
+void Counter(std::string* out, std::string_view name, std::string_view help, uint64_t value) {
+  *out += fmt::format("# HELP {0} {1}\n# TYPE {0} counter\n{0} {2}\n", name, help, value);
+}
+
+void Gauge(std::string* out, std::string_view name, std::string_view help, int64_t value) {
+  *out += fmt::format("# HELP {0} {1}\n# TYPE {0} gauge\n{0} {2}\n", name, help, value);
+}
+
+void SyncHistogram(std::string* out, const store::Stats& store) {
+  const std::string_view name = "minpanel_log_fsync_seconds";
+  *out += fmt::format("# HELP {0} Write-ahead log fsync latency.\n# TYPE {0} histogram\n", name);
+  uint64_t cumulative = 0;
+  for (size_t bucket_idx = 0; bucket_idx < store::kSyncLatencyBoundsUs.size(); ++bucket_idx) {
+    cumulative += store.sync_latency_counts[bucket_idx];
+    *out += fmt::format("{}_bucket{{le=\"{}\"}} {}\n", name,
+                        static_cast<double>(store::kSyncLatencyBoundsUs[bucket_idx]) / 1e6,
+                        cumulative);
+  }
+  cumulative += store.sync_latency_counts.back();
+  *out += fmt::format("{}_bucket{{le=\"+Inf\"}} {}\n", name, cumulative);
+  *out += fmt::format("{}_sum {}\n{}_count {}\n", name,
+                      static_cast<double>(store.sync_latency_sum_us) / 1e6, name, cumulative);
+}
+
+}  // namespace
+
+void Metrics::CountRequest(std::string_view route, unsigned status, uint64_t body_bytes) {
+  request_bytes_ += body_bytes;
+  std::lock_guard lock(mutex_);
+  ++requests_[{std::string(route), status}];
+}
+
+std::string Metrics::Render(const service::ServiceMetrics& service,
+                            const store::Stats& store) const {
+  std::string out;
+  out += "# HELP minpanel_http_requests_total HTTP requests by route and status.\n"
+         "# TYPE minpanel_http_requests_total counter\n";
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& [key, count] : requests_) {
+      out += fmt::format("minpanel_http_requests_total{{route=\"{}\",status=\"{}\"}} {}\n",
+                         key.first, key.second, count);
+    }
+  }
+  Counter(&out, "minpanel_http_request_body_bytes_total", "Request body bytes received.",
+          request_bytes_.load());
+  Gauge(&out, "minpanel_http_connections_open", "Open client connections.",
+        connections_open_.load());
+  Counter(&out, "minpanel_events_accepted_total", "Events stored.", service.events_accepted);
+  Counter(&out, "minpanel_events_rejected_total", "Events refused as invalid.",
+          service.events_rejected);
+  Counter(&out, "minpanel_events_duplicate_total", "Events dropped as duplicates.",
+          service.events_duplicate);
+  Counter(&out, "minpanel_profile_updates_accepted_total", "Profile updates stored.",
+          service.profile_updates_accepted);
+  Counter(&out, "minpanel_policy_properties_dropped_total",
+          "Properties the privacy policy dropped.", service.properties_dropped);
+  Counter(&out, "minpanel_policy_context_fields_discarded_total",
+          "IP addresses, user agents, URLs and referrers the policy discarded.",
+          service.context_fields_discarded);
+  Counter(&out, "minpanel_export_rows_total", "Events exported.", service.export_rows);
+  Gauge(&out, "minpanel_store_events", "Events held by the store.",
+        static_cast<int64_t>(store.events));
+  Gauge(&out, "minpanel_store_log_bytes", "Bytes in the write-ahead log.",
+        static_cast<int64_t>(store.log_bytes));
+  Gauge(&out, "minpanel_store_dedup_entries", "Insert ids remembered for de-duplication.",
+        static_cast<int64_t>(store.dedup_entries));
+  Counter(&out, "minpanel_log_fsyncs_total", "Write-ahead log fsyncs.", store.fsyncs);
+  SyncHistogram(&out, store);
+  return out;
+}
+
+}  // namespace minpanel::server

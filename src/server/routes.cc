@@ -1,0 +1,339 @@
+#include "server/routes.h"
+
+#include <charconv>
+
+#include "ingest/ingest.h"
+#include "query/query.h"
+
+namespace minpanel::server {
+namespace http = boost::beast::http;
+
+namespace {
+
+// A transparent 1x1 GIF, Mixpanel's img=1 answer.
+constexpr unsigned char kPixelGif[] = {
+    0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x01, 0x00, 0x01, 0x00, 0x80, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0xff, 0xff, 0xff, 0x21, 0xf9, 0x04, 0x01, 0x00, 0x00, 0x00, 0x00, 0x2c, 0x00, 0x00,
+    0x00, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x02, 0x44, 0x01, 0x00, 0x3b};
+
+constexpr std::string_view kJson = "application/json";
+
+struct ReplyStyle {
+  bool verbose = false;
+  bool strict = false;
+  bool img = false;
+  std::string callback;
+};
+
+using FormPairs = std::vector<std::pair<std::string, std::string>>;
+
+bool Flag(const FormPairs& query, std::string_view name) {
+  const auto value = ingest::FindFormValue(query, name);
+  return value.has_value() && *value == "1";
+}
+
+std::string_view PathOf(std::string_view target) {
+  return target.substr(0, target.find('?'));
+}
+
+std::string_view QueryOf(std::string_view target) {
+  const size_t question = target.find('?');
+  return question == std::string_view::npos ? std::string_view() : target.substr(question + 1);
+}
+
+std::string JsonError(std::string_view message) {
+  std::string body = "{\"error\":";
+  query::AppendJsonString(message, &body);
+  body += "}";
+  return body;
+}
+
+std::string FailedRecordsJson(const std::vector<ingest::RecordError>& errors) {
+  std::string json = "[";
+  for (size_t error_idx = 0; error_idx < errors.size(); ++error_idx) {
+    const ingest::RecordError& error = errors[error_idx];
+    json += error_idx == 0 ? "{\"index\":" : ",{\"index\":";
+    json += std::to_string(error.index) + ",\"$insert_id\":";
+    query::AppendJsonString(error.insert_id, &json);
+    json += ",\"field\":";
+    query::AppendJsonString(error.field, &json);
+    json += ",\"message\":";
+    query::AppendJsonString(error.message, &json);
+    json += "}";
+  }
+  return json + "]";
+}
+
+// Mixpanel's strict reply (/import?strict=1): counts and failed records.
+Response StrictReply(const Request& request, const Result<service::IngestOutcome>& result) {
+  if (!result.ok()) {
+    const unsigned status = HttpStatusFor(result.status());
+    std::string body = "{\"code\":" + std::to_string(status) + ",\"error\":";
+    query::AppendJsonString(result.status().message(), &body);
+    body += ",\"num_records_imported\":0,\"status\":\"" +
+            std::string(http::obsolete_reason(static_cast<http::status>(status))) + "\"}";
+    return MakeResponse(request, status, kJson, std::move(body));
+  }
+  const size_t imported = result->stored + result->duplicates;
+  if (result->errors.empty()) {
+    return MakeResponse(request, 200, kJson,
+                        "{\"code\":200,\"num_records_imported\":" + std::to_string(imported) +
+                            ",\"status\":\"OK\"}");
+  }
+  std::string body =
+      "{\"code\":400,\"error\":\"some data points in the request failed validation\","
+      "\"failed_records\":" +
+      FailedRecordsJson(result->errors) +
+      ",\"num_records_imported\":" + std::to_string(imported) + ",\"status\":\"Bad Request\"}";
+  return MakeResponse(request, 400, kJson, std::move(body));
+}
+
+// Mixpanel's plain reply: 1/0, {"status":1,"error":null}, a pixel or JSONP.
+Response PlainReply(const Request& request, const Result<service::IngestOutcome>& result,
+                    const ReplyStyle& style) {
+  const unsigned status = result.ok() ? 200 : HttpStatusFor(result.status());
+  if (style.img) {
+    return MakeResponse(request, status, "image/gif",
+                        std::string(reinterpret_cast<const char*>(kPixelGif), sizeof(kPixelGif)));
+  }
+  std::string body;
+  if (style.verbose) {
+    body = result.ok() ? "{\"status\":1,\"error\":null}" : "{\"status\":0,\"error\":";
+    if (!result.ok()) {
+      query::AppendJsonString(result.status().message(), &body);
+      body += "}";
+    }
+  } else {
+    body = result.ok() ? "1" : "0";
+  }
+  if (!style.callback.empty()) {
+    return MakeResponse(request, status, "application/javascript",
+                        style.callback + "(" + body + ");");
+  }
+  return MakeResponse(request, status, style.verbose ? kJson : "text/plain", std::move(body));
+}
+
+Result<std::string> RequestPayload(const Request& request, const Settings& settings) {
+  MP_ASSIGN_OR_RETURN(const ingest::ContentEncoding encoding,
+                      ingest::ParseContentEncoding(request[http::field::content_encoding]));
+  const service::Limits& limits = settings.config.limits;
+  MP_ASSIGN_OR_RETURN(const std::string body,
+                      ingest::DecompressBody(request.body(), encoding,
+                                             limits.decompressed_bytes_max,
+                                             limits.decompression_ratio_max));
+  return ingest::ExtractMixpanelPayload(QueryOf(request.target()), body);
+}
+
+ingest::MixpanelRoute MixpanelRouteOf(Route route) {
+  switch (route) {
+    case Route::kEngage:
+      return ingest::MixpanelRoute::kEngage;
+    case Route::kGroups:
+      return ingest::MixpanelRoute::kGroups;
+    case Route::kImport:
+      return ingest::MixpanelRoute::kImport;
+    default:
+      return ingest::MixpanelRoute::kTrack;
+  }
+}
+
+}  // namespace
+
+Route ClassifyTarget(std::string_view target) {
+  std::string_view path = PathOf(target);
+  if (path.size() > 1 && path.back() == '/') {
+    path.remove_suffix(1);
+  }
+  if (path == "/track") return Route::kTrack;
+  if (path == "/engage") return Route::kEngage;
+  if (path == "/groups") return Route::kGroups;
+  if (path == "/import") return Route::kImport;
+  if (path == "/api/2.0/export") return Route::kExport;
+  if (path == "/healthz") return Route::kHealth;
+  if (path == "/metrics") return Route::kMetrics;
+  if (path == "/") return Route::kRoot;
+  return Route::kUnknown;
+}
+
+std::string_view RouteLabel(Route route) {
+  switch (route) {
+    case Route::kTrack:
+      return "/track";
+    case Route::kEngage:
+      return "/engage";
+    case Route::kGroups:
+      return "/groups";
+    case Route::kImport:
+      return "/import";
+    case Route::kExport:
+      return "/api/2.0/export";
+    case Route::kHealth:
+      return "/healthz";
+    case Route::kMetrics:
+      return "/metrics";
+    case Route::kRoot:
+      return "/";
+    case Route::kUnknown:
+      return "other";
+  }
+  return "other";
+}
+
+bool IsIngestRoute(Route route) {
+  return route == Route::kTrack || route == Route::kEngage || route == Route::kGroups ||
+         route == Route::kImport;
+}
+
+unsigned HttpStatusFor(const Status& status) {
+  switch (status.code()) {
+    case StatusCode::kOk:
+      return 200;
+    case StatusCode::kInvalidArgument:
+      return 400;
+    case StatusCode::kUnauthenticated:
+      return 401;
+    case StatusCode::kPermissionDenied:
+      return 403;
+    case StatusCode::kNotFound:
+      return 404;
+    case StatusCode::kResourceExhausted:
+      return 413;
+    case StatusCode::kUnavailable:
+      return 503;
+    case StatusCode::kCorruption:
+    case StatusCode::kIoError:
+      return 500;
+  }
+  return 500;
+}
+
+Response MakeResponse(const Request& request, unsigned status, std::string_view content_type,
+                      std::string body) {
+  Response response{static_cast<http::status>(status), request.version()};
+  response.set(http::field::server, "minpanel");
+  response.set(http::field::content_type, content_type);
+  response.keep_alive(request.keep_alive());
+  response.body() = std::move(body);
+  if (status == 503) {
+    response.set(http::field::retry_after, "1");
+  }
+  response.prepare_payload();
+  return response;
+}
+
+Response ErrorResponse(const Request& request, const Status& status) {
+  return MakeResponse(request, HttpStatusFor(status), kJson, JsonError(status.message()));
+}
+
+void AddIngestCors(const Request& request, Response* response) {
+  const auto origin = request[http::field::origin];
+  if (origin.empty()) {
+    return;
+  }
+  response->set(http::field::access_control_allow_origin, origin);
+  response->set(http::field::access_control_allow_credentials, "true");
+  response->set(http::field::vary, "Origin");
+}
+
+Response PreflightResponse(const Request& request) {
+  Response response = MakeResponse(request, 204, "text/plain", "");
+  AddIngestCors(request, &response);
+  response.set(http::field::access_control_allow_methods, "GET, POST, OPTIONS");
+  const auto asked = request[http::field::access_control_request_headers];
+  if (!asked.empty()) {
+    response.set(http::field::access_control_allow_headers, asked);
+  }
+  response.set(http::field::access_control_max_age, "86400");
+  return response;
+}
+
+service::Credentials CredentialsOf(const Request& request, const FormPairs& query) {
+  service::Credentials credentials;
+  if (const auto basic = ParseBasicAuth(request[http::field::authorization])) {
+    credentials.has_basic = true;
+    credentials.basic_user = basic->first;
+    credentials.basic_password = basic->second;
+  }
+  credentials.api_key = std::string(ingest::FindFormValue(query, "api_key").value_or(""));
+  credentials.project_id = std::string(ingest::FindFormValue(query, "project_id").value_or(""));
+  return credentials;
+}
+
+Response HandleMixpanel(Route route, const Request& request, const std::string& client_ip,
+                        const Settings& settings, service::Service& service) {
+  auto query = ingest::ParseForm(QueryOf(request.target()));
+  if (!query.ok()) {
+    return ErrorResponse(request, query.status());
+  }
+  ReplyStyle style;
+  style.verbose = Flag(*query, "verbose");
+  style.strict = Flag(*query, "strict");
+  style.img = Flag(*query, "img");
+  style.callback = std::string(ingest::FindFormValue(*query, "callback").value_or(""));
+  if (!style.callback.empty() && !IsValidJsonpCallback(style.callback)) {
+    return ErrorResponse(request, Status::InvalidArgument(
+                                      "callback: must be a JavaScript identifier path of at "
+                                      "most 128 characters"));
+  }
+  Result<service::IngestOutcome> result = Status::InvalidArgument("unset");
+  auto payload = RequestPayload(request, settings);
+  if (!payload.ok()) {
+    result = payload.status();
+  } else {
+    service::IngestRequest ingest_request;
+    ingest_request.route = MixpanelRouteOf(route);
+    ingest_request.payload = *payload;
+    ingest_request.credentials = CredentialsOf(request, *query);
+    ingest_request.strict = style.strict;
+    ingest_request.use_client_ip = Flag(*query, "ip");
+    ingest_request.client_ip = client_ip;
+    result = service.IngestMixpanel(ingest_request);
+  }
+  Response response = style.strict ? StrictReply(request, result)
+                                   : PlainReply(request, result, style);
+  AddIngestCors(request, &response);
+  return response;
+}
+
+Response HandleHealth(const Request& request, bool stopping) {
+  if (stopping) {
+    return MakeResponse(request, 503, "text/plain", "stopping\n");
+  }
+  return MakeResponse(request, 200, "text/plain", "ok\n");
+}
+
+Response HandleMetrics(const Request& request, const Metrics& metrics, service::Service& service) {
+  return MakeResponse(request, 200, "text/plain; version=0.0.4",
+                      metrics.Render(service.GetMetrics(), service.GetStoreStats()));
+}
+
+Result<std::pair<service::Project, service::ExportOptions>> ParseExport(
+    const Request& request, service::Service& service) {
+  MP_ASSIGN_OR_RETURN(const FormPairs query, ingest::ParseForm(QueryOf(request.target())));
+  MP_ASSIGN_OR_RETURN(const service::Project project,
+                      service.Authenticate(CredentialsOf(request, query)));
+  service::ExportOptions options;
+  const auto from_date = ingest::FindFormValue(query, "from_date");
+  const auto to_date = ingest::FindFormValue(query, "to_date");
+  if (!from_date.has_value() || !to_date.has_value()) {
+    return Status::InvalidArgument("from_date and to_date: both are required (YYYY-MM-DD)");
+  }
+  if (ingest::FindFormValue(query, "where").has_value()) {
+    return Status::InvalidArgument("where: expression filters are not supported yet");
+  }
+  options.from_date = *from_date;
+  options.to_date = *to_date;
+  options.event_names_json = std::string(ingest::FindFormValue(query, "event").value_or(""));
+  if (const auto distinct_id = ingest::FindFormValue(query, "distinct_id")) {
+    options.distinct_id = std::string(*distinct_id);
+  }
+  if (const auto limit = ingest::FindFormValue(query, "limit")) {
+    const char* end = limit->data() + limit->size();
+    if (std::from_chars(limit->data(), end, options.limit).ptr != end || options.limit == 0) {
+      return Status::InvalidArgument("limit: must be a positive integer");
+    }
+  }
+  return std::make_pair(project, std::move(options));
+}
+
+}  // namespace minpanel::server

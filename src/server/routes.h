@@ -1,0 +1,63 @@
+// Request handlers of the HTTP face. Internal to the server module. The
+// handlers are pure with respect to the server (they call the Service and
+// build a response) and run on worker threads.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include <boost/beast/http.hpp>
+
+#include "server/http_util.h"
+#include "server/metrics.h"
+#include "service/config.h"
+#include "service/service.h"
+
+namespace minpanel::server {
+
+using Request = boost::beast::http::request<boost::beast::http::string_body>;
+using Response = boost::beast::http::response<boost::beast::http::string_body>;
+
+enum class Route { kTrack, kEngage, kGroups, kImport, kExport, kHealth, kMetrics, kRoot, kUnknown };
+
+// What may change on SIGHUP, swapped as a whole.
+struct Settings {
+  service::Config config;
+  TrustedProxies trusted_proxies;
+};
+
+// The route of a target's path; a trailing slash is ignored.
+Route ClassifyTarget(std::string_view target);
+std::string_view RouteLabel(Route route);
+bool IsIngestRoute(Route route);
+
+// A response with the given status, content type and body, keep-alive as
+// the request asked.
+Response MakeResponse(const Request& request, unsigned status, std::string_view content_type,
+                      std::string body);
+// A JSON error {"error": message} with the status Status maps to.
+Response ErrorResponse(const Request& request, const Status& status);
+unsigned HttpStatusFor(const Status& status);
+
+// CORS for the browser SDKs: echo the Origin with credentials (ingest
+// routes only) and answer preflights.
+void AddIngestCors(const Request& request, Response* response);
+Response PreflightResponse(const Request& request);
+
+// The Mixpanel ingestion routes, from raw request to reply.
+Response HandleMixpanel(Route route, const Request& request, const std::string& client_ip,
+                        const Settings& settings, service::Service& service);
+
+Response HandleHealth(const Request& request, bool stopping);
+Response HandleMetrics(const Request& request, const Metrics& metrics, service::Service& service);
+
+// Parses the export request; on success the caller streams it.
+Result<std::pair<service::Project, service::ExportOptions>> ParseExport(
+    const Request& request, service::Service& service);
+
+// The request's credentials: Basic auth, api_key and project_id.
+service::Credentials CredentialsOf(const Request& request,
+                                   const std::vector<std::pair<std::string, std::string>>& query);
+
+}  // namespace minpanel::server

@@ -1,0 +1,588 @@
+#include "server/server.h"
+
+#include <csignal>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+#include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <spdlog/spdlog.h>
+
+#include "server/routes.h"
+
+namespace minpanel::server {
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace net = boost::asio;
+namespace ssl = net::ssl;
+using tcp = net::ip::tcp;
+
+namespace {
+
+constexpr auto kShutdownDeadline = std::chrono::seconds(30);
+constexpr auto kShutdownPoll = std::chrono::milliseconds(20);
+
+Result<std::shared_ptr<ssl::context>> LoadTls(const service::TlsConfig& tls) {
+  if (tls.cert_file.empty()) {
+    return std::shared_ptr<ssl::context>();
+  }
+  auto context = std::make_shared<ssl::context>(ssl::context::tls_server);
+  boost::system::error_code error;
+  context->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                           ssl::context::no_sslv3 | ssl::context::no_tlsv1 |
+                           ssl::context::no_tlsv1_1 | ssl::context::single_dh_use,
+                       error);
+  if (!error) {
+    context->use_certificate_chain_file(tls.cert_file, error);
+  }
+  if (error) {
+    return Status::InvalidArgument("tls.cert_file " + tls.cert_file + ": " + error.message());
+  }
+  context->use_private_key_file(tls.key_file, ssl::context::pem, error);
+  if (error) {
+    return Status::InvalidArgument("tls.key_file " + tls.key_file + ": " + error.message());
+  }
+  return context;
+}
+
+Result<tcp::endpoint> ParseListen(const std::string& listen) {
+  const size_t colon = listen.rfind(':');
+  if (colon == std::string::npos) {
+    return Status::InvalidArgument("listen: expected HOST:PORT, got '" + listen + "'");
+  }
+  std::string host = listen.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  boost::system::error_code error;
+  const auto address = net::ip::make_address(host, error);
+  int port = -1;
+  try {
+    port = std::stoi(listen.substr(colon + 1));
+  } catch (const std::exception&) {
+  }
+  if (error || port <= 0 || port > 65535) {
+    return Status::InvalidArgument("listen: expected an IP address and a port 1-65535, got '" +
+                                   listen + "'");
+  }
+  return tcp::endpoint(address, static_cast<uint16_t>(port));
+}
+
+Result<std::shared_ptr<const Settings>> MakeSettings(const service::Config& config) {
+  MP_RETURN_IF_ERROR(service::ValidateConfig(config));
+  MP_ASSIGN_OR_RETURN(TrustedProxies proxies, TrustedProxies::Parse(config.trusted_proxies));
+  return std::shared_ptr<const Settings>(new Settings{config, std::move(proxies)});
+}
+
+}  // namespace
+
+// Live sessions, so that shutdown can close the idle ones.
+class SessionBase {
+ public:
+  virtual ~SessionBase() = default;
+  virtual void CloseIfIdle() = 0;
+};
+
+class Server::Impl {
+ public:
+  Impl(service::Service* service, ConfigLoader reload, std::shared_ptr<const Settings> settings,
+       std::shared_ptr<ssl::context> tls)
+      : service_(service),
+        reload_(std::move(reload)),
+        settings_(std::move(settings)),
+        tls_(std::move(tls)),
+        acceptor_(io_),
+        signals_(io_, SIGINT, SIGTERM, SIGHUP),
+        workers_(settings_->config.worker_threads) {}
+
+  Status Listen(const tcp::endpoint& endpoint);
+  Status Run();
+  void Stop() {
+    net::post(io_, [this] { BeginShutdown(); });
+  }
+  uint16_t port() const { return port_; }
+
+  std::shared_ptr<const Settings> settings() const {
+    std::lock_guard lock(settings_mutex_);
+    return settings_;
+  }
+  std::shared_ptr<ssl::context> tls() const {
+    std::lock_guard lock(settings_mutex_);
+    return tls_;
+  }
+  service::Service& service() { return *service_; }
+  Metrics& metrics() { return metrics_; }
+  net::thread_pool& workers() { return workers_; }
+  bool stopping() const { return stopping_.load(); }
+
+  void Register(SessionBase* session, std::weak_ptr<SessionBase> weak) {
+    std::lock_guard lock(sessions_mutex_);
+    sessions_[session] = std::move(weak);
+  }
+  void Unregister(SessionBase* session) {
+    std::lock_guard lock(sessions_mutex_);
+    sessions_.erase(session);
+  }
+
+ private:
+  void Accept();
+  void OnSignal(int signal_number);
+  void Reload();
+  void BeginShutdown();
+  void WaitForSessions(std::chrono::steady_clock::time_point deadline);
+
+  service::Service* service_;
+  ConfigLoader reload_;
+  mutable std::mutex settings_mutex_;
+  std::shared_ptr<const Settings> settings_;
+  std::shared_ptr<ssl::context> tls_;
+  net::io_context io_;
+  tcp::acceptor acceptor_;
+  net::signal_set signals_;
+  net::thread_pool workers_;
+  Metrics metrics_;
+  std::atomic<bool> stopping_{false};
+  uint16_t port_ = 0;
+  std::mutex sessions_mutex_;
+  std::unordered_map<SessionBase*, std::weak_ptr<SessionBase>> sessions_;
+  std::unique_ptr<net::steady_timer> shutdown_timer_;
+};
+
+// One client connection. Reads one request at a time (so pipelined requests
+// are answered in order), hands ingest and export to the worker pool, and
+// writes the response from the connection's strand.
+template <class Stream>
+class Session final : public SessionBase, public std::enable_shared_from_this<Session<Stream>> {
+ public:
+  Session(Server::Impl& server, tcp::socket socket)
+    requires std::is_same_v<Stream, beast::tcp_stream>
+      : server_(server), stream_(std::move(socket)) {}
+  Session(Server::Impl& server, tcp::socket socket, ssl::context& context)
+    requires(!std::is_same_v<Stream, beast::tcp_stream>)
+      : server_(server), stream_(std::move(socket), context) {}
+
+  ~Session() override {
+    server_.Unregister(this);
+    server_.metrics().ConnectionClosed();
+  }
+
+  void Start() {
+    server_.metrics().ConnectionOpened();
+    server_.Register(this, this->weak_from_this());
+    boost::system::error_code error;
+    const auto remote = beast::get_lowest_layer(stream_).socket().remote_endpoint(error);
+    peer_ = error ? std::string() : remote.address().to_string();
+    net::dispatch(stream_.get_executor(), [self = this->shared_from_this()] {
+      if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
+        self->Read();
+      } else {
+        self->Handshake();
+      }
+    });
+  }
+
+  void CloseIfIdle() override {
+    net::post(stream_.get_executor(), [self = this->shared_from_this()] {
+      if (self->idle_) {
+        boost::system::error_code error;
+        beast::get_lowest_layer(self->stream_).socket().close(error);
+      }
+    });
+  }
+
+ private:
+  void Handshake() {
+    const auto limits = server_.settings()->config.limits;
+    beast::get_lowest_layer(stream_).expires_after(
+        std::chrono::milliseconds(limits.request_timeout_ms));
+    stream_.async_handshake(ssl::stream_base::server,
+                            [self = this->shared_from_this()](boost::system::error_code error) {
+                              if (!error) {
+                                self->Read();
+                              }
+                            });
+  }
+
+  void Read() {
+    if (server_.stopping()) {
+      Close();
+      return;
+    }
+    const auto limits = server_.settings()->config.limits;
+    parser_.emplace();
+    parser_->body_limit(limits.body_bytes_max);
+    parser_->header_limit(static_cast<uint32_t>(limits.header_bytes_max));
+    idle_ = buffer_.size() == 0;
+    beast::get_lowest_layer(stream_).expires_after(
+        std::chrono::milliseconds(limits.idle_timeout_ms));
+    http::async_read(stream_, buffer_, *parser_,
+                     [self = this->shared_from_this()](boost::system::error_code error, size_t) {
+                       self->OnRead(error);
+                     });
+  }
+
+  void OnRead(boost::system::error_code error) {
+    idle_ = false;
+    if (error == http::error::body_limit || error == http::error::header_limit) {
+      const bool body = error == http::error::body_limit;
+      const auto limits = server_.settings()->config.limits;
+      Request request;
+      request.version(11);
+      request.keep_alive(false);
+      const std::string message =
+          body ? "body: over the limit of " + std::to_string(limits.body_bytes_max) + " bytes"
+               : "headers: over the limit of " + std::to_string(limits.header_bytes_max) +
+                     " bytes";
+      Response response = ErrorResponse(request, Status::ResourceExhausted(message));
+      if (!body) {
+        response.result(http::status::request_header_fields_too_large);
+      }
+      Write(std::move(response));
+      return;
+    }
+    if (error) {
+      Close();
+      return;
+    }
+    request_ = parser_->release();
+    Dispatch();
+  }
+
+  void Dispatch() {
+    const Route route = ClassifyTarget(request_.target());
+    const auto method = request_.method();
+    if (route == Route::kHealth || route == Route::kMetrics || route == Route::kRoot ||
+        route == Route::kUnknown || method == http::verb::options) {
+      Write(HandleInline(route));
+      return;
+    }
+    const bool read_method = method == http::verb::get || method == http::verb::head;
+    if (!(read_method || (IsIngestRoute(route) && method == http::verb::post))) {
+      Write(ErrorResponse(request_, Status::InvalidArgument(
+                                        "method: " + std::string(request_.method_string()) +
+                                        " is not allowed on " + std::string(RouteLabel(route)))));
+      return;
+    }
+    beast::get_lowest_layer(stream_).expires_never();
+    net::post(server_.workers(), [self = this->shared_from_this(), route] {
+      if (route == Route::kExport) {
+        self->StreamExport();
+        return;
+      }
+      auto response = std::make_shared<Response>(HandleMixpanel(
+          route, self->request_, self->ClientIp(), *self->server_.settings(),
+          self->server_.service()));
+      net::post(self->stream_.get_executor(),
+                [self, response] { self->Write(std::move(*response)); });
+    });
+  }
+
+  Response HandleInline(Route route) {
+    if (request_.method() == http::verb::options) {
+      if (IsIngestRoute(route)) {
+        return PreflightResponse(request_);
+      }
+      return ErrorResponse(request_,
+                           Status::NotFound("OPTIONS: no cross-origin access to this route"));
+    }
+    switch (route) {
+      case Route::kHealth:
+        return HandleHealth(request_, server_.stopping());
+      case Route::kMetrics:
+        return HandleMetrics(request_, server_.metrics(), server_.service());
+      case Route::kRoot:
+        return MakeResponse(request_, 200, "text/plain",
+                            "minpanel: send events to /track, /engage, /groups or /import; read "
+                            "them from /api/2.0/export\n");
+      default:
+        return ErrorResponse(request_, Status::NotFound("no route for " +
+                                                        std::string(request_.target().substr(
+                                                            0, request_.target().find('?')))));
+    }
+  }
+
+  std::string ClientIp() const {
+    return ClientAddress(peer_, request_["X-Forwarded-For"],
+                         request_["Forwarded"], server_.settings()->trusted_proxies);
+  }
+
+  // Runs on a worker: the connection has no other operation pending while
+  // the export streams with synchronous chunked writes.
+  void StreamExport() {
+    auto parsed = ParseExport(request_, server_.service());
+    if (!parsed.ok()) {
+      auto response = std::make_shared<Response>(ErrorResponse(request_, parsed.status()));
+      net::post(stream_.get_executor(),
+                [self = this->shared_from_this(), response] { self->Write(std::move(*response)); });
+      return;
+    }
+    boost::system::error_code error;
+    bool header_sent = false;
+    const auto send_header = [&] {
+      http::response<http::empty_body> header{http::status::ok, request_.version()};
+      header.set(http::field::server, "minpanel");
+      header.set(http::field::content_type, "application/x-ndjson; charset=utf-8");
+      header.keep_alive(request_.keep_alive());
+      header.chunked(true);
+      http::response_serializer<http::empty_body> serializer{header};
+      http::write_header(stream_, serializer, error);
+      header_sent = true;
+    };
+    const auto sink = [&](std::string_view chunk) {
+      if (!header_sent) {
+        send_header();
+      }
+      if (!error) {
+        net::write(stream_, http::make_chunk(net::const_buffer(chunk.data(), chunk.size())),
+                   error);
+      }
+      return !error;
+    };
+    auto summary = server_.service().Export(parsed->first, parsed->second, sink);
+    if (!summary.ok() && !header_sent) {
+      auto response = std::make_shared<Response>(ErrorResponse(request_, summary.status()));
+      net::post(stream_.get_executor(),
+                [self = this->shared_from_this(), response] { self->Write(std::move(*response)); });
+      return;
+    }
+    if (!summary.ok()) {
+      // The status line has gone out: only an unterminated body can say so.
+      spdlog::error("export failed mid-stream: {}", summary.status().ToString());
+      error = net::error::connection_aborted;
+    }
+    if (!header_sent && !error) {
+      send_header();
+    }
+    if (!error) {
+      net::write(stream_, http::make_chunk_last(), error);
+    }
+    server_.metrics().CountRequest(RouteLabel(Route::kExport), error ? 500 : 200, 0);
+    const bool keep_alive = !error && request_.keep_alive();
+    net::post(stream_.get_executor(), [self = this->shared_from_this(), keep_alive] {
+      keep_alive ? self->Read() : self->Close();
+    });
+  }
+
+  void Write(Response response) {
+    if (server_.stopping()) {
+      response.keep_alive(false);
+    }
+    const Route route = ClassifyTarget(request_.target());
+    server_.metrics().CountRequest(RouteLabel(route), response.result_int(),
+                                   request_.body().size());
+    if (server_.settings()->config.access_log) {
+      spdlog::info("{} {} {}", std::string(request_.method_string()),
+                   MaskSecrets(request_.target()), response.result_int());
+    }
+    response_ = std::move(response);
+    const auto limits = server_.settings()->config.limits;
+    beast::get_lowest_layer(stream_).expires_after(
+        std::chrono::milliseconds(limits.request_timeout_ms));
+    http::async_write(stream_, response_,
+                      [self = this->shared_from_this()](boost::system::error_code error, size_t) {
+                        self->OnWrite(error);
+                      });
+  }
+
+  void OnWrite(boost::system::error_code error) {
+    const bool keep_alive = response_.keep_alive();
+    response_ = {};
+    request_ = {};
+    if (error || !keep_alive) {
+      Close();
+      return;
+    }
+    Read();
+  }
+
+  void Close() {
+    boost::system::error_code error;
+    auto& socket = beast::get_lowest_layer(stream_).socket();
+    socket.shutdown(tcp::socket::shutdown_send, error);
+    socket.close(error);
+  }
+
+  Server::Impl& server_;
+  Stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  Request request_;
+  Response response_;
+  std::string peer_;
+  bool idle_ = false;
+};
+
+Status Server::Impl::Listen(const tcp::endpoint& endpoint) {
+  boost::system::error_code error;
+  acceptor_.open(endpoint.protocol(), error);
+  if (!error) {
+    acceptor_.set_option(net::socket_base::reuse_address(true), error);
+  }
+  if (!error) {
+    acceptor_.bind(endpoint, error);
+  }
+  if (!error) {
+    acceptor_.listen(net::socket_base::max_listen_connections, error);
+  }
+  if (error) {
+    return Status::Unavailable("listen on " + endpoint.address().to_string() + ":" +
+                               std::to_string(endpoint.port()) + ": " + error.message());
+  }
+  port_ = acceptor_.local_endpoint().port();
+  return Status::Ok();
+}
+
+void Server::Impl::Accept() {
+  acceptor_.async_accept(net::make_strand(io_), [this](boost::system::error_code error,
+                                                      tcp::socket socket) {
+    if (error) {
+      if (error != net::error::operation_aborted) {
+        spdlog::warn("accept: {}", error.message());
+        Accept();
+      }
+      return;
+    }
+    const auto current = settings();
+    if (metrics_.connections_open() >= static_cast<int64_t>(current->config.limits.connections_max)) {
+      spdlog::warn("connection refused: limits.connections_max ({}) reached",
+                   current->config.limits.connections_max);
+      socket.close(error);
+    } else if (auto context = tls()) {
+      std::make_shared<Session<beast::ssl_stream<beast::tcp_stream>>>(*this, std::move(socket),
+                                                                       *context)
+          ->Start();
+    } else {
+      std::make_shared<Session<beast::tcp_stream>>(*this, std::move(socket))->Start();
+    }
+    Accept();
+  });
+}
+
+void Server::Impl::OnSignal(int signal_number) {
+  if (signal_number == SIGHUP) {
+    Reload();
+    signals_.async_wait([this](boost::system::error_code error, int number) {
+      if (!error) {
+        OnSignal(number);
+      }
+    });
+    return;
+  }
+  spdlog::info("signal {}: stopping (finishing in-flight requests)", signal_number);
+  BeginShutdown();
+}
+
+void Server::Impl::Reload() {
+  auto config = reload_ ? reload_() : Result<service::Config>(settings()->config);
+  Result<std::shared_ptr<const Settings>> settings =
+      config.ok() ? MakeSettings(*config) : Result<std::shared_ptr<const Settings>>(config.status());
+  Result<std::shared_ptr<ssl::context>> tls =
+      settings.ok() ? LoadTls((*settings)->config.tls) : settings.status();
+  if (!tls.ok()) {
+    spdlog::error("reload refused, keeping the running configuration: {}", tls.status().message());
+    return;
+  }
+  if ((*settings)->config.listen != settings_->config.listen ||
+      (*settings)->config.data_folder != settings_->config.data_folder) {
+    spdlog::warn("reload: listen and data_folder change only on restart");
+  }
+  {
+    std::lock_guard lock(settings_mutex_);
+    settings_ = *settings;
+    if (*tls || !settings_->config.tls.cert_file.empty()) {
+      tls_ = *tls;
+    }
+  }
+  const Status projects = service_->Reload();
+  if (!projects.ok()) {
+    spdlog::error("reload of projects failed: {}", projects.ToString());
+    return;
+  }
+  spdlog::info("reloaded configuration, certificates and projects");
+}
+
+void Server::Impl::BeginShutdown() {
+  if (stopping_.exchange(true)) {
+    return;
+  }
+  boost::system::error_code error;
+  acceptor_.close(error);
+  signals_.cancel(error);
+  {
+    std::lock_guard lock(sessions_mutex_);
+    for (auto& [raw, weak] : sessions_) {
+      if (auto session = weak.lock()) {
+        session->CloseIfIdle();
+      }
+    }
+  }
+  shutdown_timer_ = std::make_unique<net::steady_timer>(io_);
+  WaitForSessions(std::chrono::steady_clock::now() + kShutdownDeadline);
+}
+
+void Server::Impl::WaitForSessions(std::chrono::steady_clock::time_point deadline) {
+  if (metrics_.connections_open() == 0 || std::chrono::steady_clock::now() >= deadline) {
+    io_.stop();
+    return;
+  }
+  {
+    // Sessions that became idle since the last look are closed too.
+    std::lock_guard lock(sessions_mutex_);
+    for (auto& [raw, weak] : sessions_) {
+      if (auto session = weak.lock()) {
+        session->CloseIfIdle();
+      }
+    }
+  }
+  shutdown_timer_->expires_after(kShutdownPoll);
+  shutdown_timer_->async_wait([this, deadline](boost::system::error_code) {
+    WaitForSessions(deadline);
+  });
+}
+
+Status Server::Impl::Run() {
+  signals_.async_wait([this](boost::system::error_code error, int number) {
+    if (!error) {
+      OnSignal(number);
+    }
+  });
+  Accept();
+  const uint32_t thread_count = settings()->config.io_threads;
+  std::vector<std::thread> threads;
+  for (uint32_t thread_idx = 1; thread_idx < thread_count; ++thread_idx) {
+    threads.emplace_back([this] { io_.run(); });
+  }
+  io_.run();
+  for (std::thread& thread : threads) {
+    thread.join();
+  }
+  workers_.join();
+  return service_->Close();
+}
+
+Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Server::~Server() = default;
+
+Result<std::unique_ptr<Server>> Server::Start(const service::Config& config,
+                                              service::Service* service, ConfigLoader reload) {
+  MP_ASSIGN_OR_RETURN(std::shared_ptr<const Settings> settings, MakeSettings(config));
+  MP_ASSIGN_OR_RETURN(std::shared_ptr<ssl::context> tls, LoadTls(config.tls));
+  MP_ASSIGN_OR_RETURN(const tcp::endpoint endpoint, ParseListen(config.listen));
+  // A file-size limit (RLIMIT_FSIZE) must fail the write with EFBIG, which
+  // the store reports, instead of killing the process.
+  std::signal(SIGXFSZ, SIG_IGN);
+  std::signal(SIGPIPE, SIG_IGN);
+  auto impl = std::make_unique<Impl>(service, std::move(reload), settings, std::move(tls));
+  MP_RETURN_IF_ERROR(impl->Listen(endpoint));
+  return std::unique_ptr<Server>(new Server(std::move(impl)));
+}
+
+Status Server::Run() { return impl_->Run(); }
+void Server::Stop() { impl_->Stop(); }
+uint16_t Server::port() const { return impl_->port(); }
+
+}  // namespace minpanel::server

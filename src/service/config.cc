@@ -1,0 +1,194 @@
+#include "service/config.h"
+
+#include <arpa/inet.h>
+
+#include <set>
+
+#include <toml++/toml.h>
+
+namespace minpanel::service {
+namespace {
+
+constexpr int64_t kDedupWindowMsMax = 90LL * 24 * 3600 * 1000;
+constexpr uint64_t kBodyBytesLimit = 1ULL << 30;
+
+Status UnknownKeys(const toml::table& table, const std::set<std::string>& known,
+                   const std::string& section) {
+  for (const auto& [key, value] : table) {
+    if (!known.contains(std::string(key.str()))) {
+      return Status::InvalidArgument("config: unknown key '" + section + std::string(key.str()) +
+                                     "'");
+    }
+  }
+  return Status::Ok();
+}
+
+template <typename T>
+Status ReadInteger(const toml::table& table, const char* key, const std::string& section,
+                   T* out) {
+  const toml::node* node = table.get(key);
+  if (node == nullptr) {
+    return Status::Ok();
+  }
+  const auto value = node->value<int64_t>();
+  if (!value.has_value() || *value < 0) {
+    return Status::InvalidArgument("config: '" + section + key + "' must be a non-negative integer");
+  }
+  *out = static_cast<T>(*value);
+  return Status::Ok();
+}
+
+Status ReadString(const toml::table& table, const char* key, const std::string& section,
+                  std::string* out) {
+  const toml::node* node = table.get(key);
+  if (node == nullptr) {
+    return Status::Ok();
+  }
+  const auto value = node->value<std::string>();
+  if (!value.has_value()) {
+    return Status::InvalidArgument("config: '" + section + key + "' must be a string");
+  }
+  *out = *value;
+  return Status::Ok();
+}
+
+Status ReadLimits(const toml::table& table, Limits* limits) {
+  MP_RETURN_IF_ERROR(UnknownKeys(table,
+                                 {"body_bytes_max", "decompressed_bytes_max",
+                                  "decompression_ratio_max", "header_bytes_max", "connections_max",
+                                  "request_timeout_ms", "idle_timeout_ms", "export_rows_max"},
+                                 "limits."));
+  const std::string section = "limits.";
+  MP_RETURN_IF_ERROR(ReadInteger(table, "body_bytes_max", section, &limits->body_bytes_max));
+  MP_RETURN_IF_ERROR(
+      ReadInteger(table, "decompressed_bytes_max", section, &limits->decompressed_bytes_max));
+  MP_RETURN_IF_ERROR(
+      ReadInteger(table, "decompression_ratio_max", section, &limits->decompression_ratio_max));
+  MP_RETURN_IF_ERROR(ReadInteger(table, "header_bytes_max", section, &limits->header_bytes_max));
+  MP_RETURN_IF_ERROR(ReadInteger(table, "connections_max", section, &limits->connections_max));
+  MP_RETURN_IF_ERROR(
+      ReadInteger(table, "request_timeout_ms", section, &limits->request_timeout_ms));
+  MP_RETURN_IF_ERROR(ReadInteger(table, "idle_timeout_ms", section, &limits->idle_timeout_ms));
+  return ReadInteger(table, "export_rows_max", section, &limits->export_rows_max);
+}
+
+Status ReadTop(const toml::table& root, Config* config) {
+  MP_RETURN_IF_ERROR(UnknownKeys(root,
+                                 {"listen", "data_folder", "key_folder", "trusted_proxies", "tls",
+                                  "limits", "dedup_window_hours", "dedup_entries_max",
+                                  "io_threads", "worker_threads", "log_level", "access_log"},
+                                 ""));
+  MP_RETURN_IF_ERROR(ReadString(root, "listen", "", &config->listen));
+  MP_RETURN_IF_ERROR(ReadString(root, "data_folder", "", &config->data_folder));
+  MP_RETURN_IF_ERROR(ReadString(root, "key_folder", "", &config->key_folder));
+  MP_RETURN_IF_ERROR(ReadString(root, "log_level", "", &config->log_level));
+  int64_t dedup_window_hours = config->dedup_window_ms / 3'600'000;
+  MP_RETURN_IF_ERROR(ReadInteger(root, "dedup_window_hours", "", &dedup_window_hours));
+  config->dedup_window_ms = dedup_window_hours * 3'600'000;
+  MP_RETURN_IF_ERROR(ReadInteger(root, "dedup_entries_max", "", &config->dedup_entries_max));
+  MP_RETURN_IF_ERROR(ReadInteger(root, "io_threads", "", &config->io_threads));
+  MP_RETURN_IF_ERROR(ReadInteger(root, "worker_threads", "", &config->worker_threads));
+  if (const toml::node* node = root.get("access_log")) {
+    const auto value = node->value<bool>();
+    if (!value.has_value()) {
+      return Status::InvalidArgument("config: 'access_log' must be true or false");
+    }
+    config->access_log = *value;
+  }
+  if (const toml::node* node = root.get("trusted_proxies")) {
+    const toml::array* proxies = node->as_array();
+    if (proxies == nullptr) {
+      return Status::InvalidArgument("config: 'trusted_proxies' must be an array of strings");
+    }
+    for (const toml::node& proxy : *proxies) {
+      const auto text = proxy.value<std::string>();
+      if (!text.has_value()) {
+        return Status::InvalidArgument("config: 'trusted_proxies' must be an array of strings");
+      }
+      config->trusted_proxies.push_back(*text);
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<Config> LoadConfigFile(const std::string& path) {
+  toml::table root;
+  try {
+    root = toml::parse_file(path);
+  } catch (const toml::parse_error& error) {
+    return Status::InvalidArgument("config " + path + ": " + std::string(error.description()) +
+                                   " at line " + std::to_string(error.source().begin.line));
+  }
+  Config config;
+  MP_RETURN_IF_ERROR(ReadTop(root, &config));
+  if (const toml::table* tls = root["tls"].as_table()) {
+    MP_RETURN_IF_ERROR(UnknownKeys(*tls, {"cert_file", "key_file"}, "tls."));
+    MP_RETURN_IF_ERROR(ReadString(*tls, "cert_file", "tls.", &config.tls.cert_file));
+    MP_RETURN_IF_ERROR(ReadString(*tls, "key_file", "tls.", &config.tls.key_file));
+  }
+  if (const toml::table* limits = root["limits"].as_table()) {
+    MP_RETURN_IF_ERROR(ReadLimits(*limits, &config.limits));
+  }
+  return config;
+}
+
+std::string KeyFolder(const Config& config) {
+  if (!config.key_folder.empty()) {
+    return config.key_folder;
+  }
+  std::string folder = config.data_folder;
+  while (folder.size() > 1 && folder.back() == '/') {
+    folder.pop_back();
+  }
+  return folder + ".keys";
+}
+
+Status ValidateConfig(const Config& config) {
+  if (config.data_folder.empty()) {
+    return Status::InvalidArgument("config: 'data_folder' must not be empty");
+  }
+  const std::string keys = KeyFolder(config);
+  const std::string data = config.data_folder + "/";
+  if ((keys + "/").starts_with(data)) {
+    return Status::InvalidArgument("config: 'key_folder' must be outside 'data_folder', so that a "
+                                   "copy of the data alone cannot be reversed");
+  }
+  if (config.tls.cert_file.empty() != config.tls.key_file.empty()) {
+    return Status::InvalidArgument("config: 'tls.cert_file' and 'tls.key_file' go together");
+  }
+  const Limits& limits = config.limits;
+  if (limits.body_bytes_max < 1024 || limits.body_bytes_max > kBodyBytesLimit) {
+    return Status::InvalidArgument("config: 'limits.body_bytes_max' must be 1 KiB to 1 GiB");
+  }
+  if (limits.decompressed_bytes_max < 1024 || limits.decompressed_bytes_max > kBodyBytesLimit) {
+    return Status::InvalidArgument(
+        "config: 'limits.decompressed_bytes_max' must be 1 KiB to 1 GiB");
+  }
+  if (limits.decompression_ratio_max < 2) {
+    return Status::InvalidArgument("config: 'limits.decompression_ratio_max' must be at least 2");
+  }
+  if (limits.header_bytes_max < 1024 || limits.connections_max == 0 ||
+      limits.request_timeout_ms == 0 || limits.idle_timeout_ms == 0) {
+    return Status::InvalidArgument(
+        "config: 'limits.header_bytes_max' must be at least 1 KiB and the connection and timeout "
+        "limits above zero");
+  }
+  if (config.dedup_window_ms <= 0 || config.dedup_window_ms > kDedupWindowMsMax) {
+    return Status::InvalidArgument("config: 'dedup_window_hours' must be 1 to 2160 (90 days)");
+  }
+  if (config.io_threads == 0 || config.io_threads > 64 || config.worker_threads == 0 ||
+      config.worker_threads > 1024) {
+    return Status::InvalidArgument(
+        "config: 'io_threads' must be 1 to 64 and 'worker_threads' 1 to 1024");
+  }
+  static const std::set<std::string> kLevels = {"trace", "debug", "info", "warn", "error", "off"};
+  if (!kLevels.contains(config.log_level)) {
+    return Status::InvalidArgument(
+        "config: 'log_level' must be one of trace, debug, info, warn, error, off");
+  }
+  return Status::Ok();
+}
+
+}  // namespace minpanel::service

@@ -1,0 +1,56 @@
+// Config: every setting an operator may change, read from a TOML file
+// (docs/config.md) and overridden by command-line flags, then checked once
+// at start-up. Immutable once built; a reload builds a new one.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/core.h"
+
+namespace minpanel::service {
+
+// Limits an operator may tune; every request is checked against them.
+struct Limits {
+  uint64_t body_bytes_max = 16ULL << 20;           // a request body as received
+  uint64_t decompressed_bytes_max = 16ULL << 20;   // a body after gzip/deflate
+  uint64_t decompression_ratio_max = 200;          // output/input bytes, against bombs
+  uint64_t header_bytes_max = 64ULL << 10;         // request line and headers (GET data=)
+  uint64_t connections_max = 4096;
+  uint64_t request_timeout_ms = 30'000;            // reading one request
+  uint64_t idle_timeout_ms = 60'000;               // between keep-alive requests
+  uint64_t export_rows_max = 0;                    // 0: exports are not capped
+};
+
+struct TlsConfig {
+  std::string cert_file;  // PEM chain; empty: plain HTTP
+  std::string key_file;   // PEM private key
+};
+
+struct Config {
+  std::string listen = "127.0.0.1:8080";
+  std::string data_folder = "var/data";
+  std::string key_folder;  // empty: "<data_folder>.keys", beside the data folder
+  std::vector<std::string> trusted_proxies;  // addresses or CIDR ranges
+  TlsConfig tls;
+  Limits limits;
+  int64_t dedup_window_ms = 7LL * 24 * 3600 * 1000;
+  uint64_t dedup_entries_max = 20'000'000;
+  uint32_t io_threads = 2;
+  uint32_t worker_threads = 64;  // blocking work: appends waiting for fsync, exports
+  std::string log_level = "info";
+  bool access_log = false;
+};
+
+// Reads a TOML file over the defaults; unknown keys are errors (a typo must
+// not silently leave a default in place).
+Result<Config> LoadConfigFile(const std::string& path);
+
+// Checks every value; the message names the key and the allowed range.
+Status ValidateConfig(const Config& config);
+
+// The key folder in effect (the configured one or the default).
+std::string KeyFolder(const Config& config);
+
+}  // namespace minpanel::service

@@ -1,0 +1,94 @@
+#include "service/config.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+namespace minpanel::service {
+namespace {
+
+class ConfigFileTest : public ::testing::Test {
+ protected:
+  void TearDown() override { std::filesystem::remove(path_); }
+  Result<Config> Load(const std::string& text) {
+    std::ofstream(path_) << text;
+    return LoadConfigFile(path_);
+  }
+  std::string path_ = (std::filesystem::temp_directory_path() /
+                       ("minpanel-config-" + std::to_string(::getpid()) + ".toml"))
+                          .string();
+};
+
+TEST_F(ConfigFileTest, ValuesOverrideDefaults) {
+  auto config = Load(R"(
+listen = "0.0.0.0:9000"
+data_folder = "/srv/minpanel/data"
+key_folder = "/srv/minpanel/keys"
+trusted_proxies = ["10.0.0.0/8", "127.0.0.1"]
+dedup_window_hours = 48
+[tls]
+cert_file = "cert.pem"
+key_file = "key.pem"
+[limits]
+body_bytes_max = 2048
+)");
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->listen, "0.0.0.0:9000");
+  EXPECT_EQ(config->trusted_proxies.size(), 2U);
+  EXPECT_EQ(config->dedup_window_ms, 48LL * 3600 * 1000);
+  EXPECT_EQ(config->limits.body_bytes_max, 2048U);
+  EXPECT_EQ(config->tls.key_file, "key.pem");
+  EXPECT_TRUE(ValidateConfig(*config).ok());
+}
+
+TEST_F(ConfigFileTest, UnknownKeyIsNamed) {
+  auto config = Load("[limits]\nbody_byte_max = 5\n");
+  ASSERT_FALSE(config.ok());
+  EXPECT_NE(config.status().message().find("limits.body_byte_max"), std::string::npos);
+}
+
+TEST_F(ConfigFileTest, WrongTypeIsNamed) {
+  auto config = Load("listen = 8080\n");
+  ASSERT_FALSE(config.ok());
+  EXPECT_NE(config.status().message().find("'listen' must be a string"), std::string::npos);
+}
+
+TEST_F(ConfigFileTest, SyntaxErrorGivesTheLine) {
+  auto config = Load("listen = \"a\"\n[limits\n");
+  ASSERT_FALSE(config.ok());
+  EXPECT_NE(config.status().message().find("line 2"), std::string::npos);
+}
+
+TEST(ConfigTest, KeyFolderInsideDataFolderIsRefused) {
+  Config config;
+  config.data_folder = "/srv/data";
+  config.key_folder = "/srv/data/keys";
+  EXPECT_FALSE(ValidateConfig(config).ok());
+  config.key_folder = "/srv/data-keys";
+  EXPECT_TRUE(ValidateConfig(config).ok());
+}
+
+TEST(ConfigTest, DefaultKeyFolderSitsBesideTheData) {
+  Config config;
+  config.data_folder = "var/data/";
+  EXPECT_EQ(KeyFolder(config), "var/data.keys");
+  EXPECT_TRUE(ValidateConfig(config).ok());
+}
+
+TEST(ConfigTest, LimitsAreRangeChecked) {
+  Config config;
+  config.limits.body_bytes_max = 10;
+  EXPECT_NE(ValidateConfig(config).message().find("limits.body_bytes_max"), std::string::npos);
+  config = Config();
+  config.tls.cert_file = "cert.pem";
+  EXPECT_NE(ValidateConfig(config).message().find("tls.key_file"), std::string::npos);
+  config = Config();
+  config.log_level = "loud";
+  EXPECT_FALSE(ValidateConfig(config).ok());
+}
+
+}  // namespace
+}  // namespace minpanel::service

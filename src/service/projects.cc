@@ -1,0 +1,292 @@
+#include "service/projects.h"
+
+#include <fcntl.h>
+#include <sodium.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <date/tz.h>
+#include <simdjson.h>
+
+#include <mutex>
+
+#include "query/query.h"
+
+namespace minpanel::service {
+namespace {
+
+constexpr std::string_view kFileFormat = "minpanel-projects";
+constexpr int64_t kFileFormatVersion = 1;
+constexpr uint32_t kProjectsFileMode = 0600;
+constexpr size_t kTokenBytes = 16;
+constexpr size_t kSecretBytes = 32;
+
+std::string RandomHex(size_t bytes) {
+  std::string raw(bytes, '\0');
+  randombytes_buf(raw.data(), raw.size());
+  std::string hex(bytes * 2 + 1, '\0');
+  sodium_bin2hex(hex.data(), hex.size(), reinterpret_cast<const uint8_t*>(raw.data()), raw.size());
+  hex.pop_back();
+  return hex;
+}
+
+std::string Sha256Hex(std::string_view text) {
+  uint8_t digest[crypto_hash_sha256_BYTES];
+  crypto_hash_sha256(digest, reinterpret_cast<const uint8_t*>(text.data()), text.size());
+  std::string hex(sizeof(digest) * 2 + 1, '\0');
+  sodium_bin2hex(hex.data(), hex.size(), digest, sizeof(digest));
+  hex.pop_back();
+  return hex;
+}
+
+bool IsValidProjectName(std::string_view name) {
+  if (name.empty() || name.size() > kProjectNameBytesMax) {
+    return false;
+  }
+  for (const char c : name) {
+    const bool allowed = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                         (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';
+    if (!allowed) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// Holds an exclusive flock on a file while alive; serialises writers of
+// projects.json across processes.
+class FileLock {
+ public:
+  explicit FileLock(const std::string& path)
+      : fd_(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600)) {
+    if (fd_ >= 0 && ::flock(fd_, LOCK_EX) != 0) {
+      ::close(fd_);
+      fd_ = -1;
+    }
+  }
+  ~FileLock() {
+    if (fd_ >= 0) {
+      ::close(fd_);  // releases the lock
+    }
+  }
+  FileLock(const FileLock&) = delete;
+  FileLock& operator=(const FileLock&) = delete;
+  bool ok() const { return fd_ >= 0; }
+
+ private:
+  int fd_;
+};
+
+Result<Project> ParseProject(simdjson::dom::element element) {
+  Project project;
+  uint64_t id = 0;
+  std::string_view name, token, secret_hash, time_zone;
+  int64_t created_ms = 0;
+  if (element["id"].get(id) || element["name"].get(name) || element["token"].get(token) ||
+      element["secret_sha256"].get(secret_hash) || element["time_zone"].get(time_zone) ||
+      element["created_ms"].get(created_ms) || id == 0 || id > UINT32_MAX) {
+    return Status::Corruption("projects.json: a project entry lacks a field or has a wrong type");
+  }
+  project.id = static_cast<uint32_t>(id);
+  project.name = name;
+  project.token = token;
+  project.secret_sha256_hex = secret_hash;
+  project.time_zone = time_zone;
+  project.created_ms = created_ms;
+  return project;
+}
+
+}  // namespace
+
+bool IsKnownTimeZone(std::string_view name) {
+  try {
+    return date::locate_zone(name) != nullptr;
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+ProjectRegistry::ProjectRegistry(std::string data_folder, std::shared_ptr<FileSystem> file_system,
+                                 std::shared_ptr<Clock> clock)
+    : path_(data_folder + "/projects.json"),
+      lock_path_(data_folder + "/projects.lock"),
+      file_system_(std::move(file_system)),
+      clock_(std::move(clock)) {}
+
+Result<std::unique_ptr<ProjectRegistry>> ProjectRegistry::Open(
+    std::string data_folder, std::shared_ptr<FileSystem> file_system,
+    std::shared_ptr<Clock> clock) {
+  if (sodium_init() < 0) {
+    return Status::Unavailable("libsodium failed to initialise");
+  }
+  std::unique_ptr<ProjectRegistry> registry(
+      new ProjectRegistry(std::move(data_folder), std::move(file_system), std::move(clock)));
+  MP_RETURN_IF_ERROR(registry->Reload());
+  return registry;
+}
+
+Result<std::vector<Project>> ProjectRegistry::ReadFile() const {
+  if (!file_system_->Exists(path_)) {
+    return std::vector<Project>{};
+  }
+  MP_ASSIGN_OR_RETURN(std::string contents, file_system_->ReadFile(path_));
+  simdjson::dom::parser parser;
+  simdjson::dom::element root;
+  std::string_view format;
+  int64_t version = 0;
+  simdjson::dom::array entries;
+  if (parser.parse(contents).get(root) || root["format"].get(format) || format != kFileFormat ||
+      root["version"].get(version) || root["projects"].get(entries)) {
+    return Status::Corruption(path_ + ": not a minpanel projects file");
+  }
+  if (version > kFileFormatVersion) {
+    return Status::Corruption(path_ + ": format version " + std::to_string(version) +
+                              " is newer than this binary");
+  }
+  std::vector<Project> projects;
+  for (simdjson::dom::element entry : entries) {
+    MP_ASSIGN_OR_RETURN(Project project, ParseProject(entry));
+    projects.push_back(std::move(project));
+  }
+  return projects;
+}
+
+Status ProjectRegistry::WriteFile(const std::vector<Project>& projects) const {
+  std::string text = "{\"format\":\"minpanel-projects\",\"version\":1,\"projects\":[\n";
+  for (size_t project_idx = 0; project_idx < projects.size(); ++project_idx) {
+    const Project& project = projects[project_idx];
+    text += "{\"id\":" + std::to_string(project.id) + ",\"name\":";
+    query::AppendJsonString(project.name, &text);
+    text += ",\"token\":\"" + project.token + "\",\"secret_sha256\":\"" +
+            project.secret_sha256_hex + "\",\"time_zone\":";
+    query::AppendJsonString(project.time_zone, &text);
+    text += ",\"created_ms\":" + std::to_string(project.created_ms) + "}";
+    text += project_idx + 1 < projects.size() ? ",\n" : "\n";
+  }
+  text += "]}\n";
+  return file_system_->WriteFileAtomically(path_, text, kProjectsFileMode);
+}
+
+void ProjectRegistry::Install(std::vector<Project> projects) {
+  std::unique_lock lock(mutex_);
+  projects_ = std::move(projects);
+  by_token_.clear();
+  by_secret_hash_.clear();
+  for (size_t project_idx = 0; project_idx < projects_.size(); ++project_idx) {
+    by_token_[projects_[project_idx].token] = project_idx;
+    by_secret_hash_[projects_[project_idx].secret_sha256_hex] = project_idx;
+  }
+}
+
+Status ProjectRegistry::Reload() {
+  MP_ASSIGN_OR_RETURN(std::vector<Project> projects, ReadFile());
+  Install(std::move(projects));
+  return Status::Ok();
+}
+
+Result<ProjectWithSecret> ProjectRegistry::Create(std::string_view name,
+                                                  std::string_view time_zone) {
+  if (!IsValidProjectName(name)) {
+    return Status::InvalidArgument("project name: 1 to " + std::to_string(kProjectNameBytesMax) +
+                                   " characters of A-Z, a-z, 0-9, '-', '_' or '.'");
+  }
+  if (!IsKnownTimeZone(time_zone)) {
+    return Status::InvalidArgument("time zone: '" + std::string(time_zone) +
+                                   "' is not an IANA time zone known to this machine");
+  }
+  FileLock lock(lock_path_);
+  if (!lock.ok()) {
+    return Status::IoError("cannot lock " + lock_path_);
+  }
+  MP_ASSIGN_OR_RETURN(std::vector<Project> projects, ReadFile());
+  uint32_t next_id = 1;
+  for (const Project& existing : projects) {
+    if (existing.name == name) {
+      return Status::InvalidArgument("project name: '" + std::string(name) + "' exists already");
+    }
+    next_id = std::max(next_id, existing.id + 1);
+  }
+  if (projects.size() >= kProjectsMax) {
+    return Status::ResourceExhausted("projects: the limit is " + std::to_string(kProjectsMax));
+  }
+  ProjectWithSecret created;
+  created.secret = RandomHex(kSecretBytes);
+  created.project = Project{next_id, std::string(name), RandomHex(kTokenBytes),
+                            Sha256Hex(created.secret), std::string(time_zone), clock_->NowMs()};
+  projects.push_back(created.project);
+  MP_RETURN_IF_ERROR(WriteFile(projects));
+  Install(std::move(projects));
+  return created;
+}
+
+Result<ProjectWithSecret> ProjectRegistry::RotateSecret(std::string_view name) {
+  FileLock lock(lock_path_);
+  if (!lock.ok()) {
+    return Status::IoError("cannot lock " + lock_path_);
+  }
+  MP_ASSIGN_OR_RETURN(std::vector<Project> projects, ReadFile());
+  for (Project& project : projects) {
+    if (project.name == name) {
+      ProjectWithSecret rotated;
+      rotated.secret = RandomHex(kSecretBytes);
+      project.secret_sha256_hex = Sha256Hex(rotated.secret);
+      rotated.project = project;
+      MP_RETURN_IF_ERROR(WriteFile(projects));
+      Install(std::move(projects));
+      return rotated;
+    }
+  }
+  return Status::NotFound("project '" + std::string(name) + "' does not exist");
+}
+
+std::vector<Project> ProjectRegistry::List() const {
+  std::shared_lock lock(mutex_);
+  return projects_;
+}
+
+std::optional<Project> ProjectRegistry::FindByName(std::string_view name) const {
+  std::shared_lock lock(mutex_);
+  for (const Project& project : projects_) {
+    if (project.name == name) {
+      return project;
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<Project> ProjectRegistry::FindById(uint32_t id) const {
+  std::shared_lock lock(mutex_);
+  for (const Project& project : projects_) {
+    if (project.id == id) {
+      return project;
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<Project> ProjectRegistry::FindByToken(std::string_view token) const {
+  std::shared_lock lock(mutex_);
+  const auto found = by_token_.find(std::string(token));
+  if (found == by_token_.end()) {
+    return std::nullopt;
+  }
+  return projects_[found->second];
+}
+
+std::optional<Project> ProjectRegistry::FindBySecret(std::string_view secret) const {
+  // The map is keyed by the secret's hash, so a lookup's timing says nothing
+  // about the secret; the final comparison is constant-time anyway.
+  const std::string hash = Sha256Hex(secret);
+  std::shared_lock lock(mutex_);
+  const auto found = by_secret_hash_.find(hash);
+  if (found == by_secret_hash_.end()) {
+    return std::nullopt;
+  }
+  const Project& project = projects_[found->second];
+  if (sodium_memcmp(project.secret_sha256_hex.data(), hash.data(), hash.size()) != 0) {
+    return std::nullopt;
+  }
+  return project;
+}
+
+}  // namespace minpanel::service

@@ -1,0 +1,79 @@
+// ProjectRegistry: the projects of a data folder, kept in
+// <data>/projects.json (docs/formats/projects.md). Each project has a public
+// token (ingest only), a secret stored only as its SHA-256, and an IANA time
+// zone. The file is replaced atomically; a lock file serialises writers
+// across processes (the CLI may create a project while a server runs, which
+// then picks it up on SIGHUP).
+//
+// Thread-safe: lookups take a shared lock, changes an exclusive one.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "core/core.h"
+
+namespace minpanel::service {
+
+inline constexpr size_t kProjectNameBytesMax = 64;
+inline constexpr size_t kProjectsMax = 10000;
+
+struct Project {
+  uint32_t id = 0;
+  std::string name;
+  std::string token;
+  std::string secret_sha256_hex;
+  std::string time_zone = "UTC";
+  int64_t created_ms = 0;
+};
+
+struct ProjectWithSecret {
+  Project project;
+  std::string secret;  // shown once, never stored
+};
+
+class ProjectRegistry {
+ public:
+  static Result<std::unique_ptr<ProjectRegistry>> Open(std::string data_folder,
+                                                       std::shared_ptr<FileSystem> file_system,
+                                                       std::shared_ptr<Clock> clock);
+
+  // Re-reads the file (SIGHUP).
+  Status Reload();
+  Result<ProjectWithSecret> Create(std::string_view name, std::string_view time_zone);
+  Result<ProjectWithSecret> RotateSecret(std::string_view name);
+
+  std::vector<Project> List() const;
+  std::optional<Project> FindByName(std::string_view name) const;
+  std::optional<Project> FindById(uint32_t id) const;
+  std::optional<Project> FindByToken(std::string_view token) const;
+  // The project whose secret this is, compared in constant time.
+  std::optional<Project> FindBySecret(std::string_view secret) const;
+
+ private:
+  ProjectRegistry(std::string data_folder, std::shared_ptr<FileSystem> file_system,
+                  std::shared_ptr<Clock> clock);
+  Result<std::vector<Project>> ReadFile() const;
+  Status WriteFile(const std::vector<Project>& projects) const;
+  void Install(std::vector<Project> projects);
+
+  std::string path_;
+  std::string lock_path_;
+  std::shared_ptr<FileSystem> file_system_;
+  std::shared_ptr<Clock> clock_;
+  mutable std::shared_mutex mutex_;
+  std::vector<Project> projects_;
+  std::unordered_map<std::string, size_t> by_token_;
+  std::unordered_map<std::string, size_t> by_secret_hash_;
+};
+
+// Whether `name` is a valid IANA time zone known to this machine.
+bool IsKnownTimeZone(std::string_view name);
+
+}  // namespace minpanel::service

@@ -1,0 +1,379 @@
+#include "service/service.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <charconv>
+
+#include <date/date.h>
+#include <date/tz.h>
+#include <simdjson.h>
+
+namespace minpanel::service {
+
+struct Service::Counters {
+  std::atomic<uint64_t> events_accepted{0};
+  std::atomic<uint64_t> events_rejected{0};
+  std::atomic<uint64_t> events_duplicate{0};
+  std::atomic<uint64_t> profile_updates_accepted{0};
+  std::atomic<uint64_t> properties_dropped{0};
+  std::atomic<uint64_t> context_fields_discarded{0};
+  std::atomic<uint64_t> export_rows{0};
+};
+
+namespace {
+
+constexpr uint32_t kDataFolderMode = 0700;
+constexpr size_t kImportPayloadBytesMax = 10 * 1000 * 1000;  // Mixpanel: 10 MB uncompressed
+
+Status FirstRecordError(const std::vector<ingest::RecordError>& errors) {
+  const ingest::RecordError& error = errors.front();
+  return Status::InvalidArgument("record " + std::to_string(error.index) + ": " + error.field +
+                                 ": " + error.message);
+}
+
+// Storage failures become Unavailable: the client should retry later.
+Status StorageFailure(const Status& status) {
+  return Status::Unavailable("storage failed, nothing was stored, retry later: " +
+                             status.message());
+}
+
+Result<date::year_month_day> ParseDate(std::string_view text, std::string_view field) {
+  int year = 0;
+  unsigned month = 0;
+  unsigned day = 0;
+  const char* end = text.data() + text.size();
+  const bool shaped = text.size() == 10 && text[4] == '-' && text[7] == '-';
+  if (!shaped || std::from_chars(text.data(), text.data() + 4, year).ptr != text.data() + 4 ||
+      std::from_chars(text.data() + 5, text.data() + 7, month).ptr != text.data() + 7 ||
+      std::from_chars(text.data() + 8, end, day).ptr != end) {
+    return Status::InvalidArgument(std::string(field) + ": expected a date as YYYY-MM-DD");
+  }
+  const date::year_month_day ymd{date::year{year}, date::month{month}, date::day{day}};
+  if (!ymd.ok()) {
+    return Status::InvalidArgument(std::string(field) + ": not a calendar date");
+  }
+  return ymd;
+}
+
+// Milliseconds since the epoch at which `day` starts in `zone`.
+int64_t DayStartMs(date::local_days day, const date::time_zone* zone) {
+  const auto start = zone->to_sys(day, date::choose::earliest);
+  return std::chrono::duration_cast<std::chrono::milliseconds>(start.time_since_epoch()).count();
+}
+
+Result<std::vector<std::string>> ParseEventNames(std::string_view json) {
+  std::vector<std::string> names;
+  if (json.empty()) {
+    return names;
+  }
+  simdjson::dom::parser parser;
+  simdjson::dom::array array;
+  if (parser.parse(json.data(), json.size()).get(array)) {
+    return Status::InvalidArgument("event: expected a JSON array of event names");
+  }
+  for (simdjson::dom::element element : array) {
+    std::string_view name;
+    if (element.get(name)) {
+      return Status::InvalidArgument("event: every item must be a string");
+    }
+    if (names.size() == query::kExportEventNamesMax) {
+      return Status::ResourceExhausted("event: over the limit of " +
+                                       std::to_string(query::kExportEventNamesMax) + " names");
+    }
+    names.emplace_back(name);
+  }
+  return names;
+}
+
+// NDJSON on /import: newline-separated objects become one JSON array.
+std::string NdjsonToArray(std::string_view payload) {
+  std::string array = "[";
+  size_t line_start = 0;
+  while (line_start < payload.size()) {
+    size_t line_end = payload.find('\n', line_start);
+    if (line_end == std::string_view::npos) {
+      line_end = payload.size();
+    }
+    std::string_view line = payload.substr(line_start, line_end - line_start);
+    line_start = line_end + 1;
+    if (line.find_first_not_of(" \t\r") == std::string_view::npos) {
+      continue;
+    }
+    if (array.size() > 1) {
+      array.push_back(',');
+    }
+    array.append(line);
+  }
+  array.push_back(']');
+  return array;
+}
+
+}  // namespace
+
+Service::Service(std::shared_ptr<Clock> clock, int data_lock_fd,
+                 std::unique_ptr<ProjectRegistry> projects,
+                 std::unique_ptr<privacy::KeyStore> keys, std::unique_ptr<store::Engine> engine)
+    : clock_(std::move(clock)),
+      data_lock_fd_(data_lock_fd),
+      projects_(std::move(projects)),
+      keys_(std::move(keys)),
+      engine_(std::move(engine)),
+      counters_(std::make_unique<Counters>()) {}
+
+Service::~Service() {
+  (void)Close();
+  if (data_lock_fd_ >= 0) {
+    ::close(data_lock_fd_);
+  }
+}
+
+Result<std::unique_ptr<ProjectRegistry>> OpenProjects(const Config& config,
+                                                      std::shared_ptr<FileSystem> file_system,
+                                                      std::shared_ptr<Clock> clock) {
+  MP_RETURN_IF_ERROR(file_system->CreateDirectories(config.data_folder, kDataFolderMode));
+  return ProjectRegistry::Open(config.data_folder, std::move(file_system), std::move(clock));
+}
+
+Result<std::unique_ptr<Service>> Service::Open(const Config& config,
+                                               std::shared_ptr<FileSystem> file_system,
+                                               std::shared_ptr<Clock> clock) {
+  MP_RETURN_IF_ERROR(ValidateConfig(config));
+  MP_ASSIGN_OR_RETURN(std::unique_ptr<ProjectRegistry> projects,
+                      OpenProjects(config, file_system, clock));
+  const std::string lock_path = config.data_folder + "/LOCK";
+  const int lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (lock_fd < 0 || ::flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    if (lock_fd >= 0) {
+      ::close(lock_fd);
+    }
+    return Status::Unavailable("data folder " + config.data_folder +
+                               " is in use by another minpanel process (" + lock_path + ")");
+  }
+  auto keys = privacy::KeyStore::Open(KeyFolder(config), file_system);
+  if (!keys.ok()) {
+    ::close(lock_fd);
+    return keys.status();
+  }
+  store::Options store_options;
+  store_options.folder = config.data_folder + "/store";
+  store_options.file_system = file_system;
+  store_options.clock = clock;
+  store_options.dedup_window_ms = config.dedup_window_ms;
+  store_options.dedup_entries_max = config.dedup_entries_max;
+  auto engine = store::OpenEmbeddedEngine(store_options);
+  if (!engine.ok()) {
+    ::close(lock_fd);
+    return engine.status();
+  }
+  return std::unique_ptr<Service>(new Service(std::move(clock), lock_fd, std::move(projects),
+                                              std::move(keys).value(),
+                                              std::move(engine).value()));
+}
+
+Result<privacy::Policy> Service::PolicyFor(const Project& project) {
+  MP_ASSIGN_OR_RETURN(privacy::ProjectKey key, keys_->GetOrCreate(project.id));
+  return privacy::Policy(key);
+}
+
+Result<Id128> Service::Pseudonym(const Project& project, std::string_view distinct_id) {
+  MP_ASSIGN_OR_RETURN(privacy::Policy policy, PolicyFor(project));
+  return policy.Pseudonym(distinct_id);
+}
+
+Result<Project> Service::Authenticate(const Credentials& credentials) const {
+  std::string_view secret = credentials.api_key;
+  if (credentials.has_basic) {
+    // Mixpanel: the secret as the user with an empty password, or a service
+    // account (any user name, the secret as password) with project_id.
+    secret = credentials.basic_password.empty() ? credentials.basic_user
+                                                : credentials.basic_password;
+  }
+  if (secret.empty()) {
+    return Status::Unauthenticated(
+        "authentication: send the project secret as Basic auth (secret as user, empty password) "
+        "or as api_key");
+  }
+  const std::optional<Project> project = projects_->FindBySecret(secret);
+  if (!project.has_value()) {
+    return Status::Unauthenticated("authentication: the secret is not valid");
+  }
+  if (!credentials.project_id.empty() &&
+      credentials.project_id != std::to_string(project->id)) {
+    return Status::PermissionDenied("project_id: the secret does not belong to project " +
+                                    credentials.project_id);
+  }
+  return *project;
+}
+
+Result<Project> Service::ProjectForTokens(const std::vector<std::string>& tokens) const {
+  if (tokens.empty() || tokens.front().empty()) {
+    return Status::Unauthenticated("token: missing (properties.token or $token)");
+  }
+  for (const std::string& token : tokens) {
+    if (token != tokens.front()) {
+      return Status::InvalidArgument("token: a request must carry one project token");
+    }
+  }
+  const std::optional<Project> project = projects_->FindByToken(tokens.front());
+  if (!project.has_value()) {
+    return Status::Unauthenticated("token: not the token of any project");
+  }
+  return *project;
+}
+
+Result<IngestOutcome> Service::IngestMixpanel(const IngestRequest& request) {
+  if (request.route == ingest::MixpanelRoute::kEngage ||
+      request.route == ingest::MixpanelRoute::kGroups) {
+    return IngestProfiles(request);
+  }
+  if (request.route != ingest::MixpanelRoute::kImport) {
+    return IngestEvents(request, nullptr);
+  }
+  MP_ASSIGN_OR_RETURN(const Project project, Authenticate(request.credentials));
+  if (request.payload.size() > kImportPayloadBytesMax) {
+    return Status::ResourceExhausted("body: " + std::to_string(request.payload.size()) +
+                                     " bytes of JSON, over the limit of " +
+                                     std::to_string(kImportPayloadBytesMax) + " per /import");
+  }
+  return IngestEvents(request, &project);
+}
+
+Result<IngestOutcome> Service::IngestEvents(const IngestRequest& request,
+                                            const Project* authenticated) {
+  ingest::DecodeOptions options;
+  options.route = request.route;
+  options.now_ms = clock_->NowMs();
+  auto decoded_or = ingest::DecodeMixpanelEvents(request.payload, options);
+  if (!decoded_or.ok() && request.route == ingest::MixpanelRoute::kImport &&
+      decoded_or.status().code() == StatusCode::kInvalidArgument &&
+      request.payload.find('\n') != std::string_view::npos) {
+    // Not one JSON value: /import also takes newline-delimited JSON.
+    decoded_or = ingest::DecodeMixpanelEvents(NdjsonToArray(request.payload), options);
+  }
+  MP_ASSIGN_OR_RETURN(ingest::MixpanelEvents decoded, std::move(decoded_or));
+  IngestOutcome outcome;
+  outcome.records_total = decoded.records_total;
+  counters_->events_rejected += decoded.errors.size();
+  if (!decoded.errors.empty() && !request.strict) {
+    counters_->events_rejected += decoded.events.size();
+    return FirstRecordError(decoded.errors);
+  }
+  outcome.errors = std::move(decoded.errors);
+  if (decoded.events.empty()) {
+    return outcome;
+  }
+  Project project;
+  if (authenticated != nullptr) {
+    project = *authenticated;
+  } else {
+    MP_ASSIGN_OR_RETURN(project, ProjectForTokens(decoded.tokens));
+  }
+  MP_ASSIGN_OR_RETURN(const privacy::Policy policy, PolicyFor(project));
+  store::AppendBatch batch;
+  batch.project_id = project.id;
+  batch.events.reserve(decoded.events.size());
+  privacy::PolicyCounters policy_counters;
+  for (RawEvent& raw : decoded.events) {
+    if (request.use_client_ip && raw.client_ip.empty()) {
+      raw.client_ip = request.client_ip;
+    }
+    batch.events.push_back(policy.Apply(std::move(raw), &policy_counters));
+  }
+  counters_->properties_dropped += policy_counters.properties_dropped;
+  counters_->context_fields_discarded += policy_counters.context_fields_discarded;
+  auto appended = engine_->Append(std::move(batch));
+  if (!appended.ok()) {
+    return StorageFailure(appended.status());
+  }
+  outcome.stored = appended->events_stored;
+  outcome.duplicates = appended->events_duplicate;
+  counters_->events_accepted += appended->events_stored;
+  counters_->events_duplicate += appended->events_duplicate;
+  return outcome;
+}
+
+Result<IngestOutcome> Service::IngestProfiles(const IngestRequest& request) {
+  ingest::DecodeOptions options;
+  options.route = request.route;
+  options.now_ms = clock_->NowMs();
+  MP_ASSIGN_OR_RETURN(ingest::MixpanelProfiles decoded,
+                      ingest::DecodeMixpanelProfiles(request.payload, options));
+  IngestOutcome outcome;
+  outcome.records_total = decoded.records_total;
+  if (!decoded.errors.empty() && !request.strict) {
+    return FirstRecordError(decoded.errors);
+  }
+  outcome.errors = std::move(decoded.errors);
+  if (decoded.updates.empty()) {
+    return outcome;
+  }
+  MP_ASSIGN_OR_RETURN(const Project project, ProjectForTokens(decoded.tokens));
+  MP_ASSIGN_OR_RETURN(const privacy::Policy policy, PolicyFor(project));
+  store::AppendBatch batch;
+  batch.project_id = project.id;
+  privacy::PolicyCounters policy_counters;
+  for (RawProfileUpdate& raw : decoded.updates) {
+    batch.profile_updates.push_back(policy.Apply(std::move(raw), &policy_counters));
+  }
+  counters_->properties_dropped += policy_counters.properties_dropped;
+  counters_->context_fields_discarded += policy_counters.context_fields_discarded;
+  auto appended = engine_->Append(std::move(batch));
+  if (!appended.ok()) {
+    return StorageFailure(appended.status());
+  }
+  outcome.stored = appended->profile_updates_stored;
+  counters_->profile_updates_accepted += appended->profile_updates_stored;
+  return outcome;
+}
+
+Result<query::ExportSummary> Service::Export(const Project& project, const ExportOptions& options,
+                                             const std::function<bool(std::string_view)>& sink) {
+  const date::time_zone* zone = nullptr;
+  try {
+    zone = date::locate_zone(project.time_zone);
+  } catch (const std::exception&) {
+    return Status::InvalidArgument("project time zone '" + project.time_zone + "' is unknown");
+  }
+  query::ExportRequest request;
+  request.project_id = project.id;
+  MP_ASSIGN_OR_RETURN(const date::year_month_day from_day,
+                      ParseDate(options.from_date, "from_date"));
+  MP_ASSIGN_OR_RETURN(const date::year_month_day to_day, ParseDate(options.to_date, "to_date"));
+  request.from_ms = DayStartMs(date::local_days{from_day}, zone);
+  // to_date is inclusive: the range ends where the next day starts.
+  request.to_ms = DayStartMs(date::local_days{to_day} + date::days{1}, zone);
+  if (request.to_ms <= request.from_ms) {
+    return Status::InvalidArgument("to_date: must not be before from_date");
+  }
+  MP_ASSIGN_OR_RETURN(request.event_names, ParseEventNames(options.event_names_json));
+  request.limit = options.limit;
+  if (options.distinct_id.has_value()) {
+    MP_ASSIGN_OR_RETURN(request.subject, Pseudonym(project, *options.distinct_id));
+  }
+  MP_ASSIGN_OR_RETURN(query::ExportSummary summary,
+                      query::ExportJsonLines(*engine_, request, sink));
+  counters_->export_rows += summary.rows;
+  return summary;
+}
+
+ServiceMetrics Service::GetMetrics() const {
+  ServiceMetrics metrics;
+  metrics.events_accepted = counters_->events_accepted.load();
+  metrics.events_rejected = counters_->events_rejected.load();
+  metrics.events_duplicate = counters_->events_duplicate.load();
+  metrics.profile_updates_accepted = counters_->profile_updates_accepted.load();
+  metrics.properties_dropped = counters_->properties_dropped.load();
+  metrics.context_fields_discarded = counters_->context_fields_discarded.load();
+  metrics.export_rows = counters_->export_rows.load();
+  return metrics;
+}
+
+store::Stats Service::GetStoreStats() const { return engine_->GetStats(); }
+
+Status Service::Reload() { return projects_->Reload(); }
+
+Status Service::Close() { return engine_ ? engine_->Close() : Status::Ok(); }
+
+}  // namespace minpanel::service

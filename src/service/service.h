@@ -1,0 +1,137 @@
+// The service module: the one place that wires the pipeline
+//   ingest adapter → RawEvent → privacy::Policy → Event → store
+// and the reads over it. The HTTP server and the command line are thin faces
+// over a Service; neither wires modules itself.
+//
+// A Service is thread-safe. Ingest calls block until the events are durable
+// (fsync), so callers run them off any event loop.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/core.h"
+#include "ingest/ingest.h"
+#include "privacy/privacy.h"
+#include "query/query.h"
+#include "service/config.h"
+#include "service/projects.h"
+
+namespace minpanel::service {
+
+// Caller-supplied credentials as a request carried them.
+struct Credentials {
+  bool has_basic = false;
+  std::string basic_user;
+  std::string basic_password;
+  std::string api_key;     // legacy ?api_key=
+  std::string project_id;  // ?project_id= (service accounts)
+};
+
+// What one ingest request did. A request-level failure is the Status of the
+// Result instead.
+struct IngestOutcome {
+  size_t records_total = 0;
+  size_t stored = 0;      // events and profile updates newly stored
+  size_t duplicates = 0;  // events dropped as already stored
+  std::vector<ingest::RecordError> errors;  // refused records (strict mode only)
+};
+
+struct IngestRequest {
+  ingest::MixpanelRoute route = ingest::MixpanelRoute::kTrack;
+  std::string_view payload;  // the JSON, as ExtractMixpanelPayload returned it
+  Credentials credentials;   // needed on /import
+  // Strict: store the valid records and report the rest. Otherwise a
+  // request with any bad record stores nothing.
+  bool strict = false;
+  // Mixpanel's ip=1: events without an address of their own take the
+  // client's (which the policy then turns into what it allows).
+  bool use_client_ip = false;
+  std::string client_ip;
+};
+
+struct ExportOptions {
+  std::string from_date;  // YYYY-MM-DD in the project's time zone, inclusive
+  std::string to_date;    // YYYY-MM-DD, inclusive
+  std::string event_names_json;  // Mixpanel's event=["a","b"]; empty: every event
+  std::optional<std::string> distinct_id;  // raw id; pseudonymised here
+  uint64_t limit = 0;
+};
+
+// Counters for /metrics; monotonic since start.
+struct ServiceMetrics {
+  uint64_t events_accepted = 0;
+  uint64_t events_rejected = 0;
+  uint64_t events_duplicate = 0;
+  uint64_t profile_updates_accepted = 0;
+  uint64_t properties_dropped = 0;
+  uint64_t context_fields_discarded = 0;
+  uint64_t export_rows = 0;
+};
+
+class Service {
+ public:
+  // Opens the data folder (creating it), the key folder and the store.
+  static Result<std::unique_ptr<Service>> Open(const Config& config,
+                                               std::shared_ptr<FileSystem> file_system,
+                                               std::shared_ptr<Clock> clock);
+  ~Service();
+
+  // Decodes, applies the policy, stores durably. Errors: InvalidArgument
+  // (bad payload or record), ResourceExhausted (over a limit),
+  // Unauthenticated (unknown token, missing or wrong secret), Unavailable
+  // (storage failed: retry later; nothing was stored).
+  Result<IngestOutcome> IngestMixpanel(const IngestRequest& request);
+
+  // The project these credentials (secret as Basic user or password, or as
+  // api_key; with project_id for service accounts) unlock.
+  Result<Project> Authenticate(const Credentials& credentials) const;
+
+  // Streams the project's events as Mixpanel export JSON lines.
+  Result<query::ExportSummary> Export(const Project& project, const ExportOptions& options,
+                                      const std::function<bool(std::string_view)>& sink);
+
+  ProjectRegistry& projects() { return *projects_; }
+  // The pseudonym the project's key gives `distinct_id`.
+  Result<Id128> Pseudonym(const Project& project, std::string_view distinct_id);
+
+  ServiceMetrics GetMetrics() const;
+  store::Stats GetStoreStats() const;
+  Clock& clock() { return *clock_; }
+
+  // Reloads what can change without a restart (projects).
+  Status Reload();
+  // Waits for in-flight appends and closes the store. Idempotent.
+  Status Close();
+
+ private:
+  struct Counters;
+  Service(std::shared_ptr<Clock> clock, int data_lock_fd,
+          std::unique_ptr<ProjectRegistry> projects, std::unique_ptr<privacy::KeyStore> keys,
+          std::unique_ptr<store::Engine> engine);
+  Result<IngestOutcome> IngestEvents(const IngestRequest& request, const Project* authenticated);
+  Result<IngestOutcome> IngestProfiles(const IngestRequest& request);
+  Result<Project> ProjectForTokens(const std::vector<std::string>& tokens) const;
+  Result<privacy::Policy> PolicyFor(const Project& project);
+
+  std::shared_ptr<Clock> clock_;
+  int data_lock_fd_;  // flock held while serving: one process per data folder
+  std::unique_ptr<ProjectRegistry> projects_;
+  std::unique_ptr<privacy::KeyStore> keys_;
+  std::unique_ptr<store::Engine> engine_;
+  std::unique_ptr<Counters> counters_;
+};
+
+// Opens only the project registry of a data folder, for the CLI's project
+// commands, which work while the server is stopped (or running).
+Result<std::unique_ptr<ProjectRegistry>> OpenProjects(const Config& config,
+                                                      std::shared_ptr<FileSystem> file_system,
+                                                      std::shared_ptr<Clock> clock);
+
+}  // namespace minpanel::service
