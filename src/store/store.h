@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <iosfwd>
 #include <memory>
 #include <optional>
 #include <string>
@@ -35,6 +36,10 @@ struct Options {
   // Bound on remembered insert ids; the oldest are forgotten first.
   size_t dedup_entries_max = 20'000'000;
   uint64_t log_file_bytes_max = kLogFileBytesMax;
+  // Called during OpenEmbeddedEngine for each repair recovery made (a torn
+  // tail cut, a headerless file replaced), with a sentence naming the file,
+  // the offset and the bytes cut. May be empty.
+  std::function<void(const std::string& note)> on_recovery_note;
 };
 
 struct AppendBatch {
@@ -63,7 +68,7 @@ inline constexpr std::array<uint64_t, 10> kSyncLatencyBoundsUs = {
 
 struct Stats {
   uint64_t events = 0;           // stored, after de-duplication
-  uint64_t events_duplicate = 0;
+  uint64_t events_duplicate = 0;  // since the engine was opened (not persisted)
   uint64_t profile_updates = 0;
   uint64_t log_bytes = 0;
   uint64_t dedup_entries = 0;
@@ -71,6 +76,8 @@ struct Stats {
   // Non-cumulative counts per bucket of kSyncLatencyBoundsUs, last is +Inf.
   std::array<uint64_t, kSyncLatencyBoundsUs.size() + 1> sync_latency_counts{};
   uint64_t sync_latency_sum_us = 0;
+  // Bytes of torn or corrupt log tail cut when the engine was opened.
+  uint64_t recovery_bytes_truncated = 0;
 };
 
 class Engine {
@@ -99,5 +106,10 @@ class Engine {
 // replaying the log: a torn or corrupt tail is truncated, nothing before it
 // is lost.
 Result<std::unique_ptr<Engine>> OpenEmbeddedEngine(const Options& options);
+
+// Writes one log file (e.g. <folder>/wal/000001.log) to `out` in readable
+// form, a line per record and per event, for `minpanel debug dump`. Returns
+// Corruption (after printing what came before) at a torn or corrupt record.
+Status DumpLogFile(FileSystem& file_system, const std::string& path, std::ostream& out);
 
 }  // namespace minpanel::store

@@ -1,0 +1,740 @@
+// The embedded engine: a write-ahead log with group commit and an in-memory
+// de-duplication index rebuilt from the log on open.
+//
+// Threads: callers of Append encode their batch, enqueue it and wait on their
+// own condition variable; one writer thread owns the open log file, the
+// dedup index and the write buffer. `mutex_` guards the queue, the list of
+// files with their durable sizes (what Scan snapshots) and the stats.
+#include <algorithm>
+#include <bit>
+#include <charconv>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+
+#include "store/dedup_index.h"
+#include "store/log_reader.h"
+#include "store/store.h"
+#include "store/wal_format.h"
+
+namespace minpanel::store {
+namespace {
+
+constexpr uint32_t kFolderMode = 0700;
+constexpr uint32_t kLogFileMode = 0600;
+constexpr size_t kLogFileNameDigits = 6;
+// A group takes queued batches up to this many encoded bytes (at least one
+// batch), bounding the writer's buffer however many callers wait.
+constexpr size_t kGroupBytesMax = 32u << 20;
+
+uint64_t Mix64(uint64_t value) {
+  value ^= value >> 33;
+  value *= 0xff51afd7ed558ccdULL;
+  value ^= value >> 33;
+  value *= 0xc4ceb9fe1a85ec53ULL;
+  value ^= value >> 33;
+  return value;
+}
+
+// The (project, insert id) pairs kept so far in the group being written; they
+// join the DedupIndex only once the group is durable.
+class GroupIdSet {
+ public:
+  void Reset(size_t expected_entries) {
+    const size_t slots = std::bit_ceil(std::max<size_t>(16, expected_entries * 2));
+    slots_.assign(slots, Slot{});
+  }
+
+  // True when the pair was absent (and is now present).
+  bool Insert(uint32_t project_id, const Id128& id) {
+    const size_t mask = slots_.size() - 1;
+    size_t slot = static_cast<size_t>(Mix64(Mix64(id.high) ^ id.low ^ project_id)) & mask;
+    while (slots_[slot].used) {
+      const Slot& existing = slots_[slot];
+      if (existing.id == id && existing.project_id == project_id) {
+        return false;
+      }
+      slot = (slot + 1) & mask;
+    }
+    slots_[slot] = Slot{id, project_id, true};
+    return true;
+  }
+
+ private:
+  struct Slot {
+    Id128 id;
+    uint32_t project_id = 0;
+    bool used = false;
+  };
+  std::vector<Slot> slots_;
+};
+
+void PutFixed32At(uint32_t value, char* bytes) {
+  for (int byte_idx = 0; byte_idx < 4; ++byte_idx) {
+    bytes[byte_idx] = static_cast<char>(value >> (8 * byte_idx));
+  }
+}
+
+std::optional<uint64_t> ParseLogFileName(const std::string& name) {
+  constexpr std::string_view kSuffix = ".log";
+  if (name.size() < kLogFileNameDigits + kSuffix.size() || !name.ends_with(kSuffix)) {
+    return std::nullopt;
+  }
+  const std::string_view digits(name.data(), name.size() - kSuffix.size());
+  uint64_t number = 0;
+  const auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), number);
+  if (error != std::errc() || end != digits.data() + digits.size() || number == 0) {
+    return std::nullopt;
+  }
+  return number;
+}
+
+size_t SyncLatencyBucket(uint64_t latency_us) {
+  for (size_t bucket_idx = 0; bucket_idx < kSyncLatencyBoundsUs.size(); ++bucket_idx) {
+    if (latency_us <= kSyncLatencyBoundsUs[bucket_idx]) {
+      return bucket_idx;
+    }
+  }
+  return kSyncLatencyBoundsUs.size();
+}
+
+class EmbeddedEngine final : public Engine {
+ public:
+  explicit EmbeddedEngine(const Options& options)
+      : options_(options),
+        file_system_(options.file_system),
+        wal_folder_(options.folder + "/wal"),
+        dedup_(options.dedup_entries_max, options.dedup_window_ms) {}
+
+  ~EmbeddedEngine() override { (void)Close(); }
+
+  Status Open();
+  Result<AppendResult> Append(AppendBatch batch) override;
+  Status Scan(const ScanRequest& request,
+              const std::function<bool(const Event&)>& visit) override;
+  Status ScanProfiles(uint32_t project_id,
+                      const std::function<bool(const ProfileUpdate&)>& visit) override;
+  Stats GetStats() const override;
+  Status Close() override;
+
+ private:
+  struct PendingAppend {
+    const AppendBatch* batch = nullptr;
+    std::string body;                 // encoded events, then profile updates
+    std::vector<uint32_t> event_ends;  // end offset in `body` of each event
+    uint32_t body_crc = 0;
+    // Written by the writer thread under mutex_.
+    Status status;
+    AppendResult result;
+    bool done = false;
+    std::condition_variable done_cv;
+  };
+  struct LogFileInfo {
+    uint64_t number = 0;
+    uint64_t durable_bytes = 0;
+  };
+  // Receives each record of a file: its header and a decoder positioned
+  // after it. Returns false to stop.
+  using RecordVisitor = std::function<Result<bool>(const WalPayloadHeader&, WalDecoder*)>;
+
+  std::string LogPath(uint64_t number) const;
+  void Note(const std::string& note);
+  // Recovery.
+  Status ReplayFile(uint64_t number, bool is_last, uint64_t* durable_bytes);
+  Status ApplyRecord(std::string_view payload);
+  Status CreateLogFile(uint64_t number);
+  Status OpenLastLogFile(uint64_t number, uint64_t durable_bytes);
+  // Writer thread.
+  void WriterLoop();
+  void CommitGroup(const std::vector<PendingAppend*>& group);
+  Status PrepareLogForWrite();
+  Status RepairLog();
+  Status RollLogFile();
+  void ComposeRecord(PendingAppend* pending, int64_t stored_at_ms);
+  Status WriteAndSync();
+  void PublishGroup(const std::vector<PendingAppend*>& group, uint64_t sync_latency_us);
+  void FinishGroup(const std::vector<PendingAppend*>& group, const Status& status);
+  // Readers.
+  Status ForEachRecord(const LogFileInfo& info, uint32_t project_id, const RecordVisitor& visit);
+
+  const Options options_;
+  const std::shared_ptr<FileSystem> file_system_;
+  const std::string wal_folder_;
+
+  // Owned by the writer thread once it runs (by Open before).
+  DedupIndex dedup_;
+  GroupIdSet group_ids_;
+  std::vector<std::pair<uint32_t, Id128>> group_kept_ids_;
+  std::vector<size_t> kept_event_indices_;
+  std::string write_buffer_;
+  std::unique_ptr<WritableFile> file_;
+  uint64_t file_number_ = 0;
+  uint64_t file_durable_bytes_ = 0;  // the file holds exactly this much unless needs_repair_
+  bool needs_repair_ = false;
+
+  mutable std::mutex mutex_;
+  std::condition_variable writer_cv_;
+  std::deque<PendingAppend*> queue_;
+  bool closing_ = false;
+  std::vector<LogFileInfo> files_;
+  Stats stats_;
+
+  std::mutex close_mutex_;
+  bool closed_ = false;
+  std::thread writer_;
+};
+
+std::string EmbeddedEngine::LogPath(uint64_t number) const {
+  std::string digits = std::to_string(number);
+  if (digits.size() < kLogFileNameDigits) {
+    digits.insert(0, kLogFileNameDigits - digits.size(), '0');
+  }
+  return wal_folder_ + "/" + digits + ".log";
+}
+
+void EmbeddedEngine::Note(const std::string& note) {
+  if (options_.on_recovery_note) {
+    options_.on_recovery_note(note);
+  }
+}
+
+Status EmbeddedEngine::Open() {
+  MP_RETURN_IF_ERROR(file_system_->CreateDirectories(wal_folder_, kFolderMode));
+  MP_ASSIGN_OR_RETURN(const std::vector<std::string> names,
+                      file_system_->ListDirectory(wal_folder_));
+  std::vector<uint64_t> numbers;
+  for (const std::string& name : names) {
+    if (const std::optional<uint64_t> number = ParseLogFileName(name)) {
+      numbers.push_back(*number);
+    }
+  }
+  std::sort(numbers.begin(), numbers.end());
+  uint64_t last_durable_bytes = 0;
+  for (size_t file_idx = 0; file_idx < numbers.size(); ++file_idx) {
+    const bool is_last = file_idx + 1 == numbers.size();
+    uint64_t durable_bytes = 0;
+    MP_RETURN_IF_ERROR(ReplayFile(numbers[file_idx], is_last, &durable_bytes));
+    if (durable_bytes > 0 && !is_last) {
+      files_.push_back(LogFileInfo{numbers[file_idx], durable_bytes});
+      stats_.log_bytes += durable_bytes;
+    }
+    last_durable_bytes = durable_bytes;
+  }
+  dedup_.Expire(options_.clock->NowMs());
+  stats_.dedup_entries = dedup_.size();
+  if (numbers.empty() || last_durable_bytes == 0) {
+    MP_RETURN_IF_ERROR(CreateLogFile(numbers.empty() ? 1 : numbers.back()));
+  } else {
+    MP_RETURN_IF_ERROR(OpenLastLogFile(numbers.back(), last_durable_bytes));
+  }
+  writer_ = std::thread([this] { WriterLoop(); });
+  return Status::Ok();
+}
+
+Status EmbeddedEngine::ReplayFile(uint64_t number, bool is_last, uint64_t* durable_bytes) {
+  const std::string path = LogPath(number);
+  *durable_bytes = 0;
+  MP_ASSIGN_OR_RETURN(const uint64_t size, file_system_->FileSize(path));
+  MP_ASSIGN_OR_RETURN(std::unique_ptr<SequentialFile> file, file_system_->OpenSequential(path));
+  LogReader reader(file.get(), size);
+  WalFileHeader header;
+  bool all_zero = false;
+  Result<LogReader::Outcome> outcome = reader.ReadFileHeader(&header, &all_zero);
+  if (!outcome.ok() && !(is_last && all_zero)) {
+    return Status(outcome.status().code(), path + ": " + outcome.status().message());
+  }
+  // A crash while a file was being created can leave it short or zeroed;
+  // no record was ever acknowledged from such a file, so nothing is lost.
+  if (!outcome.ok() || *outcome == LogReader::Outcome::kTorn) {
+    Note(path + " has no complete file header (" + std::to_string(size) +
+         " bytes); it holds no records" + (is_last ? " and is recreated" : " and is skipped"));
+    return Status::Ok();
+  }
+  if (header.file_number != number) {
+    return Status::Corruption(path + ": file header names log file " +
+                              std::to_string(header.file_number));
+  }
+  while (true) {
+    std::string_view payload;
+    std::string reason;
+    MP_ASSIGN_OR_RETURN(LogReader::Outcome record, reader.ReadRecord(&payload, &reason));
+    if (record == LogReader::Outcome::kEnd) {
+      break;
+    }
+    if (record == LogReader::Outcome::kRecord) {
+      const Status applied = ApplyRecord(payload);
+      if (applied.ok()) {
+        continue;
+      }
+      record = LogReader::Outcome::kCorrupt;
+      reason = applied.message();
+    }
+    const uint64_t offset = reader.record_offset();
+    if (!is_last) {
+      return Status::Corruption(path + " at offset " + std::to_string(offset) + ": " + reason +
+                                " (not the newest log file, so acknowledged data would be lost)");
+    }
+    MP_RETURN_IF_ERROR(file_system_->Truncate(path, offset));
+    stats_.recovery_bytes_truncated += size - offset;
+    Note(path + ": cut " + std::to_string(size - offset) + " bytes of torn or corrupt tail at offset " +
+         std::to_string(offset) + " (" + reason + ")");
+    *durable_bytes = offset;
+    return Status::Ok();
+  }
+  *durable_bytes = reader.end_offset();
+  return Status::Ok();
+}
+
+Status EmbeddedEngine::ApplyRecord(std::string_view payload) {
+  WalDecoder decoder(payload);
+  WalPayloadHeader header;
+  MP_RETURN_IF_ERROR(decoder.ReadPayloadHeader(&header));
+  // Decode everything before applying anything: a record counts whole or not at all.
+  std::vector<Id128> insert_ids;
+  insert_ids.reserve(std::min<size_t>(header.event_count, payload.size()));
+  Event event;
+  for (uint32_t event_idx = 0; event_idx < header.event_count; ++event_idx) {
+    MP_RETURN_IF_ERROR(decoder.ReadEvent(&event));
+    insert_ids.push_back(event.insert_id);
+  }
+  ProfileUpdate update;
+  for (uint32_t update_idx = 0; update_idx < header.profile_update_count; ++update_idx) {
+    MP_RETURN_IF_ERROR(decoder.ReadProfileUpdate(&update));
+  }
+  if (!decoder.empty()) {
+    return Status::Corruption("record has " + std::to_string(payload.size() - decoder.position()) +
+                              " trailing bytes");
+  }
+  // Replaying expiry at each record's own time rebuilds the index the
+  // writer had, including which ids the bound had already evicted.
+  dedup_.Expire(header.stored_at_ms);
+  for (const Id128& insert_id : insert_ids) {
+    dedup_.Insert(header.project_id, insert_id, header.stored_at_ms);
+  }
+  stats_.events += header.event_count;
+  stats_.profile_updates += header.profile_update_count;
+  return Status::Ok();
+}
+
+Status EmbeddedEngine::CreateLogFile(uint64_t number) {
+  const std::string path = LogPath(number);
+  // A failed earlier attempt may have left a partial file under this name.
+  if (file_system_->Exists(path)) {
+    MP_RETURN_IF_ERROR(file_system_->Truncate(path, 0));
+  }
+  MP_ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> file,
+                      file_system_->OpenAppendable(path, kLogFileMode));
+  Status status = file->Append(EncodeWalFileHeader(number));
+  if (status.ok()) {
+    status = file->Sync();
+  }
+  if (status.ok()) {
+    status = file_system_->SyncDirectory(wal_folder_);
+  }
+  if (!status.ok()) {
+    (void)file->Close();
+    (void)file_system_->Remove(path);
+    return status;
+  }
+  if (file_) {
+    (void)file_->Close();
+  }
+  file_ = std::move(file);
+  file_number_ = number;
+  file_durable_bytes_ = kWalFileHeaderBytes;
+  std::lock_guard lock(mutex_);
+  files_.push_back(LogFileInfo{number, kWalFileHeaderBytes});
+  stats_.log_bytes += kWalFileHeaderBytes;
+  return Status::Ok();
+}
+
+Status EmbeddedEngine::OpenLastLogFile(uint64_t number, uint64_t durable_bytes) {
+  MP_ASSIGN_OR_RETURN(file_, file_system_->OpenAppendable(LogPath(number), kLogFileMode));
+  // Makes a truncation done by recovery durable before anything is appended
+  // (or the file is rolled): a cut tail must not come back after a crash.
+  MP_RETURN_IF_ERROR(file_->Sync());
+  file_number_ = number;
+  file_durable_bytes_ = durable_bytes;
+  files_.push_back(LogFileInfo{number, durable_bytes});
+  stats_.log_bytes += durable_bytes;
+  return Status::Ok();
+}
+
+Result<AppendResult> EmbeddedEngine::Append(AppendBatch batch) {
+  PendingAppend pending;
+  pending.batch = &batch;
+  pending.event_ends.reserve(batch.events.size());
+  constexpr size_t kBodyBytesMax = kLogRecordBytesMax - kWalPayloadHeaderBytesMax;
+  for (const Event& event : batch.events) {
+    EncodeEvent(event, &pending.body);
+    if (pending.body.size() > kBodyBytesMax) {
+      return Status::ResourceExhausted("batch encodes to more than kLogRecordBytesMax (" +
+                                       std::to_string(kLogRecordBytesMax) + " bytes)");
+    }
+    pending.event_ends.push_back(static_cast<uint32_t>(pending.body.size()));
+  }
+  for (const ProfileUpdate& update : batch.profile_updates) {
+    EncodeProfileUpdate(update, &pending.body);
+  }
+  if (pending.body.size() > kBodyBytesMax) {
+    return Status::ResourceExhausted("batch encodes to more than kLogRecordBytesMax (" +
+                                     std::to_string(kLogRecordBytesMax) + " bytes)");
+  }
+  // The checksum is computed here, in parallel across callers; the writer
+  // combines it with the record header's.
+  pending.body_crc = Crc32(0, pending.body);
+  std::unique_lock lock(mutex_);
+  if (closing_) {
+    return Status::Unavailable("the store is closed");
+  }
+  queue_.push_back(&pending);
+  writer_cv_.notify_one();
+  pending.done_cv.wait(lock, [&pending] { return pending.done; });
+  if (!pending.status.ok()) {
+    return pending.status;
+  }
+  return pending.result;
+}
+
+void EmbeddedEngine::WriterLoop() {
+  std::vector<PendingAppend*> group;
+  while (true) {
+    {
+      std::unique_lock lock(mutex_);
+      writer_cv_.wait(lock, [this] { return !queue_.empty() || closing_; });
+      if (queue_.empty()) {
+        return;
+      }
+      size_t group_bytes = 0;
+      while (!queue_.empty() &&
+             (group.empty() || group_bytes + queue_.front()->body.size() <= kGroupBytesMax)) {
+        group_bytes += queue_.front()->body.size();
+        group.push_back(queue_.front());
+        queue_.pop_front();
+      }
+    }
+    CommitGroup(group);
+    group.clear();
+  }
+}
+
+void EmbeddedEngine::CommitGroup(const std::vector<PendingAppend*>& group) {
+  const Status prepared = PrepareLogForWrite();
+  if (!prepared.ok()) {
+    FinishGroup(group, prepared);
+    return;
+  }
+  const int64_t now_ms = options_.clock->NowMs();
+  dedup_.Expire(now_ms);
+  size_t group_events = 0;
+  for (const PendingAppend* pending : group) {
+    group_events += pending->event_ends.size();
+  }
+  group_ids_.Reset(group_events);
+  group_kept_ids_.clear();
+  write_buffer_.clear();
+  for (PendingAppend* pending : group) {
+    ComposeRecord(pending, now_ms);
+  }
+  uint64_t sync_latency_us = 0;
+  if (!write_buffer_.empty()) {
+    const auto sync_start = std::chrono::steady_clock::now();
+    const Status written = WriteAndSync();
+    if (!written.ok()) {
+      FinishGroup(group, written);
+      return;
+    }
+    sync_latency_us = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                                std::chrono::steady_clock::now() - sync_start)
+                                                .count());
+  }
+  for (const auto& [project_id, insert_id] : group_kept_ids_) {
+    dedup_.Insert(project_id, insert_id, now_ms);
+  }
+  PublishGroup(group, sync_latency_us);
+  FinishGroup(group, Status::Ok());
+}
+
+Status EmbeddedEngine::PrepareLogForWrite() {
+  if (needs_repair_) {
+    MP_RETURN_IF_ERROR(RepairLog());
+  }
+  if (file_durable_bytes_ >= options_.log_file_bytes_max) {
+    MP_RETURN_IF_ERROR(RollLogFile());
+  }
+  return Status::Ok();
+}
+
+Status EmbeddedEngine::RepairLog() {
+  // Cut whatever a failed write left past the last acknowledged byte, and make
+  // the cut durable, before anything else is appended after it.
+  Status status = file_system_->Truncate(LogPath(file_number_), file_durable_bytes_);
+  if (status.ok()) {
+    status = file_->Sync();
+  }
+  if (!status.ok()) {
+    return Status::IoError("the log cannot be repaired after a failed write, so appends are "
+                           "refused until it can: " + status.ToString());
+  }
+  needs_repair_ = false;
+  return Status::Ok();
+}
+
+Status EmbeddedEngine::RollLogFile() { return CreateLogFile(file_number_ + 1); }
+
+void EmbeddedEngine::ComposeRecord(PendingAppend* pending, int64_t stored_at_ms) {
+  const AppendBatch& batch = *pending->batch;
+  AppendResult& result = pending->result;
+  std::vector<size_t>& kept = kept_event_indices_;
+  kept.clear();
+  for (size_t event_idx = 0; event_idx < batch.events.size(); ++event_idx) {
+    const Id128& insert_id = batch.events[event_idx].insert_id;
+    if (dedup_.Contains(batch.project_id, insert_id) ||
+        !group_ids_.Insert(batch.project_id, insert_id)) {
+      ++result.events_duplicate;
+      continue;
+    }
+    kept.push_back(event_idx);
+    group_kept_ids_.emplace_back(batch.project_id, insert_id);
+  }
+  result.events_stored = kept.size();
+  result.profile_updates_stored = batch.profile_updates.size();
+  if (kept.empty() && batch.profile_updates.empty()) {
+    return;
+  }
+  const size_t record_start = write_buffer_.size();
+  write_buffer_.append(kWalRecordHeaderBytes, '\0');
+  EncodePayloadHeader(WalPayloadHeader{stored_at_ms, batch.project_id,
+                                       static_cast<uint32_t>(kept.size()),
+                                       static_cast<uint32_t>(batch.profile_updates.size())},
+                      &write_buffer_);
+  const size_t body_start = write_buffer_.size();
+  const std::string_view body = pending->body;
+  const bool all_kept = kept.size() == batch.events.size();
+  if (all_kept) {
+    write_buffer_.append(body);
+  } else {
+    for (const size_t event_idx : kept) {
+      const size_t begin = event_idx == 0 ? 0 : pending->event_ends[event_idx - 1];
+      write_buffer_.append(body.substr(begin, pending->event_ends[event_idx] - begin));
+    }
+    const size_t profiles_begin = pending->event_ends.empty() ? 0 : pending->event_ends.back();
+    write_buffer_.append(body.substr(profiles_begin));
+  }
+  char* header = write_buffer_.data() + record_start;
+  const size_t payload_bytes = write_buffer_.size() - record_start - kWalRecordHeaderBytes;
+  PutFixed32At(static_cast<uint32_t>(payload_bytes), header + 4);
+  header[8] = static_cast<char>(WalRecordType::kBatch);
+  const std::string_view framed(header + 4, body_start - record_start - 4);
+  const std::string_view written_body(write_buffer_.data() + body_start,
+                                      write_buffer_.size() - body_start);
+  const uint32_t body_crc = all_kept ? pending->body_crc : Crc32(0, written_body);
+  PutFixed32At(Crc32Combine(Crc32(0, framed), body_crc, written_body.size()), header);
+}
+
+Status EmbeddedEngine::WriteAndSync() {
+  Status status = file_->Append(write_buffer_);
+  if (status.ok()) {
+    status = file_->Sync();
+  }
+  if (!status.ok()) {
+    // Nothing of the group is acknowledged; the bytes it may have left are
+    // cut now, or before the next group if the cut fails too.
+    needs_repair_ = true;
+    (void)RepairLog();
+    return status;
+  }
+  file_durable_bytes_ += write_buffer_.size();
+  return Status::Ok();
+}
+
+void EmbeddedEngine::PublishGroup(const std::vector<PendingAppend*>& group,
+                                  uint64_t sync_latency_us) {
+  std::lock_guard lock(mutex_);
+  for (const PendingAppend* pending : group) {
+    stats_.events += pending->result.events_stored;
+    stats_.events_duplicate += pending->result.events_duplicate;
+    stats_.profile_updates += pending->result.profile_updates_stored;
+  }
+  stats_.dedup_entries = dedup_.size();
+  if (write_buffer_.empty()) {
+    return;
+  }
+  files_.back().durable_bytes = file_durable_bytes_;
+  stats_.log_bytes += write_buffer_.size();
+  ++stats_.fsyncs;
+  ++stats_.sync_latency_counts[SyncLatencyBucket(sync_latency_us)];
+  stats_.sync_latency_sum_us += sync_latency_us;
+}
+
+void EmbeddedEngine::FinishGroup(const std::vector<PendingAppend*>& group, const Status& status) {
+  std::lock_guard lock(mutex_);
+  for (PendingAppend* pending : group) {
+    pending->status = status;
+    if (!status.ok()) {
+      pending->result = AppendResult{};
+    }
+    pending->done = true;
+    // Notified under the lock: once `done` is seen the caller's frame may be gone.
+    pending->done_cv.notify_one();
+  }
+}
+
+Status EmbeddedEngine::ForEachRecord(const LogFileInfo& info, uint32_t project_id,
+                                     const RecordVisitor& visit) {
+  const std::string path = LogPath(info.number);
+  MP_ASSIGN_OR_RETURN(std::unique_ptr<SequentialFile> file, file_system_->OpenSequential(path));
+  LogReader reader(file.get(), info.durable_bytes);
+  WalFileHeader file_header;
+  bool all_zero = false;
+  MP_ASSIGN_OR_RETURN(const LogReader::Outcome header_outcome,
+                      reader.ReadFileHeader(&file_header, &all_zero));
+  if (header_outcome != LogReader::Outcome::kRecord) {
+    return Status::Corruption(path + ": file header is torn");
+  }
+  while (true) {
+    std::string_view payload;
+    std::string reason;
+    MP_ASSIGN_OR_RETURN(const LogReader::Outcome outcome, reader.ReadRecord(&payload, &reason));
+    if (outcome == LogReader::Outcome::kEnd) {
+      return Status::Ok();
+    }
+    if (outcome != LogReader::Outcome::kRecord) {
+      return Status::Corruption(path + " at offset " + std::to_string(reader.record_offset()) +
+                                ": " + reason);
+    }
+    WalDecoder decoder(payload);
+    WalPayloadHeader header;
+    MP_RETURN_IF_ERROR(decoder.ReadPayloadHeader(&header));
+    if (header.project_id != project_id) {
+      continue;
+    }
+    MP_ASSIGN_OR_RETURN(const bool more, visit(header, &decoder));
+    if (!more) {
+      return Status::Ok();
+    }
+  }
+}
+
+bool MatchesRequest(const ScanRequest& request, const Event& event) {
+  if (event.time_ms < request.from_ms || event.time_ms >= request.to_ms) {
+    return false;
+  }
+  if (request.subject.has_value() && event.subject != *request.subject) {
+    return false;
+  }
+  return request.event_names.empty() ||
+         std::find(request.event_names.begin(), request.event_names.end(), event.name) !=
+             request.event_names.end();
+}
+
+Status EmbeddedEngine::Scan(const ScanRequest& request,
+                            const std::function<bool(const Event&)>& visit) {
+  std::vector<LogFileInfo> files;
+  {
+    std::lock_guard lock(mutex_);
+    files = files_;
+  }
+  bool stopped = false;
+  Event event;
+  const RecordVisitor on_record = [&](const WalPayloadHeader& header,
+                                      WalDecoder* decoder) -> Result<bool> {
+    for (uint32_t event_idx = 0; event_idx < header.event_count; ++event_idx) {
+      MP_RETURN_IF_ERROR(decoder->ReadEvent(&event));
+      if (MatchesRequest(request, event) && !visit(event)) {
+        stopped = true;
+        return false;
+      }
+    }
+    return true;
+  };
+  for (const LogFileInfo& info : files) {
+    MP_RETURN_IF_ERROR(ForEachRecord(info, request.project_id, on_record));
+    if (stopped) {
+      break;
+    }
+  }
+  return Status::Ok();
+}
+
+Status EmbeddedEngine::ScanProfiles(uint32_t project_id,
+                                    const std::function<bool(const ProfileUpdate&)>& visit) {
+  std::vector<LogFileInfo> files;
+  {
+    std::lock_guard lock(mutex_);
+    files = files_;
+  }
+  bool stopped = false;
+  Event event;
+  ProfileUpdate update;
+  const RecordVisitor on_record = [&](const WalPayloadHeader& header,
+                                      WalDecoder* decoder) -> Result<bool> {
+    // Events come first in a record and have no length prefix, so they are decoded to be skipped.
+    for (uint32_t event_idx = 0; event_idx < header.event_count; ++event_idx) {
+      MP_RETURN_IF_ERROR(decoder->ReadEvent(&event));
+    }
+    for (uint32_t update_idx = 0; update_idx < header.profile_update_count; ++update_idx) {
+      MP_RETURN_IF_ERROR(decoder->ReadProfileUpdate(&update));
+      if (!visit(update)) {
+        stopped = true;
+        return false;
+      }
+    }
+    return true;
+  };
+  for (const LogFileInfo& info : files) {
+    MP_RETURN_IF_ERROR(ForEachRecord(info, project_id, on_record));
+    if (stopped) {
+      break;
+    }
+  }
+  return Status::Ok();
+}
+
+Stats EmbeddedEngine::GetStats() const {
+  std::lock_guard lock(mutex_);
+  return stats_;
+}
+
+Status EmbeddedEngine::Close() {
+  std::lock_guard close_lock(close_mutex_);
+  if (closed_) {
+    return Status::Ok();
+  }
+  {
+    std::lock_guard lock(mutex_);
+    closing_ = true;
+  }
+  writer_cv_.notify_one();
+  if (writer_.joinable()) {
+    writer_.join();
+  }
+  closed_ = true;
+  if (!file_) {
+    return Status::Ok();
+  }
+  Status status = file_->Close();
+  file_.reset();
+  return status;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Engine>> OpenEmbeddedEngine(const Options& options) {
+  if (options.folder.empty() || !options.file_system || !options.clock) {
+    return Status::InvalidArgument("store options need a folder, a file system and a clock");
+  }
+  if (options.dedup_window_ms < 0) {
+    return Status::InvalidArgument("store dedup_window_ms must not be negative");
+  }
+  if (options.log_file_bytes_max <= kWalFileHeaderBytes) {
+    return Status::InvalidArgument("store log_file_bytes_max must exceed the log file header");
+  }
+  auto engine = std::make_unique<EmbeddedEngine>(options);
+  MP_RETURN_IF_ERROR(engine->Open());
+  return std::unique_ptr<Engine>(std::move(engine));
+}
+
+}  // namespace minpanel::store

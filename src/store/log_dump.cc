@@ -1,0 +1,112 @@
+// DumpLogFile: a readable rendering of one log file, for debugging.
+#include <ostream>
+
+#include "store/log_reader.h"
+#include "store/store.h"
+#include "store/wal_format.h"
+
+namespace minpanel::store {
+namespace {
+
+void PrintValue(const Value& value, std::ostream& out) {
+  switch (value.type()) {
+    case Value::Type::kNull:
+      out << "null";
+      return;
+    case Value::Type::kBool:
+      out << (value.as_bool() ? "true" : "false");
+      return;
+    case Value::Type::kInt:
+      out << value.as_int();
+      return;
+    case Value::Type::kDouble:
+      out << value.as_double();
+      return;
+    case Value::Type::kString:
+      out << '"' << value.as_string() << '"';
+      return;
+    case Value::Type::kList: {
+      out << '[';
+      const char* separator = "";
+      for (const std::string& item : value.as_list()) {
+        out << separator << '"' << item << '"';
+        separator = ", ";
+      }
+      out << ']';
+      return;
+    }
+  }
+}
+
+void PrintProperties(const Properties& properties, std::ostream& out) {
+  out << '{';
+  const char* separator = "";
+  for (const Property& property : properties) {
+    out << separator << property.key << ": ";
+    PrintValue(property.value, out);
+    separator = ", ";
+  }
+  out << '}';
+}
+
+Status PrintRecord(std::string_view payload, std::ostream& out) {
+  WalDecoder decoder(payload);
+  WalPayloadHeader header;
+  MP_RETURN_IF_ERROR(decoder.ReadPayloadHeader(&header));
+  out << " stored_at_ms=" << header.stored_at_ms << " project=" << header.project_id
+      << " events=" << header.event_count << " profile_updates=" << header.profile_update_count
+      << "\n";
+  Event event;
+  for (uint32_t event_idx = 0; event_idx < header.event_count; ++event_idx) {
+    MP_RETURN_IF_ERROR(decoder.ReadEvent(&event));
+    out << "  event " << event.name << " time_ms=" << event.time_ms
+        << " subject=" << event.subject.ToHex() << " insert_id=" << event.insert_id.ToHex()
+        << " key_version=" << event.key_version << " ";
+    PrintProperties(event.properties, out);
+    out << "\n";
+  }
+  ProfileUpdate update;
+  for (uint32_t update_idx = 0; update_idx < header.profile_update_count; ++update_idx) {
+    MP_RETURN_IF_ERROR(decoder.ReadProfileUpdate(&update));
+    out << "  profile " << ProfileOperationName(update.operation)
+        << " subject=" << update.subject.ToHex() << " group_key=" << update.group_key
+        << " time_ms=" << update.time_ms << " key_version=" << update.key_version << " ";
+    PrintProperties(update.properties, out);
+    out << "\n";
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status DumpLogFile(FileSystem& file_system, const std::string& path, std::ostream& out) {
+  MP_ASSIGN_OR_RETURN(const uint64_t size, file_system.FileSize(path));
+  MP_ASSIGN_OR_RETURN(std::unique_ptr<SequentialFile> file, file_system.OpenSequential(path));
+  LogReader reader(file.get(), size);
+  WalFileHeader header;
+  bool all_zero = false;
+  MP_ASSIGN_OR_RETURN(const LogReader::Outcome header_outcome,
+                      reader.ReadFileHeader(&header, &all_zero));
+  if (header_outcome != LogReader::Outcome::kRecord) {
+    return Status::Corruption(path + ": file header is torn (" + std::to_string(size) + " bytes)");
+  }
+  out << path << ": minpanel log format " << header.format_version << ", file "
+      << header.file_number << ", " << size << " bytes\n";
+  while (true) {
+    std::string_view payload;
+    std::string reason;
+    MP_ASSIGN_OR_RETURN(const LogReader::Outcome outcome, reader.ReadRecord(&payload, &reason));
+    if (outcome == LogReader::Outcome::kEnd) {
+      return Status::Ok();
+    }
+    if (outcome != LogReader::Outcome::kRecord) {
+      out << "offset " << reader.record_offset() << ": " << reason << "\n";
+      return Status::Corruption(path + " at offset " + std::to_string(reader.record_offset()) +
+                                ": " + reason);
+    }
+    out << "record at offset " << reader.record_offset() << " (" << payload.size() << " bytes)";
+    MP_RETURN_IF_ERROR(PrintRecord(payload, out));
+  }
+}
+
+}  // namespace minpanel::store
