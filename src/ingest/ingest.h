@@ -2,8 +2,10 @@
 // RawProfileUpdate, and defines each protocol's exact limits. It never
 // touches storage and never applies the privacy policy.
 //
-// Every function here is pure (no shared state) and thread-safe. Wire rules
-// are specified in docs/formats/mixpanel.md.
+// Every function here is pure (no shared state visible to callers) and
+// thread-safe; the JSON decoders reuse one parser per thread, so a decoded
+// result never points into the input. Wire rules are specified in
+// docs/formats/mixpanel.md.
 #pragma once
 
 #include <cstddef>
@@ -34,6 +36,7 @@ inline constexpr size_t kListItemsMax = 255;
 inline constexpr size_t kJsonDepthMax = 8;            // nesting levels in one event
 inline constexpr size_t kPropertyNestingMax = 3;      // nested objects flattened with '.'
 inline constexpr size_t kEventBytesMax = 1 << 20;     // one encoded event
+inline constexpr size_t kFormFieldsMax = 1000;        // name=value pairs in a form or query
 
 // Content-Encoding of a request body.
 enum class ContentEncoding : uint8_t { kIdentity, kGzip, kDeflate };
@@ -51,7 +54,8 @@ Result<std::string> DecompressBody(std::string_view body, ContentEncoding encodi
 
 // Parses application/x-www-form-urlencoded text or a query string into
 // (name, value) pairs in order, percent-decoded, '+' decoded as space.
-// InvalidArgument on a malformed percent escape.
+// InvalidArgument on a malformed percent escape; ResourceExhausted over
+// kFormFieldsMax pairs.
 Result<std::vector<std::pair<std::string, std::string>>> ParseForm(std::string_view text);
 
 // The value of `name` in parsed pairs, or nullopt.

@@ -1,0 +1,40 @@
+// Invariant checks shared by the fuzz targets: a violated invariant aborts,
+// which libFuzzer reports as a crash with the input that caused it.
+#pragma once
+
+#include <cstdio>
+#include <cstdlib>
+#include <set>
+#include <string>
+
+#include "ingest/ingest.h"
+
+namespace minpanel::fuzz {
+
+inline void Check(bool condition, const char* what) {
+  if (!condition) {
+    std::fprintf(stderr, "invariant violated: %s\n", what);
+    std::abort();
+  }
+}
+
+inline void CheckProperties(const Properties& properties) {
+  Check(properties.size() <= ingest::kPropertiesPerEventMax, "properties count");
+  std::set<std::string> keys;
+  for (const Property& property : properties) {
+    Check(!property.key.empty(), "empty key");
+    Check(property.key.size() <= ingest::kPropertyKeyBytesMax, "key length");
+    Check(keys.insert(property.key).second, "duplicate key");
+    if (property.value.type() == Value::Type::kString) {
+      Check(property.value.as_string().size() <= ingest::kStringValueBytesMax, "string length");
+    }
+    if (property.value.type() == Value::Type::kList) {
+      Check(property.value.as_list().size() <= ingest::kListItemsMax, "list length");
+      for (const std::string& item : property.value.as_list()) {
+        Check(item.size() <= ingest::kStringValueBytesMax, "list item length");
+      }
+    }
+  }
+}
+
+}  // namespace minpanel::fuzz

@@ -1,0 +1,72 @@
+// JSON → core values for the Mixpanel decoders (internal to ingest): the
+// per-thread parser, property conversion and flattening, and the shared
+// rules for times and distinct ids. Every function is thread-safe; an
+// element returned by ParseJson is valid until the next ParseJson call on
+// the same thread.
+#pragma once
+
+#include <simdjson.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "core/core.h"
+
+namespace minpanel::ingest::internal {
+
+// Parses a whole payload with this thread's reusable parser. The nesting
+// limit is kJsonDepthMax per record (one more level when the root is a batch
+// array). Errors: InvalidArgument for malformed JSON or UTF-8,
+// ResourceExhausted for too deep a document.
+Result<simdjson::dom::element> ParseJson(std::string_view json);
+
+// Why one record is refused: the field at fault and the rule it broke.
+struct RecordProblem {
+  std::string field;
+  std::string message;
+};
+using Problem = std::optional<RecordProblem>;
+
+// Appends JSON members to a Properties list the way Mixpanel stores them:
+// scalars as typed values, arrays as lists of strings, objects flattened
+// with '.' up to kPropertyNestingMax levels (deeper ones as minified JSON).
+// Enforces the per-record limits on keys, property count, list length and
+// total bytes.
+class PropertyWriter {
+ public:
+  // `out` must outlive the writer.
+  explicit PropertyWriter(Properties* out) : out_(out) {}
+
+  Problem Append(std::string_view key, simdjson::dom::element value);
+  // Resolves duplicate keys as JavaScript does: the first position keeps
+  // the last value. Call once after the last Append.
+  void Finish();
+
+ private:
+  Problem AppendLeaf(std::string_view key, simdjson::dom::element value);
+  Problem AppendFlattened(std::string_view key, simdjson::dom::object object);
+  Problem ConvertList(std::string_view key, simdjson::dom::array array, Value* out);
+  std::string ItemText(simdjson::dom::element item);
+
+  Properties* out_;
+  size_t record_bytes_ = 0;
+  std::string path_;
+};
+
+// The decimal text of a JSON number (shortest round-trip form for doubles).
+std::string NumberText(simdjson::dom::element number);
+
+// Reads a Mixpanel time: seconds (possibly fractional), or milliseconds when
+// above 1e11, bounded by kEventTimeMinMs and now_ms + kEventTimeFutureMaxMs.
+Problem ReadTimeMs(simdjson::dom::element value, std::string_view field, int64_t now_ms,
+                   int64_t* time_ms);
+
+// Reads an id that may be a string or a number (converted to its text),
+// refusing ids over kDistinctIdBytesMax; `check_blocklist` also refuses
+// placeholder ids (IsBlockedDistinctId).
+Problem ReadDistinctId(simdjson::dom::element value, std::string_view field,
+                       bool check_blocklist, std::string* out);
+
+}  // namespace minpanel::ingest::internal
