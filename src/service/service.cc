@@ -173,8 +173,13 @@ Result<std::unique_ptr<Service>> Service::Open(const Config& config,
 }
 
 Result<privacy::Policy> Service::PolicyFor(const Project& project) {
-  MP_ASSIGN_OR_RETURN(privacy::ProjectKey key, keys_->GetOrCreate(project.id));
-  return privacy::Policy(key);
+  auto key = keys_->GetOrCreate(project.id);
+  if (!key.ok()) {
+    // A project's key is made on its first event; a full disk then is a
+    // storage failure like any other (503, retry), not the client's fault.
+    return StorageFailure(key.status());
+  }
+  return privacy::Policy(*key);
 }
 
 Result<Id128> Service::Pseudonym(const Project& project, std::string_view distinct_id) {

@@ -1,0 +1,214 @@
+// The service wired to the real ingest decoders, policy and embedded store,
+// in one process: what the HTTP face relies on.
+#include "service/service.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+
+#include <gtest/gtest.h>
+
+#include "core/fault_file_system.h"
+
+namespace minpanel::service {
+namespace {
+
+constexpr int64_t kNowMs = 1'795'685'260'000;  // 2026-11-26
+
+class ServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = std::filesystem::temp_directory_path() /
+            ("minpanel-service-" + std::to_string(::getpid()) + "-" +
+             ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(root_);
+    config_.data_folder = (root_ / "data").string();
+    config_.key_folder = (root_ / "keys").string();
+    Open();
+    auto created = service_->projects().Create("demo", "UTC");
+    ASSERT_TRUE(created.ok()) << created.status().ToString();
+    project_ = created->project;
+    secret_ = created->secret;
+  }
+  void TearDown() override {
+    service_.reset();
+    std::filesystem::remove_all(root_);
+  }
+
+  void Open() {
+    service_.reset();
+    auto service = Service::Open(config_, file_system_, clock_);
+    ASSERT_TRUE(service.ok()) << service.status().ToString();
+    service_ = std::move(service).value();
+  }
+
+  Result<IngestOutcome> Track(const std::string& json) {
+    IngestRequest request;
+    request.route = ingest::MixpanelRoute::kTrack;
+    request.payload = json;
+    return service_->IngestMixpanel(request);
+  }
+
+  Result<IngestOutcome> Import(const std::string& json, bool strict) {
+    IngestRequest request;
+    request.route = ingest::MixpanelRoute::kImport;
+    request.payload = json;
+    request.credentials.has_basic = true;
+    request.credentials.basic_user = secret_;
+    request.strict = strict;
+    return service_->IngestMixpanel(request);
+  }
+
+  std::string Event(const std::string& name, const std::string& distinct_id,
+                    const std::string& extra = "") {
+    return "{\"event\":\"" + name + "\",\"properties\":{\"token\":\"" + project_.token +
+           "\",\"distinct_id\":\"" + distinct_id + "\",\"time\":1795685200" + extra + "}}";
+  }
+
+  std::string ExportAll(std::optional<std::string> distinct_id = std::nullopt) {
+    ExportOptions options;
+    options.from_date = "2026-11-01";
+    options.to_date = "2026-11-30";
+    options.distinct_id = std::move(distinct_id);
+    std::string out;
+    auto summary = service_->Export(project_, options, [&](std::string_view chunk) {
+      out.append(chunk);
+      return true;
+    });
+    EXPECT_TRUE(summary.ok()) << summary.status().ToString();
+    return out;
+  }
+
+  static size_t Lines(const std::string& text) {
+    return static_cast<size_t>(std::count(text.begin(), text.end(), '\n'));
+  }
+
+  std::filesystem::path root_;
+  Config config_;
+  std::shared_ptr<FaultFileSystem> file_system_ =
+      std::make_shared<FaultFileSystem>(NewPosixFileSystem());
+  std::shared_ptr<FakeClock> clock_ = std::make_shared<FakeClock>(kNowMs);
+  std::unique_ptr<Service> service_;
+  Project project_;
+  std::string secret_;
+};
+
+TEST_F(ServiceTest, TrackedEventIsExportedUnderItsPseudonym) {
+  auto outcome = Track(Event("Signed Up", "user-1", ",\"plan\":\"pro\",\"ip\":\"203.0.113.9\""));
+  ASSERT_TRUE(outcome.ok()) << outcome.status().ToString();
+  EXPECT_EQ(outcome->stored, 1U);
+  const std::string exported = ExportAll();
+  auto subject = service_->Pseudonym(project_, "user-1");
+  ASSERT_TRUE(subject.ok());
+  EXPECT_NE(exported.find("\"distinct_id\":\"" + FormatPseudonym(*subject) + "\""),
+            std::string::npos);
+  EXPECT_NE(exported.find("\"plan\":\"pro\""), std::string::npos);
+  EXPECT_NE(exported.find("\"time\":1795685200"), std::string::npos);
+  EXPECT_EQ(exported.find("user-1"), std::string::npos);
+  EXPECT_EQ(exported.find("203.0.113.9"), std::string::npos);
+}
+
+TEST_F(ServiceTest, UnknownTokenIsUnauthenticatedAndStoresNothing) {
+  auto outcome = Track("{\"event\":\"x\",\"properties\":{\"token\":\"nope\",\"distinct_id\":\"u\"}}");
+  ASSERT_FALSE(outcome.ok());
+  EXPECT_EQ(outcome.status().code(), StatusCode::kUnauthenticated);
+  EXPECT_EQ(ExportAll(), "");
+}
+
+TEST_F(ServiceTest, OneBadRecordRefusesTheWholeNonStrictRequest) {
+  auto outcome = Track("[" + Event("ok", "user-1") + "," + Event("bad", "undefined") + "]");
+  ASSERT_FALSE(outcome.ok());
+  EXPECT_EQ(outcome.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(outcome.status().message().find("record 1"), std::string::npos);
+  EXPECT_EQ(ExportAll(), "");
+}
+
+TEST_F(ServiceTest, StrictImportStoresValidRowsAndReportsTheRest) {
+  auto outcome = Import("[" + Event("ok", "user-1") + "," + Event("bad", "undefined") + "]", true);
+  ASSERT_TRUE(outcome.ok()) << outcome.status().ToString();
+  EXPECT_EQ(outcome->stored, 1U);
+  ASSERT_EQ(outcome->errors.size(), 1U);
+  EXPECT_EQ(outcome->errors[0].index, 1U);
+  EXPECT_EQ(Lines(ExportAll()), 1U);
+}
+
+TEST_F(ServiceTest, ImportNeedsTheSecretNotTheToken) {
+  IngestRequest request;
+  request.route = ingest::MixpanelRoute::kImport;
+  const std::string payload = "[" + Event("e", "user-1") + "]";
+  request.payload = payload;
+  EXPECT_EQ(service_->IngestMixpanel(request).status().code(), StatusCode::kUnauthenticated);
+  request.credentials.api_key = project_.token;
+  EXPECT_EQ(service_->IngestMixpanel(request).status().code(), StatusCode::kUnauthenticated);
+  request.credentials.api_key = secret_;
+  EXPECT_TRUE(service_->IngestMixpanel(request).ok());
+  request.credentials.project_id = "99";
+  EXPECT_EQ(service_->IngestMixpanel(request).status().code(), StatusCode::kPermissionDenied);
+}
+
+TEST_F(ServiceTest, ImportAcceptsNewlineDelimitedJson) {
+  auto outcome = Import(Event("a", "user-1") + "\n" + Event("b", "user-2") + "\n", false);
+  ASSERT_TRUE(outcome.ok()) << outcome.status().ToString();
+  EXPECT_EQ(outcome->stored, 2U);
+}
+
+TEST_F(ServiceTest, DuplicateInsertIdsAreStoredOnceAcrossRestart) {
+  const std::string event = Event("e", "user-1", ",\"$insert_id\":\"abc-123\"");
+  ASSERT_TRUE(Track(event).ok());
+  auto again = Track(event);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->duplicates, 1U);
+  Open();
+  auto after_restart = Track(event);
+  ASSERT_TRUE(after_restart.ok());
+  EXPECT_EQ(after_restart->duplicates, 1U);
+  EXPECT_EQ(Lines(ExportAll()), 1U);
+}
+
+TEST_F(ServiceTest, ReimportedExportKeepsSubjectsAndDeduplicates) {
+  ASSERT_TRUE(Track(Event("e", "user-1", ",\"n\":1")).ok());
+  const std::string exported = ExportAll();
+  auto outcome = Import(exported, false);
+  ASSERT_TRUE(outcome.ok()) << outcome.status().ToString();
+  EXPECT_EQ(outcome->duplicates, 1U);
+  EXPECT_EQ(ExportAll(), exported);
+}
+
+TEST_F(ServiceTest, FullDiskIsUnavailableThenRecovers) {
+  file_system_->FailWritesAfterBytes(0);
+  auto failed = Track(Event("e", "user-1"));
+  ASSERT_FALSE(failed.ok());
+  EXPECT_EQ(failed.status().code(), StatusCode::kUnavailable);
+  file_system_->Reset();
+  auto stored = Track(Event("e", "user-1"));
+  ASSERT_TRUE(stored.ok()) << stored.status().ToString();
+  EXPECT_EQ(stored->stored, 1U);
+  EXPECT_EQ(Lines(ExportAll()), 1U);
+}
+
+TEST_F(ServiceTest, ExportFiltersByDistinctIdAndDates) {
+  ASSERT_TRUE(Track("[" + Event("a", "user-1") + "," + Event("b", "user-2") + "]").ok());
+  EXPECT_EQ(Lines(ExportAll("user-2")), 1U);
+  ExportOptions options;
+  options.from_date = "2026-12-01";
+  options.to_date = "2026-12-31";
+  uint64_t rows = 99;
+  auto summary = service_->Export(project_, options, [](std::string_view) { return true; });
+  ASSERT_TRUE(summary.ok());
+  rows = summary->rows;
+  EXPECT_EQ(rows, 0U);
+  options.from_date = "2026-13-01";
+  EXPECT_EQ(service_->Export(project_, options, [](std::string_view) { return true; })
+                .status()
+                .code(),
+            StatusCode::kInvalidArgument);
+}
+
+TEST_F(ServiceTest, SecondProcessOnTheSameDataFolderIsRefused) {
+  auto second = Service::Open(config_, file_system_, clock_);
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), StatusCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace minpanel::service
