@@ -5,18 +5,21 @@
 namespace minpanel {
 namespace {
 
-int HexDigit(char c) {
-  if (c >= '0' && c <= '9') {
-    return c - '0';
+// Hex digit values by byte, -1 for anything else: insert ids and
+// pseudonyms are parsed on every ingested event, so no branches per digit.
+constexpr std::array<int8_t, 256> MakeHexTable() {
+  std::array<int8_t, 256> table{};
+  table.fill(-1);
+  for (int digit = 0; digit < 10; ++digit) {
+    table['0' + digit] = static_cast<int8_t>(digit);
   }
-  if (c >= 'a' && c <= 'f') {
-    return c - 'a' + 10;
+  for (int digit = 0; digit < 6; ++digit) {
+    table['a' + digit] = static_cast<int8_t>(10 + digit);
+    table['A' + digit] = static_cast<int8_t>(10 + digit);
   }
-  if (c >= 'A' && c <= 'F') {
-    return c - 'A' + 10;
-  }
-  return -1;
+  return table;
 }
+constexpr std::array<int8_t, 256> kHexTable = MakeHexTable();
 
 constexpr std::array<std::string_view, 8> kOperationNames = {
     "$set", "$set_once", "$add", "$union", "$append", "$remove", "$unset", "$delete"};
@@ -38,13 +41,16 @@ std::optional<Id128> Id128::FromHex(std::string_view text) {
     return std::nullopt;
   }
   Id128 id;
-  for (size_t char_idx = 0; char_idx < 32; ++char_idx) {
-    const int digit = HexDigit(text[char_idx]);
-    if (digit < 0) {
-      return std::nullopt;
-    }
-    uint64_t& half = char_idx < 16 ? id.high : id.low;
-    half = (half << 4) | static_cast<uint64_t>(digit);
+  int invalid = 0;
+  for (size_t char_idx = 0; char_idx < 16; ++char_idx) {
+    const int high_digit = kHexTable[static_cast<uint8_t>(text[char_idx])];
+    const int low_digit = kHexTable[static_cast<uint8_t>(text[char_idx + 16])];
+    invalid |= high_digit | low_digit;
+    id.high = (id.high << 4) | static_cast<uint64_t>(high_digit & 0xF);
+    id.low = (id.low << 4) | static_cast<uint64_t>(low_digit & 0xF);
+  }
+  if (invalid < 0) {
+    return std::nullopt;
   }
   return id;
 }
