@@ -1,0 +1,207 @@
+#!/usr/bin/env bash
+# Ingest benchmark: drives a fresh, real `minpanel serve` (fsync before every
+# acknowledgement, which is always on) with wrk over 127.0.0.1 and reports
+# events/s, latency, peak RSS and whether every acknowledged event was stored.
+# Builds nothing. See docs/benchmarks.md for the method.
+#
+# Usage: bench/ingest.sh [--runs N] [--duration 15s] [--connections 16]
+#                        [--routes "track import"] [--out FILE] [--no-export-check]
+# Env:   MINPANEL_BIN (default $BUILD_DIR/apps/minpanel/minpanel, BUILD_DIR=build)
+#        BENCH_DIR    parent of the temporary data folders (default: the repo's var/)
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+bin="${MINPANEL_BIN:-$repo/${BUILD_DIR:-build}/apps/minpanel/minpanel}"
+runs=3
+duration=15s
+connections=16
+threads=1
+routes="track import"
+templates=64
+out=""
+export_check=1
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --runs) runs="$2"; shift 2 ;;
+    --duration) duration="$2"; shift 2 ;;
+    --connections) connections="$2"; shift 2 ;;
+    --routes) routes="$2"; shift 2 ;;
+    --out) out="$2"; shift 2 ;;
+    --no-export-check) export_check=0; shift ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    *) echo "ingest.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+
+for tool in wrk node curl; do
+  command -v "$tool" >/dev/null || { echo "ingest.sh: $tool is required (scripts/setup.sh installs it)" >&2; exit 1; }
+done
+[ -x "$bin" ] || { echo "ingest.sh: no minpanel binary at $bin (run make build, or set MINPANEL_BIN)" >&2; exit 1; }
+
+build_type="unknown"
+cache="$(dirname "$(dirname "$(dirname "$bin")")")/CMakeCache.txt"
+if [ -f "$cache" ]; then
+  build_type="$(sed -n 's/^CMAKE_BUILD_TYPE:STRING=//p' "$cache")"
+fi
+if [ "$build_type" != "Release" ]; then
+  echo "ingest.sh: warning: $bin is a '$build_type' build, not Release" >&2
+fi
+
+bench_parent="${BENCH_DIR:-$repo/var}"
+mkdir -p "$bench_parent"
+work="$(mktemp -d "$bench_parent/bench-ingest.XXXXXX")"
+fs_type="$(stat -f -c %T "$work")"
+if [ "$fs_type" = "tmpfs" ]; then
+  echo "ingest.sh: warning: $work is on tmpfs, where fsync costs nothing" >&2
+fi
+
+server_pid=""
+cleanup() {
+  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
+    kill -KILL "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+free_port() {
+  node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close();});'
+}
+
+# start_server DATA KEYS PORT LOG: starts minpanel and waits for /healthz.
+start_server() {
+  "$bin" serve --data "$1" --keys "$2" --listen "127.0.0.1:$3" 2>>"$4" &
+  server_pid=$!
+  for _ in $(seq 1 400); do
+    if curl -sf -o /dev/null "http://127.0.0.1:$3/healthz"; then
+      return 0
+    fi
+    kill -0 "$server_pid" 2>/dev/null || { echo "ingest.sh: server exited; log:" >&2; tail -20 "$4" >&2; exit 1; }
+    sleep 0.05
+  done
+  echo "ingest.sh: server did not become healthy" >&2
+  exit 1
+}
+
+stop_server() {
+  kill -TERM "$server_pid"
+  wait "$server_pid" || { echo "ingest.sh: server exited with $? on SIGTERM" >&2; exit 1; }
+  server_pid=""
+}
+
+metric() { # metric PORT NAME: sums a counter/gauge over its labels
+  curl -sf "http://127.0.0.1:$1/metrics" | awk -v name="$2" '$1 == name || index($1, name "{") == 1 { sum += $NF } END { printf "%d\n", sum }'
+}
+
+cpu_ticks() { # user + system clock ticks of a process
+  awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
+}
+
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+field() { # field LINE NAME
+  sed -n "s/.* $2=\([0-9]*\).*/\1/p" <<<" $1"
+}
+
+results="$work/results.tsv"
+: >"$results"
+
+echo "# minpanel ingest benchmark: $(date -u +%Y-%m-%dT%H:%M:%SZ)" >&2
+echo "# binary $bin ($build_type), $(nproc) CPUs, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), data on $fs_type" >&2
+echo "# wrk -t$threads -c$connections -d$duration, $runs run(s) per route, $templates bodies per route" >&2
+
+for route in $routes; do
+  if [ "$route" = track ]; then batch=50; else batch=2000; fi
+  for run in $(seq 1 "$runs"); do
+    dir="$work/$route-$run"
+    mkdir -p "$dir/data" "$dir/keys"
+    chmod 700 "$dir/keys"
+    log="$dir/server.log"
+    project="$("$bin" project create bench --data "$dir/data" --keys "$dir/keys" --json)"
+    token="$(node -e 'console.log(JSON.parse(process.argv[1]).token)' "$project")"
+    secret="$(node -e 'console.log(JSON.parse(process.argv[1]).secret)' "$project")"
+    nonce="$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')"
+    event_bytes="$(node "$repo/bench/ingest/make_templates.mjs" "$route" "$dir/bodies" "$templates" "$token" "$nonce")"
+    port="$(free_port)"
+    start_server "$dir/data" "$dir/keys" "$port" "$log"
+
+    server_ticks_before="$(cpu_ticks "$server_pid")"
+    wrk_started="$(date +%s.%N)"
+    wrk_out="$( (TIMEFORMAT='WRKCPU %U %S'; time wrk -t"$threads" -c"$connections" -d"$duration" --timeout 30s --latency \
+      -s "$repo/bench/ingest/ingest.lua" "http://127.0.0.1:$port" -- "$route" "$dir/bodies" "$templates" "$secret") 2>&1)"
+    wall="$(awk -v a="$wrk_started" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')"
+    server_cpu="$(awk -v a="$server_ticks_before" -v b="$(cpu_ticks "$server_pid")" -v hz="$(getconf CLK_TCK)" -v w="$wall" \
+      'BEGIN { printf "%.0f", 100 * (b - a) / hz / w }')"
+    wrk_cpu="$(awk -v w="$wall" '/^WRKCPU/ { printf "%.0f", 100 * ($2 + $3) / w }' <<<"$wrk_out")"
+    line="$(grep '^RESULT ' <<<"$wrk_out" || true)"
+    [ -n "$line" ] || { echo "ingest.sh: wrk printed no result:" >&2; echo "$wrk_out" >&2; exit 1; }
+    grep '^REFUSAL ' <<<"$wrk_out" >&2 || true
+
+    rss_kib="$(awk '/^VmHWM:/ { print $2 }' "/proc/$server_pid/status")"
+    accepted_live="$(metric "$port" minpanel_events_accepted_total)"
+    stop_server
+    # What is on disk after a clean restart, not what was counted in memory.
+    start_server "$dir/data" "$dir/keys" "$port" "$log"
+    stored="$(metric "$port" minpanel_store_events)"
+    exported="-"
+    if [ "$export_check" = 1 ] && [ "$run" = 1 ]; then
+      exported="$(curl -sf -u "$secret:" \
+        "http://127.0.0.1:$port/api/2.0/export?from_date=$(date -u -d '-3 days' +%F)&to_date=$(date -u -d '+1 day' +%F)" | wc -l)"
+    fi
+    stop_server
+
+    requests="$(field "$line" requests)"
+    acked_requests="$(field "$line" acked)"
+    refused="$(field "$line" refused)"
+    duration_us="$(field "$line" duration_us)"
+    p50_us="$(field "$line" p50_us)"
+    p99_us="$(field "$line" p99_us)"
+    acked_events=$((acked_requests * batch))
+    events_per_s="$(awk -v e="$acked_events" -v d="$duration_us" 'BEGIN { printf "%.0f", e / (d / 1e6) }')"
+    requests_per_s="$(awk -v r="$acked_requests" -v d="$duration_us" 'BEGIN { printf "%.1f", r / (d / 1e6) }')"
+    # A request cut off by the end of the run may be stored without wrk seeing its answer.
+    in_flight_max=$((connections * batch))
+    if [ "$stored" -lt "$acked_events" ] || [ "$stored" -gt $((acked_events + in_flight_max)) ]; then
+      verdict="MISMATCH"
+    elif [ "$exported" != "-" ] && [ "$exported" -ne "$stored" ]; then
+      verdict="EXPORT-MISMATCH"
+    else
+      verdict="ok"
+    fi
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$route" "$run" "$events_per_s" "$requests_per_s" \
+      "$p50_us" "$p99_us" "$rss_kib" "$acked_events" "$stored" "$exported" "$refused" "$verdict" "$event_bytes" >>"$results"
+    echo "# $route run $run: $events_per_s events/s ($requests_per_s req/s x $batch), p50 ${p50_us}us p99 ${p99_us}us," \
+      "peak RSS $((rss_kib / 1024)) MiB, CPU server ${server_cpu}% wrk ${wrk_cpu}%, acked $acked_events, counted live $accepted_live, stored $stored," \
+      "exported $exported, refused $refused, $verdict" >&2
+    rm -rf "$dir"
+  done
+done
+
+table="$(
+  echo "| route | batch | events/s (median of $runs) | requests/s | p50 latency | p99 latency | server peak RSS | stored vs acknowledged |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---|"
+  for route in $routes; do
+    if [ "$route" = track ]; then batch=50; body="form data=base64"; else batch=2000; body="JSON array, Basic auth"; fi
+    rows="$(awk -F'\t' -v r="$route" '$1 == r' "$results")"
+    eps="$(cut -f3 <<<"$rows" | median)"
+    rps="$(cut -f4 <<<"$rows" | median)"
+    p50="$(cut -f5 <<<"$rows" | median)"
+    p99="$(cut -f6 <<<"$rows" | median)"
+    rss="$(cut -f7 <<<"$rows" | median)"
+    bytes="$(cut -f13 <<<"$rows" | head -1)"
+    verdicts="$(cut -f12 <<<"$rows" | sort | uniq -c | awk '{ printf "%s%s x%s", sep, $2, $1; sep = ", " }')"
+    printf '| /%s (%s, ~%s B/event) | %s | %s | %s | %s ms | %s ms | %s MiB | %s |\n' "$route" "$body" "$bytes" "$batch" \
+      "$(printf "%'d" "$eps")" "$rps" "$(awk -v u="$p50" 'BEGIN { printf "%.1f", u / 1000 }')" \
+      "$(awk -v u="$p99" 'BEGIN { printf "%.1f", u / 1000 }')" "$(awk -v k="$rss" 'BEGIN { printf "%.0f", k / 1024 }')" "$verdicts"
+  done
+)"
+echo "$table"
+if [ -n "$out" ]; then
+  echo "$table" >"$out"
+fi
+if grep -q MISMATCH "$results"; then
+  echo "ingest.sh: stored events do not match acknowledged ones" >&2
+  exit 1
+fi

@@ -1,0 +1,122 @@
+// Writes request-body templates for bench/ingest/ingest.lua.
+//
+// Each template is one request body split into segments, one per line; the
+// Lua script joins the segments with a per-request 12-hex token, which ends
+// every event's $insert_id. So every event wrk sends is unique (nothing is
+// dropped as a duplicate), while wrk does no more per request than one
+// table.concat.
+//
+//   /track : form body `data=<base64 of a JSON array of 50 events>`, the base64
+//            unencoded (literal '+' and '/'), as the mixpanel node SDK sends it.
+//            Every segment but the last is padded with JSON whitespace to a
+//            multiple of 3 bytes, so base64(segment) + base64(token) + ... is
+//            exactly base64 of the whole body.
+//   /import: a JSON array of 2000 events (Basic auth is set by the Lua script).
+//
+// Usage: node make_templates.mjs ROUTE OUT_DIR COUNT TOKEN NONCE_HEX8
+
+import fs from 'node:fs';
+import path from 'node:path';
+
+const [route, outDir, countText, token, nonce] = process.argv.slice(2);
+if (!['track', 'import'].includes(route) || !outDir || !countText || !token || !/^[0-9a-f]{8}$/.test(nonce || '')) {
+  process.stderr.write('usage: make_templates.mjs track|import OUT_DIR COUNT TOKEN NONCE_HEX8\n');
+  process.exit(2);
+}
+const count = Number(countText);
+const batch = route === 'track' ? 50 : 2000;
+const TOKEN_BYTES = 12;
+
+const EVENTS = ['Viewed Page', 'Clicked Button', 'Signed Up', 'Started Trial', 'Invited Teammate', 'Exported Report'];
+const BROWSERS = [['Chrome', 124], ['Firefox', 126], ['Safari', 17], ['Edge', 124]];
+const OSES = [['Mac OS X', 'Mac'], ['Windows', 'Desktop'], ['Linux', 'Desktop'], ['iOS', 'iPhone'], ['Android', 'Pixel']];
+const PAGES = ['/projects/42/reports', '/settings/billing', '/onboarding/step-2', '/dashboards/7', '/docs/getting-started'];
+const PLANS = ['free', 'pro', 'team', 'enterprise'];
+const FEATURES = ['funnels', 'retention', 'segmentation', 'cohorts', 'export'];
+
+// A deterministic generator, so the bodies are the same for every run.
+let seed = 0x2545f491;
+function random() {
+  seed ^= seed << 13;
+  seed ^= seed >>> 17;
+  seed ^= seed << 5;
+  return (seed >>> 0) / 4294967296;
+}
+const pick = (list) => list[Math.floor(random() * list.length)];
+const hex = (value, width) => value.toString(16).padStart(width, '0');
+
+// The part of one event before its $insert_id's token, and the part after.
+function eventParts(templateIdx, eventIdx, baseTime) {
+  const [browser, browserVersion] = pick(BROWSERS);
+  const [os, device] = pick(OSES);
+  const page = pick(PAGES);
+  const props = {};
+  if (route === 'track') {
+    props.token = token;
+  }
+  props.distinct_id = `user-${hex(Math.floor(random() * 50000), 6)}`;
+  const before = {
+    ...props,
+    $browser: browser,
+    $browser_version: browserVersion,
+    $os: os,
+    $device: device,
+    $current_url: `https://app.example.test${page}?tab=${pick(FEATURES)}`,
+    $referrer: 'https://www.example.org/',
+    $screen_width: pick([1280, 1440, 1920, 390]),
+    $screen_height: pick([720, 900, 1080, 844]),
+  };
+  const after = {
+    time: baseTime - Math.floor(random() * 6 * 3600),
+    plan: pick(PLANS),
+    seats: 1 + Math.floor(random() * 40),
+    trial: random() < 0.2,
+    feature: pick(FEATURES),
+    mp_lib: 'web',
+    $lib_version: '2.83.0',
+  };
+  const name = JSON.stringify(pick(EVENTS));
+  const head = `{"event":${name},"properties":${JSON.stringify(before).slice(0, -1)},`;
+  const fixed = `${nonce}${hex(templateIdx, 4)}${hex(eventIdx, 4)}0000`; // 20 hex; the token adds 12
+  const insertKey = `"$insert_id":"${fixed}`;
+  const tail = `"${JSON.stringify(after).replace(/^\{/, ',')}}`;
+  return { head, insertKey, tail };
+}
+
+// Pads `text` (which ends with `,"$insert_id":"<hex>`) to a multiple of 3
+// bytes by putting spaces before the "$insert_id" key.
+function padBeforeInsertKey(prefix, insertKey) {
+  const length = Buffer.byteLength(prefix) + Buffer.byteLength(insertKey);
+  const pad = (3 - (length % 3)) % 3;
+  return prefix + ' '.repeat(pad) + insertKey;
+}
+
+fs.mkdirSync(outDir, { recursive: true });
+const baseTime = Math.floor(Date.now() / 1000) - 600;
+let totalEventBytes = 0;
+for (let templateIdx = 0; templateIdx < count; templateIdx += 1) {
+  // segments[k] ends right before the k-th token.
+  const segments = [];
+  let carry = '[';
+  for (let eventIdx = 0; eventIdx < batch; eventIdx += 1) {
+    const { head, insertKey, tail } = eventParts(templateIdx, eventIdx, baseTime);
+    totalEventBytes += head.length + insertKey.length + TOKEN_BYTES + tail.length;
+    const prefix = carry + head;
+    segments.push(route === 'track' ? padBeforeInsertKey(prefix, insertKey) : prefix + insertKey);
+    carry = tail + (eventIdx + 1 < batch ? ',' : ']');
+  }
+  segments.push(carry);
+  let lines;
+  if (route === 'track') {
+    for (let segmentIdx = 0; segmentIdx + 1 < segments.length; segmentIdx += 1) {
+      if (Buffer.byteLength(segments[segmentIdx]) % 3 !== 0) {
+        throw new Error('segment not 3-byte aligned');
+      }
+    }
+    lines = segments.map((segment) => Buffer.from(segment).toString('base64'));
+  } else {
+    lines = segments;
+  }
+  fs.writeFileSync(path.join(outDir, `${route}_${hex(templateIdx, 3)}.txt`), `${lines.join('\n')}\n`);
+}
+process.stdout.write(`${Math.round(totalEventBytes / (count * batch))}\n`);

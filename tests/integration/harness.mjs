@@ -1,0 +1,627 @@
+// Test harness for the end-to-end tests: starts and stops the real `minpanel`
+// binary on 127.0.0.1, creates projects through its CLI, and talks to it over
+// real sockets with node:http / node:https. Nothing here is mocked.
+//
+// Every server lives in its own temporary folder (data/ and keys/ side by side,
+// so the keys are outside the data folder as DESIGN.md requires). `cleanup()`
+// kills the process and removes the folder; tests call it from `after`, so it
+// runs even when an assertion failed.
+
+import { spawn, execFile } from 'node:child_process';
+import { once } from 'node:events';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import http from 'node:http';
+import https from 'node:https';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import crypto from 'node:crypto';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+const execFileAsync = promisify(execFile);
+
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+// CTest passes $<TARGET_FILE:minpanel>; by hand the default build folder is used.
+export const MINPANEL_BIN = process.env.MINPANEL_BIN
+  ? path.resolve(process.env.MINPANEL_BIN)
+  : path.join(REPO_ROOT, 'build', 'apps', 'minpanel', 'minpanel');
+
+export const NPM_DIR = path.join(REPO_ROOT, 'tests', 'npm');
+
+// The SDK is installed by `npm ci --prefix tests/npm`; it is loaded from there.
+export function requireMixpanel() {
+  const require = createRequire(path.join(NPM_DIR, 'package.json'));
+  try {
+    return require('mixpanel');
+  } catch (error) {
+    throw new Error(`the mixpanel npm package is missing: run \`npm ci --prefix tests/npm\` (${error.message})`);
+  }
+}
+
+// The SDK routes through HTTP(S)_PROXY when set; tests only ever talk to 127.0.0.1.
+for (const name of ['HTTP_PROXY', 'HTTPS_PROXY', 'http_proxy', 'https_proxy']) {
+  delete process.env[name];
+}
+
+// A quiet logger for the SDK: it warns about the deprecated `key`/`secret` options.
+export const quietLogger = {
+  trace() {}, debug() {}, info() {}, warn() {}, error() {},
+};
+
+export function assertBinaryExists() {
+  if (!fs.existsSync(MINPANEL_BIN)) {
+    throw new Error(`minpanel binary not found at ${MINPANEL_BIN} (set MINPANEL_BIN or build it)`);
+  }
+}
+
+export function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+export function hex32() {
+  return crypto.randomBytes(16).toString('hex');
+}
+
+export function randomTag(prefix = 't') {
+  return `${prefix}-${crypto.randomBytes(6).toString('hex')}`;
+}
+
+export function nowSeconds() {
+  return Math.floor(Date.now() / 1000);
+}
+
+// YYYY-MM-DD in UTC, offset by whole days.
+export function isoDate(offsetDays = 0, fromMs = Date.now()) {
+  return new Date(fromMs + offsetDays * 86400000).toISOString().slice(0, 10);
+}
+
+// Asks the kernel for a free port on 127.0.0.1 and releases it. The server
+// does not accept port 0, so there is a small window in which another process
+// could take it; startServer retries on a failed start.
+export async function freePort() {
+  const server = net.createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address();
+  server.close();
+  await once(server, 'close');
+  return port;
+}
+
+export async function makeTempDir(prefix = 'minpanel-it-') {
+  return fsp.mkdtemp(path.join(os.tmpdir(), prefix));
+}
+
+export async function runCli(args, { timeoutMs = 30000 } = {}) {
+  try {
+    return await execFileAsync(MINPANEL_BIN, args, { timeout: timeoutMs, maxBuffer: 16 << 20 });
+  } catch (error) {
+    error.message = `minpanel ${args.join(' ')} failed: ${error.message}\nstdout: ${error.stdout}\nstderr: ${error.stderr}`;
+    throw error;
+  }
+}
+
+// `minpanel project create NAME --json` prints one JSON line.
+export async function createProject(dataDir, keysDir, name) {
+  const { stdout } = await runCli(['project', 'create', name, '--data', dataDir, '--keys', keysDir, '--json']);
+  const lines = stdout.trim().split('\n').filter((line) => line.trim().length > 0);
+  if (lines.length !== 1) {
+    throw new Error(`project create printed ${lines.length} lines, expected one JSON line: ${stdout}`);
+  }
+  const project = JSON.parse(lines[0]);
+  for (const field of ['id', 'name', 'token', 'secret']) {
+    if (project[field] === undefined || project[field] === '') {
+      throw new Error(`project create output lacks "${field}": ${lines[0]}`);
+    }
+  }
+  return project;
+}
+
+// Creates a throwaway CA and a server certificate for 127.0.0.1 with the
+// openssl CLI. Returns the paths.
+export async function makeTlsMaterial(dir) {
+  const ca_key = path.join(dir, 'ca.key');
+  const ca_cert = path.join(dir, 'ca.pem');
+  const key = path.join(dir, 'server.key');
+  const csr = path.join(dir, 'server.csr');
+  const cert = path.join(dir, 'server.pem');
+  const ext = path.join(dir, 'server.ext');
+  const run = (args) => execFileAsync('openssl', args, { timeout: 60000 });
+  await run(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', ca_key, '-out', ca_cert,
+    '-days', '2', '-subj', '/CN=minpanel test CA', '-addext', 'basicConstraints=critical,CA:TRUE',
+    '-addext', 'keyUsage=critical,keyCertSign,cRLSign']);
+  await run(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', csr, '-subj', '/CN=127.0.0.1']);
+  await fsp.writeFile(ext, 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n' +
+    'keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n');
+  await run(['x509', '-req', '-in', csr, '-CA', ca_cert, '-CAkey', ca_key, '-CAcreateserial', '-out', cert,
+    '-days', '2', '-extfile', ext]);
+  return { caCert: ca_cert, cert, key };
+}
+
+// Servers not yet cleaned up. If the test process is interrupted (a timeout's
+// SIGTERM, Ctrl-C) the `after` hooks do not run, so kill and remove them here.
+const liveServers = new Set();
+
+function cleanupSync() {
+  for (const server of liveServers) {
+    if (server.child && server.child.exitCode === null && server.child.signalCode === null) {
+      server.child.kill('SIGKILL');
+    }
+    if (!process.env.MINPANEL_KEEP_TMP) {
+      fs.rmSync(server.root, { recursive: true, force: true });
+    }
+  }
+  liveServers.clear();
+}
+
+process.on('exit', cleanupSync);
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(signal, () => {
+    cleanupSync();
+    process.exit(128 + os.constants.signals[signal]);
+  });
+}
+
+// One running (or stopped) minpanel server with its own folders.
+export class MinpanelServer {
+  constructor({ root, dataDir, keysDir, project, tls, configFile, prlimitFsize }) {
+    this.root = root;
+    this.dataDir = dataDir;
+    this.keysDir = keysDir;
+    this.project = project;
+    this.tls = tls || null;
+    this.configFile = configFile || null;
+    this.prlimitFsize = prlimitFsize || null;
+    this.port = 0;
+    this.child = null;
+    this.stderrChunks = [];
+    this.starts = 0;
+    this.exits = [];
+    liveServers.add(this);
+  }
+
+  get scheme() {
+    return this.tls ? 'https' : 'http';
+  }
+
+  get host() {
+    return `127.0.0.1:${this.port}`;
+  }
+
+  get pid() {
+    return this.child ? this.child.pid : undefined;
+  }
+
+  get alive() {
+    return this.child !== null && this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  // Everything the server wrote to stderr across all its runs.
+  get stderr() {
+    return Buffer.concat(this.stderrChunks).toString('utf8');
+  }
+
+  serveArgs() {
+    const args = ['serve', '--data', this.dataDir, '--keys', this.keysDir, '--listen', `127.0.0.1:${this.port}`];
+    if (this.configFile) {
+      args.push('--config', this.configFile);
+    }
+    if (this.tls) {
+      args.push('--tls-cert', this.tls.cert, '--tls-key', this.tls.key);
+    }
+    return args;
+  }
+
+  // Starts the binary and waits for GET /healthz to answer 200. Keeps the
+  // port of a previous run so clients can reconnect after a restart.
+  async start({ timeoutMs = 20000 } = {}) {
+    if (this.alive) {
+      throw new Error('server already running');
+    }
+    if (this.port === 0) {
+      this.port = await freePort();
+    }
+    let command = MINPANEL_BIN;
+    let args = this.serveArgs();
+    if (this.prlimitFsize !== null) {
+      // Soft limit only, so it can be raised later without CAP_SYS_RESOURCE.
+      // prlimit execs the binary, so the child's pid is the server's pid.
+      args = [`--fsize=${this.prlimitFsize}:unlimited`, '--', MINPANEL_BIN, ...args];
+      command = 'prlimit';
+    }
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = child;
+    this.starts += 1;
+    const run = this.starts;
+    child.stdout.on('data', (chunk) => this.stderrChunks.push(chunk));
+    child.stderr.on('data', (chunk) => this.stderrChunks.push(chunk));
+    child.on('exit', (code, signal) => this.exits.push({ run, code, signal }));
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      if (child.exitCode !== null || child.signalCode !== null) {
+        throw new Error(`minpanel serve exited during start-up (code ${child.exitCode}, signal ${child.signalCode}); ` +
+          `stderr tail:\n${this.stderr.slice(-4000)}`);
+      }
+      try {
+        const res = await this.request({ path: '/healthz', timeoutMs: 1000 });
+        if (res.status === 200) {
+          return;
+        }
+      } catch {
+        // Not listening yet.
+      }
+      await sleep(25);
+    }
+    throw new Error(`minpanel did not answer /healthz within ${timeoutMs} ms; stderr tail:\n${this.stderr.slice(-4000)}`);
+  }
+
+  // Sends a signal and waits for the process to exit. Returns {code, signal}.
+  async stop(signal = 'SIGTERM', { timeoutMs = 20000 } = {}) {
+    const child = this.child;
+    if (!child) {
+      return null;
+    }
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = once(child, 'exit');
+      child.kill(signal);
+      const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+      await exited;
+      clearTimeout(timer);
+    }
+    this.child = null;
+    return { code: child.exitCode, signal: child.signalCode };
+  }
+
+  async kill() {
+    return this.stop('SIGKILL');
+  }
+
+  async restart() {
+    await this.stop('SIGTERM');
+    await this.start();
+  }
+
+  async cleanup() {
+    liveServers.delete(this);
+    try {
+      await this.stop('SIGKILL');
+    } finally {
+      if (!process.env.MINPANEL_KEEP_TMP) {
+        await fsp.rm(this.root, { recursive: true, force: true });
+      }
+    }
+  }
+
+  baseUrl() {
+    return `${this.scheme}://127.0.0.1:${this.port}`;
+  }
+
+  // Raw HTTP(S) request. `body` may be a string or Buffer. Resolves with
+  // {status, headers, body: Buffer, text}. Rejects on network errors.
+  request({ method = 'GET', path: requestPath = '/', headers = {}, body, timeoutMs = 30000, ca } = {}) {
+    return httpRequest({
+      scheme: this.scheme,
+      port: this.port,
+      method,
+      path: requestPath,
+      headers,
+      body,
+      timeoutMs,
+      ca: ca || (this.tls ? fs.readFileSync(this.tls.caCert) : undefined),
+    });
+  }
+
+  authHeader(secret = this.project.secret) {
+    return { Authorization: basicAuth(`${secret}:`) };
+  }
+
+  // POST /import with Basic secret: and a JSON array body.
+  importJson(events, { query = '', secret = this.project.secret, timeoutMs } = {}) {
+    return this.request({
+      method: 'POST',
+      path: `/import${query ? `?${query}` : ''}`,
+      headers: { ...this.authHeader(secret), 'Content-Type': 'application/json' },
+      body: JSON.stringify(events),
+      timeoutMs,
+    });
+  }
+
+  // Reads /api/2.0/export and parses the JSON lines.
+  async exportEvents({ fromDate = isoDate(-30), toDate = isoDate(2), event, limit, distinctId, secret } = {}) {
+    const params = new URLSearchParams({ from_date: fromDate, to_date: toDate });
+    if (event !== undefined) {
+      params.set('event', JSON.stringify(event));
+    }
+    if (limit !== undefined) {
+      params.set('limit', String(limit));
+    }
+    if (distinctId !== undefined) {
+      params.set('distinct_id', distinctId);
+    }
+    const res = await this.request({
+      path: `/api/2.0/export?${params}`,
+      headers: this.authHeader(secret),
+      timeoutMs: 120000,
+    });
+    if (res.status !== 200) {
+      throw new Error(`export answered ${res.status}: ${res.text.slice(0, 500)}`);
+    }
+    return parseJsonLines(res.text);
+  }
+}
+
+export function parseJsonLines(text) {
+  const rows = [];
+  for (const line of text.split('\n')) {
+    if (line.trim().length === 0) {
+      continue;
+    }
+    rows.push(JSON.parse(line));
+  }
+  return rows;
+}
+
+export function basicAuth(userColonPassword) {
+  return `Basic ${Buffer.from(userColonPassword).toString('base64')}`;
+}
+
+// Plain keep-alive-free requests: each request has its own connection, so a
+// killed server never leaves a stale pooled socket behind.
+export function httpRequest({ scheme = 'http', port, method = 'GET', path: requestPath = '/', headers = {}, body,
+  timeoutMs = 30000, ca }) {
+  const lib = scheme === 'https' ? https : http;
+  const payload = body === undefined ? undefined : (Buffer.isBuffer(body) ? body : Buffer.from(body));
+  const allHeaders = { ...headers };
+  if (payload !== undefined && allHeaders['Content-Length'] === undefined) {
+    allHeaders['Content-Length'] = payload.length;
+  }
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    const finish = (fn, value) => {
+      if (!settled) {
+        settled = true;
+        fn(value);
+      }
+    };
+    const req = lib.request({
+      host: '127.0.0.1',
+      port,
+      method,
+      path: requestPath,
+      headers: allHeaders,
+      agent: false,
+      ca,
+      timeout: timeoutMs,
+    }, (res) => {
+      const chunks = [];
+      res.on('data', (chunk) => chunks.push(chunk));
+      res.on('end', () => {
+        const buffer = Buffer.concat(chunks);
+        finish(resolve, { status: res.statusCode, headers: res.headers, body: buffer, text: buffer.toString('utf8') });
+      });
+      res.on('error', (error) => finish(reject, error));
+    });
+    req.on('timeout', () => req.destroy(new Error(`request ${method} ${requestPath} timed out after ${timeoutMs} ms`)));
+    // A server may answer (e.g. 413) and close before the whole body is
+    // written; the write then fails, but the response is what counts.
+    req.on('error', (error) => setTimeout(() => finish(reject, error), 200));
+    if (payload !== undefined) {
+      req.end(payload);
+    } else {
+      req.end();
+    }
+  });
+}
+
+// Creates the folders and a project, then starts the server.
+export async function startServer({ projectName = 'it-project', tls = false, configText, prlimitFsize } = {}) {
+  assertBinaryExists();
+  const root = await makeTempDir();
+  const dataDir = path.join(root, 'data');
+  const keysDir = path.join(root, 'keys');
+  await fsp.mkdir(dataDir, { recursive: true });
+  await fsp.mkdir(keysDir, { recursive: true, mode: 0o700 });
+  let server;
+  try {
+    const project = await createProject(dataDir, keysDir, projectName);
+    let tlsMaterial = null;
+    if (tls) {
+      const tlsDir = path.join(root, 'tls');
+      await fsp.mkdir(tlsDir);
+      tlsMaterial = await makeTlsMaterial(tlsDir);
+    }
+    let configFile = null;
+    if (configText !== undefined) {
+      configFile = path.join(root, 'minpanel.toml');
+      await fsp.writeFile(configFile, configText);
+    }
+    server = new MinpanelServer({ root, dataDir, keysDir, project, tls: tlsMaterial, configFile, prlimitFsize });
+    // A port taken between freePort() and bind() shows up as a failed start.
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        await server.start();
+        break;
+      } catch (error) {
+        await server.stop('SIGKILL');
+        if (attempt >= 3) {
+          throw error;
+        }
+        server.port = 0;
+      }
+    }
+    return server;
+  } catch (error) {
+    if (server) {
+      await server.cleanup();
+    } else {
+      await fsp.rm(root, { recursive: true, force: true });
+    }
+    throw error;
+  }
+}
+
+// Properties every test expects the server to drop before storing.
+export const DROPPED_PROPERTIES = new Set([
+  'token', 'distinct_id', 'time', '$insert_id', 'ip', '$ip', '$current_url', 'mp_lib',
+  '$email', '$name', '$first_name', '$last_name', '$phone',
+]);
+
+// What the export should hold for the properties a client sent: the dropped
+// names removed, nested objects flattened with '.', arrays as lists of strings.
+export function expectedStoredProperties(sent) {
+  const out = {};
+  const walk = (prefix, object, top) => {
+    for (const [key, value] of Object.entries(object)) {
+      if (top && DROPPED_PROPERTIES.has(key)) {
+        continue;
+      }
+      const name = prefix ? `${prefix}.${key}` : key;
+      if (Array.isArray(value)) {
+        out[name] = value.map((item) => String(item));
+      } else if (value !== null && typeof value === 'object') {
+        walk(name, value, false);
+      } else {
+        out[name] = value;
+      }
+    }
+  };
+  walk('', sent, true);
+  return out;
+}
+
+// The exported properties without the three fields every row carries.
+export function freeProperties(row) {
+  const rest = { ...row.properties };
+  delete rest.time;
+  delete rest.distinct_id;
+  delete rest.$insert_id;
+  return rest;
+}
+
+export const PSEUDONYM_RE = /^psn_[0-9a-f]{32}$/;
+export const INSERT_ID_RE = /^[0-9a-f]{32}$/;
+
+// Recursively searches every file under `dir` for each needle (as bytes).
+// Returns the list of {needle, file} hits.
+export async function grepTree(dir, needles) {
+  const hits = [];
+  const buffers = needles.map((needle) => Buffer.from(needle));
+  const walk = async (current) => {
+    const entries = await fsp.readdir(current, { withFileTypes: true });
+    for (const entry of entries) {
+      const full = path.join(current, entry.name);
+      if (entry.isDirectory()) {
+        await walk(full);
+      } else if (entry.isFile()) {
+        const content = await fsp.readFile(full);
+        buffers.forEach((needle, index) => {
+          if (content.includes(needle)) {
+            hits.push({ needle: needles[index], file: path.relative(dir, full) });
+          }
+        });
+      }
+    }
+  };
+  await walk(dir);
+  return hits;
+}
+
+// Runs a function in a child node process (used for HTTPS with the SDK, which
+// has no option for a CA: NODE_EXTRA_CA_CERTS is read at process start).
+export async function runNodeChild(scriptPath, input, { env = {}, timeoutMs = 120000 } = {}) {
+  const child = spawn(process.execPath, [scriptPath], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
+  });
+  const stdout = [];
+  const stderr = [];
+  child.stdout.on('data', (chunk) => stdout.push(chunk));
+  child.stderr.on('data', (chunk) => stderr.push(chunk));
+  child.stdin.end(JSON.stringify(input));
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  const [code, signal] = await once(child, 'exit');
+  clearTimeout(timer);
+  const out = Buffer.concat(stdout).toString('utf8');
+  const err = Buffer.concat(stderr).toString('utf8');
+  if (code !== 0) {
+    throw new Error(`child ${path.basename(scriptPath)} exited with ${code ?? signal}\nstdout: ${out}\nstderr: ${err}`);
+  }
+  return JSON.parse(out.trim().split('\n').pop());
+}
+
+// Classifies an ingest answer as a refusal: a 4xx, or the Mixpanel failure
+// body (`0`, or `{"status":0,...}` with verbose=1).
+export function isRefusal(res) {
+  if (res.status >= 400 && res.status < 500) {
+    return true;
+  }
+  if (res.status >= 500) {
+    return false;
+  }
+  const text = res.text.trim();
+  if (text === '0') {
+    return true;
+  }
+  try {
+    const json = JSON.parse(text);
+    return json !== null && typeof json === 'object' && json.status === 0;
+  } catch {
+    return false;
+  }
+}
+
+// Sends a request over a bare socket: the head first, then (after
+// `bodyDelayMs`) `bodyBytes` bytes of `fill`, plainly or chunked. Resolves
+// with everything the server sent before it closed, even when the close reset
+// the connection while the body was still being written (a server that
+// refuses an oversize body answers and closes early, and a regular HTTP
+// client then often loses the answer to EPIPE/ECONNRESET).
+export function rawHttpExchange({ port, head, bodyBytes = 0, chunked = false, fill = 0x61, bodyDelayMs = 300,
+  timeoutMs = 60000 }) {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1');
+    const received = [];
+    let sent = 0;
+    let closed = false;
+    let error = null;
+    const chunk = Buffer.alloc(1 << 16, fill);
+    const finish = () => {
+      clearTimeout(timer);
+      const text = Buffer.concat(received).toString('latin1');
+      const statusMatch = text.match(/^HTTP\/1\.[01] (\d{3})/);
+      resolve({ status: statusMatch ? Number(statusMatch[1]) : null, text, sent, error });
+    };
+    const timer = setTimeout(() => socket.destroy(new Error('timed out')), timeoutMs);
+    socket.on('data', (data) => received.push(data));
+    socket.on('error', (err) => {
+      error = err.code || err.message;
+    });
+    socket.on('close', () => {
+      closed = true;
+      finish();
+    });
+    const pump = () => {
+      while (!closed && sent < bodyBytes) {
+        const size = Math.min(chunk.length, bodyBytes - sent);
+        const piece = chunk.subarray(0, size);
+        sent += size;
+        const ok = chunked
+          ? socket.write(Buffer.concat([Buffer.from(`${size.toString(16)}\r\n`), piece, Buffer.from('\r\n')]))
+          : socket.write(piece);
+        if (!ok) {
+          socket.once('drain', pump);
+          return;
+        }
+      }
+      if (!closed && chunked) {
+        socket.write('0\r\n\r\n');
+      }
+    };
+    socket.write(head);
+    setTimeout(pump, bodyDelayMs);
+  });
+}
