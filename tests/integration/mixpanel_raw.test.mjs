@@ -160,6 +160,17 @@ describe('mixpanel wire forms (raw HTTP)', () => {
       remember(...items);
     });
 
+    it('/import accepts exactly 2000 events in one JSON array', async () => {
+      const items = [];
+      for (let index = 0; index < 2000; index += 1) {
+        items.push(event(`i2000x${index}`, { index, $insert_id: hex32() }));
+      }
+      const res = await server.importJson(items, { query: 'strict=1' });
+      assert.equal(res.status, 200, res.text.slice(0, 300));
+      assert.deepEqual(JSON.parse(res.text), { code: 200, num_records_imported: 2000, status: 'OK' });
+      remember(...items);
+    });
+
     it('/import strict=1 all valid: {"code":200,"num_records_imported":N,"status":"OK"}', async () => {
       const items = [event('strictok1'), event('strictok2')];
       const res = await server.importJson(items, { query: 'strict=1' });
@@ -404,18 +415,29 @@ describe('mixpanel wire forms (raw HTTP)', () => {
         port: server.port, head: head('Transfer-Encoding: chunked'), bodyBytes: bytes, chunked: true, bodyDelayMs: 0,
       });
       assert.equal(chunked.status, 413, `chunked ${bytes}: ${chunked.text.slice(0, 200)} (${chunked.error})`);
-      // The SDK's way: the whole body in one go through node:http.
-      let res = null;
-      try {
-        res = await server.request({
-          method: 'POST', path: '/import', headers: { ...server.authHeader(), 'Content-Type': 'application/json' },
-          body: JSON.stringify([bad('oversize', { pad: 'p'.repeat(bytes) })]), timeoutMs: 60000,
-        });
-      } catch (error) {
-        // The answer can be lost to EPIPE when the server closes early; that is the client's race.
-        assert.match(error.code || error.message, /EPIPE|ECONNRESET/);
-      }
-      if (res !== null) {
+    });
+
+    // A client that writes the whole body at once (node:http, browsers, the
+    // SDKs) must see the 413 too, or it cannot split the batch (mixpanel-browser
+    // and posthog-node halve on 413 but retry a network error as it was). That
+    // needs a lingering close: answer, then drain the body (bounded) before
+    // closing; closing at once resets the connection and the answer is lost.
+    // Marked todo until the server does so: it runs and reports, but does not
+    // fail the suite. Remove `todo` when fixed.
+    it('a client sending the whole oversize body at once still receives the 413', {
+      todo: 'server closes right after the 413 without draining; node:http mostly gets EPIPE/ECONNRESET',
+    }, async () => {
+      const body = JSON.stringify([bad('oversize-eager', { pad: 'p'.repeat(20 << 20) })]);
+      for (let attempt = 0; attempt < 3; attempt += 1) {
+        let res;
+        try {
+          res = await server.request({
+            method: 'POST', path: '/import', headers: { ...server.authHeader(), 'Content-Type': 'application/json' },
+            body, timeoutMs: 60000,
+          });
+        } catch (error) {
+          assert.fail(`attempt ${attempt}: the 413 was lost to ${error.code || error.message}`);
+        }
         assert.equal(res.status, 413);
       }
     });
