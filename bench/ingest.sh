@@ -66,8 +66,16 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
+# A free port below the ephemeral range, so no outgoing connection takes it
+# while the server restarts on it.
 free_port() {
-  node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close();});'
+  node -e '
+    const net = require("net");
+    const tryPort = () => {
+      const port = 10000 + Math.floor(Math.random() * 22000);
+      const s = net.createServer().once("error", tryPort).listen(port, "127.0.0.1", () => { console.log(port); s.close(); });
+    };
+    tryPort();'
 }
 
 # start_server DATA KEYS PORT LOG: starts minpanel and waits for /healthz.

@@ -79,17 +79,46 @@ export function isoDate(offsetDays = 0, fromMs = Date.now()) {
   return new Date(fromMs + offsetDays * 86400000).toISOString().slice(0, 10);
 }
 
-// Asks the kernel for a free port on 127.0.0.1 and releases it. The server
-// does not accept port 0, so there is a small window in which another process
-// could take it; startServer retries on a failed start.
-export async function freePort() {
+// Picks a free port on 127.0.0.1 outside the kernel's ephemeral range: a
+// port from that range can be taken as the local end of some outgoing
+// connection while the server is stopped, and a restart on the same port
+// would then fail. The server does not accept port 0, so there is still a
+// small window in which another process could take the port; startServer
+// retries on a failed start.
+function ephemeralRange() {
+  try {
+    const [low, high] = fs.readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    return [low, high];
+  } catch {
+    return [32768, 60999];
+  }
+}
+
+async function portIsFree(port) {
   const server = net.createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address();
+  try {
+    server.listen(port, '127.0.0.1');
+    await once(server, 'listening');
+  } catch {
+    return false;
+  }
   server.close();
   await once(server, 'close');
-  return port;
+  return true;
+}
+
+export async function freePort() {
+  const [low, high] = ephemeralRange();
+  for (let attempt = 0; attempt < 200; attempt += 1) {
+    const port = 10000 + crypto.randomInt(50000);
+    if (port >= low && port <= high) {
+      continue;
+    }
+    if (await portIsFree(port)) {
+      return port;
+    }
+  }
+  throw new Error('no free port outside the ephemeral range');
 }
 
 export async function makeTempDir(prefix = 'minpanel-it-') {
