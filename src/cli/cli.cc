@@ -1,16 +1,13 @@
 #include "cli/cli.h"
 
-#include <sys/prctl.h>
-#include <sys/resource.h>
-
 #include <cstdio>
-#include <fstream>
 #include <iostream>
 
 #include <CLI/CLI.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "cli/commands.h"
 #include "query/query.h"
 #include "server/server.h"
 #include "service/service.h"
@@ -19,55 +16,6 @@ namespace minpanel::cli {
 namespace {
 
 constexpr std::string_view kDemoProject = "demo";
-
-// Where the settings of a command come from: defaults, then --config, then
-// the flags that were given.
-struct ConfigSources {
-  std::string config_file;
-  std::string data_folder;
-  std::string key_folder;
-  std::string listen;
-  std::string tls_cert;
-  std::string tls_key;
-
-  void AddFlags(CLI::App* command, bool serving) {
-    command->add_option("--config", config_file, "TOML configuration file");
-    command->add_option("--data", data_folder, "data folder (default var/data)");
-    command->add_option("--keys", key_folder, "key folder, outside the data folder");
-    if (serving) {
-      command->add_option("--listen", listen, "HOST:PORT to listen on (default 127.0.0.1:8080)");
-      command->add_option("--tls-cert", tls_cert, "PEM certificate chain: serve HTTPS");
-      command->add_option("--tls-key", tls_key, "PEM private key for --tls-cert");
-    }
-  }
-
-  Result<service::Config> Build() const {
-    service::Config config;
-    if (!config_file.empty()) {
-      MP_ASSIGN_OR_RETURN(config, service::LoadConfigFile(config_file));
-    }
-    if (!data_folder.empty()) config.data_folder = data_folder;
-    if (!key_folder.empty()) config.key_folder = key_folder;
-    if (!listen.empty()) config.listen = listen;
-    if (!tls_cert.empty()) config.tls.cert_file = tls_cert;
-    if (!tls_key.empty()) config.tls.key_file = tls_key;
-    MP_RETURN_IF_ERROR(service::ValidateConfig(config));
-    return config;
-  }
-};
-
-int Fail(const Status& status) {
-  std::cerr << "minpanel: " << status.ToString() << "\n";
-  return 1;
-}
-
-// Raw events live in this process's memory; a core dump would write them
-// to disk, so there are none.
-void DisableCoreDumps() {
-  const rlimit no_core{0, 0};
-  setrlimit(RLIMIT_CORE, &no_core);
-  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-}
 
 std::string ProjectJson(const service::Project& project, const std::string* secret) {
   std::string json = "{\"id\":" + std::to_string(project.id) + ",\"name\":";
@@ -92,11 +40,10 @@ Status EnsureDemoProject(service::Service& service, const service::Config& confi
   }
   MP_ASSIGN_OR_RETURN(service::ProjectWithSecret created,
                       service.projects().Create(kDemoProject, "UTC"));
-  MP_RETURN_IF_ERROR(NewPosixFileSystem()->WriteFileAtomically(*secret_path,
-                                                               created.secret + "\n", 0600));
+  MP_RETURN_IF_ERROR(
+      NewPosixFileSystem()->WriteFileAtomically(*secret_path, created.secret + "\n", 0600));
   *token = created.project.token;
-  std::cout << "Created the demo project. Its secret (shown this once): " << created.secret
-            << "\n";
+  std::cout << "Created the demo project. Its secret (shown this once): " << created.secret << "\n";
   return Status::Ok();
 }
 
@@ -140,7 +87,8 @@ int Serve(const ConfigSources& sources, bool demo) {
       return Fail(created);
     }
   }
-  auto server = server::Server::Start(*config, service->get(), [sources] { return sources.Build(); });
+  auto server =
+      server::Server::Start(*config, service->get(), [sources] { return sources.Build(); });
   if (!server.ok()) {
     return Fail(server.status());
   }
@@ -224,58 +172,150 @@ int ProjectRotate(const ConfigSources& sources, const std::string& name, bool js
   return 0;
 }
 
+constexpr std::string_view kExitCodesHelp =
+    "Exit codes: 0 success; 1 failure (an interrupted import can be resumed);\n"
+    "2 usage error; 3 import finished but some records were rejected (see\n"
+    "FILE.rejected.jsonl).";
+
+constexpr std::string_view kImportHelp =
+    "FILE is a JSON array of events or JSON lines ({\"event\":...,\"properties\":{...}}\n"
+    "per line, as Mixpanel and minpanel export), optionally gzip-compressed.\n"
+    "Progress is saved after each batch in FILE.import-state; a rerun resumes there\n"
+    "(unless --restart) and the state is removed when done. Refused records are\n"
+    "listed by line and reason in FILE.rejected.jsonl. A minpanel export re-imports\n"
+    "as is: its psn_ ids and insert ids are kept, so nothing is pseudonymised twice\n"
+    "or duplicated.";
+
+// The flag values of every subcommand; only the parsed one is used.
+struct Flags {
+  ConfigSources sources;
+  bool demo = false;
+  std::string name;
+  std::string time_zone = "UTC";
+  bool json = false;
+  ImportOptions import;
+  ExportCommandOptions export_options;
+  std::string distinct_id;
+  std::string dump_path;
+};
+
+struct Commands {
+  CLI::App* serve = nullptr;
+  CLI::App* create = nullptr;
+  CLI::App* list = nullptr;
+  CLI::App* rotate = nullptr;
+  CLI::App* import = nullptr;
+  CLI::App* export_command = nullptr;
+  CLI::App* dump = nullptr;
+};
+
+void AddProjectCommands(CLI::App& app, Flags& flags, Commands& commands) {
+  CLI::App* project = app.add_subcommand("project", "manage projects");
+  project->require_subcommand(1);
+  commands.create = project->add_subcommand("create", "create a project; prints its secret once");
+  flags.sources.AddFlags(commands.create, false);
+  commands.create->add_option("NAME", flags.name, "project name")->required();
+  commands.create->add_option("--time-zone", flags.time_zone,
+                              "IANA time zone for queries (default UTC)");
+  commands.create->add_flag("--json", flags.json,
+                            "print {\"name\",\"token\",\"secret\",...} as JSON");
+  commands.list = project->add_subcommand("list", "list projects");
+  flags.sources.AddFlags(commands.list, false);
+  commands.list->add_flag("--json", flags.json, "one JSON object per line");
+  commands.rotate = project->add_subcommand("rotate-secret", "replace a project's secret");
+  flags.sources.AddFlags(commands.rotate, false);
+  commands.rotate->add_option("NAME", flags.name, "project name")->required();
+  commands.rotate->add_flag("--json", flags.json, "print the project and its new secret as JSON");
+}
+
+void AddDataCommands(CLI::App& app, Flags& flags, Commands& commands) {
+  commands.import = app.add_subcommand(
+      "import", "import Mixpanel events from a file in-process (server stopped); resumable");
+  commands.import->footer(std::string(kImportHelp) + "\n\n" + std::string(kExitCodesHelp));
+  flags.sources.AddFlags(commands.import, false);
+  commands.import->add_option("FILE", flags.import.file, "events file (JSON, JSON lines, gzip)")
+      ->required();
+  commands.import->add_option("--project", flags.import.project, "project name")->required();
+  commands.import->add_flag("--restart", flags.import.restart,
+                            "ignore FILE.import-state and start from the beginning");
+  commands.import
+      ->add_option("--batch", flags.import.batch_records,
+                   "events per batch (default and maximum " +
+                       std::to_string(service::kImportRecordsMax) + ")")
+      ->check(CLI::Range(size_t{1}, service::kImportRecordsMax));
+
+  ExportCommandOptions& exported = flags.export_options;
+  commands.export_command = app.add_subcommand(
+      "export", "write a project's events as JSON lines (as GET /api/2.0/export), in-process");
+  flags.sources.AddFlags(commands.export_command, false);
+  commands.export_command->add_option("--project", exported.project, "project name")->required();
+  commands.export_command->add_option("--from", exported.from_date, "first day, YYYY-MM-DD")
+      ->required();
+  commands.export_command->add_option("--to", exported.to_date, "last day, YYYY-MM-DD")->required();
+  commands.export_command->add_option("--event", exported.event_names,
+                                      "only this event (repeatable)");
+  commands.export_command->add_option("--distinct-id", flags.distinct_id,
+                                      "only this user (raw id or psn_ pseudonym)");
+  commands.export_command->add_option("--limit", exported.limit, "at most N events");
+  commands.export_command->add_option("--out", exported.out_file, "write to FILE, not stdout");
+
+  CLI::App* debug = app.add_subcommand("debug", "inspect files for debugging");
+  debug->require_subcommand(1);
+  commands.dump = debug->add_subcommand("dump", "print a write-ahead log file readably");
+  commands.dump->add_option("FILE", flags.dump_path, "a log file, e.g. DATA/store/wal/000001.log")
+      ->required();
+}
+
+int Dispatch(Flags& flags, const Commands& commands) {
+  if (commands.serve->parsed()) {
+    return Serve(flags.sources, flags.demo);
+  }
+  if (commands.create->parsed()) {
+    return ProjectCreate(flags.sources, flags.name, flags.time_zone, flags.json);
+  }
+  if (commands.list->parsed()) {
+    return ProjectList(flags.sources, flags.json);
+  }
+  if (commands.rotate->parsed()) {
+    return ProjectRotate(flags.sources, flags.name, flags.json);
+  }
+  if (commands.import->parsed()) {
+    return Import(flags.sources, flags.import);
+  }
+  if (commands.export_command->parsed()) {
+    if (commands.export_command->count("--distinct-id") > 0) {
+      flags.export_options.distinct_id = flags.distinct_id;
+    }
+    return Export(flags.sources, flags.export_options);
+  }
+  if (commands.dump->parsed()) {
+    return DebugDump(flags.dump_path);
+  }
+  return kExitUsage;
+}
+
 }  // namespace
 
 int RunCli(int argc, char** argv) {
   CLI::App app{"minpanel: self-hosted product analytics that never becomes someone else's breach"};
   app.require_subcommand(1);
-
-  ConfigSources serve_sources;
-  bool demo = false;
-  CLI::App* serve = app.add_subcommand("serve", "run the HTTP server");
-  serve_sources.AddFlags(serve, true);
-  serve->add_flag("--demo", demo, "create the demo project on first start and print how to use it");
-
-  CLI::App* project = app.add_subcommand("project", "manage projects");
-  project->require_subcommand(1);
-  ConfigSources project_sources;
-  std::string name;
-  std::string time_zone = "UTC";
-  bool json = false;
-  CLI::App* create = project->add_subcommand("create", "create a project; prints its secret once");
-  project_sources.AddFlags(create, false);
-  create->add_option("NAME", name, "project name")->required();
-  create->add_option("--time-zone", time_zone, "IANA time zone for queries (default UTC)");
-  create->add_flag("--json", json, "print {\"name\",\"token\",\"secret\",...} as JSON");
-  CLI::App* list = project->add_subcommand("list", "list projects");
-  project_sources.AddFlags(list, false);
-  list->add_flag("--json", json, "one JSON object per line");
-  CLI::App* rotate = project->add_subcommand("rotate-secret", "replace a project's secret");
-  project_sources.AddFlags(rotate, false);
-  rotate->add_option("NAME", name, "project name")->required();
-  rotate->add_flag("--json", json, "print the project and its new secret as JSON");
-
+  app.footer(std::string(kExitCodesHelp));
+  Flags flags;
+  Commands commands;
+  commands.serve = app.add_subcommand("serve", "run the HTTP server");
+  flags.sources.AddFlags(commands.serve, true);
+  commands.serve->add_flag("--demo", flags.demo,
+                           "create the demo project on first start and print how to use it");
+  AddProjectCommands(app, flags, commands);
+  AddDataCommands(app, flags, commands);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
-    return app.exit(error) == 0 ? 0 : 2;
+    return app.exit(error) == 0 ? kExitOk : kExitUsage;
   }
   auto sink = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
   spdlog::set_default_logger(std::make_shared<spdlog::logger>("minpanel", sink));
-
-  if (serve->parsed()) {
-    return Serve(serve_sources, demo);
-  }
-  if (create->parsed()) {
-    return ProjectCreate(project_sources, name, time_zone, json);
-  }
-  if (list->parsed()) {
-    return ProjectList(project_sources, json);
-  }
-  if (rotate->parsed()) {
-    return ProjectRotate(project_sources, name, json);
-  }
-  return 2;
+  return Dispatch(flags, commands);
 }
 
 }  // namespace minpanel::cli

@@ -275,14 +275,20 @@ Result<IngestOutcome> Service::IngestEvents(const IngestRequest& request,
   } else {
     MP_ASSIGN_OR_RETURN(project, ProjectForTokens(decoded.tokens));
   }
+  MP_RETURN_IF_ERROR(StoreEvents(project, std::move(decoded.events), &request, &outcome));
+  return outcome;
+}
+
+Status Service::StoreEvents(const Project& project, std::vector<RawEvent> events,
+                            const IngestRequest* request, IngestOutcome* outcome) {
   MP_ASSIGN_OR_RETURN(const privacy::Policy policy, PolicyFor(project));
   store::AppendBatch batch;
   batch.project_id = project.id;
-  batch.events.reserve(decoded.events.size());
+  batch.events.reserve(events.size());
   privacy::PolicyCounters policy_counters;
-  for (RawEvent& raw : decoded.events) {
-    if (request.use_client_ip && raw.client_ip.empty()) {
-      raw.client_ip = request.client_ip;
+  for (RawEvent& raw : events) {
+    if (request != nullptr && request->use_client_ip && raw.client_ip.empty()) {
+      raw.client_ip = request->client_ip;
     }
     batch.events.push_back(policy.Apply(std::move(raw), &policy_counters));
   }
@@ -292,10 +298,53 @@ Result<IngestOutcome> Service::IngestEvents(const IngestRequest& request,
   if (!appended.ok()) {
     return StorageFailure(appended.status());
   }
-  outcome.stored = appended->events_stored;
-  outcome.duplicates = appended->events_duplicate;
+  outcome->stored = appended->events_stored;
+  outcome->duplicates = appended->events_duplicate;
   counters_->events_accepted += appended->events_stored;
   counters_->events_duplicate += appended->events_duplicate;
+  return Status::Ok();
+}
+
+Result<IngestOutcome> Service::ImportEvents(const Project& project,
+                                            const std::vector<std::string_view>& records) {
+  if (records.size() > kImportRecordsMax) {
+    return Status::ResourceExhausted("batch: " + std::to_string(records.size()) +
+                                     " events, over the limit of " +
+                                     std::to_string(kImportRecordsMax) + " (kImportRecordsMax)");
+  }
+  ingest::DecodeOptions options;
+  options.route = ingest::MixpanelRoute::kImport;
+  options.now_ms = clock_->NowMs();
+  IngestOutcome outcome;
+  outcome.records_total = records.size();
+  std::vector<RawEvent> events;
+  events.reserve(records.size());
+  // One decode per record, so that one malformed record is refused alone
+  // instead of failing the batch as it would in one JSON array.
+  for (size_t record_idx = 0; record_idx < records.size(); ++record_idx) {
+    const std::string_view record = records[record_idx];
+    auto decoded = ingest::DecodeMixpanelEvents(record, options);
+    if (!decoded.ok()) {
+      outcome.errors.push_back({record_idx, "", "record", decoded.status().message()});
+      continue;
+    }
+    if (decoded->records_total != 1) {
+      outcome.errors.push_back({record_idx, "", "record", "expected one event object"});
+      continue;
+    }
+    if (!decoded->errors.empty()) {
+      ingest::RecordError& error = decoded->errors.front();
+      error.index = record_idx;
+      outcome.errors.push_back(std::move(error));
+      continue;
+    }
+    events.push_back(std::move(decoded->events.front()));
+  }
+  counters_->events_rejected += outcome.errors.size();
+  if (events.empty()) {
+    return outcome;
+  }
+  MP_RETURN_IF_ERROR(StoreEvents(project, std::move(events), nullptr, &outcome));
   return outcome;
 }
 

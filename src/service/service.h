@@ -34,6 +34,8 @@ struct Credentials {
   std::string project_id;  // ?project_id= (service accounts)
 };
 
+using ingest::RecordError;
+
 // What one ingest request did. A request-level failure is the Status of the
 // Result instead.
 struct IngestOutcome {
@@ -55,6 +57,11 @@ struct IngestRequest {
   bool use_client_ip = false;
   std::string client_ip;
 };
+
+// Bounds on one trusted import batch (Service::ImportEvents), the same as
+// one /import request's.
+inline constexpr size_t kImportRecordsMax = ingest::kImportEventsMax;
+inline constexpr size_t kImportRecordBytesMax = ingest::kEventBytesMax;
 
 struct ExportOptions {
   std::string from_date;  // YYYY-MM-DD in the project's time zone, inclusive
@@ -89,6 +96,16 @@ class Service {
   // (storage failed: retry later; nothing was stored).
   Result<IngestOutcome> IngestMixpanel(const IngestRequest& request);
 
+  // For the trusted command line (`minpanel import`), which holds the data
+  // folder itself and so needs no secret: ingests `records` (each the JSON
+  // text of one Mixpanel event object) into `project` with /import's strict
+  // semantics. A record that is not one valid event, malformed JSON
+  // included, is refused in `errors` with its index in `records`; the rest
+  // are stored durably. Errors: ResourceExhausted over kImportRecordsMax
+  // records, Unavailable (storage failed: nothing was stored).
+  Result<IngestOutcome> ImportEvents(const Project& project,
+                                     const std::vector<std::string_view>& records);
+
   // The project these credentials (secret as Basic user or password, or as
   // api_key; with project_id for service accounts) unlock.
   Result<Project> Authenticate(const Credentials& credentials) const;
@@ -117,6 +134,9 @@ class Service {
           std::unique_ptr<store::Engine> engine);
   Result<IngestOutcome> IngestEvents(const IngestRequest& request, const Project* authenticated);
   Result<IngestOutcome> IngestProfiles(const IngestRequest& request);
+  // Applies the project's policy to decoded events and appends them.
+  Status StoreEvents(const Project& project, std::vector<RawEvent> events,
+                     const IngestRequest* request, IngestOutcome* outcome);
   Result<Project> ProjectForTokens(const std::vector<std::string>& tokens) const;
   Result<privacy::Policy> PolicyFor(const Project& project);
 

@@ -1,0 +1,237 @@
+// Fuzzes the store's write-ahead log readers (docs/formats/wal.md), which
+// must take any bytes a crash or a bad disk leaves without crashing. The
+// first input byte picks what the rest is:
+//   mode 0: one record payload for WalDecoder;
+//   mode 1: a whole log file image for LogReader and DumpLogFile;
+//   mode 2: records framed by the harness — a valid file header, then
+//           (u16 length, payload) pairs given correct checksums, the last
+//           possibly torn — so the payload decoder is reached through the
+//           reader despite the CRC;
+// its upper bits, when set, make the in-memory file return reads of that
+// many bytes, to exercise the reader's refills.
+// Invariants: decoding fails only with Corruption; a payload that decodes
+// re-encodes to bytes that decode to the same encoding; the reader's offsets
+// stay inside the image and move forward; DumpLogFile agrees with the walk.
+//
+// The seeds in fuzz/corpus/wal_fuzz come from a log the engine wrote (a
+// `minpanel import` of events with every value type), cut per mode.
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <sstream>
+
+#include "fuzz_check.h"
+#include "store/log_reader.h"
+#include "store/store.h"
+#include "store/wal_format.h"
+
+namespace minpanel::fuzz {
+namespace {
+
+constexpr uint8_t kModeCount = 3;
+constexpr uint64_t kImageFileNumber = 1;
+const std::string kImagePath = "/fuzz/000001.log";
+
+class MemoryFile final : public SequentialFile {
+ public:
+  MemoryFile(std::string_view bytes, size_t read_bytes_max)
+      : bytes_(bytes), read_bytes_max_(read_bytes_max) {}
+  Status Read(size_t bytes_max, std::string* out) override {
+    const size_t count = std::min({bytes_max, read_bytes_max_, bytes_.size() - position_});
+    out->assign(bytes_.data() + position_, count);
+    position_ += count;
+    return Status::Ok();
+  }
+
+ private:
+  std::string_view bytes_;
+  size_t read_bytes_max_;
+  size_t position_ = 0;
+};
+
+// Holds one file, kImagePath, for DumpLogFile; everything else is refused.
+class MemoryFileSystem final : public FileSystem {
+ public:
+  MemoryFileSystem(std::string_view image, size_t read_bytes_max)
+      : image_(image), read_bytes_max_(read_bytes_max) {}
+  Result<std::unique_ptr<WritableFile>> OpenAppendable(const std::string&, uint32_t) override {
+    return Status::IoError("read-only");
+  }
+  Result<std::unique_ptr<SequentialFile>> OpenSequential(const std::string& path) override {
+    if (path != kImagePath) {
+      return Status::NotFound(path);
+    }
+    return std::unique_ptr<SequentialFile>(new MemoryFile(image_, read_bytes_max_));
+  }
+  Result<std::string> ReadFile(const std::string&) override { return std::string(image_); }
+  Status WriteFileAtomically(const std::string&, std::string_view, uint32_t) override {
+    return Status::IoError("read-only");
+  }
+  Result<uint64_t> FileSize(const std::string&) override { return uint64_t{image_.size()}; }
+  Status Truncate(const std::string&, uint64_t) override { return Status::IoError("read-only"); }
+  Status Rename(const std::string&, const std::string&) override {
+    return Status::IoError("read-only");
+  }
+  Status Remove(const std::string&) override { return Status::IoError("read-only"); }
+  bool Exists(const std::string& path) override { return path == kImagePath; }
+  Status CreateDirectories(const std::string&, uint32_t) override {
+    return Status::IoError("read-only");
+  }
+  Result<std::vector<std::string>> ListDirectory(const std::string&) override {
+    return std::vector<std::string>{"000001.log"};
+  }
+  Status SyncDirectory(const std::string&) override { return Status::Ok(); }
+
+ private:
+  std::string_view image_;
+  size_t read_bytes_max_;
+};
+
+struct DecodedPayload {
+  store::WalPayloadHeader header;
+  std::vector<Event> events;
+  std::vector<ProfileUpdate> updates;
+};
+
+// Decodes a whole payload; counts are bounded by the bytes each item takes.
+Status DecodePayload(std::string_view payload, DecodedPayload* decoded) {
+  store::WalDecoder decoder(payload);
+  MP_RETURN_IF_ERROR(decoder.ReadPayloadHeader(&decoded->header));
+  for (uint32_t event_idx = 0; event_idx < decoded->header.event_count; ++event_idx) {
+    MP_RETURN_IF_ERROR(decoder.ReadEvent(&decoded->events.emplace_back()));
+    Check(decoder.position() <= payload.size(), "decoder position inside the payload");
+  }
+  for (uint32_t update_idx = 0; update_idx < decoded->header.profile_update_count; ++update_idx) {
+    MP_RETURN_IF_ERROR(decoder.ReadProfileUpdate(&decoded->updates.emplace_back()));
+    Check(decoder.position() <= payload.size(), "decoder position inside the payload");
+  }
+  return Status::Ok();
+}
+
+std::string Encode(const DecodedPayload& decoded) {
+  std::string bytes;
+  store::EncodePayloadHeader(decoded.header, &bytes);
+  for (const Event& event : decoded.events) {
+    store::EncodeEvent(event, &bytes);
+  }
+  for (const ProfileUpdate& update : decoded.updates) {
+    store::EncodeProfileUpdate(update, &bytes);
+  }
+  return bytes;
+}
+
+// Returns whether the payload decoded; checks the round trip when it did.
+bool CheckPayload(std::string_view payload) {
+  DecodedPayload decoded;
+  const Status status = DecodePayload(payload, &decoded);
+  if (!status.ok()) {
+    Check(status.code() == StatusCode::kCorruption, "payload errors are Corruption");
+    return false;
+  }
+  // Varints need not be minimal on disk, so the first encoding may differ
+  // from the input; from then on it must be a fixed point.
+  const std::string encoded = Encode(decoded);
+  DecodedPayload again;
+  Check(DecodePayload(encoded, &again).ok(), "a re-encoded payload decodes");
+  Check(Encode(again) == encoded, "encoding is stable across a round trip");
+  return true;
+}
+
+// Walks the image as recovery would; true when it ends cleanly with every
+// payload decodable (then DumpLogFile must succeed too).
+bool WalkImage(std::string_view image, size_t read_bytes_max) {
+  MemoryFile file(image, read_bytes_max);
+  store::LogReader reader(&file, image.size());
+  store::WalFileHeader header;
+  bool all_zero = false;
+  const auto header_outcome = reader.ReadFileHeader(&header, &all_zero);
+  if (!header_outcome.ok()) {
+    Check(header_outcome.status().code() == StatusCode::kCorruption,
+          "header errors are Corruption");
+    return false;
+  }
+  if (*header_outcome != store::LogReader::Outcome::kRecord) {
+    Check(image.size() < store::kWalFileHeaderBytes, "a torn header is a short file");
+    return false;
+  }
+  bool payloads_ok = true;
+  uint64_t previous_end = store::kWalFileHeaderBytes;
+  while (true) {
+    std::string_view payload;
+    std::string reason;
+    const auto outcome = reader.ReadRecord(&payload, &reason);
+    Check(outcome.ok(), "an in-memory file never fails to read");
+    Check(reader.record_offset() == previous_end, "records are read back to back");
+    if (*outcome != store::LogReader::Outcome::kRecord) {
+      Check(*outcome != store::LogReader::Outcome::kEnd || reader.end_offset() == image.size(),
+            "kEnd only at the end of the image");
+      Check(*outcome == store::LogReader::Outcome::kEnd || !reason.empty(),
+            "a failure has a reason");
+      return *outcome == store::LogReader::Outcome::kEnd && payloads_ok;
+    }
+    Check(payload.size() <= store::kLogRecordBytesMax, "record within kLogRecordBytesMax");
+    Check(reader.end_offset() ==
+              reader.record_offset() + store::kWalRecordHeaderBytes + payload.size(),
+          "end offset follows the record");
+    Check(reader.end_offset() <= image.size(), "records inside the image");
+    previous_end = reader.end_offset();
+    payloads_ok = CheckPayload(payload) && payloads_ok;
+  }
+}
+
+void CheckImage(std::string_view image, size_t read_bytes_max) {
+  const bool clean = WalkImage(image, read_bytes_max);
+  MemoryFileSystem file_system(image, read_bytes_max);
+  std::ostringstream out;
+  const Status dumped = store::DumpLogFile(file_system, kImagePath, out);
+  Check(dumped.ok() || dumped.code() == StatusCode::kCorruption, "dump errors are Corruption");
+  Check(dumped.ok() == clean, "DumpLogFile agrees with the reader");
+}
+
+void AppendFixed32(uint32_t value, std::string* out) {
+  for (int byte_idx = 0; byte_idx < 4; ++byte_idx) {
+    out->push_back(static_cast<char>((value >> (8 * byte_idx)) & 0xff));
+  }
+}
+
+// Mode 2: a valid header, then (u16 length, payload) pairs with checksums.
+std::string FrameRecords(std::string_view input) {
+  std::string image = store::EncodeWalFileHeader(kImageFileNumber);
+  size_t position = 0;
+  while (position + 2 <= input.size()) {
+    const uint32_t length = static_cast<uint8_t>(input[position]) |
+                            (static_cast<uint32_t>(static_cast<uint8_t>(input[position + 1])) << 8);
+    position += 2;
+    const std::string_view payload = input.substr(position, length);
+    position += payload.size();
+    std::string checked;
+    AppendFixed32(length, &checked);
+    checked.push_back(static_cast<char>(store::WalRecordType::kBatch));
+    checked.append(payload);
+    AppendFixed32(store::Crc32(0, checked), &image);
+    image += checked;  // torn when the input ran out before `length` bytes
+  }
+  return image;
+}
+
+}  // namespace
+}  // namespace minpanel::fuzz
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  using namespace minpanel::fuzz;
+  if (size == 0) {
+    return 0;
+  }
+  const uint8_t mode = data[0] % kModeCount;
+  const size_t small_reads = data[0] / kModeCount;  // 0: whole reads
+  const size_t read_bytes_max = small_reads == 0 ? SIZE_MAX : small_reads;
+  const std::string_view input(reinterpret_cast<const char*>(data) + 1, size - 1);
+  if (mode == 0) {
+    CheckPayload(input);
+  } else if (mode == 1) {
+    CheckImage(input, read_bytes_max);
+  } else {
+    CheckImage(FrameRecords(input), read_bytes_max);
+  }
+  return 0;
+}

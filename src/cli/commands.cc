@@ -1,0 +1,76 @@
+#include "cli/commands.h"
+
+#include <sys/prctl.h>
+#include <sys/resource.h>
+
+#include <iostream>
+
+namespace minpanel::cli {
+
+void ConfigSources::AddFlags(CLI::App* command, bool serving) {
+  command->add_option("--config", config_file, "TOML configuration file");
+  command->add_option("--data", data_folder, "data folder (default var/data)");
+  command->add_option("--keys", key_folder, "key folder, outside the data folder");
+  if (serving) {
+    command->add_option("--listen", listen, "HOST:PORT to listen on (default 127.0.0.1:8080)");
+    command->add_option("--tls-cert", tls_cert, "PEM certificate chain: serve HTTPS");
+    command->add_option("--tls-key", tls_key, "PEM private key for --tls-cert");
+  }
+}
+
+Result<service::Config> ConfigSources::Build() const {
+  service::Config config;
+  if (!config_file.empty()) {
+    MP_ASSIGN_OR_RETURN(config, service::LoadConfigFile(config_file));
+  }
+  if (!data_folder.empty()) {
+    config.data_folder = data_folder;
+  }
+  if (!key_folder.empty()) {
+    config.key_folder = key_folder;
+  }
+  if (!listen.empty()) {
+    config.listen = listen;
+  }
+  if (!tls_cert.empty()) {
+    config.tls.cert_file = tls_cert;
+  }
+  if (!tls_key.empty()) {
+    config.tls.key_file = tls_key;
+  }
+  MP_RETURN_IF_ERROR(service::ValidateConfig(config));
+  return config;
+}
+
+int Fail(const Status& status) {
+  std::cerr << "minpanel: " << status.ToString() << "\n";
+  return kExitFailure;
+}
+
+void DisableCoreDumps() {
+  const rlimit no_core{0, 0};
+  setrlimit(RLIMIT_CORE, &no_core);
+  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+}
+
+Result<std::unique_ptr<service::Service>> OpenServiceForCommand(const service::Config& config,
+                                                                std::string_view alternative) {
+  auto service = service::Service::Open(config, NewPosixFileSystem(), NewSystemClock());
+  if (!service.ok() && service.status().code() == StatusCode::kUnavailable) {
+    // Open's only Unavailable is the data folder's lock.
+    return Status::Unavailable(service.status().message() +
+                               ". Stop the server (minpanel serve) first, or " +
+                               std::string(alternative) + ".");
+  }
+  return service;
+}
+
+Result<service::Project> FindProject(service::Service& service, const std::string& name) {
+  std::optional<service::Project> project = service.projects().FindByName(name);
+  if (!project.has_value()) {
+    return Status::NotFound("no project named '" + name + "' (see minpanel project list)");
+  }
+  return *project;
+}
+
+}  // namespace minpanel::cli

@@ -1,0 +1,78 @@
+// The subcommands of `minpanel`, one function each, and what they share:
+// where settings come from, how a failure is printed, the exit codes.
+// Internal to the cli module; cli.cc declares the flags and dispatches.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "core/core.h"
+#include "service/service.h"
+
+namespace minpanel::cli {
+
+// Exit codes (also in cli.h and `minpanel --help`).
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailure = 1;
+inline constexpr int kExitUsage = 2;
+inline constexpr int kExitSomeRejected = 3;  // import finished, some records refused
+
+// Where the settings of a command come from: defaults, then --config, then
+// the flags that were given.
+struct ConfigSources {
+  std::string config_file;
+  std::string data_folder;
+  std::string key_folder;
+  std::string listen;
+  std::string tls_cert;
+  std::string tls_key;
+
+  void AddFlags(CLI::App* command, bool serving);
+  Result<service::Config> Build() const;
+};
+
+// Prints "minpanel: <status>" to stderr and returns kExitFailure.
+int Fail(const Status& status);
+
+// Raw events live in this process's memory; a core dump would write them
+// to disk, so there are none.
+void DisableCoreDumps();
+
+// Opens the service for a command that works in-process. When a running
+// server holds the data folder the error says to stop it or to use
+// `alternative` (the server's HTTP route for the same job) instead.
+Result<std::unique_ptr<service::Service>> OpenServiceForCommand(const service::Config& config,
+                                                                std::string_view alternative);
+
+// The project called `name`, or NotFound naming `minpanel project list`.
+Result<service::Project> FindProject(service::Service& service, const std::string& name);
+
+struct ImportOptions {
+  std::string file;
+  std::string project;
+  bool restart = false;
+  size_t batch_records = service::kImportRecordsMax;
+};
+int Import(const ConfigSources& sources, const ImportOptions& options);
+
+struct ExportCommandOptions {
+  std::string project;
+  std::string from_date;
+  std::string to_date;
+  std::vector<std::string> event_names;
+  std::optional<std::string> distinct_id;
+  uint64_t limit = 0;
+  std::string out_file;  // empty: stdout
+};
+int Export(const ConfigSources& sources, const ExportCommandOptions& options);
+
+// `minpanel debug dump FILE`: one write-ahead log file in readable form.
+int DebugDump(const std::string& path);
+
+}  // namespace minpanel::cli
