@@ -76,14 +76,18 @@ std::string_view Utf8Prefix(std::string_view text, size_t bytes_max) {
 Status PercentDecode(std::string_view component, std::string* out) {
   out->clear();
   out->reserve(component.size());
+  // Plain runs are copied whole: a base64 `data` value is tens of kilobytes
+  // with few or no escapes.
+  size_t run_start = 0;
   for (size_t byte_idx = 0; byte_idx < component.size(); ++byte_idx) {
     const char c = component[byte_idx];
-    if (c == '+') {
-      out->push_back(' ');
+    if (c != '+' && c != '%') {
       continue;
     }
-    if (c != '%') {
-      out->push_back(c);
+    out->append(component.data() + run_start, byte_idx - run_start);
+    if (c == '+') {
+      out->push_back(' ');
+      run_start = byte_idx + 1;
       continue;
     }
     const int high = byte_idx + 1 < component.size() ? HexDigitValue(component[byte_idx + 1]) : -1;
@@ -94,7 +98,9 @@ Status PercentDecode(std::string_view component, std::string* out) {
     }
     out->push_back(static_cast<char>(high * 16 + low));
     byte_idx += 2;
+    run_start = byte_idx + 1;
   }
+  out->append(component.data() + run_start, component.size() - run_start);
   return Status::Ok();
 }
 

@@ -25,6 +25,10 @@ namespace {
 
 constexpr auto kShutdownDeadline = std::chrono::seconds(30);
 constexpr auto kShutdownPoll = std::chrono::milliseconds(20);
+// After refusing an oversized request: how much of its body to read and
+// discard, and for how long, before closing.
+constexpr uint64_t kDrainBytesMax = 64ULL << 20;
+constexpr auto kDrainTimeout = std::chrono::seconds(5);
 
 Result<std::shared_ptr<ssl::context>> LoadTls(const service::TlsConfig& tls) {
   if (tls.cert_file.empty()) {
@@ -241,6 +245,9 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
       if (!body) {
         response.result(http::status::request_header_fields_too_large);
       }
+      // The client is likely still sending; drain what it sends after the
+      // reply so that it reads the 413 instead of a connection reset.
+      drain_on_close_ = true;
       Write(std::move(response));
       return;
     }
@@ -392,11 +399,35 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     const bool keep_alive = response_.keep_alive();
     response_ = {};
     request_ = {};
+    if (!error && drain_on_close_) {
+      DrainThenClose();
+      return;
+    }
     if (error || !keep_alive) {
       Close();
       return;
     }
     Read();
+  }
+
+  // Half-closes, then reads and discards what the client still sends, up to
+  // kDrainBytesMax or kDrainTimeout, then closes.
+  void DrainThenClose() {
+    boost::system::error_code error;
+    auto& layer = beast::get_lowest_layer(stream_);
+    layer.socket().shutdown(tcp::socket::shutdown_send, error);
+    layer.expires_after(kDrainTimeout);
+    drain_buffer_.resize(64 * 1024);
+    layer.async_read_some(net::buffer(drain_buffer_),
+                          [self = this->shared_from_this()](boost::system::error_code read_error,
+                                                            size_t bytes) {
+                            self->drained_bytes_ += bytes;
+                            if (read_error || self->drained_bytes_ > kDrainBytesMax) {
+                              self->Close();
+                              return;
+                            }
+                            self->DrainThenClose();
+                          });
   }
 
   void Close() {
@@ -414,6 +445,9 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   Response response_;
   std::string peer_;
   bool idle_ = false;
+  bool drain_on_close_ = false;
+  std::vector<char> drain_buffer_;
+  uint64_t drained_bytes_ = 0;
 };
 
 Status Server::Impl::Listen(const tcp::endpoint& endpoint) {
