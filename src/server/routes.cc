@@ -259,11 +259,12 @@ service::Credentials CredentialsOf(const Request& request, const FormPairs& quer
   return credentials;
 }
 
-Response HandleMixpanel(Route route, const Request& request, const std::string& client_ip,
-                        const Settings& settings, service::Service& service) {
+void HandleMixpanel(Route route, const Request& request, const std::string& client_ip,
+                    const Settings& settings, service::Service& service, ReplyFunction reply) {
   auto query = ingest::ParseForm(QueryOf(request.target()));
   if (!query.ok()) {
-    return ErrorResponse(request, query.status());
+    reply(ErrorResponse(request, query.status()));
+    return;
   }
   ReplyStyle style;
   style.verbose = Flag(*query, "verbose");
@@ -271,28 +272,31 @@ Response HandleMixpanel(Route route, const Request& request, const std::string& 
   style.img = Flag(*query, "img");
   style.callback = std::string(ingest::FindFormValue(*query, "callback").value_or(""));
   if (!style.callback.empty() && !IsValidJsonpCallback(style.callback)) {
-    return ErrorResponse(request, Status::InvalidArgument(
-                                      "callback: must be a JavaScript identifier path of at "
-                                      "most 128 characters"));
+    reply(ErrorResponse(request, Status::InvalidArgument(
+                                     "callback: must be a JavaScript identifier path of at "
+                                     "most 128 characters")));
+    return;
   }
-  Result<service::IngestOutcome> result = Status::InvalidArgument("unset");
+  auto respond = [&request, style, reply = std::move(reply)](
+                     const Result<service::IngestOutcome>& result) {
+    Response response = style.strict ? StrictReply(request, result)
+                                     : PlainReply(request, result, style);
+    AddIngestCors(request, &response);
+    reply(std::move(response));
+  };
   auto payload = RequestPayload(request, settings);
   if (!payload.ok()) {
-    result = payload.status();
-  } else {
-    service::IngestRequest ingest_request;
-    ingest_request.route = MixpanelRouteOf(route);
-    ingest_request.payload = *payload;
-    ingest_request.credentials = CredentialsOf(request, *query);
-    ingest_request.strict = style.strict;
-    ingest_request.use_client_ip = Flag(*query, "ip");
-    ingest_request.client_ip = client_ip;
-    result = service.IngestMixpanel(ingest_request);
+    respond(payload.status());
+    return;
   }
-  Response response = style.strict ? StrictReply(request, result)
-                                   : PlainReply(request, result, style);
-  AddIngestCors(request, &response);
-  return response;
+  service::IngestRequest ingest_request;
+  ingest_request.route = MixpanelRouteOf(route);
+  ingest_request.payload = *payload;
+  ingest_request.credentials = CredentialsOf(request, *query);
+  ingest_request.strict = style.strict;
+  ingest_request.use_client_ip = Flag(*query, "ip");
+  ingest_request.client_ip = client_ip;
+  service.IngestMixpanelAsync(ingest_request, std::move(respond));
 }
 
 Response HandleHealth(const Request& request, bool stopping) {

@@ -3,6 +3,7 @@
 // build a response) and run on worker threads.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -45,9 +46,13 @@ unsigned HttpStatusFor(const Status& status);
 void AddIngestCors(const Request& request, Response* response);
 Response PreflightResponse(const Request& request);
 
-// The Mixpanel ingestion routes, from raw request to reply.
-Response HandleMixpanel(Route route, const Request& request, const std::string& client_ip,
-                        const Settings& settings, service::Service& service);
+// The Mixpanel ingestion routes, from raw request to reply. Decodes on the
+// calling thread; `reply` runs once, later (on the store's writer thread once
+// the events are durable) or at once when the request fails early. `request`
+// must stay alive and unchanged until then.
+using ReplyFunction = std::function<void(Response)>;
+void HandleMixpanel(Route route, const Request& request, const std::string& client_ip,
+                    const Settings& settings, service::Service& service, ReplyFunction reply);
 
 Response HandleHealth(const Request& request, bool stopping);
 Response HandleMetrics(const Request& request, const Metrics& metrics, service::Service& service);

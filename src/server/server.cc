@@ -101,7 +101,8 @@ class Server::Impl {
         tls_(std::move(tls)),
         acceptor_(io_),
         signals_(io_, SIGINT, SIGTERM, SIGHUP),
-        workers_(settings_->config.worker_threads) {}
+        workers_(settings_->config.worker_threads),
+        exporters_(settings_->config.export_threads) {}
 
   Status Listen(const tcp::endpoint& endpoint);
   Status Run();
@@ -121,6 +122,7 @@ class Server::Impl {
   service::Service& service() { return *service_; }
   Metrics& metrics() { return metrics_; }
   net::thread_pool& workers() { return workers_; }
+  net::thread_pool& exporters() { return exporters_; }
   bool stopping() const { return stopping_.load(); }
 
   void Register(SessionBase* session, std::weak_ptr<SessionBase> weak) {
@@ -139,6 +141,11 @@ class Server::Impl {
   void BeginShutdown();
   void WaitForSessions(std::chrono::steady_clock::time_point deadline);
 
+  // Declared first, destroyed last: handlers still queued in io_ own
+  // sessions, whose destructors unregister here and count in metrics_.
+  std::mutex sessions_mutex_;
+  std::unordered_map<SessionBase*, std::weak_ptr<SessionBase>> sessions_;
+  Metrics metrics_;
   service::Service* service_;
   ConfigLoader reload_;
   mutable std::mutex settings_mutex_;
@@ -147,12 +154,10 @@ class Server::Impl {
   net::io_context io_;
   tcp::acceptor acceptor_;
   net::signal_set signals_;
-  net::thread_pool workers_;
-  Metrics metrics_;
+  net::thread_pool workers_;    // decoding and policy: CPU work
+  net::thread_pool exporters_;  // exports: block on the client's socket
   std::atomic<bool> stopping_{false};
   uint16_t port_ = 0;
-  std::mutex sessions_mutex_;
-  std::unordered_map<SessionBase*, std::weak_ptr<SessionBase>> sessions_;
   std::unique_ptr<net::steady_timer> shutdown_timer_;
 };
 
@@ -275,16 +280,19 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
       return;
     }
     beast::get_lowest_layer(stream_).expires_never();
+    if (route == Route::kExport) {
+      net::post(server_.exporters(),
+                [self = this->shared_from_this()] { self->StreamExport(); });
+      return;
+    }
     net::post(server_.workers(), [self = this->shared_from_this(), route] {
-      if (route == Route::kExport) {
-        self->StreamExport();
-        return;
-      }
-      auto response = std::make_shared<Response>(HandleMixpanel(
-          route, self->request_, self->ClientIp(), *self->server_.settings(),
-          self->server_.service()));
-      net::post(self->stream_.get_executor(),
-                [self, response] { self->Write(std::move(*response)); });
+      // request_ stays untouched until the reply is written.
+      HandleMixpanel(route, self->request_, self->ClientIp(), *self->server_.settings(),
+                     self->server_.service(), [self](Response reply) {
+                       auto response = std::make_shared<Response>(std::move(reply));
+                       net::post(self->stream_.get_executor(),
+                                 [self, response] { self->Write(std::move(*response)); });
+                     });
     });
   }
 
@@ -595,6 +603,7 @@ Status Server::Impl::Run() {
     thread.join();
   }
   workers_.join();
+  exporters_.join();
   return service_->Close();
 }
 

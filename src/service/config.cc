@@ -76,7 +76,8 @@ Status ReadTop(const toml::table& root, Config* config) {
   MP_RETURN_IF_ERROR(UnknownKeys(root,
                                  {"listen", "data_folder", "key_folder", "trusted_proxies", "tls",
                                   "limits", "dedup_window_hours", "dedup_entries_max",
-                                  "io_threads", "worker_threads", "log_level", "access_log"},
+                                  "io_threads", "worker_threads", "export_threads", "log_level",
+                                  "access_log"},
                                  ""));
   MP_RETURN_IF_ERROR(ReadString(root, "listen", "", &config->listen));
   MP_RETURN_IF_ERROR(ReadString(root, "data_folder", "", &config->data_folder));
@@ -88,6 +89,7 @@ Status ReadTop(const toml::table& root, Config* config) {
   MP_RETURN_IF_ERROR(ReadInteger(root, "dedup_entries_max", "", &config->dedup_entries_max));
   MP_RETURN_IF_ERROR(ReadInteger(root, "io_threads", "", &config->io_threads));
   MP_RETURN_IF_ERROR(ReadInteger(root, "worker_threads", "", &config->worker_threads));
+  MP_RETURN_IF_ERROR(ReadInteger(root, "export_threads", "", &config->export_threads));
   if (const toml::node* node = root.get("access_log")) {
     const auto value = node->value<bool>();
     if (!value.has_value()) {
@@ -179,9 +181,9 @@ Status ValidateConfig(const Config& config) {
     return Status::InvalidArgument("config: 'dedup_window_hours' must be 1 to 2160 (90 days)");
   }
   if (config.io_threads == 0 || config.io_threads > 64 || config.worker_threads == 0 ||
-      config.worker_threads > 1024) {
+      config.worker_threads > 64 || config.export_threads == 0 || config.export_threads > 256) {
     return Status::InvalidArgument(
-        "config: 'io_threads' must be 1 to 64 and 'worker_threads' 1 to 1024");
+        "config: 'io_threads' and 'worker_threads' must be 1 to 64, 'export_threads' 1 to 256");
   }
   static const std::set<std::string> kLevels = {"trace", "debug", "info", "warn", "error", "off"};
   if (!kLevels.contains(config.log_level)) {

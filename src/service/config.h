@@ -38,7 +38,10 @@ struct Config {
   int64_t dedup_window_ms = 7LL * 24 * 3600 * 1000;
   uint64_t dedup_entries_max = 20'000'000;
   uint32_t io_threads = 2;
-  uint32_t worker_threads = 64;  // blocking work: appends waiting for fsync, exports
+  // Decoding and the policy run here; no thread waits for fsync (appends
+  // are asynchronous), so about one per core is right.
+  uint32_t worker_threads = 2;
+  uint32_t export_threads = 8;  // exports block on the client's socket
   std::string log_level = "info";
   bool access_log = false;
 };

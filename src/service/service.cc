@@ -229,12 +229,55 @@ Result<Project> Service::ProjectForTokens(const std::vector<std::string>& tokens
 }
 
 Result<IngestOutcome> Service::IngestMixpanel(const IngestRequest& request) {
+  MP_ASSIGN_OR_RETURN(Prepared prepared, PrepareMixpanel(request));
+  return AppendAndFinish(std::move(prepared));
+}
+
+void Service::IngestMixpanelAsync(const IngestRequest& request, IngestCallback done) {
+  auto prepared = PrepareMixpanel(request);
+  if (!prepared.ok()) {
+    done(prepared.status());
+    return;
+  }
+  store::AppendBatch& batch = prepared->batch;
+  if (batch.events.empty() && batch.profile_updates.empty()) {
+    done(std::move(prepared->outcome));
+    return;
+  }
+  engine_->AppendAsync(std::move(batch), [this, outcome = std::move(prepared->outcome),
+                                          done = std::move(done)](
+                                             Result<store::AppendResult> appended) mutable {
+    done(Finish(std::move(outcome), appended));
+  });
+}
+
+Result<IngestOutcome> Service::AppendAndFinish(Prepared prepared) {
+  if (prepared.batch.events.empty() && prepared.batch.profile_updates.empty()) {
+    return std::move(prepared.outcome);
+  }
+  return Finish(std::move(prepared.outcome), engine_->Append(std::move(prepared.batch)));
+}
+
+Result<IngestOutcome> Service::Finish(IngestOutcome outcome,
+                                      const Result<store::AppendResult>& appended) {
+  if (!appended.ok()) {
+    return StorageFailure(appended.status());
+  }
+  outcome.stored = appended->events_stored + appended->profile_updates_stored;
+  outcome.duplicates = appended->events_duplicate;
+  counters_->events_accepted += appended->events_stored;
+  counters_->events_duplicate += appended->events_duplicate;
+  counters_->profile_updates_accepted += appended->profile_updates_stored;
+  return outcome;
+}
+
+Result<Service::Prepared> Service::PrepareMixpanel(const IngestRequest& request) {
   if (request.route == ingest::MixpanelRoute::kEngage ||
       request.route == ingest::MixpanelRoute::kGroups) {
-    return IngestProfiles(request);
+    return PrepareProfiles(request);
   }
   if (request.route != ingest::MixpanelRoute::kImport) {
-    return IngestEvents(request, nullptr);
+    return PrepareEvents(request, nullptr);
   }
   MP_ASSIGN_OR_RETURN(const Project project, Authenticate(request.credentials));
   if (request.payload.size() > kImportPayloadBytesMax) {
@@ -242,11 +285,11 @@ Result<IngestOutcome> Service::IngestMixpanel(const IngestRequest& request) {
                                      " bytes of JSON, over the limit of " +
                                      std::to_string(kImportPayloadBytesMax) + " per /import");
   }
-  return IngestEvents(request, &project);
+  return PrepareEvents(request, &project);
 }
 
-Result<IngestOutcome> Service::IngestEvents(const IngestRequest& request,
-                                            const Project* authenticated) {
+Result<Service::Prepared> Service::PrepareEvents(const IngestRequest& request,
+                                                 const Project* authenticated) {
   ingest::DecodeOptions options;
   options.route = request.route;
   options.now_ms = clock_->NowMs();
@@ -258,16 +301,16 @@ Result<IngestOutcome> Service::IngestEvents(const IngestRequest& request,
     decoded_or = ingest::DecodeMixpanelEvents(NdjsonToArray(request.payload), options);
   }
   MP_ASSIGN_OR_RETURN(ingest::MixpanelEvents decoded, std::move(decoded_or));
-  IngestOutcome outcome;
-  outcome.records_total = decoded.records_total;
+  Prepared prepared;
+  prepared.outcome.records_total = decoded.records_total;
   counters_->events_rejected += decoded.errors.size();
   if (!decoded.errors.empty() && !request.strict) {
     counters_->events_rejected += decoded.events.size();
     return FirstRecordError(decoded.errors);
   }
-  outcome.errors = std::move(decoded.errors);
+  prepared.outcome.errors = std::move(decoded.errors);
   if (decoded.events.empty()) {
-    return outcome;
+    return prepared;
   }
   Project project;
   if (authenticated != nullptr) {
@@ -275,33 +318,24 @@ Result<IngestOutcome> Service::IngestEvents(const IngestRequest& request,
   } else {
     MP_ASSIGN_OR_RETURN(project, ProjectForTokens(decoded.tokens));
   }
-  MP_RETURN_IF_ERROR(StoreEvents(project, std::move(decoded.events), &request, &outcome));
-  return outcome;
+  MP_RETURN_IF_ERROR(ApplyPolicy(project, std::move(decoded.events), &request, &prepared.batch));
+  return prepared;
 }
 
-Status Service::StoreEvents(const Project& project, std::vector<RawEvent> events,
-                            const IngestRequest* request, IngestOutcome* outcome) {
+Status Service::ApplyPolicy(const Project& project, std::vector<RawEvent> events,
+                            const IngestRequest* request, store::AppendBatch* batch) {
   MP_ASSIGN_OR_RETURN(const privacy::Policy policy, PolicyFor(project));
-  store::AppendBatch batch;
-  batch.project_id = project.id;
-  batch.events.reserve(events.size());
+  batch->project_id = project.id;
+  batch->events.reserve(events.size());
   privacy::PolicyCounters policy_counters;
   for (RawEvent& raw : events) {
     if (request != nullptr && request->use_client_ip && raw.client_ip.empty()) {
       raw.client_ip = request->client_ip;
     }
-    batch.events.push_back(policy.Apply(std::move(raw), &policy_counters));
+    batch->events.push_back(policy.Apply(std::move(raw), &policy_counters));
   }
   counters_->properties_dropped += policy_counters.properties_dropped;
   counters_->context_fields_discarded += policy_counters.context_fields_discarded;
-  auto appended = engine_->Append(std::move(batch));
-  if (!appended.ok()) {
-    return StorageFailure(appended.status());
-  }
-  outcome->stored = appended->events_stored;
-  outcome->duplicates = appended->events_duplicate;
-  counters_->events_accepted += appended->events_stored;
-  counters_->events_duplicate += appended->events_duplicate;
   return Status::Ok();
 }
 
@@ -344,42 +378,37 @@ Result<IngestOutcome> Service::ImportEvents(const Project& project,
   if (events.empty()) {
     return outcome;
   }
-  MP_RETURN_IF_ERROR(StoreEvents(project, std::move(events), nullptr, &outcome));
-  return outcome;
+  Prepared prepared;
+  prepared.outcome = std::move(outcome);
+  MP_RETURN_IF_ERROR(ApplyPolicy(project, std::move(events), nullptr, &prepared.batch));
+  return AppendAndFinish(std::move(prepared));
 }
 
-Result<IngestOutcome> Service::IngestProfiles(const IngestRequest& request) {
+Result<Service::Prepared> Service::PrepareProfiles(const IngestRequest& request) {
   ingest::DecodeOptions options;
   options.route = request.route;
   options.now_ms = clock_->NowMs();
   MP_ASSIGN_OR_RETURN(ingest::MixpanelProfiles decoded,
                       ingest::DecodeMixpanelProfiles(request.payload, options));
-  IngestOutcome outcome;
-  outcome.records_total = decoded.records_total;
+  Prepared prepared;
+  prepared.outcome.records_total = decoded.records_total;
   if (!decoded.errors.empty() && !request.strict) {
     return FirstRecordError(decoded.errors);
   }
-  outcome.errors = std::move(decoded.errors);
+  prepared.outcome.errors = std::move(decoded.errors);
   if (decoded.updates.empty()) {
-    return outcome;
+    return prepared;
   }
   MP_ASSIGN_OR_RETURN(const Project project, ProjectForTokens(decoded.tokens));
   MP_ASSIGN_OR_RETURN(const privacy::Policy policy, PolicyFor(project));
-  store::AppendBatch batch;
-  batch.project_id = project.id;
+  prepared.batch.project_id = project.id;
   privacy::PolicyCounters policy_counters;
   for (RawProfileUpdate& raw : decoded.updates) {
-    batch.profile_updates.push_back(policy.Apply(std::move(raw), &policy_counters));
+    prepared.batch.profile_updates.push_back(policy.Apply(std::move(raw), &policy_counters));
   }
   counters_->properties_dropped += policy_counters.properties_dropped;
   counters_->context_fields_discarded += policy_counters.context_fields_discarded;
-  auto appended = engine_->Append(std::move(batch));
-  if (!appended.ok()) {
-    return StorageFailure(appended.status());
-  }
-  outcome.stored = appended->profile_updates_stored;
-  counters_->profile_updates_accepted += appended->profile_updates_stored;
-  return outcome;
+  return prepared;
 }
 
 Result<query::ExportSummary> Service::Export(const Project& project, const ExportOptions& options,

@@ -96,6 +96,14 @@ class Service {
   // (storage failed: retry later; nothing was stored).
   Result<IngestOutcome> IngestMixpanel(const IngestRequest& request);
 
+  // The same without waiting for fsync: decodes and applies the policy on
+  // the calling thread, then returns; `done` runs once with the outcome,
+  // on the store's writer thread (or on the calling thread when the request
+  // fails before reaching the store). `done` must be quick. `request` need
+  // not outlive the call.
+  using IngestCallback = std::function<void(Result<IngestOutcome>)>;
+  void IngestMixpanelAsync(const IngestRequest& request, IngestCallback done);
+
   // For the trusted command line (`minpanel import`), which holds the data
   // folder itself and so needs no secret: ingests `records` (each the JSON
   // text of one Mixpanel event object) into `project` with /import's strict
@@ -132,11 +140,22 @@ class Service {
   Service(std::shared_ptr<Clock> clock, int data_lock_fd,
           std::unique_ptr<ProjectRegistry> projects, std::unique_ptr<privacy::KeyStore> keys,
           std::unique_ptr<store::Engine> engine);
-  Result<IngestOutcome> IngestEvents(const IngestRequest& request, const Project* authenticated);
-  Result<IngestOutcome> IngestProfiles(const IngestRequest& request);
-  // Applies the project's policy to decoded events and appends them.
-  Status StoreEvents(const Project& project, std::vector<RawEvent> events,
-                     const IngestRequest* request, IngestOutcome* outcome);
+  // An ingest request made ready for the store: the outcome so far and the
+  // batch still to append (empty when nothing is left to store).
+  struct Prepared {
+    IngestOutcome outcome;
+    store::AppendBatch batch;
+  };
+  Result<Prepared> PrepareMixpanel(const IngestRequest& request);
+  Result<Prepared> PrepareEvents(const IngestRequest& request, const Project* authenticated);
+  Result<Prepared> PrepareProfiles(const IngestRequest& request);
+  // Applies the project's policy to decoded events, into `batch`.
+  Status ApplyPolicy(const Project& project, std::vector<RawEvent> events,
+                     const IngestRequest* request, store::AppendBatch* batch);
+  // Completes an outcome with what the store did.
+  Result<IngestOutcome> Finish(IngestOutcome outcome,
+                               const Result<store::AppendResult>& appended);
+  Result<IngestOutcome> AppendAndFinish(Prepared prepared);
   Result<Project> ProjectForTokens(const std::vector<std::string>& tokens) const;
   Result<privacy::Policy> PolicyFor(const Project& project);
 

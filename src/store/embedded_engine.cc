@@ -2,7 +2,8 @@
 // de-duplication index rebuilt from the log on open.
 //
 // Threads: callers of Append encode their batch, enqueue it and wait on their
-// own condition variable; one writer thread owns the open log file, the
+// own condition variable (AppendAsync callers leave a callback instead); one
+// writer thread owns the open log file, the
 // dedup index and the write buffer. `mutex_` guards the queue, the list of
 // files with their durable sizes (what Scan snapshots) and the stats.
 #include <algorithm>
@@ -112,6 +113,7 @@ class EmbeddedEngine final : public Engine {
 
   Status Open();
   Result<AppendResult> Append(AppendBatch batch) override;
+  void AppendAsync(AppendBatch batch, AppendCallback done) override;
   Status Scan(const ScanRequest& request,
               const std::function<bool(const Event&)>& visit) override;
   Status ScanProfiles(uint32_t project_id,
@@ -120,8 +122,12 @@ class EmbeddedEngine final : public Engine {
   Status Close() override;
 
  private:
+  // A batch between its caller and the writer: encoded, with what the
+  // writer needs to de-duplicate it; the events themselves are not kept.
   struct PendingAppend {
-    const AppendBatch* batch = nullptr;
+    uint32_t project_id = 0;
+    std::vector<Id128> insert_ids;     // of each event, in order
+    size_t profile_updates = 0;
     std::string body;                 // encoded events, then profile updates
     std::vector<uint32_t> event_ends;  // end offset in `body` of each event
     uint32_t body_crc = 0;
@@ -130,6 +136,7 @@ class EmbeddedEngine final : public Engine {
     AppendResult result;
     bool done = false;
     std::condition_variable done_cv;
+    AppendCallback callback;  // set for AppendAsync; then the writer owns this
   };
   struct LogFileInfo {
     uint64_t number = 0;
@@ -152,6 +159,8 @@ class EmbeddedEngine final : public Engine {
   Status PrepareLogForWrite();
   Status RepairLog();
   Status RollLogFile();
+  static Status Encode(const AppendBatch& batch, PendingAppend* pending);
+  Status Enqueue(PendingAppend* pending);
   void ComposeRecord(PendingAppend* pending, int64_t stored_at_ms);
   Status WriteAndSync();
   void PublishGroup(const std::vector<PendingAppend*>& group, uint64_t sync_latency_us);
@@ -362,40 +371,69 @@ Status EmbeddedEngine::OpenLastLogFile(uint64_t number, uint64_t durable_bytes) 
   return Status::Ok();
 }
 
-Result<AppendResult> EmbeddedEngine::Append(AppendBatch batch) {
-  PendingAppend pending;
-  pending.batch = &batch;
-  pending.event_ends.reserve(batch.events.size());
+Status EmbeddedEngine::Encode(const AppendBatch& batch, PendingAppend* pending) {
+  pending->project_id = batch.project_id;
+  pending->profile_updates = batch.profile_updates.size();
+  pending->insert_ids.reserve(batch.events.size());
+  pending->event_ends.reserve(batch.events.size());
   constexpr size_t kBodyBytesMax = kLogRecordBytesMax - kWalPayloadHeaderBytesMax;
   for (const Event& event : batch.events) {
-    EncodeEvent(event, &pending.body);
-    if (pending.body.size() > kBodyBytesMax) {
+    EncodeEvent(event, &pending->body);
+    if (pending->body.size() > kBodyBytesMax) {
       return Status::ResourceExhausted("batch encodes to more than kLogRecordBytesMax (" +
                                        std::to_string(kLogRecordBytesMax) + " bytes)");
     }
-    pending.event_ends.push_back(static_cast<uint32_t>(pending.body.size()));
+    pending->event_ends.push_back(static_cast<uint32_t>(pending->body.size()));
+    pending->insert_ids.push_back(event.insert_id);
   }
   for (const ProfileUpdate& update : batch.profile_updates) {
-    EncodeProfileUpdate(update, &pending.body);
+    EncodeProfileUpdate(update, &pending->body);
   }
-  if (pending.body.size() > kBodyBytesMax) {
+  if (pending->body.size() > kBodyBytesMax) {
     return Status::ResourceExhausted("batch encodes to more than kLogRecordBytesMax (" +
                                      std::to_string(kLogRecordBytesMax) + " bytes)");
   }
   // The checksum is computed here, in parallel across callers; the writer
   // combines it with the record header's.
-  pending.body_crc = Crc32(0, pending.body);
-  std::unique_lock lock(mutex_);
+  pending->body_crc = Crc32(0, pending->body);
+  return Status::Ok();
+}
+
+Status EmbeddedEngine::Enqueue(PendingAppend* pending) {
+  std::lock_guard lock(mutex_);
   if (closing_) {
     return Status::Unavailable("the store is closed");
   }
-  queue_.push_back(&pending);
+  queue_.push_back(pending);
   writer_cv_.notify_one();
+  return Status::Ok();
+}
+
+Result<AppendResult> EmbeddedEngine::Append(AppendBatch batch) {
+  PendingAppend pending;
+  MP_RETURN_IF_ERROR(Encode(batch, &pending));
+  MP_RETURN_IF_ERROR(Enqueue(&pending));
+  std::unique_lock lock(mutex_);
   pending.done_cv.wait(lock, [&pending] { return pending.done; });
   if (!pending.status.ok()) {
     return pending.status;
   }
   return pending.result;
+}
+
+void EmbeddedEngine::AppendAsync(AppendBatch batch, AppendCallback done) {
+  auto pending = std::make_unique<PendingAppend>();
+  Status status = Encode(batch, pending.get());
+  if (status.ok()) {
+    pending->callback = std::move(done);
+    status = Enqueue(pending.get());
+    if (status.ok()) {
+      pending.release();  // the writer thread owns it now
+      return;
+    }
+    done = std::move(pending->callback);
+  }
+  done(status);
 }
 
 void EmbeddedEngine::WriterLoop() {
@@ -430,7 +468,7 @@ void EmbeddedEngine::CommitGroup(const std::vector<PendingAppend*>& group) {
   dedup_.Expire(now_ms);
   size_t group_events = 0;
   for (const PendingAppend* pending : group) {
-    group_events += pending->event_ends.size();
+    group_events += pending->insert_ids.size();
   }
   group_ids_.Reset(group_events);
   group_kept_ids_.clear();
@@ -485,34 +523,33 @@ Status EmbeddedEngine::RepairLog() {
 Status EmbeddedEngine::RollLogFile() { return CreateLogFile(file_number_ + 1); }
 
 void EmbeddedEngine::ComposeRecord(PendingAppend* pending, int64_t stored_at_ms) {
-  const AppendBatch& batch = *pending->batch;
+  const uint32_t project_id = pending->project_id;
   AppendResult& result = pending->result;
   std::vector<size_t>& kept = kept_event_indices_;
   kept.clear();
-  for (size_t event_idx = 0; event_idx < batch.events.size(); ++event_idx) {
-    const Id128& insert_id = batch.events[event_idx].insert_id;
-    if (dedup_.Contains(batch.project_id, insert_id) ||
-        !group_ids_.Insert(batch.project_id, insert_id)) {
+  for (size_t event_idx = 0; event_idx < pending->insert_ids.size(); ++event_idx) {
+    const Id128& insert_id = pending->insert_ids[event_idx];
+    if (dedup_.Contains(project_id, insert_id) || !group_ids_.Insert(project_id, insert_id)) {
       ++result.events_duplicate;
       continue;
     }
     kept.push_back(event_idx);
-    group_kept_ids_.emplace_back(batch.project_id, insert_id);
+    group_kept_ids_.emplace_back(project_id, insert_id);
   }
   result.events_stored = kept.size();
-  result.profile_updates_stored = batch.profile_updates.size();
-  if (kept.empty() && batch.profile_updates.empty()) {
+  result.profile_updates_stored = pending->profile_updates;
+  if (kept.empty() && pending->profile_updates == 0) {
     return;
   }
   const size_t record_start = write_buffer_.size();
   write_buffer_.append(kWalRecordHeaderBytes, '\0');
-  EncodePayloadHeader(WalPayloadHeader{stored_at_ms, batch.project_id,
+  EncodePayloadHeader(WalPayloadHeader{stored_at_ms, project_id,
                                        static_cast<uint32_t>(kept.size()),
-                                       static_cast<uint32_t>(batch.profile_updates.size())},
+                                       static_cast<uint32_t>(pending->profile_updates)},
                       &write_buffer_);
   const size_t body_start = write_buffer_.size();
   const std::string_view body = pending->body;
-  const bool all_kept = kept.size() == batch.events.size();
+  const bool all_kept = kept.size() == pending->insert_ids.size();
   if (all_kept) {
     write_buffer_.append(body);
   } else {
@@ -570,15 +607,30 @@ void EmbeddedEngine::PublishGroup(const std::vector<PendingAppend*>& group,
 }
 
 void EmbeddedEngine::FinishGroup(const std::vector<PendingAppend*>& group, const Status& status) {
-  std::lock_guard lock(mutex_);
-  for (PendingAppend* pending : group) {
-    pending->status = status;
-    if (!status.ok()) {
-      pending->result = AppendResult{};
+  std::vector<std::unique_ptr<PendingAppend>> asynchronous;
+  {
+    std::lock_guard lock(mutex_);
+    for (PendingAppend* pending : group) {
+      pending->status = status;
+      if (!status.ok()) {
+        pending->result = AppendResult{};
+      }
+      if (pending->callback) {
+        asynchronous.emplace_back(pending);
+        continue;
+      }
+      pending->done = true;
+      // Notified under the lock: once `done` is seen the caller's frame may be gone.
+      pending->done_cv.notify_one();
     }
-    pending->done = true;
-    // Notified under the lock: once `done` is seen the caller's frame may be gone.
-    pending->done_cv.notify_one();
+  }
+  // Callbacks run outside the lock, so that they may start other work.
+  for (const std::unique_ptr<PendingAppend>& pending : asynchronous) {
+    if (pending->status.ok()) {
+      pending->callback(pending->result);
+    } else {
+      pending->callback(pending->status);
+    }
   }
 }
 

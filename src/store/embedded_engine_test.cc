@@ -3,6 +3,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <set>
 #include <thread>
 
@@ -397,6 +399,78 @@ TEST_F(EmbeddedEngineTest, SigkillNeverLosesOrDuplicatesAcknowledgedBatches) {
     ASSERT_TRUE(engine_->Close().ok());
     engine_.reset();
   }
+}
+
+}  // namespace
+}  // namespace minpanel::store
+
+namespace minpanel::store {
+namespace {
+
+// Collects AppendAsync outcomes and lets the test wait for all of them.
+class Outcomes {
+ public:
+  AppendCallback Callback() {
+    return [this](Result<AppendResult> result) {
+      std::lock_guard lock(mutex_);
+      results_.push_back(std::move(result));
+      cv_.notify_all();
+    };
+  }
+  std::vector<Result<AppendResult>> Wait(size_t count) {
+    std::unique_lock lock(mutex_);
+    cv_.wait(lock, [&] { return results_.size() >= count; });
+    return results_;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::vector<Result<AppendResult>> results_;
+};
+
+class EmbeddedEngineAsyncTest : public StoreTest {};
+
+TEST_F(EmbeddedEngineAsyncTest, CallbackReportsWhatWasStoredAndDropped) {
+  ASSERT_TRUE(Open().ok());
+  Outcomes outcomes;
+  for (uint64_t batch_idx = 0; batch_idx < 20; ++batch_idx) {
+    // Every batch repeats insert id 1: only the first one stores it.
+    engine_->AppendAsync(MakeBatch(kProject, {MakeEvent("a", kTimeMs, 1, 1),
+                                              MakeEvent("b", kTimeMs, 1, batch_idx + 2)}),
+                         outcomes.Callback());
+  }
+  const auto results = outcomes.Wait(20);
+  size_t stored = 0;
+  size_t duplicates = 0;
+  for (const auto& result : results) {
+    ASSERT_TRUE(result.ok()) << result.status().ToString();
+    stored += result->events_stored;
+    duplicates += result->events_duplicate;
+  }
+  EXPECT_EQ(stored, 21U);
+  EXPECT_EQ(duplicates, 19U);
+  Reopen();
+  EXPECT_EQ(ScanAll(kProject).size(), 21U);
+}
+
+TEST_F(EmbeddedEngineAsyncTest, DiskFullIsReportedToTheCallbackAndStoresNothing) {
+  ASSERT_TRUE(Open().ok());
+  fault_file_system_->FailWritesAfterBytes(0);
+  Outcomes outcomes;
+  engine_->AppendAsync(MakeBatch(kProject, {MakeEvent("a", kTimeMs, 1, 1)}), outcomes.Callback());
+  const auto results = outcomes.Wait(1);
+  EXPECT_EQ(results[0].status().code(), StatusCode::kResourceExhausted);
+  fault_file_system_->Reset();
+  EXPECT_EQ(ScanAll(kProject).size(), 0U);
+}
+
+TEST_F(EmbeddedEngineAsyncTest, AfterCloseTheCallbackSaysUnavailable) {
+  ASSERT_TRUE(Open().ok());
+  ASSERT_TRUE(engine_->Close().ok());
+  Outcomes outcomes;
+  engine_->AppendAsync(MakeBatch(kProject, {MakeEvent("a", kTimeMs, 1, 1)}), outcomes.Callback());
+  EXPECT_EQ(outcomes.Wait(1)[0].status().code(), StatusCode::kUnavailable);
 }
 
 }  // namespace

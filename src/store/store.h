@@ -80,6 +80,8 @@ struct Stats {
   uint64_t recovery_bytes_truncated = 0;
 };
 
+using AppendCallback = std::function<void(Result<AppendResult>)>;
+
 class Engine {
  public:
   virtual ~Engine() = default;
@@ -88,6 +90,13 @@ class Engine {
   // ResourceExhausted when the disk is full, IoError on a failed write or
   // sync, Unavailable after Close. On error nothing of the batch is stored.
   virtual Result<AppendResult> Append(AppendBatch batch) = 0;
+
+  // Append without waiting: encodes the batch on the calling thread, then
+  // returns; `done` runs once with the outcome Append would have returned,
+  // on the store's writer thread (or on the calling thread when the batch
+  // is refused before it is queued). `done` must be quick and must not wait
+  // for another append. The batch is not kept once encoded.
+  virtual void AppendAsync(AppendBatch batch, AppendCallback done) = 0;
 
   // Calls `visit` for each stored event matching `request`, in append order,
   // over a snapshot taken at the call; stops early when `visit` returns false.
