@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <future>
 
 #include <gtest/gtest.h>
 
@@ -202,6 +203,39 @@ TEST_F(ServiceTest, ExportFiltersByDistinctIdAndDates) {
                 .status()
                 .code(),
             StatusCode::kInvalidArgument);
+}
+
+TEST_F(ServiceTest, AsyncIngestReportsOnceDurableAndEarlyFailuresAtOnce) {
+  std::promise<Result<IngestOutcome>> stored_promise;
+  const std::string payload = Event("e", "user-1");
+  IngestRequest request;
+  request.payload = payload;
+  service_->IngestMixpanelAsync(request, [&](Result<IngestOutcome> outcome) {
+    stored_promise.set_value(std::move(outcome));
+  });
+  const Result<IngestOutcome> stored = stored_promise.get_future().get();
+  ASSERT_TRUE(stored.ok()) << stored.status().ToString();
+  EXPECT_EQ(stored->stored, 1U);
+  EXPECT_EQ(Lines(ExportAll()), 1U);
+
+  bool called = false;
+  request.payload = "{not json";
+  service_->IngestMixpanelAsync(request, [&](Result<IngestOutcome> outcome) {
+    called = true;
+    EXPECT_EQ(outcome.status().code(), StatusCode::kInvalidArgument);
+  });
+  EXPECT_TRUE(called) << "a request refused before the store is answered on the caller's thread";
+
+  file_system_->FailWritesAfterBytes(0);
+  std::promise<Result<IngestOutcome>> failed_promise;
+  const std::string other = Event("e", "user-2");
+  request.payload = other;
+  service_->IngestMixpanelAsync(request, [&](Result<IngestOutcome> outcome) {
+    failed_promise.set_value(std::move(outcome));
+  });
+  EXPECT_EQ(failed_promise.get_future().get().status().code(), StatusCode::kUnavailable);
+  file_system_->Reset();
+  EXPECT_EQ(Lines(ExportAll()), 1U);
 }
 
 TEST_F(ServiceTest, SecondProcessOnTheSameDataFolderIsRefused) {
