@@ -180,6 +180,10 @@ Result<ContentEncoding> ParseContentEncoding(std::string_view header) {
       "Content-Encoding: unsupported coding (accepted: gzip, x-gzip, deflate, identity)");
 }
 
+bool NeedsDecompression(std::string_view body, ContentEncoding encoding) {
+  return encoding != ContentEncoding::kIdentity || HasGzipMagic(body);
+}
+
 Result<std::string> DecompressBody(std::string_view body, ContentEncoding encoding,
                                    size_t output_bytes_max, size_t ratio_max) {
   InflateLimits limits;

@@ -49,6 +49,10 @@ Result<ContentEncoding> ParseContentEncoding(std::string_view header);
 // `encoding` is kIdentity. Fails with ResourceExhausted when the output would
 // exceed `output_bytes_max` or `ratio_max` times the input (a bomb), and with
 // InvalidArgument on a corrupt stream.
+// Whether DecompressBody would change `body` (a coding, or gzip magic).
+// When it would not, callers can use the body as it is, without a copy.
+bool NeedsDecompression(std::string_view body, ContentEncoding encoding);
+
 Result<std::string> DecompressBody(std::string_view body, ContentEncoding encoding,
                                    size_t output_bytes_max, size_t ratio_max);
 
@@ -69,6 +73,10 @@ std::optional<std::string_view> FindFormValue(
 // to '+' because mixpanel-node does not URL-encode). InvalidArgument names
 // `data` when neither decoding works.
 Result<std::string> ExtractMixpanelPayload(std::string_view query, std::string_view body);
+// The same without copying a raw JSON body: the result views `body`, or
+// `storage` when the payload had to be decoded into it.
+Result<std::string_view> ExtractMixpanelPayload(std::string_view query, std::string_view body,
+                                                std::string* storage);
 
 // Which Mixpanel route a payload came to.
 enum class MixpanelRoute : uint8_t { kTrack, kImport, kEngage, kGroups };

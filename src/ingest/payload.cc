@@ -84,24 +84,34 @@ Result<std::string> DecodeDataValue(std::string value) {
 
 }  // namespace
 
-Result<std::string> ExtractMixpanelPayload(std::string_view query, std::string_view body) {
+Result<std::string_view> ExtractMixpanelPayload(std::string_view query, std::string_view body,
+                                                std::string* storage) {
   MP_ASSIGN_OR_RETURN(std::optional<std::string> query_data,
                       internal::FindFormField(query, kDataField));
   if (query_data.has_value()) {
-    return DecodeDataValue(std::move(*query_data));
+    MP_ASSIGN_OR_RETURN(*storage, DecodeDataValue(std::move(*query_data)));
+    return std::string_view(*storage);
   }
   if (StartsLikeJson(body)) {
-    return std::string(body);
+    return body;
   }
   // sendBeacon posts the form as text/plain, so the body is read as a form
   // whatever its Content-Type.
   MP_ASSIGN_OR_RETURN(std::optional<std::string> body_data,
                       internal::FindFormField(body, kDataField));
   if (body_data.has_value()) {
-    return DecodeDataValue(std::move(*body_data));
+    MP_ASSIGN_OR_RETURN(*storage, DecodeDataValue(std::move(*body_data)));
+    return std::string_view(*storage);
   }
   return Status::InvalidArgument(
       "data: missing (expected in the query, a form body or a raw JSON body)");
+}
+
+Result<std::string> ExtractMixpanelPayload(std::string_view query, std::string_view body) {
+  std::string storage;
+  MP_ASSIGN_OR_RETURN(const std::string_view payload,
+                      ExtractMixpanelPayload(query, body, &storage));
+  return payload.data() == storage.data() ? std::move(storage) : std::string(payload);
 }
 
 }  // namespace minpanel::ingest
