@@ -1,0 +1,114 @@
+// SIGHUP re-reads the configuration file and the projects without a
+// restart: limits, new projects, rotated secrets. A configuration that fails
+// its checks is refused, at start-up with a message naming the key, and on
+// reload by keeping the running one.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+
+import { createProject, runCli, sleep, startServer, MINPANEL_BIN } from './harness.mjs';
+import { execFile } from 'node:child_process';
+
+const SMALL_LIMITS = 'log_level = "info"\n[limits]\nbody_bytes_max = 4096\n';
+const LARGE_LIMITS = 'log_level = "info"\n[limits]\nbody_bytes_max = 1048576\n';
+
+function trackBody(token, distinctId, padBytes = 0) {
+  const event = { event: 'Reloaded', properties: { token, distinct_id: distinctId, pad: 'p'.repeat(padBytes) } };
+  return `data=${encodeURIComponent(JSON.stringify(event))}`;
+}
+
+async function track(server, token, padBytes = 0) {
+  return server.request({
+    method: 'POST',
+    path: '/track?verbose=1',
+    headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+    body: trackBody(token, 'user-reload', padBytes),
+  });
+}
+
+// Sends SIGHUP and waits until `check` holds (reloads are asynchronous).
+async function hangUpUntil(server, check, what) {
+  process.kill(server.pid, 'SIGHUP');
+  for (let attempt = 0; attempt < 100; attempt += 1) {
+    if (await check()) {
+      return;
+    }
+    await sleep(50);
+  }
+  assert.fail(`after SIGHUP: ${what}`);
+}
+
+describe('SIGHUP reload', () => {
+  let server;
+  before(async () => {
+    server = await startServer({ projectName: 'reload-project', configText: SMALL_LIMITS });
+  });
+  after(async () => {
+    if (server) {
+      await server.cleanup();
+    }
+  });
+
+  it('applies new limits from the configuration file', async () => {
+    const refused = await track(server, server.project.token, 8000);
+    assert.equal(refused.status, 413, refused.text);
+    await fsp.writeFile(server.configFile, LARGE_LIMITS);
+    await hangUpUntil(server, async () => (await track(server, server.project.token, 8000)).status === 200,
+      'an 8 KB body is still refused after raising body_bytes_max');
+  });
+
+  it('picks up a project created by the CLI while running', async () => {
+    const late = await createProject(server.dataDir, server.keysDir, 'late-project');
+    assert.equal((await track(server, late.token)).status, 401);
+    await hangUpUntil(server, async () => (await track(server, late.token)).status === 200,
+      'the new project token is still unknown');
+  });
+
+  it('stops accepting a rotated secret and accepts the new one', async () => {
+    const { stdout } = await runCli(['project', 'rotate-secret', 'reload-project', '--data', server.dataDir,
+      '--keys', server.keysDir, '--json']);
+    const rotated = JSON.parse(stdout.trim());
+    assert.notEqual(rotated.secret, server.project.secret);
+    const oldSecret = server.project.secret;
+    const exportWith = (secret) => server.request({
+      path: '/api/2.0/export?from_date=2020-01-01&to_date=2030-01-01',
+      headers: server.authHeader(secret),
+    });
+    await hangUpUntil(server, async () => (await exportWith(oldSecret)).status === 401,
+      'the old secret still reads');
+    assert.equal((await exportWith(rotated.secret)).status, 200);
+    server.project.secret = rotated.secret;
+  });
+
+  it('refuses a broken configuration on reload and keeps serving', async () => {
+    await fsp.writeFile(server.configFile, '[limits]\nbody_bytes_max = 1\n');
+    process.kill(server.pid, 'SIGHUP');
+    for (let attempt = 0; attempt < 100 && !server.stderr.includes('reload refused'); attempt += 1) {
+      await sleep(50);
+    }
+    assert.match(server.stderr, /reload refused.*limits\.body_bytes_max/);
+    assert.ok(server.alive);
+    assert.equal((await track(server, server.project.token, 8000)).status, 200, 'the running limits stay');
+  });
+});
+
+describe('start-up checks', () => {
+  it('names the bad key and exits non-zero', async () => {
+    const dir = await fsp.mkdtemp(path.join((await import('node:os')).tmpdir(), 'minpanel-cfg-'));
+    try {
+      const config = path.join(dir, 'bad.toml');
+      await fsp.writeFile(config, '[limits]\nbody_byte_max = 5\n');
+      const result = await new Promise((resolve) => {
+        execFile(MINPANEL_BIN, ['serve', '--config', config, '--data', path.join(dir, 'data'),
+          '--listen', '127.0.0.1:1'], { timeout: 10000 }, (error, stdout, stderr) => {
+          resolve({ code: error ? error.code : 0, stderr });
+        });
+      });
+      assert.notEqual(result.code, 0);
+      assert.match(result.stderr, /unknown key 'limits\.body_byte_max'/);
+    } finally {
+      await fsp.rm(dir, { recursive: true, force: true });
+    }
+  });
+});
