@@ -272,11 +272,16 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
       Write(HandleInline(route));
       return;
     }
-    const bool read_method = method == http::verb::get || method == http::verb::head;
-    if (!(read_method || (IsIngestRoute(route) && method == http::verb::post))) {
-      Write(ErrorResponse(request_, Status::InvalidArgument(
-                                        "method: " + std::string(request_.method_string()) +
-                                        " is not allowed on " + std::string(RouteLabel(route)))));
+    // GET everywhere (Mixpanel's GET /track carries data= in the query),
+    // POST on the ingest routes; a HEAD must not ingest anything.
+    if (!(method == http::verb::get || (IsIngestRoute(route) && method == http::verb::post))) {
+      Response response = ErrorResponse(
+          request_, Status::InvalidArgument("method: " + std::string(request_.method_string()) +
+                                            " is not allowed on " +
+                                            std::string(RouteLabel(route))));
+      response.result(http::status::method_not_allowed);
+      response.set(http::field::allow, IsIngestRoute(route) ? "GET, POST, OPTIONS" : "GET");
+      Write(std::move(response));
       return;
     }
     beast::get_lowest_layer(stream_).expires_never();
