@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Ingest benchmark: drives a fresh, real `minpanel serve` (fsync before every
-# acknowledgement, which is always on) with wrk over 127.0.0.1 and reports
-# events/s, latency, peak RSS and whether every acknowledged event was stored.
-# Builds nothing. See docs/benchmarks.md for the method.
+# acknowledgement, which is always on) over 127.0.0.1 with bench/loadgen (or
+# wrk) and reports events/s, latency, peak RSS, CPU of server and driver and
+# whether every acknowledged event was stored. Builds only the load generator
+# (in build-bench/, target loadgen); never the server. See docs/benchmarks.md.
 #
 # Usage: bench/ingest.sh [--runs N] [--duration 15s] [--connections 16]
 #                        [--routes "track import"] [--out FILE] [--no-export-check]
+#                        [--driver loadgen|wrk]
 # Env:   MINPANEL_BIN (default $BUILD_DIR/apps/minpanel/minpanel, BUILD_DIR=build)
+#        LOADGEN_BIN  a prebuilt loadgen (default: build-bench/bench/loadgen, built here)
 #        BENCH_DIR    parent of the temporary data folders (default: the repo's var/)
 set -euo pipefail
 
@@ -20,6 +23,7 @@ routes="track import"
 templates=64
 out=""
 export_check=1
+driver=loadgen
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -29,15 +33,45 @@ while [ $# -gt 0 ]; do
     --routes) routes="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --no-export-check) export_check=0; shift ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    --driver) driver="$2"; shift 2 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "ingest.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
 
-for tool in wrk node curl; do
+case "$driver" in
+  loadgen) tools="node curl cmake" ;;
+  wrk) tools="wrk node curl" ;;
+  *) echo "ingest.sh: --driver must be loadgen or wrk" >&2; exit 2 ;;
+esac
+if [ -n "${LOADGEN_BIN:-}" ]; then
+  tools="node curl"
+fi
+for tool in $tools; do
   command -v "$tool" >/dev/null || { echo "ingest.sh: $tool is required (scripts/setup.sh installs it)" >&2; exit 1; }
 done
 [ -x "$bin" ] || { echo "ingest.sh: no minpanel binary at $bin (run make build, or set MINPANEL_BIN)" >&2; exit 1; }
+
+# Seconds for loadgen from wrk's duration syntax (15s, 2m, 15).
+duration_s="$(awk -v d="$duration" 'BEGIN {
+  n = d + 0; u = substr(d, length(d)); if (u == "m") n *= 60; else if (u == "h") n *= 3600; print n }')"
+
+loadgen="${LOADGEN_BIN:-$repo/build-bench/bench/loadgen}"
+if [ "$driver" = loadgen ] && [ -z "${LOADGEN_BIN:-}" ]; then
+  # Only the one-file load generator; the server binary is never built here.
+  mkdir -p "$repo/build-bench"
+  if [ ! -f "$repo/build-bench/build.ninja" ]; then
+    cmake -S "$repo" -B "$repo/build-bench" -G Ninja -DMINPANEL_BENCH=ON -DMINPANEL_TESTS=OFF \
+      -DCMAKE_BUILD_TYPE=Release >"$repo/build-bench/loadgen-build.log" 2>&1 ||
+      { echo "ingest.sh: configuring build-bench failed; see build-bench/loadgen-build.log" >&2; exit 1; }
+  fi
+  cmake --build "$repo/build-bench" --target loadgen -j2 >>"$repo/build-bench/loadgen-build.log" 2>&1 ||
+    { echo "ingest.sh: building loadgen failed; see build-bench/loadgen-build.log" >&2; exit 1; }
+fi
+if [ "$driver" = loadgen ] && [ ! -x "$loadgen" ]; then
+  echo "ingest.sh: no loadgen at $loadgen" >&2
+  exit 1
+fi
 
 build_type="unknown"
 cache="$(dirname "$(dirname "$(dirname "$bin")")")/CMakeCache.txt"
@@ -113,12 +147,74 @@ field() { # field LINE NAME
   sed -n "s/.* $2=\([0-9]*\).*/\1/p" <<<" $1"
 }
 
+json_field() { # json_field LINE NAME: a number from loadgen's one-line JSON
+  sed -n "s/.*\"$2\":\([0-9.]*\).*/\1/p" <<<"$1"
+}
+
+# run_driver ROUTE BODIES PORT SECRET: runs the load, then sets requests,
+# acked_requests, refused, errors, duration_us, p50_us, p99_us, driver_cpu and
+# unanswered (requests that may be stored without an acknowledgement).
+run_driver() {
+  local route="$1" bodies="$2" port="$3" secret="$4" output line started
+  started="$(date +%s.%N)"
+  if [ "$driver" = wrk ]; then
+    output="$( (TIMEFORMAT='DRIVERCPU %U %S'; time wrk -t"$threads" -c"$connections" -d"$duration" --timeout 30s --latency \
+      -s "$repo/bench/ingest/ingest.lua" "http://127.0.0.1:$port" -- "$route" "$bodies" "$templates" "$secret") 2>&1)"
+  else
+    local args=(--host 127.0.0.1 --port "$port" --connections "$connections" --duration-s "$duration_s"
+      --timeout-s 30 --bodies "$bodies" --batch-events "$batch" --expect-body 1)
+    if [ "$route" = track ]; then
+      args+=(--path "/track?ip=0&verbose=0" --header "Content-Type: application/x-www-form-urlencoded"
+        --token-encoding base64 --body-prefix "data=")
+    else
+      args+=(--path "/import?verbose=0" --header "Content-Type: application/json"
+        --header "Authorization: Basic $(printf '%s:' "$secret" | base64 -w0)" --token-encoding hex)
+    fi
+    output="$( (TIMEFORMAT='DRIVERCPU %U %S'; time "$loadgen" "${args[@]}") 2>&1)"
+  fi
+  wall="$(awk -v a="$started" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')"
+  driver_cpu="$(awk -v w="$wall" '/^DRIVERCPU/ { printf "%.0f", 100 * ($2 + $3) / w }' <<<"$output")"
+  if [ "$driver" = wrk ]; then
+    line="$(grep '^RESULT ' <<<"$output" || true)"
+    [ -n "$line" ] || { echo "ingest.sh: wrk printed no result:" >&2; echo "$output" >&2; exit 1; }
+    grep '^REFUSAL ' <<<"$output" >&2 || true
+    requests="$(field "$line" requests)"
+    acked_requests="$(field "$line" acked)"
+    refused="$(field "$line" refused)"
+    errors=$(($(field "$line" err_connect) + $(field "$line" err_read) + $(field "$line" err_write) + $(field "$line" err_timeout)))
+    duration_us="$(field "$line" duration_us)"
+    p50_us="$(field "$line" p50_us)"
+    p99_us="$(field "$line" p99_us)"
+    # wrk abandons the requests in flight when it stops.
+    unanswered="$connections"
+  else
+    line="$(grep '^{' <<<"$output" || true)"
+    [ -n "$line" ] || { echo "ingest.sh: loadgen printed no result:" >&2; echo "$output" >&2; exit 1; }
+    grep '^loadgen: ' <<<"$output" >&2 || true
+    requests="$(json_field "$line" requests)"
+    # loadgen waits for the requests in flight at the end: every acknowledgement
+    # of the run counts for the stored check, the window's for the rate.
+    acked_requests="$(json_field "$line" acknowledged_total)"
+    window_acked="$(json_field "$line" acknowledged)"
+    refused="$(json_field "$line" refused_total)"
+    errors="$(json_field "$line" errors)"
+    duration_us="$(awk -v d="$(json_field "$line" duration_s)" 'BEGIN { printf "%.0f", d * 1e6 }')"
+    p50_us="$(json_field "$line" p50_us)"
+    p99_us="$(json_field "$line" p99_us)"
+    unanswered="$(json_field "$line" unanswered)"
+  fi
+}
+
 results="$work/results.tsv"
 : >"$results"
 
 echo "# minpanel ingest benchmark: $(date -u +%Y-%m-%dT%H:%M:%SZ)" >&2
 echo "# binary $bin ($build_type), $(nproc) CPUs, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), data on $fs_type" >&2
-echo "# wrk -t$threads -c$connections -d$duration, $runs run(s) per route, $templates bodies per route" >&2
+if [ "$driver" = wrk ]; then
+  echo "# driver wrk -t$threads -c$connections -d$duration, $runs run(s) per route, $templates bodies per route" >&2
+else
+  echo "# driver $loadgen -c$connections -d${duration_s}s, $runs run(s) per route, $templates bodies per route" >&2
+fi
 
 for route in $routes; do
   if [ "$route" = track ]; then batch=50; else batch=2000; fi
@@ -136,16 +232,10 @@ for route in $routes; do
     start_server "$dir/data" "$dir/keys" "$port" "$log"
 
     server_ticks_before="$(cpu_ticks "$server_pid")"
-    wrk_started="$(date +%s.%N)"
-    wrk_out="$( (TIMEFORMAT='WRKCPU %U %S'; time wrk -t"$threads" -c"$connections" -d"$duration" --timeout 30s --latency \
-      -s "$repo/bench/ingest/ingest.lua" "http://127.0.0.1:$port" -- "$route" "$dir/bodies" "$templates" "$secret") 2>&1)"
-    wall="$(awk -v a="$wrk_started" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')"
+    window_acked=""
+    run_driver "$route" "$dir/bodies" "$port" "$secret"
     server_cpu="$(awk -v a="$server_ticks_before" -v b="$(cpu_ticks "$server_pid")" -v hz="$(getconf CLK_TCK)" -v w="$wall" \
       'BEGIN { printf "%.0f", 100 * (b - a) / hz / w }')"
-    wrk_cpu="$(awk -v w="$wall" '/^WRKCPU/ { printf "%.0f", 100 * ($2 + $3) / w }' <<<"$wrk_out")"
-    line="$(grep '^RESULT ' <<<"$wrk_out" || true)"
-    [ -n "$line" ] || { echo "ingest.sh: wrk printed no result:" >&2; echo "$wrk_out" >&2; exit 1; }
-    grep '^REFUSAL ' <<<"$wrk_out" >&2 || true
 
     rss_kib="$(awk '/^VmHWM:/ { print $2 }' "/proc/$server_pid/status")"
     accepted_live="$(metric "$port" minpanel_events_accepted_total)"
@@ -160,17 +250,13 @@ for route in $routes; do
     fi
     stop_server
 
-    requests="$(field "$line" requests)"
-    acked_requests="$(field "$line" acked)"
-    refused="$(field "$line" refused)"
-    duration_us="$(field "$line" duration_us)"
-    p50_us="$(field "$line" p50_us)"
-    p99_us="$(field "$line" p99_us)"
     acked_events=$((acked_requests * batch))
-    events_per_s="$(awk -v e="$acked_events" -v d="$duration_us" 'BEGIN { printf "%.0f", e / (d / 1e6) }')"
-    requests_per_s="$(awk -v r="$acked_requests" -v d="$duration_us" 'BEGIN { printf "%.1f", r / (d / 1e6) }')"
-    # A request cut off by the end of the run may be stored without wrk seeing its answer.
-    in_flight_max=$((connections * batch))
+    rate_requests="${window_acked:-$acked_requests}"
+    events_per_s="$(awk -v r="$rate_requests" -v b="$batch" -v d="$duration_us" 'BEGIN { printf "%.0f", r * b / (d / 1e6) }')"
+    requests_per_s="$(awk -v r="$rate_requests" -v d="$duration_us" 'BEGIN { printf "%.1f", r / (d / 1e6) }')"
+    # A request sent but never answered (wrk: any request in flight when it
+    # stops; loadgen: one cut off by an error or timeout) may be stored.
+    in_flight_max=$((unanswered * batch))
     if [ "$stored" -lt "$acked_events" ] || [ "$stored" -gt $((acked_events + in_flight_max)) ]; then
       verdict="MISMATCH"
     elif [ "$exported" != "-" ] && [ "$exported" -ne "$stored" ]; then
@@ -181,8 +267,8 @@ for route in $routes; do
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$route" "$run" "$events_per_s" "$requests_per_s" \
       "$p50_us" "$p99_us" "$rss_kib" "$acked_events" "$stored" "$exported" "$refused" "$verdict" "$event_bytes" >>"$results"
     echo "# $route run $run: $events_per_s events/s ($requests_per_s req/s x $batch), p50 ${p50_us}us p99 ${p99_us}us," \
-      "peak RSS $((rss_kib / 1024)) MiB, CPU server ${server_cpu}% wrk ${wrk_cpu}%, acked $acked_events, counted live $accepted_live, stored $stored," \
-      "exported $exported, refused $refused, $verdict" >&2
+      "peak RSS $((rss_kib / 1024)) MiB, CPU server ${server_cpu}% $driver ${driver_cpu}%, acked $acked_events, counted live $accepted_live, stored $stored," \
+      "exported $exported, refused $refused, errors $errors, unanswered $unanswered, $verdict" >&2
     rm -rf "$dir"
   done
 done

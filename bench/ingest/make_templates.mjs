@@ -1,10 +1,11 @@
-// Writes request-body templates for bench/ingest/ingest.lua.
+// Writes request-body templates for bench/loadgen.cc and bench/ingest/ingest.lua.
 //
 // Each template is one request body split into segments, one per line; the
-// Lua script joins the segments with a per-request 12-hex token, which ends
-// every event's $insert_id. So every event wrk sends is unique (nothing is
-// dropped as a duplicate), while wrk does no more per request than one
-// table.concat.
+// driver joins the segments with a per-request 12-hex token, which ends every
+// event's $insert_id. So every event sent is unique (nothing is dropped as a
+// duplicate). loadgen joins them once and overwrites the tokens in place
+// before each request (`--token-encoding hex|base64`); the wrk script does
+// one table.concat per request.
 //
 //   /track : form body `data=<base64 of a JSON array of 50 events>`, the base64
 //            unencoded (literal '+' and '/'), as the mixpanel node SDK sends it.
