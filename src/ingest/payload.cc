@@ -2,6 +2,8 @@
 #include <openssl/evp.h>
 
 #include <algorithm>
+#include <array>
+#include <cstdint>
 
 #include "ingest/ingest.h"
 #include "ingest/text_util.h"
@@ -20,6 +22,33 @@ Status NotBase64OrJson() {
   return Status::InvalidArgument("data: not valid base64 or JSON");
 }
 
+// Per byte: what it becomes on the standard alphabet (0: dropped), and
+// which alphabet it belongs to (1 standard, 2 URL-safe, 0 either).
+struct Base64Tables {
+  std::array<char, 256> map{};
+  std::array<uint8_t, 256> alphabet{};
+};
+
+constexpr Base64Tables MakeBase64Tables() {
+  Base64Tables tables;
+  for (int byte = 0; byte < 256; ++byte) {
+    tables.map[byte] = static_cast<char>(byte);  // EVP_DecodeBlock refuses what is not base64
+  }
+  tables.map[' '] = '+';
+  tables.map['-'] = '+';
+  tables.map['_'] = '/';
+  tables.map['\r'] = 0;
+  tables.map['\n'] = 0;
+  tables.map[0] = '!';  // a NUL is not base64, not a byte to drop
+  tables.alphabet[' '] = 1;
+  tables.alphabet['+'] = 1;
+  tables.alphabet['/'] = 1;
+  tables.alphabet['-'] = 2;
+  tables.alphabet['_'] = 2;
+  return tables;
+}
+constexpr Base64Tables kBase64Tables = MakeBase64Tables();
+
 // Decodes standard or URL-safe base64, with or without padding, ignoring
 // line breaks. Spaces are '+' signs that a form decoder turned into spaces:
 // mixpanel-node posts `data=<base64>` without URL-encoding it. One pass
@@ -27,24 +56,17 @@ Status NotBase64OrJson() {
 // libsodium's decoder is constant-time, made for secrets, and several
 // times slower on the tens of kilobytes a batch carries).
 Result<std::string> DecodeBase64(std::string encoded) {
-  bool standard = false;
-  bool url_safe = false;
+  uint8_t alphabets = 0;
   size_t kept = 0;
   for (const char c : encoded) {
-    char mapped = c;
-    if (c == ' ' || c == '+' || c == '/') {
-      standard = true;
-      mapped = c == ' ' ? '+' : c;
-    } else if (c == '-' || c == '_') {
-      url_safe = true;
-      mapped = c == '-' ? '+' : '/';
-    } else if (c == '\r' || c == '\n') {
-      continue;
-    }
-    encoded[kept++] = mapped;
+    const auto byte = static_cast<uint8_t>(c);
+    alphabets |= kBase64Tables.alphabet[byte];
+    const char mapped = kBase64Tables.map[byte];
+    encoded[kept] = mapped;
+    kept += mapped != 0 ? 1 : 0;
   }
   encoded.resize(kept);
-  if (standard && url_safe) {
+  if (alphabets == 3) {  // standard and URL-safe characters mixed
     return NotBase64OrJson();
   }
   size_t padding = 0;
@@ -52,7 +74,8 @@ Result<std::string> DecodeBase64(std::string encoded) {
     encoded.pop_back();
     ++padding;
   }
-  if (encoded.size() % 4 == 1) {
+  // OpenSSL would read a '=' inside the text as zero bits; it may only pad.
+  if (encoded.size() % 4 == 1 || encoded.find('=') != std::string::npos) {
     return NotBase64OrJson();
   }
   padding = (4 - encoded.size() % 4) % 4;

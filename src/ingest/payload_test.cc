@@ -49,6 +49,26 @@ TEST(MixpanelPayloadTest, StandardBase64WithoutPaddingIsDecoded) {
   EXPECT_EQ(*payload, "[12]");
 }
 
+TEST(MixpanelPayloadTest, EveryPaddingLengthDecodesWithAndWithoutPadding) {
+  for (const std::string json : {"[1]", "[12]", "[123]", "[1234]", "[12345]"}) {
+    for (const int variant : {sodium_base64_VARIANT_ORIGINAL, sodium_base64_VARIANT_ORIGINAL_NO_PADDING,
+                              sodium_base64_VARIANT_URLSAFE, sodium_base64_VARIANT_URLSAFE_NO_PADDING}) {
+      const std::string base64 = Base64(json, variant);
+      const auto payload = ExtractMixpanelPayload("data=" + UrlEncode(base64), "");
+      ASSERT_TRUE(payload.ok()) << base64 << ": " << payload.status().ToString();
+      EXPECT_EQ(*payload, json) << base64;
+    }
+  }
+}
+
+TEST(MixpanelPayloadTest, LineBreaksAreIgnoredAndMixedAlphabetsRefused) {
+  EXPECT_EQ(*ExtractMixpanelPayload("", "data=WzEy%0D%0AXQ=="), "[12]");
+  // '+' from the standard alphabet and '_' from the URL-safe one.
+  const auto mixed = ExtractMixpanelPayload("data=W%2B_yXQ", "");
+  EXPECT_FALSE(mixed.ok());
+  EXPECT_FALSE(ExtractMixpanelPayload("data=WzE=yXQ", "").ok()) << "padding in the middle";
+}
+
 TEST(MixpanelPayloadTest, UrlEncodedJsonDataIsTakenAsJson) {
   const auto payload = ExtractMixpanelPayload("verbose=1", "data=" + UrlEncode(kJson));
   ASSERT_TRUE(payload.ok()) << payload.status().ToString();
