@@ -199,7 +199,9 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
 
   void CloseIfIdle() override {
     net::post(stream_.get_executor(), [self = this->shared_from_this()] {
-      if (self->idle_) {
+      // Idle: waiting for a next request of which no byte has arrived.
+      if (self->idle_ && self->buffer_.size() == 0 &&
+          !(self->parser_.has_value() && self->parser_->got_some())) {
         boost::system::error_code error;
         beast::get_lowest_layer(self->stream_).socket().close(error);
       }
