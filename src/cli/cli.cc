@@ -105,13 +105,16 @@ int Serve(const ConfigSources& sources, bool demo) {
   return 0;
 }
 
+// The project registry of the configured data folder; it works whether or
+// not a server is running on it.
+Result<std::unique_ptr<service::ProjectRegistry>> OpenRegistry(const ConfigSources& sources) {
+  MP_ASSIGN_OR_RETURN(const service::Config config, sources.Build());
+  return service::OpenProjects(config, NewPosixFileSystem(), NewSystemClock());
+}
+
 int ProjectCreate(const ConfigSources& sources, const std::string& name,
                   const std::string& time_zone, bool json) {
-  auto config = sources.Build();
-  if (!config.ok()) {
-    return Fail(config.status());
-  }
-  auto projects = service::OpenProjects(*config, NewPosixFileSystem(), NewSystemClock());
+  auto projects = OpenRegistry(sources);
   if (!projects.ok()) {
     return Fail(projects.status());
   }
@@ -131,11 +134,7 @@ int ProjectCreate(const ConfigSources& sources, const std::string& name,
 }
 
 int ProjectList(const ConfigSources& sources, bool json) {
-  auto config = sources.Build();
-  if (!config.ok()) {
-    return Fail(config.status());
-  }
-  auto projects = service::OpenProjects(*config, NewPosixFileSystem(), NewSystemClock());
+  auto projects = OpenRegistry(sources);
   if (!projects.ok()) {
     return Fail(projects.status());
   }
@@ -151,11 +150,7 @@ int ProjectList(const ConfigSources& sources, bool json) {
 }
 
 int ProjectRotate(const ConfigSources& sources, const std::string& name, bool json) {
-  auto config = sources.Build();
-  if (!config.ok()) {
-    return Fail(config.status());
-  }
-  auto projects = service::OpenProjects(*config, NewPosixFileSystem(), NewSystemClock());
+  auto projects = OpenRegistry(sources);
   if (!projects.ok()) {
     return Fail(projects.status());
   }

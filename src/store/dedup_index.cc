@@ -1,4 +1,5 @@
 #include "store/dedup_index.h"
+#include "store/mix.h"
 
 #include <algorithm>
 #include <bit>
@@ -11,15 +12,6 @@ constexpr size_t kRingCapacityMin = 1024;
 // Linear probing stays short below this load; the table is sized from it.
 constexpr size_t kTableLoadNumerator = 7;
 constexpr size_t kTableLoadDenominator = 10;
-
-uint64_t Mix64(uint64_t value) {
-  value ^= value >> 33;
-  value *= 0xff51afd7ed558ccdULL;
-  value ^= value >> 33;
-  value *= 0xc4ceb9fe1a85ec53ULL;
-  value ^= value >> 33;
-  return value;
-}
 
 uint32_t CeilSeconds(int64_t time_ms) {
   if (time_ms <= 0) {

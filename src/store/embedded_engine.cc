@@ -17,6 +17,7 @@
 
 #include "store/dedup_index.h"
 #include "store/log_reader.h"
+#include "store/mix.h"
 #include "store/store.h"
 #include "store/wal_format.h"
 
@@ -29,15 +30,6 @@ constexpr size_t kLogFileNameDigits = 6;
 // A group takes queued batches up to this many encoded bytes (at least one
 // batch), bounding the writer's buffer however many callers wait.
 constexpr size_t kGroupBytesMax = 32u << 20;
-
-uint64_t Mix64(uint64_t value) {
-  value ^= value >> 33;
-  value *= 0xff51afd7ed558ccdULL;
-  value ^= value >> 33;
-  value *= 0xc4ceb9fe1a85ec53ULL;
-  value ^= value >> 33;
-  return value;
-}
 
 // The (project, insert id) pairs kept so far in the group being written; they
 // join the DedupIndex only once the group is durable.
