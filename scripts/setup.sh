@@ -10,6 +10,7 @@ packages=(
   libcli11-dev libspdlog-dev libfmt-dev libtomlplusplus-dev libhowardhinnant-date-dev libjemalloc-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   clang-14 libfuzzer-14-dev libclang-rt-14-dev
+  libre2-dev libmaxminddb-dev libyaml-cpp-dev uap-core
   tzdata wrk nodejs npm
 )
 

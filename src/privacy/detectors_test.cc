@@ -1,0 +1,1 @@
+// Tests for detectors, filled in with it.

@@ -1,0 +1,1 @@
+// Tests for geo, filled in with it.

@@ -1,0 +1,1 @@
+// Tests for the policy file, filled in with it.

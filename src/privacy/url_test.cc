@@ -1,0 +1,1 @@
+// Tests for url, filled in with it.

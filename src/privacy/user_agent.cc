@@ -1,0 +1,1 @@
+// Filled in by the user_agent work.

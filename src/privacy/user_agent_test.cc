@@ -1,0 +1,1 @@
+// Tests for user_agent, filled in with it.
