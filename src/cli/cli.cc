@@ -192,6 +192,7 @@ struct Flags {
   ExportCommandOptions export_options;
   std::string distinct_id;
   std::string dump_path;
+  std::string policy_path;
 };
 
 struct Commands {
@@ -202,6 +203,7 @@ struct Commands {
   CLI::App* import = nullptr;
   CLI::App* export_command = nullptr;
   CLI::App* dump = nullptr;
+  CLI::App* policy_check = nullptr;
 };
 
 void AddProjectCommands(CLI::App& app, Flags& flags, Commands& commands) {
@@ -259,6 +261,26 @@ void AddDataCommands(CLI::App& app, Flags& flags, Commands& commands) {
   commands.dump = debug->add_subcommand("dump", "print a write-ahead log file readably");
   commands.dump->add_option("FILE", flags.dump_path, "a log file, e.g. DATA/store/wal/000001.log")
       ->required();
+
+  CLI::App* policy = app.add_subcommand("policy", "privacy policies (docs/privacy.md)");
+  policy->require_subcommand(1);
+  commands.policy_check =
+      policy->add_subcommand("check", "validate a policy file and print every rule");
+  commands.policy_check->add_option("FILE", flags.policy_path, "a policy TOML file")->required();
+}
+
+// `minpanel policy check FILE`: exit 0 and the rules, or 1 and the error.
+int PolicyCheck(const std::string& path) {
+  auto text = NewPosixFileSystem()->ReadFile(path);
+  if (!text.ok()) {
+    return Fail(text.status());
+  }
+  auto description = service::CheckPolicyText(*text);
+  if (!description.ok()) {
+    return Fail(description.status());
+  }
+  std::cout << path << ": valid\n" << *description;
+  return 0;
 }
 
 int Dispatch(Flags& flags, const Commands& commands) {
@@ -285,6 +307,9 @@ int Dispatch(Flags& flags, const Commands& commands) {
   }
   if (commands.dump->parsed()) {
     return DebugDump(flags.dump_path);
+  }
+  if (commands.policy_check->parsed()) {
+    return PolicyCheck(flags.policy_path);
   }
   return kExitUsage;
 }

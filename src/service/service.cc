@@ -10,6 +10,8 @@
 #include <date/tz.h>
 #include <simdjson.h>
 
+#include "privacy/policy_file.h"
+
 namespace minpanel::service {
 
 struct Service::Counters {
@@ -127,6 +129,11 @@ Service::~Service() {
   if (data_lock_fd_ >= 0) {
     ::close(data_lock_fd_);
   }
+}
+
+Result<std::string> CheckPolicyText(std::string_view text) {
+  MP_ASSIGN_OR_RETURN(const privacy::PolicySpec spec, privacy::ParsePolicy(text));
+  return privacy::DescribePolicy(spec);
 }
 
 Result<std::unique_ptr<ProjectRegistry>> OpenProjects(const Config& config,

@@ -167,6 +167,10 @@ class Service {
   std::unique_ptr<Counters> counters_;
 };
 
+// Checks a privacy policy text (docs/privacy.md) and describes every rule,
+// for `minpanel policy check`. InvalidArgument names the key and line.
+Result<std::string> CheckPolicyText(std::string_view text);
+
 // Opens only the project registry of a data folder, for the CLI's project
 // commands, which work while the server is stopped (or running).
 Result<std::unique_ptr<ProjectRegistry>> OpenProjects(const Config& config,
