@@ -11,6 +11,7 @@ all: build
 
 deps:
 	@bash scripts/setup.sh
+	@bash scripts/setup-geoip.sh
 
 $(BUILD_DIR)/build.ninja:
 	cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Release -DMINPANEL_WERROR=ON $(CMAKE_FLAGS)
