@@ -1,1 +1,1094 @@
-// Filled in by the detectors work.
+#include "privacy/detectors.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+namespace minpanel::privacy {
+namespace {
+
+// Limits that bound the work per candidate, so the whole scan stays linear.
+constexpr size_t kDigitsForNumbersMin = 7;        // Phones, cards and IBANs need this many.
+constexpr size_t kTokenForKeysMin = 15;           // Shortest key, JWT or secret token.
+constexpr size_t kEmailLocalBytesMax = 64;        // RFC 5321.
+constexpr size_t kEmailDomainBytesMax = 253;      // RFC 1035.
+constexpr size_t kPhoneGroupsMax = 8;             // Digit groups parsed per phone candidate.
+constexpr size_t kPhoneDigitsMin = 7;
+constexpr size_t kPhoneDigitsMax = 15;            // E.164.
+constexpr size_t kCardDigitsMin = 13;
+constexpr size_t kCardDigitsMax = 19;
+constexpr size_t kCardGroupsMax = 6;
+constexpr size_t kIbanBytesMin = 15;
+constexpr size_t kIbanBytesMax = 34;
+constexpr size_t kJwtHeaderBytesMin = 10;
+constexpr size_t kBearerTokenBytesMin = 16;
+constexpr size_t kBase64TokenBytesMin = 16;
+// Longer base64 tokens are decoded only up to this many characters: the
+// decoded text is scanned from a stack buffer, and a token this long that
+// hides PII only past its prefix is still a high-entropy secret.
+constexpr size_t kBase64TokenBytesMax = 2048;
+constexpr double kBase64PrintableRatioMin = 0.9;
+constexpr size_t kSecretBytesMin = 32;
+// Measured on the recall and precision corpora of detectors_test.cc: random
+// base62/base64 strings of 32+ characters score above 0.85 of the maximum
+// entropy their length allows; identifiers made of words stay below 0.8.
+constexpr double kSecretEntropyRatioMin = 0.83;
+// Random strings switch between upper, lower and digit almost every
+// character; CamelCase words run several lowercase letters in a row.
+constexpr double kSecretClassRunMeanMax = 2.2;
+
+enum class Layer : uint8_t { kRaw, kPercentDecoded, kBase64Decoded };
+
+bool IsDigit(char c) { return c >= '0' && c <= '9'; }
+bool IsUpper(char c) { return c >= 'A' && c <= 'Z'; }
+bool IsLower(char c) { return c >= 'a' && c <= 'z'; }
+bool IsAlpha(char c) { return IsUpper(c) || IsLower(c); }
+bool IsAlnum(char c) { return IsAlpha(c) || IsDigit(c); }
+bool IsWord(char c) { return IsAlnum(c) || c == '_'; }
+bool IsHex(char c) { return IsDigit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
+bool IsKeyChar(char c) { return IsWord(c) || c == '-'; }
+bool IsBase64Char(char c) { return IsAlnum(c) || c == '+' || c == '/' || c == '_' || c == '-'; }
+char ToUpper(char c) { return IsLower(c) ? static_cast<char>(c - 'a' + 'A') : c; }
+char ToLower(char c) { return IsUpper(c) ? static_cast<char>(c - 'A' + 'a') : c; }
+
+char At(std::string_view text, size_t pos) { return pos < text.size() ? text[pos] : '\0'; }
+char Before(std::string_view text, size_t pos) { return pos > 0 ? text[pos - 1] : '\0'; }
+
+void Add(std::vector<Detection>* out, PiiKind kind, size_t begin, size_t end) {
+  out->push_back(Detection{kind, begin, end - begin});
+}
+
+// What one pass over the text learns, so scanners that cannot match skip.
+struct Features {
+  size_t digits = 0;
+  size_t dots = 0;
+  size_t colons = 0;
+  size_t longest_token = 0;
+  bool at_sign = false;
+  bool percent = false;
+};
+
+Features Measure(std::string_view text) {
+  Features features;
+  size_t token = 0;
+  for (char c : text) {
+    features.digits += IsDigit(c) ? 1 : 0;
+    features.dots += c == '.' ? 1 : 0;
+    features.colons += c == ':' ? 1 : 0;
+    features.at_sign = features.at_sign || c == '@';
+    features.percent = features.percent || c == '%';
+    token = (IsBase64Char(c) || c == '.' || c == '=') ? token + 1 : 0;
+    features.longest_token = std::max(features.longest_token, token);
+  }
+  return features;
+}
+
+// ---- Email ----
+
+bool IsEmailLocalChar(char c) {
+  return IsAlnum(c) || c == '.' || c == '_' || c == '%' || c == '+' || c == '-' || c == '\'';
+}
+bool IsDomainChar(char c) { return IsAlnum(c) || c == '.' || c == '-'; }
+
+// Image assets such as "logo@2x.png" share the shape of an address.
+bool IsAssetName(std::string_view domain, std::string_view tld) {
+  static constexpr std::string_view kExtensions[] = {"png", "jpg", "jpeg", "gif", "svg",
+                                                     "webp", "avif", "ico"};
+  for (std::string_view extension : kExtensions) {
+    if (tld.size() == extension.size() &&
+        std::equal(tld.begin(), tld.end(), extension.begin(),
+                   [](char a, char b) { return ToLower(a) == b; })) {
+      return true;
+    }
+  }
+  return domain.size() >= 2 && IsDigit(domain[0]) && (domain[1] == 'x' || domain[1] == 'X');
+}
+
+bool IsEmailDomain(std::string_view domain) {
+  size_t last_dot = domain.rfind('.');
+  if (domain.empty() || domain.size() > kEmailDomainBytesMax || last_dot == std::string_view::npos) {
+    return false;
+  }
+  std::string_view tld = domain.substr(last_dot + 1);
+  if (tld.size() < 2 || !std::all_of(tld.begin(), tld.end(), IsAlpha)) {
+    return false;
+  }
+  size_t label_begin = 0;
+  while (label_begin <= domain.size()) {
+    size_t label_end = std::min(domain.find('.', label_begin), domain.size());
+    std::string_view label = domain.substr(label_begin, label_end - label_begin);
+    if (label.empty() || label.front() == '-' || label.back() == '-') {
+      return false;
+    }
+    label_begin = label_end + 1;
+  }
+  return !IsAssetName(domain, tld);
+}
+
+// Each '@' extends left over the local part and right over the domain; both
+// stop at the next '@', so every byte is visited at most twice.
+void FindEmails(std::string_view text, std::vector<Detection>* out) {
+  for (size_t at = text.find('@'); at != std::string_view::npos; at = text.find('@', at + 1)) {
+    size_t begin = at;
+    while (begin > 0 && IsEmailLocalChar(text[begin - 1]) && at - begin < kEmailLocalBytesMax) {
+      --begin;
+    }
+    while (begin < at && (text[begin] == '.' || text[begin] == '\'')) {
+      ++begin;
+    }
+    size_t end = at + 1;
+    while (end < text.size() && IsDomainChar(text[end])) {
+      ++end;
+    }
+    while (end > at + 1 && (text[end - 1] == '.' || text[end - 1] == '-')) {
+      --end;
+    }
+    if (begin == at || !IsEmailDomain(text.substr(at + 1, end - at - 1))) {
+      continue;
+    }
+    Add(out, PiiKind::kEmail, begin, end);
+  }
+}
+
+// ---- Payment cards ----
+
+int LeadingNumber(std::string_view digits, size_t count) {
+  int value = 0;
+  for (size_t idx = 0; idx < count && idx < digits.size(); ++idx) {
+    value = value * 10 + (digits[idx] - '0');
+  }
+  return value;
+}
+
+bool HasCardPrefix(std::string_view digits) {
+  size_t length = digits.size();
+  int two = LeadingNumber(digits, 2);
+  int four = LeadingNumber(digits, 4);
+  if (digits[0] == '4') {
+    return length == 13 || length == 16 || length == 19;
+  }
+  if ((two >= 51 && two <= 55) || (four >= 2221 && four <= 2720)) {
+    return length == 16;
+  }
+  if (two == 34 || two == 37) {
+    return length == 15;
+  }
+  if (two == 36 || two == 38 || two == 39 || (four >= 3000 && four <= 3059)) {
+    return length >= 14 && length <= 16;
+  }
+  if (four == 6011 || two == 65 || (four >= 6440 && four <= 6499) || two == 62 ||
+      (four >= 3528 && four <= 3589)) {
+    return length >= 16;
+  }
+  return two == 50 || (two >= 56 && two <= 69);  // Maestro, 13-19 digits.
+}
+
+bool PassesLuhn(std::string_view digits) {
+  int sum = 0;
+  bool double_it = false;
+  for (size_t idx = digits.size(); idx-- > 0;) {
+    int digit = digits[idx] - '0';
+    if (double_it) {
+      digit = digit * 2 > 9 ? digit * 2 - 9 : digit * 2;
+    }
+    sum += digit;
+    double_it = !double_it;
+  }
+  return sum % 10 == 0;
+}
+
+bool IsCardNumber(std::string_view digits) {
+  return digits.size() >= kCardDigitsMin && digits.size() <= kCardDigitsMax &&
+         HasCardPrefix(digits) && PassesLuhn(digits);
+}
+
+// After a number: not glued to a word, and not the integer part of a decimal.
+bool NumberEndsCleanly(std::string_view text, size_t end) {
+  char next = At(text, end);
+  return !IsWord(next) && !(next == '.' && IsDigit(At(text, end + 1)));
+}
+
+// Cards are runs of digits, unseparated or in groups of 3-6 joined by one
+// space or one dash; a grouped run is tried at each group end, longest first.
+void FindCards(std::string_view text, std::vector<Detection>* out) {
+  size_t pos = 0;
+  while (pos < text.size()) {
+    char before = Before(text, pos);
+    if (!IsDigit(text[pos]) || IsWord(before) || before == '.') {
+      ++pos;
+      continue;
+    }
+    // A fixed buffer: clean values full of long numbers must not allocate.
+    std::array<char, kCardDigitsMax + 2> digit_buffer;
+    size_t digit_total = 0;
+    std::array<size_t, kCardGroupsMax> group_ends{};
+    size_t groups = 0;
+    char separator = '\0';
+    size_t cursor = pos;
+    while (groups < kCardGroupsMax) {
+      size_t group_begin = cursor;
+      while (cursor < text.size() && IsDigit(text[cursor]) && digit_total <= kCardDigitsMax) {
+        digit_buffer[digit_total++] = text[cursor++];
+      }
+      group_ends[groups++] = cursor;
+      char next = At(text, cursor);
+      bool joins = (next == ' ' || next == '-') && (separator == '\0' || separator == next) &&
+                   IsDigit(At(text, cursor + 1)) && cursor - group_begin >= 3 &&
+                   cursor - group_begin <= 6;
+      if (!joins || digit_total > kCardDigitsMax) {
+        break;
+      }
+      separator = next;
+      ++cursor;
+    }
+    bool found = false;
+    size_t digit_count = digit_total;
+    for (size_t group_idx = groups; group_idx-- > 0 && !found;) {
+      size_t end = group_ends[group_idx];
+      std::string_view prefix(digit_buffer.data(), digit_count);
+      if (NumberEndsCleanly(text, end) && IsCardNumber(prefix)) {
+        Add(out, PiiKind::kCard, pos, end);
+        pos = end;
+        found = true;
+      }
+      size_t group_begin = group_idx > 0 ? group_ends[group_idx - 1] + 1 : pos;
+      digit_count -= std::min(digit_count, end - group_begin);
+    }
+    if (!found) {
+      pos = std::max(pos + 1, group_ends[0]);
+    }
+  }
+}
+
+// ---- Phone numbers ----
+
+struct PhoneGroup {
+  size_t begin = 0;  // First digit.
+  size_t end = 0;    // After the last digit, or after ')' when parenthesized.
+  size_t digits = 0;
+  bool parenthesized = false;
+  char separator_before = '\0';
+};
+
+struct PhoneRun {
+  std::array<PhoneGroup, kPhoneGroupsMax> groups{};
+  size_t count = 0;
+  bool plus = false;
+};
+
+// Reads digit groups joined by one separator (space, dash or dot), where a
+// group may sit in parentheses.
+PhoneRun ParsePhoneRun(std::string_view text, size_t pos) {
+  PhoneRun run;
+  run.plus = text[pos] == '+';
+  pos += run.plus ? 1 : 0;
+  char separator = '\0';
+  while (run.count < kPhoneGroupsMax) {
+    PhoneGroup group;
+    group.separator_before = separator;
+    group.parenthesized = At(text, pos) == '(';
+    size_t cursor = pos + (group.parenthesized ? 1 : 0);
+    group.begin = cursor;
+    while (IsDigit(At(text, cursor)) && cursor - group.begin <= kPhoneDigitsMax) {
+      ++cursor;
+    }
+    group.digits = cursor - group.begin;
+    if (group.digits == 0 || (group.parenthesized && At(text, cursor) != ')')) {
+      break;
+    }
+    cursor += group.parenthesized ? 1 : 0;
+    group.end = cursor;
+    run.groups[run.count++] = group;
+    char next = At(text, cursor);
+    if (group.parenthesized && (IsDigit(next) || next == '(')) {
+      separator = ')';
+      pos = cursor;
+      continue;
+    }
+    bool joins = (next == ' ' || next == '-' || next == '.') &&
+                 (IsDigit(At(text, cursor + 1)) || At(text, cursor + 1) == '(');
+    if (!joins) {
+      break;
+    }
+    separator = next;
+    pos = cursor + 1;
+  }
+  return run;
+}
+
+size_t CountDigits(const PhoneGroup* groups, size_t count) {
+  size_t digits = 0;
+  for (size_t idx = 0; idx < count; ++idx) {
+    digits += groups[idx].digits;
+  }
+  return digits;
+}
+
+bool AnyDot(const PhoneGroup* groups, size_t count) {
+  for (size_t idx = 1; idx < count; ++idx) {
+    if (groups[idx].separator_before == '.') {
+      return true;
+    }
+  }
+  return false;
+}
+
+// North American: [1] NXX NXX XXXX with one separator kind, or (NXX) NXX-XXXX.
+bool IsNorthAmerican(std::string_view text, const PhoneGroup* groups, size_t count) {
+  size_t first = 0;
+  if (count == 4 && groups[0].digits == 1 && text[groups[0].begin] == '1') {
+    first = 1;
+  }
+  if (count - first != 3 || groups[first].digits != 3 || groups[first + 1].digits != 3 ||
+      groups[first + 2].digits != 4 || text[groups[first].begin] < '2') {
+    return false;
+  }
+  if (groups[first].parenthesized) {
+    return groups[first + 2].separator_before != '.';
+  }
+  return groups[first + 1].separator_before == groups[first + 2].separator_before;
+}
+
+// National numbers behind a trunk '0' (020 7946 0958, 030 1234567,
+// 01 23 45 67 89), or with an area code in parentheses.
+bool IsNationalWithTrunk(std::string_view text, const PhoneGroup* groups, size_t count) {
+  size_t digits = CountDigits(groups, count);
+  if (digits < 9 || digits > 12 || AnyDot(groups, count) || groups[0].digits < 2 ||
+      groups[0].digits > 5) {
+    return false;
+  }
+  if (groups[0].parenthesized) {
+    return true;
+  }
+  if (text[groups[0].begin] != '0' || text[groups[0].begin + 1] == '0') {
+    return false;
+  }
+  if (count == 2) {
+    return groups[1].digits >= 5 && groups[1].digits <= 8;
+  }
+  for (size_t idx = 1; idx < count; ++idx) {
+    if (groups[idx].digits < 2 || groups[idx].digits > 4 || groups[idx].parenthesized) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// International: '+' or '00' then the country code.
+bool IsInternational(std::string_view text, const PhoneGroup* groups, size_t count, bool plus) {
+  size_t digits = CountDigits(groups, count);
+  if (plus) {
+    return digits >= 8 && digits <= kPhoneDigitsMax && (count == 1 || groups[0].digits <= 4 ||
+                                                        groups[0].parenthesized);
+  }
+  bool double_zero = groups[0].digits >= 3 && text[groups[0].begin] == '0' &&
+                     text[groups[0].begin + 1] == '0' && text[groups[0].begin + 2] != '0';
+  return double_zero && count >= 2 && groups[0].digits <= 6 && digits - 2 >= kPhoneDigitsMin &&
+         digits - 2 <= kPhoneDigitsMax && !AnyDot(groups, count);
+}
+
+bool IsPhone(std::string_view text, const PhoneGroup* groups, size_t count, bool plus) {
+  if (IsInternational(text, groups, count, plus)) {
+    return true;
+  }
+  if (plus || count < 2) {
+    return false;
+  }
+  return IsNorthAmerican(text, groups, count) || IsNationalWithTrunk(text, groups, count);
+}
+
+bool PhoneMayStart(std::string_view text, size_t pos) {
+  char c = text[pos];
+  char before = Before(text, pos);
+  if (IsWord(before) || before == '.' || before == '-' || before == '+') {
+    return false;
+  }
+  return IsDigit(c) || ((c == '+' || c == '(') && (IsDigit(At(text, pos + 1)) ||
+                                                   At(text, pos + 1) == '('));
+}
+
+// Tries every sub-run that starts at a group and ends at a later group,
+// longest first; the group count is bounded, so the work per byte is too.
+void FindPhones(std::string_view text, std::vector<Detection>* out) {
+  size_t pos = 0;
+  while (pos < text.size()) {
+    if (!PhoneMayStart(text, pos)) {
+      ++pos;
+      continue;
+    }
+    PhoneRun run = ParsePhoneRun(text, pos);
+    size_t next = run.count > 0 ? run.groups[run.count - 1].end : pos + 1;
+    bool found = false;
+    for (size_t first = 0; first < run.count && !found; ++first) {
+      for (size_t last = run.count; last > first && !found; --last) {
+        const PhoneGroup* groups = run.groups.data() + first;
+        size_t count = last - first;
+        bool plus = run.plus && first == 0;
+        size_t end = run.groups[last - 1].end;
+        if (IsPhone(text, groups, count, plus) && !IsWord(At(text, end))) {
+          size_t begin = first == 0 ? pos : groups[0].begin - (groups[0].parenthesized ? 1 : 0);
+          Add(out, PiiKind::kPhone, begin, end);
+          next = end;
+          found = true;
+        }
+      }
+    }
+    pos = std::max(next, pos + 1);
+  }
+}
+
+// ---- IBAN ----
+
+struct IbanCountry {
+  char code[3];
+  uint8_t length;
+};
+
+constexpr IbanCountry kIbanCountries[] = {
+    {"AD", 24}, {"AE", 23}, {"AL", 28}, {"AT", 20}, {"AZ", 28}, {"BA", 20}, {"BE", 16},
+    {"BG", 22}, {"BH", 22}, {"BR", 29}, {"BY", 28}, {"CH", 21}, {"CR", 22}, {"CY", 28},
+    {"CZ", 24}, {"DE", 22}, {"DK", 18}, {"DO", 28}, {"EE", 20}, {"EG", 29}, {"ES", 24},
+    {"FI", 18}, {"FO", 18}, {"FR", 27}, {"GB", 22}, {"GE", 22}, {"GI", 23}, {"GL", 18},
+    {"GR", 27}, {"GT", 28}, {"HR", 21}, {"HU", 28}, {"IE", 22}, {"IL", 23}, {"IQ", 23},
+    {"IS", 26}, {"IT", 27}, {"JO", 30}, {"KW", 30}, {"KZ", 20}, {"LB", 28}, {"LC", 32},
+    {"LI", 21}, {"LT", 20}, {"LU", 20}, {"LV", 21}, {"MC", 27}, {"MD", 24}, {"ME", 22},
+    {"MK", 19}, {"MR", 27}, {"MT", 31}, {"MU", 30}, {"NL", 18}, {"NO", 15}, {"PK", 24},
+    {"PL", 28}, {"PS", 29}, {"PT", 25}, {"QA", 29}, {"RO", 24}, {"RS", 22}, {"SA", 24},
+    {"SC", 31}, {"SE", 24}, {"SI", 19}, {"SK", 24}, {"SM", 27}, {"ST", 25}, {"SV", 28},
+    {"TL", 23}, {"TN", 24}, {"TR", 26}, {"UA", 29}, {"VA", 22}, {"VG", 24}, {"XK", 20},
+};
+
+size_t IbanLength(char first, char second) {
+  for (const IbanCountry& country : kIbanCountries) {
+    if (country.code[0] == ToUpper(first) && country.code[1] == ToUpper(second)) {
+      return country.length;
+    }
+  }
+  return 0;
+}
+
+// ISO 13616: move the first four characters to the end, letters become
+// 10..35, and the number mod 97 must be 1; computed digit by digit.
+bool PassesMod97(std::string_view iban) {
+  uint32_t remainder = 0;
+  for (size_t idx = 0; idx < iban.size(); ++idx) {
+    char c = ToUpper(iban[(idx + 4) % iban.size()]);
+    uint32_t value = IsDigit(c) ? static_cast<uint32_t>(c - '0') : static_cast<uint32_t>(c - 'A' + 10);
+    remainder = (remainder * (value >= 10 ? 100 : 10) + value) % 97;
+  }
+  return remainder == 1;
+}
+
+// Reads `length` alphanumerics from `pos`, allowing one space after each
+// group of four; returns the end, or npos when the text does not fit.
+size_t ReadIban(std::string_view text, size_t pos, size_t length, char* compact) {
+  size_t cursor = pos;
+  size_t compact_size = 0;
+  while (compact_size < length) {
+    char c = At(text, cursor);
+    if (c == ' ' && compact_size % 4 == 0 && IsAlnum(At(text, cursor + 1)) && cursor > pos) {
+      ++cursor;
+      continue;
+    }
+    if (!IsAlnum(c)) {
+      return std::string_view::npos;
+    }
+    compact[compact_size++] = c;
+    ++cursor;
+  }
+  return IsAlnum(At(text, cursor)) ? std::string_view::npos : cursor;
+}
+
+void FindIbans(std::string_view text, std::vector<Detection>* out) {
+  for (size_t pos = 0; pos + kIbanBytesMin <= text.size(); ++pos) {
+    if (!IsAlpha(text[pos]) || !IsAlpha(text[pos + 1]) || !IsDigit(text[pos + 2]) ||
+        !IsDigit(text[pos + 3]) || IsAlnum(Before(text, pos))) {
+      continue;
+    }
+    size_t length = IbanLength(text[pos], text[pos + 1]);
+    if (length == 0 || length > kIbanBytesMax) {
+      continue;
+    }
+    std::array<char, kIbanBytesMax> compact;
+    size_t end = ReadIban(text, pos, length, compact.data());
+    if (end != std::string_view::npos && PassesMod97(std::string_view(compact.data(), length))) {
+      Add(out, PiiKind::kIban, pos, end);
+      pos = end - 1;
+    }
+  }
+}
+
+// ---- IP addresses ----
+
+// Reads a dotted quad at `pos`; returns its end or npos.
+size_t ReadIpv4(std::string_view text, size_t pos) {
+  size_t cursor = pos;
+  for (int octet_idx = 0; octet_idx < 4; ++octet_idx) {
+    if (octet_idx > 0) {
+      if (At(text, cursor) != '.') {
+        return std::string_view::npos;
+      }
+      ++cursor;
+    }
+    size_t octet_begin = cursor;
+    int value = 0;
+    while (IsDigit(At(text, cursor)) && cursor - octet_begin < 3) {
+      value = value * 10 + (text[cursor++] - '0');
+    }
+    size_t octet_digits = cursor - octet_begin;
+    if (octet_digits == 0 || value > 255 || IsDigit(At(text, cursor)) ||
+        (octet_digits > 1 && text[octet_begin] == '0')) {
+      return std::string_view::npos;
+    }
+  }
+  return cursor;
+}
+
+// "Chrome/120.0.0.0" is a product version in a user agent, not an address.
+bool FollowsProductToken(std::string_view text, size_t pos) {
+  return Before(text, pos) == '/' && pos >= 2 && IsAlnum(text[pos - 2]);
+}
+
+void FindIpv4(std::string_view text, std::vector<Detection>* out) {
+  for (size_t pos = 0; pos < text.size(); ++pos) {
+    char before = Before(text, pos);
+    if (!IsDigit(text[pos]) || IsWord(before) || before == '.' || FollowsProductToken(text, pos)) {
+      continue;
+    }
+    size_t end = ReadIpv4(text, pos);
+    if (end != std::string_view::npos && NumberEndsCleanly(text, end)) {
+      Add(out, PiiKind::kIpAddress, pos, end);
+      pos = end - 1;
+    }
+  }
+}
+
+bool IsIpv6Char(char c) { return IsHex(c) || c == ':' || c == '.'; }
+
+// Parses [begin, end) as a whole IPv6 address: eight hextets, or fewer with
+// one "::", optionally ending in a dotted quad that stands for two.
+bool IsIpv6(std::string_view text, size_t begin, size_t end) {
+  std::string_view address = text.substr(begin, end - begin);
+  size_t hextets = 0;
+  size_t first_hextet_digits = 0;
+  bool compressed = false;
+  size_t pos = 0;
+  if (address.substr(0, 2) == "::") {
+    compressed = true;
+    pos = 2;
+  } else if (!address.empty() && address[0] == ':') {
+    return false;
+  }
+  while (pos < address.size()) {
+    size_t part_end = std::min(address.find(':', pos), address.size());
+    std::string_view part = address.substr(pos, part_end - pos);
+    if (part.find('.') != std::string_view::npos) {
+      if (part_end != address.size() || ReadIpv4(part, 0) != part.size()) {
+        return false;
+      }
+      hextets += 2;
+      break;
+    }
+    if (part.empty() || part.size() > 4) {
+      return false;
+    }
+    first_hextet_digits = hextets == 0 ? part.size() : first_hextet_digits;
+    ++hextets;
+    pos = part_end;
+    if (address.substr(pos, 2) == "::") {
+      if (compressed) {
+        return false;
+      }
+      compressed = true;
+      pos += 2;
+    } else if (pos < address.size()) {
+      ++pos;
+      if (pos == address.size()) {
+        return false;
+      }
+    }
+  }
+  // "::1" and "a::b" are too short to tell from ordinary text.
+  bool long_enough = hextets >= 3 || (hextets == 2 && first_hextet_digits >= 3);
+  return compressed ? (long_enough && hextets <= 7) : hextets == 8;
+}
+
+void FindIpv6(std::string_view text, std::vector<Detection>* out) {
+  size_t pos = 0;
+  while (pos < text.size()) {
+    if (!IsIpv6Char(text[pos])) {
+      ++pos;
+      continue;
+    }
+    size_t begin = pos;
+    while (pos < text.size() && IsIpv6Char(text[pos])) {
+      ++pos;
+    }
+    size_t end = pos;
+    if (end - begin >= 2 && text[end - 1] == ':' && text[end - 2] != ':') {
+      --end;
+    }
+    while (end > begin && text[end - 1] == '.') {
+      --end;
+    }
+    if (!IsWord(Before(text, begin)) && !IsWord(At(text, pos)) && IsIpv6(text, begin, end)) {
+      Add(out, PiiKind::kIpAddress, begin, end);
+    }
+  }
+}
+
+// ---- Base64 ----
+
+int Base64Value(char c) {
+  if (IsUpper(c)) {
+    return c - 'A';
+  }
+  if (IsLower(c)) {
+    return c - 'a' + 26;
+  }
+  if (IsDigit(c)) {
+    return c - '0' + 52;
+  }
+  if (c == '+' || c == '-') {
+    return 62;
+  }
+  return (c == '/' || c == '_') ? 63 : -1;
+}
+
+// Decodes standard or URL-safe base64 without padding into `decoded`;
+// returns the decoded size, or 0 when `token` is not base64.
+size_t DecodeBase64(std::string_view token, char* decoded) {
+  if (token.size() % 4 == 1) {
+    return 0;
+  }
+  uint32_t bits = 0;
+  int bit_count = 0;
+  size_t size = 0;
+  for (char c : token) {
+    int value = Base64Value(c);
+    if (value < 0) {
+      return 0;
+    }
+    bits = (bits << 6) | static_cast<uint32_t>(value);
+    bit_count += 6;
+    if (bit_count >= 8) {
+      bit_count -= 8;
+      decoded[size++] = static_cast<char>((bits >> bit_count) & 0xFF);
+    }
+  }
+  return size;
+}
+
+bool IsMostlyPrintable(std::string_view bytes) {
+  size_t printable = 0;
+  for (char c : bytes) {
+    auto byte = static_cast<unsigned char>(c);
+    printable += ((byte >= 0x20 && byte < 0x7F) || byte == '\t' || byte == '\n' || byte == '\r')
+                     ? 1
+                     : 0;
+  }
+  return static_cast<double>(printable) >= kBase64PrintableRatioMin * static_cast<double>(bytes.size());
+}
+
+bool IsHexOrSeparator(std::string_view token) {
+  return std::all_of(token.begin(), token.end(),
+                     [](char c) { return IsHex(c) || c == '-' || c == '_'; });
+}
+
+// ---- Keys, JWTs, secrets ----
+
+bool StartsWith(std::string_view text, std::string_view prefix) {
+  return text.substr(0, prefix.size()) == prefix;
+}
+
+bool HasDigit(std::string_view text) { return std::any_of(text.begin(), text.end(), IsDigit); }
+
+bool IsApiKey(std::string_view token) {
+  struct Prefix {
+    std::string_view prefix;
+    size_t body_min;
+  };
+  static constexpr Prefix kPrefixes[] = {
+      {"sk_live_", 16}, {"sk_test_", 16}, {"pk_live_", 16}, {"pk_test_", 16}, {"rk_live_", 16},
+      {"rk_test_", 16}, {"ghp_", 30},     {"gho_", 30},     {"ghu_", 30},     {"ghs_", 30},
+      {"ghr_", 30},     {"github_pat_", 22}, {"xoxa-", 10}, {"xoxb-", 10},    {"xoxp-", 10},
+      {"xoxr-", 10},    {"xoxs-", 10},   {"AIza", 35},     {"sk-", 20},
+  };
+  for (const Prefix& prefix : kPrefixes) {
+    if (StartsWith(token, prefix.prefix) && token.size() - prefix.prefix.size() >= prefix.body_min &&
+        HasDigit(token.substr(prefix.prefix.size()))) {
+      return true;
+    }
+  }
+  bool aws = (StartsWith(token, "AKIA") || StartsWith(token, "ASIA")) && token.size() == 20;
+  return aws && std::all_of(token.begin(), token.end(),
+                            [](char c) { return IsUpper(c) || IsDigit(c); });
+}
+
+void FindApiKeys(std::string_view text, std::vector<Detection>* out) {
+  size_t pos = 0;
+  while (pos < text.size()) {
+    if (!IsKeyChar(text[pos])) {
+      ++pos;
+      continue;
+    }
+    size_t begin = pos;
+    while (pos < text.size() && IsKeyChar(text[pos])) {
+      ++pos;
+    }
+    if (IsApiKey(text.substr(begin, pos - begin))) {
+      Add(out, PiiKind::kApiKey, begin, pos);
+    }
+  }
+}
+
+size_t ReadKeySegment(std::string_view text, size_t pos) {
+  while (pos < text.size() && IsKeyChar(text[pos])) {
+    ++pos;
+  }
+  return pos;
+}
+
+// header.payload.signature, each base64url; the header is JSON, so it starts
+// with "eyJ" ('{"'). The signature may be empty (alg "none").
+void FindJwts(std::string_view text, std::vector<Detection>* out) {
+  for (size_t pos = text.find("eyJ"); pos != std::string_view::npos; pos = text.find("eyJ", pos + 1)) {
+    if (IsKeyChar(Before(text, pos))) {
+      continue;
+    }
+    size_t header_end = ReadKeySegment(text, pos);
+    if (header_end - pos < kJwtHeaderBytesMin || At(text, header_end) != '.') {
+      continue;
+    }
+    size_t payload_end = ReadKeySegment(text, header_end + 1);
+    if (payload_end - header_end - 1 < 4 || At(text, payload_end) != '.') {
+      continue;
+    }
+    size_t end = ReadKeySegment(text, payload_end + 1);
+    Add(out, PiiKind::kJwt, pos, end);
+    pos = end - 1;
+  }
+}
+
+bool IsBearerTokenChar(char c) {
+  return IsKeyChar(c) || c == '.' || c == '~' || c == '+' || c == '/' || c == '=';
+}
+
+void FindBearerTokens(std::string_view text, std::vector<Detection>* out) {
+  static constexpr std::string_view kBearer = "bearer";
+  for (size_t pos = 0; pos + kBearer.size() < text.size(); ++pos) {
+    bool matches = !IsAlpha(Before(text, pos)) &&
+                   std::equal(kBearer.begin(), kBearer.end(), text.begin() + static_cast<ptrdiff_t>(pos),
+                              [](char a, char b) { return a == ToLower(b); });
+    if (!matches) {
+      continue;
+    }
+    size_t begin = pos + kBearer.size();
+    if (text[begin] != ' ' && text[begin] != '+') {  // '+' is a space in a form body.
+      continue;
+    }
+    while (begin < text.size() && (text[begin] == ' ' || text[begin] == '+')) {
+      ++begin;
+    }
+    size_t end = begin;
+    while (end < text.size() && IsBearerTokenChar(text[end])) {
+      ++end;
+    }
+    if (end - begin >= kBearerTokenBytesMin) {
+      Add(out, PiiKind::kSecret, begin, end);
+      pos = end - 1;
+    }
+  }
+}
+
+double ShannonEntropyBits(std::string_view token) {
+  std::array<uint32_t, 256> counts{};
+  for (char c : token) {
+    ++counts[static_cast<unsigned char>(c)];
+  }
+  double entropy = 0;
+  double size = static_cast<double>(token.size());
+  for (uint32_t count : counts) {
+    if (count > 0) {
+      double p = count / size;
+      entropy -= p * std::log2(p);
+    }
+  }
+  return entropy;
+}
+
+int CharClass(char c) { return IsUpper(c) ? 0 : IsLower(c) ? 1 : IsDigit(c) ? 2 : 3; }
+
+double MeanClassRun(std::string_view token) {
+  size_t runs = 1;
+  for (size_t idx = 1; idx < token.size(); ++idx) {
+    runs += CharClass(token[idx]) != CharClass(token[idx - 1]) ? 1 : 0;
+  }
+  return static_cast<double>(token.size()) / static_cast<double>(runs);
+}
+
+// Ids such as "psn_<32 hex>" or "evt-<uuid>": a word prefix, then hex.
+bool IsPrefixedHexId(std::string_view token) {
+  size_t prefix_end = 0;
+  while (prefix_end < token.size() && IsAlpha(token[prefix_end])) {
+    ++prefix_end;
+  }
+  if (prefix_end == token.size() || (token[prefix_end] != '_' && token[prefix_end] != '-')) {
+    return false;
+  }
+  return IsHexOrSeparator(token.substr(prefix_end + 1));
+}
+
+bool LooksLikeSecret(std::string_view token) {
+  while (!token.empty() && token.back() == '=') {
+    token.remove_suffix(1);
+  }
+  if (token.size() < kSecretBytesMin || IsHexOrSeparator(token) || IsPrefixedHexId(token)) {
+    return false;
+  }
+  bool upper = std::any_of(token.begin(), token.end(), IsUpper);
+  bool lower = std::any_of(token.begin(), token.end(), IsLower);
+  if (!upper || !lower || !HasDigit(token)) {
+    return false;
+  }
+  double entropy_max = std::log2(static_cast<double>(std::min<size_t>(token.size(), 64)));
+  return ShannonEntropyBits(token) >= kSecretEntropyRatioMin * entropy_max &&
+         MeanClassRun(token) <= kSecretClassRunMeanMax;
+}
+
+bool IsSecretChar(char c) { return IsKeyChar(c) || c == '+' || c == '='; }
+
+// The scanning layers call each other in a fixed order (raw text, then
+// percent-decoded, then base64-decoded), never recursively.
+void ScanPlain(std::string_view text, const Features& features, std::vector<Detection>* out) {
+  if (features.at_sign) {
+    FindEmails(text, out);
+  }
+  if (features.digits >= kDigitsForNumbersMin) {
+    FindCards(text, out);
+    FindPhones(text, out);
+    FindIbans(text, out);
+  }
+  if (features.digits >= 4 && features.dots >= 3) {
+    FindIpv4(text, out);
+  }
+  if (features.colons >= 2) {
+    FindIpv6(text, out);
+  }
+  if (features.longest_token >= kTokenForKeysMin) {
+    FindJwts(text, out);
+    FindApiKeys(text, out);
+    FindBearerTokens(text, out);
+  }
+}
+
+// The first detection in decoded text, by plain scanners only: decoded text
+// is never decoded again, so nesting depth is fixed.
+std::optional<PiiKind> FirstPlainDetection(std::string_view decoded) {
+  std::vector<Detection> found;
+  ScanPlain(decoded, Measure(decoded), &found);
+  if (found.empty()) {
+    return std::nullopt;
+  }
+  return std::min_element(found.begin(), found.end(),
+                          [](const Detection& a, const Detection& b) { return a.begin < b.begin; })
+      ->kind;
+}
+
+// Base64-looking tokens: decoded text holding PII makes the whole token a
+// detection; decoded text without PII is ordinary encoded text, not a secret.
+// Other long tokens are checked for high entropy.
+void FindEncodedTokensAndSecrets(std::string_view text, std::vector<Detection>* out) {
+  std::array<char, kBase64TokenBytesMax * 3 / 4 + 3> decoded;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    if (!IsBase64Char(text[pos])) {
+      ++pos;
+      continue;
+    }
+    size_t begin = pos;
+    while (pos < text.size() && IsBase64Char(text[pos])) {
+      ++pos;
+    }
+    size_t end = pos;
+    while (pos < text.size() && text[pos] == '=' && pos - end < 2) {
+      ++pos;
+    }
+    std::string_view token = text.substr(begin, end - begin);
+    if (token.size() < kBase64TokenBytesMin || IsHexOrSeparator(token)) {
+      continue;
+    }
+    std::string_view prefix = token.substr(0, std::min(token.size(), kBase64TokenBytesMax));
+    prefix = prefix.substr(0, prefix.size() - (prefix.size() % 4 == 1 ? 1 : 0));
+    std::string_view decoded_text(decoded.data(), DecodeBase64(prefix, decoded.data()));
+    bool is_text = !decoded_text.empty() && IsMostlyPrintable(decoded_text);
+    if (is_text) {
+      if (std::optional<PiiKind> kind = FirstPlainDetection(decoded_text)) {
+        Add(out, *kind, begin, pos);
+      }
+      continue;
+    }
+    // Secrets split at '/', which paths are full of.
+    size_t part_begin = begin;
+    while (part_begin < pos) {
+      size_t part_end = part_begin;
+      while (part_end < pos && IsSecretChar(text[part_end])) {
+        ++part_end;
+      }
+      if (LooksLikeSecret(text.substr(part_begin, part_end - part_begin))) {
+        Add(out, PiiKind::kSecret, part_begin, part_end);
+      }
+      part_begin = part_end + 1;
+    }
+  }
+}
+
+int HexValue(char c) {
+  if (IsDigit(c)) {
+    return c - '0';
+  }
+  return ToLower(c) - 'a' + 10;
+}
+
+// Decodes %XX escapes, remembering where each decoded byte came from, and
+// maps detections in the decoded text back to spans of `text`.
+void FindPercentEncoded(std::string_view text, std::vector<Detection>* out) {
+  std::string decoded;
+  std::vector<size_t> source;
+  bool any_escape = false;
+  for (size_t pos = 0; pos < text.size();) {
+    source.push_back(pos);
+    if (text[pos] == '%' && IsHex(At(text, pos + 1)) && IsHex(At(text, pos + 2))) {
+      decoded.push_back(static_cast<char>(HexValue(text[pos + 1]) * 16 + HexValue(text[pos + 2])));
+      pos += 3;
+      any_escape = true;
+    } else {
+      decoded.push_back(text[pos++]);
+    }
+  }
+  if (!any_escape) {
+    return;
+  }
+  source.push_back(text.size());
+  std::vector<Detection> found;
+  Features features = Measure(decoded);
+  ScanPlain(decoded, features, &found);
+  if (features.longest_token >= kBase64TokenBytesMin) {
+    FindEncodedTokensAndSecrets(decoded, &found);
+  }
+  for (const Detection& detection : found) {
+    Add(out, detection.kind, source[detection.begin], source[detection.begin + detection.length]);
+  }
+}
+
+// More specific kinds win a tie on the same span.
+int Specificity(PiiKind kind) {
+  switch (kind) {
+    case PiiKind::kJwt:
+      return 0;
+    case PiiKind::kApiKey:
+      return 1;
+    case PiiKind::kIban:
+      return 2;
+    case PiiKind::kCard:
+      return 3;
+    case PiiKind::kEmail:
+      return 4;
+    case PiiKind::kIpAddress:
+      return 5;
+    case PiiKind::kPhone:
+      return 6;
+    case PiiKind::kSecret:
+      return 7;
+  }
+  return 8;
+}
+
+void Resolve(std::vector<Detection>* candidates, std::vector<Detection>* out) {
+  std::sort(candidates->begin(), candidates->end(), [](const Detection& a, const Detection& b) {
+    if (a.begin != b.begin) {
+      return a.begin < b.begin;
+    }
+    if (a.length != b.length) {
+      return a.length > b.length;
+    }
+    return Specificity(a.kind) < Specificity(b.kind);
+  });
+  size_t covered_end = 0;
+  for (const Detection& candidate : *candidates) {
+    if (candidate.length > 0 && candidate.begin >= covered_end) {
+      out->push_back(candidate);
+      covered_end = candidate.begin + candidate.length;
+    }
+  }
+}
+
+void ScanAll(std::string_view text, std::vector<Detection>* candidates) {
+  Features features = Measure(text);
+  ScanPlain(text, features, candidates);
+  if (features.longest_token >= kBase64TokenBytesMin) {
+    FindEncodedTokensAndSecrets(text, candidates);
+  }
+  if (features.percent) {
+    FindPercentEncoded(text, candidates);
+  }
+}
+
+}  // namespace
+
+std::string_view PiiKindName(PiiKind kind) {
+  switch (kind) {
+    case PiiKind::kEmail:
+      return "email";
+    case PiiKind::kPhone:
+      return "phone";
+    case PiiKind::kCard:
+      return "card";
+    case PiiKind::kIban:
+      return "iban";
+    case PiiKind::kIpAddress:
+      return "ip";
+    case PiiKind::kJwt:
+      return "jwt";
+    case PiiKind::kApiKey:
+      return "api_key";
+    case PiiKind::kSecret:
+      return "secret";
+  }
+  return "unknown";
+}
+
+Detectors::Detectors() = default;
+
+void Detectors::Scan(std::string_view text, std::vector<Detection>* out) const {
+  std::vector<Detection> candidates;
+  ScanAll(text, &candidates);
+  Resolve(&candidates, out);
+}
+
+std::optional<std::string> Detectors::Redact(std::string_view text, DetectorCounts* counts) const {
+  std::vector<Detection> candidates;
+  ScanAll(text, &candidates);
+  if (candidates.empty()) {
+    return std::nullopt;
+  }
+  std::vector<Detection> detections;
+  Resolve(&candidates, &detections);
+  std::string redacted;
+  redacted.reserve(text.size());
+  size_t copied = 0;
+  for (const Detection& detection : detections) {
+    redacted.append(text.substr(copied, detection.begin - copied));
+    redacted.push_back('[');
+    redacted.append(PiiKindName(detection.kind));
+    redacted.push_back(']');
+    copied = detection.begin + detection.length;
+    if (counts != nullptr) {
+      ++counts->by_kind[static_cast<size_t>(detection.kind)];
+    }
+  }
+  redacted.append(text.substr(copied));
+  return redacted;
+}
+
+}  // namespace minpanel::privacy
