@@ -52,6 +52,27 @@ Status ReadString(const toml::table& table, const char* key, const std::string& 
   return Status::Ok();
 }
 
+Status ReadStringList(const toml::table& table, const char* key, std::vector<std::string>* out) {
+  const toml::node* node = table.get(key);
+  if (node == nullptr) {
+    return Status::Ok();
+  }
+  const toml::array* array = node->as_array();
+  const std::string message = std::string("config: '") + key + "' must be an array of strings";
+  if (array == nullptr) {
+    return Status::InvalidArgument(message);
+  }
+  out->clear();
+  for (const toml::node& item : *array) {
+    const auto text = item.value<std::string>();
+    if (!text.has_value()) {
+      return Status::InvalidArgument(message);
+    }
+    out->push_back(*text);
+  }
+  return Status::Ok();
+}
+
 Status ReadLimits(const toml::table& table, Limits* limits) {
   MP_RETURN_IF_ERROR(UnknownKeys(table,
                                  {"body_bytes_max", "decompressed_bytes_max",
@@ -77,12 +98,15 @@ Status ReadTop(const toml::table& root, Config* config) {
                                  {"listen", "data_folder", "key_folder", "trusted_proxies", "tls",
                                   "limits", "dedup_window_hours", "dedup_entries_max",
                                   "io_threads", "worker_threads", "export_threads", "log_level",
-                                  "access_log"},
+                                  "access_log", "user_agent_regexes", "geoip_files"},
                                  ""));
   MP_RETURN_IF_ERROR(ReadString(root, "listen", "", &config->listen));
   MP_RETURN_IF_ERROR(ReadString(root, "data_folder", "", &config->data_folder));
   MP_RETURN_IF_ERROR(ReadString(root, "key_folder", "", &config->key_folder));
   MP_RETURN_IF_ERROR(ReadString(root, "log_level", "", &config->log_level));
+  MP_RETURN_IF_ERROR(
+      ReadString(root, "user_agent_regexes", "", &config->user_agent_regexes));
+  MP_RETURN_IF_ERROR(ReadStringList(root, "geoip_files", &config->geoip_files));
   int64_t dedup_window_hours = config->dedup_window_ms / 3'600'000;
   MP_RETURN_IF_ERROR(ReadInteger(root, "dedup_window_hours", "", &dedup_window_hours));
   config->dedup_window_ms = dedup_window_hours * 3'600'000;
@@ -97,20 +121,7 @@ Status ReadTop(const toml::table& root, Config* config) {
     }
     config->access_log = *value;
   }
-  if (const toml::node* node = root.get("trusted_proxies")) {
-    const toml::array* proxies = node->as_array();
-    if (proxies == nullptr) {
-      return Status::InvalidArgument("config: 'trusted_proxies' must be an array of strings");
-    }
-    for (const toml::node& proxy : *proxies) {
-      const auto text = proxy.value<std::string>();
-      if (!text.has_value()) {
-        return Status::InvalidArgument("config: 'trusted_proxies' must be an array of strings");
-      }
-      config->trusted_proxies.push_back(*text);
-    }
-  }
-  return Status::Ok();
+  return ReadStringList(root, "trusted_proxies", &config->trusted_proxies);
 }
 
 }  // namespace

@@ -42,6 +42,12 @@ struct Config {
   // are asynchronous), so about one per core is right.
   uint32_t worker_threads = 2;
   uint32_t export_threads = 8;  // exports block on the client's socket
+  // The privacy policy's data: uap-core's user-agent regexes (Debian
+  // package uap-core) and the IP geolocation database (MMDB files; empty:
+  // look for the one scripts/setup-geoip.sh installs beside the binary's
+  // source tree, and derive no location when there is none).
+  std::string user_agent_regexes = "/usr/share/uap-core/regexes.yaml";
+  std::vector<std::string> geoip_files;
   std::string log_level = "info";
   bool access_log = false;
 };
