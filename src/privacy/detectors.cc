@@ -30,9 +30,10 @@ constexpr size_t kBase64TokenBytesMax = 2048;
 constexpr double kBase64PrintableRatioMin = 0.9;
 constexpr size_t kSecretBytesMin = 32;
 // Measured on the recall and precision corpora of detectors_test.cc: random
-// base62/base64 strings of 32+ characters score above 0.85 of the maximum
-// entropy their length allows; identifiers made of words stay below 0.8.
-constexpr double kSecretEntropyRatioMin = 0.83;
+// base62/base64 strings of 32+ characters score above 0.9 of the entropy a
+// random base62 string of their length has on average; identifiers made of
+// words stay near 0.85.
+constexpr double kSecretEntropyRatioMin = 0.9;
 // Random strings switch between upper, lower and digit almost every
 // character; CamelCase words run several lowercase letters in a row.
 constexpr double kSecretClassRunMeanMax = 2.2;
@@ -68,17 +69,41 @@ struct Features {
   bool percent = false;
 };
 
+// Byte classes for Measure, the one pass every value pays for.
+constexpr uint8_t kClassDigit = 1;
+constexpr uint8_t kClassToken = 2;   // Base64, '.' or '=': may belong to a key or token.
+constexpr uint8_t kClassMarker = 4;  // '.', ':', '@' or '%'.
+
+constexpr std::array<uint8_t, 256> MakeByteClasses() {
+  std::array<uint8_t, 256> classes{};
+  for (int byte = 0; byte < 256; ++byte) {
+    char c = static_cast<char>(byte);
+    bool digit = c >= '0' && c <= '9';
+    bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+    bool token = digit || alpha || c == '+' || c == '/' || c == '_' || c == '-' || c == '.' || c == '=';
+    bool marker = c == '.' || c == ':' || c == '@' || c == '%';
+    classes[static_cast<size_t>(byte)] = static_cast<uint8_t>((digit ? kClassDigit : 0) |
+                                                              (token ? kClassToken : 0) |
+                                                              (marker ? kClassMarker : 0));
+  }
+  return classes;
+}
+constexpr std::array<uint8_t, 256> kByteClasses = MakeByteClasses();
+
 Features Measure(std::string_view text) {
   Features features;
   size_t token = 0;
   for (char c : text) {
-    features.digits += IsDigit(c) ? 1 : 0;
-    features.dots += c == '.' ? 1 : 0;
-    features.colons += c == ':' ? 1 : 0;
-    features.at_sign = features.at_sign || c == '@';
-    features.percent = features.percent || c == '%';
-    token = (IsBase64Char(c) || c == '.' || c == '=') ? token + 1 : 0;
+    uint8_t byte_class = kByteClasses[static_cast<unsigned char>(c)];
+    features.digits += byte_class & kClassDigit;
+    token = (byte_class & kClassToken) != 0 ? token + 1 : 0;
     features.longest_token = std::max(features.longest_token, token);
+    if ((byte_class & kClassMarker) != 0) {
+      features.dots += c == '.' ? 1 : 0;
+      features.colons += c == ':' ? 1 : 0;
+      features.at_sign = features.at_sign || c == '@';
+      features.percent = features.percent || c == '%';
+    }
   }
   return features;
 }
@@ -704,6 +729,11 @@ bool StartsWith(std::string_view text, std::string_view prefix) {
 bool HasDigit(std::string_view text) { return std::any_of(text.begin(), text.end(), IsDigit); }
 
 bool IsApiKey(std::string_view token) {
+  // Every prefix below starts with one of these; most tokens stop here.
+  static constexpr std::string_view kFirstChars = "sprgxA";
+  if (token.size() < kTokenForKeysMin || kFirstChars.find(token[0]) == std::string_view::npos) {
+    return false;
+  }
   struct Prefix {
     std::string_view prefix;
     size_t body_min;
@@ -851,8 +881,11 @@ bool LooksLikeSecret(std::string_view token) {
   if (!upper || !lower || !HasDigit(token)) {
     return false;
   }
-  double entropy_max = std::log2(static_cast<double>(std::min<size_t>(token.size(), 64)));
-  return ShannonEntropyBits(token) >= kSecretEntropyRatioMin * entropy_max &&
+  // The entropy a random base62 string of this length shows on average: the
+  // log of how many distinct symbols it is expected to draw.
+  double size = static_cast<double>(token.size());
+  double distinct_expected = 62.0 * (1.0 - std::pow(61.0 / 62.0, size));
+  return ShannonEntropyBits(token) >= kSecretEntropyRatioMin * std::log2(distinct_expected) &&
          MeanClassRun(token) <= kSecretClassRunMeanMax;
 }
 
@@ -1074,6 +1107,9 @@ std::optional<std::string> Detectors::Redact(std::string_view text, DetectorCoun
   }
   std::vector<Detection> detections;
   Resolve(&candidates, &detections);
+  if (detections.empty()) {
+    return std::nullopt;
+  }
   std::string redacted;
   redacted.reserve(text.size());
   size_t copied = 0;
