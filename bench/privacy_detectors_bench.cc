@@ -1,10 +1,10 @@
 // ns per value through the PII detectors: realistic clean analytics values
 // (the common case, which must stay cheap and allocation-free) and dirty
 // values that hold one piece of personal data each.
+#include <benchmark/benchmark.h>
+
 #include <string>
 #include <vector>
-
-#include <benchmark/benchmark.h>
 
 #include "privacy/detectors.h"
 

@@ -59,7 +59,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   DetectorCounts counts;
   const std::optional<std::string> redacted = detectors.Redact(text, &counts);
   Check(redacted.has_value() == !detections.empty(), "Redact is nullopt exactly for clean text");
-  const uint64_t counted = std::accumulate(counts.by_kind.begin(), counts.by_kind.end(), uint64_t{0});
+  const uint64_t counted =
+      std::accumulate(counts.by_kind.begin(), counts.by_kind.end(), uint64_t{0});
   Check(counted == detections.size(), "each detection counted once");
   if (!redacted) {
     return 0;

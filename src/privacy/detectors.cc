@@ -8,19 +8,20 @@ namespace minpanel::privacy {
 namespace {
 
 // Limits that bound the work per candidate, so the whole scan stays linear.
-constexpr size_t kDigitsForNumbersMin = 7;        // Phones, cards and IBANs need this many.
-constexpr size_t kTokenForKeysMin = 15;           // Shortest key, JWT or secret token.
-constexpr size_t kEmailLocalBytesMax = 64;        // RFC 5321.
-constexpr size_t kEmailDomainBytesMax = 253;      // RFC 1035.
-constexpr size_t kPhoneGroupsMax = 8;             // Digit groups parsed per phone candidate.
+constexpr size_t kDigitsForNumbersMin = 7;    // Phones, cards and IBANs need this many.
+constexpr size_t kTokenForKeysMin = 15;       // Shortest key, JWT or secret token.
+constexpr size_t kEmailLocalBytesMax = 64;    // RFC 5321.
+constexpr size_t kEmailDomainBytesMax = 253;  // RFC 1035.
+constexpr size_t kPhoneGroupsMax = 8;         // Digit groups parsed per phone candidate.
 constexpr size_t kPhoneDigitsMin = 7;
-constexpr size_t kPhoneDigitsMax = 15;            // E.164.
+constexpr size_t kPhoneDigitsMax = 15;  // E.164.
 constexpr size_t kCardDigitsMin = 13;
 constexpr size_t kCardDigitsMax = 19;
 constexpr size_t kCardGroupsMax = 6;
 constexpr size_t kIbanBytesMin = 15;
 constexpr size_t kIbanBytesMax = 34;
 constexpr size_t kJwtHeaderBytesMin = 10;
+constexpr size_t kJwtHeaderBytesMax = 512;  // Decoded to look for "alg"; headers are short.
 constexpr size_t kBearerTokenBytesMin = 16;
 constexpr size_t kBase64TokenBytesMin = 16;
 // Longer base64 tokens are decoded only up to this many characters: the
@@ -80,11 +81,11 @@ constexpr std::array<uint8_t, 256> MakeByteClasses() {
     char c = static_cast<char>(byte);
     bool digit = c >= '0' && c <= '9';
     bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-    bool token = digit || alpha || c == '+' || c == '/' || c == '_' || c == '-' || c == '.' || c == '=';
+    bool token =
+        digit || alpha || c == '+' || c == '/' || c == '_' || c == '-' || c == '.' || c == '=';
     bool marker = c == '.' || c == ':' || c == '@' || c == '%';
-    classes[static_cast<size_t>(byte)] = static_cast<uint8_t>((digit ? kClassDigit : 0) |
-                                                              (token ? kClassToken : 0) |
-                                                              (marker ? kClassMarker : 0));
+    classes[static_cast<size_t>(byte)] = static_cast<uint8_t>(
+        (digit ? kClassDigit : 0) | (token ? kClassToken : 0) | (marker ? kClassMarker : 0));
   }
   return classes;
 }
@@ -117,8 +118,8 @@ bool IsDomainChar(char c) { return IsAlnum(c) || c == '.' || c == '-'; }
 
 // Image assets such as "logo@2x.png" share the shape of an address.
 bool IsAssetName(std::string_view domain, std::string_view tld) {
-  static constexpr std::string_view kExtensions[] = {"png", "jpg", "jpeg", "gif", "svg",
-                                                     "webp", "avif", "ico"};
+  static constexpr std::string_view kExtensions[] = {"png", "jpg",  "jpeg", "gif",
+                                                     "svg", "webp", "avif", "ico"};
   for (std::string_view extension : kExtensions) {
     if (tld.size() == extension.size() &&
         std::equal(tld.begin(), tld.end(), extension.begin(),
@@ -131,7 +132,8 @@ bool IsAssetName(std::string_view domain, std::string_view tld) {
 
 bool IsEmailDomain(std::string_view domain) {
   size_t last_dot = domain.rfind('.');
-  if (domain.empty() || domain.size() > kEmailDomainBytesMax || last_dot == std::string_view::npos) {
+  if (domain.empty() || domain.size() > kEmailDomainBytesMax ||
+      last_dot == std::string_view::npos) {
     return false;
   }
   std::string_view tld = domain.substr(last_dot + 1);
@@ -403,8 +405,8 @@ bool IsNationalWithTrunk(std::string_view text, const PhoneGroup* groups, size_t
 bool IsInternational(std::string_view text, const PhoneGroup* groups, size_t count, bool plus) {
   size_t digits = CountDigits(groups, count);
   if (plus) {
-    return digits >= 8 && digits <= kPhoneDigitsMax && (count == 1 || groups[0].digits <= 4 ||
-                                                        groups[0].parenthesized);
+    return digits >= 8 && digits <= kPhoneDigitsMax &&
+           (count == 1 || groups[0].digits <= 4 || groups[0].parenthesized);
   }
   bool double_zero = groups[0].digits >= 3 && text[groups[0].begin] == '0' &&
                      text[groups[0].begin + 1] == '0' && text[groups[0].begin + 2] != '0';
@@ -428,8 +430,8 @@ bool PhoneMayStart(std::string_view text, size_t pos) {
   if (IsWord(before) || before == '.' || before == '-' || before == '+') {
     return false;
   }
-  return IsDigit(c) || ((c == '+' || c == '(') && (IsDigit(At(text, pos + 1)) ||
-                                                   At(text, pos + 1) == '('));
+  return IsDigit(c) ||
+         ((c == '+' || c == '(') && (IsDigit(At(text, pos + 1)) || At(text, pos + 1) == '('));
 }
 
 // Tries every sub-run that starts at a group and ends at a later group,
@@ -470,17 +472,16 @@ struct IbanCountry {
 };
 
 constexpr IbanCountry kIbanCountries[] = {
-    {"AD", 24}, {"AE", 23}, {"AL", 28}, {"AT", 20}, {"AZ", 28}, {"BA", 20}, {"BE", 16},
-    {"BG", 22}, {"BH", 22}, {"BR", 29}, {"BY", 28}, {"CH", 21}, {"CR", 22}, {"CY", 28},
-    {"CZ", 24}, {"DE", 22}, {"DK", 18}, {"DO", 28}, {"EE", 20}, {"EG", 29}, {"ES", 24},
-    {"FI", 18}, {"FO", 18}, {"FR", 27}, {"GB", 22}, {"GE", 22}, {"GI", 23}, {"GL", 18},
-    {"GR", 27}, {"GT", 28}, {"HR", 21}, {"HU", 28}, {"IE", 22}, {"IL", 23}, {"IQ", 23},
-    {"IS", 26}, {"IT", 27}, {"JO", 30}, {"KW", 30}, {"KZ", 20}, {"LB", 28}, {"LC", 32},
-    {"LI", 21}, {"LT", 20}, {"LU", 20}, {"LV", 21}, {"MC", 27}, {"MD", 24}, {"ME", 22},
-    {"MK", 19}, {"MR", 27}, {"MT", 31}, {"MU", 30}, {"NL", 18}, {"NO", 15}, {"PK", 24},
-    {"PL", 28}, {"PS", 29}, {"PT", 25}, {"QA", 29}, {"RO", 24}, {"RS", 22}, {"SA", 24},
-    {"SC", 31}, {"SE", 24}, {"SI", 19}, {"SK", 24}, {"SM", 27}, {"ST", 25}, {"SV", 28},
-    {"TL", 23}, {"TN", 24}, {"TR", 26}, {"UA", 29}, {"VA", 22}, {"VG", 24}, {"XK", 20},
+    {"AD", 24}, {"AE", 23}, {"AL", 28}, {"AT", 20}, {"AZ", 28}, {"BA", 20}, {"BE", 16}, {"BG", 22},
+    {"BH", 22}, {"BR", 29}, {"BY", 28}, {"CH", 21}, {"CR", 22}, {"CY", 28}, {"CZ", 24}, {"DE", 22},
+    {"DK", 18}, {"DO", 28}, {"EE", 20}, {"EG", 29}, {"ES", 24}, {"FI", 18}, {"FO", 18}, {"FR", 27},
+    {"GB", 22}, {"GE", 22}, {"GI", 23}, {"GL", 18}, {"GR", 27}, {"GT", 28}, {"HR", 21}, {"HU", 28},
+    {"IE", 22}, {"IL", 23}, {"IQ", 23}, {"IS", 26}, {"IT", 27}, {"JO", 30}, {"KW", 30}, {"KZ", 20},
+    {"LB", 28}, {"LC", 32}, {"LI", 21}, {"LT", 20}, {"LU", 20}, {"LV", 21}, {"MC", 27}, {"MD", 24},
+    {"ME", 22}, {"MK", 19}, {"MR", 27}, {"MT", 31}, {"MU", 30}, {"NL", 18}, {"NO", 15}, {"PK", 24},
+    {"PL", 28}, {"PS", 29}, {"PT", 25}, {"QA", 29}, {"RO", 24}, {"RS", 22}, {"SA", 24}, {"SC", 31},
+    {"SE", 24}, {"SI", 19}, {"SK", 24}, {"SM", 27}, {"ST", 25}, {"SV", 28}, {"TL", 23}, {"TN", 24},
+    {"TR", 26}, {"UA", 29}, {"VA", 22}, {"VG", 24}, {"XK", 20},
 };
 
 size_t IbanLength(char first, char second) {
@@ -498,7 +499,8 @@ bool PassesMod97(std::string_view iban) {
   uint32_t remainder = 0;
   for (size_t idx = 0; idx < iban.size(); ++idx) {
     char c = ToUpper(iban[(idx + 4) % iban.size()]);
-    uint32_t value = IsDigit(c) ? static_cast<uint32_t>(c - '0') : static_cast<uint32_t>(c - 'A' + 10);
+    uint32_t value =
+        IsDigit(c) ? static_cast<uint32_t>(c - '0') : static_cast<uint32_t>(c - 'A' + 10);
     remainder = (remainder * (value >= 10 ? 100 : 10) + value) % 97;
   }
   return remainder == 1;
@@ -708,11 +710,11 @@ bool IsMostlyPrintable(std::string_view bytes) {
   size_t printable = 0;
   for (char c : bytes) {
     auto byte = static_cast<unsigned char>(c);
-    printable += ((byte >= 0x20 && byte < 0x7F) || byte == '\t' || byte == '\n' || byte == '\r')
-                     ? 1
-                     : 0;
+    printable +=
+        ((byte >= 0x20 && byte < 0x7F) || byte == '\t' || byte == '\n' || byte == '\r') ? 1 : 0;
   }
-  return static_cast<double>(printable) >= kBase64PrintableRatioMin * static_cast<double>(bytes.size());
+  return static_cast<double>(printable) >=
+         kBase64PrintableRatioMin * static_cast<double>(bytes.size());
 }
 
 bool IsHexOrSeparator(std::string_view token) {
@@ -739,20 +741,21 @@ bool IsApiKey(std::string_view token) {
     size_t body_min;
   };
   static constexpr Prefix kPrefixes[] = {
-      {"sk_live_", 16}, {"sk_test_", 16}, {"pk_live_", 16}, {"pk_test_", 16}, {"rk_live_", 16},
-      {"rk_test_", 16}, {"ghp_", 30},     {"gho_", 30},     {"ghu_", 30},     {"ghs_", 30},
-      {"ghr_", 30},     {"github_pat_", 22}, {"xoxa-", 10}, {"xoxb-", 10},    {"xoxp-", 10},
-      {"xoxr-", 10},    {"xoxs-", 10},   {"AIza", 35},     {"sk-", 20},
+      {"sk_live_", 16}, {"sk_test_", 16},    {"pk_live_", 16}, {"pk_test_", 16}, {"rk_live_", 16},
+      {"rk_test_", 16}, {"ghp_", 30},        {"gho_", 30},     {"ghu_", 30},     {"ghs_", 30},
+      {"ghr_", 30},     {"github_pat_", 22}, {"xoxa-", 10},    {"xoxb-", 10},    {"xoxp-", 10},
+      {"xoxr-", 10},    {"xoxs-", 10},       {"AIza", 35},     {"sk-", 20},
   };
   for (const Prefix& prefix : kPrefixes) {
-    if (StartsWith(token, prefix.prefix) && token.size() - prefix.prefix.size() >= prefix.body_min &&
+    if (StartsWith(token, prefix.prefix) &&
+        token.size() - prefix.prefix.size() >= prefix.body_min &&
         HasDigit(token.substr(prefix.prefix.size()))) {
       return true;
     }
   }
   bool aws = (StartsWith(token, "AKIA") || StartsWith(token, "ASIA")) && token.size() == 20;
-  return aws && std::all_of(token.begin(), token.end(),
-                            [](char c) { return IsUpper(c) || IsDigit(c); });
+  return aws &&
+         std::all_of(token.begin(), token.end(), [](char c) { return IsUpper(c) || IsDigit(c); });
 }
 
 void FindApiKeys(std::string_view text, std::vector<Detection>* out) {
@@ -779,10 +782,21 @@ size_t ReadKeySegment(std::string_view text, size_t pos) {
   return pos;
 }
 
+// Whether a JWT header segment decodes to JSON naming its "alg".
+bool HeaderNamesAlgorithm(std::string_view header) {
+  std::array<char, kJwtHeaderBytesMax * 3 / 4 + 3> decoded;
+  header = header.substr(0, std::min(header.size(), kJwtHeaderBytesMax));
+  header = header.substr(0, header.size() - (header.size() % 4 == 1 ? 1 : 0));
+  std::string_view json(decoded.data(), DecodeBase64(header, decoded.data()));
+  return json.find("\"alg\"") != std::string_view::npos;
+}
+
 // header.payload.signature, each base64url; the header is JSON, so it starts
-// with "eyJ" ('{"'). The signature may be empty (alg "none").
+// with "eyJ" ('{"'), and names its "alg" unless the payload is JSON too. The
+// signature may be empty (alg "none").
 void FindJwts(std::string_view text, std::vector<Detection>* out) {
-  for (size_t pos = text.find("eyJ"); pos != std::string_view::npos; pos = text.find("eyJ", pos + 1)) {
+  for (size_t pos = text.find("eyJ"); pos != std::string_view::npos;
+       pos = text.find("eyJ", pos + 1)) {
     if (IsKeyChar(Before(text, pos))) {
       continue;
     }
@@ -792,6 +806,10 @@ void FindJwts(std::string_view text, std::vector<Detection>* out) {
     }
     size_t payload_end = ReadKeySegment(text, header_end + 1);
     if (payload_end - header_end - 1 < 4 || At(text, payload_end) != '.') {
+      continue;
+    }
+    bool payload_is_json = StartsWith(text.substr(header_end + 1), "eyJ");
+    if (!payload_is_json && !HeaderNamesAlgorithm(text.substr(pos, header_end - pos))) {
       continue;
     }
     size_t end = ReadKeySegment(text, payload_end + 1);
@@ -807,9 +825,10 @@ bool IsBearerTokenChar(char c) {
 void FindBearerTokens(std::string_view text, std::vector<Detection>* out) {
   static constexpr std::string_view kBearer = "bearer";
   for (size_t pos = 0; pos + kBearer.size() < text.size(); ++pos) {
-    bool matches = !IsAlpha(Before(text, pos)) &&
-                   std::equal(kBearer.begin(), kBearer.end(), text.begin() + static_cast<ptrdiff_t>(pos),
-                              [](char a, char b) { return a == ToLower(b); });
+    bool matches =
+        !IsAlpha(Before(text, pos)) &&
+        std::equal(kBearer.begin(), kBearer.end(), text.begin() + static_cast<ptrdiff_t>(pos),
+                   [](char a, char b) { return a == ToLower(b); });
     if (!matches) {
       continue;
     }

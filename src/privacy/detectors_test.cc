@@ -1,13 +1,13 @@
 #include "privacy/detectors.h"
 
+#include <gtest/gtest.h>
+
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <random>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 namespace minpanel::privacy {
 namespace {
@@ -42,9 +42,8 @@ void ExpectOne(std::string_view text, std::string_view secret, PiiKind kind) {
 
 void ExpectNone(std::string_view text) {
   std::vector<Detection> detections = ScanText(text);
-  EXPECT_TRUE(detections.empty())
-      << text << " -> " << PiiKindName(detections[0].kind) << " at "
-      << text.substr(detections[0].begin, detections[0].length);
+  EXPECT_TRUE(detections.empty()) << text << " -> " << PiiKindName(detections[0].kind) << " at "
+                                  << text.substr(detections[0].begin, detections[0].length);
 }
 
 TEST(PiiKindNameTest, NamesEveryKind) {
@@ -60,8 +59,8 @@ TEST(PiiKindNameTest, NamesEveryKind) {
 
 TEST(EmailDetectorTest, FindsAddressesInTextUrlsAndMixedCase) {
   ExpectOne("jane.doe@example.com", "jane.doe@example.com", PiiKind::kEmail);
-  ExpectOne("Contact: Jane.Doe+newsletter@Mail.Example.COM.", "Jane.Doe+newsletter@Mail.Example.COM",
-            PiiKind::kEmail);
+  ExpectOne("Contact: Jane.Doe+newsletter@Mail.Example.COM.",
+            "Jane.Doe+newsletter@Mail.Example.COM", PiiKind::kEmail);
   ExpectOne("https://example.com/u?email=a.b@c.co&x=1", "a.b@c.co", PiiKind::kEmail);
   ExpectOne("mailto:o'brien@example.test", "o'brien@example.test", PiiKind::kEmail);
   ExpectOne("Grüße von «mueller_99@example.de» ✓", "mueller_99@example.de", PiiKind::kEmail);
@@ -98,10 +97,11 @@ TEST(PhoneDetectorTest, FindsInternationalAndNationalForms) {
 
 TEST(PhoneDetectorTest, IgnoresNumbersThatAreNotPhones) {
   for (std::string_view text :
-       {"1234567", "1710498600", "1710498600123", "2024-03-15", "15.03.2024", "03/15/2024",
-        "94103-1234", "02134-1234", "12:30:45", "1,299.00", "10.0.19045", "v1.2.3", "+05:30",
-        "1920x1080", "user-12345", "order_98765", "SKU-1234-5678", "2024 03 15", "1234 5678",
-        "invoice 2024-0042", "UTC+02:00"}) {
+       {"1234567",     "1710498600",    "1710498600123", "2024-03-15", "15.03.2024",
+        "03/15/2024",  "94103-1234",    "02134-1234",    "12:30:45",   "1,299.00",
+        "10.0.19045",  "v1.2.3",        "+05:30",        "1920x1080",  "user-12345",
+        "order_98765", "SKU-1234-5678", "2024 03 15",    "1234 5678",  "invoice 2024-0042",
+        "UTC+02:00"}) {
     ExpectNone(text);
   }
 }
@@ -176,9 +176,16 @@ TEST(JwtDetectorTest, FindsTokenInsideAuthorizationValue) {
   ExpectOne("?id_token=" + std::string(kJwt) + "&state=1", kJwt, PiiKind::kJwt);
 }
 
+TEST(JwtDetectorTest, AcceptsNonJsonPayloadWhenHeaderNamesAlg) {
+  ExpectOne("eyJhbGciOiJIUzI1NiJ9.c29tZSBieXRlcw.c2lnbmF0dXJl",
+            "eyJhbGciOiJIUzI1NiJ9.c29tZSBieXRlcw.c2lnbmF0dXJl", PiiKind::kJwt);
+}
+
 TEST(JwtDetectorTest, IgnoresDottedNamesStartingLikeJwts) {
   ExpectNone("eyJ.config.json");
   ExpectNone("eyJhbGciOi");
+  // base64url('{"kind":"banner"}') then two ordinary words: no "alg", no JSON payload.
+  ExpectNone("eyJraW5kIjoiYmFubmVyIn0.home.hero");
 }
 
 TEST(ApiKeyDetectorTest, FindsVendorPrefixes) {
@@ -191,8 +198,8 @@ TEST(ApiKeyDetectorTest, FindsVendorPrefixes) {
   ExpectOne("AWS AKIAIOSFODNN7EXAMPLE", "AKIAIOSFODNN7EXAMPLE", PiiKind::kApiKey);
   ExpectOne("ghp_0123456789abcdefghijABCDEFGHIJ012345", "ghp_0123456789abcdefghijABCDEFGHIJ012345",
             PiiKind::kApiKey);
-  ExpectOne("github_pat_11ABCDEFG0123456789_abcdefghij", "github_pat_11ABCDEFG0123456789_abcdefghij",
-            PiiKind::kApiKey);
+  ExpectOne("github_pat_11ABCDEFG0123456789_abcdefghij",
+            "github_pat_11ABCDEFG0123456789_abcdefghij", PiiKind::kApiKey);
   ExpectOne("xoxb-1234567890-0987654321-AbCdEfGhIj", "xoxb-1234567890-0987654321-AbCdEfGhIj",
             PiiKind::kApiKey);
   ExpectOne("AIzaSyA1234567890abcdefghijklmnopqrstuv", "AIzaSyA1234567890abcdefghijklmnopqrstuv",
@@ -228,8 +235,8 @@ TEST(SecretDetectorTest, IgnoresUuidsHashesOwnIdsAndNames) {
 
 TEST(Base64DetectorTest, FindsPiiInsideEncodedTokens) {
   // base64("contact jane.doe@example.com")
-  ExpectOne("d=Y29udGFjdCBqYW5lLmRvZUBleGFtcGxlLmNvbQ==", "Y29udGFjdCBqYW5lLmRvZUBleGFtcGxlLmNvbQ==",
-            PiiKind::kEmail);
+  ExpectOne("d=Y29udGFjdCBqYW5lLmRvZUBleGFtcGxlLmNvbQ==",
+            "Y29udGFjdCBqYW5lLmRvZUBleGFtcGxlLmNvbQ==", PiiKind::kEmail);
   // base64url("card 4111111111111111"), no padding.
   ExpectOne("Y2FyZCA0MTExMTExMTExMTExMTEx", "Y2FyZCA0MTExMTExMTExMTExMTEx", PiiKind::kCard);
   // base64("hello world from minpanel") is ordinary text.
@@ -264,7 +271,8 @@ TEST(RedactTest, CountsByKind) {
 }
 
 TEST(ScanTest, DetectionsAreSortedAndDisjointOnOverlappingCandidates) {
-  std::string text = "::ffff:10.1.2.3 x Bearer " + std::string(kJwt) + " 4111111111111111@example.com";
+  std::string text =
+      "::ffff:10.1.2.3 x Bearer " + std::string(kJwt) + " 4111111111111111@example.com";
   std::vector<Detection> detections = ScanText(text);
   ASSERT_FALSE(detections.empty());
   for (size_t idx = 1; idx < detections.size(); ++idx) {
@@ -343,8 +351,10 @@ class Generator {
   size_t Pick(size_t bound) { return std::uniform_int_distribution<size_t>(0, bound - 1)(random_); }
 
   std::string Email() {
-    static constexpr std::string_view kDomains[] = {"example.com", "example.test", "mail.example.org"};
-    std::string local = Lower(3 + Pick(6)) + (Pick(2) ? "." + Lower(4) : "") + (Pick(3) == 0 ? "+tag" : "");
+    static constexpr std::string_view kDomains[] = {"example.com", "example.test",
+                                                    "mail.example.org"};
+    std::string local =
+        Lower(3 + Pick(6)) + (Pick(2) ? "." + Lower(4) : "") + (Pick(3) == 0 ? "+tag" : "");
     return local + "@" + std::string(kDomains[Pick(3)]);
   }
   std::string Phone() {
@@ -365,7 +375,8 @@ class Generator {
     }
   }
   std::string Card() {
-    std::string digits = Pick(2) ? "4" + Digits(14) : "5" + std::to_string(1 + Pick(5)) + Digits(13);
+    std::string digits =
+        Pick(2) ? "4" + Digits(14) : "5" + std::to_string(1 + Pick(5)) + Digits(13);
     int sum = 0;
     for (size_t idx = 0; idx < digits.size(); ++idx) {
       int digit = digits[digits.size() - 1 - idx] - '0';
@@ -394,7 +405,8 @@ class Generator {
     std::string rearranged = bban + country + "00";
     uint32_t remainder = 0;
     for (char c : rearranged) {
-      uint32_t value = c >= 'A' ? static_cast<uint32_t>(c - 'A' + 10) : static_cast<uint32_t>(c - '0');
+      uint32_t value =
+          c >= 'A' ? static_cast<uint32_t>(c - 'A' + 10) : static_cast<uint32_t>(c - '0');
       remainder = (remainder * (value >= 10 ? 100 : 10) + value) % 97;
     }
     uint32_t check = 98 - remainder;
@@ -459,9 +471,9 @@ TEST(RecallTest, GeneratedPositivesAreFoundInContext) {
   static constexpr std::string_view kContexts[][2] = {
       {"", ""}, {"value: ", "."}, {"?q=", "&lang=en"}, {"«", "» ✓"}, {"(", ")"}};
   const RecallCase cases[] = {
-      {PiiKind::kEmail, &Generator::Email}, {PiiKind::kPhone, &Generator::Phone},
-      {PiiKind::kCard, &Generator::Card},   {PiiKind::kIban, &Generator::Iban},
-      {PiiKind::kIpAddress, &Generator::Ip}, {PiiKind::kApiKey, &Generator::Key},
+      {PiiKind::kEmail, &Generator::Email},   {PiiKind::kPhone, &Generator::Phone},
+      {PiiKind::kCard, &Generator::Card},     {PiiKind::kIban, &Generator::Iban},
+      {PiiKind::kIpAddress, &Generator::Ip},  {PiiKind::kApiKey, &Generator::Key},
       {PiiKind::kSecret, &Generator::Secret},
   };
   constexpr size_t kPerKind = 400;
@@ -485,8 +497,9 @@ TEST(RecallTest, GeneratedPositivesAreFoundInContext) {
                     text.c_str());
       }
     }
-    std::printf("recall %-8s %zu/%zu (%.1f%%)\n", std::string(PiiKindName(recall_case.kind)).c_str(),
-                found, kPerKind, 100.0 * static_cast<double>(found) / kPerKind);
+    std::printf("recall %-8s %zu/%zu (%.1f%%)\n",
+                std::string(PiiKindName(recall_case.kind)).c_str(), found, kPerKind,
+                100.0 * static_cast<double>(found) / kPerKind);
     EXPECT_GE(found * 100, kPerKind * 95) << PiiKindName(recall_case.kind);
     total_found += found;
     total += kPerKind;
