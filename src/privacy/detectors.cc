@@ -1004,22 +1004,36 @@ int HexValue(char c) {
 
 // Decodes %XX escapes, remembering where each decoded byte came from, and
 // maps detections in the decoded text back to spans of `text`.
+bool IsEscapeAt(std::string_view text, size_t pos) {
+  return text[pos] == '%' && IsHex(At(text, pos + 1)) && IsHex(At(text, pos + 2));
+}
+
+bool HasEscape(std::string_view text) {
+  for (size_t pos = text.find('%'); pos != std::string_view::npos; pos = text.find('%', pos + 1)) {
+    if (IsEscapeAt(text, pos)) {
+      return true;
+    }
+  }
+  return false;
+}
+
 void FindPercentEncoded(std::string_view text, std::vector<Detection>* out) {
+  // "50% off" has no escape: return before allocating anything.
+  if (!HasEscape(text)) {
+    return;
+  }
   std::string decoded;
   std::vector<size_t> source;
-  bool any_escape = false;
+  decoded.reserve(text.size());
+  source.reserve(text.size() + 1);
   for (size_t pos = 0; pos < text.size();) {
     source.push_back(pos);
-    if (text[pos] == '%' && IsHex(At(text, pos + 1)) && IsHex(At(text, pos + 2))) {
+    if (IsEscapeAt(text, pos)) {
       decoded.push_back(static_cast<char>(HexValue(text[pos + 1]) * 16 + HexValue(text[pos + 2])));
       pos += 3;
-      any_escape = true;
     } else {
       decoded.push_back(text[pos++]);
     }
-  }
-  if (!any_escape) {
-    return;
   }
   source.push_back(text.size());
   std::vector<Detection> found;
