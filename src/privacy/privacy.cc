@@ -7,6 +7,8 @@
 #include <cstring>
 #include <string>
 
+#include "privacy/url.h"
+
 namespace minpanel::privacy {
 namespace {
 
@@ -22,9 +24,7 @@ constexpr uint8_t kDomainGroup = 'g';
 constexpr uint8_t kDomainClientInsertId = 'i';
 constexpr uint8_t kDomainContentInsertId = 'c';
 
-// Names of people under which SDKs send personal data; dropped by default.
-constexpr std::array<std::string_view, 5> kPersonPropertyNames = {
-    "$email", "$name", "$first_name", "$last_name", "$phone"};
+constexpr uint8_t kDomainValue = 'v';
 
 void PutU32(std::string* out, uint32_t value) {
   for (int byte_idx = 0; byte_idx < 4; ++byte_idx) {
@@ -40,17 +40,65 @@ uint32_t GetU32(std::string_view data) {
   return value;
 }
 
-bool IsPersonProperty(std::string_view key) {
-  return std::find(kPersonPropertyNames.begin(), kPersonPropertyNames.end(), key) !=
-         kPersonPropertyNames.end();
+// Property keys that hold a person's id: pseudonymised like the distinct id
+// (same domain), so that they still match the subject they name.
+constexpr std::array<std::string_view, 9> kSubjectIdKeys = {
+    "$user_id", "user_id", "$device_id", "$anon_distinct_id", "alias",
+    "$distinct_id_before_identity", "userId", "anonymousId", "previousId"};
+
+// Property keys that hold an organisation's or group's id: pseudonymised
+// with the project key so that breakdowns by them still work.
+constexpr std::array<std::string_view, 10> kGroupIdKeys = {
+    "company_id", "company", "org_id", "organization_id", "organisation_id",
+    "account_id", "team_id", "workspace_id", "tenant_id", "groupId"};
+
+bool IsIn(std::string_view key, const auto& list) {
+  return std::find(list.begin(), list.end(), key) != list.end();
 }
 
-size_t DropPersonProperties(Properties* properties) {
-  const auto removed = std::remove_if(properties->begin(), properties->end(),
-                                      [](const Property& p) { return IsPersonProperty(p.key); });
-  const auto dropped = static_cast<size_t>(properties->end() - removed);
-  properties->erase(removed, properties->end());
-  return dropped;
+// Where the policy writes what it derives from the context fields; Mixpanel's
+// own spellings, so that existing reports read them.
+constexpr std::string_view kCountryKey = "mp_country_code";
+constexpr std::string_view kRegionKey = "$region";
+constexpr std::string_view kCityKey = "$city";
+constexpr std::string_view kBrowserKey = "$browser";
+constexpr std::string_view kBrowserVersionKey = "$browser_version";
+constexpr std::string_view kOsKey = "$os";
+constexpr std::string_view kDeviceTypeKey = "$device_type";
+constexpr std::string_view kUrlKey = "$current_url";
+constexpr std::string_view kReferrerKey = "$referrer";
+constexpr std::string_view kReferringDomainKey = "$referring_domain";
+constexpr std::string_view kIpKey = "$ip";
+constexpr std::string_view kUserAgentKey = "$user_agent";
+constexpr std::string_view kLibraryKey = "mp_lib";
+
+void SetIfAbsent(Properties* properties, std::string_view key, std::string value) {
+  if (value.empty() || FindProperty(*properties, key) != nullptr) {
+    return;
+  }
+  properties->push_back(Property{std::string(key), Value::String(std::move(value))});
+}
+
+GeoPrecision ToGeoPrecision(LocationPrecision precision) {
+  switch (precision) {
+    case LocationPrecision::kCountry:
+      return GeoPrecision::kCountry;
+    case LocationPrecision::kRegion:
+      return GeoPrecision::kRegion;
+    case LocationPrecision::kCity:
+      return GeoPrecision::kCity;
+  }
+  return GeoPrecision::kCountry;
+}
+
+std::shared_ptr<const PolicySpec> DefaultSpec() {
+  static const auto spec = std::make_shared<const PolicySpec>(DefaultPolicy());
+  return spec;
+}
+
+std::shared_ptr<const PolicyTools> DefaultTools() {
+  static const auto tools = std::make_shared<const PolicyTools>();
+  return tools;
 }
 
 // A canonical byte encoding of properties for the content insert id.
@@ -143,6 +191,12 @@ Result<ProjectKey> KeyStore::GetOrCreate(uint32_t project_id) {
   return key;
 }
 
+Policy::Policy(ProjectKey key) : Policy(key, DefaultSpec(), DefaultTools()) {}
+
+Policy::Policy(ProjectKey key, std::shared_ptr<const PolicySpec> spec,
+               std::shared_ptr<const PolicyTools> tools)
+    : key_(key), spec_(std::move(spec)), tools_(std::move(tools)) {}
+
 Id128 Policy::KeyedHash(uint8_t domain, std::string_view data) const {
   std::array<uint8_t, 16> digest{};
   crypto_generichash_state state;
@@ -181,25 +235,190 @@ Id128 Policy::InsertId(const RawEvent& raw) const {
   return KeyedHash(kDomainContentInsertId, canonical);
 }
 
+std::string Policy::PseudonymText(std::string_view text, uint8_t domain) const {
+  if (text.starts_with(kPseudonymPrefix) &&
+      Id128::FromHex(text.substr(kPseudonymPrefix.size())).has_value()) {
+    return std::string(text);  // already a pseudonym (a re-imported export)
+  }
+  return FormatPseudonym(domain == kDomainSubject ? Pseudonym(text) : KeyedHash(domain, text));
+}
+
+Value Policy::Redacted(const Value& value, PolicyCounters* counters) const {
+  if (value.type() == Value::Type::kString) {
+    auto redacted = tools_->detectors.Redact(value.as_string(), &counters->detections);
+    if (!redacted.has_value()) {
+      return value;
+    }
+    ++counters->values_redacted;
+    return Value::String(std::move(*redacted));
+  }
+  if (value.type() != Value::Type::kList) {
+    return value;
+  }
+  StringList items = value.as_list();
+  bool changed = false;
+  for (std::string& item : items) {
+    if (auto redacted = tools_->detectors.Redact(item, &counters->detections)) {
+      item = std::move(*redacted);
+      changed = true;
+    }
+  }
+  counters->values_redacted += changed ? 1 : 0;
+  return changed ? Value::List(std::move(items)) : value;
+}
+
+// The value a property keeps under `action`, or nullopt to drop it.
+std::optional<Value> Policy::ApplyAction(Action action, const Property& property,
+                                         PolicyCounters* counters) const {
+  const Value& value = property.value;
+  switch (action) {
+    case Action::kKeep:
+      return value;
+    case Action::kDrop:
+      ++counters->properties_dropped;
+      return std::nullopt;
+    case Action::kRedact:
+      return Redacted(value, counters);
+    case Action::kGeneralise:
+      if (value.type() == Value::Type::kString) {
+        UrlPolicy url_policy;
+        url_policy.query_keep_prefixes = spec_->query_keep_prefixes;
+        return Redacted(Value::String(GeneraliseUrl(value.as_string(), url_policy)), counters);
+      }
+      return Redacted(value, counters);
+    case Action::kPseudonymise:
+      break;
+  }
+  ++counters->properties_pseudonymised;
+  const uint8_t domain = IsIn(property.key, kSubjectIdKeys) ? kDomainSubject : kDomainValue;
+  switch (value.type()) {
+    case Value::Type::kString:
+      return Value::String(PseudonymText(value.as_string(), domain));
+    case Value::Type::kInt:
+      return Value::String(PseudonymText(std::to_string(value.as_int()), domain));
+    case Value::Type::kList: {
+      StringList items;
+      for (const std::string& item : value.as_list()) {
+        items.push_back(PseudonymText(item, domain));
+      }
+      return Value::List(std::move(items));
+    }
+    default:
+      return value;  // null, bool, double: nothing that identifies
+  }
+}
+
+Properties Policy::ApplyToProperties(Properties properties, bool user_profile,
+                                     PolicyCounters* counters) const {
+  Properties kept;
+  kept.reserve(properties.size());
+  for (Property& property : properties) {
+    Action action = Action::kRedact;
+    if (const PropertyRule* rule = MatchRule(*spec_, property.key)) {
+      action = rule->action;
+    } else if (spec_->drop_person_properties && IsPersonProperty(property.key, user_profile)) {
+      action = Action::kDrop;
+    } else if (IsIn(property.key, kSubjectIdKeys) || IsIn(property.key, kGroupIdKeys) ||
+               property.key.starts_with("$groups.")) {
+      action = Action::kPseudonymise;
+    } else if (!spec_->detectors) {
+      action = Action::kKeep;
+    }
+    std::optional<Value> value = ApplyAction(action, property, counters);
+    if (!value.has_value()) {
+      continue;
+    }
+    // A key can carry personal data too ("clicked_by_a@b.test").
+    if (action != Action::kKeep && spec_->detectors) {
+      if (auto key = tools_->detectors.Redact(property.key, &counters->detections)) {
+        property.key = std::move(*key);
+      }
+    }
+    kept.push_back(Property{std::move(property.key), std::move(*value)});
+  }
+  return kept;
+}
+
+void Policy::AddContext(RawEvent& raw, Properties* properties, PolicyCounters* counters) const {
+  const PolicySpec& spec = *spec_;
+  if (!raw.client_ip.empty()) {
+    if (spec.ip == Action::kKeep) {
+      SetIfAbsent(properties, kIpKey, std::move(raw.client_ip));
+    } else if (spec.ip == Action::kGeneralise && tools_->geo != nullptr) {
+      if (auto location =
+              tools_->geo->Lookup(raw.client_ip, ToGeoPrecision(spec.location_precision))) {
+        SetIfAbsent(properties, kCountryKey, std::move(location->country_code));
+        SetIfAbsent(properties, kRegionKey, std::move(location->region));
+        SetIfAbsent(properties, kCityKey, std::move(location->city));
+        ++counters->context_fields_generalised;
+      }
+    }
+    ++counters->context_fields_discarded;
+  }
+  if (!raw.user_agent.empty()) {
+    if (spec.user_agent == Action::kKeep) {
+      SetIfAbsent(properties, kUserAgentKey, std::move(raw.user_agent));
+    } else if (spec.user_agent == Action::kGeneralise && tools_->user_agents != nullptr) {
+      UserAgentInfo info = tools_->user_agents->Parse(raw.user_agent);
+      SetIfAbsent(properties, kBrowserKey, std::move(info.browser_family));
+      SetIfAbsent(properties, kBrowserVersionKey, std::move(info.browser_major));
+      SetIfAbsent(properties, kOsKey, std::move(info.os_family));
+      SetIfAbsent(properties, kDeviceTypeKey, std::move(info.device_type));
+      ++counters->context_fields_generalised;
+    }
+    ++counters->context_fields_discarded;
+  }
+  if (!raw.page_url.empty()) {
+    if (spec.page_url == Action::kKeep) {
+      SetIfAbsent(properties, kUrlKey, std::move(raw.page_url));
+    } else if (spec.page_url == Action::kGeneralise) {
+      UrlPolicy url_policy;
+      url_policy.query_keep_prefixes = spec.query_keep_prefixes;
+      Value url = Value::String(GeneraliseUrl(raw.page_url, url_policy));
+      if (spec.detectors) {
+        url = Redacted(url, counters);
+      }
+      SetIfAbsent(properties, kUrlKey, url.as_string());
+      ++counters->context_fields_generalised;
+    }
+    ++counters->context_fields_discarded;
+  }
+  if (!raw.referrer.empty()) {
+    if (spec.referrer == Action::kKeep) {
+      SetIfAbsent(properties, kReferrerKey, std::move(raw.referrer));
+    } else if (spec.referrer == Action::kGeneralise) {
+      SetIfAbsent(properties, kReferringDomainKey, ReferrerHost(raw.referrer));
+      ++counters->context_fields_generalised;
+    }
+    ++counters->context_fields_discarded;
+  }
+  if (!raw.library.empty() && spec.library == Action::kKeep) {
+    SetIfAbsent(properties, kLibraryKey, std::move(raw.library));
+  }
+}
+
 Event Policy::Apply(RawEvent&& raw, PolicyCounters* counters) const {
   Event event;
   event.insert_id = InsertId(raw);
-  event.name = std::move(raw.name);
   event.time_ms = raw.time_ms;
   event.subject = Pseudonym(raw.distinct_id);
   event.key_version = key_.version;
-  counters->properties_dropped += DropPersonProperties(&raw.properties);
-  event.properties = std::move(raw.properties);
-  for (const std::string* field :
-       {&raw.client_ip, &raw.user_agent, &raw.page_url, &raw.referrer, &raw.library}) {
-    counters->context_fields_discarded += field->empty() ? 0 : 1;
+  event.name = std::move(raw.name);
+  if (spec_->detectors) {
+    if (auto name = tools_->detectors.Redact(event.name, &counters->detections)) {
+      event.name = std::move(*name);
+      ++counters->values_redacted;
+    }
   }
+  event.properties = ApplyToProperties(std::move(raw.properties), false, counters);
+  AddContext(raw, &event.properties, counters);
   return event;
 }
 
 ProfileUpdate Policy::Apply(RawProfileUpdate&& raw, PolicyCounters* counters) const {
   ProfileUpdate update;
-  if (raw.group_key.empty()) {
+  const bool user_profile = raw.group_key.empty();
+  if (user_profile) {
     update.subject = Pseudonym(raw.distinct_id);
   } else {
     std::string group_identity = raw.group_key;
@@ -211,8 +430,7 @@ ProfileUpdate Policy::Apply(RawProfileUpdate&& raw, PolicyCounters* counters) co
   update.time_ms = raw.time_ms;
   update.key_version = key_.version;
   update.operation = raw.operation;
-  counters->properties_dropped += DropPersonProperties(&raw.properties);
-  update.properties = std::move(raw.properties);
+  update.properties = ApplyToProperties(std::move(raw.properties), user_profile, counters);
   counters->context_fields_discarded += raw.client_ip.empty() ? 0 : 1;
   return update;
 }

@@ -2,13 +2,20 @@
 // policy reads a RawEvent, and nothing that identifies a person leaves it in
 // clear unless a policy line asks for it.
 //
-// This is the minimal policy of the Foundation issue (the full policy engine
-// comes later behind the same Policy type):
-//   - the distinct id becomes a 128-bit keyed pseudonym (BLAKE2b keyed with
-//     the project's key, kept in the key folder outside the data folder);
-//   - the client IP, user agent, page URL and referrer are discarded;
-//   - properties named for people ($email, $name, $first_name, $last_name,
-//     $phone) are dropped;
+// A Policy applies a project's PolicySpec (policy_file.h, docs/privacy.md):
+//   - the distinct id always becomes a 128-bit keyed pseudonym (BLAKE2b keyed
+//     with the project's key, kept in the key folder outside the data
+//     folder); ids of people and organisations inside properties
+//     ($anon_distinct_id, $user_id, company_id, $groups.*) are pseudonymised
+//     with the same key, so breakdowns and identity merges still work;
+//   - the client IP becomes a coarse location, the user agent a browser, OS
+//     and device type, the page URL its scheme, host and path with ids
+//     masked, the referrer its host — or whatever the policy says;
+//   - properties named for people ($email, $name, traits.email, …) are
+//     dropped unless a rule names them;
+//   - every kept string, property key and event name goes through the PII
+//     detectors, which redact what they find, unless a rule keeps the
+//     property explicitly;
 //   - the insert id is the client's id (keyed-hashed, or taken as is when it
 //     is already 32 hex digits, as in a minpanel export), else a keyed hash of
 //     (event name, time, distinct id, properties).
@@ -25,10 +32,15 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 
 #include "core/core.h"
+#include "privacy/detectors.h"
+#include "privacy/geo.h"
+#include "privacy/policy_file.h"
+#include "privacy/user_agent.h"
 
 namespace minpanel::privacy {
 
@@ -60,15 +72,31 @@ class KeyStore {
   std::map<uint32_t, ProjectKey> cache_;
 };
 
-// What the policy did to one event, for metrics and dry runs.
+// What the policy did, for metrics and explanations. Added to, never reset.
 struct PolicyCounters {
   uint64_t properties_dropped = 0;
-  uint64_t context_fields_discarded = 0;
+  uint64_t properties_pseudonymised = 0;
+  uint64_t values_redacted = 0;
+  uint64_t context_fields_discarded = 0;  // raw IPs, user agents, URLs, referrers
+  uint64_t context_fields_generalised = 0;
+  DetectorCounts detections;
+};
+
+// The shared, read-only machinery a policy uses; built once per process.
+// `user_agents` and `geo` may be null: a user agent or IP to generalise is
+// then discarded without a replacement.
+struct PolicyTools {
+  Detectors detectors;
+  std::shared_ptr<const UserAgentParser> user_agents;
+  std::shared_ptr<const GeoDatabase> geo;
 };
 
 class Policy {
  public:
-  explicit Policy(ProjectKey key) : key_(key) {}
+  // With the strict default policy and no user-agent or geo data.
+  explicit Policy(ProjectKey key);
+  Policy(ProjectKey key, std::shared_ptr<const PolicySpec> spec,
+         std::shared_ptr<const PolicyTools> tools);
 
   // Consumes `raw`; the returned Event holds no raw identifier.
   Event Apply(RawEvent&& raw, PolicyCounters* counters) const;
@@ -81,8 +109,19 @@ class Policy {
  private:
   Id128 InsertId(const RawEvent& raw) const;
   Id128 KeyedHash(uint8_t domain, std::string_view data) const;
+  // Properties after rules, the person-name stance, id pseudonyms and the
+  // detectors. `user_profile` marks a user's profile update.
+  Properties ApplyToProperties(Properties properties, bool user_profile,
+                               PolicyCounters* counters) const;
+  std::optional<Value> ApplyAction(Action action, const Property& property,
+                                   PolicyCounters* counters) const;
+  Value Redacted(const Value& value, PolicyCounters* counters) const;
+  std::string PseudonymText(std::string_view text, uint8_t domain) const;
+  void AddContext(RawEvent& raw, Properties* properties, PolicyCounters* counters) const;
 
   ProjectKey key_;
+  std::shared_ptr<const PolicySpec> spec_;
+  std::shared_ptr<const PolicyTools> tools_;
 };
 
 }  // namespace minpanel::privacy

@@ -62,6 +62,21 @@ std::string Metrics::Render(const service::ServiceMetrics& service,
           service.profile_updates_accepted);
   Counter(&out, "minpanel_policy_properties_dropped_total",
           "Properties the privacy policy dropped.", service.properties_dropped);
+  Counter(&out, "minpanel_policy_properties_pseudonymised_total",
+          "Property values the privacy policy replaced with keyed pseudonyms.",
+          service.properties_pseudonymised);
+  Counter(&out, "minpanel_policy_values_redacted_total",
+          "Values in which the PII detectors redacted something.", service.values_redacted);
+  Counter(&out, "minpanel_policy_context_fields_generalised_total",
+          "Locations, browsers, URLs and referrer hosts derived by the policy.",
+          service.context_fields_generalised);
+  out += "# HELP minpanel_policy_detections_total PII found and redacted, by detector.\n"
+         "# TYPE minpanel_policy_detections_total counter\n";
+  for (size_t kind_idx = 0; kind_idx < privacy::kPiiKindCount; ++kind_idx) {
+    out += fmt::format("minpanel_policy_detections_total{{detector=\"{}\"}} {}\n",
+                       privacy::PiiKindName(static_cast<privacy::PiiKind>(kind_idx)),
+                       service.detections[kind_idx]);
+  }
   Counter(&out, "minpanel_policy_context_fields_discarded_total",
           "IP addresses, user agents, URLs and referrers the policy discarded.",
           service.context_fields_discarded);

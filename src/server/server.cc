@@ -561,10 +561,13 @@ void Server::Impl::Reload() {
       tls_ = *tls;
     }
   }
-  const Status projects = service_->Reload();
-  if (!projects.ok()) {
-    spdlog::error("reload of projects failed: {}", projects.ToString());
+  const auto notes = service_->Reload();
+  if (!notes.ok()) {
+    spdlog::error("reload of projects and policies failed: {}", notes.status().ToString());
     return;
+  }
+  for (const std::string& note : *notes) {
+    spdlog::warn("reload: {}", note);
   }
   spdlog::info("reloaded configuration, certificates and projects");
 }

@@ -4,7 +4,9 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
+#include <filesystem>
 
 #include <date/date.h>
 #include <date/tz.h>
@@ -20,7 +22,11 @@ struct Service::Counters {
   std::atomic<uint64_t> events_duplicate{0};
   std::atomic<uint64_t> profile_updates_accepted{0};
   std::atomic<uint64_t> properties_dropped{0};
+  std::atomic<uint64_t> properties_pseudonymised{0};
+  std::atomic<uint64_t> values_redacted{0};
   std::atomic<uint64_t> context_fields_discarded{0};
+  std::atomic<uint64_t> context_fields_generalised{0};
+  std::array<std::atomic<uint64_t>, privacy::kPiiKindCount> detections{};
   std::atomic<uint64_t> export_rows{0};
 };
 
@@ -112,15 +118,58 @@ std::string NdjsonToArray(std::string_view payload) {
   return array;
 }
 
+// How far up from the running binary's folder to look for the database
+// that scripts/setup-geoip.sh installs (a build tree sits in the source tree).
+constexpr int kGeoSearchLevelsMax = 6;
+
+std::vector<std::string> FindGeoDatabase() {
+  std::error_code error;
+  std::filesystem::path folder = std::filesystem::read_symlink("/proc/self/exe", error);
+  for (int level = 0; level < kGeoSearchLevelsMax && !error && folder.has_parent_path();
+       ++level) {
+    folder = folder.parent_path();
+    std::vector<std::string> paths = privacy::DefaultGeoDatabasePaths(folder.string());
+    const bool all_there = std::all_of(paths.begin(), paths.end(), [](const std::string& path) {
+      return std::filesystem::exists(path);
+    });
+    if (all_there) {
+      return paths;
+    }
+    if (folder == folder.root_path()) {
+      break;
+    }
+  }
+  return {};
+}
+
+// The privacy policy's shared machinery, loaded once: the detectors,
+// uap-core's user-agent regexes, the IP geolocation database (if any).
+Result<std::shared_ptr<const privacy::PolicyTools>> LoadPolicyTools(const Config& config) {
+  auto tools = std::make_shared<privacy::PolicyTools>();
+  MP_ASSIGN_OR_RETURN(tools->user_agents,
+                      privacy::UserAgentParser::Load(config.user_agent_regexes));
+  const std::vector<std::string> geo_files =
+      config.geoip_files.empty() ? FindGeoDatabase() : config.geoip_files;
+  if (!geo_files.empty()) {
+    MP_ASSIGN_OR_RETURN(tools->geo, privacy::GeoDatabase::Open(geo_files));
+  }
+  return std::shared_ptr<const privacy::PolicyTools>(std::move(tools));
+}
+
 }  // namespace
 
 Service::Service(std::shared_ptr<Clock> clock, int data_lock_fd,
                  std::unique_ptr<ProjectRegistry> projects,
-                 std::unique_ptr<privacy::KeyStore> keys, std::unique_ptr<store::Engine> engine)
+                 std::unique_ptr<privacy::KeyStore> keys,
+                 std::unique_ptr<privacy::PolicyStore> policies,
+                 std::shared_ptr<const privacy::PolicyTools> tools,
+                 std::unique_ptr<store::Engine> engine)
     : clock_(std::move(clock)),
       data_lock_fd_(data_lock_fd),
       projects_(std::move(projects)),
       keys_(std::move(keys)),
+      policies_(std::move(policies)),
+      tools_(std::move(tools)),
       engine_(std::move(engine)),
       counters_(std::make_unique<Counters>()) {}
 
@@ -158,10 +207,24 @@ Result<std::unique_ptr<Service>> Service::Open(const Config& config,
     return Status::Unavailable("data folder " + config.data_folder +
                                " is in use by another minpanel process (" + lock_path + ")");
   }
-  auto keys = privacy::KeyStore::Open(KeyFolder(config), file_system);
-  if (!keys.ok()) {
-    ::close(lock_fd);
-    return keys.status();
+  // From here on, a failure must release the data folder's lock.
+  std::unique_ptr<int, void (*)(int*)> lock_guard(new int(lock_fd), [](int* fd) {
+    ::close(*fd);
+    delete fd;
+  });
+  MP_ASSIGN_OR_RETURN(std::unique_ptr<privacy::KeyStore> keys,
+                      privacy::KeyStore::Open(KeyFolder(config), file_system));
+  MP_ASSIGN_OR_RETURN(std::shared_ptr<const privacy::PolicyTools> tools,
+                      LoadPolicyTools(config));
+  auto policies =
+      std::make_unique<privacy::PolicyStore>(config.data_folder + "/policies", file_system);
+  std::vector<std::string> names;
+  for (const Project& project : projects->List()) {
+    names.push_back(project.name);
+  }
+  MP_ASSIGN_OR_RETURN(const std::vector<std::string> refused, policies->Load(names));
+  if (!refused.empty()) {
+    return Status::InvalidArgument("privacy policy refused: " + refused.front());
   }
   store::Options store_options;
   store_options.folder = config.data_folder + "/store";
@@ -169,14 +232,12 @@ Result<std::unique_ptr<Service>> Service::Open(const Config& config,
   store_options.clock = clock;
   store_options.dedup_window_ms = config.dedup_window_ms;
   store_options.dedup_entries_max = config.dedup_entries_max;
-  auto engine = store::OpenEmbeddedEngine(store_options);
-  if (!engine.ok()) {
-    ::close(lock_fd);
-    return engine.status();
-  }
+  MP_ASSIGN_OR_RETURN(std::unique_ptr<store::Engine> engine,
+                      store::OpenEmbeddedEngine(store_options));
+  delete lock_guard.release();  // the Service owns the lock from here
   return std::unique_ptr<Service>(new Service(std::move(clock), lock_fd, std::move(projects),
-                                              std::move(keys).value(),
-                                              std::move(engine).value()));
+                                              std::move(keys), std::move(policies),
+                                              std::move(tools), std::move(engine)));
 }
 
 Result<privacy::Policy> Service::PolicyFor(const Project& project) {
@@ -186,7 +247,7 @@ Result<privacy::Policy> Service::PolicyFor(const Project& project) {
     // storage failure like any other (503, retry), not the client's fault.
     return StorageFailure(key.status());
   }
-  return privacy::Policy(*key);
+  return privacy::Policy(*key, policies_->Get(project.name).spec, tools_);
 }
 
 Result<Id128> Service::Pseudonym(const Project& project, std::string_view distinct_id) {
@@ -341,8 +402,7 @@ Status Service::ApplyPolicy(const Project& project, std::vector<RawEvent> events
     }
     batch->events.push_back(policy.Apply(std::move(raw), &policy_counters));
   }
-  counters_->properties_dropped += policy_counters.properties_dropped;
-  counters_->context_fields_discarded += policy_counters.context_fields_discarded;
+  CountPolicy(policy_counters);
   return Status::Ok();
 }
 
@@ -413,8 +473,7 @@ Result<Service::Prepared> Service::PrepareProfiles(const IngestRequest& request)
   for (RawProfileUpdate& raw : decoded.updates) {
     prepared.batch.profile_updates.push_back(policy.Apply(std::move(raw), &policy_counters));
   }
-  counters_->properties_dropped += policy_counters.properties_dropped;
-  counters_->context_fields_discarded += policy_counters.context_fields_discarded;
+  CountPolicy(policy_counters);
   return prepared;
 }
 
@@ -455,14 +514,48 @@ ServiceMetrics Service::GetMetrics() const {
   metrics.events_duplicate = counters_->events_duplicate.load();
   metrics.profile_updates_accepted = counters_->profile_updates_accepted.load();
   metrics.properties_dropped = counters_->properties_dropped.load();
+  metrics.properties_pseudonymised = counters_->properties_pseudonymised.load();
+  metrics.values_redacted = counters_->values_redacted.load();
   metrics.context_fields_discarded = counters_->context_fields_discarded.load();
+  metrics.context_fields_generalised = counters_->context_fields_generalised.load();
+  for (size_t kind_idx = 0; kind_idx < privacy::kPiiKindCount; ++kind_idx) {
+    metrics.detections[kind_idx] = counters_->detections[kind_idx].load();
+  }
   metrics.export_rows = counters_->export_rows.load();
   return metrics;
 }
 
 store::Stats Service::GetStoreStats() const { return engine_->GetStats(); }
 
-Status Service::Reload() { return projects_->Reload(); }
+void Service::CountPolicy(const privacy::PolicyCounters& counters) {
+  counters_->properties_dropped += counters.properties_dropped;
+  counters_->properties_pseudonymised += counters.properties_pseudonymised;
+  counters_->values_redacted += counters.values_redacted;
+  counters_->context_fields_discarded += counters.context_fields_discarded;
+  counters_->context_fields_generalised += counters.context_fields_generalised;
+  for (size_t kind_idx = 0; kind_idx < privacy::kPiiKindCount; ++kind_idx) {
+    if (counters.detections.by_kind[kind_idx] != 0) {
+      counters_->detections[kind_idx] += counters.detections.by_kind[kind_idx];
+    }
+  }
+}
+
+Result<std::vector<std::string>> Service::Reload() {
+  MP_RETURN_IF_ERROR(projects_->Reload());
+  std::vector<std::string> names;
+  for (const Project& project : projects_->List()) {
+    names.push_back(project.name);
+  }
+  MP_ASSIGN_OR_RETURN(std::vector<std::string> notes, policies_->Load(names));
+  if (tools_->geo != nullptr) {
+    // PolicyTools is shared read-only; the database swaps its own mapping.
+    const Status geo = const_cast<privacy::GeoDatabase&>(*tools_->geo).ReloadIfChanged();
+    if (!geo.ok()) {
+      notes.push_back("geolocation database kept: " + geo.message());
+    }
+  }
+  return notes;
+}
 
 Status Service::Close() { return engine_ ? engine_->Close() : Status::Ok(); }
 

@@ -7,6 +7,7 @@
 // (fsync), so callers run them off any event loop.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -18,6 +19,7 @@
 
 #include "core/core.h"
 #include "ingest/ingest.h"
+#include "privacy/policy_store.h"
 #include "privacy/privacy.h"
 #include "query/query.h"
 #include "service/config.h"
@@ -78,7 +80,11 @@ struct ServiceMetrics {
   uint64_t events_duplicate = 0;
   uint64_t profile_updates_accepted = 0;
   uint64_t properties_dropped = 0;
+  uint64_t properties_pseudonymised = 0;
+  uint64_t values_redacted = 0;
   uint64_t context_fields_discarded = 0;
+  uint64_t context_fields_generalised = 0;
+  std::array<uint64_t, privacy::kPiiKindCount> detections{};  // by privacy::PiiKind
   uint64_t export_rows = 0;
 };
 
@@ -130,8 +136,10 @@ class Service {
   store::Stats GetStoreStats() const;
   Clock& clock() { return *clock_; }
 
-  // Reloads what can change without a restart (projects).
-  Status Reload();
+  // Reloads what can change without a restart: projects, their privacy
+  // policies, a replaced geolocation database. Returns what it refused and
+  // kept the previous version of (a broken policy file), for the log.
+  Result<std::vector<std::string>> Reload();
   // Waits for in-flight appends and closes the store. Idempotent.
   Status Close();
 
@@ -139,7 +147,10 @@ class Service {
   struct Counters;
   Service(std::shared_ptr<Clock> clock, int data_lock_fd,
           std::unique_ptr<ProjectRegistry> projects, std::unique_ptr<privacy::KeyStore> keys,
+          std::unique_ptr<privacy::PolicyStore> policies,
+          std::shared_ptr<const privacy::PolicyTools> tools,
           std::unique_ptr<store::Engine> engine);
+  void CountPolicy(const privacy::PolicyCounters& counters);
   // An ingest request made ready for the store: the outcome so far and the
   // batch still to append (empty when nothing is left to store).
   struct Prepared {
@@ -163,6 +174,8 @@ class Service {
   int data_lock_fd_;  // flock held while serving: one process per data folder
   std::unique_ptr<ProjectRegistry> projects_;
   std::unique_ptr<privacy::KeyStore> keys_;
+  std::unique_ptr<privacy::PolicyStore> policies_;
+  std::shared_ptr<const privacy::PolicyTools> tools_;
   std::unique_ptr<store::Engine> engine_;
   std::unique_ptr<Counters> counters_;
 };
