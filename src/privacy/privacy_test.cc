@@ -151,3 +151,172 @@ TEST(PolicyTest, GroupSubjectsAreSeparateFromUserSubjects) {
 
 }  // namespace
 }  // namespace minpanel::privacy
+
+namespace minpanel::privacy {
+namespace {
+
+// The full policy with real tools: uap-core's regexes and the geolocation
+// database that scripts/setup-geoip.sh installs.
+class FullPolicyTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    auto tools = std::make_shared<PolicyTools>();
+    auto user_agents = UserAgentParser::Load("/usr/share/uap-core/regexes.yaml");
+    ASSERT_TRUE(user_agents.ok()) << user_agents.status().ToString();
+    tools->user_agents = std::move(user_agents).value();
+    const std::string repo =
+        std::filesystem::path(__FILE__).parent_path().parent_path().parent_path().string();
+    auto geo = GeoDatabase::Open(DefaultGeoDatabasePaths(repo));
+    ASSERT_TRUE(geo.ok()) << geo.status().ToString() << " (run scripts/setup-geoip.sh)";
+    tools->geo = std::move(geo).value();
+    tools_ = tools;
+  }
+
+  Policy Make(const std::string& toml = "") {
+    auto spec = ParsePolicy(toml);
+    EXPECT_TRUE(spec.ok()) << spec.status().ToString();
+    return Policy(FixedKey(1), std::make_shared<const PolicySpec>(*spec), tools_);
+  }
+
+  static RawEvent BrowserEvent() {
+    RawEvent raw;
+    raw.name = "Viewed invoice";
+    raw.time_ms = 1'700'000'000'000;
+    raw.distinct_id = "user-8812";
+    raw.client_ip = "8.8.8.8";
+    raw.user_agent =
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/120.0.0.0 Safari/537.36";
+    raw.page_url = "https://app.example.test/org/4411/invoices?token=sk-proj-abcdefghijklmnopqrstuv"
+                   "wx&utm_source=mail#top";
+    raw.referrer = "https://mail.example.test/inbox?u=someone@example.test";
+    raw.library = "web";
+    raw.properties = {{"$email", Value::String("someone@example.test")},
+                      {"company_id", Value::String("acme-17")},
+                      {"$anon_distinct_id", Value::String("device-77")},
+                      {"note", Value::String("call me at +44 20 7946 0958")},
+                      {"tags", Value::List({"ok", "reach me: someone@example.test"})},
+                      {"plan", Value::String("pro")},
+                      {"name", Value::String("Pricing page")}};
+    return raw;
+  }
+
+  static std::string Text(const Event& event, std::string_view key) {
+    const Value* value = FindProperty(event.properties, key);
+    return value != nullptr && value->type() == Value::Type::kString ? value->as_string() : "";
+  }
+
+  static std::shared_ptr<const PolicyTools> tools_;
+};
+
+std::shared_ptr<const PolicyTools> FullPolicyTest::tools_;
+
+TEST_F(FullPolicyTest, DefaultPolicyGeneralisesContextAndRedacts) {
+  const Policy policy = Make();
+  PolicyCounters counters;
+  const Event event = policy.Apply(BrowserEvent(), &counters);
+  EXPECT_EQ(Text(event, "mp_country_code"), "US");
+  EXPECT_EQ(Text(event, "$browser"), "Chrome");
+  EXPECT_EQ(Text(event, "$browser_version"), "120");
+  EXPECT_EQ(Text(event, "$os"), "Windows");
+  EXPECT_EQ(Text(event, "$device_type"), "desktop");
+  EXPECT_EQ(Text(event, "$current_url"),
+            "https://app.example.test/org/:id/invoices?utm_source=mail");
+  EXPECT_EQ(Text(event, "$referring_domain"), "mail.example.test");
+  EXPECT_EQ(Text(event, "mp_lib"), "web");
+  EXPECT_EQ(FindProperty(event.properties, "$email"), nullptr);
+  EXPECT_EQ(Text(event, "note"), "call me at [phone]");
+  EXPECT_EQ(FindProperty(event.properties, "tags")->as_list()[1], "reach me: [email]");
+  EXPECT_EQ(Text(event, "plan"), "pro");
+  EXPECT_EQ(Text(event, "name"), "Pricing page") << "a page's name is not a person's";
+  EXPECT_EQ(Text(event, "$anon_distinct_id"), FormatPseudonym(policy.Pseudonym("device-77")))
+      << "ids of people keep matching their subjects";
+  EXPECT_TRUE(Text(event, "company_id").starts_with("psn_"));
+  EXPECT_EQ(counters.properties_dropped, 1U);
+  EXPECT_EQ(counters.properties_pseudonymised, 2U);
+  EXPECT_EQ(counters.detections.by_kind[static_cast<size_t>(PiiKind::kPhone)], 1U);
+  EXPECT_EQ(counters.context_fields_discarded, 4U);
+}
+
+TEST_F(FullPolicyTest, NoRawValueSurvivesAnywhereInTheEvent) {
+  const Policy policy = Make();
+  PolicyCounters counters;
+  const Event event = policy.Apply(BrowserEvent(), &counters);
+  std::string everything = event.name;
+  for (const Property& property : event.properties) {
+    everything += property.key + "=";
+    if (property.value.type() == Value::Type::kString) {
+      everything += property.value.as_string();
+    } else if (property.value.type() == Value::Type::kList) {
+      for (const std::string& item : property.value.as_list()) {
+        everything += item + ",";
+      }
+    }
+    everything += ";";
+  }
+  for (const char* planted : {"someone@example.test", "8.8.8.8", "user-8812", "device-77",
+                              "acme-17", "7946", "sk-proj", "4411", "Mozilla"}) {
+    EXPECT_EQ(everything.find(planted), std::string::npos) << planted << " in " << everything;
+  }
+}
+
+TEST_F(FullPolicyTest, RulesKeepDropAndPseudonymiseByNameAndGlob) {
+  const Policy policy = Make(R"(
+ip = "drop"
+user_agent = "keep"
+ip_precision = "country"
+[[rule]]
+match = "$email"
+action = "keep"
+[[rule]]
+match = "debug.*"
+action = "drop"
+[[rule]]
+match = "plan"
+action = "pseudonymise"
+)");
+  RawEvent raw = BrowserEvent();
+  raw.properties.push_back({"debug.trace", Value::String("x")});
+  PolicyCounters counters;
+  const Event event = policy.Apply(std::move(raw), &counters);
+  EXPECT_EQ(Text(event, "$email"), "someone@example.test") << "an explicit keep is kept as sent";
+  EXPECT_EQ(FindProperty(event.properties, "debug.trace"), nullptr);
+  EXPECT_TRUE(Text(event, "plan").starts_with("psn_"));
+  EXPECT_EQ(FindProperty(event.properties, "mp_country_code"), nullptr);
+  EXPECT_TRUE(Text(event, "$user_agent").starts_with("Mozilla/5.0"));
+}
+
+TEST_F(FullPolicyTest, DetectorsAlsoCoverKeysAndEventNames) {
+  const Policy policy = Make();
+  RawEvent raw = BrowserEvent();
+  raw.name = "Emailed someone@example.test";
+  raw.properties = {{"clicked by someone@example.test", Value::Bool(true)}};
+  PolicyCounters counters;
+  const Event event = policy.Apply(std::move(raw), &counters);
+  EXPECT_EQ(event.name, "Emailed [email]");
+  ASSERT_FALSE(event.properties.empty());
+  EXPECT_EQ(event.properties[0].key, "clicked by [email]");
+}
+
+TEST_F(FullPolicyTest, ProfilesKeepOnlyWhatThePolicyKeeps) {
+  const Policy policy = Make();
+  PolicyCounters counters;
+  RawProfileUpdate user;
+  user.distinct_id = "user-8812";
+  user.properties = {{"name", Value::String("Test Person")},
+                     {"email", Value::String("someone@example.test")},
+                     {"plan", Value::String("pro")}};
+  const ProfileUpdate user_update = policy.Apply(std::move(user), &counters);
+  ASSERT_EQ(user_update.properties.size(), 1U);
+  EXPECT_EQ(user_update.properties[0].key, "plan");
+
+  RawProfileUpdate group;
+  group.group_key = "company";
+  group.distinct_id = "acme-17";
+  group.properties = {{"name", Value::String("Acme")}};
+  const ProfileUpdate group_update = policy.Apply(std::move(group), &counters);
+  ASSERT_EQ(group_update.properties.size(), 1U) << "a company's name is kept";
+}
+
+}  // namespace
+}  // namespace minpanel::privacy
