@@ -308,22 +308,38 @@ std::optional<Value> Policy::ApplyAction(Action action, const Property& property
   }
 }
 
+Action Policy::ActionFor(std::string_view key, bool user_profile, std::string* reason) const {
+  const auto explain = [reason](std::string text) {
+    if (reason != nullptr) {
+      *reason = std::move(text);
+    }
+  };
+  if (const PropertyRule* rule = MatchRule(*spec_, key)) {
+    explain("rule at line " + std::to_string(rule->line) + " (" + rule->pattern + ")");
+    return rule->action;
+  }
+  if (spec_->drop_person_properties && IsPersonProperty(key, user_profile)) {
+    explain("named for a person");
+    return Action::kDrop;
+  }
+  if (IsIn(key, kSubjectIdKeys) || IsIn(key, kGroupIdKeys) || key.starts_with("$groups.")) {
+    explain("an id of a person or organisation");
+    return Action::kPseudonymise;
+  }
+  if (!spec_->detectors) {
+    explain("detectors are off");
+    return Action::kKeep;
+  }
+  explain("detectors");
+  return Action::kRedact;
+}
+
 Properties Policy::ApplyToProperties(Properties properties, bool user_profile,
                                      PolicyCounters* counters) const {
   Properties kept;
   kept.reserve(properties.size());
   for (Property& property : properties) {
-    Action action = Action::kRedact;
-    if (const PropertyRule* rule = MatchRule(*spec_, property.key)) {
-      action = rule->action;
-    } else if (spec_->drop_person_properties && IsPersonProperty(property.key, user_profile)) {
-      action = Action::kDrop;
-    } else if (IsIn(property.key, kSubjectIdKeys) || IsIn(property.key, kGroupIdKeys) ||
-               property.key.starts_with("$groups.")) {
-      action = Action::kPseudonymise;
-    } else if (!spec_->detectors) {
-      action = Action::kKeep;
-    }
+    const Action action = ActionFor(property.key, user_profile, nullptr);
     std::optional<Value> value = ApplyAction(action, property, counters);
     if (!value.has_value()) {
       continue;

@@ -106,6 +106,12 @@ class Policy {
   // same pseudonym under the same key.
   Id128 Pseudonym(std::string_view distinct_id) const;
 
+  // What the policy does to a property named `key`, and why (a rule and its
+  // line, the person-name stance, an id, the detectors), for previews.
+  Action ActionFor(std::string_view key, bool user_profile, std::string* reason) const;
+  const PolicySpec& spec() const { return *spec_; }
+  const PolicyTools& tools() const { return *tools_; }
+
  private:
   Id128 InsertId(const RawEvent& raw) const;
   Id128 KeyedHash(uint8_t domain, std::string_view data) const;

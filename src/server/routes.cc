@@ -163,6 +163,7 @@ Route ClassifyTarget(std::string_view target) {
   if (path == "/groups") return Route::kGroups;
   if (path == "/import") return Route::kImport;
   if (path == "/api/2.0/export") return Route::kExport;
+  if (path == "/api/policy/preview") return Route::kPolicyPreview;
   if (path == "/healthz") return Route::kHealth;
   if (path == "/metrics") return Route::kMetrics;
   if (path == "/") return Route::kRoot;
@@ -181,6 +182,8 @@ std::string_view RouteLabel(Route route) {
       return "/import";
     case Route::kExport:
       return "/api/2.0/export";
+    case Route::kPolicyPreview:
+      return "/api/policy/preview";
     case Route::kHealth:
       return "/healthz";
     case Route::kMetrics:
@@ -312,6 +315,28 @@ void HandleMixpanel(Route route, const Request& request, const std::string& clie
   ingest_request.use_client_ip = Flag(*query, "ip");
   ingest_request.client_ip = client_ip;
   service.IngestMixpanelAsync(ingest_request, std::move(respond));
+}
+
+Response HandlePolicyPreview(const Request& request, const Settings& settings,
+                             service::Service& service) {
+  auto query = ingest::ParseForm(QueryOf(request.target()));
+  if (!query.ok()) {
+    return ErrorResponse(request, query.status());
+  }
+  auto project = service.Authenticate(CredentialsOf(request, *query));
+  if (!project.ok()) {
+    return ErrorResponse(request, project.status());
+  }
+  std::string storage;
+  auto payload = RequestPayload(request, settings, &storage);
+  if (!payload.ok()) {
+    return ErrorResponse(request, payload.status());
+  }
+  auto preview = service.PreviewPolicy(*project, *payload);
+  if (!preview.ok()) {
+    return ErrorResponse(request, preview.status());
+  }
+  return MakeResponse(request, 200, kJson, std::move(preview).value());
 }
 
 Response HandleHealth(const Request& request, bool stopping) {

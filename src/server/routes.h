@@ -20,7 +20,18 @@ namespace minpanel::server {
 using Request = boost::beast::http::request<boost::beast::http::string_body>;
 using Response = boost::beast::http::response<boost::beast::http::string_body>;
 
-enum class Route { kTrack, kEngage, kGroups, kImport, kExport, kHealth, kMetrics, kRoot, kUnknown };
+enum class Route {
+  kTrack,
+  kEngage,
+  kGroups,
+  kImport,
+  kExport,
+  kPolicyPreview,
+  kHealth,
+  kMetrics,
+  kRoot,
+  kUnknown
+};
 
 // What may change on SIGHUP, swapped as a whole.
 struct Settings {
@@ -53,6 +64,11 @@ Response PreflightResponse(const Request& request);
 using ReplyFunction = std::function<void(Response)>;
 void HandleMixpanel(Route route, const Request& request, const std::string& client_ip,
                     const Settings& settings, service::Service& service, ReplyFunction reply);
+
+// POST /api/policy/preview: secret-authenticated; the body is an /import
+// payload; the reply shows what would be stored and why. Stores nothing.
+Response HandlePolicyPreview(const Request& request, const Settings& settings,
+                             service::Service& service);
 
 Response HandleHealth(const Request& request, bool stopping);
 Response HandleMetrics(const Request& request, const Metrics& metrics, service::Service& service);

@@ -284,13 +284,16 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     }
     // GET everywhere (Mixpanel's GET /track carries data= in the query),
     // POST on the ingest routes; a HEAD must not ingest anything.
-    if (!(method == http::verb::get || (IsIngestRoute(route) && method == http::verb::post))) {
+    const bool takes_post = IsIngestRoute(route) || route == Route::kPolicyPreview;
+    if (!(method == http::verb::get || (takes_post && method == http::verb::post))) {
       Response response = ErrorResponse(
           request_, Status::InvalidArgument("method: " + std::string(request_.method_string()) +
                                             " is not allowed on " +
                                             std::string(RouteLabel(route))));
       response.result(http::status::method_not_allowed);
-      response.set(http::field::allow, IsIngestRoute(route) ? "GET, POST, OPTIONS" : "GET");
+      response.set(http::field::allow, IsIngestRoute(route) ? "GET, POST, OPTIONS"
+                                       : takes_post        ? "GET, POST"
+                                                           : "GET");
       Write(std::move(response));
       return;
     }
@@ -298,6 +301,15 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     if (route == Route::kExport) {
       net::post(server_.exporters(),
                 [self = this->shared_from_this()] { self->StreamExport(); });
+      return;
+    }
+    if (route == Route::kPolicyPreview) {
+      net::post(server_.workers(), [self = this->shared_from_this()] {
+        auto response = std::make_shared<Response>(HandlePolicyPreview(
+            self->request_, *self->server_.settings(), self->server_.service()));
+        net::post(self->stream_.get_executor(),
+                  [self, response] { self->Write(std::move(*response)); });
+      });
       return;
     }
     auto handle = [self = this->shared_from_this(), route] {

@@ -358,17 +358,8 @@ Result<Service::Prepared> Service::PrepareMixpanel(const IngestRequest& request)
 
 Result<Service::Prepared> Service::PrepareEvents(const IngestRequest& request,
                                                  const Project* authenticated) {
-  ingest::DecodeOptions options;
-  options.route = request.route;
-  options.now_ms = clock_->NowMs();
-  auto decoded_or = ingest::DecodeMixpanelEvents(request.payload, options);
-  if (!decoded_or.ok() && request.route == ingest::MixpanelRoute::kImport &&
-      decoded_or.status().code() == StatusCode::kInvalidArgument &&
-      request.payload.find('\n') != std::string_view::npos) {
-    // Not one JSON value: /import also takes newline-delimited JSON.
-    decoded_or = ingest::DecodeMixpanelEvents(NdjsonToArray(request.payload), options);
-  }
-  MP_ASSIGN_OR_RETURN(ingest::MixpanelEvents decoded, std::move(decoded_or));
+  MP_ASSIGN_OR_RETURN(ingest::MixpanelEvents decoded,
+                      DecodeEvents(request.route, request.payload));
   Prepared prepared;
   prepared.outcome.records_total = decoded.records_total;
   counters_->events_rejected += decoded.errors.size();
@@ -388,6 +379,21 @@ Result<Service::Prepared> Service::PrepareEvents(const IngestRequest& request,
   }
   MP_RETURN_IF_ERROR(ApplyPolicy(project, std::move(decoded.events), &request, &prepared.batch));
   return prepared;
+}
+
+Result<ingest::MixpanelEvents> Service::DecodeEvents(ingest::MixpanelRoute route,
+                                                     std::string_view payload) const {
+  ingest::DecodeOptions options;
+  options.route = route;
+  options.now_ms = clock_->NowMs();
+  auto decoded = ingest::DecodeMixpanelEvents(payload, options);
+  if (!decoded.ok() && route == ingest::MixpanelRoute::kImport &&
+      decoded.status().code() == StatusCode::kInvalidArgument &&
+      payload.find('\n') != std::string_view::npos) {
+    // Not one JSON value: /import also takes newline-delimited JSON.
+    decoded = ingest::DecodeMixpanelEvents(NdjsonToArray(payload), options);
+  }
+  return decoded;
 }
 
 Status Service::ApplyPolicy(const Project& project, std::vector<RawEvent> events,

@@ -120,6 +120,11 @@ class Service {
   Result<IngestOutcome> ImportEvents(const Project& project,
                                      const std::vector<std::string_view>& records);
 
+  // What the project's policy would store for sample events (an /import
+  // payload: one event, an array or JSON lines) and which rule or detector
+  // changed each field, as one JSON object. Nothing is stored or logged.
+  Result<std::string> PreviewPolicy(const Project& project, std::string_view payload);
+
   // The project these credentials (secret as Basic user or password, or as
   // api_key; with project_id for service accounts) unlock.
   Result<Project> Authenticate(const Credentials& credentials) const;
@@ -158,6 +163,9 @@ class Service {
     store::AppendBatch batch;
   };
   Result<Prepared> PrepareMixpanel(const IngestRequest& request);
+  // Decodes an events payload; /import also takes newline-delimited JSON.
+  Result<ingest::MixpanelEvents> DecodeEvents(ingest::MixpanelRoute route,
+                                              std::string_view payload) const;
   Result<Prepared> PrepareEvents(const IngestRequest& request, const Project* authenticated);
   Result<Prepared> PrepareProfiles(const IngestRequest& request);
   // Applies the project's policy to decoded events, into `batch`.

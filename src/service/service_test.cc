@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <future>
 
 #include <gtest/gtest.h>
@@ -242,6 +243,45 @@ TEST_F(ServiceTest, SecondProcessOnTheSameDataFolderIsRefused) {
   auto second = Service::Open(config_, file_system_, clock_);
   ASSERT_FALSE(second.ok());
   EXPECT_EQ(second.status().code(), StatusCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace minpanel::service
+
+namespace minpanel::service {
+namespace {
+
+class PreviewTest : public ServiceTest {};
+
+TEST_F(PreviewTest, ShowsWhatWouldBeStoredAndWhyAndStoresNothing) {
+  auto preview = service_->PreviewPolicy(
+      project_, "{\"event\":\"Signed up\",\"properties\":{\"distinct_id\":\"user-1\","
+                "\"time\":1795685200,\"$email\":\"a@example.test\","
+                "\"note\":\"card 4111 1111 1111 1111\",\"plan\":\"pro\"}}");
+  ASSERT_TRUE(preview.ok()) << preview.status().ToString();
+  EXPECT_NE(preview->find("\"note\":\"card [card]\""), std::string::npos) << *preview;
+  EXPECT_NE(preview->find("{\"field\":\"properties.$email\",\"change\":\"dropped\","
+                          "\"by\":\"named for a person\"}"),
+            std::string::npos)
+      << *preview;
+  EXPECT_NE(preview->find("\"by\":\"detectors; detector: card\""), std::string::npos);
+  EXPECT_EQ(preview->find("user-1"), std::string::npos);
+  EXPECT_EQ(Lines(ExportAll()), 0U) << "a preview stores nothing";
+}
+
+TEST_F(PreviewTest, ProjectPolicyFileIsAppliedAfterReload) {
+  std::filesystem::create_directories(root_ / "data" / "policies");
+  std::ofstream(root_ / "data" / "policies" / "demo.toml")
+      << "[[rule]]\nmatch = \"note\"\naction = \"drop\"\n";
+  auto notes = service_->Reload();
+  ASSERT_TRUE(notes.ok()) << notes.status().ToString();
+  EXPECT_TRUE(notes->empty());
+  auto preview = service_->PreviewPolicy(
+      project_, "{\"event\":\"e\",\"properties\":{\"distinct_id\":\"u\",\"time\":1795685200,"
+                "\"note\":\"hello\"}}");
+  ASSERT_TRUE(preview.ok());
+  EXPECT_NE(preview->find("\"policy_version\":1"), std::string::npos) << *preview;
+  EXPECT_NE(preview->find("\"by\":\"rule at line 1 (note)\""), std::string::npos) << *preview;
 }
 
 }  // namespace
