@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <iostream>
+#include <iterator>
 
 #include <CLI/CLI.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -193,6 +194,7 @@ struct Flags {
   std::string distinct_id;
   std::string dump_path;
   std::string policy_path;
+  std::string preview_project;
 };
 
 struct Commands {
@@ -204,6 +206,7 @@ struct Commands {
   CLI::App* export_command = nullptr;
   CLI::App* dump = nullptr;
   CLI::App* policy_check = nullptr;
+  CLI::App* policy_preview = nullptr;
 };
 
 void AddProjectCommands(CLI::App& app, Flags& flags, Commands& commands) {
@@ -267,6 +270,37 @@ void AddDataCommands(CLI::App& app, Flags& flags, Commands& commands) {
   commands.policy_check =
       policy->add_subcommand("check", "validate a policy file and print every rule");
   commands.policy_check->add_option("FILE", flags.policy_path, "a policy TOML file")->required();
+  commands.policy_preview = policy->add_subcommand(
+      "preview",
+      "read Mixpanel events (JSON, array or JSON lines) on stdin and show what the project's "
+      "policy would store and why; stores nothing (in-process: the server must be stopped, or "
+      "use POST /api/policy/preview)");
+  flags.sources.AddFlags(commands.policy_preview, false);
+  commands.policy_preview->add_option("--project", flags.preview_project, "project name")
+      ->required();
+}
+
+int PolicyPreview(const ConfigSources& sources, const std::string& project_name) {
+  auto config = sources.Build();
+  if (!config.ok()) {
+    return Fail(config.status());
+  }
+  auto service = OpenServiceForCommand(*config, "send the events to POST /api/policy/preview");
+  if (!service.ok()) {
+    return Fail(service.status());
+  }
+  auto project = FindProject(**service, project_name);
+  if (!project.ok()) {
+    return Fail(project.status());
+  }
+  const std::string input{std::istreambuf_iterator<char>(std::cin),
+                          std::istreambuf_iterator<char>()};
+  auto preview = (*service)->PreviewPolicy(*project, input);
+  if (!preview.ok()) {
+    return Fail(preview.status());
+  }
+  std::cout << *preview;
+  return 0;
 }
 
 // `minpanel policy check FILE`: exit 0 and the rules, or 1 and the error.
@@ -310,6 +344,9 @@ int Dispatch(Flags& flags, const Commands& commands) {
   }
   if (commands.policy_check->parsed()) {
     return PolicyCheck(flags.policy_path);
+  }
+  if (commands.policy_preview->parsed()) {
+    return PolicyPreview(flags.sources, flags.preview_project);
   }
   return kExitUsage;
 }

@@ -87,11 +87,11 @@ class CliTest : public ::testing::Test {
     return " --data " + (root_ / "data").string() + " --keys " + (root_ / "keys").string();
   }
 
-  RunResult Run(const std::string& arguments) const {
+  RunResult Run(const std::string& arguments, const fs::path& input = "/dev/null") const {
     const fs::path out = root_ / "run.out";
     const fs::path err = root_ / "run.err";
     const std::string command = std::string(MINPANEL_BINARY) + " " + arguments + " >" +
-                                out.string() + " 2>" + err.string() + " </dev/null";
+                                out.string() + " 2>" + err.string() + " <" + input.string();
     const int status = std::system(command.c_str());
     RunResult result;
     result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
@@ -477,6 +477,30 @@ TEST_F(RecordReaderTest, OverlongRecordIsSkippedNotKept) {
   const std::string huge(kRecordTextBytesMax + 10, 'x');
   EXPECT_EQ(ReadAll(huge + "\n{}\n"), (std::vector<std::string>{"<too long>", "{}"}));
   EXPECT_EQ(ReadAll("[\"" + huge + "\", {}]"), (std::vector<std::string>{"<too long>", "{}"}));
+}
+
+TEST_F(CliTest, PolicyCheckPrintsRulesOrNamesTheBadKey) {
+  WriteText(root_ / "good.toml", "ip = \"drop\"\n[[rule]]\nmatch = \"debug.*\"\naction = \"drop\"\n");
+  const RunResult good = Run("policy check " + (root_ / "good.toml").string());
+  EXPECT_EQ(good.exit_code, 0) << good.err;
+  EXPECT_NE(good.out.find("line 2: debug.* -> drop"), std::string::npos) << good.out;
+  WriteText(root_ / "bad.toml", "ip = \"hide\"\n");
+  const RunResult bad = Run("policy check " + (root_ / "bad.toml").string());
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.err.find("'ip' must be one of"), std::string::npos) << bad.err;
+}
+
+TEST_F(CliTest, PolicyPreviewShowsChangesAndStoresNothing) {
+  WriteText(root_ / "sample.jsonl",
+            "{\"event\":\"e\",\"properties\":{\"distinct_id\":\"user-9\",\"time\":1700000000,"
+            "\"note\":\"mail a@example.test\",\"$email\":\"a@example.test\"}}\n");
+  const RunResult preview =
+      Run("policy preview --project demo" + Folders(), root_ / "sample.jsonl");
+  ASSERT_EQ(preview.exit_code, 0) << preview.err;
+  EXPECT_NE(preview.out.find("\"note\":\"mail [email]\""), std::string::npos) << preview.out;
+  EXPECT_NE(preview.out.find("\"by\":\"named for a person\""), std::string::npos);
+  EXPECT_EQ(preview.out.find("user-9"), std::string::npos);
+  EXPECT_TRUE(ExportAll().empty()) << "a preview stores nothing";
 }
 
 }  // namespace
