@@ -24,7 +24,6 @@ constexpr uint8_t kDomainGroup = 'g';
 constexpr uint8_t kDomainClientInsertId = 'i';
 constexpr uint8_t kDomainContentInsertId = 'c';
 
-constexpr uint8_t kDomainValue = 'v';
 
 void PutU32(std::string* out, uint32_t value) {
   for (int byte_idx = 0; byte_idx < 4; ++byte_idx) {
@@ -235,12 +234,30 @@ Id128 Policy::InsertId(const RawEvent& raw) const {
   return KeyedHash(kDomainContentInsertId, canonical);
 }
 
-std::string Policy::PseudonymText(std::string_view text, uint8_t domain) const {
+Id128 Policy::GroupSubject(std::string_view group_key, std::string_view group_id) const {
+  std::string group_identity(group_key);
+  group_identity.push_back('\0');
+  group_identity.append(group_id);
+  return KeyedHash(kDomainGroup, group_identity);
+}
+
+// A person's id becomes that person's subject; any other id becomes the
+// subject of the group it names, the property's name being the group key
+// (Mixpanel's group analytics: an event property `company` = "acme" is the
+// group profile {$group_key: company, $group_id: acme}; PostHog's
+// $groups.company likewise), so events and group profiles join.
+std::string Policy::PseudonymText(std::string_view key, std::string_view text) const {
   if (text.starts_with(kPseudonymPrefix) &&
       Id128::FromHex(text.substr(kPseudonymPrefix.size())).has_value()) {
     return std::string(text);  // already a pseudonym (a re-imported export)
   }
-  return FormatPseudonym(domain == kDomainSubject ? Pseudonym(text) : KeyedHash(domain, text));
+  if (IsIn(key, kSubjectIdKeys)) {
+    return FormatPseudonym(Pseudonym(text));
+  }
+  constexpr std::string_view kGroupsPrefix = "$groups.";
+  const std::string_view group_key =
+      key.starts_with(kGroupsPrefix) ? key.substr(kGroupsPrefix.size()) : key;
+  return FormatPseudonym(GroupSubject(group_key, text));
 }
 
 Value Policy::Redacted(const Value& value, PolicyCounters* counters) const {
@@ -290,16 +307,15 @@ std::optional<Value> Policy::ApplyAction(Action action, const Property& property
       break;
   }
   ++counters->properties_pseudonymised;
-  const uint8_t domain = IsIn(property.key, kSubjectIdKeys) ? kDomainSubject : kDomainValue;
   switch (value.type()) {
     case Value::Type::kString:
-      return Value::String(PseudonymText(value.as_string(), domain));
+      return Value::String(PseudonymText(property.key, value.as_string()));
     case Value::Type::kInt:
-      return Value::String(PseudonymText(std::to_string(value.as_int()), domain));
+      return Value::String(PseudonymText(property.key, std::to_string(value.as_int())));
     case Value::Type::kList: {
       StringList items;
       for (const std::string& item : value.as_list()) {
-        items.push_back(PseudonymText(item, domain));
+        items.push_back(PseudonymText(property.key, item));
       }
       return Value::List(std::move(items));
     }
@@ -344,10 +360,15 @@ Properties Policy::ApplyToProperties(Properties properties, bool user_profile,
     if (!value.has_value()) {
       continue;
     }
-    // A key can carry personal data too ("clicked_by_a@b.test").
+    // A key can carry personal data too ("clicked_by_a@b.test"). Two keys
+    // redacted alike would collide; the later one is dropped.
     if (action != Action::kKeep && spec_->detectors) {
       if (auto key = tools_->detectors.Redact(property.key, &counters->detections)) {
         property.key = std::move(*key);
+        if (FindProperty(kept, property.key) != nullptr) {
+          ++counters->properties_dropped;
+          continue;
+        }
       }
     }
     kept.push_back(Property{std::move(property.key), std::move(*value)});
@@ -434,14 +455,8 @@ Event Policy::Apply(RawEvent&& raw, PolicyCounters* counters) const {
 ProfileUpdate Policy::Apply(RawProfileUpdate&& raw, PolicyCounters* counters) const {
   ProfileUpdate update;
   const bool user_profile = raw.group_key.empty();
-  if (user_profile) {
-    update.subject = Pseudonym(raw.distinct_id);
-  } else {
-    std::string group_identity = raw.group_key;
-    group_identity.push_back('\0');
-    group_identity.append(raw.distinct_id);
-    update.subject = KeyedHash(kDomainGroup, group_identity);
-  }
+  update.subject =
+      user_profile ? Pseudonym(raw.distinct_id) : GroupSubject(raw.group_key, raw.distinct_id);
   update.group_key = std::move(raw.group_key);
   update.time_ms = raw.time_ms;
   update.key_version = key_.version;

@@ -122,7 +122,8 @@ class Policy {
   std::optional<Value> ApplyAction(Action action, const Property& property,
                                    PolicyCounters* counters) const;
   Value Redacted(const Value& value, PolicyCounters* counters) const;
-  std::string PseudonymText(std::string_view text, uint8_t domain) const;
+  std::string PseudonymText(std::string_view key, std::string_view text) const;
+  Id128 GroupSubject(std::string_view group_key, std::string_view group_id) const;
   void AddContext(RawEvent& raw, Properties* properties, PolicyCounters* counters) const;
 
   ProjectKey key_;

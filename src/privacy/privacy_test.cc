@@ -298,6 +298,34 @@ TEST_F(FullPolicyTest, DetectorsAlsoCoverKeysAndEventNames) {
   EXPECT_EQ(event.properties[0].key, "clicked by [email]");
 }
 
+TEST_F(FullPolicyTest, GroupIdsOnEventsJoinTheirGroupProfiles) {
+  const Policy policy = Make();
+  PolicyCounters counters;
+  RawEvent raw = BrowserEvent();
+  raw.properties = {{"company", Value::String("acme-17")},
+                    {"$groups.company", Value::String("acme-17")}};
+  const Event event = policy.Apply(std::move(raw), &counters);
+  RawProfileUpdate group;
+  group.group_key = "company";
+  group.distinct_id = "acme-17";
+  const ProfileUpdate profile = policy.Apply(std::move(group), &counters);
+  EXPECT_EQ(Text(event, "company"), FormatPseudonym(profile.subject));
+  EXPECT_EQ(Text(event, "$groups.company"), FormatPseudonym(profile.subject));
+}
+
+TEST_F(FullPolicyTest, KeysRedactedAlikeDoNotCollide) {
+  const Policy policy = Make();
+  PolicyCounters counters;
+  RawEvent raw = BrowserEvent();
+  raw.properties = {{"a@example.test", Value::Int(1)}, {"b@example.test", Value::Int(2)}};
+  const Event event = policy.Apply(std::move(raw), &counters);
+  size_t redacted_keys = 0;
+  for (const Property& property : event.properties) {
+    redacted_keys += property.key == "[email]" ? 1 : 0;
+  }
+  EXPECT_EQ(redacted_keys, 1U);
+}
+
 TEST_F(FullPolicyTest, ProfilesKeepOnlyWhatThePolicyKeeps) {
   const Policy policy = Make();
   PolicyCounters counters;

@@ -13,8 +13,6 @@ namespace {
 
 constexpr size_t kJsonpCallbackBytesMax = 128;
 constexpr size_t kForwardedHopsMax = 32;
-constexpr std::array<std::string_view, 4> kSecretParameters = {"api_key", "secret", "token",
-                                                                "data"};
 
 std::string_view Trim(std::string_view text) {
   while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) {
@@ -126,30 +124,6 @@ std::optional<std::pair<std::string, std::string>> ParseBasicAuth(std::string_vi
     return std::make_pair(decoded, std::string());
   }
   return std::make_pair(decoded.substr(0, colon), decoded.substr(colon + 1));
-}
-
-std::string MaskSecrets(std::string_view target) {
-  const size_t question = target.find('?');
-  if (question == std::string_view::npos) {
-    return std::string(target);
-  }
-  std::string masked(target.substr(0, question + 1));
-  std::string_view query = target.substr(question + 1);
-  bool first = true;
-  while (!query.empty()) {
-    const size_t amp = query.find('&');
-    const std::string_view pair = query.substr(0, amp);
-    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
-    if (!first) {
-      masked.push_back('&');
-    }
-    first = false;
-    const std::string_view name = pair.substr(0, pair.find('='));
-    const bool secret = std::find(kSecretParameters.begin(), kSecretParameters.end(), name) !=
-                        kSecretParameters.end();
-    masked.append(secret ? std::string(name) + "=***" : std::string(pair));
-  }
-  return masked;
 }
 
 Result<TrustedProxies> TrustedProxies::Parse(const std::vector<std::string>& entries) {

@@ -15,10 +15,6 @@ namespace minpanel::server {
 // "Basic base64(user:password)" → (user, password); nullopt otherwise.
 std::optional<std::pair<std::string, std::string>> ParseBasicAuth(std::string_view header);
 
-// Replaces the values of secret-bearing query parameters (api_key, secret,
-// token, data) with "***", so that a logged target holds no secret.
-std::string MaskSecrets(std::string_view target);
-
 // Addresses and CIDR ranges whose forwarding headers are believed.
 class TrustedProxies {
  public:

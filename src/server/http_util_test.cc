@@ -35,13 +35,6 @@ TEST(BasicAuthTest, OtherSchemesAndBadBase64AreIgnored) {
   EXPECT_FALSE(ParseBasicAuth("").has_value());
 }
 
-TEST(MaskSecretsTest, SecretParametersAreMasked) {
-  EXPECT_EQ(MaskSecrets("/import?ip=0&api_key=abc123&verbose=1"),
-            "/import?ip=0&api_key=***&verbose=1");
-  EXPECT_EQ(MaskSecrets("/track?data=eyJldmVudCI6"), "/track?data=***");
-  EXPECT_EQ(MaskSecrets("/healthz"), "/healthz");
-}
-
 TEST(TrustedProxiesTest, AddressesAndRanges) {
   auto proxies = TrustedProxies::Parse({"127.0.0.1", "10.0.0.0/8", "2001:db8::/32"});
   ASSERT_TRUE(proxies.ok());

@@ -424,8 +424,10 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     server_.metrics().CountRequest(RouteLabel(route), response.result_int(),
                                    request_.body().size());
     if (server_.settings()->config.access_log) {
-      spdlog::info("{} {} {}", std::string(request_.method_string()),
-                   MaskSecrets(request_.target()), response.result_int());
+      // The route, never the path or query: both can carry personal data
+      // (distinct_id=…, /users/a@b.test) as well as secrets.
+      spdlog::info("{} {} {} {} bytes", std::string(request_.method_string()),
+                   RouteLabel(route), response.result_int(), request_.body().size());
     }
     response_ = std::move(response);
     const auto limits = server_.settings()->config.limits;
