@@ -347,6 +347,16 @@ Response HandleHealth(const Request& request, bool stopping) {
 }
 
 Response HandleMetrics(const Request& request, const Metrics& metrics, service::Service& service) {
+  // Counters say how much a project receives and what the policy finds in
+  // it: a project secret is required, as for every read.
+  auto query = ingest::ParseForm(QueryOf(request.target()));
+  if (!query.ok()) {
+    return ErrorResponse(request, query.status());
+  }
+  auto project = service.Authenticate(CredentialsOf(request, *query));
+  if (!project.ok()) {
+    return ErrorResponse(request, project.status());
+  }
   return MakeResponse(request, 200, "text/plain; version=0.0.4",
                       metrics.Render(service.GetMetrics(), service.GetStoreStats()));
 }

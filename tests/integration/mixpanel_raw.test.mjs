@@ -659,8 +659,13 @@ describe('mixpanel wire forms (raw HTTP)', () => {
   });
 
   describe('metrics', () => {
+    it('/metrics needs a project secret', async () => {
+      assert.equal((await server.request({ path: '/metrics' })).status, 401);
+      assert.equal((await server.request({ path: '/metrics', headers: server.authHeader('0'.repeat(64)) })).status, 401);
+    });
+
     it('/metrics counts accepted events', async () => {
-      const res = await server.request({ path: '/metrics' });
+      const res = await server.request({ path: '/metrics', headers: server.authHeader() });
       assert.equal(res.status, 200);
       const match = res.text.match(/^minpanel_events_accepted_total(\{[^}]*\})?\s+([0-9.e+]+)/m);
       assert.ok(match, 'minpanel_events_accepted_total present');
@@ -668,7 +673,7 @@ describe('mixpanel wire forms (raw HTTP)', () => {
         .reduce((sum, line) => sum + Number(line.trim().split(/\s+/).pop()), 0);
       const ok = await server.request({ method: 'POST', path: '/track', headers: FORM, body: `data=${b64([event('metric1'), event('metric2')])}` });
       assert.equal(ok.text, '1');
-      const after = (await server.request({ path: '/metrics' })).text.split('\n')
+      const after = (await server.request({ path: '/metrics', headers: server.authHeader() })).text.split('\n')
         .filter((line) => line.startsWith('minpanel_events_accepted_total'))
         .reduce((sum, line) => sum + Number(line.trim().split(/\s+/).pop()), 0);
       assert.equal(after - before, 2, 'accepted counter grew by the two events');
