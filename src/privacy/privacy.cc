@@ -324,7 +324,8 @@ std::optional<Value> Policy::ApplyAction(Action action, const Property& property
   }
 }
 
-Action Policy::ActionFor(std::string_view key, bool user_profile, std::string* reason) const {
+Action Policy::ActionFor(std::string_view key, bool user_profile, std::string* reason,
+                         PolicyCounters* counters) const {
   const auto explain = [reason](std::string text) {
     if (reason != nullptr) {
       *reason = std::move(text);
@@ -332,6 +333,10 @@ Action Policy::ActionFor(std::string_view key, bool user_profile, std::string* r
   };
   if (const PropertyRule* rule = MatchRule(*spec_, key)) {
     explain("rule at line " + std::to_string(rule->line) + " (" + rule->pattern + ")");
+    if (counters != nullptr) {
+      counters->rule_hits.resize(spec_->rules.size());
+      ++counters->rule_hits[static_cast<size_t>(rule - spec_->rules.data())];
+    }
     return rule->action;
   }
   if (spec_->drop_person_properties && IsPersonProperty(key, user_profile)) {
@@ -355,7 +360,7 @@ Properties Policy::ApplyToProperties(Properties properties, bool user_profile,
   Properties kept;
   kept.reserve(properties.size());
   for (Property& property : properties) {
-    const Action action = ActionFor(property.key, user_profile, nullptr);
+    const Action action = ActionFor(property.key, user_profile, nullptr, counters);
     std::optional<Value> value = ApplyAction(action, property, counters);
     if (!value.has_value()) {
       continue;

@@ -35,6 +35,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/core.h"
 #include "privacy/detectors.h"
@@ -80,6 +81,8 @@ struct PolicyCounters {
   uint64_t context_fields_discarded = 0;  // raw IPs, user agents, URLs, referrers
   uint64_t context_fields_generalised = 0;
   DetectorCounts detections;
+  // Matches per rule, indexed like PolicySpec::rules (sized on first match).
+  std::vector<uint64_t> rule_hits;
 };
 
 // The shared, read-only machinery a policy uses; built once per process.
@@ -108,7 +111,8 @@ class Policy {
 
   // What the policy does to a property named `key`, and why (a rule and its
   // line, the person-name stance, an id, the detectors), for previews.
-  Action ActionFor(std::string_view key, bool user_profile, std::string* reason) const;
+  Action ActionFor(std::string_view key, bool user_profile, std::string* reason,
+                   PolicyCounters* counters = nullptr) const;
   const PolicySpec& spec() const { return *spec_; }
   const PolicyTools& tools() const { return *tools_; }
 

@@ -13,6 +13,22 @@ void Gauge(std::string* out, std::string_view name, std::string_view help, int64
   *out += fmt::format("# HELP {0} {1}\n# TYPE {0} gauge\n{0} {2}\n", name, help, value);
 }
 
+// Prometheus label values escape backslash, double quote and newline.
+std::string LabelValue(std::string_view text) {
+  std::string escaped;
+  for (const char c : text) {
+    if (c == '\\' || c == '"') {
+      escaped.push_back('\\');
+      escaped.push_back(c);
+    } else if (c == '\n') {
+      escaped += "\\n";
+    } else {
+      escaped.push_back(c);
+    }
+  }
+  return escaped;
+}
+
 void SyncHistogram(std::string* out, const store::Stats& store) {
   const std::string_view name = "minpanel_log_fsync_seconds";
   *out += fmt::format("# HELP {0} Write-ahead log fsync latency.\n# TYPE {0} histogram\n", name);
@@ -76,6 +92,14 @@ std::string Metrics::Render(const service::ServiceMetrics& service,
     out += fmt::format("minpanel_policy_detections_total{{detector=\"{}\"}} {}\n",
                        privacy::PiiKindName(static_cast<privacy::PiiKind>(kind_idx)),
                        service.detections[kind_idx]);
+  }
+  out += "# HELP minpanel_policy_rule_matches_total Properties matched, by policy rule.\n"
+         "# TYPE minpanel_policy_rule_matches_total counter\n";
+  for (const service::RuleMatches& rule : service.rule_matches) {
+    out += fmt::format(
+        "minpanel_policy_rule_matches_total{{project=\"{}\",line=\"{}\",match=\"{}\","
+        "action=\"{}\"}} {}\n",
+        LabelValue(rule.project), rule.line, LabelValue(rule.pattern), rule.action, rule.matches);
   }
   Counter(&out, "minpanel_policy_context_fields_discarded_total",
           "IP addresses, user agents, URLs and referrers the policy discarded.",

@@ -6,6 +6,9 @@
 
 #include <algorithm>
 #include <charconv>
+#include <map>
+#include <mutex>
+#include <tuple>
 #include <filesystem>
 
 #include <date/date.h>
@@ -27,6 +30,10 @@ struct Service::Counters {
   std::atomic<uint64_t> context_fields_discarded{0};
   std::atomic<uint64_t> context_fields_generalised{0};
   std::array<std::atomic<uint64_t>, privacy::kPiiKindCount> detections{};
+  // Keyed by (project, rule line, pattern, action); rules match rarely
+  // enough (only named properties) for a mutex per request.
+  std::mutex rule_mutex;
+  std::map<std::tuple<std::string, int64_t, std::string, std::string>, uint64_t> rule_matches;
   std::atomic<uint64_t> export_rows{0};
 };
 
@@ -408,7 +415,7 @@ Status Service::ApplyPolicy(const Project& project, std::vector<RawEvent> events
     }
     batch->events.push_back(policy.Apply(std::move(raw), &policy_counters));
   }
-  CountPolicy(policy_counters);
+  CountPolicy(project, policy, policy_counters);
   return Status::Ok();
 }
 
@@ -479,7 +486,7 @@ Result<Service::Prepared> Service::PrepareProfiles(const IngestRequest& request)
   for (RawProfileUpdate& raw : decoded.updates) {
     prepared.batch.profile_updates.push_back(policy.Apply(std::move(raw), &policy_counters));
   }
-  CountPolicy(policy_counters);
+  CountPolicy(project, policy, policy_counters);
   return prepared;
 }
 
@@ -527,13 +534,32 @@ ServiceMetrics Service::GetMetrics() const {
   for (size_t kind_idx = 0; kind_idx < privacy::kPiiKindCount; ++kind_idx) {
     metrics.detections[kind_idx] = counters_->detections[kind_idx].load();
   }
+  std::lock_guard lock(counters_->rule_mutex);
+  for (const auto& [rule, matches] : counters_->rule_matches) {
+    const auto& [project, line, pattern, action] = rule;
+    metrics.rule_matches.push_back({project, line, pattern, action, matches});
+  }
   metrics.export_rows = counters_->export_rows.load();
   return metrics;
 }
 
 store::Stats Service::GetStoreStats() const { return engine_->GetStats(); }
 
-void Service::CountPolicy(const privacy::PolicyCounters& counters) {
+void Service::CountPolicy(const Project& project, const privacy::Policy& policy,
+                          const privacy::PolicyCounters& counters) {
+  if (!counters.rule_hits.empty()) {
+    const std::vector<privacy::PropertyRule>& rules = policy.spec().rules;
+    std::lock_guard lock(counters_->rule_mutex);
+    for (size_t rule_idx = 0; rule_idx < counters.rule_hits.size(); ++rule_idx) {
+      if (counters.rule_hits[rule_idx] == 0) {
+        continue;
+      }
+      const privacy::PropertyRule& rule = rules[rule_idx];
+      counters_->rule_matches[{project.name, rule.line, rule.pattern,
+                               std::string(privacy::ActionName(rule.action))}] +=
+          counters.rule_hits[rule_idx];
+    }
+  }
   counters_->properties_dropped += counters.properties_dropped;
   counters_->properties_pseudonymised += counters.properties_pseudonymised;
   counters_->values_redacted += counters.values_redacted;

@@ -73,6 +73,15 @@ struct ExportOptions {
   uint64_t limit = 0;
 };
 
+// How often one rule of a project's policy matched a property.
+struct RuleMatches {
+  std::string project;
+  int64_t line = 0;
+  std::string pattern;
+  std::string action;
+  uint64_t matches = 0;
+};
+
 // Counters for /metrics; monotonic since start.
 struct ServiceMetrics {
   uint64_t events_accepted = 0;
@@ -85,6 +94,7 @@ struct ServiceMetrics {
   uint64_t context_fields_discarded = 0;
   uint64_t context_fields_generalised = 0;
   std::array<uint64_t, privacy::kPiiKindCount> detections{};  // by privacy::PiiKind
+  std::vector<RuleMatches> rule_matches;
   uint64_t export_rows = 0;
 };
 
@@ -155,7 +165,8 @@ class Service {
           std::unique_ptr<privacy::PolicyStore> policies,
           std::shared_ptr<const privacy::PolicyTools> tools,
           std::unique_ptr<store::Engine> engine);
-  void CountPolicy(const privacy::PolicyCounters& counters);
+  void CountPolicy(const Project& project, const privacy::Policy& policy,
+                   const privacy::PolicyCounters& counters);
   // An ingest request made ready for the store: the outcome so far and the
   // batch still to append (empty when nothing is left to store).
   struct Prepared {

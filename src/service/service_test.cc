@@ -284,5 +284,22 @@ TEST_F(PreviewTest, ProjectPolicyFileIsAppliedAfterReload) {
   EXPECT_NE(preview->find("\"by\":\"rule at line 1 (note)\""), std::string::npos) << *preview;
 }
 
+TEST_F(PreviewTest, RuleMatchesAreCountedByProjectAndLine) {
+  std::filesystem::create_directories(root_ / "data" / "policies");
+  std::ofstream(root_ / "data" / "policies" / "demo.toml")
+      << "# comment\n[[rule]]\nmatch = \"debug.*\"\naction = \"drop\"\n";
+  ASSERT_TRUE(service_->Reload().ok());
+  ASSERT_TRUE(Track("[" + Event("a", "user-1", ",\"debug\":{\"x\":1,\"y\":2}") + "," +
+                    Event("b", "user-1") + "]")
+                  .ok());
+  const ServiceMetrics metrics = service_->GetMetrics();
+  ASSERT_EQ(metrics.rule_matches.size(), 1U);
+  EXPECT_EQ(metrics.rule_matches[0].project, "demo");
+  EXPECT_EQ(metrics.rule_matches[0].line, 2);
+  EXPECT_EQ(metrics.rule_matches[0].pattern, "debug.*");
+  EXPECT_EQ(metrics.rule_matches[0].action, "drop");
+  EXPECT_EQ(metrics.rule_matches[0].matches, 2U);
+}
+
 }  // namespace
 }  // namespace minpanel::service
