@@ -25,6 +25,8 @@ namespace {
 
 constexpr auto kShutdownDeadline = std::chrono::seconds(30);
 constexpr auto kShutdownPoll = std::chrono::milliseconds(20);
+// How often a replaced IP geolocation database is looked for.
+constexpr auto kGeoReloadInterval = std::chrono::seconds(60);
 // After refusing an oversized request: how much of its body to read and
 // discard, and for how long, before closing.
 constexpr uint64_t kDrainBytesMax = 64ULL << 20;
@@ -141,6 +143,7 @@ class Server::Impl {
 
  private:
   void Accept();
+  void ScheduleGeoReload();
   void OnSignal(int signal_number);
   void Reload();
   void BeginShutdown();
@@ -164,6 +167,7 @@ class Server::Impl {
   std::atomic<bool> stopping_{false};
   uint16_t port_ = 0;
   std::unique_ptr<net::steady_timer> shutdown_timer_;
+  std::unique_ptr<net::steady_timer> geo_timer_;
 };
 
 // One client connection. Reads one request at a time (so pipelined requests
@@ -540,6 +544,25 @@ void Server::Impl::Accept() {
   });
 }
 
+void Server::Impl::ScheduleGeoReload() {
+  if (!geo_timer_) {
+    geo_timer_ = std::make_unique<net::steady_timer>(io_);
+  }
+  geo_timer_->expires_after(kGeoReloadInterval);
+  geo_timer_->async_wait([this](boost::system::error_code error) {
+    if (error || stopping_) {
+      return;
+    }
+    // Cheap when nothing changed (a stat per file); runs on an I/O thread
+    // only when it did, to map the new files.
+    const Status reloaded = service_->ReloadGeoDatabase();
+    if (!reloaded.ok()) {
+      spdlog::warn("geolocation database kept: {}", reloaded.message());
+    }
+    ScheduleGeoReload();
+  });
+}
+
 void Server::Impl::OnSignal(int signal_number) {
   if (signal_number == SIGHUP) {
     Reload();
@@ -632,6 +655,7 @@ Status Server::Impl::Run() {
     }
   });
   Accept();
+  ScheduleGeoReload();
   const uint32_t thread_count = settings()->config.io_threads;
   std::vector<std::thread> threads;
   for (uint32_t thread_idx = 1; thread_idx < thread_count; ++thread_idx) {

@@ -579,14 +579,20 @@ Result<std::vector<std::string>> Service::Reload() {
     names.push_back(project.name);
   }
   MP_ASSIGN_OR_RETURN(std::vector<std::string> notes, policies_->Load(names));
-  if (tools_->geo != nullptr) {
-    // PolicyTools is shared read-only; the database swaps its own mapping.
-    const Status geo = const_cast<privacy::GeoDatabase&>(*tools_->geo).ReloadIfChanged();
-    if (!geo.ok()) {
-      notes.push_back("geolocation database kept: " + geo.message());
-    }
+  const Status geo = ReloadGeoDatabase();
+  if (!geo.ok()) {
+    notes.push_back("geolocation database kept: " + geo.message());
   }
   return notes;
+}
+
+Status Service::ReloadGeoDatabase() {
+  if (tools_->geo == nullptr) {
+    return Status::Ok();
+  }
+  // PolicyTools is shared read-only; the database swaps its own mapping
+  // under its own lock, so this is the one mutation it allows.
+  return const_cast<privacy::GeoDatabase&>(*tools_->geo).ReloadIfChanged();
 }
 
 Status Service::Close() { return engine_ ? engine_->Close() : Status::Ok(); }

@@ -155,6 +155,9 @@ class Service {
   // policies, a replaced geolocation database. Returns what it refused and
   // kept the previous version of (a broken policy file), for the log.
   Result<std::vector<std::string>> Reload();
+  // Re-opens the IP geolocation database if its files were replaced; the
+  // server calls it every minute. OK when there is none or nothing changed.
+  Status ReloadGeoDatabase();
   // Waits for in-flight appends and closes the store. Idempotent.
   Status Close();
 
