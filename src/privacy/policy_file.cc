@@ -1,6 +1,7 @@
 #include "privacy/policy_file.h"
 
 #include <algorithm>
+#include <cmath>
 #include <array>
 #include <set>
 
@@ -85,6 +86,29 @@ Status ReadPrecision(const toml::table& table, PolicySpec* spec) {
     return Status::InvalidArgument("policy: 'ip_precision' must be country, region or city");
   }
   return Status::Ok();
+}
+
+Status ReadTimePrecision(const toml::table& table, PolicySpec* spec) {
+  const toml::node* node = table.get("time_precision");
+  if (node == nullptr) {
+    return Status::Ok();
+  }
+  static constexpr std::array<std::pair<std::string_view, int64_t>, 5> kPrecisions = {{
+      {"millisecond", 1},
+      {"second", 1000},
+      {"minute", 60'000},
+      {"hour", 3'600'000},
+      {"day", 86'400'000},
+  }};
+  const auto text = node->value<std::string>();
+  for (const auto& [name, precision_ms] : kPrecisions) {
+    if (text == name) {
+      spec->time_precision_ms = precision_ms;
+      return Status::Ok();
+    }
+  }
+  return Status::InvalidArgument(
+      "policy: 'time_precision' must be millisecond, second, minute, hour or day");
 }
 
 Status ReadBool(const toml::table& table, const char* key, bool* out) {
@@ -176,7 +200,7 @@ Status ReadRoot(const toml::table& root, PolicySpec* spec) {
   static const std::set<std::string> kKeys = {
       "ip",        "ip_precision", "user_agent",          "page_url",
       "referrer",  "library",      "query_keep_prefixes", "detectors",
-      "drop_person_properties", "rule"};
+      "drop_person_properties", "time_precision", "rule"};
   for (const auto& [key, value] : root) {
     if (!kKeys.contains(std::string(key.str()))) {
       return Status::InvalidArgument("policy: unknown key '" + std::string(key.str()) + "'");
@@ -193,6 +217,7 @@ Status ReadRoot(const toml::table& root, PolicySpec* spec) {
   MP_RETURN_IF_ERROR(ReadPrefixes(root, spec));
   MP_RETURN_IF_ERROR(ReadBool(root, "detectors", &spec->detectors));
   MP_RETURN_IF_ERROR(ReadBool(root, "drop_person_properties", &spec->drop_person_properties));
+  MP_RETURN_IF_ERROR(ReadTimePrecision(root, spec));
   return ReadRules(root, spec);
 }
 
@@ -243,6 +268,22 @@ Result<PolicySpec> ParsePolicy(std::string_view toml_text) {
   PolicySpec spec;
   MP_RETURN_IF_ERROR(ReadRoot(root, &spec));
   return spec;
+}
+
+double BucketNumber(double value) {
+  if (!std::isfinite(value) || value == 0) {
+    return value;
+  }
+  const double magnitude = std::fabs(value);
+  const double power = std::pow(10.0, std::floor(std::log10(magnitude)));
+  const double mantissa = magnitude / power;
+  const double step = mantissa >= 5 ? 5 : mantissa >= 2 ? 2 : 1;
+  // Rounded down means towards minus infinity: -37 lies in [-50, -20).
+  if (value > 0) {
+    return step * power;
+  }
+  const double next = step == 1 ? 2 : step == 2 ? 5 : 10;
+  return -next * power;
 }
 
 bool GlobMatch(std::string_view pattern, std::string_view text) {
@@ -310,6 +351,10 @@ std::string DescribePolicy(const PolicySpec& spec) {
   text += spec.detectors ? "redact what they find in kept strings" : "off";
   text += "\nproperties named for people: ";
   text += spec.drop_person_properties ? "dropped unless a rule names them" : "kept";
+  text += "\nevent times: ";
+  text += spec.time_precision_ms == 1 ? std::string("exact")
+                                      : "rounded down to " +
+                                            std::to_string(spec.time_precision_ms) + " ms";
   text += "\nrules (first match wins):\n";
   for (const PropertyRule& rule : spec.rules) {
     text += "  line " + std::to_string(rule.line) + ": " + rule.pattern + " -> " +

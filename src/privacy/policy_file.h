@@ -50,6 +50,9 @@ struct PolicySpec {
   bool detectors = true;
   // Drop properties named for people when no rule names them.
   bool drop_person_properties = true;
+  // Event times are rounded down to this (1: exact milliseconds; 1000 a
+  // second, 60000 a minute, 3600000 an hour, 86400000 a day).
+  int64_t time_precision_ms = 1;
   std::vector<PropertyRule> rules;
 };
 
@@ -67,6 +70,11 @@ const PropertyRule* MatchRule(const PolicySpec& spec, std::string_view key);
 // bare names (email, name, phone, …) that mean a person only on a user's
 // profile — a page, plan or group `name` is not a person's name.
 bool IsPersonProperty(std::string_view key, bool user_profile);
+
+// A number generalised: rounded down to the nearest 1, 2 or 5 times a
+// power of ten (37 → 20, 180 → 100, 0.37 → 0.2, -37 → -50), so a value
+// shows its order of magnitude, not itself.
+double BucketNumber(double value);
 
 // Glob match with '*' (any run) and '?' (one byte). Iterative; at worst
 // pattern × text steps, both bounded (kRulePatternBytesMax, key limits).

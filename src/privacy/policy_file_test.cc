@@ -107,3 +107,27 @@ TEST(PolicyFileTest, DescriptionListsRulesWithLines) {
 
 }  // namespace
 }  // namespace minpanel::privacy
+
+namespace minpanel::privacy {
+namespace {
+
+TEST(BucketNumberTest, OrdersOfMagnitude) {
+  EXPECT_EQ(BucketNumber(37), 20);
+  EXPECT_EQ(BucketNumber(180), 100);
+  EXPECT_EQ(BucketNumber(5), 5);
+  EXPECT_EQ(BucketNumber(999), 500);
+  EXPECT_DOUBLE_EQ(BucketNumber(0.37), 0.2);
+  EXPECT_EQ(BucketNumber(-37), -50);
+  EXPECT_EQ(BucketNumber(0), 0);
+}
+
+TEST(PolicyFileTest, TimePrecisionIsNamed) {
+  auto spec = ParsePolicy("time_precision = \"hour\"");
+  ASSERT_TRUE(spec.ok());
+  EXPECT_EQ(spec->time_precision_ms, 3'600'000);
+  EXPECT_NE(ParsePolicy("time_precision = \"week\"").status().message().find("time_precision"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace minpanel::privacy

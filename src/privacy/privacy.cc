@@ -302,6 +302,12 @@ std::optional<Value> Policy::ApplyAction(Action action, const Property& property
         url_policy.query_keep_prefixes = spec_->query_keep_prefixes;
         return Redacted(Value::String(GeneraliseUrl(value.as_string(), url_policy)), counters);
       }
+      if (value.type() == Value::Type::kInt) {
+        return Value::Int(static_cast<int64_t>(BucketNumber(static_cast<double>(value.as_int()))));
+      }
+      if (value.type() == Value::Type::kDouble) {
+        return Value::Double(BucketNumber(value.as_double()));
+      }
       return Redacted(value, counters);
     case Action::kPseudonymise:
       break;
@@ -441,8 +447,9 @@ void Policy::AddContext(RawEvent& raw, Properties* properties, PolicyCounters* c
 
 Event Policy::Apply(RawEvent&& raw, PolicyCounters* counters) const {
   Event event;
-  event.insert_id = InsertId(raw);
-  event.time_ms = raw.time_ms;
+  event.insert_id = InsertId(raw);  // from the exact time, so retries still match
+  const int64_t precision_ms = spec_->time_precision_ms;
+  event.time_ms = raw.time_ms - (((raw.time_ms % precision_ms) + precision_ms) % precision_ms);
   event.subject = Pseudonym(raw.distinct_id);
   event.key_version = key_.version;
   event.name = std::move(raw.name);

@@ -326,6 +326,20 @@ TEST_F(FullPolicyTest, KeysRedactedAlikeDoNotCollide) {
   EXPECT_EQ(redacted_keys, 1U);
 }
 
+TEST_F(FullPolicyTest, TimesCoarsenedAndNumbersBucketed) {
+  const Policy policy = Make("time_precision = \"hour\"\n[[rule]]\nmatch = \"amount\"\naction = \"generalise\"\n");
+  RawEvent raw = BrowserEvent();
+  raw.time_ms = 1'700'003'723'456;  // 2023-11-14 23:15:23.456 UTC
+  raw.properties = {{"amount", Value::Int(1234)}};
+  RawEvent same = raw;
+  PolicyCounters counters;
+  const Event event = policy.Apply(std::move(raw), &counters);
+  EXPECT_EQ(event.time_ms, 1'700'002'800'000);
+  EXPECT_EQ(FindProperty(event.properties, "amount")->as_int(), 1000);
+  same.time_ms += 1000;  // a different event in the same hour keeps its own insert id
+  EXPECT_NE(policy.Apply(std::move(same), &counters).insert_id, event.insert_id);
+}
+
 TEST_F(FullPolicyTest, ProfilesKeepOnlyWhatThePolicyKeeps) {
   const Policy policy = Make();
   PolicyCounters counters;
