@@ -7,7 +7,10 @@
 #
 # Usage: bench/ingest.sh [--runs N] [--duration 15s] [--connections 16]
 #                        [--routes "track import"] [--out FILE] [--no-export-check]
-#                        [--driver loadgen|wrk]
+#                        [--driver loadgen|wrk] [--policy FILE]
+#        --policy FILE  the project's privacy policy for every run (copied to
+#                       <data>/policies/bench.toml before the server starts);
+#                       without it the strict default policy applies
 # Env:   MINPANEL_BIN (default $BUILD_DIR/apps/minpanel/minpanel, BUILD_DIR=build)
 #        LOADGEN_BIN  a prebuilt loadgen (default: build-bench/bench/loadgen, built here)
 #        BENCH_DIR    parent of the temporary data folders (default: the repo's var/)
@@ -24,6 +27,8 @@ templates=64
 out=""
 export_check=1
 driver=loadgen
+policy=""
+project_name=bench
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -34,7 +39,8 @@ while [ $# -gt 0 ]; do
     --out) out="$2"; shift 2 ;;
     --no-export-check) export_check=0; shift ;;
     --driver) driver="$2"; shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    --policy) policy="$2"; shift 2 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "ingest.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -51,6 +57,12 @@ for tool in $tools; do
   command -v "$tool" >/dev/null || { echo "ingest.sh: $tool is required (scripts/setup.sh installs it)" >&2; exit 1; }
 done
 [ -x "$bin" ] || { echo "ingest.sh: no minpanel binary at $bin (run make build, or set MINPANEL_BIN)" >&2; exit 1; }
+if [ -n "$policy" ]; then
+  [ -f "$policy" ] || { echo "ingest.sh: no policy file at $policy" >&2; exit 1; }
+  policy="$(cd "$(dirname "$policy")" && pwd)/$(basename "$policy")"
+  "$bin" policy check "$policy" >/dev/null ||
+    { echo "ingest.sh: $policy is not a valid policy (minpanel policy check)" >&2; exit 1; }
+fi
 
 # Seconds for loadgen from wrk's duration syntax (15s, 2m, 15).
 duration_s="$(awk -v d="$duration" 'BEGIN {
@@ -133,8 +145,8 @@ stop_server() {
   server_pid=""
 }
 
-metric() { # metric PORT NAME: sums a counter/gauge over its labels
-  curl -sf "http://127.0.0.1:$1/metrics" | awk -v name="$2" '$1 == name || index($1, name "{") == 1 { sum += $NF } END { printf "%d\n", sum }'
+metric() { # metric PORT NAME: sums a counter/gauge over its labels (/metrics needs the secret)
+  curl -sf -u "$secret:" "http://127.0.0.1:$1/metrics" | awk -v name="$2" '$1 == name || index($1, name "{") == 1 { sum += $NF } END { printf "%d\n", sum }'
 }
 
 cpu_ticks() { # user + system clock ticks of a process
@@ -215,6 +227,7 @@ if [ "$driver" = wrk ]; then
 else
   echo "# driver $loadgen -c$connections -d${duration_s}s, $runs run(s) per route, $templates bodies per route" >&2
 fi
+echo "# privacy policy: ${policy:-the built-in default}" >&2
 
 for route in $routes; do
   if [ "$route" = track ]; then batch=50; else batch=2000; fi
@@ -223,7 +236,12 @@ for route in $routes; do
     mkdir -p "$dir/data" "$dir/keys"
     chmod 700 "$dir/keys"
     log="$dir/server.log"
-    project="$("$bin" project create bench --data "$dir/data" --keys "$dir/keys" --json)"
+    project="$("$bin" project create "$project_name" --data "$dir/data" --keys "$dir/keys" --json)"
+    if [ -n "$policy" ]; then
+      # Read by the server at start-up (src/privacy/policy_store.h).
+      mkdir -p "$dir/data/policies"
+      cp "$policy" "$dir/data/policies/$project_name.toml"
+    fi
     token="$(node -e 'console.log(JSON.parse(process.argv[1]).token)' "$project")"
     secret="$(node -e 'console.log(JSON.parse(process.argv[1]).secret)' "$project")"
     nonce="$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')"
@@ -239,6 +257,9 @@ for route in $routes; do
 
     rss_kib="$(awk '/^VmHWM:/ { print $2 }' "/proc/$server_pid/status")"
     accepted_live="$(metric "$port" minpanel_events_accepted_total)"
+    # What the policy did, to show which of its parts the run exercised.
+    generalised="$(metric "$port" minpanel_policy_context_fields_generalised_total)"
+    redacted="$(metric "$port" minpanel_policy_values_redacted_total)"
     stop_server
     # What is on disk after a clean restart, not what was counted in memory.
     start_server "$dir/data" "$dir/keys" "$port" "$log"
@@ -268,7 +289,8 @@ for route in $routes; do
       "$p50_us" "$p99_us" "$rss_kib" "$acked_events" "$stored" "$exported" "$refused" "$verdict" "$event_bytes" >>"$results"
     echo "# $route run $run: $events_per_s events/s ($requests_per_s req/s x $batch), p50 ${p50_us}us p99 ${p99_us}us," \
       "peak RSS $((rss_kib / 1024)) MiB, CPU server ${server_cpu}% $driver ${driver_cpu}%, acked $acked_events, counted live $accepted_live, stored $stored," \
-      "exported $exported, refused $refused, errors $errors, unanswered $unanswered, $verdict" >&2
+      "exported $exported, refused $refused, errors $errors, unanswered $unanswered," \
+      "policy generalised $generalised redacted $redacted, $verdict" >&2
     rm -rf "$dir"
   done
 done
