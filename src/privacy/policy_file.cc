@@ -4,6 +4,7 @@
 #include <cmath>
 #include <array>
 #include <set>
+#include <unordered_set>
 
 #include <toml++/toml.h>
 
@@ -322,11 +323,16 @@ const PropertyRule* MatchRule(const PolicySpec& spec, std::string_view key) {
 }
 
 bool IsPersonProperty(std::string_view key, bool user_profile) {
-  const auto contains = [key](const auto& list) {
-    return std::find(list.begin(), list.end(), key) != list.end();
-  };
-  if (contains(kPersonKeys) || (user_profile && contains(kProfilePersonKeys))) {
+  // Asked for every property of every event: one hash lookup, not a scan.
+  static const std::unordered_set<std::string_view> person(kPersonKeys.begin(),
+                                                           kPersonKeys.end());
+  static const std::unordered_set<std::string_view> profile_person(kProfilePersonKeys.begin(),
+                                                                   kProfilePersonKeys.end());
+  if (person.contains(key) || (user_profile && profile_person.contains(key))) {
     return true;
+  }
+  if (key.empty() || (key.front() != 't' && key.front() != 'c')) {
+    return false;  // every prefix starts with "traits." or "context."
   }
   return std::any_of(kPersonPrefixes.begin(), kPersonPrefixes.end(),
                      [key](std::string_view prefix) { return key.starts_with(prefix); });

@@ -6,6 +6,7 @@
 #include <bit>
 #include <cstring>
 #include <string>
+#include <unordered_set>
 
 #include "privacy/url.h"
 
@@ -51,8 +52,18 @@ constexpr std::array<std::string_view, 10> kGroupIdKeys = {
     "company_id", "company", "org_id", "organization_id", "organisation_id",
     "account_id", "team_id", "workspace_id", "tenant_id", "groupId"};
 
-bool IsIn(std::string_view key, const auto& list) {
-  return std::find(list.begin(), list.end(), key) != list.end();
+bool IsSubjectIdKey(std::string_view key) {
+  static const std::unordered_set<std::string_view> keys(kSubjectIdKeys.begin(),
+                                                         kSubjectIdKeys.end());
+  return keys.contains(key);
+}
+
+// An organisation's or group's id: one of the known names or PostHog's
+// $groups.<key>. Asked for every property: a hash lookup, not a scan.
+bool IsGroupIdKey(std::string_view key) {
+  static const std::unordered_set<std::string_view> keys(kGroupIdKeys.begin(),
+                                                         kGroupIdKeys.end());
+  return keys.contains(key) || key.starts_with("$groups.");
 }
 
 // Where the policy writes what it derives from the context fields; Mixpanel's
@@ -251,7 +262,7 @@ std::string Policy::PseudonymText(std::string_view key, std::string_view text) c
       Id128::FromHex(text.substr(kPseudonymPrefix.size())).has_value()) {
     return std::string(text);  // already a pseudonym (a re-imported export)
   }
-  if (IsIn(key, kSubjectIdKeys)) {
+  if (IsSubjectIdKey(key)) {
     return FormatPseudonym(Pseudonym(text));
   }
   constexpr std::string_view kGroupsPrefix = "$groups.";
@@ -349,7 +360,7 @@ Action Policy::ActionFor(std::string_view key, bool user_profile, std::string* r
     explain("named for a person");
     return Action::kDrop;
   }
-  if (IsIn(key, kSubjectIdKeys) || IsIn(key, kGroupIdKeys) || key.starts_with("$groups.")) {
+  if (IsSubjectIdKey(key) || IsGroupIdKey(key)) {
     explain("an id of a person or organisation");
     return Action::kPseudonymise;
   }
