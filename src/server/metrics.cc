@@ -88,10 +88,9 @@ std::string Metrics::Render(const service::ServiceMetrics& service,
           service.context_fields_generalised);
   out += "# HELP minpanel_policy_detections_total PII found and redacted, by detector.\n"
          "# TYPE minpanel_policy_detections_total counter\n";
-  for (size_t kind_idx = 0; kind_idx < privacy::kPiiKindCount; ++kind_idx) {
-    out += fmt::format("minpanel_policy_detections_total{{detector=\"{}\"}} {}\n",
-                       privacy::PiiKindName(static_cast<privacy::PiiKind>(kind_idx)),
-                       service.detections[kind_idx]);
+  for (const auto& [detector, count] : service.detections) {
+    out += fmt::format("minpanel_policy_detections_total{{detector=\"{}\"}} {}\n", detector,
+                       count);
   }
   out += "# HELP minpanel_policy_rule_matches_total Properties matched, by policy rule.\n"
          "# TYPE minpanel_policy_rule_matches_total counter\n";

@@ -532,7 +532,9 @@ ServiceMetrics Service::GetMetrics() const {
   metrics.context_fields_discarded = counters_->context_fields_discarded.load();
   metrics.context_fields_generalised = counters_->context_fields_generalised.load();
   for (size_t kind_idx = 0; kind_idx < privacy::kPiiKindCount; ++kind_idx) {
-    metrics.detections[kind_idx] = counters_->detections[kind_idx].load();
+    metrics.detections.emplace_back(
+        privacy::PiiKindName(static_cast<privacy::PiiKind>(kind_idx)),
+        counters_->detections[kind_idx].load());
   }
   std::lock_guard lock(counters_->rule_mutex);
   for (const auto& [rule, matches] : counters_->rule_matches) {

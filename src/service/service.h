@@ -93,7 +93,8 @@ struct ServiceMetrics {
   uint64_t values_redacted = 0;
   uint64_t context_fields_discarded = 0;
   uint64_t context_fields_generalised = 0;
-  std::array<uint64_t, privacy::kPiiKindCount> detections{};  // by privacy::PiiKind
+  // PII found by each detector, by its name ("email", "phone", …).
+  std::vector<std::pair<std::string, uint64_t>> detections;
   std::vector<RuleMatches> rule_matches;
   uint64_t export_rows = 0;
 };
