@@ -23,7 +23,7 @@
 // minpanel export) and is taken as is, so re-importing an export neither
 // pseudonymises twice nor defeats de-duplication.
 //
-// KeyStore is thread-safe. Policy is immutable and thread-safe.
+// Policy is immutable and thread-safe. Keys: keys.h.
 // Key file format: docs/formats/keys.md.
 #pragma once
 
@@ -40,38 +40,11 @@
 #include "core/core.h"
 #include "privacy/detectors.h"
 #include "privacy/geo.h"
+#include "privacy/keys.h"
 #include "privacy/policy_file.h"
 #include "privacy/user_agent.h"
 
 namespace minpanel::privacy {
-
-inline constexpr size_t kKeyBytes = 32;
-
-struct ProjectKey {
-  uint32_t version = 0;
-  std::array<uint8_t, kKeyBytes> bytes{};
-};
-
-// The pseudonym keys, one file per project in a folder (0700, files 0600).
-class KeyStore {
- public:
-  // Opens (creating) the key folder. `folder` must not be inside the data
-  // folder, so that a copy of the data alone cannot be reversed.
-  static Result<std::unique_ptr<KeyStore>> Open(std::string folder,
-                                                std::shared_ptr<FileSystem> file_system);
-
-  // The project's current key, created (random, version 1) on first use.
-  Result<ProjectKey> GetOrCreate(uint32_t project_id);
-
- private:
-  KeyStore(std::string folder, std::shared_ptr<FileSystem> file_system);
-  Result<ProjectKey> Load(const std::string& path);
-
-  std::string folder_;
-  std::shared_ptr<FileSystem> file_system_;
-  std::mutex mutex_;
-  std::map<uint32_t, ProjectKey> cache_;
-};
 
 // What the policy did, for metrics and explanations. Added to, never reset.
 struct PolicyCounters {
