@@ -4,7 +4,7 @@
 #include <cmath>
 #include <array>
 #include <set>
-#include <unordered_set>
+#include <unordered_map>
 
 #include <toml++/toml.h>
 
@@ -26,6 +26,20 @@ constexpr std::array<std::string_view, 22> kPersonKeys = {
 constexpr std::array<std::string_view, 9> kProfilePersonKeys = {
     "email", "name", "first_name", "last_name", "firstName", "lastName", "phone", "avatar",
     "address"};
+
+// Property keys that hold a person's id: pseudonymised like the distinct id
+// (same domain), so that they still match the subject they name.
+constexpr std::array<std::string_view, 9> kSubjectIdKeys = {
+    "$user_id", "user_id", "$device_id", "$anon_distinct_id", "alias",
+    "$distinct_id_before_identity", "userId", "anonymousId", "previousId"};
+
+// Property keys that hold an organisation's or group's id: pseudonymised
+// with the project key so that breakdowns by them still work. PostHog's
+// $groups.<key> too (a prefix).
+constexpr std::array<std::string_view, 10> kGroupIdKeys = {
+    "company_id", "company", "org_id", "organization_id", "organisation_id",
+    "account_id", "team_id", "workspace_id", "tenant_id", "groupId"};
+constexpr std::string_view kGroupIdPrefix = "$groups.";
 
 // Prefixes under which everything is about a person (Segment's address
 // trait is an object: traits.address.street, …).
@@ -322,20 +336,40 @@ const PropertyRule* MatchRule(const PolicySpec& spec, std::string_view key) {
   return nullptr;
 }
 
+ReservedKey ClassifyKey(std::string_view key) {
+  static const std::unordered_map<std::string_view, ReservedKey> reserved = [] {
+    std::unordered_map<std::string_view, ReservedKey> table;
+    const auto add = [&table](const auto& keys, ReservedKey kind) {
+      for (std::string_view key : keys) {
+        table.emplace(key, kind);
+      }
+    };
+    add(kPersonKeys, ReservedKey::kPerson);
+    add(kProfilePersonKeys, ReservedKey::kProfilePerson);
+    add(kSubjectIdKeys, ReservedKey::kSubjectId);
+    add(kGroupIdKeys, ReservedKey::kGroupId);
+    return table;
+  }();
+  if (const auto found = reserved.find(key); found != reserved.end()) {
+    return found->second;
+  }
+  if (key.size() < kGroupIdPrefix.size()) {
+    return ReservedKey::kNone;
+  }
+  if (key.front() == '$' && key.starts_with(kGroupIdPrefix)) {
+    return ReservedKey::kGroupId;
+  }
+  // Every person prefix starts with "traits." or "context.".
+  if ((key.front() == 't' || key.front() == 'c') &&
+      std::any_of(kPersonPrefixes.begin(), kPersonPrefixes.end(),
+                  [key](std::string_view prefix) { return key.starts_with(prefix); })) {
+    return ReservedKey::kPerson;
+  }
+  return ReservedKey::kNone;
+}
+
 bool IsPersonProperty(std::string_view key, bool user_profile) {
-  // Asked for every property of every event: one hash lookup, not a scan.
-  static const std::unordered_set<std::string_view> person(kPersonKeys.begin(),
-                                                           kPersonKeys.end());
-  static const std::unordered_set<std::string_view> profile_person(kProfilePersonKeys.begin(),
-                                                                   kProfilePersonKeys.end());
-  if (person.contains(key) || (user_profile && profile_person.contains(key))) {
-    return true;
-  }
-  if (key.empty() || (key.front() != 't' && key.front() != 'c')) {
-    return false;  // every prefix starts with "traits." or "context."
-  }
-  return std::any_of(kPersonPrefixes.begin(), kPersonPrefixes.end(),
-                     [key](std::string_view prefix) { return key.starts_with(prefix); });
+  return IsPersonKey(ClassifyKey(key), user_profile);
 }
 
 std::string DescribePolicy(const PolicySpec& spec) {

@@ -71,6 +71,24 @@ const PropertyRule* MatchRule(const PolicySpec& spec, std::string_view key);
 // profile — a page, plan or group `name` is not a person's name.
 bool IsPersonProperty(std::string_view key, bool user_profile);
 
+// What the SDKs' reserved spellings make of a property key.
+enum class ReservedKey : uint8_t {
+  kNone,
+  kPerson,         // always a person ($email, traits.email, traits.address.*, …)
+  kProfilePerson,  // a person only on a user's profile (email, name, …)
+  kSubjectId,      // a person's id ($user_id, $anon_distinct_id, userId, …)
+  kGroupId,        // an organisation's or group's id (company_id, $groups.*, …)
+};
+
+// One hash lookup (and a prefix test for the few reserved prefixes): asked
+// for every property of every event.
+ReservedKey ClassifyKey(std::string_view key);
+
+inline bool IsPersonKey(ReservedKey reserved, bool user_profile) {
+  return reserved == ReservedKey::kPerson ||
+         (user_profile && reserved == ReservedKey::kProfilePerson);
+}
+
 // A number generalised: rounded down to the nearest 1, 2 or 5 times a
 // power of ten (37 → 20, 180 → 100, 0.37 → 0.2, -37 → -50), so a value
 // shows its order of magnitude, not itself.

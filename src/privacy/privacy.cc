@@ -6,7 +6,6 @@
 #include <bit>
 #include <cstring>
 #include <string>
-#include <unordered_set>
 
 #include "privacy/url.h"
 
@@ -21,54 +20,60 @@ constexpr uint8_t kDomainClientInsertId = 'i';
 constexpr uint8_t kDomainContentInsertId = 'c';
 
 
-// Property keys that hold a person's id: pseudonymised like the distinct id
-// (same domain), so that they still match the subject they name.
-constexpr std::array<std::string_view, 9> kSubjectIdKeys = {
-    "$user_id", "user_id", "$device_id", "$anon_distinct_id", "alias",
-    "$distinct_id_before_identity", "userId", "anonymousId", "previousId"};
-
-// Property keys that hold an organisation's or group's id: pseudonymised
-// with the project key so that breakdowns by them still work.
-constexpr std::array<std::string_view, 10> kGroupIdKeys = {
-    "company_id", "company", "org_id", "organization_id", "organisation_id",
-    "account_id", "team_id", "workspace_id", "tenant_id", "groupId"};
-
-bool IsSubjectIdKey(std::string_view key) {
-  static const std::unordered_set<std::string_view> keys(kSubjectIdKeys.begin(),
-                                                         kSubjectIdKeys.end());
-  return keys.contains(key);
-}
-
-// An organisation's or group's id: one of the known names or PostHog's
-// $groups.<key>. Asked for every property: a hash lookup, not a scan.
-bool IsGroupIdKey(std::string_view key) {
-  static const std::unordered_set<std::string_view> keys(kGroupIdKeys.begin(),
-                                                         kGroupIdKeys.end());
-  return keys.contains(key) || key.starts_with("$groups.");
-}
-
 // Where the policy writes what it derives from the context fields; Mixpanel's
 // own spellings, so that existing reports read them.
-constexpr std::string_view kCountryKey = "mp_country_code";
-constexpr std::string_view kRegionKey = "$region";
-constexpr std::string_view kCityKey = "$city";
-constexpr std::string_view kBrowserKey = "$browser";
-constexpr std::string_view kBrowserVersionKey = "$browser_version";
-constexpr std::string_view kOsKey = "$os";
-constexpr std::string_view kDeviceTypeKey = "$device_type";
-constexpr std::string_view kUrlKey = "$current_url";
-constexpr std::string_view kReferrerKey = "$referrer";
-constexpr std::string_view kReferringDomainKey = "$referring_domain";
-constexpr std::string_view kIpKey = "$ip";
-constexpr std::string_view kUserAgentKey = "$user_agent";
-constexpr std::string_view kLibraryKey = "mp_lib";
+enum ContextKey : uint8_t {
+  kCountryKey,
+  kRegionKey,
+  kCityKey,
+  kBrowserKey,
+  kBrowserVersionKey,
+  kOsKey,
+  kDeviceTypeKey,
+  kUrlKey,
+  kReferrerKey,
+  kReferringDomainKey,
+  kIpKey,
+  kUserAgentKey,
+  kLibraryKey,
+  kContextKeyCount,
+};
+constexpr std::array<std::string_view, kContextKeyCount> kContextKeyNames = {
+    "mp_country_code", "$region", "$city", "$browser", "$browser_version",
+    "$os", "$device_type", "$current_url", "$referrer", "$referring_domain",
+    "$ip", "$user_agent", "mp_lib"};
 
-void SetIfAbsent(Properties* properties, std::string_view key, std::string value) {
-  if (value.empty() || FindProperty(*properties, key) != nullptr) {
-    return;
+// The context keys a client already sent itself, which the policy leaves
+// alone: found in one pass over the properties, not one pass per key.
+class ContextKeysPresent {
+ public:
+  explicit ContextKeysPresent(const Properties& properties) {
+    for (const Property& property : properties) {
+      const std::string_view key = property.key;
+      if (key.size() < 3 || (key.front() != '$' && key.front() != 'm')) {
+        continue;  // every context key starts with '$' or "mp_"
+      }
+      for (size_t key_idx = 0; key_idx < kContextKeyNames.size(); ++key_idx) {
+        if (key == kContextKeyNames[key_idx]) {
+          bits_ |= 1U << key_idx;
+        }
+      }
+    }
   }
-  properties->push_back(Property{std::string(key), Value::String(std::move(value))});
-}
+
+  // Appends the property unless the client sent it or `value` is empty.
+  void SetIfAbsent(Properties* properties, ContextKey key, std::string value) {
+    if (value.empty() || (bits_ & (1U << key)) != 0) {
+      return;
+    }
+    bits_ |= 1U << key;
+    properties->push_back(
+        Property{std::string(kContextKeyNames[key]), Value::String(std::move(value))});
+  }
+
+ private:
+  uint32_t bits_ = 0;
+};
 
 GeoPrecision ToGeoPrecision(LocationPrecision precision) {
   switch (precision) {
@@ -133,7 +138,9 @@ Policy::Policy(ProjectKey key) : Policy(key, DefaultSpec(), DefaultTools()) {}
 
 Policy::Policy(ProjectKey key, std::shared_ptr<const PolicySpec> spec,
                std::shared_ptr<const PolicyTools> tools)
-    : key_(key), spec_(std::move(spec)), tools_(std::move(tools)) {}
+    : key_(key), spec_(std::move(spec)), tools_(std::move(tools)) {
+  url_policy_.query_keep_prefixes = spec_->query_keep_prefixes;
+}
 
 Id128 Policy::KeyedHash(uint8_t domain, std::string_view data) const {
   std::array<uint8_t, 16> digest{};
@@ -190,7 +197,7 @@ std::string Policy::PseudonymText(std::string_view key, std::string_view text) c
       Id128::FromHex(text.substr(kPseudonymPrefix.size())).has_value()) {
     return std::string(text);  // already a pseudonym (a re-imported export)
   }
-  if (IsSubjectIdKey(key)) {
+  if (ClassifyKey(key) == ReservedKey::kSubjectId) {
     return FormatPseudonym(Pseudonym(text));
   }
   constexpr std::string_view kGroupsPrefix = "$groups.";
@@ -199,7 +206,7 @@ std::string Policy::PseudonymText(std::string_view key, std::string_view text) c
   return FormatPseudonym(GroupSubject(group_key, text));
 }
 
-Value Policy::Redacted(const Value& value, PolicyCounters* counters) const {
+Value Policy::Redacted(Value value, PolicyCounters* counters) const {
   if (value.type() == Value::Type::kString) {
     auto redacted = tools_->detectors.Redact(value.as_string(), &counters->detections);
     if (!redacted.has_value()) {
@@ -211,12 +218,15 @@ Value Policy::Redacted(const Value& value, PolicyCounters* counters) const {
   if (value.type() != Value::Type::kList) {
     return value;
   }
-  StringList items = value.as_list();
+  StringList items;
   bool changed = false;
-  for (std::string& item : items) {
+  for (const std::string& item : value.as_list()) {
     if (auto redacted = tools_->detectors.Redact(item, &counters->detections)) {
-      item = std::move(*redacted);
-      changed = true;
+      if (!changed) {
+        items = value.as_list();  // copied only once something changes
+        changed = true;
+      }
+      items[static_cast<size_t>(&item - value.as_list().data())] = std::move(*redacted);
     }
   }
   counters->values_redacted += changed ? 1 : 0;
@@ -224,22 +234,20 @@ Value Policy::Redacted(const Value& value, PolicyCounters* counters) const {
 }
 
 // The value a property keeps under `action`, or nullopt to drop it.
-std::optional<Value> Policy::ApplyAction(Action action, const Property& property,
+std::optional<Value> Policy::ApplyAction(Action action, Property& property,
                                          PolicyCounters* counters) const {
-  const Value& value = property.value;
+  Value& value = property.value;
   switch (action) {
     case Action::kKeep:
-      return value;
+      return std::move(value);
     case Action::kDrop:
       ++counters->properties_dropped;
       return std::nullopt;
     case Action::kRedact:
-      return Redacted(value, counters);
+      return Redacted(std::move(value), counters);
     case Action::kGeneralise:
       if (value.type() == Value::Type::kString) {
-        UrlPolicy url_policy;
-        url_policy.query_keep_prefixes = spec_->query_keep_prefixes;
-        return Redacted(Value::String(GeneraliseUrl(value.as_string(), url_policy)), counters);
+        return Redacted(Value::String(GeneraliseUrl(value.as_string(), url_policy_)), counters);
       }
       if (value.type() == Value::Type::kInt) {
         return Value::Int(static_cast<int64_t>(BucketNumber(static_cast<double>(value.as_int()))));
@@ -247,7 +255,7 @@ std::optional<Value> Policy::ApplyAction(Action action, const Property& property
       if (value.type() == Value::Type::kDouble) {
         return Value::Double(BucketNumber(value.as_double()));
       }
-      return Redacted(value, counters);
+      return Redacted(std::move(value), counters);
     case Action::kPseudonymise:
       break;
   }
@@ -265,7 +273,7 @@ std::optional<Value> Policy::ApplyAction(Action action, const Property& property
       return Value::List(std::move(items));
     }
     default:
-      return value;  // null, bool, double: nothing that identifies
+      return std::move(value);  // null, bool, double: nothing that identifies
   }
 }
 
@@ -284,11 +292,12 @@ Action Policy::ActionFor(std::string_view key, bool user_profile, std::string* r
     }
     return rule->action;
   }
-  if (spec_->drop_person_properties && IsPersonProperty(key, user_profile)) {
+  const ReservedKey reserved = ClassifyKey(key);
+  if (spec_->drop_person_properties && IsPersonKey(reserved, user_profile)) {
     explain("named for a person");
     return Action::kDrop;
   }
-  if (IsSubjectIdKey(key) || IsGroupIdKey(key)) {
+  if (reserved == ReservedKey::kSubjectId || reserved == ReservedKey::kGroupId) {
     explain("an id of a person or organisation");
     return Action::kPseudonymise;
   }
@@ -303,7 +312,7 @@ Action Policy::ActionFor(std::string_view key, bool user_profile, std::string* r
 Properties Policy::ApplyToProperties(Properties properties, bool user_profile,
                                      PolicyCounters* counters) const {
   Properties kept;
-  kept.reserve(properties.size());
+  kept.reserve(properties.size() + kContextKeyCount);  // AddContext appends
   for (Property& property : properties) {
     const Action action = ActionFor(property.key, user_profile, nullptr, counters);
     std::optional<Value> value = ApplyAction(action, property, counters);
@@ -328,15 +337,16 @@ Properties Policy::ApplyToProperties(Properties properties, bool user_profile,
 
 void Policy::AddContext(RawEvent& raw, Properties* properties, PolicyCounters* counters) const {
   const PolicySpec& spec = *spec_;
+  ContextKeysPresent present(*properties);
   if (!raw.client_ip.empty()) {
     if (spec.ip == Action::kKeep) {
-      SetIfAbsent(properties, kIpKey, std::move(raw.client_ip));
+      present.SetIfAbsent(properties, kIpKey, std::move(raw.client_ip));
     } else if (spec.ip == Action::kGeneralise && tools_->geo != nullptr) {
       if (auto location =
               tools_->geo->Lookup(raw.client_ip, ToGeoPrecision(spec.location_precision))) {
-        SetIfAbsent(properties, kCountryKey, std::move(location->country_code));
-        SetIfAbsent(properties, kRegionKey, std::move(location->region));
-        SetIfAbsent(properties, kCityKey, std::move(location->city));
+        present.SetIfAbsent(properties, kCountryKey, std::move(location->country_code));
+        present.SetIfAbsent(properties, kRegionKey, std::move(location->region));
+        present.SetIfAbsent(properties, kCityKey, std::move(location->city));
         ++counters->context_fields_generalised;
       }
     }
@@ -344,43 +354,44 @@ void Policy::AddContext(RawEvent& raw, Properties* properties, PolicyCounters* c
   }
   if (!raw.user_agent.empty()) {
     if (spec.user_agent == Action::kKeep) {
-      SetIfAbsent(properties, kUserAgentKey, std::move(raw.user_agent));
+      present.SetIfAbsent(properties, kUserAgentKey, std::move(raw.user_agent));
     } else if (spec.user_agent == Action::kGeneralise && tools_->user_agents != nullptr) {
       UserAgentInfo info = tools_->user_agents->Parse(raw.user_agent);
-      SetIfAbsent(properties, kBrowserKey, std::move(info.browser_family));
-      SetIfAbsent(properties, kBrowserVersionKey, std::move(info.browser_major));
-      SetIfAbsent(properties, kOsKey, std::move(info.os_family));
-      SetIfAbsent(properties, kDeviceTypeKey, std::move(info.device_type));
+      present.SetIfAbsent(properties, kBrowserKey, std::move(info.browser_family));
+      present.SetIfAbsent(properties, kBrowserVersionKey, std::move(info.browser_major));
+      present.SetIfAbsent(properties, kOsKey, std::move(info.os_family));
+      present.SetIfAbsent(properties, kDeviceTypeKey, std::move(info.device_type));
       ++counters->context_fields_generalised;
     }
     ++counters->context_fields_discarded;
   }
   if (!raw.page_url.empty()) {
     if (spec.page_url == Action::kKeep) {
-      SetIfAbsent(properties, kUrlKey, std::move(raw.page_url));
+      present.SetIfAbsent(properties, kUrlKey, std::move(raw.page_url));
     } else if (spec.page_url == Action::kGeneralise) {
-      UrlPolicy url_policy;
-      url_policy.query_keep_prefixes = spec.query_keep_prefixes;
-      Value url = Value::String(GeneraliseUrl(raw.page_url, url_policy));
+      std::string url = GeneraliseUrl(raw.page_url, url_policy_);
       if (spec.detectors) {
-        url = Redacted(url, counters);
+        if (auto redacted = tools_->detectors.Redact(url, &counters->detections)) {
+          url = std::move(*redacted);
+          ++counters->values_redacted;
+        }
       }
-      SetIfAbsent(properties, kUrlKey, url.as_string());
+      present.SetIfAbsent(properties, kUrlKey, std::move(url));
       ++counters->context_fields_generalised;
     }
     ++counters->context_fields_discarded;
   }
   if (!raw.referrer.empty()) {
     if (spec.referrer == Action::kKeep) {
-      SetIfAbsent(properties, kReferrerKey, std::move(raw.referrer));
+      present.SetIfAbsent(properties, kReferrerKey, std::move(raw.referrer));
     } else if (spec.referrer == Action::kGeneralise) {
-      SetIfAbsent(properties, kReferringDomainKey, ReferrerHost(raw.referrer));
+      present.SetIfAbsent(properties, kReferringDomainKey, ReferrerHost(raw.referrer));
       ++counters->context_fields_generalised;
     }
     ++counters->context_fields_discarded;
   }
   if (!raw.library.empty() && spec.library == Action::kKeep) {
-    SetIfAbsent(properties, kLibraryKey, std::move(raw.library));
+    present.SetIfAbsent(properties, kLibraryKey, std::move(raw.library));
   }
 }
 

@@ -42,6 +42,7 @@
 #include "privacy/geo.h"
 #include "privacy/keys.h"
 #include "privacy/policy_file.h"
+#include "privacy/url.h"
 #include "privacy/user_agent.h"
 
 namespace minpanel::privacy {
@@ -96,9 +97,11 @@ class Policy {
   // detectors. `user_profile` marks a user's profile update.
   Properties ApplyToProperties(Properties properties, bool user_profile,
                                PolicyCounters* counters) const;
-  std::optional<Value> ApplyAction(Action action, const Property& property,
+  // Both take the value out of `property` / `value`: nothing is copied
+  // unless it changes.
+  std::optional<Value> ApplyAction(Action action, Property& property,
                                    PolicyCounters* counters) const;
-  Value Redacted(const Value& value, PolicyCounters* counters) const;
+  Value Redacted(Value value, PolicyCounters* counters) const;
   std::string PseudonymText(std::string_view key, std::string_view text) const;
   Id128 GroupSubject(std::string_view group_key, std::string_view group_id) const;
   void AddContext(RawEvent& raw, Properties* properties, PolicyCounters* counters) const;
@@ -106,6 +109,7 @@ class Policy {
   ProjectKey key_;
   std::shared_ptr<const PolicySpec> spec_;
   std::shared_ptr<const PolicyTools> tools_;
+  UrlPolicy url_policy_;  // from spec_, built once rather than per URL
 };
 
 }  // namespace minpanel::privacy
