@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include <array>
+#include <atomic>
 #include <cctype>
 #include <cerrno>
 #include <cstring>
@@ -316,6 +317,39 @@ std::optional<MMDB_entry_s> FindEntry(const MmdbFile& file, const ParsedAddress&
   return result.entry;
 }
 
+// Recent answers, per thread. A client sends many events from one address,
+// and a lookup walks the MMDB tree and reads up to three record paths
+// (about 0.6 µs) where a hit costs a hash and a compare. Direct-mapped;
+// every entry carries the generation of the mapping that answered it, so a
+// reload (a new generation) empties the cache at once. Addresses stay only
+// in memory, as the events in flight do.
+constexpr size_t kGeoCacheEntries = 4096;  // per thread, about 0.5 MB
+
+struct GeoCacheEntry {
+  uint64_t generation = 0;  // 0: empty
+  ParsedAddress address;
+  GeoPrecision precision = GeoPrecision::kCountry;
+  std::optional<GeoLocation> location;
+};
+
+std::atomic<uint64_t> next_generation{1};
+
+GeoCacheEntry& CacheSlot(const ParsedAddress& address, GeoPrecision precision) {
+  thread_local std::unique_ptr<std::array<GeoCacheEntry, kGeoCacheEntries>> cache;
+  if (cache == nullptr) {
+    cache = std::make_unique<std::array<GeoCacheEntry, kGeoCacheEntries>>();
+  }
+  uint64_t high = 0;
+  uint64_t low = 0;
+  std::memcpy(&high, address.bytes.data(), 8);
+  std::memcpy(&low, address.bytes.data() + 8, 8);
+  uint64_t hash = (high ^ (low * 0x9E3779B97F4A7C15ULL) ^ (address.is_ipv6 ? 1 : 0) ^
+                   (static_cast<uint64_t>(precision) << 1)) *
+                  0xBF58476D1CE4E5B9ULL;
+  hash ^= hash >> 31;
+  return (*cache)[hash % kGeoCacheEntries];
+}
+
 }  // namespace
 
 struct GeoDatabase::Mapping {
@@ -324,6 +358,7 @@ struct GeoDatabase::Mapping {
   // replaced between the two, the next check sees a change and reopens.
   std::vector<FileIdentity> identities;
   std::string_view attribution;
+  uint64_t generation = 0;  // unique across every mapping of the process
 };
 
 namespace {
@@ -360,7 +395,7 @@ Result<std::unique_ptr<GeoDatabase>> GeoDatabase::Open(std::vector<std::string> 
 }
 
 GeoDatabase::GeoDatabase(std::vector<std::string> paths, std::shared_ptr<const Mapping> mapping)
-    : paths_(std::move(paths)), mapping_(std::move(mapping)) {}
+    : paths_(std::move(paths)), generation_(mapping->generation), mapping_(std::move(mapping)) {}
 
 GeoDatabase::~GeoDatabase() = default;
 
@@ -375,7 +410,14 @@ std::optional<GeoLocation> GeoDatabase::Lookup(std::string_view ip,
   if (!address.has_value() || !IsPublic(*address)) {
     return std::nullopt;
   }
+  GeoCacheEntry& slot = CacheSlot(*address, precision);
+  if (slot.generation == generation_.load(std::memory_order_acquire) &&
+      slot.precision == precision && slot.address.is_ipv6 == address->is_ipv6 &&
+      slot.address.bytes == address->bytes) {
+    return slot.location;
+  }
   const std::shared_ptr<const Mapping> mapping = CurrentMapping();
+  std::optional<GeoLocation> location;
   for (const std::unique_ptr<MmdbFile>& file : mapping->files) {
     // An IPv4-only file cannot answer for an IPv6 address.
     if (address->is_ipv6 && !file->holds_ipv6()) {
@@ -383,10 +425,15 @@ std::optional<GeoLocation> GeoDatabase::Lookup(std::string_view ip,
     }
     const std::optional<MMDB_entry_s> entry = FindEntry(*file, *address);
     if (entry.has_value()) {
-      return ReadLocation(*entry, precision);
+      location = ReadLocation(*entry, precision);
+      break;
     }
   }
-  return std::nullopt;
+  slot.generation = mapping->generation;
+  slot.address = *address;
+  slot.precision = precision;
+  slot.location = location;
+  return location;
 }
 
 Status GeoDatabase::ReloadIfChanged() {
@@ -398,6 +445,7 @@ Status GeoDatabase::ReloadIfChanged() {
   }
   MP_ASSIGN_OR_RETURN(std::shared_ptr<const Mapping> next, OpenMapping(paths_));
   std::lock_guard<std::mutex> mapping_lock(mapping_mutex_);
+  generation_.store(next->generation, std::memory_order_release);
   mapping_ = std::move(next);
   return Status::Ok();
 }
@@ -415,6 +463,7 @@ Result<std::shared_ptr<const GeoDatabase::Mapping>> GeoDatabase::OpenMapping(
     mapping->files.push_back(std::move(file));
   }
   mapping->attribution = all_geolite2 ? kGeoLite2Attribution : kDbIpAttribution;
+  mapping->generation = next_generation.fetch_add(1, std::memory_order_relaxed);
   return std::shared_ptr<const Mapping>(std::move(mapping));
 }
 

@@ -20,11 +20,13 @@
 // threads at once. ReloadIfChanged() may run concurrently with lookups: it
 // builds a new mapping of the files and swaps it in, while lookups in
 // progress finish on the old one, which is unmapped when the last of them
-// returns. Files must be replaced by rename (as `npm ci` and `mv` do), never
+// returns. Each thread keeps its recent answers (4,096, kGeoCacheEntries in
+// geo.cc), dropped when a reload swaps the mapping. Files must be replaced by rename (as `npm ci` and `mv` do), never
 // rewritten in place, because the old mapping stays readable only while its
 // inode lives.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -110,6 +112,9 @@ class GeoDatabase {
   std::shared_ptr<const Mapping> CurrentMapping() const;
 
   const std::vector<std::string> paths_;
+  // The generation of mapping_, readable without the lock: the per-thread
+  // lookup cache trusts only entries of this generation.
+  std::atomic<uint64_t> generation_;
   // Serialises reloads, so that two of them never open the files twice.
   std::mutex reload_mutex_;
   // Guards mapping_ only; held just long enough to copy or swap the pointer.

@@ -446,6 +446,22 @@ TEST(GeoDatabaseReloadTest, ReplacedFileIsPickedUpAndAFailedReloadKeepsTheOldMap
   EXPECT_EQ(database.Lookup("8.8.8.8", GeoPrecision::kCountry)->country_code, "US");
 }
 
+// Each thread caches recent answers; two databases open at once in one
+// thread must never answer from each other's entries.
+TEST(GeoDatabaseReloadTest, TwoDatabasesInOneThreadKeepTheirOwnAnswers) {
+  ASSERT_NO_FATAL_FAILURE(ExpectDatabaseInstalled());
+  Result<std::unique_ptr<GeoDatabase>> ipv4 = GeoDatabase::Open({Ipv4Path()});
+  Result<std::unique_ptr<GeoDatabase>> ipv6 = GeoDatabase::Open({Ipv6Path()});
+  ASSERT_TRUE(ipv4.ok() && ipv6.ok());
+  for (int round = 0; round < 3; ++round) {
+    EXPECT_EQ((*ipv4)->Lookup("8.8.8.8", GeoPrecision::kCountry)->country_code, "US");
+    EXPECT_FALSE((*ipv6)->Lookup("8.8.8.8", GeoPrecision::kCountry).has_value());
+    // The same address at another precision is another entry.
+    EXPECT_TRUE((*ipv4)->Lookup("8.8.8.8", GeoPrecision::kCity).has_value());
+    EXPECT_EQ((*ipv4)->Lookup("8.8.8.8", GeoPrecision::kCountry)->region, "");
+  }
+}
+
 // Lookups on other threads while the file flips between two databases must
 // each see one whole mapping: 8.8.8.8 is either US (IPv4 file) or unknown
 // (IPv6 file), never anything else and never a crash.
