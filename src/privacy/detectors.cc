@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <memory>
 #include <string>
 
 namespace minpanel::privacy {
@@ -1100,6 +1102,47 @@ void ScanAll(std::string_view text, std::vector<Detection>* candidates) {
   }
 }
 
+// Short texts found clean recently, per thread. Product analytics repeats
+// itself: the same property keys, plan names, button labels and versions
+// arrive in every event, and finding a short text here costs a fraction of
+// scanning it. Only texts with no detection are remembered, so the cache
+// never holds what the detectors look for; entries are compared in full, so
+// a hash collision costs a scan, never a missed detection. Direct-mapped:
+// a new text takes its slot's place.
+class CleanTextCache {
+ public:
+  static constexpr size_t kEntries = 4096;
+  static constexpr size_t kTextBytesMax = 47;
+
+  struct Slot {
+    uint8_t size = kEmpty;
+    std::array<char, kTextBytesMax> text;
+
+    bool Holds(std::string_view candidate) const {
+      return size == candidate.size() && std::memcmp(text.data(), candidate.data(), size) == 0;
+    }
+    void Store(std::string_view clean) {
+      size = static_cast<uint8_t>(clean.size());
+      std::memcpy(text.data(), clean.data(), clean.size());
+    }
+  };
+
+  // The slot for `text`, or nullptr when the text is too long to cache.
+  static Slot* Find(std::string_view text) {
+    if (text.size() > kTextBytesMax) {
+      return nullptr;
+    }
+    thread_local std::unique_ptr<std::array<Slot, kEntries>> slots;
+    if (slots == nullptr) {
+      slots = std::make_unique<std::array<Slot, kEntries>>();
+    }
+    return &(*slots)[std::hash<std::string_view>{}(text) % kEntries];
+  }
+
+ private:
+  static constexpr uint8_t kEmpty = 0xFF;
+};
+
 }  // namespace
 
 std::string_view PiiKindName(PiiKind kind) {
@@ -1133,9 +1176,16 @@ void Detectors::Scan(std::string_view text, std::vector<Detection>* out) const {
 }
 
 std::optional<std::string> Detectors::Redact(std::string_view text, DetectorCounts* counts) const {
+  CleanTextCache::Slot* slot = CleanTextCache::Find(text);
+  if (slot != nullptr && slot->Holds(text)) {
+    return std::nullopt;
+  }
   std::vector<Detection> candidates;
   ScanAll(text, &candidates);
   if (candidates.empty()) {
+    if (slot != nullptr) {
+      slot->Store(text);
+    }
     return std::nullopt;
   }
   std::vector<Detection> detections;

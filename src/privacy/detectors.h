@@ -67,7 +67,9 @@ class Detectors {
 
   // `text` with each detection replaced by "[<kind name>]", or nullopt when
   // nothing was found (the common case; it does not allocate). Adds each
-  // detection to `counts` when it is not null.
+  // detection to `counts` when it is not null. Each thread remembers the
+  // short texts it found clean (4,096 of up to 47 bytes), so the keys and
+  // values that every event repeats are scanned once, not every time.
   std::optional<std::string> Redact(std::string_view text, DetectorCounts* counts) const;
 };
 

@@ -467,6 +467,37 @@ struct RecallCase {
   std::string (Generator::*make)();
 };
 
+// Redact remembers short clean texts per thread; the memory must never change
+// an answer. Many more texts than cache slots (collisions, evictions), each
+// asked twice, PII and clean interleaved: Redact agrees with Scan every time.
+TEST(RedactTest, CleanTextCacheNeverChangesAnAnswer) {
+  Generator generator;
+  std::vector<std::string> texts;
+  for (int text_idx = 0; text_idx < 20000; ++text_idx) {
+    switch (text_idx % 4) {
+      case 0:
+        texts.push_back("plan_" + std::to_string(text_idx));
+        break;
+      case 1:
+        texts.push_back(generator.Email());
+        break;
+      case 2:
+        texts.push_back("v2." + std::to_string(text_idx % 97) + ".0");
+        break;
+      default:
+        texts.push_back(generator.Phone());
+        break;
+    }
+  }
+  for (int pass = 0; pass < 2; ++pass) {
+    for (const std::string& text : texts) {
+      const bool found = !ScanText(text).empty();
+      EXPECT_EQ(Shared().Redact(text, nullptr).has_value(), found) << text;
+      EXPECT_EQ(Shared().Redact(text, nullptr).has_value(), found) << text;
+    }
+  }
+}
+
 TEST(RecallTest, GeneratedPositivesAreFoundInContext) {
   static constexpr std::string_view kContexts[][2] = {
       {"", ""}, {"value: ", "."}, {"?q=", "&lang=en"}, {"«", "» ✓"}, {"(", ")"}};
