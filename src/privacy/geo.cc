@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cctype>
@@ -296,8 +297,14 @@ std::optional<GeoLocation> ReadLocation(MMDB_entry_s entry, GeoPrecision precisi
   return location;
 }
 
-// Looks `address` up in one file; nullopt when the file has no record for it.
-std::optional<MMDB_entry_s> FindEntry(const MmdbFile& file, const ParsedAddress& address) {
+// What one file says of an address: its record, if any, and the length of
+// the network prefix the answer holds for (in the address's own family).
+struct FileAnswer {
+  std::optional<MMDB_entry_s> entry;
+  int prefix_bits = 0;
+};
+
+FileAnswer FindEntry(const MmdbFile& file, const ParsedAddress& address) {
   sockaddr_storage storage{};
   if (address.is_ipv6) {
     auto* ipv6 = reinterpret_cast<sockaddr_in6*>(&storage);
@@ -311,39 +318,68 @@ std::optional<MMDB_entry_s> FindEntry(const MmdbFile& file, const ParsedAddress&
   int mmdb_error = MMDB_SUCCESS;
   const MMDB_lookup_result_s result =
       MMDB_lookup_sockaddr(file.mmdb(), reinterpret_cast<const sockaddr*>(&storage), &mmdb_error);
-  if (mmdb_error != MMDB_SUCCESS || !result.found_entry) {
-    return std::nullopt;
+  FileAnswer answer;
+  if (mmdb_error != MMDB_SUCCESS) {
+    answer.prefix_bits = address.is_ipv6 ? 128 : 32;  // nothing known beyond this address
+    return answer;
   }
-  return result.entry;
+  // An IPv4 address in an IPv6 tree sits under 96 bits of ::/96.
+  answer.prefix_bits = result.netmask;
+  if (!address.is_ipv6 && file.holds_ipv6()) {
+    answer.prefix_bits = std::max(0, answer.prefix_bits - 96);
+  }
+  if (result.found_entry) {
+    answer.entry = result.entry;
+  }
+  return answer;
 }
 
-// Recent answers, per thread. A client sends many events from one address,
-// and a lookup walks the MMDB tree and reads up to three record paths
-// (about 0.6 µs) where a hit costs a hash and a compare. Direct-mapped;
-// every entry carries the generation of the mapping that answered it, so a
-// reload (a new generation) empties the cache at once. Addresses stay only
-// in memory, as the events in flight do.
+// Recent answers, per thread. A lookup walks the MMDB tree and reads up to
+// three record paths, touching cold pages of a 100+ MB file; a hit costs a
+// hash and a compare. City databases answer for whole blocks (DB-IP: /24 for
+// IPv4, /48 for IPv6), so an answer that holds for the address's whole block
+// is kept for the block, and serves every address in it — the users of one
+// ISP, office or mobile network. A finer answer is kept for its address
+// only. Direct-mapped by block; every entry carries the generation of the
+// mapping that answered it, so a reload (a new generation) empties the cache
+// at once. Addresses stay only in memory, as the events in flight do.
 constexpr size_t kGeoCacheEntries = 4096;  // per thread, about 0.5 MB
+constexpr int kIpv4BlockBits = 24;
+constexpr int kIpv6BlockBits = 48;
 
 struct GeoCacheEntry {
   uint64_t generation = 0;  // 0: empty
-  ParsedAddress address;
+  ParsedAddress address;    // the whole address, or only its block when whole_block
+  bool whole_block = false;
   GeoPrecision precision = GeoPrecision::kCountry;
   std::optional<GeoLocation> location;
 };
 
+// `address` with every bit past its block cleared.
+ParsedAddress BlockOf(const ParsedAddress& address) {
+  ParsedAddress block;
+  block.is_ipv6 = address.is_ipv6;
+  const size_t block_bytes = (address.is_ipv6 ? kIpv6BlockBits : kIpv4BlockBits) / 8;
+  std::memcpy(block.bytes.data(), address.bytes.data(), block_bytes);
+  return block;
+}
+
+bool SameAddress(const ParsedAddress& a, const ParsedAddress& b) {
+  return a.is_ipv6 == b.is_ipv6 && a.bytes == b.bytes;
+}
+
 std::atomic<uint64_t> next_generation{1};
 
-GeoCacheEntry& CacheSlot(const ParsedAddress& address, GeoPrecision precision) {
+GeoCacheEntry& CacheSlot(const ParsedAddress& block, GeoPrecision precision) {
   thread_local std::unique_ptr<std::array<GeoCacheEntry, kGeoCacheEntries>> cache;
   if (cache == nullptr) {
     cache = std::make_unique<std::array<GeoCacheEntry, kGeoCacheEntries>>();
   }
   uint64_t high = 0;
   uint64_t low = 0;
-  std::memcpy(&high, address.bytes.data(), 8);
-  std::memcpy(&low, address.bytes.data() + 8, 8);
-  uint64_t hash = (high ^ (low * 0x9E3779B97F4A7C15ULL) ^ (address.is_ipv6 ? 1 : 0) ^
+  std::memcpy(&high, block.bytes.data(), 8);
+  std::memcpy(&low, block.bytes.data() + 8, 8);
+  uint64_t hash = (high ^ (low * 0x9E3779B97F4A7C15ULL) ^ (block.is_ipv6 ? 1 : 0) ^
                    (static_cast<uint64_t>(precision) << 1)) *
                   0xBF58476D1CE4E5B9ULL;
   hash ^= hash >> 31;
@@ -410,27 +446,34 @@ std::optional<GeoLocation> GeoDatabase::Lookup(std::string_view ip,
   if (!address.has_value() || !IsPublic(*address)) {
     return std::nullopt;
   }
-  GeoCacheEntry& slot = CacheSlot(*address, precision);
+  const ParsedAddress block = BlockOf(*address);
+  GeoCacheEntry& slot = CacheSlot(block, precision);
   if (slot.generation == generation_.load(std::memory_order_acquire) &&
-      slot.precision == precision && slot.address.is_ipv6 == address->is_ipv6 &&
-      slot.address.bytes == address->bytes) {
+      slot.precision == precision &&
+      SameAddress(slot.address, slot.whole_block ? block : *address)) {
     return slot.location;
   }
   const std::shared_ptr<const Mapping> mapping = CurrentMapping();
   std::optional<GeoLocation> location;
+  // The answer holds for the whole block only if every file consulted says
+  // so: a file that does not know the address might know its neighbours.
+  const int block_bits = address->is_ipv6 ? kIpv6BlockBits : kIpv4BlockBits;
+  bool whole_block = true;
   for (const std::unique_ptr<MmdbFile>& file : mapping->files) {
     // An IPv4-only file cannot answer for an IPv6 address.
     if (address->is_ipv6 && !file->holds_ipv6()) {
       continue;
     }
-    const std::optional<MMDB_entry_s> entry = FindEntry(*file, *address);
-    if (entry.has_value()) {
-      location = ReadLocation(*entry, precision);
+    const FileAnswer answer = FindEntry(*file, *address);
+    whole_block = whole_block && answer.prefix_bits <= block_bits;
+    if (answer.entry.has_value()) {
+      location = ReadLocation(*answer.entry, precision);
       break;
     }
   }
   slot.generation = mapping->generation;
-  slot.address = *address;
+  slot.address = whole_block ? block : *address;
+  slot.whole_block = whole_block;
   slot.precision = precision;
   slot.location = location;
   return location;

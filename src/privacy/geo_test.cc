@@ -462,6 +462,37 @@ TEST(GeoDatabaseReloadTest, TwoDatabasesInOneThreadKeepTheirOwnAnswers) {
   }
 }
 
+// An answer that holds for a whole /24 (/48) is cached for the block and
+// serves its neighbours: every answer must equal the one a fresh thread (an
+// empty cache) gets for that address alone.
+TEST(GeoDatabaseCacheTest, BlockAnswersEqualUncachedAnswers) {
+  ASSERT_NO_FATAL_FAILURE(ExpectDatabaseInstalled());
+  Result<std::unique_ptr<GeoDatabase>> opened = GeoDatabase::Open(DefaultGeoDatabasePaths(RepoRoot()));
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  const GeoDatabase& database = **opened;
+  std::vector<std::string> addresses;
+  for (const char* network : {"81.2", "151.101", "200.160", "41.203", "8.8"}) {
+    for (int step = 0; step < 65536; step += 251) {
+      addresses.push_back(std::string(network) + "." + std::to_string(step >> 8) + "." +
+                          std::to_string(step & 0xFF));
+    }
+  }
+  for (int host = 1; host < 200; host += 7) {
+    addresses.push_back("2a00:1450:4001:80b::" + std::to_string(host));
+    addresses.push_back("2001:67c:2e8:" + std::to_string(host) + "::1");
+  }
+  for (const GeoPrecision precision : {GeoPrecision::kCity, GeoPrecision::kCountry}) {
+    for (int pass = 0; pass < 2; ++pass) {
+      for (const std::string& address : addresses) {
+        std::optional<GeoLocation> cached = database.Lookup(address, precision);
+        std::optional<GeoLocation> fresh;
+        std::thread([&] { fresh = database.Lookup(address, precision); }).join();
+        ASSERT_EQ(cached, fresh) << address;
+      }
+    }
+  }
+}
+
 // Lookups on other threads while the file flips between two databases must
 // each see one whole mapping: 8.8.8.8 is either US (IPv4 file) or unknown
 // (IPv6 file), never anything else and never a crash.
