@@ -34,6 +34,15 @@ const OSES = [['Mac OS X', 'Mac'], ['Windows', 'Desktop'], ['Linux', 'Desktop'],
 const PAGES = ['/projects/42/reports', '/settings/billing', '/onboarding/step-2', '/dashboards/7', '/docs/getting-started'];
 const PLANS = ['free', 'pro', 'team', 'enterprise'];
 const FEATURES = ['funnels', 'retention', 'segmentation', 'cohorts', 'export'];
+// Public /16 networks in several countries; each user gets one stable address
+// in one of them, sent as the `ip` property, as server-side Mixpanel SDKs do,
+// so the policy's IP → location lookup is part of what is measured.
+const NETWORKS = ['81.2', '91.198', '185.60', '151.101', '212.58', '78.46', '2.16', '41.203',
+  '200.160', '103.21', '5.9', '46.4', '62.210', '89.187', '177.71', '49.12', '36.66', '190.93'];
+function userIp(user) {
+  const host = Math.imul(user + 1, 2654435761) >>> 16;
+  return `${NETWORKS[user % NETWORKS.length]}.${(host >>> 8) & 0xff}.${(host & 0xff) || 1}`;
+}
 
 // A deterministic generator, so the bodies are the same for every run.
 let seed = 0x2545f491;
@@ -55,7 +64,9 @@ function eventParts(templateIdx, eventIdx, baseTime) {
   if (route === 'track') {
     props.token = token;
   }
-  props.distinct_id = `user-${hex(Math.floor(random() * 50000), 6)}`;
+  const user = Math.floor(random() * 50000);
+  props.distinct_id = `user-${hex(user, 6)}`;
+  props.ip = userIp(user);
   const before = {
     ...props,
     $browser: browser,
