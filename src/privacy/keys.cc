@@ -17,7 +17,7 @@ constexpr uint32_t kKeyFolderMode = 0700;
 constexpr uint32_t kKeyFileMode = 0600;
 constexpr std::string_view kKeyFileExtension = ".key";
 
-void PutU32(std::string *out, uint32_t value) {
+void PutU32(std::string* out, uint32_t value) {
   for (int byte_idx = 0; byte_idx < 4; ++byte_idx) {
     out->push_back(static_cast<char>((value >> (8 * byte_idx)) & 0xFF));
   }
@@ -31,73 +31,64 @@ uint32_t GetU32(std::string_view data) {
   return value;
 }
 
-std::string FilePrefix(uint32_t project_id) {
-  return "project-" + std::to_string(project_id);
-}
+std::string FilePrefix(uint32_t project_id) { return "project-" + std::to_string(project_id); }
 
 // The version in a replaced-key file name "project-<id>.v<version>.key", or
 // 0 when `name` is not one (the current key, a temporary file, another
 // project's file).
 uint32_t OldVersionOfName(std::string_view name, uint32_t project_id) {
   const std::string prefix = FilePrefix(project_id) + ".v";
-  if (name.size() <= prefix.size() + kKeyFileExtension.size() ||
-      !name.starts_with(prefix) || !name.ends_with(kKeyFileExtension)) {
+  if (name.size() <= prefix.size() + kKeyFileExtension.size() || !name.starts_with(prefix) ||
+      !name.ends_with(kKeyFileExtension)) {
     return 0;
   }
-  const std::string_view digits = name.substr(
-      prefix.size(), name.size() - prefix.size() - kKeyFileExtension.size());
+  const std::string_view digits =
+      name.substr(prefix.size(), name.size() - prefix.size() - kKeyFileExtension.size());
   if (digits.front() == '0') {
-    return 0; // names are written without leading zeros
+    return 0;  // names are written without leading zeros
   }
   uint32_t version = 0;
-  const auto parsed =
-      std::from_chars(digits.data(), digits.data() + digits.size(), version);
+  const auto parsed = std::from_chars(digits.data(), digits.data() + digits.size(), version);
   if (parsed.ec != std::errc() || parsed.ptr != digits.data() + digits.size()) {
     return 0;
   }
   return version;
 }
 
-} // namespace
+}  // namespace
 
 KeyStore::KeyStore(std::string folder, std::shared_ptr<FileSystem> file_system)
     : folder_(std::move(folder)), file_system_(std::move(file_system)) {}
 
-Result<std::unique_ptr<KeyStore>>
-KeyStore::Open(std::string folder, std::shared_ptr<FileSystem> file_system) {
+Result<std::unique_ptr<KeyStore>> KeyStore::Open(std::string folder,
+                                                 std::shared_ptr<FileSystem> file_system) {
   if (sodium_init() < 0) {
     return Status::Unavailable("libsodium failed to initialise");
   }
   MP_RETURN_IF_ERROR(file_system->CreateDirectories(folder, kKeyFolderMode));
-  return std::unique_ptr<KeyStore>(
-      new KeyStore(std::move(folder), std::move(file_system)));
+  return std::unique_ptr<KeyStore>(new KeyStore(std::move(folder), std::move(file_system)));
 }
 
 std::string KeyStore::CurrentPath(uint32_t project_id) const {
-  return folder_ + "/" + FilePrefix(project_id) +
+  return folder_ + "/" + FilePrefix(project_id) + std::string(kKeyFileExtension);
+}
+
+std::string KeyStore::OldVersionPath(uint32_t project_id, uint32_t version) const {
+  return folder_ + "/" + FilePrefix(project_id) + ".v" + std::to_string(version) +
          std::string(kKeyFileExtension);
 }
 
-std::string KeyStore::OldVersionPath(uint32_t project_id,
-                                     uint32_t version) const {
-  return folder_ + "/" + FilePrefix(project_id) + ".v" +
-         std::to_string(version) + std::string(kKeyFileExtension);
-}
-
-Result<ProjectKey> KeyStore::Load(const std::string &path) {
+Result<ProjectKey> KeyStore::Load(const std::string& path) {
   MP_ASSIGN_OR_RETURN(std::string contents, file_system_->ReadFile(path));
-  if (contents.size() != kKeyFileBytes ||
-      contents.compare(0, 8, kKeyFileMagic) != 0) {
+  if (contents.size() != kKeyFileBytes || contents.compare(0, 8, kKeyFileMagic) != 0) {
     sodium_memzero(contents.data(), contents.size());
     return Status::Corruption("key file " + path + ": wrong size or magic");
   }
-  const uint32_t format_version =
-      GetU32(std::string_view(contents).substr(8, 4));
+  const uint32_t format_version = GetU32(std::string_view(contents).substr(8, 4));
   if (format_version > kKeyFileFormatVersion) {
     sodium_memzero(contents.data(), contents.size());
     return Status::Corruption("key file " + path + ": format version " +
-                              std::to_string(format_version) +
-                              " is newer than this binary");
+                              std::to_string(format_version) + " is newer than this binary");
   }
   ProjectKey key;
   key.version = GetU32(std::string_view(contents).substr(12, 4));
@@ -109,25 +100,21 @@ Result<ProjectKey> KeyStore::Load(const std::string &path) {
   return key;
 }
 
-Status KeyStore::Write(const std::string &path, const ProjectKey &key) {
+Status KeyStore::Write(const std::string& path, const ProjectKey& key) {
   std::string contents(kKeyFileMagic);
   PutU32(&contents, kKeyFileFormatVersion);
   PutU32(&contents, key.version);
-  contents.append(reinterpret_cast<const char *>(key.bytes.data()),
-                  key.bytes.size());
-  const Status written =
-      file_system_->WriteFileAtomically(path, contents, kKeyFileMode);
+  contents.append(reinterpret_cast<const char*>(key.bytes.data()), key.bytes.size());
+  const Status written = file_system_->WriteFileAtomically(path, contents, kKeyFileMode);
   sodium_memzero(contents.data(), contents.size());
   return written;
 }
 
 Result<std::vector<uint32_t>> KeyStore::OldVersions(uint32_t project_id) {
-  MP_ASSIGN_OR_RETURN(const std::vector<std::string> names,
-                      file_system_->ListDirectory(folder_));
+  MP_ASSIGN_OR_RETURN(const std::vector<std::string> names, file_system_->ListDirectory(folder_));
   std::vector<uint32_t> versions;
-  for (const std::string &name : names) {
-    if (const uint32_t version = OldVersionOfName(name, project_id);
-        version != 0) {
+  for (const std::string& name : names) {
+    if (const uint32_t version = OldVersionOfName(name, project_id); version != 0) {
       versions.push_back(version);
     }
   }
@@ -148,8 +135,7 @@ Result<ProjectKey> KeyStore::GetOrCreate(uint32_t project_id) {
     // Replaced keys without a current one (the current file was lost):
     // the new key takes the next version, so that no two keys of the
     // project ever share a version number.
-    MP_ASSIGN_OR_RETURN(const std::vector<uint32_t> old_versions,
-                        OldVersions(project_id));
+    MP_ASSIGN_OR_RETURN(const std::vector<uint32_t> old_versions, OldVersions(project_id));
     key.version = old_versions.empty() ? 1 : old_versions.back() + 1;
     randombytes_buf(key.bytes.data(), key.bytes.size());
     MP_RETURN_IF_ERROR(Write(path, key));
@@ -162,17 +148,15 @@ Result<KeyRotation> KeyStore::Rotate(uint32_t project_id, bool destroy_old) {
   std::lock_guard lock(mutex_);
   const std::string current_path = CurrentPath(project_id);
   if (!file_system_->Exists(current_path)) {
-    return Status::NotFound(
-        "project " + std::to_string(project_id) +
-        " has no pseudonym key yet (nothing was stored): nothing to replace");
+    return Status::NotFound("project " + std::to_string(project_id) +
+                            " has no pseudonym key yet (nothing was stored): nothing to replace");
   }
   // The file, not the cache: another process may have rotated it since.
   MP_ASSIGN_OR_RETURN(const ProjectKey current, Load(current_path));
   if (current.version >= kKeyVersionsMax) {
-    return Status::ResourceExhausted(
-        "project " + std::to_string(project_id) + ": key version " +
-        std::to_string(current.version) + " reached the limit of " +
-        std::to_string(kKeyVersionsMax) + " (kKeyVersionsMax)");
+    return Status::ResourceExhausted("project " + std::to_string(project_id) + ": key version " +
+                                     std::to_string(current.version) + " reached the limit of " +
+                                     std::to_string(kKeyVersionsMax) + " (kKeyVersionsMax)");
   }
   if (!destroy_old) {
     // Kept before the current file is replaced: a failure in between leaves
@@ -183,9 +167,8 @@ Result<KeyRotation> KeyStore::Rotate(uint32_t project_id, bool destroy_old) {
       // kept key with other bytes, which would unlink its events silently.
       MP_ASSIGN_OR_RETURN(const ProjectKey kept, Load(old_path));
       if (kept.version != current.version || kept.bytes != current.bytes) {
-        return Status::Corruption(
-            "key file " + old_path + " differs from the current key " +
-            current_path + " of the same version; not replacing either");
+        return Status::Corruption("key file " + old_path + " differs from the current key " +
+                                  current_path + " of the same version; not replacing either");
       }
     } else {
       MP_RETURN_IF_ERROR(Write(old_path, current));
@@ -201,16 +184,13 @@ Result<KeyRotation> KeyStore::Rotate(uint32_t project_id, bool destroy_old) {
   rotation.old_version = current.version;
   rotation.new_version = next.version;
   if (destroy_old) {
-    MP_ASSIGN_OR_RETURN(const std::vector<uint32_t> old_versions,
-                        OldVersions(project_id));
+    MP_ASSIGN_OR_RETURN(const std::vector<uint32_t> old_versions, OldVersions(project_id));
     for (const uint32_t version : old_versions) {
-      const Status removed =
-          file_system_->Remove(OldVersionPath(project_id, version));
+      const Status removed = file_system_->Remove(OldVersionPath(project_id, version));
       if (!removed.ok()) {
-        return Status::IoError(
-            "the new key (version " + std::to_string(next.version) +
-            ") is in force, but a replaced key was not removed: " +
-            removed.message() + "; remove it by hand");
+        return Status::IoError("the new key (version " + std::to_string(next.version) +
+                               ") is in force, but a replaced key was not removed: " +
+                               removed.message() + "; remove it by hand");
       }
       ++rotation.old_keys_destroyed;
     }
@@ -227,8 +207,7 @@ Result<std::vector<ProjectKey>> KeyStore::AllVersions(uint32_t project_id) {
     MP_ASSIGN_OR_RETURN(ProjectKey current, Load(current_path));
     keys.push_back(current);
   }
-  MP_ASSIGN_OR_RETURN(std::vector<uint32_t> old_versions,
-                      OldVersions(project_id));
+  MP_ASSIGN_OR_RETURN(std::vector<uint32_t> old_versions, OldVersions(project_id));
   std::reverse(old_versions.begin(), old_versions.end());
   for (const uint32_t version : old_versions) {
     const std::string path = OldVersionPath(project_id, version);
@@ -243,9 +222,9 @@ Result<std::vector<ProjectKey>> KeyStore::AllVersions(uint32_t project_id) {
       if (version == keys.front().version && key.bytes == keys.front().bytes) {
         continue;
       }
-      return Status::Corruption(
-          "key file " + path + " contradicts the current key " + current_path +
-          " (version " + std::to_string(keys.front().version) + ")");
+      return Status::Corruption("key file " + path + " contradicts the current key " +
+                                current_path + " (version " + std::to_string(keys.front().version) +
+                                ")");
     }
     keys.push_back(key);
   }
@@ -257,4 +236,4 @@ void KeyStore::Forget() {
   cache_.clear();
 }
 
-} // namespace minpanel::privacy
+}  // namespace minpanel::privacy

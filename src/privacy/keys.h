@@ -45,11 +45,11 @@ struct KeyRotation {
 
 // The pseudonym keys, one file per project in a folder (0700, files 0600).
 class KeyStore {
-public:
+ public:
   // Opens (creating) the key folder. `folder` must not be inside the data
   // folder, so that a copy of the data alone cannot be reversed.
-  static Result<std::unique_ptr<KeyStore>>
-  Open(std::string folder, std::shared_ptr<FileSystem> file_system);
+  static Result<std::unique_ptr<KeyStore>> Open(std::string folder,
+                                                std::shared_ptr<FileSystem> file_system);
 
   // The project's current key, created (random, version 1) on first use.
   Result<ProjectKey> GetOrCreate(uint32_t project_id);
@@ -72,12 +72,12 @@ public:
   // (a key rotated by another process).
   void Forget();
 
-private:
+ private:
   KeyStore(std::string folder, std::shared_ptr<FileSystem> file_system);
   std::string CurrentPath(uint32_t project_id) const;
   std::string OldVersionPath(uint32_t project_id, uint32_t version) const;
-  Result<ProjectKey> Load(const std::string &path);
-  Status Write(const std::string &path, const ProjectKey &key);
+  Result<ProjectKey> Load(const std::string& path);
+  Status Write(const std::string& path, const ProjectKey& key);
   // The versions of the project's replaced-key files, ascending.
   Result<std::vector<uint32_t>> OldVersions(uint32_t project_id);
 
@@ -87,4 +87,4 @@ private:
   std::map<uint32_t, ProjectKey> cache_;
 };
 
-} // namespace minpanel::privacy
+}  // namespace minpanel::privacy

@@ -3,14 +3,13 @@
 // leaves in force.
 #include "privacy/keys.h"
 
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <sstream>
-
-#include <gtest/gtest.h>
 
 #include "core/fault_file_system.h"
 
@@ -19,14 +18,14 @@ namespace {
 
 constexpr size_t kKeyFileBytes = 48;
 
-std::string ReadBytes(const std::filesystem::path &path) {
+std::string ReadBytes(const std::filesystem::path& path) {
   std::ifstream file(path, std::ios::binary);
   std::stringstream bytes;
   bytes << file.rdbuf();
   return bytes.str();
 }
 
-void WriteBytes(const std::filesystem::path &path, const std::string &bytes) {
+void WriteBytes(const std::filesystem::path& path, const std::string& bytes) {
   std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
 }
 
@@ -43,7 +42,7 @@ std::string KeyFile(uint32_t version, uint8_t fill) {
 }
 
 class KeyStoreTest : public ::testing::Test {
-protected:
+ protected:
   void SetUp() override {
     folder_ = std::filesystem::temp_directory_path() /
               ("minpanel-keystore-" + std::to_string(::getpid()) + "-" +
@@ -59,7 +58,7 @@ protected:
     return store.ok() ? std::move(store).value() : nullptr;
   }
 
-  ProjectKey Current(KeyStore &store, uint32_t project_id) {
+  ProjectKey Current(KeyStore& store, uint32_t project_id) {
     auto key = store.GetOrCreate(project_id);
     EXPECT_TRUE(key.ok()) << key.status().ToString();
     return key.ok() ? *key : ProjectKey{};
@@ -69,8 +68,7 @@ protected:
     auto keys = store_->AllVersions(project_id);
     EXPECT_TRUE(keys.ok()) << keys.status().ToString();
     std::vector<uint32_t> versions;
-    for (const ProjectKey &key :
-         keys.ok() ? *keys : std::vector<ProjectKey>{}) {
+    for (const ProjectKey& key : keys.ok() ? *keys : std::vector<ProjectKey>{}) {
       versions.push_back(key.version);
     }
     return versions;
@@ -127,7 +125,7 @@ TEST_F(KeyStoreTest, AllVersionsListsEveryKeyNewestFirst) {
 
 TEST_F(KeyStoreTest, DestroyOldRemovesEveryReplacedKeyOfThatProjectOnly) {
   Current(*store_, 7);
-  Current(*store_, 71); // project-71.* must not be taken for project-7.*
+  Current(*store_, 71);  // project-71.* must not be taken for project-7.*
   ASSERT_TRUE(store_->Rotate(7, false).ok());
   ASSERT_TRUE(store_->Rotate(7, false).ok());
   ASSERT_TRUE(store_->Rotate(71, false).ok());
@@ -158,8 +156,7 @@ TEST_F(KeyStoreTest, DamagedOldVersionFileIsCorruption) {
   auto keys = store_->AllVersions(7);
   ASSERT_FALSE(keys.ok());
   EXPECT_EQ(keys.status().code(), StatusCode::kCorruption);
-  EXPECT_NE(keys.status().message().find("project-7.v1.key"),
-            std::string::npos);
+  EXPECT_NE(keys.status().message().find("project-7.v1.key"), std::string::npos);
 }
 
 TEST_F(KeyStoreTest, OldVersionFileHoldingAnotherVersionIsCorruption) {
@@ -203,8 +200,7 @@ TEST_F(KeyStoreTest, FailedWriteOfTheNewKeyLeavesThePreviousKeyInForce) {
   const ProjectKey reread = Current(*OpenStore(), 7);
   EXPECT_EQ(reread.version, 1U);
   EXPECT_EQ(reread.bytes, first.bytes);
-  EXPECT_EQ(Versions(7), std::vector<uint32_t>{1})
-      << "the kept copy is the current key";
+  EXPECT_EQ(Versions(7), std::vector<uint32_t>{1}) << "the kept copy is the current key";
 
   // Trying again completes the rotation over the copy left behind.
   ASSERT_TRUE(store_->Rotate(7, false).ok());
@@ -229,8 +225,7 @@ TEST_F(KeyStoreTest, FailedDestroyingRotationLeavesThePreviousKeysInForce) {
   ASSERT_FALSE(store_->Rotate(7, true).ok());
   file_system_->Reset();
   EXPECT_EQ(Current(*store_, 7).bytes, second.bytes);
-  EXPECT_EQ(Versions(7), (std::vector<uint32_t>{2, 1}))
-      << "nothing is destroyed";
+  EXPECT_EQ(Versions(7), (std::vector<uint32_t>{2, 1})) << "nothing is destroyed";
 }
 
 TEST_F(KeyStoreTest, KeyRotatedByAnotherProcessIsSeenAfterForget) {
@@ -249,8 +244,7 @@ TEST_F(KeyStoreTest, LostCurrentKeyIsReplacedUnderTheNextVersion) {
   ASSERT_TRUE(store_->Rotate(7, false).ok());
   std::filesystem::remove(folder_ / "project-7.key");
   std::unique_ptr<KeyStore> reopened = OpenStore();
-  EXPECT_EQ(Current(*reopened, 7).version, 2U)
-      << "never a second version 1 beside the kept one";
+  EXPECT_EQ(Current(*reopened, 7).version, 2U) << "never a second version 1 beside the kept one";
 }
 
 TEST_F(KeyStoreTest, RotationStopsAtTheVersionLimit) {
@@ -259,8 +253,7 @@ TEST_F(KeyStoreTest, RotationStopsAtTheVersionLimit) {
   auto rotated = store_->Rotate(7, false);
   ASSERT_FALSE(rotated.ok());
   EXPECT_EQ(rotated.status().code(), StatusCode::kResourceExhausted);
-  EXPECT_NE(rotated.status().message().find("kKeyVersionsMax"),
-            std::string::npos);
+  EXPECT_NE(rotated.status().message().find("kKeyVersionsMax"), std::string::npos);
 }
 
 TEST_F(KeyStoreTest, KeyVersionZeroIsCorruption) {
@@ -271,5 +264,5 @@ TEST_F(KeyStoreTest, KeyVersionZeroIsCorruption) {
   EXPECT_EQ(key.status().code(), StatusCode::kCorruption);
 }
 
-} // namespace
-} // namespace minpanel::privacy
+}  // namespace
+}  // namespace minpanel::privacy
