@@ -168,6 +168,51 @@ int ProjectRotate(const ConfigSources& sources, const std::string& name, bool js
   return 0;
 }
 
+// Printed when `project rotate-key` lacks --yes: the consequence, in full.
+std::string RotateKeyConsequence(const std::string& name) {
+  return "Replacing the pseudonym key of project '" + name +
+         "' is an anonymisation step, not routine hygiene. Every person's new events get a "
+         "different subject from their old ones: funnels, retention and unique counts across "
+         "the rotation count each person twice, and an event retried across it without a "
+         "32-hex insert id of the client's own may be stored twice. Events stored so far stay "
+         "linkable to a person only through the old key, which is kept in the key folder as "
+         "project-<id>.v<N>.key; with --destroy-old it and every older kept key are deleted "
+         "instead, and those events can never again be tied to anyone, not even to erase them "
+         "or to answer an access request. A running server uses the new key after SIGHUP. Run "
+         "again with --yes to proceed.\n";
+}
+
+int ProjectRotateKey(const ConfigSources& sources, const std::string& name, bool destroy_old,
+                     bool yes) {
+  if (!yes) {
+    std::cerr << RotateKeyConsequence(name);
+    return kExitUsage;
+  }
+  auto config = sources.Build();
+  if (!config.ok()) {
+    return Fail(config.status());
+  }
+  auto rotated =
+      service::RotateProjectKey(*config, NewPosixFileSystem(), NewSystemClock(), name, destroy_old);
+  if (!rotated.ok()) {
+    return Fail(rotated.status());
+  }
+  const auto& rotation = rotated->rotation;
+  std::cout << "project " << name << ": pseudonym key replaced, version " << rotation.old_version
+            << " -> " << rotation.new_version << "\n";
+  if (destroy_old) {
+    std::cout << "The replaced keys were destroyed (" << rotation.old_keys_destroyed
+              << " kept before this one): events stored under them can no longer be linked "
+                 "to anyone.\n";
+  } else {
+    std::cout << "The replaced key is kept as " << service::KeyFolder(*config) << "/project-"
+              << rotated->project.id << ".v" << rotation.old_version
+              << ".key: events stored under it stay linkable only through that file.\n";
+  }
+  std::cout << "A running server uses the new key after SIGHUP.\n";
+  return 0;
+}
+
 constexpr std::string_view kExitCodesHelp =
     "Exit codes: 0 success; 1 failure (an interrupted import can be resumed);\n"
     "2 usage error; 3 import finished but some records were rejected (see\n"
@@ -186,6 +231,8 @@ constexpr std::string_view kImportHelp =
 struct Flags {
   ConfigSources sources;
   bool demo = false;
+  bool destroy_old = false;
+  bool yes = false;
   std::string name;
   std::string time_zone = "UTC";
   bool json = false;
@@ -202,6 +249,7 @@ struct Commands {
   CLI::App* create = nullptr;
   CLI::App* list = nullptr;
   CLI::App* rotate = nullptr;
+  CLI::App* rotate_key = nullptr;
   CLI::App* import = nullptr;
   CLI::App* export_command = nullptr;
   CLI::App* dump = nullptr;
@@ -226,6 +274,16 @@ void AddProjectCommands(CLI::App& app, Flags& flags, Commands& commands) {
   flags.sources.AddFlags(commands.rotate, false);
   commands.rotate->add_option("NAME", flags.name, "project name")->required();
   commands.rotate->add_flag("--json", flags.json, "print the project and its new secret as JSON");
+  commands.rotate_key = project->add_subcommand(
+      "rotate-key",
+      "replace a project's pseudonym key: an anonymisation step (new subjects for everyone)");
+  flags.sources.AddFlags(commands.rotate_key, false);
+  commands.rotate_key->add_option("NAME", flags.name, "project name")->required();
+  commands.rotate_key->add_flag(
+      "--destroy-old", flags.destroy_old,
+      "delete the replaced keys: events stored under them become permanently unlinkable");
+  commands.rotate_key->add_flag("--yes", flags.yes,
+                                "confirm; without it the command explains what it would do");
 }
 
 void AddDataCommands(CLI::App& app, Flags& flags, Commands& commands) {
@@ -329,6 +387,9 @@ int Dispatch(Flags& flags, const Commands& commands) {
   }
   if (commands.rotate->parsed()) {
     return ProjectRotate(flags.sources, flags.name, flags.json);
+  }
+  if (commands.rotate_key->parsed()) {
+    return ProjectRotateKey(flags.sources, flags.name, flags.destroy_old, flags.yes);
   }
   if (commands.import->parsed()) {
     return Import(flags.sources, flags.import);

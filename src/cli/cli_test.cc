@@ -505,3 +505,82 @@ TEST_F(CliTest, PolicyPreviewShowsChangesAndStoresNothing) {
 
 }  // namespace
 }  // namespace minpanel::cli
+
+namespace minpanel::cli {
+namespace {
+
+// The distinct_id of one export line.
+std::string SubjectOf(const std::string& line) {
+  const std::string marker = "\"distinct_id\":\"";
+  const size_t start = line.find(marker);
+  if (start == std::string::npos) {
+    return "";
+  }
+  const size_t value_start = start + marker.size();
+  return line.substr(value_start, line.find('"', value_start) - value_start);
+}
+
+TEST_F(CliTest, RotateKeyRefusesWithoutYesAndSaysWhatItWouldDo) {
+  const fs::path file = root_ / "one.jsonl";
+  WriteText(file, EventLine("Signed Up", "user-1", kFirstEventSeconds, "id-1") + "\n");
+  ASSERT_EQ(Import(file).exit_code, 0);
+  const std::string key_before = ReadText(root_ / "keys" / "project-1.key");
+
+  const RunResult refused = Run("project rotate-key demo" + Folders());
+  EXPECT_EQ(refused.exit_code, 2);
+  EXPECT_NE(refused.err.find("anonymisation step"), std::string::npos) << refused.err;
+  EXPECT_NE(refused.err.find("count each person twice"), std::string::npos) << refused.err;
+  EXPECT_NE(refused.err.find("--yes"), std::string::npos) << refused.err;
+  EXPECT_EQ(ReadText(root_ / "keys" / "project-1.key"), key_before);
+  EXPECT_FALSE(fs::exists(root_ / "keys" / "project-1.v1.key"));
+}
+
+TEST_F(CliTest, RotateKeyGivesTheSamePersonANewSubjectAndKeepsTheOldKey) {
+  const fs::path before = root_ / "before.jsonl";
+  WriteText(before, EventLine("Signed Up", "user-1", kFirstEventSeconds, "id-1") + "\n");
+  ASSERT_EQ(Import(before).exit_code, 0);
+  const std::string key_before = ReadText(root_ / "keys" / "project-1.key");
+
+  const RunResult rotated = Run("project rotate-key demo --yes" + Folders());
+  ASSERT_EQ(rotated.exit_code, 0) << rotated.err;
+  EXPECT_NE(rotated.out.find("version 1 -> 2"), std::string::npos) << rotated.out;
+  EXPECT_NE(rotated.out.find("project-1.v1.key"), std::string::npos) << rotated.out;
+  EXPECT_EQ(ReadText(root_ / "keys" / "project-1.v1.key"), key_before);
+
+  const fs::path after = root_ / "after.jsonl";
+  WriteText(after, EventLine("Upgraded", "user-1", kFirstEventSeconds + 60, "id-2") + "\n");
+  ASSERT_EQ(Import(after).exit_code, 0);
+  const std::vector<std::string> lines = ExportAll();
+  ASSERT_EQ(lines.size(), 2U);
+  EXPECT_FALSE(SubjectOf(lines[0]).empty());
+  EXPECT_FALSE(SubjectOf(lines[1]).empty());
+  EXPECT_NE(SubjectOf(lines[0]), SubjectOf(lines[1])) << lines[0] << "\n" << lines[1];
+}
+
+TEST_F(CliTest, RotateKeyDestroyOldDeletesEveryKeptKey) {
+  const fs::path file = root_ / "one.jsonl";
+  WriteText(file, EventLine("Signed Up", "user-1", kFirstEventSeconds, "id-1") + "\n");
+  ASSERT_EQ(Import(file).exit_code, 0);
+  ASSERT_EQ(Run("project rotate-key demo --yes" + Folders()).exit_code, 0);
+  ASSERT_TRUE(fs::exists(root_ / "keys" / "project-1.v1.key"));
+
+  const RunResult destroyed = Run("project rotate-key demo --destroy-old --yes" + Folders());
+  ASSERT_EQ(destroyed.exit_code, 0) << destroyed.err;
+  EXPECT_NE(destroyed.out.find("version 2 -> 3"), std::string::npos) << destroyed.out;
+  EXPECT_NE(destroyed.out.find("destroyed"), std::string::npos) << destroyed.out;
+  EXPECT_TRUE(fs::exists(root_ / "keys" / "project-1.key"));
+  EXPECT_FALSE(fs::exists(root_ / "keys" / "project-1.v1.key"));
+  EXPECT_FALSE(fs::exists(root_ / "keys" / "project-1.v2.key"));
+}
+
+TEST_F(CliTest, RotateKeyOfAnUnknownOrUnusedProjectFails) {
+  const RunResult unknown = Run("project rotate-key nope --yes" + Folders());
+  EXPECT_EQ(unknown.exit_code, 1);
+  EXPECT_NE(unknown.err.find("no project named 'nope'"), std::string::npos) << unknown.err;
+  const RunResult unused = Run("project rotate-key demo --yes" + Folders());
+  EXPECT_EQ(unused.exit_code, 1);
+  EXPECT_NE(unused.err.find("nothing to replace"), std::string::npos) << unused.err;
+}
+
+}  // namespace
+}  // namespace minpanel::cli

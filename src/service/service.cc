@@ -199,6 +199,31 @@ Result<std::unique_ptr<ProjectRegistry>> OpenProjects(const Config& config,
   return ProjectRegistry::Open(config.data_folder, std::move(file_system), std::move(clock));
 }
 
+Result<ProjectKeyRotation> RotateProjectKey(const Config& config,
+                                            std::shared_ptr<FileSystem> file_system,
+                                            std::shared_ptr<Clock> clock, std::string_view name,
+                                            bool destroy_old) {
+  MP_ASSIGN_OR_RETURN(const std::unique_ptr<ProjectRegistry> projects,
+                      OpenProjects(config, file_system, std::move(clock)));
+  const std::optional<Project> project = projects->FindByName(name);
+  if (!project.has_value()) {
+    return Status::NotFound("no project named '" + std::string(name) +
+                            "' (see minpanel project list)");
+  }
+  MP_ASSIGN_OR_RETURN(const std::unique_ptr<privacy::KeyStore> keys,
+                      privacy::KeyStore::Open(KeyFolder(config), std::move(file_system)));
+  auto rotated = keys->Rotate(project->id, destroy_old);
+  if (!rotated.ok()) {
+    if (rotated.status().code() == StatusCode::kNotFound) {
+      return Status::NotFound("project '" + std::string(name) +
+                              "' has no pseudonym key yet (nothing was stored): nothing to "
+                              "replace");
+    }
+    return rotated.status();
+  }
+  return ProjectKeyRotation{*project, *rotated};
+}
+
 Result<std::unique_ptr<Service>> Service::Open(const Config& config,
                                                std::shared_ptr<FileSystem> file_system,
                                                std::shared_ptr<Clock> clock) {
@@ -575,6 +600,9 @@ void Service::CountPolicy(const Project& project, const privacy::Policy& policy,
 }
 
 Result<std::vector<std::string>> Service::Reload() {
+  // A key rotated by another process (`minpanel project rotate-key`) is read
+  // again on the next event; until now the cached one stayed in force.
+  keys_->Forget();
   MP_RETURN_IF_ERROR(projects_->Reload());
   std::vector<std::string> names;
   for (const Project& project : projects_->List()) {

@@ -153,7 +153,8 @@ class Service {
   Clock& clock() { return *clock_; }
 
   // Reloads what can change without a restart: projects, their privacy
-  // policies, a replaced geolocation database. Returns what it refused and
+  // policies, their pseudonym keys (rotated by `minpanel project
+  // rotate-key`), a replaced geolocation database. Returns what it refused and
   // kept the previous version of (a broken policy file), for the log.
   Result<std::vector<std::string>> Reload();
   // Re-opens the IP geolocation database if its files were replaced; the
@@ -212,5 +213,20 @@ Result<std::string> CheckPolicyText(std::string_view text);
 Result<std::unique_ptr<ProjectRegistry>> OpenProjects(const Config& config,
                                                       std::shared_ptr<FileSystem> file_system,
                                                       std::shared_ptr<Clock> clock);
+
+struct ProjectKeyRotation {
+  Project project;
+  privacy::KeyRotation rotation;
+};
+
+// Replaces the pseudonym key of the project called `name`
+// (privacy::KeyStore::Rotate, docs/formats/keys.md), for `minpanel project
+// rotate-key`. Works while a server runs on the data folder: the server
+// keeps its cached key until Reload (SIGHUP). NotFound for an unknown
+// project or one without a key yet.
+Result<ProjectKeyRotation> RotateProjectKey(const Config& config,
+                                            std::shared_ptr<FileSystem> file_system,
+                                            std::shared_ptr<Clock> clock, std::string_view name,
+                                            bool destroy_old);
 
 }  // namespace minpanel::service

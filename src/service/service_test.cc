@@ -239,6 +239,44 @@ TEST_F(ServiceTest, AsyncIngestReportsOnceDurableAndEarlyFailuresAtOnce) {
   EXPECT_EQ(Lines(ExportAll()), 1U);
 }
 
+TEST_F(ServiceTest, RotatedKeyIsUsedAfterReloadAndGivesANewSubject) {
+  ASSERT_TRUE(Track(Event("Before", "user-1")).ok());
+  auto before = service_->Pseudonym(project_, "user-1");
+  ASSERT_TRUE(before.ok());
+
+  // As `minpanel project rotate-key` does it: from outside the Service.
+  auto rotated = RotateProjectKey(config_, NewPosixFileSystem(), clock_, "demo", false);
+  ASSERT_TRUE(rotated.ok()) << rotated.status().ToString();
+  EXPECT_EQ(rotated->project.id, project_.id);
+  EXPECT_EQ(rotated->rotation.old_version, 1U);
+  EXPECT_EQ(rotated->rotation.new_version, 2U);
+  EXPECT_EQ(*service_->Pseudonym(project_, "user-1"), *before)
+      << "the cached key stays in force until Reload";
+
+  ASSERT_TRUE(service_->Reload().ok());
+  auto after = service_->Pseudonym(project_, "user-1");
+  ASSERT_TRUE(after.ok());
+  EXPECT_NE(*after, *before);
+  ASSERT_TRUE(Track(Event("After", "user-1", ",\"$insert_id\":\"after-1\"")).ok());
+  const std::string exported = ExportAll();
+  EXPECT_NE(exported.find("\"distinct_id\":\"" + FormatPseudonym(*before) + "\""),
+            std::string::npos);
+  EXPECT_NE(exported.find("\"distinct_id\":\"" + FormatPseudonym(*after) + "\""),
+            std::string::npos);
+  EXPECT_EQ(Lines(ExportAll("user-1")), 1U) << "a raw id finds the events of the current key";
+}
+
+TEST_F(ServiceTest, RotatingTheKeyOfAnUnknownOrUnusedProjectIsNotFound) {
+  auto unknown = RotateProjectKey(config_, NewPosixFileSystem(), clock_, "nope", false);
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_EQ(unknown.status().code(), StatusCode::kNotFound);
+  EXPECT_NE(unknown.status().message().find("no project named 'nope'"), std::string::npos);
+  auto unused = RotateProjectKey(config_, NewPosixFileSystem(), clock_, "demo", false);
+  ASSERT_FALSE(unused.ok());
+  EXPECT_EQ(unused.status().code(), StatusCode::kNotFound);
+  EXPECT_NE(unused.status().message().find("no pseudonym key yet"), std::string::npos);
+}
+
 TEST_F(ServiceTest, SecondProcessOnTheSameDataFolderIsRefused) {
   auto second = Service::Open(config_, file_system_, clock_);
   ASSERT_FALSE(second.ok());
