@@ -249,7 +249,7 @@ Result<std::unique_ptr<Service>> Service::Open(const Config& config,
   MP_ASSIGN_OR_RETURN(std::shared_ptr<const privacy::PolicyTools> tools,
                       LoadPolicyTools(config));
   auto policies =
-      std::make_unique<privacy::PolicyStore>(config.data_folder + "/policies", file_system);
+      std::make_unique<privacy::PolicyStore>(config.data_folder + "/policies", file_system, clock);
   std::vector<std::string> names;
   for (const Project& project : projects->List()) {
     names.push_back(project.name);

@@ -82,6 +82,32 @@ struct RuleMatches {
   uint64_t matches = 0;
 };
 
+// The largest policy text PutPolicy takes (the policy file's own limit).
+inline constexpr size_t kPolicyTextBytesMax = privacy::kPolicyBytesMax;
+
+// The policy in force for a project, for the admin API.
+struct PolicyInForce {
+  uint32_t version = 0;  // 0: the built-in default
+  std::string text;      // the TOML; "" for the default, which exists only in code
+  bool is_default = true;
+};
+
+// One recorded version of a project's policy.
+struct PolicyVersion {
+  uint32_t version = 0;
+  int64_t recorded_ms = 0;  // 0: recorded before the history kept times
+  uint64_t bytes = 0;
+};
+
+// What putting a policy did (Service::PutPolicy).
+struct PolicyUpdate {
+  uint32_t version = 0;      // now in force
+  bool new_version = false;  // false: the same text as the latest version
+  // For the operator: the version's effect, and what this policy lets
+  // through in clear that the default would not.
+  std::vector<std::string> notes;
+};
+
 // Counters for /metrics; monotonic since start.
 struct ServiceMetrics {
   uint64_t events_accepted = 0;
@@ -135,6 +161,19 @@ class Service {
   // payload: one event, an array or JSON lines) and which rule or detector
   // changed each field, as one JSON object. Nothing is stored or logged.
   Result<std::string> PreviewPolicy(const Project& project, std::string_view payload);
+
+  // The policy in force for the project.
+  PolicyInForce GetPolicy(const Project& project) const;
+  // Checks `text` as `minpanel policy check` does (CheckPolicyText) and puts
+  // it in force for the project at once, recorded in the history as a file
+  // change would be (privacy::PolicyStore::Put). InvalidArgument names the
+  // key or line at fault; ResourceExhausted over kPolicyTextBytesMax.
+  // A refused text changes nothing.
+  Result<PolicyUpdate> PutPolicy(const Project& project, std::string_view text);
+  // The project's recorded policy versions, oldest first.
+  Result<std::vector<PolicyVersion>> PolicyHistory(const Project& project) const;
+  // The text of one recorded version; NotFound when there is none.
+  Result<std::string> PolicyVersionText(const Project& project, uint32_t version) const;
 
   // The project these credentials (secret as Basic user or password, or as
   // api_key; with project_id for service accounts) unlock.

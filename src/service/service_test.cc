@@ -339,5 +339,88 @@ TEST_F(PreviewTest, RuleMatchesAreCountedByProjectAndLine) {
   EXPECT_EQ(metrics.rule_matches[0].matches, 2U);
 }
 
+class PolicyApiTest : public ServiceTest {};
+
+TEST_F(PolicyApiTest, PutPolicyIsInForceAtOnceAndRecorded) {
+  const PolicyInForce before = service_->GetPolicy(project_);
+  EXPECT_EQ(before.version, 0U);
+  EXPECT_TRUE(before.is_default);
+  EXPECT_EQ(before.text, "");
+
+  const std::string text = "[[rule]]\nmatch = \"note\"\naction = \"drop\"\n";
+  auto update = service_->PutPolicy(project_, text);
+  ASSERT_TRUE(update.ok()) << update.status().ToString();
+  EXPECT_EQ(update->version, 1U);
+  EXPECT_TRUE(update->new_version);
+  ASSERT_FALSE(update->notes.empty());
+  EXPECT_NE(update->notes[0].find("version 1 is in force"), std::string::npos);
+
+  ASSERT_TRUE(Track(Event("Noted", "user-1", ",\"note\":\"hello\",\"plan\":\"pro\"")).ok());
+  const std::string exported = ExportAll();
+  EXPECT_EQ(exported.find("\"note\""), std::string::npos) << exported;
+  EXPECT_NE(exported.find("\"plan\":\"pro\""), std::string::npos) << exported;
+
+  const PolicyInForce now = service_->GetPolicy(project_);
+  EXPECT_EQ(now.version, 1U);
+  EXPECT_FALSE(now.is_default);
+  EXPECT_EQ(now.text, text);
+  auto history = service_->PolicyHistory(project_);
+  ASSERT_TRUE(history.ok()) << history.status().ToString();
+  ASSERT_EQ(history->size(), 1U);
+  EXPECT_EQ((*history)[0].version, 1U);
+  EXPECT_EQ((*history)[0].recorded_ms, kNowMs);
+  EXPECT_EQ((*history)[0].bytes, text.size());
+  EXPECT_EQ(*service_->PolicyVersionText(project_, 1), text);
+  EXPECT_EQ(service_->PolicyVersionText(project_, 2).status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(PolicyApiTest, SameTextTwiceIsOneVersion) {
+  ASSERT_TRUE(service_->PutPolicy(project_, "ip = \"drop\"\n").ok());
+  auto again = service_->PutPolicy(project_, "ip = \"drop\"\n");
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->version, 1U);
+  EXPECT_FALSE(again->new_version);
+  EXPECT_NE(again->notes[0].find("no new version"), std::string::npos);
+  EXPECT_EQ(service_->PolicyHistory(project_)->size(), 1U);
+}
+
+TEST_F(PolicyApiTest, RefusedPolicyNamesTheProblemAndKeepsTheOneInForce) {
+  ASSERT_TRUE(service_->PutPolicy(project_, "ip = \"drop\"\n").ok());
+  auto refused = service_->PutPolicy(project_, "ip = \"hide\"\n");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(refused.status().message(), CheckPolicyText("ip = \"hide\"\n").status().message())
+      << "the same checks as minpanel policy check";
+  EXPECT_EQ(service_->GetPolicy(project_).version, 1U);
+  EXPECT_EQ(service_->GetPolicy(project_).text, "ip = \"drop\"\n");
+}
+
+TEST_F(PolicyApiTest, NotesNameWhatThePolicyKeepsInClear) {
+  auto update = service_->PutPolicy(
+      project_,
+      "ip = \"keep\"\ndetectors = false\n[[rule]]\nmatch = \"support_email\"\naction = \"keep\"\n");
+  ASSERT_TRUE(update.ok()) << update.status().ToString();
+  std::string all;
+  for (const std::string& note : update->notes) {
+    all += note + "\n";
+  }
+  EXPECT_NE(all.find("ip = \"keep\": stored as sent"), std::string::npos) << all;
+  EXPECT_NE(all.find("detectors = false"), std::string::npos) << all;
+  EXPECT_NE(all.find("rule at line 3 keeps 'support_email'"), std::string::npos) << all;
+  EXPECT_EQ(all.find("user_agent"), std::string::npos) << all;
+}
+
+TEST_F(PolicyApiTest, ReloadAfterPutKeepsThePutVersion) {
+  ASSERT_TRUE(service_->PutPolicy(project_, "ip = \"drop\"\n").ok());
+  EXPECT_FALSE(service_->PutPolicy(project_, "ip = 3\n").ok());
+  auto notes = service_->Reload();
+  ASSERT_TRUE(notes.ok());
+  EXPECT_TRUE(notes->empty());
+  EXPECT_EQ(service_->GetPolicy(project_).version, 1U);
+  Open();  // a restart reads the file the PUT wrote
+  EXPECT_EQ(service_->GetPolicy(project_).version, 1U);
+  EXPECT_EQ(service_->PolicyHistory(project_)->size(), 1U);
+}
+
 }  // namespace
 }  // namespace minpanel::service
