@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <charconv>
 
 namespace minpanel::server {
@@ -197,6 +198,20 @@ bool IsValidJsonpCallback(std::string_view name) {
   return std::all_of(name.begin(), name.end(), [&](char c) {
     return is_start(c) || (c >= '0' && c <= '9') || c == '.';
   });
+}
+
+std::string MediaTypeOf(std::string_view content_type) {
+  std::string_view media = content_type.substr(0, content_type.find(';'));
+  while (!media.empty() && (media.front() == ' ' || media.front() == '\t')) {
+    media.remove_prefix(1);
+  }
+  while (!media.empty() && (media.back() == ' ' || media.back() == '\t')) {
+    media.remove_suffix(1);
+  }
+  std::string lowered(media);
+  std::transform(lowered.begin(), lowered.end(), lowered.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return lowered;
 }
 
 }  // namespace minpanel::server

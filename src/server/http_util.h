@@ -35,4 +35,8 @@ std::string ClientAddress(std::string_view peer, std::string_view x_forwarded_fo
 // Whether `name` may be used as a JSONP callback (an identifier path).
 bool IsValidJsonpCallback(std::string_view name);
 
+// The media type of a Content-Type header, lower-cased, without parameters
+// or surrounding spaces: " Text/Plain; charset=utf-8" → "text/plain".
+std::string MediaTypeOf(std::string_view content_type);
+
 }  // namespace minpanel::server

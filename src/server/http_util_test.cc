@@ -79,5 +79,12 @@ TEST(JsonpCallbackTest, OnlyIdentifierPaths) {
   EXPECT_FALSE(IsValidJsonpCallback(std::string(129, 'a')));
 }
 
+TEST(MediaTypeTest, ParametersSpacesAndCaseAreIgnored) {
+  EXPECT_EQ(MediaTypeOf("text/plain"), "text/plain");
+  EXPECT_EQ(MediaTypeOf(" Application/TOML ; charset=utf-8"), "application/toml");
+  EXPECT_EQ(MediaTypeOf(""), "");
+  EXPECT_EQ(MediaTypeOf(";charset=utf-8"), "");
+}
+
 }  // namespace
 }  // namespace minpanel::server

@@ -164,6 +164,9 @@ Route ClassifyTarget(std::string_view target) {
   if (path == "/import") return Route::kImport;
   if (path == "/api/2.0/export") return Route::kExport;
   if (path == "/api/policy/preview") return Route::kPolicyPreview;
+  if (path == "/api/policy") return Route::kPolicy;
+  if (path == "/api/policy/versions") return Route::kPolicyVersions;
+  if (path.starts_with("/api/policy/versions/")) return Route::kPolicyVersion;
   if (path == "/healthz") return Route::kHealth;
   if (path == "/metrics") return Route::kMetrics;
   if (path == "/") return Route::kRoot;
@@ -184,6 +187,13 @@ std::string_view RouteLabel(Route route) {
       return "/api/2.0/export";
     case Route::kPolicyPreview:
       return "/api/policy/preview";
+    case Route::kPolicy:
+      return "/api/policy";
+    case Route::kPolicyVersions:
+      return "/api/policy/versions";
+    case Route::kPolicyVersion:
+      // Never the path itself, as for every route (the access log prints this).
+      return "/api/policy/versions/:version";
     case Route::kHealth:
       return "/healthz";
     case Route::kMetrics:
@@ -199,6 +209,37 @@ std::string_view RouteLabel(Route route) {
 bool IsIngestRoute(Route route) {
   return route == Route::kTrack || route == Route::kEngage || route == Route::kGroups ||
          route == Route::kImport;
+}
+
+bool IsPolicyAdminRoute(Route route) {
+  return route == Route::kPolicy || route == Route::kPolicyVersions ||
+         route == Route::kPolicyVersion;
+}
+
+bool AllowsMethod(Route route, http::verb method) {
+  if (method == http::verb::get) {
+    return true;  // Mixpanel's GET /track carries data= in the query
+  }
+  if (method == http::verb::post) {
+    return IsIngestRoute(route) || route == Route::kPolicyPreview;
+  }
+  if (method == http::verb::put) {
+    return route == Route::kPolicy;
+  }
+  return false;
+}
+
+std::string_view AllowedMethods(Route route) {
+  if (IsIngestRoute(route)) {
+    return "GET, POST, OPTIONS";
+  }
+  if (route == Route::kPolicyPreview) {
+    return "GET, POST";
+  }
+  if (route == Route::kPolicy) {
+    return "GET, PUT";
+  }
+  return "GET";
 }
 
 unsigned HttpStatusFor(const Status& status) {
@@ -337,6 +378,120 @@ Response HandlePolicyPreview(const Request& request, const Settings& settings,
     return ErrorResponse(request, preview.status());
   }
   return MakeResponse(request, 200, kJson, std::move(preview).value());
+}
+
+namespace {
+
+Response GetPolicyResponse(const Request& request, service::Service& service,
+                           const service::Project& project) {
+  const service::PolicyInForce policy = service.GetPolicy(project);
+  std::string body = "{\"project\":";
+  query::AppendJsonString(project.name, &body);
+  body += ",\"version\":" + std::to_string(policy.version) + ",\"text\":";
+  query::AppendJsonString(policy.text, &body);
+  body += ",\"default\":";
+  body += policy.is_default ? "true}" : "false}";
+  return MakeResponse(request, 200, kJson, std::move(body));
+}
+
+Response UnsupportedMediaType(const Request& request, std::string_view message) {
+  return MakeResponse(request, 415, kJson, JsonError(message));
+}
+
+Response PutPolicyResponse(const Request& request, service::Service& service,
+                           const service::Project& project) {
+  const std::string media_type = MediaTypeOf(request[http::field::content_type]);
+  if (media_type != "text/plain" && media_type != "application/toml") {
+    return UnsupportedMediaType(request,
+                                "Content-Type: send the policy as text/plain or application/toml");
+  }
+  const std::string_view encoding = request[http::field::content_encoding];
+  if (!encoding.empty() && MediaTypeOf(encoding) != "identity") {
+    return UnsupportedMediaType(request, "Content-Encoding: send the policy uncompressed");
+  }
+  if (request.body().size() > service::kPolicyTextBytesMax) {
+    return ErrorResponse(
+        request, Status::ResourceExhausted("body: " + std::to_string(request.body().size()) +
+                                           " bytes, over the limit of " +
+                                           std::to_string(service::kPolicyTextBytesMax) +
+                                           " bytes for a policy (kPolicyBytesMax)"));
+  }
+  auto update = service.PutPolicy(project, request.body());
+  if (!update.ok()) {
+    return ErrorResponse(request, update.status());
+  }
+  std::string body = "{\"version\":" + std::to_string(update->version) + ",\"new_version\":";
+  body += update->new_version ? "true" : "false";
+  body += ",\"notes\":[";
+  for (size_t note_idx = 0; note_idx < update->notes.size(); ++note_idx) {
+    body += note_idx == 0 ? "" : ",";
+    query::AppendJsonString(update->notes[note_idx], &body);
+  }
+  body += "]}";
+  return MakeResponse(request, 200, kJson, std::move(body));
+}
+
+Response PolicyVersionsResponse(const Request& request, service::Service& service,
+                                const service::Project& project) {
+  auto versions = service.PolicyHistory(project);
+  if (!versions.ok()) {
+    return ErrorResponse(request, versions.status());
+  }
+  std::string body = "[";
+  for (size_t version_idx = 0; version_idx < versions->size(); ++version_idx) {
+    const service::PolicyVersion& version = (*versions)[version_idx];
+    body += version_idx == 0 ? "" : ",";
+    body += "{\"version\":" + std::to_string(version.version) +
+            ",\"recorded_ms\":" + std::to_string(version.recorded_ms) +
+            ",\"bytes\":" + std::to_string(version.bytes) + "}";
+  }
+  body += "]";
+  return MakeResponse(request, 200, kJson, std::move(body));
+}
+
+// The text as it was recorded, as TOML: `curl …/versions/3 > policy.toml`
+// and a PUT of that file restores version 3's rules.
+Response PolicyVersionResponse(const Request& request, service::Service& service,
+                               const service::Project& project) {
+  std::string_view path = PathOf(request.target());
+  if (path.back() == '/') {
+    path.remove_suffix(1);
+  }
+  const std::string_view number = path.substr(path.rfind('/') + 1);
+  uint32_t version = 0;
+  const auto parsed = std::from_chars(number.data(), number.data() + number.size(), version);
+  if (number.empty() || parsed.ec != std::errc() || parsed.ptr != number.data() + number.size() ||
+      version == 0) {
+    return ErrorResponse(request, Status::NotFound("policy version: expected a version number "
+                                                   "from /api/policy/versions"));
+  }
+  auto text = service.PolicyVersionText(project, version);
+  if (!text.ok()) {
+    return ErrorResponse(request, text.status());
+  }
+  return MakeResponse(request, 200, "application/toml; charset=utf-8", std::move(text).value());
+}
+
+}  // namespace
+
+Response HandlePolicyAdmin(Route route, const Request& request, service::Service& service) {
+  auto query = ingest::ParseForm(QueryOf(request.target()));
+  if (!query.ok()) {
+    return ErrorResponse(request, query.status());
+  }
+  auto project = service.Authenticate(CredentialsOf(request, *query));
+  if (!project.ok()) {
+    return ErrorResponse(request, project.status());
+  }
+  switch (route) {
+    case Route::kPolicy:
+      return request.method() == http::verb::put ? PutPolicyResponse(request, service, *project)
+                                                 : GetPolicyResponse(request, service, *project);
+    case Route::kPolicyVersions:
+      return PolicyVersionsResponse(request, service, *project);
+    default:
+      return PolicyVersionResponse(request, service, *project);
+  }
 }
 
 Response HandleHealth(const Request& request, bool stopping) {

@@ -27,6 +27,9 @@ enum class Route {
   kImport,
   kExport,
   kPolicyPreview,
+  kPolicy,          // GET, PUT /api/policy
+  kPolicyVersions,  // GET /api/policy/versions
+  kPolicyVersion,   // GET /api/policy/versions/<N>
   kHealth,
   kMetrics,
   kRoot,
@@ -43,6 +46,11 @@ struct Settings {
 Route ClassifyTarget(std::string_view target);
 std::string_view RouteLabel(Route route);
 bool IsIngestRoute(Route route);
+bool IsPolicyAdminRoute(Route route);
+// The methods a route answers besides OPTIONS (HEAD never: it must not
+// ingest anything), for a 405's Allow header.
+bool AllowsMethod(Route route, boost::beast::http::verb method);
+std::string_view AllowedMethods(Route route);
 
 // A response with the given status, content type and body, keep-alive as
 // the request asked.
@@ -69,6 +77,14 @@ void HandleMixpanel(Route route, const Request& request, const std::string& clie
 // payload; the reply shows what would be stored and why. Stores nothing.
 Response HandlePolicyPreview(const Request& request, const Settings& settings,
                              service::Service& service);
+
+// The policy admin routes, secret-authenticated (the project secret holds
+// every scope of its project until admin keys exist): GET /api/policy (the
+// policy in force), PUT /api/policy (a TOML body of at most
+// service::kPolicyTextBytesMax, put in force at once), GET
+// /api/policy/versions (the history) and GET /api/policy/versions/<N> (one
+// version's text). The policy text never reaches the log.
+Response HandlePolicyAdmin(Route route, const Request& request, service::Service& service);
 
 Response HandleHealth(const Request& request, bool stopping);
 Response HandleMetrics(const Request& request, const Metrics& metrics, service::Service& service);

@@ -287,17 +287,15 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
       return;
     }
     // GET everywhere (Mixpanel's GET /track carries data= in the query),
-    // POST on the ingest routes; a HEAD must not ingest anything.
-    const bool takes_post = IsIngestRoute(route) || route == Route::kPolicyPreview;
-    if (!(method == http::verb::get || (takes_post && method == http::verb::post))) {
+    // POST on the ingest routes, PUT on /api/policy; a HEAD must not ingest
+    // anything.
+    if (!AllowsMethod(route, method)) {
       Response response = ErrorResponse(
           request_, Status::InvalidArgument("method: " + std::string(request_.method_string()) +
                                             " is not allowed on " +
                                             std::string(RouteLabel(route))));
       response.result(http::status::method_not_allowed);
-      response.set(http::field::allow, IsIngestRoute(route) ? "GET, POST, OPTIONS"
-                                       : takes_post        ? "GET, POST"
-                                                           : "GET");
+      response.set(http::field::allow, AllowedMethods(route));
       Write(std::move(response));
       return;
     }
@@ -307,10 +305,15 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
                 [self = this->shared_from_this()] { self->StreamExport(); });
       return;
     }
-    if (route == Route::kPolicyPreview) {
-      net::post(server_.workers(), [self = this->shared_from_this()] {
-        auto response = std::make_shared<Response>(HandlePolicyPreview(
-            self->request_, *self->server_.settings(), self->server_.service()));
+    if (route == Route::kPolicyPreview || IsPolicyAdminRoute(route)) {
+      // A PUT writes and fsyncs the policy and its history: off the I/O
+      // thread, as a preview's policy work is.
+      net::post(server_.workers(), [self = this->shared_from_this(), route] {
+        auto response = std::make_shared<Response>(
+            route == Route::kPolicyPreview
+                ? HandlePolicyPreview(self->request_, *self->server_.settings(),
+                                      self->server_.service())
+                : HandlePolicyAdmin(route, self->request_, self->server_.service()));
         net::post(self->stream_.get_executor(),
                   [self, response] { self->Write(std::move(*response)); });
       });
