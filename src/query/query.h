@@ -1,18 +1,25 @@
 // The query module: reads what the store holds and shapes it for clients.
-// Today: the raw export in Mixpanel's JSON-lines shape. Segmentation,
-// funnels and retention come later behind the same module.
+// The raw export in Mixpanel's JSON-lines shape, and the analytics queries
+// (segmentation, funnels, retention) over columnar segments: ParseQuery turns
+// the JSON query format of docs/queries.md into a QuerySpec, RunQuery answers
+// it over a snapshot of segments, QueryResultToJson writes the answer body.
 //
-// Functions are thread-safe as far as the Engine they are given is.
+// Functions are thread-safe as far as the Engine they are given is. ParseQuery,
+// RunQuery and QueryResultToJson keep no state between calls; many queries may
+// run at once over the same SegmentReaders (their const methods are
+// thread-safe).
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "core/core.h"
+#include "store/segment.h"
 #include "store/store.h"
 
 namespace minpanel::query {
@@ -47,5 +54,242 @@ void AppendEventJsonLine(const Event& event, std::string* out);
 
 // Appends `text` as a JSON string literal, escaping as RFC 8259 requires.
 void AppendJsonString(std::string_view text, std::string* out);
+
+// Analytics queries. The JSON format, the semantics and the limits below are
+// documented in docs/queries.md.
+
+// Limits on a query (InvalidArgument naming the limit when exceeded).
+inline constexpr size_t kQueryJsonBytesMax = 256 * 1024;
+inline constexpr size_t kQueryJsonDepthMax = 32;
+inline constexpr size_t kSegmentationEventsMax = 10;
+inline constexpr size_t kFunnelStepsMin = 2;
+inline constexpr size_t kFunnelStepsMax = 16;
+inline constexpr size_t kFunnelExclusionsMax = 8;
+inline constexpr int64_t kFunnelWindowMsMax = 366LL * 24 * 3600 * 1000;
+inline constexpr int64_t kFunnelWindowMsDefault = 7LL * 24 * 3600 * 1000;
+inline constexpr uint32_t kRetentionPeriodsMax = 120;
+inline constexpr size_t kBreakdownPropertiesMax = 2;
+inline constexpr size_t kBreakdownLimitMax = 200;  // top-N values before "other"
+inline constexpr size_t kBreakdownLimitDefault = 10;
+inline constexpr size_t kFilterConditionsMax = 64;  // conditions and groups, per selector
+inline constexpr size_t kFilterDepthMax = 4;         // nesting of and/or groups
+inline constexpr size_t kFilterValuesMax = 1000;     // values of one in/not_in
+inline constexpr size_t kPropertyNameBytesMax = 255;
+inline constexpr size_t kEventNameBytesMax = 255;
+inline constexpr size_t kFilterValueBytesMax = 1024;
+inline constexpr int64_t kQueryRangeDaysMax = 3660;
+inline constexpr size_t kSegmentationBucketsMax = 10000;
+
+enum class QueryKind : uint8_t { kSegmentation, kFunnel, kRetention };
+enum class TimeUnit : uint8_t { kHour, kDay, kWeek, kMonth };
+enum class Measure : uint8_t {
+  kTotal,
+  kUnique,
+  kSum,
+  kAverage,
+  kMin,
+  kMax,
+  kMedian,
+  kP90,
+  kPerSubjectAverage,  // events per unique subject
+};
+enum class FilterOp : uint8_t {
+  kEq,
+  kNe,
+  kIn,
+  kNotIn,
+  kContains,
+  kStartsWith,
+  kLt,
+  kLe,
+  kGt,
+  kGe,
+  kIsSet,
+  kIsNotSet,
+};
+enum class FunnelOrder : uint8_t { kLoose, kStrict };
+enum class RetentionMode : uint8_t { kOn, kOnOrAfter };
+
+std::string_view QueryKindName(QueryKind kind);
+std::string_view TimeUnitName(TimeUnit unit);
+std::string_view MeasureName(Measure measure);
+std::string_view FilterOpName(FilterOp op);
+
+// A filter tree: a condition on one property, or an and/or group. An empty
+// kAnd group matches every event. Depth and size are bounded by the limits
+// above, so evaluating it recursively is bounded too.
+struct Filter {
+  enum class Kind : uint8_t { kCondition, kAnd, kOr };
+  Kind kind = Kind::kAnd;
+  std::string property;       // kCondition
+  FilterOp op = FilterOp::kEq;  // kCondition
+  std::vector<Value> values;  // kCondition: null, bool, int, double or string
+  std::vector<Filter> children;  // kAnd, kOr
+};
+
+// One event name and the filter its events must pass.
+struct EventSelector {
+  std::string event;
+  Filter filter;
+};
+
+// A time as the query wrote it: milliseconds since the epoch (UTC), or a
+// local date-time resolved in the query's time zone when it runs.
+struct TimeSpec {
+  bool local = false;
+  int64_t utc_ms = 0;  // !local
+  int32_t year = 1970;  // local: wall-clock fields
+  uint32_t month = 1;
+  uint32_t day = 1;
+  uint32_t hour = 0;
+  uint32_t minute = 0;
+  uint32_t second = 0;
+  uint32_t millisecond = 0;
+};
+
+struct Breakdown {
+  std::vector<std::string> properties;  // 0 .. kBreakdownPropertiesMax
+  size_t limit = kBreakdownLimitDefault;
+};
+
+struct FunnelExclusion {
+  EventSelector selector;
+  size_t from_step = 0;  // 0-based; the exclusion applies strictly between
+  size_t to_step = 1;    // the events of these two steps (from < to)
+};
+
+struct QuerySpec {
+  QueryKind kind = QueryKind::kSegmentation;
+  TimeSpec from;  // inclusive
+  TimeSpec to;    // exclusive
+  std::string time_zone;  // empty: the project's (QueryContext::time_zone)
+  Breakdown breakdown;
+  // Segmentation.
+  std::vector<EventSelector> events;
+  Measure measure = Measure::kTotal;
+  std::string measure_property;  // kSum .. kP90
+  TimeUnit unit = TimeUnit::kDay;  // segmentation and retention
+  // Funnel.
+  std::vector<EventSelector> steps;
+  std::vector<FunnelExclusion> exclusions;
+  int64_t window_ms = kFunnelWindowMsDefault;
+  FunnelOrder order = FunnelOrder::kLoose;
+  // Retention.
+  EventSelector birth;
+  EventSelector return_event;
+  uint32_t periods = 7;
+  RetentionMode mode = RetentionMode::kOn;
+};
+
+// What a query runs over: a consistent snapshot of one project's segments
+// (the unflushed events as one more, in-memory, segment). The readers must
+// outlive RunQuery; they are only read.
+struct QueryContext {
+  std::vector<std::shared_ptr<const store::SegmentReader>> segments;
+  std::string time_zone = "UTC";  // the project's IANA zone
+  int64_t now_ms = 0;             // marks incomplete retention periods
+};
+
+// A time bucket (or cohort, or period): its start in UTC and its local label
+// ("2024-03-10" for day, week and month; "2024-03-10T02:00+01:00" for hour).
+struct Bucket {
+  int64_t start_ms = 0;
+  std::string label;
+};
+
+// A breakdown group: one value per breakdown property (null when the event
+// lacks the property); `other` groups every value outside the top N.
+struct GroupKey {
+  std::vector<Value> values;
+  bool other = false;
+  friend bool operator==(const GroupKey&, const GroupKey&) = default;
+};
+
+struct SegmentationSeries {
+  std::string event;
+  GroupKey group;
+  // One per bucket; nullopt where the measure has no value (no numeric row).
+  std::vector<std::optional<double>> values;
+  std::optional<double> total;  // the measure over the whole range
+};
+
+struct FunnelStepResult {
+  std::string event;
+  uint64_t subjects = 0;
+  double step_conversion = 0;     // subjects / previous step's subjects
+  double overall_conversion = 0;  // subjects / first step's subjects
+  std::optional<int64_t> median_ms;  // time from the previous step
+  std::optional<int64_t> p90_ms;
+};
+
+struct FunnelGroup {
+  std::optional<GroupKey> group;  // nullopt: every subject
+  std::vector<FunnelStepResult> steps;
+};
+
+struct RetentionCohort {
+  Bucket start;
+  uint64_t size = 0;
+  // Index = period (0 .. periods); nullopt for periods that have not begun.
+  std::vector<std::optional<uint64_t>> counts;
+  std::vector<std::optional<double>> rates;
+  // The first period that has not ended yet at now_ms, if any.
+  std::optional<uint32_t> incomplete_from;
+};
+
+struct RetentionGroup {
+  std::optional<GroupKey> group;  // nullopt: every subject
+  std::vector<RetentionCohort> cohorts;
+  // Per period: summed over the cohorts where the period has begun, and the
+  // rate against the summed sizes of those cohorts.
+  std::vector<uint64_t> total_counts;
+  std::vector<std::optional<double>> total_rates;
+  uint64_t size = 0;
+};
+
+// How much was read; useful in benchmarks and the API's answer.
+struct QueryStats {
+  uint64_t segments = 0;
+  uint64_t blocks_total = 0;
+  uint64_t blocks_read = 0;
+  uint64_t rows_read = 0;
+};
+
+struct QueryResult {
+  QueryKind kind = QueryKind::kSegmentation;
+  std::string time_zone;
+  int64_t from_ms = 0;
+  int64_t to_ms = 0;
+  TimeUnit unit = TimeUnit::kDay;
+  Measure measure = Measure::kTotal;
+  std::vector<Bucket> buckets;               // segmentation
+  std::vector<SegmentationSeries> series;    // segmentation
+  std::vector<FunnelGroup> funnel;           // first: every subject, then groups
+  RetentionMode mode = RetentionMode::kOn;
+  std::vector<RetentionGroup> retention;     // first: every subject, then groups
+  QueryStats stats;
+};
+
+// Parses a query in the JSON format of docs/queries.md. InvalidArgument
+// naming the field ("steps[2].filters[0].op: unknown operator 'equals'") or
+// the limit exceeded. Time zones are checked by RunQuery.
+Result<QuerySpec> ParseQuery(std::string_view json);
+
+// Answers `spec` over `context.segments`. InvalidArgument for an unknown time
+// zone or a range that is empty or too long; Corruption when a segment chunk
+// is damaged. Allocates in proportion to the result and to one block per
+// segment, not to the rows read.
+Result<QueryResult> RunQuery(const QuerySpec& spec, const QueryContext& context);
+
+// The API's answer body (docs/queries.md, "Results").
+std::string QueryResultToJson(const QueryResult& result);
+
+// Resolves `time` in the zone (an IANA name). InvalidArgument for an unknown
+// zone or an impossible date; a local time the zone skips (a DST gap) is
+// taken as the transition instant, an ambiguous one as the earlier instant.
+Result<int64_t> ResolveTime(const TimeSpec& time, std::string_view time_zone);
+// Parses "YYYY-MM-DD", "YYYY-MM-DDTHH:MM[:SS[.mmm]]" (local) or the same
+// ending in "Z" (UTC). False when malformed.
+bool ParseTimeText(std::string_view text, TimeSpec* time);
 
 }  // namespace minpanel::query

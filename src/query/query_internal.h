@@ -1,0 +1,181 @@
+// Internal to the query module: time buckets in a zone, compiled filters,
+// breakdown groups and the per-segment scan that the three query kinds share.
+//
+// Everything here is single-threaded: one query owns its objects.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "query/query.h"
+
+namespace date {
+class time_zone;
+}
+
+namespace minpanel::query::internal {
+
+// A zone looked up once (nullptr never; InvalidArgument for unknown names).
+Result<const date::time_zone*> LocateZone(std::string_view name);
+
+// Consecutive calendar buckets of one unit in one zone: bucket i covers
+// [starts[i], starts[i + 1]). The first bucket holds `from_ms`; buckets
+// continue until one starts at or after `to_ms`, then `extra` more follow
+// (retention periods past the last cohort).
+class TimeBuckets {
+ public:
+  static Result<TimeBuckets> Make(const date::time_zone* zone, TimeUnit unit, int64_t from_ms,
+                                  int64_t to_ms, size_t extra, size_t buckets_max);
+
+  // Buckets inside the range (without the extra ones).
+  size_t range_count() const { return range_count_; }
+  // All buckets, the extra ones included.
+  size_t count() const { return starts_.size() - 1; }
+  int64_t start(size_t bucket_idx) const { return starts_[bucket_idx]; }
+  int64_t end(size_t bucket_idx) const { return starts_[bucket_idx + 1]; }
+  // The bucket holding `time_ms`: -1 before the first, count() at or after
+  // the end of the last.
+  int64_t Index(int64_t time_ms) const;
+  Bucket Label(size_t bucket_idx) const;
+
+ private:
+  const date::time_zone* zone_ = nullptr;
+  TimeUnit unit_ = TimeUnit::kDay;
+  std::vector<int64_t> starts_;  // count() + 1 entries
+  size_t range_count_ = 0;
+  // Uniform buckets (hours in a zone without transitions) skip the search.
+  int64_t uniform_width_ms_ = 0;
+};
+
+// Breakdown values of one property, numbered as they are first met. A key is
+// a type byte and the value's bytes, so the string "3" and the number 3 are
+// different groups while int 3 and double 3.0 are one.
+class ValueNumbering {
+ public:
+  static constexpr uint32_t kMissing = UINT32_MAX;
+  // The id of `key`, or kMissing.
+  uint32_t Find(std::string_view key) const;
+  // Numbers a new key. Precondition: Find(key) == kMissing.
+  uint32_t Add(std::string_view key, Value value);
+  const Value& value(uint32_t id) const { return values_[id]; }
+  size_t size() const { return values_.size(); }
+
+ private:
+  struct Hash {
+    using is_transparent = void;
+    size_t operator()(std::string_view text) const { return std::hash<std::string_view>{}(text); }
+  };
+  std::unordered_map<std::string, uint32_t, Hash, std::equal_to<>> ids_;
+  std::vector<Value> values_;
+};
+
+// One row of a segment block that a query keeps.
+struct MatchRow {
+  int64_t time_ms = 0;
+  uint32_t bits = 0;    // which selectors the event matches (bit = selector index)
+  uint32_t group = 0;   // breakdown group, when computed for this row
+  double value = NAN;   // the measure property, when numeric
+  uint8_t tie = 0;      // orders events of the same millisecond (funnels)
+};
+
+// What a scan needs: the selectors (at most 32), which of them decide the
+// breakdown group, whether events matching none are kept too (strict
+// funnels), the measure property and the time range of rows to keep.
+struct ScanPlan {
+  std::vector<const EventSelector*> selectors;
+  uint32_t group_bits = 0;  // rows with one of these bits get a group
+  bool keep_unmatched = false;
+  std::string measure_property;  // empty: none
+  std::vector<std::string> breakdown;
+  int64_t time_min_ms = INT64_MIN;  // inclusive
+  int64_t time_max_ms = INT64_MAX;  // inclusive
+  std::vector<uint8_t> tie_by_bit;  // MatchRow::tie from the lowest bit; 255 for none
+};
+
+// Breakdown groups shared by every segment of one query.
+class Groups {
+ public:
+  explicit Groups(size_t property_count) : numberings_(property_count) {}
+  // The group of the combination of per-property value ids.
+  uint32_t Combine(const uint32_t* value_ids);
+  size_t size() const { return combinations_.size(); }
+  GroupKey Key(uint32_t group) const;
+  ValueNumbering& numbering(size_t property_idx) { return numberings_[property_idx]; }
+  size_t property_count() const { return numberings_.size(); }
+
+ private:
+  std::vector<ValueNumbering> numberings_;
+  std::unordered_map<uint64_t, uint32_t> ids_;
+  std::vector<std::pair<uint32_t, uint32_t>> combinations_;
+};
+
+// Reads one segment block by block, keeping the rows a plan asks for, as
+// runs of one subject. Dictionary columns are matched by code: a filter's
+// strings are translated once per segment.
+class SegmentScanner {
+ public:
+  SegmentScanner(const store::SegmentReader& segment, const ScanPlan& plan, Groups* groups,
+                 QueryStats* stats);
+  ~SegmentScanner();
+  SegmentScanner(const SegmentScanner&) = delete;
+  SegmentScanner& operator=(const SegmentScanner&) = delete;
+
+  // Reads the next block that keeps a row. False at the end (or on error:
+  // check status()).
+  bool NextBlock();
+  const Status& status() const { return status_; }
+  // The kept rows of the current block and their subjects as runs.
+  const std::vector<MatchRow>& rows() const { return rows_; }
+  const std::vector<Id128>& run_subjects() const { return run_subjects_; }
+  const std::vector<uint32_t>& run_ends() const { return run_ends_; }  // exclusive, into rows()
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+  Status status_;
+  std::vector<MatchRow> rows_;
+  std::vector<Id128> run_subjects_;
+  std::vector<uint32_t> run_ends_;
+};
+
+// Merges the scanners of all segments by subject: each call hands over all
+// kept rows of the next subject (in increasing subject order), sorted by
+// (time, tie) — whichever segments they came from.
+class SubjectMerger {
+ public:
+  explicit SubjectMerger(std::vector<std::unique_ptr<SegmentScanner>> scanners);
+  // False at the end or on error (check status()).
+  bool Next(Id128* subject, std::vector<MatchRow>* rows);
+  const Status& status() const { return status_; }
+
+ private:
+  struct Cursor {
+    std::unique_ptr<SegmentScanner> scanner;
+    size_t run_idx = 0;
+    bool done = false;
+  };
+  bool Advance(Cursor* cursor);
+
+  std::vector<Cursor> cursors_;
+  Status status_;
+};
+
+// Nearest-rank percentile (p in (0, 1]) of `values`, which it reorders.
+template <typename T>
+T Percentile(std::vector<T>* values, double p) {
+  const size_t n = values->size();
+  size_t rank = static_cast<size_t>(std::ceil(p * static_cast<double>(n)));
+  rank = rank == 0 ? 1 : rank;
+  std::nth_element(values->begin(), values->begin() + static_cast<std::ptrdiff_t>(rank - 1),
+                   values->end());
+  return (*values)[rank - 1];
+}
+
+}  // namespace minpanel::query::internal

@@ -1,0 +1,272 @@
+// QueryResultToJson: the answer body of docs/queries.md ("Results").
+#include <charconv>
+#include <cmath>
+
+#include "query/query.h"
+
+namespace minpanel::query {
+namespace {
+
+void AppendNumber(double value, std::string* out) {
+  if (!std::isfinite(value)) {
+    out->append("null");
+    return;
+  }
+  char buffer[40];
+  std::to_chars_result written{};
+  if (value == std::trunc(value) && std::fabs(value) < 9.0e15) {
+    written = std::to_chars(buffer, buffer + sizeof(buffer), static_cast<int64_t>(value));
+  } else {
+    written = std::to_chars(buffer, buffer + sizeof(buffer), value);
+  }
+  out->append(buffer, written.ptr);
+}
+
+void AppendInt(int64_t value, std::string* out) { out->append(std::to_string(value)); }
+
+template <typename T>
+void AppendOptional(const std::optional<T>& value, std::string* out) {
+  if (!value) {
+    out->append("null");
+  } else if constexpr (std::is_same_v<T, double>) {
+    AppendNumber(*value, out);
+  } else {
+    AppendInt(static_cast<int64_t>(*value), out);
+  }
+}
+
+void AppendKey(std::string_view key, std::string* out) {
+  AppendJsonString(key, out);
+  out->push_back(':');
+}
+
+void AppendValue(const Value& value, std::string* out) {
+  switch (value.type()) {
+    case Value::Type::kNull:
+      out->append("null");
+      return;
+    case Value::Type::kBool:
+      out->append(value.as_bool() ? "true" : "false");
+      return;
+    case Value::Type::kInt:
+      AppendInt(value.as_int(), out);
+      return;
+    case Value::Type::kDouble:
+      AppendNumber(value.as_double(), out);
+      return;
+    case Value::Type::kString:
+      AppendJsonString(value.as_string(), out);
+      return;
+    case Value::Type::kList: {
+      out->push_back('[');
+      for (size_t item_idx = 0; item_idx < value.as_list().size(); ++item_idx) {
+        if (item_idx > 0) {
+          out->push_back(',');
+        }
+        AppendJsonString(value.as_list()[item_idx], out);
+      }
+      out->push_back(']');
+      return;
+    }
+  }
+}
+
+// "breakdown":[...] or "other":true, followed by a comma.
+void AppendGroup(const GroupKey& group, std::string* out) {
+  if (group.other) {
+    out->append("\"other\":true,");
+    return;
+  }
+  AppendKey("breakdown", out);
+  out->push_back('[');
+  for (size_t value_idx = 0; value_idx < group.values.size(); ++value_idx) {
+    if (value_idx > 0) {
+      out->push_back(',');
+    }
+    AppendValue(group.values[value_idx], out);
+  }
+  out->append("],");
+}
+
+template <typename T, typename F>
+void AppendArray(const std::vector<T>& items, F&& append_item, std::string* out) {
+  out->push_back('[');
+  for (size_t item_idx = 0; item_idx < items.size(); ++item_idx) {
+    if (item_idx > 0) {
+      out->push_back(',');
+    }
+    append_item(items[item_idx]);
+  }
+  out->push_back(']');
+}
+
+void AppendSegmentation(const QueryResult& result, std::string* out) {
+  out->append(",\"unit\":");
+  AppendJsonString(TimeUnitName(result.unit), out);
+  out->append(",\"measure\":");
+  AppendJsonString(MeasureName(result.measure), out);
+  out->append(",\"buckets\":");
+  AppendArray(result.buckets, [&](const Bucket& bucket) { AppendJsonString(bucket.label, out); },
+              out);
+  out->append(",\"bucket_starts_ms\":");
+  AppendArray(result.buckets, [&](const Bucket& bucket) { AppendInt(bucket.start_ms, out); }, out);
+  out->append(",\"series\":");
+  AppendArray(
+      result.series,
+      [&](const SegmentationSeries& series) {
+        out->push_back('{');
+        AppendKey("event", out);
+        AppendJsonString(series.event, out);
+        out->push_back(',');
+        if (series.group.other || !series.group.values.empty()) {
+          AppendGroup(series.group, out);
+        }
+        AppendKey("values", out);
+        AppendArray(series.values, [&](const std::optional<double>& value) {
+          AppendOptional(value, out);
+        }, out);
+        out->push_back(',');
+        AppendKey("total", out);
+        AppendOptional(series.total, out);
+        out->push_back('}');
+      },
+      out);
+}
+
+void AppendFunnelSteps(const FunnelGroup& group, std::string* out) {
+  AppendKey("steps", out);
+  AppendArray(
+      group.steps,
+      [&](const FunnelStepResult& step) {
+        out->push_back('{');
+        AppendKey("event", out);
+        AppendJsonString(step.event, out);
+        out->append(",\"subjects\":");
+        AppendInt(static_cast<int64_t>(step.subjects), out);
+        out->append(",\"step_conversion\":");
+        AppendNumber(step.step_conversion, out);
+        out->append(",\"overall_conversion\":");
+        AppendNumber(step.overall_conversion, out);
+        out->append(",\"median_ms\":");
+        AppendOptional(step.median_ms, out);
+        out->append(",\"p90_ms\":");
+        AppendOptional(step.p90_ms, out);
+        out->push_back('}');
+      },
+      out);
+}
+
+void AppendFunnel(const QueryResult& result, std::string* out) {
+  if (result.funnel.empty()) {
+    return;
+  }
+  out->push_back(',');
+  AppendFunnelSteps(result.funnel[0], out);
+  out->append(",\"groups\":[");
+  for (size_t group_idx = 1; group_idx < result.funnel.size(); ++group_idx) {
+    if (group_idx > 1) {
+      out->push_back(',');
+    }
+    out->push_back('{');
+    AppendGroup(*result.funnel[group_idx].group, out);
+    AppendFunnelSteps(result.funnel[group_idx], out);
+    out->push_back('}');
+  }
+  out->push_back(']');
+}
+
+void AppendRetentionGroup(const RetentionGroup& group, std::string* out) {
+  AppendKey("size", out);
+  AppendInt(static_cast<int64_t>(group.size), out);
+  out->append(",\"cohorts\":");
+  AppendArray(
+      group.cohorts,
+      [&](const RetentionCohort& cohort) {
+        out->push_back('{');
+        AppendKey("start", out);
+        AppendJsonString(cohort.start.label, out);
+        out->append(",\"start_ms\":");
+        AppendInt(cohort.start.start_ms, out);
+        out->append(",\"size\":");
+        AppendInt(static_cast<int64_t>(cohort.size), out);
+        out->append(",\"counts\":");
+        AppendArray(cohort.counts, [&](const std::optional<uint64_t>& count) {
+          AppendOptional(count, out);
+        }, out);
+        out->append(",\"rates\":");
+        AppendArray(cohort.rates, [&](const std::optional<double>& rate) {
+          AppendOptional(rate, out);
+        }, out);
+        out->append(",\"incomplete_from\":");
+        AppendOptional(cohort.incomplete_from, out);
+        out->push_back('}');
+      },
+      out);
+  out->append(",\"total\":{\"counts\":");
+  AppendArray(group.total_counts,
+              [&](uint64_t count) { AppendInt(static_cast<int64_t>(count), out); }, out);
+  out->append(",\"rates\":");
+  AppendArray(group.total_rates, [&](const std::optional<double>& rate) {
+    AppendOptional(rate, out);
+  }, out);
+  out->push_back('}');
+}
+
+void AppendRetention(const QueryResult& result, std::string* out) {
+  out->append(",\"unit\":");
+  AppendJsonString(TimeUnitName(result.unit), out);
+  out->append(",\"mode\":");
+  AppendJsonString(result.mode == RetentionMode::kOn ? "on" : "on_or_after", out);
+  if (result.retention.empty()) {
+    return;
+  }
+  out->push_back(',');
+  AppendRetentionGroup(result.retention[0], out);
+  out->append(",\"groups\":[");
+  for (size_t group_idx = 1; group_idx < result.retention.size(); ++group_idx) {
+    if (group_idx > 1) {
+      out->push_back(',');
+    }
+    out->push_back('{');
+    AppendGroup(*result.retention[group_idx].group, out);
+    AppendRetentionGroup(result.retention[group_idx], out);
+    out->push_back('}');
+  }
+  out->push_back(']');
+}
+
+}  // namespace
+
+std::string QueryResultToJson(const QueryResult& result) {
+  std::string out = "{\"kind\":";
+  AppendJsonString(QueryKindName(result.kind), &out);
+  out.append(",\"time_zone\":");
+  AppendJsonString(result.time_zone, &out);
+  out.append(",\"from_ms\":");
+  AppendInt(result.from_ms, &out);
+  out.append(",\"to_ms\":");
+  AppendInt(result.to_ms, &out);
+  switch (result.kind) {
+    case QueryKind::kSegmentation:
+      AppendSegmentation(result, &out);
+      break;
+    case QueryKind::kFunnel:
+      AppendFunnel(result, &out);
+      break;
+    case QueryKind::kRetention:
+      AppendRetention(result, &out);
+      break;
+  }
+  out.append(",\"stats\":{\"segments\":");
+  AppendInt(static_cast<int64_t>(result.stats.segments), &out);
+  out.append(",\"blocks_total\":");
+  AppendInt(static_cast<int64_t>(result.stats.blocks_total), &out);
+  out.append(",\"blocks_read\":");
+  AppendInt(static_cast<int64_t>(result.stats.blocks_read), &out);
+  out.append(",\"rows_read\":");
+  AppendInt(static_cast<int64_t>(result.stats.rows_read), &out);
+  out.append("}}");
+  return out;
+}
+
+}  // namespace minpanel::query

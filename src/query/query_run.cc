@@ -1,0 +1,739 @@
+// RunQuery: segmentation, funnels and retention over the scan of
+// query_scan.cc. The semantics implemented here are specified in
+// docs/queries.md; the differential test (query_differential_test.cc) checks
+// them against a row-by-row reference.
+#include <algorithm>
+#include <numeric>
+
+#include "query/query_internal.h"
+
+namespace minpanel::query {
+namespace {
+
+using internal::Groups;
+using internal::MatchRow;
+using internal::ScanPlan;
+using internal::SegmentScanner;
+using internal::SubjectMerger;
+using internal::TimeBuckets;
+
+constexpr int64_t kDayMs = 24LL * 3600 * 1000;
+
+std::vector<std::unique_ptr<SegmentScanner>> MakeScanners(const QueryContext& context,
+                                                          const ScanPlan& plan, Groups* groups,
+                                                          QueryStats* stats) {
+  std::vector<std::unique_ptr<SegmentScanner>> scanners;
+  for (const auto& segment : context.segments) {
+    scanners.push_back(std::make_unique<SegmentScanner>(*segment, plan, groups, stats));
+  }
+  return scanners;
+}
+
+// The order of breakdown groups: by `weight` descending, then by key.
+std::vector<uint32_t> RankGroups(const Groups& groups, const std::vector<uint64_t>& weight) {
+  std::vector<uint32_t> order;
+  std::vector<std::string> keys;
+  for (uint32_t group = 0; group < weight.size(); ++group) {
+    if (weight[group] > 0) {
+      order.push_back(group);
+    }
+  }
+  auto key_text = [&](uint32_t group) {
+    std::string text;
+    for (const Value& value : groups.Key(group).values) {
+      // Null (no value) sorts after every value.
+      text += value.is_null() ? "9" : std::to_string(static_cast<int>(value.type()));
+      text += value.type() == Value::Type::kString ? value.as_string()
+              : value.type() == Value::Type::kInt  ? std::to_string(value.as_int())
+              : value.type() == Value::Type::kDouble ? std::to_string(value.as_double())
+              : value.type() == Value::Type::kBool   ? (value.as_bool() ? "1" : "0")
+                                                     : "";
+      text.push_back('\x1f');
+    }
+    return text;
+  };
+  std::stable_sort(order.begin(), order.end(), [&](uint32_t left, uint32_t right) {
+    if (weight[left] != weight[right]) {
+      return weight[left] > weight[right];
+    }
+    return key_text(left) < key_text(right);
+  });
+  return order;
+}
+
+// Segmentation.
+
+struct Cells {
+  size_t stride = 0;  // buckets + 1 (the last: the whole range)
+  size_t series = 0;
+  size_t slots = 0;   // groups (or output slots)
+  std::vector<uint64_t> count;
+  std::vector<uint64_t> numeric_count;
+  std::vector<double> sum;
+  std::vector<double> min;
+  std::vector<double> max;
+  std::vector<uint64_t> uniques;
+  std::vector<uint64_t> stamp;
+  std::vector<std::vector<double>> values;
+  bool keep_values = false;
+
+  void Grow(size_t slot_count) {
+    if (slot_count <= slots) {
+      return;
+    }
+    slots = slot_count;
+    const size_t size = slots * series * stride;
+    count.resize(size, 0);
+    numeric_count.resize(size, 0);
+    sum.resize(size, 0);
+    min.resize(size, INFINITY);
+    max.resize(size, -INFINITY);
+    uniques.resize(size, 0);
+    stamp.resize(size, 0);
+    if (keep_values) {
+      values.resize(size);
+    }
+  }
+  size_t Index(size_t slot, size_t series_idx, size_t bucket) const {
+    return (slot * series + series_idx) * stride + bucket;
+  }
+  void Add(size_t cell, double value, uint64_t subject_ordinal) {
+    count[cell] += 1;
+    if (subject_ordinal != 0 && stamp[cell] != subject_ordinal) {
+      stamp[cell] = subject_ordinal;
+      uniques[cell] += 1;
+    }
+    if (!std::isnan(value)) {
+      numeric_count[cell] += 1;
+      sum[cell] += value;
+      min[cell] = std::min(min[cell], value);
+      max[cell] = std::max(max[cell], value);
+      if (keep_values) {
+        values[cell].push_back(value);
+      }
+    }
+  }
+  void Merge(size_t target, size_t source) {
+    count[target] += count[source];
+    numeric_count[target] += numeric_count[source];
+    sum[target] += sum[source];
+    min[target] = std::min(min[target], min[source]);
+    max[target] = std::max(max[target], max[source]);
+    uniques[target] += uniques[source];
+    if (keep_values) {
+      values[target].insert(values[target].end(), values[source].begin(), values[source].end());
+    }
+  }
+  std::optional<double> Measure(Measure measure, size_t cell) {
+    const auto n = static_cast<double>(numeric_count[cell]);
+    switch (measure) {
+      case Measure::kTotal:
+        return static_cast<double>(count[cell]);
+      case Measure::kUnique:
+        return static_cast<double>(uniques[cell]);
+      case Measure::kSum:
+        return sum[cell];
+      case Measure::kAverage:
+        return n == 0 ? std::nullopt : std::optional<double>(sum[cell] / n);
+      case Measure::kMin:
+        return n == 0 ? std::nullopt : std::optional<double>(min[cell]);
+      case Measure::kMax:
+        return n == 0 ? std::nullopt : std::optional<double>(max[cell]);
+      case Measure::kMedian:
+        return n == 0 ? std::nullopt
+                      : std::optional<double>(internal::Percentile(&values[cell], 0.5));
+      case Measure::kP90:
+        return n == 0 ? std::nullopt
+                      : std::optional<double>(internal::Percentile(&values[cell], 0.9));
+      case Measure::kPerSubjectAverage:
+        return uniques[cell] == 0 ? std::nullopt
+                                  : std::optional<double>(static_cast<double>(count[cell]) /
+                                                          static_cast<double>(uniques[cell]));
+    }
+    return std::nullopt;
+  }
+};
+
+bool NeedsSubjects(Measure measure) {
+  return measure == Measure::kUnique || measure == Measure::kPerSubjectAverage;
+}
+
+// One pass over the segments. With `remap` (per series, per group: the output
+// slot), cells are indexed by slot instead of group.
+Status SegmentationPass(const QuerySpec& spec, const QueryContext& context, const ScanPlan& plan,
+                        const TimeBuckets& buckets, const std::vector<std::vector<uint32_t>>& remap,
+                        size_t other_slot, Groups* groups, Cells* cells, QueryStats* stats) {
+  const size_t series_count = spec.events.size();
+  const size_t total_bucket = buckets.range_count();
+  auto update = [&](const MatchRow& row, uint64_t ordinal) {
+    const int64_t bucket = buckets.Index(row.time_ms);
+    size_t slot = row.group;
+    if (remap.empty()) {
+      cells->Grow(static_cast<size_t>(row.group) + 1);
+    }
+    for (uint32_t bits = row.bits; bits != 0; bits &= bits - 1) {
+      const auto series_idx = static_cast<size_t>(__builtin_ctz(bits));
+      if (!remap.empty()) {
+        slot = row.group < remap[series_idx].size() ? remap[series_idx][row.group] : other_slot;
+      }
+      cells->Add(cells->Index(slot, series_idx, static_cast<size_t>(bucket)), row.value, ordinal);
+      cells->Add(cells->Index(slot, series_idx, total_bucket), row.value, ordinal);
+    }
+  };
+  (void)series_count;
+  auto scanners = MakeScanners(context, plan, groups, stats);
+  if (!NeedsSubjects(spec.measure)) {
+    for (auto& scanner : scanners) {
+      while (scanner->NextBlock()) {
+        for (const MatchRow& row : scanner->rows()) {
+          update(row, 0);
+        }
+      }
+      MP_RETURN_IF_ERROR(scanner->status());
+    }
+    return Status::Ok();
+  }
+  SubjectMerger merger(std::move(scanners));
+  Id128 subject;
+  std::vector<MatchRow> rows;
+  uint64_t ordinal = 0;
+  while (merger.Next(&subject, &rows)) {
+    ++ordinal;
+    for (const MatchRow& row : rows) {
+      update(row, ordinal);
+    }
+  }
+  return merger.status();
+}
+
+Status RunSegmentation(const QuerySpec& spec, const QueryContext& context,
+                       const date::time_zone* zone, QueryResult* result) {
+  MP_ASSIGN_OR_RETURN(TimeBuckets buckets,
+                      TimeBuckets::Make(zone, spec.unit, result->from_ms, result->to_ms, 0,
+                                        kSegmentationBucketsMax));
+  ScanPlan plan;
+  for (const EventSelector& selector : spec.events) {
+    plan.selectors.push_back(&selector);
+  }
+  plan.group_bits = UINT32_MAX;
+  plan.measure_property = spec.measure_property;
+  plan.breakdown = spec.breakdown.properties;
+  plan.time_min_ms = result->from_ms;
+  plan.time_max_ms = result->to_ms - 1;
+  plan.tie_by_bit.assign(32, 0);
+  const size_t series_count = spec.events.size();
+  const size_t stride = buckets.range_count() + 1;
+  const bool keep_values = spec.measure == Measure::kMedian || spec.measure == Measure::kP90;
+  Groups groups(spec.breakdown.properties.size());
+
+  Cells cells;
+  cells.stride = stride;
+  cells.series = series_count;
+  cells.keep_values = keep_values;
+  cells.Grow(1);
+  MP_RETURN_IF_ERROR(SegmentationPass(spec, context, plan, buckets, {}, 0, &groups, &cells,
+                                      &result->stats));
+  const size_t group_count = spec.breakdown.properties.empty() ? 1 : groups.size();
+  cells.Grow(std::max<size_t>(group_count, 1));
+  const size_t limit = spec.breakdown.limit;
+
+  // Per series: the top groups by events, then "other".
+  std::vector<std::vector<uint32_t>> ranked(series_count);
+  bool any_other = false;
+  for (size_t series_idx = 0; series_idx < series_count; ++series_idx) {
+    if (spec.breakdown.properties.empty()) {
+      ranked[series_idx] = {0};
+      continue;
+    }
+    std::vector<uint64_t> weight(group_count);
+    for (uint32_t group = 0; group < group_count; ++group) {
+      weight[group] = cells.count[cells.Index(group, series_idx, stride - 1)];
+    }
+    ranked[series_idx] = RankGroups(groups, weight);
+    any_other = any_other || ranked[series_idx].size() > limit;
+  }
+  Cells* final_cells = &cells;
+  Cells remapped;
+  const size_t other_slot = limit;
+  if (any_other && NeedsSubjects(spec.measure)) {
+    // Unique subjects do not add up across groups: count "other" in a second pass.
+    std::vector<std::vector<uint32_t>> remap(series_count,
+                                             std::vector<uint32_t>(group_count, other_slot));
+    for (size_t series_idx = 0; series_idx < series_count; ++series_idx) {
+      for (size_t rank = 0; rank < ranked[series_idx].size() && rank < limit; ++rank) {
+        remap[series_idx][ranked[series_idx][rank]] = static_cast<uint32_t>(rank);
+      }
+    }
+    remapped.stride = stride;
+    remapped.series = series_count;
+    remapped.keep_values = keep_values;
+    remapped.Grow(limit + 1);
+    MP_RETURN_IF_ERROR(SegmentationPass(spec, context, plan, buckets, remap, other_slot, &groups,
+                                        &remapped, &result->stats));
+    final_cells = &remapped;
+  }
+
+  for (size_t bucket_idx = 0; bucket_idx < buckets.range_count(); ++bucket_idx) {
+    result->buckets.push_back(buckets.Label(bucket_idx));
+  }
+  for (size_t series_idx = 0; series_idx < series_count; ++series_idx) {
+    const std::vector<uint32_t>& order = ranked[series_idx];
+    const size_t shown = std::min(order.size(), limit);
+    auto emit = [&](size_t slot, GroupKey key) {
+      SegmentationSeries series;
+      series.event = spec.events[series_idx].event;
+      series.group = std::move(key);
+      for (size_t bucket_idx = 0; bucket_idx < buckets.range_count(); ++bucket_idx) {
+        series.values.push_back(
+            final_cells->Measure(spec.measure, final_cells->Index(slot, series_idx, bucket_idx)));
+      }
+      series.total = final_cells->Measure(spec.measure,
+                                           final_cells->Index(slot, series_idx, stride - 1));
+      result->series.push_back(std::move(series));
+    };
+    if (spec.breakdown.properties.empty()) {
+      emit(0, GroupKey{});
+      continue;
+    }
+    for (size_t rank = 0; rank < shown; ++rank) {
+      emit(final_cells == &cells ? order[rank] : rank, groups.Key(order[rank]));
+    }
+    if (order.size() > limit) {
+      size_t other = other_slot;
+      if (final_cells == &cells) {
+        // Mergeable measures: fold the rest into a fresh slot.
+        other = cells.slots;
+        cells.Grow(other + 1);
+        for (size_t rank = limit; rank < order.size(); ++rank) {
+          for (size_t bucket_idx = 0; bucket_idx < stride; ++bucket_idx) {
+            cells.Merge(cells.Index(other, series_idx, bucket_idx),
+                        cells.Index(order[rank], series_idx, bucket_idx));
+          }
+        }
+      }
+      GroupKey key;
+      key.other = true;
+      emit(other, std::move(key));
+    }
+  }
+  return Status::Ok();
+}
+
+// Funnels.
+
+struct FunnelTally {
+  std::vector<uint64_t> reached;                // per step
+  std::vector<std::vector<int64_t>> gaps_ms;    // per step (from the previous)
+  explicit FunnelTally(size_t steps) : reached(steps, 0), gaps_ms(steps) {}
+  void Merge(const FunnelTally& other) {
+    for (size_t step_idx = 0; step_idx < reached.size(); ++step_idx) {
+      reached[step_idx] += other.reached[step_idx];
+      gaps_ms[step_idx].insert(gaps_ms[step_idx].end(), other.gaps_ms[step_idx].begin(),
+                               other.gaps_ms[step_idx].end());
+    }
+  }
+};
+
+// The funnel of one subject: the attempt counted (docs/queries.md, "Which
+// attempt counts"), as the positions of its steps in `rows`.
+class FunnelMatcher {
+ public:
+  FunnelMatcher(const QuerySpec& spec, int64_t from_ms, int64_t to_ms)
+      : spec_(spec), from_ms_(from_ms), to_ms_(to_ms), steps_(spec.steps.size()) {}
+
+  // Returns the number of steps reached (0: no qualifying attempt) and the
+  // positions of the counted attempt in `best`.
+  size_t Match(const std::vector<MatchRow>& rows, std::vector<uint32_t>* best) {
+    const auto n = static_cast<uint32_t>(rows.size());
+    const bool strict = spec_.order == FunnelOrder::kStrict;
+    if (!strict) {
+      // next_[step * (n + 1) + pos]: the first row at or after pos with the step's bit.
+      next_.resize(steps_ * (static_cast<size_t>(n) + 1));
+      for (size_t step_idx = 1; step_idx < steps_; ++step_idx) {
+        uint32_t* next = next_.data() + step_idx * (n + 1);
+        next[n] = n;
+        const uint32_t bit = uint32_t{1} << step_idx;
+        for (uint32_t pos = n; pos-- > 0;) {
+          next[pos] = (rows[pos].bits & bit) != 0 ? pos : next[pos + 1];
+        }
+      }
+    }
+    size_t best_level = 0;
+    for (uint32_t entry = 0; entry < n; ++entry) {
+      const MatchRow& first = rows[entry];
+      if ((first.bits & 1) == 0 || first.time_ms < from_ms_ || first.time_ms >= to_ms_) {
+        continue;
+      }
+      path_.assign(1, entry);
+      uint32_t pos = entry;
+      for (size_t step_idx = 1; step_idx < steps_; ++step_idx) {
+        uint32_t candidate = n;
+        if (strict) {
+          candidate = pos + 1 < n && (rows[pos + 1].bits & (uint32_t{1} << step_idx)) != 0
+                          ? pos + 1
+                          : n;
+        } else {
+          candidate = next_[step_idx * (n + 1) + pos + 1];
+        }
+        if (candidate == n || rows[candidate].time_ms - first.time_ms > spec_.window_ms) {
+          break;
+        }
+        pos = candidate;
+        path_.push_back(pos);
+      }
+      if (path_.size() <= best_level || Excluded(rows)) {
+        continue;
+      }
+      best_level = path_.size();
+      *best = path_;
+      if (best_level == steps_) {
+        break;
+      }
+    }
+    return best_level;
+  }
+
+ private:
+  // Whether an exclusion event falls strictly between (in time) the events
+  // of its two steps in the attempt in path_.
+  bool Excluded(const std::vector<MatchRow>& rows) const {
+    for (size_t exclusion_idx = 0; exclusion_idx < spec_.exclusions.size(); ++exclusion_idx) {
+      const FunnelExclusion& exclusion = spec_.exclusions[exclusion_idx];
+      if (path_.size() <= exclusion.to_step) {
+        continue;
+      }
+      const uint32_t bit = uint32_t{1} << (steps_ + exclusion_idx);
+      const MatchRow& from = rows[path_[exclusion.from_step]];
+      const MatchRow& to = rows[path_[exclusion.to_step]];
+      for (uint32_t pos = path_[exclusion.from_step]; pos < rows.size(); ++pos) {
+        const MatchRow& row = rows[pos];
+        if (row.time_ms >= to.time_ms) {
+          break;
+        }
+        if ((row.bits & bit) != 0 && row.time_ms > from.time_ms) {
+          return true;
+        }
+      }
+    }
+    return false;
+  }
+
+  const QuerySpec& spec_;
+  int64_t from_ms_;
+  int64_t to_ms_;
+  size_t steps_;
+  std::vector<uint32_t> next_;
+  std::vector<uint32_t> path_;
+};
+
+FunnelGroup FunnelGroupResult(const QuerySpec& spec, FunnelTally* tally) {
+  FunnelGroup group;
+  for (size_t step_idx = 0; step_idx < spec.steps.size(); ++step_idx) {
+    FunnelStepResult step;
+    step.event = spec.steps[step_idx].event;
+    step.subjects = tally->reached[step_idx];
+    const uint64_t first = tally->reached[0];
+    const uint64_t previous = step_idx == 0 ? first : tally->reached[step_idx - 1];
+    step.step_conversion =
+        previous == 0 ? 0 : static_cast<double>(step.subjects) / static_cast<double>(previous);
+    step.overall_conversion =
+        first == 0 ? 0 : static_cast<double>(step.subjects) / static_cast<double>(first);
+    std::vector<int64_t>& gaps = tally->gaps_ms[step_idx];
+    if (step_idx > 0 && !gaps.empty()) {
+      step.median_ms = internal::Percentile(&gaps, 0.5);
+      step.p90_ms = internal::Percentile(&gaps, 0.9);
+    }
+    group.steps.push_back(std::move(step));
+  }
+  return group;
+}
+
+Status RunFunnel(const QuerySpec& spec, const QueryContext& context, QueryResult* result) {
+  const size_t steps = spec.steps.size();
+  ScanPlan plan;
+  for (const EventSelector& selector : spec.steps) {
+    plan.selectors.push_back(&selector);
+  }
+  for (const FunnelExclusion& exclusion : spec.exclusions) {
+    plan.selectors.push_back(&exclusion.selector);
+  }
+  plan.group_bits = 1;
+  plan.keep_unmatched = spec.order == FunnelOrder::kStrict;
+  plan.breakdown = spec.breakdown.properties;
+  plan.time_min_ms = result->from_ms;
+  plan.time_max_ms = result->to_ms - 1 + spec.window_ms;
+  plan.tie_by_bit.assign(32, 254);
+  for (size_t bit_idx = 0; bit_idx < plan.selectors.size(); ++bit_idx) {
+    plan.tie_by_bit[bit_idx] = static_cast<uint8_t>(bit_idx);
+  }
+  Groups groups(spec.breakdown.properties.size());
+  SubjectMerger merger(MakeScanners(context, plan, &groups, &result->stats));
+  FunnelMatcher matcher(spec, result->from_ms, result->to_ms);
+  FunnelTally everyone(steps);
+  std::vector<FunnelTally> by_group;
+  Id128 subject;
+  std::vector<MatchRow> rows;
+  std::vector<uint32_t> path;
+  while (merger.Next(&subject, &rows)) {
+    const size_t level = matcher.Match(rows, &path);
+    if (level == 0) {
+      continue;
+    }
+    FunnelTally* tallies[2] = {&everyone, nullptr};
+    if (!spec.breakdown.properties.empty()) {
+      const uint32_t group = rows[path[0]].group;
+      while (by_group.size() <= group) {
+        by_group.emplace_back(steps);
+      }
+      tallies[1] = &by_group[group];
+    }
+    for (FunnelTally* tally : tallies) {
+      if (tally == nullptr) {
+        continue;
+      }
+      for (size_t step_idx = 0; step_idx < level; ++step_idx) {
+        tally->reached[step_idx] += 1;
+        if (step_idx > 0) {
+          tally->gaps_ms[step_idx].push_back(rows[path[step_idx]].time_ms -
+                                             rows[path[step_idx - 1]].time_ms);
+        }
+      }
+    }
+  }
+  MP_RETURN_IF_ERROR(merger.status());
+  result->funnel.push_back(FunnelGroupResult(spec, &everyone));
+  if (spec.breakdown.properties.empty()) {
+    return Status::Ok();
+  }
+  std::vector<uint64_t> weight;
+  for (const FunnelTally& tally : by_group) {
+    weight.push_back(tally.reached[0]);
+  }
+  const std::vector<uint32_t> order = RankGroups(groups, weight);
+  const size_t limit = spec.breakdown.limit;
+  for (size_t rank = 0; rank < order.size() && rank < limit; ++rank) {
+    FunnelGroup group = FunnelGroupResult(spec, &by_group[order[rank]]);
+    group.group = groups.Key(order[rank]);
+    result->funnel.push_back(std::move(group));
+  }
+  if (order.size() > limit) {
+    FunnelTally other(steps);
+    for (size_t rank = limit; rank < order.size(); ++rank) {
+      other.Merge(by_group[order[rank]]);
+    }
+    FunnelGroup group = FunnelGroupResult(spec, &other);
+    group.group = GroupKey{{}, true};
+    result->funnel.push_back(std::move(group));
+  }
+  return Status::Ok();
+}
+
+// Retention.
+
+struct RetentionTally {
+  std::vector<uint64_t> sizes;   // per cohort
+  std::vector<uint64_t> counts;  // per cohort, per period
+  RetentionTally(size_t cohorts, size_t periods)
+      : sizes(cohorts, 0), counts(cohorts * (periods + 1), 0) {}
+  void Merge(const RetentionTally& other) {
+    for (size_t idx = 0; idx < sizes.size(); ++idx) {
+      sizes[idx] += other.sizes[idx];
+    }
+    for (size_t idx = 0; idx < counts.size(); ++idx) {
+      counts[idx] += other.counts[idx];
+    }
+  }
+};
+
+RetentionGroup RetentionGroupResult(const QuerySpec& spec, const TimeBuckets& buckets,
+                                    int64_t now_ms, const RetentionTally& tally) {
+  RetentionGroup group;
+  const size_t periods = spec.periods;
+  group.total_counts.assign(periods + 1, 0);
+  std::vector<uint64_t> total_sizes(periods + 1, 0);
+  for (size_t cohort_idx = 0; cohort_idx < buckets.range_count(); ++cohort_idx) {
+    RetentionCohort cohort;
+    cohort.start = buckets.Label(cohort_idx);
+    cohort.size = tally.sizes[cohort_idx];
+    group.size += cohort.size;
+    for (size_t period = 0; period <= periods; ++period) {
+      const size_t bucket_idx = cohort_idx + period;
+      if (buckets.start(bucket_idx) >= now_ms) {
+        cohort.counts.push_back(std::nullopt);
+        cohort.rates.push_back(std::nullopt);
+        if (!cohort.incomplete_from) {
+          cohort.incomplete_from = static_cast<uint32_t>(period);
+        }
+        continue;
+      }
+      if (buckets.end(bucket_idx) > now_ms && !cohort.incomplete_from) {
+        cohort.incomplete_from = static_cast<uint32_t>(period);
+      }
+      const uint64_t count = tally.counts[cohort_idx * (periods + 1) + period];
+      cohort.counts.push_back(count);
+      cohort.rates.push_back(cohort.size == 0 ? std::nullopt
+                                              : std::optional<double>(
+                                                    static_cast<double>(count) /
+                                                    static_cast<double>(cohort.size)));
+      group.total_counts[period] += count;
+      total_sizes[period] += cohort.size;
+    }
+    group.cohorts.push_back(std::move(cohort));
+  }
+  for (size_t period = 0; period <= periods; ++period) {
+    group.total_rates.push_back(total_sizes[period] == 0
+                                    ? std::nullopt
+                                    : std::optional<double>(
+                                          static_cast<double>(group.total_counts[period]) /
+                                          static_cast<double>(total_sizes[period])));
+  }
+  return group;
+}
+
+Status RunRetention(const QuerySpec& spec, const QueryContext& context,
+                    const date::time_zone* zone, QueryResult* result) {
+  const size_t periods = spec.periods;
+  MP_ASSIGN_OR_RETURN(TimeBuckets buckets,
+                      TimeBuckets::Make(zone, spec.unit, result->from_ms, result->to_ms,
+                                        periods + 1, kSegmentationBucketsMax));
+  const size_t cohorts = buckets.range_count();
+  ScanPlan plan;
+  plan.selectors = {&spec.birth, &spec.return_event};
+  plan.group_bits = 1;
+  plan.breakdown = spec.breakdown.properties;
+  plan.time_min_ms = result->from_ms;
+  plan.time_max_ms = spec.mode == RetentionMode::kOn ? buckets.end(buckets.count() - 1) - 1
+                                                     : INT64_MAX;
+  plan.tie_by_bit.assign(32, 0);
+  Groups groups(spec.breakdown.properties.size());
+  SubjectMerger merger(MakeScanners(context, plan, &groups, &result->stats));
+  RetentionTally everyone(cohorts, periods);
+  std::vector<RetentionTally> by_group;
+  std::vector<uint8_t> returned(periods + 1);
+  Id128 subject;
+  std::vector<MatchRow> rows;
+  while (merger.Next(&subject, &rows)) {
+    size_t birth = rows.size();
+    for (size_t row_idx = 0; row_idx < rows.size(); ++row_idx) {
+      const MatchRow& row = rows[row_idx];
+      if ((row.bits & 1) != 0 && row.time_ms >= result->from_ms && row.time_ms < result->to_ms) {
+        birth = row_idx;
+        break;
+      }
+    }
+    if (birth == rows.size()) {
+      continue;
+    }
+    const int64_t birth_ms = rows[birth].time_ms;
+    const int64_t cohort = buckets.Index(birth_ms);
+    std::fill(returned.begin(), returned.end(), 0);
+    int64_t last_period = -1;
+    for (size_t row_idx = 0; row_idx < rows.size(); ++row_idx) {
+      const MatchRow& row = rows[row_idx];
+      if ((row.bits & 2) == 0 || row_idx == birth || row.time_ms < birth_ms) {
+        continue;
+      }
+      const int64_t period = buckets.Index(row.time_ms) - cohort;
+      if (period <= static_cast<int64_t>(periods)) {
+        returned[static_cast<size_t>(period)] = 1;
+      }
+      last_period = std::max(last_period, period);
+    }
+    RetentionTally* tallies[2] = {&everyone, nullptr};
+    if (!spec.breakdown.properties.empty()) {
+      const uint32_t group = rows[birth].group;
+      while (by_group.size() <= group) {
+        by_group.emplace_back(cohorts, periods);
+      }
+      tallies[1] = &by_group[group];
+    }
+    for (RetentionTally* tally : tallies) {
+      if (tally == nullptr) {
+        continue;
+      }
+      const auto cohort_idx = static_cast<size_t>(cohort);
+      tally->sizes[cohort_idx] += 1;
+      uint64_t* counts = tally->counts.data() + cohort_idx * (periods + 1);
+      for (size_t period = 0; period <= periods; ++period) {
+        const bool counted = spec.mode == RetentionMode::kOn
+                                 ? returned[period] != 0
+                                 : last_period >= static_cast<int64_t>(period);
+        counts[period] += counted ? 1 : 0;
+      }
+    }
+  }
+  MP_RETURN_IF_ERROR(merger.status());
+  const int64_t now_ms = context.now_ms == 0 ? INT64_MAX : context.now_ms;
+  result->retention.push_back(RetentionGroupResult(spec, buckets, now_ms, everyone));
+  if (spec.breakdown.properties.empty()) {
+    return Status::Ok();
+  }
+  std::vector<uint64_t> weight;
+  for (const RetentionTally& tally : by_group) {
+    weight.push_back(std::accumulate(tally.sizes.begin(), tally.sizes.end(), uint64_t{0}));
+  }
+  const std::vector<uint32_t> order = RankGroups(groups, weight);
+  const size_t limit = spec.breakdown.limit;
+  for (size_t rank = 0; rank < order.size() && rank < limit; ++rank) {
+    RetentionGroup group = RetentionGroupResult(spec, buckets, now_ms, by_group[order[rank]]);
+    group.group = groups.Key(order[rank]);
+    result->retention.push_back(std::move(group));
+  }
+  if (order.size() > limit) {
+    RetentionTally other(cohorts, periods);
+    for (size_t rank = limit; rank < order.size(); ++rank) {
+      other.Merge(by_group[order[rank]]);
+    }
+    RetentionGroup group = RetentionGroupResult(spec, buckets, now_ms, other);
+    group.group = GroupKey{{}, true};
+    result->retention.push_back(std::move(group));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<QueryResult> RunQuery(const QuerySpec& spec, const QueryContext& context) {
+  QueryResult result;
+  result.kind = spec.kind;
+  result.time_zone = spec.time_zone.empty() ? context.time_zone : spec.time_zone;
+  if (result.time_zone.empty()) {
+    result.time_zone = "UTC";
+  }
+  MP_ASSIGN_OR_RETURN(const date::time_zone* zone, internal::LocateZone(result.time_zone));
+  Result<int64_t> from = ResolveTime(spec.from, result.time_zone);
+  if (!from.ok()) {
+    return Status::InvalidArgument("from: " + from.status().message());
+  }
+  Result<int64_t> to = ResolveTime(spec.to, result.time_zone);
+  if (!to.ok()) {
+    return Status::InvalidArgument("to: " + to.status().message());
+  }
+  result.from_ms = *from;
+  result.to_ms = *to;
+  if (result.to_ms <= result.from_ms) {
+    return Status::InvalidArgument("to: must be after from");
+  }
+  if (result.to_ms - result.from_ms > kQueryRangeDaysMax * kDayMs) {
+    return Status::InvalidArgument("to: the range is longer than " +
+                                   std::to_string(kQueryRangeDaysMax) +
+                                   " days (kQueryRangeDaysMax)");
+  }
+  result.unit = spec.unit;
+  result.measure = spec.measure;
+  result.mode = spec.mode;
+  switch (spec.kind) {
+    case QueryKind::kSegmentation:
+      MP_RETURN_IF_ERROR(RunSegmentation(spec, context, zone, &result));
+      break;
+    case QueryKind::kFunnel:
+      MP_RETURN_IF_ERROR(RunFunnel(spec, context, &result));
+      break;
+    case QueryKind::kRetention:
+      MP_RETURN_IF_ERROR(RunRetention(spec, context, zone, &result));
+      break;
+  }
+  return result;
+}
+
+}  // namespace minpanel::query

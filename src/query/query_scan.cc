@@ -1,0 +1,757 @@
+// The per-segment scan shared by segmentation, funnels and retention.
+//
+// Per segment, once: event names become name codes (a segment without any of
+// the query's events is skipped whole), the blocks to read come from the zone
+// maps and the name bitmaps (BlockFilter), each filter condition on a
+// dictionary-encoded column becomes a bitmap over the dictionary's codes, and
+// a condition on a key the segment lacks becomes a constant. Per block: only
+// the name, time and subject columns and the properties the query names are
+// decoded; each filter is evaluated over the block into a byte mask without
+// allocating; the rows no selector keeps are dropped before they are copied.
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+
+#include "query/query_internal.h"
+
+namespace minpanel::query::internal {
+
+using store::PropertyColumn;
+using store::PropertyTag;
+using store::SegmentDictionary;
+using store::StringEncoding;
+
+uint32_t ValueNumbering::Find(std::string_view key) const {
+  const auto it = ids_.find(key);
+  return it == ids_.end() ? kMissing : it->second;
+}
+
+uint32_t ValueNumbering::Add(std::string_view key, Value value) {
+  const auto id = static_cast<uint32_t>(values_.size());
+  ids_.emplace(std::string(key), id);
+  values_.push_back(std::move(value));
+  return id;
+}
+
+uint32_t Groups::Combine(const uint32_t* value_ids) {
+  const uint64_t packed = numberings_.size() < 2
+                              ? value_ids[0]
+                              : (uint64_t{value_ids[0]} << 32) | uint64_t{value_ids[1]};
+  const auto [it, inserted] = ids_.try_emplace(packed, static_cast<uint32_t>(combinations_.size()));
+  if (inserted) {
+    combinations_.emplace_back(value_ids[0], numberings_.size() < 2 ? 0 : value_ids[1]);
+  }
+  return it->second;
+}
+
+GroupKey Groups::Key(uint32_t group) const {
+  GroupKey key;
+  if (numberings_.empty()) {
+    return key;
+  }
+  key.values.push_back(numberings_[0].value(combinations_[group].first));
+  if (numberings_.size() > 1) {
+    key.values.push_back(numberings_[1].value(combinations_[group].second));
+  }
+  return key;
+}
+
+namespace {
+
+struct NumberValue {
+  bool is_int = false;
+  int64_t int_value = 0;
+  double double_value = 0;
+};
+
+// -1, 0 or 1; NaN compares unequal to everything (returns 2).
+int CompareNumbers(bool row_is_int, int64_t row_int, double row_double, const NumberValue& value) {
+  if (row_is_int && value.is_int) {
+    return row_int < value.int_value ? -1 : (row_int > value.int_value ? 1 : 0);
+  }
+  const double left = row_is_int ? static_cast<double>(row_int) : row_double;
+  const double right = value.is_int ? static_cast<double>(value.int_value) : value.double_value;
+  if (left < right) {
+    return -1;
+  }
+  if (left > right) {
+    return 1;
+  }
+  return left == right ? 0 : 2;
+}
+
+bool CompareMatches(FilterOp op, int comparison) {
+  switch (op) {
+    case FilterOp::kLt:
+      return comparison == -1;
+    case FilterOp::kLe:
+      return comparison == -1 || comparison == 0;
+    case FilterOp::kGt:
+      return comparison == 1;
+    case FilterOp::kGe:
+      return comparison == 1 || comparison == 0;
+    default:
+      return comparison == 0;
+  }
+}
+
+// A key the query reads, as one segment holds it.
+struct KeySlot {
+  std::string key;
+  const store::PropertyKeyInfo* info = nullptr;  // nullptr: absent in the segment
+  std::shared_ptr<const SegmentDictionary> dictionary;
+  PropertyColumn column;
+  size_t loaded_block = SIZE_MAX;
+};
+
+// One filter condition, compiled against one segment.
+struct Condition {
+  const Filter* filter = nullptr;
+  size_t key_idx = 0;
+  // eq/in/ne/not_in test the positive form and negate; is_not_set likewise.
+  bool negate = false;
+  FilterOp positive_op = FilterOp::kEq;
+  std::vector<std::string_view> strings;  // sorted (eq/in)
+  std::vector<NumberValue> numbers;
+  bool match_null = false;
+  bool match_true = false;
+  bool match_false = false;
+  std::vector<uint8_t> code_match;  // dictionary columns: per code
+  bool use_codes = false;
+  bool constant = false;  // the key is absent from the segment
+};
+
+struct Node {
+  Filter::Kind kind = Filter::Kind::kAnd;
+  size_t condition_idx = 0;
+  std::vector<size_t> children;
+};
+
+struct SelectorSlot {
+  std::optional<uint32_t> name_code;
+  std::vector<Node> nodes;  // nodes[0] is the root
+  bool match_all = false;   // the filter is an empty "and"
+};
+
+bool StringMatches(const Condition& condition, std::string_view text) {
+  switch (condition.positive_op) {
+    case FilterOp::kEq:
+      return std::binary_search(condition.strings.begin(), condition.strings.end(), text);
+    case FilterOp::kContains:
+      return text.find(condition.strings[0]) != std::string_view::npos;
+    case FilterOp::kStartsWith:
+      return text.substr(0, condition.strings[0].size()) == condition.strings[0];
+    case FilterOp::kLt:
+    case FilterOp::kLe:
+    case FilterOp::kGt:
+    case FilterOp::kGe: {
+      if (condition.strings.empty()) {
+        return false;
+      }
+      const int comparison = text.compare(condition.strings[0]);
+      return CompareMatches(condition.positive_op, comparison < 0 ? -1 : (comparison > 0 ? 1 : 0));
+    }
+    default:
+      return false;
+  }
+}
+
+bool ListsMatch(FilterOp op) {
+  return op == FilterOp::kEq || op == FilterOp::kContains || op == FilterOp::kStartsWith;
+}
+
+}  // namespace
+
+struct SegmentScanner::State {
+  const store::SegmentReader* segment = nullptr;
+  const ScanPlan* plan = nullptr;
+  Groups* groups = nullptr;
+  QueryStats* stats = nullptr;
+  std::vector<size_t> blocks;
+  size_t block_pos = 0;
+  std::vector<KeySlot> keys;
+  std::vector<Condition> conditions;
+  std::vector<SelectorSlot> selectors;
+  std::vector<size_t> breakdown_keys;
+  std::vector<std::vector<uint32_t>> code_to_group_value;  // per breakdown property
+  std::optional<size_t> measure_key;
+  // Per block scratch, reused.
+  std::vector<uint32_t> names;
+  std::vector<int64_t> times;
+  store::SubjectRuns runs;
+  std::vector<uint32_t> bits;
+  std::vector<uint32_t> row_indexes;  // block row of each kept row
+  std::vector<std::vector<uint8_t>> masks;  // one per filter depth
+  std::string group_key;
+
+  size_t KeyIndex(const std::string& key) {
+    for (size_t key_idx = 0; key_idx < keys.size(); ++key_idx) {
+      if (keys[key_idx].key == key) {
+        return key_idx;
+      }
+    }
+    KeySlot slot;
+    slot.key = key;
+    slot.info = segment->FindPropertyKey(key);
+    keys.push_back(std::move(slot));
+    return keys.size() - 1;
+  }
+
+  Status LoadDictionary(KeySlot* slot) {
+    if (slot->info == nullptr || slot->info->storage != store::PropertyStorage::kColumn ||
+        slot->info->encoding != StringEncoding::kDictionary || slot->dictionary != nullptr) {
+      return Status::Ok();
+    }
+    MP_ASSIGN_OR_RETURN(slot->dictionary, segment->ReadDictionary(slot->key));
+    return Status::Ok();
+  }
+
+  Status LoadColumn(size_t key_idx, size_t block_idx) {
+    KeySlot& slot = keys[key_idx];
+    if (slot.info == nullptr || slot.loaded_block == block_idx) {
+      return Status::Ok();
+    }
+    MP_RETURN_IF_ERROR(segment->ReadProperty(block_idx, slot.key, &slot.column));
+    slot.loaded_block = block_idx;
+    return Status::Ok();
+  }
+
+  Status CompileCondition(const Filter& filter, Condition* condition);
+  Result<size_t> CompileNode(const Filter& filter, SelectorSlot* selector);
+  Status Prepare();
+  Status EvaluateCondition(const Condition& condition, size_t block_idx, size_t rows,
+                           uint8_t* mask);
+  Status EvaluateNode(const SelectorSlot& selector, size_t node_idx, size_t depth,
+                      size_t block_idx, size_t rows);
+  Status ComputeGroups(size_t block_idx, std::vector<MatchRow>* rows,
+                       const std::vector<uint32_t>& row_indexes);
+  uint32_t GroupValue(size_t property_idx, const KeySlot& slot, size_t row_idx);
+};
+
+Status SegmentScanner::State::CompileCondition(const Filter& filter, Condition* condition) {
+  condition->filter = &filter;
+  condition->key_idx = KeyIndex(filter.property);
+  switch (filter.op) {
+    case FilterOp::kNe:
+      condition->negate = true;
+      condition->positive_op = FilterOp::kEq;
+      break;
+    case FilterOp::kIn:
+      condition->positive_op = FilterOp::kEq;
+      break;
+    case FilterOp::kNotIn:
+      condition->negate = true;
+      condition->positive_op = FilterOp::kEq;
+      break;
+    case FilterOp::kIsNotSet:
+      condition->negate = true;
+      condition->positive_op = FilterOp::kIsSet;
+      break;
+    default:
+      condition->positive_op = filter.op;
+      break;
+  }
+  for (const Value& value : filter.values) {
+    switch (value.type()) {
+      case Value::Type::kNull:
+        condition->match_null = true;
+        break;
+      case Value::Type::kBool:
+        (value.as_bool() ? condition->match_true : condition->match_false) = true;
+        break;
+      case Value::Type::kInt:
+        condition->numbers.push_back({true, value.as_int(), 0});
+        break;
+      case Value::Type::kDouble:
+        condition->numbers.push_back({false, 0, value.as_double()});
+        break;
+      case Value::Type::kString:
+        condition->strings.push_back(value.as_string());
+        break;
+      case Value::Type::kList:
+        break;
+    }
+  }
+  std::sort(condition->strings.begin(), condition->strings.end());
+  KeySlot& slot = keys[condition->key_idx];
+  if (slot.info == nullptr) {
+    condition->constant = true;
+    return Status::Ok();
+  }
+  MP_RETURN_IF_ERROR(LoadDictionary(&slot));
+  if (slot.dictionary != nullptr && !condition->strings.empty()) {
+    condition->use_codes = true;
+    const SegmentDictionary& dictionary = *slot.dictionary;
+    condition->code_match.assign(dictionary.entries.size(), 0);
+    if (condition->positive_op == FilterOp::kEq) {
+      for (const std::string_view text : condition->strings) {
+        if (const auto code = dictionary.Find(text)) {
+          condition->code_match[*code] = 1;
+        }
+      }
+    } else {
+      for (size_t code = 0; code < dictionary.entries.size(); ++code) {
+        condition->code_match[code] = StringMatches(*condition, dictionary.entries[code]) ? 1 : 0;
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+Result<size_t> SegmentScanner::State::CompileNode(const Filter& filter, SelectorSlot* selector) {
+  const size_t node_idx = selector->nodes.size();
+  selector->nodes.emplace_back();
+  selector->nodes[node_idx].kind = filter.kind;
+  if (filter.kind == Filter::Kind::kCondition) {
+    Condition condition;
+    MP_RETURN_IF_ERROR(CompileCondition(filter, &condition));
+    conditions.push_back(std::move(condition));
+    selector->nodes[node_idx].condition_idx = conditions.size() - 1;
+    return node_idx;
+  }
+  // Depth is bounded by kFilterDepthMax (checked by ParseQuery).
+  for (const Filter& child : filter.children) {
+    MP_ASSIGN_OR_RETURN(size_t child_idx, CompileNode(child, selector));
+    selector->nodes[node_idx].children.push_back(child_idx);
+  }
+  return node_idx;
+}
+
+Status SegmentScanner::State::Prepare() {
+  store::BlockFilter block_filter;
+  block_filter.time_min_ms = plan->time_min_ms;
+  block_filter.time_max_ms = plan->time_max_ms;
+  bool any_name = false;
+  selectors.resize(plan->selectors.size());
+  for (size_t selector_idx = 0; selector_idx < plan->selectors.size(); ++selector_idx) {
+    const EventSelector& selector = *plan->selectors[selector_idx];
+    SelectorSlot& slot = selectors[selector_idx];
+    slot.name_code = segment->FindEventName(selector.event);
+    if (!slot.name_code) {
+      continue;
+    }
+    any_name = true;
+    block_filter.name_codes.push_back(*slot.name_code);
+    slot.match_all =
+        selector.filter.kind == Filter::Kind::kAnd && selector.filter.children.empty();
+    if (!slot.match_all) {
+      MP_ASSIGN_OR_RETURN(size_t root, CompileNode(selector.filter, &slot));
+      (void)root;
+    }
+  }
+  if (!any_name && !plan->keep_unmatched) {
+    return Status::Ok();
+  }
+  if (plan->keep_unmatched) {
+    block_filter.name_codes.clear();
+  }
+  std::sort(block_filter.name_codes.begin(), block_filter.name_codes.end());
+  block_filter.name_codes.erase(
+      std::unique(block_filter.name_codes.begin(), block_filter.name_codes.end()),
+      block_filter.name_codes.end());
+  blocks = segment->MatchingBlocks(block_filter);
+  for (const std::string& property : plan->breakdown) {
+    breakdown_keys.push_back(KeyIndex(property));
+    MP_RETURN_IF_ERROR(LoadDictionary(&keys[breakdown_keys.back()]));
+    const auto& dictionary = keys[breakdown_keys.back()].dictionary;
+    code_to_group_value.emplace_back(dictionary ? dictionary->entries.size() : 0,
+                                     ValueNumbering::kMissing);
+  }
+  if (!plan->measure_property.empty()) {
+    measure_key = KeyIndex(plan->measure_property);
+  }
+  masks.resize(kFilterDepthMax + 3);
+  return Status::Ok();
+}
+
+Status SegmentScanner::State::EvaluateCondition(const Condition& condition, size_t block_idx,
+                                                size_t rows, uint8_t* mask) {
+  const uint8_t absent_result = condition.negate ? 1 : 0;
+  if (condition.constant) {
+    std::memset(mask, absent_result, rows);
+    return Status::Ok();
+  }
+  MP_RETURN_IF_ERROR(LoadColumn(condition.key_idx, block_idx));
+  const PropertyColumn& column = keys[condition.key_idx].column;
+  const FilterOp op = condition.positive_op;
+  const bool comparison = op == FilterOp::kLt || op == FilterOp::kLe || op == FilterOp::kGt ||
+                          op == FilterOp::kGe;
+  for (size_t row_idx = 0; row_idx < rows; ++row_idx) {
+    bool match = false;
+    switch (column.tags[row_idx]) {
+      case PropertyTag::kAbsent:
+        break;
+      case PropertyTag::kNull:
+        match = op == FilterOp::kEq && condition.match_null;
+        break;
+      case PropertyTag::kFalse:
+        match = op == FilterOp::kIsSet || (op == FilterOp::kEq && condition.match_false);
+        break;
+      case PropertyTag::kTrue:
+        match = op == FilterOp::kIsSet || (op == FilterOp::kEq && condition.match_true);
+        break;
+      case PropertyTag::kInt:
+      case PropertyTag::kDouble: {
+        if (op == FilterOp::kIsSet) {
+          match = true;
+          break;
+        }
+        if (op != FilterOp::kEq && !comparison) {
+          break;
+        }
+        const bool is_int = column.tags[row_idx] == PropertyTag::kInt;
+        const int64_t row_int = is_int ? column.ints[row_idx] : 0;
+        const double row_double = is_int ? 0 : column.doubles[row_idx];
+        for (const NumberValue& number : condition.numbers) {
+          if (CompareMatches(op, CompareNumbers(is_int, row_int, row_double, number))) {
+            match = true;
+            break;
+          }
+        }
+        break;
+      }
+      case PropertyTag::kString:
+        if (op == FilterOp::kIsSet) {
+          match = true;
+        } else if (condition.use_codes) {
+          match = condition.code_match[column.string_codes[row_idx]] != 0;
+        } else if (!condition.strings.empty()) {
+          match = StringMatches(condition, column.strings[row_idx]);
+        }
+        break;
+      case PropertyTag::kList: {
+        if (op == FilterOp::kIsSet) {
+          match = true;
+          break;
+        }
+        if (!ListsMatch(op) || condition.strings.empty()) {
+          break;
+        }
+        const uint32_t begin = column.list_offsets[row_idx];
+        const uint32_t end = column.list_offsets[row_idx + 1];
+        for (uint32_t item_idx = begin; item_idx < end && !match; ++item_idx) {
+          match = condition.use_codes ? condition.code_match[column.list_item_codes[item_idx]] != 0
+                                      : StringMatches(condition, column.list_items[item_idx]);
+        }
+        break;
+      }
+    }
+    mask[row_idx] = static_cast<uint8_t>(match != condition.negate);
+  }
+  return Status::Ok();
+}
+
+// Writes the node's mask into masks[depth]. Depth is bounded by the filter
+// limits, so the recursion is too.
+Status SegmentScanner::State::EvaluateNode(const SelectorSlot& selector, size_t node_idx,
+                                           size_t depth, size_t block_idx, size_t rows) {
+  const Node& node = selector.nodes[node_idx];
+  std::vector<uint8_t>& out = masks[depth];
+  out.resize(rows);
+  if (node.kind == Filter::Kind::kCondition) {
+    return EvaluateCondition(conditions[node.condition_idx], block_idx, rows, out.data());
+  }
+  const bool is_and = node.kind == Filter::Kind::kAnd;
+  std::memset(out.data(), is_and ? 1 : 0, rows);
+  for (const size_t child_idx : node.children) {
+    MP_RETURN_IF_ERROR(EvaluateNode(selector, child_idx, depth + 1, block_idx, rows));
+    const uint8_t* child = masks[depth + 1].data();
+    uint8_t* target = masks[depth].data();
+    if (is_and) {
+      for (size_t row_idx = 0; row_idx < rows; ++row_idx) {
+        target[row_idx] &= child[row_idx];
+      }
+    } else {
+      for (size_t row_idx = 0; row_idx < rows; ++row_idx) {
+        target[row_idx] |= child[row_idx];
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+uint32_t SegmentScanner::State::GroupValue(size_t property_idx, const KeySlot& slot,
+                                           size_t row_idx) {
+  ValueNumbering& numbering = groups->numbering(property_idx);
+  const PropertyTag tag = slot.info == nullptr ? PropertyTag::kAbsent : slot.column.tags[row_idx];
+  std::string& key = group_key;
+  key.clear();
+  switch (tag) {
+    case PropertyTag::kAbsent:
+    case PropertyTag::kNull:
+      key = "0";
+      break;
+    case PropertyTag::kFalse:
+      key = "b0";
+      break;
+    case PropertyTag::kTrue:
+      key = "b1";
+      break;
+    case PropertyTag::kInt:
+    case PropertyTag::kDouble: {
+      char buffer[40];
+      buffer[0] = 'n';
+      const bool is_int = tag == PropertyTag::kInt;
+      const double number = is_int ? 0 : slot.column.doubles[row_idx];
+      std::to_chars_result written{};
+      if (is_int) {
+        written = std::to_chars(buffer + 1, buffer + sizeof(buffer), slot.column.ints[row_idx]);
+      } else if (number == std::trunc(number) && std::fabs(number) < 9.0e15) {
+        written = std::to_chars(buffer + 1, buffer + sizeof(buffer), static_cast<int64_t>(number));
+      } else {
+        written = std::to_chars(buffer + 1, buffer + sizeof(buffer), number);
+      }
+      key.assign(buffer, written.ptr);
+      break;
+    }
+    case PropertyTag::kString: {
+      std::vector<uint32_t>& cache = code_to_group_value[property_idx];
+      if (slot.dictionary != nullptr) {
+        const uint32_t code = slot.column.string_codes[row_idx];
+        if (cache[code] != ValueNumbering::kMissing) {
+          return cache[code];
+        }
+      }
+      key.push_back('s');
+      key.append(slot.column.strings[row_idx]);
+      uint32_t id = numbering.Find(key);
+      if (id == ValueNumbering::kMissing) {
+        id = numbering.Add(key, Value::String(std::string(slot.column.strings[row_idx])));
+      }
+      if (slot.dictionary != nullptr) {
+        cache[slot.column.string_codes[row_idx]] = id;
+      }
+      return id;
+    }
+    case PropertyTag::kList: {
+      key.push_back('l');
+      const uint32_t begin = slot.column.list_offsets[row_idx];
+      const uint32_t end = slot.column.list_offsets[row_idx + 1];
+      for (uint32_t item_idx = begin; item_idx < end; ++item_idx) {
+        key.append(slot.column.list_items[item_idx]);
+        key.push_back('\x1f');
+      }
+      break;
+    }
+  }
+  uint32_t id = numbering.Find(key);
+  if (id == ValueNumbering::kMissing) {
+    id = numbering.Add(key, tag == PropertyTag::kAbsent ? Value::Null() : slot.column.ValueAt(row_idx));
+  }
+  return id;
+}
+
+Status SegmentScanner::State::ComputeGroups(size_t block_idx, std::vector<MatchRow>* rows,
+                                            const std::vector<uint32_t>& row_indexes) {
+  if (breakdown_keys.empty()) {
+    return Status::Ok();
+  }
+  for (const size_t key_idx : breakdown_keys) {
+    MP_RETURN_IF_ERROR(LoadColumn(key_idx, block_idx));
+  }
+  uint32_t value_ids[kBreakdownPropertiesMax] = {0, 0};
+  for (size_t kept_idx = 0; kept_idx < rows->size(); ++kept_idx) {
+    MatchRow& row = (*rows)[kept_idx];
+    if ((row.bits & plan->group_bits) == 0) {
+      continue;
+    }
+    for (size_t property_idx = 0; property_idx < breakdown_keys.size(); ++property_idx) {
+      value_ids[property_idx] =
+          GroupValue(property_idx, keys[breakdown_keys[property_idx]], row_indexes[kept_idx]);
+    }
+    row.group = groups->Combine(value_ids);
+  }
+  return Status::Ok();
+}
+
+SegmentScanner::SegmentScanner(const store::SegmentReader& segment, const ScanPlan& plan,
+                               Groups* groups, QueryStats* stats)
+    : state_(std::make_unique<State>()) {
+  state_->segment = &segment;
+  state_->plan = &plan;
+  state_->groups = groups;
+  state_->stats = stats;
+  stats->segments += 1;
+  stats->blocks_total += segment.block_count();
+  status_ = state_->Prepare();
+}
+
+SegmentScanner::~SegmentScanner() = default;
+
+bool SegmentScanner::NextBlock() {
+  State& state = *state_;
+  std::vector<uint32_t>& row_indexes = state.row_indexes;
+  while (status_.ok() && state.block_pos < state.blocks.size()) {
+    const size_t block_idx = state.blocks[state.block_pos++];
+    state.stats->blocks_read += 1;
+    status_ = state.segment->ReadNameCodes(block_idx, &state.names);
+    if (status_.ok()) {
+      status_ = state.segment->ReadTimes(block_idx, &state.times);
+    }
+    if (!status_.ok()) {
+      return false;
+    }
+    const size_t rows = state.names.size();
+    state.stats->rows_read += rows;
+    state.bits.assign(rows, 0);
+    for (size_t selector_idx = 0; selector_idx < state.selectors.size(); ++selector_idx) {
+      const SelectorSlot& slot = state.selectors[selector_idx];
+      if (!slot.name_code || !state.segment->BlockHoldsName(block_idx, *slot.name_code)) {
+        continue;
+      }
+      const uint8_t* mask = nullptr;
+      if (!slot.match_all) {
+        status_ = state.EvaluateNode(slot, 0, 0, block_idx, rows);
+        if (!status_.ok()) {
+          return false;
+        }
+        mask = state.masks[0].data();
+      }
+      const uint32_t code = *slot.name_code;
+      const uint32_t bit = uint32_t{1} << selector_idx;
+      for (size_t row_idx = 0; row_idx < rows; ++row_idx) {
+        const bool match = state.names[row_idx] == code && (mask == nullptr || mask[row_idx]);
+        state.bits[row_idx] |= match ? bit : 0;
+      }
+    }
+    rows_.clear();
+    row_indexes.clear();
+    for (size_t row_idx = 0; row_idx < rows; ++row_idx) {
+      const int64_t time_ms = state.times[row_idx];
+      if (time_ms < state.plan->time_min_ms || time_ms > state.plan->time_max_ms) {
+        continue;
+      }
+      const uint32_t bits = state.bits[row_idx];
+      if (bits == 0 && !state.plan->keep_unmatched) {
+        continue;
+      }
+      MatchRow row;
+      row.time_ms = time_ms;
+      row.bits = bits;
+      row.tie = bits == 0 ? 255 : state.plan->tie_by_bit[static_cast<size_t>(__builtin_ctz(bits))];
+      rows_.push_back(row);
+      row_indexes.push_back(static_cast<uint32_t>(row_idx));
+    }
+    if (rows_.empty()) {
+      continue;
+    }
+    status_ = state.segment->ReadSubjects(block_idx, &state.runs);
+    if (status_.ok()) {
+      status_ = state.ComputeGroups(block_idx, &rows_, row_indexes);
+    }
+    if (status_.ok() && state.measure_key) {
+      status_ = state.LoadColumn(*state.measure_key, block_idx);
+      const KeySlot& slot = state.keys[*state.measure_key];
+      for (size_t kept_idx = 0; status_.ok() && slot.info != nullptr && kept_idx < rows_.size();
+           ++kept_idx) {
+        const uint32_t row_idx = row_indexes[kept_idx];
+        const PropertyTag tag = slot.column.tags[row_idx];
+        rows_[kept_idx].value = tag == PropertyTag::kInt
+                                    ? static_cast<double>(slot.column.ints[row_idx])
+                                    : (tag == PropertyTag::kDouble ? slot.column.doubles[row_idx]
+                                                                   : NAN);
+      }
+    }
+    if (!status_.ok()) {
+      return false;
+    }
+    // Subject runs over the kept rows.
+    run_subjects_.clear();
+    run_ends_.clear();
+    size_t run_idx = 0;
+    uint32_t run_end = state.runs.run_lengths.empty() ? 0 : state.runs.run_lengths[0];
+    for (size_t kept_idx = 0; kept_idx < rows_.size(); ++kept_idx) {
+      const uint32_t row_idx = row_indexes[kept_idx];
+      while (row_idx >= run_end) {
+        ++run_idx;
+        run_end += state.runs.run_lengths[run_idx];
+      }
+      const Id128& subject = state.runs.subjects[run_idx];
+      if (run_subjects_.empty() || !(run_subjects_.back() == subject)) {
+        if (!run_subjects_.empty()) {
+          run_ends_.push_back(static_cast<uint32_t>(kept_idx));
+        }
+        run_subjects_.push_back(subject);
+      }
+    }
+    run_ends_.push_back(static_cast<uint32_t>(rows_.size()));
+    return true;
+  }
+  return false;
+}
+
+SubjectMerger::SubjectMerger(std::vector<std::unique_ptr<SegmentScanner>> scanners) {
+  for (auto& scanner : scanners) {
+    Cursor cursor;
+    cursor.scanner = std::move(scanner);
+    cursor.done = !cursor.scanner->status().ok();
+    if (cursor.done) {
+      status_ = cursor.scanner->status();
+    } else {
+      Advance(&cursor);
+    }
+    cursors_.push_back(std::move(cursor));
+  }
+}
+
+bool SubjectMerger::Advance(Cursor* cursor) {
+  cursor->run_idx = 0;
+  if (!cursor->scanner->NextBlock()) {
+    cursor->done = true;
+    if (!cursor->scanner->status().ok() && status_.ok()) {
+      status_ = cursor->scanner->status();
+    }
+    return false;
+  }
+  return true;
+}
+
+bool SubjectMerger::Next(Id128* subject, std::vector<MatchRow>* rows) {
+  if (!status_.ok()) {
+    return false;
+  }
+  const Id128* lowest = nullptr;
+  for (const Cursor& cursor : cursors_) {
+    if (!cursor.done) {
+      const Id128& head = cursor.scanner->run_subjects()[cursor.run_idx];
+      if (lowest == nullptr || head < *lowest) {
+        lowest = &head;
+      }
+    }
+  }
+  if (lowest == nullptr) {
+    return false;
+  }
+  *subject = *lowest;
+  rows->clear();
+  size_t sources = 0;
+  for (Cursor& cursor : cursors_) {
+    bool contributed = false;
+    // A subject's rows may continue into the cursor's next block.
+    while (!cursor.done && cursor.scanner->run_subjects()[cursor.run_idx] == *subject) {
+      const auto& ends = cursor.scanner->run_ends();
+      const uint32_t begin = cursor.run_idx == 0 ? 0 : ends[cursor.run_idx - 1];
+      const auto& block_rows = cursor.scanner->rows();
+      rows->insert(rows->end(), block_rows.begin() + begin,
+                   block_rows.begin() + ends[cursor.run_idx]);
+      contributed = true;
+      if (++cursor.run_idx == ends.size()) {
+        Advance(&cursor);
+      }
+    }
+    sources += contributed ? 1 : 0;
+  }
+  if (!status_.ok()) {
+    return false;
+  }
+  auto before = [](const MatchRow& left, const MatchRow& right) {
+    return left.time_ms < right.time_ms || (left.time_ms == right.time_ms && left.tie < right.tie);
+  };
+  if (!std::is_sorted(rows->begin(), rows->end(), before)) {
+    std::stable_sort(rows->begin(), rows->end(), before);
+  }
+  (void)sources;
+  return true;
+}
+
+}  // namespace minpanel::query::internal
