@@ -29,34 +29,67 @@ std::vector<std::unique_ptr<SegmentScanner>> MakeScanners(const QueryContext& co
   return scanners;
 }
 
-// The order of breakdown groups: by `weight` descending, then by key.
+// How breakdown values order among groups of equal weight: booleans, then
+// numbers (by value), strings (bytewise), lists; null last.
+int TypeRank(const Value& value) {
+  switch (value.type()) {
+    case Value::Type::kBool:
+      return 0;
+    case Value::Type::kInt:
+    case Value::Type::kDouble:
+      return 1;
+    case Value::Type::kString:
+      return 2;
+    case Value::Type::kList:
+      return 3;
+    case Value::Type::kNull:
+      return 4;
+  }
+  return 4;
+}
+
+double AsNumber(const Value& value) {
+  return value.type() == Value::Type::kInt ? static_cast<double>(value.as_int())
+                                           : value.as_double();
+}
+
+bool ValueLess(const Value& left, const Value& right) {
+  const int left_rank = TypeRank(left);
+  const int right_rank = TypeRank(right);
+  if (left_rank != right_rank) {
+    return left_rank < right_rank;
+  }
+  switch (left_rank) {
+    case 0:
+      return left.as_bool() < right.as_bool();
+    case 1:
+      return AsNumber(left) < AsNumber(right);
+    case 2:
+      return left.as_string() < right.as_string();
+    case 3:
+      return left.as_list() < right.as_list();
+    default:
+      return false;
+  }
+}
+
+// The order of breakdown groups: by `weight` descending, then by value.
 std::vector<uint32_t> RankGroups(const Groups& groups, const std::vector<uint64_t>& weight) {
   std::vector<uint32_t> order;
-  std::vector<std::string> keys;
+  std::vector<GroupKey> keys(weight.size());
   for (uint32_t group = 0; group < weight.size(); ++group) {
     if (weight[group] > 0) {
       order.push_back(group);
+      keys[group] = groups.Key(group);
     }
   }
-  auto key_text = [&](uint32_t group) {
-    std::string text;
-    for (const Value& value : groups.Key(group).values) {
-      // Null (no value) sorts after every value.
-      text += value.is_null() ? "9" : std::to_string(static_cast<int>(value.type()));
-      text += value.type() == Value::Type::kString ? value.as_string()
-              : value.type() == Value::Type::kInt  ? std::to_string(value.as_int())
-              : value.type() == Value::Type::kDouble ? std::to_string(value.as_double())
-              : value.type() == Value::Type::kBool   ? (value.as_bool() ? "1" : "0")
-                                                     : "";
-      text.push_back('\x1f');
-    }
-    return text;
-  };
-  std::stable_sort(order.begin(), order.end(), [&](uint32_t left, uint32_t right) {
+  std::sort(order.begin(), order.end(), [&](uint32_t left, uint32_t right) {
     if (weight[left] != weight[right]) {
       return weight[left] > weight[right];
     }
-    return key_text(left) < key_text(right);
+    return std::lexicographical_compare(keys[left].values.begin(), keys[left].values.end(),
+                                        keys[right].values.begin(), keys[right].values.end(),
+                                        ValueLess);
   });
   return order;
 }
