@@ -1,0 +1,250 @@
+// The query benchmark's runner, called by bench/query.sh:
+//
+//   node run.mjs load-duckdb --db FILE                  (events as jsonl on stdin)
+//   node run.mjs query --engine duckdb --db FILE        [common options]
+//   node run.mjs query --engine clickhouse --http-port P --table T [common options]
+//   node run.mjs query --engine minpanel --minpanel BIN --data DIR --keys DIR
+//       --project NAME [common options]
+//       common: --from-ms MS --to-ms MS --users FILE --runs K --out FILE.json
+//   node run.mjs report --out-dir DIR                   (the markdown table)
+//
+// `query` runs each query once to warm up, then --runs times, and writes the
+// wall-clock times (ms), their median and the canonical answer. DuckDB runs in
+// this process (runAndReadAll: every row reaches the client); ClickHouse is
+// asked over HTTP (the whole body is read). `report` reads every result file
+// in --out-dir, fails (exit 1) when two engines' canonical answers differ and
+// prints the table.
+//
+// minpanel is asked through `minpanel query FILE.json` (one process per run,
+// so its times include start-up and opening the data folder); a query that
+// minpanel's query format cannot express yet is recorded as missing, with the
+// reason, never as a number.
+import { execFileSync } from 'node:child_process';
+import { readFileSync, writeFileSync, readdirSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import { COLUMNS, queries } from './queries.mjs';
+
+function parseArgs(argv) {
+  const args = { _: [] };
+  for (let idx = 0; idx < argv.length; ++idx) {
+    if (argv[idx].startsWith('--')) {
+      args[argv[idx].slice(2)] = argv[idx + 1];
+      ++idx;
+    } else {
+      args._.push(argv[idx]);
+    }
+  }
+  return args;
+}
+
+function median(values) {
+  const sorted = [...values].sort((left, right) => left - right);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+}
+
+async function openDuckdb(path) {
+  const { DuckDBInstance } = await import('@duckdb/node-api');
+  // Two threads: the machine has two cores, as ClickHouse's max_threads.
+  const instance = await DuckDBInstance.create(path, { threads: '2', memory_limit: '8GB' });
+  return { instance, connection: await instance.connect() };
+}
+
+async function loadDuckdb(args) {
+  const { connection } = await openDuckdb(args.db);
+  const columns = COLUMNS.map(([name, , type]) => `${name}: '${type}'`).join(', ');
+  const started = performance.now();
+  await connection.run('DROP TABLE IF EXISTS events');
+  await connection.run(`CREATE TABLE events AS SELECT * FROM read_json('/dev/stdin',
+    format = 'newline_delimited', columns = {${columns}})`);
+  await connection.run('CHECKPOINT');
+  const seconds = (performance.now() - started) / 1000;
+  const rows = Number((await connection.runAndReadAll('SELECT count(*) FROM events')).getRows()[0][0]);
+  const version = (await connection.runAndReadAll('SELECT version()')).getRows()[0][0];
+  connection.closeSync();
+  console.log(JSON.stringify({ seconds, rows, version }));
+}
+
+async function clickhouseQuery(port, sql) {
+  const response = await fetch(`http://127.0.0.1:${port}/?database=bench`, {
+    method: 'POST',
+    body: `${sql}\nFORMAT JSONCompact`,
+  });
+  const text = await response.text();
+  if (!response.ok) {
+    throw new Error(`ClickHouse ${response.status}: ${text.slice(0, 2000)}`);
+  }
+  return text;
+}
+
+async function runQueries(args) {
+  const params = {
+    fromMs: Number(args['from-ms']),
+    toMs: Number(args['to-ms']),
+    userIds: readFileSync(args.users, 'utf8').split('\n').filter(Boolean),
+  };
+  const runs = Number(args.runs ?? 5);
+  const engine = args.engine;
+  let execute;
+  let version;
+  let duck;
+  if (engine === 'duckdb') {
+    duck = await openDuckdb(args.db);
+    execute = async (query, collect) => {
+      const reader = await duck.connection.runAndReadAll(query.duckdb);
+      return collect ? { rows: reader.getRowsJS(), columns: reader.columnNames() } : null;
+    };
+    version = (await duck.connection.runAndReadAll('SELECT version()')).getRows()[0][0];
+  } else if (engine === 'clickhouse') {
+    const port = args['http-port'];
+    execute = async (query, collect) => {
+      const text = await clickhouseQuery(port, query.clickhouse(args.table));
+      if (!collect) {
+        return null;
+      }
+      const parsed = JSON.parse(text);
+      return { rows: parsed.data, columns: parsed.meta.map((column) => column.name) };
+    };
+    version = JSON.parse(await clickhouseQuery(port, 'SELECT version()')).data[0][0];
+  } else if (engine === 'minpanel') {
+    const common = ['--data', args.data, '--keys', args.keys, '--project', args.project];
+    execute = async (query, collect) => {
+      const file = `${args['query-dir']}/${query.name}.json`;
+      writeFileSync(file, JSON.stringify(query.minpanel, null, 1) + '\n');
+      const text = execFileSync(args.minpanel, ['query', ...common, file],
+                                { encoding: 'utf8', maxBuffer: 1 << 30 });
+      return collect ? { rows: query.fromMinpanel(JSON.parse(text)), columns: null } : null;
+    };
+    version = execFileSync(args.minpanel, ['--version'], { encoding: 'utf8' }).trim();
+  } else {
+    throw new Error(`unknown engine ${engine}`);
+  }
+  const results = [];
+  for (const query of queries(params)) {
+    if (engine === 'minpanel' && !query.minpanel) {
+      results.push({ name: query.name, title: query.title, times_ms: [], median_ms: null,
+                     canon: null, missing: query.minpanelMissing });
+      console.error(`minpanel: ${query.name} skipped: ${query.minpanelMissing}`);
+      continue;
+    }
+    const answer = await execute(query, true);  // warm-up, and the answer
+    const canon = await query.canon(answer.rows, params, answer.columns);
+    const times = [];
+    for (let run = 0; run < runs; ++run) {
+      const started = performance.now();
+      await execute(query, false);
+      times.push(performance.now() - started);
+    }
+    results.push({ name: query.name, title: query.title, times_ms: times, median_ms: median(times), canon });
+    console.error(`${engine}${args.table ? ' ' + args.table : ''}: ${query.name} ${median(times).toFixed(1)} ms`);
+  }
+  duck?.connection.closeSync();
+  const out = { engine, table: args.table ?? null, version, runs, results };
+  writeFileSync(args.out, JSON.stringify(out, null, 1));
+}
+
+// The table: one row per query; for each engine its median and its ratio to
+// the faster peer; ClickHouse as the better of its two sort orders.
+function report(args) {
+  const dir = args['out-dir'];
+  const files = readdirSync(dir).filter((name) => name.startsWith('result-') && name.endsWith('.json'));
+  const results = files.map((name) => JSON.parse(readFileSync(`${dir}/${name}`, 'utf8')));
+  const loads = JSON.parse(readFileSync(`${dir}/loads.json`, 'utf8'));
+  if (results.length === 0) {
+    throw new Error(`no result files in ${dir}`);
+  }
+  // Every engine (and both ClickHouse tables) must give the same answers.
+  let disagreements = 0;
+  const reference = results[0];
+  for (const result of results.slice(1)) {
+    for (const [idx, query] of result.results.entries()) {
+      if (query.canon === null || reference.results[idx].canon === null) {
+        continue;  // a query this engine cannot express yet
+      }
+      const expected = JSON.stringify(reference.results[idx].canon);
+      const actual = JSON.stringify(query.canon);
+      if (expected !== actual) {
+        ++disagreements;
+        console.error(`DISAGREE ${query.name}: ${label(reference)} vs ${label(result)}`);
+        console.error(`  ${label(reference)}: ${expected.slice(0, 600)}`);
+        console.error(`  ${label(result)}: ${actual.slice(0, 600)}`);
+      }
+    }
+  }
+  const engines = ['clickhouse', 'duckdb', 'minpanel'].filter((engine) =>
+    results.some((result) => result.engine === engine),
+  );
+  const lines = [];
+  const header = ['query'];
+  for (const engine of engines) {
+    header.push(`${engine} ms`, `${engine} ÷ faster peer`);
+  }
+  lines.push(`| ${header.join(' | ')} |`, `|${header.map(() => ' --- ').join('|')}|`);
+  const names = reference.results.map((query) => query.name);
+  for (const [idx, name] of names.entries()) {
+    const best = {};
+    const note = {};
+    for (const engine of engines) {
+      for (const result of results.filter((candidate) => candidate.engine === engine)) {
+        const value = result.results[idx].median_ms;
+        if (value === null) {
+          continue;
+        }
+        if (best[engine] === undefined || value < best[engine]) {
+          best[engine] = value;
+          note[engine] = result.table ? ` (${result.table.replace('events_by_', 'by ')})` : '';
+        }
+      }
+    }
+    const peers = ['clickhouse', 'duckdb'].filter((engine) => best[engine] !== undefined);
+    const fasterPeer = Math.min(...peers.map((engine) => best[engine]));
+    const row = [reference.results[idx].title];
+    for (const engine of engines) {
+      if (best[engine] === undefined) {
+        row.push('—', '—');
+        continue;
+      }
+      row.push(`${format(best[engine])}${note[engine]}`, (best[engine] / fasterPeer).toFixed(2));
+    }
+    lines.push(`| ${row.join(' | ')} |`);
+  }
+  lines.push('');
+  lines.push('| engine | load s | bytes on disk / event | version |');
+  lines.push('| --- | --- | --- | --- |');
+  for (const load of loads) {
+    lines.push(
+      `| ${load.engine}${load.table ? ' ' + load.table : ''} | ${load.seconds.toFixed(1)} | ` +
+        `${(load.bytes / load.rows).toFixed(1)} | ${load.version} |`,
+    );
+  }
+  lines.push('');
+  lines.push(disagreements === 0
+    ? `All engines agree on all ${names.length} queries (canonical answers in ${dir}/result-*.json).`
+    : `${disagreements} DISAGREEMENTS: see above.`);
+  console.log(lines.join('\n'));
+  writeFileSync(`${dir}/table.md`, lines.join('\n') + '\n');
+  if (disagreements > 0) {
+    process.exit(1);
+  }
+}
+
+function label(result) {
+  return result.table ? `${result.engine} ${result.table}` : result.engine;
+}
+
+function format(ms) {
+  return ms >= 100 ? ms.toFixed(0) : ms >= 10 ? ms.toFixed(1) : ms.toFixed(2);
+}
+
+const args = parseArgs(process.argv.slice(2));
+const command = args._[0];
+if (command === 'load-duckdb') {
+  await loadDuckdb(args);
+} else if (command === 'query') {
+  await runQueries(args);
+} else if (command === 'report') {
+  report(args);
+} else {
+  console.error('usage: node run.mjs load-duckdb|query|report ... (see the comment at the top)');
+  process.exit(2);
+}
