@@ -50,7 +50,8 @@ class TimeBuckets {
   TimeUnit unit_ = TimeUnit::kDay;
   std::vector<int64_t> starts_;  // count() + 1 entries
   size_t range_count_ = 0;
-  // Uniform buckets (hours in a zone without transitions) skip the search.
+  // Uniform buckets (hours, or days in a zone without a transition in the
+  // range) skip the search.
   int64_t uniform_width_ms_ = 0;
 };
 
@@ -92,6 +93,9 @@ struct ScanPlan {
   std::vector<const EventSelector*> selectors;
   uint32_t group_bits = 0;  // rows with one of these bits get a group
   bool keep_unmatched = false;
+  // Whether rows must come with their subjects (run_subjects, run_ends);
+  // segmentation without unique subjects does not need them.
+  bool need_subjects = true;
   std::string measure_property;  // empty: none
   std::vector<std::string> breakdown;
   int64_t time_min_ms = INT64_MIN;  // inclusive

@@ -249,6 +249,7 @@ Status RunSegmentation(const QuerySpec& spec, const QueryContext& context,
     plan.selectors.push_back(&selector);
   }
   plan.group_bits = UINT32_MAX;
+  plan.need_subjects = NeedsSubjects(spec.measure);
   plan.measure_property = spec.measure_property;
   plan.breakdown = spec.breakdown.properties;
   plan.time_min_ms = result->from_ms;

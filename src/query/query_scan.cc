@@ -616,6 +616,8 @@ bool SegmentScanner::NextBlock() {
     }
     rows_.clear();
     row_indexes.clear();
+    rows_.reserve(rows);
+    row_indexes.reserve(rows);
     for (size_t row_idx = 0; row_idx < rows; ++row_idx) {
       const int64_t time_ms = state.times[row_idx];
       if (time_ms < state.plan->time_min_ms || time_ms > state.plan->time_max_ms) {
@@ -635,7 +637,9 @@ bool SegmentScanner::NextBlock() {
     if (rows_.empty()) {
       continue;
     }
-    status_ = state.segment->ReadSubjects(block_idx, &state.runs);
+    if (state.plan->need_subjects) {
+      status_ = state.segment->ReadSubjects(block_idx, &state.runs);
+    }
     if (status_.ok()) {
       status_ = state.ComputeGroups(block_idx, &rows_, row_indexes);
     }
@@ -658,6 +662,9 @@ bool SegmentScanner::NextBlock() {
     // Subject runs over the kept rows.
     run_subjects_.clear();
     run_ends_.clear();
+    if (!state.plan->need_subjects) {
+      return true;
+    }
     size_t run_idx = 0;
     uint32_t run_end = state.runs.run_lengths.empty() ? 0 : state.runs.run_lengths[0];
     for (size_t kept_idx = 0; kept_idx < rows_.size(); ++kept_idx) {

@@ -140,13 +140,13 @@ Result<TimeBuckets> TimeBuckets::Make(const date::time_zone* zone, TimeUnit unit
                                    std::string(TimeUnitName(unit)) +
                                    " buckets (kSegmentationBucketsMax)");
   }
-  if (unit == TimeUnit::kHour) {
+  if (unit == TimeUnit::kHour || unit == TimeUnit::kDay || unit == TimeUnit::kWeek) {
+    const int64_t width = buckets.starts_[1] - buckets.starts_[0];
     bool uniform = true;
     for (size_t bucket_idx = 1; bucket_idx < buckets.starts_.size(); ++bucket_idx) {
-      uniform = uniform && buckets.starts_[bucket_idx] - buckets.starts_[bucket_idx - 1] ==
-                               3600 * 1000;
+      uniform = uniform && buckets.starts_[bucket_idx] - buckets.starts_[bucket_idx - 1] == width;
     }
-    buckets.uniform_width_ms_ = uniform ? 3600 * 1000 : 0;
+    buckets.uniform_width_ms_ = uniform ? width : 0;
   }
   return buckets;
 }
