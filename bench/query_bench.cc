@@ -1,6 +1,7 @@
 // The query engine (src/query) on generated product events held as
 // in-memory segments: the five query shapes of docs/benchmarks.md ("Queries")
-// and a few more, timed with Google Benchmark.
+// and a few more, timed with Google Benchmark, on 1 and 2 threads (wall
+// time; the CPU column is the whole process's).
 //
 //   build-query-bench/bench/query_bench
 //   MINPANEL_QUERY_BENCH_EVENTS=5000000 build-query-bench/bench/query_bench
@@ -176,9 +177,11 @@ void RunJson(benchmark::State& state, const std::string& json) {
     state.SkipWithError(spec.status().ToString().c_str());
     return;
   }
+  QueryContext context = data.context;
+  context.threads = static_cast<uint32_t>(state.range(0));
   QueryStats stats;
   for (auto _ : state) {
-    Result<QueryResult> result = RunQuery(*spec, data.context);
+    Result<QueryResult> result = RunQuery(*spec, context);
     if (!result.ok()) {
       state.SkipWithError(result.status().ToString().c_str());
       return;
@@ -200,14 +203,14 @@ void BM_DailyCountOfOneEvent(benchmark::State& state) {
   RunJson(state, std::string(R"({"kind":"segmentation",)") + kRange +
                      R"(,"unit":"day","events":["page_viewed"]})");
 }
-BENCHMARK(BM_DailyCountOfOneEvent)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_DailyCountOfOneEvent)->Arg(1)->Arg(2)->ArgName("threads")->Unit(benchmark::kMillisecond)->MeasureProcessCPUTime()->UseRealTime();
 
 void BM_DailyUniqueUsersByCountry(benchmark::State& state) {
   RunJson(state, std::string(R"({"kind":"segmentation",)") + kRange +
                      R"(,"unit":"day","events":["session_start"],"measure":"unique",
                         "breakdown":{"properties":["country"],"limit":200}})");
 }
-BENCHMARK(BM_DailyUniqueUsersByCountry)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_DailyUniqueUsersByCountry)->Arg(1)->Arg(2)->ArgName("threads")->Unit(benchmark::kMillisecond)->MeasureProcessCPUTime()->UseRealTime();
 
 void BM_FilteredSumByPlatform(benchmark::State& state) {
   RunJson(state, std::string(R"({"kind":"segmentation",)") + kRange +
@@ -216,27 +219,27 @@ void BM_FilteredSumByPlatform(benchmark::State& state) {
                         {"property":"plan","op":"ne","value":"free"}]}],
                         "measure":{"type":"sum","property":"duration_ms"},"breakdown":"platform"})");
 }
-BENCHMARK(BM_FilteredSumByPlatform)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_FilteredSumByPlatform)->Arg(1)->Arg(2)->ArgName("threads")->Unit(benchmark::kMillisecond)->MeasureProcessCPUTime()->UseRealTime();
 
 void BM_Funnel4Steps7Days(benchmark::State& state) {
   RunJson(state, std::string(R"({"kind":"funnel",)") + kRange +
                      R"(,"steps":["sign_up","project_created","checkout_started","purchase"],
                         "window":{"value":7,"unit":"day"}})");
 }
-BENCHMARK(BM_Funnel4Steps7Days)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Funnel4Steps7Days)->Arg(1)->Arg(2)->ArgName("threads")->Unit(benchmark::kMillisecond)->MeasureProcessCPUTime()->UseRealTime();
 
 void BM_Funnel4StepsByCountry(benchmark::State& state) {
   RunJson(state, std::string(R"({"kind":"funnel",)") + kRange +
                      R"(,"steps":["sign_up","project_created","checkout_started","purchase"],
                         "window":{"value":7,"unit":"day"},"breakdown":"country"})");
 }
-BENCHMARK(BM_Funnel4StepsByCountry)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Funnel4StepsByCountry)->Arg(1)->Arg(2)->ArgName("threads")->Unit(benchmark::kMillisecond)->MeasureProcessCPUTime()->UseRealTime();
 
 void BM_Retention7DaysBySignupDay(benchmark::State& state) {
   RunJson(state, std::string(R"({"kind":"retention",)") + kRange +
                      R"(,"birth":"sign_up","return":"session_start","unit":"day","periods":7})");
 }
-BENCHMARK(BM_Retention7DaysBySignupDay)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Retention7DaysBySignupDay)->Arg(1)->Arg(2)->ArgName("threads")->Unit(benchmark::kMillisecond)->MeasureProcessCPUTime()->UseRealTime();
 
 // The floor under every query: decoding the name and time columns of every
 // block (the store's work, no query logic).

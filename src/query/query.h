@@ -79,6 +79,7 @@ inline constexpr size_t kEventNameBytesMax = 255;
 inline constexpr size_t kFilterValueBytesMax = 1024;
 inline constexpr int64_t kQueryRangeDaysMax = 3660;
 inline constexpr size_t kSegmentationBucketsMax = 10000;
+inline constexpr uint32_t kQueryThreadsMax = 16;
 
 enum class QueryKind : uint8_t { kSegmentation, kFunnel, kRetention };
 enum class TimeUnit : uint8_t { kHour, kDay, kWeek, kMonth };
@@ -187,7 +188,10 @@ struct QuerySpec {
 struct QueryContext {
   std::vector<std::shared_ptr<const store::SegmentReader>> segments;
   std::string time_zone = "UTC";  // the project's IANA zone
-  int64_t now_ms = 0;             // marks incomplete retention periods
+  int64_t now_ms = 0;             // marks incomplete retention periods; 0: never
+  // Threads one query may use (1 .. kQueryThreadsMax): the subject space is
+  // split between them, so every kind of query scales with cores.
+  uint32_t threads = 2;
 };
 
 // A time bucket (or cohort, or period): its start in UTC and its local label

@@ -94,9 +94,15 @@ struct Runner {
           << "got: " << got << "\nwant: " << want;
       return;
     }
-    ASSERT_TRUE(result.ok()) << result.status().ToString();
-    const std::string json = QueryResultToJson(*result);
-    EXPECT_EQ(testing::JsonSubsetDiff(body, json), "") << "answer: " << json;
+    // One thread, and the subject space split three ways: the same answer.
+    for (const uint32_t threads : {1u, 3u}) {
+      context.threads = threads;
+      result = RunQuery(*spec, context);
+      ASSERT_TRUE(result.ok()) << result.status().ToString();
+      const std::string json = QueryResultToJson(*result);
+      EXPECT_EQ(testing::JsonSubsetDiff(body, json), "")
+          << threads << " threads, answer: " << json;
+    }
   }
 };
 

@@ -893,6 +893,8 @@ TEST(QueryDifferentialTest, RandomQueriesMatchTheReference) {
     const std::vector<StoredEvent> events = generator.Events(segment_count);
     QueryContext context;
     context.time_zone = "UTC";
+    // 1, 2 or 3 threads: the subject space split unevenly, merged by key.
+    context.threads = static_cast<uint32_t>(1 + round % 3);
     const uint32_t block_rows = static_cast<uint32_t>(1 + generator.Pick(40));
     for (size_t segment = 0; segment < segment_count; ++segment) {
       std::vector<Event> part;

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -77,6 +78,9 @@ class ValueNumbering {
   std::vector<Value> values_;
 };
 
+// The numbering key of a breakdown value (see ValueNumbering).
+std::string GroupValueKey(const Value& value);
+
 // One row of a segment block that a query keeps.
 struct MatchRow {
   int64_t time_ms = 0;
@@ -100,6 +104,10 @@ struct ScanPlan {
   std::vector<std::string> breakdown;
   int64_t time_min_ms = INT64_MIN;  // inclusive
   int64_t time_max_ms = INT64_MAX;  // inclusive
+  // Only the subjects in this range (inclusive) when set: how a query splits
+  // its work between threads.
+  std::optional<Id128> subject_min;
+  std::optional<Id128> subject_max;
   std::vector<uint8_t> tie_by_bit;  // MatchRow::tie from the lowest bit; 255 for none
 };
 
@@ -109,6 +117,9 @@ class Groups {
   explicit Groups(size_t property_count) : numberings_(property_count) {}
   // The group of the combination of per-property value ids.
   uint32_t Combine(const uint32_t* value_ids);
+  // The group of `key` (numbering its values as needed): how the groups of
+  // one thread are found among another's.
+  uint32_t Intern(const GroupKey& key);
   size_t size() const { return combinations_.size(); }
   GroupKey Key(uint32_t group) const;
   ValueNumbering& numbering(size_t property_idx) { return numberings_[property_idx]; }

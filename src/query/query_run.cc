@@ -3,7 +3,9 @@
 // docs/queries.md; the differential test (query_differential_test.cc) checks
 // them against a row-by-row reference.
 #include <algorithm>
+#include <functional>
 #include <numeric>
+#include <thread>
 
 #include "query/query_internal.h"
 
@@ -27,6 +29,51 @@ std::vector<std::unique_ptr<SegmentScanner>> MakeScanners(const QueryContext& co
     scanners.push_back(std::make_unique<SegmentScanner>(*segment, plan, groups, stats));
   }
   return scanners;
+}
+
+// Splits a plan's subjects into `threads` ranges of the 128-bit subject space
+// (subjects are keyed pseudonyms, so equal ranges hold about equal shares).
+std::vector<ScanPlan> SplitBySubject(const ScanPlan& plan, size_t threads) {
+  std::vector<ScanPlan> plans(threads, plan);
+  const uint64_t step = UINT64_MAX / threads + 1;
+  for (size_t thread_idx = 0; thread_idx < threads; ++thread_idx) {
+    if (thread_idx > 0) {
+      plans[thread_idx].subject_min = Id128{step * thread_idx, 0};
+    }
+    if (thread_idx + 1 < threads) {
+      plans[thread_idx].subject_max = Id128{step * (thread_idx + 1) - 1, UINT64_MAX};
+    }
+  }
+  return plans;
+}
+
+// Runs work(0 .. threads - 1), one on this thread and the rest on their own;
+// the first failure is the answer.
+Status ForEachThread(size_t threads, const std::function<Status(size_t)>& work) {
+  std::vector<Status> statuses(threads);
+  std::vector<std::thread> workers;
+  for (size_t thread_idx = 1; thread_idx < threads; ++thread_idx) {
+    workers.emplace_back([&, thread_idx] { statuses[thread_idx] = work(thread_idx); });
+  }
+  statuses[0] = work(0);
+  for (std::thread& worker : workers) {
+    worker.join();
+  }
+  for (const Status& status : statuses) {
+    MP_RETURN_IF_ERROR(status);
+  }
+  return Status::Ok();
+}
+
+void AddStats(const QueryStats& part, QueryStats* total) {
+  total->segments += part.segments;
+  total->blocks_total += part.blocks_total;
+  total->blocks_read += part.blocks_read;
+  total->rows_read += part.rows_read;
+}
+
+size_t ThreadCount(const QueryContext& context) {
+  return std::clamp<size_t>(context.threads, 1, kQueryThreadsMax);
 }
 
 // How breakdown values order among groups of equal weight: booleans, then
@@ -146,15 +193,19 @@ struct Cells {
       }
     }
   }
-  void Merge(size_t target, size_t source) {
-    count[target] += count[source];
-    numeric_count[target] += numeric_count[source];
-    sum[target] += sum[source];
-    min[target] = std::min(min[target], min[source]);
-    max[target] = std::max(max[target], max[source]);
-    uniques[target] += uniques[source];
+  void Merge(size_t target, size_t source) { MergeFrom(*this, target, source); }
+  // Unique subjects add up: the cells merged hold disjoint subjects (other
+  // groups, or another thread's share of the subject space).
+  void MergeFrom(const Cells& other, size_t target, size_t source) {
+    count[target] += other.count[source];
+    numeric_count[target] += other.numeric_count[source];
+    sum[target] += other.sum[source];
+    min[target] = std::min(min[target], other.min[source]);
+    max[target] = std::max(max[target], other.max[source]);
+    uniques[target] += other.uniques[source];
     if (keep_values) {
-      values[target].insert(values[target].end(), values[source].begin(), values[source].end());
+      values[target].insert(values[target].end(), other.values[source].begin(),
+                            other.values[source].end());
     }
   }
   std::optional<double> Measure(Measure measure, size_t cell) {
@@ -239,6 +290,46 @@ Status SegmentationPass(const QuerySpec& spec, const QueryContext& context, cons
   return merger.status();
 }
 
+// The first pass, split by subject over the context's threads; the parts'
+// groups are found by key in `groups`.
+Status ParallelSegmentationPass(const QuerySpec& spec, const QueryContext& context,
+                                const ScanPlan& plan, const TimeBuckets& buckets, Groups* groups,
+                                Cells* cells, QueryStats* stats) {
+  const size_t threads = ThreadCount(context);
+  if (threads == 1) {
+    return SegmentationPass(spec, context, plan, buckets, {}, 0, groups, cells, stats);
+  }
+  const std::vector<ScanPlan> plans = SplitBySubject(plan, threads);
+  std::vector<Groups> part_groups(threads, Groups(spec.breakdown.properties.size()));
+  std::vector<Cells> part_cells(threads, *cells);
+  std::vector<QueryStats> part_stats(threads);
+  MP_RETURN_IF_ERROR(ForEachThread(threads, [&](size_t thread_idx) {
+    return SegmentationPass(spec, context, plans[thread_idx], buckets, {}, 0,
+                            &part_groups[thread_idx], &part_cells[thread_idx],
+                            &part_stats[thread_idx]);
+  }));
+  const bool breakdown = !spec.breakdown.properties.empty();
+  for (size_t thread_idx = 0; thread_idx < threads; ++thread_idx) {
+    const Cells& part = part_cells[thread_idx];
+    for (uint32_t group = 0; group < part.slots; ++group) {
+      if (breakdown && group >= part_groups[thread_idx].size()) {
+        break;
+      }
+      const uint32_t target =
+          breakdown ? groups->Intern(part_groups[thread_idx].Key(group)) : group;
+      cells->Grow(static_cast<size_t>(target) + 1);
+      for (size_t series_idx = 0; series_idx < spec.events.size(); ++series_idx) {
+        for (size_t bucket_idx = 0; bucket_idx < cells->stride; ++bucket_idx) {
+          cells->MergeFrom(part, cells->Index(target, series_idx, bucket_idx),
+                           part.Index(group, series_idx, bucket_idx));
+        }
+      }
+    }
+    AddStats(part_stats[thread_idx], stats);
+  }
+  return Status::Ok();
+}
+
 Status RunSegmentation(const QuerySpec& spec, const QueryContext& context,
                        const date::time_zone* zone, QueryResult* result) {
   MP_ASSIGN_OR_RETURN(TimeBuckets buckets,
@@ -265,8 +356,8 @@ Status RunSegmentation(const QuerySpec& spec, const QueryContext& context,
   cells.series = series_count;
   cells.keep_values = keep_values;
   cells.Grow(1);
-  MP_RETURN_IF_ERROR(SegmentationPass(spec, context, plan, buckets, {}, 0, &groups, &cells,
-                                      &result->stats));
+  MP_RETURN_IF_ERROR(
+      ParallelSegmentationPass(spec, context, plan, buckets, &groups, &cells, &result->stats));
   const size_t group_count = spec.breakdown.properties.empty() ? 1 : groups.size();
   cells.Grow(std::max<size_t>(group_count, 1));
   const size_t limit = spec.breakdown.limit;
@@ -482,29 +573,38 @@ FunnelGroup FunnelGroupResult(const QuerySpec& spec, FunnelTally* tally) {
   return group;
 }
 
-Status RunFunnel(const QuerySpec& spec, const QueryContext& context, QueryResult* result) {
+// One thread's share of a funnel (or of a retention query): its groups
+// and tallies, merged by group key afterwards.
+template <typename Tally>
+struct Part {
+  Groups groups;
+  Tally everyone;
+  std::vector<Tally> by_group;
+  QueryStats stats;
+};
+
+// Adds a part's tallies to the totals, finding its groups by key.
+template <typename Tally, typename MakeTally>
+void MergePart(const Part<Tally>& part, Groups* groups, Tally* everyone,
+               std::vector<Tally>* by_group, const MakeTally& make_tally, QueryStats* stats) {
+  everyone->Merge(part.everyone);
+  for (uint32_t group = 0; group < part.by_group.size(); ++group) {
+    const uint32_t target = groups->Intern(part.groups.Key(group));
+    while (by_group->size() <= target) {
+      by_group->push_back(make_tally());
+    }
+    (*by_group)[target].Merge(part.by_group[group]);
+  }
+  AddStats(part.stats, stats);
+}
+
+Status FunnelScan(const QuerySpec& spec, const QueryContext& context, const ScanPlan& plan,
+                  int64_t from_ms, int64_t to_ms, Part<FunnelTally>* part) {
   const size_t steps = spec.steps.size();
-  ScanPlan plan;
-  for (const EventSelector& selector : spec.steps) {
-    plan.selectors.push_back(&selector);
-  }
-  for (const FunnelExclusion& exclusion : spec.exclusions) {
-    plan.selectors.push_back(&exclusion.selector);
-  }
-  plan.group_bits = 1;
-  plan.keep_unmatched = spec.order == FunnelOrder::kStrict;
-  plan.breakdown = spec.breakdown.properties;
-  plan.time_min_ms = result->from_ms;
-  plan.time_max_ms = result->to_ms - 1 + spec.window_ms;
-  plan.tie_by_bit.assign(32, 254);
-  for (size_t bit_idx = 0; bit_idx < plan.selectors.size(); ++bit_idx) {
-    plan.tie_by_bit[bit_idx] = static_cast<uint8_t>(bit_idx);
-  }
-  Groups groups(spec.breakdown.properties.size());
-  SubjectMerger merger(MakeScanners(context, plan, &groups, &result->stats));
-  FunnelMatcher matcher(spec, result->from_ms, result->to_ms);
-  FunnelTally everyone(steps);
-  std::vector<FunnelTally> by_group;
+  SubjectMerger merger(MakeScanners(context, plan, &part->groups, &part->stats));
+  FunnelMatcher matcher(spec, from_ms, to_ms);
+  FunnelTally& everyone = part->everyone;
+  std::vector<FunnelTally>& by_group = part->by_group;
   Id128 subject;
   std::vector<MatchRow> rows;
   std::vector<uint32_t> path;
@@ -534,7 +634,45 @@ Status RunFunnel(const QuerySpec& spec, const QueryContext& context, QueryResult
       }
     }
   }
-  MP_RETURN_IF_ERROR(merger.status());
+  return merger.status();
+}
+
+Status RunFunnel(const QuerySpec& spec, const QueryContext& context, QueryResult* result) {
+  const size_t steps = spec.steps.size();
+  ScanPlan plan;
+  for (const EventSelector& selector : spec.steps) {
+    plan.selectors.push_back(&selector);
+  }
+  for (const FunnelExclusion& exclusion : spec.exclusions) {
+    plan.selectors.push_back(&exclusion.selector);
+  }
+  plan.group_bits = 1;
+  plan.keep_unmatched = spec.order == FunnelOrder::kStrict;
+  plan.breakdown = spec.breakdown.properties;
+  plan.time_min_ms = result->from_ms;
+  plan.time_max_ms = result->to_ms - 1 + spec.window_ms;
+  plan.tie_by_bit.assign(32, 254);
+  for (size_t bit_idx = 0; bit_idx < plan.selectors.size(); ++bit_idx) {
+    plan.tie_by_bit[bit_idx] = static_cast<uint8_t>(bit_idx);
+  }
+  const size_t threads = ThreadCount(context);
+  const std::vector<ScanPlan> plans = SplitBySubject(plan, threads);
+  const size_t properties = spec.breakdown.properties.size();
+  std::vector<Part<FunnelTally>> parts;
+  for (size_t thread_idx = 0; thread_idx < threads; ++thread_idx) {
+    parts.push_back(Part<FunnelTally>{Groups(properties), FunnelTally(steps), {}, {}});
+  }
+  MP_RETURN_IF_ERROR(ForEachThread(threads, [&](size_t thread_idx) {
+    return FunnelScan(spec, context, plans[thread_idx], result->from_ms, result->to_ms,
+                      &parts[thread_idx]);
+  }));
+  Groups groups(properties);
+  FunnelTally everyone(steps);
+  std::vector<FunnelTally> by_group;
+  for (const Part<FunnelTally>& part : parts) {
+    MergePart(part, &groups, &everyone, &by_group, [&] { return FunnelTally(steps); },
+              &result->stats);
+  }
   result->funnel.push_back(FunnelGroupResult(spec, &everyone));
   if (spec.breakdown.properties.empty()) {
     return Status::Ok();
@@ -624,25 +762,14 @@ RetentionGroup RetentionGroupResult(const QuerySpec& spec, const TimeBuckets& bu
   return group;
 }
 
-Status RunRetention(const QuerySpec& spec, const QueryContext& context,
-                    const date::time_zone* zone, QueryResult* result) {
+Status RetentionScan(const QuerySpec& spec, const QueryContext& context, const ScanPlan& plan,
+                     const TimeBuckets& buckets, int64_t from_ms, int64_t to_ms,
+                     Part<RetentionTally>* part) {
   const size_t periods = spec.periods;
-  MP_ASSIGN_OR_RETURN(TimeBuckets buckets,
-                      TimeBuckets::Make(zone, spec.unit, result->from_ms, result->to_ms,
-                                        periods + 1, kSegmentationBucketsMax));
   const size_t cohorts = buckets.range_count();
-  ScanPlan plan;
-  plan.selectors = {&spec.birth, &spec.return_event};
-  plan.group_bits = 1;
-  plan.breakdown = spec.breakdown.properties;
-  plan.time_min_ms = result->from_ms;
-  plan.time_max_ms = spec.mode == RetentionMode::kOn ? buckets.end(buckets.count() - 1) - 1
-                                                     : INT64_MAX;
-  plan.tie_by_bit.assign(32, 0);
-  Groups groups(spec.breakdown.properties.size());
-  SubjectMerger merger(MakeScanners(context, plan, &groups, &result->stats));
-  RetentionTally everyone(cohorts, periods);
-  std::vector<RetentionTally> by_group;
+  SubjectMerger merger(MakeScanners(context, plan, &part->groups, &part->stats));
+  RetentionTally& everyone = part->everyone;
+  std::vector<RetentionTally>& by_group = part->by_group;
   std::vector<uint8_t> returned(periods + 1);
   Id128 subject;
   std::vector<MatchRow> rows;
@@ -650,7 +777,7 @@ Status RunRetention(const QuerySpec& spec, const QueryContext& context,
     size_t birth = rows.size();
     for (size_t row_idx = 0; row_idx < rows.size(); ++row_idx) {
       const MatchRow& row = rows[row_idx];
-      if ((row.bits & 1) != 0 && row.time_ms >= result->from_ms && row.time_ms < result->to_ms) {
+      if ((row.bits & 1) != 0 && row.time_ms >= from_ms && row.time_ms < to_ms) {
         birth = row_idx;
         break;
       }
@@ -696,7 +823,43 @@ Status RunRetention(const QuerySpec& spec, const QueryContext& context,
       }
     }
   }
-  MP_RETURN_IF_ERROR(merger.status());
+  return merger.status();
+}
+
+Status RunRetention(const QuerySpec& spec, const QueryContext& context,
+                    const date::time_zone* zone, QueryResult* result) {
+  const size_t periods = spec.periods;
+  MP_ASSIGN_OR_RETURN(TimeBuckets buckets,
+                      TimeBuckets::Make(zone, spec.unit, result->from_ms, result->to_ms,
+                                        periods + 1, kSegmentationBucketsMax));
+  const size_t cohorts = buckets.range_count();
+  ScanPlan plan;
+  plan.selectors = {&spec.birth, &spec.return_event};
+  plan.group_bits = 1;
+  plan.breakdown = spec.breakdown.properties;
+  plan.time_min_ms = result->from_ms;
+  plan.time_max_ms = spec.mode == RetentionMode::kOn ? buckets.end(buckets.count() - 1) - 1
+                                                     : INT64_MAX;
+  plan.tie_by_bit.assign(32, 0);
+  const size_t threads = ThreadCount(context);
+  const std::vector<ScanPlan> plans = SplitBySubject(plan, threads);
+  const size_t properties = spec.breakdown.properties.size();
+  std::vector<Part<RetentionTally>> parts;
+  for (size_t thread_idx = 0; thread_idx < threads; ++thread_idx) {
+    parts.push_back(
+        Part<RetentionTally>{Groups(properties), RetentionTally(cohorts, periods), {}, {}});
+  }
+  MP_RETURN_IF_ERROR(ForEachThread(threads, [&](size_t thread_idx) {
+    return RetentionScan(spec, context, plans[thread_idx], buckets, result->from_ms,
+                         result->to_ms, &parts[thread_idx]);
+  }));
+  Groups groups(properties);
+  RetentionTally everyone(cohorts, periods);
+  std::vector<RetentionTally> by_group;
+  for (const Part<RetentionTally>& part : parts) {
+    MergePart(part, &groups, &everyone, &by_group,
+              [&] { return RetentionTally(cohorts, periods); }, &result->stats);
+  }
   const int64_t now_ms = context.now_ms == 0 ? INT64_MAX : context.now_ms;
   result->retention.push_back(RetentionGroupResult(spec, buckets, now_ms, everyone));
   if (spec.breakdown.properties.empty()) {

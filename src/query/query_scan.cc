@@ -44,6 +44,54 @@ uint32_t Groups::Combine(const uint32_t* value_ids) {
   return it->second;
 }
 
+std::string GroupValueKey(const Value& value) {
+  char buffer[40];
+  std::to_chars_result written{};
+  switch (value.type()) {
+    case Value::Type::kNull:
+      return "0";
+    case Value::Type::kBool:
+      return value.as_bool() ? "b1" : "b0";
+    case Value::Type::kInt:
+      written = std::to_chars(buffer, buffer + sizeof(buffer), value.as_int());
+      return "n" + std::string(buffer, written.ptr);
+    case Value::Type::kDouble: {
+      const double number = value.as_double();
+      if (number == std::trunc(number) && std::fabs(number) < 9.0e15) {
+        written = std::to_chars(buffer, buffer + sizeof(buffer), static_cast<int64_t>(number));
+      } else {
+        written = std::to_chars(buffer, buffer + sizeof(buffer), number);
+      }
+      return "n" + std::string(buffer, written.ptr);
+    }
+    case Value::Type::kString:
+      return "s" + value.as_string();
+    case Value::Type::kList: {
+      std::string key = "l";
+      for (const std::string& item : value.as_list()) {
+        key += item;
+        key.push_back('\x1f');
+      }
+      return key;
+    }
+  }
+  return "0";
+}
+
+uint32_t Groups::Intern(const GroupKey& key) {
+  uint32_t value_ids[kBreakdownPropertiesMax] = {0, 0};
+  for (size_t property_idx = 0; property_idx < numberings_.size(); ++property_idx) {
+    const Value& value = key.values[property_idx];
+    const std::string text = GroupValueKey(value);
+    uint32_t id = numberings_[property_idx].Find(text);
+    if (id == ValueNumbering::kMissing) {
+      id = numberings_[property_idx].Add(text, value);
+    }
+    value_ids[property_idx] = id;
+  }
+  return Combine(value_ids);
+}
+
 GroupKey Groups::Key(uint32_t group) const {
   GroupKey key;
   if (numberings_.empty()) {
@@ -181,6 +229,7 @@ struct SegmentScanner::State {
   store::SubjectRuns runs;
   std::vector<uint32_t> bits;
   std::vector<uint32_t> row_indexes;  // block row of each kept row
+  std::vector<uint8_t> in_range;      // per row, on the edge of the subject range
   std::vector<std::vector<uint8_t>> masks;  // one per filter depth
   std::string group_key;
 
@@ -321,6 +370,8 @@ Status SegmentScanner::State::Prepare() {
   store::BlockFilter block_filter;
   block_filter.time_min_ms = plan->time_min_ms;
   block_filter.time_max_ms = plan->time_max_ms;
+  block_filter.subject_min = plan->subject_min;
+  block_filter.subject_max = plan->subject_max;
   bool any_name = false;
   selectors.resize(plan->selectors.size());
   for (size_t selector_idx = 0; selector_idx < plan->selectors.size(); ++selector_idx) {
@@ -614,6 +665,27 @@ bool SegmentScanner::NextBlock() {
         state.bits[row_idx] |= match ? bit : 0;
       }
     }
+    // A block on the edge of the plan's subject range keeps only the rows
+    // of the subjects inside it.
+    bool runs_read = false;
+    state.in_range.clear();
+    const store::SegmentBlockInfo& info = state.segment->block(block_idx);
+    if ((state.plan->subject_min && info.subject_first < *state.plan->subject_min) ||
+        (state.plan->subject_max && *state.plan->subject_max < info.subject_last)) {
+      status_ = state.segment->ReadSubjects(block_idx, &state.runs);
+      if (!status_.ok()) {
+        return false;
+      }
+      runs_read = true;
+      state.in_range.reserve(rows);
+      for (size_t run_idx = 0; run_idx < state.runs.subjects.size(); ++run_idx) {
+        const Id128& subject = state.runs.subjects[run_idx];
+        const bool inside = (!state.plan->subject_min || !(subject < *state.plan->subject_min)) &&
+                            (!state.plan->subject_max || !(*state.plan->subject_max < subject));
+        state.in_range.insert(state.in_range.end(), state.runs.run_lengths[run_idx],
+                              inside ? 1 : 0);
+      }
+    }
     rows_.clear();
     row_indexes.clear();
     rows_.reserve(rows);
@@ -624,7 +696,8 @@ bool SegmentScanner::NextBlock() {
         continue;
       }
       const uint32_t bits = state.bits[row_idx];
-      if (bits == 0 && !state.plan->keep_unmatched) {
+      if ((bits == 0 && !state.plan->keep_unmatched) ||
+          (!state.in_range.empty() && state.in_range[row_idx] == 0)) {
         continue;
       }
       MatchRow row;
@@ -637,7 +710,7 @@ bool SegmentScanner::NextBlock() {
     if (rows_.empty()) {
       continue;
     }
-    if (state.plan->need_subjects) {
+    if (state.plan->need_subjects && !runs_read) {
       status_ = state.segment->ReadSubjects(block_idx, &state.runs);
     }
     if (status_.ok()) {
