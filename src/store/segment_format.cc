@@ -1,0 +1,1432 @@
+#include "store/segment_format.h"
+
+#include <lz4.h>
+#include <zstd.h>
+
+#include <algorithm>
+#include <bit>
+#include <cstring>
+#include <utility>
+
+#include "store/wal_format.h"
+
+namespace minpanel::store {
+namespace {
+
+constexpr size_t kVarint64BytesMax = 10;
+// Compression must save at least 1/32 of a chunk to be worth a decode step;
+// lz4 is kept over zstd while it is at most 1/16 larger, since it decodes
+// faster. The rule and its measurements: docs/formats/segment.md.
+constexpr uint64_t kCompressionSavingsMin = 32;
+constexpr uint64_t kLz4SlackFraction = 16;
+
+uint32_t GetFixed32(const char* bytes) {
+  uint32_t value = 0;
+  for (int byte_idx = 0; byte_idx < 4; ++byte_idx) {
+    value |= static_cast<uint32_t>(static_cast<uint8_t>(bytes[byte_idx])) << (8 * byte_idx);
+  }
+  return value;
+}
+
+uint64_t GetFixed64(const char* bytes) {
+  uint64_t value = 0;
+  for (int byte_idx = 0; byte_idx < 8; ++byte_idx) {
+    value |= static_cast<uint64_t>(static_cast<uint8_t>(bytes[byte_idx])) << (8 * byte_idx);
+  }
+  return value;
+}
+
+void PutCode(uint32_t code, size_t width, std::string* out) {
+  for (size_t byte_idx = 0; byte_idx < width; ++byte_idx) {
+    out->push_back(static_cast<char>(code >> (8 * byte_idx)));
+  }
+}
+
+uint32_t GetCode(const char* bytes, size_t width) {
+  uint32_t code = 0;
+  for (size_t byte_idx = 0; byte_idx < width; ++byte_idx) {
+    code |= static_cast<uint32_t>(static_cast<uint8_t>(bytes[byte_idx])) << (8 * byte_idx);
+  }
+  return code;
+}
+
+Status CheckVersion(uint32_t version, std::string_view where) {
+  // Version 1 is the only one so far; later versions must keep reading it.
+  if (version == 0 || version > kSegmentFormatVersion) {
+    return Status::Corruption("segment format version " + std::to_string(version) + " (" +
+                              std::string(where) + ") is not supported by this binary (newest " +
+                              "known: " + std::to_string(kSegmentFormatVersion) + ")");
+  }
+  return Status::Ok();
+}
+
+void PutChunkRef(const ChunkRef& ref, bool with_present_count, std::string* out) {
+  out->push_back(static_cast<char>(ref.codec));
+  PutVarint64(ref.stored_bytes, out);
+  PutVarint64(ref.raw_bytes, out);
+  PutFixed32(ref.crc32, out);
+  if (with_present_count) {
+    PutVarint64(ref.present_count, out);
+  }
+}
+
+// Reads a chunk descriptor; `present_max` bounds its present count (zero for
+// chunks that have none).
+Status ReadChunkRef(ByteReader* reader, uint64_t present_max, bool with_present_count,
+                    ChunkRef* ref) {
+  uint8_t codec = 0;
+  MP_RETURN_IF_ERROR(reader->ReadByte("chunk codec", &codec));
+  if (codec > static_cast<uint8_t>(SegmentCodec::kZstd)) {
+    return Status::Corruption("chunk codec " + std::to_string(codec) + " is unknown");
+  }
+  ref->codec = static_cast<SegmentCodec>(codec);
+  MP_RETURN_IF_ERROR(reader->ReadVarint64("chunk stored bytes", &ref->stored_bytes));
+  MP_RETURN_IF_ERROR(reader->ReadVarint64("chunk raw bytes", &ref->raw_bytes));
+  MP_RETURN_IF_ERROR(reader->ReadFixed32("chunk checksum", &ref->crc32));
+  if (ref->raw_bytes > kSegmentChunkBytesMax) {
+    return Status::Corruption("chunk of " + std::to_string(ref->raw_bytes) +
+                              " raw bytes is over kSegmentChunkBytesMax");
+  }
+  if (ref->codec == SegmentCodec::kNone && ref->stored_bytes != ref->raw_bytes) {
+    return Status::Corruption("uncompressed chunk stores " + std::to_string(ref->stored_bytes) +
+                              " bytes but holds " + std::to_string(ref->raw_bytes));
+  }
+  if (ref->codec != SegmentCodec::kNone && (ref->stored_bytes == 0 || ref->raw_bytes == 0)) {
+    return Status::Corruption("compressed chunk is empty");
+  }
+  ref->present_count = 0;
+  if (with_present_count) {
+    MP_RETURN_IF_ERROR(reader->ReadVarint32("chunk present count", &ref->present_count));
+    if (ref->present_count > present_max) {
+      return Status::Corruption("chunk present count " + std::to_string(ref->present_count) +
+                                " is over " + std::to_string(present_max));
+    }
+  }
+  return Status::Ok();
+}
+
+template <typename Item, typename KeyOf>
+Status CheckSortedUnique(const std::vector<Item>& items, KeyOf key_of, std::string_view what) {
+  for (size_t item_idx = 1; item_idx < items.size(); ++item_idx) {
+    if (!(key_of(items[item_idx - 1]) < key_of(items[item_idx]))) {
+      return Status::Corruption(std::string(what) + " are not sorted and unique at index " +
+                                std::to_string(item_idx));
+    }
+  }
+  return Status::Ok();
+}
+
+bool HasStrings(uint8_t tag_mask) {
+  return (tag_mask & (TagBit(PropertyTag::kString) | TagBit(PropertyTag::kList))) != 0;
+}
+
+Status CheckTagMask(uint8_t tag_mask) {
+  if (tag_mask == 0 || (tag_mask & TagBit(PropertyTag::kAbsent)) != 0) {
+    return Status::Corruption("property tag mask " + std::to_string(tag_mask) + " is invalid");
+  }
+  return Status::Ok();
+}
+
+Status ReadFooterNames(ByteReader* reader, SegmentFooter* footer) {
+  uint64_t count = 0;
+  MP_RETURN_IF_ERROR(reader->ReadCount("event name count", 2, footer->row_count, &count));
+  if (count == 0) {
+    return Status::Corruption("segment has no event names");
+  }
+  uint64_t rows = 0;
+  for (uint64_t name_idx = 0; name_idx < count; ++name_idx) {
+    FooterEventName& name = footer->event_names.emplace_back();
+    std::string_view text;
+    MP_RETURN_IF_ERROR(reader->ReadString("event name", &text));
+    name.name = text;
+    MP_RETURN_IF_ERROR(reader->ReadVarint64("event name row count", &name.row_count));
+    if (name.row_count == 0 || name.row_count > footer->row_count) {
+      return Status::Corruption("event name row count " + std::to_string(name.row_count) +
+                                " is out of range");
+    }
+    rows += name.row_count;
+  }
+  if (rows != footer->row_count) {
+    return Status::Corruption("event name row counts add up to " + std::to_string(rows) +
+                              ", not the segment's " + std::to_string(footer->row_count));
+  }
+  return CheckSortedUnique(
+      footer->event_names,
+      [](const FooterEventName& name) -> std::string_view { return name.name; }, "event names");
+}
+
+Status ReadFooterColumn(ByteReader* reader, uint64_t segment_rows, FooterColumn* column) {
+  std::string_view key;
+  MP_RETURN_IF_ERROR(reader->ReadString("property column key", &key));
+  column->key = key;
+  MP_RETURN_IF_ERROR(reader->ReadVarint64("property column row count", &column->row_count));
+  if (column->row_count == 0 || column->row_count > segment_rows) {
+    return Status::Corruption("property column " + column->key + " row count is out of range");
+  }
+  MP_RETURN_IF_ERROR(reader->ReadByte("property column tag mask", &column->tag_mask));
+  MP_RETURN_IF_ERROR(CheckTagMask(column->tag_mask));
+  uint8_t encoding = 0;
+  MP_RETURN_IF_ERROR(reader->ReadByte("property column string encoding", &encoding));
+  if (encoding > static_cast<uint8_t>(StringEncoding::kPlain)) {
+    return Status::Corruption("property column string encoding " + std::to_string(encoding) +
+                              " is unknown");
+  }
+  column->encoding = static_cast<StringEncoding>(encoding);
+  if (HasStrings(column->tag_mask) != (column->encoding != StringEncoding::kNone)) {
+    return Status::Corruption("property column " + column->key +
+                              " string encoding does not match its tags");
+  }
+  if (column->encoding != StringEncoding::kDictionary) {
+    return Status::Ok();
+  }
+  MP_RETURN_IF_ERROR(reader->ReadVarint32("dictionary size", &column->dictionary_size));
+  if (column->dictionary_size == 0) {
+    return Status::Corruption("property column " + column->key + " dictionary is empty");
+  }
+  return ReadChunkRef(reader, 0, false, &column->dictionary);
+}
+
+Status ReadFooterColumns(ByteReader* reader, SegmentFooter* footer) {
+  uint64_t count = 0;
+  MP_RETURN_IF_ERROR(
+      reader->ReadCount("property column count", 4, kSegmentPropertyColumnsMax, &count));
+  for (uint64_t column_idx = 0; column_idx < count; ++column_idx) {
+    MP_RETURN_IF_ERROR(
+        ReadFooterColumn(reader, footer->row_count, &footer->columns.emplace_back()));
+  }
+  return CheckSortedUnique(
+      footer->columns, [](const FooterColumn& column) -> std::string_view { return column.key; },
+      "property column keys");
+}
+
+Status ReadFooterMapKeys(ByteReader* reader, SegmentFooter* footer) {
+  uint64_t count = 0;
+  MP_RETURN_IF_ERROR(reader->ReadCount("map key count", 3, UINT32_MAX, &count));
+  for (uint64_t key_idx = 0; key_idx < count; ++key_idx) {
+    FooterMapKey& key = footer->map_keys.emplace_back();
+    std::string_view text;
+    MP_RETURN_IF_ERROR(reader->ReadString("map key", &text));
+    key.key = text;
+    MP_RETURN_IF_ERROR(reader->ReadVarint64("map key row count", &key.row_count));
+    if (key.row_count == 0 || key.row_count > footer->row_count) {
+      return Status::Corruption("map key " + key.key + " row count is out of range");
+    }
+    MP_RETURN_IF_ERROR(reader->ReadByte("map key tag mask", &key.tag_mask));
+    MP_RETURN_IF_ERROR(CheckTagMask(key.tag_mask));
+  }
+  MP_RETURN_IF_ERROR(CheckSortedUnique(
+      footer->map_keys, [](const FooterMapKey& key) -> std::string_view { return key.key; },
+      "map keys"));
+  // A key has either its own column or map entries, never both.
+  for (const FooterColumn& column : footer->columns) {
+    const auto found = std::lower_bound(
+        footer->map_keys.begin(), footer->map_keys.end(), column.key,
+        [](const FooterMapKey& key, const std::string& wanted) { return key.key < wanted; });
+    if (found != footer->map_keys.end() && found->key == column.key) {
+      return Status::Corruption("key " + column.key + " is both a column and a map key");
+    }
+  }
+  return Status::Ok();
+}
+
+Status ReadFooterBlock(ByteReader* reader, const SegmentFooter& footer, FooterBlock* block) {
+  MP_RETURN_IF_ERROR(reader->ReadVarint32("block row count", &block->row_count));
+  if (block->row_count == 0 || block->row_count > footer.block_rows_max) {
+    return Status::Corruption("block row count " + std::to_string(block->row_count) +
+                              " is out of range");
+  }
+  MP_RETURN_IF_ERROR(reader->ReadZigZag("block minimum time", &block->time_min_ms));
+  MP_RETURN_IF_ERROR(reader->ReadZigZag("block maximum time", &block->time_max_ms));
+  if (block->time_min_ms > block->time_max_ms || block->time_min_ms < footer.time_min_ms ||
+      block->time_max_ms > footer.time_max_ms) {
+    return Status::Corruption("block time range is outside the segment's");
+  }
+  MP_RETURN_IF_ERROR(reader->ReadId("block first subject", &block->subject_first));
+  MP_RETURN_IF_ERROR(reader->ReadId("block last subject", &block->subject_last));
+  MP_RETURN_IF_ERROR(reader->ReadVarint32("block subject runs", &block->subject_run_count));
+  const bool one_subject = block->subject_first == block->subject_last;
+  if (block->subject_last < block->subject_first || block->subject_run_count == 0 ||
+      block->subject_run_count > block->row_count ||
+      (one_subject != (block->subject_run_count == 1))) {
+    return Status::Corruption("block subject range is inconsistent");
+  }
+  std::string_view bitmap;
+  const size_t bitmap_bytes = (footer.event_names.size() + 7) / 8;
+  MP_RETURN_IF_ERROR(reader->ReadBytes("block name bitmap", bitmap_bytes, &bitmap));
+  block->name_bitmap = bitmap;
+  const size_t chunk_count = kFixedColumnCount + footer.columns.size() + 1;
+  for (size_t chunk_idx = 0; chunk_idx < chunk_count; ++chunk_idx) {
+    const bool has_present = chunk_idx >= kFixedColumnCount;
+    const bool is_map = chunk_idx == chunk_count - 1;
+    const uint64_t present_max =
+        is_map ? uint64_t{block->row_count} * std::max<size_t>(footer.map_keys.size(), 1)
+               : block->row_count;
+    MP_RETURN_IF_ERROR(ReadChunkRef(reader, std::min<uint64_t>(present_max, UINT32_MAX),
+                                    has_present, &block->chunks.emplace_back()));
+  }
+  return Status::Ok();
+}
+
+// Checks that the blocks cover the segment's rows, times and subjects.
+Status CheckBlocks(const SegmentFooter& footer) {
+  uint64_t rows = 0;
+  uint64_t subject_runs = 0;
+  int64_t time_min = INT64_MAX;
+  int64_t time_max = INT64_MIN;
+  for (size_t block_idx = 0; block_idx < footer.blocks.size(); ++block_idx) {
+    const FooterBlock& block = footer.blocks[block_idx];
+    if (block_idx > 0 && block.subject_first < footer.blocks[block_idx - 1].subject_last) {
+      return Status::Corruption("block " + std::to_string(block_idx) +
+                                " starts before the previous block's last subject");
+    }
+    rows += block.row_count;
+    subject_runs += block.subject_run_count;
+    time_min = std::min(time_min, block.time_min_ms);
+    time_max = std::max(time_max, block.time_max_ms);
+  }
+  if (rows != footer.row_count) {
+    return Status::Corruption("blocks hold " + std::to_string(rows) + " rows, the segment " +
+                              std::to_string(footer.row_count));
+  }
+  if (time_min != footer.time_min_ms || time_max != footer.time_max_ms) {
+    return Status::Corruption("block time ranges do not add up to the segment's");
+  }
+  if (footer.blocks.front().subject_first != footer.subject_min ||
+      footer.blocks.back().subject_last != footer.subject_max) {
+    return Status::Corruption("block subjects do not add up to the segment's range");
+  }
+  if (footer.subject_count > subject_runs) {
+    return Status::Corruption("segment subject count is over its blocks' subject runs");
+  }
+  return Status::Ok();
+}
+
+// Checks the name bitmaps against the dictionary and fills in offsets.
+Status PlaceChunks(uint64_t data_bytes, SegmentFooter* footer) {
+  uint64_t offset = kSegmentHeaderBytes;
+  const uint64_t end = kSegmentHeaderBytes + data_bytes;
+  auto place = [&](ChunkRef* ref) {
+    if (ref->stored_bytes > end - offset) {
+      return Status::Corruption("chunks extend past the data region");
+    }
+    ref->offset = offset;
+    offset += ref->stored_bytes;
+    return Status::Ok();
+  };
+  for (FooterColumn& column : footer->columns) {
+    if (column.encoding == StringEncoding::kDictionary) {
+      MP_RETURN_IF_ERROR(place(&column.dictionary));
+    }
+  }
+  uint64_t first_row = 0;
+  const size_t name_count = footer->event_names.size();
+  for (FooterBlock& block : footer->blocks) {
+    block.first_row = first_row;
+    first_row += block.row_count;
+    const uint8_t last_byte = static_cast<uint8_t>(block.name_bitmap.back());
+    if (name_count % 8 != 0 && (last_byte >> (name_count % 8)) != 0) {
+      return Status::Corruption("block name bitmap names a code past the dictionary");
+    }
+    for (ChunkRef& ref : block.chunks) {
+      MP_RETURN_IF_ERROR(place(&ref));
+    }
+  }
+  if (offset != end) {
+    return Status::Corruption("chunks cover " + std::to_string(offset - kSegmentHeaderBytes) +
+                              " bytes of a data region of " + std::to_string(data_bytes));
+  }
+  return Status::Ok();
+}
+
+Status ReadFooterSummary(ByteReader* reader, SegmentFooter* footer) {
+  MP_RETURN_IF_ERROR(reader->ReadVarint32("project id", &footer->project_id));
+  MP_RETURN_IF_ERROR(reader->ReadVarint64("row count", &footer->row_count));
+  if (footer->row_count == 0 || footer->row_count > kSegmentRowsMax) {
+    return Status::Corruption("segment row count " + std::to_string(footer->row_count) +
+                              " is out of range");
+  }
+  MP_RETURN_IF_ERROR(reader->ReadVarint64("subject count", &footer->subject_count));
+  if (footer->subject_count == 0 || footer->subject_count > footer->row_count) {
+    return Status::Corruption("segment subject count is out of range");
+  }
+  MP_RETURN_IF_ERROR(reader->ReadZigZag("minimum time", &footer->time_min_ms));
+  MP_RETURN_IF_ERROR(reader->ReadZigZag("maximum time", &footer->time_max_ms));
+  MP_RETURN_IF_ERROR(reader->ReadId("minimum subject", &footer->subject_min));
+  MP_RETURN_IF_ERROR(reader->ReadId("maximum subject", &footer->subject_max));
+  if (footer->time_max_ms < footer->time_min_ms || footer->subject_max < footer->subject_min) {
+    return Status::Corruption("segment zone map is inverted");
+  }
+  MP_RETURN_IF_ERROR(reader->ReadVarint32("block rows", &footer->block_rows_max));
+  if (footer->block_rows_max == 0 || footer->block_rows_max > kSegmentBlockRowsMax) {
+    return Status::Corruption("segment block rows " + std::to_string(footer->block_rows_max) +
+                              " is out of range");
+  }
+  return Status::Ok();
+}
+
+Status ReadTags(ByteReader* reader, size_t rows, std::vector<PropertyTag>* tags) {
+  uint8_t layout = 0;
+  MP_RETURN_IF_ERROR(reader->ReadByte("tag layout", &layout));
+  if (layout > 1) {
+    return Status::Corruption("tag layout " + std::to_string(layout) + " is unknown");
+  }
+  std::string_view bytes;
+  MP_RETURN_IF_ERROR(reader->ReadBytes("tags", layout == 0 ? 1 : rows, &bytes));
+  for (const char byte : bytes) {
+    if (static_cast<uint8_t>(byte) >= kPropertyTagCount) {
+      return Status::Corruption("property tag " + std::to_string(static_cast<uint8_t>(byte)) +
+                                " is unknown");
+    }
+  }
+  if (layout == 0) {
+    tags->assign(rows, static_cast<PropertyTag>(bytes[0]));
+  } else {
+    tags->resize(rows);
+    std::memcpy(tags->data(), bytes.data(), rows);
+  }
+  return Status::Ok();
+}
+
+// Reads `count` strings in the column's encoding into `views` (and `codes`
+// for a dictionary), each at the row `slot_of(item_idx)` names.
+template <typename SlotOf>
+Status ReadStrings(ByteReader* reader, size_t count, const PropertyColumnFormat& format,
+                   SlotOf slot_of, std::vector<std::string_view>* views,
+                   std::vector<uint32_t>* codes) {
+  if (format.encoding == StringEncoding::kDictionary) {
+    const size_t width = CodeWidth(format.dictionary.size());
+    std::string_view bytes;
+    if (count > reader->remaining() / width) {
+      return Status::Corruption("string codes run past the chunk");
+    }
+    MP_RETURN_IF_ERROR(reader->ReadBytes("string codes", count * width, &bytes));
+    for (size_t item_idx = 0; item_idx < count; ++item_idx) {
+      const uint32_t code = GetCode(bytes.data() + item_idx * width, width);
+      if (code >= format.dictionary.size()) {
+        return Status::Corruption("string code " + std::to_string(code) +
+                                  " is past the dictionary");
+      }
+      const size_t slot = slot_of(item_idx);
+      (*codes)[slot] = code;
+      (*views)[slot] = format.dictionary[code];
+    }
+    return Status::Ok();
+  }
+  // Plain: the lengths first, then the bytes. Every length takes a byte, so
+  // the count bounds the allocation.
+  if (count > reader->remaining()) {
+    return Status::Corruption("string lengths run past the chunk");
+  }
+  std::vector<uint32_t> lengths(count);
+  uint64_t total = 0;
+  for (uint32_t& length : lengths) {
+    MP_RETURN_IF_ERROR(reader->ReadVarint32("string length", &length));
+    total += length;
+    if (total > reader->remaining()) {
+      return Status::Corruption("string bytes run past the chunk");
+    }
+  }
+  std::string_view bytes;
+  MP_RETURN_IF_ERROR(reader->ReadBytes("string bytes", static_cast<size_t>(total), &bytes));
+  size_t position = 0;
+  for (size_t item_idx = 0; item_idx < count; ++item_idx) {
+    (*views)[slot_of(item_idx)] = bytes.substr(position, lengths[item_idx]);
+    position += lengths[item_idx];
+  }
+  return Status::Ok();
+}
+
+// Sizes each output array for the tags the block holds (empty otherwise).
+void SizeOutputs(size_t rows, const size_t (&tag_counts)[kPropertyTagCount], bool dictionary,
+                 const PropertyColumnOutput& output) {
+  const bool strings = tag_counts[static_cast<size_t>(PropertyTag::kString)] > 0;
+  const bool lists = tag_counts[static_cast<size_t>(PropertyTag::kList)] > 0;
+  output.ints->assign(tag_counts[static_cast<size_t>(PropertyTag::kInt)] > 0 ? rows : 0, 0);
+  output.doubles->assign(tag_counts[static_cast<size_t>(PropertyTag::kDouble)] > 0 ? rows : 0, 0.0);
+  output.strings->assign(strings ? rows : 0, std::string_view());
+  output.string_codes->assign(strings && dictionary ? rows : 0, 0);
+  output.list_offsets->assign(lists ? rows + 1 : 0, 0);
+  output.list_items->clear();
+  output.list_item_codes->clear();
+}
+
+Status ReadNumbers(ByteReader* reader, const std::vector<PropertyTag>& tags,
+                   const PropertyColumnOutput& output) {
+  for (size_t row_idx = 0; row_idx < tags.size(); ++row_idx) {
+    if (tags[row_idx] == PropertyTag::kInt) {
+      MP_RETURN_IF_ERROR(reader->ReadZigZag("int value", &(*output.ints)[row_idx]));
+    }
+  }
+  for (size_t row_idx = 0; row_idx < tags.size(); ++row_idx) {
+    if (tags[row_idx] == PropertyTag::kDouble) {
+      uint64_t bits = 0;
+      MP_RETURN_IF_ERROR(reader->ReadFixed64("double value", &bits));
+      (*output.doubles)[row_idx] = std::bit_cast<double>(bits);
+    }
+  }
+  return Status::Ok();
+}
+
+Status ReadLists(ByteReader* reader, const std::vector<PropertyTag>& tags, size_t list_count,
+                 const PropertyColumnFormat& format, const PropertyColumnOutput& output) {
+  if (list_count == 0) {
+    return Status::Ok();
+  }
+  std::vector<uint32_t>& offsets = *output.list_offsets;
+  uint64_t items = 0;
+  for (size_t row_idx = 0; row_idx < tags.size(); ++row_idx) {
+    offsets[row_idx] = static_cast<uint32_t>(items);
+    if (tags[row_idx] == PropertyTag::kList) {
+      uint64_t count = 0;
+      MP_RETURN_IF_ERROR(reader->ReadVarint64("list item count", &count));
+      items += count;
+      // Every item takes at least one byte, so this bounds the allocation.
+      if (items > reader->remaining()) {
+        return Status::Corruption("list items run past the chunk");
+      }
+    }
+  }
+  offsets[tags.size()] = static_cast<uint32_t>(items);
+  output.list_items->resize(static_cast<size_t>(items));
+  if (format.encoding == StringEncoding::kDictionary) {
+    output.list_item_codes->resize(static_cast<size_t>(items));
+  }
+  return ReadStrings(
+      reader, static_cast<size_t>(items), format, [](size_t item_idx) { return item_idx; },
+      output.list_items, output.list_item_codes);
+}
+
+Status CheckTagCounts(const size_t (&tag_counts)[kPropertyTagCount], size_t rows,
+                      const PropertyColumnFormat& format) {
+  for (uint8_t tag = 1; tag < kPropertyTagCount; ++tag) {
+    if (tag_counts[tag] > 0 && (format.tag_mask & (uint8_t{1} << tag)) == 0) {
+      return Status::Corruption("property tag " +
+                                std::string(PropertyTagName(static_cast<PropertyTag>(tag))) +
+                                " is not in the column's tag mask");
+    }
+  }
+  if (rows - tag_counts[0] != format.present_count) {
+    return Status::Corruption("property chunk holds " + std::to_string(rows - tag_counts[0]) +
+                              " present rows, its descriptor says " +
+                              std::to_string(format.present_count));
+  }
+  return Status::Ok();
+}
+
+void PutMapValue(const Value& value, std::string* out) {
+  switch (value.type()) {
+    case Value::Type::kNull:
+    case Value::Type::kBool:
+      return;
+    case Value::Type::kInt:
+      PutVarint64(ZigZagEncode(value.as_int()), out);
+      return;
+    case Value::Type::kDouble:
+      PutFixed64(std::bit_cast<uint64_t>(value.as_double()), out);
+      return;
+    case Value::Type::kString:
+      PutVarint64(value.as_string().size(), out);
+      out->append(value.as_string());
+      return;
+    case Value::Type::kList:
+      PutVarint64(value.as_list().size(), out);
+      for (const std::string& item : value.as_list()) {
+        PutVarint64(item.size(), out);
+        out->append(item);
+      }
+      return;
+  }
+}
+
+// Reads one map value's bytes without decoding them.
+Status SkipMapValue(ByteReader* reader, PropertyTag tag) {
+  std::string_view ignored;
+  uint64_t number = 0;
+  switch (tag) {
+    case PropertyTag::kNull:
+    case PropertyTag::kFalse:
+    case PropertyTag::kTrue:
+      return Status::Ok();
+    case PropertyTag::kInt:
+      return reader->ReadVarint64("map int value", &number);
+    case PropertyTag::kDouble:
+      return reader->ReadFixed64("map double value", &number);
+    case PropertyTag::kString:
+      return reader->ReadString("map string value", &ignored);
+    case PropertyTag::kList: {
+      uint64_t count = 0;
+      MP_RETURN_IF_ERROR(reader->ReadCount("map list length", 1, UINT32_MAX, &count));
+      for (uint64_t item_idx = 0; item_idx < count; ++item_idx) {
+        MP_RETURN_IF_ERROR(reader->ReadString("map list item", &ignored));
+      }
+      return Status::Ok();
+    }
+    case PropertyTag::kAbsent:
+      break;
+  }
+  return Status::Corruption("map entry tag is absent");
+}
+
+}  // namespace
+
+std::string_view SegmentCodecName(SegmentCodec codec) {
+  switch (codec) {
+    case SegmentCodec::kNone:
+      return "none";
+    case SegmentCodec::kLz4:
+      return "lz4";
+    case SegmentCodec::kZstd:
+      return "zstd";
+  }
+  return "unknown";
+}
+
+PropertyTag TagOf(const Value& value) {
+  switch (value.type()) {
+    case Value::Type::kNull:
+      return PropertyTag::kNull;
+    case Value::Type::kBool:
+      return value.as_bool() ? PropertyTag::kTrue : PropertyTag::kFalse;
+    case Value::Type::kInt:
+      return PropertyTag::kInt;
+    case Value::Type::kDouble:
+      return PropertyTag::kDouble;
+    case Value::Type::kString:
+      return PropertyTag::kString;
+    case Value::Type::kList:
+      return PropertyTag::kList;
+  }
+  return PropertyTag::kNull;
+}
+
+std::string_view PropertyTagName(PropertyTag tag) {
+  static constexpr std::array<std::string_view, kPropertyTagCount> kNames = {
+      "absent", "null", "false", "true", "int", "double", "string", "list"};
+  const auto index = static_cast<size_t>(tag);
+  return index < kNames.size() ? kNames[index] : "unknown";
+}
+
+std::string_view FixedColumnName(FixedColumn column) {
+  static constexpr std::array<std::string_view, kFixedColumnCount> kNames = {
+      "time", "subject", "insert_id", "key_version", "name"};
+  return kNames[static_cast<size_t>(column)];
+}
+
+size_t CodeWidth(size_t size) {
+  if (size <= (1u << 8)) {
+    return 1;
+  }
+  return size <= (1u << 16) ? 2 : 4;
+}
+
+void PutFixed32(uint32_t value, std::string* out) {
+  char bytes[4];
+  for (int byte_idx = 0; byte_idx < 4; ++byte_idx) {
+    bytes[byte_idx] = static_cast<char>(value >> (8 * byte_idx));
+  }
+  out->append(bytes, sizeof(bytes));
+}
+
+void PutFixed64(uint64_t value, std::string* out) {
+  char bytes[8];
+  for (int byte_idx = 0; byte_idx < 8; ++byte_idx) {
+    bytes[byte_idx] = static_cast<char>(value >> (8 * byte_idx));
+  }
+  out->append(bytes, sizeof(bytes));
+}
+
+void PutVarint64(uint64_t value, std::string* out) {
+  char bytes[kVarint64BytesMax];
+  size_t length = 0;
+  while (value >= 0x80) {
+    bytes[length++] = static_cast<char>(value | 0x80);
+    value >>= 7;
+  }
+  bytes[length++] = static_cast<char>(value);
+  out->append(bytes, length);
+}
+
+void PutId(const Id128& id, std::string* out) {
+  PutFixed64(id.high, out);
+  PutFixed64(id.low, out);
+}
+
+uint64_t ZigZagEncode(int64_t value) {
+  return (static_cast<uint64_t>(value) << 1) ^ static_cast<uint64_t>(value >> 63);
+}
+
+int64_t ZigZagDecode(uint64_t value) {
+  return static_cast<int64_t>(value >> 1) ^ -static_cast<int64_t>(value & 1);
+}
+
+Status ByteReader::ReadByte(std::string_view field, uint8_t* value) {
+  if (remaining() < 1) {
+    return Status::Corruption(std::string(field) + " is cut short");
+  }
+  *value = static_cast<uint8_t>(bytes_[position_++]);
+  return Status::Ok();
+}
+
+Status ByteReader::ReadFixed32(std::string_view field, uint32_t* value) {
+  if (remaining() < 4) {
+    return Status::Corruption(std::string(field) + " is cut short");
+  }
+  *value = GetFixed32(bytes_.data() + position_);
+  position_ += 4;
+  return Status::Ok();
+}
+
+Status ByteReader::ReadFixed64(std::string_view field, uint64_t* value) {
+  if (remaining() < 8) {
+    return Status::Corruption(std::string(field) + " is cut short");
+  }
+  *value = GetFixed64(bytes_.data() + position_);
+  position_ += 8;
+  return Status::Ok();
+}
+
+Status ByteReader::ReadVarint64(std::string_view field, uint64_t* value) {
+  uint64_t result = 0;
+  for (int shift = 0; shift < 64; shift += 7) {
+    if (position_ == bytes_.size()) {
+      return Status::Corruption(std::string(field) + " is cut short");
+    }
+    const uint8_t byte = static_cast<uint8_t>(bytes_[position_++]);
+    if (shift == 63 && byte > 1) {
+      return Status::Corruption(std::string(field) + " overflows 64 bits");
+    }
+    result |= static_cast<uint64_t>(byte & 0x7F) << shift;
+    if ((byte & 0x80) == 0) {
+      *value = result;
+      return Status::Ok();
+    }
+  }
+  return Status::Corruption(std::string(field) + " is a varint over 10 bytes");
+}
+
+Status ByteReader::ReadVarint32(std::string_view field, uint32_t* value) {
+  uint64_t wide = 0;
+  MP_RETURN_IF_ERROR(ReadVarint64(field, &wide));
+  if (wide > UINT32_MAX) {
+    return Status::Corruption(std::string(field) + " is over 32 bits");
+  }
+  *value = static_cast<uint32_t>(wide);
+  return Status::Ok();
+}
+
+Status ByteReader::ReadZigZag(std::string_view field, int64_t* value) {
+  uint64_t bits = 0;
+  MP_RETURN_IF_ERROR(ReadVarint64(field, &bits));
+  *value = ZigZagDecode(bits);
+  return Status::Ok();
+}
+
+Status ByteReader::ReadId(std::string_view field, Id128* id) {
+  MP_RETURN_IF_ERROR(ReadFixed64(field, &id->high));
+  return ReadFixed64(field, &id->low);
+}
+
+Status ByteReader::ReadBytes(std::string_view field, size_t length, std::string_view* bytes) {
+  if (length > remaining()) {
+    return Status::Corruption(std::string(field) + " is cut short");
+  }
+  *bytes = bytes_.substr(position_, length);
+  position_ += length;
+  return Status::Ok();
+}
+
+Status ByteReader::ReadString(std::string_view field, std::string_view* text) {
+  uint64_t length = 0;
+  MP_RETURN_IF_ERROR(ReadVarint64(field, &length));
+  if (length > remaining()) {
+    return Status::Corruption(std::string(field) + " is cut short");
+  }
+  return ReadBytes(field, static_cast<size_t>(length), text);
+}
+
+Status ByteReader::ReadCount(std::string_view field, size_t item_bytes_min, uint64_t max,
+                             uint64_t* count) {
+  MP_RETURN_IF_ERROR(ReadVarint64(field, count));
+  if (*count > max) {
+    return Status::Corruption(std::string(field) + " " + std::to_string(*count) + " is over " +
+                              std::to_string(max));
+  }
+  if (*count > remaining() / std::max<size_t>(item_bytes_min, 1)) {
+    return Status::Corruption(std::string(field) + " " + std::to_string(*count) +
+                              " is more than the remaining bytes can hold");
+  }
+  return Status::Ok();
+}
+
+Status ByteReader::ExpectEnd(std::string_view what) const {
+  if (!empty()) {
+    return Status::Corruption(std::string(what) + " has " + std::to_string(remaining()) +
+                              " unread bytes at its end");
+  }
+  return Status::Ok();
+}
+
+std::string EncodeSegmentHeader() {
+  std::string header(kSegmentMagic.data(), kSegmentMagic.size());
+  PutFixed32(kSegmentFormatVersion, &header);
+  PutFixed32(Crc32(0, header), &header);
+  return header;
+}
+
+Result<uint32_t> DecodeSegmentHeader(std::string_view bytes) {
+  if (bytes.size() != kSegmentHeaderBytes) {
+    return Status::Corruption("segment header is " + std::to_string(bytes.size()) + " bytes");
+  }
+  if (std::memcmp(bytes.data(), kSegmentMagic.data(), kSegmentMagic.size()) != 0) {
+    return Status::Corruption("not a minpanel segment file (wrong magic)");
+  }
+  if (GetFixed32(bytes.data() + 12) != Crc32(0, bytes.substr(0, 12))) {
+    return Status::Corruption("segment header checksum mismatch");
+  }
+  const uint32_t version = GetFixed32(bytes.data() + 8);
+  MP_RETURN_IF_ERROR(CheckVersion(version, "header"));
+  return version;
+}
+
+std::string EncodeSegmentTrailer(const SegmentTrailer& trailer) {
+  std::string bytes;
+  PutFixed64(trailer.footer_bytes, &bytes);
+  PutFixed32(trailer.footer_crc32, &bytes);
+  PutFixed32(trailer.format_version, &bytes);
+  bytes.append(kSegmentMagic.data(), kSegmentMagic.size());
+  return bytes;
+}
+
+Result<SegmentTrailer> DecodeSegmentTrailer(std::string_view bytes) {
+  if (bytes.size() != kSegmentTrailerBytes) {
+    return Status::Corruption("segment trailer is " + std::to_string(bytes.size()) + " bytes");
+  }
+  if (std::memcmp(bytes.data() + 16, kSegmentMagic.data(), kSegmentMagic.size()) != 0) {
+    return Status::Corruption("segment trailer has no magic (torn or not a segment)");
+  }
+  SegmentTrailer trailer;
+  trailer.footer_bytes = GetFixed64(bytes.data());
+  trailer.footer_crc32 = GetFixed32(bytes.data() + 8);
+  trailer.format_version = GetFixed32(bytes.data() + 12);
+  MP_RETURN_IF_ERROR(CheckVersion(trailer.format_version, "trailer"));
+  if (trailer.footer_bytes > kSegmentFooterBytesMax) {
+    return Status::Corruption("segment footer of " + std::to_string(trailer.footer_bytes) +
+                              " bytes is over kSegmentFooterBytesMax");
+  }
+  return trailer;
+}
+
+void EncodeSegmentFooter(const SegmentFooter& footer, std::string* out) {
+  PutVarint64(footer.project_id, out);
+  PutVarint64(footer.row_count, out);
+  PutVarint64(footer.subject_count, out);
+  PutVarint64(ZigZagEncode(footer.time_min_ms), out);
+  PutVarint64(ZigZagEncode(footer.time_max_ms), out);
+  PutId(footer.subject_min, out);
+  PutId(footer.subject_max, out);
+  PutVarint64(footer.block_rows_max, out);
+  PutVarint64(footer.event_names.size(), out);
+  for (const FooterEventName& name : footer.event_names) {
+    PutVarint64(name.name.size(), out);
+    out->append(name.name);
+    PutVarint64(name.row_count, out);
+  }
+  PutVarint64(footer.columns.size(), out);
+  for (const FooterColumn& column : footer.columns) {
+    PutVarint64(column.key.size(), out);
+    out->append(column.key);
+    PutVarint64(column.row_count, out);
+    out->push_back(static_cast<char>(column.tag_mask));
+    out->push_back(static_cast<char>(column.encoding));
+    if (column.encoding == StringEncoding::kDictionary) {
+      PutVarint64(column.dictionary_size, out);
+      PutChunkRef(column.dictionary, false, out);
+    }
+  }
+  PutVarint64(footer.map_keys.size(), out);
+  for (const FooterMapKey& key : footer.map_keys) {
+    PutVarint64(key.key.size(), out);
+    out->append(key.key);
+    PutVarint64(key.row_count, out);
+    out->push_back(static_cast<char>(key.tag_mask));
+  }
+  PutVarint64(footer.blocks.size(), out);
+  for (const FooterBlock& block : footer.blocks) {
+    PutVarint64(block.row_count, out);
+    PutVarint64(ZigZagEncode(block.time_min_ms), out);
+    PutVarint64(ZigZagEncode(block.time_max_ms), out);
+    PutId(block.subject_first, out);
+    PutId(block.subject_last, out);
+    PutVarint64(block.subject_run_count, out);
+    out->append(block.name_bitmap);
+    for (size_t chunk_idx = 0; chunk_idx < block.chunks.size(); ++chunk_idx) {
+      PutChunkRef(block.chunks[chunk_idx], chunk_idx >= kFixedColumnCount, out);
+    }
+  }
+}
+
+Result<SegmentFooter> DecodeSegmentFooter(std::string_view bytes, uint64_t data_bytes) {
+  ByteReader reader(bytes);
+  SegmentFooter footer;
+  MP_RETURN_IF_ERROR(ReadFooterSummary(&reader, &footer));
+  MP_RETURN_IF_ERROR(ReadFooterNames(&reader, &footer));
+  MP_RETURN_IF_ERROR(ReadFooterColumns(&reader, &footer));
+  MP_RETURN_IF_ERROR(ReadFooterMapKeys(&reader, &footer));
+  uint64_t block_count = 0;
+  // A block takes at least 40 bytes of footer (two ids, counts, chunk refs).
+  MP_RETURN_IF_ERROR(reader.ReadCount("block count", 40, footer.row_count, &block_count));
+  if (block_count == 0) {
+    return Status::Corruption("segment has no blocks");
+  }
+  for (uint64_t block_idx = 0; block_idx < block_count; ++block_idx) {
+    const Status status = ReadFooterBlock(&reader, footer, &footer.blocks.emplace_back());
+    if (!status.ok()) {
+      return Status::Corruption("block " + std::to_string(block_idx) + ": " + status.message());
+    }
+  }
+  MP_RETURN_IF_ERROR(reader.ExpectEnd("footer"));
+  MP_RETURN_IF_ERROR(CheckBlocks(footer));
+  MP_RETURN_IF_ERROR(PlaceChunks(data_bytes, &footer));
+  return footer;
+}
+
+void EncodeTimes(std::span<const int64_t> times, int64_t time_min_ms, std::string* raw) {
+  int64_t previous = time_min_ms;
+  for (const int64_t time_ms : times) {
+    // Wrapping arithmetic: the delta of any two int64 fits in 64 bits mod 2^64.
+    const uint64_t delta = static_cast<uint64_t>(time_ms) - static_cast<uint64_t>(previous);
+    PutVarint64(ZigZagEncode(static_cast<int64_t>(delta)), raw);
+    previous = time_ms;
+  }
+}
+
+Status DecodeTimes(std::string_view raw, size_t rows, int64_t time_min_ms, int64_t time_max_ms,
+                   std::vector<int64_t>* times) {
+  ByteReader reader(raw);
+  times->resize(rows);
+  uint64_t previous = static_cast<uint64_t>(time_min_ms);
+  int64_t seen_min = INT64_MAX;
+  int64_t seen_max = INT64_MIN;
+  for (size_t row_idx = 0; row_idx < rows; ++row_idx) {
+    int64_t delta = 0;
+    MP_RETURN_IF_ERROR(reader.ReadZigZag("time delta", &delta));
+    previous += static_cast<uint64_t>(delta);
+    const int64_t time_ms = static_cast<int64_t>(previous);
+    (*times)[row_idx] = time_ms;
+    seen_min = std::min(seen_min, time_ms);
+    seen_max = std::max(seen_max, time_ms);
+  }
+  MP_RETURN_IF_ERROR(reader.ExpectEnd("time chunk"));
+  if (seen_min != time_min_ms || seen_max != time_max_ms) {
+    return Status::Corruption("times span " + std::to_string(seen_min) + ".." +
+                              std::to_string(seen_max) + ", the block's zone map " +
+                              std::to_string(time_min_ms) + ".." + std::to_string(time_max_ms));
+  }
+  return Status::Ok();
+}
+
+void EncodeSubjects(std::span<const Id128> subjects, std::span<const uint32_t> run_lengths,
+                    std::string* raw) {
+  PutVarint64(subjects.size(), raw);
+  for (const Id128& subject : subjects) {
+    PutId(subject, raw);
+  }
+  for (const uint32_t length : run_lengths) {
+    PutVarint64(length, raw);
+  }
+}
+
+Status DecodeSubjects(std::string_view raw, const FooterBlock& block, std::vector<Id128>* subjects,
+                      std::vector<uint32_t>* run_lengths) {
+  ByteReader reader(raw);
+  uint64_t count = 0;
+  MP_RETURN_IF_ERROR(reader.ReadCount("subject run count", 17, block.row_count, &count));
+  if (count != block.subject_run_count) {
+    return Status::Corruption("subject chunk holds " + std::to_string(count) +
+                              " runs, the block's zone map " +
+                              std::to_string(block.subject_run_count));
+  }
+  subjects->resize(static_cast<size_t>(count));
+  run_lengths->resize(static_cast<size_t>(count));
+  for (size_t run_idx = 0; run_idx < count; ++run_idx) {
+    MP_RETURN_IF_ERROR(reader.ReadId("subject", &(*subjects)[run_idx]));
+    if (run_idx > 0 && !((*subjects)[run_idx - 1] < (*subjects)[run_idx])) {
+      return Status::Corruption("subjects are not strictly increasing at run " +
+                                std::to_string(run_idx));
+    }
+  }
+  uint64_t rows = 0;
+  for (size_t run_idx = 0; run_idx < count; ++run_idx) {
+    MP_RETURN_IF_ERROR(reader.ReadVarint32("subject run length", &(*run_lengths)[run_idx]));
+    if ((*run_lengths)[run_idx] == 0) {
+      return Status::Corruption("subject run " + std::to_string(run_idx) + " is empty");
+    }
+    rows += (*run_lengths)[run_idx];
+  }
+  MP_RETURN_IF_ERROR(reader.ExpectEnd("subject chunk"));
+  if (rows != block.row_count) {
+    return Status::Corruption("subject runs cover " + std::to_string(rows) + " rows of " +
+                              std::to_string(block.row_count));
+  }
+  if (subjects->front() != block.subject_first || subjects->back() != block.subject_last) {
+    return Status::Corruption("subjects differ from the block's zone map");
+  }
+  return Status::Ok();
+}
+
+void EncodeInsertIds(std::span<const Id128> ids, std::string* raw) {
+  for (const Id128& id : ids) {
+    PutId(id, raw);
+  }
+}
+
+Status DecodeInsertIds(std::string_view raw, size_t rows, std::vector<Id128>* ids) {
+  if (raw.size() != rows * 16) {
+    return Status::Corruption("insert id chunk is " + std::to_string(raw.size()) + " bytes for " +
+                              std::to_string(rows) + " rows");
+  }
+  ids->resize(rows);
+  for (size_t row_idx = 0; row_idx < rows; ++row_idx) {
+    (*ids)[row_idx].high = GetFixed64(raw.data() + 16 * row_idx);
+    (*ids)[row_idx].low = GetFixed64(raw.data() + 16 * row_idx + 8);
+  }
+  return Status::Ok();
+}
+
+void EncodeKeyVersions(std::span<const uint32_t> versions, std::string* raw) {
+  std::string runs;
+  size_t run_count = 0;
+  for (size_t row_idx = 0; row_idx < versions.size();) {
+    size_t run_end = row_idx + 1;
+    while (run_end < versions.size() && versions[run_end] == versions[row_idx]) {
+      ++run_end;
+    }
+    PutVarint64(versions[row_idx], &runs);
+    PutVarint64(run_end - row_idx, &runs);
+    ++run_count;
+    row_idx = run_end;
+  }
+  PutVarint64(run_count, raw);
+  raw->append(runs);
+}
+
+Status DecodeKeyVersions(std::string_view raw, size_t rows, std::vector<uint32_t>* versions) {
+  ByteReader reader(raw);
+  uint64_t run_count = 0;
+  MP_RETURN_IF_ERROR(reader.ReadCount("key version run count", 2, rows, &run_count));
+  versions->clear();
+  for (uint64_t run_idx = 0; run_idx < run_count; ++run_idx) {
+    uint32_t version = 0;
+    uint64_t length = 0;
+    MP_RETURN_IF_ERROR(reader.ReadVarint32("key version", &version));
+    MP_RETURN_IF_ERROR(reader.ReadVarint64("key version run length", &length));
+    if (length == 0 || length > rows - versions->size()) {
+      return Status::Corruption("key version run length " + std::to_string(length) +
+                                " is out of range");
+    }
+    versions->insert(versions->end(), static_cast<size_t>(length), version);
+  }
+  MP_RETURN_IF_ERROR(reader.ExpectEnd("key version chunk"));
+  if (versions->size() != rows) {
+    return Status::Corruption("key version runs cover " + std::to_string(versions->size()) +
+                              " rows of " + std::to_string(rows));
+  }
+  return Status::Ok();
+}
+
+void EncodeNameCodes(std::span<const uint32_t> codes, size_t dictionary_size, std::string* raw) {
+  const size_t width = CodeWidth(dictionary_size);
+  for (const uint32_t code : codes) {
+    PutCode(code, width, raw);
+  }
+}
+
+Status DecodeNameCodes(std::string_view raw, size_t rows, size_t dictionary_size,
+                       std::string_view name_bitmap, std::vector<uint32_t>* codes) {
+  const size_t width = CodeWidth(dictionary_size);
+  if (raw.size() != rows * width) {
+    return Status::Corruption("name chunk is " + std::to_string(raw.size()) + " bytes for " +
+                              std::to_string(rows) + " rows");
+  }
+  codes->resize(rows);
+  std::string seen(name_bitmap.size(), '\0');
+  for (size_t row_idx = 0; row_idx < rows; ++row_idx) {
+    const uint32_t code = GetCode(raw.data() + row_idx * width, width);
+    if (code >= dictionary_size) {
+      return Status::Corruption("name code " + std::to_string(code) + " is past the dictionary");
+    }
+    (*codes)[row_idx] = code;
+    seen[code / 8] = static_cast<char>(seen[code / 8] | (1 << (code % 8)));
+  }
+  if (seen != name_bitmap) {
+    return Status::Corruption("name codes differ from the block's name bitmap");
+  }
+  return Status::Ok();
+}
+
+void EncodeDictionary(std::span<const std::string_view> entries, std::string* raw) {
+  PutVarint64(entries.size(), raw);
+  for (const std::string_view entry : entries) {
+    PutVarint64(entry.size(), raw);
+  }
+  for (const std::string_view entry : entries) {
+    raw->append(entry);
+  }
+}
+
+Status DecodeDictionary(std::string_view raw, size_t size, std::vector<std::string_view>* entries) {
+  ByteReader reader(raw);
+  uint64_t count = 0;
+  MP_RETURN_IF_ERROR(reader.ReadCount("dictionary size", 1, kSegmentRowsMax, &count));
+  if (count != size) {
+    return Status::Corruption("dictionary holds " + std::to_string(count) +
+                              " entries, the footer says " + std::to_string(size));
+  }
+  std::vector<uint64_t> lengths(static_cast<size_t>(count));
+  uint64_t total = 0;
+  for (uint64_t& length : lengths) {
+    MP_RETURN_IF_ERROR(reader.ReadVarint64("dictionary entry length", &length));
+    total += length;
+    if (total > reader.remaining()) {
+      return Status::Corruption("dictionary entries run past the chunk");
+    }
+  }
+  std::string_view bytes;
+  MP_RETURN_IF_ERROR(reader.ReadBytes("dictionary bytes", static_cast<size_t>(total), &bytes));
+  MP_RETURN_IF_ERROR(reader.ExpectEnd("dictionary"));
+  entries->resize(static_cast<size_t>(count));
+  size_t position = 0;
+  for (size_t entry_idx = 0; entry_idx < count; ++entry_idx) {
+    (*entries)[entry_idx] = bytes.substr(position, static_cast<size_t>(lengths[entry_idx]));
+    position += static_cast<size_t>(lengths[entry_idx]);
+    if (entry_idx > 0 && !((*entries)[entry_idx - 1] < (*entries)[entry_idx])) {
+      return Status::Corruption("dictionary is not sorted and unique at entry " +
+                                std::to_string(entry_idx));
+    }
+  }
+  return Status::Ok();
+}
+
+void EncodePropertyColumn(const PropertyColumnInput& input, std::string* raw) {
+  // The tags first, so that each later pass touches only the values of its
+  // type (the values are scattered in memory; the tags are not).
+  const size_t rows = input.values.size();
+  std::vector<PropertyTag> tags(rows);
+  bool uniform = true;
+  for (size_t row_idx = 0; row_idx < rows; ++row_idx) {
+    const Value* value = input.values[row_idx];
+    tags[row_idx] = value == nullptr ? PropertyTag::kAbsent : TagOf(*value);
+    uniform = uniform && tags[row_idx] == tags[0];
+  }
+  raw->push_back(uniform ? 0 : 1);
+  raw->append(reinterpret_cast<const char*>(tags.data()), uniform ? 1 : rows);
+  auto rows_tagged = [&](PropertyTag tag, auto&& visit) {
+    for (size_t row_idx = 0; row_idx < rows; ++row_idx) {
+      if (tags[row_idx] == tag) {
+        visit(*input.values[row_idx]);
+      }
+    }
+  };
+  rows_tagged(PropertyTag::kInt,
+              [&](const Value& value) { PutVarint64(ZigZagEncode(value.as_int()), raw); });
+  rows_tagged(PropertyTag::kDouble, [&](const Value& value) {
+    PutFixed64(std::bit_cast<uint64_t>(value.as_double()), raw);
+  });
+  const bool dictionary = input.encoding == StringEncoding::kDictionary;
+  const size_t width = CodeWidth(input.dictionary_size);
+  if (dictionary) {
+    for (const uint32_t code : input.string_codes) {
+      PutCode(code, width, raw);
+    }
+  } else {
+    rows_tagged(PropertyTag::kString,
+                [&](const Value& value) { PutVarint64(value.as_string().size(), raw); });
+    rows_tagged(PropertyTag::kString, [&](const Value& value) { raw->append(value.as_string()); });
+  }
+  rows_tagged(PropertyTag::kList,
+              [&](const Value& value) { PutVarint64(value.as_list().size(), raw); });
+  if (dictionary) {
+    for (const uint32_t code : input.list_codes) {
+      PutCode(code, width, raw);
+    }
+    return;
+  }
+  rows_tagged(PropertyTag::kList, [&](const Value& value) {
+    for (const std::string& item : value.as_list()) {
+      PutVarint64(item.size(), raw);
+    }
+  });
+  rows_tagged(PropertyTag::kList, [&](const Value& value) {
+    for (const std::string& item : value.as_list()) {
+      raw->append(item);
+    }
+  });
+}
+
+Status DecodePropertyColumn(std::string_view raw, size_t rows, const PropertyColumnFormat& format,
+                            const PropertyColumnOutput& output) {
+  std::vector<PropertyTag>& tags = *output.tags;
+  size_t tag_counts[kPropertyTagCount] = {};
+  if (raw.empty()) {
+    // An empty chunk is a block where no row has the key.
+    tags.assign(rows, PropertyTag::kAbsent);
+    tag_counts[0] = rows;
+    SizeOutputs(rows, tag_counts, false, output);
+    return CheckTagCounts(tag_counts, rows, format);
+  }
+  ByteReader reader(raw);
+  MP_RETURN_IF_ERROR(ReadTags(&reader, rows, &tags));
+  for (const PropertyTag tag : tags) {
+    ++tag_counts[static_cast<size_t>(tag)];
+  }
+  MP_RETURN_IF_ERROR(CheckTagCounts(tag_counts, rows, format));
+  const bool dictionary = format.encoding == StringEncoding::kDictionary;
+  SizeOutputs(rows, tag_counts, dictionary, output);
+  MP_RETURN_IF_ERROR(ReadNumbers(&reader, tags, output));
+  const size_t string_count = tag_counts[static_cast<size_t>(PropertyTag::kString)];
+  if (string_count > 0) {
+    // Rows of each string, in order: the slot of string number i.
+    std::vector<uint32_t> string_rows;
+    string_rows.reserve(string_count);
+    for (size_t row_idx = 0; row_idx < rows; ++row_idx) {
+      if (tags[row_idx] == PropertyTag::kString) {
+        string_rows.push_back(static_cast<uint32_t>(row_idx));
+      }
+    }
+    MP_RETURN_IF_ERROR(ReadStrings(
+        &reader, string_count, format, [&](size_t item_idx) { return string_rows[item_idx]; },
+        output.strings, output.string_codes));
+  }
+  MP_RETURN_IF_ERROR(ReadLists(&reader, tags, tag_counts[static_cast<size_t>(PropertyTag::kList)],
+                               format, output));
+  return reader.ExpectEnd("property chunk");
+}
+
+void EncodeMapColumn(std::span<const MapEntryInput> entries, std::span<const uint32_t> entry_ends,
+                     std::string* raw) {
+  size_t entry_idx = 0;
+  for (const uint32_t end : entry_ends) {
+    PutVarint64(end - entry_idx, raw);
+    for (; entry_idx < end; ++entry_idx) {
+      PutVarint64(entries[entry_idx].key_code, raw);
+      raw->push_back(static_cast<char>(TagOf(*entries[entry_idx].value)));
+      PutMapValue(*entries[entry_idx].value, raw);
+    }
+  }
+}
+
+Status MapChunkReader::ReadRowEntries(uint64_t* entries) {
+  // Entries of a row have distinct keys and take at least two bytes each.
+  return reader_.ReadCount("map entry count", 2, key_count_, entries);
+}
+
+Status MapChunkReader::ReadEntry(bool first, uint32_t previous_code, uint32_t* key_code,
+                                 PropertyTag* tag, std::string_view* value_bytes) {
+  MP_RETURN_IF_ERROR(reader_.ReadVarint32("map key code", key_code));
+  if (*key_code >= key_count_ || (!first && *key_code <= previous_code)) {
+    return Status::Corruption("map key code " + std::to_string(*key_code) +
+                              " is out of order or past the key list");
+  }
+  uint8_t tag_byte = 0;
+  MP_RETURN_IF_ERROR(reader_.ReadByte("map entry tag", &tag_byte));
+  if (tag_byte == 0 || tag_byte >= kPropertyTagCount) {
+    return Status::Corruption("map entry tag " + std::to_string(tag_byte) + " is invalid");
+  }
+  *tag = static_cast<PropertyTag>(tag_byte);
+  const size_t start = reader_.position();
+  MP_RETURN_IF_ERROR(SkipMapValue(&reader_, *tag));
+  *value_bytes = reader_.bytes().substr(start, reader_.position() - start);
+  return Status::Ok();
+}
+
+Status DecodeMapKey(std::string_view raw, size_t rows, uint32_t entry_count,
+                    std::span<const uint8_t> tag_masks, uint32_t key_code,
+                    const PropertyColumnOutput& output) {
+  struct Entry {
+    size_t row_idx;
+    PropertyTag tag;
+    std::string_view value_bytes;
+  };
+  std::vector<Entry> found;
+  MapChunkReader reader(raw, rows, tag_masks.size());
+  MP_RETURN_IF_ERROR(reader.ForEach(
+      entry_count, tag_masks,
+      [&](size_t row_idx, uint32_t code, PropertyTag tag, std::string_view value_bytes) {
+        if (code == key_code) {
+          found.push_back(Entry{row_idx, tag, value_bytes});
+        }
+      }));
+  size_t tag_counts[kPropertyTagCount] = {};
+  tag_counts[0] = rows - found.size();
+  for (const Entry& entry : found) {
+    ++tag_counts[static_cast<size_t>(entry.tag)];
+  }
+  output.tags->assign(rows, PropertyTag::kAbsent);
+  SizeOutputs(rows, tag_counts, false, output);
+  std::vector<uint32_t>& offsets = *output.list_offsets;
+  for (const Entry& entry : found) {
+    (*output.tags)[entry.row_idx] = entry.tag;
+    // The values were checked by ForEach, so these reads cannot fail.
+    ByteReader value(entry.value_bytes);
+    if (entry.tag == PropertyTag::kInt) {
+      MP_RETURN_IF_ERROR(value.ReadZigZag("map int value", &(*output.ints)[entry.row_idx]));
+    } else if (entry.tag == PropertyTag::kDouble) {
+      uint64_t bits = 0;
+      MP_RETURN_IF_ERROR(value.ReadFixed64("map double value", &bits));
+      (*output.doubles)[entry.row_idx] = std::bit_cast<double>(bits);
+    } else if (entry.tag == PropertyTag::kString) {
+      MP_RETURN_IF_ERROR(value.ReadString("map string value", &(*output.strings)[entry.row_idx]));
+    } else if (entry.tag == PropertyTag::kList) {
+      uint64_t count = 0;
+      MP_RETURN_IF_ERROR(value.ReadCount("map list length", 1, UINT32_MAX, &count));
+      for (uint64_t item_idx = 0; item_idx < count; ++item_idx) {
+        MP_RETURN_IF_ERROR(value.ReadString("map list item", &output.list_items->emplace_back()));
+      }
+      offsets[entry.row_idx + 1] = static_cast<uint32_t>(output.list_items->size());
+    }
+  }
+  // Rows without a list end where the previous row ended.
+  for (size_t row_idx = 1; row_idx < offsets.size(); ++row_idx) {
+    offsets[row_idx] = std::max(offsets[row_idx], offsets[row_idx - 1]);
+  }
+  return Status::Ok();
+}
+
+Status DecodeMapValue(PropertyTag tag, std::string_view value_bytes, Value* value) {
+  ByteReader reader(value_bytes);
+  switch (tag) {
+    case PropertyTag::kNull:
+      *value = Value::Null();
+      break;
+    case PropertyTag::kFalse:
+    case PropertyTag::kTrue:
+      *value = Value::Bool(tag == PropertyTag::kTrue);
+      break;
+    case PropertyTag::kInt: {
+      int64_t number = 0;
+      MP_RETURN_IF_ERROR(reader.ReadZigZag("map int value", &number));
+      *value = Value::Int(number);
+      break;
+    }
+    case PropertyTag::kDouble: {
+      uint64_t bits = 0;
+      MP_RETURN_IF_ERROR(reader.ReadFixed64("map double value", &bits));
+      *value = Value::Double(std::bit_cast<double>(bits));
+      break;
+    }
+    case PropertyTag::kString: {
+      std::string_view text;
+      MP_RETURN_IF_ERROR(reader.ReadString("map string value", &text));
+      *value = Value::String(std::string(text));
+      break;
+    }
+    case PropertyTag::kList: {
+      uint64_t count = 0;
+      MP_RETURN_IF_ERROR(reader.ReadCount("map list length", 1, UINT32_MAX, &count));
+      StringList items;
+      items.reserve(static_cast<size_t>(count));
+      for (uint64_t item_idx = 0; item_idx < count; ++item_idx) {
+        std::string_view item;
+        MP_RETURN_IF_ERROR(reader.ReadString("map list item", &item));
+        items.emplace_back(item);
+      }
+      *value = Value::List(std::move(items));
+      break;
+    }
+    case PropertyTag::kAbsent:
+      return Status::Corruption("map entry tag is absent");
+  }
+  return reader.ExpectEnd("map value");
+}
+
+ChunkCompressor::ChunkCompressor(int zstd_level)
+    : zstd_level_(zstd_level), zstd_context_(ZSTD_createCCtx()) {}
+
+ChunkCompressor::~ChunkCompressor() { ZSTD_freeCCtx(static_cast<ZSTD_CCtx*>(zstd_context_)); }
+
+void ChunkCompressor::Compress(std::string_view raw, const SegmentCodec* forced, ChunkRef* ref,
+                               std::string* out) {
+  ref->raw_bytes = raw.size();
+  SegmentCodec codec = forced != nullptr ? *forced : SegmentCodec::kNone;
+  size_t lz4_bytes = SIZE_MAX;
+  size_t zstd_bytes = SIZE_MAX;
+  const bool try_lz4 = forced == nullptr || *forced == SegmentCodec::kLz4;
+  const bool try_zstd = forced == nullptr || *forced == SegmentCodec::kZstd;
+  if (raw.empty()) {
+    codec = SegmentCodec::kNone;
+  } else {
+    if (try_lz4) {
+      lz4_buffer_.resize(static_cast<size_t>(LZ4_compressBound(static_cast<int>(raw.size()))));
+      const int written =
+          LZ4_compress_default(raw.data(), lz4_buffer_.data(), static_cast<int>(raw.size()),
+                               static_cast<int>(lz4_buffer_.size()));
+      assert(written > 0);
+      lz4_bytes = static_cast<size_t>(written);
+    }
+    if (try_zstd) {
+      zstd_buffer_.resize(ZSTD_compressBound(raw.size()));
+      const size_t written =
+          ZSTD_compressCCtx(static_cast<ZSTD_CCtx*>(zstd_context_), zstd_buffer_.data(),
+                            zstd_buffer_.size(), raw.data(), raw.size(), zstd_level_);
+      assert(!ZSTD_isError(written));
+      zstd_bytes = written;
+    }
+  }
+  if (forced == nullptr && !raw.empty()) {
+    const size_t best = std::min(lz4_bytes, zstd_bytes);
+    if (static_cast<uint64_t>(best) * kCompressionSavingsMin >
+        static_cast<uint64_t>(raw.size()) * (kCompressionSavingsMin - 1)) {
+      codec = SegmentCodec::kNone;
+    } else if (static_cast<uint64_t>(lz4_bytes) * kLz4SlackFraction <=
+               static_cast<uint64_t>(zstd_bytes) * (kLz4SlackFraction + 1)) {
+      codec = SegmentCodec::kLz4;
+    } else {
+      codec = SegmentCodec::kZstd;
+    }
+  }
+  ref->codec = codec;
+  std::string_view stored = raw;
+  if (codec == SegmentCodec::kLz4) {
+    stored = std::string_view(lz4_buffer_.data(), lz4_bytes);
+  } else if (codec == SegmentCodec::kZstd) {
+    stored = std::string_view(zstd_buffer_.data(), zstd_bytes);
+  }
+  ref->stored_bytes = stored.size();
+  ref->crc32 = Crc32(0, stored);
+  out->append(stored);
+}
+
+Status DecompressChunk(std::string_view stored, const ChunkRef& ref, std::string* raw,
+                       std::string_view* view) {
+  if (stored.size() != ref.stored_bytes) {
+    return Status::Corruption("chunk is cut short");
+  }
+  const uint32_t crc = Crc32(0, stored);
+  if (crc != ref.crc32) {
+    return Status::Corruption("checksum mismatch (stored " + std::to_string(ref.crc32) +
+                              ", computed " + std::to_string(crc) + ")");
+  }
+  if (ref.codec == SegmentCodec::kNone) {
+    *view = stored;
+    return Status::Ok();
+  }
+  raw->resize(static_cast<size_t>(ref.raw_bytes));
+  if (ref.codec == SegmentCodec::kLz4) {
+    const int written = LZ4_decompress_safe(
+        stored.data(), raw->data(), static_cast<int>(stored.size()), static_cast<int>(raw->size()));
+    if (written < 0 || static_cast<uint64_t>(written) != ref.raw_bytes) {
+      return Status::Corruption("lz4 data does not decompress to " + std::to_string(ref.raw_bytes) +
+                                " bytes");
+    }
+  } else {
+    const size_t written = ZSTD_decompress(raw->data(), raw->size(), stored.data(), stored.size());
+    if (ZSTD_isError(written) || written != ref.raw_bytes) {
+      return Status::Corruption("zstd data does not decompress to " +
+                                std::to_string(ref.raw_bytes) + " bytes");
+    }
+  }
+  *view = *raw;
+  return Status::Ok();
+}
+
+}  // namespace minpanel::store

@@ -1,0 +1,368 @@
+// The columnar segment file's byte layout (docs/formats/segment.md): header,
+// trailer, footer, the encoding of every column chunk, and per-chunk
+// compression. Internal to the store module; segment.h builds the writer and
+// the reader on top of it.
+//
+// Encoders append to caller-owned strings. Decoders read bytes that are never
+// trusted: every count and length is checked against what remains and against
+// the limits below, and a malformed input is a Corruption status (with a short
+// reason that the reader prefixes with the file, column and block), never a
+// crash or an allocation the input did not pay for. All functions are
+// thread-compatible.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/core.h"
+
+namespace minpanel::store {
+
+// "MPSEG\r\n\x1a", as the log's magic: line endings catch text-mode mangling.
+inline constexpr std::array<char, 8> kSegmentMagic = {'M', 'P', 'S', 'E', 'G', '\r', '\n', '\x1a'};
+inline constexpr uint32_t kSegmentFormatVersion = 1;
+// magic (8) | format version (u32) | CRC-32 of the first 12 bytes (u32)
+inline constexpr size_t kSegmentHeaderBytes = 16;
+// footer bytes (u64) | footer CRC-32 (u32) | format version (u32) | magic (8)
+inline constexpr size_t kSegmentTrailerBytes = 24;
+
+// Limits a reader enforces on what a footer claims, so a garbled footer can
+// neither allocate without bound nor make a block too big to decode.
+inline constexpr uint32_t kSegmentBlockRowsMax = 65536;
+inline constexpr uint64_t kSegmentRowsMax = 1ULL << 32;
+inline constexpr uint64_t kSegmentChunkBytesMax = 256ULL << 20;  // one column of one block, raw
+inline constexpr uint64_t kSegmentFooterBytesMax = 256ULL << 20;
+inline constexpr size_t kSegmentPropertyColumnsMax = 256;
+
+enum class SegmentCodec : uint8_t { kNone = 0, kLz4 = 1, kZstd = 2 };
+std::string_view SegmentCodecName(SegmentCodec codec);
+
+// How a property column stores its strings and list items.
+enum class StringEncoding : uint8_t {
+  kNone = 0,        // the column holds no string or list in this segment
+  kDictionary = 1,  // codes into the column's sorted per-segment dictionary
+  kPlain = 2,       // lengths, then bytes
+};
+
+// What a property is in one row. Booleans live entirely in the tag. The
+// numbering is part of the format and independent of Value::Type.
+enum class PropertyTag : uint8_t {
+  kAbsent = 0,
+  kNull = 1,
+  kFalse = 2,
+  kTrue = 3,
+  kInt = 4,
+  kDouble = 5,
+  kString = 6,
+  kList = 7,
+};
+inline constexpr uint8_t kPropertyTagCount = 8;
+inline constexpr uint8_t TagBit(PropertyTag tag) { return uint8_t{1} << static_cast<uint8_t>(tag); }
+PropertyTag TagOf(const Value& value);
+std::string_view PropertyTagName(PropertyTag tag);
+
+// The columns every block has, in the order of its chunk list; the property
+// columns follow them, then the map column.
+enum class FixedColumn : uint8_t { kTime = 0, kSubject, kInsertId, kKeyVersion, kName };
+inline constexpr size_t kFixedColumnCount = 5;
+std::string_view FixedColumnName(FixedColumn column);
+
+// Where one column of one block (or one dictionary) is stored. Chunks tile
+// the data region in footer order, so offsets are implied, not stored.
+struct ChunkRef {
+  SegmentCodec codec = SegmentCodec::kNone;
+  uint64_t stored_bytes = 0;
+  uint64_t raw_bytes = 0;
+  uint32_t crc32 = 0;  // of the stored bytes
+  // Property columns: rows with the key present; map column: entries.
+  // Zero for the fixed columns and dictionaries.
+  uint32_t present_count = 0;
+  uint64_t offset = 0;  // computed by DecodeSegmentFooter
+};
+
+struct FooterEventName {
+  std::string name;
+  uint64_t row_count = 0;
+};
+
+struct FooterColumn {
+  std::string key;
+  uint64_t row_count = 0;  // rows with the key present (null included)
+  uint8_t tag_mask = 0;    // TagBit of every tag the column holds
+  StringEncoding encoding = StringEncoding::kNone;
+  uint32_t dictionary_size = 0;  // kDictionary only
+  ChunkRef dictionary;           // kDictionary only
+};
+
+struct FooterMapKey {
+  std::string key;
+  uint64_t row_count = 0;
+  uint8_t tag_mask = 0;
+};
+
+struct FooterBlock {
+  uint32_t row_count = 0;
+  int64_t time_min_ms = 0;
+  int64_t time_max_ms = 0;
+  Id128 subject_first;
+  Id128 subject_last;
+  uint32_t subject_run_count = 0;
+  std::string name_bitmap;  // bit `code` set when the block holds that event name
+  // kFixedColumnCount fixed columns, one per property column, then the map.
+  std::vector<ChunkRef> chunks;
+  uint64_t first_row = 0;  // computed by DecodeSegmentFooter
+};
+
+struct SegmentFooter {
+  uint32_t project_id = 0;
+  uint64_t row_count = 0;
+  uint64_t subject_count = 0;
+  int64_t time_min_ms = 0;
+  int64_t time_max_ms = 0;
+  Id128 subject_min;
+  Id128 subject_max;
+  uint32_t block_rows_max = 0;
+  std::vector<FooterEventName> event_names;  // sorted by name; code = index
+  std::vector<FooterColumn> columns;         // sorted by key
+  std::vector<FooterMapKey> map_keys;        // sorted by key; code = index
+  std::vector<FooterBlock> blocks;
+};
+
+struct SegmentTrailer {
+  uint64_t footer_bytes = 0;
+  uint32_t footer_crc32 = 0;
+  uint32_t format_version = kSegmentFormatVersion;
+};
+
+std::string EncodeSegmentHeader();
+// Checks magic, checksum and version; `bytes` holds exactly kSegmentHeaderBytes.
+Result<uint32_t> DecodeSegmentHeader(std::string_view bytes);
+std::string EncodeSegmentTrailer(const SegmentTrailer& trailer);
+// Checks magic and version; `bytes` holds exactly kSegmentTrailerBytes.
+Result<SegmentTrailer> DecodeSegmentTrailer(std::string_view bytes);
+
+void EncodeSegmentFooter(const SegmentFooter& footer, std::string* out);
+// Decodes and validates the footer: counts within limits, names and keys
+// sorted and unique, block rows and zone maps consistent with the segment's,
+// and chunks that tile exactly `data_bytes` bytes starting at
+// kSegmentHeaderBytes (their offsets are filled in).
+Result<SegmentFooter> DecodeSegmentFooter(std::string_view bytes, uint64_t data_bytes);
+
+// Code width in bytes for a dictionary of `size` entries: 1, 2 or 4.
+size_t CodeWidth(size_t size);
+
+// Byte helpers shared by the segment files.
+
+void PutFixed32(uint32_t value, std::string* out);
+void PutFixed64(uint64_t value, std::string* out);
+void PutVarint64(uint64_t value, std::string* out);
+void PutId(const Id128& id, std::string* out);
+uint64_t ZigZagEncode(int64_t value);
+int64_t ZigZagDecode(uint64_t value);
+
+// A bounds-checked cursor over untrusted bytes. Each Read returns Corruption
+// naming `field` when the bytes run out or the value is malformed.
+class ByteReader {
+ public:
+  explicit ByteReader(std::string_view bytes) : bytes_(bytes) {}
+  Status ReadByte(std::string_view field, uint8_t* value);
+  Status ReadFixed32(std::string_view field, uint32_t* value);
+  Status ReadFixed64(std::string_view field, uint64_t* value);
+  Status ReadVarint64(std::string_view field, uint64_t* value);
+  Status ReadVarint32(std::string_view field, uint32_t* value);
+  Status ReadZigZag(std::string_view field, int64_t* value);
+  Status ReadId(std::string_view field, Id128* id);
+  Status ReadBytes(std::string_view field, size_t length, std::string_view* bytes);
+  Status ReadString(std::string_view field, std::string_view* text);
+  // Reads a count and checks that the remaining bytes could hold `count`
+  // items of at least `item_bytes_min` bytes each, and that it is <= `max`.
+  Status ReadCount(std::string_view field, size_t item_bytes_min, uint64_t max, uint64_t* count);
+  size_t position() const { return position_; }
+  size_t remaining() const { return bytes_.size() - position_; }
+  bool empty() const { return position_ == bytes_.size(); }
+  std::string_view bytes() const { return bytes_; }
+  // Corruption unless every byte was consumed.
+  Status ExpectEnd(std::string_view what) const;
+
+ private:
+  std::string_view bytes_;
+  size_t position_ = 0;
+};
+
+// Chunk encodings; `rows` is the row count of the block.
+
+// Times: zigzag varint deltas, the first against `time_min_ms` (the block's).
+void EncodeTimes(std::span<const int64_t> times, int64_t time_min_ms, std::string* raw);
+// Also checks that the block's minimum and maximum are exactly the zone map's.
+Status DecodeTimes(std::string_view raw, size_t rows, int64_t time_min_ms, int64_t time_max_ms,
+                   std::vector<int64_t>* times);
+
+// Subjects: run count, the ids (strictly increasing), the run lengths.
+void EncodeSubjects(std::span<const Id128> subjects, std::span<const uint32_t> run_lengths,
+                    std::string* raw);
+Status DecodeSubjects(std::string_view raw, const FooterBlock& block, std::vector<Id128>* subjects,
+                      std::vector<uint32_t>* run_lengths);
+
+void EncodeInsertIds(std::span<const Id128> ids, std::string* raw);
+Status DecodeInsertIds(std::string_view raw, size_t rows, std::vector<Id128>* ids);
+
+// Key versions: run count, then (version, run length) pairs.
+void EncodeKeyVersions(std::span<const uint32_t> versions, std::string* raw);
+Status DecodeKeyVersions(std::string_view raw, size_t rows, std::vector<uint32_t>* versions);
+
+// Event names: fixed-width codes (CodeWidth of the dictionary size).
+void EncodeNameCodes(std::span<const uint32_t> codes, size_t dictionary_size, std::string* raw);
+// Also checks the codes against the block's name bitmap (exactly equal).
+Status DecodeNameCodes(std::string_view raw, size_t rows, size_t dictionary_size,
+                       std::string_view name_bitmap, std::vector<uint32_t>* codes);
+
+// A sorted, unique list of strings: count, lengths, bytes.
+void EncodeDictionary(std::span<const std::string_view> entries, std::string* raw);
+// `entries` point into `raw`.
+Status DecodeDictionary(std::string_view raw, size_t size, std::vector<std::string_view>* entries);
+
+// One property column of one block as the encoder sees it: a value per row
+// (nullptr when absent) and, for dictionary columns, a code per string and
+// per list item, in row order.
+struct PropertyColumnInput {
+  std::span<const Value* const> values;
+  StringEncoding encoding = StringEncoding::kNone;
+  size_t dictionary_size = 0;
+  std::span<const uint32_t> string_codes;  // kDictionary: every string, then
+  std::span<const uint32_t> list_codes;    // every list item, in row order
+};
+void EncodePropertyColumn(const PropertyColumnInput& input, std::string* raw);
+
+// A decoded property column; see PropertyColumn in segment.h for the meaning
+// of each array. String views point into `raw` or `dictionary`.
+struct PropertyColumnOutput {
+  std::vector<PropertyTag>* tags;
+  std::vector<int64_t>* ints;
+  std::vector<double>* doubles;
+  std::vector<std::string_view>* strings;
+  std::vector<uint32_t>* string_codes;
+  std::vector<uint32_t>* list_offsets;
+  std::vector<std::string_view>* list_items;
+  std::vector<uint32_t>* list_item_codes;
+};
+struct PropertyColumnFormat {
+  StringEncoding encoding = StringEncoding::kNone;
+  uint8_t tag_mask = 0;
+  std::span<const std::string_view> dictionary;  // kDictionary only
+  uint32_t present_count = 0;
+};
+Status DecodePropertyColumn(std::string_view raw, size_t rows, const PropertyColumnFormat& format,
+                            const PropertyColumnOutput& output);
+
+// The map column: per row an entry count, then per entry a key code
+// (strictly increasing within a row), a tag and the value.
+struct MapEntryInput {
+  uint32_t key_code = 0;
+  const Value* value = nullptr;
+};
+// `entry_ends[row]` is one past the row's last entry in `entries`.
+void EncodeMapColumn(std::span<const MapEntryInput> entries, std::span<const uint32_t> entry_ends,
+                     std::string* raw);
+
+// Walks a map chunk; `visit(row, key_code, tag, value_bytes)` gets the
+// undecoded value bytes of each entry (see DecodeMapValue).
+class MapChunkReader {
+ public:
+  MapChunkReader(std::string_view raw, size_t rows, size_t key_count)
+      : reader_(raw), rows_(rows), key_count_(key_count) {}
+  // Reads every row; stops at the first malformed byte. Also checks the
+  // total entry count against `entry_count` and each tag against the key's
+  // tag mask (`tag_masks` has one per map key).
+  template <typename Visit>
+  Status ForEach(uint32_t entry_count, std::span<const uint8_t> tag_masks, Visit&& visit);
+
+ private:
+  Status ReadRowEntries(uint64_t* entries);
+  // Reads one entry whose key code must exceed `previous_code` unless `first`.
+  Status ReadEntry(bool first, uint32_t previous_code, uint32_t* key_code, PropertyTag* tag,
+                   std::string_view* value_bytes);
+
+  ByteReader reader_;
+  size_t rows_;
+  size_t key_count_;
+};
+// Decodes one key's entries of a map chunk into `output`, as
+// DecodePropertyColumn does for a column (rows without the key are absent).
+Status DecodeMapKey(std::string_view raw, size_t rows, uint32_t entry_count,
+                    std::span<const uint8_t> tag_masks, uint32_t key_code,
+                    const PropertyColumnOutput& output);
+// Turns the value bytes of a map entry (from MapChunkReader) into a Value.
+Status DecodeMapValue(PropertyTag tag, std::string_view value_bytes, Value* value);
+
+// Compression.
+
+// Reusable compression state (a zstd context); one per thread.
+class ChunkCompressor {
+ public:
+  explicit ChunkCompressor(int zstd_level);
+  ~ChunkCompressor();
+  ChunkCompressor(const ChunkCompressor&) = delete;
+  ChunkCompressor& operator=(const ChunkCompressor&) = delete;
+
+  // Compresses `raw` with every codec and keeps the one the rule in
+  // docs/formats/segment.md picks (or `forced`, when given); appends the
+  // stored bytes to `out` and fills codec, sizes and checksum of `ref`.
+  void Compress(std::string_view raw, const SegmentCodec* forced, ChunkRef* ref, std::string* out);
+
+ private:
+  int zstd_level_;
+  void* zstd_context_;  // ZSTD_CCtx, kept out of this header
+  std::string lz4_buffer_;
+  std::string zstd_buffer_;
+};
+
+// Checks the chunk's CRC-32 and decompresses it into `raw` (replacing its
+// contents) when the codec is not kNone; otherwise `*view` is `stored`.
+// On success `*view` holds exactly ref.raw_bytes bytes.
+Status DecompressChunk(std::string_view stored, const ChunkRef& ref, std::string* raw,
+                       std::string_view* view);
+
+// Template definitions.
+
+template <typename Visit>
+Status MapChunkReader::ForEach(uint32_t entry_count, std::span<const uint8_t> tag_masks,
+                               Visit&& visit) {
+  if (reader_.bytes().empty()) {
+    // An empty chunk is a block where no row has a map entry.
+    if (entry_count != 0) {
+      return Status::Corruption("empty map chunk, its descriptor says " +
+                                std::to_string(entry_count) + " entries");
+    }
+    return Status::Ok();
+  }
+  uint64_t entries_seen = 0;
+  for (size_t row_idx = 0; row_idx < rows_; ++row_idx) {
+    uint64_t row_entries = 0;
+    MP_RETURN_IF_ERROR(ReadRowEntries(&row_entries));
+    uint32_t key_code = 0;
+    for (uint64_t entry_idx = 0; entry_idx < row_entries; ++entry_idx) {
+      PropertyTag tag = PropertyTag::kAbsent;
+      std::string_view value_bytes;
+      MP_RETURN_IF_ERROR(ReadEntry(entry_idx == 0, key_code, &key_code, &tag, &value_bytes));
+      if ((tag_masks[key_code] & TagBit(tag)) == 0) {
+        return Status::Corruption("map entry tag " + std::string(PropertyTagName(tag)) +
+                                  " is not in its key's tag mask");
+      }
+      visit(row_idx, key_code, tag, value_bytes);
+    }
+    entries_seen += row_entries;
+  }
+  MP_RETURN_IF_ERROR(reader_.ExpectEnd("map chunk"));
+  if (entries_seen != entry_count) {
+    return Status::Corruption("map chunk holds " + std::to_string(entries_seen) +
+                              " entries, its descriptor says " + std::to_string(entry_count));
+  }
+  return Status::Ok();
+}
+
+}  // namespace minpanel::store
