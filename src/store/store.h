@@ -121,4 +121,13 @@ Result<std::unique_ptr<Engine>> OpenEmbeddedEngine(const Options& options);
 // Corruption (after printing what came before) at a torn or corrupt record.
 Status DumpLogFile(FileSystem& file_system, const std::string& path, std::ostream& out);
 
+// Writes one segment file (docs/formats/segment.md) to `out` in readable
+// form: header, footer indexes and zone maps, every chunk of every block with
+// its decoded values, and every row. Returns Corruption (after printing what
+// came before) at the first damaged part.
+Status DumpSegmentFile(FileSystem& file_system, const std::string& path, std::ostream& out);
+
+// DumpSegmentFile when the file starts with the segment magic, else DumpLogFile.
+Status DumpStoreFile(FileSystem& file_system, const std::string& path, std::ostream& out);
+
 }  // namespace minpanel::store

@@ -1,0 +1,266 @@
+// Immutable columnar segment files of the embedded store, byte layout in
+// docs/formats/segment.md. A segment holds the events of one project, sorted
+// by (subject, time, insert id) and cut into blocks of at most
+// `block_rows_max` rows; each column of each block is a separately
+// compressed and checksummed chunk, so a query reads only the columns and
+// blocks it needs, and a funnel or retention pass sees each subject's events
+// in time order, one subject after the other.
+//
+// Writing: EncodeSegment sorts and encodes events into a file image;
+// WriteSegmentFile also makes it durable under its final name (temporary
+// name, fsync, rename, fsync of the folder). Both are reentrant.
+//
+// Reading: OpenSegment validates the header, trailer and footer (any torn,
+// short or garbled file is Corruption naming the file) and keeps the zone
+// maps and indexes in memory. Column chunks are checksummed and decoded only
+// when read, one block at a time; a damaged chunk is Corruption naming the
+// file, the column and the block. A SegmentReader is immutable once open and
+// its const methods may be called from many threads at once. Output objects
+// (vectors, SubjectRuns, PropertyColumn) belong to the caller, who should
+// reuse them from block to block to keep allocation low.
+//
+// Decoded events carry their properties sorted by key (bytewise), whatever
+// order they were written in; values and types are exact (doubles bit for
+// bit; null, empty string and absent stay distinct).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/core.h"
+#include "store/segment_format.h"
+
+namespace minpanel::store {
+
+// Rows per block. Measured in src/store/README.md ("Segments"): 16K rows
+// store within 0.6 % of 64K rows (4K rows cost 2 % more), and one decoded
+// column of a block stays under 350 KB (21 bytes a row for a string column).
+inline constexpr uint32_t kSegmentBlockRowsDefault = 16384;
+// A block is also closed once its events' raw bytes pass this, so that no
+// column chunk of a block with very large events nears kSegmentChunkBytesMax.
+inline constexpr uint64_t kSegmentBlockBytesTarget = 32ULL << 20;
+// A key present in at least this fraction of a segment's rows gets its own
+// column; the rest share the map column. Measured in src/store/README.md.
+inline constexpr double kOwnColumnFractionDefault = 0.01;
+inline constexpr uint32_t kSegmentFileMode = 0600;
+
+struct SegmentWriteOptions {
+  uint32_t project_id = 0;
+  uint32_t block_rows_max = kSegmentBlockRowsDefault;  // 1 .. kSegmentBlockRowsMax
+  uint64_t block_bytes_target = kSegmentBlockBytesTarget;
+  double own_column_fraction_min = kOwnColumnFractionDefault;
+  size_t own_columns_max = kSegmentPropertyColumnsMax;  // at most kSegmentPropertyColumnsMax
+  // Unset: each chunk picks its codec by measurement (docs/formats/segment.md).
+  std::optional<SegmentCodec> codec;
+  int zstd_level = 1;  // measured: as small as level 3 on event columns, faster to write
+};
+
+// Encodes `events` (1 .. kSegmentRowsMax of them, of one project, in any
+// order) into a segment file image. InvalidArgument on bad options or an
+// event with a repeated property key; ResourceExhausted when a chunk would
+// exceed kSegmentChunkBytesMax. `events` is only read.
+Result<std::string> EncodeSegment(std::span<const Event> events,
+                                  const SegmentWriteOptions& options);
+
+// Encodes `events` and writes them to `path` crash-safely: to `path`.tmp,
+// fsync, rename over `path`, fsync of the folder. On failure `path` is
+// untouched (a stale .tmp may remain and is replaced by the next attempt).
+Status WriteSegmentFile(FileSystem& file_system, const std::string& path,
+                        std::span<const Event> events, const SegmentWriteOptions& options);
+
+// The same, for an image EncodeSegment made.
+Status WriteSegmentImage(FileSystem& file_system, const std::string& path, std::string_view image);
+
+struct SegmentSummary {
+  uint32_t format_version = 0;
+  uint32_t project_id = 0;
+  uint64_t file_bytes = 0;
+  uint64_t row_count = 0;
+  uint64_t subject_count = 0;  // distinct subjects
+  int64_t time_min_ms = 0;     // inclusive
+  int64_t time_max_ms = 0;     // inclusive
+  Id128 subject_min;
+  Id128 subject_max;
+  uint32_t block_rows_max = 0;
+};
+
+struct SegmentBlockInfo {
+  uint64_t first_row = 0;  // of the segment
+  uint32_t row_count = 0;
+  int64_t time_min_ms = 0;  // inclusive
+  int64_t time_max_ms = 0;  // inclusive
+  Id128 subject_first;      // a subject may continue from the previous block
+  Id128 subject_last;       // or into the next one
+  uint32_t subject_run_count = 0;
+};
+
+struct EventNameInfo {
+  std::string name;
+  uint64_t row_count = 0;
+};
+
+enum class PropertyStorage : uint8_t { kColumn, kMap };
+
+struct PropertyKeyInfo {
+  std::string key;
+  uint64_t row_count = 0;  // rows with the key present (null included)
+  uint8_t tag_mask = 0;    // TagBit of each PropertyTag the key holds
+  PropertyStorage storage = PropertyStorage::kMap;
+  StringEncoding encoding = StringEncoding::kNone;  // kPlain for map keys with strings
+  uint32_t dictionary_size = 0;                     // dictionary columns only
+};
+
+// Which blocks a query must read. Bounds are inclusive; unset matches all.
+struct BlockFilter {
+  int64_t time_min_ms = INT64_MIN;
+  int64_t time_max_ms = INT64_MAX;
+  std::vector<uint32_t> name_codes;  // any of these names; empty: any name
+  std::optional<Id128> subject_min;
+  std::optional<Id128> subject_max;
+};
+
+// The sorted strings of one dictionary-encoded column; code = index, so
+// code order is bytewise string order (a prefix is a code range).
+struct SegmentDictionary {
+  std::string bytes;
+  std::vector<std::string_view> entries;  // point into `bytes`
+  std::optional<uint32_t> Find(std::string_view text) const;
+};
+
+// Subjects of a block as runs: rows [sum of earlier lengths, + length) belong
+// to subjects[i]. Subjects are strictly increasing.
+struct SubjectRuns {
+  std::vector<Id128> subjects;
+  std::vector<uint32_t> run_lengths;
+};
+
+// One property key over one block, whether the key has its own column or
+// lives in the map column. `tags` has a tag per row; each other array is
+// sized to the block's rows when some row of the block has that type, and is
+// empty otherwise (list_offsets then has rows + 1 entries: the items of row r
+// are list_items[list_offsets[r] .. list_offsets[r + 1])). String views stay
+// valid while this object lives and is not read into again; moving it keeps
+// them valid.
+class PropertyColumn {
+ public:
+  PropertyColumn() = default;
+  PropertyColumn(PropertyColumn&&) = default;
+  PropertyColumn& operator=(PropertyColumn&&) = default;
+  PropertyColumn(const PropertyColumn&) = delete;
+  PropertyColumn& operator=(const PropertyColumn&) = delete;
+
+  std::vector<PropertyTag> tags;
+  std::vector<int64_t> ints;              // kInt rows
+  std::vector<double> doubles;            // kDouble rows
+  std::vector<std::string_view> strings;  // kString rows
+  std::vector<uint32_t> string_codes;     // kString rows, dictionary columns only
+  std::vector<uint32_t> list_offsets;
+  std::vector<std::string_view> list_items;
+  std::vector<uint32_t> list_item_codes;  // dictionary columns only
+
+  size_t size() const { return tags.size(); }
+  // The dictionary the codes index, or nullptr (plain columns, map keys).
+  const SegmentDictionary* dictionary() const { return dictionary_.get(); }
+  // The value of row `row_idx`. Precondition: tags[row_idx] != kAbsent.
+  Value ValueAt(size_t row_idx) const;
+
+ private:
+  friend class SegmentReader;
+  PropertyColumnOutput Output();
+
+  // The decoded chunk the string views point into; on the heap so that a
+  // move keeps the views valid.
+  std::unique_ptr<std::string> bytes_ = std::make_unique<std::string>();
+  std::shared_ptr<const SegmentDictionary> dictionary_;
+};
+
+class SegmentReader {
+ public:
+  // Validates `image` (a whole segment file); `name` labels errors.
+  static Result<std::unique_ptr<SegmentReader>> Open(std::string image, std::string name);
+
+  const std::string& name() const { return name_; }
+  const SegmentSummary& summary() const { return summary_; }
+
+  // Zone maps and indexes, all in memory.
+  size_t block_count() const { return blocks_.size(); }
+  const SegmentBlockInfo& block(size_t block_idx) const { return blocks_[block_idx]; }
+  bool BlockHoldsName(size_t block_idx, uint32_t name_code) const;
+  // Sorted by name; a row's name code is the index here.
+  const std::vector<EventNameInfo>& event_names() const { return event_names_; }
+  std::optional<uint32_t> FindEventName(std::string_view name) const;
+  // Every property key of the segment, sorted by key.
+  const std::vector<PropertyKeyInfo>& property_keys() const { return property_keys_; }
+  const PropertyKeyInfo* FindPropertyKey(std::string_view key) const;
+  // Indexes of the blocks that may hold rows matching `filter`, ascending.
+  std::vector<size_t> MatchingBlocks(const BlockFilter& filter) const;
+
+  // Per-block column reads; each checks its chunk's checksum and decodes
+  // only that chunk (and, the first time, the key's dictionary).
+  // Precondition: block_idx < block_count().
+  Status ReadTimes(size_t block_idx, std::vector<int64_t>* times) const;
+  Status ReadSubjects(size_t block_idx, SubjectRuns* runs) const;
+  Status ReadInsertIds(size_t block_idx, std::vector<Id128>* insert_ids) const;
+  Status ReadKeyVersions(size_t block_idx, std::vector<uint32_t>* key_versions) const;
+  Status ReadNameCodes(size_t block_idx, std::vector<uint32_t>* name_codes) const;
+  // A key the segment does not hold reads as absent in every row.
+  Status ReadProperty(size_t block_idx, std::string_view key, PropertyColumn* column) const;
+  // The dictionary of a dictionary-encoded column (loaded once, then shared);
+  // NotFound when `key` has none.
+  Result<std::shared_ptr<const SegmentDictionary>> ReadDictionary(std::string_view key) const;
+
+  // Every row of a block as events (reusing the vector's elements).
+  Status ReadEvents(size_t block_idx, std::vector<Event>* events) const;
+  // Reads and checks every chunk of the file; OK when all of it decodes.
+  Status Verify() const;
+
+  // For DumpSegmentFile: the footer as stored.
+  const SegmentFooter& footer() const { return footer_; }
+
+ private:
+  SegmentReader(std::string image, std::string name, SegmentFooter footer, uint32_t version);
+  void BuildIndexes();
+  Status Error(std::string_view column, size_t block_idx, const Status& status) const;
+  // Checksums and decompresses one chunk into `scratch` (or views the image).
+  Status ReadChunk(const ChunkRef& ref, std::string* scratch, std::string_view* raw) const;
+  Status ReadColumnChunk(size_t block_idx, size_t chunk_idx, std::string* scratch,
+                         std::string_view* raw) const;
+  Result<std::shared_ptr<const SegmentDictionary>> Dictionary(size_t column_idx) const;
+  Status ReadOwnColumn(size_t block_idx, size_t column_idx, PropertyColumn* column) const;
+  Status ReadMapKey(size_t block_idx, uint32_t key_code, PropertyColumn* column) const;
+  Status ReadMapEntries(size_t block_idx, std::vector<Event>* events) const;
+  Status CheckRowOrder(size_t block_idx, const std::vector<int64_t>& times, const SubjectRuns& runs,
+                       const std::vector<Id128>& insert_ids) const;
+
+  std::string image_;
+  std::string name_;
+  SegmentFooter footer_;
+  SegmentSummary summary_;
+  std::vector<SegmentBlockInfo> blocks_;
+  std::vector<EventNameInfo> event_names_;
+  std::vector<PropertyKeyInfo> property_keys_;
+  std::vector<uint8_t> map_tag_masks_;
+  // Index into footer_.columns or footer_.map_keys, per property_keys_ entry.
+  std::vector<uint32_t> key_positions_;
+
+  mutable std::mutex dictionaries_mutex_;
+  mutable std::vector<std::shared_ptr<const SegmentDictionary>> dictionaries_;
+};
+
+// Reads and validates the segment file at `path`. NotFound when it does not
+// exist, IoError when it cannot be read, Corruption (naming the file) when it
+// is torn, short, garbled or of a newer format version.
+//
+// The reader holds the file's stored (compressed) bytes in memory, because
+// FileSystem has no positional read yet; decoding stays per block and per
+// column. See src/store/README.md.
+Result<std::unique_ptr<SegmentReader>> OpenSegment(FileSystem& file_system,
+                                                   const std::string& path);
+
+}  // namespace minpanel::store

@@ -1,0 +1,498 @@
+// SegmentReader and OpenSegment: footer validation at open, per-block and
+// per-column decoding on demand.
+#include <algorithm>
+#include <tuple>
+
+#include "store/segment.h"
+#include "store/wal_format.h"
+
+namespace minpanel::store {
+namespace {
+
+std::string PropertyColumnName(std::string_view key) {
+  return "property \"" + std::string(key) + "\"";
+}
+
+}  // namespace
+
+std::optional<uint32_t> SegmentDictionary::Find(std::string_view text) const {
+  const auto found = std::lower_bound(entries.begin(), entries.end(), text);
+  if (found == entries.end() || *found != text) {
+    return std::nullopt;
+  }
+  return static_cast<uint32_t>(found - entries.begin());
+}
+
+PropertyColumnOutput PropertyColumn::Output() {
+  return PropertyColumnOutput{&tags,         &ints,         &doubles,    &strings,
+                              &string_codes, &list_offsets, &list_items, &list_item_codes};
+}
+
+Value PropertyColumn::ValueAt(size_t row_idx) const {
+  switch (tags[row_idx]) {
+    case PropertyTag::kAbsent:
+    case PropertyTag::kNull:
+      return Value::Null();
+    case PropertyTag::kFalse:
+      return Value::Bool(false);
+    case PropertyTag::kTrue:
+      return Value::Bool(true);
+    case PropertyTag::kInt:
+      return Value::Int(ints[row_idx]);
+    case PropertyTag::kDouble:
+      return Value::Double(doubles[row_idx]);
+    case PropertyTag::kString:
+      return Value::String(std::string(strings[row_idx]));
+    case PropertyTag::kList: {
+      StringList items;
+      items.reserve(list_offsets[row_idx + 1] - list_offsets[row_idx]);
+      for (uint32_t item_idx = list_offsets[row_idx]; item_idx < list_offsets[row_idx + 1];
+           ++item_idx) {
+        items.emplace_back(list_items[item_idx]);
+      }
+      return Value::List(std::move(items));
+    }
+  }
+  return Value::Null();
+}
+
+SegmentReader::SegmentReader(std::string image, std::string name, SegmentFooter footer,
+                             uint32_t version)
+    : image_(std::move(image)), name_(std::move(name)), footer_(std::move(footer)) {
+  summary_.format_version = version;
+  summary_.file_bytes = image_.size();
+  BuildIndexes();
+}
+
+Result<std::unique_ptr<SegmentReader>> SegmentReader::Open(std::string image, std::string name) {
+  auto fail = [&](const Status& status) {
+    return Status::Corruption("segment " + name + ": " + status.message());
+  };
+  const uint64_t size = image.size();
+  if (size < kSegmentHeaderBytes + kSegmentTrailerBytes) {
+    return fail(Status::Corruption("file of " + std::to_string(size) +
+                                   " bytes is shorter than a header and a trailer"));
+  }
+  const std::string_view bytes(image);
+  auto version = DecodeSegmentHeader(bytes.substr(0, kSegmentHeaderBytes));
+  if (!version.ok()) {
+    return fail(version.status());
+  }
+  auto trailer = DecodeSegmentTrailer(bytes.substr(size - kSegmentTrailerBytes));
+  if (!trailer.ok()) {
+    return fail(trailer.status());
+  }
+  if (trailer->format_version != *version) {
+    return fail(Status::Corruption("header version " + std::to_string(*version) +
+                                   " differs from trailer version " +
+                                   std::to_string(trailer->format_version)));
+  }
+  const uint64_t outside_footer = kSegmentHeaderBytes + kSegmentTrailerBytes;
+  if (trailer->footer_bytes > size - outside_footer) {
+    return fail(Status::Corruption("footer of " + std::to_string(trailer->footer_bytes) +
+                                   " bytes does not fit in the file"));
+  }
+  const uint64_t data_bytes = size - outside_footer - trailer->footer_bytes;
+  const std::string_view footer_bytes =
+      bytes.substr(kSegmentHeaderBytes + data_bytes, trailer->footer_bytes);
+  if (Crc32(0, footer_bytes) != trailer->footer_crc32) {
+    return fail(Status::Corruption("footer checksum mismatch"));
+  }
+  auto footer = DecodeSegmentFooter(footer_bytes, data_bytes);
+  if (!footer.ok()) {
+    return fail(Status::Corruption("footer: " + footer.status().message()));
+  }
+  return std::unique_ptr<SegmentReader>(
+      new SegmentReader(std::move(image), std::move(name), std::move(footer).value(), *version));
+}
+
+void SegmentReader::BuildIndexes() {
+  summary_.project_id = footer_.project_id;
+  summary_.row_count = footer_.row_count;
+  summary_.subject_count = footer_.subject_count;
+  summary_.time_min_ms = footer_.time_min_ms;
+  summary_.time_max_ms = footer_.time_max_ms;
+  summary_.subject_min = footer_.subject_min;
+  summary_.subject_max = footer_.subject_max;
+  summary_.block_rows_max = footer_.block_rows_max;
+  for (const FooterBlock& block : footer_.blocks) {
+    blocks_.push_back(SegmentBlockInfo{block.first_row, block.row_count, block.time_min_ms,
+                                       block.time_max_ms, block.subject_first, block.subject_last,
+                                       block.subject_run_count});
+  }
+  for (const FooterEventName& name : footer_.event_names) {
+    event_names_.push_back(EventNameInfo{name.name, name.row_count});
+  }
+  // Merge the column keys and the map keys (both sorted, disjoint).
+  size_t column_idx = 0;
+  size_t map_idx = 0;
+  while (column_idx < footer_.columns.size() || map_idx < footer_.map_keys.size()) {
+    const bool take_column = map_idx == footer_.map_keys.size() ||
+                             (column_idx < footer_.columns.size() &&
+                              footer_.columns[column_idx].key < footer_.map_keys[map_idx].key);
+    PropertyKeyInfo& info = property_keys_.emplace_back();
+    if (take_column) {
+      const FooterColumn& column = footer_.columns[column_idx];
+      info = PropertyKeyInfo{column.key,      column.row_count,
+                             column.tag_mask, PropertyStorage::kColumn,
+                             column.encoding, column.dictionary_size};
+      key_positions_.push_back(static_cast<uint32_t>(column_idx++));
+    } else {
+      const FooterMapKey& key = footer_.map_keys[map_idx];
+      const bool strings =
+          (key.tag_mask & (TagBit(PropertyTag::kString) | TagBit(PropertyTag::kList))) != 0;
+      info = PropertyKeyInfo{key.key,
+                             key.row_count,
+                             key.tag_mask,
+                             PropertyStorage::kMap,
+                             strings ? StringEncoding::kPlain : StringEncoding::kNone,
+                             0};
+      key_positions_.push_back(static_cast<uint32_t>(map_idx++));
+    }
+  }
+  for (const FooterMapKey& key : footer_.map_keys) {
+    map_tag_masks_.push_back(key.tag_mask);
+  }
+  dictionaries_.resize(footer_.columns.size());
+}
+
+bool SegmentReader::BlockHoldsName(size_t block_idx, uint32_t name_code) const {
+  const std::string& bitmap = footer_.blocks[block_idx].name_bitmap;
+  return name_code / 8 < bitmap.size() &&
+         (static_cast<uint8_t>(bitmap[name_code / 8]) >> (name_code % 8)) & 1;
+}
+
+std::optional<uint32_t> SegmentReader::FindEventName(std::string_view name) const {
+  const auto found = std::lower_bound(
+      event_names_.begin(), event_names_.end(), name,
+      [](const EventNameInfo& info, std::string_view wanted) { return info.name < wanted; });
+  if (found == event_names_.end() || found->name != name) {
+    return std::nullopt;
+  }
+  return static_cast<uint32_t>(found - event_names_.begin());
+}
+
+const PropertyKeyInfo* SegmentReader::FindPropertyKey(std::string_view key) const {
+  const auto found = std::lower_bound(
+      property_keys_.begin(), property_keys_.end(), key,
+      [](const PropertyKeyInfo& info, std::string_view wanted) { return info.key < wanted; });
+  if (found == property_keys_.end() || found->key != key) {
+    return nullptr;
+  }
+  return &*found;
+}
+
+std::vector<size_t> SegmentReader::MatchingBlocks(const BlockFilter& filter) const {
+  std::vector<size_t> matching;
+  for (size_t block_idx = 0; block_idx < blocks_.size(); ++block_idx) {
+    const SegmentBlockInfo& block = blocks_[block_idx];
+    if (block.time_max_ms < filter.time_min_ms || block.time_min_ms > filter.time_max_ms) {
+      continue;
+    }
+    if (filter.subject_min.has_value() && block.subject_last < *filter.subject_min) {
+      continue;
+    }
+    if (filter.subject_max.has_value() && *filter.subject_max < block.subject_first) {
+      continue;
+    }
+    const bool any_name =
+        filter.name_codes.empty() ||
+        std::any_of(filter.name_codes.begin(), filter.name_codes.end(),
+                    [&](uint32_t code) { return BlockHoldsName(block_idx, code); });
+    if (any_name) {
+      matching.push_back(block_idx);
+    }
+  }
+  return matching;
+}
+
+Status SegmentReader::Error(std::string_view column, size_t block_idx, const Status& status) const {
+  std::string where = "segment " + name_ + ": " + std::string(column);
+  if (block_idx != SIZE_MAX) {
+    where += ", block " + std::to_string(block_idx);
+  }
+  return Status::Corruption(where + ": " + status.message());
+}
+
+Status SegmentReader::ReadChunk(const ChunkRef& ref, std::string* scratch,
+                                std::string_view* raw) const {
+  const std::string_view stored = std::string_view(image_).substr(
+      static_cast<size_t>(ref.offset), static_cast<size_t>(ref.stored_bytes));
+  return DecompressChunk(stored, ref, scratch, raw);
+}
+
+Status SegmentReader::ReadColumnChunk(size_t block_idx, size_t chunk_idx, std::string* scratch,
+                                      std::string_view* raw) const {
+  return ReadChunk(footer_.blocks[block_idx].chunks[chunk_idx], scratch, raw);
+}
+
+Status SegmentReader::ReadTimes(size_t block_idx, std::vector<int64_t>* times) const {
+  const FooterBlock& block = footer_.blocks[block_idx];
+  std::string scratch;
+  std::string_view raw;
+  Status status =
+      ReadColumnChunk(block_idx, static_cast<size_t>(FixedColumn::kTime), &scratch, &raw);
+  if (status.ok()) {
+    status = DecodeTimes(raw, block.row_count, block.time_min_ms, block.time_max_ms, times);
+  }
+  return status.ok() ? status : Error("column time", block_idx, status);
+}
+
+Status SegmentReader::ReadSubjects(size_t block_idx, SubjectRuns* runs) const {
+  std::string scratch;
+  std::string_view raw;
+  Status status =
+      ReadColumnChunk(block_idx, static_cast<size_t>(FixedColumn::kSubject), &scratch, &raw);
+  if (status.ok()) {
+    status = DecodeSubjects(raw, footer_.blocks[block_idx], &runs->subjects, &runs->run_lengths);
+  }
+  return status.ok() ? status : Error("column subject", block_idx, status);
+}
+
+Status SegmentReader::ReadInsertIds(size_t block_idx, std::vector<Id128>* insert_ids) const {
+  std::string scratch;
+  std::string_view raw;
+  Status status =
+      ReadColumnChunk(block_idx, static_cast<size_t>(FixedColumn::kInsertId), &scratch, &raw);
+  if (status.ok()) {
+    status = DecodeInsertIds(raw, footer_.blocks[block_idx].row_count, insert_ids);
+  }
+  return status.ok() ? status : Error("column insert_id", block_idx, status);
+}
+
+Status SegmentReader::ReadKeyVersions(size_t block_idx, std::vector<uint32_t>* key_versions) const {
+  std::string scratch;
+  std::string_view raw;
+  Status status =
+      ReadColumnChunk(block_idx, static_cast<size_t>(FixedColumn::kKeyVersion), &scratch, &raw);
+  if (status.ok()) {
+    status = DecodeKeyVersions(raw, footer_.blocks[block_idx].row_count, key_versions);
+  }
+  return status.ok() ? status : Error("column key_version", block_idx, status);
+}
+
+Status SegmentReader::ReadNameCodes(size_t block_idx, std::vector<uint32_t>* name_codes) const {
+  const FooterBlock& block = footer_.blocks[block_idx];
+  std::string scratch;
+  std::string_view raw;
+  Status status =
+      ReadColumnChunk(block_idx, static_cast<size_t>(FixedColumn::kName), &scratch, &raw);
+  if (status.ok()) {
+    status = DecodeNameCodes(raw, block.row_count, footer_.event_names.size(), block.name_bitmap,
+                             name_codes);
+  }
+  return status.ok() ? status : Error("column name", block_idx, status);
+}
+
+Result<std::shared_ptr<const SegmentDictionary>> SegmentReader::Dictionary(
+    size_t column_idx) const {
+  std::lock_guard lock(dictionaries_mutex_);
+  if (dictionaries_[column_idx] != nullptr) {
+    return dictionaries_[column_idx];
+  }
+  const FooterColumn& column = footer_.columns[column_idx];
+  auto dictionary = std::make_shared<SegmentDictionary>();
+  std::string_view raw;
+  Status status = ReadChunk(column.dictionary, &dictionary->bytes, &raw);
+  if (status.ok()) {
+    // The dictionary owns its bytes, so it may outlive the reader.
+    if (raw.data() != dictionary->bytes.data()) {
+      dictionary->bytes.assign(raw);
+    }
+    status = DecodeDictionary(dictionary->bytes, column.dictionary_size, &dictionary->entries);
+  }
+  if (!status.ok()) {
+    return Error("dictionary of " + PropertyColumnName(column.key), SIZE_MAX, status);
+  }
+  dictionaries_[column_idx] = dictionary;
+  return dictionaries_[column_idx];
+}
+
+Result<std::shared_ptr<const SegmentDictionary>> SegmentReader::ReadDictionary(
+    std::string_view key) const {
+  const PropertyKeyInfo* info = FindPropertyKey(key);
+  if (info == nullptr || info->encoding != StringEncoding::kDictionary) {
+    return Status::NotFound("segment " + name_ + " has no dictionary for " +
+                            PropertyColumnName(key));
+  }
+  return Dictionary(key_positions_[static_cast<size_t>(info - property_keys_.data())]);
+}
+
+Status SegmentReader::ReadOwnColumn(size_t block_idx, size_t column_idx,
+                                    PropertyColumn* column) const {
+  const FooterColumn& footer_column = footer_.columns[column_idx];
+  const ChunkRef& ref = footer_.blocks[block_idx].chunks[kFixedColumnCount + column_idx];
+  PropertyColumnFormat format;
+  format.encoding = footer_column.encoding;
+  format.tag_mask = footer_column.tag_mask;
+  format.present_count = ref.present_count;
+  column->dictionary_.reset();
+  if (footer_column.encoding == StringEncoding::kDictionary) {
+    MP_ASSIGN_OR_RETURN(column->dictionary_, Dictionary(column_idx));
+    format.dictionary = column->dictionary_->entries;
+  }
+  std::string_view raw;
+  Status status = ReadChunk(ref, column->bytes_.get(), &raw);
+  if (status.ok()) {
+    status =
+        DecodePropertyColumn(raw, footer_.blocks[block_idx].row_count, format, column->Output());
+  }
+  return status.ok() ? status
+                     : Error("column " + PropertyColumnName(footer_column.key), block_idx, status);
+}
+
+Status SegmentReader::ReadMapKey(size_t block_idx, uint32_t key_code,
+                                 PropertyColumn* column) const {
+  const ChunkRef& ref = footer_.blocks[block_idx].chunks.back();
+  column->dictionary_.reset();
+  std::string_view raw;
+  Status status = ReadChunk(ref, column->bytes_.get(), &raw);
+  if (status.ok()) {
+    status = DecodeMapKey(raw, footer_.blocks[block_idx].row_count, ref.present_count,
+                          map_tag_masks_, key_code, column->Output());
+  }
+  return status.ok() ? status : Error("column properties map", block_idx, status);
+}
+
+Status SegmentReader::ReadProperty(size_t block_idx, std::string_view key,
+                                   PropertyColumn* column) const {
+  const PropertyKeyInfo* info = FindPropertyKey(key);
+  if (info == nullptr) {
+    // An empty chunk with no present rows decodes as absent everywhere.
+    column->dictionary_.reset();
+    return DecodePropertyColumn(std::string_view(), footer_.blocks[block_idx].row_count,
+                                PropertyColumnFormat{}, column->Output());
+  }
+  const uint32_t position = key_positions_[static_cast<size_t>(info - property_keys_.data())];
+  if (info->storage == PropertyStorage::kColumn) {
+    return ReadOwnColumn(block_idx, position, column);
+  }
+  return ReadMapKey(block_idx, position, column);
+}
+
+// Adds each row's map entries to `events`, which hold the row's own-column
+// properties sorted by key, and merges them into key order.
+Status SegmentReader::ReadMapEntries(size_t block_idx, std::vector<Event>* events) const {
+  const ChunkRef& ref = footer_.blocks[block_idx].chunks.back();
+  if (ref.raw_bytes == 0 && ref.present_count == 0) {
+    return Status::Ok();
+  }
+  std::string scratch;
+  std::string_view raw;
+  Status status = ReadChunk(ref, &scratch, &raw);
+  std::vector<size_t> own_counts(events->size());
+  for (size_t row_idx = 0; row_idx < events->size(); ++row_idx) {
+    own_counts[row_idx] = (*events)[row_idx].properties.size();
+  }
+  if (status.ok()) {
+    Status value_status;
+    MapChunkReader reader(raw, events->size(), footer_.map_keys.size());
+    status = reader.ForEach(
+        ref.present_count, map_tag_masks_,
+        [&](size_t row_idx, uint32_t key_code, PropertyTag tag, std::string_view value_bytes) {
+          Property& property = (*events)[row_idx].properties.emplace_back();
+          property.key = footer_.map_keys[key_code].key;
+          if (value_status.ok()) {
+            value_status = DecodeMapValue(tag, value_bytes, &property.value);
+          }
+        });
+    if (status.ok()) {
+      status = value_status;
+    }
+  }
+  if (!status.ok()) {
+    return Error("column properties map", block_idx, status);
+  }
+  for (size_t row_idx = 0; row_idx < events->size(); ++row_idx) {
+    Properties& properties = (*events)[row_idx].properties;
+    if (own_counts[row_idx] > 0 && own_counts[row_idx] < properties.size()) {
+      std::inplace_merge(
+          properties.begin(), properties.begin() + static_cast<ptrdiff_t>(own_counts[row_idx]),
+          properties.end(), [](const Property& a, const Property& b) { return a.key < b.key; });
+    }
+  }
+  return Status::Ok();
+}
+
+// Rows must be sorted by (subject, time, insert id); the subjects' order was
+// checked with their chunk, so this checks time and insert id within runs.
+Status SegmentReader::CheckRowOrder(size_t block_idx, const std::vector<int64_t>& times,
+                                    const SubjectRuns& runs,
+                                    const std::vector<Id128>& insert_ids) const {
+  size_t row_idx = 0;
+  for (const uint32_t length : runs.run_lengths) {
+    for (size_t run_row = 1; run_row < length; ++run_row) {
+      const size_t at = row_idx + run_row;
+      if (std::tie(times[at], insert_ids[at]) < std::tie(times[at - 1], insert_ids[at - 1])) {
+        return Error("rows", block_idx,
+                     Status::Corruption("row " + std::to_string(at) +
+                                        " is out of (subject, time, insert id) order"));
+      }
+    }
+    row_idx += length;
+  }
+  return Status::Ok();
+}
+
+Status SegmentReader::ReadEvents(size_t block_idx, std::vector<Event>* events) const {
+  const size_t rows = footer_.blocks[block_idx].row_count;
+  std::vector<int64_t> times;
+  SubjectRuns runs;
+  std::vector<Id128> insert_ids;
+  std::vector<uint32_t> key_versions;
+  std::vector<uint32_t> name_codes;
+  MP_RETURN_IF_ERROR(ReadTimes(block_idx, &times));
+  MP_RETURN_IF_ERROR(ReadSubjects(block_idx, &runs));
+  MP_RETURN_IF_ERROR(ReadInsertIds(block_idx, &insert_ids));
+  MP_RETURN_IF_ERROR(ReadKeyVersions(block_idx, &key_versions));
+  MP_RETURN_IF_ERROR(ReadNameCodes(block_idx, &name_codes));
+  MP_RETURN_IF_ERROR(CheckRowOrder(block_idx, times, runs, insert_ids));
+  events->resize(rows);
+  size_t run_idx = 0;
+  uint32_t run_left = runs.run_lengths[0];
+  for (size_t row_idx = 0; row_idx < rows; ++row_idx) {
+    if (run_left == 0) {
+      run_left = runs.run_lengths[++run_idx];
+    }
+    --run_left;
+    Event& event = (*events)[row_idx];
+    event.name = footer_.event_names[name_codes[row_idx]].name;
+    event.time_ms = times[row_idx];
+    event.subject = runs.subjects[run_idx];
+    event.insert_id = insert_ids[row_idx];
+    event.key_version = key_versions[row_idx];
+    event.properties.clear();
+  }
+  PropertyColumn column;
+  for (size_t column_idx = 0; column_idx < footer_.columns.size(); ++column_idx) {
+    MP_RETURN_IF_ERROR(ReadOwnColumn(block_idx, column_idx, &column));
+    for (size_t row_idx = 0; row_idx < rows; ++row_idx) {
+      if (column.tags[row_idx] != PropertyTag::kAbsent) {
+        (*events)[row_idx].properties.push_back(
+            Property{footer_.columns[column_idx].key, column.ValueAt(row_idx)});
+      }
+    }
+  }
+  return ReadMapEntries(block_idx, events);
+}
+
+Status SegmentReader::Verify() const {
+  std::vector<Event> events;
+  for (size_t block_idx = 0; block_idx < footer_.blocks.size(); ++block_idx) {
+    MP_RETURN_IF_ERROR(ReadEvents(block_idx, &events));
+  }
+  for (size_t column_idx = 0; column_idx < footer_.columns.size(); ++column_idx) {
+    if (footer_.columns[column_idx].encoding == StringEncoding::kDictionary) {
+      MP_RETURN_IF_ERROR(Dictionary(column_idx).status());
+    }
+  }
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<SegmentReader>> OpenSegment(FileSystem& file_system,
+                                                   const std::string& path) {
+  MP_ASSIGN_OR_RETURN(std::string image, file_system.ReadFile(path));
+  return SegmentReader::Open(std::move(image), path);
+}
+
+}  // namespace minpanel::store
