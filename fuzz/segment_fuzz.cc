@@ -1,0 +1,408 @@
+// Fuzzes the store's segment files (docs/formats/segment.md), which must take
+// any bytes a crash or a bad disk leaves without crashing. The first input
+// byte picks what the rest is:
+//   mode 0: a whole segment file image for OpenSegment, every per-block
+//           read, Verify and DumpSegmentFile;
+//   mode 1: events, parsed from the bytes by the harness, encoded with
+//           options taken from the bytes, then read back;
+//   mode 2: one column chunk (or footer) for its decoder, behind the
+//           checksum, with parameters from the next bytes.
+// Invariants: reading fails only with Corruption; a file that verifies
+// dumps without error, and its events re-encode into a file that reads back
+// the same events; the events of mode 1 come back exactly (sorted, with
+// properties in key order).
+//
+// The seeds in fuzz/corpus/segment_fuzz are segment files the writer made
+// (mode 0) and event streams (mode 1).
+#include <algorithm>
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <sstream>
+#include <tuple>
+
+#include "fuzz_check.h"
+#include "store/segment.h"
+#include "store/store.h"
+
+namespace minpanel::fuzz {
+namespace {
+
+constexpr uint8_t kModeCount = 3;
+const std::string kImagePath = "/fuzz/000001.seg";
+
+class ImageFile final : public SequentialFile {
+ public:
+  explicit ImageFile(std::string_view bytes) : bytes_(bytes) {}
+  Status Read(size_t bytes_max, std::string* out) override {
+    const size_t count = std::min(bytes_max, bytes_.size() - position_);
+    out->assign(bytes_.data() + position_, count);
+    position_ += count;
+    return Status::Ok();
+  }
+
+ private:
+  std::string_view bytes_;
+  size_t position_ = 0;
+};
+
+// Holds one file, kImagePath, for DumpSegmentFile; everything else is refused.
+class ImageFileSystem final : public FileSystem {
+ public:
+  explicit ImageFileSystem(std::string_view image) : image_(image) {}
+  Result<std::unique_ptr<WritableFile>> OpenAppendable(const std::string&, uint32_t) override {
+    return Status::IoError("read-only");
+  }
+  Result<std::unique_ptr<SequentialFile>> OpenSequential(const std::string& path) override {
+    if (path != kImagePath) {
+      return Status::NotFound(path);
+    }
+    return std::unique_ptr<SequentialFile>(new ImageFile(image_));
+  }
+  Result<std::string> ReadFile(const std::string& path) override {
+    if (path != kImagePath) {
+      return Status::NotFound(path);
+    }
+    return std::string(image_);
+  }
+  Status WriteFileAtomically(const std::string&, std::string_view, uint32_t) override {
+    return Status::IoError("read-only");
+  }
+  Result<uint64_t> FileSize(const std::string&) override { return uint64_t{image_.size()}; }
+  Status Truncate(const std::string&, uint64_t) override { return Status::IoError("read-only"); }
+  Status Rename(const std::string&, const std::string&) override {
+    return Status::IoError("read-only");
+  }
+  Status Remove(const std::string&) override { return Status::IoError("read-only"); }
+  bool Exists(const std::string& path) override { return path == kImagePath; }
+  Status CreateDirectories(const std::string&, uint32_t) override {
+    return Status::IoError("read-only");
+  }
+  Result<std::vector<std::string>> ListDirectory(const std::string&) override {
+    return std::vector<std::string>{"000001.seg"};
+  }
+  Status SyncDirectory(const std::string&) override { return Status::Ok(); }
+
+ private:
+  std::string_view image_;
+};
+
+void CheckCorruption(const Status& status, const char* what) {
+  if (!status.ok() && status.code() != StatusCode::kCorruption) {
+    std::fprintf(stderr, "%s\n", status.ToString().c_str());
+  }
+  Check(status.ok() || status.code() == StatusCode::kCorruption, what);
+}
+
+// Like Check, but prints the status that broke the invariant.
+void CheckOk(const Status& status, const char* what) {
+  if (!status.ok()) {
+    std::fprintf(stderr, "%s\n", status.ToString().c_str());
+  }
+  Check(status.ok(), what);
+}
+
+bool SameValue(const Value& a, const Value& b) {
+  if (a.type() == Value::Type::kDouble && b.type() == Value::Type::kDouble) {
+    return std::bit_cast<uint64_t>(a.as_double()) == std::bit_cast<uint64_t>(b.as_double());
+  }
+  return a == b;
+}
+
+bool SameEvents(const std::vector<Event>& a, const std::vector<Event>& b) {
+  if (a.size() != b.size()) {
+    return false;
+  }
+  for (size_t row = 0; row < a.size(); ++row) {
+    if (std::tie(a[row].name, a[row].time_ms, a[row].subject, a[row].insert_id,
+                 a[row].key_version) != std::tie(b[row].name, b[row].time_ms, b[row].subject,
+                                                 b[row].insert_id, b[row].key_version) ||
+        a[row].properties.size() != b[row].properties.size()) {
+      return false;
+    }
+    for (size_t property_idx = 0; property_idx < a[row].properties.size(); ++property_idx) {
+      const Property& left = a[row].properties[property_idx];
+      const Property& right = b[row].properties[property_idx];
+      if (left.key != right.key || !SameValue(left.value, right.value)) {
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
+// Reads every column of every block; returns the first failure (OK when all
+// of it decoded).
+Status ReadEverything(const store::SegmentReader& reader, std::vector<Event>* all_events) {
+  Status first_failure;
+  auto note = [&first_failure](const Status& status) {
+    if (first_failure.ok() && !status.ok()) {
+      first_failure = status;
+    }
+  };
+  std::vector<int64_t> times;
+  store::SubjectRuns runs;
+  std::vector<Id128> ids;
+  std::vector<uint32_t> numbers;
+  store::PropertyColumn column;
+  std::vector<Event> events;
+  for (size_t block_idx = 0; block_idx < reader.block_count(); ++block_idx) {
+    const std::vector<Status> statuses = {
+        reader.ReadTimes(block_idx, &times), reader.ReadSubjects(block_idx, &runs),
+        reader.ReadInsertIds(block_idx, &ids), reader.ReadKeyVersions(block_idx, &numbers),
+        reader.ReadNameCodes(block_idx, &numbers)};
+    for (const Status& status : statuses) {
+      CheckCorruption(status, "column reads fail only with Corruption");
+      note(status);
+    }
+    for (const store::PropertyKeyInfo& key : reader.property_keys()) {
+      const Status status = reader.ReadProperty(block_idx, key.key, &column);
+      CheckCorruption(status, "property reads fail only with Corruption");
+      if (status.ok()) {
+        Check(column.size() == reader.block(block_idx).row_count, "a value per row");
+      }
+      note(status);
+    }
+    const Status status = reader.ReadEvents(block_idx, &events);
+    CheckCorruption(status, "event reads fail only with Corruption");
+    if (status.ok()) {
+      Check(events.size() == reader.block(block_idx).row_count, "an event per row");
+      all_events->insert(all_events->end(), events.begin(), events.end());
+    }
+    note(status);
+  }
+  return first_failure;
+}
+
+void CheckImage(std::string_view image) {
+  auto reader = store::SegmentReader::Open(std::string(image), kImagePath);
+  if (!reader.ok()) {
+    CheckCorruption(reader.status(), "open fails only with Corruption");
+    return;
+  }
+  std::vector<Event> events;
+  const bool clean = ReadEverything(**reader, &events).ok();
+  const Status verified = (*reader)->Verify();
+  CheckCorruption(verified, "verify fails only with Corruption");
+  Check(verified.ok() == clean, "Verify agrees with the reads");
+  ImageFileSystem file_system(image);
+  std::ostringstream out;
+  const Status dumped = store::DumpSegmentFile(file_system, kImagePath, out);
+  Check(dumped.ok() == clean, "DumpSegmentFile agrees with the reads");
+  if (!clean) {
+    return;
+  }
+  // A file that reads cleanly re-encodes to the same events.
+  store::SegmentWriteOptions options;
+  options.project_id = (*reader)->summary().project_id;
+  options.block_rows_max = (*reader)->summary().block_rows_max;
+  auto again = store::EncodeSegment(events, options);
+  CheckOk(again.status(), "decoded events encode");
+  auto reread = store::SegmentReader::Open(std::move(again).value(), "again");
+  CheckOk(reread.status(), "a re-encoded segment opens");
+  std::vector<Event> events_again;
+  CheckOk(ReadEverything(**reread, &events_again), "a re-encoded segment reads");
+  Check(SameEvents(events, events_again), "re-encoding keeps every event");
+}
+
+// Pulls bytes from the input; zeros once it runs out.
+class InputBytes {
+ public:
+  explicit InputBytes(std::string_view bytes) : bytes_(bytes) {}
+  bool empty() const { return position_ >= bytes_.size(); }
+  uint8_t Byte() { return empty() ? 0 : static_cast<uint8_t>(bytes_[position_++]); }
+  uint64_t Wide(size_t bytes) {
+    uint64_t value = 0;
+    for (size_t byte_idx = 0; byte_idx < bytes; ++byte_idx) {
+      value |= uint64_t{Byte()} << (8 * byte_idx);
+    }
+    return value;
+  }
+  std::string Text() {
+    const size_t length = Byte() % 12;
+    std::string text;
+    for (size_t byte_idx = 0; byte_idx < length; ++byte_idx) {
+      text.push_back(static_cast<char>(Byte()));
+    }
+    return text;
+  }
+  std::string_view Rest() { return empty() ? std::string_view() : bytes_.substr(position_); }
+
+ private:
+  std::string_view bytes_;
+  size_t position_ = 0;
+};
+
+Value MakeValue(InputBytes* input) {
+  switch (input->Byte() % 6) {
+    case 0:
+      return Value::Null();
+    case 1:
+      return Value::Bool(input->Byte() % 2 == 1);
+    case 2:
+      return Value::Int(static_cast<int64_t>(input->Wide(input->Byte() % 9)));
+    case 3:
+      return Value::Double(std::bit_cast<double>(input->Wide(8)));
+    case 4: {
+      StringList items;
+      const size_t count = input->Byte() % 4;
+      for (size_t item_idx = 0; item_idx < count; ++item_idx) {
+        items.push_back(input->Text());
+      }
+      return Value::List(std::move(items));
+    }
+    default:
+      return Value::String(input->Text());
+  }
+}
+
+std::vector<Event> MakeEvents(InputBytes* input) {
+  std::vector<Event> events;
+  while (!input->empty() && events.size() < 2000) {
+    Event event;
+    event.name = std::string(1, static_cast<char>('a' + input->Byte() % 5));
+    event.subject = Id128{0, input->Byte() % 8u};
+    event.time_ms = static_cast<int64_t>(input->Wide(input->Byte() % 9));
+    event.insert_id = Id128{input->Byte(), input->Byte()};
+    event.key_version = input->Byte() % 3;
+    const size_t properties = input->Byte() % 6;
+    for (size_t property_idx = 0; property_idx < properties; ++property_idx) {
+      std::string key = "k" + std::to_string(input->Byte() % 10);
+      if (FindProperty(event.properties, key) == nullptr) {
+        event.properties.push_back(Property{std::move(key), MakeValue(input)});
+      }
+    }
+    events.push_back(std::move(event));
+  }
+  return events;
+}
+
+std::vector<Event> Canonical(std::vector<Event> events) {
+  std::stable_sort(events.begin(), events.end(), [](const Event& a, const Event& b) {
+    return std::tie(a.subject, a.time_ms, a.insert_id) <
+           std::tie(b.subject, b.time_ms, b.insert_id);
+  });
+  for (Event& event : events) {
+    std::sort(event.properties.begin(), event.properties.end(),
+              [](const Property& a, const Property& b) { return a.key < b.key; });
+  }
+  return events;
+}
+
+void CheckRoundTrip(std::string_view bytes) {
+  InputBytes input(bytes);
+  store::SegmentWriteOptions options;
+  options.block_rows_max = 1 + input.Byte() % 64;
+  options.own_column_fraction_min = (input.Byte() % 5) / 4.0;
+  options.own_columns_max = input.Byte() % 12;
+  const uint8_t codec = input.Byte() % 4;
+  if (codec < 3) {
+    options.codec = static_cast<store::SegmentCodec>(codec);
+  }
+  const std::vector<Event> events = MakeEvents(&input);
+  auto image = store::EncodeSegment(events, options);
+  if (events.empty()) {
+    Check(!image.ok(), "an empty segment is refused");
+    return;
+  }
+  CheckOk(image.status(), "events with unique keys encode");
+  auto reader = store::SegmentReader::Open(std::move(image).value(), "round trip");
+  CheckOk(reader.status(), "a written segment opens");
+  std::vector<Event> decoded;
+  CheckOk(ReadEverything(**reader, &decoded), "a written segment reads");
+  Check(SameEvents(decoded, Canonical(events)), "events come back exactly");
+}
+
+void CheckChunk(std::string_view bytes) {
+  InputBytes input(bytes);
+  const uint8_t decoder = input.Byte() % 8;
+  const size_t rows = 1 + input.Byte() % 64;
+  const size_t dictionary_size = 1 + input.Byte() % 40;
+  const uint8_t tag_mask = static_cast<uint8_t>(input.Byte() & 0xfe);
+  const std::string_view raw = input.Rest();
+  std::vector<int64_t> times;
+  std::vector<Id128> ids;
+  std::vector<uint32_t> numbers;
+  std::vector<std::string_view> entries;
+  std::vector<std::string> dictionary_strings;
+  for (size_t entry_idx = 0; entry_idx < dictionary_size; ++entry_idx) {
+    dictionary_strings.push_back("entry" + std::to_string(1000 + entry_idx));
+  }
+  const std::vector<std::string_view> dictionary(dictionary_strings.begin(),
+                                                 dictionary_strings.end());
+  store::PropertyColumn column;
+  std::vector<store::PropertyTag> tags;
+  std::vector<int64_t> ints;
+  std::vector<double> doubles;
+  std::vector<std::string_view> strings;
+  std::vector<uint32_t> codes;
+  std::vector<uint32_t> offsets;
+  std::vector<std::string_view> items;
+  std::vector<uint32_t> item_codes;
+  const store::PropertyColumnOutput output = {&tags,  &ints,    &doubles, &strings,
+                                              &codes, &offsets, &items,   &item_codes};
+  const std::vector<uint8_t> masks(dictionary_size, tag_mask | 0xfe);
+  Status status;
+  switch (decoder) {
+    case 0:
+      status = store::DecodeTimes(raw, rows, -5, 1'000'000, &times);
+      break;
+    case 1: {
+      store::FooterBlock block;
+      block.row_count = static_cast<uint32_t>(rows);
+      block.subject_run_count = 2;
+      block.subject_last = Id128{0, 9};
+      status = store::DecodeSubjects(raw, block, &ids, &numbers);
+      break;
+    }
+    case 2:
+      status = store::DecodeKeyVersions(raw, rows, &numbers);
+      break;
+    case 3:
+      status = store::DecodeDictionary(raw, dictionary_size, &entries);
+      break;
+    case 4:
+    case 5: {
+      store::PropertyColumnFormat format;
+      format.encoding =
+          decoder == 4 ? store::StringEncoding::kPlain : store::StringEncoding::kDictionary;
+      format.tag_mask = tag_mask;
+      format.dictionary = dictionary;
+      format.present_count = static_cast<uint32_t>(input.Byte() % (rows + 1));
+      status = store::DecodePropertyColumn(raw, rows, format, output);
+      if (status.ok()) {
+        Check(tags.size() == rows, "a tag per row");
+      }
+      break;
+    }
+    case 6:
+      status = store::DecodeMapKey(raw, rows, static_cast<uint32_t>(raw.size() / 2), masks,
+                                   static_cast<uint32_t>(dictionary_size / 2), output);
+      break;
+    default:
+      status = store::DecodeSegmentFooter(raw, raw.size()).status();
+      break;
+  }
+  CheckCorruption(status, "chunk decoders fail only with Corruption");
+}
+
+}  // namespace
+}  // namespace minpanel::fuzz
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  using namespace minpanel::fuzz;
+  if (size == 0) {
+    return 0;
+  }
+  const uint8_t mode = data[0] % kModeCount;
+  const std::string_view input(reinterpret_cast<const char*>(data) + 1, size - 1);
+  if (mode == 0) {
+    CheckImage(input);
+  } else if (mode == 1) {
+    CheckRoundTrip(input);
+  } else {
+    CheckChunk(input);
+  }
+  return 0;
+}
