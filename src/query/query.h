@@ -77,7 +77,7 @@ inline constexpr size_t kFilterValuesMax = 1000;     // values of one in/not_in
 inline constexpr size_t kPropertyNameBytesMax = 255;
 inline constexpr size_t kEventNameBytesMax = 255;
 inline constexpr size_t kFilterValueBytesMax = 1024;
-inline constexpr int64_t kQueryRangeDaysMax = 3660;
+inline constexpr int64_t kQueryRangeDaysMax = 3660;  // also the furthest a relative time reaches back
 inline constexpr size_t kSegmentationBucketsMax = 10000;
 inline constexpr uint32_t kQueryThreadsMax = 16;
 
@@ -137,6 +137,12 @@ struct EventSelector {
 // A time as the query wrote it: milliseconds since the epoch (UTC), or a
 // local date-time resolved in the query's time zone when it runs.
 struct TimeSpec {
+  // Relative to the server's clock (QueryContext::now_ms): "now", "-90m" and
+  // "-12h" count back from now; "today" and "-7d" / "-2w" are local midnights
+  // (today's, or that many days before it) in the query's zone.
+  enum class Relative : uint8_t { kNone, kNow, kMinutes, kHours, kDays };
+  Relative relative = Relative::kNone;
+  int64_t relative_count = 0;  // minutes, hours or days back
   bool local = false;
   int64_t utc_ms = 0;  // !local
   int32_t year = 1970;  // local: wall-clock fields
@@ -291,9 +297,11 @@ std::string QueryResultToJson(const QueryResult& result);
 // Resolves `time` in the zone (an IANA name). InvalidArgument for an unknown
 // zone or an impossible date; a local time the zone skips (a DST gap) is
 // taken as the transition instant, an ambiguous one as the earlier instant.
-Result<int64_t> ResolveTime(const TimeSpec& time, std::string_view time_zone);
-// Parses "YYYY-MM-DD", "YYYY-MM-DDTHH:MM[:SS[.mmm]]" (local) or the same
-// ending in "Z" (UTC). False when malformed.
+// Relative times count from `now_ms` (InvalidArgument when it is 0).
+Result<int64_t> ResolveTime(const TimeSpec& time, std::string_view time_zone, int64_t now_ms = 0);
+// Parses "YYYY-MM-DD", "YYYY-MM-DDTHH:MM[:SS[.mmm]]" (local), the same
+// ending in "Z" (UTC), or a relative time: "now", "today", "-N" followed by
+// m, h, d or w. False when malformed.
 bool ParseTimeText(std::string_view text, TimeSpec* time);
 
 }  // namespace minpanel::query

@@ -313,8 +313,9 @@ Result<TimeSpec> ParseTime(const element& value, const std::string& path) {
   if (value.type() == element_type::STRING) {
     const std::string_view text = value.get_string().value();
     if (!ParseTimeText(text, &time)) {
-      return Invalid(path, "must be YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS[.mmm]][Z] or milliseconds "
-                           "since the epoch, not '" + std::string(text.substr(0, 64)) + "'");
+      return Invalid(path, "must be YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS[.mmm]][Z], now, today, "
+                           "-N[m|h|d|w] or milliseconds since the epoch, not '" +
+                           std::string(text.substr(0, 64)) + "'");
     }
     return time;
   }
@@ -639,7 +640,51 @@ Status ParseCommon(const object& root, QuerySpec* spec) {
 
 }  // namespace
 
+namespace {
+
+bool ParseRelativeTime(std::string_view text, TimeSpec* time) {
+  if (text == "now" || text == "today") {
+    time->relative = text == "now" ? TimeSpec::Relative::kNow : TimeSpec::Relative::kDays;
+    time->relative_count = 0;
+    return true;
+  }
+  if (text.size() < 3 || text.size() > 8 || text[0] != '-') {
+    return false;
+  }
+  int64_t count = 0;
+  const auto [end, error] = std::from_chars(text.data() + 1, text.data() + text.size() - 1, count);
+  if (error != std::errc() || end != text.data() + text.size() - 1 || count < 0) {
+    return false;
+  }
+  switch (text.back()) {
+    case 'm':
+      time->relative = TimeSpec::Relative::kMinutes;
+      break;
+    case 'h':
+      time->relative = TimeSpec::Relative::kHours;
+      break;
+    case 'd':
+      time->relative = TimeSpec::Relative::kDays;
+      break;
+    case 'w':
+      time->relative = TimeSpec::Relative::kDays;
+      count *= 7;
+      break;
+    default:
+      return false;
+  }
+  time->relative_count = count;
+  return true;
+}
+
+}  // namespace
+
 bool ParseTimeText(std::string_view text, TimeSpec* time) {
+  TimeSpec relative;
+  if (ParseRelativeTime(text, &relative)) {
+    *time = relative;
+    return true;
+  }
   // Fixed positions: YYYY-MM-DD[THH:MM[:SS[.mmm]]][Z]
   auto digits = [&](size_t position, size_t count, uint32_t* out) {
     if (position + count > text.size()) {

@@ -23,6 +23,10 @@ const BadQuery kBadQueries[] = {
      "from: must be YYYY-MM-DD"},
     {R"({"kind":"segmentation","events":["E"],"from":"2024-13-01","to":"2024-03-02"})",
      "from: must be YYYY-MM-DD"},
+    {R"({"kind":"segmentation","events":["E"],"from":"-7y","to":"now"})",
+     "from: must be YYYY-MM-DD"},
+    {R"({"kind":"segmentation","events":["E"],"from":"-d","to":"now"})",
+     "from: must be YYYY-MM-DD"},
     {R"({"kind":"segmentation","events":["E"],"from":"2024-03-01","to":1.5})",
      "to: must be an integer"},
     {R"({"kind":"segmentation","events":["E"],"from":"2024-03-01","to":"2024-03-02","time_zone":""})",
@@ -229,6 +233,11 @@ TEST(QueryParseTest, RunQueryRejectsBadRanges) {
   EXPECT_NE(status.message().find("kQueryRangeDaysMax"), std::string::npos) << status.message();
   status = run(R"({"kind":"segmentation","events":["E"],"from":"2024-03-01","to":"2024-03-02","time_zone":"Mars/Olympus"})");
   EXPECT_EQ(status.message(), "time_zone: unknown time zone 'Mars/Olympus'");
+  status = run(R"({"kind":"segmentation","events":["E"],"from":"-7d","to":"now"})");
+  EXPECT_EQ(status.message(), "from: a relative time needs the server's clock");
+  context.now_ms = 1710064800000;
+  status = run(R"({"kind":"segmentation","events":["E"],"from":"-9999w","to":"now"})");
+  EXPECT_EQ(status.message(), "from: reaches back more than 3660 days (kQueryRangeDaysMax)");
   status = run(R"({"kind":"segmentation","events":["E"],"from":"2024-02-30","to":"2024-03-02"})");
   EXPECT_EQ(status.message(), "from: no such date");
   status = run(R"({"kind":"segmentation","events":["E"],"unit":"hour","from":"2023-01-01","to":"2024-03-02"})");

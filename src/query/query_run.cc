@@ -65,9 +65,10 @@ Status ForEachThread(size_t threads, const std::function<Status(size_t)>& work) 
   return Status::Ok();
 }
 
+// Every part sees every segment: count the segments and their blocks once.
 void AddStats(const QueryStats& part, QueryStats* total) {
-  total->segments += part.segments;
-  total->blocks_total += part.blocks_total;
+  total->segments = part.segments;
+  total->blocks_total = part.blocks_total;
   total->blocks_read += part.blocks_read;
   total->rows_read += part.rows_read;
 }
@@ -898,11 +899,11 @@ Result<QueryResult> RunQuery(const QuerySpec& spec, const QueryContext& context)
     result.time_zone = "UTC";
   }
   MP_ASSIGN_OR_RETURN(const date::time_zone* zone, internal::LocateZone(result.time_zone));
-  Result<int64_t> from = ResolveTime(spec.from, result.time_zone);
+  Result<int64_t> from = ResolveTime(spec.from, result.time_zone, context.now_ms);
   if (!from.ok()) {
     return Status::InvalidArgument("from: " + from.status().message());
   }
-  Result<int64_t> to = ResolveTime(spec.to, result.time_zone);
+  Result<int64_t> to = ResolveTime(spec.to, result.time_zone, context.now_ms);
   if (!to.ok()) {
     return Status::InvalidArgument("to: " + to.status().message());
   }

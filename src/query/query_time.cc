@@ -196,7 +196,35 @@ Bucket TimeBuckets::Label(size_t bucket_idx) const {
 
 }  // namespace internal
 
-Result<int64_t> ResolveTime(const TimeSpec& time, std::string_view time_zone) {
+Result<int64_t> ResolveTime(const TimeSpec& time, std::string_view time_zone, int64_t now_ms) {
+  if (time.relative != TimeSpec::Relative::kNone) {
+    if (now_ms == 0) {
+      return Status::InvalidArgument("a relative time needs the server's clock");
+    }
+    const int64_t minutes_per_unit = time.relative == TimeSpec::Relative::kMinutes ? 1
+                                     : time.relative == TimeSpec::Relative::kHours ? 60
+                                                                                    : 24 * 60;
+    if (time.relative_count * minutes_per_unit > kQueryRangeDaysMax * 24 * 60) {
+      return Status::InvalidArgument("reaches back more than " +
+                                     std::to_string(kQueryRangeDaysMax) +
+                                     " days (kQueryRangeDaysMax)");
+    }
+    switch (time.relative) {
+      case TimeSpec::Relative::kNow:
+        return now_ms;
+      case TimeSpec::Relative::kMinutes:
+        return now_ms - time.relative_count * 60 * 1000;
+      case TimeSpec::Relative::kHours:
+        return now_ms - time.relative_count * 3600 * 1000;
+      default:
+        break;
+    }
+    MP_ASSIGN_OR_RETURN(const date::time_zone* zone, internal::LocateZone(time_zone));
+    const auto local = zone->to_local(internal::SysMs{std::chrono::milliseconds{now_ms}});
+    const date::local_days day =
+        date::floor<date::days>(local) - date::days{time.relative_count};
+    return internal::LocalDayStart(zone, day);
+  }
   if (!time.local) {
     return time.utc_ms;
   }
