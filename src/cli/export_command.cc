@@ -138,7 +138,7 @@ int Export(const ConfigSources& sources, const ExportCommandOptions& options) {
 
 int DebugDump(const std::string& path) {
   const std::shared_ptr<FileSystem> file_system = NewPosixFileSystem();
-  const Status dumped = store::DumpLogFile(*file_system, path, std::cout);
+  const Status dumped = store::DumpStoreFile(*file_system, path, std::cout);
   std::cout << std::flush;
   if (!dumped.ok()) {
     return Fail(dumped);
