@@ -5,7 +5,7 @@ BUILD_DIR ?= build
 JOBS ?= 2
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build run test test-slow fuzz fuzz-long bench clean npm-deps
+.PHONY: all deps build run test test-slow fuzz fuzz-long bench bench-query clean npm-deps
 
 all: build
 
@@ -43,6 +43,14 @@ fuzz-long: deps
 
 bench: build
 	@bash bench/ingest.sh
+
+# Query latency against ClickHouse and DuckDB on the same generated events
+# (docs/benchmarks.md, "Queries"); not part of `make test`. Pass options
+# through BENCH_QUERY_FLAGS, e.g. BENCH_QUERY_FLAGS="--events 10000000".
+BENCH_QUERY_FLAGS ?=
+# bench/query.sh installs the peers itself (scripts/setup-bench.sh).
+bench-query: build
+	@bash bench/query.sh $(BENCH_QUERY_FLAGS)
 
 clean:
 	rm -rf $(BUILD_DIR) build-fuzz

@@ -69,6 +69,9 @@ mkdir -p "$out_dir"
 generate() { "$generator" --events "$events" --seed "$seed" "$@"; }
 generate --sample-users 1000 >"$out_dir/users.txt"
 loads=()
+# Written after every engine, so a later failure keeps what was measured.
+save_loads() { (IFS=','; echo "[${loads[*]-}]") >"$out_dir/loads.json"; }
+load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
 common=(--from-ms "$from_ms" --to-ms "$to_ms" --users "$out_dir/users.txt" --runs "$runs")
 
 # The generator alone, so its share of every load time is known.
@@ -138,9 +141,12 @@ run_duckdb() {
 
 # minpanel: a fresh data folder, a project whose policy keeps every
 # benchmarked property as sent (bench/query/minpanel-policy.toml), the events
-# imported in-process by `minpanel import` from a pipe, and each query asked
-# with `minpanel query FILE.json`. Until that command exists, say so and skip:
-# no number is made up.
+# imported in-process by `minpanel import`, and each query asked with
+# `minpanel query FILE.json`. Until that command exists, say so and skip: no
+# number is made up. `minpanel import` takes a regular file (it is resumable),
+# not a pipe, so the stream goes in as parts of at most ~5M events
+# (gen_events --part I/K), each written, imported and deleted in turn; the
+# load time includes writing the parts.
 run_minpanel() {
   if [ ! -x "$minpanel_bin" ]; then
     log "minpanel: no binary at $minpanel_bin (make build, or set MINPANEL_BIN); skipped"
@@ -159,19 +165,23 @@ run_minpanel() {
   "$minpanel_bin" project create bench "${sources[@]}" >/dev/null
   cp "$repo/bench/query/minpanel-policy.toml" "$folder/data/policies/bench.toml"
   "$minpanel_bin" policy check "$folder/data/policies/bench.toml" >/dev/null
-  local fifo="$folder/events.fifo" started load_s bytes
-  mkfifo "$fifo"
+  local parts=$(((events + 4999999) / 5000000)) part started load_s bytes file
+  [ "$parts" -le 30 ] || parts=30
   started="$(now)"
-  generate --format mixpanel >"$fifo" &
-  local generator_pid=$!
-  "$minpanel_bin" import "${sources[@]}" --project bench "$fifo" >"$folder/import.log" 2>&1
-  wait "$generator_pid"
+  for ((part = 0; part < parts; ++part)); do
+    file="$folder/part-$part.jsonl"
+    generate --format mixpanel --part "$part/$parts" >"$file"
+    "$minpanel_bin" import "${sources[@]}" --project bench "$file" >>"$folder/import.log" 2>&1 ||
+      { log "minpanel: import of part $part failed; see $folder/import.log"; exit 1; }
+    rm -f "$file" "$file".*
+  done
   load_s="$(elapsed "$started" "$(now)")"
-  rm -f "$fifo"
   bytes="$(du -sb "$folder/data" | cut -f1)"
+  local version
+  version="minpanel $(git -C "$repo" rev-parse --short HEAD)"
   log "minpanel: import $load_s s, $bytes bytes"
-  loads+=("{\"engine\":\"minpanel\",\"seconds\":$load_s,\"rows\":$events,\"bytes\":$bytes,\"version\":\"minpanel $(git -C "$repo" rev-parse --short HEAD)\"}")
-  node "$runner" query --engine minpanel --minpanel "$minpanel_bin" "${sources[@]}" \
+  loads+=("{\"engine\":\"minpanel\",\"seconds\":$load_s,\"rows\":$events,\"bytes\":$bytes,\"version\":\"$version\"}")
+  node "$runner" query --engine minpanel --minpanel "$minpanel_bin" "${sources[@]}" --version "$version" \
     --project bench --query-dir "$out_dir/minpanel-queries" "${common[@]}" \
     --out "$out_dir/result-minpanel.json"
   [ "$keep" = 1 ] || rm -rf "$folder"
@@ -180,19 +190,20 @@ run_minpanel() {
 IFS=',' read -r -a engine_list <<<"$engines"
 for engine in "${engine_list[@]}"; do
   case "$engine" in
-    clickhouse) run_clickhouse ;;
-    duckdb) run_duckdb ;;
-    minpanel) run_minpanel ;;
+    clickhouse) run_clickhouse; save_loads ;;
+    duckdb) run_duckdb; save_loads ;;
+    minpanel) run_minpanel; save_loads ;;
     *) log "unknown engine $engine"; exit 2 ;;
   esac
 done
 
-(IFS=','; echo "[${loads[*]}]") >"$out_dir/loads.json"
+save_loads
 {
   echo "Events: $events (seed $seed, $(($events / 100 > 100 ? $events / 100 : 100)) users), generator alone $generator_s s;" \
     "median of $runs warm runs after one warm-up; $(date -u +%Y-%m-%d), $(nproc) cores," \
     "$(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)," \
-    "$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)."
+    "$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1); load average (1, 5, 15 min)" \
+    "$load_before at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end."
   echo
 } >"$out_dir/header.md"
 cat "$out_dir/header.md"

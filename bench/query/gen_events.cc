@@ -2,7 +2,7 @@
 // realistic product-analytics events written as JSON lines to stdout.
 //
 //   gen_events --events N [--seed S] [--format mixpanel|jsonl] [--users U]
-//              [--days D] [--start YYYY-MM-DD]
+//              [--days D] [--start YYYY-MM-DD] [--part I/K]
 //   gen_events --events N [--seed S] [--users U] --sample-users K
 //
 // The same (N, seed, users, days, start) give the same events, byte for byte,
@@ -40,6 +40,11 @@
 //   ...}: the shape ClickHouse's JSONEachRow and DuckDB's read_json load
 //   into a wide table.
 // A property an event does not carry is left out in both formats.
+//
+// --part I/K writes only the days [I * D / K, (I + 1) * D / K) of the same
+// stream (the earlier days are still generated, not written), for a loader
+// that needs a regular file: K parts, one after the other, are the whole
+// stream, line for line.
 //
 // Lines come out day by day, sorted by time within a day (the events of a
 // session that runs past midnight come with the day it started).
@@ -206,6 +211,8 @@ struct Options {
   int64_t start_ms = 0;
   bool mixpanel = true;
   uint64_t sample_users = 0;
+  uint64_t part = 0;
+  uint64_t parts = 1;
 };
 
 int64_t DaysFromCivil(int64_t year, int64_t month, int64_t day) {
@@ -292,6 +299,14 @@ class Generator {
         return left.time_ms != right.time_ms ? left.time_ms < right.time_ms
                                              : left.user < right.user;
       });
+      const auto day_index = static_cast<uint64_t>(day);
+      const auto days = static_cast<uint64_t>(options_.days);
+      const bool written = day_index >= options_.part * days / options_.parts &&
+                           day_index < (options_.part + 1) * days / options_.parts;
+      if (!written) {
+        emitted += records.size();
+        continue;
+      }
       for (const Record& record : records) {
         Render(record, emitted);
         ++emitted;
@@ -598,7 +613,7 @@ bool ParseNumber(const char* text, uint64_t* value) {
 int Usage() {
   std::fprintf(stderr,
                "usage: gen_events --events N [--seed S] [--format mixpanel|jsonl] [--users U]\n"
-               "                  [--days D] [--start YYYY-MM-DD] [--sample-users K]\n");
+               "                  [--days D] [--start YYYY-MM-DD] [--part I/K] [--sample-users K]\n");
   return 2;
 }
 
@@ -627,6 +642,14 @@ int main(int argc, char** argv) {
         return Usage();
       }
       options.start_ms = DaysFromCivil(year, month, day) * kDayMs;
+    } else if (flag == "--part") {
+      unsigned long long part = 0;
+      unsigned long long parts = 0;
+      if (std::sscanf(value, "%llu/%llu", &part, &parts) != 2 || parts == 0 || part >= parts) {
+        return Usage();
+      }
+      options.part = part;
+      options.parts = parts;
     } else if (!ParseNumber(value, &number)) {
       return Usage();
     } else if (flag == "--events") {

@@ -250,6 +250,8 @@ export function queries(params) {
     {
       name: 'retention',
       title: '7-day retention cohorts by sign-up day',
+      // Returns at or after the birth, as docs/queries.md: the birth is a
+      // sign_up, so it is never its own return.
       clickhouse: (table) => `SELECT cohort_day, count() AS size,
           ${periods.map((period) => `sum(r[${period + 2}])`).join(', ')}
         FROM (
@@ -259,7 +261,7 @@ export function queries(params) {
                 .map(
                   (period) =>
                     `event = ${quote(RETURN_EVENT)} AND day = cohort + ${period}` +
-                    (period === 0 ? ' AND time > birth' : ''),
+                    (period === 0 ? ' AND time >= birth' : ''),
                 )
                 .join(',\n              ')}) AS r
           FROM (
@@ -288,7 +290,7 @@ export function queries(params) {
           SELECT DISTINCT distinct_id, birth // ${DAY_MS} AS cohort,
                  time // ${DAY_MS} - birth // ${DAY_MS} AS period
           FROM b
-          WHERE event = ${quote(RETURN_EVENT)} AND time > birth
+          WHERE event = ${quote(RETURN_EVENT)} AND time >= birth
             AND time // ${DAY_MS} - birth // ${DAY_MS} <= ${RETENTION_PERIODS}
         ), sizes AS (
           SELECT birth // ${DAY_MS} AS cohort, count(*) AS size

@@ -111,11 +111,15 @@ async function runQueries(args) {
     execute = async (query, collect) => {
       const file = `${args['query-dir']}/${query.name}.json`;
       writeFileSync(file, JSON.stringify(query.minpanel, null, 1) + '\n');
-      const text = execFileSync(args.minpanel, ['query', ...common, file],
-                                { encoding: 'utf8', maxBuffer: 1 << 30 });
+      const text = execFileSync(args.minpanel, ['query', ...common, file], {
+        encoding: 'utf8',
+        maxBuffer: 1 << 30,
+        timeout: Number(args['timeout-s'] ?? 600) * 1000,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       return collect ? { rows: query.fromMinpanel(JSON.parse(text)), columns: null } : null;
     };
-    version = execFileSync(args.minpanel, ['--version'], { encoding: 'utf8' }).trim();
+    version = args.version ?? 'minpanel';
   } else {
     throw new Error(`unknown engine ${engine}`);
   }
@@ -127,13 +131,27 @@ async function runQueries(args) {
       console.error(`minpanel: ${query.name} skipped: ${query.minpanelMissing}`);
       continue;
     }
-    const answer = await execute(query, true);  // warm-up, and the answer
-    const canon = await query.canon(answer.rows, params, answer.columns);
+    let canon;
     const times = [];
-    for (let run = 0; run < runs; ++run) {
-      const started = performance.now();
-      await execute(query, false);
-      times.push(performance.now() - started);
+    try {
+      const answer = await execute(query, true);  // warm-up, and the answer
+      canon = await query.canon(answer.rows, params, answer.columns);
+      for (let run = 0; run < runs; ++run) {
+        const started = performance.now();
+        await execute(query, false);
+        times.push(performance.now() - started);
+      }
+    } catch (error) {
+      // A peer that fails is a broken benchmark; minpanel's engine is still
+      // being built, so its failures are recorded and reported instead.
+      if (engine !== 'minpanel') {
+        throw error;
+      }
+      const message = String(error.stderr || error.message).trim().split('\n').slice(-3).join(' ');
+      results.push({ name: query.name, title: query.title, times_ms: [], median_ms: null,
+                     canon: null, error: message });
+      console.error(`minpanel: ${query.name} failed: ${message}`);
+      continue;
     }
     results.push({ name: query.name, title: query.title, times_ms: times, median_ms: median(times), canon });
     console.error(`${engine}${args.table ? ' ' + args.table : ''}: ${query.name} ${median(times).toFixed(1)} ms`);
@@ -192,7 +210,7 @@ function report(args) {
         }
         if (best[engine] === undefined || value < best[engine]) {
           best[engine] = value;
-          note[engine] = result.table ? ` (${result.table.replace('events_by_', 'by ')})` : '';
+          note[engine] = result.table ? ` (${result.table.replace(/^.*events_by_/, 'by ')})` : '';
         }
       }
     }
@@ -207,6 +225,13 @@ function report(args) {
       row.push(`${format(best[engine])}${note[engine]}`, (best[engine] / fasterPeer).toFixed(2));
     }
     lines.push(`| ${row.join(' | ')} |`);
+  }
+  for (const result of results) {
+    for (const query of result.results) {
+      if (query.missing || query.error) {
+        lines.push('', `${label(result)}, ${query.name}: ${query.missing ? 'not expressible yet: ' + query.missing : 'failed: ' + query.error}`);
+      }
+    }
   }
   lines.push('');
   lines.push('| engine | load s | bytes on disk / event | version |');
