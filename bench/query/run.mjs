@@ -222,7 +222,8 @@ function report(args) {
         row.push('—', '—');
         continue;
       }
-      row.push(`${format(best[engine])}${note[engine]}`, (best[engine] / fasterPeer).toFixed(2));
+      const ratio = Number.isFinite(fasterPeer) ? (best[engine] / fasterPeer).toFixed(2) : '—';
+      row.push(`${format(best[engine])}${note[engine]}`, ratio);
     }
     lines.push(`| ${row.join(' | ')} |`);
   }
