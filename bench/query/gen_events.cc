@@ -114,27 +114,34 @@ size_t Pick(const Weighted (&table)[kSize], double unit) {
 
 constexpr Weighted kPlans[] = {{"free", 60}, {"starter", 20}, {"pro", 15}, {"enterprise", 5}};
 constexpr Weighted kPlatforms[] = {{"web", 55}, {"ios", 25}, {"android", 20}};
-constexpr Weighted kBrowsers[] = {
-    {"Chrome", 60}, {"Safari", 19}, {"Edge", 9}, {"Firefox", 8}, {"Opera", 2}, {"Samsung Internet", 2}};
+constexpr Weighted kBrowsers[] = {{"Chrome", 60}, {"Safari", 19}, {"Edge", 9},
+                                  {"Firefox", 8}, {"Opera", 2},   {"Samsung Internet", 2}};
 constexpr Weighted kDesktopOs[] = {{"Windows", 55}, {"macOS", 30}, {"Linux", 8}, {"Chrome OS", 7}};
 constexpr Weighted kCountries[] = {
-    {"US", 28}, {"DE", 8}, {"GB", 7}, {"IN", 6}, {"FR", 5}, {"BR", 4}, {"CA", 4}, {"JP", 3},
-    {"ES", 3},  {"IT", 3}, {"NL", 2}, {"AU", 2}, {"MX", 2}, {"PL", 2}, {"SE", 1.5}, {"KR", 1.5},
-    {"TR", 1.2}, {"ID", 1.2}, {"CH", 1}, {"BE", 1}, {"AT", 0.9}, {"DK", 0.8}, {"NO", 0.8},
-    {"FI", 0.7}, {"IE", 0.7}, {"PT", 0.7}, {"AR", 0.7}, {"CO", 0.6}, {"CL", 0.5}, {"ZA", 0.5},
-    {"NG", 0.5}, {"EG", 0.4}, {"VN", 0.4}, {"PH", 0.4}, {"TH", 0.4}, {"SG", 0.4}, {"IL", 0.4},
-    {"CZ", 0.4}, {"RO", 0.4}, {"UA", 0.4}, {"NZ", 0.3}, {"GR", 0.3}};
-constexpr Weighted kUtmSources[] = {{"", 55}, {"google", 20}, {"newsletter", 8}, {"twitter", 5},
-                                    {"linkedin", 5}, {"partner", 4}, {"producthunt", 3}};
-constexpr Weighted kReferrers[] = {{"", 50}, {"www.google.com", 25}, {"news.ycombinator.com", 5},
-                                   {"t.co", 5}, {"www.linkedin.com", 5}, {"www.bing.com", 4},
-                                   {"duckduckgo.com", 3}, {"github.com", 3}};
-constexpr const char* kFeatures[] = {
-    "dashboard", "report_builder", "alerts", "sharing", "comments", "templates", "automations",
-    "integrations", "api_keys", "billing", "calendar", "kanban", "timeline", "search_filters",
-    "bulk_edit", "import_csv", "export_pdf", "dark_mode", "mobile_sync", "webhooks"};
-constexpr const char* kErrorCodes[] = {"E_TIMEOUT", "E_NETWORK", "E_VALIDATION", "E_QUOTA",
-                                       "E_PERMISSION", "E_NOT_FOUND"};
+    {"US", 28},  {"DE", 8},   {"GB", 7},   {"IN", 6},   {"FR", 5},   {"BR", 4},   {"CA", 4},
+    {"JP", 3},   {"ES", 3},   {"IT", 3},   {"NL", 2},   {"AU", 2},   {"MX", 2},   {"PL", 2},
+    {"SE", 1.5}, {"KR", 1.5}, {"TR", 1.2}, {"ID", 1.2}, {"CH", 1},   {"BE", 1},   {"AT", 0.9},
+    {"DK", 0.8}, {"NO", 0.8}, {"FI", 0.7}, {"IE", 0.7}, {"PT", 0.7}, {"AR", 0.7}, {"CO", 0.6},
+    {"CL", 0.5}, {"ZA", 0.5}, {"NG", 0.5}, {"EG", 0.4}, {"VN", 0.4}, {"PH", 0.4}, {"TH", 0.4},
+    {"SG", 0.4}, {"IL", 0.4}, {"CZ", 0.4}, {"RO", 0.4}, {"UA", 0.4}, {"NZ", 0.3}, {"GR", 0.3}};
+constexpr Weighted kUtmSources[] = {{"", 55},          {"google", 20},  {"newsletter", 8},
+                                    {"twitter", 5},    {"linkedin", 5}, {"partner", 4},
+                                    {"producthunt", 3}};
+constexpr Weighted kReferrers[] = {{"", 50},
+                                   {"www.google.com", 25},
+                                   {"news.ycombinator.com", 5},
+                                   {"t.co", 5},
+                                   {"www.linkedin.com", 5},
+                                   {"www.bing.com", 4},
+                                   {"duckduckgo.com", 3},
+                                   {"github.com", 3}};
+constexpr const char* kFeatures[] = {"dashboard",  "report_builder", "alerts",      "sharing",
+                                     "comments",   "templates",      "automations", "integrations",
+                                     "api_keys",   "billing",        "calendar",    "kanban",
+                                     "timeline",   "search_filters", "bulk_edit",   "import_csv",
+                                     "export_pdf", "dark_mode",      "mobile_sync", "webhooks"};
+constexpr const char* kErrorCodes[] = {"E_TIMEOUT", "E_NETWORK",    "E_VALIDATION",
+                                       "E_QUOTA",   "E_PERMISSION", "E_NOT_FOUND"};
 
 enum EventName : uint8_t {
   kSessionStart,
@@ -161,27 +168,37 @@ enum EventName : uint8_t {
 };
 
 constexpr const char* kEventNames[kEventNameCount] = {
-    "session_start",     "page_viewed",   "screen_viewed",       "sign_up",
-    "login",             "project_created", "invite_sent",       "feature_used",
-    "search",            "item_viewed",   "add_to_cart",         "checkout_started",
-    "purchase",          "subscription_upgraded", "settings_changed", "file_uploaded",
-    "export_created",    "notification_clicked",  "error_shown",      "logout"};
+    "session_start",  "page_viewed",           "screen_viewed",    "sign_up",
+    "login",          "project_created",       "invite_sent",      "feature_used",
+    "search",         "item_viewed",           "add_to_cart",      "checkout_started",
+    "purchase",       "subscription_upgraded", "settings_changed", "file_uploaded",
+    "export_created", "notification_clicked",  "error_shown",      "logout"};
 
 // The events of a session's body, by weight (the funnel steps come separately).
-constexpr Weighted kBodyEvents[] = {
-    {"page_viewed", 30}, {"feature_used", 16}, {"item_viewed", 10}, {"search", 8},
-    {"login", 3},        {"invite_sent", 2},   {"add_to_cart", 4},  {"settings_changed", 3},
-    {"file_uploaded", 4}, {"export_created", 3}, {"notification_clicked", 4}, {"error_shown", 2},
-    {"logout", 2},       {"subscription_upgraded", 0.4}};
+constexpr Weighted kBodyEvents[] = {{"page_viewed", 30},
+                                    {"feature_used", 16},
+                                    {"item_viewed", 10},
+                                    {"search", 8},
+                                    {"login", 3},
+                                    {"invite_sent", 2},
+                                    {"add_to_cart", 4},
+                                    {"settings_changed", 3},
+                                    {"file_uploaded", 4},
+                                    {"export_created", 3},
+                                    {"notification_clicked", 4},
+                                    {"error_shown", 2},
+                                    {"logout", 2},
+                                    {"subscription_upgraded", 0.4}};
 constexpr EventName kBodyEventIds[] = {
-    kPageViewed, kFeatureUsed, kItemViewed, kSearch, kLogin, kInviteSent, kAddToCart,
-    kSettingsChanged, kFileUploaded, kExportCreated, kNotificationClicked, kErrorShown, kLogout,
-    kSubscriptionUpgraded};
+    kPageViewed,   kFeatureUsed,         kItemViewed,          kSearch,
+    kLogin,        kInviteSent,          kAddToCart,           kSettingsChanged,
+    kFileUploaded, kExportCreated,       kNotificationClicked, kErrorShown,
+    kLogout,       kSubscriptionUpgraded};
 static_assert(std::size(kBodyEvents) == std::size(kBodyEventIds));
 
 struct User {
-  int16_t first_day = 0;   // < 0: exists before the range
-  int16_t last_day = 0;    // churns after this day
+  int16_t first_day = 0;  // < 0: exists before the range
+  int16_t last_day = 0;   // churns after this day
   uint8_t plan = 0;
   uint8_t platform = 0;
   uint8_t country = 0;
@@ -240,9 +257,10 @@ class Generator {
     }
     Random random(Mix(options.seed ^ 0x75736572ULL));
     for (User& user : users_) {
-      user.first_day = random.Chance(0.35)
-                           ? int16_t{-1}
-                           : static_cast<int16_t>(random.Below(static_cast<uint64_t>(options.days)));
+      user.first_day =
+          random.Chance(0.35)
+              ? int16_t{-1}
+              : static_cast<int16_t>(random.Below(static_cast<uint64_t>(options.days)));
       const bool loyal = random.Chance(0.15);
       const double lifetime = loyal ? 1e4 : random.Exponential(5.0);
       user.last_day = static_cast<int16_t>(
@@ -342,8 +360,9 @@ class Generator {
 
   // A session's start within the day: more in the UTC afternoon and evening.
   static int64_t SessionOffsetMs(Random* random) {
-    static constexpr double kHourWeights[24] = {2, 1.5, 1.2, 1, 1, 1.2, 1.8, 2.5, 3.5, 4.2, 4.6, 4.8,
-                                                5,  5.2, 5.5, 5.8, 6, 6, 5.6, 5, 4.4, 3.8, 3.2, 2.6};
+    static constexpr double kHourWeights[24] = {2,   1.5, 1.2, 1,   1,   1.2, 1.8, 2.5,
+                                                3.5, 4.2, 4.6, 4.8, 5,   5.2, 5.5, 5.8,
+                                                6,   6,   5.6, 5,   4.4, 3.8, 3.2, 2.6};
     double total = 0;
     for (double weight : kHourWeights) {
       total += weight;
@@ -396,8 +415,8 @@ class Generator {
         names->push_back(kCheckoutStarted);
         names->push_back(kPurchase);
       } else {
-        names->insert(names->begin() + static_cast<std::ptrdiff_t>(std::min(position, names->size())),
-                      step);
+        names->insert(
+            names->begin() + static_cast<std::ptrdiff_t>(std::min(position, names->size())), step);
       }
       user->stage = static_cast<uint8_t>(user->stage + 1);
     } else if (user->stage >= 4 && random->Chance(0.06)) {
@@ -471,7 +490,8 @@ class Generator {
     const bool web = user.platform == 0;
     out_.append("{\"event\":\"");
     out_.append(kEventNames[record.event]);
-    out_.append(options_.mixpanel ? "\",\"properties\":{\"distinct_id\":\"" : "\",\"distinct_id\":\"");
+    out_.append(options_.mixpanel ? "\",\"properties\":{\"distinct_id\":\""
+                                  : "\",\"distinct_id\":\"");
     out_.append(DistinctId(record.user));
     out_.push_back('"');
     Key("time");
@@ -490,7 +510,8 @@ class Generator {
     } else {
       String("os", user.platform == 1 ? "iOS" : "Android");
       std::string version = user.platform == 1 ? "7." : "6.";
-      version += std::to_string(record.user % 5 + (record.time_ms - options_.start_ms) / (10 * kDayMs));
+      version +=
+          std::to_string(record.user % 5 + (record.time_ms - options_.start_ms) / (10 * kDayMs));
       version += '.';
       version += std::to_string(record.user % 3);
       String("app_version", version);
@@ -533,8 +554,8 @@ class Generator {
       case kFeatureUsed: {
         std::string page = "/projects/";
         page += std::to_string(project);
-        static constexpr const char* kSections[] = {"/board", "/list", "/reports/", "/docs/",
-                                                    "/settings", "/tasks/"};
+        static constexpr const char* kSections[] = {"/board", "/list",     "/reports/",
+                                                    "/docs/", "/settings", "/tasks/"};
         const size_t section = random->Below(std::size(kSections));
         page += kSections[section];
         if (kSections[section][std::strlen(kSections[section]) - 1] == '/') {
@@ -612,8 +633,10 @@ bool ParseNumber(const char* text, uint64_t* value) {
 
 int Usage() {
   std::fprintf(stderr,
-               "usage: gen_events --events N [--seed S] [--format mixpanel|jsonl] [--users U]\n"
-               "                  [--days D] [--start YYYY-MM-DD] [--part I/K] [--sample-users K]\n");
+               "usage: gen_events --events N [--seed S] [--format "
+               "mixpanel|jsonl] [--users U]\n"
+               "                  [--days D] [--start YYYY-MM-DD] "
+               "[--part I/K] [--sample-users K]\n");
   return 2;
 }
 
