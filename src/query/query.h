@@ -80,6 +80,12 @@ inline constexpr size_t kFilterValueBytesMax = 1024;
 inline constexpr int64_t kQueryRangeDaysMax = 3660;  // also the furthest a relative time reaches back
 inline constexpr size_t kSegmentationBucketsMax = 10000;
 inline constexpr uint32_t kQueryThreadsMax = 16;
+// Memory bounds on one query's tallies (ResourceExhausted when exceeded): the
+// distinct breakdown values it tracks, and its cells — groups × series ×
+// buckets (segmentation), groups × steps (funnels), groups × cohorts ×
+// periods (retention).
+inline constexpr size_t kBreakdownGroupsTrackedMax = 100000;
+inline constexpr size_t kQueryCellsMax = 4000000;
 
 enum class QueryKind : uint8_t { kSegmentation, kFunnel, kRetention };
 enum class TimeUnit : uint8_t { kHour, kDay, kWeek, kMonth };

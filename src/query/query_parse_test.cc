@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include "query/query.h"
+#include "query/query_test_util.h"
 
 namespace minpanel::query {
 namespace {
@@ -243,6 +244,50 @@ TEST(QueryParseTest, RunQueryRejectsBadRanges) {
   status = run(R"({"kind":"segmentation","events":["E"],"unit":"hour","from":"2023-01-01","to":"2024-03-02"})");
   EXPECT_NE(status.message().find("kSegmentationBucketsMax"), std::string::npos)
       << status.message();
+}
+
+}  // namespace
+}  // namespace minpanel::query
+
+namespace minpanel::query {
+namespace {
+
+TEST(QueryLimitsTest, TooManyCellsIsResourceExhausted) {
+  // 500 breakdown values × 9,600 hour buckets = 4.8M cells > kQueryCellsMax.
+  std::vector<Event> events;
+  for (int64_t event_idx = 0; event_idx < 500; ++event_idx) {
+    Event event;
+    event.name = "E";
+    event.subject = Id128{static_cast<uint64_t>(event_idx) << 40, 1};
+    event.insert_id = Id128{0, static_cast<uint64_t>(event_idx) + 1};
+    event.time_ms = 1709251200000 + event_idx * 3600 * 1000;
+    event.properties.push_back({"v", Value::Int(event_idx)});
+    events.push_back(std::move(event));
+  }
+  auto segment = testing::MakeSegment(events, 64);
+  ASSERT_TRUE(segment.ok()) << segment.status().ToString();
+  QueryContext context;
+  context.segments.push_back(*segment);
+  const Result<QuerySpec> spec = ParseQuery(
+      R"({"kind":"segmentation","from":"2024-03-01","to":"2025-04-04","unit":"hour",
+          "events":["E"],"breakdown":"v"})");
+  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  for (const uint32_t threads : {1u, 2u}) {
+    context.threads = threads;
+    const Status status = RunQuery(*spec, context).status();
+    EXPECT_EQ(status.code(), StatusCode::kResourceExhausted) << status.ToString();
+    EXPECT_NE(status.message().find("kQueryCellsMax"), std::string::npos) << status.message();
+  }
+  // A day unit fits.
+  const Result<QuerySpec> daily = ParseQuery(
+      R"({"kind":"segmentation","from":"2024-03-01","to":"2025-04-04","unit":"day",
+          "events":["E"],"breakdown":{"properties":["v"],"limit":3}})");
+  ASSERT_TRUE(daily.ok());
+  const Result<QueryResult> result = RunQuery(*daily, context);
+  ASSERT_TRUE(result.ok()) << result.status().ToString();
+  ASSERT_EQ(result->series.size(), 4u);
+  EXPECT_TRUE(result->series[3].group.other);
+  EXPECT_EQ(result->series[3].total, 497.0);
 }
 
 }  // namespace

@@ -158,9 +158,13 @@ struct Cells {
   std::vector<std::vector<double>> values;
   bool keep_values = false;
 
-  void Grow(size_t slot_count) {
+  // False (and no growth) past kQueryCellsMax.
+  bool Grow(size_t slot_count) {
     if (slot_count <= slots) {
-      return;
+      return true;
+    }
+    if (slot_count * series * stride > kQueryCellsMax) {
+      return false;
     }
     slots = slot_count;
     const size_t size = slots * series * stride;
@@ -174,6 +178,7 @@ struct Cells {
     if (keep_values) {
       values.resize(size);
     }
+    return true;
   }
   size_t Index(size_t slot, size_t series_idx, size_t bucket) const {
     return (slot * series + series_idx) * stride + bucket;
@@ -239,6 +244,13 @@ struct Cells {
   }
 };
 
+Status CellsExhausted() {
+  return Status::ResourceExhausted("breakdown: the answer would hold more than " +
+                                   std::to_string(kQueryCellsMax) +
+                                   " cells (kQueryCellsMax); narrow the range, the unit or the "
+                                   "breakdown");
+}
+
 bool NeedsSubjects(Measure measure) {
   return measure == Measure::kUnique || measure == Measure::kPerSubjectAverage;
 }
@@ -250,11 +262,13 @@ Status SegmentationPass(const QuerySpec& spec, const QueryContext& context, cons
                         size_t other_slot, Groups* groups, Cells* cells, QueryStats* stats) {
   const size_t series_count = spec.events.size();
   const size_t total_bucket = buckets.range_count();
+  bool over_budget = false;
   auto update = [&](const MatchRow& row, uint64_t ordinal) {
     const int64_t bucket = buckets.Index(row.time_ms);
     size_t slot = row.group;
-    if (remap.empty()) {
-      cells->Grow(static_cast<size_t>(row.group) + 1);
+    if (remap.empty() && !cells->Grow(static_cast<size_t>(row.group) + 1)) {
+      over_budget = true;
+      return;
     }
     for (uint32_t bits = row.bits; bits != 0; bits &= bits - 1) {
       const auto series_idx = static_cast<size_t>(__builtin_ctz(bits));
@@ -269,24 +283,27 @@ Status SegmentationPass(const QuerySpec& spec, const QueryContext& context, cons
   auto scanners = MakeScanners(context, plan, groups, stats);
   if (!NeedsSubjects(spec.measure)) {
     for (auto& scanner : scanners) {
-      while (scanner->NextBlock()) {
+      while (!over_budget && scanner->NextBlock()) {
         for (const MatchRow& row : scanner->rows()) {
           update(row, 0);
         }
       }
       MP_RETURN_IF_ERROR(scanner->status());
     }
-    return Status::Ok();
+    return over_budget ? CellsExhausted() : Status::Ok();
   }
   SubjectMerger merger(std::move(scanners));
   Id128 subject;
   std::vector<MatchRow> rows;
   uint64_t ordinal = 0;
-  while (merger.Next(&subject, &rows)) {
+  while (!over_budget && merger.Next(&subject, &rows)) {
     ++ordinal;
     for (const MatchRow& row : rows) {
       update(row, ordinal);
     }
+  }
+  if (over_budget) {
+    return CellsExhausted();
   }
   return merger.status();
 }
@@ -318,7 +335,9 @@ Status ParallelSegmentationPass(const QuerySpec& spec, const QueryContext& conte
       }
       const uint32_t target =
           breakdown ? groups->Intern(part_groups[thread_idx].Key(group)) : group;
-      cells->Grow(static_cast<size_t>(target) + 1);
+      if (!cells->Grow(static_cast<size_t>(target) + 1)) {
+        return CellsExhausted();
+      }
       for (size_t series_idx = 0; series_idx < spec.events.size(); ++series_idx) {
         for (size_t bucket_idx = 0; bucket_idx < cells->stride; ++bucket_idx) {
           cells->MergeFrom(part, cells->Index(target, series_idx, bucket_idx),
@@ -360,7 +379,9 @@ Status RunSegmentation(const QuerySpec& spec, const QueryContext& context,
   MP_RETURN_IF_ERROR(
       ParallelSegmentationPass(spec, context, plan, buckets, &groups, &cells, &result->stats));
   const size_t group_count = spec.breakdown.properties.empty() ? 1 : groups.size();
-  cells.Grow(std::max<size_t>(group_count, 1));
+  if (!cells.Grow(std::max<size_t>(group_count, 1))) {
+    return CellsExhausted();
+  }
   const size_t limit = spec.breakdown.limit;
 
   // Per series: the top groups by events, then "other".
@@ -393,7 +414,9 @@ Status RunSegmentation(const QuerySpec& spec, const QueryContext& context,
     remapped.stride = stride;
     remapped.series = series_count;
     remapped.keep_values = keep_values;
-    remapped.Grow(limit + 1);
+    if (!remapped.Grow(limit + 1)) {
+      return CellsExhausted();
+    }
     MP_RETURN_IF_ERROR(SegmentationPass(spec, context, plan, buckets, remap, other_slot, &groups,
                                         &remapped, &result->stats));
     final_cells = &remapped;
@@ -429,7 +452,9 @@ Status RunSegmentation(const QuerySpec& spec, const QueryContext& context,
       if (final_cells == &cells) {
         // Mergeable measures: fold the rest into a fresh slot.
         other = cells.slots;
-        cells.Grow(other + 1);
+        if (!cells.Grow(other + 1)) {
+          return CellsExhausted();
+        }
         for (size_t rank = limit; rank < order.size(); ++rank) {
           for (size_t bucket_idx = 0; bucket_idx < stride; ++bucket_idx) {
             cells.Merge(cells.Index(other, series_idx, bucket_idx),
@@ -617,6 +642,9 @@ Status FunnelScan(const QuerySpec& spec, const QueryContext& context, const Scan
     FunnelTally* tallies[2] = {&everyone, nullptr};
     if (!spec.breakdown.properties.empty()) {
       const uint32_t group = rows[path[0]].group;
+      if ((static_cast<size_t>(group) + 1) * steps > kQueryCellsMax) {
+        return CellsExhausted();
+      }
       while (by_group.size() <= group) {
         by_group.emplace_back(steps);
       }
@@ -804,6 +832,9 @@ Status RetentionScan(const QuerySpec& spec, const QueryContext& context, const S
     RetentionTally* tallies[2] = {&everyone, nullptr};
     if (!spec.breakdown.properties.empty()) {
       const uint32_t group = rows[birth].group;
+      if ((static_cast<size_t>(group) + 1) * cohorts * (periods + 1) > kQueryCellsMax) {
+        return CellsExhausted();
+      }
       while (by_group.size() <= group) {
         by_group.emplace_back(cohorts, periods);
       }

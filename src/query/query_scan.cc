@@ -612,6 +612,11 @@ Status SegmentScanner::State::ComputeGroups(size_t block_idx, std::vector<MatchR
     }
     row.group = groups->Combine(value_ids);
   }
+  if (groups->size() > kBreakdownGroupsTrackedMax) {
+    return Status::ResourceExhausted(
+        "breakdown: more than " + std::to_string(kBreakdownGroupsTrackedMax) +
+        " distinct values (kBreakdownGroupsTrackedMax)");
+  }
   return Status::Ok();
 }
 
