@@ -18,6 +18,7 @@
 #include "store/dedup_index.h"
 #include "store/log_reader.h"
 #include "store/mix.h"
+#include "store/segment.h"
 #include "store/store.h"
 #include "store/wal_format.h"
 
@@ -110,6 +111,7 @@ class EmbeddedEngine final : public Engine {
               const std::function<bool(const Event&)>& visit) override;
   Status ScanProfiles(uint32_t project_id,
                       const std::function<bool(const ProfileUpdate&)>& visit) override;
+  Result<SegmentSnapshot> Snapshot(uint32_t project_id) override;
   Stats GetStats() const override;
   Status Close() override;
 
@@ -701,6 +703,43 @@ Status EmbeddedEngine::Scan(const ScanRequest& request,
     }
   }
   return Status::Ok();
+}
+
+// Until the log is flushed into segment files, a snapshot encodes the
+// project's logged events into in-memory segments of at most
+// kSnapshotSegmentRows rows each: correct and consistent (the scan reads up
+// to the durable size at the call), but it costs a full scan and encode per
+// query.
+Result<Engine::SegmentSnapshot> EmbeddedEngine::Snapshot(uint32_t project_id) {
+  constexpr size_t kSnapshotSegmentRows = 1 << 20;
+  SegmentSnapshot snapshot;
+  std::vector<Event> pending;
+  SegmentWriteOptions options;
+  options.project_id = project_id;
+  Status failed = Status::Ok();
+  const auto encode = [&]() -> Status {
+    MP_ASSIGN_OR_RETURN(std::string image, EncodeSegment(pending, options));
+    MP_ASSIGN_OR_RETURN(std::unique_ptr<SegmentReader> reader,
+                        SegmentReader::Open(std::move(image),
+                                            "snapshot-" + std::to_string(snapshot.size())));
+    snapshot.push_back(std::move(reader));
+    pending.clear();
+    return Status::Ok();
+  };
+  ScanRequest request;
+  request.project_id = project_id;
+  MP_RETURN_IF_ERROR(Scan(request, [&](const Event& event) {
+    pending.push_back(event);
+    if (pending.size() == kSnapshotSegmentRows) {
+      failed = encode();
+    }
+    return failed.ok();
+  }));
+  MP_RETURN_IF_ERROR(failed);
+  if (!pending.empty()) {
+    MP_RETURN_IF_ERROR(encode());
+  }
+  return snapshot;
 }
 
 Status EmbeddedEngine::ScanProfiles(uint32_t project_id,

@@ -24,6 +24,8 @@
 
 namespace minpanel::store {
 
+class SegmentReader;  // segment.h
+
 inline constexpr uint64_t kLogFileBytesMax = 256ULL << 20;   // a log file rolls over past this
 inline constexpr uint64_t kLogRecordBytesMax = 64ULL << 20;  // one batch record
 
@@ -104,6 +106,13 @@ class Engine {
                       const std::function<bool(const Event&)>& visit) = 0;
   virtual Status ScanProfiles(uint32_t project_id,
                               const std::function<bool(const ProfileUpdate&)>& visit) = 0;
+
+  // A consistent snapshot of a project's events as columnar segments, for
+  // the query engine: every event stored before the call, each exactly once
+  // (a subject's events may be spread over several segments). Readers stay
+  // valid however long the caller keeps them.
+  using SegmentSnapshot = std::vector<std::shared_ptr<const SegmentReader>>;
+  virtual Result<SegmentSnapshot> Snapshot(uint32_t project_id) = 0;
 
   virtual Stats GetStats() const = 0;
 
