@@ -104,6 +104,7 @@ std::string Metrics::Render(const service::ServiceMetrics& service,
           "IP addresses, user agents, URLs and referrers the policy discarded.",
           service.context_fields_discarded);
   Counter(&out, "minpanel_export_rows_total", "Events exported.", service.export_rows);
+  Counter(&out, "minpanel_queries_total", "Queries answered (POST /api/query).", service.queries);
   Gauge(&out, "minpanel_store_events", "Events held by the store.",
         static_cast<int64_t>(store.events));
   Gauge(&out, "minpanel_store_log_bytes", "Bytes in the write-ahead log.",

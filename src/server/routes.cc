@@ -164,6 +164,7 @@ Route ClassifyTarget(std::string_view target) {
   if (path == "/import") return Route::kImport;
   if (path == "/api/2.0/export") return Route::kExport;
   if (path == "/api/policy/preview") return Route::kPolicyPreview;
+  if (path == "/api/query") return Route::kQuery;
   if (path == "/api/policy") return Route::kPolicy;
   if (path == "/api/policy/versions") return Route::kPolicyVersions;
   if (path.starts_with("/api/policy/versions/")) return Route::kPolicyVersion;
@@ -191,6 +192,8 @@ std::string_view RouteLabel(Route route) {
       return "/api/policy";
     case Route::kPolicyVersions:
       return "/api/policy/versions";
+    case Route::kQuery:
+      return "/api/query";
     case Route::kPolicyVersion:
       // Never the path itself, as for every route (the access log prints this).
       return "/api/policy/versions/:version";
@@ -218,10 +221,10 @@ bool IsPolicyAdminRoute(Route route) {
 
 bool AllowsMethod(Route route, http::verb method) {
   if (method == http::verb::get) {
-    return true;  // Mixpanel's GET /track carries data= in the query
+    return route != Route::kQuery;  // Mixpanel's GET /track carries data= in the query
   }
   if (method == http::verb::post) {
-    return IsIngestRoute(route) || route == Route::kPolicyPreview;
+    return IsIngestRoute(route) || route == Route::kPolicyPreview || route == Route::kQuery;
   }
   if (method == http::verb::put) {
     return route == Route::kPolicy;
@@ -235,6 +238,9 @@ std::string_view AllowedMethods(Route route) {
   }
   if (route == Route::kPolicyPreview) {
     return "GET, POST";
+  }
+  if (route == Route::kQuery) {
+    return "POST";
   }
   if (route == Route::kPolicy) {
     return "GET, PUT";
@@ -356,6 +362,27 @@ void HandleMixpanel(Route route, const Request& request, const std::string& clie
   ingest_request.use_client_ip = Flag(*query, "ip");
   ingest_request.client_ip = client_ip;
   service.IngestMixpanelAsync(ingest_request, std::move(respond));
+}
+
+Response HandleQuery(const Request& request, const Settings& settings, service::Service& service) {
+  auto query = ingest::ParseForm(QueryOf(request.target()));
+  if (!query.ok()) {
+    return ErrorResponse(request, query.status());
+  }
+  auto project = service.Authenticate(CredentialsOf(request, *query));
+  if (!project.ok()) {
+    return ErrorResponse(request, project.status());
+  }
+  std::string storage;
+  auto payload = RequestPayload(request, settings, &storage);
+  if (!payload.ok()) {
+    return ErrorResponse(request, payload.status());
+  }
+  auto answer = service.Query(*project, *payload);
+  if (!answer.ok()) {
+    return ErrorResponse(request, answer.status());
+  }
+  return MakeResponse(request, 200, kJson, std::move(answer).value());
 }
 
 Response HandlePolicyPreview(const Request& request, const Settings& settings,

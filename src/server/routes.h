@@ -30,6 +30,7 @@ enum class Route {
   kPolicy,          // GET, PUT /api/policy
   kPolicyVersions,  // GET /api/policy/versions
   kPolicyVersion,   // GET /api/policy/versions/<N>
+  kQuery,           // POST /api/query
   kHealth,
   kMetrics,
   kRoot,
@@ -75,6 +76,10 @@ void HandleMixpanel(Route route, const Request& request, const std::string& clie
 
 // POST /api/policy/preview: secret-authenticated; the body is an /import
 // payload; the reply shows what would be stored and why. Stores nothing.
+// POST /api/query: a segmentation, funnel or retention query (JSON body,
+// docs/queries.md), authenticated by the project secret.
+Response HandleQuery(const Request& request, const Settings& settings, service::Service& service);
+
 Response HandlePolicyPreview(const Request& request, const Settings& settings,
                              service::Service& service);
 

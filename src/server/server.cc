@@ -305,6 +305,17 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
                 [self = this->shared_from_this()] { self->StreamExport(); });
       return;
     }
+    if (route == Route::kQuery) {
+      // A query may scan millions of events: on the export pool, so that
+      // ingestion keeps its workers.
+      net::post(server_.exporters(), [self = this->shared_from_this()] {
+        auto response = std::make_shared<Response>(HandleQuery(
+            self->request_, *self->server_.settings(), self->server_.service()));
+        net::post(self->stream_.get_executor(),
+                  [self, response] { self->Write(std::move(*response)); });
+      });
+      return;
+    }
     if (route == Route::kPolicyPreview || IsPolicyAdminRoute(route)) {
       // A PUT writes and fsyncs the policy and its history: off the I/O
       // thread, as a preview's policy work is.

@@ -35,6 +35,7 @@ struct Service::Counters {
   std::mutex rule_mutex;
   std::map<std::tuple<std::string, int64_t, std::string, std::string>, uint64_t> rule_matches;
   std::atomic<uint64_t> export_rows{0};
+  std::atomic<uint64_t> queries{0};
 };
 
 namespace {
@@ -545,6 +546,17 @@ Result<query::ExportSummary> Service::Export(const Project& project, const Expor
   return summary;
 }
 
+Result<std::string> Service::Query(const Project& project, std::string_view query_json) {
+  MP_ASSIGN_OR_RETURN(const query::QuerySpec spec, query::ParseQuery(query_json));
+  query::QueryContext context;
+  context.time_zone = project.time_zone;
+  context.now_ms = clock_->NowMs();
+  MP_ASSIGN_OR_RETURN(context.segments, engine_->Snapshot(project.id));
+  MP_ASSIGN_OR_RETURN(const query::QueryResult result, query::RunQuery(spec, context));
+  counters_->queries.fetch_add(1, std::memory_order_relaxed);
+  return query::QueryResultToJson(result);
+}
+
 ServiceMetrics Service::GetMetrics() const {
   ServiceMetrics metrics;
   metrics.events_accepted = counters_->events_accepted.load();
@@ -567,6 +579,7 @@ ServiceMetrics Service::GetMetrics() const {
     metrics.rule_matches.push_back({project, line, pattern, action, matches});
   }
   metrics.export_rows = counters_->export_rows.load();
+  metrics.queries = counters_->queries.load();
   return metrics;
 }
 

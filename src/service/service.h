@@ -123,6 +123,7 @@ struct ServiceMetrics {
   std::vector<std::pair<std::string, uint64_t>> detections;
   std::vector<RuleMatches> rule_matches;
   uint64_t export_rows = 0;
+  uint64_t queries = 0;  // answered
 };
 
 class Service {
@@ -156,6 +157,13 @@ class Service {
   // records, Unavailable (storage failed: nothing was stored).
   Result<IngestOutcome> ImportEvents(const Project& project,
                                      const std::vector<std::string_view>& records);
+
+  // Answers a segmentation, funnel or retention query (the JSON of
+  // docs/queries.md) over a snapshot of the project's events, in the
+  // project's time zone unless the query names one; returns the answer body.
+  // Errors: InvalidArgument naming the bad field or the limit exceeded;
+  // Corruption or IoError from the store.
+  Result<std::string> Query(const Project& project, std::string_view query_json);
 
   // What the project's policy would store for sample events (an /import
   // payload: one event, an array or JSON lines) and which rule or detector
