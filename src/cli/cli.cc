@@ -242,6 +242,7 @@ struct Flags {
   std::string dump_path;
   std::string policy_path;
   std::string preview_project;
+  QueryCommandOptions query;
 };
 
 struct Commands {
@@ -255,6 +256,7 @@ struct Commands {
   CLI::App* dump = nullptr;
   CLI::App* policy_check = nullptr;
   CLI::App* policy_preview = nullptr;
+  CLI::App* query = nullptr;
 };
 
 void AddProjectCommands(CLI::App& app, Flags& flags, Commands& commands) {
@@ -336,6 +338,16 @@ void AddDataCommands(CLI::App& app, Flags& flags, Commands& commands) {
   flags.sources.AddFlags(commands.policy_preview, false);
   commands.policy_preview->add_option("--project", flags.preview_project, "project name")
       ->required();
+
+  commands.query = app.add_subcommand(
+      "query",
+      "answer a segmentation, funnel or retention query (JSON, docs/queries.md) and print the "
+      "answer as POST /api/query does (in-process: the server must be stopped, or use POST "
+      "/api/query)");
+  flags.sources.AddFlags(commands.query, false);
+  commands.query->add_option("FILE", flags.query.file, "the query JSON file, or - for stdin")
+      ->required();
+  commands.query->add_option("--project", flags.query.project, "project name")->required();
 }
 
 int PolicyPreview(const ConfigSources& sources, const std::string& project_name) {
@@ -408,6 +420,9 @@ int Dispatch(Flags& flags, const Commands& commands) {
   }
   if (commands.policy_preview->parsed()) {
     return PolicyPreview(flags.sources, flags.preview_project);
+  }
+  if (commands.query->parsed()) {
+    return Query(flags.sources, flags.query);
   }
   return kExitUsage;
 }

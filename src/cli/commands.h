@@ -72,6 +72,14 @@ struct ExportCommandOptions {
 };
 int Export(const ConfigSources& sources, const ExportCommandOptions& options);
 
+// `minpanel query FILE --project NAME`: answers the query in FILE ("-":
+// stdin) in-process and prints the answer body of POST /api/query.
+struct QueryCommandOptions {
+  std::string file;
+  std::string project;
+};
+int Query(const ConfigSources& sources, const QueryCommandOptions& options);
+
 // `minpanel debug dump FILE`: one write-ahead log file in readable form.
 int DebugDump(const std::string& path);
 
