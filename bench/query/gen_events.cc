@@ -333,6 +333,11 @@ class Generator {
         }
       }
     }
+    if (emitted != options_.events) {
+      std::fprintf(stderr, "gen_events: only %llu of %llu events (too few --users)\n",
+                   static_cast<unsigned long long>(emitted),
+                   static_cast<unsigned long long>(options_.events));
+    }
     return Flush();
   }
 
@@ -434,15 +439,15 @@ class Generator {
     const int64_t day_start_ms = options_.start_ms + day * kDayMs;
     const int64_t range_end_ms = options_.start_ms + options_.days * kDayMs;
     std::vector<uint8_t> names;
-    uint64_t attempts = 0;
-    while (budget > 0) {
-      ++attempts;
+    // Draws that found no session (a churned or not yet arrived user, or one
+    // done for the day) in a row; only a tiny --users runs out of users.
+    uint64_t failures = 0;
+    constexpr uint64_t kFailuresMax = 10'000'000;
+    while (budget > 0 && failures < kFailuresMax) {
+      ++failures;
       const uint32_t user_idx = SampleUser(&random);
       User& user = users_[user_idx];
       if (day < user.first_day || day > user.last_day) {
-        if (attempts > budget * 1000 + 1'000'000) {
-          break;  // no user left to come back (tiny --users); never in practice
-        }
         continue;
       }
       int64_t time_ms = day_start_ms + SessionOffsetMs(&random);
@@ -450,9 +455,10 @@ class Generator {
         time_ms = std::max(time_ms, user.last_time_ms + 20 * kMinuteMs +
                                         static_cast<int64_t>(random.Below(40 * kMinuteMs)));
       }
-      if (time_ms >= day_start_ms + kDayMs) {
+      if (time_ms >= day_start_ms + kDayMs || time_ms >= range_end_ms) {
         continue;  // this user is done for the day
       }
+      failures = 0;
       SessionEvents(&user, &random, &names);
       const uint32_t session = user.sessions++;
       for (uint8_t name : names) {
