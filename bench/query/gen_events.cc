@@ -5,9 +5,10 @@
 //              [--days D] [--start YYYY-MM-DD] [--part I/K]
 //   gen_events --events N [--seed S] [--users U] --sample-users K
 //
-// The same (N, seed, users, days, start) give the same events, byte for byte,
-// in either format, on any machine: the generator uses its own integer
-// random numbers (splitmix64), never std::*_distribution.
+// The same (N, seed, users, days, start) give the same events, byte for byte:
+// the generator uses its own integer random numbers (splitmix64), never
+// std::*_distribution, so only std::log (exponential draws) could differ
+// between C libraries; on Debian 12's glibc it is the same everywhere.
 //
 // What the stream looks like (docs/benchmarks.md, "Queries"):
 // - Users: U = N / 100 by default (1M users at 100M events). How often a user
