@@ -1,6 +1,7 @@
 #include "server/routes.h"
 
 #include <charconv>
+#include <functional>
 
 #include "ingest/ingest.h"
 #include "query/query.h"
@@ -364,7 +365,12 @@ void HandleMixpanel(Route route, const Request& request, const std::string& clie
   service.IngestMixpanelAsync(ingest_request, std::move(respond));
 }
 
-Response HandleQuery(const Request& request, const Settings& settings, service::Service& service) {
+namespace {
+
+// A secret-authenticated POST whose body `answer` turns into a JSON reply.
+Response HandleSecretPost(
+    const Request& request, const Settings& settings, service::Service& service,
+    const std::function<Result<std::string>(const service::Project&, std::string_view)>& answer) {
   auto query = ingest::ParseForm(QueryOf(request.target()));
   if (!query.ok()) {
     return ErrorResponse(request, query.status());
@@ -378,33 +384,28 @@ Response HandleQuery(const Request& request, const Settings& settings, service::
   if (!payload.ok()) {
     return ErrorResponse(request, payload.status());
   }
-  auto answer = service.Query(*project, *payload);
-  if (!answer.ok()) {
-    return ErrorResponse(request, answer.status());
+  auto body = answer(*project, *payload);
+  if (!body.ok()) {
+    return ErrorResponse(request, body.status());
   }
-  return MakeResponse(request, 200, kJson, std::move(answer).value());
+  return MakeResponse(request, 200, kJson, std::move(body).value());
+}
+
+}  // namespace
+
+Response HandleQuery(const Request& request, const Settings& settings, service::Service& service) {
+  return HandleSecretPost(request, settings, service,
+                          [&service](const service::Project& project, std::string_view json) {
+                            return service.Query(project, json);
+                          });
 }
 
 Response HandlePolicyPreview(const Request& request, const Settings& settings,
                              service::Service& service) {
-  auto query = ingest::ParseForm(QueryOf(request.target()));
-  if (!query.ok()) {
-    return ErrorResponse(request, query.status());
-  }
-  auto project = service.Authenticate(CredentialsOf(request, *query));
-  if (!project.ok()) {
-    return ErrorResponse(request, project.status());
-  }
-  std::string storage;
-  auto payload = RequestPayload(request, settings, &storage);
-  if (!payload.ok()) {
-    return ErrorResponse(request, payload.status());
-  }
-  auto preview = service.PreviewPolicy(*project, *payload);
-  if (!preview.ok()) {
-    return ErrorResponse(request, preview.status());
-  }
-  return MakeResponse(request, 200, kJson, std::move(preview).value());
+  return HandleSecretPost(request, settings, service,
+                          [&service](const service::Project& project, std::string_view payload) {
+                            return service.PreviewPolicy(project, payload);
+                          });
 }
 
 namespace {

@@ -57,10 +57,13 @@ describe('POST /api/query and minpanel query', () => {
     headers: { ...headers, 'Content-Type': 'application/json' },
     body: method === 'POST' ? JSON.stringify(query) : undefined,
   });
+  // The answer without `stats` (segments and blocks read), which depend on
+  // how the store holds the events at the moment, not on the events.
   const answer = async (query) => {
     const res = await ask(query);
     assert.equal(res.status, 200, res.text);
-    return JSON.parse(res.text);
+    const { stats, ...result } = JSON.parse(res.text);
+    return result;
   };
 
   before(async () => {
@@ -127,7 +130,8 @@ describe('POST /api/query and minpanel query', () => {
     await fsp.writeFile(file, JSON.stringify(FUNNEL));
     const { stdout } = await runCli(['query', file, '--project', 'query-it', '--data', server.dataDir,
       '--keys', server.keysDir]);
-    assert.deepEqual(JSON.parse(stdout), before[1]);
+    const { stats, ...fromCli } = JSON.parse(stdout);
+    assert.deepEqual(fromCli, before[1]);
     await server.start();
   });
 });
