@@ -220,6 +220,8 @@ struct SegmentScanner::State {
   std::vector<KeySlot> keys;
   std::vector<Condition> conditions;
   std::vector<SelectorSlot> selectors;
+  // Per event name code: the bits of the selectors naming it.
+  std::vector<uint32_t> bits_by_name;
   std::vector<size_t> breakdown_keys;
   std::vector<std::vector<uint32_t>> code_to_group_value;  // per breakdown property
   std::optional<size_t> measure_key;
@@ -392,6 +394,12 @@ Status SegmentScanner::State::Prepare() {
   }
   if (!any_name && !plan->keep_unmatched) {
     return Status::Ok();
+  }
+  bits_by_name.assign(segment->event_names().size(), 0);
+  for (size_t selector_idx = 0; selector_idx < selectors.size(); ++selector_idx) {
+    if (selectors[selector_idx].name_code) {
+      bits_by_name[*selectors[selector_idx].name_code] |= uint32_t{1} << selector_idx;
+    }
   }
   if (plan->keep_unmatched) {
     block_filter.name_codes.clear();
@@ -649,25 +657,28 @@ bool SegmentScanner::NextBlock() {
     }
     const size_t rows = state.names.size();
     state.stats->rows_read += rows;
-    state.bits.assign(rows, 0);
+    // One pass for the names, then one per selector that has filters.
+    state.bits.resize(rows);
+    const uint32_t* bits_by_name = state.bits_by_name.data();
+    const uint32_t* names = state.names.data();
+    uint32_t* bits = state.bits.data();
+    for (size_t row_idx = 0; row_idx < rows; ++row_idx) {
+      bits[row_idx] = bits_by_name[names[row_idx]];
+    }
     for (size_t selector_idx = 0; selector_idx < state.selectors.size(); ++selector_idx) {
       const SelectorSlot& slot = state.selectors[selector_idx];
-      if (!slot.name_code || !state.segment->BlockHoldsName(block_idx, *slot.name_code)) {
+      if (slot.match_all || !slot.name_code ||
+          !state.segment->BlockHoldsName(block_idx, *slot.name_code)) {
         continue;
       }
-      const uint8_t* mask = nullptr;
-      if (!slot.match_all) {
-        status_ = state.EvaluateNode(slot, 0, 0, block_idx, rows);
-        if (!status_.ok()) {
-          return false;
-        }
-        mask = state.masks[0].data();
+      status_ = state.EvaluateNode(slot, 0, 0, block_idx, rows);
+      if (!status_.ok()) {
+        return false;
       }
-      const uint32_t code = *slot.name_code;
-      const uint32_t bit = uint32_t{1} << selector_idx;
+      const uint8_t* mask = state.masks[0].data();
+      const uint32_t clear = ~(uint32_t{1} << selector_idx);
       for (size_t row_idx = 0; row_idx < rows; ++row_idx) {
-        const bool match = state.names[row_idx] == code && (mask == nullptr || mask[row_idx]);
-        state.bits[row_idx] |= match ? bit : 0;
+        bits[row_idx] &= mask[row_idx] != 0 ? UINT32_MAX : clear;
       }
     }
     // A block on the edge of the plan's subject range keeps only the rows
