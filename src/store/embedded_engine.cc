@@ -1,22 +1,33 @@
-// The embedded engine: a write-ahead log with group commit and an in-memory
-// de-duplication index rebuilt from the log on open.
+// The embedded engine: a write-ahead log with group commit, an in-memory
+// de-duplication index rebuilt from the log on open, a per-project memtable
+// of the events logged since the last flush, and immutable segment files
+// listed by a manifest.
 //
 // Threads: callers of Append encode their batch, enqueue it and wait on their
 // own condition variable (AppendAsync callers leave a callback instead); one
-// writer thread owns the open log file, the
-// dedup index and the write buffer. `mutex_` guards the queue, the list of
-// files with their durable sizes (what Scan snapshots) and the stats.
+// writer thread owns the open log file, the dedup index and the write
+// buffer, and moves each durable group's events into the memtable before
+// acknowledging it. One flush thread takes the whole memtable (a swap under
+// `data_mutex_`), writes its segments and then the manifest. `mutex_` guards
+// the queue, the list of log files with their durable sizes and the log
+// stats; `data_mutex_` guards the memtable, the memtable being flushed, the
+// live segments and the flush stats. Neither is held while the other is
+// taken.
 #include <algorithm>
 #include <bit>
 #include <charconv>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
 #include <deque>
+#include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "store/dedup_index.h"
 #include "store/log_reader.h"
+#include "store/manifest.h"
 #include "store/mix.h"
 #include "store/segment.h"
 #include "store/store.h"
@@ -31,6 +42,81 @@ constexpr size_t kLogFileNameDigits = 6;
 // A group takes queued batches up to this many encoded bytes (at least one
 // batch), bounding the writer's buffer however many callers wait.
 constexpr size_t kGroupBytesMax = 32u << 20;
+constexpr uint32_t kManifestFileMode = 0600;
+constexpr size_t kSegmentNumberDigits = 6;
+// A failed flush is retried after this pause (the log keeps every event meanwhile).
+constexpr auto kFlushRetryPause = std::chrono::seconds(1);
+// In-memory segments that stand in for the memtable hold at most this many rows.
+constexpr size_t kInMemorySegmentRows = 1 << 20;
+constexpr int64_t kMsPerDay = 86'400'000;
+
+// "YYYY-MM-DD" of the UTC day `day` days after 1970-01-01 (Hinnant's civil_from_days).
+std::string UtcDayName(int64_t day) {
+  day += 719468;
+  const int64_t era = (day >= 0 ? day : day - 146096) / 146097;
+  const int64_t day_of_era = day - era * 146097;
+  const int64_t year_of_era =
+      (day_of_era - day_of_era / 1460 + day_of_era / 36524 - day_of_era / 146096) / 365;
+  const int64_t day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+  const int64_t month_index = (5 * day_of_year + 2) / 153;
+  const int64_t day_of_month = day_of_year - (153 * month_index + 2) / 5 + 1;
+  const int64_t month = month_index < 10 ? month_index + 3 : month_index - 9;
+  const int64_t year = year_of_era + era * 400 + (month <= 2 ? 1 : 0);
+  char text[80];
+  std::snprintf(text, sizeof(text), "%04lld-%02lld-%02lld", static_cast<long long>(year),
+                static_cast<long long>(month), static_cast<long long>(day_of_month));
+  return text;
+}
+
+int64_t UtcDay(int64_t time_ms) {
+  return time_ms >= 0 ? time_ms / kMsPerDay : -((-(time_ms + 1)) / kMsPerDay) - 1;
+}
+
+// What an event costs in the memtable, roughly: the object and its heap strings.
+uint64_t EventMemoryBytes(const Event& event) {
+  uint64_t bytes = sizeof(Event) + event.name.size();
+  for (const Property& property : event.properties) {
+    bytes += sizeof(Property) + property.key.size();
+    if (property.value.type() == Value::Type::kString) {
+      bytes += property.value.as_string().size();
+    } else if (property.value.type() == Value::Type::kList) {
+      for (const std::string& item : property.value.as_list()) {
+        bytes += sizeof(std::string) + item.size();
+      }
+    }
+  }
+  return bytes;
+}
+
+bool MatchesRequest(const ScanRequest& request, const Event& event) {
+  if (event.time_ms < request.from_ms || event.time_ms >= request.to_ms) {
+    return false;
+  }
+  if (request.subject.has_value() && event.subject != *request.subject) {
+    return false;
+  }
+  return request.event_names.empty() ||
+         std::find(request.event_names.begin(), request.event_names.end(), event.name) !=
+             request.event_names.end();
+}
+
+// Encodes events (of one project) into in-memory segments of at most
+// kInMemorySegmentRows rows, for a snapshot of what is not yet in files.
+Result<Engine::SegmentSnapshot> EncodeInMemory(std::span<const Event> events,
+                                               uint32_t project_id, const std::string& label) {
+  Engine::SegmentSnapshot readers;
+  SegmentWriteOptions options;
+  options.project_id = project_id;
+  for (size_t begin = 0; begin < events.size(); begin += kInMemorySegmentRows) {
+    const size_t count = std::min(kInMemorySegmentRows, events.size() - begin);
+    MP_ASSIGN_OR_RETURN(std::string image, EncodeSegment(events.subspan(begin, count), options));
+    MP_ASSIGN_OR_RETURN(
+        std::unique_ptr<SegmentReader> reader,
+        SegmentReader::Open(std::move(image), label + "-" + std::to_string(readers.size())));
+    readers.push_back(std::move(reader));
+  }
+  return readers;
+}
 
 // The (project, insert id) pairs kept so far in the group being written; they
 // join the DedupIndex only once the group is durable.
@@ -100,6 +186,8 @@ class EmbeddedEngine final : public Engine {
       : options_(options),
         file_system_(options.file_system),
         wal_folder_(options.folder + "/wal"),
+        segments_folder_(options.folder + "/segments"),
+        manifest_path_(options.folder + "/MANIFEST"),
         dedup_(options.dedup_entries_max, options.dedup_window_ms) {}
 
   ~EmbeddedEngine() override { (void)Close(); }
@@ -120,6 +208,8 @@ class EmbeddedEngine final : public Engine {
   // writer needs to de-duplicate it; the events themselves are not kept.
   struct PendingAppend {
     uint32_t project_id = 0;
+    // The events, for the memtable; ComposeRecord keeps only those stored.
+    std::vector<Event> events;
     std::vector<Id128> insert_ids;     // of each event, in order
     size_t profile_updates = 0;
     std::string body;                 // encoded events, then profile updates
@@ -136,6 +226,24 @@ class EmbeddedEngine final : public Engine {
     uint64_t number = 0;
     uint64_t durable_bytes = 0;
   };
+  // The events of one project logged since the last flush began.
+  struct Memtable {
+    std::vector<Event> events;
+    uint64_t bytes = 0;
+    uint64_t version = 0;  // from memtable_versions_, changed by every append
+    SegmentSnapshot encoded;  // cache for Snapshot, valid when encoded_version == version
+    uint64_t encoded_version = 0;
+  };
+  // The memtable of one project that the flush thread is writing out.
+  struct FlushingMemtable {
+    std::shared_ptr<const std::vector<Event>> events;
+    uint64_t bytes = 0;
+    SegmentSnapshot encoded;  // cache for Snapshot, empty until first asked
+  };
+  struct LiveSegment {
+    uint32_t project_id = 0;
+    std::shared_ptr<const SegmentReader> reader;
+  };
   // Receives each record of a file: its header and a decoder positioned
   // after it. Returns false to stop.
   using RecordVisitor = std::function<Result<bool>(const WalPayloadHeader&, WalDecoder*)>;
@@ -144,7 +252,19 @@ class EmbeddedEngine final : public Engine {
   void Note(const std::string& note);
   // Recovery.
   Status ReplayFile(uint64_t number, bool is_last, uint64_t* durable_bytes);
-  Status ApplyRecord(std::string_view payload);
+  Status ApplyRecord(std::string_view payload, bool to_memtable);
+  Status LoadManifest();
+  Status RemoveOrphans(const std::set<std::string>& live_paths);
+  // Memtable and flush.
+  void AddToMemtable(std::vector<PendingAppend*> const& group);
+  void AddEventsLocked(uint32_t project_id, std::vector<Event>* events);
+  bool MemtableOverThresholdLocked() const;
+  bool MemtableFull();
+  void FlushLoop();
+  void SwapMemtablesLocked();
+  Status FlushImmutable();
+  Status WritePartition(uint32_t project_id, int64_t day, std::span<const Event> events,
+                        ManifestSegment* entry);
   Status CreateLogFile(uint64_t number);
   Status OpenLastLogFile(uint64_t number, uint64_t durable_bytes);
   // Writer thread.
@@ -153,7 +273,8 @@ class EmbeddedEngine final : public Engine {
   Status PrepareLogForWrite();
   Status RepairLog();
   Status RollLogFile();
-  static Status Encode(const AppendBatch& batch, PendingAppend* pending);
+  // Encodes the batch and moves its events into `pending`.
+  static Status Encode(AppendBatch& batch, PendingAppend* pending);
   Status Enqueue(PendingAppend* pending);
   void ComposeRecord(PendingAppend* pending, int64_t stored_at_ms);
   Status WriteAndSync();
@@ -165,6 +286,8 @@ class EmbeddedEngine final : public Engine {
   const Options options_;
   const std::shared_ptr<FileSystem> file_system_;
   const std::string wal_folder_;
+  const std::string segments_folder_;
+  const std::string manifest_path_;
 
   // Owned by the writer thread once it runs (by Open before).
   DedupIndex dedup_;
@@ -184,9 +307,29 @@ class EmbeddedEngine final : public Engine {
   std::vector<LogFileInfo> files_;
   Stats stats_;
 
+  // The manifest on disk; written by Open, then only by the flush thread.
+  Manifest manifest_;
+  uint64_t next_segment_number_ = 1;  // flush thread; never reused, even after a failure
+
+  mutable std::mutex data_mutex_;
+  std::condition_variable flush_cv_;
+  std::map<uint32_t, Memtable> memtables_;
+  uint64_t memtable_rows_ = 0;   // of memtables_
+  uint64_t memtable_bytes_ = 0;  // of memtables_
+  uint64_t memtable_versions_ = 0;
+  LogPosition memtable_position_;  // every record before it is in a memtable or a segment
+  std::map<uint32_t, FlushingMemtable> flushing_;
+  LogPosition flushing_position_;
+  std::vector<LiveSegment> segments_;
+  bool flush_requested_ = false;
+  bool flush_stopping_ = false;
+  bool behind_counted_ = false;
+  Stats data_stats_;  // the segment and memtable fields only
+
   std::mutex close_mutex_;
   bool closed_ = false;
   std::thread writer_;
+  std::thread flusher_;
 };
 
 std::string EmbeddedEngine::LogPath(uint64_t number) const {
@@ -205,6 +348,7 @@ void EmbeddedEngine::Note(const std::string& note) {
 
 Status EmbeddedEngine::Open() {
   MP_RETURN_IF_ERROR(file_system_->CreateDirectories(wal_folder_, kFolderMode));
+  MP_RETURN_IF_ERROR(LoadManifest());
   MP_ASSIGN_OR_RETURN(const std::vector<std::string> names,
                       file_system_->ListDirectory(wal_folder_));
   std::vector<uint64_t> numbers;
@@ -232,7 +376,78 @@ Status EmbeddedEngine::Open() {
   } else {
     MP_RETURN_IF_ERROR(OpenLastLogFile(numbers.back(), last_durable_bytes));
   }
+  {
+    std::lock_guard lock(data_mutex_);
+    memtable_position_ = LogPosition{file_number_, file_durable_bytes_};
+    flush_requested_ = MemtableOverThresholdLocked();
+  }
   writer_ = std::thread([this] { WriterLoop(); });
+  flusher_ = std::thread([this] { FlushLoop(); });
+  return Status::Ok();
+}
+
+// Reads the manifest (none yet: no segments), opens every segment it lists
+// and deletes segment files it does not list. A listed segment that is
+// missing or damaged is Corruption naming it: its events are no longer in
+// the log, so going on without it would lose them silently.
+Status EmbeddedEngine::LoadManifest() {
+  MP_RETURN_IF_ERROR(file_system_->CreateDirectories(segments_folder_, kFolderMode));
+  MP_RETURN_IF_ERROR(file_system_->SyncDirectory(options_.folder));
+  // A manifest write that died before its rename leaves only this.
+  const std::string manifest_temporary = manifest_path_ + ".tmp";
+  if (file_system_->Exists(manifest_temporary)) {
+    MP_RETURN_IF_ERROR(file_system_->Remove(manifest_temporary));
+    Note(manifest_temporary + ": removed (a manifest write that did not finish)");
+  }
+  std::set<std::string> live_paths;
+  if (file_system_->Exists(manifest_path_)) {
+    MP_ASSIGN_OR_RETURN(const std::string bytes, file_system_->ReadFile(manifest_path_));
+    MP_ASSIGN_OR_RETURN(manifest_, DecodeManifest(bytes, manifest_path_));
+  }
+  for (const ManifestSegment& entry : manifest_.segments) {
+    const std::string path = segments_folder_ + "/" + entry.path;
+    Result<std::unique_ptr<SegmentReader>> reader = OpenSegment(*file_system_, path);
+    if (!reader.ok()) {
+      return Status::Corruption(manifest_path_ + " lists segment " + path +
+                                ", which cannot be opened: " + reader.status().ToString());
+    }
+    if ((*reader)->summary().project_id != entry.project_id ||
+        (*reader)->summary().row_count != entry.row_count) {
+      return Status::Corruption(path + " does not hold what " + manifest_path_ +
+                                " says (project or row count differ)");
+    }
+    live_paths.insert(entry.path);
+    data_stats_.segment_bytes += (*reader)->summary().file_bytes;
+    segments_.push_back(LiveSegment{entry.project_id, std::move(reader).value()});
+  }
+  data_stats_.segments = segments_.size();
+  next_segment_number_ = manifest_.next_segment_number;
+  return RemoveOrphans(live_paths);
+}
+
+// Segment files (and their .tmp) that the manifest does not list were
+// written by a flush whose manifest never became durable; their events are
+// still in the log after the manifest's position.
+Status EmbeddedEngine::RemoveOrphans(const std::set<std::string>& live_paths) {
+  MP_ASSIGN_OR_RETURN(const std::vector<std::string> projects,
+                      file_system_->ListDirectory(segments_folder_));
+  for (const std::string& project : projects) {
+    Result<std::vector<std::string>> names =
+        file_system_->ListDirectory(segments_folder_ + "/" + project);
+    if (!names.ok()) {
+      continue;  // not a folder
+    }
+    for (const std::string& name : *names) {
+      const std::string relative = project + "/" + name;
+      if (live_paths.contains(relative)) {
+        continue;
+      }
+      MP_RETURN_IF_ERROR(file_system_->Remove(segments_folder_ + "/" + relative));
+      Note(segments_folder_ + "/" + relative +
+           ": removed (not in the manifest: a flush that did not finish; its events are replayed "
+           "from the log)");
+    }
+  }
   return Status::Ok();
 }
 
@@ -267,7 +482,9 @@ Status EmbeddedEngine::ReplayFile(uint64_t number, bool is_last, uint64_t* durab
       break;
     }
     if (record == LogReader::Outcome::kRecord) {
-      const Status applied = ApplyRecord(payload);
+      const bool to_memtable =
+          LogPosition{number, reader.record_offset()} >= manifest_.log_position;
+      const Status applied = ApplyRecord(payload, to_memtable);
       if (applied.ok()) {
         continue;
       }
@@ -290,17 +507,21 @@ Status EmbeddedEngine::ReplayFile(uint64_t number, bool is_last, uint64_t* durab
   return Status::Ok();
 }
 
-Status EmbeddedEngine::ApplyRecord(std::string_view payload) {
+Status EmbeddedEngine::ApplyRecord(std::string_view payload, bool to_memtable) {
   WalDecoder decoder(payload);
   WalPayloadHeader header;
   MP_RETURN_IF_ERROR(decoder.ReadPayloadHeader(&header));
   // Decode everything before applying anything: a record counts whole or not at all.
   std::vector<Id128> insert_ids;
   insert_ids.reserve(std::min<size_t>(header.event_count, payload.size()));
+  std::vector<Event> events;
   Event event;
   for (uint32_t event_idx = 0; event_idx < header.event_count; ++event_idx) {
     MP_RETURN_IF_ERROR(decoder.ReadEvent(&event));
     insert_ids.push_back(event.insert_id);
+    if (to_memtable) {
+      events.push_back(event);
+    }
   }
   ProfileUpdate update;
   for (uint32_t update_idx = 0; update_idx < header.profile_update_count; ++update_idx) {
@@ -318,6 +539,10 @@ Status EmbeddedEngine::ApplyRecord(std::string_view payload) {
   }
   stats_.events += header.event_count;
   stats_.profile_updates += header.profile_update_count;
+  if (!events.empty()) {
+    std::lock_guard lock(data_mutex_);
+    AddEventsLocked(header.project_id, &events);
+  }
   return Status::Ok();
 }
 
@@ -365,7 +590,7 @@ Status EmbeddedEngine::OpenLastLogFile(uint64_t number, uint64_t durable_bytes) 
   return Status::Ok();
 }
 
-Status EmbeddedEngine::Encode(const AppendBatch& batch, PendingAppend* pending) {
+Status EmbeddedEngine::Encode(AppendBatch& batch, PendingAppend* pending) {
   pending->project_id = batch.project_id;
   pending->profile_updates = batch.profile_updates.size();
   pending->insert_ids.reserve(batch.events.size());
@@ -390,6 +615,7 @@ Status EmbeddedEngine::Encode(const AppendBatch& batch, PendingAppend* pending) 
   // The checksum is computed here, in parallel across callers; the writer
   // combines it with the record header's.
   pending->body_crc = Crc32(0, pending->body);
+  pending->events = std::move(batch.events);
   return Status::Ok();
 }
 
@@ -453,6 +679,12 @@ void EmbeddedEngine::WriterLoop() {
 }
 
 void EmbeddedEngine::CommitGroup(const std::vector<PendingAppend*>& group) {
+  if (MemtableFull()) {
+    FinishGroup(group, Status::ResourceExhausted(
+                           "the memtable holds kMemtableHardLimitFactor times memtable_rows_max or "
+                           "memtable_bytes_max because flushes fall behind or fail; retry later"));
+    return;
+  }
   const Status prepared = PrepareLogForWrite();
   if (!prepared.ok()) {
     FinishGroup(group, prepared);
@@ -486,6 +718,7 @@ void EmbeddedEngine::CommitGroup(const std::vector<PendingAppend*>& group) {
     dedup_.Insert(project_id, insert_id, now_ms);
   }
   PublishGroup(group, sync_latency_us);
+  AddToMemtable(group);
   FinishGroup(group, Status::Ok());
 }
 
@@ -532,6 +765,14 @@ void EmbeddedEngine::ComposeRecord(PendingAppend* pending, int64_t stored_at_ms)
   }
   result.events_stored = kept.size();
   result.profile_updates_stored = pending->profile_updates;
+  if (kept.size() != pending->events.size()) {
+    for (size_t kept_idx = 0; kept_idx < kept.size(); ++kept_idx) {
+      if (kept[kept_idx] != kept_idx) {
+        pending->events[kept_idx] = std::move(pending->events[kept[kept_idx]]);
+      }
+    }
+    pending->events.resize(kept.size());
+  }
   if (kept.empty() && pending->profile_updates == 0) {
     return;
   }
@@ -664,82 +905,345 @@ Status EmbeddedEngine::ForEachRecord(const LogFileInfo& info, uint32_t project_i
   }
 }
 
-bool MatchesRequest(const ScanRequest& request, const Event& event) {
-  if (event.time_ms < request.from_ms || event.time_ms >= request.to_ms) {
-    return false;
-  }
-  if (request.subject.has_value() && event.subject != *request.subject) {
-    return false;
-  }
-  return request.event_names.empty() ||
-         std::find(request.event_names.begin(), request.event_names.end(), event.name) !=
-             request.event_names.end();
-}
-
 Status EmbeddedEngine::Scan(const ScanRequest& request,
                             const std::function<bool(const Event&)>& visit) {
-  std::vector<LogFileInfo> files;
-  {
-    std::lock_guard lock(mutex_);
-    files = files_;
+  if (request.from_ms >= request.to_ms) {
+    return Status::Ok();
   }
-  bool stopped = false;
-  Event event;
-  const RecordVisitor on_record = [&](const WalPayloadHeader& header,
-                                      WalDecoder* decoder) -> Result<bool> {
-    for (uint32_t event_idx = 0; event_idx < header.event_count; ++event_idx) {
-      MP_RETURN_IF_ERROR(decoder->ReadEvent(&event));
-      if (MatchesRequest(request, event) && !visit(event)) {
-        stopped = true;
-        return false;
+  // The snapshot: segment readers (kept alive by their shared_ptr), the
+  // memtable being flushed, and a copy of the matching memtable events. A
+  // flush publishes its segments and drops its memtable under the same lock,
+  // so each event is seen exactly once.
+  std::vector<std::shared_ptr<const SegmentReader>> readers;
+  std::shared_ptr<const std::vector<Event>> flushing;
+  std::vector<Event> recent;
+  {
+    std::lock_guard lock(data_mutex_);
+    for (const LiveSegment& segment : segments_) {
+      if (segment.project_id == request.project_id) {
+        readers.push_back(segment.reader);
       }
     }
-    return true;
-  };
-  for (const LogFileInfo& info : files) {
-    MP_RETURN_IF_ERROR(ForEachRecord(info, request.project_id, on_record));
-    if (stopped) {
-      break;
+    if (const auto found = flushing_.find(request.project_id); found != flushing_.end()) {
+      flushing = found->second.events;
+    }
+    if (const auto found = memtables_.find(request.project_id); found != memtables_.end()) {
+      for (const Event& event : found->second.events) {
+        if (MatchesRequest(request, event)) {
+          recent.push_back(event);
+        }
+      }
+    }
+  }
+  std::vector<Event> block_events;
+  for (const std::shared_ptr<const SegmentReader>& reader : readers) {
+    const SegmentSummary& summary = reader->summary();
+    if (summary.time_max_ms < request.from_ms || summary.time_min_ms >= request.to_ms) {
+      continue;
+    }
+    BlockFilter filter;
+    filter.time_min_ms = request.from_ms;
+    filter.time_max_ms = request.to_ms - 1;
+    for (const std::string& name : request.event_names) {
+      if (const std::optional<uint32_t> code = reader->FindEventName(name)) {
+        filter.name_codes.push_back(*code);
+      }
+    }
+    if (!request.event_names.empty() && filter.name_codes.empty()) {
+      continue;
+    }
+    filter.subject_min = request.subject;
+    filter.subject_max = request.subject;
+    for (const size_t block_idx : reader->MatchingBlocks(filter)) {
+      MP_RETURN_IF_ERROR(reader->ReadEvents(block_idx, &block_events));
+      for (const Event& event : block_events) {
+        if (MatchesRequest(request, event) && !visit(event)) {
+          return Status::Ok();
+        }
+      }
+    }
+  }
+  if (flushing) {
+    for (const Event& event : *flushing) {
+      if (MatchesRequest(request, event) && !visit(event)) {
+        return Status::Ok();
+      }
+    }
+  }
+  for (const Event& event : recent) {
+    if (!visit(event)) {
+      return Status::Ok();
     }
   }
   return Status::Ok();
 }
 
-// Until the log is flushed into segment files, a snapshot encodes the
-// project's logged events into in-memory segments of at most
-// kSnapshotSegmentRows rows each: correct and consistent (the scan reads up
-// to the durable size at the call), but it costs a full scan and encode per
-// query.
+// A project's segment files, then the memtable being flushed and the
+// memtable, each encoded into in-memory segments and cached until it changes.
 Result<Engine::SegmentSnapshot> EmbeddedEngine::Snapshot(uint32_t project_id) {
-  constexpr size_t kSnapshotSegmentRows = 1 << 20;
   SegmentSnapshot snapshot;
-  std::vector<Event> pending;
-  SegmentWriteOptions options;
-  options.project_id = project_id;
-  Status failed = Status::Ok();
-  const auto encode = [&]() -> Status {
-    MP_ASSIGN_OR_RETURN(std::string image, EncodeSegment(pending, options));
-    MP_ASSIGN_OR_RETURN(std::unique_ptr<SegmentReader> reader,
-                        SegmentReader::Open(std::move(image),
-                                            "snapshot-" + std::to_string(snapshot.size())));
-    snapshot.push_back(std::move(reader));
-    pending.clear();
-    return Status::Ok();
-  };
-  ScanRequest request;
-  request.project_id = project_id;
-  MP_RETURN_IF_ERROR(Scan(request, [&](const Event& event) {
-    pending.push_back(event);
-    if (pending.size() == kSnapshotSegmentRows) {
-      failed = encode();
+  std::shared_ptr<const std::vector<Event>> flushing;
+  std::vector<Event> recent;
+  uint64_t recent_version = 0;
+  {
+    std::lock_guard lock(data_mutex_);
+    for (const LiveSegment& segment : segments_) {
+      if (segment.project_id == project_id) {
+        snapshot.push_back(segment.reader);
+      }
     }
-    return failed.ok();
-  }));
-  MP_RETURN_IF_ERROR(failed);
-  if (!pending.empty()) {
-    MP_RETURN_IF_ERROR(encode());
+    if (const auto found = flushing_.find(project_id); found != flushing_.end()) {
+      if (found->second.encoded.empty()) {
+        flushing = found->second.events;
+      } else {
+        snapshot.insert(snapshot.end(), found->second.encoded.begin(), found->second.encoded.end());
+      }
+    }
+    if (const auto found = memtables_.find(project_id);
+        found != memtables_.end() && !found->second.events.empty()) {
+      const Memtable& memtable = found->second;
+      if (memtable.encoded_version == memtable.version) {
+        snapshot.insert(snapshot.end(), memtable.encoded.begin(), memtable.encoded.end());
+      } else {
+        recent = memtable.events;
+        recent_version = memtable.version;
+      }
+    }
+  }
+  if (flushing) {
+    MP_ASSIGN_OR_RETURN(SegmentSnapshot encoded,
+                        EncodeInMemory(*flushing, project_id, "flushing-memtable"));
+    std::lock_guard lock(data_mutex_);
+    if (const auto found = flushing_.find(project_id);
+        found != flushing_.end() && found->second.events == flushing) {
+      found->second.encoded = encoded;
+    }
+    snapshot.insert(snapshot.end(), encoded.begin(), encoded.end());
+  }
+  if (!recent.empty()) {
+    MP_ASSIGN_OR_RETURN(SegmentSnapshot encoded, EncodeInMemory(recent, project_id, "memtable"));
+    std::lock_guard lock(data_mutex_);
+    if (const auto found = memtables_.find(project_id);
+        found != memtables_.end() && found->second.version == recent_version) {
+      found->second.encoded = encoded;
+      found->second.encoded_version = recent_version;
+    }
+    snapshot.insert(snapshot.end(), encoded.begin(), encoded.end());
   }
   return snapshot;
+}
+
+void EmbeddedEngine::AddToMemtable(const std::vector<PendingAppend*>& group) {
+  std::lock_guard lock(data_mutex_);
+  for (PendingAppend* pending : group) {
+    if (!pending->events.empty()) {
+      AddEventsLocked(pending->project_id, &pending->events);
+    }
+  }
+  memtable_position_ = LogPosition{file_number_, file_durable_bytes_};
+  if (!MemtableOverThresholdLocked()) {
+    return;
+  }
+  if (!flushing_.empty() && !behind_counted_) {
+    ++data_stats_.flushes_behind;
+    behind_counted_ = true;
+  }
+  if (!flush_requested_) {
+    flush_requested_ = true;
+    flush_cv_.notify_one();
+  }
+}
+
+void EmbeddedEngine::AddEventsLocked(uint32_t project_id, std::vector<Event>* events) {
+  Memtable& memtable = memtables_[project_id];
+  for (Event& event : *events) {
+    // Segments return properties sorted by key; so does the memtable, so
+    // that a scan's rows do not depend on whether a flush has run.
+    std::sort(event.properties.begin(), event.properties.end(),
+              [](const Property& left, const Property& right) { return left.key < right.key; });
+    const uint64_t bytes = EventMemoryBytes(event);
+    memtable.bytes += bytes;
+    memtable_bytes_ += bytes;
+    memtable.events.push_back(std::move(event));
+  }
+  memtable_rows_ += events->size();
+  memtable.version = ++memtable_versions_;
+  events->clear();
+}
+
+bool EmbeddedEngine::MemtableOverThresholdLocked() const {
+  return memtable_rows_ >= options_.memtable_rows_max ||
+         memtable_bytes_ >= options_.memtable_bytes_max;
+}
+
+bool EmbeddedEngine::MemtableFull() {
+  std::lock_guard lock(data_mutex_);
+  const bool full = memtable_rows_ >= kMemtableHardLimitFactor * options_.memtable_rows_max ||
+                    memtable_bytes_ >= kMemtableHardLimitFactor * options_.memtable_bytes_max;
+  if (full) {
+    ++data_stats_.appends_refused_memtable_full;
+  }
+  return full;
+}
+
+// Flushes when asked (a threshold passed, or Close), one flush at a time.
+// A failed flush keeps its memtable (still visible to readers, still in the
+// log) and is retried after kFlushRetryPause; Close makes one last attempt.
+void EmbeddedEngine::FlushLoop() {
+  std::unique_lock lock(data_mutex_);
+  while (true) {
+    flush_cv_.wait(lock, [this] { return flush_requested_ || flush_stopping_; });
+    const bool stopping = flush_stopping_;
+    if (flushing_.empty()) {
+      if (memtable_rows_ == 0) {
+        flush_requested_ = false;
+        if (stopping) {
+          return;
+        }
+        continue;
+      }
+      SwapMemtablesLocked();
+    }
+    lock.unlock();
+    const auto start = std::chrono::steady_clock::now();
+    const Status flushed = FlushImmutable();
+    const uint64_t elapsed_us = static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() -
+                                                              start)
+            .count());
+    lock.lock();
+    if (!flushed.ok()) {
+      ++data_stats_.flush_failures;
+      if (stopping) {
+        return;  // the log still holds every event; the next open replays them
+      }
+      flush_cv_.wait_for(lock, kFlushRetryPause, [this] { return flush_stopping_; });
+      continue;
+    }
+    ++data_stats_.flushes;
+    data_stats_.flush_time_us_sum += elapsed_us;
+    flush_requested_ = MemtableOverThresholdLocked() || (stopping && memtable_rows_ > 0);
+    behind_counted_ = false;
+  }
+}
+
+void EmbeddedEngine::SwapMemtablesLocked() {
+  for (auto& [project_id, memtable] : memtables_) {
+    if (memtable.events.empty()) {
+      continue;
+    }
+    FlushingMemtable& flushing = flushing_[project_id];
+    flushing.events = std::make_shared<const std::vector<Event>>(std::move(memtable.events));
+    flushing.bytes = memtable.bytes;
+    if (memtable.encoded_version == memtable.version) {
+      flushing.encoded = std::move(memtable.encoded);
+    }
+  }
+  memtables_.clear();
+  memtable_rows_ = 0;
+  memtable_bytes_ = 0;
+  flushing_position_ = memtable_position_;
+}
+
+// Writes one segment per (project, UTC day) of the memtable being flushed,
+// then a manifest listing them with the log position they cover; publishes
+// both to readers only once the manifest is durable.
+Status EmbeddedEngine::FlushImmutable() {
+  std::vector<std::pair<uint32_t, std::shared_ptr<const std::vector<Event>>>> projects;
+  LogPosition position;
+  {
+    std::lock_guard lock(data_mutex_);
+    for (const auto& [project_id, flushing] : flushing_) {
+      projects.emplace_back(project_id, flushing.events);
+    }
+    position = flushing_position_;
+  }
+  Manifest manifest = manifest_;
+  std::vector<ManifestSegment> written;
+  const auto remove_written = [&] {
+    for (const ManifestSegment& entry : written) {
+      (void)file_system_->Remove(segments_folder_ + "/" + entry.path);
+    }
+  };
+  uint64_t rows = 0;
+  for (const auto& [project_id, events] : projects) {
+    std::map<int64_t, std::vector<size_t>> days;
+    for (size_t event_idx = 0; event_idx < events->size(); ++event_idx) {
+      days[UtcDay((*events)[event_idx].time_ms)].push_back(event_idx);
+    }
+    for (const auto& [day, indices] : days) {
+      ManifestSegment entry;
+      Status status;
+      if (days.size() == 1) {
+        status = WritePartition(project_id, day, *events, &entry);
+      } else {
+        std::vector<Event> partition;
+        partition.reserve(indices.size());
+        for (const size_t event_idx : indices) {
+          partition.push_back((*events)[event_idx]);
+        }
+        status = WritePartition(project_id, day, partition, &entry);
+      }
+      if (!status.ok()) {
+        remove_written();
+        return status;
+      }
+      rows += entry.row_count;
+      written.push_back(std::move(entry));
+    }
+  }
+  // Open what was written before the manifest names it: a check of the
+  // bytes on disk, and the readers that queries will use.
+  std::vector<LiveSegment> opened;
+  for (const ManifestSegment& entry : written) {
+    Result<std::unique_ptr<SegmentReader>> reader =
+        OpenSegment(*file_system_, segments_folder_ + "/" + entry.path);
+    if (!reader.ok()) {
+      remove_written();
+      return reader.status();
+    }
+    opened.push_back(LiveSegment{entry.project_id, std::move(reader).value()});
+  }
+  manifest.segments.insert(manifest.segments.end(), written.begin(), written.end());
+  manifest.log_position = position;
+  manifest.next_segment_number = next_segment_number_;
+  // On failure the files stay: a rename that happened before a failed folder
+  // sync may have made this manifest the one on disk. Otherwise they are
+  // orphans, removed at the next open.
+  MP_RETURN_IF_ERROR(
+      file_system_->WriteFileAtomically(manifest_path_, EncodeManifest(manifest), kManifestFileMode));
+  manifest_ = std::move(manifest);
+  std::lock_guard lock(data_mutex_);
+  for (LiveSegment& segment : opened) {
+    data_stats_.segment_bytes += segment.reader->summary().file_bytes;
+    segments_.push_back(std::move(segment));
+  }
+  data_stats_.segments = segments_.size();
+  data_stats_.flush_rows += rows;
+  flushing_.clear();
+  return Status::Ok();
+}
+
+Status EmbeddedEngine::WritePartition(uint32_t project_id, int64_t day,
+                                      std::span<const Event> events, ManifestSegment* entry) {
+  const std::string project_folder = segments_folder_ + "/" + std::to_string(project_id);
+  if (!file_system_->Exists(project_folder)) {
+    MP_RETURN_IF_ERROR(file_system_->CreateDirectories(project_folder, kFolderMode));
+    MP_RETURN_IF_ERROR(file_system_->SyncDirectory(segments_folder_));
+  }
+  std::string number = std::to_string(next_segment_number_++);
+  if (number.size() < kSegmentNumberDigits) {
+    number.insert(0, kSegmentNumberDigits - number.size(), '0');
+  }
+  entry->project_id = project_id;
+  entry->path = std::to_string(project_id) + "/" + UtcDayName(day) + "-" + number + ".seg";
+  entry->row_count = events.size();
+  entry->flushed_at_ms = options_.clock->NowMs();
+  SegmentWriteOptions options;
+  options.project_id = project_id;
+  MP_ASSIGN_OR_RETURN(const std::string image, EncodeSegment(events, options));
+  entry->file_bytes = image.size();
+  return WriteSegmentImage(*file_system_, segments_folder_ + "/" + entry->path, image);
 }
 
 Status EmbeddedEngine::ScanProfiles(uint32_t project_id,
@@ -777,8 +1281,28 @@ Status EmbeddedEngine::ScanProfiles(uint32_t project_id,
 }
 
 Stats EmbeddedEngine::GetStats() const {
-  std::lock_guard lock(mutex_);
-  return stats_;
+  Stats stats;
+  {
+    std::lock_guard lock(mutex_);
+    stats = stats_;
+  }
+  std::lock_guard lock(data_mutex_);
+  stats.segments = data_stats_.segments;
+  stats.segment_bytes = data_stats_.segment_bytes;
+  stats.memtable_rows = memtable_rows_;
+  stats.memtable_bytes = memtable_bytes_;
+  for (const auto& [project_id, flushing] : flushing_) {
+    stats.memtable_rows += flushing.events->size();
+    stats.memtable_bytes += flushing.bytes;
+  }
+  stats.flushes = data_stats_.flushes;
+  stats.flush_failures = data_stats_.flush_failures;
+  stats.flush_rows = data_stats_.flush_rows;
+  stats.flush_time_us_sum = data_stats_.flush_time_us_sum;
+  stats.flushes_behind = data_stats_.flushes_behind;
+  stats.appends_refused_memtable_full = data_stats_.appends_refused_memtable_full;
+  stats.compactions = data_stats_.compactions;
+  return stats;
 }
 
 Status EmbeddedEngine::Close() {
@@ -793,6 +1317,22 @@ Status EmbeddedEngine::Close() {
   writer_cv_.notify_one();
   if (writer_.joinable()) {
     writer_.join();
+  }
+  // The writer is gone, so the memtable is final: one last flush, unless
+  // the options ask to leave the log as it is.
+  {
+    std::lock_guard lock(data_mutex_);
+    flush_stopping_ = true;
+    if (!options_.flush_on_close) {
+      flushing_.clear();
+      memtables_.clear();
+      memtable_rows_ = 0;
+      memtable_bytes_ = 0;
+    }
+  }
+  flush_cv_.notify_one();
+  if (flusher_.joinable()) {
+    flusher_.join();
   }
   closed_ = true;
   if (!file_) {
@@ -811,6 +1351,9 @@ Result<std::unique_ptr<Engine>> OpenEmbeddedEngine(const Options& options) {
   }
   if (options.dedup_window_ms < 0) {
     return Status::InvalidArgument("store dedup_window_ms must not be negative");
+  }
+  if (options.memtable_rows_max == 0 || options.memtable_bytes_max == 0) {
+    return Status::InvalidArgument("store memtable_rows_max and memtable_bytes_max must be positive");
   }
   if (options.log_file_bytes_max <= kWalFileHeaderBytes) {
     return Status::InvalidArgument("store log_file_bytes_max must exceed the log file header");

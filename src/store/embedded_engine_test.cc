@@ -41,6 +41,9 @@ TEST_F(EmbeddedEngineTest, EveryValueTypeAndProfileOperationSurvivesReopen) {
   EXPECT_EQ(result->profile_updates_stored, 8u);
 
   Reopen();
+  // Scans return properties sorted by key.
+  std::sort(event.properties.begin(), event.properties.end(),
+            [](const Property& left, const Property& right) { return left.key < right.key; });
   EXPECT_EQ(ScanAll(kProject), std::vector<Event>{event});
   std::vector<ProfileUpdate> scanned;
   ASSERT_TRUE(engine_

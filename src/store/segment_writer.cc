@@ -535,23 +535,13 @@ void SegmentEncoder::FillSummary() {
 }
 
 Result<std::string> SegmentEncoder::Encode() {
-  auto t0 = std::chrono::steady_clock::now();
-  auto lap = [&](const char* what) {
-    auto t1 = std::chrono::steady_clock::now();
-    fprintf(stderr, "%s %.3f\n", what, std::chrono::duration<double>(t1 - t0).count());
-    t0 = t1;
-  };
   MP_RETURN_IF_ERROR(CheckOptions(events_, options_));
   MP_RETURN_IF_ERROR(CollectKeys());
-  lap("collect");
   SortRows();
-  lap("sort");
   FillSummary();
   BuildNameDictionary();
-  lap("names");
   ChooseColumns();
   BuildColumnDictionaries();
-  lap("dicts");
   image_ = EncodeSegmentHeader();
   for (size_t column_idx = 0; column_idx < footer_.columns.size(); ++column_idx) {
     if (footer_.columns[column_idx].encoding == StringEncoding::kDictionary) {
@@ -572,7 +562,6 @@ Result<std::string> SegmentEncoder::Encode() {
       block_bytes = 0;
     }
   }
-  lap("blocks");
   std::string footer_bytes;
   EncodeSegmentFooter(footer_, &footer_bytes);
   if (footer_bytes.size() > kSegmentFooterBytesMax) {

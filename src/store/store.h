@@ -3,8 +3,10 @@
 // An Engine accepts batches of events and profile updates and makes them
 // durable before Append returns; it de-duplicates on (project, insert id)
 // within a window; it scans what it holds. The embedded engine keeps a
-// write-ahead log (docs/formats/wal.md); the columnar segments come later
-// behind the same interface.
+// write-ahead log (docs/formats/wal.md) and, once a group is durable, a
+// per-project in-memory buffer (the memtable) that a background thread
+// flushes into immutable columnar segment files (docs/formats/segment.md)
+// listed by a manifest (docs/formats/manifest.md).
 //
 // Engine methods are thread-safe. Append calls from many threads are
 // group-committed: one write and one fdatasync serve every batch waiting.
@@ -28,6 +30,16 @@ class SegmentReader;  // segment.h
 
 inline constexpr uint64_t kLogFileBytesMax = 256ULL << 20;   // a log file rolls over past this
 inline constexpr uint64_t kLogRecordBytesMax = 64ULL << 20;  // one batch record
+// A flush starts once the memtable (all projects together) holds this many
+// rows or bytes (in memory). Encoding runs at ~260K events/s per core, so a
+// 200K-row flush takes under a second and makes segments of ~5 MB
+// (src/store/README.md, "Flush").
+inline constexpr size_t kMemtableRowsMaxDefault = 200'000;
+inline constexpr uint64_t kMemtableBytesMaxDefault = 256ULL << 20;
+// While a flush runs the memtable keeps growing; past this many times its
+// thresholds (flushes falling behind, or failing) appends are refused with
+// ResourceExhausted instead of growing memory without bound.
+inline constexpr uint64_t kMemtableHardLimitFactor = 4;
 
 struct Options {
   std::string folder;  // the store's own folder (created if missing)
@@ -38,6 +50,12 @@ struct Options {
   // Bound on remembered insert ids; the oldest are forgotten first.
   size_t dedup_entries_max = 20'000'000;
   uint64_t log_file_bytes_max = kLogFileBytesMax;
+  // Flush thresholds (see kMemtableRowsMaxDefault); both at least 1.
+  size_t memtable_rows_max = kMemtableRowsMaxDefault;
+  uint64_t memtable_bytes_max = kMemtableBytesMaxDefault;
+  // Close flushes the memtable into segments (so the next open replays
+  // little). Tests of log recovery turn it off to leave the log as a crash would.
+  bool flush_on_close = true;
   // Called during OpenEmbeddedEngine for each repair recovery made (a torn
   // tail cut, a headerless file replaced), with a sentence naming the file,
   // the offset and the bytes cut. May be empty.
@@ -80,6 +98,18 @@ struct Stats {
   uint64_t sync_latency_sum_us = 0;
   // Bytes of torn or corrupt log tail cut when the engine was opened.
   uint64_t recovery_bytes_truncated = 0;
+  // Columnar segments and the memtable.
+  uint64_t segments = 0;             // live segment files
+  uint64_t segment_bytes = 0;
+  uint64_t memtable_rows = 0;        // not yet in a segment file (flushing included)
+  uint64_t memtable_bytes = 0;       // their in-memory size, estimated
+  uint64_t flushes = 0;              // since open, each one manifest written
+  uint64_t flush_failures = 0;       // attempts that failed (retried after a pause)
+  uint64_t flush_rows = 0;
+  uint64_t flush_time_us_sum = 0;
+  uint64_t flushes_behind = 0;       // thresholds passed while a flush still ran
+  uint64_t appends_refused_memtable_full = 0;  // batches refused at the hard limit
+  uint64_t compactions = 0;
 };
 
 using AppendCallback = std::function<void(Result<AppendResult>)>;
@@ -100,8 +130,11 @@ class Engine {
   // for another append. The batch is not kept once encoded.
   virtual void AppendAsync(AppendBatch batch, AppendCallback done) = 0;
 
-  // Calls `visit` for each stored event matching `request`, in append order,
+  // Calls `visit` for each stored event matching `request`, exactly once,
   // over a snapshot taken at the call; stops early when `visit` returns false.
+  // Order: segment by segment (in flush order), each in (subject, time,
+  // insert id) order, then the events not yet flushed in append order. So
+  // the order is stable for unchanged data but not append order.
   virtual Status Scan(const ScanRequest& request,
                       const std::function<bool(const Event&)>& visit) = 0;
   virtual Status ScanProfiles(uint32_t project_id,

@@ -1,0 +1,302 @@
+// The memtable, the flush into segment files and the manifest: what a flush
+// writes, what open recovers after a flush failed at any write or sync, and
+// what readers see while flushes run.
+#include <atomic>
+#include <chrono>
+#include <set>
+#include <thread>
+
+#include "store/manifest.h"
+#include "store/segment.h"
+#include "store/store_test_util.h"
+
+namespace minpanel::store {
+namespace {
+
+constexpr uint32_t kProject = 3;
+constexpr int64_t kDayMs = 86'400'000;
+
+class FlushTest : public StoreTest {
+ protected:
+  // `count` events with insert ids first..first+count-1, over two UTC days.
+  void AppendEvents(uint64_t first, uint64_t count, size_t per_batch = 10) {
+    for (uint64_t begin = first; begin < first + count; begin += per_batch) {
+      std::vector<Event> events;
+      for (uint64_t id = begin; id < std::min(first + count, begin + per_batch); ++id) {
+        events.push_back(MakeEvent(id % 3 == 0 ? "a" : "b", kTestNowMs - (id % 2) * kDayMs,
+                                   id % 7, id));
+      }
+      const auto result = engine_->Append(MakeBatch(kProject, std::move(events)));
+      ASSERT_TRUE(result.ok()) << result.status().ToString();
+    }
+  }
+  // Insert ids scanned, checking each appears once.
+  std::set<uint64_t> ScannedIds() {
+    std::set<uint64_t> ids;
+    for (const Event& event : ScanAll(kProject)) {
+      EXPECT_TRUE(ids.insert(event.insert_id.low).second) << "twice: " << event.insert_id.low;
+    }
+    return ids;
+  }
+  static std::set<uint64_t> Range(uint64_t first, uint64_t count) {
+    std::set<uint64_t> ids;
+    for (uint64_t id = first; id < first + count; ++id) {
+      ids.insert(id);
+    }
+    return ids;
+  }
+  void WaitForFlushes(uint64_t flushes) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (engine_->GetStats().flushes < flushes) {
+      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "no flush";
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+  }
+  // Every file under segments/, relative to it.
+  std::vector<std::string> SegmentFiles() {
+    std::vector<std::string> files;
+    const std::filesystem::path root = folder_ + "/segments";
+    for (const auto& entry : std::filesystem::recursive_directory_iterator(root)) {
+      if (entry.is_regular_file()) {
+        files.push_back(std::filesystem::relative(entry.path(), root).string());
+      }
+    }
+    std::sort(files.begin(), files.end());
+    return files;
+  }
+  Manifest ReadManifest() {
+    auto manifest = DecodeManifest(ReadBytes(folder_ + "/MANIFEST"), "MANIFEST");
+    EXPECT_TRUE(manifest.ok()) << manifest.status().ToString();
+    return manifest.ok() ? *manifest : Manifest{};
+  }
+  std::vector<std::string> ManifestFiles() {
+    std::vector<std::string> files;
+    for (const ManifestSegment& segment : ReadManifest().segments) {
+      files.push_back(segment.path);
+    }
+    std::sort(files.begin(), files.end());
+    return files;
+  }
+};
+
+TEST_F(FlushTest, ThresholdFlushesOneSegmentPerDayAndReadsSeeEveryEventOnce) {
+  options_.memtable_rows_max = 100;
+  ASSERT_TRUE(Open().ok());
+  AppendEvents(1, 100);
+  WaitForFlushes(1);
+  const Stats stats = engine_->GetStats();
+  EXPECT_EQ(stats.segments, 2u);  // two UTC days
+  EXPECT_EQ(stats.flush_rows, 100u);
+  EXPECT_GT(stats.segment_bytes, 0u);
+  EXPECT_EQ(SegmentFiles(), ManifestFiles());
+  EXPECT_EQ(SegmentFiles().size(), 2u);
+  EXPECT_EQ(ReadManifest().log_position.file_number, 1u);
+  AppendEvents(101, 30);
+  EXPECT_EQ(engine_->GetStats().memtable_rows, 30u);
+  EXPECT_EQ(ScannedIds(), Range(1, 130));
+
+  auto snapshot = engine_->Snapshot(kProject);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status().ToString();
+  std::set<uint64_t> snapshot_ids;
+  uint64_t rows = 0;
+  for (const auto& reader : *snapshot) {
+    for (size_t block_idx = 0; block_idx < reader->block_count(); ++block_idx) {
+      std::vector<Id128> ids;
+      ASSERT_TRUE(reader->ReadInsertIds(block_idx, &ids).ok());
+      for (const Id128& id : ids) {
+        snapshot_ids.insert(id.low);
+        ++rows;
+      }
+    }
+  }
+  EXPECT_EQ(rows, 130u);
+  EXPECT_EQ(snapshot_ids, Range(1, 130));
+  // The memtable's encoding is cached until the memtable changes.
+  auto again = engine_->Snapshot(kProject);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->back().get(), snapshot->back().get());
+
+  // Filters use the zone maps and still match exactly.
+  ScanRequest request;
+  request.project_id = kProject;
+  request.event_names = {"a"};
+  request.from_ms = kTestNowMs;
+  size_t expected = 0;
+  for (uint64_t id = 1; id <= 130; ++id) {
+    expected += id % 3 == 0 && id % 2 == 0 ? 1 : 0;
+  }
+  EXPECT_EQ(ScanWith(request).size(), expected);
+  request.event_names = {"missing"};
+  EXPECT_TRUE(ScanWith(request).empty());
+}
+
+TEST_F(FlushTest, CloseFlushesAndOpenReplaysOnlyTheLogTail) {
+  ASSERT_TRUE(Open().ok());
+  AppendEvents(1, 40);
+  options_.flush_on_close = false;  // for the engine opened next
+  Reopen();
+  EXPECT_EQ(engine_->GetStats().memtable_rows, 0u);
+  EXPECT_EQ(engine_->GetStats().segments, 2u);
+  AppendEvents(41, 20);
+  // Closed as a crash would leave it: the log tail after the manifest's
+  // position is replayed into the memtable.
+  Reopen();
+  EXPECT_EQ(engine_->GetStats().memtable_rows, 20u);
+  EXPECT_EQ(ScannedIds(), Range(1, 60));
+  EXPECT_EQ(engine_->GetStats().events, 60u);
+}
+
+TEST_F(FlushTest, DedupHoldsAcrossAFlushAndARestart) {
+  ASSERT_TRUE(Open().ok());
+  AppendEvents(1, 20);
+  Reopen();
+  const auto result = engine_->Append(MakeBatch(kProject, {MakeEvent("a", kTestNowMs, 1, 5)}));
+  ASSERT_TRUE(result.ok());
+  EXPECT_EQ(result->events_duplicate, 1u);
+  EXPECT_EQ(ScannedIds(), Range(1, 20));
+}
+
+// Every byte count at which the disk fills during the flush of Close, and a
+// failing sync: after reopening every event is there once, no file outside
+// the manifest remains, and a later flush succeeds.
+TEST_F(FlushTest, AFailureAtAnyWriteOfAFlushLosesNothingAndLeavesNoOrphan) {
+  std::vector<uint64_t> limits;
+  for (uint64_t bytes = 0; bytes < 6000; bytes += 97) {
+    limits.push_back(bytes);
+  }
+  limits.push_back(UINT64_MAX);  // the sync failure
+  for (const uint64_t limit : limits) {
+    SCOPED_TRACE(limit);
+    if (engine_) {
+      ASSERT_TRUE(engine_->Close().ok());
+      engine_.reset();
+    }
+    std::filesystem::remove_all(folder_);
+    fault_file_system_->Reset();
+    ASSERT_TRUE(Open().ok());
+    AppendEvents(1, 40);
+    if (limit == UINT64_MAX) {
+      fault_file_system_->FailSyncs(true);
+    } else {
+      fault_file_system_->FailWritesAfterBytes(limit);
+    }
+    ASSERT_TRUE(engine_->Close().ok());  // the flush fails or not; the log is intact
+    engine_.reset();
+    fault_file_system_->Reset();
+    ASSERT_TRUE(Open().ok());
+    EXPECT_EQ(ScannedIds(), Range(1, 40));
+    if (std::filesystem::exists(folder_ + "/MANIFEST")) {
+      EXPECT_EQ(SegmentFiles(), ManifestFiles());
+    } else {
+      EXPECT_TRUE(SegmentFiles().empty());
+    }
+    Reopen();
+    EXPECT_EQ(engine_->GetStats().segments, 2u);
+    EXPECT_EQ(ScannedIds(), Range(1, 40));
+    EXPECT_EQ(SegmentFiles(), ManifestFiles());
+  }
+}
+
+TEST_F(FlushTest, OrphanSegmentsFromAFlushWithoutManifestAreRemoved) {
+  ASSERT_TRUE(Open().ok());
+  AppendEvents(1, 20);
+  Reopen();
+  const std::vector<std::string> live = SegmentFiles();
+  ASSERT_EQ(live.size(), 2u);
+  // A flush that died after writing its segment, before its manifest.
+  const std::string orphan = folder_ + "/segments/3/2023-11-14-999999.seg";
+  std::filesystem::copy_file(folder_ + "/segments/" + live[0], orphan);
+  WriteBytes(orphan + ".tmp", "half a segm");
+  WriteBytes(folder_ + "/MANIFEST.tmp", "torn manifest");
+  notes_.clear();
+  Reopen();
+  EXPECT_EQ(SegmentFiles(), live);
+  EXPECT_FALSE(std::filesystem::exists(folder_ + "/MANIFEST.tmp"));
+  EXPECT_EQ(notes_.size(), 3u);
+  EXPECT_EQ(ScannedIds(), Range(1, 20));
+}
+
+TEST_F(FlushTest, AMissingOrDamagedSegmentOrManifestIsCorruptionNamingIt) {
+  ASSERT_TRUE(Open().ok());
+  AppendEvents(1, 20);
+  ASSERT_TRUE(engine_->Close().ok());
+  engine_.reset();
+  const std::vector<std::string> live = SegmentFiles();
+  const std::string segment = folder_ + "/segments/" + live[0];
+  const std::string bytes = ReadBytes(segment);
+
+  std::string flipped = bytes;
+  flipped[flipped.size() - 30] ^= 1;
+  WriteBytes(segment, flipped);
+  Status status = Open();
+  EXPECT_EQ(status.code(), StatusCode::kCorruption) << status.ToString();
+  EXPECT_NE(status.message().find(live[0]), std::string::npos) << status.ToString();
+
+  std::filesystem::remove(segment);
+  status = Open();
+  EXPECT_EQ(status.code(), StatusCode::kCorruption) << status.ToString();
+  EXPECT_NE(status.message().find(live[0]), std::string::npos) << status.ToString();
+  WriteBytes(segment, bytes);
+
+  const std::string manifest = ReadBytes(folder_ + "/MANIFEST");
+  for (size_t byte_idx = 0; byte_idx < manifest.size(); ++byte_idx) {
+    std::string damaged = manifest;
+    damaged[byte_idx] ^= 0x40;
+    WriteBytes(folder_ + "/MANIFEST", damaged);
+    status = Open();
+    EXPECT_EQ(status.code(), StatusCode::kCorruption) << byte_idx;
+    EXPECT_NE(status.message().find("MANIFEST"), std::string::npos) << status.ToString();
+  }
+  WriteBytes(folder_ + "/MANIFEST", manifest.substr(0, manifest.size() - 1));
+  EXPECT_EQ(Open().code(), StatusCode::kCorruption);
+  WriteBytes(folder_ + "/MANIFEST", manifest);
+  ASSERT_TRUE(Open().ok());
+  EXPECT_EQ(ScannedIds(), Range(1, 20));
+}
+
+TEST_F(FlushTest, ScanAndSnapshotSeeEachEventOnceWhileFlushesRun) {
+  options_.memtable_rows_max = 150;
+  ASSERT_TRUE(Open().ok());
+  std::atomic<uint64_t> acknowledged{0};
+  std::atomic<bool> done{false};
+  constexpr uint64_t kEvents = 3000;
+  std::thread appender([&] {
+    for (uint64_t first = 1; first <= kEvents; first += 10) {
+      AppendEvents(first, 10);
+      acknowledged = first + 9;
+    }
+    done = true;
+  });
+  uint64_t checks = 0;
+  while (!done || checks < 3) {
+    const uint64_t before = acknowledged;
+    const std::set<uint64_t> ids = ScannedIds();
+    EXPECT_GE(ids.size(), before);
+    EXPECT_TRUE(ids.empty() || (*ids.begin() == 1 && *ids.rbegin() == ids.size()));
+    auto snapshot = engine_->Snapshot(kProject);
+    ASSERT_TRUE(snapshot.ok()) << snapshot.status().ToString();
+    std::set<uint64_t> snapshot_ids;
+    uint64_t rows = 0;
+    for (const auto& reader : *snapshot) {
+      for (size_t block_idx = 0; block_idx < reader->block_count(); ++block_idx) {
+        std::vector<Id128> block_ids;
+        ASSERT_TRUE(reader->ReadInsertIds(block_idx, &block_ids).ok());
+        for (const Id128& id : block_ids) {
+          snapshot_ids.insert(id.low);
+          ++rows;
+        }
+      }
+    }
+    EXPECT_EQ(rows, snapshot_ids.size());
+    EXPECT_GE(rows, ids.size());
+    ++checks;
+  }
+  appender.join();
+  EXPECT_GT(engine_->GetStats().flushes, 5u);
+  EXPECT_EQ(ScannedIds(), Range(1, kEvents));
+  Reopen();
+  EXPECT_EQ(ScannedIds(), Range(1, kEvents));
+}
+
+}  // namespace
+}  // namespace minpanel::store

@@ -1,0 +1,52 @@
+// The manifest of the embedded engine: which segment files are live and up
+// to which log position every event is in one of them. Byte layout in
+// docs/formats/manifest.md. The flush thread writes a new manifest with
+// FileSystem::WriteFileAtomically (temporary file, fsync, rename, fsync of
+// the folder) after the segments it lists are durable, so a reader sees the
+// previous manifest or the new one, never a mix; a segment file not listed
+// is an orphan of a flush that died and is deleted on open.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/core.h"
+
+namespace minpanel::store {
+
+// "MPMAN\r\n\x1a", as the log and segment magics.
+inline constexpr std::array<char, 8> kManifestMagic = {'M', 'P', 'M', 'A', 'N', '\r', '\n', '\x1a'};
+inline constexpr uint32_t kManifestFormatVersion = 1;
+inline constexpr uint64_t kManifestSegmentsMax = 1'000'000;
+
+// A position in the log: records starting before it (in file number, then
+// offset order) are wholly in segments; records at or after it are not.
+struct LogPosition {
+  uint64_t file_number = 0;
+  uint64_t offset = 0;
+  friend auto operator<=>(const LogPosition&, const LogPosition&) = default;
+};
+
+struct ManifestSegment {
+  uint32_t project_id = 0;
+  std::string path;  // relative to <store>/segments/, e.g. "7/2026-11-26-000012.seg"
+  uint64_t file_bytes = 0;
+  uint64_t row_count = 0;
+  int64_t flushed_at_ms = 0;  // store clock when the flush that wrote it began
+};
+
+struct Manifest {
+  LogPosition log_position;
+  uint64_t next_segment_number = 1;
+  std::vector<ManifestSegment> segments;
+};
+
+std::string EncodeManifest(const Manifest& manifest);
+// Corruption (naming `name`) on a bad magic, checksum, newer version or
+// malformed body.
+Result<Manifest> DecodeManifest(std::string_view bytes, const std::string& name);
+
+}  // namespace minpanel::store
