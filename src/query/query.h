@@ -291,10 +291,12 @@ struct QueryResult {
 // the limit exceeded. Time zones are checked by RunQuery.
 Result<QuerySpec> ParseQuery(std::string_view json);
 
-// Answers `spec` over `context.segments`. InvalidArgument for an unknown time
-// zone or a range that is empty or too long; Corruption when a segment chunk
-// is damaged. Allocates in proportion to the result and to one block per
-// segment, not to the rows read.
+// Answers `spec` over `context.segments` on up to `context.threads` threads
+// (it starts and joins them itself). InvalidArgument for an unknown time zone,
+// a relative time without now_ms, or a range that is empty or too long;
+// ResourceExhausted past kBreakdownGroupsTrackedMax or kQueryCellsMax;
+// Corruption when a segment chunk is damaged. Allocates in proportion to the
+// result and to one block per segment per thread, not to the rows read.
 Result<QueryResult> RunQuery(const QuerySpec& spec, const QueryContext& context);
 
 // The API's answer body (docs/queries.md, "Results").
