@@ -200,7 +200,9 @@ struct QuerySpec {
 struct QueryContext {
   std::vector<std::shared_ptr<const store::SegmentReader>> segments;
   std::string time_zone = "UTC";  // the project's IANA zone
-  int64_t now_ms = 0;             // marks incomplete retention periods; 0: never
+  // The server clock: relative times ("-7d") and incomplete retention
+  // periods. 0: unknown (relative times are refused, no period is incomplete).
+  int64_t now_ms = 0;
   // Threads one query may use (1 .. kQueryThreadsMax): the subject space is
   // split between them, so every kind of query scales with cores.
   uint32_t threads = 2;
