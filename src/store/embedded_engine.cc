@@ -225,6 +225,8 @@ class EmbeddedEngine final : public Engine {
   struct LogFileInfo {
     uint64_t number = 0;
     uint64_t durable_bytes = 0;
+    // Profile updates live only in the log, so a file holding one is never trimmed.
+    bool has_profile_updates = false;
   };
   // The events of one project logged since the last flush began.
   struct Memtable {
@@ -266,7 +268,9 @@ class EmbeddedEngine final : public Engine {
   Status WritePartition(uint32_t project_id, int64_t day, std::span<const Event> events,
                         ManifestSegment* entry);
   Status CreateLogFile(uint64_t number);
-  Status OpenLastLogFile(uint64_t number, uint64_t durable_bytes);
+  Status OpenLastLogFile(uint64_t number, uint64_t durable_bytes, bool has_profile_updates);
+  Status LoadRecentInsertIds();
+  void TrimLog(const LogPosition& position);
   // Writer thread.
   void WriterLoop();
   void CommitGroup(const std::vector<PendingAppend*>& group);
@@ -306,6 +310,7 @@ class EmbeddedEngine final : public Engine {
   bool closing_ = false;
   std::vector<LogFileInfo> files_;
   Stats stats_;
+  bool replay_found_profile_updates_ = false;  // Open only
 
   // The manifest on disk; written by Open, then only by the flush thread.
   Manifest manifest_;
@@ -362,9 +367,10 @@ Status EmbeddedEngine::Open() {
   for (size_t file_idx = 0; file_idx < numbers.size(); ++file_idx) {
     const bool is_last = file_idx + 1 == numbers.size();
     uint64_t durable_bytes = 0;
+    replay_found_profile_updates_ = false;
     MP_RETURN_IF_ERROR(ReplayFile(numbers[file_idx], is_last, &durable_bytes));
     if (durable_bytes > 0 && !is_last) {
-      files_.push_back(LogFileInfo{numbers[file_idx], durable_bytes});
+      files_.push_back(LogFileInfo{numbers[file_idx], durable_bytes, replay_found_profile_updates_});
       stats_.log_bytes += durable_bytes;
     }
     last_durable_bytes = durable_bytes;
@@ -374,7 +380,8 @@ Status EmbeddedEngine::Open() {
   if (numbers.empty() || last_durable_bytes == 0) {
     MP_RETURN_IF_ERROR(CreateLogFile(numbers.empty() ? 1 : numbers.back()));
   } else {
-    MP_RETURN_IF_ERROR(OpenLastLogFile(numbers.back(), last_durable_bytes));
+    MP_RETURN_IF_ERROR(
+        OpenLastLogFile(numbers.back(), last_durable_bytes, replay_found_profile_updates_));
   }
   {
     std::lock_guard lock(data_mutex_);
@@ -417,12 +424,38 @@ Status EmbeddedEngine::LoadManifest() {
                                 " says (project or row count differ)");
     }
     live_paths.insert(entry.path);
+    stats_.events += entry.row_count;
     data_stats_.segment_bytes += (*reader)->summary().file_bytes;
     segments_.push_back(LiveSegment{entry.project_id, std::move(reader).value()});
   }
   data_stats_.segments = segments_.size();
   next_segment_number_ = manifest_.next_segment_number;
-  return RemoveOrphans(live_paths);
+  MP_RETURN_IF_ERROR(RemoveOrphans(live_paths));
+  return LoadRecentInsertIds();
+}
+
+// The log before the manifest's position may be trimmed, so the insert ids
+// of segments flushed within the de-duplication window are remembered from
+// the segments' insert id columns, as stored at their flush time (no
+// earlier than the events' own store time: it errs on remembering longer).
+// Ids the log still holds are inserted again on replay, which changes nothing.
+Status EmbeddedEngine::LoadRecentInsertIds() {
+  const int64_t window_start_ms = options_.clock->NowMs() - options_.dedup_window_ms;
+  std::vector<Id128> insert_ids;
+  for (size_t segment_idx = 0; segment_idx < segments_.size(); ++segment_idx) {
+    const ManifestSegment& entry = manifest_.segments[segment_idx];
+    if (entry.flushed_at_ms < window_start_ms) {
+      continue;
+    }
+    const SegmentReader& reader = *segments_[segment_idx].reader;
+    for (size_t block_idx = 0; block_idx < reader.block_count(); ++block_idx) {
+      MP_RETURN_IF_ERROR(reader.ReadInsertIds(block_idx, &insert_ids));
+      for (const Id128& insert_id : insert_ids) {
+        dedup_.Insert(entry.project_id, insert_id, entry.flushed_at_ms);
+      }
+    }
+  }
+  return Status::Ok();
 }
 
 // Segment files (and their .tmp) that the manifest does not list were
@@ -537,8 +570,12 @@ Status EmbeddedEngine::ApplyRecord(std::string_view payload, bool to_memtable) {
   for (const Id128& insert_id : insert_ids) {
     dedup_.Insert(header.project_id, insert_id, header.stored_at_ms);
   }
-  stats_.events += header.event_count;
+  // Events before the manifest's position are counted with their segments.
+  if (to_memtable) {
+    stats_.events += header.event_count;
+  }
   stats_.profile_updates += header.profile_update_count;
+  replay_found_profile_updates_ |= header.profile_update_count > 0;
   if (!events.empty()) {
     std::lock_guard lock(data_mutex_);
     AddEventsLocked(header.project_id, &events);
@@ -578,14 +615,15 @@ Status EmbeddedEngine::CreateLogFile(uint64_t number) {
   return Status::Ok();
 }
 
-Status EmbeddedEngine::OpenLastLogFile(uint64_t number, uint64_t durable_bytes) {
+Status EmbeddedEngine::OpenLastLogFile(uint64_t number, uint64_t durable_bytes,
+                                       bool has_profile_updates) {
   MP_ASSIGN_OR_RETURN(file_, file_system_->OpenAppendable(LogPath(number), kLogFileMode));
   // Makes a truncation done by recovery durable before anything is appended
   // (or the file is rolled): a cut tail must not come back after a crash.
   MP_RETURN_IF_ERROR(file_->Sync());
   file_number_ = number;
   file_durable_bytes_ = durable_bytes;
-  files_.push_back(LogFileInfo{number, durable_bytes});
+  files_.push_back(LogFileInfo{number, durable_bytes, has_profile_updates});
   stats_.log_bytes += durable_bytes;
   return Status::Ok();
 }
@@ -835,6 +873,9 @@ void EmbeddedEngine::PublishGroup(const std::vector<PendingAppend*>& group,
     return;
   }
   files_.back().durable_bytes = file_durable_bytes_;
+  for (const PendingAppend* pending : group) {
+    files_.back().has_profile_updates |= pending->result.profile_updates_stored > 0;
+  }
   stats_.log_bytes += write_buffer_.size();
   ++stats_.fsyncs;
   ++stats_.sync_latency_counts[SyncLatencyBucket(sync_latency_us)];
@@ -1122,6 +1163,10 @@ void EmbeddedEngine::FlushLoop() {
     }
     ++data_stats_.flushes;
     data_stats_.flush_time_us_sum += elapsed_us;
+    const LogPosition covered = manifest_.log_position;
+    lock.unlock();
+    TrimLog(covered);
+    lock.lock();
     flush_requested_ = MemtableOverThresholdLocked() || (stopping && memtable_rows_ > 0);
     behind_counted_ = false;
   }
@@ -1224,6 +1269,43 @@ Status EmbeddedEngine::FlushImmutable() {
   return Status::Ok();
 }
 
+// Deletes the log files wholly before `position` (the durable manifest's)
+// that hold no profile update. A failure only leaves a file for next time.
+void EmbeddedEngine::TrimLog(const LogPosition& position) {
+  std::vector<LogFileInfo> removable;
+  {
+    std::lock_guard lock(mutex_);
+    for (const LogFileInfo& info : files_) {
+      if (info.number < position.file_number && !info.has_profile_updates) {
+        removable.push_back(info);
+      }
+    }
+  }
+  std::vector<uint64_t> removed;
+  for (const LogFileInfo& info : removable) {
+    if (!file_system_->Remove(LogPath(info.number)).ok()) {
+      break;
+    }
+    removed.push_back(info.number);
+  }
+  if (removed.empty()) {
+    return;
+  }
+  (void)file_system_->SyncDirectory(wal_folder_);
+  {
+    std::lock_guard lock(mutex_);
+    std::erase_if(files_, [&](const LogFileInfo& info) {
+      if (std::find(removed.begin(), removed.end(), info.number) == removed.end()) {
+        return false;
+      }
+      stats_.log_bytes -= info.durable_bytes;
+      return true;
+    });
+  }
+  std::lock_guard lock(data_mutex_);
+  data_stats_.log_files_trimmed += removed.size();
+}
+
 Status EmbeddedEngine::WritePartition(uint32_t project_id, int64_t day,
                                       std::span<const Event> events, ManifestSegment* entry) {
   const std::string project_folder = segments_folder_ + "/" + std::to_string(project_id);
@@ -1272,6 +1354,11 @@ Status EmbeddedEngine::ScanProfiles(uint32_t project_id,
     return true;
   };
   for (const LogFileInfo& info : files) {
+    // A file without profile updates may be trimmed at any moment; it has
+    // nothing to read here anyway.
+    if (!info.has_profile_updates) {
+      continue;
+    }
     MP_RETURN_IF_ERROR(ForEachRecord(info, project_id, on_record));
     if (stopped) {
       break;
@@ -1302,6 +1389,7 @@ Stats EmbeddedEngine::GetStats() const {
   stats.flushes_behind = data_stats_.flushes_behind;
   stats.appends_refused_memtable_full = data_stats_.appends_refused_memtable_full;
   stats.compactions = data_stats_.compactions;
+  stats.log_files_trimmed = data_stats_.log_files_trimmed;
   return stats;
 }
 

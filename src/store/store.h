@@ -110,6 +110,7 @@ struct Stats {
   uint64_t flushes_behind = 0;       // thresholds passed while a flush still ran
   uint64_t appends_refused_memtable_full = 0;  // batches refused at the hard limit
   uint64_t compactions = 0;
+  uint64_t log_files_trimmed = 0;  // since open: wholly in segments, no profile update
 };
 
 using AppendCallback = std::function<void(Result<AppendResult>)>;
