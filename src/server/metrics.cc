@@ -112,6 +112,18 @@ std::string Metrics::Render(const service::ServiceMetrics& service,
   Gauge(&out, "minpanel_store_dedup_entries", "Insert ids remembered for de-duplication.",
         static_cast<int64_t>(store.dedup_entries));
   Counter(&out, "minpanel_log_fsyncs_total", "Write-ahead log fsyncs.", store.fsyncs);
+  Gauge(&out, "minpanel_store_segments", "Live segment files.",
+        static_cast<int64_t>(store.segments));
+  Gauge(&out, "minpanel_store_segment_bytes", "Bytes in live segment files.",
+        static_cast<int64_t>(store.segment_bytes));
+  Gauge(&out, "minpanel_store_memtable_rows", "Events not yet flushed into segment files.",
+        static_cast<int64_t>(store.memtable_rows));
+  Counter(&out, "minpanel_store_flushes_total", "Memtable flushes into segment files.",
+          store.flushes);
+  Counter(&out, "minpanel_store_flush_failures_total", "Flush attempts that failed (retried).",
+          store.flush_failures);
+  Counter(&out, "minpanel_store_appends_refused_memtable_full_total",
+          "Batches refused because flushes fell behind.", store.appends_refused_memtable_full);
   SyncHistogram(&out, store);
   return out;
 }

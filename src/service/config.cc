@@ -97,6 +97,7 @@ Status ReadTop(const toml::table& root, Config* config) {
   MP_RETURN_IF_ERROR(UnknownKeys(root,
                                  {"listen", "data_folder", "key_folder", "trusted_proxies", "tls",
                                   "limits", "dedup_window_hours", "dedup_entries_max",
+                                  "store_memtable_rows_max",
                                   "io_threads", "worker_threads", "export_threads", "log_level",
                                   "access_log", "user_agent_regexes", "geoip_files"},
                                  ""));
@@ -111,6 +112,8 @@ Status ReadTop(const toml::table& root, Config* config) {
   MP_RETURN_IF_ERROR(ReadInteger(root, "dedup_window_hours", "", &dedup_window_hours));
   config->dedup_window_ms = dedup_window_hours * 3'600'000;
   MP_RETURN_IF_ERROR(ReadInteger(root, "dedup_entries_max", "", &config->dedup_entries_max));
+  MP_RETURN_IF_ERROR(
+      ReadInteger(root, "store_memtable_rows_max", "", &config->store_memtable_rows_max));
   MP_RETURN_IF_ERROR(ReadInteger(root, "io_threads", "", &config->io_threads));
   MP_RETURN_IF_ERROR(ReadInteger(root, "worker_threads", "", &config->worker_threads));
   MP_RETURN_IF_ERROR(ReadInteger(root, "export_threads", "", &config->export_threads));
@@ -187,6 +190,9 @@ Status ValidateConfig(const Config& config) {
     return Status::InvalidArgument(
         "config: 'limits.header_bytes_max' must be at least 1 KiB and the connection and timeout "
         "limits above zero");
+  }
+  if (config.store_memtable_rows_max == 0 || config.store_memtable_rows_max > 10'000'000) {
+    return Status::InvalidArgument("config: 'store_memtable_rows_max' must be 1 to 10000000");
   }
   if (config.dedup_window_ms <= 0 || config.dedup_window_ms > kDedupWindowMsMax) {
     return Status::InvalidArgument("config: 'dedup_window_hours' must be 1 to 2160 (90 days)");

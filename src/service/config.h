@@ -37,6 +37,9 @@ struct Config {
   Limits limits;
   int64_t dedup_window_ms = 7LL * 24 * 3600 * 1000;
   uint64_t dedup_entries_max = 20'000'000;
+  // The store flushes its memtable into segment files past this many events
+  // (store::kMemtableRowsMaxDefault).
+  uint64_t store_memtable_rows_max = 200'000;
   uint32_t io_threads = 2;
   // Decoding and the policy run here; no thread waits for fsync (appends
   // are asynchronous), so about one per core is right.
