@@ -358,5 +358,87 @@ TEST_F(FlushTest, TrimmedLogKeepsProfileUpdatesAndDedupAcrossARestart) {
   EXPECT_EQ(ScannedIds(), expected);
 }
 
+// Measurement, run by hand in a Release build (numbers in README.md):
+//   store_test --gtest_also_run_disabled_tests --gtest_filter='*MeasureFlushAndOpen*'
+// 1M events of 12 properties over 30 days, appended in batches of 1,000 with
+// the default threshold (200,000 rows) and with 20,000 rows (many segments);
+// reports flush throughput and the time to open the store again.
+TEST_F(FlushTest, DISABLED_MeasureFlushAndOpen) {
+  for (const size_t memtable_rows : {size_t{200'000}, size_t{20'000}}) {
+    if (engine_) {
+      ASSERT_TRUE(engine_->Close().ok());
+      engine_.reset();
+    }
+    std::filesystem::remove_all(folder_);
+    options_.memtable_rows_max = memtable_rows;
+    options_.log_file_bytes_max = 16 << 20;
+    options_.flush_on_close = true;
+    ASSERT_TRUE(Open().ok());
+    constexpr uint64_t kEvents = 1'000'000;
+    constexpr uint64_t kBatch = 1000;
+    const auto append_start = std::chrono::steady_clock::now();
+    for (uint64_t first = 0; first < kEvents; first += kBatch) {
+      std::vector<Event> events;
+      for (uint64_t id = first; id < first + kBatch; ++id) {
+        const uint64_t user = (id * 2654435761u) % 50'000;
+        Event event = MakeEvent("event " + std::to_string(id % 20), kTestNowMs - (id % 30) * kDayMs,
+                                user, id * 0x9E3779B97F4A7C15ull);
+        event.properties = {{"plan", Value::String(user % 3 ? "free" : "pro")},
+                            {"country", Value::String("c" + std::to_string(user % 60))},
+                            {"city", Value::String("city " + std::to_string(user % 800))},
+                            {"browser", Value::String("b" + std::to_string(user % 7))},
+                            {"os", Value::String("os" + std::to_string(user % 5))},
+                            {"path", Value::String("/p/" + std::to_string(id % 300))},
+                            {"session", Value::String("s" + std::to_string(id / 8))},
+                            {"load_ms", Value::Int(static_cast<int64_t>(id % 977))},
+                            {"duration", Value::Double(static_cast<double>(id % 101) / 7)},
+                            {"logged_in", Value::Bool(user % 2 == 0)},
+                            {"width", Value::Int(static_cast<int64_t>(1024 + user % 4 * 256))},
+                            {"lang", Value::String("l" + std::to_string(user % 11))}};
+        events.push_back(std::move(event));
+      }
+      while (true) {
+        const auto result = engine_->Append(MakeBatch(kProject, events));
+        if (result.ok()) {
+          break;
+        }
+        ASSERT_EQ(result.status().code(), StatusCode::kResourceExhausted);
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+    }
+    const double append_s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - append_start).count();
+    const auto close_start = std::chrono::steady_clock::now();
+    ASSERT_TRUE(engine_->Close().ok());
+    const double close_s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - close_start).count();
+    const Stats before_close = engine_->GetStats();
+    engine_.reset();
+    const auto open_start = std::chrono::steady_clock::now();
+    ASSERT_TRUE(Open().ok());
+    const double open_s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - open_start).count();
+    const Stats stats = engine_->GetStats();
+    std::printf(
+        "memtable_rows_max %zu: appended %llu events in %.2f s (%.0f/s), %llu flushes of %llu rows "
+        "in %.2f s (%.0f rows/s of flush thread), behind %llu, refused %llu; close %.2f s; "
+        "%llu segments, %.1f bytes/event, log %llu bytes, %llu log files trimmed; open %.3f s, "
+        "dedup entries %llu\n",
+        memtable_rows, static_cast<unsigned long long>(kEvents), append_s, kEvents / append_s,
+        static_cast<unsigned long long>(before_close.flushes),
+        static_cast<unsigned long long>(before_close.flush_rows),
+        before_close.flush_time_us_sum / 1e6,
+        before_close.flush_rows / (before_close.flush_time_us_sum / 1e6),
+        static_cast<unsigned long long>(before_close.flushes_behind),
+        static_cast<unsigned long long>(before_close.appends_refused_memtable_full), close_s,
+        static_cast<unsigned long long>(stats.segments),
+        static_cast<double>(stats.segment_bytes) / kEvents,
+        static_cast<unsigned long long>(stats.log_bytes),
+        static_cast<unsigned long long>(before_close.log_files_trimmed), open_s,
+        static_cast<unsigned long long>(stats.dedup_entries));
+    EXPECT_EQ(stats.events, kEvents);
+  }
+}
+
 }  // namespace
 }  // namespace minpanel::store
