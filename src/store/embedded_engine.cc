@@ -49,6 +49,12 @@ constexpr auto kFlushRetryPause = std::chrono::seconds(1);
 // In-memory segments that stand in for the memtable hold at most this many rows.
 constexpr size_t kInMemorySegmentRows = 1 << 20;
 constexpr int64_t kMsPerDay = 86'400'000;
+// Compaction merges the segments of one (project, day) once at least this
+// many of them are smaller than kCompactionInputRowsMax, into one segment of
+// at most kCompactionOutputRowsMax rows.
+constexpr size_t kCompactionInputsMin = 4;
+constexpr uint64_t kCompactionInputRowsMax = 1'000'000;
+constexpr uint64_t kCompactionOutputRowsMax = 4'000'000;
 
 // "YYYY-MM-DD" of the UTC day `day` days after 1970-01-01 (Hinnant's civil_from_days).
 std::string UtcDayName(int64_t day) {
@@ -245,6 +251,7 @@ class EmbeddedEngine final : public Engine {
   struct LiveSegment {
     uint32_t project_id = 0;
     std::shared_ptr<const SegmentReader> reader;
+    std::string path;  // as in the manifest
   };
   // Receives each record of a file: its header and a decoder positioned
   // after it. Returns false to stop.
@@ -271,6 +278,9 @@ class EmbeddedEngine final : public Engine {
   Status OpenLastLogFile(uint64_t number, uint64_t durable_bytes, bool has_profile_updates);
   Status LoadRecentInsertIds();
   void TrimLog(const LogPosition& position);
+  Status CompactOnce();
+  Status MergeSegments(const std::vector<size_t>& inputs, ManifestSegment* output,
+                       std::shared_ptr<const SegmentReader>* reader);
   // Writer thread.
   void WriterLoop();
   void CommitGroup(const std::vector<PendingAppend*>& group);
@@ -426,7 +436,7 @@ Status EmbeddedEngine::LoadManifest() {
     live_paths.insert(entry.path);
     stats_.events += entry.row_count;
     data_stats_.segment_bytes += (*reader)->summary().file_bytes;
-    segments_.push_back(LiveSegment{entry.project_id, std::move(reader).value()});
+    segments_.push_back(LiveSegment{entry.project_id, std::move(reader).value(), entry.path});
   }
   data_stats_.segments = segments_.size();
   next_segment_number_ = manifest_.next_segment_number;
@@ -1166,6 +1176,11 @@ void EmbeddedEngine::FlushLoop() {
     const LogPosition covered = manifest_.log_position;
     lock.unlock();
     TrimLog(covered);
+    // A failed compaction leaves the smaller segments live (and at worst an
+    // orphan output, removed at the next open); it is tried after the next flush.
+    if (!stopping) {
+      (void)CompactOnce();
+    }
     lock.lock();
     flush_requested_ = MemtableOverThresholdLocked() || (stopping && memtable_rows_ > 0);
     behind_counted_ = false;
@@ -1247,7 +1262,7 @@ Status EmbeddedEngine::FlushImmutable() {
       remove_written();
       return reader.status();
     }
-    opened.push_back(LiveSegment{entry.project_id, std::move(reader).value()});
+    opened.push_back(LiveSegment{entry.project_id, std::move(reader).value(), entry.path});
   }
   manifest.segments.insert(manifest.segments.end(), written.begin(), written.end());
   manifest.log_position = position;
@@ -1266,6 +1281,123 @@ Status EmbeddedEngine::FlushImmutable() {
   data_stats_.segments = segments_.size();
   data_stats_.flush_rows += rows;
   flushing_.clear();
+  return Status::Ok();
+}
+
+// Merges the small segments of one (project, UTC day) partition, if some
+// partition has kCompactionInputsMin of them: writes the merged segment,
+// then a manifest that lists it instead of its inputs, then swaps the
+// readers under the lock and deletes the inputs. Queries that hold an
+// input's reader keep it (the reader holds the file's bytes). A crash
+// before the manifest leaves the output as an orphan; after it, the inputs.
+Status EmbeddedEngine::CompactOnce() {
+  std::map<std::string, std::vector<size_t>> partitions;  // "project/day" -> manifest indexes
+  for (size_t entry_idx = 0; entry_idx < manifest_.segments.size(); ++entry_idx) {
+    const ManifestSegment& entry = manifest_.segments[entry_idx];
+    const size_t slash = entry.path.find('/');
+    if (slash == std::string::npos || entry.row_count >= kCompactionInputRowsMax) {
+      continue;
+    }
+    partitions[entry.path.substr(0, slash + 11)].push_back(entry_idx);
+  }
+  for (const auto& [partition, candidates] : partitions) {
+    if (candidates.size() < kCompactionInputsMin) {
+      continue;
+    }
+    std::vector<size_t> inputs;
+    uint64_t rows = 0;
+    for (const size_t entry_idx : candidates) {
+      if (rows + manifest_.segments[entry_idx].row_count > kCompactionOutputRowsMax) {
+        break;
+      }
+      rows += manifest_.segments[entry_idx].row_count;
+      inputs.push_back(entry_idx);
+    }
+    if (inputs.size() < 2) {
+      continue;
+    }
+    ManifestSegment output;
+    std::shared_ptr<const SegmentReader> reader;
+    MP_RETURN_IF_ERROR(MergeSegments(inputs, &output, &reader));
+    Manifest manifest = manifest_;
+    std::set<std::string> input_paths;
+    for (const size_t entry_idx : inputs) {
+      input_paths.insert(manifest_.segments[entry_idx].path);
+    }
+    std::erase_if(manifest.segments, [&](const ManifestSegment& entry) {
+      return input_paths.contains(entry.path);
+    });
+    manifest.segments.push_back(output);
+    manifest.next_segment_number = next_segment_number_;
+    // On failure the output stays (the rename may have landed); otherwise
+    // it is an orphan, removed at the next open.
+    MP_RETURN_IF_ERROR(file_system_->WriteFileAtomically(manifest_path_, EncodeManifest(manifest),
+                                                         kManifestFileMode));
+    manifest_ = std::move(manifest);
+    {
+      std::lock_guard lock(data_mutex_);
+      std::erase_if(segments_, [&](const LiveSegment& segment) {
+        if (!input_paths.contains(segment.path)) {
+          return false;
+        }
+        data_stats_.segment_bytes -= segment.reader->summary().file_bytes;
+        return true;
+      });
+      data_stats_.segment_bytes += reader->summary().file_bytes;
+      segments_.push_back(LiveSegment{output.project_id, reader, output.path});
+      data_stats_.segments = segments_.size();
+      ++data_stats_.compactions;
+    }
+    for (const std::string& path : input_paths) {
+      (void)file_system_->Remove(segments_folder_ + "/" + path);
+    }
+    (void)file_system_->SyncDirectory(segments_folder_ + "/" + partition.substr(0, partition.find('/')));
+    return Status::Ok();  // one partition per round keeps the flush thread responsive
+  }
+  return Status::Ok();
+}
+
+Status EmbeddedEngine::MergeSegments(const std::vector<size_t>& inputs, ManifestSegment* output,
+                                     std::shared_ptr<const SegmentReader>* reader) {
+  std::vector<std::shared_ptr<const SegmentReader>> readers;
+  {
+    std::lock_guard lock(data_mutex_);
+    for (const size_t entry_idx : inputs) {
+      const std::string& path = manifest_.segments[entry_idx].path;
+      for (const LiveSegment& segment : segments_) {
+        if (segment.path == path) {
+          readers.push_back(segment.reader);
+        }
+      }
+    }
+  }
+  if (readers.size() != inputs.size()) {
+    return Status::Corruption("compaction: a manifest segment has no open reader");
+  }
+  std::vector<Event> events;
+  std::vector<Event> block_events;
+  int64_t flushed_at_ms = INT64_MIN;
+  for (size_t input_idx = 0; input_idx < readers.size(); ++input_idx) {
+    const SegmentReader& input = *readers[input_idx];
+    for (size_t block_idx = 0; block_idx < input.block_count(); ++block_idx) {
+      MP_RETURN_IF_ERROR(input.ReadEvents(block_idx, &block_events));
+      events.insert(events.end(), block_events.begin(), block_events.end());
+    }
+    flushed_at_ms = std::max(flushed_at_ms, manifest_.segments[inputs[input_idx]].flushed_at_ms);
+  }
+  const ManifestSegment& first = manifest_.segments[inputs.front()];
+  MP_RETURN_IF_ERROR(WritePartition(first.project_id, UtcDay(events.front().time_ms), events, output));
+  // The inputs' flush time, not now: de-duplication after a restart errs on
+  // remembering longer either way, and retention keys on the events' times.
+  output->flushed_at_ms = flushed_at_ms;
+  MP_ASSIGN_OR_RETURN(std::unique_ptr<SegmentReader> opened,
+                      OpenSegment(*file_system_, segments_folder_ + "/" + output->path));
+  if (opened->summary().row_count != events.size()) {
+    return Status::Corruption(output->path + ": compaction wrote " +
+                              std::to_string(opened->summary().row_count) + " rows of " +
+                              std::to_string(events.size()));
+  }
+  *reader = std::move(opened);
   return Status::Ok();
 }
 
