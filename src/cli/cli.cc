@@ -321,8 +321,11 @@ void AddDataCommands(CLI::App& app, Flags& flags, Commands& commands) {
 
   CLI::App* debug = app.add_subcommand("debug", "inspect files for debugging");
   debug->require_subcommand(1);
-  commands.dump = debug->add_subcommand("dump", "print a write-ahead log file readably");
-  commands.dump->add_option("FILE", flags.dump_path, "a log file, e.g. DATA/store/wal/000001.log")
+  commands.dump =
+      debug->add_subcommand("dump", "print a write-ahead log, segment or manifest file readably");
+  commands.dump->add_option("FILE", flags.dump_path,
+                            "e.g. DATA/store/wal/000001.log, DATA/store/MANIFEST or "
+                            "DATA/store/segments/1/2026-11-26-000001.seg")
       ->required();
 
   CLI::App* policy = app.add_subcommand("policy", "privacy policies (docs/privacy.md)");

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "store/manifest.h"
@@ -100,6 +101,10 @@ TEST_F(FlushTest, ThresholdFlushesOneSegmentPerDayAndReadsSeeEveryEventOnce) {
   EXPECT_EQ(SegmentFiles(), ManifestFiles());
   EXPECT_EQ(SegmentFiles().size(), 2u);
   EXPECT_EQ(ReadManifest().log_position.file_number, 1u);
+  std::ostringstream dump;
+  ASSERT_TRUE(DumpStoreFile(*fault_file_system_, folder_ + "/MANIFEST", dump).ok());
+  EXPECT_NE(dump.str().find("2 segments"), std::string::npos) << dump.str();
+  EXPECT_NE(dump.str().find(SegmentFiles()[0]), std::string::npos) << dump.str();
   AppendEvents(101, 30);
   EXPECT_EQ(engine_->GetStats().memtable_rows, 30u);
   EXPECT_EQ(ScannedIds(), Range(1, 130));

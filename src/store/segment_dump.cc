@@ -6,6 +6,7 @@
 #include <ostream>
 #include <sstream>
 
+#include "store/manifest.h"
 #include "store/segment.h"
 #include "store/store.h"
 #include "store/wal_format.h"
@@ -311,6 +312,21 @@ Status DumpSegmentFile(FileSystem& file_system, const std::string& path, std::os
   return status;
 }
 
+Status DumpManifestFile(FileSystem& file_system, const std::string& path, std::ostream& out) {
+  MP_ASSIGN_OR_RETURN(const std::string bytes, file_system.ReadFile(path));
+  MP_ASSIGN_OR_RETURN(const Manifest manifest, DecodeManifest(bytes, path));
+  out << "manifest " << path << ": version " << kManifestFormatVersion << ", log position file "
+      << manifest.log_position.file_number << " offset " << manifest.log_position.offset
+      << ", next segment number " << manifest.next_segment_number << ", "
+      << manifest.segments.size() << " segments\n";
+  for (const ManifestSegment& segment : manifest.segments) {
+    out << "  segment " << segment.path << " project " << segment.project_id << " rows "
+        << segment.row_count << " bytes " << segment.file_bytes << " flushed_at_ms "
+        << segment.flushed_at_ms << "\n";
+  }
+  return Status::Ok();
+}
+
 Status DumpStoreFile(FileSystem& file_system, const std::string& path, std::ostream& out) {
   MP_ASSIGN_OR_RETURN(std::unique_ptr<SequentialFile> file, file_system.OpenSequential(path));
   std::string start;
@@ -318,6 +334,10 @@ Status DumpStoreFile(FileSystem& file_system, const std::string& path, std::ostr
   if (start.size() == kSegmentMagic.size() &&
       std::memcmp(start.data(), kSegmentMagic.data(), kSegmentMagic.size()) == 0) {
     return DumpSegmentFile(file_system, path, out);
+  }
+  if (start.size() == kManifestMagic.size() &&
+      std::memcmp(start.data(), kManifestMagic.data(), kManifestMagic.size()) == 0) {
+    return DumpManifestFile(file_system, path, out);
   }
   return DumpLogFile(file_system, path, out);
 }

@@ -170,7 +170,12 @@ Status DumpLogFile(FileSystem& file_system, const std::string& path, std::ostrea
 // came before) at the first damaged part.
 Status DumpSegmentFile(FileSystem& file_system, const std::string& path, std::ostream& out);
 
-// DumpSegmentFile when the file starts with the segment magic, else DumpLogFile.
+// Writes the manifest (docs/formats/manifest.md) readably: the log position
+// and a line per live segment. Corruption when it does not decode.
+Status DumpManifestFile(FileSystem& file_system, const std::string& path, std::ostream& out);
+
+// DumpSegmentFile or DumpManifestFile when the file starts with the segment
+// or manifest magic, else DumpLogFile.
 Status DumpStoreFile(FileSystem& file_system, const std::string& path, std::ostream& out);
 
 }  // namespace minpanel::store
