@@ -268,7 +268,8 @@ class EmbeddedEngine final : public Engine {
   void AddToMemtable(std::vector<PendingAppend*> const& group);
   void AddEventsLocked(uint32_t project_id, std::vector<Event>* events);
   bool MemtableOverThresholdLocked() const;
-  bool MemtableFull();
+  // True (counting `batches` refused) at the memtable's hard limit.
+  bool MemtableFull(size_t batches);
   void FlushLoop();
   void SwapMemtablesLocked();
   Status FlushImmutable();
@@ -727,7 +728,7 @@ void EmbeddedEngine::WriterLoop() {
 }
 
 void EmbeddedEngine::CommitGroup(const std::vector<PendingAppend*>& group) {
-  if (MemtableFull()) {
+  if (MemtableFull(group.size())) {
     FinishGroup(group, Status::ResourceExhausted(
                            "the memtable holds kMemtableHardLimitFactor times memtable_rows_max or "
                            "memtable_bytes_max because flushes fall behind or fail; retry later"));
@@ -1127,12 +1128,12 @@ bool EmbeddedEngine::MemtableOverThresholdLocked() const {
          memtable_bytes_ >= options_.memtable_bytes_max;
 }
 
-bool EmbeddedEngine::MemtableFull() {
+bool EmbeddedEngine::MemtableFull(size_t batches) {
   std::lock_guard lock(data_mutex_);
   const bool full = memtable_rows_ >= kMemtableHardLimitFactor * options_.memtable_rows_max ||
                     memtable_bytes_ >= kMemtableHardLimitFactor * options_.memtable_bytes_max;
   if (full) {
-    ++data_stats_.appends_refused_memtable_full;
+    data_stats_.appends_refused_memtable_full += batches;
   }
   return full;
 }

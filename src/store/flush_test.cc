@@ -102,7 +102,8 @@ TEST_F(FlushTest, ThresholdFlushesOneSegmentPerDayAndReadsSeeEveryEventOnce) {
   EXPECT_EQ(SegmentFiles().size(), 2u);
   EXPECT_EQ(ReadManifest().log_position.file_number, 1u);
   std::ostringstream dump;
-  ASSERT_TRUE(DumpStoreFile(*fault_file_system_, folder_ + "/MANIFEST", dump).ok());
+  const Status dumped = DumpStoreFile(*fault_file_system_, folder_ + "/MANIFEST", dump);
+  ASSERT_TRUE(dumped.ok()) << dumped.ToString() << dump.str();
   EXPECT_NE(dump.str().find("2 segments"), std::string::npos) << dump.str();
   EXPECT_NE(dump.str().find(SegmentFiles()[0]), std::string::npos) << dump.str();
   AppendEvents(101, 30);
