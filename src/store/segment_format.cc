@@ -13,28 +13,11 @@
 namespace minpanel::store {
 namespace {
 
-constexpr size_t kVarint64BytesMax = 10;
 // Compression must save at least 1/32 of a chunk to be worth a decode step;
 // lz4 is kept over zstd while it is at most 1/16 larger, since it decodes
 // faster. The rule and its measurements: docs/formats/segment.md.
 constexpr uint64_t kCompressionSavingsMin = 32;
 constexpr uint64_t kLz4SlackFraction = 16;
-
-uint32_t GetFixed32(const char* bytes) {
-  uint32_t value = 0;
-  for (int byte_idx = 0; byte_idx < 4; ++byte_idx) {
-    value |= static_cast<uint32_t>(static_cast<uint8_t>(bytes[byte_idx])) << (8 * byte_idx);
-  }
-  return value;
-}
-
-uint64_t GetFixed64(const char* bytes) {
-  uint64_t value = 0;
-  for (int byte_idx = 0; byte_idx < 8; ++byte_idx) {
-    value |= static_cast<uint64_t>(static_cast<uint8_t>(bytes[byte_idx])) << (8 * byte_idx);
-  }
-  return value;
-}
 
 void PutCode(uint32_t code, size_t width, std::string* out) {
   for (size_t byte_idx = 0; byte_idx < width; ++byte_idx) {
@@ -617,46 +600,6 @@ size_t CodeWidth(size_t size) {
     return 1;
   }
   return size <= (1u << 16) ? 2 : 4;
-}
-
-void PutFixed32(uint32_t value, std::string* out) {
-  char bytes[4];
-  for (int byte_idx = 0; byte_idx < 4; ++byte_idx) {
-    bytes[byte_idx] = static_cast<char>(value >> (8 * byte_idx));
-  }
-  out->append(bytes, sizeof(bytes));
-}
-
-void PutFixed64(uint64_t value, std::string* out) {
-  char bytes[8];
-  for (int byte_idx = 0; byte_idx < 8; ++byte_idx) {
-    bytes[byte_idx] = static_cast<char>(value >> (8 * byte_idx));
-  }
-  out->append(bytes, sizeof(bytes));
-}
-
-void PutVarint64(uint64_t value, std::string* out) {
-  char bytes[kVarint64BytesMax];
-  size_t length = 0;
-  while (value >= 0x80) {
-    bytes[length++] = static_cast<char>(value | 0x80);
-    value >>= 7;
-  }
-  bytes[length++] = static_cast<char>(value);
-  out->append(bytes, length);
-}
-
-void PutId(const Id128& id, std::string* out) {
-  PutFixed64(id.high, out);
-  PutFixed64(id.low, out);
-}
-
-uint64_t ZigZagEncode(int64_t value) {
-  return (static_cast<uint64_t>(value) << 1) ^ static_cast<uint64_t>(value >> 63);
-}
-
-int64_t ZigZagDecode(uint64_t value) {
-  return static_cast<int64_t>(value >> 1) ^ -static_cast<int64_t>(value & 1);
 }
 
 Status ByteReader::ReadByte(std::string_view field, uint8_t* value) {

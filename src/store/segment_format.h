@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "core/core.h"
+#include "store/bytes.h"
 
 namespace minpanel::store {
 
@@ -158,12 +159,8 @@ size_t CodeWidth(size_t size);
 
 // Byte helpers shared by the segment files.
 
-void PutFixed32(uint32_t value, std::string* out);
-void PutFixed64(uint64_t value, std::string* out);
-void PutVarint64(uint64_t value, std::string* out);
-void PutId(const Id128& id, std::string* out);
-uint64_t ZigZagEncode(int64_t value);
-int64_t ZigZagDecode(uint64_t value);
+// (PutFixed32/64, GetFixed32/64, PutVarint64, PutId, ZigZagEncode/Decode:
+// store/bytes.h, shared with the write-ahead log.)
 
 // A bounds-checked cursor over untrusted bytes. Each Read returns Corruption
 // naming `field` when the bytes run out or the value is malformed.

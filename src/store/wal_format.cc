@@ -7,6 +7,8 @@
 #include <cstring>
 #include <utility>
 
+#include "store/bytes.h"
+
 namespace minpanel::store {
 namespace {
 
@@ -14,67 +16,10 @@ namespace {
 // before anything is reserved: a property is a one-byte key length and a tag.
 constexpr size_t kPropertyBytesMin = 2;
 constexpr size_t kListItemBytesMin = 1;
-constexpr size_t kVarint64BytesMax = 10;
-
-void PutFixed32(uint32_t value, std::string* out) {
-  char bytes[4];
-  for (int byte_idx = 0; byte_idx < 4; ++byte_idx) {
-    bytes[byte_idx] = static_cast<char>(value >> (8 * byte_idx));
-  }
-  out->append(bytes, sizeof(bytes));
-}
-
-void PutFixed64(uint64_t value, std::string* out) {
-  char bytes[8];
-  for (int byte_idx = 0; byte_idx < 8; ++byte_idx) {
-    bytes[byte_idx] = static_cast<char>(value >> (8 * byte_idx));
-  }
-  out->append(bytes, sizeof(bytes));
-}
-
-uint32_t GetFixed32(const char* bytes) {
-  uint32_t value = 0;
-  for (int byte_idx = 0; byte_idx < 4; ++byte_idx) {
-    value |= static_cast<uint32_t>(static_cast<uint8_t>(bytes[byte_idx])) << (8 * byte_idx);
-  }
-  return value;
-}
-
-uint64_t GetFixed64(const char* bytes) {
-  uint64_t value = 0;
-  for (int byte_idx = 0; byte_idx < 8; ++byte_idx) {
-    value |= static_cast<uint64_t>(static_cast<uint8_t>(bytes[byte_idx])) << (8 * byte_idx);
-  }
-  return value;
-}
-
-void PutVarint64(uint64_t value, std::string* out) {
-  char bytes[kVarint64BytesMax];
-  size_t length = 0;
-  while (value >= 0x80) {
-    bytes[length++] = static_cast<char>(value | 0x80);
-    value >>= 7;
-  }
-  bytes[length++] = static_cast<char>(value);
-  out->append(bytes, length);
-}
-
-uint64_t ZigZag(int64_t value) {
-  return (static_cast<uint64_t>(value) << 1) ^ static_cast<uint64_t>(value >> 63);
-}
-
-int64_t UnZigZag(uint64_t value) {
-  return static_cast<int64_t>(value >> 1) ^ -static_cast<int64_t>(value & 1);
-}
 
 void PutString(std::string_view value, std::string* out) {
   PutVarint64(value.size(), out);
   out->append(value);
-}
-
-void PutId(const Id128& id, std::string* out) {
-  PutFixed64(id.high, out);
-  PutFixed64(id.low, out);
 }
 
 void PutValue(const Value& value, std::string* out) {
@@ -88,7 +33,7 @@ void PutValue(const Value& value, std::string* out) {
       return;
     case Value::Type::kInt:
       out->push_back(static_cast<char>(WalValueTag::kInt));
-      PutVarint64(ZigZag(value.as_int()), out);
+      PutVarint64(ZigZagEncode(value.as_int()), out);
       return;
     case Value::Type::kDouble:
       out->push_back(static_cast<char>(WalValueTag::kDouble));
@@ -170,7 +115,7 @@ Result<WalFileHeader> DecodeWalFileHeader(std::string_view bytes) {
 
 void EncodeEvent(const Event& event, std::string* out) {
   PutString(event.name, out);
-  PutVarint64(ZigZag(event.time_ms), out);
+  PutVarint64(ZigZagEncode(event.time_ms), out);
   PutId(event.subject, out);
   PutId(event.insert_id, out);
   PutVarint64(event.key_version, out);
@@ -180,7 +125,7 @@ void EncodeEvent(const Event& event, std::string* out) {
 void EncodeProfileUpdate(const ProfileUpdate& update, std::string* out) {
   PutId(update.subject, out);
   PutString(update.group_key, out);
-  PutVarint64(ZigZag(update.time_ms), out);
+  PutVarint64(ZigZagEncode(update.time_ms), out);
   PutVarint64(update.key_version, out);
   out->push_back(static_cast<char>(update.operation));
   PutProperties(update.properties, out);
@@ -274,7 +219,7 @@ Status WalDecoder::ReadValue(Value* value) {
     case WalValueTag::kInt: {
       uint64_t bits = 0;
       MP_RETURN_IF_ERROR(ReadVarint64("int value", &bits));
-      *value = Value::Int(UnZigZag(bits));
+      *value = Value::Int(ZigZagDecode(bits));
       return Status::Ok();
     }
     case WalValueTag::kDouble: {
@@ -340,7 +285,7 @@ Status WalDecoder::ReadEvent(Event* event) {
   MP_RETURN_IF_ERROR(ReadString("event name", &event->name));
   uint64_t time_bits = 0;
   MP_RETURN_IF_ERROR(ReadVarint64("event time", &time_bits));
-  event->time_ms = UnZigZag(time_bits);
+  event->time_ms = ZigZagDecode(time_bits);
   MP_RETURN_IF_ERROR(ReadId("event subject", &event->subject));
   MP_RETURN_IF_ERROR(ReadId("event insert id", &event->insert_id));
   MP_RETURN_IF_ERROR(ReadVarint32("event key version", &event->key_version));
@@ -352,7 +297,7 @@ Status WalDecoder::ReadProfileUpdate(ProfileUpdate* update) {
   MP_RETURN_IF_ERROR(ReadString("profile group key", &update->group_key));
   uint64_t time_bits = 0;
   MP_RETURN_IF_ERROR(ReadVarint64("profile time", &time_bits));
-  update->time_ms = UnZigZag(time_bits);
+  update->time_ms = ZigZagDecode(time_bits);
   MP_RETURN_IF_ERROR(ReadVarint32("profile key version", &update->key_version));
   uint8_t operation = 0;
   MP_RETURN_IF_ERROR(ReadByte("profile operation", &operation));
