@@ -1,22 +1,27 @@
+#include <charconv>
 #include <cmath>
-#include <cstdio>
 
 #include "query/query.h"
 
 namespace minpanel::query {
-namespace {
 
-void AppendDouble(double value, std::string* out) {
+void AppendJsonNumber(double value, std::string* out) {
   if (!std::isfinite(value)) {
     out->append("null");
     return;
   }
-  char buffer[32];
-  const int length = std::snprintf(buffer, sizeof(buffer), "%.17g", value);
-  out->append(buffer, static_cast<size_t>(length));
+  char buffer[40];
+  std::to_chars_result written{};
+  const bool negative_zero = value == 0.0 && std::signbit(value);  // "-0" keeps its sign
+  if (value == std::trunc(value) && std::fabs(value) < 9.0e15 && !negative_zero) {
+    written = std::to_chars(buffer, buffer + sizeof(buffer), static_cast<int64_t>(value));
+  } else {
+    written = std::to_chars(buffer, buffer + sizeof(buffer), value);  // shortest exact
+  }
+  out->append(buffer, written.ptr);
 }
 
-void AppendValue(const Value& value, std::string* out) {
+void AppendJsonValue(const Value& value, std::string* out) {
   switch (value.type()) {
     case Value::Type::kNull:
       out->append("null");
@@ -28,28 +33,24 @@ void AppendValue(const Value& value, std::string* out) {
       out->append(std::to_string(value.as_int()));
       return;
     case Value::Type::kDouble:
-      AppendDouble(value.as_double(), out);
+      AppendJsonNumber(value.as_double(), out);
       return;
     case Value::Type::kString:
       AppendJsonString(value.as_string(), out);
       return;
     case Value::Type::kList: {
       out->push_back('[');
-      bool first = true;
-      for (const std::string& item : value.as_list()) {
-        if (!first) {
+      for (size_t item_idx = 0; item_idx < value.as_list().size(); ++item_idx) {
+        if (item_idx > 0) {
           out->push_back(',');
         }
-        first = false;
-        AppendJsonString(item, out);
+        AppendJsonString(value.as_list()[item_idx], out);
       }
       out->push_back(']');
       return;
     }
   }
 }
-
-}  // namespace
 
 void AppendJsonString(std::string_view text, std::string* out) {
   static constexpr char kHex[] = "0123456789abcdef";
@@ -99,7 +100,7 @@ void AppendEventJsonLine(const Event& event, std::string* out) {
     out->push_back(',');
     AppendJsonString(property.key, out);
     out->push_back(':');
-    AppendValue(property.value, out);
+    AppendJsonValue(property.value, out);
   }
   out->append("}}\n");
 }

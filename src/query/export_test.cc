@@ -1,5 +1,10 @@
 #include <gtest/gtest.h>
 
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+
 #include "query/query.h"
 
 namespace minpanel::query {
@@ -24,6 +29,23 @@ TEST(ExportFormatTest, EventLineHasMixpanelShapeWithPseudonymAndSeconds) {
             "\"distinct_id\":\"psn_00000000000000010000000000000002\","
             "\"$insert_id\":\"00000000000000030000000000000004\",\"plan\":\"pro\",\"seats\":3,"
             "\"ratio\":0.5,\"trial\":true,\"tags\":[\"a\",\"b\"],\"gone\":null}}\n");
+}
+
+// Exports re-import: every finite double must read back bit for bit.
+TEST(ExportFormatTest, DoublesReadBackExactly) {
+  for (const double value : {0.1, -2.5e-300, 1.0 / 3.0, 123456789.0, 1e20, -0.0, 9.5e15}) {
+    std::string out;
+    AppendJsonNumber(value, &out);
+    EXPECT_EQ(std::bit_cast<uint64_t>(std::strtod(out.c_str(), nullptr)),
+              std::bit_cast<uint64_t>(value))
+        << out;
+  }
+  std::string out;
+  AppendJsonNumber(0.1, &out);
+  EXPECT_EQ(out, "0.1");
+  out.clear();
+  AppendJsonNumber(std::nan(""), &out);
+  EXPECT_EQ(out, "null");
 }
 
 TEST(ExportFormatTest, ControlCharactersAreEscaped) {

@@ -54,6 +54,11 @@ void AppendEventJsonLine(const Event& event, std::string* out);
 
 // Appends `text` as a JSON string literal, escaping as RFC 8259 requires.
 void AppendJsonString(std::string_view text, std::string* out);
+// A number: integral values below 9e15 as integers, others in the shortest
+// form that reads back to the same double; NaN and infinities as null.
+void AppendJsonNumber(double value, std::string* out);
+// A property value as JSON (lists of strings as arrays).
+void AppendJsonValue(const Value& value, std::string* out);
 
 // Analytics queries. The JSON format, the semantics and the limits below are
 // documented in docs/queries.md.

@@ -1,26 +1,8 @@
 // QueryResultToJson: the answer body of docs/queries.md ("Results").
-#include <charconv>
-#include <cmath>
-
 #include "query/query.h"
 
 namespace minpanel::query {
 namespace {
-
-void AppendNumber(double value, std::string* out) {
-  if (!std::isfinite(value)) {
-    out->append("null");
-    return;
-  }
-  char buffer[40];
-  std::to_chars_result written{};
-  if (value == std::trunc(value) && std::fabs(value) < 9.0e15) {
-    written = std::to_chars(buffer, buffer + sizeof(buffer), static_cast<int64_t>(value));
-  } else {
-    written = std::to_chars(buffer, buffer + sizeof(buffer), value);
-  }
-  out->append(buffer, written.ptr);
-}
 
 void AppendInt(int64_t value, std::string* out) { out->append(std::to_string(value)); }
 
@@ -29,7 +11,7 @@ void AppendOptional(const std::optional<T>& value, std::string* out) {
   if (!value) {
     out->append("null");
   } else if constexpr (std::is_same_v<T, double>) {
-    AppendNumber(*value, out);
+    AppendJsonNumber(*value, out);
   } else {
     AppendInt(static_cast<int64_t>(*value), out);
   }
@@ -38,37 +20,6 @@ void AppendOptional(const std::optional<T>& value, std::string* out) {
 void AppendKey(std::string_view key, std::string* out) {
   AppendJsonString(key, out);
   out->push_back(':');
-}
-
-void AppendValue(const Value& value, std::string* out) {
-  switch (value.type()) {
-    case Value::Type::kNull:
-      out->append("null");
-      return;
-    case Value::Type::kBool:
-      out->append(value.as_bool() ? "true" : "false");
-      return;
-    case Value::Type::kInt:
-      AppendInt(value.as_int(), out);
-      return;
-    case Value::Type::kDouble:
-      AppendNumber(value.as_double(), out);
-      return;
-    case Value::Type::kString:
-      AppendJsonString(value.as_string(), out);
-      return;
-    case Value::Type::kList: {
-      out->push_back('[');
-      for (size_t item_idx = 0; item_idx < value.as_list().size(); ++item_idx) {
-        if (item_idx > 0) {
-          out->push_back(',');
-        }
-        AppendJsonString(value.as_list()[item_idx], out);
-      }
-      out->push_back(']');
-      return;
-    }
-  }
 }
 
 // "breakdown":[...] or "other":true, followed by a comma.
@@ -83,7 +34,7 @@ void AppendGroup(const GroupKey& group, std::string* out) {
     if (value_idx > 0) {
       out->push_back(',');
     }
-    AppendValue(group.values[value_idx], out);
+    AppendJsonValue(group.values[value_idx], out);
   }
   out->append("],");
 }
@@ -144,9 +95,9 @@ void AppendFunnelSteps(const FunnelGroup& group, std::string* out) {
         out->append(",\"subjects\":");
         AppendInt(static_cast<int64_t>(step.subjects), out);
         out->append(",\"step_conversion\":");
-        AppendNumber(step.step_conversion, out);
+        AppendJsonNumber(step.step_conversion, out);
         out->append(",\"overall_conversion\":");
-        AppendNumber(step.overall_conversion, out);
+        AppendJsonNumber(step.overall_conversion, out);
         out->append(",\"median_ms\":");
         AppendOptional(step.median_ms, out);
         out->append(",\"p90_ms\":");
