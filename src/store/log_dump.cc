@@ -1,42 +1,13 @@
 // DumpLogFile: a readable rendering of one log file, for debugging.
 #include <ostream>
 
+#include "store/dump_print.h"
 #include "store/log_reader.h"
 #include "store/store.h"
 #include "store/wal_format.h"
 
 namespace minpanel::store {
 namespace {
-
-void PrintValue(const Value& value, std::ostream& out) {
-  switch (value.type()) {
-    case Value::Type::kNull:
-      out << "null";
-      return;
-    case Value::Type::kBool:
-      out << (value.as_bool() ? "true" : "false");
-      return;
-    case Value::Type::kInt:
-      out << value.as_int();
-      return;
-    case Value::Type::kDouble:
-      out << value.as_double();
-      return;
-    case Value::Type::kString:
-      out << '"' << value.as_string() << '"';
-      return;
-    case Value::Type::kList: {
-      out << '[';
-      const char* separator = "";
-      for (const std::string& item : value.as_list()) {
-        out << separator << '"' << item << '"';
-        separator = ", ";
-      }
-      out << ']';
-      return;
-    }
-  }
-}
 
 void PrintProperties(const Properties& properties, std::ostream& out) {
   out << '{';

@@ -6,6 +6,7 @@
 #include <ostream>
 #include <sstream>
 
+#include "store/dump_print.h"
 #include "store/manifest.h"
 #include "store/segment.h"
 #include "store/store.h"
@@ -13,67 +14,6 @@
 
 namespace minpanel::store {
 namespace {
-
-// Quotes text, escaping quotes, backslashes and control bytes so that any
-// bytes print on one line; other bytes (UTF-8 included) print as they are.
-void PrintString(std::string_view text, std::ostream& out) {
-  out << '"';
-  for (const char c : text) {
-    const auto byte = static_cast<uint8_t>(c);
-    if (c == '"' || c == '\\') {
-      out << '\\' << c;
-    } else if (byte < 0x20 || byte == 0x7f) {
-      out << "\\x"
-          << "0123456789abcdef"[byte >> 4] << "0123456789abcdef"[byte & 15];
-    } else {
-      out << c;
-    }
-  }
-  out << '"';
-}
-
-// Enough digits to tell any two doubles apart, and always marked as a
-// double (0 prints as 0.0, unlike the int 0).
-void PrintDouble(double value, std::ostream& out) {
-  std::ostringstream text;
-  text << std::setprecision(17) << value;
-  const std::string printed = text.str();
-  out << printed;
-  if (printed.find_first_of(".eEn") == std::string::npos) {
-    out << ".0";
-  }
-}
-
-void PrintValue(const Value& value, std::ostream& out) {
-  switch (value.type()) {
-    case Value::Type::kNull:
-      out << "null";
-      return;
-    case Value::Type::kBool:
-      out << (value.as_bool() ? "true" : "false");
-      return;
-    case Value::Type::kInt:
-      out << value.as_int();
-      return;
-    case Value::Type::kDouble:
-      PrintDouble(value.as_double(), out);
-      return;
-    case Value::Type::kString:
-      PrintString(value.as_string(), out);
-      return;
-    case Value::Type::kList: {
-      out << '[';
-      const char* separator = "";
-      for (const std::string& item : value.as_list()) {
-        out << separator;
-        PrintString(item, out);
-        separator = ", ";
-      }
-      out << ']';
-      return;
-    }
-  }
-}
 
 void PrintTagMask(uint8_t tag_mask, std::ostream& out) {
   const char* separator = "";

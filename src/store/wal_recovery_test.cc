@@ -1,6 +1,7 @@
 // Recovery on open: what a torn, corrupt or foreign log file does.
 #include <sstream>
 
+#include "store/dump_print.h"
 #include "store/store_test_util.h"
 #include "store/wal_format.h"
 
@@ -171,6 +172,20 @@ TEST_F(WalRecoveryTest, OtherFilesInTheFolderAreIgnored) {
   WriteBytes(folder_ + "/wal/12.log", "short names are not ours");
   ASSERT_TRUE(Open().ok());
   EXPECT_EQ(StoredIds(), (std::vector<uint64_t>{1}));
+}
+
+// Every dump prints a value on one line, and a double so that it reads back
+// exactly and never looks like an int.
+TEST(DumpPrintTest, ValuesPrintOnOneLineAndDoublesExactly) {
+  std::ostringstream out;
+  PrintValue(Value::String("a\n\"b\\"), out);
+  out << ' ';
+  PrintValue(Value::Double(0.1), out);
+  out << ' ';
+  PrintValue(Value::Double(2.0), out);
+  out << ' ';
+  PrintValue(Value::List({"x", "\t"}), out);
+  EXPECT_EQ(out.str(), "\"a\\x0a\\\"b\\\\\" 0.10000000000000001 2.0 [\"x\", \"\\x09\"]");
 }
 
 TEST_F(WalRecoveryTest, DumpLogFilePrintsEveryRecord) {
