@@ -336,6 +336,10 @@ Properties Policy::ApplyToProperties(Properties properties, bool user_profile,
 }
 
 void Policy::AddContext(RawEvent& raw, Properties* properties, PolicyCounters* counters) const {
+  if (raw.client_ip.empty() && raw.user_agent.empty() && raw.page_url.empty() &&
+      raw.referrer.empty() && raw.library.empty()) {
+    return;  // nothing to add: skip the pass over the properties
+  }
   const PolicySpec& spec = *spec_;
   ContextKeysPresent present(*properties);
   if (!raw.client_ip.empty()) {
