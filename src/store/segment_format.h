@@ -11,9 +11,13 @@
 // thread-compatible.
 #pragma once
 
+#include <endian.h>
+
 #include <array>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <span>
 #include <string>
 #include <string_view>
@@ -171,6 +175,48 @@ class ByteReader {
   Status ReadFixed32(std::string_view field, uint32_t* value);
   Status ReadFixed64(std::string_view field, uint64_t* value);
   Status ReadVarint64(std::string_view field, uint64_t* value);
+  // ReadVarint64 for hot loops: false, with the position unchanged, exactly
+  // where ReadVarint64 would fail (call it then for the error). Inline, and
+  // builds no Status: per-row column decoders spend most of their time here.
+  bool TryReadVarint64(uint64_t* value) {
+    const auto* bytes = reinterpret_cast<const uint8_t*>(bytes_.data()) + position_;
+    const size_t left = bytes_.size() - position_;
+    if (left >= 8) {
+      // Without a branch per byte: varint lengths vary from row to row, and
+      // a mispredicted branch costs more than this whole decode. Find the
+      // first byte without the continuation bit, keep the bytes up to it,
+      // and squeeze out the continuation bits (8 x 7 bits -> 56 bits).
+      uint64_t word = 0;
+      std::memcpy(&word, bytes, 8);
+      word = le64toh(word);
+      const uint64_t stops = ~word & 0x8080808080808080ULL;
+      if (stops != 0) {
+        const int bits = std::countr_zero(stops) + 1;  // 8, 16, ..., 64
+        word &= ~uint64_t{0} >> (64 - bits);
+        word = (word & 0x007F007F007F007FULL) | ((word & 0x7F007F007F007F00ULL) >> 1);
+        word = (word & 0x00003FFF00003FFFULL) | ((word & 0x3FFF00003FFF0000ULL) >> 2);
+        word = (word & 0x000000000FFFFFFFULL) | ((word & 0x0FFFFFFF00000000ULL) >> 4);
+        *value = word;
+        position_ += static_cast<size_t>(bits / 8);
+        return true;
+      }
+    }
+    uint64_t result = 0;
+    const size_t limit = left < kVarint64BytesMax ? left : kVarint64BytesMax;
+    for (size_t byte_idx = 0; byte_idx < limit; ++byte_idx) {
+      const uint64_t byte = bytes[byte_idx];
+      if (byte_idx == kVarint64BytesMax - 1 && byte > 1) {
+        return false;  // overflows 64 bits
+      }
+      result |= (byte & 0x7F) << (7 * byte_idx);
+      if (byte < 0x80) {
+        *value = result;
+        position_ += byte_idx + 1;
+        return true;
+      }
+    }
+    return false;  // cut short, or over 10 bytes
+  }
   Status ReadVarint32(std::string_view field, uint32_t* value);
   Status ReadZigZag(std::string_view field, int64_t* value);
   Status ReadId(std::string_view field, Id128* id);

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <limits>
@@ -98,6 +99,37 @@ TEST(SegmentTimesTest, ZoneMapMismatchAndTrailingBytesAreCorruption) {
   ExpectCorruption(DecodeTimes(raw, 4, 10, 30, &decoded), "cut short");
 }
 
+
+// DecodeTimes reads most varints 64 bytes at a time (DecodeVarintsBulk) and
+// the last ones, and any over 8 bytes, one by one: every length from 1 to 10
+// bytes, at every offset against the 64-byte windows, must decode the same.
+TEST(SegmentTimesTest, BulkAndCheckedDecodingAgreeOnEveryLength) {
+  std::mt19937_64 random(7);
+  for (int trial = 0; trial < 200; ++trial) {
+    std::vector<int64_t> times;
+    const size_t rows = 1 + random() % 3000;
+    int64_t time = static_cast<int64_t>(random());
+    for (size_t row = 0; row < rows; ++row) {
+      // A delta of 0 to 63 bits, so its varint takes 1 to 10 bytes.
+      const int bits = static_cast<int>(random() % 64);
+      const uint64_t delta = bits == 0 ? 0 : random() >> (64 - bits);
+      time = static_cast<int64_t>(static_cast<uint64_t>(time) +
+                                  (random() % 2 == 0 ? delta : 0 - delta));
+      times.push_back(time);
+    }
+    const auto [min, max] = std::minmax_element(times.begin(), times.end());
+    std::string raw;
+    EncodeTimes(times, *min, &raw);
+    std::vector<int64_t> decoded;
+    ASSERT_TRUE(DecodeTimes(raw, rows, *min, *max, &decoded).ok()) << "trial " << trial;
+    ASSERT_EQ(decoded, times) << "trial " << trial;
+    // Cut anywhere, or with one row too many expected: Corruption, not a crash.
+    const size_t cut = random() % raw.size();
+    EXPECT_EQ(DecodeTimes(raw.substr(0, cut), rows, *min, *max, &decoded).code(),
+              StatusCode::kCorruption);
+    EXPECT_EQ(DecodeTimes(raw, rows + 1, *min, *max, &decoded).code(), StatusCode::kCorruption);
+  }
+}
 TEST(SegmentSubjectsTest, RunsRoundTripAndAreChecked) {
   const std::vector<Id128> subjects = {{0, 1}, {0, 9}, {7, 0}};
   const std::vector<uint32_t> lengths = {3, 1, 2};
