@@ -15,7 +15,20 @@
 //   - detectors:   the pass-through policy with the detectors turned on.
 // The `ingest_shape` variants use events shaped like bench/ingest's
 // Mixpanel events instead (17 properties, page URL and referrer, no user
-// agent, no IP), the part of the policy the end-to-end benchmark exercises.
+// agent, no IP), the part of the policy the end-to-end benchmark exercised
+// before its events carried an `ip`.
+//
+// Geolocation-heavy cases, where each event's IP is drawn afresh whenever
+// the pool is refilled, so that the addresses do not repeat with the pool:
+//   - default_ingest_shape_ip: the ingest shape with the `ip` of
+//                  bench/ingest/make_templates.mjs (50,000 users, one stable
+//                  address each, in 4,608 /24 blocks of 18 /16 networks; a
+//                  random user per event), what /import now exercises;
+//   - default_geo_misses: the realistic events with every IP in a /24 block
+//                  not seen for 65,536 events, so that every lookup misses
+//                  any per-thread cache: the full cost of a database read.
+// BM_GeoLookup times GeoDatabase::Lookup alone on the same two address
+// streams.
 //
 // Apply consumes its RawEvent, so the events are copied from a pool of
 // templates with the timer paused, once per pool of kPoolEvents events.
@@ -53,6 +66,9 @@ constexpr size_t kUserAgentCount = 50;
 
 enum class PolicyKind { kDefault, kPassthrough, kDetectorsOnly };
 enum class EventShape { kRealistic, kIngestBench };
+// Where each event's client IP comes from: the pool's own (repeating with the
+// pool), or a stream drawn afresh at every refill.
+enum class IpSource { kPool, kIngestUsers, kDistinctBlocks };
 
 [[noreturn]] void Fail(const std::string& message) {
   std::fprintf(stderr, "privacy_policy_bench: %s\n", message.c_str());
@@ -224,6 +240,59 @@ RawEvent IngestBenchEvent(Random& random) {
   return raw;
 }
 
+// The `ip` of user `user` in bench/ingest/make_templates.mjs (userIp).
+std::string IngestUserIp(uint32_t user) {
+  static const std::vector<std::string> networks = {
+      "81.2",   "91.198", "185.60", "151.101", "212.58", "78.46",  "2.16",  "41.203", "200.160",
+      "103.21", "5.9",    "46.4",   "62.210",  "89.187", "177.71", "49.12", "36.66",  "190.93"};
+  const uint32_t host = ((user + 1) * 2654435761u) >> 16;
+  const uint32_t last = (host & 0xFF) == 0 ? 1 : (host & 0xFF);
+  return networks[user % networks.size()] + "." + std::to_string((host >> 8) & 0xFF) + "." +
+         std::to_string(last);
+}
+
+// Whether the /8 `first_octet` holds public unicast addresses (roughly: the
+// whole /8s of private, loopback, CGNAT, link-local, multicast and reserved
+// space are left out; the policy would not look them up).
+bool IsPublicSlash8(uint32_t first_octet) {
+  return first_octet >= 1 && first_octet <= 223 && first_octet != 10 && first_octet != 100 &&
+         first_octet != 127 && first_octet != 169 && first_octet != 172 && first_octet != 192 &&
+         first_octet != 198;
+}
+
+// Block numbers the distinct-block stream runs through before it starts
+// again: 216 of the 256 /8s are public, so 65,536 blocks of them.
+constexpr uint32_t kDistinctBlockStride = 65'536 * 256 / 216;
+
+// Endless streams of client IPs; each call to Next() gives the next one.
+class IpStream {
+ public:
+  explicit IpStream(IpSource source) : source_(source) {}
+
+  std::string Next() {
+    if (source_ == IpSource::kIngestUsers) {
+      return IngestUserIp(random_.Below(50'000));
+    }
+    // 65,536 distinct /24 blocks spread over the whole IPv4 space (an odd
+    // multiplier permutes the 2^24 blocks), skipping the /8s that hold no
+    // public addresses; each block comes back once per 65,536 addresses.
+    uint32_t block = 0;
+    do {
+      block = (block_idx_++ * 2654435761u) & 0xFFFFFF;
+    } while (!IsPublicSlash8(block >> 16));
+    if (block_idx_ >= kDistinctBlockStride) {
+      block_idx_ = 0;
+    }
+    return std::to_string(block >> 16) + "." + std::to_string((block >> 8) & 0xFF) + "." +
+           std::to_string(block & 0xFF) + "." + std::to_string(1 + random_.Below(254));
+  }
+
+ private:
+  IpSource source_;
+  Random random_;
+  uint32_t block_idx_ = 0;
+};
+
 const std::vector<RawEvent>& Pool(EventShape shape) {
   static const std::vector<RawEvent> realistic = [] {
     Random random;
@@ -293,22 +362,35 @@ Policy MakePolicy(PolicyKind kind) {
   return Policy(key, std::make_shared<const PolicySpec>(std::move(spec)), Tools());
 }
 
-void BM_PolicyApply(benchmark::State& state, PolicyKind kind, EventShape shape) {
+// A fresh copy of the pool, with new client IPs unless they come from it.
+std::vector<RawEvent> Refill(const std::vector<RawEvent>& pool, IpStream* ips, IpSource source) {
+  std::vector<RawEvent> events = pool;
+  if (source != IpSource::kPool) {
+    for (RawEvent& event : events) {
+      event.client_ip = ips->Next();
+    }
+  }
+  return events;
+}
+
+void BM_PolicyApply(benchmark::State& state, PolicyKind kind, EventShape shape,
+                    IpSource ip_source = IpSource::kPool) {
   const Policy policy = MakePolicy(kind);
   const std::vector<RawEvent>& pool = Pool(shape);
+  IpStream ips(ip_source);
   PolicyCounters counters;
   // One pass untimed, so that every user agent is in the parser's cache, as
   // it is in a server that has been up for more than a moment.
-  for (const RawEvent& raw : pool) {
-    benchmark::DoNotOptimize(policy.Apply(RawEvent(raw), &counters));
+  for (RawEvent& raw : Refill(pool, &ips, ip_source)) {
+    benchmark::DoNotOptimize(policy.Apply(std::move(raw), &counters));
   }
   counters = PolicyCounters{};
-  std::vector<RawEvent> events = pool;
+  std::vector<RawEvent> events = Refill(pool, &ips, ip_source);
   size_t event_idx = 0;
   for (auto _ : state) {
     if (event_idx == events.size()) {
       state.PauseTiming();
-      events = pool;
+      events = Refill(pool, &ips, ip_source);
       event_idx = 0;
       state.ResumeTiming();
     }
@@ -333,6 +415,40 @@ BENCHMARK_CAPTURE(BM_PolicyApply, default_ingest_shape, PolicyKind::kDefault,
                   EventShape::kIngestBench);
 BENCHMARK_CAPTURE(BM_PolicyApply, passthrough_ingest_shape, PolicyKind::kPassthrough,
                   EventShape::kIngestBench);
+BENCHMARK_CAPTURE(BM_PolicyApply, default_ingest_shape_ip, PolicyKind::kDefault,
+                  EventShape::kIngestBench, IpSource::kIngestUsers);
+BENCHMARK_CAPTURE(BM_PolicyApply, default_geo_misses, PolicyKind::kDefault,
+                  EventShape::kRealistic, IpSource::kDistinctBlocks);
+
+// GeoDatabase::Lookup alone at city precision, on the two IP streams above
+// (pre-generated: 65,536 addresses, used in order). ns per lookup.
+void BM_GeoLookup(benchmark::State& state, IpSource source) {
+  const minpanel::privacy::GeoDatabase& geo = *Tools()->geo;
+  IpStream ips(source);
+  std::vector<std::string> addresses;
+  for (size_t address_idx = 0; address_idx < 65'536; ++address_idx) {
+    addresses.push_back(ips.Next());
+  }
+  // One pass untimed: the ingest users' blocks are then in the cache as far
+  // as it holds them; the distinct blocks are all 65,536 lookups away.
+  for (const std::string& address : addresses) {
+    benchmark::DoNotOptimize(geo.Lookup(address, minpanel::privacy::GeoPrecision::kCity));
+  }
+  size_t found = 0;
+  size_t address_idx = 0;
+  for (auto _ : state) {
+    const auto location =
+        geo.Lookup(addresses[address_idx], minpanel::privacy::GeoPrecision::kCity);
+    found += location.has_value() ? 1 : 0;
+    benchmark::DoNotOptimize(location);
+    address_idx = (address_idx + 1) % addresses.size();
+  }
+  state.counters["found"] =
+      benchmark::Counter(static_cast<double>(found), benchmark::Counter::kAvgIterations);
+}
+
+BENCHMARK_CAPTURE(BM_GeoLookup, ingest_users, IpSource::kIngestUsers);
+BENCHMARK_CAPTURE(BM_GeoLookup, distinct_blocks, IpSource::kDistinctBlocks);
 
 }  // namespace
 

@@ -20,9 +20,9 @@
 // threads at once. ReloadIfChanged() may run concurrently with lookups: it
 // builds a new mapping of the files and swaps it in, while lookups in
 // progress finish on the old one, which is unmapped when the last of them
-// returns. Each thread keeps its recent answers (4,096 entries; an answer
-// that holds for a whole /24 or /48 block serves the block), dropped when a
-// reload swaps the mapping. Files must be replaced by rename (as `npm ci`
+// returns. Each thread keeps its recent answers (16,384 entries, two-way set
+// associative, 1 MiB plus long names; an answer that holds for a whole /24 or
+// /48 block serves the block), dropped when a reload swaps the mapping. Files must be replaced by rename (as `npm ci`
 // and `mv` do), never rewritten in place, because the old mapping stays
 // readable only while its inode lives.
 #pragma once
