@@ -493,12 +493,18 @@ Status ReadStrings(ByteReader* reader, size_t count, const PropertyColumnFormat&
 // Sizes each output array for the tags the block holds (empty otherwise).
 void SizeOutputs(size_t rows, const size_t (&tag_counts)[kPropertyTagCount], bool dictionary,
                  const PropertyColumnOutput& output) {
-  const bool strings = tag_counts[static_cast<size_t>(PropertyTag::kString)] > 0;
+  const size_t string_count = tag_counts[static_cast<size_t>(PropertyTag::kString)];
   const bool lists = tag_counts[static_cast<size_t>(PropertyTag::kList)] > 0;
   output.ints->assign(tag_counts[static_cast<size_t>(PropertyTag::kInt)] > 0 ? rows : 0, 0);
   output.doubles->assign(tag_counts[static_cast<size_t>(PropertyTag::kDouble)] > 0 ? rows : 0, 0.0);
-  output.strings->assign(strings ? rows : 0, std::string_view());
-  output.string_codes->assign(strings && dictionary ? rows : 0, 0);
+  if (string_count == rows) {
+    // Every row gets a string: no slot keeps its default, so skip filling.
+    output.strings->resize(rows);
+    output.string_codes->resize(dictionary ? rows : 0);
+  } else {
+    output.strings->assign(string_count > 0 ? rows : 0, std::string_view());
+    output.string_codes->assign(string_count > 0 && dictionary ? rows : 0, 0);
+  }
   output.list_offsets->assign(lists ? rows + 1 : 0, 0);
   output.list_items->clear();
   output.list_item_codes->clear();
@@ -1222,9 +1228,15 @@ Status DecodePropertyColumn(std::string_view raw, size_t rows, const PropertyCol
   MP_RETURN_IF_ERROR(CheckTagCounts(tag_counts, rows, format));
   const bool dictionary = format.encoding == StringEncoding::kDictionary;
   SizeOutputs(rows, tag_counts, dictionary, output);
-  MP_RETURN_IF_ERROR(ReadNumbers(&reader, tags, output));
+  if (!output.ints->empty() || !output.doubles->empty()) {
+    MP_RETURN_IF_ERROR(ReadNumbers(&reader, tags, output));
+  }
   const size_t string_count = tag_counts[static_cast<size_t>(PropertyTag::kString)];
-  if (string_count > 0) {
+  if (string_count == rows) {
+    MP_RETURN_IF_ERROR(ReadStrings(
+        &reader, string_count, format, [](size_t item_idx) { return item_idx; }, output.strings,
+        output.string_codes));
+  } else if (string_count > 0) {
     // Rows of each string, in order: the slot of string number i.
     std::vector<uint32_t> string_rows;
     string_rows.reserve(string_count);
