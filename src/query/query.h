@@ -139,9 +139,11 @@ struct Filter {
   std::vector<Filter> children;  // kAnd, kOr
 };
 
-// One event name and the filter its events must pass.
+// One event name (or every name, with any_event) and the filter its events
+// must pass.
 struct EventSelector {
-  std::string event;
+  std::string event;  // empty when any_event
+  bool any_event = false;
   Filter filter;
 };
 
@@ -229,7 +231,8 @@ struct GroupKey {
 };
 
 struct SegmentationSeries {
-  std::string event;
+  std::string event;  // empty when any_event
+  bool any_event = false;
   GroupKey group;
   // One per bucket; nullopt where the measure has no value (no numeric row).
   std::vector<std::optional<double>> values;
@@ -237,7 +240,8 @@ struct SegmentationSeries {
 };
 
 struct FunnelStepResult {
-  std::string event;
+  std::string event;  // empty when any_event
+  bool any_event = false;
   uint64_t subjects = 0;
   double step_conversion = 0;     // subjects / previous step's subjects
   double overall_conversion = 0;  // subjects / first step's subjects

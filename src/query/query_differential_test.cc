@@ -153,7 +153,7 @@ bool Matches(const Filter& filter, const Event& event) {
 }
 
 bool Selects(const EventSelector& selector, const Event& event) {
-  return event.name == selector.event && Matches(selector.filter, event);
+  return (selector.any_event || event.name == selector.event) && Matches(selector.filter, event);
 }
 
 // The bucket label of an instant, straight from the zone's local time.
@@ -361,6 +361,7 @@ QueryResult ReferenceSegmentation(const QuerySpec& spec, const std::vector<Store
     auto emit = [&](const std::vector<std::vector<const Event*>>& per_bucket, GroupKey group) {
       SegmentationSeries series;
       series.event = selector.event;
+      series.any_event = selector.any_event;
       series.group = std::move(group);
       for (size_t bucket = 0; bucket < labels.size(); ++bucket) {
         series.values.push_back(MeasureOf(spec, per_bucket.empty() ? std::vector<const Event*>{}
@@ -422,6 +423,7 @@ FunnelGroup FunnelOut(const QuerySpec& spec, const Tally& tally) {
   for (size_t step = 0; step < spec.steps.size(); ++step) {
     FunnelStepResult out;
     out.event = spec.steps[step].event;
+    out.any_event = spec.steps[step].any_event;
     out.subjects = tally.reached[step];
     const double first = static_cast<double>(tally.reached[0]);
     const double previous = static_cast<double>(step == 0 ? tally.reached[0] : tally.reached[step - 1]);
@@ -745,6 +747,11 @@ class Generator {
 
   std::string SelectorJson() {
     const std::string name = kNames[Pick(4)];
+    if (Chance(0.1)) {
+      // Every event: no block may be skipped by name.
+      return Chance(0.5) ? R"({"any_event":true})"
+                         : R"({"any_event":true,"filters":[)" + FilterJson() + "]}";
+    }
     if (Chance(0.5)) {
       return "\"" + name + "\"";
     }

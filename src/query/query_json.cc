@@ -22,6 +22,16 @@ void AppendKey(std::string_view key, std::string* out) {
   out->push_back(':');
 }
 
+// "event":NAME, or "any_event":true for a selector of every event.
+void AppendEventLabel(std::string_view event, bool any_event, std::string* out) {
+  if (any_event) {
+    out->append("\"any_event\":true");
+    return;
+  }
+  AppendKey("event", out);
+  AppendJsonString(event, out);
+}
+
 // "breakdown":[...] or "other":true, followed by a comma.
 void AppendGroup(const GroupKey& group, std::string* out) {
   if (group.other) {
@@ -66,8 +76,7 @@ void AppendSegmentation(const QueryResult& result, std::string* out) {
       result.series,
       [&](const SegmentationSeries& series) {
         out->push_back('{');
-        AppendKey("event", out);
-        AppendJsonString(series.event, out);
+        AppendEventLabel(series.event, series.any_event, out);
         out->push_back(',');
         if (series.group.other || !series.group.values.empty()) {
           AppendGroup(series.group, out);
@@ -90,8 +99,7 @@ void AppendFunnelSteps(const FunnelGroup& group, std::string* out) {
       group.steps,
       [&](const FunnelStepResult& step) {
         out->push_back('{');
-        AppendKey("event", out);
-        AppendJsonString(step.event, out);
+        AppendEventLabel(step.event, step.any_event, out);
         out->append(",\"subjects\":");
         AppendInt(static_cast<int64_t>(step.subjects), out);
         out->append(",\"step_conversion\":");

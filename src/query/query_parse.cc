@@ -277,9 +277,11 @@ Result<Filter> ParseFilter(const element& value, const std::string& path, size_t
   return filter;
 }
 
-// {"event": NAME, "filters": [...]}, or just NAME.
+// {"event": NAME, "filters": [...]}, {"any_event": true, "filters": [...]},
+// or just NAME. Exclusions (`allow_any_event` false) must name an event.
 Result<EventSelector> ParseSelector(const element& value, const std::string& path,
-                                    std::initializer_list<std::string_view> extra_keys = {}) {
+                                    std::initializer_list<std::string_view> extra_keys = {},
+                                    bool allow_any_event = true) {
   EventSelector selector;
   if (value.type() == element_type::STRING) {
     MP_ASSIGN_OR_RETURN(selector.event, GetName(value, path, kEventNameBytesMax));
@@ -287,7 +289,7 @@ Result<EventSelector> ParseSelector(const element& value, const std::string& pat
   }
   MP_ASSIGN_OR_RETURN(object obj, GetObject(value, path));
   for (const auto field : obj) {
-    bool known = field.key == "event" || field.key == "filters";
+    bool known = field.key == "event" || field.key == "any_event" || field.key == "filters";
     for (const std::string_view key : extra_keys) {
       known = known || field.key == key;
     }
@@ -296,10 +298,29 @@ Result<EventSelector> ParseSelector(const element& value, const std::string& pat
     }
   }
   element field;
-  if (obj["event"].get(field) != simdjson::SUCCESS) {
-    return Invalid(Join(path, "event"), "is required");
+  const bool has_event = obj["event"].get(field) == simdjson::SUCCESS;
+  element any_event;
+  const bool has_any_event = obj["any_event"].get(any_event) == simdjson::SUCCESS;
+  if (has_event && has_any_event) {
+    return Invalid(Join(path, "any_event"), "give either event or any_event, not both");
   }
-  MP_ASSIGN_OR_RETURN(selector.event, GetName(field, Join(path, "event"), kEventNameBytesMax));
+  if (has_any_event) {
+    bool flag = false;
+    if (any_event.get(flag) != simdjson::SUCCESS || !flag) {
+      return Invalid(Join(path, "any_event"),
+                     "must be true (to select one event, give \"event\" instead)");
+    }
+    if (!allow_any_event) {
+      return Invalid(Join(path, "any_event"),
+                     "an exclusion must name an event (every event between two steps would "
+                     "include the steps themselves)");
+    }
+    selector.any_event = true;
+  } else if (!has_event) {
+    return Invalid(Join(path, "event"), "is required (or \"any_event\": true)");
+  } else {
+    MP_ASSIGN_OR_RETURN(selector.event, GetName(field, Join(path, "event"), kEventNameBytesMax));
+  }
   if (obj["filters"].get(field) == simdjson::SUCCESS) {
     FilterBudget budget;
     MP_ASSIGN_OR_RETURN(selector.filter, ParseFilterList(field, Join(path, "filters"),
@@ -550,7 +571,7 @@ Status ParseFunnel(const object& root, QuerySpec* spec) {
     for (const element item : exclusions) {
       const std::string path = Index("exclusions", exclusion_idx);
       FunnelExclusion exclusion;
-      MP_ASSIGN_OR_RETURN(exclusion.selector, ParseSelector(item, path, {"between"}));
+      MP_ASSIGN_OR_RETURN(exclusion.selector, ParseSelector(item, path, {"between"}, false));
       exclusion.from_step = 0;
       exclusion.to_step = spec->steps.size() - 1;
       element between;

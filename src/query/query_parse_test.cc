@@ -43,6 +43,14 @@ const BadQuery kBadQueries[] = {
      "events[0].name: unknown field"},
     {R"({"kind":"segmentation","events":[{"filters":[]}],"from":"2024-03-01","to":"2024-03-02"})",
      "events[0].event: is required"},
+    {R"({"kind":"segmentation","events":[{"event":"E","any_event":true}],"from":"2024-03-01","to":"2024-03-02"})",
+     "events[0].any_event: give either event or any_event, not both"},
+    {R"({"kind":"segmentation","events":[{"any_event":false}],"from":"2024-03-01","to":"2024-03-02"})",
+     "events[0].any_event: must be true"},
+    {R"({"kind":"segmentation","events":[{"any_event":1}],"from":"2024-03-01","to":"2024-03-02"})",
+     "events[0].any_event: must be true"},
+    {R"({"kind":"funnel","steps":["A","B"],"exclusions":[{"any_event":true}],"from":"2024-03-01","to":"2024-03-02"})",
+     "exclusions[0].any_event: an exclusion must name an event"},
     {R"({"kind":"segmentation","events":["E"],"from":"2024-03-01","to":"2024-03-02","unit":"year"})",
      "unit: unknown unit 'year'"},
     {R"({"kind":"segmentation","events":["E"],"from":"2024-03-01","to":"2024-03-02","measure":"mean"})",
@@ -204,6 +212,27 @@ TEST(QueryParseTest, FullSegmentationQuery) {
   EXPECT_EQ(spec->measure_property, "amount");
   EXPECT_EQ(spec->breakdown.properties, (std::vector<std::string>{"country", "plan"}));
   EXPECT_EQ(spec->breakdown.limit, 3u);
+}
+
+TEST(QueryParseTest, AnyEventSelectorWhereverASelectorIs) {
+  const Result<QuerySpec> segmentation = ParseQuery(
+      R"({"kind":"segmentation","from":"2024-03-01","to":"2024-03-02","measure":"unique",
+          "events":[{"any_event":true,"filters":[{"property":"p","op":"is_set"}]},"E"]})");
+  ASSERT_TRUE(segmentation.ok()) << segmentation.status().ToString();
+  EXPECT_TRUE(segmentation->events[0].any_event);
+  EXPECT_EQ(segmentation->events[0].event, "");
+  EXPECT_EQ(segmentation->events[0].filter.children.size(), 1u);
+  EXPECT_FALSE(segmentation->events[1].any_event);
+  const Result<QuerySpec> funnel = ParseQuery(
+      R"({"kind":"funnel","from":"2024-03-01","to":"2024-03-02","steps":["A",{"any_event":true}]})");
+  ASSERT_TRUE(funnel.ok()) << funnel.status().ToString();
+  EXPECT_TRUE(funnel->steps[1].any_event);
+  const Result<QuerySpec> retention = ParseQuery(
+      R"({"kind":"retention","from":"2024-03-01","to":"2024-03-02","birth":{"any_event":true},
+          "return":{"any_event":true}})");
+  ASSERT_TRUE(retention.ok()) << retention.status().ToString();
+  EXPECT_TRUE(retention->birth.any_event);
+  EXPECT_TRUE(retention->return_event.any_event);
 }
 
 TEST(QueryParseTest, FunnelDefaults) {

@@ -431,6 +431,7 @@ Status RunSegmentation(const QuerySpec& spec, const QueryContext& context,
     auto emit = [&](size_t slot, GroupKey key) {
       SegmentationSeries series;
       series.event = spec.events[series_idx].event;
+      series.any_event = spec.events[series_idx].any_event;
       series.group = std::move(key);
       for (size_t bucket_idx = 0; bucket_idx < buckets.range_count(); ++bucket_idx) {
         series.values.push_back(
@@ -582,6 +583,7 @@ FunnelGroup FunnelGroupResult(const QuerySpec& spec, FunnelTally* tally) {
   for (size_t step_idx = 0; step_idx < spec.steps.size(); ++step_idx) {
     FunnelStepResult step;
     step.event = spec.steps[step_idx].event;
+    step.any_event = spec.steps[step_idx].any_event;
     step.subjects = tally->reached[step_idx];
     const uint64_t first = tally->reached[0];
     const uint64_t previous = step_idx == 0 ? first : tally->reached[step_idx - 1];

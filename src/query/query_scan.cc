@@ -2,7 +2,8 @@
 //
 // Per segment, once: event names become name codes (a segment without any of
 // the query's events is skipped whole), the blocks to read come from the zone
-// maps and the name bitmaps (BlockFilter), each filter condition on a
+// maps and the name bitmaps (BlockFilter; not by name when a selector is
+// any_event or a funnel is strict), each filter condition on a
 // dictionary-encoded column becomes a bitmap over the dictionary's codes, and
 // a condition on a key the segment lacks becomes a constant. Per block: only
 // the name, time and subject columns and the properties the query names are
@@ -176,6 +177,7 @@ struct Node {
 };
 
 struct SelectorSlot {
+  bool any_event = false;  // every name matches; no block is skipped by name
   std::optional<uint32_t> name_code;
   std::vector<Node> nodes;  // nodes[0] is the root
   bool match_all = false;   // the filter is an empty "and"
@@ -375,16 +377,22 @@ Status SegmentScanner::State::Prepare() {
   block_filter.subject_min = plan->subject_min;
   block_filter.subject_max = plan->subject_max;
   bool any_name = false;
+  bool every_name = plan->keep_unmatched;
   selectors.resize(plan->selectors.size());
   for (size_t selector_idx = 0; selector_idx < plan->selectors.size(); ++selector_idx) {
     const EventSelector& selector = *plan->selectors[selector_idx];
     SelectorSlot& slot = selectors[selector_idx];
-    slot.name_code = segment->FindEventName(selector.event);
-    if (!slot.name_code) {
-      continue;
+    if (selector.any_event) {
+      slot.any_event = true;
+      every_name = true;
+    } else {
+      slot.name_code = segment->FindEventName(selector.event);
+      if (!slot.name_code) {
+        continue;
+      }
+      block_filter.name_codes.push_back(*slot.name_code);
     }
     any_name = true;
-    block_filter.name_codes.push_back(*slot.name_code);
     slot.match_all =
         selector.filter.kind == Filter::Kind::kAnd && selector.filter.children.empty();
     if (!slot.match_all) {
@@ -397,11 +405,18 @@ Status SegmentScanner::State::Prepare() {
   }
   bits_by_name.assign(segment->event_names().size(), 0);
   for (size_t selector_idx = 0; selector_idx < selectors.size(); ++selector_idx) {
-    if (selectors[selector_idx].name_code) {
-      bits_by_name[*selectors[selector_idx].name_code] |= uint32_t{1} << selector_idx;
+    const uint32_t bit = uint32_t{1} << selector_idx;
+    if (selectors[selector_idx].any_event) {
+      for (uint32_t& name_bits : bits_by_name) {
+        name_bits |= bit;
+      }
+    } else if (selectors[selector_idx].name_code) {
+      bits_by_name[*selectors[selector_idx].name_code] |= bit;
     }
   }
-  if (plan->keep_unmatched) {
+  // A strict funnel needs every event, and an any-event selector matches
+  // every name: no block may be skipped by its names then.
+  if (every_name) {
     block_filter.name_codes.clear();
   }
   std::sort(block_filter.name_codes.begin(), block_filter.name_codes.end());
@@ -667,8 +682,9 @@ bool SegmentScanner::NextBlock() {
     }
     for (size_t selector_idx = 0; selector_idx < state.selectors.size(); ++selector_idx) {
       const SelectorSlot& slot = state.selectors[selector_idx];
-      if (slot.match_all || !slot.name_code ||
-          !state.segment->BlockHoldsName(block_idx, *slot.name_code)) {
+      if (slot.match_all ||
+          (!slot.any_event && (!slot.name_code ||
+                               !state.segment->BlockHoldsName(block_idx, *slot.name_code)))) {
         continue;
       }
       status_ = state.EvaluateNode(slot, 0, 0, block_idx, rows);
