@@ -32,14 +32,6 @@ bool IsControl(char c) {
   return byte < 0x20 || byte == 0x7f;
 }
 
-std::string ToLowerAscii(std::string_view text) {
-  std::string lowered(text);
-  for (char& c : lowered) {
-    c = ToLowerAscii(c);
-  }
-  return lowered;
-}
-
 bool StartsWithIgnoringCase(std::string_view text, std::string_view prefix) {
   if (prefix.size() > text.size()) {
     return false;
@@ -50,6 +42,18 @@ bool StartsWithIgnoringCase(std::string_view text, std::string_view prefix) {
     }
   }
   return true;
+}
+
+void AppendLowerAscii(std::string_view text, std::string* out) {
+  const size_t start = out->size();
+  out->append(text);
+  for (size_t char_idx = start; char_idx < out->size(); char_idx++) {
+    (*out)[char_idx] = ToLowerAscii((*out)[char_idx]);
+  }
+}
+
+bool EqualsIgnoringCase(std::string_view text, std::string_view lowercase) {
+  return text.size() == lowercase.size() && StartsWithIgnoringCase(text, lowercase);
 }
 
 std::string_view TrimWhitespace(std::string_view text) {
@@ -188,11 +192,13 @@ size_t ExtensionDot(std::string_view segment) {
   return dot;
 }
 
+// The parts of a URL, as views of the input: nothing is copied until the
+// result is written (scheme and host are lowercased then).
 struct SplitUrl {
-  std::string scheme;  // lowercased; empty when the input had none
+  std::string_view scheme;  // empty when the input had none
   bool has_authority = false;
-  std::string host;    // lowercased; IPv6 keeps its brackets
-  std::string port;    // normalised digits; empty when absent or default
+  std::string_view host;    // IPv6 keeps its brackets
+  std::string_view port;    // digits without leading zeros; empty when absent or default
   std::string_view path;
   std::optional<std::string_view> query;
   std::optional<std::string_view> fragment;
@@ -216,13 +222,13 @@ size_t SchemeLength(std::string_view text) {
 }
 
 std::string_view DefaultPort(std::string_view scheme) {
-  if (scheme == "http" || scheme == "ws") {
+  if (EqualsIgnoringCase(scheme, "http") || EqualsIgnoringCase(scheme, "ws")) {
     return "80";
   }
-  if (scheme == "https" || scheme == "wss") {
+  if (EqualsIgnoringCase(scheme, "https") || EqualsIgnoringCase(scheme, "wss")) {
     return "443";
   }
-  if (scheme == "ftp") {
+  if (EqualsIgnoringCase(scheme, "ftp")) {
     return "21";
   }
   return {};
@@ -235,10 +241,11 @@ bool IsHostChar(char c) {
 
 bool IsIpv6Char(char c) { return IsHexDigit(c) || c == ':' || c == '.'; }
 
-// Validates and normalises a port; "" for an empty port. False for garbage.
-bool NormalisePort(std::string_view digits, std::string* port) {
+// Validates and normalises a port: its digits without leading zeros (the
+// decimal spelling of its value); "" for an empty port. False for garbage.
+bool NormalisePort(std::string_view digits, std::string_view* port) {
   if (digits.empty()) {
-    port->clear();
+    *port = {};
     return true;
   }
   if (digits.size() > kPortDigitsMax || !IsAllDigits(digits)) {
@@ -251,7 +258,9 @@ bool NormalisePort(std::string_view digits, std::string* port) {
   if (value > kPortMax) {
     return false;
   }
-  *port = std::to_string(value);
+  const size_t first_significant = digits.find_first_not_of('0');
+  *port = first_significant == std::string_view::npos ? digits.substr(digits.size() - 1)
+                                                       : digits.substr(first_significant);
   return true;
 }
 
@@ -271,7 +280,7 @@ bool ParseIpv6Host(std::string_view host_port, SplitUrl* url, std::string_view* 
     return false;
   }
   *port_text = rest.empty() ? rest : rest.substr(1);
-  url->host = "[" + ToLowerAscii(address) + "]";
+  url->host = host_port.substr(0, close + 1);
   return true;
 }
 
@@ -287,7 +296,7 @@ bool ParseRegisteredHost(std::string_view host_port, SplitUrl* url, std::string_
       return false;
     }
   }
-  url->host = ToLowerAscii(host);
+  url->host = host;
   return true;
 }
 
@@ -306,7 +315,7 @@ bool ParseAuthority(std::string_view authority, SplitUrl* url) {
   }
   url->has_authority = true;
   if (url->port == DefaultPort(url->scheme)) {
-    url->port.clear();
+    url->port = {};
   }
   return true;
 }
@@ -353,7 +362,7 @@ std::optional<SplitUrl> Split(std::string_view text) {
   const std::string_view after_scheme = text.substr(scheme_length == 0 ? 0 : scheme_length + 1);
   std::string_view rest = text;
   if (scheme_length > 0 && after_scheme.starts_with("//")) {
-    url.scheme = ToLowerAscii(text.substr(0, scheme_length));
+    url.scheme = text.substr(0, scheme_length);
     rest = after_scheme.substr(2);
   } else if (text.starts_with("//")) {
     rest = text.substr(2);
@@ -379,18 +388,28 @@ std::optional<SplitUrl> Split(std::string_view text) {
   return url;
 }
 
+// `text` percent-decoded: `text` itself when it has no '%' (most path
+// segments and parameter names), else decoded into `storage`.
+std::string_view Decoded(std::string_view text, std::string* storage) {
+  if (text.find('%') == std::string_view::npos) {
+    return text;
+  }
+  *storage = internal::PercentDecode(text);
+  return *storage;
+}
+
 // Appends one path segment, replaced by its placeholder when it is one.
 void AppendSegment(std::string_view segment, std::string* out) {
-  const std::string decoded = internal::PercentDecode(segment);
+  std::string storage;
+  const std::string_view decoded = Decoded(segment, &storage);
   // The stem is classified before the whole, so "<uuid>.pdf" keeps ".pdf";
   // an email is whole ("jane@example.com" must not become ":email.com").
   const size_t dot = ExtensionDot(decoded);
-  if (dot != std::string_view::npos && decoded.find('@') == std::string::npos) {
-    const std::string_view stem_placeholder =
-        internal::ClassifyPathSegment(std::string_view(decoded).substr(0, dot));
+  if (dot != std::string_view::npos && decoded.find('@') == std::string_view::npos) {
+    const std::string_view stem_placeholder = internal::ClassifyPathSegment(decoded.substr(0, dot));
     if (!stem_placeholder.empty()) {
       out->append(stem_placeholder);
-      out->append(std::string_view(decoded).substr(dot));
+      out->append(decoded.substr(dot));
       return;
     }
   }
@@ -422,7 +441,8 @@ void AppendPath(std::string_view path, bool cut, std::string* out) {
 }
 
 bool KeepParameter(std::string_view parameter, const UrlPolicy& policy) {
-  std::string name = internal::PercentDecode(parameter.substr(0, parameter.find('=')));
+  std::string storage;
+  const std::string_view name = Decoded(parameter.substr(0, parameter.find('=')), &storage);
   for (const std::string& prefix : policy.query_keep_prefixes) {
     if (!prefix.empty() && StartsWithIgnoringCase(name, prefix)) {
       return true;
@@ -508,13 +528,16 @@ std::string GeneraliseUrl(std::string_view url, const UrlPolicy& policy) {
     // A scheme-less URL keeps its shape: "//host/x" stays protocol-relative,
     // "example.com/x" stays bare.
     if (!split->scheme.empty()) {
-      out.append(split->scheme);
+      AppendLowerAscii(split->scheme, &out);
       out.append("://");
     } else if (text.starts_with("//")) {
       out.append("//");
     }
-    out.append(split->host);
-    out.append(split->port.empty() ? "" : ":" + split->port);
+    AppendLowerAscii(split->host, &out);
+    if (!split->port.empty()) {
+      out.push_back(':');
+      out.append(split->port);
+    }
   }
   const bool cut_in_path = cut && !split->query.has_value() && !split->fragment.has_value();
   AppendPath(split->path, cut_in_path, &out);
@@ -544,7 +567,9 @@ std::string ReferrerHost(std::string_view referrer) {
   if (!split.has_value() || !split->has_authority) {
     return {};
   }
-  return split->host;
+  std::string host;
+  AppendLowerAscii(split->host, &host);
+  return host;
 }
 
 }  // namespace minpanel::privacy
