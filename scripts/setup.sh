@@ -6,7 +6,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build pkg-config git curl ca-certificates openssl
-  libboost-dev libssl-dev libsimdjson-dev libsodium-dev libzstd-dev liblz4-dev zlib1g-dev
+  libboost-dev libssl-dev libsimdjson-dev libsodium-dev libzstd-dev liblz4-dev zlib1g-dev libisal-dev
   libcli11-dev libspdlog-dev libfmt-dev libtomlplusplus-dev libhowardhinnant-date-dev libjemalloc-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   clang-14 libfuzzer-14-dev libclang-rt-14-dev

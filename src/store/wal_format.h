@@ -51,7 +51,8 @@ std::string EncodeWalFileHeader(uint64_t file_number);
 // Checks magic, version and checksum; `bytes` holds exactly kWalFileHeaderBytes.
 Result<WalFileHeader> DecodeWalFileHeader(std::string_view bytes);
 
-// zlib's CRC-32 (ISO-HDLC polynomial), chainable: Crc32(Crc32(0, a), b) == Crc32(0, a + b).
+// zlib's CRC-32 (ISO-HDLC polynomial, computed by ISA-L), chainable:
+// Crc32(Crc32(0, a), b) == Crc32(0, a + b).
 uint32_t Crc32(uint32_t crc, std::string_view bytes);
 // The CRC of a + b from the CRCs of a and b and the length of b.
 uint32_t Crc32Combine(uint32_t crc_a, uint32_t crc_b, uint64_t length_b);
