@@ -14,11 +14,13 @@
 // Each size benchmark encodes once and reports bytes per event (and per
 // column group) as counters.
 #include <benchmark/benchmark.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
 #include <chrono>
 #include <cmath>
+#include <filesystem>
 #include <map>
 #include <random>
 #include <string>
@@ -465,23 +467,53 @@ void BM_DecodeEvents(benchmark::State& state) {
 }
 BENCHMARK(BM_DecodeEvents)->Unit(benchmark::kMillisecond)->UseRealTime();
 
+// The reader of the scan benchmarks. Arg 0: over the image in memory
+// (SegmentReader::Open, as Snapshot's memtable segments). Arg 1: over a file
+// (OpenSegment, as the engine's flushed segments), with a warm page cache;
+// the file is unlinked once open, as compaction may do to a reader in use.
+std::unique_ptr<SegmentReader> ScanReader(benchmark::State& state, size_t count) {
+  const std::string& image = Image(count);
+  if (state.range(0) == 0) {
+    return std::move(SegmentReader::Open(image, "bench")).value();
+  }
+  const std::string path = (std::filesystem::temp_directory_path() /
+                            ("store_segment_bench_" + std::to_string(::getpid()) + ".seg"))
+                               .string();
+  const std::shared_ptr<FileSystem> file_system = NewPosixFileSystem();
+  const Status written = WriteSegmentImage(*file_system, path, image);
+  if (!written.ok()) {
+    state.SkipWithError(written.ToString().c_str());
+    return nullptr;
+  }
+  auto reader = OpenSegment(*file_system, path);
+  (void)file_system->Remove(path);
+  if (!reader.ok()) {
+    state.SkipWithError(reader.status().ToString().c_str());
+    return nullptr;
+  }
+  return std::move(reader).value();
+}
+
 // What a segmentation query reads: times, name codes, subjects and one
 // dictionary column per block, then counts rows of one name per country.
 void BM_ScanColumns(benchmark::State& state) {
   const size_t count = 1'000'000;
-  auto reader = SegmentReader::Open(Image(count), "bench");
-  const uint32_t pageview = *(*reader)->FindEventName("$pageview");
+  const std::unique_ptr<SegmentReader> reader = ScanReader(state, count);
+  if (reader == nullptr) {
+    return;
+  }
+  const uint32_t pageview = *reader->FindEventName("$pageview");
   std::vector<int64_t> times;
   std::vector<uint32_t> names;
   SubjectRuns runs;
   PropertyColumn country;
   std::vector<uint64_t> counts;
   for (auto _ : state) {
-    for (size_t block_idx = 0; block_idx < (*reader)->block_count(); ++block_idx) {
-      (void)(*reader)->ReadTimes(block_idx, &times);
-      (void)(*reader)->ReadNameCodes(block_idx, &names);
-      (void)(*reader)->ReadSubjects(block_idx, &runs);
-      (void)(*reader)->ReadProperty(block_idx, "country", &country);
+    for (size_t block_idx = 0; block_idx < reader->block_count(); ++block_idx) {
+      (void)reader->ReadTimes(block_idx, &times);
+      (void)reader->ReadNameCodes(block_idx, &names);
+      (void)reader->ReadSubjects(block_idx, &runs);
+      (void)reader->ReadProperty(block_idx, "country", &country);
       counts.assign(country.dictionary()->entries.size(), 0);
       for (size_t row = 0; row < names.size(); ++row) {
         if (names[row] == pageview && country.tags[row] == PropertyTag::kString) {
@@ -493,23 +525,26 @@ void BM_ScanColumns(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations() * static_cast<int64_t>(count));
 }
-BENCHMARK(BM_ScanColumns)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_ScanColumns)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // One property that lives in the map column (order_id, on purchases only).
 void BM_ScanMapKey(benchmark::State& state) {
   const size_t count = 1'000'000;
-  auto reader = SegmentReader::Open(Image(count), "bench");
+  const std::unique_ptr<SegmentReader> reader = ScanReader(state, count);
+  if (reader == nullptr) {
+    return;
+  }
   PropertyColumn column;
   for (auto _ : state) {
-    for (size_t block_idx = 0; block_idx < (*reader)->block_count(); ++block_idx) {
-      benchmark::DoNotOptimize((*reader)->ReadProperty(block_idx, "order_id", &column).ok());
+    for (size_t block_idx = 0; block_idx < reader->block_count(); ++block_idx) {
+      benchmark::DoNotOptimize(reader->ReadProperty(block_idx, "order_id", &column).ok());
     }
   }
   state.SetItemsProcessed(state.iterations() * static_cast<int64_t>(count));
   state.counters["storage_is_map"] =
-      (*reader)->FindPropertyKey("order_id")->storage == PropertyStorage::kMap ? 1 : 0;
+      reader->FindPropertyKey("order_id")->storage == PropertyStorage::kMap ? 1 : 0;
 }
-BENCHMARK(BM_ScanMapKey)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_ScanMapKey)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 }  // namespace minpanel::store

@@ -11,8 +11,10 @@ struct FaultFileSystem::State {
   std::optional<uint64_t> write_budget_bytes;  // empty: unlimited
   bool fail_syncs = false;
   bool fail_truncate = false;
+  std::optional<uint64_t> read_budget;  // ReadAt calls left before they fail; empty: unlimited
   uint64_t failed_appends = 0;
   uint64_t failed_syncs = 0;
+  uint64_t failed_reads = 0;
 };
 
 namespace {
@@ -63,6 +65,35 @@ class FaultWritableFile final : public WritableFile {
   std::shared_ptr<FaultFileSystem::State> state_;
 };
 
+class FaultRandomAccessFile final : public RandomAccessFile {
+ public:
+  FaultRandomAccessFile(std::string path, std::unique_ptr<RandomAccessFile> base,
+                        std::shared_ptr<FaultFileSystem::State> state)
+      : path_(std::move(path)), base_(std::move(base)), state_(std::move(state)) {}
+
+  Status ReadAt(uint64_t offset, size_t length, std::string* out) const override {
+    {
+      std::lock_guard lock(state_->mutex);
+      if (state_->read_budget.has_value()) {
+        if (*state_->read_budget == 0) {
+          ++state_->failed_reads;
+          out->clear();
+          return Status::IoError("pread " + path_ + ": Input/output error (injected)");
+        }
+        --*state_->read_budget;
+      }
+    }
+    return base_->ReadAt(offset, length, out);
+  }
+
+  Result<uint64_t> Size() const override { return base_->Size(); }
+
+ private:
+  std::string path_;
+  std::unique_ptr<RandomAccessFile> base_;
+  std::shared_ptr<FaultFileSystem::State> state_;
+};
+
 }  // namespace
 
 FaultFileSystem::FaultFileSystem(std::shared_ptr<FileSystem> base)
@@ -83,9 +114,15 @@ void FaultFileSystem::FailTruncate(bool fail) {
   state_->fail_truncate = fail;
 }
 
+void FaultFileSystem::FailReadsAfter(uint64_t reads) {
+  std::lock_guard lock(state_->mutex);
+  state_->read_budget = reads;
+}
+
 void FaultFileSystem::Reset() {
   std::lock_guard lock(state_->mutex);
   state_->write_budget_bytes.reset();
+  state_->read_budget.reset();
   state_->fail_syncs = false;
   state_->fail_truncate = false;
 }
@@ -100,6 +137,11 @@ uint64_t FaultFileSystem::failed_syncs() const {
   return state_->failed_syncs;
 }
 
+uint64_t FaultFileSystem::failed_reads() const {
+  std::lock_guard lock(state_->mutex);
+  return state_->failed_reads;
+}
+
 Result<std::unique_ptr<WritableFile>> FaultFileSystem::OpenAppendable(const std::string& path,
                                                                       uint32_t mode) {
   MP_ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> file, base_->OpenAppendable(path, mode));
@@ -108,6 +150,13 @@ Result<std::unique_ptr<WritableFile>> FaultFileSystem::OpenAppendable(const std:
 
 Result<std::unique_ptr<SequentialFile>> FaultFileSystem::OpenSequential(const std::string& path) {
   return base_->OpenSequential(path);
+}
+
+Result<std::unique_ptr<RandomAccessFile>> FaultFileSystem::OpenRandomAccess(
+    const std::string& path) {
+  MP_ASSIGN_OR_RETURN(std::unique_ptr<RandomAccessFile> file, base_->OpenRandomAccess(path));
+  return std::unique_ptr<RandomAccessFile>(
+      new FaultRandomAccessFile(path, std::move(file), state_));
 }
 
 Result<std::string> FaultFileSystem::ReadFile(const std::string& path) {

@@ -1,6 +1,6 @@
 // FaultFileSystem: a FileSystem that forwards to another one and fails on
-// demand, for tests of what happens when the disk fills up, a sync fails or
-// a truncate fails. (leveldb's FaultInjectionTestEnv plays the same role.)
+// demand, for tests of what happens when the disk fills up, a sync fails, a
+// truncate fails or a positional read fails. (leveldb's FaultInjectionTestEnv plays the same role.)
 //
 // Thread-safe: the switches may be flipped from the test thread while other
 // threads write. Files opened through it consult the switches on every call
@@ -27,16 +27,21 @@ class FaultFileSystem final : public FileSystem {
   void FailSyncs(bool fail);
   // While set, Truncate fails with IoError and changes nothing.
   void FailTruncate(bool fail);
+  // After `reads` more RandomAccessFile::ReadAt calls (over every file),
+  // each ReadAt fails with IoError and reads nothing, as a bad disk would.
+  void FailReadsAfter(uint64_t reads);
   // Clears every failure.
   void Reset();
 
-  // How many appends and syncs have failed so far.
+  // How many appends, syncs and positional reads have failed so far.
   uint64_t failed_appends() const;
   uint64_t failed_syncs() const;
+  uint64_t failed_reads() const;
 
   Result<std::unique_ptr<WritableFile>> OpenAppendable(const std::string& path,
                                                        uint32_t mode) override;
   Result<std::unique_ptr<SequentialFile>> OpenSequential(const std::string& path) override;
+  Result<std::unique_ptr<RandomAccessFile>> OpenRandomAccess(const std::string& path) override;
   Result<std::string> ReadFile(const std::string& path) override;
   Status WriteFileAtomically(const std::string& path, std::string_view data,
                              uint32_t mode) override;

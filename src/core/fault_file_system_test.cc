@@ -62,5 +62,27 @@ TEST_F(FaultFileSystemTest, AtomicWriteRespectsTheBudget) {
   EXPECT_FALSE(file_system_.Exists(Path("c")));
 }
 
+TEST_F(FaultFileSystemTest, PositionalReadsFailAfterTheBudgetEvenOnFilesOpenedBefore) {
+  ASSERT_TRUE(file_system_.WriteFileAtomically(Path("d"), "0123456789", 0600).ok());
+  auto file = file_system_.OpenRandomAccess(Path("d"));
+  ASSERT_TRUE(file.ok());
+  file_system_.FailReadsAfter(1);
+  std::string out;
+  ASSERT_TRUE((*file)->ReadAt(2, 3, &out).ok());
+  EXPECT_EQ(out, "234");
+  const Status failed = (*file)->ReadAt(2, 3, &out);
+  EXPECT_EQ(failed.code(), StatusCode::kIoError);
+  EXPECT_NE(failed.message().find(Path("d")), std::string::npos) << failed.ToString();
+  EXPECT_TRUE(out.empty());
+  EXPECT_EQ(file_system_.failed_reads(), 1u);
+  EXPECT_EQ((*file)->Size().value(), 10u);
+
+  file_system_.Reset();
+  ASSERT_TRUE((*file)->ReadAt(8, 5, &out).ok());
+  EXPECT_EQ(out, "89");
+  EXPECT_EQ(file_system_.OpenRandomAccess(Path("missing")).status().code(),
+            StatusCode::kNotFound);
+}
+
 }  // namespace
 }  // namespace minpanel

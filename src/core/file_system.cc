@@ -95,6 +95,48 @@ class PosixSequentialFile final : public SequentialFile {
   int fd_;
 };
 
+class PosixRandomAccessFile final : public RandomAccessFile {
+ public:
+  PosixRandomAccessFile(std::string path, int fd) : path_(std::move(path)), fd_(fd) {}
+  ~PosixRandomAccessFile() override { ::close(fd_); }
+
+  Status ReadAt(uint64_t offset, size_t length, std::string* out) const override {
+    out->resize(length);
+    size_t got_total = 0;
+    // pread may return less than asked before the end of the file (a signal,
+    // a large read); only a zero return means the end.
+    while (got_total < length) {
+      const ssize_t got = ::pread(fd_, out->data() + got_total, length - got_total,
+                                  static_cast<off_t>(offset + got_total));
+      if (got < 0 && errno == EINTR) {
+        continue;
+      }
+      if (got < 0) {
+        out->clear();
+        return ErrnoStatus("pread", path_, errno);
+      }
+      if (got == 0) {
+        break;
+      }
+      got_total += static_cast<size_t>(got);
+    }
+    out->resize(got_total);
+    return Status::Ok();
+  }
+
+  Result<uint64_t> Size() const override {
+    struct stat info {};
+    if (::fstat(fd_, &info) != 0) {
+      return ErrnoStatus("fstat", path_, errno);
+    }
+    return static_cast<uint64_t>(info.st_size);
+  }
+
+ private:
+  std::string path_;
+  int fd_;
+};
+
 class PosixFileSystem final : public FileSystem {
  public:
   Result<std::unique_ptr<WritableFile>> OpenAppendable(const std::string& path,
@@ -112,6 +154,14 @@ class PosixFileSystem final : public FileSystem {
       return errno == ENOENT ? Status::NotFound("no file " + path) : ErrnoStatus("open", path, errno);
     }
     return std::unique_ptr<SequentialFile>(new PosixSequentialFile(path, fd));
+  }
+
+  Result<std::unique_ptr<RandomAccessFile>> OpenRandomAccess(const std::string& path) override {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      return errno == ENOENT ? Status::NotFound("no file " + path) : ErrnoStatus("open", path, errno);
+    }
+    return std::unique_ptr<RandomAccessFile>(new PosixRandomAccessFile(path, fd));
   }
 
   Result<std::string> ReadFile(const std::string& path) override {

@@ -2,7 +2,8 @@
 // tests can inject failures (full disk, I/O errors) and crashes.
 //
 // A FileSystem is thread-safe. A WritableFile or SequentialFile is owned by
-// one thread at a time. Paths are plain POSIX paths.
+// one thread at a time; a RandomAccessFile may be read from many threads at
+// once. Paths are plain POSIX paths.
 #pragma once
 
 #include <cstdint>
@@ -33,6 +34,22 @@ class SequentialFile {
   virtual Status Read(size_t bytes_max, std::string* out) = 0;
 };
 
+// A file open for reads at any offset (pread), so that a reader fetches only
+// the parts it needs. It keeps no position, so its const methods may be
+// called from many threads at once. It keeps reading the file it opened even
+// after the path is removed or renamed over (the open descriptor holds it);
+// a file truncated or overwritten in place shows the change.
+class RandomAccessFile {
+ public:
+  virtual ~RandomAccessFile() = default;
+  // Reads `length` bytes at `offset` into `out` (replacing its contents).
+  // Fewer bytes come back only where the file ends: none at or past the
+  // end. IoError when the read fails.
+  virtual Status ReadAt(uint64_t offset, size_t length, std::string* out) const = 0;
+  // The file's size now.
+  virtual Result<uint64_t> Size() const = 0;
+};
+
 class FileSystem {
  public:
   virtual ~FileSystem() = default;
@@ -41,6 +58,8 @@ class FileSystem {
   virtual Result<std::unique_ptr<WritableFile>> OpenAppendable(const std::string& path,
                                                                uint32_t mode) = 0;
   virtual Result<std::unique_ptr<SequentialFile>> OpenSequential(const std::string& path) = 0;
+  // Opens `path` for positional reads; NotFound when it does not exist.
+  virtual Result<std::unique_ptr<RandomAccessFile>> OpenRandomAccess(const std::string& path) = 0;
   virtual Result<std::string> ReadFile(const std::string& path) = 0;
   // Writes `data` to a temporary file, syncs it, renames it over `path` and
   // syncs the folder: readers see the old or the new file, never a mix.

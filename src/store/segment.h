@@ -12,9 +12,12 @@
 //
 // Reading: OpenSegment validates the header, trailer and footer (any torn,
 // short or garbled file is Corruption naming the file) and keeps the zone
-// maps and indexes in memory. Column chunks are checksummed and decoded only
-// when read, one block at a time; a damaged chunk is Corruption naming the
-// file, the column and the block. A SegmentReader is immutable once open and
+// maps and indexes in memory, and the file open. Column chunks are read from
+// the file (pread), checksummed and decoded only when asked for, one block
+// at a time; a damaged chunk is Corruption naming the file, the column and
+// the block, a failed read IoError naming them. A reader over an image in
+// memory (SegmentReader::Open(std::string, ...)) reads the same way from
+// the image. A SegmentReader is immutable once open and
 // its const methods may be called from many threads at once. Output objects
 // (vectors, SubjectRuns, PropertyColumn) belong to the caller, who should
 // reuse them from block to block to keep allocation low.
@@ -180,10 +183,20 @@ class PropertyColumn {
   std::shared_ptr<const SegmentDictionary> dictionary_;
 };
 
+// Where a reader's stored bytes come from: an image in memory, or an open
+// file (segment_reader.cc).
+class SegmentSource;
+
 class SegmentReader {
  public:
-  // Validates `image` (a whole segment file); `name` labels errors.
+  // Validates `image` (a whole segment file), which the reader keeps; `name`
+  // labels errors.
   static Result<std::unique_ptr<SegmentReader>> Open(std::string image, std::string name);
+  // Validates the segment file behind `file` (its header, trailer and footer
+  // are read once here) and keeps `file` open to read column chunks from.
+  static Result<std::unique_ptr<SegmentReader>> Open(std::unique_ptr<RandomAccessFile> file,
+                                                     std::string name);
+  ~SegmentReader();
 
   const std::string& name() const { return name_; }
   const SegmentSummary& summary() const { return summary_; }
@@ -201,8 +214,10 @@ class SegmentReader {
   // Indexes of the blocks that may hold rows matching `filter`, ascending.
   std::vector<size_t> MatchingBlocks(const BlockFilter& filter) const;
 
-  // Per-block column reads; each checks its chunk's checksum and decodes
-  // only that chunk (and, the first time, the key's dictionary).
+  // Per-block column reads; each reads only that chunk (and, the first time,
+  // the key's dictionary), checks its checksum and decodes it. A chunk cut
+  // short (the file was truncated after open) or changed is Corruption; a
+  // failed read is IoError.
   // Precondition: block_idx < block_count().
   Status ReadTimes(size_t block_idx, std::vector<int64_t>* times) const;
   Status ReadSubjects(size_t block_idx, SubjectRuns* runs) const;
@@ -224,10 +239,14 @@ class SegmentReader {
   const SegmentFooter& footer() const { return footer_; }
 
  private:
-  SegmentReader(std::string image, std::string name, SegmentFooter footer, uint32_t version);
+  SegmentReader(std::unique_ptr<const SegmentSource> source, std::string name,
+                SegmentFooter footer, uint32_t version);
+  static Result<std::unique_ptr<SegmentReader>> OpenSource(
+      std::unique_ptr<const SegmentSource> source, std::string name);
   void BuildIndexes();
   Status Error(std::string_view column, size_t block_idx, const Status& status) const;
-  // Checksums and decompresses one chunk into `scratch` (or views the image).
+  // Reads, checksums and decompresses one chunk: `*raw` views `*scratch`
+  // (or, for an uncompressed chunk of an in-memory image, the image).
   Status ReadChunk(const ChunkRef& ref, std::string* scratch, std::string_view* raw) const;
   Status ReadColumnChunk(size_t block_idx, size_t chunk_idx, std::string* scratch,
                          std::string_view* raw) const;
@@ -238,7 +257,7 @@ class SegmentReader {
   Status CheckRowOrder(size_t block_idx, const std::vector<int64_t>& times, const SubjectRuns& runs,
                        const std::vector<Id128>& insert_ids) const;
 
-  std::string image_;
+  std::unique_ptr<const SegmentSource> source_;
   std::string name_;
   SegmentFooter footer_;
   SegmentSummary summary_;
@@ -253,13 +272,15 @@ class SegmentReader {
   mutable std::vector<std::shared_ptr<const SegmentDictionary>> dictionaries_;
 };
 
-// Reads and validates the segment file at `path`. NotFound when it does not
-// exist, IoError when it cannot be read, Corruption (naming the file) when it
-// is torn, short, garbled or of a newer format version.
+// Opens the segment file at `path` and validates it. NotFound when it does
+// not exist, IoError when it cannot be read, Corruption (naming the file) when
+// it is torn, short, garbled or of a newer format version.
 //
-// The reader holds the file's stored (compressed) bytes in memory, because
-// FileSystem has no positional read yet; decoding stays per block and per
-// column. See src/store/README.md.
+// The reader keeps only the footer's indexes in memory and the file open
+// (one descriptor per reader): column chunks are read with pread when asked
+// for. The open descriptor keeps the file readable after it is deleted (as
+// compaction does while a query may hold the reader). See src/store/README.md,
+// "Memory".
 Result<std::unique_ptr<SegmentReader>> OpenSegment(FileSystem& file_system,
                                                    const std::string& path);
 

@@ -1,5 +1,5 @@
 // SegmentReader and OpenSegment: footer validation at open, per-block and
-// per-column decoding on demand.
+// per-column reads and decoding on demand.
 #include <algorithm>
 #include <tuple>
 
@@ -7,10 +7,101 @@
 #include "store/wal_format.h"
 
 namespace minpanel::store {
+
+// Where a reader's stored bytes come from. Both kinds may be read from many
+// threads at once (the image is immutable; a file is read with pread).
+class SegmentSource {
+ public:
+  virtual ~SegmentSource() = default;
+  // Bytes in the segment, as at open.
+  virtual uint64_t size() const = 0;
+  // Sets `*bytes` to the `length` bytes at `offset`, or fewer where the
+  // source ends: a view of the image, or of `*buffer` after reading the file
+  // into it (so valid while `*buffer` is not changed).
+  virtual Status Read(uint64_t offset, size_t length, std::string* buffer,
+                      std::string_view* bytes) const = 0;
+};
+
 namespace {
+
+class ImageSource final : public SegmentSource {
+ public:
+  explicit ImageSource(std::string image) : image_(std::move(image)) {}
+  uint64_t size() const override { return image_.size(); }
+  Status Read(uint64_t offset, size_t length, std::string* /*buffer*/,
+              std::string_view* bytes) const override {
+    *bytes = offset < image_.size()
+                 ? std::string_view(image_).substr(static_cast<size_t>(offset), length)
+                 : std::string_view();
+    return Status::Ok();
+  }
+
+ private:
+  const std::string image_;
+};
+
+class FileSource final : public SegmentSource {
+ public:
+  FileSource(std::unique_ptr<RandomAccessFile> file, uint64_t size)
+      : file_(std::move(file)), size_(size) {}
+  uint64_t size() const override { return size_; }
+  Status Read(uint64_t offset, size_t length, std::string* buffer,
+              std::string_view* bytes) const override {
+    MP_RETURN_IF_ERROR(file_->ReadAt(offset, length, buffer));
+    *bytes = *buffer;
+    return Status::Ok();
+  }
+
+ private:
+  const std::unique_ptr<RandomAccessFile> file_;
+  const uint64_t size_;
+};
+
+// Per-thread buffers for bytes that live only during one call, so that
+// reading a chunk allocates nothing once a thread's buffers have grown:
+// StoredBuffer holds a compressed chunk's stored bytes inside ReadChunk;
+// DecodedBuffer holds a chunk decompressed only to be decoded into the
+// caller's arrays (times, subjects, insert ids, key versions, name codes,
+// map entries) inside the Read* call that takes it. Nothing that outlives
+// the call may view them, and no call that holds one calls another that
+// takes the same one. A buffer grown past kThreadBufferBytesKept (a rare huge
+// chunk) is freed after use rather than kept by an idle thread.
+constexpr size_t kThreadBufferBytesKept = 8u << 20;
+
+class ThreadBuffer {
+ public:
+  explicit ThreadBuffer(std::string* buffer) : buffer_(buffer) {}
+  ~ThreadBuffer() {
+    if (buffer_->capacity() > kThreadBufferBytesKept) {
+      std::string().swap(*buffer_);
+    }
+  }
+  ThreadBuffer(const ThreadBuffer&) = delete;
+  ThreadBuffer& operator=(const ThreadBuffer&) = delete;
+  std::string* get() const { return buffer_; }
+
+ private:
+  std::string* buffer_;
+};
+
+std::string* StoredBuffer() {
+  thread_local std::string buffer;
+  return &buffer;
+}
+
+std::string* DecodedBuffer() {
+  thread_local std::string buffer;
+  return &buffer;
+}
 
 std::string PropertyColumnName(std::string_view key) {
   return "property \"" + std::string(key) + "\"";
+}
+
+// I/O errors stay IoError (the disk, not the file, may be at fault);
+// everything else about a segment's bytes is Corruption.
+StatusCode SegmentErrorCode(const Status& status) {
+  return status.code() == StatusCode::kIoError ? StatusCode::kIoError : StatusCode::kCorruption;
 }
 
 }  // namespace
@@ -56,29 +147,69 @@ Value PropertyColumn::ValueAt(size_t row_idx) const {
   return Value::Null();
 }
 
-SegmentReader::SegmentReader(std::string image, std::string name, SegmentFooter footer,
-                             uint32_t version)
-    : image_(std::move(image)), name_(std::move(name)), footer_(std::move(footer)) {
+SegmentReader::SegmentReader(std::unique_ptr<const SegmentSource> source, std::string name,
+                             SegmentFooter footer, uint32_t version)
+    : source_(std::move(source)), name_(std::move(name)), footer_(std::move(footer)) {
   summary_.format_version = version;
-  summary_.file_bytes = image_.size();
+  summary_.file_bytes = source_->size();
   BuildIndexes();
 }
 
+SegmentReader::~SegmentReader() = default;
+
 Result<std::unique_ptr<SegmentReader>> SegmentReader::Open(std::string image, std::string name) {
+  return OpenSource(std::make_unique<ImageSource>(std::move(image)), std::move(name));
+}
+
+Result<std::unique_ptr<SegmentReader>> SegmentReader::Open(std::unique_ptr<RandomAccessFile> file,
+                                                           std::string name) {
+  Result<uint64_t> size = file->Size();
+  if (!size.ok()) {
+    return Status(SegmentErrorCode(size.status()), "segment " + name + ": " + size.status().message());
+  }
+  return OpenSource(std::make_unique<FileSource>(std::move(file), *size), std::move(name));
+}
+
+// Reads the header and the trailer, then the footer the trailer locates,
+// and validates them; the data region is read chunk by chunk later.
+Result<std::unique_ptr<SegmentReader>> SegmentReader::OpenSource(
+    std::unique_ptr<const SegmentSource> source, std::string name) {
   auto fail = [&](const Status& status) {
-    return Status::Corruption("segment " + name + ": " + status.message());
+    return Status(SegmentErrorCode(status), "segment " + name + ": " + status.message());
   };
-  const uint64_t size = image.size();
+  const uint64_t size = source->size();
   if (size < kSegmentHeaderBytes + kSegmentTrailerBytes) {
     return fail(Status::Corruption("file of " + std::to_string(size) +
                                    " bytes is shorter than a header and a trailer"));
   }
-  const std::string_view bytes(image);
-  auto version = DecodeSegmentHeader(bytes.substr(0, kSegmentHeaderBytes));
+  // Each part is read into its own buffer: the views must stay valid together.
+  std::string header_buffer;
+  std::string trailer_buffer;
+  std::string footer_buffer;
+  std::string_view header_bytes;
+  std::string_view trailer_bytes;
+  std::string_view footer_bytes;
+  auto read = [&](uint64_t offset, uint64_t length, std::string* buffer, std::string_view* bytes) {
+    Status status = source->Read(offset, static_cast<size_t>(length), buffer, bytes);
+    if (status.ok() && bytes->size() != length) {
+      status = Status::Corruption("file of " + std::to_string(size) +
+                                  " bytes ends early while being opened");
+    }
+    return status;
+  };
+  if (Status status = read(0, kSegmentHeaderBytes, &header_buffer, &header_bytes); !status.ok()) {
+    return fail(status);
+  }
+  auto version = DecodeSegmentHeader(header_bytes);
   if (!version.ok()) {
     return fail(version.status());
   }
-  auto trailer = DecodeSegmentTrailer(bytes.substr(size - kSegmentTrailerBytes));
+  if (Status status = read(size - kSegmentTrailerBytes, kSegmentTrailerBytes, &trailer_buffer,
+                           &trailer_bytes);
+      !status.ok()) {
+    return fail(status);
+  }
+  auto trailer = DecodeSegmentTrailer(trailer_bytes);
   if (!trailer.ok()) {
     return fail(trailer.status());
   }
@@ -93,8 +224,11 @@ Result<std::unique_ptr<SegmentReader>> SegmentReader::Open(std::string image, st
                                    " bytes does not fit in the file"));
   }
   const uint64_t data_bytes = size - outside_footer - trailer->footer_bytes;
-  const std::string_view footer_bytes =
-      bytes.substr(kSegmentHeaderBytes + data_bytes, trailer->footer_bytes);
+  if (Status status = read(kSegmentHeaderBytes + data_bytes, trailer->footer_bytes, &footer_buffer,
+                           &footer_bytes);
+      !status.ok()) {
+    return fail(status);
+  }
   if (Crc32(0, footer_bytes) != trailer->footer_crc32) {
     return fail(Status::Corruption("footer checksum mismatch"));
   }
@@ -103,7 +237,7 @@ Result<std::unique_ptr<SegmentReader>> SegmentReader::Open(std::string image, st
     return fail(Status::Corruption("footer: " + footer.status().message()));
   }
   return std::unique_ptr<SegmentReader>(
-      new SegmentReader(std::move(image), std::move(name), std::move(footer).value(), *version));
+      new SegmentReader(std::move(source), std::move(name), std::move(footer).value(), *version));
 }
 
 void SegmentReader::BuildIndexes() {
@@ -211,14 +345,27 @@ Status SegmentReader::Error(std::string_view column, size_t block_idx, const Sta
   if (block_idx != SIZE_MAX) {
     where += ", block " + std::to_string(block_idx);
   }
-  return Status::Corruption(where + ": " + status.message());
+  return Status(SegmentErrorCode(status), where + ": " + status.message());
 }
 
+// An uncompressed chunk is read straight into `scratch` (or viewed in the
+// image), so `*raw` outlives the call as the caller expects; a compressed
+// one is read into this thread's StoredBuffer and decompressed into
+// `scratch`. DecompressChunk checks the checksum either way.
 Status SegmentReader::ReadChunk(const ChunkRef& ref, std::string* scratch,
                                 std::string_view* raw) const {
-  const std::string_view stored = std::string_view(image_).substr(
-      static_cast<size_t>(ref.offset), static_cast<size_t>(ref.stored_bytes));
-  return DecompressChunk(stored, ref, scratch, raw);
+  const bool compressed = ref.codec != SegmentCodec::kNone;
+  const ThreadBuffer stored_buffer(StoredBuffer());
+  std::string_view stored;
+  MP_RETURN_IF_ERROR(source_->Read(ref.offset, static_cast<size_t>(ref.stored_bytes),
+                                   compressed ? stored_buffer.get() : scratch, &stored));
+  if (stored.size() != ref.stored_bytes) {
+    return Status::Corruption("chunk of " + std::to_string(ref.stored_bytes) + " bytes at offset " +
+                              std::to_string(ref.offset) + " is cut short: the file now ends at " +
+                              std::to_string(ref.offset + stored.size()) + " bytes, not " +
+                              std::to_string(source_->size()) + " as when it was opened");
+  }
+  return DecompressChunk(stored, ref, compressed ? scratch : stored_buffer.get(), raw);
 }
 
 Status SegmentReader::ReadColumnChunk(size_t block_idx, size_t chunk_idx, std::string* scratch,
@@ -228,10 +375,10 @@ Status SegmentReader::ReadColumnChunk(size_t block_idx, size_t chunk_idx, std::s
 
 Status SegmentReader::ReadTimes(size_t block_idx, std::vector<int64_t>* times) const {
   const FooterBlock& block = footer_.blocks[block_idx];
-  std::string scratch;
+  const ThreadBuffer scratch(DecodedBuffer());
   std::string_view raw;
   Status status =
-      ReadColumnChunk(block_idx, static_cast<size_t>(FixedColumn::kTime), &scratch, &raw);
+      ReadColumnChunk(block_idx, static_cast<size_t>(FixedColumn::kTime), scratch.get(), &raw);
   if (status.ok()) {
     status = DecodeTimes(raw, block.row_count, block.time_min_ms, block.time_max_ms, times);
   }
@@ -239,10 +386,10 @@ Status SegmentReader::ReadTimes(size_t block_idx, std::vector<int64_t>* times) c
 }
 
 Status SegmentReader::ReadSubjects(size_t block_idx, SubjectRuns* runs) const {
-  std::string scratch;
+  const ThreadBuffer scratch(DecodedBuffer());
   std::string_view raw;
   Status status =
-      ReadColumnChunk(block_idx, static_cast<size_t>(FixedColumn::kSubject), &scratch, &raw);
+      ReadColumnChunk(block_idx, static_cast<size_t>(FixedColumn::kSubject), scratch.get(), &raw);
   if (status.ok()) {
     status = DecodeSubjects(raw, footer_.blocks[block_idx], &runs->subjects, &runs->run_lengths);
   }
@@ -250,10 +397,10 @@ Status SegmentReader::ReadSubjects(size_t block_idx, SubjectRuns* runs) const {
 }
 
 Status SegmentReader::ReadInsertIds(size_t block_idx, std::vector<Id128>* insert_ids) const {
-  std::string scratch;
+  const ThreadBuffer scratch(DecodedBuffer());
   std::string_view raw;
   Status status =
-      ReadColumnChunk(block_idx, static_cast<size_t>(FixedColumn::kInsertId), &scratch, &raw);
+      ReadColumnChunk(block_idx, static_cast<size_t>(FixedColumn::kInsertId), scratch.get(), &raw);
   if (status.ok()) {
     status = DecodeInsertIds(raw, footer_.blocks[block_idx].row_count, insert_ids);
   }
@@ -261,10 +408,10 @@ Status SegmentReader::ReadInsertIds(size_t block_idx, std::vector<Id128>* insert
 }
 
 Status SegmentReader::ReadKeyVersions(size_t block_idx, std::vector<uint32_t>* key_versions) const {
-  std::string scratch;
+  const ThreadBuffer scratch(DecodedBuffer());
   std::string_view raw;
   Status status =
-      ReadColumnChunk(block_idx, static_cast<size_t>(FixedColumn::kKeyVersion), &scratch, &raw);
+      ReadColumnChunk(block_idx, static_cast<size_t>(FixedColumn::kKeyVersion), scratch.get(), &raw);
   if (status.ok()) {
     status = DecodeKeyVersions(raw, footer_.blocks[block_idx].row_count, key_versions);
   }
@@ -273,10 +420,10 @@ Status SegmentReader::ReadKeyVersions(size_t block_idx, std::vector<uint32_t>* k
 
 Status SegmentReader::ReadNameCodes(size_t block_idx, std::vector<uint32_t>* name_codes) const {
   const FooterBlock& block = footer_.blocks[block_idx];
-  std::string scratch;
+  const ThreadBuffer scratch(DecodedBuffer());
   std::string_view raw;
   Status status =
-      ReadColumnChunk(block_idx, static_cast<size_t>(FixedColumn::kName), &scratch, &raw);
+      ReadColumnChunk(block_idx, static_cast<size_t>(FixedColumn::kName), scratch.get(), &raw);
   if (status.ok()) {
     status = DecodeNameCodes(raw, block.row_count, footer_.event_names.size(), block.name_bitmap,
                              name_codes);
@@ -377,9 +524,9 @@ Status SegmentReader::ReadMapEntries(size_t block_idx, std::vector<Event>* event
   if (ref.raw_bytes == 0 && ref.present_count == 0) {
     return Status::Ok();
   }
-  std::string scratch;
+  const ThreadBuffer scratch(DecodedBuffer());
   std::string_view raw;
-  Status status = ReadChunk(ref, &scratch, &raw);
+  Status status = ReadChunk(ref, scratch.get(), &raw);
   std::vector<size_t> own_counts(events->size());
   for (size_t row_idx = 0; row_idx < events->size(); ++row_idx) {
     own_counts[row_idx] = (*events)[row_idx].properties.size();
@@ -491,8 +638,8 @@ Status SegmentReader::Verify() const {
 
 Result<std::unique_ptr<SegmentReader>> OpenSegment(FileSystem& file_system,
                                                    const std::string& path) {
-  MP_ASSIGN_OR_RETURN(std::string image, file_system.ReadFile(path));
-  return SegmentReader::Open(std::move(image), path);
+  MP_ASSIGN_OR_RETURN(std::unique_ptr<RandomAccessFile> file, file_system.OpenRandomAccess(path));
+  return SegmentReader::Open(std::move(file), path);
 }
 
 }  // namespace minpanel::store

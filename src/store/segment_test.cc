@@ -774,6 +774,159 @@ TEST_F(SegmentFileTest, FlippedChunkNamesFileColumnAndBlock) {
   }
 }
 
+// Flipped bytes in the file itself, read through OpenSegment (header,
+// trailer and footer at open, chunks with pread later), are caught as in
+// memory: Corruption naming the file, at open or by Verify.
+TEST_F(SegmentFileTest, EveryFlippedByteOfAFileIsCaughtThroughPositionalReads) {
+  ASSERT_TRUE(WriteSmall().ok());
+  const std::string full = ReadBytes(path_);
+  for (size_t position = 0; position < full.size(); position += 3) {
+    std::string damaged = full;
+    damaged[position] = static_cast<char>(damaged[position] ^ 0x10);
+    WriteBytes(path_, damaged);
+    auto reader = OpenSegment(*fault_file_system_, path_);
+    const Status status = reader.ok() ? (*reader)->Verify() : reader.status();
+    EXPECT_EQ(status.code(), StatusCode::kCorruption) << position;
+    EXPECT_NE(status.message().find(path_), std::string::npos) << status.ToString();
+  }
+}
+
+// A file truncated after open (by hand, or a bad disk): every block past the
+// cut is Corruption naming the file, the column and the block; blocks wholly
+// before the cut still read.
+TEST_F(SegmentFileTest, AFileTruncatedAfterOpenIsCorruptionOnRead) {
+  ASSERT_TRUE(WriteSmall().ok());
+  const std::string full = ReadBytes(path_);
+  const std::unique_ptr<SegmentReader> clean = OpenImage(full);
+  ASSERT_NE(clean, nullptr);
+  const std::vector<FooterBlock>& blocks = clean->footer().blocks;
+  ASSERT_EQ(blocks.size(), 3u);
+  // Cut in the middle of the last block's time chunk.
+  const ChunkRef& last_time = blocks[2].chunks[static_cast<size_t>(FixedColumn::kTime)];
+  ASSERT_GT(last_time.stored_bytes, 1u);
+  for (const uint64_t cut : {last_time.offset + last_time.stored_bytes / 2, last_time.offset,
+                             uint64_t{0}}) {
+    SCOPED_TRACE(cut);
+    WriteBytes(path_, full);
+    auto reader = OpenSegment(*fault_file_system_, path_);
+    ASSERT_TRUE(reader.ok()) << reader.status().ToString();
+    std::filesystem::resize_file(path_, cut);
+    std::vector<int64_t> times;
+    const Status status = (*reader)->ReadTimes(2, &times);
+    EXPECT_EQ(status.code(), StatusCode::kCorruption) << status.ToString();
+    EXPECT_NE(status.message().find(path_ + ": column time, block 2"), std::string::npos)
+        << status.ToString();
+    EXPECT_NE(status.message().find("cut short"), std::string::npos) << status.ToString();
+    EXPECT_EQ((*reader)->Verify().code(), StatusCode::kCorruption);
+    std::vector<Event> events;
+    EXPECT_EQ((*reader)->ReadEvents(0, &events).ok(), cut >= last_time.offset) << cut;
+  }
+}
+
+// A file rewritten in place after open (same size): the chunk checksums
+// catch it.
+TEST_F(SegmentFileTest, AFileChangedAfterOpenIsCorruptionOnRead) {
+  ASSERT_TRUE(WriteSmall().ok());
+  auto reader = OpenSegment(*fault_file_system_, path_);
+  ASSERT_TRUE(reader.ok());
+  const ChunkRef& subjects = (*reader)->footer().blocks[1].chunks[1];
+  ASSERT_GT(subjects.stored_bytes, 0u);
+  {
+    std::fstream file(path_, std::ios::in | std::ios::out | std::ios::binary);
+    file.seekp(static_cast<std::streamoff>(subjects.offset));
+    file.put('\x5a');
+    file.put('\xa5');
+  }
+  SubjectRuns runs;
+  const Status status = (*reader)->ReadSubjects(1, &runs);
+  EXPECT_EQ(status.code(), StatusCode::kCorruption) << status.ToString();
+  EXPECT_NE(status.message().find(path_ + ": column subject, block 1"), std::string::npos)
+      << status.ToString();
+  EXPECT_NE(status.message().find("checksum mismatch"), std::string::npos) << status.ToString();
+  EXPECT_TRUE((*reader)->ReadSubjects(0, &runs).ok());
+}
+
+// A read that fails at any point is IoError naming the file: at open (the
+// header, trailer and footer reads) and for a chunk, which then names the
+// column and block too. The reader works again once reads do.
+TEST_F(SegmentFileTest, AFailedReadIsIoErrorNamingTheFile) {
+  ASSERT_TRUE(WriteSmall().ok());
+  for (uint64_t reads = 0; reads < 3; ++reads) {
+    fault_file_system_->FailReadsAfter(reads);
+    const Status status = OpenSegment(*fault_file_system_, path_).status();
+    EXPECT_EQ(status.code(), StatusCode::kIoError) << reads << " " << status.ToString();
+    EXPECT_NE(status.message().find("segment " + path_), std::string::npos) << status.ToString();
+    fault_file_system_->Reset();
+  }
+  auto reader = OpenSegment(*fault_file_system_, path_);
+  ASSERT_TRUE(reader.ok());
+  fault_file_system_->FailReadsAfter(0);
+  std::vector<uint32_t> names;
+  const Status status = (*reader)->ReadNameCodes(2, &names);
+  EXPECT_EQ(status.code(), StatusCode::kIoError) << status.ToString();
+  EXPECT_NE(status.message().find(path_ + ": column name, block 2"), std::string::npos)
+      << status.ToString();
+  EXPECT_EQ((*reader)->Verify().code(), StatusCode::kIoError);
+  fault_file_system_->Reset();
+  EXPECT_TRUE((*reader)->Verify().ok());
+  EXPECT_GE(fault_file_system_->failed_reads(), 5u);
+}
+
+// Compaction deletes segment files that a query may still be reading.
+TEST_F(SegmentFileTest, AReaderKeepsReadingItsFileAfterTheFileIsDeleted) {
+  ASSERT_TRUE(WriteSmall().ok());
+  auto reader = OpenSegment(*fault_file_system_, path_);
+  ASSERT_TRUE(reader.ok());
+  ASSERT_TRUE(fault_file_system_->Remove(path_).ok());
+  EXPECT_TRUE((*reader)->Verify().ok());
+  EXPECT_EQ(ReadAll(**reader).size(), 40u);
+}
+
+// A file-backed reader and one over the same image in memory give the same
+// rows, also read from several threads at once.
+TEST_F(SegmentFileTest, FileReaderMatchesImageReaderFromManyThreads) {
+  std::vector<Event> events;
+  for (uint64_t row = 0; row < 3000; ++row) {
+    Event event = MakeEvent(row % 4 == 0 ? "a" : "b", kTestNowMs + static_cast<int64_t>(row),
+                            row % 40, row);
+    event.properties = {{"plan", Value::String(row % 3 == 0 ? "pro" : "free")},
+                        {"n", Value::Int(static_cast<int64_t>(row))}};
+    events.push_back(event);
+  }
+  SegmentWriteOptions options = SmallBlocks(250);
+  ASSERT_TRUE(WriteSegmentFile(*fault_file_system_, path_, events, options).ok());
+  const std::unique_ptr<SegmentReader> image_reader = OpenImage(ReadBytes(path_));
+  ASSERT_NE(image_reader, nullptr);
+  auto file_reader = OpenSegment(*fault_file_system_, path_);
+  ASSERT_TRUE(file_reader.ok());
+  const std::vector<Event> expected = ReadAll(*image_reader);
+  ASSERT_EQ(expected.size(), events.size());
+  std::vector<std::thread> threads;
+  std::vector<size_t> mismatched_blocks(4, 0);
+  for (size_t thread_idx = 0; thread_idx < mismatched_blocks.size(); ++thread_idx) {
+    threads.emplace_back([&, thread_idx] {
+      std::vector<Event> block_events;
+      PropertyColumn plan;
+      for (size_t round = 0; round < 3; ++round) {
+        for (size_t block_idx = 0; block_idx < (*file_reader)->block_count(); ++block_idx) {
+          const uint64_t first = (*file_reader)->block(block_idx).first_row;
+          const bool same =
+              (*file_reader)->ReadEvents(block_idx, &block_events).ok() &&
+              (*file_reader)->ReadProperty(block_idx, "plan", &plan).ok() &&
+              std::equal(block_events.begin(), block_events.end(),
+                         expected.begin() + static_cast<ptrdiff_t>(first)) &&
+              plan.size() == block_events.size();
+          mismatched_blocks[thread_idx] += same ? 0 : 1;
+        }
+      }
+    });
+  }
+  for (std::thread& thread : threads) {
+    thread.join();
+  }
+  EXPECT_EQ(mismatched_blocks, std::vector<size_t>(4, 0));
+}
+
 TEST_F(SegmentFileTest, NewerVersionIsRefusedWithAMessage) {
   ASSERT_TRUE(WriteSmall().ok());
   std::string image = ReadBytes(path_);
