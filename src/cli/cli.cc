@@ -316,6 +316,11 @@ void AddDataCommands(CLI::App& app, Flags& flags, Commands& commands) {
                                       "only this event (repeatable)");
   commands.export_command->add_option("--distinct-id", flags.distinct_id,
                                       "only this user (raw id or psn_ pseudonym)");
+  commands.export_command->add_option(
+      "--distinct-ids", exported.distinct_ids_file,
+      "only these users: FILE holds one id a line (raw or psn_), at most " +
+          std::to_string(query::kExportDistinctIdsMax) +
+          "; output is segment by segment, each in (user, time) order");
   commands.export_command->add_option("--limit", exported.limit, "at most N events");
   commands.export_command->add_option("--out", exported.out_file, "write to FILE, not stdout");
 

@@ -67,6 +67,9 @@ struct ExportCommandOptions {
   std::string to_date;
   std::vector<std::string> event_names;
   std::optional<std::string> distinct_id;
+  // A file of distinct ids, one a line (at most query::kExportDistinctIdsMax):
+  // only their events. Empty: not given.
+  std::string distinct_ids_file;
   uint64_t limit = 0;
   std::string out_file;  // empty: stdout
 };

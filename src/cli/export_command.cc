@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <iostream>
 
 #include "cli/commands.h"
@@ -25,6 +26,33 @@ std::string EventNamesJson(const std::vector<std::string>& names) {
       json += ',';
     }
     query::AppendJsonString(name, &json);
+  }
+  return json + "]";
+}
+
+// --distinct-ids FILE: one id a line (blank lines skipped) as the JSON array
+// that distinct_ids= carries; the service checks the count.
+Result<std::string> DistinctIdsJson(const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  if (!file) {
+    return Status::IoError("--distinct-ids: cannot read " + path + ": " + std::strerror(errno));
+  }
+  std::string json = "[";
+  std::string line;
+  while (std::getline(file, line)) {
+    if (!line.empty() && line.back() == '\r') {
+      line.pop_back();
+    }
+    if (line.empty()) {
+      continue;
+    }
+    if (json.size() > 1) {
+      json += ',';
+    }
+    query::AppendJsonString(line, &json);
+  }
+  if (file.bad()) {
+    return Status::IoError("--distinct-ids: read of " + path + " failed");
   }
   return json + "]";
 }
@@ -104,6 +132,13 @@ int Export(const ConfigSources& sources, const ExportCommandOptions& options) {
   export_options.to_date = options.to_date;
   export_options.event_names_json = EventNamesJson(options.event_names);
   export_options.distinct_id = options.distinct_id;
+  if (!options.distinct_ids_file.empty()) {
+    auto distinct_ids = DistinctIdsJson(options.distinct_ids_file);
+    if (!distinct_ids.ok()) {
+      return Fail(distinct_ids.status());
+    }
+    export_options.distinct_ids_json = std::move(distinct_ids).value();
+  }
   export_options.limit = options.limit;
   ExportOutput output;
   if (const Status opened = output.Open(options.out_file); !opened.ok()) {

@@ -1,7 +1,9 @@
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 
 #include "query/query.h"
+#include "store/segment.h"
 
 namespace minpanel::query {
 
@@ -105,8 +107,210 @@ void AppendEventJsonLine(const Event& event, std::string* out) {
   out->append("}}\n");
 }
 
+namespace {
+
+// Gathers lines into chunks of about kExportChunkBytes for the sink.
+class ChunkWriter {
+ public:
+  ChunkWriter(const ExportRequest& request, const std::function<bool(std::string_view)>& sink)
+      : request_(request), sink_(sink) {
+    chunk_.reserve(kExportChunkBytes + 4096);
+  }
+
+  // False once the export is over: the sink closed or the limit was reached.
+  bool Add(const Event& event) {
+    AppendEventJsonLine(event, &chunk_);
+    ++summary_.rows;
+    if (chunk_.size() >= kExportChunkBytes) {
+      summary_.bytes += chunk_.size();
+      sink_open_ = sink_(chunk_);
+      chunk_.clear();
+    }
+    return sink_open_ && (request_.limit == 0 || summary_.rows < request_.limit);
+  }
+
+  ExportSummary Finish() {
+    if (sink_open_ && !chunk_.empty()) {
+      summary_.bytes += chunk_.size();
+      sink_(chunk_);
+    }
+    return summary_;
+  }
+
+ private:
+  const ExportRequest& request_;
+  const std::function<bool(std::string_view)>& sink_;
+  std::string chunk_;
+  ExportSummary summary_;
+  bool sink_open_ = true;
+};
+
+bool NameWanted(const ExportRequest& request, const std::string& name) {
+  return request.event_names.empty() ||
+         std::find(request.event_names.begin(), request.event_names.end(), name) !=
+             request.event_names.end();
+}
+
+// The blocks of one segment to read for `wanted` (sorted, unique, not
+// empty), ascending: those the time and name zone maps allow whose subject
+// range [subject_first, subject_last] holds a wanted subject. Blocks come in
+// subject order, so one cursor walks `wanted` once.
+std::vector<size_t> BlocksOfSubjects(const store::SegmentReader& segment,
+                                     const ExportRequest& request,
+                                     const std::vector<Id128>& wanted) {
+  store::BlockFilter filter;
+  filter.time_min_ms = request.from_ms;
+  filter.time_max_ms = request.to_ms - 1;
+  for (const std::string& name : request.event_names) {
+    if (const std::optional<uint32_t> code = segment.FindEventName(name)) {
+      filter.name_codes.push_back(*code);
+    }
+  }
+  if (!request.event_names.empty() && filter.name_codes.empty()) {
+    return {};
+  }
+  filter.subject_min = wanted.front();
+  filter.subject_max = wanted.back();
+  std::vector<size_t> blocks;
+  auto cursor = wanted.begin();
+  for (const size_t block_idx : segment.MatchingBlocks(filter)) {
+    const store::SegmentBlockInfo& info = segment.block(block_idx);
+    cursor = std::lower_bound(cursor, wanted.end(), info.subject_first);
+    if (cursor == wanted.end()) {
+      break;
+    }
+    if (!(info.subject_last < *cursor)) {
+      blocks.push_back(block_idx);
+    }
+  }
+  return blocks;
+}
+
+// One block's columns, reused from block to block. The export of a list
+// reads a block column by column and builds events only for the wanted rows
+// (ReadEvents would build one for every row of the block: most of them
+// belong to other subjects).
+struct BlockColumns {
+  store::SubjectRuns runs;
+  std::vector<uint8_t> row_wanted;
+  std::vector<uint32_t> name_codes;
+  std::vector<int64_t> times;
+  std::vector<Id128> insert_ids;
+  std::vector<store::PropertyColumn> properties;  // per segment.property_keys()
+};
+
+// Marks the rows of wanted subjects; false when the block has none.
+bool MarkWantedRows(const std::vector<Id128>& wanted, BlockColumns* block) {
+  block->row_wanted.clear();
+  bool any = false;
+  auto cursor = wanted.begin();
+  for (size_t run_idx = 0; run_idx < block->runs.subjects.size(); ++run_idx) {
+    const Id128& subject = block->runs.subjects[run_idx];
+    cursor = std::lower_bound(cursor, wanted.end(), subject);
+    const bool hit = cursor != wanted.end() && *cursor == subject;
+    any = any || hit;
+    block->row_wanted.insert(block->row_wanted.end(), block->runs.run_lengths[run_idx],
+                             hit ? 1 : 0);
+  }
+  return any;
+}
+
+Status ReadBlockColumns(const store::SegmentReader& segment, size_t block_idx,
+                        BlockColumns* block) {
+  MP_RETURN_IF_ERROR(segment.ReadNameCodes(block_idx, &block->name_codes));
+  MP_RETURN_IF_ERROR(segment.ReadTimes(block_idx, &block->times));
+  MP_RETURN_IF_ERROR(segment.ReadInsertIds(block_idx, &block->insert_ids));
+  const std::vector<store::PropertyKeyInfo>& keys = segment.property_keys();
+  block->properties.resize(keys.size());
+  for (size_t key_idx = 0; key_idx < keys.size(); ++key_idx) {
+    MP_RETURN_IF_ERROR(segment.ReadProperty(block_idx, keys[key_idx].key,
+                                            &block->properties[key_idx]));
+  }
+  const size_t rows = block->row_wanted.size();
+  if (block->name_codes.size() != rows || block->times.size() != rows ||
+      block->insert_ids.size() != rows) {
+    return Status::Corruption(segment.name() + ": block " + std::to_string(block_idx) +
+                              ": its columns disagree on the row count");
+  }
+  return Status::Ok();
+}
+
+// The export of a list of subjects over the engine's snapshot.
+Result<ExportSummary> ExportSubjects(store::Engine& engine, const ExportRequest& request,
+                                     const std::function<bool(std::string_view)>& sink) {
+  std::vector<Id128> wanted = *request.subjects;
+  std::sort(wanted.begin(), wanted.end());
+  wanted.erase(std::unique(wanted.begin(), wanted.end()), wanted.end());
+  ChunkWriter writer(request, sink);
+  if (wanted.empty() || request.from_ms >= request.to_ms) {
+    return writer.Finish();
+  }
+  MP_ASSIGN_OR_RETURN(const store::Engine::SegmentSnapshot snapshot,
+                      engine.Snapshot(request.project_id));
+  BlockColumns block;
+  Event event;
+  for (const auto& segment : snapshot) {
+    const std::vector<store::PropertyKeyInfo>& keys = segment->property_keys();
+    for (const size_t block_idx : BlocksOfSubjects(*segment, request, wanted)) {
+      // The subjects first (one small chunk): a block may hold none of the
+      // wanted ones.
+      MP_RETURN_IF_ERROR(segment->ReadSubjects(block_idx, &block.runs));
+      if (!MarkWantedRows(wanted, &block)) {
+        continue;
+      }
+      MP_RETURN_IF_ERROR(ReadBlockColumns(*segment, block_idx, &block));
+      size_t run_idx = 0;
+      uint32_t run_end = block.runs.run_lengths.empty() ? 0 : block.runs.run_lengths[0];
+      for (size_t row_idx = 0; row_idx < block.row_wanted.size(); ++row_idx) {
+        while (row_idx >= run_end) {
+          run_end += block.runs.run_lengths[++run_idx];
+        }
+        const int64_t time_ms = block.times[row_idx];
+        if (block.row_wanted[row_idx] == 0 || time_ms < request.from_ms ||
+            time_ms >= request.to_ms) {
+          continue;
+        }
+        const std::string& name = segment->event_names()[block.name_codes[row_idx]].name;
+        if (!NameWanted(request, name)) {
+          continue;
+        }
+        event.name = name;
+        event.time_ms = time_ms;
+        event.subject = block.runs.subjects[run_idx];
+        event.insert_id = block.insert_ids[row_idx];
+        event.properties.clear();
+        for (size_t key_idx = 0; key_idx < keys.size(); ++key_idx) {
+          const store::PropertyColumn& column = block.properties[key_idx];
+          if (column.tags[row_idx] != store::PropertyTag::kAbsent) {
+            event.properties.push_back(Property{keys[key_idx].key, column.ValueAt(row_idx)});
+          }
+        }
+        if (!writer.Add(event)) {
+          return writer.Finish();
+        }
+      }
+    }
+  }
+  return writer.Finish();
+}
+
+}  // namespace
+
 Result<ExportSummary> ExportJsonLines(store::Engine& engine, const ExportRequest& request,
                                       const std::function<bool(std::string_view)>& sink) {
+  if (request.subjects.has_value()) {
+    if (request.subject.has_value()) {
+      return Status::InvalidArgument(
+          "distinct_ids: give either distinct_id or distinct_ids, not both");
+    }
+    if (request.subjects->size() > kExportDistinctIdsMax) {
+      return Status::InvalidArgument("distinct_ids: " + std::to_string(request.subjects->size()) +
+                                     " ids, over the limit of " +
+                                     std::to_string(kExportDistinctIdsMax) +
+                                     " (kExportDistinctIdsMax)");
+    }
+    return ExportSubjects(engine, request, sink);
+  }
   store::ScanRequest scan;
   scan.project_id = request.project_id;
   scan.from_ms = request.from_ms;
@@ -114,26 +318,10 @@ Result<ExportSummary> ExportJsonLines(store::Engine& engine, const ExportRequest
   scan.event_names = request.event_names;
   scan.subject = request.subject;
 
-  ExportSummary summary;
-  std::string chunk;
-  chunk.reserve(kExportChunkBytes + 4096);
-  bool sink_open = true;
-  const Status scanned = engine.Scan(scan, [&](const Event& event) {
-    AppendEventJsonLine(event, &chunk);
-    ++summary.rows;
-    if (chunk.size() >= kExportChunkBytes) {
-      summary.bytes += chunk.size();
-      sink_open = sink(chunk);
-      chunk.clear();
-    }
-    return sink_open && (request.limit == 0 || summary.rows < request.limit);
-  });
+  ChunkWriter writer(request, sink);
+  const Status scanned = engine.Scan(scan, [&](const Event& event) { return writer.Add(event); });
   MP_RETURN_IF_ERROR(scanned);
-  if (sink_open && !chunk.empty()) {
-    summary.bytes += chunk.size();
-    sink(chunk);
-  }
-  return summary;
+  return writer.Finish();
 }
 
 }  // namespace minpanel::query

@@ -4,8 +4,12 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <set>
+#include <tuple>
+#include <algorithm>
 
 #include "query/query.h"
+#include "query/query_test_util.h"
 
 namespace minpanel::query {
 namespace {
@@ -60,6 +64,198 @@ TEST(ExportFormatTest, TimeBeforeEpochRoundsDown) {
   std::string line;
   AppendEventJsonLine(event, &line);
   EXPECT_NE(line.find("\"time\":-2,"), std::string::npos);
+}
+
+// An engine over fixed in-memory segments: Snapshot hands them out, Scan is
+// the store's documented order (segment by segment, rows in segment order).
+class SegmentsEngine final : public store::Engine {
+ public:
+  explicit SegmentsEngine(std::vector<std::vector<Event>> segments) {
+    for (std::vector<Event>& events : segments) {
+      std::sort(events.begin(), events.end(), [](const Event& left, const Event& right) {
+        return std::tie(left.subject, left.time_ms, left.insert_id) <
+               std::tie(right.subject, right.time_ms, right.insert_id);
+      });
+      auto reader = testing::MakeSegment(events, 2);
+      EXPECT_TRUE(reader.ok()) << reader.status().ToString();
+      readers_.push_back(*reader);
+      events_.push_back(std::move(events));
+    }
+  }
+  Result<store::AppendResult> Append(store::AppendBatch) override {
+    return Status::Unavailable("read-only");
+  }
+  void AppendAsync(store::AppendBatch, store::AppendCallback done) override {
+    done(Status::Unavailable("read-only"));
+  }
+  Status Scan(const store::ScanRequest& request,
+              const std::function<bool(const Event&)>& visit) override {
+    for (const std::vector<Event>& segment : events_) {
+      for (const Event& event : segment) {
+        if (event.time_ms >= request.from_ms && event.time_ms < request.to_ms &&
+            (!request.subject || event.subject == *request.subject) && !visit(event)) {
+          return Status::Ok();
+        }
+      }
+    }
+    return Status::Ok();
+  }
+  Status ScanProfiles(uint32_t, const std::function<bool(const ProfileUpdate&)>&) override {
+    return Status::Ok();
+  }
+  Result<SegmentSnapshot> Snapshot(uint32_t) override {
+    ++snapshots;
+    return readers_;
+  }
+  store::Stats GetStats() const override { return {}; }
+  Status Close() override { return Status::Ok(); }
+
+  const std::vector<std::vector<Event>>& events() const { return events_; }
+  int snapshots = 0;
+
+ private:
+  std::vector<std::vector<Event>> events_;
+  SegmentSnapshot readers_;
+};
+
+std::vector<Event> Events(std::string_view lines) {
+  auto events = testing::ParseEventLines(lines);
+  EXPECT_TRUE(events.ok()) << events.status().ToString();
+  uint64_t insert_id = 1;
+  for (Event& event : *events) {
+    event.insert_id = Id128{0, insert_id++};
+  }
+  return *events;
+}
+
+// The subjects' users spread over two segments of two-row blocks: u1's
+// events cross a block boundary and both segments.
+SegmentsEngine MakeEngine() {
+  return SegmentsEngine({Events(R"(
+{"event":"A","subject":"u1","time":"2024-03-01T01:00:00Z","properties":{"plan":"pro","n":3}}
+{"event":"B","subject":"u1","time":"2024-03-01T02:00:00Z","properties":{"tags":["x","y"],"f":0.5}}
+{"event":"A","subject":"u1","time":"2024-03-01T03:00:00Z","properties":{"plan":"free","ok":true}}
+{"event":"A","subject":"u2","time":"2024-03-01T01:00:00Z"}
+{"event":"A","subject":"u3","time":"2024-03-01T04:00:00Z"}
+{"event":"B","subject":"u4","time":"2024-03-01T05:00:00Z"}
+{"event":"A","subject":"u5","time":"2024-03-01T05:00:00Z"}
+{"event":"A","subject":"u6","time":"2024-03-01T05:00:00Z"}
+)"),
+                         Events(R"(
+{"event":"B","subject":"u1","time":"2024-03-02T01:00:00Z"}
+{"event":"A","subject":"u3","time":"2024-03-03T01:00:00Z"}
+{"event":"A","subject":"u6","time":"2024-03-02T07:00:00Z","properties":{"plan":null}}
+)")});
+}
+
+constexpr int64_t kFromMs = 1709251200000;         // 2024-03-01T00:00Z
+constexpr int64_t kToMs = kFromMs + 2 * 86400000;  // 2024-03-03T00:00Z
+
+std::vector<std::string> ExportLines(store::Engine& engine, const ExportRequest& request,
+                                     ExportSummary* summary = nullptr) {
+  std::string text;
+  auto exported = ExportJsonLines(engine, request, [&](std::string_view chunk) {
+    text.append(chunk);
+    return true;
+  });
+  EXPECT_TRUE(exported.ok()) << exported.status().ToString();
+  if (summary != nullptr && exported.ok()) {
+    *summary = *exported;
+  }
+  std::vector<std::string> lines;
+  for (size_t start = 0; start < text.size();) {
+    const size_t end = text.find('\n', start);
+    lines.push_back(text.substr(start, end - start + 1));
+    start = end + 1;
+  }
+  return lines;
+}
+
+// What the export of `subjects` must give: every event of theirs in the
+// range with a wanted name, segment by segment, each in (subject, time)
+// order; properties in key order.
+std::vector<std::string> Expected(const SegmentsEngine& engine, const std::set<Id128>& subjects,
+                                  const std::vector<std::string>& names = {}) {
+  std::vector<std::string> lines;
+  for (const std::vector<Event>& segment : engine.events()) {
+    for (const Event& event : segment) {
+      if (subjects.count(event.subject) > 0 && event.time_ms >= kFromMs && event.time_ms < kToMs &&
+          (names.empty() || std::find(names.begin(), names.end(), event.name) != names.end())) {
+        Event sorted = event;
+        std::sort(sorted.properties.begin(), sorted.properties.end(),
+                  [](const Property& left, const Property& right) { return left.key < right.key; });
+        std::string line;
+        AppendEventJsonLine(sorted, &line);
+        lines.push_back(line);
+      }
+    }
+  }
+  return lines;
+}
+
+TEST(ExportSubjectsTest, ExportsEveryEventOfTheListedSubjectsInSegmentOrder) {
+  SegmentsEngine engine = MakeEngine();
+  ExportRequest request;
+  request.from_ms = kFromMs;
+  request.to_ms = kToMs;
+  const Id128 u1 = testing::SubjectFromName("u1");
+  const Id128 u3 = testing::SubjectFromName("u3");
+  const Id128 u6 = testing::SubjectFromName("u6");
+  // Unsorted, repeated, and one subject the store has never seen.
+  request.subjects = {u6, u1, testing::SubjectFromName("nobody"), u3, u1};
+  ExportSummary summary;
+  const std::vector<std::string> lines = ExportLines(engine, request, &summary);
+  EXPECT_EQ(lines, Expected(engine, {u1, u3, u6}));
+  // u1: 3 + 1, u3: 1 (its second event is after `to`), u6: 1 + 1.
+  EXPECT_EQ(lines.size(), 7u);
+  EXPECT_EQ(summary.rows, 7u);
+  EXPECT_EQ(engine.snapshots, 1);
+}
+
+TEST(ExportSubjectsTest, EventNamesAndLimitApply) {
+  SegmentsEngine engine = MakeEngine();
+  ExportRequest request;
+  request.from_ms = kFromMs;
+  request.to_ms = kToMs;
+  const Id128 u1 = testing::SubjectFromName("u1");
+  const Id128 u4 = testing::SubjectFromName("u4");
+  request.subjects = {u1, u4};
+  request.event_names = {"B"};
+  EXPECT_EQ(ExportLines(engine, request), Expected(engine, {u1, u4}, {"B"}));
+  EXPECT_EQ(ExportLines(engine, request).size(), 3u);
+  request.limit = 2;
+  EXPECT_EQ(ExportLines(engine, request).size(), 2u);
+  request.event_names = {"Nothing"};
+  EXPECT_TRUE(ExportLines(engine, request).empty());
+}
+
+TEST(ExportSubjectsTest, EmptyListExportsNothing) {
+  SegmentsEngine engine = MakeEngine();
+  ExportRequest request;
+  request.from_ms = kFromMs;
+  request.to_ms = kToMs;
+  request.subjects.emplace();
+  EXPECT_TRUE(ExportLines(engine, request).empty());
+}
+
+TEST(ExportSubjectsTest, BadListsAreInvalidArguments) {
+  SegmentsEngine engine = MakeEngine();
+  ExportRequest request;
+  request.from_ms = kFromMs;
+  request.to_ms = kToMs;
+  request.subject = testing::SubjectFromName("u1");
+  request.subjects = {testing::SubjectFromName("u2")};
+  const auto sink = [](std::string_view) { return true; };
+  auto both = ExportJsonLines(engine, request, sink);
+  ASSERT_FALSE(both.ok());
+  EXPECT_EQ(both.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(both.status().message().find("distinct_ids"), std::string::npos);
+  request.subject.reset();
+  request.subjects = std::vector<Id128>(kExportDistinctIdsMax + 1, Id128{1, 1});
+  auto over = ExportJsonLines(engine, request, sink);
+  ASSERT_FALSE(over.ok());
+  EXPECT_EQ(over.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(over.status().message().find("kExportDistinctIdsMax"), std::string::npos);
 }
 
 }  // namespace

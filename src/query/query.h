@@ -27,6 +27,8 @@ namespace minpanel::query {
 // Export output is handed to the sink in chunks of about this many bytes.
 inline constexpr size_t kExportChunkBytes = 64 * 1024;
 inline constexpr size_t kExportEventNamesMax = 100;
+// Distinct ids one export may list (distinct_ids=[...]).
+inline constexpr size_t kExportDistinctIdsMax = 10000;
 
 struct ExportRequest {
   uint32_t project_id = 0;
@@ -34,6 +36,10 @@ struct ExportRequest {
   int64_t to_ms = 0;    // exclusive
   std::vector<std::string> event_names;  // empty: every event
   std::optional<Id128> subject;
+  // Only these subjects (any order, duplicates allowed; at most
+  // kExportDistinctIdsMax) when set — an empty list exports nothing. Not
+  // together with `subject`.
+  std::optional<std::vector<Id128>> subjects;
   uint64_t limit = 0;  // 0: no limit
 };
 
@@ -46,6 +52,14 @@ struct ExportSummary {
 //   {"event":NAME,"properties":{"time":SECONDS,"distinct_id":"psn_…",
 //    "$insert_id":"…", …properties}}
 // The sink returns false to stop (e.g. the client went away).
+//
+// Order: segment by segment, each in (subject, time, insert id) order; the
+// events not yet flushed come last. With `subjects` the events are read from
+// Engine::Snapshot (the unflushed ones as in-memory segments, last), and only
+// the blocks whose subject range holds a wanted subject are decoded: a
+// sorted merge of the wanted subjects against the blocks' subject zone maps.
+// InvalidArgument when both `subject` and `subjects` are set, or past
+// kExportDistinctIdsMax.
 Result<ExportSummary> ExportJsonLines(store::Engine& engine, const ExportRequest& request,
                                       const std::function<bool(std::string_view)>& sink);
 

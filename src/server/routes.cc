@@ -225,7 +225,8 @@ bool AllowsMethod(Route route, http::verb method) {
     return route != Route::kQuery;  // Mixpanel's GET /track carries data= in the query
   }
   if (method == http::verb::post) {
-    return IsIngestRoute(route) || route == Route::kPolicyPreview || route == Route::kQuery;
+    return IsIngestRoute(route) || route == Route::kPolicyPreview || route == Route::kQuery ||
+           route == Route::kExport;  // a list of distinct_ids in a form body
   }
   if (method == http::verb::put) {
     return route == Route::kPolicy;
@@ -242,6 +243,9 @@ std::string_view AllowedMethods(Route route) {
   }
   if (route == Route::kQuery) {
     return "POST";
+  }
+  if (route == Route::kExport) {
+    return "GET, POST";
   }
   if (route == Route::kPolicy) {
     return "GET, PUT";
@@ -544,9 +548,43 @@ Response HandleMetrics(const Request& request, const Metrics& metrics, service::
                       metrics.Render(service.GetMetrics(), service.GetStoreStats()));
 }
 
+namespace {
+
+// A POST export's form body, decompressed as every route's body is.
+Result<FormPairs> ExportFormBody(const Request& request, const Settings& settings) {
+  const std::string media_type = MediaTypeOf(request[http::field::content_type]);
+  if (media_type != "application/x-www-form-urlencoded") {
+    return Status::InvalidArgument(
+        "Content-Type: send the export parameters as application/x-www-form-urlencoded");
+  }
+  MP_ASSIGN_OR_RETURN(const ingest::ContentEncoding encoding,
+                      ingest::ParseContentEncoding(request[http::field::content_encoding]));
+  std::string decompressed;
+  std::string_view body = request.body();
+  if (ingest::NeedsDecompression(body, encoding)) {
+    const service::Limits& limits = settings.config.limits;
+    MP_ASSIGN_OR_RETURN(decompressed,
+                        ingest::DecompressBody(body, encoding, limits.decompressed_bytes_max,
+                                               limits.decompression_ratio_max));
+    body = decompressed;
+  }
+  return ingest::ParseForm(body);
+}
+
+}  // namespace
+
 Result<std::pair<service::Project, service::ExportOptions>> ParseExport(
-    const Request& request, service::Service& service) {
-  MP_ASSIGN_OR_RETURN(const FormPairs query, ingest::ParseForm(QueryOf(request.target())));
+    const Request& request, const Settings& settings, service::Service& service) {
+  MP_ASSIGN_OR_RETURN(FormPairs query, ingest::ParseForm(QueryOf(request.target())));
+  if (request.method() == http::verb::post) {
+    // The body's parameters first: FindFormValue takes the first of a name.
+    MP_ASSIGN_OR_RETURN(FormPairs form, ExportFormBody(request, settings));
+    form.insert(form.end(), query.begin(), query.end());
+    query = std::move(form);
+  } else if (ingest::FindFormValue(query, "distinct_ids").has_value()) {
+    return Status::InvalidArgument(
+        "distinct_ids: send it in a POST form body (a list of ids does not fit in a URL)");
+  }
   MP_ASSIGN_OR_RETURN(const service::Project project,
                       service.Authenticate(CredentialsOf(request, query)));
   service::ExportOptions options;
@@ -563,6 +601,9 @@ Result<std::pair<service::Project, service::ExportOptions>> ParseExport(
   options.event_names_json = std::string(ingest::FindFormValue(query, "event").value_or(""));
   if (const auto distinct_id = ingest::FindFormValue(query, "distinct_id")) {
     options.distinct_id = std::string(*distinct_id);
+  }
+  if (const auto distinct_ids = ingest::FindFormValue(query, "distinct_ids")) {
+    options.distinct_ids_json = std::string(*distinct_ids);
   }
   if (const auto limit = ingest::FindFormValue(query, "limit")) {
     const char* end = limit->data() + limit->size();

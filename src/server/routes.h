@@ -94,9 +94,11 @@ Response HandlePolicyAdmin(Route route, const Request& request, service::Service
 Response HandleHealth(const Request& request, bool stopping);
 Response HandleMetrics(const Request& request, const Metrics& metrics, service::Service& service);
 
-// Parses the export request; on success the caller streams it.
+// Parses the export request — GET with a query string, or POST with the
+// same parameters (and distinct_ids) in an application/x-www-form-urlencoded
+// body, gzip or deflate allowed; on success the caller streams it.
 Result<std::pair<service::Project, service::ExportOptions>> ParseExport(
-    const Request& request, service::Service& service);
+    const Request& request, const Settings& settings, service::Service& service);
 
 // The request's credentials: Basic auth, api_key and project_id.
 service::Credentials CredentialsOf(const Request& request,

@@ -380,7 +380,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   // Runs on a worker: the connection has no other operation pending while
   // the export streams with synchronous chunked writes.
   void StreamExport() {
-    auto parsed = ParseExport(request_, server_.service());
+    auto parsed = ParseExport(request_, *server_.settings(), server_.service());
     if (!parsed.ok()) {
       auto response = std::make_shared<Response>(ErrorResponse(request_, parsed.status()));
       net::post(stream_.get_executor(),

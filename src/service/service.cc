@@ -103,6 +103,31 @@ Result<std::vector<std::string>> ParseEventNames(std::string_view json) {
   return names;
 }
 
+// The export's distinct_ids=["a","b"]: at most kExportDistinctIdsMax strings.
+Result<std::vector<std::string>> ParseDistinctIds(std::string_view json) {
+  simdjson::dom::parser parser;
+  simdjson::dom::array array;
+  if (parser.parse(json.data(), json.size()).get(array)) {
+    return Status::InvalidArgument("distinct_ids: expected a JSON array of distinct ids");
+  }
+  if (array.size() > query::kExportDistinctIdsMax) {
+    return Status::InvalidArgument("distinct_ids: " + std::to_string(array.size()) +
+                                   " ids, over the limit of " +
+                                   std::to_string(query::kExportDistinctIdsMax) +
+                                   " (kExportDistinctIdsMax)");
+  }
+  std::vector<std::string> ids;
+  ids.reserve(array.size());
+  for (simdjson::dom::element element : array) {
+    std::string_view id;
+    if (element.get(id) || id.empty()) {
+      return Status::InvalidArgument("distinct_ids: every item must be a non-empty string");
+    }
+    ids.emplace_back(id);
+  }
+  return ids;
+}
+
 // NDJSON on /import: newline-separated objects become one JSON array.
 std::string NdjsonToArray(std::string_view payload) {
   std::string array = "[";
@@ -540,6 +565,21 @@ Result<query::ExportSummary> Service::Export(const Project& project, const Expor
   request.limit = options.limit;
   if (options.distinct_id.has_value()) {
     MP_ASSIGN_OR_RETURN(request.subject, Pseudonym(project, *options.distinct_id));
+  }
+  if (options.distinct_ids_json.has_value()) {
+    if (options.distinct_id.has_value()) {
+      return Status::InvalidArgument(
+          "distinct_ids: give either distinct_id or distinct_ids, not both");
+    }
+    MP_ASSIGN_OR_RETURN(const std::vector<std::string> distinct_ids,
+                        ParseDistinctIds(*options.distinct_ids_json));
+    // One policy for every id: each pseudonym exactly as distinct_id's.
+    MP_ASSIGN_OR_RETURN(const privacy::Policy policy, PolicyFor(project));
+    request.subjects.emplace();
+    request.subjects->reserve(distinct_ids.size());
+    for (const std::string& distinct_id : distinct_ids) {
+      request.subjects->push_back(policy.Pseudonym(distinct_id));
+    }
   }
   MP_ASSIGN_OR_RETURN(query::ExportSummary summary,
                       query::ExportJsonLines(*engine_, request, sink));

@@ -70,6 +70,10 @@ struct ExportOptions {
   std::string to_date;    // YYYY-MM-DD, inclusive
   std::string event_names_json;  // Mixpanel's event=["a","b"]; empty: every event
   std::optional<std::string> distinct_id;  // raw id; pseudonymised here
+  // distinct_ids=["a","b"]: a JSON array of raw ids (at most
+  // query::kExportDistinctIdsMax), each pseudonymised here as distinct_id
+  // is; not together with distinct_id. An empty array exports nothing.
+  std::optional<std::string> distinct_ids_json;
   uint64_t limit = 0;
 };
 

@@ -2,13 +2,16 @@
 // privacy policy and the write-ahead log), then POST /api/query for
 // segmentation, a funnel and retention; the same answers after a restart
 // (log replay) and from `minpanel query` on the command line; clear 4xx
-// answers for a bad query, a wrong secret and a wrong method.
+// answers for a bad query, a wrong secret and a wrong method; the any_event
+// selector; the export of a list of users (POST /api/2.0/export with
+// distinct_ids) against the single-user export, over the server and from
+// `minpanel export --distinct-ids`.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 
-import { hex32, runCli, startServer } from './harness.mjs';
+import { hex32, parseJsonLines, runCli, startServer } from './harness.mjs';
 
 const DAY_MS = 86400000;
 const BASE_MS = Date.UTC(2026, 9, 1);  // 2026-10-01, a UTC midnight
@@ -120,6 +123,73 @@ describe('POST /api/query and minpanel query', () => {
     assert.equal(get.headers.allow, 'POST');
   });
 
+  it('counts unique users across every event with any_event', async () => {
+    const result = await answer({
+      kind: 'segmentation', from: '2026-10-01', to: '2026-10-04', unit: 'day',
+      events: [{ any_event: true }], measure: 'unique',
+    });
+    // Day 0: u1, u2, u4; day 1: u1, u3; day 2: u2, u4. All four over the range.
+    assert.deepEqual(result.series, [{ any_event: true, values: [3, 2, 2], total: 4 }]);
+  });
+
+  // POST /api/2.0/export with a form body.
+  const exportList = (fields, { headers = server.authHeader(), query = '' } = {}) => server.request({
+    method: 'POST',
+    path: `/api/2.0/export${query}`,
+    headers: { ...headers, 'Content-Type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ from_date: '2026-10-01', to_date: '2026-10-03', ...fields }).toString(),
+  });
+  const insertIds = (rows) => rows.map((row) => row.properties.$insert_id).sort();
+
+  it('exports the events of a list of users, as the single-user export finds them', async () => {
+    const res = await exportList({ distinct_ids: JSON.stringify(['u4', 'u1', 'nobody', 'u1']) });
+    assert.equal(res.status, 200, res.text);
+    const rows = parseJsonLines(res.text);
+    const u1 = await server.exportEvents({ fromDate: '2026-10-01', toDate: '2026-10-03', distinctId: 'u1' });
+    const u4 = await server.exportEvents({ fromDate: '2026-10-01', toDate: '2026-10-03', distinctId: 'u4' });
+    assert.equal(u1.length, 3);
+    assert.equal(u4.length, 2);
+    assert.deepEqual(insertIds(rows), insertIds([...u1, ...u4]));
+    // One user's events in time order (one segment or the memtable here).
+    const times = rows.filter((row) => row.properties.distinct_id === u1[0].properties.distinct_id)
+      .map((row) => row.properties.time);
+    assert.deepEqual(times, [...times].sort((left, right) => left - right));
+    // The other parameters still apply.
+    const purchases = await exportList({ distinct_ids: '["u1","u2"]', event: '["Purchased"]' });
+    assert.equal(parseJsonLines(purchases.text).length, 1, purchases.text);
+    const none = await exportList({ distinct_ids: '[]' });
+    assert.equal(none.status, 200, none.text);
+    assert.equal(none.text, '');
+  });
+
+  it('refuses a bad list of users naming the field and the limit', async () => {
+    const tooMany = await exportList({
+      distinct_ids: JSON.stringify(Array.from({ length: 10001 }, (_, idx) => `user-${idx}`)),
+    });
+    assert.equal(tooMany.status, 400, tooMany.text);
+    assert.match(tooMany.text, /distinct_ids: 10001 ids, over the limit of 10000 \(kExportDistinctIdsMax\)/);
+    const both = await exportList({ distinct_ids: '["u1"]', distinct_id: 'u2' });
+    assert.equal(both.status, 400, both.text);
+    assert.match(both.text, /distinct_ids: give either distinct_id or distinct_ids/);
+    const notArray = await exportList({ distinct_ids: '"u1"' });
+    assert.equal(notArray.status, 400, notArray.text);
+    assert.match(notArray.text, /distinct_ids: expected a JSON array/);
+    const inUrl = await server.request({
+      path: `/api/2.0/export?from_date=2026-10-01&to_date=2026-10-03&distinct_ids=${encodeURIComponent('["u1"]')}`,
+      headers: server.authHeader(),
+    });
+    assert.equal(inUrl.status, 400, inUrl.text);
+    assert.match(inUrl.text, /distinct_ids: send it in a POST form body/);
+    const json = await server.request({
+      method: 'POST', path: '/api/2.0/export?from_date=2026-10-01&to_date=2026-10-03',
+      headers: { ...server.authHeader(), 'Content-Type': 'application/json' }, body: '{}',
+    });
+    assert.equal(json.status, 400, json.text);
+    assert.match(json.text, /Content-Type/);
+    const wrongSecret = await exportList({ distinct_ids: '["u1"]' }, { headers: server.authHeader('nope') });
+    assert.equal(wrongSecret.status, 401, wrongSecret.text);
+  });
+
   it('gives the same answers after a restart and on the command line', async () => {
     const before = await Promise.all([SEGMENTATION, FUNNEL, RETENTION].map(answer));
     await server.restart();
@@ -132,6 +202,14 @@ describe('POST /api/query and minpanel query', () => {
       '--keys', server.keysDir]);
     const { stats, ...fromCli } = JSON.parse(stdout);
     assert.deepEqual(fromCli, before[1]);
+    // minpanel export --distinct-ids FILE: the same events as the server's list export.
+    const ids = path.join(server.root, 'ids.txt');
+    await fsp.writeFile(ids, 'u1\n\nu3\n');
+    const exported = await runCli(['export', '--project', 'query-it', '--from', '2026-10-01',
+      '--to', '2026-10-03', '--distinct-ids', ids, '--data', server.dataDir, '--keys', server.keysDir]);
     await server.start();
+    const res = await exportList({ distinct_ids: '["u1","u3"]' });
+    assert.equal(parseJsonLines(exported.stdout).length, 4, exported.stdout);
+    assert.deepEqual(insertIds(parseJsonLines(exported.stdout)), insertIds(parseJsonLines(res.text)));
   });
 });
