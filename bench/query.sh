@@ -141,28 +141,30 @@ run_duckdb() {
 
 # minpanel: a fresh data folder, a project whose policy keeps every
 # benchmarked property as sent (bench/query/minpanel-policy.toml), the events
-# imported in-process by `minpanel import`, and each query asked with
-# `minpanel query FILE.json`. Until that command exists, say so and skip: no
-# number is made up. `minpanel import` takes a regular file (it is resumable),
-# not a pipe, so the stream goes in as parts of at most ~5M events
-# (gen_events --part I/K), each written, imported and deleted in turn; the
-# load time includes writing the parts.
+# imported in-process by `minpanel import` (the fastest honest load: no HTTP,
+# the same policy and log as /import; its time is the load time), then
+# `minpanel serve` on that folder on a free loopback port, asked over HTTP as
+# ClickHouse is: POST /api/query with the project secret, and POST
+# /api/2.0/export with distinct_ids for query 5. `minpanel import` takes a
+# regular file (it is resumable), not a pipe, so the stream goes in as parts
+# of at most ~5M events (gen_events --part I/K), each written, imported and
+# deleted in turn; the load time includes writing the parts. After the
+# queries: the server's peak RSS (VmHWM) and the bytes on disk, segments and
+# log apart; then the server is stopped.
 run_minpanel() {
   if [ ! -x "$minpanel_bin" ]; then
     log "minpanel: no binary at $minpanel_bin (make build, or set MINPANEL_BIN); skipped"
     return
   fi
-  # `minpanel query --help` exits 0 even without the command: read the list.
-  if ! "$minpanel_bin" --help 2>/dev/null | grep -qE '^ +query +'; then
-    log "minpanel: this binary has no 'minpanel query' command yet; minpanel skipped (no numbers)"
-    return
-  fi
   local folder="$repo/var/bench-minpanel"
   rm -rf "$folder"
-  mkdir -p "$folder/data/policies" "$folder/keys" "$out_dir/minpanel-queries"
+  mkdir -p "$folder/data/policies" "$folder/keys"
   chmod 700 "$folder/keys"
   local sources=(--data "$folder/data" --keys "$folder/keys")
-  "$minpanel_bin" project create bench "${sources[@]}" >/dev/null
+  local secret
+  secret="$("$minpanel_bin" project create bench "${sources[@]}" --json |
+    node -e "let s = ''; process.stdin.on('data', (d) => s += d).on('end', () =>
+      console.log(JSON.parse(s.trim().split('\n').pop()).secret))")"
   cp "$repo/bench/query/minpanel-policy.toml" "$folder/data/policies/bench.toml"
   "$minpanel_bin" policy check "$folder/data/policies/bench.toml" >/dev/null
   local parts=$(((events + 4999999) / 5000000)) part started load_s bytes file
@@ -176,14 +178,43 @@ run_minpanel() {
     rm -f "$file" "$file".*
   done
   load_s="$(elapsed "$started" "$(now)")"
-  bytes="$(du -sb "$folder/data" | cut -f1)"
   local version
   version="minpanel $(git -C "$repo" rev-parse --short HEAD)"
-  log "minpanel: import $load_s s, $bytes bytes"
-  loads+=("{\"engine\":\"minpanel\",\"seconds\":$load_s,\"rows\":$events,\"bytes\":$bytes,\"version\":\"$version\"}")
-  node "$runner" query --engine minpanel --minpanel "$minpanel_bin" "${sources[@]}" --version "$version" \
-    --project bench --query-dir "$out_dir/minpanel-queries" "${common[@]}" \
-    --out "$out_dir/result-minpanel.json"
+  log "minpanel: import $load_s s"
+
+  # A free loopback port (the server does not take port 0): bind, close, use.
+  local port pid start_s
+  port="$(node -e "const s = require('node:net').createServer().listen(0, '127.0.0.1', () => {
+    console.log(s.address().port); s.close(); })")"
+  started="$(now)"
+  "$minpanel_bin" serve "${sources[@]}" --listen "127.0.0.1:$port" >"$folder/serve.log" 2>&1 &
+  pid=$!
+  local waited=0
+  until curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1; do
+    if ! kill -0 "$pid" 2>/dev/null || [ "$waited" -ge 1200 ]; then
+      log "minpanel: serve did not answer /healthz; see $folder/serve.log"
+      kill "$pid" 2>/dev/null || true
+      exit 1
+    fi
+    sleep 0.05
+    waited=$((waited + 1))
+  done
+  start_s="$(elapsed "$started" "$(now)")"
+  log "minpanel: serve (pid $pid) answers on 127.0.0.1:$port after $start_s s"
+  node "$runner" query --engine minpanel --url "http://127.0.0.1:$port" --secret "$secret" \
+    --version "$version" "${common[@]}" --out "$out_dir/result-minpanel.json" ||
+    { kill "$pid"; wait "$pid" || true; exit 1; }
+  local rss_kb segment_bytes log_bytes
+  rss_kb="$(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status")"
+  kill -TERM "$pid"
+  wait "$pid" || log "minpanel: serve exited with $? (see $folder/serve.log)"
+  # Bytes after the server stopped (it flushes its memtable on the way out,
+  # which the import already did: nothing new was written).
+  bytes="$(du -sb "$folder/data" | cut -f1)"
+  segment_bytes="$(find "$folder/data" -name '*.seg' -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }')"
+  log_bytes="$(find "$folder/data" -path '*/wal/*' -type f -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }')"
+  log "minpanel: peak RSS $((rss_kb / 1024)) MiB; $bytes bytes in the data folder, $segment_bytes in segments, $log_bytes in the log"
+  loads+=("{\"engine\":\"minpanel\",\"seconds\":$load_s,\"rows\":$events,\"bytes\":$bytes,\"segment_bytes\":$segment_bytes,\"log_bytes\":$log_bytes,\"rss_peak_bytes\":$((rss_kb * 1024)),\"start_seconds\":$start_s,\"version\":\"$version\"}")
   [ "$keep" = 1 ] || rm -rf "$folder"
 }
 

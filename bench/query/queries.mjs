@@ -87,19 +87,24 @@ function canonRetention(rows) {
     .sort((left, right) => (left[0] < right[0] ? -1 : 1));
 }
 
-// The events of the given users, summarised: their count and a SHA-256 of the
-// sorted lines "insert_id TAB distinct_id TAB time TAB event".
+// The events of the given users, summarised: their count, their users' count
+// and a SHA-256 of the sorted lines "insert_id TAB second TAB event". The
+// second, not the millisecond: Mixpanel's export shape (minpanel's) carries
+// whole seconds. The distinct id is left out of the lines because minpanel
+// exports keyed pseudonyms; the insert ids (random 128-bit, one per event)
+// tie each line to its event, and the users' count checks the grouping.
 async function canonUserEvents(rows, params, columnNames) {
   const index = (name) => columnNames.indexOf(name);
-  const columns = ['insert_id', 'distinct_id', 'time', 'event'].map(index);
-  const lines = rows.map((row) => columns.map((column) => String(row[column])).join('\t'));
+  const [insertId, distinctId, time, event] = ['insert_id', 'distinct_id', 'time', 'event'].map(index);
+  const lines = rows.map((row) =>
+    [String(row[insertId]), String(Math.floor(Number(row[time]) / 1000)), String(row[event])].join('\t'));
   lines.sort();
   const { createHash } = await import('node:crypto');
   const hash = createHash('sha256');
   for (const line of lines) {
     hash.update(line + '\n');
   }
-  const users = new Set(rows.map((row) => row[index('distinct_id')]));
+  const users = new Set(rows.map((row) => row[distinctId]));
   return { events: lines.length, users: users.size, sha256: hash.digest('hex') };
 }
 
@@ -116,6 +121,35 @@ function minpanelDailyRows(answer) {
 function minpanelFunnelRows(answer) {
   const reached = answer.steps.map((step) => step.subjects);
   return reached.map((count, idx) => [idx + 1, count - (reached[idx + 1] ?? 0)]);
+}
+
+// Segmentation series broken down by country: (day, country, users) rows.
+function minpanelDailyByCountryRows(answer) {
+  const rows = [];
+  for (const series of answer.series) {
+    if (series.other) {
+      throw new Error('minpanel answered with an "other" group: raise breakdown.limit');
+    }
+    for (const [idx, value] of series.values.entries()) {
+      rows.push([epochDay(answer.bucket_starts_ms[idx]), series.breakdown[0], value ?? 0]);
+    }
+  }
+  return rows;
+}
+
+// Export JSON lines as rows of the peers' columns (time back in ms, whole
+// seconds as exported), in the order of MINPANEL_EXPORT_COLUMNS.
+export const MINPANEL_EXPORT_COLUMNS = ['insert_id', 'distinct_id', 'time', 'event'];
+function minpanelExportRows(text) {
+  const rows = [];
+  for (const line of text.split('\n')) {
+    if (line.length === 0) {
+      continue;
+    }
+    const { event, properties } = JSON.parse(line);
+    rows.push([properties.$insert_id, properties.distinct_id, properties.time * 1000, event]);
+  }
+  return rows;
 }
 
 function minpanelRetentionRows(answer) {
@@ -175,10 +209,12 @@ export function queries(params) {
         WHERE time >= ${fromMs} AND time < ${toMs}
         GROUP BY day, country`,
       canon: canonDailyUniqueByCountry,
-      // docs/queries.md has no "any event" selector yet: a segmentation
-      // counts unique subjects per named event, not across all events.
-      minpanel: null,
-      minpanelMissing: 'the query format has no "any event" selector (unique users across all events)',
+      // Unique subjects across every event name: the any_event selector.
+      // 42 countries: a limit of 200 keeps every one (no "other" group).
+      minpanel: { kind: 'segmentation', from: isoDay(fromMs), to: isoDay(toMs), time_zone: 'UTC',
+                  unit: 'day', events: [{ any_event: true }], measure: 'unique',
+                  breakdown: { properties: ['country'], limit: 200 } },
+      fromMinpanel: minpanelDailyByCountryRows,
     },
     {
       name: 'funnel',
@@ -312,9 +348,11 @@ export function queries(params) {
       clickhouse: (table) => `SELECT * FROM ${table} WHERE distinct_id IN (${list(userIds)})`,
       duckdb: `SELECT * FROM events WHERE distinct_id IN (${list(userIds)})`,
       canon: canonUserEvents,
-      // `minpanel export --distinct-id` takes one user; no query kind takes a list.
-      minpanel: null,
-      minpanelMissing: 'no query kind returns the events of a list of users (export takes one id)',
+      // POST /api/2.0/export with distinct_ids (a form body); to_date is
+      // inclusive, days in the project's zone (UTC).
+      minpanelExport: { from_date: isoDay(fromMs), to_date: isoDay(toMs - 1),
+                        distinct_ids: JSON.stringify(userIds) },
+      fromMinpanel: minpanelExportRows,
     },
   ];
 }

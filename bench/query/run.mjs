@@ -3,8 +3,7 @@
 //   node run.mjs load-duckdb --db FILE                  (events as jsonl on stdin)
 //   node run.mjs query --engine duckdb --db FILE        [common options]
 //   node run.mjs query --engine clickhouse --http-port P --table T [common options]
-//   node run.mjs query --engine minpanel --minpanel BIN --data DIR --keys DIR
-//       --project NAME [common options]
+//   node run.mjs query --engine minpanel --url http://127.0.0.1:P --secret S [common options]
 //       common: --from-ms MS --to-ms MS --users FILE --runs K --out FILE.json
 //   node run.mjs report --out-dir DIR                   (the markdown table)
 //
@@ -15,14 +14,14 @@
 // in --out-dir, fails (exit 1) when two engines' canonical answers differ and
 // prints the table.
 //
-// minpanel is asked through `minpanel query FILE.json` (one process per run,
-// so its times include start-up and opening the data folder); a query that
-// minpanel's query format cannot express yet is recorded as missing, with the
-// reason, never as a number.
-import { execFileSync } from 'node:child_process';
+// minpanel is asked over HTTP too, as ClickHouse is: a running `minpanel
+// serve` (started by bench/query.sh), the project secret as the Basic user;
+// queries 1-4 are POST /api/query, query 5 is POST /api/2.0/export with
+// distinct_ids. A run's time ends when the whole body is read. A failing
+// minpanel query is recorded with its error, never as a number.
 import { readFileSync, writeFileSync, readdirSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
-import { COLUMNS, queries } from './queries.mjs';
+import { COLUMNS, MINPANEL_EXPORT_COLUMNS, queries } from './queries.mjs';
 
 function parseArgs(argv) {
   const args = { _: [] };
@@ -107,17 +106,27 @@ async function runQueries(args) {
     };
     version = JSON.parse(await clickhouseQuery(port, 'SELECT version()')).data[0][0];
   } else if (engine === 'minpanel') {
-    const common = ['--data', args.data, '--keys', args.keys, '--project', args.project];
+    const authorization = `Basic ${Buffer.from(`${args.secret}:`).toString('base64')}`;
     execute = async (query, collect) => {
-      const file = `${args['query-dir']}/${query.name}.json`;
-      writeFileSync(file, JSON.stringify(query.minpanel, null, 1) + '\n');
-      const text = execFileSync(args.minpanel, ['query', ...common, file], {
-        encoding: 'utf8',
-        maxBuffer: 1 << 30,
-        timeout: Number(args['timeout-s'] ?? 600) * 1000,
-        stdio: ['ignore', 'pipe', 'pipe'],
+      const request = query.minpanelExport
+        ? { path: '/api/2.0/export', type: 'application/x-www-form-urlencoded',
+            body: new URLSearchParams(query.minpanelExport).toString() }
+        : { path: '/api/query', type: 'application/json', body: JSON.stringify(query.minpanel) };
+      const response = await fetch(`${args.url}${request.path}`, {
+        method: 'POST',
+        headers: { Authorization: authorization, 'Content-Type': request.type },
+        body: request.body,
       });
-      return collect ? { rows: query.fromMinpanel(JSON.parse(text)), columns: null } : null;
+      const text = await response.text();
+      if (!response.ok) {
+        throw new Error(`minpanel ${response.status} on ${request.path}: ${text.slice(0, 2000)}`);
+      }
+      if (!collect) {
+        return null;
+      }
+      return query.minpanelExport
+        ? { rows: query.fromMinpanel(text), columns: MINPANEL_EXPORT_COLUMNS }
+        : { rows: query.fromMinpanel(JSON.parse(text)), columns: null };
     };
     version = args.version ?? 'minpanel';
   } else {
@@ -125,7 +134,7 @@ async function runQueries(args) {
   }
   const results = [];
   for (const query of queries(params)) {
-    if (engine === 'minpanel' && !query.minpanel) {
+    if (engine === 'minpanel' && !query.minpanel && !query.minpanelExport) {
       results.push({ name: query.name, title: query.title, times_ms: [], median_ms: null,
                      canon: null, missing: query.minpanelMissing });
       console.error(`minpanel: ${query.name} skipped: ${query.minpanelMissing}`);
@@ -147,7 +156,7 @@ async function runQueries(args) {
       if (engine !== 'minpanel') {
         throw error;
       }
-      const message = String(error.stderr || error.message).trim().split('\n').slice(-3).join(' ');
+      const message = String(error.message).trim().split('\n').slice(-3).join(' ');
       results.push({ name: query.name, title: query.title, times_ms: [], median_ms: null,
                      canon: null, error: message });
       console.error(`minpanel: ${query.name} failed: ${message}`);
@@ -242,6 +251,13 @@ function report(args) {
       `| ${load.engine}${load.table ? ' ' + load.table : ''} | ${load.seconds.toFixed(1)} | ` +
         `${(load.bytes / load.rows).toFixed(1)} | ${load.version} |`,
     );
+  }
+  for (const load of loads.filter((candidate) => candidate.rss_peak_bytes !== undefined)) {
+    const perEvent = (bytes) => (bytes / load.rows).toFixed(1);
+    lines.push('', `${load.engine}: server peak RSS (VmHWM after the queries) ` +
+      `${(load.rss_peak_bytes / 1048576).toFixed(0)} MiB; on disk ${perEvent(load.segment_bytes)} ` +
+      `bytes/event in segments + ${perEvent(load.log_bytes)} in the log ` +
+      `(${perEvent(load.bytes)} for the whole data folder); server start ${load.start_seconds.toFixed(1)} s.`);
   }
   lines.push('');
   lines.push(disagreements === 0
