@@ -43,15 +43,63 @@ constexpr double kSecretClassRunMeanMax = 2.2;
 
 enum class Layer : uint8_t { kRaw, kPercentDecoded, kBase64Decoded };
 
+// The classes of bytes the scanners test, one bit each in a table entry:
+// the scanners test a class at every byte, and one load costs less than the
+// chain of comparisons that defines the class (here, once, at compile time).
+enum CharClassBit : uint16_t {
+  kAlphaBit = 1 << 0,
+  kAlnumBit = 1 << 1,
+  kWordBit = 1 << 2,        // alphanumeric or '_'
+  kHexBit = 1 << 3,
+  kKeyBit = 1 << 4,         // word or '-'
+  kBase64Bit = 1 << 5,      // alphanumeric or "+/_-"
+  kEmailLocalBit = 1 << 6,  // alphanumeric or "._%+-'"
+  kDomainBit = 1 << 7,      // alphanumeric or ".-"
+  kIpv6Bit = 1 << 8,        // hex or ":."
+  kBearerBit = 1 << 9,      // key or ".~+/="
+  kSecretBit = 1 << 10,     // key or "+="
+};
+
+constexpr std::array<uint16_t, 256> MakeCharClasses() {
+  std::array<uint16_t, 256> classes{};
+  for (int byte = 0; byte < 256; ++byte) {
+    const char c = static_cast<char>(byte);
+    const bool digit = c >= '0' && c <= '9';
+    const bool alpha = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+    const bool alnum = alpha || digit;
+    const bool word = alnum || c == '_';
+    const bool hex = digit || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+    const bool key = word || c == '-';
+    const bool base64 = alnum || c == '+' || c == '/' || c == '_' || c == '-';
+    const bool email_local =
+        alnum || c == '.' || c == '_' || c == '%' || c == '+' || c == '-' || c == '\'';
+    const bool domain = alnum || c == '.' || c == '-';
+    const bool ipv6 = hex || c == ':' || c == '.';
+    const bool bearer = key || c == '.' || c == '~' || c == '+' || c == '/' || c == '=';
+    const bool secret = key || c == '+' || c == '=';
+    classes[static_cast<size_t>(byte)] = static_cast<uint16_t>(
+        (alpha ? kAlphaBit : 0) | (alnum ? kAlnumBit : 0) | (word ? kWordBit : 0) |
+        (hex ? kHexBit : 0) | (key ? kKeyBit : 0) | (base64 ? kBase64Bit : 0) |
+        (email_local ? kEmailLocalBit : 0) | (domain ? kDomainBit : 0) | (ipv6 ? kIpv6Bit : 0) |
+        (bearer ? kBearerBit : 0) | (secret ? kSecretBit : 0));
+  }
+  return classes;
+}
+constexpr std::array<uint16_t, 256> kCharClasses = MakeCharClasses();
+
+bool InClass(char c, CharClassBit bit) {
+  return (kCharClasses[static_cast<unsigned char>(c)] & bit) != 0;
+}
+
 bool IsDigit(char c) { return c >= '0' && c <= '9'; }
 bool IsUpper(char c) { return c >= 'A' && c <= 'Z'; }
 bool IsLower(char c) { return c >= 'a' && c <= 'z'; }
-bool IsAlpha(char c) { return IsUpper(c) || IsLower(c); }
-bool IsAlnum(char c) { return IsAlpha(c) || IsDigit(c); }
-bool IsWord(char c) { return IsAlnum(c) || c == '_'; }
-bool IsHex(char c) { return IsDigit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
-bool IsKeyChar(char c) { return IsWord(c) || c == '-'; }
-bool IsBase64Char(char c) { return IsAlnum(c) || c == '+' || c == '/' || c == '_' || c == '-'; }
+bool IsAlpha(char c) { return InClass(c, kAlphaBit); }
+bool IsAlnum(char c) { return InClass(c, kAlnumBit); }
+bool IsWord(char c) { return InClass(c, kWordBit); }
+bool IsHex(char c) { return InClass(c, kHexBit); }
+bool IsKeyChar(char c) { return InClass(c, kKeyBit); }
+bool IsBase64Char(char c) { return InClass(c, kBase64Bit); }
 char ToUpper(char c) { return IsLower(c) ? static_cast<char>(c - 'a' + 'A') : c; }
 char ToLower(char c) { return IsUpper(c) ? static_cast<char>(c - 'A' + 'a') : c; }
 
@@ -113,10 +161,8 @@ Features Measure(std::string_view text) {
 
 // ---- Email ----
 
-bool IsEmailLocalChar(char c) {
-  return IsAlnum(c) || c == '.' || c == '_' || c == '%' || c == '+' || c == '-' || c == '\'';
-}
-bool IsDomainChar(char c) { return IsAlnum(c) || c == '.' || c == '-'; }
+bool IsEmailLocalChar(char c) { return InClass(c, kEmailLocalBit); }
+bool IsDomainChar(char c) { return InClass(c, kDomainBit); }
 
 // Image assets such as "logo@2x.png" share the shape of an address.
 bool IsAssetName(std::string_view domain, std::string_view tld) {
@@ -592,7 +638,7 @@ void FindIpv4(std::string_view text, std::vector<Detection>* out) {
   }
 }
 
-bool IsIpv6Char(char c) { return IsHex(c) || c == ':' || c == '.'; }
+bool IsIpv6Char(char c) { return InClass(c, kIpv6Bit); }
 
 // Parses [begin, end) as a whole IPv6 address: eight hextets, or fewer with
 // one "::", optionally ending in a dotted quad that stands for two.
@@ -650,17 +696,23 @@ void FindIpv6(std::string_view text, std::vector<Detection>* out) {
       continue;
     }
     size_t begin = pos;
+    size_t colons = 0;
     while (pos < text.size() && IsIpv6Char(text[pos])) {
+      colons += text[pos] == ':' ? 1 : 0;
       ++pos;
     }
     size_t end = pos;
     if (end - begin >= 2 && text[end - 1] == ':' && text[end - 2] != ':') {
       --end;
+      --colons;
     }
     while (end > begin && text[end - 1] == '.') {
       --end;
     }
-    if (!IsWord(Before(text, begin)) && !IsWord(At(text, pos)) && IsIpv6(text, begin, end)) {
+    // IsIpv6 accepts nothing with fewer than two colons ("::" or seven
+    // separators), and most runs (words with hex letters) have none.
+    if (colons >= 2 && !IsWord(Before(text, begin)) && !IsWord(At(text, pos)) &&
+        IsIpv6(text, begin, end)) {
       Add(out, PiiKind::kIpAddress, begin, end);
     }
   }
@@ -820,9 +872,7 @@ void FindJwts(std::string_view text, std::vector<Detection>* out) {
   }
 }
 
-bool IsBearerTokenChar(char c) {
-  return IsKeyChar(c) || c == '.' || c == '~' || c == '+' || c == '/' || c == '=';
-}
+bool IsBearerTokenChar(char c) { return InClass(c, kBearerBit); }
 
 void FindBearerTokens(std::string_view text, std::vector<Detection>* out) {
   static constexpr std::string_view kBearer = "bearer";
@@ -910,7 +960,7 @@ bool LooksLikeSecret(std::string_view token) {
          MeanClassRun(token) <= kSecretClassRunMeanMax;
 }
 
-bool IsSecretChar(char c) { return IsKeyChar(c) || c == '+' || c == '='; }
+bool IsSecretChar(char c) { return InClass(c, kSecretBit); }
 
 // The scanning layers call each other in a fixed order (raw text, then
 // percent-decoded, then base64-decoded), never recursively.
