@@ -7,12 +7,14 @@
 // own condition variable (AppendAsync callers leave a callback instead); one
 // writer thread owns the open log file, the dedup index and the write
 // buffer, and moves each durable group's events into the memtable before
-// acknowledging it. One flush thread takes the whole memtable (a swap under
-// `data_mutex_`), writes its segments and then the manifest. `mutex_` guards
-// the queue, the list of log files with their durable sizes and the log
-// stats; `data_mutex_` guards the memtable, the memtable being flushed, the
-// live segments and the flush stats. Neither is held while the other is
-// taken.
+// acknowledging it. One flush thread has the writer roll the log to a new
+// file and swap the whole memtable out (under `data_mutex_`) between two
+// groups, so that the flushed records fill whole files; it then writes the
+// segments and the manifest, and deletes the files the manifest covers.
+// `mutex_` guards the queue, the list of log files with their durable sizes
+// and the log stats; `data_mutex_` guards the memtable, the memtable being
+// flushed, the live segments and the flush stats. Neither is held while the
+// other is taken.
 #include <algorithm>
 #include <bit>
 #include <charconv>
@@ -271,6 +273,10 @@ class EmbeddedEngine final : public Engine {
   // True (counting `batches` refused) at the memtable's hard limit.
   bool MemtableFull(size_t batches);
   void FlushLoop();
+  // Has the writer thread (or, once it has stopped, this one) roll the log
+  // and swap the memtable out; returns with data_mutex_ held again.
+  void SwapAtLogRoll(std::unique_lock<std::mutex>& lock, bool stopping);
+  void RollLogAndSwapMemtables();
   void SwapMemtablesLocked();
   Status FlushImmutable();
   Status WritePartition(uint32_t project_id, int64_t day, std::span<const Event> events,
@@ -288,6 +294,9 @@ class EmbeddedEngine final : public Engine {
   Status PrepareLogForWrite();
   Status RepairLog();
   Status RollLogFile();
+  // Starts a new log file unless the current one holds no record; a failure
+  // only leaves the current file in use.
+  void RollLogForFlush();
   // Encodes the batch and moves its events into `pending`.
   static Status Encode(AppendBatch& batch, PendingAppend* pending);
   Status Enqueue(PendingAppend* pending);
@@ -319,6 +328,7 @@ class EmbeddedEngine final : public Engine {
   std::condition_variable writer_cv_;
   std::deque<PendingAppend*> queue_;
   bool closing_ = false;
+  bool roll_requested_ = false;  // by the flush thread: roll and swap between groups
   std::vector<LogFileInfo> files_;
   Stats stats_;
   bool replay_found_profile_updates_ = false;  // Open only
@@ -708,19 +718,26 @@ void EmbeddedEngine::AppendAsync(AppendBatch batch, AppendCallback done) {
 void EmbeddedEngine::WriterLoop() {
   std::vector<PendingAppend*> group;
   while (true) {
+    bool roll = false;
     {
       std::unique_lock lock(mutex_);
-      writer_cv_.wait(lock, [this] { return !queue_.empty() || closing_; });
-      if (queue_.empty()) {
+      writer_cv_.wait(lock, [this] { return !queue_.empty() || closing_ || roll_requested_; });
+      roll = roll_requested_;
+      roll_requested_ = false;
+      if (!roll && queue_.empty()) {
         return;
       }
       size_t group_bytes = 0;
-      while (!queue_.empty() &&
+      while (!roll && !queue_.empty() &&
              (group.empty() || group_bytes + queue_.front()->body.size() <= kGroupBytesMax)) {
         group_bytes += queue_.front()->body.size();
         group.push_back(queue_.front());
         queue_.pop_front();
       }
+    }
+    if (roll) {
+      RollLogAndSwapMemtables();
+      continue;
     }
     CommitGroup(group);
     group.clear();
@@ -797,6 +814,36 @@ Status EmbeddedEngine::RepairLog() {
 }
 
 Status EmbeddedEngine::RollLogFile() { return CreateLogFile(file_number_ + 1); }
+
+// Called between groups by the thread that owns the log file: the writer,
+// or the flush thread once the writer has stopped. A file that holds only
+// its header has nothing to flush, so it is kept. If the roll fails (a full
+// disk), or the file cannot be repaired after a failed write (an older file
+// must end at its last record), the flush covers part of the current file,
+// which a later flush's trim then deletes.
+void EmbeddedEngine::RollLogForFlush() {
+  if (file_durable_bytes_ <= kWalFileHeaderBytes) {
+    return;
+  }
+  if (needs_repair_ && !RepairLog().ok()) {
+    return;
+  }
+  (void)RollLogFile();
+}
+
+// The memtable then holds exactly the records before the new file: only
+// this thread adds to it, and it is between groups. So the flush's log
+// position is the start of the new file, and every older file is wholly in
+// the segments once the manifest is durable.
+void EmbeddedEngine::RollLogAndSwapMemtables() {
+  RollLogForFlush();
+  std::lock_guard lock(data_mutex_);
+  memtable_position_ = LogPosition{file_number_, file_durable_bytes_};
+  if (flushing_.empty() && memtable_rows_ > 0) {
+    SwapMemtablesLocked();
+  }
+  flush_cv_.notify_one();
+}
 
 void EmbeddedEngine::ComposeRecord(PendingAppend* pending, int64_t stored_at_ms) {
   const uint32_t project_id = pending->project_id;
@@ -1154,7 +1201,10 @@ void EmbeddedEngine::FlushLoop() {
         }
         continue;
       }
-      SwapMemtablesLocked();
+      SwapAtLogRoll(lock, stopping);
+      if (flushing_.empty()) {
+        continue;  // Close came first: the next round swaps (the writer has stopped)
+      }
     }
     lock.unlock();
     const auto start = std::chrono::steady_clock::now();
@@ -1186,6 +1236,24 @@ void EmbeddedEngine::FlushLoop() {
     flush_requested_ = MemtableOverThresholdLocked() || (stopping && memtable_rows_ > 0);
     behind_counted_ = false;
   }
+}
+
+void EmbeddedEngine::SwapAtLogRoll(std::unique_lock<std::mutex>& lock, bool stopping) {
+  lock.unlock();
+  if (stopping) {
+    // Close has joined the writer, so the log file is this thread's now.
+    RollLogAndSwapMemtables();
+    lock.lock();
+    return;
+  }
+  {
+    std::lock_guard writer_lock(mutex_);
+    roll_requested_ = true;
+  }
+  writer_cv_.notify_one();
+  lock.lock();
+  // The writer takes the request before its next group, or before it stops.
+  flush_cv_.wait(lock, [this] { return !flushing_.empty() || flush_stopping_; });
 }
 
 void EmbeddedEngine::SwapMemtablesLocked() {

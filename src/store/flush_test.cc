@@ -10,6 +10,7 @@
 #include "store/manifest.h"
 #include "store/segment.h"
 #include "store/store_test_util.h"
+#include "store/wal_format.h"
 
 namespace minpanel::store {
 namespace {
@@ -54,6 +55,22 @@ class FlushTest : public StoreTest {
       ids.insert(id);
     }
     return ids;
+  }
+  void WaitForTrims(uint64_t files) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (engine_->GetStats().log_files_trimmed < files) {
+      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "no trim";
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+  }
+  // Names of the files in wal/.
+  std::vector<std::string> LogFiles(const std::string& folder) {
+    std::vector<std::string> names;
+    for (const auto& entry : std::filesystem::directory_iterator(folder + "/wal")) {
+      names.push_back(entry.path().filename().string());
+    }
+    std::sort(names.begin(), names.end());
+    return names;
   }
   void WaitForFlushes(uint64_t flushes) {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
@@ -100,7 +117,9 @@ TEST_F(FlushTest, ThresholdFlushesOneSegmentPerDayAndReadsSeeEveryEventOnce) {
   EXPECT_GT(stats.segment_bytes, 0u);
   EXPECT_EQ(SegmentFiles(), ManifestFiles());
   EXPECT_EQ(SegmentFiles().size(), 2u);
-  EXPECT_EQ(ReadManifest().log_position.file_number, 1u);
+  // The flush rolled the log: it covers file 1 whole.
+  EXPECT_EQ(ReadManifest().log_position.file_number, 2u);
+  EXPECT_EQ(ReadManifest().log_position.offset, kWalFileHeaderBytes);
   std::ostringstream dump;
   const Status dumped = DumpStoreFile(*fault_file_system_, folder_ + "/MANIFEST", dump);
   ASSERT_TRUE(dumped.ok()) << dumped.ToString() << dump.str();
@@ -159,6 +178,94 @@ TEST_F(FlushTest, CloseFlushesAndOpenReplaysOnlyTheLogTail) {
   EXPECT_EQ(engine_->GetStats().memtable_rows, 20u);
   EXPECT_EQ(ScannedIds(), Range(1, 60));
   EXPECT_EQ(engine_->GetStats().events, 60u);
+}
+
+// A flush starts a new log file first, so the records it flushes are whole
+// files, deleted once the manifest is durable: the log shrinks to the
+// records after the flush. A crash then replays exactly that tail.
+TEST_F(FlushTest, AFlushRollsTheLogAndTrimsTheFilesItCovered) {
+  options_.memtable_rows_max = 100;
+  options_.flush_on_close = false;  // each Close below leaves the log as a crash would
+  ASSERT_TRUE(Open().ok());
+  AppendEvents(1, 100);
+  WaitForTrims(1);
+  EXPECT_EQ(LogFiles(folder_), std::vector<std::string>{"000002.log"});
+  EXPECT_EQ(std::filesystem::file_size(LogPath(2)), kWalFileHeaderBytes);
+  EXPECT_EQ(engine_->GetStats().log_bytes, kWalFileHeaderBytes);
+  EXPECT_EQ(ReadManifest().log_position, (LogPosition{2, kWalFileHeaderBytes}));
+  AppendEvents(101, 30);
+  const uint64_t tail_bytes = std::filesystem::file_size(LogPath(2));
+  EXPECT_GT(tail_bytes, kWalFileHeaderBytes);
+  Reopen();
+  EXPECT_EQ(engine_->GetStats().memtable_rows, 30u);
+  EXPECT_EQ(engine_->GetStats().events, 130u);
+  EXPECT_EQ(ScannedIds(), Range(1, 130));
+  EXPECT_EQ(LogFiles(folder_), std::vector<std::string>{"000002.log"});
+  // Both the flushed events and the replayed tail are still de-duplicated.
+  const auto result = engine_->Append(
+      MakeBatch(kProject, {MakeEvent("a", kTestNowMs, 1, 5), MakeEvent("a", kTestNowMs, 1, 120)}));
+  ASSERT_TRUE(result.ok());
+  EXPECT_EQ(result->events_duplicate, 2u);
+  EXPECT_EQ(ScannedIds(), Range(1, 130));
+}
+
+// The log has rolled for a flush whose segments never became durable (the
+// disk filled just after the new log file's header): a crash there (the
+// folder copied as it is) loses nothing, as both files are replayed; the
+// running engine retries the flush once there is room and then deletes
+// file 1.
+TEST_F(FlushTest, ACrashBetweenTheLogRollAndTheManifestLosesNothing) {
+  options_.memtable_rows_max = 100;
+  ASSERT_TRUE(Open().ok());
+  AppendEvents(1, 1, 1);
+  const uint64_t record_bytes = engine_->GetStats().log_bytes - kWalFileHeaderBytes;
+  AppendEvents(2, 98);
+  // Room for the last event's record (same size) and the new file's header.
+  fault_file_system_->FailWritesAfterBytes(record_bytes + kWalFileHeaderBytes);
+  AppendEvents(100, 1, 1);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (engine_->GetStats().flush_failures < 1) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the flush did not fail";
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  EXPECT_EQ(LogFiles(folder_), (std::vector<std::string>{"000001.log", "000002.log"}));
+  EXPECT_EQ(std::filesystem::file_size(LogPath(2)), kWalFileHeaderBytes);
+  EXPECT_FALSE(std::filesystem::exists(folder_ + "/MANIFEST"));
+
+  const std::string crashed = folder_ + "_crashed";
+  std::filesystem::remove_all(crashed);
+  std::filesystem::copy(folder_, crashed, std::filesystem::copy_options::recursive);
+  {
+    Options crashed_options = options_;
+    crashed_options.folder = crashed;
+    crashed_options.file_system = NewPosixFileSystem();
+    crashed_options.memtable_rows_max = 1000;
+    crashed_options.flush_on_close = false;
+    auto engine = OpenEmbeddedEngine(crashed_options);
+    ASSERT_TRUE(engine.ok()) << engine.status().ToString();
+    std::set<uint64_t> ids;
+    ScanRequest request;
+    request.project_id = kProject;
+    ASSERT_TRUE((*engine)
+                    ->Scan(request,
+                           [&](const Event& event) {
+                             EXPECT_TRUE(ids.insert(event.insert_id.low).second);
+                             return true;
+                           })
+                    .ok());
+    EXPECT_EQ(ids, Range(1, 100));
+    EXPECT_EQ((*engine)->GetStats().memtable_rows, 100u);
+    ASSERT_TRUE((*engine)->Close().ok());
+  }
+  std::filesystem::remove_all(crashed);
+
+  fault_file_system_->Reset();
+  WaitForTrims(1);
+  EXPECT_EQ(LogFiles(folder_), std::vector<std::string>{"000002.log"});
+  EXPECT_EQ(ReadManifest().log_position, (LogPosition{2, kWalFileHeaderBytes}));
+  EXPECT_EQ(ScannedIds(), Range(1, 100));
+  Reopen();
+  EXPECT_EQ(ScannedIds(), Range(1, 100));
 }
 
 TEST_F(FlushTest, DedupHoldsAcrossAFlushAndARestart) {

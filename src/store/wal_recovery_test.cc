@@ -1,5 +1,7 @@
 // Recovery on open: what a torn, corrupt or foreign log file does.
+#include <chrono>
 #include <sstream>
+#include <thread>
 
 #include "store/dump_print.h"
 #include "store/store_test_util.h"
@@ -61,6 +63,33 @@ TEST_F(WalRecoveryTest, TornTailIsTruncated) {
   ASSERT_TRUE(Open().ok());
   AppendIds(3, 3);
   EXPECT_EQ(StoredIds(), (std::vector<uint64_t>{1, 2, 3}));
+}
+
+// After a flush the log holds only the file the flush rolled to; a torn tail
+// there is cut like any other, and recovery replays exactly the records
+// after the flush on top of the segments.
+TEST_F(WalRecoveryTest, TornTailAfterAFlushRollIsCutAndOnlyTheTailIsReplayed) {
+  options_.memtable_rows_max = 3;
+  ASSERT_TRUE(Open().ok());
+  AppendIds(1, 3);  // the third append starts a flush, which rolls to file 2
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (engine_->GetStats().log_files_trimmed < 1) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "no trim";
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  EXPECT_FALSE(std::filesystem::exists(LogPath(1)));
+  AppendIds(4, 4);
+  const uint64_t good_bytes = std::filesystem::file_size(LogPath(2));
+  AppendIds(5, 5);  // two rows in the memtable: under the threshold
+  CloseEngine();
+  const std::string full = ReadBytes(LogPath(2));
+  WriteBytes(LogPath(2), full.substr(0, full.size() - 3));
+  ASSERT_TRUE(Open().ok());
+  EXPECT_EQ(StoredIds(), (std::vector<uint64_t>{1, 2, 3, 4}));
+  EXPECT_EQ(engine_->GetStats().memtable_rows, 1u);
+  EXPECT_EQ(std::filesystem::file_size(LogPath(2)), good_bytes);
+  ASSERT_EQ(notes_.size(), 1u);
+  EXPECT_NE(notes_[0].find(LogPath(2)), std::string::npos) << notes_[0];
 }
 
 TEST_F(WalRecoveryTest, CorruptChecksumInTailIsTruncated) {

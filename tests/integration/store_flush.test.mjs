@@ -3,6 +3,8 @@
 // ingestion runs. The export holds each event exactly once, a query counts
 // them per day, and both give the same answers after a clean restart (the
 // memtable flushed on close) and after SIGKILL (the log tail replayed).
+// Each flush rolls the write-ahead log, so the log shrinks to one file once
+// the flushes are done, and to its bare header after a clean close.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fsp from 'node:fs/promises';
@@ -41,6 +43,20 @@ async function segmentFiles(dataDir) {
   for (const project of await fsp.readdir(root).catch(() => [])) {
     for (const name of await fsp.readdir(path.join(root, project)).catch(() => [])) {
       files.push(`${project}/${name}`);
+    }
+  }
+  return files;
+}
+
+const LOG_HEADER_BYTES = 24;
+
+// The write-ahead log's files: [name, bytes].
+async function logFiles(dataDir) {
+  const root = path.join(dataDir, 'store', 'wal');
+  const files = [];
+  for (const name of (await fsp.readdir(root)).sort()) {
+    if (name.endsWith('.log')) {
+      files.push([name, (await fsp.stat(path.join(root, name))).size]);
     }
   }
   return files;
@@ -115,6 +131,12 @@ describe('store flush into segment files', () => {
       assert.ok(Date.now() < deadline, 'no segment files were written');
       await sleep(100);
     }
+    // Every flushed log file is deleted once its manifest is durable, so
+    // once the flushes are done only the file the last one rolled to is left.
+    while ((await logFiles(server.dataDir)).length > 1) {
+      assert.ok(Date.now() < deadline, `log not trimmed: ${JSON.stringify(await logFiles(server.dataDir))}`);
+      await sleep(100);
+    }
     const total = BATCHES * BATCH_EVENTS;
     assert.equal(await exported(), total);
     const live = await query();
@@ -126,6 +148,10 @@ describe('store flush into segment files', () => {
     assert.deepEqual(perDay, [total / 3, total / 3, total / 3], JSON.stringify(live));
 
     await server.restart();
+    // Close flushed what was left after a roll: one file, just its header.
+    const afterClose = await logFiles(server.dataDir);
+    assert.equal(afterClose.length, 1, JSON.stringify(afterClose));
+    assert.equal(afterClose[0][1], LOG_HEADER_BYTES, JSON.stringify(afterClose));
     assert.equal(await exported(), total);
     assert.deepEqual(await query(), live);
 
