@@ -46,9 +46,10 @@ bool StartsWithIgnoringCase(std::string_view text, std::string_view prefix) {
 
 void AppendLowerAscii(std::string_view text, std::string* out) {
   const size_t start = out->size();
-  out->append(text);
-  for (size_t char_idx = start; char_idx < out->size(); char_idx++) {
-    (*out)[char_idx] = ToLowerAscii((*out)[char_idx]);
+  out->resize(start + text.size());
+  char* lowered = out->data() + start;
+  for (size_t char_idx = 0; char_idx < text.size(); char_idx++) {
+    lowered[char_idx] = ToLowerAscii(text[char_idx]);
   }
 }
 
@@ -314,7 +315,7 @@ bool ParseAuthority(std::string_view authority, SplitUrl* url) {
     return false;
   }
   url->has_authority = true;
-  if (url->port == DefaultPort(url->scheme)) {
+  if (!url->port.empty() && url->port == DefaultPort(url->scheme)) {
     url->port = {};
   }
   return true;
@@ -567,8 +568,10 @@ std::string ReferrerHost(std::string_view referrer) {
   if (!split.has_value() || !split->has_authority) {
     return {};
   }
-  std::string host;
-  AppendLowerAscii(split->host, &host);
+  std::string host(split->host);
+  for (char& c : host) {
+    c = ToLowerAscii(c);
+  }
   return host;
 }
 
