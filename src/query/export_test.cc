@@ -229,6 +229,39 @@ TEST(ExportSubjectsTest, EventNamesAndLimitApply) {
   EXPECT_TRUE(ExportLines(engine, request).empty());
 }
 
+// Many blocks: decoded in batches on several threads, the lines still in
+// block order; a limit cuts inside a block.
+TEST(ExportSubjectsTest, ManyBlocksKeepTheirOrderAndTheLimit) {
+  std::vector<Event> events;
+  for (uint64_t event_idx = 0; event_idx < 400; ++event_idx) {
+    Event event;
+    event.name = event_idx % 3 == 0 ? "A" : "B";
+    event.subject = testing::SubjectFromName("s" + std::to_string(event_idx % 40));
+    event.time_ms = kFromMs + static_cast<int64_t>(event_idx) * 60000;
+    event.insert_id = Id128{0, event_idx + 1};
+    event.properties = {{"n", Value::Int(static_cast<int64_t>(event_idx))}};
+    events.push_back(std::move(event));
+  }
+  SegmentsEngine engine({events});
+  ExportRequest request;
+  request.from_ms = kFromMs;
+  request.to_ms = kToMs;
+  std::set<Id128> subjects;
+  request.subjects.emplace();
+  for (const int subject : {3, 17, 18, 29, 39}) {
+    subjects.insert(testing::SubjectFromName("s" + std::to_string(subject)));
+    request.subjects->push_back(testing::SubjectFromName("s" + std::to_string(subject)));
+  }
+  const std::vector<std::string> expected = Expected(engine, subjects);
+  ASSERT_EQ(expected.size(), 50u);
+  EXPECT_EQ(ExportLines(engine, request), expected);
+  request.limit = 7;
+  ExportSummary summary;
+  EXPECT_EQ(ExportLines(engine, request, &summary),
+            std::vector<std::string>(expected.begin(), expected.begin() + 7));
+  EXPECT_EQ(summary.rows, 7u);
+}
+
 TEST(ExportSubjectsTest, EmptyListExportsNothing) {
   SegmentsEngine engine = MakeEngine();
   ExportRequest request;

@@ -29,6 +29,8 @@ inline constexpr size_t kExportChunkBytes = 64 * 1024;
 inline constexpr size_t kExportEventNamesMax = 100;
 // Distinct ids one export may list (distinct_ids=[...]).
 inline constexpr size_t kExportDistinctIdsMax = 10000;
+// Threads that decode the blocks of one export of a list of subjects.
+inline constexpr size_t kExportSubjectsThreads = 2;
 
 struct ExportRequest {
   uint32_t project_id = 0;
@@ -56,8 +58,9 @@ struct ExportSummary {
 // Order: segment by segment, each in (subject, time, insert id) order; the
 // events not yet flushed come last. With `subjects` the events are read from
 // Engine::Snapshot (the unflushed ones as in-memory segments, last), and only
-// the blocks whose subject range holds a wanted subject are decoded: a
-// sorted merge of the wanted subjects against the blocks' subject zone maps.
+// the blocks whose subject range holds a wanted subject are decoded (on
+// kExportSubjectsThreads threads, lines still in order): a sorted merge of
+// the wanted subjects against the blocks' subject zone maps.
 // InvalidArgument when both `subject` and `subjects` are set, or past
 // kExportDistinctIdsMax.
 Result<ExportSummary> ExportJsonLines(store::Engine& engine, const ExportRequest& request,
