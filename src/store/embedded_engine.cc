@@ -1357,8 +1357,9 @@ Status EmbeddedEngine::FlushImmutable() {
 // partition has kCompactionInputsMin of them: writes the merged segment,
 // then a manifest that lists it instead of its inputs, then swaps the
 // readers under the lock and deletes the inputs. Queries that hold an
-// input's reader keep it (the reader holds the file's bytes). A crash
-// before the manifest leaves the output as an orphan; after it, the inputs.
+// input's reader keep reading it: the reader holds the file open, and an
+// unlinked file stays readable while open. A crash before the manifest
+// leaves the output as an orphan; after it, the inputs.
 Status EmbeddedEngine::CompactOnce() {
   std::map<std::string, std::vector<size_t>> partitions;  // "project/day" -> manifest indexes
   for (size_t entry_idx = 0; entry_idx < manifest_.segments.size(); ++entry_idx) {
