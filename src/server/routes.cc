@@ -1,9 +1,11 @@
 #include "server/routes.h"
 
+#include <algorithm>
 #include <charconv>
 #include <functional>
 
 #include "ingest/ingest.h"
+#include "ingest/posthog_events.h"
 #include "query/query.h"
 
 namespace minpanel::server {
@@ -163,6 +165,13 @@ Route ClassifyTarget(std::string_view target) {
   if (path == "/engage") return Route::kEngage;
   if (path == "/groups") return Route::kGroups;
   if (path == "/import") return Route::kImport;
+  if (path == "/batch" || path == "/e" || path == "/i/v0/e" || path == "/capture") {
+    return Route::kPostHogCapture;
+  }
+  if (path == "/flags" || path == "/decide") return Route::kPostHogFlags;
+  if (path.starts_with("/array/") && (path.ends_with("/config.js") || path.ends_with("/config"))) {
+    return Route::kPostHogConfig;
+  }
   if (path == "/api/2.0/export") return Route::kExport;
   if (path == "/api/policy/preview") return Route::kPolicyPreview;
   if (path == "/api/query") return Route::kQuery;
@@ -185,6 +194,12 @@ std::string_view RouteLabel(Route route) {
       return "/groups";
     case Route::kImport:
       return "/import";
+    case Route::kPostHogCapture:
+      return "/batch";  // and /e, /i/v0/e, /capture
+    case Route::kPostHogFlags:
+      return "/flags";  // and /decide
+    case Route::kPostHogConfig:
+      return "/array/:token/config";
     case Route::kExport:
       return "/api/2.0/export";
     case Route::kPolicyPreview:
@@ -212,7 +227,12 @@ std::string_view RouteLabel(Route route) {
 
 bool IsIngestRoute(Route route) {
   return route == Route::kTrack || route == Route::kEngage || route == Route::kGroups ||
-         route == Route::kImport;
+         route == Route::kImport || IsPostHogRoute(route);
+}
+
+bool IsPostHogRoute(Route route) {
+  return route == Route::kPostHogCapture || route == Route::kPostHogFlags ||
+         route == Route::kPostHogConfig;
 }
 
 bool IsPolicyAdminRoute(Route route) {
@@ -367,6 +387,111 @@ void HandleMixpanel(Route route, const Request& request, const std::string& clie
   ingest_request.use_client_ip = Flag(*query, "ip");
   ingest_request.client_ip = client_ip;
   service.IngestMixpanelAsync(ingest_request, std::move(respond));
+}
+
+namespace {
+
+// What posthog-js reads from its remote config: gzip without a preflight
+// (supportedCompression), capture at /i/v0/e/, and the features minpanel
+// does not serve (recordings, surveys, heatmaps, autocapture, exception
+// capture) off, so the SDK neither loads their code nor sends them.
+std::string PostHogConfigJson(std::string_view token) {
+  std::string json = "{\"token\":";
+  query::AppendJsonString(token, &json);
+  json +=
+      ",\"supportedCompression\":[\"gzip\",\"gzip-js\"],\"hasFeatureFlags\":false,"
+      "\"analytics\":{\"endpoint\":\"/i/v0/e/\"},\"autocapture_opt_out\":true,"
+      "\"autocaptureExceptions\":false,\"captureDeadClicks\":false,"
+      "\"capturePerformance\":false,\"elementsChainAsString\":true,\"heatmaps\":false,"
+      "\"sessionRecording\":false,\"surveys\":false,\"defaultIdentifiedOnly\":true,"
+      "\"siteApps\":[]}";
+  return json;
+}
+
+bool IsTokenChar(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+         c == '_';
+}
+
+// GET /array/<token>/config.js (a script that registers the config) and
+// /array/<token>/config (the JSON alone). Any well-formed token gets the
+// same config: it holds nothing of the project.
+Response PostHogConfigResponse(const Request& request) {
+  std::string_view path = PathOf(request.target());
+  if (path.back() == '/') {
+    path.remove_suffix(1);
+  }
+  const bool script = path.ends_with(".js");
+  path.remove_prefix(std::string_view("/array/").size());
+  const std::string_view token = path.substr(0, path.rfind('/'));
+  if (token.empty() || token.size() > 255 || !std::all_of(token.begin(), token.end(), IsTokenChar)) {
+    return ErrorResponse(request, Status::NotFound("token: expected /array/<project token>/config"));
+  }
+  const std::string config = PostHogConfigJson(token);
+  if (!script) {
+    return MakeResponse(request, 200, kJson, config);
+  }
+  std::string token_json;
+  query::AppendJsonString(token, &token_json);
+  return MakeResponse(
+      request, 200, "application/javascript",
+      "(function(){window._POSTHOG_REMOTE_CONFIG=window._POSTHOG_REMOTE_CONFIG||{};"
+      "window._POSTHOG_REMOTE_CONFIG[" + token_json + "]={config:" + config +
+          ",siteApps:[]};})();");
+}
+
+// /flags (posthog-js, posthog-node) and the older /decide: no flags, no
+// errors; /decide's clients also read the compression and feature switches.
+Response PostHogFlagsResponse(const Request& request) {
+  return MakeResponse(
+      request, 200, kJson,
+      "{\"flags\":{},\"featureFlags\":{},\"featureFlagPayloads\":{},"
+      "\"errorsWhileComputingFlags\":false,\"quotaLimited\":[],"
+      "\"supportedCompression\":[\"gzip\",\"gzip-js\"],\"config\":{\"enable_collect_everything\":false},"
+      "\"autocapture_opt_out\":true,\"sessionRecording\":false,\"capturePerformance\":false,"
+      "\"isAuthenticated\":false,\"toolbarParams\":{},\"siteApps\":[]}");
+}
+
+}  // namespace
+
+void HandlePostHog(Route route, const Request& request, const std::string& client_ip,
+                   const Settings& settings, service::Service& service, ReplyFunction reply) {
+  if (route != Route::kPostHogCapture) {
+    Response response = route == Route::kPostHogFlags ? PostHogFlagsResponse(request)
+                                                      : PostHogConfigResponse(request);
+    AddIngestCors(request, &response);
+    reply(std::move(response));
+    return;
+  }
+  auto respond = [&request, reply = std::move(reply)](
+                     const Result<service::IngestOutcome>& result) {
+    // posthog-js counts only 200 as success (and retries 202); the body is
+    // PostHog's.
+    Response response = result.ok() ? MakeResponse(request, 200, kJson, "{\"status\":1}")
+                                    : ErrorResponse(request, result.status());
+    AddIngestCors(request, &response);
+    reply(std::move(response));
+  };
+  auto encoding = ingest::ParseContentEncoding(request[http::field::content_encoding]);
+  if (!encoding.ok()) {
+    respond(encoding.status());
+    return;
+  }
+  ingest::PostHogBodyLimits limits;
+  limits.decompressed_bytes_max = settings.config.limits.decompressed_bytes_max;
+  limits.ratio_max = settings.config.limits.decompression_ratio_max;
+  std::string storage;
+  auto payload = ingest::ExtractPostHogPayload(QueryOf(request.target()), request.body(),
+                                               *encoding, limits, &storage);
+  if (!payload.ok()) {
+    respond(payload.status());
+    return;
+  }
+  service::PostHogIngestRequest ingest_request;
+  ingest_request.payload = *payload;
+  ingest_request.client_ip = client_ip;
+  // Decodes on this thread, so `storage` may go when the call returns.
+  service.IngestPostHogAsync(ingest_request, std::move(respond));
 }
 
 namespace {

@@ -25,6 +25,9 @@ enum class Route {
   kEngage,
   kGroups,
   kImport,
+  kPostHogCapture,  // /batch, /e, /i/v0/e, /capture (docs/formats/posthog.md)
+  kPostHogFlags,    // /flags, /decide: no feature flags
+  kPostHogConfig,   // /array/<token>/config.js and /array/<token>/config
   kExport,
   kPolicyPreview,
   kPolicy,          // GET, PUT /api/policy
@@ -73,6 +76,13 @@ Response PreflightResponse(const Request& request);
 using ReplyFunction = std::function<void(Response)>;
 void HandleMixpanel(Route route, const Request& request, const std::string& client_ip,
                     const Settings& settings, service::Service& service, ReplyFunction reply);
+
+// The PostHog routes: capture (stored as one batch, then exactly 200
+// {"status":1}, the only success posthog-js knows), an empty-flags answer
+// and a remote config that turns on gzip. Same contract as HandleMixpanel.
+bool IsPostHogRoute(Route route);
+void HandlePostHog(Route route, const Request& request, const std::string& client_ip,
+                   const Settings& settings, service::Service& service, ReplyFunction reply);
 
 // POST /api/policy/preview: secret-authenticated; the body is an /import
 // payload; the reply shows what would be stored and why. Stores nothing.

@@ -332,12 +332,13 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     }
     auto handle = [self = this->shared_from_this(), route] {
       // request_ stays untouched until the reply is written.
-      HandleMixpanel(route, self->request_, self->ClientIp(), *self->server_.settings(),
-                     self->server_.service(), [self](Response reply) {
-                       auto response = std::make_shared<Response>(std::move(reply));
-                       net::post(self->stream_.get_executor(),
-                                 [self, response] { self->Write(std::move(*response)); });
-                     });
+      const auto handler = IsPostHogRoute(route) ? HandlePostHog : HandleMixpanel;
+      handler(route, self->request_, self->ClientIp(), *self->server_.settings(),
+              self->server_.service(), [self](Response reply) {
+                auto response = std::make_shared<Response>(std::move(reply));
+                net::post(self->stream_.get_executor(),
+                          [self, response] { self->Write(std::move(*response)); });
+              });
     };
     // A small request decodes faster than two thread hand-offs take; a large
     // one goes to the worker pool so that this I/O thread stays responsive.

@@ -15,6 +15,7 @@
 #include <date/tz.h>
 #include <simdjson.h>
 
+#include "ingest/posthog_events.h"
 #include "privacy/policy_file.h"
 
 namespace minpanel::service {
@@ -361,7 +362,14 @@ Result<IngestOutcome> Service::IngestMixpanel(const IngestRequest& request) {
 }
 
 void Service::IngestMixpanelAsync(const IngestRequest& request, IngestCallback done) {
-  auto prepared = PrepareMixpanel(request);
+  AppendAsync(PrepareMixpanel(request), std::move(done));
+}
+
+void Service::IngestPostHogAsync(const PostHogIngestRequest& request, IngestCallback done) {
+  AppendAsync(PreparePostHog(request), std::move(done));
+}
+
+void Service::AppendAsync(Result<Prepared> prepared, IngestCallback done) {
   if (!prepared.ok()) {
     done(prepared.status());
     return;
@@ -413,6 +421,39 @@ Result<Service::Prepared> Service::PrepareMixpanel(const IngestRequest& request)
                                      std::to_string(kImportPayloadBytesMax) + " per /import");
   }
   return PrepareEvents(request, &project);
+}
+
+Result<Service::Prepared> Service::PreparePostHog(const PostHogIngestRequest& request) {
+  ingest::PostHogDecodeOptions options;
+  options.now_ms = clock_->NowMs();
+  options.client_ip = request.client_ip;
+  MP_ASSIGN_OR_RETURN(ingest::PostHogBatch decoded,
+                      ingest::DecodePostHogEvents(request.payload, options));
+  Prepared prepared;
+  prepared.outcome.records_total = decoded.records_total;
+  if (decoded.events.empty() && decoded.profile_updates.empty()) {
+    return prepared;
+  }
+  if (decoded.token.empty()) {
+    return Status::Unauthenticated(
+        "api_key: missing (the project token as api_key, token or properties.token)");
+  }
+  const std::optional<Project> project = projects_->FindByToken(decoded.token);
+  if (!project.has_value()) {
+    return Status::Unauthenticated("api_key: not the token of any project");
+  }
+  MP_RETURN_IF_ERROR(ApplyPolicy(*project, std::move(decoded.events), nullptr, &prepared.batch));
+  if (decoded.profile_updates.empty()) {
+    return prepared;
+  }
+  MP_ASSIGN_OR_RETURN(const privacy::Policy policy, PolicyFor(*project));
+  privacy::PolicyCounters policy_counters;
+  prepared.batch.profile_updates.reserve(decoded.profile_updates.size());
+  for (RawProfileUpdate& raw : decoded.profile_updates) {
+    prepared.batch.profile_updates.push_back(policy.Apply(std::move(raw), &policy_counters));
+  }
+  CountPolicy(*project, policy, policy_counters);
+  return prepared;
 }
 
 Result<Service::Prepared> Service::PrepareEvents(const IngestRequest& request,

@@ -60,6 +60,14 @@ struct IngestRequest {
   std::string client_ip;
 };
 
+// A PostHog capture request (/batch, /e, /i/v0/e, /capture;
+// docs/formats/posthog.md).
+struct PostHogIngestRequest {
+  std::string_view payload;  // the JSON, as ingest::ExtractPostHogPayload returned it
+  // Events without `$ip` (and without `$geoip_disable: true`) take it.
+  std::string client_ip;
+};
+
 // Bounds on one trusted import batch (Service::ImportEvents), the same as
 // one /import request's.
 inline constexpr size_t kImportRecordsMax = ingest::kImportEventsMax;
@@ -152,6 +160,13 @@ class Service {
   using IngestCallback = std::function<void(Result<IngestOutcome>)>;
   void IngestMixpanelAsync(const IngestRequest& request, IngestCallback done);
 
+  // PostHog's capture routes: decodes (ingest/posthog_events.h), applies the
+  // policy to the events and the person and group updates they carry, and
+  // stores them as one batch: all of it or nothing. The project is the one
+  // whose token the request carries. Errors and `done` as for
+  // IngestMixpanelAsync.
+  void IngestPostHogAsync(const PostHogIngestRequest& request, IngestCallback done);
+
   // For the trusted command line (`minpanel import`), which holds the data
   // folder itself and so needs no secret: ingests `records` (each the JSON
   // text of one Mixpanel event object) into `project` with /import's strict
@@ -230,6 +245,10 @@ class Service {
     store::AppendBatch batch;
   };
   Result<Prepared> PrepareMixpanel(const IngestRequest& request);
+  Result<Prepared> PreparePostHog(const PostHogIngestRequest& request);
+  // Appends a prepared request without waiting for fsync; `done` as for
+  // IngestMixpanelAsync.
+  void AppendAsync(Result<Prepared> prepared, IngestCallback done);
   // Decodes an events payload; /import also takes newline-delimited JSON.
   Result<ingest::MixpanelEvents> DecodeEvents(ingest::MixpanelRoute route,
                                               std::string_view payload) const;
