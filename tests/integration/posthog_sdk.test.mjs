@@ -1,0 +1,219 @@
+// The official `posthog-node` SDK (5.70.0) against the real minpanel binary:
+// capture, identify with $set, alias, groupIdentify, a uuid sent twice and a
+// historical migration, all through /batch/ (gzip, as the SDK sends it by
+// default), read back through the export API and the write-ahead log.
+
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+
+import {
+  startServer, randomTag, nowSeconds, freeProperties, PSEUDONYM_RE, INSERT_ID_RE, grepTree, runCli,
+  NPM_DIR, expectedGeneralisedUrl,
+} from './harness.mjs';
+
+const LIB_VERSION = '5.70.0';
+
+function requirePostHog() {
+  const require = createRequire(path.join(NPM_DIR, 'package.json'));
+  try {
+    return require('posthog-node').PostHog;
+  } catch (error) {
+    throw new Error(`the posthog-node npm package is missing: run \`npm ci --prefix tests/npm\` (${error.message})`);
+  }
+}
+
+async function listFiles(dir) {
+  const out = [];
+  const walk = async (current) => {
+    for (const entry of await fsp.readdir(current, { withFileTypes: true })) {
+      const full = path.join(current, entry.name);
+      if (entry.isDirectory()) {
+        await walk(full);
+      } else if (entry.isFile()) {
+        out.push(full);
+      }
+    }
+  };
+  await walk(dir);
+  return out.sort();
+}
+
+// What posthog-node adds to every event's properties, as stored: `$lib`
+// becomes the canonical library field (exported as mp_lib, which
+// freeProperties leaves out).
+const SDK_PROPERTIES = { $lib_version: LIB_VERSION, $is_server: true, $geoip_disable: true };
+
+describe('posthog-node SDK over HTTP', () => {
+  const PostHog = requirePostHog();
+  const run = randomTag('ph');
+  const user = `user-${run}`;
+  const otherUser = `other-${run}`;
+  const groupKey = `acme-${run}`;
+  const fakeEmail = `fake.person.${run}@example.test`;
+  const fakeName = `Fakename ${run}`;
+  const duplicateUuid = crypto.randomUUID();
+  let server;
+  let client;
+  const sdkErrors = [];
+  let captureStart;
+  let captureEnd;
+  let rows = [];
+  let dumpText = '';
+
+  const makeClient = (options = {}) => {
+    const made = new PostHog(server.project.token, {
+      host: `http://${server.host}`, flushAt: 1, flushInterval: 50, fetchRetryCount: 0, ...options,
+    });
+    made.on('error', (error) => sdkErrors.push(error));
+    return made;
+  };
+
+  before(async () => {
+    server = await startServer({ projectName: 'posthog-node' });
+    client = makeClient();
+  });
+
+  after(async () => {
+    if (server) {
+      await server.cleanup();
+    }
+  });
+
+  it('sends capture, identify, alias, groupIdentify and a duplicate uuid without an SDK error', async () => {
+    captureStart = nowSeconds();
+    client.capture({
+      distinctId: user,
+      event: 'signed up',
+      properties: {
+        case_id: `${run}-capture`, plan: 'pro', seats: 3, trial: true, tags: ['a', 'b'],
+        $current_url: 'https://app.example.test/signup?utm_source=mail&token=secret',
+        note: `write to ${fakeEmail} please`, $email: fakeEmail,
+      },
+      groups: { company: groupKey },
+    });
+    client.identify({
+      distinctId: user,
+      properties: { $set: { email: fakeEmail, name: fakeName, plan: 'pro' }, $set_once: { signup_run: run } },
+    });
+    client.alias({ distinctId: user, alias: `alias-${run}` });
+    client.groupIdentify({ groupType: 'company', groupKey, properties: { name: 'Acme', employees: 12 } });
+    client.capture({
+      distinctId: user, event: 'viewed page', properties: { case_id: `${run}-dup`, page: 'pricing' }, uuid: duplicateUuid,
+    });
+    await client.flush();
+    // The same uuid again, in a later request: stored once.
+    client.capture({
+      distinctId: user, event: 'viewed page', properties: { case_id: `${run}-dup`, page: 'pricing' }, uuid: duplicateUuid,
+    });
+    client.capture({ distinctId: otherUser, event: 'viewed page', properties: { case_id: `${run}-other`, $set: { plan: 'free' } } });
+    await client.shutdown();
+    captureEnd = nowSeconds();
+
+    // A historical migration keeps the caller's timestamps.
+    const importer = makeClient({ historicalMigration: true });
+    for (let index = 0; index < 3; index += 1) {
+      importer.capture({
+        distinctId: user, event: 'imported event', properties: { case_id: `${run}-import-${index}`, index },
+        timestamp: new Date(Date.UTC(2026, 0, 15, 12, 0, index)),
+      });
+    }
+    await importer.shutdown();
+    assert.deepEqual(sdkErrors.map((error) => String(error && error.message || error)), [], 'the SDK reported no error');
+  });
+
+  it('every event arrived exactly once, as the policy stores it', async () => {
+    rows = (await server.exportEvents({ fromDate: '2026-01-01' })).filter((row) =>
+      String(row.properties.case_id || '').startsWith(run) || ['$identify', '$create_alias', '$groupidentify'].includes(row.event));
+    const byCase = (caseId) => rows.filter((row) => row.properties.case_id === caseId);
+
+    for (const row of rows) {
+      assert.match(row.properties.distinct_id, PSEUDONYM_RE, `${row.event}: distinct_id is a pseudonym`);
+      assert.match(row.properties.$insert_id, INSERT_ID_RE, `${row.event}: $insert_id`);
+    }
+
+    const [signedUp, ...extraSignedUp] = byCase(`${run}-capture`);
+    assert.ok(signedUp, 'the capture arrived');
+    assert.equal(extraSignedUp.length, 0, 'the capture arrived once');
+    assert.equal(signedUp.event, 'signed up');
+    assert.ok(signedUp.properties.time >= captureStart - 2 && signedUp.properties.time <= captureEnd + 2,
+      `time ${signedUp.properties.time} within [${captureStart}, ${captureEnd}] (sent_at clock-skew correction)`);
+    const stored = freeProperties(signedUp);
+    const company = stored['$groups.company'];
+    assert.match(company, PSEUDONYM_RE, '$groups.company is pseudonymised');
+    delete stored['$groups.company'];
+    assert.deepEqual(stored, {
+      case_id: `${run}-capture`, plan: 'pro', seats: 3, trial: true, tags: ['a', 'b'],
+      $current_url: expectedGeneralisedUrl('https://app.example.test/signup?utm_source=mail&token=secret'),
+      note: 'write to [email] please', ...SDK_PROPERTIES,
+    }, 'stored properties: $email dropped, the email in a note redacted, the URL generalised');
+
+    const duplicates = byCase(`${run}-dup`);
+    assert.equal(duplicates.length, 1, 'the uuid sent twice is stored once');
+    assert.equal(duplicates[0].properties.page, 'pricing');
+
+    assert.equal(byCase(`${run}-other`).length, 1, 'the other user\'s event');
+    assert.notEqual(byCase(`${run}-other`)[0].properties.distinct_id, signedUp.properties.distinct_id,
+      'two people, two pseudonyms');
+
+    const subject = signedUp.properties.distinct_id;
+    const identify = rows.filter((row) => row.event === '$identify' && row.properties.distinct_id === subject);
+    assert.equal(identify.length, 1, '$identify stored once');
+    assert.deepEqual(freeProperties(identify[0]), SDK_PROPERTIES, '$identify: its $set went to the profile, not the event');
+
+    const alias = rows.filter((row) => row.event === '$create_alias' && row.properties.distinct_id === subject);
+    assert.equal(alias.length, 1, '$create_alias stored once');
+    assert.match(alias[0].properties.alias, PSEUDONYM_RE, 'the alias is a person id: pseudonymised');
+
+    const groupIdentify = rows.filter((row) => row.event === '$groupidentify' && row.properties['$groups.company'] === company);
+    assert.equal(groupIdentify.length, 1, '$groupidentify stored once, keyed by the same group pseudonym');
+    assert.equal(groupIdentify[0].properties.$group_type, 'company');
+    assert.equal(groupIdentify[0].properties.$group_key, undefined, 'the raw group key is not stored');
+
+    for (let index = 0; index < 3; index += 1) {
+      const imported = byCase(`${run}-import-${index}`);
+      assert.equal(imported.length, 1, `imported event ${index} once`);
+      assert.equal(imported[0].properties.time, Date.UTC(2026, 0, 15, 12, 0, index) / 1000, 'historical timestamp kept');
+      assert.equal(imported[0].properties.distinct_id, subject);
+    }
+    const expectedRows = 1 + 1 + 1 + 1 + 1 + 1 + 3;
+    assert.equal(rows.length, expectedRows, `no other rows: ${JSON.stringify(rows.map((row) => row.event))}`);
+  });
+
+  it('profile updates are stored, without the name or email', async () => {
+    const metrics = await server.request({ path: '/metrics', headers: server.authHeader() });
+    const accepted = Number((metrics.text.match(/^minpanel_profile_updates_accepted_total (\d+)$/m) || [])[1]);
+    // identify: $set and $set_once; groupIdentify: the group's $set; the
+    // other user's properties.$set.
+    assert.equal(accepted, 4, `profile updates accepted: ${accepted}`);
+
+    const stopped = await server.stop('SIGTERM');
+    assert.deepEqual(stopped, { code: 0, signal: null }, 'SIGTERM stops gracefully');
+    const walFiles = (await listFiles(path.join(server.dataDir, 'store', 'wal'))).filter((file) => file.endsWith('.log'));
+    assert.ok(walFiles.length > 0, 'a write-ahead log file');
+    const dumps = [];
+    for (const file of walFiles) {
+      dumps.push((await runCli(['debug', 'dump', file])).stdout);
+    }
+    dumpText = dumps.join('\n');
+    const profiles = dumpText.split('\n').filter((line) => /^\s*profile /.test(line));
+    const people = profiles.filter((line) => line.includes('group_key= '));
+    const groups = profiles.filter((line) => line.includes('group_key=company '));
+    assert.equal(people.length, 3, `three person updates:\n${profiles.join('\n')}`);
+    assert.ok(people.some((line) => /profile \$set .*\{plan: "pro"\}$/.test(line)), `identify's $set keeps plan only:\n${people.join('\n')}`);
+    assert.ok(people.some((line) => /profile \$set_once .*\{signup_run: "/.test(line)), '$set_once');
+    assert.ok(people.some((line) => /profile \$set .*\{plan: "free"\}$/.test(line)), 'properties.$set of a capture');
+    assert.equal(groups.length, 1, `one group update:\n${profiles.join('\n')}`);
+    assert.match(groups[0], /name: "Acme", employees: 12/, 'group properties');
+
+    const hits = await grepTree(server.dataDir, [fakeEmail, fakeName, user, groupKey]);
+    assert.deepEqual(hits, [], 'no email, name, user id or group id in clear in the data folder');
+    for (const needle of [fakeEmail, fakeName]) {
+      assert.ok(!dumpText.includes(needle), `${needle} not in the log`);
+      assert.ok(!server.stderr.includes(needle), `${needle} not in the server's stderr`);
+    }
+  });
+});
