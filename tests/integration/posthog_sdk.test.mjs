@@ -1,13 +1,16 @@
 // The official `posthog-node` SDK (5.70.0) against the real minpanel binary:
 // capture, identify with $set, alias, groupIdentify, a uuid sent twice and a
 // historical migration, all through /batch/ (gzip, as the SDK sends it by
-// default), read back through the export API and the write-ahead log.
+// default), read back through the export API and the write-ahead log; then
+// every PostHog route and body form over raw HTTP.
 
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
+import vm from 'node:vm';
+import zlib from 'node:zlib';
 import { createRequire } from 'node:module';
 
 import {
@@ -215,5 +218,163 @@ describe('posthog-node SDK over HTTP', () => {
       assert.ok(!dumpText.includes(needle), `${needle} not in the log`);
       assert.ok(!server.stderr.includes(needle), `${needle} not in the server's stderr`);
     }
+  });
+});
+
+describe('PostHog routes over raw HTTP', () => {
+  const run = randomTag('phraw');
+  let server;
+  let token;
+  const JSON_TYPE = { 'Content-Type': 'application/json' };
+  const event = (caseId, extra = {}) => ({
+    event: 'raw event', distinct_id: `raw-${run}`, uuid: crypto.randomUUID(),
+    properties: { case_id: caseId, ...extra },
+  });
+  const exportCases = async () => {
+    const rows = await server.exportEvents();
+    const counts = new Map();
+    for (const row of rows) {
+      counts.set(row.properties.case_id, (counts.get(row.properties.case_id) || 0) + 1);
+    }
+    return counts;
+  };
+
+  before(async () => {
+    server = await startServer({ projectName: 'posthog-raw' });
+    token = server.project.token;
+  });
+
+  after(async () => {
+    if (server) {
+      await server.cleanup();
+    }
+  });
+
+  it('every capture path and body form answers exactly 200 {"status":1}', async () => {
+    const sent = [];
+    const paths = ['/batch', '/batch/', '/e', '/e/', '/i/v0/e', '/i/v0/e/', '/capture', '/capture/'];
+    for (const capturePath of paths) {
+      const caseId = `${run}-post${capturePath}`;
+      sent.push(caseId);
+      const res = await server.request({
+        method: 'POST', path: capturePath, headers: JSON_TYPE,
+        body: JSON.stringify({ api_key: token, sent_at: new Date().toISOString(), batch: [event(caseId)] }),
+      });
+      assert.equal(res.status, 200, `${capturePath}: ${res.text}`);
+      assert.equal(res.text, '{"status":1}', capturePath);
+    }
+    // posthog-js: gzip as text/plain with no header and no query.
+    const gzipCase = `${run}-gzip-magic`;
+    sent.push(gzipCase);
+    let res = await server.request({
+      method: 'POST', path: '/i/v0/e/', headers: { 'Content-Type': 'text/plain' },
+      body: zlib.gzipSync(JSON.stringify({ api_key: token, batch: [event(gzipCase)] })),
+    });
+    assert.equal(res.status, 200, res.text);
+    // ?compression=base64 with a form body, and a GET with data= in the query.
+    const base64Case = `${run}-base64-form`;
+    sent.push(base64Case);
+    const single = { ...event(base64Case), properties: { case_id: base64Case, token } };
+    res = await server.request({
+      method: 'POST', path: '/e/?compression=base64&ver=1.449.2', headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+      body: `data=${encodeURIComponent(Buffer.from(JSON.stringify(single)).toString('base64'))}`,
+    });
+    assert.equal(res.status, 200, res.text);
+    const getCase = `${run}-get`;
+    sent.push(getCase);
+    const data = Buffer.from(JSON.stringify([{ ...event(getCase), api_key: token }])).toString('base64');
+    res = await server.request({ path: `/e/?data=${encodeURIComponent(data)}&ip=1&_=${Date.now()}` });
+    assert.equal(res.status, 200, res.text);
+    assert.equal(res.text, '{"status":1}');
+
+    const counts = await exportCases();
+    for (const caseId of sent) {
+      assert.equal(counts.get(caseId), 1, `${caseId} stored once`);
+    }
+  });
+
+  it('refusals name the field or limit, and store nothing of the request', async () => {
+    const good = `${run}-half`;
+    let res = await server.request({
+      method: 'POST', path: '/batch/', headers: JSON_TYPE,
+      body: JSON.stringify({ api_key: token, batch: [event(good), { event: 'no id' }] }),
+    });
+    assert.equal(res.status, 400);
+    assert.deepEqual(JSON.parse(res.text), { error: 'batch[1].distinct_id: required (at the top of the event or in properties)' });
+
+    const many = Array.from({ length: 1001 }, (_, index) => event(`${run}-many-${index}`));
+    res = await server.request({ method: 'POST', path: '/batch/', headers: JSON_TYPE, body: JSON.stringify({ api_key: token, batch: many }) });
+    assert.equal(res.status, 413, 'over kPostHogEventsMax: 413, so posthog-node halves its batch');
+    assert.match(res.text, /batch: 1001 events, over the limit of 1000 per request \(kPostHogEventsMax\)/);
+
+    res = await server.request({ method: 'POST', path: '/e/?compression=lz64', headers: { 'Content-Type': 'application/x-www-form-urlencoded' }, body: 'data=N4Ig' });
+    assert.equal(res.status, 400);
+    assert.match(res.text, /compression: lz64 \(LZString\) is not supported/);
+
+    res = await server.request({
+      method: 'POST', path: '/batch/', headers: JSON_TYPE,
+      body: JSON.stringify({ api_key: `phc_${run}`, batch: [event(`${run}-wrong-token`)] }),
+    });
+    assert.equal(res.status, 401);
+    assert.match(res.text, /api_key: not the token of any project/);
+
+    res = await server.request({
+      method: 'POST', path: '/batch/', headers: JSON_TYPE,
+      body: JSON.stringify({ api_key: token, batch: [event(`${run}-future`, {})].map((item) => ({ ...item, timestamp: '2999-01-01T00:00:00Z' })) }),
+    });
+    assert.equal(res.status, 400);
+    assert.match(res.text, /batch\[0\]\.timestamp: more than 3600 s in the future/);
+
+    const counts = await exportCases();
+    for (const caseId of [good, `${run}-many-0`, `${run}-wrong-token`, `${run}-future`]) {
+      assert.equal(counts.get(caseId), undefined, `${caseId}: nothing of a refused request is stored`);
+    }
+  });
+
+  it('flags, decide and the remote config answer as posthog-js expects', async () => {
+    for (const flagsPath of ['/flags/?v=2', '/flags', '/decide/?v=3']) {
+      const res = await server.request({ method: 'POST', path: flagsPath, headers: { 'Content-Type': 'text/plain' }, body: zlib.gzipSync('{"token":"x"}') });
+      assert.equal(res.status, 200, flagsPath);
+      const body = JSON.parse(res.text);
+      assert.deepEqual(body.flags, {}, flagsPath);
+      assert.deepEqual(body.featureFlags, {}, flagsPath);
+      assert.equal(body.errorsWhileComputingFlags, false, flagsPath);
+    }
+    let res = await server.request({ path: `/array/${token}/config` });
+    assert.equal(res.status, 200);
+    const config = JSON.parse(res.text);
+    assert.equal(config.token, token);
+    assert.deepEqual(config.supportedCompression, ['gzip', 'gzip-js']);
+
+    res = await server.request({ path: `/array/${token}/config.js` });
+    assert.equal(res.status, 200);
+    assert.match(res.headers['content-type'], /javascript/);
+    const window = {};
+    vm.runInNewContext(res.text, { window });
+    // Through JSON: the script's objects come from another realm.
+    const registered = JSON.parse(JSON.stringify(window._POSTHOG_REMOTE_CONFIG[token]));
+    assert.deepEqual(registered, { config, siteApps: [] }, 'the script registers the same config');
+
+    res = await server.request({ path: '/array/bad%22token/config.js' });
+    assert.equal(res.status, 404);
+  });
+
+  it('credentialed CORS on the PostHog routes, and preflights', async () => {
+    const origin = 'http://app.example.test';
+    let res = await server.request({
+      method: 'POST', path: '/e/', headers: { ...JSON_TYPE, Origin: origin },
+      body: JSON.stringify({ api_key: token, batch: [event(`${run}-cors`)] }),
+    });
+    assert.equal(res.status, 200);
+    assert.equal(res.headers['access-control-allow-origin'], origin);
+    assert.equal(res.headers['access-control-allow-credentials'], 'true');
+    res = await server.request({
+      method: 'OPTIONS', path: '/i/v0/e/',
+      headers: { Origin: origin, 'Access-Control-Request-Method': 'POST', 'Access-Control-Request-Headers': 'content-type' },
+    });
+    assert.equal(res.status, 204);
+    assert.equal(res.headers['access-control-allow-origin'], origin);
+    assert.equal(res.headers['access-control-allow-headers'], 'content-type');
+    assert.match(res.headers['access-control-allow-methods'], /POST/);
   });
 });
