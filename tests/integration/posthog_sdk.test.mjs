@@ -7,6 +7,8 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
+import { once } from 'node:events';
+import http from 'node:http';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import vm from 'node:vm';
@@ -376,5 +378,113 @@ describe('PostHog routes over raw HTTP', () => {
     assert.equal(res.headers['access-control-allow-origin'], origin);
     assert.equal(res.headers['access-control-allow-headers'], 'content-type');
     assert.match(res.headers['access-control-allow-methods'], /POST/);
+  });
+});
+
+// A proxy in front of the server that misbehaves on the first request as
+// `firstMode` says: 'unavailable' answers 503 without forwarding; 'slow'
+// forwards it (so it is stored) but answers only after `slowMs`, past the
+// SDK's timeout. Later requests pass through.
+async function startFlakyProxy(target, firstMode, { slowMs = 1500 } = {}) {
+  const proxy = { requests: 0, server: null, port: 0 };
+  proxy.server = http.createServer((req, res) => {
+    const chunks = [];
+    req.on('data', (chunk) => chunks.push(chunk));
+    req.on('end', () => {
+      proxy.requests += 1;
+      const first = proxy.requests === 1;
+      if (first && firstMode === 'unavailable') {
+        res.writeHead(503, { 'Content-Type': 'application/json', 'Retry-After': '0' });
+        res.end('{"error":"injected"}');
+        return;
+      }
+      const upstream = http.request({
+        host: '127.0.0.1', port: target.port, method: req.method, path: req.url, headers: req.headers,
+      }, (upstreamRes) => {
+        const body = [];
+        upstreamRes.on('data', (chunk) => body.push(chunk));
+        upstreamRes.on('end', () => {
+          const answer = () => {
+            if (!res.destroyed) {
+              res.writeHead(upstreamRes.statusCode, upstreamRes.headers);
+              res.end(Buffer.concat(body));
+            }
+          };
+          if (first && firstMode === 'slow') {
+            setTimeout(answer, slowMs);
+          } else {
+            answer();
+          }
+        });
+      });
+      upstream.on('error', () => res.destroy());
+      upstream.end(Buffer.concat(chunks));
+    });
+  });
+  proxy.server.listen(0, '127.0.0.1');
+  await once(proxy.server, 'listening');
+  proxy.port = proxy.server.address().port;
+  proxy.close = () => new Promise((resolve) => {
+    proxy.server.closeAllConnections();
+    proxy.server.close(resolve);
+  });
+  return proxy;
+}
+
+describe('posthog-node retries', () => {
+  const run = randomTag('phretry');
+  let server;
+
+  before(async () => {
+    server = await startServer({ projectName: 'posthog-retry' });
+  });
+
+  after(async () => {
+    if (server) {
+      await server.cleanup();
+    }
+  });
+
+  const countCase = async (caseId) => (await server.exportEvents()).filter((row) => row.properties.case_id === caseId).length;
+
+  it('a 503 is retried and the event stored once, without an SDK error', async () => {
+    const PostHog = requirePostHog();
+    const proxy = await startFlakyProxy(server, 'unavailable');
+    const errors = [];
+    try {
+      const client = new PostHog(server.project.token, {
+        host: `http://127.0.0.1:${proxy.port}`, flushAt: 1, flushInterval: 0, fetchRetryCount: 3, fetchRetryDelay: 100,
+      });
+      client.on('error', (error) => errors.push(error));
+      client.capture({ distinctId: `retry-${run}`, event: 'retried', properties: { case_id: `${run}-503` } });
+      await client.shutdown();
+    } finally {
+      await proxy.close();
+    }
+    assert.equal(proxy.requests, 2, 'one 503, one retry');
+    assert.deepEqual(errors.map(String), [], 'no SDK error');
+    assert.equal(await countCase(`${run}-503`), 1, 'stored once');
+  });
+
+  it('an answer slower than the SDK timeout: the retry is de-duplicated on uuid', async () => {
+    const PostHog = requirePostHog();
+    const proxy = await startFlakyProxy(server, 'slow');
+    const errors = [];
+    try {
+      const client = new PostHog(server.project.token, {
+        host: `http://127.0.0.1:${proxy.port}`, flushAt: 1, flushInterval: 0, fetchRetryCount: 3, fetchRetryDelay: 100,
+        requestTimeout: 500,
+      });
+      client.on('error', (error) => errors.push(error));
+      client.capture({ distinctId: `retry-${run}`, event: 'retried', properties: { case_id: `${run}-slow` } });
+      await client.shutdown();
+    } finally {
+      await proxy.close();
+    }
+    assert.equal(proxy.requests, 2, 'the SDK timed out and sent again');
+    // Only the first answer is late, so the retry succeeds and nothing is
+    // reported (the reference saw an error with every answer late).
+    assert.deepEqual(errors.map(String), [], 'no SDK error');
+    assert.equal(await countCase(`${run}-slow`), 1, 'delivered twice, stored once');
   });
 });
