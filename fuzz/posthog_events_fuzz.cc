@@ -1,12 +1,16 @@
 // Fuzzes the whole PostHog capture path: the first byte picks the
 // Content-Encoding (gzip or none) and whether the request comes from a
 // client address; the rest is query and body, split at the first newline →
-// ExtractPostHogPayload → DecodePostHogEvents.
+// ExtractPostHogPayload → DecodePostHogEvents. With bit 2 of the first byte
+// the rest goes straight to the LZString decoder (?compression=lz64).
 #include <cstddef>
 #include <cstdint>
 
 #include "fuzz_check.h"
+#include <simdjson.h>
+
 #include "ingest/posthog_events.h"
+#include "ingest/posthog_lz64.h"
 
 namespace {
 
@@ -21,6 +25,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   const uint8_t mode = data[0];
   const std::string_view input(reinterpret_cast<const char*>(data + 1), size - 1);
+  if ((mode & 4) != 0) {
+    constexpr size_t kOutputMax = 1 << 16;
+    const auto text = ingest::internal::DecompressLz64(input, kOutputMax);
+    if (text.ok()) {
+      fuzz::Check(text->size() <= kOutputMax, "lz64 output limit");
+      fuzz::Check(simdjson::validate_utf8(text->data(), text->size()), "lz64 output is UTF-8");
+    } else {
+      fuzz::Check(!text.status().message().empty(), "error without a message");
+    }
+    return 0;
+  }
   const size_t newline = input.find('\n');
   const std::string_view query = input.substr(0, newline);
   const std::string_view body =

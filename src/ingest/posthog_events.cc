@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "ingest/json_values.h"
+#include "ingest/posthog_lz64.h"
 #include "ingest/text_util.h"
 
 namespace minpanel::ingest {
@@ -696,6 +697,26 @@ bool HasMember(simdjson::dom::object object, std::string_view name) {
   return false;
 }
 
+// `?compression=lz64`: the `data` field of the query or of the form body
+// holds LZString base64 of the JSON.
+Result<std::string> ExtractLz64(std::string_view query, std::string_view body,
+                                const PostHogBodyLimits& limits) {
+  MP_ASSIGN_OR_RETURN(std::optional<std::string> data, internal::FindFormField(query, "data"));
+  if (!data.has_value()) {
+    MP_ASSIGN_OR_RETURN(data, internal::FindFormField(body, "data"));
+  }
+  if (!data.has_value()) {
+    return Status::InvalidArgument("data: missing (compression=lz64 expects a data= field)");
+  }
+  MP_ASSIGN_OR_RETURN(std::string json,
+                      internal::DecompressLz64(*data, limits.decompressed_bytes_max));
+  const std::string_view trimmed = internal::TrimAsciiWhitespace(json);
+  if (trimmed.empty() || (trimmed.front() != '{' && trimmed.front() != '[')) {
+    return Status::InvalidArgument("data: lz64 does not decode to a JSON object or array");
+  }
+  return json;
+}
+
 }  // namespace
 
 bool ParseIsoTimeMs(std::string_view text, int64_t* time_ms) {
@@ -739,12 +760,11 @@ Result<std::string_view> ExtractPostHogPayload(std::string_view query, std::stri
     if (name == "gzip-js" || name == "gzip") {
       gzip_js = true;
     } else if (name == "lz64" || name == "lz-string") {
-      return Status::InvalidArgument(
-          "compression: lz64 (LZString) is not supported; send gzip-js or base64 (what "
-          "posthog-js has sent since 2021)");
+      MP_ASSIGN_OR_RETURN(*storage, ExtractLz64(query, body, limits));
+      return std::string_view(*storage);
     } else if (name != "base64" && !name.empty()) {
       return Status::InvalidArgument(
-          "compression: unknown value (accepted: gzip-js, gzip, base64)");
+          "compression: unknown value (accepted: gzip-js, gzip, base64, lz64)");
     }
   }
   std::string inflated;

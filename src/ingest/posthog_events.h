@@ -39,9 +39,10 @@ struct PostHogBodyLimits {
 // bytes whatever the headers say) is inflated within `limits`; then the JSON
 // is `data` in the query, the body itself when it starts like JSON, or
 // `data` in the body read as a form, whatever the Content-Type
-// (`?compression=base64`); a `data` value is JSON or base64(JSON). The
-// result views `body` or `storage`. `?compression=lz64` (LZString, sent
-// only by posthog-js releases before 2021) is InvalidArgument naming it.
+// (`?compression=base64`); a `data` value is JSON or base64(JSON). With
+// `?compression=lz64` (LZString base64, sent by posthog-js releases before
+// 2021) the `data` field of the query or form body is decompressed, within
+// `limits.decompressed_bytes_max`. The result views `body` or `storage`.
 Result<std::string_view> ExtractPostHogPayload(std::string_view query, std::string_view body,
                                                ContentEncoding encoding,
                                                const PostHogBodyLimits& limits,

@@ -343,14 +343,22 @@ TEST(PostHogPayloadTest, EveryFormTheSdksSend) {
             kSmall);
   EXPECT_EQ(Extract("", "data=" + testing::UrlEncode(kSmall)).value(), kSmall);
   EXPECT_EQ(Extract("data=" + testing::UrlEncode(testing::Base64(kSmall)), "").value(), kSmall);
+  // Old posthog-js: LZString base64 (lz-string 1.5.0's output for
+  // {"event":"e","distinct_id":"u"}), '+' left unescaped in the form.
+  const std::string_view lz64 = "N4IgpgbmB2AuIC5wgDQgCYEsDOtPQGNYB9TdREAVxAF8g===";
+  EXPECT_EQ(Extract("compression=lz64", "data=" + std::string(lz64)).value(),
+            R"({"event":"e","distinct_id":"u"})");
+  EXPECT_EQ(Extract("compression=lz64&data=" + testing::UrlEncode(lz64), "").value(),
+            R"({"event":"e","distinct_id":"u"})");
 }
 
 TEST(PostHogPayloadTest, RefusalsNameTheField) {
   EXPECT_EQ(Extract("compression=lz64", "data=x").status().message(),
-            "compression: lz64 (LZString) is not supported; send gzip-js or base64 (what "
-            "posthog-js has sent since 2021)");
+            "data: not valid lz64 (LZString base64)");
+  EXPECT_EQ(Extract("compression=lz64", "").status().message(),
+            "data: missing (compression=lz64 expects a data= field)");
   EXPECT_EQ(Extract("compression=brotli", kSmall).status().message(),
-            "compression: unknown value (accepted: gzip-js, gzip, base64)");
+            "compression: unknown value (accepted: gzip-js, gzip, base64, lz64)");
   EXPECT_EQ(Extract("compression=gzip-js", kSmall).status().message(),
             "compression: gzip-js, but the body is not gzip");
   EXPECT_EQ(Extract("", "").status().code(), StatusCode::kInvalidArgument);
