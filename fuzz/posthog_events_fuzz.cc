@@ -3,12 +3,12 @@
 // client address; the rest is query and body, split at the first newline →
 // ExtractPostHogPayload → DecodePostHogEvents. With bit 2 of the first byte
 // the rest goes straight to the LZString decoder (?compression=lz64).
+#include <simdjson.h>
+
 #include <cstddef>
 #include <cstdint>
 
 #include "fuzz_check.h"
-#include <simdjson.h>
-
 #include "ingest/posthog_events.h"
 #include "ingest/posthog_lz64.h"
 
@@ -45,9 +45,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   limits.ratio_max = 200;
   std::string storage;
   const auto payload = ingest::ExtractPostHogPayload(
-      query, body, (mode & 1) != 0 ? ingest::ContentEncoding::kGzip
-                                   : ingest::ContentEncoding::kIdentity,
-      limits, &storage);
+      query, body,
+      (mode & 1) != 0 ? ingest::ContentEncoding::kGzip : ingest::ContentEncoding::kIdentity, limits,
+      &storage);
   if (!payload.ok()) {
     fuzz::Check(!payload.status().message().empty(), "error without a message");
     return 0;
@@ -64,9 +64,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fuzz::Check(batch->records_total <= ingest::kPostHogEventsMax, "events per request");
   for (const RawEvent& event : batch->events) {
     fuzz::Check(!event.name.empty() && event.name.size() <= ingest::kEventNameBytesMax, "name");
-    fuzz::Check(!event.distinct_id.empty() &&
-                    event.distinct_id.size() <= ingest::kDistinctIdBytesMax,
-                "distinct_id");
+    fuzz::Check(
+        !event.distinct_id.empty() && event.distinct_id.size() <= ingest::kDistinctIdBytesMax,
+        "distinct_id");
     fuzz::Check(event.time_ms >= kEventTimeMinMs, "time too early");
     fuzz::Check(event.time_ms <= kNowMs + kEventTimeFutureMaxMs, "time too late");
     fuzz::Check(!event.insert_id || (!event.insert_id->empty() &&

@@ -78,7 +78,8 @@ bool IsNullOrAbsent(const std::optional<element>& value) {
 }
 
 bool IsTrue(const std::optional<element>& value) {
-  return value.has_value() && value->type() == element_type::BOOL && value->get_bool().value_unsafe();
+  return value.has_value() && value->type() == element_type::BOOL &&
+         value->get_bool().value_unsafe();
 }
 
 // Days from 1970-01-01 to a proleptic Gregorian date (H. Hinnant's
@@ -92,9 +93,7 @@ int64_t DaysFromCivil(int64_t year, int64_t month, int64_t day) {
   return era * 146097 + day_of_era - 719468;
 }
 
-bool IsLeapYear(int64_t year) {
-  return (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-}
+bool IsLeapYear(int64_t year) { return (year % 4 == 0 && year % 100 != 0) || year % 400 == 0; }
 
 int64_t DaysInMonth(int64_t year, int64_t month) {
   constexpr std::array<int64_t, 12> kDays = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
@@ -279,8 +278,7 @@ bool TakeContextString(element value, std::string* field) {
 // Sorts one property: into a RawEvent field, into `special`, or (false)
 // into the free properties. `$group_type`, `$geoip_disable` and
 // `$ignore_sent_at` are read and kept.
-bool TakeSpecial(std::string_view key, element value, RawEvent* event,
-                 SpecialProperties* special) {
+bool TakeSpecial(std::string_view key, element value, RawEvent* event, SpecialProperties* special) {
   if (key.empty() || (key.front() != '$' && key != "token" && key != "distinct_id")) {
     return false;
   }
@@ -359,8 +357,7 @@ Problem ReadEventName(const std::optional<element>& name, RawEvent* event) {
   }
   if (text.size() > kEventNameBytesMax) {
     return RecordProblem{"event", std::to_string(text.size()) + " bytes, over the limit of " +
-                                      std::to_string(kEventNameBytesMax) +
-                                      " (kEventNameBytesMax)"};
+                                      std::to_string(kEventNameBytesMax) + " (kEventNameBytesMax)"};
   }
   event->name.assign(text);
   return std::nullopt;
@@ -371,8 +368,8 @@ bool IsInsertIdChar(char c) {
 }
 
 // `uuid`, else properties.$insert_id: the de-duplication id.
-Problem ReadInsertId(const std::optional<element>& uuid,
-                     const std::optional<element>& insert_id, RawEvent* event) {
+Problem ReadInsertId(const std::optional<element>& uuid, const std::optional<element>& insert_id,
+                     RawEvent* event) {
   const bool has_uuid = !IsNullOrAbsent(uuid);
   if (!has_uuid && IsNullOrAbsent(insert_id)) {
     return std::nullopt;
@@ -401,9 +398,9 @@ Problem ReadSubject(const EventMembers& members, const SpecialProperties& specia
   const std::string_view field = top_level ? "distinct_id" : "properties.distinct_id";
   // PostHog stores events of placeholder ids ("anonymous", …) and only
   // refuses to merge on them, so there is no blocklist here.
-  if (Problem problem = internal::ReadDistinctId(top_level ? *members.distinct_id
-                                                           : *special.distinct_id,
-                                                 field, false, &event->distinct_id)) {
+  if (Problem problem =
+          internal::ReadDistinctId(top_level ? *members.distinct_id : *special.distinct_id, field,
+                                   false, &event->distinct_id)) {
     return problem;
   }
   if (internal::TrimAsciiWhitespace(event->distinct_id).empty()) {
@@ -417,9 +414,9 @@ Problem CheckTimeRange(int64_t time_ms, std::string_view field, int64_t now_ms) 
     return RecordProblem{std::string(field), "before 1971-01-01 (kEventTimeMinMs)"};
   }
   if (time_ms > now_ms + kEventTimeFutureMaxMs) {
-    return RecordProblem{std::string(field),
-                         "more than " + std::to_string(kEventTimeFutureMaxMs / 1000) +
-                             " s in the future (kEventTimeFutureMaxMs)"};
+    return RecordProblem{std::string(field), "more than " +
+                                                 std::to_string(kEventTimeFutureMaxMs / 1000) +
+                                                 " s in the future (kEventTimeFutureMaxMs)"};
   }
   return std::nullopt;
 }
@@ -459,9 +456,9 @@ Problem ReadTime(const EventMembers& members, const SpecialProperties& special,
 RecordProblem Reparent(RecordProblem problem, std::string_view container) {
   const std::string_view inner = problem.field;
   constexpr std::string_view kProperties = "properties";
-  problem.field = std::string(container) +
-                  std::string(inner.starts_with(kProperties) ? inner.substr(kProperties.size())
-                                                             : std::string_view());
+  problem.field = std::string(container) + std::string(inner.starts_with(kProperties)
+                                                           ? inner.substr(kProperties.size())
+                                                           : std::string_view());
   return problem;
 }
 
@@ -528,8 +525,7 @@ Problem AppendPersonUpdates(const EventMembers& members, const SpecialProperties
   base.distinct_id = event.distinct_id;
   base.time_ms = event.time_ms;
   base.client_ip = event.client_ip;
-  const std::array<std::tuple<ProfileOperation, const std::optional<element>*, std::string_view>,
-                   6>
+  const std::array<std::tuple<ProfileOperation, const std::optional<element>*, std::string_view>, 6>
       sources = {{
           {ProfileOperation::kSet, &special.set, "properties.$set"},
           {ProfileOperation::kSetOnce, &special.set_once, "properties.$set_once"},
@@ -556,8 +552,8 @@ Problem ReadGroupIdentify(const SpecialProperties& special, RawEvent* event,
                           std::vector<RawProfileUpdate>* updates) {
   std::string_view group_type;
   if (IsNullOrAbsent(special.group_type) ||
-      special.group_type->get_string().get(group_type) != simdjson::SUCCESS ||
-      group_type.empty() || group_type.size() > kPropertyKeyBytesMax - kGroupsPrefix.size()) {
+      special.group_type->get_string().get(group_type) != simdjson::SUCCESS || group_type.empty() ||
+      group_type.size() > kPropertyKeyBytesMax - kGroupsPrefix.size()) {
     return RecordProblem{"properties.$group_type",
                          "required on $groupidentify: a string of 1 to " +
                              std::to_string(kPropertyKeyBytesMax - kGroupsPrefix.size()) +
@@ -570,8 +566,8 @@ Problem ReadGroupIdentify(const SpecialProperties& special, RawEvent* event,
   base.group_key.assign(group_type);
   base.time_ms = event->time_ms;
   base.client_ip = event->client_ip;
-  if (Problem problem = internal::ReadDistinctId(*special.group_key, "properties.$group_key",
-                                                 false, &base.distinct_id)) {
+  if (Problem problem = internal::ReadDistinctId(*special.group_key, "properties.$group_key", false,
+                                                 &base.distinct_id)) {
     return problem;
   }
   if (base.distinct_id.empty()) {
@@ -585,8 +581,8 @@ Problem ReadGroupIdentify(const SpecialProperties& special, RawEvent* event,
                       updates);
 }
 
-Problem DecodeEvent(element record, const Envelope& envelope,
-                    const PostHogDecodeOptions& options, PostHogBatch* batch) {
+Problem DecodeEvent(element record, const Envelope& envelope, const PostHogDecodeOptions& options,
+                    PostHogBatch* batch) {
   if (record.type() != element_type::OBJECT) {
     return RecordProblem{"record", "each event must be a JSON object"};
   }
@@ -613,9 +609,9 @@ Problem DecodeEvent(element record, const Envelope& envelope,
     }
   }
   using TokenSource = std::pair<const std::optional<element>*, std::string_view>;
-  for (const TokenSource& source : {TokenSource{&members.api_key, "api_key"},
-                                    TokenSource{&members.token, "token"},
-                                    TokenSource{&special.token, "properties.token"}}) {
+  for (const TokenSource& source :
+       {TokenSource{&members.api_key, "api_key"}, TokenSource{&members.token, "token"},
+        TokenSource{&special.token, "properties.token"}}) {
     if (Problem problem = AgreeToken(*source.first, source.second, &batch->token)) {
       return problem;
     }
@@ -648,8 +644,8 @@ Status RecordFailure(std::string_view prefix, RecordProblem problem) {
 }
 
 // Reads the envelope's own members; `records` becomes its batch.
-Status ReadEnvelope(simdjson::dom::object object, Envelope* envelope,
-                    simdjson::dom::array* records, PostHogBatch* batch) {
+Status ReadEnvelope(simdjson::dom::object object, Envelope* envelope, simdjson::dom::array* records,
+                    PostHogBatch* batch) {
   std::optional<element> api_key;
   std::optional<element> token;
   for (const auto [key, value] : object) {
@@ -769,14 +765,13 @@ Result<std::string_view> ExtractPostHogPayload(std::string_view query, std::stri
   }
   std::string inflated;
   if (NeedsDecompression(body, encoding)) {
-    MP_ASSIGN_OR_RETURN(inflated, DecompressBody(body, encoding, limits.decompressed_bytes_max,
-                                                 limits.ratio_max));
+    MP_ASSIGN_OR_RETURN(
+        inflated, DecompressBody(body, encoding, limits.decompressed_bytes_max, limits.ratio_max));
     body = inflated;
   } else if (gzip_js && !body.empty()) {
     return Status::InvalidArgument("compression: gzip-js, but the body is not gzip");
   }
-  MP_ASSIGN_OR_RETURN(const std::string_view payload,
-                      ExtractMixpanelPayload(query, body, storage));
+  MP_ASSIGN_OR_RETURN(const std::string_view payload, ExtractMixpanelPayload(query, body, storage));
   if (!inflated.empty() && payload.data() == inflated.data()) {
     // The payload is the inflated body itself: keep it alive.
     *storage = std::move(inflated);
@@ -788,10 +783,9 @@ Result<std::string_view> ExtractPostHogPayload(std::string_view query, std::stri
 Result<PostHogBatch> DecodePostHogEvents(std::string_view json,
                                          const PostHogDecodeOptions& options) {
   if (json.size() > kPostHogPayloadBytesMax) {
-    return Status::ResourceExhausted("body: " + std::to_string(json.size()) +
-                                     " bytes of JSON, over the limit of " +
-                                     std::to_string(kPostHogPayloadBytesMax) +
-                                     " (kPostHogPayloadBytesMax)");
+    return Status::ResourceExhausted(
+        "body: " + std::to_string(json.size()) + " bytes of JSON, over the limit of " +
+        std::to_string(kPostHogPayloadBytesMax) + " (kPostHogPayloadBytesMax)");
   }
   MP_ASSIGN_OR_RETURN(const element root, ParsePayload(json));
   PostHogBatch batch;
@@ -816,10 +810,9 @@ Result<PostHogBatch> DecodePostHogEvents(std::string_view json,
   }
   const size_t record_count = records.size();
   if (record_count > kPostHogEventsMax) {
-    return Status::ResourceExhausted("batch: " + std::to_string(record_count) +
-                                     " events, over the limit of " +
-                                     std::to_string(kPostHogEventsMax) +
-                                     " per request (kPostHogEventsMax)");
+    return Status::ResourceExhausted(
+        "batch: " + std::to_string(record_count) + " events, over the limit of " +
+        std::to_string(kPostHogEventsMax) + " per request (kPostHogEventsMax)");
   }
   batch.records_total = record_count;
   batch.events.reserve(record_count);

@@ -170,7 +170,7 @@ TEST(PostHogDecodeTest, BrowserEventMapsContextAndTopLevelSet) {
   EXPECT_EQ(event.referrer, "$direct");
   EXPECT_EQ(event.user_agent, "Mozilla/5.0 Chrome");
   EXPECT_EQ(event.library, "web");
-  EXPECT_EQ(event.client_ip, "198.51.100.7");  // a browser: the peer is the person
+  EXPECT_EQ(event.client_ip, "198.51.100.7");   // a browser: the peer is the person
   EXPECT_EQ(event.insert_id, "01a21732-6bcb");  // uuid wins over $insert_id
   EXPECT_EQ(Find(event.properties, "$insert_id"), nullptr);
   EXPECT_EQ(*Find(event.properties, "$browser"), Value::String("Chrome"));
@@ -191,8 +191,8 @@ TEST(PostHogDecodeTest, InsertIdIsTheFallbackWithoutUuid) {
 }
 
 TEST(PostHogDecodeTest, UnsetBecomesAnUnsetUpdate) {
-  const PostHogBatch batch = DecodeOk(
-      R"({"event":"$set","distinct_id":"u","properties":{"$unset":["old","older"]}})");
+  const PostHogBatch batch =
+      DecodeOk(R"({"event":"$set","distinct_id":"u","properties":{"$unset":["old","older"]}})");
   ASSERT_EQ(batch.profile_updates.size(), 1u);
   EXPECT_EQ(batch.profile_updates[0].operation, ProfileOperation::kUnset);
   ASSERT_EQ(batch.profile_updates[0].properties.size(), 2u);
@@ -273,8 +273,8 @@ TEST(PostHogDecodeTest, DeepNestingIsResourceExhausted) {
     nested = "{\"a\":" + nested + "}";
   }
   // The event object and its properties add two levels: one too many.
-  const auto decoded = Decode(R"({"batch":[{"event":"e","distinct_id":"u","properties":{"p":)" +
-                              nested + "}}]}");
+  const auto decoded =
+      Decode(R"({"batch":[{"event":"e","distinct_id":"u","properties":{"p":)" + nested + "}}]}");
   ASSERT_FALSE(decoded.ok());
   EXPECT_EQ(decoded.status().code(), StatusCode::kResourceExhausted);
 }
@@ -337,10 +337,9 @@ TEST(PostHogPayloadTest, EveryFormTheSdksSend) {
   EXPECT_EQ(Extract("compression=gzip-js&ver=1.449.2", gzip).value(), kSmall);
   // Plain JSON, base64 form body, JSON form body, GET data=.
   EXPECT_EQ(Extract("", kSmall).value(), kSmall);
-  EXPECT_EQ(Extract("compression=base64",
-                    "data=" + testing::UrlEncode(testing::Base64(kSmall)))
-                .value(),
-            kSmall);
+  EXPECT_EQ(
+      Extract("compression=base64", "data=" + testing::UrlEncode(testing::Base64(kSmall))).value(),
+      kSmall);
   EXPECT_EQ(Extract("", "data=" + testing::UrlEncode(kSmall)).value(), kSmall);
   EXPECT_EQ(Extract("data=" + testing::UrlEncode(testing::Base64(kSmall)), "").value(), kSmall);
   // Old posthog-js: LZString base64 (lz-string 1.5.0's output for
