@@ -217,6 +217,11 @@ struct EventMembers {
   std::optional<element> unset;
   std::optional<element> api_key;
   std::optional<element> token;
+  // Capture V1: {"disable_skew_correction": bool, ...} and the session's
+  // ids, which V1 moves out of the properties.
+  std::optional<element> options;
+  std::optional<element> session_id;
+  std::optional<element> window_id;
 };
 
 // The properties that are fields of the event rather than free
@@ -260,9 +265,26 @@ EventMembers ReadMembers(simdjson::dom::object object) {
       members.api_key = value;
     } else if (key == "token") {
       members.token = value;
+    } else if (key == "options") {
+      members.options = value;
+    } else if (key == "session_id") {
+      members.session_id = value;
+    } else if (key == "window_id") {
+      members.window_id = value;
     }
   }
   return members;
+}
+
+// Capture V1's `options.disable_skew_correction`, its $ignore_sent_at.
+bool DisablesSkewCorrection(const std::optional<element>& options) {
+  if (IsNullOrAbsent(options) || options->type() != element_type::OBJECT) {
+    return false;
+  }
+  element value;
+  return options->get_object().value_unsafe()["disable_skew_correction"].get(value) ==
+             simdjson::SUCCESS &&
+         value.type() == element_type::BOOL && value.get_bool().value_unsafe();
 }
 
 // Moves a string context property into its field; other types stay
@@ -432,7 +454,9 @@ Problem ReadTime(const EventMembers& members, const SpecialProperties& special,
         !ParseIsoTimeMs(members.timestamp->get_string().value_unsafe(), &timestamp_ms)) {
       return RecordProblem{"timestamp", std::string(kTimeRule)};
     }
-    const bool correct_skew = envelope.sent_at_ms.has_value() && !IsTrue(special.ignore_sent_at);
+    const bool correct_skew = envelope.sent_at_ms.has_value() &&
+                              !IsTrue(special.ignore_sent_at) &&
+                              !DisablesSkewCorrection(members.options);
     event->time_ms = correct_skew ? now_ms - (*envelope.sent_at_ms - timestamp_ms) : timestamp_ms;
     return CheckTimeRange(event->time_ms, "timestamp", now_ms);
   }
@@ -628,6 +652,19 @@ Problem DecodeEvent(element record, const Envelope& envelope, const PostHogDecod
   if (event.client_ip.empty() && !IsTrue(special.geoip_disable)) {
     event.client_ip.assign(options.client_ip);
   }
+  if (event.library.empty()) {
+    event.library.assign(options.library.substr(0, options.library.find('/')));
+  }
+  using TopLevelProperty = std::pair<const std::optional<element>*, std::string_view>;
+  for (const TopLevelProperty& moved : {TopLevelProperty{&members.session_id, "$session_id"},
+                                        TopLevelProperty{&members.window_id, "$window_id"}}) {
+    if (IsNullOrAbsent(*moved.first)) {
+      continue;
+    }
+    if (Problem problem = writer.Append(moved.second, **moved.first)) {
+      return problem;
+    }
+  }
   if (event.name == "$groupidentify") {
     if (Problem problem = ReadGroupIdentify(special, &event, &writer, &batch->profile_updates)) {
       return problem;
@@ -657,19 +694,23 @@ Status ReadEnvelope(simdjson::dom::object object, Envelope* envelope, simdjson::
       api_key = value;
     } else if (key == "token") {
       token = value;
-    } else if (key == "sent_at" && value.type() != element_type::NULL_VALUE) {
+    } else if ((key == "sent_at" || key == "created_at") &&
+               value.type() != element_type::NULL_VALUE) {
       int64_t sent_at_ms = 0;
       std::string_view text;
       if (value.get_string().get(text) != simdjson::SUCCESS) {
-        return Status::InvalidArgument("sent_at: " + std::string(kTimeRule));
+        return Status::InvalidArgument(std::string(key) + ": " + std::string(kTimeRule));
       }
       if (text.empty()) {
         continue;
       }
       if (!ParseIsoTimeMs(text, &sent_at_ms)) {
-        return Status::InvalidArgument("sent_at: " + std::string(kTimeRule));
+        return Status::InvalidArgument(std::string(key) + ": " + std::string(kTimeRule));
       }
-      envelope->sent_at_ms = sent_at_ms;
+      // Capture V1 calls it created_at; sent_at wins when both are there.
+      if (key == "sent_at" || !envelope->sent_at_ms.has_value()) {
+        envelope->sent_at_ms = sent_at_ms;
+      }
     } else if (key == "historical_migration") {
       batch->historical_migration = IsTrue(value);
     }
@@ -789,6 +830,7 @@ Result<PostHogBatch> DecodePostHogEvents(std::string_view json,
   }
   MP_ASSIGN_OR_RETURN(const element root, ParsePayload(json));
   PostHogBatch batch;
+  batch.token.assign(options.token);
   Envelope envelope;
   std::string prefix_word;
   simdjson::dom::array records;

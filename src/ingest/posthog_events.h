@@ -56,6 +56,12 @@ struct PostHogDecodeOptions {
   // they say `$geoip_disable: true` (posthog-node's default, where the
   // peer is a server, not the person). Empty: none.
   std::string_view client_ip;
+  // Capture V1 (posthog-node's /i/v1/analytics/events): the project token
+  // from `Authorization: Bearer`, which any token in the body must equal,
+  // and the library from `PostHog-Sdk-Info` ("posthog-node/5.70.0" gives
+  // "posthog-node") for events without `$lib`. Empty: none.
+  std::string_view token;
+  std::string_view library;
 };
 
 // One decoded capture request. All of it or nothing is stored.
@@ -70,7 +76,9 @@ struct PostHogBatch {
 };
 
 // Decodes one capture payload: an event object, an array of events, or
-// `{api_key, batch: [...], sent_at, historical_migration}`. A request is
+// `{api_key, batch: [...], sent_at, historical_migration}` — or Capture
+// V1's `{created_at, batch, historical_migration}`, whose events carry
+// `options` (disable_skew_correction) and top-level session_id/window_id. A request is
 // all or nothing: any bad record fails the whole request with
 // InvalidArgument naming it (`batch[3].timestamp: ...`); more than
 // kPostHogEventsMax events or kPostHogPayloadBytesMax bytes, or JSON nested

@@ -183,6 +183,37 @@ TEST(PostHogDecodeTest, BrowserEventMapsContextAndTopLevelSet) {
   EXPECT_EQ(batch.profile_updates[2].operation, ProfileOperation::kSetOnce);
 }
 
+// posthog-node's Capture V1 (POSTHOG_CAPTURE_MODE=v1): token and library
+// from the headers, created_at for sent_at, options and top-level session ids.
+TEST(PostHogDecodeTest, CaptureV1Batch) {
+  PostHogDecodeOptions options;
+  options.now_ms = kNowMs;
+  options.token = "phc_bearer";
+  options.library = "posthog-node/5.70.0";
+  const auto decoded = DecodePostHogEvents(R"({"created_at":"2026-11-26T09:31:52.000Z","batch":[
+      {"event":"a","uuid":"01a21732-0000-7000-8000-000000000001","distinct_id":"u",
+       "timestamp":"2026-11-26T09:31:51.000Z","session_id":"s-1","window_id":"w-1","options":{},
+       "properties":{"plan":"pro","$set":{"plan":"pro"}}},
+      {"event":"b","uuid":"01a21732-0000-7000-8000-000000000002","distinct_id":"u",
+       "timestamp":"2024-01-15T12:00:00.000Z","options":{"disable_skew_correction":true},
+       "properties":{}}]})",
+                                           options);
+  ASSERT_TRUE(decoded.ok()) << decoded.status().ToString();
+  EXPECT_EQ(decoded->token, "phc_bearer");
+  ASSERT_EQ(decoded->events.size(), 2u);
+  const RawEvent& first = decoded->events[0];
+  EXPECT_EQ(first.time_ms, kNowMs - 1000);  // created_at corrects the clock
+  EXPECT_EQ(first.library, "posthog-node");
+  EXPECT_EQ(*Find(first.properties, "$session_id"), Value::String("s-1"));
+  EXPECT_EQ(*Find(first.properties, "$window_id"), Value::String("w-1"));
+  EXPECT_EQ(decoded->events[1].time_ms, 1705320000000);  // disable_skew_correction
+  ASSERT_EQ(decoded->profile_updates.size(), 1u);
+  // A token in the body must be the bearer's.
+  const auto other = DecodePostHogEvents(R"({"api_key":"phc_other","batch":[]})", options);
+  ASSERT_FALSE(other.ok());
+  EXPECT_EQ(other.status().message(), "api_key: a request must carry one project token");
+}
+
 TEST(PostHogDecodeTest, InsertIdIsTheFallbackWithoutUuid) {
   const PostHogBatch batch =
       DecodeOk(R"({"event":"e","distinct_id":"u","properties":{"$insert_id":"abc-123"}})");

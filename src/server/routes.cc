@@ -168,6 +168,7 @@ Route ClassifyTarget(std::string_view target) {
   if (path == "/batch" || path == "/e" || path == "/i/v0/e" || path == "/capture") {
     return Route::kPostHogCapture;
   }
+  if (path == "/i/v1/analytics/events") return Route::kPostHogCaptureV1;
   if (path == "/flags" || path == "/decide") return Route::kPostHogFlags;
   if (path.starts_with("/array/") && (path.ends_with("/config.js") || path.ends_with("/config"))) {
     return Route::kPostHogConfig;
@@ -196,6 +197,8 @@ std::string_view RouteLabel(Route route) {
       return "/import";
     case Route::kPostHogCapture:
       return "/batch";  // and /e, /i/v0/e, /capture
+    case Route::kPostHogCaptureV1:
+      return "/i/v1/analytics/events";
     case Route::kPostHogFlags:
       return "/flags";  // and /decide
     case Route::kPostHogConfig:
@@ -231,8 +234,8 @@ bool IsIngestRoute(Route route) {
 }
 
 bool IsPostHogRoute(Route route) {
-  return route == Route::kPostHogCapture || route == Route::kPostHogFlags ||
-         route == Route::kPostHogConfig;
+  return route == Route::kPostHogCapture || route == Route::kPostHogCaptureV1 ||
+         route == Route::kPostHogFlags || route == Route::kPostHogConfig;
 }
 
 bool IsPolicyAdminRoute(Route route) {
@@ -456,22 +459,35 @@ Response PostHogFlagsResponse(const Request& request) {
 
 void HandlePostHog(Route route, const Request& request, const std::string& client_ip,
                    const Settings& settings, service::Service& service, ReplyFunction reply) {
-  if (route != Route::kPostHogCapture) {
+  if (route == Route::kPostHogFlags || route == Route::kPostHogConfig) {
     Response response = route == Route::kPostHogFlags ? PostHogFlagsResponse(request)
                                                       : PostHogConfigResponse(request);
     AddIngestCors(request, &response);
     reply(std::move(response));
     return;
   }
-  auto respond = [&request, reply = std::move(reply)](
+  const bool v1 = route == Route::kPostHogCaptureV1;
+  auto respond = [&request, v1, reply = std::move(reply)](
                      const Result<service::IngestOutcome>& result) {
     // posthog-js counts only 200 as success (and retries 202); the body is
-    // PostHog's.
-    Response response = result.ok() ? MakeResponse(request, 200, kJson, "{\"status\":1}")
-                                    : ErrorResponse(request, result.status());
+    // PostHog's. Capture V1 reads per-uuid results, where none means ok.
+    Response response =
+        result.ok() ? MakeResponse(request, 200, kJson, v1 ? "{\"results\":{}}" : "{\"status\":1}")
+                    : ErrorResponse(request, result.status());
     AddIngestCors(request, &response);
     reply(std::move(response));
   };
+  service::PostHogIngestRequest ingest_request;
+  if (v1) {
+    constexpr std::string_view kBearer = "Bearer ";
+    const std::string_view authorization = request[http::field::authorization];
+    if (!authorization.starts_with(kBearer) || authorization.size() == kBearer.size()) {
+      respond(Status::Unauthenticated("Authorization: send Bearer <project token>"));
+      return;
+    }
+    ingest_request.token = std::string(authorization.substr(kBearer.size()));
+    ingest_request.library = std::string(request["PostHog-Sdk-Info"]);
+  }
   auto encoding = ingest::ParseContentEncoding(request[http::field::content_encoding]);
   if (!encoding.ok()) {
     respond(encoding.status());
@@ -487,7 +503,6 @@ void HandlePostHog(Route route, const Request& request, const std::string& clien
     respond(payload.status());
     return;
   }
-  service::PostHogIngestRequest ingest_request;
   ingest_request.payload = *payload;
   ingest_request.client_ip = client_ip;
   // Decodes on this thread, so `storage` may go when the call returns.

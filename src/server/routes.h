@@ -26,6 +26,7 @@ enum class Route {
   kGroups,
   kImport,
   kPostHogCapture,  // /batch, /e, /i/v0/e, /capture (docs/formats/posthog.md)
+  kPostHogCaptureV1,  // /i/v1/analytics/events (posthog-node's Capture V1)
   kPostHogFlags,    // /flags, /decide: no feature flags
   kPostHogConfig,   // /array/<token>/config.js and /array/<token>/config
   kExport,

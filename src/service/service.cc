@@ -427,6 +427,8 @@ Result<Service::Prepared> Service::PreparePostHog(const PostHogIngestRequest& re
   ingest::PostHogDecodeOptions options;
   options.now_ms = clock_->NowMs();
   options.client_ip = request.client_ip;
+  options.token = request.token;
+  options.library = request.library;
   MP_ASSIGN_OR_RETURN(ingest::PostHogBatch decoded,
                       ingest::DecodePostHogEvents(request.payload, options));
   Prepared prepared;

@@ -66,6 +66,10 @@ struct PostHogIngestRequest {
   std::string_view payload;  // the JSON, as ingest::ExtractPostHogPayload returned it
   // Events without `$ip` (and without `$geoip_disable: true`) take it.
   std::string client_ip;
+  // Capture V1: the token of `Authorization: Bearer` and the library of
+  // `PostHog-Sdk-Info` (ingest::PostHogDecodeOptions). Empty otherwise.
+  std::string token;
+  std::string library;
 };
 
 // Bounds on one trusted import batch (Service::ImportEvents), the same as

@@ -496,3 +496,80 @@ describe('posthog-node retries', () => {
     assert.equal(await countCase(`${run}-slow`), 1, 'delivered twice, stored once');
   });
 });
+
+// posthog-node's opt-in Capture V1 (POSTHOG_CAPTURE_MODE=v1, read when the
+// client is made): POST /i/v1/analytics/events with Bearer auth.
+describe('posthog-node Capture V1', () => {
+  const run = randomTag('phv1');
+  let server;
+
+  before(async () => {
+    server = await startServer({ projectName: 'posthog-v1' });
+  });
+
+  after(async () => {
+    if (server) {
+      await server.cleanup();
+    }
+  });
+
+  it('events arrive once each, with their session ids and person updates', async () => {
+    const PostHog = requirePostHog();
+    const saved = process.env.POSTHOG_CAPTURE_MODE;
+    process.env.POSTHOG_CAPTURE_MODE = 'v1';
+    let client;
+    try {
+      client = new PostHog(server.project.token, { host: `http://${server.host}`, flushAt: 1, flushInterval: 0 });
+    } finally {
+      if (saved === undefined) {
+        delete process.env.POSTHOG_CAPTURE_MODE;
+      } else {
+        process.env.POSTHOG_CAPTURE_MODE = saved;
+      }
+    }
+    const errors = [];
+    client.on('error', (error) => errors.push(error));
+    const start = nowSeconds();
+    client.capture({
+      distinctId: `v1-${run}`, event: 'v1 event',
+      properties: { case_id: `${run}-v1`, plan: 'pro', $session_id: `session-${run}`, $set: { plan: 'pro' } },
+    });
+    client.identify({ distinctId: `v1-${run}`, properties: { $set: { email: `v1.${run}@example.test`, seats: 4 } } });
+    await client.shutdown();
+    assert.deepEqual(errors.map(String), [], 'no SDK error');
+
+    const rows = (await server.exportEvents()).filter((row) => row.properties.case_id === `${run}-v1` || row.event === '$identify');
+    const events = rows.filter((row) => row.event === 'v1 event');
+    assert.equal(events.length, 1, 'the event once');
+    assert.ok(events[0].properties.time >= start - 2 && events[0].properties.time <= nowSeconds() + 2, 'time (created_at correction)');
+    assert.equal(events[0].properties.$session_id, `session-${run}`, 'session_id moved back into the properties');
+    assert.equal(events[0].properties.plan, 'pro');
+    assert.equal(events[0].properties.$set, undefined);
+    assert.equal(rows.filter((row) => row.event === '$identify').length, 1, '$identify once');
+
+    const metrics = await server.request({ path: '/metrics', headers: server.authHeader() });
+    assert.match(metrics.text, /^minpanel_profile_updates_accepted_total 2$/m, 'two person updates');
+    assert.match(metrics.text, /^minpanel_http_requests_total\{route="\/i\/v1\/analytics\/events",status="200"\} [1-9]/m,
+      'the SDK used the V1 route');
+    assert.doesNotMatch(metrics.text, /route="\/batch"/, 'and not /batch/');
+  });
+
+  it('answers {"results":{}} and wants the Bearer token', async () => {
+    const body = zlib.gzipSync(JSON.stringify({
+      created_at: new Date().toISOString(),
+      batch: [{ event: 'raw v1', uuid: crypto.randomUUID(), distinct_id: `v1-${run}`, timestamp: new Date().toISOString(), options: {}, properties: { case_id: `${run}-raw-v1` } }],
+    }));
+    const headers = { 'Content-Type': 'application/json', 'Content-Encoding': 'gzip', 'PostHog-Sdk-Info': 'posthog-node/5.70.0' };
+    let res = await server.request({ method: 'POST', path: '/i/v1/analytics/events', headers, body });
+    assert.equal(res.status, 401);
+    assert.match(res.text, /Authorization: send Bearer <project token>/);
+    res = await server.request({
+      method: 'POST', path: '/i/v1/analytics/events', headers: { ...headers, Authorization: `Bearer ${server.project.token}` }, body,
+    });
+    assert.equal(res.status, 200, res.text);
+    assert.equal(res.text, '{"results":{}}');
+    const rows = (await server.exportEvents()).filter((row) => row.properties.case_id === `${run}-raw-v1`);
+    assert.equal(rows.length, 1);
+    assert.equal(rows[0].properties.mp_lib, 'posthog-node', 'the library from PostHog-Sdk-Info');
+  });
+});
