@@ -2,7 +2,8 @@
 // Content-Encoding (gzip or none) and whether the request comes from a
 // client address; the rest is query and body, split at the first newline →
 // ExtractPostHogPayload → DecodePostHogEvents. With bit 2 of the first byte
-// the rest goes straight to the LZString decoder (?compression=lz64).
+// the rest goes straight to the LZString decoder (?compression=lz64); bit 3
+// adds Capture V1's Bearer token and PostHog-Sdk-Info.
 #include <simdjson.h>
 
 #include <cstddef>
@@ -55,6 +56,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   ingest::PostHogDecodeOptions options;
   options.now_ms = kNowMs;
   options.client_ip = (mode & 2) != 0 ? "198.51.100.7" : "";
+  if ((mode & 8) != 0) {  // Capture V1's headers
+    options.token = "phc_bearer";
+    options.library = "posthog-node/5.70.0";
+  }
   const auto batch = ingest::DecodePostHogEvents(*payload, options);
   if (!batch.ok()) {
     fuzz::Check(!batch.status().message().empty(), "error without a message");
