@@ -717,7 +717,7 @@ describe('privacy canary through the PostHog routes', () => {
 
   // posthog-js also copies the page URL and referrer into free properties
   // and person properties ($session_entry_url, $initial_current_url,
-  // $session_entry_referrer, $initial_referrer, $prev_pageview_url, ...).
+  // $session_entry_referrer, $initial_referrer, ...).
   // The default policy generalises only the canonical page URL and
   // referrer; these go through the detectors alone, so a URL's own tokens
   // survive. The fix belongs to the policy (URL-valued keys), not to ingest.
