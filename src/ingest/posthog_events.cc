@@ -454,8 +454,7 @@ Problem ReadTime(const EventMembers& members, const SpecialProperties& special,
         !ParseIsoTimeMs(members.timestamp->get_string().value_unsafe(), &timestamp_ms)) {
       return RecordProblem{"timestamp", std::string(kTimeRule)};
     }
-    const bool correct_skew = envelope.sent_at_ms.has_value() &&
-                              !IsTrue(special.ignore_sent_at) &&
+    const bool correct_skew = envelope.sent_at_ms.has_value() && !IsTrue(special.ignore_sent_at) &&
                               !DisablesSkewCorrection(members.options);
     event->time_ms = correct_skew ? now_ms - (*envelope.sent_at_ms - timestamp_ms) : timestamp_ms;
     return CheckTimeRange(event->time_ms, "timestamp", now_ms);

@@ -265,6 +265,72 @@ TEST(PostHogDecodeTest, OneBadRecordRefusesTheRequestNamingIt) {
   EXPECT_EQ(DecodeError(R"([1])"), "[0].record: each event must be a JSON object");
 }
 
+// Every remaining record rule, each with its exact message.
+TEST(PostHogDecodeTest, EveryRecordRuleNamesItsField) {
+  const std::string long_name(kEventNameBytesMax + 1, 'n');
+  const std::string long_type(kPropertyKeyBytesMax, 't');
+  std::string many_names = "[";
+  for (size_t name_idx = 0; name_idx <= kPropertiesPerEventMax; ++name_idx) {
+    many_names += (name_idx == 0 ? "\"p" : ",\"p") + std::to_string(name_idx) + "\"";
+  }
+  many_names += "]";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {R"({"event":7,"distinct_id":"u"})", "event: must be a string"},
+      {R"({"event":"","distinct_id":"u"})", "event: must not be empty"},
+      {R"({"event":")" + long_name + R"(","distinct_id":"u"})",
+       "event: 256 bytes, over the limit of 255 (kEventNameBytesMax)"},
+      {R"({"event":"e","distinct_id":true})", "distinct_id: must be a string or a number"},
+      {R"({"event":"e","properties":{"distinct_id":[1]}})",
+       "properties.distinct_id: must be a string or a number"},
+      {R"({"event":"e","distinct_id":"u","uuid":7})",
+       "uuid: must be 1 to 36 characters of [A-Za-z0-9-] (kInsertIdBytesMax)"},
+      {R"({"event":"e","distinct_id":"u","properties":{"$insert_id":"a b"}})",
+       "properties.$insert_id: must be 1 to 36 characters of [A-Za-z0-9-] (kInsertIdBytesMax)"},
+      {R"({"event":"e","distinct_id":"u","properties":{"token":1}})",
+       "properties.token: must be a string (the project token)"},
+      {R"({"event":"e","distinct_id":"u","offset":99999999999999})",
+       "offset: must be an integer of ms, at most 31622400000 either way (kPostHogOffsetMsMax)"},
+      {R"({"event":"e","distinct_id":"u","offset":-3600001})",
+       "offset: more than 3600 s in the future (kEventTimeFutureMaxMs)"},
+      {R"({"event":"e","distinct_id":"u","$unset":"x"})",
+       "$unset: must be an array of property names"},
+      {R"({"event":"e","distinct_id":"u","$unset":[""]})",
+       "$unset: each name must be a string of 1 to 255 bytes (kPropertyKeyBytesMax)"},
+      {R"({"event":"e","distinct_id":"u","$unset":)" + many_names + "}",
+       "$unset: more than 255 names (kPropertiesPerEventMax)"},
+      {R"({"event":"e","distinct_id":"u","$set_once":[1]})", "$set_once: must be a JSON object"},
+      {R"({"event":"e","distinct_id":"u","$set":{"":1}})", "$set: empty property key"},
+      {R"({"event":"$groupidentify","distinct_id":"u","properties":{"$group_type":"c"}})",
+       "properties.$group_key: required on $groupidentify"},
+      {R"({"event":"$groupidentify","distinct_id":"u","properties":{"$group_type":"c","$group_key":""}})",
+       "properties.$group_key: must not be empty"},
+      {R"({"event":"$groupidentify","distinct_id":"u","properties":{"$group_type":")" + long_type +
+           R"(","$group_key":"k"}})",
+       "properties.$group_type: required on $groupidentify: a string of 1 to 247 bytes"},
+      {R"({"event":"$groupidentify","distinct_id":"u","properties":{"$group_type":"c","$group_key":"k","$group_set":1}})",
+       "properties.$group_set: must be a JSON object"},
+  };
+  for (const auto& [json, message] : cases) {
+    EXPECT_EQ(DecodeError(json), message) << json;
+  }
+}
+
+TEST(PostHogDecodeTest, PayloadAndEncodingLimits) {
+  const auto huge = Decode(std::string(kPostHogPayloadBytesMax + 1, ' '));
+  ASSERT_FALSE(huge.ok());
+  EXPECT_EQ(huge.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_EQ(huge.status().message(),
+            "body: 16777217 bytes of JSON, over the limit of 16777216 "
+            "(kPostHogPayloadBytesMax)");
+  EXPECT_EQ(DecodeError("{\"event\":\"\xff\"}"), "body: malformed JSON: invalid UTF-8");
+  EXPECT_EQ(DecodeError(R"({"batch":[],"sent_at":5})"),
+            "sent_at: must be an ISO-8601 time such as 2026-11-26T09:24:18.507Z");
+  EXPECT_EQ(DecodeError(R"({"batch":[],"created_at":"soon"})"),
+            "created_at: must be an ISO-8601 time such as 2026-11-26T09:24:18.507Z");
+  EXPECT_EQ(DecodeError(R"({"api_key":"a","token":"b","batch":[]})"),
+            "token: a request must carry one project token");
+}
+
 TEST(PostHogDecodeTest, OneRequestOneToken) {
   EXPECT_EQ(DecodeError(R"({"api_key":"a","batch":[{"event":"e","distinct_id":"u",
       "properties":{"token":"b"}}]})"),
