@@ -14,6 +14,7 @@
 
 #include "cli/record_reader.h"
 #include "service/service.h"
+#include "store/store.h"
 
 namespace minpanel::cli {
 namespace {
@@ -355,12 +356,35 @@ TEST_F(CliTest, ExportFilters) {
 }
 
 TEST_F(CliTest, DebugDumpPrintsTheLogAndReportsCorruption) {
-  const fs::path file = root_ / "events.jsonl";
-  WriteText(file, NumberedEvents(2));
-  ASSERT_EQ(Import(file).exit_code, 0);
+  // A log with records is one a crash left: a clean close flushes them into
+  // segments and trims the log, so write it through the store directly.
+  const fs::path folder = root_ / "store";
+  store::Options options;
+  options.folder = folder.string();
+  options.file_system = NewPosixFileSystem();
+  options.clock = NewSystemClock();
+  options.flush_on_close = false;
+  {
+    auto engine = store::OpenEmbeddedEngine(options);
+    ASSERT_TRUE(engine.ok()) << engine.status().ToString();
+    store::AppendBatch batch;
+    batch.project_id = 1;
+    for (uint64_t i = 1; i <= 2; ++i) {
+      Event event;
+      event.name = "Signed Up";
+      event.time_ms = kFirstEventSeconds * 1000 + static_cast<int64_t>(i);
+      event.subject = Id128{0, i};
+      event.insert_id = Id128{0x1D, i};
+      event.key_version = 1;
+      batch.events.push_back(std::move(event));
+    }
+    ASSERT_TRUE((*engine)->Append(std::move(batch)).ok());
+    ASSERT_TRUE((*engine)->Close().ok());
+  }
   fs::path log;
-  for (const auto& entry : fs::directory_iterator(root_ / "data" / "store" / "wal")) {
-    if (entry.path().extension() == ".log") {
+  for (const auto& entry : fs::directory_iterator(folder / "wal")) {
+    if (entry.path().extension() == ".log" &&
+        (log.empty() || fs::file_size(entry.path()) > fs::file_size(log))) {
       log = entry.path();
     }
   }
