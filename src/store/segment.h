@@ -235,6 +235,18 @@ class SegmentReader {
   // Reads and checks every chunk of the file; OK when all of it decodes.
   Status Verify() const;
 
+  // A view of `base` without some rows (erasure and time-based dropping,
+  // src/store/deletion.h): `hidden_rows[block]` lists a block's hidden rows,
+  // ascending (a missing or empty list hides none). Every read of the view,
+  // its blocks' row counts and its summary's row count leave those rows out,
+  // so a caller needs no knowledge of them; zone maps, name bitmaps and key
+  // statistics stay the base's (supersets). `base` must not be a view itself.
+  // Defined in deletion.cc.
+  static std::shared_ptr<const SegmentReader> WithHiddenRows(
+      std::shared_ptr<const SegmentReader> base, std::vector<std::vector<uint32_t>> hidden_rows);
+  // The reader a WithHiddenRows view reads through, or nullptr.
+  const SegmentReader* hidden_rows_base() const { return masked_base_.get(); }
+
   // For DumpSegmentFile: the footer as stored.
   const SegmentFooter& footer() const { return footer_; }
 
@@ -256,6 +268,19 @@ class SegmentReader {
   Status ReadMapEntries(size_t block_idx, std::vector<Event>* events) const;
   Status CheckRowOrder(size_t block_idx, const std::vector<int64_t>& times, const SubjectRuns& runs,
                        const std::vector<Id128>& insert_ids) const;
+
+  // WithHiddenRows views (deletion.cc): each public read goes to the base
+  // and drops the hidden rows from what it returns.
+  SegmentReader();  // defined beside the other constructor, where SegmentSource is complete
+  Status MaskedReadTimes(size_t block_idx, std::vector<int64_t>* times) const;
+  Status MaskedReadSubjects(size_t block_idx, SubjectRuns* runs) const;
+  Status MaskedReadInsertIds(size_t block_idx, std::vector<Id128>* insert_ids) const;
+  Status MaskedReadKeyVersions(size_t block_idx, std::vector<uint32_t>* key_versions) const;
+  Status MaskedReadNameCodes(size_t block_idx, std::vector<uint32_t>* name_codes) const;
+  Status MaskedReadProperty(size_t block_idx, std::string_view key, PropertyColumn* column) const;
+  Status MaskedReadEvents(size_t block_idx, std::vector<Event>* events) const;
+  std::shared_ptr<const SegmentReader> masked_base_;
+  std::vector<std::vector<uint32_t>> hidden_rows_;
 
   std::unique_ptr<const SegmentSource> source_;
   std::string name_;

@@ -155,6 +155,8 @@ SegmentReader::SegmentReader(std::unique_ptr<const SegmentSource> source, std::s
   BuildIndexes();
 }
 
+SegmentReader::SegmentReader() = default;
+
 SegmentReader::~SegmentReader() = default;
 
 Result<std::unique_ptr<SegmentReader>> SegmentReader::Open(std::string image, std::string name) {
@@ -374,6 +376,9 @@ Status SegmentReader::ReadColumnChunk(size_t block_idx, size_t chunk_idx, std::s
 }
 
 Status SegmentReader::ReadTimes(size_t block_idx, std::vector<int64_t>* times) const {
+  if (masked_base_) {
+    return MaskedReadTimes(block_idx, times);
+  }
   const FooterBlock& block = footer_.blocks[block_idx];
   const ThreadBuffer scratch(DecodedBuffer());
   std::string_view raw;
@@ -386,6 +391,9 @@ Status SegmentReader::ReadTimes(size_t block_idx, std::vector<int64_t>* times) c
 }
 
 Status SegmentReader::ReadSubjects(size_t block_idx, SubjectRuns* runs) const {
+  if (masked_base_) {
+    return MaskedReadSubjects(block_idx, runs);
+  }
   const ThreadBuffer scratch(DecodedBuffer());
   std::string_view raw;
   Status status =
@@ -397,6 +405,9 @@ Status SegmentReader::ReadSubjects(size_t block_idx, SubjectRuns* runs) const {
 }
 
 Status SegmentReader::ReadInsertIds(size_t block_idx, std::vector<Id128>* insert_ids) const {
+  if (masked_base_) {
+    return MaskedReadInsertIds(block_idx, insert_ids);
+  }
   const ThreadBuffer scratch(DecodedBuffer());
   std::string_view raw;
   Status status =
@@ -408,6 +419,9 @@ Status SegmentReader::ReadInsertIds(size_t block_idx, std::vector<Id128>* insert
 }
 
 Status SegmentReader::ReadKeyVersions(size_t block_idx, std::vector<uint32_t>* key_versions) const {
+  if (masked_base_) {
+    return MaskedReadKeyVersions(block_idx, key_versions);
+  }
   const ThreadBuffer scratch(DecodedBuffer());
   std::string_view raw;
   Status status =
@@ -419,6 +433,9 @@ Status SegmentReader::ReadKeyVersions(size_t block_idx, std::vector<uint32_t>* k
 }
 
 Status SegmentReader::ReadNameCodes(size_t block_idx, std::vector<uint32_t>* name_codes) const {
+  if (masked_base_) {
+    return MaskedReadNameCodes(block_idx, name_codes);
+  }
   const FooterBlock& block = footer_.blocks[block_idx];
   const ThreadBuffer scratch(DecodedBuffer());
   std::string_view raw;
@@ -457,6 +474,9 @@ Result<std::shared_ptr<const SegmentDictionary>> SegmentReader::Dictionary(
 
 Result<std::shared_ptr<const SegmentDictionary>> SegmentReader::ReadDictionary(
     std::string_view key) const {
+  if (masked_base_) {
+    return masked_base_->ReadDictionary(key);
+  }
   const PropertyKeyInfo* info = FindPropertyKey(key);
   if (info == nullptr || info->encoding != StringEncoding::kDictionary) {
     return Status::NotFound("segment " + name_ + " has no dictionary for " +
@@ -503,6 +523,9 @@ Status SegmentReader::ReadMapKey(size_t block_idx, uint32_t key_code,
 
 Status SegmentReader::ReadProperty(size_t block_idx, std::string_view key,
                                    PropertyColumn* column) const {
+  if (masked_base_) {
+    return MaskedReadProperty(block_idx, key, column);
+  }
   const PropertyKeyInfo* info = FindPropertyKey(key);
   if (info == nullptr) {
     // An empty chunk with no present rows decodes as absent everywhere.
@@ -582,6 +605,9 @@ Status SegmentReader::CheckRowOrder(size_t block_idx, const std::vector<int64_t>
 }
 
 Status SegmentReader::ReadEvents(size_t block_idx, std::vector<Event>* events) const {
+  if (masked_base_) {
+    return MaskedReadEvents(block_idx, events);
+  }
   const size_t rows = footer_.blocks[block_idx].row_count;
   std::vector<int64_t> times;
   SubjectRuns runs;
@@ -624,6 +650,9 @@ Status SegmentReader::ReadEvents(size_t block_idx, std::vector<Event>* events) c
 }
 
 Status SegmentReader::Verify() const {
+  if (masked_base_) {
+    return masked_base_->Verify();
+  }
   std::vector<Event> events;
   for (size_t block_idx = 0; block_idx < footer_.blocks.size(); ++block_idx) {
     MP_RETURN_IF_ERROR(ReadEvents(block_idx, &events));

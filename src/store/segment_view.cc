@@ -1,0 +1,165 @@
+// SegmentReader::WithHiddenRows (segment.h): a view of a segment reader
+// without some rows, which erasure and time-based dropping use until a
+// rewrite removes the rows from the file (src/store/deletion.h). Each read
+// goes to the base reader and drops the hidden rows from what it returns.
+#include <algorithm>
+#include <cassert>
+
+#include "store/segment.h"
+
+namespace minpanel::store {
+namespace {
+
+// Removes the entries at `hidden` (ascending indexes) from `values`, keeping
+// order.
+template <typename T>
+void EraseHidden(const std::vector<uint32_t>& hidden, std::vector<T>* values) {
+  if (hidden.empty() || values->empty()) {
+    return;
+  }
+  size_t out = hidden.front();
+  size_t hidden_idx = 0;
+  for (size_t row_idx = hidden.front(); row_idx < values->size(); ++row_idx) {
+    if (hidden_idx < hidden.size() && hidden[hidden_idx] == row_idx) {
+      ++hidden_idx;
+      continue;
+    }
+    (*values)[out++] = std::move((*values)[row_idx]);
+  }
+  values->resize(out);
+}
+
+}  // namespace
+
+std::shared_ptr<const SegmentReader> SegmentReader::WithHiddenRows(
+    std::shared_ptr<const SegmentReader> base, std::vector<std::vector<uint32_t>> hidden_rows) {
+  // The engine makes views of file-backed readers only; a view of a view
+  // would number its rows without the base's hidden rows.
+  assert(base->masked_base_ == nullptr);
+  std::shared_ptr<SegmentReader> view(new SegmentReader());
+  view->name_ = base->name_;
+  view->footer_ = base->footer_;
+  view->summary_ = base->summary_;
+  view->blocks_ = base->blocks_;
+  view->event_names_ = base->event_names_;
+  view->property_keys_ = base->property_keys_;
+  view->map_tag_masks_ = base->map_tag_masks_;
+  view->key_positions_ = base->key_positions_;
+  hidden_rows.resize(base->block_count());
+  uint64_t first_row = 0;
+  for (size_t block_idx = 0; block_idx < view->blocks_.size(); ++block_idx) {
+    SegmentBlockInfo& block = view->blocks_[block_idx];
+    const uint64_t hidden = hidden_rows[block_idx].size();
+    view->summary_.row_count -= hidden;
+    block.row_count -= static_cast<uint32_t>(hidden);
+    block.first_row = first_row;
+    first_row += block.row_count;
+  }
+  view->hidden_rows_ = std::move(hidden_rows);
+  view->masked_base_ = std::move(base);
+  return view;
+}
+
+Status SegmentReader::MaskedReadTimes(size_t block_idx, std::vector<int64_t>* times) const {
+  MP_RETURN_IF_ERROR(masked_base_->ReadTimes(block_idx, times));
+  EraseHidden(hidden_rows_[block_idx], times);
+  return Status::Ok();
+}
+
+Status SegmentReader::MaskedReadSubjects(size_t block_idx, SubjectRuns* runs) const {
+  MP_RETURN_IF_ERROR(masked_base_->ReadSubjects(block_idx, runs));
+  const std::vector<uint32_t>& hidden = hidden_rows_[block_idx];
+  if (hidden.empty()) {
+    return Status::Ok();
+  }
+  size_t hidden_idx = 0;
+  uint32_t run_start = 0;
+  size_t out = 0;
+  for (size_t run_idx = 0; run_idx < runs->subjects.size(); ++run_idx) {
+    const uint32_t length = runs->run_lengths[run_idx];
+    uint32_t kept = length;
+    while (hidden_idx < hidden.size() && hidden[hidden_idx] < run_start + length) {
+      --kept;
+      ++hidden_idx;
+    }
+    run_start += length;
+    if (kept > 0) {
+      runs->subjects[out] = runs->subjects[run_idx];
+      runs->run_lengths[out] = kept;
+      ++out;
+    }
+  }
+  runs->subjects.resize(out);
+  runs->run_lengths.resize(out);
+  return Status::Ok();
+}
+
+Status SegmentReader::MaskedReadInsertIds(size_t block_idx, std::vector<Id128>* insert_ids) const {
+  MP_RETURN_IF_ERROR(masked_base_->ReadInsertIds(block_idx, insert_ids));
+  EraseHidden(hidden_rows_[block_idx], insert_ids);
+  return Status::Ok();
+}
+
+Status SegmentReader::MaskedReadKeyVersions(size_t block_idx,
+                                            std::vector<uint32_t>* key_versions) const {
+  MP_RETURN_IF_ERROR(masked_base_->ReadKeyVersions(block_idx, key_versions));
+  EraseHidden(hidden_rows_[block_idx], key_versions);
+  return Status::Ok();
+}
+
+Status SegmentReader::MaskedReadNameCodes(size_t block_idx,
+                                          std::vector<uint32_t>* name_codes) const {
+  MP_RETURN_IF_ERROR(masked_base_->ReadNameCodes(block_idx, name_codes));
+  EraseHidden(hidden_rows_[block_idx], name_codes);
+  return Status::Ok();
+}
+
+Status SegmentReader::MaskedReadProperty(size_t block_idx, std::string_view key,
+                                         PropertyColumn* column) const {
+  MP_RETURN_IF_ERROR(masked_base_->ReadProperty(block_idx, key, column));
+  const std::vector<uint32_t>& hidden = hidden_rows_[block_idx];
+  if (hidden.empty()) {
+    return Status::Ok();
+  }
+  // Lists first: their items are found through the offsets of all rows.
+  if (!column->list_offsets.empty()) {
+    std::vector<uint32_t> offsets = {0};
+    size_t out_items = 0;
+    size_t hidden_idx = 0;
+    const size_t rows = column->list_offsets.size() - 1;
+    for (size_t row_idx = 0; row_idx < rows; ++row_idx) {
+      if (hidden_idx < hidden.size() && hidden[hidden_idx] == row_idx) {
+        ++hidden_idx;
+        continue;
+      }
+      for (uint32_t item_idx = column->list_offsets[row_idx];
+           item_idx < column->list_offsets[row_idx + 1]; ++item_idx) {
+        column->list_items[out_items] = column->list_items[item_idx];
+        if (!column->list_item_codes.empty()) {
+          column->list_item_codes[out_items] = column->list_item_codes[item_idx];
+        }
+        ++out_items;
+      }
+      offsets.push_back(static_cast<uint32_t>(out_items));
+    }
+    column->list_items.resize(out_items);
+    if (!column->list_item_codes.empty()) {
+      column->list_item_codes.resize(out_items);
+    }
+    column->list_offsets = std::move(offsets);
+  }
+  EraseHidden(hidden, &column->tags);
+  EraseHidden(hidden, &column->ints);
+  EraseHidden(hidden, &column->doubles);
+  EraseHidden(hidden, &column->strings);
+  EraseHidden(hidden, &column->string_codes);
+  return Status::Ok();
+}
+
+Status SegmentReader::MaskedReadEvents(size_t block_idx, std::vector<Event>* events) const {
+  MP_RETURN_IF_ERROR(masked_base_->ReadEvents(block_idx, events));
+  EraseHidden(hidden_rows_[block_idx], events);
+  return Status::Ok();
+}
+
+}  // namespace minpanel::store
