@@ -21,6 +21,7 @@
 #include <sstream>
 
 #include "fuzz_check.h"
+#include "store/deletion.h"
 #include "store/log_reader.h"
 #include "store/store.h"
 #include "store/wal_format.h"
@@ -179,6 +180,16 @@ bool WalkImage(std::string_view image, size_t read_bytes_max) {
           "end offset follows the record");
     Check(reader.end_offset() <= image.size(), "records inside the image");
     previous_end = reader.end_offset();
+    if (reader.record_type() == store::WalRecordType::kPadding) {
+      continue;
+    }
+    if (reader.record_type() == store::WalRecordType::kDeletion) {
+      const auto deletion = store::DecodeDeletionPayload(payload);
+      Check(deletion.ok() || deletion.status().code() == StatusCode::kCorruption,
+            "deletion errors are Corruption");
+      payloads_ok = deletion.ok() && payloads_ok;
+      continue;
+    }
     payloads_ok = CheckPayload(payload) && payloads_ok;
   }
 }

@@ -15,6 +15,8 @@
 // and the log stats; `data_mutex_` guards the memtable, the memtable being
 // flushed, the live segments and the flush stats. Neither is held while the
 // other is taken.
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <bit>
 #include <charconv>
@@ -28,6 +30,7 @@
 #include <thread>
 
 #include "store/dedup_index.h"
+#include "store/deletion.h"
 #include "store/log_reader.h"
 #include "store/manifest.h"
 #include "store/mix.h"
@@ -57,6 +60,11 @@ constexpr int64_t kMsPerDay = 86'400'000;
 constexpr size_t kCompactionInputsMin = 4;
 constexpr uint64_t kCompactionInputRowsMax = 1'000'000;
 constexpr uint64_t kCompactionOutputRowsMax = 4'000'000;
+// A purge pass rewrites segments holding hidden rows until it has read this
+// many rows, then writes the manifest and lets the flush thread flush again.
+constexpr uint64_t kPurgeRowsPerPass = 4'000'000;
+// While a deletion waits for purge_delay_ms the flush thread looks at it this often.
+constexpr auto kPurgeCheckPause = std::chrono::seconds(1);
 
 // "YYYY-MM-DD" of the UTC day `day` days after 1970-01-01 (Hinnant's civil_from_days).
 std::string UtcDayName(int64_t day) {
@@ -208,6 +216,9 @@ class EmbeddedEngine final : public Engine {
   Status ScanProfiles(uint32_t project_id,
                       const std::function<bool(const ProfileUpdate&)>& visit) override;
   Result<SegmentSnapshot> Snapshot(uint32_t project_id) override;
+  Status EraseSubjects(uint32_t project_id, std::vector<Id128> subjects) override;
+  Status DropBefore(uint32_t project_id, int64_t before_ms) override;
+  Status PurgeDeleted() override;
   Stats GetStats() const override;
   Status Close() override;
 
@@ -229,6 +240,9 @@ class EmbeddedEngine final : public Engine {
     bool done = false;
     std::condition_variable done_cv;
     AppendCallback callback;  // set for AppendAsync; then the writer owns this
+    // Set for EraseSubjects and DropBefore: the record is this deletion.
+    std::optional<Deletion> deletion;
+    uint64_t record_offset = 0;  // of the deletion's record, set by ComposeRecord
   };
   struct LogFileInfo {
     uint64_t number = 0;
@@ -254,16 +268,56 @@ class EmbeddedEngine final : public Engine {
     uint32_t project_id = 0;
     std::shared_ptr<const SegmentReader> reader;
     std::string path;  // as in the manifest
+    LogPosition log_end;  // as in the manifest
+    // What reads use: `reader`, or a view hiding the rows that the
+    // deletions of generation `view_generation` hide.
+    std::shared_ptr<const SegmentReader> view;
+    uint64_t view_generation = UINT64_MAX;
   };
   // Receives each record of a file: its header and a decoder positioned
   // after it. Returns false to stop.
-  using RecordVisitor = std::function<Result<bool>(const WalPayloadHeader&, WalDecoder*)>;
+  using RecordVisitor =
+      std::function<Result<bool>(const WalPayloadHeader&, WalDecoder*, const LogPosition&)>;
 
   std::string LogPath(uint64_t number) const;
   void Note(const std::string& note);
   // Recovery.
   Status ReplayFile(uint64_t number, bool is_last, uint64_t* durable_bytes);
   Status ApplyRecord(std::string_view payload, bool to_memtable);
+  Status ApplyDeletionRecord(std::string_view payload, const LogPosition& position);
+  // Erasure.
+  Status EnqueueDeletion(Deletion deletion);
+  // Removes the rows `deletion` hides from the memtables and publishes a new
+  // deletion state (unless one at the same position is already in force).
+  void ApplyDeletionLocked(const Deletion& deletion);
+  // The readers of a project's live segments as reads must see them (views
+  // for segments with hidden rows), computing stale views outside the lock.
+  Result<SegmentSnapshot> LiveReaders(uint32_t project_id);
+  struct ReaderSet {
+    struct Stale {
+      size_t position = 0;  // in `readers`
+      std::shared_ptr<const SegmentReader> reader;
+      LogPosition log_end;
+    };
+    SegmentSnapshot readers;
+    std::vector<Stale> stale;  // readers still to be replaced by views
+    std::shared_ptr<const DeletionState> state;
+  };
+  // Under data_mutex_ (with the memtables, for one consistent snapshot),
+  // then outside it.
+  void CollectReadersLocked(uint32_t project_id, ReaderSet* set) const;
+  Status ResolveViews(uint32_t project_id, ReaderSet* set);
+  bool PurgeDueLocked() const;
+  // One purge pass (flush thread): rewrites segments with hidden rows, up to
+  // kPurgeRowsPerPass rows, then retires what no file needs. True when work is left.
+  Result<bool> PurgeOnce();
+  Result<bool> RewriteHidden(const DeletionState& state);
+  Status RetireDeletions(const DeletionState& state);
+  // Rewrites one log file (wholly in segments) without the rows `state`
+  // hides and without the records of the deletions `dropping`, keeping
+  // every record's offset (padding records fill the gaps).
+  Status RewriteLogFile(const LogFileInfo& info, const DeletionState& state,
+                        const std::vector<LogPosition>& dropping);
   Status LoadManifest();
   Status RemoveOrphans(const std::set<std::string>& live_paths);
   // Memtable and flush.
@@ -274,8 +328,9 @@ class EmbeddedEngine final : public Engine {
   bool MemtableFull(size_t batches);
   void FlushLoop();
   // Has the writer thread (or, once it has stopped, this one) roll the log
-  // and swap the memtable out; returns with data_mutex_ held again.
-  void SwapAtLogRoll(std::unique_lock<std::mutex>& lock, bool stopping);
+  // and swap the memtable out; returns with data_mutex_ held again, false
+  // when Close came first and nothing was rolled.
+  bool SwapAtLogRoll(std::unique_lock<std::mutex>& lock, bool stopping);
   void RollLogAndSwapMemtables();
   void SwapMemtablesLocked();
   Status FlushImmutable();
@@ -291,6 +346,8 @@ class EmbeddedEngine final : public Engine {
   // Writer thread.
   void WriterLoop();
   void CommitGroup(const std::vector<PendingAppend*>& group);
+  // Writes, syncs and publishes a group the memtable has room for.
+  void CommitGroupNow(const std::vector<PendingAppend*>& group);
   Status PrepareLogForWrite();
   Status RepairLog();
   Status RollLogFile();
@@ -348,6 +405,15 @@ class EmbeddedEngine final : public Engine {
   LogPosition flushing_position_;
   std::vector<LiveSegment> segments_;
   bool flush_requested_ = false;
+  std::shared_ptr<const DeletionState> deletions_ = MakeDeletionState({}, 0);
+  uint64_t deletion_generation_ = 0;
+  bool purge_dirty_ = false;              // a purge pass may find work
+  uint64_t purge_tickets_requested_ = 0;  // by PurgeDeleted
+  uint64_t purge_tickets_done_ = 0;
+  Status purge_status_;
+  std::condition_variable purge_cv_;
+  uint64_t rolls_ = 0;  // log rolls for a flush, for SwapAtLogRoll
+
   bool flush_stopping_ = false;
   bool behind_counted_ = false;
   Stats data_stats_;  // the segment and memtable fields only
@@ -407,6 +473,7 @@ Status EmbeddedEngine::Open() {
   {
     std::lock_guard lock(data_mutex_);
     memtable_position_ = LogPosition{file_number_, file_durable_bytes_};
+    flushing_position_ = manifest_.log_position;
     flush_requested_ = MemtableOverThresholdLocked();
   }
   writer_ = std::thread([this] { WriterLoop(); });
@@ -447,9 +514,15 @@ Status EmbeddedEngine::LoadManifest() {
     live_paths.insert(entry.path);
     stats_.events += entry.row_count;
     data_stats_.segment_bytes += (*reader)->summary().file_bytes;
-    segments_.push_back(LiveSegment{entry.project_id, std::move(reader).value(), entry.path});
+    segments_.push_back(LiveSegment{entry.project_id, std::move(reader).value(), entry.path,
+                                    entry.log_end, nullptr, UINT64_MAX});
   }
   data_stats_.segments = segments_.size();
+  {
+    std::lock_guard lock(data_mutex_);
+    deletions_ = MakeDeletionState(manifest_.deletions, ++deletion_generation_);
+    purge_dirty_ = !manifest_.deletions.empty();
+  }
   next_segment_number_ = manifest_.next_segment_number;
   MP_RETURN_IF_ERROR(RemoveOrphans(live_paths));
   return LoadRecentInsertIds();
@@ -535,10 +608,14 @@ Status EmbeddedEngine::ReplayFile(uint64_t number, bool is_last, uint64_t* durab
     if (record == LogReader::Outcome::kEnd) {
       break;
     }
+    if (record == LogReader::Outcome::kRecord && reader.record_type() == WalRecordType::kPadding) {
+      continue;
+    }
     if (record == LogReader::Outcome::kRecord) {
-      const bool to_memtable =
-          LogPosition{number, reader.record_offset()} >= manifest_.log_position;
-      const Status applied = ApplyRecord(payload, to_memtable);
+      const LogPosition position{number, reader.record_offset()};
+      const Status applied = reader.record_type() == WalRecordType::kDeletion
+                                 ? ApplyDeletionRecord(payload, position)
+                                 : ApplyRecord(payload, position >= manifest_.log_position);
       if (applied.ok()) {
         continue;
       }
@@ -601,6 +678,17 @@ Status EmbeddedEngine::ApplyRecord(std::string_view payload, bool to_memtable) {
     std::lock_guard lock(data_mutex_);
     AddEventsLocked(header.project_id, &events);
   }
+  return Status::Ok();
+}
+
+// A deletion replayed from the log hides what it hid before the crash: the
+// rows before it in the memtable being rebuilt (those replayed so far) and
+// in segments flushed before it. One the manifest already lists is ignored.
+Status EmbeddedEngine::ApplyDeletionRecord(std::string_view payload, const LogPosition& position) {
+  MP_ASSIGN_OR_RETURN(Deletion deletion, DecodeDeletionPayload(payload));
+  deletion.position = position;
+  std::lock_guard lock(data_mutex_);
+  ApplyDeletionLocked(deletion);
   return Status::Ok();
 }
 
@@ -715,6 +803,105 @@ void EmbeddedEngine::AppendAsync(AppendBatch batch, AppendCallback done) {
   done(status);
 }
 
+Status EmbeddedEngine::EnqueueDeletion(Deletion deletion) {
+  {
+    std::lock_guard lock(data_mutex_);
+    if (deletions_->deletions.size() >= kManifestDeletionsMax) {
+      return Status::ResourceExhausted(
+          "kManifestDeletionsMax (" + std::to_string(kManifestDeletionsMax) +
+          ") deletions wait for their purge; call PurgeDeleted, then retry");
+    }
+  }
+  PendingAppend pending;
+  pending.project_id = deletion.project_id;
+  pending.deletion = std::move(deletion);
+  MP_RETURN_IF_ERROR(Enqueue(&pending));
+  std::unique_lock lock(mutex_);
+  pending.done_cv.wait(lock, [&pending] { return pending.done; });
+  return pending.status;
+}
+
+Status EmbeddedEngine::EraseSubjects(uint32_t project_id, std::vector<Id128> subjects) {
+  if (subjects.empty()) {
+    return Status::InvalidArgument("subjects: empty; name at least one subject to erase");
+  }
+  std::sort(subjects.begin(), subjects.end());
+  subjects.erase(std::unique(subjects.begin(), subjects.end()), subjects.end());
+  if (subjects.size() > kDeletionSubjectsMax) {
+    return Status::ResourceExhausted("subjects: " + std::to_string(subjects.size()) +
+                                     " distinct subjects exceed kDeletionSubjectsMax (" +
+                                     std::to_string(kDeletionSubjectsMax) + ") in one call");
+  }
+  Deletion deletion;
+  deletion.project_id = project_id;
+  deletion.subjects = std::move(subjects);
+  return EnqueueDeletion(std::move(deletion));
+}
+
+Status EmbeddedEngine::DropBefore(uint32_t project_id, int64_t before_ms) {
+  Deletion deletion;
+  deletion.project_id = project_id;
+  deletion.drop_before_ms = before_ms;
+  return EnqueueDeletion(std::move(deletion));
+}
+
+void EmbeddedEngine::ApplyDeletionLocked(const Deletion& deletion) {
+  const auto hides = [&deletion](const Event& event) {
+    if (deletion.drop_before_ms.has_value()) {
+      return event.time_ms < *deletion.drop_before_ms;
+    }
+    return std::binary_search(deletion.subjects.begin(), deletion.subjects.end(), event.subject);
+  };
+  // Every memtable row is from a record before the deletion's: remove the
+  // hidden ones now, so that segments flushed later never hold them.
+  if (const auto found = memtables_.find(deletion.project_id); found != memtables_.end()) {
+    Memtable& memtable = found->second;
+    const size_t before = memtable.events.size();
+    std::erase_if(memtable.events, [&](const Event& event) {
+      if (!hides(event)) {
+        return false;
+      }
+      const uint64_t bytes = EventMemoryBytes(event);
+      memtable.bytes -= bytes;
+      memtable_bytes_ -= bytes;
+      return true;
+    });
+    if (memtable.events.size() != before) {
+      memtable_rows_ -= before - memtable.events.size();
+      memtable.version = ++memtable_versions_;
+    }
+  }
+  // The memtable being flushed becomes segments whose log end is before the
+  // deletion, which views then mask; until they are published, readers see
+  // a copy without the hidden rows.
+  if (const auto found = flushing_.find(deletion.project_id); found != flushing_.end()) {
+    FlushingMemtable& flushing = found->second;
+    if (std::any_of(flushing.events->begin(), flushing.events->end(), hides)) {
+      auto kept = std::make_shared<std::vector<Event>>();
+      for (const Event& event : *flushing.events) {
+        if (!hides(event)) {
+          kept->push_back(event);
+        }
+      }
+      flushing.events = std::move(kept);
+      flushing.encoded.clear();
+    }
+  }
+  // One the manifest already lists (it was written after the deletion, and
+  // the log is replayed from before it) has filtered the memtable again
+  // above, which replay needs, and is not listed twice.
+  for (const Deletion& existing : deletions_->deletions) {
+    if (existing.position == deletion.position && existing.project_id == deletion.project_id) {
+      return;
+    }
+  }
+  std::vector<Deletion> deletions = deletions_->deletions;
+  deletions.push_back(deletion);
+  deletions_ = MakeDeletionState(std::move(deletions), ++deletion_generation_);
+  purge_dirty_ = true;
+  flush_cv_.notify_one();
+}
+
 void EmbeddedEngine::WriterLoop() {
   std::vector<PendingAppend*> group;
   while (true) {
@@ -745,12 +932,25 @@ void EmbeddedEngine::WriterLoop() {
 }
 
 void EmbeddedEngine::CommitGroup(const std::vector<PendingAppend*>& group) {
-  if (MemtableFull(group.size())) {
-    FinishGroup(group, Status::ResourceExhausted(
-                           "the memtable holds kMemtableHardLimitFactor times memtable_rows_max or "
-                           "memtable_bytes_max because flushes fall behind or fail; retry later"));
+  std::vector<PendingAppend*> refused;
+  std::vector<PendingAppend*> deletions;
+  for (PendingAppend* pending : group) {
+    (pending->deletion.has_value() ? deletions : refused).push_back(pending);
+  }
+  if (!refused.empty() && MemtableFull(refused.size())) {
+    FinishGroup(refused, Status::ResourceExhausted(
+                             "the memtable holds kMemtableHardLimitFactor times memtable_rows_max or "
+                             "memtable_bytes_max because flushes fall behind or fail; retry later"));
+    // A deletion only shrinks the memtable: it is never refused for memory.
+    if (!deletions.empty()) {
+      CommitGroupNow(deletions);
+    }
     return;
   }
+  CommitGroupNow(group);
+}
+
+void EmbeddedEngine::CommitGroupNow(const std::vector<PendingAppend*>& group) {
   const Status prepared = PrepareLogForWrite();
   if (!prepared.ok()) {
     FinishGroup(group, prepared);
@@ -841,11 +1041,29 @@ void EmbeddedEngine::RollLogAndSwapMemtables() {
   memtable_position_ = LogPosition{file_number_, file_durable_bytes_};
   if (flushing_.empty() && memtable_rows_ > 0) {
     SwapMemtablesLocked();
+  } else if (flushing_.empty()) {
+    // Nothing to flush, but every record before the roll is in a segment or
+    // hidden: a flush of no rows then moves the manifest's log position here.
+    flushing_position_ = memtable_position_;
   }
+  ++rolls_;
   flush_cv_.notify_one();
 }
 
 void EmbeddedEngine::ComposeRecord(PendingAppend* pending, int64_t stored_at_ms) {
+  if (pending->deletion.has_value()) {
+    pending->deletion->stored_at_ms = stored_at_ms;
+    const size_t record_start = write_buffer_.size();
+    pending->record_offset = file_durable_bytes_ + record_start;
+    write_buffer_.append(kWalRecordHeaderBytes, '\0');
+    EncodeDeletionBody(*pending->deletion, &write_buffer_);
+    char* header = write_buffer_.data() + record_start;
+    const size_t payload_bytes = write_buffer_.size() - record_start - kWalRecordHeaderBytes;
+    PutFixed32At(static_cast<uint32_t>(payload_bytes), header + 4);
+    header[8] = static_cast<char>(WalRecordType::kDeletion);
+    PutFixed32At(Crc32(0, std::string_view(header + 4, payload_bytes + 5)), header);
+    return;
+  }
   const uint32_t project_id = pending->project_id;
   AppendResult& result = pending->result;
   std::vector<size_t>& kept = kept_event_indices_;
@@ -991,13 +1209,17 @@ Status EmbeddedEngine::ForEachRecord(const LogFileInfo& info, uint32_t project_i
       return Status::Corruption(path + " at offset " + std::to_string(reader.record_offset()) +
                                 ": " + reason);
     }
+    if (reader.record_type() != WalRecordType::kBatch) {
+      continue;
+    }
     WalDecoder decoder(payload);
     WalPayloadHeader header;
     MP_RETURN_IF_ERROR(decoder.ReadPayloadHeader(&header));
     if (header.project_id != project_id) {
       continue;
     }
-    MP_ASSIGN_OR_RETURN(const bool more, visit(header, &decoder));
+    MP_ASSIGN_OR_RETURN(const bool more,
+                        visit(header, &decoder, LogPosition{info.number, reader.record_offset()}));
     if (!more) {
       return Status::Ok();
     }
@@ -1013,16 +1235,14 @@ Status EmbeddedEngine::Scan(const ScanRequest& request,
   // memtable being flushed, and a copy of the matching memtable events. A
   // flush publishes its segments and drops its memtable under the same lock,
   // so each event is seen exactly once.
-  std::vector<std::shared_ptr<const SegmentReader>> readers;
+  // Segment readers hide erased rows (views), and the memtables lost them
+  // when the deletion was applied.
+  ReaderSet set;
   std::shared_ptr<const std::vector<Event>> flushing;
   std::vector<Event> recent;
   {
     std::lock_guard lock(data_mutex_);
-    for (const LiveSegment& segment : segments_) {
-      if (segment.project_id == request.project_id) {
-        readers.push_back(segment.reader);
-      }
-    }
+    CollectReadersLocked(request.project_id, &set);
     if (const auto found = flushing_.find(request.project_id); found != flushing_.end()) {
       flushing = found->second.events;
     }
@@ -1034,8 +1254,9 @@ Status EmbeddedEngine::Scan(const ScanRequest& request,
       }
     }
   }
+  MP_RETURN_IF_ERROR(ResolveViews(request.project_id, &set));
   std::vector<Event> block_events;
-  for (const std::shared_ptr<const SegmentReader>& reader : readers) {
+  for (const std::shared_ptr<const SegmentReader>& reader : set.readers) {
     const SegmentSummary& summary = reader->summary();
     if (summary.time_max_ms < request.from_ms || summary.time_min_ms >= request.to_ms) {
       continue;
@@ -1080,17 +1301,15 @@ Status EmbeddedEngine::Scan(const ScanRequest& request,
 // A project's segment files, then the memtable being flushed and the
 // memtable, each encoded into in-memory segments and cached until it changes.
 Result<Engine::SegmentSnapshot> EmbeddedEngine::Snapshot(uint32_t project_id) {
-  SegmentSnapshot snapshot;
+  ReaderSet set;
+  SegmentSnapshot memtable_snapshot;
   std::shared_ptr<const std::vector<Event>> flushing;
   std::vector<Event> recent;
   uint64_t recent_version = 0;
   {
     std::lock_guard lock(data_mutex_);
-    for (const LiveSegment& segment : segments_) {
-      if (segment.project_id == project_id) {
-        snapshot.push_back(segment.reader);
-      }
-    }
+    CollectReadersLocked(project_id, &set);
+    SegmentSnapshot& snapshot = memtable_snapshot;
     if (const auto found = flushing_.find(project_id); found != flushing_.end()) {
       if (found->second.encoded.empty()) {
         flushing = found->second.events;
@@ -1109,6 +1328,9 @@ Result<Engine::SegmentSnapshot> EmbeddedEngine::Snapshot(uint32_t project_id) {
       }
     }
   }
+  MP_RETURN_IF_ERROR(ResolveViews(project_id, &set));
+  SegmentSnapshot snapshot = std::move(set.readers);
+  snapshot.insert(snapshot.end(), memtable_snapshot.begin(), memtable_snapshot.end());
   if (flushing) {
     MP_ASSIGN_OR_RETURN(SegmentSnapshot encoded,
                         EncodeInMemory(*flushing, project_id, "flushing-memtable"));
@@ -1132,9 +1354,77 @@ Result<Engine::SegmentSnapshot> EmbeddedEngine::Snapshot(uint32_t project_id) {
   return snapshot;
 }
 
+// Views are computed once per (segment, deletion generation) and cached in
+// the LiveSegment. A segment that no deletion touches is read as it is; one
+// that some deletion may touch reads only the subject (and time) columns of
+// the blocks whose ranges hold an erased subject (or an old time).
+void EmbeddedEngine::CollectReadersLocked(uint32_t project_id, ReaderSet* set) const {
+  set->state = deletions_;
+  for (const LiveSegment& segment : segments_) {
+    if (segment.project_id != project_id) {
+      continue;
+    }
+    if (segment.view_generation == set->state->generation) {
+      set->readers.push_back(segment.view);
+      continue;
+    }
+    set->stale.push_back(ReaderSet::Stale{set->readers.size(), segment.reader, segment.log_end});
+    set->readers.push_back(segment.reader);
+  }
+}
+
+Status EmbeddedEngine::ResolveViews(uint32_t project_id, ReaderSet* set) {
+  if (set->stale.empty()) {
+    return Status::Ok();
+  }
+  const ProjectDeletions* deletions = set->state->Find(project_id);
+  for (const ReaderSet::Stale& entry : set->stale) {
+    if (deletions == nullptr) {
+      continue;
+    }
+    uint64_t hidden_count = 0;
+    MP_ASSIGN_OR_RETURN(std::vector<std::vector<uint32_t>> hidden,
+                        HiddenRows(*entry.reader, *deletions, entry.log_end, &hidden_count));
+    if (hidden_count > 0) {
+      set->readers[entry.position] = SegmentReader::WithHiddenRows(entry.reader, std::move(hidden));
+    }
+  }
+  std::lock_guard lock(data_mutex_);
+  if (deletions_ != set->state) {
+    return Status::Ok();
+  }
+  for (const ReaderSet::Stale& entry : set->stale) {
+    for (LiveSegment& segment : segments_) {
+      if (segment.reader == entry.reader) {
+        segment.view = set->readers[entry.position];
+        segment.view_generation = set->state->generation;
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+Result<Engine::SegmentSnapshot> EmbeddedEngine::LiveReaders(uint32_t project_id) {
+  ReaderSet set;
+  {
+    std::lock_guard lock(data_mutex_);
+    CollectReadersLocked(project_id, &set);
+  }
+  MP_RETURN_IF_ERROR(ResolveViews(project_id, &set));
+  return std::move(set.readers);
+}
+
 void EmbeddedEngine::AddToMemtable(const std::vector<PendingAppend*>& group) {
   std::lock_guard lock(data_mutex_);
+  // In record order, so that a deletion hides the events of the batches
+  // before it in the group and none of those after it.
   for (PendingAppend* pending : group) {
+    if (pending->deletion.has_value()) {
+      pending->deletion->position = LogPosition{file_number_, pending->record_offset};
+      ApplyDeletionLocked(*pending->deletion);
+      ++data_stats_.deletions_logged;
+      continue;
+    }
     if (!pending->events.empty()) {
       AddEventsLocked(pending->project_id, &pending->events);
     }
@@ -1185,67 +1475,127 @@ bool EmbeddedEngine::MemtableFull(size_t batches) {
   return full;
 }
 
-// Flushes when asked (a threshold passed, or Close), one flush at a time.
-// A failed flush keeps its memtable (still visible to readers, still in the
-// log) and is retried after kFlushRetryPause; Close makes one last attempt.
+// Flushes when asked (a threshold passed, Close, or PurgeDeleted), one flush
+// at a time. A failed flush keeps its memtable (still visible to readers,
+// still in the log) and is retried after kFlushRetryPause; Close makes one
+// last attempt. After each flush (and when a deletion is due for its
+// physical stage) a purge pass runs (see PurgeOnce).
 void EmbeddedEngine::FlushLoop() {
   std::unique_lock lock(data_mutex_);
   while (true) {
-    flush_cv_.wait(lock, [this] { return flush_requested_ || flush_stopping_; });
-    const bool stopping = flush_stopping_;
-    if (flushing_.empty()) {
-      if (memtable_rows_ == 0) {
-        flush_requested_ = false;
-        if (stopping) {
-          return;
-        }
-        continue;
-      }
-      SwapAtLogRoll(lock, stopping);
-      if (flushing_.empty()) {
-        continue;  // Close came first: the next round swaps (the writer has stopped)
+    const auto wake = [this] {
+      return flush_requested_ || flush_stopping_ ||
+             purge_tickets_requested_ > purge_tickets_done_ || PurgeDueLocked();
+    };
+    // A deletion waiting for purge_delay_ms is looked at every
+    // kPurgeCheckPause (the clock moves without a notification).
+    while (!wake()) {
+      if (purge_dirty_ && !deletions_->deletions.empty() && options_.purge_delay_ms > 0) {
+        flush_cv_.wait_for(lock, kPurgeCheckPause);
+      } else {
+        flush_cv_.wait(lock);
       }
     }
-    lock.unlock();
-    const auto start = std::chrono::steady_clock::now();
-    const Status flushed = FlushImmutable();
-    const uint64_t elapsed_us = static_cast<uint64_t>(
-        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() -
-                                                              start)
-            .count());
-    lock.lock();
-    if (!flushed.ok()) {
-      ++data_stats_.flush_failures;
-      if (stopping) {
-        return;  // the log still holds every event; the next open replays them
-      }
-      flush_cv_.wait_for(lock, kFlushRetryPause, [this] { return flush_stopping_; });
+    const bool stopping = flush_stopping_;
+    const uint64_t ticket = purge_tickets_requested_;
+    // PurgeDeleted rolls the log even when the memtable is empty, so that
+    // the file holding the erased records can be trimmed.
+    const bool roll_for_purge = ticket > purge_tickets_done_ && !stopping;
+    bool flush = !flushing_.empty() || memtable_rows_ > 0 || roll_for_purge;
+    if (flushing_.empty() && flush && !SwapAtLogRoll(lock, stopping)) {
+      continue;  // Close came first: the next round swaps (the writer has stopped)
+    }
+    if (!flush && !wake()) {
       continue;
     }
-    ++data_stats_.flushes;
-    data_stats_.flush_time_us_sum += elapsed_us;
-    const LogPosition covered = manifest_.log_position;
+    if (!flush && stopping) {
+      flush_requested_ = false;
+      purge_cv_.notify_all();
+      return;
+    }
     lock.unlock();
-    TrimLog(covered);
-    // A failed compaction leaves the smaller segments live (and at worst an
-    // orphan output, removed at the next open); it is tried after the next flush.
-    if (!stopping) {
-      (void)CompactOnce();
+    Status flushed = Status::Ok();
+    if (flush) {
+      const auto start = std::chrono::steady_clock::now();
+      flushed = FlushImmutable();
+      const uint64_t elapsed_us =
+          static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                    std::chrono::steady_clock::now() - start)
+                                    .count());
+      lock.lock();
+      if (!flushed.ok()) {
+        ++data_stats_.flush_failures;
+        if (ticket > purge_tickets_done_) {
+          purge_status_ = flushed;
+          purge_tickets_done_ = ticket;
+          purge_cv_.notify_all();
+        }
+        if (stopping) {
+          purge_cv_.notify_all();
+          return;  // the log still holds every event; the next open replays them
+        }
+        flush_cv_.wait_for(lock, kFlushRetryPause, [this] { return flush_stopping_; });
+        continue;
+      }
+      ++data_stats_.flushes;
+      data_stats_.flush_time_us_sum += elapsed_us;
+      const LogPosition covered = manifest_.log_position;
+      lock.unlock();
+      TrimLog(covered);
+      // A failed compaction leaves the smaller segments live (and at worst an
+      // orphan output, removed at the next open); it is tried after the next flush.
+      if (!stopping) {
+        (void)CompactOnce();
+      }
+      lock.lock();
+      purge_dirty_ = purge_dirty_ || !deletions_->deletions.empty();
+      lock.unlock();
+    }
+    // The physical stage of erasure: when due, or asked for (then to the end).
+    Status purged = Status::Ok();
+    lock.lock();
+    bool purge = !stopping && (ticket > purge_tickets_done_ || PurgeDueLocked());
+    lock.unlock();
+    while (purge) {
+      Result<bool> more = PurgeOnce();
+      purged = more.status();
+      purge = more.ok() && *more && ticket > purge_tickets_done_;
     }
     lock.lock();
+    if (ticket > purge_tickets_done_) {
+      purge_status_ = purged;
+      purge_tickets_done_ = ticket;
+      purge_cv_.notify_all();
+    }
     flush_requested_ = MemtableOverThresholdLocked() || (stopping && memtable_rows_ > 0);
     behind_counted_ = false;
+    if (stopping && !flush_requested_) {
+      purge_cv_.notify_all();
+      return;
+    }
   }
 }
 
-void EmbeddedEngine::SwapAtLogRoll(std::unique_lock<std::mutex>& lock, bool stopping) {
+bool EmbeddedEngine::PurgeDueLocked() const {
+  if (!purge_dirty_ || deletions_->deletions.empty()) {
+    return false;
+  }
+  int64_t oldest_ms = INT64_MAX;
+  for (const Deletion& deletion : deletions_->deletions) {
+    oldest_ms = std::min(oldest_ms, deletion.stored_at_ms);
+  }
+  return options_.clock->NowMs() - oldest_ms >= options_.purge_delay_ms;
+}
+
+bool EmbeddedEngine::SwapAtLogRoll(std::unique_lock<std::mutex>& lock, bool stopping) {
   lock.unlock();
   if (stopping) {
     // Close has joined the writer, so the log file is this thread's now.
     RollLogAndSwapMemtables();
     lock.lock();
-    return;
+    return true;
   }
+  const uint64_t rolls_before = rolls_;
   {
     std::lock_guard writer_lock(mutex_);
     roll_requested_ = true;
@@ -1253,7 +1603,8 @@ void EmbeddedEngine::SwapAtLogRoll(std::unique_lock<std::mutex>& lock, bool stop
   writer_cv_.notify_one();
   lock.lock();
   // The writer takes the request before its next group, or before it stops.
-  flush_cv_.wait(lock, [this] { return !flushing_.empty() || flush_stopping_; });
+  flush_cv_.wait(lock, [&] { return rolls_ != rolls_before || flush_stopping_; });
+  return rolls_ != rolls_before;
 }
 
 void EmbeddedEngine::SwapMemtablesLocked() {
@@ -1280,12 +1631,17 @@ void EmbeddedEngine::SwapMemtablesLocked() {
 Status EmbeddedEngine::FlushImmutable() {
   std::vector<std::pair<uint32_t, std::shared_ptr<const std::vector<Event>>>> projects;
   LogPosition position;
+  std::vector<Deletion> deletions;
   {
     std::lock_guard lock(data_mutex_);
     for (const auto& [project_id, flushing] : flushing_) {
       projects.emplace_back(project_id, flushing.events);
     }
     position = flushing_position_;
+    // Every deletion logged before `position` is applied (the writer applies
+    // a deletion before it rolls the log), so the manifest that lets the log
+    // before `position` be trimmed lists it.
+    deletions = deletions_->deletions;
   }
   Manifest manifest = manifest_;
   std::vector<ManifestSegment> written;
@@ -1318,6 +1674,7 @@ Status EmbeddedEngine::FlushImmutable() {
         return status;
       }
       rows += entry.row_count;
+      entry.log_end = position;
       written.push_back(std::move(entry));
     }
   }
@@ -1331,10 +1688,12 @@ Status EmbeddedEngine::FlushImmutable() {
       remove_written();
       return reader.status();
     }
-    opened.push_back(LiveSegment{entry.project_id, std::move(reader).value(), entry.path});
+    opened.push_back(LiveSegment{entry.project_id, std::move(reader).value(), entry.path,
+                                 entry.log_end, nullptr, UINT64_MAX});
   }
   manifest.segments.insert(manifest.segments.end(), written.begin(), written.end());
   manifest.log_position = position;
+  manifest.deletions = std::move(deletions);
   manifest.next_segment_number = next_segment_number_;
   // On failure the files stay: a rename that happened before a failed folder
   // sync may have made this manifest the one on disk. Otherwise they are
@@ -1390,6 +1749,10 @@ Status EmbeddedEngine::CompactOnce() {
     std::shared_ptr<const SegmentReader> reader;
     MP_RETURN_IF_ERROR(MergeSegments(inputs, &output, &reader));
     Manifest manifest = manifest_;
+    {
+      std::lock_guard lock(data_mutex_);
+      manifest.deletions = deletions_->deletions;
+    }
     std::set<std::string> input_paths;
     for (const size_t entry_idx : inputs) {
       input_paths.insert(manifest_.segments[entry_idx].path);
@@ -1397,7 +1760,9 @@ Status EmbeddedEngine::CompactOnce() {
     std::erase_if(manifest.segments, [&](const ManifestSegment& entry) {
       return input_paths.contains(entry.path);
     });
-    manifest.segments.push_back(output);
+    if (reader) {
+      manifest.segments.push_back(output);
+    }
     manifest.next_segment_number = next_segment_number_;
     // On failure the output stays (the rename may have landed); otherwise
     // it is an orphan, removed at the next open.
@@ -1413,8 +1778,11 @@ Status EmbeddedEngine::CompactOnce() {
         data_stats_.segment_bytes -= segment.reader->summary().file_bytes;
         return true;
       });
-      data_stats_.segment_bytes += reader->summary().file_bytes;
-      segments_.push_back(LiveSegment{output.project_id, reader, output.path});
+      if (reader) {
+        data_stats_.segment_bytes += reader->summary().file_bytes;
+        segments_.push_back(LiveSegment{output.project_id, reader, output.path, output.log_end,
+                                        nullptr, UINT64_MAX});
+      }
       data_stats_.segments = segments_.size();
       ++data_stats_.compactions;
     }
@@ -1429,15 +1797,31 @@ Status EmbeddedEngine::CompactOnce() {
 
 Status EmbeddedEngine::MergeSegments(const std::vector<size_t>& inputs, ManifestSegment* output,
                                      std::shared_ptr<const SegmentReader>* reader) {
+  // The inputs as reads see them: rows hidden by a deletion are left out,
+  // so the merge is also the physical stage of erasure for its inputs (and
+  // must be: the output's log end is the latest of the inputs', after
+  // deletions that hid rows of earlier inputs).
+  const uint32_t project_id = manifest_.segments[inputs.front()].project_id;
+  MP_ASSIGN_OR_RETURN(const SegmentSnapshot live, LiveReaders(project_id));
   std::vector<std::shared_ptr<const SegmentReader>> readers;
   {
     std::lock_guard lock(data_mutex_);
     for (const size_t entry_idx : inputs) {
       const std::string& path = manifest_.segments[entry_idx].path;
-      for (const LiveSegment& segment : segments_) {
-        if (segment.path == path) {
-          readers.push_back(segment.reader);
+      for (size_t segment_idx = 0; segment_idx < segments_.size(); ++segment_idx) {
+        const LiveSegment& segment = segments_[segment_idx];
+        if (segment.path != path) {
+          continue;
         }
+        // LiveReaders listed this project's segments in segments_ order.
+        std::shared_ptr<const SegmentReader> chosen = segment.reader;
+        for (const std::shared_ptr<const SegmentReader>& candidate : live) {
+          if (candidate == segment.reader ||
+              candidate->hidden_rows_base() == segment.reader.get()) {
+            chosen = candidate;
+          }
+        }
+        readers.push_back(chosen);
       }
     }
   }
@@ -1447,6 +1831,7 @@ Status EmbeddedEngine::MergeSegments(const std::vector<size_t>& inputs, Manifest
   std::vector<Event> events;
   std::vector<Event> block_events;
   int64_t flushed_at_ms = INT64_MIN;
+  LogPosition log_end;
   for (size_t input_idx = 0; input_idx < readers.size(); ++input_idx) {
     const SegmentReader& input = *readers[input_idx];
     for (size_t block_idx = 0; block_idx < input.block_count(); ++block_idx) {
@@ -1454,9 +1839,15 @@ Status EmbeddedEngine::MergeSegments(const std::vector<size_t>& inputs, Manifest
       events.insert(events.end(), block_events.begin(), block_events.end());
     }
     flushed_at_ms = std::max(flushed_at_ms, manifest_.segments[inputs[input_idx]].flushed_at_ms);
+    log_end = std::max(log_end, manifest_.segments[inputs[input_idx]].log_end);
+  }
+  if (events.empty()) {
+    reader->reset();  // every input row was erased: the inputs go, nothing replaces them
+    return Status::Ok();
   }
   const ManifestSegment& first = manifest_.segments[inputs.front()];
   MP_RETURN_IF_ERROR(WritePartition(first.project_id, UtcDay(events.front().time_ms), events, output));
+  output->log_end = log_end;
   // The inputs' flush time, not now: de-duplication after a restart errs on
   // remembering longer either way, and retention keys on the events' times.
   output->flushed_at_ms = flushed_at_ms;
@@ -1468,6 +1859,334 @@ Status EmbeddedEngine::MergeSegments(const std::vector<size_t>& inputs, Manifest
                               std::to_string(events.size()));
   }
   *reader = std::move(opened);
+  return Status::Ok();
+}
+
+Status EmbeddedEngine::PurgeDeleted() {
+  std::unique_lock lock(data_mutex_);
+  if (flush_stopping_) {
+    return Status::Unavailable("the store is closed");
+  }
+  const uint64_t ticket = ++purge_tickets_requested_;
+  flush_cv_.notify_one();
+  purge_cv_.wait(lock, [&] { return purge_tickets_done_ >= ticket || flush_stopping_; });
+  if (purge_tickets_done_ < ticket) {
+    return Status::Unavailable("the store closed before the purge finished");
+  }
+  return purge_status_;
+}
+
+Result<bool> EmbeddedEngine::PurgeOnce() {
+  std::shared_ptr<const DeletionState> state;
+  {
+    std::lock_guard lock(data_mutex_);
+    state = deletions_;
+    purge_dirty_ = false;
+  }
+  if (state->deletions.empty()) {
+    return false;
+  }
+  MP_ASSIGN_OR_RETURN(const bool more, RewriteHidden(*state));
+  if (more) {
+    std::lock_guard lock(data_mutex_);
+    purge_dirty_ = true;
+    return true;
+  }
+  MP_RETURN_IF_ERROR(RetireDeletions(*state));
+  return false;
+}
+
+// Rewrites each live segment that holds rows `state` hides, without them
+// (a segment left with no row is dropped), up to kPurgeRowsPerPass rows
+// read; then one manifest lists the new files instead of the old, and only
+// then are the readers swapped and the old files deleted. A crash before the
+// manifest leaves the new files as orphans (removed on open; the deletions
+// still hide the rows), after it the old files (removed on open too).
+Result<bool> EmbeddedEngine::RewriteHidden(const DeletionState& state) {
+  struct Rewrite {
+    std::string old_path;
+    uint32_t project_id = 0;
+    std::optional<ManifestSegment> output;
+    std::shared_ptr<const SegmentReader> reader;
+    uint64_t rows_removed = 0;
+  };
+  std::vector<LiveSegment> live;
+  {
+    std::lock_guard lock(data_mutex_);
+    live = segments_;
+  }
+  std::vector<Rewrite> rewrites;
+  uint64_t rows_read = 0;
+  bool more = false;
+  std::vector<Event> events;
+  std::vector<Event> block_events;
+  for (const ManifestSegment& entry : manifest_.segments) {
+    const ProjectDeletions* deletions = state.Find(entry.project_id);
+    if (deletions == nullptr) {
+      continue;
+    }
+    const auto segment = std::find_if(live.begin(), live.end(), [&](const LiveSegment& candidate) {
+      return candidate.path == entry.path;
+    });
+    if (segment == live.end()) {
+      return Status::Corruption("purge: manifest segment " + entry.path + " has no open reader");
+    }
+    uint64_t hidden_count = 0;
+    MP_ASSIGN_OR_RETURN(std::vector<std::vector<uint32_t>> hidden,
+                        HiddenRows(*segment->reader, *deletions, entry.log_end, &hidden_count));
+    if (hidden_count == 0) {
+      continue;
+    }
+    if (rows_read > 0 && rows_read + entry.row_count > kPurgeRowsPerPass) {
+      more = true;
+      break;
+    }
+    rows_read += entry.row_count;
+    const std::shared_ptr<const SegmentReader> view =
+        SegmentReader::WithHiddenRows(segment->reader, std::move(hidden));
+    events.clear();
+    for (size_t block_idx = 0; block_idx < view->block_count(); ++block_idx) {
+      MP_RETURN_IF_ERROR(view->ReadEvents(block_idx, &block_events));
+      std::move(block_events.begin(), block_events.end(), std::back_inserter(events));
+    }
+    Rewrite rewrite;
+    rewrite.old_path = entry.path;
+    rewrite.project_id = entry.project_id;
+    rewrite.rows_removed = hidden_count;
+    if (!events.empty()) {
+      ManifestSegment output;
+      MP_RETURN_IF_ERROR(
+          WritePartition(entry.project_id, UtcDay(events.front().time_ms), events, &output));
+      output.log_end = entry.log_end;
+      output.flushed_at_ms = entry.flushed_at_ms;
+      MP_ASSIGN_OR_RETURN(std::unique_ptr<SegmentReader> opened,
+                          OpenSegment(*file_system_, segments_folder_ + "/" + output.path));
+      if (opened->summary().row_count != events.size()) {
+        return Status::Corruption(output.path + ": purge wrote " +
+                                  std::to_string(opened->summary().row_count) + " rows of " +
+                                  std::to_string(events.size()));
+      }
+      rewrite.reader = std::move(opened);
+      rewrite.output = std::move(output);
+    }
+    rewrites.push_back(std::move(rewrite));
+  }
+  if (rewrites.empty()) {
+    return more;
+  }
+  Manifest manifest = manifest_;
+  {
+    std::lock_guard lock(data_mutex_);
+    manifest.deletions = deletions_->deletions;
+  }
+  for (const Rewrite& rewrite : rewrites) {
+    const auto found =
+        std::find_if(manifest.segments.begin(), manifest.segments.end(),
+                     [&](const ManifestSegment& entry) { return entry.path == rewrite.old_path; });
+    if (rewrite.output.has_value()) {
+      *found = *rewrite.output;
+    } else {
+      manifest.segments.erase(found);
+    }
+  }
+  manifest.next_segment_number = next_segment_number_;
+  MP_RETURN_IF_ERROR(file_system_->WriteFileAtomically(manifest_path_, EncodeManifest(manifest),
+                                                       kManifestFileMode));
+  manifest_ = std::move(manifest);
+  uint64_t bytes_written = 0;
+  {
+    std::lock_guard lock(data_mutex_);
+    for (const Rewrite& rewrite : rewrites) {
+      const auto found =
+          std::find_if(segments_.begin(), segments_.end(),
+                       [&](const LiveSegment& x) { return x.path == rewrite.old_path; });
+      data_stats_.segment_bytes -= found->reader->summary().file_bytes;
+      data_stats_.purge_rows_removed += rewrite.rows_removed;
+      if (!rewrite.output.has_value()) {
+        segments_.erase(found);
+        continue;
+      }
+      bytes_written += rewrite.reader->summary().file_bytes;
+      data_stats_.segment_bytes += rewrite.reader->summary().file_bytes;
+      *found = LiveSegment{rewrite.project_id,      rewrite.reader, rewrite.output->path,
+                           rewrite.output->log_end, nullptr,        UINT64_MAX};
+      ++data_stats_.purge_segments_rewritten;
+    }
+    data_stats_.segments = segments_.size();
+    data_stats_.purge_bytes_written += bytes_written;
+    ++data_stats_.purges;
+  }
+  std::set<std::string> folders;
+  for (const Rewrite& rewrite : rewrites) {
+    (void)file_system_->Remove(segments_folder_ + "/" + rewrite.old_path);
+    folders.insert(rewrite.old_path.substr(0, rewrite.old_path.find('/')));
+  }
+  for (const std::string& folder : folders) {
+    (void)file_system_->SyncDirectory(segments_folder_ + "/" + folder);
+  }
+  return more;
+}
+
+// Retires the deletions of `state` that no file needs any more: no segment
+// holds a row they hide (RewriteHidden just found none), and their record
+// lies in a log file before the manifest's log position file, so every row
+// before them is in a segment (the memtable lost the rest when they were
+// applied). The log files before that file that are left (those holding
+// profile updates) are first rewritten without the rows `state` hides and
+// without the retiring deletions' records; then the manifest drops them.
+// A crash between the two leaves them in the manifest: still in force.
+Status EmbeddedEngine::RetireDeletions(const DeletionState& state) {
+  std::vector<LogPosition> retiring;
+  for (const Deletion& deletion : state.deletions) {
+    if (deletion.position.file_number < manifest_.log_position.file_number) {
+      retiring.push_back(deletion.position);
+    }
+  }
+  if (retiring.empty()) {
+    return Status::Ok();
+  }
+  std::vector<LogFileInfo> files;
+  {
+    std::lock_guard lock(mutex_);
+    files = files_;
+  }
+  for (const LogFileInfo& info : files) {
+    if (info.number < manifest_.log_position.file_number) {
+      MP_RETURN_IF_ERROR(RewriteLogFile(info, state, retiring));
+    }
+  }
+  const auto is_retired = [&retiring](const Deletion& deletion) {
+    return std::find(retiring.begin(), retiring.end(), deletion.position) != retiring.end();
+  };
+  Manifest manifest = manifest_;
+  {
+    std::lock_guard lock(data_mutex_);
+    manifest.deletions = deletions_->deletions;
+  }
+  std::erase_if(manifest.deletions, is_retired);
+  MP_RETURN_IF_ERROR(file_system_->WriteFileAtomically(manifest_path_, EncodeManifest(manifest),
+                                                       kManifestFileMode));
+  manifest_ = std::move(manifest);
+  std::lock_guard lock(data_mutex_);
+  std::vector<Deletion> deletions = deletions_->deletions;
+  std::erase_if(deletions, is_retired);
+  deletions_ = MakeDeletionState(std::move(deletions), ++deletion_generation_);
+  ++data_stats_.purges;
+  return Status::Ok();
+}
+
+Status EmbeddedEngine::RewriteLogFile(const LogFileInfo& info, const DeletionState& state,
+                                      const std::vector<LogPosition>& dropping) {
+  const std::string path = LogPath(info.number);
+  MP_ASSIGN_OR_RETURN(std::unique_ptr<SequentialFile> file, file_system_->OpenSequential(path));
+  LogReader reader(file.get(), info.durable_bytes);
+  WalFileHeader file_header;
+  bool all_zero = false;
+  MP_ASSIGN_OR_RETURN(const LogReader::Outcome header_outcome,
+                      reader.ReadFileHeader(&file_header, &all_zero));
+  if (header_outcome != LogReader::Outcome::kRecord) {
+    return Status::Corruption(path + ": file header is torn");
+  }
+  std::string out = EncodeWalFileHeader(info.number);
+  bool changed = false;
+  bool profile_updates_left = false;
+  const auto frame = [&out](WalRecordType type, std::string_view payload) {
+    const size_t start = out.size();
+    out.append(kWalRecordHeaderBytes, '\0');
+    out.append(payload);
+    PutFixed32At(static_cast<uint32_t>(payload.size()), out.data() + start + 4);
+    out[start + 8] = static_cast<char>(type);
+    PutFixed32At(Crc32(0, std::string_view(out.data() + start + 4, payload.size() + 5)),
+                 out.data() + start);
+  };
+  Event event;
+  ProfileUpdate update;
+  while (true) {
+    std::string_view payload;
+    std::string reason;
+    MP_ASSIGN_OR_RETURN(const LogReader::Outcome outcome, reader.ReadRecord(&payload, &reason));
+    if (outcome == LogReader::Outcome::kEnd) {
+      break;
+    }
+    if (outcome != LogReader::Outcome::kRecord) {
+      return Status::Corruption(path + " at offset " + std::to_string(reader.record_offset()) +
+                                ": " + reason);
+    }
+    const LogPosition position{info.number, reader.record_offset()};
+    const uint64_t record_end = reader.end_offset();
+    std::optional<std::string> replacement;  // unset: the record as it is
+    if (reader.record_type() == WalRecordType::kDeletion) {
+      if (std::find(dropping.begin(), dropping.end(), position) != dropping.end()) {
+        replacement = std::string();
+      }
+    } else if (reader.record_type() == WalRecordType::kBatch) {
+      WalDecoder decoder(payload);
+      WalPayloadHeader header;
+      MP_RETURN_IF_ERROR(decoder.ReadPayloadHeader(&header));
+      const ProjectDeletions* deletions = state.Find(header.project_id);
+      std::string body;
+      WalPayloadHeader kept{header.stored_at_ms, header.project_id, 0, 0};
+      for (uint32_t event_idx = 0; event_idx < header.event_count; ++event_idx) {
+        MP_RETURN_IF_ERROR(decoder.ReadEvent(&event));
+        if (deletions == nullptr ||
+            !RowHidden(*deletions, event.subject, event.time_ms, position)) {
+          EncodeEvent(event, &body);
+          ++kept.event_count;
+        }
+      }
+      for (uint32_t update_idx = 0; update_idx < header.profile_update_count; ++update_idx) {
+        MP_RETURN_IF_ERROR(decoder.ReadProfileUpdate(&update));
+        if (deletions == nullptr || !RowHidden(*deletions, update.subject, INT64_MAX, position)) {
+          EncodeProfileUpdate(update, &body);
+          ++kept.profile_update_count;
+        }
+      }
+      profile_updates_left |= kept.profile_update_count > 0;
+      if (kept.event_count != header.event_count ||
+          kept.profile_update_count != header.profile_update_count) {
+        replacement = std::string();
+        if (kept.event_count > 0 || kept.profile_update_count > 0) {
+          EncodePayloadHeader(kept, &*replacement);
+          replacement->append(body);
+        }
+      }
+    }
+    if (!replacement.has_value()) {
+      frame(reader.record_type(), payload);
+      continue;
+    }
+    changed = true;
+    if (!replacement->empty()) {
+      frame(WalRecordType::kBatch, *replacement);
+    }
+    // What was removed is at least one event or profile update (more than
+    // 16 bytes of subject alone), or a whole record, so a padding record fits.
+    if (out.size() > record_end) {
+      return Status::Corruption(path + " at offset " + std::to_string(position.offset) +
+                                ": the record re-encoded is longer than it was");
+    }
+    const uint64_t gap = record_end - out.size();
+    if (gap > 0 && gap < kWalRecordHeaderBytes) {
+      return Status::Corruption(path + ": a rewritten record leaves a gap of " +
+                                std::to_string(gap) + " bytes, too small for padding");
+    }
+    if (gap > 0) {
+      frame(WalRecordType::kPadding, std::string(gap - kWalRecordHeaderBytes, '\0'));
+    }
+  }
+  if (!changed) {
+    return Status::Ok();
+  }
+  MP_RETURN_IF_ERROR(file_system_->WriteFileAtomically(path, out, kLogFileMode));
+  if (!profile_updates_left) {
+    // Wholly in segments and no profile update left: the next trim deletes it.
+    std::lock_guard lock(mutex_);
+    for (LogFileInfo& kept_info : files_) {
+      if (kept_info.number == info.number) {
+        kept_info.has_profile_updates = false;
+      }
+    }
+  }
   return Status::Ok();
 }
 
@@ -1537,17 +2256,28 @@ Status EmbeddedEngine::ScanProfiles(uint32_t project_id,
     std::lock_guard lock(mutex_);
     files = files_;
   }
+  std::shared_ptr<const DeletionState> state;
+  {
+    std::lock_guard lock(data_mutex_);
+    state = deletions_;
+  }
+  const ProjectDeletions* deletions = state->Find(project_id);
   bool stopped = false;
   Event event;
   ProfileUpdate update;
-  const RecordVisitor on_record = [&](const WalPayloadHeader& header,
-                                      WalDecoder* decoder) -> Result<bool> {
+  const RecordVisitor on_record = [&](const WalPayloadHeader& header, WalDecoder* decoder,
+                                      const LogPosition& position) -> Result<bool> {
     // Events come first in a record and have no length prefix, so they are decoded to be skipped.
     for (uint32_t event_idx = 0; event_idx < header.event_count; ++event_idx) {
       MP_RETURN_IF_ERROR(decoder->ReadEvent(&event));
     }
     for (uint32_t update_idx = 0; update_idx < header.profile_update_count; ++update_idx) {
       MP_RETURN_IF_ERROR(decoder->ReadProfileUpdate(&update));
+      // Time bounds drop events only: a profile update is hidden by an
+      // erasure of its subject logged after it.
+      if (deletions != nullptr && RowHidden(*deletions, update.subject, INT64_MAX, position)) {
+        continue;
+      }
       if (!visit(update)) {
         stopped = true;
         return false;
@@ -1561,7 +2291,11 @@ Status EmbeddedEngine::ScanProfiles(uint32_t project_id,
     if (!info.has_profile_updates) {
       continue;
     }
-    MP_RETURN_IF_ERROR(ForEachRecord(info, project_id, on_record));
+    const Status read = ForEachRecord(info, project_id, on_record);
+    // A file trimmed since the list was taken held no profile update any more.
+    if (!read.ok() && read.code() != StatusCode::kNotFound) {
+      return read;
+    }
     if (stopped) {
       break;
     }
@@ -1592,6 +2326,12 @@ Stats EmbeddedEngine::GetStats() const {
   stats.appends_refused_memtable_full = data_stats_.appends_refused_memtable_full;
   stats.compactions = data_stats_.compactions;
   stats.log_files_trimmed = data_stats_.log_files_trimmed;
+  stats.deletions_active = deletions_->deletions.size();
+  stats.deletions_logged = data_stats_.deletions_logged;
+  stats.purges = data_stats_.purges;
+  stats.purge_rows_removed = data_stats_.purge_rows_removed;
+  stats.purge_segments_rewritten = data_stats_.purge_segments_rewritten;
+  stats.purge_bytes_written = data_stats_.purge_bytes_written;
   return stats;
 }
 
@@ -1621,6 +2361,7 @@ Status EmbeddedEngine::Close() {
     }
   }
   flush_cv_.notify_one();
+  purge_cv_.notify_all();
   if (flusher_.joinable()) {
     flusher_.join();
   }
@@ -1631,6 +2372,17 @@ Status EmbeddedEngine::Close() {
   Status status = file_->Close();
   file_.reset();
   return status;
+}
+
+// Each live segment keeps a file descriptor open (and a query's snapshot
+// those of segments since replaced), so the soft limit is raised to the
+// hard one. A failure leaves the limit as it was.
+void RaiseOpenFileLimit() {
+  struct rlimit limit {};
+  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    (void)setrlimit(RLIMIT_NOFILE, &limit);
+  }
 }
 
 }  // namespace
@@ -1648,6 +2400,7 @@ Result<std::unique_ptr<Engine>> OpenEmbeddedEngine(const Options& options) {
   if (options.log_file_bytes_max <= kWalFileHeaderBytes) {
     return Status::InvalidArgument("store log_file_bytes_max must exceed the log file header");
   }
+  RaiseOpenFileLimit();
   auto engine = std::make_unique<EmbeddedEngine>(options);
   MP_RETURN_IF_ERROR(engine->Open());
   return std::unique_ptr<Engine>(std::move(engine));

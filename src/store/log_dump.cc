@@ -1,6 +1,7 @@
 // DumpLogFile: a readable rendering of one log file, for debugging.
 #include <ostream>
 
+#include "store/deletion.h"
 #include "store/dump_print.h"
 #include "store/log_reader.h"
 #include "store/store.h"
@@ -48,6 +49,20 @@ Status PrintRecord(std::string_view payload, std::ostream& out) {
   return Status::Ok();
 }
 
+Status PrintDeletion(std::string_view payload, std::ostream& out) {
+  MP_ASSIGN_OR_RETURN(const Deletion deletion, DecodeDeletionPayload(payload));
+  out << " deletion stored_at_ms=" << deletion.stored_at_ms << " project=" << deletion.project_id;
+  if (deletion.drop_before_ms.has_value()) {
+    out << " drop_before_ms=" << *deletion.drop_before_ms << "\n";
+    return Status::Ok();
+  }
+  out << " subjects=" << deletion.subjects.size() << "\n";
+  for (const Id128& subject : deletion.subjects) {
+    out << "  erase subject=" << subject.ToHex() << "\n";
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 Status DumpLogFile(FileSystem& file_system, const std::string& path, std::ostream& out) {
@@ -76,6 +91,14 @@ Status DumpLogFile(FileSystem& file_system, const std::string& path, std::ostrea
                                 ": " + reason);
     }
     out << "record at offset " << reader.record_offset() << " (" << payload.size() << " bytes)";
+    if (reader.record_type() == WalRecordType::kPadding) {
+      out << " padding\n";
+      continue;
+    }
+    if (reader.record_type() == WalRecordType::kDeletion) {
+      MP_RETURN_IF_ERROR(PrintDeletion(payload, out));
+      continue;
+    }
     MP_RETURN_IF_ERROR(PrintRecord(payload, out));
   }
 }

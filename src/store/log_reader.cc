@@ -66,7 +66,9 @@ Result<LogReader::Outcome> LogReader::ReadRecord(std::string_view* payload, std:
   const uint32_t expected_crc = LoadFixed32(header);
   const uint32_t length = LoadFixed32(header + 4);
   const uint8_t type = static_cast<uint8_t>(header[8]);
-  if (type != static_cast<uint8_t>(WalRecordType::kBatch)) {
+  if (type != static_cast<uint8_t>(WalRecordType::kBatch) &&
+      type != static_cast<uint8_t>(WalRecordType::kDeletion) &&
+      type != static_cast<uint8_t>(WalRecordType::kPadding)) {
     *reason = "unknown record type " + std::to_string(type);
     return Outcome::kCorrupt;
   }
@@ -86,6 +88,7 @@ Result<LogReader::Outcome> LogReader::ReadRecord(std::string_view* payload, std:
     return Outcome::kCorrupt;
   }
   *payload = checked.substr(5);
+  record_type_ = static_cast<WalRecordType>(type);
   position_ += kWalRecordHeaderBytes + length;
   return Outcome::kRecord;
 }

@@ -38,6 +38,8 @@ class LogReader {
   // `reason` says why. Status errors are I/O errors only.
   Result<Outcome> ReadRecord(std::string_view* payload, std::string* reason);
 
+  // The type of the last record read (kRecord).
+  WalRecordType record_type() const { return record_type_; }
   // File offset where the last record read (or attempted) starts.
   uint64_t record_offset() const { return record_offset_; }
   // File offset just past the last whole record.
@@ -55,6 +57,7 @@ class LogReader {
   size_t position_ = 0;         // within buffer_
   uint64_t buffer_offset_ = 0;  // file offset of buffer_[0]
   uint64_t record_offset_ = 0;
+  WalRecordType record_type_ = WalRecordType::kBatch;
 };
 
 }  // namespace minpanel::store

@@ -1,5 +1,6 @@
 #include "store/manifest.h"
 
+#include "store/deletion.h"
 #include "store/segment_format.h"
 #include "store/wal_format.h"
 
@@ -11,6 +12,8 @@ constexpr size_t kManifestHeaderBytes = 12;
 constexpr size_t kManifestCrcBytes = 4;
 // project varint, path (length + 1 byte), bytes, rows, time: at least 6 bytes.
 constexpr size_t kManifestSegmentBytesMin = 6;
+// position (2), stored at (8), project (1), kind (1), count or time (1).
+constexpr size_t kManifestDeletionBytesMin = 13;
 
 }  // namespace
 
@@ -28,6 +31,14 @@ std::string EncodeManifest(const Manifest& manifest) {
     PutVarint64(segment.file_bytes, &out);
     PutVarint64(segment.row_count, &out);
     PutVarint64(ZigZagEncode(segment.flushed_at_ms), &out);
+    PutVarint64(segment.log_end.file_number, &out);
+    PutVarint64(segment.log_end.offset, &out);
+  }
+  PutVarint64(manifest.deletions.size(), &out);
+  for (const Deletion& deletion : manifest.deletions) {
+    PutVarint64(deletion.position.file_number, &out);
+    PutVarint64(deletion.position.offset, &out);
+    EncodeDeletionBody(deletion, &out);
   }
   PutFixed32(Crc32(0, out), &out);
   return out;
@@ -77,6 +88,24 @@ Result<Manifest> DecodeManifest(std::string_view bytes, const std::string& name)
       MP_RETURN_IF_ERROR(reader.ReadVarint64("file bytes", &segment.file_bytes));
       MP_RETURN_IF_ERROR(reader.ReadVarint64("row count", &segment.row_count));
       MP_RETURN_IF_ERROR(reader.ReadZigZag("flushed at", &segment.flushed_at_ms));
+      if (version == 1) {
+        segment.log_end = manifest.log_position;
+        continue;
+      }
+      MP_RETURN_IF_ERROR(reader.ReadVarint64("segment log end file", &segment.log_end.file_number));
+      MP_RETURN_IF_ERROR(reader.ReadVarint64("segment log end offset", &segment.log_end.offset));
+    }
+    if (version >= 2) {
+      uint64_t deletions = 0;
+      MP_RETURN_IF_ERROR(reader.ReadCount("deletion count", kManifestDeletionBytesMin,
+                                          kManifestDeletionsMax, &deletions));
+      manifest.deletions.resize(deletions);
+      for (Deletion& deletion : manifest.deletions) {
+        MP_RETURN_IF_ERROR(
+            reader.ReadVarint64("deletion log file", &deletion.position.file_number));
+        MP_RETURN_IF_ERROR(reader.ReadVarint64("deletion log offset", &deletion.position.offset));
+        MP_RETURN_IF_ERROR(DecodeDeletionBody(&reader, &deletion));
+      }
     }
     return reader.ExpectEnd("manifest");
   }();

@@ -9,6 +9,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -19,8 +20,12 @@ namespace minpanel::store {
 
 // "MPMAN\r\n\x1a", as the log and segment magics.
 inline constexpr std::array<char, 8> kManifestMagic = {'M', 'P', 'M', 'A', 'N', '\r', '\n', '\x1a'};
-inline constexpr uint32_t kManifestFormatVersion = 1;
+// 2 adds each segment's log end and the deletions in force; 1 is still read.
+inline constexpr uint32_t kManifestFormatVersion = 2;
 inline constexpr uint64_t kManifestSegmentsMax = 1'000'000;
+// Deletions in force at once; past it EraseSubjects waits for a purge (it is
+// far above what a purge pass leaves: each pass retires what it rewrote).
+inline constexpr uint64_t kManifestDeletionsMax = 1'000'000;
 
 // A position in the log: records starting before it (in file number, then
 // offset order) are wholly in segments; records at or after it are not.
@@ -30,18 +35,36 @@ struct LogPosition {
   friend auto operator<=>(const LogPosition&, const LogPosition&) = default;
 };
 
+// One call of Engine::EraseSubjects or Engine::DropBefore (src/store/deletion.h).
+struct Deletion {
+  uint32_t project_id = 0;
+  LogPosition position;  // of its log record: it applies to rows stored before
+  int64_t stored_at_ms = 0;
+  std::vector<Id128> subjects;            // sorted, unique; empty for a time bound
+  std::optional<int64_t> drop_before_ms;  // events with time_ms < this; unset for subjects
+  friend bool operator==(const Deletion&, const Deletion&) = default;
+};
+
 struct ManifestSegment {
   uint32_t project_id = 0;
   std::string path;  // relative to <store>/segments/, e.g. "7/2026-11-26-000012.seg"
   uint64_t file_bytes = 0;
   uint64_t row_count = 0;
   int64_t flushed_at_ms = 0;  // store clock when the flush that wrote it began
+  // Every row of the segment comes from a log record before this position
+  // (the flush's log position; a rewrite or merge keeps the latest of its
+  // inputs'). A deletion at or after it applies to the segment's rows.
+  // Version 1 manifests: their log position.
+  LogPosition log_end;
 };
 
 struct Manifest {
   LogPosition log_position;
   uint64_t next_segment_number = 1;
   std::vector<ManifestSegment> segments;
+  // Deletions in force (in log order): logged, and not yet retired by a
+  // purge, so that they outlive the log files they were written to.
+  std::vector<Deletion> deletions;
 };
 
 std::string EncodeManifest(const Manifest& manifest);

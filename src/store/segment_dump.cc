@@ -258,11 +258,25 @@ Status DumpManifestFile(FileSystem& file_system, const std::string& path, std::o
   out << "manifest " << path << ": version " << kManifestFormatVersion << ", log position file "
       << manifest.log_position.file_number << " offset " << manifest.log_position.offset
       << ", next segment number " << manifest.next_segment_number << ", "
-      << manifest.segments.size() << " segments\n";
+      << manifest.segments.size() << " segments, " << manifest.deletions.size() << " deletions\n";
   for (const ManifestSegment& segment : manifest.segments) {
     out << "  segment " << segment.path << " project " << segment.project_id << " rows "
         << segment.row_count << " bytes " << segment.file_bytes << " flushed_at_ms "
-        << segment.flushed_at_ms << "\n";
+        << segment.flushed_at_ms << " log_end file " << segment.log_end.file_number << " offset "
+        << segment.log_end.offset << "\n";
+  }
+  for (const Deletion& deletion : manifest.deletions) {
+    out << "  deletion at log file " << deletion.position.file_number << " offset "
+        << deletion.position.offset << " project " << deletion.project_id << " stored_at_ms "
+        << deletion.stored_at_ms;
+    if (deletion.drop_before_ms.has_value()) {
+      out << " drop_before_ms " << *deletion.drop_before_ms << "\n";
+      continue;
+    }
+    out << " subjects " << deletion.subjects.size() << "\n";
+    for (const Id128& subject : deletion.subjects) {
+      out << "    erase subject " << subject.ToHex() << "\n";
+    }
   }
   return Status::Ok();
 }

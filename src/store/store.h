@@ -36,6 +36,9 @@ inline constexpr uint64_t kLogRecordBytesMax = 64ULL << 20;  // one batch record
 // (src/store/README.md, "Flush").
 inline constexpr size_t kMemtableRowsMaxDefault = 200'000;
 inline constexpr uint64_t kMemtableBytesMaxDefault = 256ULL << 20;
+// Erasure (src/store/README.md, "Erasure"): at most this many subjects in one
+// EraseSubjects call, so that its log record stays under 1.6 MB.
+inline constexpr size_t kDeletionSubjectsMax = 100'000;
 // While a flush runs the memtable keeps growing; past this many times its
 // thresholds (flushes falling behind, or failing) appends are refused with
 // ResourceExhausted instead of growing memory without bound.
@@ -60,6 +63,11 @@ struct Options {
   // tail cut, a headerless file replaced), with a sentence naming the file,
   // the offset and the bytes cut. May be empty.
   std::function<void(const std::string& note)> on_recovery_note;
+  // The physical stage of erasure: the flush thread rewrites the segments
+  // that hold rows hidden by a deletion once the oldest such deletion is
+  // this old (store clock), or at once on PurgeDeleted. 0: in the
+  // background right after the deletion.
+  int64_t purge_delay_ms = 0;
 };
 
 struct AppendBatch {
@@ -111,6 +119,13 @@ struct Stats {
   uint64_t appends_refused_memtable_full = 0;  // batches refused at the hard limit
   uint64_t compactions = 0;
   uint64_t log_files_trimmed = 0;  // since open: wholly in segments, no profile update
+  // Erasure and time-based dropping.
+  uint64_t deletions_active = 0;    // logged, not yet retired (rows may still be in files)
+  uint64_t deletions_logged = 0;    // since open
+  uint64_t purges = 0;              // since open: passes that rewrote or retired something
+  uint64_t purge_rows_removed = 0;  // since open: rows rewritten out of segment files
+  uint64_t purge_segments_rewritten = 0;
+  uint64_t purge_bytes_written = 0;
 };
 
 using AppendCallback = std::function<void(Result<AppendResult>)>;
@@ -147,6 +162,35 @@ class Engine {
   // valid however long the caller keeps them.
   using SegmentSnapshot = std::vector<std::shared_ptr<const SegmentReader>>;
   virtual Result<SegmentSnapshot> Snapshot(uint32_t project_id) = 0;
+
+  // Erases `subjects` (pseudonyms) of a project: once this returns, their
+  // deletion record is in the log and fsynced, and no read — Scan,
+  // ScanProfiles, Snapshot, so the query engine and export — shows an event
+  // or profile update of theirs stored before the call, including after a
+  // restart. Events and profile updates stored after it are kept. The rows
+  // leave the segment and log files later (Options::purge_delay_ms, or
+  // PurgeDeleted). Up to kDeletionSubjectsMax subjects in one record
+  // (duplicates ignored). InvalidArgument when `subjects` is empty,
+  // ResourceExhausted over the limit, and as Append for I/O errors (then
+  // nothing is erased). Thread-safe; ordered with appends.
+  virtual Status EraseSubjects(uint32_t project_id, std::vector<Id128> subjects) {
+    (void)project_id;
+    (void)subjects;
+    return Status::Unavailable("this engine cannot erase subjects");
+  }
+  // Hides every event of a project with time_ms < `before_ms` stored before
+  // the call, as EraseSubjects does (events stored later are kept, whatever
+  // their time). Profile updates are not affected.
+  virtual Status DropBefore(uint32_t project_id, int64_t before_ms) {
+    (void)project_id;
+    (void)before_ms;
+    return Status::Unavailable("this engine cannot drop events");
+  }
+  // The physical stage, now: flushes the memtable, rewrites every segment
+  // holding hidden rows without them (crash-safely), lets the log files that
+  // held them be trimmed, and retires the deletions that no file needs any
+  // more. Returns once done; an error leaves the deletions in force.
+  virtual Status PurgeDeleted() { return Status::Ok(); }
 
   virtual Stats GetStats() const = 0;
 

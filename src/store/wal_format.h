@@ -30,6 +30,11 @@ inline constexpr size_t kWalPayloadHeaderBytesMax = 8 + 3 * 5;
 enum class WalRecordType : uint8_t {
   // Zero is never written, so zero-filled tails (after a crash) read as corrupt.
   kBatch = 1,
+  // Erasure of subjects or a time bound (src/store/deletion.h).
+  kDeletion = 2,
+  // Zeros that keep the offsets of the records after it when a purge
+  // rewrites a log file without erased data.
+  kPadding = 3,
 };
 
 // Property value tags on disk; deliberately not tied to Value::Type's numbering.

@@ -1,0 +1,237 @@
+#include "store/deletion.h"
+
+#include <algorithm>
+#include <iterator>
+
+#include "store/bytes.h"
+#include "store/segment.h"
+#include "store/store.h"
+
+namespace minpanel::store {
+namespace {
+
+enum class DeletionKind : uint8_t { kSubjects = 1, kDropBefore = 2 };
+
+// stored_at (8) + project (1) + kind (1) + count or time (1).
+constexpr size_t kDeletionBodyBytesMin = 11;
+
+}  // namespace
+
+void EncodeDeletionBody(const Deletion& deletion, std::string* out) {
+  PutFixed64(static_cast<uint64_t>(deletion.stored_at_ms), out);
+  PutVarint64(deletion.project_id, out);
+  if (deletion.drop_before_ms.has_value()) {
+    out->push_back(static_cast<char>(DeletionKind::kDropBefore));
+    PutVarint64(ZigZagEncode(*deletion.drop_before_ms), out);
+    return;
+  }
+  out->push_back(static_cast<char>(DeletionKind::kSubjects));
+  PutVarint64(deletion.subjects.size(), out);
+  for (const Id128& subject : deletion.subjects) {
+    PutId(subject, out);
+  }
+}
+
+Status DecodeDeletionBody(ByteReader* reader, Deletion* deletion) {
+  uint64_t stored_at = 0;
+  MP_RETURN_IF_ERROR(reader->ReadFixed64("deletion stored_at_ms", &stored_at));
+  deletion->stored_at_ms = static_cast<int64_t>(stored_at);
+  MP_RETURN_IF_ERROR(reader->ReadVarint32("deletion project_id", &deletion->project_id));
+  uint8_t kind = 0;
+  MP_RETURN_IF_ERROR(reader->ReadByte("deletion kind", &kind));
+  deletion->subjects.clear();
+  deletion->drop_before_ms.reset();
+  if (kind == static_cast<uint8_t>(DeletionKind::kDropBefore)) {
+    int64_t time_ms = 0;
+    MP_RETURN_IF_ERROR(reader->ReadZigZag("deletion drop_before_ms", &time_ms));
+    deletion->drop_before_ms = time_ms;
+    return Status::Ok();
+  }
+  if (kind != static_cast<uint8_t>(DeletionKind::kSubjects)) {
+    return Status::Corruption("deletion kind " + std::to_string(kind) + " is unknown");
+  }
+  uint64_t count = 0;
+  MP_RETURN_IF_ERROR(reader->ReadCount("deletion subject count", 16, kDeletionSubjectsMax, &count));
+  deletion->subjects.resize(count);
+  for (size_t subject_idx = 0; subject_idx < count; ++subject_idx) {
+    MP_RETURN_IF_ERROR(reader->ReadId("deletion subject", &deletion->subjects[subject_idx]));
+    if (subject_idx > 0 &&
+        !(deletion->subjects[subject_idx - 1] < deletion->subjects[subject_idx])) {
+      return Status::Corruption("deletion subjects are not strictly ascending");
+    }
+  }
+  return Status::Ok();
+}
+
+std::string EncodeDeletionPayload(const Deletion& deletion) {
+  std::string out;
+  EncodeDeletionBody(deletion, &out);
+  return out;
+}
+
+Result<Deletion> DecodeDeletionPayload(std::string_view payload) {
+  if (payload.size() < kDeletionBodyBytesMin) {
+    return Status::Corruption("deletion record of " + std::to_string(payload.size()) +
+                              " bytes is too short");
+  }
+  ByteReader reader(payload);
+  Deletion deletion;
+  MP_RETURN_IF_ERROR(DecodeDeletionBody(&reader, &deletion));
+  MP_RETURN_IF_ERROR(reader.ExpectEnd("deletion record"));
+  return deletion;
+}
+
+const ProjectDeletions* DeletionState::Find(uint32_t project_id) const {
+  for (const auto& [id, deletions] : by_project) {
+    if (id == project_id) {
+      return &deletions;
+    }
+  }
+  return nullptr;
+}
+
+std::shared_ptr<const DeletionState> MakeDeletionState(std::vector<Deletion> deletions,
+                                                       uint64_t generation) {
+  auto state = std::make_shared<DeletionState>();
+  state->generation = generation;
+  state->deletions = std::move(deletions);
+  for (const Deletion& deletion : state->deletions) {
+    auto found =
+        std::find_if(state->by_project.begin(), state->by_project.end(),
+                     [&](const auto& entry) { return entry.first == deletion.project_id; });
+    if (found == state->by_project.end()) {
+      state->by_project.emplace_back(deletion.project_id, ProjectDeletions{});
+      found = std::prev(state->by_project.end());
+    }
+    ProjectDeletions& project = found->second;
+    if (deletion.drop_before_ms.has_value()) {
+      project.time_bounds.emplace_back(*deletion.drop_before_ms, deletion.position);
+    }
+    for (const Id128& subject : deletion.subjects) {
+      project.subjects.emplace_back(subject, deletion.position);
+    }
+  }
+  for (auto& [project_id, project] : state->by_project) {
+    // Sorted by subject, then position; keep the latest position per subject.
+    std::sort(project.subjects.begin(), project.subjects.end());
+    std::vector<std::pair<Id128, LogPosition>> latest;
+    latest.reserve(project.subjects.size());
+    for (const auto& entry : project.subjects) {
+      if (!latest.empty() && latest.back().first == entry.first) {
+        latest.back().second = entry.second;
+      } else {
+        latest.push_back(entry);
+      }
+    }
+    project.subjects = std::move(latest);
+  }
+  return state;
+}
+
+bool RowHidden(const ProjectDeletions& deletions, const Id128& subject, int64_t time_ms,
+               const LogPosition& row_position) {
+  for (const auto& [bound_ms, position] : deletions.time_bounds) {
+    if (time_ms < bound_ms && row_position < position) {
+      return true;
+    }
+  }
+  const auto found = std::lower_bound(deletions.subjects.begin(), deletions.subjects.end(), subject,
+                                      [](const std::pair<Id128, LogPosition>& entry,
+                                         const Id128& key) { return entry.first < key; });
+  return found != deletions.subjects.end() && found->first == subject &&
+         row_position < found->second;
+}
+
+Result<std::vector<std::vector<uint32_t>>> HiddenRows(const SegmentReader& segment,
+                                                      const ProjectDeletions& deletions,
+                                                      const LogPosition& log_end,
+                                                      uint64_t* hidden_count) {
+  *hidden_count = 0;
+  // Every row of the segment was stored before log_end, so a deletion at or
+  // after it applies to all of them, and one before it to none: a deletion
+  // removes its rows from the memtable at once, so segments flushed after it
+  // never hold them.
+  int64_t drop_before_ms = INT64_MIN;
+  for (const auto& [bound_ms, position] : deletions.time_bounds) {
+    if (!(position < log_end)) {
+      drop_before_ms = std::max(drop_before_ms, bound_ms);
+    }
+  }
+  const auto applies = [&log_end](const std::pair<Id128, LogPosition>& entry) {
+    return !(entry.second < log_end);
+  };
+  std::vector<std::vector<uint32_t>> hidden;
+  const SegmentSummary& summary = segment.summary();
+  const bool any_time = drop_before_ms > summary.time_min_ms;
+  const auto by_subject = [](const std::pair<Id128, LogPosition>& entry, const Id128& key) {
+    return entry.first < key;
+  };
+  const auto first_subject = std::lower_bound(deletions.subjects.begin(), deletions.subjects.end(),
+                                              summary.subject_min, by_subject);
+  const bool any_subject =
+      first_subject != deletions.subjects.end() && !(summary.subject_max < first_subject->first);
+  if (!any_time && !any_subject) {
+    return hidden;
+  }
+  std::vector<int64_t> times;
+  SubjectRuns runs;
+  for (size_t block_idx = 0; block_idx < segment.block_count(); ++block_idx) {
+    const SegmentBlockInfo& block = segment.block(block_idx);
+    std::vector<uint32_t> rows;
+    if (any_time && block.time_min_ms < drop_before_ms) {
+      if (block.time_max_ms < drop_before_ms) {
+        rows.resize(block.row_count);
+        for (uint32_t row_idx = 0; row_idx < block.row_count; ++row_idx) {
+          rows[row_idx] = row_idx;
+        }
+      } else {
+        MP_RETURN_IF_ERROR(segment.ReadTimes(block_idx, &times));
+        for (uint32_t row_idx = 0; row_idx < times.size(); ++row_idx) {
+          if (times[row_idx] < drop_before_ms) {
+            rows.push_back(row_idx);
+          }
+        }
+      }
+    }
+    // Only blocks whose subject range holds an erased subject read their
+    // subject runs; each run is then matched by one walk over both sorted
+    // lists.
+    auto erased =
+        std::lower_bound(first_subject, deletions.subjects.end(), block.subject_first, by_subject);
+    const bool block_subjects = erased != deletions.subjects.end() &&
+                                !(block.subject_last < erased->first) &&
+                                rows.size() < block.row_count;
+    if (block_subjects) {
+      MP_RETURN_IF_ERROR(segment.ReadSubjects(block_idx, &runs));
+      std::vector<uint32_t> subject_rows;
+      uint32_t run_start = 0;
+      for (size_t run_idx = 0; run_idx < runs.subjects.size(); ++run_idx) {
+        const Id128& subject = runs.subjects[run_idx];
+        while (erased != deletions.subjects.end() && erased->first < subject) {
+          ++erased;
+        }
+        if (erased != deletions.subjects.end() && erased->first == subject && applies(*erased)) {
+          for (uint32_t row_idx = 0; row_idx < runs.run_lengths[run_idx]; ++row_idx) {
+            subject_rows.push_back(run_start + row_idx);
+          }
+        }
+        run_start += runs.run_lengths[run_idx];
+      }
+      if (!subject_rows.empty()) {
+        std::vector<uint32_t> merged;
+        merged.reserve(rows.size() + subject_rows.size());
+        std::set_union(rows.begin(), rows.end(), subject_rows.begin(), subject_rows.end(),
+                       std::back_inserter(merged));
+        rows = std::move(merged);
+      }
+    }
+    if (!rows.empty()) {
+      hidden.resize(segment.block_count());
+      *hidden_count += rows.size();
+      hidden[block_idx] = std::move(rows);
+    }
+  }
+  return hidden;
+}
+
+}  // namespace minpanel::store
