@@ -12,6 +12,7 @@ packages=(
   clang-14 libfuzzer-14-dev libclang-rt-14-dev
   libre2-dev libmaxminddb-dev libyaml-cpp-dev uap-core
   tzdata wrk nodejs npm
+  chromium  # headless, driven by playwright-core in the browser SDK tests (tests/integration/browser.mjs)
 )
 
 missing=()
