@@ -27,7 +27,12 @@ std::string ProjectJson(const service::Project& project, const std::string* secr
   }
   json += ",\"time_zone\":";
   query::AppendJsonString(project.time_zone, &json);
-  return json + "}";
+  json += ",\"domains\":[";
+  for (size_t domain_idx = 0; domain_idx < project.domains.size(); ++domain_idx) {
+    json += domain_idx == 0 ? "" : ",";
+    query::AppendJsonString(project.domains[domain_idx], &json);
+  }
+  return json + "]}";
 }
 
 // `serve --demo`: the demo project exists after this; its secret, shown
@@ -143,9 +148,38 @@ int ProjectList(const ConfigSources& sources, bool json) {
     if (json) {
       std::cout << ProjectJson(project, nullptr) << "\n";
     } else {
+      std::string domains;
+      for (const std::string& domain : project.domains) {
+        domains += (domains.empty() ? "" : ",") + domain;
+      }
       std::cout << project.id << "\t" << project.name << "\t" << project.token << "\t"
-                << project.time_zone << "\n";
+                << project.time_zone << "\t" << (domains.empty() ? "-" : domains) << "\n";
     }
+  }
+  return 0;
+}
+
+// `project set-domains NAME [DOMAIN...]`: the sites whose Plausible events
+// go to the project (none: no site).
+int ProjectSetDomains(const ConfigSources& sources, const std::string& name,
+                      const std::vector<std::string>& domains, bool json) {
+  auto projects = OpenRegistry(sources);
+  if (!projects.ok()) {
+    return Fail(projects.status());
+  }
+  auto updated = (*projects)->SetDomains(name, domains);
+  if (!updated.ok()) {
+    return Fail(updated.status());
+  }
+  if (json) {
+    std::cout << ProjectJson(*updated, nullptr) << "\n";
+  } else {
+    std::cout << "project " << name << ": " << updated->domains.size()
+              << " Plausible site(s)";
+    for (const std::string& domain : updated->domains) {
+      std::cout << " " << domain;
+    }
+    std::cout << "\nA running server picks the change up on SIGHUP.\n";
   }
   return 0;
 }
@@ -235,6 +269,7 @@ struct Flags {
   bool yes = false;
   std::string name;
   std::string time_zone = "UTC";
+  std::vector<std::string> domains;
   bool json = false;
   ImportOptions import;
   ExportCommandOptions export_options;
@@ -250,6 +285,7 @@ struct Commands {
   CLI::App* create = nullptr;
   CLI::App* list = nullptr;
   CLI::App* rotate = nullptr;
+  CLI::App* set_domains = nullptr;
   CLI::App* rotate_key = nullptr;
   CLI::App* import = nullptr;
   CLI::App* export_command = nullptr;
@@ -272,6 +308,14 @@ void AddProjectCommands(CLI::App& app, Flags& flags, Commands& commands) {
   commands.list = project->add_subcommand("list", "list projects");
   flags.sources.AddFlags(commands.list, false);
   commands.list->add_flag("--json", flags.json, "one JSON object per line");
+  commands.set_domains = project->add_subcommand(
+      "set-domains",
+      "set the sites (domains) whose Plausible events (POST /api/event) go to a project");
+  flags.sources.AddFlags(commands.set_domains, false);
+  commands.set_domains->add_option("NAME", flags.name, "project name")->required();
+  commands.set_domains->add_option("DOMAIN", flags.domains,
+                                   "site domains, e.g. example.com (none: remove every site)");
+  commands.set_domains->add_flag("--json", flags.json, "print the project as JSON");
   commands.rotate = project->add_subcommand("rotate-secret", "replace a project's secret");
   flags.sources.AddFlags(commands.rotate, false);
   commands.rotate->add_option("NAME", flags.name, "project name")->required();
@@ -404,6 +448,9 @@ int Dispatch(Flags& flags, const Commands& commands) {
   }
   if (commands.list->parsed()) {
     return ProjectList(flags.sources, flags.json);
+  }
+  if (commands.set_domains->parsed()) {
+    return ProjectSetDomains(flags.sources, flags.name, flags.domains, flags.json);
   }
   if (commands.rotate->parsed()) {
     return ProjectRotate(flags.sources, flags.name, flags.json);

@@ -5,6 +5,7 @@
 #include <functional>
 
 #include "ingest/ingest.h"
+#include "ingest/plausible_events.h"
 #include "ingest/posthog_events.h"
 #include "query/query.h"
 
@@ -173,6 +174,7 @@ Route ClassifyTarget(std::string_view target) {
   if (path.starts_with("/array/") && (path.ends_with("/config.js") || path.ends_with("/config"))) {
     return Route::kPostHogConfig;
   }
+  if (path == "/api/event") return Route::kPlausibleEvent;
   if (path == "/api/2.0/export") return Route::kExport;
   if (path == "/api/policy/preview") return Route::kPolicyPreview;
   if (path == "/api/query") return Route::kQuery;
@@ -203,6 +205,8 @@ std::string_view RouteLabel(Route route) {
       return "/flags";  // and /decide
     case Route::kPostHogConfig:
       return "/array/:token/config";
+    case Route::kPlausibleEvent:
+      return "/api/event";
     case Route::kExport:
       return "/api/2.0/export";
     case Route::kPolicyPreview:
@@ -230,6 +234,7 @@ std::string_view RouteLabel(Route route) {
 
 bool IsIngestRoute(Route route) {
   return route == Route::kTrack || route == Route::kEngage || route == Route::kGroups ||
+         route == Route::kPlausibleEvent ||
          route == Route::kImport || IsPostHogRoute(route);
 }
 
@@ -245,7 +250,9 @@ bool IsPolicyAdminRoute(Route route) {
 
 bool AllowsMethod(Route route, http::verb method) {
   if (method == http::verb::get) {
-    return route != Route::kQuery;  // Mixpanel's GET /track carries data= in the query
+    // Mixpanel's GET /track carries data= in the query; Plausible's events
+    // are POSTs only.
+    return route != Route::kQuery && route != Route::kPlausibleEvent;
   }
   if (method == http::verb::post) {
     return IsIngestRoute(route) || route == Route::kPolicyPreview || route == Route::kQuery ||
@@ -258,6 +265,9 @@ bool AllowsMethod(Route route, http::verb method) {
 }
 
 std::string_view AllowedMethods(Route route) {
+  if (route == Route::kPlausibleEvent) {
+    return "POST, OPTIONS";
+  }
   if (IsIngestRoute(route)) {
     return "GET, POST, OPTIONS";
   }
@@ -507,6 +517,42 @@ void HandlePostHog(Route route, const Request& request, const std::string& clien
   ingest_request.client_ip = client_ip;
   // Decodes on this thread, so `storage` may go when the call returns.
   service.IngestPostHogAsync(ingest_request, std::move(respond));
+}
+
+void HandlePlausible(const Request& request, const std::string& client_ip,
+                     const Settings& settings, service::Service& service, ReplyFunction reply) {
+  auto respond = [&request, reply = std::move(reply)](
+                     const Result<service::IngestOutcome>& result) {
+    // Plausible's answer; its tracker ignores it (it cannot see errors).
+    Response response = result.ok() ? MakeResponse(request, 202, "text/plain; charset=utf-8", "ok")
+                                    : ErrorResponse(request, result.status());
+    AddIngestCors(request, &response);
+    reply(std::move(response));
+  };
+  auto encoding = ingest::ParseContentEncoding(request[http::field::content_encoding]);
+  if (!encoding.ok()) {
+    respond(encoding.status());
+    return;
+  }
+  std::string inflated;
+  std::string_view body = request.body();
+  if (ingest::NeedsDecompression(body, *encoding)) {
+    const service::Limits& limits = settings.config.limits;
+    auto decompressed = ingest::DecompressBody(body, *encoding, limits.decompressed_bytes_max,
+                                               limits.decompression_ratio_max);
+    if (!decompressed.ok()) {
+      respond(decompressed.status());
+      return;
+    }
+    inflated = std::move(decompressed).value();
+    body = inflated;
+  }
+  service::PlausibleIngestRequest ingest_request;
+  ingest_request.body = body;
+  ingest_request.client_ip = client_ip;
+  ingest_request.user_agent = std::string(request[http::field::user_agent]);
+  // Decodes on this thread, so `inflated` may go when the call returns.
+  service.IngestPlausibleAsync(ingest_request, std::move(respond));
 }
 
 namespace {

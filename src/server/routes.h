@@ -29,6 +29,7 @@ enum class Route {
   kPostHogCaptureV1,  // /i/v1/analytics/events (posthog-node's Capture V1)
   kPostHogFlags,    // /flags, /decide: no feature flags
   kPostHogConfig,   // /array/<token>/config.js and /array/<token>/config
+  kPlausibleEvent,  // POST /api/event (docs/formats/plausible.md)
   kExport,
   kPolicyPreview,
   kPolicy,          // GET, PUT /api/policy
@@ -84,6 +85,13 @@ void HandleMixpanel(Route route, const Request& request, const std::string& clie
 bool IsPostHogRoute(Route route);
 void HandlePostHog(Route route, const Request& request, const std::string& client_ip,
                    const Settings& settings, service::Service& service, ReplyFunction reply);
+
+// Plausible's events API, POST /api/event: one event whose site domain
+// picks the project and whose visitor id the service makes from
+// `client_ip` and the User-Agent; then 202 "ok", as Plausible answers.
+// Same contract as HandleMixpanel.
+void HandlePlausible(const Request& request, const std::string& client_ip,
+                     const Settings& settings, service::Service& service, ReplyFunction reply);
 
 // POST /api/policy/preview: secret-authenticated; the body is an /import
 // payload; the reply shows what would be stored and why. Stores nothing.

@@ -330,6 +330,18 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
       });
       return;
     }
+    if (route == Route::kPlausibleEvent) {
+      // On a worker: the first event of a day writes and fsyncs its salt.
+      net::post(server_.workers(), [self = this->shared_from_this()] {
+        HandlePlausible(self->request_, self->ClientIp(), *self->server_.settings(),
+                        self->server_.service(), [self](Response reply) {
+                          auto response = std::make_shared<Response>(std::move(reply));
+                          net::post(self->stream_.get_executor(),
+                                    [self, response] { self->Write(std::move(*response)); });
+                        });
+      });
+      return;
+    }
     auto handle = [self = this->shared_from_this(), route] {
       // request_ stays untouched until the reply is written.
       const auto handler = IsPostHogRoute(route) ? HandlePostHog : HandleMixpanel;
@@ -573,6 +585,11 @@ void Server::Impl::ScheduleGeoReload() {
     const Status reloaded = service_->ReloadGeoDatabase();
     if (!reloaded.ok()) {
       spdlog::warn("geolocation database kept: {}", reloaded.message());
+    }
+    // Visitor salts go 48 hours after their day starts, traffic or not.
+    const Status salts = service_->DestroyExpiredVisitorSalts();
+    if (!salts.ok()) {
+      spdlog::error("visitor salts past 48 hours not destroyed: {}", salts.message());
     }
     ScheduleGeoReload();
   });

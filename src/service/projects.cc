@@ -8,8 +8,10 @@
 #include <date/tz.h>
 #include <simdjson.h>
 
+#include <algorithm>
 #include <mutex>
 
+#include "ingest/plausible_events.h"
 #include "query/query.h"
 
 namespace minpanel::service {
@@ -93,6 +95,17 @@ Result<Project> ParseProject(simdjson::dom::element element) {
   project.secret_sha256_hex = secret_hash;
   project.time_zone = time_zone;
   project.created_ms = created_ms;
+  // Optional: files written before projects had sites lack it.
+  simdjson::dom::array domains;
+  if (element["domains"].get(domains) == simdjson::SUCCESS) {
+    for (simdjson::dom::element domain : domains) {
+      std::string_view text;
+      if (domain.get(text)) {
+        return Status::Corruption("projects.json: a project's domains must be strings");
+      }
+      project.domains.emplace_back(text);
+    }
+  }
   return project;
 }
 
@@ -160,7 +173,16 @@ Status ProjectRegistry::WriteFile(const std::vector<Project>& projects) const {
     text += ",\"token\":\"" + project.token + "\",\"secret_sha256\":\"" +
             project.secret_sha256_hex + "\",\"time_zone\":";
     query::AppendJsonString(project.time_zone, &text);
-    text += ",\"created_ms\":" + std::to_string(project.created_ms) + "}";
+    text += ",\"created_ms\":" + std::to_string(project.created_ms);
+    if (!project.domains.empty()) {
+      text += ",\"domains\":[";
+      for (size_t domain_idx = 0; domain_idx < project.domains.size(); ++domain_idx) {
+        text += domain_idx == 0 ? "" : ",";
+        query::AppendJsonString(project.domains[domain_idx], &text);
+      }
+      text += "]";
+    }
+    text += "}";
     text += project_idx + 1 < projects.size() ? ",\n" : "\n";
   }
   text += "]}\n";
@@ -172,9 +194,13 @@ void ProjectRegistry::Install(std::vector<Project> projects) {
   projects_ = std::move(projects);
   by_token_.clear();
   by_secret_hash_.clear();
+  by_domain_.clear();
   for (size_t project_idx = 0; project_idx < projects_.size(); ++project_idx) {
     by_token_[projects_[project_idx].token] = project_idx;
     by_secret_hash_[projects_[project_idx].secret_sha256_hex] = project_idx;
+    for (const std::string& domain : projects_[project_idx].domains) {
+      by_domain_.emplace(domain, project_idx);
+    }
   }
 }
 
@@ -212,7 +238,8 @@ Result<ProjectWithSecret> ProjectRegistry::Create(std::string_view name,
   ProjectWithSecret created;
   created.secret = RandomHex(kSecretBytes);
   created.project = Project{next_id, std::string(name), RandomHex(kTokenBytes),
-                            Sha256Hex(created.secret), std::string(time_zone), clock_->NowMs()};
+                            Sha256Hex(created.secret), std::string(time_zone), clock_->NowMs(),
+                            {}};
   projects.push_back(created.project);
   MP_RETURN_IF_ERROR(WriteFile(projects));
   Install(std::move(projects));
@@ -237,6 +264,62 @@ Result<ProjectWithSecret> ProjectRegistry::RotateSecret(std::string_view name) {
     }
   }
   return Status::NotFound("project '" + std::string(name) + "' does not exist");
+}
+
+Result<Project> ProjectRegistry::SetDomains(std::string_view name,
+                                            const std::vector<std::string>& domains) {
+  if (domains.size() > kProjectDomainsMax) {
+    return Status::ResourceExhausted("domains: " + std::to_string(domains.size()) +
+                                     " sites, over the limit of " +
+                                     std::to_string(kProjectDomainsMax) + " (kProjectDomainsMax)");
+  }
+  std::vector<std::string> normalised;
+  for (const std::string& domain : domains) {
+    auto one = ingest::NormalisePlausibleDomain(domain);
+    if (!one.ok()) {
+      return Status::InvalidArgument("'" + domain + "': " + one.status().message());
+    }
+    if (std::find(normalised.begin(), normalised.end(), *one) == normalised.end()) {
+      normalised.push_back(std::move(*one));
+    }
+  }
+  FileLock lock(lock_path_);
+  if (!lock.ok()) {
+    return Status::IoError("cannot lock " + lock_path_);
+  }
+  MP_ASSIGN_OR_RETURN(std::vector<Project> projects, ReadFile());
+  Project* target = nullptr;
+  for (Project& project : projects) {
+    if (project.name == name) {
+      target = &project;
+    }
+  }
+  if (target == nullptr) {
+    return Status::NotFound("project '" + std::string(name) + "' does not exist");
+  }
+  for (const Project& project : projects) {
+    for (const std::string& domain : normalised) {
+      if (&project != target && std::find(project.domains.begin(), project.domains.end(),
+                                          domain) != project.domains.end()) {
+        return Status::InvalidArgument("domain: '" + domain + "' belongs to project '" +
+                                       project.name + "' already");
+      }
+    }
+  }
+  target->domains = std::move(normalised);
+  const Project updated = *target;
+  MP_RETURN_IF_ERROR(WriteFile(projects));
+  Install(std::move(projects));
+  return updated;
+}
+
+std::optional<Project> ProjectRegistry::FindByDomain(std::string_view domain) const {
+  std::shared_lock lock(mutex_);
+  const auto found = by_domain_.find(std::string(domain));
+  if (found == by_domain_.end()) {
+    return std::nullopt;
+  }
+  return projects_[found->second];
 }
 
 std::vector<Project> ProjectRegistry::List() const {

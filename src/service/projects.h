@@ -23,6 +23,8 @@ namespace minpanel::service {
 
 inline constexpr size_t kProjectNameBytesMax = 64;
 inline constexpr size_t kProjectsMax = 10000;
+// Plausible sites (domains) per project.
+inline constexpr size_t kProjectDomainsMax = 100;
 
 struct Project {
   uint32_t id = 0;
@@ -31,6 +33,10 @@ struct Project {
   std::string secret_sha256_hex;
   std::string time_zone = "UTC";
   int64_t created_ms = 0;
+  // The sites whose Plausible events (POST /api/event) go to this project,
+  // normalised (ingest::NormalisePlausibleDomain); a domain belongs to at
+  // most one project.
+  std::vector<std::string> domains;
 };
 
 struct ProjectWithSecret {
@@ -48,11 +54,18 @@ class ProjectRegistry {
   Status Reload();
   Result<ProjectWithSecret> Create(std::string_view name, std::string_view time_zone);
   Result<ProjectWithSecret> RotateSecret(std::string_view name);
+  // Replaces the project's list of Plausible sites (empty: none). Each is
+  // normalised; InvalidArgument names a malformed domain or one that
+  // belongs to another project, ResourceExhausted over kProjectDomainsMax,
+  // NotFound for an unknown project. A refused list changes nothing.
+  Result<Project> SetDomains(std::string_view name, const std::vector<std::string>& domains);
 
   std::vector<Project> List() const;
   std::optional<Project> FindByName(std::string_view name) const;
   std::optional<Project> FindById(uint32_t id) const;
   std::optional<Project> FindByToken(std::string_view token) const;
+  // The project that lists this (normalised) site domain.
+  std::optional<Project> FindByDomain(std::string_view domain) const;
   // The project whose secret this is, compared in constant time.
   std::optional<Project> FindBySecret(std::string_view secret) const;
 
@@ -71,6 +84,7 @@ class ProjectRegistry {
   std::vector<Project> projects_;
   std::unordered_map<std::string, size_t> by_token_;
   std::unordered_map<std::string, size_t> by_secret_hash_;
+  std::unordered_map<std::string, size_t> by_domain_;
 };
 
 // Whether `name` is a valid IANA time zone known to this machine.

@@ -101,5 +101,38 @@ TEST_F(ProjectsTest, DamagedFileIsCorruption) {
   EXPECT_EQ(registry.status().code(), StatusCode::kCorruption);
 }
 
+TEST_F(ProjectsTest, DomainsMapSitesToProjectsAndSurviveReopen) {
+  auto registry = Open();
+  ASSERT_TRUE(registry->Create("shop", "UTC").ok());
+  ASSERT_TRUE(registry->Create("blog", "UTC").ok());
+  auto set = registry->SetDomains("shop", {"Shop.Example", "www.shop.example", "app.shop.example"});
+  ASSERT_TRUE(set.ok()) << set.status().ToString();
+  EXPECT_EQ(set->domains, (std::vector<std::string>{"shop.example", "app.shop.example"}));
+  EXPECT_EQ(registry->FindByDomain("shop.example")->name, "shop");
+  EXPECT_FALSE(registry->FindByDomain("blog.example").has_value());
+  // A domain belongs to one project; a refused list changes nothing.
+  auto taken = registry->SetDomains("blog", {"blog.example", "shop.example"});
+  ASSERT_FALSE(taken.ok());
+  EXPECT_EQ(taken.status().message(), "domain: 'shop.example' belongs to project 'shop' already");
+  EXPECT_TRUE(registry->FindByName("blog")->domains.empty());
+  auto bad = registry->SetDomains("blog", {"blog.example/path"});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().message(),
+            "'blog.example/path': domain: must be a site's domain name such as example.com: "
+            "letters, digits, '-' and '.', with an optional :port, at most 253 bytes "
+            "(kPlausibleDomainBytesMax)");
+  EXPECT_EQ(registry->SetDomains("nope", {}).status().code(), StatusCode::kNotFound);
+  std::vector<std::string> many(kProjectDomainsMax + 1, "a.example");
+  EXPECT_EQ(registry->SetDomains("blog", many).status().message(),
+            "domains: 101 sites, over the limit of 100 (kProjectDomainsMax)");
+  auto reopened = Open();
+  EXPECT_EQ(reopened->FindByDomain("app.shop.example")->name, "shop");
+  EXPECT_EQ(reopened->FindByName("shop")->domains,
+            (std::vector<std::string>{"shop.example", "app.shop.example"}));
+  // An empty list removes the sites.
+  ASSERT_TRUE(reopened->SetDomains("shop", {}).ok());
+  EXPECT_FALSE(Open()->FindByDomain("shop.example").has_value());
+}
+
 }  // namespace
 }  // namespace minpanel::service

@@ -12,9 +12,11 @@
 #include <filesystem>
 
 #include <date/date.h>
+#include <sodium.h>
 #include <date/tz.h>
 #include <simdjson.h>
 
+#include "ingest/plausible_events.h"
 #include "ingest/posthog_events.h"
 #include "privacy/policy_file.h"
 
@@ -42,6 +44,8 @@ struct Service::Counters {
 namespace {
 
 constexpr uint32_t kDataFolderMode = 0700;
+// The visitor salts of Plausible's events API, beside the pseudonym keys.
+constexpr std::string_view kSaltFolder = "/salts";
 constexpr size_t kImportPayloadBytesMax = 10 * 1000 * 1000;  // Mixpanel: 10 MB uncompressed
 
 Status FirstRecordError(const std::vector<ingest::RecordError>& errors) {
@@ -294,10 +298,15 @@ Result<std::unique_ptr<Service>> Service::Open(const Config& config,
   store_options.memtable_rows_max = config.store_memtable_rows_max;
   MP_ASSIGN_OR_RETURN(std::unique_ptr<store::Engine> engine,
                       store::OpenEmbeddedEngine(store_options));
+  MP_ASSIGN_OR_RETURN(std::unique_ptr<privacy::VisitorIds> visitor_ids,
+                      privacy::VisitorIds::Open(KeyFolder(config) + std::string(kSaltFolder),
+                                                file_system, clock));
   delete lock_guard.release();  // the Service owns the lock from here
-  return std::unique_ptr<Service>(new Service(std::move(clock), lock_fd, std::move(projects),
-                                              std::move(keys), std::move(policies),
-                                              std::move(tools), std::move(engine)));
+  std::unique_ptr<Service> service(new Service(std::move(clock), lock_fd, std::move(projects),
+                                               std::move(keys), std::move(policies),
+                                               std::move(tools), std::move(engine)));
+  service->visitor_ids_ = std::move(visitor_ids);
+  return service;
 }
 
 Result<privacy::Policy> Service::PolicyFor(const Project& project) {
@@ -368,6 +377,12 @@ void Service::IngestMixpanelAsync(const IngestRequest& request, IngestCallback d
 void Service::IngestPostHogAsync(const PostHogIngestRequest& request, IngestCallback done) {
   AppendAsync(PreparePostHog(request), std::move(done));
 }
+
+void Service::IngestPlausibleAsync(const PlausibleIngestRequest& request, IngestCallback done) {
+  AppendAsync(PreparePlausible(request), std::move(done));
+}
+
+Status Service::DestroyExpiredVisitorSalts() { return visitor_ids_->DestroyExpired().status(); }
 
 void Service::AppendAsync(Result<Prepared> prepared, IngestCallback done) {
   if (!prepared.ok()) {
@@ -455,6 +470,39 @@ Result<Service::Prepared> Service::PreparePostHog(const PostHogIngestRequest& re
     prepared.batch.profile_updates.push_back(policy.Apply(std::move(raw), &policy_counters));
   }
   CountPolicy(*project, policy, policy_counters);
+  return prepared;
+}
+
+Result<Service::Prepared> Service::PreparePlausible(const PlausibleIngestRequest& request) {
+  ingest::PlausibleDecodeOptions options;
+  options.now_ms = clock_->NowMs();
+  options.client_ip = request.client_ip;
+  options.user_agent = request.user_agent;
+  MP_ASSIGN_OR_RETURN(ingest::PlausibleEvent decoded,
+                      ingest::DecodePlausibleEvent(request.body, options));
+  const std::optional<Project> project = projects_->FindByDomain(decoded.domain);
+  if (!project.has_value()) {
+    return Status::NotFound("domain: no project lists the site '" + decoded.domain +
+                            "' (minpanel project set-domains NAME " + decoded.domain + ")");
+  }
+  auto visitor = visitor_ids_->VisitorId(decoded.domain, request.client_ip, request.user_agent);
+  if (!visitor.ok()) {
+    return StorageFailure(visitor.status());
+  }
+  // Already a keyed value whose key (the day's salt) is destroyed after 48
+  // hours: a "psn_" id, which the policy takes as the subject as it is.
+  decoded.event.distinct_id = FormatPseudonym(*visitor);
+  // Plausible sends no id and never retries, so nothing is a duplicate; a
+  // random insert id keeps two equal events of one visitor in the same
+  // millisecond from being taken for one.
+  std::array<uint8_t, 16> insert_id{};
+  randombytes_buf(insert_id.data(), insert_id.size());
+  decoded.event.insert_id = Id128::FromBytes(insert_id).ToHex();
+  Prepared prepared;
+  prepared.outcome.records_total = 1;
+  std::vector<RawEvent> events;
+  events.push_back(std::move(decoded.event));
+  MP_RETURN_IF_ERROR(ApplyPolicy(*project, std::move(events), nullptr, &prepared.batch));
   return prepared;
 }
 

@@ -21,6 +21,7 @@
 #include "ingest/ingest.h"
 #include "privacy/policy_store.h"
 #include "privacy/privacy.h"
+#include "privacy/visitor_ids.h"
 #include "query/query.h"
 #include "service/config.h"
 #include "service/projects.h"
@@ -70,6 +71,14 @@ struct PostHogIngestRequest {
   // `PostHog-Sdk-Info` (ingest::PostHogDecodeOptions). Empty otherwise.
   std::string token;
   std::string library;
+};
+
+// A Plausible events API request (POST /api/event;
+// docs/formats/plausible.md).
+struct PlausibleIngestRequest {
+  std::string_view body;   // the JSON body, after any gzip
+  std::string client_ip;   // the socket peer, or the client a trusted proxy named
+  std::string user_agent;  // the User-Agent header
 };
 
 // Bounds on one trusted import batch (Service::ImportEvents), the same as
@@ -171,6 +180,18 @@ class Service {
   // IngestMixpanelAsync.
   void IngestPostHogAsync(const PostHogIngestRequest& request, IngestCallback done);
 
+  // Plausible's events API: decodes one event (ingest/plausible_events.h),
+  // finds the project that lists its site domain, makes its subject the
+  // visitor id (privacy/visitor_ids.h: a keyed hash of the day's salt, the
+  // domain, the client address and the user agent, taken as the subject
+  // without a second pseudonymisation) and applies the policy, which
+  // generalises the address and user agent and discards them. Errors as for
+  // IngestMixpanelAsync; NotFound names a domain no project lists.
+  void IngestPlausibleAsync(const PlausibleIngestRequest& request, IngestCallback done);
+  // Destroys the visitor salts past their 48 hours; the server calls it
+  // every minute.
+  Status DestroyExpiredVisitorSalts();
+
   // For the trusted command line (`minpanel import`), which holds the data
   // folder itself and so needs no secret: ingests `records` (each the JSON
   // text of one Mixpanel event object) into `project` with /import's strict
@@ -250,6 +271,7 @@ class Service {
   };
   Result<Prepared> PrepareMixpanel(const IngestRequest& request);
   Result<Prepared> PreparePostHog(const PostHogIngestRequest& request);
+  Result<Prepared> PreparePlausible(const PlausibleIngestRequest& request);
   // Appends a prepared request without waiting for fsync; `done` as for
   // IngestMixpanelAsync.
   void AppendAsync(Result<Prepared> prepared, IngestCallback done);
@@ -276,6 +298,7 @@ class Service {
   std::shared_ptr<const privacy::PolicyTools> tools_;
   std::unique_ptr<store::Engine> engine_;
   std::unique_ptr<Counters> counters_;
+  std::unique_ptr<privacy::VisitorIds> visitor_ids_;
 };
 
 // Checks a privacy policy text (docs/privacy.md) and describes every rule,
