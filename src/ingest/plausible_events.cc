@@ -463,10 +463,11 @@ Result<std::string> NormalisePlausibleDomain(std::string_view domain) {
   if (host.ends_with('.')) {
     host.remove_suffix(1);
   }
-  if (host.starts_with(kWww) && host.size() > kWww.size()) {
+  // Every leading "www.", so that normalising twice changes nothing.
+  while (host.starts_with(kWww) && host.size() > kWww.size()) {
     host.remove_prefix(kWww.size());
   }
-  if (host.empty() || host.front() == '.' || host.front() == '-' ||
+  if (host.empty() || host.front() == '.' || host.back() == '.' || host.front() == '-' ||
       host.find("..") != std::string_view::npos ||
       !std::all_of(host.begin(), host.end(), IsDomainChar)) {
     return Status::InvalidArgument("domain: " + rule);

@@ -159,12 +159,14 @@ TEST(PlausibleDecodeTest, DomainIsNormalised) {
   EXPECT_EQ(*NormalisePlausibleDomain(" example.test. "), "example.test");
   EXPECT_EQ(*NormalisePlausibleDomain("localhost:8080"), "localhost:8080");
   EXPECT_EQ(*NormalisePlausibleDomain("www"), "www");
+  EXPECT_EQ(*NormalisePlausibleDomain("www.www.example.test"), "example.test");  // idempotent
+  EXPECT_EQ(*NormalisePlausibleDomain("www.www"), "www");
   const std::string rule =
       "domain: must be a site's domain name such as example.com: letters, digits, '-' and '.', "
       "with an optional :port, at most 253 bytes (kPlausibleDomainBytesMax)";
   for (const std::string_view bad :
-       {"", "exa mple.test", "example.test/blog", "-x.test", "a..b", ".a", "host:", "host:123456",
-        "host:8o", "ex\xc3\xa4mple.test"}) {
+       {"", "exa mple.test", "example.test/blog", "-x.test", "a..b", ".a", "example.test..",
+        "www..", ".", "host:", "host:123456", "host:8o", "ex\xc3\xa4mple.test"}) {
     auto normalised = NormalisePlausibleDomain(bad);
     ASSERT_FALSE(normalised.ok()) << bad;
     EXPECT_EQ(normalised.status().message(), rule) << bad;
