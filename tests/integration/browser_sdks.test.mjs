@@ -58,9 +58,13 @@ async function profileUpdatesAccepted(server) {
 // mixpanel-browser keeps its unsent batches in localStorage (__mpq_<token>_ev,
 // _pp, _gr); empty queues mean every item was answered.
 async function waitForMixpanelQueuesEmpty(page, timeoutMs = 20000) {
-  await page.waitForFunction(() => Object.keys(localStorage).filter((key) => key.startsWith('__mpq_'))
-    .every((key) => { const value = JSON.parse(localStorage.getItem(key) || '[]'); return value.length === 0; }),
-  null, { timeout: timeoutMs, polling: 100 });
+  // Only the queues themselves: the batcher's lock keys (…_ev:X, :Y, :Z) hold
+  // other values.
+  await page.waitForFunction(() => {
+    const queues = Object.keys(localStorage).filter((key) => /^__mpq_.*_(ev|pp|gr)$/.test(key));
+    return queues.some((key) => key.endsWith('_ev')) &&
+      queues.every((key) => JSON.parse(localStorage.getItem(key) || '[]').length === 0);
+  }, null, { timeout: timeoutMs, polling: 100 });
 }
 
 // Inits mixpanel-browser in the page; SDK-reported errors go to window.__mpErrors.
