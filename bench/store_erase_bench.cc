@@ -215,6 +215,16 @@ int Erase(const std::string& folder, uint64_t subject_count, bool purge) {
         static_cast<double>(before.segment_bytes) / 1e6,
         static_cast<double>(after.segment_bytes) / 1e6,
         static_cast<unsigned long long>(after.deletions_active));
+    uint64_t purged_rows = 0;
+    status = CountRows(engine, chosen, &purged_rows, &check_subject_rows);
+    if (!status.ok() || check_subject_rows != 0 || purged_rows != rows_after) {
+      std::printf("ERROR: after the purge %llu rows, %llu of the erased subjects\n",
+                  static_cast<unsigned long long>(purged_rows),
+                  static_cast<unsigned long long>(check_subject_rows));
+      return 1;
+    }
+    std::printf("after the purge: %llu rows, none of the erased subjects\n",
+                static_cast<unsigned long long>(purged_rows));
   }
   status = engine.Close();
   return status.ok() ? 0 : Fail(status);

@@ -1832,6 +1832,7 @@ Status EmbeddedEngine::MergeSegments(const std::vector<size_t>& inputs, Manifest
   std::vector<Event> block_events;
   int64_t flushed_at_ms = INT64_MIN;
   LogPosition log_end;
+  uint64_t hidden_rows = 0;  // left out: the merge is their physical removal
   for (size_t input_idx = 0; input_idx < readers.size(); ++input_idx) {
     const SegmentReader& input = *readers[input_idx];
     for (size_t block_idx = 0; block_idx < input.block_count(); ++block_idx) {
@@ -1839,7 +1840,12 @@ Status EmbeddedEngine::MergeSegments(const std::vector<size_t>& inputs, Manifest
       events.insert(events.end(), block_events.begin(), block_events.end());
     }
     flushed_at_ms = std::max(flushed_at_ms, manifest_.segments[inputs[input_idx]].flushed_at_ms);
+    hidden_rows += manifest_.segments[inputs[input_idx]].row_count - input.summary().row_count;
     log_end = std::max(log_end, manifest_.segments[inputs[input_idx]].log_end);
+  }
+  {
+    std::lock_guard lock(data_mutex_);
+    data_stats_.purge_rows_removed += hidden_rows;
   }
   if (events.empty()) {
     reader->reset();  // every input row was erased: the inputs go, nothing replaces them

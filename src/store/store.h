@@ -123,7 +123,7 @@ struct Stats {
   uint64_t deletions_active = 0;    // logged, not yet retired (rows may still be in files)
   uint64_t deletions_logged = 0;    // since open
   uint64_t purges = 0;              // since open: passes that rewrote or retired something
-  uint64_t purge_rows_removed = 0;  // since open: rows rewritten out of segment files
+  uint64_t purge_rows_removed = 0;  // since open: rows a purge or compaction left out of segments
   uint64_t purge_segments_rewritten = 0;
   uint64_t purge_bytes_written = 0;
 };
