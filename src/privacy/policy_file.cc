@@ -22,10 +22,14 @@ constexpr std::array<std::string_view, 22> kPersonKeys = {
     "$set.name",       "$set.phone",      "$set_once.email",  "$set_once.name",
     "context.traits.email", "context.traits.name"};
 
-// Bare names that mean a person only on a user's profile.
-constexpr std::array<std::string_view, 9> kProfilePersonKeys = {
-    "email", "name", "first_name", "last_name", "firstName", "lastName", "phone", "avatar",
-    "address"};
+// Bare names that mean a person only on a user's profile (Mixpanel's and
+// PostHog's $set names, Segment's identify traits).
+constexpr std::array<std::string_view, 11> kProfilePersonKeys = {
+    "email", "name",   "first_name", "last_name", "firstName", "lastName",
+    "phone", "avatar", "address",    "birthday",  "username"};
+// Segment's address trait is an object: on a user's profile, flattened to
+// address.street, address.city, …
+constexpr std::string_view kProfilePersonPrefix = "address.";
 
 // Property keys that hold a person's id: pseudonymised like the distinct id
 // (same domain), so that they still match the subject they name.
@@ -364,6 +368,9 @@ ReservedKey ClassifyKey(std::string_view key) {
       std::any_of(kPersonPrefixes.begin(), kPersonPrefixes.end(),
                   [key](std::string_view prefix) { return key.starts_with(prefix); })) {
     return ReservedKey::kPerson;
+  }
+  if (key.front() == 'a' && key.starts_with(kProfilePersonPrefix)) {
+    return ReservedKey::kProfilePerson;
   }
   return ReservedKey::kNone;
 }

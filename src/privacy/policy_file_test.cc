@@ -95,6 +95,14 @@ TEST(PersonPropertyTest, ReservedNamesButNotNamesOfThings) {
   // ...but on a user's profile it is.
   EXPECT_TRUE(IsPersonProperty("name", true));
   EXPECT_TRUE(IsPersonProperty("email", true));
+  // Segment's identify traits on a profile: birthday, username and the
+  // address object, flattened.
+  EXPECT_TRUE(IsPersonProperty("birthday", true));
+  EXPECT_TRUE(IsPersonProperty("username", true));
+  EXPECT_TRUE(IsPersonProperty("address.street", true));
+  EXPECT_TRUE(IsPersonProperty("address.city", true));
+  EXPECT_FALSE(IsPersonProperty("address.city", false));
+  EXPECT_FALSE(IsPersonProperty("addresses", true));
 }
 
 TEST(PolicyFileTest, DescriptionListsRulesWithLines) {

@@ -530,7 +530,9 @@ describe('privacy canary: planted personal data never comes back', () => {
     assert.equal(people.length, DISTINCT_IDS.length * 3, `three profile updates a person:\n${profiles.join('\n')}`);
     assert.equal(groups.length, 2, 'two group updates');
     for (const line of people.filter((item) => item.includes('profile $set '))) {
-      assert.match(line, /\{plan: "pro", seats: 3, bio: "Reach me at \[email\] or \[phone\]", address\.card: "\[card\]", address\.iban: "\[iban\]", contacts: \["\[email\]", "\[phone\]"\]\}$/, line);
+      // `address` is a person's on a profile, nested members too (Segment's
+      // address trait): address.card and address.iban are dropped by name.
+      assert.match(line, /\{plan: "pro", seats: 3, bio: "Reach me at \[email\] or \[phone\]", contacts: \["\[email\]", "\[phone\]"\]\}$/, line);
     }
     assert.ok(people.some((line) => /first_seen_note: "signed up as \[email\]", first_plan: "free"/.test(line)), '$set_once');
     assert.ok(people.some((line) => /aliases: \["\[email\]", "vip"\]/.test(line)), '$union');
