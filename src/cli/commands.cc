@@ -15,6 +15,9 @@ void ConfigSources::AddFlags(CLI::App* command, bool serving) {
     command->add_option("--listen", listen, "HOST:PORT to listen on (default 127.0.0.1:8080)");
     command->add_option("--tls-cert", tls_cert, "PEM certificate chain: serve HTTPS");
     command->add_option("--tls-key", tls_key, "PEM private key for --tls-cert");
+    command->add_option("--path-prefix", path_prefixes,
+                        "serve every route under this path prefix too (e.g. /mp: /mp/track is "
+                        "/track); repeatable; replaces the config file's path_prefixes");
   }
 }
 
@@ -37,6 +40,9 @@ Result<service::Config> ConfigSources::Build() const {
   }
   if (!tls_key.empty()) {
     config.tls.key_file = tls_key;
+  }
+  if (!path_prefixes.empty()) {
+    config.path_prefixes = path_prefixes;
   }
   MP_RETURN_IF_ERROR(service::ValidateConfig(config));
   return config;

@@ -32,6 +32,7 @@ struct ConfigSources {
   std::string listen;
   std::string tls_cert;
   std::string tls_key;
+  std::vector<std::string> path_prefixes;  // --path-prefix, repeatable; replaces the file's
 
   void AddFlags(CLI::App* command, bool serving);
   Result<service::Config> Build() const;

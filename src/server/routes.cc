@@ -7,6 +7,7 @@
 #include "ingest/ingest.h"
 #include "ingest/plausible_events.h"
 #include "ingest/posthog_events.h"
+#include "ingest/segment_events.h"
 #include "query/query.h"
 
 namespace minpanel::server {
@@ -174,6 +175,16 @@ Route ClassifyTarget(std::string_view target) {
   if (path.starts_with("/array/") && (path.ends_with("/config.js") || path.ends_with("/config"))) {
     return Route::kPostHogConfig;
   }
+  if (path == "/v1/batch" || path == "/v1/import") return Route::kSegmentBatch;
+  if (path.starts_with("/v1/") && ingest::ParseSegmentCall(path.substr(4)).has_value()) {
+    return Route::kSegmentMessage;
+  }
+  // Unversioned Segment paths where no other vendor's route is: not /track
+  // and /import (Mixpanel's) nor /batch (PostHog's; see ClassifyRequest).
+  if (path == "/identify" || path == "/page" || path == "/screen" || path == "/group" ||
+      path == "/alias") {
+    return Route::kSegmentMessage;
+  }
   if (path == "/api/event") return Route::kPlausibleEvent;
   if (path == "/api/2.0/export") return Route::kExport;
   if (path == "/api/policy/preview") return Route::kPolicyPreview;
@@ -185,6 +196,27 @@ Route ClassifyTarget(std::string_view target) {
   if (path == "/metrics") return Route::kMetrics;
   if (path == "/") return Route::kRoot;
   return Route::kUnknown;
+}
+
+Route ClassifyRequest(const Request& request) {
+  const Route route = ClassifyTarget(request.target());
+  if (route != Route::kPostHogCapture) {
+    return route;
+  }
+  std::string_view path = PathOf(request.target());
+  if (path.back() == '/') {
+    path.remove_suffix(1);
+  }
+  if (path != "/batch") {
+    return route;
+  }
+  // posthog-node and posthog-js never send Basic auth; analytics-node
+  // always does, and every Segment envelope has a writeKey.
+  if (request[http::field::authorization].starts_with("Basic ") ||
+      ingest::IsSegmentBatchBody(request.body())) {
+    return Route::kSegmentBatch;
+  }
+  return route;
 }
 
 std::string_view RouteLabel(Route route) {
@@ -205,6 +237,10 @@ std::string_view RouteLabel(Route route) {
       return "/flags";  // and /decide
     case Route::kPostHogConfig:
       return "/array/:token/config";
+    case Route::kSegmentMessage:
+      return "/v1/track";  // and /v1/identify, /v1/page, /v1/screen, /v1/group, /v1/alias
+    case Route::kSegmentBatch:
+      return "/v1/batch";  // and /v1/import, and /batch when Segment's
     case Route::kPlausibleEvent:
       return "/api/event";
     case Route::kExport:
@@ -235,7 +271,11 @@ std::string_view RouteLabel(Route route) {
 bool IsIngestRoute(Route route) {
   return route == Route::kTrack || route == Route::kEngage || route == Route::kGroups ||
          route == Route::kPlausibleEvent ||
-         route == Route::kImport || IsPostHogRoute(route);
+         route == Route::kImport || IsPostHogRoute(route) || IsSegmentRoute(route);
+}
+
+bool IsSegmentRoute(Route route) {
+  return route == Route::kSegmentMessage || route == Route::kSegmentBatch;
 }
 
 bool IsPostHogRoute(Route route) {
@@ -517,6 +557,65 @@ void HandlePostHog(Route route, const Request& request, const std::string& clien
   ingest_request.client_ip = client_ip;
   // Decodes on this thread, so `storage` may go when the call returns.
   service.IngestPostHogAsync(ingest_request, std::move(respond));
+}
+
+namespace {
+
+// Segment answers every refusal 400, which its SDKs drop rather than retry;
+// a storage failure stays 503 (retried), a server fault 500.
+unsigned SegmentStatusFor(const Status& status) {
+  const unsigned http_status = HttpStatusFor(status);
+  return http_status >= 500 ? http_status : 400;
+}
+
+}  // namespace
+
+void HandleSegment(Route route, const Request& request, const Settings& settings,
+                   service::Service& service, ReplyFunction reply) {
+  auto respond = [&request,
+                  reply = std::move(reply)](const Result<service::IngestOutcome>& result) {
+    Response response = result.ok() ? MakeResponse(request, 200, kJson, "{\"success\":true}")
+                                    : MakeResponse(request, SegmentStatusFor(result.status()),
+                                                   kJson, JsonError(result.status().message()));
+    AddIngestCors(request, &response);
+    reply(std::move(response));
+  };
+  service::SegmentIngestRequest ingest_request;
+  if (route == Route::kSegmentMessage) {
+    std::string_view path = PathOf(request.target());
+    if (path.back() == '/') {
+      path.remove_suffix(1);
+    }
+    ingest_request.call = ingest::ParseSegmentCall(path.substr(path.rfind('/') + 1));
+  }
+  if (const auto basic = ParseBasicAuth(request[http::field::authorization])) {
+    ingest_request.write_key = basic->first;
+  }
+  auto encoding = ingest::ParseContentEncoding(request[http::field::content_encoding]);
+  if (!encoding.ok()) {
+    respond(encoding.status());
+    return;
+  }
+  std::string inflated;
+  std::string_view body = request.body();
+  if (ingest::NeedsDecompression(body, *encoding)) {
+    const service::Limits& limits = settings.config.limits;
+    auto decompressed = ingest::DecompressBody(body, *encoding, limits.decompressed_bytes_max,
+                                               limits.decompression_ratio_max);
+    if (!decompressed.ok()) {
+      respond(decompressed.status());
+      return;
+    }
+    inflated = std::move(decompressed).value();
+    body = inflated;
+  }
+  if (body.find_first_not_of(" \t\r\n") == std::string_view::npos) {
+    respond(Status::InvalidArgument("body: empty (send the message as JSON)"));
+    return;
+  }
+  ingest_request.payload = body;
+  // Decodes on this thread, so `inflated` may go when the call returns.
+  service.IngestSegmentAsync(ingest_request, std::move(respond));
 }
 
 void HandlePlausible(const Request& request, const std::string& client_ip,

@@ -30,6 +30,8 @@ enum class Route {
   kPostHogFlags,    // /flags, /decide: no feature flags
   kPostHogConfig,   // /array/<token>/config.js and /array/<token>/config
   kPlausibleEvent,  // POST /api/event (docs/formats/plausible.md)
+  kSegmentMessage,  // /v1/track, /v1/identify, /v1/page, /v1/screen, /v1/group, /v1/alias
+  kSegmentBatch,    // /v1/batch, /v1/import; /batch when the request is Segment's
   kExport,
   kPolicyPreview,
   kPolicy,          // GET, PUT /api/policy
@@ -50,6 +52,11 @@ struct Settings {
 
 // The route of a target's path; a trailing slash is ignored.
 Route ClassifyTarget(std::string_view target);
+// The route of a request: ClassifyTarget's, except that the unversioned
+// /batch, PostHog's, is Segment's when the request carries Basic auth or
+// its body is Segment's envelope (ingest::IsSegmentBatchBody;
+// docs/formats/segment-http.md).
+Route ClassifyRequest(const Request& request);
 std::string_view RouteLabel(Route route);
 bool IsIngestRoute(Route route);
 bool IsPolicyAdminRoute(Route route);
@@ -92,6 +99,15 @@ void HandlePostHog(Route route, const Request& request, const std::string& clien
 // Same contract as HandleMixpanel.
 void HandlePlausible(const Request& request, const std::string& client_ip,
                      const Settings& settings, service::Service& service, ReplyFunction reply);
+
+// Segment's HTTP tracking API: one message (/v1/track, …) or a batch
+// (/v1/batch, /v1/import), the write key from Basic auth or the body;
+// stored as one batch, then 200 {"success":true}. A refusal is 400 (which
+// analytics-node drops, never retries), a storage failure 503. Same
+// contract as HandleMixpanel.
+bool IsSegmentRoute(Route route);
+void HandleSegment(Route route, const Request& request, const Settings& settings,
+                   service::Service& service, ReplyFunction reply);
 
 // POST /api/policy/preview: secret-authenticated; the body is an /import
 // payload; the reply shows what would be stored and why. Stores nothing.

@@ -12,6 +12,7 @@
 #include <boost/beast/ssl.hpp>
 #include <spdlog/spdlog.h>
 
+#include "server/path_prefix.h"
 #include "server/routes.h"
 
 namespace minpanel::server {
@@ -275,11 +276,16 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
       return;
     }
     request_ = parser_->release();
+    // The one stripping step before routing: /mp/track is served as /track.
+    if (auto stripped = StripPathPrefix(request_.target(),
+                                        server_.settings()->config.path_prefixes)) {
+      request_.target(*stripped);
+    }
     Dispatch();
   }
 
   void Dispatch() {
-    const Route route = ClassifyTarget(request_.target());
+    const Route route = ClassifyRequest(request_);
     const auto method = request_.method();
     if (route == Route::kHealth || route == Route::kMetrics || route == Route::kRoot ||
         route == Route::kUnknown || method == http::verb::options) {
@@ -344,13 +350,19 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     }
     auto handle = [self = this->shared_from_this(), route] {
       // request_ stays untouched until the reply is written.
+      auto reply = [self](Response reply) {
+        auto response = std::make_shared<Response>(std::move(reply));
+        net::post(self->stream_.get_executor(),
+                  [self, response] { self->Write(std::move(*response)); });
+      };
+      if (IsSegmentRoute(route)) {
+        HandleSegment(route, self->request_, *self->server_.settings(), self->server_.service(),
+                      std::move(reply));
+        return;
+      }
       const auto handler = IsPostHogRoute(route) ? HandlePostHog : HandleMixpanel;
       handler(route, self->request_, self->ClientIp(), *self->server_.settings(),
-              self->server_.service(), [self](Response reply) {
-                auto response = std::make_shared<Response>(std::move(reply));
-                net::post(self->stream_.get_executor(),
-                          [self, response] { self->Write(std::move(*response)); });
-              });
+              self->server_.service(), std::move(reply));
     };
     // A small request decodes faster than two thread hand-offs take; a large
     // one goes to the worker pool so that this I/O thread stays responsive.

@@ -2,7 +2,10 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
+#include <iterator>
 #include <set>
+#include <string_view>
 
 #include <toml++/toml.h>
 
@@ -11,6 +14,45 @@ namespace {
 
 constexpr int64_t kDedupWindowMsMax = 90LL * 24 * 3600 * 1000;
 constexpr uint64_t kBodyBytesLimit = 1ULL << 30;
+// First path segments of minpanel's own routes: a prefix that is one would
+// hide a route (with "/api", /api/query would be served as /query).
+constexpr std::string_view kRouteSegments[] = {
+    "track", "engage", "groups",  "import",  "batch",    "e",    "i",      "capture",
+    "flags", "decide", "array",   "v1",      "identify", "page", "screen", "group",
+    "alias", "api",    "healthz", "metrics", "static",   "js"};
+
+bool IsPathPrefixChar(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+         c == '_' || c == '.' || c == '~' || c == '/';
+}
+
+Status ValidatePathPrefixes(const std::vector<std::string>& prefixes) {
+  if (prefixes.size() > kPathPrefixesMax) {
+    return Status::InvalidArgument("config: 'path_prefixes' holds at most " +
+                                   std::to_string(kPathPrefixesMax) +
+                                   " prefixes (kPathPrefixesMax)");
+  }
+  for (const std::string& prefix : prefixes) {
+    const std::string rule =
+        "config: 'path_prefixes' entry '" + prefix + "' must be '/' then 1 to " +
+        std::to_string(kPathPrefixBytesMax - 1) +
+        " characters of [A-Za-z0-9._~/-], without a trailing '/' or '//' (kPathPrefixBytesMax)";
+    if (prefix.size() < 2 || prefix.size() > kPathPrefixBytesMax || prefix.front() != '/' ||
+        prefix.back() == '/' || prefix.find("//") != std::string::npos ||
+        !std::all_of(prefix.begin(), prefix.end(), IsPathPrefixChar)) {
+      return Status::InvalidArgument(rule);
+    }
+    const std::string_view first_segment =
+        std::string_view(prefix).substr(1, prefix.find('/', 1) - 1);
+    if (std::find(std::begin(kRouteSegments), std::end(kRouteSegments), first_segment) !=
+        std::end(kRouteSegments)) {
+      return Status::InvalidArgument("config: 'path_prefixes' entry '" + prefix +
+                                     "' would hide minpanel's own /" + std::string(first_segment) +
+                                     " routes: choose another first segment");
+    }
+  }
+  return Status::Ok();
+}
 
 Status UnknownKeys(const toml::table& table, const std::set<std::string>& known,
                    const std::string& section) {
@@ -99,7 +141,8 @@ Status ReadTop(const toml::table& root, Config* config) {
                                   "limits", "dedup_window_hours", "dedup_entries_max",
                                   "store_memtable_rows_max",
                                   "io_threads", "worker_threads", "export_threads", "log_level",
-                                  "access_log", "user_agent_regexes", "geoip_files"},
+                                  "access_log", "user_agent_regexes", "geoip_files",
+                                  "path_prefixes"},
                                  ""));
   MP_RETURN_IF_ERROR(ReadString(root, "listen", "", &config->listen));
   MP_RETURN_IF_ERROR(ReadString(root, "data_folder", "", &config->data_folder));
@@ -124,6 +167,7 @@ Status ReadTop(const toml::table& root, Config* config) {
     }
     config->access_log = *value;
   }
+  MP_RETURN_IF_ERROR(ReadStringList(root, "path_prefixes", &config->path_prefixes));
   return ReadStringList(root, "trusted_proxies", &config->trusted_proxies);
 }
 
@@ -202,6 +246,7 @@ Status ValidateConfig(const Config& config) {
     return Status::InvalidArgument(
         "config: 'io_threads' and 'worker_threads' must be 1 to 64, 'export_threads' 1 to 256");
   }
+  MP_RETURN_IF_ERROR(ValidatePathPrefixes(config.path_prefixes));
   static const std::set<std::string> kLevels = {"trace", "debug", "info", "warn", "error", "off"};
   if (!kLevels.contains(config.log_level)) {
     return Status::InvalidArgument(

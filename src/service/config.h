@@ -3,6 +3,7 @@
 // at start-up. Immutable once built; a reload builds a new one.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -23,6 +24,10 @@ struct Limits {
   uint64_t export_rows_max = 0;                    // 0: exports are not capped
 };
 
+// Path prefixes (Config::path_prefixes): how many, and how long each.
+inline constexpr size_t kPathPrefixesMax = 16;
+inline constexpr size_t kPathPrefixBytesMax = 64;
+
 struct TlsConfig {
   std::string cert_file;  // PEM chain; empty: plain HTTP
   std::string key_file;   // PEM private key
@@ -33,6 +38,11 @@ struct Config {
   std::string data_folder = "var/data";
   std::string key_folder;  // empty: "<data_folder>.keys", beside the data folder
   std::vector<std::string> trusted_proxies;  // addresses or CIDR ranges
+  // Prefixes a first-party proxy puts before every route ("/mp", "/ingest"):
+  // a request to /mp/track is served as /track. Each starts with '/', has
+  // no trailing '/', and its first segment is not one of minpanel's own
+  // routes (ValidateConfig). Unprefixed paths keep working.
+  std::vector<std::string> path_prefixes;
   TlsConfig tls;
   Limits limits;
   int64_t dedup_window_ms = 7LL * 24 * 3600 * 1000;

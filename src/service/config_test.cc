@@ -92,3 +92,47 @@ TEST(ConfigTest, LimitsAreRangeChecked) {
 
 }  // namespace
 }  // namespace minpanel::service
+
+namespace minpanel::service {
+namespace {
+
+Status PrefixCheck(std::vector<std::string> prefixes) {
+  Config config;
+  config.path_prefixes = std::move(prefixes);
+  return ValidateConfig(config);
+}
+
+TEST_F(ConfigFileTest, PathPrefixesAreReadAndChecked) {
+  auto config = Load("path_prefixes = [\"/mp\", \"/proxy/analytics\"]\n");
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->path_prefixes, (std::vector<std::string>{"/mp", "/proxy/analytics"}));
+  EXPECT_TRUE(ValidateConfig(*config).ok());
+  EXPECT_EQ(Load("path_prefixes = \"/mp\"\n").status().message(),
+            "config: 'path_prefixes' must be an array of strings");
+}
+
+TEST(PathPrefixConfigTest, RefusesPrefixesThatHideRoutesOrAreMalformed) {
+  EXPECT_TRUE(PrefixCheck({}).ok());
+  EXPECT_TRUE(PrefixCheck({"/mp", "/ingest", "/a.b_c~d-e/f"}).ok());
+  const std::string shape =
+      " must be '/' then 1 to 63 characters of [A-Za-z0-9._~/-], without a trailing '/' or '//' "
+      "(kPathPrefixBytesMax)";
+  for (const std::string bad : {"mp", "/", "/mp/", "/m//p", "/m p", "/m?p", "/m%20p"}) {
+    EXPECT_EQ(PrefixCheck({bad}).message(), "config: 'path_prefixes' entry '" + bad + "'" + shape)
+        << bad;
+  }
+  EXPECT_TRUE(PrefixCheck({"/" + std::string(kPathPrefixBytesMax - 1, 'p')}).ok());
+  EXPECT_FALSE(PrefixCheck({"/" + std::string(kPathPrefixBytesMax, 'p')}).ok());
+  EXPECT_EQ(PrefixCheck({"/api"}).message(),
+            "config: 'path_prefixes' entry '/api' would hide minpanel's own /api routes: choose "
+            "another first segment");
+  EXPECT_EQ(PrefixCheck({"/v1/proxy"}).message(),
+            "config: 'path_prefixes' entry '/v1/proxy' would hide minpanel's own /v1 routes: "
+            "choose another first segment");
+  EXPECT_TRUE(PrefixCheck({"/apis"}).ok()) << "a whole first segment, not its start";
+  EXPECT_EQ(PrefixCheck(std::vector<std::string>(kPathPrefixesMax + 1, "/mp")).message(),
+            "config: 'path_prefixes' holds at most 16 prefixes (kPathPrefixesMax)");
+}
+
+}  // namespace
+}  // namespace minpanel::service

@@ -378,6 +378,10 @@ void Service::IngestPostHogAsync(const PostHogIngestRequest& request, IngestCall
   AppendAsync(PreparePostHog(request), std::move(done));
 }
 
+void Service::IngestSegmentAsync(const SegmentIngestRequest& request, IngestCallback done) {
+  AppendAsync(PrepareSegment(request), std::move(done));
+}
+
 void Service::IngestPlausibleAsync(const PlausibleIngestRequest& request, IngestCallback done) {
   AppendAsync(PreparePlausible(request), std::move(done));
 }
@@ -458,6 +462,41 @@ Result<Service::Prepared> Service::PreparePostHog(const PostHogIngestRequest& re
   const std::optional<Project> project = projects_->FindByToken(decoded.token);
   if (!project.has_value()) {
     return Status::Unauthenticated("api_key: not the token of any project");
+  }
+  MP_RETURN_IF_ERROR(ApplyPolicy(*project, std::move(decoded.events), nullptr, &prepared.batch));
+  if (decoded.profile_updates.empty()) {
+    return prepared;
+  }
+  MP_ASSIGN_OR_RETURN(const privacy::Policy policy, PolicyFor(*project));
+  privacy::PolicyCounters policy_counters;
+  prepared.batch.profile_updates.reserve(decoded.profile_updates.size());
+  for (RawProfileUpdate& raw : decoded.profile_updates) {
+    prepared.batch.profile_updates.push_back(policy.Apply(std::move(raw), &policy_counters));
+  }
+  CountPolicy(*project, policy, policy_counters);
+  return prepared;
+}
+
+Result<Service::Prepared> Service::PrepareSegment(const SegmentIngestRequest& request) {
+  ingest::SegmentDecodeOptions options;
+  options.now_ms = clock_->NowMs();
+  options.call = request.call;
+  options.basic_write_key = request.write_key;
+  MP_ASSIGN_OR_RETURN(ingest::SegmentBatch decoded,
+                      ingest::DecodeSegment(request.payload, options));
+  Prepared prepared;
+  prepared.outcome.records_total = decoded.records_total;
+  if (decoded.events.empty() && decoded.profile_updates.empty()) {
+    return prepared;
+  }
+  // The write key is the project token: public, like Mixpanel's token.
+  if (decoded.write_key.empty()) {
+    return Status::Unauthenticated(
+        "writeKey: missing (the project token as the Basic auth user or as writeKey)");
+  }
+  const std::optional<Project> project = projects_->FindByToken(decoded.write_key);
+  if (!project.has_value()) {
+    return Status::Unauthenticated("writeKey: not the token of any project");
   }
   MP_RETURN_IF_ERROR(ApplyPolicy(*project, std::move(decoded.events), nullptr, &prepared.batch));
   if (decoded.profile_updates.empty()) {

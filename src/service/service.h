@@ -19,6 +19,7 @@
 
 #include "core/core.h"
 #include "ingest/ingest.h"
+#include "ingest/segment_events.h"
 #include "privacy/policy_store.h"
 #include "privacy/privacy.h"
 #include "privacy/visitor_ids.h"
@@ -71,6 +72,18 @@ struct PostHogIngestRequest {
   // `PostHog-Sdk-Info` (ingest::PostHogDecodeOptions). Empty otherwise.
   std::string token;
   std::string library;
+};
+
+// A Segment HTTP tracking API request (/v1/track, /v1/identify, /v1/page,
+// /v1/screen, /v1/group, /v1/alias, /v1/batch, /v1/import;
+// docs/formats/segment-http.md).
+struct SegmentIngestRequest {
+  std::string_view payload;  // the JSON body, after any gzip
+  // The call a single-message route names; nullopt for /v1/batch and
+  // /v1/import.
+  std::optional<ingest::SegmentCall> call;
+  // The user of `Authorization: Basic` (the write key); empty: none.
+  std::string write_key;
 };
 
 // A Plausible events API request (POST /api/event;
@@ -180,6 +193,12 @@ class Service {
   // IngestMixpanelAsync.
   void IngestPostHogAsync(const PostHogIngestRequest& request, IngestCallback done);
 
+  // Segment's routes: decodes (ingest/segment_events.h), applies the policy
+  // to the events and the identify and group traits, and stores them as one
+  // batch: all of it or nothing. The project is the one whose token is the
+  // request's write key. Errors and `done` as for IngestMixpanelAsync.
+  void IngestSegmentAsync(const SegmentIngestRequest& request, IngestCallback done);
+
   // Plausible's events API: decodes one event (ingest/plausible_events.h),
   // finds the project that lists its site domain, makes its subject the
   // visitor id (privacy/visitor_ids.h: a keyed hash of the day's salt, the
@@ -272,6 +291,7 @@ class Service {
   Result<Prepared> PrepareMixpanel(const IngestRequest& request);
   Result<Prepared> PreparePostHog(const PostHogIngestRequest& request);
   Result<Prepared> PreparePlausible(const PlausibleIngestRequest& request);
+  Result<Prepared> PrepareSegment(const SegmentIngestRequest& request);
   // Appends a prepared request without waiting for fsync; `done` as for
   // IngestMixpanelAsync.
   void AppendAsync(Result<Prepared> prepared, IngestCallback done);
