@@ -6,7 +6,7 @@
 # (in build-bench/, target loadgen); never the server. See docs/benchmarks.md.
 #
 # Usage: bench/ingest.sh [--runs N] [--duration 15s] [--connections 16]
-#                        [--routes "track import"] [--out FILE] [--no-export-check]
+#                        [--routes "track import segment"] [--out FILE] [--no-export-check]
 #                        [--driver loadgen|wrk] [--policy FILE]
 #        --policy FILE  the project's privacy policy for every run (copied to
 #                       <data>/policies/bench.toml before the server starts);
@@ -171,13 +171,18 @@ run_driver() {
   started="$(date +%s.%N)"
   if [ "$driver" = wrk ]; then
     output="$( (TIMEFORMAT='DRIVERCPU %U %S'; time wrk -t"$threads" -c"$connections" -d"$duration" --timeout 30s --latency \
-      -s "$repo/bench/ingest/ingest.lua" "http://127.0.0.1:$port" -- "$route" "$bodies" "$templates" "$secret") 2>&1)"
+      -s "$repo/bench/ingest/ingest.lua" "http://127.0.0.1:$port" -- "$route" "$bodies" "$templates" "$secret" "$token") 2>&1)"
   else
     local args=(--host 127.0.0.1 --port "$port" --connections "$connections" --duration-s "$duration_s"
       --timeout-s 30 --bodies "$bodies" --batch-events "$batch" --expect-body 1)
     if [ "$route" = track ]; then
       args+=(--path "/track?ip=0&verbose=0" --header "Content-Type: application/x-www-form-urlencoded"
         --token-encoding base64 --body-prefix "data=")
+    elif [ "$route" = segment ]; then
+      # analytics-node: the write key (the project token) as the Basic user.
+      args+=(--path "/v1/batch" --header "Content-Type: application/json"
+        --header "Authorization: Basic $(printf '%s:' "$token" | base64 -w0)" --token-encoding hex
+        --expect-body '{"success":true}')
     else
       args+=(--path "/import?verbose=0" --header "Content-Type: application/json"
         --header "Authorization: Basic $(printf '%s:' "$secret" | base64 -w0)" --token-encoding hex)
@@ -230,7 +235,7 @@ fi
 echo "# privacy policy: ${policy:-the built-in default}" >&2
 
 for route in $routes; do
-  if [ "$route" = track ]; then batch=50; else batch=2000; fi
+  case "$route" in track) batch=50 ;; segment) batch=15 ;; *) batch=2000 ;; esac
   for run in $(seq 1 "$runs"); do
     dir="$work/$route-$run"
     mkdir -p "$dir/data" "$dir/keys"
@@ -299,7 +304,11 @@ table="$(
   echo "| route | batch | events/s (median of $runs) | requests/s | p50 latency | p99 latency | server peak RSS | stored vs acknowledged |"
   echo "|---|---:|---:|---:|---:|---:|---:|---|"
   for route in $routes; do
-    if [ "$route" = track ]; then batch=50; body="form data=base64"; else batch=2000; body="JSON array, Basic auth"; fi
+    case "$route" in
+      track) batch=50; body="form data=base64"; label=/track ;;
+      segment) batch=15; body="analytics-node's JSON, Basic write key"; label=/v1/batch ;;
+      *) batch=2000; body="JSON array, Basic auth"; label="/$route" ;;
+    esac
     rows="$(awk -F'\t' -v r="$route" '$1 == r' "$results")"
     eps="$(cut -f3 <<<"$rows" | median)"
     rps="$(cut -f4 <<<"$rows" | median)"
@@ -308,7 +317,7 @@ table="$(
     rss="$(cut -f7 <<<"$rows" | median)"
     bytes="$(cut -f13 <<<"$rows" | head -1)"
     verdicts="$(cut -f12 <<<"$rows" | sort | uniq -c | awk '{ printf "%s%s x%s", sep, $2, $1; sep = ", " }')"
-    printf '| /%s (%s, ~%s B/event) | %s | %s | %s | %s ms | %s ms | %s MiB | %s |\n' "$route" "$body" "$bytes" "$batch" \
+    printf '| %s (%s, ~%s B/event) | %s | %s | %s | %s ms | %s ms | %s MiB | %s |\n' "$label" "$body" "$bytes" "$batch" \
       "$(printf "%'d" "$eps")" "$rps" "$(awk -v u="$p50" 'BEGIN { printf "%.1f", u / 1000 }')" \
       "$(awk -v u="$p99" 'BEGIN { printf "%.1f", u / 1000 }')" "$(awk -v k="$rss" 'BEGIN { printf "%.0f", k / 1024 }')" "$verdicts"
   done

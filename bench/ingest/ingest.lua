@@ -1,14 +1,16 @@
 -- wrk script for bench/ingest.sh: POSTs prepared Mixpanel bodies.
 --
--- wrk ... -s ingest.lua URL -- ROUTE TEMPLATE_DIR COUNT [SECRET]
+-- wrk ... -s ingest.lua URL -- ROUTE TEMPLATE_DIR COUNT [SECRET] [TOKEN]
 --
 -- Each template (written by make_templates.mjs) is a body split at the place
 -- where every event's $insert_id ends; request() joins the segments with a
 -- 12-hex token taken from a counter, so every event of every request is
 -- unique and none is dropped as a duplicate. Templates are used round-robin.
--- A request counts as acknowledged when it gets 200 with the body "1".
+-- A request counts as acknowledged when it gets 200 with the body "1"
+-- ({"success":true} on Segment's /v1/batch).
 
-local route, template_dir, template_count, secret
+local route, template_dir, template_count, secret, token
+local expected_body = "1"
 local templates = {}
 local counter = 0
 token_offset = 0
@@ -53,6 +55,7 @@ function init(args)
   template_dir = args[2]
   template_count = tonumber(args[3])
   secret = args[4]
+  token = args[5]
   for index = 0, template_count - 1 do
     local path = string.format("%s/%s_%03x.txt", template_dir, route, index)
     local file = assert(io.open(path, "r"))
@@ -67,6 +70,11 @@ function init(args)
   if route == "track" then
     wrk.path = "/track?ip=0&verbose=0"
     wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+  elseif route == "segment" then
+    wrk.path = "/v1/batch"
+    wrk.headers["Content-Type"] = "application/json"
+    wrk.headers["Authorization"] = "Basic " .. base64_plain(token .. ":")
+    expected_body = '{"success":true}'
   else
     wrk.path = "/import?verbose=0"
     wrk.headers["Content-Type"] = "application/json"
@@ -88,7 +96,7 @@ function request()
 end
 
 function response(status, headers, body)
-  if status == 200 and body == "1" then
+  if status == 200 and body == expected_body then
     acked = acked + 1
   else
     refused = refused + 1

@@ -13,6 +13,9 @@
 //            multiple of 3 bytes, so base64(segment) + base64(token) + ... is
 //            exactly base64 of the whole body.
 //   /import: a JSON array of 2000 events (Basic auth is set by the Lua script).
+//   segment: Segment's /v1/batch as @segment/analytics-node sends it, 15 track
+//            messages (its flushAt) in {"batch":[...],"writeKey","sentAt"};
+//            the token ends each messageId, the client IP is context.ip.
 //
 // Usage: node make_templates.mjs ROUTE OUT_DIR COUNT TOKEN NONCE_HEX8
 
@@ -20,12 +23,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 const [route, outDir, countText, token, nonce] = process.argv.slice(2);
-if (!['track', 'import'].includes(route) || !outDir || !countText || !token || !/^[0-9a-f]{8}$/.test(nonce || '')) {
-  process.stderr.write('usage: make_templates.mjs track|import OUT_DIR COUNT TOKEN NONCE_HEX8\n');
+if (!['track', 'import', 'segment'].includes(route) || !outDir || !countText || !token || !/^[0-9a-f]{8}$/.test(nonce || '')) {
+  process.stderr.write('usage: make_templates.mjs track|import|segment OUT_DIR COUNT TOKEN NONCE_HEX8\n');
   process.exit(2);
 }
 const count = Number(countText);
-const batch = route === 'track' ? 50 : 2000;
+const batch = { track: 50, import: 2000, segment: 15 }[route];
 const TOKEN_BYTES = 12;
 
 const EVENTS = ['Viewed Page', 'Clicked Button', 'Signed Up', 'Started Trial', 'Invited Teammate', 'Exported Report'];
@@ -88,11 +91,34 @@ function eventParts(templateIdx, eventIdx, baseTime) {
     $lib_version: '2.83.0',
   };
   const name = JSON.stringify(pick(EVENTS));
+  if (route === 'segment') {
+    return segmentParts(name, before, after, templateIdx, eventIdx);
+  }
   const head = `{"event":${name},"properties":${JSON.stringify(before).slice(0, -1)},`;
   const fixed = `${nonce}${hex(templateIdx, 4)}${hex(eventIdx, 4)}0000`; // 20 hex; the token adds 12
   const insertKey = `"$insert_id":"${fixed}`;
   const tail = `"${JSON.stringify(after).replace(/^\{/, ',')}}`;
   return { head, insertKey, tail };
+}
+
+// The same event as an analytics-node track message: the Mixpanel context
+// properties become Segment's context (ip, page, library), the rest its
+// properties; the token ends the messageId.
+function segmentParts(name, before, after, templateIdx, eventIdx) {
+  const { distinct_id: userId, ip, $current_url: url, $referrer: referrer, ...browserProperties } = before;
+  const { time, mp_lib: lib, $lib_version: libVersion, ...rest } = after;
+  const message = {
+    type: 'track', event: JSON.parse(name), userId,
+    properties: { ...browserProperties, ...rest },
+    context: { ip, page: { url, referrer }, library: { name: '@segment/analytics-node', version: '3.1.0' } },
+    integrations: {}, timestamp: new Date(time * 1000).toISOString(),
+  };
+  const fixed = `node-next-${nonce}${hex(templateIdx, 4)}${hex(eventIdx, 4)}0000`;
+  return {
+    head: JSON.stringify(message).slice(0, -1) + ',',
+    insertKey: `"messageId":"${fixed}`,
+    tail: '","_metadata":{"nodeVersion":"v20.20.2","jsRuntime":"node"}}',
+  };
 }
 
 // Pads `text` (which ends with `,"$insert_id":"<hex>`) to a multiple of 3
@@ -109,13 +135,16 @@ let totalEventBytes = 0;
 for (let templateIdx = 0; templateIdx < count; templateIdx += 1) {
   // segments[k] ends right before the k-th token.
   const segments = [];
-  let carry = '[';
+  let carry = route === 'segment' ? '{"batch":[' : '[';
   for (let eventIdx = 0; eventIdx < batch; eventIdx += 1) {
     const { head, insertKey, tail } = eventParts(templateIdx, eventIdx, baseTime);
     totalEventBytes += head.length + insertKey.length + TOKEN_BYTES + tail.length;
     const prefix = carry + head;
     segments.push(route === 'track' ? padBeforeInsertKey(prefix, insertKey) : prefix + insertKey);
     carry = tail + (eventIdx + 1 < batch ? ',' : ']');
+  }
+  if (route === 'segment') {
+    carry += `,"writeKey":${JSON.stringify(token)},"sentAt":"${new Date(baseTime * 1000 + 600000).toISOString()}"}`;
   }
   segments.push(carry);
   let lines;
