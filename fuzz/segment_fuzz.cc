@@ -360,9 +360,15 @@ void CheckChunk(std::string_view bytes) {
       status = store::DecodeSubjects(raw, block, &ids, &numbers);
       break;
     }
-    case 2:
+    case 2: {
       status = store::DecodeKeyVersions(raw, rows, &numbers);
+      std::vector<uint64_t> counts;
+      CheckCorruption(
+          store::CountNameCodes(raw, rows, dictionary_size,
+                                std::string((dictionary_size + 7) / 8, '\x55'), &counts),
+          "name counts fail only with Corruption");
       break;
+    }
     case 3:
       status = store::DecodeDictionary(raw, dictionary_size, &entries);
       break;
@@ -378,12 +384,70 @@ void CheckChunk(std::string_view bytes) {
       if (status.ok()) {
         Check(tags.size() == rows, "a tag per row");
       }
+      // The same chunk for every third row: whatever the bytes, only
+      // Corruption; where the whole chunk decodes, the same tags.
+      std::vector<uint32_t> selected;
+      for (uint32_t row_idx = 1; row_idx < rows; row_idx += 3) {
+        selected.push_back(row_idx);
+      }
+      std::vector<store::PropertyTag> part_tags;
+      std::vector<int64_t> part_ints;
+      std::vector<double> part_doubles;
+      std::vector<std::string_view> part_strings;
+      std::vector<uint32_t> part_codes;
+      std::vector<uint32_t> part_offsets;
+      std::vector<std::string_view> part_items;
+      std::vector<uint32_t> part_item_codes;
+      const store::PropertyColumnOutput part_output = {
+          &part_tags,  &part_ints,    &part_doubles, &part_strings,
+          &part_codes, &part_offsets, &part_items,   &part_item_codes};
+      const Status part_status =
+          store::DecodePropertyColumnRows(raw, rows, format, selected, part_output);
+      CheckCorruption(part_status, "selected-row decoder fails only with Corruption");
+      if (status.ok()) {
+        Check(part_status.ok(), "selected rows of a good chunk decode");
+        for (size_t slot = 0; slot < selected.size(); ++slot) {
+          Check(part_tags[slot] == tags[selected[slot]], "selected rows keep their tags");
+          if (part_tags[slot] == store::PropertyTag::kString) {
+            Check(part_strings[slot] == strings[selected[slot]], "selected strings agree");
+          }
+        }
+      }
       break;
     }
-    case 6:
+    case 6: {
       status = store::DecodeMapKey(raw, rows, static_cast<uint32_t>(raw.size() / 2), masks,
                                    static_cast<uint32_t>(dictionary_size / 2), output);
+      std::vector<uint32_t> selected;
+      for (uint32_t row_idx = 0; row_idx < rows; row_idx += 2) {
+        selected.push_back(row_idx);
+      }
+      std::vector<store::PropertyColumnOutput> outputs;
+      std::vector<std::vector<store::PropertyTag>> all_tags(masks.size());
+      std::vector<std::vector<int64_t>> all_ints(masks.size());
+      std::vector<std::vector<double>> all_doubles(masks.size());
+      std::vector<std::vector<std::string_view>> all_strings(masks.size());
+      std::vector<std::vector<uint32_t>> all_codes(masks.size());
+      std::vector<std::vector<uint32_t>> all_offsets(masks.size());
+      std::vector<std::vector<std::string_view>> all_items(masks.size());
+      std::vector<std::vector<uint32_t>> all_item_codes(masks.size());
+      for (size_t key_idx = 0; key_idx < masks.size(); ++key_idx) {
+        outputs.push_back({&all_tags[key_idx], &all_ints[key_idx], &all_doubles[key_idx],
+                           &all_strings[key_idx], &all_codes[key_idx], &all_offsets[key_idx],
+                           &all_items[key_idx], &all_item_codes[key_idx]});
+      }
+      const Status rows_status = store::DecodeMapRows(
+          raw, rows, static_cast<uint32_t>(raw.size() / 2), masks, selected, outputs);
+      CheckCorruption(rows_status, "map row decoder fails only with Corruption");
+      if (status.ok()) {
+        Check(rows_status.ok(), "selected rows of a good map chunk decode");
+        const std::vector<store::PropertyTag>& key_tags = all_tags[dictionary_size / 2];
+        for (size_t slot = 0; slot < selected.size(); ++slot) {
+          Check(key_tags[slot] == tags[selected[slot]], "selected map rows keep their tags");
+        }
+      }
       break;
+    }
     default:
       status = store::DecodeSegmentFooter(raw, raw.size()).status();
       break;

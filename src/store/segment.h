@@ -224,11 +224,26 @@ class SegmentReader {
   Status ReadInsertIds(size_t block_idx, std::vector<Id128>* insert_ids) const;
   Status ReadKeyVersions(size_t block_idx, std::vector<uint32_t>* key_versions) const;
   Status ReadNameCodes(size_t block_idx, std::vector<uint32_t>* name_codes) const;
+  // The rows of each name code in a block (one entry per event_names()
+  // entry), read and checked as ReadNameCodes does, without a code per row:
+  // what a count by event name needs.
+  Status CountNames(size_t block_idx, std::vector<uint64_t>* counts) const;
   // A key the segment does not hold reads as absent in every row.
   Status ReadProperty(size_t block_idx, std::string_view key, PropertyColumn* column) const;
   // The dictionary of a dictionary-encoded column (loaded once, then shared);
   // NotFound when `key` has none.
   Result<std::shared_ptr<const SegmentDictionary>> ReadDictionary(std::string_view key) const;
+
+  // Every property of the rows `selected` of a block (strictly ascending,
+  // each < the block's row count), one column per property_keys() entry:
+  // row i of each column is block row selected[i] (absent where that row
+  // lacks the key). Each chunk is read and checked once (the map chunk once
+  // for all its keys), and only the selected rows' values are decoded: for
+  // a few rows of a block, much less work than ReadProperty per key. The
+  // string views of the map keys' columns point into one of those columns'
+  // buffers: valid while the whole vector lives and is not read into again.
+  Status ReadPropertiesOfRows(size_t block_idx, std::span<const uint32_t> selected,
+                              std::vector<PropertyColumn>* columns) const;
 
   // Every row of a block as events (reusing the vector's elements).
   Status ReadEvents(size_t block_idx, std::vector<Event>* events) const;
@@ -264,6 +279,9 @@ class SegmentReader {
                          std::string_view* raw) const;
   Result<std::shared_ptr<const SegmentDictionary>> Dictionary(size_t column_idx) const;
   Status ReadOwnColumn(size_t block_idx, size_t column_idx, PropertyColumn* column) const;
+  // With `selected`, only those rows (DecodePropertyColumnRows).
+  Status ReadOwnColumnRows(size_t block_idx, size_t column_idx,
+                           const std::span<const uint32_t>* selected, PropertyColumn* column) const;
   Status ReadMapKey(size_t block_idx, uint32_t key_code, PropertyColumn* column) const;
   Status ReadMapEntries(size_t block_idx, std::vector<Event>* events) const;
   Status CheckRowOrder(size_t block_idx, const std::vector<int64_t>& times, const SubjectRuns& runs,

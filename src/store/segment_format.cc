@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <bit>
 #include <cstring>
+#include <memory>
 #include <utility>
 
 #include "store/wal_format.h"
@@ -1110,6 +1111,63 @@ Status DecodeNameCodes(std::string_view raw, size_t rows, size_t dictionary_size
   return Status::Ok();
 }
 
+Status CountNameCodes(std::string_view raw, size_t rows, size_t dictionary_size,
+                      std::string_view name_bitmap, std::vector<uint64_t>* counts) {
+  const size_t width = CodeWidth(dictionary_size);
+  if (raw.size() != rows * width) {
+    return Status::Corruption("name chunk is " + std::to_string(raw.size()) + " bytes for " +
+                              std::to_string(rows) + " rows");
+  }
+  counts->assign(dictionary_size, 0);
+  if (width == 1) {
+    // Four histograms, so that runs of one code do not wait on one counter.
+    uint32_t partial[4][256] = {};
+    const auto* bytes = reinterpret_cast<const uint8_t*>(raw.data());
+    size_t row_idx = 0;
+    for (; row_idx + 4 <= rows; row_idx += 4) {
+      ++partial[0][bytes[row_idx]];
+      ++partial[1][bytes[row_idx + 1]];
+      ++partial[2][bytes[row_idx + 2]];
+      ++partial[3][bytes[row_idx + 3]];
+    }
+    for (; row_idx < rows; ++row_idx) {
+      ++partial[0][bytes[row_idx]];
+    }
+    for (size_t code = 0; code < 256; ++code) {
+      const uint64_t count =
+          uint64_t{partial[0][code]} + partial[1][code] + partial[2][code] + partial[3][code];
+      if (count == 0) {
+        continue;
+      }
+      if (code >= dictionary_size) {
+        return Status::Corruption("name code " + std::to_string(code) + " is past the dictionary");
+      }
+      (*counts)[code] = count;
+    }
+  } else {
+    for (size_t row_idx = 0; row_idx < rows; ++row_idx) {
+      const uint32_t code = GetCode(raw.data() + row_idx * width, width);
+      if (code >= dictionary_size) {
+        return Status::Corruption("name code " + std::to_string(code) + " is past the dictionary");
+      }
+      ++(*counts)[code];
+    }
+  }
+  std::string seen(name_bitmap.size(), '\0');
+  for (size_t code = 0; code < dictionary_size; ++code) {
+    if ((*counts)[code] > 0) {
+      if (code / 8 >= seen.size()) {
+        return Status::Corruption("name code " + std::to_string(code) + " is past the bitmap");
+      }
+      seen[code / 8] = static_cast<char>(seen[code / 8] | (1 << (code % 8)));
+    }
+  }
+  if (seen != name_bitmap) {
+    return Status::Corruption("name codes differ from the block's name bitmap");
+  }
+  return Status::Ok();
+}
+
 void EncodeDictionary(std::span<const std::string_view> entries, std::string* raw) {
   PutVarint64(entries.size(), raw);
   for (const std::string_view entry : entries) {
@@ -1254,6 +1312,221 @@ Status DecodePropertyColumn(std::string_view raw, size_t rows, const PropertyCol
   return reader.ExpectEnd("property chunk");
 }
 
+namespace {
+
+// Calls visit(rank, slot) for each selected row (slot = its index in
+// `selected`) whose tag is `tag`, with rank = the number of rows of that tag
+// before it. `selected` is strictly ascending and within `tags`.
+template <typename Visit>
+void ForEachSelectedOfTag(const std::vector<PropertyTag>& tags, PropertyTag tag,
+                          std::span<const uint32_t> selected, Visit&& visit) {
+  size_t rank = 0;
+  size_t row_idx = 0;
+  for (size_t slot = 0; slot < selected.size(); ++slot) {
+    const size_t target = selected[slot];
+    for (; row_idx < target; ++row_idx) {
+      rank += tags[row_idx] == tag ? 1 : 0;
+    }
+    if (tags[target] == tag) {
+      visit(rank, slot);
+    }
+  }
+}
+
+// Reads `count` varints (all of them: the next section starts after the
+// last), keeping those whose index `wanted` asks for: keep(index, value).
+template <typename Keep>
+Status ReadVarintsKeeping(ByteReader* reader, size_t count, std::string_view field, Keep&& keep) {
+  for (size_t item_idx = 0; item_idx < count; ++item_idx) {
+    uint64_t value = 0;
+    if (!reader->TryReadVarint64(&value)) {
+      return VarintError(reader, field);
+    }
+    keep(item_idx, value);
+  }
+  return Status::Ok();
+}
+
+// Strings number [0, count) of a section in the column's encoding; `*views`
+// (and `*codes` for a dictionary) get string number `wanted[i].first` at
+// `wanted[i].second`, for `wanted` in ascending string order.
+Status ReadSelectedStrings(ByteReader* reader, size_t count, const PropertyColumnFormat& format,
+                           std::span<const std::pair<size_t, size_t>> wanted,
+                           std::vector<std::string_view>* views, std::vector<uint32_t>* codes) {
+  if (format.encoding == StringEncoding::kDictionary) {
+    const size_t width = CodeWidth(format.dictionary.size());
+    if (count > reader->remaining() / width) {
+      return Status::Corruption("string codes run past the chunk");
+    }
+    std::string_view bytes;
+    MP_RETURN_IF_ERROR(reader->ReadBytes("string codes", count * width, &bytes));
+    for (const auto& [item_idx, slot] : wanted) {
+      const uint32_t code = GetCode(bytes.data() + item_idx * width, width);
+      if (code >= format.dictionary.size()) {
+        return Status::Corruption("string code " + std::to_string(code) +
+                                  " is past the dictionary");
+      }
+      if (codes != nullptr) {
+        (*codes)[slot] = code;
+      }
+      (*views)[slot] = format.dictionary[code];
+    }
+    return Status::Ok();
+  }
+  if (count > reader->remaining()) {
+    return Status::Corruption("string lengths run past the chunk");
+  }
+  // Offsets of the wanted strings within the bytes that follow the lengths.
+  thread_local std::vector<std::pair<uint64_t, uint64_t>> spans;
+  spans.clear();
+  uint64_t total = 0;
+  size_t wanted_idx = 0;
+  bool past_end = false;
+  MP_RETURN_IF_ERROR(
+      ReadVarintsKeeping(reader, count, "string length", [&](size_t item_idx, uint64_t length) {
+        // The bytes follow the lengths, so neither may pass what is left.
+        past_end = past_end || length > reader->remaining() || total + length > reader->remaining();
+        if (past_end) {
+          return;
+        }
+        if (wanted_idx < wanted.size() && wanted[wanted_idx].first == item_idx) {
+          spans.emplace_back(total, length);
+          ++wanted_idx;
+        }
+        total += length;
+      }));
+  if (past_end || total > reader->remaining()) {
+    return Status::Corruption("string bytes run past the chunk");
+  }
+  std::string_view bytes;
+  MP_RETURN_IF_ERROR(reader->ReadBytes("string bytes", static_cast<size_t>(total), &bytes));
+  for (size_t span_idx = 0; span_idx < spans.size(); ++span_idx) {
+    (*views)[wanted[span_idx].second] =
+        bytes.substr(static_cast<size_t>(spans[span_idx].first), spans[span_idx].second);
+  }
+  return Status::Ok();
+}
+
+// The list section of a column, for the selected rows: counts of every
+// list, then the items; the selected rows' items go to list_items in order.
+Status ReadSelectedLists(ByteReader* reader, const std::vector<PropertyTag>& tags,
+                         size_t list_count, const PropertyColumnFormat& format,
+                         std::span<const uint32_t> selected, const PropertyColumnOutput& output) {
+  if (list_count == 0) {
+    return Status::Ok();
+  }
+  thread_local std::vector<uint64_t> firsts;  // first item of each list
+  firsts.resize(list_count + 1);
+  uint64_t items = 0;
+  MP_RETURN_IF_ERROR(ReadVarintsKeeping(reader, list_count, "list item count",
+                                        [&](size_t list_idx, uint64_t count) {
+                                          firsts[list_idx] = items;
+                                          items += count;
+                                        }));
+  firsts[list_count] = items;
+  // Every item takes at least one byte, so this bounds what follows.
+  if (items > reader->remaining()) {
+    return Status::Corruption("list items run past the chunk");
+  }
+  thread_local std::vector<std::pair<size_t, size_t>> wanted;  // (item, item slot)
+  wanted.clear();
+  std::vector<uint32_t>& offsets = *output.list_offsets;
+  size_t filled = 0;  // slots whose offset is set
+  ForEachSelectedOfTag(tags, PropertyTag::kList, selected, [&](size_t rank, size_t slot) {
+    for (; filled <= slot; ++filled) {
+      offsets[filled] = static_cast<uint32_t>(wanted.size());
+    }
+    for (uint64_t item = firsts[rank]; item < firsts[rank + 1]; ++item) {
+      wanted.emplace_back(static_cast<size_t>(item), wanted.size());
+    }
+  });
+  for (; filled < offsets.size(); ++filled) {
+    offsets[filled] = static_cast<uint32_t>(wanted.size());
+  }
+  output.list_items->resize(wanted.size());
+  const bool dictionary = format.encoding == StringEncoding::kDictionary;
+  if (dictionary) {
+    output.list_item_codes->resize(wanted.size());
+  }
+  return ReadSelectedStrings(reader, static_cast<size_t>(items), format, wanted, output.list_items,
+                             dictionary ? output.list_item_codes : nullptr);
+}
+
+}  // namespace
+
+Status DecodePropertyColumnRows(std::string_view raw, size_t rows,
+                                const PropertyColumnFormat& format,
+                                std::span<const uint32_t> selected,
+                                const PropertyColumnOutput& output) {
+  const size_t slots = selected.size();
+  if (!selected.empty() && selected.back() >= rows) {
+    return Status::InvalidArgument("selected row " + std::to_string(selected.back()) +
+                                   " is past the block's " + std::to_string(rows) + " rows");
+  }
+  size_t tag_counts[kPropertyTagCount] = {};
+  size_t slot_counts[kPropertyTagCount] = {};
+  if (raw.empty()) {
+    tag_counts[0] = rows;
+    slot_counts[0] = slots;
+    output.tags->assign(slots, PropertyTag::kAbsent);
+    SizeOutputs(slots, slot_counts, false, output);
+    return CheckTagCounts(tag_counts, rows, format);
+  }
+  ByteReader reader(raw);
+  thread_local std::vector<PropertyTag> tags;
+  MP_RETURN_IF_ERROR(ReadTags(&reader, rows, &tags));
+  for (const PropertyTag tag : tags) {
+    ++tag_counts[static_cast<size_t>(tag)];
+  }
+  MP_RETURN_IF_ERROR(CheckTagCounts(tag_counts, rows, format));
+  output.tags->resize(slots);
+  for (size_t slot = 0; slot < slots; ++slot) {
+    const PropertyTag tag = tags[selected[slot]];
+    (*output.tags)[slot] = tag;
+    ++slot_counts[static_cast<size_t>(tag)];
+  }
+  const bool dictionary = format.encoding == StringEncoding::kDictionary;
+  SizeOutputs(slots, slot_counts, dictionary, output);
+  thread_local std::vector<std::pair<size_t, size_t>> wanted;  // (rank, slot)
+  // Ints: every varint is read (the doubles start after the last).
+  const size_t int_count = tag_counts[static_cast<size_t>(PropertyTag::kInt)];
+  if (int_count > 0) {
+    wanted.clear();
+    ForEachSelectedOfTag(tags, PropertyTag::kInt, selected,
+                         [&](size_t rank, size_t slot) { wanted.emplace_back(rank, slot); });
+    size_t wanted_idx = 0;
+    MP_RETURN_IF_ERROR(
+        ReadVarintsKeeping(&reader, int_count, "int value", [&](size_t rank, uint64_t bits) {
+          if (wanted_idx < wanted.size() && wanted[wanted_idx].first == rank) {
+            (*output.ints)[wanted[wanted_idx++].second] = ZigZagDecode(bits);
+          }
+        }));
+  }
+  const size_t double_count = tag_counts[static_cast<size_t>(PropertyTag::kDouble)];
+  if (double_count > 0) {
+    std::string_view bytes;
+    if (double_count > reader.remaining() / 8) {
+      return Status::Corruption("double values run past the chunk");
+    }
+    MP_RETURN_IF_ERROR(reader.ReadBytes("double value", double_count * 8, &bytes));
+    ForEachSelectedOfTag(tags, PropertyTag::kDouble, selected, [&](size_t rank, size_t slot) {
+      (*output.doubles)[slot] = std::bit_cast<double>(GetFixed64(bytes.data() + rank * 8));
+    });
+  }
+  const size_t string_count = tag_counts[static_cast<size_t>(PropertyTag::kString)];
+  if (string_count > 0) {
+    wanted.clear();
+    ForEachSelectedOfTag(tags, PropertyTag::kString, selected,
+                         [&](size_t rank, size_t slot) { wanted.emplace_back(rank, slot); });
+    MP_RETURN_IF_ERROR(ReadSelectedStrings(&reader, string_count, format, wanted, output.strings,
+                                           dictionary ? output.string_codes : nullptr));
+  }
+  MP_RETURN_IF_ERROR(ReadSelectedLists(&reader, tags,
+                                       tag_counts[static_cast<size_t>(PropertyTag::kList)], format,
+                                       selected, output));
+  return reader.ExpectEnd("property chunk");
+}
+
 void EncodeMapColumn(std::span<const MapEntryInput> entries, std::span<const uint32_t> entry_ends,
                      std::string* raw) {
   size_t entry_idx = 0;
@@ -1291,55 +1564,101 @@ Status MapChunkReader::ReadEntry(bool first, uint32_t previous_code, uint32_t* k
   return Status::Ok();
 }
 
-Status DecodeMapKey(std::string_view raw, size_t rows, uint32_t entry_count,
-                    std::span<const uint8_t> tag_masks, uint32_t key_code,
-                    const PropertyColumnOutput& output) {
-  struct Entry {
-    size_t row_idx;
-    PropertyTag tag;
-    std::string_view value_bytes;
-  };
-  std::vector<Entry> found;
-  MapChunkReader reader(raw, rows, tag_masks.size());
-  MP_RETURN_IF_ERROR(reader.ForEach(
-      entry_count, tag_masks,
-      [&](size_t row_idx, uint32_t code, PropertyTag tag, std::string_view value_bytes) {
-        if (code == key_code) {
-          found.push_back(Entry{row_idx, tag, value_bytes});
-        }
-      }));
+namespace {
+
+struct MapEntry {
+  size_t slot;  // the output row
+  PropertyTag tag;
+  std::string_view value_bytes;
+};
+
+// Fills `output` with `slots` rows, absent but for `entries` (ascending
+// slots, values checked by MapChunkReader::ForEach).
+Status FillMapColumn(size_t slots, std::span<const MapEntry> entries,
+                     const PropertyColumnOutput& output) {
   size_t tag_counts[kPropertyTagCount] = {};
-  tag_counts[0] = rows - found.size();
-  for (const Entry& entry : found) {
+  tag_counts[0] = slots - entries.size();
+  for (const MapEntry& entry : entries) {
     ++tag_counts[static_cast<size_t>(entry.tag)];
   }
-  output.tags->assign(rows, PropertyTag::kAbsent);
-  SizeOutputs(rows, tag_counts, false, output);
+  output.tags->assign(slots, PropertyTag::kAbsent);
+  SizeOutputs(slots, tag_counts, false, output);
   std::vector<uint32_t>& offsets = *output.list_offsets;
-  for (const Entry& entry : found) {
-    (*output.tags)[entry.row_idx] = entry.tag;
-    // The values were checked by ForEach, so these reads cannot fail.
+  for (const MapEntry& entry : entries) {
+    (*output.tags)[entry.slot] = entry.tag;
     ByteReader value(entry.value_bytes);
     if (entry.tag == PropertyTag::kInt) {
-      MP_RETURN_IF_ERROR(value.ReadZigZag("map int value", &(*output.ints)[entry.row_idx]));
+      MP_RETURN_IF_ERROR(value.ReadZigZag("map int value", &(*output.ints)[entry.slot]));
     } else if (entry.tag == PropertyTag::kDouble) {
       uint64_t bits = 0;
       MP_RETURN_IF_ERROR(value.ReadFixed64("map double value", &bits));
-      (*output.doubles)[entry.row_idx] = std::bit_cast<double>(bits);
+      (*output.doubles)[entry.slot] = std::bit_cast<double>(bits);
     } else if (entry.tag == PropertyTag::kString) {
-      MP_RETURN_IF_ERROR(value.ReadString("map string value", &(*output.strings)[entry.row_idx]));
+      MP_RETURN_IF_ERROR(value.ReadString("map string value", &(*output.strings)[entry.slot]));
     } else if (entry.tag == PropertyTag::kList) {
       uint64_t count = 0;
       MP_RETURN_IF_ERROR(value.ReadCount("map list length", 1, UINT32_MAX, &count));
       for (uint64_t item_idx = 0; item_idx < count; ++item_idx) {
         MP_RETURN_IF_ERROR(value.ReadString("map list item", &output.list_items->emplace_back()));
       }
-      offsets[entry.row_idx + 1] = static_cast<uint32_t>(output.list_items->size());
+      offsets[entry.slot + 1] = static_cast<uint32_t>(output.list_items->size());
     }
   }
   // Rows without a list end where the previous row ended.
-  for (size_t row_idx = 1; row_idx < offsets.size(); ++row_idx) {
-    offsets[row_idx] = std::max(offsets[row_idx], offsets[row_idx - 1]);
+  for (size_t slot = 1; slot < offsets.size(); ++slot) {
+    offsets[slot] = std::max(offsets[slot], offsets[slot - 1]);
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status DecodeMapKey(std::string_view raw, size_t rows, uint32_t entry_count,
+                    std::span<const uint8_t> tag_masks, uint32_t key_code,
+                    const PropertyColumnOutput& output) {
+  std::vector<MapEntry> found;
+  MapChunkReader reader(raw, rows, tag_masks.size());
+  MP_RETURN_IF_ERROR(reader.ForEach(
+      entry_count, tag_masks,
+      [&](size_t row_idx, uint32_t code, PropertyTag tag, std::string_view value_bytes) {
+        if (code == key_code) {
+          found.push_back(MapEntry{row_idx, tag, value_bytes});
+        }
+      }));
+  return FillMapColumn(rows, found, output);
+}
+
+Status DecodeMapRows(std::string_view raw, size_t rows, uint32_t entry_count,
+                     std::span<const uint8_t> tag_masks, std::span<const uint32_t> selected,
+                     std::span<const PropertyColumnOutput> outputs) {
+  if (!selected.empty() && selected.back() >= rows) {
+    return Status::InvalidArgument("selected row " + std::to_string(selected.back()) +
+                                   " is past the block's " + std::to_string(rows) + " rows");
+  }
+  // The entries of the selected rows, grouped by key afterwards.
+  std::vector<std::pair<uint32_t, MapEntry>> found;
+  size_t slot = 0;
+  MapChunkReader reader(raw, rows, tag_masks.size());
+  MP_RETURN_IF_ERROR(reader.ForEach(
+      entry_count, tag_masks,
+      [&](size_t row_idx, uint32_t code, PropertyTag tag, std::string_view value_bytes) {
+        while (slot < selected.size() && selected[slot] < row_idx) {
+          ++slot;
+        }
+        if (slot < selected.size() && selected[slot] == row_idx) {
+          found.emplace_back(code, MapEntry{slot, tag, value_bytes});
+        }
+      }));
+  std::stable_sort(found.begin(), found.end(),
+                   [](const auto& left, const auto& right) { return left.first < right.first; });
+  std::vector<MapEntry> entries;
+  size_t found_idx = 0;
+  for (uint32_t key_code = 0; key_code < outputs.size(); ++key_code) {
+    entries.clear();
+    for (; found_idx < found.size() && found[found_idx].first == key_code; ++found_idx) {
+      entries.push_back(found[found_idx].second);
+    }
+    MP_RETURN_IF_ERROR(FillMapColumn(selected.size(), entries, outputs[key_code]));
   }
   return Status::Ok();
 }
@@ -1471,7 +1790,15 @@ Status DecompressChunk(std::string_view stored, const ChunkRef& ref, std::string
                                 " bytes");
     }
   } else {
-    const size_t written = ZSTD_decompress(raw->data(), raw->size(), stored.data(), stored.size());
+    // One decompression context per thread: ZSTD_decompress would allocate
+    // and initialise a fresh one (over 100 KB) for every chunk.
+    thread_local const std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> context(ZSTD_createDCtx(),
+                                                                                  &ZSTD_freeDCtx);
+    const size_t written =
+        context != nullptr
+            ? ZSTD_decompressDCtx(context.get(), raw->data(), raw->size(), stored.data(),
+                                  stored.size())
+            : ZSTD_decompress(raw->data(), raw->size(), stored.data(), stored.size());
     if (ZSTD_isError(written) || written != ref.raw_bytes) {
       return Status::Corruption("zstd data does not decompress to " +
                                 std::to_string(ref.raw_bytes) + " bytes");

@@ -264,6 +264,10 @@ void EncodeNameCodes(std::span<const uint32_t> codes, size_t dictionary_size, st
 Status DecodeNameCodes(std::string_view raw, size_t rows, size_t dictionary_size,
                        std::string_view name_bitmap, std::vector<uint32_t>* codes);
 
+// The rows of each name code in a name chunk (counts has dictionary_size
+// entries), with the checks of DecodeNameCodes.
+Status CountNameCodes(std::string_view raw, size_t rows, size_t dictionary_size,
+                      std::string_view name_bitmap, std::vector<uint64_t>* counts);
 // A sorted, unique list of strings: count, lengths, bytes.
 void EncodeDictionary(std::span<const std::string_view> entries, std::string* raw);
 // `entries` point into `raw`.
@@ -301,6 +305,15 @@ struct PropertyColumnFormat {
 };
 Status DecodePropertyColumn(std::string_view raw, size_t rows, const PropertyColumnFormat& format,
                             const PropertyColumnOutput& output);
+// DecodePropertyColumn for the rows `selected` only (strictly ascending, each
+// < rows): row i of the output is row selected[i] of the block. The tags and
+// the checks on them are the same; of the values only those of the selected
+// rows are decoded (the rest are stepped over: varints read, fixed-width
+// values and dictionary codes skipped).
+Status DecodePropertyColumnRows(std::string_view raw, size_t rows,
+                                const PropertyColumnFormat& format,
+                                std::span<const uint32_t> selected,
+                                const PropertyColumnOutput& output);
 
 // The map column: per row an entry count, then per entry a key code
 // (strictly increasing within a row), a tag and the value.
@@ -339,6 +352,13 @@ class MapChunkReader {
 Status DecodeMapKey(std::string_view raw, size_t rows, uint32_t entry_count,
                     std::span<const uint8_t> tag_masks, uint32_t key_code,
                     const PropertyColumnOutput& output);
+// Decodes every key's entries of the rows `selected` (strictly ascending,
+// each < rows) of a map chunk: outputs[key code] gets one row per selected
+// row, as DecodeMapKey would give for those rows alone. The whole chunk is
+// walked and checked as DecodeMapKey does. `outputs` has one per map key.
+Status DecodeMapRows(std::string_view raw, size_t rows, uint32_t entry_count,
+                     std::span<const uint8_t> tag_masks, std::span<const uint32_t> selected,
+                     std::span<const PropertyColumnOutput> outputs);
 // Turns the value bytes of a map entry (from MapChunkReader) into a Value.
 Status DecodeMapValue(PropertyTag tag, std::string_view value_bytes, Value* value);
 

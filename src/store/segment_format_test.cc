@@ -198,14 +198,26 @@ TEST(SegmentNameCodesTest, WidthFollowsDictionarySize) {
     std::vector<uint32_t> decoded;
     ASSERT_TRUE(DecodeNameCodes(raw, codes.size(), dictionary_size, bitmap, &decoded).ok());
     EXPECT_EQ(decoded, codes);
+    std::vector<uint64_t> counts;
+    ASSERT_TRUE(CountNameCodes(raw, codes.size(), dictionary_size, bitmap, &counts).ok());
+    std::vector<uint64_t> expected_counts(dictionary_size, 0);
+    expected_counts[0] = 1;
+    expected_counts[1] = 1;
+    expected_counts[2] = 2;
+    EXPECT_EQ(counts, expected_counts);
     bitmap[0] = 0b101;
     ExpectCorruption(DecodeNameCodes(raw, codes.size(), dictionary_size, bitmap, &decoded),
                      "bitmap");
+    ExpectCorruption(CountNameCodes(raw, codes.size(), dictionary_size, bitmap, &counts), "bitmap");
+    ExpectCorruption(CountNameCodes(raw, codes.size() + 1, dictionary_size, bitmap, &counts),
+                     "bytes for");
   }
   std::string raw;
   EncodeNameCodes(std::vector<uint32_t>{5}, 3, &raw);
   std::vector<uint32_t> decoded;
   ExpectCorruption(DecodeNameCodes(raw, 1, 3, std::string(1, '\0'), &decoded), "past");
+  std::vector<uint64_t> counts;
+  ExpectCorruption(CountNameCodes(raw, 1, 3, std::string(1, '\0'), &counts), "past");
 }
 
 TEST(SegmentDictionaryTest, SortedEntriesRoundTrip) {

@@ -448,6 +448,28 @@ Status SegmentReader::ReadNameCodes(size_t block_idx, std::vector<uint32_t>* nam
   return status.ok() ? status : Error("column name", block_idx, status);
 }
 
+Status SegmentReader::CountNames(size_t block_idx, std::vector<uint64_t>* counts) const {
+  if (masked_base_) {
+    std::vector<uint32_t> name_codes;
+    MP_RETURN_IF_ERROR(ReadNameCodes(block_idx, &name_codes));
+    counts->assign(event_names_.size(), 0);
+    for (const uint32_t code : name_codes) {
+      ++(*counts)[code];
+    }
+    return Status::Ok();
+  }
+  const FooterBlock& block = footer_.blocks[block_idx];
+  const ThreadBuffer scratch(DecodedBuffer());
+  std::string_view raw;
+  Status status =
+      ReadColumnChunk(block_idx, static_cast<size_t>(FixedColumn::kName), scratch.get(), &raw);
+  if (status.ok()) {
+    status =
+        CountNameCodes(raw, block.row_count, footer_.event_names.size(), block.name_bitmap, counts);
+  }
+  return status.ok() ? status : Error("column name", block_idx, status);
+}
+
 Result<std::shared_ptr<const SegmentDictionary>> SegmentReader::Dictionary(
     size_t column_idx) const {
   std::lock_guard lock(dictionaries_mutex_);
@@ -487,6 +509,12 @@ Result<std::shared_ptr<const SegmentDictionary>> SegmentReader::ReadDictionary(
 
 Status SegmentReader::ReadOwnColumn(size_t block_idx, size_t column_idx,
                                     PropertyColumn* column) const {
+  return ReadOwnColumnRows(block_idx, column_idx, nullptr, column);
+}
+
+Status SegmentReader::ReadOwnColumnRows(size_t block_idx, size_t column_idx,
+                                        const std::span<const uint32_t>* selected,
+                                        PropertyColumn* column) const {
   const FooterColumn& footer_column = footer_.columns[column_idx];
   const ChunkRef& ref = footer_.blocks[block_idx].chunks[kFixedColumnCount + column_idx];
   PropertyColumnFormat format;
@@ -501,8 +529,10 @@ Status SegmentReader::ReadOwnColumn(size_t block_idx, size_t column_idx,
   std::string_view raw;
   Status status = ReadChunk(ref, column->bytes_.get(), &raw);
   if (status.ok()) {
-    status =
-        DecodePropertyColumn(raw, footer_.blocks[block_idx].row_count, format, column->Output());
+    const size_t rows = footer_.blocks[block_idx].row_count;
+    status = selected == nullptr
+                 ? DecodePropertyColumn(raw, rows, format, column->Output())
+                 : DecodePropertyColumnRows(raw, rows, format, *selected, column->Output());
   }
   return status.ok() ? status
                      : Error("column " + PropertyColumnName(footer_column.key), block_idx, status);
@@ -538,6 +568,52 @@ Status SegmentReader::ReadProperty(size_t block_idx, std::string_view key,
     return ReadOwnColumn(block_idx, position, column);
   }
   return ReadMapKey(block_idx, position, column);
+}
+
+Status SegmentReader::ReadPropertiesOfRows(size_t block_idx, std::span<const uint32_t> selected,
+                                           std::vector<PropertyColumn>* columns) const {
+  if (masked_base_) {
+    // The base's row of each selected row of the view: past the hidden rows
+    // before it.
+    const std::vector<uint32_t>& hidden = hidden_rows_[block_idx];
+    std::vector<uint32_t> base_rows;
+    base_rows.reserve(selected.size());
+    size_t hidden_idx = 0;
+    for (const uint32_t view_row : selected) {
+      while (hidden_idx < hidden.size() && hidden[hidden_idx] <= view_row + hidden_idx) {
+        ++hidden_idx;
+      }
+      base_rows.push_back(static_cast<uint32_t>(view_row + hidden_idx));
+    }
+    return masked_base_->ReadPropertiesOfRows(block_idx, base_rows, columns);
+  }
+  columns->resize(property_keys_.size());
+  std::vector<PropertyColumnOutput> map_outputs(footer_.map_keys.size());
+  PropertyColumn* map_holder = nullptr;  // keeps the map chunk's bytes
+  for (size_t key_idx = 0; key_idx < property_keys_.size(); ++key_idx) {
+    PropertyColumn& column = (*columns)[key_idx];
+    const uint32_t position = key_positions_[key_idx];
+    if (property_keys_[key_idx].storage == PropertyStorage::kColumn) {
+      MP_RETURN_IF_ERROR(ReadOwnColumnRows(block_idx, position, &selected, &column));
+      continue;
+    }
+    column.dictionary_.reset();
+    map_outputs[position] = column.Output();
+    if (map_holder == nullptr) {
+      map_holder = &column;
+    }
+  }
+  if (map_holder == nullptr) {
+    return Status::Ok();
+  }
+  const ChunkRef& ref = footer_.blocks[block_idx].chunks.back();
+  std::string_view raw;
+  Status status = ReadChunk(ref, map_holder->bytes_.get(), &raw);
+  if (status.ok()) {
+    status = DecodeMapRows(raw, footer_.blocks[block_idx].row_count, ref.present_count,
+                           map_tag_masks_, selected, map_outputs);
+  }
+  return status.ok() ? status : Error("column properties map", block_idx, status);
 }
 
 // Adds each row's map entries to `events`, which hold the row's own-column

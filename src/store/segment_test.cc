@@ -477,6 +477,13 @@ TEST(SegmentReaderTest, ColumnsReadAloneAgreeWithEvents) {
       }
     }
     EXPECT_EQ(row, block_events.size());
+    std::vector<uint64_t> name_counts;
+    ASSERT_TRUE(reader->CountNames(block_idx, &name_counts).ok());
+    std::vector<uint64_t> expected_counts(reader->event_names().size(), 0);
+    for (const uint32_t code : name_codes) {
+      ++expected_counts[code];
+    }
+    EXPECT_EQ(name_counts, expected_counts);
     for (const PropertyKeyInfo& key : reader->property_keys()) {
       ASSERT_TRUE(reader->ReadProperty(block_idx, key.key, &column).ok());
       for (size_t row_idx = 0; row_idx < block_events.size(); ++row_idx) {
@@ -484,6 +491,106 @@ TEST(SegmentReaderTest, ColumnsReadAloneAgreeWithEvents) {
         ASSERT_EQ(value == nullptr, column.tags[row_idx] == PropertyTag::kAbsent);
         if (value != nullptr) {
           EXPECT_TRUE(SameValue(*value, column.ValueAt(row_idx))) << key.key;
+        }
+      }
+    }
+  }
+}
+
+// ReadPropertiesOfRows decodes only the selected rows: each selection must
+// give exactly the values ReadEvents gives for those rows, for own columns
+// (dictionary and plain, every type) and map keys alike.
+TEST(SegmentReaderTest, PropertiesOfSelectedRowsAgreeWithEvents) {
+  for (const uint64_t seed : {23u, 24u}) {
+    SCOPED_TRACE(seed);
+    RandomEvents generator(seed);
+    const std::vector<Event> events = generator.Make(2000);
+    const std::unique_ptr<SegmentReader> reader = OpenImage(Encode(events, SmallBlocks(300)));
+    ASSERT_NE(reader, nullptr);
+    bool saw_map_key = false;
+    for (const PropertyKeyInfo& key : reader->property_keys()) {
+      saw_map_key = saw_map_key || key.storage == PropertyStorage::kMap;
+    }
+    EXPECT_TRUE(saw_map_key);
+    std::mt19937_64 random(seed);
+    std::vector<Event> block_events;
+    std::vector<PropertyColumn> columns;
+    for (size_t block_idx = 0; block_idx < reader->block_count(); ++block_idx) {
+      ASSERT_TRUE(reader->ReadEvents(block_idx, &block_events).ok());
+      const auto rows = static_cast<uint32_t>(block_events.size());
+      std::vector<std::vector<uint32_t>> selections(5);
+      for (uint32_t row_idx = 0; row_idx < rows; ++row_idx) {
+        selections[1].push_back(row_idx);
+        if (row_idx % 3 == 2) {
+          selections[2].push_back(row_idx);
+        }
+        if (random() % 10 == 0) {
+          selections[3].push_back(row_idx);
+        }
+      }
+      selections[4].push_back(rows - 1);
+      for (const std::vector<uint32_t>& selected : selections) {
+        ASSERT_TRUE(reader->ReadPropertiesOfRows(block_idx, selected, &columns).ok());
+        ASSERT_EQ(columns.size(), reader->property_keys().size());
+        for (size_t key_idx = 0; key_idx < columns.size(); ++key_idx) {
+          const std::string& key = reader->property_keys()[key_idx].key;
+          ASSERT_EQ(columns[key_idx].size(), selected.size()) << key;
+          for (size_t slot = 0; slot < selected.size(); ++slot) {
+            const Value* value = FindProperty(block_events[selected[slot]].properties, key);
+            ASSERT_EQ(value == nullptr, columns[key_idx].tags[slot] == PropertyTag::kAbsent)
+                << key << " row " << selected[slot];
+            if (value != nullptr) {
+              EXPECT_TRUE(SameValue(*value, columns[key_idx].ValueAt(slot)))
+                  << key << " row " << selected[slot];
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// Through a view without some rows (erasure's WithHiddenRows), CountNames and
+// ReadPropertiesOfRows see the view's rows, as every other read does.
+TEST(SegmentReaderTest, CountsAndSelectedRowsOfAViewLeaveHiddenRowsOut) {
+  RandomEvents generator(25);
+  const std::shared_ptr<const SegmentReader> base =
+      OpenImage(Encode(generator.Make(1500), SmallBlocks(200)));
+  ASSERT_NE(base, nullptr);
+  std::vector<std::vector<uint32_t>> hidden(base->block_count());
+  for (size_t block_idx = 0; block_idx < base->block_count(); ++block_idx) {
+    for (uint32_t row_idx = static_cast<uint32_t>(block_idx % 3);
+         row_idx < base->block(block_idx).row_count; row_idx += 3) {
+      hidden[block_idx].push_back(row_idx);
+    }
+  }
+  const std::shared_ptr<const SegmentReader> view = SegmentReader::WithHiddenRows(base, hidden);
+  std::vector<Event> block_events;
+  std::vector<uint32_t> name_codes;
+  std::vector<uint64_t> name_counts;
+  std::vector<PropertyColumn> columns;
+  for (size_t block_idx = 0; block_idx < view->block_count(); ++block_idx) {
+    ASSERT_TRUE(view->ReadEvents(block_idx, &block_events).ok());
+    ASSERT_EQ(block_events.size(), view->block(block_idx).row_count);
+    ASSERT_TRUE(view->ReadNameCodes(block_idx, &name_codes).ok());
+    ASSERT_TRUE(view->CountNames(block_idx, &name_counts).ok());
+    std::vector<uint64_t> expected_counts(view->event_names().size(), 0);
+    for (const uint32_t code : name_codes) {
+      ++expected_counts[code];
+    }
+    EXPECT_EQ(name_counts, expected_counts);
+    std::vector<uint32_t> selected;
+    for (uint32_t row_idx = 0; row_idx < block_events.size(); row_idx += 2) {
+      selected.push_back(row_idx);
+    }
+    ASSERT_TRUE(view->ReadPropertiesOfRows(block_idx, selected, &columns).ok());
+    for (size_t key_idx = 0; key_idx < columns.size(); ++key_idx) {
+      const std::string& key = view->property_keys()[key_idx].key;
+      for (size_t slot = 0; slot < selected.size(); ++slot) {
+        const Value* value = FindProperty(block_events[selected[slot]].properties, key);
+        ASSERT_EQ(value == nullptr, columns[key_idx].tags[slot] == PropertyTag::kAbsent) << key;
+        if (value != nullptr) {
+          EXPECT_TRUE(SameValue(*value, columns[key_idx].ValueAt(slot))) << key;
         }
       }
     }
