@@ -209,15 +209,19 @@ std::vector<size_t> BlocksOfSubjects(const store::SegmentReader& segment,
 }
 
 // One block's columns, reused from block to block. The export of a list
-// reads a block column by column and builds events only for the wanted rows
-// (ReadEvents would build one for every row of the block: most of them
-// belong to other subjects).
+// reads the subjects first, then the name, time and insert id columns, and
+// decodes the properties of the wanted rows only
+// (SegmentReader::ReadPropertiesOfRows): most rows of a block belong to other
+// subjects.
 struct BlockColumns {
   store::SubjectRuns runs;
   std::vector<uint8_t> row_wanted;
   std::vector<uint32_t> name_codes;
+  std::vector<uint8_t> name_wanted;  // per name code of the segment
   std::vector<int64_t> times;
   std::vector<Id128> insert_ids;
+  std::vector<uint32_t> selected;                 // block rows to export, ascending
+  std::vector<uint32_t> selected_run;             // the subject run of each
   std::vector<store::PropertyColumn> properties;  // per segment.property_keys()
 };
 
@@ -237,31 +241,49 @@ bool MarkWantedRows(const std::vector<Id128>& wanted, BlockColumns* block) {
   return any;
 }
 
-Status ReadBlockColumns(const store::SegmentReader& segment, size_t block_idx,
-                        BlockColumns* block) {
-  MP_RETURN_IF_ERROR(segment.ReadNameCodes(block_idx, &block->name_codes));
-  MP_RETURN_IF_ERROR(segment.ReadTimes(block_idx, &block->times));
-  MP_RETURN_IF_ERROR(segment.ReadInsertIds(block_idx, &block->insert_ids));
-  const std::vector<store::PropertyKeyInfo>& keys = segment.property_keys();
-  block->properties.resize(keys.size());
-  for (size_t key_idx = 0; key_idx < keys.size(); ++key_idx) {
-    MP_RETURN_IF_ERROR(segment.ReadProperty(block_idx, keys[key_idx].key,
-                                            &block->properties[key_idx]));
+// One property value as AppendJsonValue writes it.
+void AppendColumnValueJson(const store::PropertyColumn& column, size_t row_idx, std::string* out) {
+  switch (column.tags[row_idx]) {
+    case store::PropertyTag::kAbsent:
+    case store::PropertyTag::kNull:
+      out->append("null");
+      return;
+    case store::PropertyTag::kFalse:
+      out->append("false");
+      return;
+    case store::PropertyTag::kTrue:
+      out->append("true");
+      return;
+    case store::PropertyTag::kInt:
+      out->append(std::to_string(column.ints[row_idx]));
+      return;
+    case store::PropertyTag::kDouble:
+      AppendJsonNumber(column.doubles[row_idx], out);
+      return;
+    case store::PropertyTag::kString:
+      AppendJsonString(column.strings[row_idx], out);
+      return;
+    case store::PropertyTag::kList: {
+      out->push_back('[');
+      for (uint32_t item_idx = column.list_offsets[row_idx];
+           item_idx < column.list_offsets[row_idx + 1]; ++item_idx) {
+        if (item_idx > column.list_offsets[row_idx]) {
+          out->push_back(',');
+        }
+        AppendJsonString(column.list_items[item_idx], out);
+      }
+      out->push_back(']');
+      return;
+    }
   }
-  const size_t rows = block->row_wanted.size();
-  if (block->name_codes.size() != rows || block->times.size() != rows ||
-      block->insert_ids.size() != rows) {
-    return Status::Corruption(segment.name() + ": block " + std::to_string(block_idx) +
-                              ": its columns disagree on the row count");
-  }
-  return Status::Ok();
 }
 
 // The wanted rows of one block, in the range and with a wanted name, as JSON
-// lines appended to `out`; `rows` counts them.
+// lines appended to `out` (byte for byte what AppendEventJsonLine writes for
+// the same events); `rows` counts them.
 Status RenderBlock(const store::SegmentReader& segment, size_t block_idx,
                    const ExportRequest& request, const std::vector<Id128>& wanted,
-                   BlockColumns* block, Event* event, std::string* out, uint64_t* rows) {
+                   BlockColumns* block, std::string* out, uint64_t* rows) {
   *rows = 0;
   // The subjects first (one small chunk): a block may hold none of the
   // wanted ones.
@@ -269,35 +291,75 @@ Status RenderBlock(const store::SegmentReader& segment, size_t block_idx,
   if (!MarkWantedRows(wanted, block)) {
     return Status::Ok();
   }
-  MP_RETURN_IF_ERROR(ReadBlockColumns(segment, block_idx, block));
-  const std::vector<store::PropertyKeyInfo>& keys = segment.property_keys();
+  MP_RETURN_IF_ERROR(segment.ReadNameCodes(block_idx, &block->name_codes));
+  MP_RETURN_IF_ERROR(segment.ReadTimes(block_idx, &block->times));
+  const size_t block_rows = block->row_wanted.size();
+  if (block->name_codes.size() != block_rows || block->times.size() != block_rows) {
+    return Status::Corruption(segment.name() + ": block " + std::to_string(block_idx) +
+                              ": its columns disagree on the row count");
+  }
+  const std::vector<store::EventNameInfo>& names = segment.event_names();
+  block->name_wanted.resize(names.size());
+  for (size_t code = 0; code < names.size(); ++code) {
+    block->name_wanted[code] = NameWanted(request, names[code].name) ? 1 : 0;
+  }
+  block->selected.clear();
+  block->selected_run.clear();
   size_t run_idx = 0;
   uint32_t run_end = block->runs.run_lengths.empty() ? 0 : block->runs.run_lengths[0];
-  for (size_t row_idx = 0; row_idx < block->row_wanted.size(); ++row_idx) {
+  for (size_t row_idx = 0; row_idx < block_rows; ++row_idx) {
     while (row_idx >= run_end) {
       run_end += block->runs.run_lengths[++run_idx];
     }
     const int64_t time_ms = block->times[row_idx];
-    if (block->row_wanted[row_idx] == 0 || time_ms < request.from_ms ||
-        time_ms >= request.to_ms) {
+    if (block->row_wanted[row_idx] == 0 || time_ms < request.from_ms || time_ms >= request.to_ms ||
+        block->name_wanted[block->name_codes[row_idx]] == 0) {
       continue;
     }
-    const std::string& name = segment.event_names()[block->name_codes[row_idx]].name;
-    if (!NameWanted(request, name)) {
-      continue;
+    block->selected.push_back(static_cast<uint32_t>(row_idx));
+    block->selected_run.push_back(static_cast<uint32_t>(run_idx));
+  }
+  if (block->selected.empty()) {
+    return Status::Ok();
+  }
+  MP_RETURN_IF_ERROR(segment.ReadInsertIds(block_idx, &block->insert_ids));
+  if (block->insert_ids.size() != block_rows) {
+    return Status::Corruption(segment.name() + ": block " + std::to_string(block_idx) +
+                              ": its columns disagree on the row count");
+  }
+  MP_RETURN_IF_ERROR(segment.ReadPropertiesOfRows(block_idx, block->selected, &block->properties));
+  const std::vector<store::PropertyKeyInfo>& keys = segment.property_keys();
+  std::string pseudonym;
+  size_t pseudonym_run = SIZE_MAX;
+  for (size_t slot = 0; slot < block->selected.size(); ++slot) {
+    const uint32_t row_idx = block->selected[slot];
+    if (block->selected_run[slot] != pseudonym_run) {
+      pseudonym_run = block->selected_run[slot];
+      pseudonym = FormatPseudonym(block->runs.subjects[pseudonym_run]);
     }
-    event->name = name;
-    event->time_ms = time_ms;
-    event->subject = block->runs.subjects[run_idx];
-    event->insert_id = block->insert_ids[row_idx];
-    event->properties.clear();
+    out->append("{\"event\":");
+    AppendJsonString(names[block->name_codes[row_idx]].name, out);
+    // Mixpanel exports whole seconds; the milliseconds stay in the store.
+    const int64_t time_ms = block->times[row_idx];
+    const int64_t seconds = time_ms >= 0 ? time_ms / 1000 : -((-time_ms + 999) / 1000);
+    out->append(",\"properties\":{\"time\":");
+    out->append(std::to_string(seconds));
+    out->append(",\"distinct_id\":\"");
+    out->append(pseudonym);
+    out->append("\",\"$insert_id\":\"");
+    out->append(block->insert_ids[row_idx].ToHex());
+    out->push_back('"');
     for (size_t key_idx = 0; key_idx < keys.size(); ++key_idx) {
       const store::PropertyColumn& column = block->properties[key_idx];
-      if (column.tags[row_idx] != store::PropertyTag::kAbsent) {
-        event->properties.push_back(Property{keys[key_idx].key, column.ValueAt(row_idx)});
+      if (column.tags[slot] == store::PropertyTag::kAbsent) {
+        continue;
       }
+      out->push_back(',');
+      AppendJsonString(keys[key_idx].key, out);
+      out->push_back(':');
+      AppendColumnValueJson(column, slot, out);
     }
-    AppendEventJsonLine(*event, out);
+    out->append("}}\n");
     ++*rows;
   }
   return Status::Ok();
@@ -327,7 +389,6 @@ Result<ExportSummary> ExportSubjects(store::Engine& engine, const ExportRequest&
       std::clamp<size_t>(tasks.size(), 1, kExportSubjectsThreads);
   const size_t batch_max = 8 * threads;
   std::vector<BlockColumns> scratch(threads);
-  std::vector<Event> events(threads);
   std::vector<std::string> outputs(batch_max);
   std::vector<uint64_t> rows(batch_max);
   std::vector<Status> statuses(batch_max);
@@ -338,7 +399,7 @@ Result<ExportSummary> ExportSubjects(store::Engine& engine, const ExportRequest&
         const auto& [segment, block_idx] = tasks[batch_start + task_idx];
         outputs[task_idx].clear();
         statuses[task_idx] = RenderBlock(*segment, block_idx, request, wanted, &scratch[thread_idx],
-                                         &events[thread_idx], &outputs[task_idx], &rows[task_idx]);
+                                         &outputs[task_idx], &rows[task_idx]);
       }
     };
     std::vector<std::thread> workers;

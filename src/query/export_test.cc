@@ -70,13 +70,13 @@ TEST(ExportFormatTest, TimeBeforeEpochRoundsDown) {
 // the store's documented order (segment by segment, rows in segment order).
 class SegmentsEngine final : public store::Engine {
  public:
-  explicit SegmentsEngine(std::vector<std::vector<Event>> segments) {
+  explicit SegmentsEngine(std::vector<std::vector<Event>> segments, uint32_t block_rows = 2) {
     for (std::vector<Event>& events : segments) {
       std::sort(events.begin(), events.end(), [](const Event& left, const Event& right) {
         return std::tie(left.subject, left.time_ms, left.insert_id) <
                std::tie(right.subject, right.time_ms, right.insert_id);
       });
-      auto reader = testing::MakeSegment(events, 2);
+      auto reader = testing::MakeSegment(events, block_rows);
       EXPECT_TRUE(reader.ok()) << reader.status().ToString();
       readers_.push_back(*reader);
       events_.push_back(std::move(events));
@@ -260,6 +260,66 @@ TEST(ExportSubjectsTest, ManyBlocksKeepTheirOrderAndTheLimit) {
   EXPECT_EQ(ExportLines(engine, request, &summary),
             std::vector<std::string>(expected.begin(), expected.begin() + 7));
   EXPECT_EQ(summary.rows, 7u);
+}
+
+// Large blocks of which a few rows are exported (the properties of those
+// rows alone are decoded): every type, plain and dictionary strings, and
+// rare keys that live in the map column come out exactly as
+// AppendEventJsonLine writes the events.
+TEST(ExportSubjectsTest, FewRowsOfLargeBlocksComeOutExactly) {
+  std::vector<Event> events;
+  for (uint64_t event_idx = 0; event_idx < 3000; ++event_idx) {
+    Event event;
+    event.name = event_idx % 7 == 0 ? "A" : "B";
+    event.subject = testing::SubjectFromName("s" + std::to_string(event_idx % 97));
+    event.time_ms = kFromMs + static_cast<int64_t>(event_idx) * 50000;
+    event.insert_id = Id128{event_idx * 7919, event_idx + 1};
+    event.properties = {{"plan", Value::String(event_idx % 2 == 0 ? "pro" : "free")},
+                        {"unique", Value::String("id-" + std::to_string(event_idx * 31))}};
+    switch (event_idx % 5) {
+      case 0:
+        event.properties.push_back({"v", Value::Int(-static_cast<int64_t>(event_idx))});
+        break;
+      case 1:
+        event.properties.push_back({"v", Value::Double(0.25 * static_cast<double>(event_idx))});
+        break;
+      case 2:
+        event.properties.push_back({"v", Value::List({"x", std::to_string(event_idx % 3)})});
+        break;
+      case 3:
+        event.properties.push_back({"v", Value::Bool(event_idx % 2 == 0)});
+        break;
+      default:
+        event.properties.push_back({"v", Value::Null()});
+        break;
+    }
+    if (event_idx % 400 == 5) {  // under 1 % of rows: the map column
+      event.properties.push_back({"rare", Value::String("r\"" + std::to_string(event_idx))});
+      event.properties.push_back({"rare_list", Value::List({"a", "b"})});
+      event.properties.push_back({"rare_number", Value::Double(-1.5)});
+    }
+    events.push_back(std::move(event));
+  }
+  SegmentsEngine engine({events}, 1000);
+  ExportRequest request;
+  request.from_ms = kFromMs;
+  request.to_ms = kToMs;
+  std::set<Id128> subjects;
+  request.subjects.emplace();
+  for (const int subject : {5, 40, 96}) {
+    subjects.insert(testing::SubjectFromName("s" + std::to_string(subject)));
+    request.subjects->push_back(testing::SubjectFromName("s" + std::to_string(subject)));
+  }
+  const std::vector<std::string> expected = Expected(engine, subjects);
+  ASSERT_GT(expected.size(), 60u);
+  size_t rare = 0;
+  for (const std::string& line : expected) {
+    rare += line.find("rare_list") != std::string::npos ? 1 : 0;
+  }
+  EXPECT_GT(rare, 0u);
+  EXPECT_EQ(ExportLines(engine, request), expected);
+  request.event_names = {"A"};
+  EXPECT_EQ(ExportLines(engine, request), Expected(engine, subjects, {"A"}));
 }
 
 TEST(ExportSubjectsTest, EmptyListExportsNothing) {

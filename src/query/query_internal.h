@@ -88,6 +88,9 @@ struct MatchRow {
   uint32_t group = 0;   // breakdown group, when computed for this row
   double value = NAN;   // the measure property, when numeric
   uint8_t tie = 0;      // orders events of the same millisecond (funnels)
+  // How many events this row stands for: more than 1 only when the plan
+  // folds rows (ScanPlan::fold_rows).
+  uint32_t weight = 1;
 };
 
 // What a scan needs: the selectors (at most 32), which of them decide the
@@ -109,6 +112,14 @@ struct ScanPlan {
   std::optional<Id128> subject_min;
   std::optional<Id128> subject_max;
   std::vector<uint8_t> tie_by_bit;  // MatchRow::tie from the lowest bit; 255 for none
+  // Segmentation, where a row's time only picks its bucket: a block whose
+  // times all lie in the range and in one of these buckets is read without
+  // its time column, and its rows carry the block's first time instead.
+  const TimeBuckets* buckets = nullptr;
+  // With `buckets`, no measure property and no funnel or retention pass:
+  // the rows of such a block that agree on bits and group (and subject,
+  // when subjects are needed) may come as one row with a weight.
+  bool fold_rows = false;
 };
 
 // Breakdown groups shared by every segment of one query.
@@ -128,6 +139,9 @@ class Groups {
  private:
   std::vector<ValueNumbering> numberings_;
   std::unordered_map<uint64_t, uint32_t> ids_;
+  // With one property (or none), the group of each value id, or kMissing:
+  // Combine is called per row, and an array beats the hash map.
+  std::vector<uint32_t> single_ids_;
   std::vector<std::pair<uint32_t, uint32_t>> combinations_;
 };
 
@@ -177,8 +191,25 @@ class SubjectMerger {
     bool done = false;
   };
   bool Advance(Cursor* cursor);
+  const Id128& Head(size_t cursor_idx) const {
+    const Cursor& cursor = cursors_[cursor_idx];
+    return cursor.scanner->run_subjects()[cursor.run_idx];
+  }
+  struct HeapEntry {
+    Id128 head;  // the cursor's current subject, copied: no pointer chase per comparison
+    size_t cursor_idx;
+  };
+  // Orders heap_ so that its front is the cursor with the lowest head.
+  static bool HeadAfter(const HeapEntry& left, const HeapEntry& right) {
+    return right.head < left.head;
+  }
 
   std::vector<Cursor> cursors_;
+  // The cursors not done, as a heap by head subject: a snapshot of hundreds
+  // of segments costs each subject O(k log n) for the k cursors holding it,
+  // not a look at every cursor.
+  std::vector<HeapEntry> heap_;
+  std::vector<size_t> lowest_;  // scratch: the cursors of the current subject
   Status status_;
 };
 

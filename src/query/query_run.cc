@@ -65,10 +65,36 @@ Status ForEachThread(size_t threads, const std::function<Status(size_t)>& work) 
   return Status::Ok();
 }
 
-// Every part sees every segment: count the segments and their blocks once.
-void AddStats(const QueryStats& part, QueryStats* total) {
-  total->segments = part.segments;
-  total->blocks_total = part.blocks_total;
+// Splits the segments between `threads` contexts, each segment whole, the
+// largest first to the one with the fewest rows so far.
+std::vector<QueryContext> SplitBySegment(const QueryContext& context, size_t threads) {
+  std::vector<QueryContext> parts(threads);
+  std::vector<uint64_t> rows(threads, 0);
+  std::vector<size_t> order(context.segments.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  std::stable_sort(order.begin(), order.end(), [&](size_t left, size_t right) {
+    return context.segments[left]->summary().row_count >
+           context.segments[right]->summary().row_count;
+  });
+  for (QueryContext& part : parts) {
+    part.time_zone = context.time_zone;
+    part.now_ms = context.now_ms;
+    part.threads = 1;
+  }
+  for (const size_t segment_idx : order) {
+    const size_t part_idx =
+        static_cast<size_t>(std::min_element(rows.begin(), rows.end()) - rows.begin());
+    parts[part_idx].segments.push_back(context.segments[segment_idx]);
+    rows[part_idx] += context.segments[segment_idx]->summary().row_count;
+  }
+  return parts;
+}
+
+// Parts that split by subject each see every segment: count the segments
+// and their blocks once. Parts that split by segment see their own.
+void AddStats(const QueryStats& part, bool by_segment, QueryStats* total) {
+  total->segments = by_segment ? total->segments + part.segments : part.segments;
+  total->blocks_total = by_segment ? total->blocks_total + part.blocks_total : part.blocks_total;
   total->blocks_read += part.blocks_read;
   total->rows_read += part.rows_read;
 }
@@ -183,8 +209,10 @@ struct Cells {
   size_t Index(size_t slot, size_t series_idx, size_t bucket) const {
     return (slot * series + series_idx) * stride + bucket;
   }
-  void Add(size_t cell, double value, uint64_t subject_ordinal) {
-    count[cell] += 1;
+  // `weight` events of one subject, with `value` (NaN for none, or when
+  // weight > 1: folded rows carry no value).
+  void Add(size_t cell, double value, uint64_t subject_ordinal, uint32_t weight) {
+    count[cell] += weight;
     if (subject_ordinal != 0 && stamp[cell] != subject_ordinal) {
       stamp[cell] = subject_ordinal;
       uniques[cell] += 1;
@@ -275,8 +303,9 @@ Status SegmentationPass(const QuerySpec& spec, const QueryContext& context, cons
       if (!remap.empty()) {
         slot = row.group < remap[series_idx].size() ? remap[series_idx][row.group] : other_slot;
       }
-      cells->Add(cells->Index(slot, series_idx, static_cast<size_t>(bucket)), row.value, ordinal);
-      cells->Add(cells->Index(slot, series_idx, total_bucket), row.value, ordinal);
+      cells->Add(cells->Index(slot, series_idx, static_cast<size_t>(bucket)), row.value, ordinal,
+                 row.weight);
+      cells->Add(cells->Index(slot, series_idx, total_bucket), row.value, ordinal, row.weight);
     }
   };
   (void)series_count;
@@ -313,18 +342,29 @@ Status SegmentationPass(const QuerySpec& spec, const QueryContext& context, cons
 Status ParallelSegmentationPass(const QuerySpec& spec, const QueryContext& context,
                                 const ScanPlan& plan, const TimeBuckets& buckets, Groups* groups,
                                 Cells* cells, QueryStats* stats) {
-  const size_t threads = ThreadCount(context);
-  if (threads == 1) {
+  // Without unique subjects no row needs another segment's rows: each
+  // thread takes whole segments (every block is read once). Unique subjects
+  // need a subject's rows together, so the subject space is split instead
+  // (a block that straddles the split is read by both).
+  const bool by_segment = !NeedsSubjects(spec.measure);
+  const size_t threads =
+      by_segment ? std::min(ThreadCount(context), context.segments.size()) : ThreadCount(context);
+  if (threads <= 1) {
     return SegmentationPass(spec, context, plan, buckets, {}, 0, groups, cells, stats);
   }
-  const std::vector<ScanPlan> plans = SplitBySubject(plan, threads);
+  const std::vector<ScanPlan> plans =
+      by_segment ? std::vector<ScanPlan>(threads, plan) : SplitBySubject(plan, threads);
+  std::vector<QueryContext> part_contexts;
+  if (by_segment) {
+    part_contexts = SplitBySegment(context, threads);
+  }
   std::vector<Groups> part_groups(threads, Groups(spec.breakdown.properties.size()));
   std::vector<Cells> part_cells(threads, *cells);
   std::vector<QueryStats> part_stats(threads);
   MP_RETURN_IF_ERROR(ForEachThread(threads, [&](size_t thread_idx) {
-    return SegmentationPass(spec, context, plans[thread_idx], buckets, {}, 0,
-                            &part_groups[thread_idx], &part_cells[thread_idx],
-                            &part_stats[thread_idx]);
+    return SegmentationPass(spec, by_segment ? part_contexts[thread_idx] : context,
+                            plans[thread_idx], buckets, {}, 0, &part_groups[thread_idx],
+                            &part_cells[thread_idx], &part_stats[thread_idx]);
   }));
   const bool breakdown = !spec.breakdown.properties.empty();
   for (size_t thread_idx = 0; thread_idx < threads; ++thread_idx) {
@@ -345,7 +385,7 @@ Status ParallelSegmentationPass(const QuerySpec& spec, const QueryContext& conte
         }
       }
     }
-    AddStats(part_stats[thread_idx], stats);
+    AddStats(part_stats[thread_idx], by_segment, stats);
   }
   return Status::Ok();
 }
@@ -366,6 +406,8 @@ Status RunSegmentation(const QuerySpec& spec, const QueryContext& context,
   plan.time_min_ms = result->from_ms;
   plan.time_max_ms = result->to_ms - 1;
   plan.tie_by_bit.assign(32, 0);
+  plan.buckets = &buckets;
+  plan.fold_rows = spec.measure_property.empty();
   const size_t series_count = spec.events.size();
   const size_t stride = buckets.range_count() + 1;
   const bool keep_values = spec.measure == Measure::kMedian || spec.measure == Measure::kP90;
@@ -623,7 +665,7 @@ void MergePart(const Part<Tally>& part, Groups* groups, Tally* everyone,
     }
     (*by_group)[target].Merge(part.by_group[group]);
   }
-  AddStats(part.stats, stats);
+  AddStats(part.stats, false, stats);
 }
 
 Status FunnelScan(const QuerySpec& spec, const QueryContext& context, const ScanPlan& plan,

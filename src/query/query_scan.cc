@@ -35,12 +35,22 @@ uint32_t ValueNumbering::Add(std::string_view key, Value value) {
 }
 
 uint32_t Groups::Combine(const uint32_t* value_ids) {
+  if (numberings_.size() < 2 && value_ids[0] < single_ids_.size() &&
+      single_ids_[value_ids[0]] != ValueNumbering::kMissing) {
+    return single_ids_[value_ids[0]];
+  }
   const uint64_t packed = numberings_.size() < 2
                               ? value_ids[0]
                               : (uint64_t{value_ids[0]} << 32) | uint64_t{value_ids[1]};
   const auto [it, inserted] = ids_.try_emplace(packed, static_cast<uint32_t>(combinations_.size()));
   if (inserted) {
     combinations_.emplace_back(value_ids[0], numberings_.size() < 2 ? 0 : value_ids[1]);
+  }
+  if (numberings_.size() < 2 && value_ids[0] != ValueNumbering::kMissing) {
+    if (single_ids_.size() <= value_ids[0]) {
+      single_ids_.resize(static_cast<size_t>(value_ids[0]) + 1, ValueNumbering::kMissing);
+    }
+    single_ids_[value_ids[0]] = it->second;
   }
   return it->second;
 }
@@ -232,10 +242,64 @@ struct SegmentScanner::State {
   std::vector<int64_t> times;
   store::SubjectRuns runs;
   std::vector<uint32_t> bits;
-  std::vector<uint32_t> row_indexes;  // block row of each kept row
-  std::vector<uint8_t> in_range;      // per row, on the edge of the subject range
+  std::vector<uint32_t> row_indexes;        // block row of each kept row
   std::vector<std::vector<uint8_t>> masks;  // one per filter depth
   std::string group_key;
+  std::vector<MatchRow> folded;
+  std::unordered_map<uint64_t, uint32_t> fold_index;  // (bits, group) -> folded row
+
+  // Set by Prepare: rows need nothing but their names and bucket (no
+  // subjects, filters, breakdown, measure or subject range), so a block in
+  // one bucket is counted by name code (CountBlockByName).
+  bool count_by_name = false;
+  std::vector<uint64_t> name_counts;
+
+  bool ConstantNameBits(size_t block_idx, uint32_t* bits) const;
+  // One folded row per distinct selector bits of the block's names: from
+  // `name_counts` (CountNames) when `names_counted`, else all `info.row_count`
+  // rows have `name_bits`.
+  void CountBlockByName(bool names_counted, uint32_t name_bits, const store::SegmentBlockInfo& info,
+                        std::vector<MatchRow>* out) {
+    out->clear();
+    auto add = [&](uint32_t row_bits, uint64_t count) {
+      if (row_bits == 0 || count == 0) {
+        return;
+      }
+      for (MatchRow& row : *out) {
+        if (row.bits == row_bits) {
+          row.weight += static_cast<uint32_t>(count);
+          return;
+        }
+      }
+      MatchRow& row = out->emplace_back();
+      row.time_ms = info.time_min_ms;
+      row.bits = row_bits;
+      row.tie = plan->tie_by_bit[static_cast<size_t>(__builtin_ctz(row_bits))];
+      row.weight = static_cast<uint32_t>(count);
+    };
+    if (!names_counted) {
+      add(name_bits, info.row_count);
+      return;
+    }
+    for (size_t code = 0; code < name_counts.size() && code < bits_by_name.size(); ++code) {
+      add(bits_by_name[code], name_counts[code]);
+    }
+  }
+  static void FoldRows(std::vector<MatchRow>* rows, size_t begin, size_t end,
+                       std::vector<MatchRow>* out);
+  // Folds all of `rows` by (bits, group), whatever their subjects.
+  void FoldBlock(const std::vector<MatchRow>& rows, std::vector<MatchRow>* out) {
+    fold_index.clear();
+    for (const MatchRow& row : rows) {
+      const uint64_t key = (uint64_t{row.bits} << 32) | row.group;
+      const auto [it, inserted] = fold_index.try_emplace(key, static_cast<uint32_t>(out->size()));
+      if (inserted) {
+        out->push_back(row);
+      } else {
+        (*out)[it->second].weight += row.weight;
+      }
+    }
+  }
 
   size_t KeyIndex(const std::string& key) {
     for (size_t key_idx = 0; key_idx < keys.size(); ++key_idx) {
@@ -435,6 +499,13 @@ Status SegmentScanner::State::Prepare() {
     measure_key = KeyIndex(plan->measure_property);
   }
   masks.resize(kFilterDepthMax + 3);
+  count_by_name = plan->buckets != nullptr && plan->fold_rows && !plan->need_subjects &&
+                  !plan->keep_unmatched && breakdown_keys.empty() && !measure_key &&
+                  !plan->subject_min && !plan->subject_max &&
+                  std::all_of(selectors.begin(), selectors.end(), [](const SelectorSlot& slot) {
+                    // A selector naming an event the segment lacks matches nothing.
+                    return slot.match_all || (!slot.any_event && !slot.name_code);
+                  });
   return Status::Ok();
 }
 
@@ -657,28 +728,104 @@ SegmentScanner::SegmentScanner(const store::SegmentReader& segment, const ScanPl
 
 SegmentScanner::~SegmentScanner() = default;
 
+// Whether every row of the block gets the same selector bits from its name
+// (before filters), so that the name column need not be read: the block
+// holds one name, or every name it holds maps to the same bits (any_event).
+bool SegmentScanner::State::ConstantNameBits(size_t block_idx, uint32_t* bits) const {
+  bool seen = false;
+  for (uint32_t code = 0; code < bits_by_name.size(); ++code) {
+    if (!segment->BlockHoldsName(block_idx, code)) {
+      continue;
+    }
+    if (seen && bits_by_name[code] != *bits) {
+      return false;
+    }
+    *bits = bits_by_name[code];
+    seen = true;
+  }
+  return seen;
+}
+
+// Folds kept rows [begin, end) that agree on bits and group into the first
+// of them (weights added); they share a bucket and, within a run, a subject.
+// Looks back over at most kFoldLookback distinct rows, so a run of many
+// groups costs linear time (it is then folded less, never wrongly).
+void SegmentScanner::State::FoldRows(std::vector<MatchRow>* rows, size_t begin, size_t end,
+                                     std::vector<MatchRow>* out) {
+  constexpr size_t kFoldLookback = 8;
+  const size_t out_begin = out->size();
+  for (size_t kept_idx = begin; kept_idx < end; ++kept_idx) {
+    const MatchRow& row = (*rows)[kept_idx];
+    bool folded = false;
+    const size_t look_from =
+        std::max(out_begin, out->size() > kFoldLookback ? out->size() - kFoldLookback : size_t{0});
+    for (size_t out_idx = out->size(); out_idx > look_from; --out_idx) {
+      MatchRow& into = (*out)[out_idx - 1];
+      if (into.bits == row.bits && into.group == row.group) {
+        into.weight += row.weight;
+        folded = true;
+        break;
+      }
+    }
+    if (!folded) {
+      out->push_back(row);
+    }
+  }
+}
+
 bool SegmentScanner::NextBlock() {
   State& state = *state_;
+  const ScanPlan& plan = *state.plan;
   std::vector<uint32_t>& row_indexes = state.row_indexes;
   while (status_.ok() && state.block_pos < state.blocks.size()) {
     const size_t block_idx = state.blocks[state.block_pos++];
+    const store::SegmentBlockInfo& info = state.segment->block(block_idx);
+    const size_t rows = info.row_count;
     state.stats->blocks_read += 1;
-    status_ = state.segment->ReadNameCodes(block_idx, &state.names);
-    if (status_.ok()) {
+    state.stats->rows_read += rows;
+    // A block inside the range whose first and last times share a bucket
+    // has all its times in it: the time column is not needed.
+    const bool one_bucket =
+        plan.buckets != nullptr && info.time_min_ms >= plan.time_min_ms &&
+        info.time_max_ms <= plan.time_max_ms &&
+        plan.buckets->Index(info.time_min_ms) == plan.buckets->Index(info.time_max_ms);
+    uint32_t name_bits = 0;
+    const bool names_needed = !state.ConstantNameBits(block_idx, &name_bits);
+    if (one_bucket && state.count_by_name) {
+      if (names_needed) {
+        status_ = state.segment->CountNames(block_idx, &state.name_counts);
+        if (!status_.ok()) {
+          return false;
+        }
+      }
+      state.CountBlockByName(names_needed, name_bits, info, &rows_);
+      if (rows_.empty()) {
+        continue;
+      }
+      run_subjects_.clear();
+      run_ends_.clear();
+      return true;
+    }
+    if (names_needed) {
+      status_ = state.segment->ReadNameCodes(block_idx, &state.names);
+    }
+    if (status_.ok() && !one_bucket) {
       status_ = state.segment->ReadTimes(block_idx, &state.times);
     }
     if (!status_.ok()) {
       return false;
     }
-    const size_t rows = state.names.size();
-    state.stats->rows_read += rows;
     // One pass for the names, then one per selector that has filters.
     state.bits.resize(rows);
-    const uint32_t* bits_by_name = state.bits_by_name.data();
-    const uint32_t* names = state.names.data();
     uint32_t* bits = state.bits.data();
-    for (size_t row_idx = 0; row_idx < rows; ++row_idx) {
-      bits[row_idx] = bits_by_name[names[row_idx]];
+    if (names_needed) {
+      const uint32_t* bits_by_name = state.bits_by_name.data();
+      const uint32_t* names = state.names.data();
+      for (size_t row_idx = 0; row_idx < rows; ++row_idx) {
+        bits[row_idx] = bits_by_name[names[row_idx]];
+      }
+    } else {
+      std::fill(bits, bits + rows, name_bits);
     }
     for (size_t selector_idx = 0; selector_idx < state.selectors.size(); ++selector_idx) {
       const SelectorSlot& slot = state.selectors[selector_idx];
@@ -698,51 +845,66 @@ bool SegmentScanner::NextBlock() {
       }
     }
     // A block on the edge of the plan's subject range keeps only the rows
-    // of the subjects inside it.
+    // of the subjects inside it: rows are sorted by subject, so those are
+    // the rows [row_begin, row_end).
     bool runs_read = false;
-    state.in_range.clear();
-    const store::SegmentBlockInfo& info = state.segment->block(block_idx);
-    if ((state.plan->subject_min && info.subject_first < *state.plan->subject_min) ||
-        (state.plan->subject_max && *state.plan->subject_max < info.subject_last)) {
+    size_t row_begin = 0;
+    size_t row_end = rows;
+    if ((plan.subject_min && info.subject_first < *plan.subject_min) ||
+        (plan.subject_max && *plan.subject_max < info.subject_last)) {
       status_ = state.segment->ReadSubjects(block_idx, &state.runs);
       if (!status_.ok()) {
         return false;
       }
       runs_read = true;
-      state.in_range.reserve(rows);
+      size_t run_start = 0;
+      row_end = 0;
+      bool any_inside = false;
       for (size_t run_idx = 0; run_idx < state.runs.subjects.size(); ++run_idx) {
         const Id128& subject = state.runs.subjects[run_idx];
-        const bool inside = (!state.plan->subject_min || !(subject < *state.plan->subject_min)) &&
-                            (!state.plan->subject_max || !(*state.plan->subject_max < subject));
-        state.in_range.insert(state.in_range.end(), state.runs.run_lengths[run_idx],
-                              inside ? 1 : 0);
+        const size_t length = state.runs.run_lengths[run_idx];
+        if (plan.subject_min && subject < *plan.subject_min) {
+          run_start += length;
+          continue;
+        }
+        if (plan.subject_max && *plan.subject_max < subject) {
+          break;
+        }
+        if (!any_inside) {
+          row_begin = run_start;
+          any_inside = true;
+        }
+        run_start += length;
+        row_end = run_start;
+      }
+      if (!any_inside) {
+        row_begin = row_end = 0;
       }
     }
     rows_.clear();
     row_indexes.clear();
-    rows_.reserve(rows);
-    row_indexes.reserve(rows);
-    for (size_t row_idx = 0; row_idx < rows; ++row_idx) {
-      const int64_t time_ms = state.times[row_idx];
-      if (time_ms < state.plan->time_min_ms || time_ms > state.plan->time_max_ms) {
+    rows_.reserve(row_end - row_begin);
+    row_indexes.reserve(row_end - row_begin);
+    for (size_t row_idx = row_begin; row_idx < row_end; ++row_idx) {
+      const int64_t time_ms = one_bucket ? info.time_min_ms : state.times[row_idx];
+      if (time_ms < plan.time_min_ms || time_ms > plan.time_max_ms) {
         continue;
       }
-      const uint32_t bits = state.bits[row_idx];
-      if ((bits == 0 && !state.plan->keep_unmatched) ||
-          (!state.in_range.empty() && state.in_range[row_idx] == 0)) {
+      const uint32_t row_bits = bits[row_idx];
+      if (row_bits == 0 && !plan.keep_unmatched) {
         continue;
       }
       MatchRow row;
       row.time_ms = time_ms;
-      row.bits = bits;
-      row.tie = bits == 0 ? 255 : state.plan->tie_by_bit[static_cast<size_t>(__builtin_ctz(bits))];
+      row.bits = row_bits;
+      row.tie = row_bits == 0 ? 255 : plan.tie_by_bit[static_cast<size_t>(__builtin_ctz(row_bits))];
       rows_.push_back(row);
       row_indexes.push_back(static_cast<uint32_t>(row_idx));
     }
     if (rows_.empty()) {
       continue;
     }
-    if (state.plan->need_subjects && !runs_read) {
+    if (plan.need_subjects && !runs_read) {
       status_ = state.segment->ReadSubjects(block_idx, &state.runs);
     }
     if (status_.ok()) {
@@ -764,10 +926,16 @@ bool SegmentScanner::NextBlock() {
     if (!status_.ok()) {
       return false;
     }
+    const bool fold = one_bucket && plan.fold_rows && !state.measure_key;
     // Subject runs over the kept rows.
     run_subjects_.clear();
     run_ends_.clear();
-    if (!state.plan->need_subjects) {
+    if (!plan.need_subjects) {
+      if (fold) {
+        state.folded.clear();
+        state.FoldBlock(rows_, &state.folded);
+        rows_.swap(state.folded);
+      }
       return true;
     }
     size_t run_idx = 0;
@@ -787,6 +955,16 @@ bool SegmentScanner::NextBlock() {
       }
     }
     run_ends_.push_back(static_cast<uint32_t>(rows_.size()));
+    if (fold) {
+      state.folded.clear();
+      uint32_t begin = 0;
+      for (uint32_t& end : run_ends_) {
+        state.FoldRows(&rows_, begin, end, &state.folded);
+        begin = end;
+        end = static_cast<uint32_t>(state.folded.size());
+      }
+      rows_.swap(state.folded);
+    }
     return true;
   }
   return false;
@@ -804,6 +982,12 @@ SubjectMerger::SubjectMerger(std::vector<std::unique_ptr<SegmentScanner>> scanne
     }
     cursors_.push_back(std::move(cursor));
   }
+  for (size_t cursor_idx = 0; cursor_idx < cursors_.size(); ++cursor_idx) {
+    if (!cursors_[cursor_idx].done) {
+      heap_.push_back(HeapEntry{Head(cursor_idx), cursor_idx});
+    }
+  }
+  std::make_heap(heap_.begin(), heap_.end(), HeadAfter);
 }
 
 bool SubjectMerger::Advance(Cursor* cursor) {
@@ -819,26 +1003,21 @@ bool SubjectMerger::Advance(Cursor* cursor) {
 }
 
 bool SubjectMerger::Next(Id128* subject, std::vector<MatchRow>* rows) {
-  if (!status_.ok()) {
+  if (!status_.ok() || heap_.empty()) {
     return false;
   }
-  const Id128* lowest = nullptr;
-  for (const Cursor& cursor : cursors_) {
-    if (!cursor.done) {
-      const Id128& head = cursor.scanner->run_subjects()[cursor.run_idx];
-      if (lowest == nullptr || head < *lowest) {
-        lowest = &head;
-      }
-    }
+  *subject = heap_.front().head;
+  lowest_.clear();
+  while (!heap_.empty() && heap_.front().head == *subject) {
+    std::pop_heap(heap_.begin(), heap_.end(), HeadAfter);
+    lowest_.push_back(heap_.back().cursor_idx);
+    heap_.pop_back();
   }
-  if (lowest == nullptr) {
-    return false;
-  }
-  *subject = *lowest;
+  // In segment order, as the rows' order among equal (time, tie) depends on it.
+  std::sort(lowest_.begin(), lowest_.end());
   rows->clear();
-  size_t sources = 0;
-  for (Cursor& cursor : cursors_) {
-    bool contributed = false;
+  for (const size_t cursor_idx : lowest_) {
+    Cursor& cursor = cursors_[cursor_idx];
     // A subject's rows may continue into the cursor's next block.
     while (!cursor.done && cursor.scanner->run_subjects()[cursor.run_idx] == *subject) {
       const auto& ends = cursor.scanner->run_ends();
@@ -846,12 +1025,14 @@ bool SubjectMerger::Next(Id128* subject, std::vector<MatchRow>* rows) {
       const auto& block_rows = cursor.scanner->rows();
       rows->insert(rows->end(), block_rows.begin() + begin,
                    block_rows.begin() + ends[cursor.run_idx]);
-      contributed = true;
       if (++cursor.run_idx == ends.size()) {
         Advance(&cursor);
       }
     }
-    sources += contributed ? 1 : 0;
+    if (!cursor.done) {
+      heap_.push_back(HeapEntry{Head(cursor_idx), cursor_idx});
+      std::push_heap(heap_.begin(), heap_.end(), HeadAfter);
+    }
   }
   if (!status_.ok()) {
     return false;
@@ -862,7 +1043,6 @@ bool SubjectMerger::Next(Id128* subject, std::vector<MatchRow>* rows) {
   if (!std::is_sorted(rows->begin(), rows->end(), before)) {
     std::stable_sort(rows->begin(), rows->end(), before);
   }
-  (void)sources;
   return true;
 }
 
