@@ -8,6 +8,8 @@
 # Usage: bench/ingest.sh [--runs N] [--duration 15s] [--connections 16]
 #                        [--routes "track import segment"] [--out FILE] [--no-export-check]
 #                        [--driver loadgen|wrk] [--policy FILE]
+#        routes: track, import, and plausible (POST /api/event, one event a
+#                       request, as plausible-tracker sends it; loadgen only)
 #        --policy FILE  the project's privacy policy for every run (copied to
 #                       <data>/policies/bench.toml before the server starts);
 #                       without it the strict default policy applies
@@ -40,7 +42,7 @@ while [ $# -gt 0 ]; do
     --no-export-check) export_check=0; shift ;;
     --driver) driver="$2"; shift 2 ;;
     --policy) policy="$2"; shift 2 ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "ingest.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -52,6 +54,10 @@ case "$driver" in
 esac
 if [ -n "${LOADGEN_BIN:-}" ]; then
   tools="node curl"
+fi
+if [ "$driver" = wrk ] && [[ " $routes " == *" plausible "* ]]; then
+  echo "ingest.sh: the plausible route (POST /api/event) needs --driver loadgen" >&2
+  exit 2
 fi
 for tool in $tools; do
   command -v "$tool" >/dev/null || { echo "ingest.sh: $tool is required (scripts/setup.sh installs it)" >&2; exit 1; }
@@ -178,6 +184,11 @@ run_driver() {
     if [ "$route" = track ]; then
       args+=(--path "/track?ip=0&verbose=0" --header "Content-Type: application/x-www-form-urlencoded"
         --token-encoding base64 --body-prefix "data=")
+    elif [ "$route" = plausible ]; then
+      # plausible-tracker: one event per request, JSON as text/plain, 202 ok;
+      # one browser on one address (the visitor id is still computed each time).
+      args+=(--path "/api/event" --header "Content-Type: text/plain" --expect-status 202 --expect-body ok
+        --header "User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36")
     elif [ "$route" = segment ]; then
       # analytics-node: the write key (the project token) as the Basic user.
       args+=(--path "/v1/batch" --header "Content-Type: application/json"
@@ -236,6 +247,7 @@ echo "# privacy policy: ${policy:-the built-in default}" >&2
 
 for route in $routes; do
   case "$route" in track) batch=50 ;; segment) batch=15 ;; *) batch=2000 ;; esac
+  if [ "$route" = plausible ]; then batch=1; fi
   for run in $(seq 1 "$runs"); do
     dir="$work/$route-$run"
     mkdir -p "$dir/data" "$dir/keys"
@@ -250,7 +262,13 @@ for route in $routes; do
     token="$(node -e 'console.log(JSON.parse(process.argv[1]).token)' "$project")"
     secret="$(node -e 'console.log(JSON.parse(process.argv[1]).secret)' "$project")"
     nonce="$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')"
-    event_bytes="$(node "$repo/bench/ingest/make_templates.mjs" "$route" "$dir/bodies" "$templates" "$token" "$nonce")"
+    if [ "$route" = plausible ]; then
+      # The site's domain picks the project (docs/formats/plausible.md).
+      "$bin" project set-domains "$project_name" bench.example --data "$dir/data" --keys "$dir/keys" >/dev/null
+      event_bytes="$(node "$repo/bench/ingest/make_plausible_templates.mjs" "$dir/bodies" "$templates")"
+    else
+      event_bytes="$(node "$repo/bench/ingest/make_templates.mjs" "$route" "$dir/bodies" "$templates" "$token" "$nonce")"
+    fi
     port="$(free_port)"
     start_server "$dir/data" "$dir/keys" "$port" "$log"
 
@@ -309,6 +327,7 @@ table="$(
       segment) batch=15; body="analytics-node's JSON, Basic write key"; label=/v1/batch ;;
       *) batch=2000; body="JSON array, Basic auth"; label="/$route" ;;
     esac
+    if [ "$route" = plausible ]; then batch=1; body="plausible-tracker JSON as text/plain, /api/event"; fi
     rows="$(awk -F'\t' -v r="$route" '$1 == r' "$results")"
     eps="$(cut -f3 <<<"$rows" | median)"
     rps="$(cut -f4 <<<"$rows" | median)"

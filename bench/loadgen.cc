@@ -13,8 +13,8 @@
 // while a request costs a few KB of memcpy and one sendmsg, not a copy of the
 // body. A template is not reused while a connection is still sending it.
 //
-// A response counts as acknowledged when its status is 200 and its body equals
-// --expect-body. Responses must carry Content-Length. After the measured
+// A response counts as acknowledged when its status is --expect-status (200;
+// Plausible's /api/event answers 202) and its body equals --expect-body. Responses must carry Content-Length. After the measured
 // window ends no new request is started; requests in flight are waited for (up
 // to --timeout-s), so `acknowledged_total` is exact and `unanswered` counts
 // requests that were sent, at least in part, but never answered (the server
@@ -112,6 +112,7 @@ struct Options {
   std::string bodies_dir;
   uint32_t batch_events = 1;
   std::string expect_body = "1";
+  uint16_t expect_status = 200;
   TokenEncoding token_encoding = TokenEncoding::kHex;
   std::string body_prefix;
   uint64_t requests_max = kRequestsMaxDefault;
@@ -753,7 +754,7 @@ bool LoadGenerator::TryCompleteResponse(Connection& connection) {
 void LoadGenerator::CountResponse(const Connection& connection, const ResponseHead& head,
                                   std::string_view body) {
   const Clock::time_point now = Clock::now();
-  const bool acknowledged = head.status == 200 && body == options_.expect_body;
+  const bool acknowledged = head.status == options_.expect_status && body == options_.expect_body;
   if (acknowledged) {
     ++counters_.acknowledged_total;
   } else {
@@ -860,6 +861,7 @@ constexpr char kUsage[] =
     "usage: loadgen --port N --bodies DIR [--host 127.0.0.1] [--connections 16]\n"
     "               [--duration-s 15] [--warmup-s 0] [--timeout-s 30] [--path /import]\n"
     "               [--header 'K: V']... [--batch-events N] [--expect-body 1]\n"
+    "               [--expect-status 200]\n"
     "               [--token-encoding hex|base64] [--body-prefix data=]\n"
     "               [--requests-max N] [--print-request]\n";
 
@@ -902,6 +904,9 @@ Status ParseOption(std::string_view name, std::string_view value, Options* optio
     ok = ParseNumber(value, &options->batch_events) && options->batch_events >= 1;
   } else if (name == "--expect-body") {
     options->expect_body = std::string(value);
+  } else if (name == "--expect-status") {
+    ok = ParseNumber(value, &options->expect_status) && options->expect_status >= 200 &&
+         options->expect_status <= 299;
   } else if (name == "--token-encoding") {
     ok = value == "hex" || value == "base64";
     options->token_encoding = value == "base64" ? TokenEncoding::kBase64 : TokenEncoding::kHex;
