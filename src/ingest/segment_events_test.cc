@@ -361,6 +361,25 @@ TEST(SegmentDecodeTest, ObjectsMustBeObjects) {
             "missing or superfluous commas, braces, missing keys, etc.");
 }
 
+TEST(SegmentDecodeTest, TypedContextFieldsMustBeStrings) {
+  const std::string track = R"("type":"track","event":"e","userId":"u","context":)";
+  EXPECT_EQ(DecodeError(Batch(track + R"({"userAgent":{}})")),
+            "batch[0].context.userAgent: must be a string");
+  EXPECT_EQ(DecodeError(Batch(track + R"({"page":{"url":3}})")),
+            "batch[0].context.page.url: must be a string");
+  EXPECT_EQ(DecodeError(Batch(track + R"({"page":{"referrer":[]}})")),
+            "batch[0].context.page.referrer: must be a string");
+  EXPECT_EQ(DecodeError(Batch(track + R"({"library":{"name":true}})")),
+            "batch[0].context.library.name: must be a string");
+  EXPECT_EQ(DecodeError(Batch(track + R"({"groupId":{}})")),
+            "batch[0].context.groupId: must be a string or a number");
+  // null is absent, as everywhere in Segment's messages.
+  const SegmentBatch nulls =
+      DecodeOk(Batch(track + R"({"ip":null,"userAgent":null,"page":{"url":null},"groupId":null})"));
+  EXPECT_EQ(nulls.events[0].client_ip, "");
+  EXPECT_EQ(FindProperty(nulls.events[0].properties, "groupId"), nullptr);
+}
+
 TEST(SegmentDecodeTest, PropertyLimitsNameTheirContainer) {
   std::string many = R"("type":"identify","userId":"u","traits":{)";
   for (size_t trait_idx = 0; trait_idx <= kPropertiesPerEventMax; ++trait_idx) {
