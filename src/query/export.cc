@@ -58,8 +58,16 @@ void AppendJsonValue(const Value& value, std::string* out) {
 void AppendJsonString(std::string_view text, std::string* out) {
   static constexpr char kHex[] = "0123456789abcdef";
   out->push_back('"');
-  for (const char c : text) {
-    const auto byte = static_cast<unsigned char>(c);
+  // Most strings need no escape: append the runs between escapes whole.
+  size_t run_start = 0;
+  for (size_t byte_idx = 0; byte_idx < text.size(); ++byte_idx) {
+    const auto byte = static_cast<unsigned char>(text[byte_idx]);
+    if (byte >= 0x20 && byte != '"' && byte != '\\') {
+      continue;
+    }
+    out->append(text.data() + run_start, byte_idx - run_start);
+    run_start = byte_idx + 1;
+    const char c = text[byte_idx];
     if (c == '"' || c == '\\') {
       out->push_back('\\');
       out->push_back(c);
@@ -79,10 +87,9 @@ void AppendJsonString(std::string_view text, std::string* out) {
           out->push_back(kHex[byte >> 4]);
           out->push_back(kHex[byte & 0xF]);
       }
-    } else {
-      out->push_back(c);
     }
   }
+  out->append(text.data() + run_start, text.size() - run_start);
   out->push_back('"');
 }
 
@@ -241,6 +248,12 @@ bool MarkWantedRows(const std::vector<Id128>& wanted, BlockColumns* block) {
   return any;
 }
 
+void AppendInt(int64_t value, std::string* out) {
+  char buffer[24];
+  const std::to_chars_result written = std::to_chars(buffer, buffer + sizeof(buffer), value);
+  out->append(buffer, written.ptr);
+}
+
 // One property value as AppendJsonValue writes it.
 void AppendColumnValueJson(const store::PropertyColumn& column, size_t row_idx, std::string* out) {
   switch (column.tags[row_idx]) {
@@ -255,7 +268,7 @@ void AppendColumnValueJson(const store::PropertyColumn& column, size_t row_idx, 
       out->append("true");
       return;
     case store::PropertyTag::kInt:
-      out->append(std::to_string(column.ints[row_idx]));
+      AppendInt(column.ints[row_idx], out);
       return;
     case store::PropertyTag::kDouble:
       AppendJsonNumber(column.doubles[row_idx], out);
@@ -329,6 +342,13 @@ Status RenderBlock(const store::SegmentReader& segment, size_t block_idx,
   }
   MP_RETURN_IF_ERROR(segment.ReadPropertiesOfRows(block_idx, block->selected, &block->properties));
   const std::vector<store::PropertyKeyInfo>& keys = segment.property_keys();
+  // `,"key":` of each key, escaped once per block rather than once per row.
+  std::vector<std::string> key_prefixes(keys.size());
+  for (size_t key_idx = 0; key_idx < keys.size(); ++key_idx) {
+    key_prefixes[key_idx].push_back(',');
+    AppendJsonString(keys[key_idx].key, &key_prefixes[key_idx]);
+    key_prefixes[key_idx].push_back(':');
+  }
   std::string pseudonym;
   size_t pseudonym_run = SIZE_MAX;
   for (size_t slot = 0; slot < block->selected.size(); ++slot) {
@@ -343,7 +363,7 @@ Status RenderBlock(const store::SegmentReader& segment, size_t block_idx,
     const int64_t time_ms = block->times[row_idx];
     const int64_t seconds = time_ms >= 0 ? time_ms / 1000 : -((-time_ms + 999) / 1000);
     out->append(",\"properties\":{\"time\":");
-    out->append(std::to_string(seconds));
+    AppendInt(seconds, out);
     out->append(",\"distinct_id\":\"");
     out->append(pseudonym);
     out->append("\",\"$insert_id\":\"");
@@ -354,9 +374,7 @@ Status RenderBlock(const store::SegmentReader& segment, size_t block_idx,
       if (column.tags[slot] == store::PropertyTag::kAbsent) {
         continue;
       }
-      out->push_back(',');
-      AppendJsonString(keys[key_idx].key, out);
-      out->push_back(':');
+      out->append(key_prefixes[key_idx]);
       AppendColumnValueJson(column, slot, out);
     }
     out->append("}}\n");

@@ -236,6 +236,7 @@ struct SegmentScanner::State {
   std::vector<uint32_t> bits_by_name;
   std::vector<size_t> breakdown_keys;
   std::vector<std::vector<uint32_t>> code_to_group_value;  // per breakdown property
+  std::vector<uint32_t> code_to_group;  // one breakdown property: group per dictionary code
   std::optional<size_t> measure_key;
   // Per block scratch, reused.
   std::vector<uint32_t> names;
@@ -695,9 +696,27 @@ Status SegmentScanner::State::ComputeGroups(size_t block_idx, std::vector<MatchR
     MP_RETURN_IF_ERROR(LoadColumn(key_idx, block_idx));
   }
   uint32_t value_ids[kBreakdownPropertiesMax] = {0, 0};
+  // One property with a dictionary: a string row's group by its code, from
+  // an array filled as codes are first met.
+  const KeySlot* single = breakdown_keys.size() == 1 && keys[breakdown_keys[0]].info != nullptr &&
+                                  keys[breakdown_keys[0]].dictionary != nullptr
+                              ? &keys[breakdown_keys[0]]
+                              : nullptr;
+  if (single != nullptr && code_to_group.size() != single->dictionary->entries.size()) {
+    code_to_group.assign(single->dictionary->entries.size(), ValueNumbering::kMissing);
+  }
   for (size_t kept_idx = 0; kept_idx < rows->size(); ++kept_idx) {
     MatchRow& row = (*rows)[kept_idx];
     if ((row.bits & plan->group_bits) == 0) {
+      continue;
+    }
+    if (single != nullptr && single->column.tags[row_indexes[kept_idx]] == PropertyTag::kString) {
+      uint32_t& group = code_to_group[single->column.string_codes[row_indexes[kept_idx]]];
+      if (group == ValueNumbering::kMissing) {
+        value_ids[0] = GroupValue(0, *single, row_indexes[kept_idx]);
+        group = groups->Combine(value_ids);
+      }
+      row.group = group;
       continue;
     }
     for (size_t property_idx = 0; property_idx < breakdown_keys.size(); ++property_idx) {
