@@ -28,6 +28,7 @@
 #include <mutex>
 #include <set>
 #include <thread>
+#include <unordered_map>
 
 #include "store/dedup_index.h"
 #include "store/deletion.h"
@@ -63,6 +64,10 @@ constexpr uint64_t kCompactionOutputRowsMax = 4'000'000;
 // A purge pass rewrites segments holding hidden rows until it has read this
 // many rows, then writes the manifest and lets the flush thread flush again.
 constexpr uint64_t kPurgeRowsPerPass = 4'000'000;
+// Row masks of one snapshot's segments are computed on up to this many
+// threads (each taking at least kViewSegmentsPerThreadMin segments).
+constexpr size_t kViewThreadsMax = 4;
+constexpr size_t kViewSegmentsPerThreadMin = 16;
 // While a deletion waits for purge_delay_ms the flush thread looks at it this often.
 constexpr auto kPurgeCheckPause = std::chrono::seconds(1);
 
@@ -1378,27 +1383,53 @@ Status EmbeddedEngine::ResolveViews(uint32_t project_id, ReaderSet* set) {
     return Status::Ok();
   }
   const ProjectDeletions* deletions = set->state->Find(project_id);
+  if (deletions != nullptr) {
+    // Segments are independent: their masks are computed on up to
+    // kViewThreadsMax threads, which share the stale list by stride.
+    const size_t threads = std::clamp<size_t>(
+        std::min<size_t>(std::thread::hardware_concurrency(), kViewThreadsMax), 1,
+        (set->stale.size() + kViewSegmentsPerThreadMin - 1) / kViewSegmentsPerThreadMin);
+    std::vector<Status> statuses(threads);
+    const auto compute = [&](size_t thread_idx) {
+      for (size_t stale_idx = thread_idx; stale_idx < set->stale.size(); stale_idx += threads) {
+        const ReaderSet::Stale& entry = set->stale[stale_idx];
+        uint64_t hidden_count = 0;
+        Result<std::vector<std::vector<uint32_t>>> hidden =
+            HiddenRows(*entry.reader, *deletions, entry.log_end, &hidden_count);
+        if (!hidden.ok()) {
+          statuses[thread_idx] = hidden.status();
+          return;
+        }
+        if (hidden_count > 0) {
+          set->readers[entry.position] =
+              SegmentReader::WithHiddenRows(entry.reader, std::move(hidden).value());
+        }
+      }
+    };
+    std::vector<std::thread> helpers;
+    for (size_t thread_idx = 1; thread_idx < threads; ++thread_idx) {
+      helpers.emplace_back(compute, thread_idx);
+    }
+    compute(0);
+    for (std::thread& helper : helpers) {
+      helper.join();
+    }
+    for (const Status& status : statuses) {
+      MP_RETURN_IF_ERROR(status);
+    }
+  }
+  std::unordered_map<const SegmentReader*, size_t> positions;
   for (const ReaderSet::Stale& entry : set->stale) {
-    if (deletions == nullptr) {
-      continue;
-    }
-    uint64_t hidden_count = 0;
-    MP_ASSIGN_OR_RETURN(std::vector<std::vector<uint32_t>> hidden,
-                        HiddenRows(*entry.reader, *deletions, entry.log_end, &hidden_count));
-    if (hidden_count > 0) {
-      set->readers[entry.position] = SegmentReader::WithHiddenRows(entry.reader, std::move(hidden));
-    }
+    positions.emplace(entry.reader.get(), entry.position);
   }
   std::lock_guard lock(data_mutex_);
   if (deletions_ != set->state) {
     return Status::Ok();
   }
-  for (const ReaderSet::Stale& entry : set->stale) {
-    for (LiveSegment& segment : segments_) {
-      if (segment.reader == entry.reader) {
-        segment.view = set->readers[entry.position];
-        segment.view_generation = set->state->generation;
-      }
+  for (LiveSegment& segment : segments_) {
+    if (const auto found = positions.find(segment.reader.get()); found != positions.end()) {
+      segment.view = set->readers[found->second];
+      segment.view_generation = set->state->generation;
     }
   }
   return Status::Ok();
