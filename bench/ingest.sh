@@ -8,8 +8,8 @@
 # Usage: bench/ingest.sh [--runs N] [--duration 15s] [--connections 16]
 #                        [--routes "track import segment"] [--out FILE] [--no-export-check]
 #                        [--driver loadgen|wrk] [--policy FILE]
-#        routes: track, import, and plausible (POST /api/event, one event a
-#                       request, as plausible-tracker sends it; loadgen only)
+#        routes: track, import, segment, and plausible (POST /api/event, one
+#                       event a request as plausible-tracker sends it; loadgen only)
 #        --policy FILE  the project's privacy policy for every run (copied to
 #                       <data>/policies/bench.toml before the server starts);
 #                       without it the strict default policy applies
@@ -246,8 +246,7 @@ fi
 echo "# privacy policy: ${policy:-the built-in default}" >&2
 
 for route in $routes; do
-  case "$route" in track) batch=50 ;; segment) batch=15 ;; *) batch=2000 ;; esac
-  if [ "$route" = plausible ]; then batch=1; fi
+  case "$route" in track) batch=50 ;; segment) batch=15 ;; plausible) batch=1 ;; *) batch=2000 ;; esac
   for run in $(seq 1 "$runs"); do
     dir="$work/$route-$run"
     mkdir -p "$dir/data" "$dir/keys"
@@ -325,9 +324,9 @@ table="$(
     case "$route" in
       track) batch=50; body="form data=base64"; label=/track ;;
       segment) batch=15; body="analytics-node's JSON, Basic write key"; label=/v1/batch ;;
+      plausible) batch=1; body="plausible-tracker JSON as text/plain"; label=/api/event ;;
       *) batch=2000; body="JSON array, Basic auth"; label="/$route" ;;
     esac
-    if [ "$route" = plausible ]; then batch=1; body="plausible-tracker JSON as text/plain, /api/event"; fi
     rows="$(awk -F'\t' -v r="$route" '$1 == r' "$results")"
     eps="$(cut -f3 <<<"$rows" | median)"
     rps="$(cut -f4 <<<"$rows" | median)"
