@@ -174,8 +174,7 @@ int ProjectSetDomains(const ConfigSources& sources, const std::string& name,
   if (json) {
     std::cout << ProjectJson(*updated, nullptr) << "\n";
   } else {
-    std::cout << "project " << name << ": " << updated->domains.size()
-              << " Plausible site(s)";
+    std::cout << "project " << name << ": " << updated->domains.size() << " Plausible site(s)";
     for (const std::string& domain : updated->domains) {
       std::cout << " " << domain;
     }

@@ -618,8 +618,8 @@ void HandleSegment(Route route, const Request& request, const Settings& settings
   service.IngestSegmentAsync(ingest_request, std::move(respond));
 }
 
-void HandlePlausible(const Request& request, const std::string& client_ip,
-                     const Settings& settings, service::Service& service, ReplyFunction reply) {
+void HandlePlausible(const Request& request, const std::string& client_ip, const Settings& settings,
+                     service::Service& service, ReplyFunction reply) {
   auto respond = [&request, reply = std::move(reply)](
                      const Result<service::IngestOutcome>& result) {
     // Plausible's answer; its tracker ignores it (it cannot see errors).

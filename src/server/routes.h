@@ -97,8 +97,8 @@ void HandlePostHog(Route route, const Request& request, const std::string& clien
 // picks the project and whose visitor id the service makes from
 // `client_ip` and the User-Agent; then 202 "ok", as Plausible answers.
 // Same contract as HandleMixpanel.
-void HandlePlausible(const Request& request, const std::string& client_ip,
-                     const Settings& settings, service::Service& service, ReplyFunction reply);
+void HandlePlausible(const Request& request, const std::string& client_ip, const Settings& settings,
+                     service::Service& service, ReplyFunction reply);
 
 // Segment's HTTP tracking API: one message (/v1/track, …) or a batch
 // (/v1/batch, /v1/import), the write key from Basic auth or the body;

@@ -299,8 +299,8 @@ Result<Project> ProjectRegistry::SetDomains(std::string_view name,
   }
   for (const Project& project : projects) {
     for (const std::string& domain : normalised) {
-      if (&project != target && std::find(project.domains.begin(), project.domains.end(),
-                                          domain) != project.domains.end()) {
+      if (&project != target && std::find(project.domains.begin(), project.domains.end(), domain) !=
+                                    project.domains.end()) {
         return Status::InvalidArgument("domain: '" + domain + "' belongs to project '" +
                                        project.name + "' already");
       }

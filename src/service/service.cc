@@ -298,9 +298,9 @@ Result<std::unique_ptr<Service>> Service::Open(const Config& config,
   store_options.memtable_rows_max = config.store_memtable_rows_max;
   MP_ASSIGN_OR_RETURN(std::unique_ptr<store::Engine> engine,
                       store::OpenEmbeddedEngine(store_options));
-  MP_ASSIGN_OR_RETURN(std::unique_ptr<privacy::VisitorIds> visitor_ids,
-                      privacy::VisitorIds::Open(KeyFolder(config) + std::string(kSaltFolder),
-                                                file_system, clock));
+  MP_ASSIGN_OR_RETURN(
+      std::unique_ptr<privacy::VisitorIds> visitor_ids,
+      privacy::VisitorIds::Open(KeyFolder(config) + std::string(kSaltFolder), file_system, clock));
   delete lock_guard.release();  // the Service owns the lock from here
   std::unique_ptr<Service> service(new Service(std::move(clock), lock_fd, std::move(projects),
                                                std::move(keys), std::move(policies),

@@ -263,6 +263,43 @@ describe('mixpanel-browser 2.83.0 in headless Chromium', () => {
     assert.equal(rows.length, 1, 'delivered twice, stored once (de-duplicated on $insert_id)');
   });
 
+  // Leaving a page sends the queue by sendBeacon (text/plain, no answer
+  // read) and keeps it in localStorage; the next page of the site sends it
+  // again. Two deliveries, one stored event.
+  it('leaving the page: the queue goes out by sendBeacon, the next page re-sends it, stored once', async () => {
+    const caseId = `${run}-beacon`;
+    const carries = (request) => request.path === '/track/' && caseIdsOf(decodeMixpanelBody(request.body)).includes(caseId);
+    const { context, page, watch } = await openPage(browser, pages.url('/leave.html'));
+    try {
+      await loadSdk(page, 'mixpanel-browser');
+      // The page is left well within the flush interval, so only leaving
+      // sends. The next page takes over the stored items once they are
+      // twice that old (the SDK's rule for another page's queue): ~5 s.
+      await initMixpanel(page, server.project.token, front.origin, { batch_flush_interval_ms: 2500 });
+      assert.equal(await page.evaluate((id) => new Promise((resolve) => window.mixpanel.track('Left Page', { case_id: id }, resolve)),
+        caseId), 1, 'enqueued');
+      await page.goto(pages.url('/next.html'), { waitUntil: 'load' });
+      const deadline = Date.now() + 10000;
+      while (!front.requests.some((request) => carries(request) && request.status !== null) && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      const beacons = front.requests.filter(carries);
+      assert.equal(beacons.length, 1, 'one beacon on leaving');
+      assert.match(beacons[0].headers['content-type'] || '', /^text\/plain/, 'sendBeacon: text/plain');
+      assert.equal(beacons[0].status, 200);
+      await loadSdk(page, 'mixpanel-browser');
+      await initMixpanel(page, server.project.token, front.origin);
+      await waitForMixpanelQueuesEmpty(page);
+      await waitForNetworkIdle(watch);
+      assert.deepEqual(await page.evaluate(() => window.__mpErrors), []);
+    } finally {
+      await context.close();
+    }
+    assert.equal(front.requests.filter(carries).length, 2, 'sent by the beacon, then again by the next page');
+    const rows = await waitForRows(server, (row) => row.properties.case_id === caseId, 1);
+    assert.equal(rows.length, 1, 'stored once (de-duplicated on $insert_id)');
+  });
+
   it('no email, name, raw id, IP or user agent on disk', async () => {
     const stopped = await server.stop('SIGTERM');
     assert.deepEqual(stopped, { code: 0, signal: null });
