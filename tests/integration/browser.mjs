@@ -209,11 +209,13 @@ export async function startFrontProxy(target, { forwardedFor } = {}) {
 
 // Records what a page does that a test asserts on: console errors, uncaught
 // page errors, failed requests (network errors, CORS refusals, aborts), and
+// every request ({method, url, resourceType}; a beacon sent while the page
+// unloads may not be reported) and
 // every response with its status. `inFlight` counts requests not yet
 // finished.
 export function watchPage(page) {
   const watch = {
-    consoleErrors: [], pageErrors: [], failedRequests: [], responses: [], inFlight: 0, lastActivityMs: Date.now(),
+    consoleErrors: [], pageErrors: [], failedRequests: [], requests: [], responses: [], inFlight: 0, lastActivityMs: Date.now(),
   };
   const touch = () => {
     watch.lastActivityMs = Date.now();
@@ -224,7 +226,8 @@ export function watchPage(page) {
     }
   });
   page.on('pageerror', (error) => watch.pageErrors.push(String(error && error.stack || error)));
-  page.on('request', () => {
+  page.on('request', (request) => {
+    watch.requests.push({ method: request.method(), url: request.url(), resourceType: request.resourceType() });
     watch.inFlight += 1;
     touch();
   });

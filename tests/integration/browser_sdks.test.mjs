@@ -457,6 +457,30 @@ describe('posthog-js 1.449.2 in headless Chromium', () => {
     assert.equal((await server.exportEvents()).filter((row) => row.properties.case_id === caseId).length, 1, 'stored once');
   });
 
+  // On leaving the page posthog-js sends its queue by sendBeacon, whose
+  // answer no one reads: minpanel must take the beacon's body as it is.
+  it('leaving the page: the queued event goes out by sendBeacon and is stored once', async () => {
+    const caseId = `${run}-beacon`;
+    const carries = (request) => isPostHogCapture(request) && caseIdsOf(decodePostHogBody(request.body)).includes(caseId);
+    const { context, page } = await openPage(browser, pages.url('/leave.html'));
+    try {
+      await loadSdk(page, 'posthog-js');
+      // The longest queue interval posthog-js allows: only leaving sends.
+      await initPostHog(page, server.project.token, front.origin, { request_queue_config: { flush_interval_ms: 5000 } });
+      await page.evaluate((id) => window.posthog.capture('left page', { case_id: id }), caseId);
+      await page.goto(pages.url('/next.html'), { waitUntil: 'load' });
+      const rows = await waitForRows(server, (row) => row.properties.case_id === caseId, 1);
+      assert.equal(rows.length, 1, 'stored once');
+    } finally {
+      await context.close();
+    }
+    const sent = front.requests.filter(carries);
+    assert.equal(sent.length, 1, 'one request');
+    // A beacon is a no-cors request; posthog-js's fetch captures are cors.
+    assert.equal(sent[0].headers['sec-fetch-mode'], 'no-cors', 'sent by sendBeacon');
+    assert.equal(sent[0].status, 200, sent[0].responseText);
+  });
+
   it('no email, name, raw id, IP or user agent on disk', async () => {
     const stopped = await server.stop('SIGTERM');
     assert.deepEqual(stopped, { code: 0, signal: null });
