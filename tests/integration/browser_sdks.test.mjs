@@ -87,6 +87,7 @@ describe('mixpanel-browser 2.83.0 in headless Chromium', () => {
   const fakeEmail = `fake.person.${run}@example.test`;
   const fakeName = `Fakename ${run}`;
   const pagePath = `/shop/checkout.html?utm_source=newsletter&session=${run}tok&email=${encodeURIComponent(fakeEmail)}#step-2`;
+  const referrer = `http://search.example.test/results?q=${run}ref`;
   let server;
   let front;
   let pages;
@@ -108,7 +109,7 @@ describe('mixpanel-browser 2.83.0 in headless Chromium', () => {
 
   it('batched: register, track, identify and people.set are delivered, each once, with no SDK error', async () => {
     start = nowSeconds();
-    const { context, page, watch } = await openPage(browser, pages.url(pagePath));
+    const { context, page, watch } = await openPage(browser, pages.url(pagePath), { referer: referrer });
     try {
       await loadSdk(page, 'mixpanel-browser');
       await initMixpanel(page, server.project.token, front.origin);
@@ -166,6 +167,8 @@ describe('mixpanel-browser 2.83.0 in headless Chromium', () => {
         '$current_url keeps scheme, host, path and utm_* only');
       assert.equal(properties.$current_url, `http://${PAGE_HOST}:${pages.port}/shop/checkout.html?utm_source=newsletter`);
       assert.equal(properties.mp_country_code, 'US', 'the client IP became its country');
+      assert.equal(properties.$referrer, undefined, 'the referrer URL is not stored');
+      assert.equal(properties.$referring_domain, 'search.example.test', 'the referrer\'s host is');
       for (const key of ['ip', '$ip', '$user_agent', 'token']) {
         assert.equal(properties[key], undefined, `${key} is not stored`);
       }
@@ -308,6 +311,13 @@ describe('mixpanel-browser 2.83.0 in headless Chromium', () => {
     for (const needle of [fakeEmail, fakeName, CLIENT_IP]) {
       assert.ok(!server.stderr.includes(needle), `${needle} not in the server's output`);
     }
+  });
+
+  // mixpanel-browser keeps the first referrer in the super property
+  // $initial_referrer, which the default policy leaves to the detectors:
+  // the referrer's query survives there (as posthog-js's URL copies below).
+  it('the referrer\'s query is gone from $initial_referrer too', { todo: 'privacy: URL-valued keys besides $current_url/$referrer' }, async () => {
+    assert.deepEqual(await grepTree(server.dataDir, [`${run}ref`]), []);
   });
 });
 
