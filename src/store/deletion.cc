@@ -178,12 +178,11 @@ Result<std::vector<std::vector<uint32_t>>> HiddenRows(const SegmentReader& segme
   for (size_t block_idx = 0; block_idx < segment.block_count(); ++block_idx) {
     const SegmentBlockInfo& block = segment.block(block_idx);
     std::vector<uint32_t> rows;
+    bool all = false;
     if (any_time && block.time_min_ms < drop_before_ms) {
       if (block.time_max_ms < drop_before_ms) {
-        rows.resize(block.row_count);
-        for (uint32_t row_idx = 0; row_idx < block.row_count; ++row_idx) {
-          rows[row_idx] = row_idx;
-        }
+        rows.assign(1, kAllRowsHidden);  // the whole block, without a list of its rows
+        all = true;
       } else {
         MP_RETURN_IF_ERROR(segment.ReadTimes(block_idx, &times));
         for (uint32_t row_idx = 0; row_idx < times.size(); ++row_idx) {
@@ -198,9 +197,8 @@ Result<std::vector<std::vector<uint32_t>>> HiddenRows(const SegmentReader& segme
     // lists.
     auto erased =
         std::lower_bound(first_subject, deletions.subjects.end(), block.subject_first, by_subject);
-    const bool block_subjects = erased != deletions.subjects.end() &&
-                                !(block.subject_last < erased->first) &&
-                                rows.size() < block.row_count;
+    const bool block_subjects =
+        erased != deletions.subjects.end() && !(block.subject_last < erased->first) && !all;
     if (block_subjects) {
       MP_RETURN_IF_ERROR(segment.ReadSubjects(block_idx, &runs));
       std::vector<uint32_t> subject_rows;
@@ -227,7 +225,7 @@ Result<std::vector<std::vector<uint32_t>>> HiddenRows(const SegmentReader& segme
     }
     if (!rows.empty()) {
       hidden.resize(segment.block_count());
-      *hidden_count += rows.size();
+      *hidden_count += all ? block.row_count : rows.size();
       hidden[block_idx] = std::move(rows);
     }
   }

@@ -67,7 +67,7 @@ bool RowHidden(const ProjectDeletions& deletions, const Id128& subject, int64_t 
                const LogPosition& row_position);
 
 // The rows of `segment` (whose rows were all stored before `log_end`) that
-// `deletions` hide, per block, ascending; blocks no deletion can touch (by
+// `deletions` hide, per block, ascending ({kAllRowsHidden} for a whole block); blocks no deletion can touch (by
 // their subject range and time range) are not read. Empty when none.
 Result<std::vector<std::vector<uint32_t>>> HiddenRows(const SegmentReader& segment,
                                                       const ProjectDeletions& deletions,

@@ -651,6 +651,51 @@ TEST(DeletionFormatTest, RowMasksSkipBlocksNoDeletionTouches) {
   }
 }
 
+TEST(DeletionFormatTest, ATimeBoundHidesWholeBlocksWithoutListingTheirRows) {
+  // Subject s has its 100 rows at kTestNowMs + s * 1000 + row, so blocks of
+  // 1,000 rows cover ten subjects and increasing times.
+  std::vector<Event> events;
+  for (uint64_t subject = 0; subject < 30; ++subject) {
+    for (uint64_t row = 0; row < 100; ++row) {
+      events.push_back(MakeEvent("view", kTestNowMs + static_cast<int64_t>(subject * 1000 + row),
+                                 subject, subject * 1000 + row));
+    }
+  }
+  SegmentWriteOptions options;
+  options.project_id = 1;
+  options.block_rows_max = 1000;
+  auto image = EncodeSegment(events, options);
+  ASSERT_TRUE(image.ok());
+  auto opened = SegmentReader::Open(std::move(image).value(), "test");
+  ASSERT_TRUE(opened.ok());
+  std::shared_ptr<const SegmentReader> reader = std::move(opened).value();
+  // Before subject 15's rows: block 0 whole, half of block 1.
+  auto state = MakeDeletionState({Deletion{1, LogPosition{9, 0}, 0, {}, kTestNowMs + 15'000}}, 1);
+  uint64_t hidden_count = 0;
+  auto hidden = HiddenRows(*reader, *state->Find(1), LogPosition{5, 0}, &hidden_count);
+  ASSERT_TRUE(hidden.ok());
+  EXPECT_EQ(hidden_count, 1500u);
+  EXPECT_EQ((*hidden)[0], (std::vector<uint32_t>{kAllRowsHidden}));
+  EXPECT_EQ((*hidden)[1].size(), 500u);
+  auto view = SegmentReader::WithHiddenRows(reader, std::move(hidden).value());
+  EXPECT_EQ(view->summary().row_count, 1500u);
+  EXPECT_EQ(view->block(0).row_count, 0u);
+  EXPECT_EQ(view->block(1).row_count, 500u);
+  std::vector<Event> block_events;
+  SubjectRuns runs;
+  PropertyColumn plan;
+  std::vector<int64_t> times;
+  ASSERT_TRUE(view->ReadEvents(0, &block_events).ok());
+  ASSERT_TRUE(view->ReadSubjects(0, &runs).ok());
+  ASSERT_TRUE(view->ReadProperty(0, "plan", &plan).ok());
+  EXPECT_TRUE(block_events.empty());
+  EXPECT_TRUE(runs.subjects.empty());
+  EXPECT_EQ(plan.size(), 0u);
+  ASSERT_TRUE(view->ReadTimes(1, &times).ok());
+  ASSERT_EQ(times.size(), 500u);
+  EXPECT_EQ(times.front(), kTestNowMs + 15'000);
+}
+
 // A random run of appends, erasures, drops, flushes, restarts and purges,
 // checked after every step against a row-by-row model: an event is visible
 // unless a deletion logged after it names its subject or a later time.

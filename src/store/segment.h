@@ -52,6 +52,8 @@ inline constexpr uint64_t kSegmentBlockBytesTarget = 32ULL << 20;
 // column; the rest share the map column. Measured in src/store/README.md.
 inline constexpr double kOwnColumnFractionDefault = 0.01;
 inline constexpr uint32_t kSegmentFileMode = 0600;
+// In SegmentReader::WithHiddenRows, the list {kAllRowsHidden} hides a whole block.
+inline constexpr uint32_t kAllRowsHidden = UINT32_MAX;
 
 struct SegmentWriteOptions {
   uint32_t project_id = 0;
@@ -252,11 +254,12 @@ class SegmentReader {
 
   // A view of `base` without some rows (erasure and time-based dropping,
   // src/store/deletion.h): `hidden_rows[block]` lists a block's hidden rows,
-  // ascending (a missing or empty list hides none). Every read of the view,
+  // ascending (a missing or empty list hides none, {kAllRowsHidden} all of
+  // them without listing each). Every read of the view,
   // its blocks' row counts and its summary's row count leave those rows out,
   // so a caller needs no knowledge of them; zone maps, name bitmaps and key
   // statistics stay the base's (supersets). `base` must not be a view itself.
-  // Defined in deletion.cc.
+  // Defined in segment_view.cc.
   static std::shared_ptr<const SegmentReader> WithHiddenRows(
       std::shared_ptr<const SegmentReader> base, std::vector<std::vector<uint32_t>> hidden_rows);
   // The reader a WithHiddenRows view reads through, or nullptr.

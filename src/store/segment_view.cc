@@ -10,10 +10,18 @@
 namespace minpanel::store {
 namespace {
 
-// Removes the entries at `hidden` (ascending indexes) from `values`, keeping
-// order.
+bool AllHidden(const std::vector<uint32_t>& hidden) {
+  return hidden.size() == 1 && hidden.front() == kAllRowsHidden;
+}
+
+// Removes the entries at `hidden` (ascending indexes, or every one) from
+// `values`, keeping order.
 template <typename T>
 void EraseHidden(const std::vector<uint32_t>& hidden, std::vector<T>* values) {
+  if (AllHidden(hidden)) {
+    values->clear();
+    return;
+  }
   if (hidden.empty() || values->empty()) {
     return;
   }
@@ -49,7 +57,8 @@ std::shared_ptr<const SegmentReader> SegmentReader::WithHiddenRows(
   uint64_t first_row = 0;
   for (size_t block_idx = 0; block_idx < view->blocks_.size(); ++block_idx) {
     SegmentBlockInfo& block = view->blocks_[block_idx];
-    const uint64_t hidden = hidden_rows[block_idx].size();
+    const uint64_t hidden =
+        AllHidden(hidden_rows[block_idx]) ? block.row_count : hidden_rows[block_idx].size();
     view->summary_.row_count -= hidden;
     block.row_count -= static_cast<uint32_t>(hidden);
     block.first_row = first_row;
@@ -70,6 +79,11 @@ Status SegmentReader::MaskedReadSubjects(size_t block_idx, SubjectRuns* runs) co
   MP_RETURN_IF_ERROR(masked_base_->ReadSubjects(block_idx, runs));
   const std::vector<uint32_t>& hidden = hidden_rows_[block_idx];
   if (hidden.empty()) {
+    return Status::Ok();
+  }
+  if (AllHidden(hidden)) {
+    runs->subjects.clear();
+    runs->run_lengths.clear();
     return Status::Ok();
   }
   size_t hidden_idx = 0;
@@ -119,6 +133,20 @@ Status SegmentReader::MaskedReadProperty(size_t block_idx, std::string_view key,
   MP_RETURN_IF_ERROR(masked_base_->ReadProperty(block_idx, key, column));
   const std::vector<uint32_t>& hidden = hidden_rows_[block_idx];
   if (hidden.empty()) {
+    return Status::Ok();
+  }
+  if (AllHidden(hidden)) {
+    // Offsets stay rows + 1 = 1 when the block had lists; every other array empty.
+    if (!column->list_offsets.empty()) {
+      column->list_offsets.assign(1, 0);
+    }
+    column->list_items.clear();
+    column->list_item_codes.clear();
+    EraseHidden(hidden, &column->tags);
+    EraseHidden(hidden, &column->ints);
+    EraseHidden(hidden, &column->doubles);
+    EraseHidden(hidden, &column->strings);
+    EraseHidden(hidden, &column->string_codes);
     return Status::Ok();
   }
   // Lists first: their items are found through the offsets of all rows.
