@@ -195,6 +195,36 @@ describe('mixpanel-browser 2.83.0 in headless Chromium', () => {
     assert.ok(await profileUpdatesAccepted(server) >= 1, 'the profile update was stored');
   });
 
+  it('groups: set_group and a group profile reach /groups/, the group id pseudonymised', async () => {
+    const caseId = `${run}-group`;
+    const groupKey = `acme-${run}`;
+    const { context, page, watch } = await openPage(browser, pages.url('/team.html'));
+    try {
+      await loadSdk(page, 'mixpanel-browser');
+      await initMixpanel(page, server.project.token, front.origin);
+      await page.evaluate(({ id, group, user }) => new Promise((resolve) => {
+        window.mixpanel.identify(user);
+        window.mixpanel.set_group('company', group);
+        window.mixpanel.get_group('company', group).set({ plan: 'enterprise', seats: 40 });
+        window.mixpanel.track('Invited Teammate', { case_id: id }, resolve);
+      }), { id: caseId, group: groupKey, user: `${userId}-team` });
+      await waitForMixpanelQueuesEmpty(page);
+      await waitForNetworkIdle(watch);
+      assert.deepEqual(await page.evaluate(() => window.__mpErrors), []);
+      assert.deepEqual(watch.problems(), []);
+    } finally {
+      await context.close();
+    }
+    const groupRequests = front.requests.filter((request) => request.method === 'POST' && request.path === '/groups/');
+    assert.equal(groupRequests.length, 1, 'one /groups/ batch');
+    assert.equal(groupRequests[0].responseText, '{"status":1,"error":null}');
+    const [row, ...more] = await waitForRows(server, (candidate) => candidate.properties.case_id === caseId, 1);
+    assert.equal(more.length, 0, 'stored once');
+    assert.equal(row.properties.company.length, 1, `company: ${JSON.stringify(row.properties.company)}`);
+    assert.match(row.properties.company[0], PSEUDONYM_RE, 'the group id is a pseudonym');
+    assert.ok(!JSON.stringify(row).includes(groupKey), 'the raw group id is not exported');
+  });
+
   it('unbatched: the callback receives the server\'s verbose success', async () => {
     const { context, page, watch } = await openPage(browser, pages.url('/direct.html'));
     try {
@@ -306,7 +336,7 @@ describe('mixpanel-browser 2.83.0 in headless Chromium', () => {
   it('no email, name, raw id, IP or user agent on disk', async () => {
     const stopped = await server.stop('SIGTERM');
     assert.deepEqual(stopped, { code: 0, signal: null });
-    const hits = await grepTree(server.dataDir, [fakeEmail, fakeName, userId, CLIENT_IP, userAgent, `${run}tok`]);
+    const hits = await grepTree(server.dataDir, [fakeEmail, fakeName, userId, CLIENT_IP, userAgent, `${run}tok`, `acme-${run}`]);
     assert.deepEqual(hits, [], 'nothing personal in the data folder');
     for (const needle of [fakeEmail, fakeName, CLIENT_IP]) {
       assert.ok(!server.stderr.includes(needle), `${needle} not in the server's output`);
