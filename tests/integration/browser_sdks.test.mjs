@@ -473,6 +473,35 @@ describe('posthog-js 1.449.2 in headless Chromium', () => {
     assert.ok(await profileUpdatesAccepted(server) >= 1, 'identify\'s $set and $set_once were stored as a profile update');
   });
 
+  it('group: $groupidentify and every later event\'s $groups carry the group\'s pseudonym', async () => {
+    const caseId = `${run}-group`;
+    const groupKey = `acme-${run}`;
+    const { context, page, watch } = await openPage(browser, pages.url('/team.html'));
+    try {
+      await loadSdk(page, 'posthog-js');
+      await initPostHog(page, server.project.token, front.origin);
+      await page.evaluate(({ id, group }) => {
+        window.posthog.group('company', group, { name: 'Acme', employees: 12 });
+        window.posthog.capture('invited teammate', { case_id: id });
+      }, { id: caseId, group: groupKey });
+      await waitForRows(server, (row) => row.properties.case_id === caseId, 1);
+      await waitForNetworkIdle(watch);
+      assert.deepEqual(await page.evaluate(() => window.__phErrors), []);
+      assert.deepEqual(watch.problems(), []);
+    } finally {
+      await context.close();
+    }
+    const rows = await server.exportEvents();
+    const invited = rows.filter((row) => row.properties.case_id === caseId);
+    assert.equal(invited.length, 1, 'stored once');
+    const company = invited[0].properties['$groups.company'];
+    assert.match(company, PSEUDONYM_RE, '$groups.company is a pseudonym');
+    const groupIdentify = rows.filter((row) => row.event === '$groupidentify' && row.properties['$groups.company'] === company);
+    assert.equal(groupIdentify.length, 1, '$groupidentify once, under the same group pseudonym');
+    assert.equal(groupIdentify[0].properties.$group_key, undefined, 'the raw group key is not stored');
+    assert.ok(!JSON.stringify(rows).includes(groupKey), 'the raw group id is not exported');
+  });
+
   it('a 503 is retried with retry_count=1, and the event stored once', async () => {
     const caseId = `${run}-503`;
     const carries = (request) => isPostHogCapture(request) && caseIdsOf(decodePostHogBody(request.body)).includes(caseId);
@@ -524,7 +553,7 @@ describe('posthog-js 1.449.2 in headless Chromium', () => {
   it('no email, name, raw id, IP or user agent on disk', async () => {
     const stopped = await server.stop('SIGTERM');
     assert.deepEqual(stopped, { code: 0, signal: null });
-    const hits = await grepTree(server.dataDir, [fakeEmail, fakeName, userId, CLIENT_IP, userAgent]);
+    const hits = await grepTree(server.dataDir, [fakeEmail, fakeName, userId, CLIENT_IP, userAgent, `acme-${run}`]);
     assert.deepEqual(hits, [], 'nothing personal in the data folder');
     for (const needle of [fakeEmail, fakeName, CLIENT_IP]) {
       assert.ok(!server.stderr.includes(needle), `${needle} not in the server's output`);
