@@ -290,7 +290,7 @@ class SegmentReader {
   Status CheckRowOrder(size_t block_idx, const std::vector<int64_t>& times, const SubjectRuns& runs,
                        const std::vector<Id128>& insert_ids) const;
 
-  // WithHiddenRows views (deletion.cc): each public read goes to the base
+  // WithHiddenRows views (segment_view.cc): each public read goes to the base
   // and drops the hidden rows from what it returns.
   SegmentReader();  // defined beside the other constructor, where SegmentSource is complete
   Status MaskedReadTimes(size_t block_idx, std::vector<int64_t>* times) const;
