@@ -226,7 +226,7 @@ struct BlockColumns {
   std::vector<uint32_t> name_codes;
   std::vector<uint8_t> name_wanted;  // per name code of the segment
   std::vector<int64_t> times;
-  std::vector<Id128> insert_ids;
+  std::vector<Id128> insert_ids;                  // of the selected rows
   std::vector<uint32_t> selected;                 // block rows to export, ascending
   std::vector<uint32_t> selected_run;             // the subject run of each
   std::vector<store::PropertyColumn> properties;  // per segment.property_keys()
@@ -335,11 +335,7 @@ Status RenderBlock(const store::SegmentReader& segment, size_t block_idx,
   if (block->selected.empty()) {
     return Status::Ok();
   }
-  MP_RETURN_IF_ERROR(segment.ReadInsertIds(block_idx, &block->insert_ids));
-  if (block->insert_ids.size() != block_rows) {
-    return Status::Corruption(segment.name() + ": block " + std::to_string(block_idx) +
-                              ": its columns disagree on the row count");
-  }
+  MP_RETURN_IF_ERROR(segment.ReadInsertIdsOfRows(block_idx, block->selected, &block->insert_ids));
   MP_RETURN_IF_ERROR(segment.ReadPropertiesOfRows(block_idx, block->selected, &block->properties));
   const std::vector<store::PropertyKeyInfo>& keys = segment.property_keys();
   // `,"key":` of each key, escaped once per block rather than once per row.
@@ -367,7 +363,7 @@ Status RenderBlock(const store::SegmentReader& segment, size_t block_idx,
     out->append(",\"distinct_id\":\"");
     out->append(pseudonym);
     out->append("\",\"$insert_id\":\"");
-    out->append(block->insert_ids[row_idx].ToHex());
+    out->append(block->insert_ids[slot].ToHex());
     out->push_back('"');
     for (size_t key_idx = 0; key_idx < keys.size(); ++key_idx) {
       const store::PropertyColumn& column = block->properties[key_idx];

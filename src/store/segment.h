@@ -246,6 +246,10 @@ class SegmentReader {
   // buffers: valid while the whole vector lives and is not read into again.
   Status ReadPropertiesOfRows(size_t block_idx, std::span<const uint32_t> selected,
                               std::vector<PropertyColumn>* columns) const;
+  // The insert ids of the rows `selected` (as above): entry i is row
+  // selected[i]'s.
+  Status ReadInsertIdsOfRows(size_t block_idx, std::span<const uint32_t> selected,
+                             std::vector<Id128>* insert_ids) const;
 
   // Every row of a block as events (reusing the vector's elements).
   Status ReadEvents(size_t block_idx, std::vector<Event>* events) const;
@@ -282,6 +286,8 @@ class SegmentReader {
                          std::string_view* raw) const;
   Result<std::shared_ptr<const SegmentDictionary>> Dictionary(size_t column_idx) const;
   Status ReadOwnColumn(size_t block_idx, size_t column_idx, PropertyColumn* column) const;
+  // A view's rows `selected` numbered as its base's.
+  std::vector<uint32_t> BaseRows(size_t block_idx, std::span<const uint32_t> selected) const;
   // With `selected`, only those rows (DecodePropertyColumnRows).
   Status ReadOwnColumnRows(size_t block_idx, size_t column_idx,
                            const std::span<const uint32_t>* selected, PropertyColumn* column) const;

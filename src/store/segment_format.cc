@@ -1314,20 +1314,74 @@ Status DecodePropertyColumn(std::string_view raw, size_t rows, const PropertyCol
 
 namespace {
 
+// A chunk's tags as stored: one for every row (uniform), or a byte per row
+// viewed in the chunk (checked to be known tags).
+struct ChunkTags {
+  const uint8_t* bytes = nullptr;  // per row; nullptr when uniform
+  PropertyTag uniform = PropertyTag::kAbsent;
+  PropertyTag at(size_t row_idx) const {
+    return bytes == nullptr ? uniform : static_cast<PropertyTag>(bytes[row_idx]);
+  }
+};
+
+// Reads the tag layout and tags of a chunk of `rows` rows, and counts them,
+// without copying them.
+Status ReadChunkTags(ByteReader* reader, size_t rows, ChunkTags* tags,
+                     size_t (&tag_counts)[kPropertyTagCount]) {
+  uint8_t layout = 0;
+  MP_RETURN_IF_ERROR(reader->ReadByte("tag layout", &layout));
+  if (layout > 1) {
+    return Status::Corruption("tag layout " + std::to_string(layout) + " is unknown");
+  }
+  std::string_view bytes;
+  MP_RETURN_IF_ERROR(reader->ReadBytes("tags", layout == 0 ? 1 : rows, &bytes));
+  const auto* data = reinterpret_cast<const uint8_t*>(bytes.data());
+  if (layout == 0) {
+    if (data[0] >= kPropertyTagCount) {
+      return Status::Corruption("property tag " + std::to_string(data[0]) + " is unknown");
+    }
+    *tags = ChunkTags{nullptr, static_cast<PropertyTag>(data[0])};
+    tag_counts[data[0]] = rows;
+    return Status::Ok();
+  }
+  uint32_t counts[256] = {};
+  for (size_t row_idx = 0; row_idx < rows; ++row_idx) {
+    ++counts[data[row_idx]];
+  }
+  for (size_t byte = 0; byte < 256; ++byte) {
+    if (byte >= kPropertyTagCount && counts[byte] > 0) {
+      return Status::Corruption("property tag " + std::to_string(byte) + " is unknown");
+    }
+  }
+  for (size_t tag = 0; tag < kPropertyTagCount; ++tag) {
+    tag_counts[tag] = counts[tag];
+  }
+  *tags = ChunkTags{data, PropertyTag::kAbsent};
+  return Status::Ok();
+}
+
 // Calls visit(rank, slot) for each selected row (slot = its index in
 // `selected`) whose tag is `tag`, with rank = the number of rows of that tag
-// before it. `selected` is strictly ascending and within `tags`.
+// before it. `selected` is strictly ascending and within the chunk's rows.
 template <typename Visit>
-void ForEachSelectedOfTag(const std::vector<PropertyTag>& tags, PropertyTag tag,
+void ForEachSelectedOfTag(const ChunkTags& tags, PropertyTag tag,
                           std::span<const uint32_t> selected, Visit&& visit) {
+  if (tags.bytes == nullptr) {
+    if (tags.uniform == tag) {
+      for (size_t slot = 0; slot < selected.size(); ++slot) {
+        visit(static_cast<size_t>(selected[slot]), slot);
+      }
+    }
+    return;
+  }
   size_t rank = 0;
   size_t row_idx = 0;
   for (size_t slot = 0; slot < selected.size(); ++slot) {
     const size_t target = selected[slot];
     for (; row_idx < target; ++row_idx) {
-      rank += tags[row_idx] == tag ? 1 : 0;
+      rank += tags.bytes[row_idx] == static_cast<uint8_t>(tag) ? 1 : 0;
     }
-    if (tags[target] == tag) {
+    if (tags.bytes[target] == static_cast<uint8_t>(tag)) {
       visit(rank, slot);
     }
   }
@@ -1409,9 +1463,9 @@ Status ReadSelectedStrings(ByteReader* reader, size_t count, const PropertyColum
 
 // The list section of a column, for the selected rows: counts of every
 // list, then the items; the selected rows' items go to list_items in order.
-Status ReadSelectedLists(ByteReader* reader, const std::vector<PropertyTag>& tags,
-                         size_t list_count, const PropertyColumnFormat& format,
-                         std::span<const uint32_t> selected, const PropertyColumnOutput& output) {
+Status ReadSelectedLists(ByteReader* reader, const ChunkTags& tags, size_t list_count,
+                         const PropertyColumnFormat& format, std::span<const uint32_t> selected,
+                         const PropertyColumnOutput& output) {
   if (list_count == 0) {
     return Status::Ok();
   }
@@ -1473,15 +1527,12 @@ Status DecodePropertyColumnRows(std::string_view raw, size_t rows,
     return CheckTagCounts(tag_counts, rows, format);
   }
   ByteReader reader(raw);
-  thread_local std::vector<PropertyTag> tags;
-  MP_RETURN_IF_ERROR(ReadTags(&reader, rows, &tags));
-  for (const PropertyTag tag : tags) {
-    ++tag_counts[static_cast<size_t>(tag)];
-  }
+  ChunkTags tags;
+  MP_RETURN_IF_ERROR(ReadChunkTags(&reader, rows, &tags, tag_counts));
   MP_RETURN_IF_ERROR(CheckTagCounts(tag_counts, rows, format));
   output.tags->resize(slots);
   for (size_t slot = 0; slot < slots; ++slot) {
-    const PropertyTag tag = tags[selected[slot]];
+    const PropertyTag tag = tags.at(selected[slot]);
     (*output.tags)[slot] = tag;
     ++slot_counts[static_cast<size_t>(tag)];
   }

@@ -570,22 +570,56 @@ Status SegmentReader::ReadProperty(size_t block_idx, std::string_view key,
   return ReadMapKey(block_idx, position, column);
 }
 
+// The base's row of each selected row of a view: past the hidden rows
+// before it.
+std::vector<uint32_t> SegmentReader::BaseRows(size_t block_idx,
+                                              std::span<const uint32_t> selected) const {
+  const std::vector<uint32_t>& hidden = hidden_rows_[block_idx];
+  std::vector<uint32_t> base_rows;
+  base_rows.reserve(selected.size());
+  size_t hidden_idx = 0;
+  for (const uint32_t view_row : selected) {
+    while (hidden_idx < hidden.size() && hidden[hidden_idx] <= view_row + hidden_idx) {
+      ++hidden_idx;
+    }
+    base_rows.push_back(static_cast<uint32_t>(view_row + hidden_idx));
+  }
+  return base_rows;
+}
+
+Status SegmentReader::ReadInsertIdsOfRows(size_t block_idx, std::span<const uint32_t> selected,
+                                          std::vector<Id128>* insert_ids) const {
+  if (masked_base_) {
+    return masked_base_->ReadInsertIdsOfRows(block_idx, BaseRows(block_idx, selected), insert_ids);
+  }
+  const size_t rows = footer_.blocks[block_idx].row_count;
+  const ThreadBuffer scratch(DecodedBuffer());
+  std::string_view raw;
+  Status status =
+      ReadColumnChunk(block_idx, static_cast<size_t>(FixedColumn::kInsertId), scratch.get(), &raw);
+  if (status.ok() && raw.size() != rows * 16) {
+    status = Status::Corruption("insert id chunk is " + std::to_string(raw.size()) + " bytes for " +
+                                std::to_string(rows) + " rows");
+  }
+  if (status.ok() && !selected.empty() && selected.back() >= rows) {
+    status = Status::InvalidArgument("selected row " + std::to_string(selected.back()) +
+                                     " is past the block's " + std::to_string(rows) + " rows");
+  }
+  if (!status.ok()) {
+    return Error("column insert_id", block_idx, status);
+  }
+  insert_ids->resize(selected.size());
+  for (size_t slot = 0; slot < selected.size(); ++slot) {
+    const char* id = raw.data() + size_t{16} * selected[slot];
+    (*insert_ids)[slot] = Id128{GetFixed64(id), GetFixed64(id + 8)};
+  }
+  return Status::Ok();
+}
+
 Status SegmentReader::ReadPropertiesOfRows(size_t block_idx, std::span<const uint32_t> selected,
                                            std::vector<PropertyColumn>* columns) const {
   if (masked_base_) {
-    // The base's row of each selected row of the view: past the hidden rows
-    // before it.
-    const std::vector<uint32_t>& hidden = hidden_rows_[block_idx];
-    std::vector<uint32_t> base_rows;
-    base_rows.reserve(selected.size());
-    size_t hidden_idx = 0;
-    for (const uint32_t view_row : selected) {
-      while (hidden_idx < hidden.size() && hidden[hidden_idx] <= view_row + hidden_idx) {
-        ++hidden_idx;
-      }
-      base_rows.push_back(static_cast<uint32_t>(view_row + hidden_idx));
-    }
-    return masked_base_->ReadPropertiesOfRows(block_idx, base_rows, columns);
+    return masked_base_->ReadPropertiesOfRows(block_idx, BaseRows(block_idx, selected), columns);
   }
   columns->resize(property_keys_.size());
   std::vector<PropertyColumnOutput> map_outputs(footer_.map_keys.size());

@@ -529,7 +529,13 @@ TEST(SegmentReaderTest, PropertiesOfSelectedRowsAgreeWithEvents) {
         }
       }
       selections[4].push_back(rows - 1);
+      std::vector<Id128> insert_ids;
       for (const std::vector<uint32_t>& selected : selections) {
+        ASSERT_TRUE(reader->ReadInsertIdsOfRows(block_idx, selected, &insert_ids).ok());
+        ASSERT_EQ(insert_ids.size(), selected.size());
+        for (size_t slot = 0; slot < selected.size(); ++slot) {
+          EXPECT_EQ(insert_ids[slot], block_events[selected[slot]].insert_id);
+        }
         ASSERT_TRUE(reader->ReadPropertiesOfRows(block_idx, selected, &columns).ok());
         ASSERT_EQ(columns.size(), reader->property_keys().size());
         for (size_t key_idx = 0; key_idx < columns.size(); ++key_idx) {
@@ -582,6 +588,11 @@ TEST(SegmentReaderTest, CountsAndSelectedRowsOfAViewLeaveHiddenRowsOut) {
     std::vector<uint32_t> selected;
     for (uint32_t row_idx = 0; row_idx < block_events.size(); row_idx += 2) {
       selected.push_back(row_idx);
+    }
+    std::vector<Id128> insert_ids;
+    ASSERT_TRUE(view->ReadInsertIdsOfRows(block_idx, selected, &insert_ids).ok());
+    for (size_t slot = 0; slot < selected.size(); ++slot) {
+      EXPECT_EQ(insert_ids[slot], block_events[selected[slot]].insert_id);
     }
     ASSERT_TRUE(view->ReadPropertiesOfRows(block_idx, selected, &columns).ok());
     for (size_t key_idx = 0; key_idx < columns.size(); ++key_idx) {
