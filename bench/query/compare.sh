@@ -2,7 +2,7 @@
 # Old against new minpanel binaries on the query benchmark, interleaved on one
 # data folder (the machine is shared, so runs of one binary after the other
 # would measure the load as much as the code). See docs/benchmarks.md,
-# "Queries", "What changed in the engine".
+# "Engine changes for the query-speed issue".
 #
 # Usage: bench/query/compare.sh --bins OLD,NEW [--events N] [--rounds R]
 #                               [--runs K] [--folder DIR] [--seed S]
