@@ -1344,17 +1344,27 @@ Status ReadChunkTags(ByteReader* reader, size_t rows, ChunkTags* tags,
     tag_counts[data[0]] = rows;
     return Status::Ok();
   }
-  uint32_t counts[256] = {};
-  for (size_t row_idx = 0; row_idx < rows; ++row_idx) {
-    ++counts[data[row_idx]];
+  // Four histograms: runs of one tag would otherwise wait on one counter.
+  uint32_t counts[4][256] = {};
+  size_t row_idx = 0;
+  for (; row_idx + 4 <= rows; row_idx += 4) {
+    ++counts[0][data[row_idx]];
+    ++counts[1][data[row_idx + 1]];
+    ++counts[2][data[row_idx + 2]];
+    ++counts[3][data[row_idx + 3]];
+  }
+  for (; row_idx < rows; ++row_idx) {
+    ++counts[0][data[row_idx]];
   }
   for (size_t byte = 0; byte < 256; ++byte) {
-    if (byte >= kPropertyTagCount && counts[byte] > 0) {
+    const size_t count =
+        size_t{counts[0][byte]} + counts[1][byte] + counts[2][byte] + counts[3][byte];
+    if (byte >= kPropertyTagCount && count > 0) {
       return Status::Corruption("property tag " + std::to_string(byte) + " is unknown");
     }
-  }
-  for (size_t tag = 0; tag < kPropertyTagCount; ++tag) {
-    tag_counts[tag] = counts[tag];
+    if (byte < kPropertyTagCount) {
+      tag_counts[byte] = count;
+    }
   }
   *tags = ChunkTags{data, PropertyTag::kAbsent};
   return Status::Ok();
