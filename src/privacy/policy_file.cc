@@ -45,6 +45,23 @@ constexpr std::array<std::string_view, 10> kGroupIdKeys = {
     "account_id", "team_id", "workspace_id", "tenant_id", "groupId"};
 constexpr std::string_view kGroupIdPrefix = "$groups.";
 
+// Copies of the page URL (or its path) and of the referrer that the SDKs
+// keep beside the canonical $current_url / $referrer: as event properties
+// (mixpanel-browser's super properties, posthog-js's session and initial
+// values), as person properties ($set / $set_once), and Segment's page
+// fields. The query string and fragment of each copy hold the same tokens
+// and emails as the original, so the policy treats them as the context
+// field they copy (page_url / referrer). Looked up with a "$set." or
+// "$set_once." prefix removed.
+constexpr std::array<std::string_view, 12> kPageUrlCopyKeys = {
+    "$current_url",      "$initial_current_url",    "$session_entry_url", "$initial_url",
+    "$prev_pageview_url", "$pathname",              "$initial_pathname",
+    "$session_entry_pathname", "$prev_pageview_pathname", "url", "context.page.url",
+    "context.page.path"};
+constexpr std::array<std::string_view, 5> kReferrerCopyKeys = {
+    "$referrer", "$initial_referrer", "$session_entry_referrer", "referrer",
+    "context.page.referrer"};
+
 // Prefixes under which everything is about a person (Segment's address
 // trait is an object: traits.address.street, …).
 constexpr std::array<std::string_view, 2> kPersonPrefixes = {"traits.address.",
@@ -352,10 +369,22 @@ ReservedKey ClassifyKey(std::string_view key) {
     add(kProfilePersonKeys, ReservedKey::kProfilePerson);
     add(kSubjectIdKeys, ReservedKey::kSubjectId);
     add(kGroupIdKeys, ReservedKey::kGroupId);
+    add(kPageUrlCopyKeys, ReservedKey::kPageUrlCopy);
+    add(kReferrerCopyKeys, ReservedKey::kReferrerCopy);
     return table;
   }();
   if (const auto found = reserved.find(key); found != reserved.end()) {
     return found->second;
+  }
+  // A URL copy set on a person from an event ($set.$initial_referrer).
+  for (std::string_view set_prefix : {std::string_view("$set."), std::string_view("$set_once.")}) {
+    if (key.starts_with(set_prefix)) {
+      const auto found = reserved.find(key.substr(set_prefix.size()));
+      if (found != reserved.end() && (found->second == ReservedKey::kPageUrlCopy ||
+                                      found->second == ReservedKey::kReferrerCopy)) {
+        return found->second;
+      }
+    }
   }
   if (key.size() < kGroupIdPrefix.size()) {
     return ReservedKey::kNone;

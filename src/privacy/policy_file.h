@@ -78,6 +78,8 @@ enum class ReservedKey : uint8_t {
   kProfilePerson,  // a person only on a user's profile (email, name, …)
   kSubjectId,      // a person's id ($user_id, $anon_distinct_id, userId, …)
   kGroupId,        // an organisation's or group's id (company_id, $groups.*, …)
+  kPageUrlCopy,    // an SDK's copy of a page URL or path ($initial_current_url, …)
+  kReferrerCopy,   // an SDK's copy of a referrer ($initial_referrer, …)
 };
 
 // One hash lookup (and a prefix test for the few reserved prefixes): asked

@@ -206,9 +206,45 @@ std::string Policy::PseudonymText(std::string_view key, std::string_view text) c
   return FormatPseudonym(GroupSubject(group_key, text));
 }
 
+namespace {
+
+// An absolute http(s) URL with a query string or fragment, anywhere: the
+// SDKs and applications copy page URLs into properties under names no list
+// foresees, and the query is where tokens and emails live.
+bool IsUrlWithQuery(std::string_view text) {
+  const auto starts_with_ci = [text](std::string_view prefix) {
+    return text.size() >= prefix.size() &&
+           std::equal(prefix.begin(), prefix.end(), text.begin(),
+                      [](char a, char b) { return a == (b | 0x20); });
+  };
+  return (starts_with_ci("http://") || starts_with_ci("https://")) &&
+         text.find_first_of("?#") != std::string_view::npos;
+}
+
+}  // namespace
+
+// What the detectors make of one string: a URL with a query is generalised
+// as a page URL is ("[url]" when it cannot be made safe), then the
+// detectors redact what they recognise.
+std::optional<std::string> Policy::RedactText(std::string_view text,
+                                              PolicyCounters* counters) const {
+  std::optional<std::string> url;
+  if (IsUrlWithQuery(text)) {
+    url = GeneraliseUrl(text, url_policy_);
+    if (url->empty()) {
+      *url = kUrlRedacted;
+    }
+    text = *url;
+  }
+  if (auto redacted = tools_->detectors.Redact(text, &counters->detections)) {
+    return redacted;
+  }
+  return url;
+}
+
 Value Policy::Redacted(Value value, PolicyCounters* counters) const {
   if (value.type() == Value::Type::kString) {
-    auto redacted = tools_->detectors.Redact(value.as_string(), &counters->detections);
+    auto redacted = RedactText(value.as_string(), counters);
     if (!redacted.has_value()) {
       return value;
     }
@@ -221,7 +257,7 @@ Value Policy::Redacted(Value value, PolicyCounters* counters) const {
   StringList items;
   bool changed = false;
   for (const std::string& item : value.as_list()) {
-    if (auto redacted = tools_->detectors.Redact(item, &counters->detections)) {
+    if (auto redacted = RedactText(item, counters)) {
       if (!changed) {
         items = value.as_list();  // copied only once something changes
         changed = true;
@@ -247,7 +283,16 @@ std::optional<Value> Policy::ApplyAction(Action action, Property& property,
       return Redacted(std::move(value), counters);
     case Action::kGeneralise:
       if (value.type() == Value::Type::kString) {
-        return Redacted(Value::String(GeneraliseUrl(value.as_string(), url_policy_)), counters);
+        // A referrer keeps its host, anything else what GeneraliseUrl keeps;
+        // what cannot be made safe ("") is dropped.
+        std::string text = ClassifyKey(property.key) == ReservedKey::kReferrerCopy
+                               ? ReferrerHost(value.as_string())
+                               : GeneraliseUrl(value.as_string(), url_policy_);
+        if (text.empty()) {
+          ++counters->properties_dropped;
+          return std::nullopt;
+        }
+        return Redacted(Value::String(std::move(text)), counters);
       }
       if (value.type() == Value::Type::kInt) {
         return Value::Int(static_cast<int64_t>(BucketNumber(static_cast<double>(value.as_int()))));
@@ -300,6 +345,14 @@ Action Policy::ActionFor(std::string_view key, bool user_profile, std::string* r
   if (reserved == ReservedKey::kSubjectId || reserved == ReservedKey::kGroupId) {
     explain("an id of a person or organisation");
     return Action::kPseudonymise;
+  }
+  if (reserved == ReservedKey::kPageUrlCopy) {
+    explain("a copy of the page URL (page_url)");
+    return spec_->page_url;
+  }
+  if (reserved == ReservedKey::kReferrerCopy) {
+    explain("a copy of the referrer (referrer)");
+    return spec_->referrer;
   }
   if (!spec_->detectors) {
     explain("detectors are off");

@@ -102,6 +102,7 @@ class Policy {
   std::optional<Value> ApplyAction(Action action, Property& property,
                                    PolicyCounters* counters) const;
   Value Redacted(Value value, PolicyCounters* counters) const;
+  std::optional<std::string> RedactText(std::string_view text, PolicyCounters* counters) const;
   std::string PseudonymText(std::string_view key, std::string_view text) const;
   Id128 GroupSubject(std::string_view group_key, std::string_view group_id) const;
   void AddContext(RawEvent& raw, Properties* properties, PolicyCounters* counters) const;

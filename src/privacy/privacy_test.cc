@@ -360,5 +360,72 @@ TEST_F(FullPolicyTest, ProfilesKeepOnlyWhatThePolicyKeeps) {
   ASSERT_EQ(group_update.properties.size(), 1U) << "a company's name is kept";
 }
 
+TEST_F(FullPolicyTest, EveryCopyOfThePageUrlAndReferrerIsGeneralisedAsTheOriginal) {
+  const Policy policy = Make();
+  const std::string page = "https://shop.example.test/order/88123/pay?coupon=QX7TOKEN&utm_medium=cpc";
+  const std::string referrer = "https://mail.example.test/read?msg=QX7REF";
+  RawEvent raw = BrowserEvent();
+  raw.properties = {{"$initial_current_url", Value::String(page)},
+                    {"$session_entry_url", Value::String(page)},
+                    {"$pathname", Value::String("/order/88123/pay")},
+                    {"$initial_referrer", Value::String(referrer)},
+                    {"$session_entry_referrer", Value::String(referrer)},
+                    {"$set.$initial_referrer", Value::String(referrer)},
+                    {"$set_once.$initial_current_url", Value::String(page)},
+                    {"$initial_referrer_direct", Value::String("$direct")}};
+  PolicyCounters counters;
+  const Event event = policy.Apply(std::move(raw), &counters);
+  const std::string generalised = "https://shop.example.test/order/:id/pay?utm_medium=cpc";
+  EXPECT_EQ(Text(event, "$initial_current_url"), generalised);
+  EXPECT_EQ(Text(event, "$session_entry_url"), generalised);
+  EXPECT_EQ(Text(event, "$set_once.$initial_current_url"), generalised);
+  EXPECT_EQ(Text(event, "$pathname"), "/order/:id/pay");
+  EXPECT_EQ(Text(event, "$initial_referrer"), "mail.example.test") << "a referrer keeps its host";
+  EXPECT_EQ(Text(event, "$session_entry_referrer"), "mail.example.test");
+  EXPECT_EQ(Text(event, "$set.$initial_referrer"), "mail.example.test");
+
+  RawProfileUpdate person;
+  person.distinct_id = "user-8812";
+  person.properties = {{"$initial_current_url", Value::String(page)},
+                       {"$initial_referrer", Value::String(referrer)}};
+  const ProfileUpdate update = policy.Apply(std::move(person), &counters);
+  ASSERT_EQ(update.properties.size(), 2U);
+  EXPECT_EQ(update.properties[0].value.as_string(), generalised) << "on a person too";
+  EXPECT_EQ(update.properties[1].value.as_string(), "mail.example.test");
+}
+
+TEST_F(FullPolicyTest, UrlCopiesFollowThePolicysPageUrlAndReferrerActions) {
+  const std::string page = "https://shop.example.test/pay?coupon=QX7TOKEN";
+  RawEvent raw = BrowserEvent();
+  raw.properties = {{"$initial_current_url", Value::String(page)},
+                    {"$initial_referrer", Value::String(page)}};
+  PolicyCounters counters;
+  const Event kept = Make("page_url = \"keep\"\nreferrer = \"drop\"\n").Apply(
+      RawEvent(raw), &counters);
+  EXPECT_EQ(Text(kept, "$initial_current_url"), page) << "page_url = keep keeps its copies";
+  EXPECT_EQ(FindProperty(kept.properties, "$initial_referrer"), nullptr);
+  const Event ruled = Make("[[rule]]\nmatch = \"$initial_*\"\naction = \"keep\"\n").Apply(
+      RawEvent(raw), &counters);
+  EXPECT_EQ(Text(ruled, "$initial_referrer"), page) << "an explicit rule comes first";
+}
+
+TEST_F(FullPolicyTest, AnyUrlWithAQueryLosesItUnderTheDetectors) {
+  const Policy policy = Make();
+  RawEvent raw = BrowserEvent();
+  raw.properties = {
+      {"landing", Value::String("HTTPS://shop.example.test/welcome?invite=QX7INVITE&utm_source=x")},
+      {"links", Value::List({"https://a.example.test/x#access_token=QX7FRAG", "plain words"})},
+      {"broken", Value::String("https://exa mple.test/?QX7BROKEN")},
+      {"docs", Value::String("https://docs.example.test/guide/setup")}};
+  PolicyCounters counters;
+  const Event event = policy.Apply(std::move(raw), &counters);
+  EXPECT_EQ(Text(event, "landing"), "https://shop.example.test/welcome?utm_source=x");
+  EXPECT_EQ(FindProperty(event.properties, "links")->as_list()[0], "https://a.example.test/x");
+  EXPECT_EQ(FindProperty(event.properties, "links")->as_list()[1], "plain words");
+  EXPECT_EQ(Text(event, "broken"), kUrlRedacted);
+  EXPECT_EQ(Text(event, "docs"), "https://docs.example.test/guide/setup")
+      << "a URL without a query is left to the detectors alone";
+}
+
 }  // namespace
 }  // namespace minpanel::privacy

@@ -38,6 +38,9 @@ inline constexpr std::string_view kHexSegment = ":hex";
 inline constexpr std::string_view kEmailSegment = ":email";
 inline constexpr std::string_view kTokenSegment = ":token";
 inline constexpr std::string_view kTruncatedSegment = ":truncated";
+// What the detectors leave of a URL found in a free value that cannot be
+// made safe (GeneraliseUrl returned "").
+inline constexpr std::string_view kUrlRedacted = "[url]";
 
 // Hex runs at least this long are hashes or ids, not words.
 inline constexpr size_t kHexSegmentCharsMin = 16;

@@ -344,9 +344,9 @@ describe('mixpanel-browser 2.83.0 in headless Chromium', () => {
   });
 
   // mixpanel-browser keeps the first referrer in the super property
-  // $initial_referrer, which the default policy leaves to the detectors:
-  // the referrer's query survives there (as posthog-js's URL copies below).
-  it('the referrer\'s query is gone from $initial_referrer too', { todo: 'privacy: URL-valued keys besides $current_url/$referrer' }, async () => {
+  // $initial_referrer, a copy of the referrer that the default policy
+  // reduces to its host, as it does the referrer itself.
+  it('the referrer\'s query is gone from $initial_referrer too', async () => {
     assert.deepEqual(await grepTree(server.dataDir, [`${run}ref`]), []);
   });
 });
@@ -561,10 +561,9 @@ describe('posthog-js 1.449.2 in headless Chromium', () => {
   });
 
   // posthog-js copies the page URL into $session_entry_url, $initial_current_url
-  // and the like, which the default policy leaves to the detectors: the
-  // coupon code in the page's query survives there (the gap posthog_sdk's
-  // canary records; the fix belongs to the policy, not to these tests).
-  it('the page URL\'s query is gone from every copy posthog-js makes', { todo: 'privacy: URL-valued keys besides $current_url' }, async () => {
+  // and the like; the default policy generalises every copy as it does the
+  // page URL, so the coupon code in the page's query is nowhere.
+  it('the page URL\'s query is gone from every copy posthog-js makes', async () => {
     assert.deepEqual(await grepTree(server.dataDir, [`${run}tok`]), []);
   });
 });

@@ -418,17 +418,28 @@ describe('privacy canary through /api/event', () => {
     assert.deepEqual(hits, [], `planted data found:\n${hits.slice(0, 20).join('\n')}`);
   });
 
-  // A person's name as the value of a prop called `name` is kept: the default
-  // policy drops bare `name`, `email`, `phone`, … only on profiles (on an
-  // event, `name` is as often a product's or a plan's), and Plausible has no
-  // profiles. The detectors catch emails and phone numbers, not names. Until
-  // the policy has a stance for it, a site that sends visitors' names in
-  // props needs a rule (`name = "drop"`, docs/privacy.md).
-  it('a name in a prop called `name` is dropped by the default policy', { todo: 'privacy: person-named keys on events' }, async () => {
+  // A prop called `name` names a thing to the default policy (issue 3: "a
+  // page, screen, group or plan `name` is not a person's name"), so it is
+  // kept; the detectors catch emails and phone numbers in it, not names.
+  // Plausible has no profiles, so a site that does send visitors' names in
+  // props says so with one rule (docs/privacy.md), in force at once.
+  it('a prop called `name` is kept by default and dropped by a one-line rule', async () => {
     await server.start();
+    const thing = await sendEvent(server, { n: 'Plan chosen', u: `https://${SITE}/plans`, d: SITE, p: { name: 'Team plan' } });
+    assert.equal(thing.status, 202, thing.text);
+    const put = await server.request({
+      method: 'PUT', path: '/api/policy',
+      headers: { ...server.authHeader(), 'Content-Type': 'application/toml' },
+      body: '[[rule]]\nmatch = "name"\naction = "drop"\n',
+    });
+    assert.equal(put.status, 200, put.text);
     const res = await sendEvent(server, { n: 'Profile saved', u: `https://${SITE}/me`, d: SITE, p: { name: NAME } });
     assert.equal(res.status, 202, res.text);
     const rows = await server.exportEvents();
+    assert.equal(rows.find((row) => row.event === 'Plan chosen')?.properties.name, 'Team plan');
+    const saved = rows.find((row) => row.event === 'Profile saved');
+    assert.ok(saved, 'the event is stored');
+    assert.equal(saved.properties.name, undefined);
     assert.ok(!JSON.stringify(rows).includes(NAME), 'the name is in the export');
   });
 });

@@ -718,10 +718,10 @@ describe('privacy canary through the PostHog routes', () => {
   // posthog-js also copies the page URL and referrer into free properties
   // and person properties ($session_entry_url, $initial_current_url,
   // $session_entry_referrer, $initial_referrer, ...).
-  // The default policy generalises only the canonical page URL and
-  // referrer; these go through the detectors alone, so a URL's own tokens
-  // survive. The fix belongs to the policy (URL-valued keys), not to ingest.
-  it('URL copies in posthog-js free and person properties are generalised too', { todo: 'privacy: URL-valued keys besides $current_url/$referrer' }, async () => {
+  // The default policy generalises each copy as it does the page URL and
+  // the referrer (src/privacy/policy_file.cc, kPageUrlCopyKeys), so a URL's
+  // own tokens are nowhere.
+  it('URL copies in posthog-js free and person properties are generalised too', async () => {
     const leakServer = await startServer({ projectName: 'posthog-canary-urls' });
     try {
       const res = await leakServer.request({
