@@ -1,10 +1,13 @@
 // The privacy canary (issue 3, "Must show"): plant known personal data — made-up
 // people only (example.test addresses, 555 numbers, the standard test card and
 // test IBAN, fake API keys) — in every place an event or a profile can hide it,
-// send it through every ingestion route the server has, then search every byte
-// the server kept or printed for each planted value and for its plain unsalted
-// SHA-256 and MD5 hex: the raw bytes under the data folder, `minpanel debug
-// dump` of every write-ahead log file, the server's stderr and a full export.
+// send it through every ingestion route the server has (Mixpanel /track,
+// /import, /engage, /groups; PostHog /batch, /e, /i/v0/e, /capture; Segment
+// /v1/batch, track, identify, page, group, alias; Plausible /api/event), then
+// search every byte the server kept or printed for each planted value and for
+// its plain unsalted SHA-256 and MD5 hex: the raw bytes under the data folder,
+// `minpanel debug dump` of every write-ahead log file and every segment file,
+// the server's stderr and a full export.
 // Zero matches, while the ordinary properties of the same events come through
 // unchanged and the placeholders appear where the values were.
 
@@ -231,6 +234,58 @@ function plantedEvent(token, caseId, index) {
   };
 }
 
+// The same planted event as PostHog sends it: top-level distinct_id, uuid
+// and ISO timestamp; person properties in $set / $set_once; the page URL
+// and referrer also in the copies posthog-js makes of them.
+function posthogEvent(token, caseId, index) {
+  const { token: _token, distinct_id: distinctId, time, ip: _ip, ...properties } = plantedEvent(token, caseId, index).properties;
+  return {
+    event: `Shared report with ${EMAIL}`, distinct_id: distinctId, uuid: crypto.randomUUID(),
+    timestamp: new Date(time * 1000).toISOString(),
+    properties: {
+      ...properties,
+      $anon_distinct_id: DEVICE_ID,
+      $session_entry_url: PAGE_URL, $session_entry_referrer: REFERRER, $initial_referrer: REFERRER,
+      $set: { email: EMAIL, name: FULL_NAME, phone: PHONE_UK, $initial_current_url: PAGE_URL },
+      $set_once: { email: EMAIL, $initial_referrer: REFERRER },
+    },
+  };
+}
+
+// The same planted event as a Segment track call: ids at the top, the
+// context (IP, user agent, page, traits) in `context`.
+function segmentTrack(caseId, index) {
+  const { token: _token, distinct_id: distinctId, time, ip: _ip, $ip: _ip2, $current_url: url, $referrer: _ref,
+    ...properties } = plantedEvent('', caseId, index).properties;
+  return {
+    type: 'track', event: `Shared report with ${EMAIL}`, userId: distinctId, anonymousId: DEVICE_ID,
+    messageId: crypto.randomUUID(), timestamp: new Date(time * 1000).toISOString(),
+    properties: { ...properties, url: PAGE_URL, referrer: REFERRER },
+    context: {
+      ip: CLIENT_IP, userAgent: USER_AGENT,
+      page: { url, referrer: REFERRER, path: `/org/${PATH_NUMBER_ID}/invoices/${PATH_UUID}` },
+      traits: { email: EMAIL, name: FULL_NAME, phone: PHONE_SPACED, address: { street: '1 Canary Wharf Lane', city: 'Canarytown' } },
+    },
+  };
+}
+
+// Plausible's props are flat: strings, numbers and booleans.
+function plausibleEvent(caseId, index) {
+  const planted = plantedEvent('', caseId, index).properties;
+  const props = { case: caseId, order_id: planted.order_id, ...ORDINARY };
+  for (const key of ['email', 'note', 'support_blob', 'api_key_text', 'session_jwt', 'encoded_contact', 'user_agent']) {
+    props[key] = planted[key];
+  }
+  props.landing = PAGE_URL;
+  return { n: `Shared report with ${EMAIL}`, u: index % 2 ? PATH_EMAIL_URL : PAGE_URL, d: PLAUSIBLE_SITE, r: REFERRER, p: props };
+}
+
+const PLAUSIBLE_SITE = 'canary-shop.example.test';
+
+// The raw distinct id an item was sent with (Plausible sends none).
+const plantedTimeOf = (item) => item.properties?.time ?? Math.floor(Date.parse(item.timestamp) / 1000);
+const rawDistinctId = (item) => item.properties?.distinct_id ?? item.distinct_id ?? item.userId;
+
 // ---------------------------------------------------------------------------
 
 describe('privacy canary: planted personal data never comes back', () => {
@@ -245,12 +300,17 @@ describe('privacy canary: planted personal data never comes back', () => {
   let hits = [];
   let dumpTexts = '';
 
-  const make = (route, count) => {
+  const make = (route, count, protocol = 'mixpanel') => {
     const items = [];
     for (let index = 0; index < count; index += 1) {
       const caseId = `canary-${route}-${index}`;
-      const item = plantedEvent(token, caseId, sent.length);
-      sent.push({ route, caseId, event: item });
+      const item = {
+        mixpanel: () => plantedEvent(token, caseId, sent.length),
+        posthog: () => posthogEvent(token, caseId, sent.length),
+        segment: () => segmentTrack(caseId, sent.length),
+        plausible: () => plausibleEvent(caseId, sent.length),
+      }[protocol]();
+      sent.push({ route, protocol, caseId, event: item });
       items.push(item);
     }
     return items;
@@ -267,8 +327,16 @@ describe('privacy canary: planted personal data never comes back', () => {
   before(async () => {
     // No policy file: the default policy. The most talkative log settings, so
     // that the log search covers every line the server can write.
-    server = await startServer({ projectName: 'canary', configText: 'log_level = "trace"\naccess_log = true\n' });
+    // Behind a trusted proxy, so the planted address is the client's on every
+    // route (Plausible's visitor id is made from it). The Plausible site is
+    // the project's.
+    server = await startServer({
+      projectName: 'canary', configText: 'log_level = "trace"\naccess_log = true\ntrusted_proxies = ["127.0.0.1"]\n',
+    });
     token = server.project.token;
+    await server.stop('SIGTERM');
+    await runCli(['project', 'set-domains', 'canary', PLAUSIBLE_SITE, '--data', server.dataDir, '--keys', server.keysDir]);
+    await server.start();
 
     // /track: POST form data=<base64> (the SDKs' default), up to 50 a batch.
     await ingest('track-post-base64', {
@@ -348,6 +416,70 @@ describe('privacy canary: planted personal data never comes back', () => {
       body: `data=${b64([{ ...group, $set: { ...group.$set, region_note: `IBAN ${IBAN_PLAIN}` } }])}`,
     });
 
+    // PostHog: /batch/ (posthog-node), /i/v0/e/ gzip without a header
+    // (posthog-js), /e/ with ?compression=base64, /capture/, GET /e/?data=.
+    const JSON_TYPE = { 'Content-Type': 'application/json' };
+    await ingest('posthog-batch', {
+      method: 'POST', path: '/batch/', headers: JSON_TYPE,
+      body: JSON.stringify({ api_key: token, batch: make('posthog-batch', 20, 'posthog'), sent_at: new Date().toISOString() }),
+    });
+    await ingest('posthog-gzip', {
+      method: 'POST', path: '/i/v0/e/', headers: { 'Content-Type': 'text/plain' },
+      body: zlib.gzipSync(JSON.stringify({ api_key: token, batch: make('posthog-gzip', 10, 'posthog') })),
+    });
+    await ingest('posthog-base64', {
+      method: 'POST', path: '/e/?compression=base64', headers: FORM,
+      body: `data=${encodeURIComponent(Buffer.from(JSON.stringify(make('posthog-base64', 5, 'posthog')
+        .map((item) => ({ ...item, properties: { ...item.properties, token } })))).toString('base64'))}`,
+    });
+    await ingest('posthog-capture', {
+      method: 'POST', path: '/capture/', headers: JSON_TYPE, body: JSON.stringify({ ...make('posthog-capture', 1, 'posthog')[0], api_key: token }),
+    });
+    await ingest('posthog-get', {
+      path: `/e/?ip=1&data=${encodeURIComponent(Buffer.from(JSON.stringify([{ ...make('posthog-get', 1, 'posthog')[0], api_key: token }])).toString('base64'))}`,
+    });
+    // PostHog's identify, alias and group calls.
+    await ingest('posthog-identify', {
+      method: 'POST', path: '/batch/', headers: JSON_TYPE,
+      body: JSON.stringify({ api_key: token, batch: [
+        { event: '$identify', distinct_id: DISTINCT_IDS[0], uuid: crypto.randomUUID(), timestamp: new Date().toISOString(),
+          properties: { $anon_distinct_id: DEVICE_ID, $set: { email: EMAIL, name: FULL_NAME, $email: EMAIL }, $set_once: { phone: PHONE_E164 } } },
+        { event: '$create_alias', distinct_id: DISTINCT_IDS[1], uuid: crypto.randomUUID(), timestamp: new Date().toISOString(),
+          properties: { alias: DEVICE_ID } },
+        { event: '$groupidentify', distinct_id: DISTINCT_IDS[2], uuid: crypto.randomUUID(), timestamp: new Date().toISOString(),
+          properties: { $group_type: 'company', $group_key: GROUP_ID, $group_set: { name: 'Acme Canary Ltd', billing_email: GROUP_EMAIL } } },
+      ] }),
+    });
+
+    // Segment: /v1/batch with Basic auth, /v1/track with writeKey, and the
+    // identify, page, group and alias calls.
+    const segmentAuth = { Authorization: `Basic ${Buffer.from(`${token}:`).toString('base64')}`, ...JSON_TYPE };
+    await ingest('segment-batch', {
+      method: 'POST', path: '/v1/batch', headers: segmentAuth,
+      body: JSON.stringify({ batch: make('segment-batch', 20, 'segment'), context: { ip: CLIENT_IP }, sentAt: new Date().toISOString() }),
+    });
+    await ingest('segment-track', {
+      method: 'POST', path: '/v1/track', headers: JSON_TYPE, body: JSON.stringify({ ...make('segment-track', 1, 'segment')[0], writeKey: token }),
+    });
+    const segmentContext = segmentTrack('ctx', 0).context;
+    for (const [call, body] of [
+      ['identify', { userId: DISTINCT_IDS[3], anonymousId: DEVICE_ID, traits: { email: EMAIL, name: FULL_NAME, firstName: FIRST_NAME,
+        phone: PHONE_NATIONAL, birthday: '1990-01-01', address: { street: '1 Canary Wharf Lane' }, plan: 'pro', bio: `mail ${EMAIL}` } }],
+      ['page', { userId: DISTINCT_IDS[3], name: 'Invoices', properties: { url: PAGE_URL, referrer: REFERRER, path: '/org/1/invoices', title: 'Invoices' } }],
+      ['group', { userId: DISTINCT_IDS[3], groupId: GROUP_ID, traits: { name: 'Acme Canary Ltd', email: GROUP_EMAIL } }],
+      ['alias', { userId: DISTINCT_IDS[3], previousId: DEVICE_ID }],
+    ]) {
+      await ingest(`segment-${call}`, {
+        method: 'POST', path: `/v1/${call}`, headers: segmentAuth,
+        body: JSON.stringify({ ...body, type: call, messageId: crypto.randomUUID(), timestamp: new Date().toISOString(), context: segmentContext }),
+      });
+    }
+
+    // Plausible: POST /api/event, one event a request.
+    for (const item of make('plausible', 6, 'plausible')) {
+      await ingest('plausible', { method: 'POST', path: '/api/event', headers: JSON_TYPE, body: JSON.stringify(item) });
+    }
+
     // A full export over a wide date range.
     const res = await server.request({
       path: `/api/2.0/export?from_date=2000-01-01&to_date=2099-12-31`, headers: server.authHeader(), timeoutMs: 60000,
@@ -387,6 +519,14 @@ describe('privacy canary: planted personal data never comes back', () => {
       dumps.push(stdout);
       locations.push({ location: `debug dump ${path.relative(server.dataDir, file)}`, bytes: Buffer.from(stdout) });
     }
+    // Segments are compressed: their raw bytes prove little, so each is also
+    // searched as `minpanel debug dump` prints it, every value decoded.
+    const segmentFiles = (await listFiles(path.join(server.dataDir, 'store'))).filter((file) => file.endsWith('.seg'));
+    assert.ok(segmentFiles.length > 0, 'the graceful stop flushed segments');
+    for (const file of segmentFiles) {
+      const { stdout } = await runCli(['debug', 'dump', file], { timeoutMs: 60000 });
+      locations.push({ location: `debug dump ${path.relative(server.dataDir, file)}`, bytes: Buffer.from(stdout) });
+    }
     dumpTexts = dumps.join('\n');
     locations.push({ location: 'server stderr', bytes: Buffer.concat(server.stderrChunks) });
     locations.push({ location: 'export', bytes: exportBytes });
@@ -395,11 +535,11 @@ describe('privacy canary: planted personal data never comes back', () => {
     const kinds = (prefix) => locations.filter((item) => item.location.startsWith(prefix));
     const formCounts = Object.keys(PLANTED).map((label) => NEEDLES.filter((needle) => needle.label === label).length);
     const size = (prefix) => kinds(prefix).reduce((sum, item) => sum + item.bytes.length, 0);
-    console.log(`privacy canary: ${sent.length} events through ${new Set(sent.map((item) => item.route)).size} /track and /import forms ` +
-      `and ${answers.filter((item) => /^(engage|groups)/.test(item.route)).length} /engage and /groups requests; ` +
+    console.log(`privacy canary: ${sent.length} events through ${new Set(sent.map((item) => item.route)).size} request forms ` +
+      `(Mixpanel, PostHog, Segment, Plausible) and ${answers.length} requests in all; ` +
       `${Object.keys(PLANTED).length} planted values × ${Math.min(...formCounts)}–${Math.max(...formCounts)} forms ` +
       `(value, URL-encoded, SHA-256 and MD5 hex in both cases) = ${NEEDLES.length} needles; searched in ${locations.length} locations: ` +
-      `${kinds('data/').length} data files (${size('data/')} B), ${kinds('debug dump').length} WAL dump(s) (${size('debug dump')} B), ` +
+      `${kinds('data/').length} data files (${size('data/')} B), ${kinds('debug dump').length} log and segment dumps (${size('debug dump')} B), ` +
       `stderr (${size('server stderr')} B), export of ${exportRows.length} rows (${size('export')} B); ` +
       `${NEEDLES.length * locations.length} needle × location checks; ${hits.length} hits`);
     if (hits.length > 0) {
@@ -415,10 +555,13 @@ describe('privacy canary: planted personal data never comes back', () => {
 
   it('every ingest request was accepted', () => {
     for (const answer of answers) {
-      assert.equal(answer.status, 200, `${answer.route}: ${answer.status} ${answer.text.slice(0, 200)}`);
-      assert.ok(['1', '{"status":1,"error":null}'].includes(answer.text.trim()) ||
-        /^\{"code":200,"num_records_imported":\d+,"status":"OK"\}$/.test(answer.text.trim()),
-        `${answer.route}: ${answer.text.slice(0, 300)}`);
+      const [status, ok] = answer.route.startsWith('posthog') ? [200, (text) => text === '{"status":1}']
+        : answer.route.startsWith('segment') ? [200, (text) => text === '{"success":true}']
+          : answer.route.startsWith('plausible') ? [202, (text) => text === 'ok']
+            : [200, (text) => ['1', '{"status":1,"error":null}'].includes(text) ||
+              /^\{"code":200,"num_records_imported":\d+,"status":"OK"\}$/.test(text)];
+      assert.equal(answer.status, status, `${answer.route}: ${answer.status} ${answer.text.slice(0, 200)}`);
+      assert.ok(ok(answer.text.trim()), `${answer.route}: ${answer.text.slice(0, 300)}`);
     }
     const ours = exportRows.filter((row) => String(row.properties.case).startsWith('canary-'));
     assert.equal(ours.length, sent.length, 'every planted event is in the export');
@@ -426,11 +569,11 @@ describe('privacy canary: planted personal data never comes back', () => {
 
   it('the search itself works: ordinary values are found where they are stored', () => {
     // A positive control, so that zero hits means "not there" and not "not looked".
-    for (const prefix of ['data/store/wal/', 'debug dump', 'export']) {
+    for (const prefix of ['data/store/wal/', 'debug dump store/wal', 'debug dump store/segments', 'export']) {
       const bytes = Buffer.concat(locations.filter((item) => item.location.startsWith(prefix)).map((item) => item.bytes));
       for (const ordinary of ['SKU-PRO-ANNUAL', '2.14.0-beta.3', 'Acme Canary Ltd', 'canary-import-ndjson-19']) {
-        if (prefix === 'export' && ordinary === 'Acme Canary Ltd') {
-          continue; // profiles are not exported
+        if ((prefix === 'export' || prefix.endsWith('segments')) && ordinary === 'Acme Canary Ltd') {
+          continue; // profiles are not exported, and stay in the log (src/store/README.md)
         }
         assert.ok(bytes.includes(Buffer.from(ordinary)), `${ordinary} found in ${prefix}`);
       }
@@ -463,24 +606,31 @@ describe('privacy canary: planted personal data never comes back', () => {
 
   it('an export by raw distinct id returns that person, as a pseudonym', () => {
     const wanted = exportRows.filter((row) => row.properties.case &&
-      sent.find((item) => item.caseId === row.properties.case)?.event.properties.distinct_id === DISTINCT_IDS[0]);
+      rawDistinctId(sent.find((item) => item.caseId === row.properties.case)?.event ?? {}) === DISTINCT_IDS[0]);
     assert.ok(wanted.length > 0);
-    assert.deepEqual(personRows.map((row) => row.properties.case).sort(), wanted.map((row) => row.properties.case).sort());
+    // (Their PostHog $identify event, which has no case, comes too.)
+    assert.deepEqual(personRows.filter((row) => row.properties.case).map((row) => row.properties.case).sort(),
+      wanted.map((row) => row.properties.case).sort());
+    assert.ok(personRows.some((row) => row.event === '$identify'), 'the identify call is theirs too');
     assert.deepEqual([...new Set(personRows.map((row) => row.properties.distinct_id))], [wanted[0].properties.distinct_id]);
   });
 
   it('the ordinary properties come through unchanged', () => {
     const byCase = new Map(exportRows.map((row) => [row.properties.case, row]));
-    for (const { caseId, event } of sent) {
+    for (const { caseId, protocol, event } of sent) {
       const row = byCase.get(caseId);
       assert.ok(row, `${caseId} exported`);
       for (const [key, value] of Object.entries(ORDINARY)) {
         assert.deepEqual(row.properties[key], value, `${caseId}: ${key}`);
       }
-      assert.equal(row.properties.order_id, event.properties.order_id, `${caseId}: the order id (a UUID) is kept`);
-      assert.equal(row.properties['billing.plan'], 'pro', `${caseId}: a nested ordinary value`);
-      assert.equal(row.properties.time, event.properties.time, `${caseId}: time`);
+      const props = event.properties ?? event.p;
+      assert.equal(row.properties.order_id, props.order_id, `${caseId}: the order id (a UUID) is kept`);
       assert.equal(row.properties.$referring_domain, 'mail.example.test', `${caseId}: referrer host`);
+      if (protocol === 'plausible') {
+        continue;  // flat props, the server's clock
+      }
+      assert.equal(row.properties['billing.plan'], 'pro', `${caseId}: a nested ordinary value`);
+      assert.equal(row.properties.time, plantedTimeOf(event), `${caseId}: time`);
       assert.ok(Array.isArray(row.properties.tags) && row.properties.tags[0] === 'vip' && row.properties.tags[4] === 'beta',
         `${caseId}: ordinary list items kept: ${JSON.stringify(row.properties.tags)}`);
     }
@@ -501,6 +651,7 @@ describe('privacy canary: planted personal data never comes back', () => {
 
   it('placeholders stand where the personal data was', () => {
     const ours = exportRows.filter((row) => String(row.properties.case).startsWith('canary-'));
+    const protocolOf = new Map(sent.map((item) => [item.caseId, item.protocol]));
     for (const row of ours) {
       const p = row.properties;
       const where = `${p.case}: ${JSON.stringify(p).slice(0, 2000)}`;
@@ -511,6 +662,12 @@ describe('privacy canary: planted personal data never comes back', () => {
       assert.match(p.support_blob, /\[ip\] \/ \[ip\]$/, where);
       assert.match(p.api_key_text, /^using \[api_key\] for the nightly sync$/, where);
       assert.equal(p.session_jwt, '[jwt]', where);
+      assert.equal(p.user_agent, 'CanaryBot/1.0 (+mailto:[email]; [phone])', where);
+      if (protocolOf.get(p.case) === 'plausible') {
+        assert.equal(p.landing, 'https://app.example.test/org/:id/invoices/:uuid?utm_source=newsletter',
+          `a URL in a free prop loses its query: ${where}`);
+        continue;  // Plausible's props are flat
+      }
       assert.equal(p['billing.contact.text'], 'invoices to [email]', where);
       assert.equal(p['billing.contact.card'], '[card]', where);
       assert.equal(p['billing.contact.iban'], '[iban]', where);
@@ -518,18 +675,19 @@ describe('privacy canary: planted personal data never comes back', () => {
       assert.deepEqual(p.tags, ['vip', '[email]', '[phone]', '[card]', 'beta'], where);
       assert.equal(p['notify:[email]'], 'weekly', `a key holding an email is redacted: ${where}`);
       assert.equal(p['contacts.to: [email]'], 'primary', `a nested key holding an email is redacted: ${where}`);
-      assert.equal(p.user_agent, 'CanaryBot/1.0 (+mailto:[email]; [phone])', where);
       for (const key of ['$email', '$name', '$first_name', '$last_name', '$phone', '$avatar', 'ip', '$ip', '$referrer']) {
         assert.equal(p[key], undefined, `${key} dropped: ${where}`);
       }
     }
     // Profiles and groups: ordinary values kept, the rest gone or replaced.
     const profiles = dumpTexts.split('\n').filter((line) => /^\s*profile /.test(line));
+    // (The Mixpanel /engage and /groups updates; PostHog's and Segment's
+    // identify and group calls add their own, checked by the needle search.)
     const people = profiles.filter((line) => line.includes('group_key= '));
-    const groups = profiles.filter((line) => line.includes('group_key=company '));
-    assert.equal(people.length, DISTINCT_IDS.length * 3, `three profile updates a person:\n${profiles.join('\n')}`);
+    const groups = profiles.filter((line) => line.includes('group_key=company ') && line.includes('plan: "enterprise"'));
+    assert.ok(people.length >= DISTINCT_IDS.length * 3, `three profile updates a person:\n${profiles.join('\n')}`);
     assert.equal(groups.length, 2, 'two group updates');
-    for (const line of people.filter((item) => item.includes('profile $set '))) {
+    for (const line of people.filter((item) => item.includes('profile $set ') && item.includes('seats: 3'))) {
       // `address` is a person's on a profile, nested members too (Segment's
       // address trait): address.card and address.iban are dropped by name.
       assert.match(line, /\{plan: "pro", seats: 3, bio: "Reach me at \[email\] or \[phone\]", contacts: \["\[email\]", "\[phone\]"\]\}$/, line);
@@ -547,8 +705,13 @@ describe('privacy canary: planted personal data never comes back', () => {
     const byRaw = new Map();
     const orgs = new Map();
     for (const row of ours) {
-      const sentEvent = sent.find((item) => item.caseId === row.properties.case).event;
-      const raw = sentEvent.properties.distinct_id;
+      const sentItem = sent.find((item) => item.caseId === row.properties.case);
+      if (sentItem.protocol === 'plausible') {
+        assert.match(row.properties.distinct_id, PSEUDONYM_RE, `${row.properties.case}: the visitor id`);
+        continue;  // no distinct id is sent; the visitor id is a keyed hash
+      }
+      const sentEvent = sentItem.event;
+      const raw = rawDistinctId(sentEvent);
       assert.match(row.properties.distinct_id, PSEUDONYM_RE, `${row.properties.case}: distinct_id`);
       if (!byRaw.has(raw)) {
         byRaw.set(raw, row.properties.distinct_id);
