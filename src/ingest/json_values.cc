@@ -34,48 +34,6 @@ std::string Limit(size_t actual, std::string_view unit, size_t limit, std::strin
          std::to_string(limit) + " (" + std::string(name) + ")";
 }
 
-// One parser per thread and root kind: simdjson fixes the depth limit per
-// parser, and a batch array adds one level above its records.
-struct ParserSlot {
-  std::unique_ptr<simdjson::dom::parser> parser;
-};
-
-simdjson::dom::parser* ThreadParser(bool array_root, size_t json_bytes) {
-  thread_local std::array<ParserSlot, 2> slots;
-  ParserSlot& slot = slots[array_root ? 1 : 0];
-  const bool oversized = slot.parser != nullptr &&
-                         slot.parser->capacity() > kParserRetainedBytesMax &&
-                         json_bytes <= kParserRetainedBytesMax;
-  if (slot.parser == nullptr || oversized) {
-    // simdjson counts a scalar inside N containers as depth N + 1.
-    const size_t depth_max = kJsonDepthMax + (array_root ? 2 : 1);
-    auto parser = std::make_unique<simdjson::dom::parser>();
-    if (parser->allocate(std::max(json_bytes, kParserInitialBytes), depth_max) !=
-        simdjson::SUCCESS) {
-      return nullptr;
-    }
-    slot.parser = std::move(parser);
-  }
-  return slot.parser.get();
-}
-
-Status ParseError(simdjson::error_code error) {
-  switch (error) {
-    case simdjson::DEPTH_ERROR:
-      return Status::ResourceExhausted("data: JSON nested more than " +
-                                       std::to_string(kJsonDepthMax) +
-                                       " levels deep in one record (kJsonDepthMax)");
-    case simdjson::UTF8_ERROR:
-      return Status::InvalidArgument("data: malformed JSON: invalid UTF-8");
-    case simdjson::CAPACITY:
-    case simdjson::MEMALLOC:
-      return Status::ResourceExhausted("data: JSON document too large to parse");
-    default:
-      return Status::InvalidArgument(std::string("data: malformed JSON: ") +
-                                     simdjson::error_message(error));
-  }
-}
-
 std::string TruncatedString(std::string_view text) {
   return std::string(Utf8Prefix(text, kStringValueBytesMax));
 }
@@ -104,19 +62,50 @@ Problem TimeOutOfRange(std::string_view field, bool too_early) {
 
 }  // namespace
 
-Result<element> ParseJson(std::string_view json) {
-  const std::string_view trimmed = TrimAsciiWhitespace(json);
-  const bool array_root = !trimmed.empty() && trimmed.front() == '[';
-  simdjson::dom::parser* parser = ThreadParser(array_root, json.size());
-  if (parser == nullptr) {
-    return Status::ResourceExhausted("data: out of memory for the JSON parser");
+Result<element> ParseWithParser(std::unique_ptr<simdjson::dom::parser>& parser, size_t depth_max,
+                                std::string_view json, const JsonErrorNames& names) {
+  const bool oversized = parser != nullptr && parser->capacity() > kParserRetainedBytesMax &&
+                         json.size() <= kParserRetainedBytesMax;
+  if (parser == nullptr || oversized) {
+    auto fresh = std::make_unique<simdjson::dom::parser>();
+    if (fresh->allocate(std::max(json.size(), kParserInitialBytes), depth_max) !=
+        simdjson::SUCCESS) {
+      parser.reset();
+      return Status::ResourceExhausted(std::string(names.field) +
+                                       ": out of memory for the JSON parser");
+    }
+    parser = std::move(fresh);
   }
   element root;
   const simdjson::error_code error = parser->parse(json.data(), json.size()).get(root);
-  if (error != simdjson::SUCCESS) {
-    return ParseError(error);
+  const std::string field(names.field);
+  switch (error) {
+    case simdjson::SUCCESS:
+      return root;
+    case simdjson::DEPTH_ERROR:
+      return Status::ResourceExhausted(
+          field + ": JSON nested more than " + std::to_string(kJsonDepthMax) + " levels deep" +
+          (names.record.empty() ? "" : " in one " + std::string(names.record)) +
+          " (kJsonDepthMax)");
+    case simdjson::UTF8_ERROR:
+      return Status::InvalidArgument(field + ": malformed JSON: invalid UTF-8");
+    case simdjson::CAPACITY:
+    case simdjson::MEMALLOC:
+      return Status::ResourceExhausted(field + ": JSON document too large to parse");
+    default:
+      return Status::InvalidArgument(field + ": malformed JSON: " +
+                                     simdjson::error_message(error));
   }
-  return root;
+}
+
+Result<element> ParseJson(std::string_view json) {
+  constexpr JsonErrorNames kNames{"data", "record"};
+  const std::string_view trimmed = TrimAsciiWhitespace(json);
+  // A batch array adds one level above its records.
+  if (!trimmed.empty() && trimmed.front() == '[') {
+    return ParseWithThreadParser<2>(json, kNames);
+  }
+  return ParseWithThreadParser<1>(json, kNames);
 }
 
 std::string NumberText(element number) {

@@ -8,11 +8,13 @@
 #include <simdjson.h>
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 
 #include "core/core.h"
+#include "ingest/ingest.h"
 
 namespace minpanel::ingest::internal {
 
@@ -21,6 +23,34 @@ namespace minpanel::ingest::internal {
 // array). Errors: InvalidArgument for malformed JSON or UTF-8,
 // ResourceExhausted for too deep a document.
 Result<simdjson::dom::element> ParseJson(std::string_view json);
+
+// What a decoder's JSON errors say: the field blamed ("body", "data", "p")
+// and what one record is called in the depth error ("event", "message";
+// empty: not named).
+struct JsonErrorNames {
+  std::string_view field;
+  std::string_view record;
+};
+
+// Parses `json` with `parser`, (re)allocated as needed: simdjson fixes the
+// depth limit at allocation, so `depth_max` is kJsonDepthMax plus the levels
+// of envelope above one record (simdjson counts a scalar inside N containers
+// as depth N + 1). A parser grown past 4 MiB is released before a smaller
+// document, so one huge batch does not pin its memory. Errors as ParseJson.
+Result<simdjson::dom::element> ParseWithParser(std::unique_ptr<simdjson::dom::parser>& parser,
+                                               size_t depth_max, std::string_view json,
+                                               const JsonErrorNames& names);
+
+// ParseWithParser with this thread's parser for `kEnvelopeLevels` and
+// `kSlot`: a document stays valid until its parser parses the next one, so a
+// decoder that parses a second document while the first is in use (a JSON
+// string inside a body) takes another slot.
+template <size_t kEnvelopeLevels, size_t kSlot = 0>
+Result<simdjson::dom::element> ParseWithThreadParser(std::string_view json,
+                                                     const JsonErrorNames& names) {
+  thread_local std::unique_ptr<simdjson::dom::parser> parser;
+  return ParseWithParser(parser, kJsonDepthMax + kEnvelopeLevels, json, names);
+}
 
 // Why one record is refused: the field at fault and the rule it broke.
 struct RecordProblem {

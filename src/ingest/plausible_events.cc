@@ -21,10 +21,6 @@ namespace {
 using simdjson::dom::element;
 using simdjson::dom::element_type;
 
-constexpr size_t kParserInitialBytes = 4 << 10;
-// The body is an object holding props or revenue objects: simdjson counts a
-// scalar inside N containers as depth N + 1.
-constexpr size_t kParserDepthMax = kJsonDepthMax + 1;
 constexpr std::string_view kLibrary = "plausible";
 constexpr std::string_view kWww = "www.";
 
@@ -34,44 +30,15 @@ constexpr int64_t kTabletWidthMax = 991;
 constexpr int64_t kLaptopWidthMax = 1439;
 
 // One parser for the body and one for `p` when it is a JSON string, which
-// is parsed while the body's document is still in use.
+// is parsed while the body's document is still in use. The body is an
+// object holding props or revenue objects: one level of envelope.
 enum class ParserSlot : size_t { kBody = 0, kProps = 1 };
 
-simdjson::dom::parser* ThreadParser(ParserSlot slot, size_t json_bytes) {
-  thread_local std::array<std::unique_ptr<simdjson::dom::parser>, 2> parsers;
-  std::unique_ptr<simdjson::dom::parser>& parser = parsers[static_cast<size_t>(slot)];
-  if (parser == nullptr || parser->capacity() < json_bytes) {
-    // Bodies are at most kPlausibleBodyBytesMax, so a parser never pins more.
-    auto fresh = std::make_unique<simdjson::dom::parser>();
-    if (fresh->allocate(std::max(json_bytes, kParserInitialBytes), kParserDepthMax) !=
-        simdjson::SUCCESS) {
-      return nullptr;
-    }
-    parser = std::move(fresh);
-  }
-  return parser.get();
-}
-
 Result<element> Parse(ParserSlot slot, std::string_view json, std::string_view field) {
-  simdjson::dom::parser* parser = ThreadParser(slot, json.size());
-  if (parser == nullptr) {
-    return Status::ResourceExhausted(std::string(field) + ": out of memory for the JSON parser");
+  if (slot == ParserSlot::kBody) {
+    return internal::ParseWithThreadParser<1, 0>(json, {field, ""});
   }
-  element root;
-  const simdjson::error_code error = parser->parse(json.data(), json.size()).get(root);
-  switch (error) {
-    case simdjson::SUCCESS:
-      return root;
-    case simdjson::DEPTH_ERROR:
-      return Status::ResourceExhausted(std::string(field) + ": JSON nested more than " +
-                                       std::to_string(kJsonDepthMax) +
-                                       " levels deep (kJsonDepthMax)");
-    case simdjson::UTF8_ERROR:
-      return Status::InvalidArgument(std::string(field) + ": malformed JSON: invalid UTF-8");
-    default:
-      return Status::InvalidArgument(std::string(field) +
-                                     ": malformed JSON: " + simdjson::error_message(error));
-  }
+  return internal::ParseWithThreadParser<1, 1>(json, {field, ""});
 }
 
 // One member of the body, and the spelling the client used for it.

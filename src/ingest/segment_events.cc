@@ -21,57 +21,15 @@ using internal::RecordProblem;
 using simdjson::dom::element;
 using simdjson::dom::element_type;
 
-// As in posthog_events.cc: a parser past this size is released before the
-// next smaller document, so one huge batch does not pin its memory.
-constexpr size_t kParserRetainedBytesMax = 4 << 20;
-constexpr size_t kParserInitialBytes = 64 << 10;
-// A message sits inside the envelope object and its batch array; simdjson
-// counts a scalar inside N containers as depth N + 1.
-constexpr size_t kParserDepthMax = kJsonDepthMax + 3;
 constexpr std::string_view kTimeRule = "must be an ISO-8601 time such as 2026-11-26T09:24:36.748Z";
 // The group a Segment group call names has no type: its id is stored under
 // this key (a group id the policy pseudonymises) and its traits go to the
 // group profile of this group key, so that the two join.
 constexpr std::string_view kGroupIdKey = "groupId";
 
-simdjson::dom::parser* ThreadParser(size_t json_bytes) {
-  thread_local std::unique_ptr<simdjson::dom::parser> parser;
-  const bool oversized = parser != nullptr && parser->capacity() > kParserRetainedBytesMax &&
-                         json_bytes <= kParserRetainedBytesMax;
-  if (parser == nullptr || oversized) {
-    auto fresh = std::make_unique<simdjson::dom::parser>();
-    if (fresh->allocate(std::max(json_bytes, kParserInitialBytes), kParserDepthMax) !=
-        simdjson::SUCCESS) {
-      return nullptr;
-    }
-    parser = std::move(fresh);
-  }
-  return parser.get();
-}
-
+// A message sits inside the envelope object and its batch array.
 Result<element> ParsePayload(std::string_view json) {
-  simdjson::dom::parser* parser = ThreadParser(json.size());
-  if (parser == nullptr) {
-    return Status::ResourceExhausted("body: out of memory for the JSON parser");
-  }
-  element root;
-  const simdjson::error_code error = parser->parse(json.data(), json.size()).get(root);
-  switch (error) {
-    case simdjson::SUCCESS:
-      return root;
-    case simdjson::DEPTH_ERROR:
-      return Status::ResourceExhausted("body: JSON nested more than " +
-                                       std::to_string(kJsonDepthMax) +
-                                       " levels deep in one message (kJsonDepthMax)");
-    case simdjson::UTF8_ERROR:
-      return Status::InvalidArgument("body: malformed JSON: invalid UTF-8");
-    case simdjson::CAPACITY:
-    case simdjson::MEMALLOC:
-      return Status::ResourceExhausted("body: JSON document too large to parse");
-    default:
-      return Status::InvalidArgument(std::string("body: malformed JSON: ") +
-                                     simdjson::error_message(error));
-  }
+  return internal::ParseWithThreadParser<3>(json, {"body", "message"});
 }
 
 bool IsNullOrAbsent(const std::optional<element>& value) {
