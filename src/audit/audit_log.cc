@@ -1,0 +1,262 @@
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "audit/audit.h"
+
+namespace minpanel::audit {
+namespace {
+
+constexpr uint32_t kFileMode = 0600;
+constexpr uint32_t kFolderMode = 0700;
+
+std::string FileHeader() {
+  std::string header(kFileMagic);
+  for (size_t byte_idx = 0; byte_idx < 4; ++byte_idx) {
+    header.push_back(static_cast<char>((kFileVersion >> (8 * byte_idx)) & 0xff));
+  }
+  header.append(4, '\0');
+  return header;
+}
+
+std::string Frame(std::string_view payload, const std::array<uint8_t, kHashBytes>& hash) {
+  std::string frame;
+  frame.reserve(payload.size() + kRecordFrameBytes);
+  const auto length = static_cast<uint32_t>(payload.size());
+  for (size_t byte_idx = 0; byte_idx < 4; ++byte_idx) {
+    frame.push_back(static_cast<char>((length >> (8 * byte_idx)) & 0xff));
+  }
+  frame.append(payload);
+  frame.append(reinterpret_cast<const char*>(hash.data()), hash.size());
+  return frame;
+}
+
+}  // namespace
+
+AuditLog::AuditLog(std::string folder, std::shared_ptr<FileSystem> file_system,
+                   std::shared_ptr<Clock> clock, Options options, int lock_fd)
+    : folder_(std::move(folder)),
+      file_system_(std::move(file_system)),
+      clock_(std::move(clock)),
+      options_(options),
+      lock_fd_(lock_fd) {}
+
+AuditLog::~AuditLog() {
+  (void)Close();
+  if (lock_fd_ >= 0) {
+    ::close(lock_fd_);
+  }
+}
+
+Result<std::unique_ptr<AuditLog>> AuditLog::Open(std::string folder,
+                                                 std::shared_ptr<FileSystem> file_system,
+                                                 std::shared_ptr<Clock> clock, Options options) {
+  MP_RETURN_IF_ERROR(file_system->CreateDirectories(folder + "/subjects", kFolderMode));
+  const std::string lock_path = folder + "/LOCK";
+  const int lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, kFileMode);
+  if (lock_fd < 0) {
+    return Status::IoError("cannot open " + lock_path);
+  }
+  if (::flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    ::close(lock_fd);
+    return Status::Unavailable("audit log " + folder + ": another process holds it");
+  }
+  std::unique_ptr<AuditLog> log(
+      new AuditLog(folder, file_system, std::move(clock), options, lock_fd));
+  const std::string path = folder + "/log";
+  std::string bytes;
+  if (file_system->Exists(path)) {
+    MP_ASSIGN_OR_RETURN(bytes, file_system->ReadFile(path));
+  }
+  std::string anchors_text;
+  if (file_system->Exists(folder + "/anchors")) {
+    MP_ASSIGN_OR_RETURN(anchors_text, file_system->ReadFile(folder + "/anchors"));
+  }
+  const VerifyReport report = VerifyBytes(bytes, anchors_text);
+  if (!report.ok) {
+    return Status::Corruption("audit log " + path + ": " + report.problem +
+                              "; run `minpanel audit verify`");
+  }
+  const Decoded decoded = DecodeLog(bytes);
+  uint64_t torn_bytes = 0;
+  if (bytes.size() > decoded.end_offset && decoded.end_offset > 0) {
+    // An append a crash interrupted, never acknowledged: kept aside as
+    // evidence, then cut off, and the cut recorded in the chain.
+    torn_bytes = bytes.size() - decoded.end_offset;
+    const std::string kept = folder + "/torn-" + std::to_string(decoded.end_offset);
+    MP_RETURN_IF_ERROR(file_system->WriteFileAtomically(
+        kept, std::string_view(bytes).substr(decoded.end_offset), kFileMode));
+    MP_RETURN_IF_ERROR(file_system->Truncate(path, decoded.end_offset));
+  }
+  MP_ASSIGN_OR_RETURN(log->file_, file_system->OpenAppendable(path, kFileMode));
+  MP_ASSIGN_OR_RETURN(log->anchors_, file_system->OpenAppendable(folder + "/anchors", kFileMode));
+  if (decoded.end_offset == 0) {
+    // New, or a header a crash cut short (VerifyBytes refused anything else).
+    if (!bytes.empty()) {
+      MP_RETURN_IF_ERROR(file_system->Truncate(path, 0));
+    }
+    MP_RETURN_IF_ERROR(log->file_->Append(FileHeader()));
+    MP_RETURN_IF_ERROR(log->file_->Sync());
+    MP_RETURN_IF_ERROR(file_system->SyncDirectory(folder));
+  }
+  if (!anchors_text.empty() && anchors_text.back() != '\n') {
+    MP_RETURN_IF_ERROR(log->anchors_->Append("\n"));  // after a torn anchor line
+  }
+  log->head_ = decoded.head;
+  log->next_seq_ = decoded.entries.size() + 1;
+  log->durable_seq_ = decoded.entries.size();
+  log->anchored_seq_ = decoded.entries.size();
+  MP_ASSIGN_OR_RETURN(const auto subjects, file_system->ListDirectory(folder + "/subjects"));
+  log->subjects_files_ = subjects.size();
+  if (torn_bytes > 0) {
+    AuditEntry cut;
+    cut.key = "local";
+    cut.act = "log.torn_tail";
+    cut.route = "open";
+    cut.bytes = torn_bytes;
+    cut.target = "torn-" + std::to_string(decoded.end_offset);
+    MP_RETURN_IF_ERROR(log->Append(std::move(cut)).status());
+  }
+  return log;
+}
+
+Result<uint64_t> AuditLog::Append(AuditEntry entry) {
+  std::unique_lock lock(mutex_);
+  if (!failed_.ok()) {
+    return Status::Unavailable("audit log: failed earlier (" + failed_.message() +
+                               "); no read is answered without its record");
+  }
+  if (closed_) {
+    return Status::Unavailable("audit log: closed");
+  }
+  entry.seq = next_seq_;
+  entry.time_ms = clock_->NowMs();
+  const std::string payload = EncodeEntry(entry);
+  if (payload.size() > kRecordBytesMax) {
+    return Status::ResourceExhausted("audit record: " + std::to_string(payload.size()) +
+                                     " bytes, over kRecordBytesMax (" +
+                                     std::to_string(kRecordBytesMax) + ")");
+  }
+  ++next_seq_;
+  const uint64_t seq = entry.seq;
+  head_ = ChainHash(head_, payload);
+  pending_ += Frame(payload, head_);
+  // Group commit: the first waiter writes and syncs everything pending;
+  // the others wait for it.
+  while (durable_seq_ < seq) {
+    if (!failed_.ok()) {
+      return Status::Unavailable("audit log: " + failed_.message());
+    }
+    if (writing_) {
+      written_.wait(lock);
+      continue;
+    }
+    writing_ = true;
+    std::string batch = std::move(pending_);
+    pending_.clear();
+    const uint64_t last = next_seq_ - 1;
+    lock.unlock();
+    Status status = file_->Append(batch);
+    if (status.ok()) {
+      status = file_->Sync();
+    }
+    lock.lock();
+    writing_ = false;
+    if (!status.ok()) {
+      failed_ = status;
+    } else {
+      durable_seq_ = last;
+      if (durable_seq_ >= anchored_seq_ + options_.anchor_interval) {
+        const Status anchored = WriteAnchorLocked();
+        if (!anchored.ok()) {
+          failed_ = anchored;
+        }
+      }
+    }
+    written_.notify_all();
+  }
+  return seq;
+}
+
+Status AuditLog::WriteAnchorLocked() {
+  // head_ covers every record queued; anchor only what is durable, so the
+  // anchor is written with the hash of durable_seq_, which is head_ when
+  // nothing else is pending.
+  if (!pending_.empty() || durable_seq_ == anchored_seq_) {
+    return Status::Ok();
+  }
+  const std::string line = std::to_string(durable_seq_) + " " + HexOf(head_) + " " +
+                           std::to_string(clock_->NowMs()) + "\n";
+  MP_RETURN_IF_ERROR(anchors_->Append(line));
+  MP_RETURN_IF_ERROR(anchors_->Sync());
+  anchored_seq_ = durable_seq_;
+  return Status::Ok();
+}
+
+Status AuditLog::WriteSubjects(const std::vector<std::string>& pseudonyms, AuditEntry* entry) {
+  std::vector<std::string> sorted = pseudonyms;
+  std::sort(sorted.begin(), sorted.end());
+  sorted.erase(std::unique(sorted.begin(), sorted.end()), sorted.end());
+  std::string text;
+  for (const std::string& pseudonym : sorted) {
+    text += pseudonym;
+    text += '\n';
+  }
+  uint64_t number = 0;
+  {
+    std::lock_guard lock(mutex_);
+    number = ++subjects_files_;
+  }
+  const std::string name = "subjects/" + std::to_string(clock_->NowMs()) + "-" +
+                           std::to_string(number) + ".txt";
+  MP_RETURN_IF_ERROR(file_system_->WriteFileAtomically(folder_ + "/" + name, text, kFileMode));
+  entry->subjects = sorted.size();
+  entry->subjects_file = name;
+  entry->subjects_sha256 = Sha256Hex(text);
+  return Status::Ok();
+}
+
+Result<std::vector<AuditEntry>> AuditLog::Show(const Filter& filter) {
+  MP_ASSIGN_OR_RETURN(const std::string bytes, file_system_->ReadFile(folder_ + "/log"));
+  Decoded decoded = DecodeLog(bytes);
+  std::vector<AuditEntry> matching;
+  const size_t limit = std::min(filter.limit, kShowRecordsMax);
+  for (auto entry = decoded.entries.rbegin(); entry != decoded.entries.rend(); ++entry) {
+    if (matching.size() >= limit) {
+      break;
+    }
+    if (Matches(filter, *entry)) {
+      matching.push_back(std::move(*entry));
+    }
+  }
+  std::reverse(matching.begin(), matching.end());
+  return matching;
+}
+
+Status AuditLog::Close() {
+  std::unique_lock lock(mutex_);
+  while (writing_) {
+    written_.wait(lock);
+  }
+  if (closed_) {
+    return Status::Ok();
+  }
+  closed_ = true;
+  Status status = failed_;
+  if (status.ok()) {
+    status = WriteAnchorLocked();
+  }
+  if (file_ == nullptr || anchors_ == nullptr) {
+    return status;
+  }
+  const Status file_closed = file_->Close();
+  const Status anchors_closed = anchors_->Close();
+  if (status.ok()) {
+    status = file_closed.ok() ? anchors_closed : file_closed;
+  }
+  return status;
+}
+
+}  // namespace minpanel::audit

@@ -1,0 +1,335 @@
+// The audit record's payload (JSON) and the chain hash;
+// docs/formats/audit.md.
+#include <sodium.h>
+#include <simdjson.h>
+
+#include <charconv>
+#include <cstring>
+
+#include "audit/audit.h"
+
+namespace minpanel::audit {
+namespace {
+
+void AppendJsonString(std::string_view text, std::string* out) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out->push_back('"');
+  for (const char c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out->push_back('\\');
+      out->push_back(c);
+    } else if (byte < 0x20) {
+      out->append("\\u00");
+      out->push_back(kHex[byte >> 4]);
+      out->push_back(kHex[byte & 0xf]);
+    } else {
+      out->push_back(c);
+    }
+  }
+  out->push_back('"');
+}
+
+void AppendField(std::string_view name, std::string_view value, std::string* out) {
+  out->append(",\"");
+  out->append(name);
+  out->append("\":");
+  AppendJsonString(value, out);
+}
+
+void AppendNumber(std::string_view name, uint64_t value, std::string* out) {
+  out->append(",\"");
+  out->append(name);
+  out->append("\":");
+  out->append(std::to_string(value));
+}
+
+void AppendList(std::string_view name, const std::vector<std::string>& values, std::string* out) {
+  out->append(",\"");
+  out->append(name);
+  out->append("\":[");
+  for (size_t value_idx = 0; value_idx < values.size(); ++value_idx) {
+    if (value_idx > 0) {
+      out->push_back(',');
+    }
+    AppendJsonString(values[value_idx], out);
+  }
+  out->push_back(']');
+}
+
+Status StringList(simdjson::dom::element root, const char* name, std::vector<std::string>* out) {
+  simdjson::dom::array array;
+  if (root[name].get(array)) {
+    return Status::Corruption(std::string("audit record: '") + name + "' is not a list");
+  }
+  if (array.size() > kRecordListItemsMax) {
+    return Status::Corruption(std::string("audit record: '") + name + "' is over " +
+                              std::to_string(kRecordListItemsMax) + " items");
+  }
+  for (simdjson::dom::element item : array) {
+    std::string_view text;
+    if (item.get(text)) {
+      return Status::Corruption(std::string("audit record: '") + name +
+                                "' holds a non-string");
+    }
+    out->emplace_back(text);
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+std::string Sha256Hex(std::string_view text) {
+  std::array<uint8_t, kHashBytes> digest{};
+  crypto_hash_sha256(digest.data(), reinterpret_cast<const uint8_t*>(text.data()), text.size());
+  return HexOf(digest);
+}
+
+std::string HexOf(const std::array<uint8_t, kHashBytes>& hash) {
+  std::string hex(kHashBytes * 2 + 1, '\0');
+  sodium_bin2hex(hex.data(), hex.size(), hash.data(), hash.size());
+  hex.pop_back();
+  return hex;
+}
+
+std::array<uint8_t, kHashBytes> ChainHash(const std::array<uint8_t, kHashBytes>& previous,
+                                          std::string_view payload) {
+  crypto_hash_sha256_state state;
+  crypto_hash_sha256_init(&state);
+  crypto_hash_sha256_update(&state, previous.data(), previous.size());
+  const auto length = static_cast<uint32_t>(payload.size());
+  const uint8_t length_bytes[4] = {static_cast<uint8_t>(length), static_cast<uint8_t>(length >> 8),
+                                   static_cast<uint8_t>(length >> 16),
+                                   static_cast<uint8_t>(length >> 24)};
+  crypto_hash_sha256_update(&state, length_bytes, sizeof(length_bytes));
+  crypto_hash_sha256_update(&state, reinterpret_cast<const uint8_t*>(payload.data()),
+                            payload.size());
+  std::array<uint8_t, kHashBytes> hash{};
+  crypto_hash_sha256_final(&state, hash.data());
+  return hash;
+}
+
+std::string EncodeEntry(const AuditEntry& entry) {
+  std::string out = "{\"seq\":" + std::to_string(entry.seq) +
+                    ",\"time_ms\":" + std::to_string(entry.time_ms);
+  AppendField("key", entry.key, &out);
+  AppendField("act", entry.act, &out);
+  AppendField("route", entry.route, &out);
+  out.append(",\"projects\":[");
+  for (size_t project_idx = 0; project_idx < entry.projects.size(); ++project_idx) {
+    out.append(project_idx == 0 ? "" : ",");
+    out.append(std::to_string(entry.projects[project_idx]));
+  }
+  out.push_back(']');
+  AppendField("params_sha256", entry.params_sha256, &out);
+  AppendList("events", entry.events, &out);
+  AppendList("properties", entry.properties, &out);
+  AppendNumber("rows", entry.rows, &out);
+  AppendNumber("subjects", entry.subjects, &out);
+  AppendNumber("bytes", entry.bytes, &out);
+  AppendField("subjects_file", entry.subjects_file, &out);
+  AppendField("subjects_sha256", entry.subjects_sha256, &out);
+  AppendField("target", entry.target, &out);
+  AppendField("outcome", entry.outcome, &out);
+  out.push_back('}');
+  return out;
+}
+
+Result<AuditEntry> DecodeEntry(std::string_view payload) {
+  if (payload.size() > kRecordBytesMax) {
+    return Status::Corruption("audit record: over " + std::to_string(kRecordBytesMax) + " bytes");
+  }
+  simdjson::dom::parser parser;
+  simdjson::dom::element root;
+  if (parser.parse(payload.data(), payload.size()).get(root)) {
+    return Status::Corruption("audit record: not JSON");
+  }
+  AuditEntry entry;
+  std::string_view key, act, route, params, subjects_file, subjects_sha256, target, outcome;
+  int64_t time_ms = 0;
+  simdjson::dom::array projects;
+  if (root["seq"].get(entry.seq) || root["time_ms"].get(time_ms) || root["key"].get(key) ||
+      root["act"].get(act) || root["route"].get(route) || root["projects"].get(projects) ||
+      root["params_sha256"].get(params) || root["rows"].get(entry.rows) ||
+      root["subjects"].get(entry.subjects) || root["bytes"].get(entry.bytes) ||
+      root["subjects_file"].get(subjects_file) || root["subjects_sha256"].get(subjects_sha256) ||
+      root["target"].get(target) || root["outcome"].get(outcome)) {
+    return Status::Corruption("audit record: a field is missing or has a wrong type");
+  }
+  if (projects.size() > kRecordListItemsMax) {
+    return Status::Corruption("audit record: 'projects' is over the limit");
+  }
+  for (simdjson::dom::element project : projects) {
+    uint64_t id = 0;
+    if (project.get(id) || id > UINT32_MAX) {
+      return Status::Corruption("audit record: a project is not a project id");
+    }
+    entry.projects.push_back(static_cast<uint32_t>(id));
+  }
+  MP_RETURN_IF_ERROR(StringList(root, "events", &entry.events));
+  MP_RETURN_IF_ERROR(StringList(root, "properties", &entry.properties));
+  entry.time_ms = time_ms;
+  entry.key = key;
+  entry.act = act;
+  entry.route = route;
+  entry.params_sha256 = params;
+  entry.subjects_file = subjects_file;
+  entry.subjects_sha256 = subjects_sha256;
+  entry.target = target;
+  entry.outcome = outcome;
+  return entry;
+}
+
+namespace {
+
+uint32_t ReadU32(std::string_view bytes, size_t offset) {
+  uint32_t value = 0;
+  for (size_t byte_idx = 0; byte_idx < 4; ++byte_idx) {
+    value |= static_cast<uint32_t>(static_cast<uint8_t>(bytes[offset + byte_idx])) << (8 * byte_idx);
+  }
+  return value;
+}
+
+}  // namespace
+
+Decoded DecodeLog(std::string_view log_bytes) {
+  Decoded decoded;
+  if (log_bytes.size() < kFileHeaderBytes) {
+    decoded.broken = !log_bytes.empty() && log_bytes != kFileMagic.substr(0, log_bytes.size());
+    return decoded;
+  }
+  if (log_bytes.substr(0, kFileMagic.size()) != kFileMagic ||
+      ReadU32(log_bytes, kFileMagic.size()) > kFileVersion) {
+    decoded.broken = true;
+    return decoded;
+  }
+  size_t offset = kFileHeaderBytes;
+  decoded.end_offset = offset;
+  while (offset < log_bytes.size()) {
+    if (log_bytes.size() - offset < 4) {
+      return decoded;  // torn tail
+    }
+    const uint32_t length = ReadU32(log_bytes, offset);
+    if (length > kRecordBytesMax) {
+      decoded.broken = true;
+      return decoded;
+    }
+    if (log_bytes.size() - offset - 4 < static_cast<uint64_t>(length) + kHashBytes) {
+      return decoded;  // torn tail
+    }
+    const std::string_view payload = log_bytes.substr(offset + 4, length);
+    const std::array<uint8_t, kHashBytes> hash = ChainHash(decoded.head, payload);
+    if (std::memcmp(hash.data(), log_bytes.data() + offset + 4 + length, kHashBytes) != 0) {
+      decoded.broken = true;
+      return decoded;
+    }
+    auto entry = DecodeEntry(payload);
+    if (!entry.ok() || entry->seq != decoded.entries.size() + 1) {
+      decoded.broken = true;
+      return decoded;
+    }
+    decoded.entries.push_back(std::move(entry).value());
+    decoded.head = hash;
+    offset += 4 + length + kHashBytes;
+    decoded.end_offset = offset;
+  }
+  return decoded;
+}
+
+VerifyReport VerifyBytes(std::string_view log_bytes, std::string_view anchors_text) {
+  VerifyReport report;
+  const Decoded decoded = DecodeLog(log_bytes);
+  report.records = decoded.entries.size();
+  report.head_hash_hex = HexOf(decoded.head);
+  const uint64_t next = decoded.entries.size() + 1;
+  if (log_bytes.size() >= kFileHeaderBytes || decoded.broken) {
+    if (decoded.broken && decoded.end_offset == 0) {
+      report.problem = "the log does not start with the audit log header (" +
+                       std::string(kFileMagic) + ", version <= " + std::to_string(kFileVersion) +
+                       ")";
+      return report;
+    }
+  }
+  if (decoded.broken) {
+    report.problem = "record " + std::to_string(next) + " (at byte " +
+                     std::to_string(decoded.end_offset) +
+                     ") is broken: its hash, sequence number or contents do not follow record " +
+                     std::to_string(next - 1) +
+                     " (edited, dropped, inserted or reordered records)";
+    return report;
+  }
+  report.torn_tail_bytes = log_bytes.size() > decoded.end_offset && decoded.end_offset > 0
+                               ? log_bytes.size() - decoded.end_offset
+                               : 0;
+  // Hashes of every position, for the anchors.
+  std::vector<std::array<uint8_t, kHashBytes>> hashes;
+  hashes.reserve(decoded.entries.size());
+  {
+    std::array<uint8_t, kHashBytes> head{};
+    size_t offset = kFileHeaderBytes;
+    for (size_t record_idx = 0; record_idx < decoded.entries.size(); ++record_idx) {
+      const uint32_t length = ReadU32(log_bytes, offset);
+      head = ChainHash(head, log_bytes.substr(offset + 4, length));
+      hashes.push_back(head);
+      offset += 4 + length + kHashBytes;
+    }
+  }
+  size_t line_start = 0;
+  uint64_t line_number = 0;
+  while (line_start < anchors_text.size()) {
+    size_t line_end = anchors_text.find('\n', line_start);
+    if (line_end == std::string_view::npos) {
+      break;  // a torn last anchor line: written by a crashed process
+    }
+    const std::string_view line = anchors_text.substr(line_start, line_end - line_start);
+    line_start = line_end + 1;
+    ++line_number;
+    uint64_t seq = 0;
+    const auto parsed = std::from_chars(line.data(), line.data() + line.size(), seq);
+    const size_t space = line.find(' ');
+    if (parsed.ec != std::errc() || space == std::string_view::npos ||
+        line.size() < space + 1 + kHashBytes * 2) {
+      report.problem = "anchors line " + std::to_string(line_number) + " is malformed";
+      return report;
+    }
+    const std::string_view hash_hex = line.substr(space + 1, kHashBytes * 2);
+    if (seq == 0) {
+      continue;  // an anchor of an empty log
+    }
+    if (seq > hashes.size()) {
+      report.problem = "anchor " + std::to_string(line_number) + " names record " +
+                       std::to_string(seq) + " but the log ends at record " +
+                       std::to_string(hashes.size()) + " (truncated or records dropped)";
+      return report;
+    }
+    if (HexOf(hashes[seq - 1]) != hash_hex) {
+      report.problem = "anchor " + std::to_string(line_number) + ": record " +
+                       std::to_string(seq) +
+                       "'s chain hash differs from the anchored one (the chain was rewritten)";
+      return report;
+    }
+    ++report.anchors;
+  }
+  report.ok = true;
+  return report;
+}
+
+bool Matches(const Filter& filter, const AuditEntry& entry) {
+  if (!filter.key.empty() && entry.key != filter.key) {
+    return false;
+  }
+  if (!filter.act.empty() && !entry.act.starts_with(filter.act)) {
+    return false;
+  }
+  if (!filter.route.empty() && entry.route != filter.route) {
+    return false;
+  }
+  if (filter.project.has_value() &&
+      std::find(entry.projects.begin(), entry.projects.end(), *filter.project) ==
+          entry.projects.end()) {
+    return false;
+  }
+  return entry.time_ms >= filter.from_ms && entry.time_ms < filter.to_ms;
+}
+
+}  // namespace minpanel::audit
