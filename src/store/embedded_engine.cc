@@ -36,6 +36,7 @@
 #include "store/manifest.h"
 #include "store/mix.h"
 #include "store/segment.h"
+#include "store/segment_merge.h"
 #include "store/store.h"
 #include "store/wal_format.h"
 
@@ -341,6 +342,15 @@ class EmbeddedEngine final : public Engine {
   Status FlushImmutable();
   Status WritePartition(uint32_t project_id, int64_t day, std::span<const Event> events,
                         ManifestSegment* entry);
+  // Names a new segment file of the partition in `entry` (creating the
+  // project's folder if needed).
+  Status NewPartitionEntry(uint32_t project_id, int64_t day, ManifestSegment* entry);
+  // Merges `inputs` (views) into a new segment of the partition with
+  // MergeSegmentsToFile and opens it; `*reader` stays null when no input row
+  // is visible (then no file is written).
+  Status MergePartition(uint32_t project_id, int64_t day,
+                        std::span<const std::shared_ptr<const SegmentReader>> inputs,
+                        ManifestSegment* entry, std::unique_ptr<SegmentReader>* reader);
   Status CreateLogFile(uint64_t number);
   Status OpenLastLogFile(uint64_t number, uint64_t durable_bytes, bool has_profile_updates);
   Status LoadRecentInsertIds();
@@ -1859,42 +1869,33 @@ Status EmbeddedEngine::MergeSegments(const std::vector<size_t>& inputs, Manifest
   if (readers.size() != inputs.size()) {
     return Status::Corruption("compaction: a manifest segment has no open reader");
   }
-  std::vector<Event> events;
-  std::vector<Event> block_events;
   int64_t flushed_at_ms = INT64_MIN;
   LogPosition log_end;
   uint64_t hidden_rows = 0;  // left out: the merge is their physical removal
   for (size_t input_idx = 0; input_idx < readers.size(); ++input_idx) {
     const SegmentReader& input = *readers[input_idx];
-    for (size_t block_idx = 0; block_idx < input.block_count(); ++block_idx) {
-      MP_RETURN_IF_ERROR(input.ReadEvents(block_idx, &block_events));
-      events.insert(events.end(), block_events.begin(), block_events.end());
-    }
     flushed_at_ms = std::max(flushed_at_ms, manifest_.segments[inputs[input_idx]].flushed_at_ms);
     hidden_rows += manifest_.segments[inputs[input_idx]].row_count - input.summary().row_count;
     log_end = std::max(log_end, manifest_.segments[inputs[input_idx]].log_end);
   }
+  // Streaming, block by block (segment_merge.h): the merge holds a block of
+  // each input and one output block, not the inputs' rows.
+  const ManifestSegment& first = manifest_.segments[inputs.front()];
+  std::unique_ptr<SegmentReader> opened;
+  MP_RETURN_IF_ERROR(MergePartition(
+      first.project_id, UtcDay(readers.front()->summary().time_min_ms), readers, output, &opened));
   {
     std::lock_guard lock(data_mutex_);
     data_stats_.purge_rows_removed += hidden_rows;
   }
-  if (events.empty()) {
+  if (opened == nullptr) {
     reader->reset();  // every input row was erased: the inputs go, nothing replaces them
     return Status::Ok();
   }
-  const ManifestSegment& first = manifest_.segments[inputs.front()];
-  MP_RETURN_IF_ERROR(WritePartition(first.project_id, UtcDay(events.front().time_ms), events, output));
   output->log_end = log_end;
   // The inputs' flush time, not now: de-duplication after a restart errs on
   // remembering longer either way, and retention keys on the events' times.
   output->flushed_at_ms = flushed_at_ms;
-  MP_ASSIGN_OR_RETURN(std::unique_ptr<SegmentReader> opened,
-                      OpenSegment(*file_system_, segments_folder_ + "/" + output->path));
-  if (opened->summary().row_count != events.size()) {
-    return Status::Corruption(output->path + ": compaction wrote " +
-                              std::to_string(opened->summary().row_count) + " rows of " +
-                              std::to_string(events.size()));
-  }
   *reader = std::move(opened);
   return Status::Ok();
 }
@@ -1955,8 +1956,6 @@ Result<bool> EmbeddedEngine::RewriteHidden(const DeletionState& state) {
   std::vector<Rewrite> rewrites;
   uint64_t rows_read = 0;
   bool more = false;
-  std::vector<Event> events;
-  std::vector<Event> block_events;
   for (const ManifestSegment& entry : manifest_.segments) {
     const ProjectDeletions* deletions = state.Find(entry.project_id);
     if (deletions == nullptr) {
@@ -1981,28 +1980,19 @@ Result<bool> EmbeddedEngine::RewriteHidden(const DeletionState& state) {
     rows_read += entry.row_count;
     const std::shared_ptr<const SegmentReader> view =
         SegmentReader::WithHiddenRows(segment->reader, std::move(hidden));
-    events.clear();
-    for (size_t block_idx = 0; block_idx < view->block_count(); ++block_idx) {
-      MP_RETURN_IF_ERROR(view->ReadEvents(block_idx, &block_events));
-      std::move(block_events.begin(), block_events.end(), std::back_inserter(events));
-    }
     Rewrite rewrite;
     rewrite.old_path = entry.path;
     rewrite.project_id = entry.project_id;
     rewrite.rows_removed = hidden_count;
-    if (!events.empty()) {
-      ManifestSegment output;
-      MP_RETURN_IF_ERROR(
-          WritePartition(entry.project_id, UtcDay(events.front().time_ms), events, &output));
+    // The same streaming merge as compaction, over one input.
+    ManifestSegment output;
+    std::unique_ptr<SegmentReader> opened;
+    const std::shared_ptr<const SegmentReader> views[] = {view};
+    MP_RETURN_IF_ERROR(MergePartition(entry.project_id, UtcDay(view->summary().time_min_ms), views,
+                                      &output, &opened));
+    if (opened != nullptr) {
       output.log_end = entry.log_end;
       output.flushed_at_ms = entry.flushed_at_ms;
-      MP_ASSIGN_OR_RETURN(std::unique_ptr<SegmentReader> opened,
-                          OpenSegment(*file_system_, segments_folder_ + "/" + output.path));
-      if (opened->summary().row_count != events.size()) {
-        return Status::Corruption(output.path + ": purge wrote " +
-                                  std::to_string(opened->summary().row_count) + " rows of " +
-                                  std::to_string(events.size()));
-      }
       rewrite.reader = std::move(opened);
       rewrite.output = std::move(output);
     }
@@ -2264,8 +2254,7 @@ void EmbeddedEngine::TrimLog(const LogPosition& position) {
   data_stats_.log_files_trimmed += removed.size();
 }
 
-Status EmbeddedEngine::WritePartition(uint32_t project_id, int64_t day,
-                                      std::span<const Event> events, ManifestSegment* entry) {
+Status EmbeddedEngine::NewPartitionEntry(uint32_t project_id, int64_t day, ManifestSegment* entry) {
   const std::string project_folder = segments_folder_ + "/" + std::to_string(project_id);
   if (!file_system_->Exists(project_folder)) {
     MP_RETURN_IF_ERROR(file_system_->CreateDirectories(project_folder, kFolderMode));
@@ -2277,13 +2266,44 @@ Status EmbeddedEngine::WritePartition(uint32_t project_id, int64_t day,
   }
   entry->project_id = project_id;
   entry->path = std::to_string(project_id) + "/" + UtcDayName(day) + "-" + number + ".seg";
-  entry->row_count = events.size();
   entry->flushed_at_ms = options_.clock->NowMs();
+  return Status::Ok();
+}
+
+Status EmbeddedEngine::WritePartition(uint32_t project_id, int64_t day,
+                                      std::span<const Event> events, ManifestSegment* entry) {
+  MP_RETURN_IF_ERROR(NewPartitionEntry(project_id, day, entry));
+  entry->row_count = events.size();
   SegmentWriteOptions options;
   options.project_id = project_id;
   MP_ASSIGN_OR_RETURN(const std::string image, EncodeSegment(events, options));
   entry->file_bytes = image.size();
   return WriteSegmentImage(*file_system_, segments_folder_ + "/" + entry->path, image);
+}
+
+Status EmbeddedEngine::MergePartition(uint32_t project_id, int64_t day,
+                                      std::span<const std::shared_ptr<const SegmentReader>> inputs,
+                                      ManifestSegment* entry,
+                                      std::unique_ptr<SegmentReader>* reader) {
+  reader->reset();
+  MP_RETURN_IF_ERROR(NewPartitionEntry(project_id, day, entry));
+  SegmentWriteOptions options;
+  options.project_id = project_id;
+  const std::string path = segments_folder_ + "/" + entry->path;
+  MP_ASSIGN_OR_RETURN(const MergeResult merged,
+                      MergeSegmentsToFile(*file_system_, path, inputs, options));
+  if (merged.row_count == 0) {
+    return Status::Ok();
+  }
+  entry->row_count = merged.row_count;
+  entry->file_bytes = merged.file_bytes;
+  MP_ASSIGN_OR_RETURN(*reader, OpenSegment(*file_system_, path));
+  if ((*reader)->summary().row_count != merged.row_count) {
+    return Status::Corruption(entry->path + ": the merge wrote " +
+                              std::to_string((*reader)->summary().row_count) + " rows of " +
+                              std::to_string(merged.row_count));
+  }
+  return Status::Ok();
 }
 
 Status EmbeddedEngine::ScanProfiles(uint32_t project_id,
