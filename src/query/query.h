@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "core/core.h"
+#include "query/identity.h"
 #include "store/segment.h"
 #include "store/store.h"
 
@@ -34,8 +35,8 @@ inline constexpr size_t kExportSubjectsThreads = 2;
 
 struct ExportRequest {
   uint32_t project_id = 0;
-  int64_t from_ms = 0;  // inclusive
-  int64_t to_ms = 0;    // exclusive
+  int64_t from_ms = 0;                   // inclusive
+  int64_t to_ms = 0;                     // exclusive
   std::vector<std::string> event_names;  // empty: every event
   std::optional<Id128> subject;
   // Only these subjects (any order, duplicates allowed; at most
@@ -94,12 +95,13 @@ inline constexpr size_t kBreakdownPropertiesMax = 2;
 inline constexpr size_t kBreakdownLimitMax = 200;  // top-N values before "other"
 inline constexpr size_t kBreakdownLimitDefault = 10;
 inline constexpr size_t kFilterConditionsMax = 64;  // conditions and groups, per selector
-inline constexpr size_t kFilterDepthMax = 4;         // nesting of and/or groups
-inline constexpr size_t kFilterValuesMax = 1000;     // values of one in/not_in
+inline constexpr size_t kFilterDepthMax = 4;        // nesting of and/or groups
+inline constexpr size_t kFilterValuesMax = 1000;    // values of one in/not_in
 inline constexpr size_t kPropertyNameBytesMax = 255;
 inline constexpr size_t kEventNameBytesMax = 255;
 inline constexpr size_t kFilterValueBytesMax = 1024;
-inline constexpr int64_t kQueryRangeDaysMax = 3660;  // also the furthest a relative time reaches back
+inline constexpr int64_t kQueryRangeDaysMax =
+    3660;  // also the furthest a relative time reaches back
 inline constexpr size_t kSegmentationBucketsMax = 10000;
 inline constexpr uint32_t kQueryThreadsMax = 16;
 // Memory bounds on one query's tallies (ResourceExhausted when exceeded): the
@@ -150,9 +152,9 @@ std::string_view FilterOpName(FilterOp op);
 struct Filter {
   enum class Kind : uint8_t { kCondition, kAnd, kOr };
   Kind kind = Kind::kAnd;
-  std::string property;       // kCondition
-  FilterOp op = FilterOp::kEq;  // kCondition
-  std::vector<Value> values;  // kCondition: null, bool, int, double or string
+  std::string property;          // kCondition
+  FilterOp op = FilterOp::kEq;   // kCondition
+  std::vector<Value> values;     // kCondition: null, bool, int, double or string
   std::vector<Filter> children;  // kAnd, kOr
 };
 
@@ -174,7 +176,7 @@ struct TimeSpec {
   Relative relative = Relative::kNone;
   int64_t relative_count = 0;  // minutes, hours or days back
   bool local = false;
-  int64_t utc_ms = 0;  // !local
+  int64_t utc_ms = 0;   // !local
   int32_t year = 1970;  // local: wall-clock fields
   uint32_t month = 1;
   uint32_t day = 1;
@@ -197,14 +199,14 @@ struct FunnelExclusion {
 
 struct QuerySpec {
   QueryKind kind = QueryKind::kSegmentation;
-  TimeSpec from;  // inclusive
-  TimeSpec to;    // exclusive
+  TimeSpec from;          // inclusive
+  TimeSpec to;            // exclusive
   std::string time_zone;  // empty: the project's (QueryContext::time_zone)
   Breakdown breakdown;
   // Segmentation.
   std::vector<EventSelector> events;
   Measure measure = Measure::kTotal;
-  std::string measure_property;  // kSum .. kP90
+  std::string measure_property;    // kSum .. kP90
   TimeUnit unit = TimeUnit::kDay;  // segmentation and retention
   // Funnel.
   std::vector<EventSelector> steps;
@@ -230,6 +232,12 @@ struct QueryContext {
   // Threads one query may use (1 .. kQueryThreadsMax): the subject space is
   // split between them, so every kind of query scales with cores.
   uint32_t threads = 2;
+  // Count persons, not ids (docs/identity.md): unique counts, funnels and
+  // retention treat the ids that identify / alias / merge events link as one
+  // person. RunQuery resolves `identity` from the segments (cached per
+  // segment) unless it is set; false: every id is a person of its own.
+  bool merge_identities = true;
+  std::shared_ptr<const IdentityMap> identity;
 };
 
 // A time bucket (or cohort, or period): its start in UTC and its local label
@@ -260,8 +268,8 @@ struct FunnelStepResult {
   std::string event;  // empty when any_event
   bool any_event = false;
   uint64_t subjects = 0;
-  double step_conversion = 0;     // subjects / previous step's subjects
-  double overall_conversion = 0;  // subjects / first step's subjects
+  double step_conversion = 0;        // subjects / previous step's subjects
+  double overall_conversion = 0;     // subjects / first step's subjects
   std::optional<int64_t> median_ms;  // time from the previous step
   std::optional<int64_t> p90_ms;
 };
@@ -306,11 +314,11 @@ struct QueryResult {
   int64_t to_ms = 0;
   TimeUnit unit = TimeUnit::kDay;
   Measure measure = Measure::kTotal;
-  std::vector<Bucket> buckets;               // segmentation
-  std::vector<SegmentationSeries> series;    // segmentation
-  std::vector<FunnelGroup> funnel;           // first: every subject, then groups
+  std::vector<Bucket> buckets;             // segmentation
+  std::vector<SegmentationSeries> series;  // segmentation
+  std::vector<FunnelGroup> funnel;         // first: every subject, then groups
   RetentionMode mode = RetentionMode::kOn;
-  std::vector<RetentionGroup> retention;     // first: every subject, then groups
+  std::vector<RetentionGroup> retention;  // first: every subject, then groups
   QueryStats stats;
 };
 

@@ -15,6 +15,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "query/identity.h"
 #include "query/query.h"
 
 namespace date {
@@ -84,10 +85,10 @@ std::string GroupValueKey(const Value& value);
 // One row of a segment block that a query keeps.
 struct MatchRow {
   int64_t time_ms = 0;
-  uint32_t bits = 0;    // which selectors the event matches (bit = selector index)
-  uint32_t group = 0;   // breakdown group, when computed for this row
-  double value = NAN;   // the measure property, when numeric
-  uint8_t tie = 0;      // orders events of the same millisecond (funnels)
+  uint32_t bits = 0;   // which selectors the event matches (bit = selector index)
+  uint32_t group = 0;  // breakdown group, when computed for this row
+  double value = NAN;  // the measure property, when numeric
+  uint8_t tie = 0;     // orders events of the same millisecond (funnels)
   // How many events this row stands for: more than 1 only when the plan
   // folds rows (ScanPlan::fold_rows).
   uint32_t weight = 1;
@@ -120,6 +121,9 @@ struct ScanPlan {
   // the rows of such a block that agree on bits and group (and subject,
   // when subjects are needed) may come as one row with a weight.
   bool fold_rows = false;
+  // Subjects that share a person with other ids (docs/identity.md); nullptr
+  // or empty: every subject is a person of its own, and nothing below costs.
+  const IdentityMap* identity = nullptr;
 };
 
 // Breakdown groups shared by every segment of one query.
@@ -211,6 +215,73 @@ class SubjectMerger {
   std::vector<HeapEntry> heap_;
   std::vector<size_t> lowest_;  // scratch: the cursors of the current subject
   Status status_;
+};
+
+// The rows of the subjects that share a person with other ids, set aside
+// by PersonMerger, per person: one chunk per subject. Each chunk keeps the
+// index of the part (thread) whose Groups numbered its rows.
+struct PersonSpill {
+  struct Chunk {
+    Id128 subject;
+    size_t part = 0;
+    std::vector<MatchRow> rows;
+  };
+  std::unordered_map<Id128, std::vector<Chunk>, Id128Hash> persons;
+};
+
+// Subjects (or persons) one at a time with their rows sorted by (time, tie).
+class SubjectSource {
+ public:
+  virtual ~SubjectSource() = default;
+  virtual bool Next(Id128* subject, std::vector<MatchRow>* rows) = 0;
+  virtual Status status() const = 0;
+};
+
+// A SubjectMerger that hands over the subjects that are persons of their
+// own, and sets the rows of linked subjects aside in `spill`.
+class PersonMerger : public SubjectSource {
+ public:
+  PersonMerger(std::vector<std::unique_ptr<SegmentScanner>> scanners, const IdentityMap* identity,
+               PersonSpill* spill, size_t part)
+      : merger_(std::move(scanners)),
+        identity_(identity != nullptr && !identity->empty() ? identity : nullptr),
+        spill_(spill),
+        part_(part) {}
+  bool Next(Id128* subject, std::vector<MatchRow>* rows) override {
+    while (merger_.Next(subject, rows)) {
+      const Id128* person = identity_ == nullptr ? nullptr : identity_->Find(*subject);
+      if (person == nullptr) {
+        return true;
+      }
+      spill_->persons[*person].push_back(PersonSpill::Chunk{*subject, part_, *rows});
+    }
+    return false;
+  }
+  Status status() const override { return merger_.status(); }
+
+ private:
+  SubjectMerger merger_;
+  const IdentityMap* identity_;
+  PersonSpill* spill_;
+  size_t part_;
+};
+
+// The persons set aside in spills, in person order, each with the rows of
+// all its subjects merged by (time, tie) — among equal ones, in subject
+// order. With `target`, a row's group (numbered by part_groups[chunk.part])
+// is renumbered in `target`.
+class SpillSource : public SubjectSource {
+ public:
+  SpillSource(std::vector<PersonSpill*> spills, std::vector<Groups*> part_groups, Groups* target);
+  bool Next(Id128* subject, std::vector<MatchRow>* rows) override;
+  Status status() const override { return Status::Ok(); }
+
+ private:
+  std::vector<std::pair<Id128, std::vector<PersonSpill::Chunk*>>> persons_;
+  size_t next_ = 0;
+  std::vector<Groups*> part_groups_;
+  Groups* target_;
+  std::vector<std::vector<uint32_t>> renumbered_;  // per part, per group
 };
 
 // Nearest-rank percentile (p in (0, 1]) of `values`, which it reorders.

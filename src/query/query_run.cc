@@ -14,9 +14,12 @@ namespace {
 
 using internal::Groups;
 using internal::MatchRow;
+using internal::PersonMerger;
+using internal::PersonSpill;
 using internal::ScanPlan;
 using internal::SegmentScanner;
-using internal::SubjectMerger;
+using internal::SpillSource;
+using internal::SubjectSource;
 using internal::TimeBuckets;
 
 constexpr int64_t kDayMs = 24LL * 3600 * 1000;
@@ -173,7 +176,7 @@ std::vector<uint32_t> RankGroups(const Groups& groups, const std::vector<uint64_
 struct Cells {
   size_t stride = 0;  // buckets + 1 (the last: the whole range)
   size_t series = 0;
-  size_t slots = 0;   // groups (or output slots)
+  size_t slots = 0;  // groups (or output slots)
   std::vector<uint64_t> count;
   std::vector<uint64_t> numeric_count;
   std::vector<double> sum;
@@ -283,11 +286,65 @@ bool NeedsSubjects(Measure measure) {
   return measure == Measure::kUnique || measure == Measure::kPerSubjectAverage;
 }
 
-// One pass over the segments. With `remap` (per series, per group: the output
+// Adds rows to the cells. With `remap` (per series, per group: the output
 // slot), cells are indexed by slot instead of group.
+class SegmentationUpdater {
+ public:
+  SegmentationUpdater(const TimeBuckets& buckets, const std::vector<std::vector<uint32_t>>& remap,
+                      size_t other_slot, Cells* cells)
+      : buckets_(buckets), remap_(remap), other_slot_(other_slot), cells_(cells) {}
+  bool over_budget() const { return over_budget_; }
+  // Every subject (or person) of `source`, each with its own ordinal.
+  Status AddSubjects(SubjectSource* source) {
+    Id128 subject;
+    std::vector<MatchRow> rows;
+    while (!over_budget_ && source->Next(&subject, &rows)) {
+      ++ordinal_;
+      for (const MatchRow& row : rows) {
+        Add(row, ordinal_);
+      }
+    }
+    if (over_budget_) {
+      return CellsExhausted();
+    }
+    return source->status();
+  }
+  void Add(const MatchRow& row, uint64_t ordinal) {
+    const int64_t bucket = buckets_.Index(row.time_ms);
+    size_t slot = row.group;
+    if (remap_.empty() && !cells_->Grow(static_cast<size_t>(row.group) + 1)) {
+      over_budget_ = true;
+      return;
+    }
+    const size_t total_bucket = buckets_.range_count();
+    for (uint32_t bits = row.bits; bits != 0; bits &= bits - 1) {
+      const auto series_idx = static_cast<size_t>(__builtin_ctz(bits));
+      if (!remap_.empty()) {
+        slot = row.group < remap_[series_idx].size() ? remap_[series_idx][row.group] : other_slot_;
+      }
+      cells_->Add(cells_->Index(slot, series_idx, static_cast<size_t>(bucket)), row.value, ordinal,
+                  row.weight);
+      cells_->Add(cells_->Index(slot, series_idx, total_bucket), row.value, ordinal, row.weight);
+    }
+  }
+
+ private:
+  const TimeBuckets& buckets_;
+  const std::vector<std::vector<uint32_t>>& remap_;
+  size_t other_slot_;
+  Cells* cells_;
+  bool over_budget_ = false;
+  uint64_t ordinal_ = 0;
+};
+
+// One pass over the segments. With `remap` (per series, per group: the output
+// slot), cells are indexed by slot instead of group. Subjects that share a
+// person with other ids go to `spill` when given (the caller counts them),
+// else they are counted here once all others are.
 Status SegmentationPass(const QuerySpec& spec, const QueryContext& context, const ScanPlan& plan,
                         const TimeBuckets& buckets, const std::vector<std::vector<uint32_t>>& remap,
-                        size_t other_slot, Groups* groups, Cells* cells, QueryStats* stats) {
+                        size_t other_slot, Groups* groups, Cells* cells, QueryStats* stats,
+                        PersonSpill* spill = nullptr, size_t part = 0) {
   const size_t series_count = spec.events.size();
   const size_t total_bucket = buckets.range_count();
   bool over_budget = false;
@@ -321,20 +378,16 @@ Status SegmentationPass(const QuerySpec& spec, const QueryContext& context, cons
     }
     return over_budget ? CellsExhausted() : Status::Ok();
   }
-  SubjectMerger merger(std::move(scanners));
-  Id128 subject;
-  std::vector<MatchRow> rows;
-  uint64_t ordinal = 0;
-  while (!over_budget && merger.Next(&subject, &rows)) {
-    ++ordinal;
-    for (const MatchRow& row : rows) {
-      update(row, ordinal);
-    }
+  (void)total_bucket;
+  PersonSpill local;
+  PersonMerger merger(std::move(scanners), plan.identity, spill != nullptr ? spill : &local, part);
+  SegmentationUpdater updater(buckets, remap, other_slot, cells);
+  MP_RETURN_IF_ERROR(updater.AddSubjects(&merger));
+  if (spill == nullptr && !local.persons.empty()) {
+    SpillSource persons({&local}, {groups}, nullptr);
+    MP_RETURN_IF_ERROR(updater.AddSubjects(&persons));
   }
-  if (over_budget) {
-    return CellsExhausted();
-  }
-  return merger.status();
+  return Status::Ok();
 }
 
 // The first pass, split by subject over the context's threads; the parts'
@@ -359,15 +412,36 @@ Status ParallelSegmentationPass(const QuerySpec& spec, const QueryContext& conte
     part_contexts = SplitBySegment(context, threads);
   }
   std::vector<Groups> part_groups(threads, Groups(spec.breakdown.properties.size()));
+  part_groups.reserve(threads + 1);  // the persons' part below: pointers stay valid
   std::vector<Cells> part_cells(threads, *cells);
   std::vector<QueryStats> part_stats(threads);
+  std::vector<PersonSpill> spills(threads);
   MP_RETURN_IF_ERROR(ForEachThread(threads, [&](size_t thread_idx) {
     return SegmentationPass(spec, by_segment ? part_contexts[thread_idx] : context,
                             plans[thread_idx], buckets, {}, 0, &part_groups[thread_idx],
-                            &part_cells[thread_idx], &part_stats[thread_idx]);
+                            &part_cells[thread_idx], &part_stats[thread_idx], &spills[thread_idx],
+                            thread_idx);
   }));
-  const bool breakdown = !spec.breakdown.properties.empty();
+  // The persons with several ids, whose subjects the threads set aside:
+  // counted here as one more part.
+  std::vector<PersonSpill*> spill_list;
+  std::vector<Groups*> group_list;
   for (size_t thread_idx = 0; thread_idx < threads; ++thread_idx) {
+    spill_list.push_back(&spills[thread_idx]);
+    group_list.push_back(&part_groups[thread_idx]);
+  }
+  if (std::any_of(spills.begin(), spills.end(),
+                  [](const PersonSpill& spill) { return !spill.persons.empty(); })) {
+    part_groups.emplace_back(spec.breakdown.properties.size());
+    part_cells.push_back(*cells);
+    part_stats.emplace_back();
+    SpillSource persons(spill_list, group_list, &part_groups.back());
+    const std::vector<std::vector<uint32_t>> no_remap;
+    SegmentationUpdater updater(buckets, no_remap, 0, &part_cells.back());
+    MP_RETURN_IF_ERROR(updater.AddSubjects(&persons));
+  }
+  const bool breakdown = !spec.breakdown.properties.empty();
+  for (size_t thread_idx = 0; thread_idx < part_cells.size(); ++thread_idx) {
     const Cells& part = part_cells[thread_idx];
     for (uint32_t group = 0; group < part.slots; ++group) {
       if (breakdown && group >= part_groups[thread_idx].size()) {
@@ -401,6 +475,7 @@ Status RunSegmentation(const QuerySpec& spec, const QueryContext& context,
   }
   plan.group_bits = UINT32_MAX;
   plan.need_subjects = NeedsSubjects(spec.measure);
+  plan.identity = plan.need_subjects ? context.identity.get() : nullptr;
   plan.measure_property = spec.measure_property;
   plan.breakdown = spec.breakdown.properties;
   plan.time_min_ms = result->from_ms;
@@ -479,8 +554,8 @@ Status RunSegmentation(const QuerySpec& spec, const QueryContext& context,
         series.values.push_back(
             final_cells->Measure(spec.measure, final_cells->Index(slot, series_idx, bucket_idx)));
       }
-      series.total = final_cells->Measure(spec.measure,
-                                           final_cells->Index(slot, series_idx, stride - 1));
+      series.total =
+          final_cells->Measure(spec.measure, final_cells->Index(slot, series_idx, stride - 1));
       result->series.push_back(std::move(series));
     };
     if (spec.breakdown.properties.empty()) {
@@ -516,8 +591,8 @@ Status RunSegmentation(const QuerySpec& spec, const QueryContext& context,
 // Funnels.
 
 struct FunnelTally {
-  std::vector<uint64_t> reached;                // per step
-  std::vector<std::vector<int64_t>> gaps_ms;    // per step (from the previous)
+  std::vector<uint64_t> reached;              // per step
+  std::vector<std::vector<int64_t>> gaps_ms;  // per step (from the previous)
   explicit FunnelTally(size_t steps) : reached(steps, 0), gaps_ms(steps) {}
   void Merge(const FunnelTally& other) {
     for (size_t step_idx = 0; step_idx < reached.size(); ++step_idx) {
@@ -563,9 +638,8 @@ class FunnelMatcher {
       for (size_t step_idx = 1; step_idx < steps_; ++step_idx) {
         uint32_t candidate = n;
         if (strict) {
-          candidate = pos + 1 < n && (rows[pos + 1].bits & (uint32_t{1} << step_idx)) != 0
-                          ? pos + 1
-                          : n;
+          candidate =
+              pos + 1 < n && (rows[pos + 1].bits & (uint32_t{1} << step_idx)) != 0 ? pos + 1 : n;
         } else {
           candidate = next_[step_idx * (n + 1) + pos + 1];
         }
@@ -668,10 +742,10 @@ void MergePart(const Part<Tally>& part, Groups* groups, Tally* everyone,
   AddStats(part.stats, false, stats);
 }
 
-Status FunnelScan(const QuerySpec& spec, const QueryContext& context, const ScanPlan& plan,
-                  int64_t from_ms, int64_t to_ms, Part<FunnelTally>* part) {
+// The funnels of every subject (or person) of `merger`.
+Status FunnelTallies(const QuerySpec& spec, SubjectSource& merger, int64_t from_ms, int64_t to_ms,
+                     Part<FunnelTally>* part) {
   const size_t steps = spec.steps.size();
-  SubjectMerger merger(MakeScanners(context, plan, &part->groups, &part->stats));
   FunnelMatcher matcher(spec, from_ms, to_ms);
   FunnelTally& everyone = part->everyone;
   std::vector<FunnelTally>& by_group = part->by_group;
@@ -710,6 +784,35 @@ Status FunnelScan(const QuerySpec& spec, const QueryContext& context, const Scan
   return merger.status();
 }
 
+Status FunnelScan(const QuerySpec& spec, const QueryContext& context, const ScanPlan& plan,
+                  int64_t from_ms, int64_t to_ms, Part<FunnelTally>* part, PersonSpill* spill,
+                  size_t part_idx) {
+  PersonMerger merger(MakeScanners(context, plan, &part->groups, &part->stats), plan.identity,
+                      spill, part_idx);
+  return FunnelTallies(spec, merger, from_ms, to_ms, part);
+}
+
+// The persons the parts set aside (their subjects' rows in `spills`),
+// tallied as one more part.
+template <typename Tally, typename Tallies>
+Status AddPersonsPart(std::vector<PersonSpill>& spills, std::vector<Part<Tally>>& parts,
+                      Part<Tally> persons_part, const Tallies& tallies) {
+  if (std::all_of(spills.begin(), spills.end(),
+                  [](const PersonSpill& spill) { return spill.persons.empty(); })) {
+    return Status::Ok();
+  }
+  std::vector<PersonSpill*> spill_list;
+  std::vector<Groups*> group_list;
+  for (size_t part_idx = 0; part_idx < spills.size(); ++part_idx) {
+    spill_list.push_back(&spills[part_idx]);
+    group_list.push_back(&parts[part_idx].groups);
+  }
+  SpillSource persons(spill_list, group_list, &persons_part.groups);
+  MP_RETURN_IF_ERROR(tallies(persons, &persons_part));
+  parts.push_back(std::move(persons_part));
+  return Status::Ok();
+}
+
 Status RunFunnel(const QuerySpec& spec, const QueryContext& context, QueryResult* result) {
   const size_t steps = spec.steps.size();
   ScanPlan plan;
@@ -725,6 +828,7 @@ Status RunFunnel(const QuerySpec& spec, const QueryContext& context, QueryResult
   plan.time_min_ms = result->from_ms;
   plan.time_max_ms = result->to_ms - 1 + spec.window_ms;
   plan.tie_by_bit.assign(32, 254);
+  plan.identity = context.identity.get();
   for (size_t bit_idx = 0; bit_idx < plan.selectors.size(); ++bit_idx) {
     plan.tie_by_bit[bit_idx] = static_cast<uint8_t>(bit_idx);
   }
@@ -735,16 +839,22 @@ Status RunFunnel(const QuerySpec& spec, const QueryContext& context, QueryResult
   for (size_t thread_idx = 0; thread_idx < threads; ++thread_idx) {
     parts.push_back(Part<FunnelTally>{Groups(properties), FunnelTally(steps), {}, {}});
   }
+  std::vector<PersonSpill> spills(threads);
   MP_RETURN_IF_ERROR(ForEachThread(threads, [&](size_t thread_idx) {
     return FunnelScan(spec, context, plans[thread_idx], result->from_ms, result->to_ms,
-                      &parts[thread_idx]);
+                      &parts[thread_idx], &spills[thread_idx], thread_idx);
   }));
+  MP_RETURN_IF_ERROR(AddPersonsPart(
+      spills, parts, Part<FunnelTally>{Groups(properties), FunnelTally(steps), {}, {}},
+      [&](SubjectSource& persons, Part<FunnelTally>* part) {
+        return FunnelTallies(spec, persons, result->from_ms, result->to_ms, part);
+      }));
   Groups groups(properties);
   FunnelTally everyone(steps);
   std::vector<FunnelTally> by_group;
   for (const Part<FunnelTally>& part : parts) {
-    MergePart(part, &groups, &everyone, &by_group, [&] { return FunnelTally(steps); },
-              &result->stats);
+    MergePart(
+        part, &groups, &everyone, &by_group, [&] { return FunnelTally(steps); }, &result->stats);
   }
   result->funnel.push_back(FunnelGroupResult(spec, &everyone));
   if (spec.breakdown.properties.empty()) {
@@ -816,31 +926,30 @@ RetentionGroup RetentionGroupResult(const QuerySpec& spec, const TimeBuckets& bu
       }
       const uint64_t count = tally.counts[cohort_idx * (periods + 1) + period];
       cohort.counts.push_back(count);
-      cohort.rates.push_back(cohort.size == 0 ? std::nullopt
-                                              : std::optional<double>(
-                                                    static_cast<double>(count) /
-                                                    static_cast<double>(cohort.size)));
+      cohort.rates.push_back(cohort.size == 0
+                                 ? std::nullopt
+                                 : std::optional<double>(static_cast<double>(count) /
+                                                         static_cast<double>(cohort.size)));
       group.total_counts[period] += count;
       total_sizes[period] += cohort.size;
     }
     group.cohorts.push_back(std::move(cohort));
   }
   for (size_t period = 0; period <= periods; ++period) {
-    group.total_rates.push_back(total_sizes[period] == 0
-                                    ? std::nullopt
-                                    : std::optional<double>(
-                                          static_cast<double>(group.total_counts[period]) /
-                                          static_cast<double>(total_sizes[period])));
+    group.total_rates.push_back(
+        total_sizes[period] == 0
+            ? std::nullopt
+            : std::optional<double>(static_cast<double>(group.total_counts[period]) /
+                                    static_cast<double>(total_sizes[period])));
   }
   return group;
 }
 
-Status RetentionScan(const QuerySpec& spec, const QueryContext& context, const ScanPlan& plan,
-                     const TimeBuckets& buckets, int64_t from_ms, int64_t to_ms,
-                     Part<RetentionTally>* part) {
+// The retention of every subject (or person) of `merger`.
+Status RetentionTallies(const QuerySpec& spec, SubjectSource& merger, const TimeBuckets& buckets,
+                        int64_t from_ms, int64_t to_ms, Part<RetentionTally>* part) {
   const size_t periods = spec.periods;
   const size_t cohorts = buckets.range_count();
-  SubjectMerger merger(MakeScanners(context, plan, &part->groups, &part->stats));
   RetentionTally& everyone = part->everyone;
   std::vector<RetentionTally>& by_group = part->by_group;
   std::vector<uint8_t> returned(periods + 1);
@@ -902,8 +1011,16 @@ Status RetentionScan(const QuerySpec& spec, const QueryContext& context, const S
   return merger.status();
 }
 
-Status RunRetention(const QuerySpec& spec, const QueryContext& context,
-                    const date::time_zone* zone, QueryResult* result) {
+Status RetentionScan(const QuerySpec& spec, const QueryContext& context, const ScanPlan& plan,
+                     const TimeBuckets& buckets, int64_t from_ms, int64_t to_ms,
+                     Part<RetentionTally>* part, PersonSpill* spill, size_t part_idx) {
+  PersonMerger merger(MakeScanners(context, plan, &part->groups, &part->stats), plan.identity,
+                      spill, part_idx);
+  return RetentionTallies(spec, merger, buckets, from_ms, to_ms, part);
+}
+
+Status RunRetention(const QuerySpec& spec, const QueryContext& context, const date::time_zone* zone,
+                    QueryResult* result) {
   const size_t periods = spec.periods;
   MP_ASSIGN_OR_RETURN(TimeBuckets buckets,
                       TimeBuckets::Make(zone, spec.unit, result->from_ms, result->to_ms,
@@ -914,9 +1031,10 @@ Status RunRetention(const QuerySpec& spec, const QueryContext& context,
   plan.group_bits = 1;
   plan.breakdown = spec.breakdown.properties;
   plan.time_min_ms = result->from_ms;
-  plan.time_max_ms = spec.mode == RetentionMode::kOn ? buckets.end(buckets.count() - 1) - 1
-                                                     : INT64_MAX;
+  plan.time_max_ms =
+      spec.mode == RetentionMode::kOn ? buckets.end(buckets.count() - 1) - 1 : INT64_MAX;
   plan.tie_by_bit.assign(32, 0);
+  plan.identity = context.identity.get();
   const size_t threads = ThreadCount(context);
   const std::vector<ScanPlan> plans = SplitBySubject(plan, threads);
   const size_t properties = spec.breakdown.properties.size();
@@ -925,16 +1043,24 @@ Status RunRetention(const QuerySpec& spec, const QueryContext& context,
     parts.push_back(
         Part<RetentionTally>{Groups(properties), RetentionTally(cohorts, periods), {}, {}});
   }
+  std::vector<PersonSpill> spills(threads);
   MP_RETURN_IF_ERROR(ForEachThread(threads, [&](size_t thread_idx) {
-    return RetentionScan(spec, context, plans[thread_idx], buckets, result->from_ms,
-                         result->to_ms, &parts[thread_idx]);
+    return RetentionScan(spec, context, plans[thread_idx], buckets, result->from_ms, result->to_ms,
+                         &parts[thread_idx], &spills[thread_idx], thread_idx);
   }));
+  MP_RETURN_IF_ERROR(AddPersonsPart(
+      spills, parts,
+      Part<RetentionTally>{Groups(properties), RetentionTally(cohorts, periods), {}, {}},
+      [&](SubjectSource& persons, Part<RetentionTally>* part) {
+        return RetentionTallies(spec, persons, buckets, result->from_ms, result->to_ms, part);
+      }));
   Groups groups(properties);
   RetentionTally everyone(cohorts, periods);
   std::vector<RetentionTally> by_group;
   for (const Part<RetentionTally>& part : parts) {
-    MergePart(part, &groups, &everyone, &by_group,
-              [&] { return RetentionTally(cohorts, periods); }, &result->stats);
+    MergePart(
+        part, &groups, &everyone, &by_group, [&] { return RetentionTally(cohorts, periods); },
+        &result->stats);
   }
   const int64_t now_ms = context.now_ms == 0 ? INT64_MAX : context.now_ms;
   result->retention.push_back(RetentionGroupResult(spec, buckets, now_ms, everyone));
@@ -966,7 +1092,20 @@ Status RunRetention(const QuerySpec& spec, const QueryContext& context,
 
 }  // namespace
 
-Result<QueryResult> RunQuery(const QuerySpec& spec, const QueryContext& context) {
+Result<QueryResult> RunQuery(const QuerySpec& spec, const QueryContext& given_context) {
+  QueryContext resolved;
+  const QueryContext* context_ptr = &given_context;
+  // Only queries that count subjects read the links.
+  const bool counts_subjects = spec.kind != QueryKind::kSegmentation || NeedsSubjects(spec.measure);
+  if (given_context.merge_identities && given_context.identity == nullptr && counts_subjects) {
+    resolved = given_context;
+    MP_ASSIGN_OR_RETURN(resolved.identity, ResolveIdentities(given_context.segments));
+    if (resolved.identity->empty()) {
+      resolved.identity.reset();
+    }
+    context_ptr = &resolved;
+  }
+  const QueryContext& context = *context_ptr;
   QueryResult result;
   result.kind = spec.kind;
   result.time_zone = spec.time_zone.empty() ? context.time_zone : spec.time_zone;

@@ -339,8 +339,8 @@ struct SegmentScanner::State {
   Status Prepare();
   Status EvaluateCondition(const Condition& condition, size_t block_idx, size_t rows,
                            uint8_t* mask);
-  Status EvaluateNode(const SelectorSlot& selector, size_t node_idx, size_t depth,
-                      size_t block_idx, size_t rows);
+  Status EvaluateNode(const SelectorSlot& selector, size_t node_idx, size_t depth, size_t block_idx,
+                      size_t rows);
   Status ComputeGroups(size_t block_idx, std::vector<MatchRow>* rows,
                        const std::vector<uint32_t>& row_indexes);
   uint32_t GroupValue(size_t property_idx, const KeySlot& slot, size_t row_idx);
@@ -458,8 +458,7 @@ Status SegmentScanner::State::Prepare() {
       block_filter.name_codes.push_back(*slot.name_code);
     }
     any_name = true;
-    slot.match_all =
-        selector.filter.kind == Filter::Kind::kAnd && selector.filter.children.empty();
+    slot.match_all = selector.filter.kind == Filter::Kind::kAnd && selector.filter.children.empty();
     if (!slot.match_all) {
       MP_ASSIGN_OR_RETURN(size_t root, CompileNode(selector.filter, &slot));
       (void)root;
@@ -520,8 +519,8 @@ Status SegmentScanner::State::EvaluateCondition(const Condition& condition, size
   MP_RETURN_IF_ERROR(LoadColumn(condition.key_idx, block_idx));
   const PropertyColumn& column = keys[condition.key_idx].column;
   const FilterOp op = condition.positive_op;
-  const bool comparison = op == FilterOp::kLt || op == FilterOp::kLe || op == FilterOp::kGt ||
-                          op == FilterOp::kGe;
+  const bool comparison =
+      op == FilterOp::kLt || op == FilterOp::kLe || op == FilterOp::kGt || op == FilterOp::kGe;
   for (size_t row_idx = 0; row_idx < rows; ++row_idx) {
     bool match = false;
     switch (column.tags[row_idx]) {
@@ -682,7 +681,8 @@ uint32_t SegmentScanner::State::GroupValue(size_t property_idx, const KeySlot& s
   }
   uint32_t id = numbering.Find(key);
   if (id == ValueNumbering::kMissing) {
-    id = numbering.Add(key, tag == PropertyTag::kAbsent ? Value::Null() : slot.column.ValueAt(row_idx));
+    id = numbering.Add(key,
+                       tag == PropertyTag::kAbsent ? Value::Null() : slot.column.ValueAt(row_idx));
   }
   return id;
 }
@@ -726,9 +726,9 @@ Status SegmentScanner::State::ComputeGroups(size_t block_idx, std::vector<MatchR
     row.group = groups->Combine(value_ids);
   }
   if (groups->size() > kBreakdownGroupsTrackedMax) {
-    return Status::ResourceExhausted(
-        "breakdown: more than " + std::to_string(kBreakdownGroupsTrackedMax) +
-        " distinct values (kBreakdownGroupsTrackedMax)");
+    return Status::ResourceExhausted("breakdown: more than " +
+                                     std::to_string(kBreakdownGroupsTrackedMax) +
+                                     " distinct values (kBreakdownGroupsTrackedMax)");
   }
   return Status::Ok();
 }
@@ -849,8 +849,8 @@ bool SegmentScanner::NextBlock() {
     for (size_t selector_idx = 0; selector_idx < state.selectors.size(); ++selector_idx) {
       const SelectorSlot& slot = state.selectors[selector_idx];
       if (slot.match_all ||
-          (!slot.any_event && (!slot.name_code ||
-                               !state.segment->BlockHoldsName(block_idx, *slot.name_code)))) {
+          (!slot.any_event &&
+           (!slot.name_code || !state.segment->BlockHoldsName(block_idx, *slot.name_code)))) {
         continue;
       }
       status_ = state.EvaluateNode(slot, 0, 0, block_idx, rows);
@@ -936,10 +936,10 @@ bool SegmentScanner::NextBlock() {
            ++kept_idx) {
         const uint32_t row_idx = row_indexes[kept_idx];
         const PropertyTag tag = slot.column.tags[row_idx];
-        rows_[kept_idx].value = tag == PropertyTag::kInt
-                                    ? static_cast<double>(slot.column.ints[row_idx])
-                                    : (tag == PropertyTag::kDouble ? slot.column.doubles[row_idx]
-                                                                   : NAN);
+        rows_[kept_idx].value =
+            tag == PropertyTag::kInt
+                ? static_cast<double>(slot.column.ints[row_idx])
+                : (tag == PropertyTag::kDouble ? slot.column.doubles[row_idx] : NAN);
       }
     }
     if (!status_.ok()) {
@@ -1062,6 +1062,65 @@ bool SubjectMerger::Next(Id128* subject, std::vector<MatchRow>* rows) {
   if (!std::is_sorted(rows->begin(), rows->end(), before)) {
     std::stable_sort(rows->begin(), rows->end(), before);
   }
+  return true;
+}
+
+SpillSource::SpillSource(std::vector<PersonSpill*> spills, std::vector<Groups*> part_groups,
+                         Groups* target)
+    : part_groups_(std::move(part_groups)), target_(target) {
+  std::unordered_map<Id128, size_t, Id128Hash> index;
+  for (PersonSpill* spill : spills) {
+    for (auto& [person, chunks] : spill->persons) {
+      const auto [it, inserted] = index.try_emplace(person, persons_.size());
+      if (inserted) {
+        persons_.emplace_back(person, std::vector<PersonSpill::Chunk*>());
+      }
+      for (PersonSpill::Chunk& chunk : chunks) {
+        persons_[it->second].second.push_back(&chunk);
+      }
+    }
+  }
+  std::sort(persons_.begin(), persons_.end(),
+            [](const auto& left, const auto& right) { return left.first < right.first; });
+  renumbered_.resize(part_groups_.size());
+}
+
+bool SpillSource::Next(Id128* subject, std::vector<MatchRow>* rows) {
+  if (next_ >= persons_.size()) {
+    return false;
+  }
+  auto& [person, chunks] = persons_[next_++];
+  *subject = person;
+  std::sort(chunks.begin(), chunks.end(),
+            [](const PersonSpill::Chunk* left, const PersonSpill::Chunk* right) {
+              return left->subject < right->subject;
+            });
+  rows->clear();
+  for (const PersonSpill::Chunk* chunk : chunks) {
+    const size_t begin = rows->size();
+    rows->insert(rows->end(), chunk->rows.begin(), chunk->rows.end());
+    if (target_ == nullptr || target_->property_count() == 0) {
+      continue;
+    }
+    std::vector<uint32_t>& renumbered = renumbered_[chunk->part];
+    for (size_t row_idx = begin; row_idx < rows->size(); ++row_idx) {
+      MatchRow& row = (*rows)[row_idx];
+      if (row.group >= part_groups_[chunk->part]->size()) {
+        continue;  // a row without a group (its bits are not group bits)
+      }
+      if (renumbered.size() <= row.group) {
+        renumbered.resize(static_cast<size_t>(row.group) + 1, ValueNumbering::kMissing);
+      }
+      if (renumbered[row.group] == ValueNumbering::kMissing) {
+        renumbered[row.group] = target_->Intern(part_groups_[chunk->part]->Key(row.group));
+      }
+      row.group = renumbered[row.group];
+    }
+  }
+  auto before = [](const MatchRow& left, const MatchRow& right) {
+    return left.time_ms < right.time_ms || (left.time_ms == right.time_ms && left.tie < right.tie);
+  };
+  std::stable_sort(rows->begin(), rows->end(), before);
   return true;
 }
 
