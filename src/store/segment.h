@@ -251,6 +251,23 @@ class SegmentReader {
   Status ReadInsertIdsOfRows(size_t block_idx, std::span<const uint32_t> selected,
                              std::vector<Id128>* insert_ids) const;
 
+  // One entry of a block's map column: its row (a view's rows numbered
+  // without the hidden ones), key code (the index among the property_keys()
+  // stored in the map, which is footer().map_keys order), tag and undecoded
+  // value bytes (DecodeMapValue reads them).
+  struct MapEntryView {
+    uint32_t row = 0;
+    uint32_t key_code = 0;
+    PropertyTag tag = PropertyTag::kAbsent;
+    std::string_view value_bytes;
+  };
+  // Every map entry of a block, in row order and each row's in key order,
+  // checked as ReadProperty checks the map chunk. The value bytes point into
+  // `*scratch` (or the reader's image): valid while both are unchanged.
+  // Compaction copies them without decoding (segment_merge.h).
+  Status ReadMapEntries(size_t block_idx, std::string* scratch,
+                        std::vector<MapEntryView>* entries) const;
+
   // Every row of a block as events (reusing the vector's elements).
   Status ReadEvents(size_t block_idx, std::vector<Event>* events) const;
   // Reads and checks every chunk of the file; OK when all of it decodes.

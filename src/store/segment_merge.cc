@@ -58,7 +58,20 @@ struct InputKey {
   std::vector<uint32_t> code_remap;                     // input code -> output code
 };
 
-// One input's current block, decoded into columns.
+// One value of an input row, from an own column or a map entry.
+struct ValueRef {
+  PropertyTag tag = PropertyTag::kAbsent;
+  int64_t int_value = 0;
+  double double_value = 0;
+  std::string_view text;
+  uint32_t code = UINT32_MAX;  // the input dictionary's code of `text`
+  std::span<const std::string_view> items;
+  std::span<const uint32_t> item_codes;  // empty without an input dictionary
+  std::string_view map_bytes;            // the encoded value, from a map entry
+};
+
+// One input's current block, decoded into columns: its own columns one
+// PropertyColumn each, its map column as entries pointing into the chunk.
 struct Cursor {
   size_t block_idx = 0;
   size_t row_idx = 0;
@@ -69,10 +82,14 @@ struct Cursor {
   std::vector<Id128> insert_ids;
   std::vector<uint32_t> key_versions;
   std::vector<uint32_t> name_codes;
-  std::vector<PropertyColumn> columns;  // per property_keys() entry
+  std::vector<uint32_t> own_keys;       // property_keys() indexes of the own columns
+  std::vector<PropertyColumn> columns;  // per own_keys entry
   std::vector<uint32_t> present_begin;  // per row + 1, into present_keys
-  std::vector<uint32_t> present_keys;   // the keys each row holds, in key order
-  std::vector<uint32_t> selected;
+  std::vector<uint32_t> present_keys;   // own_keys indexes each row holds, in key order
+  std::vector<uint32_t> map_key_idx;    // map key code -> property_keys() index
+  std::string map_scratch;
+  std::vector<SegmentReader::MapEntryView> map_entries;
+  std::vector<uint32_t> map_begin;  // per row + 1, into map_entries
 };
 
 // One own column of the output block, filled row by row.
@@ -123,9 +140,11 @@ class SegmentMerger {
   void ChooseEncodings();
   Status LoadBlock(size_t input_idx);
   bool Less(size_t a, size_t b) const;
-  void AppendRow(size_t input_idx);
-  void AppendProperty(const InputKey& input_key, const PropertyColumn& column, size_t row_idx);
-  void AppendMapValue(const PropertyColumn& column, PropertyTag tag, size_t row_idx);
+  Status AppendRow(size_t input_idx);
+  void AppendValue(const InputKey& input_key, const ValueRef& value);
+  void EncodeMapValue(const ValueRef& value);
+  Status ParseMapValue(const SegmentReader::MapEntryView& entry, ValueRef* value);
+  void FinishMapRow();
   Status AppendChunk(std::string_view raw, ChunkRef* ref);
   Status EncodeBlock();
   void EncodeColumn(size_t column_idx, std::string* raw);
@@ -158,7 +177,14 @@ class SegmentMerger {
   std::vector<OutColumn> columns_;
   std::string map_raw_;  // entries of the rows so far, encoded
   std::string map_row_;  // the current row's entries
-  uint32_t map_row_entries_ = 0;
+  struct MapRowEntry {
+    uint32_t key_code = 0;
+    size_t begin = 0;  // in map_row_
+    size_t end = 0;
+  };
+  std::vector<MapRowEntry> map_row_entries_;
+  std::vector<std::string_view> items_;  // a map entry's list items
+  std::vector<uint32_t> fill_;
   uint32_t map_entries_ = 0;
   uint64_t block_bytes_ = 0;
   Id128 last_subject_;
@@ -252,12 +278,53 @@ uint32_t SegmentMerger::InternKey(std::string_view key) {
   return found->second;
 }
 
+// A view's key statistics, counted from its visible rows: each own column
+// alone, the map column's entries.
+Status CountViewKeys(const SegmentReader& reader, std::vector<uint64_t>* row_counts,
+                     std::vector<uint8_t>* tag_masks) {
+  const std::vector<PropertyKeyInfo>& infos = reader.property_keys();
+  std::vector<uint32_t> map_key_idx;
+  for (uint32_t key_idx = 0; key_idx < infos.size(); ++key_idx) {
+    if (infos[key_idx].storage == PropertyStorage::kMap) {
+      map_key_idx.push_back(key_idx);
+    }
+  }
+  PropertyColumn column;
+  std::string scratch;
+  std::vector<SegmentReader::MapEntryView> entries;
+  for (size_t block_idx = 0; block_idx < reader.block_count(); ++block_idx) {
+    if (reader.block(block_idx).row_count == 0) {
+      continue;
+    }
+    for (size_t key_idx = 0; key_idx < infos.size(); ++key_idx) {
+      if (infos[key_idx].storage != PropertyStorage::kColumn) {
+        continue;
+      }
+      MP_RETURN_IF_ERROR(reader.ReadProperty(block_idx, infos[key_idx].key, &column));
+      for (const PropertyTag tag : column.tags) {
+        if (tag != PropertyTag::kAbsent) {
+          ++(*row_counts)[key_idx];
+          (*tag_masks)[key_idx] |= TagBit(tag);
+        }
+      }
+    }
+    if (map_key_idx.empty()) {
+      continue;
+    }
+    MP_RETURN_IF_ERROR(reader.ReadMapEntries(block_idx, &scratch, &entries));
+    for (const SegmentReader::MapEntryView& entry : entries) {
+      const uint32_t key_idx = map_key_idx[entry.key_code];
+      ++(*row_counts)[key_idx];
+      (*tag_masks)[key_idx] |= TagBit(entry.tag);
+    }
+  }
+  return Status::Ok();
+}
+
 // Key statistics of the visible rows: a plain segment's footer has them
 // exactly; a view's are counted from its rows.
 Status SegmentMerger::PlanKeys() {
   input_keys_.resize(inputs_.size());
-  std::vector<PropertyColumn> columns;
-  std::vector<uint32_t> selected;
   for (size_t input_idx = 0; input_idx < inputs_.size(); ++input_idx) {
     const SegmentReader& reader = *inputs_[input_idx];
     const std::vector<PropertyKeyInfo>& infos = reader.property_keys();
@@ -271,23 +338,7 @@ Status SegmentMerger::PlanKeys() {
         tag_masks[key_idx] = infos[key_idx].tag_mask;
       }
     } else {
-      for (size_t block_idx = 0; block_idx < reader.block_count(); ++block_idx) {
-        const uint32_t rows = reader.block(block_idx).row_count;
-        if (rows == 0 || infos.empty()) {
-          continue;
-        }
-        selected.resize(rows);
-        std::iota(selected.begin(), selected.end(), 0);
-        MP_RETURN_IF_ERROR(reader.ReadPropertiesOfRows(block_idx, selected, &columns));
-        for (size_t key_idx = 0; key_idx < infos.size(); ++key_idx) {
-          for (const PropertyTag tag : columns[key_idx].tags) {
-            if (tag != PropertyTag::kAbsent) {
-              ++row_counts[key_idx];
-              tag_masks[key_idx] |= TagBit(tag);
-            }
-          }
-        }
-      }
+      MP_RETURN_IF_ERROR(CountViewKeys(reader, &row_counts, &tag_masks));
     }
     for (size_t key_idx = 0; key_idx < infos.size(); ++key_idx) {
       if (row_counts[key_idx] == 0) {
@@ -513,31 +564,46 @@ Status SegmentMerger::LoadBlock(size_t input_idx) {
     return Status::Corruption(reader.name() + ": block " + std::to_string(block_idx) +
                               " has columns of different row counts");
   }
+  // Own columns one at a time, and which of them each row holds (in key
+  // order), so that a row's properties are visited without testing every
+  // column; the map column as entries, undecoded.
   cursor.present_begin.assign(rows + 1, 0);
-  cursor.present_keys.clear();
-  if (!reader.property_keys().empty()) {
-    cursor.selected.resize(rows);
-    std::iota(cursor.selected.begin(), cursor.selected.end(), 0);
-    MP_RETURN_IF_ERROR(reader.ReadPropertiesOfRows(block_idx, cursor.selected, &cursor.columns));
-    // Which keys each row holds, in key order: a row's properties are then
-    // visited without testing every key of the segment.
-    for (const PropertyColumn& column : cursor.columns) {
-      for (size_t row_idx = 0; row_idx < column.tags.size(); ++row_idx) {
-        cursor.present_begin[row_idx + 1] += column.tags[row_idx] != PropertyTag::kAbsent;
+  for (size_t own_idx = 0; own_idx < cursor.own_keys.size(); ++own_idx) {
+    PropertyColumn& column = cursor.columns[own_idx];
+    MP_RETURN_IF_ERROR(reader.ReadProperty(
+        block_idx, reader.property_keys()[cursor.own_keys[own_idx]].key, &column));
+    if (column.tags.size() != rows) {
+      return Status::Corruption(reader.name() + ": block " + std::to_string(block_idx) +
+                                " has columns of different row counts");
+    }
+    for (size_t row_idx = 0; row_idx < rows; ++row_idx) {
+      cursor.present_begin[row_idx + 1] += column.tags[row_idx] != PropertyTag::kAbsent;
+    }
+  }
+  std::partial_sum(cursor.present_begin.begin(), cursor.present_begin.end(),
+                   cursor.present_begin.begin());
+  cursor.present_keys.resize(cursor.present_begin[rows]);
+  fill_.assign(cursor.present_begin.begin(), cursor.present_begin.end() - 1);
+  for (uint32_t own_idx = 0; own_idx < cursor.own_keys.size(); ++own_idx) {
+    const std::vector<PropertyTag>& tags = cursor.columns[own_idx].tags;
+    for (size_t row_idx = 0; row_idx < rows; ++row_idx) {
+      if (tags[row_idx] != PropertyTag::kAbsent) {
+        cursor.present_keys[fill_[row_idx]++] = own_idx;
       }
     }
-    std::partial_sum(cursor.present_begin.begin(), cursor.present_begin.end(),
-                     cursor.present_begin.begin());
-    cursor.present_keys.resize(cursor.present_begin[rows]);
-    std::vector<uint32_t> fill(cursor.present_begin.begin(), cursor.present_begin.end() - 1);
-    for (uint32_t key_idx = 0; key_idx < cursor.columns.size(); ++key_idx) {
-      const std::vector<PropertyTag>& tags = cursor.columns[key_idx].tags;
-      for (size_t row_idx = 0; row_idx < tags.size(); ++row_idx) {
-        if (tags[row_idx] != PropertyTag::kAbsent) {
-          cursor.present_keys[fill[row_idx]++] = key_idx;
-        }
+  }
+  cursor.map_begin.assign(rows + 1, 0);
+  cursor.map_entries.clear();
+  if (!cursor.map_key_idx.empty()) {
+    MP_RETURN_IF_ERROR(reader.ReadMapEntries(block_idx, &cursor.map_scratch, &cursor.map_entries));
+    for (const SegmentReader::MapEntryView& entry : cursor.map_entries) {
+      if (entry.row >= rows) {
+        return Status::Corruption(reader.name() + ": block " + std::to_string(block_idx) +
+                                  " has a map entry past its rows");
       }
+      ++cursor.map_begin[entry.row + 1];
     }
+    std::partial_sum(cursor.map_begin.begin(), cursor.map_begin.end(), cursor.map_begin.begin());
   }
   cursor.rows = rows;
   return Status::Ok();
@@ -554,104 +620,185 @@ bool SegmentMerger::Less(size_t a, size_t b) const {
                                 right.insert_ids[right.row_idx], b);
 }
 
-void SegmentMerger::AppendMapValue(const PropertyColumn& column, PropertyTag tag, size_t row_idx) {
-  switch (tag) {
+// The bytes of a map entry's value, as EncodeMapColumn writes them.
+void SegmentMerger::EncodeMapValue(const ValueRef& value) {
+  if (!value.map_bytes.empty() || value.tag == PropertyTag::kNull ||
+      value.tag == PropertyTag::kFalse || value.tag == PropertyTag::kTrue) {
+    map_row_.append(value.map_bytes);  // copied as stored (null, booleans: none)
+    return;
+  }
+  switch (value.tag) {
     case PropertyTag::kInt:
-      PutVarint64(ZigZagEncode(column.ints[row_idx]), &map_row_);
+      PutVarint64(ZigZagEncode(value.int_value), &map_row_);
       return;
     case PropertyTag::kDouble:
-      PutFixed64(std::bit_cast<uint64_t>(column.doubles[row_idx]), &map_row_);
+      PutFixed64(std::bit_cast<uint64_t>(value.double_value), &map_row_);
       return;
     case PropertyTag::kString:
-      PutVarint64(column.strings[row_idx].size(), &map_row_);
-      map_row_.append(column.strings[row_idx]);
+      PutVarint64(value.text.size(), &map_row_);
+      map_row_.append(value.text);
       return;
-    case PropertyTag::kList: {
-      const uint32_t begin = column.list_offsets[row_idx];
-      const uint32_t end = column.list_offsets[row_idx + 1];
-      PutVarint64(end - begin, &map_row_);
-      for (uint32_t item_idx = begin; item_idx < end; ++item_idx) {
-        PutVarint64(column.list_items[item_idx].size(), &map_row_);
-        map_row_.append(column.list_items[item_idx]);
+    case PropertyTag::kList:
+      PutVarint64(value.items.size(), &map_row_);
+      for (const std::string_view item : value.items) {
+        PutVarint64(item.size(), &map_row_);
+        map_row_.append(item);
       }
       return;
-    }
     default:
-      return;  // null and booleans live in the tag
+      return;
   }
 }
 
-void SegmentMerger::AppendProperty(const InputKey& input_key, const PropertyColumn& column,
-                                   size_t row_idx) {
+// A map entry's value bytes (already checked by MapChunkReader) as a ValueRef.
+Status SegmentMerger::ParseMapValue(const SegmentReader::MapEntryView& entry, ValueRef* value) {
+  *value = ValueRef{};
+  value->tag = entry.tag;
+  value->map_bytes = entry.value_bytes;
+  ByteReader reader(entry.value_bytes);
+  switch (entry.tag) {
+    case PropertyTag::kInt: {
+      uint64_t bits = 0;
+      MP_RETURN_IF_ERROR(reader.ReadVarint64("map int", &bits));
+      value->int_value = ZigZagDecode(bits);
+      return Status::Ok();
+    }
+    case PropertyTag::kDouble: {
+      uint64_t bits = 0;
+      MP_RETURN_IF_ERROR(reader.ReadFixed64("map double", &bits));
+      value->double_value = std::bit_cast<double>(bits);
+      return Status::Ok();
+    }
+    case PropertyTag::kString:
+      return reader.ReadString("map string", &value->text);
+    case PropertyTag::kList: {
+      uint64_t count = 0;
+      MP_RETURN_IF_ERROR(reader.ReadCount("map list", 1, UINT32_MAX, &count));
+      items_.resize(count);
+      for (std::string_view& item : items_) {
+        MP_RETURN_IF_ERROR(reader.ReadString("map list item", &item));
+      }
+      value->items = items_;
+      return Status::Ok();
+    }
+    default:
+      return Status::Ok();
+  }
+}
+
+void SegmentMerger::AppendValue(const InputKey& input_key, const ValueRef& value) {
   OutKey& out = keys_[input_key.out_key];
-  const PropertyTag tag = column.tags[row_idx];
   block_bytes_ += out.key.size() + 10;
-  if (tag == PropertyTag::kString) {
-    block_bytes_ += column.strings[row_idx].size();
-  } else if (tag == PropertyTag::kList) {
-    for (uint32_t item_idx = column.list_offsets[row_idx];
-         item_idx < column.list_offsets[row_idx + 1]; ++item_idx) {
-      block_bytes_ += column.list_items[item_idx].size() + 2;
+  if (value.tag == PropertyTag::kString) {
+    block_bytes_ += value.text.size();
+  } else if (value.tag == PropertyTag::kList) {
+    for (const std::string_view item : value.items) {
+      block_bytes_ += item.size() + 2;
     }
   }
   if (!out.own_column) {
+    const size_t begin = map_row_.size();
     PutVarint64(out.index, &map_row_);
-    map_row_.push_back(static_cast<char>(tag));
-    AppendMapValue(column, tag, row_idx);
-    ++map_row_entries_;
+    map_row_.push_back(static_cast<char>(value.tag));
+    EncodeMapValue(value);
+    map_row_entries_.push_back(MapRowEntry{out.index, begin, map_row_.size()});
     return;
   }
   OutColumn& target = columns_[out.index];
   target.tags.resize(times_.size() - 1, PropertyTag::kAbsent);
-  target.tags.push_back(tag);
+  target.tags.push_back(value.tag);
   ++target.present_count;
   const bool dictionary = out.encoding == StringEncoding::kDictionary;
   auto code_of = [&](std::string_view text, uint32_t input_code) {
-    if (!input_key.code_remap.empty()) {
+    if (!input_key.code_remap.empty() && input_code != UINT32_MAX) {
       return input_key.code_remap[input_code];
     }
     return out.codes.find(text)->second;
   };
-  switch (tag) {
+  switch (value.tag) {
     case PropertyTag::kInt:
-      target.ints.push_back(column.ints[row_idx]);
+      target.ints.push_back(value.int_value);
       return;
     case PropertyTag::kDouble:
-      target.doubles.push_back(column.doubles[row_idx]);
+      target.doubles.push_back(value.double_value);
       return;
-    case PropertyTag::kString: {
-      const std::string_view text = column.strings[row_idx];
+    case PropertyTag::kString:
       if (dictionary) {
-        target.string_codes.push_back(
-            code_of(text, input_key.code_remap.empty() ? 0 : column.string_codes[row_idx]));
+        target.string_codes.push_back(code_of(value.text, value.code));
       } else {
-        target.string_lengths.push_back(static_cast<uint32_t>(text.size()));
-        target.string_bytes.append(text);
+        target.string_lengths.push_back(static_cast<uint32_t>(value.text.size()));
+        target.string_bytes.append(value.text);
       }
       return;
-    }
-    case PropertyTag::kList: {
-      const uint32_t begin = column.list_offsets[row_idx];
-      const uint32_t end = column.list_offsets[row_idx + 1];
-      target.list_counts.push_back(end - begin);
-      for (uint32_t item_idx = begin; item_idx < end; ++item_idx) {
-        const std::string_view text = column.list_items[item_idx];
+    case PropertyTag::kList:
+      target.list_counts.push_back(static_cast<uint32_t>(value.items.size()));
+      for (size_t item_idx = 0; item_idx < value.items.size(); ++item_idx) {
+        const std::string_view text = value.items[item_idx];
         if (dictionary) {
           target.item_codes.push_back(
-              code_of(text, input_key.code_remap.empty() ? 0 : column.list_item_codes[item_idx]));
+              code_of(text, value.item_codes.empty() ? UINT32_MAX : value.item_codes[item_idx]));
         } else {
           target.item_lengths.push_back(static_cast<uint32_t>(text.size()));
           target.item_bytes.append(text);
         }
       }
       return;
-    }
     default:
       return;
   }
 }
 
-void SegmentMerger::AppendRow(size_t input_idx) {
+ValueRef ColumnValue(const PropertyColumn& column, size_t row_idx) {
+  ValueRef value;
+  value.tag = column.tags[row_idx];
+  switch (value.tag) {
+    case PropertyTag::kInt:
+      value.int_value = column.ints[row_idx];
+      break;
+    case PropertyTag::kDouble:
+      value.double_value = column.doubles[row_idx];
+      break;
+    case PropertyTag::kString:
+      value.text = column.strings[row_idx];
+      if (!column.string_codes.empty()) {
+        value.code = column.string_codes[row_idx];
+      }
+      break;
+    case PropertyTag::kList: {
+      const uint32_t begin = column.list_offsets[row_idx];
+      const uint32_t count = column.list_offsets[row_idx + 1] - begin;
+      value.items = std::span<const std::string_view>(column.list_items).subspan(begin, count);
+      if (!column.list_item_codes.empty()) {
+        value.item_codes = std::span<const uint32_t>(column.list_item_codes).subspan(begin, count);
+      }
+      break;
+    }
+    default:
+      break;
+  }
+  return value;
+}
+
+// Appends the row's map entries in ascending key code (they come from the
+// input's own columns and its map, each in key order, so they may interleave).
+void SegmentMerger::FinishMapRow() {
+  PutVarint64(map_row_entries_.size(), &map_raw_);
+  map_entries_ += static_cast<uint32_t>(map_row_entries_.size());
+  const bool sorted = std::is_sorted(
+      map_row_entries_.begin(), map_row_entries_.end(),
+      [](const MapRowEntry& a, const MapRowEntry& b) { return a.key_code < b.key_code; });
+  if (sorted) {
+    map_raw_ += map_row_;
+    return;
+  }
+  std::sort(map_row_entries_.begin(), map_row_entries_.end(),
+            [](const MapRowEntry& a, const MapRowEntry& b) { return a.key_code < b.key_code; });
+  for (const MapRowEntry& entry : map_row_entries_) {
+    map_raw_.append(map_row_, entry.begin, entry.end - entry.begin);
+  }
+}
+
+Status SegmentMerger::AppendRow(size_t input_idx) {
   const Cursor& cursor = cursors_[input_idx];
   const size_t row_idx = cursor.row_idx;
   const Id128 subject = cursor.subjects[row_idx];
@@ -678,18 +825,23 @@ void SegmentMerger::AppendRow(size_t input_idx) {
   ++run_lengths_.back();
   block_bytes_ += name_sizes_[name_code] + 44;
   map_row_.clear();
-  map_row_entries_ = 0;
+  map_row_entries_.clear();
   const std::vector<InputKey>& input_keys = input_keys_[input_idx];
   for (uint32_t present_idx = cursor.present_begin[row_idx];
        present_idx < cursor.present_begin[row_idx + 1]; ++present_idx) {
-    const uint32_t key_idx = cursor.present_keys[present_idx];
-    AppendProperty(input_keys[key_idx], cursor.columns[key_idx], row_idx);
+    const uint32_t own_idx = cursor.present_keys[present_idx];
+    AppendValue(input_keys[cursor.own_keys[own_idx]],
+                ColumnValue(cursor.columns[own_idx], row_idx));
   }
-  // Input keys are in key order and output map codes too, so the row's map
-  // entries are already in ascending code order.
-  PutVarint64(map_row_entries_, &map_raw_);
-  map_raw_ += map_row_;
-  map_entries_ += map_row_entries_;
+  ValueRef value;
+  for (uint32_t entry_idx = cursor.map_begin[row_idx]; entry_idx < cursor.map_begin[row_idx + 1];
+       ++entry_idx) {
+    const SegmentReader::MapEntryView& entry = cursor.map_entries[entry_idx];
+    MP_RETURN_IF_ERROR(ParseMapValue(entry, &value));
+    AppendValue(input_keys[cursor.map_key_idx[entry.key_code]], value);
+  }
+  FinishMapRow();
+  return Status::Ok();
 }
 
 Status SegmentMerger::AppendChunk(std::string_view raw, ChunkRef* ref) {
@@ -845,6 +997,16 @@ Result<MergeResult> SegmentMerger::Merge() {
   MP_RETURN_IF_ERROR(Emit());
   columns_.resize(footer_.columns.size());
   cursors_.resize(inputs_.size());
+  for (size_t input_idx = 0; input_idx < inputs_.size(); ++input_idx) {
+    const std::vector<PropertyKeyInfo>& infos = inputs_[input_idx]->property_keys();
+    Cursor& cursor = cursors_[input_idx];
+    // Map key codes follow property_keys() order (both sorted by key).
+    for (uint32_t key_idx = 0; key_idx < infos.size(); ++key_idx) {
+      (infos[key_idx].storage == PropertyStorage::kColumn ? cursor.own_keys : cursor.map_key_idx)
+          .push_back(key_idx);
+    }
+    cursor.columns.resize(cursor.own_keys.size());
+  }
   auto heap_order = [&](size_t a, size_t b) { return Less(b, a); };
   for (size_t input_idx = 0; input_idx < inputs_.size(); ++input_idx) {
     MP_RETURN_IF_ERROR(LoadBlock(input_idx));
@@ -856,7 +1018,7 @@ Result<MergeResult> SegmentMerger::Merge() {
   while (!heap_.empty()) {
     std::pop_heap(heap_.begin(), heap_.end(), heap_order);
     const size_t input_idx = heap_.back();
-    AppendRow(input_idx);
+    MP_RETURN_IF_ERROR(AppendRow(input_idx));
     Cursor& cursor = cursors_[input_idx];
     if (++cursor.row_idx == cursor.rows) {
       ++cursor.block_idx;

@@ -650,6 +650,51 @@ Status SegmentReader::ReadPropertiesOfRows(size_t block_idx, std::span<const uin
   return status.ok() ? status : Error("column properties map", block_idx, status);
 }
 
+Status SegmentReader::ReadMapEntries(size_t block_idx, std::string* scratch,
+                                     std::vector<MapEntryView>* entries) const {
+  entries->clear();
+  if (masked_base_) {
+    MP_RETURN_IF_ERROR(masked_base_->ReadMapEntries(block_idx, scratch, entries));
+    const std::vector<uint32_t>& hidden = hidden_rows_[block_idx];
+    if (hidden.size() == 1 && hidden.front() == kAllRowsHidden) {
+      entries->clear();
+      return Status::Ok();
+    }
+    // Drop the hidden rows' entries and number the rest as the view's rows.
+    size_t kept = 0;
+    size_t hidden_idx = 0;
+    for (size_t entry_idx = 0; entry_idx < entries->size(); ++entry_idx) {
+      MapEntryView entry = (*entries)[entry_idx];
+      while (hidden_idx < hidden.size() && hidden[hidden_idx] < entry.row) {
+        ++hidden_idx;
+      }
+      if (hidden_idx < hidden.size() && hidden[hidden_idx] == entry.row) {
+        continue;
+      }
+      entry.row -= static_cast<uint32_t>(hidden_idx);
+      (*entries)[kept++] = entry;
+    }
+    entries->resize(kept);
+    return Status::Ok();
+  }
+  const ChunkRef& ref = footer_.blocks[block_idx].chunks.back();
+  if (ref.raw_bytes == 0 && ref.present_count == 0) {
+    return Status::Ok();
+  }
+  std::string_view raw;
+  Status status = ReadChunk(ref, scratch, &raw);
+  if (status.ok()) {
+    MapChunkReader reader(raw, footer_.blocks[block_idx].row_count, footer_.map_keys.size());
+    status = reader.ForEach(
+        ref.present_count, map_tag_masks_,
+        [&](size_t row_idx, uint32_t key_code, PropertyTag tag, std::string_view value_bytes) {
+          entries->push_back(
+              MapEntryView{static_cast<uint32_t>(row_idx), key_code, tag, value_bytes});
+        });
+  }
+  return status.ok() ? status : Error("column properties map", block_idx, status);
+}
+
 // Adds each row's map entries to `events`, which hold the row's own-column
 // properties sorted by key, and merges them into key order.
 Status SegmentReader::ReadMapEntries(size_t block_idx, std::vector<Event>* events) const {
