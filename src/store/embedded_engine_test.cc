@@ -1,3 +1,4 @@
+#include <malloc.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -21,7 +22,7 @@ class EmbeddedEngineTest : public StoreTest {};
 TEST_F(EmbeddedEngineTest, EveryValueTypeAndProfileOperationSurvivesReopen) {
   ASSERT_TRUE(Open().ok());
   Event event = MakeEvent("Purchase", kTimeMs, 1, 1);
-  event.properties = {{"null", Value::Null()},         {"bool", Value::Bool(true)},
+  event.properties = {{"null", Value::Null()},          {"bool", Value::Bool(true)},
                       {"int", Value::Int(-42)},         {"double", Value::Double(2.5)},
                       {"string", Value::String("eur")}, {"list", Value::List({"a", "b"})}};
   AppendBatch batch = MakeBatch(kProject, {event});
@@ -60,9 +61,9 @@ TEST_F(EmbeddedEngineTest, EveryValueTypeAndProfileOperationSurvivesReopen) {
 
 TEST_F(EmbeddedEngineTest, DuplicatesWithinBatchAndAcrossBatchesAreDropped) {
   ASSERT_TRUE(Open().ok());
-  const auto first = engine_->Append(MakeBatch(
-      kProject, {MakeEvent("a", kTimeMs, 1, 1), MakeEvent("b", kTimeMs, 1, 1),
-                 MakeEvent("c", kTimeMs, 1, 2)}));
+  const auto first = engine_->Append(
+      MakeBatch(kProject, {MakeEvent("a", kTimeMs, 1, 1), MakeEvent("b", kTimeMs, 1, 1),
+                           MakeEvent("c", kTimeMs, 1, 2)}));
   ASSERT_TRUE(first.ok());
   EXPECT_EQ(first->events_stored, 2u);
   EXPECT_EQ(first->events_duplicate, 1u);
@@ -218,8 +219,9 @@ TEST_F(EmbeddedEngineTest, ConcurrentAppendsAreGroupCommitted) {
       for (int batch_idx = 0; batch_idx < kBatchesPerThread; ++batch_idx) {
         const uint64_t id = static_cast<uint64_t>(thread_idx * kBatchesPerThread + batch_idx);
         // Every thread also repeats id 0, so exactly one copy may be stored.
-        if (!engine_->Append(MakeBatch(kProject, {MakeEvent("e", kTimeMs, 1, id + 1),
-                                                  MakeEvent("e", kTimeMs, 1, 0)}))
+        if (!engine_
+                 ->Append(MakeBatch(
+                     kProject, {MakeEvent("e", kTimeMs, 1, id + 1), MakeEvent("e", kTimeMs, 1, 0)}))
                  .ok()) {
           ++failures;
         }
@@ -244,11 +246,11 @@ TEST_F(EmbeddedEngineTest, ConcurrentAppendsAreGroupCommitted) {
 
 TEST_F(EmbeddedEngineTest, ScanFiltersByProjectTimeNameSubject) {
   ASSERT_TRUE(Open().ok());
-  ASSERT_TRUE(engine_
-                  ->Append(MakeBatch(kProject, {MakeEvent("view", 1000, 1, 1),
-                                                MakeEvent("buy", 2000, 1, 2),
-                                                MakeEvent("view", 3000, 2, 3)}))
-                  .ok());
+  ASSERT_TRUE(
+      engine_
+          ->Append(MakeBatch(kProject, {MakeEvent("view", 1000, 1, 1), MakeEvent("buy", 2000, 1, 2),
+                                        MakeEvent("view", 3000, 2, 3)}))
+          .ok());
   ASSERT_TRUE(engine_->Append(MakeBatch(kProject + 1, {MakeEvent("view", 2000, 1, 4)})).ok());
 
   ScanRequest request;
@@ -290,17 +292,16 @@ TEST_F(EmbeddedEngineTest, ScanSeesASnapshotTakenAtTheCall) {
   ScanRequest request;
   request.project_id = kProject;
   int visited = 0;
-  ASSERT_TRUE(engine_
-                  ->Scan(request,
-                         [&](const Event&) {
-                           ++visited;
-                           EXPECT_TRUE(engine_
-                                           ->Append(MakeBatch(kProject,
-                                                              {MakeEvent("b", kTimeMs, 1, 2)}))
-                                           .ok());
-                           return true;
-                         })
-                  .ok());
+  ASSERT_TRUE(
+      engine_
+          ->Scan(request,
+                 [&](const Event&) {
+                   ++visited;
+                   EXPECT_TRUE(
+                       engine_->Append(MakeBatch(kProject, {MakeEvent("b", kTimeMs, 1, 2)})).ok());
+                   return true;
+                 })
+          .ok());
   EXPECT_EQ(visited, 1);
   EXPECT_EQ(ScanAll(kProject).size(), 2u);
 }
@@ -402,6 +403,59 @@ TEST_F(EmbeddedEngineTest, SigkillNeverLosesOrDuplicatesAcknowledgedBatches) {
     ASSERT_TRUE(engine_->Close().ok());
     engine_.reset();
   }
+}
+
+// The memtable's byte count is what the allocator gave its events (heap
+// blocks at their real sizes, the property arrays at their capacity, the
+// Event objects at the memtable vector's capacity), not what their fields
+// hold: compared here with glibc's own count of allocated bytes, so that
+// memtable_bytes_max x kMemtableHardLimitFactor bounds what the memtable
+// really takes.
+TEST_F(EmbeddedEngineTest, MemtableBytesAreWhatTheAllocatorGave) {
+  options_.memtable_rows_max = 1'000'000;
+  options_.memtable_bytes_max = 4ULL << 30;
+  ASSERT_TRUE(Open().ok());
+  constexpr size_t kBatches = 40;
+  constexpr size_t kEventsPerBatch = 500;
+  // Generated values of the lengths ingest makes: short keys (inline),
+  // longer keys and values (heap), a list, numbers; properties appended one
+  // by one, as decoders do, so the arrays have spare capacity.
+  auto make_batch = [](size_t batch_idx) {
+    std::vector<Event> events;
+    for (size_t event_idx = 0; event_idx < kEventsPerBatch; ++event_idx) {
+      const uint64_t id = batch_idx * kEventsPerBatch + event_idx;
+      Event event = MakeEvent("Page Viewed In The Generated App", kTimeMs, id % 97, id);
+      event.properties.clear();
+      for (size_t property_idx = 0; property_idx < 18; ++property_idx) {
+        const std::string key = property_idx % 2 == 0
+                                    ? "k" + std::to_string(property_idx)
+                                    : "generated_property_key_" + std::to_string(property_idx);
+        event.properties.push_back(
+            {key, Value::String("generated value " + std::to_string(id * 31 + property_idx))});
+      }
+      event.properties.push_back({"count", Value::Int(static_cast<int64_t>(id))});
+      event.properties.push_back({"tags", Value::List({"alpha-generated-tag", "b"})});
+      events.push_back(std::move(event));
+    }
+    return events;
+  };
+  // Warm up the engine's own buffers (log write buffer, queue) first.
+  ASSERT_TRUE(engine_->Append(MakeBatch(kProject, make_batch(kBatches))).ok());
+  const uint64_t memtable_before = engine_->GetStats().memtable_bytes;
+  const size_t allocated_before = mallinfo2().uordblks;
+  for (size_t batch_idx = 0; batch_idx < kBatches; ++batch_idx) {
+    ASSERT_TRUE(engine_->Append(MakeBatch(kProject, make_batch(batch_idx))).ok());
+  }
+  const double allocated = static_cast<double>(mallinfo2().uordblks - allocated_before);
+  const double counted = static_cast<double>(engine_->GetStats().memtable_bytes - memtable_before);
+  // The rest of the growth is the de-duplication index (about 1 MB here) and
+  // glibc's 8-byte chunk headers, which malloc_usable_size leaves out.
+  EXPECT_GT(counted, 0.85 * allocated) << "counted " << counted << ", allocated " << allocated;
+  EXPECT_LT(counted, 1.05 * allocated) << "counted " << counted << ", allocated " << allocated;
+  RecordProperty("memtable_bytes_per_event",
+                 std::to_string(counted / (kBatches * kEventsPerBatch)));
+  RecordProperty("allocated_bytes_per_event",
+                 std::to_string(allocated / (kBatches * kEventsPerBatch)));
 }
 
 }  // namespace

@@ -31,7 +31,8 @@ class SegmentReader;  // segment.h
 inline constexpr uint64_t kLogFileBytesMax = 256ULL << 20;   // a log file rolls over past this
 inline constexpr uint64_t kLogRecordBytesMax = 64ULL << 20;  // one batch record
 // A flush starts once the memtable (all projects together) holds this many
-// rows or bytes (in memory). Encoding runs at ~260K events/s per core, so a
+// rows or bytes (in memory, as allocated: malloc_usable_size of every heap
+// block of its events, and the Event objects at the vector's capacity). Encoding runs at ~260K events/s per core, so a
 // 200K-row flush takes under a second and makes segments of ~5 MB
 // (src/store/README.md, "Flush").
 inline constexpr size_t kMemtableRowsMaxDefault = 200'000;
@@ -110,7 +111,7 @@ struct Stats {
   uint64_t segments = 0;             // live segment files
   uint64_t segment_bytes = 0;
   uint64_t memtable_rows = 0;        // not yet in a segment file (flushing included)
-  uint64_t memtable_bytes = 0;       // their in-memory size, estimated
+  uint64_t memtable_bytes = 0;       // their memory as allocated (malloc_usable_size)
   uint64_t flushes = 0;              // since open, each one manifest written
   uint64_t flush_failures = 0;       // attempts that failed (retried after a pause)
   uint64_t flush_rows = 0;
