@@ -32,9 +32,9 @@ inline constexpr uint64_t kLogFileBytesMax = 256ULL << 20;   // a log file rolls
 inline constexpr uint64_t kLogRecordBytesMax = 64ULL << 20;  // one batch record
 // A flush starts once the memtable (all projects together) holds this many
 // rows or bytes (in memory, as allocated: malloc_usable_size of every heap
-// block of its events, and the Event objects at the vector's capacity). Encoding runs at ~260K events/s per core, so a
-// 200K-row flush takes under a second and makes segments of ~5 MB
-// (src/store/README.md, "Flush").
+// block of its events, and the Event objects at the vector's capacity).
+// Encoding runs at ~260K events/s per core, so a 200K-row flush takes under a
+// second and makes segments of ~5 MB (src/store/README.md, "Flush").
 inline constexpr size_t kMemtableRowsMaxDefault = 200'000;
 inline constexpr uint64_t kMemtableBytesMaxDefault = 256ULL << 20;
 // Erasure (src/store/README.md, "Erasure"): at most this many subjects in one
