@@ -3,14 +3,14 @@
 // row-by-row reference written here from docs/queries.md — no blocks, no
 // dictionary codes, no merge: the events as a vector, a label per event for
 // its bucket, sets for uniques, a naive search per funnel attempt.
+#include <date/tz.h>
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <chrono>
 #include <map>
 #include <random>
 #include <set>
-
-#include <date/tz.h>
-#include <gtest/gtest.h>
 
 #include "query/query.h"
 #include "query/query_test_util.h"
@@ -31,6 +31,10 @@ const char* const kZones[] = {"UTC", "Europe/Berlin", "America/New_York", "Asia/
 struct StoredEvent {
   Event event;
   size_t segment = 0;
+  // With identity merging the reference replaces event.subject by its
+  // person; `source` keeps the id the event was stored under, which orders
+  // a person's same-millisecond ties as the engine does (by id).
+  Id128 source;
 };
 
 // Reference helpers.
@@ -43,10 +47,10 @@ int CompareNumber(const Value& left, const Value& right) {
   if (left.type() == Value::Type::kInt && right.type() == Value::Type::kInt) {
     return left.as_int() < right.as_int() ? -1 : (left.as_int() > right.as_int() ? 1 : 0);
   }
-  const double a = left.type() == Value::Type::kInt ? static_cast<double>(left.as_int())
-                                                    : left.as_double();
-  const double b = right.type() == Value::Type::kInt ? static_cast<double>(right.as_int())
-                                                     : right.as_double();
+  const double a =
+      left.type() == Value::Type::kInt ? static_cast<double>(left.as_int()) : left.as_double();
+  const double b =
+      right.type() == Value::Type::kInt ? static_cast<double>(right.as_int()) : right.as_double();
   return a < b ? -1 : (a > b ? 1 : (a == b ? 0 : 2));
 }
 
@@ -208,7 +212,8 @@ Value GroupValue(const Event& event, const std::string& property) {
   if (value == nullptr) {
     return Value::Null();
   }
-  if (value->type() == Value::Type::kDouble && value->as_double() == std::trunc(value->as_double())) {
+  if (value->type() == Value::Type::kDouble &&
+      value->as_double() == std::trunc(value->as_double())) {
     return Value::Int(static_cast<int64_t>(value->as_double()));
   }
   return *value;
@@ -233,24 +238,24 @@ int TypeRank(const Value& value) {
 
 struct KeyLess {
   bool operator()(const std::vector<Value>& left, const std::vector<Value>& right) const {
-    return std::lexicographical_compare(
-        left.begin(), left.end(), right.begin(), right.end(), [](const Value& a, const Value& b) {
-          if (TypeRank(a) != TypeRank(b)) {
-            return TypeRank(a) < TypeRank(b);
-          }
-          switch (TypeRank(a)) {
-            case 0:
-              return a.as_bool() < b.as_bool();
-            case 1:
-              return CompareNumber(a, b) == -1;
-            case 2:
-              return a.as_string() < b.as_string();
-            case 3:
-              return a.as_list() < b.as_list();
-            default:
-              return false;
-          }
-        });
+    return std::lexicographical_compare(left.begin(), left.end(), right.begin(), right.end(),
+                                        [](const Value& a, const Value& b) {
+                                          if (TypeRank(a) != TypeRank(b)) {
+                                            return TypeRank(a) < TypeRank(b);
+                                          }
+                                          switch (TypeRank(a)) {
+                                            case 0:
+                                              return a.as_bool() < b.as_bool();
+                                            case 1:
+                                              return CompareNumber(a, b) == -1;
+                                            case 2:
+                                              return a.as_string() < b.as_string();
+                                            case 3:
+                                              return a.as_list() < b.as_list();
+                                            default:
+                                              return false;
+                                          }
+                                        });
   }
 };
 using Key = std::vector<Value>;
@@ -271,9 +276,8 @@ std::vector<Key> Rank(const std::map<Key, uint64_t, KeyLess>& weight) {
       keys.push_back(key);
     }
   }
-  std::stable_sort(keys.begin(), keys.end(), [&](const Key& a, const Key& b) {
-    return weight.at(a) > weight.at(b);
-  });
+  std::stable_sort(keys.begin(), keys.end(),
+                   [&](const Key& a, const Key& b) { return weight.at(a) > weight.at(b); });
   return keys;
 }
 
@@ -317,11 +321,13 @@ std::optional<double> MeasureOf(const QuerySpec& spec, const std::vector<const E
       return numbers.empty() ? std::nullopt
                              : std::optional<double>(sum / static_cast<double>(numbers.size()));
     case Measure::kMin:
-      return numbers.empty() ? std::nullopt
-                             : std::optional<double>(*std::min_element(numbers.begin(), numbers.end()));
+      return numbers.empty()
+                 ? std::nullopt
+                 : std::optional<double>(*std::min_element(numbers.begin(), numbers.end()));
     case Measure::kMax:
-      return numbers.empty() ? std::nullopt
-                             : std::optional<double>(*std::max_element(numbers.begin(), numbers.end()));
+      return numbers.empty()
+                 ? std::nullopt
+                 : std::optional<double>(*std::max_element(numbers.begin(), numbers.end()));
     case Measure::kMedian:
       return numbers.empty() ? std::nullopt : std::optional<double>(NearestRank(numbers, 0.5));
     case Measure::kP90:
@@ -353,7 +359,8 @@ QueryResult ReferenceSegmentation(const QuerySpec& spec, const std::vector<Store
       const Key key = KeyOf(spec, event)[0];
       auto& per_bucket = cells[key];
       per_bucket.resize(labels.size() + 1);
-      const auto bucket = static_cast<size_t>(LabelIndex(labels, LocalLabel(zone, spec.unit, event.time_ms)));
+      const auto bucket =
+          static_cast<size_t>(LabelIndex(labels, LocalLabel(zone, spec.unit, event.time_ms)));
       per_bucket[bucket].push_back(&event);
       per_bucket[labels.size()].push_back(&event);
       weight[key] += 1;
@@ -364,11 +371,11 @@ QueryResult ReferenceSegmentation(const QuerySpec& spec, const std::vector<Store
       series.any_event = selector.any_event;
       series.group = std::move(group);
       for (size_t bucket = 0; bucket < labels.size(); ++bucket) {
-        series.values.push_back(MeasureOf(spec, per_bucket.empty() ? std::vector<const Event*>{}
-                                                                   : per_bucket[bucket]));
+        series.values.push_back(
+            MeasureOf(spec, per_bucket.empty() ? std::vector<const Event*>{} : per_bucket[bucket]));
       }
-      series.total = MeasureOf(spec, per_bucket.empty() ? std::vector<const Event*>{}
-                                                        : per_bucket[labels.size()]);
+      series.total = MeasureOf(
+          spec, per_bucket.empty() ? std::vector<const Event*>{} : per_bucket[labels.size()]);
       result.series.push_back(std::move(series));
     };
     if (spec.breakdown.properties.empty()) {
@@ -405,7 +412,8 @@ std::map<Id128, std::vector<const StoredEvent*>> BySubject(
   for (auto& [subject, list] : subjects) {
     std::stable_sort(list.begin(), list.end(), [&](const StoredEvent* a, const StoredEvent* b) {
       const auto key = [&](const StoredEvent* e) {
-        return std::make_tuple(e->event.time_ms, tie(e->event), e->segment, e->event.insert_id);
+        return std::make_tuple(e->event.time_ms, tie(e->event), e->source, e->segment,
+                               e->event.insert_id);
       };
       return key(a) < key(b);
     });
@@ -426,7 +434,8 @@ FunnelGroup FunnelOut(const QuerySpec& spec, const Tally& tally) {
     out.any_event = spec.steps[step].any_event;
     out.subjects = tally.reached[step];
     const double first = static_cast<double>(tally.reached[0]);
-    const double previous = static_cast<double>(step == 0 ? tally.reached[0] : tally.reached[step - 1]);
+    const double previous =
+        static_cast<double>(step == 0 ? tally.reached[0] : tally.reached[step - 1]);
     out.step_conversion = previous == 0 ? 0 : static_cast<double>(out.subjects) / previous;
     out.overall_conversion = first == 0 ? 0 : static_cast<double>(out.subjects) / first;
     if (step > 0 && !tally.gaps[step].empty()) {
@@ -521,8 +530,8 @@ QueryResult ReferenceFunnel(const QuerySpec& spec, const std::vector<StoredEvent
       for (size_t step = 0; step < best.size(); ++step) {
         tally->reached[step] += 1;
         if (step > 0) {
-          tally->gaps[step].push_back(
-              static_cast<double>(timeline[best[step]]->time_ms - timeline[best[step - 1]]->time_ms));
+          tally->gaps[step].push_back(static_cast<double>(timeline[best[step]]->time_ms -
+                                                          timeline[best[step - 1]]->time_ms));
         }
       }
     }
@@ -548,7 +557,8 @@ QueryResult ReferenceFunnel(const QuerySpec& spec, const std::vector<StoredEvent
     }
     for (size_t step = 0; step < steps; ++step) {
       other.reached[step] += tally.reached[step];
-      other.gaps[step].insert(other.gaps[step].end(), tally.gaps[step].begin(), tally.gaps[step].end());
+      other.gaps[step].insert(other.gaps[step].end(), tally.gaps[step].begin(),
+                              tally.gaps[step].end());
     }
   }
   if (ranked.size() > spec.breakdown.limit) {
@@ -586,10 +596,10 @@ RetentionGroup RetentionOut(const QuerySpec& spec, const std::vector<std::string
     group.cohorts.push_back(std::move(out));
   }
   for (size_t period = 0; period <= spec.periods; ++period) {
-    group.total_rates.push_back(sizes[period] == 0
-                                    ? std::nullopt
-                                    : std::optional<double>(static_cast<double>(group.total_counts[period]) /
-                                                            static_cast<double>(sizes[period])));
+    group.total_rates.push_back(
+        sizes[period] == 0 ? std::nullopt
+                           : std::optional<double>(static_cast<double>(group.total_counts[period]) /
+                                                   static_cast<double>(sizes[period])));
   }
   return group;
 }
@@ -598,13 +608,13 @@ QueryResult ReferenceRetention(const QuerySpec& spec, const std::vector<StoredEv
                                const date::time_zone* zone, int64_t from_ms, int64_t to_ms) {
   const size_t cohorts = WalkLabels(zone, spec.unit, from_ms, to_ms).size();
   const int64_t unit_ms = spec.unit == TimeUnit::kWeek ? 7 * kDayMs : kDayMs;
-  const std::vector<std::string> labels =
-      WalkLabels(zone, spec.unit, from_ms,
-                 to_ms + static_cast<int64_t>(spec.periods + 2) * unit_ms);
+  const std::vector<std::string> labels = WalkLabels(
+      zone, spec.unit, from_ms, to_ms + static_cast<int64_t>(spec.periods + 2) * unit_ms);
   const size_t periods = spec.periods;
   auto empty = [&] {
-    return Triangle{std::vector<uint64_t>(cohorts),
-                    std::vector<std::vector<uint64_t>>(cohorts, std::vector<uint64_t>(periods + 1))};
+    return Triangle{
+        std::vector<uint64_t>(cohorts),
+        std::vector<std::vector<uint64_t>>(cohorts, std::vector<uint64_t>(periods + 1))};
   };
   Triangle everyone = empty();
   std::map<Key, Triangle, KeyLess> groups;
@@ -707,8 +717,9 @@ class Generator {
       event.subject = testing::SubjectFromName("s" + std::to_string(Pick(subjects)));
       // Coarse times make same-millisecond ties common; in some rounds
       // very common (6-hour steps).
-      event.time_ms = kBaseMs - 2 * kDayMs + static_cast<int64_t>(Pick(16 * 96 / slot_steps)) *
-                                                 slot_steps * 15 * kMinuteMs;
+      event.time_ms =
+          kBaseMs - 2 * kDayMs +
+          static_cast<int64_t>(Pick(16 * 96 / slot_steps)) * slot_steps * 15 * kMinuteMs;
       if (slot_steps == 1 && Chance(0.3)) {
         event.time_ms += static_cast<int64_t>(Pick(1000));
       }
@@ -763,7 +774,8 @@ class Generator {
     if (Chance(0.4)) {
       return "";
     }
-    std::string json = R"(,"breakdown":{"properties":[")" + std::string(kProperties[Pick(4)]) + "\"";
+    std::string json =
+        R"(,"breakdown":{"properties":[")" + std::string(kProperties[Pick(4)]) + "\"";
     if (Chance(0.3)) {
       json += R"(,")" + std::string(kProperties[Pick(4)]) + "\"";
     }
@@ -774,8 +786,9 @@ class Generator {
     const int from_day = 1 + static_cast<int>(Pick(5));
     const int days = 1 + static_cast<int>(Pick(weeks ? 14 : 6));
     char text[128];
-    std::snprintf(text, sizeof(text), R"("from":"2024-03-%02d","to":"2024-03-%02d","time_zone":"%s")",
-                  from_day, from_day + days, kZones[Pick(4)]);
+    std::snprintf(text, sizeof(text),
+                  R"("from":"2024-03-%02d","to":"2024-03-%02d","time_zone":"%s")", from_day,
+                  from_day + days, kZones[Pick(4)]);
     return text;
   }
 
@@ -783,11 +796,15 @@ class Generator {
     switch (Pick(3)) {
       case 0: {
         static const char* const kUnits[] = {"hour", "day", "week", "month"};
-        static const char* const kMeasures[] = {
-            R"("total")", R"("unique")", R"("per_subject_average")",
-            R"({"type":"sum","property":"n"})", R"({"type":"average","property":"n"})",
-            R"({"type":"min","property":"n"})", R"({"type":"max","property":"n"})",
-            R"({"type":"median","property":"n"})", R"({"type":"p90","property":"n"})"};
+        static const char* const kMeasures[] = {R"("total")",
+                                                R"("unique")",
+                                                R"("per_subject_average")",
+                                                R"({"type":"sum","property":"n"})",
+                                                R"({"type":"average","property":"n"})",
+                                                R"({"type":"min","property":"n"})",
+                                                R"({"type":"max","property":"n"})",
+                                                R"({"type":"median","property":"n"})",
+                                                R"({"type":"p90","property":"n"})"};
         std::string events = SelectorJson();
         if (Chance(0.4)) {
           events += "," + SelectorJson();
@@ -857,7 +874,8 @@ class Generator {
         break;
     }
     if (Chance(0.2)) {
-      event->properties.push_back({"tags", Value::List({"t1", kStrings[Pick(5)] + std::string("2")})});
+      event->properties.push_back(
+          {"tags", Value::List({"t1", kStrings[Pick(5)] + std::string("2")})});
     }
     if (Chance(0.3)) {
       event->properties.push_back({"flag", Value::Bool(Chance(0.5))});
@@ -884,20 +902,70 @@ void Align(const QueryResult& engine, QueryResult* reference) {
   for (size_t group = 0; group < reference->retention.size() && group < engine.retention.size();
        ++group) {
     auto& cohorts = reference->retention[group].cohorts;
-    for (size_t cohort = 0; cohort < cohorts.size() && cohort < engine.retention[group].cohorts.size();
-         ++cohort) {
+    for (size_t cohort = 0;
+         cohort < cohorts.size() && cohort < engine.retention[group].cohorts.size(); ++cohort) {
       cohorts[cohort].start.start_ms = engine.retention[group].cohorts[cohort].start.start_ms;
     }
   }
 }
 
-TEST(QueryDifferentialTest, RandomQueriesMatchTheReference) {
+// Adds alias links between random subjects ($create_alias on one, naming
+// the other), and returns the events as the reference sees them: each
+// event's subject replaced by its person (a component of the links, found
+// naively), the stored id kept in `source`.
+std::vector<StoredEvent> AddAliasLinks(Generator* generator, size_t segment_count,
+                                       std::vector<StoredEvent>* events) {
+  std::vector<Id128> subjects;
+  for (const StoredEvent& stored : *events) {
+    subjects.push_back(stored.event.subject);
+  }
+  std::sort(subjects.begin(), subjects.end());
+  subjects.erase(std::unique(subjects.begin(), subjects.end()), subjects.end());
+  std::map<Id128, Id128> person;
+  for (const Id128& subject : subjects) {
+    person[subject] = subject;
+  }
+  const size_t links = generator->Pick(subjects.size() + 1);
+  for (size_t link = 0; link < links; ++link) {
+    const Id128 alias = subjects[generator->Pick(subjects.size())];
+    const Id128 distinct_id = subjects[generator->Pick(subjects.size())];
+    StoredEvent stored;
+    stored.event.name = "$create_alias";
+    stored.event.subject = distinct_id;
+    stored.event.time_ms =
+        kBaseMs - 2 * kDayMs + static_cast<int64_t>(generator->Pick(96)) * kHourMs;
+    stored.event.insert_id = Id128{1, events->size() + 1};
+    stored.event.properties.push_back({"alias", Value::String(FormatPseudonym(alias))});
+    stored.segment = generator->Pick(segment_count);
+    events->push_back(std::move(stored));
+    // Relabel the two components as one, named by the lower label.
+    const Id128 from = std::max(person[alias], person[distinct_id]);
+    const Id128 to = std::min(person[alias], person[distinct_id]);
+    for (auto& [subject, label] : person) {
+      if (label == from) {
+        label = to;
+      }
+    }
+  }
+  std::vector<StoredEvent> resolved = *events;
+  for (StoredEvent& stored : resolved) {
+    stored.source = stored.event.subject;
+    stored.event.subject = person[stored.event.subject];
+  }
+  return resolved;
+}
+
+void RunRounds(bool with_links) {
   constexpr int kRounds = 300;
   int compared = 0;
   for (int round = 0; round < kRounds; ++round) {
-    Generator generator(static_cast<uint64_t>(round) * 7919 + 1);
+    Generator generator(static_cast<uint64_t>(round) * 7919 + (with_links ? 5 : 1));
     const size_t segment_count = 1 + generator.Pick(4);
-    const std::vector<StoredEvent> events = generator.Events(segment_count);
+    std::vector<StoredEvent> events = generator.Events(segment_count);
+    std::vector<StoredEvent> reference_events;
+    if (with_links) {
+      reference_events = AddAliasLinks(&generator, segment_count, &events);
+    }
     QueryContext context;
     context.time_zone = "UTC";
     // 1, 2 or 3 threads: the subject space split unevenly, merged by key.
@@ -918,7 +986,7 @@ TEST(QueryDifferentialTest, RandomQueriesMatchTheReference) {
       context.segments.push_back(*reader);
     }
     // Segments without events are skipped: renumber what the reference sees.
-    std::vector<StoredEvent> stored = events;
+    std::vector<StoredEvent> stored = with_links ? reference_events : events;
     {
       std::vector<size_t> renumber(segment_count, 0);
       size_t next = 0;
@@ -961,6 +1029,14 @@ TEST(QueryDifferentialTest, RandomQueriesMatchTheReference) {
     }
   }
   EXPECT_EQ(compared, kRounds * 4);
+}
+
+TEST(QueryDifferentialTest, RandomQueriesMatchTheReference) { RunRounds(false); }
+
+// The same with identity links: the reference counts each person (a
+// component of the alias links) as one subject, its events merged by time.
+TEST(QueryDifferentialTest, RandomQueriesWithIdentityLinksMatchThePersonReference) {
+  RunRounds(true);
 }
 
 }  // namespace
