@@ -5,7 +5,7 @@ BUILD_DIR ?= build
 JOBS ?= 2
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build run test test-slow fuzz fuzz-long bench bench-query clean npm-deps
+.PHONY: all deps build web run test test-slow fuzz fuzz-long bench bench-query clean npm-deps
 
 all: build
 
@@ -16,8 +16,16 @@ deps:
 $(BUILD_DIR)/build.ninja:
 	cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Release -DMINPANEL_WERROR=ON $(CMAKE_FLAGS)
 
-build: deps $(BUILD_DIR)/build.ninja
+build: deps web $(BUILD_DIR)/build.ninja
 	cmake --build $(BUILD_DIR) -j$(JOBS)
+
+# The dashboard (web/README.md): its npm packages as the lockfile pins them,
+# then web/dist, which the cmake build embeds into the binary.
+web/node_modules/.package-lock.json: web/package-lock.json
+	@npm ci --prefix web --no-audit --no-fund --loglevel=error
+
+web: deps web/node_modules/.package-lock.json
+	@npm run --prefix web --silent build
 
 npm-deps: deps
 	@npm ci --prefix tests/npm --no-audit --no-fund --loglevel=error
@@ -53,4 +61,4 @@ bench-query: build
 	@bash bench/query.sh $(BENCH_QUERY_FLAGS)
 
 clean:
-	rm -rf $(BUILD_DIR) build-fuzz
+	rm -rf $(BUILD_DIR) build-fuzz web/dist

@@ -9,6 +9,7 @@
 #include "ingest/posthog_events.h"
 #include "ingest/segment_events.h"
 #include "query/query.h"
+#include "server/static_files.h"
 
 namespace minpanel::server {
 namespace http = boost::beast::http;
@@ -194,7 +195,7 @@ Route ClassifyTarget(std::string_view target) {
   if (path.starts_with("/api/policy/versions/")) return Route::kPolicyVersion;
   if (path == "/healthz") return Route::kHealth;
   if (path == "/metrics") return Route::kMetrics;
-  if (path == "/") return Route::kRoot;
+  if (IsStaticPath(path)) return Route::kRoot;  // the dashboard (static_files.h)
   return Route::kUnknown;
 }
 

@@ -40,7 +40,7 @@ enum class Route {
   kQuery,           // POST /api/query
   kHealth,
   kMetrics,
-  kRoot,
+  kRoot,  // the dashboard: /, /index.html, /assets/* (static_files.h)
   kUnknown
 };
 

@@ -13,6 +13,7 @@
 #include <spdlog/spdlog.h>
 
 #include "server/path_prefix.h"
+#include "server/static_files.h"
 #include "server/routes.h"
 
 namespace minpanel::server {
@@ -387,9 +388,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
       case Route::kMetrics:
         return HandleMetrics(request_, server_.metrics(), server_.service());
       case Route::kRoot:
-        return MakeResponse(request_, 200, "text/plain",
-                            "minpanel: send events to /track, /engage, /groups or /import; read "
-                            "them from /api/2.0/export\n");
+        return HandleStatic(request_, EmbeddedWebFiles());
       default:
         return ErrorResponse(request_, Status::NotFound("no route for " +
                                                         std::string(request_.target().substr(

@@ -1,0 +1,98 @@
+// The dashboard's only door to minpanel: the public HTTP API, same origin,
+// the key as the Basic user (as every API client sends it). The key lives
+// in sessionStorage — gone when the tab closes, never in a URL.
+
+const KEY_STORAGE = 'minpanel.key';
+const PROJECT_STORAGE = 'minpanel.project';
+
+export class ApiError extends Error {
+  constructor(readonly status: number, message: string) {
+    super(message);
+  }
+}
+
+export function storedKey(): string | null {
+  return sessionStorage.getItem(KEY_STORAGE);
+}
+
+export function storedProject(): string | null {
+  return sessionStorage.getItem(PROJECT_STORAGE);
+}
+
+export function signOut(): void {
+  sessionStorage.removeItem(KEY_STORAGE);
+  sessionStorage.removeItem(PROJECT_STORAGE);
+}
+
+function authorization(key: string): string {
+  // btoa takes Latin-1 only; a key is ASCII, but encode it safely anyway.
+  const bytes = new TextEncoder().encode(`${key}:`);
+  let binary = '';
+  for (const byte of bytes) binary += String.fromCharCode(byte);
+  return `Basic ${btoa(binary)}`;
+}
+
+// The API's own message ({"error": "..."}), or the status text.
+async function errorOf(response: Response): Promise<ApiError> {
+  let message = `${response.status} ${response.statusText}`;
+  try {
+    const text = await response.text();
+    try {
+      const body = JSON.parse(text) as { error?: string };
+      if (body && typeof body.error === 'string') message = body.error;
+    } catch {
+      if (text.trim()) message = text.trim().slice(0, 500);
+    }
+  } catch {
+    // The body could not be read: the status says enough.
+  }
+  return new ApiError(response.status, message);
+}
+
+async function call(method: string, path: string, key: string, body?: unknown): Promise<unknown> {
+  let response: Response;
+  try {
+    response = await fetch(path, {
+      method,
+      headers: {
+        Authorization: authorization(key),
+        ...(body === undefined ? {} : { 'Content-Type': 'application/json' }),
+      },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      credentials: 'omit',
+      cache: 'no-store',
+    });
+  } catch (error) {
+    throw new ApiError(0, `could not reach minpanel (${(error as Error).message})`);
+  }
+  if (!response.ok) throw await errorOf(response);
+  return response.json();
+}
+
+// POST api/query (docs/queries.md); the path is relative so that the
+// dashboard also works behind a path prefix.
+export function query<T>(body: unknown): Promise<T> {
+  const key = storedKey();
+  if (!key) return Promise.reject(new ApiError(401, 'not signed in'));
+  return call('POST', 'api/query', key, body) as Promise<T>;
+}
+
+// Checks a key by asking the query API a one-hour question; any key the API
+// accepts for queries works (the project secret today, a service key with
+// the query scope once they exist). Then the project's name, when the key
+// may read the policy (GET api/policy names the project); else "project".
+export async function signIn(key: string): Promise<string> {
+  await call('POST', 'api/query', key, {
+    kind: 'segmentation', from: '-1h', to: 'now', unit: 'hour', events: [{ any_event: true }],
+  });
+  let project = 'project';
+  try {
+    const policy = (await call('GET', 'api/policy', key)) as { project?: string };
+    if (typeof policy.project === 'string') project = policy.project;
+  } catch {
+    // A key without the policy scope still signs in.
+  }
+  sessionStorage.setItem(KEY_STORAGE, key);
+  sessionStorage.setItem(PROJECT_STORAGE, project);
+  return project;
+}

@@ -1,0 +1,57 @@
+// What every view shares: the form, the status line (loading and errors
+// with the API's own message) and the result area.
+import { ApiError } from './api';
+import { clear, h } from './dom';
+
+export interface ViewFrame {
+  form: HTMLFormElement;
+  status: HTMLElement;
+  results: HTMLElement;
+  // Runs `task` with a loading state; an error is shown with what went wrong.
+  busy: (label: string, task: () => Promise<void>) => Promise<void>;
+}
+
+export function viewFrame(main: HTMLElement, title: string, description: string): ViewFrame {
+  clear(main);
+  const form = h('form', { class: 'query', novalidate: true, 'aria-label': `${title} query` });
+  const status = h('div', { class: 'status', role: 'status', 'aria-live': 'polite' });
+  const results = h('section', { class: 'results', 'aria-label': `${title} results` });
+  main.append(h('h1', {}, title), h('p', { class: 'lead' }, description), form, status, results);
+  document.title = `${title} · minpanel`;
+  let generation = 0;
+  const busy = async (label: string, task: () => Promise<void>) => {
+    generation += 1;
+    const mine = generation;
+    clear(status);
+    status.className = 'status loading';
+    status.append(h('span', { class: 'spinner', 'aria-hidden': 'true' }), label);
+    results.setAttribute('aria-busy', 'true');
+    try {
+      await task();
+      if (mine !== generation) return;
+      clear(status);
+      status.className = 'status';
+    } catch (error) {
+      if (mine !== generation) return;
+      clear(status);
+      status.className = 'status error';
+      status.setAttribute('role', 'alert');
+      const message = error instanceof ApiError
+        ? error.status === 0
+          ? error.message
+          : `The server answered ${error.status}: ${error.message}`
+        : `Something went wrong: ${(error as Error).message}`;
+      status.append(h('strong', {}, 'Query failed. '), message);
+      if (error instanceof ApiError && error.status === 401) {
+        status.append(' ', h('a', { href: '#/sign-in' }, 'Sign in again'));
+      }
+    } finally {
+      if (mine === generation) results.removeAttribute('aria-busy');
+    }
+  };
+  return { form, status, results, busy };
+}
+
+export function runButton(label = 'Run'): HTMLButtonElement {
+  return h('button', { type: 'submit', class: 'primary' }, label);
+}
