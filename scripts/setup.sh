@@ -11,6 +11,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   clang-14 libfuzzer-14-dev libclang-rt-14-dev
   libre2-dev libmaxminddb-dev libyaml-cpp-dev uap-core
+  libcsv-dev libicu-dev  # incident: CSV reader (RFC 4180) and NFKC_Casefold for emails
   tzdata wrk nodejs npm
   chromium  # headless, driven by playwright-core in the browser SDK tests (tests/integration/browser.mjs)
 )

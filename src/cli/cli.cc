@@ -292,6 +292,7 @@ struct Commands {
   CLI::App* policy_check = nullptr;
   CLI::App* policy_preview = nullptr;
   CLI::App* query = nullptr;
+  const IncidentCommand* incident = nullptr;
 };
 
 void AddProjectCommands(CLI::App& app, Flags& flags, Commands& commands) {
@@ -478,6 +479,9 @@ int Dispatch(Flags& flags, const Commands& commands) {
   if (commands.query->parsed()) {
     return Query(flags.sources, flags.query);
   }
+  if (commands.incident->parsed()) {
+    return commands.incident->Run();
+  }
   return kExitUsage;
 }
 
@@ -495,6 +499,8 @@ int RunCli(int argc, char** argv) {
                            "create the demo project on first start and print how to use it");
   AddProjectCommands(app, flags, commands);
   AddDataCommands(app, flags, commands);
+  const IncidentCommand incident(app);
+  commands.incident = &incident;
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {

@@ -87,4 +87,19 @@ int Query(const ConfigSources& sources, const QueryCommandOptions& options);
 // `minpanel debug dump FILE`: one write-ahead log file in readable form.
 int DebugDump(const std::string& path);
 
+// `minpanel incident crossref ...` (incident_command.cc): declares its
+// subcommands and flags on `app`; Run() once one of them was parsed.
+class IncidentCommand {
+ public:
+  explicit IncidentCommand(CLI::App& app);
+  ~IncidentCommand();
+  bool parsed() const;
+  int Run() const;
+
+ private:
+  struct Flags;
+  std::unique_ptr<Flags> flags_;
+  CLI::App* crossref_ = nullptr;
+};
+
 }  // namespace minpanel::cli

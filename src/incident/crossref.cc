@@ -1,0 +1,600 @@
+// The cross-reference: leaked rows to accounts (user id, email, canonical
+// email) and organisations, the categories each account lost, and the
+// operator's timeline with the GDPR deadline.
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+#include <unordered_map>
+
+#include "incident/incident.h"
+
+namespace minpanel::incident {
+
+void Impact::Warn(std::string file, uint64_t line, std::string message) {
+  if (warnings.size() >= kWarningsListedMax) {
+    ++warnings_not_listed;
+    return;
+  }
+  warnings.push_back({std::move(file), line, std::move(message)});
+}
+
+std::string_view MatchMethodName(MatchMethod method) {
+  switch (method) {
+    case MatchMethod::kUserId:
+      return "user_id";
+    case MatchMethod::kEmail:
+      return "email";
+    case MatchMethod::kEmailPlusAddress:
+      return "email_plus_address";
+    case MatchMethod::kEmailGmailDots:
+      return "email_gmail_dots";
+    case MatchMethod::kOrgId:
+      return "org_id";
+  }
+  return "user_id";
+}
+
+namespace {
+
+constexpr uint32_t Bit(MatchMethod method) { return 1u << static_cast<uint32_t>(method); }
+constexpr uint32_t Bit(Category category) { return 1u << static_cast<uint32_t>(category); }
+constexpr uint32_t kNoAccount = UINT32_MAX;
+
+// The local part without its "+tag" (no Gmail rule): tells a plus-address
+// match from a Gmail-dots one.
+std::string StripPlus(std::string_view normalized) {
+  const size_t at = normalized.rfind('@');
+  const size_t plus = normalized.find('+');
+  if (at == std::string_view::npos || plus == std::string_view::npos || plus == 0 || plus > at) {
+    return std::string(normalized);
+  }
+  return std::string(normalized.substr(0, plus)) + std::string(normalized.substr(at));
+}
+
+std::string_view FirstCell(const Table& table, size_t row, const std::vector<size_t>& columns) {
+  for (const size_t column : columns) {
+    const std::string_view value = table.Cell(row, column);
+    if (!value.empty()) {
+      return value;
+    }
+  }
+  return {};
+}
+
+bool IsAdminRole(std::string_view role) {
+  std::string lower(role);
+  for (char& byte : lower) {
+    byte = static_cast<char>(std::tolower(static_cast<unsigned char>(byte)));
+  }
+  return lower.find("admin") != std::string::npos || lower.find("owner") != std::string::npos ||
+         lower == "true" || lower == "1" || lower == "yes";
+}
+
+struct AccountIndex {
+  std::unordered_map<std::string_view, uint32_t> by_user_id;
+  std::unordered_map<std::string, uint32_t> by_email;
+  std::unordered_map<std::string, std::vector<uint32_t>> by_canonical;
+  std::vector<std::string> normalized_email;  // per account row; "" when none
+};
+
+void IndexAccounts(const Table& accounts, const Recognition& columns, AccountIndex* index,
+                   Impact* impact) {
+  const std::vector<size_t> user_columns = columns.ColumnsOf(ColumnKind::kUserId);
+  const std::vector<size_t> email_columns = columns.ColumnsOf(ColumnKind::kEmail);
+  index->by_user_id.reserve(accounts.row_count());
+  index->by_email.reserve(accounts.row_count());
+  index->by_canonical.reserve(accounts.row_count());
+  index->normalized_email.resize(accounts.row_count());
+  for (size_t row = 0; row < accounts.row_count(); ++row) {
+    const uint32_t account = static_cast<uint32_t>(row);
+    if (!user_columns.empty()) {
+      const std::string_view user_id = accounts.Cell(row, user_columns[0]);
+      if (!user_id.empty() && !index->by_user_id.emplace(user_id, account).second) {
+        impact->Warn("accounts", accounts.Line(row),
+                     "duplicate user id (the first account with it is used)");
+      }
+    }
+    const std::string_view email = FirstCell(accounts, row, email_columns);
+    if (email.empty()) {
+      continue;
+    }
+    Result<std::string> normalized = NormalizeEmail(email);
+    if (!normalized.ok()) {
+      impact->Warn("accounts", accounts.Line(row),
+                   "the email cannot be used: " + normalized.status().message());
+      continue;
+    }
+    if (!index->by_email.emplace(*normalized, account).second) {
+      impact->Warn("accounts", accounts.Line(row),
+                   "duplicate email (the first account with it is used)");
+    }
+    std::vector<uint32_t>& same = index->by_canonical[CanonicalizeEmail(*normalized).address];
+    same.push_back(account);
+    index->normalized_email[row] = std::move(*normalized);
+  }
+}
+
+struct RowMatch {
+  uint32_t account = kNoAccount;
+  uint32_t methods = 0;
+  bool ambiguous = false;
+  std::vector<uint32_t> extra_accounts;  // the other accounts of an ambiguous match
+};
+
+RowMatch MatchRow(const Table& leaked, size_t row, const std::vector<size_t>& user_columns,
+                  const std::vector<size_t>& email_columns, const AccountIndex& index,
+                  Impact* impact) {
+  RowMatch match;
+  for (const size_t column : user_columns) {
+    const std::string_view user_id = leaked.Cell(row, column);
+    const auto found = user_id.empty() ? index.by_user_id.end() : index.by_user_id.find(user_id);
+    if (found != index.by_user_id.end()) {
+      match.account = found->second;
+      match.methods |= Bit(MatchMethod::kUserId);
+      break;
+    }
+  }
+  for (const size_t column : email_columns) {
+    const std::string_view email = leaked.Cell(row, column);
+    if (email.empty()) {
+      continue;
+    }
+    const Result<std::string> normalized = NormalizeEmail(email);
+    if (!normalized.ok()) {
+      continue;
+    }
+    const auto exact = index.by_email.find(*normalized);
+    if (exact != index.by_email.end()) {
+      if (match.account == kNoAccount || match.account == exact->second) {
+        match.account = exact->second;
+        match.methods |= Bit(MatchMethod::kEmail);
+      } else {
+        impact->Warn("leaked", leaked.Line(row),
+                     "the user id and the email match different accounts; the user id's is used");
+      }
+      continue;
+    }
+    if (match.account != kNoAccount) {
+      continue;
+    }
+    const auto canonical = index.by_canonical.find(CanonicalizeEmail(*normalized).address);
+    if (canonical == index.by_canonical.end()) {
+      continue;
+    }
+    const std::string leaked_plain = StripPlus(*normalized);
+    for (const uint32_t account : canonical->second) {
+      const bool plus_only = StripPlus(index.normalized_email[account]) == leaked_plain;
+      match.methods |=
+          Bit(plus_only ? MatchMethod::kEmailPlusAddress : MatchMethod::kEmailGmailDots);
+      if (match.account == kNoAccount) {
+        match.account = account;
+      } else {
+        match.extra_accounts.push_back(account);
+      }
+    }
+    match.ambiguous = canonical->second.size() > 1;
+  }
+  return match;
+}
+
+struct OrgTable {
+  std::unordered_map<std::string, size_t> index;       // org id -> Impact::orgs
+  std::unordered_map<std::string_view, size_t> known;  // org ids of accounts and orgs files
+};
+
+size_t OrgSlot(std::string_view org_id, OrgTable* orgs, Impact* impact) {
+  const auto [slot, added] = orgs->index.emplace(std::string(org_id), impact->orgs.size());
+  if (added) {
+    impact->orgs.emplace_back();
+    impact->orgs.back().org_id = std::string(org_id);
+  }
+  return slot->second;
+}
+
+void ExposeRow(const Table& leaked, const Recognition& columns, size_t row,
+               AccountImpact* account) {
+  const size_t column_count = leaked.columns().size();
+  for (size_t column = 0; column < column_count; ++column) {
+    if (leaked.Cell(row, column).empty()) {
+      continue;
+    }
+    const ColumnKind kind = columns.columns[column].kind;
+    const Category category = CategoryOf(kind);
+    if (category != Category::kNone) {
+      account->categories |= Bit(category);
+    }
+    if (!columns.sensitive_cells.empty()) {
+      const uint8_t bits = columns.sensitive_cells[row * column_count + column];
+      account->categories |= (bits & 1) != 0 ? Bit(Category::kPayment) : 0;
+      account->categories |= (bits & 2) != 0 ? Bit(Category::kCredentials) : 0;
+    }
+    if (std::find(account->leaked_columns.begin(), account->leaked_columns.end(), column) ==
+        account->leaked_columns.end()) {
+      account->leaked_columns.push_back(column);
+    }
+  }
+}
+
+void AddAdmins(const CrossrefInput& input, OrgTable* orgs, Impact* impact,
+               const AccountIndex& index) {
+  const Table& accounts = *input.accounts;
+  const std::vector<size_t> org_columns = input.account_columns->ColumnsOf(ColumnKind::kOrgId);
+  const std::vector<size_t> role_columns = input.account_columns->ColumnsOf(ColumnKind::kRole);
+  const std::vector<size_t> org_name_columns =
+      input.account_columns->ColumnsOf(ColumnKind::kOrgName);
+  if (!org_columns.empty()) {
+    for (size_t row = 0; row < accounts.row_count(); ++row) {
+      const std::string_view org_id = accounts.Cell(row, org_columns[0]);
+      const auto found = org_id.empty() ? orgs->index.end() : orgs->index.find(std::string(org_id));
+      if (found == orgs->index.end()) {
+        continue;
+      }
+      OrgImpact& org = impact->orgs[found->second];
+      if (org.name.empty()) {
+        org.name = std::string(FirstCell(accounts, row, org_name_columns));
+      }
+      if (IsAdminRole(FirstCell(accounts, row, role_columns))) {
+        org.admin_account_rows.push_back(row);
+      }
+    }
+  }
+  if (input.orgs == nullptr) {
+    return;
+  }
+  const Table& org_file = *input.orgs;
+  const Recognition& org_recognition = *input.org_columns;
+  const std::vector<size_t> id_columns = org_recognition.ColumnsOf(ColumnKind::kOrgId);
+  if (id_columns.empty()) {
+    return;
+  }
+  const std::vector<size_t> name_columns = [&] {
+    std::vector<size_t> names = org_recognition.ColumnsOf(ColumnKind::kOrgName);
+    const std::vector<size_t> full = org_recognition.ColumnsOf(ColumnKind::kFullName);
+    names.insert(names.end(), full.begin(), full.end());
+    return names;
+  }();
+  const std::vector<size_t> admin_email_columns =
+      org_recognition.ColumnsOf(ColumnKind::kAdminEmail);
+  const std::vector<size_t> admin_id_columns = org_recognition.ColumnsOf(ColumnKind::kAdminUserId);
+  for (size_t row = 0; row < org_file.row_count(); ++row) {
+    const auto found = orgs->index.find(std::string(org_file.Cell(row, id_columns[0])));
+    if (found == orgs->index.end()) {
+      continue;
+    }
+    OrgImpact& org = impact->orgs[found->second];
+    const std::string_view name = FirstCell(org_file, row, name_columns);
+    if (!name.empty()) {
+      org.name = std::string(name);
+    }
+    for (const size_t column : admin_id_columns) {
+      const auto account = index.by_user_id.find(org_file.Cell(row, column));
+      if (account != index.by_user_id.end()) {
+        org.admin_account_rows.push_back(account->second);
+      }
+    }
+    for (const size_t column : admin_email_columns) {
+      // A list of admins may share one cell, separated by ; or ,.
+      std::string_view list = org_file.Cell(row, column);
+      while (!list.empty()) {
+        const size_t cut = list.find_first_of(";,");
+        const std::string_view item = list.substr(0, cut);
+        list = cut == std::string_view::npos ? std::string_view() : list.substr(cut + 1);
+        const Result<std::string> normalized = NormalizeEmail(item);
+        if (!normalized.ok()) {
+          continue;
+        }
+        const auto account = index.by_email.find(*normalized);
+        if (account != index.by_email.end()) {
+          org.admin_account_rows.push_back(account->second);
+        } else {
+          org.admin_emails.push_back(*normalized);
+        }
+      }
+    }
+  }
+  for (OrgImpact& org : impact->orgs) {
+    std::sort(org.admin_account_rows.begin(), org.admin_account_rows.end());
+    org.admin_account_rows.erase(
+        std::unique(org.admin_account_rows.begin(), org.admin_account_rows.end()),
+        org.admin_account_rows.end());
+    std::sort(org.admin_emails.begin(), org.admin_emails.end());
+    org.admin_emails.erase(std::unique(org.admin_emails.begin(), org.admin_emails.end()),
+                           org.admin_emails.end());
+  }
+}
+
+void CollectKnownOrgs(const CrossrefInput& input, OrgTable* orgs) {
+  const auto add = [orgs](const Table& table, const Recognition& columns) {
+    const std::vector<size_t> org_columns = columns.ColumnsOf(ColumnKind::kOrgId);
+    if (org_columns.empty()) {
+      return;
+    }
+    for (size_t row = 0; row < table.row_count(); ++row) {
+      const std::string_view org_id = table.Cell(row, org_columns[0]);
+      if (!org_id.empty()) {
+        orgs->known.emplace(org_id, 0);
+      }
+    }
+  };
+  add(*input.accounts, *input.account_columns);
+  if (input.orgs != nullptr) {
+    add(*input.orgs, *input.org_columns);
+  }
+}
+
+void CountTotals(const CrossrefInput& input, Impact* impact) {
+  const std::vector<size_t> account_country =
+      input.account_columns->ColumnsOf(ColumnKind::kCountry);
+  std::unordered_map<std::string, uint64_t> countries;
+  for (const AccountImpact& account : impact->accounts) {
+    for (size_t category = 0; category < kCategoryCount; ++category) {
+      impact->accounts_by_category[category] += (account.categories >> category) & 1;
+    }
+    // The country the leaked file gave for the account, else the accounts file's.
+    std::string_view country = account.leaked_country;
+    if (country.empty()) {
+      country = FirstCell(*input.accounts, account.account_row, account_country);
+    }
+    ++countries[country.empty() ? std::string("unknown") : std::string(country)];
+  }
+  impact->accounts_by_country.assign(countries.begin(), countries.end());
+  std::sort(impact->accounts_by_country.begin(), impact->accounts_by_country.end(),
+            [](const auto& left, const auto& right) {
+              return left.second != right.second ? left.second > right.second
+                                                 : left.first < right.first;
+            });
+  for (size_t category = 0; category < kCategoryCount; ++category) {
+    if (input.leaked_columns->HasCategory(static_cast<Category>(category))) {
+      impact->file_categories |= 1u << category;
+    }
+  }
+}
+
+}  // namespace
+
+Result<Impact> Crossref(const CrossrefInput& input) {
+  const Table& leaked = *input.leaked;
+  const Recognition& leaked_columns = *input.leaked_columns;
+  const std::vector<size_t> user_columns = leaked_columns.ColumnsOf(ColumnKind::kUserId);
+  const std::vector<size_t> email_columns = leaked_columns.ColumnsOf(ColumnKind::kEmail);
+  const std::vector<size_t> org_columns = leaked_columns.ColumnsOf(ColumnKind::kOrgId);
+  const std::vector<size_t> country_columns = leaked_columns.ColumnsOf(ColumnKind::kCountry);
+  if (user_columns.empty() && email_columns.empty() && org_columns.empty()) {
+    return Status::InvalidArgument(
+        "the leaked file has no column recognised as user_id, email or org_id; name one with "
+        "--map leaked.COLUMN=user_id (or =email, =org_id)");
+  }
+  const Recognition& account_recognition = *input.account_columns;
+  if (account_recognition.ColumnsOf(ColumnKind::kUserId).empty() &&
+      account_recognition.ColumnsOf(ColumnKind::kEmail).empty()) {
+    return Status::InvalidArgument(
+        "the accounts file has no column recognised as user_id or email; name one with --map "
+        "accounts.COLUMN=user_id (or =email)");
+  }
+  Impact impact;
+  AccountIndex index;
+  IndexAccounts(*input.accounts, account_recognition, &index, &impact);
+  OrgTable orgs;
+  CollectKnownOrgs(input, &orgs);
+  const std::vector<size_t> account_org_columns = account_recognition.ColumnsOf(ColumnKind::kOrgId);
+
+  std::vector<int64_t> impact_of_account(input.accounts->row_count(), -1);
+  impact.leaked_rows_seen = leaked.rows_seen();
+  impact.leaked_rows_rejected = leaked.rejected().size();
+  const auto account_impact = [&](uint32_t account) -> AccountImpact& {
+    if (impact_of_account[account] < 0) {
+      impact_of_account[account] = static_cast<int64_t>(impact.accounts.size());
+      impact.accounts.emplace_back();
+      impact.accounts.back().account_row = account;
+    }
+    return impact.accounts[static_cast<size_t>(impact_of_account[account])];
+  };
+  for (size_t row = 0; row < leaked.row_count(); ++row) {
+    const RowMatch match = MatchRow(leaked, row, user_columns, email_columns, index, &impact);
+    if (match.account != kNoAccount) {
+      ++impact.leaked_rows_matched_account;
+      for (size_t method = 0; method < impact.leaked_rows_by_method.size(); ++method) {
+        impact.leaked_rows_by_method[method] += (match.methods >> method) & 1;
+      }
+      std::vector<uint32_t> all = match.extra_accounts;
+      all.insert(all.begin(), match.account);
+      for (const uint32_t account : all) {
+        AccountImpact& affected = account_impact(account);
+        affected.methods |= match.methods;
+        affected.ambiguous = affected.ambiguous || match.ambiguous;
+        affected.leaked_lines.push_back(leaked.Line(row));
+        if (affected.leaked_country.empty()) {
+          affected.leaked_country = std::string(FirstCell(leaked, row, country_columns));
+        }
+        if (affected.leaked_org_id.empty()) {
+          affected.leaked_org_id = std::string(FirstCell(leaked, row, org_columns));
+        }
+        ExposeRow(leaked, leaked_columns, row, &affected);
+      }
+      continue;
+    }
+    const std::string_view org_id = FirstCell(leaked, row, org_columns);
+    if (!org_id.empty() && orgs.known.contains(org_id)) {
+      ++impact.leaked_rows_matched_org_only;
+      impact.leaked_rows_by_method[static_cast<size_t>(MatchMethod::kOrgId)] += 1;
+      ++impact.orgs[OrgSlot(org_id, &orgs, &impact)].leaked_rows_org_only;
+      continue;
+    }
+    ++impact.leaked_rows_unmatched;
+    const bool has_key = !FirstCell(leaked, row, user_columns).empty() ||
+                         !FirstCell(leaked, row, email_columns).empty() || !org_id.empty();
+    impact.unmatched.push_back(
+        {leaked.Line(row), has_key ? "its user id, email and org id match no account or "
+                                     "organisation"
+                                   : "it has no user id, email or org id"});
+  }
+  // Accounts in file order, so outputs are stable whatever the leaked order.
+  std::sort(impact.accounts.begin(), impact.accounts.end(),
+            [](const AccountImpact& left, const AccountImpact& right) {
+              return left.account_row < right.account_row;
+            });
+  for (size_t account_idx = 0; account_idx < impact.accounts.size(); ++account_idx) {
+    AccountImpact& account = impact.accounts[account_idx];
+    std::sort(account.leaked_columns.begin(), account.leaked_columns.end());
+    std::string_view org_id = FirstCell(*input.accounts, account.account_row, account_org_columns);
+    if (org_id.empty()) {
+      org_id = account.leaked_org_id;  // the account's organisation as the leaked file gave it
+    }
+    if (org_id.empty()) {
+      continue;
+    }
+    OrgImpact& org = impact.orgs[OrgSlot(org_id, &orgs, &impact)];
+    org.affected_accounts.push_back(account_idx);
+    for (size_t category = 0; category < kCategoryCount; ++category) {
+      org.accounts_by_category[category] += (account.categories >> category) & 1;
+    }
+  }
+  AddAdmins(input, &orgs, &impact, index);
+  std::sort(
+      impact.orgs.begin(), impact.orgs.end(),
+      [](const OrgImpact& left, const OrgImpact& right) { return left.org_id < right.org_id; });
+  CountTotals(input, &impact);
+  return impact;
+}
+
+// ---- Timeline
+
+namespace {
+
+int64_t DaysFromCivil(int64_t year, uint32_t month, uint32_t day) {
+  year -= month <= 2 ? 1 : 0;
+  const int64_t era = (year >= 0 ? year : year - 399) / 400;
+  const uint32_t year_of_era = static_cast<uint32_t>(year - era * 400);
+  const uint32_t day_of_year = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1;
+  const uint32_t day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+  return era * 146097 + static_cast<int64_t>(day_of_era) - 719468;
+}
+
+bool ReadDigits(std::string_view text, size_t offset, size_t count, int64_t* value) {
+  if (offset + count > text.size()) {
+    return false;
+  }
+  int64_t result = 0;
+  for (size_t idx = offset; idx < offset + count; ++idx) {
+    if (text[idx] < '0' || text[idx] > '9') {
+      return false;
+    }
+    result = result * 10 + (text[idx] - '0');
+  }
+  *value = result;
+  return true;
+}
+
+}  // namespace
+
+Result<int64_t> ParseIsoTime(std::string_view text, std::string_view field) {
+  const auto invalid = [&]() {
+    return Status::InvalidArgument(std::string(field) + " \"" + std::string(text.substr(0, 64)) +
+                                   "\": expected ISO-8601 like 2026-03-01T14:30:00Z or "
+                                   "2026-03-01T15:30:00+01:00");
+  };
+  int64_t year = 0;
+  int64_t month = 0;
+  int64_t day = 0;
+  int64_t hour = 0;
+  int64_t minute = 0;
+  int64_t second = 0;
+  if (!ReadDigits(text, 0, 4, &year) || text.size() < 16 || text[4] != '-' ||
+      !ReadDigits(text, 5, 2, &month) || text[7] != '-' || !ReadDigits(text, 8, 2, &day) ||
+      (text[10] != 'T' && text[10] != ' ') || !ReadDigits(text, 11, 2, &hour) || text[13] != ':' ||
+      !ReadDigits(text, 14, 2, &minute)) {
+    return invalid();
+  }
+  size_t offset = 16;
+  if (offset < text.size() && text[offset] == ':') {
+    if (!ReadDigits(text, offset + 1, 2, &second)) {
+      return invalid();
+    }
+    offset += 3;
+    if (offset < text.size() && (text[offset] == '.' || text[offset] == ',')) {
+      ++offset;
+      while (offset < text.size() && text[offset] >= '0' && text[offset] <= '9') {
+        ++offset;
+      }
+    }
+  }
+  static constexpr int64_t kDaysInMonth[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  if (month < 1 || month > 12 || day < 1 || day > kDaysInMonth[month - 1] || hour > 23 ||
+      minute > 59 || second > 60) {
+    return invalid();
+  }
+  int64_t offset_s = 0;
+  if (offset >= text.size()) {
+    return Status::InvalidArgument(std::string(field) +
+                                   ": give the time zone (Z or ±HH:MM); a deadline cannot be "
+                                   "computed from a local time");
+  }
+  if (text[offset] == 'Z' && offset + 1 == text.size()) {
+    offset_s = 0;
+  } else if (text[offset] == '+' || text[offset] == '-') {
+    int64_t offset_hours = 0;
+    int64_t offset_minutes = 0;
+    const bool colon = offset + 3 < text.size() && text[offset + 3] == ':';
+    if (!ReadDigits(text, offset + 1, 2, &offset_hours) ||
+        !ReadDigits(text, offset + (colon ? 4 : 3), 2, &offset_minutes) ||
+        offset + (colon ? 6 : 5) != text.size() || offset_hours > 23 || offset_minutes > 59) {
+      return invalid();
+    }
+    offset_s = (offset_hours * 3600 + offset_minutes * 60) * (text[offset] == '-' ? -1 : 1);
+  } else {
+    return invalid();
+  }
+  const int64_t days =
+      DaysFromCivil(year, static_cast<uint32_t>(month), static_cast<uint32_t>(day));
+  return days * 86400 + hour * 3600 + minute * 60 + std::min<int64_t>(second, 59) - offset_s;
+}
+
+std::string FormatIsoTime(int64_t seconds) {
+  int64_t days = seconds / 86400;
+  int64_t rest = seconds % 86400;
+  if (rest < 0) {
+    rest += 86400;
+    --days;
+  }
+  // civil_from_days (H. Hinnant).
+  const int64_t z = days + 719468;
+  const int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+  const int64_t doe = z - era * 146097;
+  const int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  const int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  const int64_t mp = (5 * doy + 2) / 153;
+  const int64_t day = doy - (153 * mp + 2) / 5 + 1;
+  const int64_t month = mp < 10 ? mp + 3 : mp - 9;
+  const int64_t year = yoe + era * 400 + (month <= 2 ? 1 : 0);
+  char text[128];
+  std::snprintf(text, sizeof(text), "%04lld-%02lld-%02lldT%02lld:%02lld:%02lldZ",
+                static_cast<long long>(year), static_cast<long long>(month),
+                static_cast<long long>(day), static_cast<long long>(rest / 3600),
+                static_cast<long long>(rest / 60 % 60), static_cast<long long>(rest % 60));
+  return text;
+}
+
+Result<Timeline> MakeTimeline(std::optional<std::string> detected,
+                              std::optional<std::string> contained,
+                              std::optional<std::string> notified) {
+  Timeline timeline;
+  if (detected.has_value()) {
+    MP_ASSIGN_OR_RETURN(timeline.detected_s, ParseIsoTime(*detected, "--detected"));
+    timeline.deadline_s = *timeline.detected_s + int64_t{kGdprNotificationHours} * 3600;
+  }
+  if (contained.has_value()) {
+    MP_ASSIGN_OR_RETURN(timeline.contained_s, ParseIsoTime(*contained, "--contained"));
+  }
+  if (notified.has_value()) {
+    MP_ASSIGN_OR_RETURN(timeline.notified_s, ParseIsoTime(*notified, "--notified"));
+  }
+  if (timeline.detected_s && timeline.contained_s && *timeline.contained_s < *timeline.detected_s) {
+    return Status::InvalidArgument("--contained is before --detected");
+  }
+  if (timeline.detected_s && timeline.notified_s && *timeline.notified_s < *timeline.detected_s) {
+    return Status::InvalidArgument("--notified is before --detected");
+  }
+  return timeline;
+}
+
+}  // namespace minpanel::incident

@@ -1,0 +1,408 @@
+// Incident response for a leaked file: read the leaked dataset and the
+// company's accounts (CSV, a JSON array, a JSON object holding an array, or
+// JSON lines of any shape), recognise what each column holds, match the
+// leaked rows to accounts and organisations, and work out per account which
+// categories of data were exposed and which the file does not hold at all.
+// The outputs (impact JSON, Markdown and HTML summaries, a regulator report
+// draft, notices) are written by `WriteOutputs`; their shapes are specified
+// in docs/formats/incident.md and the method in docs/incident.md.
+//
+// Everything here is plain values and free functions: a `Table`, a
+// `Recognition` or an `Impact` may be read from any thread once built; the
+// functions keep no state between calls. The one shared piece is the
+// privacy `Detectors`, which are immutable and thread-safe.
+//
+// The audit-log half of the incident module (blast radius of a compromised
+// key or a leaked export) is not built yet; docs/incident.md says what it
+// needs.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/core.h"
+
+namespace minpanel::privacy {
+class Detectors;
+}
+
+namespace minpanel::incident {
+
+// Input limits. A file over a limit is refused with ResourceExhausted naming
+// the limit; a row over a limit is rejected alone, with its line and reason.
+inline constexpr uint64_t kFileBytesMax = 8ull << 30;          // any input file
+inline constexpr uint64_t kJsonDocumentBytesMax = 3ull << 30;  // a JSON array or object, read whole
+inline constexpr size_t kRowBytesMax = 1 << 20;                // one CSV record or JSON line
+inline constexpr size_t kColumnsMax = 1024;                    // distinct columns in one file
+inline constexpr size_t kColumnNameBytesMax = 256;             // one column name (flattened path)
+inline constexpr size_t kRowsMax = 50'000'000;                 // rows in one file
+inline constexpr size_t kJsonDepthMax = 32;                    // nesting of one JSON row
+inline constexpr size_t kJsonArrayElementsFlattenedMax = 64;   // "tags.0" … "tags.63" per array
+inline constexpr size_t kMapOverridesMax = 256;                // --map flags
+inline constexpr size_t kRecognitionSampleMax = 2000;          // values sampled per column
+inline constexpr uint64_t kGdprNotificationHours = 72;         // GDPR Article 33(1)
+inline constexpr size_t kOperatorTextBytesMax = 4096;  // --description, --measure, --contact
+inline constexpr size_t kWarningsListedMax = 1000;     // warnings listed; the rest counted
+
+// ---------------------------------------------------------------------------
+// Tables
+
+enum class FileFormat : uint8_t { kCsv, kJsonArray, kJsonObjectArray, kJsonLines };
+std::string_view FileFormatName(FileFormat format);
+
+// A row refused by a reader: its 1-based line and why. Never its content.
+struct RejectedRow {
+  uint64_t line = 0;
+  std::string reason;
+};
+
+// A file read into rows of named string cells. Nested JSON objects become
+// dotted column names ("user.address.city"), arrays indexed ones
+// ("tags.0"); numbers and booleans keep their JSON text; null is absent.
+// Cells live in one arena; a row holds only the columns it had.
+class Table {
+ public:
+  const std::vector<std::string>& columns() const { return columns_; }
+  size_t row_count() const { return row_line_.size(); }
+  // The cell of `row` in `column`, or "" when the row has none.
+  std::string_view Cell(size_t row, size_t column) const;
+  // The 1-based line of the file where `row` starts.
+  uint64_t Line(size_t row) const { return row_line_[row]; }
+  FileFormat format() const { return format_; }
+  const std::vector<RejectedRow>& rejected() const { return rejected_; }
+  // Rows seen in the file: kept plus rejected.
+  uint64_t rows_seen() const { return row_count() + rejected_.size(); }
+  std::optional<size_t> FindColumn(std::string_view name) const;
+
+  // Building, for the readers: cells between BeginRow and EndRow form a row;
+  // AbandonRow drops them and records the rejection.
+  void set_format(FileFormat format) { format_ = format; }
+  Result<size_t> ColumnIndex(std::string_view name);
+  void BeginRow(uint64_t line);
+  void AddCell(size_t column, std::string_view value);
+  void EndRow();
+  void AbandonRow(uint64_t line, std::string reason);
+  void Reject(uint64_t line, std::string reason) { rejected_.push_back({line, std::move(reason)}); }
+  void ReserveBytes(size_t bytes) { arena_.reserve(bytes); }
+
+ private:
+  struct CellRef {
+    uint32_t column;
+    uint32_t length;
+    uint64_t offset;
+  };
+  std::vector<std::string> columns_;
+  std::map<std::string, size_t, std::less<>> column_index_;
+  std::string arena_;
+  std::vector<CellRef> cells_;
+  std::vector<uint64_t> row_begin_;  // index into cells_; one more than rows
+  std::vector<uint64_t> row_line_;
+  uint64_t open_row_line_ = 0;
+  size_t open_row_cells_ = 0;
+  size_t open_row_arena_ = 0;
+  FileFormat format_ = FileFormat::kCsv;
+  std::vector<RejectedRow> rejected_;
+};
+
+// Parses `text` (the whole file) into a table. The format is told by the
+// first non-blank byte: '[' a JSON array of objects; '{' one JSON document
+// holding an array of objects (its first such member) or else JSON lines;
+// anything else CSV (RFC 4180 through libcsv, the header on the first
+// record, the delimiter the most frequent of , ; tab in the header).
+// Rows that are malformed, not UTF-8, too long or too deep are rejected
+// alone with their line; a file with no header, or over kRowsMax rows,
+// fails whole.
+Result<Table> ParseTable(std::string_view text);
+// Reads `path` (at most kFileBytesMax) and parses it.
+Result<Table> ReadTable(const std::string& path);
+
+// ---------------------------------------------------------------------------
+// Column recognition
+
+enum class ColumnKind : uint8_t {
+  kUnknown,
+  kIgnore,
+  kUserId,
+  kAnonymousId,
+  kOrgId,
+  kEmail,
+  kPhone,
+  kFullName,
+  kFirstName,
+  kLastName,
+  kUsername,
+  kIpAddress,
+  kCity,
+  kRegion,
+  kCountry,
+  kPostalCode,
+  kStreetAddress,
+  kCoordinates,
+  kTimeZone,
+  kUserAgent,
+  kOs,
+  kBrowser,
+  kDevice,
+  kReferrer,
+  kUrl,
+  kPassword,
+  kPasswordHash,
+  kSecret,
+  kCardNumber,
+  kIban,
+  kPaymentDetail,
+  kContent,
+  kRole,
+  kLanguage,
+  kOrgName,
+  kAdminEmail,
+  kAdminUserId,
+  kTimestamp,
+  kEventName,
+};
+inline constexpr size_t kColumnKindCount = static_cast<size_t>(ColumnKind::kEventName) + 1;
+std::string_view ColumnKindName(ColumnKind kind);
+std::optional<ColumnKind> ParseColumnKind(std::string_view name);
+
+// The categories of personal data a notice speaks of.
+enum class Category : uint8_t {
+  kIdentity,
+  kContact,
+  kLocation,
+  kDevice,
+  kReferrer,
+  kInternalIds,
+  kCredentials,
+  kPayment,
+  kContent,
+  kAccount,
+  kActivity,
+  kNone,
+};
+inline constexpr size_t kCategoryCount = static_cast<size_t>(Category::kNone);
+std::string_view CategoryName(Category category);
+Category CategoryOf(ColumnKind kind);
+// The categories stated as "not exposed" when no column of them exists.
+inline constexpr Category kSensitiveCategories[] = {Category::kCredentials, Category::kPayment,
+                                                    Category::kContent};
+
+enum class RecognitionSource : uint8_t { kMap, kName, kContent, kNameAndContent, kNone };
+std::string_view RecognitionSourceName(RecognitionSource source);
+
+struct ColumnRecognition {
+  std::string name;
+  ColumnKind kind = ColumnKind::kUnknown;
+  RecognitionSource source = RecognitionSource::kNone;
+  double confidence = 0;  // 0..1
+  ColumnKind name_kind = ColumnKind::kUnknown;
+  ColumnKind content_kind = ColumnKind::kUnknown;
+  uint64_t values_sampled = 0;    // non-empty values looked at for content
+  uint64_t content_matches = 0;   // of those, how many were content_kind
+  uint64_t values_non_empty = 0;  // in the whole column
+  // Values anywhere in the column that hold a card number (Luhn), an IBAN,
+  // a password hash, an API key, a JWT or a long secret, whatever the
+  // column's kind: they put the row's data in that category too.
+  uint64_t card_values = 0;
+  uint64_t iban_values = 0;
+  uint64_t credential_values = 0;
+  std::string note;  // why a content finding overrode the name, and so on
+};
+
+struct Recognition {
+  std::vector<ColumnRecognition> columns;  // one per table column, same order
+  // Per row and column, whether the cell held a card/IBAN (payment) or a
+  // credential-like value: bit 0 payment, bit 1 credentials. Empty when no
+  // cell did (the common case). Indexed row * column_count + column.
+  std::vector<uint8_t> sensitive_cells;
+  std::vector<size_t> ColumnsOf(ColumnKind kind) const;
+  bool HasCategory(Category category) const;
+};
+
+// An operator's override: column `column` of file `file` ("leaked",
+// "accounts", "orgs") holds `kind`.
+struct ColumnOverride {
+  std::string file;
+  std::string column;
+  ColumnKind kind;
+};
+// Parses "FILE.COLUMN=KIND" (the column may contain dots; KIND one of
+// ColumnKindName's names or "ignore").
+Result<ColumnOverride> ParseColumnOverride(std::string_view text);
+
+// Recognises each column by its name, by a sample of its values and by the
+// operator's overrides for `file`; scans every cell for cards, IBANs and
+// credentials. Fails when an override names a column the file lacks.
+Result<Recognition> RecognizeColumns(const Table& table, std::string_view file,
+                                     const std::vector<ColumnOverride>& overrides,
+                                     const privacy::Detectors& detectors);
+
+// The kind one value looks like by itself (kUnknown when nothing fits).
+ColumnKind ClassifyValue(std::string_view value, const privacy::Detectors& detectors);
+// True for strings shaped like password hashes: bcrypt, argon2, crypt(3)
+// SHA-2 and MD5, PBKDF2 (Django) and bare hex digests of 32, 40, 64 or 128.
+bool LooksLikePasswordHash(std::string_view value);
+// True when `digits` (ASCII digits only, 13..19 long) pass the Luhn check.
+bool LuhnValid(std::string_view digits);
+
+// ---------------------------------------------------------------------------
+// Email normalisation
+
+// An email as compared: NFKC and case folded (ICU's NFKC_Casefold), trimmed.
+// Fails when the text is not UTF-8 or has no single '@'.
+Result<std::string> NormalizeEmail(std::string_view email);
+// The normalised email with the "+tag" of its local part removed, and for
+// gmail.com / googlemail.com the dots of the local part removed and the
+// domain spelled gmail.com. `changed` tells which rules applied.
+struct CanonicalEmail {
+  std::string address;
+  bool plus_removed = false;
+  bool gmail_dots_removed = false;
+};
+CanonicalEmail CanonicalizeEmail(std::string_view normalized);
+
+// ---------------------------------------------------------------------------
+// Cross-reference
+
+enum class MatchMethod : uint8_t {
+  kUserId,
+  kEmail,
+  kEmailPlusAddress,
+  kEmailGmailDots,
+  kOrgId,
+};
+std::string_view MatchMethodName(MatchMethod method);
+
+struct AccountImpact {
+  size_t account_row = 0;              // row in the accounts table
+  uint32_t methods = 0;                // bit per MatchMethod
+  bool ambiguous = false;              // a canonical email fitted several accounts
+  std::vector<uint64_t> leaked_lines;  // lines of the leaked file that matched it
+  uint32_t categories = 0;             // bit per Category exposed
+  std::vector<size_t> leaked_columns;  // leaked columns with a value in its rows
+  std::string leaked_country;          // the first country the leaked rows gave
+  std::string leaked_org_id;           // the first org id the leaked rows gave
+};
+
+struct OrgImpact {
+  std::string org_id;
+  std::string name;
+  std::vector<size_t> affected_accounts;   // indexes into Impact::accounts
+  std::vector<size_t> admin_account_rows;  // rows of the accounts table
+  std::vector<std::string> admin_emails;   // from the orgs file, when not an account
+  uint64_t leaked_rows_org_only = 0;       // rows that named this org but no account
+  std::array<uint64_t, kCategoryCount> accounts_by_category{};
+};
+
+enum class RowOutcome : uint8_t { kMatchedAccount, kMatchedOrgOnly, kUnmatched };
+
+struct UnmatchedRow {
+  uint64_t line = 0;
+  std::string reason;
+};
+
+struct Timeline {
+  std::optional<int64_t> detected_s;
+  std::optional<int64_t> contained_s;
+  std::optional<int64_t> notified_s;
+  std::optional<int64_t> deadline_s;  // detected + 72 h
+};
+// Parses ISO-8601 "YYYY-MM-DDTHH:MM[:SS[.fff]](Z|±HH:MM)" (or a space for
+// T) into seconds since the epoch; `field` names the flag in errors.
+Result<int64_t> ParseIsoTime(std::string_view text, std::string_view field);
+std::string FormatIsoTime(int64_t seconds);
+Result<Timeline> MakeTimeline(std::optional<std::string> detected,
+                              std::optional<std::string> contained,
+                              std::optional<std::string> notified);
+
+struct Warning {
+  std::string file;
+  uint64_t line = 0;  // 0: about the whole file
+  std::string message;
+};
+
+struct Impact {
+  uint64_t leaked_rows_seen = 0;
+  uint64_t leaked_rows_rejected = 0;
+  uint64_t leaked_rows_matched_account = 0;
+  uint64_t leaked_rows_matched_org_only = 0;
+  uint64_t leaked_rows_unmatched = 0;
+  std::array<uint64_t, 5> leaked_rows_by_method{};  // a row counts under each method that fit
+  std::vector<AccountImpact> accounts;              // in accounts-file order
+  std::vector<OrgImpact> orgs;                      // by org id
+  std::vector<UnmatchedRow> unmatched;
+  std::array<uint64_t, kCategoryCount> accounts_by_category{};
+  std::vector<std::pair<std::string, uint64_t>> accounts_by_country;  // most first
+  uint32_t file_categories = 0;  // categories the leaked file holds at all
+  std::vector<Warning> warnings;
+  uint64_t warnings_not_listed = 0;
+  void Warn(std::string file, uint64_t line, std::string message);
+};
+
+struct CrossrefInput {
+  const Table* leaked = nullptr;
+  const Recognition* leaked_columns = nullptr;
+  const Table* accounts = nullptr;
+  const Recognition* account_columns = nullptr;
+  const Table* orgs = nullptr;  // optional
+  const Recognition* org_columns = nullptr;
+};
+
+// Matches every kept leaked row: first by user id, then by normalised email,
+// then by email with plus-addressing (and Gmail dots) removed on both
+// sides, then by organisation id alone. Fails when the leaked file has no
+// user id, email or org id column, or the accounts file has neither a user
+// id nor an email column.
+Result<Impact> Crossref(const CrossrefInput& input);
+
+// ---------------------------------------------------------------------------
+// Outputs
+
+struct ReportOptions {
+  std::string company;                // "Example Ltd"
+  std::string domain;                 // bare domain the notices tell people to type
+  std::string contact;                // contact point (Art. 33(3)(b)); no links
+  std::string from_address;           // From: of notices; default security@<domain>
+  std::string description;            // nature of the breach, in the operator's words
+  std::vector<std::string> measures;  // measures taken or proposed
+  Timeline timeline;
+  std::string templates_folder;  // operator-edited templates; empty: built-in
+  bool notices = true;
+  int64_t now_s = 0;  // the time written into the outputs (Date: headers)
+};
+// Checks the operator's text: the domain is a bare host, the contact is not
+// a link, each text within kOperatorTextBytesMax and free of control bytes.
+Status ValidateReportOptions(const ReportOptions& options);
+
+struct OutputFiles {
+  std::vector<std::string> written;  // paths, relative to the output folder
+  uint64_t user_notices = 0;
+  uint64_t admin_notices = 0;
+  uint64_t accounts_without_address = 0;
+};
+
+// Writes into `folder` (created 0700; it must not exist or be empty, and
+// every file is 0600): impact.json, summary.md, summary.html,
+// regulator-report.md and, unless options.notices is false,
+// notices/users/*.eml, notices/admins/*.eml and notices/mail-merge.csv.
+Result<OutputFiles> WriteOutputs(const std::string& folder, const CrossrefInput& input,
+                                 const Impact& impact, const ReportOptions& options);
+
+// The pieces, for tests and for other faces.
+std::string ImpactJson(const CrossrefInput& input, const Impact& impact,
+                       const ReportOptions& options);
+std::string SummaryMarkdown(const CrossrefInput& input, const Impact& impact,
+                            const ReportOptions& options);
+std::string SummaryHtml(const CrossrefInput& input, const Impact& impact,
+                        const ReportOptions& options);
+std::string RegulatorReport(const CrossrefInput& input, const Impact& impact,
+                            const ReportOptions& options);
+// `text` with & < > " ' escaped for HTML text and attribute values.
+std::string HtmlEscape(std::string_view text);
+
+}  // namespace minpanel::incident

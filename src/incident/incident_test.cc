@@ -1,0 +1,577 @@
+// The incident module in-process: readers, column recognition, every
+// matching rule, Unicode normalisation, categories exposed and not, the
+// deadline and the escaping of the outputs.
+#include "incident/incident.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "privacy/detectors.h"
+
+namespace minpanel::incident {
+namespace {
+
+const privacy::Detectors& SharedDetectors() {
+  static const privacy::Detectors detectors;
+  return detectors;
+}
+
+Table Parse(std::string_view text) {
+  Result<Table> table = ParseTable(text);
+  EXPECT_TRUE(table.ok()) << table.status().ToString();
+  return table.ok() ? std::move(*table) : Table();
+}
+
+Recognition Recognize(const Table& table, std::string_view file,
+                      const std::vector<ColumnOverride>& overrides = {}) {
+  Result<Recognition> recognition = RecognizeColumns(table, file, overrides, SharedDetectors());
+  EXPECT_TRUE(recognition.ok()) << recognition.status().ToString();
+  return recognition.ok() ? std::move(*recognition) : Recognition();
+}
+
+ColumnKind KindOf(const Recognition& recognition, std::string_view name) {
+  for (const ColumnRecognition& column : recognition.columns) {
+    if (column.name == name) {
+      return column.kind;
+    }
+  }
+  return ColumnKind::kUnknown;
+}
+
+// ---- Readers
+
+TEST(TableTest, CsvQuotedFieldsAndLineNumbers) {
+  const Table table = Parse(
+      "id,note\n"
+      "1,\"a, quoted \"\"field\"\"\"\n"
+      "2,\"spans\ntwo lines\"\n"
+      "3,plain\n");
+  ASSERT_EQ(table.row_count(), 3u);
+  EXPECT_EQ(table.Cell(0, 1), "a, quoted \"field\"");
+  EXPECT_EQ(table.Cell(1, 1), "spans\ntwo lines");
+  EXPECT_EQ(table.Line(0), 2u);
+  EXPECT_EQ(table.Line(1), 3u);
+  EXPECT_EQ(table.Line(2), 5u);
+  EXPECT_EQ(table.format(), FileFormat::kCsv);
+}
+
+TEST(TableTest, CsvWrongFieldCountIsRejectedWithItsLine) {
+  const Table table = Parse("a,b\n1,2\n1,2,3\n4,5\n");
+  EXPECT_EQ(table.row_count(), 2u);
+  ASSERT_EQ(table.rejected().size(), 1u);
+  EXPECT_EQ(table.rejected()[0].line, 3u);
+  EXPECT_NE(table.rejected()[0].reason.find("3 fields"), std::string::npos);
+  EXPECT_EQ(table.rows_seen(), 3u);
+}
+
+TEST(TableTest, CsvMalformedQuoteRejectsOnlyThatRow) {
+  const Table table = Parse("a,b\n1,x\"y\"z\n2,ok\n");
+  EXPECT_EQ(table.row_count(), 1u);
+  ASSERT_EQ(table.rejected().size(), 1u);
+  EXPECT_EQ(table.rejected()[0].line, 2u);
+  EXPECT_EQ(table.Cell(0, 0), "2");
+}
+
+TEST(TableTest, CsvNotUtf8IsRejectedAsMixedEncoding) {
+  const Table table = Parse("name,city\nJos\xe9,Madrid\nAna,Lisbon\n");
+  EXPECT_EQ(table.row_count(), 1u);
+  ASSERT_EQ(table.rejected().size(), 1u);
+  EXPECT_NE(table.rejected()[0].reason.find("not UTF-8"), std::string::npos);
+}
+
+TEST(TableTest, CsvSemicolonDelimiterAndBomAndDuplicateHeader) {
+  const Table table = Parse("\xEF\xBB\xBFid;email;email\n1;a@x.test;b@x.test\n");
+  ASSERT_EQ(table.columns().size(), 3u);
+  EXPECT_EQ(table.columns()[0], "id");
+  EXPECT_EQ(table.columns()[2], "email#2");
+  EXPECT_EQ(table.Cell(0, 2), "b@x.test");
+}
+
+TEST(TableTest, CsvRecordOverRowLimitIsRejected) {
+  std::string text = "a\n\"" + std::string(kRowBytesMax + 10, 'x') + "\"\nshort\n";
+  const Table table = Parse(text);
+  EXPECT_EQ(table.row_count(), 1u);
+  ASSERT_GE(table.rejected().size(), 1u);
+  EXPECT_NE(table.rejected()[0].reason.find("kRowBytesMax"), std::string::npos);
+}
+
+TEST(TableTest, JsonLinesAnyShapeFlattened) {
+  const Table table = Parse(
+      "{\"event\":\"x\",\"properties\":{\"$email\":\"a@x.test\",\"geo\":{\"city\":\"Lyon\"},"
+      "\"tags\":[\"p\",\"q\"],\"n\":3,\"ok\":true,\"none\":null}}\n"
+      "\n"
+      "{\"event\": broken\n"
+      "{\"event\":\"y\",\"extra\":1}\n");
+  EXPECT_EQ(table.format(), FileFormat::kJsonLines);
+  ASSERT_EQ(table.row_count(), 2u);
+  const auto column = [&](std::string_view name) { return *table.FindColumn(name); };
+  EXPECT_EQ(table.Cell(0, column("properties.$email")), "a@x.test");
+  EXPECT_EQ(table.Cell(0, column("properties.geo.city")), "Lyon");
+  EXPECT_EQ(table.Cell(0, column("properties.tags.1")), "q");
+  EXPECT_EQ(table.Cell(0, column("properties.n")), "3");
+  EXPECT_EQ(table.Cell(0, column("properties.ok")), "true");
+  EXPECT_FALSE(table.FindColumn("properties.none").has_value());
+  EXPECT_EQ(table.Cell(1, column("extra")), "1");
+  EXPECT_EQ(table.Cell(1, column("properties.$email")), "");
+  ASSERT_EQ(table.rejected().size(), 1u);
+  EXPECT_EQ(table.rejected()[0].line, 3u);
+  EXPECT_EQ(table.Line(1), 4u);
+}
+
+TEST(TableTest, JsonArrayAndObjectHoldingAnArray) {
+  const Table array = Parse("[{\"id\":1},{\"id\":2}]");
+  EXPECT_EQ(array.format(), FileFormat::kJsonArray);
+  EXPECT_EQ(array.row_count(), 2u);
+  const Table object = Parse("{\"meta\":{\"n\":2},\n \"users\":[{\"id\":1},\n{\"id\":2}]}");
+  EXPECT_EQ(object.format(), FileFormat::kJsonObjectArray);
+  ASSERT_EQ(object.row_count(), 2u);
+  EXPECT_EQ(object.Cell(1, *object.FindColumn("id")), "2");
+}
+
+TEST(TableTest, JsonTooDeepIsRejected) {
+  std::string deep;
+  for (size_t level = 0; level <= kJsonDepthMax + 1; ++level) {
+    deep += "{\"a\":";
+  }
+  deep += "1" + std::string(kJsonDepthMax + 2, '}');
+  const Table table = Parse(deep + "\n{\"b\":2}\n");
+  EXPECT_EQ(table.row_count(), 1u);
+  ASSERT_EQ(table.rejected().size(), 1u);
+  EXPECT_NE(table.rejected()[0].reason.find("kJsonDepthMax"), std::string::npos);
+}
+
+TEST(TableTest, EmptyFileAndBadJsonDocumentFail) {
+  EXPECT_FALSE(ParseTable("  \n").ok());
+  EXPECT_FALSE(ParseTable("[{\"a\":1},").ok());
+}
+
+// ---- Recognition
+
+TEST(RecognitionTest, ByNameByContentAndBothWithConfidence) {
+  const Table table = Parse(
+      "user_id,contact,who,ip,agent,link,country,misc\n"
+      "u1,ana@x.test,Ana Birch,10.1.2.3,Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101,"
+      "https://a.example/x,PT,q\n"
+      "u2,bob@x.test,Bruno Oak,192.168.0.1,Mozilla/5.0 (Macintosh) AppleWebKit/605.1.15,"
+      "https://b.example/,ES,r\n");
+  const Recognition recognition = Recognize(table, "leaked");
+  EXPECT_EQ(KindOf(recognition, "user_id"), ColumnKind::kUserId);
+  EXPECT_EQ(KindOf(recognition, "contact"), ColumnKind::kEmail);
+  EXPECT_EQ(KindOf(recognition, "who"), ColumnKind::kFullName);
+  EXPECT_EQ(KindOf(recognition, "ip"), ColumnKind::kIpAddress);
+  EXPECT_EQ(KindOf(recognition, "agent"), ColumnKind::kUserAgent);
+  EXPECT_EQ(KindOf(recognition, "link"), ColumnKind::kUrl);
+  EXPECT_EQ(KindOf(recognition, "country"), ColumnKind::kCountry);
+  EXPECT_EQ(KindOf(recognition, "misc"), ColumnKind::kUnknown);
+  EXPECT_EQ(recognition.columns[1].source, RecognitionSource::kContent);
+  EXPECT_EQ(recognition.columns[3].source, RecognitionSource::kNameAndContent);
+  EXPECT_GT(recognition.columns[3].confidence, recognition.columns[1].confidence);
+  EXPECT_EQ(recognition.columns[0].source, RecognitionSource::kName);
+}
+
+TEST(RecognitionTest, NestedNamesSayWhichId) {
+  const Table table = Parse(
+      "{\"user\":{\"id\":\"a\"},\"org\":{\"id\":\"o\"},"
+      "\"properties\":{\"distinct_id\":\"a\",\"$referrer\":\"https://r.example/\"}}");
+  const Recognition recognition = Recognize(table, "leaked");
+  EXPECT_EQ(KindOf(recognition, "user.id"), ColumnKind::kUserId);
+  EXPECT_EQ(KindOf(recognition, "org.id"), ColumnKind::kOrgId);
+  EXPECT_EQ(KindOf(recognition, "properties.distinct_id"), ColumnKind::kUserId);
+  EXPECT_EQ(KindOf(recognition, "properties.$referrer"), ColumnKind::kReferrer);
+}
+
+TEST(RecognitionTest, MapOverridesAndUnknownColumnFails) {
+  const Table table = Parse("a,b\nx,y\n");
+  const Recognition recognition = Recognize(
+      table, "leaked",
+      {*ParseColumnOverride("leaked.a=user_id"), *ParseColumnOverride("accounts.b=email")});
+  EXPECT_EQ(KindOf(recognition, "a"), ColumnKind::kUserId);
+  EXPECT_EQ(recognition.columns[0].source, RecognitionSource::kMap);
+  EXPECT_EQ(recognition.columns[0].confidence, 1.0);
+  EXPECT_EQ(KindOf(recognition, "b"), ColumnKind::kUnknown);  // the override was for accounts
+  const Result<Recognition> missing = RecognizeColumns(
+      table, "leaked", {*ParseColumnOverride("leaked.zz=email")}, SharedDetectors());
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("no such column"), std::string::npos);
+}
+
+TEST(RecognitionTest, OverrideSyntaxErrors) {
+  EXPECT_FALSE(ParseColumnOverride("email").ok());
+  EXPECT_FALSE(ParseColumnOverride("vendor.col=email").ok());
+  const Result<ColumnOverride> bad_kind = ParseColumnOverride("leaked.col=favourite_colour");
+  ASSERT_FALSE(bad_kind.ok());
+  EXPECT_NE(bad_kind.status().message().find("user_id"), std::string::npos);
+  const Result<ColumnOverride> dotted = ParseColumnOverride("leaked.user.email=email");
+  ASSERT_TRUE(dotted.ok());
+  EXPECT_EQ(dotted->column, "user.email");
+}
+
+TEST(RecognitionTest, CardNumbersAndHashesAreFoundWhateverTheColumnName) {
+  const Table table = Parse(
+      "user_id,notes,blob\n"
+      "u1,paid with 4111 1111 1111 1111 yesterday,$2b$12$abcdefghijklmnopqrstuvwxyz0123456789\n"
+      "u2,nothing,plain\n"
+      "u3,4111111111111112,5f4dcc3b5aa765d61d8327deb882cf99\n");
+  const Recognition recognition = Recognize(table, "leaked");
+  EXPECT_EQ(recognition.columns[1].card_values, 1u);  // the second number fails Luhn
+  EXPECT_EQ(recognition.columns[2].credential_values, 2u);
+  EXPECT_TRUE(recognition.HasCategory(Category::kPayment));
+  EXPECT_TRUE(recognition.HasCategory(Category::kCredentials));
+  EXPECT_EQ(KindOf(recognition, "blob"), ColumnKind::kPasswordHash);
+}
+
+TEST(RecognitionTest, LuhnAndHashShapes) {
+  EXPECT_TRUE(LuhnValid("4111111111111111"));
+  EXPECT_FALSE(LuhnValid("4111111111111112"));
+  EXPECT_FALSE(LuhnValid("411111111111"));  // too short
+  EXPECT_TRUE(LooksLikePasswordHash("5f4dcc3b5aa765d61d8327deb882cf99"));
+  EXPECT_TRUE(LooksLikePasswordHash("$argon2id$v=19$m=65536,t=3,p=4$c29tZXNhbHQ$abc"));
+  EXPECT_TRUE(LooksLikePasswordHash("pbkdf2_sha256$260000$salt$hashhashhash"));
+  EXPECT_FALSE(LooksLikePasswordHash("12345678901234567890123456789012"));  // digits: an id
+  EXPECT_FALSE(LooksLikePasswordHash("hello"));
+}
+
+// ---- Email normalisation
+
+TEST(EmailTest, CaseAndNfkcFolding) {
+  EXPECT_EQ(*NormalizeEmail("  Ana.Birch@Example.ORG "), "ana.birch@example.org");
+  // Full-width letters (U+FF21…) fold to ASCII under NFKC.
+  EXPECT_EQ(*NormalizeEmail("\xEF\xBC\xA1\xEF\xBD\x8E\xEF\xBD\x81@example.org"), "ana@example.org");
+  // Composed and decomposed é compare equal; the German sharp s folds to ss.
+  EXPECT_EQ(*NormalizeEmail("Jos\xC3\xA9@x.test"), *NormalizeEmail("Jose\xCC\x81@x.test"));
+  EXPECT_EQ(*NormalizeEmail("STRA\xC3\x9F"
+                            "E@x.test"),
+            "strasse@x.test");
+  EXPECT_FALSE(NormalizeEmail("no-at-sign").ok());
+  EXPECT_FALSE(NormalizeEmail("a@b@c").ok());
+  EXPECT_FALSE(NormalizeEmail("\xff@x.test").ok());
+}
+
+TEST(EmailTest, PlusAddressingAndGmailDots) {
+  const CanonicalEmail plus = CanonicalizeEmail("ana+news@example.org");
+  EXPECT_EQ(plus.address, "ana@example.org");
+  EXPECT_TRUE(plus.plus_removed);
+  EXPECT_FALSE(plus.gmail_dots_removed);
+  // Dots matter outside Gmail.
+  EXPECT_EQ(CanonicalizeEmail("a.na@example.org").address, "a.na@example.org");
+  const CanonicalEmail gmail = CanonicalizeEmail("a.n.a+x@googlemail.com");
+  EXPECT_EQ(gmail.address, "ana@gmail.com");
+  EXPECT_TRUE(gmail.gmail_dots_removed);
+  EXPECT_TRUE(gmail.plus_removed);
+  // A leading '+' is a local part, not a tag.
+  EXPECT_EQ(CanonicalizeEmail("+ana@example.org").address, "+ana@example.org");
+}
+
+// ---- Cross-reference
+
+struct Fixture {
+  Table leaked;
+  Table accounts;
+  Table orgs;
+  Recognition leaked_columns;
+  Recognition account_columns;
+  Recognition org_columns;
+  CrossrefInput Input(bool with_orgs = true) {
+    return {&leaked,
+            &leaked_columns,
+            &accounts,
+            &account_columns,
+            with_orgs ? &orgs : nullptr,
+            with_orgs ? &org_columns : nullptr};
+  }
+};
+
+Fixture MakeFixture(std::string_view leaked, std::string_view accounts,
+                    std::string_view orgs = "org_id,name,admin_email\no1,Org One,boss@one.test\n") {
+  Fixture fixture{Parse(leaked), Parse(accounts), Parse(orgs), {}, {}, {}};
+  fixture.leaked_columns = Recognize(fixture.leaked, "leaked");
+  fixture.account_columns = Recognize(fixture.accounts, "accounts");
+  fixture.org_columns = Recognize(fixture.orgs, "orgs");
+  return fixture;
+}
+
+constexpr std::string_view kAccounts =
+    "user_id,email,name,org_id,role,language,country\n"
+    "u1,ana@example.org,Ana Birch,o1,admin,en,PT\n"
+    "u2,bruno@example.org,Bruno Oak,o1,member,es,ES\n"
+    "u3,carla@gmail.com,Carla Elm,o2,member,en,FR\n"
+    "u4,diego+work@example.org,Diego Pine,o2,owner,en,DE\n"
+    "u5,elena@example.org,Elena Reed,o3,member,en,GB\n";
+
+const AccountImpact* Affected(const Fixture& fixture, const Impact& impact,
+                              std::string_view user_id) {
+  for (const AccountImpact& account : impact.accounts) {
+    if (fixture.accounts.Cell(account.account_row, 0) == user_id) {
+      return &account;
+    }
+  }
+  return nullptr;
+}
+
+bool Has(uint32_t bits, auto value) { return ((bits >> static_cast<uint32_t>(value)) & 1) != 0; }
+
+TEST(CrossrefTest, EveryMatchingRuleSaysHowItMatched) {
+  Fixture fixture = MakeFixture(
+      "user_id,email,city,org_id\n"
+      "u1,,Lisbon,\n"                        // user id
+      ",BRUNO@Example.org,Madrid,\n"         // email, case-folded
+      ",c.a.r.l.a@googlemail.com,Lyon,\n"    // Gmail dots and googlemail
+      ",diego+promo@example.org,Berlin,\n"   // plus-addressing on both sides
+      "ghost,ghost@else.test,Leeds,o3\n"     // org only
+      "nobody,nobody@else.test,Austin,o9\n"  // nothing
+      ",,Porto,\n",                          // no key at all
+      kAccounts);
+  const Result<Impact> impact = Crossref(fixture.Input());
+  ASSERT_TRUE(impact.ok()) << impact.status().ToString();
+  EXPECT_EQ(impact->accounts.size(), 4u);
+  EXPECT_TRUE(Has(Affected(fixture, *impact, "u1")->methods, MatchMethod::kUserId));
+  EXPECT_TRUE(Has(Affected(fixture, *impact, "u2")->methods, MatchMethod::kEmail));
+  EXPECT_TRUE(Has(Affected(fixture, *impact, "u3")->methods, MatchMethod::kEmailGmailDots));
+  EXPECT_TRUE(Has(Affected(fixture, *impact, "u4")->methods, MatchMethod::kEmailPlusAddress));
+  EXPECT_EQ(Affected(fixture, *impact, "u5"), nullptr);
+  EXPECT_EQ(impact->leaked_rows_matched_account, 4u);
+  EXPECT_EQ(impact->leaked_rows_matched_org_only, 1u);
+  EXPECT_EQ(impact->leaked_rows_unmatched, 2u);
+  EXPECT_EQ(impact->leaked_rows_seen, 7u);
+  ASSERT_EQ(impact->unmatched.size(), 2u);
+  EXPECT_EQ(impact->unmatched[0].line, 7u);
+  EXPECT_EQ(impact->unmatched[1].reason, "it has no user id, email or org id");
+  // Orgs: o1 (u1, u2), o2 (u3, u4), o3 (org-only row).
+  ASSERT_EQ(impact->orgs.size(), 3u);
+  EXPECT_EQ(impact->orgs[0].org_id, "o1");
+  EXPECT_EQ(impact->orgs[0].name, "Org One");
+  EXPECT_EQ(impact->orgs[0].affected_accounts.size(), 2u);
+  EXPECT_EQ(impact->orgs[0].admin_account_rows, std::vector<size_t>{0});  // role admin
+  EXPECT_EQ(impact->orgs[0].admin_emails, std::vector<std::string>{"boss@one.test"});
+  EXPECT_EQ(impact->orgs[1].admin_account_rows, std::vector<size_t>{3});  // role owner
+  EXPECT_EQ(impact->orgs[2].leaked_rows_org_only, 1u);
+  EXPECT_EQ(impact->orgs[2].affected_accounts.size(), 0u);
+}
+
+TEST(CrossrefTest, ExactEmailBeatsCanonicalAndAmbiguityIsSaid) {
+  Fixture fixture = MakeFixture("email\nann@example.org\nann+x@example.org\n",
+                                "user_id,email\nu1,ann@example.org\nu2,ann+work@example.org\n");
+  const Result<Impact> impact = Crossref(fixture.Input(false));
+  ASSERT_TRUE(impact.ok());
+  // Row 1: exact to u1. Row 2: canonical ann@example.org fits both.
+  ASSERT_EQ(impact->accounts.size(), 2u);
+  EXPECT_TRUE(Has(impact->accounts[0].methods, MatchMethod::kEmail));
+  EXPECT_TRUE(impact->accounts[0].ambiguous);
+  EXPECT_TRUE(impact->accounts[1].ambiguous);
+  EXPECT_EQ(impact->leaked_rows_matched_account, 2u);
+}
+
+TEST(CrossrefTest, CategoriesExposedPerAccountAndNotInFile) {
+  Fixture fixture = MakeFixture(
+      "user_id,email,name,city,os,referrer,notes\n"
+      "u1,ana@example.org,Ana Birch,Lisbon,iOS,https://r.example/,\n"
+      "u2,,,,,,card 4111 1111 1111 1111\n",
+      kAccounts);
+  const Result<Impact> impact = Crossref(fixture.Input());
+  ASSERT_TRUE(impact.ok());
+  const AccountImpact* ana = Affected(fixture, *impact, "u1");
+  ASSERT_NE(ana, nullptr);
+  for (const Category category : {Category::kIdentity, Category::kContact, Category::kLocation,
+                                  Category::kDevice, Category::kReferrer, Category::kInternalIds}) {
+    EXPECT_TRUE(Has(ana->categories, category)) << CategoryName(category);
+  }
+  EXPECT_FALSE(Has(ana->categories, Category::kPayment));
+  const AccountImpact* bruno = Affected(fixture, *impact, "u2");
+  ASSERT_NE(bruno, nullptr);
+  EXPECT_TRUE(Has(bruno->categories, Category::kPayment));
+  EXPECT_FALSE(Has(bruno->categories, Category::kContact));
+  // The file holds a card number, so payment is not claimed as absent;
+  // credentials are absent. Content: the notes column is named content.
+  EXPECT_TRUE(Has(impact->file_categories, Category::kPayment));
+  EXPECT_FALSE(Has(impact->file_categories, Category::kCredentials));
+  const std::string json = ImpactJson(fixture.Input(), *impact, ReportOptions{});
+  EXPECT_NE(json.find("\"not_in_file\": [\"credentials\"]"), std::string::npos) << json;
+}
+
+TEST(CrossrefTest, NothingSensitiveInFileIsStated) {
+  Fixture fixture = MakeFixture("user_id,city\nu1,Lisbon\n", kAccounts);
+  const Result<Impact> impact = Crossref(fixture.Input());
+  ASSERT_TRUE(impact.ok());
+  const std::string summary = SummaryMarkdown(fixture.Input(), *impact, ReportOptions{});
+  EXPECT_NE(summary.find("no passwords"), std::string::npos);
+  EXPECT_NE(summary.find("no payment data"), std::string::npos);
+  EXPECT_NE(summary.find("no content"), std::string::npos);
+}
+
+TEST(CrossrefTest, NoKeyColumnIsAClearError) {
+  Fixture fixture = MakeFixture("city,os\nLisbon,iOS\n", kAccounts);
+  const Result<Impact> impact = Crossref(fixture.Input());
+  ASSERT_FALSE(impact.ok());
+  EXPECT_NE(impact.status().message().find("--map leaked.COLUMN=user_id"), std::string::npos);
+  Fixture no_accounts_key = MakeFixture("user_id\nu1\n", "city\nLisbon\n");
+  EXPECT_FALSE(Crossref(no_accounts_key.Input(false)).ok());
+}
+
+TEST(CrossrefTest, DuplicateAccountsWarnWithLines) {
+  Fixture fixture =
+      MakeFixture("user_id\nu1\n", "user_id,email\nu1,a@x.test\nu1,b@x.test\nu2,a@x.test\n");
+  const Result<Impact> impact = Crossref(fixture.Input(false));
+  ASSERT_TRUE(impact.ok());
+  ASSERT_EQ(impact->warnings.size(), 2u);
+  EXPECT_EQ(impact->warnings[0].line, 3u);
+  EXPECT_NE(impact->warnings[0].message.find("duplicate user id"), std::string::npos);
+  EXPECT_EQ(impact->warnings[1].line, 4u);
+}
+
+TEST(CrossrefTest, CountsByCountryPreferTheLeakedFile) {
+  Fixture fixture = MakeFixture("user_id,country\nu1,BR\nu2,\n", kAccounts);
+  const Result<Impact> impact = Crossref(fixture.Input());
+  ASSERT_TRUE(impact.ok());
+  ASSERT_EQ(impact->accounts_by_country.size(), 2u);
+  EXPECT_EQ(impact->accounts_by_country[0].first, "BR");  // u1: the leaked file's
+  EXPECT_EQ(impact->accounts_by_country[1].first, "ES");  // u2: the accounts file's
+}
+
+// ---- Timeline
+
+TEST(TimelineTest, DeadlineIs72HoursAfterDetection) {
+  const Result<Timeline> timeline =
+      MakeTimeline("2026-03-01T14:30:00+01:00", "2026-03-02T09:00:00Z", "2026-03-04T13:29:59Z");
+  ASSERT_TRUE(timeline.ok()) << timeline.status().ToString();
+  EXPECT_EQ(FormatIsoTime(*timeline->detected_s), "2026-03-01T13:30:00Z");
+  EXPECT_EQ(FormatIsoTime(*timeline->deadline_s), "2026-03-04T13:30:00Z");
+  EXPECT_LE(*timeline->notified_s, *timeline->deadline_s);
+  // Across a leap day and a year end.
+  EXPECT_EQ(FormatIsoTime(*MakeTimeline("2028-02-27T23:00:00Z", {}, {})->deadline_s),
+            "2028-03-01T23:00:00Z");
+  EXPECT_EQ(FormatIsoTime(*MakeTimeline("2026-12-30T12:00:00-05:00", {}, {})->deadline_s),
+            "2027-01-02T17:00:00Z");
+}
+
+TEST(TimelineTest, BadTimesAreRefusedNamingTheFlag) {
+  const Result<Timeline> no_zone = MakeTimeline("2026-03-01T14:30:00", {}, {});
+  ASSERT_FALSE(no_zone.ok());
+  EXPECT_NE(no_zone.status().message().find("--detected"), std::string::npos);
+  EXPECT_FALSE(MakeTimeline("2026-13-01T00:00Z", {}, {}).ok());
+  EXPECT_FALSE(MakeTimeline("yesterday", {}, {}).ok());
+  const Result<Timeline> backwards =
+      MakeTimeline("2026-03-02T00:00:00Z", "2026-03-01T00:00:00Z", {});
+  ASSERT_FALSE(backwards.ok());
+  EXPECT_NE(backwards.status().message().find("--contained"), std::string::npos);
+}
+
+// ---- Outputs
+
+TEST(OutputTest, HtmlEscapesEverythingAndLoadsNothing) {
+  EXPECT_EQ(HtmlEscape("<a href='x'>&\"</a>"), "&lt;a href=&#39;x&#39;&gt;&amp;&quot;&lt;/a&gt;");
+  Fixture fixture = MakeFixture(
+      "user_id,<script>alert(1)</script>,org_id\nu1,x,o1\n",
+      "user_id,email,org_id,org_name,role\nu1,ana@example.org,o1,<img src=x onerror=alert(1)>,"
+      "admin\n",
+      "org_id\no1\n");
+  const Result<Impact> impact = Crossref(fixture.Input());
+  ASSERT_TRUE(impact.ok());
+  ReportOptions options;
+  options.company = "Evil <b>Co</b>";
+  const std::string html = SummaryHtml(fixture.Input(), *impact, options);
+  EXPECT_EQ(html.find("<script>"), std::string::npos);
+  EXPECT_EQ(html.find("<img"), std::string::npos);
+  EXPECT_EQ(html.find("<b>"), std::string::npos);
+  EXPECT_NE(html.find("&lt;script&gt;alert(1)&lt;/script&gt;"), std::string::npos);
+  EXPECT_NE(html.find("&lt;img src=x onerror=alert(1)&gt;"), std::string::npos);
+  // Self-contained: no URL, no external resource, and a CSP that forbids any.
+  EXPECT_EQ(html.find("://"), std::string::npos);
+  EXPECT_EQ(html.find(" src=\""), std::string::npos);
+  EXPECT_EQ(html.find("href="), std::string::npos);
+  EXPECT_NE(html.find("default-src 'none'"), std::string::npos);
+}
+
+TEST(OutputTest, ReportOptionsRefuseLinksAndControlBytes) {
+  ReportOptions options;
+  options.company = "Example Ltd";
+  options.domain = "example.com";
+  options.contact = "dpo@example.com";
+  EXPECT_TRUE(ValidateReportOptions(options).ok());
+  options.contact = "https://example.com/contact";
+  EXPECT_FALSE(ValidateReportOptions(options).ok());
+  options.contact = "dpo@example.com";
+  options.domain = "https://example.com";
+  EXPECT_FALSE(ValidateReportOptions(options).ok());
+  options.domain = "example.com";
+  options.company = "Example\r\nBcc: x@y.test";
+  EXPECT_FALSE(ValidateReportOptions(options).ok());
+}
+
+TEST(OutputTest, RegulatorReportHasArticle33Sections) {
+  Fixture fixture = MakeFixture("user_id,email,city\nu1,ana@example.org,Lisbon\n", kAccounts);
+  const Result<Impact> impact = Crossref(fixture.Input());
+  ASSERT_TRUE(impact.ok());
+  ReportOptions options;
+  options.company = "Example Ltd";
+  options.contact = "dpo@example.com";
+  options.measures = {"Vendor access revoked"};
+  options.timeline = *MakeTimeline("2026-03-01T10:00:00Z", {}, "2026-03-05T10:00:00Z");
+  const std::string report = RegulatorReport(fixture.Input(), *impact, options);
+  for (const std::string_view section :
+       {"(a) Nature of the breach", "(b) Contact point", "(c) Likely consequences",
+        "(d) Measures taken or proposed", "Approximate number of data subjects concerned: 1",
+        "Approximate number of personal data records concerned: 1", "dpo@example\\.com",
+        "Vendor access revoked", "2026-03-04T10:00:00Z", "reasons for the delay", "Phishing"}) {
+    EXPECT_NE(report.find(section), std::string::npos) << section;
+  }
+}
+
+TEST(OutputTest, WriteOutputsMakesPrivateFilesAndSafeNotices) {
+  Fixture fixture = MakeFixture(
+      "user_id,email,name,city,os,org_id\n"
+      "u1,ana@example.org,Ana Birch,Lisbon,iOS,o1\n"
+      "u2,bruno@example.org,Bruno Oak,Madrid,Android,o1\n",
+      kAccounts);
+  const Result<Impact> impact = Crossref(fixture.Input());
+  ASSERT_TRUE(impact.ok());
+  ReportOptions options;
+  options.company = "Example Ltd";
+  options.domain = "example.com";
+  options.contact = "dpo@example.com";
+  options.now_s = 1'790'000'000;
+  const std::filesystem::path folder =
+      std::filesystem::temp_directory_path() / ("minpanel-incident-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(folder);
+  const Result<OutputFiles> files =
+      WriteOutputs(folder.string(), fixture.Input(), *impact, options);
+  ASSERT_TRUE(files.ok()) << files.status().ToString();
+  EXPECT_EQ(files->user_notices, 2u);
+  EXPECT_EQ(files->admin_notices, 2u);  // o1: u1 (role admin) and boss@one.test
+  struct stat info {};
+  ASSERT_EQ(::stat(folder.c_str(), &info), 0);
+  EXPECT_EQ(info.st_mode & 0777, 0700u);
+  for (const std::string& relative : files->written) {
+    ASSERT_EQ(::stat((folder / relative).c_str(), &info), 0);
+    EXPECT_EQ(info.st_mode & 0777, 0600u) << relative;
+  }
+  std::ifstream english(folder / "notices/users/u00000001.eml");
+  std::stringstream english_text;
+  english_text << english.rdbuf();
+  const std::string ana = english_text.str();
+  EXPECT_NE(ana.find("To: <ana@example.org>"), std::string::npos);
+  EXPECT_NE(ana.find("your city, region or country"), std::string::npos);
+  EXPECT_NE(ana.find("your email address"), std::string::npos);
+  EXPECT_NE(ana.find("type example.com yourself"), std::string::npos);
+  EXPECT_NE(ana.find("multi-factor authentication"), std::string::npos);
+  EXPECT_NE(ana.find("never ask you for your password"), std::string::npos);
+  EXPECT_EQ(ana.find("http"), std::string::npos);
+  EXPECT_EQ(ana.find("your phone number"), std::string::npos);
+  std::ifstream spanish(folder / "notices/users/u00000002.eml");
+  std::stringstream spanish_text;
+  spanish_text << spanish.rdbuf();
+  EXPECT_NE(spanish_text.str().find("Hola Bruno Oak:"), std::string::npos);
+  EXPECT_NE(spanish_text.str().find("Subject: Example Ltd: un incidente"), std::string::npos);
+  EXPECT_NE(spanish_text.str().find("autenticación multifactor"), std::string::npos);
+  // The folder is never written over.
+  EXPECT_FALSE(WriteOutputs(folder.string(), fixture.Input(), *impact, options).ok());
+  std::filesystem::remove_all(folder);
+}
+
+}  // namespace
+}  // namespace minpanel::incident

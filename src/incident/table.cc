@@ -1,0 +1,534 @@
+// The readers of leaked and accounts files: CSV through libcsv, JSON through
+// simdjson's DOM, flattened with an explicit stack (no recursion on the
+// file's nesting).
+#include <csv.h>
+#include <fcntl.h>
+#include <simdjson.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstring>
+
+#include "incident/incident.h"
+
+namespace minpanel::incident {
+
+std::string_view FileFormatName(FileFormat format) {
+  switch (format) {
+    case FileFormat::kCsv:
+      return "csv";
+    case FileFormat::kJsonArray:
+      return "json_array";
+    case FileFormat::kJsonObjectArray:
+      return "json_object_array";
+    case FileFormat::kJsonLines:
+      return "json_lines";
+  }
+  return "csv";
+}
+
+std::string_view Table::Cell(size_t row, size_t column) const {
+  for (uint64_t cell_idx = row_begin_[row]; cell_idx < row_begin_[row + 1]; ++cell_idx) {
+    const CellRef& cell = cells_[cell_idx];
+    if (cell.column == column) {
+      return std::string_view(arena_).substr(cell.offset, cell.length);
+    }
+  }
+  return {};
+}
+
+std::optional<size_t> Table::FindColumn(std::string_view name) const {
+  const auto found = column_index_.find(name);
+  if (found == column_index_.end()) {
+    return std::nullopt;
+  }
+  return found->second;
+}
+
+Result<size_t> Table::ColumnIndex(std::string_view name) {
+  const auto found = column_index_.find(name);
+  if (found != column_index_.end()) {
+    return found->second;
+  }
+  if (columns_.size() >= kColumnsMax) {
+    return Status::ResourceExhausted("more than kColumnsMax (" + std::to_string(kColumnsMax) +
+                                     ") distinct columns");
+  }
+  if (name.size() > kColumnNameBytesMax) {
+    return Status::ResourceExhausted("a column name longer than kColumnNameBytesMax (" +
+                                     std::to_string(kColumnNameBytesMax) + " bytes)");
+  }
+  columns_.emplace_back(name);
+  column_index_.emplace(std::string(name), columns_.size() - 1);
+  return columns_.size() - 1;
+}
+
+void Table::BeginRow(uint64_t line) {
+  if (row_begin_.empty()) {
+    row_begin_.push_back(0);
+  }
+  open_row_line_ = line;
+  open_row_cells_ = cells_.size();
+  open_row_arena_ = arena_.size();
+}
+
+void Table::AddCell(size_t column, std::string_view value) {
+  if (value.empty()) {
+    return;
+  }
+  cells_.push_back({static_cast<uint32_t>(column), static_cast<uint32_t>(value.size()),
+                    static_cast<uint64_t>(arena_.size())});
+  arena_.append(value);
+}
+
+void Table::EndRow() {
+  row_begin_.push_back(cells_.size());
+  row_line_.push_back(open_row_line_);
+}
+
+void Table::AbandonRow(uint64_t line, std::string reason) {
+  cells_.resize(open_row_cells_);
+  arena_.resize(open_row_arena_);
+  Reject(line, std::move(reason));
+}
+
+namespace {
+
+bool IsBlank(char byte) { return byte == ' ' || byte == '\t' || byte == '\r' || byte == '\n'; }
+
+std::string_view TrimSpace(std::string_view text) {
+  while (!text.empty() && IsBlank(text.front())) {
+    text.remove_prefix(1);
+  }
+  while (!text.empty() && IsBlank(text.back())) {
+    text.remove_suffix(1);
+  }
+  return text;
+}
+
+Status TooManyRows() {
+  return Status::ResourceExhausted("more than kRowsMax (" + std::to_string(kRowsMax) +
+                                   ") rows in one file");
+}
+
+// ---- CSV
+
+// The delimiter of the header line: the most frequent of , ; tab outside
+// quotes (a comma when none appears).
+unsigned char SniffDelimiter(std::string_view text) {
+  std::array<size_t, 3> counts{};
+  constexpr std::array<char, 3> kDelimiters = {',', ';', '\t'};
+  bool quoted = false;
+  for (const char byte : text) {
+    if (byte == '"') {
+      quoted = !quoted;
+    } else if (!quoted && (byte == '\n' || byte == '\r')) {
+      break;
+    } else if (!quoted) {
+      for (size_t delimiter_idx = 0; delimiter_idx < kDelimiters.size(); ++delimiter_idx) {
+        counts[delimiter_idx] += byte == kDelimiters[delimiter_idx] ? 1 : 0;
+      }
+    }
+  }
+  const size_t best = std::max_element(counts.begin(), counts.end()) - counts.begin();
+  return counts[best] == 0 ? ',' : static_cast<unsigned char>(kDelimiters[best]);
+}
+
+class CsvReader {
+ public:
+  explicit CsvReader(Table* table) : table_(table) {}
+  ~CsvReader() { csv_free(&parser_); }
+
+  Status Read(std::string_view text) {
+    delimiter_ = SniffDelimiter(text);
+    ResetParser();
+    size_t offset = 0;
+    while (offset < text.size()) {
+      const size_t newline = text.find('\n', offset);
+      const size_t end = newline == std::string_view::npos ? text.size() : newline + 1;
+      ++line_;
+      MP_RETURN_IF_ERROR(Feed(text.substr(offset, end - offset)));
+      offset = end;
+    }
+    if (!failed_row_) {
+      if (csv_fini(&parser_, &CsvReader::OnField, &CsvReader::OnRowEnd, this) != 0) {
+        RejectOpenRow("a quoted field is not closed before the end of the file");
+      }
+    }
+    MP_RETURN_IF_ERROR(status_);
+    if (!header_done_) {
+      return Status::InvalidArgument("CSV: no header line");
+    }
+    return Status::Ok();
+  }
+
+ private:
+  static void OnField(void* bytes, size_t length, void* self) {
+    static_cast<CsvReader*>(self)->Field(std::string_view(static_cast<char*>(bytes), length));
+  }
+  static void OnRowEnd(int, void* self) { static_cast<CsvReader*>(self)->RowEnd(); }
+
+  void ResetParser() {
+    if (initialised_) {
+      csv_free(&parser_);
+    }
+    csv_init(&parser_, CSV_STRICT | CSV_STRICT_FINI);
+    csv_set_delim(&parser_, delimiter_);
+    initialised_ = true;
+    failed_row_ = false;
+    fields_.clear();
+    row_bytes_ = 0;
+  }
+
+  Status Feed(std::string_view line_text) {
+    if (failed_row_) {
+      ResetParser();
+      row_line_ = line_;
+    }
+    row_bytes_ += line_text.size();
+    if (row_bytes_ > kRowBytesMax) {
+      RejectOpenRow("a record longer than kRowBytesMax (" + std::to_string(kRowBytesMax) +
+                    " bytes)");
+      return status_;
+    }
+    const size_t used = csv_parse(&parser_, line_text.data(), line_text.size(), &CsvReader::OnField,
+                                  &CsvReader::OnRowEnd, this);
+    if (used != line_text.size()) {
+      RejectOpenRow("malformed CSV: a quote inside an unquoted field or after a quoted one");
+    }
+    return status_;
+  }
+
+  void RejectOpenRow(std::string reason) {
+    table_->Reject(row_line_, std::move(reason));
+    failed_row_ = true;
+    fields_.clear();
+    row_bytes_ = 0;
+  }
+
+  void Field(std::string_view value) { fields_.emplace_back(value); }
+
+  void RowEnd() {
+    const uint64_t start_line = row_line_;
+    row_line_ = line_ + 1;
+    row_bytes_ = 0;
+    if (!status_.ok()) {
+      fields_.clear();
+      return;
+    }
+    if (fields_.size() == 1 && TrimSpace(fields_[0]).empty()) {
+      fields_.clear();  // a blank line
+      return;
+    }
+    if (!header_done_) {
+      status_ = Header(start_line);
+    } else {
+      Row(start_line);
+    }
+    fields_.clear();
+  }
+
+  Status Header(uint64_t line) {
+    header_done_ = true;
+    for (size_t field_idx = 0; field_idx < fields_.size(); ++field_idx) {
+      std::string name(TrimSpace(fields_[field_idx]));
+      if (field_idx == 0 && name.starts_with("\xEF\xBB\xBF")) {
+        name.erase(0, 3);
+      }
+      if (!simdjson::validate_utf8(name.data(), name.size())) {
+        return Status::InvalidArgument("CSV header (line " + std::to_string(line) + "): column " +
+                                       std::to_string(field_idx + 1) + " is not UTF-8");
+      }
+      if (name.empty()) {
+        name = "column_" + std::to_string(field_idx + 1);
+      }
+      const std::string base = name;
+      for (size_t copy = 2; table_->FindColumn(name).has_value(); ++copy) {
+        name = base + "#" + std::to_string(copy);
+      }
+      MP_ASSIGN_OR_RETURN(const size_t column, table_->ColumnIndex(name));
+      (void)column;
+    }
+    header_columns_ = fields_.size();
+    return Status::Ok();
+  }
+
+  void Row(uint64_t line) {
+    if (fields_.size() != header_columns_) {
+      table_->Reject(line, "the record has " + std::to_string(fields_.size()) +
+                               " fields, the header " + std::to_string(header_columns_));
+      return;
+    }
+    if (table_->row_count() >= kRowsMax) {
+      status_ = TooManyRows();
+      return;
+    }
+    table_->BeginRow(line);
+    for (size_t field_idx = 0; field_idx < fields_.size(); ++field_idx) {
+      const std::string_view value = TrimSpace(fields_[field_idx]);
+      if (!simdjson::validate_utf8(value.data(), value.size())) {
+        table_->AbandonRow(line, "field " + std::to_string(field_idx + 1) + " (" +
+                                     table_->columns()[field_idx] +
+                                     ") is not UTF-8 (a mixed encoding?)");
+        return;
+      }
+      table_->AddCell(field_idx, value);
+    }
+    table_->EndRow();
+  }
+
+  Table* table_;
+  csv_parser parser_{};
+  bool initialised_ = false;
+  unsigned char delimiter_ = ',';
+  uint64_t line_ = 0;      // the physical line being fed
+  uint64_t row_line_ = 1;  // where the open record started
+  size_t row_bytes_ = 0;
+  bool failed_row_ = false;
+  bool header_done_ = false;
+  size_t header_columns_ = 0;
+  std::vector<std::string> fields_;
+  Status status_;
+};
+
+// ---- JSON
+
+struct Frame {
+  simdjson::dom::element element;
+  std::string path;
+  size_t depth;
+};
+
+// Adds the cells of one JSON row (any value; a non-object is one column
+// "value") to the open row; returns the reason to reject it, or "".
+std::string FlattenRow(simdjson::dom::element root, Table* table) {
+  std::vector<Frame> stack;
+  stack.push_back({root, "", 0});
+  std::vector<Frame> children;
+  while (!stack.empty()) {
+    Frame frame = std::move(stack.back());
+    stack.pop_back();
+    if (frame.depth > kJsonDepthMax) {
+      return "nested deeper than kJsonDepthMax (" + std::to_string(kJsonDepthMax) + ")";
+    }
+    const auto prefix = [&frame](std::string_view key) {
+      return frame.path.empty() ? std::string(key) : frame.path + "." + std::string(key);
+    };
+    children.clear();
+    switch (frame.element.type()) {
+      case simdjson::dom::element_type::OBJECT: {
+        const simdjson::dom::object object = frame.element.get_object().value_unsafe();
+        for (const auto field : object) {
+          children.push_back({field.value, prefix(field.key), frame.depth + 1});
+        }
+        break;
+      }
+      case simdjson::dom::element_type::ARRAY: {
+        size_t element_idx = 0;
+        const simdjson::dom::array array = frame.element.get_array().value_unsafe();
+        for (const auto element : array) {
+          if (element_idx == kJsonArrayElementsFlattenedMax) {
+            return "an array of more than kJsonArrayElementsFlattenedMax (" +
+                   std::to_string(kJsonArrayElementsFlattenedMax) + ") elements at \"" +
+                   frame.path + "\"";
+          }
+          children.push_back({element, prefix(std::to_string(element_idx)), frame.depth + 1});
+          ++element_idx;
+        }
+        break;
+      }
+      case simdjson::dom::element_type::NULL_VALUE:
+        break;
+      default: {
+        const std::string name = frame.path.empty() ? "value" : frame.path;
+        const Result<size_t> column = table->ColumnIndex(name);
+        if (!column.ok()) {
+          return column.status().message();
+        }
+        if (frame.element.is_string()) {
+          table->AddCell(*column, TrimSpace(frame.element.get_string().value_unsafe()));
+        } else {
+          table->AddCell(*column, simdjson::minify(frame.element));
+        }
+      }
+    }
+    for (auto child = children.rbegin(); child != children.rend(); ++child) {
+      stack.push_back(std::move(*child));
+    }
+  }
+  return "";
+}
+
+Status AddJsonRow(simdjson::dom::element element, uint64_t line, Table* table) {
+  if (table->row_count() >= kRowsMax) {
+    return TooManyRows();
+  }
+  table->BeginRow(line);
+  std::string reason = FlattenRow(element, table);
+  if (reason.empty()) {
+    table->EndRow();
+  } else {
+    table->AbandonRow(line, std::move(reason));
+  }
+  return Status::Ok();
+}
+
+Status ReadJsonLines(std::string_view text, Table* table) {
+  table->set_format(FileFormat::kJsonLines);
+  simdjson::dom::parser parser;
+  uint64_t line = 0;
+  size_t offset = 0;
+  while (offset < text.size()) {
+    const size_t newline = text.find('\n', offset);
+    const size_t end = newline == std::string_view::npos ? text.size() : newline;
+    const std::string_view row = TrimSpace(text.substr(offset, end - offset));
+    offset = end + 1;
+    ++line;
+    if (row.empty()) {
+      continue;
+    }
+    if (row.size() > kRowBytesMax) {
+      table->Reject(line,
+                    "a line longer than kRowBytesMax (" + std::to_string(kRowBytesMax) + " bytes)");
+      continue;
+    }
+    simdjson::dom::element element;
+    const auto error = parser.parse(row.data(), row.size()).get(element);
+    if (error) {
+      table->Reject(line, std::string("not JSON: ") + simdjson::error_message(error));
+      continue;
+    }
+    MP_RETURN_IF_ERROR(AddJsonRow(element, line, table));
+  }
+  return Status::Ok();
+}
+
+// A whole JSON document: an array of rows, or an object whose first array
+// member holds the rows (an object with none is one row). Rows are numbered
+// by their place in the array (there are no lines to speak of).
+Status ReadJsonDocument(std::string_view text, Table* table) {
+  if (text.size() > kJsonDocumentBytesMax) {
+    return Status::ResourceExhausted("a JSON document larger than kJsonDocumentBytesMax (" +
+                                     std::to_string(kJsonDocumentBytesMax) +
+                                     " bytes); give it as JSON lines");
+  }
+  simdjson::dom::parser parser;
+  simdjson::dom::element root;
+  const auto error = parser.parse(text.data(), text.size()).get(root);
+  if (error) {
+    return Status::InvalidArgument(std::string("not JSON: ") + simdjson::error_message(error));
+  }
+  simdjson::dom::array rows;
+  bool found = false;
+  if (root.is_array()) {
+    table->set_format(FileFormat::kJsonArray);
+    rows = root.get_array().value_unsafe();
+    found = true;
+  } else if (root.is_object()) {
+    const simdjson::dom::object object = root.get_object().value_unsafe();
+    for (const auto field : object) {
+      if (field.value.is_array()) {
+        rows = field.value.get_array().value_unsafe();
+        found = true;
+        break;
+      }
+    }
+    table->set_format(found ? FileFormat::kJsonObjectArray : FileFormat::kJsonLines);
+  }
+  if (!found) {
+    return AddJsonRow(root, 1, table);
+  }
+  uint64_t record = 0;
+  for (const auto element : rows) {
+    MP_RETURN_IF_ERROR(AddJsonRow(element, ++record, table));
+  }
+  return Status::Ok();
+}
+
+Status ReadJson(std::string_view text, Table* table) {
+  if (text.front() == '[') {
+    return ReadJsonDocument(text, table);
+  }
+  // JSON lines when the first line is a whole JSON value and more follows.
+  const size_t newline = text.find('\n');
+  if (newline == std::string_view::npos || TrimSpace(text.substr(newline)).empty()) {
+    return ReadJsonDocument(text, table);
+  }
+  simdjson::dom::parser parser;
+  simdjson::dom::element first;
+  const std::string_view first_line = text.substr(0, newline);
+  if (first_line.size() <= kRowBytesMax &&
+      !parser.parse(first_line.data(), first_line.size()).get(first)) {
+    return ReadJsonLines(text, table);
+  }
+  return ReadJsonDocument(text, table);
+}
+
+}  // namespace
+
+Result<Table> ParseTable(std::string_view text) {
+  Table table;
+  table.ReserveBytes(text.size());
+  std::string_view body = text;
+  if (body.starts_with("\xEF\xBB\xBF")) {
+    body.remove_prefix(3);
+  }
+  const std::string_view trimmed = TrimSpace(body);
+  if (trimmed.empty()) {
+    return Status::InvalidArgument("the file is empty");
+  }
+  if (trimmed.front() == '[' || trimmed.front() == '{') {
+    // Line numbers count from the file's start, so only leading blanks on
+    // the first line are trimmed for the document readers.
+    MP_RETURN_IF_ERROR(ReadJson(trimmed, &table));
+  } else {
+    table.set_format(FileFormat::kCsv);
+    CsvReader reader(&table);
+    MP_RETURN_IF_ERROR(reader.Read(body));
+  }
+  return table;
+}
+
+Result<Table> ReadTable(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return Status::IoError(path + ": " + std::strerror(errno));
+  }
+  struct stat info {};
+  if (::fstat(fd, &info) != 0) {
+    const int saved = errno;
+    ::close(fd);
+    return Status::IoError(path + ": " + std::strerror(saved));
+  }
+  if (static_cast<uint64_t>(info.st_size) > kFileBytesMax) {
+    ::close(fd);
+    return Status::ResourceExhausted(path + ": larger than kFileBytesMax (" +
+                                     std::to_string(kFileBytesMax) + " bytes)");
+  }
+  std::string text;
+  text.resize(static_cast<size_t>(info.st_size));
+  size_t done = 0;
+  while (done < text.size()) {
+    const ssize_t got = ::read(fd, text.data() + done, text.size() - done);
+    if (got < 0 && errno == EINTR) {
+      continue;
+    }
+    if (got <= 0) {
+      const int saved = errno;
+      ::close(fd);
+      return Status::IoError(path + ": read: " + (got == 0 ? "short file" : std::strerror(saved)));
+    }
+    done += static_cast<size_t>(got);
+  }
+  ::close(fd);
+  Result<Table> table = ParseTable(text);
+  if (!table.ok()) {
+    return Status(table.status().code(), path + ": " + table.status().message());
+  }
+  return table;
+}
+
+}  // namespace minpanel::incident
