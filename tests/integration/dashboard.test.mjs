@@ -1,0 +1,258 @@
+// The dashboard (web/, embedded into the binary) in real headless Chromium
+// against the real server loaded with generated events: sign in with the
+// project secret (a wrong key shows the API's refusal); an insight, a funnel
+// and a retention triangle whose tables show exactly what POST /api/query
+// answers for the same query; a shared link that restores the view in a new
+// browser (after signing in there: the key is never in the link); the
+// static files' headers (CSP, ETag, nosniff) and no path outside the
+// embedded files; no request to another origin and no CSP violation; every
+// control with an accessible name; a phone-width page without sideways
+// scrolling.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+
+import { hex32, startServer } from './harness.mjs';
+import { closeAll, launchChromium, queryApi } from './browser.mjs';
+
+const DAY_MS = 86400000;
+// Four whole UTC days ending yesterday: the events lie in them, whatever
+// the time the test runs.
+const TODAY_MS = Math.floor(Date.now() / DAY_MS) * DAY_MS;
+const BASE_MS = TODAY_MS - 4 * DAY_MS;
+const at = (day, hour) => BASE_MS + day * DAY_MS + hour * 3600000;
+const date = (ms) => new Date(ms).toISOString().slice(0, 10);
+const FROM = date(BASE_MS);
+const TO = date(TODAY_MS);
+
+// Generated users: user-N signs up on day N % 3 with plan pro or free;
+// two in three activate a day later; every third of those purchases.
+function events() {
+  const list = [];
+  const event = (name, user, timeMs, properties = {}) => list.push({
+    event: name, properties: { distinct_id: user, time: timeMs, $insert_id: hex32(), ...properties },
+  });
+  for (let user = 0; user < 30; user += 1) {
+    const id = `gen-user-${user}`;
+    const day = user % 3;
+    event('Signed Up', id, at(day, 9 + (user % 5)), { plan: user % 2 === 0 ? 'pro' : 'free' });
+    if (user % 3 !== 2) {
+      event('Activated', id, at(day + 1, 10));
+      if (user % 3 === 0) {
+        event('Purchased', id, at(day + 1, 12), { price: 10 + user });
+      }
+    }
+  }
+  return list;
+}
+
+// What a table shows: per body row, its header and the data-value of each
+// cell (the exact number behind the formatted text).
+async function tableRows(page, selector) {
+  await page.waitForSelector(`${selector} tbody tr`, { timeout: 15000 });
+  return page.$$eval(`${selector} tbody tr`, (rows) => rows.map((row) => ({
+    label: row.querySelector('th').textContent,
+    values: [...row.querySelectorAll('td')].map((cell) => cell.dataset.value ?? cell.textContent),
+  })));
+}
+
+async function signIn(page, key) {
+  await page.getByLabel('Project key', { exact: true }).fill(key);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+}
+
+describe('the dashboard in Chromium', () => {
+  let server;
+  let browser;
+  let origin;
+
+  before(async () => {
+    server = await startServer({ projectName: 'dashboard-it' });
+    const res = await server.importJson(events());
+    assert.equal(res.status, 200, res.text);
+    origin = `http://${server.host}`;
+    browser = await launchChromium();
+  });
+  after(async () => {
+    await closeAll(() => browser && browser.close(), () => server && server.stop());
+  });
+
+  // A fresh browser context whose page records every request, console
+  // error and CSP violation.
+  async function open(url) {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    const page = await context.newPage();
+    const seen = { requests: [], problems: [] };
+    page.on('request', (request) => seen.requests.push(request.url()));
+    page.on('console', (message) => {
+      if (message.type() === 'error') seen.problems.push(`console: ${message.text()}`);
+    });
+    page.on('pageerror', (error) => seen.problems.push(`page: ${error.message}`));
+    await page.addInitScript(() => {
+      window.__cspViolations = [];
+      document.addEventListener('securitypolicyviolation', (event) => {
+        window.__cspViolations.push(`${event.violatedDirective} ${event.blockedURI}`);
+      });
+    });
+    const response = await page.goto(url, { waitUntil: 'load' });
+    return { context, page, seen, response };
+  }
+
+  it('serves its files with CSP, ETag and nosniff, and nothing outside them', async () => {
+    const index = await server.request({ path: '/' });
+    assert.equal(index.status, 200);
+    assert.match(index.headers['content-type'], /^text\/html/);
+    const csp = index.headers['content-security-policy'];
+    assert.match(csp, /default-src 'none'/);
+    assert.match(csp, /script-src 'self'/);
+    assert.match(csp, /connect-src 'self'/);
+    assert.doesNotMatch(csp, /https?:|\*|unsafe/, 'no other origin, wildcard or unsafe source');
+    assert.equal(index.headers['x-content-type-options'], 'nosniff');
+    const script = await server.request({ path: '/assets/app.js' });
+    assert.equal(script.status, 200);
+    assert.match(script.headers['content-type'], /^text\/javascript/);
+    const again = await server.request({ path: '/assets/app.js', headers: { 'If-None-Match': script.headers.etag } });
+    assert.equal(again.status, 304);
+    for (const target of ['/assets/../../../../etc/passwd', '/assets/%2e%2e/%2e%2e/etc/passwd', '/assets/..%2f..%2fetc%2fpasswd',
+      '/assets//app.js', '/assets/app.js%00', '/index.html/..']) {
+      const res = await server.request({ path: target });
+      assert.equal(res.status, 404, `${target}: ${res.status}`);
+      assert.doesNotMatch(res.text, /root:|function/, target);
+    }
+    // The API sends no credentialed CORS to another origin.
+    const query = await server.request({
+      method: 'OPTIONS', path: '/api/query', headers: { Origin: 'https://evil.example', 'Access-Control-Request-Method': 'POST' },
+    });
+    assert.equal(query.headers['access-control-allow-origin'], undefined);
+    assert.equal(query.headers['access-control-allow-credentials'], undefined);
+  });
+
+  it('signs in, shows an insight, a funnel and retention as the API answers them, and restores a shared link', async () => {
+    const { context, page, seen, response } = await open(`${origin}/`);
+    let sharedLink;
+    let segmentation;
+    try {
+      assert.match(response.headers()['content-security-policy'], /default-src 'none'/);
+
+      // A wrong key: the API's refusal, shown.
+      await signIn(page, 'not-the-secret');
+      await page.getByRole('alert').waitFor({ timeout: 10000 });
+      assert.match(await page.getByRole('alert').textContent(), /refused \(401\)/);
+      await signIn(page, server.project.secret);
+      await page.getByRole('heading', { name: 'Insights' }).waitFor({ timeout: 10000 });
+      assert.match(await page.locator('#project').textContent(), /dashboard-it/);
+
+      // Insights: unique users who signed up, per day, by plan.
+      await page.getByLabel('Event 1', { exact: true }).fill('Signed Up');
+      await page.getByLabel('Measure', { exact: true }).selectOption('unique');
+      await page.getByLabel('Time range', { exact: true }).selectOption('custom');
+      await page.getByLabel('From', { exact: true }).fill(FROM);
+      await page.getByLabel('Until (not included)', { exact: true }).fill(TO);
+      await page.getByLabel('Breakdown', { exact: true }).fill('plan');
+      await page.getByRole('button', { name: 'Run' }).click();
+      const insight = await tableRows(page, '#insights-table');
+      segmentation = await queryApi(server, {
+        kind: 'segmentation', from: FROM, to: TO, unit: 'day', events: ['Signed Up'], measure: 'unique',
+        breakdown: { properties: ['plan'], limit: 10 },
+      });
+      assert.deepEqual(insight, segmentation.series.map((series) => ({
+        label: `Signed Up · ${series.breakdown[0]}`, values: [series.total, ...series.values].map(String),
+      })));
+      assert.equal(segmentation.series.reduce((sum, series) => sum + series.total, 0), 30);
+      await page.locator('figure.chart canvas').first().waitFor();
+      sharedLink = page.url();
+      assert.match(sharedLink, /#\/insights\?s=/);
+      assert.ok(!sharedLink.includes(server.project.secret), 'the key is never in the URL');
+
+      // Funnels.
+      await page.getByRole('link', { name: 'Funnels' }).click();
+      await page.getByRole('heading', { name: 'Funnels' }).waitFor();
+      await page.getByLabel('Step 1', { exact: true }).fill('Signed Up');
+      await page.getByLabel('Step 2', { exact: true }).fill('Activated');
+      await page.getByRole('button', { name: 'Add step' }).click();
+      await page.getByLabel('Step 3', { exact: true }).fill('Purchased');
+      await page.getByLabel('Time range', { exact: true }).selectOption('custom');
+      await page.getByLabel('From', { exact: true }).fill(FROM);
+      await page.getByLabel('Until (not included)', { exact: true }).fill(TO);
+      await page.getByRole('button', { name: 'Run' }).click();
+      const funnelRows = await tableRows(page, '#funnel-table');
+      const funnel = await queryApi(server, {
+        kind: 'funnel', from: FROM, to: TO, steps: ['Signed Up', 'Activated', 'Purchased'], window: { value: 7, unit: 'day' }, order: 'loose',
+      });
+      assert.deepEqual(funnelRows.map((row) => [row.label, ...row.values.slice(0, 3)]), funnel.steps.map((step, index) => [
+        `${index + 1}. ${step.event}`, String(step.subjects), String(step.step_conversion), String(step.overall_conversion),
+      ]));
+      assert.deepEqual(funnel.steps.map((step) => step.subjects), [30, 20, 10]);
+
+      // Retention.
+      await page.getByRole('link', { name: 'Retention' }).click();
+      await page.getByRole('heading', { name: 'Retention' }).waitFor();
+      await page.getByLabel('First event (cohort)', { exact: true }).fill('Signed Up');
+      await page.getByLabel('Return event', { exact: true }).fill('Activated');
+      await page.getByLabel('Periods', { exact: true }).fill('3');
+      await page.getByLabel('Time range', { exact: true }).selectOption('custom');
+      await page.getByLabel('From', { exact: true }).fill(FROM);
+      await page.getByLabel('Until (not included)', { exact: true }).fill(TO);
+      await page.getByRole('button', { name: 'Run' }).click();
+      const triangle = await tableRows(page, '#retention-table');
+      const retention = await queryApi(server, {
+        kind: 'retention', from: FROM, to: TO, birth: 'Signed Up', return: 'Activated', unit: 'day', periods: 3, mode: 'on',
+      });
+      const cells = (counts) => counts.map((count) => (count === null ? 'null' : String(count)));
+      assert.deepEqual(triangle, [
+        { label: 'Total', values: [String(retention.size), ...cells(retention.total.counts)] },
+        ...retention.cohorts.map((cohort) => ({ label: cohort.start, values: [String(cohort.size), ...cells(cohort.counts)] })),
+      ]);
+      assert.equal(retention.size, 30);
+      await page.locator('figure.chart canvas').first().waitFor();
+
+      // Every control has an accessible name.
+      const unnamed = await page.evaluate(() => {
+        const nameOf = (element) => (element.getAttribute('aria-label')
+          || (element.getAttribute('aria-labelledby') || '').split(' ').map((id) => document.getElementById(id)?.textContent ?? '').join(' ')
+          || [...(element.labels ?? [])].map((label) => label.textContent).join(' ')
+          || (['BUTTON', 'A'].includes(element.tagName) ? element.textContent : '')
+          || element.getAttribute('title') || '').trim();
+        return [...document.querySelectorAll('input, select, textarea, button, a[href], [tabindex]:not([tabindex="-1"])')]
+          .filter((element) => element.offsetParent !== null || element.getClientRects().length > 0)
+          .filter((element) => nameOf(element) === '')
+          .map((element) => element.outerHTML.slice(0, 120));
+      });
+      assert.deepEqual(unnamed, []);
+
+      // Nothing but this origin, and no CSP violation.
+      const foreign = seen.requests.filter((url) => !url.startsWith(`${origin}/`) && !url.startsWith('data:'));
+      assert.deepEqual(foreign, []);
+      assert.deepEqual(await page.evaluate(() => window.__cspViolations), []);
+      assert.deepEqual(seen.problems.filter((text) => !/401/.test(text)), []);
+    } finally {
+      await context.close();
+    }
+
+    // The shared link in another browser: sign in there, then the same view.
+    const { context: other, page: shared } = await open(sharedLink);
+    try {
+      await signIn(shared, server.project.secret);
+      const restored = await tableRows(shared, '#insights-table');
+      assert.equal(restored.length, segmentation.series.length);
+      assert.equal(await shared.getByLabel('Event 1', { exact: true }).inputValue(), 'Signed Up');
+      assert.equal(await shared.getByLabel('Breakdown', { exact: true }).inputValue(), 'plan');
+      assert.equal(await shared.getByLabel('Measure', { exact: true }).inputValue(), 'unique');
+
+      // At phone width the page does not scroll sideways (tables scroll in
+      // their own box).
+      await shared.setViewportSize({ width: 390, height: 844 });
+      await shared.waitForTimeout(200);
+      const overflow = await shared.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+      assert.ok(overflow <= 0, `the page is ${overflow} px wider than a phone`);
+
+      // An API error says what went wrong.
+      await shared.getByLabel('Measure', { exact: true }).selectOption('sum');
+      await shared.getByLabel('Of property', { exact: true }).fill('');
+      await shared.getByRole('button', { name: 'Run' }).click();
+      await shared.getByRole('alert').waitFor({ timeout: 10000 });
+      assert.match(await shared.getByRole('alert').textContent(), /The server answered 400: measure/);
+    } finally {
+      await other.close();
+    }
+  });
+});
