@@ -4,6 +4,7 @@
 
 const KEY_STORAGE = 'minpanel.key';
 const PROJECT_STORAGE = 'minpanel.project';
+const PROJECT_ID_STORAGE = 'minpanel.project_id';
 
 export class ApiError extends Error {
   constructor(readonly status: number, message: string) {
@@ -22,6 +23,13 @@ export function storedProject(): string | null {
 export function signOut(): void {
   sessionStorage.removeItem(KEY_STORAGE);
   sessionStorage.removeItem(PROJECT_STORAGE);
+  sessionStorage.removeItem(PROJECT_ID_STORAGE);
+}
+
+// The project a server-wide key works on (sent as ?project_id=, as every
+// API client names it; docs/security.md); empty for a project's own key.
+function withProject(path: string, projectId: string): string {
+  return projectId ? `${path}?project_id=${encodeURIComponent(projectId)}` : path;
 }
 
 function authorization(key: string): string {
@@ -74,25 +82,34 @@ async function call(method: string, path: string, key: string, body?: unknown): 
 export function query<T>(body: unknown): Promise<T> {
   const key = storedKey();
   if (!key) return Promise.reject(new ApiError(401, 'not signed in'));
-  return call('POST', 'api/query', key, body) as Promise<T>;
+  const projectId = sessionStorage.getItem(PROJECT_ID_STORAGE) ?? '';
+  return call('POST', withProject('api/query', projectId), key, body) as Promise<T>;
 }
 
-// Checks a key by asking the query API a one-hour question; any key the API
-// accepts for queries works (the project secret today, a service key with
-// the query scope once they exist). Then the project's name, when the key
-// may read the policy (GET api/policy names the project); else "project".
-export async function signIn(key: string): Promise<string> {
-  await call('POST', 'api/query', key, {
-    kind: 'segmentation', from: '-1h', to: 'now', unit: 'hour', events: [{ any_event: true }],
-  });
-  let project = 'project';
+// Checks a key by asking the query API a one-hour question, so any key the
+// API accepts works — the project secret, or an access key with a query
+// scope (docs/security.md); a server-wide key also names the project. A 401
+// refuses the key; a 403 (a key limited to some events, which may not ask
+// about any event) still signs in: each view shows the API's answer to its
+// own query. Then the project's name, when the key may read the policy
+// (GET api/policy names the project); else the project id, or "project".
+export async function signIn(key: string, projectId: string): Promise<string> {
   try {
-    const policy = (await call('GET', 'api/policy', key)) as { project?: string };
+    await call('POST', withProject('api/query', projectId), key, {
+      kind: 'segmentation', from: '-1h', to: 'now', unit: 'hour', events: [{ any_event: true }],
+    });
+  } catch (error) {
+    if (!(error instanceof ApiError) || error.status !== 403) throw error;
+  }
+  let project = projectId || 'project';
+  try {
+    const policy = (await call('GET', withProject('api/policy', projectId), key)) as { project?: string };
     if (typeof policy.project === 'string') project = policy.project;
   } catch {
-    // A key without the policy scope still signs in.
+    // A key without the admin scope still signs in.
   }
   sessionStorage.setItem(KEY_STORAGE, key);
   sessionStorage.setItem(PROJECT_STORAGE, project);
+  sessionStorage.setItem(PROJECT_ID_STORAGE, projectId);
   return project;
 }

@@ -76,13 +76,16 @@ function renderSignIn(next: string): void {
   const root = main();
   clear(root);
   const key = h('input', { type: 'password', name: 'key', autocomplete: 'off', required: true, spellcheck: 'false' });
+  const projectId = h('input', { type: 'text', name: 'project_id', autocomplete: 'off', spellcheck: 'false' });
   const status = h('div', { class: 'status', role: 'status', 'aria-live': 'polite' });
   const button = h('button', { type: 'submit', class: 'primary' }, 'Sign in');
   const form = h('form', { class: 'sign-in', 'aria-label': 'Sign in' },
     h('h1', {}, 'Sign in to minpanel'),
-    h('p', {}, 'Paste a key of your project: the project secret, or a service key that may run queries. ' +
+    h('p', {}, 'Paste a key of your project: the project secret, or an access key that may run queries. ' +
       'It stays in this tab only (session storage) and is sent to this server alone.'),
-    field('Project key', key), button, status);
+    field('Project key', key),
+    field('Project id (server-wide keys only)', projectId, 'Leave empty for a project secret or a project\'s own key.'),
+    button, status);
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
     if (!key.value.trim()) {
@@ -95,7 +98,7 @@ function renderSignIn(next: string): void {
     status.className = 'status loading';
     status.textContent = 'Checking the key…';
     try {
-      await signIn(key.value.trim());
+      await signIn(key.value.trim(), projectId.value.trim());
       const target = next && !next.startsWith('#/sign-in') ? next : '#/insights';
       if (location.hash === target) route();
       else location.hash = target;
