@@ -14,6 +14,11 @@
 // items). They are cut into one segment per 7 days plus one for the last 2
 // days (the "memtable"), so a subject's timeline spans several segments, as
 // in the store.
+//
+// Identity merging (docs/identity.md): MINPANEL_QUERY_BENCH_LINKED_PERCENT=10
+// gives that share of users an anonymous id for their first session and a
+// $identify linking it to their user id after it; MINPANEL_QUERY_BENCH_MERGE=0
+// runs the queries with QueryContext::merge_identities off (ids, not persons).
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -49,11 +54,11 @@ const char* const kBrowsers[] = {"Chrome", "Safari", "Firefox", "Edge", "Opera"}
 const char* const kOses[] = {"Windows", "macOS", "iOS", "Android", "Linux"};
 const char* const kLangs[] = {"en", "de", "fr", "es", "ja", "pt"};
 const char* const kSources[] = {"google", "newsletter", "twitter", "direct", "partner"};
-const char* const kOther[] = {"page_viewed", "button_clicked", "search", "feature_used",
-                              "settings_opened", "invite_sent", "file_uploaded", "comment_added",
-                              "export_started", "error_shown", "help_opened", "logout"};
+const char* const kOther[] = {"page_viewed",     "button_clicked", "search",        "feature_used",
+                              "settings_opened", "invite_sent",    "file_uploaded", "comment_added",
+                              "export_started",  "error_shown",    "help_opened",   "logout"};
 
-std::vector<Event> Generate(size_t event_count) {
+std::vector<Event> Generate(size_t event_count, uint64_t linked_percent) {
   std::mt19937_64 random(42);
   const size_t users = std::max<size_t>(event_count / 40, 10);
   std::vector<Event> events;
@@ -63,7 +68,9 @@ std::vector<Event> Generate(size_t event_count) {
   while (events.size() < event_count) {
     const uint64_t user = user_idx++ % users;
     const uint64_t seed = Mix(user);
-    const Id128 subject{Mix(seed), Mix(seed + 1)};
+    const Id128 user_subject{Mix(seed), Mix(seed + 1)};
+    const Id128 anon_subject{Mix(seed + 11), Mix(seed + 12)};
+    const bool linked = Mix(seed + 9) % 100 < linked_percent;
     // Zipf-like activity: a few heavy users, many light ones.
     const double rank = static_cast<double>(user + 1);
     const int sessions = 1 + static_cast<int>(40.0 / std::pow(rank, 0.35) * unit(random));
@@ -80,6 +87,7 @@ std::vector<Event> Generate(size_t event_count) {
         break;
       }
       const std::string session_id = std::to_string(Mix(seed + 100 + session) % 100000000);
+      const Id128 subject = linked && session == 0 ? anon_subject : user_subject;
       const int length = 2 + static_cast<int>(unit(random) * 8);
       for (int event_idx = 0; event_idx < length; ++event_idx) {
         Event event;
@@ -110,10 +118,20 @@ std::vector<Event> Generate(size_t event_count) {
         };
         if (event.name == "purchase") {
           event.properties.push_back({"price", Value::Double(9.99 + 10 * (Mix(seed) % 10))});
-          event.properties.push_back({"items", Value::Int(1 + static_cast<int64_t>(Mix(seed) % 4))});
+          event.properties.push_back(
+              {"items", Value::Int(1 + static_cast<int64_t>(Mix(seed) % 4))});
         }
         events.push_back(std::move(event));
         time += 2000 + static_cast<int64_t>(unit(random) * 120000);
+      }
+      if (linked && session == 0) {
+        Event identify;
+        identify.name = "$identify";
+        identify.subject = user_subject;
+        identify.time_ms = time;
+        identify.insert_id = Id128{Mix(events.size()), events.size()};
+        identify.properties = {{"$anon_distinct_id", Value::String(FormatPseudonym(anon_subject))}};
+        events.push_back(std::move(identify));
       }
       time += 20 * 60 * 1000 + static_cast<int64_t>(-std::log(1 - unit(random)) * 1.5 * kDayMs);
     }
@@ -131,14 +149,18 @@ const Data& Shared() {
   static const Data data = [] {
     const char* env = std::getenv("MINPANEL_QUERY_BENCH_EVENTS");
     const size_t count = env != nullptr ? std::strtoull(env, nullptr, 10) : 2'000'000;
-    std::vector<Event> events = Generate(count);
+    const char* linked_env = std::getenv("MINPANEL_QUERY_BENCH_LINKED_PERCENT");
+    const char* merge_env = std::getenv("MINPANEL_QUERY_BENCH_MERGE");
+    std::vector<Event> events =
+        Generate(count, linked_env != nullptr ? std::strtoull(linked_env, nullptr, 10) : 0);
     Data out;
     out.events = events.size();
     out.context.time_zone = "UTC";
     out.context.now_ms = kStartMs + 40 * kDayMs;
+    out.context.merge_identities = merge_env == nullptr || std::string(merge_env) != "0";
     // One segment per 7 days, the last 2 days as the "memtable" segment.
-    const int64_t cuts[] = {kStartMs + 7 * kDayMs, kStartMs + 14 * kDayMs,
-                            kStartMs + 21 * kDayMs, kStartMs + 28 * kDayMs, INT64_MAX};
+    const int64_t cuts[] = {kStartMs + 7 * kDayMs, kStartMs + 14 * kDayMs, kStartMs + 21 * kDayMs,
+                            kStartMs + 28 * kDayMs, INT64_MAX};
     int64_t low = INT64_MIN;
     for (const int64_t high : cuts) {
       std::vector<Event> part;
@@ -162,8 +184,8 @@ const Data& Shared() {
       if (!reader.ok()) {
         std::abort();
       }
-      out.context.segments.push_back(std::shared_ptr<const store::SegmentReader>(
-          std::move(*reader)));
+      out.context.segments.push_back(
+          std::shared_ptr<const store::SegmentReader>(std::move(*reader)));
     }
     return out;
   }();
@@ -203,14 +225,26 @@ void BM_DailyCountOfOneEvent(benchmark::State& state) {
   RunJson(state, std::string(R"({"kind":"segmentation",)") + kRange +
                      R"(,"unit":"day","events":["page_viewed"]})");
 }
-BENCHMARK(BM_DailyCountOfOneEvent)->Arg(1)->Arg(2)->ArgName("threads")->Unit(benchmark::kMillisecond)->MeasureProcessCPUTime()->UseRealTime();
+BENCHMARK(BM_DailyCountOfOneEvent)
+    ->Arg(1)
+    ->Arg(2)
+    ->ArgName("threads")
+    ->Unit(benchmark::kMillisecond)
+    ->MeasureProcessCPUTime()
+    ->UseRealTime();
 
 void BM_DailyUniqueUsersByCountry(benchmark::State& state) {
   RunJson(state, std::string(R"({"kind":"segmentation",)") + kRange +
                      R"(,"unit":"day","events":["session_start"],"measure":"unique",
                         "breakdown":{"properties":["country"],"limit":200}})");
 }
-BENCHMARK(BM_DailyUniqueUsersByCountry)->Arg(1)->Arg(2)->ArgName("threads")->Unit(benchmark::kMillisecond)->MeasureProcessCPUTime()->UseRealTime();
+BENCHMARK(BM_DailyUniqueUsersByCountry)
+    ->Arg(1)
+    ->Arg(2)
+    ->ArgName("threads")
+    ->Unit(benchmark::kMillisecond)
+    ->MeasureProcessCPUTime()
+    ->UseRealTime();
 
 void BM_FilteredSumByPlatform(benchmark::State& state) {
   RunJson(state, std::string(R"({"kind":"segmentation",)") + kRange +
@@ -219,27 +253,51 @@ void BM_FilteredSumByPlatform(benchmark::State& state) {
                         {"property":"plan","op":"ne","value":"free"}]}],
                         "measure":{"type":"sum","property":"duration_ms"},"breakdown":"platform"})");
 }
-BENCHMARK(BM_FilteredSumByPlatform)->Arg(1)->Arg(2)->ArgName("threads")->Unit(benchmark::kMillisecond)->MeasureProcessCPUTime()->UseRealTime();
+BENCHMARK(BM_FilteredSumByPlatform)
+    ->Arg(1)
+    ->Arg(2)
+    ->ArgName("threads")
+    ->Unit(benchmark::kMillisecond)
+    ->MeasureProcessCPUTime()
+    ->UseRealTime();
 
 void BM_Funnel4Steps7Days(benchmark::State& state) {
   RunJson(state, std::string(R"({"kind":"funnel",)") + kRange +
                      R"(,"steps":["sign_up","project_created","checkout_started","purchase"],
                         "window":{"value":7,"unit":"day"}})");
 }
-BENCHMARK(BM_Funnel4Steps7Days)->Arg(1)->Arg(2)->ArgName("threads")->Unit(benchmark::kMillisecond)->MeasureProcessCPUTime()->UseRealTime();
+BENCHMARK(BM_Funnel4Steps7Days)
+    ->Arg(1)
+    ->Arg(2)
+    ->ArgName("threads")
+    ->Unit(benchmark::kMillisecond)
+    ->MeasureProcessCPUTime()
+    ->UseRealTime();
 
 void BM_Funnel4StepsByCountry(benchmark::State& state) {
   RunJson(state, std::string(R"({"kind":"funnel",)") + kRange +
                      R"(,"steps":["sign_up","project_created","checkout_started","purchase"],
                         "window":{"value":7,"unit":"day"},"breakdown":"country"})");
 }
-BENCHMARK(BM_Funnel4StepsByCountry)->Arg(1)->Arg(2)->ArgName("threads")->Unit(benchmark::kMillisecond)->MeasureProcessCPUTime()->UseRealTime();
+BENCHMARK(BM_Funnel4StepsByCountry)
+    ->Arg(1)
+    ->Arg(2)
+    ->ArgName("threads")
+    ->Unit(benchmark::kMillisecond)
+    ->MeasureProcessCPUTime()
+    ->UseRealTime();
 
 void BM_Retention7DaysBySignupDay(benchmark::State& state) {
   RunJson(state, std::string(R"({"kind":"retention",)") + kRange +
                      R"(,"birth":"sign_up","return":"session_start","unit":"day","periods":7})");
 }
-BENCHMARK(BM_Retention7DaysBySignupDay)->Arg(1)->Arg(2)->ArgName("threads")->Unit(benchmark::kMillisecond)->MeasureProcessCPUTime()->UseRealTime();
+BENCHMARK(BM_Retention7DaysBySignupDay)
+    ->Arg(1)
+    ->Arg(2)
+    ->ArgName("threads")
+    ->Unit(benchmark::kMillisecond)
+    ->MeasureProcessCPUTime()
+    ->UseRealTime();
 
 // The floor under every query: decoding the name and time columns of every
 // block (the store's work, no query logic).
