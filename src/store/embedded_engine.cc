@@ -444,6 +444,7 @@ class EmbeddedEngine final : public Engine {
   std::map<uint32_t, Memtable> memtables_;
   uint64_t memtable_rows_ = 0;   // of memtables_
   uint64_t memtable_bytes_ = 0;  // of memtables_
+  uint64_t flushing_bytes_ = 0;  // of flushing_, as swapped out
   uint64_t memtable_versions_ = 0;
   LogPosition memtable_position_;  // every record before it is in a memtable or a segment
   std::map<uint32_t, FlushingMemtable> flushing_;
@@ -1557,10 +1558,14 @@ bool EmbeddedEngine::MemtableOverThresholdLocked() const {
          memtable_bytes_ >= options_.memtable_bytes_max;
 }
 
+// The byte bound counts the memtable being flushed too: together they are
+// the events in memory, which memtable_bytes_max x kMemtableHardLimitFactor
+// bounds.
 bool EmbeddedEngine::MemtableFull(size_t batches) {
   std::lock_guard lock(data_mutex_);
-  const bool full = memtable_rows_ >= kMemtableHardLimitFactor * options_.memtable_rows_max ||
-                    memtable_bytes_ >= kMemtableHardLimitFactor * options_.memtable_bytes_max;
+  const bool full =
+      memtable_rows_ >= kMemtableHardLimitFactor * options_.memtable_rows_max ||
+      memtable_bytes_ + flushing_bytes_ >= kMemtableHardLimitFactor * options_.memtable_bytes_max;
   if (full) {
     data_stats_.appends_refused_memtable_full += batches;
   }
@@ -1713,6 +1718,7 @@ void EmbeddedEngine::SwapMemtablesLocked() {
   }
   memtables_.clear();
   memtable_rows_ = 0;
+  flushing_bytes_ += memtable_bytes_;
   memtable_bytes_ = 0;
   flushing_position_ = memtable_position_;
 }
@@ -1801,6 +1807,7 @@ Status EmbeddedEngine::FlushImmutable() {
   data_stats_.segments = segments_.size();
   data_stats_.flush_rows += rows;
   flushing_.clear();
+  flushing_bytes_ = 0;
   return Status::Ok();
 }
 
@@ -2463,6 +2470,7 @@ Status EmbeddedEngine::Close() {
     flush_stopping_ = true;
     if (!options_.flush_on_close) {
       flushing_.clear();
+      flushing_bytes_ = 0;
       memtables_.clear();
       memtable_rows_ = 0;
       memtable_bytes_ = 0;
