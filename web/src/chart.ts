@@ -22,7 +22,7 @@ export function drawChart(
   container: HTMLElement,
   x: number[],
   series: LineSeries[],
-  options: { bars?: boolean; time?: boolean; xLabel?: (value: number) => string; yLabel?: string; percent?: boolean },
+  options: { bars?: boolean; time?: boolean; xLabel?: (value: number) => string; xName?: string; yLabel?: string; percent?: boolean },
 ): () => void {
   const width = Math.max(280, container.clientWidth || 600);
   const height = width < 500 ? 220 : 300;
@@ -35,11 +35,15 @@ export function drawChart(
       height,
       scales: { x: { time: options.time !== false } },
       axes: [
-        options.xLabel ? { values: (_u, ticks) => ticks.map((tick) => options.xLabel!(tick)) } : {},
+        options.xLabel
+          ? { values: (_u, ticks) => ticks.map((tick) => options.xLabel!(tick)), incrs: [1, 2, 5, 10, 20, 50] }
+          : {},
         { label: options.yLabel, values: (_u, ticks) => ticks.map((tick) => format(tick)), size: 60 },
       ],
       series: [
-        options.xLabel ? { label: 'x', value: (_u, value) => options.xLabel!(value) } : {},
+        options.xLabel
+          ? { label: options.xName ?? 'x', value: (_u, value) => (value === null ? '–' : options.xLabel!(value)) }
+          : {},
         ...series.map((line, index) => ({
           label: line.label,
           stroke: line.color ?? PALETTE[index % PALETTE.length],

@@ -83,7 +83,7 @@ function showRetention(results: HTMLElement, answer: RetentionAnswer): void {
   const curve = h('figure', { class: 'chart', 'aria-label': 'Retention curve: the share of all cohorts returning per period (the Total row of the table)' });
   results.append(h('h3', {}, 'Retention curve'), curve);
   drawChart(curve, periods, [{ label: 'Returned', values: answer.total.rates }], {
-    time: false, percent: true, xLabel: (value) => `${answer.unit} ${value}`,
+    time: false, percent: true, xName: 'Period', xLabel: (value) => `${answer.unit} ${value}`,
   });
   for (const [index, group] of (answer.groups ?? []).entries()) {
     results.append(triangle(groupLabel(group), group, answer.unit, `retention-group-${index}`));
