@@ -16,12 +16,12 @@
 // flock on <folder>/LOCK); Open fails with Unavailable when another does.
 #pragma once
 
+#include <array>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
-#include <array>
-#include <condition_variable>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -48,11 +48,11 @@ inline constexpr size_t kRecordFrameBytes = 4 + kHashBytes;  // length before, h
 // One audit record. Never raw personal data: queries are kept as their
 // SHA-256, subjects as pseudonyms (in a side file named by subjects_file).
 struct AuditEntry {
-  uint64_t seq = 0;      // position in the chain, from 1; set by Append
-  int64_t time_ms = 0;   // set by Append
-  std::string key;       // key id: "mpk_…", "secret:<project>", "token:<project>", "local"
-  std::string act;       // "query", "export.start", "export", "policy.put", "key.create", …
-  std::string route;     // "/api/query", "cli", …
+  uint64_t seq = 0;     // position in the chain, from 1; set by Append
+  int64_t time_ms = 0;  // set by Append
+  std::string key;      // key id: "mpk_…", "secret:<project>", "token:<project>", "local"
+  std::string act;      // "query", "export.start", "export", "policy.put", "key.create", …
+  std::string route;    // "/api/query", "cli", …
   std::vector<uint32_t> projects;
   std::string params_sha256;            // of the query JSON or export parameters
   std::vector<std::string> events;      // event names asked for or returned
@@ -78,10 +78,10 @@ std::string HexOf(const std::array<uint8_t, kHashBytes>& hash);
 // The result of checking a log folder.
 struct VerifyReport {
   bool ok = false;
-  uint64_t records = 0;      // valid records, in order, from the start
-  uint64_t anchors = 0;      // anchors checked
+  uint64_t records = 0;          // valid records, in order, from the start
+  uint64_t anchors = 0;          // anchors checked
   uint64_t torn_tail_bytes = 0;  // an incomplete last record (a crash mid-append)
-  std::string problem;       // the first problem, naming the record's position
+  std::string problem;           // the first problem, naming the record's position
   std::string head_hash_hex;
 };
 
@@ -101,13 +101,13 @@ Decoded DecodeLog(std::string_view log_bytes);
 
 // Which records `audit show` and GET /api/audit return.
 struct Filter {
-  std::string key;    // "": any
-  std::string act;    // prefix; "": any
-  std::string route;  // "": any
+  std::string key;                  // "": any
+  std::string act;                  // prefix; "": any
+  std::string route;                // "": any
   std::optional<uint32_t> project;  // only records naming this project
   int64_t from_ms = 0;
   int64_t to_ms = INT64_MAX;  // exclusive
-  size_t limit = 100;  // the newest `limit` matching records
+  size_t limit = 100;         // the newest `limit` matching records
 };
 bool Matches(const Filter& filter, const AuditEntry& entry);
 
@@ -123,8 +123,7 @@ class AuditLog {
   // record, and the log is not opened.
   static Result<std::unique_ptr<AuditLog>> Open(std::string folder,
                                                 std::shared_ptr<FileSystem> file_system,
-                                                std::shared_ptr<Clock> clock,
-                                                Options options = {});
+                                                std::shared_ptr<Clock> clock, Options options = {});
   ~AuditLog();
 
   // Appends `entry` (its seq and time are set here) and returns once it is
@@ -155,7 +154,8 @@ class AuditLog {
   std::condition_variable written_;
   std::unique_ptr<WritableFile> file_;
   std::unique_ptr<WritableFile> anchors_;
-  std::array<uint8_t, kHashBytes> head_{};
+  std::array<uint8_t, kHashBytes> head_{};          // of the last record queued
+  std::array<uint8_t, kHashBytes> durable_head_{};  // of record durable_seq_
   uint64_t next_seq_ = 1;
   uint64_t durable_seq_ = 0;
   uint64_t anchored_seq_ = 0;

@@ -105,6 +105,7 @@ Result<std::unique_ptr<AuditLog>> AuditLog::Open(std::string folder,
     MP_RETURN_IF_ERROR(log->anchors_->Append("\n"));  // after a torn anchor line
   }
   log->head_ = decoded.head;
+  log->durable_head_ = decoded.head;
   log->next_seq_ = decoded.entries.size() + 1;
   log->durable_seq_ = decoded.entries.size();
   log->anchored_seq_ = decoded.entries.size();
@@ -157,6 +158,7 @@ Result<uint64_t> AuditLog::Append(AuditEntry entry) {
     std::string batch = std::move(pending_);
     pending_.clear();
     const uint64_t last = next_seq_ - 1;
+    const std::array<uint8_t, kHashBytes> batch_head = head_;
     lock.unlock();
     Status status = file_->Append(batch);
     if (status.ok()) {
@@ -168,6 +170,7 @@ Result<uint64_t> AuditLog::Append(AuditEntry entry) {
       failed_ = status;
     } else {
       durable_seq_ = last;
+      durable_head_ = batch_head;
       if (durable_seq_ >= anchored_seq_ + options_.anchor_interval) {
         const Status anchored = WriteAnchorLocked();
         if (!anchored.ok()) {
@@ -181,13 +184,11 @@ Result<uint64_t> AuditLog::Append(AuditEntry entry) {
 }
 
 Status AuditLog::WriteAnchorLocked() {
-  // head_ covers every record queued; anchor only what is durable, so the
-  // anchor is written with the hash of durable_seq_, which is head_ when
-  // nothing else is pending.
-  if (!pending_.empty() || durable_seq_ == anchored_seq_) {
+  // Only what is durable is anchored: head_ may cover records still queued.
+  if (durable_seq_ == anchored_seq_) {
     return Status::Ok();
   }
-  const std::string line = std::to_string(durable_seq_) + " " + HexOf(head_) + " " +
+  const std::string line = std::to_string(durable_seq_) + " " + HexOf(durable_head_) + " " +
                            std::to_string(clock_->NowMs()) + "\n";
   MP_RETURN_IF_ERROR(anchors_->Append(line));
   MP_RETURN_IF_ERROR(anchors_->Sync());
@@ -209,8 +210,8 @@ Status AuditLog::WriteSubjects(const std::vector<std::string>& pseudonyms, Audit
     std::lock_guard lock(mutex_);
     number = ++subjects_files_;
   }
-  const std::string name = "subjects/" + std::to_string(clock_->NowMs()) + "-" +
-                           std::to_string(number) + ".txt";
+  const std::string name =
+      "subjects/" + std::to_string(clock_->NowMs()) + "-" + std::to_string(number) + ".txt";
   MP_RETURN_IF_ERROR(file_system_->WriteFileAtomically(folder_ + "/" + name, text, kFileMode));
   entry->subjects = sorted.size();
   entry->subjects_file = name;

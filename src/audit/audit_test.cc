@@ -1,10 +1,10 @@
+#include "audit/audit.h"
+
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <fstream>
 #include <thread>
-
-#include "audit/audit.h"
 
 namespace minpanel::audit {
 namespace {

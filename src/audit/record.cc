@@ -1,7 +1,7 @@
 // The audit record's payload (JSON) and the chain hash;
 // docs/formats/audit.md.
-#include <sodium.h>
 #include <simdjson.h>
+#include <sodium.h>
 
 #include <charconv>
 #include <cstring>
@@ -69,8 +69,7 @@ Status StringList(simdjson::dom::element root, const char* name, std::vector<std
   for (simdjson::dom::element item : array) {
     std::string_view text;
     if (item.get(text)) {
-      return Status::Corruption(std::string("audit record: '") + name +
-                                "' holds a non-string");
+      return Status::Corruption(std::string("audit record: '") + name + "' holds a non-string");
     }
     out->emplace_back(text);
   }
@@ -110,8 +109,8 @@ std::array<uint8_t, kHashBytes> ChainHash(const std::array<uint8_t, kHashBytes>&
 }
 
 std::string EncodeEntry(const AuditEntry& entry) {
-  std::string out = "{\"seq\":" + std::to_string(entry.seq) +
-                    ",\"time_ms\":" + std::to_string(entry.time_ms);
+  std::string out =
+      "{\"seq\":" + std::to_string(entry.seq) + ",\"time_ms\":" + std::to_string(entry.time_ms);
   AppendField("key", entry.key, &out);
   AppendField("act", entry.act, &out);
   AppendField("route", entry.route, &out);
@@ -185,7 +184,8 @@ namespace {
 uint32_t ReadU32(std::string_view bytes, size_t offset) {
   uint32_t value = 0;
   for (size_t byte_idx = 0; byte_idx < 4; ++byte_idx) {
-    value |= static_cast<uint32_t>(static_cast<uint8_t>(bytes[offset + byte_idx])) << (8 * byte_idx);
+    value |= static_cast<uint32_t>(static_cast<uint8_t>(bytes[offset + byte_idx]))
+             << (8 * byte_idx);
   }
   return value;
 }
@@ -254,8 +254,7 @@ VerifyReport VerifyBytes(std::string_view log_bytes, std::string_view anchors_te
     report.problem = "record " + std::to_string(next) + " (at byte " +
                      std::to_string(decoded.end_offset) +
                      ") is broken: its hash, sequence number or contents do not follow record " +
-                     std::to_string(next - 1) +
-                     " (edited, dropped, inserted or reordered records)";
+                     std::to_string(next - 1) + " (edited, dropped, inserted or reordered records)";
     return report;
   }
   report.torn_tail_bytes = log_bytes.size() > decoded.end_offset && decoded.end_offset > 0
@@ -303,8 +302,7 @@ VerifyReport VerifyBytes(std::string_view log_bytes, std::string_view anchors_te
       return report;
     }
     if (HexOf(hashes[seq - 1]) != hash_hex) {
-      report.problem = "anchor " + std::to_string(line_number) + ": record " +
-                       std::to_string(seq) +
+      report.problem = "anchor " + std::to_string(line_number) + ": record " + std::to_string(seq) +
                        "'s chain hash differs from the anchored one (the chain was rewritten)";
       return report;
     }
@@ -324,9 +322,8 @@ bool Matches(const Filter& filter, const AuditEntry& entry) {
   if (!filter.route.empty() && entry.route != filter.route) {
     return false;
   }
-  if (filter.project.has_value() &&
-      std::find(entry.projects.begin(), entry.projects.end(), *filter.project) ==
-          entry.projects.end()) {
+  if (filter.project.has_value() && std::find(entry.projects.begin(), entry.projects.end(),
+                                              *filter.project) == entry.projects.end()) {
     return false;
   }
   return entry.time_ms >= filter.from_ms && entry.time_ms < filter.to_ms;

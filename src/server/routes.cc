@@ -190,6 +190,9 @@ Route ClassifyTarget(std::string_view target) {
   if (path == "/api/2.0/export") return Route::kExport;
   if (path == "/api/policy/preview") return Route::kPolicyPreview;
   if (path == "/api/query") return Route::kQuery;
+  if (path == "/api/keys") return Route::kKeys;
+  if (path.starts_with("/api/keys/")) return Route::kKeyAction;
+  if (path == "/api/audit") return Route::kAudit;
   if (path == "/api/policy") return Route::kPolicy;
   if (path == "/api/policy/versions") return Route::kPolicyVersions;
   if (path.starts_with("/api/policy/versions/")) return Route::kPolicyVersion;
@@ -254,6 +257,12 @@ std::string_view RouteLabel(Route route) {
       return "/api/policy/versions";
     case Route::kQuery:
       return "/api/query";
+    case Route::kKeys:
+      return "/api/keys";
+    case Route::kKeyAction:
+      return "/api/keys/:id/:action";
+    case Route::kAudit:
+      return "/api/audit";
     case Route::kPolicyVersion:
       // Never the path itself, as for every route (the access log prints this).
       return "/api/policy/versions/:version";
@@ -293,11 +302,12 @@ bool AllowsMethod(Route route, http::verb method) {
   if (method == http::verb::get) {
     // Mixpanel's GET /track carries data= in the query; Plausible's events
     // are POSTs only.
-    return route != Route::kQuery && route != Route::kPlausibleEvent;
+    return route != Route::kQuery && route != Route::kPlausibleEvent && route != Route::kKeyAction;
   }
   if (method == http::verb::post) {
     return IsIngestRoute(route) || route == Route::kPolicyPreview || route == Route::kQuery ||
-           route == Route::kExport;  // a list of distinct_ids in a form body
+           route == Route::kExport ||  // a list of distinct_ids in a form body
+           route == Route::kKeys || route == Route::kKeyAction;
   }
   if (method == http::verb::put) {
     return route == Route::kPolicy;
@@ -323,6 +333,12 @@ std::string_view AllowedMethods(Route route) {
   }
   if (route == Route::kPolicy) {
     return "GET, PUT";
+  }
+  if (route == Route::kKeys) {
+    return "GET, POST";
+  }
+  if (route == Route::kKeyAction) {
+    return "POST";
   }
   return "GET";
 }
@@ -657,24 +673,25 @@ void HandlePlausible(const Request& request, const std::string& client_ip, const
 
 namespace {
 
-// A secret-authenticated POST whose body `answer` turns into a JSON reply.
+// An authorised POST whose body `answer` turns into a JSON reply.
 Response HandleSecretPost(
     const Request& request, const Settings& settings, service::Service& service,
-    const std::function<Result<std::string>(const service::Project&, std::string_view)>& answer) {
+    service::Scope scope, Route route,
+    const std::function<Result<std::string>(const service::Access&, std::string_view)>& answer) {
   auto query = ingest::ParseForm(QueryOf(request.target()));
   if (!query.ok()) {
     return ErrorResponse(request, query.status());
   }
-  auto project = service.Authenticate(CredentialsOf(request, *query));
-  if (!project.ok()) {
-    return ErrorResponse(request, project.status());
+  auto access = service.Authorize(CredentialsOf(request, *query), scope, RouteLabel(route));
+  if (!access.ok()) {
+    return ErrorResponse(request, access.status());
   }
   std::string storage;
   auto payload = RequestPayload(request, settings, &storage);
   if (!payload.ok()) {
     return ErrorResponse(request, payload.status());
   }
-  auto body = answer(*project, *payload);
+  auto body = answer(*access, *payload);
   if (!body.ok()) {
     return ErrorResponse(request, body.status());
   }
@@ -684,18 +701,23 @@ Response HandleSecretPost(
 }  // namespace
 
 Response HandleQuery(const Request& request, const Settings& settings, service::Service& service) {
-  return HandleSecretPost(request, settings, service,
-                          [&service](const service::Project& project, std::string_view json) {
-                            return service.Query(project, json);
+  return HandleSecretPost(request, settings, service, service::Scope::kQueryAggregate,
+                          Route::kQuery,
+                          [&service](const service::Access& access, std::string_view json) {
+                            return service.Query(access, json);
                           });
 }
 
 Response HandlePolicyPreview(const Request& request, const Settings& settings,
                              service::Service& service) {
-  return HandleSecretPost(request, settings, service,
-                          [&service](const service::Project& project, std::string_view payload) {
-                            return service.PreviewPolicy(project, payload);
-                          });
+  return HandleSecretPost(
+      request, settings, service, service::Scope::kAdmin, Route::kPolicyPreview,
+      [&service](const service::Access& access, std::string_view payload) -> Result<std::string> {
+        audit::AuditEntry entry;
+        entry.act = "policy.preview";
+        MP_RETURN_IF_ERROR(service.Audit(access, std::move(entry)));
+        return service.PreviewPolicy(access.project, payload);
+      });
 }
 
 namespace {
@@ -797,10 +819,20 @@ Response HandlePolicyAdmin(Route route, const Request& request, service::Service
   if (!query.ok()) {
     return ErrorResponse(request, query.status());
   }
-  auto project = service.Authenticate(CredentialsOf(request, *query));
-  if (!project.ok()) {
-    return ErrorResponse(request, project.status());
+  auto access =
+      service.Authorize(CredentialsOf(request, *query), service::Scope::kAdmin, RouteLabel(route));
+  if (!access.ok()) {
+    return ErrorResponse(request, access.status());
   }
+  const bool put = route == Route::kPolicy && request.method() == http::verb::put;
+  audit::AuditEntry entry;
+  entry.act = put ? "policy.put" : "policy.read";
+  entry.params_sha256 = put ? audit::Sha256Hex(request.body()) : "";
+  entry.outcome = put ? "requested" : "ok";  // a put is recorded before it is checked
+  if (const Status audited = service.Audit(*access, std::move(entry)); !audited.ok()) {
+    return ErrorResponse(request, audited);
+  }
+  const service::Project* project = &access->project;
   switch (route) {
     case Route::kPolicy:
       return request.method() == http::verb::put ? PutPolicyResponse(request, service, *project)
@@ -820,15 +852,16 @@ Response HandleHealth(const Request& request, bool stopping) {
 }
 
 Response HandleMetrics(const Request& request, const Metrics& metrics, service::Service& service) {
-  // Counters say how much a project receives and what the policy finds in
-  // it: a project secret is required, as for every read.
+  // Counters say how much each project receives and what the policy finds
+  // in it: the metrics scope (a project secret holds it too).
   auto query = ingest::ParseForm(QueryOf(request.target()));
   if (!query.ok()) {
     return ErrorResponse(request, query.status());
   }
-  auto project = service.Authenticate(CredentialsOf(request, *query));
-  if (!project.ok()) {
-    return ErrorResponse(request, project.status());
+  auto access = service.Authorize(CredentialsOf(request, *query), service::Scope::kMetrics,
+                                  RouteLabel(Route::kMetrics), /*needs_project=*/false);
+  if (!access.ok()) {
+    return ErrorResponse(request, access.status());
   }
   return MakeResponse(request, 200, "text/plain; version=0.0.4",
                       metrics.Render(service.GetMetrics(), service.GetStoreStats()));
@@ -859,7 +892,7 @@ Result<FormPairs> ExportFormBody(const Request& request, const Settings& setting
 
 }  // namespace
 
-Result<std::pair<service::Project, service::ExportOptions>> ParseExport(
+Result<std::pair<service::Access, service::ExportOptions>> ParseExport(
     const Request& request, const Settings& settings, service::Service& service) {
   MP_ASSIGN_OR_RETURN(FormPairs query, ingest::ParseForm(QueryOf(request.target())));
   if (request.method() == http::verb::post) {
@@ -871,8 +904,9 @@ Result<std::pair<service::Project, service::ExportOptions>> ParseExport(
     return Status::InvalidArgument(
         "distinct_ids: send it in a POST form body (a list of ids does not fit in a URL)");
   }
-  MP_ASSIGN_OR_RETURN(const service::Project project,
-                      service.Authenticate(CredentialsOf(request, query)));
+  MP_ASSIGN_OR_RETURN(service::Access access,
+                      service.Authorize(CredentialsOf(request, query), service::Scope::kExport,
+                                        RouteLabel(Route::kExport)));
   service::ExportOptions options;
   const auto from_date = ingest::FindFormValue(query, "from_date");
   const auto to_date = ingest::FindFormValue(query, "to_date");
@@ -897,7 +931,126 @@ Result<std::pair<service::Project, service::ExportOptions>> ParseExport(
       return Status::InvalidArgument("limit: must be a positive integer");
     }
   }
-  return std::make_pair(project, std::move(options));
+  return std::make_pair(std::move(access), std::move(options));
+}
+
+namespace {
+
+Result<service::Access> AuthorizeQuery(const Request& request, service::Service& service,
+                                       service::Scope scope, Route route) {
+  MP_ASSIGN_OR_RETURN(const FormPairs query, ingest::ParseForm(QueryOf(request.target())));
+  return service.Authorize(CredentialsOf(request, query), scope, RouteLabel(route),
+                           /*needs_project=*/false);
+}
+
+Response KeyActionResponse(const Request& request, service::Service& service,
+                           const service::Access& access) {
+  std::string_view path = PathOf(request.target());
+  if (path.back() == '/') {
+    path.remove_suffix(1);
+  }
+  const std::string_view rest = path.substr(std::string_view("/api/keys/").size());
+  const size_t slash = rest.find('/');
+  const std::string_view id = rest.substr(0, slash);
+  const std::string_view action =
+      slash == std::string_view::npos ? std::string_view() : rest.substr(slash + 1);
+  if (action == "rotate") {
+    auto rotated = service.RotateAccessKey(access, id);
+    if (!rotated.ok()) {
+      return ErrorResponse(request, rotated.status());
+    }
+    return MakeResponse(request, 200, kJson,
+                        service::AccessKeyJson(rotated->key, rotated->secret));
+  }
+  if (action == "revoke") {
+    auto revoked = service.RevokeAccessKey(access, id);
+    if (!revoked.ok()) {
+      return ErrorResponse(request, revoked.status());
+    }
+    return MakeResponse(request, 200, kJson, service::AccessKeyJson(*revoked));
+  }
+  return ErrorResponse(request, Status::NotFound("keys: expected /api/keys/<id>/rotate or "
+                                                 "/api/keys/<id>/revoke"));
+}
+
+}  // namespace
+
+Response HandleKeys(Route route, const Request& request, service::Service& service) {
+  auto access = AuthorizeQuery(request, service, service::Scope::kAdmin, route);
+  if (!access.ok()) {
+    return ErrorResponse(request, access.status());
+  }
+  if (route == Route::kKeyAction) {
+    return KeyActionResponse(request, service, *access);
+  }
+  if (request.method() == http::verb::post) {
+    auto spec = service::ParseAccessKeySpec(request.body());
+    if (!spec.ok()) {
+      return ErrorResponse(request, spec.status());
+    }
+    auto created = service.CreateAccessKey(*access, std::move(spec).value());
+    if (!created.ok()) {
+      return ErrorResponse(request, created.status());
+    }
+    return MakeResponse(request, 201, kJson,
+                        service::AccessKeyJson(created->key, created->secret));
+  }
+  auto keys = service.ListAccessKeys(*access);
+  if (!keys.ok()) {
+    return ErrorResponse(request, keys.status());
+  }
+  std::string body = "[";
+  for (size_t key_idx = 0; key_idx < keys->size(); ++key_idx) {
+    body += key_idx == 0 ? "" : ",";
+    body += service::AccessKeyJson((*keys)[key_idx]);
+  }
+  return MakeResponse(request, 200, kJson, body + "]");
+}
+
+Response HandleAudit(const Request& request, service::Service& service) {
+  auto query = ingest::ParseForm(QueryOf(request.target()));
+  if (!query.ok()) {
+    return ErrorResponse(request, query.status());
+  }
+  auto access = service.Authorize(CredentialsOf(request, *query), service::Scope::kAuditRead,
+                                  RouteLabel(Route::kAudit), /*needs_project=*/false);
+  if (!access.ok()) {
+    return ErrorResponse(request, access.status());
+  }
+  audit::Filter filter;
+  filter.key = std::string(ingest::FindFormValue(*query, "key").value_or(""));
+  filter.act = std::string(ingest::FindFormValue(*query, "act").value_or(""));
+  filter.route = std::string(ingest::FindFormValue(*query, "route").value_or(""));
+  for (const auto& [name, target] :
+       {std::pair<std::string_view, int64_t*>{"from_ms", &filter.from_ms},
+        std::pair<std::string_view, int64_t*>{"to_ms", &filter.to_ms}}) {
+    if (const auto value = ingest::FindFormValue(*query, name)) {
+      const char* end = value->data() + value->size();
+      if (std::from_chars(value->data(), end, *target).ptr != end) {
+        return ErrorResponse(request, Status::InvalidArgument(std::string(name) +
+                                                              ": expected milliseconds"));
+      }
+    }
+  }
+  if (const auto limit = ingest::FindFormValue(*query, "limit")) {
+    const char* end = limit->data() + limit->size();
+    if (std::from_chars(limit->data(), end, filter.limit).ptr != end || filter.limit == 0 ||
+        filter.limit > audit::kShowRecordsMax) {
+      return ErrorResponse(request, Status::InvalidArgument(
+                                        "limit: 1 to " + std::to_string(audit::kShowRecordsMax) +
+                                        " (kShowRecordsMax)"));
+    }
+  }
+  auto entries = service.ReadAudit(*access, filter);
+  if (!entries.ok()) {
+    return ErrorResponse(request, entries.status());
+  }
+  std::string body = "[";
+  for (size_t entry_idx = 0; entry_idx < entries->size(); ++entry_idx) {
+    body += entry_idx == 0 ? "" : ",\n";
+    body += audit::EncodeEntry((*entries)[entry_idx]);
+  }
+  return MakeResponse(request, 200, kJson, body + "]\n");
 }
 
 }  // namespace minpanel::server

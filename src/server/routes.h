@@ -38,6 +38,9 @@ enum class Route {
   kPolicyVersions,  // GET /api/policy/versions
   kPolicyVersion,   // GET /api/policy/versions/<N>
   kQuery,           // POST /api/query
+  kKeys,            // GET (list), POST (create) /api/keys
+  kKeyAction,       // POST /api/keys/<id>/rotate, /api/keys/<id>/revoke
+  kAudit,           // GET /api/audit
   kHealth,
   kMetrics,
   kRoot,  // the dashboard: /, /index.html, /assets/* (static_files.h)
@@ -126,13 +129,22 @@ Response HandlePolicyPreview(const Request& request, const Settings& settings,
 // version's text). The policy text never reaches the log.
 Response HandlePolicyAdmin(Route route, const Request& request, service::Service& service);
 
+// The access keys (scope admin; docs/security.md): GET /api/keys lists the
+// keys the caller manages, POST /api/keys creates one (the JSON of
+// service::ParseAccessKeySpec; the secret is in the answer, once), POST
+// /api/keys/<id>/rotate and /api/keys/<id>/revoke.
+Response HandleKeys(Route route, const Request& request, service::Service& service);
+// GET /api/audit (scope audit:read): the newest records, filtered by key,
+// act, route, from_ms, to_ms and limit (docs/formats/audit.md).
+Response HandleAudit(const Request& request, service::Service& service);
+
 Response HandleHealth(const Request& request, bool stopping);
 Response HandleMetrics(const Request& request, const Metrics& metrics, service::Service& service);
 
 // Parses the export request — GET with a query string, or POST with the
 // same parameters (and distinct_ids) in an application/x-www-form-urlencoded
 // body, gzip or deflate allowed; on success the caller streams it.
-Result<std::pair<service::Project, service::ExportOptions>> ParseExport(
+Result<std::pair<service::Access, service::ExportOptions>> ParseExport(
     const Request& request, const Settings& settings, service::Service& service);
 
 // The request's credentials: Basic auth, api_key and project_id.

@@ -337,6 +337,17 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
       });
       return;
     }
+    if (route == Route::kKeys || route == Route::kKeyAction || route == Route::kAudit) {
+      // Key changes and audit records are written and fsynced: on a worker.
+      net::post(server_.workers(), [self = this->shared_from_this(), route] {
+        auto response = std::make_shared<Response>(
+            route == Route::kAudit ? HandleAudit(self->request_, self->server_.service())
+                                   : HandleKeys(route, self->request_, self->server_.service()));
+        net::post(self->stream_.get_executor(),
+                  [self, response] { self->Write(std::move(*response)); });
+      });
+      return;
+    }
     if (route == Route::kPlausibleEvent) {
       // On a worker: the first event of a day writes and fsyncs its salt.
       net::post(server_.workers(), [self = this->shared_from_this()] {

@@ -306,6 +306,10 @@ Result<std::unique_ptr<Service>> Service::Open(const Config& config,
                                                std::move(keys), std::move(policies),
                                                std::move(tools), std::move(engine)));
   service->visitor_ids_ = std::move(visitor_ids);
+  MP_ASSIGN_OR_RETURN(service->access_keys_,
+                      AccessKeyStore::Open(config.data_folder, file_system, service->clock_));
+  MP_ASSIGN_OR_RETURN(service->audit_, audit::AuditLog::Open(config.data_folder + "/audit",
+                                                             file_system, service->clock_));
   return service;
 }
 
@@ -325,28 +329,15 @@ Result<Id128> Service::Pseudonym(const Project& project, std::string_view distin
 }
 
 Result<Project> Service::Authenticate(const Credentials& credentials) const {
-  std::string_view secret = credentials.api_key;
-  if (credentials.has_basic) {
-    // Mixpanel: the secret as the user with an empty password, or a service
-    // account (any user name, the secret as password) with project_id.
-    secret = credentials.basic_password.empty() ? credentials.basic_user
-                                                : credentials.basic_password;
+  // /import: a key with the ingest scope or the project secret; never the
+  // public token, since /import takes events of any age.
+  MP_ASSIGN_OR_RETURN(const Access access,
+                      Authorize(credentials, Scope::kIngest, "/import", /*needs_project=*/true));
+  if (access.principal.key_id.starts_with("token:")) {
+    return Status::Unauthenticated("authentication: the project token is public; /import needs "
+                                   "the project secret or a key with the scope 'ingest'");
   }
-  if (secret.empty()) {
-    return Status::Unauthenticated(
-        "authentication: send the project secret as Basic auth (secret as user, empty password) "
-        "or as api_key");
-  }
-  const std::optional<Project> project = projects_->FindBySecret(secret);
-  if (!project.has_value()) {
-    return Status::Unauthenticated("authentication: the secret is not valid");
-  }
-  if (!credentials.project_id.empty() &&
-      credentials.project_id != std::to_string(project->id)) {
-    return Status::PermissionDenied("project_id: the secret does not belong to project " +
-                                    credentials.project_id);
-  }
-  return *project;
+  return access.project;
 }
 
 Result<Project> Service::ProjectForTokens(const std::vector<std::string>& tokens) const {
@@ -672,8 +663,9 @@ Result<Service::Prepared> Service::PrepareProfiles(const IngestRequest& request)
   return prepared;
 }
 
-Result<query::ExportSummary> Service::Export(const Project& project, const ExportOptions& options,
-                                             const std::function<bool(std::string_view)>& sink) {
+Result<query::ExportSummary> Service::RunExport(
+    const Project& project, const ExportOptions& options,
+    const std::function<bool(std::string_view)>& sink) {
   const date::time_zone* zone = nullptr;
   try {
     zone = date::locate_zone(project.time_zone);
@@ -717,7 +709,7 @@ Result<query::ExportSummary> Service::Export(const Project& project, const Expor
   return summary;
 }
 
-Result<std::string> Service::Query(const Project& project, std::string_view query_json) {
+Result<std::string> Service::RunQuery(const Project& project, std::string_view query_json) {
   MP_ASSIGN_OR_RETURN(const query::QuerySpec spec, query::ParseQuery(query_json));
   query::QueryContext context;
   context.time_zone = project.time_zone;
@@ -788,6 +780,9 @@ Result<std::vector<std::string>> Service::Reload() {
   // again on the next event; until now the cached one stayed in force.
   keys_->Forget();
   MP_RETURN_IF_ERROR(projects_->Reload());
+  const std::vector<AccessKey> keys_before = access_keys_->List();
+  MP_RETURN_IF_ERROR(access_keys_->Reload());
+  AuditKeyChanges(keys_before);
   std::vector<std::string> names;
   for (const Project& project : projects_->List()) {
     names.push_back(project.name);
@@ -809,6 +804,10 @@ Status Service::ReloadGeoDatabase() {
   return const_cast<privacy::GeoDatabase&>(*tools_->geo).ReloadIfChanged();
 }
 
-Status Service::Close() { return engine_ ? engine_->Close() : Status::Ok(); }
+Status Service::Close() {
+  const Status engine_closed = engine_ ? engine_->Close() : Status::Ok();
+  const Status audit_closed = audit_ ? audit_->Close() : Status::Ok();
+  return engine_closed.ok() ? audit_closed : engine_closed;
+}
 
 }  // namespace minpanel::service

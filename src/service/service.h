@@ -17,6 +17,7 @@
 #include <string_view>
 #include <vector>
 
+#include "audit/audit.h"
 #include "core/core.h"
 #include "ingest/ingest.h"
 #include "ingest/segment_events.h"
@@ -24,6 +25,7 @@
 #include "privacy/privacy.h"
 #include "privacy/visitor_ids.h"
 #include "query/query.h"
+#include "service/access_keys.h"
 #include "service/config.h"
 #include "service/projects.h"
 
@@ -37,6 +39,27 @@ struct Credentials {
   std::string api_key;     // legacy ?api_key=
   std::string project_id;  // ?project_id= (service accounts)
 };
+
+// Who is asking and what they may do (access_keys.h): a project token, a
+// project secret, an access key, or the local command line.
+struct Principal {
+  std::string key_id;  // as the audit log names it: "mpk_…", "secret:1", "token:1", "local"
+  uint32_t scopes = 0;
+  uint32_t project_id = 0;  // 0: every project
+  std::vector<std::string> events;      // empty: every event
+  std::vector<std::string> properties;  // empty: every property
+};
+
+// An authorised request (Service::Authorize): the project it acts on (id 0
+// when the route acts on none) and who acts, for the audit log.
+struct Access {
+  Project project;
+  Principal principal;
+  std::string route;  // the route label, or "cli"
+};
+
+// The principal of the command line, which holds the data folder itself.
+Access LocalAccess(const Project& project);
 
 using ingest::RecordError;
 
@@ -221,7 +244,7 @@ class Service {
   Result<IngestOutcome> ImportEvents(const Project& project,
                                      const std::vector<std::string_view>& records);
 
-  // Answers a segmentation, funnel or retention query (the JSON of
+  // Answers, as LocalAccess(project), a segmentation, funnel or retention query (the JSON of
   // docs/queries.md) over a snapshot of the project's events, in the
   // project's time zone unless the query names one; returns the answer body.
   // Errors: InvalidArgument naming the bad field or the limit exceeded;
@@ -250,7 +273,39 @@ class Service {
   // api_key; with project_id for service accounts) unlock.
   Result<Project> Authenticate(const Credentials& credentials) const;
 
-  // Streams the project's events as Mixpanel export JSON lines.
+  // Access control (access.cc; docs/security.md). Who the credentials are
+  // (Unauthenticated: none, unknown, expired or revoked — nothing else
+  // said), whether they hold `scope` (PermissionDenied naming the missing
+  // scope) and, when `needs_project`, the project they act on: the key's
+  // own, or for a server-wide key the request's project_id
+  // (InvalidArgument when missing, NotFound when unknown); a project_id
+  // that is not the key's is PermissionDenied.
+  Result<Access> Authorize(const Credentials& credentials, Scope scope, std::string_view route,
+                           bool needs_project = true) const;
+  // Appends a record of `access` doing `entry.act` to the audit log, durable
+  // before it returns (fills key, route and projects). Unavailable when the
+  // log failed: the caller must not answer.
+  Status Audit(const Access& access, audit::AuditEntry entry);
+  // Audited reads: the query needs query:subjects when it selects by a
+  // distinct id, and keys limited to events or properties are held to them.
+  Result<std::string> Query(const Access& access, std::string_view query_json);
+  // An export: `export.start` is durable before the first byte; `export`
+  // records what left (event names, property keys, rows, subjects, with the
+  // subject pseudonyms in a side file).
+  Result<query::ExportSummary> Export(const Access& access, const ExportOptions& options,
+                                      const std::function<bool(std::string_view)>& sink);
+  // Access keys (admin scope): a key may create keys only within its own
+  // project and scopes. Each act is audited.
+  Result<AccessKeyWithSecret> CreateAccessKey(const Access& access, AccessKeySpec spec);
+  Result<AccessKeyWithSecret> RotateAccessKey(const Access& access, std::string_view id);
+  Result<AccessKey> RevokeAccessKey(const Access& access, std::string_view id);
+  Result<std::vector<AccessKey>> ListAccessKeys(const Access& access);
+  // The audit log (audit:read); a project's key sees its project's records.
+  Result<std::vector<audit::AuditEntry>> ReadAudit(const Access& access, audit::Filter filter);
+  AccessKeyStore& access_keys() { return *access_keys_; }
+
+  // Streams the project's events as Mixpanel export JSON lines, audited as
+  // LocalAccess(project).
   Result<query::ExportSummary> Export(const Project& project, const ExportOptions& options,
                                       const std::function<bool(std::string_view)>& sink);
 
@@ -308,6 +363,13 @@ class Service {
                                const Result<store::AppendResult>& appended);
   Result<IngestOutcome> AppendAndFinish(Prepared prepared);
   Result<Project> ProjectForTokens(const std::vector<std::string>& tokens) const;
+  Result<Principal> Identify(const Credentials& credentials) const;
+  Result<std::string> RunQuery(const Project& project, std::string_view query_json);
+  Result<query::ExportSummary> RunExport(const Project& project, const ExportOptions& options,
+                                         const std::function<bool(std::string_view)>& sink);
+  // Records the key changes another process (`minpanel keys …`) made, as
+  // seen on Reload.
+  void AuditKeyChanges(const std::vector<AccessKey>& before);
   Result<privacy::Policy> PolicyFor(const Project& project);
 
   std::shared_ptr<Clock> clock_;
@@ -319,7 +381,23 @@ class Service {
   std::unique_ptr<store::Engine> engine_;
   std::unique_ptr<Counters> counters_;
   std::unique_ptr<privacy::VisitorIds> visitor_ids_;
+  std::unique_ptr<AccessKeyStore> access_keys_;
+  std::unique_ptr<audit::AuditLog> audit_;
 };
+
+// The JSON body of POST /api/keys: {"name", "scopes": [...], "project_id",
+// "events": [...], "properties": [...], "expires_ms"}; InvalidArgument names
+// the field at fault.
+Result<AccessKeySpec> ParseAccessKeySpec(std::string_view json);
+// A key as the API and `minpanel keys list` show it; with its secret when
+// just created or rotated (shown once).
+std::string AccessKeyJson(const AccessKey& key, std::string_view secret = "");
+
+// Opens only the access keys of a data folder, for `minpanel keys …`,
+// which works while a server runs (or not).
+Result<std::unique_ptr<AccessKeyStore>> OpenAccessKeys(const Config& config,
+                                                       std::shared_ptr<FileSystem> file_system,
+                                                       std::shared_ptr<Clock> clock);
 
 // Checks a privacy policy text (docs/privacy.md) and describes every rule,
 // for `minpanel policy check`. InvalidArgument names the key and line.

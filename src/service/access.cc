@@ -1,0 +1,632 @@
+// Access control and the audit hooks of the Service (issue 6;
+// docs/security.md): who the credentials are, what they may do, and a
+// durable audit record of every read, export and admin act.
+#include <simdjson.h>
+
+#include <algorithm>
+#include <charconv>
+#include <set>
+#include <unordered_set>
+
+#include "service/service.h"
+
+namespace minpanel::service {
+namespace {
+
+// Property names that select or break down by a subject's identity: a query
+// naming one needs query:subjects, so that an aggregate key cannot test
+// whether a given person is present.
+constexpr std::string_view kSubjectProperties[] = {
+    "distinct_id", "$distinct_id", "$user_id", "user_id", "$device_id", "$anon_distinct_id",
+};
+// Depth of the query JSON walked for the names it uses (the query parser's
+// own limit is lower; this only bounds the walk's stack).
+constexpr size_t kQueryWalkDepthMax = 64;
+
+bool Contains(const std::vector<std::string>& list, std::string_view item) {
+  return std::find(list.begin(), list.end(), item) != list.end();
+}
+
+Status MissingScope(Scope scope) {
+  return Status::PermissionDenied("scope: this request needs the scope '" +
+                                  std::string(ScopeName(scope)) + "', which this key lacks");
+}
+
+// The event names and property keys a query names, and whether it selects
+// any event.
+struct QueryNames {
+  std::set<std::string> events;
+  std::set<std::string> properties;
+  bool any_event = false;
+};
+
+void AddStrings(simdjson::dom::element element, std::set<std::string>* out) {
+  std::string_view text;
+  if (element.get(text) == simdjson::SUCCESS) {
+    out->emplace(text);
+    return;
+  }
+  simdjson::dom::array array;
+  if (element.get(array) == simdjson::SUCCESS) {
+    for (simdjson::dom::element item : array) {
+      if (item.get(text) == simdjson::SUCCESS) {
+        out->emplace(text);
+      }
+    }
+  }
+}
+
+// Walks the query without recursion: every event selector given by name
+// ("event", "events", "steps", "birth", "return") and every "property",
+// "breakdown" and breakdown "properties" anywhere in it (docs/queries.md).
+Result<QueryNames> NamesOfQuery(std::string_view query_json) {
+  simdjson::dom::parser parser;
+  simdjson::dom::element root;
+  if (parser.parse(query_json.data(), query_json.size()).get(root)) {
+    return Status::InvalidArgument("query: not valid JSON");
+  }
+  QueryNames names;
+  std::vector<std::pair<simdjson::dom::element, size_t>> stack = {{root, 0}};
+  while (!stack.empty()) {
+    const auto [element, depth] = stack.back();
+    stack.pop_back();
+    if (depth > kQueryWalkDepthMax) {
+      return Status::InvalidArgument("query: nested deeper than " +
+                                     std::to_string(kQueryWalkDepthMax));
+    }
+    simdjson::dom::object object;
+    simdjson::dom::array array;
+    if (element.get(object) == simdjson::SUCCESS) {
+      for (const auto field : object) {
+        if (field.key == "event" || field.key == "events" || field.key == "steps" ||
+            field.key == "birth" || field.key == "return") {
+          // A selector is a name or an object; AddStrings takes the names.
+          AddStrings(field.value, &names.events);
+        } else if (field.key == "property" || field.key == "breakdown" ||
+                   field.key == "properties") {
+          AddStrings(field.value, &names.properties);
+        } else if (field.key == "any_event") {
+          bool any = false;
+          names.any_event = names.any_event || (field.value.get(any) == simdjson::SUCCESS && any);
+        }
+        stack.emplace_back(field.value, depth + 1);
+      }
+    } else if (element.get(array) == simdjson::SUCCESS) {
+      for (simdjson::dom::element item : array) {
+        stack.emplace_back(item, depth + 1);
+      }
+    }
+  }
+  return names;
+}
+
+// Whether a key limited to events or properties may run this query.
+Status CheckLimits(const Principal& principal, const QueryNames& names) {
+  if (!principal.events.empty()) {
+    if (names.any_event) {
+      return Status::PermissionDenied(
+          "events: this key is limited to named events; any_event is not allowed");
+    }
+    for (const std::string& event : names.events) {
+      if (!Contains(principal.events, event)) {
+        return Status::PermissionDenied("events: this key may not read the event '" + event + "'");
+      }
+    }
+  }
+  if (!principal.properties.empty()) {
+    for (const std::string& property : names.properties) {
+      if (!Contains(principal.properties, property)) {
+        return Status::PermissionDenied("properties: this key may not read the property '" +
+                                        property + "'");
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+std::vector<std::string> Capped(const std::set<std::string>& items) {
+  std::vector<std::string> list;
+  for (const std::string& item : items) {
+    if (list.size() >= audit::kRecordListItemsMax) {
+      break;
+    }
+    list.push_back(item);
+  }
+  return list;
+}
+
+// What an export's lines carry, seen as they stream out: event names,
+// property keys and the subject pseudonyms.
+class ExportWatcher {
+ public:
+  void Watch(std::string_view chunk) {
+    size_t start = 0;
+    while (start < chunk.size()) {
+      const size_t end = chunk.find('\n', start);
+      if (end == std::string_view::npos) {
+        partial_.append(chunk.substr(start));
+        return;
+      }
+      if (!partial_.empty()) {
+        partial_.append(chunk.substr(start, end - start));
+        Line(partial_);
+        partial_.clear();
+      } else {
+        Line(chunk.substr(start, end - start));
+      }
+      start = end + 1;
+    }
+  }
+
+  std::set<std::string> events;
+  std::set<std::string> properties;
+  std::unordered_set<std::string> subjects;
+
+ private:
+  void Line(std::string_view line) {
+    padded_.assign(line.data(), line.size());
+    padded_.resize(line.size() + simdjson::SIMDJSON_PADDING);
+    simdjson::ondemand::document document;
+    if (parser_.iterate(padded_.data(), line.size(), padded_.size()).get(document)) {
+      return;
+    }
+    simdjson::ondemand::object object;
+    if (document.get_object().get(object)) {
+      return;
+    }
+    for (auto field : object) {
+      std::string_view key;
+      if (field.unescaped_key().get(key)) {
+        return;
+      }
+      if (key == "event") {
+        std::string_view name;
+        if (!field.value().get_string().get(name) && events.size() < audit::kRecordListItemsMax) {
+          events.emplace(name);
+        }
+      } else if (key == "properties") {
+        simdjson::ondemand::object properties_object;
+        if (field.value().get_object().get(properties_object)) {
+          return;
+        }
+        for (auto property : properties_object) {
+          std::string_view property_key;
+          if (property.unescaped_key().get(property_key)) {
+            return;
+          }
+          if (property_key == "distinct_id") {
+            std::string_view subject;
+            if (!property.value().get_string().get(subject)) {
+              subjects.emplace(subject);
+            }
+          } else if (properties.size() < audit::kRecordListItemsMax) {
+            properties.emplace(property_key);
+          }
+        }
+      }
+    }
+  }
+
+  simdjson::ondemand::parser parser_;
+  std::string padded_;
+  std::string partial_;
+};
+
+}  // namespace
+
+Access LocalAccess(const Project& project) {
+  Access access;
+  access.project = project;
+  access.principal.key_id = "local";
+  access.principal.scopes = kAllScopes;
+  access.route = "cli";
+  return access;
+}
+
+Result<AccessKeySpec> ParseAccessKeySpec(std::string_view json) {
+  simdjson::dom::parser parser;
+  simdjson::dom::object root;
+  if (parser.parse(json.data(), json.size()).get(root)) {
+    return Status::InvalidArgument("body: expected a JSON object");
+  }
+  AccessKeySpec spec;
+  for (const auto field : root) {
+    const std::string_view key = field.key;
+    if (key == "name") {
+      std::string_view name;
+      if (field.value.get(name)) {
+        return Status::InvalidArgument("name: expected a string");
+      }
+      spec.name = name;
+    } else if (key == "scopes" || key == "events" || key == "properties") {
+      simdjson::dom::array array;
+      if (field.value.get(array)) {
+        return Status::InvalidArgument(std::string(key) + ": expected an array of strings");
+      }
+      if (array.size() > kAccessKeyListItemsMax) {
+        return Status::ResourceExhausted(std::string(key) + ": over the limit of " +
+                                         std::to_string(kAccessKeyListItemsMax) +
+                                         " items (kAccessKeyListItemsMax)");
+      }
+      for (simdjson::dom::element item : array) {
+        std::string_view text;
+        if (item.get(text)) {
+          return Status::InvalidArgument(std::string(key) + ": expected an array of strings");
+        }
+        if (key == "scopes") {
+          const std::optional<Scope> scope = ParseScope(text);
+          if (!scope.has_value()) {
+            return Status::InvalidArgument("scopes: unknown scope '" + std::string(text) + "' (" +
+                                           ScopeList(kAllScopes) + ")");
+          }
+          spec.scopes |= static_cast<uint32_t>(*scope);
+        } else {
+          (key == "events" ? spec.events : spec.properties).emplace_back(text);
+        }
+      }
+    } else if (key == "project_id") {
+      uint64_t project_id = 0;
+      if (field.value.get(project_id) || project_id > UINT32_MAX) {
+        return Status::InvalidArgument(
+            "project_id: expected a project's number (0: every project)");
+      }
+      spec.project_id = static_cast<uint32_t>(project_id);
+    } else if (key == "expires_ms") {
+      if (field.value.get(spec.expires_ms)) {
+        return Status::InvalidArgument("expires_ms: expected milliseconds since the epoch");
+      }
+    } else {
+      return Status::InvalidArgument("body: unknown field '" + std::string(key) + "'");
+    }
+  }
+  return spec;
+}
+
+std::string AccessKeyJson(const AccessKey& key, std::string_view secret) {
+  std::string json = "{\"id\":\"" + key.id + "\",\"name\":";
+  query::AppendJsonString(key.name, &json);
+  json += ",\"scopes\":[";
+  const std::string scopes = ScopeList(key.scopes);
+  size_t start = 0;
+  while (start < scopes.size()) {
+    size_t end = scopes.find(',', start);
+    end = end == std::string::npos ? scopes.size() : end;
+    json += start == 0 ? "\"" : ",\"";
+    json += scopes.substr(start, end - start) + "\"";
+    start = end + 1;
+  }
+  json += "],\"project_id\":" + std::to_string(key.project_id) + ",\"events\":[";
+  for (size_t event_idx = 0; event_idx < key.events.size(); ++event_idx) {
+    json += event_idx == 0 ? "" : ",";
+    query::AppendJsonString(key.events[event_idx], &json);
+  }
+  json += "],\"properties\":[";
+  for (size_t property_idx = 0; property_idx < key.properties.size(); ++property_idx) {
+    json += property_idx == 0 ? "" : ",";
+    query::AppendJsonString(key.properties[property_idx], &json);
+  }
+  json += "],\"expires_ms\":" + std::to_string(key.expires_ms) +
+          ",\"created_ms\":" + std::to_string(key.created_ms) +
+          ",\"revoked_ms\":" + std::to_string(key.revoked_ms) + ",\"created_by\":";
+  query::AppendJsonString(key.created_by, &json);
+  if (!secret.empty()) {
+    json += ",\"secret\":";
+    query::AppendJsonString(secret, &json);
+  }
+  return json + "}";
+}
+
+Result<std::unique_ptr<AccessKeyStore>> OpenAccessKeys(const Config& config,
+                                                       std::shared_ptr<FileSystem> file_system,
+                                                       std::shared_ptr<Clock> clock) {
+  MP_RETURN_IF_ERROR(file_system->CreateDirectories(config.data_folder, 0700));
+  return AccessKeyStore::Open(config.data_folder, std::move(file_system), std::move(clock));
+}
+
+Result<Principal> Service::Identify(const Credentials& credentials) const {
+  std::string_view secret = credentials.api_key;
+  if (credentials.has_basic) {
+    secret =
+        credentials.basic_password.empty() ? credentials.basic_user : credentials.basic_password;
+  }
+  if (secret.empty()) {
+    return Status::Unauthenticated(
+        "authentication: send a key or the project secret as Basic auth (as user, empty "
+        "password) or as api_key");
+  }
+  Principal principal;
+  if (IsAccessKeySecret(secret)) {
+    const std::optional<AccessKey> key = access_keys_->FindBySecret(secret);
+    if (!key.has_value()) {
+      return Status::Unauthenticated("authentication: the key is not valid");
+    }
+    if (key->revoked_ms != 0) {
+      return Status::Unauthenticated("authentication: the key has been revoked");
+    }
+    if (key->expires_ms != 0 && key->expires_ms <= clock_->NowMs()) {
+      return Status::Unauthenticated("authentication: the key has expired");
+    }
+    principal.key_id = key->id;
+    principal.scopes = key->scopes;
+    principal.project_id = key->project_id;
+    principal.events = key->events;
+    principal.properties = key->properties;
+    return principal;
+  }
+  if (const std::optional<Project> project = projects_->FindBySecret(secret)) {
+    principal.key_id = "secret:" + std::to_string(project->id);
+    principal.scopes = kAllScopes;
+    principal.project_id = project->id;
+    return principal;
+  }
+  if (const std::optional<Project> project = projects_->FindByToken(secret)) {
+    // The public token authenticates ingestion only.
+    principal.key_id = "token:" + std::to_string(project->id);
+    principal.scopes = static_cast<uint32_t>(Scope::kIngest);
+    principal.project_id = project->id;
+    return principal;
+  }
+  return Status::Unauthenticated("authentication: the secret is not valid");
+}
+
+Result<Access> Service::Authorize(const Credentials& credentials, Scope scope,
+                                  std::string_view route, bool needs_project) const {
+  Access access;
+  MP_ASSIGN_OR_RETURN(access.principal, Identify(credentials));
+  access.route = route;
+  if ((access.principal.scopes & static_cast<uint32_t>(scope)) == 0) {
+    return MissingScope(scope);
+  }
+  uint32_t project_id = access.principal.project_id;
+  if (!credentials.project_id.empty()) {
+    uint32_t asked = 0;
+    const char* end = credentials.project_id.data() + credentials.project_id.size();
+    if (std::from_chars(credentials.project_id.data(), end, asked).ptr != end || asked == 0) {
+      return Status::InvalidArgument("project_id: must be a project's number");
+    }
+    if (project_id != 0 && asked != project_id) {
+      return Status::PermissionDenied("project_id: the key does not belong to project " +
+                                      credentials.project_id);
+    }
+    project_id = asked;
+  }
+  if (!needs_project) {
+    if (project_id != 0) {
+      if (auto project = projects_->FindById(project_id)) {
+        access.project = *project;
+      }
+    }
+    return access;
+  }
+  if (project_id == 0) {
+    return Status::InvalidArgument("project_id: required with a server-wide key");
+  }
+  const std::optional<Project> project = projects_->FindById(project_id);
+  if (!project.has_value()) {
+    return Status::NotFound("project_id: no project " + std::to_string(project_id));
+  }
+  access.project = *project;
+  return access;
+}
+
+Status Service::Audit(const Access& access, audit::AuditEntry entry) {
+  entry.key = access.principal.key_id;
+  entry.route = access.route;
+  if (access.project.id != 0 && entry.projects.empty()) {
+    entry.projects.push_back(access.project.id);
+  }
+  return audit_->Append(std::move(entry)).status();
+}
+
+Result<std::string> Service::Query(const Project& project, std::string_view query_json) {
+  return Query(LocalAccess(project), query_json);
+}
+
+Result<std::string> Service::Query(const Access& access, std::string_view query_json) {
+  MP_ASSIGN_OR_RETURN(const QueryNames names, NamesOfQuery(query_json));
+  for (const std::string_view subject_property : kSubjectProperties) {
+    if (names.properties.contains(std::string(subject_property)) &&
+        (access.principal.scopes & static_cast<uint32_t>(Scope::kQuerySubjects)) == 0) {
+      return Status::PermissionDenied("scope: a query on '" + std::string(subject_property) +
+                                      "' needs the scope 'query:subjects', which this key lacks");
+    }
+  }
+  MP_RETURN_IF_ERROR(CheckLimits(access.principal, names));
+  audit::AuditEntry entry;
+  entry.act = "query";
+  entry.params_sha256 = audit::Sha256Hex(query_json);
+  entry.events = Capped(names.events);
+  entry.properties = Capped(names.properties);
+  auto answer = RunQuery(access.project, query_json);
+  if (!answer.ok()) {
+    entry.outcome = answer.status().message();
+  } else {
+    entry.bytes = answer->size();
+  }
+  // Durable before the answer leaves; a query the log cannot record is not
+  // answered.
+  MP_RETURN_IF_ERROR(Audit(access, std::move(entry)));
+  return answer;
+}
+
+Result<query::ExportSummary> Service::Export(const Project& project, const ExportOptions& options,
+                                             const std::function<bool(std::string_view)>& sink) {
+  return Export(LocalAccess(project), options, sink);
+}
+
+Result<query::ExportSummary> Service::Export(const Access& access, const ExportOptions& options,
+                                             const std::function<bool(std::string_view)>& sink) {
+  ExportOptions limited = options;
+  if (!access.principal.properties.empty()) {
+    return Status::PermissionDenied(
+        "properties: this key is limited to named properties, and an export returns whole "
+        "events");
+  }
+  if (!access.principal.events.empty()) {
+    if (options.event_names_json.empty()) {
+      std::string json = "[";
+      for (const std::string& event : access.principal.events) {
+        json += json.size() == 1 ? "" : ",";
+        query::AppendJsonString(event, &json);
+      }
+      limited.event_names_json = json + "]";
+    } else {
+      MP_ASSIGN_OR_RETURN(const QueryNames asked,
+                          NamesOfQuery("{\"event\":" + options.event_names_json + "}"));
+      MP_RETURN_IF_ERROR(CheckLimits(access.principal, asked));
+    }
+  }
+  std::string parameters = limited.from_date + "\n" + limited.to_date + "\n" +
+                           limited.event_names_json + "\n" + std::to_string(limited.limit) + "\n" +
+                           limited.distinct_id.value_or("") + "\n" +
+                           limited.distinct_ids_json.value_or("");
+  audit::AuditEntry start;
+  start.act = "export.start";
+  start.params_sha256 = audit::Sha256Hex(parameters);
+  MP_RETURN_IF_ERROR(Audit(access, start));
+  ExportWatcher watcher;
+  auto summary = RunExport(access.project, limited, [&](std::string_view chunk) {
+    watcher.Watch(chunk);
+    return sink(chunk);
+  });
+  audit::AuditEntry end;
+  end.act = "export";
+  end.params_sha256 = start.params_sha256;
+  end.events = Capped(watcher.events);
+  end.properties = Capped(watcher.properties);
+  if (summary.ok()) {
+    end.rows = summary->rows;
+    end.bytes = summary->bytes;
+  } else {
+    end.outcome = summary.status().message();
+  }
+  if (!watcher.subjects.empty()) {
+    const std::vector<std::string> subjects(watcher.subjects.begin(), watcher.subjects.end());
+    MP_RETURN_IF_ERROR(audit_->WriteSubjects(subjects, &end));
+  }
+  MP_RETURN_IF_ERROR(Audit(access, std::move(end)));
+  return summary;
+}
+
+namespace {
+
+// Whether `principal` may manage `key`: a server-wide principal any, a
+// project's only its project's.
+bool Manages(const Principal& principal, const AccessKey& key) {
+  return principal.project_id == 0 || key.project_id == principal.project_id;
+}
+
+}  // namespace
+
+Result<AccessKeyWithSecret> Service::CreateAccessKey(const Access& access, AccessKeySpec spec) {
+  const Principal& principal = access.principal;
+  if (principal.project_id != 0) {
+    if (spec.project_id == 0) {
+      spec.project_id = principal.project_id;
+    }
+    if (spec.project_id != principal.project_id) {
+      return Status::PermissionDenied("project_id: this key may create keys for project " +
+                                      std::to_string(principal.project_id) + " only");
+    }
+  }
+  if (spec.project_id != 0 && !projects_->FindById(spec.project_id).has_value()) {
+    return Status::NotFound("project_id: no project " + std::to_string(spec.project_id));
+  }
+  if ((spec.scopes & ~principal.scopes) != 0) {
+    return Status::PermissionDenied("scopes: a key cannot grant scopes it lacks (" +
+                                    ScopeList(spec.scopes & ~principal.scopes) + ")");
+  }
+  if (!principal.events.empty() || !principal.properties.empty()) {
+    return Status::PermissionDenied("a key limited to events or properties cannot create keys");
+  }
+  spec.created_by = principal.key_id;
+  MP_ASSIGN_OR_RETURN(AccessKeyWithSecret created, access_keys_->Create(spec));
+  audit::AuditEntry entry;
+  entry.act = "key.create";
+  entry.target = created.key.id;
+  if (created.key.project_id != 0) {
+    entry.projects = {created.key.project_id};
+  }
+  MP_RETURN_IF_ERROR(Audit(access, std::move(entry)));
+  return created;
+}
+
+Result<AccessKeyWithSecret> Service::RotateAccessKey(const Access& access, std::string_view id) {
+  const std::optional<AccessKey> key = access_keys_->FindById(id);
+  if (!key.has_value() || !Manages(access.principal, *key)) {
+    return Status::NotFound("key " + std::string(id) + ": no such key");
+  }
+  MP_ASSIGN_OR_RETURN(AccessKeyWithSecret rotated, access_keys_->Rotate(id));
+  audit::AuditEntry entry;
+  entry.act = "key.rotate";
+  entry.target = key->id;
+  MP_RETURN_IF_ERROR(Audit(access, std::move(entry)));
+  return rotated;
+}
+
+Result<AccessKey> Service::RevokeAccessKey(const Access& access, std::string_view id) {
+  const std::optional<AccessKey> key = access_keys_->FindById(id);
+  if (!key.has_value() || !Manages(access.principal, *key)) {
+    return Status::NotFound("key " + std::string(id) + ": no such key");
+  }
+  MP_ASSIGN_OR_RETURN(AccessKey revoked, access_keys_->Revoke(id));
+  audit::AuditEntry entry;
+  entry.act = "key.revoke";
+  entry.target = key->id;
+  MP_RETURN_IF_ERROR(Audit(access, std::move(entry)));
+  return revoked;
+}
+
+Result<std::vector<AccessKey>> Service::ListAccessKeys(const Access& access) {
+  std::vector<AccessKey> keys;
+  for (AccessKey& key : access_keys_->List()) {
+    if (Manages(access.principal, key)) {
+      keys.push_back(std::move(key));
+    }
+  }
+  audit::AuditEntry entry;
+  entry.act = "key.list";
+  entry.rows = keys.size();
+  MP_RETURN_IF_ERROR(Audit(access, std::move(entry)));
+  return keys;
+}
+
+Result<std::vector<audit::AuditEntry>> Service::ReadAudit(const Access& access,
+                                                          audit::Filter filter) {
+  if (access.principal.project_id != 0) {
+    filter.project = access.principal.project_id;
+  }
+  MP_ASSIGN_OR_RETURN(std::vector<audit::AuditEntry> entries, audit_->Show(filter));
+  audit::AuditEntry entry;
+  entry.act = "audit.read";
+  entry.rows = entries.size();
+  MP_RETURN_IF_ERROR(Audit(access, std::move(entry)));
+  return entries;
+}
+
+void Service::AuditKeyChanges(const std::vector<AccessKey>& before) {
+  Access local = LocalAccess(Project{});
+  local.route = "reload";
+  for (const AccessKey& key : access_keys_->List()) {
+    const auto old = std::find_if(before.begin(), before.end(),
+                                  [&key](const AccessKey& known) { return known.id == key.id; });
+    audit::AuditEntry entry;
+    entry.target = key.id;
+    if (old == before.end()) {
+      entry.act = "key.create";
+    } else if (old->revoked_ms == 0 && key.revoked_ms != 0) {
+      entry.act = "key.revoke";
+    } else if (old->secret_sha256_hex != key.secret_sha256_hex) {
+      entry.act = "key.rotate";
+    } else {
+      continue;
+    }
+    if (key.project_id != 0) {
+      entry.projects = {key.project_id};
+    }
+    // Best effort: a failed log refuses every later read anyway.
+    (void)Audit(local, std::move(entry));
+  }
+}
+
+}  // namespace minpanel::service

@@ -1,0 +1,369 @@
+#include "service/access_keys.h"
+
+#include <fcntl.h>
+#include <simdjson.h>
+#include <sodium.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <array>
+#include <mutex>
+
+#include "query/query.h"
+
+namespace minpanel::service {
+namespace {
+
+constexpr std::string_view kFileFormat = "minpanel-access-keys";
+constexpr int64_t kFileFormatVersion = 1;
+constexpr uint32_t kFileMode = 0600;
+constexpr size_t kIdBytes = 8;
+constexpr size_t kSecretBytes = 32;
+
+constexpr std::array<std::pair<Scope, std::string_view>, kScopeCount> kScopeNames = {{
+    {Scope::kIngest, "ingest"},
+    {Scope::kQueryAggregate, "query:aggregate"},
+    {Scope::kQuerySubjects, "query:subjects"},
+    {Scope::kExport, "export"},
+    {Scope::kAdmin, "admin"},
+    {Scope::kAuditRead, "audit:read"},
+    {Scope::kMetrics, "metrics"},
+}};
+
+std::string RandomHex(size_t bytes) {
+  std::string raw(bytes, '\0');
+  randombytes_buf(raw.data(), raw.size());
+  std::string hex(bytes * 2 + 1, '\0');
+  sodium_bin2hex(hex.data(), hex.size(), reinterpret_cast<const uint8_t*>(raw.data()), raw.size());
+  hex.pop_back();
+  return hex;
+}
+
+std::string Sha256Hex(std::string_view text) {
+  uint8_t digest[crypto_hash_sha256_BYTES];
+  crypto_hash_sha256(digest, reinterpret_cast<const uint8_t*>(text.data()), text.size());
+  std::string hex(sizeof(digest) * 2 + 1, '\0');
+  sodium_bin2hex(hex.data(), hex.size(), digest, sizeof(digest));
+  hex.pop_back();
+  return hex;
+}
+
+class FileLock {
+ public:
+  explicit FileLock(const std::string& path)
+      : fd_(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600)) {
+    if (fd_ >= 0 && ::flock(fd_, LOCK_EX) != 0) {
+      ::close(fd_);
+      fd_ = -1;
+    }
+  }
+  ~FileLock() {
+    if (fd_ >= 0) {
+      ::close(fd_);
+    }
+  }
+  FileLock(const FileLock&) = delete;
+  FileLock& operator=(const FileLock&) = delete;
+  bool ok() const { return fd_ >= 0; }
+
+ private:
+  int fd_;
+};
+
+Status CheckList(std::string_view field, const std::vector<std::string>& items) {
+  if (items.size() > kAccessKeyListItemsMax) {
+    return Status::ResourceExhausted(
+        std::string(field) + ": " + std::to_string(items.size()) + " items, over the limit of " +
+        std::to_string(kAccessKeyListItemsMax) + " (kAccessKeyListItemsMax)");
+  }
+  for (const std::string& item : items) {
+    if (item.empty() || item.size() > kAccessKeyItemBytesMax) {
+      return Status::InvalidArgument(std::string(field) + ": each item must be 1 to " +
+                                     std::to_string(kAccessKeyItemBytesMax) + " bytes");
+    }
+  }
+  return Status::Ok();
+}
+
+void AppendList(const std::vector<std::string>& items, std::string* out) {
+  out->push_back('[');
+  for (size_t item_idx = 0; item_idx < items.size(); ++item_idx) {
+    out->append(item_idx == 0 ? "" : ",");
+    query::AppendJsonString(items[item_idx], out);
+  }
+  out->push_back(']');
+}
+
+Status ReadList(simdjson::dom::element element, const char* name, std::vector<std::string>* out) {
+  simdjson::dom::array array;
+  if (element[name].get(array)) {
+    return Status::Corruption(std::string("access_keys.json: '") + name + "' is not a list");
+  }
+  for (simdjson::dom::element item : array) {
+    std::string_view text;
+    if (item.get(text)) {
+      return Status::Corruption(std::string("access_keys.json: '") + name + "' holds a non-string");
+    }
+    out->emplace_back(text);
+  }
+  return Status::Ok();
+}
+
+Result<AccessKey> ParseKey(simdjson::dom::element element) {
+  AccessKey key;
+  std::string_view id, name, created_by, hash;
+  uint64_t scopes = 0, project_id = 0;
+  if (element["id"].get(id) || element["name"].get(name) || element["scopes"].get(scopes) ||
+      element["project_id"].get(project_id) || element["expires_ms"].get(key.expires_ms) ||
+      element["created_ms"].get(key.created_ms) || element["revoked_ms"].get(key.revoked_ms) ||
+      element["created_by"].get(created_by) || element["secret_sha256"].get(hash) ||
+      scopes > kAllScopes || project_id > UINT32_MAX) {
+    return Status::Corruption("access_keys.json: a key lacks a field or has a wrong type");
+  }
+  key.id = id;
+  key.name = name;
+  key.scopes = static_cast<uint32_t>(scopes);
+  key.project_id = static_cast<uint32_t>(project_id);
+  key.created_by = created_by;
+  key.secret_sha256_hex = hash;
+  MP_RETURN_IF_ERROR(ReadList(element, "events", &key.events));
+  MP_RETURN_IF_ERROR(ReadList(element, "properties", &key.properties));
+  return key;
+}
+
+}  // namespace
+
+std::string_view ScopeName(Scope scope) {
+  for (const auto& [value, name] : kScopeNames) {
+    if (value == scope) {
+      return name;
+    }
+  }
+  return "unknown";
+}
+
+std::optional<Scope> ParseScope(std::string_view name) {
+  for (const auto& [value, scope_name] : kScopeNames) {
+    if (scope_name == name) {
+      return value;
+    }
+  }
+  return std::nullopt;
+}
+
+std::string ScopeList(uint32_t scopes) {
+  std::string list;
+  for (const auto& [value, name] : kScopeNames) {
+    if ((scopes & static_cast<uint32_t>(value)) != 0) {
+      list += list.empty() ? "" : ",";
+      list += name;
+    }
+  }
+  return list;
+}
+
+bool IsAccessKeySecret(std::string_view secret) { return secret.starts_with(kAccessKeyPrefix); }
+
+AccessKeyStore::AccessKeyStore(std::string data_folder, std::shared_ptr<FileSystem> file_system,
+                               std::shared_ptr<Clock> clock)
+    : path_(data_folder + "/access_keys.json"),
+      lock_path_(data_folder + "/access_keys.lock"),
+      file_system_(std::move(file_system)),
+      clock_(std::move(clock)) {}
+
+Result<std::unique_ptr<AccessKeyStore>> AccessKeyStore::Open(
+    std::string data_folder, std::shared_ptr<FileSystem> file_system,
+    std::shared_ptr<Clock> clock) {
+  if (sodium_init() < 0) {
+    return Status::Unavailable("libsodium failed to initialise");
+  }
+  std::unique_ptr<AccessKeyStore> store(
+      new AccessKeyStore(std::move(data_folder), std::move(file_system), std::move(clock)));
+  MP_RETURN_IF_ERROR(store->Reload());
+  return store;
+}
+
+Result<std::vector<AccessKey>> AccessKeyStore::ReadFile() const {
+  if (!file_system_->Exists(path_)) {
+    return std::vector<AccessKey>{};
+  }
+  MP_ASSIGN_OR_RETURN(std::string contents, file_system_->ReadFile(path_));
+  simdjson::dom::parser parser;
+  simdjson::dom::element root;
+  std::string_view format;
+  int64_t version = 0;
+  simdjson::dom::array entries;
+  if (parser.parse(contents).get(root) || root["format"].get(format) || format != kFileFormat ||
+      root["version"].get(version) || root["keys"].get(entries)) {
+    return Status::Corruption(path_ + ": not a minpanel access keys file");
+  }
+  if (version > kFileFormatVersion) {
+    return Status::Corruption(path_ + ": format version " + std::to_string(version) +
+                              " is newer than this binary");
+  }
+  std::vector<AccessKey> keys;
+  for (simdjson::dom::element entry : entries) {
+    MP_ASSIGN_OR_RETURN(AccessKey key, ParseKey(entry));
+    keys.push_back(std::move(key));
+  }
+  return keys;
+}
+
+Status AccessKeyStore::WriteFile(const std::vector<AccessKey>& keys) const {
+  std::string text = "{\"format\":\"minpanel-access-keys\",\"version\":1,\"keys\":[\n";
+  for (size_t key_idx = 0; key_idx < keys.size(); ++key_idx) {
+    const AccessKey& key = keys[key_idx];
+    text += "{\"id\":\"" + key.id + "\",\"name\":";
+    query::AppendJsonString(key.name, &text);
+    text += ",\"scopes\":" + std::to_string(key.scopes) +
+            ",\"project_id\":" + std::to_string(key.project_id) + ",\"events\":";
+    AppendList(key.events, &text);
+    text += ",\"properties\":";
+    AppendList(key.properties, &text);
+    text += ",\"expires_ms\":" + std::to_string(key.expires_ms) +
+            ",\"created_ms\":" + std::to_string(key.created_ms) +
+            ",\"revoked_ms\":" + std::to_string(key.revoked_ms) + ",\"created_by\":";
+    query::AppendJsonString(key.created_by, &text);
+    text += ",\"secret_sha256\":\"" + key.secret_sha256_hex + "\"}";
+    text += key_idx + 1 < keys.size() ? ",\n" : "\n";
+  }
+  text += "]}\n";
+  return file_system_->WriteFileAtomically(path_, text, kFileMode);
+}
+
+void AccessKeyStore::Install(std::vector<AccessKey> keys) {
+  std::unique_lock lock(mutex_);
+  keys_ = std::move(keys);
+  by_id_.clear();
+  for (size_t key_idx = 0; key_idx < keys_.size(); ++key_idx) {
+    by_id_[keys_[key_idx].id] = key_idx;
+  }
+}
+
+Status AccessKeyStore::Reload() {
+  MP_ASSIGN_OR_RETURN(std::vector<AccessKey> keys, ReadFile());
+  Install(std::move(keys));
+  return Status::Ok();
+}
+
+Result<AccessKeyWithSecret> AccessKeyStore::Create(const AccessKeySpec& spec) {
+  if (spec.name.empty() || spec.name.size() > kAccessKeyNameBytesMax) {
+    return Status::InvalidArgument("name: 1 to " + std::to_string(kAccessKeyNameBytesMax) +
+                                   " bytes (kAccessKeyNameBytesMax)");
+  }
+  if (spec.scopes == 0 || (spec.scopes & ~kAllScopes) != 0) {
+    return Status::InvalidArgument("scopes: at least one of " + ScopeList(kAllScopes));
+  }
+  MP_RETURN_IF_ERROR(CheckList("events", spec.events));
+  MP_RETURN_IF_ERROR(CheckList("properties", spec.properties));
+  if (spec.expires_ms != 0 && spec.expires_ms <= clock_->NowMs()) {
+    return Status::InvalidArgument("expires_ms: must be in the future (or 0: never)");
+  }
+  FileLock lock(lock_path_);
+  if (!lock.ok()) {
+    return Status::IoError("cannot lock " + lock_path_);
+  }
+  MP_ASSIGN_OR_RETURN(std::vector<AccessKey> keys, ReadFile());
+  if (keys.size() >= kAccessKeysMax) {
+    return Status::ResourceExhausted("keys: the limit is " + std::to_string(kAccessKeysMax) +
+                                     " (kAccessKeysMax)");
+  }
+  AccessKeyWithSecret created;
+  created.key.id = std::string(kAccessKeyPrefix) + RandomHex(kIdBytes);
+  created.secret = created.key.id + "_" + RandomHex(kSecretBytes);
+  created.key.name = spec.name;
+  created.key.scopes = spec.scopes;
+  created.key.project_id = spec.project_id;
+  created.key.events = spec.events;
+  created.key.properties = spec.properties;
+  created.key.expires_ms = spec.expires_ms;
+  created.key.created_ms = clock_->NowMs();
+  created.key.created_by = spec.created_by;
+  created.key.secret_sha256_hex = Sha256Hex(created.secret);
+  keys.push_back(created.key);
+  MP_RETURN_IF_ERROR(WriteFile(keys));
+  Install(std::move(keys));
+  return created;
+}
+
+Result<AccessKeyWithSecret> AccessKeyStore::Rotate(std::string_view id) {
+  FileLock lock(lock_path_);
+  if (!lock.ok()) {
+    return Status::IoError("cannot lock " + lock_path_);
+  }
+  MP_ASSIGN_OR_RETURN(std::vector<AccessKey> keys, ReadFile());
+  for (AccessKey& key : keys) {
+    if (key.id != id) {
+      continue;
+    }
+    if (key.revoked_ms != 0) {
+      return Status::InvalidArgument("key " + key.id + ": revoked; create a new one");
+    }
+    AccessKeyWithSecret rotated;
+    rotated.secret = key.id + "_" + RandomHex(kSecretBytes);
+    key.secret_sha256_hex = Sha256Hex(rotated.secret);
+    rotated.key = key;
+    MP_RETURN_IF_ERROR(WriteFile(keys));
+    Install(std::move(keys));
+    return rotated;
+  }
+  return Status::NotFound("key " + std::string(id) + ": no such key");
+}
+
+Result<AccessKey> AccessKeyStore::Revoke(std::string_view id) {
+  FileLock lock(lock_path_);
+  if (!lock.ok()) {
+    return Status::IoError("cannot lock " + lock_path_);
+  }
+  MP_ASSIGN_OR_RETURN(std::vector<AccessKey> keys, ReadFile());
+  for (AccessKey& key : keys) {
+    if (key.id != id) {
+      continue;
+    }
+    if (key.revoked_ms == 0) {
+      key.revoked_ms = clock_->NowMs();
+    }
+    const AccessKey revoked = key;
+    MP_RETURN_IF_ERROR(WriteFile(keys));
+    Install(std::move(keys));
+    return revoked;
+  }
+  return Status::NotFound("key " + std::string(id) + ": no such key");
+}
+
+std::vector<AccessKey> AccessKeyStore::List() const {
+  std::shared_lock lock(mutex_);
+  return keys_;
+}
+
+std::optional<AccessKey> AccessKeyStore::FindById(std::string_view id) const {
+  std::shared_lock lock(mutex_);
+  const auto found = by_id_.find(std::string(id));
+  if (found == by_id_.end()) {
+    return std::nullopt;
+  }
+  return keys_[found->second];
+}
+
+std::optional<AccessKey> AccessKeyStore::FindBySecret(std::string_view secret) const {
+  // The id is the public prefix; the rest is compared through its hash, in
+  // constant time.
+  const size_t id_bytes = kAccessKeyPrefix.size() + kIdBytes * 2;
+  if (!IsAccessKeySecret(secret) || secret.size() <= id_bytes) {
+    return std::nullopt;
+  }
+  const std::string hash = Sha256Hex(secret);
+  std::shared_lock lock(mutex_);
+  const auto found = by_id_.find(std::string(secret.substr(0, id_bytes)));
+  if (found == by_id_.end()) {
+    return std::nullopt;
+  }
+  const AccessKey& key = keys_[found->second];
+  if (key.secret_sha256_hex.size() != hash.size() ||
+      sodium_memcmp(key.secret_sha256_hex.data(), hash.data(), hash.size()) != 0) {
+    return std::nullopt;
+  }
+  return key;
+}
+
+}  // namespace minpanel::service

@@ -1,0 +1,104 @@
+#include "service/access_keys.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+namespace minpanel::service {
+namespace {
+
+class AccessKeyStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    folder_ = ::testing::TempDir() + "/access_keys_" +
+              ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    std::filesystem::remove_all(folder_);
+    std::filesystem::create_directories(folder_);
+    auto store = AccessKeyStore::Open(folder_, file_system_, clock_);
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    store_ = std::move(store).value();
+  }
+
+  AccessKeySpec Spec() {
+    AccessKeySpec spec;
+    spec.name = "analyst";
+    spec.scopes = static_cast<uint32_t>(Scope::kQueryAggregate);
+    spec.project_id = 1;
+    return spec;
+  }
+
+  std::string folder_;
+  std::shared_ptr<FileSystem> file_system_ = NewPosixFileSystem();
+  std::shared_ptr<FakeClock> clock_ = std::make_shared<FakeClock>(1'700'000'000'000);
+  std::unique_ptr<AccessKeyStore> store_;
+};
+
+TEST_F(AccessKeyStoreTest, CreatedKeyIsFoundByItsSecretOnlyAndSurvivesReopen) {
+  auto created = store_->Create(Spec());
+  ASSERT_TRUE(created.ok()) << created.status().ToString();
+  EXPECT_TRUE(created->secret.starts_with(created->key.id + "_"));
+  EXPECT_EQ(created->secret.size(), 4 + 16 + 1 + 64u);
+  auto found = store_->FindBySecret(created->secret);
+  ASSERT_TRUE(found.has_value());
+  EXPECT_EQ(found->id, created->key.id);
+  std::string wrong = created->secret;
+  wrong.back() = wrong.back() == '0' ? '1' : '0';
+  EXPECT_FALSE(store_->FindBySecret(wrong).has_value());
+  EXPECT_FALSE(store_->FindBySecret(created->key.id).has_value());
+  // Only the hash is on disk.
+  const std::string file = *file_system_->ReadFile(folder_ + "/access_keys.json");
+  EXPECT_EQ(file.find(created->secret.substr(21)), std::string::npos);
+  auto reopened = AccessKeyStore::Open(folder_, file_system_, clock_);
+  ASSERT_TRUE(reopened.ok());
+  ASSERT_TRUE((*reopened)->FindBySecret(created->secret).has_value());
+  EXPECT_EQ((*reopened)->FindBySecret(created->secret)->scopes, Spec().scopes);
+}
+
+TEST_F(AccessKeyStoreTest, RotationReplacesTheSecret) {
+  auto created = store_->Create(Spec());
+  ASSERT_TRUE(created.ok());
+  auto rotated = store_->Rotate(created->key.id);
+  ASSERT_TRUE(rotated.ok());
+  EXPECT_EQ(rotated->key.id, created->key.id);
+  EXPECT_FALSE(store_->FindBySecret(created->secret).has_value());
+  EXPECT_TRUE(store_->FindBySecret(rotated->secret).has_value());
+}
+
+TEST_F(AccessKeyStoreTest, RevocationIsKeptAndARevokedKeyCannotRotate) {
+  auto created = store_->Create(Spec());
+  ASSERT_TRUE(created.ok());
+  ASSERT_TRUE(store_->Revoke(created->key.id).ok());
+  EXPECT_NE(store_->FindBySecret(created->secret)->revoked_ms, 0);
+  EXPECT_EQ(store_->Rotate(created->key.id).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(store_->Revoke("mpk_0000000000000000").status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(AccessKeyStoreTest, RefusesBadSpecsNamingTheField) {
+  AccessKeySpec spec = Spec();
+  spec.scopes = 0;
+  EXPECT_NE(store_->Create(spec).status().message().find("scopes"), std::string::npos);
+  spec = Spec();
+  spec.name = "";
+  EXPECT_NE(store_->Create(spec).status().message().find("name"), std::string::npos);
+  spec = Spec();
+  spec.expires_ms = clock_->NowMs() - 1;
+  EXPECT_NE(store_->Create(spec).status().message().find("expires_ms"), std::string::npos);
+  spec = Spec();
+  spec.events.assign(kAccessKeyListItemsMax + 1, "e");
+  EXPECT_EQ(store_->Create(spec).status().code(), StatusCode::kResourceExhausted);
+  EXPECT_TRUE(store_->List().empty());
+}
+
+TEST(ScopeTest, NamesRoundTrip) {
+  for (size_t scope_idx = 0; scope_idx < kScopeCount; ++scope_idx) {
+    const auto scope = static_cast<Scope>(1u << scope_idx);
+    EXPECT_EQ(ParseScope(ScopeName(scope)), scope);
+  }
+  EXPECT_FALSE(ParseScope("root").has_value());
+  EXPECT_EQ(
+      ScopeList(static_cast<uint32_t>(Scope::kExport) | static_cast<uint32_t>(Scope::kIngest)),
+      "ingest,export");
+}
+
+}  // namespace
+}  // namespace minpanel::service
