@@ -292,6 +292,7 @@ struct Commands {
   CLI::App* policy_check = nullptr;
   CLI::App* policy_preview = nullptr;
   CLI::App* query = nullptr;
+  const AccessCommands* access = nullptr;
   const IncidentCommand* incident = nullptr;
 };
 
@@ -479,6 +480,9 @@ int Dispatch(Flags& flags, const Commands& commands) {
   if (commands.query->parsed()) {
     return Query(flags.sources, flags.query);
   }
+  if (commands.access->parsed()) {
+    return commands.access->Run();
+  }
   if (commands.incident->parsed()) {
     return commands.incident->Run();
   }
@@ -499,6 +503,8 @@ int RunCli(int argc, char** argv) {
                            "create the demo project on first start and print how to use it");
   AddProjectCommands(app, flags, commands);
   AddDataCommands(app, flags, commands);
+  const AccessCommands access(app);
+  commands.access = &access;
   const IncidentCommand incident(app);
   commands.incident = &incident;
   try {

@@ -84,6 +84,29 @@ struct QueryCommandOptions {
 };
 int Query(const ConfigSources& sources, const QueryCommandOptions& options);
 
+// `minpanel keys create|list|rotate|revoke` and `minpanel audit
+// verify|show` (access_command.cc): declares the subcommands and flags on
+// `app`; Run() once one of them was parsed.
+class AccessCommands {
+ public:
+  explicit AccessCommands(CLI::App& app);
+  ~AccessCommands();
+  bool parsed() const;
+  int Run() const;
+
+ private:
+  struct Flags;
+  int CreateKey(const service::Config& config, service::AccessKeyStore& keys) const;
+  int RunAudit(const service::Config& config) const;
+  std::unique_ptr<Flags> flags_;
+  CLI::App* create_ = nullptr;
+  CLI::App* list_ = nullptr;
+  CLI::App* rotate_ = nullptr;
+  CLI::App* revoke_ = nullptr;
+  CLI::App* verify_ = nullptr;
+  CLI::App* show_ = nullptr;
+};
+
 // `minpanel debug dump FILE`: one write-ahead log file in readable form.
 int DebugDump(const std::string& path);
 

@@ -1,0 +1,261 @@
+// `minpanel keys …` and `minpanel audit …` (issue 6; docs/security.md).
+#include <cstdio>
+#include <iostream>
+
+#include "audit/audit.h"
+#include "cli/commands.h"
+#include "service/access_keys.h"
+
+namespace minpanel::cli {
+
+struct AccessCommands::Flags {
+  ConfigSources sources;
+  std::string name;
+  std::string project;
+  bool all_projects = false;
+  bool admin = false;
+  std::vector<std::string> scopes;
+  std::vector<std::string> events;
+  std::vector<std::string> properties;
+  int64_t expires_in_days = 0;
+  std::string id;
+  audit::Filter filter;
+};
+
+namespace {
+
+// Records a key change made from the command line. The server, when one
+// runs, holds the audit log: it records the change when it reloads the
+// keys (SIGHUP), so here that is only said.
+void AuditLocally(const service::Config& config, std::string_view act,
+                  const service::AccessKey& key) {
+  auto log =
+      audit::AuditLog::Open(config.data_folder + "/audit", NewPosixFileSystem(), NewSystemClock());
+  if (!log.ok()) {
+    std::fprintf(stderr,
+                 "minpanel: the audit log is held by a running server, which records this "
+                 "change when it reloads (kill -HUP)\n");
+    return;
+  }
+  audit::AuditEntry entry;
+  entry.key = "local";
+  entry.route = "cli";
+  entry.act = std::string(act);
+  entry.target = key.id;
+  if (key.project_id != 0) {
+    entry.projects = {key.project_id};
+  }
+  const auto appended = (*log)->Append(std::move(entry));
+  if (!appended.ok()) {
+    std::fprintf(stderr, "minpanel: audit log: %s\n", appended.status().ToString().c_str());
+  }
+}
+
+}  // namespace
+
+AccessCommands::AccessCommands(CLI::App& app) : flags_(std::make_unique<Flags>()) {
+  Flags& flags = *flags_;
+  CLI::App* keys = app.add_subcommand("keys", "access keys and their scopes (docs/security.md)");
+  keys->require_subcommand(1);
+  create_ = keys->add_subcommand("create", "create an access key; prints its secret once");
+  flags.sources.AddFlags(create_, false);
+  create_->add_option("--name", flags.name, "a label for people")->required();
+  create_->add_option("--project", flags.project, "the project it is limited to");
+  create_->add_flag("--all-projects", flags.all_projects, "a server-wide key");
+  create_->add_flag("--admin", flags.admin,
+                    "a server admin key: every scope on every project (the bootstrap key)");
+  create_->add_option("--scope", flags.scopes,
+                      "ingest, query:aggregate, query:subjects, export, admin, audit:read, "
+                      "metrics (repeatable)");
+  create_->add_option("--event", flags.events, "limit the key to this event (repeatable)");
+  create_->add_option("--property", flags.properties,
+                      "limit the key to this property (repeatable)");
+  create_->add_option("--expires-in-days", flags.expires_in_days, "expiry; 0: never");
+  list_ = keys->add_subcommand("list", "list access keys (never their secrets)");
+  flags.sources.AddFlags(list_, false);
+  rotate_ = keys->add_subcommand("rotate", "replace a key's secret; prints the new one once");
+  flags.sources.AddFlags(rotate_, false);
+  rotate_->add_option("ID", flags.id, "the key id (mpk_…)")->required();
+  revoke_ = keys->add_subcommand("revoke", "revoke a key at once");
+  flags.sources.AddFlags(revoke_, false);
+  revoke_->add_option("ID", flags.id, "the key id (mpk_…)")->required();
+
+  CLI::App* audit_command =
+      app.add_subcommand("audit", "the audit log of reads and admin acts (docs/formats/audit.md)");
+  audit_command->require_subcommand(1);
+  verify_ = audit_command->add_subcommand(
+      "verify", "check the hash chain and its anchors; names the first broken record");
+  flags.sources.AddFlags(verify_, false);
+  show_ = audit_command->add_subcommand("show", "print the newest records as JSON lines");
+  flags.sources.AddFlags(show_, false);
+  show_->add_option("--key", flags.filter.key, "only this key id");
+  show_->add_option("--act", flags.filter.act,
+                    "only acts starting with this (query, export, key.)");
+  show_->add_option("--route", flags.filter.route, "only this route");
+  show_->add_option("--from-ms", flags.filter.from_ms, "from this time (ms since the epoch)");
+  show_->add_option("--to-ms", flags.filter.to_ms, "before this time");
+  show_->add_option("--limit", flags.filter.limit, "at most this many (the newest)")
+      ->check(CLI::Range(size_t{1}, audit::kShowRecordsMax));
+}
+
+AccessCommands::~AccessCommands() = default;
+
+bool AccessCommands::parsed() const {
+  return create_->parsed() || list_->parsed() || rotate_->parsed() || revoke_->parsed() ||
+         verify_->parsed() || show_->parsed();
+}
+
+int AccessCommands::Run() const {
+  const Flags& flags = *flags_;
+  auto config = flags.sources.Build();
+  if (!config.ok()) {
+    return Fail(config.status());
+  }
+  if (verify_->parsed() || show_->parsed()) {
+    return RunAudit(*config);
+  }
+  auto file_system = NewPosixFileSystem();
+  auto clock = NewSystemClock();
+  auto keys = service::OpenAccessKeys(*config, file_system, clock);
+  if (!keys.ok()) {
+    return Fail(keys.status());
+  }
+  if (list_->parsed()) {
+    for (const service::AccessKey& key : (*keys)->List()) {
+      std::printf("%s\n", service::AccessKeyJson(key).c_str());
+    }
+    return kExitOk;
+  }
+  if (rotate_->parsed()) {
+    auto rotated = (*keys)->Rotate(flags.id);
+    if (!rotated.ok()) {
+      return Fail(rotated.status());
+    }
+    AuditLocally(*config, "key.rotate", rotated->key);
+    std::printf("%s\n", service::AccessKeyJson(rotated->key, rotated->secret).c_str());
+    return kExitOk;
+  }
+  if (revoke_->parsed()) {
+    auto revoked = (*keys)->Revoke(flags.id);
+    if (!revoked.ok()) {
+      return Fail(revoked.status());
+    }
+    AuditLocally(*config, "key.revoke", *revoked);
+    std::printf("%s\n", service::AccessKeyJson(*revoked).c_str());
+    return kExitOk;
+  }
+  return CreateKey(*config, **keys);
+}
+
+int AccessCommands::CreateKey(const service::Config& config, service::AccessKeyStore& keys) const {
+  const Flags& flags = *flags_;
+  service::AccessKeySpec spec;
+  spec.name = flags.name;
+  spec.events = flags.events;
+  spec.properties = flags.properties;
+  if (flags.admin) {
+    spec.scopes = service::kAllScopes;
+  }
+  for (const std::string& name : flags.scopes) {
+    const auto scope = service::ParseScope(name);
+    if (!scope.has_value()) {
+      return Fail(Status::InvalidArgument("--scope: unknown scope '" + name + "' (" +
+                                          service::ScopeList(service::kAllScopes) + ")"));
+    }
+    spec.scopes |= static_cast<uint32_t>(*scope);
+  }
+  if (flags.admin || flags.all_projects) {
+    if (!flags.project.empty()) {
+      return Fail(Status::InvalidArgument("--project: not with --admin or --all-projects"));
+    }
+  } else {
+    if (flags.project.empty()) {
+      return Fail(Status::InvalidArgument(
+          "--project: name the project, or give --all-projects (or --admin)"));
+    }
+    auto projects = service::OpenProjects(config, NewPosixFileSystem(), NewSystemClock());
+    if (!projects.ok()) {
+      return Fail(projects.status());
+    }
+    const auto project = (*projects)->FindByName(flags.project);
+    if (!project.has_value()) {
+      return Fail(
+          Status::NotFound("no project named '" + flags.project + "' (see minpanel project list)"));
+    }
+    spec.project_id = project->id;
+  }
+  if (flags.expires_in_days < 0) {
+    return Fail(Status::InvalidArgument("--expires-in-days: must not be negative"));
+  }
+  if (flags.expires_in_days > 0) {
+    spec.expires_ms = NewSystemClock()->NowMs() + flags.expires_in_days * 86'400'000;
+  }
+  auto created = keys.Create(spec);
+  if (!created.ok()) {
+    return Fail(created.status());
+  }
+  AuditLocally(config, "key.create", created->key);
+  std::printf("%s\n", service::AccessKeyJson(created->key, created->secret).c_str());
+  std::fprintf(stderr,
+               "minpanel: the secret is shown once; a running server takes the key on SIGHUP\n");
+  return kExitOk;
+}
+
+int AccessCommands::RunAudit(const service::Config& config) const {
+  auto file_system = NewPosixFileSystem();
+  const std::string folder = config.data_folder + "/audit";
+  if (!file_system->Exists(folder + "/log")) {
+    return Fail(Status::NotFound("no audit log in " + folder));
+  }
+  auto bytes = file_system->ReadFile(folder + "/log");
+  if (!bytes.ok()) {
+    return Fail(bytes.status());
+  }
+  if (show_->parsed()) {
+    const audit::Decoded decoded = audit::DecodeLog(*bytes);
+    std::vector<const audit::AuditEntry*> matching;
+    for (auto entry = decoded.entries.rbegin();
+         entry != decoded.entries.rend() && matching.size() < flags_->filter.limit; ++entry) {
+      if (audit::Matches(flags_->filter, *entry)) {
+        matching.push_back(&*entry);
+      }
+    }
+    for (auto entry = matching.rbegin(); entry != matching.rend(); ++entry) {
+      std::printf("%s\n", audit::EncodeEntry(**entry).c_str());
+    }
+    if (decoded.broken) {
+      std::fprintf(stderr,
+                   "minpanel: the log is broken after record %zu: run minpanel audit "
+                   "verify\n",
+                   decoded.entries.size());
+      return kExitFailure;
+    }
+    return kExitOk;
+  }
+  std::string anchors;
+  if (file_system->Exists(folder + "/anchors")) {
+    auto read = file_system->ReadFile(folder + "/anchors");
+    if (!read.ok()) {
+      return Fail(read.status());
+    }
+    anchors = std::move(read).value();
+  }
+  const audit::VerifyReport report = audit::VerifyBytes(*bytes, anchors);
+  if (!report.ok) {
+    std::printf("broken: %s\n", report.problem.c_str());
+    return kExitFailure;
+  }
+  std::printf("ok: %llu records, %llu anchors checked, head %s\n",
+              static_cast<unsigned long long>(report.records),
+              static_cast<unsigned long long>(report.anchors), report.head_hash_hex.c_str());
+  if (report.torn_tail_bytes > 0) {
+    std::printf(
+        "note: a torn tail of %llu bytes after record %llu (an append a crash "
+        "interrupted, never acknowledged; cut off when the log is next opened)\n",
+        static_cast<unsigned long long>(report.torn_tail_bytes),
+        static_cast<unsigned long long>(report.records));
+  }
+  return kExitOk;
+}
+
+}  // namespace minpanel::cli

@@ -1,0 +1,250 @@
+// The authorisation matrix on the real server (issue 6; docs/security.md):
+// every read and admin route × every kind of credential — none, the public
+// token, the project secret, a key of each scope, another project's secret,
+// a server admin key, an expired, a revoked and a rotated-away key. A wrong
+// or missing credential is 401; a right one without the scope is 403 with a
+// message that names the missing scope and nothing else. Keys are made by
+// `minpanel keys create` (taken on SIGHUP) and by POST /api/keys; every
+// read leaves an audit record, which GET /api/audit returns and `minpanel
+// audit verify` checks.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+
+import {
+  createProject, grepTree, hex32, isoDate, nowSeconds, runCli, sleep, startServer,
+} from './harness.mjs';
+
+const SCOPES = ['ingest', 'query:aggregate', 'query:subjects', 'export', 'admin', 'audit:read', 'metrics'];
+
+async function hangUp(server) {
+  const reloads = () => server.stderr.split('reloaded configuration').length;
+  const before = reloads();
+  process.kill(server.pid, 'SIGHUP');
+  for (let attempt = 0; attempt < 200 && reloads() === before; attempt += 1) {
+    await sleep(25);
+  }
+  assert.ok(reloads() > before, 'no reload after SIGHUP');
+}
+
+describe('authorisation matrix', () => {
+  let server;
+  let other;
+  const keys = {};
+  const distinctId = `authz-user-${hex32()}`;
+  const dataArgs = () => ['--data', server.dataDir, '--keys', server.keysDir];
+
+  const cliKey = async (args) => {
+    const { stdout } = await runCli(['keys', 'create', ...args, ...dataArgs()]);
+    return JSON.parse(stdout.trim());
+  };
+
+  // Each route: how to call it, and the scopes it needs.
+  const projectId = () => server.project.id;
+  const ROUTES = [
+    { name: 'POST /api/query (aggregate)', needs: ['query:aggregate'], method: 'POST', path: '/api/query',
+      body: () => JSON.stringify({ kind: 'segmentation', from: '-7d', to: 'now', events: ['authz_event'] }) },
+    { name: 'POST /api/query (by distinct_id)', needs: ['query:aggregate', 'query:subjects'], method: 'POST',
+      path: '/api/query',
+      body: () => JSON.stringify({ kind: 'segmentation', from: '-7d', to: 'now', events: ['authz_event'], breakdown: 'distinct_id' }) },
+    { name: 'GET /api/2.0/export', needs: ['export'], method: 'GET',
+      path: `/api/2.0/export?from_date=${isoDate(-30)}&to_date=${isoDate(2)}` },
+    { name: 'GET /api/policy', needs: ['admin'], method: 'GET', path: '/api/policy' },
+    { name: 'PUT /api/policy', needs: ['admin'], method: 'PUT', path: '/api/policy',
+      headers: { 'Content-Type': 'text/plain' }, body: () => 'ip = "drop"\n' },
+    { name: 'GET /api/policy/versions', needs: ['admin'], method: 'GET', path: '/api/policy/versions' },
+    { name: 'POST /api/policy/preview', needs: ['admin'], method: 'POST', path: '/api/policy/preview',
+      headers: { 'Content-Type': 'application/json' },
+      body: () => JSON.stringify([{ event: 'e', properties: { distinct_id: 'generated-1', time: nowSeconds() } }]) },
+    { name: 'GET /metrics', needs: ['metrics'], method: 'GET', path: '/metrics' },
+    { name: 'GET /api/keys', needs: ['admin'], method: 'GET', path: '/api/keys' },
+    { name: 'GET /api/audit', needs: ['audit:read'], method: 'GET', path: '/api/audit' },
+    { name: 'POST /import', needs: ['ingest'], method: 'POST', path: '/import?verbose=1', tokenIsUnauthenticated: true,
+      headers: { 'Content-Type': 'application/json' },
+      body: () => JSON.stringify([{ event: 'authz_event', properties: { distinct_id: distinctId, time: nowSeconds(), $insert_id: hex32() } }]) },
+  ];
+
+  const call = (route, secret, { projectIdParam } = {}) => {
+    const separator = route.path.includes('?') ? '&' : '?';
+    const requestPath = projectIdParam ? `${route.path}${separator}project_id=${projectIdParam}` : route.path;
+    const headers = { ...(route.headers || {}) };
+    if (secret !== undefined) {
+      Object.assign(headers, server.authHeader(secret));
+    }
+    return server.request({ method: route.method, path: requestPath, headers, body: route.body ? route.body() : undefined });
+  };
+
+  before(async () => {
+    server = await startServer({ projectName: 'authz-a' });
+    other = await createProject(server.dataDir, server.keysDir, 'authz-b');
+    for (const scope of SCOPES) {
+      keys[scope] = await cliKey(['--name', `only-${scope}`, '--project', 'authz-a', '--scope', scope]);
+    }
+    keys.admin_all = await cliKey(['--name', 'server-admin', '--admin']);
+    keys.subjects_and_aggregate = await cliKey(['--name', 'analyst', '--project', 'authz-a',
+      '--scope', 'query:aggregate', '--scope', 'query:subjects']);
+    await hangUp(server);
+    // Through the API: an expiring key, one to revoke and one to rotate.
+    const create = async (body) => {
+      const res = await server.request({
+        method: 'POST', path: '/api/keys', headers: { ...server.authHeader(keys.admin_all.secret), 'Content-Type': 'application/json' },
+        body: JSON.stringify({ project_id: server.project.id, ...body }),
+      });
+      assert.equal(res.status, 201, res.text);
+      return JSON.parse(res.text);
+    };
+    keys.expired = await create({ name: 'short-lived', scopes: SCOPES, expires_ms: Date.now() + 1500 });
+    keys.revoked = await create({ name: 'to-revoke', scopes: SCOPES });
+    keys.rotated = await create({ name: 'to-rotate', scopes: SCOPES });
+    let res = await server.request({ method: 'POST', path: `/api/keys/${keys.revoked.id}/revoke`, headers: server.authHeader(keys.admin_all.secret) });
+    assert.equal(res.status, 200, res.text);
+    res = await server.request({ method: 'POST', path: `/api/keys/${keys.rotated.id}/rotate`, headers: server.authHeader(keys.admin_all.secret) });
+    assert.equal(res.status, 200, res.text);
+    keys.rotated_new = JSON.parse(res.text);
+    assert.equal(keys.rotated_new.id, keys.rotated.id);
+    assert.notEqual(keys.rotated_new.secret, keys.rotated.secret);
+    await sleep(1600);
+    // An event to read back.
+    res = await call(ROUTES.at(-1), server.project.secret);
+    assert.equal(res.status, 200, res.text);
+  });
+  after(async () => {
+    if (server) {
+      await server.cleanup();
+    }
+  });
+
+  const expectDenied = (res, status, scope, what) => {
+    assert.equal(res.status, status, `${what}: ${res.text}`);
+    const { error } = JSON.parse(res.text);
+    if (scope) {
+      assert.ok(error.includes(`'${scope}'`), `${what}: the message names '${scope}': ${error}`);
+    }
+    for (const secretThing of [server.project.secret, server.project.token, other.secret, 'authz-a', 'authz-b', distinctId]) {
+      assert.ok(!error.includes(secretThing), `${what}: the message reveals nothing else: ${error}`);
+    }
+  };
+
+  for (const route of ROUTES) {
+    describe(route.name, () => {
+      it('no credential: 401', async () => {
+        expectDenied(await call(route, undefined), 401, null, 'none');
+      });
+      it('an unknown key and an unknown secret: 401', async () => {
+        expectDenied(await call(route, `mpk_0123456789abcdef_${'0'.repeat(64)}`), 401, null, 'unknown key');
+        expectDenied(await call(route, '0'.repeat(64)), 401, null, 'unknown secret');
+      });
+      it('the public token: ingest only', async () => {
+        const res = await call(route, server.project.token);
+        if (route.tokenIsUnauthenticated) {
+          expectDenied(res, 401, null, 'token on /import');
+        } else {
+          expectDenied(res, 403, route.needs.find((scope) => scope !== 'ingest'), 'token');
+        }
+      });
+      it('the project secret: every scope of its project', async () => {
+        const res = await call(route, server.project.secret);
+        assert.equal(res.status, 200, res.text);
+      });
+      for (const scope of SCOPES) {
+        it(`a key with only ${scope}`, async () => {
+          const res = await call(route, keys[scope].secret);
+          const missing = route.needs.find((needed) => needed !== scope);
+          if (missing === undefined) {
+            assert.equal(res.status, 200, res.text);
+          } else {
+            expectDenied(res, 403, missing, `key ${scope}`);
+          }
+        });
+      }
+      it('a key with query:aggregate and query:subjects', async () => {
+        const res = await call(route, keys.subjects_and_aggregate.secret);
+        const missing = route.needs.find((needed) => needed !== 'query:aggregate' && needed !== 'query:subjects');
+        if (missing === undefined) {
+          assert.equal(res.status, 200, res.text);
+        } else {
+          expectDenied(res, 403, missing, 'analyst key');
+        }
+      });
+      it("another project's secret naming this project: 403", async () => {
+        expectDenied(await call(route, other.secret, { projectIdParam: projectId() }), 403, null, 'other project');
+      });
+      it('a server admin key with project_id: allowed; without it, where a project is needed: 400', async () => {
+        const res = await call(route, keys.admin_all.secret, { projectIdParam: projectId() });
+        assert.equal(res.status, 200, res.text);
+        const bare = await call(route, keys.admin_all.secret);
+        const projectLess = ['/metrics', '/api/keys', '/api/audit'].includes(route.path);
+        assert.equal(bare.status, projectLess ? 200 : 400, bare.text);
+      });
+      it('an expired, a revoked and a rotated-away key: 401', async () => {
+        expectDenied(await call(route, keys.expired.secret), 401, null, 'expired');
+        expectDenied(await call(route, keys.revoked.secret), 401, null, 'revoked');
+        expectDenied(await call(route, keys.rotated.secret), 401, null, 'rotated away');
+        const res = await call(route, keys.rotated_new.secret);
+        assert.equal(res.status, 200, res.text);
+      });
+    });
+  }
+
+  it('a key limited to events reads only those', async () => {
+    const res = await server.request({
+      method: 'POST', path: '/api/keys', headers: { ...server.authHeader(), 'Content-Type': 'application/json' },
+      body: JSON.stringify({ name: 'events-only', scopes: ['query:aggregate', 'export'], events: ['authz_event'] }),
+    });
+    assert.equal(res.status, 201, res.text);
+    const limited = JSON.parse(res.text);
+    assert.equal(limited.project_id, server.project.id, 'a project secret makes keys of its project');
+    const query = (events) => server.request({
+      method: 'POST', path: '/api/query', headers: server.authHeader(limited.secret),
+      body: JSON.stringify({ kind: 'segmentation', from: '-7d', to: 'now', events }),
+    });
+    assert.equal((await query(['authz_event'])).status, 200);
+    expectDenied(await query(['other_event']), 403, null, 'other event');
+    const exported = await server.exportEvents({ secret: limited.secret, event: ['other_event'] }).catch((error) => error);
+    assert.ok(exported instanceof Error, 'an export of another event is refused');
+  });
+
+  it('a key cannot grant scopes it lacks, nor keys of another project', async () => {
+    const res = await server.request({
+      method: 'POST', path: '/api/keys', headers: { ...server.authHeader(keys.admin.secret), 'Content-Type': 'application/json' },
+      body: JSON.stringify({ name: 'escalate', scopes: ['export'] }),
+    });
+    expectDenied(res, 403, null, 'escalation');
+    assert.match(JSON.parse(res.text).error, /export/);
+    const cross = await server.request({
+      method: 'POST', path: '/api/keys', headers: { ...server.authHeader(keys.admin.secret), 'Content-Type': 'application/json' },
+      body: JSON.stringify({ name: 'cross', scopes: ['admin'], project_id: other.id }),
+    });
+    assert.equal(cross.status, 403, cross.text);
+  });
+
+  it('every read and admin act is in the audit log, without personal data, and the chain verifies', async () => {
+    const res = await server.request({ path: '/api/audit?limit=10000', headers: server.authHeader(keys.admin_all.secret) });
+    assert.equal(res.status, 200, res.text);
+    const records = JSON.parse(res.text);
+    const acts = new Set(records.map((record) => record.act));
+    for (const act of ['query', 'export.start', 'export', 'policy.read', 'policy.put', 'policy.preview',
+      'key.create', 'key.revoke', 'key.rotate', 'key.list', 'audit.read']) {
+      assert.ok(acts.has(act), `an audit record of ${act}: ${[...acts]}`);
+    }
+    const cliCreated = records.filter((record) => record.act === 'key.create' && record.key === 'local');
+    assert.equal(cliCreated.length, SCOPES.length + 2, 'the CLI-made keys, recorded on SIGHUP');
+    const exports = records.filter((record) => record.act === 'export' && record.rows > 0);
+    assert.ok(exports.length > 0);
+    assert.equal(exports[0].subjects, 1);
+    assert.ok(exports[0].subjects_file.startsWith('subjects/'));
+    assert.ok(exports[0].events.includes('authz_event'));
+    const subjectQueries = records.filter((record) => record.act === 'query' && record.properties.includes('distinct_id'));
+    assert.ok(subjectQueries.length > 0);
+    assert.ok(subjectQueries.every((record) => record.key !== keys['query:aggregate'].id),
+      'the refused subject query of an aggregate-only key was not answered');
+    // A project's key sees its project's records only.
+    const mine = await server.request({ path: '/api/audit?limit=10000', headers: server.authHeader(keys['audit:read'].secret) });
+    assert.equal(mine.status, 200, mine.text);
+    assert.ok(JSON.parse(mine.text).every((record) => record.projects.includes(server.project.id)));
+    const hits = await grepTree(`${server.dataDir}/audit`, [distinctId]);
+    assert.deepEqual(hits, [], 'no raw distinct id in the audit folder');
+    await server.stop();
+    const { stdout } = await runCli(['audit', 'verify', ...dataArgs()]);
+    assert.match(stdout, /^ok: \d+ records/);
+  });
+});
