@@ -11,7 +11,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { hex32, startServer } from './harness.mjs';
+import { hex32, runCli, sleep, startServer } from './harness.mjs';
 import { closeAll, launchChromium, queryApi } from './browser.mjs';
 
 const DAY_MS = 86400000;
@@ -254,5 +254,52 @@ describe('the dashboard in Chromium', () => {
     } finally {
       await other.close();
     }
+  });
+
+  // Access keys (docs/security.md): a project's query key, and a server-wide
+  // key that also needs the project id. Skipped by a binary without the
+  // `keys` command.
+  it('signs in with an access key of either kind', async (t) => {
+    const help = await runCli(['keys', '--help']).catch(() => null);
+    if (!help) {
+      t.skip('this minpanel has no `keys` command');
+      return;
+    }
+    // The secret, mpk_<id>_<secret>, is printed once.
+    const create = async (args) => {
+      const { stdout } = await runCli(['keys', 'create', '--data', server.dataDir, '--keys', server.keysDir, ...args]);
+      const secret = /mpk_[0-9a-f]+_[0-9a-f]{32,}/.exec(stdout);
+      assert.ok(secret, `keys create printed no secret: ${stdout}`);
+      return secret[0];
+    };
+    const queryKey = await create(['--name', 'dashboard-query', '--project', 'dashboard-it', '--scope', 'query:aggregate']);
+    const adminKey = await create(['--name', 'dashboard-ops', '--admin']);
+    process.kill(server.pid, 'SIGHUP');
+    await sleep(500);
+    const attempt = async (key, projectId) => {
+      const { context, page } = await open(`${origin}/`);
+      try {
+        await page.getByLabel('Project key', { exact: true }).fill(key);
+        await page.getByLabel('Project id (server-wide keys only)', { exact: true }).fill(projectId);
+        await page.getByRole('button', { name: 'Sign in' }).click();
+        const outcome = await Promise.race([
+          page.getByRole('heading', { name: 'Insights' }).waitFor({ timeout: 10000 }).then(() => 'signed in'),
+          page.getByRole('alert').waitFor({ timeout: 10000 }).then(() => page.getByRole('alert').textContent()),
+        ]);
+        if (outcome !== 'signed in') return outcome;
+        await page.getByLabel('Event 1', { exact: true }).fill('Signed Up');
+        await page.getByLabel('Time range', { exact: true }).selectOption('custom');
+        await page.getByLabel('From', { exact: true }).fill(FROM);
+        await page.getByLabel('Until (not included)', { exact: true }).fill(TO);
+        await page.getByRole('button', { name: 'Run' }).click();
+        const rows = await tableRows(page, '#insights-table');
+        return rows[0].values[0];
+      } finally {
+        await context.close();
+      }
+    };
+    assert.equal(await attempt(queryKey, ''), '30');
+    assert.equal(await attempt(adminKey, String(server.project.id)), '30');
+    assert.match(await attempt(adminKey, ''), /project_id/);
   });
 });
