@@ -1,0 +1,121 @@
+// The audit log's cost on POST /api/query and GET /api/2.0/export: two
+// minpanel binaries (one without the audit log, one with it) take turns
+// serving one data folder, and each answers the same requests; prints the
+// median latencies per binary, sequential and with 8 clients at once.
+// A binary written BIN@shm serves with the audit folder on /dev/shm (no
+// fsync cost), BIN@disk with it beside the data folder: <data>/audit is a
+// symlink switched between runs, each target keeping its own chain.
+// Used by bench/audit.sh; results in docs/benchmarks.md.
+//
+//   node bench/audit/latency.mjs --bins OLD,NEW --data DIR --keys DIR --secret S
+//        [--rounds 3] [--requests 200] [--from-date D --to-date D]
+import { spawn } from 'node:child_process';
+import http from 'node:http';
+import { once } from 'node:events';
+import fs from 'node:fs';
+import path from 'node:path';
+
+const args = Object.fromEntries(process.argv.slice(2).reduce((pairs, value, index, all) => {
+  if (value.startsWith('--')) pairs.push([value.slice(2), all[index + 1]]);
+  return pairs;
+}, []));
+const bins = args.bins.split(',');
+const rounds = Number(args.rounds || 3);
+const requests = Number(args.requests || 200);
+const auth = `Basic ${Buffer.from(`${args.secret}:`).toString('base64')}`;
+const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
+
+function request(port, method, path, body) {
+  return new Promise((resolve, reject) => {
+    const started = process.hrtime.bigint();
+    const req = http.request({ host: '127.0.0.1', port, method, path, agent, headers: { Authorization: auth } }, (res) => {
+      let bytes = 0;
+      res.on('data', (chunk) => { bytes += chunk.length; });
+      res.on('end', () => {
+        if (res.statusCode !== 200) reject(new Error(`${path}: ${res.statusCode}`));
+        else resolve({ ms: Number(process.hrtime.bigint() - started) / 1e6, bytes });
+      });
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+const median = (values) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)];
+};
+
+const auditFolders = {
+  shm: fs.mkdtempSync(path.join('/dev/shm', 'minpanel-audit-')),
+  disk: fs.mkdtempSync(path.join(path.dirname(args.data), 'audit-disk-')),
+};
+function placeAudit(where) {
+  const link = path.join(args.data, 'audit');
+  try {
+    const stat = fs.lstatSync(link);
+    if (stat.isSymbolicLink()) fs.unlinkSync(link);
+    else fs.renameSync(link, `${link}-${Date.now()}`);
+  } catch {
+    // none yet
+  }
+  if (where) fs.symlinkSync(auditFolders[where], link);
+}
+
+async function serve(spec, port) {
+  const [bin, where] = spec.split('@');
+  placeAudit(where);
+  const child = spawn(bin, ['serve', '--data', args.data, '--keys', args.keys, '--listen', `127.0.0.1:${port}`],
+    { stdio: ['ignore', 'ignore', 'pipe'] });
+  child.stderr.resume();
+  for (let attempt = 0; attempt < 400; attempt += 1) {
+    try {
+      await new Promise((resolve, reject) => {
+        http.get({ host: '127.0.0.1', port, path: '/healthz' }, (res) => { res.resume(); res.statusCode === 200 ? resolve() : reject(); })
+          .on('error', reject);
+      });
+      return child;
+    } catch {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+  throw new Error(`${bin} did not start`);
+}
+
+const query = JSON.stringify({ kind: 'segmentation', from: args['from-date'], to: args['to-date'], events: ['page_view'] });
+const exportPath = `/api/2.0/export?from_date=${args['from-date']}&to_date=${args['from-date']}&event=${encodeURIComponent('["purchase"]')}`;
+const cases = {
+  query: (port) => request(port, 'POST', '/api/query', query),
+  export: (port) => request(port, 'GET', exportPath),
+};
+
+const results = {};
+for (let round = 0; round < rounds; round += 1) {
+  for (const [binIdx, bin] of bins.entries()) {
+    const port = 20000 + Math.floor(Math.random() * 20000);
+    const child = await serve(bin, port);
+    for (const [name, run] of Object.entries(cases)) {
+      for (let warm = 0; warm < 10; warm += 1) await run(port);
+      const sequential = [];
+      for (let idx = 0; idx < requests; idx += 1) sequential.push((await run(port)).ms);
+      const concurrent = [];
+      const started = Date.now();
+      await Promise.all(Array.from({ length: 8 }, async () => {
+        for (let idx = 0; idx < requests / 8; idx += 1) concurrent.push((await run(port)).ms);
+      }));
+      const key = `${name} ${bins[binIdx]}`;
+      results[key] ??= { sequential: [], concurrent: [], per_second: [] };
+      results[key].sequential.push(...sequential);
+      results[key].concurrent.push(...concurrent);
+      results[key].per_second.push(concurrent.length / ((Date.now() - started) / 1000));
+    }
+    child.kill('SIGTERM');
+    await once(child, 'exit');
+  }
+}
+for (const [key, value] of Object.entries(results)) {
+  console.log(`${key}: sequential median ${median(value.sequential).toFixed(2)} ms, ` +
+    `8 clients median ${median(value.concurrent).toFixed(2)} ms, ${median(value.per_second).toFixed(0)} requests/s`);
+}
+agent.destroy();
+fs.rmSync(auditFolders.shm, { recursive: true, force: true });
