@@ -296,7 +296,9 @@ IdentityMap IdentityMap::Build(std::vector<IdentityLink> links) {
       ++map.persons_;
     }
     map.person_.emplace(ids[at], ids[canonical[root]]);
+    map.sorted_.emplace_back(ids[at], ids[canonical[root]]);
   }
+  std::sort(map.sorted_.begin(), map.sorted_.end());
   return map;
 }
 

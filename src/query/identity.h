@@ -62,6 +62,10 @@ class IdentityMap {
     return it == person_.end() ? nullptr : &it->second;
   }
   bool empty() const { return person_.empty(); }
+  // (id, person) of every id that shares a person, sorted by id: a scan that
+  // meets subjects in increasing order finds them by walking it (no hash
+  // lookup per subject).
+  const std::vector<std::pair<Id128, Id128>>& sorted() const { return sorted_; }
   // Ids that share a person with another id.
   size_t linked_ids() const { return person_.size(); }
   size_t persons() const { return persons_; }
@@ -72,6 +76,7 @@ class IdentityMap {
 
  private:
   std::unordered_map<Id128, Id128, Id128Hash> person_;
+  std::vector<std::pair<Id128, Id128>> sorted_;
   size_t persons_ = 0;
   size_t refused_identified_ = 0;
   size_t refused_limit_ = 0;

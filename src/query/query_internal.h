@@ -249,11 +249,25 @@ class PersonMerger : public SubjectSource {
         part_(part) {}
   bool Next(Id128* subject, std::vector<MatchRow>* rows) override {
     while (merger_.Next(subject, rows)) {
-      const Id128* person = identity_ == nullptr ? nullptr : identity_->Find(*subject);
-      if (person == nullptr) {
+      if (identity_ == nullptr) {
         return true;
       }
-      spill_->persons[*person].push_back(PersonSpill::Chunk{*subject, part_, *rows});
+      // Subjects come in increasing order: walk the sorted linked ids.
+      const auto& linked = identity_->sorted();
+      if (!started_) {
+        started_ = true;
+        next_ = static_cast<size_t>(
+            std::lower_bound(linked.begin(), linked.end(), *subject,
+                             [](const auto& entry, const Id128& id) { return entry.first < id; }) -
+            linked.begin());
+      }
+      while (next_ < linked.size() && linked[next_].first < *subject) {
+        ++next_;
+      }
+      if (next_ == linked.size() || !(linked[next_].first == *subject)) {
+        return true;
+      }
+      spill_->persons[linked[next_].second].push_back(PersonSpill::Chunk{*subject, part_, *rows});
     }
     return false;
   }
@@ -264,6 +278,8 @@ class PersonMerger : public SubjectSource {
   const IdentityMap* identity_;
   PersonSpill* spill_;
   size_t part_;
+  bool started_ = false;
+  size_t next_ = 0;  // into identity_->sorted()
 };
 
 // The persons set aside in spills, in person order, each with the rows of
