@@ -110,7 +110,9 @@ TEST_F(AuditLogTest, ConcurrentAppendsAreGroupCommittedInOneChain) {
   const VerifyReport report = Verify();
   EXPECT_TRUE(report.ok) << report.problem;
   EXPECT_EQ(report.records, 800u);
-  EXPECT_GE(report.anchors, 2u);
+  // An anchor follows a group commit that passes the interval; on a busy
+  // machine one group can take all 800 appends, so only one is certain.
+  EXPECT_GE(report.anchors, 1u);
 }
 
 TEST_F(AuditLogTest, AnEditedByteIsDetectedAtItsRecord) {
