@@ -229,9 +229,12 @@ describe('the dashboard in Chromium', () => {
     }
 
     // The shared link in another browser: sign in there, then the same view.
+    // By keyboard alone: the key field has the focus, Enter signs in.
     const { context: other, page: shared } = await open(sharedLink);
     try {
-      await signIn(shared, server.project.secret);
+      await shared.getByLabel('Project key', { exact: true }).waitFor();
+      await shared.keyboard.type(server.project.secret);
+      await shared.keyboard.press('Enter');
       const restored = await tableRows(shared, '#insights-table');
       assert.equal(restored.length, segmentation.series.length);
       assert.equal(await shared.getByLabel('Event 1', { exact: true }).inputValue(), 'Signed Up');
@@ -248,7 +251,7 @@ describe('the dashboard in Chromium', () => {
       // An API error says what went wrong.
       await shared.getByLabel('Measure', { exact: true }).selectOption('sum');
       await shared.getByLabel('Of property', { exact: true }).fill('');
-      await shared.getByRole('button', { name: 'Run' }).click();
+      await shared.getByLabel('Of property', { exact: true }).press('Enter');
       await shared.getByRole('alert').waitFor({ timeout: 10000 });
       assert.match(await shared.getByRole('alert').textContent(), /The server answered 400: measure/);
     } finally {
