@@ -73,7 +73,10 @@ bool IsAdminRole(std::string_view role) {
 struct AccountIndex {
   std::unordered_map<std::string_view, uint32_t> by_user_id;
   std::unordered_map<std::string, uint32_t> by_email;
-  std::unordered_map<std::string, std::vector<uint32_t>> by_canonical;
+  // The first account of each canonical email; the others that share it
+  // (rare: "ann@x" and "ann+work@x") in `canonical_others`.
+  std::unordered_map<std::string, uint32_t> by_canonical;
+  std::unordered_map<std::string, std::vector<uint32_t>> canonical_others;
   std::vector<std::string> normalized_email;  // per account row; "" when none
 };
 
@@ -108,8 +111,11 @@ void IndexAccounts(const Table& accounts, const Recognition& columns, AccountInd
       impact->Warn("accounts", accounts.Line(row),
                    "duplicate email (the first account with it is used)");
     }
-    std::vector<uint32_t>& same = index->by_canonical[CanonicalizeEmail(*normalized).address];
-    same.push_back(account);
+    std::string canonical = CanonicalizeEmail(*normalized).address;
+    const auto [slot, added] = index->by_canonical.emplace(canonical, account);
+    if (!added) {
+      index->canonical_others[std::move(canonical)].push_back(account);
+    }
     index->normalized_email[row] = std::move(*normalized);
   }
 }
@@ -157,12 +163,18 @@ RowMatch MatchRow(const Table& leaked, size_t row, const std::vector<size_t>& us
     if (match.account != kNoAccount) {
       continue;
     }
-    const auto canonical = index.by_canonical.find(CanonicalizeEmail(*normalized).address);
+    const std::string canonical_address = CanonicalizeEmail(*normalized).address;
+    const auto canonical = index.by_canonical.find(canonical_address);
     if (canonical == index.by_canonical.end()) {
       continue;
     }
+    std::vector<uint32_t> candidates = {canonical->second};
+    const auto others = index.canonical_others.find(canonical_address);
+    if (others != index.canonical_others.end()) {
+      candidates.insert(candidates.end(), others->second.begin(), others->second.end());
+    }
     const std::string leaked_plain = StripPlus(*normalized);
-    for (const uint32_t account : canonical->second) {
+    for (const uint32_t account : candidates) {
       const bool plus_only = StripPlus(index.normalized_email[account]) == leaked_plain;
       match.methods |=
           Bit(plus_only ? MatchMethod::kEmailPlusAddress : MatchMethod::kEmailGmailDots);
@@ -172,7 +184,7 @@ RowMatch MatchRow(const Table& leaked, size_t row, const std::vector<size_t>& us
         match.extra_accounts.push_back(account);
       }
     }
-    match.ambiguous = canonical->second.size() > 1;
+    match.ambiguous = candidates.size() > 1;
   }
   return match;
 }

@@ -203,7 +203,7 @@ class CsvReader {
   }
 
   void RejectOpenRow(std::string reason) {
-    table_->Reject(row_line_, std::move(reason));
+    table_->Reject(std::min(row_line_, line_), std::move(reason));
     failed_row_ = true;
     fields_.clear();
     row_bytes_ = 0;
@@ -212,7 +212,9 @@ class CsvReader {
   void Field(std::string_view value) { fields_.emplace_back(value); }
 
   void RowEnd() {
-    const uint64_t start_line = row_line_;
+    // libcsv also ends a record at a lone CR, so a record may start inside
+    // the line being fed: never past it.
+    const uint64_t start_line = std::min(row_line_, line_);
     row_line_ = line_ + 1;
     row_bytes_ = 0;
     if (!status_.ok()) {
