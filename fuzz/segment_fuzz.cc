@@ -24,6 +24,7 @@
 
 #include "fuzz_check.h"
 #include "store/segment.h"
+#include "store/segment_merge.h"
 #include "store/store.h"
 
 namespace minpanel::fuzz {
@@ -151,6 +152,8 @@ Status ReadEverything(const store::SegmentReader& reader, std::vector<Event>* al
   std::vector<uint32_t> numbers;
   store::PropertyColumn column;
   std::vector<Event> events;
+  std::string map_scratch;
+  std::vector<store::SegmentReader::MapEntryView> map_entries;
   for (size_t block_idx = 0; block_idx < reader.block_count(); ++block_idx) {
     const std::vector<Status> statuses = {
         reader.ReadTimes(block_idx, &times), reader.ReadSubjects(block_idx, &runs),
@@ -168,6 +171,9 @@ Status ReadEverything(const store::SegmentReader& reader, std::vector<Event>* al
       }
       note(status);
     }
+    const Status map_status = reader.ReadMapEntries(block_idx, &map_scratch, &map_entries);
+    CheckCorruption(map_status, "map entry reads fail only with Corruption");
+    note(map_status);
     const Status status = reader.ReadEvents(block_idx, &events);
     CheckCorruption(status, "event reads fail only with Corruption");
     if (status.ok()) {
@@ -208,6 +214,32 @@ void CheckImage(std::string_view image) {
   std::vector<Event> events_again;
   CheckOk(ReadEverything(**reread, &events_again), "a re-encoded segment reads");
   Check(SameEvents(events, events_again), "re-encoding keeps every event");
+  // The streaming merge (compaction, purge) of the file alone gives the same
+  // events, and of a view without its first row, the same less that row.
+  std::shared_ptr<const store::SegmentReader> shared = std::move(*reader);
+  const std::shared_ptr<const store::SegmentReader> inputs[] = {shared};
+  auto merged = store::MergeSegmentsToImage(inputs, options);
+  CheckOk(merged.status(), "a clean segment merges");
+  auto merged_reader = store::SegmentReader::Open(std::move(merged).value(), "merged");
+  CheckOk(merged_reader.status(), "a merged segment opens");
+  std::vector<Event> events_merged;
+  CheckOk(ReadEverything(**merged_reader, &events_merged), "a merged segment reads");
+  Check(SameEvents(events, events_merged), "merging keeps every event");
+  if (shared->block_count() > 0 && shared->block(0).row_count > 0) {
+    std::vector<std::vector<uint32_t>> hidden(shared->block_count());
+    hidden[0] = {0};
+    const std::shared_ptr<const store::SegmentReader> views[] = {
+        store::SegmentReader::WithHiddenRows(shared, hidden)};
+    auto purged = store::MergeSegmentsToImage(views, options);
+    CheckOk(purged.status(), "a view of a clean segment merges");
+    std::vector<Event> events_purged;
+    if (!purged->empty()) {
+      auto purged_reader = store::SegmentReader::Open(std::move(purged).value(), "purged");
+      CheckOk(purged_reader.status(), "a purged segment opens");
+      CheckOk(ReadEverything(**purged_reader, &events_purged), "a purged segment reads");
+    }
+    Check(events_purged.size() + 1 == events.size(), "the purge leaves out the hidden row");
+  }
 }
 
 // Pulls bytes from the input; zeros once it runs out.
