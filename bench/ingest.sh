@@ -6,9 +6,9 @@
 # (in build-bench/, target loadgen); never the server. See docs/benchmarks.md.
 #
 # Usage: bench/ingest.sh [--runs N] [--duration 15s] [--connections 16]
-#                        [--routes "track import segment"] [--out FILE] [--no-export-check]
+#                        [--routes "track import segment posthog"] [--out FILE] [--no-export-check]
 #                        [--driver loadgen|wrk] [--policy FILE]
-#        routes: track, import, segment, and plausible (POST /api/event, one
+#        routes: track, import, segment, posthog (/batch/ as posthog-node), and plausible (POST /api/event, one
 #                       event a request as plausible-tracker sends it; loadgen only)
 #        --policy FILE  the project's privacy policy for every run (copied to
 #                       <data>/policies/bench.toml before the server starts);
@@ -55,8 +55,8 @@ esac
 if [ -n "${LOADGEN_BIN:-}" ]; then
   tools="node curl"
 fi
-if [ "$driver" = wrk ] && [[ " $routes " == *" plausible "* ]]; then
-  echo "ingest.sh: the plausible route (POST /api/event) needs --driver loadgen" >&2
+if [ "$driver" = wrk ] && { [[ " $routes " == *" plausible "* ]] || [[ " $routes " == *" posthog "* ]]; }; then
+  echo "ingest.sh: the plausible and posthog routes need --driver loadgen" >&2
   exit 2
 fi
 for tool in $tools; do
@@ -189,6 +189,10 @@ run_driver() {
       # one browser on one address (the visitor id is still computed each time).
       args+=(--path "/api/event" --header "Content-Type: text/plain" --expect-status 202 --expect-body ok
         --header "User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36")
+    elif [ "$route" = posthog ]; then
+      # posthog-node: the project token as api_key in the body.
+      args+=(--path "/batch/" --header "Content-Type: application/json" --token-encoding hex
+        --expect-body '{"status":1}')
     elif [ "$route" = segment ]; then
       # analytics-node: the write key (the project token) as the Basic user.
       args+=(--path "/v1/batch" --header "Content-Type: application/json"
@@ -246,7 +250,7 @@ fi
 echo "# privacy policy: ${policy:-the built-in default}" >&2
 
 for route in $routes; do
-  case "$route" in track) batch=50 ;; segment) batch=15 ;; plausible) batch=1 ;; *) batch=2000 ;; esac
+  case "$route" in track) batch=50 ;; segment) batch=15 ;; posthog) batch=20 ;; plausible) batch=1 ;; *) batch=2000 ;; esac
   for run in $(seq 1 "$runs"); do
     dir="$work/$route-$run"
     mkdir -p "$dir/data" "$dir/keys"
@@ -324,6 +328,7 @@ table="$(
     case "$route" in
       track) batch=50; body="form data=base64"; label=/track ;;
       segment) batch=15; body="analytics-node's JSON, Basic write key"; label=/v1/batch ;;
+      posthog) batch=20; body="posthog-node's JSON, api_key in the body"; label=/batch/ ;;
       plausible) batch=1; body="plausible-tracker JSON as text/plain"; label=/api/event ;;
       *) batch=2000; body="JSON array, Basic auth"; label="/$route" ;;
     esac

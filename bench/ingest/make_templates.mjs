@@ -16,6 +16,9 @@
 //   segment: Segment's /v1/batch as @segment/analytics-node sends it, 15 track
 //            messages (its flushAt) in {"batch":[...],"writeKey","sentAt"};
 //            the token ends each messageId, the client IP is context.ip.
+//   posthog: PostHog's /batch/ as posthog-node sends it, 20 capture events
+//            (its flushAt) in {"api_key","batch":[...],"sent_at"}; the token
+//            is the last group of each event's uuid, the client IP is $ip.
 //
 // Usage: node make_templates.mjs ROUTE OUT_DIR COUNT TOKEN NONCE_HEX8
 
@@ -23,12 +26,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 const [route, outDir, countText, token, nonce] = process.argv.slice(2);
-if (!['track', 'import', 'segment'].includes(route) || !outDir || !countText || !token || !/^[0-9a-f]{8}$/.test(nonce || '')) {
-  process.stderr.write('usage: make_templates.mjs track|import|segment OUT_DIR COUNT TOKEN NONCE_HEX8\n');
+if (!['track', 'import', 'segment', 'posthog'].includes(route) || !outDir || !countText || !token || !/^[0-9a-f]{8}$/.test(nonce || '')) {
+  process.stderr.write('usage: make_templates.mjs track|import|segment|posthog OUT_DIR COUNT TOKEN NONCE_HEX8\n');
   process.exit(2);
 }
 const count = Number(countText);
-const batch = { track: 50, import: 2000, segment: 15 }[route];
+const batch = { track: 50, import: 2000, segment: 15, posthog: 20 }[route];
 const TOKEN_BYTES = 12;
 
 const EVENTS = ['Viewed Page', 'Clicked Button', 'Signed Up', 'Started Trial', 'Invited Teammate', 'Exported Report'];
@@ -94,6 +97,9 @@ function eventParts(templateIdx, eventIdx, baseTime) {
   if (route === 'segment') {
     return segmentParts(name, before, after, templateIdx, eventIdx);
   }
+  if (route === 'posthog') {
+    return posthogParts(name, before, after, templateIdx, eventIdx);
+  }
   const head = `{"event":${name},"properties":${JSON.stringify(before).slice(0, -1)},`;
   const fixed = `${nonce}${hex(templateIdx, 4)}${hex(eventIdx, 4)}0000`; // 20 hex; the token adds 12
   const insertKey = `"$insert_id":"${fixed}`;
@@ -121,6 +127,21 @@ function segmentParts(name, before, after, templateIdx, eventIdx) {
   };
 }
 
+// The same event as a posthog-node capture: distinct_id and the ISO
+// timestamp at the top, the client IP as $ip, the library's own properties;
+// the token is the uuid's last group (12 hex digits).
+function posthogParts(name, before, after, templateIdx, eventIdx) {
+  const { distinct_id: distinctId, ip, ...browserProperties } = before;
+  const { time, mp_lib: _lib, $lib_version: _libVersion, ...rest } = after;
+  const properties = {
+    ...browserProperties, ...rest, $ip: ip, $lib: 'posthog-node', $lib_version: '5.70.0', $geoip_disable: true,
+  };
+  const head = `{"distinct_id":${JSON.stringify(distinctId)},"event":${name},"properties":${JSON.stringify(properties)},` +
+    `"type":"capture","library":"posthog-node","library_version":"5.70.0","timestamp":"${new Date(time * 1000).toISOString()}",`;
+  const fixed = `${nonce}-${hex(templateIdx, 4)}-${hex(eventIdx, 4)}-8000-`;
+  return { head, insertKey: `"uuid":"${fixed}`, tail: '"}' };
+}
+
 // Pads `text` (which ends with `,"$insert_id":"<hex>`) to a multiple of 3
 // bytes by putting spaces before the "$insert_id" key.
 function padBeforeInsertKey(prefix, insertKey) {
@@ -135,13 +156,16 @@ let totalEventBytes = 0;
 for (let templateIdx = 0; templateIdx < count; templateIdx += 1) {
   // segments[k] ends right before the k-th token.
   const segments = [];
-  let carry = route === 'segment' ? '{"batch":[' : '[';
+  let carry = { segment: '{"batch":[', posthog: `{"api_key":${JSON.stringify(token)},"batch":[` }[route] ?? '[';
   for (let eventIdx = 0; eventIdx < batch; eventIdx += 1) {
     const { head, insertKey, tail } = eventParts(templateIdx, eventIdx, baseTime);
     totalEventBytes += head.length + insertKey.length + TOKEN_BYTES + tail.length;
     const prefix = carry + head;
     segments.push(route === 'track' ? padBeforeInsertKey(prefix, insertKey) : prefix + insertKey);
     carry = tail + (eventIdx + 1 < batch ? ',' : ']');
+  }
+  if (route === 'posthog') {
+    carry += `,"sent_at":"${new Date(baseTime * 1000 + 600000).toISOString()}"}`;
   }
   if (route === 'segment') {
     carry += `,"writeKey":${JSON.stringify(token)},"sentAt":"${new Date(baseTime * 1000 + 600000).toISOString()}"}`;
