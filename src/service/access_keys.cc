@@ -1,15 +1,13 @@
 #include "service/access_keys.h"
 
-#include <fcntl.h>
 #include <simdjson.h>
 #include <sodium.h>
-#include <sys/file.h>
-#include <unistd.h>
 
 #include <array>
 #include <mutex>
 
 #include "query/query.h"
+#include "service/registry_file.h"
 
 namespace minpanel::service {
 namespace {
@@ -47,28 +45,6 @@ std::string Sha256Hex(std::string_view text) {
   hex.pop_back();
   return hex;
 }
-
-class FileLock {
- public:
-  explicit FileLock(const std::string& path)
-      : fd_(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600)) {
-    if (fd_ >= 0 && ::flock(fd_, LOCK_EX) != 0) {
-      ::close(fd_);
-      fd_ = -1;
-    }
-  }
-  ~FileLock() {
-    if (fd_ >= 0) {
-      ::close(fd_);
-    }
-  }
-  FileLock(const FileLock&) = delete;
-  FileLock& operator=(const FileLock&) = delete;
-  bool ok() const { return fd_ >= 0; }
-
- private:
-  int fd_;
-};
 
 Status CheckList(std::string_view field, const std::vector<std::string>& items) {
   if (items.size() > kAccessKeyListItemsMax) {
@@ -184,29 +160,8 @@ Result<std::unique_ptr<AccessKeyStore>> AccessKeyStore::Open(
 }
 
 Result<std::vector<AccessKey>> AccessKeyStore::ReadFile() const {
-  if (!file_system_->Exists(path_)) {
-    return std::vector<AccessKey>{};
-  }
-  MP_ASSIGN_OR_RETURN(std::string contents, file_system_->ReadFile(path_));
-  simdjson::dom::parser parser;
-  simdjson::dom::element root;
-  std::string_view format;
-  int64_t version = 0;
-  simdjson::dom::array entries;
-  if (parser.parse(contents).get(root) || root["format"].get(format) || format != kFileFormat ||
-      root["version"].get(version) || root["keys"].get(entries)) {
-    return Status::Corruption(path_ + ": not a minpanel access keys file");
-  }
-  if (version > kFileFormatVersion) {
-    return Status::Corruption(path_ + ": format version " + std::to_string(version) +
-                              " is newer than this binary");
-  }
-  std::vector<AccessKey> keys;
-  for (simdjson::dom::element entry : entries) {
-    MP_ASSIGN_OR_RETURN(AccessKey key, ParseKey(entry));
-    keys.push_back(std::move(key));
-  }
-  return keys;
+  return internal::ReadListFile<AccessKey>(
+      *file_system_, path_, kFileFormat, kFileFormatVersion, "keys", "access keys", ParseKey);
 }
 
 Status AccessKeyStore::WriteFile(const std::vector<AccessKey>& keys) const {
@@ -259,7 +214,7 @@ Result<AccessKeyWithSecret> AccessKeyStore::Create(const AccessKeySpec& spec) {
   if (spec.expires_ms != 0 && spec.expires_ms <= clock_->NowMs()) {
     return Status::InvalidArgument("expires_ms: must be in the future (or 0: never)");
   }
-  FileLock lock(lock_path_);
+  internal::FileLock lock(lock_path_);
   if (!lock.ok()) {
     return Status::IoError("cannot lock " + lock_path_);
   }
@@ -287,7 +242,7 @@ Result<AccessKeyWithSecret> AccessKeyStore::Create(const AccessKeySpec& spec) {
 }
 
 Result<AccessKeyWithSecret> AccessKeyStore::Rotate(std::string_view id) {
-  FileLock lock(lock_path_);
+  internal::FileLock lock(lock_path_);
   if (!lock.ok()) {
     return Status::IoError("cannot lock " + lock_path_);
   }
@@ -311,7 +266,7 @@ Result<AccessKeyWithSecret> AccessKeyStore::Rotate(std::string_view id) {
 }
 
 Result<AccessKey> AccessKeyStore::Revoke(std::string_view id) {
-  FileLock lock(lock_path_);
+  internal::FileLock lock(lock_path_);
   if (!lock.ok()) {
     return Status::IoError("cannot lock " + lock_path_);
   }

@@ -1,9 +1,6 @@
 #include "service/projects.h"
 
-#include <fcntl.h>
 #include <sodium.h>
-#include <sys/file.h>
-#include <unistd.h>
 
 #include <date/tz.h>
 #include <simdjson.h>
@@ -13,6 +10,7 @@
 
 #include "ingest/plausible_events.h"
 #include "query/query.h"
+#include "service/registry_file.h"
 
 namespace minpanel::service {
 namespace {
@@ -55,29 +53,6 @@ bool IsValidProjectName(std::string_view name) {
   return true;
 }
 
-// Holds an exclusive flock on a file while alive; serialises writers of
-// projects.json across processes.
-class FileLock {
- public:
-  explicit FileLock(const std::string& path)
-      : fd_(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600)) {
-    if (fd_ >= 0 && ::flock(fd_, LOCK_EX) != 0) {
-      ::close(fd_);
-      fd_ = -1;
-    }
-  }
-  ~FileLock() {
-    if (fd_ >= 0) {
-      ::close(fd_);  // releases the lock
-    }
-  }
-  FileLock(const FileLock&) = delete;
-  FileLock& operator=(const FileLock&) = delete;
-  bool ok() const { return fd_ >= 0; }
-
- private:
-  int fd_;
-};
 
 Result<Project> ParseProject(simdjson::dom::element element) {
   Project project;
@@ -139,29 +114,8 @@ Result<std::unique_ptr<ProjectRegistry>> ProjectRegistry::Open(
 }
 
 Result<std::vector<Project>> ProjectRegistry::ReadFile() const {
-  if (!file_system_->Exists(path_)) {
-    return std::vector<Project>{};
-  }
-  MP_ASSIGN_OR_RETURN(std::string contents, file_system_->ReadFile(path_));
-  simdjson::dom::parser parser;
-  simdjson::dom::element root;
-  std::string_view format;
-  int64_t version = 0;
-  simdjson::dom::array entries;
-  if (parser.parse(contents).get(root) || root["format"].get(format) || format != kFileFormat ||
-      root["version"].get(version) || root["projects"].get(entries)) {
-    return Status::Corruption(path_ + ": not a minpanel projects file");
-  }
-  if (version > kFileFormatVersion) {
-    return Status::Corruption(path_ + ": format version " + std::to_string(version) +
-                              " is newer than this binary");
-  }
-  std::vector<Project> projects;
-  for (simdjson::dom::element entry : entries) {
-    MP_ASSIGN_OR_RETURN(Project project, ParseProject(entry));
-    projects.push_back(std::move(project));
-  }
-  return projects;
+  return internal::ReadListFile<Project>(
+      *file_system_, path_, kFileFormat, kFileFormatVersion, "projects", "projects", ParseProject);
 }
 
 Status ProjectRegistry::WriteFile(const std::vector<Project>& projects) const {
@@ -220,7 +174,7 @@ Result<ProjectWithSecret> ProjectRegistry::Create(std::string_view name,
     return Status::InvalidArgument("time zone: '" + std::string(time_zone) +
                                    "' is not an IANA time zone known to this machine");
   }
-  FileLock lock(lock_path_);
+  internal::FileLock lock(lock_path_);
   if (!lock.ok()) {
     return Status::IoError("cannot lock " + lock_path_);
   }
@@ -247,7 +201,7 @@ Result<ProjectWithSecret> ProjectRegistry::Create(std::string_view name,
 }
 
 Result<ProjectWithSecret> ProjectRegistry::RotateSecret(std::string_view name) {
-  FileLock lock(lock_path_);
+  internal::FileLock lock(lock_path_);
   if (!lock.ok()) {
     return Status::IoError("cannot lock " + lock_path_);
   }
@@ -283,7 +237,7 @@ Result<Project> ProjectRegistry::SetDomains(std::string_view name,
       normalised.push_back(std::move(*one));
     }
   }
-  FileLock lock(lock_path_);
+  internal::FileLock lock(lock_path_);
   if (!lock.ok()) {
     return Status::IoError("cannot lock " + lock_path_);
   }
