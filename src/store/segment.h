@@ -27,6 +27,9 @@
 // bit; null, empty string and absent stay distinct).
 #pragma once
 
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -65,6 +68,35 @@ struct SegmentWriteOptions {
   std::optional<SegmentCodec> codec;
   int zstd_level = 1;  // measured: as small as level 3 on event columns, faster to write
 };
+
+// Which of a segment's `key_count` keys get their own column: those on at
+// least own_column_fraction_min of its `rows`, the most frequent first (ties
+// by key) up to own_columns_max; the rest go to the map column. Both lists
+// come back sorted by key. EncodeSegment and the streaming merge
+// (segment_merge.h) both choose with it, so that they write the same file.
+// `row_count(id)` and `key(id)` describe key `id`.
+template <typename RowCount, typename Key>
+void ChooseOwnColumns(uint32_t key_count, uint64_t rows, const SegmentWriteOptions& options,
+                      RowCount row_count, Key key, std::vector<uint32_t>* own,
+                      std::vector<uint32_t>* map_keys) {
+  const uint64_t rows_min =
+      std::max<uint64_t>(1, static_cast<uint64_t>(std::ceil(options.own_column_fraction_min *
+                                                            static_cast<double>(rows))));
+  for (uint32_t id = 0; id < key_count; ++id) {
+    (row_count(id) >= rows_min ? own : map_keys)->push_back(id);
+  }
+  std::sort(own->begin(), own->end(), [&](uint32_t a, uint32_t b) {
+    return row_count(a) != row_count(b) ? row_count(a) > row_count(b) : key(a) < key(b);
+  });
+  if (own->size() > options.own_columns_max) {
+    map_keys->insert(map_keys->end(),
+                     own->begin() + static_cast<ptrdiff_t>(options.own_columns_max), own->end());
+    own->resize(options.own_columns_max);
+  }
+  const auto by_key = [&](uint32_t a, uint32_t b) { return key(a) < key(b); };
+  std::sort(own->begin(), own->end(), by_key);
+  std::sort(map_keys->begin(), map_keys->end(), by_key);
+}
 
 // Encodes `events` (1 .. kSegmentRowsMax of them, of one project, in any
 // order) into a segment file image. InvalidArgument on bad options or an

@@ -354,29 +354,14 @@ Status SegmentMerger::PlanKeys() {
   return Status::Ok();
 }
 
-// The same choice as EncodeSegment's (segment_writer.cc, ChooseColumns).
+// The same choice as EncodeSegment's: ChooseOwnColumns (segment.h).
 void SegmentMerger::ChooseColumns() {
-  const double rows = static_cast<double>(rows_total_);
-  const uint64_t rows_min = std::max<uint64_t>(
-      1, static_cast<uint64_t>(std::ceil(options_.own_column_fraction_min * rows)));
   std::vector<uint32_t> candidates;
   std::vector<uint32_t> map_keys;
-  for (uint32_t id = 0; id < keys_.size(); ++id) {
-    (keys_[id].row_count >= rows_min ? candidates : map_keys).push_back(id);
-  }
-  std::sort(candidates.begin(), candidates.end(), [&](uint32_t a, uint32_t b) {
-    return keys_[a].row_count != keys_[b].row_count ? keys_[a].row_count > keys_[b].row_count
-                                                    : keys_[a].key < keys_[b].key;
-  });
-  if (candidates.size() > options_.own_columns_max) {
-    map_keys.insert(map_keys.end(),
-                    candidates.begin() + static_cast<ptrdiff_t>(options_.own_columns_max),
-                    candidates.end());
-    candidates.resize(options_.own_columns_max);
-  }
-  auto by_key = [&](uint32_t a, uint32_t b) { return keys_[a].key < keys_[b].key; };
-  std::sort(candidates.begin(), candidates.end(), by_key);
-  std::sort(map_keys.begin(), map_keys.end(), by_key);
+  ChooseOwnColumns(
+      static_cast<uint32_t>(keys_.size()), rows_total_, options_,
+      [this](uint32_t id) { return keys_[id].row_count; },
+      [this](uint32_t id) { return std::string_view(keys_[id].key); }, &candidates, &map_keys);
   for (const uint32_t id : candidates) {
     OutKey& entry = keys_[id];
     entry.own_column = true;
