@@ -110,6 +110,9 @@ inline constexpr uint32_t kQueryThreadsMax = 16;
 // periods (retention).
 inline constexpr size_t kBreakdownGroupsTrackedMax = 100000;
 inline constexpr size_t kQueryCellsMax = 4000000;
+// The largest minimum group size (k) a project or key may set
+// (QueryContext::min_group_size; docs/queries.md, "Small groups").
+inline constexpr uint32_t kMinGroupSizeMax = 1000;
 
 enum class QueryKind : uint8_t { kSegmentation, kFunnel, kRetention };
 enum class TimeUnit : uint8_t { kHour, kDay, kWeek, kMonth };
@@ -238,6 +241,11 @@ struct QueryContext {
   // segment) unless it is set; false: every id is a person of its own.
   bool merge_identities = true;
   std::shared_ptr<const IdentityMap> identity;
+  // k-suppression (docs/queries.md, "Small groups"): a cell of the answer
+  // with fewer than this many distinct subjects behind it is withheld, and
+  // so are enough other cells that no withheld one can be derived by
+  // subtraction. 0 or 1: nothing is withheld. At most kMinGroupSizeMax.
+  uint32_t min_group_size = 0;
 };
 
 // A time bucket (or cohort, or period): its start in UTC and its local label
@@ -258,10 +266,18 @@ struct GroupKey {
 struct SegmentationSeries {
   std::string event;  // empty when any_event
   bool any_event = false;
+  size_t selector_idx = 0;  // which of the query's events (QuerySpec::events)
   GroupKey group;
   // One per bucket; nullopt where the measure has no value (no numeric row).
   std::vector<std::optional<double>> values;
   std::optional<double> total;  // the measure over the whole range
+  // With QueryContext::min_group_size > 1: the distinct subjects behind each
+  // value (per bucket, then the whole range; for a property measure, those
+  // with a numeric value), and the withheld ones (bucket indices; nullopt
+  // in `values`).
+  std::vector<uint64_t> subjects;
+  std::vector<uint32_t> suppressed;
+  bool total_suppressed = false;
 };
 
 struct FunnelStepResult {
@@ -272,6 +288,9 @@ struct FunnelStepResult {
   double overall_conversion = 0;     // subjects / first step's subjects
   std::optional<int64_t> median_ms;  // time from the previous step
   std::optional<int64_t> p90_ms;
+  // Withheld (k-suppression): `subjects`, the conversions and the times are
+  // not shown.
+  bool suppressed = false;
 };
 
 struct FunnelGroup {
@@ -287,6 +306,9 @@ struct RetentionCohort {
   std::vector<std::optional<double>> rates;
   // The first period that has not ended yet at now_ms, if any.
   std::optional<uint32_t> incomplete_from;
+  // k-suppression: the size, and the periods whose counts are withheld.
+  bool size_suppressed = false;
+  std::vector<uint32_t> suppressed;
 };
 
 struct RetentionGroup {
@@ -297,6 +319,9 @@ struct RetentionGroup {
   std::vector<uint64_t> total_counts;
   std::vector<std::optional<double>> total_rates;
   uint64_t size = 0;
+  // k-suppression: the size, and the periods whose total counts are withheld.
+  bool size_suppressed = false;
+  std::vector<uint32_t> total_suppressed;
 };
 
 // How much was read; useful in benchmarks and the API's answer.
@@ -320,6 +345,9 @@ struct QueryResult {
   RetentionMode mode = RetentionMode::kOn;
   std::vector<RetentionGroup> retention;  // first: every subject, then groups
   QueryStats stats;
+  // k-suppression: the k applied (0: none) and how many cells it withheld.
+  uint32_t min_group_size = 0;
+  uint64_t suppressed_cells = 0;
 };
 
 // Parses a query in the JSON format of docs/queries.md. InvalidArgument

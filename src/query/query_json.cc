@@ -1,4 +1,6 @@
 // QueryResultToJson: the answer body of docs/queries.md ("Results").
+#include <algorithm>
+
 #include "query/query.h"
 
 namespace minpanel::query {
@@ -49,6 +51,33 @@ void AppendGroup(const GroupKey& group, std::string* out) {
   out->append("],");
 }
 
+// ,"suppressed":[i, ...] when any cell of a list is withheld (k-suppression).
+void AppendSuppressed(std::string_view key, const std::vector<uint32_t>& suppressed,
+                      std::string* out) {
+  if (suppressed.empty()) {
+    return;
+  }
+  out->push_back(',');
+  AppendKey(key, out);
+  out->push_back('[');
+  for (size_t item_idx = 0; item_idx < suppressed.size(); ++item_idx) {
+    if (item_idx > 0) {
+      out->push_back(',');
+    }
+    AppendInt(suppressed[item_idx], out);
+  }
+  out->push_back(']');
+}
+
+// A count, or null when withheld.
+void AppendCount(uint64_t count, bool suppressed, std::string* out) {
+  if (suppressed) {
+    out->append("null");
+  } else {
+    AppendInt(static_cast<int64_t>(count), out);
+  }
+}
+
 template <typename T, typename F>
 void AppendArray(const std::vector<T>& items, F&& append_item, std::string* out) {
   out->push_back('[');
@@ -88,6 +117,10 @@ void AppendSegmentation(const QueryResult& result, std::string* out) {
         out->push_back(',');
         AppendKey("total", out);
         AppendOptional(series.total, out);
+        AppendSuppressed("suppressed", series.suppressed, out);
+        if (series.total_suppressed) {
+          out->append(",\"total_suppressed\":true");
+        }
         out->push_back('}');
       },
       out);
@@ -101,7 +134,7 @@ void AppendFunnelSteps(const FunnelGroup& group, std::string* out) {
         out->push_back('{');
         AppendEventLabel(step.event, step.any_event, out);
         out->append(",\"subjects\":");
-        AppendInt(static_cast<int64_t>(step.subjects), out);
+        AppendCount(step.subjects, step.suppressed, out);
         out->append(",\"step_conversion\":");
         AppendJsonNumber(step.step_conversion, out);
         out->append(",\"overall_conversion\":");
@@ -110,6 +143,9 @@ void AppendFunnelSteps(const FunnelGroup& group, std::string* out) {
         AppendOptional(step.median_ms, out);
         out->append(",\"p90_ms\":");
         AppendOptional(step.p90_ms, out);
+        if (step.suppressed) {
+          out->append(",\"suppressed\":true");
+        }
         out->push_back('}');
       },
       out);
@@ -136,7 +172,10 @@ void AppendFunnel(const QueryResult& result, std::string* out) {
 
 void AppendRetentionGroup(const RetentionGroup& group, std::string* out) {
   AppendKey("size", out);
-  AppendInt(static_cast<int64_t>(group.size), out);
+  AppendCount(group.size, group.size_suppressed, out);
+  if (group.size_suppressed) {
+    out->append(",\"size_suppressed\":true");
+  }
   out->append(",\"cohorts\":");
   AppendArray(
       group.cohorts,
@@ -147,7 +186,10 @@ void AppendRetentionGroup(const RetentionGroup& group, std::string* out) {
         out->append(",\"start_ms\":");
         AppendInt(cohort.start.start_ms, out);
         out->append(",\"size\":");
-        AppendInt(static_cast<int64_t>(cohort.size), out);
+        AppendCount(cohort.size, cohort.size_suppressed, out);
+        if (cohort.size_suppressed) {
+          out->append(",\"size_suppressed\":true");
+        }
         out->append(",\"counts\":");
         AppendArray(cohort.counts, [&](const std::optional<uint64_t>& count) {
           AppendOptional(count, out);
@@ -158,16 +200,23 @@ void AppendRetentionGroup(const RetentionGroup& group, std::string* out) {
         }, out);
         out->append(",\"incomplete_from\":");
         AppendOptional(cohort.incomplete_from, out);
+        AppendSuppressed("suppressed", cohort.suppressed, out);
         out->push_back('}');
       },
       out);
   out->append(",\"total\":{\"counts\":");
-  AppendArray(group.total_counts,
-              [&](uint64_t count) { AppendInt(static_cast<int64_t>(count), out); }, out);
+  for (size_t period = 0; period < group.total_counts.size(); ++period) {
+    out->push_back(period == 0 ? '[' : ',');
+    const bool hidden = std::find(group.total_suppressed.begin(), group.total_suppressed.end(),
+                                  period) != group.total_suppressed.end();
+    AppendCount(group.total_counts[period], hidden, out);
+  }
+  out->append(group.total_counts.empty() ? "[]" : "]");
   out->append(",\"rates\":");
   AppendArray(group.total_rates, [&](const std::optional<double>& rate) {
     AppendOptional(rate, out);
   }, out);
+  AppendSuppressed("suppressed", group.total_suppressed, out);
   out->push_back('}');
 }
 
@@ -205,6 +254,12 @@ std::string QueryResultToJson(const QueryResult& result) {
   AppendInt(result.from_ms, &out);
   out.append(",\"to_ms\":");
   AppendInt(result.to_ms, &out);
+  if (result.min_group_size > 1) {
+    out.append(",\"min_group_size\":");
+    AppendInt(result.min_group_size, &out);
+    out.append(",\"suppressed_cells\":");
+    AppendInt(static_cast<int64_t>(result.suppressed_cells), &out);
+  }
   switch (result.kind) {
     case QueryKind::kSegmentation:
       AppendSegmentation(result, &out);

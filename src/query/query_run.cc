@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "query/query_internal.h"
+#include "query/suppress.h"
 
 namespace minpanel::query {
 namespace {
@@ -184,6 +185,9 @@ struct Cells {
   std::vector<double> max;
   std::vector<uint64_t> uniques;
   std::vector<uint64_t> stamp;
+  // Distinct subjects with a numeric value: those behind a property measure.
+  std::vector<uint64_t> numeric_uniques;
+  std::vector<uint64_t> numeric_stamp;
   std::vector<std::vector<double>> values;
   bool keep_values = false;
 
@@ -204,6 +208,8 @@ struct Cells {
     max.resize(size, -INFINITY);
     uniques.resize(size, 0);
     stamp.resize(size, 0);
+    numeric_uniques.resize(size, 0);
+    numeric_stamp.resize(size, 0);
     if (keep_values) {
       values.resize(size);
     }
@@ -228,6 +234,10 @@ struct Cells {
       if (keep_values) {
         values[cell].push_back(value);
       }
+      if (subject_ordinal != 0 && numeric_stamp[cell] != subject_ordinal) {
+        numeric_stamp[cell] = subject_ordinal;
+        numeric_uniques[cell] += 1;
+      }
     }
   }
   void Merge(size_t target, size_t source) { MergeFrom(*this, target, source); }
@@ -240,6 +250,7 @@ struct Cells {
     min[target] = std::min(min[target], other.min[source]);
     max[target] = std::max(max[target], other.max[source]);
     uniques[target] += other.uniques[source];
+    numeric_uniques[target] += other.numeric_uniques[source];
     if (keep_values) {
       values[target].insert(values[target].end(), other.values[source].begin(),
                             other.values[source].end());
@@ -282,8 +293,11 @@ Status CellsExhausted() {
                                    "breakdown");
 }
 
-bool NeedsSubjects(Measure measure) {
-  return measure == Measure::kUnique || measure == Measure::kPerSubjectAverage;
+// Whether the scan must hand rows over by subject: for unique counts, and
+// for k-suppression, which needs the distinct subjects behind every cell.
+bool NeedsSubjects(const QuerySpec& spec, const QueryContext& context) {
+  return spec.measure == Measure::kUnique || spec.measure == Measure::kPerSubjectAverage ||
+         context.min_group_size > 1;
 }
 
 // Adds rows to the cells. With `remap` (per series, per group: the output
@@ -367,7 +381,7 @@ Status SegmentationPass(const QuerySpec& spec, const QueryContext& context, cons
   };
   (void)series_count;
   auto scanners = MakeScanners(context, plan, groups, stats);
-  if (!NeedsSubjects(spec.measure)) {
+  if (!NeedsSubjects(spec, context)) {
     for (auto& scanner : scanners) {
       while (!over_budget && scanner->NextBlock()) {
         for (const MatchRow& row : scanner->rows()) {
@@ -399,7 +413,7 @@ Status ParallelSegmentationPass(const QuerySpec& spec, const QueryContext& conte
   // thread takes whole segments (every block is read once). Unique subjects
   // need a subject's rows together, so the subject space is split instead
   // (a block that straddles the split is read by both).
-  const bool by_segment = !NeedsSubjects(spec.measure);
+  const bool by_segment = !NeedsSubjects(spec, context);
   const size_t threads =
       by_segment ? std::min(ThreadCount(context), context.segments.size()) : ThreadCount(context);
   if (threads <= 1) {
@@ -474,7 +488,7 @@ Status RunSegmentation(const QuerySpec& spec, const QueryContext& context,
     plan.selectors.push_back(&selector);
   }
   plan.group_bits = UINT32_MAX;
-  plan.need_subjects = NeedsSubjects(spec.measure);
+  plan.need_subjects = NeedsSubjects(spec, context);
   plan.identity = plan.need_subjects ? context.identity.get() : nullptr;
   plan.measure_property = spec.measure_property;
   plan.breakdown = spec.breakdown.properties;
@@ -519,7 +533,7 @@ Status RunSegmentation(const QuerySpec& spec, const QueryContext& context,
   Cells* final_cells = &cells;
   Cells remapped;
   const size_t other_slot = limit;
-  if (any_other && NeedsSubjects(spec.measure)) {
+  if (any_other && NeedsSubjects(spec, context)) {
     // Unique subjects do not add up across groups: count "other" in a second pass.
     std::vector<std::vector<uint32_t>> remap(series_count,
                                              std::vector<uint32_t>(group_count, other_slot));
@@ -549,6 +563,7 @@ Status RunSegmentation(const QuerySpec& spec, const QueryContext& context,
       SegmentationSeries series;
       series.event = spec.events[series_idx].event;
       series.any_event = spec.events[series_idx].any_event;
+      series.selector_idx = series_idx;
       series.group = std::move(key);
       for (size_t bucket_idx = 0; bucket_idx < buckets.range_count(); ++bucket_idx) {
         series.values.push_back(
@@ -556,6 +571,14 @@ Status RunSegmentation(const QuerySpec& spec, const QueryContext& context,
       }
       series.total =
           final_cells->Measure(spec.measure, final_cells->Index(slot, series_idx, stride - 1));
+      if (context.min_group_size > 1) {
+        const std::vector<uint64_t>& subjects = spec.measure_property.empty()
+                                                    ? final_cells->uniques
+                                                    : final_cells->numeric_uniques;
+        for (size_t bucket_idx = 0; bucket_idx < stride; ++bucket_idx) {
+          series.subjects.push_back(subjects[final_cells->Index(slot, series_idx, bucket_idx)]);
+        }
+      }
       result->series.push_back(std::move(series));
     };
     if (spec.breakdown.properties.empty()) {
@@ -1096,7 +1119,8 @@ Result<QueryResult> RunQuery(const QuerySpec& spec, const QueryContext& given_co
   QueryContext resolved;
   const QueryContext* context_ptr = &given_context;
   // Only queries that count subjects read the links.
-  const bool counts_subjects = spec.kind != QueryKind::kSegmentation || NeedsSubjects(spec.measure);
+  const bool counts_subjects =
+      spec.kind != QueryKind::kSegmentation || NeedsSubjects(spec, given_context);
   if (given_context.merge_identities && given_context.identity == nullptr && counts_subjects) {
     resolved = given_context;
     MP_ASSIGN_OR_RETURN(resolved.identity, ResolveIdentities(given_context.segments));
@@ -1106,6 +1130,11 @@ Result<QueryResult> RunQuery(const QuerySpec& spec, const QueryContext& given_co
     context_ptr = &resolved;
   }
   const QueryContext& context = *context_ptr;
+  if (context.min_group_size > kMinGroupSizeMax) {
+    return Status::InvalidArgument("min_group_size: " + std::to_string(context.min_group_size) +
+                                   " is over the limit of " + std::to_string(kMinGroupSizeMax) +
+                                   " (kMinGroupSizeMax)");
+  }
   QueryResult result;
   result.kind = spec.kind;
   result.time_zone = spec.time_zone.empty() ? context.time_zone : spec.time_zone;
@@ -1144,6 +1173,9 @@ Result<QueryResult> RunQuery(const QuerySpec& spec, const QueryContext& given_co
     case QueryKind::kRetention:
       MP_RETURN_IF_ERROR(RunRetention(spec, context, zone, &result));
       break;
+  }
+  if (context.min_group_size > 1) {
+    internal::SuppressSmallGroups(spec, context.min_group_size, &result);
   }
   return result;
 }
