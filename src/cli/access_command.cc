@@ -18,6 +18,7 @@ struct AccessCommands::Flags {
   std::vector<std::string> events;
   std::vector<std::string> properties;
   int64_t expires_in_days = 0;
+  uint32_t min_group_size = 0;
   std::string id;
   audit::Filter filter;
 };
@@ -71,6 +72,8 @@ AccessCommands::AccessCommands(CLI::App& app) : flags_(std::make_unique<Flags>()
   create_->add_option("--property", flags.properties,
                       "limit the key to this property (repeatable)");
   create_->add_option("--expires-in-days", flags.expires_in_days, "expiry; 0: never");
+  create_->add_option("--min-group-size", flags.min_group_size,
+                      "k-suppression of its queries, above the project's (0: the project's)");
   list_ = keys->add_subcommand("list", "list access keys (never their secrets)");
   flags.sources.AddFlags(list_, false);
   rotate_ = keys->add_subcommand("rotate", "replace a key's secret; prints the new one once");
@@ -190,6 +193,7 @@ int AccessCommands::CreateKey(const service::Config& config, service::AccessKeyS
   if (flags.expires_in_days > 0) {
     spec.expires_ms = NewSystemClock()->NowMs() + flags.expires_in_days * 86'400'000;
   }
+  spec.min_group_size = flags.min_group_size;
   auto created = keys.Create(spec);
   if (!created.ok()) {
     return Fail(created.status());

@@ -32,7 +32,7 @@ std::string ProjectJson(const service::Project& project, const std::string* secr
     json += domain_idx == 0 ? "" : ",";
     query::AppendJsonString(project.domains[domain_idx], &json);
   }
-  return json + "]}";
+  return json + "],\"min_group_size\":" + std::to_string(project.min_group_size) + "}";
 }
 
 // `serve --demo`: the demo project exists after this; its secret, shown
@@ -159,6 +159,27 @@ int ProjectList(const ConfigSources& sources, bool json) {
   return 0;
 }
 
+// `project set-min-group-size NAME K`: k-suppression of the project's
+// aggregate queries (docs/queries.md, "Small groups"); 0: none.
+int ProjectSetMinGroupSize(const ConfigSources& sources, const std::string& name,
+                           uint32_t min_group_size, bool json) {
+  auto projects = OpenRegistry(sources);
+  if (!projects.ok()) {
+    return Fail(projects.status());
+  }
+  auto updated = (*projects)->SetMinGroupSize(name, min_group_size);
+  if (!updated.ok()) {
+    return Fail(updated.status());
+  }
+  if (json) {
+    std::cout << ProjectJson(*updated, nullptr) << "\n";
+  } else {
+    std::cout << "project " << name << ": minimum group size " << updated->min_group_size
+              << "\nA running server picks the change up on SIGHUP.\n";
+  }
+  return 0;
+}
+
 // `project set-domains NAME [DOMAIN...]`: the sites whose Plausible events
 // go to the project (none: no site).
 int ProjectSetDomains(const ConfigSources& sources, const std::string& name,
@@ -269,6 +290,7 @@ struct Flags {
   std::string name;
   std::string time_zone = "UTC";
   std::vector<std::string> domains;
+  uint32_t min_group_size = 0;
   bool json = false;
   ImportOptions import;
   ExportCommandOptions export_options;
@@ -285,6 +307,7 @@ struct Commands {
   CLI::App* list = nullptr;
   CLI::App* rotate = nullptr;
   CLI::App* set_domains = nullptr;
+  CLI::App* set_min_group_size = nullptr;
   CLI::App* rotate_key = nullptr;
   CLI::App* import = nullptr;
   CLI::App* export_command = nullptr;
@@ -317,6 +340,14 @@ void AddProjectCommands(CLI::App& app, Flags& flags, Commands& commands) {
   commands.set_domains->add_option("DOMAIN", flags.domains,
                                    "site domains, e.g. example.com (none: remove every site)");
   commands.set_domains->add_flag("--json", flags.json, "print the project as JSON");
+  commands.set_min_group_size = project->add_subcommand(
+      "set-min-group-size",
+      "withhold query cells with fewer than K distinct subjects (k-suppression; 0: none)");
+  flags.sources.AddFlags(commands.set_min_group_size, false);
+  commands.set_min_group_size->add_option("NAME", flags.name, "project name")->required();
+  commands.set_min_group_size->add_option("K", flags.min_group_size, "minimum group size")
+      ->required();
+  commands.set_min_group_size->add_flag("--json", flags.json, "print the project as JSON");
   commands.rotate = project->add_subcommand("rotate-secret", "replace a project's secret");
   flags.sources.AddFlags(commands.rotate, false);
   commands.rotate->add_option("NAME", flags.name, "project name")->required();
@@ -449,6 +480,9 @@ int Dispatch(Flags& flags, const Commands& commands) {
   }
   if (commands.list->parsed()) {
     return ProjectList(flags.sources, flags.json);
+  }
+  if (commands.set_min_group_size->parsed()) {
+    return ProjectSetMinGroupSize(flags.sources, flags.name, flags.min_group_size, flags.json);
   }
   if (commands.set_domains->parsed()) {
     return ProjectSetDomains(flags.sources, flags.name, flags.domains, flags.json);

@@ -275,6 +275,14 @@ Result<AccessKeySpec> ParseAccessKeySpec(std::string_view json) {
       if (field.value.get(spec.expires_ms)) {
         return Status::InvalidArgument("expires_ms: expected milliseconds since the epoch");
       }
+    } else if (key == "min_group_size") {
+      uint64_t min_group_size = 0;
+      if (field.value.get(min_group_size) || min_group_size > query::kMinGroupSizeMax) {
+        return Status::InvalidArgument("min_group_size: expected 0 .. " +
+                                       std::to_string(query::kMinGroupSizeMax) +
+                                       " (kMinGroupSizeMax)");
+      }
+      spec.min_group_size = static_cast<uint32_t>(min_group_size);
     } else {
       return Status::InvalidArgument("body: unknown field '" + std::string(key) + "'");
     }
@@ -309,6 +317,7 @@ std::string AccessKeyJson(const AccessKey& key, std::string_view secret) {
           ",\"created_ms\":" + std::to_string(key.created_ms) +
           ",\"revoked_ms\":" + std::to_string(key.revoked_ms) + ",\"created_by\":";
   query::AppendJsonString(key.created_by, &json);
+  json += ",\"min_group_size\":" + std::to_string(key.min_group_size);
   if (!secret.empty()) {
     json += ",\"secret\":";
     query::AppendJsonString(secret, &json);
@@ -351,6 +360,7 @@ Result<Principal> Service::Identify(const Credentials& credentials) const {
     principal.project_id = key->project_id;
     principal.events = key->events;
     principal.properties = key->properties;
+    principal.min_group_size = key->min_group_size;
     return principal;
   }
   if (const std::optional<Project> project = projects_->FindBySecret(secret)) {
@@ -418,6 +428,23 @@ Status Service::Audit(const Access& access, audit::AuditEntry entry) {
   return audit_->Append(std::move(entry)).status();
 }
 
+namespace {
+
+// The k of a query (docs/queries.md, "Small groups"): the larger of the
+// project's and the key's. A key that may see subjects anyway
+// (query:subjects or export) is held to a k only when the key sets one.
+uint32_t MinGroupSize(const Access& access) {
+  const uint32_t sees_subjects =
+      static_cast<uint32_t>(Scope::kQuerySubjects) | static_cast<uint32_t>(Scope::kExport);
+  const uint32_t key_k = access.principal.min_group_size;
+  if ((access.principal.scopes & sees_subjects) != 0 && key_k == 0) {
+    return 0;
+  }
+  return std::max(access.project.min_group_size, key_k);
+}
+
+}  // namespace
+
 Result<std::string> Service::Query(const Project& project, std::string_view query_json) {
   return Query(LocalAccess(project), query_json);
 }
@@ -437,7 +464,7 @@ Result<std::string> Service::Query(const Access& access, std::string_view query_
   entry.params_sha256 = audit::Sha256Hex(query_json);
   entry.events = Capped(names.events);
   entry.properties = Capped(names.properties);
-  auto answer = RunQuery(access.project, query_json);
+  auto answer = RunQuery(access.project, query_json, MinGroupSize(access));
   if (!answer.ok()) {
     entry.outcome = answer.status().message();
   } else {

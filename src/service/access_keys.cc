@@ -3,6 +3,7 @@
 #include <simdjson.h>
 #include <sodium.h>
 
+#include <algorithm>
 #include <array>
 #include <mutex>
 
@@ -104,6 +105,11 @@ Result<AccessKey> ParseKey(simdjson::dom::element element) {
   key.secret_sha256_hex = hash;
   MP_RETURN_IF_ERROR(ReadList(element, "events", &key.events));
   MP_RETURN_IF_ERROR(ReadList(element, "properties", &key.properties));
+  // Optional: files written before k-suppression lack it.
+  uint64_t min_group_size = 0;
+  if (element["min_group_size"].get(min_group_size) == simdjson::SUCCESS) {
+    key.min_group_size = static_cast<uint32_t>(std::min<uint64_t>(min_group_size, UINT32_MAX));
+  }
   return key;
 }
 
@@ -179,6 +185,9 @@ Status AccessKeyStore::WriteFile(const std::vector<AccessKey>& keys) const {
             ",\"created_ms\":" + std::to_string(key.created_ms) +
             ",\"revoked_ms\":" + std::to_string(key.revoked_ms) + ",\"created_by\":";
     query::AppendJsonString(key.created_by, &text);
+    if (key.min_group_size != 0) {
+      text += ",\"min_group_size\":" + std::to_string(key.min_group_size);
+    }
     text += ",\"secret_sha256\":\"" + key.secret_sha256_hex + "\"}";
     text += key_idx + 1 < keys.size() ? ",\n" : "\n";
   }
@@ -211,6 +220,11 @@ Result<AccessKeyWithSecret> AccessKeyStore::Create(const AccessKeySpec& spec) {
   }
   MP_RETURN_IF_ERROR(CheckList("events", spec.events));
   MP_RETURN_IF_ERROR(CheckList("properties", spec.properties));
+  if (spec.min_group_size > query::kMinGroupSizeMax) {
+    return Status::InvalidArgument("min_group_size: at most " +
+                                   std::to_string(query::kMinGroupSizeMax) +
+                                   " (kMinGroupSizeMax)");
+  }
   if (spec.expires_ms != 0 && spec.expires_ms <= clock_->NowMs()) {
     return Status::InvalidArgument("expires_ms: must be in the future (or 0: never)");
   }
@@ -232,6 +246,7 @@ Result<AccessKeyWithSecret> AccessKeyStore::Create(const AccessKeySpec& spec) {
   created.key.events = spec.events;
   created.key.properties = spec.properties;
   created.key.expires_ms = spec.expires_ms;
+  created.key.min_group_size = spec.min_group_size;
   created.key.created_ms = clock_->NowMs();
   created.key.created_by = spec.created_by;
   created.key.secret_sha256_hex = Sha256Hex(created.secret);

@@ -59,6 +59,9 @@ struct AccessKey {
   std::vector<std::string> events;      // empty: every event
   std::vector<std::string> properties;  // empty: every property
   int64_t expires_ms = 0;               // 0: never
+  // k-suppression of its queries (docs/queries.md, "Small groups"): may
+  // only raise its project's; 0: the project's.
+  uint32_t min_group_size = 0;
   int64_t created_ms = 0;
   int64_t revoked_ms = 0;  // 0: in force
   std::string created_by;  // the key id that created it, or "local"
@@ -78,6 +81,7 @@ struct AccessKeySpec {
   std::vector<std::string> events;
   std::vector<std::string> properties;
   int64_t expires_ms = 0;
+  uint32_t min_group_size = 0;  // at most query::kMinGroupSizeMax
   std::string created_by = "local";
 };
 

@@ -81,6 +81,12 @@ Result<Project> ParseProject(simdjson::dom::element element) {
       project.domains.emplace_back(text);
     }
   }
+  // Optional: files written before k-suppression lack it.
+  uint64_t min_group_size = 0;
+  if (element["min_group_size"].get(min_group_size) == simdjson::SUCCESS) {
+    project.min_group_size =
+        static_cast<uint32_t>(std::min<uint64_t>(min_group_size, query::kMinGroupSizeMax));
+  }
   return project;
 }
 
@@ -135,6 +141,9 @@ Status ProjectRegistry::WriteFile(const std::vector<Project>& projects) const {
         query::AppendJsonString(project.domains[domain_idx], &text);
       }
       text += "]";
+    }
+    if (project.min_group_size != 0) {
+      text += ",\"min_group_size\":" + std::to_string(project.min_group_size);
     }
     text += "}";
     text += project_idx + 1 < projects.size() ? ",\n" : "\n";
@@ -265,6 +274,29 @@ Result<Project> ProjectRegistry::SetDomains(std::string_view name,
   MP_RETURN_IF_ERROR(WriteFile(projects));
   Install(std::move(projects));
   return updated;
+}
+
+Result<Project> ProjectRegistry::SetMinGroupSize(std::string_view name, uint32_t min_group_size) {
+  if (min_group_size > query::kMinGroupSizeMax) {
+    return Status::InvalidArgument("min_group_size: at most " +
+                                   std::to_string(query::kMinGroupSizeMax) +
+                                   " (kMinGroupSizeMax)");
+  }
+  internal::FileLock lock(lock_path_);
+  if (!lock.ok()) {
+    return Status::IoError("cannot lock " + lock_path_);
+  }
+  MP_ASSIGN_OR_RETURN(std::vector<Project> projects, ReadFile());
+  for (Project& project : projects) {
+    if (project.name == name) {
+      project.min_group_size = min_group_size;
+      const Project updated = project;
+      MP_RETURN_IF_ERROR(WriteFile(projects));
+      Install(std::move(projects));
+      return updated;
+    }
+  }
+  return Status::NotFound("project '" + std::string(name) + "' does not exist");
 }
 
 std::optional<Project> ProjectRegistry::FindByDomain(std::string_view domain) const {

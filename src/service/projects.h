@@ -37,6 +37,9 @@ struct Project {
   // normalised (ingest::NormalisePlausibleDomain); a domain belongs to at
   // most one project.
   std::vector<std::string> domains;
+  // k-suppression of the project's aggregate queries (docs/queries.md,
+  // "Small groups"); 0: none. At most query::kMinGroupSizeMax.
+  uint32_t min_group_size = 0;
 };
 
 struct ProjectWithSecret {
@@ -59,6 +62,9 @@ class ProjectRegistry {
   // belongs to another project, ResourceExhausted over kProjectDomainsMax,
   // NotFound for an unknown project. A refused list changes nothing.
   Result<Project> SetDomains(std::string_view name, const std::vector<std::string>& domains);
+  // Sets the project's minimum group size k (0: none). InvalidArgument over
+  // query::kMinGroupSizeMax, NotFound for an unknown project.
+  Result<Project> SetMinGroupSize(std::string_view name, uint32_t min_group_size);
 
   std::vector<Project> List() const;
   std::optional<Project> FindByName(std::string_view name) const;

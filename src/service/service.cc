@@ -709,11 +709,13 @@ Result<query::ExportSummary> Service::RunExport(
   return summary;
 }
 
-Result<std::string> Service::RunQuery(const Project& project, std::string_view query_json) {
+Result<std::string> Service::RunQuery(const Project& project, std::string_view query_json,
+                                      uint32_t min_group_size) {
   MP_ASSIGN_OR_RETURN(const query::QuerySpec spec, query::ParseQuery(query_json));
   query::QueryContext context;
   context.time_zone = project.time_zone;
   context.now_ms = clock_->NowMs();
+  context.min_group_size = min_group_size;
   MP_ASSIGN_OR_RETURN(context.segments, engine_->Snapshot(project.id));
   MP_ASSIGN_OR_RETURN(const query::QueryResult result, query::RunQuery(spec, context));
   counters_->queries.fetch_add(1, std::memory_order_relaxed);

@@ -48,6 +48,7 @@ struct Principal {
   uint32_t project_id = 0;  // 0: every project
   std::vector<std::string> events;      // empty: every event
   std::vector<std::string> properties;  // empty: every property
+  uint32_t min_group_size = 0;          // the key's k (AccessKey::min_group_size)
 };
 
 // An authorised request (Service::Authorize): the project it acts on (id 0
@@ -364,7 +365,8 @@ class Service {
   Result<IngestOutcome> AppendAndFinish(Prepared prepared);
   Result<Project> ProjectForTokens(const std::vector<std::string>& tokens) const;
   Result<Principal> Identify(const Credentials& credentials) const;
-  Result<std::string> RunQuery(const Project& project, std::string_view query_json);
+  Result<std::string> RunQuery(const Project& project, std::string_view query_json,
+                               uint32_t min_group_size = 0);
   Result<query::ExportSummary> RunExport(const Project& project, const ExportOptions& options,
                                          const std::function<bool(std::string_view)>& sink);
   // Records the key changes another process (`minpanel keys …`) made, as
