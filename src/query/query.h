@@ -20,6 +20,7 @@
 
 #include "core/core.h"
 #include "query/identity.h"
+#include "query/profile_table.h"
 #include "store/segment.h"
 #include "store/store.h"
 
@@ -149,6 +150,23 @@ std::string_view TimeUnitName(TimeUnit unit);
 std::string_view MeasureName(Measure measure);
 std::string_view FilterOpName(FilterOp op);
 
+// Where a property named by a filter or breakdown comes from: the event
+// itself, the profile of the event's person, or the profile of the event's
+// group of one group key (docs/queries.md, "Profile and group properties").
+// Filter::property and Breakdown::properties hold an event property's key
+// as it is, and the other two encoded by PropertyReference (a NUL byte
+// first, which ParseQuery refuses in names, so no event key collides).
+enum class PropertySource : uint8_t { kEvent, kProfile, kGroup };
+struct PropertyRef {
+  PropertySource source = PropertySource::kEvent;
+  std::string_view group_key;  // kGroup
+  std::string_view name;
+};
+std::string PropertyReference(PropertySource source, std::string_view group_key,
+                              std::string_view name);
+// Decodes what PropertyReference wrote; any other text is an event key.
+PropertyRef ParsePropertyReference(std::string_view reference);
+
 // A filter tree: a condition on one property, or an and/or group. An empty
 // kAnd group matches every event. Depth and size are bounded by the limits
 // above, so evaluating it recursively is bounded too.
@@ -209,7 +227,9 @@ struct QuerySpec {
   // Segmentation.
   std::vector<EventSelector> events;
   Measure measure = Measure::kTotal;
-  std::string measure_property;    // kSum .. kP90
+  std::string measure_property;  // kSum .. kP90
+  // kUnique with a group key: distinct groups of that key, not subjects.
+  std::string measure_group_key;
   TimeUnit unit = TimeUnit::kDay;  // segmentation and retention
   // Funnel.
   std::vector<EventSelector> steps;
@@ -241,6 +261,10 @@ struct QueryContext {
   // segment) unless it is set; false: every id is a person of its own.
   bool merge_identities = true;
   std::shared_ptr<const IdentityMap> identity;
+  // The project's profiles (ProfileTableCache::Get), needed by a query that
+  // names a profile or group property (UsesProfiles); RunQuery applies the
+  // identity map to it.
+  std::shared_ptr<const ProfileTable> profiles;
   // k-suppression (docs/queries.md, "Small groups"): a cell of the answer
   // with fewer than this many distinct subjects behind it is withheld, and
   // so are enough other cells that no withheld one can be derived by
@@ -354,6 +378,9 @@ struct QueryResult {
 // naming the field ("steps[2].filters[0].op: unknown operator 'equals'") or
 // the limit exceeded. Time zones are checked by RunQuery.
 Result<QuerySpec> ParseQuery(std::string_view json);
+// Whether `spec` names a profile or group property: then RunQuery needs
+// QueryContext::profiles.
+bool UsesProfiles(const QuerySpec& spec);
 
 // Answers `spec` over `context.segments` on up to `context.threads` threads
 // (it starts and joins them itself). InvalidArgument for an unknown time zone,

@@ -124,7 +124,26 @@ struct ScanPlan {
   // Subjects that share a person with other ids (docs/identity.md); nullptr
   // or empty: every subject is a person of its own, and nothing below costs.
   const IdentityMap* identity = nullptr;
+  // The profiles that profile and group properties are read from (the
+  // person view of QueryContext::profiles); nullptr when the query names none.
+  const ProfileTable* profiles = nullptr;
+  // A unique-groups measure: the group key whose group ids are counted; each
+  // kept row's `value` is then its group's number in Groups::GroupNumber
+  // (NaN without a group).
+  std::string unique_group_key;
 };
+
+// The group id of row `row_idx` from the columns of a group key property
+// and of "$groups.<key>" (either may be nullptr): a "psn_" pseudonym, else none.
+std::optional<Id128> GroupIdAt(const store::PropertyColumn* const* id_columns, size_t row_idx);
+
+// Fills `column` with the profile property (`runs`: the block's subjects) or
+// the group property (`id_columns` as GroupIdAt) `ref` of each of `rows`
+// rows; string views point into `profiles`.
+void FillProfileColumn(const PropertyRef& ref, const ProfileTable& profiles,
+                       const store::SubjectRuns& runs,
+                       const store::PropertyColumn* const* id_columns, size_t rows,
+                       store::PropertyColumn* column);
 
 // Breakdown groups shared by every segment of one query.
 class Groups {
@@ -139,8 +158,20 @@ class Groups {
   GroupKey Key(uint32_t group) const;
   ValueNumbering& numbering(size_t property_idx) { return numberings_[property_idx]; }
   size_t property_count() const { return numberings_.size(); }
+  // Group ids (unique-groups measures), numbered as they are first met.
+  uint32_t GroupNumber(const Id128& group) {
+    const auto [it, inserted] =
+        group_numbers_.try_emplace(group, static_cast<uint32_t>(group_ids_.size()));
+    if (inserted) {
+      group_ids_.push_back(group);
+    }
+    return it->second;
+  }
+  const std::vector<Id128>& group_ids() const { return group_ids_; }
 
  private:
+  std::unordered_map<Id128, uint32_t, Id128Hash> group_numbers_;
+  std::vector<Id128> group_ids_;
   std::vector<ValueNumbering> numberings_;
   std::unordered_map<uint64_t, uint32_t> ids_;
   // With one property (or none), the group of each value id, or kMissing:

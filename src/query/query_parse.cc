@@ -91,6 +91,47 @@ Result<std::string> GetName(const element& value, const std::string& path, size_
   return std::string(text);
 }
 
+// A property key or group key: a name without NUL bytes (they mark the
+// encoded profile and group references, see PropertyReference).
+Result<std::string> GetPropertyName(const element& value, const std::string& path) {
+  MP_ASSIGN_OR_RETURN(std::string name, GetName(value, path, kPropertyNameBytesMax));
+  if (name.find('\0') != std::string::npos) {
+    return Invalid(path, "must not contain a NUL character");
+  }
+  return name;
+}
+
+// The property of `obj` (a filter condition or a breakdown item) with its
+// "source" and "group_key", as Filter::property holds it.
+Result<std::string> GetPropertyReference(const object& obj, const std::string& path) {
+  element field;
+  if (obj["property"].get(field) != simdjson::SUCCESS) {
+    return Invalid(Join(path, "property"), "is required");
+  }
+  MP_ASSIGN_OR_RETURN(std::string name, GetPropertyName(field, Join(path, "property")));
+  element group_key;
+  const bool has_group_key = obj["group_key"].get(group_key) == simdjson::SUCCESS;
+  std::string_view source = "event";
+  if (obj["source"].get(field) == simdjson::SUCCESS) {
+    MP_ASSIGN_OR_RETURN(source, GetString(field, Join(path, "source"), 64));
+  }
+  if (source == "group") {
+    if (!has_group_key) {
+      return Invalid(Join(path, "group_key"), "is required with \"source\": \"group\"");
+    }
+    MP_ASSIGN_OR_RETURN(std::string key, GetPropertyName(group_key, Join(path, "group_key")));
+    return PropertyReference(PropertySource::kGroup, key, name);
+  }
+  if (source != "event" && source != "profile") {
+    return Invalid(Join(path, "source"),
+                   "unknown source '" + std::string(source) + "' (event, profile or group)");
+  }
+  if (has_group_key) {
+    return Invalid(Join(path, "group_key"), "only with \"source\": \"group\"");
+  }
+  return source == "profile" ? PropertyReference(PropertySource::kProfile, "", name) : name;
+}
+
 // A whole number: a JSON integer, or a double with no fraction.
 Result<int64_t> GetInteger(const element& value, const std::string& path) {
   int64_t integer = 0;
@@ -257,15 +298,12 @@ Result<Filter> ParseFilter(const element& value, const std::string& path, size_t
     MP_RETURN_IF_ERROR(CheckKeys(obj, path, {"or"}));
     return ParseFilterList(group, Join(path, "or"), Filter::Kind::kOr, depth + 1, budget);
   }
-  MP_RETURN_IF_ERROR(CheckKeys(obj, path, {"property", "op", "value", "values"}));
+  MP_RETURN_IF_ERROR(
+      CheckKeys(obj, path, {"property", "source", "group_key", "op", "value", "values"}));
   Filter filter;
   filter.kind = Filter::Kind::kCondition;
   element field;
-  if (obj["property"].get(field) != simdjson::SUCCESS) {
-    return Invalid(Join(path, "property"), "is required");
-  }
-  MP_ASSIGN_OR_RETURN(filter.property,
-                      GetName(field, Join(path, "property"), kPropertyNameBytesMax));
+  MP_ASSIGN_OR_RETURN(filter.property, GetPropertyReference(obj, path));
   if (obj["op"].get(field) != simdjson::SUCCESS) {
     return Invalid(Join(path, "op"), "is required");
   }
@@ -381,7 +419,7 @@ Status ParseMeasure(const element& value, QuerySpec* spec) {
     MP_ASSIGN_OR_RETURN(spec->measure, ParseMeasureName(value.get_string().value(), "measure"));
   } else {
     MP_ASSIGN_OR_RETURN(object obj, GetObject(value, "measure"));
-    MP_RETURN_IF_ERROR(CheckKeys(obj, "measure", {"type", "property"}));
+    MP_RETURN_IF_ERROR(CheckKeys(obj, "measure", {"type", "property", "group_key"}));
     element field;
     if (obj["type"].get(field) != simdjson::SUCCESS) {
       return Invalid("measure.type", "is required");
@@ -389,8 +427,13 @@ Status ParseMeasure(const element& value, QuerySpec* spec) {
     MP_ASSIGN_OR_RETURN(std::string_view text, GetString(field, "measure.type", 64));
     MP_ASSIGN_OR_RETURN(spec->measure, ParseMeasureName(text, "measure.type"));
     if (obj["property"].get(field) == simdjson::SUCCESS) {
-      MP_ASSIGN_OR_RETURN(spec->measure_property,
-                          GetName(field, "measure.property", kPropertyNameBytesMax));
+      MP_ASSIGN_OR_RETURN(spec->measure_property, GetPropertyName(field, "measure.property"));
+    }
+    if (obj["group_key"].get(field) == simdjson::SUCCESS) {
+      MP_ASSIGN_OR_RETURN(spec->measure_group_key, GetPropertyName(field, "measure.group_key"));
+      if (spec->measure != Measure::kUnique) {
+        return Invalid("measure.group_key", "only with \"type\": \"unique\" (distinct groups)");
+      }
     }
   }
   const bool numeric = spec->measure != Measure::kTotal && spec->measure != Measure::kUnique &&
@@ -406,7 +449,24 @@ Status ParseMeasure(const element& value, QuerySpec* spec) {
   return Status::Ok();
 }
 
+// A breakdown property: its name, or {"property", "source", "group_key"}.
+Result<std::string> ParseBreakdownProperty(const element& value, const std::string& path) {
+  if (value.type() != element_type::OBJECT) {
+    return GetPropertyName(value, path);
+  }
+  const object obj = value.get_object().value();
+  MP_RETURN_IF_ERROR(CheckKeys(obj, path, {"property", "source", "group_key"}));
+  return GetPropertyReference(obj, path);
+}
+
 Status ParseBreakdown(const element& value, Breakdown* breakdown) {
+  element single;
+  if (value.type() == element_type::OBJECT &&
+      value.get_object().value()["property"].get(single) == simdjson::SUCCESS) {
+    MP_ASSIGN_OR_RETURN(std::string name, ParseBreakdownProperty(value, "breakdown"));
+    breakdown->properties.push_back(std::move(name));
+    return Status::Ok();
+  }
   element properties = value;
   if (value.type() == element_type::OBJECT) {
     const object obj = value.get_object().value();
@@ -426,8 +486,8 @@ Status ParseBreakdown(const element& value, Breakdown* breakdown) {
   }
   const std::string path = value.type() == element_type::OBJECT ? "breakdown.properties"
                                                                  : "breakdown";
-  if (properties.type() == element_type::STRING) {
-    MP_ASSIGN_OR_RETURN(std::string name, GetName(properties, path, kPropertyNameBytesMax));
+  if (properties.type() != element_type::ARRAY) {
+    MP_ASSIGN_OR_RETURN(std::string name, ParseBreakdownProperty(properties, path));
     breakdown->properties.push_back(std::move(name));
     return Status::Ok();
   }
@@ -438,8 +498,7 @@ Status ParseBreakdown(const element& value, Breakdown* breakdown) {
   }
   size_t item_idx = 0;
   for (const element item : items) {
-    MP_ASSIGN_OR_RETURN(std::string name,
-                        GetName(item, Index(path, item_idx), kPropertyNameBytesMax));
+    MP_ASSIGN_OR_RETURN(std::string name, ParseBreakdownProperty(item, Index(path, item_idx)));
     breakdown->properties.push_back(std::move(name));
     ++item_idx;
   }

@@ -6,6 +6,7 @@
 #include <functional>
 #include <numeric>
 #include <thread>
+#include <unordered_set>
 
 #include "query/query_internal.h"
 #include "query/suppress.h"
@@ -296,8 +297,8 @@ Status CellsExhausted() {
 // Whether the scan must hand rows over by subject: for unique counts, and
 // for k-suppression, which needs the distinct subjects behind every cell.
 bool NeedsSubjects(const QuerySpec& spec, const QueryContext& context) {
-  return spec.measure == Measure::kUnique || spec.measure == Measure::kPerSubjectAverage ||
-         context.min_group_size > 1;
+  return (spec.measure == Measure::kUnique && spec.measure_group_key.empty()) ||
+         spec.measure == Measure::kPerSubjectAverage || context.min_group_size > 1;
 }
 
 // Adds rows to the cells. With `remap` (per series, per group: the output
@@ -362,6 +363,7 @@ Status SegmentationPass(const QuerySpec& spec, const QueryContext& context, cons
   const size_t series_count = spec.events.size();
   const size_t total_bucket = buckets.range_count();
   bool over_budget = false;
+  std::unordered_set<uint64_t> group_cells;  // unique groups: (cell, group number)
   auto update = [&](const MatchRow& row, uint64_t ordinal) {
     const int64_t bucket = buckets.Index(row.time_ms);
     size_t slot = row.group;
@@ -377,6 +379,17 @@ Status SegmentationPass(const QuerySpec& spec, const QueryContext& context, cons
       cells->Add(cells->Index(slot, series_idx, static_cast<size_t>(bucket)), row.value, ordinal,
                  row.weight);
       cells->Add(cells->Index(slot, series_idx, total_bucket), row.value, ordinal, row.weight);
+      if (!plan.unique_group_key.empty() && !std::isnan(row.value)) {
+        // Unique groups: row.value numbers the event's group (ScanPlan).
+        for (const size_t cell : {cells->Index(slot, series_idx, static_cast<size_t>(bucket)),
+                                  cells->Index(slot, series_idx, total_bucket)}) {
+          if (group_cells.insert((uint64_t{cell} << 32) | static_cast<uint32_t>(row.value))
+                  .second) {
+            cells->uniques[cell] += 1;
+          }
+        }
+        over_budget = over_budget || group_cells.size() > kQueryCellsMax;
+      }
     }
   };
   (void)series_count;
@@ -416,7 +429,8 @@ Status ParallelSegmentationPass(const QuerySpec& spec, const QueryContext& conte
   const bool by_segment = !NeedsSubjects(spec, context);
   const size_t threads =
       by_segment ? std::min(ThreadCount(context), context.segments.size()) : ThreadCount(context);
-  if (threads <= 1) {
+  // Unique groups are numbered per part: one part counts them all.
+  if (threads <= 1 || !spec.measure_group_key.empty()) {
     return SegmentationPass(spec, context, plan, buckets, {}, 0, groups, cells, stats);
   }
   const std::vector<ScanPlan> plans =
@@ -491,12 +505,14 @@ Status RunSegmentation(const QuerySpec& spec, const QueryContext& context,
   plan.need_subjects = NeedsSubjects(spec, context);
   plan.identity = plan.need_subjects ? context.identity.get() : nullptr;
   plan.measure_property = spec.measure_property;
+  plan.unique_group_key = spec.measure_group_key;
+  plan.profiles = context.profiles.get();
   plan.breakdown = spec.breakdown.properties;
   plan.time_min_ms = result->from_ms;
   plan.time_max_ms = result->to_ms - 1;
   plan.tie_by_bit.assign(32, 0);
   plan.buckets = &buckets;
-  plan.fold_rows = spec.measure_property.empty();
+  plan.fold_rows = spec.measure_property.empty() && spec.measure_group_key.empty();
   const size_t series_count = spec.events.size();
   const size_t stride = buckets.range_count() + 1;
   const bool keep_values = spec.measure == Measure::kMedian || spec.measure == Measure::kP90;
@@ -847,6 +863,7 @@ Status RunFunnel(const QuerySpec& spec, const QueryContext& context, QueryResult
   }
   plan.group_bits = 1;
   plan.keep_unmatched = spec.order == FunnelOrder::kStrict;
+  plan.profiles = context.profiles.get();
   plan.breakdown = spec.breakdown.properties;
   plan.time_min_ms = result->from_ms;
   plan.time_max_ms = result->to_ms - 1 + spec.window_ms;
@@ -1052,6 +1069,7 @@ Status RunRetention(const QuerySpec& spec, const QueryContext& context, const da
   ScanPlan plan;
   plan.selectors = {&spec.birth, &spec.return_event};
   plan.group_bits = 1;
+  plan.profiles = context.profiles.get();
   plan.breakdown = spec.breakdown.properties;
   plan.time_min_ms = result->from_ms;
   plan.time_max_ms =
@@ -1119,8 +1137,20 @@ Result<QueryResult> RunQuery(const QuerySpec& spec, const QueryContext& given_co
   QueryContext resolved;
   const QueryContext* context_ptr = &given_context;
   // Only queries that count subjects read the links.
+  // Profile properties are read from the person's profile: they need the
+  // links too.
+  const bool uses_profiles = UsesProfiles(spec);
+  if (!spec.measure_group_key.empty() && given_context.min_group_size > 1) {
+    return Status::InvalidArgument(
+        "measure.group_key: distinct groups are not counted under k-suppression "
+        "(min_group_size) yet");
+  }
+  if (uses_profiles && given_context.profiles == nullptr) {
+    return Status::InvalidArgument(
+        "profiles: the query names a profile or group property but no profile table was given");
+  }
   const bool counts_subjects =
-      spec.kind != QueryKind::kSegmentation || NeedsSubjects(spec, given_context);
+      spec.kind != QueryKind::kSegmentation || NeedsSubjects(spec, given_context) || uses_profiles;
   if (given_context.merge_identities && given_context.identity == nullptr && counts_subjects) {
     resolved = given_context;
     MP_ASSIGN_OR_RETURN(resolved.identity, ResolveIdentities(given_context.segments));
@@ -1128,6 +1158,14 @@ Result<QueryResult> RunQuery(const QuerySpec& spec, const QueryContext& given_co
       resolved.identity.reset();
     }
     context_ptr = &resolved;
+  }
+  if (uses_profiles) {
+    if (context_ptr != &resolved) {
+      resolved = given_context;
+      context_ptr = &resolved;
+    }
+    resolved.profiles =
+        resolved.profiles->WithPersons(resolved.merge_identities ? resolved.identity : nullptr);
   }
   const QueryContext& context = *context_ptr;
   if (context.min_group_size > kMinGroupSizeMax) {

@@ -10,6 +10,7 @@
 // decoded; each filter is evaluated over the block into a byte mask without
 // allocating; the rows no selector keeps are dropped before they are copied.
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <cstring>
 
@@ -161,7 +162,16 @@ struct KeySlot {
   std::shared_ptr<const SegmentDictionary> dictionary;
   PropertyColumn column;
   size_t loaded_block = SIZE_MAX;
+  // A profile or group property: filled per block from the profile table.
+  PropertySource source = PropertySource::kEvent;
+  std::string name;
+  std::string group_key;
+  std::array<size_t, 2> id_keys{};  // kGroup: the slots of <key> and $groups.<key>
 };
+
+// What a profile or group property's slot has instead of the segment's key
+// info: never absent from a segment, read per row.
+const store::PropertyKeyInfo kProfileKeyInfo{};
 
 // One filter condition, compiled against one segment.
 struct Condition {
@@ -310,9 +320,68 @@ struct SegmentScanner::State {
     }
     KeySlot slot;
     slot.key = key;
-    slot.info = segment->FindPropertyKey(key);
+    const PropertyRef ref = ParsePropertyReference(key);
+    slot.source = ref.source;
+    if (ref.source == PropertySource::kEvent) {
+      slot.info = segment->FindPropertyKey(key);
+    } else {
+      slot.info = &kProfileKeyInfo;
+      slot.name = ref.name;
+      slot.group_key = ref.group_key;
+    }
+    if (ref.source == PropertySource::kGroup) {
+      slot.id_keys = {KeyIndex(slot.group_key), KeyIndex("$groups." + slot.group_key)};
+    }
     keys.push_back(std::move(slot));
     return keys.size() - 1;
+  }
+
+  // The slots of the group id properties of `group_key` (unique groups).
+  std::optional<std::array<size_t, 2>> unique_group_keys;
+  store::SubjectRuns profile_runs;
+  size_t profile_runs_block = SIZE_MAX;
+
+  Status LoadProfileColumn(size_t key_idx, size_t block_idx) {
+    if (plan->profiles == nullptr) {
+      return Status::InvalidArgument(
+          "profiles: the query names a profile or group property but no profile table was given");
+    }
+    const size_t rows = segment->block(block_idx).row_count;
+    std::array<const PropertyColumn*, 2> id_columns = {nullptr, nullptr};
+    if (keys[key_idx].source == PropertySource::kProfile && profile_runs_block != block_idx) {
+      MP_RETURN_IF_ERROR(segment->ReadSubjects(block_idx, &profile_runs));
+      profile_runs_block = block_idx;
+    }
+    if (keys[key_idx].source == PropertySource::kGroup) {
+      MP_RETURN_IF_ERROR(LoadIdColumns(keys[key_idx].id_keys, block_idx, &id_columns));
+    }
+    KeySlot& slot = keys[key_idx];
+    const PropertyRef ref{slot.source, slot.group_key, slot.name};
+    FillProfileColumn(ref, *plan->profiles, profile_runs, id_columns.data(), rows, &slot.column);
+    slot.loaded_block = block_idx;
+    return Status::Ok();
+  }
+
+  // Unique groups: each kept row's value is its group's number, or NaN.
+  Status NumberGroups(size_t block_idx, const std::vector<uint32_t>& kept_rows,
+                      std::vector<MatchRow>* rows) {
+    std::array<const PropertyColumn*, 2> id_columns = {nullptr, nullptr};
+    MP_RETURN_IF_ERROR(LoadIdColumns(*unique_group_keys, block_idx, &id_columns));
+    for (size_t kept_idx = 0; kept_idx < rows->size(); ++kept_idx) {
+      const std::optional<Id128> group = GroupIdAt(id_columns.data(), kept_rows[kept_idx]);
+      (*rows)[kept_idx].value = group ? static_cast<double>(groups->GroupNumber(*group)) : NAN;
+    }
+    return Status::Ok();
+  }
+
+  Status LoadIdColumns(const std::array<size_t, 2>& id_keys, size_t block_idx,
+                       std::array<const PropertyColumn*, 2>* id_columns) {
+    for (size_t column_idx = 0; column_idx < 2; ++column_idx) {
+      MP_RETURN_IF_ERROR(LoadColumn(id_keys[column_idx], block_idx));
+      const KeySlot& id_slot = keys[id_keys[column_idx]];
+      (*id_columns)[column_idx] = id_slot.info == nullptr ? nullptr : &id_slot.column;
+    }
+    return Status::Ok();
   }
 
   Status LoadDictionary(KeySlot* slot) {
@@ -328,6 +397,9 @@ struct SegmentScanner::State {
     KeySlot& slot = keys[key_idx];
     if (slot.info == nullptr || slot.loaded_block == block_idx) {
       return Status::Ok();
+    }
+    if (slot.source != PropertySource::kEvent) {
+      return LoadProfileColumn(key_idx, block_idx);
     }
     MP_RETURN_IF_ERROR(segment->ReadProperty(block_idx, slot.key, &slot.column));
     slot.loaded_block = block_idx;
@@ -498,10 +570,14 @@ Status SegmentScanner::State::Prepare() {
   if (!plan->measure_property.empty()) {
     measure_key = KeyIndex(plan->measure_property);
   }
+  if (!plan->unique_group_key.empty()) {
+    unique_group_keys = {KeyIndex(plan->unique_group_key),
+                         KeyIndex("$groups." + plan->unique_group_key)};
+  }
   masks.resize(kFilterDepthMax + 3);
   count_by_name = plan->buckets != nullptr && plan->fold_rows && !plan->need_subjects &&
                   !plan->keep_unmatched && breakdown_keys.empty() && !measure_key &&
-                  !plan->subject_min && !plan->subject_max &&
+                  !unique_group_keys && !plan->subject_min && !plan->subject_max &&
                   std::all_of(selectors.begin(), selectors.end(), [](const SelectorSlot& slot) {
                     // A selector naming an event the segment lacks matches nothing.
                     return slot.match_all || (!slot.any_event && !slot.name_code);
@@ -941,6 +1017,9 @@ bool SegmentScanner::NextBlock() {
                 ? static_cast<double>(slot.column.ints[row_idx])
                 : (tag == PropertyTag::kDouble ? slot.column.doubles[row_idx] : NAN);
       }
+    }
+    if (status_.ok() && state.unique_group_keys) {
+      status_ = state.NumberGroups(block_idx, row_indexes, &rows_);
     }
     if (!status_.ok()) {
       return false;
