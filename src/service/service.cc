@@ -717,6 +717,9 @@ Result<std::string> Service::RunQuery(const Project& project, std::string_view q
   context.now_ms = clock_->NowMs();
   context.min_group_size = min_group_size;
   MP_ASSIGN_OR_RETURN(context.segments, engine_->Snapshot(project.id));
+  if (query::UsesProfiles(spec)) {
+    MP_ASSIGN_OR_RETURN(context.profiles, profile_tables_.Get(*engine_, project.id));
+  }
   MP_ASSIGN_OR_RETURN(const query::QueryResult result, query::RunQuery(spec, context));
   counters_->queries.fetch_add(1, std::memory_order_relaxed);
   return query::QueryResultToJson(result);

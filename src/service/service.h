@@ -374,6 +374,8 @@ class Service {
   void AuditKeyChanges(const std::vector<AccessKey>& before);
   Result<privacy::Policy> PolicyFor(const Project& project);
 
+  // Each project's profiles, for queries by profile and group properties.
+  query::ProfileTableCache profile_tables_;
   std::shared_ptr<Clock> clock_;
   int data_lock_fd_;  // flock held while serving: one process per data folder
   std::unique_ptr<ProjectRegistry> projects_;
