@@ -12,9 +12,12 @@
 // functions keep no state between calls. The one shared piece is the
 // privacy `Detectors`, which are immutable and thread-safe.
 //
-// The audit-log half of the incident module (blast radius of a compromised
-// key or a leaked export) is not built yet; docs/incident.md says what it
-// needs.
+// The audit-log half (starting point 1, blast.cc): what a compromised key
+// read and exported in a window, from the hash-chained audit log
+// (docs/formats/audit.md) and its export subject files, verified as read;
+// and which keys could have read one subject. `BlastTables` turns a blast
+// radius into the same tables `WriteOutputs` takes, so the reports and
+// notices are the cross-reference's.
 #pragma once
 
 #include <array>
@@ -24,6 +27,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "core/core.h"
@@ -360,6 +364,156 @@ struct CrossrefInput {
 // id nor an email column.
 Result<Impact> Crossref(const CrossrefInput& input);
 
+// The kind a column or property name says by itself (the name dictionary
+// of RecognizeColumns: "$city" is a city, "mp_country_code" a country);
+// kUnknown when the name says nothing.
+ColumnKind KindOfName(std::string_view name);
+
+// ---------------------------------------------------------------------------
+// Blast radius from the audit log (starting point 1)
+
+inline constexpr size_t kAuditReadChunkBytes = 8 << 20;        // the log is read in pieces this big
+inline constexpr uint64_t kSubjectsFileBytesMax = 4ull << 30;  // one export's subject file
+inline constexpr size_t kBlastSubjectsMax = 50'000'000;        // distinct subjects in one report
+inline constexpr size_t kBlastRecordsListedMax = 100'000;      // records listed per kind
+
+// One audit record the key made in the window, as the report lists it.
+// Never personal data: the log holds none.
+struct BlastRecord {
+  uint64_t seq = 0;
+  int64_t time_ms = 0;
+  int64_t started_ms = 0;  // an export's `export.start`; 0 when not found
+  std::string act;
+  std::string route;
+  std::vector<uint32_t> projects;
+  std::string params_sha256;
+  std::vector<std::string> events;
+  std::vector<std::string> properties;
+  uint64_t rows = 0;
+  uint64_t subjects = 0;
+  uint64_t bytes = 0;
+  std::string subjects_file;
+  std::string outcome;
+  // A query naming a subject's identity (distinct_id and the like): its
+  // answer may name subjects, which the log does not list.
+  bool names_subjects = false;
+};
+
+// What one subject lost: the property keys of every export that carried
+// it, their kinds' categories, and those exports (by seq).
+struct SubjectExposure {
+  std::string subject;                  // "psn_" pseudonym, as exported
+  std::vector<std::string> properties;  // sorted
+  uint32_t categories = 0;              // bit per Category
+  std::vector<uint64_t> exports;        // seqs of the `export` records
+};
+
+// The chain as read: every record from the first is hashed and checked
+// against its successor, its sequence number and the anchors.
+struct ChainCheck {
+  bool ok = false;
+  uint64_t base_seq = 0;         // a pruned log starts after this record
+  uint64_t records = 0;          // seq of the last valid record
+  uint64_t anchors_checked = 0;  // anchors that matched
+  uint64_t torn_tail_bytes = 0;  // an interrupted last append (never acknowledged)
+  std::string problem;           // the first problem, naming the record
+};
+
+struct BlastRadius {
+  std::string key;
+  int64_t from_ms = 0;
+  int64_t to_ms = 0;  // exclusive
+  ChainCheck chain;
+  uint64_t records_of_key = 0;            // every record of the key in the window
+  std::vector<BlastRecord> exports;       // `export` records (what left, with subjects)
+  std::vector<BlastRecord> open_exports;  // `export.start` with no end: what left is unknown
+  std::vector<BlastRecord> queries;       // aggregate answers: no subjects listed
+  std::vector<BlastRecord> other_acts;    // policy, key and audit acts
+  uint64_t records_not_listed = 0;        // past kBlastRecordsListedMax
+  std::vector<SubjectExposure> subjects;  // sorted by pseudonym
+  std::vector<std::string> properties;    // every property key that left, sorted
+  uint32_t categories = 0;                // bit per Category, over every subject
+  std::vector<Warning> warnings;
+};
+
+struct BlastOptions {
+  std::string audit_folder;  // <data>/audit
+  std::string key;           // "mpk_…", "secret:<project>", "local"
+  int64_t from_ms = 0;
+  int64_t to_ms = INT64_MAX;  // exclusive
+  // Go on past a broken chain: the report then covers the valid records
+  // before the break only and says so in every output. Otherwise a broken
+  // chain or subject file is Corruption naming the record.
+  bool allow_broken = false;
+};
+
+// Reads the audit log in `options.audit_folder` from its first record,
+// verifying the chain and the anchors as it goes (docs/formats/audit.md),
+// and collects every record `options.key` made from from_ms (inclusive) to
+// to_ms (exclusive): exports with their subject files (each checked
+// against the SHA-256 in its record), aggregate queries, and other acts.
+// An export counts when its `export.start` is in the window. Memory holds
+// one chunk of the log and the subjects found, not the log.
+Result<BlastRadius> ComputeBlastRadius(const BlastOptions& options, FileSystem& file_system);
+
+// The blast radius as the machine-readable blast-radius.json
+// (docs/formats/incident.md); `now_s` is its generated_at.
+std::string BlastRadiusJson(const BlastRadius& blast, int64_t now_s);
+
+// A blast radius as cross-reference input: a "leaked" table with one row
+// per subject (column `distinct_id`, then one column per property key that
+// left, the cell marking that the subject's data had it; the values
+// themselves are not in the log), recognised by name. A subject whose
+// pseudonym `account_of_subject` maps to an operator's user id carries that
+// id instead, so that the accounts file matches it by user id.
+struct BlastTables {
+  Table leaked;
+  Recognition leaked_columns;
+};
+Result<BlastTables> MakeBlastTables(const BlastRadius& blast,
+                                    const std::map<std::string, std::string>& account_of_subject);
+
+// An access key (or project secret) as who-could-read weighs it.
+struct KeyReach {
+  std::string key;  // "mpk_…" or "secret:<project>"
+  std::string name;
+  uint32_t project_id = 0;              // 0: every project
+  bool can_export = false;              // raw events, subjects included
+  bool can_query_subjects = false;      // select or break down by distinct id
+  bool can_query_aggregate = false;     // counts only
+  std::vector<std::string> events;      // empty: every event
+  std::vector<std::string> properties;  // empty: every property
+  int64_t valid_from_ms = 0;
+  int64_t valid_to_ms = 0;  // revoked or expired; 0: still in force
+};
+
+struct WhoCouldRead {
+  std::vector<std::string> subjects;  // the subject's pseudonyms (one per key version)
+  uint32_t project_id = 0;
+  // Keys whose project, scopes and validity could reach the subject's
+  // events (`why` says how, and what limits apply).
+  struct Candidate {
+    KeyReach key;
+    std::string reach;                  // "raw events", "rows by distinct id", "aggregates only"
+    std::vector<uint64_t> exported_in;  // `export` seqs whose subject file lists the subject
+  };
+  std::vector<Candidate> candidates;
+  // Exports that carried the subject by a credential not among the keys
+  // given (the command line's "local", a key since deleted).
+  std::vector<std::pair<std::string, uint64_t>> other_exports;  // key, seq
+  ChainCheck chain;
+  std::vector<Warning> warnings;
+};
+
+// Which of `keys` could have read a subject of `project_id` (pseudonyms
+// `subjects`, every version of the project's key) between from_ms and to_ms,
+// and which exports in the audit log actually carried it.
+Result<WhoCouldRead> ComputeWhoCouldRead(const std::string& audit_folder, uint32_t project_id,
+                                         const std::vector<std::string>& subjects,
+                                         const std::vector<KeyReach>& keys, int64_t from_ms,
+                                         int64_t to_ms, bool allow_broken, FileSystem& file_system);
+std::string WhoCouldReadJson(const WhoCouldRead& who, int64_t now_s);
+
 // ---------------------------------------------------------------------------
 // Outputs
 
@@ -374,6 +528,9 @@ struct ReportOptions {
   std::string templates_folder;  // operator-edited templates; empty: built-in
   bool notices = true;
   int64_t now_s = 0;  // the time written into the outputs (Date: headers)
+  // Further files to write beside impact.json (name, contents), such as
+  // blast-radius.json; each name a plain file name.
+  std::vector<std::pair<std::string, std::string>> extra_files;
 };
 // Checks the operator's text: the domain is a bare host, the contact is not
 // a link, each text within kOperatorTextBytesMax and free of control bytes.

@@ -818,6 +818,12 @@ Result<OutputFiles> WriteOutputs(const std::string& folder_path, const CrossrefI
   MP_RETURN_IF_ERROR(folder.Write("summary.md", SummaryMarkdown(input, impact, options)));
   MP_RETURN_IF_ERROR(folder.Write("summary.html", SummaryHtml(input, impact, options)));
   MP_RETURN_IF_ERROR(folder.Write("regulator-report.md", RegulatorReport(input, impact, options)));
+  for (const auto& [name, contents] : options.extra_files) {
+    if (name.empty() || name.find('/') != std::string::npos || name.starts_with(".")) {
+      return Status::InvalidArgument("output file name '" + name + "': a plain file name");
+    }
+    MP_RETURN_IF_ERROR(folder.Write(name, contents));
+  }
   OutputFiles files;
   if (options.notices) {
     MP_RETURN_IF_ERROR(folder.Folder("notices"));

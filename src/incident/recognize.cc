@@ -396,6 +396,8 @@ std::optional<ColumnKind> ParseColumnKind(std::string_view name) {
 
 Category CategoryOf(ColumnKind kind) { return kKinds[static_cast<size_t>(kind)].category; }
 
+ColumnKind KindOfName(std::string_view name) { return KindFromName(name); }
+
 std::string_view CategoryName(Category category) {
   constexpr std::array<std::string_view, kCategoryCount + 1> kNamesOfCategories = {
       "identity",    "contact", "location", "device",  "referrer", "internal_ids",

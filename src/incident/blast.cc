@@ -1,0 +1,899 @@
+// Starting point 1: the blast radius of a key from the audit log
+// (docs/incident.md, docs/formats/audit.md). The log is read in chunks from
+// its first record: every record's chain hash is recomputed and compared,
+// its sequence number checked and the anchors matched as they pass, so a
+// report never rests on a record the chain does not vouch for. Only the
+// records of the key asked about are decoded; the others are hashed and
+// skipped.
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+#include <deque>
+#include <functional>
+#include <set>
+#include <unordered_map>
+
+#include "audit/audit.h"
+#include "incident/incident.h"
+#include "incident/report_text.h"
+
+namespace minpanel::incident {
+namespace {
+
+using Hash = std::array<uint8_t, audit::kHashBytes>;
+
+// Version 2 is a log pruned behind a checkpoint: after the header, the last
+// cut record's seq (u64 LE) and chain hash.
+constexpr uint32_t kAuditLogVersionMax = 2;
+constexpr size_t kPrunedBaseBytes = 8 + audit::kHashBytes;
+
+// Properties that name a subject's identity (as service's access control
+// lists them): a query naming one may return subjects.
+constexpr std::string_view kSubjectProperties[] = {
+    "distinct_id", "$distinct_id", "$user_id", "user_id", "$device_id", "$anon_distinct_id",
+};
+
+uint32_t ReadU32(std::string_view bytes, size_t offset) {
+  uint32_t value = 0;
+  for (size_t byte_idx = 0; byte_idx < 4; ++byte_idx) {
+    value |= static_cast<uint32_t>(static_cast<uint8_t>(bytes[offset + byte_idx]))
+             << (8 * byte_idx);
+  }
+  return value;
+}
+
+struct Anchor {
+  uint64_t seq = 0;
+  std::string hash_hex;
+};
+
+// The anchors file: "SEQ HASH_HEX TIME_MS" lines; a torn last line (a crash
+// while writing it) is ignored, as `audit verify` does.
+Result<std::vector<Anchor>> ReadAnchors(const std::string& folder, FileSystem& file_system) {
+  std::vector<Anchor> anchors;
+  const std::string path = folder + "/anchors";
+  if (!file_system.Exists(path)) {
+    return anchors;
+  }
+  MP_ASSIGN_OR_RETURN(const std::string text, file_system.ReadFile(path));
+  size_t line_start = 0;
+  uint64_t line_number = 0;
+  while (line_start < text.size()) {
+    const size_t line_end = text.find('\n', line_start);
+    if (line_end == std::string::npos) {
+      break;
+    }
+    const std::string_view line(text.data() + line_start, line_end - line_start);
+    line_start = line_end + 1;
+    ++line_number;
+    Anchor anchor;
+    const auto parsed = std::from_chars(line.data(), line.data() + line.size(), anchor.seq);
+    const size_t space = line.find(' ');
+    if (parsed.ec != std::errc() || space == std::string_view::npos ||
+        line.size() < space + 1 + audit::kHashBytes * 2) {
+      return Status::Corruption("audit anchors line " + std::to_string(line_number) +
+                                " is malformed");
+    }
+    anchor.hash_hex = std::string(line.substr(space + 1, audit::kHashBytes * 2));
+    if (anchor.seq > 0) {
+      anchors.push_back(std::move(anchor));
+    }
+  }
+  std::sort(anchors.begin(), anchors.end(),
+            [](const Anchor& left, const Anchor& right) { return left.seq < right.seq; });
+  return anchors;
+}
+
+// The seq a payload starts with ({"seq":N,...}, as audit::EncodeEntry
+// writes it); nullopt when it does not start so.
+std::optional<uint64_t> LeadingSeq(std::string_view payload) {
+  constexpr std::string_view kPrefix = "{\"seq\":";
+  if (!payload.starts_with(kPrefix)) {
+    return std::nullopt;
+  }
+  uint64_t seq = 0;
+  const char* begin = payload.data() + kPrefix.size();
+  const auto parsed = std::from_chars(begin, payload.data() + payload.size(), seq);
+  if (parsed.ec != std::errc() || parsed.ptr == begin) {
+    return std::nullopt;
+  }
+  return seq;
+}
+
+using RecordVisitor = std::function<Status(uint64_t seq, std::string_view payload)>;
+
+// Walks every record of <folder>/log in order, checking the chain, the
+// sequence numbers and the anchors, and calls `visit` for each valid one.
+// Stops at the first broken record: chain.ok false and chain.problem naming
+// it. A short last record is a torn tail (reported, not a problem).
+Result<ChainCheck> WalkLog(const std::string& folder, FileSystem& file_system,
+                           const RecordVisitor& visit) {
+  ChainCheck chain;
+  MP_ASSIGN_OR_RETURN(const std::vector<Anchor> anchors, ReadAnchors(folder, file_system));
+  const std::string path = folder + "/log";
+  if (!file_system.Exists(path)) {
+    return Status::NotFound("no audit log in " + folder + " (is --data the data folder?)");
+  }
+  MP_ASSIGN_OR_RETURN(std::unique_ptr<SequentialFile> file, file_system.OpenSequential(path));
+  std::string buffer;
+  std::string chunk;
+  size_t position = 0;
+  bool end_of_file = false;
+  // Makes `bytes` bytes available at `position`, or returns false at EOF.
+  const auto ensure = [&](size_t bytes) -> Result<bool> {
+    while (buffer.size() - position < bytes && !end_of_file) {
+      MP_RETURN_IF_ERROR(file->Read(kAuditReadChunkBytes, &chunk));
+      if (chunk.empty()) {
+        end_of_file = true;
+        break;
+      }
+      buffer.erase(0, position);
+      position = 0;
+      buffer.append(chunk);
+    }
+    return buffer.size() - position >= bytes;
+  };
+  MP_ASSIGN_OR_RETURN(const bool has_header, ensure(audit::kFileHeaderBytes));
+  if (!has_header) {
+    chain.ok = anchors.empty();
+    chain.problem = chain.ok ? "" : "the log is empty but the anchors name records";
+    return chain;
+  }
+  const uint32_t version = ReadU32(buffer, audit::kFileMagic.size());
+  if (std::string_view(buffer).substr(0, audit::kFileMagic.size()) != audit::kFileMagic ||
+      version == 0 || version > kAuditLogVersionMax) {
+    chain.problem = "the log does not start with the audit log header (version 1 or 2)";
+    return chain;
+  }
+  position = audit::kFileHeaderBytes;
+  Hash head{};
+  uint64_t seq = 0;
+  size_t next_anchor = 0;
+  if (version == 2) {
+    // A log pruned behind a checkpoint: the last cut record's seq and chain
+    // hash, which an anchor must name (docs/formats/audit.md, retention).
+    MP_ASSIGN_OR_RETURN(const bool has_base, ensure(kPrunedBaseBytes));
+    if (!has_base) {
+      chain.problem = "the pruned log's header is cut short";
+      return chain;
+    }
+    for (size_t byte_idx = 0; byte_idx < 8; ++byte_idx) {
+      seq |= static_cast<uint64_t>(static_cast<uint8_t>(buffer[position + byte_idx]))
+             << (8 * byte_idx);
+    }
+    std::memcpy(head.data(), buffer.data() + position + 8, audit::kHashBytes);
+    position += kPrunedBaseBytes;
+    bool base_anchored = false;
+    while (next_anchor < anchors.size() && anchors[next_anchor].seq <= seq) {
+      base_anchored = base_anchored || (anchors[next_anchor].seq == seq &&
+                                        anchors[next_anchor].hash_hex == audit::HexOf(head));
+      ++next_anchor;
+    }
+    if (!base_anchored) {
+      chain.problem = "the log starts after record " + std::to_string(seq) +
+                      " but no anchor names that record with that hash (records cut from "
+                      "the head)";
+      return chain;
+    }
+    chain.base_seq = seq;
+    chain.records = seq;
+  }
+  const auto broken = [&chain](uint64_t last_good) {
+    chain.problem = "record " + std::to_string(last_good + 1) +
+                    " is broken: its hash, sequence number or contents do not follow record " +
+                    std::to_string(last_good);
+    return chain;
+  };
+  while (true) {
+    MP_ASSIGN_OR_RETURN(const bool has_length, ensure(4));
+    if (!has_length) {
+      chain.torn_tail_bytes = buffer.size() - position;
+      break;
+    }
+    const uint32_t length = ReadU32(buffer, position);
+    if (length > audit::kRecordBytesMax) {
+      return broken(seq);
+    }
+    MP_ASSIGN_OR_RETURN(const bool whole, ensure(4 + size_t{length} + audit::kHashBytes));
+    if (!whole) {
+      chain.torn_tail_bytes = buffer.size() - position;
+      break;
+    }
+    const std::string_view payload(buffer.data() + position + 4, length);
+    const Hash hash = audit::ChainHash(head, payload);
+    if (std::memcmp(hash.data(), buffer.data() + position + 4 + length, audit::kHashBytes) != 0) {
+      return broken(seq);
+    }
+    std::optional<uint64_t> record_seq = LeadingSeq(payload);
+    if (!record_seq.has_value()) {
+      auto entry = audit::DecodeEntry(payload);
+      if (entry.ok()) {
+        record_seq = entry->seq;
+      }
+    }
+    if (record_seq != seq + 1) {
+      return broken(seq);
+    }
+    ++seq;
+    head = hash;
+    position += 4 + length + audit::kHashBytes;
+    while (next_anchor < anchors.size() && anchors[next_anchor].seq == seq) {
+      if (anchors[next_anchor].hash_hex != audit::HexOf(head)) {
+        chain.records = seq;
+        chain.problem = "anchor of record " + std::to_string(seq) +
+                        ": the chain hash differs from the anchored one (the chain was "
+                        "rewritten)";
+        return chain;
+      }
+      ++chain.anchors_checked;
+      ++next_anchor;
+    }
+    chain.records = seq;
+    MP_RETURN_IF_ERROR(visit(seq, payload));
+  }
+  if (next_anchor < anchors.size()) {
+    chain.problem = "an anchor names record " + std::to_string(anchors[next_anchor].seq) +
+                    " but the log ends at record " + std::to_string(seq) +
+                    " (truncated or records dropped)";
+    return chain;
+  }
+  chain.ok = true;
+  return chain;
+}
+
+BlastRecord RecordOf(const audit::AuditEntry& entry) {
+  BlastRecord record;
+  record.seq = entry.seq;
+  record.time_ms = entry.time_ms;
+  record.act = entry.act;
+  record.route = entry.route;
+  record.projects = entry.projects;
+  record.params_sha256 = entry.params_sha256;
+  record.events = entry.events;
+  record.properties = entry.properties;
+  record.rows = entry.rows;
+  record.subjects = entry.subjects;
+  record.bytes = entry.bytes;
+  record.subjects_file = entry.subjects_file;
+  record.outcome = entry.outcome;
+  for (const std::string_view subject_property : kSubjectProperties) {
+    record.names_subjects =
+        record.names_subjects || std::find(entry.properties.begin(), entry.properties.end(),
+                                           subject_property) != entry.properties.end();
+  }
+  return record;
+}
+
+// The pseudonyms of an export's subject file, checked against the SHA-256
+// its record carries. The name must be a plain file under subjects/.
+Result<std::vector<std::string>> ReadSubjectsFile(const std::string& folder,
+                                                  const BlastRecord& record,
+                                                  const std::string& expected_sha256,
+                                                  FileSystem& file_system) {
+  const std::string& name = record.subjects_file;
+  if (!name.starts_with("subjects/") || name.find("..") != std::string::npos ||
+      name.find('/', 9) != std::string::npos) {
+    return Status::Corruption("audit record " + std::to_string(record.seq) + ": subjects_file '" +
+                              name + "' is not a file under subjects/");
+  }
+  const std::string path = folder + "/" + name;
+  if (!file_system.Exists(path)) {
+    return Status::Corruption("audit record " + std::to_string(record.seq) + ": " + path +
+                              " is missing");
+  }
+  MP_ASSIGN_OR_RETURN(const uint64_t size, file_system.FileSize(path));
+  if (size > kSubjectsFileBytesMax) {
+    return Status::ResourceExhausted(path + ": over kSubjectsFileBytesMax (" +
+                                     std::to_string(kSubjectsFileBytesMax) + " bytes)");
+  }
+  MP_ASSIGN_OR_RETURN(const std::string text, file_system.ReadFile(path));
+  if (audit::Sha256Hex(text) != expected_sha256) {
+    return Status::Corruption("audit record " + std::to_string(record.seq) + ": " + path +
+                              " does not have the SHA-256 its record names (edited or replaced)");
+  }
+  std::vector<std::string> subjects;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    end = end == std::string::npos ? text.size() : end;
+    if (end > start) {
+      subjects.emplace_back(text.substr(start, end - start));
+    }
+    start = end + 1;
+  }
+  return subjects;
+}
+
+// A check that failed: Corruption, or with allow_broken a warning.
+Status BrokenOrWarn(Status status, bool allow_broken, std::vector<Warning>* warnings) {
+  if (status.ok() || !allow_broken || status.code() != StatusCode::kCorruption) {
+    return status;
+  }
+  warnings->push_back({"audit", 0,
+                       status.message() + " (--allow-broken: its subjects are not "
+                                          "counted)"});
+  return Status::Ok();
+}
+
+Status ChainStatus(const ChainCheck& chain, bool allow_broken, std::vector<Warning>* warnings) {
+  if (chain.torn_tail_bytes > 0) {
+    warnings->push_back({"audit", 0,
+                         "the log ends in " + std::to_string(chain.torn_tail_bytes) +
+                             " bytes of an interrupted append (never acknowledged)"});
+  }
+  if (chain.ok) {
+    return Status::Ok();
+  }
+  const std::string message = "the audit log's chain is broken: " + chain.problem;
+  if (!allow_broken) {
+    return Status::Corruption(message +
+                              "; run `minpanel audit verify`, or give --allow-broken to report "
+                              "on the " +
+                              std::to_string(chain.records) + " records before the break only");
+  }
+  warnings->push_back({"audit", 0,
+                       message + ". THIS REPORT COVERS ONLY THE " + std::to_string(chain.records) +
+                           " RECORDS BEFORE THE BREAK; what the key did after it is unknown"});
+  return Status::Ok();
+}
+
+// The key's records, as the walk decodes them: exports are paired with
+// their `export.start` (same key and parameters, first in first out).
+class KeyCollector {
+ public:
+  KeyCollector(const BlastOptions& options, BlastRadius* blast) : options_(options), blast_(blast) {
+    needle_ = "\"key\":\"" + options.key + "\"";
+    escape_free_ = options.key.find_first_of("\"\\") == std::string::npos;
+  }
+
+  Status Visit(std::string_view payload) {
+    if (escape_free_ && payload.find(needle_) == std::string_view::npos) {
+      return Status::Ok();
+    }
+    auto entry = audit::DecodeEntry(payload);
+    if (!entry.ok()) {
+      return Status::Corruption("audit record: " + entry.status().message());
+    }
+    if (entry->key != options_.key) {
+      return Status::Ok();
+    }
+    const bool in_window = entry->time_ms >= options_.from_ms && entry->time_ms < options_.to_ms;
+    // Reads are recorded twice: `query.start` / `export.start` before the
+    // answer leaves, then `query` / `export` with what left. A read counts
+    // by its start; a start with no end is listed as open.
+    if (entry->act == "export.start" || entry->act == "query.start") {
+      const std::string act = entry->act.substr(0, entry->act.size() - 6);
+      starts_[act + "\n" + entry->params_sha256].push_back({RecordOf(*entry), in_window});
+      blast_->records_of_key += in_window ? 1 : 0;
+      return Status::Ok();
+    }
+    if (entry->act == "export" || entry->act == "query") {
+      bool counted = in_window;
+      int64_t started_ms = 0;
+      auto pending = starts_.find(entry->act + "\n" + entry->params_sha256);
+      if (pending != starts_.end() && !pending->second.empty()) {
+        counted = pending->second.front().in_window;
+        started_ms = pending->second.front().record.time_ms;
+        pending->second.pop_front();
+      }
+      if (!counted) {
+        return Status::Ok();
+      }
+      ++blast_->records_of_key;
+      if (entry->act == "query") {
+        List(blast_->queries, *entry).started_ms = started_ms;
+        return Status::Ok();
+      }
+      exports_.push_back(RecordOf(*entry));
+      exports_.back().started_ms = started_ms;
+      sha256_.push_back(entry->subjects_sha256);
+      return Status::Ok();
+    }
+    if (!in_window) {
+      return Status::Ok();
+    }
+    ++blast_->records_of_key;
+    List(blast_->other_acts, *entry);
+    return Status::Ok();
+  }
+
+  // Starts with no end, of exports (`act` "export") or queries ("query"):
+  // cut off by a crash, or still running.
+  std::vector<BlastRecord> OpenReads(std::string_view act) const {
+    std::vector<BlastRecord> open;
+    for (const auto& [act_and_params, starts] : starts_) {
+      if (!act_and_params.starts_with(std::string(act) + "\n")) {
+        continue;
+      }
+      for (const Start& start : starts) {
+        if (start.in_window) {
+          open.push_back(start.record);
+        }
+      }
+    }
+    std::sort(open.begin(), open.end(), [](const BlastRecord& left, const BlastRecord& right) {
+      return left.seq < right.seq;
+    });
+    return open;
+  }
+
+  std::vector<BlastRecord>& exports() { return exports_; }
+  const std::vector<std::string>& sha256() const { return sha256_; }
+
+ private:
+  struct Start {
+    BlastRecord record;
+    bool in_window = false;
+  };
+  // Appends the record to `list`, or counts it past kBlastRecordsListedMax
+  // (then the returned record is a scratch one).
+  BlastRecord& List(std::vector<BlastRecord>& list, const audit::AuditEntry& entry) {
+    if (list.size() >= kBlastRecordsListedMax) {
+      ++blast_->records_not_listed;
+      scratch_ = RecordOf(entry);
+      return scratch_;
+    }
+    list.push_back(RecordOf(entry));
+    return list.back();
+  }
+  const BlastOptions& options_;
+  BlastRadius* blast_;
+  std::string needle_;
+  bool escape_free_ = true;
+  std::unordered_map<std::string, std::deque<Start>> starts_;
+  std::vector<BlastRecord> exports_;
+  std::vector<std::string> sha256_;  // per export, its subject file's
+  BlastRecord scratch_;
+};
+
+uint32_t CategoriesOfProperties(const std::vector<std::string>& properties) {
+  uint32_t bits = 1u << static_cast<uint32_t>(Category::kInternalIds);  // the pseudonym itself
+  for (const std::string& property : properties) {
+    const Category category = CategoryOf(KindOfName(property));
+    if (category != Category::kNone) {
+      bits |= 1u << static_cast<uint32_t>(category);
+    }
+  }
+  return bits;
+}
+
+// Per subject, the exports that carried it and the union of their keys.
+Status CollectSubjects(const BlastOptions& options, FileSystem& file_system,
+                       const std::vector<std::string>& sha256, BlastRadius* blast) {
+  std::unordered_map<std::string, std::vector<uint32_t>> exports_of;
+  for (size_t export_idx = 0; export_idx < blast->exports.size(); ++export_idx) {
+    const BlastRecord& record = blast->exports[export_idx];
+    if (record.subjects_file.empty()) {
+      if (record.rows > 0) {
+        blast->warnings.push_back({"audit", 0,
+                                   "export record " + std::to_string(record.seq) +
+                                       " returned rows but names no subject file"});
+      }
+      continue;
+    }
+    auto subjects = ReadSubjectsFile(options.audit_folder, record, sha256[export_idx], file_system);
+    if (!subjects.ok()) {
+      MP_RETURN_IF_ERROR(BrokenOrWarn(subjects.status(), options.allow_broken, &blast->warnings));
+      continue;
+    }
+    for (std::string& subject : *subjects) {
+      exports_of[std::move(subject)].push_back(static_cast<uint32_t>(export_idx));
+      if (exports_of.size() > kBlastSubjectsMax) {
+        return Status::ResourceExhausted("more subjects than kBlastSubjectsMax (" +
+                                         std::to_string(kBlastSubjectsMax) + ")");
+      }
+    }
+  }
+  std::set<std::string> every_property;
+  blast->subjects.reserve(exports_of.size());
+  for (auto& [subject, exports] : exports_of) {
+    SubjectExposure exposure;
+    exposure.subject = subject;
+    std::set<std::string> properties = {"distinct_id"};
+    for (const uint32_t export_idx : exports) {
+      const BlastRecord& record = blast->exports[export_idx];
+      properties.insert(record.properties.begin(), record.properties.end());
+      exposure.exports.push_back(record.seq);
+    }
+    exposure.properties.assign(properties.begin(), properties.end());
+    exposure.categories = CategoriesOfProperties(exposure.properties);
+    blast->categories |= exposure.categories;
+    every_property.insert(properties.begin(), properties.end());
+    blast->subjects.push_back(std::move(exposure));
+  }
+  std::sort(blast->subjects.begin(), blast->subjects.end(),
+            [](const SubjectExposure& left, const SubjectExposure& right) {
+              return left.subject < right.subject;
+            });
+  blast->properties.assign(every_property.begin(), every_property.end());
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<BlastRadius> ComputeBlastRadius(const BlastOptions& options, FileSystem& file_system) {
+  if (options.key.empty()) {
+    return Status::InvalidArgument("--key: name the key (mpk_…, secret:<project id> or local)");
+  }
+  if (options.from_ms >= options.to_ms) {
+    return Status::InvalidArgument("--from must be before --to");
+  }
+  BlastRadius blast;
+  blast.key = options.key;
+  blast.from_ms = options.from_ms;
+  blast.to_ms = options.to_ms;
+  KeyCollector collector(options, &blast);
+  MP_ASSIGN_OR_RETURN(blast.chain, WalkLog(options.audit_folder, file_system,
+                                           [&](uint64_t, std::string_view payload) {
+                                             return collector.Visit(payload);
+                                           }));
+  MP_RETURN_IF_ERROR(ChainStatus(blast.chain, options.allow_broken, &blast.warnings));
+  blast.exports = std::move(collector.exports());
+  blast.open_exports = collector.OpenReads("export");
+  for (const BlastRecord& open : blast.open_exports) {
+    blast.warnings.push_back(
+        {"audit", 0,
+         "export started at record " + std::to_string(open.seq) +
+             " has no end record (the server stopped mid-export?): what it sent is unknown; "
+             "treat every subject its parameters could reach as exposed"});
+  }
+  for (BlastRecord& open : collector.OpenReads("query")) {
+    blast.warnings.push_back({"audit", 0,
+                              "query started at record " + std::to_string(open.seq) +
+                                  " has no closing record: it may have been answered"});
+    open.outcome = "no closing record: the answer may have left";
+    blast.queries.push_back(std::move(open));
+  }
+  for (const BlastRecord& query : blast.queries) {
+    if (query.names_subjects) {
+      blast.warnings.push_back(
+          {"audit", 0,
+           "query record " + std::to_string(query.seq) +
+               " selected or broke down by a subject's identity: its answer may name subjects, "
+               "which the log does not list"});
+    }
+  }
+  MP_RETURN_IF_ERROR(CollectSubjects(options, file_system, collector.sha256(), &blast));
+  return blast;
+}
+
+// ---------------------------------------------------------------------------
+// Tables for WriteOutputs
+
+namespace {
+
+// Kinds the cross-reference matches or groups by: a property of one of them
+// is recognised as a kind of the same category and phrase that it does not
+// use, since the cell holds a marker, not the value.
+ColumnKind UnmatchedKind(ColumnKind kind) {
+  switch (kind) {
+    case ColumnKind::kUserId:
+    case ColumnKind::kOrgId:
+    case ColumnKind::kAdminUserId:
+      return ColumnKind::kAnonymousId;
+    case ColumnKind::kAdminEmail:
+      return ColumnKind::kEmail;
+    case ColumnKind::kCountry:
+      return ColumnKind::kRegion;
+    default:
+      return kind;
+  }
+}
+
+constexpr std::string_view kExportedMarker = "exported";
+
+}  // namespace
+
+Result<BlastTables> MakeBlastTables(const BlastRadius& blast,
+                                    const std::map<std::string, std::string>& account_of_subject) {
+  BlastTables tables;
+  Table& table = tables.leaked;
+  MP_ASSIGN_OR_RETURN(const size_t id_column, table.ColumnIndex("distinct_id"));
+  ColumnRecognition id_recognition;
+  id_recognition.name = "distinct_id";
+  id_recognition.kind = ColumnKind::kUserId;
+  id_recognition.source = RecognitionSource::kName;
+  id_recognition.confidence = 1.0;
+  id_recognition.name_kind = ColumnKind::kUserId;
+  id_recognition.note = "the subject's pseudonym, or the accounts file's user id it maps to";
+  tables.leaked_columns.columns.push_back(id_recognition);
+  std::map<std::string, size_t, std::less<>> column_of;
+  for (const std::string& property : blast.properties) {
+    if (property == "distinct_id") {
+      continue;
+    }
+    MP_ASSIGN_OR_RETURN(const size_t column, table.ColumnIndex(property));
+    column_of.emplace(property, column);
+    ColumnRecognition recognition;
+    recognition.name = property;
+    recognition.name_kind = KindOfName(property);
+    recognition.kind = UnmatchedKind(recognition.name_kind);
+    recognition.source = RecognitionSource::kName;
+    recognition.confidence = recognition.kind == ColumnKind::kUnknown ? 0 : 0.7;
+    recognition.note = "a property key the audit log says left; its values are not in the log";
+    tables.leaked_columns.columns.push_back(recognition);
+  }
+  uint64_t line = 0;
+  for (const SubjectExposure& subject : blast.subjects) {
+    table.BeginRow(++line);
+    const auto account = account_of_subject.find(subject.subject);
+    table.AddCell(id_column,
+                  account == account_of_subject.end() ? subject.subject : account->second);
+    for (const std::string& property : subject.properties) {
+      const auto column = column_of.find(property);
+      if (column != column_of.end()) {
+        table.AddCell(column->second, kExportedMarker);
+        ++tables.leaked_columns.columns[column->second].values_non_empty;
+      }
+    }
+    table.EndRow();
+  }
+  tables.leaked_columns.columns[id_column].values_non_empty = blast.subjects.size();
+  return tables;
+}
+
+// ---------------------------------------------------------------------------
+// Which keys could have read a subject
+
+Result<WhoCouldRead> ComputeWhoCouldRead(const std::string& audit_folder, uint32_t project_id,
+                                         const std::vector<std::string>& subjects,
+                                         const std::vector<KeyReach>& keys, int64_t from_ms,
+                                         int64_t to_ms, bool allow_broken,
+                                         FileSystem& file_system) {
+  WhoCouldRead who;
+  who.subjects = subjects;
+  who.project_id = project_id;
+  for (const KeyReach& key : keys) {
+    if (key.project_id != 0 && key.project_id != project_id) {
+      continue;
+    }
+    const int64_t valid_to = key.valid_to_ms == 0 ? INT64_MAX : key.valid_to_ms;
+    if (key.valid_from_ms >= to_ms || valid_to <= from_ms) {
+      continue;
+    }
+    std::string reach;
+    if (key.can_export && key.properties.empty()) {
+      reach = "raw events";
+    } else if (key.can_query_subjects) {
+      reach = "rows by distinct id";
+    } else if (key.can_query_aggregate || key.can_export) {
+      reach = "aggregates only";
+    } else {
+      continue;  // ingest, admin, audit or metrics only: no event data
+    }
+    who.candidates.push_back({key, reach, {}});
+  }
+  // Exports whose subject files list one of the subject's pseudonyms.
+  std::vector<audit::AuditEntry> exports;
+  MP_ASSIGN_OR_RETURN(
+      who.chain,
+      WalkLog(audit_folder, file_system, [&](uint64_t, std::string_view payload) -> Status {
+        if (payload.find("\"act\":\"export\"") == std::string_view::npos) {
+          return Status::Ok();
+        }
+        auto entry = audit::DecodeEntry(payload);
+        if (!entry.ok()) {
+          return Status::Corruption("audit record: " + entry.status().message());
+        }
+        if (entry->act == "export" && !entry->subjects_file.empty() && entry->time_ms >= from_ms &&
+            entry->time_ms < to_ms) {
+          exports.push_back(std::move(*entry));
+        }
+        return Status::Ok();
+      }));
+  MP_RETURN_IF_ERROR(ChainStatus(who.chain, allow_broken, &who.warnings));
+  const std::set<std::string> wanted(subjects.begin(), subjects.end());
+  for (const audit::AuditEntry& entry : exports) {
+    if (project_id != 0 && std::find(entry.projects.begin(), entry.projects.end(), project_id) ==
+                               entry.projects.end()) {
+      continue;
+    }
+    const BlastRecord record = RecordOf(entry);
+    auto listed = ReadSubjectsFile(audit_folder, record, entry.subjects_sha256, file_system);
+    if (!listed.ok()) {
+      MP_RETURN_IF_ERROR(BrokenOrWarn(listed.status(), allow_broken, &who.warnings));
+      continue;
+    }
+    const bool carried = std::any_of(listed->begin(), listed->end(),
+                                     [&](const std::string& id) { return wanted.contains(id); });
+    if (!carried) {
+      continue;
+    }
+    auto candidate = std::find_if(
+        who.candidates.begin(), who.candidates.end(),
+        [&](const WhoCouldRead::Candidate& known) { return known.key.key == entry.key; });
+    if (candidate != who.candidates.end()) {
+      candidate->exported_in.push_back(entry.seq);
+    } else {
+      who.other_exports.emplace_back(entry.key, entry.seq);
+    }
+  }
+  return who;
+}
+
+// ---------------------------------------------------------------------------
+// JSON
+
+namespace {
+
+void AppendStrings(const std::vector<std::string>& items, std::string* out) {
+  out->push_back('[');
+  for (size_t item_idx = 0; item_idx < items.size(); ++item_idx) {
+    out->append(item_idx == 0 ? "" : ",");
+    AppendJson(items[item_idx], out);
+  }
+  out->push_back(']');
+}
+
+template <typename Number>
+void AppendNumbers(const std::vector<Number>& items, std::string* out) {
+  out->push_back('[');
+  for (size_t item_idx = 0; item_idx < items.size(); ++item_idx) {
+    out->append(item_idx == 0 ? "" : ",");
+    out->append(std::to_string(items[item_idx]));
+  }
+  out->push_back(']');
+}
+
+void AppendCategories(uint32_t bits, std::string* out) {
+  out->push_back('[');
+  bool first = true;
+  for (const Category category : CategoriesOf(bits)) {
+    out->append(first ? "" : ",");
+    first = false;
+    AppendJson(CategoryName(category), out);
+  }
+  out->push_back(']');
+}
+
+std::string IsoMs(int64_t ms) { return FormatIsoTime(ms / 1000); }
+
+void AppendRecord(const BlastRecord& record, std::string* out) {
+  out->append("{\"seq\":" + std::to_string(record.seq) +
+              ",\"time_ms\":" + std::to_string(record.time_ms) + ",\"time\":");
+  AppendJson(IsoMs(record.time_ms), out);
+  if (record.started_ms != 0) {
+    out->append(",\"started_ms\":" + std::to_string(record.started_ms));
+  }
+  out->append(",\"act\":");
+  AppendJson(record.act, out);
+  out->append(",\"route\":");
+  AppendJson(record.route, out);
+  out->append(",\"projects\":");
+  AppendNumbers(record.projects, out);
+  out->append(",\"params_sha256\":");
+  AppendJson(record.params_sha256, out);
+  out->append(",\"events\":");
+  AppendStrings(record.events, out);
+  out->append(",\"properties\":");
+  AppendStrings(record.properties, out);
+  out->append(",\"rows\":" + std::to_string(record.rows) +
+              ",\"subjects\":" + std::to_string(record.subjects) +
+              ",\"bytes\":" + std::to_string(record.bytes) + ",\"subjects_file\":");
+  AppendJson(record.subjects_file, out);
+  out->append(",\"names_subjects\":");
+  out->append(record.names_subjects ? "true" : "false");
+  out->append(",\"outcome\":");
+  AppendJson(record.outcome, out);
+  out->push_back('}');
+}
+
+void AppendRecords(std::string_view name, const std::vector<BlastRecord>& records,
+                   std::string* out) {
+  out->append(",\"");
+  out->append(name);
+  out->append("\":[");
+  for (size_t record_idx = 0; record_idx < records.size(); ++record_idx) {
+    out->append(record_idx == 0 ? "" : ",");
+    AppendRecord(records[record_idx], out);
+  }
+  out->push_back(']');
+}
+
+void AppendChain(const ChainCheck& chain, std::string* out) {
+  out->append(",\"chain\":{\"ok\":");
+  out->append(chain.ok ? "true" : "false");
+  out->append(",\"records\":" + std::to_string(chain.records) +
+              ",\"anchors_checked\":" + std::to_string(chain.anchors_checked) +
+              ",\"torn_tail_bytes\":" + std::to_string(chain.torn_tail_bytes) + ",\"problem\":");
+  AppendJson(chain.problem, out);
+  out->push_back('}');
+}
+
+void AppendWarnings(const std::vector<Warning>& warnings, std::string* out) {
+  out->append(",\"warnings\":[");
+  for (size_t warning_idx = 0; warning_idx < warnings.size(); ++warning_idx) {
+    out->append(warning_idx == 0 ? "" : ",");
+    out->append("{\"file\":");
+    AppendJson(warnings[warning_idx].file, out);
+    out->append(",\"message\":");
+    AppendJson(warnings[warning_idx].message, out);
+    out->push_back('}');
+  }
+  out->push_back(']');
+}
+
+}  // namespace
+
+std::string BlastRadiusJson(const BlastRadius& blast, int64_t now_s) {
+  std::string out = "{\"format\":\"minpanel-incident-blast-radius\",\"version\":1,";
+  out.append("\"generated_at\":");
+  AppendJson(FormatIsoTime(now_s), &out);
+  out.append(",\"key\":");
+  AppendJson(blast.key, &out);
+  out.append(",\"from_ms\":" + std::to_string(blast.from_ms) +
+             ",\"to_ms\":" + std::to_string(blast.to_ms));
+  AppendChain(blast.chain, &out);
+  out.append(",\"counts\":{\"records_of_key\":" + std::to_string(blast.records_of_key) +
+             ",\"exports\":" + std::to_string(blast.exports.size()) +
+             ",\"open_exports\":" + std::to_string(blast.open_exports.size()) +
+             ",\"queries\":" + std::to_string(blast.queries.size()) +
+             ",\"other_acts\":" + std::to_string(blast.other_acts.size()) +
+             ",\"records_not_listed\":" + std::to_string(blast.records_not_listed) +
+             ",\"subjects\":" + std::to_string(blast.subjects.size()) + "}");
+  out.append(",\"properties\":");
+  AppendStrings(blast.properties, &out);
+  out.append(",\"categories\":");
+  AppendCategories(blast.categories, &out);
+  out.append(",\"subjects\":[");
+  for (size_t subject_idx = 0; subject_idx < blast.subjects.size(); ++subject_idx) {
+    const SubjectExposure& subject = blast.subjects[subject_idx];
+    out.append(subject_idx == 0 ? "{\"subject\":" : ",{\"subject\":");
+    AppendJson(subject.subject, &out);
+    out.append(",\"properties\":");
+    AppendStrings(subject.properties, &out);
+    out.append(",\"categories\":");
+    AppendCategories(subject.categories, &out);
+    out.append(",\"exports\":");
+    AppendNumbers(subject.exports, &out);
+    out.push_back('}');
+  }
+  out.push_back(']');
+  AppendRecords("exports", blast.exports, &out);
+  AppendRecords("open_exports", blast.open_exports, &out);
+  AppendRecords("queries", blast.queries, &out);
+  AppendRecords("other_acts", blast.other_acts, &out);
+  AppendWarnings(blast.warnings, &out);
+  out.append("}\n");
+  return out;
+}
+
+std::string WhoCouldReadJson(const WhoCouldRead& who, int64_t now_s) {
+  std::string out = "{\"format\":\"minpanel-incident-who-could-read\",\"version\":1,";
+  out.append("\"generated_at\":");
+  AppendJson(FormatIsoTime(now_s), &out);
+  out.append(",\"project_id\":" + std::to_string(who.project_id) + ",\"subjects\":");
+  AppendStrings(who.subjects, &out);
+  AppendChain(who.chain, &out);
+  out.append(",\"keys\":[");
+  for (size_t candidate_idx = 0; candidate_idx < who.candidates.size(); ++candidate_idx) {
+    const WhoCouldRead::Candidate& candidate = who.candidates[candidate_idx];
+    out.append(candidate_idx == 0 ? "{\"key\":" : ",{\"key\":");
+    AppendJson(candidate.key.key, &out);
+    out.append(",\"name\":");
+    AppendJson(candidate.key.name, &out);
+    out.append(",\"project_id\":" + std::to_string(candidate.key.project_id) + ",\"reach\":");
+    AppendJson(candidate.reach, &out);
+    out.append(",\"events\":");
+    AppendStrings(candidate.key.events, &out);
+    out.append(",\"properties\":");
+    AppendStrings(candidate.key.properties, &out);
+    out.append(",\"valid_from_ms\":" + std::to_string(candidate.key.valid_from_ms) +
+               ",\"valid_to_ms\":" + std::to_string(candidate.key.valid_to_ms) +
+               ",\"exported_in\":");
+    AppendNumbers(candidate.exported_in, &out);
+    out.push_back('}');
+  }
+  out.append("],\"other_exports\":[");
+  for (size_t other_idx = 0; other_idx < who.other_exports.size(); ++other_idx) {
+    out.append(other_idx == 0 ? "{\"key\":" : ",{\"key\":");
+    AppendJson(who.other_exports[other_idx].first, &out);
+    out.append(",\"seq\":" + std::to_string(who.other_exports[other_idx].second) + "}");
+  }
+  out.push_back(']');
+  AppendWarnings(who.warnings, &out);
+  out.append("}\n");
+  return out;
+}
+
+}  // namespace minpanel::incident

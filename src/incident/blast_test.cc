@@ -1,0 +1,308 @@
+// The blast radius and who-could-read over a real audit log (audit::AuditLog
+// writing to a temporary folder, a fake clock for the times).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "audit/audit.h"
+#include "incident/incident.h"
+
+namespace minpanel::incident {
+namespace {
+
+constexpr int64_t kStartMs = 1'790'000'000'000;
+
+class BlastTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    folder_ = ::testing::TempDir() + "/blast_test_" +
+              ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    std::filesystem::remove_all(folder_);
+    clock_->Set(kStartMs);
+    audit::Options options;
+    options.anchor_interval = 4;
+    auto log = audit::AuditLog::Open(folder_, file_system_, clock_, options);
+    ASSERT_TRUE(log.ok()) << log.status().ToString();
+    log_ = std::move(log).value();
+  }
+
+  // An export by `key` at `at_ms` of `subjects` carrying `properties`.
+  void Export(const std::string& key, int64_t at_ms, const std::vector<std::string>& subjects,
+              const std::vector<std::string>& properties, bool finish = true) {
+    clock_->Set(at_ms);
+    audit::AuditEntry start;
+    start.key = key;
+    start.act = "export.start";
+    start.route = "/api/2.0/export";
+    start.projects = {1};
+    start.params_sha256 = audit::Sha256Hex(key + std::to_string(at_ms));
+    ASSERT_TRUE(log_->Append(start).ok());
+    if (!finish) {
+      return;
+    }
+    clock_->Set(at_ms + 10);
+    audit::AuditEntry end = start;
+    end.act = "export";
+    end.properties = properties;
+    end.rows = subjects.size() * 2;
+    if (!subjects.empty()) {
+      ASSERT_TRUE(log_->WriteSubjects(subjects, &end).ok());
+    }
+    ASSERT_TRUE(log_->Append(end).ok());
+  }
+
+  void Query(const std::string& key, int64_t at_ms, const std::vector<std::string>& properties) {
+    clock_->Set(at_ms);
+    audit::AuditEntry entry;
+    entry.key = key;
+    entry.act = "query";
+    entry.route = "/api/query";
+    entry.projects = {1};
+    entry.events = {"purchase"};
+    entry.properties = properties;
+    entry.bytes = 120;
+    ASSERT_TRUE(log_->Append(entry).ok());
+  }
+
+  void Close() { ASSERT_TRUE(log_->Close().ok()); }
+
+  Result<BlastRadius> Blast(const std::string& key, int64_t from_ms, int64_t to_ms,
+                            bool allow_broken = false) {
+    BlastOptions options;
+    options.audit_folder = folder_;
+    options.key = key;
+    options.from_ms = from_ms;
+    options.to_ms = to_ms;
+    options.allow_broken = allow_broken;
+    return ComputeBlastRadius(options, *file_system_);
+  }
+
+  std::string Read(const std::string& name) {
+    std::ifstream in(folder_ + "/" + name, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+  void Write(const std::string& name, const std::string& bytes) {
+    std::ofstream(folder_ + "/" + name, std::ios::binary | std::ios::trunc) << bytes;
+  }
+
+  // The standard story: key A exports twice in the window (different
+  // subjects and properties), once before it; key B exports too; A queries.
+  void Story() {
+    Export("mpk_a", kStartMs + 1000, {"psn_1", "psn_2"}, {"$city", "plan"});
+    Export("mpk_a", kStartMs + 5000, {"psn_2", "psn_3"}, {"$browser"});
+    Export("mpk_a", kStartMs - 5000, {"psn_9"}, {"$os"});
+    Export("mpk_b", kStartMs + 6000, {"psn_4"}, {"$email"});
+    Query("mpk_a", kStartMs + 7000, {"plan"});
+    Query("mpk_a", kStartMs + 8000, {"distinct_id"});
+    Query("mpk_b", kStartMs + 8500, {});
+  }
+
+  std::string folder_;
+  std::shared_ptr<FileSystem> file_system_ = NewPosixFileSystem();
+  std::shared_ptr<FakeClock> clock_ = std::make_shared<FakeClock>(kStartMs);
+  std::unique_ptr<audit::AuditLog> log_;
+};
+
+std::vector<std::string> SubjectsOf(const BlastRadius& blast) {
+  std::vector<std::string> subjects;
+  for (const SubjectExposure& subject : blast.subjects) {
+    subjects.push_back(subject.subject);
+  }
+  return subjects;
+}
+
+TEST_F(BlastTest, NamesExactlyTheSubjectsAndKeysTheKeyExportedInTheWindow) {
+  Story();
+  Close();
+  auto blast = Blast("mpk_a", kStartMs, kStartMs + 60'000);
+  ASSERT_TRUE(blast.ok()) << blast.status().ToString();
+  EXPECT_TRUE(blast->chain.ok);
+  EXPECT_GT(blast->chain.anchors_checked, 0u);
+  EXPECT_EQ(SubjectsOf(*blast), (std::vector<std::string>{"psn_1", "psn_2", "psn_3"}));
+  EXPECT_EQ(blast->subjects[0].properties,
+            (std::vector<std::string>{"$city", "distinct_id", "plan"}));
+  EXPECT_EQ(blast->subjects[1].properties,
+            (std::vector<std::string>{"$browser", "$city", "distinct_id", "plan"}));
+  EXPECT_EQ(blast->subjects[2].properties, (std::vector<std::string>{"$browser", "distinct_id"}));
+  const uint32_t location = 1u << static_cast<uint32_t>(Category::kLocation);
+  const uint32_t device = 1u << static_cast<uint32_t>(Category::kDevice);
+  EXPECT_EQ(blast->subjects[0].categories & (location | device), location);
+  EXPECT_EQ(blast->subjects[2].categories & (location | device), device);
+  EXPECT_EQ(blast->exports.size(), 2u);
+  EXPECT_EQ(blast->exports[0].started_ms, kStartMs + 1000);
+  ASSERT_EQ(blast->queries.size(), 2u);
+  EXPECT_FALSE(blast->queries[0].names_subjects);
+  EXPECT_TRUE(blast->queries[1].names_subjects);
+  // 2 starts + 2 ends + 2 queries.
+  EXPECT_EQ(blast->records_of_key, 6u);
+  EXPECT_TRUE(blast->open_exports.empty());
+}
+
+TEST_F(BlastTest, AnExportCountsByItsStartAndAnUnfinishedOneIsFlagged) {
+  Export("mpk_a", kStartMs - 5, {"psn_1"}, {"plan"});  // starts before, ends inside
+  Export("mpk_a", kStartMs + 100, {}, {}, /*finish=*/false);
+  Close();
+  auto blast = Blast("mpk_a", kStartMs, kStartMs + 1000);
+  ASSERT_TRUE(blast.ok()) << blast.status().ToString();
+  EXPECT_TRUE(blast->subjects.empty());
+  ASSERT_EQ(blast->open_exports.size(), 1u);
+  ASSERT_FALSE(blast->warnings.empty());
+  EXPECT_NE(blast->warnings[0].message.find("no end record"), std::string::npos);
+}
+
+TEST_F(BlastTest, AnEditedRecordIsRefusedAndAllowBrokenReportsThePrefixLoudly) {
+  Story();
+  Close();
+  std::string bytes = Read("log");
+  bytes[bytes.size() - 40] ^= 0x01;  // inside the last record's payload
+  Write("log", bytes);
+  auto refused = Blast("mpk_a", kStartMs, kStartMs + 60'000);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kCorruption);
+  EXPECT_NE(refused.status().message().find("record"), std::string::npos);
+  auto allowed = Blast("mpk_a", kStartMs, kStartMs + 60'000, /*allow_broken=*/true);
+  ASSERT_TRUE(allowed.ok()) << allowed.status().ToString();
+  EXPECT_FALSE(allowed->chain.ok);
+  EXPECT_TRUE(
+      std::any_of(allowed->warnings.begin(), allowed->warnings.end(), [](const Warning& warning) {
+        return warning.message.find("ONLY THE") != std::string::npos;
+      }));
+}
+
+TEST_F(BlastTest, ARewrittenChainUnderAnAnchorIsRefused) {
+  Story();
+  Close();
+  std::string anchors = Read("anchors");
+  const size_t space = anchors.find(' ');
+  anchors[space + 1] = anchors[space + 1] == '0' ? '1' : '0';
+  Write("anchors", anchors);
+  auto refused = Blast("mpk_a", kStartMs, kStartMs + 60'000);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("anchor"), std::string::npos);
+}
+
+// A version-2 log (pruned behind an anchor: docs/formats/audit.md) made by
+// hand from a version-1 one: the first four records cut.
+TEST_F(BlastTest, APrunedLogIsReadFromItsAnchoredBase) {
+  Story();
+  Close();
+  const std::string bytes = Read("log");
+  size_t offset = audit::kFileHeaderBytes;
+  for (int record = 0; record < 4; ++record) {
+    uint32_t length = 0;
+    std::memcpy(&length, bytes.data() + offset, 4);
+    offset += 4 + length + audit::kHashBytes;
+  }
+  std::string pruned = bytes.substr(0, audit::kFileHeaderBytes);
+  pruned[8] = 2;
+  const uint64_t base_seq = 4;
+  pruned.append(reinterpret_cast<const char*>(&base_seq), 8);
+  pruned.append(bytes.substr(offset - audit::kHashBytes, audit::kHashBytes));
+  pruned.append(bytes.substr(offset));
+  Write("log", pruned);
+  auto blast = Blast("mpk_a", kStartMs, kStartMs + 60'000);
+  ASSERT_TRUE(blast.ok()) << blast.status().ToString();
+  EXPECT_EQ(blast->chain.base_seq, 4u);
+  // The key's two exports in the window (records 1 to 4) went with the cut;
+  // its queries after it remain.
+  EXPECT_TRUE(blast->subjects.empty());
+  EXPECT_EQ(blast->queries.size(), 2u);
+  EXPECT_EQ(blast->records_of_key, 2u);
+  // Without an anchor naming the base, the cut is refused.
+  std::string anchors = Read("anchors");
+  Write("anchors", anchors.substr(anchors.find('\n') + 1));
+  auto refused = Blast("mpk_a", kStartMs, kStartMs + 60'000);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("cut from the head"), std::string::npos);
+}
+
+TEST_F(BlastTest, AnEditedSubjectFileIsRefused) {
+  Export("mpk_a", kStartMs + 1, {"psn_1", "psn_2"}, {"plan"});
+  Close();
+  const auto entries = std::filesystem::directory_iterator(folder_ + "/subjects");
+  const std::string name = "subjects/" + entries->path().filename().string();
+  Write(name, "psn_1\n");  // psn_2 hidden
+  auto refused = Blast("mpk_a", kStartMs, kStartMs + 60'000);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("SHA-256"), std::string::npos);
+}
+
+TEST_F(BlastTest, BadWindowAndMissingLogAreClearErrors) {
+  Close();
+  auto backwards = Blast("mpk_a", kStartMs, kStartMs);
+  ASSERT_FALSE(backwards.ok());
+  EXPECT_NE(backwards.status().message().find("--from"), std::string::npos);
+  BlastOptions options;
+  options.audit_folder = folder_ + "/nowhere";
+  options.key = "mpk_a";
+  auto missing = ComputeBlastRadius(options, *file_system_);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(BlastTest, TablesMatchTheOperatorsAccountsByUserId) {
+  Story();
+  Close();
+  auto blast = Blast("mpk_a", kStartMs, kStartMs + 60'000);
+  ASSERT_TRUE(blast.ok()) << blast.status().ToString();
+  auto tables = MakeBlastTables(*blast, {{"psn_2", "u-2"}});
+  ASSERT_TRUE(tables.ok()) << tables.status().ToString();
+  EXPECT_EQ(tables->leaked.row_count(), 3u);
+  auto accounts =
+      ParseTable("user_id,email,language\nu-1,a@example.org,en\nu-2,b@example.org,es\n");
+  ASSERT_TRUE(accounts.ok());
+  Recognition account_columns;
+  for (const std::string& name : accounts->columns()) {
+    ColumnRecognition column;
+    column.name = name;
+    column.kind = name == "user_id"
+                      ? ColumnKind::kUserId
+                      : (name == "email" ? ColumnKind::kEmail : ColumnKind::kLanguage);
+    account_columns.columns.push_back(column);
+  }
+  CrossrefInput input{
+      &tables->leaked, &tables->leaked_columns, &*accounts, &account_columns, nullptr, nullptr};
+  auto impact = Crossref(input);
+  ASSERT_TRUE(impact.ok()) << impact.status().ToString();
+  ASSERT_EQ(impact->accounts.size(), 1u);
+  EXPECT_EQ(impact->accounts[0].account_row, 1u);
+  EXPECT_EQ(impact->leaked_rows_unmatched, 2u);
+  const uint32_t location = 1u << static_cast<uint32_t>(Category::kLocation);
+  EXPECT_NE(impact->accounts[0].categories & location, 0u);
+  const std::string json = BlastRadiusJson(*blast, 1'790'000'000);
+  EXPECT_NE(json.find("\"subject\":\"psn_3\""), std::string::npos);
+  EXPECT_EQ(json.find("psn_4"), std::string::npos);
+  EXPECT_EQ(json.find("psn_9"), std::string::npos);
+}
+
+TEST_F(BlastTest, WhoCouldReadWeighsProjectScopeAndValidityAndFindsTheExports) {
+  Story();
+  Close();
+  KeyReach exporter{"mpk_a", "a", 1, true, false, true, {}, {}, 0, 0};
+  KeyReach other_project{"mpk_c", "c", 2, true, true, true, {}, {}, 0, 0};
+  KeyReach revoked_before{"mpk_d", "d", 1, true, true, true, {}, {}, 0, kStartMs - 100'000};
+  KeyReach aggregate{"mpk_b", "b", 0, false, false, true, {}, {}, 0, 0};
+  KeyReach ingest_only{"mpk_e", "e", 1, false, false, false, {}, {}, 0, 0};
+  auto who = ComputeWhoCouldRead(folder_, 1, {"psn_2"},
+                                 {exporter, other_project, revoked_before, aggregate, ingest_only},
+                                 kStartMs - 1000, kStartMs + 60'000, false, *file_system_);
+  ASSERT_TRUE(who.ok()) << who.status().ToString();
+  ASSERT_EQ(who->candidates.size(), 2u);
+  EXPECT_EQ(who->candidates[0].key.key, "mpk_a");
+  EXPECT_EQ(who->candidates[0].reach, "raw events");
+  EXPECT_EQ(who->candidates[0].exported_in.size(), 2u);
+  EXPECT_EQ(who->candidates[1].key.key, "mpk_b");
+  EXPECT_EQ(who->candidates[1].reach, "aggregates only");
+  EXPECT_TRUE(who->candidates[1].exported_in.empty());
+  auto psn4 =
+      ComputeWhoCouldRead(folder_, 1, {"psn_4"}, {exporter}, 0, INT64_MAX, false, *file_system_);
+  ASSERT_TRUE(psn4.ok());
+  ASSERT_EQ(psn4->other_exports.size(), 1u);
+  EXPECT_EQ(psn4->other_exports[0].first, "mpk_b");
+}
+
+}  // namespace
+}  // namespace minpanel::incident
