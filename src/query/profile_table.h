@@ -26,7 +26,7 @@ namespace minpanel::query {
 
 // The most memory one project's profile table may take (its own count, see
 // ProfileTable::memory_bytes); a build past it is ResourceExhausted. About
-// 100 bytes per profile plus 80 per property and the bytes of long strings
+// 72 bytes per profile plus 80 per property and the bytes of long strings
 // (docs/queries.md, "Profile and group properties").
 inline constexpr uint64_t kProfileTableBytesMax = 1ULL << 30;
 
