@@ -10,16 +10,59 @@
 namespace minpanel::store {
 namespace {
 
-enum class DeletionKind : uint8_t { kSubjects = 1, kDropBefore = 2 };
+enum class DeletionKind : uint8_t { kSubjects = 1, kDropBefore = 2, kDropNamedBefore = 3 };
 
 // stored_at (8) + project (1) + kind (1) + count or time (1).
 constexpr size_t kDeletionBodyBytesMin = 11;
+
+// Adds to `rows` (ascending) the rows of block `block_idx` that a named
+// bound in `named` (name code, before_ms) hides; reads the block's name
+// codes and times only when a bound can touch it.
+Status NamedRows(const SegmentReader& segment, size_t block_idx,
+                 const std::vector<std::pair<uint32_t, int64_t>>& named,
+                 std::vector<int64_t>* times, std::vector<uint32_t>* name_codes,
+                 std::vector<uint32_t>* rows) {
+  const SegmentBlockInfo& block = segment.block(block_idx);
+  const bool touched = std::any_of(named.begin(), named.end(), [&](const auto& bound) {
+    return block.time_min_ms < bound.second && segment.BlockHoldsName(block_idx, bound.first);
+  });
+  if (!touched) {
+    return Status::Ok();
+  }
+  MP_RETURN_IF_ERROR(segment.ReadTimes(block_idx, times));
+  MP_RETURN_IF_ERROR(segment.ReadNameCodes(block_idx, name_codes));
+  std::vector<uint32_t> named_rows;
+  for (uint32_t row_idx = 0; row_idx < times->size(); ++row_idx) {
+    for (const auto& [code, before_ms] : named) {
+      if ((*name_codes)[row_idx] == code && (*times)[row_idx] < before_ms) {
+        named_rows.push_back(row_idx);
+        break;
+      }
+    }
+  }
+  if (named_rows.empty()) {
+    return Status::Ok();
+  }
+  std::vector<uint32_t> merged;
+  merged.reserve(rows->size() + named_rows.size());
+  std::set_union(rows->begin(), rows->end(), named_rows.begin(), named_rows.end(),
+                 std::back_inserter(merged));
+  *rows = std::move(merged);
+  return Status::Ok();
+}
 
 }  // namespace
 
 void EncodeDeletionBody(const Deletion& deletion, std::string* out) {
   PutFixed64(static_cast<uint64_t>(deletion.stored_at_ms), out);
   PutVarint64(deletion.project_id, out);
+  if (deletion.drop_before_ms.has_value() && !deletion.event_name.empty()) {
+    out->push_back(static_cast<char>(DeletionKind::kDropNamedBefore));
+    PutVarint64(ZigZagEncode(*deletion.drop_before_ms), out);
+    PutVarint64(deletion.event_name.size(), out);
+    out->append(deletion.event_name);
+    return;
+  }
   if (deletion.drop_before_ms.has_value()) {
     out->push_back(static_cast<char>(DeletionKind::kDropBefore));
     PutVarint64(ZigZagEncode(*deletion.drop_before_ms), out);
@@ -41,10 +84,22 @@ Status DecodeDeletionBody(ByteReader* reader, Deletion* deletion) {
   MP_RETURN_IF_ERROR(reader->ReadByte("deletion kind", &kind));
   deletion->subjects.clear();
   deletion->drop_before_ms.reset();
-  if (kind == static_cast<uint8_t>(DeletionKind::kDropBefore)) {
+  deletion->event_name.clear();
+  if (kind == static_cast<uint8_t>(DeletionKind::kDropBefore) ||
+      kind == static_cast<uint8_t>(DeletionKind::kDropNamedBefore)) {
     int64_t time_ms = 0;
     MP_RETURN_IF_ERROR(reader->ReadZigZag("deletion drop_before_ms", &time_ms));
     deletion->drop_before_ms = time_ms;
+    if (kind == static_cast<uint8_t>(DeletionKind::kDropBefore)) {
+      return Status::Ok();
+    }
+    std::string_view name;
+    MP_RETURN_IF_ERROR(reader->ReadString("deletion event_name", &name));
+    if (name.empty() || name.size() > kDeletionEventNameBytesMax) {
+      return Status::Corruption("deletion event_name of " + std::to_string(name.size()) +
+                                " bytes is outside 1 .. kDeletionEventNameBytesMax");
+    }
+    deletion->event_name = std::string(name);
     return Status::Ok();
   }
   if (kind != static_cast<uint8_t>(DeletionKind::kSubjects)) {
@@ -104,7 +159,10 @@ std::shared_ptr<const DeletionState> MakeDeletionState(std::vector<Deletion> del
       found = std::prev(state->by_project.end());
     }
     ProjectDeletions& project = found->second;
-    if (deletion.drop_before_ms.has_value()) {
+    if (deletion.drop_before_ms.has_value() && !deletion.event_name.empty()) {
+      project.named_time_bounds.push_back(
+          {deletion.event_name, *deletion.drop_before_ms, deletion.position});
+    } else if (deletion.drop_before_ms.has_value()) {
       project.time_bounds.emplace_back(*deletion.drop_before_ms, deletion.position);
     }
     for (const Id128& subject : deletion.subjects) {
@@ -129,9 +187,14 @@ std::shared_ptr<const DeletionState> MakeDeletionState(std::vector<Deletion> del
 }
 
 bool RowHidden(const ProjectDeletions& deletions, const Id128& subject, int64_t time_ms,
-               const LogPosition& row_position) {
+               const LogPosition& row_position, std::string_view event_name) {
   for (const auto& [bound_ms, position] : deletions.time_bounds) {
     if (time_ms < bound_ms && row_position < position) {
+      return true;
+    }
+  }
+  for (const NamedTimeBound& bound : deletions.named_time_bounds) {
+    if (time_ms < bound.before_ms && row_position < bound.position && event_name == bound.name) {
       return true;
     }
   }
@@ -151,9 +214,12 @@ Result<std::vector<std::vector<uint32_t>>> HiddenRows(const SegmentReader& segme
   // after it applies to all of them, and one before it to none: a deletion
   // removes its rows from the memtable at once, so segments flushed after it
   // never hold them.
+  const auto position_applies = [&log_end](const LogPosition& position) {
+    return !(position < log_end);
+  };
   int64_t drop_before_ms = INT64_MIN;
   for (const auto& [bound_ms, position] : deletions.time_bounds) {
-    if (!(position < log_end)) {
+    if (position_applies(position)) {
       drop_before_ms = std::max(drop_before_ms, bound_ms);
     }
   }
@@ -170,10 +236,21 @@ Result<std::vector<std::vector<uint32_t>>> HiddenRows(const SegmentReader& segme
                                               summary.subject_min, by_subject);
   const bool any_subject =
       first_subject != deletions.subjects.end() && !(summary.subject_max < first_subject->first);
-  if (!any_time && !any_subject) {
+  // Named bounds that apply, as this segment's name codes (a name the
+  // segment does not hold hides nothing in it).
+  std::vector<std::pair<uint32_t, int64_t>> named;
+  for (const NamedTimeBound& bound : deletions.named_time_bounds) {
+    if (position_applies(bound.position) && bound.before_ms > summary.time_min_ms) {
+      if (const std::optional<uint32_t> code = segment.FindEventName(bound.name)) {
+        named.emplace_back(*code, bound.before_ms);
+      }
+    }
+  }
+  if (!any_time && !any_subject && named.empty()) {
     return hidden;
   }
   std::vector<int64_t> times;
+  std::vector<uint32_t> name_codes;
   SubjectRuns runs;
   for (size_t block_idx = 0; block_idx < segment.block_count(); ++block_idx) {
     const SegmentBlockInfo& block = segment.block(block_idx);
@@ -191,6 +268,9 @@ Result<std::vector<std::vector<uint32_t>>> HiddenRows(const SegmentReader& segme
           }
         }
       }
+    }
+    if (!all && !named.empty()) {
+      MP_RETURN_IF_ERROR(NamedRows(segment, block_idx, named, &times, &name_codes, &rows));
     }
     // Only blocks whose subject range holds an erased subject read their
     // subject runs; each run is then matched by one walk over both sorted

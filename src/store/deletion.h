@@ -39,12 +39,21 @@ Status DecodeDeletionBody(ByteReader* reader, Deletion* deletion);
 std::string EncodeDeletionPayload(const Deletion& deletion);
 Result<Deletion> DecodeDeletionPayload(std::string_view payload);
 
+// A drop of one event name's events before a time (Engine::DropEventsBefore).
+struct NamedTimeBound {
+  std::string name;
+  int64_t before_ms = 0;
+  LogPosition position;
+};
+
 // The deletions in force for one project, indexed for reads.
 struct ProjectDeletions {
   // Sorted by subject; per subject the latest position that erased it.
   std::vector<std::pair<Id128, LogPosition>> subjects;
   // Time bounds with the position of the drop that set each.
   std::vector<std::pair<int64_t, LogPosition>> time_bounds;
+  // Time bounds of one event name each, in log order.
+  std::vector<NamedTimeBound> named_time_bounds;
 };
 
 // Every deletion in force, immutable: a new one is built on every change
@@ -61,10 +70,11 @@ struct DeletionState {
 std::shared_ptr<const DeletionState> MakeDeletionState(std::vector<Deletion> deletions,
                                                        uint64_t generation);
 
-// Whether a row of `subject` at `time_ms` stored before `row_position`
-// (a memtable or log row) is hidden by `deletions`.
+// Whether a row of `subject` at `time_ms` named `event_name` (empty for a
+// profile update) stored before `row_position` (a memtable or log row) is
+// hidden by `deletions`.
 bool RowHidden(const ProjectDeletions& deletions, const Id128& subject, int64_t time_ms,
-               const LogPosition& row_position);
+               const LogPosition& row_position, std::string_view event_name = {});
 
 // The rows of `segment` (whose rows were all stored before `log_end`) that
 // `deletions` hide, per block, ascending ({kAllRowsHidden} for a whole block); blocks no deletion can touch (by

@@ -247,6 +247,8 @@ class EmbeddedEngine final : public Engine {
   Result<SegmentSnapshot> Snapshot(uint32_t project_id) override;
   Status EraseSubjects(uint32_t project_id, std::vector<Id128> subjects) override;
   Status DropBefore(uint32_t project_id, int64_t before_ms) override;
+  Status DropEventsBefore(uint32_t project_id, std::string event_name,
+                          int64_t before_ms) override;
   Status PurgeDeleted() override;
   Stats GetStats() const override;
   Status Close() override;
@@ -902,10 +904,25 @@ Status EmbeddedEngine::DropBefore(uint32_t project_id, int64_t before_ms) {
   return EnqueueDeletion(std::move(deletion));
 }
 
+Status EmbeddedEngine::DropEventsBefore(uint32_t project_id, std::string event_name,
+                                        int64_t before_ms) {
+  if (event_name.empty() || event_name.size() > kDeletionEventNameBytesMax) {
+    return Status::InvalidArgument("event_name: " + std::to_string(event_name.size()) +
+                                   " bytes; must be 1 to kDeletionEventNameBytesMax (" +
+                                   std::to_string(kDeletionEventNameBytesMax) + ")");
+  }
+  Deletion deletion;
+  deletion.project_id = project_id;
+  deletion.drop_before_ms = before_ms;
+  deletion.event_name = std::move(event_name);
+  return EnqueueDeletion(std::move(deletion));
+}
+
 void EmbeddedEngine::ApplyDeletionLocked(const Deletion& deletion) {
   const auto hides = [&deletion](const Event& event) {
     if (deletion.drop_before_ms.has_value()) {
-      return event.time_ms < *deletion.drop_before_ms;
+      return event.time_ms < *deletion.drop_before_ms &&
+             (deletion.event_name.empty() || event.name == deletion.event_name);
     }
     return std::binary_search(deletion.subjects.begin(), deletion.subjects.end(), event.subject);
   };
@@ -2086,8 +2103,10 @@ Result<bool> EmbeddedEngine::RewriteHidden(const DeletionState& state) {
           std::find_if(segments_.begin(), segments_.end(),
                        [&](const LiveSegment& x) { return x.path == rewrite.old_path; });
       data_stats_.segment_bytes -= found->reader->summary().file_bytes;
+      data_stats_.purge_bytes_removed += found->reader->summary().file_bytes;
       data_stats_.purge_rows_removed += rewrite.rows_removed;
       if (!rewrite.output.has_value()) {
+        ++data_stats_.purge_segments_dropped;
         segments_.erase(found);
         continue;
       }
@@ -2214,7 +2233,7 @@ Status EmbeddedEngine::RewriteLogFile(const LogFileInfo& info, const DeletionSta
       for (uint32_t event_idx = 0; event_idx < header.event_count; ++event_idx) {
         MP_RETURN_IF_ERROR(decoder.ReadEvent(&event));
         if (deletions == nullptr ||
-            !RowHidden(*deletions, event.subject, event.time_ms, position)) {
+            !RowHidden(*deletions, event.subject, event.time_ms, position, event.name)) {
           EncodeEvent(event, &body);
           ++kept.event_count;
         }
@@ -2447,6 +2466,8 @@ Stats EmbeddedEngine::GetStats() const {
   stats.purge_rows_removed = data_stats_.purge_rows_removed;
   stats.purge_segments_rewritten = data_stats_.purge_segments_rewritten;
   stats.purge_bytes_written = data_stats_.purge_bytes_written;
+  stats.purge_bytes_removed = data_stats_.purge_bytes_removed;
+  stats.purge_segments_dropped = data_stats_.purge_segments_dropped;
   return stats;
 }
 

@@ -42,6 +42,10 @@ struct Deletion {
   int64_t stored_at_ms = 0;
   std::vector<Id128> subjects;            // sorted, unique; empty for a time bound
   std::optional<int64_t> drop_before_ms;  // events with time_ms < this; unset for subjects
+  // With drop_before_ms: only events of this name (retention per event
+  // name, Engine::DropEventsBefore); empty: every event. (`= {}` keeps
+  // aggregate initialisations that stop before it free of warnings.)
+  std::string event_name = {};
   friend bool operator==(const Deletion&, const Deletion&) = default;
 };
 

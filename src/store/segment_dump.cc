@@ -270,7 +270,11 @@ Status DumpManifestFile(FileSystem& file_system, const std::string& path, std::o
         << deletion.position.offset << " project " << deletion.project_id << " stored_at_ms "
         << deletion.stored_at_ms;
     if (deletion.drop_before_ms.has_value()) {
-      out << " drop_before_ms " << *deletion.drop_before_ms << "\n";
+      out << " drop_before_ms " << *deletion.drop_before_ms;
+      if (!deletion.event_name.empty()) {
+        out << " event_name " << deletion.event_name;
+      }
+      out << "\n";
       continue;
     }
     out << " subjects " << deletion.subjects.size() << "\n";

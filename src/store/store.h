@@ -40,6 +40,9 @@ inline constexpr uint64_t kMemtableBytesMaxDefault = 256ULL << 20;
 // Erasure (src/store/README.md, "Erasure"): at most this many subjects in one
 // EraseSubjects call, so that its log record stays under 1.6 MB.
 inline constexpr size_t kDeletionSubjectsMax = 100'000;
+// DropEventsBefore names one event name of at most this many bytes (the
+// ingest limit on event names, ingest::kEventNameBytesMax).
+inline constexpr size_t kDeletionEventNameBytesMax = 255;
 // While a flush runs the memtable keeps growing; past this many times its
 // thresholds (flushes falling behind, or failing) appends are refused with
 // ResourceExhausted instead of growing memory without bound.
@@ -127,6 +130,11 @@ struct Stats {
   uint64_t purge_rows_removed = 0;  // since open: rows a purge or compaction left out of segments
   uint64_t purge_segments_rewritten = 0;
   uint64_t purge_bytes_written = 0;
+  // Since open: bytes of the segment files a purge replaced or dropped (so
+  // what it reclaimed is this minus purge_bytes_written), and the files it
+  // dropped whole (every row hidden: retention's old days).
+  uint64_t purge_bytes_removed = 0;
+  uint64_t purge_segments_dropped = 0;
 };
 
 using AppendCallback = std::function<void(Result<AppendResult>)>;
@@ -184,6 +192,16 @@ class Engine {
   // their time). Profile updates are not affected.
   virtual Status DropBefore(uint32_t project_id, int64_t before_ms) {
     (void)project_id;
+    (void)before_ms;
+    return Status::Unavailable("this engine cannot drop events");
+  }
+  // As DropBefore, for the events named `event_name` only (retention per
+  // event name). InvalidArgument when the name is empty or longer than
+  // kDeletionEventNameBytesMax.
+  virtual Status DropEventsBefore(uint32_t project_id, std::string event_name,
+                                  int64_t before_ms) {
+    (void)project_id;
+    (void)event_name;
     (void)before_ms;
     return Status::Unavailable("this engine cannot drop events");
   }
