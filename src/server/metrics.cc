@@ -105,6 +105,30 @@ std::string Metrics::Render(const service::ServiceMetrics& service,
           service.context_fields_discarded);
   Counter(&out, "minpanel_export_rows_total", "Events exported.", service.export_rows);
   Counter(&out, "minpanel_queries_total", "Queries answered (POST /api/query).", service.queries);
+  Counter(&out, "minpanel_retention_drops_total",
+          "Retention drops logged (each hides a rule's old events at once).",
+          service.retention_drops);
+  Counter(&out, "minpanel_retention_failures_total", "Retention drops that failed (retried).",
+          service.retention_failures);
+  Counter(&out, "minpanel_consent_events_dropped_total",
+          "Events not stored for Sec-GPC: 1 or DNT: 1 (consent = \"drop\").",
+          service.consent_dropped);
+  Counter(&out, "minpanel_consent_events_anonymous_total",
+          "Events stored without a subject for Sec-GPC: 1 or DNT: 1 (consent = \"anonymous\").",
+          service.consent_anonymous);
+  Gauge(&out, "minpanel_store_deletions_active",
+        "Erasures and retention drops hiding rows not yet purged from the files.",
+        static_cast<int64_t>(store.deletions_active));
+  Counter(&out, "minpanel_store_purge_rows_removed_total",
+          "Rows a purge or compaction left out of the segment files.", store.purge_rows_removed);
+  Counter(&out, "minpanel_store_purge_segments_dropped_total",
+          "Segment files a purge removed whole (every row erased or past retention).",
+          store.purge_segments_dropped);
+  Counter(&out, "minpanel_store_purge_bytes_reclaimed_total",
+          "Segment bytes a purge freed (files removed or replaced, less the rewrites).",
+          store.purge_bytes_removed > store.purge_bytes_written
+              ? store.purge_bytes_removed - store.purge_bytes_written
+              : 0);
   Gauge(&out, "minpanel_store_events", "Events held by the store.",
         static_cast<int64_t>(store.events));
   Gauge(&out, "minpanel_store_log_bytes", "Bytes in the write-ahead log.",

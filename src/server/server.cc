@@ -613,6 +613,11 @@ void Server::Impl::ScheduleGeoReload() {
     if (!salts.ok()) {
       spdlog::error("visitor salts past 48 hours not destroyed: {}", salts.message());
     }
+    // Retention logs a drop per rule at most once an hour (one fsync each).
+    const Status retention = service_->ApplyRetention();
+    if (!retention.ok()) {
+      spdlog::error("retention not applied, retried in a minute: {}", retention.message());
+    }
     ScheduleGeoReload();
   });
 }
@@ -652,6 +657,7 @@ void Server::Impl::Reload() {
       tls_ = *tls;
     }
   }
+  service_->SetProjectSettings((*settings)->config.project_settings);
   const auto notes = service_->Reload();
   if (!notes.ok()) {
     spdlog::error("reload of projects and policies failed: {}", notes.status().ToString());

@@ -135,6 +135,92 @@ Status ReadLimits(const toml::table& table, Limits* limits) {
   return ReadInteger(table, "export_rows_max", section, &limits->export_rows_max);
 }
 
+Status ReadDays(const toml::node& node, const std::string& key, uint32_t* days) {
+  const auto value = node.value<int64_t>();
+  if (!value.has_value() || *value < 0 || *value > kRetentionDaysMax) {
+    return Status::InvalidArgument("config: '" + key + "' must be an integer of days, 0 to " +
+                                   std::to_string(kRetentionDaysMax) + " (kRetentionDaysMax)");
+  }
+  *days = static_cast<uint32_t>(*value);
+  return Status::Ok();
+}
+
+Status ReadConsent(const toml::table& table, const std::string& section, ConsentMode* mode) {
+  const toml::node* node = table.get("consent");
+  if (node == nullptr) {
+    return Status::Ok();
+  }
+  const std::string message =
+      "config: '" + section + "consent' must be \"ignore\", \"drop\" or \"anonymous\"";
+  const auto text = node->value<std::string>();
+  if (!text.has_value()) {
+    return Status::InvalidArgument(message);
+  }
+  if (*text == "ignore") {
+    *mode = ConsentMode::kIgnore;
+  } else if (*text == "drop") {
+    *mode = ConsentMode::kDrop;
+  } else if (*text == "anonymous") {
+    *mode = ConsentMode::kAnonymous;
+  } else {
+    return Status::InvalidArgument(message);
+  }
+  return Status::Ok();
+}
+
+// [projects.NAME] tables: retention_days, event_retention_days, consent.
+Status ReadProjectSettings(const toml::table& projects, std::vector<ProjectSettings>* out) {
+  if (projects.size() > kProjectSettingsMax) {
+    return Status::InvalidArgument("config: 'projects' holds at most " +
+                                   std::to_string(kProjectSettingsMax) +
+                                   " tables (kProjectSettingsMax)");
+  }
+  for (const auto& [name, node] : projects) {
+    const std::string section = "projects." + std::string(name.str()) + ".";
+    const toml::table* table = node.as_table();
+    if (table == nullptr) {
+      return Status::InvalidArgument("config: 'projects." + std::string(name.str()) +
+                                     "' must be a table");
+    }
+    MP_RETURN_IF_ERROR(
+        UnknownKeys(*table, {"retention_days", "event_retention_days", "consent"}, section));
+    ProjectSettings settings;
+    settings.project = std::string(name.str());
+    if (const toml::node* days = table->get("retention_days")) {
+      MP_RETURN_IF_ERROR(ReadDays(*days, section + "retention_days", &settings.retention_days));
+    }
+    if (const toml::node* rules = table->get("event_retention_days")) {
+      const toml::table* by_name = rules->as_table();
+      if (by_name == nullptr || by_name->size() > kEventRetentionRulesMax) {
+        return Status::InvalidArgument("config: '" + section +
+                                       "event_retention_days' must be a table of event name = "
+                                       "days, at most " +
+                                       std::to_string(kEventRetentionRulesMax) +
+                                       " (kEventRetentionRulesMax)");
+      }
+      for (const auto& [event_name, days_node] : *by_name) {
+        uint32_t days = 0;
+        MP_RETURN_IF_ERROR(ReadDays(days_node,
+                                    section + "event_retention_days." + std::string(event_name.str()),
+                                    &days));
+        // The project-wide drop hides every name, so a name's rule can
+        // only be shorter (a longer one would need a drop of every other
+        // name, which the store does not have).
+        if (settings.retention_days > 0 && (days == 0 || days > settings.retention_days)) {
+          return Status::InvalidArgument(
+              "config: '" + section + "event_retention_days." + std::string(event_name.str()) +
+              "' must be 1 to retention_days (" + std::to_string(settings.retention_days) +
+              "): the project's retention drops every event older");
+        }
+        settings.event_retention_days.emplace_back(std::string(event_name.str()), days);
+      }
+    }
+    MP_RETURN_IF_ERROR(ReadConsent(*table, section, &settings.consent));
+    out->push_back(std::move(settings));
+  }
+  return Status::Ok();
+}
+
 Status ReadTop(const toml::table& root, Config* config) {
   MP_RETURN_IF_ERROR(UnknownKeys(root,
                                  {"listen", "data_folder", "key_folder", "trusted_proxies", "tls",
@@ -142,7 +228,7 @@ Status ReadTop(const toml::table& root, Config* config) {
                                   "store_memtable_rows_max",
                                   "io_threads", "worker_threads", "export_threads", "log_level",
                                   "access_log", "user_agent_regexes", "geoip_files",
-                                  "path_prefixes"},
+                                  "path_prefixes", "projects"},
                                  ""));
   MP_RETURN_IF_ERROR(ReadString(root, "listen", "", &config->listen));
   MP_RETURN_IF_ERROR(ReadString(root, "data_folder", "", &config->data_folder));
@@ -191,7 +277,24 @@ Result<Config> LoadConfigFile(const std::string& path) {
   if (const toml::table* limits = root["limits"].as_table()) {
     MP_RETURN_IF_ERROR(ReadLimits(*limits, &config.limits));
   }
+  if (const toml::node* projects = root.get("projects")) {
+    if (projects->as_table() == nullptr) {
+      return Status::InvalidArgument("config: 'projects' must hold [projects.NAME] tables");
+    }
+    MP_RETURN_IF_ERROR(ReadProjectSettings(*projects->as_table(), &config.project_settings));
+  }
   return config;
+}
+
+ProjectSettings SettingsFor(const Config& config, std::string_view name) {
+  for (const ProjectSettings& settings : config.project_settings) {
+    if (settings.project == name) {
+      return settings;
+    }
+  }
+  ProjectSettings defaults;
+  defaults.project = std::string(name);
+  return defaults;
 }
 
 std::string KeyFolder(const Config& config) {

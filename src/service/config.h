@@ -6,6 +6,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "core/core.h"
@@ -31,6 +33,30 @@ inline constexpr size_t kPathPrefixBytesMax = 64;
 struct TlsConfig {
   std::string cert_file;  // PEM chain; empty: plain HTTP
   std::string key_file;   // PEM private key
+};
+
+// Retention (docs/privacy.md, "Retention"): days are whole days of 86,400 s
+// before the store clock's now; 0 keeps events forever.
+inline constexpr uint32_t kRetentionDaysMax = 36'500;
+// Per-event-name rules per project ([projects.NAME] event_retention_days).
+inline constexpr size_t kEventRetentionRulesMax = 1'000;
+inline constexpr size_t kProjectSettingsMax = 10'000;
+
+// What a project does with an event whose request carries `Sec-GPC: 1` or
+// `DNT: 1` (docs/privacy.md, "Consent and signals").
+enum class ConsentMode {
+  kIgnore,     // store it as any other
+  kDrop,       // answer as usual, store nothing
+  kAnonymous,  // store it without a subject: counted, linkable to no one
+};
+
+// One [projects.NAME] table: settings of one project.
+struct ProjectSettings {
+  std::string project;          // the project's name
+  uint32_t retention_days = 0;  // every event; 0: forever
+  // Per event name (exact), at most retention_days when that is set.
+  std::vector<std::pair<std::string, uint32_t>> event_retention_days;
+  ConsentMode consent = ConsentMode::kIgnore;
 };
 
 struct Config {
@@ -63,7 +89,13 @@ struct Config {
   std::vector<std::string> geoip_files;
   std::string log_level = "info";
   bool access_log = false;
+  // [projects.NAME] tables, in name order; a project without one keeps
+  // every event and ignores consent signals.
+  std::vector<ProjectSettings> project_settings;
 };
+
+// The settings of the project named `name` (defaults when it has none).
+ProjectSettings SettingsFor(const Config& config, std::string_view name);
 
 // Reads a TOML file over the defaults; unknown keys are errors (a typo must
 // not silently leave a default in place).

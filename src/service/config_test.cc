@@ -44,6 +44,43 @@ body_bytes_max = 2048
   EXPECT_TRUE(ValidateConfig(*config).ok());
 }
 
+TEST_F(ConfigFileTest, ProjectSettingsAreReadAndChecked) {
+  auto config = Load(R"(
+[projects.shop]
+retention_days = 400
+event_retention_days = { "Page view" = 30, "Heartbeat" = 7 }
+consent = "anonymous"
+[projects.blog]
+consent = "drop"
+)");
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  const ProjectSettings shop = SettingsFor(*config, "shop");
+  EXPECT_EQ(shop.retention_days, 400U);
+  ASSERT_EQ(shop.event_retention_days.size(), 2U);
+  EXPECT_EQ(shop.event_retention_days[1], (std::pair<std::string, uint32_t>("Page view", 30)));
+  EXPECT_EQ(shop.consent, ConsentMode::kAnonymous);
+  EXPECT_EQ(SettingsFor(*config, "blog").consent, ConsentMode::kDrop);
+  const ProjectSettings other = SettingsFor(*config, "other");
+  EXPECT_EQ(other.retention_days, 0U);
+  EXPECT_EQ(other.consent, ConsentMode::kIgnore);
+  const std::pair<const char*, const char*> refused[] = {
+      {"[projects.a]\nretention_days = -1\n", "projects.a.retention_days"},
+      {"[projects.a]\nretention_days = 36501\n", "kRetentionDaysMax"},
+      {"[projects.a]\nevent_retention_days = { x = \"y\" }\n",
+       "projects.a.event_retention_days.x"},
+      {"[projects.a]\nconsent = \"maybe\"\n", "projects.a.consent"},
+      {"[projects.a]\nretention_days = 10\nevent_retention_days = { x = 11 }\n",
+       "must be 1 to retention_days (10)"},
+      {"[projects.a]\nretention = 3\n", "projects.a.retention"},
+      {"projects = 3\n", "projects"},
+  };
+  for (const auto& [text, named] : refused) {
+    auto bad = Load(text);
+    ASSERT_FALSE(bad.ok()) << text;
+    EXPECT_NE(bad.status().message().find(named), std::string::npos) << bad.status().message();
+  }
+}
+
 TEST_F(ConfigFileTest, UnknownKeyIsNamed) {
   auto config = Load("[limits]\nbody_byte_max = 5\n");
   ASSERT_FALSE(config.ok());

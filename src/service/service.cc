@@ -310,6 +310,7 @@ Result<std::unique_ptr<Service>> Service::Open(const Config& config,
                       AccessKeyStore::Open(config.data_folder, file_system, service->clock_));
   MP_ASSIGN_OR_RETURN(service->audit_, audit::AuditLog::Open(config.data_folder + "/audit",
                                                              file_system, service->clock_));
+  service->settings_.Set(config.project_settings);
   return service;
 }
 
@@ -748,6 +749,10 @@ ServiceMetrics Service::GetMetrics() const {
   }
   metrics.export_rows = counters_->export_rows.load();
   metrics.queries = counters_->queries.load();
+  metrics.retention_drops = settings_.retention_drops.load();
+  metrics.retention_failures = settings_.retention_failures.load();
+  metrics.consent_dropped = settings_.consent_dropped.load();
+  metrics.consent_anonymous = settings_.consent_anonymous.load();
   return metrics;
 }
 

@@ -27,6 +27,7 @@
 #include "query/query.h"
 #include "service/access_keys.h"
 #include "service/config.h"
+#include "service/project_settings.h"
 #include "service/projects.h"
 
 namespace minpanel::service {
@@ -186,6 +187,13 @@ struct ServiceMetrics {
   std::vector<RuleMatches> rule_matches;
   uint64_t export_rows = 0;
   uint64_t queries = 0;  // answered
+  // Retention (retention.cc): drops logged, and drops that failed.
+  uint64_t retention_drops = 0;
+  uint64_t retention_failures = 0;
+  // Consent signals (Sec-GPC: 1, DNT: 1): events dropped, or stored
+  // without a subject, by the project's `consent` setting.
+  uint64_t consent_dropped = 0;
+  uint64_t consent_anonymous = 0;
 };
 
 class Service {
@@ -314,6 +322,17 @@ class Service {
   // The pseudonym the project's key gives `distinct_id`.
   Result<Id128> Pseudonym(const Project& project, std::string_view distinct_id);
 
+  // The configuration's [projects.NAME] settings (retention, consent),
+  // replaced as a whole (Open sets them; the server again on SIGHUP).
+  void SetProjectSettings(std::vector<ProjectSettings> settings);
+  ProjectSettings SettingsOf(const Project& project) const;
+  // Logs a store drop for every retention rule whose bound has moved on
+  // (retention.cc; docs/privacy.md, "Retention"): the rows are hidden at
+  // once, and the store's purge removes them from the files in the
+  // background. The server calls it every minute. Returns the first
+  // failure (the other rules are still applied; a failed one is retried).
+  Status ApplyRetention();
+
   ServiceMetrics GetMetrics() const;
   store::Stats GetStoreStats() const;
   Clock& clock() { return *clock_; }
@@ -387,6 +406,7 @@ class Service {
   std::unique_ptr<privacy::VisitorIds> visitor_ids_;
   std::unique_ptr<AccessKeyStore> access_keys_;
   std::unique_ptr<audit::AuditLog> audit_;
+  ProjectSettingsTable settings_;
 };
 
 // The JSON body of POST /api/keys: {"name", "scopes": [...], "project_id",

@@ -1,0 +1,114 @@
+// Retention (docs/privacy.md, "Retention"): each project's rules become
+// store drops (store::Engine::DropBefore, DropEventsBefore) logged at most
+// once per kRetentionStepMs per rule; the store hides the rows at once and
+// its purge drops whole segments or rewrites them in the background.
+#include <optional>
+
+#include "service/project_settings.h"
+#include "service/service.h"
+
+namespace minpanel::service {
+namespace {
+
+constexpr int64_t kDayMs = 86'400'000;
+
+}  // namespace
+
+int64_t RetentionBoundMs(int64_t now_ms, uint32_t days) {
+  const int64_t bound_ms = now_ms - static_cast<int64_t>(days) * kDayMs;
+  // Round down (towards keeping more), also for times before 1970.
+  const int64_t remainder = ((bound_ms % kRetentionStepMs) + kRetentionStepMs) % kRetentionStepMs;
+  return bound_ms - remainder;
+}
+
+void ProjectSettingsTable::Set(std::vector<ProjectSettings> settings) {
+  auto shared = std::make_shared<const std::vector<ProjectSettings>>(std::move(settings));
+  std::lock_guard lock(mutex_);
+  settings_ = std::move(shared);
+}
+
+ProjectSettings ProjectSettingsTable::For(std::string_view project) const {
+  std::shared_ptr<const std::vector<ProjectSettings>> settings;
+  {
+    std::lock_guard lock(mutex_);
+    settings = settings_;
+  }
+  for (const ProjectSettings& entry : *settings) {
+    if (entry.project == project) {
+      return entry;
+    }
+  }
+  ProjectSettings defaults;
+  defaults.project = std::string(project);
+  return defaults;
+}
+
+std::vector<ProjectSettings> ProjectSettingsTable::All() const {
+  std::lock_guard lock(mutex_);
+  return *settings_;
+}
+
+bool ProjectSettingsTable::ClaimDrop(uint32_t project_id, const std::string& event_name,
+                                     int64_t bound_ms) {
+  std::lock_guard lock(mutex_);
+  auto [entry, added] = dropped_before_ms_.try_emplace({project_id, event_name}, bound_ms);
+  if (added) {
+    return true;
+  }
+  if (entry->second >= bound_ms) {
+    return false;
+  }
+  entry->second = bound_ms;
+  return true;
+}
+
+void ProjectSettingsTable::ForgetDrop(uint32_t project_id, const std::string& event_name) {
+  std::lock_guard lock(mutex_);
+  dropped_before_ms_.erase({project_id, event_name});
+}
+
+void Service::SetProjectSettings(std::vector<ProjectSettings> settings) {
+  settings_.Set(std::move(settings));
+}
+
+ProjectSettings Service::SettingsOf(const Project& project) const {
+  return settings_.For(project.name);
+}
+
+Status Service::ApplyRetention() {
+  const int64_t now_ms = clock_->NowMs();
+  Status first_error = Status::Ok();
+  for (const ProjectSettings& settings : settings_.All()) {
+    const std::optional<Project> project = projects_->FindByName(settings.project);
+    if (!project.has_value()) {
+      continue;  // a table for a project not created yet
+    }
+    std::vector<std::pair<std::string, uint32_t>> rules = settings.event_retention_days;
+    rules.emplace_back(std::string(), settings.retention_days);
+    for (const auto& [event_name, days] : rules) {
+      if (days == 0) {
+        continue;
+      }
+      const int64_t bound_ms = RetentionBoundMs(now_ms, days);
+      if (!settings_.ClaimDrop(project->id, event_name, bound_ms)) {
+        continue;
+      }
+      const Status status = event_name.empty()
+                                ? engine_->DropBefore(project->id, bound_ms)
+                                : engine_->DropEventsBefore(project->id, event_name, bound_ms);
+      if (status.ok()) {
+        settings_.retention_drops.fetch_add(1);
+        continue;
+      }
+      settings_.ForgetDrop(project->id, event_name);
+      settings_.retention_failures.fetch_add(1);
+      if (first_error.ok()) {
+        first_error = Status(status.code(),
+                             "retention of project '" + project->name + "': " + status.message());
+      }
+    }
+  }
+  return first_error;
+}
+
+}  // namespace minpanel::service

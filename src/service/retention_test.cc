@@ -1,0 +1,155 @@
+// Retention through the Service with a fake clock (docs/privacy.md,
+// "Retention"): a project's rules hide the events past their age from
+// exports at once, move on as the clock does, keep other projects' events,
+// log one drop per rule and step, and hold through a restart.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "core/fault_file_system.h"
+#include "service/service.h"
+
+namespace minpanel::service {
+namespace {
+
+constexpr int64_t kNowMs = 1'795'685'260'000;  // 2026-11-26
+constexpr int64_t kDayMs = 86'400'000;
+constexpr int64_t kAges[] = {1, 5, 10, 40};  // days, for each name
+
+class RetentionTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = std::filesystem::temp_directory_path() /
+            ("minpanel-retention-" + std::to_string(::getpid()) + "-" +
+             ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(root_);
+    config_.data_folder = (root_ / "data").string();
+    config_.key_folder = (root_ / "keys").string();
+    ProjectSettings shop;
+    shop.project = "shop";
+    shop.retention_days = 30;
+    shop.event_retention_days = {{"Page view", 7}};
+    config_.project_settings = {shop};
+    Open();
+    for (const char* name : {"shop", "other"}) {
+      auto created = service_->projects().Create(name, "UTC");
+      ASSERT_TRUE(created.ok()) << created.status().ToString();
+      projects_.push_back(created->project);
+    }
+    for (const Project& project : projects_) {
+      std::vector<std::string> records;
+      for (const int64_t age_days : kAges) {
+        for (const char* name : {"Page view", "Signed up"}) {
+          records.push_back(Record(name, kNowMs - age_days * kDayMs));
+        }
+      }
+      Import(project, records);
+    }
+  }
+  void TearDown() override {
+    service_.reset();
+    std::filesystem::remove_all(root_);
+  }
+  void Open() {
+    service_.reset();
+    auto service = Service::Open(config_, file_system_, clock_);
+    ASSERT_TRUE(service.ok()) << service.status().ToString();
+    service_ = std::move(service).value();
+  }
+  static std::string Record(const std::string& name, int64_t time_ms) {
+    return "{\"event\":\"" + name + "\",\"properties\":{\"distinct_id\":\"user-" +
+           std::to_string(time_ms % 7) + "\",\"time\":" + std::to_string(time_ms) + "}}";
+  }
+  void Import(const Project& project, const std::vector<std::string>& records) {
+    const std::vector<std::string_view> views(records.begin(), records.end());
+    auto outcome = service_->ImportEvents(project, views);
+    ASSERT_TRUE(outcome.ok()) << outcome.status().ToString();
+    ASSERT_TRUE(outcome->errors.empty());
+  }
+  // The events of `name` a project's export holds.
+  size_t Count(const Project& project, const std::string& name) {
+    ExportOptions options;
+    options.from_date = "2026-01-01";
+    options.to_date = "2026-12-31";
+    std::string out;
+    auto summary = service_->Export(project, options, [&](std::string_view chunk) {
+      out.append(chunk);
+      return true;
+    });
+    EXPECT_TRUE(summary.ok()) << summary.status().ToString();
+    size_t count = 0;
+    const std::string needle = "\"event\":\"" + name + "\"";
+    for (size_t at = out.find(needle); at != std::string::npos; at = out.find(needle, at + 1)) {
+      ++count;
+    }
+    return count;
+  }
+
+  std::filesystem::path root_;
+  Config config_;
+  std::shared_ptr<FaultFileSystem> file_system_ =
+      std::make_shared<FaultFileSystem>(NewPosixFileSystem());
+  std::shared_ptr<FakeClock> clock_ = std::make_shared<FakeClock>(kNowMs);
+  std::unique_ptr<Service> service_;
+  std::vector<Project> projects_;
+};
+
+TEST_F(RetentionTest, RulesHideOldEventsAndMoveOnWithTheClock) {
+  const Project& shop = projects_[0];
+  const Project& other = projects_[1];
+  ASSERT_EQ(Count(shop, "Page view"), 4U);
+  ASSERT_TRUE(service_->ApplyRetention().ok());
+  EXPECT_EQ(Count(shop, "Page view"), 2U);  // 1 and 5 days old (7 days)
+  EXPECT_EQ(Count(shop, "Signed up"), 3U);  // all but 40 days old (30 days)
+  EXPECT_EQ(Count(other, "Page view"), 4U);
+  EXPECT_EQ(Count(other, "Signed up"), 4U);
+  EXPECT_EQ(service_->GetMetrics().retention_drops, 2U);
+  // Within the same hour nothing new is logged.
+  clock_->Advance(60'000);
+  ASSERT_TRUE(service_->ApplyRetention().ok());
+  EXPECT_EQ(service_->GetMetrics().retention_drops, 2U);
+  // Three days on, the 5-day-old page view is past its 7 days.
+  clock_->Advance(3 * kDayMs);
+  ASSERT_TRUE(service_->ApplyRetention().ok());
+  EXPECT_EQ(Count(shop, "Page view"), 1U);
+  EXPECT_EQ(Count(shop, "Signed up"), 3U);
+  EXPECT_EQ(service_->GetMetrics().retention_drops, 4U);
+  // A late old event is kept until the next step of its rule.
+  Import(shop, {Record("Signed up", kNowMs - 60 * kDayMs)});
+  EXPECT_EQ(Count(shop, "Signed up"), 4U);
+  clock_->Advance(kRetentionStepMs);
+  ASSERT_TRUE(service_->ApplyRetention().ok());
+  EXPECT_EQ(Count(shop, "Signed up"), 3U);
+  // After a restart the drops are still in force.
+  Open();
+  EXPECT_EQ(Count(shop, "Page view"), 1U);
+  EXPECT_EQ(Count(shop, "Signed up"), 3U);
+  EXPECT_EQ(Count(other, "Page view"), 4U);
+}
+
+TEST_F(RetentionTest, SettingsReplacedOnReloadApplyToTheNextRun) {
+  const Project& other = projects_[1];
+  ProjectSettings settings;
+  settings.project = "other";
+  settings.retention_days = 3;
+  service_->SetProjectSettings({settings});
+  EXPECT_EQ(service_->SettingsOf(other).retention_days, 3U);
+  ASSERT_TRUE(service_->ApplyRetention().ok());
+  EXPECT_EQ(Count(other, "Page view"), 1U);
+  EXPECT_EQ(Count(other, "Signed up"), 1U);
+  EXPECT_EQ(Count(projects_[0], "Page view"), 4U);  // shop has no table any more
+}
+
+TEST(RetentionBoundTest, BoundsRoundDownToTheStep) {
+  EXPECT_EQ(RetentionBoundMs(kNowMs, 1) % kRetentionStepMs, 0);
+  EXPECT_LE(RetentionBoundMs(kNowMs, 1), kNowMs - kDayMs);
+  EXPECT_GT(RetentionBoundMs(kNowMs, 1), kNowMs - kDayMs - kRetentionStepMs);
+  EXPECT_EQ(RetentionBoundMs(0, 1), -kDayMs);
+  EXPECT_EQ(RetentionBoundMs(1, 1), -kDayMs);
+}
+
+}  // namespace
+}  // namespace minpanel::service
