@@ -1,0 +1,43 @@
+// Online copies of a store folder, for `minpanel backup` (issue 8,
+// "Backup and restore"; docs/privacy.md). Apart from store.h so that the
+// engine's many includers do not rebuild for it; part of the module's
+// public surface all the same.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "core/core.h"
+
+namespace minpanel::store {
+
+// What CopyStoreOnline copied.
+struct StoreCopy {
+  uint64_t segments = 0;  // linked (or copied across file systems)
+  uint64_t segment_bytes = 0;
+  uint64_t log_files = 0;
+  uint64_t log_bytes = 0;
+  // The copy holds every log record before this position (file number,
+  // offset) and none after: the snapshot's point in the log.
+  uint64_t end_log_file = 0;
+  uint64_t end_log_offset = 0;
+  uint32_t attempts = 0;  // 1 unless files changed under the copy
+};
+// Attempts of CopyStoreOnline before it gives up (each starts again when a
+// compaction, purge or trim deleted a file it needed).
+inline constexpr uint32_t kOnlineCopyAttemptsMax = 50;
+
+// Copies the store in `store_folder` into the new folder `destination`
+// (absent or empty; on the same file system segments are hard links) while
+// an engine — here or in another process — may be appending, flushing,
+// compacting and purging: the manifest, the segment files it lists (immutable
+// once listed) and each log file from the manifest's log position on, cut at
+// its last whole record. Opening the copy (OpenEmbeddedEngine) recovers the
+// store as it was at that point of the log, as after a crash there: every
+// event acknowledged before the call, and none half-written. InvalidArgument
+// when `destination` is not empty; Unavailable after kOnlineCopyAttemptsMax
+// attempts that files changed under; IoError otherwise. Uses the real file
+// system (hard links).
+Result<StoreCopy> CopyStoreOnline(const std::string& store_folder, const std::string& destination);
+
+}  // namespace minpanel::store

@@ -1,0 +1,136 @@
+// CopyStoreOnline (store.h): copies taken while another thread appends
+// (flushing, compacting and trimming the log as it goes) open as a store
+// holding every event acknowledged before the copy began, each once, and
+// nothing that was never acknowledged; a deletion in force is kept; a
+// non-empty destination is refused.
+#include <atomic>
+#include <filesystem>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "store/online_copy.h"
+#include "store/store_test_util.h"
+
+namespace minpanel::store {
+namespace {
+
+constexpr uint32_t kProject = 8;
+
+class OnlineCopyTest : public StoreTest {
+ protected:
+  void SetUp() override {
+    StoreTest::SetUp();
+    copy_folder_ = folder_ + ".copy";
+    std::filesystem::remove_all(copy_folder_);
+  }
+  void TearDown() override {
+    StoreTest::TearDown();
+    std::filesystem::remove_all(copy_folder_);
+  }
+  std::set<uint64_t> IdsOf(Engine& engine) {
+    std::set<uint64_t> ids;
+    ScanRequest request;
+    request.project_id = kProject;
+    const Status status = engine.Scan(request, [&](const Event& event) {
+      EXPECT_TRUE(ids.insert(event.insert_id.low).second) << "twice: " << event.insert_id.low;
+      return true;
+    });
+    EXPECT_TRUE(status.ok()) << status.ToString();
+    return ids;
+  }
+  std::unique_ptr<Engine> OpenCopy() {
+    Options options;
+    options.folder = copy_folder_;
+    options.file_system = NewPosixFileSystem();
+    options.clock = clock_;
+    auto engine = OpenEmbeddedEngine(options);
+    EXPECT_TRUE(engine.ok()) << engine.status().ToString();
+    return engine.ok() ? std::move(engine).value() : nullptr;
+  }
+
+  std::string copy_folder_;
+};
+
+TEST_F(OnlineCopyTest, ACopyDuringIngestionHoldsEveryAcknowledgedEventOnce) {
+  options_.memtable_rows_max = 500;  // flush (and roll, trim, compact) often
+  ASSERT_TRUE(Open().ok());
+  std::mutex mutex;
+  std::set<uint64_t> acknowledged;
+  std::atomic<bool> stop{false};
+  std::thread writer([&] {
+    for (uint64_t batch_idx = 0; !stop.load(); ++batch_idx) {
+      std::vector<Event> events;
+      for (uint64_t row = 0; row < 50; ++row) {
+        const uint64_t id = batch_idx * 50 + row;
+        events.push_back(MakeEvent("view", kTestNowMs + static_cast<int64_t>(id), id % 97, id));
+      }
+      if (engine_->Append(MakeBatch(kProject, events)).ok()) {
+        std::lock_guard lock(mutex);
+        for (const Event& event : events) {
+          acknowledged.insert(event.insert_id.low);
+        }
+      }
+    }
+  });
+  while (true) {
+    std::lock_guard lock(mutex);
+    if (acknowledged.size() >= 5'000) {
+      break;
+    }
+  }
+  std::set<uint64_t> before;
+  {
+    std::lock_guard lock(mutex);
+    before = acknowledged;
+  }
+  auto copied = CopyStoreOnline(folder_, copy_folder_);
+  stop.store(true);
+  writer.join();
+  ASSERT_TRUE(copied.ok()) << copied.status().ToString();
+  EXPECT_GT(copied->segments, 0u);
+  EXPECT_GT(copied->log_files, 0u);
+  std::unique_ptr<Engine> copy = OpenCopy();
+  ASSERT_NE(copy, nullptr);
+  const std::set<uint64_t> ids = IdsOf(*copy);
+  for (const uint64_t id : before) {
+    ASSERT_TRUE(ids.contains(id)) << "acknowledged before the copy, missing: " << id;
+  }
+  for (const uint64_t id : ids) {
+    ASSERT_TRUE(acknowledged.contains(id)) << "never acknowledged: " << id;
+  }
+  EXPECT_TRUE(copy->Close().ok());
+}
+
+TEST_F(OnlineCopyTest, ADeletionInForceIsCopiedWithTheRows) {
+  options_.flush_on_close = false;
+  ASSERT_TRUE(Open().ok());
+  std::vector<Event> events;
+  for (uint64_t id = 0; id < 100; ++id) {
+    events.push_back(MakeEvent("view", kTestNowMs + static_cast<int64_t>(id), id % 5, id));
+  }
+  ASSERT_TRUE(engine_->Append(MakeBatch(kProject, events)).ok());
+  Reopen();  // not flushed: the rows and the deletion below are in the log
+  ASSERT_TRUE(engine_->EraseSubjects(kProject, {Id128{0, 3}}).ok());
+  const std::set<uint64_t> expected = IdsOf(*engine_);
+  ASSERT_EQ(expected.size(), 80u);
+  auto copied = CopyStoreOnline(folder_, copy_folder_);
+  ASSERT_TRUE(copied.ok()) << copied.status().ToString();
+  std::unique_ptr<Engine> copy = OpenCopy();
+  ASSERT_NE(copy, nullptr);
+  EXPECT_EQ(IdsOf(*copy), expected);
+  EXPECT_TRUE(copy->Close().ok());
+}
+
+TEST_F(OnlineCopyTest, ANonEmptyDestinationIsRefused) {
+  ASSERT_TRUE(Open().ok());
+  std::filesystem::create_directories(copy_folder_);
+  WriteBytes(copy_folder_ + "/something", "x");
+  auto copied = CopyStoreOnline(folder_, copy_folder_);
+  ASSERT_FALSE(copied.ok());
+  EXPECT_EQ(copied.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(copied.status().message().find("destination"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace minpanel::store
