@@ -452,6 +452,95 @@ void Policy::AddContext(RawEvent& raw, Properties* properties, PolicyCounters* c
   }
 }
 
+std::string Policy::RedactionMarks(std::string_view text) {
+  std::string kinds;
+  for (size_t kind_idx = 0; kind_idx < kPiiKindCount; ++kind_idx) {
+    const std::string_view name = PiiKindName(static_cast<PiiKind>(kind_idx));
+    const std::string mark = "[" + std::string(name) + "]";
+    if (text.find(mark) != std::string_view::npos) {
+      kinds += kinds.empty() ? "" : ", ";
+      kinds += name;
+    }
+  }
+  return kinds;
+}
+
+namespace {
+
+// The policy setting that made a context key, and what it says of the raw
+// field; nullopt for a key the policy does not derive.
+std::optional<StoredMark> ContextMark(std::string_view key, const PolicySpec& spec) {
+  const auto index = std::find(kContextKeyNames.begin(), kContextKeyNames.end(), key);
+  if (index == kContextKeyNames.end()) {
+    return std::nullopt;
+  }
+  switch (static_cast<ContextKey>(index - kContextKeyNames.begin())) {
+    case kCountryKey:
+    case kRegionKey:
+    case kCityKey:
+      return StoredMark{"derived", "policy: ip = generalise (a location from the IP address, "
+                                   "which was discarded)"};
+    case kBrowserKey:
+    case kBrowserVersionKey:
+    case kOsKey:
+    case kDeviceTypeKey:
+      return StoredMark{"derived", "policy: user_agent = generalise (from the user agent, which "
+                                   "was discarded)"};
+    case kReferringDomainKey:
+      return StoredMark{"derived", "policy: referrer = generalise (the referrer's host; the "
+                                   "referrer was discarded)"};
+    case kUrlKey:
+      if (spec.page_url == Action::kGeneralise) {
+        return StoredMark{"generalised", "policy: page_url = generalise (scheme, host and path; "
+                                         "the query and fragment removed)"};
+      }
+      return std::nullopt;
+    default:
+      return std::nullopt;
+  }
+}
+
+// The texts of a string or list value.
+std::vector<std::string_view> TextsOf(const Value& value) {
+  if (value.type() == Value::Type::kString) {
+    return {value.as_string()};
+  }
+  if (value.type() == Value::Type::kList) {
+    return {value.as_list().begin(), value.as_list().end()};
+  }
+  return {};
+}
+
+}  // namespace
+
+std::optional<StoredMark> Policy::MarkStored(std::string_view key, const Value& value) const {
+  std::string marks;
+  for (const std::string_view text : TextsOf(value)) {
+    const std::string found = RedactionMarks(text);
+    marks += !marks.empty() && !found.empty() ? ", " : "";
+    marks += found;
+  }
+  if (auto context = ContextMark(key, *spec_)) {
+    return context;
+  }
+  std::string reason;
+  const Action action = ActionFor(key, false, &reason);
+  if (action == Action::kPseudonymise) {
+    for (const std::string_view text : TextsOf(value)) {
+      if (text.starts_with(kPseudonymPrefix)) {
+        return StoredMark{"pseudonymised", reason};
+      }
+    }
+  }
+  if (action == Action::kGeneralise) {
+    return StoredMark{"generalised", reason};
+  }
+  if (!marks.empty()) {
+    return StoredMark{"redacted", "detectors: " + marks};
+  }
+  return std::nullopt;
+}
+
 Event Policy::Apply(RawEvent&& raw, PolicyCounters* counters) const {
   Event event;
   event.insert_id = InsertId(raw);  // from the exact time, so retries still match

@@ -68,6 +68,17 @@ struct PolicyTools {
   std::shared_ptr<const GeoDatabase> geo;
 };
 
+// What the policy did to one stored value, told from its key and stored
+// form alone (the raw value is never stored, so it cannot be compared):
+// `change` is "pseudonymised", "generalised", "redacted" or "derived"
+// (a key the policy adds from a discarded context field), and `why` names
+// the rule, the policy setting or the detectors. For the live events view
+// (docs/formats/dashboard-api.md says the method and its limits).
+struct StoredMark {
+  std::string change;
+  std::string why;
+};
+
 class Policy {
  public:
   // With the strict default policy and no user-agent or geo data.
@@ -87,6 +98,13 @@ class Policy {
   // line, the person-name stance, an id, the detectors), for previews.
   Action ActionFor(std::string_view key, bool user_profile, std::string* reason,
                    PolicyCounters* counters = nullptr) const;
+  // The mark of a stored property under this policy, or nullopt when its
+  // stored form shows no change. A value is "redacted" when it holds a
+  // detector's mark ("[email]", …), "pseudonymised" when it is a psn_
+  // pseudonym of a key the policy pseudonymises.
+  std::optional<StoredMark> MarkStored(std::string_view key, const Value& value) const;
+  // The detector marks ("email, phone") a stored text holds; "" for none.
+  static std::string RedactionMarks(std::string_view text);
   const PolicySpec& spec() const { return *spec_; }
   const PolicyTools& tools() const { return *tools_; }
 

@@ -9,6 +9,7 @@
 #include "ingest/posthog_events.h"
 #include "ingest/segment_events.h"
 #include "query/query.h"
+#include "server/dashboard_routes.h"
 #include "server/static_files.h"
 
 namespace minpanel::server {
@@ -193,6 +194,7 @@ Route ClassifyTarget(std::string_view target) {
   if (path == "/api/keys") return Route::kKeys;
   if (path.starts_with("/api/keys/")) return Route::kKeyAction;
   if (path == "/api/audit") return Route::kAudit;
+  if (const auto dashboard = ClassifyDashboardPath(path)) return *dashboard;
   if (path == "/api/policy") return Route::kPolicy;
   if (path == "/api/policy/versions") return Route::kPolicyVersions;
   if (path.starts_with("/api/policy/versions/")) return Route::kPolicyVersion;
@@ -263,6 +265,22 @@ std::string_view RouteLabel(Route route) {
       return "/api/keys/:id/:action";
     case Route::kAudit:
       return "/api/audit";
+    case Route::kProjects:
+      return "/api/projects";
+    case Route::kNames:
+      return "/api/names";
+    case Route::kLiveEvents:
+      return "/api/events/live";
+    case Route::kAuditStatus:
+      return "/api/audit/status";
+    case Route::kReports:
+      return "/api/reports";
+    case Route::kReport:
+      return "/api/reports/:id";
+    case Route::kDashboards:
+      return "/api/dashboards";
+    case Route::kDashboard:
+      return "/api/dashboards/:id";
     case Route::kPolicyVersion:
       // Never the path itself, as for every route (the access log prints this).
       return "/api/policy/versions/:version";
@@ -299,6 +317,9 @@ bool IsPolicyAdminRoute(Route route) {
 }
 
 bool AllowsMethod(Route route, http::verb method) {
+  if (IsDashboardRoute(route)) {
+    return DashboardAllowsMethod(route, method);
+  }
   if (method == http::verb::get) {
     // Mixpanel's GET /track carries data= in the query; Plausible's events
     // are POSTs only.
@@ -316,6 +337,9 @@ bool AllowsMethod(Route route, http::verb method) {
 }
 
 std::string_view AllowedMethods(Route route) {
+  if (IsDashboardRoute(route)) {
+    return DashboardAllowedMethods(route);
+  }
   if (route == Route::kPlausibleEvent) {
     return "POST, OPTIONS";
   }

@@ -41,6 +41,15 @@ enum class Route {
   kKeys,            // GET (list), POST (create) /api/keys
   kKeyAction,       // POST /api/keys/<id>/rotate, /api/keys/<id>/revoke
   kAudit,           // GET /api/audit
+  // The dashboard API (dashboard_routes.h; docs/formats/dashboard-api.md).
+  kProjects,    // GET /api/projects
+  kNames,       // GET /api/names
+  kLiveEvents,  // GET /api/events/live
+  kAuditStatus,  // GET /api/audit/status
+  kReports,     // GET, POST /api/reports
+  kReport,      // GET, PUT, DELETE /api/reports/<id>
+  kDashboards,  // GET, POST /api/dashboards
+  kDashboard,   // GET, PUT, DELETE /api/dashboards/<id>
   kHealth,
   kMetrics,
   kRoot,  // the dashboard: /, /index.html, /assets/* (static_files.h)

@@ -12,6 +12,7 @@
 #include <boost/beast/ssl.hpp>
 #include <spdlog/spdlog.h>
 
+#include "server/dashboard_routes.h"
 #include "server/path_prefix.h"
 #include "server/static_files.h"
 #include "server/routes.h"
@@ -343,6 +344,16 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
         auto response = std::make_shared<Response>(
             route == Route::kAudit ? HandleAudit(self->request_, self->server_.service())
                                    : HandleKeys(route, self->request_, self->server_.service()));
+        net::post(self->stream_.get_executor(),
+                  [self, response] { self->Write(std::move(*response)); });
+      });
+      return;
+    }
+    if (IsDashboardRoute(route)) {
+      // Each answer's audit record is fsynced; saving a report writes a file.
+      net::post(server_.workers(), [self = this->shared_from_this(), route] {
+        auto response = std::make_shared<Response>(
+            HandleDashboardApi(route, self->request_, self->server_.service()));
         net::post(self->stream_.get_executor(),
                   [self, response] { self->Write(std::move(*response)); });
       });

@@ -29,6 +29,7 @@
 #include "service/config.h"
 #include "service/project_settings.h"
 #include "service/projects.h"
+#include "service/reports.h"
 
 namespace minpanel::service {
 
@@ -135,6 +136,11 @@ struct ExportOptions {
   std::optional<std::string> distinct_ids_json;
   uint64_t limit = 0;
 };
+
+// The dashboard API's limits (docs/formats/dashboard-api.md).
+inline constexpr size_t kLiveEventsMax = 200;        // GET /api/events/live?limit=
+inline constexpr size_t kLiveEventsDefault = 50;
+inline constexpr size_t kNamesListedMax = 10000;     // names and keys, each, GET /api/names
 
 // How often one rule of a project's policy matched a property.
 struct RuleMatches {
@@ -313,6 +319,26 @@ class Service {
   Result<std::vector<audit::AuditEntry>> ReadAudit(const Access& access, audit::Filter filter);
   AccessKeyStore& access_keys() { return *access_keys_; }
 
+  // The dashboard API (live.cc, reports_service.cc; docs/formats/dashboard-api.md).
+  // The projects a key reaches: its own, or every project for a server-wide key.
+  std::vector<Project> ProjectsFor(const Access& access) const;
+  // The project's event names and property keys with their row counts, from
+  // the segments' indexes (at most kNamesListedMax each, sorted); audited.
+  Result<std::string> EventNames(const Access& access);
+  // The newest `limit` (1..kLiveEventsMax) events as stored, each value whose
+  // stored form shows the policy's work marked with what it did and why
+  // (privacy::Policy::MarkStored); audited as an export is, subjects included.
+  Result<std::string> LiveEvents(const Access& access, size_t limit);
+  // The audit chain's verification now (audit::VerifyBytes), as JSON; audited.
+  Result<std::string> AuditStatus(const Access& access);
+  // Saved reports and dashboards of the access's project (reports.h). A put
+  // with id 0 creates; a name or state holding PII is InvalidArgument.
+  Result<std::vector<SavedItem>> ListSaved(const Access& access, SavedKind kind) const;
+  Result<SavedItem> GetSaved(const Access& access, SavedKind kind, uint64_t id) const;
+  Result<SavedItem> PutSaved(const Access& access, SavedKind kind, uint64_t id,
+                             std::string_view json);
+  Status DeleteSaved(const Access& access, SavedKind kind, uint64_t id);
+
   // Streams the project's events as Mixpanel export JSON lines, audited as
   // LocalAccess(project).
   Result<query::ExportSummary> Export(const Project& project, const ExportOptions& options,
@@ -406,6 +432,8 @@ class Service {
   std::unique_ptr<privacy::VisitorIds> visitor_ids_;
   std::unique_ptr<AccessKeyStore> access_keys_;
   std::unique_ptr<audit::AuditLog> audit_;
+  std::unique_ptr<ReportStore> reports_;
+  std::shared_ptr<FileSystem> file_system_;
   ProjectSettingsTable settings_;
 };
 
