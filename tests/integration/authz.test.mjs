@@ -58,6 +58,13 @@ describe('authorisation matrix', () => {
     { name: 'GET /metrics', needs: ['metrics'], method: 'GET', path: '/metrics' },
     { name: 'GET /api/keys', needs: ['admin'], method: 'GET', path: '/api/keys' },
     { name: 'GET /api/audit', needs: ['audit:read'], method: 'GET', path: '/api/audit' },
+    // The dashboard API (docs/formats/dashboard-api.md).
+    { name: 'GET /api/projects', needs: ['query:aggregate'], method: 'GET', path: '/api/projects' },
+    { name: 'GET /api/names', needs: ['query:aggregate'], method: 'GET', path: '/api/names' },
+    { name: 'GET /api/events/live', needs: ['export'], method: 'GET', path: '/api/events/live?limit=5' },
+    { name: 'GET /api/audit/status', needs: ['audit:read'], method: 'GET', path: '/api/audit/status' },
+    { name: 'GET /api/reports', needs: ['query:aggregate'], method: 'GET', path: '/api/reports' },
+    { name: 'GET /api/dashboards', needs: ['query:aggregate'], method: 'GET', path: '/api/dashboards' },
     { name: 'POST /import', needs: ['ingest'], method: 'POST', path: '/import?verbose=1', tokenIsUnauthenticated: true,
       headers: { 'Content-Type': 'application/json' },
       body: () => JSON.stringify([{ event: 'authz_event', properties: { distinct_id: distinctId, time: nowSeconds(), $insert_id: hex32() } }]) },
@@ -172,7 +179,7 @@ describe('authorisation matrix', () => {
         const res = await call(route, keys.admin_all.secret, { projectIdParam: projectId() });
         assert.equal(res.status, 200, res.text);
         const bare = await call(route, keys.admin_all.secret);
-        const projectLess = ['/metrics', '/api/keys', '/api/audit'].includes(route.path);
+        const projectLess = ['/metrics', '/api/keys', '/api/audit', '/api/projects', '/api/audit/status'].includes(route.path);
         assert.equal(bare.status, projectLess ? 200 : 400, bare.text);
       });
       it('an expired, a revoked and a rotated-away key: 401', async () => {
