@@ -9,7 +9,8 @@
 //           payload decoder is reached through the chain.
 // Invariants: decoding fails only with Corruption; a payload that decodes
 // re-encodes to bytes that decode to the same encoding; a verified log has
-// exactly the records DecodeLog returns, numbered from 1.
+// exactly the records DecodeLog returns, numbered from 1 (or from after the
+// base of a pruned log's header).
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -47,7 +48,8 @@ void CheckLog(std::string_view log, std::string_view anchors) {
   Check(decoded.end_offset <= log.size(), "valid prefix inside the image");
   Check(report.records == decoded.entries.size(), "verify and decode agree");
   for (size_t entry_idx = 0; entry_idx < decoded.entries.size(); ++entry_idx) {
-    Check(decoded.entries[entry_idx].seq == entry_idx + 1, "records numbered from 1");
+    Check(decoded.entries[entry_idx].seq == decoded.base_seq + entry_idx + 1,
+          "records numbered from 1, or from after a pruned log's base");
   }
   if (report.ok) {
     Check(!decoded.broken, "a verified log is not broken");

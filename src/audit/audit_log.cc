@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "audit/audit.h"
 
@@ -74,7 +75,8 @@ Result<std::unique_ptr<AuditLog>> AuditLog::Open(std::string folder,
   if (file_system->Exists(folder + "/anchors")) {
     MP_ASSIGN_OR_RETURN(anchors_text, file_system->ReadFile(folder + "/anchors"));
   }
-  const VerifyReport report = VerifyBytes(bytes, anchors_text);
+  const VerifyReport report = VerifyBytes(
+      bytes, anchors_text, options.signing_key ? &options.signing_key->public_key : nullptr);
   if (!report.ok) {
     return Status::Corruption("audit log " + path + ": " + report.problem +
                               "; run `minpanel audit verify`");
@@ -104,13 +106,20 @@ Result<std::unique_ptr<AuditLog>> AuditLog::Open(std::string folder,
   if (!anchors_text.empty() && anchors_text.back() != '\n') {
     MP_RETURN_IF_ERROR(log->anchors_->Append("\n"));  // after a torn anchor line
   }
+  if (!options.checkpoint_sink.empty()) {
+    MP_ASSIGN_OR_RETURN(log->sink_,
+                        file_system->OpenAppendable(options.checkpoint_sink, kFileMode));
+  }
+  const uint64_t last_seq = decoded.base_seq + decoded.entries.size();
+  log->base_seq_ = decoded.base_seq;
   log->head_ = decoded.head;
   log->durable_head_ = decoded.head;
-  log->next_seq_ = decoded.entries.size() + 1;
-  log->durable_seq_ = decoded.entries.size();
-  log->anchored_seq_ = decoded.entries.size();
+  log->next_seq_ = last_seq + 1;
+  log->durable_seq_ = last_seq;
+  log->anchored_seq_ = last_seq;
   MP_ASSIGN_OR_RETURN(const auto subjects, file_system->ListDirectory(folder + "/subjects"));
   log->subjects_files_ = subjects.size();
+  log->flusher_ = std::thread([raw = log.get()] { raw->FlushLoop(); });
   if (torn_bytes > 0) {
     AuditEntry cut;
     cut.key = "local";
@@ -124,7 +133,13 @@ Result<std::unique_ptr<AuditLog>> AuditLog::Open(std::string folder,
 }
 
 Result<uint64_t> AuditLog::Append(AuditEntry entry) {
-  std::unique_lock lock(mutex_);
+  MP_ASSIGN_OR_RETURN(const uint64_t seq, Enqueue(std::move(entry)));
+  MP_RETURN_IF_ERROR(WaitDurable(seq));
+  return seq;
+}
+
+Result<uint64_t> AuditLog::Enqueue(AuditEntry entry) {
+  std::lock_guard lock(mutex_);
   if (!failed_.ok()) {
     return Status::Unavailable("audit log: failed earlier (" + failed_.message() +
                                "); no read is answered without its record");
@@ -141,24 +156,46 @@ Result<uint64_t> AuditLog::Append(AuditEntry entry) {
                                      std::to_string(kRecordBytesMax) + ")");
   }
   ++next_seq_;
-  const uint64_t seq = entry.seq;
   head_ = ChainHash(head_, payload);
   pending_ += Frame(payload, head_);
-  // Group commit: the first waiter writes and syncs everything pending;
-  // the others wait for it.
-  while (durable_seq_ < seq) {
-    if (!failed_.ok()) {
-      return Status::Unavailable("audit log: " + failed_.message());
+  queued_.notify_one();
+  return entry.seq;
+}
+
+Status AuditLog::WaitDurable(uint64_t seq) {
+  std::unique_lock lock(mutex_);
+  written_.wait(lock, [&] { return durable_seq_ >= seq || !failed_.ok() || flusher_exited_; });
+  if (durable_seq_ >= seq) {
+    return Status::Ok();
+  }
+  if (!failed_.ok()) {
+    return Status::Unavailable("audit log: " + failed_.message());
+  }
+  return Status::Unavailable("audit log: closed before record " + std::to_string(seq) +
+                             " was written");
+}
+
+void AuditLog::FlushLoop() {
+  std::unique_lock lock(mutex_);
+  while (true) {
+    queued_.wait(lock, [&] { return !pending_.empty() || stopping_; });
+    if (pending_.empty()) {
+      // Stopping, and everything queued is written.
+      flusher_exited_ = true;
+      written_.notify_all();
+      return;
     }
-    if (writing_) {
-      written_.wait(lock);
+    if (!failed_.ok()) {
+      // A failed write may have left part of a batch behind: nothing more
+      // is written, and every waiter has been told.
+      pending_.clear();
       continue;
     }
-    writing_ = true;
     std::string batch = std::move(pending_);
     pending_.clear();
     const uint64_t last = next_seq_ - 1;
     const std::array<uint8_t, kHashBytes> batch_head = head_;
+    writing_ = true;
     lock.unlock();
     Status status = file_->Append(batch);
     if (status.ok()) {
@@ -180,7 +217,6 @@ Result<uint64_t> AuditLog::Append(AuditEntry entry) {
     }
     written_.notify_all();
   }
-  return seq;
 }
 
 Status AuditLog::WriteAnchorLocked() {
@@ -188,12 +224,94 @@ Status AuditLog::WriteAnchorLocked() {
   if (durable_seq_ == anchored_seq_) {
     return Status::Ok();
   }
-  const std::string line = std::to_string(durable_seq_) + " " + HexOf(durable_head_) + " " +
-                           std::to_string(clock_->NowMs()) + "\n";
-  MP_RETURN_IF_ERROR(anchors_->Append(line));
-  MP_RETURN_IF_ERROR(anchors_->Sync());
+  MP_RETURN_IF_ERROR(WriteAnchorLineLocked(durable_seq_, durable_head_));
   anchored_seq_ = durable_seq_;
   return Status::Ok();
+}
+
+Status AuditLog::WriteAnchorLineLocked(uint64_t seq, const std::array<uint8_t, kHashBytes>& hash) {
+  std::string line =
+      std::to_string(seq) + " " + HexOf(hash) + " " + std::to_string(clock_->NowMs());
+  if (options_.signing_key != nullptr) {
+    line += " " + SignAnchor(*options_.signing_key, line);
+  }
+  line += "\n";
+  MP_RETURN_IF_ERROR(anchors_->Append(line));
+  MP_RETURN_IF_ERROR(anchors_->Sync());
+  if (sink_ != nullptr) {
+    MP_RETURN_IF_ERROR(sink_->Append(line));
+    MP_RETURN_IF_ERROR(sink_->Sync());
+  }
+  return Status::Ok();
+}
+
+Result<uint64_t> AuditLog::PruneBefore(int64_t before_ms) {
+  if (options_.signing_key == nullptr) {
+    return Status::InvalidArgument(
+        "audit retention: pruning needs the audit signing key, so that a signed checkpoint "
+        "vouches for the records cut");
+  }
+  std::unique_lock lock(mutex_);
+  // Nothing in flight: every queued record written, no batch being written.
+  written_.wait(lock, [&] { return (pending_.empty() && !writing_) || !failed_.ok(); });
+  if (!failed_.ok() || closed_) {
+    return Status::Unavailable("audit log: failed or closed");
+  }
+  const std::string path = folder_ + "/log";
+  MP_ASSIGN_OR_RETURN(const std::string bytes, file_system_->ReadFile(path));
+  const Decoded decoded = DecodeLog(bytes);
+  // The records to cut: the oldest ones, up to the last older than before_ms.
+  uint64_t cut = 0;
+  std::vector<std::string> side_files;
+  for (const AuditEntry& entry : decoded.entries) {
+    if (entry.time_ms >= before_ms) {
+      break;
+    }
+    ++cut;
+    if (!entry.subjects_file.empty()) {
+      side_files.push_back(entry.subjects_file);
+    }
+  }
+  if (cut == 0) {
+    return uint64_t{0};
+  }
+  const uint64_t cut_seq = decoded.base_seq + cut;
+  // A record ends with its chain hash.
+  const size_t cut_offset = decoded.record_ends[cut - 1];
+  std::array<uint8_t, kHashBytes> cut_hash{};
+  std::memcpy(cut_hash.data(), bytes.data() + cut_offset - kHashBytes, kHashBytes);
+  // The signed checkpoint first, so that the cut is never unvouched.
+  MP_RETURN_IF_ERROR(WriteAnchorLineLocked(cut_seq, cut_hash));
+  std::string pruned = PrunedHeader(cut_seq, cut_hash);
+  pruned.append(std::string_view(bytes).substr(cut_offset));
+  Status replaced = file_->Close();
+  if (replaced.ok()) {
+    replaced = file_system_->WriteFileAtomically(path, pruned, kFileMode);
+  }
+  auto reopened = file_system_->OpenAppendable(path, kFileMode);
+  if (replaced.ok()) {
+    replaced = reopened.status();
+  }
+  if (!replaced.ok()) {
+    failed_ = replaced;  // the log's file is in an unknown state: refuse reads until a restart
+    written_.notify_all();
+    return replaced;
+  }
+  file_ = std::move(reopened).value();
+  base_seq_ = cut_seq;
+  for (const std::string& side_file : side_files) {
+    (void)file_system_->Remove(folder_ + "/" + side_file);  // retention covers them too
+  }
+  lock.unlock();
+  AuditEntry entry;
+  entry.key = "local";
+  entry.act = "log.prune";
+  entry.route = "retention";
+  entry.rows = cut;
+  entry.target =
+      "records " + std::to_string(decoded.base_seq + 1) + " to " + std::to_string(cut_seq);
+  MP_RETURN_IF_ERROR(Append(std::move(entry)).status());
+  return cut;
 }
 
 Status AuditLog::WriteSubjects(const std::vector<std::string>& pseudonyms, AuditEntry* entry) {
@@ -237,14 +355,22 @@ Result<std::vector<AuditEntry>> AuditLog::Show(const Filter& filter) {
 }
 
 Status AuditLog::Close() {
-  std::unique_lock lock(mutex_);
-  while (writing_) {
-    written_.wait(lock);
+  {
+    std::unique_lock lock(mutex_);
+    if (closed_ && !flusher_.joinable()) {
+      return Status::Ok();
+    }
+    // Records queued and not awaited (Enqueue) are written before the close.
+    closed_ = true;
+    stopping_ = true;
+    queued_.notify_all();
   }
-  if (closed_) {
-    return Status::Ok();
+  if (flusher_.joinable()) {
+    flusher_.join();
   }
-  closed_ = true;
+  std::lock_guard lock(mutex_);
+  flusher_exited_ = true;
+  written_.notify_all();
   Status status = failed_;
   if (status.ok()) {
     status = WriteAnchorLocked();
@@ -254,6 +380,12 @@ Status AuditLog::Close() {
   }
   const Status file_closed = file_->Close();
   const Status anchors_closed = anchors_->Close();
+  if (sink_ != nullptr) {
+    (void)sink_->Close();  // synced after every line
+    sink_.reset();
+  }
+  file_.reset();
+  anchors_.reset();
   if (status.ok()) {
     status = file_closed.ok() ? anchors_closed : file_closed;
   }

@@ -4,7 +4,10 @@
 
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <thread>
+
+#include "core/fault_file_system.h"
 
 namespace minpanel::audit {
 namespace {
@@ -113,6 +116,44 @@ TEST_F(AuditLogTest, ConcurrentAppendsAreGroupCommittedInOneChain) {
   // An anchor follows a group commit that passes the interval; on a busy
   // machine one group can take all 800 appends, so only one is certain.
   EXPECT_GE(report.anchors, 1u);
+}
+
+TEST_F(AuditLogTest, EnqueuedRecordsBecomeDurableInOrderAndAtClose) {
+  auto log = OpenLog();
+  AuditEntry start;
+  start.act = "query.start";
+  auto first = log->Enqueue(start);
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  AuditEntry end;
+  end.act = "query";
+  auto second = log->Enqueue(end);
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ(*second, *first + 1);
+  EXPECT_TRUE(log->WaitDurable(*first).ok());
+  // The second is never awaited: Close writes it.
+  ASSERT_TRUE(log->Close().ok());
+  const Decoded decoded = DecodeLog(Read("log"));
+  ASSERT_EQ(decoded.entries.size(), 2u);
+  EXPECT_EQ(decoded.entries[0].act, "query.start");
+  EXPECT_EQ(decoded.entries[1].act, "query");
+  EXPECT_TRUE(Verify().ok);
+  EXPECT_EQ(log->Enqueue(end).status().code(), StatusCode::kUnavailable);
+}
+
+TEST_F(AuditLogTest, AFailedSyncRefusesWaitersAndLaterRecords) {
+  auto faulty = std::make_shared<FaultFileSystem>(file_system_);
+  auto opened = AuditLog::Open(folder_, faulty, clock_);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  auto log = std::move(opened).value();
+  faulty->FailSyncs(true);
+  AuditEntry entry;
+  entry.act = "query.start";
+  auto seq = log->Enqueue(entry);
+  ASSERT_TRUE(seq.ok());
+  EXPECT_EQ(log->WaitDurable(*seq).code(), StatusCode::kUnavailable);
+  faulty->Reset();
+  EXPECT_EQ(log->Append(entry).status().code(), StatusCode::kUnavailable);
+  EXPECT_EQ(log->Enqueue(entry).status().code(), StatusCode::kUnavailable);
 }
 
 TEST_F(AuditLogTest, AnEditedByteIsDetectedAtItsRecord) {
@@ -224,6 +265,145 @@ TEST_F(AuditLogTest, SubjectsGoToASideFileNamedAndHashedInTheRecord) {
   ASSERT_TRUE(log->Append(entry).ok());
   EXPECT_EQ(Read(entry.subjects_file), "psn_a\npsn_b\n");
   EXPECT_EQ(entry.subjects_sha256, Sha256Hex("psn_a\npsn_b\n"));
+}
+
+class SignedAuditLogTest : public AuditLogTest {
+ protected:
+  std::unique_ptr<AuditLog> OpenSigned(std::shared_ptr<const SigningKey> key, uint64_t interval = 4,
+                                       std::string sink = "") {
+    Options options;
+    options.anchor_interval = interval;
+    options.signing_key = std::move(key);
+    options.checkpoint_sink = std::move(sink);
+    auto log = AuditLog::Open(folder_, file_system_, clock_, options);
+    EXPECT_TRUE(log.ok()) << log.status().ToString();
+    return log.ok() ? std::move(log).value() : nullptr;
+  }
+  std::shared_ptr<const SigningKey> NewKey(const std::string& name) {
+    auto key = LoadSigningKey(*file_system_, folder_ + "-" + name + ".key", true);
+    EXPECT_TRUE(key.ok()) << key.status().ToString();
+    return std::make_shared<const SigningKey>(*key);
+  }
+  void AppendAt(AuditLog& log, size_t count) {
+    for (size_t record_idx = 0; record_idx < count; ++record_idx) {
+      AuditEntry entry;
+      entry.act = "query";
+      clock_->Advance(1000);
+      ASSERT_TRUE(log.Append(entry).ok());
+    }
+  }
+  void TearDown() override {
+    std::filesystem::remove(folder_ + "-a.key");
+    std::filesystem::remove(folder_ + "-b.key");
+  }
+};
+
+TEST_F(SignedAuditLogTest, CheckpointsAreSignedSentToTheSinkAndVerifyOnlyUnderTheirKey) {
+  const auto key = NewKey("a");
+  const std::string sink = folder_ + "-sink";
+  std::filesystem::remove(sink);
+  auto log = OpenSigned(key, 4, sink);
+  ASSERT_NE(log, nullptr);
+  AppendAt(*log, 10);
+  ASSERT_TRUE(log->Close().ok());
+  const std::string anchors = Read("anchors");
+  std::ifstream sink_in(sink);
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(sink_in), {}), anchors);
+  VerifyReport report = VerifyBytes(Read("log"), anchors, &key->public_key);
+  EXPECT_TRUE(report.ok) << report.problem;
+  EXPECT_GE(report.signed_checkpoints, 3u);  // after 4, 8 and at close (10)
+  // The same key, loaded again, is the same key.
+  auto again = LoadSigningKey(*file_system_, folder_ + "-a.key", false);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->public_key, key->public_key);
+  // Another key: every signature fails.
+  const auto other = NewKey("b");
+  report = VerifyBytes(Read("log"), anchors, &other->public_key);
+  EXPECT_FALSE(report.ok);
+  EXPECT_NE(report.problem.find("does not verify"), std::string::npos) << report.problem;
+  std::filesystem::remove(sink);
+}
+
+TEST_F(SignedAuditLogTest, AForgedCheckpointIsDetected) {
+  const auto key = NewKey("a");
+  auto log = OpenSigned(key);
+  ASSERT_NE(log, nullptr);
+  AppendAt(*log, 10);
+  ASSERT_TRUE(log->Close().ok());
+  // Someone rewrites record 3 and the whole chain after it, then re-anchors
+  // without the key: the old signature no longer covers the new hash.
+  std::string anchors = Read("anchors");
+  const size_t first_hash = anchors.find(' ') + 1;
+  anchors[first_hash] = anchors[first_hash] == 'a' ? 'b' : 'a';
+  VerifyReport report = VerifyBytes(Read("log"), anchors, &key->public_key);
+  EXPECT_FALSE(report.ok);
+  EXPECT_NE(report.problem.find("anchor 1"), std::string::npos) << report.problem;
+  EXPECT_NE(report.problem.find("signature"), std::string::npos) << report.problem;
+}
+
+TEST_F(SignedAuditLogTest, PruningCutsTheHeadBehindASignedCheckpointAndTamperingStillShows) {
+  const auto key = NewKey("a");
+  auto log = OpenSigned(key, 1000);
+  ASSERT_NE(log, nullptr);
+  AppendAt(*log, 10);                             // times base+1 s … base+10 s
+  const int64_t cutoff = clock_->NowMs() - 4500;  // records 1..5 are older
+  auto pruned = log->PruneBefore(cutoff);
+  ASSERT_TRUE(pruned.ok()) << pruned.status().ToString();
+  EXPECT_EQ(*pruned, 5u);
+  AppendAt(*log, 2);
+  ASSERT_TRUE(log->Close().ok());
+  const std::string bytes = Read("log");
+  VerifyReport report = VerifyBytes(bytes, Read("anchors"), &key->public_key);
+  ASSERT_TRUE(report.ok) << report.problem;
+  EXPECT_EQ(report.base_seq, 5u);
+  EXPECT_EQ(report.records, 8u);  // 6..10, log.prune, and 2 more
+  const Decoded decoded = DecodeLog(bytes);
+  ASSERT_FALSE(decoded.entries.empty());
+  EXPECT_EQ(decoded.entries.front().seq, 6u);
+  EXPECT_EQ(decoded.entries[5].act, "log.prune");
+  // Without the key a pruned log is not accepted.
+  EXPECT_FALSE(VerifyBytes(bytes, Read("anchors")).ok);
+  // It reopens, and the chain continues.
+  log.reset();
+  log = OpenSigned(key, 1000);
+  ASSERT_NE(log, nullptr);
+  AppendAt(*log, 1);
+  ASSERT_TRUE(log->Close().ok());
+  EXPECT_TRUE(VerifyBytes(Read("log"), Read("anchors"), &key->public_key).ok);
+  // Tamper after the prune: a flipped byte in record 7 is still named.
+  std::string edited = Read("log");
+  edited[kFileHeaderBytesPruned + 10] ^= 0x01;
+  report = VerifyBytes(edited, Read("anchors"), &key->public_key);
+  EXPECT_FALSE(report.ok);
+  EXPECT_NE(report.problem.find("record 6 "), std::string::npos) << report.problem;
+  // A head cut without a signed checkpoint of the base: the anchors lose it.
+  std::string anchors;
+  std::istringstream lines(Read("anchors"));
+  for (std::string line; std::getline(lines, line);) {
+    if (!line.starts_with("5 ")) {
+      anchors += line + "\n";
+    }
+  }
+  report = VerifyBytes(Read("log"), anchors, &key->public_key);
+  EXPECT_FALSE(report.ok);
+  EXPECT_NE(report.problem.find("no signed checkpoint"), std::string::npos) << report.problem;
+}
+
+TEST_F(SignedAuditLogTest, PruningNeedsAKeyAndAForgedBaseIsCaught) {
+  auto log = OpenLog();
+  ASSERT_NE(log, nullptr);
+  AppendAt(*log, 3);
+  EXPECT_EQ(log->PruneBefore(clock_->NowMs()).status().code(), StatusCode::kInvalidArgument);
+  ASSERT_TRUE(log->Close().ok());
+  // A log made to look pruned, with an anchor line carrying a made-up
+  // signature: the signature fails under the key.
+  const auto key = NewKey("a");
+  const Decoded decoded = DecodeLog(Read("log"));
+  const std::string fake = PrunedHeader(1, decoded.head);
+  const std::string anchors = "1 " + HexOf(decoded.head) + " 1 " + std::string(128, 'a') + "\n";
+  const VerifyReport report = VerifyBytes(fake, anchors, &key->public_key);
+  EXPECT_FALSE(report.ok);
+  EXPECT_NE(report.problem.find("signature"), std::string::npos) << report.problem;
 }
 
 TEST(AuditRecordTest, EncodesAndDecodes) {

@@ -3,6 +3,7 @@
 #include <simdjson.h>
 #include <sodium.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cstring>
 
@@ -129,6 +130,10 @@ std::string EncodeEntry(const AuditEntry& entry) {
   AppendField("subjects_file", entry.subjects_file, &out);
   AppendField("subjects_sha256", entry.subjects_sha256, &out);
   AppendField("target", entry.target, &out);
+  // Optional: only watermarked exports have it.
+  if (!entry.watermark.empty()) {
+    AppendField("watermark", entry.watermark, &out);
+  }
   AppendField("outcome", entry.outcome, &out);
   out.push_back('}');
   return out;
@@ -175,6 +180,10 @@ Result<AuditEntry> DecodeEntry(std::string_view payload) {
   entry.subjects_file = subjects_file;
   entry.subjects_sha256 = subjects_sha256;
   entry.target = target;
+  std::string_view watermark;
+  if (root["watermark"].get(watermark) == simdjson::SUCCESS) {
+    entry.watermark = watermark;
+  }
   entry.outcome = outcome;
   return entry;
 }
@@ -192,18 +201,61 @@ uint32_t ReadU32(std::string_view bytes, size_t offset) {
 
 }  // namespace
 
+Result<LogStart> ReadLogStart(std::string_view log_bytes) {
+  if (log_bytes.size() < kFileHeaderBytes) {
+    if (log_bytes != kFileMagic.substr(0, std::min(log_bytes.size(), kFileMagic.size()))) {
+      return Status::Corruption("not an audit log header");
+    }
+    return Status::NotFound("the header is incomplete");
+  }
+  const uint32_t version = ReadU32(log_bytes, kFileMagic.size());
+  if (log_bytes.substr(0, kFileMagic.size()) != kFileMagic || version == 0 ||
+      version > kFileVersionPruned) {
+    return Status::Corruption("not an audit log header");
+  }
+  LogStart start;
+  if (version == kFileVersion) {
+    return start;
+  }
+  if (log_bytes.size() < kFileHeaderBytesPruned) {
+    return Status::NotFound("the header is incomplete");
+  }
+  start.header_bytes = kFileHeaderBytesPruned;
+  for (size_t byte_idx = 0; byte_idx < 8; ++byte_idx) {
+    start.base_seq |= static_cast<uint64_t>(static_cast<uint8_t>(log_bytes[16 + byte_idx]))
+                      << (8 * byte_idx);
+  }
+  std::memcpy(start.base_hash.data(), log_bytes.data() + 24, kHashBytes);
+  if (start.base_seq == 0) {
+    return Status::Corruption("a pruned log's header names no record");
+  }
+  return start;
+}
+
+std::string PrunedHeader(uint64_t base_seq, const std::array<uint8_t, kHashBytes>& base_hash) {
+  std::string header(kFileMagic);
+  for (size_t byte_idx = 0; byte_idx < 4; ++byte_idx) {
+    header.push_back(static_cast<char>((kFileVersionPruned >> (8 * byte_idx)) & 0xff));
+  }
+  header.append(4, '\0');
+  for (size_t byte_idx = 0; byte_idx < 8; ++byte_idx) {
+    header.push_back(static_cast<char>((base_seq >> (8 * byte_idx)) & 0xff));
+  }
+  header.append(reinterpret_cast<const char*>(base_hash.data()), kHashBytes);
+  return header;
+}
+
 Decoded DecodeLog(std::string_view log_bytes) {
   Decoded decoded;
-  if (log_bytes.size() < kFileHeaderBytes) {
-    decoded.broken = !log_bytes.empty() && log_bytes != kFileMagic.substr(0, log_bytes.size());
+  auto start = ReadLogStart(log_bytes);
+  if (!start.ok()) {
+    decoded.broken = start.status().code() == StatusCode::kCorruption;
     return decoded;
   }
-  if (log_bytes.substr(0, kFileMagic.size()) != kFileMagic ||
-      ReadU32(log_bytes, kFileMagic.size()) > kFileVersion) {
-    decoded.broken = true;
-    return decoded;
-  }
-  size_t offset = kFileHeaderBytes;
+  decoded.base_seq = start->base_seq;
+  decoded.base_hash = start->base_hash;
+  decoded.head = start->base_hash;
+  size_t offset = start->header_bytes;
   decoded.end_offset = offset;
   while (offset < log_bytes.size()) {
     if (log_bytes.size() - offset < 4) {
@@ -224,7 +276,7 @@ Decoded DecodeLog(std::string_view log_bytes) {
       return decoded;
     }
     auto entry = DecodeEntry(payload);
-    if (!entry.ok() || entry->seq != decoded.entries.size() + 1) {
+    if (!entry.ok() || entry->seq != decoded.base_seq + decoded.entries.size() + 1) {
       decoded.broken = true;
       return decoded;
     }
@@ -232,23 +284,87 @@ Decoded DecodeLog(std::string_view log_bytes) {
     decoded.head = hash;
     offset += 4 + length + kHashBytes;
     decoded.end_offset = offset;
+    decoded.record_ends.push_back(offset);
   }
   return decoded;
 }
 
-VerifyReport VerifyBytes(std::string_view log_bytes, std::string_view anchors_text) {
+Result<AnchorLine> ParseAnchorLine(std::string_view line) {
+  AnchorLine anchor;
+  const size_t first_space = line.find(' ');
+  const auto parsed = std::from_chars(line.data(), line.data() + line.size(), anchor.seq);
+  if (parsed.ec != std::errc() || parsed.ptr != line.data() + first_space ||
+      first_space == std::string_view::npos || line.size() < first_space + 1 + kHashBytes * 2) {
+    return Status::Corruption("malformed");
+  }
+  anchor.hash_hex = line.substr(first_space + 1, kHashBytes * 2);
+  // "SEQ HASH TIME" is what a signature covers; a fourth field is the signature.
+  const size_t signature_space = line.find(' ', first_space + 1 + kHashBytes * 2 + 1);
+  anchor.signed_text = line.substr(0, signature_space);
+  if (signature_space != std::string_view::npos) {
+    anchor.signature_hex = line.substr(signature_space + 1);
+  }
+  return anchor;
+}
+
+namespace {
+
+// Checks one anchor line against the chain's hashes (positions base+1 on)
+// and, given a key, its signature. Empty when it holds.
+std::string CheckAnchor(const AnchorLine& anchor, uint64_t line_number, uint64_t base_seq,
+                        const std::array<uint8_t, kHashBytes>& base_hash,
+                        const std::vector<std::array<uint8_t, kHashBytes>>& hashes,
+                        const PublicKey* public_key, VerifyReport* report) {
+  const std::string name = "anchor " + std::to_string(line_number);
+  if (!anchor.signature_hex.empty() && public_key != nullptr) {
+    if (!AnchorSignatureValid(*public_key, anchor.signed_text, anchor.signature_hex)) {
+      return name + " (record " + std::to_string(anchor.seq) +
+             "): its signature does not verify under the audit public key (a forged "
+             "checkpoint, or another key)";
+    }
+    ++report->signed_checkpoints;
+  }
+  if (anchor.seq == 0 || anchor.seq < base_seq) {
+    return "";  // an anchor of an empty log, or of a pruned record
+  }
+  if (anchor.seq == base_seq) {
+    if (HexOf(base_hash) != anchor.hash_hex) {
+      return name + ": record " + std::to_string(anchor.seq) +
+             "'s hash differs from the one the pruned log starts after";
+    }
+    if (!anchor.signature_hex.empty()) {
+      report->base_vouched = true;
+    }
+    ++report->anchors;
+    return "";
+  }
+  if (anchor.seq > base_seq + hashes.size()) {
+    return name + " names record " + std::to_string(anchor.seq) + " but the log ends at record " +
+           std::to_string(base_seq + hashes.size()) + " (truncated or records dropped)";
+  }
+  if (HexOf(hashes[anchor.seq - base_seq - 1]) != anchor.hash_hex) {
+    return name + ": record " + std::to_string(anchor.seq) +
+           "'s chain hash differs from the anchored one (the chain was rewritten)";
+  }
+  ++report->anchors;
+  return "";
+}
+
+}  // namespace
+
+VerifyReport VerifyBytes(std::string_view log_bytes, std::string_view anchors_text,
+                         const PublicKey* public_key) {
   VerifyReport report;
   const Decoded decoded = DecodeLog(log_bytes);
   report.records = decoded.entries.size();
+  report.base_seq = decoded.base_seq;
   report.head_hash_hex = HexOf(decoded.head);
-  const uint64_t next = decoded.entries.size() + 1;
-  if (log_bytes.size() >= kFileHeaderBytes || decoded.broken) {
-    if (decoded.broken && decoded.end_offset == 0) {
-      report.problem = "the log does not start with the audit log header (" +
-                       std::string(kFileMagic) + ", version <= " + std::to_string(kFileVersion) +
-                       ")";
-      return report;
-    }
+  const uint64_t next = decoded.base_seq + decoded.entries.size() + 1;
+  if (decoded.broken && decoded.end_offset == 0) {
+    report.problem = "the log does not start with the audit log header (" +
+                     std::string(kFileMagic) +
+                     ", version <= " + std::to_string(kFileVersionPruned) + ")";
+    return report;
   }
   if (decoded.broken) {
     report.problem = "record " + std::to_string(next) + " (at byte " +
@@ -260,12 +376,13 @@ VerifyReport VerifyBytes(std::string_view log_bytes, std::string_view anchors_te
   report.torn_tail_bytes = log_bytes.size() > decoded.end_offset && decoded.end_offset > 0
                                ? log_bytes.size() - decoded.end_offset
                                : 0;
-  // Hashes of every position, for the anchors.
+  // Hashes of every position after the base, for the anchors.
   std::vector<std::array<uint8_t, kHashBytes>> hashes;
   hashes.reserve(decoded.entries.size());
   {
-    std::array<uint8_t, kHashBytes> head{};
-    size_t offset = kFileHeaderBytes;
+    const auto start = ReadLogStart(log_bytes);
+    std::array<uint8_t, kHashBytes> head = decoded.base_hash;
+    size_t offset = start.ok() ? start->header_bytes : kFileHeaderBytes;
     for (size_t record_idx = 0; record_idx < decoded.entries.size(); ++record_idx) {
       const uint32_t length = ReadU32(log_bytes, offset);
       head = ChainHash(head, log_bytes.substr(offset + 4, length));
@@ -283,30 +400,26 @@ VerifyReport VerifyBytes(std::string_view log_bytes, std::string_view anchors_te
     const std::string_view line = anchors_text.substr(line_start, line_end - line_start);
     line_start = line_end + 1;
     ++line_number;
-    uint64_t seq = 0;
-    const auto parsed = std::from_chars(line.data(), line.data() + line.size(), seq);
-    const size_t space = line.find(' ');
-    if (parsed.ec != std::errc() || space == std::string_view::npos ||
-        line.size() < space + 1 + kHashBytes * 2) {
+    const auto anchor = ParseAnchorLine(line);
+    if (!anchor.ok()) {
       report.problem = "anchors line " + std::to_string(line_number) + " is malformed";
       return report;
     }
-    const std::string_view hash_hex = line.substr(space + 1, kHashBytes * 2);
-    if (seq == 0) {
-      continue;  // an anchor of an empty log
-    }
-    if (seq > hashes.size()) {
-      report.problem = "anchor " + std::to_string(line_number) + " names record " +
-                       std::to_string(seq) + " but the log ends at record " +
-                       std::to_string(hashes.size()) + " (truncated or records dropped)";
+    report.problem = CheckAnchor(*anchor, line_number, decoded.base_seq, decoded.base_hash, hashes,
+                                 public_key, &report);
+    if (!report.problem.empty()) {
       return report;
     }
-    if (HexOf(hashes[seq - 1]) != hash_hex) {
-      report.problem = "anchor " + std::to_string(line_number) + ": record " + std::to_string(seq) +
-                       "'s chain hash differs from the anchored one (the chain was rewritten)";
-      return report;
-    }
-    ++report.anchors;
+  }
+  if (decoded.base_seq > 0 && !report.base_vouched) {
+    report.problem = "the log starts after record " + std::to_string(decoded.base_seq) +
+                     " but no signed checkpoint names that record (records cut from the head)";
+    return report;
+  }
+  if (decoded.base_seq > 0 && public_key == nullptr) {
+    report.problem = "the log was pruned after record " + std::to_string(decoded.base_seq) +
+                     ": its checkpoint's signature needs the audit public key to be checked";
+    return report;
   }
   report.ok = true;
   return report;
