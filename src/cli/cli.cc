@@ -317,6 +317,7 @@ struct Commands {
   CLI::App* query = nullptr;
   const AccessCommands* access = nullptr;
   const IncidentCommand* incident = nullptr;
+  const ErasureCommands* erasure = nullptr;
 };
 
 void AddProjectCommands(CLI::App& app, Flags& flags, Commands& commands) {
@@ -520,6 +521,9 @@ int Dispatch(Flags& flags, const Commands& commands) {
   if (commands.incident->parsed()) {
     return commands.incident->Run();
   }
+  if (commands.erasure->parsed()) {
+    return commands.erasure->Run();
+  }
   return kExitUsage;
 }
 
@@ -541,6 +545,8 @@ int RunCli(int argc, char** argv) {
   commands.access = &access;
   const IncidentCommand incident(app);
   commands.incident = &incident;
+  const ErasureCommands erasure(app);
+  commands.erasure = &erasure;
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {

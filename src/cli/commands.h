@@ -125,4 +125,20 @@ class IncidentCommand {
   CLI::App* crossref_ = nullptr;
 };
 
+// `minpanel erase` and `minpanel access-request` (erasure_command.cc):
+// declares the subcommands and flags on `app`; Run() once one was parsed.
+class ErasureCommands {
+ public:
+  explicit ErasureCommands(CLI::App& app);
+  ~ErasureCommands();
+  bool parsed() const;
+  int Run() const;
+
+ private:
+  struct Flags;
+  std::unique_ptr<Flags> flags_;
+  CLI::App* erase_ = nullptr;
+  CLI::App* access_request_ = nullptr;
+};
+
 }  // namespace minpanel::cli

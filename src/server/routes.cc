@@ -10,6 +10,7 @@
 #include "ingest/segment_events.h"
 #include "query/query.h"
 #include "server/dashboard_routes.h"
+#include "server/erasure_routes.h"
 #include "server/static_files.h"
 
 namespace minpanel::server {
@@ -194,6 +195,7 @@ Route ClassifyTarget(std::string_view target) {
   if (path == "/api/keys") return Route::kKeys;
   if (path.starts_with("/api/keys/")) return Route::kKeyAction;
   if (path == "/api/audit") return Route::kAudit;
+  if (const auto erasure = ClassifyErasurePath(path)) return *erasure;
   if (const auto dashboard = ClassifyDashboardPath(path)) return *dashboard;
   if (path == "/api/policy") return Route::kPolicy;
   if (path == "/api/policy/versions") return Route::kPolicyVersions;
@@ -265,6 +267,11 @@ std::string_view RouteLabel(Route route) {
       return "/api/keys/:id/:action";
     case Route::kAudit:
       return "/api/audit";
+    case Route::kErase:
+    case Route::kAccessRequest:
+    case Route::kGdprDeletions:
+    case Route::kGdprRetrievals:
+      return ErasureRouteLabel(route);
     case Route::kProjects:
       return "/api/projects";
     case Route::kNames:
@@ -317,6 +324,9 @@ bool IsPolicyAdminRoute(Route route) {
 }
 
 bool AllowsMethod(Route route, http::verb method) {
+  if (IsErasureRoute(route)) {
+    return ErasureAllowsMethod(route, method);
+  }
   if (IsDashboardRoute(route)) {
     return DashboardAllowsMethod(route, method);
   }
@@ -337,6 +347,9 @@ bool AllowsMethod(Route route, http::verb method) {
 }
 
 std::string_view AllowedMethods(Route route) {
+  if (IsErasureRoute(route)) {
+    return ErasureAllowedMethods(route);
+  }
   if (IsDashboardRoute(route)) {
     return DashboardAllowedMethods(route);
   }

@@ -41,6 +41,11 @@ enum class Route {
   kKeys,            // GET (list), POST (create) /api/keys
   kKeyAction,       // POST /api/keys/<id>/rotate, /api/keys/<id>/revoke
   kAudit,           // GET /api/audit
+  // Erasure and access requests (erasure_routes.h; docs/privacy.md).
+  kErase,           // POST /api/erase
+  kAccessRequest,   // POST /api/access-request
+  kGdprDeletions,   // /api/app/data-deletions/v3.0/[<task_id>] (docs/formats/mixpanel-gdpr.md)
+  kGdprRetrievals,  // /api/app/data-retrievals/v3.0/[<task_id>[/result]]
   // The dashboard API (dashboard_routes.h; docs/formats/dashboard-api.md).
   kProjects,    // GET /api/projects
   kNames,       // GET /api/names

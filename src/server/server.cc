@@ -13,6 +13,7 @@
 #include <spdlog/spdlog.h>
 
 #include "server/dashboard_routes.h"
+#include "server/erasure_routes.h"
 #include "server/path_prefix.h"
 #include "server/static_files.h"
 #include "server/routes.h"
@@ -333,6 +334,16 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
                 ? HandlePolicyPreview(self->request_, *self->server_.settings(),
                                       self->server_.service())
                 : HandlePolicyAdmin(route, self->request_, self->server_.service()));
+        net::post(self->stream_.get_executor(),
+                  [self, response] { self->Write(std::move(*response)); });
+      });
+      return;
+    }
+    if (IsErasureRoute(route)) {
+      // An erasure fsyncs its deletion record and may rewrite segments: on a worker.
+      net::post(server_.workers(), [self = this->shared_from_this(), route] {
+        auto response = std::make_shared<Response>(
+            HandleErasure(route, self->request_, self->server_.service()));
         net::post(self->stream_.get_executor(),
                   [self, response] { self->Write(std::move(*response)); });
       });

@@ -310,6 +310,9 @@ Result<std::unique_ptr<Service>> Service::Open(const Config& config,
                       AccessKeyStore::Open(config.data_folder, file_system, service->clock_));
   MP_ASSIGN_OR_RETURN(service->audit_, audit::AuditLog::Open(config.data_folder + "/audit",
                                                              file_system, service->clock_));
+  MP_ASSIGN_OR_RETURN(service->gdpr_tasks_,
+                      GdprTasks::Open(config.data_folder, file_system, service->clock_));
+  MP_RETURN_IF_ERROR(service->ResumeGdprTasks());
   MP_ASSIGN_OR_RETURN(service->reports_,
                       ReportStore::Open(config.data_folder, file_system, service->clock_));
   service->file_system_ = file_system;

@@ -27,6 +27,7 @@
 #include "query/query.h"
 #include "service/access_keys.h"
 #include "service/config.h"
+#include "service/gdpr_tasks.h"
 #include "service/project_settings.h"
 #include "service/projects.h"
 #include "service/reports.h"
@@ -202,6 +203,37 @@ struct ServiceMetrics {
   uint64_t consent_anonymous = 0;
 };
 
+// Erasure and access requests (erasure.cc; docs/privacy.md, "Erasure and
+// access"). The ids of one request, raw as the client sent them (never
+// stored or logged); each becomes its pseudonym under every key the project
+// still holds.
+inline constexpr size_t kErasureDistinctIdsMax = 100'000;  // one erasure request
+inline constexpr size_t kAccessDistinctIdsMax = 100;       // one access request
+inline constexpr size_t kGdprDistinctIdsMax = 2000;        // one GDPR API task, as Mixpanel's
+inline constexpr size_t kSubjectIdBytesMax = 4096;         // one id, longer than any route stores
+inline constexpr size_t kAccessRequestBytesMax = 256ULL << 20;  // one access request's answer
+struct SubjectSelection {
+  std::vector<std::string> distinct_ids;
+  // Also every id merged into the same person (docs/identity.md).
+  bool linked = true;
+  // Erasure: the physical stage before the answer ("purge": "now"), not at
+  // the store's purge deadline.
+  bool purge_now = false;
+};
+// The JSON body {"distinct_ids": [...], "linked": bool, "purge": "now" |
+// "deadline"}; InvalidArgument names the field, ResourceExhausted the limit.
+Result<SubjectSelection> ParseSubjectSelection(std::string_view json, size_t ids_max,
+                                               std::string_view ids_max_name);
+struct ErasureOutcome {
+  uint64_t distinct_ids = 0;
+  uint64_t subjects = 0;         // pseudonyms erased (every key version, linked ids included)
+  uint64_t linked_subjects = 0;  // of those, found through identity links
+  bool purged = false;           // physically gone from every file already
+  std::string reference;         // HMAC of the pseudonyms, as the audit log records it
+  std::string receipt_key;       // that HMAC's key (hex), given only to the caller
+};
+std::string ErasureOutcomeJson(const ErasureOutcome& outcome);
+
 class Service {
  public:
   // Opens the data folder (creating it), the key folder and the store.
@@ -344,6 +376,28 @@ class Service {
   Result<query::ExportSummary> Export(const Project& project, const ExportOptions& options,
                                       const std::function<bool(std::string_view)>& sink);
 
+  // Erases the selected subjects of the access's project: invisible to
+  // every read once this returns (a durable deletion record), physically
+  // gone at the store's purge deadline or, with purge_now, before it
+  // returns. Audited with a count and a keyed reference only.
+  Result<ErasureOutcome> Erase(const Access& access, const SubjectSelection& selection);
+  // Everything the project holds about the selected subjects (events and
+  // profile updates as stored, the policy versions) as one JSON document;
+  // audited as `access_request`.
+  Result<std::string> AccessRequest(const Access& access, const SubjectSelection& selection);
+
+  // Mixpanel's GDPR API shapes (gdpr.cc; docs/formats/mixpanel-gdpr.md),
+  // each returning the JSON body Mixpanel answers with. Create takes
+  // {"distinct_ids": [...] (at most kGdprDistinctIdsMax), "compliance_type"};
+  // a deletion is erased and purged before it answers, a retrieval's result
+  // is stored under <data>/gdpr/ for GdprResult (`result_url` names it in
+  // the status answer). Tasks of another project are NotFound.
+  Result<std::string> GdprCreate(const Access& access, GdprKind kind, std::string_view body);
+  Result<std::string> GdprStatus(const Access& access, GdprKind kind, std::string_view task_id,
+                                 std::string_view result_url);
+  Result<std::string> GdprCancel(const Access& access, GdprKind kind, std::string_view task_id);
+  Result<std::string> GdprResult(const Access& access, std::string_view task_id);
+
   ProjectRegistry& projects() { return *projects_; }
   // The pseudonym the project's key gives `distinct_id`.
   Result<Id128> Pseudonym(const Project& project, std::string_view distinct_id);
@@ -418,6 +472,17 @@ class Service {
   // seen on Reload.
   void AuditKeyChanges(const std::vector<AccessKey>& before);
   Result<privacy::Policy> PolicyFor(const Project& project);
+  Result<GdprTask> GdprTaskOf(const Access& access, GdprKind kind,
+                              std::string_view task_id) const;
+  // Purges and marks a STARTED deletion task SUCCESS (or FAILURE).
+  Status FinishDeletion(GdprTask* task);
+  // At open: finishes the deletions a crash left STARTED, fails the
+  // retrievals it interrupted, removes expired retrieval results.
+  Status ResumeGdprTasks();
+  // The pseudonyms of a selection under every kept key, with the ids linked
+  // to them when asked (erasure.cc), sorted.
+  Result<std::vector<Id128>> SubjectsOf(const Project& project, const SubjectSelection& selection,
+                                        uint64_t* linked_added);
 
   // Each project's profiles, for queries by profile and group properties.
   query::ProfileTableCache profile_tables_;
@@ -432,6 +497,7 @@ class Service {
   std::unique_ptr<privacy::VisitorIds> visitor_ids_;
   std::unique_ptr<AccessKeyStore> access_keys_;
   std::unique_ptr<audit::AuditLog> audit_;
+  std::unique_ptr<GdprTasks> gdpr_tasks_;
   std::unique_ptr<ReportStore> reports_;
   std::shared_ptr<FileSystem> file_system_;
   ProjectSettingsTable settings_;

@@ -1,0 +1,290 @@
+// Erasure and access requests (docs/privacy.md, "Erasure and access"): a
+// person's distinct ids become their pseudonyms under every key the project
+// still holds, widened to every id merged into the same person
+// (docs/identity.md), then erased in the store (a deletion record: invisible
+// at once, purged later or now) or read back as one JSON document. The audit
+// log records a count and a keyed reference, never the pseudonyms.
+#include <simdjson.h>
+#include <sodium.h>
+
+#include <algorithm>
+#include <array>
+#include <set>
+
+#include "query/identity.h"
+#include "service/service.h"
+
+namespace minpanel::service {
+namespace {
+
+using SubjectSet = std::set<Id128>;
+
+// The `distinct_ids` array of an erasure or access request.
+Result<std::vector<std::string>> ParseIdList(simdjson::dom::element ids, size_t limit,
+                                             std::string_view limit_name) {
+  simdjson::dom::array array;
+  if (ids.get(array)) {
+    return Status::InvalidArgument("distinct_ids: expected a JSON array of distinct ids");
+  }
+  if (array.size() == 0) {
+    return Status::InvalidArgument("distinct_ids: name at least one distinct id");
+  }
+  if (array.size() > limit) {
+    return Status::ResourceExhausted("distinct_ids: " + std::to_string(array.size()) +
+                                     " ids, over the limit of " + std::to_string(limit) + " (" +
+                                     std::string(limit_name) + ")");
+  }
+  std::vector<std::string> result;
+  result.reserve(array.size());
+  for (simdjson::dom::element element : array) {
+    std::string_view id;
+    if (element.get(id) || id.empty()) {
+      return Status::InvalidArgument("distinct_ids: every item must be a non-empty string");
+    }
+    if (id.size() > kSubjectIdBytesMax) {
+      return Status::InvalidArgument("distinct_ids: an id is longer than " +
+                                     std::to_string(kSubjectIdBytesMax) +
+                                     " bytes (kSubjectIdBytesMax)");
+    }
+    result.emplace_back(id);
+  }
+  return result;
+}
+
+// A keyed reference to a set of subjects: HMAC-SHA-256 of the sorted
+// pseudonyms under a fresh random key that only the caller receives. The
+// audit log keeps the reference; without the receipt key it links to no one,
+// with it (and the ids) the caller can show what the request covered.
+std::pair<std::string, std::string> KeyedReference(const SubjectSet& subjects) {
+  std::array<uint8_t, crypto_auth_hmacsha256_KEYBYTES> key{};
+  randombytes_buf(key.data(), key.size());
+  crypto_auth_hmacsha256_state state;
+  crypto_auth_hmacsha256_init(&state, key.data(), key.size());
+  for (const Id128& subject : subjects) {
+    const std::string text = FormatPseudonym(subject);
+    crypto_auth_hmacsha256_update(&state, reinterpret_cast<const uint8_t*>(text.data()),
+                                  text.size());
+  }
+  std::array<uint8_t, crypto_auth_hmacsha256_BYTES> mac{};
+  crypto_auth_hmacsha256_final(&state, mac.data());
+  auto hex = [](const uint8_t* bytes, size_t size) {
+    std::string out(size * 2 + 1, '\0');
+    sodium_bin2hex(out.data(), out.size(), bytes, size);
+    out.pop_back();
+    return out;
+  };
+  return {hex(mac.data(), mac.size()), hex(key.data(), key.size())};
+}
+
+void AppendProfileUpdateJson(const ProfileUpdate& update, std::string* out) {
+  *out += "{\"subject\":";
+  query::AppendJsonString(FormatPseudonym(update.subject), out);
+  *out += ",\"group_key\":";
+  query::AppendJsonString(update.group_key, out);
+  *out += ",\"time_ms\":" + std::to_string(update.time_ms);
+  *out += ",\"key_version\":" + std::to_string(update.key_version);
+  *out += ",\"operation\":";
+  query::AppendJsonString(ProfileOperationName(update.operation), out);
+  *out += ",\"properties\":{";
+  for (size_t property_idx = 0; property_idx < update.properties.size(); ++property_idx) {
+    *out += property_idx == 0 ? "" : ",";
+    query::AppendJsonString(update.properties[property_idx].key, out);
+    *out += ":";
+    query::AppendJsonValue(update.properties[property_idx].value, out);
+  }
+  *out += "}}";
+}
+
+Status OverAccessBytes() {
+  return Status::ResourceExhausted("access request: the answer passes " +
+                                   std::to_string(kAccessRequestBytesMax) +
+                                   " bytes (kAccessRequestBytesMax); ask for fewer ids");
+}
+
+}  // namespace
+
+Result<SubjectSelection> ParseSubjectSelection(std::string_view json, size_t ids_max,
+                                               std::string_view ids_max_name) {
+  simdjson::dom::parser parser;
+  simdjson::dom::object root;
+  if (parser.parse(json.data(), json.size()).get(root)) {
+    return Status::InvalidArgument("body: expected a JSON object with \"distinct_ids\"");
+  }
+  SubjectSelection selection;
+  simdjson::dom::element ids;
+  if (root["distinct_ids"].get(ids)) {
+    return Status::InvalidArgument("distinct_ids: required, a JSON array of distinct ids");
+  }
+  MP_ASSIGN_OR_RETURN(selection.distinct_ids, ParseIdList(ids, ids_max, ids_max_name));
+  simdjson::dom::element linked;
+  if (!root["linked"].get(linked) && linked.get(selection.linked)) {
+    return Status::InvalidArgument("linked: expected true or false");
+  }
+  simdjson::dom::element purge;
+  if (!root["purge"].get(purge)) {
+    std::string_view when;
+    if (purge.get(when) || (when != "now" && when != "deadline")) {
+      return Status::InvalidArgument("purge: expected \"now\" or \"deadline\"");
+    }
+    selection.purge_now = when == "now";
+  }
+  return selection;
+}
+
+Result<std::vector<Id128>> Service::SubjectsOf(const Project& project,
+                                               const SubjectSelection& selection,
+                                               uint64_t* linked_added) {
+  SubjectSet subjects;
+  MP_ASSIGN_OR_RETURN(const std::vector<privacy::ProjectKey> keys, keys_->AllVersions(project.id));
+  for (const privacy::ProjectKey& key : keys) {
+    const privacy::Policy policy(key);
+    for (const std::string& distinct_id : selection.distinct_ids) {
+      subjects.insert(policy.Pseudonym(distinct_id));
+    }
+  }
+  *linked_added = 0;
+  if (selection.linked && !subjects.empty()) {
+    MP_ASSIGN_OR_RETURN(const store::Engine::SegmentSnapshot snapshot,
+                        engine_->Snapshot(project.id));
+    MP_ASSIGN_OR_RETURN(const std::shared_ptr<const query::IdentityMap> identity,
+                        query::ResolveIdentities(snapshot));
+    SubjectSet persons;
+    for (const Id128& subject : subjects) {
+      if (const Id128* person = identity->Find(subject)) {
+        persons.insert(*person);
+      }
+    }
+    for (const auto& [id, person] : identity->sorted()) {
+      if (persons.contains(person) && subjects.insert(id).second) {
+        ++*linked_added;
+      }
+    }
+  }
+  return std::vector<Id128>(subjects.begin(), subjects.end());
+}
+
+Result<ErasureOutcome> Service::Erase(const Access& access, const SubjectSelection& selection) {
+  const Project& project = access.project;
+  ErasureOutcome outcome;
+  outcome.distinct_ids = selection.distinct_ids.size();
+  MP_ASSIGN_OR_RETURN(std::vector<Id128> subjects,
+                      SubjectsOf(project, selection, &outcome.linked_subjects));
+  outcome.subjects = subjects.size();
+  const auto [reference, receipt_key] =
+      KeyedReference(SubjectSet(subjects.begin(), subjects.end()));
+  outcome.reference = reference;
+  outcome.receipt_key = receipt_key;
+  // One deletion record per kDeletionSubjectsMax pseudonyms; each is durable
+  // (and in force) before the next is written.
+  Status erased = Status::Ok();
+  for (size_t first = 0; first < subjects.size() && erased.ok();
+       first += store::kDeletionSubjectsMax) {
+    const size_t last = std::min(subjects.size(), first + store::kDeletionSubjectsMax);
+    erased = engine_->EraseSubjects(
+        project.id, std::vector<Id128>(subjects.begin() + static_cast<ptrdiff_t>(first),
+                                       subjects.begin() + static_cast<ptrdiff_t>(last)));
+  }
+  if (erased.ok()) {
+    // A stored GDPR retrieval of this project may hold the erased data.
+    erased = gdpr_tasks_->RemoveResults(project.id).status();
+  }
+  if (erased.ok() && selection.purge_now) {
+    erased = engine_->PurgeDeleted();
+    outcome.purged = erased.ok();
+  }
+  audit::AuditEntry entry;
+  entry.act = "erase";
+  entry.subjects = outcome.subjects;
+  entry.params_sha256 = outcome.reference;
+  entry.target = selection.purge_now ? "purge:now" : "purge:deadline";
+  if (!erased.ok()) {
+    entry.outcome = erased.message();
+  }
+  MP_RETURN_IF_ERROR(Audit(access, std::move(entry)));
+  if (!erased.ok()) {
+    return erased;
+  }
+  return outcome;
+}
+
+Result<std::string> Service::AccessRequest(const Access& access,
+                                           const SubjectSelection& selection) {
+  const Project& project = access.project;
+  uint64_t linked_added = 0;
+  MP_ASSIGN_OR_RETURN(const std::vector<Id128> subjects,
+                      SubjectsOf(project, selection, &linked_added));
+  const SubjectSet subject_set(subjects.begin(), subjects.end());
+  std::string out = "{\"project\":";
+  query::AppendJsonString(project.name, &out);
+  // The ids asked for are not repeated: a GDPR retrieval's document is
+  // kept on disk, where no raw id may go.
+  out += ",\"generated_ms\":" + std::to_string(clock_->NowMs()) +
+         ",\"distinct_ids\":" + std::to_string(selection.distinct_ids.size()) +
+         ",\"linked_subjects\":" + std::to_string(linked_added) + ",\"subjects\":[";
+  for (size_t subject_idx = 0; subject_idx < subjects.size(); ++subject_idx) {
+    out += subject_idx == 0 ? "" : ",";
+    query::AppendJsonString(FormatPseudonym(subjects[subject_idx]), &out);
+  }
+  MP_ASSIGN_OR_RETURN(const std::vector<PolicyVersion> history, PolicyHistory(project));
+  out += "],\"policy\":{\"in_force\":" + std::to_string(GetPolicy(project).version) +
+         ",\"versions\":[";
+  for (size_t version_idx = 0; version_idx < history.size(); ++version_idx) {
+    out += version_idx == 0 ? "" : ",";
+    out += "{\"version\":" + std::to_string(history[version_idx].version) +
+           ",\"recorded_ms\":" + std::to_string(history[version_idx].recorded_ms) + "}";
+  }
+  out += "]},\"events\":[";
+  uint64_t rows = 0;
+  bool too_large = false;
+  for (const Id128& subject : subjects) {
+    store::ScanRequest scan;
+    scan.project_id = project.id;
+    scan.subject = subject;
+    MP_RETURN_IF_ERROR(engine_->Scan(scan, [&](const Event& event) {
+      out += rows == 0 ? "" : ",\n";
+      query::AppendEventJsonLine(event, &out);
+      out.pop_back();  // its newline
+      out.insert(out.size() - 1, ",\"key_version\":" + std::to_string(event.key_version));
+      ++rows;
+      too_large = out.size() > kAccessRequestBytesMax;
+      return !too_large;
+    }));
+    if (too_large) {
+      return OverAccessBytes();
+    }
+  }
+  out += "],\"profile_updates\":[";
+  uint64_t updates = 0;
+  MP_RETURN_IF_ERROR(engine_->ScanProfiles(project.id, [&](const ProfileUpdate& update) {
+    if (!subject_set.contains(update.subject)) {
+      return true;
+    }
+    out += updates == 0 ? "" : ",\n";
+    AppendProfileUpdateJson(update, &out);
+    ++updates;
+    too_large = out.size() > kAccessRequestBytesMax;
+    return !too_large;
+  }));
+  if (too_large) {
+    return OverAccessBytes();
+  }
+  out += "]}\n";
+  audit::AuditEntry entry;
+  entry.act = "access_request";
+  entry.subjects = subjects.size();
+  entry.rows = rows + updates;
+  entry.bytes = out.size();
+  entry.params_sha256 = KeyedReference(subject_set).first;
+  MP_RETURN_IF_ERROR(Audit(access, std::move(entry)));
+  return out;
+}
+
+std::string ErasureOutcomeJson(const ErasureOutcome& outcome) {
+  return "{\"distinct_ids\":" + std::to_string(outcome.distinct_ids) +
+         ",\"subjects\":" + std::to_string(outcome.subjects) +
+         ",\"linked_subjects\":" + std::to_string(outcome.linked_subjects) +
+         ",\"purged\":" + (outcome.purged ? "true" : "false") + ",\"reference\":\"" +
+         outcome.reference + "\",\"receipt_key\":\"" + outcome.receipt_key + "\"}\n";
+}
+
+}  // namespace minpanel::service

@@ -1,0 +1,181 @@
+// Erasure, access requests and the GDPR task registry on a real Service
+// (store, policy, audit log) in one process.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "service/gdpr_tasks.h"
+#include "service/service.h"
+
+namespace minpanel::service {
+namespace {
+
+class ErasureTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = std::filesystem::temp_directory_path() /
+            ("minpanel-erasure-" + std::to_string(::getpid()) + "-" +
+             ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(root_);
+    config_.data_folder = (root_ / "data").string();
+    config_.key_folder = (root_ / "keys").string();
+    auto service = Service::Open(config_, file_system_, clock_);
+    ASSERT_TRUE(service.ok()) << service.status().ToString();
+    service_ = std::move(service).value();
+    auto created = service_->projects().Create("demo", "UTC");
+    ASSERT_TRUE(created.ok()) << created.status().ToString();
+    project_ = created->project;
+  }
+  void TearDown() override {
+    service_.reset();
+    std::filesystem::remove_all(root_);
+  }
+
+  void Store(const std::vector<std::string>& records) {
+    std::vector<std::string_view> views(records.begin(), records.end());
+    auto outcome = service_->ImportEvents(project_, views);
+    ASSERT_TRUE(outcome.ok()) << outcome.status().ToString();
+    ASSERT_TRUE(outcome->errors.empty());
+  }
+  static std::string Record(const std::string& name, const std::string& distinct_id, int seq,
+                            const std::string& extra = "") {
+    return "{\"event\":\"" + name + "\",\"properties\":{\"distinct_id\":\"" + distinct_id +
+           "\",\"time\":" + std::to_string(1795685200 + seq) + extra + "}}";
+  }
+  std::string Held(const std::vector<std::string>& ids, bool linked = true) {
+    SubjectSelection selection;
+    selection.distinct_ids = ids;
+    selection.linked = linked;
+    auto document = service_->AccessRequest(LocalAccess(project_), selection);
+    EXPECT_TRUE(document.ok()) << document.status().ToString();
+    return document.ok() ? *document : "";
+  }
+  static size_t Count(const std::string& text, const std::string& needle) {
+    size_t count = 0;
+    for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) {
+      ++count;
+    }
+    return count;
+  }
+
+  std::filesystem::path root_;
+  Config config_;
+  std::shared_ptr<FileSystem> file_system_ = NewPosixFileSystem();
+  std::shared_ptr<FakeClock> clock_ = std::make_shared<FakeClock>(1'795'685'260'000);
+  std::unique_ptr<Service> service_;
+  Project project_;
+};
+
+TEST(ParseSubjectSelectionTest, NamesTheFieldOrLimitAtFault) {
+  EXPECT_EQ(ParseSubjectSelection("[]", 10, "kLimit").status().code(),
+            StatusCode::kInvalidArgument);
+  auto empty = ParseSubjectSelection(R"({"distinct_ids":[]})", 10, "kLimit");
+  EXPECT_NE(empty.status().message().find("distinct_ids"), std::string::npos);
+  auto number = ParseSubjectSelection(R"({"distinct_ids":[1]})", 10, "kLimit");
+  EXPECT_EQ(number.status().code(), StatusCode::kInvalidArgument);
+  auto many = ParseSubjectSelection(R"({"distinct_ids":["a","b","c"]})", 2, "kLimit");
+  EXPECT_EQ(many.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(many.status().message().find("kLimit"), std::string::npos);
+  auto purge = ParseSubjectSelection(R"({"distinct_ids":["a"],"purge":"later"})", 2, "kLimit");
+  EXPECT_NE(purge.status().message().find("purge"), std::string::npos);
+  auto linked = ParseSubjectSelection(R"({"distinct_ids":["a"],"linked":"no"})", 2, "kLimit");
+  EXPECT_NE(linked.status().message().find("linked"), std::string::npos);
+  auto good = ParseSubjectSelection(R"({"distinct_ids":["a","b"],"linked":false,"purge":"now"})", 2,
+                                    "kLimit");
+  ASSERT_TRUE(good.ok());
+  EXPECT_EQ(good->distinct_ids, (std::vector<std::string>{"a", "b"}));
+  EXPECT_FALSE(good->linked);
+  EXPECT_TRUE(good->purge_now);
+}
+
+TEST_F(ErasureTest, ErasesThePersonAndTheIdsMergedIntoItKeepingOthers) {
+  Store({Record("Viewed", "anon-1", 1), Record("Viewed", "anon-1", 2),
+         Record("$identify", "user-1", 3, ",\"$anon_distinct_id\":\"anon-1\""),
+         Record("Viewed", "user-1", 4), Record("Viewed", "user-2", 5)});
+  const std::string before = Held({"user-1"});
+  EXPECT_EQ(Count(before, "\"event\":"), 4U) << before;
+  EXPECT_EQ(before.find("user-1"), std::string::npos) << "no raw id in the document";
+
+  SubjectSelection selection;
+  selection.distinct_ids = {"user-1"};
+  selection.purge_now = true;
+  auto erased = service_->Erase(LocalAccess(project_), selection);
+  ASSERT_TRUE(erased.ok()) << erased.status().ToString();
+  EXPECT_EQ(erased->subjects, 2U);
+  EXPECT_EQ(erased->linked_subjects, 1U);
+  EXPECT_TRUE(erased->purged);
+  EXPECT_EQ(erased->reference.size(), 64U);
+
+  EXPECT_EQ(Count(Held({"user-1"}), "\"event\":"), 0U);
+  EXPECT_EQ(Count(Held({"anon-1"}, false), "\"event\":"), 0U);
+  EXPECT_EQ(Count(Held({"user-2"}), "\"event\":"), 1U);
+
+  // The audit record: a count and the keyed reference, no pseudonym.
+  audit::Filter filter;
+  filter.act = "erase";
+  auto records = service_->ReadAudit(LocalAccess(project_), filter);
+  ASSERT_TRUE(records.ok()) << records.status().ToString();
+  ASSERT_EQ(records->size(), 1U);
+  EXPECT_EQ((*records)[0].subjects, 2U);
+  EXPECT_EQ((*records)[0].params_sha256, erased->reference);
+  const std::string encoded = audit::EncodeEntry((*records)[0]);
+  auto subject = service_->Pseudonym(project_, "user-1");
+  ASSERT_TRUE(subject.ok());
+  EXPECT_EQ(encoded.find(subject->ToHex()), std::string::npos);
+}
+
+TEST_F(ErasureTest, NotLinkedErasesOnlyTheIdsNamed) {
+  Store({Record("Viewed", "anon-2", 1),
+         Record("$identify", "user-3", 2, ",\"$anon_distinct_id\":\"anon-2\"")});
+  SubjectSelection selection;
+  selection.distinct_ids = {"user-3"};
+  selection.linked = false;
+  auto erased = service_->Erase(LocalAccess(project_), selection);
+  ASSERT_TRUE(erased.ok()) << erased.status().ToString();
+  EXPECT_EQ(erased->subjects, 1U);
+  EXPECT_EQ(Count(Held({"anon-2"}, false), "\"event\":"), 1U);
+}
+
+TEST(GdprTasksTest, TasksSurviveReopenAndResultsAreRemovedByProject) {
+  const std::string folder =
+      (std::filesystem::temp_directory_path() / ("minpanel-gdpr-" + std::to_string(::getpid())))
+          .string();
+  std::filesystem::remove_all(folder);
+  auto file_system = NewPosixFileSystem();
+  auto clock = std::make_shared<FakeClock>(1'795'685'260'000);
+  {
+    auto tasks = GdprTasks::Open(folder, file_system, clock);
+    ASSERT_TRUE(tasks.ok()) << tasks.status().ToString();
+    GdprTask task;
+    task.id = (*tasks)->NewId();
+    task.kind = GdprKind::kRetrieval;
+    task.project_id = 7;
+    task.created_ms = clock->NowMs();
+    task.status = "SUCCESS";
+    task.compliance_type = "GDPR";
+    task.has_result_file = true;
+    ASSERT_TRUE((*tasks)->WriteResult(task.id, "{}").ok());
+    ASSERT_TRUE((*tasks)->Put(task).ok());
+    GdprTask started = task;
+    started.id = (*tasks)->NewId();
+    started.kind = GdprKind::kDeletion;
+    started.status = "STARTED";
+    started.has_result_file = false;
+    ASSERT_TRUE((*tasks)->Put(started).ok());
+  }
+  auto tasks = GdprTasks::Open(folder, file_system, clock);
+  ASSERT_TRUE(tasks.ok()) << tasks.status().ToString();
+  ASSERT_EQ((*tasks)->Unfinished().size(), 1U);
+  EXPECT_EQ((*tasks)->Unfinished()[0].kind, GdprKind::kDeletion);
+  auto removed = (*tasks)->RemoveResults(8);
+  ASSERT_TRUE(removed.ok());
+  EXPECT_EQ(*removed, 0U) << "another project's result stays";
+  removed = (*tasks)->RemoveResults(7);
+  ASSERT_TRUE(removed.ok());
+  EXPECT_EQ(*removed, 1U);
+  std::filesystem::remove_all(folder);
+}
+
+}  // namespace
+}  // namespace minpanel::service
