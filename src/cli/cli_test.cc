@@ -139,6 +139,22 @@ TEST_F(CliTest, ImportsJsonLines) {
   EXPECT_EQ(lines[0].find("user-0"), std::string::npos) << "stored a raw distinct id";
 }
 
+// With a memtable of 10 rows the store refuses a batch (Unavailable) while
+// the previous one is being flushed: the import waits and retries instead
+// of failing, and every event is stored once.
+TEST_F(CliTest, ImportWaitsWhileTheStoreFlushes) {
+  const fs::path config = root_ / "small-memtable.toml";
+  WriteText(config, "store_memtable_rows_max = 10\n");
+  const fs::path file = root_ / "events.jsonl";
+  WriteText(file, NumberedEvents(600));
+  const RunResult imported = Import(file, "--batch 50 --config " + config.string());
+  ASSERT_EQ(imported.exit_code, 0) << imported.err;
+  EXPECT_EQ(imported.out.rfind("imported 600, duplicates 0, rejected 0", 0), 0u) << imported.out;
+  EXPECT_NE(imported.out.find("batches refused while flushes caught up"), std::string::npos)
+      << "the store never refused a batch, so the wait was not exercised: " << imported.out;
+  EXPECT_EQ(ExportAll("demo", "--config " + config.string()).size(), 600u);
+}
+
 TEST_F(CliTest, ImportsPrettyPrintedJsonArray) {
   const fs::path file = root_ / "events.json";
   // Brackets, commas and escaped quotes inside strings must not split records.

@@ -16,10 +16,12 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
 #include <sstream>
+#include <thread>
 
 #include "cli/commands.h"
 #include "cli/progress.h"
@@ -34,6 +36,14 @@ constexpr size_t kImportBatchBytesMax = 10 * 1000 * 1000;
 constexpr std::string_view kStateMagic = "minpanel-import-state";
 constexpr uint32_t kStateVersion = 1;
 constexpr size_t kStateBytesMax = 4096;
+// The store refuses a batch with Unavailable (nothing stored) while its
+// flushes fall behind the writers (the memtable's hard limit, src/store);
+// /import answers 503 then and the client retries. The import waits and
+// retries the same batch too, backing off to kImportRetryDelayMax, and gives
+// up only after kImportUnavailableWaitMax of refusals in a row.
+constexpr std::chrono::milliseconds kImportRetryDelayMin{10};
+constexpr std::chrono::milliseconds kImportRetryDelayMax{1000};
+constexpr std::chrono::milliseconds kImportUnavailableWaitMax{5 * 60 * 1000};
 
 struct ImportState {
   std::string project;
@@ -221,7 +231,35 @@ struct ImportRun {
   std::string state_path;
   ImportState state;
   uint64_t records_this_run = 0;
+  uint64_t store_waits = 0;  // batches the store refused for a while (Unavailable)
+  std::chrono::milliseconds store_waited{0};
 };
+
+// Imports `texts`, waiting while the store answers Unavailable (see
+// kImportUnavailableWaitMax).
+Result<service::IngestOutcome> ImportWaitingForStore(const std::vector<std::string_view>& texts,
+                                                     ImportRun* run) {
+  std::chrono::milliseconds delay = kImportRetryDelayMin;
+  std::chrono::milliseconds waited{0};
+  while (true) {
+    Result<service::IngestOutcome> outcome = run->service->ImportEvents(run->project, texts);
+    if (outcome.ok() || outcome.status().code() != StatusCode::kUnavailable) {
+      return outcome;
+    }
+    if (waited >= kImportUnavailableWaitMax) {
+      return Status::Unavailable(outcome.status().message() + " (refused for " +
+                                 std::to_string(waited.count() / 1000) +
+                                 " s in a row, kImportUnavailableWaitMax)");
+    }
+    if (waited.count() == 0) {
+      ++run->store_waits;
+    }
+    std::this_thread::sleep_for(delay);
+    waited += delay;
+    run->store_waited += delay;
+    delay = std::min(delay * 2, kImportRetryDelayMax);
+  }
+}
 
 // Reads up to `batch_records` records (fewer when their text passes
 // kImportBatchBytesMax); empty at the end of the file.
@@ -258,8 +296,7 @@ Status ImportBatch(std::vector<Record> batch, ImportRun* run) {
     texts.push_back(record.text);
     record_of_text.push_back(record_idx);
   }
-  MP_ASSIGN_OR_RETURN(service::IngestOutcome outcome,
-                      run->service->ImportEvents(run->project, texts));
+  MP_ASSIGN_OR_RETURN(service::IngestOutcome outcome, ImportWaitingForStore(texts, run));
   for (service::RecordError& error : outcome.errors) {
     refusals.push_back({record_of_text[error.index], std::move(error)});
   }
@@ -334,6 +371,10 @@ void PrintSummary(const ImportRun& run) {
             << ", rejected " << run.state.rejected;
   if (run.state.rejected > 0) {
     std::cout << " (see " << run.rejected->path() << ")";
+  }
+  if (run.store_waits > 0) {
+    std::cout << "; waited " << run.store_waited.count() / 1000.0 << " s for the store ("
+              << run.store_waits << " batches refused while flushes caught up)";
   }
   std::cout << "\n" << std::flush;
 }
