@@ -4,6 +4,7 @@
 #include <thread>
 
 #include "query/query.h"
+#include "query/watermark.h"
 #include "store/segment.h"
 
 namespace minpanel::query {
@@ -434,6 +435,27 @@ Result<ExportSummary> ExportSubjects(store::Engine& engine, const ExportRequest&
   return writer.Finish();
 }
 
+// The rows an export of a time range will have, about: the rows of the
+// snapshot's segments, each in proportion to how much of its time range the
+// export covers (every event name counted; at most the request's limit).
+Result<uint64_t> EstimateRows(store::Engine& engine, const ExportRequest& request) {
+  MP_ASSIGN_OR_RETURN(const store::Engine::SegmentSnapshot snapshot,
+                      engine.Snapshot(request.project_id));
+  double rows = 0;
+  for (const auto& segment : snapshot) {
+    const store::SegmentSummary& summary = segment->summary();
+    const int64_t from_ms = std::max(summary.time_min_ms, request.from_ms);
+    const int64_t to_ms = std::min(summary.time_max_ms + 1, request.to_ms);
+    if (to_ms <= from_ms) {
+      continue;
+    }
+    const double span = static_cast<double>(summary.time_max_ms + 1 - summary.time_min_ms);
+    rows += static_cast<double>(summary.row_count) * static_cast<double>(to_ms - from_ms) / span;
+  }
+  const auto estimate = static_cast<uint64_t>(rows);
+  return request.limit == 0 ? estimate : std::min(estimate, request.limit);
+}
+
 }  // namespace
 
 Result<ExportSummary> ExportJsonLines(store::Engine& engine, const ExportRequest& request,
@@ -459,9 +481,22 @@ Result<ExportSummary> ExportJsonLines(store::Engine& engine, const ExportRequest
   scan.subject = request.subject;
 
   ChunkWriter writer(request, sink);
-  const Status scanned = engine.Scan(scan, [&](const Event& event) { return writer.Add(event); });
-  MP_RETURN_IF_ERROR(scanned);
-  return writer.Finish();
+  if (!request.watermark.has_value() || request.subject.has_value()) {
+    const Status scanned =
+        engine.Scan(scan, [&](const Event& event) { return writer.Add(event); });
+    MP_RETURN_IF_ERROR(scanned);
+    return writer.Finish();
+  }
+  MP_ASSIGN_OR_RETURN(const uint64_t rows_expected, EstimateRows(engine, request));
+  DecoyMixer mixer(*request.watermark, rows_expected,
+                   [&](const Event& event) { return writer.Add(event); });
+  MP_RETURN_IF_ERROR(engine.Scan(scan, [&](const Event& event) { return mixer.Add(event); }));
+  mixer.Finish();
+  ExportSummary summary = writer.Finish();
+  summary.decoy_subjects = mixer.decoy_subjects();
+  summary.decoy_rows = mixer.decoy_rows();
+  summary.rows -= std::min(summary.rows, summary.decoy_rows);
+  return summary;
 }
 
 }  // namespace minpanel::query

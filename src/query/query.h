@@ -20,6 +20,7 @@
 
 #include "core/core.h"
 #include "query/identity.h"
+#include "query/watermark.h"
 #include "query/profile_table.h"
 #include "store/segment.h"
 #include "store/store.h"
@@ -45,11 +46,17 @@ struct ExportRequest {
   // together with `subject`.
   std::optional<std::vector<Id128>> subjects;
   uint64_t limit = 0;  // 0: no limit
+  // Mixes decoy subjects unique to this export into its rows (watermark.h;
+  // docs/security.md, "Watermarked exports"). Only an export of a time
+  // range is watermarked: one of named subjects is not.
+  std::optional<ExportWatermark> watermark;
 };
 
 struct ExportSummary {
-  uint64_t rows = 0;
+  uint64_t rows = 0;  // real rows (decoys not counted)
   uint64_t bytes = 0;
+  uint64_t decoy_subjects = 0;
+  uint64_t decoy_rows = 0;
 };
 
 // Streams the matching events as JSON lines, Mixpanel's export shape:

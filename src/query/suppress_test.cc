@@ -122,8 +122,8 @@ void CheckSegmentation(Generator* generator, const std::vector<Event>& events,
   const bool two = generator->Chance(0.5);
   std::string json = R"({"kind":"segmentation","from":"2024-03-01","to":"2024-03-05",)"
                      R"("events":)" +
-                     std::string(two ? R"(["A","B"])" : R"(["A"])") +
-                     R"(,"measure":)" + kMeasures[measure_idx];
+                     std::string(two ? R"(["A","B"])" : R"(["A"])") + R"(,"measure":)" +
+                     kMeasures[measure_idx];
   if (breakdown) {
     json += R"(,"breakdown":{"properties":["p"],"limit":)" +
             std::to_string(1 + generator->Pick(4)) + "}";
@@ -152,7 +152,8 @@ void CheckSegmentation(Generator* generator, const std::vector<Event>& events,
     for (size_t bucket = 0; bucket <= kDays; ++bucket) {
       const size_t subjects =
           BruteSubjects(events, series, shown[series.selector_idx], breakdown, property, bucket);
-      EXPECT_EQ(series.subjects[bucket], subjects) << "series " << series_idx << " bucket " << bucket;
+      EXPECT_EQ(series.subjects[bucket], subjects)
+          << "series " << series_idx << " bucket " << bucket;
       cells_of[{series.selector_idx, bucket}] += 1;
       const bool is_hidden =
           bucket < kDays ? Contains(series.suppressed, bucket) : series.total_suppressed;
@@ -371,8 +372,8 @@ TEST(SuppressTest, SmallPopulationIsWithheldWhole) {
   auto reader = testing::MakeSegment(events, 16);
   ASSERT_TRUE(reader.ok());
   context.segments.push_back(*reader);
-  auto spec = ParseQuery(
-      R"({"kind":"segmentation","from":"2024-03-01","to":"2024-03-04","events":["A"]})");
+  auto spec =
+      ParseQuery(R"({"kind":"segmentation","from":"2024-03-01","to":"2024-03-04","events":["A"]})");
   ASSERT_TRUE(spec.ok());
   auto result = RunQuery(*spec, context);
   ASSERT_TRUE(result.ok());
@@ -387,8 +388,8 @@ TEST(SuppressTest, SmallPopulationIsWithheldWhole) {
 TEST(SuppressTest, MinGroupSizeOverTheLimitIsRefused) {
   QueryContext context;
   context.min_group_size = kMinGroupSizeMax + 1;
-  auto spec = ParseQuery(
-      R"({"kind":"segmentation","from":"2024-03-01","to":"2024-03-04","events":["A"]})");
+  auto spec =
+      ParseQuery(R"({"kind":"segmentation","from":"2024-03-01","to":"2024-03-04","events":["A"]})");
   ASSERT_TRUE(spec.ok());
   auto result = RunQuery(*spec, context);
   ASSERT_FALSE(result.ok());
