@@ -146,6 +146,9 @@ describe('the dashboard views in Chromium', () => {
       await page.getByRole('button', { name: 'views-it' }).click();
       await page.getByRole('heading', { name: 'Insights' }).waitFor({ timeout: 15000 });
       assert.equal(await page.getByLabel('Project', { exact: true }).inputValue(), String(server.project.id));
+      // The event name field offers the project's known names (GET /api/names).
+      await page.locator('#minpanel-event-names option[value="Signed Up"]').waitFor({ state: 'attached', timeout: 15000 });
+      assert.equal(await page.getByLabel('Event 1', { exact: true }).getAttribute('list'), 'minpanel-event-names');
 
       // Live events: the redacted note is marked, with its reason.
       await page.getByRole('link', { name: 'Live events' }).click();

@@ -1,6 +1,7 @@
 // Form pieces shared by the views: event lists, time ranges, filters and
 // breakdowns, and their translation into the query API's JSON.
 import { field, h, select, uid } from './dom';
+import { EVENT_NAMES_LIST, PROPERTY_KEYS_LIST } from './names';
 import type { FilterRow, Range } from './types';
 
 export const RANGE_PRESETS: [string, string][] = [
@@ -143,7 +144,7 @@ export function rowList<T>(
 export function eventInput(value: string, label: string): HTMLInputElement {
   return h('input', {
     type: 'text', value, 'data-label': label, placeholder: 'event name, or * for any event',
-    autocomplete: 'off', spellcheck: 'false', required: true,
+    autocomplete: 'off', spellcheck: 'false', required: true, list: EVENT_NAMES_LIST,
   });
 }
 
@@ -157,7 +158,7 @@ export function selector(name: string, filters: unknown[] = []): unknown {
 
 export function filterRows(rows: FilterRow[]): { element: HTMLElement; read: () => FilterRow[] } {
   return rowList<FilterRow>('Filters (all must hold)', rows, () => ({ property: '', op: 'eq', value: '' }), (row) => {
-    const property = h('input', { type: 'text', value: row.property, 'data-label': 'Filter property', placeholder: 'property', autocomplete: 'off', spellcheck: 'false' });
+    const property = h('input', { type: 'text', value: row.property, 'data-label': 'Filter property', placeholder: 'property', autocomplete: 'off', spellcheck: 'false', list: PROPERTY_KEYS_LIST });
     const op = select(OPERATORS, row.op, { 'data-label': 'Filter operator' });
     const value = h('input', { type: 'text', value: row.value, 'data-label': 'Filter value', placeholder: 'value (a, b for lists)', autocomplete: 'off', spellcheck: 'false' });
     const sync = () => { value.hidden = op.value === 'is_set' || op.value === 'is_not_set'; };
@@ -171,7 +172,7 @@ export function filterRows(rows: FilterRow[]): { element: HTMLElement; read: () 
 }
 
 export function breakdownInput(value: string): HTMLElement {
-  return field('Breakdown', h('input', { type: 'text', name: 'breakdown', value, placeholder: 'property, up to two', autocomplete: 'off', spellcheck: 'false' }),
+  return field('Breakdown', h('input', { type: 'text', name: 'breakdown', value, placeholder: 'property, up to two', autocomplete: 'off', spellcheck: 'false', list: PROPERTY_KEYS_LIST }),
     'Split by up to two properties, comma-separated.');
 }
 

@@ -3,6 +3,7 @@
 // link restores the view; the key is never part of it.
 import { chooseProject, signIn, signOut, storedKey, storedProject, storedProjectId, storedProjects, ApiError, ProjectInfo } from './api';
 import { clear, field, h, select } from './dom';
+import { loadNames } from './names';
 import { auditDefaults, renderAudit } from './views/audit';
 import { funnelsDefaults, renderFunnels } from './views/funnels';
 import { insightsDefaults, renderInsights } from './views/insights';
@@ -248,6 +249,7 @@ function route(): void {
       renderDashboard(root, reportHash, (container, report) => drawView(container, report.view, report.state, () => undefined, true));
       return;
     default: {
+      void loadNames(storedProjectId());
       const view = current.view as ReportView;
       let state: unknown = current.state;
       drawView(root, view, state, (next) => {
