@@ -1,22 +1,32 @@
-// `minpanel incident crossref --leaked FILE --accounts FILE [--orgs FILE]
-// --out FOLDER ...`: cross-references a leaked file against the accounts
-// export and writes the impact file, summaries, regulator report draft and
-// notices (docs/incident.md, docs/formats/incident.md).
+// `minpanel incident crossref|blast-radius|who-could-read`: incident
+// response (docs/incident.md, docs/formats/incident.md). `crossref`
+// cross-references a leaked file against the accounts export; `blast-radius`
+// reads the audit log for what a key took out in a window; `who-could-read`
+// lists the keys that could reach one subject. Each writes the impact file,
+// summaries, regulator report draft and notices where it has them, and
+// records its run in the audit log when it has a data folder.
 //
-// It works on files alone, with no data folder, so it calls the incident
-// module directly rather than through service; the audit-log half of
-// `incident` (blast radius of a key) will go through service when it exists.
+// These read files and the audit log, which a running server keeps
+// appending to, so they call the incident module directly rather than open
+// a Service (which would need the server stopped).
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
+#include <set>
 
+#include "audit/audit.h"
 #include "cli/commands.h"
 #include "incident/incident.h"
 #include "privacy/detectors.h"
+#include "privacy/keys.h"
+#include "privacy/privacy.h"
 
 namespace minpanel::cli {
 
-struct IncidentCommand::Flags {
+// The flags of every incident subcommand, in a struct of its own so that the
+// helpers below (outside the class) can take them.
+struct IncidentFlags {
   std::string leaked;
   std::string accounts;
   std::string orgs;
@@ -27,53 +37,111 @@ struct IncidentCommand::Flags {
   std::string notified;
   incident::ReportOptions report;
   bool no_notices = false;
+  // blast-radius and who-could-read
+  CLI::App* blast = nullptr;
+  CLI::App* who = nullptr;
+  ConfigSources sources;
+  std::string key;
+  std::string from;
+  std::string to;
+  std::string subject;
+  std::string project;
+  bool allow_broken = false;
 };
+
+struct IncidentCommand::Flags : IncidentFlags {};
 
 IncidentCommand::IncidentCommand(CLI::App& app) : flags_(std::make_unique<Flags>()) {
   CLI::App* incident = app.add_subcommand(
-      "incident", "incident response: cross-reference a leaked file with your accounts");
+      "incident",
+      "incident response: a leaked file against your accounts, or a key's blast radius from the "
+      "audit log");
   incident->require_subcommand(1);
   crossref_ = incident->add_subcommand(
       "crossref",
       "match a leaked file (CSV, JSON, JSON lines) to the accounts file; write the impact, "
       "summaries, regulator report draft and notices into --out (docs/incident.md)");
   Flags& flags = *flags_;
+  // The report flags crossref and blast-radius share; blast-radius names
+  // the From: address --from-address, since its --from opens the window.
+  const auto add_report_flags = [&flags](CLI::App* command, const std::string& from_flag) {
+    command->add_option("--company", flags.report.company, "the company's name")->required();
+    command
+        ->add_option("--domain", flags.report.domain,
+                     "bare domain people are told to type by hand (example.com)")
+        ->required();
+    command->add_option("--contact", flags.report.contact,
+                        "contact point (DPO email or phone; no links)");
+    command->add_option(from_flag, flags.report.from_address,
+                        "From: address of the notices (default security@DOMAIN)");
+    command->add_option("--description", flags.report.description,
+                        "nature of the breach, for the regulator report");
+    command->add_option("--measure", flags.report.measures,
+                        "a measure taken or proposed, repeatable");
+    command->add_option("--detected", flags.detected, "when the breach was detected (ISO-8601)");
+    command->add_option("--contained", flags.contained, "when it was contained (ISO-8601)");
+    command->add_option("--notified", flags.notified, "when the regulator was notified (ISO-8601)");
+    command->add_option("--templates", flags.report.templates_folder,
+                        "folder of edited notice templates: en/user.txt, en/admin.txt, "
+                        "es/user.txt, es/admin.txt");
+    command->add_flag("--no-notices", flags.no_notices, "write no notices");
+    command
+        ->add_option("--out", flags.out,
+                     "output folder, created 0700 (must not exist or be empty); outside the data "
+                     "folder: it holds personal data")
+        ->required();
+  };
   crossref_->add_option("--leaked", flags.leaked, "the leaked file")->required();
   crossref_->add_option("--accounts", flags.accounts, "the accounts export")->required();
   crossref_->add_option("--orgs", flags.orgs, "the organisations export (ids, names, admins)");
   crossref_->add_option("--map", flags.maps,
                         "FILE.COLUMN=KIND, repeatable: what a column holds (FILE leaked, "
                         "accounts or orgs; KIND e.g. user_id, email, org_id, ignore)");
-  crossref_
-      ->add_option("--out", flags.out,
-                   "output folder, created 0700 (must not exist or be empty); keep it "
-                   "outside the data folder: it holds personal data")
+  add_report_flags(crossref_, "--from");
+  crossref_->add_option("--data", flags.sources.data_folder,
+                        "data folder: record the run in its audit log, and refuse an --out "
+                        "inside it");
+  crossref_->add_option("--config", flags.sources.config_file, "TOML configuration file");
+
+  flags.blast = incident->add_subcommand(
+      "blast-radius",
+      "what a key read and exported between --from and --to, from the audit log (chain "
+      "verified): every record, the exact subjects whose data left and their property keys; "
+      "the impact, summaries, regulator report draft and, with --accounts, notices into --out");
+  flags.sources.AddFlags(flags.blast, false);
+  flags.blast->add_option("--key", flags.key, "the key: mpk_..., secret:<project id> or local")
       ->required();
-  crossref_->add_option("--company", flags.report.company, "the company's name")->required();
-  crossref_
-      ->add_option("--domain", flags.report.domain,
-                   "bare domain people are told to type by hand (example.com)")
+  flags.blast->add_option("--from", flags.from, "start of the window, ISO-8601 (inclusive)")
       ->required();
-  crossref_->add_option("--contact", flags.report.contact,
-                        "contact point (DPO email or phone; no links)");
-  crossref_->add_option("--from", flags.report.from_address,
-                        "From: address of the notices (default security@DOMAIN)");
-  crossref_->add_option("--description", flags.report.description,
-                        "nature of the breach, for the regulator report");
-  crossref_->add_option("--measure", flags.report.measures,
-                        "a measure taken or proposed, repeatable");
-  crossref_->add_option("--detected", flags.detected, "when the breach was detected (ISO-8601)");
-  crossref_->add_option("--contained", flags.contained, "when it was contained (ISO-8601)");
-  crossref_->add_option("--notified", flags.notified, "when the regulator was notified (ISO-8601)");
-  crossref_->add_option("--templates", flags.report.templates_folder,
-                        "folder of edited notice templates: en/user.txt, en/admin.txt, "
-                        "es/user.txt, es/admin.txt");
-  crossref_->add_flag("--no-notices", flags.no_notices, "write no notices");
+  flags.blast->add_option("--to", flags.to, "end of the window, ISO-8601 (exclusive)")->required();
+  flags.blast->add_option("--accounts", flags.accounts,
+                          "your accounts export: its user ids (the distinct ids your SDKs "
+                          "send) are pseudonymised with the project's key to find the people");
+  flags.blast->add_option("--orgs", flags.orgs, "the organisations export (ids, names, admins)");
+  flags.blast->add_option("--map", flags.maps, "accounts.COLUMN=KIND or orgs.COLUMN=KIND");
+  flags.blast->add_flag("--allow-broken", flags.allow_broken,
+                        "report on the records before a broken chain instead of refusing");
+  add_report_flags(flags.blast, "--from-address");
+
+  flags.who = incident->add_subcommand(
+      "who-could-read",
+      "the keys whose project, scopes, limits and validity reach one subject, and the exports "
+      "that carried it (JSON on stdout)");
+  flags.sources.AddFlags(flags.who, false);
+  flags.who->add_option("--subject", flags.subject, "the person's distinct id (raw, or psn_...)")
+      ->required();
+  flags.who->add_option("--project", flags.project, "project name")->required();
+  flags.who->add_option("--from", flags.from, "only keys valid after, ISO-8601");
+  flags.who->add_option("--to", flags.to, "only keys valid before, ISO-8601");
+  flags.who->add_flag("--allow-broken", flags.allow_broken,
+                      "report on the records before a broken chain instead of refusing");
 }
 
 IncidentCommand::~IncidentCommand() = default;
 
-bool IncidentCommand::parsed() const { return crossref_->parsed(); }
+bool IncidentCommand::parsed() const {
+  return crossref_->parsed() || flags_->blast->parsed() || flags_->who->parsed();
+}
 
 namespace {
 
@@ -106,39 +174,353 @@ void PrintRecognition(std::string_view name, const incident::Recognition& recogn
   }
 }
 
-}  // namespace
-
-int IncidentCommand::Run() const {
-  const Flags& flags = *flags_;
-  const auto start = std::chrono::steady_clock::now();
+Result<std::vector<incident::ColumnOverride>> ParseOverrides(const IncidentFlags& flags) {
   if (flags.maps.size() > incident::kMapOverridesMax) {
-    return Fail(Status::ResourceExhausted("more --map flags than kMapOverridesMax (" +
-                                          std::to_string(incident::kMapOverridesMax) + ")"));
+    return Status::ResourceExhausted("more --map flags than kMapOverridesMax (" +
+                                     std::to_string(incident::kMapOverridesMax) + ")");
   }
   std::vector<incident::ColumnOverride> overrides;
   for (const std::string& map : flags.maps) {
-    auto parsed_map = incident::ParseColumnOverride(map);
-    if (!parsed_map.ok()) {
-      return Fail(parsed_map.status());
-    }
-    overrides.push_back(*parsed_map);
+    MP_ASSIGN_OR_RETURN(incident::ColumnOverride parsed_map, incident::ParseColumnOverride(map));
+    overrides.push_back(std::move(parsed_map));
   }
+  return overrides;
+}
+
+int64_t NowSeconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+Result<incident::ReportOptions> MakeReportOptions(const IncidentFlags& flags) {
   incident::ReportOptions report = flags.report;
   report.notices = !flags.no_notices;
-  report.now_s = std::chrono::duration_cast<std::chrono::seconds>(
-                     std::chrono::system_clock::now().time_since_epoch())
-                     .count();
-  auto timeline =
-      incident::MakeTimeline(Given(flags.detected), Given(flags.contained), Given(flags.notified));
-  if (!timeline.ok()) {
-    return Fail(timeline.status());
-  }
-  report.timeline = *timeline;
+  report.now_s = NowSeconds();
+  MP_ASSIGN_OR_RETURN(
+      report.timeline,
+      incident::MakeTimeline(Given(flags.detected), Given(flags.contained), Given(flags.notified)));
   if (report.from_address.empty()) {
     report.from_address = "security@" + report.domain;
   }
-  if (Status valid = incident::ValidateReportOptions(report); !valid.ok()) {
-    return Fail(valid);
+  MP_RETURN_IF_ERROR(incident::ValidateReportOptions(report));
+  return report;
+}
+
+// The output holds personal data: never inside the data folder, which
+// backups copy and the server's users can read.
+Status CheckOutsideData(const std::string& out, const std::string& data_folder) {
+  std::error_code error;
+  const std::filesystem::path data = std::filesystem::weakly_canonical(data_folder, error);
+  const std::filesystem::path folder = std::filesystem::weakly_canonical(out, error);
+  const std::string data_text = data.string() + "/";
+  if (!data.empty() && (folder.string() + "/").starts_with(data_text)) {
+    return Status::InvalidArgument("--out " + out + ": inside the data folder " + data_folder +
+                                   "; write the incident's personal data elsewhere");
+  }
+  return Status::Ok();
+}
+
+// Records an incident run in the audit log (what was run and its counts,
+// never the personal data). A running server holds the log: then the run is
+// not recorded, and that is said loudly.
+void RecordRun(const service::Config& config, audit::AuditEntry entry) {
+  auto log =
+      audit::AuditLog::Open(config.data_folder + "/audit", NewPosixFileSystem(), NewSystemClock());
+  if (!log.ok()) {
+    std::fprintf(stderr,
+                 "minpanel: WARNING: this run is NOT recorded in the audit log (%s); stop the "
+                 "server and run it again to record it\n",
+                 log.status().ToString().c_str());
+    return;
+  }
+  entry.key = "local";
+  entry.route = "cli";
+  const auto appended = (*log)->Append(std::move(entry));
+  if (!appended.ok()) {
+    std::fprintf(stderr, "minpanel: WARNING: audit log: %s\n",
+                 appended.status().ToString().c_str());
+  }
+}
+
+Result<int64_t> ParseWindowEdge(const std::string& text, std::string_view flag, int64_t absent) {
+  if (text.empty()) {
+    return absent;
+  }
+  MP_ASSIGN_OR_RETURN(const int64_t seconds, incident::ParseIsoTime(text, flag));
+  return seconds * 1000;
+}
+
+// The pseudonyms `distinct_id` has had in a project: one per version of its
+// key (docs/formats/keys.md), as ingest computed them. A "psn_" id is
+// already one.
+Result<std::vector<std::string>> PseudonymsOf(privacy::KeyStore& keys, uint32_t project_id,
+                                              std::string_view distinct_id) {
+  std::vector<std::string> pseudonyms;
+  MP_ASSIGN_OR_RETURN(const std::vector<privacy::ProjectKey> versions,
+                      keys.AllVersions(project_id));
+  for (const privacy::ProjectKey& version : versions) {
+    pseudonyms.push_back(FormatPseudonym(privacy::Policy(version).Pseudonym(distinct_id)));
+  }
+  return pseudonyms;
+}
+
+// Subject pseudonym -> the accounts file's user id, for every account and
+// every key version of the projects the exports came from.
+Result<std::map<std::string, std::string>> AccountsBySubject(const service::Config& config,
+                                                             const incident::Table& accounts,
+                                                             const incident::Recognition& columns,
+                                                             const std::set<uint32_t>& projects) {
+  std::map<std::string, std::string> by_subject;
+  const std::vector<size_t> id_columns = columns.ColumnsOf(incident::ColumnKind::kUserId);
+  if (id_columns.empty()) {
+    return Status::InvalidArgument(
+        "--accounts: no column recognised as the user id (the distinct id your SDKs send); "
+        "name it with --map accounts.COLUMN=user_id");
+  }
+  MP_ASSIGN_OR_RETURN(std::unique_ptr<privacy::KeyStore> keys,
+                      privacy::KeyStore::Open(service::KeyFolder(config), NewPosixFileSystem()));
+  for (const uint32_t project_id : projects) {
+    MP_ASSIGN_OR_RETURN(const std::vector<privacy::ProjectKey> versions,
+                        keys->AllVersions(project_id));
+    std::vector<privacy::Policy> policies;
+    for (const privacy::ProjectKey& version : versions) {
+      policies.emplace_back(version);
+    }
+    for (size_t row = 0; row < accounts.row_count(); ++row) {
+      const std::string_view user_id = accounts.Cell(row, id_columns.front());
+      if (user_id.empty()) {
+        continue;
+      }
+      for (const privacy::Policy& policy : policies) {
+        by_subject.emplace(FormatPseudonym(policy.Pseudonym(user_id)), std::string(user_id));
+      }
+    }
+  }
+  return by_subject;
+}
+
+void PrintBlast(const incident::BlastRadius& blast) {
+  std::fprintf(stderr,
+               "audit log: %llu records, chain %s, %llu anchors checked%s%s\n"
+               "key %s: %llu records in the window: %zu exports (%zu without an end), %zu "
+               "queries, %zu other acts; %zu subjects, %zu property keys\n",
+               static_cast<unsigned long long>(blast.chain.records),
+               blast.chain.ok ? "verified" : "BROKEN",
+               static_cast<unsigned long long>(blast.chain.anchors_checked),
+               blast.chain.ok ? "" : ": ", blast.chain.problem.c_str(), blast.key.c_str(),
+               static_cast<unsigned long long>(blast.records_of_key), blast.exports.size(),
+               blast.open_exports.size(), blast.queries.size(), blast.other_acts.size(),
+               blast.subjects.size(), blast.properties.size());
+  for (const incident::Warning& warning : blast.warnings) {
+    std::fprintf(stderr, "WARNING: %s\n", warning.message.c_str());
+  }
+}
+
+int RunBlastRadius(const IncidentFlags& flags) {
+  const auto start = std::chrono::steady_clock::now();
+  auto config = flags.sources.Build();
+  auto overrides = ParseOverrides(flags);
+  auto report = MakeReportOptions(flags);
+  auto from_ms = ParseWindowEdge(flags.from, "--from", 0);
+  auto to_ms = ParseWindowEdge(flags.to, "--to", 0);
+  for (const Status& status :
+       {config.status(), overrides.status(), report.status(), from_ms.status(), to_ms.status()}) {
+    if (!status.ok()) {
+      return Fail(status);
+    }
+  }
+  if (Status outside = CheckOutsideData(flags.out, config->data_folder); !outside.ok()) {
+    return Fail(outside);
+  }
+  auto file_system = NewPosixFileSystem();
+  incident::BlastOptions options;
+  options.audit_folder = config->data_folder + "/audit";
+  options.key = flags.key;
+  options.from_ms = *from_ms;
+  options.to_ms = *to_ms;
+  options.allow_broken = flags.allow_broken;
+  auto blast = incident::ComputeBlastRadius(options, *file_system);
+  if (!blast.ok()) {
+    return Fail(blast.status());
+  }
+  std::fprintf(stderr, "audit log read (%.2f s)\n", SecondsSince(start));
+  PrintBlast(*blast);
+  std::set<uint32_t> projects;
+  for (const incident::BlastRecord& record : blast->exports) {
+    projects.insert(record.projects.begin(), record.projects.end());
+  }
+  auto accounts = flags.accounts.empty() ? incident::ParseTable("user_id\n")
+                                         : ReadInput(flags.accounts, "accounts");
+  if (!accounts.ok()) {
+    return Fail(accounts.status());
+  }
+  const privacy::Detectors detectors;
+  auto account_columns = incident::RecognizeColumns(*accounts, "accounts", *overrides, detectors);
+  if (!account_columns.ok()) {
+    return Fail(account_columns.status());
+  }
+  auto by_subject =
+      flags.accounts.empty()
+          ? Result<std::map<std::string, std::string>>(std::map<std::string, std::string>{})
+          : AccountsBySubject(*config, *accounts, *account_columns, projects);
+  if (!by_subject.ok()) {
+    return Fail(by_subject.status());
+  }
+  std::optional<incident::Table> orgs;
+  std::optional<incident::Recognition> org_columns;
+  if (!flags.orgs.empty()) {
+    auto read = ReadInput(flags.orgs, "orgs");
+    auto recognised = read.ok() ? incident::RecognizeColumns(*read, "orgs", *overrides, detectors)
+                                : Result<incident::Recognition>(read.status());
+    if (!recognised.ok()) {
+      return Fail(recognised.status());
+    }
+    orgs = std::move(*read);
+    org_columns = std::move(*recognised);
+  }
+  auto tables = incident::MakeBlastTables(*blast, *by_subject);
+  if (!tables.ok()) {
+    return Fail(tables.status());
+  }
+  incident::CrossrefInput input{
+      &tables->leaked,   &tables->leaked_columns, &*accounts,
+      &*account_columns, orgs ? &*orgs : nullptr, org_columns ? &*org_columns : nullptr};
+  auto impact = incident::Crossref(input);
+  if (!impact.ok()) {
+    return Fail(impact.status());
+  }
+  report->extra_files.emplace_back("blast-radius.json",
+                                   incident::BlastRadiusJson(*blast, report->now_s));
+  auto files = incident::WriteOutputs(flags.out, input, *impact, *report);
+  if (!files.ok()) {
+    return Fail(files.status());
+  }
+  std::fprintf(stderr,
+               "%zu subjects, %zu of them accounts in --accounts; wrote %zu files to %s: %llu "
+               "user notices, %llu admin notices; total %.2f s\n",
+               blast->subjects.size(), impact->accounts.size(), files->written.size(),
+               flags.out.c_str(), static_cast<unsigned long long>(files->user_notices),
+               static_cast<unsigned long long>(files->admin_notices), SecondsSince(start));
+  audit::AuditEntry entry;
+  entry.act = "incident.blast_radius";
+  entry.target = flags.key;
+  entry.projects.assign(projects.begin(), projects.end());
+  entry.rows = blast->records_of_key;
+  entry.subjects = blast->subjects.size();
+  entry.outcome = blast->chain.ok ? "ok" : "chain broken: " + blast->chain.problem;
+  RecordRun(*config, std::move(entry));
+  return kExitOk;
+}
+
+incident::KeyReach ReachOf(const service::AccessKey& key) {
+  incident::KeyReach reach;
+  reach.key = key.id;
+  reach.name = key.name;
+  reach.project_id = key.project_id;
+  reach.can_export = (key.scopes & static_cast<uint32_t>(service::Scope::kExport)) != 0;
+  reach.can_query_subjects =
+      (key.scopes & static_cast<uint32_t>(service::Scope::kQuerySubjects)) != 0;
+  reach.can_query_aggregate =
+      (key.scopes & static_cast<uint32_t>(service::Scope::kQueryAggregate)) != 0;
+  reach.events = key.events;
+  reach.properties = key.properties;
+  reach.valid_from_ms = key.created_ms;
+  reach.valid_to_ms = key.revoked_ms;
+  if (key.expires_ms != 0 && (reach.valid_to_ms == 0 || key.expires_ms < reach.valid_to_ms)) {
+    reach.valid_to_ms = key.expires_ms;
+  }
+  return reach;
+}
+
+int RunWhoCouldRead(const IncidentFlags& flags) {
+  auto config = flags.sources.Build();
+  auto from_ms = ParseWindowEdge(flags.from, "--from", 0);
+  auto to_ms = ParseWindowEdge(flags.to, "--to", INT64_MAX);
+  for (const Status& status : {config.status(), from_ms.status(), to_ms.status()}) {
+    if (!status.ok()) {
+      return Fail(status);
+    }
+  }
+  auto file_system = NewPosixFileSystem();
+  auto clock = NewSystemClock();
+  auto projects = service::OpenProjects(*config, file_system, clock);
+  if (!projects.ok()) {
+    return Fail(projects.status());
+  }
+  const std::optional<service::Project> project = (*projects)->FindByName(flags.project);
+  if (!project.has_value()) {
+    return Fail(Status::NotFound("--project: no project '" + flags.project +
+                                 "' (see minpanel project list)"));
+  }
+  auto keys = privacy::KeyStore::Open(service::KeyFolder(*config), file_system);
+  if (!keys.ok()) {
+    return Fail(keys.status());
+  }
+  auto subjects = PseudonymsOf(**keys, project->id, flags.subject);
+  if (!subjects.ok()) {
+    return Fail(subjects.status());
+  }
+  if (flags.subject.starts_with(kPseudonymPrefix)) {
+    *subjects = {flags.subject};
+  }
+  auto access_keys = service::OpenAccessKeys(*config, file_system, clock);
+  if (!access_keys.ok()) {
+    return Fail(access_keys.status());
+  }
+  std::vector<incident::KeyReach> reaches;
+  incident::KeyReach secret;
+  secret.key = "secret:" + std::to_string(project->id);
+  secret.name = "the project secret";
+  secret.project_id = project->id;
+  secret.can_export = secret.can_query_subjects = secret.can_query_aggregate = true;
+  secret.valid_from_ms = project->created_ms;
+  reaches.push_back(secret);
+  for (const service::AccessKey& key : (*access_keys)->List()) {
+    reaches.push_back(ReachOf(key));
+  }
+  auto who =
+      incident::ComputeWhoCouldRead(config->data_folder + "/audit", project->id, *subjects, reaches,
+                                    *from_ms, *to_ms, flags.allow_broken, *file_system);
+  if (!who.ok()) {
+    return Fail(who.status());
+  }
+  if (subjects->empty()) {
+    std::fprintf(stderr,
+                 "the project has no pseudonym key yet: no event of anyone was stored in it\n");
+  }
+  for (const incident::Warning& warning : who->warnings) {
+    std::fprintf(stderr, "WARNING: %s\n", warning.message.c_str());
+  }
+  std::fputs(incident::WhoCouldReadJson(*who, NowSeconds()).c_str(), stdout);
+  audit::AuditEntry entry;
+  entry.act = "incident.who_could_read";
+  entry.projects = {project->id};
+  entry.rows = who->candidates.size();
+  RecordRun(*config, std::move(entry));
+  return kExitOk;
+}
+
+int RunCrossref(const IncidentFlags& flags) {
+  const auto start = std::chrono::steady_clock::now();
+  auto overrides = ParseOverrides(flags);
+  if (!overrides.ok()) {
+    return Fail(overrides.status());
+  }
+  auto report = MakeReportOptions(flags);
+  if (!report.ok()) {
+    return Fail(report.status());
+  }
+  std::optional<service::Config> config;
+  if (!flags.sources.data_folder.empty() || !flags.sources.config_file.empty()) {
+    auto built = flags.sources.Build();
+    if (!built.ok()) {
+      return Fail(built.status());
+    }
+    config = std::move(*built);
+    if (Status outside = CheckOutsideData(flags.out, config->data_folder); !outside.ok()) {
+      return Fail(outside);
+    }
   }
   const privacy::Detectors detectors;
   auto leaked = ReadInput(flags.leaked, "leaked");
@@ -158,14 +540,14 @@ int IncidentCommand::Run() const {
     orgs = std::move(*read);
   }
   const auto recognise_start = std::chrono::steady_clock::now();
-  auto leaked_columns = incident::RecognizeColumns(*leaked, "leaked", overrides, detectors);
-  auto account_columns = incident::RecognizeColumns(*accounts, "accounts", overrides, detectors);
+  auto leaked_columns = incident::RecognizeColumns(*leaked, "leaked", *overrides, detectors);
+  auto account_columns = incident::RecognizeColumns(*accounts, "accounts", *overrides, detectors);
   if (!leaked_columns.ok() || !account_columns.ok()) {
     return Fail(!leaked_columns.ok() ? leaked_columns.status() : account_columns.status());
   }
   std::optional<incident::Recognition> org_columns;
   if (orgs.has_value()) {
-    auto recognised = incident::RecognizeColumns(*orgs, "orgs", overrides, detectors);
+    auto recognised = incident::RecognizeColumns(*orgs, "orgs", *overrides, detectors);
     if (!recognised.ok()) {
       return Fail(recognised.status());
     }
@@ -195,7 +577,7 @@ int IncidentCommand::Run() const {
                static_cast<unsigned long long>(impact->leaked_rows_unmatched),
                static_cast<unsigned long long>(impact->leaked_rows_rejected));
   const auto write_start = std::chrono::steady_clock::now();
-  auto files = incident::WriteOutputs(flags.out, input, *impact, report);
+  auto files = incident::WriteOutputs(flags.out, input, *impact, *report);
   if (!files.ok()) {
     return Fail(files.status());
   }
@@ -211,7 +593,26 @@ int IncidentCommand::Run() const {
     std::fprintf(stderr, "%zu warnings (listed in impact.json)\n",
                  impact->warnings.size() + static_cast<size_t>(impact->warnings_not_listed));
   }
+  if (config.has_value()) {
+    audit::AuditEntry entry;
+    entry.act = "incident.crossref";
+    entry.rows = impact->leaked_rows_seen;
+    entry.subjects = impact->accounts.size();
+    RecordRun(*config, std::move(entry));
+  }
   return kExitOk;
+}
+
+}  // namespace
+
+int IncidentCommand::Run() const {
+  if (flags_->blast->parsed()) {
+    return RunBlastRadius(*flags_);
+  }
+  if (flags_->who->parsed()) {
+    return RunWhoCouldRead(*flags_);
+  }
+  return RunCrossref(*flags_);
 }
 
 }  // namespace minpanel::cli

@@ -1,0 +1,242 @@
+// `minpanel incident blast-radius` and `who-could-read` end to end (issue 7,
+// starting point 1) on the real server: generated events ingested, three
+// keys used for exports and queries, one declared compromised for a window.
+// The ground truth is what the compromised key's export responses actually
+// carried, read by this test: the report must name exactly those subjects
+// and, per subject, exactly those property keys — no more, no fewer — and
+// nothing from the same key outside the window or from the other keys (nor
+// the decoy subjects watermarked exports carry, which are no one).
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+
+import { hex32, isoDate, makeTempDir, nowSeconds, runCli, sleep, startServer } from './harness.mjs';
+
+const USERS = 12;
+const userId = (index) => `gen-blast-${index}`;
+
+// Each event name carries one fixed set of properties, so that every line of
+// one export has the same keys (the audit log lists an export's keys).
+function events() {
+  const time = nowSeconds() - 3600;
+  const list = [];
+  for (let index = 0; index < USERS; index += 1) {
+    const base = { distinct_id: userId(index), time: time + index };
+    if (index <= 5) {
+      list.push({ event: 'signup', properties: { ...base, $insert_id: hex32(), plan: 'pro', utm_source: 'newsletter' } });
+    }
+    if (index >= 3 && index <= 8) {
+      list.push({ event: 'page', properties: { ...base, $insert_id: hex32(), $browser: 'Firefox', $os: 'Linux', section: 'docs' } });
+    }
+    if (index >= 9) {
+      list.push({ event: 'purchase', properties: { ...base, $insert_id: hex32(), amount: 10, currency: 'EUR' } });
+    }
+  }
+  return list;
+}
+
+async function failure(args) {
+  try {
+    await runCli(args);
+  } catch (error) {
+    return error;
+  }
+  assert.fail(`minpanel ${args.join(' ')} succeeded`);
+}
+
+// Waits until the next whole second has begun, and returns it (ms): the
+// command line's window edges are whole seconds.
+async function nextSecond() {
+  const edge = Math.ceil((Date.now() + 1) / 1000) * 1000;
+  await sleep(edge - Date.now() + 20);
+  return edge;
+}
+
+describe('incident blast-radius', () => {
+  let server;
+  let dir;
+  const keys = {};
+  const truth = new Map();  // subject -> Set of property keys, from what the compromised key got
+  let window;
+
+  const dataArgs = () => ['--data', server.dataDir, '--keys', server.keysDir];
+  const exportAs = async (key, event) => {
+    const rows = await server.exportEvents({ fromDate: isoDate(-2), toDate: isoDate(1), event: [event], secret: key.secret });
+    assert.ok(rows.length > 0, `export of ${event}`);
+    return rows;
+  };
+  const queryAs = async (key) => {
+    const res = await server.request({
+      method: 'POST', path: '/api/query', headers: { ...server.authHeader(key.secret), 'Content-Type': 'application/json' },
+      body: JSON.stringify({ kind: 'segmentation', from: '-7d', to: 'now', events: ['signup'] }),
+    });
+    assert.equal(res.status, 200, res.text);
+  };
+  const blast = async (out, extra = []) => runCli(['incident', 'blast-radius', '--key', keys.compromised.id,
+    '--from', new Date(window.from).toISOString(), '--to', new Date(window.to).toISOString(), ...dataArgs(),
+    '--out', out, '--company', 'Example Ltd', '--domain', 'example.com', '--detected', new Date().toISOString(), ...extra]);
+
+  before(async () => {
+    server = await startServer({ projectName: 'blast-it' });
+    dir = await makeTempDir('minpanel-blast-');
+    const res = await server.importJson(events());
+    assert.equal(res.status, 200, res.text);
+    const create = async (name, scopes) => {
+      const created = await server.request({
+        method: 'POST', path: '/api/keys', headers: { ...server.authHeader(), 'Content-Type': 'application/json' },
+        body: JSON.stringify({ name, scopes }),
+      });
+      assert.equal(created.status, 201, created.text);
+      return JSON.parse(created.text);
+    };
+    keys.compromised = await create('vendor', ['export', 'query:aggregate']);
+    keys.other = await create('warehouse', ['export']);
+    keys.aggregate = await create('dashboard', ['query:aggregate']);
+
+    // Before the window: the compromised key exports purchases (users 9-11).
+    await exportAs(keys.compromised, 'purchase');
+    window = { from: await nextSecond() };
+    // In the window: signups (0-5) and pages (3-8) by the compromised key,
+    // an aggregate query by it, and the other keys' reads.
+    for (const event of ['signup', 'page']) {
+      for (const row of await exportAs(keys.compromised, event)) {
+        const subject = row.properties.distinct_id;
+        const fields = truth.get(subject) ?? new Set(['distinct_id']);
+        for (const key of Object.keys(row.properties)) {
+          fields.add(key);
+        }
+        truth.set(subject, fields);
+      }
+    }
+    await queryAs(keys.compromised);
+    await exportAs(keys.other, 'purchase');
+    await exportAs(keys.other, 'signup');
+    await queryAs(keys.aggregate);
+    window.to = await nextSecond();
+    // After the window: everything again by the compromised key.
+    await exportAs(keys.compromised, 'purchase');
+
+    const accounts = ['user_id,email,language'];
+    for (let index = 0; index < USERS; index += 1) {
+      accounts.push(`${userId(index)},${userId(index)}@example.org,${index % 2 === 0 ? 'en' : 'es'}`);
+    }
+    fs.writeFileSync(path.join(dir, 'accounts.csv'), `${accounts.join('\n')}\n`);
+  });
+  after(async () => {
+    if (server) {
+      await server.cleanup();
+    }
+    if (dir) {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('names exactly the subjects and fields the key took out in the window, and maps them to accounts', async () => {
+    const out = path.join(dir, 'out');
+    const { stderr } = await blast(out, ['--accounts', path.join(dir, 'accounts.csv')]);
+    assert.match(stderr, /chain verified/);
+    // The server holds the audit log: the run cannot be recorded, and says so.
+    assert.match(stderr, /NOT recorded in the audit log/);
+    const report = JSON.parse(fs.readFileSync(path.join(out, 'blast-radius.json'), 'utf8'));
+    assert.equal(report.chain.ok, true);
+    assert.equal(report.counts.exports, 2);
+    assert.equal(report.counts.queries, 1);
+    assert.equal(report.counts.open_exports, 0);
+    assert.deepEqual(report.exports.map((record) => record.events).flat().sort(), ['page', 'signup']);
+    assert.equal(report.queries[0].names_subjects, false);
+    // The exports are watermarked with decoy subjects (no one: issue 6),
+    // which the audit log leaves out; the people are the test's users, whose
+    // pseudonyms who-could-read computes.
+    const people = new Set();
+    for (let index = 0; index < USERS; index += 1) {
+      const { stdout } = await runCli(['incident', 'who-could-read', '--subject', userId(index), '--project', 'blast-it', ...dataArgs()]);
+      people.add(JSON.parse(stdout).subjects[0]);
+    }
+    const decoys = [...truth.keys()].filter((subject) => !people.has(subject));
+    for (const decoy of decoys) {
+      truth.delete(decoy);
+    }
+    const reported = new Map(report.subjects.map((subject) => [subject.subject, subject.properties]));
+    assert.deepEqual([...reported.keys()].sort(), [...truth.keys()].sort());
+    for (const decoy of decoys) {
+      assert.ok(!reported.has(decoy), decoy);
+    }
+    assert.equal(reported.size, 9);
+    for (const [subject, fields] of truth) {
+      assert.deepEqual(reported.get(subject), [...fields].sort(), subject);
+    }
+    const both = report.subjects.filter((subject) => subject.exports.length === 2);
+    assert.equal(both.length, 3);  // users 3-5: in signups and pages
+    for (const subject of report.subjects) {
+      assert.ok(subject.categories.includes('internal_ids'));
+      assert.equal(subject.categories.includes('device'), subject.properties.includes('$browser'));
+    }
+    // The accounts: users 0-8, by their own ids, with notices.
+    const impact = JSON.parse(fs.readFileSync(path.join(out, 'impact.json'), 'utf8'));
+    assert.deepEqual(impact.accounts.map((account) => account.user_id).sort(),
+      Array.from({ length: 9 }, (_, index) => userId(index)).sort());
+    assert.equal(impact.counts.leaked_rows_unmatched, 0);
+    const notices = fs.readdirSync(path.join(out, 'notices', 'users'));
+    assert.equal(notices.length, 9);
+    const spanish = fs.readFileSync(path.join(out, 'notices', 'users', notices[1]), 'utf8');
+    assert.doesNotMatch(spanish, /https?:\/\//);
+    for (const file of ['blast-radius.json', 'impact.json', 'summary.md', 'summary.html']) {
+      assert.equal(fs.statSync(path.join(out, file)).mode & 0o777, 0o600, file);
+    }
+    // No raw id reaches the summary that has no accounts file behind it.
+    const bare = path.join(dir, 'bare');
+    await blast(bare, ['--no-notices']);
+    const bareText = fs.readFileSync(path.join(bare, 'blast-radius.json'), 'utf8')
+      + fs.readFileSync(path.join(bare, 'impact.json'), 'utf8');
+    assert.doesNotMatch(bareText, /gen-blast-/);
+  });
+
+  it('who-could-read lists the keys that reach a subject and the exports that carried it', async () => {
+    const { stdout } = await runCli(['incident', 'who-could-read', '--subject', userId(4), '--project', 'blast-it', ...dataArgs()]);
+    const who = JSON.parse(stdout);
+    assert.equal(who.chain.ok, true);
+    const byKey = new Map(who.keys.map((key) => [key.key, key]));
+    assert.equal(byKey.get(keys.compromised.id).reach, 'raw events');
+    assert.equal(byKey.get(keys.compromised.id).exported_in.length, 2);
+    assert.equal(byKey.get(keys.other.id).exported_in.length, 1);  // its signup export
+    assert.equal(byKey.get(keys.aggregate.id).reach, 'aggregates only');
+    assert.equal(byKey.get(keys.aggregate.id).exported_in.length, 0);
+    assert.ok(byKey.has(`secret:${server.project.id}`));
+    assert.ok(who.subjects.every((subject) => /^psn_[0-9a-f]{32}$/.test(subject)));
+  });
+
+  it('refuses an output inside the data folder, a backwards window and a broken chain; records its runs', async () => {
+    let error = await failure(['incident', 'blast-radius', '--key', keys.compromised.id, '--from', '2026-11-20T10:00:00Z',
+      '--to', '2026-11-20T11:00:00Z', ...dataArgs(), '--out', path.join(server.dataDir, 'incident'),
+      '--company', 'Example Ltd', '--domain', 'example.com']);
+    assert.match(error.stderr, /inside the data folder/);
+    error = await failure(['incident', 'blast-radius', '--key', keys.compromised.id, '--from', '2026-11-20T11:00:00Z',
+      '--to', '2026-11-20T10:00:00Z', ...dataArgs(), '--out', path.join(dir, 'backwards'),
+      '--company', 'Example Ltd', '--domain', 'example.com']);
+    assert.match(error.stderr, /--from must be before --to/);
+
+    await server.stop();
+    await blast(path.join(dir, 'recorded'));
+    const { stdout } = await runCli(['audit', 'show', '--act', 'incident.', ...dataArgs()]);
+    const records = stdout.trim().split('\n').filter(Boolean).map((line) => JSON.parse(line));
+    assert.equal(records.length, 1);
+    assert.equal(records[0].act, 'incident.blast_radius');
+    assert.equal(records[0].target, keys.compromised.id);
+    assert.equal(records[0].subjects, 9);
+    assert.doesNotMatch(stdout, /gen-blast-|psn_/);
+
+    // An edited byte in the log: refused, naming the record; --allow-broken
+    // reports the prefix and says so.
+    const log = path.join(server.dataDir, 'audit', 'log');
+    const bytes = fs.readFileSync(log);
+    bytes[40] ^= 0x01;
+    fs.writeFileSync(log, bytes);
+    error = await failure(['incident', 'blast-radius', '--key', keys.compromised.id,
+      '--from', new Date(window.from).toISOString(), '--to', new Date(window.to).toISOString(), ...dataArgs(),
+      '--out', path.join(dir, 'broken'), '--company', 'Example Ltd', '--domain', 'example.com']);
+    assert.match(error.stderr, /chain is broken: record 1 /);
+    const { stderr } = await blast(path.join(dir, 'broken-allowed'), ['--allow-broken']);
+    assert.match(stderr, /ONLY THE 0 RECORDS BEFORE THE BREAK/);
+  });
+});
