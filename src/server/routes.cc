@@ -455,6 +455,18 @@ service::Credentials CredentialsOf(const Request& request, const FormPairs& quer
   return credentials;
 }
 
+namespace {
+
+// The Global Privacy Control (`Sec-GPC: 1`) or Do Not Track (`DNT: 1`)
+// header (Beast strips the whitespace around a field's value): the
+// project's `consent` setting decides what is stored (docs/privacy.md,
+// "Consent and signals").
+bool ConsentSignal(const Request& request) {
+  return request["Sec-GPC"] == "1" || request["DNT"] == "1";
+}
+
+}  // namespace
+
 void HandleMixpanel(Route route, const Request& request, const std::string& client_ip,
                     const Settings& settings, service::Service& service, ReplyFunction reply) {
   auto query = ingest::ParseForm(QueryOf(request.target()));
@@ -493,6 +505,7 @@ void HandleMixpanel(Route route, const Request& request, const std::string& clie
   ingest_request.strict = style.strict;
   ingest_request.use_client_ip = Flag(*query, "ip");
   ingest_request.client_ip = client_ip;
+  ingest_request.consent_signal = ConsentSignal(request);
   service.IngestMixpanelAsync(ingest_request, std::move(respond));
 }
 
@@ -582,6 +595,7 @@ void HandlePostHog(Route route, const Request& request, const std::string& clien
     reply(std::move(response));
   };
   service::PostHogIngestRequest ingest_request;
+  ingest_request.consent_signal = ConsentSignal(request);
   if (v1) {
     constexpr std::string_view kBearer = "Bearer ";
     const std::string_view authorization = request[http::field::authorization];
@@ -635,6 +649,7 @@ void HandleSegment(Route route, const Request& request, const Settings& settings
     reply(std::move(response));
   };
   service::SegmentIngestRequest ingest_request;
+  ingest_request.consent_signal = ConsentSignal(request);
   if (route == Route::kSegmentMessage) {
     std::string_view path = PathOf(request.target());
     if (path.back() == '/') {
@@ -701,6 +716,7 @@ void HandlePlausible(const Request& request, const std::string& client_ip, const
     body = inflated;
   }
   service::PlausibleIngestRequest ingest_request;
+  ingest_request.consent_signal = ConsentSignal(request);
   ingest_request.body = body;
   ingest_request.client_ip = client_ip;
   ingest_request.user_agent = std::string(request[http::field::user_agent]);

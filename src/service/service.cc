@@ -364,24 +364,26 @@ Result<Project> Service::ProjectForTokens(const std::vector<std::string>& tokens
 }
 
 Result<IngestOutcome> Service::IngestMixpanel(const IngestRequest& request) {
-  MP_ASSIGN_OR_RETURN(Prepared prepared, PrepareMixpanel(request));
+  MP_ASSIGN_OR_RETURN(Prepared prepared,
+                      ApplyConsent(PrepareMixpanel(request), request.consent_signal));
   return AppendAndFinish(std::move(prepared));
 }
 
 void Service::IngestMixpanelAsync(const IngestRequest& request, IngestCallback done) {
-  AppendAsync(PrepareMixpanel(request), std::move(done));
+  AppendAsync(ApplyConsent(PrepareMixpanel(request), request.consent_signal), std::move(done));
 }
 
 void Service::IngestPostHogAsync(const PostHogIngestRequest& request, IngestCallback done) {
-  AppendAsync(PreparePostHog(request), std::move(done));
+  AppendAsync(ApplyConsent(PreparePostHog(request), request.consent_signal), std::move(done));
 }
 
 void Service::IngestSegmentAsync(const SegmentIngestRequest& request, IngestCallback done) {
-  AppendAsync(PrepareSegment(request), std::move(done));
+  AppendAsync(ApplyConsent(PrepareSegment(request), request.consent_signal), std::move(done));
 }
 
 void Service::IngestPlausibleAsync(const PlausibleIngestRequest& request, IngestCallback done) {
-  AppendAsync(PreparePlausible(request), std::move(done));
+  AppendAsync(ApplyConsent(PreparePlausible(request), request.consent_signal),
+              std::move(done));
 }
 
 Status Service::DestroyExpiredVisitorSalts() { return visitor_ids_->DestroyExpired().status(); }

@@ -87,6 +87,9 @@ struct IngestRequest {
   // client's (which the policy then turns into what it allows).
   bool use_client_ip = false;
   std::string client_ip;
+  // Sec-GPC: 1 or DNT: 1 on the request: the project's `consent` setting
+  // decides (docs/privacy.md, "Consent and signals").
+  bool consent_signal = false;
 };
 
 // A PostHog capture request (/batch, /e, /i/v0/e, /capture;
@@ -99,6 +102,9 @@ struct PostHogIngestRequest {
   // `PostHog-Sdk-Info` (ingest::PostHogDecodeOptions). Empty otherwise.
   std::string token;
   std::string library;
+  // Sec-GPC: 1 or DNT: 1 on the request: the project's `consent` setting
+  // decides (docs/privacy.md, "Consent and signals").
+  bool consent_signal = false;
 };
 
 // A Segment HTTP tracking API request (/v1/track, /v1/identify, /v1/page,
@@ -111,6 +117,9 @@ struct SegmentIngestRequest {
   std::optional<ingest::SegmentCall> call;
   // The user of `Authorization: Basic` (the write key); empty: none.
   std::string write_key;
+  // Sec-GPC: 1 or DNT: 1 on the request: the project's `consent` setting
+  // decides (docs/privacy.md, "Consent and signals").
+  bool consent_signal = false;
 };
 
 // A Plausible events API request (POST /api/event;
@@ -119,6 +128,9 @@ struct PlausibleIngestRequest {
   std::string_view body;   // the JSON body, after any gzip
   std::string client_ip;   // the socket peer, or the client a trusted proxy named
   std::string user_agent;  // the User-Agent header
+  // Sec-GPC: 1 or DNT: 1 on the request: the project's `consent` setting
+  // decides (docs/privacy.md, "Consent and signals").
+  bool consent_signal = false;
 };
 
 // Bounds on one trusted import batch (Service::ImportEvents), the same as
@@ -447,6 +459,9 @@ class Service {
   Result<Prepared> PreparePostHog(const PostHogIngestRequest& request);
   Result<Prepared> PreparePlausible(const PlausibleIngestRequest& request);
   Result<Prepared> PrepareSegment(const SegmentIngestRequest& request);
+  // The project's `consent` setting applied to a request that carried a
+  // consent signal (consent.cc): nothing stored, or no subject.
+  Result<Prepared> ApplyConsent(Result<Prepared> prepared, bool consent_signal);
   // Appends a prepared request without waiting for fsync; `done` as for
   // IngestMixpanelAsync.
   void AppendAsync(Result<Prepared> prepared, IngestCallback done);

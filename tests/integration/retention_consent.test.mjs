@@ -1,0 +1,136 @@
+// Consent signals through the real server (docs/privacy.md, "Consent and
+// signals"): a project's `consent` setting decides what /track and
+// PostHog's /batch/ store for a request carrying `Sec-GPC: 1` or `DNT: 1` —
+// everything (ignore), nothing (drop), or the event without its subject and
+// without any pseudonymised property (anonymous) — and requests without a
+// signal are stored as ever. The setting changes with SIGHUP.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import fsp from 'node:fs/promises';
+
+import { randomTag, sleep, startServer } from './harness.mjs';
+
+const PROJECT = 'consent-shop';
+const ZERO_SUBJECT = `psn_${'0'.repeat(32)}`;
+
+function configFor(consent) {
+  return `log_level = "info"\n[projects.${PROJECT}]\nconsent = "${consent}"\n`;
+}
+
+describe('consent signals', () => {
+  let server;
+  before(async () => {
+    server = await startServer({ projectName: PROJECT, configText: configFor('drop') });
+  });
+  after(async () => {
+    if (server) {
+      await server.cleanup();
+    }
+  });
+
+  async function track(name, headers) {
+    const event = {
+      event: name,
+      properties: { token: server.project.token, distinct_id: 'user-consent-1', company_id: 'acme-1', plan: 'pro' },
+    };
+    const res = await server.request({
+      method: 'POST',
+      path: '/track?verbose=1',
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded', ...headers },
+      body: `data=${encodeURIComponent(JSON.stringify(event))}`,
+    });
+    assert.equal(res.status, 200, res.text);
+    assert.equal(JSON.parse(res.text).status, 1, res.text);
+  }
+
+  async function postHogBatch(name, headers) {
+    const res = await server.request({
+      method: 'POST',
+      path: '/batch/',
+      headers: { 'Content-Type': 'application/json', ...headers },
+      body: JSON.stringify({
+        api_key: server.project.token,
+        batch: [{ event: name, distinct_id: 'user-consent-2', properties: { plan: 'team' } }],
+      }),
+    });
+    assert.equal(res.status, 200, res.text);
+  }
+
+  async function stored(name) {
+    return (await server.exportEvents()).filter((row) => row.event === name);
+  }
+
+  async function metric(metricName) {
+    const res = await server.request({ path: '/metrics', headers: server.authHeader() });
+    const line = res.text.split('\n').find((text) => text.startsWith(`${metricName} `));
+    return line === undefined ? NaN : Number(line.split(' ')[1]);
+  }
+
+  async function reconfigure(consent) {
+    await fsp.writeFile(server.configFile, configFor(consent));
+    const before = await metric('minpanel_consent_events_anonymous_total');
+    process.kill(server.pid, 'SIGHUP');
+    // The reload is asynchronous: probe with a signalled event until it
+    // is handled under the new setting.
+    for (let attempt = 0; attempt < 100; attempt += 1) {
+      await sleep(50);
+      const probe = randomTag('probe');
+      await track(probe, { 'Sec-GPC': '1' });
+      const rows = await stored(probe);
+      if (consent === 'ignore' && rows.length === 1 && rows[0].properties.distinct_id !== ZERO_SUBJECT) {
+        return;
+      }
+      if (consent === 'anonymous' && (await metric('minpanel_consent_events_anonymous_total')) > before) {
+        return;
+      }
+    }
+    assert.fail(`consent = "${consent}" not in force after SIGHUP`);
+  }
+
+  it('drop: signalled events are answered as usual and not stored; others are', async () => {
+    const dropped = randomTag('gpc');
+    await track(dropped, { 'Sec-GPC': '1' });
+    await track(dropped, { DNT: '1' });
+    await postHogBatch(dropped, { 'Sec-GPC': '1' });
+    const kept = randomTag('plain');
+    await track(kept, {});
+    await track(kept, { 'Sec-GPC': '0', DNT: '0' });
+    assert.equal((await stored(dropped)).length, 0);
+    assert.equal((await stored(kept)).length, 2);
+    assert.equal(await metric('minpanel_consent_events_dropped_total'), 3);
+  });
+
+  it('anonymous: signalled events are stored without subject or pseudonymised ids', async () => {
+    await reconfigure('anonymous');
+    const name = randomTag('anon');
+    await track(name, { DNT: '1' });
+    await postHogBatch(name, { 'Sec-GPC': '1' });
+    const rows = await stored(name);
+    assert.equal(rows.length, 2);
+    for (const row of rows) {
+      assert.equal(row.properties.distinct_id, ZERO_SUBJECT, JSON.stringify(row));
+      assert.equal(row.properties.company_id, undefined, JSON.stringify(row));
+      for (const value of Object.values(row.properties)) {
+        if (typeof value === 'string' && value !== ZERO_SUBJECT) {
+          assert.ok(!value.startsWith('psn_'), JSON.stringify(row));
+        }
+      }
+    }
+    assert.deepEqual(rows.map((row) => row.properties.plan).sort(), ['pro', 'team']);
+    // Without a signal the same person keeps their pseudonym and group.
+    const plain = randomTag('plain');
+    await track(plain, {});
+    const [row] = await stored(plain);
+    assert.notEqual(row.properties.distinct_id, ZERO_SUBJECT);
+    assert.ok(row.properties.company_id.startsWith('psn_'));
+  });
+
+  it('ignore: signalled events are stored as any other', async () => {
+    await reconfigure('ignore');
+    const name = randomTag('ignored');
+    await track(name, { 'Sec-GPC': '1', DNT: '1' });
+    const [row] = await stored(name);
+    assert.notEqual(row.properties.distinct_id, ZERO_SUBJECT);
+    assert.ok(row.properties.company_id.startsWith('psn_'));
+  });
+});
