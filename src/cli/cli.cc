@@ -318,6 +318,7 @@ struct Commands {
   const AccessCommands* access = nullptr;
   const IncidentCommand* incident = nullptr;
   const ErasureCommands* erasure = nullptr;
+  const BackupCommands* backup = nullptr;
 };
 
 void AddProjectCommands(CLI::App& app, Flags& flags, Commands& commands) {
@@ -524,6 +525,9 @@ int Dispatch(Flags& flags, const Commands& commands) {
   if (commands.erasure->parsed()) {
     return commands.erasure->Run();
   }
+  if (commands.backup->parsed()) {
+    return commands.backup->Run();
+  }
   return kExitUsage;
 }
 
@@ -547,6 +551,8 @@ int RunCli(int argc, char** argv) {
   commands.incident = &incident;
   const ErasureCommands erasure(app);
   commands.erasure = &erasure;
+  const BackupCommands backup(app);
+  commands.backup = &backup;
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {

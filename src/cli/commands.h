@@ -141,4 +141,19 @@ class ErasureCommands {
   CLI::App* access_request_ = nullptr;
 };
 
+// `minpanel backup` and `minpanel restore` (backup_command.cc).
+class BackupCommands {
+ public:
+  explicit BackupCommands(CLI::App& app);
+  ~BackupCommands();
+  bool parsed() const;
+  int Run() const;
+
+ private:
+  struct Flags;
+  std::unique_ptr<Flags> flags_;
+  CLI::App* backup_ = nullptr;
+  CLI::App* restore_ = nullptr;
+};
+
 }  // namespace minpanel::cli

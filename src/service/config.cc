@@ -308,6 +308,8 @@ std::string KeyFolder(const Config& config) {
   return folder + ".keys";
 }
 
+std::string ErasureJournalFolder(const Config& config) { return KeyFolder(config) + "/erasures"; }
+
 Status ValidateConfig(const Config& config) {
   if (config.data_folder.empty()) {
     return Status::InvalidArgument("config: 'data_folder' must not be empty");

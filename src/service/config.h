@@ -106,5 +106,9 @@ Status ValidateConfig(const Config& config);
 
 // The key folder in effect (the configured one or the default).
 std::string KeyFolder(const Config& config);
+// Where the store journals the erasures it has purged, for restores of
+// older backups: the key folder's `erasures/` (docs/privacy.md, "Backup and
+// restore"), outside the data folder, whose every file an erasure cleans.
+std::string ErasureJournalFolder(const Config& config);
 
 }  // namespace minpanel::service

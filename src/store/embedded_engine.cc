@@ -33,6 +33,7 @@
 
 #include "store/dedup_index.h"
 #include "store/deletion.h"
+#include "store/erasure_journal.h"
 #include "store/log_reader.h"
 #include "store/manifest.h"
 #include "store/mix.h"
@@ -2168,6 +2169,16 @@ Status EmbeddedEngine::RetireDeletions(const DeletionState& state) {
     manifest.deletions = deletions_->deletions;
   }
   std::erase_if(manifest.deletions, is_retired);
+  // Erasures outlive their retirement in the erasure journal, so that a
+  // restore of an older backup can re-apply them (docs/privacy.md, "Backup
+  // and restore"): journaled before the manifest lets them go.
+  std::vector<Deletion> retired;
+  std::copy_if(state.deletions.begin(), state.deletions.end(), std::back_inserter(retired),
+               is_retired);
+  if (!options_.erasure_journal_folder.empty()) {
+    MP_RETURN_IF_ERROR(
+        AppendErasureJournal(*file_system_, options_.erasure_journal_folder, retired));
+  }
   MP_RETURN_IF_ERROR(file_system_->WriteFileAtomically(manifest_path_, EncodeManifest(manifest),
                                                        kManifestFileMode));
   manifest_ = std::move(manifest);

@@ -8,35 +8,23 @@
 // on, each cut at its last whole record, are a state the engine passed
 // through, as after a crash. A file deleted under the copy (a compaction, a
 // trim after the next flush) makes it start again.
+#include "store/online_copy.h"
+
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <system_error>
 #include <thread>
 
+#include "store/erasure_journal.h"
 #include "store/log_reader.h"
 #include "store/manifest.h"
-#include "store/online_copy.h"
 #include "store/store.h"
 
 namespace minpanel::store {
 namespace {
 
 namespace fs = std::filesystem;
-
-// A log file's number from its name (NNNNNN.log); 0 when it is not one.
-uint64_t LogNumber(const std::string& name) {
-  constexpr std::string_view kSuffix = ".log";
-  if (!name.ends_with(kSuffix) || name.size() == kSuffix.size()) {
-    return 0;
-  }
-  const std::string digits = name.substr(0, name.size() - kSuffix.size());
-  if (!std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }) ||
-      digits.size() > 18) {
-    return 0;
-  }
-  return std::stoull(digits);
-}
 
 // Why one attempt could not finish: a file went away under it (retry), or
 // a real error.
@@ -135,7 +123,7 @@ Attempt CopyOnce(FileSystem& file_system, const std::string& store_folder,
   }
   std::vector<uint64_t> numbers;
   for (const std::string& name : *names) {
-    if (const uint64_t number = LogNumber(name); number != 0) {
+    if (const uint64_t number = LogFileNumber(name); number != 0) {
       numbers.push_back(number);
     }
   }
@@ -221,6 +209,24 @@ Result<StoreCopy> CopyStoreOnline(const std::string& store_folder, const std::st
   return Status::Unavailable("store copy: files changed under every one of " +
                              std::to_string(kOnlineCopyAttemptsMax) +
                              " attempts (kOnlineCopyAttemptsMax); retry when ingestion is lighter");
+}
+
+Result<std::vector<Erasure>> ErasuresSince(const std::string& store_folder,
+                                           const std::string& journal_folder, uint64_t log_file,
+                                           uint64_t log_offset) {
+  const std::shared_ptr<FileSystem> file_system = NewPosixFileSystem();
+  MP_ASSIGN_OR_RETURN(const std::vector<Deletion> deletions,
+                      ReadErasures(*file_system, store_folder, journal_folder));
+  const LogPosition since{log_file, log_offset};
+  std::vector<Erasure> erasures;
+  for (const Deletion& deletion : deletions) {
+    if (deletion.position < since) {
+      continue;
+    }
+    erasures.push_back({deletion.project_id, deletion.position.file_number,
+                        deletion.position.offset, deletion.stored_at_ms, deletion.subjects});
+  }
+  return erasures;
 }
 
 }  // namespace minpanel::store

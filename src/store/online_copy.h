@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "core/core.h"
 
@@ -39,5 +40,25 @@ inline constexpr uint32_t kOnlineCopyAttemptsMax = 50;
 // attempts that files changed under; IoError otherwise. Uses the real file
 // system (hard links).
 Result<StoreCopy> CopyStoreOnline(const std::string& store_folder, const std::string& destination);
+
+// One erasure of subjects (Engine::EraseSubjects) as a store recorded it.
+struct Erasure {
+  uint32_t project_id = 0;
+  uint64_t log_file = 0;  // its log position
+  uint64_t log_offset = 0;
+  int64_t stored_at_ms = 0;
+  std::vector<Id128> subjects;  // pseudonyms, sorted
+};
+
+// The erasures of subjects the store in `store_folder` (a live one, or a
+// later copy of the same store) recorded at or after the log position
+// (log_file, log_offset) — a backup's StoreCopy end — in log order: those
+// it retired (the erasure journal in `journal_folder`, its
+// Options::erasure_journal_folder; empty: none), those in force (the
+// manifest) and those logged since its last flush. Reads only; a server may
+// be writing the store.
+Result<std::vector<Erasure>> ErasuresSince(const std::string& store_folder,
+                                           const std::string& journal_folder, uint64_t log_file,
+                                           uint64_t log_offset);
 
 }  // namespace minpanel::store

@@ -2,14 +2,17 @@
 // (flushing, compacting and trimming the log as it goes) open as a store
 // holding every event acknowledged before the copy began, each once, and
 // nothing that was never acknowledged; a deletion in force is kept; a
-// non-empty destination is refused.
+// non-empty destination is refused; and the erasures a store recorded
+// (ErasuresSince) are found whether retired into its journal, in force in
+// its manifest or only in its log, and only those after a copy's point.
+#include "store/online_copy.h"
+
 #include <atomic>
 #include <filesystem>
 #include <mutex>
 #include <set>
 #include <thread>
 
-#include "store/online_copy.h"
 #include "store/store_test_util.h"
 
 namespace minpanel::store {
@@ -22,11 +25,15 @@ class OnlineCopyTest : public StoreTest {
   void SetUp() override {
     StoreTest::SetUp();
     copy_folder_ = folder_ + ".copy";
+    journal_folder_ = folder_ + ".journal";
     std::filesystem::remove_all(copy_folder_);
+    std::filesystem::remove_all(journal_folder_);
+    options_.erasure_journal_folder = journal_folder_;
   }
   void TearDown() override {
     StoreTest::TearDown();
     std::filesystem::remove_all(copy_folder_);
+    std::filesystem::remove_all(journal_folder_);
   }
   std::set<uint64_t> IdsOf(Engine& engine) {
     std::set<uint64_t> ids;
@@ -50,6 +57,7 @@ class OnlineCopyTest : public StoreTest {
   }
 
   std::string copy_folder_;
+  std::string journal_folder_;
 };
 
 TEST_F(OnlineCopyTest, ACopyDuringIngestionHoldsEveryAcknowledgedEventOnce) {
@@ -120,6 +128,41 @@ TEST_F(OnlineCopyTest, ADeletionInForceIsCopiedWithTheRows) {
   ASSERT_NE(copy, nullptr);
   EXPECT_EQ(IdsOf(*copy), expected);
   EXPECT_TRUE(copy->Close().ok());
+}
+
+TEST_F(OnlineCopyTest, ErasuresAreFoundRetiredInForceAndSinceAPoint) {
+  ASSERT_TRUE(Open().ok());
+  std::vector<Event> events;
+  for (uint64_t id = 0; id < 100; ++id) {
+    events.push_back(MakeEvent("view", kTestNowMs + static_cast<int64_t>(id), id % 5, id));
+  }
+  ASSERT_TRUE(engine_->Append(MakeBatch(kProject, events)).ok());
+  ASSERT_TRUE(engine_->EraseSubjects(kProject, {Id128{0, 1}}).ok());
+  ASSERT_TRUE(engine_->PurgeDeleted().ok());  // retired: only the journal has it now
+  ASSERT_EQ(engine_->GetStats().deletions_active, 0u);
+  ASSERT_TRUE(std::filesystem::exists(journal_folder_ + "/ERASURES"));
+  auto copied = CopyStoreOnline(folder_, copy_folder_);  // the point of a backup
+  ASSERT_TRUE(copied.ok()) << copied.status().ToString();
+  ASSERT_TRUE(engine_->DropBefore(kProject, kTestNowMs + 10).ok());                // not an erasure
+  ASSERT_TRUE(engine_->EraseSubjects(kProject, {Id128{0, 2}, Id128{0, 3}}).ok());  // in force
+  auto all = ErasuresSince(folder_, journal_folder_, 0, 0);
+  ASSERT_TRUE(all.ok()) << all.status().ToString();
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ((*all)[0].subjects, (std::vector<Id128>{Id128{0, 1}}));
+  EXPECT_EQ((*all)[1].subjects, (std::vector<Id128>{Id128{0, 2}, Id128{0, 3}}));
+  auto since =
+      ErasuresSince(folder_, journal_folder_, copied->end_log_file, copied->end_log_offset);
+  ASSERT_TRUE(since.ok()) << since.status().ToString();
+  ASSERT_EQ(since->size(), 1u);
+  EXPECT_EQ((*since)[0].project_id, kProject);
+  EXPECT_EQ((*since)[0].subjects.size(), 2u);
+  // After its purge the later one is in the journal, found the same.
+  ASSERT_TRUE(engine_->PurgeDeleted().ok());
+  auto purged =
+      ErasuresSince(folder_, journal_folder_, copied->end_log_file, copied->end_log_offset);
+  ASSERT_TRUE(purged.ok()) << purged.status().ToString();
+  ASSERT_EQ(purged->size(), 1u);
+  EXPECT_EQ((*purged)[0].subjects.size(), 2u);
 }
 
 TEST_F(OnlineCopyTest, ANonEmptyDestinationIsRefused) {

@@ -64,7 +64,7 @@ class RetentionTest : public StoreTest {
 TEST_F(RetentionTest, DropEventsBeforeHidesOnlyTheNamedOlderEvents) {
   ASSERT_TRUE(Open().ok());
   AppendRange(0, 400);
-  Reopen();              // the first 400 in segments
+  Reopen();               // the first 400 in segments
   AppendRange(400, 200);  // in the memtable
   const int64_t bound_ms = kTestNowMs - 2 * kDayMs + 1'000;
   ASSERT_TRUE(engine_->DropEventsBefore(kProject, "view", bound_ms).ok());
@@ -73,9 +73,9 @@ TEST_F(RetentionTest, DropEventsBeforeHidesOnlyTheNamedOlderEvents) {
   EXPECT_EQ(Ids(), expected);
   EXPECT_EQ(SnapshotRows(), expected.size());
   // An old "view" appended after the drop is kept: a drop is a one-off act.
-  ASSERT_TRUE(engine_->Append(MakeBatch(kProject, {MakeEvent("view", kTestNowMs - 9 * kDayMs, 1,
-                                                             90'000)}))
-                  .ok());
+  ASSERT_TRUE(
+      engine_->Append(MakeBatch(kProject, {MakeEvent("view", kTestNowMs - 9 * kDayMs, 1, 90'000)}))
+          .ok());
   expected.insert(90'000);
   EXPECT_EQ(Ids(), expected);
   Reopen();
@@ -106,8 +106,8 @@ TEST_F(RetentionTest, ASegmentOfOnlyDroppedEventsIsRemovedByThePurge) {
   ASSERT_TRUE(Open().ok());
   std::vector<Event> old_views;
   for (uint64_t id = 0; id < 100; ++id) {
-    old_views.push_back(MakeEvent("view", kTestNowMs - 30 * kDayMs + static_cast<int64_t>(id),
-                                  id % 5, id));
+    old_views.push_back(
+        MakeEvent("view", kTestNowMs - 30 * kDayMs + static_cast<int64_t>(id), id % 5, id));
   }
   ASSERT_TRUE(engine_->Append(MakeBatch(kProject, old_views)).ok());
   AppendRange(1'000, 10);  // other days

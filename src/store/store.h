@@ -72,6 +72,12 @@ struct Options {
   // this old (store clock), or at once on PurgeDeleted. 0: in the
   // background right after the deletion.
   int64_t purge_delay_ms = 0;
+  // Where a purge journals the erasures of subjects it retires, for
+  // restores of older backups (erasure_journal.h; docs/privacy.md, "Backup
+  // and restore"). Outside the data folder (the service puts it in the key
+  // folder): it holds pseudonyms that a purge has removed from every data
+  // file. Empty: no journal.
+  std::string erasure_journal_folder;
 };
 
 struct AppendBatch {

@@ -1,0 +1,280 @@
+// Backup and restore (backup.h; docs/privacy.md, "Backup and restore").
+#include "service/backup.h"
+
+#include <simdjson.h>
+
+#include <filesystem>
+#include <memory>
+#include <system_error>
+
+#include "query/query.h"
+#include "service/service.h"
+#include "store/online_copy.h"
+#include "store/store.h"
+
+namespace minpanel::service {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr uint32_t kFileMode = 0600;
+constexpr uint32_t kFolderMode = 0700;
+
+bool IsEmptyOrAbsent(const std::string& folder) {
+  std::error_code error;
+  return !fs::exists(folder, error) || fs::is_empty(folder, error);
+}
+
+std::string Canonical(const std::string& path) {
+  std::error_code error;
+  const fs::path canonical = fs::weakly_canonical(path, error);
+  return (error ? fs::path(path) : canonical).string() + "/";
+}
+
+// Copies every regular file under `from` that `keep` accepts (given its
+// path relative to `from`) to the same place under `to`, each synced; the
+// count and bytes copied are added to the summary's.
+template <typename Keep>
+Status CopyTree(FileSystem& file_system, const std::string& from, const std::string& to, Keep keep,
+                uint64_t* files, uint64_t* bytes) {
+  std::error_code error;
+  if (!fs::exists(from, error)) {
+    return Status::Ok();
+  }
+  for (auto it = fs::recursive_directory_iterator(from, error);
+       !error && it != fs::recursive_directory_iterator(); it.increment(error)) {
+    const std::string relative = fs::relative(it->path(), from, error).string();
+    if (it->is_directory(error)) {
+      if (!keep(relative + "/")) {
+        it.disable_recursion_pending();
+      }
+      continue;
+    }
+    if (!it->is_regular_file(error) || !keep(relative)) {
+      continue;
+    }
+    const std::string target = to + "/" + relative;
+    MP_RETURN_IF_ERROR(
+        file_system.CreateDirectories(fs::path(target).parent_path().string(), kFolderMode));
+    fs::copy_file(it->path(), target, fs::copy_options::overwrite_existing, error);
+    if (error) {
+      if (!fs::exists(it->path())) {
+        error.clear();
+        continue;  // removed meanwhile (a temporary, an expired result)
+      }
+      return Status::IoError("backup: copy " + it->path().string() + ": " + error.message());
+    }
+    fs::permissions(target, fs::perms(kFileMode), error);
+    MP_ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> synced,
+                        file_system.OpenAppendable(target, kFileMode));
+    MP_RETURN_IF_ERROR(synced->Sync());
+    MP_RETURN_IF_ERROR(synced->Close());
+    ++*files;
+    *bytes += fs::file_size(target, error);
+  }
+  if (error) {
+    return Status::IoError("backup: reading " + from + ": " + error.message());
+  }
+  return Status::Ok();
+}
+
+// What a data backup leaves out of the plain file copy.
+bool KeptInDataBackup(const std::string& relative) {
+  return relative != "store/" && relative != "LOCK" && relative != kAccessKeysFile &&
+         relative != kBackupInfoFile && !relative.ends_with(".tmp") && !relative.ends_with(".lock");
+}
+
+std::string InfoJson(const BackupSummary& summary) {
+  std::string source;
+  query::AppendJsonString(summary.source_data_folder, &source);
+  std::string source_keys;
+  query::AppendJsonString(summary.source_key_folder, &source_keys);
+  return "{\"format\":" + std::to_string(kBackupFormatVersion) +
+         ",\"taken_ms\":" + std::to_string(summary.taken_ms) +
+         ",\"files\":" + std::to_string(summary.files) +
+         ",\"bytes\":" + std::to_string(summary.bytes) +
+         ",\"segments\":" + std::to_string(summary.segments) +
+         ",\"log_files\":" + std::to_string(summary.log_files) +
+         ",\"store_bytes\":" + std::to_string(summary.store_bytes) +
+         ",\"end_log_file\":" + std::to_string(summary.end_log_file) +
+         ",\"end_log_offset\":" + std::to_string(summary.end_log_offset) +
+         ",\"source_data_folder\":" + source + ",\"source_key_folder\":" + source_keys + "}\n";
+}
+
+Result<BackupSummary> ReadInfo(FileSystem& file_system, const std::string& from) {
+  const std::string path = from + "/" + std::string(kBackupInfoFile);
+  if (!file_system.Exists(path)) {
+    return Status::InvalidArgument("--from: " + from + " has no " + std::string(kBackupInfoFile) +
+                                   ": not a finished minpanel backup");
+  }
+  MP_ASSIGN_OR_RETURN(const std::string text, file_system.ReadFile(path));
+  simdjson::dom::parser parser;
+  simdjson::dom::element root;
+  if (parser.parse(text).get(root) != simdjson::SUCCESS) {
+    return Status::InvalidArgument("--from: " + path + " is not JSON");
+  }
+  BackupSummary summary;
+  uint64_t format = 0;
+  int64_t taken_ms = 0;
+  if (root["format"].get(format) != simdjson::SUCCESS ||
+      root["taken_ms"].get(taken_ms) != simdjson::SUCCESS ||
+      root["end_log_file"].get(summary.end_log_file) != simdjson::SUCCESS ||
+      root["end_log_offset"].get(summary.end_log_offset) != simdjson::SUCCESS) {
+    return Status::InvalidArgument("--from: " + path + " lacks format, taken_ms or the log end");
+  }
+  if (format > kBackupFormatVersion) {
+    return Status::InvalidArgument("--from: backup format " + std::to_string(format) +
+                                   " is newer than this binary's (" +
+                                   std::to_string(kBackupFormatVersion) + ")");
+  }
+  summary.taken_ms = taken_ms;
+  std::string_view source;
+  if (root["source_data_folder"].get(source) == simdjson::SUCCESS) {
+    summary.source_data_folder = std::string(source);
+  }
+  if (root["source_key_folder"].get(source) == simdjson::SUCCESS) {
+    summary.source_key_folder = std::string(source);
+  }
+  return summary;
+}
+
+// Erases again, in the restored store, the subjects of every erasure made
+// after the backup, and purges them from its files.
+Status Reerase(const Config& config, const std::vector<store::Erasure>& erasures,
+               BackupSummary* summary) {
+  if (erasures.empty()) {
+    return Status::Ok();
+  }
+  store::Options options;
+  options.folder = config.data_folder + "/store";
+  options.file_system = NewPosixFileSystem();
+  options.clock = NewSystemClock();
+  options.dedup_window_ms = config.dedup_window_ms;
+  options.dedup_entries_max = config.dedup_entries_max;
+  options.erasure_journal_folder = ErasureJournalFolder(config);
+  MP_ASSIGN_OR_RETURN(std::unique_ptr<store::Engine> engine, store::OpenEmbeddedEngine(options));
+  for (const store::Erasure& erasure : erasures) {
+    MP_RETURN_IF_ERROR(engine->EraseSubjects(erasure.project_id, erasure.subjects));
+    ++summary->erasures_reapplied;
+    summary->subjects_reerased += erasure.subjects.size();
+  }
+  MP_RETURN_IF_ERROR(engine->PurgeDeleted());
+  return engine->Close();
+}
+
+}  // namespace
+
+Result<BackupSummary> BackupDataFolder(const Config& config, const std::string& to,
+                                       const Clock& clock) {
+  if (!IsEmptyOrAbsent(to)) {
+    return Status::InvalidArgument("--to: " + to +
+                                   " is not empty; a backup goes into a new folder");
+  }
+  if (Canonical(to).starts_with(Canonical(config.data_folder))) {
+    return Status::InvalidArgument("--to: " + to + " is inside the data folder");
+  }
+  const std::shared_ptr<FileSystem> file_system = NewPosixFileSystem();
+  BackupSummary summary;
+  summary.taken_ms = clock.NowMs();
+  summary.source_data_folder = fs::absolute(config.data_folder).lexically_normal().string();
+  summary.source_key_folder = fs::absolute(KeyFolder(config)).lexically_normal().string();
+  MP_RETURN_IF_ERROR(file_system->CreateDirectories(to, kFolderMode));
+  MP_ASSIGN_OR_RETURN(const store::StoreCopy copy,
+                      store::CopyStoreOnline(config.data_folder + "/store", to + "/store"));
+  summary.segments = copy.segments;
+  summary.log_files = copy.log_files;
+  summary.store_bytes = copy.segment_bytes + copy.log_bytes;
+  summary.end_log_file = copy.end_log_file;
+  summary.end_log_offset = copy.end_log_offset;
+  MP_RETURN_IF_ERROR(CopyTree(*file_system, config.data_folder, to, KeptInDataBackup,
+                              &summary.files, &summary.bytes));
+  // Last: a backup without it is unfinished.
+  MP_RETURN_IF_ERROR(file_system->WriteFileAtomically(to + "/" + std::string(kBackupInfoFile),
+                                                      InfoJson(summary), kFileMode));
+  return summary;
+}
+
+Result<uint64_t> BackupKeys(const Config& config, const std::string& to) {
+  if (!IsEmptyOrAbsent(to)) {
+    return Status::InvalidArgument("--keys-to: " + to +
+                                   " is not empty; a backup goes into a new folder");
+  }
+  const std::string keys = KeyFolder(config);
+  if (Canonical(to).starts_with(Canonical(config.data_folder))) {
+    return Status::InvalidArgument("--keys-to: " + to +
+                                   " is inside the data folder; keys are kept apart from it");
+  }
+  const std::shared_ptr<FileSystem> file_system = NewPosixFileSystem();
+  MP_RETURN_IF_ERROR(file_system->CreateDirectories(to + "/keys", kFolderMode));
+  uint64_t files = 0;
+  uint64_t bytes = 0;
+  const auto not_temporary = [](const std::string& relative) {
+    return !relative.ends_with(".tmp") && !relative.ends_with(".lock");
+  };
+  MP_RETURN_IF_ERROR(CopyTree(*file_system, keys, to + "/keys", not_temporary, &files, &bytes));
+  const auto access_keys = [](const std::string& relative) { return relative == kAccessKeysFile; };
+  MP_RETURN_IF_ERROR(
+      CopyTree(*file_system, config.data_folder, to + "/data", access_keys, &files, &bytes));
+  return files;
+}
+
+Result<BackupSummary> RestoreDataFolder(const Config& config, const RestoreOptions& options) {
+  const std::string& from = options.from;
+  const std::string& keys_from = options.keys_from;
+  const std::shared_ptr<FileSystem> file_system = NewPosixFileSystem();
+  MP_ASSIGN_OR_RETURN(BackupSummary summary, ReadInfo(*file_system, from));
+  // The erasures since the backup, read before anything is written.
+  const std::string erasures_from =
+      options.erasures_from.empty() ? summary.source_data_folder : options.erasures_from;
+  std::string journal_keys = options.erasures_keys_from;
+  if (journal_keys.empty()) {
+    journal_keys =
+        options.erasures_from.empty() ? summary.source_key_folder : options.erasures_from + ".keys";
+  }
+  std::vector<store::Erasure> erasures;
+  if (!erasures_from.empty() && fs::exists(erasures_from + "/store")) {
+    Config journal_config;
+    journal_config.data_folder = erasures_from;
+    journal_config.key_folder = journal_keys;
+    MP_ASSIGN_OR_RETURN(
+        erasures,
+        store::ErasuresSince(erasures_from + "/store", ErasureJournalFolder(journal_config),
+                             summary.end_log_file, summary.end_log_offset));
+  } else if (!options.no_later_erasures) {
+    return Status::InvalidArgument(
+        "--erasures-from: " + (erasures_from.empty() ? std::string("(none)") : erasures_from) +
+        " holds no store, so the erasures made after the backup cannot be re-applied; name the "
+        "live data folder or a later backup, or confirm none was made with --no-later-erasures");
+  }
+  if (!IsEmptyOrAbsent(config.data_folder)) {
+    return Status::InvalidArgument("--data: " + config.data_folder +
+                                   " is not empty; restore into a new folder");
+  }
+  const std::string keys = KeyFolder(config);
+  if (!keys_from.empty() && !IsEmptyOrAbsent(keys)) {
+    return Status::InvalidArgument("--keys: " + keys +
+                                   " is not empty; restore keys into a new folder");
+  }
+  MP_RETURN_IF_ERROR(file_system->CreateDirectories(config.data_folder, kFolderMode));
+  summary.files = 0;
+  summary.bytes = 0;
+  const auto all_but_info = [](const std::string& relative) { return relative != kBackupInfoFile; };
+  MP_RETURN_IF_ERROR(CopyTree(*file_system, from, config.data_folder, all_but_info, &summary.files,
+                              &summary.bytes));
+  if (!keys_from.empty()) {
+    const auto all = [](const std::string&) { return true; };
+    MP_RETURN_IF_ERROR(file_system->CreateDirectories(keys, kFolderMode));
+    MP_RETURN_IF_ERROR(
+        CopyTree(*file_system, keys_from + "/keys", keys, all, &summary.files, &summary.bytes));
+    MP_RETURN_IF_ERROR(CopyTree(*file_system, keys_from + "/data", config.data_folder, all,
+                                &summary.files, &summary.bytes));
+  }
+  MP_RETURN_IF_ERROR(Reerase(config, erasures, &summary));
+  // Recovery runs once here, so that a damaged backup is found now.
+  MP_ASSIGN_OR_RETURN(std::unique_ptr<Service> service,
+                      Service::Open(config, file_system, NewSystemClock()));
+  MP_RETURN_IF_ERROR(service->Close());
+  return summary;
+}
+
+}  // namespace minpanel::service

@@ -1,0 +1,175 @@
+// `minpanel backup` while the real server ingests, and `minpanel restore`
+// into a fresh folder served by a second server (docs/privacy.md, "Backup
+// and restore"): POST /api/query answers the same for every event stored
+// before the backup began, the events stored during it are there or not
+// but never half, the keys travel apart from the data (the data backup
+// holds no key), people erased after the backup (purged, or still only
+// hidden) stay erased in the restore, a tar stream restores the same, and
+// a restore into a folder that is not empty is refused by name.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
+
+import { MINPANEL_BIN, MinpanelServer, isoDate, nowSeconds, runCli, startServer } from './harness.mjs';
+
+const execFileAsync = promisify(execFile);
+const PLANS = ['free', 'pro', 'team'];
+
+function events(name, count, offset) {
+  const now = nowSeconds();
+  return Array.from({ length: count }, (_, idx) => ({
+    event: name,
+    properties: {
+      distinct_id: `user-${(offset + idx) % 37}`,
+      time: now - 3600 + ((offset + idx) % 3000),
+      $insert_id: `${name}-${offset + idx}`,
+      plan: PLANS[(offset + idx) % PLANS.length],
+    },
+  }));
+}
+
+function filesUnder(folder) {
+  const found = [];
+  for (const entry of fs.readdirSync(folder, { withFileTypes: true, recursive: true })) {
+    if (entry.isFile()) {
+      found.push(path.relative(folder, path.join(entry.parentPath ?? entry.path, entry.name)));
+    }
+  }
+  return found;
+}
+
+describe('backup and restore', () => {
+  let live;
+  let restored;
+  let acknowledgedBefore = 0;
+  let acknowledgedDuring = 0;
+  let backupDir;
+  let keysBackupDir;
+
+  async function ask(server, query) {
+    const res = await server.request({
+      method: 'POST',
+      path: '/api/query',
+      headers: { ...server.authHeader(), 'Content-Type': 'application/json' },
+      body: JSON.stringify(query),
+    });
+    assert.equal(res.status, 200, res.text);
+    const { stats, ...answer } = JSON.parse(res.text);
+    return answer;
+  }
+
+  const query = (name, measure = 'total') => ({
+    kind: 'segmentation', from: isoDate(-2), to: isoDate(2), time_zone: 'UTC', events: [name], measure, breakdown: 'plan',
+  });
+
+  function total(answer) {
+    return answer.series.reduce((sum, series) => sum + series.total, 0);
+  }
+
+  before(async () => {
+    live = await startServer({ projectName: 'backup-it' });
+    for (let batch = 0; batch < 4; batch += 1) {
+      const res = await live.importJson(events('Before', 500, batch * 500));
+      assert.equal(res.status, 200, res.text);
+      acknowledgedBefore += 500;
+    }
+    backupDir = path.join(live.root, 'backup');
+    keysBackupDir = path.join(live.root, 'backup-keys');
+    let stop = false;
+    const ingest = (async () => {
+      for (let batch = 0; !stop; batch += 1) {
+        const res = await live.importJson(events('During', 200, batch * 200));
+        assert.equal(res.status, 200, res.text);
+        acknowledgedDuring += 200;
+      }
+    })();
+    try {
+      await runCli(['backup', '--data', live.dataDir, '--keys', live.keysDir, '--to', backupDir,
+        '--keys-to', keysBackupDir], { timeoutMs: 60000 });
+    } finally {
+      stop = true;
+      await ingest;
+    }
+    assert.ok(acknowledgedDuring > 0, 'no ingestion ran during the backup');
+    // Erasures after the backup: one purged at once (so retired into the
+    // store's erasure journal), one still in force.
+    for (const [person, purge] of [['user-5', 'now'], ['user-6', undefined]]) {
+      const res = await live.request({
+        method: 'POST',
+        path: '/api/erase',
+        headers: { ...live.authHeader(), 'Content-Type': 'application/json' },
+        body: JSON.stringify(purge ? { distinct_ids: [person], purge } : { distinct_ids: [person] }),
+      });
+      assert.equal(res.status, 200, res.text);
+    }
+    const restoredRoot = path.join(live.root, 'restored');
+    await runCli(['restore', '--from', backupDir, '--keys-from', keysBackupDir,
+      '--data', path.join(restoredRoot, 'data'), '--keys', path.join(restoredRoot, 'keys')], { timeoutMs: 60000 });
+    restored = new MinpanelServer({
+      root: restoredRoot,
+      dataDir: path.join(restoredRoot, 'data'),
+      keysDir: path.join(restoredRoot, 'keys'),
+      project: live.project,
+    });
+    await restored.start();
+  });
+
+  after(async () => {
+    if (restored) {
+      await restored.stop();
+    }
+    if (live) {
+      await live.cleanup();
+    }
+  });
+
+  it('answers the same for every event stored before the backup, erasures since included', async () => {
+    const liveTotal = await ask(live, query('Before'));
+    assert.ok(total(liveTotal) < acknowledgedBefore, 'the erasures hid nothing');
+    assert.ok(total(liveTotal) > acknowledgedBefore - 200);
+    assert.deepEqual(await ask(restored, query('Before')), liveTotal);
+    assert.deepEqual(await ask(restored, query('Before', 'unique')), await ask(live, query('Before', 'unique')));
+  });
+
+  it('holds no more of the events stored during the backup than the live store', async () => {
+    const during = total(await ask(restored, query('During')));
+    const liveDuring = total(await ask(live, query('During')));
+    assert.ok(during <= liveDuring, `${during} > ${liveDuring}`);
+  });
+
+  it('keeps the keys apart and restores them: the same person has the same pseudonym', async () => {
+    const dataFiles = filesUnder(backupDir);
+    assert.ok(dataFiles.includes('BACKUP.json'));
+    assert.ok(dataFiles.includes('projects.json'));
+    assert.ok(dataFiles.some((file) => file.startsWith('store/segments/') || file.startsWith('store/wal/')));
+    assert.ok(!dataFiles.some((file) => file.endsWith('.key') || file === 'access_keys.json'), dataFiles.join(' '));
+    assert.ok(filesUnder(keysBackupDir).some((file) => file.endsWith('.key')));
+    const liveRows = await live.exportEvents({ distinctId: 'user-4', event: ['Before'] });
+    const restoredRows = await restored.exportEvents({ distinctId: 'user-4', event: ['Before'] });
+    assert.ok(liveRows.length > 0);
+    assert.deepEqual(restoredRows, liveRows);
+  });
+
+  it('never brings back a person erased after the backup', async () => {
+    for (const person of ['user-5', 'user-6']) {
+      assert.deepEqual(await restored.exportEvents({ distinctId: person }), [], person);
+    }
+  });
+
+  it('restores a tar stream the same, and refuses a folder that is not empty', async () => {
+    const tarFile = path.join(live.root, 'backup.tar');
+    await execFileAsync('sh', ['-c', `"${MINPANEL_BIN}" backup --data "${live.dataDir}" --keys "${live.keysDir}" --to - > "${tarFile}"`]);
+    const fromTar = path.join(live.root, 'from-tar');
+    await execFileAsync('sh', ['-c', `"${MINPANEL_BIN}" restore --from - --data "${fromTar}/data" --keys "${fromTar}/keys" < "${tarFile}"`]);
+    assert.ok(fs.existsSync(path.join(fromTar, 'data', 'store', 'MANIFEST')) || fs.existsSync(path.join(fromTar, 'data', 'store', 'wal')));
+    await fsp.writeFile(path.join(live.root, 'not-empty'), 'x');
+    await assert.rejects(
+      runCli(['restore', '--from', backupDir, '--data', live.root, '--keys', `${live.root}-k2`]),
+      (error) => /--data: .* is not empty/.test(error.message),
+    );
+  });
+});
