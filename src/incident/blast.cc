@@ -22,11 +22,6 @@ namespace {
 
 using Hash = std::array<uint8_t, audit::kHashBytes>;
 
-// Version 2 is a log pruned behind a checkpoint: after the header, the last
-// cut record's seq (u64 LE) and chain hash.
-constexpr uint32_t kAuditLogVersionMax = 2;
-constexpr size_t kPrunedBaseBytes = 8 + audit::kHashBytes;
-
 // Properties that name a subject's identity (as service's access control
 // lists them): a query naming one may return subjects.
 constexpr std::string_view kSubjectProperties[] = {
@@ -139,30 +134,21 @@ Result<ChainCheck> WalkLog(const std::string& folder, FileSystem& file_system,
     chain.problem = chain.ok ? "" : "the log is empty but the anchors name records";
     return chain;
   }
-  const uint32_t version = ReadU32(buffer, audit::kFileMagic.size());
-  if (std::string_view(buffer).substr(0, audit::kFileMagic.size()) != audit::kFileMagic ||
-      version == 0 || version > kAuditLogVersionMax) {
-    chain.problem = "the log does not start with the audit log header (version 1 or 2)";
+  MP_ASSIGN_OR_RETURN(const bool has_pruned_header, ensure(audit::kFileHeaderBytesPruned));
+  (void)has_pruned_header;  // a version-1 log may be shorter; ReadLogStart tells
+  const Result<audit::LogStart> start = audit::ReadLogStart(buffer);
+  if (!start.ok()) {
+    chain.problem =
+        "the log does not start with the audit log header (" + start.status().message() + ")";
     return chain;
   }
-  position = audit::kFileHeaderBytes;
-  Hash head{};
-  uint64_t seq = 0;
+  position = start->header_bytes;
+  Hash head = start->base_hash;
+  uint64_t seq = start->base_seq;
   size_t next_anchor = 0;
-  if (version == 2) {
-    // A log pruned behind a checkpoint: the last cut record's seq and chain
-    // hash, which an anchor must name (docs/formats/audit.md, retention).
-    MP_ASSIGN_OR_RETURN(const bool has_base, ensure(kPrunedBaseBytes));
-    if (!has_base) {
-      chain.problem = "the pruned log's header is cut short";
-      return chain;
-    }
-    for (size_t byte_idx = 0; byte_idx < 8; ++byte_idx) {
-      seq |= static_cast<uint64_t>(static_cast<uint8_t>(buffer[position + byte_idx]))
-             << (8 * byte_idx);
-    }
-    std::memcpy(head.data(), buffer.data() + position + 8, audit::kHashBytes);
-    position += kPrunedBaseBytes;
+  if (seq > 0) {
+    // A log pruned behind a checkpoint: its base must be anchored
+    // (docs/formats/audit.md, retention).
     bool base_anchored = false;
     while (next_anchor < anchors.size() && anchors[next_anchor].seq <= seq) {
       base_anchored = base_anchored || (anchors[next_anchor].seq == seq &&
