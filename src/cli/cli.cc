@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include "cli/commands.h"
+#include "cli/trace_command.h"
 #include "query/query.h"
 #include "server/server.h"
 #include "service/service.h"
@@ -317,6 +318,7 @@ struct Commands {
   CLI::App* query = nullptr;
   const AccessCommands* access = nullptr;
   const IncidentCommand* incident = nullptr;
+  const TraceCommand* trace = nullptr;
   const ErasureCommands* erasure = nullptr;
   const BackupCommands* backup = nullptr;
 };
@@ -522,6 +524,9 @@ int Dispatch(Flags& flags, const Commands& commands) {
   if (commands.incident->parsed()) {
     return commands.incident->Run();
   }
+  if (commands.trace->parsed()) {
+    return commands.trace->Run();
+  }
   if (commands.erasure->parsed()) {
     return commands.erasure->Run();
   }
@@ -549,6 +554,8 @@ int RunCli(int argc, char** argv) {
   commands.access = &access;
   const IncidentCommand incident(app);
   commands.incident = &incident;
+  const TraceCommand trace(app);
+  commands.trace = &trace;
   const ErasureCommands erasure(app);
   commands.erasure = &erasure;
   const BackupCommands backup(app);

@@ -586,18 +586,56 @@ Result<ingest::MixpanelEvents> Service::DecodeEvents(ingest::MixpanelRoute route
   return decoded;
 }
 
+namespace {
+
+// Whether `raw` is a decoy row of a watermarked minpanel export being
+// imported again (docs/security.md, "Watermarked exports"): its distinct id
+// or insert id is a decoy id of this project's watermark key.
+bool IsExportDecoy(const RawEvent& raw, const std::function<const query::WatermarkKey&()>& key) {
+  constexpr size_t kHexChars = 32;
+  const std::string_view distinct_id = raw.distinct_id;
+  if (distinct_id.size() == kPseudonymPrefix.size() + kHexChars &&
+      distinct_id.starts_with(kPseudonymPrefix)) {
+    const auto subject = Id128::FromHex(distinct_id.substr(kPseudonymPrefix.size()));
+    if (subject.has_value() && query::IsDecoySubject(key(), *subject)) {
+      return true;
+    }
+  }
+  if (raw.insert_id.has_value() && raw.insert_id->size() == kHexChars) {
+    const auto insert_id = Id128::FromHex(*raw.insert_id);
+    return insert_id.has_value() && query::IsDecoyInsertId(key(), *insert_id);
+  }
+  return false;
+}
+
+}  // namespace
+
 Status Service::ApplyPolicy(const Project& project, std::vector<RawEvent> events,
                             const IngestRequest* request, store::AppendBatch* batch) {
   MP_ASSIGN_OR_RETURN(const privacy::Policy policy, PolicyFor(project));
   batch->project_id = project.id;
   batch->events.reserve(events.size());
   privacy::PolicyCounters policy_counters;
+  std::optional<query::WatermarkKey> watermark_key;
+  Status key_status;
+  const auto watermark = [&]() -> const query::WatermarkKey& {
+    if (!watermark_key.has_value()) {
+      auto key = keys_->GetOrCreate(project.id);
+      key_status = key.status();
+      watermark_key = key.ok() ? query::DeriveWatermarkKey(key->bytes) : query::WatermarkKey{};
+    }
+    return *watermark_key;
+  };
   for (RawEvent& raw : events) {
+    if (IsExportDecoy(raw, watermark)) {
+      continue;
+    }
     if (request != nullptr && request->use_client_ip && raw.client_ip.empty()) {
       raw.client_ip = request->client_ip;
     }
     batch->events.push_back(policy.Apply(std::move(raw), &policy_counters));
   }
+  MP_RETURN_IF_ERROR(key_status);
   CountPolicy(project, policy, policy_counters);
   return Status::Ok();
 }
@@ -695,6 +733,7 @@ Result<query::ExportSummary> Service::RunExport(
   }
   MP_ASSIGN_OR_RETURN(request.event_names, ParseEventNames(options.event_names_json));
   request.limit = options.limit;
+  request.watermark = options.watermark;
   if (options.distinct_id.has_value()) {
     MP_ASSIGN_OR_RETURN(request.subject, Pseudonym(project, *options.distinct_id));
   }

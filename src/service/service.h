@@ -148,6 +148,9 @@ struct ExportOptions {
   // is; not together with distinct_id. An empty array exports nothing.
   std::optional<std::string> distinct_ids_json;
   uint64_t limit = 0;
+  // Set by Service::Export for an export of a time range: its decoys
+  // (query/watermark.h). Ignored with distinct_id or distinct_ids.
+  std::optional<query::ExportWatermark> watermark;
 };
 
 // The dashboard API's limits (docs/formats/dashboard-api.md).
