@@ -338,6 +338,14 @@ Status AuditLog::WriteSubjects(const std::vector<std::string>& pseudonyms, Audit
 }
 
 Result<std::vector<AuditEntry>> AuditLog::Show(const Filter& filter) {
+  // Records queued before this call (a query's closing record, not awaited
+  // by its query) are read from the file: wait until they are in it.
+  uint64_t queued = 0;
+  {
+    std::lock_guard lock(mutex_);
+    queued = next_seq_ - 1;
+  }
+  MP_RETURN_IF_ERROR(WaitDurable(queued));
   MP_ASSIGN_OR_RETURN(const std::string bytes, file_system_->ReadFile(folder_ + "/log"));
   Decoded decoded = DecodeLog(bytes);
   std::vector<AuditEntry> matching;

@@ -1,10 +1,12 @@
 // `minpanel keys …` and `minpanel audit …` (issue 6; docs/security.md).
 #include <cstdio>
 #include <iostream>
+#include <optional>
 
 #include "audit/audit.h"
 #include "cli/commands.h"
 #include "service/access_keys.h"
+#include "service/service.h"
 
 namespace minpanel::cli {
 
@@ -19,8 +21,12 @@ struct AccessCommands::Flags {
   std::vector<std::string> properties;
   int64_t expires_in_days = 0;
   uint32_t min_group_size = 0;
+  service::KeyLimits limits;
+  bool json = false;
   std::string id;
   audit::Filter filter;
+  std::string public_key_hex;
+  uint32_t older_than_days = 0;
 };
 
 namespace {
@@ -30,8 +36,7 @@ namespace {
 // keys (SIGHUP), so here that is only said.
 void AuditLocally(const service::Config& config, std::string_view act,
                   const service::AccessKey& key) {
-  auto log =
-      audit::AuditLog::Open(config.data_folder + "/audit", NewPosixFileSystem(), NewSystemClock());
+  auto log = service::OpenAuditLog(config, NewPosixFileSystem(), NewSystemClock());
   if (!log.ok()) {
     std::fprintf(stderr,
                  "minpanel: the audit log is held by a running server, which records this "
@@ -72,6 +77,14 @@ AccessCommands::AccessCommands(CLI::App& app) : flags_(std::make_unique<Flags>()
   create_->add_option("--property", flags.properties,
                       "limit the key to this property (repeatable)");
   create_->add_option("--expires-in-days", flags.expires_in_days, "expiry; 0: never");
+  create_->add_option("--rate", flags.limits.requests_per_second,
+                      "requests per second (0: the server's [limits] key_requests_per_second)");
+  create_->add_option("--export-rows-per-day", flags.limits.export_rows_per_day,
+                      "rows its exports may return per UTC day (0: the server's default)");
+  create_->add_option("--export-subjects-per-day", flags.limits.export_subjects_per_day,
+                      "subjects its exports may return per UTC day (0: the server's default)");
+  create_->add_flag("--json", flags.json,
+                    "print only the key as one JSON line (with its secret), no note on stderr");
   create_->add_option("--min-group-size", flags.min_group_size,
                       "k-suppression of its queries, above the project's (0: the project's)");
   list_ = keys->add_subcommand("list", "list access keys (never their secrets)");
@@ -89,6 +102,18 @@ AccessCommands::AccessCommands(CLI::App& app) : flags_(std::make_unique<Flags>()
   verify_ = audit_command->add_subcommand(
       "verify", "check the hash chain and its anchors; names the first broken record");
   flags.sources.AddFlags(verify_, false);
+  verify_->add_option("--public-key", flags.public_key_hex,
+                      "check the checkpoints' signatures under this key (hex; default: the one "
+                      "derived from the key folder's audit-signing.key)");
+  public_key_ = audit_command->add_subcommand(
+      "public-key", "print the audit signing key's public half (hex), to check copies elsewhere");
+  flags.sources.AddFlags(public_key_, false);
+  prune_ = audit_command->add_subcommand(
+      "prune", "cut records older than N days from the log's head, behind a signed checkpoint");
+  flags.sources.AddFlags(prune_, false);
+  prune_->add_option("--older-than-days", flags.older_than_days, "N")
+      ->required()
+      ->check(CLI::Range(uint32_t{1}, audit::kAuditRetentionDaysMax));
   show_ = audit_command->add_subcommand("show", "print the newest records as JSON lines");
   flags.sources.AddFlags(show_, false);
   show_->add_option("--key", flags.filter.key, "only this key id");
@@ -105,7 +130,7 @@ AccessCommands::~AccessCommands() = default;
 
 bool AccessCommands::parsed() const {
   return create_->parsed() || list_->parsed() || rotate_->parsed() || revoke_->parsed() ||
-         verify_->parsed() || show_->parsed();
+         verify_->parsed() || show_->parsed() || public_key_->parsed() || prune_->parsed();
 }
 
 int AccessCommands::Run() const {
@@ -113,6 +138,9 @@ int AccessCommands::Run() const {
   auto config = flags.sources.Build();
   if (!config.ok()) {
     return Fail(config.status());
+  }
+  if (public_key_->parsed() || prune_->parsed()) {
+    return RunAuditKeyCommand(*config);
   }
   if (verify_->parsed() || show_->parsed()) {
     return RunAudit(*config);
@@ -156,6 +184,7 @@ int AccessCommands::CreateKey(const service::Config& config, service::AccessKeyS
   spec.name = flags.name;
   spec.events = flags.events;
   spec.properties = flags.properties;
+  spec.limits = flags.limits;
   if (flags.admin) {
     spec.scopes = service::kAllScopes;
   }
@@ -200,8 +229,33 @@ int AccessCommands::CreateKey(const service::Config& config, service::AccessKeyS
   }
   AuditLocally(config, "key.create", created->key);
   std::printf("%s\n", service::AccessKeyJson(created->key, created->secret).c_str());
-  std::fprintf(stderr,
-               "minpanel: the secret is shown once; a running server takes the key on SIGHUP\n");
+  if (!flags.json) {
+    std::fprintf(stderr,
+                 "minpanel: the secret is shown once; a running server takes the key on SIGHUP\n");
+  }
+  return kExitOk;
+}
+
+int AccessCommands::RunAuditKeyCommand(const service::Config& config) const {
+  if (public_key_->parsed()) {
+    auto key = service::AuditSigningKey(config, false);
+    if (!key.ok()) {
+      return Fail(key.status());
+    }
+    std::printf("%s\n", audit::PublicKeyHex(key->public_key).c_str());
+    return kExitOk;
+  }
+  auto clock = NewSystemClock();
+  auto log = service::OpenAuditLog(config, NewPosixFileSystem(), clock);
+  if (!log.ok()) {
+    return Fail(log.status());
+  }
+  constexpr int64_t kDayMs = 86'400'000;
+  auto pruned = (*log)->PruneBefore(clock->NowMs() - int64_t{flags_->older_than_days} * kDayMs);
+  if (!pruned.ok()) {
+    return Fail(pruned.status());
+  }
+  std::printf("pruned %llu records\n", static_cast<unsigned long long>(*pruned));
   return kExitOk;
 }
 
@@ -244,14 +298,32 @@ int AccessCommands::RunAudit(const service::Config& config) const {
     }
     anchors = std::move(read).value();
   }
-  const audit::VerifyReport report = audit::VerifyBytes(*bytes, anchors);
+  std::optional<audit::PublicKey> public_key;
+  if (!flags_->public_key_hex.empty()) {
+    auto parsed = audit::ParsePublicKey(flags_->public_key_hex);
+    if (!parsed.ok()) {
+      return Fail(Status::InvalidArgument("--public-key: " + parsed.status().message()));
+    }
+    public_key = *parsed;
+  } else if (auto key = service::AuditSigningKey(config, false); key.ok()) {
+    public_key = key->public_key;
+  }
+  const audit::VerifyReport report =
+      audit::VerifyBytes(*bytes, anchors, public_key ? &*public_key : nullptr);
   if (!report.ok) {
     std::printf("broken: %s\n", report.problem.c_str());
     return kExitFailure;
   }
-  std::printf("ok: %llu records, %llu anchors checked, head %s\n",
+  std::printf("ok: %llu records, %llu anchors checked (%llu signed checkpoints%s), head %s\n",
               static_cast<unsigned long long>(report.records),
-              static_cast<unsigned long long>(report.anchors), report.head_hash_hex.c_str());
+              static_cast<unsigned long long>(report.anchors),
+              static_cast<unsigned long long>(report.signed_checkpoints),
+              public_key ? "" : "; no audit key found, signatures not checked",
+              report.head_hash_hex.c_str());
+  if (report.base_seq > 0) {
+    std::printf("pruned: records 1 to %llu were cut behind a signed checkpoint\n",
+                static_cast<unsigned long long>(report.base_seq));
+  }
   if (report.torn_tail_bytes > 0) {
     std::printf(
         "note: a torn tail of %llu bytes after record %llu (an append a crash "

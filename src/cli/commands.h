@@ -98,6 +98,7 @@ class AccessCommands {
   struct Flags;
   int CreateKey(const service::Config& config, service::AccessKeyStore& keys) const;
   int RunAudit(const service::Config& config) const;
+  int RunAuditKeyCommand(const service::Config& config) const;
   std::unique_ptr<Flags> flags_;
   CLI::App* create_ = nullptr;
   CLI::App* list_ = nullptr;
@@ -105,6 +106,8 @@ class AccessCommands {
   CLI::App* revoke_ = nullptr;
   CLI::App* verify_ = nullptr;
   CLI::App* show_ = nullptr;
+  CLI::App* public_key_ = nullptr;
+  CLI::App* prune_ = nullptr;
 };
 
 // `minpanel debug dump FILE`: one write-ahead log file in readable form.

@@ -381,6 +381,9 @@ std::string_view AllowedMethods(Route route) {
 }
 
 unsigned HttpStatusFor(const Status& status) {
+  if (service::RetryAfterSeconds(status).has_value()) {
+    return 429;  // a key's rate or export quota (service/access_keys_limits.h)
+  }
   switch (status.code()) {
     case StatusCode::kOk:
       return 200;
@@ -418,7 +421,12 @@ Response MakeResponse(const Request& request, unsigned status, std::string_view 
 }
 
 Response ErrorResponse(const Request& request, const Status& status) {
-  return MakeResponse(request, HttpStatusFor(status), kJson, JsonError(status.message()));
+  Response response =
+      MakeResponse(request, HttpStatusFor(status), kJson, JsonError(status.message()));
+  if (const auto retry_after_s = service::RetryAfterSeconds(status)) {
+    response.set(http::field::retry_after, std::to_string(*retry_after_s));
+  }
+  return response;
 }
 
 void AddIngestCors(const Request& request, Response* response) {

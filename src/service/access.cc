@@ -2,7 +2,6 @@
 // docs/security.md): who the credentials are, what they may do, and a
 // durable audit record of every read, export and admin act.
 #include <simdjson.h>
-#include <sodium.h>
 
 #include <algorithm>
 #include <charconv>
@@ -10,8 +9,6 @@
 #include <unordered_set>
 
 #include "service/service.h"
-
-#include "privacy/keys.h"
 
 namespace minpanel::service {
 namespace {
@@ -164,9 +161,11 @@ class ExportWatcher {
   std::set<std::string> events;
   std::set<std::string> properties;
   std::unordered_set<std::string> subjects;
+  uint64_t lines = 0;  // the rows that left, whatever they were
 
  private:
   void Line(std::string_view line) {
+    ++lines;
     padded_.assign(line.data(), line.size());
     padded_.resize(line.size() + simdjson::SIMDJSON_PADDING);
     simdjson::ondemand::document document;
@@ -278,6 +277,15 @@ Result<AccessKeySpec> ParseAccessKeySpec(std::string_view json) {
       if (field.value.get(spec.expires_ms)) {
         return Status::InvalidArgument("expires_ms: expected milliseconds since the epoch");
       }
+    } else if (key == "rate" || key == "export_rows_per_day" ||
+               key == "export_subjects_per_day") {
+      uint64_t* value = key == "rate"                  ? &spec.limits.requests_per_second
+                        : key == "export_rows_per_day" ? &spec.limits.export_rows_per_day
+                                                       : &spec.limits.export_subjects_per_day;
+      if (field.value.get(*value)) {
+        return Status::InvalidArgument(std::string(key) +
+                                       ": expected a non-negative integer (0: the default)");
+      }
     } else if (key == "min_group_size") {
       uint64_t min_group_size = 0;
       if (field.value.get(min_group_size) || min_group_size > query::kMinGroupSizeMax) {
@@ -318,7 +326,11 @@ std::string AccessKeyJson(const AccessKey& key, std::string_view secret) {
   }
   json += "],\"expires_ms\":" + std::to_string(key.expires_ms) +
           ",\"created_ms\":" + std::to_string(key.created_ms) +
-          ",\"revoked_ms\":" + std::to_string(key.revoked_ms) + ",\"created_by\":";
+          ",\"revoked_ms\":" + std::to_string(key.revoked_ms) +
+          ",\"rate\":" + std::to_string(key.limits.requests_per_second) +
+          ",\"export_rows_per_day\":" + std::to_string(key.limits.export_rows_per_day) +
+          ",\"export_subjects_per_day\":" + std::to_string(key.limits.export_subjects_per_day) +
+          ",\"created_by\":";
   query::AppendJsonString(key.created_by, &json);
   json += ",\"min_group_size\":" + std::to_string(key.min_group_size);
   if (!secret.empty()) {
@@ -333,6 +345,35 @@ Result<std::unique_ptr<AccessKeyStore>> OpenAccessKeys(const Config& config,
                                                        std::shared_ptr<Clock> clock) {
   MP_RETURN_IF_ERROR(file_system->CreateDirectories(config.data_folder, 0700));
   return AccessKeyStore::Open(config.data_folder, std::move(file_system), std::move(clock));
+}
+
+Result<audit::SigningKey> AuditSigningKey(const Config& config, bool create) {
+  auto file_system = NewPosixFileSystem();
+  if (create) {
+    MP_RETURN_IF_ERROR(file_system->CreateDirectories(KeyFolder(config), 0700));
+  }
+  return audit::LoadSigningKey(*file_system,
+                               KeyFolder(config) + "/" + std::string(audit::kSigningKeyFile),
+                               create);
+}
+
+Result<std::unique_ptr<audit::AuditLog>> OpenAuditLog(const Config& config,
+                                                      std::shared_ptr<FileSystem> file_system,
+                                                      std::shared_ptr<Clock> clock) {
+  MP_ASSIGN_OR_RETURN(const audit::SigningKey key, AuditSigningKey(config, true));
+  audit::Options options;
+  options.signing_key = std::make_shared<const audit::SigningKey>(key);
+  options.checkpoint_sink = config.audit_checkpoint_sink;
+  const int64_t now_ms = clock->NowMs();
+  MP_ASSIGN_OR_RETURN(auto log, audit::AuditLog::Open(config.data_folder + "/audit",
+                                                      std::move(file_system), std::move(clock),
+                                                      options));
+  if (config.audit_retention_days > 0) {
+    constexpr int64_t kDayMs = 86'400'000;
+    MP_RETURN_IF_ERROR(
+        log->PruneBefore(now_ms - int64_t{config.audit_retention_days} * kDayMs).status());
+  }
+  return log;
 }
 
 Result<Principal> Service::Identify(const Credentials& credentials) const {
@@ -364,6 +405,7 @@ Result<Principal> Service::Identify(const Credentials& credentials) const {
     principal.events = key->events;
     principal.properties = key->properties;
     principal.min_group_size = key->min_group_size;
+    principal.limits = EffectiveLimits(key->limits, key_limit_defaults_);
     return principal;
   }
   if (const std::optional<Project> project = projects_->FindBySecret(secret)) {
@@ -386,6 +428,8 @@ Result<Access> Service::Authorize(const Credentials& credentials, Scope scope,
                                   std::string_view route, bool needs_project) const {
   Access access;
   MP_ASSIGN_OR_RETURN(access.principal, Identify(credentials));
+  MP_RETURN_IF_ERROR(
+      key_limiter_->Admit(access.principal.key_id, access.principal.limits.requests_per_second));
   access.route = route;
   if ((access.principal.scopes & static_cast<uint32_t>(scope)) == 0) {
     return MissingScope(scope);
@@ -422,13 +466,22 @@ Result<Access> Service::Authorize(const Credentials& credentials, Scope scope,
   return access;
 }
 
-Status Service::Audit(const Access& access, audit::AuditEntry entry) {
+namespace {
+
+// Who did it, where, on which project: the parts of a record the access says.
+audit::AuditEntry Stamped(const Access& access, audit::AuditEntry entry) {
   entry.key = access.principal.key_id;
   entry.route = access.route;
   if (access.project.id != 0 && entry.projects.empty()) {
     entry.projects.push_back(access.project.id);
   }
-  return audit_->Append(std::move(entry)).status();
+  return entry;
+}
+
+}  // namespace
+
+Status Service::Audit(const Access& access, audit::AuditEntry entry) {
+  return audit_->Append(Stamped(access, std::move(entry))).status();
 }
 
 namespace {
@@ -462,47 +515,29 @@ Result<std::string> Service::Query(const Access& access, std::string_view query_
     }
   }
   MP_RETURN_IF_ERROR(CheckLimits(access.principal, names));
-  audit::AuditEntry entry;
-  entry.act = "query";
-  entry.params_sha256 = audit::Sha256Hex(query_json);
-  entry.events = Capped(names.events);
-  entry.properties = Capped(names.properties);
-  auto answer = RunQuery(access.project, query_json, MinGroupSize(access));
-  if (!answer.ok()) {
-    entry.outcome = answer.status().message();
-  } else {
-    entry.bytes = answer->size();
-  }
-  // Durable before the answer leaves; a query the log cannot record is not
+  // Two records: `query.start` (who, what, the parameters) is queued before
+  // the query runs, so that its fsync overlaps the query, and is durable
+  // before the answer leaves; `query` (what left) follows in the next group
+  // commit (docs/formats/audit.md). A query the log cannot record is not
   // answered.
-  MP_RETURN_IF_ERROR(Audit(access, std::move(entry)));
+  audit::AuditEntry start;
+  start.act = "query.start";
+  start.params_sha256 = audit::Sha256Hex(query_json);
+  start.events = Capped(names.events);
+  start.properties = Capped(names.properties);
+  audit::AuditEntry end = start;
+  MP_ASSIGN_OR_RETURN(const uint64_t start_seq, audit_->Enqueue(Stamped(access, std::move(start))));
+  auto answer = RunQuery(access.project, query_json, MinGroupSize(access));
+  end.act = "query";
+  if (!answer.ok()) {
+    end.outcome = answer.status().message();
+  } else {
+    end.bytes = answer->size();
+  }
+  MP_RETURN_IF_ERROR(audit_->Enqueue(Stamped(access, std::move(end))).status());
+  MP_RETURN_IF_ERROR(audit_->WaitDurable(start_seq));
   return answer;
 }
-
-namespace {
-
-// The watermark of an export of a time range by an access key
-// (docs/security.md, "Watermarked exports"): the project's watermark key
-// and a random nonce for this export. None for an export of named subjects,
-// whose decoys would stand out as ids nobody asked for, nor for the
-// project secret's or the command line's (the owner's own).
-Result<std::optional<query::ExportWatermark>> WatermarkFor(privacy::KeyStore& keys,
-                                                           const Access& access,
-                                                           const ExportOptions& options) {
-  if (options.distinct_id.has_value() || options.distinct_ids_json.has_value() ||
-      !access.principal.key_id.starts_with(kAccessKeyPrefix)) {
-    return std::optional<query::ExportWatermark>();
-  }
-  MP_ASSIGN_OR_RETURN(const privacy::ProjectKey key, keys.GetOrCreate(access.project.id));
-  query::ExportWatermark watermark;
-  watermark.key = query::DeriveWatermarkKey(key.bytes);
-  std::array<uint8_t, 16> nonce{};
-  randombytes_buf(nonce.data(), nonce.size());
-  watermark.nonce = Id128::FromBytes(nonce);
-  return std::optional<query::ExportWatermark>(watermark);
-}
-
-}  // namespace
 
 Result<query::ExportSummary> Service::Export(const Project& project, const ExportOptions& options,
                                              const std::function<bool(std::string_view)>& sink) {
@@ -531,6 +566,14 @@ Result<query::ExportSummary> Service::Export(const Access& access, const ExportO
       MP_RETURN_IF_ERROR(CheckLimits(access.principal, asked));
     }
   }
+  // The day's export quota: refused when used up, else the export is cut
+  // at what is left of it.
+  MP_ASSIGN_OR_RETURN(const uint64_t rows_left,
+                      key_limiter_->ExportRowsLeft(access.principal.key_id,
+                                                   access.principal.limits));
+  if (rows_left != UINT64_MAX && (limited.limit == 0 || limited.limit > rows_left)) {
+    limited.limit = rows_left;
+  }
   std::string parameters = limited.from_date + "\n" + limited.to_date + "\n" +
                            limited.event_names_json + "\n" + std::to_string(limited.limit) + "\n" +
                            limited.distinct_id.value_or("") + "\n" +
@@ -538,34 +581,36 @@ Result<query::ExportSummary> Service::Export(const Access& access, const ExportO
   audit::AuditEntry start;
   start.act = "export.start";
   start.params_sha256 = audit::Sha256Hex(parameters);
-  MP_ASSIGN_OR_RETURN(limited.watermark, WatermarkFor(*keys_, access, limited));
-  if (limited.watermark.has_value()) {
-    start.watermark = limited.watermark->nonce.ToHex();
-  }
-  MP_RETURN_IF_ERROR(Audit(access, start));
+  // Queued now, its fsync overlapping the export's first scan, and durable
+  // before the first byte leaves.
+  MP_ASSIGN_OR_RETURN(const uint64_t start_seq, audit_->Enqueue(Stamped(access, start)));
+  Status started = Status::Unavailable("audit log: export.start not yet durable");
+  bool waited = false;
   ExportWatcher watcher;
   auto summary = RunExport(access.project, limited, [&](std::string_view chunk) {
+    if (!waited) {
+      waited = true;
+      started = audit_->WaitDurable(start_seq);
+    }
+    if (!started.ok()) {
+      return false;
+    }
     watcher.Watch(chunk);
     return sink(chunk);
   });
-  // Decoys are no one: not in the subjects the record names, nor counted.
-  if (limited.watermark.has_value()) {
-    std::erase_if(watcher.subjects, [&](const std::string& pseudonym) {
-      const auto id = Id128::FromHex(std::string_view(pseudonym).substr(kPseudonymPrefix.size()));
-      return id.has_value() && query::IsDecoySubject(limited.watermark->key, *id);
-    });
+  if (!waited) {
+    started = audit_->WaitDurable(start_seq);
   }
+  MP_RETURN_IF_ERROR(started);
   audit::AuditEntry end;
   end.act = "export";
   end.params_sha256 = start.params_sha256;
-  if (limited.watermark.has_value() && summary.ok()) {
-    end.watermark = start.watermark + ":" + std::to_string(summary->decoy_subjects);
-  }
   end.events = Capped(watcher.events);
   end.properties = Capped(watcher.properties);
   if (summary.ok()) {
     end.rows = summary->rows;
     end.bytes = summary->bytes;
+    key_limiter_->CountExport(access.principal.key_id, watcher.lines, watcher.subjects.size());
   } else {
     end.outcome = summary.status().message();
   }
@@ -573,7 +618,9 @@ Result<query::ExportSummary> Service::Export(const Access& access, const ExportO
     const std::vector<std::string> subjects(watcher.subjects.begin(), watcher.subjects.end());
     MP_RETURN_IF_ERROR(audit_->WriteSubjects(subjects, &end));
   }
-  MP_RETURN_IF_ERROR(Audit(access, std::move(end)));
+  // What left, after the bytes did: durable with the next group commit, not
+  // awaited (export.start is the record the answer waited for).
+  MP_RETURN_IF_ERROR(audit_->Enqueue(Stamped(access, std::move(end))).status());
   return summary;
 }
 
@@ -666,10 +713,6 @@ Result<std::vector<audit::AuditEntry>> Service::ReadAudit(const Access& access,
     filter.project = access.principal.project_id;
   }
   MP_ASSIGN_OR_RETURN(std::vector<audit::AuditEntry> entries, audit_->Show(filter));
-  // An export's watermark would let a reader of the log recognise its decoys.
-  for (audit::AuditEntry& shown : entries) {
-    shown.watermark.clear();
-  }
   audit::AuditEntry entry;
   entry.act = "audit.read";
   entry.rows = entries.size();

@@ -110,6 +110,19 @@ Result<AccessKey> ParseKey(simdjson::dom::element element) {
   if (element["min_group_size"].get(min_group_size) == simdjson::SUCCESS) {
     key.min_group_size = static_cast<uint32_t>(std::min<uint64_t>(min_group_size, UINT32_MAX));
   }
+  // The limits came after the first keys: absent means none of its own.
+  for (const auto& [name, value] :
+       {std::pair{"rate", &key.limits.requests_per_second},
+        std::pair{"export_rows_per_day", &key.limits.export_rows_per_day},
+        std::pair{"export_subjects_per_day", &key.limits.export_subjects_per_day}}) {
+    const auto field = element[name];
+    if (field.error() == simdjson::NO_SUCH_FIELD) {
+      continue;
+    }
+    if (field.get(*value)) {
+      return Status::Corruption(std::string("access_keys.json: '") + name + "' is not a number");
+    }
+  }
   return key;
 }
 
@@ -188,6 +201,9 @@ Status AccessKeyStore::WriteFile(const std::vector<AccessKey>& keys) const {
     if (key.min_group_size != 0) {
       text += ",\"min_group_size\":" + std::to_string(key.min_group_size);
     }
+    text += ",\"rate\":" + std::to_string(key.limits.requests_per_second) +
+            ",\"export_rows_per_day\":" + std::to_string(key.limits.export_rows_per_day) +
+            ",\"export_subjects_per_day\":" + std::to_string(key.limits.export_subjects_per_day);
     text += ",\"secret_sha256\":\"" + key.secret_sha256_hex + "\"}";
     text += key_idx + 1 < keys.size() ? ",\n" : "\n";
   }
@@ -228,6 +244,7 @@ Result<AccessKeyWithSecret> AccessKeyStore::Create(const AccessKeySpec& spec) {
   if (spec.expires_ms != 0 && spec.expires_ms <= clock_->NowMs()) {
     return Status::InvalidArgument("expires_ms: must be in the future (or 0: never)");
   }
+  MP_RETURN_IF_ERROR(CheckKeyLimits(spec.limits));
   internal::FileLock lock(lock_path_);
   if (!lock.ok()) {
     return Status::IoError("cannot lock " + lock_path_);
@@ -246,6 +263,7 @@ Result<AccessKeyWithSecret> AccessKeyStore::Create(const AccessKeySpec& spec) {
   created.key.events = spec.events;
   created.key.properties = spec.properties;
   created.key.expires_ms = spec.expires_ms;
+  created.key.limits = spec.limits;
   created.key.min_group_size = spec.min_group_size;
   created.key.created_ms = clock_->NowMs();
   created.key.created_by = spec.created_by;

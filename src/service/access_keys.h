@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "core/core.h"
+#include "service/access_keys_limits.h"
 
 namespace minpanel::service {
 
@@ -66,6 +67,7 @@ struct AccessKey {
   int64_t revoked_ms = 0;  // 0: in force
   std::string created_by;  // the key id that created it, or "local"
   std::string secret_sha256_hex;
+  KeyLimits limits;  // 0 each: the server's default (access_keys_limits.h)
 };
 
 struct AccessKeyWithSecret {
@@ -82,6 +84,7 @@ struct AccessKeySpec {
   std::vector<std::string> properties;
   int64_t expires_ms = 0;
   uint32_t min_group_size = 0;  // at most query::kMinGroupSizeMax
+  KeyLimits limits;
   std::string created_by = "local";
 };
 

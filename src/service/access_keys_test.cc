@@ -100,5 +100,70 @@ TEST(ScopeTest, NamesRoundTrip) {
       "ingest,export");
 }
 
+TEST_F(AccessKeyStoreTest, LimitsAreKeptAndAFileWithoutThemReadsAsNone) {
+  AccessKeySpec spec = Spec();
+  spec.limits = KeyLimits{5, 1000, 20};
+  auto created = store_->Create(spec);
+  ASSERT_TRUE(created.ok()) << created.status().ToString();
+  auto reopened = AccessKeyStore::Open(folder_, file_system_, clock_);
+  ASSERT_TRUE(reopened.ok());
+  const auto key = (*reopened)->FindById(created->key.id);
+  ASSERT_TRUE(key.has_value());
+  EXPECT_EQ(key->limits.requests_per_second, 5u);
+  EXPECT_EQ(key->limits.export_rows_per_day, 1000u);
+  EXPECT_EQ(key->limits.export_subjects_per_day, 20u);
+  spec.limits.requests_per_second = kKeyRequestsPerSecondMax + 1;
+  const auto refused = store_->Create(spec);
+  EXPECT_EQ(refused.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.status().message().find("rate"), std::string::npos);
+}
+
+TEST(KeyLimiterTest, ATokenBucketRefusesWithRetryAfterAndRefills) {
+  auto clock = std::make_shared<FakeClock>(1'700'000'000'000);
+  KeyLimiter limiter(clock);
+  for (int request_idx = 0; request_idx < 3; ++request_idx) {
+    EXPECT_TRUE(limiter.Admit("mpk_a", 3).ok());
+  }
+  const Status refused = limiter.Admit("mpk_a", 3);
+  EXPECT_EQ(RetryAfterSeconds(refused), 1u);
+  EXPECT_NE(refused.message().find("3 requests per second (rate)"), std::string::npos);
+  EXPECT_TRUE(limiter.Admit("mpk_b", 3).ok());  // another key has its own bucket
+  clock->Advance(400);                          // 1.2 tokens back
+  EXPECT_TRUE(limiter.Admit("mpk_a", 3).ok());
+  EXPECT_FALSE(limiter.Admit("mpk_a", 3).ok());
+  EXPECT_TRUE(limiter.Admit("mpk_a", 0).ok());  // no limit
+}
+
+TEST(KeyLimiterTest, ExportQuotasCountTheDayAndResetAtMidnightUtc) {
+  constexpr int64_t kDayMs = 86'400'000;
+  auto clock = std::make_shared<FakeClock>(20'000 * kDayMs + 1000);
+  KeyLimiter limiter(clock);
+  const KeyLimits limits{0, 100, 10};
+  auto left = limiter.ExportRowsLeft("mpk_a", limits);
+  ASSERT_TRUE(left.ok());
+  EXPECT_EQ(*left, 100u);
+  limiter.CountExport("mpk_a", 60, 4);
+  EXPECT_EQ(*limiter.ExportRowsLeft("mpk_a", limits), 40u);
+  limiter.CountExport("mpk_a", 40, 4);
+  const auto rows_out = limiter.ExportRowsLeft("mpk_a", limits);
+  EXPECT_NE(rows_out.status().message().find("export_rows_per_day"), std::string::npos);
+  EXPECT_EQ(RetryAfterSeconds(rows_out.status()), 86'399u);
+  EXPECT_EQ(*limiter.ExportRowsLeft("mpk_a", KeyLimits{0, 0, 0}), UINT64_MAX);
+  const auto subjects_out = limiter.ExportRowsLeft("mpk_a", KeyLimits{0, 1000, 8});
+  EXPECT_NE(subjects_out.status().message().find("export_subjects_per_day"), std::string::npos);
+  clock->Advance(kDayMs);
+  EXPECT_EQ(*limiter.ExportRowsLeft("mpk_a", limits), 100u);
+}
+
+TEST(KeyLimiterTest, RetryAfterIsReadOnlyFromARateLimit) {
+  EXPECT_EQ(RetryAfterSeconds(RateLimited("x", 7)), 7u);
+  EXPECT_EQ(RetryAfterSeconds(Status::ResourceExhausted("body: too big (retry after 3 s)")),
+            std::nullopt);
+  EXPECT_EQ(RetryAfterSeconds(Status::InvalidArgument("rate limit: x (retry after 3 s)")),
+            std::nullopt);
+  EXPECT_EQ(EffectiveLimits(KeyLimits{0, 5, 0}, KeyLimits{9, 9, 9}).requests_per_second, 9u);
+  EXPECT_EQ(EffectiveLimits(KeyLimits{0, 5, 0}, KeyLimits{9, 9, 9}).export_rows_per_day, 5u);
+}
+
 }  // namespace
 }  // namespace minpanel::service

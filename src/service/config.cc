@@ -9,6 +9,9 @@
 
 #include <toml++/toml.h>
 
+#include "audit/audit.h"
+#include "service/access_keys_limits.h"
+
 namespace minpanel::service {
 namespace {
 
@@ -119,7 +122,9 @@ Status ReadLimits(const toml::table& table, Limits* limits) {
   MP_RETURN_IF_ERROR(UnknownKeys(table,
                                  {"body_bytes_max", "decompressed_bytes_max",
                                   "decompression_ratio_max", "header_bytes_max", "connections_max",
-                                  "request_timeout_ms", "idle_timeout_ms", "export_rows_max"},
+                                  "request_timeout_ms", "idle_timeout_ms", "export_rows_max",
+                                  "key_requests_per_second", "key_export_rows_per_day",
+                                  "key_export_subjects_per_day"},
                                  "limits."));
   const std::string section = "limits.";
   MP_RETURN_IF_ERROR(ReadInteger(table, "body_bytes_max", section, &limits->body_bytes_max));
@@ -132,6 +137,12 @@ Status ReadLimits(const toml::table& table, Limits* limits) {
   MP_RETURN_IF_ERROR(
       ReadInteger(table, "request_timeout_ms", section, &limits->request_timeout_ms));
   MP_RETURN_IF_ERROR(ReadInteger(table, "idle_timeout_ms", section, &limits->idle_timeout_ms));
+  MP_RETURN_IF_ERROR(
+      ReadInteger(table, "key_requests_per_second", section, &limits->key_requests_per_second));
+  MP_RETURN_IF_ERROR(
+      ReadInteger(table, "key_export_rows_per_day", section, &limits->key_export_rows_per_day));
+  MP_RETURN_IF_ERROR(ReadInteger(table, "key_export_subjects_per_day", section,
+                                 &limits->key_export_subjects_per_day));
   return ReadInteger(table, "export_rows_max", section, &limits->export_rows_max);
 }
 
@@ -228,7 +239,8 @@ Status ReadTop(const toml::table& root, Config* config) {
                                   "store_memtable_rows_max",
                                   "io_threads", "worker_threads", "export_threads", "log_level",
                                   "access_log", "user_agent_regexes", "geoip_files",
-                                  "path_prefixes", "projects"},
+                                  "path_prefixes", "projects", "audit_retention_days",
+                                  "audit_checkpoint_sink"},
                                  ""));
   MP_RETURN_IF_ERROR(ReadString(root, "listen", "", &config->listen));
   MP_RETURN_IF_ERROR(ReadString(root, "data_folder", "", &config->data_folder));
@@ -237,6 +249,10 @@ Status ReadTop(const toml::table& root, Config* config) {
   MP_RETURN_IF_ERROR(
       ReadString(root, "user_agent_regexes", "", &config->user_agent_regexes));
   MP_RETURN_IF_ERROR(ReadStringList(root, "geoip_files", &config->geoip_files));
+  MP_RETURN_IF_ERROR(
+      ReadString(root, "audit_checkpoint_sink", "", &config->audit_checkpoint_sink));
+  MP_RETURN_IF_ERROR(
+      ReadInteger(root, "audit_retention_days", "", &config->audit_retention_days));
   int64_t dedup_window_hours = config->dedup_window_ms / 3'600'000;
   MP_RETURN_IF_ERROR(ReadInteger(root, "dedup_window_hours", "", &dedup_window_hours));
   config->dedup_window_ms = dedup_window_hours * 3'600'000;
@@ -322,6 +338,17 @@ Status ValidateConfig(const Config& config) {
   }
   if (config.tls.cert_file.empty() != config.tls.key_file.empty()) {
     return Status::InvalidArgument("config: 'tls.cert_file' and 'tls.key_file' go together");
+  }
+  if (config.audit_retention_days > audit::kAuditRetentionDaysMax) {
+    return Status::InvalidArgument("config: 'audit_retention_days' must be 0 to " +
+                                   std::to_string(audit::kAuditRetentionDaysMax) +
+                                   " (kAuditRetentionDaysMax)");
+  }
+  if (const Status limits = CheckKeyLimits(KeyLimits{config.limits.key_requests_per_second,
+                                                     config.limits.key_export_rows_per_day,
+                                                     config.limits.key_export_subjects_per_day});
+      !limits.ok()) {
+    return Status::InvalidArgument("config: limits.key_…: " + limits.message());
   }
   const Limits& limits = config.limits;
   if (limits.body_bytes_max < 1024 || limits.body_bytes_max > kBodyBytesLimit) {

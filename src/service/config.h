@@ -24,6 +24,11 @@ struct Limits {
   uint64_t request_timeout_ms = 30'000;            // reading one request
   uint64_t idle_timeout_ms = 60'000;               // between keep-alive requests
   uint64_t export_rows_max = 0;                    // 0: exports are not capped
+  // Each access key's limits when it sets none of its own (0: none;
+  // docs/security.md, "Rate limits and export quotas").
+  uint64_t key_requests_per_second = 0;
+  uint64_t key_export_rows_per_day = 0;
+  uint64_t key_export_subjects_per_day = 0;
 };
 
 // Path prefixes (Config::path_prefixes): how many, and how long each.
@@ -89,6 +94,13 @@ struct Config {
   std::vector<std::string> geoip_files;
   std::string log_level = "info";
   bool access_log = false;
+  // The audit log (docs/formats/audit.md): records older than this many days
+  // are pruned from its head, behind a signed checkpoint, when it is opened;
+  // 0 keeps them all.
+  uint32_t audit_retention_days = 0;
+  // A file (on another volume) every audit checkpoint is also appended to;
+  // empty: none.
+  std::string audit_checkpoint_sink;
   // [projects.NAME] tables, in name order; a project without one keeps
   // every event and ignores consent signals.
   std::vector<ProjectSettings> project_settings;

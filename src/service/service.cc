@@ -309,8 +309,11 @@ Result<std::unique_ptr<Service>> Service::Open(const Config& config,
   service->visitor_ids_ = std::move(visitor_ids);
   MP_ASSIGN_OR_RETURN(service->access_keys_,
                       AccessKeyStore::Open(config.data_folder, file_system, service->clock_));
-  MP_ASSIGN_OR_RETURN(service->audit_, audit::AuditLog::Open(config.data_folder + "/audit",
-                                                             file_system, service->clock_));
+  service->key_limiter_ = std::make_unique<KeyLimiter>(service->clock_);
+  service->key_limit_defaults_ = {config.limits.key_requests_per_second,
+                                  config.limits.key_export_rows_per_day,
+                                  config.limits.key_export_subjects_per_day};
+  MP_ASSIGN_OR_RETURN(service->audit_, OpenAuditLog(config, file_system, service->clock_));
   MP_ASSIGN_OR_RETURN(service->gdpr_tasks_,
                       GdprTasks::Open(config.data_folder, file_system, service->clock_));
   MP_RETURN_IF_ERROR(service->ResumeGdprTasks());

@@ -52,6 +52,7 @@ struct Principal {
   std::vector<std::string> events;      // empty: every event
   std::vector<std::string> properties;  // empty: every property
   uint32_t min_group_size = 0;          // the key's k (AccessKey::min_group_size)
+  KeyLimits limits;                     // an access key's, its defaults filled in
 };
 
 // An authorised request (Service::Authorize): the project it acts on (id 0
@@ -514,6 +515,8 @@ class Service {
   std::unique_ptr<Counters> counters_;
   std::unique_ptr<privacy::VisitorIds> visitor_ids_;
   std::unique_ptr<AccessKeyStore> access_keys_;
+  std::unique_ptr<KeyLimiter> key_limiter_;  // access keys' rates and export quotas
+  KeyLimits key_limit_defaults_;
   std::unique_ptr<audit::AuditLog> audit_;
   std::unique_ptr<GdprTasks> gdpr_tasks_;
   std::unique_ptr<ReportStore> reports_;
@@ -531,6 +534,15 @@ std::string AccessKeyJson(const AccessKey& key, std::string_view secret = "");
 
 // Opens only the access keys of a data folder, for `minpanel keys …`,
 // which works while a server runs (or not).
+// Opens <data>/audit with the signing key of the key folder (made when
+// absent) and the configured sink, then prunes it to the configured
+// retention (docs/formats/audit.md).
+Result<std::unique_ptr<audit::AuditLog>> OpenAuditLog(const Config& config,
+                                                      std::shared_ptr<FileSystem> file_system,
+                                                      std::shared_ptr<Clock> clock);
+// The audit signing key of the key folder; NotFound when there is none.
+Result<audit::SigningKey> AuditSigningKey(const Config& config, bool create);
+
 Result<std::unique_ptr<AccessKeyStore>> OpenAccessKeys(const Config& config,
                                                        std::shared_ptr<FileSystem> file_system,
                                                        std::shared_ptr<Clock> clock);

@@ -1,5 +1,6 @@
 // The audit log on the real server (issue 6; docs/formats/audit.md): every
-// answered query has its record (durable before the answer left), a kill -9
+// answered query has its query.start record (durable before the answer left)
+// and, once the server stops, its query record of what left; a kill -9
 // in the middle of many appends leaves a chain that `minpanel audit verify`
 // accepts and the restarted server continues, and verify catches an edited
 // byte and a dropped record, naming the record.
@@ -63,15 +64,43 @@ describe('audit log', () => {
     assert.ok(answered > 20, `queries answered before the kill: ${answered}`);
     const verified = await verify();
     assert.equal(verified.code, 0, verified.stdout);
-    const recorded = (await show('query')).length;
-    assert.ok(recorded >= answered, `records ${recorded} >= answered ${answered}`);
+    const starts = async () => (await show('query.start')).length;
+    const ends = async () => (await show('query')).filter((entry) => entry.act === 'query').length;
+    const recorded = await starts();
+    assert.ok(recorded >= answered, `query.start records ${recorded} >= answered ${answered}`);
+    const ended = await ends();
     await server.start();
     const res = await server.request({ method: 'POST', path: '/api/query', headers: server.authHeader(), body: QUERY });
     assert.equal(res.status, 200, res.text);
     await server.stop();
     const again = await verify();
     assert.equal(again.code, 0, again.stdout);
-    assert.equal((await show('query')).length, recorded + 1);
+    assert.equal(await starts(), recorded + 1);
+    assert.equal(await ends(), ended + 1);
+  });
+
+  it('checkpoints are signed by the key folder\'s key; another key fails verify', async () => {
+    const { stdout: publicKey } = await runCli(['audit', 'public-key', ...dataArgs()]);
+    assert.match(publicKey.trim(), /^[0-9a-f]{64}$/);
+    const anchors = await fsp.readFile(path.join(server.dataDir, 'audit', 'anchors'), 'utf8');
+    const lines = anchors.trim().split('\n');
+    assert.ok(lines.length >= 1);
+    assert.match(lines.at(-1), /^\d+ [0-9a-f]{64} \d+ [0-9a-f]{128}$/);
+    const verified = await verify();
+    assert.equal(verified.code, 0, verified.stdout);
+    assert.match(verified.stdout, /[1-9]\d* signed checkpoints\)/);
+    const otherKey = publicKey.trim().replace(/^./, (c) => (c === '0' ? '1' : '0'));
+    let failed = null;
+    try {
+      await runCli(['audit', 'verify', '--public-key', otherKey, ...dataArgs()]);
+    } catch (error) {
+      failed = error;
+    }
+    assert.ok(failed, 'verify under another key passed');
+    assert.match(failed.stdout, /signature does not verify/);
+    // Nothing is a day old: a prune cuts nothing, and says so.
+    const { stdout: pruned } = await runCli(['audit', 'prune', '--older-than-days', '1', ...dataArgs()]);
+    assert.match(pruned, /pruned 0 records/);
   });
 
   it('verify names an edited byte and a dropped record', async () => {

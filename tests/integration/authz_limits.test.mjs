@@ -1,0 +1,129 @@
+// Per-key rate limits and export quotas on the real server (issue 6;
+// docs/security.md, "Rate limits and export quotas"): a key over its rate is
+// answered 429 with Retry-After and a message naming the limit; a key's
+// export is cut at its rows per day and the next refused (429, Retry-After
+// to midnight UTC); the subject quota refuses the export after the one that
+// crossed it; a key without limits of its own takes the server's default;
+// `minpanel keys create --rate … --json` prints the key alone.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+
+import { hex32, isoDate, nowSeconds, parseJsonLines, runCli, sleep, startServer } from './harness.mjs';
+
+const USERS = 12;
+
+describe('per-key rate limits and export quotas', () => {
+  let server;
+  const dataArgs = () => ['--data', server.dataDir, '--keys', server.keysDir];
+
+  const createKey = async (spec) => {
+    const res = await server.request({
+      method: 'POST', path: '/api/keys', headers: { ...server.authHeader(), 'Content-Type': 'application/json' },
+      body: JSON.stringify({ project_id: server.project.id, ...spec }),
+    });
+    assert.equal(res.status, 201, res.text);
+    return JSON.parse(res.text);
+  };
+  const exportWith = (secret) => server.request({
+    method: 'GET', path: `/api/2.0/export?from_date=${isoDate(-3)}&to_date=${isoDate(1)}`,
+    headers: server.authHeader(secret),
+  });
+  const query = (secret) => server.request({
+    method: 'POST', path: '/api/query', headers: server.authHeader(secret),
+    body: JSON.stringify({ kind: 'segmentation', from: '-3d', to: 'now', events: ['limited'] }),
+  });
+
+  before(async () => {
+    server = await startServer({ projectName: 'limits-it', configText: '[limits]\nkey_requests_per_second = 4\n' });
+    const events = [];
+    for (let user = 0; user < USERS; user += 1) {
+      for (let repeat = 0; repeat < 3; repeat += 1) {
+        events.push({ event: 'limited', properties: { distinct_id: `generated-${user}`, time: nowSeconds(), $insert_id: hex32() } });
+      }
+    }
+    const res = await server.importJson(events);
+    assert.equal(res.status, 200, res.text);
+  });
+  after(async () => {
+    if (server) {
+      await server.cleanup();
+    }
+  });
+
+  it('a key over its rate gets 429 with Retry-After naming the rate', async () => {
+    const key = await createKey({ name: 'slow', scopes: ['query:aggregate'], rate: 2 });
+    assert.equal(key.rate, 2);
+    const statuses = [];
+    let refused = null;
+    for (let request = 0; request < 6; request += 1) {
+      const res = await query(key.secret);
+      statuses.push(res.status);
+      if (res.status === 429 && refused === null) {
+        refused = res;
+      }
+    }
+    assert.equal(statuses[0], 200);
+    assert.ok(refused, `no 429 among ${statuses}`);
+    assert.ok(Number(refused.headers['retry-after']) >= 1, JSON.stringify(refused.headers));
+    assert.match(JSON.parse(refused.text).error, /over its limit of 2 requests per second \(rate\)/);
+    await sleep(1100);
+    assert.equal((await query(key.secret)).status, 200);
+  });
+
+  it('a key without its own rate takes the server default', async () => {
+    const key = await createKey({ name: 'default-rate', scopes: ['query:aggregate'] });
+    const statuses = [];
+    for (let request = 0; request < 8; request += 1) {
+      statuses.push((await query(key.secret)).status);
+    }
+    assert.ok(statuses.includes(429), `no 429 under the default of 4/s: ${statuses}`);
+    // The project secret is not an access key: not limited.
+    for (let request = 0; request < 8; request += 1) {
+      assert.equal((await query()).status, 200);
+    }
+  });
+
+  it('an export is cut at the rows left today, then refused', async () => {
+    const key = await createKey({ name: 'rows', scopes: ['export'], export_rows_per_day: 10 });
+    const first = await exportWith(key.secret);
+    assert.equal(first.status, 200, first.text);
+    assert.equal(parseJsonLines(first.text).length, 10);
+    const second = await exportWith(key.secret);
+    assert.equal(second.status, 429, second.text);
+    assert.match(JSON.parse(second.text).error, /export_rows_per_day/);
+    const retryAfter = Number(second.headers['retry-after']);
+    assert.ok(retryAfter >= 1 && retryAfter <= 86400, second.headers['retry-after']);
+  });
+
+  it('the export that crosses the subject quota completes; the next is refused', async () => {
+    const key = await createKey({ name: 'subjects', scopes: ['export'], export_subjects_per_day: 3 });
+    const first = await exportWith(key.secret);
+    assert.equal(first.status, 200, first.text);
+    // Every stored row, and the export's watermark decoys if any.
+    assert.ok(parseJsonLines(first.text).length >= USERS * 3);
+    const second = await exportWith(key.secret);
+    assert.equal(second.status, 429, second.text);
+    assert.match(JSON.parse(second.text).error, /export_subjects_per_day/);
+  });
+
+  it('keys create --json prints the key with its limits and nothing else', async () => {
+    const { stdout, stderr } = await runCli(['keys', 'create', '--name', 'cli-limited', '--project', 'limits-it',
+      '--scope', 'export', '--rate', '7', '--export-rows-per-day', '5', '--json', ...dataArgs()]);
+    assert.doesNotMatch(stderr, /shown once/);
+    const key = JSON.parse(stdout.trim());
+    assert.equal(key.rate, 7);
+    assert.equal(key.export_rows_per_day, 5);
+    assert.equal(key.export_subjects_per_day, 0);
+    process.kill(server.pid, 'SIGHUP');
+    for (let attempt = 0; attempt < 100; attempt += 1) {
+      const res = await exportWith(key.secret);
+      if (res.status !== 401) {
+        assert.equal(res.status, 200, res.text);
+        assert.equal(parseJsonLines(res.text).length, 5);
+        return;
+      }
+      await sleep(50);
+    }
+    assert.fail('the key made by the command line was not taken on SIGHUP');
+  });
+});
