@@ -2,6 +2,7 @@
 // docs/security.md): who the credentials are, what they may do, and a
 // durable audit record of every read, export and admin act.
 #include <simdjson.h>
+#include <sodium.h>
 
 #include <algorithm>
 #include <charconv>
@@ -9,6 +10,8 @@
 #include <unordered_set>
 
 #include "service/service.h"
+
+#include "privacy/keys.h"
 
 namespace minpanel::service {
 namespace {
@@ -539,6 +542,31 @@ Result<std::string> Service::Query(const Access& access, std::string_view query_
   return answer;
 }
 
+namespace {
+
+// The watermark of an export of a time range by an access key
+// (docs/security.md, "Watermarked exports"): the project's watermark key
+// and a random nonce for this export. None for an export of named subjects,
+// whose decoys would stand out as ids nobody asked for, nor for the
+// project secret's or the command line's (the owner's own).
+Result<std::optional<query::ExportWatermark>> WatermarkFor(privacy::KeyStore& keys,
+                                                           const Access& access,
+                                                           const ExportOptions& options) {
+  if (options.distinct_id.has_value() || options.distinct_ids_json.has_value() ||
+      !access.principal.key_id.starts_with(kAccessKeyPrefix)) {
+    return std::optional<query::ExportWatermark>();
+  }
+  MP_ASSIGN_OR_RETURN(const privacy::ProjectKey key, keys.GetOrCreate(access.project.id));
+  query::ExportWatermark watermark;
+  watermark.key = query::DeriveWatermarkKey(key.bytes);
+  std::array<uint8_t, 16> nonce{};
+  randombytes_buf(nonce.data(), nonce.size());
+  watermark.nonce = Id128::FromBytes(nonce);
+  return std::optional<query::ExportWatermark>(watermark);
+}
+
+}  // namespace
+
 Result<query::ExportSummary> Service::Export(const Project& project, const ExportOptions& options,
                                              const std::function<bool(std::string_view)>& sink) {
   return Export(LocalAccess(project), options, sink);
@@ -581,6 +609,10 @@ Result<query::ExportSummary> Service::Export(const Access& access, const ExportO
   audit::AuditEntry start;
   start.act = "export.start";
   start.params_sha256 = audit::Sha256Hex(parameters);
+  MP_ASSIGN_OR_RETURN(limited.watermark, WatermarkFor(*keys_, access, limited));
+  if (limited.watermark.has_value()) {
+    start.watermark = limited.watermark->nonce.ToHex();
+  }
   // Queued now, its fsync overlapping the export's first scan, and durable
   // before the first byte leaves.
   MP_ASSIGN_OR_RETURN(const uint64_t start_seq, audit_->Enqueue(Stamped(access, start)));
@@ -602,9 +634,19 @@ Result<query::ExportSummary> Service::Export(const Access& access, const ExportO
     started = audit_->WaitDurable(start_seq);
   }
   MP_RETURN_IF_ERROR(started);
+  // Decoys are no one: not in the subjects the record names, nor counted.
+  if (limited.watermark.has_value()) {
+    std::erase_if(watcher.subjects, [&](const std::string& pseudonym) {
+      const auto id = Id128::FromHex(std::string_view(pseudonym).substr(kPseudonymPrefix.size()));
+      return id.has_value() && query::IsDecoySubject(limited.watermark->key, *id);
+    });
+  }
   audit::AuditEntry end;
   end.act = "export";
   end.params_sha256 = start.params_sha256;
+  if (limited.watermark.has_value() && summary.ok()) {
+    end.watermark = start.watermark + ":" + std::to_string(summary->decoy_subjects);
+  }
   end.events = Capped(watcher.events);
   end.properties = Capped(watcher.properties);
   if (summary.ok()) {
@@ -713,6 +755,10 @@ Result<std::vector<audit::AuditEntry>> Service::ReadAudit(const Access& access,
     filter.project = access.principal.project_id;
   }
   MP_ASSIGN_OR_RETURN(std::vector<audit::AuditEntry> entries, audit_->Show(filter));
+  // An export's watermark would let a reader of the log recognise its decoys.
+  for (audit::AuditEntry& shown : entries) {
+    shown.watermark.clear();
+  }
   audit::AuditEntry entry;
   entry.act = "audit.read";
   entry.rows = entries.size();
