@@ -1,0 +1,308 @@
+// Erasure and access requests on the real server (docs/privacy.md, "Erasure
+// and access"): people erased by distinct id while other clients keep
+// importing and the store keeps flushing and compacting (a 500-row
+// memtable); their events gone from every export and access request at
+// once; after the purge (`minpanel erase --purge-now`) their pseudonym gone
+// from every byte of the data folder, raw and as `minpanel debug dump`
+// decodes each store file; no other person's event lost. A second server is
+// SIGKILLed in the middle of erasures and restarted.
+
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+
+import { startServer, runCli, hex32, nowSeconds, sleep, basicAuth } from './harness.mjs';
+
+const MEMTABLE_ROWS = 500;
+const VICTIMS = 20;
+const BYSTANDERS = 100;
+
+function eventsOf(distinctId, count, baseTime, extra = {}) {
+  const events = [];
+  for (let index = 0; index < count; index += 1) {
+    events.push({
+      event: ['Page Viewed', 'Clicked', 'Signed Up'][index % 3],
+      properties: { distinct_id: distinctId, $insert_id: hex32(), time: baseTime + index, seq: index, ...extra },
+    });
+  }
+  return events;
+}
+
+async function postJson(server, route, body, auth = server.authHeader()) {
+  const res = await server.request({
+    method: 'POST', path: route, headers: { ...auth, 'Content-Type': 'application/json' },
+    body: JSON.stringify(body), timeoutMs: 120000,
+  });
+  return { status: res.status, body: res.status === 200 ? JSON.parse(res.text) : res.text };
+}
+
+// Imports, retrying a 503 (flushes catching up) with the same insert ids.
+async function importOk(server, events) {
+  for (let attempt = 0; ; attempt += 1) {
+    const res = await server.importJson(events, { timeoutMs: 60000 });
+    if (res.status !== 503 || attempt === 50) {
+      assert.equal(res.status, 200, `import: ${res.status} ${res.text}`);
+      return;
+    }
+    await sleep(100);
+  }
+}
+
+// Every form the store or a dump might hold a pseudonym in: its text, bare
+// hex, and its 16 bytes in either byte order of either half.
+function needlesOf(pseudonym) {
+  const hex = pseudonym.slice(4);
+  const bytes = Buffer.from(hex, 'hex');
+  const high = bytes.subarray(0, 8);
+  const low = bytes.subarray(8, 16);
+  const reversed = (buffer) => Buffer.from(buffer).reverse();
+  return [
+    Buffer.from(pseudonym), Buffer.from(hex), Buffer.from(hex.toUpperCase()), bytes,
+    Buffer.concat([reversed(high), reversed(low)]), Buffer.concat([reversed(low), reversed(high)]),
+    Buffer.concat([low, high]),
+  ];
+}
+
+async function filesUnder(dir) {
+  const files = [];
+  const walk = async (current) => {
+    for (const entry of await fsp.readdir(current, { withFileTypes: true })) {
+      const full = path.join(current, entry.name);
+      if (entry.isDirectory()) {
+        await walk(full);
+      } else if (entry.isFile()) {
+        files.push(full);
+      }
+    }
+  };
+  await walk(dir);
+  return files;
+}
+
+// Where any of `pseudonyms` is found: in the raw bytes of every file of the
+// data folder, and in the `minpanel debug dump` of every store file.
+async function findPseudonyms(dataDir, pseudonyms) {
+  const needles = pseudonyms.flatMap((pseudonym) => needlesOf(pseudonym).map((needle) => ({ pseudonym, needle })));
+  const hits = [];
+  let dumped = 0;
+  for (const file of await filesUnder(dataDir)) {
+    const content = await fsp.readFile(file);
+    for (const { pseudonym, needle } of needles) {
+      if (content.includes(needle)) {
+        hits.push(`${path.relative(dataDir, file)} holds ${pseudonym} (raw)`);
+      }
+    }
+    const name = path.basename(file);
+    if (file.includes(`${path.sep}store${path.sep}`) && !name.endsWith('.tmp') && name !== 'LOCK' && content.length > 0) {
+      const { stdout } = await runCli(['debug', 'dump', file], { timeoutMs: 60000 }).catch((error) => error);
+      dumped += 1;
+      for (const pseudonym of pseudonyms) {
+        const hex = pseudonym.slice(4);
+        if (stdout.includes(hex) || stdout.toLowerCase().includes(hex)) {
+          hits.push(`${path.relative(dataDir, file)} holds ${pseudonym} (decoded)`);
+        }
+      }
+    }
+  }
+  return { hits, dumped };
+}
+
+async function exportAll(server) {
+  return server.exportEvents({ fromDate: '2020-01-01', toDate: '2035-12-31' });
+}
+
+describe('erasure during sustained ingestion and compaction', () => {
+  let server;
+  const run = hex32().slice(0, 8);
+  const victims = Array.from({ length: VICTIMS }, (_, index) => `victim-${run}-${index}`);
+  const anonymous = `anon-${run}-0`;
+  const baseTime = nowSeconds() - 7200;
+
+  before(async () => {
+    server = await startServer({ projectName: 'erasure', configText: `store_memtable_rows_max = ${MEMTABLE_ROWS}\n` });
+  });
+
+  after(async () => {
+    if (server) {
+      await server.cleanup();
+    }
+  });
+
+  it('hides the erased at once, keeps every other event, and purges every byte', { timeout: 180000 }, async () => {
+    // The victims' history: events, an anonymous id merged into victim 0 by
+    // $identify, and a profile each.
+    const history = victims.flatMap((victim) => eventsOf(victim, 30, baseTime));
+    history.push(...eventsOf(anonymous, 5, baseTime - 100));
+    history.push({ event: '$identify', properties: { distinct_id: victims[0], $anon_distinct_id: anonymous, $insert_id: hex32(), time: baseTime + 50 } });
+    await importOk(server, history);
+    for (const victim of victims.slice(0, 3)) {
+      const profile = { $token: server.project.token, $distinct_id: victim, $set: { plan: 'pro', seats: 3 } };
+      const res = await server.request({ path: `/engage?data=${encodeURIComponent(Buffer.from(JSON.stringify(profile)).toString('base64'))}` });
+      assert.equal(res.text, '1');
+    }
+
+    // What is held about victim 0: its events and its merged anonymous id's.
+    const access = await postJson(server, '/api/access-request', { distinct_ids: [victims[0]] });
+    assert.equal(access.status, 200, JSON.stringify(access.body));
+    assert.equal(access.body.subjects.length, 2, 'victim 0 and the anonymous id merged into it');
+    assert.equal(access.body.events.length, 30 + 5 + 1);
+    assert.ok(access.body.profile_updates.length >= 1, 'the profile update');
+    assert.ok(!JSON.stringify(access.body).includes(victims[0]), 'the raw id is not in the answer');
+    const everyone = await postJson(server, '/api/access-request', { distinct_ids: victims });
+    const pseudonyms = everyone.body.subjects;
+    assert.equal(pseudonyms.length, VICTIMS + 1);
+
+    // Sustained ingestion of bystanders while the erasure runs.
+    let stopping = false;
+    let bystanderAcked = 0;
+    const failures = [];
+    const client = async (clientIndex) => {
+      let batch = 0;
+      while (!stopping) {
+        const events = [];
+        for (let index = 0; index < 100; index += 1) {
+          events.push(...eventsOf(`bystander-${run}-${(clientIndex * 37 + index) % BYSTANDERS}`, 1, baseTime + batch, { client: clientIndex, batch }));
+        }
+        // A 503 (the memtable full while flushes catch up) is retried with
+        // the same insert ids, as the SDKs retry; only a 200 counts.
+        for (let attempt = 0; ; attempt += 1) {
+          const res = await server.importJson(events, { timeoutMs: 60000 }).catch((error) => ({ status: 0, text: String(error) }));
+          if (res.status === 200) {
+            bystanderAcked += events.length;
+            break;
+          }
+          if (res.status !== 503 || attempt === 50) {
+            failures.push(`${res.status} ${res.text}`.slice(0, 200));
+            break;
+          }
+          await sleep(100);
+        }
+        batch += 1;
+      }
+    };
+    const clients = [0, 1, 2].map(client);
+    await sleep(1500);
+
+    const erased = await postJson(server, '/api/erase', { distinct_ids: victims });
+    assert.equal(erased.status, 200, JSON.stringify(erased.body));
+    assert.equal(erased.body.distinct_ids, VICTIMS);
+    assert.equal(erased.body.subjects, VICTIMS + 1);
+    assert.equal(erased.body.linked_subjects, 1);
+    assert.match(erased.body.reference, /^[0-9a-f]{64}$/);
+
+    // Invisible at once, while ingestion goes on.
+    const after = await postJson(server, '/api/access-request', { distinct_ids: victims });
+    assert.deepEqual(after.body.events, []);
+    assert.deepEqual(after.body.profile_updates, []);
+    const during = await exportAll(server);
+    const stillThere = during.filter((row) => pseudonyms.includes(row.properties.distinct_id));
+    assert.deepEqual(stillThere, [], 'no erased event in the export');
+    await sleep(1500);
+    stopping = true;
+    await Promise.all(clients);
+    assert.deepEqual(failures, []);
+    assert.ok(bystanderAcked >= 1000, `sustained ingestion: ${bystanderAcked} events`);
+
+    // Nothing else lost: every acknowledged bystander event is there.
+    const rows = await exportAll(server);
+    assert.equal(rows.filter((row) => pseudonyms.includes(row.properties.distinct_id)).length, 0);
+    assert.equal(rows.length, bystanderAcked);
+
+    // The audit record: a count and a keyed reference, no pseudonym.
+    const audit = await server.request({ path: '/api/audit?act=erase', headers: server.authHeader() });
+    const records = JSON.parse(audit.text);
+    assert.equal(records.length, 1);
+    assert.equal(records[0].subjects, VICTIMS + 1);
+    assert.equal(records[0].params_sha256, erased.body.reference);
+
+    // The physical stage, by the command line on the stopped server.
+    await server.stop('SIGTERM');
+    const idsFile = path.join(server.root, 'victims.txt');
+    await fsp.writeFile(idsFile, `${victims.join('\n')}\n`);
+    const { stdout } = await runCli(['erase', '--project', 'erasure', '--distinct-ids', idsFile, '--purge-now',
+      '--data', server.dataDir, '--keys', server.keysDir], { timeoutMs: 120000 });
+    assert.equal(JSON.parse(stdout).purged, true);
+    const { hits, dumped } = await findPseudonyms(server.dataDir, pseudonyms);
+    assert.ok(dumped >= 2, `dumped ${dumped} store files`);
+    assert.deepEqual(hits, []);
+
+    await server.start();
+    const restarted = await exportAll(server);
+    assert.equal(restarted.length, bystanderAcked, 'every bystander event after the purge and a restart');
+  });
+});
+
+describe('SIGKILL in the middle of an erasure', () => {
+  let server;
+  const run = hex32().slice(0, 8);
+  const baseTime = nowSeconds() - 7200;
+
+  before(async () => {
+    server = await startServer({ projectName: 'erasure-kill', configText: `store_memtable_rows_max = ${MEMTABLE_ROWS}\n` });
+  });
+
+  after(async () => {
+    if (server) {
+      await server.cleanup();
+    }
+  });
+
+  it('refuses bad requests with the field and the limit named', async () => {
+    let res = await postJson(server, '/api/erase', { distinct_ids: [] });
+    assert.equal(res.status, 400);
+    assert.match(res.body, /distinct_ids/);
+    res = await postJson(server, '/api/erase', { distinct_ids: ['a'], purge: 'later' });
+    assert.equal(res.status, 400);
+    assert.match(res.body, /purge/);
+    res = await postJson(server, '/api/access-request', { distinct_ids: Array.from({ length: 101 }, (_, index) => `x${index}`) });
+    assert.equal(res.status, 413);
+    assert.match(res.body, /kAccessDistinctIdsMax/);
+    res = await postJson(server, '/api/erase', { distinct_ids: ['a'] }, { Authorization: basicAuth(`${server.project.token}:`) });
+    assert.ok(res.status === 401 || res.status === 403, `the public token cannot erase: ${res.status}`);
+  });
+
+  it('an acknowledged erasure holds after kill -9, a retried one completes, nothing else is lost', { timeout: 180000 }, async () => {
+    let bystanders = 0;
+    const rounds = 4;
+    const allVictims = [];
+    for (let round = 0; round < rounds; round += 1) {
+      const victims = Array.from({ length: 50 }, (_, index) => `kill-victim-${run}-${round}-${index}`);
+      allVictims.push(...victims);
+      const events = victims.flatMap((victim) => eventsOf(victim, 20, baseTime));
+      const others = Array.from({ length: 40 }, (_, index) => eventsOf(`kill-bystander-${run}-${index}`, 25, baseTime + round * 100)).flat();
+      await importOk(server, events);
+      await importOk(server, others);
+      bystanders += others.length;
+      const body = JSON.stringify({ distinct_ids: victims, purge: 'now' });
+      const pending = server.request({
+        method: 'POST', path: '/api/erase', headers: { ...server.authHeader(), 'Content-Type': 'application/json' }, body, timeoutMs: 60000,
+      }).catch((error) => ({ status: 0, text: String(error) }));
+      await sleep(2 + round * 7);
+      await server.stop('SIGKILL');
+      const answer = await pending;
+      await server.start();
+      const visible = await postJson(server, '/api/access-request', { distinct_ids: victims.slice(0, 100) });
+      if (answer.status === 200) {
+        assert.deepEqual(visible.body.events, [], `round ${round}: an acknowledged erasure survives kill -9`);
+      }
+      // The client retries until acknowledged, as it would.
+      const retried = await postJson(server, '/api/erase', { distinct_ids: victims, purge: 'now' });
+      assert.equal(retried.status, 200, JSON.stringify(retried.body));
+      assert.equal(retried.body.purged, true);
+    }
+    const rows = await exportAll(server);
+    assert.equal(rows.length, bystanders, 'every bystander event survives the kills');
+    const pseudonyms = [];
+    for (let first = 0; first < allVictims.length; first += 100) {
+      const held = await postJson(server, '/api/access-request', { distinct_ids: allVictims.slice(first, first + 100), linked: false });
+      assert.deepEqual(held.body.events, []);
+      pseudonyms.push(...held.body.subjects);
+    }
+    await server.stop('SIGTERM');
+    const { hits } = await findPseudonyms(server.dataDir, pseudonyms.slice(0, 40));
+    assert.deepEqual(hits, []);
+    await server.start();
+  });
+
+});
