@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 
-import { startServer, runCli, hex32, nowSeconds, sleep, basicAuth } from './harness.mjs';
+import { startServer, runCli, hex32, nowSeconds, sleep, basicAuth, isoDate } from './harness.mjs';
 
 const MEMTABLE_ROWS = 500;
 const VICTIMS = 20;
@@ -108,6 +108,14 @@ async function findPseudonyms(dataDir, pseudonyms) {
   return { hits, dumped };
 }
 
+// People who sent 'Signed Up' (only the victims do), summed over the days.
+async function signedUpPeople(server) {
+  const query = { kind: 'segmentation', from: isoDate(-1), to: isoDate(1), unit: 'day', events: ['Signed Up'], measure: 'unique' };
+  const res = await postJson(server, '/api/query', query);
+  assert.equal(res.status, 200, JSON.stringify(res.body));
+  return res.body.series.reduce((sum, series) => sum + series.values.reduce((a, b) => a + b, 0), 0);
+}
+
 async function exportAll(server) {
   return server.exportEvents({ fromDate: '2020-01-01', toDate: '2035-12-31' });
 }
@@ -149,6 +157,7 @@ describe('erasure during sustained ingestion and compaction', () => {
     assert.equal(access.body.events.length, 30 + 5 + 1);
     assert.ok(access.body.profile_updates.length >= 1, 'the profile update');
     assert.ok(!JSON.stringify(access.body).includes(victims[0]), 'the raw id is not in the answer');
+    assert.equal(await signedUpPeople(server), VICTIMS, 'every victim counted before the erasure');
     const everyone = await postJson(server, '/api/access-request', { distinct_ids: victims });
     const pseudonyms = everyone.body.subjects;
     assert.equal(pseudonyms.length, VICTIMS + 1);
@@ -195,6 +204,7 @@ describe('erasure during sustained ingestion and compaction', () => {
     const after = await postJson(server, '/api/access-request', { distinct_ids: victims });
     assert.deepEqual(after.body.events, []);
     assert.deepEqual(after.body.profile_updates, []);
+    assert.equal(await signedUpPeople(server), 0, 'no erased person counted by a query');
     const during = await exportAll(server);
     const stillThere = during.filter((row) => pseudonyms.includes(row.properties.distinct_id));
     assert.deepEqual(stillThere, [], 'no erased event in the export');
