@@ -137,6 +137,46 @@ TEST_F(ErasureTest, NotLinkedErasesOnlyTheIdsNamed) {
   EXPECT_EQ(Count(Held({"anon-2"}, false), "\"event\":"), 1U);
 }
 
+// A kill -9 during a deletion's purge leaves its task STARTED; the next open
+// purges and finishes it, and fails a retrieval (whose ids were never kept).
+TEST_F(ErasureTest, OpenFinishesTasksACrashLeftUnfinished) {
+  std::string deletion_id;
+  std::string retrieval_id;
+  {
+    auto tasks = GdprTasks::Open(config_.data_folder, file_system_, clock_);
+    ASSERT_TRUE(tasks.ok()) << tasks.status().ToString();
+    GdprTask task;
+    task.id = deletion_id = (*tasks)->NewId();
+    task.project_id = project_.id;
+    task.created_ms = clock_->NowMs();
+    task.status = "STARTED";
+    task.compliance_type = "GDPR";
+    ASSERT_TRUE((*tasks)->Put(task).ok());
+    task.id = retrieval_id = (*tasks)->NewId();
+    task.kind = GdprKind::kRetrieval;
+    task.status = "PENDING";
+    ASSERT_TRUE((*tasks)->Put(task).ok());
+  }
+  service_.reset();
+  auto service = Service::Open(config_, file_system_, clock_);
+  ASSERT_TRUE(service.ok()) << service.status().ToString();
+  service_ = std::move(service).value();
+  auto deletion = service_->GdprStatus(LocalAccess(project_), GdprKind::kDeletion, deletion_id, "");
+  ASSERT_TRUE(deletion.ok()) << deletion.status().ToString();
+  EXPECT_NE(deletion->find("\"status\":\"SUCCESS\""), std::string::npos) << *deletion;
+  auto retrieval =
+      service_->GdprStatus(LocalAccess(project_), GdprKind::kRetrieval, retrieval_id, "");
+  ASSERT_TRUE(retrieval.ok()) << retrieval.status().ToString();
+  EXPECT_NE(retrieval->find("\"status\":\"FAILURE\""), std::string::npos) << *retrieval;
+  // Another project's view of the task: not found.
+  Project other = project_;
+  other.id = project_.id + 1;
+  EXPECT_EQ(service_->GdprStatus(LocalAccess(other), GdprKind::kDeletion, deletion_id, "")
+                .status()
+                .code(),
+            StatusCode::kNotFound);
+}
+
 TEST(GdprTasksTest, TasksSurviveReopenAndResultsAreRemovedByProject) {
   const std::string folder =
       (std::filesystem::temp_directory_path() / ("minpanel-gdpr-" + std::to_string(::getpid())))
