@@ -660,9 +660,10 @@ Result<query::ExportSummary> Service::Export(const Access& access, const ExportO
     const std::vector<std::string> subjects(watcher.subjects.begin(), watcher.subjects.end());
     MP_RETURN_IF_ERROR(audit_->WriteSubjects(subjects, &end));
   }
-  // What left, after the bytes did: durable with the next group commit, not
-  // awaited (export.start is the record the answer waited for).
-  MP_RETURN_IF_ERROR(audit_->Enqueue(Stamped(access, std::move(end))).status());
+  // What left, after the bytes did, durable before the response ends (its
+  // last chunk goes out when this returns), so that no later failure of the
+  // log can take it.
+  MP_RETURN_IF_ERROR(audit_->Append(Stamped(access, std::move(end))).status());
   return summary;
 }
 
