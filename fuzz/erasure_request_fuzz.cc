@@ -1,0 +1,30 @@
+// Fuzzes the body of an erasure or access request (service::
+// ParseSubjectSelection, as POST /api/erase, POST /api/access-request and
+// the GDPR API routes call it): any input is an error naming a field or a
+// limit, or a selection within the limits.
+#include <cstddef>
+#include <cstdint>
+
+#include "fuzz_check.h"
+#include "service/service.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  using namespace minpanel;
+  constexpr size_t kIdsMax = 8;  // small, so that the limit is reached often
+  const std::string_view text(reinterpret_cast<const char*>(data), size);
+  const auto selection = service::ParseSubjectSelection(text, kIdsMax, "kIdsMax");
+  if (!selection.ok()) {
+    const StatusCode code = selection.status().code();
+    fuzz::Check(code == StatusCode::kInvalidArgument || code == StatusCode::kResourceExhausted,
+                "a refusal is InvalidArgument or ResourceExhausted");
+    fuzz::Check(!selection.status().message().empty(), "a refusal says why");
+    return 0;
+  }
+  fuzz::Check(!selection->distinct_ids.empty(), "at least one id");
+  fuzz::Check(selection->distinct_ids.size() <= kIdsMax, "at most the limit");
+  for (const std::string& id : selection->distinct_ids) {
+    fuzz::Check(!id.empty() && id.size() <= service::kSubjectIdBytesMax, "each id within bounds");
+    fuzz::Check(id.size() <= size, "an id comes from the input");
+  }
+  return 0;
+}
