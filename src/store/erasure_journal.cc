@@ -129,20 +129,23 @@ Status AppendErasureJournal(FileSystem& file_system, const std::string& journal_
   }
   MP_RETURN_IF_ERROR(file_system.CreateDirectories(journal_folder, 0700));
   const std::string path = JournalPath(journal_folder);
-  const bool existed = file_system.Exists(path);
+  bool existed = file_system.Exists(path);
   if (existed) {
     // Cut a torn tail first, so that readers see every later record.
     MP_ASSIGN_OR_RETURN(const std::string bytes, file_system.ReadFile(path));
     std::vector<Deletion> kept;
     size_t end = 0;
     MP_RETURN_IF_ERROR(ParseJournal(bytes, &kept, &end));
-    if (end == 0) {
+    if (end == 0 && bytes.size() >= kJournalHeaderBytes) {
       return Status::Corruption(path + ": not an erasure journal");
     }
     if (end != bytes.size()) {
       MP_RETURN_IF_ERROR(file_system.Truncate(path, end));
     }
-  } else {
+    // Shorter than a header: created by an append that died; start anew.
+    existed = end != 0;
+  }
+  if (!existed) {
     std::string header(kJournalMagic.data(), kJournalMagic.size());
     PutFixed32(kJournalVersion, &header);
     records.insert(0, header);

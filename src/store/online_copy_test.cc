@@ -165,6 +165,20 @@ TEST_F(OnlineCopyTest, ErasuresAreFoundRetiredInForceAndSinceAPoint) {
   EXPECT_EQ((*purged)[0].subjects.size(), 2u);
 }
 
+TEST_F(OnlineCopyTest, AJournalLeftEmptyByACrashIsStartedAnew) {
+  std::filesystem::create_directories(journal_folder_);
+  WriteBytes(journal_folder_ + "/ERASURES", "");  // created, its header never written
+  ASSERT_TRUE(Open().ok());
+  ASSERT_TRUE(engine_->Append(MakeBatch(kProject, {MakeEvent("view", kTestNowMs, 4, 1)})).ok());
+  ASSERT_TRUE(engine_->EraseSubjects(kProject, {Id128{0, 4}}).ok());
+  ASSERT_TRUE(engine_->PurgeDeleted().ok());
+  EXPECT_EQ(engine_->GetStats().deletions_active, 0u);
+  auto erasures = ErasuresSince(folder_, journal_folder_, 0, 0);
+  ASSERT_TRUE(erasures.ok()) << erasures.status().ToString();
+  ASSERT_EQ(erasures->size(), 1u);
+  EXPECT_EQ((*erasures)[0].subjects, (std::vector<Id128>{Id128{0, 4}}));
+}
+
 TEST_F(OnlineCopyTest, ANonEmptyDestinationIsRefused) {
   ASSERT_TRUE(Open().ok());
   std::filesystem::create_directories(copy_folder_);
