@@ -19,6 +19,11 @@
 // gives that share of users an anonymous id for their first session and a
 // $identify linking it to their user id after it; MINPANEL_QUERY_BENCH_MERGE=0
 // runs the queries with QueryContext::merge_identities off (ids, not persons).
+//
+// k-suppression (docs/queries.md, "Small groups"): MINPANEL_QUERY_BENCH_K=5
+// runs every query with QueryContext::min_group_size 5 — its cost is the
+// time against a run without it (segmentation then counts the subjects
+// behind every cell, as a unique count does).
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -201,6 +206,9 @@ void RunJson(benchmark::State& state, const std::string& json) {
   }
   QueryContext context = data.context;
   context.threads = static_cast<uint32_t>(state.range(0));
+  if (const char* k = std::getenv("MINPANEL_QUERY_BENCH_K")) {
+    context.min_group_size = static_cast<uint32_t>(std::strtoul(k, nullptr, 10));
+  }
   QueryStats stats;
   for (auto _ : state) {
     Result<QueryResult> result = RunQuery(*spec, context);
