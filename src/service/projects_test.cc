@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include "query/query.h"
+
 namespace minpanel::service {
 namespace {
 
@@ -132,6 +134,27 @@ TEST_F(ProjectsTest, DomainsMapSitesToProjectsAndSurviveReopen) {
   // An empty list removes the sites.
   ASSERT_TRUE(reopened->SetDomains("shop", {}).ok());
   EXPECT_FALSE(Open()->FindByDomain("shop.example").has_value());
+}
+
+}  // namespace
+}  // namespace minpanel::service
+
+namespace minpanel::service {
+namespace {
+
+TEST_F(ProjectsTest, MinGroupSizeIsKeptAndBounded) {
+  auto registry = Open();
+  ASSERT_TRUE(registry->Create("shop", "UTC").ok());
+  EXPECT_EQ(registry->FindByName("shop")->min_group_size, 0U);  // none until set
+  auto set = registry->SetMinGroupSize("shop", 5);
+  ASSERT_TRUE(set.ok()) << set.status().ToString();
+  EXPECT_EQ(set->min_group_size, 5U);
+  EXPECT_EQ(Open()->FindByName("shop")->min_group_size, 5U);
+  auto over = registry->SetMinGroupSize("shop", query::kMinGroupSizeMax + 1);
+  ASSERT_FALSE(over.ok());
+  EXPECT_NE(over.status().message().find("kMinGroupSizeMax"), std::string::npos);
+  EXPECT_EQ(registry->FindByName("shop")->min_group_size, 5U);
+  EXPECT_EQ(registry->SetMinGroupSize("nope", 5).status().code(), StatusCode::kNotFound);
 }
 
 }  // namespace
