@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include <gtest/gtest.h>
 
@@ -236,6 +237,48 @@ TEST_F(FullPolicyTest, DefaultPolicyGeneralisesContextAndRedacts) {
   EXPECT_EQ(counters.properties_pseudonymised, 2U);
   EXPECT_EQ(counters.detections.by_kind[static_cast<size_t>(PiiKind::kPhone)], 1U);
   EXPECT_EQ(counters.context_fields_discarded, 4U);
+}
+
+// The live events view's marks (docs/formats/dashboard-api.md): told from
+// the stored event alone, each value the policy changed, and nothing else.
+TEST_F(FullPolicyTest, MarkStoredTellsEachChangeFromTheStoredEvent) {
+  const Policy policy = Make();
+  PolicyCounters counters;
+  const Event event = policy.Apply(BrowserEvent(), &counters);
+  std::map<std::string, std::string> changes;
+  for (const Property& property : event.properties) {
+    if (auto mark = policy.MarkStored(property.key, property.value)) {
+      changes[property.key] = mark->change;
+      EXPECT_FALSE(mark->why.empty()) << property.key;
+    }
+  }
+  const std::map<std::string, std::string> expected = {{"mp_country_code", "derived"},
+                                                       {"$region", "derived"},
+                                                       {"$city", "derived"},
+                                                       {"$browser", "derived"},
+                                                       {"$browser_version", "derived"},
+                                                       {"$os", "derived"},
+                                                       {"$device_type", "derived"},
+                                                       {"$current_url", "generalised"},
+                                                       {"$referring_domain", "derived"},
+                                                       {"company_id", "pseudonymised"},
+                                                       {"$anon_distinct_id", "pseudonymised"},
+                                                       {"note", "redacted"},
+                                                       {"tags", "redacted"}};
+  for (const auto& [key, change] : expected) {
+    if (FindProperty(event.properties, key) != nullptr) {
+      EXPECT_EQ(changes[key], change) << key;
+    }
+  }
+  EXPECT_EQ(changes.count("plan"), 0U) << "kept as sent";
+  EXPECT_EQ(changes.count("name"), 0U);
+  EXPECT_EQ(changes.count("mp_lib"), 0U);
+  EXPECT_EQ(policy.MarkStored("note", Value::String("call me at [phone]"))->why,
+            "detectors: phone");
+  EXPECT_EQ(Policy::RedactionMarks("[email] and [card]"), "email, card");
+  EXPECT_EQ(Policy::RedactionMarks("[nothing]"), "");
+  // A kept URL is no generalisation.
+  EXPECT_FALSE(Make("page_url = \"keep\"\n").MarkStored("$current_url", Value::String("x")));
 }
 
 TEST_F(FullPolicyTest, NoRawValueSurvivesAnywhereInTheEvent) {
