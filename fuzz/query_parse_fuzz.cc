@@ -2,7 +2,9 @@
 // it over a small in-memory segment set on one and on two threads and checks
 // what must hold for any input — errors are InvalidArgument (or
 // ResourceExhausted), both thread counts give the same answer, and the
-// answer body is JSON.
+// answer body is JSON. The events name groups (`company`) and the context
+// has person and group profiles, so profile and group properties and unique
+// groups are fuzzed too.
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -37,9 +39,29 @@ minpanel::query::QueryContext MakeContext() {
     if (event_idx % 4 == 0) {
       event.properties.push_back({"tags", Value::List({"x", "y"})});
     }
+    if (event_idx % 3 != 0) {
+      event.properties.push_back(
+          {"company", Value::String(minpanel::FormatPseudonym(Id128{7, event_idx % 5}))});
+    }
     events.push_back(std::move(event));
   }
   minpanel::query::QueryContext context;
+  minpanel::query::ProfileTable::Builder profiles;
+  for (uint64_t subject_idx = 0; subject_idx < 17; subject_idx += 2) {
+    minpanel::ProfileUpdate update;
+    update.subject = Id128{subject_idx * 0x0f0f0f0f0f0f0f0fULL, subject_idx};
+    update.properties.push_back({"plan", Value::String(subject_idx % 4 == 0 ? "pro" : "free")});
+    update.properties.push_back({"seats", Value::Int(static_cast<int64_t>(subject_idx))});
+    minpanel::fuzz::Check(profiles.Add(update).ok(), "person profile folds");
+  }
+  for (uint64_t group_idx = 0; group_idx < 4; ++group_idx) {
+    minpanel::ProfileUpdate update;
+    update.subject = Id128{7, group_idx};
+    update.group_key = "company";
+    update.properties.push_back({"industry", Value::String(group_idx % 2 == 0 ? "retail" : "bank")});
+    minpanel::fuzz::Check(profiles.Add(update).ok(), "group profile folds");
+  }
+  context.profiles = profiles.Finish();
   context.time_zone = "Europe/Berlin";
   context.now_ms = 1709251200000 + 5 * 86400000LL;
   for (size_t part = 0; part < 2; ++part) {
