@@ -58,7 +58,8 @@ minpanel::query::QueryContext MakeContext() {
     minpanel::ProfileUpdate update;
     update.subject = Id128{7, group_idx};
     update.group_key = "company";
-    update.properties.push_back({"industry", Value::String(group_idx % 2 == 0 ? "retail" : "bank")});
+    update.properties.push_back(
+        {"industry", Value::String(group_idx % 2 == 0 ? "retail" : "bank")});
     minpanel::fuzz::Check(profiles.Add(update).ok(), "group profile folds");
   }
   context.profiles = profiles.Finish();
