@@ -138,7 +138,9 @@ describe('profile and group properties in queries, with real SDKs', () => {
       client.capture({ distinctId: user, event: viewed, groups: { company: acme } });
     }
     await client.flush();
-    await sleep(30);
+    // Each request's times are corrected by its own sent_at skew, which
+    // varies on a loaded machine: the later step is sent well after.
+    await sleep(500);
     client.capture({ distinctId: pro, event: paid, groups: { company: acme } });
     await client.shutdown();
     assert.deepEqual(errors, []);
@@ -171,7 +173,9 @@ describe('profile and group properties in queries, with real SDKs', () => {
       client.track({ userId: user, event: signed, context: { groupId: acme } });
     }
     await client.flush();
-    await sleep(30);
+    // Each request's times are corrected by its own sent_at skew, which
+    // varies on a loaded machine: the later step is sent well after.
+    await sleep(500);
     client.track({ userId: pro, event: used, context: { groupId: acme } });
     await client.closeAndFlush();
     assert.deepEqual(errors, []);
