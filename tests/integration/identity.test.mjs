@@ -43,9 +43,11 @@ describe('identity merging with real SDKs', () => {
   const BOUGHT = `Purchased ${run}`;
   let server;
   const sdkErrors = [];
-  // Each request's time is corrected by its own sent_at / sentAt skew, so
-  // two events sent in one millisecond may swap: the steps are sent apart.
-  const pause = () => sleep(30);
+  // Each request's time is corrected by its own sent_at / sentAt skew (the
+  // server's receive time minus the client's send time), so on a loaded
+  // machine two requests' times can move apart by their difference in
+  // latency: the steps are sent well apart (as in profiles.test.mjs).
+  const pause = () => sleep(300);
 
   const ask = async (query) => {
     const res = await server.request({
