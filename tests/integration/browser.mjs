@@ -339,6 +339,19 @@ export async function countEvents(server, event, { filters = [] } = {}) {
   return { total: total.series[0].total, unique: unique.series[0].total };
 }
 
+// How many persons the query API counts at each step of a funnel over the
+// last day, and how many distinct persons did any event whose `property`
+// is `value` (docs/identity.md: merged ids are one person).
+export async function personsAcross(server, steps, { property, value }) {
+  const range = { from: Date.now() - 86400000, to: Date.now() + 3600000 };
+  const funnel = await queryApi(server, { kind: 'funnel', ...range, steps });
+  const unique = await queryApi(server, {
+    kind: 'segmentation', ...range, measure: 'unique',
+    events: [{ any_event: true, filters: [{ property, op: 'eq', value }] }],
+  });
+  return { funnel: funnel.steps.map((step) => step.subjects), unique: unique.series[0].total };
+}
+
 // Runs each closer in turn (browser.close, pages.close, ...), even when one
 // fails: for `after` hooks.
 export async function closeAll(...closers) {

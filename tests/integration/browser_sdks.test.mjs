@@ -19,7 +19,7 @@ import {
 } from './harness.mjs';
 import {
   launchChromium, startPageServer, startFrontProxy, openPage, loadSdk, waitForNetworkIdle, waitForRows, countEvents,
-  closeAll, PAGE_HOST,
+  personsAcross, closeAll, PAGE_HOST,
 } from './browser.mjs';
 
 // A public address that the IP database places in the United States; the
@@ -191,6 +191,9 @@ describe('mixpanel-browser 2.83.0 in headless Chromium', () => {
     // The query API counts the same: each event once, one subject each.
     assert.deepEqual(await countEvents(server, 'Signed Up'), { total: 1, unique: 1 });
     assert.deepEqual(await countEvents(server, 'Viewed Pricing'), { total: 1, unique: 1 });
+    // identify() linked the device id to the user: one person across it.
+    assert.deepEqual(await personsAcross(server, ['Viewed Pricing', 'Signed Up'], { property: 'run_id', value: run }),
+      { funnel: [1, 1], unique: 1 }, 'the anonymous visitor who signed up is one person in a funnel and in unique counts');
     // people.set and identify's $set_once of the initial referrer.
     assert.ok(await profileUpdatesAccepted(server) >= 1, 'the profile update was stored');
   });
@@ -470,6 +473,9 @@ describe('posthog-js 1.449.2 in headless Chromium', () => {
     assert.deepEqual([purchase.price, purchase.currency, purchase.items], [49.5, 'EUR', ['a', 'b']]);
     assert.deepEqual(await countEvents(server, 'purchase'), { total: 1, unique: 1 });
     assert.deepEqual(await countEvents(server, '$pageview'), { total: 1, unique: 1 });
+    // identify() with $anon_distinct_id linked the two ids: one person.
+    assert.deepEqual(await personsAcross(server, ['$pageview', 'purchase'], { property: 'run_id', value: run }),
+      { funnel: [1, 1], unique: 1 }, 'the anonymous visitor who bought is one person in a funnel and in unique counts');
     assert.ok(await profileUpdatesAccepted(server) >= 1, 'identify\'s $set and $set_once were stored as a profile update');
   });
 
