@@ -7,10 +7,9 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import fsp from 'node:fs/promises';
-import path from 'node:path';
 import { promisify } from 'node:util';
 
-import { startServer, hex32, sleep, nowSeconds } from './harness.mjs';
+import { startServer, hex32, sleep, nowSeconds, listFiles } from './harness.mjs';
 
 const execFileAsync = promisify(execFile);
 const BATCH_EVENTS = 100;
@@ -18,17 +17,9 @@ const HEADROOM_BYTES = 2 << 20;
 
 async function largestFile(dir) {
   let largest = 0;
-  const walk = async (current) => {
-    for (const entry of await fsp.readdir(current, { withFileTypes: true })) {
-      const full = path.join(current, entry.name);
-      if (entry.isDirectory()) {
-        await walk(full);
-      } else if (entry.isFile()) {
-        largest = Math.max(largest, (await fsp.stat(full)).size);
-      }
-    }
-  };
-  await walk(dir);
+  for (const file of await listFiles(dir)) {
+    largest = Math.max(largest, (await fsp.stat(file)).size);
+  }
   return largest;
 }
 

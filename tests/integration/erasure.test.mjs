@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 
-import { startServer, runCli, hex32, nowSeconds, sleep, basicAuth, isoDate } from './harness.mjs';
+import { startServer, runCli, hex32, nowSeconds, sleep, basicAuth, isoDate, listFiles } from './harness.mjs';
 
 const MEMTABLE_ROWS = 500;
 const VICTIMS = 20;
@@ -68,29 +68,13 @@ function needlesOf(pseudonym) {
   ];
 }
 
-async function filesUnder(dir) {
-  const files = [];
-  const walk = async (current) => {
-    for (const entry of await fsp.readdir(current, { withFileTypes: true })) {
-      const full = path.join(current, entry.name);
-      if (entry.isDirectory()) {
-        await walk(full);
-      } else if (entry.isFile()) {
-        files.push(full);
-      }
-    }
-  };
-  await walk(dir);
-  return files;
-}
-
 // Where any of `pseudonyms` is found: in the raw bytes of every file of the
 // data folder, and in the `minpanel debug dump` of every store file.
 async function findPseudonyms(dataDir, pseudonyms) {
   const needles = pseudonyms.flatMap((pseudonym) => needlesOf(pseudonym).map((needle) => ({ pseudonym, needle })));
   const hits = [];
   let dumped = 0;
-  for (const file of await filesUnder(dataDir)) {
+  for (const file of await listFiles(dataDir)) {
     const content = await fsp.readFile(file);
     for (const { pseudonym, needle } of needles) {
       if (content.includes(needle)) {

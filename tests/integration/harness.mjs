@@ -32,14 +32,18 @@ export const MINPANEL_BIN = process.env.MINPANEL_BIN
 
 export const NPM_DIR = path.join(REPO_ROOT, 'tests', 'npm');
 
-// The SDK is installed by `npm ci --prefix tests/npm`; it is loaded from there.
-export function requireMixpanel() {
+// The SDKs are installed by `npm ci --prefix tests/npm`; they are loaded from there.
+export function requireFromNpm(name) {
   const require = createRequire(path.join(NPM_DIR, 'package.json'));
   try {
-    return require('mixpanel');
+    return require(name);
   } catch (error) {
-    throw new Error(`the mixpanel npm package is missing: run \`npm ci --prefix tests/npm\` (${error.message})`);
+    throw new Error(`the ${name} npm package is missing: run \`npm ci --prefix tests/npm\` (${error.message})`);
   }
+}
+
+export function requireMixpanel() {
+  return requireFromNpm('mixpanel');
 }
 
 // The SDK routes through HTTP(S)_PROXY when set; tests only ever talk to 127.0.0.1.
@@ -550,28 +554,36 @@ export function freeProperties(row) {
 export const PSEUDONYM_RE = /^psn_[0-9a-f]{32}$/;
 export const INSERT_ID_RE = /^[0-9a-f]{32}$/;
 
-// Recursively searches every file under `dir` for each needle (as bytes).
-// Returns the list of {needle, file} hits.
-export async function grepTree(dir, needles) {
-  const hits = [];
-  const buffers = needles.map((needle) => Buffer.from(needle));
+// Every regular file under `dir`, recursively, sorted.
+export async function listFiles(dir) {
+  const files = [];
   const walk = async (current) => {
-    const entries = await fsp.readdir(current, { withFileTypes: true });
-    for (const entry of entries) {
+    for (const entry of await fsp.readdir(current, { withFileTypes: true })) {
       const full = path.join(current, entry.name);
       if (entry.isDirectory()) {
         await walk(full);
       } else if (entry.isFile()) {
-        const content = await fsp.readFile(full);
-        buffers.forEach((needle, index) => {
-          if (content.includes(needle)) {
-            hits.push({ needle: needles[index], file: path.relative(dir, full) });
-          }
-        });
+        files.push(full);
       }
     }
   };
   await walk(dir);
+  return files.sort();
+}
+
+// Searches every file under `dir` for each needle (as bytes).
+// Returns the list of {needle, file} hits.
+export async function grepTree(dir, needles) {
+  const hits = [];
+  const buffers = needles.map((needle) => Buffer.from(needle));
+  for (const file of await listFiles(dir)) {
+    const content = await fsp.readFile(file);
+    buffers.forEach((needle, index) => {
+      if (content.includes(needle)) {
+        hits.push({ needle: needles[index], file: path.relative(dir, file) });
+      }
+    });
+  }
   return hits;
 }
 

@@ -17,7 +17,7 @@ import path from 'node:path';
 import zlib from 'node:zlib';
 
 import {
-  startServer, randomTag, runCli, sleep, PSEUDONYM_RE, INSERT_ID_RE, grepTree,
+  startServer, randomTag, runCli, sleep, PSEUDONYM_RE, INSERT_ID_RE, grepTree, listFiles,
 } from './harness.mjs';
 
 const SITE = 'example.test';
@@ -25,22 +25,6 @@ const UA_CHROME = 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, li
   'HeadlessChrome/156.0.0.0 Safari/537.36';
 const UA_FIREFOX = 'Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:133.0) Gecko/20100101 Firefox/133.0';
 const DAY_MS = 86400000;
-
-async function listFiles(dir) {
-  const out = [];
-  const walk = async (current) => {
-    for (const entry of await fsp.readdir(current, { withFileTypes: true })) {
-      const full = path.join(current, entry.name);
-      if (entry.isDirectory()) {
-        await walk(full);
-      } else if (entry.isFile()) {
-        out.push(full);
-      }
-    }
-  };
-  await walk(dir);
-  return out.sort();
-}
 
 // POST /api/event as the tracker sends it: JSON as text/plain.
 function sendEvent(server, body, { headers = {}, userAgent = UA_CHROME, encoding } = {}) {

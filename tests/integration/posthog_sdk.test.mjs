@@ -17,7 +17,7 @@ import { createRequire } from 'node:module';
 
 import {
   startServer, randomTag, nowSeconds, freeProperties, PSEUDONYM_RE, INSERT_ID_RE, grepTree, runCli,
-  NPM_DIR, expectedGeneralisedUrl,
+  NPM_DIR, expectedGeneralisedUrl, listFiles,
 } from './harness.mjs';
 
 const LIB_VERSION = '5.70.0';
@@ -29,22 +29,6 @@ function requirePostHog() {
   } catch (error) {
     throw new Error(`the posthog-node npm package is missing: run \`npm ci --prefix tests/npm\` (${error.message})`);
   }
-}
-
-async function listFiles(dir) {
-  const out = [];
-  const walk = async (current) => {
-    for (const entry of await fsp.readdir(current, { withFileTypes: true })) {
-      const full = path.join(current, entry.name);
-      if (entry.isDirectory()) {
-        await walk(full);
-      } else if (entry.isFile()) {
-        out.push(full);
-      }
-    }
-  };
-  await walk(dir);
-  return out.sort();
 }
 
 // What posthog-node adds to every event's properties, as stored: `$lib`

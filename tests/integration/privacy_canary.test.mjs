@@ -18,7 +18,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import zlib from 'node:zlib';
 
-import { startServer, nowSeconds, runCli, PSEUDONYM_RE } from './harness.mjs';
+import { startServer, nowSeconds, runCli, PSEUDONYM_RE, listFiles } from './harness.mjs';
 
 const b64 = (value) => Buffer.from(JSON.stringify(value)).toString('base64');
 const b64url = (value) => Buffer.from(JSON.stringify(value)).toString('base64url');
@@ -148,22 +148,6 @@ function findNeedles(location, buffer) {
 function describeHits(hits) {
   return hits.slice(0, 20).map((hit) => `${hit.planted} (${hit.form}) in ${hit.location} @${hit.offset}: ` +
     JSON.stringify(hit.context)).join('\n') + (hits.length > 20 ? `\n… and ${hits.length - 20} more` : '');
-}
-
-async function listFiles(dir) {
-  const out = [];
-  const walk = async (current) => {
-    for (const entry of await fsp.readdir(current, { withFileTypes: true })) {
-      const full = path.join(current, entry.name);
-      if (entry.isDirectory()) {
-        await walk(full);
-      } else if (entry.isFile()) {
-        out.push(full);
-      }
-    }
-  };
-  await walk(dir);
-  return out.sort();
 }
 
 // ---------------------------------------------------------------------------

@@ -12,19 +12,8 @@
 
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import path from 'node:path';
-import { createRequire } from 'node:module';
 
-import { startServer, randomTag, NPM_DIR, requireMixpanel, quietLogger, sleep } from './harness.mjs';
-
-function requireFromNpm(name) {
-  const require = createRequire(path.join(NPM_DIR, 'package.json'));
-  try {
-    return require(name);
-  } catch (error) {
-    throw new Error(`the ${name} npm package is missing: run \`npm ci --prefix tests/npm\` (${error.message})`);
-  }
-}
+import { startServer, randomTag, requireMixpanel, quietLogger, sleep, requireFromNpm } from './harness.mjs';
 
 function today() {
   return new Date().toISOString().slice(0, 10);

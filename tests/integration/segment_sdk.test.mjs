@@ -18,7 +18,7 @@ import { createRequire } from 'node:module';
 
 import {
   startServer, randomTag, nowSeconds, freeProperties, PSEUDONYM_RE, INSERT_ID_RE, grepTree, runCli,
-  NPM_DIR, expectedGeneralisedUrl, basicAuth, makeTempDir, isoDate,
+  NPM_DIR, expectedGeneralisedUrl, basicAuth, makeTempDir, isoDate, listFiles,
 } from './harness.mjs';
 
 const LIB_NAME = '@segment/analytics-node';
@@ -31,22 +31,6 @@ function requireAnalytics() {
   } catch (error) {
     throw new Error(`the @segment/analytics-node npm package is missing: run \`npm ci --prefix tests/npm\` (${error.message})`);
   }
-}
-
-async function listFiles(dir) {
-  const out = [];
-  const walk = async (current) => {
-    for (const entry of await fsp.readdir(current, { withFileTypes: true })) {
-      const full = path.join(current, entry.name);
-      if (entry.isDirectory()) {
-        await walk(full);
-      } else if (entry.isFile()) {
-        out.push(full);
-      }
-    }
-  };
-  await walk(dir);
-  return out.sort();
 }
 
 // The profile updates in the write-ahead log, as `minpanel debug dump`
