@@ -207,7 +207,7 @@ describe('the dashboard views in Chromium', () => {
       await page.setViewportSize({ width: 390, height: 844 });
       for (const view of ['live', 'audit', 'dashboard', 'reports', 'privacy']) {
         await page.goto(`${origin}/#/${view}`);
-        await page.locator('main h1').waitFor();
+        await page.locator('main > h1').waitFor();
         await sleep(500);
         const wide = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
         assert.ok(wide <= 1, `${view}: ${wide} px of sideways scrolling at 390 px`);
