@@ -238,6 +238,21 @@ export class MinpanelServer {
     return Buffer.concat(this.stderrChunks).toString('utf8');
   }
 
+  // Sends SIGHUP and waits until the server logs that it reloaded its
+  // configuration (projects, access keys, policies, config file).
+  async reload({ timeoutMs = 5000 } = {}) {
+    const reloads = () => this.stderr.split('reloaded configuration').length;
+    const before = reloads();
+    process.kill(this.pid, 'SIGHUP');
+    const deadline = Date.now() + timeoutMs;
+    while (reloads() === before && Date.now() < deadline) {
+      await sleep(25);
+    }
+    if (reloads() === before) {
+      throw new Error(`no reload logged within ${timeoutMs} ms of SIGHUP:\n${this.stderr.slice(-2000)}`);
+    }
+  }
+
   serveArgs() {
     const args = ['serve', '--data', this.dataDir, '--keys', this.keysDir, '--listen', `127.0.0.1:${this.port}`];
     if (this.configFile) {
