@@ -11,7 +11,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { hex32, runCli, sleep, startServer } from './harness.mjs';
+import { hex32, runCli, startServer } from './harness.mjs';
 import { closeAll, launchChromium, queryApi } from './browser.mjs';
 
 const DAY_MS = 86400000;
@@ -277,8 +277,7 @@ describe('the dashboard in Chromium', () => {
     };
     const queryKey = await create(['--name', 'dashboard-query', '--project', 'dashboard-it', '--scope', 'query:aggregate']);
     const adminKey = await create(['--name', 'dashboard-ops', '--admin']);
-    process.kill(server.pid, 'SIGHUP');
-    await sleep(500);
+    await server.reload();
     const attempt = async (key, projectId) => {
       const { context, page } = await open(`${origin}/`);
       try {

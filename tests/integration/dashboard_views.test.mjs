@@ -52,8 +52,7 @@ describe('the dashboard views in Chromium', () => {
     await createProject(server.dataDir, server.keysDir, 'views-other');
     const { stdout } = await runCli(['keys', 'create', '--name', 'views-admin', '--admin', '--data', server.dataDir, '--keys', server.keysDir]);
     adminKey = /mpk_[0-9a-f]+_[0-9a-f]{32,}/.exec(stdout)[0];
-    process.kill(server.pid, 'SIGHUP');
-    await sleep(700);
+    await server.reload();
     origin = `http://${server.host}`;
     browser = await launchChromium();
   });
