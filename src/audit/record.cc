@@ -292,9 +292,12 @@ Decoded DecodeLog(std::string_view log_bytes) {
 Result<AnchorLine> ParseAnchorLine(std::string_view line) {
   AnchorLine anchor;
   const size_t first_space = line.find(' ');
-  const auto parsed = std::from_chars(line.data(), line.data() + line.size(), anchor.seq);
-  if (parsed.ec != std::errc() || parsed.ptr != line.data() + first_space ||
-      first_space == std::string_view::npos || line.size() < first_space + 1 + kHashBytes * 2) {
+  // npos first: line.data() + npos would overflow the pointer.
+  if (first_space == std::string_view::npos || line.size() < first_space + 1 + kHashBytes * 2) {
+    return Status::Corruption("malformed");
+  }
+  const auto parsed = std::from_chars(line.data(), line.data() + first_space, anchor.seq);
+  if (parsed.ec != std::errc() || parsed.ptr != line.data() + first_space) {
     return Status::Corruption("malformed");
   }
   anchor.hash_hex = line.substr(first_space + 1, kHashBytes * 2);
