@@ -214,9 +214,11 @@ run_minpanel() {
   started="$(now)"
   "$minpanel_bin" serve "${sources[@]}" --listen "127.0.0.1:$port" >"$folder/serve.log" 2>&1 &
   pid=$!
+  # Up to 10 minutes: at 100M events the server takes ~107 s to open the
+  # segments and rebuild the de-duplication index (docs/benchmarks.md).
   local waited=0
   until curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1; do
-    if ! kill -0 "$pid" 2>/dev/null || [ "$waited" -ge 1200 ]; then
+    if ! kill -0 "$pid" 2>/dev/null || [ "$waited" -ge 12000 ]; then
       log "minpanel: serve did not answer /healthz; see $folder/serve.log"
       kill "$pid" 2>/dev/null || true
       exit 1
