@@ -50,13 +50,23 @@ async function segmentFiles(dataDir) {
 
 const LOG_HEADER_BYTES = 24;
 
-// The write-ahead log's files: [name, bytes].
+// The write-ahead log's files: [name, bytes]. A file that a flush's trim
+// deletes between the listing and its stat is left out, as a listing a
+// moment later would.
 async function logFiles(dataDir) {
   const root = path.join(dataDir, 'store', 'wal');
   const files = [];
   for (const name of (await fsp.readdir(root)).sort()) {
     if (name.endsWith('.log')) {
-      files.push([name, (await fsp.stat(path.join(root, name))).size]);
+      const stat = await fsp.stat(path.join(root, name)).catch((error) => {
+        if (error.code === 'ENOENT') {
+          return null;
+        }
+        throw error;
+      });
+      if (stat !== null) {
+        files.push([name, stat.size]);
+      }
     }
   }
   return files;
