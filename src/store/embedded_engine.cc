@@ -1612,6 +1612,11 @@ void EmbeddedEngine::FlushLoop() {
       }
     }
     const bool stopping = flush_stopping_;
+    if (stopping && !options_.flush_on_close) {
+      flush_requested_ = false;
+      purge_cv_.notify_all();
+      return;
+    }
     const uint64_t ticket = purge_tickets_requested_;
     // PurgeDeleted rolls the log even when the memtable is empty, so that
     // the file holding the erased records can be trimmed.
@@ -2498,15 +2503,13 @@ Status EmbeddedEngine::Close() {
   // The writer is gone, so the memtable is final: one last flush, unless
   // the options ask to leave the log as it is.
   {
+    // Without flush_on_close the flusher stops at its next round, writing
+    // nothing more, as a crash would; a flush already under way finishes
+    // (a crash just after it). The buffers are left alone: clearing them
+    // under a flush that had already swapped would write a manifest that
+    // covers the log without the rows, and the trim would delete them.
     std::lock_guard lock(data_mutex_);
     flush_stopping_ = true;
-    if (!options_.flush_on_close) {
-      flushing_.clear();
-      flushing_bytes_ = 0;
-      memtables_.clear();
-      memtable_rows_ = 0;
-      memtable_bytes_ = 0;
-    }
   }
   flush_cv_.notify_one();
   purge_cv_.notify_all();
