@@ -4,6 +4,7 @@
 
 #include "ingest/ingest.h"
 #include "query/query.h"
+#include "server/http_util.h"
 
 namespace minpanel::server {
 namespace http = boost::beast::http;
@@ -15,19 +16,6 @@ constexpr std::string_view kReportsPrefix = "/api/reports/";
 constexpr std::string_view kDashboardsPrefix = "/api/dashboards/";
 
 using FormPairs = std::vector<std::pair<std::string, std::string>>;
-
-std::string_view PathPart(std::string_view target) {
-  std::string_view path = target.substr(0, target.find('?'));
-  if (path.size() > 1 && path.back() == '/') {
-    path.remove_suffix(1);
-  }
-  return path;
-}
-
-std::string_view QueryPart(std::string_view target) {
-  const size_t question = target.find('?');
-  return question == std::string_view::npos ? std::string_view() : target.substr(question + 1);
-}
 
 bool IsItemRoute(Route route) { return route == Route::kReport || route == Route::kDashboard; }
 
@@ -107,7 +95,7 @@ Response SavedResponse(Route route, const Request& request, service::Service& se
     }
     return MakeResponse(request, 200, kJson, body + "]");
   }
-  auto id = ItemId(PathPart(request.target()),
+  auto id = ItemId(TargetPathNoSlash(request.target()),
                    route == Route::kReport ? kReportsPrefix : kDashboardsPrefix);
   if (!id.ok()) {
     return ErrorResponse(request, id.status());
@@ -164,7 +152,7 @@ std::string_view DashboardAllowedMethods(Route route) {
 }
 
 Response HandleDashboardApi(Route route, const Request& request, service::Service& service) {
-  auto query = ingest::ParseForm(QueryPart(request.target()));
+  auto query = ingest::ParseForm(TargetQuery(request.target()));
   if (!query.ok()) {
     return ErrorResponse(request, query.status());
   }

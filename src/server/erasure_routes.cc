@@ -2,6 +2,7 @@
 
 #include "ingest/ingest.h"
 #include "query/query.h"
+#include "server/http_util.h"
 
 namespace minpanel::server {
 namespace http = boost::beast::http;
@@ -13,19 +14,6 @@ using FormPairs = std::vector<std::pair<std::string, std::string>>;
 constexpr std::string_view kDeletionsPrefix = "/api/app/data-deletions/v3.0";
 constexpr std::string_view kRetrievalsPrefix = "/api/app/data-retrievals/v3.0";
 constexpr std::string_view kResultSuffix = "/result";
-
-std::string_view PathWithoutQuery(std::string_view target) {
-  std::string_view path = target.substr(0, target.find('?'));
-  if (path.size() > 1 && path.back() == '/') {
-    path.remove_suffix(1);
-  }
-  return path;
-}
-
-std::string_view QueryString(std::string_view target) {
-  const size_t question = target.find('?');
-  return question == std::string_view::npos ? std::string_view() : target.substr(question + 1);
-}
 
 bool IsGdprRoute(Route route) {
   return route == Route::kGdprDeletions || route == Route::kGdprRetrievals;
@@ -71,7 +59,7 @@ Result<service::Access> AuthorizeGdpr(const Request& request, const FormPairs& q
 }
 
 Response HandleGdpr(Route route, const Request& request, service::Service& service) {
-  auto query = ingest::ParseForm(QueryString(request.target()));
+  auto query = ingest::ParseForm(TargetQuery(request.target()));
   if (!query.ok()) {
     return GdprError(request, query.status());
   }
@@ -83,7 +71,7 @@ Response HandleGdpr(Route route, const Request& request, service::Service& servi
       route == Route::kGdprDeletions ? service::GdprKind::kDeletion : service::GdprKind::kRetrieval;
   const std::string_view prefix =
       route == Route::kGdprDeletions ? kDeletionsPrefix : kRetrievalsPrefix;
-  std::string_view rest = PathWithoutQuery(request.target()).substr(prefix.size());
+  std::string_view rest = TargetPathNoSlash(request.target()).substr(prefix.size());
   if (rest.starts_with('/')) {
     rest.remove_prefix(1);
   }
@@ -153,7 +141,7 @@ Response HandleErasure(Route route, const Request& request, service::Service& se
   if (IsGdprRoute(route)) {
     return HandleGdpr(route, request, service);
   }
-  auto query = ingest::ParseForm(QueryString(request.target()));
+  auto query = ingest::ParseForm(TargetQuery(request.target()));
   if (!query.ok()) {
     return ErrorResponse(request, query.status());
   }

@@ -214,4 +214,19 @@ std::string MediaTypeOf(std::string_view content_type) {
   return lowered;
 }
 
+std::string_view TargetPath(std::string_view target) { return target.substr(0, target.find('?')); }
+
+std::string_view TargetPathNoSlash(std::string_view target) {
+  std::string_view path = TargetPath(target);
+  if (path.size() > 1 && path.back() == '/') {
+    path.remove_suffix(1);
+  }
+  return path;
+}
+
+std::string_view TargetQuery(std::string_view target) {
+  const size_t question = target.find('?');
+  return question == std::string_view::npos ? std::string_view() : target.substr(question + 1);
+}
+
 }  // namespace minpanel::server

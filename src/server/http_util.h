@@ -32,6 +32,13 @@ class TrustedProxies {
 std::string ClientAddress(std::string_view peer, std::string_view x_forwarded_for,
                           std::string_view forwarded, const TrustedProxies& trusted);
 
+// A request target's path, before any '?': "/track?ip=1" → "/track".
+std::string_view TargetPath(std::string_view target);
+// The same without a trailing slash (but "/" stays "/"): "/api/x/?a" → "/api/x".
+std::string_view TargetPathNoSlash(std::string_view target);
+// A request target's query string, after the first '?'; empty when none.
+std::string_view TargetQuery(std::string_view target);
+
 // Whether `name` may be used as a JSONP callback (an identifier path).
 bool IsValidJsonpCallback(std::string_view name);
 

@@ -1,10 +1,12 @@
 #include "server/path_prefix.h"
 
+#include "server/http_util.h"
+
 namespace minpanel::server {
 
 std::optional<std::string> StripPathPrefix(std::string_view target,
                                            const std::vector<std::string>& prefixes) {
-  const std::string_view path = target.substr(0, target.find('?'));
+  const std::string_view path = TargetPath(target);
   size_t matched_bytes = 0;
   for (const std::string& prefix : prefixes) {
     const bool matches =

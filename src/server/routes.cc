@@ -11,6 +11,7 @@
 #include "query/query.h"
 #include "server/dashboard_routes.h"
 #include "server/erasure_routes.h"
+#include "server/http_util.h"
 #include "server/static_files.h"
 
 namespace minpanel::server {
@@ -38,15 +39,6 @@ using FormPairs = std::vector<std::pair<std::string, std::string>>;
 bool Flag(const FormPairs& query, std::string_view name) {
   const auto value = ingest::FindFormValue(query, name);
   return value.has_value() && *value == "1";
-}
-
-std::string_view PathOf(std::string_view target) {
-  return target.substr(0, target.find('?'));
-}
-
-std::string_view QueryOf(std::string_view target) {
-  const size_t question = target.find('?');
-  return question == std::string_view::npos ? std::string_view() : target.substr(question + 1);
 }
 
 std::string JsonError(std::string_view message) {
@@ -137,7 +129,7 @@ Result<std::string_view> RequestPayload(const Request& request, const Settings& 
     body = decompressed;
   }
   MP_ASSIGN_OR_RETURN(const std::string_view payload,
-                      ingest::ExtractMixpanelPayload(QueryOf(request.target()), body, storage));
+                      ingest::ExtractMixpanelPayload(TargetQuery(request.target()), body, storage));
   if (payload.data() == decompressed.data()) {
     // The payload is the decompressed body itself: keep it alive.
     *storage = std::move(decompressed);
@@ -162,7 +154,7 @@ ingest::MixpanelRoute MixpanelRouteOf(Route route) {
 }  // namespace
 
 Route ClassifyTarget(std::string_view target) {
-  std::string_view path = PathOf(target);
+  std::string_view path = TargetPath(target);
   if (path.size() > 1 && path.back() == '/') {
     path.remove_suffix(1);
   }
@@ -211,7 +203,7 @@ Route ClassifyRequest(const Request& request) {
   if (route != Route::kPostHogCapture) {
     return route;
   }
-  std::string_view path = PathOf(request.target());
+  std::string_view path = TargetPath(request.target());
   if (path.back() == '/') {
     path.remove_suffix(1);
   }
@@ -477,7 +469,7 @@ bool ConsentSignal(const Request& request) {
 
 void HandleMixpanel(Route route, const Request& request, const std::string& client_ip,
                     const Settings& settings, service::Service& service, ReplyFunction reply) {
-  auto query = ingest::ParseForm(QueryOf(request.target()));
+  auto query = ingest::ParseForm(TargetQuery(request.target()));
   if (!query.ok()) {
     reply(ErrorResponse(request, query.status()));
     return;
@@ -545,7 +537,7 @@ bool IsTokenChar(char c) {
 // /array/<token>/config (the JSON alone). Any well-formed token gets the
 // same config: it holds nothing of the project.
 Response PostHogConfigResponse(const Request& request) {
-  std::string_view path = PathOf(request.target());
+  std::string_view path = TargetPath(request.target());
   if (path.back() == '/') {
     path.remove_suffix(1);
   }
@@ -623,7 +615,7 @@ void HandlePostHog(Route route, const Request& request, const std::string& clien
   limits.decompressed_bytes_max = settings.config.limits.decompressed_bytes_max;
   limits.ratio_max = settings.config.limits.decompression_ratio_max;
   std::string storage;
-  auto payload = ingest::ExtractPostHogPayload(QueryOf(request.target()), request.body(),
+  auto payload = ingest::ExtractPostHogPayload(TargetQuery(request.target()), request.body(),
                                                *encoding, limits, &storage);
   if (!payload.ok()) {
     respond(payload.status());
@@ -659,7 +651,7 @@ void HandleSegment(Route route, const Request& request, const Settings& settings
   service::SegmentIngestRequest ingest_request;
   ingest_request.consent_signal = ConsentSignal(request);
   if (route == Route::kSegmentMessage) {
-    std::string_view path = PathOf(request.target());
+    std::string_view path = TargetPath(request.target());
     if (path.back() == '/') {
       path.remove_suffix(1);
     }
@@ -739,7 +731,7 @@ Response HandleSecretPost(
     const Request& request, const Settings& settings, service::Service& service,
     service::Scope scope, Route route,
     const std::function<Result<std::string>(const service::Access&, std::string_view)>& answer) {
-  auto query = ingest::ParseForm(QueryOf(request.target()));
+  auto query = ingest::ParseForm(TargetQuery(request.target()));
   if (!query.ok()) {
     return ErrorResponse(request, query.status());
   }
@@ -854,7 +846,7 @@ Response PolicyVersionsResponse(const Request& request, service::Service& servic
 // and a PUT of that file restores version 3's rules.
 Response PolicyVersionResponse(const Request& request, service::Service& service,
                                const service::Project& project) {
-  std::string_view path = PathOf(request.target());
+  std::string_view path = TargetPath(request.target());
   if (path.back() == '/') {
     path.remove_suffix(1);
   }
@@ -876,7 +868,7 @@ Response PolicyVersionResponse(const Request& request, service::Service& service
 }  // namespace
 
 Response HandlePolicyAdmin(Route route, const Request& request, service::Service& service) {
-  auto query = ingest::ParseForm(QueryOf(request.target()));
+  auto query = ingest::ParseForm(TargetQuery(request.target()));
   if (!query.ok()) {
     return ErrorResponse(request, query.status());
   }
@@ -915,7 +907,7 @@ Response HandleHealth(const Request& request, bool stopping) {
 Response HandleMetrics(const Request& request, const Metrics& metrics, service::Service& service) {
   // Counters say how much each project receives and what the policy finds
   // in it: the metrics scope (a project secret holds it too).
-  auto query = ingest::ParseForm(QueryOf(request.target()));
+  auto query = ingest::ParseForm(TargetQuery(request.target()));
   if (!query.ok()) {
     return ErrorResponse(request, query.status());
   }
@@ -955,7 +947,7 @@ Result<FormPairs> ExportFormBody(const Request& request, const Settings& setting
 
 Result<std::pair<service::Access, service::ExportOptions>> ParseExport(
     const Request& request, const Settings& settings, service::Service& service) {
-  MP_ASSIGN_OR_RETURN(FormPairs query, ingest::ParseForm(QueryOf(request.target())));
+  MP_ASSIGN_OR_RETURN(FormPairs query, ingest::ParseForm(TargetQuery(request.target())));
   if (request.method() == http::verb::post) {
     // The body's parameters first: FindFormValue takes the first of a name.
     MP_ASSIGN_OR_RETURN(FormPairs form, ExportFormBody(request, settings));
@@ -999,14 +991,14 @@ namespace {
 
 Result<service::Access> AuthorizeQuery(const Request& request, service::Service& service,
                                        service::Scope scope, Route route) {
-  MP_ASSIGN_OR_RETURN(const FormPairs query, ingest::ParseForm(QueryOf(request.target())));
+  MP_ASSIGN_OR_RETURN(const FormPairs query, ingest::ParseForm(TargetQuery(request.target())));
   return service.Authorize(CredentialsOf(request, query), scope, RouteLabel(route),
                            /*needs_project=*/false);
 }
 
 Response KeyActionResponse(const Request& request, service::Service& service,
                            const service::Access& access) {
-  std::string_view path = PathOf(request.target());
+  std::string_view path = TargetPath(request.target());
   if (path.back() == '/') {
     path.remove_suffix(1);
   }
@@ -1069,7 +1061,7 @@ Response HandleKeys(Route route, const Request& request, service::Service& servi
 }
 
 Response HandleAudit(const Request& request, service::Service& service) {
-  auto query = ingest::ParseForm(QueryOf(request.target()));
+  auto query = ingest::ParseForm(TargetQuery(request.target()));
   if (!query.ok()) {
     return ErrorResponse(request, query.status());
   }

@@ -3,6 +3,8 @@
 #include <array>
 #include <utility>
 
+#include "server/http_util.h"
+
 namespace minpanel::server {
 namespace http = boost::beast::http;
 
@@ -22,10 +24,6 @@ constexpr std::array<std::pair<std::string_view, std::string_view>, 12> kContent
     {".txt", "text/plain; charset=utf-8"},
     {".webp", "image/webp"},
 }};
-
-std::string_view PathOfTarget(std::string_view target) {
-  return target.substr(0, target.find('?'));
-}
 
 void AddSecurityHeaders(Response* response) {
   response->set("Content-Security-Policy", kDashboardContentSecurityPolicy);
@@ -76,7 +74,7 @@ std::string_view ContentTypeOf(std::string_view path) {
 }
 
 const StaticFile* FindStaticFile(std::string_view target, std::span<const StaticFile> files) {
-  std::string_view path = PathOfTarget(target);
+  std::string_view path = TargetPath(target);
   if (path.size() > kStaticPathBytesMax) {
     return nullptr;
   }
@@ -102,7 +100,7 @@ Response HandleStatic(const Request& request, std::span<const StaticFile> files)
   }
   const StaticFile* file = FindStaticFile(request.target(), files);
   if (file == nullptr) {
-    const std::string_view path = PathOfTarget(request.target());
+    const std::string_view path = TargetPath(request.target());
     std::string message =
         files.empty()
             ? "the dashboard is not built into this binary: `make build` builds web/ first "
