@@ -109,8 +109,16 @@ for (let round = 0; round < rounds; round += 1) {
       results[key].concurrent.push(...concurrent);
       results[key].per_second.push(concurrent.length / ((Date.now() - started) / 1000));
     }
+    // A server that does not stop within 30 s is killed and named: a hang
+    // at shutdown is a bug to see, not a reason for the benchmark to stall.
+    const exited = once(child, 'exit');
     child.kill('SIGTERM');
-    await once(child, 'exit');
+    const timer = setTimeout(() => {
+      console.error(`${bins[binIdx]}: still running 30 s after SIGTERM; killed`);
+      child.kill('SIGKILL');
+    }, 30_000);
+    await exited;
+    clearTimeout(timer);
   }
 }
 for (const [key, value] of Object.entries(results)) {

@@ -1,9 +1,11 @@
 #include "server/server.h"
 
 #include <csignal>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
+#include <vector>
 
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
@@ -14,6 +16,7 @@
 
 #include "server/dashboard_routes.h"
 #include "server/erasure_routes.h"
+#include "server/http_util.h"
 #include "server/path_prefix.h"
 #include "server/static_files.h"
 #include "server/routes.h"
@@ -151,6 +154,7 @@ class Server::Impl {
   void OnSignal(int signal_number);
   void Reload();
   void BeginShutdown();
+  void CloseIdleSessions();
   void WaitForSessions(std::chrono::steady_clock::time_point deadline);
 
   // Declared first, destroyed last: handlers still queued in io_ own
@@ -423,9 +427,9 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
       case Route::kRoot:
         return HandleStatic(request_, EmbeddedWebFiles());
       default:
-        return ErrorResponse(request_, Status::NotFound("no route for " +
-                                                        std::string(request_.target().substr(
-                                                            0, request_.target().find('?')))));
+        return ErrorResponse(
+            request_,
+            Status::NotFound("no route for " + std::string(TargetPath(request_.target()))));
     }
   }
 
@@ -698,16 +702,29 @@ void Server::Impl::BeginShutdown() {
   boost::system::error_code error;
   acceptor_.close(error);
   signals_.cancel(error);
+  CloseIdleSessions();
+  shutdown_timer_ = std::make_unique<net::steady_timer>(io_);
+  WaitForSessions(std::chrono::steady_clock::now() + kShutdownDeadline);
+}
+
+// The sessions are locked out of the map first and closed after the map's
+// mutex is released: the last reference to a session may be the one taken
+// here, and its destructor unregisters it, which takes the same mutex (a
+// self-deadlock at shutdown, seen under the audit benchmark).
+void Server::Impl::CloseIdleSessions() {
+  std::vector<std::shared_ptr<SessionBase>> sessions;
   {
     std::lock_guard lock(sessions_mutex_);
+    sessions.reserve(sessions_.size());
     for (auto& [raw, weak] : sessions_) {
       if (auto session = weak.lock()) {
-        session->CloseIfIdle();
+        sessions.push_back(std::move(session));
       }
     }
   }
-  shutdown_timer_ = std::make_unique<net::steady_timer>(io_);
-  WaitForSessions(std::chrono::steady_clock::now() + kShutdownDeadline);
+  for (const auto& session : sessions) {
+    session->CloseIfIdle();
+  }
 }
 
 void Server::Impl::WaitForSessions(std::chrono::steady_clock::time_point deadline) {
@@ -715,15 +732,7 @@ void Server::Impl::WaitForSessions(std::chrono::steady_clock::time_point deadlin
     io_.stop();
     return;
   }
-  {
-    // Sessions that became idle since the last look are closed too.
-    std::lock_guard lock(sessions_mutex_);
-    for (auto& [raw, weak] : sessions_) {
-      if (auto session = weak.lock()) {
-        session->CloseIfIdle();
-      }
-    }
-  }
+  CloseIdleSessions();  // those that became idle since the last look
   shutdown_timer_->expires_after(kShutdownPoll);
   shutdown_timer_->async_wait([this, deadline](boost::system::error_code) {
     WaitForSessions(deadline);
