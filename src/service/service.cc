@@ -319,6 +319,10 @@ Result<std::unique_ptr<Service>> Service::Open(const Config& config,
   MP_RETURN_IF_ERROR(service->ResumeGdprTasks());
   MP_ASSIGN_OR_RETURN(service->reports_,
                       ReportStore::Open(config.data_folder, file_system, service->clock_));
+  MP_ASSIGN_OR_RETURN(service->catalogue_,
+                      DataCatalogue::Open(config.data_folder, file_system, service->clock_));
+  service->audit_retention_days_ = config.audit_retention_days;
+  service->audit_checkpoint_sink_ = config.audit_checkpoint_sink;
   service->file_system_ = file_system;
   service->settings_.Set(config.project_settings);
   return service;
@@ -467,11 +471,14 @@ Result<Service::Prepared> Service::PreparePostHog(const PostHogIngestRequest& re
   if (!project.has_value()) {
     return Status::Unauthenticated("api_key: not the token of any project");
   }
-  MP_RETURN_IF_ERROR(ApplyPolicy(*project, std::move(decoded.events), nullptr, &prepared.batch));
+  MP_RETURN_IF_ERROR(ApplyPolicy(*project, std::move(decoded.events), nullptr, &prepared.batch,
+                                 "posthog capture"));
   if (decoded.profile_updates.empty()) {
     return prepared;
   }
   MP_ASSIGN_OR_RETURN(const privacy::Policy policy, PolicyFor(*project));
+  catalogue_->ObserveProfiles(project->id, project->name, policy, "posthog capture",
+                              decoded.profile_updates);
   privacy::PolicyCounters policy_counters;
   prepared.batch.profile_updates.reserve(decoded.profile_updates.size());
   for (RawProfileUpdate& raw : decoded.profile_updates) {
@@ -502,11 +509,14 @@ Result<Service::Prepared> Service::PrepareSegment(const SegmentIngestRequest& re
   if (!project.has_value()) {
     return Status::Unauthenticated("writeKey: not the token of any project");
   }
-  MP_RETURN_IF_ERROR(ApplyPolicy(*project, std::move(decoded.events), nullptr, &prepared.batch));
+  MP_RETURN_IF_ERROR(
+      ApplyPolicy(*project, std::move(decoded.events), nullptr, &prepared.batch, "segment"));
   if (decoded.profile_updates.empty()) {
     return prepared;
   }
   MP_ASSIGN_OR_RETURN(const privacy::Policy policy, PolicyFor(*project));
+  catalogue_->ObserveProfiles(project->id, project->name, policy, "segment",
+                              decoded.profile_updates);
   privacy::PolicyCounters policy_counters;
   prepared.batch.profile_updates.reserve(decoded.profile_updates.size());
   for (RawProfileUpdate& raw : decoded.profile_updates) {
@@ -545,7 +555,8 @@ Result<Service::Prepared> Service::PreparePlausible(const PlausibleIngestRequest
   prepared.outcome.records_total = 1;
   std::vector<RawEvent> events;
   events.push_back(std::move(decoded.event));
-  MP_RETURN_IF_ERROR(ApplyPolicy(*project, std::move(events), nullptr, &prepared.batch));
+  MP_RETURN_IF_ERROR(
+      ApplyPolicy(*project, std::move(events), nullptr, &prepared.batch, "plausible /api/event"));
   return prepared;
 }
 
@@ -570,7 +581,8 @@ Result<Service::Prepared> Service::PrepareEvents(const IngestRequest& request,
   } else {
     MP_ASSIGN_OR_RETURN(project, ProjectForTokens(decoded.tokens));
   }
-  MP_RETURN_IF_ERROR(ApplyPolicy(project, std::move(decoded.events), &request, &prepared.batch));
+  MP_RETURN_IF_ERROR(ApplyPolicy(project, std::move(decoded.events), &request, &prepared.batch,
+                                 MixpanelSource(request.route)));
   return prepared;
 }
 
@@ -614,8 +626,10 @@ bool IsExportDecoy(const RawEvent& raw, const std::function<const query::Waterma
 }  // namespace
 
 Status Service::ApplyPolicy(const Project& project, std::vector<RawEvent> events,
-                            const IngestRequest* request, store::AppendBatch* batch) {
+                            const IngestRequest* request, store::AppendBatch* batch,
+                            std::string_view source) {
   MP_ASSIGN_OR_RETURN(const privacy::Policy policy, PolicyFor(project));
+  catalogue_->ObserveEvents(project.id, project.name, policy, source, events);
   batch->project_id = project.id;
   batch->events.reserve(events.size());
   privacy::PolicyCounters policy_counters;
@@ -684,7 +698,8 @@ Result<IngestOutcome> Service::ImportEvents(const Project& project,
   }
   Prepared prepared;
   prepared.outcome = std::move(outcome);
-  MP_RETURN_IF_ERROR(ApplyPolicy(project, std::move(events), nullptr, &prepared.batch));
+  MP_RETURN_IF_ERROR(
+      ApplyPolicy(project, std::move(events), nullptr, &prepared.batch, "minpanel import"));
   return AppendAndFinish(std::move(prepared));
 }
 
@@ -706,6 +721,8 @@ Result<Service::Prepared> Service::PrepareProfiles(const IngestRequest& request)
   MP_ASSIGN_OR_RETURN(const Project project, ProjectForTokens(decoded.tokens));
   MP_ASSIGN_OR_RETURN(const privacy::Policy policy, PolicyFor(project));
   prepared.batch.project_id = project.id;
+  catalogue_->ObserveProfiles(project.id, project.name, policy, MixpanelSource(request.route),
+                              decoded.updates);
   privacy::PolicyCounters policy_counters;
   for (RawProfileUpdate& raw : decoded.updates) {
     prepared.batch.profile_updates.push_back(policy.Apply(std::move(raw), &policy_counters));
@@ -804,6 +821,9 @@ ServiceMetrics Service::GetMetrics() const {
   metrics.retention_failures = settings_.retention_failures.load();
   metrics.consent_dropped = settings_.consent_dropped.load();
   metrics.consent_anonymous = settings_.consent_anonymous.load();
+  metrics.datamap_personal_keys = catalogue_->personal_keys.load();
+  metrics.datamap_uncatalogued_sightings = catalogue_->keys_not_catalogued.load();
+  metrics.datamap_save_failures = catalogue_->save_failures.load();
   return metrics;
 }
 
@@ -866,6 +886,9 @@ Status Service::ReloadGeoDatabase() {
 }
 
 Status Service::Close() {
+  if (catalogue_ != nullptr && !catalogue_->Save().ok()) {
+    ++catalogue_->save_failures;  // its counts since the last write are lost, nothing else
+  }
   const Status engine_closed = engine_ ? engine_->Close() : Status::Ok();
   const Status audit_closed = audit_ ? audit_->Close() : Status::Ok();
   return engine_closed.ok() ? audit_closed : engine_closed;

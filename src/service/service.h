@@ -27,6 +27,7 @@
 #include "query/query.h"
 #include "service/access_keys.h"
 #include "service/config.h"
+#include "service/datamap.h"
 #include "service/gdpr_tasks.h"
 #include "service/project_settings.h"
 #include "service/projects.h"
@@ -217,6 +218,11 @@ struct ServiceMetrics {
   // without a subject, by the project's `consent` setting.
   uint64_t consent_dropped = 0;
   uint64_t consent_anonymous = 0;
+  // The data map's catalogue (datamap.h): keys that looked personal when
+  // first seen, sightings past its limits, failed writes of its file.
+  uint64_t datamap_personal_keys = 0;
+  uint64_t datamap_uncatalogued_sightings = 0;
+  uint64_t datamap_save_failures = 0;
 };
 
 // Erasure and access requests (erasure.cc; docs/privacy.md, "Erasure and
@@ -379,6 +385,10 @@ class Service {
   Result<std::string> LiveEvents(const Access& access, size_t limit);
   // The audit chain's verification now (audit::VerifyBytes), as JSON; audited.
   Result<std::string> AuditStatus(const Access& access);
+  // The data map of the access's project (datamap.h; docs/privacy.md, "The
+  // data map"): sources and keys seen, the policy's action on each, retention,
+  // readers and recipients. Audited as `datamap`.
+  Result<DataMapProject> DataMapOf(const Access& access);
   // Saved reports and dashboards of the access's project (reports.h). A put
   // with id 0 creates; a name or state holding PII is InvalidArgument.
   Result<std::vector<SavedItem>> ListSaved(const Access& access, SavedKind kind) const;
@@ -475,8 +485,10 @@ class Service {
   Result<Prepared> PrepareEvents(const IngestRequest& request, const Project* authenticated);
   Result<Prepared> PrepareProfiles(const IngestRequest& request);
   // Applies the project's policy to decoded events, into `batch`.
+  // `source` names the route for the data map ("mixpanel /track", …).
   Status ApplyPolicy(const Project& project, std::vector<RawEvent> events,
-                     const IngestRequest* request, store::AppendBatch* batch);
+                     const IngestRequest* request, store::AppendBatch* batch,
+                     std::string_view source);
   // Completes an outcome with what the store did.
   Result<IngestOutcome> Finish(IngestOutcome outcome,
                                const Result<store::AppendResult>& appended);
@@ -520,6 +532,10 @@ class Service {
   std::unique_ptr<audit::AuditLog> audit_;
   std::unique_ptr<GdprTasks> gdpr_tasks_;
   std::unique_ptr<ReportStore> reports_;
+  // The data map's catalogue (datamap.h), and the configuration it shows.
+  std::unique_ptr<DataCatalogue> catalogue_;
+  uint32_t audit_retention_days_ = 0;
+  std::string audit_checkpoint_sink_;
   std::shared_ptr<FileSystem> file_system_;
   ProjectSettingsTable settings_;
 };
