@@ -116,6 +116,16 @@ std::string Metrics::Render(const service::ServiceMetrics& service,
   Counter(&out, "minpanel_consent_events_anonymous_total",
           "Events stored without a subject for Sec-GPC: 1 or DNT: 1 (consent = \"anonymous\").",
           service.consent_anonymous);
+  out += "# HELP minpanel_anomaly_alerts_total Anomaly alerts raised, by rule.\n"
+         "# TYPE minpanel_anomaly_alerts_total counter\n";
+  for (const auto& [rule, alerts] : service.anomaly_alerts) {
+    out += fmt::format("minpanel_anomaly_alerts_total{{rule=\"{}\"}} {}\n", rule, alerts);
+  }
+  Counter(&out, "minpanel_keys_suspended_total", "Access keys an anomaly rule suspended.",
+          service.keys_suspended);
+  Counter(&out, "minpanel_key_usage_write_failures_total",
+          "Failed writes of an access key's export history (key_usage/).",
+          service.key_usage_failures);
   Gauge(&out, "minpanel_store_deletions_active",
         "Erasures and retention drops hiding rows not yet purged from the files.",
         static_cast<int64_t>(store.deletions_active));

@@ -199,7 +199,9 @@ class ExportWatcher {
           if (property.unescaped_key().get(property_key)) {
             return;
           }
-          if (property_key == "distinct_id") {
+          // A merged row names its person and its stored subject: both left.
+          if (property_key == "distinct_id" ||
+              property_key == query::kDistinctIdBeforeIdentityKey) {
             std::string_view subject;
             if (!property.value().get_string().get(subject)) {
               subjects.emplace(subject);
@@ -333,7 +335,9 @@ std::string AccessKeyJson(const AccessKey& key, std::string_view secret) {
           ",\"rate\":" + std::to_string(key.limits.requests_per_second) +
           ",\"export_rows_per_day\":" + std::to_string(key.limits.export_rows_per_day) +
           ",\"export_subjects_per_day\":" + std::to_string(key.limits.export_subjects_per_day) +
-          ",\"created_by\":";
+          ",\"suspended_ms\":" + std::to_string(key.suspended_ms) + ",\"suspended_rule\":";
+  query::AppendJsonString(key.suspended_rule, &json);
+  json += ",\"created_by\":";
   query::AppendJsonString(key.created_by, &json);
   json += ",\"min_group_size\":" + std::to_string(key.min_group_size);
   if (!secret.empty()) {
@@ -401,6 +405,12 @@ Result<Principal> Service::Identify(const Credentials& credentials) const {
     }
     if (key->expires_ms != 0 && key->expires_ms <= clock_->NowMs()) {
       return Status::Unauthenticated("authentication: the key has expired");
+    }
+    if (key->suspended_ms != 0) {
+      return Status::PermissionDenied("key: " + key->id + " is suspended by the anomaly rule '" +
+                                      key->suspended_rule +
+                                      "'; an admin enables it again (POST /api/keys/" + key->id +
+                                      "/enable or minpanel keys enable)");
     }
     principal.key_id = key->id;
     principal.scopes = key->scopes;
@@ -602,6 +612,8 @@ Result<query::ExportSummary> Service::Export(const Access& access, const ExportO
   if (rows_left != UINT64_MAX && (limited.limit == 0 || limited.limit > rows_left)) {
     limited.limit = rows_left;
   }
+  // A large export needs a reason, checked before anything streams.
+  MP_RETURN_IF_ERROR(CheckExportReason(access, limited));
   std::string parameters = limited.from_date + "\n" + limited.to_date + "\n" +
                            limited.event_names_json + "\n" + std::to_string(limited.limit) + "\n" +
                            limited.distinct_id.value_or("") + "\n" +
@@ -609,6 +621,7 @@ Result<query::ExportSummary> Service::Export(const Access& access, const ExportO
   audit::AuditEntry start;
   start.act = "export.start";
   start.params_sha256 = audit::Sha256Hex(parameters);
+  start.reason = limited.reason;
   MP_ASSIGN_OR_RETURN(limited.watermark, WatermarkFor(*keys_, access, limited));
   if (limited.watermark.has_value()) {
     start.watermark = limited.watermark->nonce.ToHex();
@@ -664,6 +677,9 @@ Result<query::ExportSummary> Service::Export(const Access& access, const ExportO
   // last chunk goes out when this returns), so that no later failure of the
   // log can take it.
   MP_RETURN_IF_ERROR(audit_->Append(Stamped(access, std::move(end))).status());
+  if (summary.ok()) {
+    ObserveExport(access, watcher.lines, watcher.subjects.size());
+  }
   return summary;
 }
 
@@ -781,6 +797,8 @@ void Service::AuditKeyChanges(const std::vector<AccessKey>& before) {
       entry.act = "key.revoke";
     } else if (old->secret_sha256_hex != key.secret_sha256_hex) {
       entry.act = "key.rotate";
+    } else if (old->suspended_ms != 0 && key.suspended_ms == 0) {
+      entry.act = "key.enable";
     } else {
       continue;
     }

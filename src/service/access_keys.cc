@@ -123,6 +123,12 @@ Result<AccessKey> ParseKey(simdjson::dom::element element) {
       return Status::Corruption(std::string("access_keys.json: '") + name + "' is not a number");
     }
   }
+  // Optional: only a suspended key has them.
+  std::string_view suspended_rule;
+  if (element["suspended_ms"].get(key.suspended_ms) == simdjson::SUCCESS &&
+      element["suspended_rule"].get(suspended_rule) == simdjson::SUCCESS) {
+    key.suspended_rule = suspended_rule;
+  }
   return key;
 }
 
@@ -204,6 +210,10 @@ Status AccessKeyStore::WriteFile(const std::vector<AccessKey>& keys) const {
     text += ",\"rate\":" + std::to_string(key.limits.requests_per_second) +
             ",\"export_rows_per_day\":" + std::to_string(key.limits.export_rows_per_day) +
             ",\"export_subjects_per_day\":" + std::to_string(key.limits.export_subjects_per_day);
+    if (key.suspended_ms != 0) {
+      text += ",\"suspended_ms\":" + std::to_string(key.suspended_ms) + ",\"suspended_rule\":";
+      query::AppendJsonString(key.suspended_rule, &text);
+    }
     text += ",\"secret_sha256\":\"" + key.secret_sha256_hex + "\"}";
     text += key_idx + 1 < keys.size() ? ",\n" : "\n";
   }
@@ -298,7 +308,8 @@ Result<AccessKeyWithSecret> AccessKeyStore::Rotate(std::string_view id) {
   return Status::NotFound("key " + std::string(id) + ": no such key");
 }
 
-Result<AccessKey> AccessKeyStore::Revoke(std::string_view id) {
+Result<AccessKey> AccessKeyStore::Change(std::string_view id,
+                                         const std::function<Status(AccessKey&)>& change) {
   internal::FileLock lock(lock_path_);
   if (!lock.ok()) {
     return Status::IoError("cannot lock " + lock_path_);
@@ -308,15 +319,62 @@ Result<AccessKey> AccessKeyStore::Revoke(std::string_view id) {
     if (key.id != id) {
       continue;
     }
+    MP_RETURN_IF_ERROR(change(key));
+    const AccessKey changed = key;
+    MP_RETURN_IF_ERROR(WriteFile(keys));
+    Install(std::move(keys));
+    return changed;
+  }
+  return Status::NotFound("key " + std::string(id) + ": no such key");
+}
+
+Result<AccessKey> AccessKeyStore::Revoke(std::string_view id) {
+  return Change(id, [this](AccessKey& key) {
     if (key.revoked_ms == 0) {
       key.revoked_ms = clock_->NowMs();
     }
-    const AccessKey revoked = key;
-    MP_RETURN_IF_ERROR(WriteFile(keys));
-    Install(std::move(keys));
-    return revoked;
+    return Status::Ok();
+  });
+}
+
+Result<AccessKey> AccessKeyStore::Suspend(std::string_view id, std::string_view rule) {
+  return Change(id, [this, rule](AccessKey& key) {
+    if (key.suspended_ms == 0) {
+      key.suspended_ms = clock_->NowMs();
+      key.suspended_rule = rule;
+    }
+    return Status::Ok();
+  });
+}
+
+Result<AccessKey> AccessKeyStore::Enable(std::string_view id) {
+  return Change(id, [](AccessKey& key) {
+    if (key.revoked_ms != 0) {
+      return Status::InvalidArgument("key " + key.id + ": revoked; create a new one");
+    }
+    key.suspended_ms = 0;
+    key.suspended_rule.clear();
+    return Status::Ok();
+  });
+}
+
+Result<std::vector<AccessKey>> AccessKeyStore::RemoveProject(uint32_t project_id) {
+  internal::FileLock lock(lock_path_);
+  if (!lock.ok()) {
+    return Status::IoError("cannot lock " + lock_path_);
   }
-  return Status::NotFound("key " + std::string(id) + ": no such key");
+  MP_ASSIGN_OR_RETURN(std::vector<AccessKey> keys, ReadFile());
+  std::vector<AccessKey> removed;
+  std::vector<AccessKey> kept;
+  for (AccessKey& key : keys) {
+    (key.project_id == project_id ? removed : kept).push_back(std::move(key));
+  }
+  if (removed.empty()) {
+    return removed;
+  }
+  MP_RETURN_IF_ERROR(WriteFile(kept));
+  Install(std::move(kept));
+  return removed;
 }
 
 std::vector<AccessKey> AccessKeyStore::List() const {

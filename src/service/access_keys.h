@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <shared_mutex>
@@ -68,6 +69,10 @@ struct AccessKey {
   std::string created_by;  // the key id that created it, or "local"
   std::string secret_sha256_hex;
   KeyLimits limits;  // 0 each: the server's default (access_keys_limits.h)
+  // Suspended by an anomaly rule (anomaly.h) until an admin enables it; 0:
+  // not suspended.
+  int64_t suspended_ms = 0;
+  std::string suspended_rule;
 };
 
 struct AccessKeyWithSecret {
@@ -102,6 +107,14 @@ class AccessKeyStore {
   // NotFound for an unknown id, InvalidArgument for a revoked key.
   Result<AccessKeyWithSecret> Rotate(std::string_view id);
   Result<AccessKey> Revoke(std::string_view id);
+  // Suspends a key for an anomaly rule (kept when already suspended), and
+  // enables it again (InvalidArgument for a revoked key). NotFound for an
+  // unknown id.
+  Result<AccessKey> Suspend(std::string_view id, std::string_view rule);
+  Result<AccessKey> Enable(std::string_view id);
+  // Removes every key limited to the project (project deletion); returns
+  // them.
+  Result<std::vector<AccessKey>> RemoveProject(uint32_t project_id);
   std::vector<AccessKey> List() const;
   std::optional<AccessKey> FindById(std::string_view id) const;
   // The key this secret is, revoked and expired ones included (the caller
@@ -114,6 +127,8 @@ class AccessKeyStore {
   Result<std::vector<AccessKey>> ReadFile() const;
   Status WriteFile(const std::vector<AccessKey>& keys) const;
   void Install(std::vector<AccessKey> keys);
+  // Applies `change` to the key `id` under the file lock and writes the file.
+  Result<AccessKey> Change(std::string_view id, const std::function<Status(AccessKey&)>& change);
 
   std::string path_;
   std::string lock_path_;

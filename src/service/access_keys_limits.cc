@@ -4,6 +4,8 @@
 #include <charconv>
 #include <cmath>
 
+#include "service/anomaly.h"
+
 namespace minpanel::service {
 namespace {
 
@@ -75,7 +77,23 @@ std::optional<uint64_t> RetryAfterSeconds(const Status& status) {
   return seconds;
 }
 
-KeyLimiter::KeyLimiter(std::shared_ptr<Clock> clock) : clock_(std::move(clock)) {}
+void TokenBucket::Refill(double rate, int64_t now_ms) {
+  if (!started) {
+    started = true;
+    tokens = rate;
+  } else {
+    const int64_t elapsed_ms = std::max<int64_t>(0, now_ms - updated_ms);
+    tokens = std::min(rate, tokens + rate * static_cast<double>(elapsed_ms) / 1000);
+  }
+  updated_ms = now_ms;
+}
+
+uint64_t TokenBucket::WaitSeconds(double rate) const {
+  return std::max<uint64_t>(1, static_cast<uint64_t>(std::ceil((1 - tokens) / rate)));
+}
+
+KeyLimiter::KeyLimiter(std::shared_ptr<Clock> clock, std::shared_ptr<KeyUsage> usage)
+    : clock_(std::move(clock)), usage_(std::move(usage)) {}
 
 Status KeyLimiter::Admit(const std::string& key_id, uint64_t requests_per_second) {
   if (requests_per_second == 0) {
@@ -84,36 +102,39 @@ Status KeyLimiter::Admit(const std::string& key_id, uint64_t requests_per_second
   const int64_t now_ms = clock_->NowMs();
   const auto rate = static_cast<double>(requests_per_second);
   std::lock_guard lock(mutex_);
-  auto [found, inserted] = buckets_.try_emplace(key_id, Bucket{rate, now_ms});
-  Bucket& bucket = found->second;
-  if (!inserted) {
-    const int64_t elapsed_ms = std::max<int64_t>(0, now_ms - bucket.updated_ms);
-    bucket.tokens = std::min(rate, bucket.tokens + rate * static_cast<double>(elapsed_ms) / 1000);
-    bucket.updated_ms = now_ms;
-  }
+  TokenBucket& bucket = buckets_[key_id];
+  bucket.Refill(rate, now_ms);
   if (bucket.tokens >= 1) {
     bucket.tokens -= 1;
     return Status::Ok();
   }
-  const auto wait_s = static_cast<uint64_t>(std::ceil((1 - bucket.tokens) / rate));
   return RateLimited("key " + key_id + " is over its limit of " +
                          std::to_string(requests_per_second) + " requests per second (rate)",
-                     std::max<uint64_t>(1, wait_s));
+                     bucket.WaitSeconds(rate));
 }
 
-KeyLimiter::DayCount& KeyLimiter::TodayLocked(const std::string& key_id, int64_t now_ms) {
-  DayCount& count = days_[key_id];
+Result<KeyLimiter::DayCount*> KeyLimiter::TodayLocked(const std::string& key_id, int64_t now_ms) {
   const int64_t today = now_ms / kDayMs;
-  if (count.day != today) {
-    count = DayCount{today, 0, 0};
+  auto found = days_.find(key_id);
+  if (found != days_.end() && found->second.day == today) {
+    return &found->second;
   }
-  return count;
+  DayCount count{today, 0, 0};
+  if (usage_ != nullptr && IsAccessKeyId(key_id)) {
+    MP_ASSIGN_OR_RETURN(const UsageBucket so_far, usage_->DayTotals(key_id, now_ms));
+    count.rows = so_far.rows;
+    count.subjects = so_far.subjects;
+  }
+  DayCount& slot = days_[key_id];
+  slot = count;
+  return &slot;
 }
 
 Result<uint64_t> KeyLimiter::ExportRowsLeft(const std::string& key_id, const KeyLimits& limits) {
   const int64_t now_ms = clock_->NowMs();
   std::lock_guard lock(mutex_);
-  const DayCount& count = TodayLocked(key_id, now_ms);
+  MP_ASSIGN_OR_RETURN(const DayCount* today, TodayLocked(key_id, now_ms));
+  const DayCount& count = *today;
   if (limits.export_rows_per_day != 0 && count.rows >= limits.export_rows_per_day) {
     return RateLimited("key " + key_id + " has exported its " +
                            std::to_string(limits.export_rows_per_day) +
@@ -132,9 +153,11 @@ Result<uint64_t> KeyLimiter::ExportRowsLeft(const std::string& key_id, const Key
 void KeyLimiter::CountExport(const std::string& key_id, uint64_t rows, uint64_t subjects) {
   const int64_t now_ms = clock_->NowMs();
   std::lock_guard lock(mutex_);
-  DayCount& count = TodayLocked(key_id, now_ms);
-  count.rows += rows;
-  count.subjects += subjects;
+  auto today = TodayLocked(key_id, now_ms);
+  if (today.ok()) {
+    (*today)->rows += rows;
+    (*today)->subjects += subjects;
+  }
 }
 
 }  // namespace minpanel::service

@@ -3,8 +3,9 @@
 // A key's requests per second are a token bucket (as many tokens as the
 // rate, refilled continuously); its exported rows and distinct subjects are
 // counted per UTC day. Over a limit a request is refused with RateLimited,
-// which the HTTP face answers 429 with Retry-After. The counters live in
-// memory: a restarted server starts the day's counts afresh.
+// which the HTTP face answers 429 with Retry-After. The day's counts start,
+// for each key the first time it is seen in a day, from its export history
+// (KeyUsage, anomaly.h), which is on disk: a restarted server keeps them.
 //
 // A KeyLimiter is thread-safe (one mutex); its memory is one bucket and one
 // day count per key seen, bounded by the keys in force (kAccessKeysMax).
@@ -45,9 +46,24 @@ Status RateLimited(const std::string& message, uint64_t retry_after_s);
 // The N of a RateLimited status; nullopt for any other status.
 std::optional<uint64_t> RetryAfterSeconds(const Status& status);
 
+// A token bucket as deep as its rate, refilled continuously (the key
+// limiter's and the project quotas').
+struct TokenBucket {
+  double tokens = 0;
+  int64_t updated_ms = 0;
+  bool started = false;
+  // Refills to `now_ms`; a new bucket starts full.
+  void Refill(double rate, int64_t now_ms);
+  // Whole seconds until the bucket holds one token again, at least 1.
+  uint64_t WaitSeconds(double rate) const;
+};
+
+class KeyUsage;
+
 class KeyLimiter {
  public:
-  explicit KeyLimiter(std::shared_ptr<Clock> clock);
+  // `usage` (may be null: counts start at 0) gives each key's day so far.
+  explicit KeyLimiter(std::shared_ptr<Clock> clock, std::shared_ptr<KeyUsage> usage = nullptr);
 
   // Takes a token from the key's bucket; RateLimited, naming the rate, when
   // none is left. A rate of 0 admits everything.
@@ -61,20 +77,17 @@ class KeyLimiter {
   void CountExport(const std::string& key_id, uint64_t rows, uint64_t subjects);
 
  private:
-  struct Bucket {
-    double tokens = 0;
-    int64_t updated_ms = 0;
-  };
   struct DayCount {
     int64_t day = 0;  // days since the epoch, UTC
     uint64_t rows = 0;
     uint64_t subjects = 0;
   };
-  DayCount& TodayLocked(const std::string& key_id, int64_t now_ms);
+  Result<DayCount*> TodayLocked(const std::string& key_id, int64_t now_ms);
 
   std::shared_ptr<Clock> clock_;
+  std::shared_ptr<KeyUsage> usage_;
   std::mutex mutex_;
-  std::unordered_map<std::string, Bucket> buckets_;
+  std::unordered_map<std::string, TokenBucket> buckets_;
   std::unordered_map<std::string, DayCount> days_;
 };
 

@@ -11,6 +11,7 @@
 
 #include "audit/audit.h"
 #include "service/access_keys_limits.h"
+#include "service/project_quotas.h"
 
 namespace minpanel::service {
 namespace {
@@ -124,7 +125,7 @@ Status ReadLimits(const toml::table& table, Limits* limits) {
                                   "decompression_ratio_max", "header_bytes_max", "connections_max",
                                   "request_timeout_ms", "idle_timeout_ms", "export_rows_max",
                                   "key_requests_per_second", "key_export_rows_per_day",
-                                  "key_export_subjects_per_day"},
+                                  "key_export_subjects_per_day", "export_reason_rows"},
                                  "limits."));
   const std::string section = "limits.";
   MP_RETURN_IF_ERROR(ReadInteger(table, "body_bytes_max", section, &limits->body_bytes_max));
@@ -143,7 +144,49 @@ Status ReadLimits(const toml::table& table, Limits* limits) {
       ReadInteger(table, "key_export_rows_per_day", section, &limits->key_export_rows_per_day));
   MP_RETURN_IF_ERROR(ReadInteger(table, "key_export_subjects_per_day", section,
                                  &limits->key_export_subjects_per_day));
+  MP_RETURN_IF_ERROR(
+      ReadInteger(table, "export_reason_rows", section, &limits->export_reason_rows));
   return ReadInteger(table, "export_rows_max", section, &limits->export_rows_max);
+}
+
+Status ReadBool(const toml::table& table, const char* key, const std::string& section,
+                bool* out) {
+  if (const toml::node* node = table.get(key)) {
+    const auto value = node->value<bool>();
+    if (!value.has_value()) {
+      return Status::InvalidArgument("config: '" + section + key + "' must be true or false");
+    }
+    *out = *value;
+  }
+  return Status::Ok();
+}
+
+Status ReadAnomaly(const toml::table& table, AnomalyRules* rules) {
+  const std::string section = "anomaly.";
+  MP_RETURN_IF_ERROR(UnknownKeys(
+      table,
+      {"volume_factor", "window_hours", "volume_rows_min", "window_rows_max", "unusual_hours",
+       "new_address", "burst_exports", "burst_window_s", "burst_rows_max", "warmup_days",
+       "suspend", "webhook"},
+      section));
+  if (const toml::node* node = table.get("volume_factor")) {
+    const auto value = node->value<double>();
+    if (!value.has_value()) {
+      return Status::InvalidArgument("config: 'anomaly.volume_factor' must be a number");
+    }
+    rules->volume_factor = *value;
+  }
+  MP_RETURN_IF_ERROR(ReadInteger(table, "window_hours", section, &rules->window_hours));
+  MP_RETURN_IF_ERROR(ReadInteger(table, "volume_rows_min", section, &rules->volume_rows_min));
+  MP_RETURN_IF_ERROR(ReadInteger(table, "window_rows_max", section, &rules->window_rows_max));
+  MP_RETURN_IF_ERROR(ReadBool(table, "unusual_hours", section, &rules->unusual_hours));
+  MP_RETURN_IF_ERROR(ReadBool(table, "new_address", section, &rules->new_address));
+  MP_RETURN_IF_ERROR(ReadInteger(table, "burst_exports", section, &rules->burst_exports));
+  MP_RETURN_IF_ERROR(ReadInteger(table, "burst_window_s", section, &rules->burst_window_s));
+  MP_RETURN_IF_ERROR(ReadInteger(table, "burst_rows_max", section, &rules->burst_rows_max));
+  MP_RETURN_IF_ERROR(ReadInteger(table, "warmup_days", section, &rules->warmup_days));
+  MP_RETURN_IF_ERROR(ReadBool(table, "suspend", section, &rules->suspend));
+  return ReadString(table, "webhook", section, &rules->webhook);
 }
 
 Status ReadDays(const toml::node& node, const std::string& key, uint32_t* days) {
@@ -194,7 +237,10 @@ Status ReadProjectSettings(const toml::table& projects, std::vector<ProjectSetti
                                      "' must be a table");
     }
     MP_RETURN_IF_ERROR(
-        UnknownKeys(*table, {"retention_days", "event_retention_days", "consent"}, section));
+        UnknownKeys(*table,
+                    {"retention_days", "event_retention_days", "consent",
+                     "ingest_events_per_second", "disk_bytes_max"},
+                    section));
     ProjectSettings settings;
     settings.project = std::string(name.str());
     if (const toml::node* days = table->get("retention_days")) {
@@ -227,6 +273,16 @@ Status ReadProjectSettings(const toml::table& projects, std::vector<ProjectSetti
       }
     }
     MP_RETURN_IF_ERROR(ReadConsent(*table, section, &settings.consent));
+    MP_RETURN_IF_ERROR(ReadInteger(*table, "ingest_events_per_second", section,
+                                   &settings.ingest_events_per_second));
+    if (settings.ingest_events_per_second > kProjectEventsPerSecondMax) {
+      return Status::InvalidArgument("config: '" + section +
+                                     "ingest_events_per_second' must be 0 to " +
+                                     std::to_string(kProjectEventsPerSecondMax) +
+                                     " (kProjectEventsPerSecondMax)");
+    }
+    MP_RETURN_IF_ERROR(
+        ReadInteger(*table, "disk_bytes_max", section, &settings.disk_bytes_max));
     out->push_back(std::move(settings));
   }
   return Status::Ok();
@@ -240,7 +296,7 @@ Status ReadTop(const toml::table& root, Config* config) {
                                   "io_threads", "worker_threads", "export_threads", "log_level",
                                   "access_log", "user_agent_regexes", "geoip_files",
                                   "path_prefixes", "projects", "audit_retention_days",
-                                  "audit_checkpoint_sink"},
+                                  "audit_checkpoint_sink", "anomaly"},
                                  ""));
   MP_RETURN_IF_ERROR(ReadString(root, "listen", "", &config->listen));
   MP_RETURN_IF_ERROR(ReadString(root, "data_folder", "", &config->data_folder));
@@ -292,6 +348,9 @@ Result<Config> LoadConfigFile(const std::string& path) {
   }
   if (const toml::table* limits = root["limits"].as_table()) {
     MP_RETURN_IF_ERROR(ReadLimits(*limits, &config.limits));
+  }
+  if (const toml::table* anomaly = root["anomaly"].as_table()) {
+    MP_RETURN_IF_ERROR(ReadAnomaly(*anomaly, &config.anomaly));
   }
   if (const toml::node* projects = root.get("projects")) {
     if (projects->as_table() == nullptr) {
@@ -350,6 +409,7 @@ Status ValidateConfig(const Config& config) {
       !limits.ok()) {
     return Status::InvalidArgument("config: limits.key_…: " + limits.message());
   }
+  MP_RETURN_IF_ERROR(CheckAnomalyRules(config.anomaly));
   const Limits& limits = config.limits;
   if (limits.body_bytes_max < 1024 || limits.body_bytes_max > kBodyBytesLimit) {
     return Status::InvalidArgument("config: 'limits.body_bytes_max' must be 1 KiB to 1 GiB");

@@ -11,8 +11,11 @@
 #include <vector>
 
 #include "core/core.h"
+#include "service/anomaly.h"
 
 namespace minpanel::service {
+
+inline constexpr uint64_t kExportReasonRowsDefault = 100'000;
 
 // Limits an operator may tune; every request is checked against them.
 struct Limits {
@@ -24,6 +27,9 @@ struct Limits {
   uint64_t request_timeout_ms = 30'000;            // reading one request
   uint64_t idle_timeout_ms = 60'000;               // between keep-alive requests
   uint64_t export_rows_max = 0;                    // 0: exports are not capped
+  // An export that may return more rows than this needs a `reason`
+  // (docs/security.md, "Export reasons"); 0: never.
+  uint64_t export_reason_rows = kExportReasonRowsDefault;
   // Each access key's limits when it sets none of its own (0: none;
   // docs/security.md, "Rate limits and export quotas").
   uint64_t key_requests_per_second = 0;
@@ -62,6 +68,11 @@ struct ProjectSettings {
   // Per event name (exact), at most retention_days when that is set.
   std::vector<std::pair<std::string, uint32_t>> event_retention_days;
   ConsentMode consent = ConsentMode::kIgnore;
+  // Quotas (docs/security.md, "Project quotas"); 0: none. Events and
+  // profile updates stored per second (429 over it), and the bytes of the
+  // project's segment files past which new events are refused (507).
+  uint64_t ingest_events_per_second = 0;
+  uint64_t disk_bytes_max = 0;
 };
 
 struct Config {
@@ -101,6 +112,8 @@ struct Config {
   // A file (on another volume) every audit checkpoint is also appended to;
   // empty: none.
   std::string audit_checkpoint_sink;
+  // [anomaly]: the export anomaly rules (docs/security.md, "Anomaly rules").
+  AnomalyRules anomaly;
   // [projects.NAME] tables, in name order; a project without one keeps
   // every event and ignores consent signals.
   std::vector<ProjectSettings> project_settings;

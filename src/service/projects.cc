@@ -87,6 +87,10 @@ Result<Project> ParseProject(simdjson::dom::element element) {
     project.min_group_size =
         static_cast<uint32_t>(std::min<uint64_t>(min_group_size, query::kMinGroupSizeMax));
   }
+  // Optional: only a deleted project's entry has it.
+  if (element["deleted_ms"].get(project.deleted_ms) != simdjson::SUCCESS) {
+    project.deleted_ms = 0;
+  }
   return project;
 }
 
@@ -145,6 +149,9 @@ Status ProjectRegistry::WriteFile(const std::vector<Project>& projects) const {
     if (project.min_group_size != 0) {
       text += ",\"min_group_size\":" + std::to_string(project.min_group_size);
     }
+    if (project.deleted_ms != 0) {
+      text += ",\"deleted_ms\":" + std::to_string(project.deleted_ms);
+    }
     text += "}";
     text += project_idx + 1 < projects.size() ? ",\n" : "\n";
   }
@@ -153,6 +160,7 @@ Status ProjectRegistry::WriteFile(const std::vector<Project>& projects) const {
 }
 
 void ProjectRegistry::Install(std::vector<Project> projects) {
+  std::erase_if(projects, [](const Project& project) { return project.deleted_ms != 0; });
   std::unique_lock lock(mutex_);
   projects_ = std::move(projects);
   by_token_.clear();
@@ -207,6 +215,27 @@ Result<ProjectWithSecret> ProjectRegistry::Create(std::string_view name,
   MP_RETURN_IF_ERROR(WriteFile(projects));
   Install(std::move(projects));
   return created;
+}
+
+Result<Project> ProjectRegistry::MarkDeleted(uint32_t id) {
+  internal::FileLock lock(lock_path_);
+  if (!lock.ok()) {
+    return Status::IoError("cannot lock " + lock_path_);
+  }
+  MP_ASSIGN_OR_RETURN(std::vector<Project> projects, ReadFile());
+  for (Project& project : projects) {
+    if (project.id == id && project.deleted_ms == 0) {
+      const Project deleted = project;
+      project.deleted_ms = clock_->NowMs();
+      project.token.clear();
+      project.secret_sha256_hex.clear();
+      project.domains.clear();
+      MP_RETURN_IF_ERROR(WriteFile(projects));
+      Install(std::move(projects));
+      return deleted;
+    }
+  }
+  return Status::NotFound("project_id: no project " + std::to_string(id));
 }
 
 Result<ProjectWithSecret> ProjectRegistry::RotateSecret(std::string_view name) {

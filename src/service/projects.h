@@ -40,6 +40,10 @@ struct Project {
   // k-suppression of the project's aggregate queries (docs/queries.md,
   // "Small groups"); 0: none. At most query::kMinGroupSizeMax.
   uint32_t min_group_size = 0;
+  // Deleted (Service::DeleteProject): the file keeps the entry, without its
+  // token, secret or sites, so that no new project takes its id (the audit
+  // log names projects by id) or its name; every lookup and List skip it.
+  int64_t deleted_ms = 0;
 };
 
 struct ProjectWithSecret {
@@ -65,6 +69,9 @@ class ProjectRegistry {
   // Sets the project's minimum group size k (0: none). InvalidArgument over
   // query::kMinGroupSizeMax, NotFound for an unknown project.
   Result<Project> SetMinGroupSize(std::string_view name, uint32_t min_group_size);
+  // Marks the project deleted (its token and secret stop working at once).
+  // NotFound for an unknown or already deleted project.
+  Result<Project> MarkDeleted(uint32_t id);
 
   std::vector<Project> List() const;
   std::optional<Project> FindByName(std::string_view name) const;

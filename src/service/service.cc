@@ -309,10 +309,15 @@ Result<std::unique_ptr<Service>> Service::Open(const Config& config,
   service->visitor_ids_ = std::move(visitor_ids);
   MP_ASSIGN_OR_RETURN(service->access_keys_,
                       AccessKeyStore::Open(config.data_folder, file_system, service->clock_));
-  service->key_limiter_ = std::make_unique<KeyLimiter>(service->clock_);
+  service->project_quotas_ = std::make_unique<ProjectQuotas>(service->clock_);
+  service->anomaly_rules_ = config.anomaly;
+  service->key_usage_ = std::make_shared<KeyUsage>(config.data_folder + "/key_usage", file_system);
+  MP_ASSIGN_OR_RETURN(service->address_key_, LoadAddressKey(*file_system, KeyFolder(config)));
+  service->key_limiter_ = std::make_unique<KeyLimiter>(service->clock_, service->key_usage_);
   service->key_limit_defaults_ = {config.limits.key_requests_per_second,
                                   config.limits.key_export_rows_per_day,
                                   config.limits.key_export_subjects_per_day};
+  service->export_reason_rows_ = config.limits.export_reason_rows;
   MP_ASSIGN_OR_RETURN(service->audit_, OpenAuditLog(config, file_system, service->clock_));
   MP_ASSIGN_OR_RETURN(service->gdpr_tasks_,
                       GdprTasks::Open(config.data_folder, file_system, service->clock_));
@@ -406,6 +411,10 @@ void Service::AppendAsync(Result<Prepared> prepared, IngestCallback done) {
     done(std::move(prepared->outcome));
     return;
   }
+  if (Status admitted = AdmitIngest(batch); !admitted.ok()) {
+    done(std::move(admitted));
+    return;
+  }
   engine_->AppendAsync(std::move(batch), [this, outcome = std::move(prepared->outcome),
                                           done = std::move(done)](
                                              Result<store::AppendResult> appended) mutable {
@@ -417,6 +426,7 @@ Result<IngestOutcome> Service::AppendAndFinish(Prepared prepared) {
   if (prepared.batch.events.empty() && prepared.batch.profile_updates.empty()) {
     return std::move(prepared.outcome);
   }
+  MP_RETURN_IF_ERROR(AdmitIngest(prepared.batch));
   return Finish(std::move(prepared.outcome), engine_->Append(std::move(prepared.batch)));
 }
 
@@ -731,9 +741,8 @@ Result<Service::Prepared> Service::PrepareProfiles(const IngestRequest& request)
   return prepared;
 }
 
-Result<query::ExportSummary> Service::RunExport(
-    const Project& project, const ExportOptions& options,
-    const std::function<bool(std::string_view)>& sink) {
+Result<query::ExportRequest> Service::ExportRequestOf(const Project& project,
+                                                      const ExportOptions& options) {
   const date::time_zone* zone = nullptr;
   try {
     zone = date::locate_zone(project.time_zone);
@@ -772,6 +781,13 @@ Result<query::ExportSummary> Service::RunExport(
       request.subjects->push_back(policy.Pseudonym(distinct_id));
     }
   }
+  return request;
+}
+
+Result<query::ExportSummary> Service::RunExport(
+    const Project& project, const ExportOptions& options,
+    const std::function<bool(std::string_view)>& sink) {
+  MP_ASSIGN_OR_RETURN(const query::ExportRequest request, ExportRequestOf(project, options));
   MP_ASSIGN_OR_RETURN(query::ExportSummary summary,
                       query::ExportJsonLines(*engine_, request, sink));
   counters_->export_rows += summary.rows;
@@ -824,6 +840,12 @@ ServiceMetrics Service::GetMetrics() const {
   metrics.datamap_personal_keys = catalogue_->personal_keys.load();
   metrics.datamap_uncatalogued_sightings = catalogue_->keys_not_catalogued.load();
   metrics.datamap_save_failures = catalogue_->save_failures.load();
+  for (size_t rule_idx = 0; rule_idx < std::size(kAnomalyRuleNames); ++rule_idx) {
+    metrics.anomaly_alerts.emplace_back(kAnomalyRuleNames[rule_idx],
+                                        anomaly_alerts_[rule_idx].load());
+  }
+  metrics.keys_suspended = keys_suspended_.load();
+  metrics.key_usage_failures = key_usage_failures_.load();
   return metrics;
 }
 

@@ -26,9 +26,11 @@
 #include "privacy/visitor_ids.h"
 #include "query/query.h"
 #include "service/access_keys.h"
+#include "service/anomaly.h"
 #include "service/config.h"
 #include "service/datamap.h"
 #include "service/gdpr_tasks.h"
+#include "service/project_quotas.h"
 #include "service/project_settings.h"
 #include "service/projects.h"
 #include "service/reports.h"
@@ -62,6 +64,10 @@ struct Access {
   Project project;
   Principal principal;
   std::string route;  // the route label, or "cli"
+  // The client's address (the socket peer, or what a trusted proxy said);
+  // empty on the command line. Never stored: the anomaly rules keep a keyed
+  // hash of it (anomaly.h).
+  std::string client_address;
 };
 
 // The principal of the command line, which holds the data folder itself.
@@ -153,7 +159,17 @@ struct ExportOptions {
   // Set by Service::Export for an export of a time range: its decoys
   // (query/watermark.h). Ignored with distinct_id or distinct_ids.
   std::optional<query::ExportWatermark> watermark;
+  // Why: needed when the export may return more rows than
+  // Limits::export_reason_rows (docs/security.md, "Export reasons"); kept
+  // in the export's audit record only.
+  std::string reason;
 };
+
+// An export's reason: at most this many bytes of UTF-8 text, no control
+// characters (export_reason.cc).
+inline constexpr size_t kExportReasonBytesMax = 256;
+// InvalidArgument naming `reason` when the text breaks one of those rules.
+Status CheckExportReasonText(std::string_view reason);
 
 // The dashboard API's limits (docs/formats/dashboard-api.md).
 inline constexpr size_t kLiveEventsMax = 200;        // GET /api/events/live?limit=
@@ -223,6 +239,11 @@ struct ServiceMetrics {
   uint64_t datamap_personal_keys = 0;
   uint64_t datamap_uncatalogued_sightings = 0;
   uint64_t datamap_save_failures = 0;
+  // Anomaly alerts per rule (kAnomalyRuleNames), keys suspended, and
+  // failed writes of the keys' export history.
+  std::vector<std::pair<std::string, uint64_t>> anomaly_alerts;
+  uint64_t keys_suspended = 0;
+  uint64_t key_usage_failures = 0;
 };
 
 // Erasure and access requests (erasure.cc; docs/privacy.md, "Erasure and
@@ -255,6 +276,14 @@ struct ErasureOutcome {
   std::string receipt_key;       // that HMAC's key (hex), given only to the caller
 };
 std::string ErasureOutcomeJson(const ErasureOutcome& outcome);
+
+// What deleting a project removed (Service::DeleteProject).
+struct ProjectDeletion {
+  Project project;
+  uint64_t keys = 0;              // access keys limited to it
+  uint64_t profile_subjects = 0;  // subjects whose profile updates were erased
+};
+std::string ProjectDeletionJson(const ProjectDeletion& deletion);
 
 class Service {
  public:
@@ -368,6 +397,14 @@ class Service {
   Result<AccessKeyWithSecret> CreateAccessKey(const Access& access, AccessKeySpec spec);
   Result<AccessKeyWithSecret> RotateAccessKey(const Access& access, std::string_view id);
   Result<AccessKey> RevokeAccessKey(const Access& access, std::string_view id);
+  // Lifts an anomaly rule's suspension of a key; audited as key.enable.
+  Result<AccessKey> EnableAccessKey(const Access& access, std::string_view id);
+  // Receives every anomaly alert (anomaly.h), after it is counted, audited
+  // and (when the rules say so) the key suspended; the server logs it and
+  // posts it to the webhook. Called on the thread that ran the export; must
+  // be quick. Set once, before serving.
+  void SetAlertHandler(std::function<void(const AnomalyAlert&)> handler);
+  const AnomalyRules& anomaly_rules() const { return anomaly_rules_; }
   Result<std::vector<AccessKey>> ListAccessKeys(const Access& access);
   // The audit log (audit:read); a project's key sees its project's records.
   Result<std::vector<audit::AuditEntry>> ReadAudit(const Access& access, audit::Filter filter);
@@ -423,6 +460,14 @@ class Service {
                                  std::string_view result_url);
   Result<std::string> GdprCancel(const Access& access, GdprKind kind, std::string_view task_id);
   Result<std::string> GdprResult(const Access& access, std::string_view task_id);
+
+  // Deletes the access's project (admin scope; `confirm` must be its name):
+  // its access keys, its token and secret (the registry keeps a tombstone,
+  // so its id and name are never reused), its events and profile updates
+  // (hidden at once, purged from the files before it returns) and its saved
+  // reports and dashboards. Audited as `project.delete.start`, durable
+  // before anything goes, and `project.delete`; its audit records stay.
+  Result<ProjectDeletion> DeleteProject(const Access& access, std::string_view confirm);
 
   ProjectRegistry& projects() { return *projects_; }
   // The pseudonym the project's key gives `distinct_id`.
@@ -499,9 +544,28 @@ class Service {
                                uint32_t min_group_size = 0);
   Result<query::ExportSummary> RunExport(const Project& project, const ExportOptions& options,
                                          const std::function<bool(std::string_view)>& sink);
+  // The store's request for an export's options: dates in the project's
+  // zone, event names parsed, distinct ids pseudonymised.
+  Result<query::ExportRequest> ExportRequestOf(const Project& project,
+                                               const ExportOptions& options);
+  // An upper bound of the rows an export returns, from the zone maps of the
+  // project's segments (export_reason.cc).
+  Result<uint64_t> EstimateExportRows(const Project& project, const ExportOptions& options);
+  // InvalidArgument naming `reason` when it is malformed, holds personal
+  // data, or is missing from an export over export_reason_rows_.
+  Status CheckExportReason(const Access& access, const ExportOptions& options);
   // Records the key changes another process (`minpanel keys …`) made, as
   // seen on Reload.
   void AuditKeyChanges(const std::vector<AccessKey>& before);
+  // The project's ingest rate and disk quotas (project_quotas.h) for a
+  // batch about to be stored: RateLimited or DiskQuotaExceeded.
+  Status AdmitIngest(const store::AppendBatch& batch);
+  // Erases every subject with a profile update in the project and drops
+  // its events stored so far; returns how many subjects (project_admin.cc).
+  Result<uint64_t> HideProjectData(uint32_t project_id);
+  // After an access key's export: adds it to the key's history, evaluates
+  // the anomaly rules and acts on their alerts (anomaly_service.cc).
+  void ObserveExport(const Access& access, uint64_t rows, uint64_t subjects);
   Result<privacy::Policy> PolicyFor(const Project& project);
   Result<GdprTask> GdprTaskOf(const Access& access, GdprKind kind,
                               std::string_view task_id) const;
@@ -529,6 +593,18 @@ class Service {
   std::unique_ptr<AccessKeyStore> access_keys_;
   std::unique_ptr<KeyLimiter> key_limiter_;  // access keys' rates and export quotas
   KeyLimits key_limit_defaults_;
+  uint64_t export_reason_rows_ = 0;  // Limits::export_reason_rows
+  // Anomaly rules (anomaly.h): the keys' export history (shared with the
+  // limiter, whose day counts start from it), the key of the address
+  // hashes, the alerts' receiver and counters.
+  std::unique_ptr<ProjectQuotas> project_quotas_;
+  AnomalyRules anomaly_rules_;
+  std::shared_ptr<KeyUsage> key_usage_;
+  std::array<uint8_t, 32> address_key_{};
+  std::function<void(const AnomalyAlert&)> alert_handler_;
+  std::array<std::atomic<uint64_t>, std::size(kAnomalyRuleNames)> anomaly_alerts_{};
+  std::atomic<uint64_t> keys_suspended_{0};
+  std::atomic<uint64_t> key_usage_failures_{0};
   std::unique_ptr<audit::AuditLog> audit_;
   std::unique_ptr<GdprTasks> gdpr_tasks_;
   std::unique_ptr<ReportStore> reports_;

@@ -1,0 +1,110 @@
+// The Service's anomaly rules (anomaly.h; docs/security.md, "Anomaly
+// rules"): after an access key's export, its history is updated and the
+// rules evaluated; each alert is counted, audited (`anomaly`, the rule and
+// its numbers in `reason`), suspends the key when the rules say so
+// (`key.suspend`) and goes to the server's handler (a log line and the
+// webhook). An admin lifts a suspension (`key.enable`).
+#include <sodium.h>
+
+#include <algorithm>
+
+#include "service/service.h"
+
+namespace minpanel::service {
+namespace {
+
+constexpr std::string_view kAddressKeyFile = "/anomaly-address.key";
+constexpr size_t kAddressHashBytes = 16;
+
+size_t RuleIndex(std::string_view rule) {
+  for (size_t rule_idx = 0; rule_idx < std::size(kAnomalyRuleNames); ++rule_idx) {
+    if (kAnomalyRuleNames[rule_idx] == rule) {
+      return rule_idx;
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+Result<std::array<uint8_t, 32>> LoadAddressKey(FileSystem& file_system,
+                                               const std::string& key_folder) {
+  const std::string path = key_folder + std::string(kAddressKeyFile);
+  std::array<uint8_t, 32> key{};
+  if (file_system.Exists(path)) {
+    MP_ASSIGN_OR_RETURN(const std::string bytes, file_system.ReadFile(path));
+    if (bytes.size() != key.size()) {
+      return Status::Corruption(path + ": not a 32-byte key");
+    }
+    std::copy(bytes.begin(), bytes.end(), key.begin());
+    return key;
+  }
+  randombytes_buf(key.data(), key.size());
+  MP_RETURN_IF_ERROR(file_system.CreateDirectories(key_folder, 0700));
+  MP_RETURN_IF_ERROR(file_system.WriteFileAtomically(
+      path, std::string_view(reinterpret_cast<const char*>(key.data()), key.size()), 0600));
+  return key;
+}
+
+void Service::SetAlertHandler(std::function<void(const AnomalyAlert&)> handler) {
+  alert_handler_ = std::move(handler);
+}
+
+void Service::ObserveExport(const Access& access, uint64_t rows, uint64_t subjects) {
+  if (key_usage_ == nullptr || !IsAccessKeyId(access.principal.key_id)) {
+    return;
+  }
+  ExportObservation observation;
+  observation.key_id = access.principal.key_id;
+  observation.project_id = access.project.id;
+  observation.time_ms = clock_->NowMs();
+  observation.rows = rows;
+  observation.subjects = subjects;
+  if (!access.client_address.empty()) {
+    std::array<uint8_t, kAddressHashBytes> hash{};
+    crypto_generichash(hash.data(), hash.size(),
+                       reinterpret_cast<const uint8_t*>(access.client_address.data()),
+                       access.client_address.size(), address_key_.data(), address_key_.size());
+    observation.address_hash = Id128::FromBytes(hash).ToHex();
+  }
+  KeyUsage::Observed observed = key_usage_->Observe(anomaly_rules_, observation);
+  if (!observed.written.ok()) {
+    key_usage_failures_.fetch_add(1, std::memory_order_relaxed);
+  }
+  Access anomaly = access;
+  anomaly.principal.key_id = "anomaly";
+  for (AnomalyAlert& alert : observed.alerts) {
+    anomaly_alerts_[RuleIndex(alert.rule)].fetch_add(1, std::memory_order_relaxed);
+    audit::AuditEntry entry;
+    entry.act = "anomaly";
+    entry.target = alert.key_id;
+    entry.reason = alert.rule + ": " + alert.detail;
+    // Best effort: a failed log refuses every later read anyway.
+    (void)Audit(anomaly, entry);
+    if (anomaly_rules_.suspend && access_keys_->Suspend(alert.key_id, alert.rule).ok()) {
+      alert.suspended = true;
+      keys_suspended_.fetch_add(1, std::memory_order_relaxed);
+      entry.act = "key.suspend";
+      (void)Audit(anomaly, std::move(entry));
+    }
+    if (alert_handler_) {
+      alert_handler_(alert);
+    }
+  }
+}
+
+Result<AccessKey> Service::EnableAccessKey(const Access& access, std::string_view id) {
+  const std::optional<AccessKey> key = access_keys_->FindById(id);
+  if (!key.has_value() ||
+      (access.principal.project_id != 0 && key->project_id != access.principal.project_id)) {
+    return Status::NotFound("key " + std::string(id) + ": no such key");
+  }
+  MP_ASSIGN_OR_RETURN(AccessKey enabled, access_keys_->Enable(id));
+  audit::AuditEntry entry;
+  entry.act = "key.enable";
+  entry.target = key->id;
+  MP_RETURN_IF_ERROR(Audit(access, std::move(entry)));
+  return enabled;
+}
+
+}  // namespace minpanel::service

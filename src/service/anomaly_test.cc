@@ -1,0 +1,205 @@
+#include "service/anomaly.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "service/access_keys_limits.h"
+
+namespace minpanel::service {
+namespace {
+
+constexpr int64_t kHourMs = 3'600'000;
+constexpr int64_t kDayMs = 24 * kHourMs;
+// A Monday, 00:00 UTC.
+constexpr int64_t kStartMs = 1'700'438'400'000;
+constexpr std::string_view kKey = "mpk_0123456789abcdef";
+
+class AnomalyTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    folder_ = ::testing::TempDir() + "/anomaly_" +
+              ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    std::filesystem::remove_all(folder_);
+    rules_.burst_exports = 0;
+  }
+
+  ExportObservation At(int64_t time_ms, uint64_t rows, std::string address = "a1") {
+    ExportObservation observation;
+    observation.key_id = std::string(kKey);
+    observation.project_id = 1;
+    observation.time_ms = time_ms;
+    observation.rows = rows;
+    observation.subjects = rows / 10;
+    observation.address_hash = std::move(address);
+    return observation;
+  }
+
+  // Eight days of one 100-row export a day at 09:00 and 15:00 UTC from "a1".
+  KeyHistory UsualHistory() {
+    KeyHistory history;
+    for (int64_t day = 0; day < 8; ++day) {
+      AddExport(rules_, At(kStartMs + day * kDayMs + 9 * kHourMs, 100), &history);
+      AddExport(rules_, At(kStartMs + day * kDayMs + 15 * kHourMs, 100), &history);
+    }
+    return history;
+  }
+
+  std::vector<std::string> Rules(const std::vector<AnomalyAlert>& alerts) {
+    std::vector<std::string> rules;
+    for (const AnomalyAlert& alert : alerts) {
+      rules.push_back(alert.rule);
+    }
+    return rules;
+  }
+
+  std::string folder_;
+  AnomalyRules rules_;
+  std::shared_ptr<FileSystem> file_system_ = NewPosixFileSystem();
+};
+
+TEST_F(AnomalyTest, UsualExportsRaiseNothing) {
+  const KeyHistory history = UsualHistory();
+  EXPECT_TRUE(
+      EvaluateAnomalies(rules_, history, At(kStartMs + 8 * kDayMs + 9 * kHourMs, 120)).empty());
+}
+
+TEST_F(AnomalyTest, VolumeFiresOnceAsTheWindowCrossesTheFactor) {
+  KeyHistory history = UsualHistory();
+  // Usual: 1,500 rows over the 169 hours before the window, 213 a day; the
+  // factor 10 puts the bound at 2,130 (the window holds 100 rows already).
+  const int64_t now_ms = kStartMs + 8 * kDayMs + 9 * kHourMs;
+  auto alerts = EvaluateAnomalies(rules_, history, At(now_ms, 1500));
+  EXPECT_TRUE(alerts.empty());
+  AddExport(rules_, At(now_ms, 1500), &history);
+  alerts = EvaluateAnomalies(rules_, history, At(now_ms + 60'000, 1500));
+  ASSERT_EQ(Rules(alerts), std::vector<std::string>{"volume"});
+  EXPECT_NE(alerts[0].detail.find("3100 rows"), std::string::npos) << alerts[0].detail;
+  EXPECT_NE(alerts[0].detail.find("usual 213 rows"), std::string::npos) << alerts[0].detail;
+  AddExport(rules_, At(now_ms + 60'000, 1500), &history);
+  EXPECT_TRUE(EvaluateAnomalies(rules_, history, At(now_ms + 120'000, 1500)).empty());
+}
+
+TEST_F(AnomalyTest, AnHourOfTheDayNeverUsedFires) {
+  const KeyHistory history = UsualHistory();
+  const auto alerts =
+      EvaluateAnomalies(rules_, history, At(kStartMs + 8 * kDayMs + 3 * kHourMs, 10));
+  ASSERT_EQ(Rules(alerts), std::vector<std::string>{"hours"});
+  EXPECT_NE(alerts[0].detail.find("3:00 UTC"), std::string::npos);
+}
+
+TEST_F(AnomalyTest, ANewAddressFiresAndIsThenKnown) {
+  KeyHistory history = UsualHistory();
+  const int64_t now_ms = kStartMs + 8 * kDayMs + 15 * kHourMs;
+  EXPECT_EQ(Rules(EvaluateAnomalies(rules_, history, At(now_ms, 10, "b2"))),
+            std::vector<std::string>{"address"});
+  AddExport(rules_, At(now_ms, 10, "b2"), &history);
+  EXPECT_TRUE(EvaluateAnomalies(rules_, history, At(now_ms + 1000, 10, "b2")).empty());
+  // The command line has no address: never "new".
+  EXPECT_TRUE(EvaluateAnomalies(rules_, history, At(now_ms + 2000, 10, "")).empty());
+}
+
+TEST_F(AnomalyTest, RelativeRulesWaitForTheWarmUpAbsoluteOnesDoNot) {
+  rules_.window_rows_max = 500;
+  KeyHistory history;
+  AddExport(rules_, At(kStartMs, 100), &history);
+  // Day 3 of 7: a new address at a new hour and a huge volume raise only
+  // the absolute rule.
+  const auto alerts = EvaluateAnomalies(rules_, history, At(kStartMs + 3 * kDayMs, 9000, "b2"));
+  EXPECT_EQ(Rules(alerts), std::vector<std::string>{"window_rows"});
+  // Past the warm-up they all fire.
+  const auto later =
+      EvaluateAnomalies(rules_, history, At(kStartMs + 8 * kDayMs + 5 * kHourMs, 9000, "b2"));
+  EXPECT_EQ(Rules(later), (std::vector<std::string>{"volume", "window_rows", "hours", "address"}));
+}
+
+TEST_F(AnomalyTest, TheNthSmallExportInTheBurstWindowFires) {
+  rules_.burst_exports = 5;
+  rules_.burst_window_s = 60;
+  KeyHistory history;
+  std::vector<std::string> fired;
+  for (int export_idx = 0; export_idx < 7; ++export_idx) {
+    const ExportObservation observation = At(kStartMs + export_idx * 5000, 3);
+    for (const AnomalyAlert& alert : EvaluateAnomalies(rules_, history, observation)) {
+      fired.push_back(alert.rule + "@" + std::to_string(export_idx));
+    }
+    AddExport(rules_, observation, &history);
+  }
+  EXPECT_EQ(fired, std::vector<std::string>{"burst@4"});
+  // Spread out past the window, the same exports are no burst.
+  KeyHistory slow;
+  for (int export_idx = 0; export_idx < 7; ++export_idx) {
+    const ExportObservation observation = At(kStartMs + export_idx * 20'000, 3);
+    EXPECT_TRUE(EvaluateAnomalies(rules_, slow, observation).empty()) << export_idx;
+    AddExport(rules_, observation, &slow);
+  }
+}
+
+TEST_F(AnomalyTest, HistoryOlderThanItsDaysIsDropped) {
+  KeyHistory history = UsualHistory();
+  AddExport(rules_, At(kStartMs + (kUsageHistoryDays + 5) * kDayMs, 1), &history);
+  // Days 5 to 7 of the usual ones are within the 28 days, and the new one.
+  EXPECT_EQ(history.hours.size(), 7u);
+  EXPECT_GT(history.hours.begin()->first, (kStartMs + 5 * kDayMs) / kHourMs);
+  EXPECT_EQ(history.first_ms, kStartMs + 9 * kHourMs);  // the key's age stays
+}
+
+TEST_F(AnomalyTest, AddressesAreCappedLeastRecentFirst) {
+  KeyHistory history;
+  for (size_t address_idx = 0; address_idx <= kKnownAddressesMax; ++address_idx) {
+    AddExport(rules_,
+              At(kStartMs + static_cast<int64_t>(address_idx) * kHourMs, 1,
+                 "a" + std::to_string(address_idx)),
+              &history);
+  }
+  EXPECT_EQ(history.addresses.size(), kKnownAddressesMax);
+  EXPECT_FALSE(history.addresses.contains("a0"));
+}
+
+TEST_F(AnomalyTest, TheFileRoundTripsAndRefusesAnotherFormat) {
+  const KeyHistory history = UsualHistory();
+  const std::string text = KeyHistoryJson(kKey, history);
+  auto parsed = ParseKeyHistory(text, "x.json");
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  EXPECT_EQ(parsed->first_ms, history.first_ms);
+  EXPECT_EQ(parsed->hours.size(), history.hours.size());
+  EXPECT_EQ(parsed->addresses, history.addresses);
+  EXPECT_EQ(ParseKeyHistory("{\"format\":\"other\"}", "x.json").status().code(),
+            StatusCode::kCorruption);
+  EXPECT_EQ(ParseKeyHistory("not json", "x.json").status().code(), StatusCode::kCorruption);
+}
+
+TEST_F(AnomalyTest, KeyUsagePersistsAndTheDayQuotaSurvivesARestart) {
+  auto clock = std::make_shared<FakeClock>(kStartMs + 10 * kHourMs);
+  KeyLimits limits;
+  limits.export_rows_per_day = 100;
+  {
+    auto usage = std::make_shared<KeyUsage>(folder_, file_system_);
+    KeyLimiter limiter(clock, usage);
+    ASSERT_EQ(*limiter.ExportRowsLeft(std::string(kKey), limits), 100u);
+    limiter.CountExport(std::string(kKey), 70, 7);
+    EXPECT_TRUE(usage->Observe(rules_, At(clock->NowMs(), 70)).written.ok());
+  }
+  // A new process: the day's 70 rows come back from the file.
+  auto usage = std::make_shared<KeyUsage>(folder_, file_system_);
+  KeyLimiter limiter(clock, usage);
+  EXPECT_EQ(*limiter.ExportRowsLeft(std::string(kKey), limits), 30u);
+  // The next UTC day starts afresh.
+  clock->Advance(kDayMs);
+  EXPECT_EQ(*limiter.ExportRowsLeft(std::string(kKey), limits), 100u);
+  EXPECT_TRUE(usage->Forget(std::string(kKey)).ok());
+  EXPECT_FALSE(std::filesystem::exists(folder_ + "/" + std::string(kKey) + ".json"));
+}
+
+TEST_F(AnomalyTest, ConfigChecksNameTheKey) {
+  AnomalyRules rules;
+  rules.window_hours = 0;
+  EXPECT_NE(CheckAnomalyRules(rules).message().find("anomaly.window_hours"), std::string::npos);
+  rules = AnomalyRules{};
+  rules.webhook = "https://example.test/hook";
+  EXPECT_NE(CheckAnomalyRules(rules).message().find("anomaly.webhook"), std::string::npos);
+  EXPECT_TRUE(CheckAnomalyRules(AnomalyRules{}).ok());
+}
+
+}  // namespace
+}  // namespace minpanel::service
