@@ -3,14 +3,15 @@
 // input byte picks what the rest is:
 //   mode 0: one record payload for DecodeEntry;
 //   mode 1: a whole log file image (and, after a 0xff byte, an anchors
-//           text) for VerifyBytes and DecodeLog;
+//           text) for VerifyBytes and the LogReader;
 //   mode 2: payloads framed by the harness — a valid header, then records
 //           separated by 0x00 bytes given correct chain hashes — so the
 //           payload decoder is reached through the chain.
 // Invariants: decoding fails only with Corruption; a payload that decodes
 // re-encodes to bytes that decode to the same encoding; a verified log has
-// exactly the records DecodeLog returns, numbered from 1 (or from after the
-// base of a pruned log's header).
+// exactly the records the LogReader passes, numbered from 1 (or from after
+// the base of a pruned log's header). fuzz/audit_reader_fuzz.cc fuzzes the
+// reader over a file in small pieces and the key index.
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -44,15 +45,23 @@ void CheckPayload(std::string_view payload) {
 
 void CheckLog(std::string_view log, std::string_view anchors) {
   const audit::VerifyReport report = audit::VerifyBytes(log, anchors);
-  const audit::Decoded decoded = audit::DecodeLog(log);
-  Check(decoded.end_offset <= log.size(), "valid prefix inside the image");
-  Check(report.records == decoded.entries.size(), "verify and decode agree");
-  for (size_t entry_idx = 0; entry_idx < decoded.entries.size(); ++entry_idx) {
-    Check(decoded.entries[entry_idx].seq == decoded.base_seq + entry_idx + 1,
+  audit::LogReader reader(log);
+  const auto start = reader.Start();
+  const uint64_t base_seq = start.ok() ? start->base_seq : 0;
+  uint64_t records = 0;
+  audit::LogRecord record;
+  while (reader.Next(&record).value()) {
+    Check(record.seq == base_seq + records + 1,
           "records numbered from 1, or from after a pruned log's base");
+    Check(record.end_offset <= log.size(), "a record inside the image");
+    Check(audit::DecodeEntry(record.payload).ok(), "a record the reader passes decodes");
+    ++records;
   }
+  Check(reader.end_offset() <= log.size(), "valid prefix inside the image");
+  Check(report.records <= records, "verify passes no record the reader does not");
   if (report.ok) {
-    Check(!decoded.broken, "a verified log is not broken");
+    Check(report.records == records, "verify and the reader agree");
+    Check(reader.end() != audit::LogReader::End::kBroken, "a verified log is not broken");
   }
 }
 

@@ -106,10 +106,6 @@ struct AuditEntry {
   // An export's watermark nonce, 32 hex (query/watermark.h): what `audit
   // trace` needs to recompute its decoys. Never shown to audit:read keys.
   std::string watermark;
-  // Why an export was asked for (the `reason` parameter of a large export;
-  // docs/security.md), as the caller gave it: UTF-8 without control
-  // characters, at most 256 bytes, checked by the service.
-  std::string reason;
   std::string outcome = "ok";  // "ok" or the error's message
 };
 
@@ -133,14 +129,20 @@ struct VerifyReport {
   uint64_t signed_checkpoints = 0;  // anchors whose signature was checked
   uint64_t base_seq = 0;            // records 1..base_seq were pruned
   bool base_vouched = false;        // a signed checkpoint names record base_seq
+  uint64_t end_offset = 0;          // where the valid records end (0: no header yet)
+  std::array<uint8_t, kHashBytes> head{};
 };
 
 // Checks a log's bytes and its anchors' text (each "seq hash_hex time_ms"
-// [signature]). Stops at the first broken record and names it. Given a
-// public key, every signed anchor's signature is checked; a pruned log
-// verifies only with the key and a signed checkpoint of its base.
+// [signature]): VerifyLog over a LogReader of the bytes, every payload
+// decoded. Stops at the first broken record and names it. Given a public
+// key, every signed anchor's signature is checked; a pruned log verifies
+// only with the key and a signed checkpoint of its base.
 VerifyReport VerifyBytes(std::string_view log_bytes, std::string_view anchors_text,
                          const PublicKey* public_key = nullptr);
+// The same over the files of a log folder (`log`, `anchors`), streamed.
+Result<VerifyReport> VerifyFolder(const std::string& folder, FileSystem& file_system,
+                                  const PublicKey* public_key = nullptr);
 
 // Where a log's records start: after the header, following record base_seq
 // (0 and zeros for a log never pruned). NotFound for a header not yet
@@ -154,18 +156,158 @@ Result<LogStart> ReadLogStart(std::string_view log_bytes);
 // The header of a log pruned after record base_seq.
 std::string PrunedHeader(uint64_t base_seq, const std::array<uint8_t, kHashBytes>& base_hash);
 
-// Decodes every valid record of a log's bytes, stopping at the first broken
-// or incomplete one (`end_offset`: where the valid prefix ends).
-struct Decoded {
-  uint64_t base_seq = 0;  // the records start after this one (a pruned log)
-  std::array<uint8_t, kHashBytes> base_hash{};
-  std::vector<AuditEntry> entries;
-  std::vector<uint64_t> record_ends;  // the byte offset after each entry's record
-  uint64_t end_offset = 0;
-  std::array<uint8_t, kHashBytes> head{};
-  bool broken = false;  // stopped at a record that is neither valid nor a torn tail
+// One record as a LogReader passes it: chain hash recomputed and matched,
+// seq checked. `payload` points into the reader's buffer and stays valid
+// until the reader's next call.
+struct LogRecord {
+  uint64_t seq = 0;
+  uint64_t offset = 0;      // of its length prefix in the log
+  uint64_t end_offset = 0;  // just after its chain hash
+  std::string_view payload;
+  std::array<uint8_t, kHashBytes> hash{};  // its chain hash
 };
-Decoded DecodeLog(std::string_view log_bytes);
+
+// The log is read in pieces this big; a reader's memory is one piece (or
+// one record, when a record is bigger) whatever the log's size.
+inline constexpr size_t kReadChunkBytes = 4 << 20;
+
+// Reads an audit log one record at a time, from its header (Start) or from
+// after a record whose position and hash are already vouched for (Resume),
+// recomputing each record's chain hash from its predecessor's and checking
+// its seq. It stops at the first record that is neither valid nor a torn
+// tail (an incomplete last record). The seq is read from the payload's
+// leading `{"seq":N` (as EncodeEntry writes it) and the payload decoded in
+// full (DecodeEntry) only when `decode_payloads` is set or it does not start
+// so. One thread at a time.
+class LogReader {
+ public:
+  // Over a whole log image in memory; `log_bytes` must outlive the reader.
+  explicit LogReader(std::string_view log_bytes, bool decode_payloads = true);
+  // Over a file, read in pieces of `chunk_bytes` (smaller in tests and fuzzing).
+  explicit LogReader(std::unique_ptr<RandomAccessFile> file, bool decode_payloads = true,
+                     size_t chunk_bytes = kReadChunkBytes);
+
+  // Reads the header. NotFound for a header not yet complete (a new log);
+  // Corruption for bytes that are not an audit log.
+  Result<LogStart> Start();
+  // Goes on after record `seq`, whose chain hash is `hash` and which ends at
+  // byte `offset`, instead of Start; `start` is the log's header as read.
+  void Resume(const LogStart& start, uint64_t offset, uint64_t seq,
+              const std::array<uint8_t, kHashBytes>& hash);
+  // The next valid record: true and `*record`; false at the end, where
+  // `end()` says why. IoError only when a read fails.
+  Result<bool> Next(LogRecord* record);
+
+  enum class End { kReading, kClean, kTornTail, kBroken };
+  End end() const { return end_; }
+  bool started() const { return started_; }
+  // The header, once Start read it or Resume was given it.
+  const std::optional<LogStart>& log_start() const { return log_start_; }
+  uint64_t seq() const { return seq_; }                // of the last valid record
+  uint64_t end_offset() const { return end_offset_; }  // after the last valid record
+  const std::array<uint8_t, kHashBytes>& head() const { return head_; }
+  uint64_t torn_tail_bytes() const { return torn_tail_bytes_; }
+
+ private:
+  // The bytes at [offset, offset + length), fewer where the log ends.
+  Result<std::string_view> Bytes(uint64_t offset, size_t length);
+
+  std::string_view bytes_;  // the image, or the buffer's piece of the file
+  std::unique_ptr<RandomAccessFile> file_;
+  std::string buffer_;
+  uint64_t buffer_offset_ = 0;
+  size_t chunk_bytes_ = kReadChunkBytes;
+  bool decode_payloads_ = true;
+  bool started_ = false;
+  std::optional<LogStart> log_start_;
+  End end_ = End::kReading;
+  uint64_t seq_ = 0;
+  uint64_t end_offset_ = 0;
+  std::array<uint8_t, kHashBytes> head_{};
+  uint64_t torn_tail_bytes_ = 0;
+};
+
+// How VerifyLog checks a log.
+struct WalkOptions {
+  // Every signed anchor's signature is checked under this key, when set.
+  const PublicKey* public_key = nullptr;
+  // A pruned log's base must be named by a checkpoint whose signature was
+  // checked (`audit verify`); false: an anchor naming the base with its
+  // hash suffices when no key is given (the blast radius without the key).
+  bool pruned_needs_key = true;
+};
+using RecordVisitor = std::function<Status(const LogRecord& record)>;
+
+// Walks `reader` (started or resumed here when not yet: Start) to its end,
+// matching the anchors (`anchors_text`, the anchors file) against the chain
+// as the records pass, and calls `visit` (when set) with each valid record
+// after its anchors matched. Stops at the first problem, which the report
+// names (report.ok false); an error `visit` returns stops the walk and is
+// returned. For a resumed reader the anchors naming records at or before
+// where it resumed are parsed and their signatures checked but not matched
+// (those records are not read), except a pruned log's base, which is
+// checked as from the start. Memory: the reader's and the anchors'.
+Result<VerifyReport> VerifyLog(LogReader& reader, std::string_view anchors_text,
+                               const WalkOptions& options, const RecordVisitor& visit = {});
+
+// The key index (docs/formats/audit.md, "Key index"): where each key's
+// records are in the log, so that one key's records are found without
+// reading the whole log. `<folder>/index/<n>.idx` covers records
+// n * kIndexSegmentRecords + 1 to (n + 1) * kIndexSegmentRecords. It is
+// derived data, never trusted over the chain: it is brought up to date by
+// a verified walk of the records it does not cover yet (all of them when it
+// is missing or stale), and each record found through it is checked again
+// when it is read (ReadIndexedRecord).
+inline constexpr uint64_t kIndexSegmentRecords = 65'536;
+inline constexpr std::string_view kIndexMagic = "MPAIDX01";
+inline constexpr uint32_t kIndexVersion = 1;
+inline constexpr size_t kIndexHeaderBytes = 80;
+inline constexpr size_t kIndexKeyBytesMax = 1024;  // a longer key is not a key a log holds
+
+struct KeyRecordRef {
+  uint64_t seq = 0;
+  uint64_t offset = 0;  // of the record's length prefix in the log
+  bool operator==(const KeyRecordRef&) const = default;
+};
+
+// One index file: what it covers, and the records of each key in it.
+struct IndexSegment {
+  uint64_t base_seq = 0;  // the log's header's base when it was written
+  uint64_t first_seq = 0;
+  uint64_t last_seq = 0;                        // inclusive
+  uint64_t last_end_offset = 0;                 // where record last_seq ends in the log
+  std::array<uint8_t, kHashBytes> last_hash{};  // record last_seq's chain hash
+  std::vector<std::pair<std::string, std::vector<KeyRecordRef>>> keys;  // sorted by key
+};
+std::string EncodeIndexSegment(const IndexSegment& segment);
+// Decodes an index file; with `only_key`, the records of that key only.
+// Corruption names what is wrong; never trusts a count or an offset.
+Result<IndexSegment> DecodeIndexSegment(std::string_view bytes,
+                                        std::optional<std::string_view> only_key = std::nullopt);
+
+struct KeyLookup {
+  std::vector<KeyRecordRef> records;  // every record of the key up to the log's end, by seq
+  // The walk that brought the index up to date (VerifyLog's report over the
+  // records it walked: only the new ones unless rebuilt). Not ok: the index
+  // was not updated and `records` is empty.
+  VerifyReport walk;
+  bool rebuilt = false;         // made anew from the log's first record
+  uint64_t records_walked = 0;  // records this call walked
+  uint64_t indexed_seq = 0;     // the last record the index covers
+  std::string note;             // why it was rebuilt, or why it could not be written
+};
+// Brings the index of the log folder `folder` up to date and returns the
+// records of `key`. Writing the index may fail (a read-only folder): the
+// records are still returned and `note` says so.
+Result<KeyLookup> LookupKey(const std::string& folder, std::string_view key,
+                            FileSystem& file_system, const WalkOptions& options);
+// The payload of the record `ref` names, checked without the chain walk:
+// its seq, SHA-256(the hash stored before it, or the log's base, || length
+// || payload) equal to the hash stored after it, and the same link from it
+// to its successor when the log holds one. Corruption naming the record
+// otherwise.
+Result<std::string> ReadIndexedRecord(const RandomAccessFile& log, const LogStart& start,
+                                      const KeyRecordRef& ref);
 
 // Which records `audit show` and GET /api/audit return.
 struct Filter {
@@ -179,12 +321,29 @@ struct Filter {
 };
 bool Matches(const Filter& filter, const AuditEntry& entry);
 
+// The newest records of the log file at `path` matching `filter` (at most
+// min(filter.limit, kShowRecordsMax)), oldest first, streamed: memory holds
+// one read piece and those records. `broken`: the chain (or a record)
+// breaks after record `last_seq`, and nothing after it is shown.
+struct Shown {
+  std::vector<AuditEntry> entries;
+  bool broken = false;
+  uint64_t last_seq = 0;
+};
+Result<Shown> ShowLog(const std::string& path, FileSystem& file_system, const Filter& filter);
+
 struct Options {
   uint64_t anchor_interval = kAnchorInterval;
   // Signs every anchor (a checkpoint) when set.
   std::shared_ptr<const SigningKey> signing_key;
   // A file (on another volume) each anchor line is also appended to; empty: none.
   std::string checkpoint_sink;
+  // Open verifies only the records the key index does not cover yet (those
+  // it covers were verified when it was written; LookupKey), and brings the
+  // index up to date, instead of walking the whole chain: for a command
+  // that appends one record to a long log (an incident run's). The server
+  // walks the whole chain.
+  bool open_from_index = false;
 };
 
 class AuditLog {

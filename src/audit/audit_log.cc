@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "audit/audit.h"
+#include "audit/log_format.h"
 
 namespace minpanel::audit {
 namespace {
@@ -15,9 +16,7 @@ constexpr uint32_t kFolderMode = 0700;
 
 std::string FileHeader() {
   std::string header(kFileMagic);
-  for (size_t byte_idx = 0; byte_idx < 4; ++byte_idx) {
-    header.push_back(static_cast<char>((kFileVersion >> (8 * byte_idx)) & 0xff));
-  }
+  internal::AppendU32(kFileVersion, &header);
   header.append(4, '\0');
   return header;
 }
@@ -25,13 +24,34 @@ std::string FileHeader() {
 std::string Frame(std::string_view payload, const std::array<uint8_t, kHashBytes>& hash) {
   std::string frame;
   frame.reserve(payload.size() + kRecordFrameBytes);
-  const auto length = static_cast<uint32_t>(payload.size());
-  for (size_t byte_idx = 0; byte_idx < 4; ++byte_idx) {
-    frame.push_back(static_cast<char>((length >> (8 * byte_idx)) & 0xff));
-  }
+  internal::AppendU32(static_cast<uint32_t>(payload.size()), &frame);
   frame.append(payload);
   frame.append(reinterpret_cast<const char*>(hash.data()), hash.size());
   return frame;
+}
+
+// Writes `header` then the bytes of `from` after `offset` to `to` (made
+// anew), synced.
+Status CopyPruned(FileSystem& file_system, const std::string& from, const std::string& to,
+                  std::string_view header, uint64_t offset) {
+  if (file_system.Exists(to)) {
+    MP_RETURN_IF_ERROR(file_system.Remove(to));  // left by a prune a crash interrupted
+  }
+  MP_ASSIGN_OR_RETURN(std::unique_ptr<RandomAccessFile> source, file_system.OpenRandomAccess(from));
+  MP_ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> target,
+                      file_system.OpenAppendable(to, kFileMode));
+  MP_RETURN_IF_ERROR(target->Append(header));
+  std::string piece;
+  while (true) {
+    MP_RETURN_IF_ERROR(source->ReadAt(offset, kReadChunkBytes, &piece));
+    if (piece.empty()) {
+      break;
+    }
+    MP_RETURN_IF_ERROR(target->Append(piece));
+    offset += piece.size();
+  }
+  MP_RETURN_IF_ERROR(target->Sync());
+  return target->Close();
 }
 
 }  // namespace
@@ -67,36 +87,55 @@ Result<std::unique_ptr<AuditLog>> AuditLog::Open(std::string folder,
   std::unique_ptr<AuditLog> log(
       new AuditLog(folder, file_system, std::move(clock), options, lock_fd));
   const std::string path = folder + "/log";
-  std::string bytes;
-  if (file_system->Exists(path)) {
-    MP_ASSIGN_OR_RETURN(bytes, file_system->ReadFile(path));
-  }
   std::string anchors_text;
   if (file_system->Exists(folder + "/anchors")) {
     MP_ASSIGN_OR_RETURN(anchors_text, file_system->ReadFile(folder + "/anchors"));
   }
-  const VerifyReport report = VerifyBytes(
-      bytes, anchors_text, options.signing_key ? &options.signing_key->public_key : nullptr);
+  // The log is streamed (LogReader): memory stays one read piece whatever
+  // its size.
+  WalkOptions walk;
+  walk.public_key = options.signing_key ? &options.signing_key->public_key : nullptr;
+  VerifyReport report;
+  uint64_t file_bytes = 0;
+  std::unique_ptr<RandomAccessFile> existing;
+  if (file_system->Exists(path) && options.open_from_index) {
+    MP_ASSIGN_OR_RETURN(existing, file_system->OpenRandomAccess(path));
+    MP_ASSIGN_OR_RETURN(file_bytes, existing->Size());
+    MP_ASSIGN_OR_RETURN(const KeyLookup lookup, LookupKey(folder, "", *file_system, walk));
+    report = lookup.walk;
+  } else if (file_system->Exists(path)) {
+    MP_ASSIGN_OR_RETURN(existing, file_system->OpenRandomAccess(path));
+    MP_ASSIGN_OR_RETURN(file_bytes, existing->Size());
+    MP_ASSIGN_OR_RETURN(std::unique_ptr<RandomAccessFile> file,
+                        file_system->OpenRandomAccess(path));
+    // Seqs from the payloads' leading field: `audit verify` decodes each one.
+    LogReader reader(std::move(file), /*decode_payloads=*/false);
+    MP_ASSIGN_OR_RETURN(report, VerifyLog(reader, anchors_text, walk));
+  } else {
+    report = VerifyBytes("", anchors_text, walk.public_key);
+  }
   if (!report.ok) {
     return Status::Corruption("audit log " + path + ": " + report.problem +
                               "; run `minpanel audit verify`");
   }
-  const Decoded decoded = DecodeLog(bytes);
   uint64_t torn_bytes = 0;
-  if (bytes.size() > decoded.end_offset && decoded.end_offset > 0) {
+  if (file_bytes > report.end_offset && report.end_offset > 0) {
     // An append a crash interrupted, never acknowledged: kept aside as
-    // evidence, then cut off, and the cut recorded in the chain.
-    torn_bytes = bytes.size() - decoded.end_offset;
-    const std::string kept = folder + "/torn-" + std::to_string(decoded.end_offset);
-    MP_RETURN_IF_ERROR(file_system->WriteFileAtomically(
-        kept, std::string_view(bytes).substr(decoded.end_offset), kFileMode));
-    MP_RETURN_IF_ERROR(file_system->Truncate(path, decoded.end_offset));
+    // evidence, then cut off, and the cut recorded in the chain. It is
+    // shorter than one record frame (LogReader stopped inside it).
+    torn_bytes = file_bytes - report.end_offset;
+    std::string torn;
+    MP_RETURN_IF_ERROR(existing->ReadAt(report.end_offset, torn_bytes, &torn));
+    const std::string kept = folder + "/torn-" + std::to_string(report.end_offset);
+    MP_RETURN_IF_ERROR(file_system->WriteFileAtomically(kept, torn, kFileMode));
+    MP_RETURN_IF_ERROR(file_system->Truncate(path, report.end_offset));
   }
+  existing.reset();
   MP_ASSIGN_OR_RETURN(log->file_, file_system->OpenAppendable(path, kFileMode));
   MP_ASSIGN_OR_RETURN(log->anchors_, file_system->OpenAppendable(folder + "/anchors", kFileMode));
-  if (decoded.end_offset == 0) {
-    // New, or a header a crash cut short (VerifyBytes refused anything else).
-    if (!bytes.empty()) {
+  if (report.end_offset == 0) {
+    // New, or a header a crash cut short (VerifyLog refused anything else).
+    if (file_bytes > 0) {
       MP_RETURN_IF_ERROR(file_system->Truncate(path, 0));
     }
     MP_RETURN_IF_ERROR(log->file_->Append(FileHeader()));
@@ -110,10 +149,10 @@ Result<std::unique_ptr<AuditLog>> AuditLog::Open(std::string folder,
     MP_ASSIGN_OR_RETURN(log->sink_,
                         file_system->OpenAppendable(options.checkpoint_sink, kFileMode));
   }
-  const uint64_t last_seq = decoded.base_seq + decoded.entries.size();
-  log->base_seq_ = decoded.base_seq;
-  log->head_ = decoded.head;
-  log->durable_head_ = decoded.head;
+  const uint64_t last_seq = report.base_seq + report.records;
+  log->base_seq_ = report.base_seq;
+  log->head_ = report.head;
+  log->durable_head_ = report.head;
   log->next_seq_ = last_seq + 1;
   log->durable_seq_ = last_seq;
   log->anchored_seq_ = last_seq;
@@ -126,7 +165,7 @@ Result<std::unique_ptr<AuditLog>> AuditLog::Open(std::string folder,
     cut.act = "log.torn_tail";
     cut.route = "open";
     cut.bytes = torn_bytes;
-    cut.target = "torn-" + std::to_string(decoded.end_offset);
+    cut.target = "torn-" + std::to_string(report.end_offset);
     MP_RETURN_IF_ERROR(log->Append(std::move(cut)).status());
   }
   return log;
@@ -258,16 +297,27 @@ Result<uint64_t> AuditLog::PruneBefore(int64_t before_ms) {
     return Status::Unavailable("audit log: failed or closed");
   }
   const std::string path = folder_ + "/log";
-  MP_ASSIGN_OR_RETURN(const std::string bytes, file_system_->ReadFile(path));
-  const Decoded decoded = DecodeLog(bytes);
   // The records to cut: the oldest ones, up to the last older than before_ms.
+  MP_ASSIGN_OR_RETURN(std::unique_ptr<RandomAccessFile> file, file_system_->OpenRandomAccess(path));
+  LogReader reader(std::move(file), /*decode_payloads=*/false);
+  MP_ASSIGN_OR_RETURN(const LogStart start, reader.Start());
   uint64_t cut = 0;
+  uint64_t cut_offset = 0;
+  std::array<uint8_t, kHashBytes> cut_hash{};
   std::vector<std::string> side_files;
-  for (const AuditEntry& entry : decoded.entries) {
+  LogRecord record;
+  while (true) {
+    MP_ASSIGN_OR_RETURN(const bool more, reader.Next(&record));
+    if (!more) {
+      break;
+    }
+    MP_ASSIGN_OR_RETURN(const AuditEntry entry, DecodeEntry(record.payload));
     if (entry.time_ms >= before_ms) {
       break;
     }
     ++cut;
+    cut_offset = record.end_offset;
+    cut_hash = record.hash;
     if (!entry.subjects_file.empty()) {
       side_files.push_back(entry.subjects_file);
     }
@@ -275,18 +325,22 @@ Result<uint64_t> AuditLog::PruneBefore(int64_t before_ms) {
   if (cut == 0) {
     return uint64_t{0};
   }
-  const uint64_t cut_seq = decoded.base_seq + cut;
-  // A record ends with its chain hash.
-  const size_t cut_offset = decoded.record_ends[cut - 1];
-  std::array<uint8_t, kHashBytes> cut_hash{};
-  std::memcpy(cut_hash.data(), bytes.data() + cut_offset - kHashBytes, kHashBytes);
+  const uint64_t cut_seq = start.base_seq + cut;
   // The signed checkpoint first, so that the cut is never unvouched.
   MP_RETURN_IF_ERROR(WriteAnchorLineLocked(cut_seq, cut_hash));
-  std::string pruned = PrunedHeader(cut_seq, cut_hash);
-  pruned.append(std::string_view(bytes).substr(cut_offset));
-  Status replaced = file_->Close();
+  // The new log is copied piece by piece beside the old one, then renamed
+  // over it: memory stays one piece.
+  const std::string pruned_path = path + ".pruned";
+  Status replaced =
+      CopyPruned(*file_system_, path, pruned_path, PrunedHeader(cut_seq, cut_hash), cut_offset);
   if (replaced.ok()) {
-    replaced = file_system_->WriteFileAtomically(path, pruned, kFileMode);
+    replaced = file_->Close();
+  }
+  if (replaced.ok()) {
+    replaced = file_system_->Rename(pruned_path, path);
+  }
+  if (replaced.ok()) {
+    replaced = file_system_->SyncDirectory(folder_);
   }
   auto reopened = file_system_->OpenAppendable(path, kFileMode);
   if (replaced.ok()) {
@@ -308,8 +362,7 @@ Result<uint64_t> AuditLog::PruneBefore(int64_t before_ms) {
   entry.act = "log.prune";
   entry.route = "retention";
   entry.rows = cut;
-  entry.target =
-      "records " + std::to_string(decoded.base_seq + 1) + " to " + std::to_string(cut_seq);
+  entry.target = "records " + std::to_string(start.base_seq + 1) + " to " + std::to_string(cut_seq);
   MP_RETURN_IF_ERROR(Append(std::move(entry)).status());
   return cut;
 }
@@ -346,20 +399,8 @@ Result<std::vector<AuditEntry>> AuditLog::Show(const Filter& filter) {
     queued = next_seq_ - 1;
   }
   MP_RETURN_IF_ERROR(WaitDurable(queued));
-  MP_ASSIGN_OR_RETURN(const std::string bytes, file_system_->ReadFile(folder_ + "/log"));
-  Decoded decoded = DecodeLog(bytes);
-  std::vector<AuditEntry> matching;
-  const size_t limit = std::min(filter.limit, kShowRecordsMax);
-  for (auto entry = decoded.entries.rbegin(); entry != decoded.entries.rend(); ++entry) {
-    if (matching.size() >= limit) {
-      break;
-    }
-    if (Matches(filter, *entry)) {
-      matching.push_back(std::move(*entry));
-    }
-  }
-  std::reverse(matching.begin(), matching.end());
-  return matching;
+  MP_ASSIGN_OR_RETURN(Shown shown, ShowLog(folder_ + "/log", *file_system_, filter));
+  return std::move(shown.entries);
 }
 
 Status AuditLog::Close() {

@@ -265,38 +265,22 @@ int AccessCommands::RunAudit(const service::Config& config) const {
   if (!file_system->Exists(folder + "/log")) {
     return Fail(Status::NotFound("no audit log in " + folder));
   }
-  auto bytes = file_system->ReadFile(folder + "/log");
-  if (!bytes.ok()) {
-    return Fail(bytes.status());
-  }
   if (show_->parsed()) {
-    const audit::Decoded decoded = audit::DecodeLog(*bytes);
-    std::vector<const audit::AuditEntry*> matching;
-    for (auto entry = decoded.entries.rbegin();
-         entry != decoded.entries.rend() && matching.size() < flags_->filter.limit; ++entry) {
-      if (audit::Matches(flags_->filter, *entry)) {
-        matching.push_back(&*entry);
-      }
+    auto shown = audit::ShowLog(folder + "/log", *file_system, flags_->filter);
+    if (!shown.ok()) {
+      return Fail(shown.status());
     }
-    for (auto entry = matching.rbegin(); entry != matching.rend(); ++entry) {
-      std::printf("%s\n", audit::EncodeEntry(**entry).c_str());
+    for (const audit::AuditEntry& entry : shown->entries) {
+      std::printf("%s\n", audit::EncodeEntry(entry).c_str());
     }
-    if (decoded.broken) {
+    if (shown->broken) {
       std::fprintf(stderr,
-                   "minpanel: the log is broken after record %zu: run minpanel audit "
+                   "minpanel: the log is broken after record %llu: run minpanel audit "
                    "verify\n",
-                   decoded.entries.size());
+                   static_cast<unsigned long long>(shown->last_seq));
       return kExitFailure;
     }
     return kExitOk;
-  }
-  std::string anchors;
-  if (file_system->Exists(folder + "/anchors")) {
-    auto read = file_system->ReadFile(folder + "/anchors");
-    if (!read.ok()) {
-      return Fail(read.status());
-    }
-    anchors = std::move(read).value();
   }
   std::optional<audit::PublicKey> public_key;
   if (!flags_->public_key_hex.empty()) {
@@ -308,8 +292,11 @@ int AccessCommands::RunAudit(const service::Config& config) const {
   } else if (auto key = service::AuditSigningKey(config, false); key.ok()) {
     public_key = key->public_key;
   }
-  const audit::VerifyReport report =
-      audit::VerifyBytes(*bytes, anchors, public_key ? &*public_key : nullptr);
+  auto verified = audit::VerifyFolder(folder, *file_system, public_key ? &*public_key : nullptr);
+  if (!verified.ok()) {
+    return Fail(verified.status());
+  }
+  const audit::VerifyReport& report = *verified;
   if (!report.ok) {
     std::printf("broken: %s\n", report.problem.c_str());
     return kExitFailure;

@@ -180,12 +180,28 @@ int Trace(const ConfigSources& sources, const std::string& file, bool json) {
     return Fail(Status::ResourceExhausted(file + ": over " + std::to_string(kTraceFileBytesMax) +
                                           " bytes (kTraceFileBytesMax)"));
   }
-  auto log = file_system->ReadFile(config->data_folder + "/audit/log");
+  auto log = file_system->OpenRandomAccess(config->data_folder + "/audit/log");
   if (!log.ok()) {
     return Fail(log.status());
   }
-  const audit::Decoded decoded = audit::DecodeLog(*log);
-  std::vector<Watermarked> exports = WatermarkedExports(decoded.entries);
+  // Streamed: only the watermarked exports' records are kept.
+  std::vector<audit::AuditEntry> watermarked;
+  audit::LogReader reader(std::move(log).value(), /*decode_payloads=*/false);
+  const auto walked = audit::VerifyLog(
+      reader, "", audit::WalkOptions{}, [&](const audit::LogRecord& record) -> Status {
+        if (record.payload.find("\"watermark\":") == std::string_view::npos) {
+          return Status::Ok();
+        }
+        auto entry = audit::DecodeEntry(record.payload);
+        if (entry.ok() && !entry->watermark.empty()) {
+          watermarked.push_back(std::move(entry).value());
+        }
+        return Status::Ok();
+      });
+  if (!walked.ok()) {
+    return Fail(walked.status());
+  }
+  std::vector<Watermarked> exports = WatermarkedExports(watermarked);
   auto keys = privacy::KeyStore::Open(service::KeyFolder(*config), file_system);
   if (!keys.ok()) {
     return Fail(keys.status());

@@ -205,13 +205,8 @@ Result<std::string> Service::LiveEvents(const Access& access, size_t limit) {
 }
 
 Result<std::string> Service::AuditStatus(const Access& access) {
-  const std::string folder = audit_->folder();
-  MP_ASSIGN_OR_RETURN(const std::string log, file_system_->ReadFile(folder + "/log"));
-  std::string anchors;
-  if (file_system_->Exists(folder + "/anchors")) {
-    MP_ASSIGN_OR_RETURN(anchors, file_system_->ReadFile(folder + "/anchors"));
-  }
-  const audit::VerifyReport report = audit::VerifyBytes(log, anchors);
+  MP_ASSIGN_OR_RETURN(const audit::VerifyReport report,
+                      audit::VerifyFolder(audit_->folder(), *file_system_));
   std::string json = "{\"ok\":";
   json += report.ok ? "true" : "false";
   json += ",\"records\":" + std::to_string(report.records) +

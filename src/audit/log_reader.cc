@@ -1,0 +1,425 @@
+// The one reader of the audit log (docs/formats/audit.md): the header, the
+// records one at a time with the chain recomputed as they pass, and the
+// anchors matched against it. AuditLog::Open, `audit verify`, `audit show`,
+// GET /api/audit, the key index and the blast radius all read through it.
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+#include <deque>
+
+#include "audit/audit.h"
+#include "audit/log_format.h"
+
+namespace minpanel::audit {
+namespace {
+
+using Hash = std::array<uint8_t, kHashBytes>;
+
+using internal::LeadingSeq;
+using internal::ReadU32;
+
+}  // namespace
+
+Result<LogStart> ReadLogStart(std::string_view log_bytes) {
+  if (log_bytes.size() < kFileHeaderBytes) {
+    if (log_bytes != kFileMagic.substr(0, std::min(log_bytes.size(), kFileMagic.size()))) {
+      return Status::Corruption("not an audit log header");
+    }
+    return Status::NotFound("the header is incomplete");
+  }
+  const uint32_t version = ReadU32(log_bytes, kFileMagic.size());
+  if (log_bytes.substr(0, kFileMagic.size()) != kFileMagic || version == 0 ||
+      version > kFileVersionPruned) {
+    return Status::Corruption("not an audit log header");
+  }
+  LogStart start;
+  if (version == kFileVersion) {
+    return start;
+  }
+  if (log_bytes.size() < kFileHeaderBytesPruned) {
+    return Status::NotFound("the header is incomplete");
+  }
+  start.header_bytes = kFileHeaderBytesPruned;
+  start.base_seq = internal::ReadU64(log_bytes, 16);
+  std::memcpy(start.base_hash.data(), log_bytes.data() + 24, kHashBytes);
+  if (start.base_seq == 0) {
+    return Status::Corruption("a pruned log's header names no record");
+  }
+  return start;
+}
+
+std::string PrunedHeader(uint64_t base_seq, const std::array<uint8_t, kHashBytes>& base_hash) {
+  std::string header(kFileMagic);
+  internal::AppendU32(kFileVersionPruned, &header);
+  header.append(4, '\0');
+  internal::AppendU64(base_seq, &header);
+  header.append(reinterpret_cast<const char*>(base_hash.data()), kHashBytes);
+  return header;
+}
+
+LogReader::LogReader(std::string_view log_bytes, bool decode_payloads)
+    : bytes_(log_bytes), decode_payloads_(decode_payloads) {}
+
+LogReader::LogReader(std::unique_ptr<RandomAccessFile> file, bool decode_payloads,
+                     size_t chunk_bytes)
+    : file_(std::move(file)),
+      chunk_bytes_(std::max<size_t>(chunk_bytes, 1)),
+      decode_payloads_(decode_payloads) {}
+
+Result<std::string_view> LogReader::Bytes(uint64_t offset, size_t length) {
+  if (file_ == nullptr) {
+    if (offset >= bytes_.size()) {
+      return std::string_view();
+    }
+    return bytes_.substr(offset, length);
+  }
+  const bool inside = offset >= buffer_offset_ && offset - buffer_offset_ <= buffer_.size() &&
+                      buffer_.size() - (offset - buffer_offset_) >= length;
+  if (!inside) {
+    MP_RETURN_IF_ERROR(file_->ReadAt(offset, std::max(length, chunk_bytes_), &buffer_));
+    buffer_offset_ = offset;
+  }
+  const std::string_view view(buffer_);
+  return view.substr(std::min<uint64_t>(offset - buffer_offset_, view.size()), length);
+}
+
+Result<LogStart> LogReader::Start() {
+  started_ = true;
+  MP_ASSIGN_OR_RETURN(const std::string_view header, Bytes(0, kFileHeaderBytesPruned));
+  auto start = ReadLogStart(header);
+  if (!start.ok()) {
+    end_ = start.status().code() == StatusCode::kCorruption ? End::kBroken : End::kClean;
+    return start.status();
+  }
+  log_start_ = *start;
+  seq_ = start->base_seq;
+  head_ = start->base_hash;
+  end_offset_ = start->header_bytes;
+  return start;
+}
+
+void LogReader::Resume(const LogStart& start, uint64_t offset, uint64_t seq,
+                       const std::array<uint8_t, kHashBytes>& hash) {
+  started_ = true;
+  log_start_ = start;
+  end_ = End::kReading;
+  end_offset_ = offset;
+  seq_ = seq;
+  head_ = hash;
+}
+
+Result<bool> LogReader::Next(LogRecord* record) {
+  if (end_ != End::kReading || !started_) {
+    return false;
+  }
+  MP_ASSIGN_OR_RETURN(std::string_view frame, Bytes(end_offset_, 4));
+  if (frame.empty()) {
+    end_ = End::kClean;
+    return false;
+  }
+  if (frame.size() < 4) {
+    end_ = End::kTornTail;
+    torn_tail_bytes_ = frame.size();
+    return false;
+  }
+  const uint32_t length = ReadU32(frame, 0);
+  if (length > kRecordBytesMax) {
+    end_ = End::kBroken;
+    return false;
+  }
+  const size_t frame_bytes = size_t{length} + kRecordFrameBytes;
+  MP_ASSIGN_OR_RETURN(frame, Bytes(end_offset_, frame_bytes));
+  if (frame.size() < frame_bytes) {
+    end_ = End::kTornTail;
+    torn_tail_bytes_ = frame.size();
+    return false;
+  }
+  const std::string_view payload = frame.substr(4, length);
+  const Hash hash = ChainHash(head_, payload);
+  if (std::memcmp(hash.data(), frame.data() + 4 + length, kHashBytes) != 0) {
+    end_ = End::kBroken;
+    return false;
+  }
+  std::optional<uint64_t> seq = decode_payloads_ ? std::nullopt : LeadingSeq(payload);
+  if (!seq.has_value()) {
+    auto entry = DecodeEntry(payload);
+    if (entry.ok()) {
+      seq = entry->seq;
+    }
+  }
+  if (seq != seq_ + 1) {
+    end_ = End::kBroken;
+    return false;
+  }
+  record->seq = *seq;
+  record->offset = end_offset_;
+  record->end_offset = end_offset_ + frame_bytes;
+  record->payload = payload;
+  record->hash = hash;
+  seq_ = *seq;
+  head_ = hash;
+  end_offset_ = record->end_offset;
+  return true;
+}
+
+Result<AnchorLine> ParseAnchorLine(std::string_view line) {
+  AnchorLine anchor;
+  const size_t first_space = line.find(' ');
+  // npos first: line.data() + npos would overflow the pointer.
+  if (first_space == std::string_view::npos || line.size() < first_space + 1 + kHashBytes * 2) {
+    return Status::Corruption("malformed");
+  }
+  const auto parsed = std::from_chars(line.data(), line.data() + first_space, anchor.seq);
+  if (parsed.ec != std::errc() || parsed.ptr != line.data() + first_space) {
+    return Status::Corruption("malformed");
+  }
+  anchor.hash_hex = line.substr(first_space + 1, kHashBytes * 2);
+  // "SEQ HASH TIME" is what a signature covers; a fourth field is the signature.
+  const size_t signature_space = line.find(' ', first_space + 1 + kHashBytes * 2 + 1);
+  anchor.signed_text = line.substr(0, signature_space);
+  if (signature_space != std::string_view::npos) {
+    anchor.signature_hex = line.substr(signature_space + 1);
+  }
+  return anchor;
+}
+
+namespace {
+
+struct PendingAnchor {
+  AnchorLine line;
+  uint64_t line_number = 0;
+};
+
+std::string AnchorName(const PendingAnchor& anchor) {
+  return "anchor " + std::to_string(anchor.line_number);
+}
+
+// Parses every complete anchor line (a torn last line, written by a crashed
+// process, is left out) and checks signatures given a key; the anchors to
+// match come back sorted by seq. Empty problem when every line holds.
+std::string ParseAnchors(std::string_view anchors_text, const PublicKey* public_key,
+                         std::vector<PendingAnchor>* anchors, VerifyReport* report) {
+  size_t line_start = 0;
+  uint64_t line_number = 0;
+  while (line_start < anchors_text.size()) {
+    const size_t line_end = anchors_text.find('\n', line_start);
+    if (line_end == std::string_view::npos) {
+      break;
+    }
+    const std::string_view line = anchors_text.substr(line_start, line_end - line_start);
+    line_start = line_end + 1;
+    ++line_number;
+    const auto anchor = ParseAnchorLine(line);
+    if (!anchor.ok()) {
+      return "anchors line " + std::to_string(line_number) + " is malformed";
+    }
+    const PendingAnchor pending{*anchor, line_number};
+    if (!anchor->signature_hex.empty() && public_key != nullptr) {
+      if (!AnchorSignatureValid(*public_key, anchor->signed_text, anchor->signature_hex)) {
+        return AnchorName(pending) + " (record " + std::to_string(anchor->seq) +
+               "): its signature does not verify under the audit public key (a forged "
+               "checkpoint, or another key)";
+      }
+      ++report->signed_checkpoints;
+    }
+    if (anchor->seq > 0) {
+      anchors->push_back(pending);
+    }
+  }
+  std::stable_sort(anchors->begin(), anchors->end(),
+                   [](const PendingAnchor& left, const PendingAnchor& right) {
+                     return left.line.seq < right.line.seq;
+                   });
+  return "";
+}
+
+// Checks the anchors naming a log's base (a pruned log) or records before
+// it; advances `next` past them. `base_named`: an anchor names the base
+// with its hash (signed or not).
+std::string CheckBaseAnchors(const std::vector<PendingAnchor>& anchors, const LogStart& start,
+                             size_t* next, bool* base_named, VerifyReport* report) {
+  for (; *next < anchors.size() && anchors[*next].line.seq <= start.base_seq; ++*next) {
+    const PendingAnchor& anchor = anchors[*next];
+    if (anchor.line.seq < start.base_seq) {
+      continue;  // of a pruned record
+    }
+    if (HexOf(start.base_hash) != anchor.line.hash_hex) {
+      return AnchorName(anchor) + ": record " + std::to_string(anchor.line.seq) +
+             "'s hash differs from the one the pruned log starts after";
+    }
+    *base_named = true;
+    report->base_vouched = report->base_vouched || !anchor.line.signature_hex.empty();
+    ++report->anchors;
+  }
+  return "";
+}
+
+std::string BrokenProblem(uint64_t last_good, uint64_t offset) {
+  return "record " + std::to_string(last_good + 1) + " (at byte " + std::to_string(offset) +
+         ") is broken: its hash, sequence number or contents do not follow record " +
+         std::to_string(last_good) + " (edited, dropped, inserted or reordered records)";
+}
+
+void Finish(const LogReader& reader, VerifyReport* report) {
+  report->records = reader.seq() - report->base_seq;
+  report->head = reader.head();
+  report->head_hash_hex = HexOf(reader.head());
+  report->end_offset = reader.end_offset();
+  report->torn_tail_bytes = reader.torn_tail_bytes();
+}
+
+}  // namespace
+
+Result<VerifyReport> VerifyLog(LogReader& reader, std::string_view anchors_text,
+                               const WalkOptions& options, const RecordVisitor& visit) {
+  VerifyReport report;
+  std::vector<PendingAnchor> anchors;
+  size_t next_anchor = 0;
+  const bool resumed = reader.started();
+  bool base_named = false;
+  if (!resumed) {
+    auto started = reader.Start();
+    if (!started.ok() && started.status().code() != StatusCode::kNotFound) {
+      if (started.status().code() != StatusCode::kCorruption) {
+        return started.status();
+      }
+      report.problem = "the log does not start with the audit log header (" +
+                       std::string(kFileMagic) +
+                       ", version <= " + std::to_string(kFileVersionPruned) + ")";
+      return report;
+    }
+  }
+  const std::optional<LogStart>& start = reader.log_start();
+  if (start.has_value()) {
+    report.base_seq = start->base_seq;
+  }
+  report.problem = ParseAnchors(anchors_text, options.public_key, &anchors, &report);
+  if (!report.problem.empty()) {
+    Finish(reader, &report);
+    return report;
+  }
+  if (start.has_value()) {
+    report.problem = CheckBaseAnchors(anchors, *start, &next_anchor, &base_named, &report);
+  }
+  while (resumed && next_anchor < anchors.size() && anchors[next_anchor].line.seq <= reader.seq()) {
+    ++next_anchor;
+  }
+  LogRecord record;
+  while (report.problem.empty()) {
+    MP_ASSIGN_OR_RETURN(const bool more, reader.Next(&record));
+    if (!more) {
+      break;
+    }
+    for (; next_anchor < anchors.size() && anchors[next_anchor].line.seq == record.seq;
+         ++next_anchor) {
+      if (HexOf(record.hash) != anchors[next_anchor].line.hash_hex) {
+        report.problem = AnchorName(anchors[next_anchor]) + ": record " +
+                         std::to_string(record.seq) +
+                         "'s chain hash differs from the anchored one (the chain was rewritten)";
+        break;
+      }
+      ++report.anchors;
+    }
+    if (report.problem.empty() && visit) {
+      MP_RETURN_IF_ERROR(visit(record));
+    }
+  }
+  Finish(reader, &report);
+  if (!report.problem.empty()) {
+    return report;
+  }
+  if (reader.end() == LogReader::End::kBroken) {
+    report.problem = BrokenProblem(reader.seq(), reader.end_offset());
+    report.torn_tail_bytes = 0;
+    return report;
+  }
+  if (next_anchor < anchors.size()) {
+    const auto first_line =
+        std::min_element(anchors.begin() + static_cast<std::ptrdiff_t>(next_anchor), anchors.end(),
+                         [](const PendingAnchor& left, const PendingAnchor& right) {
+                           return left.line_number < right.line_number;
+                         });
+    report.problem = AnchorName(*first_line) + " names record " +
+                     std::to_string(first_line->line.seq) + " but the log ends at record " +
+                     std::to_string(reader.seq()) + " (truncated or records dropped)";
+    return report;
+  }
+  if (report.base_seq > 0) {
+    const bool anchored = report.base_vouched || (!options.pruned_needs_key && base_named);
+    if (!anchored || (options.pruned_needs_key && options.public_key == nullptr)) {
+      report.problem =
+          !anchored || options.public_key != nullptr
+              ? "the log starts after record " + std::to_string(report.base_seq) +
+                    " but no signed checkpoint names that record (records cut from the head)"
+              : "the log was pruned after record " + std::to_string(report.base_seq) +
+                    ": its checkpoint's signature needs the audit public key to be checked";
+      return report;
+    }
+  }
+  report.ok = true;
+  return report;
+}
+
+VerifyReport VerifyBytes(std::string_view log_bytes, std::string_view anchors_text,
+                         const PublicKey* public_key) {
+  LogReader reader(log_bytes);
+  WalkOptions options;
+  options.public_key = public_key;
+  auto report = VerifyLog(reader, anchors_text, options);
+  if (!report.ok()) {
+    VerifyReport failed;  // not reached: bytes in memory never fail to read
+    failed.problem = report.status().message();
+    return failed;
+  }
+  return std::move(report).value();
+}
+
+Result<VerifyReport> VerifyFolder(const std::string& folder, FileSystem& file_system,
+                                  const PublicKey* public_key) {
+  const std::string path = folder + "/log";
+  if (!file_system.Exists(path)) {
+    return Status::NotFound("no audit log in " + folder);
+  }
+  std::string anchors;
+  if (file_system.Exists(folder + "/anchors")) {
+    MP_ASSIGN_OR_RETURN(anchors, file_system.ReadFile(folder + "/anchors"));
+  }
+  MP_ASSIGN_OR_RETURN(std::unique_ptr<RandomAccessFile> file, file_system.OpenRandomAccess(path));
+  LogReader reader(std::move(file));
+  WalkOptions options;
+  options.public_key = public_key;
+  return VerifyLog(reader, anchors, options);
+}
+
+Result<Shown> ShowLog(const std::string& path, FileSystem& file_system, const Filter& filter) {
+  MP_ASSIGN_OR_RETURN(std::unique_ptr<RandomAccessFile> file, file_system.OpenRandomAccess(path));
+  LogReader reader(std::move(file), /*decode_payloads=*/false);
+  const size_t limit = std::min(filter.limit, kShowRecordsMax);
+  std::deque<AuditEntry> matching;
+  bool undecodable = false;
+  const auto walked = VerifyLog(reader, "", WalkOptions{}, [&](const LogRecord& record) -> Status {
+    auto entry = DecodeEntry(record.payload);
+    if (!entry.ok()) {
+      undecodable = true;  // chained but not a record: shown as a break
+      return entry.status();
+    }
+    if (limit > 0 && Matches(filter, *entry)) {
+      if (matching.size() == limit) {
+        matching.pop_front();
+      }
+      matching.push_back(std::move(entry).value());
+    }
+    return Status::Ok();
+  });
+  if (!walked.ok() && !undecodable) {
+    return walked.status();
+  }
+  Shown shown;
+  shown.entries.assign(std::make_move_iterator(matching.begin()),
+                       std::make_move_iterator(matching.end()));
+  shown.broken = undecodable || reader.end() == LogReader::End::kBroken;
+  shown.last_seq = reader.seq() - (undecodable ? 1 : 0);
+  return shown;
+}
+
+}  // namespace minpanel::audit
