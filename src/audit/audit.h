@@ -106,6 +106,10 @@ struct AuditEntry {
   // An export's watermark nonce, 32 hex (query/watermark.h): what `audit
   // trace` needs to recompute its decoys. Never shown to audit:read keys.
   std::string watermark;
+  // Why an export was asked for (the `reason` parameter of a large export;
+  // docs/security.md), as the caller gave it: UTF-8 without control
+  // characters, at most 256 bytes, checked by the service.
+  std::string reason;
   std::string outcome = "ok";  // "ok" or the error's message
 };
 

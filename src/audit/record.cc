@@ -133,6 +133,10 @@ std::string EncodeEntry(const AuditEntry& entry) {
   if (!entry.watermark.empty()) {
     AppendField("watermark", entry.watermark, &out);
   }
+  // Optional: only exports asked with a reason have it.
+  if (!entry.reason.empty()) {
+    AppendField("reason", entry.reason, &out);
+  }
   AppendField("outcome", entry.outcome, &out);
   out.push_back('}');
   return out;
@@ -182,6 +186,10 @@ Result<AuditEntry> DecodeEntry(std::string_view payload) {
   std::string_view watermark;
   if (root["watermark"].get(watermark) == simdjson::SUCCESS) {
     entry.watermark = watermark;
+  }
+  std::string_view reason;
+  if (root["reason"].get(reason) == simdjson::SUCCESS) {
+    entry.reason = reason;
   }
   entry.outcome = outcome;
   return entry;
