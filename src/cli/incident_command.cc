@@ -47,6 +47,7 @@ struct IncidentFlags {
   std::string subject;
   std::string project;
   bool allow_broken = false;
+  bool verify_chain = false;
 };
 
 struct IncidentCommand::Flags : IncidentFlags {};
@@ -121,6 +122,9 @@ IncidentCommand::IncidentCommand(CLI::App& app) : flags_(std::make_unique<Flags>
   flags.blast->add_option("--map", flags.maps, "accounts.COLUMN=KIND or orgs.COLUMN=KIND");
   flags.blast->add_flag("--allow-broken", flags.allow_broken,
                         "report on the records before a broken chain instead of refusing");
+  flags.blast->add_flag("--verify-chain", flags.verify_chain,
+                        "walk and verify the whole audit chain (every record, every anchor) "
+                        "instead of reading the key's records through the key index");
   add_report_flags(flags.blast, "--from-address");
 
   flags.who = incident->add_subcommand(
@@ -225,8 +229,12 @@ Status CheckOutsideData(const std::string& out, const std::string& data_folder) 
 // never the personal data). A running server holds the log: then the run is
 // not recorded, and that is said loudly.
 void RecordRun(const service::Config& config, audit::AuditEntry entry) {
-  auto log =
-      audit::AuditLog::Open(config.data_folder + "/audit", NewPosixFileSystem(), NewSystemClock());
+  // The run just read the log through its key index: opening it walks only
+  // what the index does not cover (docs/formats/audit.md, "Key index").
+  audit::Options options;
+  options.open_from_index = true;
+  auto log = audit::AuditLog::Open(config.data_folder + "/audit", NewPosixFileSystem(),
+                                   NewSystemClock(), options);
   if (!log.ok()) {
     std::fprintf(stderr,
                  "minpanel: WARNING: this run is NOT recorded in the audit log (%s); stop the "
@@ -302,13 +310,18 @@ Result<std::map<std::string, std::string>> AccountsBySubject(const service::Conf
 
 void PrintBlast(const incident::BlastRadius& blast) {
   std::fprintf(stderr,
-               "audit log: %llu records, chain %s, %llu anchors checked%s%s\n"
+               "audit log: %llu records, chain %s (%s: %llu records walked, %llu anchors "
+               "checked, %llu of the key's records checked where they lie%s)%s%s\n"
                "key %s: %llu records in the window: %zu exports (%zu without an end), %zu "
                "queries, %zu other acts; %zu subjects, %zu property keys\n",
                static_cast<unsigned long long>(blast.chain.records),
                blast.chain.ok ? "verified" : "BROKEN",
+               blast.chain.full_walk ? "whole chain walked" : "key index",
+               static_cast<unsigned long long>(blast.chain.records_walked),
                static_cast<unsigned long long>(blast.chain.anchors_checked),
-               blast.chain.ok ? "" : ": ", blast.chain.problem.c_str(), blast.key.c_str(),
+               static_cast<unsigned long long>(blast.chain.indexed_records_checked),
+               blast.chain.index_rebuilt ? "; index rebuilt" : "", blast.chain.ok ? "" : ": ",
+               blast.chain.problem.c_str(), blast.key.c_str(),
                static_cast<unsigned long long>(blast.records_of_key), blast.exports.size(),
                blast.open_exports.size(), blast.queries.size(), blast.other_acts.size(),
                blast.subjects.size(), blast.properties.size());
@@ -340,6 +353,10 @@ int RunBlastRadius(const IncidentFlags& flags) {
   options.from_ms = *from_ms;
   options.to_ms = *to_ms;
   options.allow_broken = flags.allow_broken;
+  options.verify_chain = flags.verify_chain;
+  if (auto key = service::AuditSigningKey(*config, false); key.ok()) {
+    options.audit_public_key = key->public_key;  // the checkpoints' signatures are checked
+  }
   auto blast = incident::ComputeBlastRadius(options, *file_system);
   if (!blast.ok()) {
     return Fail(blast.status());

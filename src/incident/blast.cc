@@ -6,8 +6,6 @@
 // records of the key asked about are decoded; the others are hashed and
 // skipped.
 #include <algorithm>
-#include <charconv>
-#include <cstring>
 #include <deque>
 #include <functional>
 #include <set>
@@ -20,210 +18,60 @@
 namespace minpanel::incident {
 namespace {
 
-using Hash = std::array<uint8_t, audit::kHashBytes>;
-
 // Properties that name a subject's identity (as service's access control
 // lists them): a query naming one may return subjects.
 constexpr std::string_view kSubjectProperties[] = {
     "distinct_id", "$distinct_id", "$user_id", "user_id", "$device_id", "$anon_distinct_id",
 };
 
-uint32_t ReadU32(std::string_view bytes, size_t offset) {
-  uint32_t value = 0;
-  for (size_t byte_idx = 0; byte_idx < 4; ++byte_idx) {
-    value |= static_cast<uint32_t>(static_cast<uint8_t>(bytes[offset + byte_idx]))
-             << (8 * byte_idx);
-  }
-  return value;
-}
+using RecordVisitor = std::function<Status(std::string_view payload)>;
 
-struct Anchor {
-  uint64_t seq = 0;
-  std::string hash_hex;
-};
-
-// The anchors file: "SEQ HASH_HEX TIME_MS" lines; a torn last line (a crash
-// while writing it) is ignored, as `audit verify` does.
-Result<std::vector<Anchor>> ReadAnchors(const std::string& folder, FileSystem& file_system) {
-  std::vector<Anchor> anchors;
-  const std::string path = folder + "/anchors";
-  if (!file_system.Exists(path)) {
-    return anchors;
-  }
-  MP_ASSIGN_OR_RETURN(const std::string text, file_system.ReadFile(path));
-  size_t line_start = 0;
-  uint64_t line_number = 0;
-  while (line_start < text.size()) {
-    const size_t line_end = text.find('\n', line_start);
-    if (line_end == std::string::npos) {
-      break;
-    }
-    const std::string_view line(text.data() + line_start, line_end - line_start);
-    line_start = line_end + 1;
-    ++line_number;
-    Anchor anchor;
-    const auto parsed = std::from_chars(line.data(), line.data() + line.size(), anchor.seq);
-    const size_t space = line.find(' ');
-    if (parsed.ec != std::errc() || space == std::string_view::npos ||
-        line.size() < space + 1 + audit::kHashBytes * 2) {
-      return Status::Corruption("audit anchors line " + std::to_string(line_number) +
-                                " is malformed");
-    }
-    anchor.hash_hex = std::string(line.substr(space + 1, audit::kHashBytes * 2));
-    if (anchor.seq > 0) {
-      anchors.push_back(std::move(anchor));
-    }
-  }
-  std::sort(anchors.begin(), anchors.end(),
-            [](const Anchor& left, const Anchor& right) { return left.seq < right.seq; });
-  return anchors;
-}
-
-// The seq a payload starts with ({"seq":N,...}, as audit::EncodeEntry
-// writes it); nullopt when it does not start so.
-std::optional<uint64_t> LeadingSeq(std::string_view payload) {
-  constexpr std::string_view kPrefix = "{\"seq\":";
-  if (!payload.starts_with(kPrefix)) {
-    return std::nullopt;
-  }
-  uint64_t seq = 0;
-  const char* begin = payload.data() + kPrefix.size();
-  const auto parsed = std::from_chars(begin, payload.data() + payload.size(), seq);
-  if (parsed.ec != std::errc() || parsed.ptr == begin) {
-    return std::nullopt;
-  }
-  return seq;
-}
-
-using RecordVisitor = std::function<Status(uint64_t seq, std::string_view payload)>;
-
-// Walks every record of <folder>/log in order, checking the chain, the
-// sequence numbers and the anchors, and calls `visit` for each valid one.
-// Stops at the first broken record: chain.ok false and chain.problem naming
-// it. A short last record is a torn tail (reported, not a problem).
-Result<ChainCheck> WalkLog(const std::string& folder, FileSystem& file_system,
-                           const RecordVisitor& visit) {
+// The chain check a report states, from the audit reader's.
+ChainCheck ChainOf(const audit::VerifyReport& report) {
   ChainCheck chain;
-  MP_ASSIGN_OR_RETURN(const std::vector<Anchor> anchors, ReadAnchors(folder, file_system));
+  chain.ok = report.ok;
+  chain.base_seq = report.base_seq;
+  chain.records = report.base_seq + report.records;
+  chain.records_walked = report.records;
+  chain.anchors_checked = report.anchors;
+  chain.torn_tail_bytes = report.torn_tail_bytes;
+  chain.problem = report.problem;
+  return chain;
+}
+
+audit::WalkOptions WalkOptionsOf(const std::optional<audit::PublicKey>& public_key) {
+  audit::WalkOptions walk;
+  walk.public_key = public_key.has_value() ? &*public_key : nullptr;
+  // Without the key, an anchor naming a pruned log's base with its hash
+  // vouches for it (with the key, only a signed checkpoint does).
+  walk.pruned_needs_key = false;
+  return walk;
+}
+
+// Walks every record of <folder>/log in order through the audit module's
+// reader, checking the chain, the sequence numbers and the anchors (and the
+// checkpoints' signatures given the key), and calls `visit` for each valid
+// one. Stops at the first broken record: chain.ok false and chain.problem
+// naming it. A short last record is a torn tail (reported, not a problem).
+Result<ChainCheck> WalkLog(const std::string& folder, FileSystem& file_system,
+                           const std::optional<audit::PublicKey>& public_key,
+                           const RecordVisitor& visit) {
   const std::string path = folder + "/log";
   if (!file_system.Exists(path)) {
     return Status::NotFound("no audit log in " + folder + " (is --data the data folder?)");
   }
-  MP_ASSIGN_OR_RETURN(std::unique_ptr<SequentialFile> file, file_system.OpenSequential(path));
-  std::string buffer;
-  std::string chunk;
-  size_t position = 0;
-  bool end_of_file = false;
-  // Makes `bytes` bytes available at `position`, or returns false at EOF.
-  const auto ensure = [&](size_t bytes) -> Result<bool> {
-    while (buffer.size() - position < bytes && !end_of_file) {
-      MP_RETURN_IF_ERROR(file->Read(kAuditReadChunkBytes, &chunk));
-      if (chunk.empty()) {
-        end_of_file = true;
-        break;
-      }
-      buffer.erase(0, position);
-      position = 0;
-      buffer.append(chunk);
-    }
-    return buffer.size() - position >= bytes;
-  };
-  MP_ASSIGN_OR_RETURN(const bool has_header, ensure(audit::kFileHeaderBytes));
-  if (!has_header) {
-    chain.ok = anchors.empty();
-    chain.problem = chain.ok ? "" : "the log is empty but the anchors name records";
-    return chain;
+  std::string anchors;
+  if (file_system.Exists(folder + "/anchors")) {
+    MP_ASSIGN_OR_RETURN(anchors, file_system.ReadFile(folder + "/anchors"));
   }
-  MP_ASSIGN_OR_RETURN(const bool has_pruned_header, ensure(audit::kFileHeaderBytesPruned));
-  (void)has_pruned_header;  // a version-1 log may be shorter; ReadLogStart tells
-  const Result<audit::LogStart> start = audit::ReadLogStart(buffer);
-  if (!start.ok()) {
-    chain.problem =
-        "the log does not start with the audit log header (" + start.status().message() + ")";
-    return chain;
-  }
-  position = start->header_bytes;
-  Hash head = start->base_hash;
-  uint64_t seq = start->base_seq;
-  size_t next_anchor = 0;
-  if (seq > 0) {
-    // A log pruned behind a checkpoint: its base must be anchored
-    // (docs/formats/audit.md, retention).
-    bool base_anchored = false;
-    while (next_anchor < anchors.size() && anchors[next_anchor].seq <= seq) {
-      base_anchored = base_anchored || (anchors[next_anchor].seq == seq &&
-                                        anchors[next_anchor].hash_hex == audit::HexOf(head));
-      ++next_anchor;
-    }
-    if (!base_anchored) {
-      chain.problem = "the log starts after record " + std::to_string(seq) +
-                      " but no anchor names that record with that hash (records cut from "
-                      "the head)";
-      return chain;
-    }
-    chain.base_seq = seq;
-    chain.records = seq;
-  }
-  const auto broken = [&chain](uint64_t last_good) {
-    chain.problem = "record " + std::to_string(last_good + 1) +
-                    " is broken: its hash, sequence number or contents do not follow record " +
-                    std::to_string(last_good);
-    return chain;
-  };
-  while (true) {
-    MP_ASSIGN_OR_RETURN(const bool has_length, ensure(4));
-    if (!has_length) {
-      chain.torn_tail_bytes = buffer.size() - position;
-      break;
-    }
-    const uint32_t length = ReadU32(buffer, position);
-    if (length > audit::kRecordBytesMax) {
-      return broken(seq);
-    }
-    MP_ASSIGN_OR_RETURN(const bool whole, ensure(4 + size_t{length} + audit::kHashBytes));
-    if (!whole) {
-      chain.torn_tail_bytes = buffer.size() - position;
-      break;
-    }
-    const std::string_view payload(buffer.data() + position + 4, length);
-    const Hash hash = audit::ChainHash(head, payload);
-    if (std::memcmp(hash.data(), buffer.data() + position + 4 + length, audit::kHashBytes) != 0) {
-      return broken(seq);
-    }
-    std::optional<uint64_t> record_seq = LeadingSeq(payload);
-    if (!record_seq.has_value()) {
-      auto entry = audit::DecodeEntry(payload);
-      if (entry.ok()) {
-        record_seq = entry->seq;
-      }
-    }
-    if (record_seq != seq + 1) {
-      return broken(seq);
-    }
-    ++seq;
-    head = hash;
-    position += 4 + length + audit::kHashBytes;
-    while (next_anchor < anchors.size() && anchors[next_anchor].seq == seq) {
-      if (anchors[next_anchor].hash_hex != audit::HexOf(head)) {
-        chain.records = seq;
-        chain.problem = "anchor of record " + std::to_string(seq) +
-                        ": the chain hash differs from the anchored one (the chain was "
-                        "rewritten)";
-        return chain;
-      }
-      ++chain.anchors_checked;
-      ++next_anchor;
-    }
-    chain.records = seq;
-    MP_RETURN_IF_ERROR(visit(seq, payload));
-  }
-  if (next_anchor < anchors.size()) {
-    chain.problem = "an anchor names record " + std::to_string(anchors[next_anchor].seq) +
-                    " but the log ends at record " + std::to_string(seq) +
-                    " (truncated or records dropped)";
-    return chain;
-  }
-  chain.ok = true;
+  MP_ASSIGN_OR_RETURN(std::unique_ptr<RandomAccessFile> file, file_system.OpenRandomAccess(path));
+  audit::LogReader reader(std::move(file), /*decode_payloads=*/false);
+  MP_ASSIGN_OR_RETURN(
+      const audit::VerifyReport report,
+      audit::VerifyLog(reader, anchors, WalkOptionsOf(public_key),
+                       [&](const audit::LogRecord& record) { return visit(record.payload); }));
+  ChainCheck chain = ChainOf(report);
+  chain.full_walk = true;
   return chain;
 }
 
@@ -332,6 +180,7 @@ class KeyCollector {
     escape_free_ = options.key.find_first_of("\"\\") == std::string::npos;
   }
 
+  // A record from the whole log's walk: only the key's are decoded.
   Status Visit(std::string_view payload) {
     if (escape_free_ && payload.find(needle_) == std::string_view::npos) {
       return Status::Ok();
@@ -343,20 +192,25 @@ class KeyCollector {
     if (entry->key != options_.key) {
       return Status::Ok();
     }
-    const bool in_window = entry->time_ms >= options_.from_ms && entry->time_ms < options_.to_ms;
+    return VisitEntry(*entry);
+  }
+
+  // One of the key's records, in seq order.
+  Status VisitEntry(const audit::AuditEntry& entry) {
+    const bool in_window = entry.time_ms >= options_.from_ms && entry.time_ms < options_.to_ms;
     // Reads are recorded twice: `query.start` / `export.start` before the
     // answer leaves, then `query` / `export` with what left. A read counts
     // by its start; a start with no end is listed as open.
-    if (entry->act == "export.start" || entry->act == "query.start") {
-      const std::string act = entry->act.substr(0, entry->act.size() - 6);
-      starts_[act + "\n" + entry->params_sha256].push_back({RecordOf(*entry), in_window});
+    if (entry.act == "export.start" || entry.act == "query.start") {
+      const std::string act = entry.act.substr(0, entry.act.size() - 6);
+      starts_[act + "\n" + entry.params_sha256].push_back({RecordOf(entry), in_window});
       blast_->records_of_key += in_window ? 1 : 0;
       return Status::Ok();
     }
-    if (entry->act == "export" || entry->act == "query") {
+    if (entry.act == "export" || entry.act == "query") {
       bool counted = in_window;
       int64_t started_ms = 0;
-      auto pending = starts_.find(entry->act + "\n" + entry->params_sha256);
+      auto pending = starts_.find(entry.act + "\n" + entry.params_sha256);
       if (pending != starts_.end() && !pending->second.empty()) {
         counted = pending->second.front().in_window;
         started_ms = pending->second.front().record.time_ms;
@@ -366,20 +220,20 @@ class KeyCollector {
         return Status::Ok();
       }
       ++blast_->records_of_key;
-      if (entry->act == "query") {
-        List(blast_->queries, *entry).started_ms = started_ms;
+      if (entry.act == "query") {
+        List(blast_->queries, entry).started_ms = started_ms;
         return Status::Ok();
       }
-      exports_.push_back(RecordOf(*entry));
+      exports_.push_back(RecordOf(entry));
       exports_.back().started_ms = started_ms;
-      sha256_.push_back(entry->subjects_sha256);
+      sha256_.push_back(entry.subjects_sha256);
       return Status::Ok();
     }
     if (!in_window) {
       return Status::Ok();
     }
     ++blast_->records_of_key;
-    List(blast_->other_acts, *entry);
+    List(blast_->other_acts, entry);
     return Status::Ok();
   }
 
@@ -495,6 +349,63 @@ Status CollectSubjects(const BlastOptions& options, FileSystem& file_system,
   return Status::Ok();
 }
 
+// Feeds the key's records to `collector` through the audit log's key index
+// (docs/formats/audit.md, "Key index"): the index is brought up to date by
+// a verified walk of the records it does not cover, and each of the key's
+// records is read at its offset and checked (its own hash link and its
+// successor's, its seq, its key). False, with `*fallback` saying why, when
+// the index cannot be used or a record does not check: the caller then
+// walks the whole log, which names any break.
+Result<bool> VisitIndexed(const BlastOptions& options, FileSystem& file_system,
+                          KeyCollector& collector, ChainCheck* chain, std::string* fallback) {
+  auto lookup = audit::LookupKey(options.audit_folder, options.key, file_system,
+                                 WalkOptionsOf(options.audit_public_key));
+  if (!lookup.ok()) {
+    if (lookup.status().code() == StatusCode::kNotFound) {
+      return Status::NotFound("no audit log in " + options.audit_folder +
+                              " (is --data the data folder?)");
+    }
+    *fallback = lookup.status().message();
+    return false;
+  }
+  if (!lookup->walk.ok) {
+    *fallback = "the records after the indexed ones do not verify: " + lookup->walk.problem;
+    return false;
+  }
+  MP_ASSIGN_OR_RETURN(std::unique_ptr<RandomAccessFile> log,
+                      file_system.OpenRandomAccess(options.audit_folder + "/log"));
+  std::string header;
+  MP_RETURN_IF_ERROR(log->ReadAt(0, audit::kFileHeaderBytesPruned, &header));
+  const Result<audit::LogStart> start = audit::ReadLogStart(header);
+  const audit::LogStart log_start = start.ok() ? *start : audit::LogStart{};
+  for (const audit::KeyRecordRef& ref : lookup->records) {
+    auto payload = audit::ReadIndexedRecord(*log, log_start, ref);
+    if (!payload.ok()) {
+      if (payload.status().code() != StatusCode::kCorruption) {
+        return payload.status();
+      }
+      *fallback = payload.status().message();
+      return false;
+    }
+    auto entry = audit::DecodeEntry(*payload);
+    if (!entry.ok() || entry->key != options.key) {
+      *fallback = "the index names record " + std::to_string(ref.seq) +
+                  " as the key's, and the record does not say so";
+      return false;
+    }
+    MP_RETURN_IF_ERROR(collector.VisitEntry(*entry));
+  }
+  *chain = ChainOf(lookup->walk);
+  chain->base_seq = log_start.base_seq;
+  chain->records = lookup->indexed_seq;
+  chain->records_walked = lookup->records_walked;
+  chain->full_walk = false;
+  chain->index_rebuilt = lookup->rebuilt;
+  chain->indexed_records_checked = lookup->records.size();
+  chain->index_note = lookup->note;
+  return true;
+}
+
 }  // namespace
 
 Result<BlastRadius> ComputeBlastRadius(const BlastOptions& options, FileSystem& file_system) {
@@ -508,14 +419,32 @@ Result<BlastRadius> ComputeBlastRadius(const BlastOptions& options, FileSystem& 
   blast.key = options.key;
   blast.from_ms = options.from_ms;
   blast.to_ms = options.to_ms;
-  KeyCollector collector(options, &blast);
-  MP_ASSIGN_OR_RETURN(blast.chain, WalkLog(options.audit_folder, file_system,
-                                           [&](uint64_t, std::string_view payload) {
-                                             return collector.Visit(payload);
-                                           }));
+  auto collector = std::make_unique<KeyCollector>(options, &blast);
+  std::string fallback;
+  bool walk_whole_log = options.verify_chain;
+  if (!options.verify_chain) {
+    MP_ASSIGN_OR_RETURN(const bool indexed,
+                        VisitIndexed(options, file_system, *collector, &blast.chain, &fallback));
+    if (!indexed) {
+      // Whatever the index fed in is dropped: the whole log decides.
+      walk_whole_log = true;
+      blast = BlastRadius{};
+      blast.key = options.key;
+      blast.from_ms = options.from_ms;
+      blast.to_ms = options.to_ms;
+      collector = std::make_unique<KeyCollector>(options, &blast);
+      blast.warnings.push_back(
+          {"audit", 0, "the key index was not used (" + fallback + "): the whole log was read"});
+    }
+  }
+  if (walk_whole_log) {
+    MP_ASSIGN_OR_RETURN(
+        blast.chain, WalkLog(options.audit_folder, file_system, options.audit_public_key,
+                             [&](std::string_view payload) { return collector->Visit(payload); }));
+  }
   MP_RETURN_IF_ERROR(ChainStatus(blast.chain, options.allow_broken, &blast.warnings));
-  blast.exports = std::move(collector.exports());
-  blast.open_exports = collector.OpenReads("export");
+  blast.exports = std::move(collector->exports());
+  blast.open_exports = collector->OpenReads("export");
   for (const BlastRecord& open : blast.open_exports) {
     blast.warnings.push_back(
         {"audit", 0,
@@ -523,7 +452,7 @@ Result<BlastRadius> ComputeBlastRadius(const BlastOptions& options, FileSystem& 
              " has no end record (the server stopped mid-export?): what it sent is unknown; "
              "treat every subject its parameters could reach as exposed"});
   }
-  for (BlastRecord& open : collector.OpenReads("query")) {
+  for (BlastRecord& open : collector->OpenReads("query")) {
     blast.warnings.push_back({"audit", 0,
                               "query started at record " + std::to_string(open.seq) +
                                   " has no closing record: it may have been answered"});
@@ -539,7 +468,7 @@ Result<BlastRadius> ComputeBlastRadius(const BlastOptions& options, FileSystem& 
                "which the log does not list"});
     }
   }
-  MP_RETURN_IF_ERROR(CollectSubjects(options, file_system, collector.sha256(), &blast));
+  MP_RETURN_IF_ERROR(CollectSubjects(options, file_system, collector->sha256(), &blast));
   return blast;
 }
 
@@ -653,7 +582,7 @@ Result<WhoCouldRead> ComputeWhoCouldRead(const std::string& audit_folder, uint32
   std::vector<audit::AuditEntry> exports;
   MP_ASSIGN_OR_RETURN(
       who.chain,
-      WalkLog(audit_folder, file_system, [&](uint64_t, std::string_view payload) -> Status {
+      WalkLog(audit_folder, file_system, std::nullopt, [&](std::string_view payload) -> Status {
         if (payload.find("\"act\":\"export\"") == std::string_view::npos) {
           return Status::Ok();
         }
@@ -779,6 +708,10 @@ void AppendRecords(std::string_view name, const std::vector<BlastRecord>& record
 void AppendChain(const ChainCheck& chain, std::string* out) {
   out->append(",\"chain\":{\"ok\":");
   out->append(chain.ok ? "true" : "false");
+  out->append(chain.full_walk ? ",\"mode\":\"full\"" : ",\"mode\":\"index\"");
+  out->append(",\"records_walked\":" + std::to_string(chain.records_walked) +
+              ",\"index_rebuilt\":" + (chain.index_rebuilt ? "true" : "false") +
+              ",\"indexed_records_checked\":" + std::to_string(chain.indexed_records_checked));
   out->append(",\"records\":" + std::to_string(chain.records) +
               ",\"anchors_checked\":" + std::to_string(chain.anchors_checked) +
               ",\"torn_tail_bytes\":" + std::to_string(chain.torn_tail_bytes) + ",\"problem\":");

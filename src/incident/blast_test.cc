@@ -77,6 +77,7 @@ class BlastTest : public ::testing::Test {
     options.from_ms = from_ms;
     options.to_ms = to_ms;
     options.allow_broken = allow_broken;
+    options.verify_chain = verify_chain_;
     return ComputeBlastRadius(options, *file_system_);
   }
 
@@ -104,6 +105,7 @@ class BlastTest : public ::testing::Test {
   std::shared_ptr<FileSystem> file_system_ = NewPosixFileSystem();
   std::shared_ptr<FakeClock> clock_ = std::make_shared<FakeClock>(kStartMs);
   std::unique_ptr<audit::AuditLog> log_;
+  bool verify_chain_ = false;  // the whole chain walked instead of the key index
 };
 
 std::vector<std::string> SubjectsOf(const BlastRadius& blast) {
@@ -151,6 +153,62 @@ TEST_F(BlastTest, AnExportCountsByItsStartAndAnUnfinishedOneIsFlagged) {
   ASSERT_EQ(blast->open_exports.size(), 1u);
   ASSERT_FALSE(blast->warnings.empty());
   EXPECT_NE(blast->warnings[0].message.find("no end record"), std::string::npos);
+}
+
+std::vector<uint64_t> SeqsOf(const std::vector<BlastRecord>& records) {
+  std::vector<uint64_t> seqs;
+  for (const BlastRecord& record : records) {
+    seqs.push_back(record.seq);
+  }
+  return seqs;
+}
+
+TEST_F(BlastTest, TheKeyIndexAndTheWholeChainGiveTheSameReport) {
+  Story();
+  Close();
+  auto indexed = Blast("mpk_a", kStartMs, kStartMs + 60'000);
+  ASSERT_TRUE(indexed.ok()) << indexed.status().ToString();
+  EXPECT_TRUE(indexed->chain.ok);
+  EXPECT_FALSE(indexed->chain.full_walk);
+  EXPECT_TRUE(indexed->chain.index_rebuilt);
+  EXPECT_GT(indexed->chain.indexed_records_checked, 0u);
+  auto again = Blast("mpk_a", kStartMs, kStartMs + 60'000);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_FALSE(again->chain.index_rebuilt) << again->chain.index_note;
+  EXPECT_EQ(again->chain.records_walked, 0u);
+  verify_chain_ = true;
+  auto full = Blast("mpk_a", kStartMs, kStartMs + 60'000);
+  ASSERT_TRUE(full.ok()) << full.status().ToString();
+  EXPECT_TRUE(full->chain.full_walk);
+  EXPECT_EQ(full->chain.records, again->chain.records);
+  for (const BlastRadius* blast : {&*indexed, &*again}) {
+    EXPECT_EQ(SubjectsOf(*blast), SubjectsOf(*full));
+    EXPECT_EQ(SeqsOf(blast->exports), SeqsOf(full->exports));
+    EXPECT_EQ(SeqsOf(blast->queries), SeqsOf(full->queries));
+    EXPECT_EQ(blast->records_of_key, full->records_of_key);
+    EXPECT_EQ(blast->properties, full->properties);
+  }
+  EXPECT_EQ(SubjectsOf(*full), (std::vector<std::string>{"psn_1", "psn_2", "psn_3"}));
+}
+
+// An edit to one of the key's records after the index was made: the record
+// read through the index does not check, and the run falls back to the
+// whole chain, which refuses it.
+TEST_F(BlastTest, AnEditedRecordUnderTheKeyIndexIsCaught) {
+  Story();
+  Close();
+  ASSERT_TRUE(Blast("mpk_a", kStartMs, kStartMs + 60'000).ok());
+  auto lookup = audit::LookupKey(folder_, "mpk_a", *file_system_, audit::WalkOptions{});
+  ASSERT_TRUE(lookup.ok());
+  ASSERT_GE(lookup->records.size(), 2u);
+  std::string bytes = Read("log");
+  const size_t at = lookup->records[1].offset + 4 + 30;
+  bytes[at] = bytes[at] == '1' ? '2' : '1';
+  Write("log", bytes);
+  auto refused = Blast("mpk_a", kStartMs, kStartMs + 60'000);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kCorruption);
+  EXPECT_NE(refused.status().message().find("record"), std::string::npos);
 }
 
 TEST_F(BlastTest, AnEditedRecordIsRefusedAndAllowBrokenReportsThePrefixLoudly) {

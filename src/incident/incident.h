@@ -372,7 +372,6 @@ ColumnKind KindOfName(std::string_view name);
 // ---------------------------------------------------------------------------
 // Blast radius from the audit log (starting point 1)
 
-inline constexpr size_t kAuditReadChunkBytes = 8 << 20;        // the log is read in pieces this big
 inline constexpr uint64_t kSubjectsFileBytesMax = 4ull << 30;  // one export's subject file
 inline constexpr size_t kBlastSubjectsMax = 50'000'000;        // distinct subjects in one report
 inline constexpr size_t kBlastRecordsListedMax = 100'000;      // records listed per kind
@@ -408,15 +407,26 @@ struct SubjectExposure {
   std::vector<uint64_t> exports;        // seqs of the `export` records
 };
 
-// The chain as read: every record from the first is hashed and checked
-// against its successor, its sequence number and the anchors.
+// What a run verified of the chain (docs/formats/audit.md, "What a blast
+// radius verifies"). A full walk (--verify-chain, or when the index cannot
+// be used) hashes every record from the first and checks it against its
+// successor, its sequence number and the anchors. An indexed run walks so
+// only the records the key index did not cover yet (all of them when it
+// was rebuilt), and checks each of the key's records where it lies: its
+// hash link to the hash stored before it and from it to its successor, its
+// seq and its key.
 struct ChainCheck {
   bool ok = false;
-  uint64_t base_seq = 0;         // a pruned log starts after this record
-  uint64_t records = 0;          // seq of the last valid record
-  uint64_t anchors_checked = 0;  // anchors that matched
-  uint64_t torn_tail_bytes = 0;  // an interrupted last append (never acknowledged)
-  std::string problem;           // the first problem, naming the record
+  bool full_walk = false;                // every record walked; false: the key index was used
+  uint64_t base_seq = 0;                 // a pruned log starts after this record
+  uint64_t records = 0;                  // seq of the last valid record
+  uint64_t records_walked = 0;           // records whose chain this run walked
+  uint64_t anchors_checked = 0;          // anchors that matched, on the records walked
+  uint64_t torn_tail_bytes = 0;          // an interrupted last append (never acknowledged)
+  bool index_rebuilt = false;            // the index was missing or stale and made anew
+  uint64_t indexed_records_checked = 0;  // the key's records read through the index
+  std::string index_note;                // why the index was rebuilt, or not written
+  std::string problem;                   // the first problem, naming the record
 };
 
 struct BlastRadius {
@@ -445,15 +455,23 @@ struct BlastOptions {
   // before the break only and says so in every output. Otherwise a broken
   // chain or subject file is Corruption naming the record.
   bool allow_broken = false;
+  // Walk the whole chain (every record hashed, every anchor matched)
+  // instead of reading the key's records through the key index.
+  bool verify_chain = false;
+  // The audit public key (`minpanel audit public-key`): the anchors'
+  // signatures are checked when set.
+  std::optional<std::array<uint8_t, 32>> audit_public_key;
 };
 
-// Reads the audit log in `options.audit_folder` from its first record,
-// verifying the chain and the anchors as it goes (docs/formats/audit.md),
-// and collects every record `options.key` made from from_ms (inclusive) to
-// to_ms (exclusive): exports with their subject files (each checked
-// against the SHA-256 in its record), aggregate queries, and other acts.
-// An export counts when its `export.start` is in the window. Memory holds
-// one chunk of the log and the subjects found, not the log.
+// Collects every record `options.key` made from from_ms (inclusive) to
+// to_ms (exclusive) in the audit log in `options.audit_folder`: exports
+// with their subject files (each checked against the SHA-256 in its
+// record), aggregate queries, and other acts. An export counts when its
+// `export.start` is in the window. The key's records are found through the
+// audit log's key index (brought up to date first, each record checked
+// where it lies), or with `verify_chain` by walking the whole log with the
+// chain and anchors verified; `chain` says which and what was checked.
+// Memory holds one piece of the log and the subjects found, not the log.
 Result<BlastRadius> ComputeBlastRadius(const BlastOptions& options, FileSystem& file_system);
 
 // The blast radius as the machine-readable blast-radius.json
