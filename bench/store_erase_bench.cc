@@ -15,9 +15,16 @@
 //   build-store/bench/store_erase_bench --open FOLDER --subjects 1
 //   build-store/bench/store_erase_bench --open FOLDER --subjects 10000
 //   --no-purge
+//   --project N   the project to erase from (default 3, the built store's;
+//                 a server's store folder, DATA/store, holds its projects
+//                 by id: see DATA/projects.json)
+//
+// The users erased are drawn at random (fixed seed) from the subjects the
+// store holds, so any store can be opened, a server's included.
 //
 // A purge rewrites the store in place: run --build again (or copy the folder
 // first) to measure on the same data twice.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -35,7 +42,7 @@ namespace {
 
 constexpr int64_t kNowMs = 1'700'000'000'000;
 constexpr int64_t kDayMs = 86'400'000;
-constexpr uint32_t kProject = 3;
+constexpr uint32_t kBuiltProject = 3;
 constexpr uint64_t kBatchEvents = 1000;
 constexpr uint64_t kUsers = 50'000;
 
@@ -94,7 +101,7 @@ int Build(const std::string& folder, uint64_t events) {
   const auto start = std::chrono::steady_clock::now();
   for (uint64_t first = 0; first < events; first += kBatchEvents) {
     AppendBatch batch;
-    batch.project_id = kProject;
+    batch.project_id = kBuiltProject;
     batch.events = Batch(first);
     while (true) {
       auto result = (*engine)->Append(batch);
@@ -117,9 +124,9 @@ int Build(const std::string& folder, uint64_t events) {
 
 // Rows of the snapshot, and those of `subjects` among them (subject runs of
 // every block).
-Status CountRows(Engine& engine, const std::set<Id128>& subjects, uint64_t* rows,
+Status CountRows(Engine& engine, uint32_t project, const std::set<Id128>& subjects, uint64_t* rows,
                  uint64_t* subject_rows) {
-  MP_ASSIGN_OR_RETURN(const Engine::SegmentSnapshot snapshot, engine.Snapshot(kProject));
+  MP_ASSIGN_OR_RETURN(const Engine::SegmentSnapshot snapshot, engine.Snapshot(project));
   *rows = 0;
   *subject_rows = 0;
   SubjectRuns runs;
@@ -137,7 +144,30 @@ Status CountRows(Engine& engine, const std::set<Id128>& subjects, uint64_t* rows
   return Status::Ok();
 }
 
-int Erase(const std::string& folder, uint64_t subject_count, bool purge) {
+// `count` distinct subjects drawn at random (seed 42) from those the
+// project's segments hold.
+Result<std::set<Id128>> ChooseSubjects(Engine& engine, uint32_t project, uint64_t count) {
+  MP_ASSIGN_OR_RETURN(const Engine::SegmentSnapshot snapshot, engine.Snapshot(project));
+  std::vector<Id128> all;
+  SubjectRuns runs;
+  for (const auto& reader : snapshot) {
+    for (size_t block_idx = 0; block_idx < reader->block_count(); ++block_idx) {
+      MP_RETURN_IF_ERROR(reader->ReadSubjects(block_idx, &runs));
+      all.insert(all.end(), runs.subjects.begin(), runs.subjects.end());
+    }
+  }
+  std::sort(all.begin(), all.end());
+  all.erase(std::unique(all.begin(), all.end()), all.end());
+  if (all.size() < count) {
+    return Status::InvalidArgument("--subjects " + std::to_string(count) + ": the project holds " +
+                                   std::to_string(all.size()) + " subjects");
+  }
+  std::mt19937_64 random(42);
+  std::shuffle(all.begin(), all.end(), random);
+  return std::set<Id128>(all.begin(), all.begin() + static_cast<ptrdiff_t>(count));
+}
+
+int Erase(const std::string& folder, uint32_t project, uint64_t subject_count, bool purge) {
   auto start = std::chrono::steady_clock::now();
   auto opened = OpenEmbeddedEngine(StoreOptions(folder));
   if (!opened.ok()) {
@@ -147,15 +177,15 @@ int Erase(const std::string& folder, uint64_t subject_count, bool purge) {
   std::printf("open: %.2f s, %llu segments, %.1f MB\n", SecondsSince(start),
               static_cast<unsigned long long>(engine.GetStats().segments),
               static_cast<double>(engine.GetStats().segment_bytes) / 1e6);
-  std::mt19937_64 random(42);
-  std::set<Id128> chosen;
-  while (chosen.size() < subject_count) {
-    chosen.insert(Id128{0, random() % kUsers});
+  auto sampled = ChooseSubjects(engine, project, subject_count);
+  if (!sampled.ok()) {
+    return Fail(sampled.status());
   }
+  const std::set<Id128> chosen = std::move(sampled).value();
   uint64_t rows_before = 0;
   uint64_t subject_rows = 0;
   start = std::chrono::steady_clock::now();
-  Status status = CountRows(engine, chosen, &rows_before, &subject_rows);
+  Status status = CountRows(engine, project, chosen, &rows_before, &subject_rows);
   if (!status.ok()) {
     return Fail(status);
   }
@@ -165,12 +195,12 @@ int Erase(const std::string& folder, uint64_t subject_count, bool purge) {
       static_cast<unsigned long long>(rows_before), static_cast<unsigned long long>(subject_rows),
       static_cast<unsigned long long>(subject_count), SecondsSince(start));
   start = std::chrono::steady_clock::now();
-  status = engine.EraseSubjects(kProject, std::vector<Id128>(chosen.begin(), chosen.end()));
+  status = engine.EraseSubjects(project, std::vector<Id128>(chosen.begin(), chosen.end()));
   const double returned_s = SecondsSince(start);
   if (!status.ok()) {
     return Fail(status);
   }
-  auto snapshot = engine.Snapshot(kProject);
+  auto snapshot = engine.Snapshot(project);
   const double invisible_s = SecondsSince(start);
   if (!snapshot.ok()) {
     return Fail(snapshot.status());
@@ -188,7 +218,7 @@ int Erase(const std::string& folder, uint64_t subject_count, bool purge) {
       rows_before - rows_after == subject_rows ? "exactly their rows" : "MISMATCH");
   uint64_t check_rows = 0;
   uint64_t check_subject_rows = 0;
-  status = CountRows(engine, chosen, &check_rows, &check_subject_rows);
+  status = CountRows(engine, project, chosen, &check_rows, &check_subject_rows);
   if (!status.ok() || check_subject_rows != 0) {
     std::printf("ERROR: erased rows still visible (%llu)\n",
                 static_cast<unsigned long long>(check_subject_rows));
@@ -216,7 +246,7 @@ int Erase(const std::string& folder, uint64_t subject_count, bool purge) {
         static_cast<double>(after.segment_bytes) / 1e6,
         static_cast<unsigned long long>(after.deletions_active));
     uint64_t purged_rows = 0;
-    status = CountRows(engine, chosen, &purged_rows, &check_subject_rows);
+    status = CountRows(engine, project, chosen, &purged_rows, &check_subject_rows);
     if (!status.ok() || check_subject_rows != 0 || purged_rows != rows_after) {
       std::printf("ERROR: after the purge %llu rows, %llu of the erased subjects\n",
                   static_cast<unsigned long long>(purged_rows),
@@ -235,6 +265,7 @@ int Main(int argc, char** argv) {
   std::string open_folder;
   uint64_t events = 10'000'000;
   uint64_t subjects = 1;
+  uint32_t project = kBuiltProject;
   bool purge = true;
   for (int arg_idx = 1; arg_idx < argc; ++arg_idx) {
     const std::string arg = argv[arg_idx];
@@ -247,13 +278,15 @@ int Main(int argc, char** argv) {
       events = std::strtoull(argv[++arg_idx], nullptr, 10);
     } else if (arg == "--subjects" && has_value) {
       subjects = std::strtoull(argv[++arg_idx], nullptr, 10);
+    } else if (arg == "--project" && has_value) {
+      project = static_cast<uint32_t>(std::strtoul(argv[++arg_idx], nullptr, 10));
     } else if (arg == "--no-purge") {
       purge = false;
     } else {
       std::fprintf(stderr,
                    "usage: store_erase_bench --build FOLDER [--events "
                    "N] | --open FOLDER "
-                   "[--subjects N] [--no-purge]\n");
+                   "[--subjects N] [--project N] [--no-purge]\n");
       return 2;
     }
   }
@@ -261,7 +294,7 @@ int Main(int argc, char** argv) {
     return Build(build_folder, events);
   }
   if (!open_folder.empty()) {
-    return Erase(open_folder, std::min(subjects, kUsers), purge);
+    return Erase(open_folder, project, subjects, purge);
   }
   std::fprintf(stderr, "give --build or --open\n");
   return 2;
