@@ -293,7 +293,7 @@ for route in $routes; do
     exported="-"
     if [ "$export_check" = 1 ] && [ "$run" = 1 ]; then
       exported="$(curl -sf -u "$secret:" \
-        "http://127.0.0.1:$port/api/2.0/export?from_date=$(date -u -d '-3 days' +%F)&to_date=$(date -u -d '+1 day' +%F)" | wc -l)"
+        "http://127.0.0.1:$port/api/2.0/export?from_date=$(date -u -d '-3 days' +%F)&to_date=$(date -u -d '+1 day' +%F)&reason=benchmark" | wc -l)"
     fi
     stop_server
 

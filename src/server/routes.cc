@@ -9,6 +9,7 @@
 #include "ingest/posthog_events.h"
 #include "ingest/segment_events.h"
 #include "query/query.h"
+#include "server/admin_routes.h"
 #include "server/dashboard_routes.h"
 #include "server/erasure_routes.h"
 #include "server/http_util.h"
@@ -186,6 +187,7 @@ Route ClassifyTarget(std::string_view target) {
   if (path == "/api/query") return Route::kQuery;
   if (path == "/api/keys") return Route::kKeys;
   if (path.starts_with("/api/keys/")) return Route::kKeyAction;
+  if (path.starts_with("/api/projects/")) return Route::kProjectAction;
   if (path == "/api/audit") return Route::kAudit;
   if (const auto erasure = ClassifyErasurePath(path)) return *erasure;
   if (const auto dashboard = ClassifyDashboardPath(path)) return *dashboard;
@@ -257,6 +259,8 @@ std::string_view RouteLabel(Route route) {
       return "/api/keys";
     case Route::kKeyAction:
       return "/api/keys/:id/:action";
+    case Route::kProjectAction:
+      return "/api/projects/:id/:action";
     case Route::kAudit:
       return "/api/audit";
     case Route::kErase:
@@ -325,12 +329,13 @@ bool AllowsMethod(Route route, http::verb method) {
   if (method == http::verb::get) {
     // Mixpanel's GET /track carries data= in the query; Plausible's events
     // are POSTs only.
-    return route != Route::kQuery && route != Route::kPlausibleEvent && route != Route::kKeyAction;
+    return route != Route::kQuery && route != Route::kPlausibleEvent &&
+           route != Route::kKeyAction && route != Route::kProjectAction;
   }
   if (method == http::verb::post) {
     return IsIngestRoute(route) || route == Route::kPolicyPreview || route == Route::kQuery ||
            route == Route::kExport ||  // a list of distinct_ids in a form body
-           route == Route::kKeys || route == Route::kKeyAction;
+           route == Route::kKeys || route == Route::kKeyAction || route == Route::kProjectAction;
   }
   if (method == http::verb::put) {
     return route == Route::kPolicy;
@@ -366,7 +371,7 @@ std::string_view AllowedMethods(Route route) {
   if (route == Route::kKeys) {
     return "GET, POST";
   }
-  if (route == Route::kKeyAction) {
+  if (route == Route::kKeyAction || route == Route::kProjectAction) {
     return "POST";
   }
   return "GET";
@@ -375,6 +380,9 @@ std::string_view AllowedMethods(Route route) {
 unsigned HttpStatusFor(const Status& status) {
   if (service::RetryAfterSeconds(status).has_value()) {
     return 429;  // a key's rate or export quota (service/access_keys_limits.h)
+  }
+  if (service::IsDiskQuotaExceeded(status)) {
+    return 507;  // a project's disk quota (service/project_quotas.h)
   }
   switch (status.code()) {
     case StatusCode::kOk:
@@ -489,6 +497,10 @@ void HandleMixpanel(Route route, const Request& request, const std::string& clie
                      const Result<service::IngestOutcome>& result) {
     Response response = style.strict ? StrictReply(request, result)
                                      : PlainReply(request, result, style);
+    if (const auto retry_after_s =
+            result.ok() ? std::nullopt : service::RetryAfterSeconds(result.status())) {
+      response.set(http::field::retry_after, std::to_string(*retry_after_s));
+    }
     AddIngestCors(request, &response);
     reply(std::move(response));
   };
@@ -978,6 +990,8 @@ Result<std::pair<service::Access, service::ExportOptions>> ParseExport(
   if (const auto distinct_ids = ingest::FindFormValue(query, "distinct_ids")) {
     options.distinct_ids_json = std::string(*distinct_ids);
   }
+  // Checked by the service (docs/security.md, "Export reasons").
+  options.reason = std::string(ingest::FindFormValue(query, "reason").value_or(""));
   if (const auto limit = ingest::FindFormValue(query, "limit")) {
     const char* end = limit->data() + limit->size();
     if (std::from_chars(limit->data(), end, options.limit).ptr != end || options.limit == 0) {
@@ -1015,20 +1029,24 @@ Response KeyActionResponse(const Request& request, service::Service& service,
     return MakeResponse(request, 200, kJson,
                         service::AccessKeyJson(rotated->key, rotated->secret));
   }
-  if (action == "revoke") {
-    auto revoked = service.RevokeAccessKey(access, id);
-    if (!revoked.ok()) {
-      return ErrorResponse(request, revoked.status());
+  if (action == "revoke" || action == "enable") {
+    auto changed = action == "revoke" ? service.RevokeAccessKey(access, id)
+                                      : service.EnableAccessKey(access, id);
+    if (!changed.ok()) {
+      return ErrorResponse(request, changed.status());
     }
-    return MakeResponse(request, 200, kJson, service::AccessKeyJson(*revoked));
+    return MakeResponse(request, 200, kJson, service::AccessKeyJson(*changed));
   }
-  return ErrorResponse(request, Status::NotFound("keys: expected /api/keys/<id>/rotate or "
-                                                 "/api/keys/<id>/revoke"));
+  return ErrorResponse(request, Status::NotFound("keys: expected /api/keys/<id>/rotate, "
+                                                 "/revoke or /enable"));
 }
 
 }  // namespace
 
 Response HandleKeys(Route route, const Request& request, service::Service& service) {
+  if (route == Route::kProjectAction) {
+    return HandleProjectAction(request, service);
+  }
   auto access = AuthorizeQuery(request, service, service::Scope::kAdmin, route);
   if (!access.ok()) {
     return ErrorResponse(request, access.status());

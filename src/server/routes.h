@@ -39,7 +39,8 @@ enum class Route {
   kPolicyVersion,   // GET /api/policy/versions/<N>
   kQuery,           // POST /api/query
   kKeys,            // GET (list), POST (create) /api/keys
-  kKeyAction,       // POST /api/keys/<id>/rotate, /api/keys/<id>/revoke
+  kKeyAction,       // POST /api/keys/<id>/rotate, /api/keys/<id>/revoke, /api/keys/<id>/enable
+  kProjectAction,   // POST /api/projects/<id>/delete (admin_routes.h)
   kAudit,           // GET /api/audit
   // Erasure and access requests (erasure_routes.h; docs/privacy.md).
   kErase,           // POST /api/erase

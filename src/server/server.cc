@@ -14,6 +14,7 @@
 #include <boost/beast/ssl.hpp>
 #include <spdlog/spdlog.h>
 
+#include "server/alerts.h"
 #include "server/dashboard_routes.h"
 #include "server/erasure_routes.h"
 #include "server/http_util.h"
@@ -116,7 +117,12 @@ class Server::Impl {
         acceptor_(io_),
         signals_(io_, SIGINT, SIGTERM, SIGHUP),
         workers_(settings_->config.worker_threads),
-        exporters_(settings_->config.export_threads) {}
+        exporters_(settings_->config.export_threads),
+        alerts_(std::make_unique<AlertSender>(settings_->config.anomaly.webhook)) {
+    // The anomaly rules' alerts: a log line and the webhook (alerts.h).
+    service_->SetAlertHandler(
+        [alerts = alerts_.get()](const service::AnomalyAlert& alert) { alerts->Send(alert); });
+  }
 
   Status Listen(const tcp::endpoint& endpoint);
   Status Run();
@@ -172,6 +178,7 @@ class Server::Impl {
   net::signal_set signals_;
   net::thread_pool workers_;    // decoding and policy: CPU work
   net::thread_pool exporters_;  // exports: block on the client's socket
+  std::unique_ptr<AlertSender> alerts_;
   std::atomic<bool> stopping_{false};
   uint16_t port_ = 0;
   std::unique_ptr<net::steady_timer> shutdown_timer_;
@@ -353,7 +360,8 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
       });
       return;
     }
-    if (route == Route::kKeys || route == Route::kKeyAction || route == Route::kAudit) {
+    if (route == Route::kKeys || route == Route::kKeyAction || route == Route::kAudit ||
+        route == Route::kProjectAction) {
       // Key changes and audit records are written and fsynced: on a worker.
       net::post(server_.workers(), [self = this->shared_from_this(), route] {
         auto response = std::make_shared<Response>(
@@ -442,6 +450,9 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   // the export streams with synchronous chunked writes.
   void StreamExport() {
     auto parsed = ParseExport(request_, *server_.settings(), server_.service());
+    if (parsed.ok()) {
+      parsed->first.client_address = ClientIp();  // for the anomaly rules (hashed)
+    }
     if (!parsed.ok()) {
       auto response = std::make_shared<Response>(ErrorResponse(request_, parsed.status()));
       net::post(stream_.get_executor(),
