@@ -426,6 +426,16 @@ struct Tally {
   std::vector<std::vector<double>> gaps;
 };
 
+std::vector<int64_t> TimeToConvertBounds(const QuerySpec& spec) {
+  std::vector<int64_t> bounds;
+  for (const int64_t bound : kFunnelTimeToConvertBucketsMs) {
+    if (bound <= spec.window_ms) {
+      bounds.push_back(bound);
+    }
+  }
+  return bounds;
+}
+
 FunnelGroup FunnelOut(const QuerySpec& spec, const Tally& tally) {
   FunnelGroup group;
   for (size_t step = 0; step < spec.steps.size(); ++step) {
@@ -441,6 +451,21 @@ FunnelGroup FunnelOut(const QuerySpec& spec, const Tally& tally) {
     if (step > 0 && !tally.gaps[step].empty()) {
       out.median_ms = static_cast<int64_t>(NearestRank(tally.gaps[step], 0.5));
       out.p90_ms = static_cast<int64_t>(NearestRank(tally.gaps[step], 0.9));
+    }
+    if (step > 0) {
+      // Time to convert: each gap in the last bucket whose bound it reaches,
+      // of the buckets that begin within the window.
+      const std::vector<int64_t> bounds = TimeToConvertBounds(spec);
+      out.time_to_convert.assign(bounds.size(), uint64_t{0});
+      for (const double gap : tally.gaps[step]) {
+        size_t bucket = 0;
+        for (size_t bound_idx = 0; bound_idx < bounds.size(); ++bound_idx) {
+          if (static_cast<double>(bounds[bound_idx]) <= gap) {
+            bucket = bound_idx;
+          }
+        }
+        *out.time_to_convert[bucket] += 1;
+      }
     }
     group.steps.push_back(std::move(out));
   }
@@ -537,6 +562,7 @@ QueryResult ReferenceFunnel(const QuerySpec& spec, const std::vector<StoredEvent
     }
   }
   QueryResult result;
+  result.time_to_convert_buckets_ms = TimeToConvertBounds(spec);
   result.funnel.push_back(FunnelOut(spec, everyone));
   if (spec.breakdown.properties.empty()) {
     return result;

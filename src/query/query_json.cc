@@ -146,6 +146,15 @@ void AppendFunnelSteps(const FunnelGroup& group, std::string* out) {
         if (step.suppressed) {
           out->append(",\"suppressed\":true");
         }
+        out->append(",\"time_to_convert\":");
+        if (step.time_to_convert.empty()) {
+          out->append("null");
+        } else {
+          AppendArray(
+              step.time_to_convert,
+              [&](const std::optional<uint64_t>& count) { AppendOptional(count, out); }, out);
+        }
+        AppendSuppressed("time_to_convert_suppressed", step.time_to_convert_suppressed, out);
         out->push_back('}');
       },
       out);
@@ -168,6 +177,9 @@ void AppendFunnel(const QueryResult& result, std::string* out) {
     out->push_back('}');
   }
   out->push_back(']');
+  out->append(",\"time_to_convert_buckets_ms\":");
+  AppendArray(
+      result.time_to_convert_buckets_ms, [&](int64_t bound) { AppendInt(bound, out); }, out);
 }
 
 void AppendRetentionGroup(const RetentionGroup& group, std::string* out) {

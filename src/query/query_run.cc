@@ -733,8 +733,37 @@ class FunnelMatcher {
   std::vector<uint32_t> path_;
 };
 
+// How many of kFunnelTimeToConvertBucketsMs a funnel with this window shows:
+// those that begin within it (a step exactly `window` after step 1 counts).
+size_t TimeToConvertBuckets(int64_t window_ms) {
+  size_t buckets = 0;
+  while (buckets < kFunnelTimeToConvertBucketsMs.size() &&
+         kFunnelTimeToConvertBucketsMs[buckets] <= window_ms) {
+    ++buckets;
+  }
+  return buckets;
+}
+
+// The histogram of `gaps` over the first `buckets` buckets; the last one
+// takes everything from its lower bound on.
+std::vector<std::optional<uint64_t>> TimeToConvertHistogram(const std::vector<int64_t>& gaps,
+                                                            size_t buckets) {
+  std::vector<std::optional<uint64_t>> counts(buckets, uint64_t{0});
+  const auto bounds_end = kFunnelTimeToConvertBucketsMs.begin() + buckets;
+  for (const int64_t gap_ms : gaps) {
+    const auto above = std::upper_bound(kFunnelTimeToConvertBucketsMs.begin(), bounds_end, gap_ms);
+    const size_t bucket_idx =
+        above == kFunnelTimeToConvertBucketsMs.begin()
+            ? 0
+            : static_cast<size_t>(above - kFunnelTimeToConvertBucketsMs.begin()) - 1;
+    *counts[bucket_idx] += 1;
+  }
+  return counts;
+}
+
 FunnelGroup FunnelGroupResult(const QuerySpec& spec, FunnelTally* tally) {
   FunnelGroup group;
+  const size_t buckets = TimeToConvertBuckets(spec.window_ms);
   for (size_t step_idx = 0; step_idx < spec.steps.size(); ++step_idx) {
     FunnelStepResult step;
     step.event = spec.steps[step_idx].event;
@@ -747,6 +776,9 @@ FunnelGroup FunnelGroupResult(const QuerySpec& spec, FunnelTally* tally) {
     step.overall_conversion =
         first == 0 ? 0 : static_cast<double>(step.subjects) / static_cast<double>(first);
     std::vector<int64_t>& gaps = tally->gaps_ms[step_idx];
+    if (step_idx > 0) {
+      step.time_to_convert = TimeToConvertHistogram(gaps, buckets);
+    }
     if (step_idx > 0 && !gaps.empty()) {
       step.median_ms = internal::Percentile(&gaps, 0.5);
       step.p90_ms = internal::Percentile(&gaps, 0.9);
@@ -896,6 +928,9 @@ Status RunFunnel(const QuerySpec& spec, const QueryContext& context, QueryResult
     MergePart(
         part, &groups, &everyone, &by_group, [&] { return FunnelTally(steps); }, &result->stats);
   }
+  result->time_to_convert_buckets_ms.assign(
+      kFunnelTimeToConvertBucketsMs.begin(),
+      kFunnelTimeToConvertBucketsMs.begin() + TimeToConvertBuckets(spec.window_ms));
   result->funnel.push_back(FunnelGroupResult(spec, &everyone));
   if (spec.breakdown.properties.empty()) {
     return Status::Ok();

@@ -28,12 +28,15 @@ class CellTable {
 
   // `total` is the sum of `parts`; kNoCell when the total is not in this
   // answer but another query gives it (the same query without a
-  // breakdown). With `whole`, any withheld part withholds the total too.
-  void AddSum(size_t total, std::vector<size_t> parts, bool whole = false) {
+  // breakdown). With `whole`, any withheld part withholds the total too;
+  // with `parts_follow`, a withheld total withholds every part (else the
+  // parts shown would add up to it).
+  void AddSum(size_t total, std::vector<size_t> parts, bool whole = false,
+              bool parts_follow = false) {
     if (parts.empty() || (total == kNoCell && parts.size() < 2)) {
       return;
     }
-    sums_.push_back(Sum{total, std::move(parts), whole});
+    sums_.push_back(Sum{total, std::move(parts), whole, parts_follow});
   }
 
   // Decides which cells are withheld; returns how many.
@@ -63,13 +66,19 @@ class CellTable {
     size_t total;
     std::vector<size_t> parts;
     bool whole;
+    bool parts_follow;
   };
 
   // Withholds the smallest shown parts of `sum` until its withheld parts
   // hold k subjects (or its total too when they cannot). True on a change.
   bool Complete(const Sum& sum, uint64_t k) {
     if (sum.total != kNoCell && suppressed_[sum.total] != 0) {
-      return false;
+      bool changed = false;
+      for (const size_t cell : sum.parts) {
+        changed = changed || (sum.parts_follow && suppressed_[cell] == 0);
+        suppressed_[cell] |= sum.parts_follow ? 1 : 0;
+      }
+      return changed;
     }
     uint64_t hidden = 0;
     std::vector<size_t> shown;
@@ -166,10 +175,54 @@ void SuppressSegmentation(const QuerySpec& spec, uint64_t k, QueryResult* result
   }
 }
 
+// The time-to-convert buckets of a funnel: per group, per step, per bucket
+// (empty for step 1). Each step's `subjects` is the sum of its buckets, and
+// a withheld step withholds them all; each bucket of "everyone" is the sum
+// of that bucket over the groups.
+using FunnelBucketCells = std::vector<std::vector<std::vector<size_t>>>;
+
+FunnelBucketCells AddTimeToConvertCells(const QueryResult& result,
+                                        const std::vector<std::vector<size_t>>& step_cells,
+                                        CellTable* table) {
+  FunnelBucketCells cells;
+  for (size_t group_idx = 0; group_idx < result.funnel.size(); ++group_idx) {
+    cells.emplace_back();
+    const std::vector<FunnelStepResult>& steps = result.funnel[group_idx].steps;
+    for (size_t step_idx = 0; step_idx < steps.size(); ++step_idx) {
+      cells.back().emplace_back();
+      for (const std::optional<uint64_t>& count : steps[step_idx].time_to_convert) {
+        cells.back().back().push_back(table->Add(count.value_or(0)));
+      }
+      table->AddSum(step_cells[group_idx][step_idx], cells.back().back(), /*whole=*/false,
+                    /*parts_follow=*/true);
+    }
+  }
+  for (size_t step_idx = 0; result.funnel.size() > 1 && step_idx < cells[0].size(); ++step_idx) {
+    for (size_t bucket_idx = 0; bucket_idx < cells[0][step_idx].size(); ++bucket_idx) {
+      std::vector<size_t> parts;
+      for (size_t group_idx = 1; group_idx < cells.size(); ++group_idx) {
+        parts.push_back(cells[group_idx][step_idx][bucket_idx]);
+      }
+      table->AddSum(cells[0][step_idx][bucket_idx], std::move(parts));
+    }
+  }
+  return cells;
+}
+
+void ApplyTimeToConvert(const CellTable& table, const std::vector<size_t>& cells,
+                        FunnelStepResult* step) {
+  for (size_t bucket_idx = 0; bucket_idx < cells.size(); ++bucket_idx) {
+    if (table.suppressed(cells[bucket_idx])) {
+      step->time_to_convert[bucket_idx].reset();
+      step->time_to_convert_suppressed.push_back(static_cast<uint32_t>(bucket_idx));
+    }
+  }
+}
+
 // Funnels: one cell per group and step; each step of "everyone" is the sum
 // of that step over the groups (a subject counts in one group). A withheld
 // step takes its conversions and times with it, and the next step's
-// conversion (which would give it away).
+// conversion (which would give it away). Then the time-to-convert buckets.
 void SuppressFunnel(uint64_t k, QueryResult* result) {
   CellTable table;
   std::vector<std::vector<size_t>> cells;
@@ -188,6 +241,7 @@ void SuppressFunnel(uint64_t k, QueryResult* result) {
       table.AddSum(cells[0][step_idx], std::move(parts));
     }
   }
+  const FunnelBucketCells bucket_cells = AddTimeToConvertCells(*result, cells, &table);
   result->suppressed_cells = table.Run(k);
   for (size_t group_idx = 0; group_idx < result->funnel.size(); ++group_idx) {
     std::vector<FunnelStepResult>& steps = result->funnel[group_idx].steps;
@@ -205,6 +259,7 @@ void SuppressFunnel(uint64_t k, QueryResult* result) {
         step.median_ms.reset();
         step.p90_ms.reset();
       }
+      ApplyTimeToConvert(table, bucket_cells[group_idx][step_idx], &step);
     }
   }
 }

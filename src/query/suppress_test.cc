@@ -186,6 +186,62 @@ void CheckSegmentation(Generator* generator, const std::vector<Event>& events,
   }
 }
 
+// The time-to-convert buckets of each step: they add up to the step's
+// subjects; a shown bucket holds k subjects and the unsuppressed count; a
+// withheld step withholds every bucket; the withheld buckets of a shown step,
+// and the withheld groups of a shown bucket of everyone, hold k subjects
+// between them.
+void CheckTimeToConvert(const QueryResult& plain, const QueryResult& hidden, uint32_t k) {
+  for (size_t group_idx = 0; group_idx < hidden.funnel.size(); ++group_idx) {
+    for (size_t step_idx = 0; step_idx < hidden.funnel[group_idx].steps.size(); ++step_idx) {
+      SCOPED_TRACE("group " + std::to_string(group_idx) + " step " + std::to_string(step_idx));
+      const FunnelStepResult& step = hidden.funnel[group_idx].steps[step_idx];
+      const FunnelStepResult& truth = plain.funnel[group_idx].steps[step_idx];
+      ASSERT_EQ(step.time_to_convert.size(), truth.time_to_convert.size());
+      ASSERT_EQ(truth.time_to_convert.empty(), step_idx == 0);
+      uint64_t sum = 0;
+      uint64_t withheld = 0;
+      for (size_t bucket_idx = 0; bucket_idx < truth.time_to_convert.size(); ++bucket_idx) {
+        ASSERT_TRUE(truth.time_to_convert[bucket_idx].has_value());
+        const uint64_t count = *truth.time_to_convert[bucket_idx];
+        sum += count;
+        if (Contains(step.time_to_convert_suppressed, bucket_idx)) {
+          EXPECT_FALSE(step.time_to_convert[bucket_idx].has_value());
+          withheld += count;
+        } else {
+          EXPECT_FALSE(step.suppressed);
+          EXPECT_GE(count, k);
+          EXPECT_EQ(step.time_to_convert[bucket_idx], count);
+        }
+      }
+      if (step_idx > 0) {
+        EXPECT_EQ(sum, truth.subjects);
+      }
+      if (!step.suppressed && !step.time_to_convert_suppressed.empty()) {
+        EXPECT_GE(withheld, k);
+      }
+    }
+  }
+  for (size_t step_idx = 1; hidden.funnel.size() > 1 && step_idx < 3; ++step_idx) {
+    const FunnelStepResult& everyone = hidden.funnel[0].steps[step_idx];
+    for (size_t bucket_idx = 0; bucket_idx < everyone.time_to_convert.size(); ++bucket_idx) {
+      if (Contains(everyone.time_to_convert_suppressed, bucket_idx)) {
+        continue;
+      }
+      uint64_t withheld = 0;
+      bool any = false;
+      for (size_t group_idx = 1; group_idx < hidden.funnel.size(); ++group_idx) {
+        if (Contains(hidden.funnel[group_idx].steps[step_idx].time_to_convert_suppressed,
+                     bucket_idx)) {
+          withheld += *plain.funnel[group_idx].steps[step_idx].time_to_convert[bucket_idx];
+          any = true;
+        }
+      }
+      EXPECT_TRUE(!any || withheld >= k) << "step " << step_idx << " bucket " << bucket_idx;
+    }
+  }
+}
+
 void CheckFunnel(Generator* generator, const QueryContext& context, uint32_t k) {
   const bool breakdown = generator->Chance(0.7);
   std::string json = R"({"kind":"funnel","from":"2024-03-01","to":"2024-03-05",)"
@@ -225,6 +281,7 @@ void CheckFunnel(Generator* generator, const QueryContext& context, uint32_t k) 
       EXPECT_GE(withheld, k) << "step " << step_idx;
     }
   }
+  CheckTimeToConvert(plain, hidden, k);
 }
 
 void CheckRetention(Generator* generator, const QueryContext& context, uint32_t k) {
@@ -310,7 +367,11 @@ TEST(SuppressTest, DifferentialAgainstBruteForce) {
 // Four groups: x and y with 6 subjects, z with 5, w with 1, k = 3. w is
 // withheld; "everyone" is shown, so w alone would be everyone minus the
 // rest: the smallest shown group (z) is withheld with it, and the two
-// withheld groups hold 6 subjects.
+// withheld groups hold 6 subjects. The 50 other withheld cells are the time
+// to convert to B (10 buckets per group): every subject took 1 minute, so
+// each shown step would show one bucket equal to it beside nine empty ones,
+// and the empty ones would follow by subtraction — the whole histogram is
+// withheld (empty cells are withheld like small ones).
 TEST(SuppressTest, ComplementaryGroupInFunnel) {
   std::vector<Event> events;
   const std::pair<const char*, int> kGroups[] = {{"x", 6}, {"y", 6}, {"z", 5}, {"w", 1}};
@@ -341,7 +402,7 @@ TEST(SuppressTest, ComplementaryGroupInFunnel) {
   ASSERT_TRUE(result.ok());
   const std::string json = QueryResultToJson(*result);
   EXPECT_EQ(testing::JsonSubsetDiff(
-                R"({"min_group_size":3,"suppressed_cells":4,
+                R"({"min_group_size":3,"suppressed_cells":54,
                     "steps":[{"subjects":18},{"subjects":18}],
                     "groups":[{"breakdown":["x"],"steps":[{"subjects":6},{"subjects":6}]},
                               {"breakdown":["y"],"steps":[{"subjects":6},{"subjects":6}]},

@@ -182,6 +182,26 @@ describe('the dashboard in Chromium', () => {
         `${index + 1}. ${step.event}`, String(step.subjects), String(step.step_conversion), String(step.overall_conversion),
       ]));
       assert.deepEqual(funnel.steps.map((step) => step.subjects), [30, 20, 10]);
+      // Time to convert: the table holds the API's histogram of each later
+      // step, bucket by bucket. Activated comes 21-25 h after the sign-up
+      // (12 users under a day, 8 from one day on), Purchased 2 h after it.
+      const times = await tableRows(page, '#funnel-time-table');
+      assert.equal(times.length, funnel.time_to_convert_buckets_ms.length);
+      assert.deepEqual(times.map((row) => row.values), funnel.time_to_convert_buckets_ms.map((_, bucket) =>
+        funnel.steps.slice(1).map((step) => String(step.time_to_convert[bucket]))));
+      assert.deepEqual(funnel.time_to_convert_buckets_ms,
+        [0, 10000, 60000, 300000, 900000, 3600000, 14400000, 86400000, 259200000, 604800000]);
+      assert.deepEqual(funnel.steps[1].time_to_convert, [0, 0, 0, 0, 0, 0, 12, 8, 0, 0]);
+      assert.deepEqual(funnel.steps[2].time_to_convert, [0, 0, 0, 0, 0, 10, 0, 0, 0, 0]);
+      assert.deepEqual(times.slice(5, 8).map((row) => row.label), ['1 h to 4 h', '4 h to 1 d', '1 d to 3 d']);
+      assert.equal(times[9].label, '7 d or more');
+      // Its chart: the last step first, then the step the select picks.
+      const timeChart = page.locator('#funnel-time-chart');
+      await timeChart.locator('canvas').waitFor();
+      assert.match(await timeChart.getAttribute('aria-label'), /to 3\. Purchased/);
+      await page.getByLabel('Time to convert to', { exact: true }).selectOption('1');
+      assert.match(await timeChart.getAttribute('aria-label'), /to 2\. Activated/);
+      assert.equal(await timeChart.locator('canvas').count(), 1);
 
       // Retention.
       await page.getByRole('link', { name: 'Retention' }).click();

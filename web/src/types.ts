@@ -28,12 +28,16 @@ export interface FunnelStep {
   overall_conversion: number;
   median_ms: number | null;
   p90_ms: number | null;
+  // Subjects per time_to_convert_buckets_ms bucket (null: withheld); null for step 1.
+  time_to_convert: (number | null)[] | null;
 }
 
 export interface FunnelAnswer {
   kind: 'funnel';
   steps: FunnelStep[];
   groups?: { breakdown?: unknown[]; other?: boolean; steps: FunnelStep[] }[];
+  // The lower bound of each time-to-convert bucket; the last is open-ended.
+  time_to_convert_buckets_ms: number[];
 }
 
 export interface RetentionCohort {

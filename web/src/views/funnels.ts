@@ -1,10 +1,11 @@
 // Funnels: steps, conversion window, order and breakdown over POST
 // api/query; bars of each step's conversion with the drop-off, and a table
 // (subjects, step and overall conversion, median and p90 time from the
-// previous step — the API gives these two figures, not a full
-// time-to-convert distribution).
+// previous step); under them the time-to-convert distribution of a chosen
+// step (the API's histogram, docs/queries.md "Time to convert") as a bar
+// chart, and a table of every step's histogram.
 import { query } from '../api';
-import { PALETTE } from '../chart';
+import { drawChart, PALETTE } from '../chart';
 import { field, formatDuration, formatNumber, formatPercent, h, select } from '../dom';
 import { breakdownInput, breakdownToQuery, eventInput, groupLabel, rangeControls, rangeToQuery, rowList, selector } from '../forms';
 import type { FunnelAnswer, FunnelStep, Range } from '../types';
@@ -97,6 +98,7 @@ function showFunnel(results: HTMLElement, answer: FunnelAnswer): void {
   });
   results.append(h('figure', { class: 'chart' }, bars));
   results.append(stepTable('All users', answer.steps, 'funnel-table'));
+  showTimeToConvert(results, answer);
   for (const [index, group] of (answer.groups ?? []).entries()) {
     results.append(stepTable(groupLabel(group), group.steps, `funnel-group-${index}`));
   }
@@ -115,4 +117,55 @@ function stepTable(caption: string, steps: FunnelStep[], id: string): HTMLElemen
         h('td', { 'data-value': String(step.overall_conversion) }, formatPercent(step.overall_conversion)),
         h('td', {}, formatDuration(step.median_ms)),
         h('td', {}, formatDuration(step.p90_ms)))))));
+}
+
+// A bucket bound as people say it: "10 s", "5 min", "4 h", "7 d".
+function shortDuration(ms: number): string {
+  const units: [number, string][] = [[86400000, 'd'], [3600000, 'h'], [60000, 'min'], [1000, 's']];
+  for (const [size, name] of units) {
+    if (ms >= size && ms % size === 0) return `${ms / size} ${name}`;
+  }
+  return `${ms} ms`;
+}
+
+function bucketLabel(bounds: number[], index: number): string {
+  if (index === bounds.length - 1) return index === 0 ? 'any time' : `${shortDuration(bounds[index])} or more`;
+  if (index === 0) return `under ${shortDuration(bounds[1])}`;
+  return `${shortDuration(bounds[index])} to ${shortDuration(bounds[index + 1])}`;
+}
+
+// The time-to-convert histogram of every step after the first: a bar chart
+// of one step (a select picks it; the last by default) and a table of all.
+function showTimeToConvert(results: HTMLElement, answer: FunnelAnswer): void {
+  const bounds = answer.time_to_convert_buckets_ms ?? [];
+  const later = answer.steps.map((step, index) => ({ step, index })).filter(({ index }) => index > 0);
+  if (bounds.length === 0 || later.length === 0) return;
+  const label = ({ step, index }: { step: FunnelStep; index: number }) => `${index + 1}. ${stepName(step)}`;
+  const picker = select(later.map((entry): [string, string] => [String(entry.index), label(entry)]), String(later[later.length - 1].index),
+    { name: 'time_to_convert_step' });
+  const chartBox = h('figure', { class: 'chart', id: 'funnel-time-chart' });
+  results.append(h('h2', {}, 'Time to convert'),
+    h('div', { class: 'row' }, field('Time to convert to', picker, 'From the previous step; users per time range.')),
+    chartBox);
+  const x = bounds.map((_, index) => index);
+  let destroy: (() => void) | null = null;
+  const draw = () => {
+    destroy?.();
+    const entry = later.find(({ index }) => String(index) === picker.value) ?? later[later.length - 1];
+    chartBox.setAttribute('aria-label', `Bar chart of the time from step ${entry.index} to ${label(entry)}; the table below holds the same numbers`);
+    destroy = drawChart(chartBox, x, [{ label: label(entry), values: bounds.map((_, bucket) => entry.step.time_to_convert?.[bucket] ?? null) }],
+      { bars: true, time: false, xLabel: (value) => (Number.isInteger(value) && value >= 0 && value < bounds.length ? bucketLabel(bounds, value) : ''), xName: 'Time', yLabel: 'Users' });
+  };
+  picker.addEventListener('change', draw);
+  draw();
+  results.append(h('div', { class: 'table-scroll', tabindex: 0, role: 'region', 'aria-label': 'Time to convert table' },
+    h('table', { class: 'data', id: 'funnel-time-table' },
+      h('caption', {}, 'Time to convert from the previous step: users per time range (withheld: fewer than the minimum group size)'),
+      h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Time from previous step'), later.map((entry) => h('th', { scope: 'col' }, label(entry))))),
+      h('tbody', {}, bounds.map((_, bucket) => h('tr', {},
+        h('th', { scope: 'row' }, bucketLabel(bounds, bucket)),
+        later.map(({ step }) => {
+          const count = step.time_to_convert?.[bucket] ?? null;
+          return h('td', { 'data-value': count === null ? 'null' : String(count) }, count === null ? 'withheld' : formatNumber(count));
+        })))))));
 }
