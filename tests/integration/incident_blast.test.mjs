@@ -140,6 +140,11 @@ describe('incident blast-radius', () => {
     assert.match(stderr, /NOT recorded in the audit log/);
     const report = JSON.parse(fs.readFileSync(path.join(out, 'blast-radius.json'), 'utf8'));
     assert.equal(report.chain.ok, true);
+    // The key's records came through the audit log's key index, made by this
+    // first run (docs/formats/audit.md, "What a blast radius verifies").
+    assert.equal(report.chain.mode, 'index');
+    assert.equal(report.chain.index_rebuilt, true);
+    assert.ok(report.chain.indexed_records_checked >= 6);
     assert.equal(report.counts.exports, 2);
     assert.equal(report.counts.queries, 1);
     assert.equal(report.counts.open_exports, 0);
@@ -166,6 +171,14 @@ describe('incident blast-radius', () => {
     for (const [subject, fields] of truth) {
       assert.deepEqual(reported.get(subject), [...fields].sort(), subject);
     }
+    // The whole chain walked (--verify-chain) gives the same report.
+    const full = path.join(dir, 'full');
+    await blast(full, ['--verify-chain']);
+    const walked = JSON.parse(fs.readFileSync(path.join(full, 'blast-radius.json'), 'utf8'));
+    assert.equal(walked.chain.mode, 'full');
+    assert.equal(walked.chain.records_walked, walked.chain.records);
+    assert.deepEqual(walked.subjects, report.subjects);
+    assert.deepEqual(walked.exports, report.exports);
     const both = report.subjects.filter((subject) => subject.exports.length === 2);
     assert.equal(both.length, 3);  // users 3-5: in signups and pages
     for (const subject of report.subjects) {
@@ -226,17 +239,35 @@ describe('incident blast-radius', () => {
     assert.equal(records[0].subjects, 9);
     assert.doesNotMatch(stdout, /gen-blast-|psn_/);
 
-    // An edited byte in the log: refused, naming the record; --allow-broken
-    // reports the prefix and says so.
+    // An edited byte in the log (record 1, not the key's): the whole chain
+    // (--verify-chain) refuses it, naming the record; --allow-broken reports
+    // the prefix and says so. An indexed run checks only the key's records
+    // and those after the index (docs/formats/audit.md): it does not see it.
     const log = path.join(server.dataDir, 'audit', 'log');
     const bytes = fs.readFileSync(log);
     bytes[40] ^= 0x01;
     fs.writeFileSync(log, bytes);
     error = await failure(['incident', 'blast-radius', '--key', keys.compromised.id,
       '--from', new Date(window.from).toISOString(), '--to', new Date(window.to).toISOString(), ...dataArgs(),
-      '--out', path.join(dir, 'broken'), '--company', 'Example Ltd', '--domain', 'example.com']);
+      '--out', path.join(dir, 'broken'), '--company', 'Example Ltd', '--domain', 'example.com', '--verify-chain']);
     assert.match(error.stderr, /chain is broken: record 1 /);
-    const { stderr } = await blast(path.join(dir, 'broken-allowed'), ['--allow-broken']);
+    const { stderr } = await blast(path.join(dir, 'broken-allowed'), ['--allow-broken', '--verify-chain']);
     assert.match(stderr, /ONLY THE 0 RECORDS BEFORE THE BREAK/);
+    const indexed = await blast(path.join(dir, 'broken-indexed'));
+    assert.match(indexed.stderr, /key index/);
+    // An edit to one of the key's own records is caught by an indexed run too.
+    const report = JSON.parse(fs.readFileSync(path.join(dir, 'broken-indexed', 'blast-radius.json'), 'utf8'));
+    const own = report.exports[0].seq;
+    const again = fs.readFileSync(log);
+    let offset = 16;
+    for (let seq = 1; seq < own; seq += 1) {
+      offset += 4 + again.readUInt32LE(offset) + 32;
+    }
+    again[offset + 4 + 10] ^= 0x01;
+    fs.writeFileSync(log, again);
+    error = await failure(['incident', 'blast-radius', '--key', keys.compromised.id,
+      '--from', new Date(window.from).toISOString(), '--to', new Date(window.to).toISOString(), ...dataArgs(),
+      '--out', path.join(dir, 'broken-own'), '--company', 'Example Ltd', '--domain', 'example.com']);
+    assert.match(error.stderr, /chain is broken: record 1 /);
   });
 });
