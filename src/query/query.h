@@ -99,6 +99,14 @@ inline constexpr size_t kFunnelStepsMax = 16;
 inline constexpr size_t kFunnelExclusionsMax = 8;
 inline constexpr int64_t kFunnelWindowMsMax = 366LL * 24 * 3600 * 1000;
 inline constexpr int64_t kFunnelWindowMsDefault = 7LL * 24 * 3600 * 1000;
+// The funnel's time-to-convert histogram (docs/queries.md, "Time to
+// convert"): the lower bound of each bucket, about log-scale from seconds to
+// months (10 s, 1 min, 5 min, 15 min, 1 h, 4 h, 1 d, 3 d, 7 d, 30 d, 90 d).
+// A funnel shows the buckets that begin within its window; the last one
+// shown is open-ended.
+inline constexpr std::array<int64_t, 12> kFunnelTimeToConvertBucketsMs = {
+    0,          10'000,     60'000,      300'000,     900'000,       3'600'000,
+    14'400'000, 86'400'000, 259'200'000, 604'800'000, 2'592'000'000, 7'776'000'000};
 inline constexpr uint32_t kRetentionPeriodsMax = 120;
 inline constexpr size_t kBreakdownPropertiesMax = 2;
 inline constexpr size_t kBreakdownLimitMax = 200;  // top-N values before "other"
@@ -117,14 +125,6 @@ inline constexpr uint32_t kQueryThreadsMax = 16;
 // distinct breakdown values it tracks, and its cells — groups × series ×
 // buckets (segmentation), groups × steps (funnels), groups × cohorts ×
 // periods (retention).
-// The funnel's time-to-convert histogram (docs/queries.md, "Time to
-// convert"): the lower bound of each bucket, about log-scale from seconds to
-// months (10 s, 1 min, 5 min, 15 min, 1 h, 4 h, 1 d, 3 d, 7 d, 30 d, 90 d).
-// A funnel shows the buckets that begin within its window; the last one
-// shown is open-ended.
-inline constexpr std::array<int64_t, 12> kFunnelTimeToConvertBucketsMs = {
-    0,          10'000,     60'000,      300'000,     900'000,       3'600'000,
-    14'400'000, 86'400'000, 259'200'000, 604'800'000, 2'592'000'000, 7'776'000'000};
 inline constexpr size_t kBreakdownGroupsTrackedMax = 100000;
 inline constexpr size_t kQueryCellsMax = 4000000;
 // The largest minimum group size (k) a project or key may set
@@ -331,6 +331,12 @@ struct FunnelStepResult {
   // Withheld (k-suppression): `subjects`, the conversions and the times are
   // not shown.
   bool suppressed = false;
+  // The time to convert from the previous step (empty for step 1): subjects
+  // per bucket of QueryResult::time_to_convert_buckets_ms, summing to
+  // `subjects`. nullopt where withheld (k-suppression), whose indices are
+  // listed in `time_to_convert_suppressed`.
+  std::vector<std::optional<uint64_t>> time_to_convert;
+  std::vector<uint32_t> time_to_convert_suppressed;
 };
 
 struct FunnelGroup {
@@ -349,12 +355,6 @@ struct RetentionCohort {
   // k-suppression: the size, and the periods whose counts are withheld.
   bool size_suppressed = false;
   std::vector<uint32_t> suppressed;
-  // The time to convert from the previous step (empty for step 1): subjects
-  // per bucket of QueryResult::time_to_convert_buckets_ms, summing to
-  // `subjects`. nullopt where withheld (k-suppression), whose indices are
-  // listed in `time_to_convert_suppressed`.
-  std::vector<std::optional<uint64_t>> time_to_convert;
-  std::vector<uint32_t> time_to_convert_suppressed;
 };
 
 struct RetentionGroup {
@@ -388,6 +388,9 @@ struct QueryResult {
   std::vector<Bucket> buckets;             // segmentation
   std::vector<SegmentationSeries> series;  // segmentation
   std::vector<FunnelGroup> funnel;         // first: every subject, then groups
+  // Funnels: the lower bound of each time-to-convert bucket shown (those of
+  // kFunnelTimeToConvertBucketsMs that begin within the window).
+  std::vector<int64_t> time_to_convert_buckets_ms;
   RetentionMode mode = RetentionMode::kOn;
   std::vector<RetentionGroup> retention;  // first: every subject, then groups
   QueryStats stats;
@@ -406,9 +409,6 @@ bool UsesProfiles(const QuerySpec& spec);
 
 // Answers `spec` over `context.segments` on up to `context.threads` threads
 // (it starts and joins them itself). InvalidArgument for an unknown time zone,
-  // Funnels: the lower bound of each time-to-convert bucket shown (those of
-  // kFunnelTimeToConvertBucketsMs that begin within the window).
-  std::vector<int64_t> time_to_convert_buckets_ms;
 // a relative time without now_ms, or a range that is empty or too long;
 // ResourceExhausted past kBreakdownGroupsTrackedMax or kQueryCellsMax;
 // Corruption when a segment chunk is damaged. Allocates in proportion to the
