@@ -14,6 +14,9 @@ constexpr int64_t kHistoryHours = int64_t{kUsageHistoryDays} * 24;
 constexpr std::string_view kUsageFormat = "minpanel-key-usage";
 constexpr int64_t kUsageFormatVersion = 1;
 constexpr uint32_t kUsageFileMode = 0600;
+// Times in a history file are milliseconds since the epoch, at most this
+// (about 35,000 years): what the rules subtract from them cannot overflow.
+constexpr int64_t kUsageTimeMsMax = int64_t{1} << 50;
 
 bool IsHex(std::string_view text) {
   return std::all_of(text.begin(), text.end(),
@@ -253,6 +256,9 @@ Result<KeyHistory> ParseKeyHistory(std::string_view text, std::string_view path)
       root["addresses"].get(addresses)) {
     return corrupt("a field is missing or has a wrong type");
   }
+  if (history.first_ms < 0 || history.first_ms > kUsageTimeMsMax) {
+    return corrupt("first_ms is not a time");
+  }
   if (version > kUsageFormatVersion) {
     return corrupt("format version " + std::to_string(version) + " is newer than this binary");
   }
@@ -262,7 +268,7 @@ Result<KeyHistory> ParseKeyHistory(std::string_view text, std::string_view path)
     UsageBucket bucket;
     if (item.get(fields) || fields.size() != 4 || fields.at(0).get(hour) ||
         fields.at(1).get(bucket.exports) || fields.at(2).get(bucket.rows) ||
-        fields.at(3).get(bucket.subjects)) {
+        fields.at(3).get(bucket.subjects) || hour < 0 || hour > kUsageTimeMsMax / kHourMs) {
       return corrupt("an hour is not [hour, exports, rows, subjects]");
     }
     history.hours[hour] = bucket;
@@ -272,7 +278,8 @@ Result<KeyHistory> ParseKeyHistory(std::string_view text, std::string_view path)
     std::string_view hash;
     int64_t hour = 0;
     if (item.get(fields) || fields.size() != 2 || fields.at(0).get(hash) || !IsHex(hash) ||
-        fields.at(1).get(hour) || history.addresses.size() >= kKnownAddressesMax) {
+        fields.at(1).get(hour) || hour < 0 || hour > kUsageTimeMsMax / kHourMs ||
+        history.addresses.size() >= kKnownAddressesMax) {
       return corrupt("an address is not [hash, hour]");
     }
     history.addresses[std::string(hash)] = hour;

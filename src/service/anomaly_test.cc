@@ -167,6 +167,11 @@ TEST_F(AnomalyTest, TheFileRoundTripsAndRefusesAnotherFormat) {
   EXPECT_EQ(ParseKeyHistory("{\"format\":\"other\"}", "x.json").status().code(),
             StatusCode::kCorruption);
   EXPECT_EQ(ParseKeyHistory("not json", "x.json").status().code(), StatusCode::kCorruption);
+  // Times the rules could overflow on are refused.
+  const std::string negative =
+      "{\"format\":\"minpanel-key-usage\",\"version\":1,\"key\":\"k\",\"first_ms\":"
+      "-9223372036854775808,\"hours\":[],\"addresses\":[]}";
+  EXPECT_EQ(ParseKeyHistory(negative, "x.json").status().code(), StatusCode::kCorruption);
 }
 
 TEST_F(AnomalyTest, KeyUsagePersistsAndTheDayQuotaSurvivesARestart) {
