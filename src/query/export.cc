@@ -95,6 +95,11 @@ void AppendJsonString(std::string_view text, std::string* out) {
 }
 
 void AppendEventJsonLine(const Event& event, std::string* out) {
+  AppendEventJsonLine(event, nullptr, out);
+}
+
+void AppendEventJsonLine(const Event& event, const Id128* person, std::string* out) {
+  const bool merged = person != nullptr && !(*person == event.subject);
   out->append("{\"event\":");
   AppendJsonString(event.name, out);
   // Mixpanel exports whole seconds; the milliseconds stay in the store.
@@ -103,11 +108,20 @@ void AppendEventJsonLine(const Event& event, std::string* out) {
       event.time_ms >= 0 ? event.time_ms / 1000 : -((-event.time_ms + 999) / 1000);
   out->append(std::to_string(seconds));
   out->append(",\"distinct_id\":\"");
-  out->append(FormatPseudonym(event.subject));
+  out->append(FormatPseudonym(merged ? *person : event.subject));
+  if (merged) {
+    out->append("\",\"");
+    out->append(kDistinctIdBeforeIdentityKey);
+    out->append("\":\"");
+    out->append(FormatPseudonym(event.subject));
+  }
   out->append("\",\"$insert_id\":\"");
   out->append(event.insert_id.ToHex());
   out->push_back('"');
   for (const Property& property : event.properties) {
+    if (merged && property.key == kDistinctIdBeforeIdentityKey) {
+      continue;
+    }
     out->push_back(',');
     AppendJsonString(property.key, out);
     out->push_back(':');
@@ -118,17 +132,45 @@ void AppendEventJsonLine(const Event& event, std::string* out) {
 
 namespace {
 
+// The person of each subject, for rows that come in runs of one subject:
+// the last answer is kept. Decoy subjects (watermark.h) are in no identity
+// map, so each decoy is a person of its own, like most real subjects.
+class PersonLookup {
+ public:
+  explicit PersonLookup(const IdentityMap* persons) : persons_(persons) {}
+
+  // nullptr when the subject is a person of its own.
+  const Id128* Find(const Id128& subject) {
+    if (persons_ == nullptr || persons_->empty()) {
+      return nullptr;
+    }
+    if (!has_last_ || !(subject == last_subject_)) {
+      last_subject_ = subject;
+      last_person_ = persons_->Find(subject);
+      has_last_ = true;
+    }
+    return last_person_;
+  }
+
+ private:
+  const IdentityMap* persons_;
+  bool has_last_ = false;
+  Id128 last_subject_;
+  const Id128* last_person_ = nullptr;
+};
+
 // Gathers lines into chunks of about kExportChunkBytes for the sink.
 class ChunkWriter {
  public:
-  ChunkWriter(const ExportRequest& request, const std::function<bool(std::string_view)>& sink)
-      : request_(request), sink_(sink) {
+  ChunkWriter(const ExportRequest& request, const std::function<bool(std::string_view)>& sink,
+              const IdentityMap* persons = nullptr)
+      : request_(request), sink_(sink), persons_(persons) {
     chunk_.reserve(kExportChunkBytes + 4096);
   }
 
   // False once the export is over: the sink closed or the limit was reached.
   bool Add(const Event& event) {
-    AppendEventJsonLine(event, &chunk_);
+    AppendEventJsonLine(event, persons_.Find(event.subject), &chunk_);
     ++summary_.rows;
     if (chunk_.size() >= kExportChunkBytes) {
       summary_.bytes += chunk_.size();
@@ -170,6 +212,7 @@ class ChunkWriter {
  private:
   const ExportRequest& request_;
   const std::function<bool(std::string_view)>& sink_;
+  PersonLookup persons_;
   std::string chunk_;
   ExportSummary summary_;
   bool sink_open_ = true;
@@ -297,7 +340,8 @@ void AppendColumnValueJson(const store::PropertyColumn& column, size_t row_idx, 
 // the same events); `rows` counts them.
 Status RenderBlock(const store::SegmentReader& segment, size_t block_idx,
                    const ExportRequest& request, const std::vector<Id128>& wanted,
-                   BlockColumns* block, std::string* out, uint64_t* rows) {
+                   const IdentityMap* persons, BlockColumns* block, std::string* out,
+                   uint64_t* rows) {
   *rows = 0;
   // The subjects first (one small chunk): a block may hold none of the
   // wanted ones.
@@ -341,18 +385,34 @@ Status RenderBlock(const store::SegmentReader& segment, size_t block_idx,
   const std::vector<store::PropertyKeyInfo>& keys = segment.property_keys();
   // `,"key":` of each key, escaped once per block rather than once per row.
   std::vector<std::string> key_prefixes(keys.size());
+  size_t before_identity_key_idx = SIZE_MAX;
   for (size_t key_idx = 0; key_idx < keys.size(); ++key_idx) {
     key_prefixes[key_idx].push_back(',');
     AppendJsonString(keys[key_idx].key, &key_prefixes[key_idx]);
     key_prefixes[key_idx].push_back(':');
+    if (keys[key_idx].key == kDistinctIdBeforeIdentityKey) {
+      before_identity_key_idx = key_idx;
+    }
   }
+  // Per subject run: the distinct_id written (the person) and, when that is
+  // not the subject, the subject as `$distinct_id_before_identity`.
   std::string pseudonym;
   size_t pseudonym_run = SIZE_MAX;
+  bool merged = false;
   for (size_t slot = 0; slot < block->selected.size(); ++slot) {
     const uint32_t row_idx = block->selected[slot];
     if (block->selected_run[slot] != pseudonym_run) {
       pseudonym_run = block->selected_run[slot];
-      pseudonym = FormatPseudonym(block->runs.subjects[pseudonym_run]);
+      const Id128& subject = block->runs.subjects[pseudonym_run];
+      const Id128* person = persons == nullptr ? nullptr : persons->Find(subject);
+      merged = person != nullptr && !(*person == subject);
+      pseudonym = FormatPseudonym(merged ? *person : subject);
+      if (merged) {
+        pseudonym.append("\",\"");
+        pseudonym.append(kDistinctIdBeforeIdentityKey);
+        pseudonym.append("\":\"");
+        pseudonym.append(FormatPseudonym(subject));
+      }
     }
     out->append("{\"event\":");
     AppendJsonString(names[block->name_codes[row_idx]].name, out);
@@ -368,7 +428,8 @@ Status RenderBlock(const store::SegmentReader& segment, size_t block_idx,
     out->push_back('"');
     for (size_t key_idx = 0; key_idx < keys.size(); ++key_idx) {
       const store::PropertyColumn& column = block->properties[key_idx];
-      if (column.tags[slot] == store::PropertyTag::kAbsent) {
+      if (column.tags[slot] == store::PropertyTag::kAbsent ||
+          (merged && key_idx == before_identity_key_idx)) {
         continue;
       }
       out->append(key_prefixes[key_idx]);
@@ -378,6 +439,14 @@ Status RenderBlock(const store::SegmentReader& segment, size_t block_idx,
     ++*rows;
   }
   return Status::Ok();
+}
+
+ExportSummary FinishWithPersons(ChunkWriter* writer, const IdentityMap* persons) {
+  ExportSummary summary = writer->Finish();
+  if (persons != nullptr) {
+    summary.identity = persons->stats();
+  }
+  return summary;
 }
 
 // The export of a list of subjects over the engine's snapshot. Blocks are
@@ -394,6 +463,10 @@ Result<ExportSummary> ExportSubjects(store::Engine& engine, const ExportRequest&
   }
   MP_ASSIGN_OR_RETURN(const store::Engine::SegmentSnapshot snapshot,
                       engine.Snapshot(request.project_id));
+  std::shared_ptr<const IdentityMap> persons;
+  if (request.resolve_persons) {
+    MP_ASSIGN_OR_RETURN(persons, ResolveIdentities(snapshot));
+  }
   std::vector<std::pair<const store::SegmentReader*, size_t>> tasks;
   for (const auto& segment : snapshot) {
     for (const size_t block_idx : BlocksOfSubjects(*segment, request, wanted)) {
@@ -413,8 +486,8 @@ Result<ExportSummary> ExportSubjects(store::Engine& engine, const ExportRequest&
       for (size_t task_idx = thread_idx; task_idx < batch; task_idx += threads) {
         const auto& [segment, block_idx] = tasks[batch_start + task_idx];
         outputs[task_idx].clear();
-        statuses[task_idx] = RenderBlock(*segment, block_idx, request, wanted, &scratch[thread_idx],
-                                         &outputs[task_idx], &rows[task_idx]);
+        statuses[task_idx] = RenderBlock(*segment, block_idx, request, wanted, persons.get(),
+                                         &scratch[thread_idx], &outputs[task_idx], &rows[task_idx]);
       }
     };
     std::vector<std::thread> workers;
@@ -428,11 +501,11 @@ Result<ExportSummary> ExportSubjects(store::Engine& engine, const ExportRequest&
     for (size_t task_idx = 0; task_idx < batch; ++task_idx) {
       MP_RETURN_IF_ERROR(statuses[task_idx]);
       if (rows[task_idx] > 0 && !writer.AddLines(outputs[task_idx], rows[task_idx])) {
-        return writer.Finish();
+        return FinishWithPersons(&writer, persons.get());
       }
     }
   }
-  return writer.Finish();
+  return FinishWithPersons(&writer, persons.get());
 }
 
 // The rows an export of a time range will have, about: the rows of the
@@ -480,19 +553,27 @@ Result<ExportSummary> ExportJsonLines(store::Engine& engine, const ExportRequest
   scan.event_names = request.event_names;
   scan.subject = request.subject;
 
-  ChunkWriter writer(request, sink);
+  // The persons of the snapshot at the start; a link stored while the scan
+  // runs applies to the next export.
+  std::shared_ptr<const IdentityMap> persons;
+  if (request.resolve_persons) {
+    MP_ASSIGN_OR_RETURN(const store::Engine::SegmentSnapshot snapshot,
+                        engine.Snapshot(request.project_id));
+    MP_ASSIGN_OR_RETURN(persons, ResolveIdentities(snapshot));
+  }
+  ChunkWriter writer(request, sink, persons.get());
   if (!request.watermark.has_value() || request.subject.has_value()) {
     const Status scanned =
         engine.Scan(scan, [&](const Event& event) { return writer.Add(event); });
     MP_RETURN_IF_ERROR(scanned);
-    return writer.Finish();
+    return FinishWithPersons(&writer, persons.get());
   }
   MP_ASSIGN_OR_RETURN(const uint64_t rows_expected, EstimateRows(engine, request));
   DecoyMixer mixer(*request.watermark, rows_expected,
                    [&](const Event& event) { return writer.Add(event); });
   MP_RETURN_IF_ERROR(engine.Scan(scan, [&](const Event& event) { return mixer.Add(event); }));
   mixer.Finish();
-  ExportSummary summary = writer.Finish();
+  ExportSummary summary = FinishWithPersons(&writer, persons.get());
   summary.decoy_subjects = mixer.decoy_subjects();
   summary.decoy_rows = mixer.decoy_rows();
   summary.rows -= std::min(summary.rows, summary.decoy_rows);

@@ -1,12 +1,13 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <map>
 #include <set>
 #include <tuple>
-#include <algorithm>
 
 #include "query/query.h"
 #include "query/query_test_util.h"
@@ -349,6 +350,137 @@ TEST(ExportSubjectsTest, BadListsAreInvalidArguments) {
   ASSERT_FALSE(over.ok());
   EXPECT_EQ(over.status().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(over.status().message().find("kExportDistinctIdsMax"), std::string::npos);
+}
+
+// Identity merges in the export (docs/identity.md, "The export"): anonymous
+// a is identified as u ($identify with $anon_distinct_id); v is alone.
+SegmentsEngine MakeMergedEngine() {
+  const std::string anon = FormatPseudonym(testing::SubjectFromName("a"));
+  return SegmentsEngine({Events(
+      R"json({"event":"Viewed","subject":"a","time":"2024-03-01T01:00:00Z","properties":{"$distinct_id_before_identity":"psn_00000000000000000000000000000009","plan":"pro"}}
+{"event":"$identify","subject":"u","time":"2024-03-01T02:00:00Z","properties":{"$anon_distinct_id":")json" +
+      anon + R"json("}}
+{"event":"Bought","subject":"u","time":"2024-03-01T03:00:00Z"}
+{"event":"Viewed","subject":"v","time":"2024-03-01T04:00:00Z"}
+)json")});
+}
+
+// The pseudonym after "distinct_id":" in an export line.
+std::string DistinctIdOf(const std::string& line) {
+  const std::string key = "\"distinct_id\":\"";
+  const size_t at = line.find(key);
+  return at == std::string::npos ? "" : line.substr(at + key.size(), kPseudonymPrefix.size() + 32);
+}
+
+size_t Occurrences(const std::string& text, std::string_view part) {
+  size_t count = 0;
+  for (size_t at = text.find(part); at != std::string::npos; at = text.find(part, at + 1)) {
+    ++count;
+  }
+  return count;
+}
+
+// a's row names the person u as distinct_id and a as
+// $distinct_id_before_identity (the stored property of that name is
+// replaced, not repeated); u's and v's rows are as stored. An export of a
+// list of subjects writes the same lines; resolve_persons = false writes
+// the subjects as stored.
+TEST(ExportPersonsTest, MergedRowsNameThePersonAndTheStoredSubject) {
+  SegmentsEngine engine = MakeMergedEngine();
+  const std::string a = FormatPseudonym(testing::SubjectFromName("a"));
+  const std::string u = FormatPseudonym(testing::SubjectFromName("u"));
+  const std::string v = FormatPseudonym(testing::SubjectFromName("v"));
+  ExportRequest request;
+  request.from_ms = kFromMs;
+  request.to_ms = kToMs;
+  ExportSummary summary;
+  const std::vector<std::string> lines = ExportLines(engine, request, &summary);
+  ASSERT_EQ(lines.size(), 4u);
+  std::map<std::string, std::string> by_subject_event;
+  for (const std::string& line : lines) {
+    const bool before = line.find("\"$distinct_id_before_identity\"") != std::string::npos;
+    const std::string stored =
+        before ? line.substr(line.find("\"$distinct_id_before_identity\":\"") + 32, a.size())
+               : DistinctIdOf(line);
+    by_subject_event[stored + (line.find("\"Viewed\"") != std::string::npos ? " Viewed" : "")] =
+        line;
+  }
+  const std::string& anonymous = by_subject_event[a + " Viewed"];
+  EXPECT_NE(anonymous.find("\"distinct_id\":\"" + u + "\",\"$distinct_id_before_identity\":\"" + a +
+                           "\",\"$insert_id\""),
+            std::string::npos)
+      << anonymous;
+  EXPECT_EQ(Occurrences(anonymous, "$distinct_id_before_identity"), 1u) << anonymous;
+  EXPECT_NE(anonymous.find("\"plan\":\"pro\""), std::string::npos);
+  EXPECT_EQ(DistinctIdOf(by_subject_event[v + " Viewed"]), v);
+  EXPECT_EQ(Occurrences(by_subject_event[v + " Viewed"], "before_identity"), 0u);
+  for (const std::string& line : lines) {
+    if (line.find(a) == std::string::npos) {
+      EXPECT_EQ(Occurrences(line, "before_identity"), 0u) << line;
+    }
+  }
+  ASSERT_TRUE(summary.identity.has_value());
+  EXPECT_EQ(summary.identity->links, 1u);
+  EXPECT_EQ(summary.identity->merges, 1u);
+  EXPECT_EQ(summary.identity->persons, 1u);
+  EXPECT_EQ(summary.identity->person_ids_max, 2u);
+
+  // The list of subjects: the same lines for a and v.
+  request.subjects = {testing::SubjectFromName("v"), testing::SubjectFromName("a")};
+  std::vector<std::string> listed = ExportLines(engine, request);
+  std::vector<std::string> expected = {anonymous, by_subject_event[v + " Viewed"]};
+  std::sort(listed.begin(), listed.end());
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(listed, expected);
+
+  // Not resolved: the subjects and the stored property as they are.
+  request.subjects.reset();
+  request.resolve_persons = false;
+  ExportSummary plain_summary;
+  for (const std::string& line : ExportLines(engine, request, &plain_summary)) {
+    if (line.find("\"plan\"") != std::string::npos) {
+      EXPECT_EQ(DistinctIdOf(line), a);
+      EXPECT_NE(line.find("\"$distinct_id_before_identity\":\"psn_0000000000000000000000000000000"
+                          "9\""),
+                std::string::npos)
+          << line;
+    }
+  }
+  EXPECT_FALSE(plain_summary.identity.has_value());
+}
+
+// Watermark decoys are persons of their own: each decoy row's distinct_id
+// is its decoy subject and none names an id before identity (a decoy row
+// modelled on a's does not copy it); the real rows are those of the export
+// without a watermark.
+TEST(ExportPersonsTest, DecoysAreConsistentPersonsOfTheirOwn) {
+  SegmentsEngine engine = MakeMergedEngine();
+  ExportRequest request;
+  request.from_ms = kFromMs;
+  request.to_ms = kToMs;
+  const std::vector<std::string> plain = ExportLines(engine, request);
+  ExportWatermark watermark;
+  watermark.key[0] = 7;
+  watermark.nonce = Id128{1, 2};
+  request.watermark = watermark;
+  ExportSummary summary;
+  const std::vector<std::string> lines = ExportLines(engine, request, &summary);
+  ASSERT_GE(summary.decoy_rows, 3u);
+  std::vector<std::string> real;
+  uint64_t decoy_rows = 0;
+  for (const std::string& line : lines) {
+    const std::string distinct_id = DistinctIdOf(line);
+    const auto id = Id128::FromHex(std::string_view(distinct_id).substr(kPseudonymPrefix.size()));
+    ASSERT_TRUE(id.has_value()) << line;
+    if (IsDecoySubject(watermark.key, *id)) {
+      ++decoy_rows;
+      EXPECT_EQ(Occurrences(line, "before_identity"), 0u) << line;
+    } else {
+      real.push_back(line);
+    }
+  }
+  EXPECT_EQ(decoy_rows, summary.decoy_rows);
+  EXPECT_EQ(real, plain);
 }
 
 }  // namespace

@@ -201,6 +201,7 @@ IdentityMap IdentityMap::Build(std::vector<IdentityLink> links) {
   if (links.empty()) {
     return map;
   }
+  map.links_ = links.size();
   std::sort(links.begin(), links.end(), [](const IdentityLink& left, const IdentityLink& right) {
     return std::tie(left.time_ms, left.member, left.anchor, left.kind) <
            std::tie(right.time_ms, right.member, right.anchor, right.kind);
@@ -272,6 +273,8 @@ IdentityMap IdentityMap::Build(std::vector<IdentityLink> links) {
     const uint32_t child = root == member_root ? anchor_root : member_root;
     parent[child] = root;
     size[root] += size[child];
+    ++map.merges_;
+    map.person_ids_max_ = std::max<size_t>(map.person_ids_max_, size[root]);
     user[root] = anchor_user != UINT32_MAX ? anchor_user : member_user;
   }
   // The person's id: its identified id, else its lowest id.

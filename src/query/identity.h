@@ -45,6 +45,18 @@ struct IdentityLink {
 // anonymousId), only segments that hold those keys.
 Result<std::vector<IdentityLink>> ReadIdentityLinks(const store::SegmentReader& segment);
 
+// What one identity map holds (reported in /metrics per project;
+// docs/identity.md, "Counters").
+struct IdentityStats {
+  uint64_t links = 0;               // links read (each distinct one once per segment)
+  uint64_t merges = 0;              // links that joined two persons
+  uint64_t persons = 0;             // persons of more than one id
+  uint64_t linked_ids = 0;          // ids in those persons
+  uint64_t person_ids_max = 0;      // ids in the largest person: the longest chain
+  uint64_t refused_identified = 0;  // links ignored: two identified ids
+  uint64_t refused_limit = 0;       // links ignored: past kIdentityIdsPerPersonMax
+};
+
 // Subject -> person (a union-find built from links in time order).
 class IdentityMap {
  public:
@@ -73,6 +85,11 @@ class IdentityMap {
   // person would pass kIdentityIdsPerPersonMax.
   size_t refused_identified() const { return refused_identified_; }
   size_t refused_limit() const { return refused_limit_; }
+  IdentityStats stats() const {
+    return IdentityStats{links_,         merges_,         persons_,
+                         person_.size(), person_ids_max_, refused_identified_,
+                         refused_limit_};
+  }
 
  private:
   std::unordered_map<Id128, Id128, Id128Hash> person_;
@@ -80,6 +97,9 @@ class IdentityMap {
   size_t persons_ = 0;
   size_t refused_identified_ = 0;
   size_t refused_limit_ = 0;
+  size_t links_ = 0;
+  size_t merges_ = 0;
+  size_t person_ids_max_ = 0;
 };
 
 // The identity map of a snapshot's segments. The links of each segment are

@@ -51,6 +51,12 @@ struct ExportRequest {
   // docs/security.md, "Watermarked exports"). Only an export of a time
   // range is watermarked: one of named subjects is not.
   std::optional<ExportWatermark> watermark;
+  // Each row names its person, as Mixpanel's export gives distinct_id after
+  // merges (docs/identity.md, "The export"): `distinct_id` is the person of
+  // the row's subject in the identity map of the snapshot at the start, and
+  // `$distinct_id_before_identity` the subject as stored where the two
+  // differ. False: the subjects as stored, nothing resolved.
+  bool resolve_persons = true;
 };
 
 struct ExportSummary {
@@ -58,11 +64,18 @@ struct ExportSummary {
   uint64_t bytes = 0;
   uint64_t decoy_subjects = 0;
   uint64_t decoy_rows = 0;
+  // The identity map the export resolved persons with (resolve_persons).
+  std::optional<IdentityStats> identity;
 };
+
+// The property an export row gives the subject as stored when its
+// distinct_id is the person (Mixpanel's name for the id an event was sent
+// with before an identity merge).
+inline constexpr std::string_view kDistinctIdBeforeIdentityKey = "$distinct_id_before_identity";
 
 // Streams the matching events as JSON lines, Mixpanel's export shape:
 //   {"event":NAME,"properties":{"time":SECONDS,"distinct_id":"psn_…",
-//    "$insert_id":"…", …properties}}
+//    ["$distinct_id_before_identity":"psn_…",] "$insert_id":"…", …properties}}
 // The sink returns false to stop (e.g. the client went away).
 //
 // Order: segment by segment, each in (subject, time, insert id) order; the
@@ -78,6 +91,11 @@ Result<ExportSummary> ExportJsonLines(store::Engine& engine, const ExportRequest
 
 // Appends one event as a JSON line (with the trailing newline) to `out`.
 void AppendEventJsonLine(const Event& event, std::string* out);
+// The same with the row's person (ExportRequest::resolve_persons): nullptr,
+// or the subject itself, writes the line above; another id becomes the
+// distinct_id, the subject `$distinct_id_before_identity` (a stored property
+// of that name is then left out).
+void AppendEventJsonLine(const Event& event, const Id128* person, std::string* out);
 
 // Appends `text` as a JSON string literal, escaping as RFC 8259 requires.
 void AppendJsonString(std::string_view text, std::string* out);
@@ -397,6 +415,9 @@ struct QueryResult {
   // k-suppression: the k applied (0: none) and how many cells it withheld.
   uint32_t min_group_size = 0;
   uint64_t suppressed_cells = 0;
+  // The identity map RunQuery resolved for the query, when it did (not part
+  // of the answer body; the service reports it in /metrics).
+  std::optional<IdentityStats> identity;
 };
 
 // Parses a query in the JSON format of docs/queries.md. InvalidArgument

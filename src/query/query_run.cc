@@ -1186,9 +1186,11 @@ Result<QueryResult> RunQuery(const QuerySpec& spec, const QueryContext& given_co
   }
   const bool counts_subjects =
       spec.kind != QueryKind::kSegmentation || NeedsSubjects(spec, given_context) || uses_profiles;
+  std::optional<IdentityStats> identity_stats;
   if (given_context.merge_identities && given_context.identity == nullptr && counts_subjects) {
     resolved = given_context;
     MP_ASSIGN_OR_RETURN(resolved.identity, ResolveIdentities(given_context.segments));
+    identity_stats = resolved.identity->stats();
     if (resolved.identity->empty()) {
       resolved.identity.reset();
     }
@@ -1210,6 +1212,7 @@ Result<QueryResult> RunQuery(const QuerySpec& spec, const QueryContext& given_co
   }
   QueryResult result;
   result.kind = spec.kind;
+  result.identity = identity_stats;
   result.time_zone = spec.time_zone.empty() ? context.time_zone : spec.time_zone;
   if (result.time_zone.empty()) {
     result.time_zone = "UTC";

@@ -10,6 +10,9 @@
 #include <cstring>
 #include <map>
 #include <string>
+#include <string_view>
+
+#include "query/query.h"
 
 namespace minpanel::query {
 namespace {
@@ -183,6 +186,12 @@ bool DecoyMixer::EmitDecoy(const Decoy& decoy) {
     row.subject = decoy.subject;
     row.insert_id = DecoyInsertId(watermark_.key, watermark_.nonce, decoy.index, row_idx);
     for (const Property& property : model.properties) {
+      // A decoy is a person of its own: it never names the id it had
+      // before an identity merge (the export writes that field for merged
+      // rows only; a stored property of that name is not copied either).
+      if (property.key == kDistinctIdBeforeIdentityKey) {
+        continue;
+      }
       Property copy = property;
       for (int draw = 0; draw < kValueDraws; ++draw) {
         const Event& other = pool_[random() % pool_.size()];

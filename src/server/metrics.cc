@@ -105,6 +105,36 @@ std::string Metrics::Render(const service::ServiceMetrics& service,
           service.context_fields_discarded);
   Counter(&out, "minpanel_export_rows_total", "Events exported.", service.export_rows);
   Counter(&out, "minpanel_queries_total", "Queries answered (POST /api/query).", service.queries);
+  // Identity links per project (docs/identity.md, "Counters"): gauges of the
+  // identity map the project's last query or export resolved.
+  const auto identity_gauge = [&](std::string_view name, std::string_view help,
+                                  uint64_t query::IdentityStats::*field) {
+    out += fmt::format("# HELP {0} {1}\n# TYPE {0} gauge\n", name, help);
+    for (const auto& [project, stats] : service.identity) {
+      out += fmt::format("{}{{project=\"{}\"}} {}\n", name, LabelValue(project), stats.*field);
+    }
+  };
+  identity_gauge(
+      "minpanel_identity_links",
+      "Identity links read from the stored events (each distinct link once per segment).",
+      &query::IdentityStats::links);
+  identity_gauge("minpanel_identity_merges", "Identity links that joined two persons.",
+                 &query::IdentityStats::merges);
+  identity_gauge("minpanel_identity_persons", "Persons of more than one id.",
+                 &query::IdentityStats::persons);
+  identity_gauge("minpanel_identity_person_ids_max",
+                 "Ids in the largest person: the longest merge chain (at most 500).",
+                 &query::IdentityStats::person_ids_max);
+  out +=
+      "# HELP minpanel_identity_links_refused Identity links ignored, by reason: identified (two "
+      "identified ids), limit (past 500 ids in one person).\n"
+      "# TYPE minpanel_identity_links_refused gauge\n";
+  for (const auto& [project, stats] : service.identity) {
+    out += fmt::format(
+        "minpanel_identity_links_refused{{project=\"{0}\",reason=\"identified\"}} {1}\n"
+        "minpanel_identity_links_refused{{project=\"{0}\",reason=\"limit\"}} {2}\n",
+        LabelValue(project), stats.refused_identified, stats.refused_limit);
+  }
   Counter(&out, "minpanel_retention_drops_total",
           "Retention drops logged (each hides a rule's old events at once).",
           service.retention_drops);

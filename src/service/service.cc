@@ -39,6 +39,9 @@ struct Service::Counters {
   std::map<std::tuple<std::string, int64_t, std::string, std::string>, uint64_t> rule_matches;
   std::atomic<uint64_t> export_rows{0};
   std::atomic<uint64_t> queries{0};
+  // Per project name: the identity map its last query or export resolved.
+  std::mutex identity_mutex;
+  std::map<std::string, query::IdentityStats> identity;
 };
 
 namespace {
@@ -791,6 +794,10 @@ Result<query::ExportSummary> Service::RunExport(
   MP_ASSIGN_OR_RETURN(query::ExportSummary summary,
                       query::ExportJsonLines(*engine_, request, sink));
   counters_->export_rows += summary.rows;
+  if (summary.identity.has_value()) {
+    std::lock_guard lock(counters_->identity_mutex);
+    counters_->identity[project.name] = *summary.identity;
+  }
   return summary;
 }
 
@@ -807,6 +814,10 @@ Result<std::string> Service::RunQuery(const Project& project, std::string_view q
   }
   MP_ASSIGN_OR_RETURN(const query::QueryResult result, query::RunQuery(spec, context));
   counters_->queries.fetch_add(1, std::memory_order_relaxed);
+  if (result.identity.has_value()) {
+    std::lock_guard lock(counters_->identity_mutex);
+    counters_->identity[project.name] = *result.identity;
+  }
   return query::QueryResultToJson(result);
 }
 
@@ -833,6 +844,10 @@ ServiceMetrics Service::GetMetrics() const {
   }
   metrics.export_rows = counters_->export_rows.load();
   metrics.queries = counters_->queries.load();
+  {
+    std::lock_guard lock(counters_->identity_mutex);
+    metrics.identity.assign(counters_->identity.begin(), counters_->identity.end());
+  }
   metrics.retention_drops = settings_.retention_drops.load();
   metrics.retention_failures = settings_.retention_failures.load();
   metrics.consent_dropped = settings_.consent_dropped.load();

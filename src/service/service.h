@@ -227,6 +227,9 @@ struct ServiceMetrics {
   std::vector<RuleMatches> rule_matches;
   uint64_t export_rows = 0;
   uint64_t queries = 0;  // answered
+  // Identity links per project name (docs/identity.md, "Counters"): the
+  // identity map the project's last query or export resolved.
+  std::vector<std::pair<std::string, query::IdentityStats>> identity;
   // Retention (retention.cc): drops logged, and drops that failed.
   uint64_t retention_drops = 0;
   uint64_t retention_failures = 0;

@@ -183,8 +183,13 @@ describe('mixpanel-browser 2.83.0 in headless Chromium', () => {
     assert.equal(anon.case_id, `${run}-anon`);
     assert.deepEqual([signup.seats, signup.trial, signup.tags], [3, true, ['a', 'b']]);
     assert.equal(identify.distinct_id, signup.distinct_id, 'identified events share the user\'s pseudonym');
-    assert.notEqual(anon.distinct_id, signup.distinct_id, 'the anonymous device id is another subject');
-    assert.equal(identify.$anon_distinct_id, anon.distinct_id, '$anon_distinct_id: the same pseudonym as the anonymous events');
+    // The export names the person: the anonymous event's distinct_id is the
+    // user's, and the id it is stored under comes beside it (docs/identity.md).
+    assert.equal(anon.distinct_id, signup.distinct_id, 'the anonymous event names the person it was merged into');
+    assert.match(anon.$distinct_id_before_identity, PSEUDONYM_RE);
+    assert.notEqual(anon.$distinct_id_before_identity, signup.distinct_id, 'the anonymous device id is another subject');
+    assert.equal(identify.$anon_distinct_id, anon.$distinct_id_before_identity, '$anon_distinct_id: the same pseudonym as the anonymous events');
+    assert.equal(signup.$distinct_id_before_identity, undefined, 'the user\'s own events are stored under the person');
     assert.equal(signup.$user_id, signup.distinct_id, '$user_id: the same pseudonym as the distinct id');
     assert.equal(anon.$device_id, signup.$device_id, 'one device');
 
@@ -468,8 +473,12 @@ describe('posthog-js 1.449.2 in headless Chromium', () => {
       assert.equal(properties.$lib_version, '1.449.2');
     }
     assert.equal(identify.distinct_id, purchase.distinct_id, 'identified events share the user\'s pseudonym');
-    assert.notEqual(pageview.distinct_id, purchase.distinct_id, 'the anonymous id is another subject');
-    assert.equal(identify.$anon_distinct_id, pageview.distinct_id, '$anon_distinct_id: the anonymous events\' pseudonym');
+    // The export names the person; the anonymous id the pageview is stored
+    // under comes as $distinct_id_before_identity (docs/identity.md).
+    assert.equal(pageview.distinct_id, purchase.distinct_id, 'the pageview names the person it was merged into');
+    assert.match(pageview.$distinct_id_before_identity, PSEUDONYM_RE);
+    assert.notEqual(pageview.$distinct_id_before_identity, purchase.distinct_id, 'the anonymous id is another subject');
+    assert.equal(identify.$anon_distinct_id, pageview.$distinct_id_before_identity, '$anon_distinct_id: the anonymous events\' pseudonym');
     assert.deepEqual([purchase.price, purchase.currency, purchase.items], [49.5, 'EUR', ['a', 'b']]);
     assert.deepEqual(await countEvents(server, 'purchase'), { total: 1, unique: 1 });
     assert.deepEqual(await countEvents(server, '$pageview'), { total: 1, unique: 1 });

@@ -1,8 +1,9 @@
 // Identity merging end to end (docs/identity.md): real SDKs send anonymous
 // events, then identify or alias, then identified events, to the real
 // minpanel binary; POST /api/query then counts each person once — in a
-// funnel across the sign-up, in unique counts and in retention — while the
-// export still shows the ids as sent (pseudonymised).
+// funnel across the sign-up, in unique counts and in retention — and the
+// export names the person beside the id each event was sent with
+// (pseudonymised); /metrics counts the links and merges.
 //
 // @segment/analytics-node: track with anonymousId, identify with both ids,
 // track with userId. posthog-node: capture as an anonymous id, alias it to
@@ -87,11 +88,19 @@ describe('identity merging with real SDKs', () => {
 
     const rows = (await server.exportEvents({ fromDate: today() })).filter((row) => row.properties.flow === 'seg');
     assert.equal(rows.length, 3, 'every event arrived once');
-    const subjects = new Set(rows.map((row) => row.properties.distinct_id));
+    // The export names the person (distinct_id) and, where it differs, the
+    // id the event is stored under ($distinct_id_before_identity).
+    const persons = new Set(rows.map((row) => row.properties.distinct_id));
+    assert.equal(persons.size, 1, `the export names one person: ${JSON.stringify(rows)}`);
+    const subjects = new Set(rows.map((row) => row.properties.$distinct_id_before_identity ?? row.properties.distinct_id));
     assert.equal(subjects.size, 2, 'stored under two ids (anonymousId, userId), as sent');
     for (const subject of subjects) {
       assert.match(subject, PSEUDONYM_RE);
     }
+    const anonymousRow = rows.find((row) => row.event === `${VIEWED} seg`);
+    assert.match(anonymousRow.properties.$distinct_id_before_identity, PSEUDONYM_RE, 'the anonymous row keeps its stored id');
+    assert.equal(rows.filter((row) => row.properties.$distinct_id_before_identity !== undefined).length, 1,
+      'only the anonymous row was stored under another id');
     assert.deepEqual(await funnel('seg'), [1, 1, 1], 'one person through the funnel across the identify');
     assert.equal(await uniques('seg'), 1, 'one unique person');
   });
@@ -190,5 +199,24 @@ describe('identity merging with real SDKs', () => {
     });
     assert.equal(retention.size, 1, JSON.stringify(retention));
     assert.equal(retention.total.counts[0], 1, 'born anonymous, returned identified: retained');
+  });
+
+  it('reports the links in /metrics, as of the last query', async () => {
+    assert.equal(await uniques('devices'), 2);
+    const res = await server.request({ path: '/metrics', headers: server.authHeader() });
+    assert.equal(res.status, 200, res.text);
+    const gauge = (name, labels = '') => {
+      const line = res.text.split('\n').find((text) => text.startsWith(`${name}{project="identity"${labels}} `));
+      assert.ok(line, `${name}${labels} in /metrics:\n${res.text.split('\n').filter((text) => text.includes('identity')).join('\n')}`);
+      return Number(line.split(' ').pop());
+    };
+    // seg (anonymousId), ph (alias), phid ($identify): one merge each; the
+    // chain and the two devices: two each.
+    assert.equal(gauge('minpanel_identity_merges'), 7);
+    assert.equal(gauge('minpanel_identity_persons'), 5);
+    assert.equal(gauge('minpanel_identity_person_ids_max'), 3, 'the chain of three ids');
+    assert.ok(gauge('minpanel_identity_links') >= 7);
+    assert.equal(gauge('minpanel_identity_links_refused', ',reason="identified"'), 0);
+    assert.equal(gauge('minpanel_identity_links_refused', ',reason="limit"'), 0);
   });
 });
