@@ -300,6 +300,7 @@ struct Flags {
   std::string policy_path;
   std::string preview_project;
   QueryCommandOptions query;
+  DataMapCommandOptions datamap;
 };
 
 struct Commands {
@@ -316,6 +317,7 @@ struct Commands {
   CLI::App* policy_check = nullptr;
   CLI::App* policy_preview = nullptr;
   CLI::App* query = nullptr;
+  CLI::App* datamap = nullptr;
   const AccessCommands* access = nullptr;
   const IncidentCommand* incident = nullptr;
   const TraceCommand* trace = nullptr;
@@ -518,6 +520,9 @@ int Dispatch(Flags& flags, const Commands& commands) {
   if (commands.query->parsed()) {
     return Query(flags.sources, flags.query);
   }
+  if (commands.datamap->parsed()) {
+    return DataMap(flags.sources, flags.datamap);
+  }
   if (commands.access->parsed()) {
     return commands.access->Run();
   }
@@ -550,6 +555,7 @@ int RunCli(int argc, char** argv) {
                            "create the demo project on first start and print how to use it");
   AddProjectCommands(app, flags, commands);
   AddDataCommands(app, flags, commands);
+  commands.datamap = AddDataMapCommand(app, &flags.sources, &flags.datamap);
   const AccessCommands access(app);
   commands.access = &access;
   const IncidentCommand incident(app);

@@ -84,6 +84,16 @@ struct QueryCommandOptions {
 };
 int Query(const ConfigSources& sources, const QueryCommandOptions& options);
 
+// `minpanel datamap` (datamap_command.cc): the data map of one project or of
+// every project, as Markdown, JSON or HTML (service/datamap.h).
+struct DataMapCommandOptions {
+  std::string project;  // empty: every project
+  std::string format = "markdown";
+  std::string out_file;  // empty: stdout
+};
+CLI::App* AddDataMapCommand(CLI::App& app, ConfigSources* sources, DataMapCommandOptions* options);
+int DataMap(const ConfigSources& sources, const DataMapCommandOptions& options);
+
 // `minpanel keys create|list|rotate|revoke` and `minpanel audit
 // verify|show` (access_command.cc): declares the subcommands and flags on
 // `app`; Run() once one of them was parsed.

@@ -27,6 +27,8 @@ service::Scope ScopeOf(Route route) {
       return service::Scope::kExport;  // whole events, as an export's
     case Route::kAuditStatus:
       return service::Scope::kAuditRead;
+    case Route::kDataMap:
+      return service::Scope::kAdmin;
     default:
       return service::Scope::kQueryAggregate;
   }
@@ -71,6 +73,34 @@ Result<size_t> LiveLimit(const FormPairs& query) {
                                    " (kLiveEventsMax)");
   }
   return limit;
+}
+
+// GET /api/datamap?format=json|markdown|html (service/datamap.h): the
+// project's data map. The HTML page is shown inert even when opened from the
+// API: no script may run and nothing is fetched.
+Response DataMapResponse(const Request& request, service::Service& service,
+                         const service::Access& access, const FormPairs& query) {
+  auto format =
+      service::ParseDataMapFormat(ingest::FindFormValue(query, "format").value_or("json"));
+  if (!format.ok()) {
+    return ErrorResponse(request, format.status());
+  }
+  auto project = service.DataMapOf(access);
+  if (!project.ok()) {
+    return ErrorResponse(request, project.status());
+  }
+  service::DataMap map;
+  map.generated_ms = service.clock().NowMs();
+  map.projects.push_back(std::move(project).value());
+  const std::string_view content_type =
+      *format == service::DataMapFormat::kHtml       ? "text/html; charset=utf-8"
+      : *format == service::DataMapFormat::kMarkdown ? "text/markdown; charset=utf-8"
+                                                     : kJson;
+  Response response =
+      MakeResponse(request, 200, content_type, service::RenderDataMap(map, *format));
+  response.set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'");
+  response.set("X-Content-Type-Options", "nosniff");
+  return response;
 }
 
 Response SavedResponse(Route route, const Request& request, service::Service& service,
@@ -119,6 +149,7 @@ std::optional<Route> ClassifyDashboardPath(std::string_view path) {
   if (path == "/api/names") return Route::kNames;
   if (path == "/api/events/live") return Route::kLiveEvents;
   if (path == "/api/audit/status") return Route::kAuditStatus;
+  if (path == "/api/datamap") return Route::kDataMap;
   if (path == "/api/reports") return Route::kReports;
   if (path.starts_with(kReportsPrefix)) return Route::kReport;
   if (path == "/api/dashboards") return Route::kDashboards;
@@ -128,7 +159,8 @@ std::optional<Route> ClassifyDashboardPath(std::string_view path) {
 
 bool IsDashboardRoute(Route route) {
   return route == Route::kProjects || route == Route::kNames || route == Route::kLiveEvents ||
-         route == Route::kAuditStatus || IsListRoute(route) || IsItemRoute(route);
+         route == Route::kAuditStatus || route == Route::kDataMap || IsListRoute(route) ||
+         IsItemRoute(route);
 }
 
 bool DashboardAllowsMethod(Route route, http::verb method) {
@@ -179,6 +211,8 @@ Response HandleDashboardApi(Route route, const Request& request, service::Servic
       return events.ok() ? MakeResponse(request, 200, kJson, std::move(events).value())
                          : ErrorResponse(request, events.status());
     }
+    case Route::kDataMap:
+      return DataMapResponse(request, service, *access, *query);
     case Route::kAuditStatus: {
       auto status = service.AuditStatus(*access);
       return status.ok() ? MakeResponse(request, 200, kJson, std::move(status).value())

@@ -146,6 +146,14 @@ std::string Metrics::Render(const service::ServiceMetrics& service,
   Counter(&out, "minpanel_consent_events_anonymous_total",
           "Events stored without a subject for Sec-GPC: 1 or DNT: 1 (consent = \"anonymous\").",
           service.consent_anonymous);
+  Counter(&out, "minpanel_datamap_personal_keys_total",
+          "Property keys that looked personal when the data map first saw them.",
+          service.datamap_personal_keys);
+  Counter(&out, "minpanel_datamap_uncatalogued_sightings_total",
+          "Keys seen past the data map's limit of keys per project, not catalogued.",
+          service.datamap_uncatalogued_sightings);
+  Counter(&out, "minpanel_datamap_save_failures_total",
+          "Failed writes of the data map's catalogue (retried).", service.datamap_save_failures);
   out += "# HELP minpanel_anomaly_alerts_total Anomaly alerts raised, by rule.\n"
          "# TYPE minpanel_anomaly_alerts_total counter\n";
   for (const auto& [rule, alerts] : service.anomaly_alerts) {

@@ -284,6 +284,8 @@ std::string_view RouteLabel(Route route) {
       return "/api/dashboards";
     case Route::kDashboard:
       return "/api/dashboards/:id";
+    case Route::kDataMap:
+      return "/api/datamap";
     case Route::kPolicyVersion:
       // Never the path itself, as for every route (the access log prints this).
       return "/api/policy/versions/:version";

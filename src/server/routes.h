@@ -56,6 +56,7 @@ enum class Route {
   kReport,      // GET, PUT, DELETE /api/reports/<id>
   kDashboards,  // GET, POST /api/dashboards
   kDashboard,   // GET, PUT, DELETE /api/dashboards/<id>
+  kDataMap,     // GET /api/datamap (admin; docs/privacy.md, "The data map")
   kHealth,
   kMetrics,
   kRoot,  // the dashboard: /, /index.html, /assets/* (static_files.h)

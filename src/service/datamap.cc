@@ -80,10 +80,21 @@ std::string StoredAs(const SeenItem& item) {
   return "as sent";
 }
 
+bool HasScope(const DataMapReader& reader, std::string_view scope);
+
+// Whether `reader` may read what the item becomes: a key limited to some
+// properties reads only those (no context field, whose stored keys are
+// others); the subject needs a scope that may see subjects.
 bool Reads(const DataMapReader& reader, const SeenItem& item) {
-  return reader.properties.empty() || item.kind == "context" ||
-         std::find(reader.properties.begin(), reader.properties.end(), item.name) !=
-             reader.properties.end();
+  if (item.kind == "context") {
+    if (!reader.properties.empty()) {
+      return false;
+    }
+    return item.name != "distinct_id" || HasScope(reader, "query:subjects") ||
+           HasScope(reader, "export") || HasScope(reader, "admin");
+  }
+  return reader.properties.empty() || std::find(reader.properties.begin(), reader.properties.end(),
+                                                item.name) != reader.properties.end();
 }
 
 bool HasScope(const DataMapReader& reader, std::string_view scope) {
