@@ -167,6 +167,21 @@ describe('the dashboard views in Chromium', () => {
       assert.match(await changes.textContent(), /dropped/);
       await save('privacy');
 
+      // Data map: the keys the imports carried, each with what the policy
+      // stores of it and why; the dropped email and the note whose values
+      // held emails are personal; no value appears (GET /api/datamap).
+      await page.getByRole('link', { name: 'Data map' }).click();
+      const emailRow = page.locator('#datamap-properties tbody tr[data-key="$email"]');
+      await emailRow.waitFor({ timeout: 15000 });
+      assert.match(await emailRow.textContent(), /contact.*yes \(name:email, value:email\).*drop — named for a person.*not stored/);
+      assert.match(await page.locator('#datamap-properties tbody tr[data-key="note"]').textContent(), /yes \(value:email\)/);
+      assert.match(await page.locator('#datamap-properties tbody tr[data-key="company_id"]').textContent(),
+        /internal id.*pseudonymise.*a keyed pseudonym/);
+      assert.match(await page.locator('#datamap-sources tbody').textContent(), /mixpanel \/import/);
+      assert.match(await page.locator('#datamap-readers tbody').textContent(), /views-admin/);
+      assert.ok(!(await page.content()).includes('@example.test'));
+      await save('datamap');
+
       // An export with the project secret (another key) shows in the audit view.
       const exported = await server.request({
         path: `/api/2.0/export?from_date=${isoDate(-3)}&to_date=${isoDate(1)}`, headers: server.authHeader(),
@@ -204,7 +219,7 @@ describe('the dashboard views in Chromium', () => {
 
       // Phone width: no sideways scrolling on the new views.
       await page.setViewportSize({ width: 390, height: 844 });
-      for (const view of ['live', 'audit', 'dashboard', 'reports', 'privacy']) {
+      for (const view of ['live', 'audit', 'dashboard', 'reports', 'privacy', 'datamap']) {
         await page.goto(`${origin}/#/${view}`);
         await page.locator('main > h1').waitFor();
         await sleep(500);

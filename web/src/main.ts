@@ -5,6 +5,7 @@ import { chooseProject, signIn, signOut, storedKey, storedProject, storedProject
 import { clear, field, h, select } from './dom';
 import { loadNames } from './names';
 import { auditDefaults, renderAudit } from './views/audit';
+import { renderDataMap } from './views/datamap';
 import { funnelsDefaults, renderFunnels } from './views/funnels';
 import { insightsDefaults, renderInsights } from './views/insights';
 import { liveDefaults, renderLive } from './views/live';
@@ -12,14 +13,14 @@ import { privacyDefaults, renderPrivacy } from './views/privacy';
 import { renderDashboard, renderReports, ReportView, saveReport, SavedReport } from './views/reports';
 import { renderRetention, retentionDefaults } from './views/retention';
 
-type ViewName = ReportView | 'live' | 'privacy' | 'audit' | 'reports' | 'dashboard' | 'projects';
+type ViewName = ReportView | 'live' | 'privacy' | 'datamap' | 'audit' | 'reports' | 'dashboard' | 'projects';
 
 interface Route {
   view: ViewName | 'sign-in';
   state: unknown;
 }
 
-const VIEWS: ViewName[] = ['insights', 'funnels', 'retention', 'live', 'privacy', 'audit', 'reports', 'dashboard', 'projects'];
+const VIEWS: ViewName[] = ['insights', 'funnels', 'retention', 'live', 'privacy', 'datamap', 'audit', 'reports', 'dashboard', 'projects'];
 
 function parseRoute(hash: string): Route {
   const match = /^#\/([a-z-]+)(?:\?(.*))?$/.exec(hash);
@@ -241,6 +242,9 @@ function route(): void {
       return;
     case 'audit':
       renderAudit(root, restore(auditDefaults(), current.state), onRun('audit'));
+      return;
+    case 'datamap':
+      renderDataMap(root);
       return;
     case 'reports':
       renderReports(root, reportHash);
