@@ -278,6 +278,28 @@ TEST_F(FlushTest, DedupHoldsAcrossAFlushAndARestart) {
   EXPECT_EQ(ScannedIds(), Range(1, 20));
 }
 
+// Open refills the de-duplication index from the segments' insert ids but
+// reads only the blocks whose ids its bound keeps: the index is as full as
+// the bound, and one batch re-sending every id finds exactly that many
+// duplicates (the ids of the segments flushed last).
+TEST_F(FlushTest, OpenRefillsTheDedupIndexUpToItsBoundFromTheLastSegments) {
+  options_.memtable_rows_max = 40;
+  options_.dedup_entries_max = 25;
+  ASSERT_TRUE(Open().ok());
+  AppendEvents(1, 200);
+  Reopen();
+  ASSERT_GE(ReadManifest().segments.size(), 4u);
+  EXPECT_EQ(engine_->GetStats().dedup_entries, 25u);
+  std::vector<Event> again;
+  for (uint64_t id = 1; id <= 200; ++id) {
+    again.push_back(MakeEvent("a", kTestNowMs, id % 7, id));
+  }
+  const auto result = engine_->Append(MakeBatch(kProject, again));
+  ASSERT_TRUE(result.ok()) << result.status().ToString();
+  EXPECT_EQ(result->events_duplicate, 25u);
+  EXPECT_EQ(result->events_stored, 175u);
+}
+
 // Every byte count at which the disk fills during the flush of Close (every 7th), and a
 // failing sync: after reopening every event is there once, no file outside
 // the manifest remains, and a later flush succeeds.
