@@ -166,14 +166,12 @@ const Data& Shared() {
     // One segment per 7 days, the last 2 days as the "memtable" segment.
     const int64_t cuts[] = {kStartMs + 7 * kDayMs, kStartMs + 14 * kDayMs, kStartMs + 21 * kDayMs,
                             kStartMs + 28 * kDayMs, INT64_MAX};
-    // Each event is moved into its part (it belongs to one): the generated
-    // events are held once, not twice, which bounds how many fit in memory.
     int64_t low = INT64_MIN;
     for (const int64_t high : cuts) {
       std::vector<Event> part;
-      for (Event& event : events) {
+      for (const Event& event : events) {
         if (event.time_ms >= low && event.time_ms < high) {
-          part.push_back(std::move(event));
+          part.push_back(event);
         }
       }
       low = high;
