@@ -95,6 +95,10 @@ AccessCommands::AccessCommands(CLI::App& app) : flags_(std::make_unique<Flags>()
   revoke_ = keys->add_subcommand("revoke", "revoke a key at once");
   flags.sources.AddFlags(revoke_, false);
   revoke_->add_option("ID", flags.id, "the key id (mpk_…)")->required();
+  enable_ = keys->add_subcommand(
+      "enable", "lift an anomaly rule's suspension of a key (a running server takes it on SIGHUP)");
+  flags.sources.AddFlags(enable_, false);
+  enable_->add_option("ID", flags.id, "the key id (mpk_…)")->required();
 
   CLI::App* audit_command =
       app.add_subcommand("audit", "the audit log of reads and admin acts (docs/formats/audit.md)");
@@ -130,7 +134,7 @@ AccessCommands::~AccessCommands() = default;
 
 bool AccessCommands::parsed() const {
   return create_->parsed() || list_->parsed() || rotate_->parsed() || revoke_->parsed() ||
-         verify_->parsed() || show_->parsed() || public_key_->parsed() || prune_->parsed();
+         enable_->parsed() || verify_->parsed() || show_->parsed() || public_key_->parsed() || prune_->parsed();
 }
 
 int AccessCommands::Run() const {
@@ -166,13 +170,13 @@ int AccessCommands::Run() const {
     std::printf("%s\n", service::AccessKeyJson(rotated->key, rotated->secret).c_str());
     return kExitOk;
   }
-  if (revoke_->parsed()) {
-    auto revoked = (*keys)->Revoke(flags.id);
-    if (!revoked.ok()) {
-      return Fail(revoked.status());
+  if (revoke_->parsed() || enable_->parsed()) {
+    auto changed = revoke_->parsed() ? (*keys)->Revoke(flags.id) : (*keys)->Enable(flags.id);
+    if (!changed.ok()) {
+      return Fail(changed.status());
     }
-    AuditLocally(*config, "key.revoke", *revoked);
-    std::printf("%s\n", service::AccessKeyJson(*revoked).c_str());
+    AuditLocally(*config, revoke_->parsed() ? "key.revoke" : "key.enable", *changed);
+    std::printf("%s\n", service::AccessKeyJson(*changed).c_str());
     return kExitOk;
   }
   return CreateKey(*config, **keys);

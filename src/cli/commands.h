@@ -114,6 +114,7 @@ class AccessCommands {
   CLI::App* list_ = nullptr;
   CLI::App* rotate_ = nullptr;
   CLI::App* revoke_ = nullptr;
+  CLI::App* enable_ = nullptr;  // lifts an anomaly rule's suspension
   CLI::App* verify_ = nullptr;
   CLI::App* show_ = nullptr;
   CLI::App* public_key_ = nullptr;

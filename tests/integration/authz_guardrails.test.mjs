@@ -197,8 +197,13 @@ describe('export reasons and anomaly rules', () => {
     const [alert] = await alertsFor(key.id, 1);
     assert.equal(alert?.rule, 'address', JSON.stringify(alerts));
     assert.ok(!server.stderr.includes('198.51.100.7'), 'the address reached the log');
-    const enabled = await server.request({ method: 'POST', path: `/api/keys/${key.id}/enable`, headers: server.authHeader(adminSecret) });
-    assert.equal(enabled.status, 200, enabled.text);
+    assert.equal((await exportWith(key.secret, { limit: '5' })).status, 403);
+    // Enabled on the command line this time; the server takes it on SIGHUP
+    // and records the change.
+    const { stdout } = await runCli(['keys', 'enable', key.id, '--data', server.dataDir, '--keys', server.keysDir]);
+    assert.equal(JSON.parse(stdout.trim()).suspended_ms, 0);
+    await server.reload();
+    assert.ok((await auditRecords('key.enable')).some((record) => record.target === key.id && record.route === 'reload'));
     const again = await exportWith(key.secret, { limit: '5' }, { 'X-Forwarded-For': '198.51.100.7' });
     assert.equal(again.status, 200, again.text);
     const other = await exportWith(key.secret, { limit: '5' }, { 'X-Forwarded-For': '203.0.113.9' });
