@@ -26,6 +26,12 @@ constexpr std::string_view kKindSource = "source";
 bool IsSource(const SeenItem& item) { return item.kind == kKindSource; }
 
 uint32_t DetectionBits(std::string_view text, const privacy::Detectors& detectors) {
+  // Redact first: it remembers the short texts it found clean on this
+  // thread, which is nearly every value; only a find is scanned again for
+  // its kinds.
+  if (!detectors.Redact(text, nullptr).has_value()) {
+    return 0;
+  }
   std::vector<privacy::Detection> found;
   detectors.Scan(text, &found);
   uint32_t bits = 0;
