@@ -255,6 +255,15 @@ IdentityMap IdentityMap::Build(std::vector<IdentityLink> links) {
     if (link.anchor_identified && anchor_user == UINT32_MAX) {
       anchor_user = anchor;
     }
+    // An id a link names as identified stays identified even when the link
+    // is refused below: a user id seen with another user's device must not
+    // later join that user's person through an alias (rule 2).
+    if (link.member_identified && user[member_root] == UINT32_MAX) {
+      user[member_root] = member_user;
+    }
+    if (link.anchor_identified && user[anchor_root] == UINT32_MAX) {
+      user[anchor_root] = anchor_user;
+    }
     if (member_root == anchor_root) {
       user[anchor_root] = anchor_user != UINT32_MAX ? anchor_user : member_user;
       continue;

@@ -66,6 +66,22 @@ TEST(IdentityMapTest, ChainOfThreeIsOnePerson) {
   EXPECT_EQ(map.persons(), 1u);
 }
 
+// A device seen first with u1, then with u2: the second link is refused,
+// but u2 is still a user id, so a later alias between u2 and the device (or
+// anything of u1's person) is refused too — one person never holds two user
+// ids (the privacy canary's planted events share one device id this way).
+TEST(IdentityMapTest, UserIdOfARefusedLinkStaysIdentified) {
+  const IdentityMap map =
+      IdentityMap::Build({Link(1, "device", "u1", IdentityLinkKind::kIdentified, true),
+                          Link(2, "device", "u2", IdentityLinkKind::kIdentified, true),
+                          Alias(3, "u2", "device"), Alias(4, "other", "u2")});
+  EXPECT_EQ(PersonOf(map, "device"), Id("u1"));
+  EXPECT_EQ(PersonOf(map, "u2"), Id("u2"));
+  EXPECT_EQ(PersonOf(map, "other"), Id("u2"));
+  EXPECT_EQ(map.refused_identified(), 2u);
+  EXPECT_EQ(map.persons(), 2u);
+}
+
 TEST(IdentityMapTest, TwoDevicesOfOneUser) {
   const IdentityMap map =
       IdentityMap::Build({Identify(1, "phone", "user"), Identify(5, "laptop", "user")});
