@@ -1,9 +1,12 @@
 // The audit record's payload (JSON) and the chain hash;
 // docs/formats/audit.md.
+#include <openssl/evp.h>
 #include <simdjson.h>
 #include <sodium.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "audit/audit.h"
@@ -76,12 +79,48 @@ Status StringList(simdjson::dom::element root, const char* name, std::vector<std
   return Status::Ok();
 }
 
+// SHA-256 through OpenSSL's EVP, whose SHA-NI / AVX2 code hashes a
+// 300-byte record about 4x faster here than libsodium's portable C (0.7
+// against 3.2 us): the chain walk of a year's log is mostly this. The
+// digest is fetched once (an implicit fetch per use costs as much again).
+// A failure here is the library's, not the input's: it crashes loudly.
+class Sha256 {
+ public:
+  Sha256() : context_(EVP_MD_CTX_new()) {
+    static EVP_MD* const kDigest = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+    Require(context_ != nullptr && kDigest != nullptr &&
+            EVP_DigestInit_ex(context_, kDigest, nullptr) == 1);
+  }
+  ~Sha256() { EVP_MD_CTX_free(context_); }
+  Sha256(const Sha256&) = delete;
+  Sha256& operator=(const Sha256&) = delete;
+
+  void Update(const void* bytes, size_t size) {
+    Require(EVP_DigestUpdate(context_, bytes, size) == 1);
+  }
+  std::array<uint8_t, kHashBytes> Final() {
+    std::array<uint8_t, kHashBytes> hash{};
+    unsigned int size = 0;
+    Require(EVP_DigestFinal_ex(context_, hash.data(), &size) == 1 && size == kHashBytes);
+    return hash;
+  }
+
+ private:
+  static void Require(bool ok) {
+    if (!ok) {
+      std::fprintf(stderr, "audit: OpenSSL's SHA-256 failed\n");
+      std::abort();
+    }
+  }
+  EVP_MD_CTX* context_;
+};
+
 }  // namespace
 
 std::string Sha256Hex(std::string_view text) {
-  std::array<uint8_t, kHashBytes> digest{};
-  crypto_hash_sha256(digest.data(), reinterpret_cast<const uint8_t*>(text.data()), text.size());
-  return HexOf(digest);
+  Sha256 digest;
+  digest.Update(text.data(), text.size());
+  return HexOf(digest.Final());
 }
 
 std::string HexOf(const std::array<uint8_t, kHashBytes>& hash) {
@@ -93,19 +132,15 @@ std::string HexOf(const std::array<uint8_t, kHashBytes>& hash) {
 
 std::array<uint8_t, kHashBytes> ChainHash(const std::array<uint8_t, kHashBytes>& previous,
                                           std::string_view payload) {
-  crypto_hash_sha256_state state;
-  crypto_hash_sha256_init(&state);
-  crypto_hash_sha256_update(&state, previous.data(), previous.size());
+  Sha256 digest;
+  digest.Update(previous.data(), previous.size());
   const auto length = static_cast<uint32_t>(payload.size());
   const uint8_t length_bytes[4] = {static_cast<uint8_t>(length), static_cast<uint8_t>(length >> 8),
                                    static_cast<uint8_t>(length >> 16),
                                    static_cast<uint8_t>(length >> 24)};
-  crypto_hash_sha256_update(&state, length_bytes, sizeof(length_bytes));
-  crypto_hash_sha256_update(&state, reinterpret_cast<const uint8_t*>(payload.data()),
-                            payload.size());
-  std::array<uint8_t, kHashBytes> hash{};
-  crypto_hash_sha256_final(&state, hash.data());
-  return hash;
+  digest.Update(length_bytes, sizeof(length_bytes));
+  digest.Update(payload.data(), payload.size());
+  return digest.Final();
 }
 
 std::string EncodeEntry(const AuditEntry& entry) {
