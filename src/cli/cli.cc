@@ -268,6 +268,41 @@ int ProjectRotateKey(const ConfigSources& sources, const std::string& name, bool
   return 0;
 }
 
+// `minpanel project delete NAME --yes` (docs/security.md, "Project
+// deletion"), in-process with the server stopped: the same deletion as
+// POST /api/projects/<id>/delete, audited as the command line's.
+int ProjectDelete(const ConfigSources& sources, const std::string& name, bool yes) {
+  if (!yes) {
+    std::cerr << "minpanel: project delete removes project " << name
+              << "'s access keys, token, secret, events, profiles and saved reports for good "
+                 "(its audit records stay). Run again with --yes to proceed.\n";
+    return kExitUsage;
+  }
+  auto config = sources.Build();
+  if (!config.ok()) {
+    return Fail(config.status());
+  }
+  auto service =
+      OpenServiceForCommand(*config, "ask the running server: POST /api/projects/<id>/delete");
+  if (!service.ok()) {
+    return Fail(service.status());
+  }
+  auto project = FindProject(**service, name);
+  if (!project.ok()) {
+    return Fail(project.status());
+  }
+  auto deletion = (*service)->DeleteProject(service::LocalAccess(*project), name);
+  const Status closed = (*service)->Close();
+  if (!deletion.ok()) {
+    return Fail(deletion.status());
+  }
+  if (!closed.ok()) {
+    return Fail(closed);
+  }
+  std::cout << service::ProjectDeletionJson(*deletion) << "\n";
+  return 0;
+}
+
 constexpr std::string_view kExitCodesHelp =
     "Exit codes: 0 success; 1 failure (an interrupted import can be resumed);\n"
     "2 usage error; 3 import finished but some records were rejected (see\n"
@@ -311,6 +346,7 @@ struct Commands {
   CLI::App* set_domains = nullptr;
   CLI::App* set_min_group_size = nullptr;
   CLI::App* rotate_key = nullptr;
+  CLI::App* delete_project = nullptr;
   CLI::App* import = nullptr;
   CLI::App* export_command = nullptr;
   CLI::App* dump = nullptr;
@@ -368,6 +404,13 @@ void AddProjectCommands(CLI::App& app, Flags& flags, Commands& commands) {
       "delete the replaced keys: events stored under them become permanently unlinkable");
   commands.rotate_key->add_flag("--yes", flags.yes,
                                 "confirm; without it the command explains what it would do");
+  commands.delete_project = project->add_subcommand(
+      "delete",
+      "delete a project: its keys, token, secret, events and profiles (its audit records stay)");
+  flags.sources.AddFlags(commands.delete_project, false);
+  commands.delete_project->add_option("NAME", flags.name, "project name")->required();
+  commands.delete_project->add_flag("--yes", flags.yes,
+                                    "confirm; without it the command says what it would remove");
 }
 
 void AddDataCommands(CLI::App& app, Flags& flags, Commands& commands) {
@@ -498,6 +541,9 @@ int Dispatch(Flags& flags, const Commands& commands) {
   }
   if (commands.rotate_key->parsed()) {
     return ProjectRotateKey(flags.sources, flags.name, flags.destroy_old, flags.yes);
+  }
+  if (commands.delete_project->parsed()) {
+    return ProjectDelete(flags.sources, flags.name, flags.yes);
   }
   if (commands.import->parsed()) {
     return Import(flags.sources, flags.import);

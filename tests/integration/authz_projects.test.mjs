@@ -176,4 +176,18 @@ describe('project quotas and project deletion', () => {
     // Throws on a non-zero exit (a broken chain).
     await runCli(['audit', 'verify', ...dataArgs()]);
   });
+
+  it('minpanel project delete does the same with the server stopped, and asks for --yes', async () => {
+    await server.stop();
+    try {
+      await assert.rejects(runCli(['project', 'delete', 'quota-rate', ...dataArgs()]), /--yes/);
+      const { stdout } = await runCli(['project', 'delete', 'quota-rate', '--yes', ...dataArgs()]);
+      assert.equal(JSON.parse(stdout.trim()).deleted.name, 'quota-rate');
+    } finally {
+      await server.start();
+    }
+    assert.equal((await importAs(projects['quota-rate'], events(1))).status, 401);
+    const audit = await server.request({ path: '/api/audit?act=project.delete&key=local&limit=100', headers: server.authHeader(adminSecret) });
+    assert.deepEqual(JSON.parse(audit.text).map((record) => record.act), ['project.delete.start', 'project.delete']);
+  });
 });
