@@ -731,7 +731,10 @@ class Generator {
   size_t Pick(size_t count) { return std::uniform_int_distribution<size_t>(0, count - 1)(random_); }
   bool Chance(double p) { return std::bernoulli_distribution(p)(random_); }
 
-  std::vector<StoredEvent> Events(size_t segments) {
+  // With `by_time`, each segment holds one span of time (as the store
+  // writes a segment per day), so the merge by subject takes its classes of
+  // disjoint segments; otherwise events fall into segments at random.
+  std::vector<StoredEvent> Events(size_t segments, bool by_time) {
     std::vector<StoredEvent> events;
     const size_t subjects = 1 + Pick(25);
     const int64_t slot_steps = Chance(0.5) ? 1 : 24;
@@ -751,7 +754,10 @@ class Generator {
       }
       event.insert_id = Id128{0, event_idx + 1};
       AddProperties(&event);
-      stored.segment = Pick(segments);
+      const int64_t span_ms = 16 * kDayMs;
+      stored.segment = by_time ? static_cast<size_t>((event.time_ms - (kBaseMs - 2 * kDayMs)) *
+                                                     static_cast<int64_t>(segments) / span_ms)
+                               : Pick(segments);
       events.push_back(std::move(stored));
     }
     return events;
@@ -987,7 +993,7 @@ void RunRounds(bool with_links) {
   for (int round = 0; round < kRounds; ++round) {
     Generator generator(static_cast<uint64_t>(round) * 7919 + (with_links ? 5 : 1));
     const size_t segment_count = 1 + generator.Pick(4);
-    std::vector<StoredEvent> events = generator.Events(segment_count);
+    std::vector<StoredEvent> events = generator.Events(segment_count, round % 2 == 1);
     std::vector<StoredEvent> reference_events;
     if (with_links) {
       reference_events = AddAliasLinks(&generator, segment_count, &events);

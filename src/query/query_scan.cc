@@ -264,6 +264,10 @@ struct SegmentScanner::State {
   // one bucket is counted by name code (CountBlockByName).
   bool count_by_name = false;
   std::vector<uint64_t> name_counts;
+  // Set by Prepare: rows are folded by subject and group (a unique count)
+  // and no selector has a filter, so a block in one bucket whose names all
+  // give the same bits is folded run by run (FoldRunsOfBlock).
+  bool fold_by_run = false;
 
   bool ConstantNameBits(size_t block_idx, uint32_t* bits) const;
   // One folded row per distinct selector bits of the block's names: from
@@ -415,6 +419,12 @@ struct SegmentScanner::State {
                       size_t rows);
   Status ComputeGroups(size_t block_idx, std::vector<MatchRow>* rows,
                        const std::vector<uint32_t>& row_indexes);
+  Status LoadGroupColumns(size_t block_idx, const KeySlot** single);
+  uint32_t GroupOfRow(const KeySlot* single, size_t row_idx);
+  Status CheckGroupCount() const;
+  Status FoldRunsOfBlock(size_t block_idx, const store::SegmentBlockInfo& info, uint32_t name_bits,
+                         size_t row_begin, size_t row_end, std::vector<MatchRow>* out,
+                         std::vector<Id128>* run_subjects, std::vector<uint32_t>* run_ends);
   uint32_t GroupValue(size_t property_idx, const KeySlot& slot, size_t row_idx);
 };
 
@@ -582,6 +592,10 @@ Status SegmentScanner::State::Prepare() {
                     // A selector naming an event the segment lacks matches nothing.
                     return slot.match_all || (!slot.any_event && !slot.name_code);
                   });
+  fold_by_run = plan->buckets != nullptr && plan->fold_rows && plan->need_subjects &&
+                !plan->keep_unmatched && !measure_key && !unique_group_keys &&
+                std::all_of(selectors.begin(), selectors.end(),
+                            [](const SelectorSlot& slot) { return slot.match_all; });
   return Status::Ok();
 }
 
@@ -763,50 +777,142 @@ uint32_t SegmentScanner::State::GroupValue(size_t property_idx, const KeySlot& s
   return id;
 }
 
-Status SegmentScanner::State::ComputeGroups(size_t block_idx, std::vector<MatchRow>* rows,
-                                            const std::vector<uint32_t>& row_indexes) {
-  if (breakdown_keys.empty()) {
-    return Status::Ok();
-  }
+Status SegmentScanner::State::LoadGroupColumns(size_t block_idx, const KeySlot** single) {
   for (const size_t key_idx : breakdown_keys) {
     MP_RETURN_IF_ERROR(LoadColumn(key_idx, block_idx));
   }
-  uint32_t value_ids[kBreakdownPropertiesMax] = {0, 0};
   // One property with a dictionary: a string row's group by its code, from
   // an array filled as codes are first met.
-  const KeySlot* single = breakdown_keys.size() == 1 && keys[breakdown_keys[0]].info != nullptr &&
-                                  keys[breakdown_keys[0]].dictionary != nullptr
-                              ? &keys[breakdown_keys[0]]
-                              : nullptr;
-  if (single != nullptr && code_to_group.size() != single->dictionary->entries.size()) {
-    code_to_group.assign(single->dictionary->entries.size(), ValueNumbering::kMissing);
+  *single = breakdown_keys.size() == 1 && keys[breakdown_keys[0]].info != nullptr &&
+                    keys[breakdown_keys[0]].dictionary != nullptr
+                ? &keys[breakdown_keys[0]]
+                : nullptr;
+  if (*single != nullptr && code_to_group.size() != (*single)->dictionary->entries.size()) {
+    code_to_group.assign((*single)->dictionary->entries.size(), ValueNumbering::kMissing);
   }
-  for (size_t kept_idx = 0; kept_idx < rows->size(); ++kept_idx) {
-    MatchRow& row = (*rows)[kept_idx];
-    if ((row.bits & plan->group_bits) == 0) {
-      continue;
+  return Status::Ok();
+}
+
+uint32_t SegmentScanner::State::GroupOfRow(const KeySlot* single, size_t row_idx) {
+  uint32_t value_ids[kBreakdownPropertiesMax] = {0, 0};
+  if (single != nullptr && single->column.tags[row_idx] == PropertyTag::kString) {
+    uint32_t& group = code_to_group[single->column.string_codes[row_idx]];
+    if (group == ValueNumbering::kMissing) {
+      value_ids[0] = GroupValue(0, *single, row_idx);
+      group = groups->Combine(value_ids);
     }
-    if (single != nullptr && single->column.tags[row_indexes[kept_idx]] == PropertyTag::kString) {
-      uint32_t& group = code_to_group[single->column.string_codes[row_indexes[kept_idx]]];
-      if (group == ValueNumbering::kMissing) {
-        value_ids[0] = GroupValue(0, *single, row_indexes[kept_idx]);
-        group = groups->Combine(value_ids);
-      }
-      row.group = group;
-      continue;
-    }
-    for (size_t property_idx = 0; property_idx < breakdown_keys.size(); ++property_idx) {
-      value_ids[property_idx] =
-          GroupValue(property_idx, keys[breakdown_keys[property_idx]], row_indexes[kept_idx]);
-    }
-    row.group = groups->Combine(value_ids);
+    return group;
   }
+  for (size_t property_idx = 0; property_idx < breakdown_keys.size(); ++property_idx) {
+    value_ids[property_idx] = GroupValue(property_idx, keys[breakdown_keys[property_idx]], row_idx);
+  }
+  return groups->Combine(value_ids);
+}
+
+Status SegmentScanner::State::CheckGroupCount() const {
   if (groups->size() > kBreakdownGroupsTrackedMax) {
     return Status::ResourceExhausted("breakdown: more than " +
                                      std::to_string(kBreakdownGroupsTrackedMax) +
                                      " distinct values (kBreakdownGroupsTrackedMax)");
   }
   return Status::Ok();
+}
+
+Status SegmentScanner::State::ComputeGroups(size_t block_idx, std::vector<MatchRow>* rows,
+                                            const std::vector<uint32_t>& row_indexes) {
+  if (breakdown_keys.empty()) {
+    return Status::Ok();
+  }
+  const KeySlot* single = nullptr;
+  MP_RETURN_IF_ERROR(LoadGroupColumns(block_idx, &single));
+  for (size_t kept_idx = 0; kept_idx < rows->size(); ++kept_idx) {
+    MatchRow& row = (*rows)[kept_idx];
+    if ((row.bits & plan->group_bits) != 0) {
+      row.group = GroupOfRow(single, row_indexes[kept_idx]);
+    }
+  }
+  return CheckGroupCount();
+}
+
+// The rows [row_begin, row_end) of a block in one bucket whose rows all
+// have `name_bits` and pass (no filters), folded per subject run as
+// NextBlock's general path folds them (FoldRows), without a MatchRow per
+// row first: a unique count by day over every event (docs/benchmarks.md,
+// "Queries") reads 100M rows this way.
+Status SegmentScanner::State::FoldRunsOfBlock(size_t block_idx, const store::SegmentBlockInfo& info,
+                                              uint32_t name_bits, size_t row_begin, size_t row_end,
+                                              std::vector<MatchRow>* out,
+                                              std::vector<Id128>* run_subjects,
+                                              std::vector<uint32_t>* run_ends) {
+  constexpr size_t kFoldLookback = 8;  // as FoldRows
+  out->clear();
+  run_subjects->clear();
+  run_ends->clear();
+  const KeySlot* single = nullptr;
+  const bool grouped = !breakdown_keys.empty() && (name_bits & plan->group_bits) != 0;
+  if (grouped) {
+    MP_RETURN_IF_ERROR(LoadGroupColumns(block_idx, &single));
+  }
+  const PropertyTag* tags = single != nullptr ? single->column.tags.data() : nullptr;
+  const uint32_t* codes = single != nullptr && !single->column.string_codes.empty()
+                              ? single->column.string_codes.data()
+                              : nullptr;
+  MatchRow row;
+  row.time_ms = info.time_min_ms;
+  row.bits = name_bits;
+  row.tie = plan->tie_by_bit[static_cast<size_t>(__builtin_ctz(name_bits))];
+  size_t run_begin = 0;
+  for (size_t run_idx = 0; run_idx < runs.subjects.size() && run_begin < row_end; ++run_idx) {
+    const size_t run_end = run_begin + runs.run_lengths[run_idx];
+    const size_t first = std::max(run_begin, row_begin);
+    const size_t last = std::min(run_end, row_end);
+    run_begin = run_end;
+    if (first >= last) {
+      continue;
+    }
+    run_subjects->push_back(runs.subjects[run_idx]);
+    const size_t out_begin = out->size();
+    if (!grouped) {
+      row.group = 0;
+      row.weight = static_cast<uint32_t>(last - first);
+      out->push_back(row);
+      run_ends->push_back(static_cast<uint32_t>(out->size()));
+      continue;
+    }
+    // A row with the string code of the row before it folds where that one
+    // did: FoldRows would find the same row (nothing was added since).
+    uint32_t last_code = UINT32_MAX;
+    size_t last_out = 0;
+    for (size_t row_idx = first; row_idx < last; ++row_idx) {
+      const bool coded = codes != nullptr && tags[row_idx] == PropertyTag::kString;
+      if (coded && codes[row_idx] == last_code) {
+        (*out)[last_out].weight += 1;
+        continue;
+      }
+      last_code = coded ? codes[row_idx] : UINT32_MAX;
+      const uint32_t group = GroupOfRow(single, row_idx);
+      bool folded = false;
+      const size_t look_from = std::max(
+          out_begin, out->size() > kFoldLookback ? out->size() - kFoldLookback : size_t{0});
+      for (size_t out_idx = out->size(); out_idx > look_from; --out_idx) {
+        MatchRow& into = (*out)[out_idx - 1];
+        if (into.group == group) {
+          into.weight += 1;
+          last_out = out_idx - 1;
+          folded = true;
+          break;
+        }
+      }
+      if (!folded) {
+        row.group = group;
+        row.weight = 1;
+        last_out = out->size();
+        out->push_back(row);
+      }
+    }
+    run_ends->push_back(static_cast<uint32_t>(out->size()));
+  }
+  return grouped ? CheckGroupCount() : Status::Ok();
 }
 
 SegmentScanner::SegmentScanner(const store::SegmentReader& segment, const ScanPlan& plan,
@@ -976,6 +1082,25 @@ bool SegmentScanner::NextBlock() {
         row_begin = row_end = 0;
       }
     }
+    if (one_bucket && !names_needed && state.fold_by_run) {
+      if (name_bits == 0 || row_begin >= row_end) {
+        continue;
+      }
+      if (!runs_read) {
+        status_ = state.segment->ReadSubjects(block_idx, &state.runs);
+      }
+      if (status_.ok()) {
+        status_ = state.FoldRunsOfBlock(block_idx, info, name_bits, row_begin, row_end, &rows_,
+                                        &run_subjects_, &run_ends_);
+      }
+      if (!status_.ok()) {
+        return false;
+      }
+      if (rows_.empty()) {
+        continue;
+      }
+      return true;
+    }
     rows_.clear();
     row_indexes.clear();
     rows_.reserve(row_end - row_begin);
@@ -1068,7 +1193,58 @@ bool SegmentScanner::NextBlock() {
   return false;
 }
 
+const store::SegmentReader& SegmentScanner::segment() const { return *state_->segment; }
+
+namespace {
+
+// The scanners' classes of overlapping time ranges, in time order, each
+// listing its scanners in their given order.
+std::vector<std::vector<size_t>> TimeClasses(
+    const std::vector<std::unique_ptr<SegmentScanner>>& scanners) {
+  std::vector<size_t> order(scanners.size());
+  for (size_t scanner_idx = 0; scanner_idx < order.size(); ++scanner_idx) {
+    order[scanner_idx] = scanner_idx;
+  }
+  auto summary = [&](size_t scanner_idx) -> const store::SegmentSummary& {
+    return scanners[scanner_idx]->segment().summary();
+  };
+  std::stable_sort(order.begin(), order.end(), [&](size_t left, size_t right) {
+    return summary(left).time_min_ms < summary(right).time_min_ms;
+  });
+  std::vector<std::vector<size_t>> classes;
+  int64_t class_max_ms = INT64_MIN;
+  for (const size_t scanner_idx : order) {
+    if (classes.empty() || summary(scanner_idx).time_min_ms > class_max_ms) {
+      classes.emplace_back();
+      class_max_ms = summary(scanner_idx).time_max_ms;
+    }
+    classes.back().push_back(scanner_idx);
+    class_max_ms = std::max(class_max_ms, summary(scanner_idx).time_max_ms);
+  }
+  for (std::vector<size_t>& members : classes) {
+    std::sort(members.begin(), members.end());
+  }
+  return classes;
+}
+
+}  // namespace
+
 SubjectMerger::SubjectMerger(std::vector<std::unique_ptr<SegmentScanner>> scanners) {
+  const std::vector<std::vector<size_t>> classes = TimeClasses(scanners);
+  if (classes.size() > 1) {
+    for (const std::vector<size_t>& members : classes) {
+      std::vector<std::unique_ptr<SegmentScanner>> class_scanners;
+      for (const size_t scanner_idx : members) {
+        class_scanners.push_back(std::move(scanners[scanner_idx]));
+      }
+      ClassCursor& cursor = classes_.emplace_back();
+      cursor.merger = std::make_unique<SubjectMerger>(std::move(class_scanners));
+    }
+    for (size_t class_idx = 0; class_idx < classes_.size(); ++class_idx) {
+      AdvanceClass(class_idx);
+    }
+    return;
+  }
   for (auto& scanner : scanners) {
     Cursor cursor;
     cursor.scanner = std::move(scanner);
@@ -1085,7 +1261,7 @@ SubjectMerger::SubjectMerger(std::vector<std::unique_ptr<SegmentScanner>> scanne
       heap_.push_back(HeapEntry{Head(cursor_idx), cursor_idx});
     }
   }
-  std::make_heap(heap_.begin(), heap_.end(), HeadAfter);
+  std::make_heap(heap_.begin(), heap_.end(), HeadAfter());
 }
 
 bool SubjectMerger::Advance(Cursor* cursor) {
@@ -1100,14 +1276,57 @@ bool SubjectMerger::Advance(Cursor* cursor) {
   return true;
 }
 
+bool SubjectMerger::AdvanceClass(size_t class_idx) {
+  ClassCursor& cursor = classes_[class_idx];
+  if (!cursor.merger->Next(&cursor.subject, &cursor.rows)) {
+    if (!cursor.merger->status().ok() && status_.ok()) {
+      status_ = cursor.merger->status();
+    }
+    return false;
+  }
+  heap_.push_back(HeapEntry{cursor.subject, class_idx});
+  std::push_heap(heap_.begin(), heap_.end(), HeadAfter());
+  return true;
+}
+
 bool SubjectMerger::Next(Id128* subject, std::vector<MatchRow>* rows) {
   if (!status_.ok() || heap_.empty()) {
     return false;
   }
+  return classes_.empty() ? NextOfSegments(subject, rows) : NextOfClasses(subject, rows);
+}
+
+// The classes' time ranges are disjoint and in order, so their rows of one
+// subject, taken in class order, are already sorted by (time, tie).
+bool SubjectMerger::NextOfClasses(Id128* subject, std::vector<MatchRow>* rows) {
   *subject = heap_.front().head;
   lowest_.clear();
   while (!heap_.empty() && heap_.front().head == *subject) {
-    std::pop_heap(heap_.begin(), heap_.end(), HeadAfter);
+    std::pop_heap(heap_.begin(), heap_.end(), HeadAfter());
+    lowest_.push_back(heap_.back().cursor_idx);
+    heap_.pop_back();
+  }
+  if (lowest_.size() == 1) {
+    // One class holds the subject: its rows as they are (the buffers swap).
+    rows->swap(classes_[lowest_[0]].rows);
+    AdvanceClass(lowest_[0]);
+    return status_.ok();
+  }
+  std::sort(lowest_.begin(), lowest_.end());
+  rows->clear();
+  for (const size_t class_idx : lowest_) {
+    const std::vector<MatchRow>& class_rows = classes_[class_idx].rows;
+    rows->insert(rows->end(), class_rows.begin(), class_rows.end());
+    AdvanceClass(class_idx);
+  }
+  return status_.ok();
+}
+
+bool SubjectMerger::NextOfSegments(Id128* subject, std::vector<MatchRow>* rows) {
+  *subject = heap_.front().head;
+  lowest_.clear();
+  while (!heap_.empty() && heap_.front().head == *subject) {
+    std::pop_heap(heap_.begin(), heap_.end(), HeadAfter());
     lowest_.push_back(heap_.back().cursor_idx);
     heap_.pop_back();
   }
@@ -1129,7 +1348,7 @@ bool SubjectMerger::Next(Id128* subject, std::vector<MatchRow>* rows) {
     }
     if (!cursor.done) {
       heap_.push_back(HeapEntry{Head(cursor_idx), cursor_idx});
-      std::push_heap(heap_.begin(), heap_.end(), HeadAfter);
+      std::push_heap(heap_.begin(), heap_.end(), HeadAfter());
     }
   }
   if (!status_.ok()) {
