@@ -302,9 +302,13 @@ struct KeyLookup {
 };
 // Brings the index of the log folder `folder` up to date and returns the
 // records of `key`. Writing the index may fail (a read-only folder): the
-// records are still returned and `note` says so.
+// records are still returned and `note` says so. `visit` (when set) is
+// called with each record walked, as VerifyLog does; `rebuild` makes the
+// index anew from the first record whatever its state (a full walk that
+// leaves an index behind).
 Result<KeyLookup> LookupKey(const std::string& folder, std::string_view key,
-                            FileSystem& file_system, const WalkOptions& options);
+                            FileSystem& file_system, const WalkOptions& options,
+                            const RecordVisitor& visit = {}, bool rebuild = false);
 // The payload of the record `ref` names, checked without the chain walk:
 // its seq, SHA-256(the hash stored before it, or the log's base, || length
 // || payload) equal to the hash stored after it, and the same link from it

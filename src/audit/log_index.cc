@@ -341,7 +341,8 @@ Result<std::string> ReadIndexedRecord(const RandomAccessFile& log, const LogStar
 }
 
 Result<KeyLookup> LookupKey(const std::string& folder, std::string_view key,
-                            FileSystem& file_system, const WalkOptions& options) {
+                            FileSystem& file_system, const WalkOptions& options,
+                            const RecordVisitor& visit, bool rebuild) {
   const std::string log_path = folder + "/log";
   if (!file_system.Exists(log_path)) {
     return Status::NotFound("no audit log in " + folder);
@@ -357,7 +358,12 @@ Result<KeyLookup> LookupKey(const std::string& folder, std::string_view key,
     return lookup;
   }
   const LogStart log_start = start.ok() ? *start : LogStart{};
-  MP_ASSIGN_OR_RETURN(LoadedIndex loaded, LoadIndex(folder, key, file_system, *log, log_start));
+  LoadedIndex loaded;
+  if (rebuild) {
+    loaded.problem = "asked to be made anew";
+  } else {
+    MP_ASSIGN_OR_RETURN(loaded, LoadIndex(folder, key, file_system, *log, log_start));
+  }
   std::string anchors;
   if (file_system.Exists(folder + "/anchors")) {
     MP_ASSIGN_OR_RETURN(anchors, file_system.ReadFile(folder + "/anchors"));
@@ -398,6 +404,9 @@ Result<KeyLookup> LookupKey(const std::string& folder, std::string_view key,
           lookup.records.push_back({record.seq, record.offset});
         }
         ++lookup.records_walked;
+        if (visit) {
+          MP_RETURN_IF_ERROR(visit(record));
+        }
         return Status::Ok();
       }));
   if (!lookup.walk.ok) {

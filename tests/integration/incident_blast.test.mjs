@@ -239,35 +239,51 @@ describe('incident blast-radius', () => {
     assert.equal(records[0].subjects, 9);
     assert.doesNotMatch(stdout, /gen-blast-|psn_/);
 
-    // An edited byte in the log (record 1, not the key's): the whole chain
-    // (--verify-chain) refuses it, naming the record; --allow-broken reports
-    // the prefix and says so. An indexed run checks only the key's records
-    // and those after the index (docs/formats/audit.md): it does not see it.
+    // An edit to one of the key's own records: the indexed run reads it
+    // where it lies, finds that it does not check, and falls back to the
+    // whole chain, which refuses it, naming it.
     const log = path.join(server.dataDir, 'audit', 'log');
-    const bytes = fs.readFileSync(log);
-    bytes[40] ^= 0x01;
-    fs.writeFileSync(log, bytes);
+    const original = fs.readFileSync(log);
+    const recorded = JSON.parse(fs.readFileSync(path.join(dir, 'recorded', 'blast-radius.json'), 'utf8'));
+    assert.equal(recorded.chain.mode, 'index');
+    const own = recorded.exports[0].seq;
+    const edited = Buffer.from(original);
+    let offset = 16;
+    for (let seq = 1; seq < own; seq += 1) {
+      offset += 4 + edited.readUInt32LE(offset) + 32;
+    }
+    edited[offset + 4 + 10] ^= 0x01;
+    fs.writeFileSync(log, edited);
+    error = await failure(['incident', 'blast-radius', '--key', keys.compromised.id,
+      '--from', new Date(window.from).toISOString(), '--to', new Date(window.to).toISOString(), ...dataArgs(),
+      '--out', path.join(dir, 'broken-own'), '--company', 'Example Ltd', '--domain', 'example.com']);
+    assert.match(error.stderr, new RegExp(`chain is broken: record ${own} `));
+
+    // An edited byte in record 1 (not the key's). An indexed run checks only
+    // the key's records and those after the index (docs/formats/audit.md),
+    // so it does not see it; the whole chain (--verify-chain) refuses it,
+    // naming the record, and --allow-broken reports the prefix and says so.
+    // (The refused run above walked the whole chain, making the index anew
+    // up to the break: the intact log gets a new index first.)
+    fs.writeFileSync(log, original);
+    const reindexed = await blast(path.join(dir, 'reindexed'));
+    assert.match(reindexed.stderr, /index rebuilt/);
+    const first = fs.readFileSync(log);
+    first[40] ^= 0x01;
+    fs.writeFileSync(log, first);
+    const indexed = await blast(path.join(dir, 'broken-indexed'));
+    assert.match(indexed.stderr, /key index/);
     error = await failure(['incident', 'blast-radius', '--key', keys.compromised.id,
       '--from', new Date(window.from).toISOString(), '--to', new Date(window.to).toISOString(), ...dataArgs(),
       '--out', path.join(dir, 'broken'), '--company', 'Example Ltd', '--domain', 'example.com', '--verify-chain']);
     assert.match(error.stderr, /chain is broken: record 1 /);
     const { stderr } = await blast(path.join(dir, 'broken-allowed'), ['--allow-broken', '--verify-chain']);
     assert.match(stderr, /ONLY THE 0 RECORDS BEFORE THE BREAK/);
-    const indexed = await blast(path.join(dir, 'broken-indexed'));
-    assert.match(indexed.stderr, /key index/);
-    // An edit to one of the key's own records is caught by an indexed run too.
-    const report = JSON.parse(fs.readFileSync(path.join(dir, 'broken-indexed', 'blast-radius.json'), 'utf8'));
-    const own = report.exports[0].seq;
-    const again = fs.readFileSync(log);
-    let offset = 16;
-    for (let seq = 1; seq < own; seq += 1) {
-      offset += 4 + again.readUInt32LE(offset) + 32;
-    }
-    again[offset + 4 + 10] ^= 0x01;
-    fs.writeFileSync(log, again);
+    // The full walk made the index anew and stopped at the break: no index
+    // is left, so an indexed run now walks the whole chain and refuses too.
     error = await failure(['incident', 'blast-radius', '--key', keys.compromised.id,
       '--from', new Date(window.from).toISOString(), '--to', new Date(window.to).toISOString(), ...dataArgs(),
-      '--out', path.join(dir, 'broken-own'), '--company', 'Example Ltd', '--domain', 'example.com']);
+      '--out', path.join(dir, 'broken-again'), '--company', 'Example Ltd', '--domain', 'example.com']);
     assert.match(error.stderr, /chain is broken: record 1 /);
   });
 });
