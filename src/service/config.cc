@@ -152,11 +152,12 @@ Status ReadLimits(const toml::table& table, Limits* limits) {
 Status ReadBool(const toml::table& table, const char* key, const std::string& section,
                 bool* out) {
   if (const toml::node* node = table.get(key)) {
-    const auto value = node->value<bool>();
-    if (!value.has_value()) {
+    // value<bool>() would take an integer too; only true or false will do.
+    const toml::value<bool>* value = node->as_boolean();
+    if (value == nullptr) {
       return Status::InvalidArgument("config: '" + section + key + "' must be true or false");
     }
-    *out = *value;
+    *out = value->get();
   }
   return Status::Ok();
 }
