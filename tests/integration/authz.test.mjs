@@ -47,6 +47,10 @@ describe('authorisation matrix', () => {
       body: () => JSON.stringify([{ event: 'e', properties: { distinct_id: 'generated-1', time: nowSeconds() } }]) },
     { name: 'GET /metrics', needs: ['metrics'], method: 'GET', path: '/metrics' },
     { name: 'GET /api/keys', needs: ['admin'], method: 'GET', path: '/api/keys' },
+    // Lifting an anomaly suspension (a no-op on a key in force); the key is
+    // made in before().
+    { name: 'POST /api/keys/<id>/enable', needs: ['admin'], method: 'POST', projectLess: true,
+      get path() { return `/api/keys/${keys.enable_target.id}/enable`; } },
     { name: 'GET /api/audit', needs: ['audit:read'], method: 'GET', path: '/api/audit' },
     // The dashboard API (docs/formats/dashboard-api.md).
     { name: 'GET /api/projects', needs: ['query:aggregate'], method: 'GET', path: '/api/projects' },
@@ -93,6 +97,7 @@ describe('authorisation matrix', () => {
     keys.expired = await create({ name: 'short-lived', scopes: SCOPES, expires_ms: Date.now() + 1500 });
     keys.revoked = await create({ name: 'to-revoke', scopes: SCOPES });
     keys.rotated = await create({ name: 'to-rotate', scopes: SCOPES });
+    keys.enable_target = await create({ name: 'to-enable', scopes: ['query:aggregate'] });
     let res = await server.request({ method: 'POST', path: `/api/keys/${keys.revoked.id}/revoke`, headers: server.authHeader(keys.admin_all.secret) });
     assert.equal(res.status, 200, res.text);
     res = await server.request({ method: 'POST', path: `/api/keys/${keys.rotated.id}/rotate`, headers: server.authHeader(keys.admin_all.secret) });
@@ -170,7 +175,7 @@ describe('authorisation matrix', () => {
         const res = await call(route, keys.admin_all.secret, { projectIdParam: projectId() });
         assert.equal(res.status, 200, res.text);
         const bare = await call(route, keys.admin_all.secret);
-        const projectLess = ['/metrics', '/api/keys', '/api/audit', '/api/projects', '/api/audit/status'].includes(route.path);
+        const projectLess = route.projectLess || ['/metrics', '/api/keys', '/api/audit', '/api/projects', '/api/audit/status'].includes(route.path);
         assert.equal(bare.status, projectLess ? 200 : 400, bare.text);
       });
       it('an expired, a revoked and a rotated-away key: 401', async () => {
