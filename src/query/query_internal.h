@@ -199,7 +199,6 @@ class SegmentScanner {
   const std::vector<MatchRow>& rows() const { return rows_; }
   const std::vector<Id128>& run_subjects() const { return run_subjects_; }
   const std::vector<uint32_t>& run_ends() const { return run_ends_; }  // exclusive, into rows()
-  const store::SegmentReader& segment() const;
 
  private:
   struct State;
@@ -213,16 +212,6 @@ class SegmentScanner {
 // Merges the scanners of all segments by subject: each call hands over all
 // kept rows of the next subject (in increasing subject order), sorted by
 // (time, tie) — whichever segments they came from.
-//
-// Segments whose time ranges do not overlap fall into separate classes (the
-// store writes a segment per UTC day, so a day's segments make one class):
-// each class is merged on its own by a heap of its segments' cursors, and a
-// subject's rows from several classes are concatenated in time order, with
-// no sort, by a heap of the classes. A subject present in k of n segments
-// then costs O(k log(segments per class) + classes holding it x log classes)
-// instead of O(k log n) with n in the hundreds: at 100M events (121
-// segments, 30 days) the flat heap was the largest cost of the queries that
-// merge by subject (docs/benchmarks.md, "Queries").
 class SubjectMerger {
  public:
   explicit SubjectMerger(std::vector<std::unique_ptr<SegmentScanner>> scanners);
@@ -236,17 +225,7 @@ class SubjectMerger {
     size_t run_idx = 0;
     bool done = false;
   };
-  // One class of the merge of classes: its merger and the subject it holds.
-  struct ClassCursor {
-    std::unique_ptr<SubjectMerger> merger;
-    Id128 subject;
-    std::vector<MatchRow> rows;
-  };
   bool Advance(Cursor* cursor);
-  // Moves a class to its next subject and back into heap_; false at its end.
-  bool AdvanceClass(size_t class_idx);
-  bool NextOfSegments(Id128* subject, std::vector<MatchRow>* rows);
-  bool NextOfClasses(Id128* subject, std::vector<MatchRow>* rows);
   const Id128& Head(size_t cursor_idx) const {
     const Cursor& cursor = cursors_[cursor_idx];
     return cursor.scanner->run_subjects()[cursor.run_idx];
@@ -264,10 +243,9 @@ class SubjectMerger {
   };
 
   std::vector<Cursor> cursors_;
-  // Set instead of cursors_ when the segments fall into several classes, in
-  // time order; heap_ then orders the classes.
-  std::vector<ClassCursor> classes_;
-  // The cursors (or classes) not done, as a heap by head subject.
+  // The cursors not done, as a heap by head subject: a snapshot of hundreds
+  // of segments costs each subject O(k log n) for the k cursors holding it,
+  // not a look at every cursor.
   std::vector<HeapEntry> heap_;
   std::vector<size_t> lowest_;  // scratch: the cursors of the current subject
   Status status_;

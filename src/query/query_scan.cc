@@ -1193,58 +1193,7 @@ bool SegmentScanner::NextBlock() {
   return false;
 }
 
-const store::SegmentReader& SegmentScanner::segment() const { return *state_->segment; }
-
-namespace {
-
-// The scanners' classes of overlapping time ranges, in time order, each
-// listing its scanners in their given order.
-std::vector<std::vector<size_t>> TimeClasses(
-    const std::vector<std::unique_ptr<SegmentScanner>>& scanners) {
-  std::vector<size_t> order(scanners.size());
-  for (size_t scanner_idx = 0; scanner_idx < order.size(); ++scanner_idx) {
-    order[scanner_idx] = scanner_idx;
-  }
-  auto summary = [&](size_t scanner_idx) -> const store::SegmentSummary& {
-    return scanners[scanner_idx]->segment().summary();
-  };
-  std::stable_sort(order.begin(), order.end(), [&](size_t left, size_t right) {
-    return summary(left).time_min_ms < summary(right).time_min_ms;
-  });
-  std::vector<std::vector<size_t>> classes;
-  int64_t class_max_ms = INT64_MIN;
-  for (const size_t scanner_idx : order) {
-    if (classes.empty() || summary(scanner_idx).time_min_ms > class_max_ms) {
-      classes.emplace_back();
-      class_max_ms = summary(scanner_idx).time_max_ms;
-    }
-    classes.back().push_back(scanner_idx);
-    class_max_ms = std::max(class_max_ms, summary(scanner_idx).time_max_ms);
-  }
-  for (std::vector<size_t>& members : classes) {
-    std::sort(members.begin(), members.end());
-  }
-  return classes;
-}
-
-}  // namespace
-
 SubjectMerger::SubjectMerger(std::vector<std::unique_ptr<SegmentScanner>> scanners) {
-  const std::vector<std::vector<size_t>> classes = TimeClasses(scanners);
-  if (classes.size() > 1) {
-    for (const std::vector<size_t>& members : classes) {
-      std::vector<std::unique_ptr<SegmentScanner>> class_scanners;
-      for (const size_t scanner_idx : members) {
-        class_scanners.push_back(std::move(scanners[scanner_idx]));
-      }
-      ClassCursor& cursor = classes_.emplace_back();
-      cursor.merger = std::make_unique<SubjectMerger>(std::move(class_scanners));
-    }
-    for (size_t class_idx = 0; class_idx < classes_.size(); ++class_idx) {
-      AdvanceClass(class_idx);
-    }
-    return;
-  }
   for (auto& scanner : scanners) {
     Cursor cursor;
     cursor.scanner = std::move(scanner);
@@ -1276,53 +1225,10 @@ bool SubjectMerger::Advance(Cursor* cursor) {
   return true;
 }
 
-bool SubjectMerger::AdvanceClass(size_t class_idx) {
-  ClassCursor& cursor = classes_[class_idx];
-  if (!cursor.merger->Next(&cursor.subject, &cursor.rows)) {
-    if (!cursor.merger->status().ok() && status_.ok()) {
-      status_ = cursor.merger->status();
-    }
-    return false;
-  }
-  heap_.push_back(HeapEntry{cursor.subject, class_idx});
-  std::push_heap(heap_.begin(), heap_.end(), HeadAfter());
-  return true;
-}
-
 bool SubjectMerger::Next(Id128* subject, std::vector<MatchRow>* rows) {
   if (!status_.ok() || heap_.empty()) {
     return false;
   }
-  return classes_.empty() ? NextOfSegments(subject, rows) : NextOfClasses(subject, rows);
-}
-
-// The classes' time ranges are disjoint and in order, so their rows of one
-// subject, taken in class order, are already sorted by (time, tie).
-bool SubjectMerger::NextOfClasses(Id128* subject, std::vector<MatchRow>* rows) {
-  *subject = heap_.front().head;
-  lowest_.clear();
-  while (!heap_.empty() && heap_.front().head == *subject) {
-    std::pop_heap(heap_.begin(), heap_.end(), HeadAfter());
-    lowest_.push_back(heap_.back().cursor_idx);
-    heap_.pop_back();
-  }
-  if (lowest_.size() == 1) {
-    // One class holds the subject: its rows as they are (the buffers swap).
-    rows->swap(classes_[lowest_[0]].rows);
-    AdvanceClass(lowest_[0]);
-    return status_.ok();
-  }
-  std::sort(lowest_.begin(), lowest_.end());
-  rows->clear();
-  for (const size_t class_idx : lowest_) {
-    const std::vector<MatchRow>& class_rows = classes_[class_idx].rows;
-    rows->insert(rows->end(), class_rows.begin(), class_rows.end());
-    AdvanceClass(class_idx);
-  }
-  return status_.ok();
-}
-
-bool SubjectMerger::NextOfSegments(Id128* subject, std::vector<MatchRow>* rows) {
   *subject = heap_.front().head;
   lowest_.clear();
   while (!heap_.empty() && heap_.front().head == *subject) {
