@@ -319,13 +319,7 @@ Status ReadTop(const toml::table& root, Config* config) {
   MP_RETURN_IF_ERROR(ReadInteger(root, "io_threads", "", &config->io_threads));
   MP_RETURN_IF_ERROR(ReadInteger(root, "worker_threads", "", &config->worker_threads));
   MP_RETURN_IF_ERROR(ReadInteger(root, "export_threads", "", &config->export_threads));
-  if (const toml::node* node = root.get("access_log")) {
-    const auto value = node->value<bool>();
-    if (!value.has_value()) {
-      return Status::InvalidArgument("config: 'access_log' must be true or false");
-    }
-    config->access_log = *value;
-  }
+  MP_RETURN_IF_ERROR(ReadBool(root, "access_log", "", &config->access_log));
   MP_RETURN_IF_ERROR(ReadStringList(root, "path_prefixes", &config->path_prefixes));
   return ReadStringList(root, "trusted_proxies", &config->trusted_proxies);
 }

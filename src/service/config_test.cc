@@ -115,6 +115,15 @@ TEST(ConfigTest, DefaultKeyFolderSitsBesideTheData) {
   EXPECT_TRUE(ValidateConfig(config).ok());
 }
 
+TEST_F(ConfigFileTest, SwitchesTakeOnlyTrueOrFalse) {
+  auto config = Load("access_log = false\n");
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_FALSE(config->access_log);
+  // An integer is not a switch (toml++'s value<bool>() would take 1).
+  EXPECT_EQ(Load("access_log = 1\n").status().message(),
+            "config: 'access_log' must be true or false");
+}
+
 TEST(ConfigTest, LimitsAreRangeChecked) {
   Config config;
   config.limits.body_bytes_max = 10;
