@@ -739,17 +739,30 @@ Result<AccessKeyWithSecret> Service::RotateAccessKey(const Access& access, std::
   return rotated;
 }
 
-Result<AccessKey> Service::RevokeAccessKey(const Access& access, std::string_view id) {
+Result<AccessKey> Service::ChangeAccessKey(
+    const Access& access, std::string_view id, const char* act,
+    const std::function<Result<AccessKey>(std::string_view)>& change) {
   const std::optional<AccessKey> key = access_keys_->FindById(id);
   if (!key.has_value() || !Manages(access.principal, *key)) {
     return Status::NotFound("key " + std::string(id) + ": no such key");
   }
-  MP_ASSIGN_OR_RETURN(AccessKey revoked, access_keys_->Revoke(id));
+  MP_ASSIGN_OR_RETURN(AccessKey changed, change(id));
   audit::AuditEntry entry;
-  entry.act = "key.revoke";
+  entry.act = act;
   entry.target = key->id;
   MP_RETURN_IF_ERROR(Audit(access, std::move(entry)));
-  return revoked;
+  return changed;
+}
+
+Result<AccessKey> Service::RevokeAccessKey(const Access& access, std::string_view id) {
+  return ChangeAccessKey(access, id, "key.revoke",
+                         [this](std::string_view key_id) { return access_keys_->Revoke(key_id); });
+}
+
+// An admin lifts an anomaly rule's suspension (anomaly_service.cc).
+Result<AccessKey> Service::EnableAccessKey(const Access& access, std::string_view id) {
+  return ChangeAccessKey(access, id, "key.enable",
+                         [this](std::string_view key_id) { return access_keys_->Enable(key_id); });
 }
 
 Result<std::vector<AccessKey>> Service::ListAccessKeys(const Access& access) {

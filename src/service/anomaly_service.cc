@@ -3,7 +3,8 @@
 // rules evaluated; each alert is counted, audited (`anomaly`, the rule and
 // its numbers in `reason`), suspends the key when the rules say so
 // (`key.suspend`) and goes to the server's handler (a log line and the
-// webhook). An admin lifts a suspension (`key.enable`).
+// webhook). An admin lifts a suspension (`key.enable`, Service::EnableAccessKey
+// in access.cc).
 #include <sodium.h>
 
 #include <algorithm>
@@ -91,20 +92,6 @@ void Service::ObserveExport(const Access& access, uint64_t rows, uint64_t subjec
       alert_handler_(alert);
     }
   }
-}
-
-Result<AccessKey> Service::EnableAccessKey(const Access& access, std::string_view id) {
-  const std::optional<AccessKey> key = access_keys_->FindById(id);
-  if (!key.has_value() ||
-      (access.principal.project_id != 0 && key->project_id != access.principal.project_id)) {
-    return Status::NotFound("key " + std::string(id) + ": no such key");
-  }
-  MP_ASSIGN_OR_RETURN(AccessKey enabled, access_keys_->Enable(id));
-  audit::AuditEntry entry;
-  entry.act = "key.enable";
-  entry.target = key->id;
-  MP_RETURN_IF_ERROR(Audit(access, std::move(entry)));
-  return enabled;
 }
 
 }  // namespace minpanel::service

@@ -503,6 +503,11 @@ class Service {
   Status Close();
 
  private:
+  // Revoke and enable: the key `id` if the caller manages it, changed by
+  // `change`, the act audited as `act`; NotFound otherwise.
+  Result<AccessKey> ChangeAccessKey(
+      const Access& access, std::string_view id, const char* act,
+      const std::function<Result<AccessKey>(std::string_view)>& change);
   struct Counters;
   Service(std::shared_ptr<Clock> clock, int data_lock_fd,
           std::unique_ptr<ProjectRegistry> projects, std::unique_ptr<privacy::KeyStore> keys,
