@@ -191,16 +191,19 @@ std::vector<std::string> PersonalSignals(const SeenItem& item) {
 // detectors run once per batch, not once per event).
 struct DataCatalogue::Batch {
   std::unordered_map<std::string, SeenItem> items;
+  std::string lookup;  // reused: Find runs per property per event, on the ingest path
 
   SeenItem* Find(std::string_view kind, std::string_view name, std::string_view library,
                  bool* created) {
-    std::string lookup;
-    lookup.reserve(kind.size() + name.size() + library.size() + 2);
+    lookup.clear();
     lookup.append(kind).push_back('\0');
     lookup.append(name).push_back('\0');
     lookup.append(library);
-    auto [found, inserted] = items.try_emplace(std::move(lookup));
-    *created = inserted;
+    auto found = items.find(lookup);
+    *created = found == items.end();
+    if (*created) {
+      found = items.emplace(lookup, SeenItem{}).first;
+    }
     ++found->second.volume;
     return &found->second;
   }
