@@ -44,6 +44,16 @@ constexpr auto kDrainTimeout = std::chrono::seconds(5);
 constexpr size_t kInlineDecodeBytesMax = 64 * 1024;
 // Read buffer per connection (memory: this times limits.connections_max).
 constexpr size_t kReadBufferBytes = 64 * 1024;
+// Every HTTPS response carries Strict-Transport-Security with this max-age
+// (365 days, the floor browsers' preload lists ask for), so that a browser
+// that has once reached minpanel over TLS refuses plain HTTP to that host
+// for a year. Not includeSubDomains: other services may share the domain.
+constexpr int64_t kHstsMaxAgeSeconds = 365LL * 24 * 3600;
+
+const std::string& StrictTransportSecurity() {
+  static const std::string value = "max-age=" + std::to_string(kHstsMaxAgeSeconds);
+  return value;
+}
 
 Result<std::shared_ptr<ssl::context>> LoadTls(const service::TlsConfig& tls) {
   if (tls.cert_file.empty()) {
@@ -190,6 +200,8 @@ class Server::Impl {
 // writes the response from the connection's strand.
 template <class Stream>
 class Session final : public SessionBase, public std::enable_shared_from_this<Session<Stream>> {
+  static constexpr bool kTls = !std::is_same_v<Stream, beast::tcp_stream>;
+
  public:
   Session(Server::Impl& server, tcp::socket socket)
     requires std::is_same_v<Stream, beast::tcp_stream>
@@ -467,6 +479,9 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
       header.set(http::field::content_type, "application/x-ndjson; charset=utf-8");
       header.keep_alive(request_.keep_alive());
       header.chunked(true);
+      if constexpr (kTls) {
+        header.set(http::field::strict_transport_security, StrictTransportSecurity());
+      }
       http::response_serializer<http::empty_body> serializer{header};
       http::write_header(stream_, serializer, error);
       header_sent = true;
@@ -509,6 +524,9 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   void Write(Response response) {
     if (server_.stopping()) {
       response.keep_alive(false);
+    }
+    if constexpr (kTls) {
+      response.set(http::field::strict_transport_security, StrictTransportSecurity());
     }
     const Route route = ClassifyTarget(request_.target());
     server_.metrics().CountRequest(RouteLabel(route), response.result_int(),
