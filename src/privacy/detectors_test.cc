@@ -293,7 +293,7 @@ TEST(ScanTest, LongValuesScanInLinearTime) {
 }
 
 std::vector<std::string> ReadCorpus(const std::string& name) {
-  std::filesystem::path path = std::filesystem::path(__FILE__).parent_path() / "testdata" / name;
+  std::filesystem::path path = std::filesystem::path(MINPANEL_SOURCE_DIR) / "src/privacy/testdata" / name;
   std::ifstream file(path);
   std::vector<std::string> values;
   std::string line;

@@ -28,14 +28,7 @@ namespace {
 namespace fs = std::filesystem;
 
 // The repository root, where scripts/setup-geoip.sh installs the database.
-// CMake may pass it; otherwise it is found from this file's own path.
-std::string RepoRoot() {
-#ifdef MINPANEL_GEOIP_REPO_ROOT
-  return MINPANEL_GEOIP_REPO_ROOT;
-#else
-  return fs::path(__FILE__).parent_path().parent_path().parent_path().string();
-#endif
-}
+std::string RepoRoot() { return MINPANEL_SOURCE_DIR; }
 
 std::string Ipv4Path() { return DefaultGeoDatabasePaths(RepoRoot())[0]; }
 std::string Ipv6Path() { return DefaultGeoDatabasePaths(RepoRoot())[1]; }
@@ -705,6 +698,13 @@ TEST(GeoDatabaseReloadTest, LookupsDuringReloadsSeeOneWholeMapping) {
     }
   });
   for (int reload_idx = 0; reload_idx < kReloads; ++reload_idx) {
+    // Each reload waits for a lookup since the last one, so that lookups
+    // interleave with the reloads even when a loaded machine is slow to
+    // schedule the reader (it then did none at all, and the test failed).
+    const uint64_t seen = lookups.load();
+    while (lookups.load() == seen) {
+      std::this_thread::yield();
+    }
     ReplaceWithLink(path, reload_idx % 2 == 0 ? Ipv6Path() : Ipv4Path());
     EXPECT_TRUE(database.ReloadIfChanged().ok());
   }

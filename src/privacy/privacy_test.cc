@@ -165,8 +165,7 @@ class FullPolicyTest : public ::testing::Test {
     auto user_agents = UserAgentParser::Load("/usr/share/uap-core/regexes.yaml");
     ASSERT_TRUE(user_agents.ok()) << user_agents.status().ToString();
     tools->user_agents = std::move(user_agents).value();
-    const std::string repo =
-        std::filesystem::path(__FILE__).parent_path().parent_path().parent_path().string();
+    const std::string repo = MINPANEL_SOURCE_DIR;
     auto geo = GeoDatabase::Open(DefaultGeoDatabasePaths(repo));
     ASSERT_TRUE(geo.ok()) << geo.status().ToString() << " (run scripts/setup-geoip.sh)";
     tools->geo = std::move(geo).value();

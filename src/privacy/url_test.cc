@@ -250,7 +250,7 @@ std::vector<std::string> SplitTabs(const std::string& line) {
 
 TEST(UrlCorpusTest, AnswersAreThoseOfTheRecordedCorpus) {
   const std::filesystem::path path =
-      std::filesystem::path(__FILE__).parent_path() / "testdata" / "url_corpus.tsv";
+      std::filesystem::path(MINPANEL_SOURCE_DIR) / "src/privacy/testdata/url_corpus.tsv";
   std::ifstream file(path, std::ios::binary);
   ASSERT_TRUE(file) << path;
   UrlPolicy custom;
