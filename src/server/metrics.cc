@@ -167,6 +167,10 @@ std::string Metrics::Render(const service::ServiceMetrics& service,
   Gauge(&out, "minpanel_store_deletions_active",
         "Erasures and retention drops hiding rows not yet purged from the files.",
         static_cast<int64_t>(store.deletions_active));
+  Gauge(&out, "minpanel_store_deletion_oldest_age_seconds",
+        "Age of the oldest erasure or drop not yet purged from the files (0: none); the "
+        "purge starts an hour before erasure_purge_deadline_hours.",
+        static_cast<int64_t>(store.deletion_oldest_age_ms / 1000));
   Counter(&out, "minpanel_store_purge_rows_removed_total",
           "Rows a purge or compaction left out of the segment files.", store.purge_rows_removed);
   Counter(&out, "minpanel_store_purge_segments_dropped_total",

@@ -293,7 +293,7 @@ Status ReadTop(const toml::table& root, Config* config) {
   MP_RETURN_IF_ERROR(UnknownKeys(root,
                                  {"listen", "data_folder", "key_folder", "trusted_proxies", "tls",
                                   "limits", "dedup_window_hours", "dedup_entries_max",
-                                  "store_memtable_rows_max",
+                                  "store_memtable_rows_max", "erasure_purge_deadline_hours",
                                   "io_threads", "worker_threads", "export_threads", "log_level",
                                   "access_log", "user_agent_regexes", "geoip_files",
                                   "path_prefixes", "projects", "audit_retention_days",
@@ -316,6 +316,13 @@ Status ReadTop(const toml::table& root, Config* config) {
   MP_RETURN_IF_ERROR(ReadInteger(root, "dedup_entries_max", "", &config->dedup_entries_max));
   MP_RETURN_IF_ERROR(
       ReadInteger(root, "store_memtable_rows_max", "", &config->store_memtable_rows_max));
+  // Read wide so that a value past 32 bits fails ValidateConfig's range
+  // check instead of wrapping into it.
+  uint64_t purge_deadline_hours = config->erasure_purge_deadline_hours;
+  MP_RETURN_IF_ERROR(
+      ReadInteger(root, "erasure_purge_deadline_hours", "", &purge_deadline_hours));
+  config->erasure_purge_deadline_hours =
+      static_cast<uint32_t>(std::min<uint64_t>(purge_deadline_hours, UINT32_MAX));
   MP_RETURN_IF_ERROR(ReadInteger(root, "io_threads", "", &config->io_threads));
   MP_RETURN_IF_ERROR(ReadInteger(root, "worker_threads", "", &config->worker_threads));
   MP_RETURN_IF_ERROR(ReadInteger(root, "export_threads", "", &config->export_threads));
@@ -378,6 +385,12 @@ std::string KeyFolder(const Config& config) {
   return folder + ".keys";
 }
 
+int64_t ErasurePurgeDelayMs(uint32_t deadline_hours) {
+  constexpr int64_t kHourMs = 3'600'000;
+  const int64_t start_hours = static_cast<int64_t>(deadline_hours) - kErasurePurgeMarginHours;
+  return start_hours > 0 ? start_hours * kHourMs : 0;
+}
+
 std::string ErasureJournalFolder(const Config& config) { return KeyFolder(config) + "/erasures"; }
 
 Status ValidateConfig(const Config& config) {
@@ -421,6 +434,11 @@ Status ValidateConfig(const Config& config) {
     return Status::InvalidArgument(
         "config: 'limits.header_bytes_max' must be at least 1 KiB and the connection and timeout "
         "limits above zero");
+  }
+  if (config.erasure_purge_deadline_hours > kErasurePurgeDeadlineHoursMax) {
+    return Status::InvalidArgument("config: 'erasure_purge_deadline_hours' must be 0 to " +
+                                   std::to_string(kErasurePurgeDeadlineHoursMax) +
+                                   " (kErasurePurgeDeadlineHoursMax)");
   }
   if (config.store_memtable_rows_max == 0 || config.store_memtable_rows_max > 10'000'000) {
     return Status::InvalidArgument("config: 'store_memtable_rows_max' must be 1 to 10000000");

@@ -75,6 +75,19 @@ struct ProjectSettings {
   uint64_t disk_bytes_max = 0;
 };
 
+// Erasure's physical stage (docs/privacy.md, "Erasure and access"): an
+// erased subject's rows are gone from every file of the data folder within
+// this many hours of the erasure (0: in the background at once; "purge":
+// "now" does it before the answer). The store starts its purge when the
+// oldest deletion in force is kErasurePurgeMarginHours short of the
+// deadline: a purge of a 100M-event store took 79-243 s (docs/benchmarks.md).
+inline constexpr uint32_t kErasurePurgeDeadlineHoursDefault = 24;
+inline constexpr uint32_t kErasurePurgeDeadlineHoursMax = 720;  // 30 days: GDPR's one month
+inline constexpr uint32_t kErasurePurgeMarginHours = 1;
+
+// The store's purge delay (store::Options::purge_delay_ms) for a deadline.
+int64_t ErasurePurgeDelayMs(uint32_t deadline_hours);
+
 struct Config {
   std::string listen = "127.0.0.1:8080";
   std::string data_folder = "var/data";
@@ -92,6 +105,7 @@ struct Config {
   // The store flushes its memtable into segment files past this many events
   // (store::kMemtableRowsMaxDefault).
   uint64_t store_memtable_rows_max = 200'000;
+  uint32_t erasure_purge_deadline_hours = kErasurePurgeDeadlineHoursDefault;
   uint32_t io_threads = 2;
   // Decoding and the policy run here; no thread waits for fsync (appends
   // are asynchronous), so about one per core is right.

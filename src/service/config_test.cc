@@ -99,6 +99,28 @@ TEST_F(ConfigFileTest, SyntaxErrorGivesTheLine) {
   EXPECT_NE(config.status().message().find("line 2"), std::string::npos);
 }
 
+TEST_F(ConfigFileTest, ErasurePurgeDeadlineIsReadAndRangeChecked) {
+  auto config = Load("");
+  ASSERT_TRUE(config.ok());
+  EXPECT_EQ(config->erasure_purge_deadline_hours, kErasurePurgeDeadlineHoursDefault);
+  config = Load("erasure_purge_deadline_hours = 0\n");
+  ASSERT_TRUE(config.ok());
+  EXPECT_EQ(config->erasure_purge_deadline_hours, 0U);
+  EXPECT_TRUE(ValidateConfig(*config).ok());
+  for (const char* text : {"erasure_purge_deadline_hours = 721\n",
+                           "erasure_purge_deadline_hours = 4294967297\n"}) {
+    config = Load(text);
+    ASSERT_TRUE(config.ok());
+    const Status status = ValidateConfig(*config);
+    EXPECT_EQ(status.code(), StatusCode::kInvalidArgument) << text;
+    EXPECT_NE(status.message().find("erasure_purge_deadline_hours"), std::string::npos);
+    EXPECT_NE(status.message().find("kErasurePurgeDeadlineHoursMax"), std::string::npos);
+  }
+  config = Load("erasure_purge_deadline_hours = -1\n");
+  ASSERT_FALSE(config.ok());
+  EXPECT_NE(config.status().message().find("erasure_purge_deadline_hours"), std::string::npos);
+}
+
 TEST(ConfigTest, KeyFolderInsideDataFolderIsRefused) {
   Config config;
   config.data_folder = "/srv/data";

@@ -6,7 +6,9 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <chrono>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/fault_file_system.h"
@@ -141,6 +143,43 @@ TEST_F(RetentionTest, SettingsReplacedOnReloadApplyToTheNextRun) {
   EXPECT_EQ(Count(other, "Page view"), 1U);
   EXPECT_EQ(Count(other, "Signed up"), 1U);
   EXPECT_EQ(Count(projects_[0], "Page view"), 4U);  // shop has no table any more
+}
+
+// The erasure purge deadline (erasure_purge_deadline_hours, default 24):
+// an erasure's rows stay in the files until the oldest deletion in force
+// is an hour short of it, then the store purges them in the background and
+// retires the deletion — with no further traffic, and the age of the
+// oldest unpurged deletion readable meanwhile.
+TEST_F(RetentionTest, AnErasureIsPurgedByTheDeadline) {
+  constexpr int64_t kHourMs = 3'600'000;
+  ASSERT_EQ(config_.erasure_purge_deadline_hours, 24U);
+  const Project& shop = projects_[0];
+  SubjectSelection selection;
+  selection.distinct_ids = {"user-4"};  // 5 and 40 days old: 4 of 8 events
+  auto erased = service_->Erase(LocalAccess(shop), selection);
+  ASSERT_TRUE(erased.ok()) << erased.status().ToString();
+  EXPECT_EQ(service_->GetStoreStats().deletions_active, 1U);
+  clock_->Advance(23 * kHourMs - 60'000);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // the store looks every second
+  store::Stats stats = service_->GetStoreStats();
+  EXPECT_EQ(stats.deletions_active, 1U);
+  EXPECT_EQ(stats.deletion_oldest_age_ms, static_cast<uint64_t>(23 * kHourMs - 60'000));
+  clock_->Advance(60'000);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (service_->GetStoreStats().deletions_active != 0) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "not purged by the deadline";
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(service_->GetStoreStats().deletion_oldest_age_ms, 0U);
+  EXPECT_EQ(Count(shop, "Signed up") + Count(shop, "Page view"), 4U);
+}
+
+TEST(ErasurePurgeDelayTest, StartsAMarginBeforeTheDeadline) {
+  EXPECT_EQ(ErasurePurgeDelayMs(24), 23 * 3'600'000LL);
+  EXPECT_EQ(ErasurePurgeDelayMs(1), 0);
+  EXPECT_EQ(ErasurePurgeDelayMs(0), 0);
+  EXPECT_EQ(ErasurePurgeDelayMs(kErasurePurgeDeadlineHoursMax),
+            (kErasurePurgeDeadlineHoursMax - 1) * 3'600'000LL);
 }
 
 TEST(RetentionBoundTest, BoundsRoundDownToTheStep) {

@@ -299,6 +299,7 @@ Result<std::unique_ptr<Service>> Service::Open(const Config& config,
   store_options.dedup_window_ms = config.dedup_window_ms;
   store_options.dedup_entries_max = config.dedup_entries_max;
   store_options.memtable_rows_max = config.store_memtable_rows_max;
+  store_options.purge_delay_ms = ErasurePurgeDelayMs(config.erasure_purge_deadline_hours);
   store_options.erasure_journal_folder = ErasureJournalFolder(config);
   MP_ASSIGN_OR_RETURN(std::unique_ptr<store::Engine> engine,
                       store::OpenEmbeddedEngine(store_options));

@@ -342,6 +342,10 @@ class EmbeddedEngine final : public Engine {
   void CollectReadersLocked(uint32_t project_id, ReaderSet* set) const;
   Status ResolveViews(uint32_t project_id, ReaderSet* set);
   bool PurgeDueLocked() const;
+  // Whether a deletion in force has its record at or after the manifest's
+  // log position file, so that only a log roll and a flush can let the
+  // purge retire it (and trim the log file holding the rows it hides).
+  bool PurgeNeedsRollLocked() const;
   // One purge pass (flush thread): rewrites segments with hidden rows, up to
   // kPurgeRowsPerPass rows, then retires what no file needs. True when work is left.
   Result<bool> PurgeOnce();
@@ -1646,9 +1650,12 @@ void EmbeddedEngine::FlushLoop() {
       return;
     }
     const uint64_t ticket = purge_tickets_requested_;
-    // PurgeDeleted rolls the log even when the memtable is empty, so that
-    // the file holding the erased records can be trimmed.
-    const bool roll_for_purge = ticket > purge_tickets_done_ && !stopping;
+    // PurgeDeleted, and a purge that has come due, roll the log even when
+    // the memtable is empty, so that the file holding the erased records
+    // can be trimmed: otherwise a quiet store would keep them in its log
+    // file past the purge deadline, until enough traffic made a flush.
+    const bool roll_for_purge =
+        !stopping && (ticket > purge_tickets_done_ || (PurgeDueLocked() && PurgeNeedsRollLocked()));
     bool flush = !flushing_.empty() || memtable_rows_ > 0 || roll_for_purge;
     if (flushing_.empty() && flush && !SwapAtLogRoll(lock, stopping)) {
       continue;  // Close came first: the next round swaps (the writer has stopped)
@@ -1733,6 +1740,15 @@ bool EmbeddedEngine::PurgeDueLocked() const {
     oldest_ms = std::min(oldest_ms, deletion.stored_at_ms);
   }
   return options_.clock->NowMs() - oldest_ms >= options_.purge_delay_ms;
+}
+
+bool EmbeddedEngine::PurgeNeedsRollLocked() const {
+  for (const Deletion& deletion : deletions_->deletions) {
+    if (deletion.position.file_number >= manifest_.log_position.file_number) {
+      return true;
+    }
+  }
+  return false;
 }
 
 bool EmbeddedEngine::SwapAtLogRoll(std::unique_lock<std::mutex>& lock, bool stopping) {
@@ -2505,6 +2521,14 @@ Stats EmbeddedEngine::GetStats() const {
   stats.compactions = data_stats_.compactions;
   stats.log_files_trimmed = data_stats_.log_files_trimmed;
   stats.deletions_active = deletions_->deletions.size();
+  if (!deletions_->deletions.empty()) {
+    int64_t oldest_ms = INT64_MAX;
+    for (const Deletion& deletion : deletions_->deletions) {
+      oldest_ms = std::min(oldest_ms, deletion.stored_at_ms);
+    }
+    stats.deletion_oldest_age_ms =
+        static_cast<uint64_t>(std::max<int64_t>(0, options_.clock->NowMs() - oldest_ms));
+  }
   stats.deletions_logged = data_stats_.deletions_logged;
   stats.purges = data_stats_.purges;
   stats.purge_rows_removed = data_stats_.purge_rows_removed;

@@ -508,6 +508,44 @@ TEST_F(ErasureTest, TheBackgroundPurgeWaitsForTheDelay) {
   ExpectEverywhere(Expected(0, 2000, 20, {4}));
 }
 
+// The purge deadline (docs/privacy.md, "Erasure and access"): a store with
+// no traffic after the erasure still purges by the deadline — the rows in
+// its current log file and memtable, not only those in segments — and
+// Stats says how old the oldest unpurged deletion is meanwhile.
+TEST_F(ErasureTest, AQuietStorePurgesEveryByteByTheDeadline) {
+  constexpr int64_t kDelayMs = 3'600'000;
+  options_.purge_delay_ms = kDelayMs;
+  ASSERT_TRUE(Open().ok());
+  AppendEvents(0, 2000);
+  Reopen();
+  AppendEvents(2000, 400);  // in the log and memtable only
+  const std::string erased = Hex(7);
+  EXPECT_EQ(engine_->GetStats().deletion_oldest_age_ms, 0u);
+  Erase({7});
+  clock_->Advance(kDelayMs - 1000);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // past kPurgeCheckPause
+  Stats stats = engine_->GetStats();
+  EXPECT_EQ(stats.deletions_active, 1u);
+  EXPECT_EQ(stats.deletion_oldest_age_ms, static_cast<uint64_t>(kDelayMs - 1000));
+  EXPECT_EQ(stats.purge_rows_removed, 0u);
+  EXPECT_NE(DumpFolder().find(erased), std::string::npos);
+  clock_->Advance(1000);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (engine_->GetStats().deletions_active != 0) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "not purged by the deadline";
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  stats = engine_->GetStats();
+  EXPECT_EQ(stats.deletion_oldest_age_ms, 0u);
+  EXPECT_EQ(stats.purge_rows_removed, 100u);  // 2,000 segment events of 20 subjects
+  const std::string dump = DumpFolder();
+  EXPECT_EQ(dump.find(erased), std::string::npos);
+  EXPECT_NE(dump.find(Hex(6)), std::string::npos);
+  ExpectEverywhere(Expected(0, 2400, 20, {7}));
+  Reopen();
+  ExpectEverywhere(Expected(0, 2400, 20, {7}));
+}
+
 TEST_F(ErasureTest, BadRequestsAreRefusedByName) {
   ASSERT_TRUE(Open().ok());
   const Status empty = engine_->EraseSubjects(kProject, {});

@@ -68,9 +68,13 @@ struct Options {
   // the offset and the bytes cut. May be empty.
   std::function<void(const std::string& note)> on_recovery_note;
   // The physical stage of erasure: the flush thread rewrites the segments
-  // that hold rows hidden by a deletion once the oldest such deletion is
-  // this old (store clock), or at once on PurgeDeleted. 0: in the
-  // background right after the deletion.
+  // that hold rows hidden by a deletion once the oldest deletion in force
+  // is this old (store clock; looked at every second), or at once on
+  // PurgeDeleted. Then, as PurgeDeleted does, it rolls the log and flushes
+  // (if a deletion's record is in the current log file), so that the log
+  // files holding the hidden rows are trimmed and the deletions retired.
+  // 0: in the background right after the deletion. The service sets it from
+  // erasure_purge_deadline_hours (docs/privacy.md, "Erasure and access").
   int64_t purge_delay_ms = 0;
   // Where a purge journals the erasures of subjects it retires, for
   // restores of older backups (erasure_journal.h; docs/privacy.md, "Backup
@@ -131,6 +135,9 @@ struct Stats {
   uint64_t log_files_trimmed = 0;  // since open: wholly in segments, no profile update
   // Erasure and time-based dropping.
   uint64_t deletions_active = 0;    // logged, not yet retired (rows may still be in files)
+  // Store clock: how long ago the oldest deletion in force was logged (0
+  // when none), what purge_delay_ms is measured against.
+  uint64_t deletion_oldest_age_ms = 0;
   uint64_t deletions_logged = 0;    // since open
   uint64_t purges = 0;              // since open: passes that rewrote or retired something
   uint64_t purge_rows_removed = 0;  // since open: rows a purge or compaction left out of segments
