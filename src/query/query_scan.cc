@@ -11,6 +11,7 @@
 // allocating; the rows no selector keeps are dropped before they are copied.
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <charconv>
 #include <cstring>
 
@@ -1205,12 +1206,6 @@ SubjectMerger::SubjectMerger(std::vector<std::unique_ptr<SegmentScanner>> scanne
     }
     cursors_.push_back(std::move(cursor));
   }
-  for (size_t cursor_idx = 0; cursor_idx < cursors_.size(); ++cursor_idx) {
-    if (!cursors_[cursor_idx].done) {
-      heap_.push_back(HeapEntry{Head(cursor_idx), cursor_idx});
-    }
-  }
-  std::make_heap(heap_.begin(), heap_.end(), HeadAfter());
 }
 
 bool SubjectMerger::Advance(Cursor* cursor) {
@@ -1225,40 +1220,114 @@ bool SubjectMerger::Advance(Cursor* cursor) {
   return true;
 }
 
-bool SubjectMerger::Next(Id128* subject, std::vector<MatchRow>* rows) {
-  if (!status_.ok() || heap_.empty()) {
+bool SubjectMerger::FillWindow() {
+  window_rows_.clear();
+  collected_.clear();
+  window_runs_.clear();
+  next_run_ = 0;
+  // The window starts at the lowest head, so empty stretches of the space
+  // (another thread's share of it) cost nothing.
+  uint64_t window_start = UINT64_MAX;
+  bool any = false;
+  for (const Cursor& cursor : cursors_) {
+    if (!cursor.done) {
+      window_start = std::min(window_start, cursor.scanner->run_subjects()[cursor.run_idx].high);
+      any = true;
+    }
+  }
+  if (!any || !status_.ok()) {
     return false;
   }
-  *subject = heap_.front().head;
-  lowest_.clear();
-  while (!heap_.empty() && heap_.front().head == *subject) {
-    std::pop_heap(heap_.begin(), heap_.end(), HeadAfter());
-    lowest_.push_back(heap_.back().cursor_idx);
-    heap_.pop_back();
-  }
-  // In segment order, as the rows' order among equal (time, tie) depends on it.
-  std::sort(lowest_.begin(), lowest_.end());
-  rows->clear();
-  for (const size_t cursor_idx : lowest_) {
-    Cursor& cursor = cursors_[cursor_idx];
-    // A subject's rows may continue into the cursor's next block.
-    while (!cursor.done && cursor.scanner->run_subjects()[cursor.run_idx] == *subject) {
+  const uint32_t window_bits = window_bits_;
+  const uint64_t span_minus_one = window_bits >= 64 ? UINT64_MAX : (uint64_t{1} << window_bits) - 1;
+  const uint64_t window_last =
+      window_start > UINT64_MAX - span_minus_one ? UINT64_MAX : window_start + span_minus_one;
+  for (Cursor& cursor : cursors_) {
+    while (!cursor.done) {
+      const auto& subjects = cursor.scanner->run_subjects();
       const auto& ends = cursor.scanner->run_ends();
-      const uint32_t begin = cursor.run_idx == 0 ? 0 : ends[cursor.run_idx - 1];
       const auto& block_rows = cursor.scanner->rows();
-      rows->insert(rows->end(), block_rows.begin() + begin,
-                   block_rows.begin() + ends[cursor.run_idx]);
-      if (++cursor.run_idx == ends.size()) {
-        Advance(&cursor);
+      size_t run_idx = cursor.run_idx;
+      for (; run_idx < ends.size() && subjects[run_idx].high <= window_last; ++run_idx) {
+        const uint32_t begin = run_idx == 0 ? 0 : ends[run_idx - 1];
+        collected_.push_back(WindowRun{subjects[run_idx], window_rows_.size(), ends[run_idx] - begin});
+        window_rows_.insert(window_rows_.end(), block_rows.begin() + begin,
+                            block_rows.begin() + ends[run_idx]);
       }
-    }
-    if (!cursor.done) {
-      heap_.push_back(HeapEntry{Head(cursor_idx), cursor_idx});
-      std::push_heap(heap_.begin(), heap_.end(), HeadAfter());
+      cursor.run_idx = run_idx;
+      if (run_idx < ends.size()) {
+        break;  // the cursor's next subject lies past the window
+      }
+      Advance(&cursor);  // a subject's rows may continue into the next block
     }
   }
   if (!status_.ok()) {
     return false;
+  }
+  OrderWindow(window_start, window_bits);
+  // About kWindowRunsTarget runs per window: the width follows the density.
+  if (collected_.size() > 2 * kWindowRunsTarget && window_bits_ > 0) {
+    --window_bits_;
+  } else if (collected_.size() < kWindowRunsTarget / 2 && window_bits_ < 64) {
+    ++window_bits_;
+  }
+  return true;
+}
+
+void SubjectMerger::OrderWindow(uint64_t window_start, uint32_t window_bits) {
+  const size_t run_count = collected_.size();
+  // About one bucket per run, by the high bits of the subject's offset in
+  // the window; a counting sort is stable, so cursor order is kept.
+  const uint32_t bucket_bits =
+      std::min<uint32_t>(window_bits, static_cast<uint32_t>(std::bit_width(run_count)));
+  const uint32_t shift = window_bits - bucket_bits;
+  auto bucket_of = [&](const WindowRun& run) {
+    return static_cast<size_t>(shift >= 64 ? 0 : (run.subject.high - window_start) >> shift);
+  };
+  const size_t bucket_count = size_t{1} << bucket_bits;
+  bucket_starts_.assign(bucket_count + 1, 0);
+  for (const WindowRun& run : collected_) {
+    ++bucket_starts_[bucket_of(run) + 1];
+  }
+  for (size_t bucket_idx = 0; bucket_idx < bucket_count; ++bucket_idx) {
+    bucket_starts_[bucket_idx + 1] += bucket_starts_[bucket_idx];
+  }
+  window_runs_.resize(run_count);
+  {
+    std::vector<uint32_t>& fill = bucket_starts_;  // advanced per run, restored below
+    for (const WindowRun& run : collected_) {
+      window_runs_[fill[bucket_of(run)]++] = run;
+    }
+    // fill[b] is now the start of bucket b + 1: shift back.
+    for (size_t bucket_idx = bucket_count; bucket_idx > 0; --bucket_idx) {
+      fill[bucket_idx] = fill[bucket_idx - 1];
+    }
+    fill[0] = 0;
+  }
+  auto by_subject = [](const WindowRun& left, const WindowRun& right) {
+    return left.subject < right.subject;
+  };
+  for (size_t bucket_idx = 0; bucket_idx < bucket_count; ++bucket_idx) {
+    const auto begin = window_runs_.begin() + bucket_starts_[bucket_idx];
+    const auto end = window_runs_.begin() + bucket_starts_[bucket_idx + 1];
+    if (end - begin > 1 && !std::is_sorted(begin, end, by_subject)) {
+      std::stable_sort(begin, end, by_subject);
+    }
+  }
+}
+
+bool SubjectMerger::Next(Id128* subject, std::vector<MatchRow>* rows) {
+  if (next_run_ == window_runs_.size() && !FillWindow()) {
+    return false;
+  }
+  *subject = window_runs_[next_run_].subject;
+  rows->clear();
+  // In cursor (segment) order, as the rows' order among equal (time, tie)
+  // depends on it.
+  while (next_run_ < window_runs_.size() && window_runs_[next_run_].subject == *subject) {
+    const WindowRun& run = window_runs_[next_run_++];
+    const auto first = window_rows_.begin() + static_cast<ptrdiff_t>(run.rows_begin);
+    rows->insert(rows->end(), first, first + run.row_count);
   }
   auto before = [](const MatchRow& left, const MatchRow& right) {
     return left.time_ms < right.time_ms || (left.time_ms == right.time_ms && left.tie < right.tie);

@@ -124,5 +124,60 @@ TEST(QueryScanTest, BlocksInOneBucketAnswerAsRowByRow) {
   }
 }
 
+// The merge by subject over many segments of small blocks (a subject's rows
+// continue across blocks; windows of the subject space widen and narrow as
+// the merger adapts them; some subjects share their high 64 bits, so one
+// window bucket holds many) answers as one segment does.
+TEST(QueryScanTest, TheMergeOverManySegmentsAnswersAsOneSegment) {
+  std::mt19937_64 random(7);
+  static const char* const kNames[] = {"view", "click", "buy", "signup"};
+  static const char* const kCountries[] = {"US", "DE", "FR", "JP", "BR"};
+  constexpr size_t kSegments = 48;
+  std::vector<Event> events;
+  std::vector<std::vector<Event>> parts(kSegments);
+  for (int event_idx = 0; event_idx < 40'000; ++event_idx) {
+    Event event;
+    event.name = kNames[random() % 4];
+    const uint64_t user = random() % 12'000;
+    // One subject in 40 shares its high half with every other such subject.
+    event.subject = user % 40 == 0 ? Id128{7, user}
+                                   : testing::SubjectFromName("u" + std::to_string(user));
+    event.time_ms = kStartMs + static_cast<int64_t>(random() % (kDays * kDayMs));
+    event.insert_id = Id128{random(), random()};
+    event.key_version = 1;
+    event.properties.push_back({"country", Value::String(kCountries[user % 5])});
+    events.push_back(event);
+    parts[random() % kSegments].push_back(std::move(event));
+  }
+  std::vector<std::shared_ptr<const store::SegmentReader>> segments;
+  for (const std::vector<Event>& part : parts) {
+    auto segment = testing::MakeSegment(part, 16);
+    ASSERT_TRUE(segment.ok()) << segment.status().ToString();
+    segments.push_back(*segment);
+  }
+  auto whole = testing::MakeSegment(events, 16'384);
+  ASSERT_TRUE(whole.ok()) << whole.status().ToString();
+  const std::string range = R"("from": "2026-10-01", "to": "2026-10-05")";
+  const std::vector<std::string> queries = {
+      R"({"kind": "segmentation", )" + range +
+          R"(, "unit": "day", "measure": "unique", "events": [{"any_event": true}],
+           "breakdown": ["country"]})",
+      R"({"kind": "funnel", )" + range +
+          R"(, "steps": [{"event": "view"}, {"event": "click"}, {"event": "buy"}]})",
+      R"({"kind": "retention", )" + range +
+          R"(, "unit": "day", "periods": 3, "birth": {"event": "signup"},
+           "return": {"event": "view"}})",
+  };
+  for (const std::string& query : queries) {
+    SCOPED_TRACE(query);
+    const std::string expected = Answer(query, Context({*whole}, 1));
+    ASSERT_FALSE(expected.empty());
+    for (const uint32_t threads : {1u, 2u}) {
+      SCOPED_TRACE(threads);
+      EXPECT_EQ(Answer(query, Context(segments, threads)), expected);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace minpanel::query
