@@ -322,6 +322,8 @@ struct Filter {
   std::string key;                  // "": any
   std::string act;                  // prefix; "": any
   std::string route;                // "": any
+  std::string target;               // exact; "": any
+  std::string reason_prefix;        // "": any
   std::optional<uint32_t> project;  // only records naming this project
   int64_t from_ms = 0;
   int64_t to_ms = INT64_MAX;  // exclusive

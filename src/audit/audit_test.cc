@@ -439,6 +439,24 @@ TEST(AuditRecordTest, EncodesAndDecodes) {
   EXPECT_EQ(DecodeEntry("not json").status().code(), StatusCode::kCorruption);
 }
 
+TEST(AuditRecordTest, FilterMatchesTargetAndReasonPrefix) {
+  AuditEntry entry;
+  entry.key = "anomaly";
+  entry.act = "anomaly";
+  entry.target = "mpk_0123456789abcdef";
+  entry.reason = "burst: 4 exports in 120 s";
+  Filter filter;
+  EXPECT_TRUE(Matches(filter, entry));
+  filter.target = "mpk_0123456789abcdef";
+  filter.reason_prefix = "burst: ";
+  EXPECT_TRUE(Matches(filter, entry));
+  filter.reason_prefix = "volume: ";
+  EXPECT_FALSE(Matches(filter, entry));
+  filter.reason_prefix = "";
+  filter.target = "mpk_0123456789abcde";  // a prefix of the target is not the target
+  EXPECT_FALSE(Matches(filter, entry));
+}
+
 TEST(AuditRecordTest, AForeignFileIsNotALog) {
   const VerifyReport report = VerifyBytes("this is not an audit log at all", "");
   EXPECT_FALSE(report.ok);

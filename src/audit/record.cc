@@ -240,6 +240,12 @@ bool Matches(const Filter& filter, const AuditEntry& entry) {
   if (!filter.route.empty() && entry.route != filter.route) {
     return false;
   }
+  if (!filter.target.empty() && entry.target != filter.target) {
+    return false;
+  }
+  if (!filter.reason_prefix.empty() && !entry.reason.starts_with(filter.reason_prefix)) {
+    return false;
+  }
   if (filter.project.has_value() && std::find(entry.projects.begin(), entry.projects.end(),
                                               *filter.project) == entry.projects.end()) {
     return false;

@@ -26,6 +26,7 @@ service::Scope ScopeOf(Route route) {
     case Route::kLiveEvents:
       return service::Scope::kExport;  // whole events, as an export's
     case Route::kAuditStatus:
+    case Route::kAlerts:
       return service::Scope::kAuditRead;
     case Route::kDataMap:
       return service::Scope::kAdmin;
@@ -73,6 +74,60 @@ Result<size_t> LiveLimit(const FormPairs& query) {
                                    " (kLiveEventsMax)");
   }
   return limit;
+}
+
+// GET /api/alerts?key=&rule=&from_ms=&to_ms=&limit= (service/anomaly.h):
+// the anomaly alerts, newest first.
+Result<service::AlertFilter> AlertFilterOf(const FormPairs& query) {
+  service::AlertFilter filter;
+  filter.key_id = std::string(ingest::FindFormValue(query, "key").value_or(""));
+  filter.rule = std::string(ingest::FindFormValue(query, "rule").value_or(""));
+  for (const auto& [name, target] :
+       {std::pair<std::string_view, int64_t*>{"from_ms", &filter.from_ms},
+        std::pair<std::string_view, int64_t*>{"to_ms", &filter.to_ms}}) {
+    if (const auto value = ingest::FindFormValue(query, name)) {
+      const char* end = value->data() + value->size();
+      if (value->empty() || std::from_chars(value->data(), end, *target).ptr != end) {
+        return Status::InvalidArgument(std::string(name) + ": expected milliseconds");
+      }
+    }
+  }
+  if (const auto limit = ingest::FindFormValue(query, "limit")) {
+    const char* end = limit->data() + limit->size();
+    if (limit->empty() || std::from_chars(limit->data(), end, filter.limit).ptr != end) {
+      filter.limit = 0;  // refused by CheckAlertFilter, naming the limit
+    }
+  }
+  return filter;
+}
+
+Response AlertsResponse(const Request& request, service::Service& service,
+                        const service::Access& access, const FormPairs& query) {
+  auto filter = AlertFilterOf(query);
+  if (!filter.ok()) {
+    return ErrorResponse(request, filter.status());
+  }
+  auto alerts = service.ReadAlerts(access, *filter);
+  if (!alerts.ok()) {
+    return ErrorResponse(request, alerts.status());
+  }
+  std::string body = "[";
+  for (const service::ListedAlert& listed : *alerts) {
+    body += body.size() == 1 ? "{\"seq\":" : ",\n{\"seq\":";
+    body += std::to_string(listed.seq) + ",\"time_ms\":" + std::to_string(listed.alert.time_ms) +
+            ",\"key\":";
+    query::AppendJsonString(listed.alert.key_id, &body);
+    body += ",\"project_id\":" + std::to_string(listed.alert.project_id) + ",\"rule\":";
+    query::AppendJsonString(listed.alert.rule, &body);
+    body += ",\"detail\":";
+    query::AppendJsonString(listed.alert.detail, &body);
+    body += ",\"suspended\":";
+    body += listed.alert.suspended ? "true" : "false";
+    body += ",\"key_state\":";
+    query::AppendJsonString(listed.key_state, &body);
+    body += "}";
+  }
+  return MakeResponse(request, 200, kJson, body + "]\n");
 }
 
 // GET /api/datamap?format=json|markdown|html (service/datamap.h): the
@@ -149,6 +204,7 @@ std::optional<Route> ClassifyDashboardPath(std::string_view path) {
   if (path == "/api/names") return Route::kNames;
   if (path == "/api/events/live") return Route::kLiveEvents;
   if (path == "/api/audit/status") return Route::kAuditStatus;
+  if (path == "/api/alerts") return Route::kAlerts;
   if (path == "/api/datamap") return Route::kDataMap;
   if (path == "/api/reports") return Route::kReports;
   if (path.starts_with(kReportsPrefix)) return Route::kReport;
@@ -159,7 +215,8 @@ std::optional<Route> ClassifyDashboardPath(std::string_view path) {
 
 bool IsDashboardRoute(Route route) {
   return route == Route::kProjects || route == Route::kNames || route == Route::kLiveEvents ||
-         route == Route::kAuditStatus || route == Route::kDataMap || IsListRoute(route) ||
+         route == Route::kAuditStatus || route == Route::kAlerts || route == Route::kDataMap ||
+         IsListRoute(route) ||
          IsItemRoute(route);
 }
 
@@ -188,7 +245,8 @@ Response HandleDashboardApi(Route route, const Request& request, service::Servic
   if (!query.ok()) {
     return ErrorResponse(request, query.status());
   }
-  const bool needs_project = route != Route::kProjects && route != Route::kAuditStatus;
+  const bool needs_project =
+      route != Route::kProjects && route != Route::kAuditStatus && route != Route::kAlerts;
   auto access = service.Authorize(CredentialsOf(request, *query), ScopeOf(route), RouteLabel(route),
                                   needs_project);
   if (!access.ok()) {
@@ -213,6 +271,8 @@ Response HandleDashboardApi(Route route, const Request& request, service::Servic
     }
     case Route::kDataMap:
       return DataMapResponse(request, service, *access, *query);
+    case Route::kAlerts:
+      return AlertsResponse(request, service, *access, *query);
     case Route::kAuditStatus: {
       auto status = service.AuditStatus(*access);
       return status.ok() ? MakeResponse(request, 200, kJson, std::move(status).value())

@@ -276,6 +276,8 @@ std::string_view RouteLabel(Route route) {
       return "/api/events/live";
     case Route::kAuditStatus:
       return "/api/audit/status";
+    case Route::kAlerts:
+      return "/api/alerts";
     case Route::kReports:
       return "/api/reports";
     case Route::kReport:

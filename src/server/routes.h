@@ -52,6 +52,7 @@ enum class Route {
   kNames,       // GET /api/names
   kLiveEvents,  // GET /api/events/live
   kAuditStatus,  // GET /api/audit/status
+  kAlerts,      // GET /api/alerts (the anomaly alerts)
   kReports,     // GET, POST /api/reports
   kReport,      // GET, PUT, DELETE /api/reports/<id>
   kDashboards,  // GET, POST /api/dashboards

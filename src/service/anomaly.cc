@@ -294,6 +294,74 @@ bool IsAccessKeyId(std::string_view id) {
          IsHex(id.substr(kPrefix.size()));
 }
 
+Status CheckAlertFilter(const AlertFilter& filter) {
+  if (!filter.key_id.empty() && !IsAccessKeyId(filter.key_id)) {
+    return Status::InvalidArgument("key: expected an access key id (mpk_ and 16 hex digits)");
+  }
+  if (!filter.rule.empty() && std::find(std::begin(kAnomalyRuleNames), std::end(kAnomalyRuleNames),
+                                        filter.rule) == std::end(kAnomalyRuleNames)) {
+    return Status::InvalidArgument(
+        "rule: expected one of volume, window_rows, hours, address, burst");
+  }
+  if (filter.limit == 0 || filter.limit > kAlertsListedMax) {
+    return Status::InvalidArgument("limit: 1 to " + std::to_string(kAlertsListedMax) +
+                                   " (kAlertsListedMax)");
+  }
+  if (filter.from_ms > filter.to_ms) {
+    return Status::InvalidArgument("from_ms: after to_ms");
+  }
+  return Status::Ok();
+}
+
+audit::Filter AuditFilterOfAlerts(const AlertFilter& filter) {
+  audit::Filter audit_filter;
+  audit_filter.key = std::string(kAnomalyAuditKey);
+  audit_filter.target = filter.key_id;
+  audit_filter.reason_prefix = filter.rule.empty() ? "" : filter.rule + ": ";
+  audit_filter.from_ms = filter.from_ms;
+  audit_filter.to_ms = filter.to_ms;
+  audit_filter.limit = 2 * filter.limit;
+  return audit_filter;
+}
+
+std::vector<ListedAlert> AlertsOfRecords(const std::vector<audit::AuditEntry>& records,
+                                         size_t limit) {
+  std::vector<ListedAlert> alerts;
+  for (const audit::AuditEntry& record : records) {
+    if (record.key != kAnomalyAuditKey) {
+      continue;
+    }
+    if (record.act == "key.suspend") {
+      // The alert it follows: the newest of the same key and reason.
+      for (auto it = alerts.rbegin(); it != alerts.rend(); ++it) {
+        if (!it->alert.suspended && it->alert.key_id == record.target &&
+            it->alert.rule + ": " + it->alert.detail == record.reason) {
+          it->alert.suspended = true;
+          break;
+        }
+      }
+      continue;
+    }
+    if (record.act != "anomaly") {
+      continue;
+    }
+    ListedAlert listed;
+    listed.seq = record.seq;
+    listed.alert.key_id = record.target;
+    listed.alert.project_id = record.projects.empty() ? 0 : record.projects.front();
+    listed.alert.time_ms = record.time_ms;
+    const size_t colon = record.reason.find(": ");
+    listed.alert.rule = record.reason.substr(0, colon);
+    listed.alert.detail = colon == std::string::npos ? "" : record.reason.substr(colon + 2);
+    alerts.push_back(std::move(listed));
+  }
+  if (alerts.size() > limit) {
+    alerts.erase(alerts.begin(), alerts.end() - static_cast<std::ptrdiff_t>(limit));
+  }
+  std::reverse(alerts.begin(), alerts.end());
+  return alerts;
+}
+
 KeyUsage::KeyUsage(std::string folder, std::shared_ptr<FileSystem> file_system)
     : folder_(std::move(folder)), file_system_(std::move(file_system)) {}
 

@@ -34,6 +34,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "audit/audit.h"
 #include "core/core.h"
 
 namespace minpanel::service {
@@ -110,6 +111,42 @@ struct AnomalyAlert {
   int64_t time_ms = 0;
   bool suspended = false;  // the key was suspended for it
 };
+
+// The alerts GET /api/alerts lists (Service::ReadAlerts; docs/formats/
+// dashboard-api.md), read back from the audit log: each alert is an
+// `anomaly` record (target: the key; reason: "<rule>: <detail>"), followed
+// by a `key.suspend` record with the same target and reason when the rule
+// suspended the key.
+inline constexpr std::string_view kAnomalyAuditKey = "anomaly";  // the records' `key`
+inline constexpr size_t kAlertsListedMax = 1000;
+inline constexpr size_t kAlertsListedDefault = 100;
+
+struct AlertFilter {
+  std::string key_id;  // the alerted access key; "": any
+  std::string rule;    // one of kAnomalyRuleNames; "": any
+  int64_t from_ms = 0;
+  int64_t to_ms = INT64_MAX;  // exclusive
+  size_t limit = kAlertsListedDefault;
+};
+// InvalidArgument naming the field: a key that is not an access key id, an
+// unknown rule, a limit outside 1..kAlertsListedMax, from_ms after to_ms.
+Status CheckAlertFilter(const AlertFilter& filter);
+// The audit log's filter that finds `filter`'s alerts and their suspensions
+// (twice the limit: each alert may have its suspension record).
+audit::Filter AuditFilterOfAlerts(const AlertFilter& filter);
+
+struct ListedAlert {
+  uint64_t seq = 0;  // the alert's `anomaly` audit record
+  AnomalyAlert alert;
+  // The key as it is now: active, suspended, revoked, expired or deleted
+  // (filled by Service::ReadAlerts).
+  std::string key_state;
+};
+// The alerts among `records` (oldest first, as the audit log shows them),
+// each marked suspended when a later `key.suspend` record of the same key
+// and reason follows it: the newest `limit`, newest first.
+std::vector<ListedAlert> AlertsOfRecords(const std::vector<audit::AuditEntry>& records,
+                                         size_t limit);
 
 // The rules `observation` breaks, given the key's history before it.
 std::vector<AnomalyAlert> EvaluateAnomalies(const AnomalyRules& rules, const KeyHistory& before,

@@ -47,6 +47,31 @@ Result<std::array<uint8_t, 32>> LoadAddressKey(FileSystem& file_system,
   return key;
 }
 
+Result<std::vector<ListedAlert>> Service::ReadAlerts(const Access& access,
+                                                     const AlertFilter& filter) {
+  MP_RETURN_IF_ERROR(CheckAlertFilter(filter));
+  audit::Filter audit_filter = AuditFilterOfAlerts(filter);
+  if (access.principal.project_id != 0) {
+    audit_filter.project = access.principal.project_id;
+  }
+  MP_ASSIGN_OR_RETURN(const std::vector<audit::AuditEntry> records, audit_->Show(audit_filter));
+  std::vector<ListedAlert> alerts = AlertsOfRecords(records, filter.limit);
+  const int64_t now_ms = clock_->NowMs();
+  for (ListedAlert& listed : alerts) {
+    const std::optional<AccessKey> key = access_keys_->FindById(listed.alert.key_id);
+    listed.key_state = !key.has_value()                               ? "deleted"
+                       : key->revoked_ms != 0                         ? "revoked"
+                       : key->suspended_ms != 0                       ? "suspended"
+                       : key->expires_ms != 0 && key->expires_ms <= now_ms ? "expired"
+                                                                           : "active";
+  }
+  audit::AuditEntry entry;
+  entry.act = "audit.read";
+  entry.rows = alerts.size();
+  MP_RETURN_IF_ERROR(Audit(access, std::move(entry)));
+  return alerts;
+}
+
 void Service::SetAlertHandler(std::function<void(const AnomalyAlert&)> handler) {
   alert_handler_ = std::move(handler);
 }
@@ -73,7 +98,7 @@ void Service::ObserveExport(const Access& access, uint64_t rows, uint64_t subjec
     key_usage_failures_.fetch_add(1, std::memory_order_relaxed);
   }
   Access anomaly = access;
-  anomaly.principal.key_id = "anomaly";
+  anomaly.principal.key_id = std::string(kAnomalyAuditKey);
   for (AnomalyAlert& alert : observed.alerts) {
     anomaly_alerts_[RuleIndex(alert.rule)].fetch_add(1, std::memory_order_relaxed);
     audit::AuditEntry entry;

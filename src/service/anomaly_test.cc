@@ -206,5 +206,80 @@ TEST_F(AnomalyTest, ConfigChecksNameTheKey) {
   EXPECT_TRUE(CheckAnomalyRules(AnomalyRules{}).ok());
 }
 
+audit::AuditEntry AlertRecord(uint64_t seq, std::string_view act, std::string_view target,
+                              std::string_view reason) {
+  audit::AuditEntry record;
+  record.seq = seq;
+  record.time_ms = kStartMs + static_cast<int64_t>(seq);
+  record.key = std::string(kAnomalyAuditKey);
+  record.act = std::string(act);
+  record.target = std::string(target);
+  record.reason = std::string(reason);
+  record.projects = {3};
+  return record;
+}
+
+TEST(AlertListTest, AlertsAreReadFromTheirRecordsNewestFirstWithTheirSuspensions) {
+  constexpr std::string_view kOther = "mpk_fedcba9876543210";
+  const std::vector<audit::AuditEntry> records = {
+      // A suspension whose alert fell outside what was read: ignored.
+      AlertRecord(1, "key.suspend", kKey, "burst: 20 exports of at most 1000 rows in 600 s"),
+      AlertRecord(2, "anomaly", kKey, "hours: an export at 03:00 UTC"),
+      AlertRecord(3, "anomaly", kOther, "burst: 20 exports of at most 1000 rows in 600 s"),
+      AlertRecord(4, "anomaly", kKey, "burst: 20 exports of at most 1000 rows in 600 s"),
+      // Another key's record between an alert and its suspension.
+      AlertRecord(5, "key.enable", kOther, ""),
+      AlertRecord(6, "key.suspend", kKey, "burst: 20 exports of at most 1000 rows in 600 s"),
+  };
+  const std::vector<ListedAlert> alerts = AlertsOfRecords(records, 10);
+  ASSERT_EQ(alerts.size(), 3u);
+  EXPECT_EQ(alerts[0].seq, 4u);
+  EXPECT_EQ(alerts[0].alert.rule, "burst");
+  EXPECT_EQ(alerts[0].alert.detail, "20 exports of at most 1000 rows in 600 s");
+  EXPECT_EQ(alerts[0].alert.project_id, 3u);
+  EXPECT_EQ(alerts[0].alert.time_ms, kStartMs + 4);
+  EXPECT_TRUE(alerts[0].alert.suspended);
+  EXPECT_EQ(alerts[1].alert.key_id, kOther);
+  EXPECT_FALSE(alerts[1].alert.suspended);
+  EXPECT_EQ(alerts[2].alert.rule, "hours");
+  EXPECT_FALSE(alerts[2].alert.suspended);
+  // The limit keeps the newest.
+  const std::vector<ListedAlert> newest = AlertsOfRecords(records, 1);
+  ASSERT_EQ(newest.size(), 1u);
+  EXPECT_EQ(newest[0].seq, 4u);
+}
+
+TEST(AlertListTest, TheFilterNamesEachBadFieldAndBecomesAnAuditFilter) {
+  AlertFilter filter;
+  EXPECT_TRUE(CheckAlertFilter(filter).ok());
+  filter.key_id = "secret:1";
+  EXPECT_NE(CheckAlertFilter(filter).message().find("key:"), std::string::npos);
+  filter = AlertFilter{};
+  filter.rule = "volumes";
+  EXPECT_NE(CheckAlertFilter(filter).message().find("rule:"), std::string::npos);
+  filter = AlertFilter{};
+  filter.limit = kAlertsListedMax + 1;
+  EXPECT_NE(CheckAlertFilter(filter).message().find("kAlertsListedMax"), std::string::npos);
+  filter.limit = 0;
+  EXPECT_NE(CheckAlertFilter(filter).message().find("limit:"), std::string::npos);
+  filter = AlertFilter{};
+  filter.from_ms = 2;
+  filter.to_ms = 1;
+  EXPECT_NE(CheckAlertFilter(filter).message().find("from_ms"), std::string::npos);
+
+  filter = AlertFilter{};
+  filter.key_id = std::string(kKey);
+  filter.rule = "burst";
+  filter.limit = 5;
+  const audit::Filter audit_filter = AuditFilterOfAlerts(filter);
+  EXPECT_EQ(audit_filter.key, kAnomalyAuditKey);
+  EXPECT_EQ(audit_filter.target, kKey);
+  EXPECT_EQ(audit_filter.limit, 10u);
+  EXPECT_TRUE(audit::Matches(audit_filter, AlertRecord(1, "anomaly", kKey, "burst: 4 exports")));
+  EXPECT_TRUE(
+      audit::Matches(audit_filter, AlertRecord(2, "key.suspend", kKey, "burst: 4 exports")));
+  EXPECT_FALSE(audit::Matches(audit_filter, AlertRecord(3, "anomaly", kKey, "hours: 03:00")));
+}
+
 }  // namespace
 }  // namespace minpanel::service

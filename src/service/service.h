@@ -411,6 +411,11 @@ class Service {
   Result<std::vector<AccessKey>> ListAccessKeys(const Access& access);
   // The audit log (audit:read); a project's key sees its project's records.
   Result<std::vector<audit::AuditEntry>> ReadAudit(const Access& access, audit::Filter filter);
+  // The anomaly alerts (audit:read) matching `filter`, newest first, each
+  // with whether it suspended its key and the key's state now, read from
+  // the audit log (anomaly.h); a project's key sees its project's alerts.
+  // Audited as `audit.read`. InvalidArgument names a bad filter field.
+  Result<std::vector<ListedAlert>> ReadAlerts(const Access& access, const AlertFilter& filter);
   AccessKeyStore& access_keys() { return *access_keys_; }
 
   // The dashboard API (live.cc, reports_service.cc; docs/formats/dashboard-api.md).

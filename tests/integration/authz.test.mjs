@@ -57,6 +57,7 @@ describe('authorisation matrix', () => {
     { name: 'GET /api/names', needs: ['query:aggregate'], method: 'GET', path: '/api/names' },
     { name: 'GET /api/events/live', needs: ['export'], method: 'GET', path: '/api/events/live?limit=5' },
     { name: 'GET /api/audit/status', needs: ['audit:read'], method: 'GET', path: '/api/audit/status' },
+    { name: 'GET /api/alerts', needs: ['audit:read'], method: 'GET', path: '/api/alerts', projectLess: true },
     { name: 'GET /api/datamap', needs: ['admin'], method: 'GET', path: '/api/datamap' },
     { name: 'GET /api/reports', needs: ['query:aggregate'], method: 'GET', path: '/api/reports' },
     { name: 'GET /api/dashboards', needs: ['query:aggregate'], method: 'GET', path: '/api/dashboards' },

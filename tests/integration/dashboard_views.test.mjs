@@ -4,7 +4,10 @@
 // projects; live events mark the values the policy changed (a redacted
 // email, a generalised URL, a pseudonymised organisation id); the privacy
 // preview shows a dropped property; an export made with another key appears
-// in the audit view with the chain verified; a saved and pinned report
+// in the audit view with the chain verified; an access key's export that
+// breaks an anomaly rule (window_rows, with suspend on) appears among the
+// audit view's alerts with its key suspended, and the admin enables the key
+// from there (GET /api/alerts, POST /api/keys/<id>/enable); a saved and pinned report
 // reopens from the dashboard with the API's numbers. The dashboard API's
 // own answers are checked over HTTP too (docs/formats/dashboard-api.md).
 // With MINPANEL_SCREENSHOTS=1 it also writes docs/dashboard-*.png.
@@ -44,14 +47,20 @@ describe('the dashboard views in Chromium', () => {
   let browser;
   let origin;
   let adminKey;
+  let exportKey;
 
   before(async () => {
-    server = await startServer({ projectName: 'views-it' });
+    // Any export of more than 5 rows by an access key breaks the rule
+    // window_rows and suspends the key (docs/security.md, "Anomaly rules").
+    server = await startServer({ projectName: 'views-it', configText: '[anomaly]\nwindow_rows_max = 5\nsuspend = true\n' });
     const res = await server.importJson(events());
     assert.equal(res.status, 200, res.text);
     await createProject(server.dataDir, server.keysDir, 'views-other');
     const { stdout } = await runCli(['keys', 'create', '--name', 'views-admin', '--admin', '--data', server.dataDir, '--keys', server.keysDir]);
     adminKey = /mpk_[0-9a-f]+_[0-9a-f]{32,}/.exec(stdout)[0];
+    const made = await runCli(['keys', 'create', '--name', 'views-exporter', '--project', 'views-it', '--scope', 'export',
+      '--json', '--data', server.dataDir, '--keys', server.keysDir]);
+    exportKey = JSON.parse(made.stdout.trim().split('\n').pop());
     await server.reload();
     origin = `http://${server.host}`;
     browser = await launchChromium();
@@ -119,9 +128,43 @@ describe('the dashboard views in Chromium', () => {
     const removed = await server.request({ method: 'DELETE', path: `/api/reports/${report.id}`, headers: server.authHeader() });
     assert.equal(removed.status, 200, removed.text);
     assert.equal((await get(`/api/reports/${report.id}`)).status, 404);
+
+    // Anomaly alerts: the export key's export (12 events and the watermark's
+    // decoys) breaks window_rows (5) and suspends it; the next is refused.
+    res = await get('/api/alerts', adminKey);
+    assert.equal(res.status, 200, res.text);
+    assert.deepEqual(res.body, [], 'no alert before the export');
+    const exportPath = `/api/2.0/export?from_date=${isoDate(-3)}&to_date=${isoDate(1)}`;
+    let exported = await server.request({ path: exportPath, headers: server.authHeader(exportKey.secret) });
+    assert.equal(exported.status, 200, exported.text);
+    exported = await server.request({ path: exportPath, headers: server.authHeader(exportKey.secret) });
+    assert.equal(exported.status, 403, exported.text);
+    assert.match(exported.text, /suspended by the anomaly rule 'window_rows'/);
+    res = await get('/api/alerts', adminKey);
+    assert.equal(res.status, 200, res.text);
+    assert.equal(res.body.length, 1, res.text);
+    const [alert] = res.body;
+    assert.equal(alert.key, exportKey.id);
+    assert.equal(alert.project_id, server.project.id);
+    assert.equal(alert.rule, 'window_rows');
+    assert.match(alert.detail, /^(1[2-9]|[2-9]\d) rows in 24 h, over 5$/);
+    assert.equal(alert.suspended, true);
+    assert.equal(alert.key_state, 'suspended');
+    assert.ok(Math.abs(alert.time_ms - Date.now()) < 60000, res.text);
+    // Filters, and the project's own secret sees its project's alerts.
+    assert.equal((await get(`/api/alerts?key=${exportKey.id}&rule=window_rows`, adminKey)).body.length, 1);
+    assert.deepEqual((await get('/api/alerts?rule=burst', adminKey)).body, []);
+    assert.deepEqual((await get(`/api/alerts?from_ms=${Date.now() + 60000}`, adminKey)).body, []);
+    assert.equal((await get('/api/alerts')).body.length, 1, 'the project secret holds audit:read');
+    for (const [query, field] of [['rule=volumes', /rule:/], ['key=secret:1', /key:/], ['limit=1001', /kAlertsListedMax/],
+      ['limit=x', /limit:/], ['from_ms=soon', /from_ms/]]) {
+      res = await get(`/api/alerts?${query}`, adminKey);
+      assert.equal(res.status, 400, `${query}: ${res.text}`);
+      assert.match(res.body.error, field);
+    }
   });
 
-  it('picks a project, marks policy changes, shows an export in the audit view and reopens a pinned report', async () => {
+  it('picks a project, marks policy changes, shows an export and an alert in the audit view and reopens a pinned report', async () => {
     const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
     const page = await context.newPage();
     const problems = [];
@@ -194,7 +237,18 @@ describe('the dashboard views in Chromium', () => {
       await row.waitFor({ timeout: 15000 });
       assert.match(await row.textContent(), /\/api\/2\.0\/export/);
       await page.getByText('Chain verified').waitFor({ timeout: 15000 });
+      // The export key's alert, its key suspended; the admin enables it here.
+      const alertRow = page.locator('#alerts-table tbody tr[data-rule="window_rows"]').filter({ hasText: exportKey.id });
+      await alertRow.waitFor({ timeout: 15000 });
+      assert.match(await alertRow.textContent(), /Rows in the window.*\d+ rows in 24 h, over 5.*Yes, by this alert.*suspended/);
       await save('audit');
+      await alertRow.getByRole('button', { name: `Enable key ${exportKey.id}` }).click();
+      await page.getByText(`Key ${exportKey.id} enabled.`).waitFor({ timeout: 15000 });
+      assert.match(await alertRow.locator('td.key-state').textContent(), /^active$/);
+      const again = await server.request({
+        path: `/api/2.0/export?from_date=${isoDate(-3)}&to_date=${isoDate(1)}`, headers: server.authHeader(exportKey.secret),
+      });
+      assert.equal(again.status, 200, 'the enabled key exports again');
 
       // Save an insight, pinned; reopen it from the dashboard.
       const state = { events: ['Signed Up'], range: { preset: 'custom', from: isoDate(-3), to: isoDate(1) }, unit: 'day' };
