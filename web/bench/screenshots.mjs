@@ -75,5 +75,11 @@ await page.goto(`${origin}/${shots[0][1]}`);
 await page.waitForSelector('#insights-table tbody tr');
 await page.waitForTimeout(300);
 await page.screenshot({ path: path.join(REPO_ROOT, 'docs', 'dashboard-insights-phone.png') });
+// The funnels' time-to-convert chart at phone width: its axis labels
+// spaced so none overlaps, the last ("7 d or more") whole.
+await page.goto(`${origin}/${shots[1][1]}`);
+await page.waitForSelector('#funnel-time-chart canvas');
+await page.waitForTimeout(300);
+await page.locator('#funnel-time-chart').screenshot({ path: path.join(REPO_ROOT, 'docs', 'dashboard-funnels-phone.png') });
 await browser.close();
 await server.stop();
