@@ -9,13 +9,26 @@
 # total (with opening the log to record the run), the peak resident memory,
 # and the medians per mode; checks the counts against the generator's truth.
 #
+# Two more modes measure the blast radius right after a long stretch of
+# appends (STRETCH records, default 365,000: about a month of this log)
+# made through the real appender (bench/audit_append.cc, built with
+# -DMINPANEL_BENCH=ON) on top of the indexed year, with the log still held
+# open as by a running server (so the run is not recorded: `total` is the
+# command without it): `stretch-unkept` with the appender keeping no index
+# (as before the log kept it: the run walks the whole stretch) and
+# `stretch-kept` with the log keeping it (audit::kIndexUpdateRecords).
+# MODES chooses the modes (default: all five).
+#
 #   bench/incident_blast_bench.sh BUILD_DIR [RECORDS] [RUNS]
 #   bench/incident_blast_bench.sh build-h6 3650000 3
+#   MODES="stretch-unkept stretch-kept" bench/incident_blast_bench.sh build 3650000 3
 set -euo pipefail
 
 build="${1:?usage: $0 BUILD_DIR [RECORDS] [RUNS]}"
 records="${2:-3650000}"
 runs="${3:-3}"
+stretch="${STRETCH:-365000}"
+modes="${MODES:-full index-cold index-warm stretch-unkept stretch-kept}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 binary="${build}/apps/minpanel/minpanel"
 data="${TMPDIR:-/tmp}/minpanel-blast-bench-${records}"
@@ -38,12 +51,30 @@ run_once() {
   work="$(mktemp -d)"
   mkdir -p "${work}/data"
   cp -r "${source}" "${work}/data/audit"
+  # A stretch of appends through the real appender, the log held open
+  # (by a FIFO on its standard input) while the blast radius runs.
+  local appender="" held=""
+  if [[ "${mode}" == stretch-* ]]; then
+    mkfifo "${work}/hold"
+    local index_flag=""
+    [[ "${mode}" == stretch-unkept ]] && index_flag="--no-index"
+    "${build}/bench/audit_append" "${work}/data/audit" "${stretch}" ${index_flag} \
+      <"${work}/hold" >"${work}/append" &
+    appender=$!
+    exec {held}>"${work}/hold"
+    until grep -q appended "${work}/append" 2>/dev/null; do sleep 0.2; done
+  fi
   local start_ns end_ns
   start_ns="$(date +%s%N)"
   /usr/bin/time -f "peak_rss_kb %M" "${binary}" incident blast-radius --key "${key}" --from "${from}" \
     --to "${to}" --data "${work}/data" --keys "${work}/keys" --out "${work}/out" \
     --company "Bench Ltd" --domain example.com --no-notices "$@" 2>"${work}/log"
   end_ns="$(date +%s%N)"
+  if [[ -n "${appender}" ]]; then
+    exec {held}>&-
+    wait "${appender}"
+    echo "  appender: $(tr '\n' ' ' <"${work}/append")"
+  fi
   local read_s total_s subjects chain_mode
   read_s="$(grep -oE 'audit log read \([0-9.]+ s\)' "${work}/log" | grep -oE '[0-9.]+')"
   total_s="$(awk -v a="${start_ns}" -v b="${end_ns}" 'BEGIN {printf "%.2f", (b - a) / 1e9}')"
@@ -78,14 +109,14 @@ if [[ ! -d "${indexed}" ]]; then
   rm -rf "${prepare}"
 fi
 summary=()
-for mode in full index-cold index-warm; do
+for mode in ${modes}; do
   reads=()
   totals=()
   for run in $(seq 1 "${runs}"); do
     case "${mode}" in
       full) run_once "${mode}" "${data}/audit" "${run}" --verify-chain ;;
       index-cold) run_once "${mode}" "${data}/audit" "${run}" ;;
-      index-warm) run_once "${mode}" "${indexed}" "${run}" ;;
+      index-warm | stretch-unkept | stretch-kept) run_once "${mode}" "${indexed}" "${run}" ;;
     esac
   done
   summary+=("${mode}: median read $(median "${reads[@]}") s, median total $(median "${totals[@]}") s over ${runs} runs")

@@ -305,10 +305,18 @@ struct KeyLookup {
 // records are still returned and `note` says so. `visit` (when set) is
 // called with each record walked, as VerifyLog does; `rebuild` makes the
 // index anew from the first record whatever its state (a full walk that
-// leaves an index behind).
+// leaves an index behind). Whoever brings the index up to date holds
+// `<folder>/index/LOCK` (an flock) meanwhile, so that an appending server
+// (AuditLog's indexer) and a command reading the same folder never write
+// its files at once; LookupKey waits for it.
 Result<KeyLookup> LookupKey(const std::string& folder, std::string_view key,
                             FileSystem& file_system, const WalkOptions& options,
                             const RecordVisitor& visit = {}, bool rebuild = false);
+// Brings the index up to date as LookupKey does, for no key, unless another
+// thread or process holds the index's lock: then Unavailable at once (the
+// holder is bringing it up to date). What AuditLog's indexer calls.
+Result<KeyLookup> TryUpdateIndex(const std::string& folder, FileSystem& file_system,
+                                 const WalkOptions& options);
 // The payload of the record `ref` names, checked without the chain walk:
 // its seq, SHA-256(the hash stored before it, or the log's base, || length
 // || payload) equal to the hash stored after it, and the same link from it
@@ -342,8 +350,19 @@ struct Shown {
 };
 Result<Shown> ShowLog(const std::string& path, FileSystem& file_system, const Filter& filter);
 
+// An AuditLog keeps the key index current as it appends: a thread of its
+// own brings it up to date (TryUpdateIndex) each time this many more
+// records are durable, at Open and at Close, so that a blast radius walks at
+// most about this many records past the index however long the server ran.
+// Each update walks the new records (read back from the page cache) and
+// rewrites the index's last file (at most kIndexSegmentRecords * 16 bytes).
+inline constexpr uint64_t kIndexUpdateRecords = 4096;
+
 struct Options {
   uint64_t anchor_interval = kAnchorInterval;
+  // Records between two updates of the key index by the log's indexer
+  // thread; 0: the log does not keep the index (LookupKey still does).
+  uint64_t index_update_records = kIndexUpdateRecords;
   // Signs every anchor (a checkpoint) when set.
   std::shared_ptr<const SigningKey> signing_key;
   // A file (on another volume) each anchor line is also appended to; empty: none.
@@ -394,6 +413,18 @@ class AuditLog {
 
   const std::string& folder() const { return folder_; }
 
+  // What the indexer thread did: the last record the index covered after
+  // its last update, the updates made, and the last update's problem (the
+  // index is a cache: a failed update is retried at the next interval and
+  // never fails an append). For tests and the service's status.
+  struct IndexState {
+    uint64_t indexed_seq = 0;
+    uint64_t updates = 0;
+    uint64_t rebuilds = 0;
+    std::string problem;
+  };
+  IndexState index_state();
+
  private:
   AuditLog(std::string folder, std::shared_ptr<FileSystem> file_system,
            std::shared_ptr<Clock> clock, Options options, int lock_fd);
@@ -403,6 +434,13 @@ class AuditLog {
   Status WriteAnchorLineLocked(uint64_t seq, const std::array<uint8_t, kHashBytes>& hash);
   // The flusher thread: writes and syncs what is queued, in one batch.
   void FlushLoop();
+  // The indexer thread: brings the key index up to date when asked
+  // (index_wanted_seq_ past what it covers), outside mutex_, so that no
+  // append or query waits for it.
+  void IndexLoop();
+  // Asks the indexer for an update once `index_update_records` more records
+  // are durable (or at once when `now`). mutex_ held.
+  void RequestIndexLocked(bool now);
 
   std::string folder_;
   std::shared_ptr<FileSystem> file_system_;
@@ -429,6 +467,18 @@ class AuditLog {
   uint64_t base_seq_ = 0;  // records up to this one were pruned
   Status failed_;
   std::thread flusher_;
+  // The indexer: asked for records up to index_wanted_seq_; mutex_ guards
+  // these. index_round_ is held for each update and by PruneBefore, so that
+  // no update reads a log being replaced.
+  std::condition_variable index_wanted_;
+  uint64_t index_wanted_seq_ = 0;
+  uint64_t index_asked_at_seq_ = 0;  // durable_seq_ when last asked
+  uint64_t index_done_seq_ = 0;      // index_wanted_seq_ of the last update made
+  bool index_forced_ = false;        // an update asked for whatever the seqs (a prune, Close)
+  bool index_stopping_ = false;
+  IndexState index_state_;
+  std::mutex index_round_;
+  std::thread indexer_;
 };
 
 // Helpers for callers that build entries.

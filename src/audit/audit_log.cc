@@ -159,6 +159,15 @@ Result<std::unique_ptr<AuditLog>> AuditLog::Open(std::string folder,
   MP_ASSIGN_OR_RETURN(const auto subjects, file_system->ListDirectory(folder + "/subjects"));
   log->subjects_files_ = subjects.size();
   log->flusher_ = std::thread([raw = log.get()] { raw->FlushLoop(); });
+  if (options.index_update_records > 0) {
+    // The first update catches the index up with what was appended while no
+    // log kept it (all of it the first time: a walk in the background). A
+    // command that opened from the index has just brought it up to date.
+    std::lock_guard lock(log->mutex_);
+    log->index_asked_at_seq_ = last_seq;
+    log->index_wanted_seq_ = options.open_from_index ? 0 : last_seq;
+    log->indexer_ = std::thread([raw = log.get()] { raw->IndexLoop(); });
+  }
   if (torn_bytes > 0) {
     AuditEntry cut;
     cut.key = "local";
@@ -247,6 +256,7 @@ void AuditLog::FlushLoop() {
     } else {
       durable_seq_ = last;
       durable_head_ = batch_head;
+      RequestIndexLocked(/*now=*/false);
       if (durable_seq_ >= anchored_seq_ + options_.anchor_interval) {
         const Status anchored = WriteAnchorLocked();
         if (!anchored.ok()) {
@@ -256,6 +266,62 @@ void AuditLog::FlushLoop() {
     }
     written_.notify_all();
   }
+}
+
+void AuditLog::RequestIndexLocked(bool now) {
+  if (options_.index_update_records == 0) {
+    return;
+  }
+  if (now || durable_seq_ >= index_asked_at_seq_ + options_.index_update_records) {
+    index_asked_at_seq_ = durable_seq_;
+    index_wanted_seq_ = durable_seq_;
+    index_forced_ = index_forced_ || now;
+    index_wanted_.notify_one();
+  }
+}
+
+void AuditLog::IndexLoop() {
+  // Anchor signatures are not checked here: the index is a cache, and a
+  // reader given the public key checks every anchor's signature itself.
+  WalkOptions walk;
+  walk.pruned_needs_key = false;
+  std::unique_lock lock(mutex_);
+  while (true) {
+    index_wanted_.wait(lock, [&] {
+      return index_stopping_ || index_forced_ || index_wanted_seq_ > index_done_seq_;
+    });
+    if (!index_forced_ && index_wanted_seq_ <= index_done_seq_) {
+      return;  // stopping, and every update asked for was made
+    }
+    index_forced_ = false;
+    const uint64_t wanted = index_wanted_seq_;
+    lock.unlock();
+    Result<KeyLookup> update = Status::Ok();
+    {
+      std::lock_guard round(index_round_);
+      update = TryUpdateIndex(folder_, *file_system_, walk);
+    }
+    lock.lock();
+    index_done_seq_ = wanted;
+    ++index_state_.updates;
+    if (update.ok() && update->walk.ok &&
+        update->note.find("could not be written") == std::string::npos) {
+      index_state_.indexed_seq = update->indexed_seq;
+      index_state_.rebuilds += update->rebuilt ? 1 : 0;
+      index_state_.problem.clear();
+      continue;
+    }
+    // Retried when asked again (the next interval, or Close); a lock held
+    // by a command means that command is bringing the index up to date.
+    index_state_.problem = !update.ok()       ? update.status().message()
+                           : !update->walk.ok ? update->walk.problem
+                                              : update->note;
+  }
+}
+
+AuditLog::IndexState AuditLog::index_state() {
+  std::lock_guard lock(mutex_);
+  return index_state_;
 }
 
 Status AuditLog::WriteAnchorLocked() {
@@ -290,6 +356,8 @@ Result<uint64_t> AuditLog::PruneBefore(int64_t before_ms) {
         "audit retention: pruning needs the audit signing key, so that a signed checkpoint "
         "vouches for the records cut");
   }
+  // No index update reads the log while it is replaced.
+  std::lock_guard round(index_round_);
   std::unique_lock lock(mutex_);
   // Nothing in flight: every queued record written, no batch being written.
   written_.wait(lock, [&] { return (pending_.empty() && !writing_) || !failed_.ok(); });
@@ -353,6 +421,8 @@ Result<uint64_t> AuditLog::PruneBefore(int64_t before_ms) {
   }
   file_ = std::move(reopened).value();
   base_seq_ = cut_seq;
+  // The index follows the old base: made anew in the background.
+  RequestIndexLocked(/*now=*/true);
   for (const std::string& side_file : side_files) {
     (void)file_system_->Remove(folder_ + "/" + side_file);  // retention covers them too
   }
@@ -417,12 +487,23 @@ Status AuditLog::Close() {
   if (flusher_.joinable()) {
     flusher_.join();
   }
-  std::lock_guard lock(mutex_);
+  std::unique_lock lock(mutex_);
   flusher_exited_ = true;
   written_.notify_all();
   Status status = failed_;
   if (status.ok()) {
     status = WriteAnchorLocked();
+  }
+  if (indexer_.joinable()) {
+    // A last update, so that the next command finds the index current.
+    if (status.ok() && durable_seq_ > index_asked_at_seq_) {
+      RequestIndexLocked(/*now=*/true);
+    }
+    index_stopping_ = true;
+    index_wanted_.notify_one();
+    lock.unlock();
+    indexer_.join();
+    lock.lock();
   }
   if (file_ == nullptr || anchors_ == nullptr) {
     return status;

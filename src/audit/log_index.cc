@@ -5,9 +5,15 @@
 // extended by a verified walk of the records it does not cover, made anew
 // when missing or stale, and every record read through it is checked again
 // (ReadIndexedRecord).
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <map>
+#include <utility>
 
 #include "audit/audit.h"
 #include "audit/log_format.h"
@@ -175,6 +181,46 @@ Result<LoadedIndex> LoadIndex(const std::string& folder, std::string_view key,
   return loaded;
 }
 
+// The flock on <folder>/index/LOCK held while the index is brought up to
+// date, released when destroyed. A folder where it cannot be made (read
+// only) is walked without it: the index cannot be written there either.
+class IndexLock {
+ public:
+  enum class Wait { kBlock, kTry };
+  static Result<IndexLock> Take(const std::string& folder, FileSystem& file_system, Wait wait) {
+    IndexLock lock;
+    const std::string index_folder = folder + "/index";
+    if (!file_system.Exists(index_folder) &&
+        !file_system.CreateDirectories(index_folder, kIndexFolderMode).ok()) {
+      return lock;
+    }
+    const std::string path = index_folder + "/LOCK";
+    lock.fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, kIndexFileMode);
+    if (lock.fd_ < 0) {
+      return lock;
+    }
+    while (::flock(lock.fd_, LOCK_EX | (wait == Wait::kTry ? LOCK_NB : 0)) != 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      return Status::Unavailable("audit index " + index_folder +
+                                 ": another thread or process is bringing it up to date");
+    }
+    return lock;
+  }
+  IndexLock() = default;
+  IndexLock(IndexLock&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  IndexLock& operator=(IndexLock&&) = delete;
+  ~IndexLock() {
+    if (fd_ >= 0) {
+      ::close(fd_);  // releases the flock
+    }
+  }
+
+ private:
+  int fd_ = -1;
+};
+
 Status RemoveIndex(const std::string& folder, FileSystem& file_system) {
   const std::string index_folder = folder + "/index";
   if (!file_system.Exists(index_folder)) {
@@ -340,13 +386,41 @@ Result<std::string> ReadIndexedRecord(const RandomAccessFile& log, const LogStar
   return payload;
 }
 
+namespace {
+
+Result<KeyLookup> LookupKeyLocked(const std::string& folder, std::string_view key,
+                                  FileSystem& file_system, const WalkOptions& options,
+                                  const RecordVisitor& visit, bool rebuild);
+
+}  // namespace
+
 Result<KeyLookup> LookupKey(const std::string& folder, std::string_view key,
                             FileSystem& file_system, const WalkOptions& options,
                             const RecordVisitor& visit, bool rebuild) {
-  const std::string log_path = folder + "/log";
-  if (!file_system.Exists(log_path)) {
+  if (!file_system.Exists(folder + "/log")) {
     return Status::NotFound("no audit log in " + folder);
   }
+  MP_ASSIGN_OR_RETURN(const IndexLock lock,
+                      IndexLock::Take(folder, file_system, IndexLock::Wait::kBlock));
+  return LookupKeyLocked(folder, key, file_system, options, visit, rebuild);
+}
+
+Result<KeyLookup> TryUpdateIndex(const std::string& folder, FileSystem& file_system,
+                                 const WalkOptions& options) {
+  if (!file_system.Exists(folder + "/log")) {
+    return Status::NotFound("no audit log in " + folder);
+  }
+  MP_ASSIGN_OR_RETURN(const IndexLock lock,
+                      IndexLock::Take(folder, file_system, IndexLock::Wait::kTry));
+  return LookupKeyLocked(folder, "", file_system, options, {}, false);
+}
+
+namespace {
+
+Result<KeyLookup> LookupKeyLocked(const std::string& folder, std::string_view key,
+                                  FileSystem& file_system, const WalkOptions& options,
+                                  const RecordVisitor& visit, bool rebuild) {
+  const std::string log_path = folder + "/log";
   MP_ASSIGN_OR_RETURN(std::unique_ptr<RandomAccessFile> log,
                       file_system.OpenRandomAccess(log_path));
   std::string header;
@@ -421,5 +495,7 @@ Result<KeyLookup> LookupKey(const std::string& folder, std::string_view key,
   lookup.indexed_seq = reader.seq();
   return lookup;
 }
+
+}  // namespace
 
 }  // namespace minpanel::audit

@@ -2,9 +2,15 @@
 // a temporary folder).
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "audit/audit.h"
 
@@ -20,13 +26,21 @@ class LogReaderTest : public ::testing::Test {
   }
 
   // `count` records by keys mpk_0..mpk_2 in turn (mpk_1's key escaped when
-  // `escaped`), queued and written at Close (group-committed).
+  // `escaped`), queued and written at Close (group-committed), by a log
+  // that does not keep the key index (the tests of LookupKey's own walk).
   void WriteRecords(size_t count, bool escaped = false) {
     Options options;
     options.anchor_interval = 64;
+    options.index_update_records = 0;
     auto log = AuditLog::Open(folder_, file_system_, clock_, options);
     ASSERT_TRUE(log.ok()) << log.status().ToString();
-    for (size_t record_idx = 0; record_idx < count; ++record_idx) {
+    AppendRecords(**log, count, escaped);
+    ASSERT_TRUE((*log)->Close().ok());
+  }
+  // Record `first_idx + n` is by key mpk_((first_idx + n) % 3).
+  void AppendRecords(AuditLog& log, size_t count, bool escaped = false, size_t first_idx = 0) {
+    uint64_t last = 0;
+    for (size_t record_idx = first_idx; record_idx < first_idx + count; ++record_idx) {
       AuditEntry entry;
       entry.key = "mpk_" + std::to_string(record_idx % 3);
       if (escaped && record_idx % 3 == 1) {
@@ -37,9 +51,22 @@ class LogReaderTest : public ::testing::Test {
       entry.projects = {1};
       entry.rows = record_idx;
       clock_->Advance(10);
-      ASSERT_TRUE((*log)->Enqueue(entry).ok());
+      auto seq = log.Enqueue(entry);
+      ASSERT_TRUE(seq.ok()) << seq.status().ToString();
+      last = *seq;
     }
-    ASSERT_TRUE((*log)->Close().ok());
+    ASSERT_TRUE(log.WaitDurable(last).ok());
+  }
+  // Waits (at most 20 s) until the log's indexer covers record `seq`.
+  AuditLog::IndexState WaitIndexed(AuditLog& log, uint64_t seq, uint64_t rebuilds = 0) {
+    for (int attempt = 0; attempt < 2000; ++attempt) {
+      const AuditLog::IndexState state = log.index_state();
+      if (state.indexed_seq >= seq && state.rebuilds >= rebuilds) {
+        return state;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return log.index_state();
   }
 
   std::string Read(const std::string& name) {
@@ -242,6 +269,122 @@ TEST_F(LogReaderTest, OpeningFromTheIndexContinuesTheChain) {
   ASSERT_TRUE(report.ok());
   EXPECT_TRUE(report->ok) << report->problem;
   EXPECT_EQ(report->records, 106u);
+}
+
+TEST_F(LogReaderTest, TheLogKeepsTheIndexCurrentAsItAppends) {
+  Options options;
+  options.anchor_interval = 64;
+  options.index_update_records = 100;
+  auto opened = AuditLog::Open(folder_, file_system_, clock_, options);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  AuditLog& log = **opened;
+  // In pieces, as a server's requests come: each piece durable before the next.
+  for (size_t piece = 0; piece < 30; ++piece) {
+    AppendRecords(log, 100, false, piece * 100);
+  }
+  const AuditLog::IndexState state = WaitIndexed(log, 2900);
+  EXPECT_GE(state.indexed_seq, 2900u) << state.problem;
+  EXPECT_GT(state.updates, 1u);
+  EXPECT_TRUE(state.problem.empty()) << state.problem;
+  // A reader while the log is open walks only what the indexer has not
+  // reached: fewer than an interval's records, not the 3,000.
+  auto lookup = Lookup("mpk_1");
+  ASSERT_TRUE(lookup.ok()) << lookup.status().ToString();
+  ASSERT_TRUE(lookup->walk.ok) << lookup->walk.problem;
+  EXPECT_FALSE(lookup->rebuilt) << lookup->note;
+  EXPECT_LE(lookup->records_walked, 100u);
+  ASSERT_EQ(lookup->records.size(), 1000u);
+  for (size_t record_idx = 0; record_idx < lookup->records.size(); ++record_idx) {
+    ASSERT_EQ(lookup->records[record_idx].seq, 3 * record_idx + 2);
+  }
+  // At Close the indexer covers the last records: nothing left to walk.
+  AppendRecords(log, 7, false, 3000);
+  ASSERT_TRUE(log.Close().ok());
+  EXPECT_EQ(log.index_state().indexed_seq, 3007u) << log.index_state().problem;
+  auto closed = Lookup("mpk_1");
+  ASSERT_TRUE(closed.ok());
+  EXPECT_FALSE(closed->rebuilt) << closed->note;
+  EXPECT_EQ(closed->records_walked, 0u);
+  EXPECT_EQ(closed->records.size(), 1002u);
+}
+
+TEST_F(LogReaderTest, TheLogCatchesTheIndexUpAtOpenAndRemakesADamagedOne) {
+  WriteRecords(500);  // by a log that kept no index: none yet
+  Options options;
+  options.index_update_records = 100;
+  auto opened = AuditLog::Open(folder_, file_system_, clock_, options);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  AuditLog& log = **opened;
+  // At Open, in the background, the whole log.
+  AuditLog::IndexState state = WaitIndexed(log, 500, 1);
+  EXPECT_EQ(state.indexed_seq, 500u) << state.problem;
+  EXPECT_EQ(state.rebuilds, 1u);
+  // A damaged index file (a crash, a disk error, an edit): the index is a
+  // cache, checked against the chain, so the next update makes it anew.
+  Write("index/0.idx", "not an index");
+  AppendRecords(log, 150, false, 500);
+  state = WaitIndexed(log, 600, 2);
+  EXPECT_EQ(state.rebuilds, 2u) << state.problem;
+  auto lookup = Lookup("mpk_0");
+  ASSERT_TRUE(lookup.ok());
+  EXPECT_FALSE(lookup->rebuilt) << lookup->note;
+  EXPECT_EQ(lookup->records.size(), 167u + 50u);
+  ASSERT_TRUE(log.Close().ok());
+}
+
+TEST_F(LogReaderTest, AfterAPruneTheLogRemakesTheIndexFromTheNewBase) {
+  auto key = LoadSigningKey(*file_system_, folder_ + "-signing.key", true);
+  ASSERT_TRUE(key.ok()) << key.status().ToString();
+  Options options;
+  options.signing_key = std::make_shared<const SigningKey>(*key);
+  options.index_update_records = 100;
+  const int64_t start_ms = clock_->NowMs();
+  auto opened = AuditLog::Open(folder_, file_system_, clock_, options);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  AuditLog& log = **opened;
+  for (size_t piece = 0; piece < 3; ++piece) {
+    AppendRecords(log, 100, false, piece * 100);
+  }
+  ASSERT_EQ(WaitIndexed(log, 300, 1).indexed_seq, 300u) << log.index_state().problem;
+  // Records 1..150 are older than the cut.
+  auto pruned = log.PruneBefore(start_ms + 10 * 150 + 5);
+  ASSERT_TRUE(pruned.ok()) << pruned.status().ToString();
+  ASSERT_EQ(*pruned, 150u);
+  const AuditLog::IndexState state = WaitIndexed(log, 300, 2);
+  EXPECT_EQ(state.rebuilds, 2u) << state.problem;
+  WalkOptions walk;
+  walk.public_key = &key->public_key;
+  auto lookup = LookupKey(folder_, "mpk_1", *file_system_, walk);
+  ASSERT_TRUE(lookup.ok()) << lookup.status().ToString();
+  ASSERT_TRUE(lookup->walk.ok) << lookup->walk.problem;
+  EXPECT_FALSE(lookup->rebuilt) << lookup->note;
+  ASSERT_EQ(lookup->records.size(), 50u);
+  EXPECT_EQ(lookup->records.front().seq, 152u);
+  ASSERT_TRUE(log.Close().ok());
+}
+
+TEST_F(LogReaderTest, AnIndexBeingUpdatedElsewhereIsWaitedForOrLeftToIt) {
+  WriteRecords(50);
+  ASSERT_TRUE(std::filesystem::create_directories(folder_ + "/index"));
+  const int held = ::open((folder_ + "/index/LOCK").c_str(), O_RDWR | O_CREAT, 0600);
+  ASSERT_GE(held, 0);
+  ASSERT_EQ(::flock(held, LOCK_EX), 0);
+  // The appender's indexer does not wait: the holder is updating the index.
+  auto skipped = TryUpdateIndex(folder_, *file_system_, WalkOptions{});
+  EXPECT_EQ(skipped.status().code(), StatusCode::kUnavailable);
+  // A reader waits for the holder, then goes on.
+  std::thread release([held] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    ::close(held);
+  });
+  auto lookup = Lookup("mpk_2");
+  release.join();
+  ASSERT_TRUE(lookup.ok()) << lookup.status().ToString();
+  EXPECT_EQ(lookup->records.size(), 16u);
+  auto updated = TryUpdateIndex(folder_, *file_system_, WalkOptions{});
+  ASSERT_TRUE(updated.ok()) << updated.status().ToString();
+  EXPECT_EQ(updated->records_walked, 0u);
+  EXPECT_EQ(updated->indexed_seq, 50u);
 }
 
 TEST(AuditIndexTest, DecodingNeverTrustsACount) {

@@ -140,10 +140,11 @@ describe('incident blast-radius', () => {
     assert.match(stderr, /NOT recorded in the audit log/);
     const report = JSON.parse(fs.readFileSync(path.join(out, 'blast-radius.json'), 'utf8'));
     assert.equal(report.chain.ok, true);
-    // The key's records came through the audit log's key index, made by this
-    // first run (docs/formats/audit.md, "What a blast radius verifies").
+    // The key's records came through the audit log's key index (docs/formats/
+    // audit.md, "What a blast radius verifies"), brought up to date by this
+    // run: made by it, or left by the audit log of a command that ran before
+    // the server (a log keeps the index at its close).
     assert.equal(report.chain.mode, 'index');
-    assert.equal(report.chain.index_rebuilt, true);
     assert.ok(report.chain.indexed_records_checked >= 6);
     assert.equal(report.counts.exports, 2);
     assert.equal(report.counts.queries, 1);
