@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Times `minpanel incident crossref` on generated data (bench/incident_generate.mjs:
-# made-up people only): ACCOUNTS accounts, LEAKED leaked rows, RUNS runs; prints
-# each run's phases (read, recognise, match, write) and total, the medians,
-# and the peak resident memory. Notices are off (--no-notices) unless
+# made-up people only, written as it is drawn: 10M x 10M fits): ACCOUNTS
+# accounts, LEAKED leaked rows, RUNS runs; prints each run's phases (reading
+# the accounts and orgs, the leaked file's first reading (the recognition
+# sample) and second (scan and match), writing), total and peak resident
+# memory, then the medians. Notices are off (--no-notices) unless
 # NOTICES=1, so the number is the cross-reference itself.
 #
 #   bench/incident_bench.sh BUILD_DIR [ACCOUNTS] [LEAKED] [RUNS]
-#   bench/incident_bench.sh build-h4 1000000 1000000 3
+#   bench/incident_bench.sh build 10000000 10000000 3
 set -euo pipefail
 
 build="${1:?usage: $0 BUILD_DIR [ACCOUNTS] [LEAKED] [RUNS]}"
@@ -22,6 +24,7 @@ fi
 notices=(--no-notices)
 [[ "${NOTICES:-0}" == 1 ]] && notices=()
 totals=()
+rss=()
 for run in $(seq 1 "${runs}"); do
   out="$(mktemp -d)/out"
   log="$(mktemp)"
@@ -29,8 +32,30 @@ for run in $(seq 1 "${runs}"); do
     --accounts "${data}/accounts.csv" --orgs "${data}/orgs.csv" --out "${out}" \
     --company "Bench Ltd" --domain example.com "${notices[@]}" 2>"${log}"
   total="$(grep -oE 'total [0-9.]+ s' "${log}" | grep -oE '[0-9.]+')"
-  echo "run ${run}: $(grep -E 'rows read|recognised|matched \(|wrote|peak_rss' "${log}" | sed -E 's/:.*\(([^)]*)\).*/: \1/' | tr '\n' ' ')"
+  seconds() { grep -E "$1" "${log}" | head -1 | grep -oE '[0-9.]+ s\)' | grep -oE '[0-9.]+'; }
+  rss_kb="$(grep -oE 'peak_rss_kb [0-9]+' "${log}" | grep -oE '[0-9]+')"
+  echo "run ${run}: accounts read $(seconds '^accounts:') s, orgs read $(seconds '^orgs:') s," \
+    "accounts+orgs recognised $(seconds 'accounts and orgs columns') s," \
+    "leaked 1st reading $(seconds 'first reading') s, 2nd reading (scan + match) $(seconds 'second reading') s," \
+    "write $(seconds '^wrote') s, total ${total} s, peak RSS $((rss_kb / 1024)) MiB"
+  # Every count against the generator's ground truth.
+  node -e '
+    const truth = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+    const line = process.argv[2];
+    const got = (re) => Number((line.match(re) ?? [])[1]);
+    const pairs = [["affected accounts", got(/(\d+) affected accounts/), truth.affected_accounts.length],
+      ["organisations", got(/(\d+) organisations/), truth.affected_orgs.length],
+      ["matched rows", got(/(\d+) matched \+/), truth.matched_rows],
+      ["org only rows", got(/(\d+) org only/), truth.org_only_rows],
+      ["unmatched rows", got(/(\d+) unmatched/), truth.unmatched_rows],
+      ["rejected rows", got(/(\d+) rejected/), truth.rejected]];
+    const wrong = pairs.filter(([, a, b]) => a !== b);
+    if (wrong.length > 0) { console.error("counts differ from the truth:", JSON.stringify(wrong)); process.exit(1); }
+    console.log("  counts = truth: " + pairs.map(([name, value]) => `${value} ${name}`).join(", "));
+  ' "${data}/truth.json" "$(grep -E '^matched' "${log}")"
   totals+=("${total}")
+  rss+=("${rss_kb}")
   rm -rf "$(dirname "${out}")" "${log}"
 done
 printf '%s\n' "${totals[@]}" | sort -n | awk '{a[NR]=$1} END {print "median total " a[int((NR+1)/2)] " s over " NR " runs"}'
+printf '%s\n' "${rss[@]}" | sort -n | awk '{a[NR]=$1} END {printf "peak RSS %d to %d MiB\n", a[1] / 1024, a[NR] / 1024}'

@@ -4,7 +4,9 @@
 // like a real one (name, email, city/region/country, OS and browser,
 // referrer, user and org ids), plus the ground truth of what a correct
 // cross-reference must find. Every person is made up from word lists and a
-// seeded generator: no real people.
+// seeded generator: no real people. The files are written as the rows are
+// drawn (accounts made from their index on demand), so 10M accounts and
+// 10M leaked rows take about 0.5 GB of memory here.
 //
 //   node bench/incident_generate.mjs --out DIR --accounts 1000000 --leaked 1000000 \
 //     [--format csv|jsonl] [--seed 7]
@@ -45,16 +47,20 @@ function args() {
   return out;
 }
 
-// mulberry32: small, seeded, good enough for test data.
+// mulberry32: small, seeded, good enough for test data. Its state can be
+// read and set, so that each write() draws the same leaked rows.
 function random(seed) {
   let state = seed >>> 0;
-  return () => {
+  const next = () => {
     state = (state + 0x6d2b79f5) >>> 0;
     let t = state;
     t = Math.imul(t ^ (t >>> 15), t | 1);
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
+  next.state = () => state;
+  next.setState = (value) => { state = value; };
+  return next;
 }
 
 function csv(fields) {
@@ -68,51 +74,81 @@ function fullWidth(text) {
   return [...text].map((c) => (/[a-z0-9]/i.test(c) ? String.fromCodePoint(c.codePointAt(0) + 0xfee0) : c)).join('');
 }
 
+// Lines written in batches, so that 10M rows never sit in memory.
+class LineWriter {
+  constructor(file) { this.fd = fs.openSync(file, 'w'); this.lines = []; }
+  push(line) {
+    this.lines.push(line);
+    if (this.lines.length >= 20000) this.flush();
+  }
+  flush() {
+    if (this.lines.length > 0) fs.writeSync(this.fd, `${this.lines.join('\n')}\n`);
+    this.lines = [];
+  }
+  close() { this.flush(); fs.closeSync(this.fd); }
+}
+
+// The accounts are drawn once (two picks each, kept as indexes) and made on
+// demand from their index: 10M accounts take 20 MB, not gigabytes.
 export function generate(options) {
   const { accounts: accountCount, leaked: leakedCount, seed } = options;
   const rnd = random(seed);
-  const pick = (list) => list[Math.floor(rnd() * list.length)];
   const orgCount = Math.max(1, Math.floor(accountCount / 20));
-  const accounts = [];
+  const first = new Uint8Array(accountCount);
+  const last = new Uint8Array(accountCount);
   for (let i = 0; i < accountCount; i++) {
-    const first = pick(FIRST);
-    const last = pick(LAST);
+    first[i] = Math.floor(rnd() * FIRST.length);
+    last[i] = Math.floor(rnd() * LAST.length);
+  }
+  const account = (i) => {
+    const firstName = FIRST[first[i]];
+    const lastName = LAST[last[i]];
     const domain = DOMAINS[i % DOMAINS.length];
-    const local = `${first}.${last}${i}`.normalize('NFD').replace(/[\u0300-\u036f]/g, '').toLowerCase().replace(/\./g, domain === 'gmail.com' ? '' : '.');
-    const org = i % orgCount;
+    const local = `${firstName}.${lastName}${i}`.normalize('NFD').replace(/[\u0300-\u036f]/g, '').toLowerCase().replace(/\./g, domain === 'gmail.com' ? '' : '.');
     const place = PLACES[i % PLACES.length];
-    accounts.push({
+    return {
       user_id: `u-${(i * 7919 + 13).toString(36)}-${i}`,
       email: `${local}@${domain}`,
-      name: `${first} ${last}`,
-      org_id: `org-${org}`,
+      name: `${firstName} ${lastName}`,
+      org_id: `org-${i % orgCount}`,
       role: i < orgCount ? 'admin' : 'member',
       language: i % 5 === 0 ? 'es' : 'en',
       country: place[2],
-    });
-  }
-  const orgs = [];
-  for (let o = 0; o < orgCount; o++) {
-    orgs.push({ org_id: `org-${o}`, name: `Org ${o} Ltd`, admin_email: accounts[o].email });
-  }
+    };
+  };
+  return { accountCount, leakedCount, orgCount, account, rnd, rowsState: rnd.state() };
+}
+
+// Draws the leaked rows (the same ones on every call) and hands each to
+// `emit`; returns the ground truth.
+function leakedRows(data, emit) {
+  const { accountCount, leakedCount, orgCount, account, rnd } = data;
+  rnd.setState(data.rowsState);
+  const pick = (list) => list[Math.floor(rnd() * list.length)];
   const truth = {
     accounts: accountCount, orgs: orgCount, leaked_rows: 0, rejected: 0,
     by_method: { user_id: 0, email: 0, email_plus_address: 0, email_gmail_dots: 0, org_id: 0 },
     matched_rows: 0, org_only_rows: 0, unmatched_rows: 0,
     affected_accounts: [], affected_orgs: [], by_country: {},
   };
-  const affected = new Set();
-  const affectedOrgs = new Set();
-  const rows = [];
+  const affected = new Uint8Array(accountCount);
+  const affectedOrgs = new Uint8Array(orgCount);
+  const isGmail = (i) => DOMAINS[i % DOMAINS.length] === 'gmail.com';
   // Accounts are taken in a shuffled order so leaked rows spread over them.
   let cursor = Math.floor(rnd() * accountCount);
   const nextAccount = (wantGmail) => {
     for (let tries = 0; tries < 8; tries++) {
       cursor = (cursor + 7919) % accountCount;
-      if (!wantGmail || accounts[cursor].email.endsWith('@gmail.com')) return accounts[cursor];
+      if (!wantGmail || isGmail(cursor)) return cursor;
     }
-    while (!accounts[cursor].email.endsWith('@gmail.com')) cursor = (cursor + 1) % accountCount;
-    return accounts[cursor];
+    while (!isGmail(cursor)) cursor = (cursor + 1) % accountCount;
+    return cursor;
+  };
+  const hit = (i) => {
+    truth.matched_rows++;
+    affected[i] = 1;
+    affectedOrgs[i % orgCount] = 1;
+    return account(i);
   };
   for (let r = 0; r < leakedCount; r++) {
     const roll = rnd();
@@ -125,75 +161,75 @@ export function generate(options) {
     };
     let row;
     if (roll < 0.6) {
-      const a = nextAccount(false);
+      const a = hit(nextAccount(false));
       row = { ...base, user_id: a.user_id, email: a.email, name: a.name, org_id: a.org_id, country: a.country };
       truth.by_method.user_id++;
       truth.by_method.email++;
-      truth.matched_rows++;
-      affected.add(a.user_id);
-      affectedOrgs.add(a.org_id);
     } else if (roll < 0.7) {
-      const a = nextAccount(false);
+      const a = hit(nextAccount(false));
       const email = r % 2 === 0 ? a.email.toUpperCase() : fullWidth(a.email);
       row = { ...base, user_id: '', email, name: a.name, org_id: a.org_id, country: a.country };
       truth.by_method.email++;
-      truth.matched_rows++;
-      affected.add(a.user_id);
-      affectedOrgs.add(a.org_id);
     } else if (roll < 0.78) {
-      let a = nextAccount(false);
-      while (a.email.endsWith('@gmail.com')) a = nextAccount(false);
+      let i = nextAccount(false);
+      while (isGmail(i)) i = nextAccount(false);
+      const a = hit(i);
       const [local, domain] = a.email.split('@');
       row = { ...base, user_id: '', email: `${local}+promo${r % 7}@${domain}`, name: a.name, org_id: a.org_id, country: a.country };
       truth.by_method.email_plus_address++;
-      truth.matched_rows++;
-      affected.add(a.user_id);
-      affectedOrgs.add(a.org_id);
     } else if (roll < 0.82) {
-      const a = nextAccount(true);
+      const a = hit(nextAccount(true));
       const local = a.email.split('@')[0];
       const dotted = local.length > 2 ? `${local.slice(0, 2)}.${local.slice(2)}` : local;
       row = { ...base, user_id: '', email: `${dotted}@googlemail.com`, name: a.name, org_id: a.org_id, country: a.country };
       truth.by_method.email_gmail_dots++;
-      truth.matched_rows++;
-      affected.add(a.user_id);
-      affectedOrgs.add(a.org_id);
     } else if (roll < 0.88) {
-      const org = `org-${Math.floor(rnd() * orgCount)}`;
-      row = { ...base, user_id: `ghost-${r}`, email: `ghost${r}@elsewhere.example`, name: 'Pat Doe', org_id: org };
+      const orgIndex = Math.floor(rnd() * orgCount);
+      row = { ...base, user_id: `ghost-${r}`, email: `ghost${r}@elsewhere.example`, name: 'Pat Doe', org_id: `org-${orgIndex}` };
       truth.by_method.org_id++;
       truth.org_only_rows++;
-      affectedOrgs.add(org);
+      affectedOrgs[orgIndex] = 1;
     } else {
       row = { ...base, user_id: `stranger-${r}`, email: `stranger${r}@elsewhere.example`, name: 'Sam Roe', org_id: `org-x${r}` };
       truth.unmatched_rows++;
     }
-    rows.push(row);
+    emit(row, r);
   }
-  for (const a of accounts) {
-    if (affected.has(a.user_id)) {
+  for (let i = 0; i < accountCount; i++) {
+    if (affected[i]) {
+      const a = account(i);
       truth.affected_accounts.push(a.user_id);
       truth.by_country[a.country] = (truth.by_country[a.country] ?? 0) + 1;
     }
   }
-  truth.affected_orgs = [...affectedOrgs].sort();
-  truth.leaked_rows = rows.length;
-  return { accounts, orgs, rows, truth };
+  for (let o = 0; o < orgCount; o++) {
+    if (affectedOrgs[o]) truth.affected_orgs.push(`org-${o}`);
+  }
+  truth.affected_orgs.sort();
+  truth.leaked_rows = leakedCount;
+  return truth;
 }
 
 export function write(dir, data, format) {
   fs.mkdirSync(dir, { recursive: true });
-  const { accounts, orgs, rows, truth } = data;
-  const accountLines = ['user_id,email,name,org_id,role,language,country'];
-  for (const a of accounts) accountLines.push(csv([a.user_id, a.email, a.name, a.org_id, a.role, a.language, a.country]));
-  fs.writeFileSync(path.join(dir, 'accounts.csv'), accountLines.join('\n') + '\n');
-  const orgLines = ['org_id,name,admin_email'];
-  for (const o of orgs) orgLines.push(csv([o.org_id, o.name, o.admin_email]));
-  fs.writeFileSync(path.join(dir, 'orgs.csv'), orgLines.join('\n') + '\n');
-  const out = [];
+  const accountsOut = new LineWriter(path.join(dir, 'accounts.csv'));
+  accountsOut.push('user_id,email,name,org_id,role,language,country');
+  for (let i = 0; i < data.accountCount; i++) {
+    const a = data.account(i);
+    accountsOut.push(csv([a.user_id, a.email, a.name, a.org_id, a.role, a.language, a.country]));
+  }
+  accountsOut.close();
+  const orgsOut = new LineWriter(path.join(dir, 'orgs.csv'));
+  orgsOut.push('org_id,name,admin_email');
+  for (let o = 0; o < data.orgCount; o++) orgsOut.push(csv([`org-${o}`, `Org ${o} Ltd`, data.account(o).email]));
+  orgsOut.close();
+  const out = new LineWriter(path.join(dir, format === 'jsonl' ? 'leaked.jsonl' : 'leaked.csv'));
   let rejected = 0;
-  if (format === 'jsonl') {
-    rows.forEach((row, i) => {
+  if (format !== 'jsonl') {
+    out.push('event,time,user_id,email,name,city,region,country,os,browser,referrer,org_id');
+  }
+  const truth = leakedRows(data, (row, i) => {
+    if (format === 'jsonl') {
       out.push(JSON.stringify({
         event: row.event,
         properties: {
@@ -204,17 +240,14 @@ export function write(dir, data, format) {
         },
       }));
       if (i % 1000 === 500) { out.push('{"event": "broken", '); rejected++; }
-    });
-  } else {
-    out.push('event,time,user_id,email,name,city,region,country,os,browser,referrer,org_id');
-    rows.forEach((row, i) => {
+    } else {
       out.push(csv([row.event, row.time, row.user_id, row.email, row.name, row.city, row.region,
         row.country, row.os, row.browser, row.referrer, row.org_id]));
       if (i % 1000 === 500) { out.push('only,three,fields'); rejected++; }
-    });
-  }
+    }
+  });
+  out.close();
   truth.rejected = rejected;
-  fs.writeFileSync(path.join(dir, format === 'jsonl' ? 'leaked.jsonl' : 'leaked.csv'), out.join('\n') + '\n');
   fs.writeFileSync(path.join(dir, 'truth.json'), JSON.stringify(truth));
   return truth;
 }

@@ -540,10 +540,6 @@ int RunCrossref(const IncidentFlags& flags) {
     }
   }
   const privacy::Detectors detectors;
-  auto leaked = ReadInput(flags.leaked, "leaked");
-  if (!leaked.ok()) {
-    return Fail(leaked.status());
-  }
   auto accounts = ReadInput(flags.accounts, "accounts");
   if (!accounts.ok()) {
     return Fail(accounts.status());
@@ -557,10 +553,9 @@ int RunCrossref(const IncidentFlags& flags) {
     orgs = std::move(*read);
   }
   const auto recognise_start = std::chrono::steady_clock::now();
-  auto leaked_columns = incident::RecognizeColumns(*leaked, "leaked", *overrides, detectors);
   auto account_columns = incident::RecognizeColumns(*accounts, "accounts", *overrides, detectors);
-  if (!leaked_columns.ok() || !account_columns.ok()) {
-    return Fail(!leaked_columns.ok() ? leaked_columns.status() : account_columns.status());
+  if (!account_columns.ok()) {
+    return Fail(account_columns.status());
   }
   std::optional<incident::Recognition> org_columns;
   if (orgs.has_value()) {
@@ -570,24 +565,34 @@ int RunCrossref(const IncidentFlags& flags) {
     }
     org_columns = std::move(*recognised);
   }
-  std::fprintf(stderr, "columns recognised (%.2f s):\n", SecondsSince(recognise_start));
-  PrintRecognition("leaked", *leaked_columns);
+  std::fprintf(stderr, "accounts and orgs columns recognised (%.2f s)\n",
+               SecondsSince(recognise_start));
+  // The leaked file is streamed, twice: its memory does not grow with it.
+  incident::CrossrefInput input{
+      nullptr, nullptr, &*accounts, &*account_columns, orgs ? &*orgs : nullptr,
+      org_columns ? &*org_columns : nullptr};
+  auto streamed =
+      incident::CrossrefLeakedFile(flags.leaked, &input, *overrides, detectors);
+  if (!streamed.ok()) {
+    return Fail(streamed.status());
+  }
+  const incident::Table& leaked = (*streamed)->leaked;
+  std::fprintf(stderr, "leaked: %llu rows read, %zu rejected, %zu columns (%s, streamed)\n",
+               static_cast<unsigned long long>(leaked.rows_kept()), leaked.rejected().size(),
+               leaked.columns().size(), std::string(FileFormatName(leaked.format())).c_str());
+  std::fprintf(stderr, "columns recognised (leaked file's first reading, %.2f s):\n",
+               (*streamed)->recognise_s);
+  PrintRecognition("leaked", (*streamed)->leaked_columns);
   PrintRecognition("accounts", *account_columns);
   if (org_columns.has_value()) {
     PrintRecognition("orgs", *org_columns);
   }
-  incident::CrossrefInput input{
-      &*leaked,          &*leaked_columns,        &*accounts,
-      &*account_columns, orgs ? &*orgs : nullptr, org_columns ? &*org_columns : nullptr};
-  const auto match_start = std::chrono::steady_clock::now();
-  auto impact = incident::Crossref(input);
-  if (!impact.ok()) {
-    return Fail(impact.status());
-  }
+  const incident::Impact* impact = &(*streamed)->impact;
   std::fprintf(stderr,
-               "matched (%.2f s): %zu affected accounts, %zu organisations; leaked rows %llu = "
+               "matched (leaked file's second reading, %.2f s): %zu affected accounts, %zu "
+               "organisations; leaked rows %llu = "
                "%llu matched + %llu org only + %llu unmatched + %llu rejected\n",
-               SecondsSince(match_start), impact->accounts.size(), impact->orgs.size(),
+               (*streamed)->match_s, impact->accounts.size(), impact->orgs.size(),
                static_cast<unsigned long long>(impact->leaked_rows_seen),
                static_cast<unsigned long long>(impact->leaked_rows_matched_account),
                static_cast<unsigned long long>(impact->leaked_rows_matched_org_only),

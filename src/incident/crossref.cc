@@ -3,6 +3,7 @@
 // operator's timeline with the GDPR deadline.
 #include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <cstdio>
 #include <unordered_map>
 
@@ -70,29 +71,119 @@ bool IsAdminRole(std::string_view role) {
          lower == "true" || lower == "1" || lower == "yes";
 }
 
+// Account rows found by a string each row has (its user id, normalised or
+// canonical email): open addressing, linear probing, 8 bytes a slot (32 bits
+// of the key's hash and the row), at most half full. The keys stay where
+// they are (the accounts table, the index's email arena): a slot whose hash
+// bits match is checked against its row's key, so a hash collision never
+// matches. 10M accounts take 128 MiB a table, where a map of strings took
+// over a gigabyte.
+class RowHash {
+ public:
+  void Reserve(size_t count) {
+    size_t slots = 16;
+    while (slots < 2 * count) {
+      slots *= 2;
+    }
+    slots_.assign(slots, 0);
+    mask_ = slots - 1;
+  }
+  // The row whose key is `key`, or kNoAccount.
+  template <typename KeyOf>
+  uint32_t Find(std::string_view key, const KeyOf& key_of) const {
+    const uint64_t hash = std::hash<std::string_view>{}(key);
+    const uint64_t tag = hash >> 32;
+    for (uint64_t slot = hash & mask_;; slot = (slot + 1) & mask_) {
+      const uint64_t entry = slots_[slot];
+      if (entry == 0) {
+        return kNoAccount;
+      }
+      const uint32_t row = static_cast<uint32_t>(entry) - 1;
+      if ((entry >> 32) == tag && key_of(row) == key) {
+        return row;
+      }
+    }
+  }
+  // Adds `row` under `key` unless a row has that key already: returns that
+  // row, or kNoAccount once added. At most Reserve's count rows.
+  template <typename KeyOf>
+  uint32_t Insert(std::string_view key, uint32_t row, const KeyOf& key_of) {
+    const uint64_t hash = std::hash<std::string_view>{}(key);
+    const uint64_t tag = hash >> 32;
+    for (uint64_t slot = hash & mask_;; slot = (slot + 1) & mask_) {
+      const uint64_t entry = slots_[slot];
+      if (entry == 0) {
+        slots_[slot] = (tag << 32) | (uint64_t{row} + 1);
+        return kNoAccount;
+      }
+      const uint32_t other = static_cast<uint32_t>(entry) - 1;
+      if ((entry >> 32) == tag && key_of(other) == key) {
+        return other;
+      }
+    }
+  }
+
+ private:
+  std::vector<uint64_t> slots_;  // (hash >> 32) << 32 | (row + 1); 0: empty
+  uint64_t mask_ = 0;
+};
+
 struct AccountIndex {
-  std::unordered_map<std::string_view, uint32_t> by_user_id;
-  std::unordered_map<std::string, uint32_t> by_email;
+  const Table* accounts = nullptr;
+  size_t user_column = SIZE_MAX;  // the accounts' first user id column
+  RowHash by_user_id;
+  RowHash by_email;
   // The first account of each canonical email; the others that share it
-  // (rare: "ann@x" and "ann+work@x") in `canonical_others`.
-  std::unordered_map<std::string, uint32_t> by_canonical;
-  std::unordered_map<std::string, std::vector<uint32_t>> canonical_others;
-  std::vector<std::string> normalized_email;  // per account row; "" when none
+  // (rare: "ann@x" and "ann+work@x") in `canonical_others`, by first account.
+  RowHash by_canonical;
+  std::unordered_map<uint32_t, std::vector<uint32_t>> canonical_others;
+  // Each account's normalised email in one arena: offset << 24 | length
+  // (an email is far below 16 MiB: a row is at most kRowBytesMax); 0 and
+  // "" when it has none.
+  std::string email_arena;
+  std::vector<uint64_t> email_at;
+
+  std::string_view UserId(uint32_t row) const { return accounts->Cell(row, user_column); }
+  std::string_view NormalizedEmail(uint32_t row) const {
+    const uint64_t at = email_at[row];
+    return std::string_view(email_arena).substr(at >> 24, at & 0xFFFFFF);
+  }
+  uint32_t FindUserId(std::string_view user_id) const {
+    if (user_column == SIZE_MAX) {
+      return kNoAccount;
+    }
+    return by_user_id.Find(user_id, [this](uint32_t row) { return UserId(row); });
+  }
+  uint32_t FindEmail(std::string_view normalized) const {
+    return by_email.Find(normalized, [this](uint32_t row) { return NormalizedEmail(row); });
+  }
+  uint32_t FindCanonical(std::string_view canonical) const {
+    return by_canonical.Find(canonical, [this](uint32_t row) {
+      return CanonicalizeEmail(NormalizedEmail(row)).address;
+    });
+  }
 };
 
 void IndexAccounts(const Table& accounts, const Recognition& columns, AccountIndex* index,
                    Impact* impact) {
   const std::vector<size_t> user_columns = columns.ColumnsOf(ColumnKind::kUserId);
   const std::vector<size_t> email_columns = columns.ColumnsOf(ColumnKind::kEmail);
-  index->by_user_id.reserve(accounts.row_count());
-  index->by_email.reserve(accounts.row_count());
-  index->by_canonical.reserve(accounts.row_count());
-  index->normalized_email.resize(accounts.row_count());
+  index->accounts = &accounts;
+  index->user_column = user_columns.empty() ? SIZE_MAX : user_columns[0];
+  index->by_user_id.Reserve(accounts.row_count());
+  index->by_email.Reserve(accounts.row_count());
+  index->by_canonical.Reserve(accounts.row_count());
+  index->email_at.assign(accounts.row_count(), 0);
+  const auto user_id_of = [index](uint32_t row) { return index->UserId(row); };
+  const auto email_of = [index](uint32_t row) { return index->NormalizedEmail(row); };
+  const auto canonical_of = [index](uint32_t row) {
+    return CanonicalizeEmail(index->NormalizedEmail(row)).address;
+  };
   for (size_t row = 0; row < accounts.row_count(); ++row) {
     const uint32_t account = static_cast<uint32_t>(row);
     if (!user_columns.empty()) {
       const std::string_view user_id = accounts.Cell(row, user_columns[0]);
-      if (!user_id.empty() && !index->by_user_id.emplace(user_id, account).second) {
+      if (!user_id.empty() && index->by_user_id.Insert(user_id, account, user_id_of) != kNoAccount) {
         impact->Warn("accounts", accounts.Line(row),
                      "duplicate user id (the first account with it is used)");
       }
@@ -107,16 +198,18 @@ void IndexAccounts(const Table& accounts, const Recognition& columns, AccountInd
                    "the email cannot be used: " + normalized.status().message());
       continue;
     }
-    if (!index->by_email.emplace(*normalized, account).second) {
+    // Stored first: the look-ups below read the row's key from the arena.
+    index->email_at[row] = (uint64_t{index->email_arena.size()} << 24) | normalized->size();
+    index->email_arena += *normalized;
+    if (index->by_email.Insert(*normalized, account, email_of) != kNoAccount) {
       impact->Warn("accounts", accounts.Line(row),
                    "duplicate email (the first account with it is used)");
     }
-    std::string canonical = CanonicalizeEmail(*normalized).address;
-    const auto [slot, added] = index->by_canonical.emplace(canonical, account);
-    if (!added) {
-      index->canonical_others[std::move(canonical)].push_back(account);
+    const std::string canonical = CanonicalizeEmail(*normalized).address;
+    const uint32_t first = index->by_canonical.Insert(canonical, account, canonical_of);
+    if (first != kNoAccount) {
+      index->canonical_others[first].push_back(account);
     }
-    index->normalized_email[row] = std::move(*normalized);
   }
 }
 
@@ -133,9 +226,9 @@ RowMatch MatchRow(const Table& leaked, size_t row, const std::vector<size_t>& us
   RowMatch match;
   for (const size_t column : user_columns) {
     const std::string_view user_id = leaked.Cell(row, column);
-    const auto found = user_id.empty() ? index.by_user_id.end() : index.by_user_id.find(user_id);
-    if (found != index.by_user_id.end()) {
-      match.account = found->second;
+    const uint32_t found = user_id.empty() ? kNoAccount : index.FindUserId(user_id);
+    if (found != kNoAccount) {
+      match.account = found;
       match.methods |= Bit(MatchMethod::kUserId);
       break;
     }
@@ -149,10 +242,10 @@ RowMatch MatchRow(const Table& leaked, size_t row, const std::vector<size_t>& us
     if (!normalized.ok()) {
       continue;
     }
-    const auto exact = index.by_email.find(*normalized);
-    if (exact != index.by_email.end()) {
-      if (match.account == kNoAccount || match.account == exact->second) {
-        match.account = exact->second;
+    const uint32_t exact = index.FindEmail(*normalized);
+    if (exact != kNoAccount) {
+      if (match.account == kNoAccount || match.account == exact) {
+        match.account = exact;
         match.methods |= Bit(MatchMethod::kEmail);
       } else {
         impact->Warn("leaked", leaked.Line(row),
@@ -164,18 +257,18 @@ RowMatch MatchRow(const Table& leaked, size_t row, const std::vector<size_t>& us
       continue;
     }
     const std::string canonical_address = CanonicalizeEmail(*normalized).address;
-    const auto canonical = index.by_canonical.find(canonical_address);
-    if (canonical == index.by_canonical.end()) {
+    const uint32_t canonical = index.FindCanonical(canonical_address);
+    if (canonical == kNoAccount) {
       continue;
     }
-    std::vector<uint32_t> candidates = {canonical->second};
-    const auto others = index.canonical_others.find(canonical_address);
+    std::vector<uint32_t> candidates = {canonical};
+    const auto others = index.canonical_others.find(canonical);
     if (others != index.canonical_others.end()) {
       candidates.insert(candidates.end(), others->second.begin(), others->second.end());
     }
     const std::string leaked_plain = StripPlus(*normalized);
     for (const uint32_t account : candidates) {
-      const bool plus_only = StripPlus(index.normalized_email[account]) == leaked_plain;
+      const bool plus_only = StripPlus(index.NormalizedEmail(account)) == leaked_plain;
       match.methods |=
           Bit(plus_only ? MatchMethod::kEmailPlusAddress : MatchMethod::kEmailGmailDots);
       if (match.account == kNoAccount) {
@@ -203,8 +296,8 @@ size_t OrgSlot(std::string_view org_id, OrgTable* orgs, Impact* impact) {
   return slot->second;
 }
 
-void ExposeRow(const Table& leaked, const Recognition& columns, size_t row,
-               AccountImpact* account) {
+void ExposeRow(const Table& leaked, const Recognition& columns,
+               const std::vector<uint8_t>& sensitive_cells, size_t row, AccountImpact* account) {
   const size_t column_count = leaked.columns().size();
   for (size_t column = 0; column < column_count; ++column) {
     if (leaked.Cell(row, column).empty()) {
@@ -215,14 +308,14 @@ void ExposeRow(const Table& leaked, const Recognition& columns, size_t row,
     if (category != Category::kNone) {
       account->categories |= Bit(category);
     }
-    if (!columns.sensitive_cells.empty()) {
-      const uint8_t bits = columns.sensitive_cells[row * column_count + column];
+    if (!sensitive_cells.empty()) {
+      const uint8_t bits = sensitive_cells[row * column_count + column];
       account->categories |= (bits & 1) != 0 ? Bit(Category::kPayment) : 0;
       account->categories |= (bits & 2) != 0 ? Bit(Category::kCredentials) : 0;
     }
     if (std::find(account->leaked_columns.begin(), account->leaked_columns.end(), column) ==
         account->leaked_columns.end()) {
-      account->leaked_columns.push_back(column);
+      account->leaked_columns.push_back(static_cast<uint16_t>(column));  // column < kColumnsMax
     }
   }
 }
@@ -279,9 +372,10 @@ void AddAdmins(const CrossrefInput& input, OrgTable* orgs, Impact* impact,
       org.name = std::string(name);
     }
     for (const size_t column : admin_id_columns) {
-      const auto account = index.by_user_id.find(org_file.Cell(row, column));
-      if (account != index.by_user_id.end()) {
-        org.admin_account_rows.push_back(account->second);
+      const std::string_view admin_id = org_file.Cell(row, column);
+      const uint32_t account = admin_id.empty() ? kNoAccount : index.FindUserId(admin_id);
+      if (account != kNoAccount) {
+        org.admin_account_rows.push_back(account);
       }
     }
     for (const size_t column : admin_email_columns) {
@@ -295,9 +389,9 @@ void AddAdmins(const CrossrefInput& input, OrgTable* orgs, Impact* impact,
         if (!normalized.ok()) {
           continue;
         }
-        const auto account = index.by_email.find(*normalized);
-        if (account != index.by_email.end()) {
-          org.admin_account_rows.push_back(account->second);
+        const uint32_t account = index.FindEmail(*normalized);
+        if (account != kNoAccount) {
+          org.admin_account_rows.push_back(account);
         } else {
           org.admin_emails.push_back(*normalized);
         }
@@ -364,14 +458,39 @@ void CountTotals(const CrossrefInput& input, Impact* impact) {
 
 }  // namespace
 
-Result<Impact> Crossref(const CrossrefInput& input) {
-  const Table& leaked = *input.leaked;
+struct CrossrefStream::State {
+  CrossrefInput input;
+  std::vector<size_t> user_columns;
+  std::vector<size_t> email_columns;
+  std::vector<size_t> org_columns;
+  std::vector<size_t> country_columns;
+  Impact impact;
+  AccountIndex index;
+  OrgTable orgs;
+  std::vector<int64_t> impact_of_account;  // per account row: index into impact.accounts, or -1
+
+  AccountImpact& AccountImpactOf(uint32_t account) {
+    if (impact_of_account[account] < 0) {
+      impact_of_account[account] = static_cast<int64_t>(impact.accounts.size());
+      impact.accounts.emplace_back();
+      impact.accounts.back().account_row = account;
+    }
+    return impact.accounts[static_cast<size_t>(impact_of_account[account])];
+  }
+};
+
+CrossrefStream::CrossrefStream(std::unique_ptr<State> state) : state_(std::move(state)) {}
+CrossrefStream::~CrossrefStream() = default;
+
+Result<std::unique_ptr<CrossrefStream>> CrossrefStream::Start(const CrossrefInput& input) {
+  auto state = std::make_unique<State>();
+  state->input = input;
   const Recognition& leaked_columns = *input.leaked_columns;
-  const std::vector<size_t> user_columns = leaked_columns.ColumnsOf(ColumnKind::kUserId);
-  const std::vector<size_t> email_columns = leaked_columns.ColumnsOf(ColumnKind::kEmail);
-  const std::vector<size_t> org_columns = leaked_columns.ColumnsOf(ColumnKind::kOrgId);
-  const std::vector<size_t> country_columns = leaked_columns.ColumnsOf(ColumnKind::kCountry);
-  if (user_columns.empty() && email_columns.empty() && org_columns.empty()) {
+  state->user_columns = leaked_columns.ColumnsOf(ColumnKind::kUserId);
+  state->email_columns = leaked_columns.ColumnsOf(ColumnKind::kEmail);
+  state->org_columns = leaked_columns.ColumnsOf(ColumnKind::kOrgId);
+  state->country_columns = leaked_columns.ColumnsOf(ColumnKind::kCountry);
+  if (state->user_columns.empty() && state->email_columns.empty() && state->org_columns.empty()) {
     return Status::InvalidArgument(
         "the leaked file has no column recognised as user_id, email or org_id; name one with "
         "--map leaked.COLUMN=user_id (or =email, =org_id)");
@@ -383,26 +502,19 @@ Result<Impact> Crossref(const CrossrefInput& input) {
         "the accounts file has no column recognised as user_id or email; name one with --map "
         "accounts.COLUMN=user_id (or =email)");
   }
-  Impact impact;
-  AccountIndex index;
-  IndexAccounts(*input.accounts, account_recognition, &index, &impact);
-  OrgTable orgs;
-  CollectKnownOrgs(input, &orgs);
-  const std::vector<size_t> account_org_columns = account_recognition.ColumnsOf(ColumnKind::kOrgId);
+  IndexAccounts(*input.accounts, account_recognition, &state->index, &state->impact);
+  CollectKnownOrgs(input, &state->orgs);
+  state->impact_of_account.assign(input.accounts->row_count(), -1);
+  return std::unique_ptr<CrossrefStream>(new CrossrefStream(std::move(state)));
+}
 
-  std::vector<int64_t> impact_of_account(input.accounts->row_count(), -1);
-  impact.leaked_rows_seen = leaked.rows_seen();
-  impact.leaked_rows_rejected = leaked.rejected().size();
-  const auto account_impact = [&](uint32_t account) -> AccountImpact& {
-    if (impact_of_account[account] < 0) {
-      impact_of_account[account] = static_cast<int64_t>(impact.accounts.size());
-      impact.accounts.emplace_back();
-      impact.accounts.back().account_row = account;
-    }
-    return impact.accounts[static_cast<size_t>(impact_of_account[account])];
-  };
+void CrossrefStream::Add(const Table& leaked, const std::vector<uint8_t>& sensitive_cells) {
+  State& state = *state_;
+  Impact& impact = state.impact;
+  const Recognition& leaked_columns = *state.input.leaked_columns;
   for (size_t row = 0; row < leaked.row_count(); ++row) {
-    const RowMatch match = MatchRow(leaked, row, user_columns, email_columns, index, &impact);
+    const RowMatch match =
+        MatchRow(leaked, row, state.user_columns, state.email_columns, state.index, &impact);
     if (match.account != kNoAccount) {
       ++impact.leaked_rows_matched_account;
       for (size_t method = 0; method < impact.leaked_rows_by_method.size(); ++method) {
@@ -411,35 +523,45 @@ Result<Impact> Crossref(const CrossrefInput& input) {
       std::vector<uint32_t> all = match.extra_accounts;
       all.insert(all.begin(), match.account);
       for (const uint32_t account : all) {
-        AccountImpact& affected = account_impact(account);
+        AccountImpact& affected = state.AccountImpactOf(account);
         affected.methods |= match.methods;
         affected.ambiguous = affected.ambiguous || match.ambiguous;
         affected.leaked_lines.push_back(leaked.Line(row));
         if (affected.leaked_country.empty()) {
-          affected.leaked_country = std::string(FirstCell(leaked, row, country_columns));
+          affected.leaked_country = std::string(FirstCell(leaked, row, state.country_columns));
         }
         if (affected.leaked_org_id.empty()) {
-          affected.leaked_org_id = std::string(FirstCell(leaked, row, org_columns));
+          affected.leaked_org_id = std::string(FirstCell(leaked, row, state.org_columns));
         }
-        ExposeRow(leaked, leaked_columns, row, &affected);
+        ExposeRow(leaked, leaked_columns, sensitive_cells, row, &affected);
       }
       continue;
     }
-    const std::string_view org_id = FirstCell(leaked, row, org_columns);
-    if (!org_id.empty() && orgs.known.contains(org_id)) {
+    const std::string_view org_id = FirstCell(leaked, row, state.org_columns);
+    if (!org_id.empty() && state.orgs.known.contains(org_id)) {
       ++impact.leaked_rows_matched_org_only;
       impact.leaked_rows_by_method[static_cast<size_t>(MatchMethod::kOrgId)] += 1;
-      ++impact.orgs[OrgSlot(org_id, &orgs, &impact)].leaked_rows_org_only;
+      ++impact.orgs[OrgSlot(org_id, &state.orgs, &impact)].leaked_rows_org_only;
       continue;
     }
     ++impact.leaked_rows_unmatched;
-    const bool has_key = !FirstCell(leaked, row, user_columns).empty() ||
-                         !FirstCell(leaked, row, email_columns).empty() || !org_id.empty();
+    const bool has_key = !FirstCell(leaked, row, state.user_columns).empty() ||
+                         !FirstCell(leaked, row, state.email_columns).empty() || !org_id.empty();
     impact.unmatched.push_back(
         {leaked.Line(row), has_key ? "its user id, email and org id match no account or "
                                      "organisation"
                                    : "it has no user id, email or org id"});
   }
+}
+
+Impact CrossrefStream::Finish() {
+  State& state = *state_;
+  const CrossrefInput& input = state.input;
+  Impact impact = std::move(state.impact);
+  impact.leaked_rows_seen = input.leaked->rows_seen();
+  impact.leaked_rows_rejected = input.leaked->rejected().size();
+  const std::vector<size_t> account_org_columns =
+      input.account_columns->ColumnsOf(ColumnKind::kOrgId);
   // Accounts in file order, so outputs are stable whatever the leaked order.
   std::sort(impact.accounts.begin(), impact.accounts.end(),
             [](const AccountImpact& left, const AccountImpact& right) {
@@ -455,18 +577,82 @@ Result<Impact> Crossref(const CrossrefInput& input) {
     if (org_id.empty()) {
       continue;
     }
-    OrgImpact& org = impact.orgs[OrgSlot(org_id, &orgs, &impact)];
+    OrgImpact& org = impact.orgs[OrgSlot(org_id, &state.orgs, &impact)];
     org.affected_accounts.push_back(account_idx);
     for (size_t category = 0; category < kCategoryCount; ++category) {
       org.accounts_by_category[category] += (account.categories >> category) & 1;
     }
   }
-  AddAdmins(input, &orgs, &impact, index);
+  AddAdmins(input, &state.orgs, &impact, state.index);
   std::sort(
       impact.orgs.begin(), impact.orgs.end(),
       [](const OrgImpact& left, const OrgImpact& right) { return left.org_id < right.org_id; });
   CountTotals(input, &impact);
   return impact;
+}
+
+Result<Impact> Crossref(const CrossrefInput& input) {
+  MP_ASSIGN_OR_RETURN(std::unique_ptr<CrossrefStream> stream, CrossrefStream::Start(input));
+  stream->Add(*input.leaked, input.leaked_columns->sensitive_cells);
+  return stream->Finish();
+}
+
+namespace {
+
+double SecondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<StreamedCrossref>> CrossrefLeakedFile(
+    const std::string& leaked_path, CrossrefInput* input,
+    const std::vector<ColumnOverride>& overrides, const privacy::Detectors& detectors,
+    size_t chunk_rows) {
+  auto result = std::make_unique<StreamedCrossref>();
+  // Pass 1: the sample, for the columns' kinds.
+  const auto recognise_start = std::chrono::steady_clock::now();
+  {
+    MP_ASSIGN_OR_RETURN(std::unique_ptr<TableStream> stream, TableStream::Open(leaked_path));
+    ColumnSampler sampler(detectors);
+    Table chunk;
+    while (true) {
+      MP_ASSIGN_OR_RETURN(const bool more, stream->Next(&chunk, chunk_rows));
+      if (!more) {
+        break;
+      }
+      sampler.Add(chunk);
+    }
+    MP_ASSIGN_OR_RETURN(result->leaked_columns, sampler.Decide(chunk, "leaked", overrides));
+  }
+  result->recognise_s = SecondsSince(recognise_start);
+  // Pass 2: every cell scanned, every row matched.
+  const auto match_start = std::chrono::steady_clock::now();
+  input->leaked = &result->leaked;
+  input->leaked_columns = &result->leaked_columns;
+  MP_ASSIGN_OR_RETURN(std::unique_ptr<CrossrefStream> crossref, CrossrefStream::Start(*input));
+  MP_ASSIGN_OR_RETURN(std::unique_ptr<TableStream> stream, TableStream::Open(leaked_path));
+  std::vector<uint8_t> sensitive_cells;
+  while (true) {
+    MP_ASSIGN_OR_RETURN(const bool more, stream->Next(&result->leaked, chunk_rows));
+    // A column the first reading did not see (or one it saw missing at the
+    // end): the file changed in between.
+    const size_t columns = result->leaked.columns().size();
+    if (columns > result->leaked_columns.columns.size() ||
+        (!more && columns != result->leaked_columns.columns.size())) {
+      return Status::InvalidArgument(leaked_path +
+                                     ": the file changed between its two readings (its columns "
+                                     "differ); run again on a copy that nothing writes");
+    }
+    if (!more) {
+      break;
+    }
+    ScanSensitiveCells(result->leaked, detectors, &result->leaked_columns, &sensitive_cells);
+    crossref->Add(result->leaked, sensitive_cells);
+  }
+  result->impact = crossref->Finish();
+  result->match_s = SecondsSince(match_start);
+  return result;
 }
 
 // ---- Timeline

@@ -23,7 +23,9 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -44,6 +46,7 @@ inline constexpr uint64_t kFileBytesMax = 8ull << 30;          // any input file
 inline constexpr uint64_t kJsonDocumentBytesMax = 3ull << 30;  // a JSON array or object, read whole
 inline constexpr size_t kRowBytesMax = 1 << 20;                // one CSV record or JSON line
 inline constexpr size_t kColumnsMax = 1024;                    // distinct columns in one file
+static_assert(kColumnsMax <= UINT16_MAX, "AccountImpact::leaked_columns holds a column in 16 bits");
 inline constexpr size_t kColumnNameBytesMax = 256;             // one column name (flattened path)
 inline constexpr size_t kRowsMax = 50'000'000;                 // rows in one file
 inline constexpr size_t kJsonDepthMax = 32;                    // nesting of one JSON row
@@ -80,8 +83,11 @@ class Table {
   uint64_t Line(size_t row) const { return row_line_[row]; }
   FileFormat format() const { return format_; }
   const std::vector<RejectedRow>& rejected() const { return rejected_; }
+  // Rows kept from the file: those held now plus those cleared before
+  // (ClearRows, a file streamed in chunks).
+  uint64_t rows_kept() const { return rows_cleared_ + row_count(); }
   // Rows seen in the file: kept plus rejected.
-  uint64_t rows_seen() const { return row_count() + rejected_.size(); }
+  uint64_t rows_seen() const { return rows_kept() + rejected_.size(); }
   std::optional<size_t> FindColumn(std::string_view name) const;
 
   // Building, for the readers: cells between BeginRow and EndRow form a row;
@@ -94,6 +100,9 @@ class Table {
   void AbandonRow(uint64_t line, std::string reason);
   void Reject(uint64_t line, std::string reason) { rejected_.push_back({line, std::move(reason)}); }
   void ReserveBytes(size_t bytes) { arena_.reserve(bytes); }
+  // Drops the rows held (counted in rows_kept), keeping the columns, the
+  // format and the rejected rows: the next chunk of a streamed file.
+  void ClearRows();
 
  private:
   struct CellRef {
@@ -112,6 +121,7 @@ class Table {
   size_t open_row_arena_ = 0;
   FileFormat format_ = FileFormat::kCsv;
   std::vector<RejectedRow> rejected_;
+  uint64_t rows_cleared_ = 0;
 };
 
 // Parses `text` (the whole file) into a table. The format is told by the
@@ -125,6 +135,44 @@ class Table {
 Result<Table> ParseTable(std::string_view text);
 // Reads `path` (at most kFileBytesMax) and parses it.
 Result<Table> ReadTable(const std::string& path);
+
+// Rows of a streamed file held at once: the leaked side of a
+// cross-reference is read in chunks this big, so that its memory does not
+// grow with the file.
+inline constexpr size_t kStreamChunkRows = 65'536;
+
+// A file read in chunks of rows, with the readers, limits, rejections and
+// line numbers of ParseTable. CSV and JSON lines are streamed: the file is
+// mapped and each piece released once its rows are read, so memory holds one
+// chunk; a JSON array (or an object holding one) is parsed whole, as
+// ParseTable does, and handed out in one chunk (give large files as JSON
+// lines). One thread at a time.
+class TableStream {
+ public:
+  static Result<std::unique_ptr<TableStream>> Open(const std::string& path);
+  ~TableStream();
+  TableStream(const TableStream&) = delete;
+  TableStream& operator=(const TableStream&) = delete;
+
+  // Clears `chunk`'s rows (Table::ClearRows) and reads the next rows into it,
+  // at most `rows_max` (a JSON document: all). Pass the same table every
+  // call: its columns carry over, so a column keeps its index for the whole
+  // file, and it gathers the file's rejected rows and counts. Returns false,
+  // with no rows read, once the file is done; an error (no header, over
+  // kRowsMax) stops the stream.
+  Result<bool> Next(Table* chunk, size_t rows_max);
+
+ private:
+  class Reader;
+  TableStream() = default;
+  std::string path_;
+  int fd_ = -1;
+  const char* mapped_ = nullptr;
+  size_t mapped_bytes_ = 0;
+  size_t released_bytes_ = 0;
+  std::unique_ptr<Reader> reader_;
+  bool done_ = false;
+};
 
 // ---------------------------------------------------------------------------
 // Column recognition
@@ -246,6 +294,47 @@ Result<Recognition> RecognizeColumns(const Table& table, std::string_view file,
                                      const std::vector<ColumnOverride>& overrides,
                                      const privacy::Detectors& detectors);
 
+// Recognition of a file read in chunks (TableStream), in two passes: the
+// sample taken as the first pass's chunks go by (Add), the decision (Decide:
+// names, sample, overrides), then every cell of the second pass's chunks
+// scanned for cards, IBANs and credentials (ScanSensitiveCells).
+// RecognizeColumns is the same over one table. The sample: per column the
+// non-empty values of rows at multiples of a stride, which doubles (and
+// the rows kept thin out) each time 2 * kRecognitionSampleMax are kept;
+// then kRecognitionSampleMax of them, evenly: spread over the whole file
+// whatever its length, and the same however the file is cut in chunks.
+class ColumnSampler {
+ public:
+  explicit ColumnSampler(const privacy::Detectors& detectors) : detectors_(detectors) {}
+  // The next rows of the file, in order; the columns as the stream keeps them.
+  void Add(const Table& chunk);
+  // The recognition of the columns of `table` (the stream's table: its
+  // column names), before the every-cell scan (values_non_empty and the
+  // card, IBAN and credential counts are 0 until ScanSensitiveCells).
+  Result<Recognition> Decide(const Table& table, std::string_view file,
+                             const std::vector<ColumnOverride>& overrides) const;
+
+ private:
+  struct Sampled {
+    uint64_t row;
+    ColumnKind kind;
+  };
+  struct Sample {
+    uint64_t stride = 1;
+    std::vector<Sampled> kept;
+  };
+  const privacy::Detectors& detectors_;
+  std::vector<Sample> samples_;
+  uint64_t rows_ = 0;
+};
+
+// Scans every cell of `chunk` for card numbers, IBANs, password hashes and
+// secrets: counts them (and the non-empty values) into `recognition`'s
+// columns, and marks each such cell in `cells` (row * columns + column; bit
+// 0 payment, bit 1 credentials), left empty when no cell has one.
+void ScanSensitiveCells(const Table& chunk, const privacy::Detectors& detectors,
+                        Recognition* recognition, std::vector<uint8_t>* cells);
+
 // The kind one value looks like by itself (kUnknown when nothing fits).
 ColumnKind ClassifyValue(std::string_view value, const privacy::Detectors& detectors);
 // True for strings shaped like password hashes: bcrypt, argon2, crypt(3)
@@ -288,7 +377,7 @@ struct AccountImpact {
   bool ambiguous = false;              // a canonical email fitted several accounts
   std::vector<uint64_t> leaked_lines;  // lines of the leaked file that matched it
   uint32_t categories = 0;             // bit per Category exposed
-  std::vector<size_t> leaked_columns;  // leaked columns with a value in its rows
+  std::vector<uint16_t> leaked_columns;  // leaked columns with a value in its rows (< kColumnsMax)
   std::string leaked_country;          // the first country the leaked rows gave
   std::string leaked_org_id;           // the first org id the leaked rows gave
 };
@@ -361,8 +450,52 @@ struct CrossrefInput {
 // then by email with plus-addressing (and Gmail dots) removed on both
 // sides, then by organisation id alone. Fails when the leaked file has no
 // user id, email or org id column, or the accounts file has neither a user
-// id nor an email column.
+// id nor an email column. The same as a CrossrefStream given the leaked
+// table as one chunk.
 Result<Impact> Crossref(const CrossrefInput& input);
+
+// The cross-reference of a leaked file read in chunks: the accounts (and
+// organisations) indexed once, each chunk of leaked rows matched as it
+// comes, the totals made at Finish. Memory: the accounts, the index and the
+// affected accounts, not the leaked file.
+class CrossrefStream {
+ public:
+  // Indexes `input`'s accounts. `input.leaked_columns` is the leaked file's
+  // recognition as decided (ColumnSampler::Decide); `input.leaked` is not
+  // read here. `input` and what it points to must outlive the stream.
+  static Result<std::unique_ptr<CrossrefStream>> Start(const CrossrefInput& input);
+  ~CrossrefStream();
+  // Matches the rows of `chunk` (the next rows of the leaked file, columns
+  // as the recognition has them); `sensitive_cells` from ScanSensitiveCells
+  // over the same chunk.
+  void Add(const Table& chunk, const std::vector<uint8_t>& sensitive_cells);
+  // The impact, once every chunk was added: `input.leaked` (the stream's
+  // table, holding the file's counts and rejected rows) and
+  // `input.leaked_columns` (with the scan's counts) as they are then.
+  Impact Finish();
+
+ private:
+  struct State;
+  explicit CrossrefStream(std::unique_ptr<State> state);
+  std::unique_ptr<State> state_;
+};
+
+// The cross-reference of a leaked file streamed from `leaked_path`
+// (TableStream, `chunk_rows` rows at a time) against accounts and
+// organisations held in memory: two passes over the file, the first to
+// recognise its columns (ColumnSampler), the second to scan and match
+// them. `input`'s leaked members are set here and point into the result.
+struct StreamedCrossref {
+  Table leaked;  // the leaked file's columns, counts and rejected rows (no rows)
+  Recognition leaked_columns;
+  Impact impact;
+  double recognise_s = 0;  // the first pass
+  double match_s = 0;      // the second
+};
+Result<std::unique_ptr<StreamedCrossref>> CrossrefLeakedFile(
+    const std::string& leaked_path, CrossrefInput* input,
+    const std::vector<ColumnOverride>& overrides, const privacy::Detectors& detectors,
+    size_t chunk_rows = kStreamChunkRows);
 
 // The kind a column or property name says by itself (the name dictionary
 // of RecognizeColumns: "$city" is a city, "mp_country_code" a country);
@@ -571,6 +704,13 @@ Result<OutputFiles> WriteOutputs(const std::string& folder, const CrossrefInput&
 // The pieces, for tests and for other faces.
 std::string ImpactJson(const CrossrefInput& input, const Impact& impact,
                        const ReportOptions& options);
+// The same handed to `sink` in pieces of about kImpactJsonPieceBytes, so
+// that the impact of millions of accounts is never one string in memory;
+// an error of the sink stops it and is returned.
+inline constexpr size_t kImpactJsonPieceBytes = 1 << 20;
+Status WriteImpactJson(const CrossrefInput& input, const Impact& impact,
+                       const ReportOptions& options,
+                       const std::function<Status(std::string_view)>& sink);
 std::string SummaryMarkdown(const CrossrefInput& input, const Impact& impact,
                             const ReportOptions& options);
 std::string SummaryHtml(const CrossrefInput& input, const Impact& impact,

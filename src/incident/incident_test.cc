@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <tuple>
 
 #include "privacy/detectors.h"
 
@@ -571,6 +572,85 @@ TEST(OutputTest, WriteOutputsMakesPrivateFilesAndSafeNotices) {
   // The folder is never written over.
   EXPECT_FALSE(WriteOutputs(folder.string(), fixture.Input(), *impact, options).ok());
   std::filesystem::remove_all(folder);
+}
+
+// The leaked file streamed in chunks of any size (two readings, the sample
+// and the scan chunk by chunk) gives the in-memory cross-reference's
+// impact, byte for byte: every matching rule, rejected rows, a card number
+// and a hash by content, a late JSON lines column, and a sample that
+// thins out (more than 2 * kRecognitionSampleMax values in a column).
+TEST(StreamTest, StreamedCrossrefEqualsTheInMemoryOneWhateverTheChunks) {
+  std::string csv =
+      "user_id,email,city,org_id,note\n"
+      "u1,,Lisbon,,\n"
+      ",BRUNO@Example.org,Madrid,,4111 1111 1111 1111\n"
+      ",c.a.r.l.a@googlemail.com,Lyon,,\n"
+      "bad,\"x\"y,,,\n"
+      ",diego+promo@example.org,Berlin,,$2b$12$abcdefghijklmnopqrstuuMSZ3QXX0YhbXoJ0fj9ZIaxP2UTLW3m\n"
+      "ghost,ghost@else.test,Leeds,o3,\n"
+      "nobody,nobody@else.test,Austin,o9,\n"
+      ",,Porto,,\n"
+      "too,many,fields,here,x,y\n";
+  for (int row_idx = 0; row_idx < 4500; ++row_idx) {
+    csv += "x" + std::to_string(row_idx) + ",p" + std::to_string(row_idx) + "@else.test,Leeds,,\n";
+  }
+  const std::string jsonl =
+      "{\"user\":{\"id\":\"u1\"},\"city\":\"Lisbon\"}\n"
+      "not json\n"
+      "{\"email\":\"ELENA@example.org\",\"device\":\"iPhone\"}\n"
+      "{\"user\":{\"id\":\"u2\"},\"ip\":\"203.0.113.7\"}\n";
+  const std::vector<std::tuple<std::string, std::string, int>> files = {
+      {"leaked.csv", csv, 2}, {"leaked.jsonl", jsonl, 1}};
+  for (const auto& [name, text, rejected] : files) {
+    const std::filesystem::path path =
+        std::filesystem::temp_directory_path() /
+        ("minpanel-stream-" + std::to_string(::getpid()) + "-" + name);
+    std::ofstream(path, std::ios::binary) << text;
+    Fixture fixture = MakeFixture(text, kAccounts);
+    const Result<Impact> in_memory = Crossref(fixture.Input());
+    ASSERT_TRUE(in_memory.ok()) << in_memory.status().ToString();
+    ReportOptions options;
+    options.company = "Example Ltd";
+    options.now_s = 1'790'000'000;
+    const std::string expected = ImpactJson(fixture.Input(), *in_memory, options);
+    EXPECT_NE(expected.find("\"rows_rejected\":" + std::to_string(rejected)), std::string::npos)
+        << name;
+    for (const size_t chunk_rows : {size_t{1}, size_t{2}, size_t{7}, size_t{1000}, kStreamChunkRows}) {
+      CrossrefInput input = fixture.Input();
+      auto streamed = CrossrefLeakedFile(path.string(), &input, {}, SharedDetectors(), chunk_rows);
+      ASSERT_TRUE(streamed.ok()) << streamed.status().ToString();
+      EXPECT_EQ(input.leaked, &(*streamed)->leaked);
+      EXPECT_EQ((*streamed)->leaked.row_count(), 0u);  // no rows held at the end
+      EXPECT_EQ(ImpactJson(input, (*streamed)->impact, options), expected)
+          << name << " in chunks of " << chunk_rows;
+      EXPECT_EQ(SummaryMarkdown(input, (*streamed)->impact, options),
+                SummaryMarkdown(fixture.Input(), *in_memory, options));
+    }
+    std::filesystem::remove(path);
+  }
+}
+
+TEST(StreamTest, AStreamReadsInChunksWithTheFilesLinesAndRejections) {
+  const std::filesystem::path path =
+      std::filesystem::temp_directory_path() /
+      ("minpanel-stream-lines-" + std::to_string(::getpid()) + ".csv");
+  std::ofstream(path, std::ios::binary) << "id,note\n1,a\n2,\"spans\ntwo\"\nbad,\"x\"y\n3,c\n";
+  auto stream = TableStream::Open(path.string());
+  ASSERT_TRUE(stream.ok()) << stream.status().ToString();
+  Table chunk;
+  std::vector<uint64_t> lines;
+  while ((*stream)->Next(&chunk, 1).value()) {
+    ASSERT_EQ(chunk.row_count(), 1u);
+    lines.push_back(chunk.Line(0));
+  }
+  EXPECT_EQ(lines, (std::vector<uint64_t>{2, 3, 6}));
+  EXPECT_EQ(chunk.rows_kept(), 3u);
+  ASSERT_EQ(chunk.rejected().size(), 1u);
+  EXPECT_EQ(chunk.rejected()[0].line, 5u);
+  EXPECT_EQ(chunk.rows_seen(), 4u);
+  EXPECT_FALSE((*stream)->Next(&chunk, 1).value());  // and stays done
+  std::filesystem::remove(path);
+  EXPECT_EQ(TableStream::Open(path.string()).status().code(), StatusCode::kIoError);
 }
 
 }  // namespace

@@ -532,27 +532,37 @@ class OutputFolder {
   }
 
   Status Write(const std::string& relative, std::string_view text) {
+    return WriteStreamed(relative, [text](const auto& sink) { return sink(text); });
+  }
+
+  // A file written in pieces: `produce` hands them to the sink it is given.
+  Status WriteStreamed(
+      const std::string& relative,
+      const std::function<Status(const std::function<Status(std::string_view)>&)>& produce) {
     const std::string path = root_ + "/" + relative;
     const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) {
       return Status::IoError(path + ": " + std::strerror(errno));
     }
-    size_t done = 0;
-    while (done < text.size()) {
-      const ssize_t wrote = ::write(fd, text.data() + done, text.size() - done);
-      if (wrote < 0 && errno == EINTR) {
-        continue;
+    const auto sink = [&](std::string_view text) -> Status {
+      size_t done = 0;
+      while (done < text.size()) {
+        const ssize_t wrote = ::write(fd, text.data() + done, text.size() - done);
+        if (wrote < 0 && errno == EINTR) {
+          continue;
+        }
+        if (wrote <= 0) {
+          return Status::IoError(path + ": write: " + std::strerror(errno));
+        }
+        done += static_cast<size_t>(wrote);
       }
-      if (wrote <= 0) {
-        const int saved = errno;
-        ::close(fd);
-        return Status::IoError(path + ": write: " + std::strerror(saved));
-      }
-      done += static_cast<size_t>(wrote);
-    }
-    if (::close(fd) != 0) {
+      return Status::Ok();
+    };
+    const Status produced = produce(sink);
+    if (::close(fd) != 0 && produced.ok()) {
       return Status::IoError(path + ": close: " + std::strerror(errno));
     }
+    MP_RETURN_IF_ERROR(produced);
     written_.push_back(relative);
     return Status::Ok();
   }
@@ -814,7 +824,9 @@ Result<OutputFiles> WriteOutputs(const std::string& folder_path, const CrossrefI
   MP_ASSIGN_OR_RETURN(const Templates templates, LoadTemplates(options.templates_folder));
   OutputFolder folder(folder_path);
   MP_RETURN_IF_ERROR(folder.Create());
-  MP_RETURN_IF_ERROR(folder.Write("impact.json", ImpactJson(input, impact, options)));
+  MP_RETURN_IF_ERROR(folder.WriteStreamed("impact.json", [&](const auto& sink) {
+    return WriteImpactJson(input, impact, options, sink);
+  }));
   MP_RETURN_IF_ERROR(folder.Write("summary.md", SummaryMarkdown(input, impact, options)));
   MP_RETURN_IF_ERROR(folder.Write("summary.html", SummaryHtml(input, impact, options)));
   MP_RETURN_IF_ERROR(folder.Write("regulator-report.md", RegulatorReport(input, impact, options)));

@@ -566,20 +566,12 @@ Result<ColumnOverride> ParseColumnOverride(std::string_view text) {
 namespace {
 
 // What a column's sample says: the most frequent kind and its share.
-void SampleContent(const Table& table, size_t column, const privacy::Detectors& detectors,
-                   ColumnRecognition* out) {
+void DecideContent(const std::vector<ColumnKind>& sample, ColumnRecognition* out) {
   std::array<uint64_t, kColumnKindCount> votes{};
-  const size_t rows = table.row_count();
-  // Spread the sample over the file: every step-th row.
-  const size_t step = std::max<size_t>(1, rows / kRecognitionSampleMax);
-  for (size_t row = 0; row < rows && out->values_sampled < kRecognitionSampleMax; row += step) {
-    const std::string_view value = table.Cell(row, column);
-    if (value.empty()) {
-      continue;
-    }
-    ++out->values_sampled;
-    ++votes[static_cast<size_t>(ClassifyValue(value, detectors))];
+  for (const ColumnKind kind : sample) {
+    ++votes[static_cast<size_t>(kind)];
   }
+  out->values_sampled = sample.size();
   size_t best = static_cast<size_t>(ColumnKind::kUnknown);
   for (size_t kind_idx = 0; kind_idx < kColumnKindCount; ++kind_idx) {
     if (kind_idx != static_cast<size_t>(ColumnKind::kUnknown) && votes[kind_idx] > votes[best]) {
@@ -616,7 +608,7 @@ bool Compatible(ColumnKind name_kind, ColumnKind content_kind) {
          either(ColumnKind::kSecret, ColumnKind::kPasswordHash);
 }
 
-void Decide(ColumnRecognition* column) {
+void DecideKind(ColumnRecognition* column) {
   const ColumnKind name_kind = column->name_kind;
   const ColumnKind content_kind = column->content_kind;
   const double share = column->values_sampled == 0
@@ -659,14 +651,16 @@ void Decide(ColumnRecognition* column) {
                  "; kept the name's kind";
 }
 
-// Scans every cell for payment and credential values; marks the cell.
-void ScanSensitive(const Table& table, const privacy::Detectors& detectors,
-                   Recognition* recognition) {
-  const size_t columns = table.columns().size();
+}  // namespace
+
+void ScanSensitiveCells(const Table& chunk, const privacy::Detectors& detectors,
+                        Recognition* recognition, std::vector<uint8_t>* cells) {
+  cells->clear();
+  const size_t columns = chunk.columns().size();
   std::vector<Detection> detections;
-  for (size_t row = 0; row < table.row_count(); ++row) {
+  for (size_t row = 0; row < chunk.row_count(); ++row) {
     for (size_t column = 0; column < columns; ++column) {
-      const std::string_view value = table.Cell(row, column);
+      const std::string_view value = chunk.Cell(row, column);
       if (value.empty()) {
         continue;
       }
@@ -691,28 +685,62 @@ void ScanSensitive(const Table& table, const privacy::Detectors& detectors,
         ++info.credential_values;
       }
       if (bits != 0) {
-        if (recognition->sensitive_cells.empty()) {
-          recognition->sensitive_cells.assign(table.row_count() * columns, 0);
+        if (cells->empty()) {
+          cells->assign(chunk.row_count() * columns, 0);
         }
-        recognition->sensitive_cells[row * columns + column] = bits;
+        (*cells)[row * columns + column] = bits;
       }
     }
   }
 }
 
-}  // namespace
+void ColumnSampler::Add(const Table& chunk) {
+  const size_t columns = chunk.columns().size();
+  if (samples_.size() < columns) {
+    samples_.resize(columns);
+  }
+  for (size_t row = 0; row < chunk.row_count(); ++row, ++rows_) {
+    for (size_t column = 0; column < columns; ++column) {
+      Sample& sample = samples_[column];
+      if (rows_ % sample.stride != 0) {
+        continue;
+      }
+      const std::string_view value = chunk.Cell(row, column);
+      if (value.empty()) {
+        continue;
+      }
+      sample.kept.push_back({rows_, ClassifyValue(value, detectors_)});
+      if (sample.kept.size() < 2 * kRecognitionSampleMax) {
+        continue;
+      }
+      // Full: keep every other stride's rows, and take half as many from now on.
+      sample.stride *= 2;
+      std::erase_if(sample.kept,
+                    [&](const Sampled& sampled) { return sampled.row % sample.stride != 0; });
+    }
+  }
+}
 
-Result<Recognition> RecognizeColumns(const Table& table, std::string_view file,
-                                     const std::vector<ColumnOverride>& overrides,
-                                     const privacy::Detectors& detectors) {
+Result<Recognition> ColumnSampler::Decide(const Table& table, std::string_view file,
+                                          const std::vector<ColumnOverride>& overrides) const {
   Recognition recognition;
   recognition.columns.resize(table.columns().size());
+  std::vector<ColumnKind> sample;
   for (size_t column = 0; column < table.columns().size(); ++column) {
     ColumnRecognition& info = recognition.columns[column];
     info.name = table.columns()[column];
     info.name_kind = KindFromName(info.name);
-    SampleContent(table, column, detectors, &info);
-    Decide(&info);
+    // At most kRecognitionSampleMax of the values kept, evenly over them.
+    sample.clear();
+    if (column < samples_.size()) {
+      const std::vector<Sampled>& kept = samples_[column].kept;
+      const size_t taken = std::min(kept.size(), kRecognitionSampleMax);
+      for (size_t taken_idx = 0; taken_idx < taken; ++taken_idx) {
+        sample.push_back(kept[taken_idx * kept.size() / taken].kind);
+      }
+    }
+    DecideContent(sample, &info);
+    DecideKind(&info);
   }
   for (const ColumnOverride& override_entry : overrides) {
     if (override_entry.file != file) {
@@ -734,7 +762,16 @@ Result<Recognition> RecognizeColumns(const Table& table, std::string_view file,
     info.source = RecognitionSource::kMap;
     info.confidence = 1.0;
   }
-  ScanSensitive(table, detectors, &recognition);
+  return recognition;
+}
+
+Result<Recognition> RecognizeColumns(const Table& table, std::string_view file,
+                                     const std::vector<ColumnOverride>& overrides,
+                                     const privacy::Detectors& detectors) {
+  ColumnSampler sampler(detectors);
+  sampler.Add(table);
+  MP_ASSIGN_OR_RETURN(Recognition recognition, sampler.Decide(table, file, overrides));
+  ScanSensitiveCells(table, detectors, &recognition, &recognition.sensitive_cells);
   return recognition;
 }
 

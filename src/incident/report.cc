@@ -155,7 +155,7 @@ void AppendFile(std::string_view name, const Table* table, const Recognition* re
   *out += ",\n    \"" + std::string(name) + "\": {\"format\":\"" +
           std::string(FileFormatName(table->format())) +
           "\",\"rows_seen\":" + Number(table->rows_seen()) +
-          ",\"rows_kept\":" + Number(table->row_count()) +
+          ",\"rows_kept\":" + Number(table->rows_kept()) +
           ",\"rows_rejected\":" + Number(table->rejected().size()) + ",\"rejected\":";
   AppendRejected(table->rejected(), out);
   *out += ",\"columns\":";
@@ -280,8 +280,28 @@ void AppendOrg(const CrossrefInput& input, const OrgImpact& org, std::string* ou
 
 std::string ImpactJson(const CrossrefInput& input, const Impact& impact,
                        const ReportOptions& options) {
+  std::string text;
+  const Status written = WriteImpactJson(input, impact, options, [&text](std::string_view piece) {
+    text += piece;
+    return Status::Ok();
+  });
+  (void)written;  // the sink above never fails
+  return text;
+}
+
+Status WriteImpactJson(const CrossrefInput& input, const Impact& impact,
+                       const ReportOptions& options,
+                       const std::function<Status(std::string_view)>& sink) {
   std::string out;
-  out.reserve(256 + impact.accounts.size() * 256);
+  // Handed to the sink a piece at a time: 10M accounts make gigabytes.
+  const auto spill = [&]() -> Status {
+    if (out.size() < kImpactJsonPieceBytes) {
+      return Status::Ok();
+    }
+    MP_RETURN_IF_ERROR(sink(out));
+    out.clear();
+    return Status::Ok();
+  };
   out += "{\n  \"format\": \"minpanel-incident-impact\",\n  \"version\": 1,\n";
   out += "  \"generated_at\": \"" + FormatIsoTime(options.now_s) + "\",\n  \"company\": ";
   AppendJson(options.company, &out);
@@ -319,11 +339,13 @@ std::string ImpactJson(const CrossrefInput& input, const Impact& impact,
   for (size_t account_idx = 0; account_idx < impact.accounts.size(); ++account_idx) {
     out += account_idx == 0 ? "\n    " : ",\n    ";
     AppendAccount(input, impact, impact.accounts[account_idx], &out);
+    MP_RETURN_IF_ERROR(spill());
   }
   out += "],\n  \"organisations\": [";
   for (size_t org_idx = 0; org_idx < impact.orgs.size(); ++org_idx) {
     out += org_idx == 0 ? "\n    " : ",\n    ";
     AppendOrg(input, impact.orgs[org_idx], &out);
+    MP_RETURN_IF_ERROR(spill());
   }
   out += "],\n  \"unmatched_rows\": [";
   for (size_t row_idx = 0; row_idx < impact.unmatched.size(); ++row_idx) {
@@ -331,6 +353,7 @@ std::string ImpactJson(const CrossrefInput& input, const Impact& impact,
     out += Number(impact.unmatched[row_idx].line) + ",\"reason\":";
     AppendJson(impact.unmatched[row_idx].reason, &out);
     out += "}";
+    MP_RETURN_IF_ERROR(spill());
   }
   out += "],\n  \"warnings\": [";
   for (size_t warning_idx = 0; warning_idx < impact.warnings.size(); ++warning_idx) {
@@ -342,7 +365,7 @@ std::string ImpactJson(const CrossrefInput& input, const Impact& impact,
     out += "}";
   }
   out += "],\n  \"warnings_not_listed\": " + Number(impact.warnings_not_listed) + "\n}\n";
-  return out;
+  return sink(out);
 }
 
 // ---- Human summaries

@@ -4,6 +4,7 @@
 #include <csv.h>
 #include <fcntl.h>
 #include <simdjson.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -89,6 +90,14 @@ void Table::EndRow() {
   row_line_.push_back(open_row_line_);
 }
 
+void Table::ClearRows() {
+  rows_cleared_ += row_count();
+  arena_.clear();
+  cells_.clear();
+  row_begin_.clear();
+  row_line_.clear();
+}
+
 void Table::AbandonRow(uint64_t line, std::string reason) {
   cells_.resize(open_row_cells_);
   arena_.resize(open_row_arena_);
@@ -143,16 +152,33 @@ class CsvReader {
   ~CsvReader() { csv_free(&parser_); }
 
   Status Read(std::string_view text) {
+    Begin(text);
+    bool done = false;
+    return ReadRows(SIZE_MAX, &done);
+  }
+
+  // Reading in chunks: Begin once, then ReadRows until `*done`.
+  void Begin(std::string_view text) {
+    text_ = text;
+    offset_ = 0;
     delimiter_ = SniffDelimiter(text);
     ResetParser();
-    size_t offset = 0;
-    while (offset < text.size()) {
-      const size_t newline = text.find('\n', offset);
-      const size_t end = newline == std::string_view::npos ? text.size() : newline + 1;
+  }
+  // Feeds lines until the table holds `rows_max` rows or the text ends
+  // (`*done`). A record spanning lines is completed before it stops.
+  Status ReadRows(size_t rows_max, bool* done) {
+    *done = false;
+    while (offset_ < text_.size()) {
+      if (table_->row_count() >= rows_max) {
+        return Status::Ok();
+      }
+      const size_t newline = text_.find('\n', offset_);
+      const size_t end = newline == std::string_view::npos ? text_.size() : newline + 1;
       ++line_;
-      MP_RETURN_IF_ERROR(Feed(text.substr(offset, end - offset)));
-      offset = end;
+      MP_RETURN_IF_ERROR(Feed(text_.substr(offset_, end - offset_)));
+      offset_ = end;
     }
+    *done = true;
     if (!failed_row_) {
       if (csv_fini(&parser_, &CsvReader::OnField, &CsvReader::OnRowEnd, this) != 0) {
         RejectOpenRow("a quoted field is not closed before the end of the file");
@@ -164,6 +190,8 @@ class CsvReader {
     }
     return Status::Ok();
   }
+  // Bytes of the text fed so far.
+  size_t offset() const { return offset_; }
 
  private:
   static void OnField(void* bytes, size_t length, void* self) {
@@ -264,7 +292,7 @@ class CsvReader {
                                " fields, the header " + std::to_string(header_columns_));
       return;
     }
-    if (table_->row_count() >= kRowsMax) {
+    if (table_->rows_kept() >= kRowsMax) {
       status_ = TooManyRows();
       return;
     }
@@ -283,6 +311,8 @@ class CsvReader {
   }
 
   Table* table_;
+  std::string_view text_;
+  size_t offset_ = 0;
   csv_parser parser_{};
   bool initialised_ = false;
   unsigned char delimiter_ = ',';
@@ -365,7 +395,7 @@ std::string FlattenRow(simdjson::dom::element root, Table* table) {
 }
 
 Status AddJsonRow(simdjson::dom::element element, uint64_t line, Table* table) {
-  if (table->row_count() >= kRowsMax) {
+  if (table->rows_kept() >= kRowsMax) {
     return TooManyRows();
   }
   table->BeginRow(line);
@@ -378,34 +408,56 @@ Status AddJsonRow(simdjson::dom::element element, uint64_t line, Table* table) {
   return Status::Ok();
 }
 
-Status ReadJsonLines(std::string_view text, Table* table) {
-  table->set_format(FileFormat::kJsonLines);
-  simdjson::dom::parser parser;
-  uint64_t line = 0;
-  size_t offset = 0;
-  while (offset < text.size()) {
-    const size_t newline = text.find('\n', offset);
-    const size_t end = newline == std::string_view::npos ? text.size() : newline;
-    const std::string_view row = TrimSpace(text.substr(offset, end - offset));
-    offset = end + 1;
-    ++line;
-    if (row.empty()) {
-      continue;
-    }
-    if (row.size() > kRowBytesMax) {
-      table->Reject(line,
-                    "a line longer than kRowBytesMax (" + std::to_string(kRowBytesMax) + " bytes)");
-      continue;
-    }
-    simdjson::dom::element element;
-    const auto error = parser.parse(row.data(), row.size()).get(element);
-    if (error) {
-      table->Reject(line, std::string("not JSON: ") + simdjson::error_message(error));
-      continue;
-    }
-    MP_RETURN_IF_ERROR(AddJsonRow(element, line, table));
+// JSON lines, read in chunks (ReadRows until done) or whole.
+class JsonLinesReader {
+ public:
+  JsonLinesReader(std::string_view text, Table* table) : text_(text), table_(table) {
+    table_->set_format(FileFormat::kJsonLines);
   }
-  return Status::Ok();
+  Status ReadRows(size_t rows_max, bool* done) {
+    *done = false;
+    while (offset_ < text_.size()) {
+      if (table_->row_count() >= rows_max) {
+        return Status::Ok();
+      }
+      const size_t newline = text_.find('\n', offset_);
+      const size_t end = newline == std::string_view::npos ? text_.size() : newline;
+      const std::string_view row = TrimSpace(text_.substr(offset_, end - offset_));
+      offset_ = std::min(end + 1, text_.size());
+      ++line_;
+      if (row.empty()) {
+        continue;
+      }
+      if (row.size() > kRowBytesMax) {
+        table_->Reject(line_, "a line longer than kRowBytesMax (" + std::to_string(kRowBytesMax) +
+                                  " bytes)");
+        continue;
+      }
+      simdjson::dom::element element;
+      const auto error = parser_.parse(row.data(), row.size()).get(element);
+      if (error) {
+        table_->Reject(line_, std::string("not JSON: ") + simdjson::error_message(error));
+        continue;
+      }
+      MP_RETURN_IF_ERROR(AddJsonRow(element, line_, table_));
+    }
+    *done = true;
+    return Status::Ok();
+  }
+  size_t offset() const { return offset_; }
+
+ private:
+  std::string_view text_;
+  Table* table_;
+  simdjson::dom::parser parser_;
+  uint64_t line_ = 0;
+  size_t offset_ = 0;
+};
+
+Status ReadJsonLines(std::string_view text, Table* table) {
+  JsonLinesReader reader(text, table);
+  bool done = false;
+  return reader.ReadRows(SIZE_MAX, &done);
 }
 
 // A whole JSON document: an array of rows, or an object whose first array
@@ -450,30 +502,14 @@ Status ReadJsonDocument(std::string_view text, Table* table) {
   return Status::Ok();
 }
 
-Status ReadJson(std::string_view text, Table* table) {
-  if (text.front() == '[') {
-    return ReadJsonDocument(text, table);
-  }
-  // JSON lines when the first line is a whole JSON value and more follows.
-  const size_t newline = text.find('\n');
-  if (newline == std::string_view::npos || TrimSpace(text.substr(newline)).empty()) {
-    return ReadJsonDocument(text, table);
-  }
-  simdjson::dom::parser parser;
-  simdjson::dom::element first;
-  const std::string_view first_line = text.substr(0, newline);
-  if (first_line.size() <= kRowBytesMax &&
-      !parser.parse(first_line.data(), first_line.size()).get(first)) {
-    return ReadJsonLines(text, table);
-  }
-  return ReadJsonDocument(text, table);
-}
+// How a file's text is read, and the part of it each reader is given.
+enum class Shape : uint8_t { kCsv, kJsonLines, kJsonDocument };
+struct ShapedText {
+  Shape shape = Shape::kCsv;
+  std::string_view text;
+};
 
-}  // namespace
-
-Result<Table> ParseTable(std::string_view text) {
-  Table table;
-  table.ReserveBytes(text.size());
+Result<ShapedText> ShapeOf(std::string_view text) {
   std::string_view body = text;
   if (body.starts_with("\xEF\xBB\xBF")) {
     body.remove_prefix(3);
@@ -482,14 +518,48 @@ Result<Table> ParseTable(std::string_view text) {
   if (trimmed.empty()) {
     return Status::InvalidArgument("the file is empty");
   }
-  if (trimmed.front() == '[' || trimmed.front() == '{') {
-    // Line numbers count from the file's start, so only leading blanks on
-    // the first line are trimmed for the document readers.
-    MP_RETURN_IF_ERROR(ReadJson(trimmed, &table));
-  } else {
-    table.set_format(FileFormat::kCsv);
-    CsvReader reader(&table);
-    MP_RETURN_IF_ERROR(reader.Read(body));
+  if (trimmed.front() != '[' && trimmed.front() != '{') {
+    return ShapedText{Shape::kCsv, body};
+  }
+  // Line numbers count from the file's start, so only leading blanks on
+  // the first line are trimmed for the document readers.
+  if (trimmed.front() == '[') {
+    return ShapedText{Shape::kJsonDocument, trimmed};
+  }
+  // JSON lines when the first line is a whole JSON value and more follows.
+  const size_t newline = trimmed.find('\n');
+  if (newline == std::string_view::npos || TrimSpace(trimmed.substr(newline)).empty()) {
+    return ShapedText{Shape::kJsonDocument, trimmed};
+  }
+  simdjson::dom::parser parser;
+  simdjson::dom::element first;
+  const std::string_view first_line = trimmed.substr(0, newline);
+  if (first_line.size() <= kRowBytesMax &&
+      !parser.parse(first_line.data(), first_line.size()).get(first)) {
+    return ShapedText{Shape::kJsonLines, trimmed};
+  }
+  return ShapedText{Shape::kJsonDocument, trimmed};
+}
+
+}  // namespace
+
+Result<Table> ParseTable(std::string_view text) {
+  Table table;
+  table.ReserveBytes(text.size());
+  MP_ASSIGN_OR_RETURN(const ShapedText shaped, ShapeOf(text));
+  switch (shaped.shape) {
+    case Shape::kJsonDocument:
+      MP_RETURN_IF_ERROR(ReadJsonDocument(shaped.text, &table));
+      break;
+    case Shape::kJsonLines:
+      MP_RETURN_IF_ERROR(ReadJsonLines(shaped.text, &table));
+      break;
+    case Shape::kCsv: {
+      table.set_format(FileFormat::kCsv);
+      CsvReader reader(&table);
+      MP_RETURN_IF_ERROR(reader.Read(shaped.text));
+      break;
+    }
   }
   return table;
 }
@@ -531,6 +601,114 @@ Result<Table> ReadTable(const std::string& path) {
     return Status(table.status().code(), path + ": " + table.status().message());
   }
   return table;
+}
+
+// The reader of one stream, over the mapped text; made by the first Next,
+// which is given the table the rows go to.
+class TableStream::Reader {
+ public:
+  Reader(ShapedText shaped, Table* table) : shaped_(shaped) {
+    if (shaped.shape == Shape::kCsv) {
+      table->set_format(FileFormat::kCsv);
+      csv_ = std::make_unique<CsvReader>(table);
+      csv_->Begin(shaped.text);
+    } else if (shaped.shape == Shape::kJsonLines) {
+      json_lines_ = std::make_unique<JsonLinesReader>(shaped.text, table);
+    }
+  }
+  Status ReadRows(Table* table, size_t rows_max, bool* done) {
+    if (csv_ != nullptr) {
+      return csv_->ReadRows(rows_max, done);
+    }
+    if (json_lines_ != nullptr) {
+      return json_lines_->ReadRows(rows_max, done);
+    }
+    *done = true;
+    return ReadJsonDocument(shaped_.text, table);
+  }
+  // Where the text read so far ends, as a pointer into it.
+  const char* position() const {
+    const size_t offset = csv_ != nullptr          ? csv_->offset()
+                          : json_lines_ != nullptr ? json_lines_->offset()
+                                                   : 0;
+    return shaped_.text.data() + offset;
+  }
+
+ private:
+  ShapedText shaped_;
+  std::unique_ptr<CsvReader> csv_;
+  std::unique_ptr<JsonLinesReader> json_lines_;
+};
+
+Result<std::unique_ptr<TableStream>> TableStream::Open(const std::string& path) {
+  std::unique_ptr<TableStream> stream(new TableStream());
+  stream->path_ = path;
+  stream->fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (stream->fd_ < 0) {
+    return Status::IoError(path + ": " + std::strerror(errno));
+  }
+  struct stat info {};
+  if (::fstat(stream->fd_, &info) != 0) {
+    return Status::IoError(path + ": " + std::strerror(errno));
+  }
+  if (static_cast<uint64_t>(info.st_size) > kFileBytesMax) {
+    return Status::ResourceExhausted(path + ": larger than kFileBytesMax (" +
+                                     std::to_string(kFileBytesMax) + " bytes)");
+  }
+  if (info.st_size == 0) {
+    return Status::InvalidArgument(path + ": the file is empty");
+  }
+  void* mapped = ::mmap(nullptr, static_cast<size_t>(info.st_size), PROT_READ, MAP_PRIVATE,
+                        stream->fd_, 0);
+  if (mapped == MAP_FAILED) {
+    return Status::IoError(path + ": mmap: " + std::strerror(errno));
+  }
+  stream->mapped_ = static_cast<const char*>(mapped);
+  stream->mapped_bytes_ = static_cast<size_t>(info.st_size);
+  (void)::madvise(mapped, stream->mapped_bytes_, MADV_SEQUENTIAL);
+  return stream;
+}
+
+TableStream::~TableStream() {
+  reader_.reset();
+  if (mapped_ != nullptr) {
+    ::munmap(const_cast<char*>(mapped_), mapped_bytes_);
+  }
+  if (fd_ >= 0) {
+    ::close(fd_);
+  }
+}
+
+Result<bool> TableStream::Next(Table* chunk, size_t rows_max) {
+  chunk->ClearRows();
+  if (done_) {
+    return false;
+  }
+  const std::string_view text(mapped_, mapped_bytes_);
+  if (reader_ == nullptr) {
+    auto shaped = ShapeOf(text);
+    if (!shaped.ok()) {
+      return Status(shaped.status().code(), path_ + ": " + shaped.status().message());
+    }
+    reader_ = std::make_unique<Reader>(*shaped, chunk);
+  }
+  bool done = false;
+  const Status read = reader_->ReadRows(chunk, std::max<size_t>(rows_max, 1), &done);
+  if (!read.ok()) {
+    done_ = true;
+    return Status(read.code(), path_ + ": " + read.message());
+  }
+  done_ = done;
+  // The pages read are given back: the file's pages do not stay in this
+  // process's memory as it goes.
+  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  const size_t read_to = static_cast<size_t>(reader_->position() - mapped_) / page * page;
+  if (read_to > released_bytes_) {
+    (void)::madvise(const_cast<char*>(mapped_) + released_bytes_, read_to - released_bytes_,
+                    MADV_DONTNEED);
+    released_bytes_ = read_to;
+  }
+  return chunk->row_count() > 0;
 }
 
 }  // namespace minpanel::incident
