@@ -412,7 +412,38 @@ Status ReadFooterSummary(ByteReader* reader, SegmentFooter* footer) {
   return Status::Ok();
 }
 
-Status ReadTags(ByteReader* reader, size_t rows, std::vector<PropertyTag>* tags) {
+// Counts a chunk's per-row tag bytes into `tag_counts`, refusing unknown
+// tags. Four histograms: runs of one tag would otherwise wait on one
+// counter (this runs for every row of every column a query reads).
+Status CountTagBytes(const uint8_t* data, size_t rows, size_t (&tag_counts)[kPropertyTagCount]) {
+  uint32_t counts[4][256] = {};
+  size_t row_idx = 0;
+  for (; row_idx + 4 <= rows; row_idx += 4) {
+    ++counts[0][data[row_idx]];
+    ++counts[1][data[row_idx + 1]];
+    ++counts[2][data[row_idx + 2]];
+    ++counts[3][data[row_idx + 3]];
+  }
+  for (; row_idx < rows; ++row_idx) {
+    ++counts[0][data[row_idx]];
+  }
+  for (size_t byte = 0; byte < 256; ++byte) {
+    const size_t count =
+        size_t{counts[0][byte]} + counts[1][byte] + counts[2][byte] + counts[3][byte];
+    if (byte >= kPropertyTagCount && count > 0) {
+      return Status::Corruption("property tag " + std::to_string(byte) + " is unknown");
+    }
+    if (byte < kPropertyTagCount) {
+      tag_counts[byte] = count;
+    }
+  }
+  return Status::Ok();
+}
+
+// Reads a chunk's tags into `tags` (one per row) and counts them into
+// `tag_counts` (zeroed by the caller).
+Status ReadTags(ByteReader* reader, size_t rows, std::vector<PropertyTag>* tags,
+                size_t (&tag_counts)[kPropertyTagCount]) {
   uint8_t layout = 0;
   MP_RETURN_IF_ERROR(reader->ReadByte("tag layout", &layout));
   if (layout > 1) {
@@ -420,18 +451,18 @@ Status ReadTags(ByteReader* reader, size_t rows, std::vector<PropertyTag>* tags)
   }
   std::string_view bytes;
   MP_RETURN_IF_ERROR(reader->ReadBytes("tags", layout == 0 ? 1 : rows, &bytes));
-  for (const char byte : bytes) {
-    if (static_cast<uint8_t>(byte) >= kPropertyTagCount) {
-      return Status::Corruption("property tag " + std::to_string(static_cast<uint8_t>(byte)) +
-                                " is unknown");
-    }
-  }
+  const auto* data = reinterpret_cast<const uint8_t*>(bytes.data());
   if (layout == 0) {
-    tags->assign(rows, static_cast<PropertyTag>(bytes[0]));
-  } else {
-    tags->resize(rows);
-    std::memcpy(tags->data(), bytes.data(), rows);
+    if (data[0] >= kPropertyTagCount) {
+      return Status::Corruption("property tag " + std::to_string(data[0]) + " is unknown");
+    }
+    tags->assign(rows, static_cast<PropertyTag>(data[0]));
+    tag_counts[data[0]] = rows;
+    return Status::Ok();
   }
+  MP_RETURN_IF_ERROR(CountTagBytes(data, rows, tag_counts));
+  tags->resize(rows);
+  std::memcpy(tags->data(), data, rows);
   return Status::Ok();
 }
 
@@ -448,15 +479,28 @@ Status ReadStrings(ByteReader* reader, size_t count, const PropertyColumnFormat&
       return Status::Corruption("string codes run past the chunk");
     }
     MP_RETURN_IF_ERROR(reader->ReadBytes("string codes", count * width, &bytes));
-    for (size_t item_idx = 0; item_idx < count; ++item_idx) {
-      const uint32_t code = GetCode(bytes.data() + item_idx * width, width);
-      if (code >= format.dictionary.size()) {
-        return Status::Corruption("string code " + std::to_string(code) +
-                                  " is past the dictionary");
+    // The codes first, at a width known to the compiler and checked once
+    // (the loop has no branch), then the views: a dictionary column is read
+    // for every row of a block, so this loop is a query's hot path.
+    auto read_codes = [&]<size_t kWidth>() {
+      uint32_t code_max = 0;
+      for (size_t item_idx = 0; item_idx < count; ++item_idx) {
+        const uint32_t code = GetCode(bytes.data() + item_idx * kWidth, kWidth);
+        code_max = std::max(code_max, code);
+        (*codes)[slot_of(item_idx)] = code;
       }
+      return code_max;
+    };
+    const uint32_t code_max = width == 1   ? read_codes.template operator()<1>()
+                              : width == 2 ? read_codes.template operator()<2>()
+                                           : read_codes.template operator()<4>();
+    if (count > 0 && code_max >= format.dictionary.size()) {
+      return Status::Corruption("string code " + std::to_string(code_max) +
+                                " is past the dictionary");
+    }
+    for (size_t item_idx = 0; item_idx < count; ++item_idx) {
       const size_t slot = slot_of(item_idx);
-      (*codes)[slot] = code;
-      (*views)[slot] = format.dictionary[code];
+      (*views)[slot] = format.dictionary[(*codes)[slot]];
     }
     return Status::Ok();
   }
@@ -1279,10 +1323,7 @@ Status DecodePropertyColumn(std::string_view raw, size_t rows, const PropertyCol
     return CheckTagCounts(tag_counts, rows, format);
   }
   ByteReader reader(raw);
-  MP_RETURN_IF_ERROR(ReadTags(&reader, rows, &tags));
-  for (const PropertyTag tag : tags) {
-    ++tag_counts[static_cast<size_t>(tag)];
-  }
+  MP_RETURN_IF_ERROR(ReadTags(&reader, rows, &tags, tag_counts));
   MP_RETURN_IF_ERROR(CheckTagCounts(tag_counts, rows, format));
   const bool dictionary = format.encoding == StringEncoding::kDictionary;
   SizeOutputs(rows, tag_counts, dictionary, output);
@@ -1344,28 +1385,7 @@ Status ReadChunkTags(ByteReader* reader, size_t rows, ChunkTags* tags,
     tag_counts[data[0]] = rows;
     return Status::Ok();
   }
-  // Four histograms: runs of one tag would otherwise wait on one counter.
-  uint32_t counts[4][256] = {};
-  size_t row_idx = 0;
-  for (; row_idx + 4 <= rows; row_idx += 4) {
-    ++counts[0][data[row_idx]];
-    ++counts[1][data[row_idx + 1]];
-    ++counts[2][data[row_idx + 2]];
-    ++counts[3][data[row_idx + 3]];
-  }
-  for (; row_idx < rows; ++row_idx) {
-    ++counts[0][data[row_idx]];
-  }
-  for (size_t byte = 0; byte < 256; ++byte) {
-    const size_t count =
-        size_t{counts[0][byte]} + counts[1][byte] + counts[2][byte] + counts[3][byte];
-    if (byte >= kPropertyTagCount && count > 0) {
-      return Status::Corruption("property tag " + std::to_string(byte) + " is unknown");
-    }
-    if (byte < kPropertyTagCount) {
-      tag_counts[byte] = count;
-    }
-  }
+  MP_RETURN_IF_ERROR(CountTagBytes(data, rows, tag_counts));
   *tags = ChunkTags{data, PropertyTag::kAbsent};
   return Status::Ok();
 }
