@@ -880,34 +880,37 @@ Status SegmentScanner::State::FoldRunsOfBlock(size_t block_idx, const store::Seg
       run_ends->push_back(static_cast<uint32_t>(out->size()));
       continue;
     }
-    // A row with the string code of the row before it folds where that one
-    // did: FoldRows would find the same row (nothing was added since).
-    uint32_t last_code = UINT32_MAX;
-    size_t last_out = 0;
-    for (size_t row_idx = first; row_idx < last; ++row_idx) {
-      const bool coded = codes != nullptr && tags[row_idx] == PropertyTag::kString;
-      if (coded && codes[row_idx] == last_code) {
-        (*out)[last_out].weight += 1;
-        continue;
+    // Rows with the string code of the row before them fold where that one
+    // does: the stretch of one code is measured first and added at once (a
+    // subject's value rarely changes within its run, so this loop only
+    // compares codes).
+    size_t row_idx = first;
+    while (row_idx < last) {
+      size_t same_end = row_idx + 1;
+      if (codes != nullptr && tags[row_idx] == PropertyTag::kString) {
+        const uint32_t code = codes[row_idx];
+        while (same_end < last && tags[same_end] == PropertyTag::kString &&
+               codes[same_end] == code) {
+          ++same_end;
+        }
       }
-      last_code = coded ? codes[row_idx] : UINT32_MAX;
+      const auto weight = static_cast<uint32_t>(same_end - row_idx);
       const uint32_t group = GroupOfRow(single, row_idx);
+      row_idx = same_end;
       bool folded = false;
       const size_t look_from = std::max(
           out_begin, out->size() > kFoldLookback ? out->size() - kFoldLookback : size_t{0});
       for (size_t out_idx = out->size(); out_idx > look_from; --out_idx) {
         MatchRow& into = (*out)[out_idx - 1];
         if (into.group == group) {
-          into.weight += 1;
-          last_out = out_idx - 1;
+          into.weight += weight;
           folded = true;
           break;
         }
       }
       if (!folded) {
         row.group = group;
-        row.weight = 1;
-        last_out = out->size();
+        row.weight = weight;
         out->push_back(row);
       }
     }
