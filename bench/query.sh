@@ -106,7 +106,11 @@ run_clickhouse() {
   ports="$(bash "$repo/bench/query/clickhouse.sh" start)"
   read -r http_port tcp_port <<<"$ports"
   version="$(bash "$repo/bench/query/clickhouse.sh" version)"
-  local client=(clickhouse-client --host 127.0.0.1 --port "$tcp_port")
+  # A day for each wait: the server drops an INSERT whose client sends
+  # nothing for receive_timeout (300 s by default), and a generator on a
+  # loaded machine (or under nice) can stall that long at 100M events.
+  local client=(clickhouse-client --host 127.0.0.1 --port "$tcp_port"
+    --receive_timeout=86400 --send_timeout=86400)
   "${client[@]}" --query "CREATE DATABASE IF NOT EXISTS bench"
   local columns
   columns="$(node --input-type=module -e "
