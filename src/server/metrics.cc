@@ -185,6 +185,9 @@ std::string Metrics::Render(const service::ServiceMetrics& service,
         static_cast<int64_t>(store.events));
   Gauge(&out, "minpanel_store_log_bytes", "Bytes in the write-ahead log.",
         static_cast<int64_t>(store.log_bytes));
+  Gauge(&out, "minpanel_store_profile_bytes",
+        "Bytes of the profile files (profile updates moved out of the log at each flush).",
+        static_cast<int64_t>(store.profile_bytes));
   Gauge(&out, "minpanel_store_dedup_entries", "Insert ids remembered for de-duplication.",
         static_cast<int64_t>(store.dedup_entries));
   Counter(&out, "minpanel_log_fsyncs_total", "Write-ahead log fsyncs.", store.fsyncs);

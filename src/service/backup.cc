@@ -183,7 +183,7 @@ Result<BackupSummary> BackupDataFolder(const Config& config, const std::string& 
                       store::CopyStoreOnline(config.data_folder + "/store", to + "/store"));
   summary.segments = copy.segments;
   summary.log_files = copy.log_files;
-  summary.store_bytes = copy.segment_bytes + copy.log_bytes;
+  summary.store_bytes = copy.segment_bytes + copy.log_bytes + copy.profile_bytes;
   summary.end_log_file = copy.end_log_file;
   summary.end_log_offset = copy.end_log_offset;
   MP_RETURN_IF_ERROR(CopyTree(*file_system, config.data_folder, to, KeptInDataBackup,

@@ -37,6 +37,7 @@
 #include "store/log_reader.h"
 #include "store/manifest.h"
 #include "store/mix.h"
+#include "store/profile_file.h"
 #include "store/segment.h"
 #include "store/segment_merge.h"
 #include "store/store.h"
@@ -73,6 +74,7 @@ constexpr size_t kViewThreadsMax = 4;
 constexpr size_t kViewSegmentsPerThreadMin = 16;
 // While a deletion waits for purge_delay_ms the flush thread looks at it this often.
 constexpr auto kPurgeCheckPause = std::chrono::seconds(1);
+constexpr uint32_t kProfileFileMode = 0600;
 
 // "YYYY-MM-DD" of the UTC day `day` days after 1970-01-01 (Hinnant's civil_from_days).
 std::string UtcDayName(int64_t day) {
@@ -132,6 +134,34 @@ uint64_t EventMemoryBytes(const Event& event) {
     }
   }
   return bytes;
+}
+
+// As EventMemoryBytes, for a profile update held in the memtable (its
+// object counted at sizeof, not at the vector's capacity).
+uint64_t ProfileUpdateMemoryBytes(const ProfileUpdate& update) {
+  uint64_t bytes = sizeof(StoredProfileUpdate) + HeapBytes(update.group_key) +
+                   HeapBytes(update.properties);
+  for (const Property& property : update.properties) {
+    bytes += HeapBytes(property.key);
+    if (property.value.type() == Value::Type::kString) {
+      bytes += HeapBytes(property.value.as_string());
+    } else if (property.value.type() == Value::Type::kList) {
+      bytes += HeapBytes(property.value.as_list());
+      for (const std::string& item : property.value.as_list()) {
+        bytes += HeapBytes(item);
+      }
+    }
+  }
+  return bytes;
+}
+
+// A profile file group's updates were all stored before its log end, so a
+// deletion at or after that end applies to them (as to a segment's rows,
+// deletion.h): RowHidden hides a row whose position is before the
+// deletion's, so the group's rows stand one byte before its end.
+LogPosition GroupRowPosition(const LogPosition& group_log_end) {
+  return LogPosition{group_log_end.file_number,
+                     group_log_end.offset > 0 ? group_log_end.offset - 1 : 0};
 }
 
 bool MatchesRequest(const ScanRequest& request, const Event& event) {
@@ -233,6 +263,7 @@ class EmbeddedEngine final : public Engine {
         file_system_(options.file_system),
         wal_folder_(options.folder + "/wal"),
         segments_folder_(options.folder + "/segments"),
+        profiles_folder_(options.folder + "/profiles"),
         manifest_path_(options.folder + "/MANIFEST"),
         dedup_(options.dedup_entries_max, options.dedup_window_ms) {}
 
@@ -265,6 +296,10 @@ class EmbeddedEngine final : public Engine {
     std::vector<uint64_t> event_bytes;
     std::vector<Id128> insert_ids;     // of each event, in order
     size_t profile_updates = 0;
+    // The profile updates themselves, for the memtable, and the store time
+    // their record was written with (set by ComposeRecord).
+    std::vector<ProfileUpdate> profile_update_objects;
+    int64_t stored_at_ms = 0;
     std::string body;                 // encoded events, then profile updates
     std::vector<uint32_t> event_ends;  // end offset in `body` of each event
     uint32_t body_crc = 0;
@@ -281,12 +316,16 @@ class EmbeddedEngine final : public Engine {
   struct LogFileInfo {
     uint64_t number = 0;
     uint64_t durable_bytes = 0;
-    // Profile updates live only in the log, so a file holding one is never trimmed.
+    // It holds profile updates not yet in a profile file (until a flush
+    // appends them there), so it is not trimmed.
     bool has_profile_updates = false;
   };
   // The events of one project logged since the last flush began.
   struct Memtable {
     std::vector<Event> events;
+    // Profile updates logged since the last flush began, in store order;
+    // the flush appends them to the project's profile file.
+    std::vector<StoredProfileUpdate> profiles;
     uint64_t bytes = 0;
     uint64_t version = 0;  // from memtable_versions_, changed by every append
     SegmentSnapshot encoded;  // cache for Snapshot, valid when encoded_version == version
@@ -294,9 +333,15 @@ class EmbeddedEngine final : public Engine {
   };
   // The memtable of one project that the flush thread is writing out.
   struct FlushingMemtable {
-    std::shared_ptr<const std::vector<Event>> events;
+    std::shared_ptr<const std::vector<Event>> events;  // never null
+    std::shared_ptr<const std::vector<StoredProfileUpdate>> profiles;  // never null
     uint64_t bytes = 0;
     SegmentSnapshot encoded;  // cache for Snapshot, empty until first asked
+  };
+  // A project's profile file (profile_file.h), as the flush thread knows it.
+  struct ProfileFileState {
+    uint64_t bytes = 0;    // header and whole groups: what the file holds
+    LogPosition log_end;   // of its last group: profile updates before it are in the file
   };
   struct LiveSegment {
     uint32_t project_id = 0;
@@ -308,16 +353,12 @@ class EmbeddedEngine final : public Engine {
     std::shared_ptr<const SegmentReader> view;
     uint64_t view_generation = UINT64_MAX;
   };
-  // Receives each record of a file: its header and a decoder positioned
-  // after it. Returns false to stop.
-  using RecordVisitor =
-      std::function<Result<bool>(const WalPayloadHeader&, WalDecoder*, const LogPosition&)>;
 
   std::string LogPath(uint64_t number) const;
   void Note(const std::string& note);
   // Recovery.
   Status ReplayFile(uint64_t number, bool is_last, uint64_t* durable_bytes);
-  Status ApplyRecord(std::string_view payload, bool to_memtable);
+  Status ApplyRecord(std::string_view payload, const LogPosition& position);
   Status ApplyDeletionRecord(std::string_view payload, const LogPosition& position);
   // Erasure.
   Status EnqueueDeletion(Deletion deletion);
@@ -357,6 +398,18 @@ class EmbeddedEngine final : public Engine {
   Status RewriteLogFile(const LogFileInfo& info, const DeletionState& state,
                         const std::vector<LogPosition>& dropping);
   Status LoadManifest();
+  // Opens every project's profile file, cutting a group left incomplete.
+  Status LoadProfileFiles();
+  // Appends each project's flushing profile updates to its profile file
+  // as a group ending at `position`, unless the file already holds it (a
+  // flush retried after a failure). `*appended` gets each file's new size.
+  Status AppendProfileGroups(
+      const std::vector<std::pair<uint32_t, std::shared_ptr<const std::vector<StoredProfileUpdate>>>>&
+          projects,
+      const LogPosition& position, std::map<uint32_t, uint64_t>* appended);
+  // Rewrites each profile file without the updates `state` hides.
+  Status RewriteProfileFiles(const DeletionState& state);
+  std::string ProfilePath(uint32_t project_id) const;
   Status RemoveOrphans(const std::set<std::string>& live_paths);
   // Memtable and flush.
   void AddToMemtable(std::vector<PendingAppend*> const& group);
@@ -366,6 +419,8 @@ class EmbeddedEngine final : public Engine {
   // done here.
   void AddEventsLocked(uint32_t project_id, std::vector<Event>* events,
                        const std::vector<uint64_t>* event_bytes = nullptr);
+  void AddProfilesLocked(uint32_t project_id, int64_t stored_at_ms,
+                         std::vector<ProfileUpdate>* updates);
   bool MemtableOverThresholdLocked() const;
   // True (counting `batches` refused) at the memtable's hard limit.
   bool MemtableFull(size_t batches);
@@ -413,13 +468,12 @@ class EmbeddedEngine final : public Engine {
   Status WriteAndSync();
   void PublishGroup(const std::vector<PendingAppend*>& group, uint64_t sync_latency_us);
   void FinishGroup(const std::vector<PendingAppend*>& group, const Status& status);
-  // Readers.
-  Status ForEachRecord(const LogFileInfo& info, uint32_t project_id, const RecordVisitor& visit);
 
   const Options options_;
   const std::shared_ptr<FileSystem> file_system_;
   const std::string wal_folder_;
   const std::string segments_folder_;
+  const std::string profiles_folder_;
   const std::string manifest_path_;
 
   // Owned by the writer thread once it runs (by Open before).
@@ -445,12 +499,17 @@ class EmbeddedEngine final : public Engine {
   // The manifest on disk; written by Open, then only by the flush thread.
   Manifest manifest_;
   uint64_t next_segment_number_ = 1;  // flush thread; never reused, even after a failure
+  std::map<uint32_t, ProfileFileState> profile_files_;  // Open, then the flush thread
 
   mutable std::mutex data_mutex_;
   std::condition_variable flush_cv_;
   std::map<uint32_t, Memtable> memtables_;
   uint64_t memtable_rows_ = 0;   // of memtables_
-  uint64_t memtable_bytes_ = 0;  // of memtables_
+  uint64_t memtable_bytes_ = 0;  // of memtables_ (profile updates included)
+  uint64_t memtable_profile_updates_ = 0;  // of memtables_; count towards memtable_rows_max
+  // What readers read of each profile file: its whole groups as of the last
+  // flush published (so never a group whose updates are still flushing).
+  std::map<uint32_t, uint64_t> profile_visible_bytes_;
   uint64_t flushing_bytes_ = 0;  // of flushing_, as swapped out
   uint64_t memtable_versions_ = 0;
   LogPosition memtable_position_;  // every record before it is in a memtable or a segment
@@ -494,6 +553,7 @@ void EmbeddedEngine::Note(const std::string& note) {
 Status EmbeddedEngine::Open() {
   MP_RETURN_IF_ERROR(file_system_->CreateDirectories(wal_folder_, kFolderMode));
   MP_RETURN_IF_ERROR(LoadManifest());
+  MP_RETURN_IF_ERROR(LoadProfileFiles());
   MP_ASSIGN_OR_RETURN(const std::vector<std::string> names,
                       file_system_->ListDirectory(wal_folder_));
   std::vector<uint64_t> numbers;
@@ -523,11 +583,23 @@ Status EmbeddedEngine::Open() {
     MP_RETURN_IF_ERROR(
         OpenLastLogFile(numbers.back(), last_durable_bytes, replay_found_profile_updates_));
   }
+  // Profile updates in log files the manifest has moved past are not in
+  // a profile file yet: a folder of a binary that kept them only in the
+  // log, or a crash before a flush's profile groups were durable. The first
+  // flush, right away, moves them there, and the trim then deletes those files.
+  bool profiles_to_move = false;
+  {
+    std::lock_guard lock(mutex_);
+    for (const LogFileInfo& info : files_) {
+      profiles_to_move |=
+          info.has_profile_updates && info.number < manifest_.log_position.file_number;
+    }
+  }
   {
     std::lock_guard lock(data_mutex_);
     memtable_position_ = LogPosition{file_number_, file_durable_bytes_};
     flushing_position_ = manifest_.log_position;
-    flush_requested_ = MemtableOverThresholdLocked();
+    flush_requested_ = MemtableOverThresholdLocked() || profiles_to_move;
   }
   writer_ = std::thread([this] { WriterLoop(); });
   flusher_ = std::thread([this] { FlushLoop(); });
@@ -696,7 +768,7 @@ Status EmbeddedEngine::ReplayFile(uint64_t number, bool is_last, uint64_t* durab
       const LogPosition position{number, reader.record_offset()};
       const Status applied = reader.record_type() == WalRecordType::kDeletion
                                  ? ApplyDeletionRecord(payload, position)
-                                 : ApplyRecord(payload, position >= manifest_.log_position);
+                                 : ApplyRecord(payload, position);
       if (applied.ok()) {
         continue;
       }
@@ -719,7 +791,8 @@ Status EmbeddedEngine::ReplayFile(uint64_t number, bool is_last, uint64_t* durab
   return Status::Ok();
 }
 
-Status EmbeddedEngine::ApplyRecord(std::string_view payload, bool to_memtable) {
+Status EmbeddedEngine::ApplyRecord(std::string_view payload, const LogPosition& position) {
+  const bool to_memtable = position >= manifest_.log_position;
   WalDecoder decoder(payload);
   WalPayloadHeader header;
   MP_RETURN_IF_ERROR(decoder.ReadPayloadHeader(&header));
@@ -735,9 +808,15 @@ Status EmbeddedEngine::ApplyRecord(std::string_view payload, bool to_memtable) {
       events.push_back(event);
     }
   }
-  ProfileUpdate update;
+  // Profile updates before the log end of the project's profile file are
+  // in it already; the later ones join the memtable until a flush appends them.
+  const auto profile_file = profile_files_.find(header.project_id);
+  const bool profiles_in_file =
+      profile_file != profile_files_.end() && position < profile_file->second.log_end;
+  std::vector<ProfileUpdate> updates(profiles_in_file ? 0 : header.profile_update_count);
+  ProfileUpdate skipped;
   for (uint32_t update_idx = 0; update_idx < header.profile_update_count; ++update_idx) {
-    MP_RETURN_IF_ERROR(decoder.ReadProfileUpdate(&update));
+    MP_RETURN_IF_ERROR(decoder.ReadProfileUpdate(profiles_in_file ? &skipped : &updates[update_idx]));
   }
   if (!decoder.empty()) {
     return Status::Corruption("record has " + std::to_string(payload.size() - decoder.position()) +
@@ -753,11 +832,14 @@ Status EmbeddedEngine::ApplyRecord(std::string_view payload, bool to_memtable) {
   if (to_memtable) {
     stats_.events += header.event_count;
   }
-  stats_.profile_updates += header.profile_update_count;
-  replay_found_profile_updates_ |= header.profile_update_count > 0;
+  stats_.profile_updates += updates.size();
+  replay_found_profile_updates_ |= !updates.empty();
+  std::lock_guard lock(data_mutex_);
   if (!events.empty()) {
-    std::lock_guard lock(data_mutex_);
     AddEventsLocked(header.project_id, &events);
+  }
+  if (!updates.empty()) {
+    AddProfilesLocked(header.project_id, header.stored_at_ms, &updates);
   }
   return Status::Ok();
 }
@@ -844,6 +926,7 @@ Status EmbeddedEngine::Encode(AppendBatch& batch, PendingAppend* pending) {
   // combines it with the record header's.
   pending->body_crc = Crc32(0, pending->body);
   pending->events = std::move(batch.events);
+  pending->profile_update_objects = std::move(batch.profile_updates);
   // For the memtable, also here in the caller's thread: properties sorted by
   // key (as segments return them, so that a scan's rows do not depend on
   // whether a flush has run; the log keeps the client's order) and the
@@ -977,6 +1060,22 @@ void EmbeddedEngine::ApplyDeletionLocked(const Deletion& deletion) {
       memtable_rows_ -= before - memtable.events.size();
       memtable.version = ++memtable_versions_;
     }
+    // Profile updates go with an erasure of their subject (time bounds drop
+    // events only).
+    if (!deletion.subjects.empty()) {
+      const size_t profiles_before = memtable.profiles.size();
+      std::erase_if(memtable.profiles, [&](const StoredProfileUpdate& stored) {
+        if (!std::binary_search(deletion.subjects.begin(), deletion.subjects.end(),
+                                stored.update.subject)) {
+          return false;
+        }
+        const uint64_t bytes = ProfileUpdateMemoryBytes(stored.update);
+        memtable.bytes -= bytes;
+        memtable_bytes_ -= bytes;
+        return true;
+      });
+      memtable_profile_updates_ -= profiles_before - memtable.profiles.size();
+    }
   }
   // The memtable being flushed becomes segments whose log end is before the
   // deletion, which views then mask; until they are published, readers see
@@ -992,6 +1091,19 @@ void EmbeddedEngine::ApplyDeletionLocked(const Deletion& deletion) {
       }
       flushing.events = std::move(kept);
       flushing.encoded.clear();
+    }
+    // The flush appends the profile updates it swapped out to the profile
+    // file, where the deletion (at or after that group's end) hides them;
+    // until then readers see a copy without them.
+    const auto erased = [&deletion](const StoredProfileUpdate& stored) {
+      return std::binary_search(deletion.subjects.begin(), deletion.subjects.end(),
+                                stored.update.subject);
+    };
+    if (std::any_of(flushing.profiles->begin(), flushing.profiles->end(), erased)) {
+      auto kept = std::make_shared<std::vector<StoredProfileUpdate>>();
+      std::copy_if(flushing.profiles->begin(), flushing.profiles->end(), std::back_inserter(*kept),
+                   [&](const StoredProfileUpdate& stored) { return !erased(stored); });
+      flushing.profiles = std::move(kept);
     }
   }
   // One the manifest already lists (it was written after the deletion, and
@@ -1146,7 +1258,7 @@ void EmbeddedEngine::RollLogAndSwapMemtables() {
   RollLogForFlush();
   std::lock_guard lock(data_mutex_);
   memtable_position_ = LogPosition{file_number_, file_durable_bytes_};
-  if (flushing_.empty() && memtable_rows_ > 0) {
+  if (flushing_.empty() && memtable_rows_ + memtable_profile_updates_ > 0) {
     SwapMemtablesLocked();
   } else if (flushing_.empty()) {
     // Nothing to flush, but every record before the roll is in a segment or
@@ -1172,6 +1284,7 @@ void EmbeddedEngine::ComposeRecord(PendingAppend* pending, int64_t stored_at_ms)
     return;
   }
   const uint32_t project_id = pending->project_id;
+  pending->stored_at_ms = stored_at_ms;
   AppendResult& result = pending->result;
   std::vector<size_t>& kept = kept_event_indices_;
   kept.clear();
@@ -1291,46 +1404,6 @@ void EmbeddedEngine::FinishGroup(const std::vector<PendingAppend*>& group, const
       pending->callback(pending->result);
     } else {
       pending->callback(pending->status);
-    }
-  }
-}
-
-Status EmbeddedEngine::ForEachRecord(const LogFileInfo& info, uint32_t project_id,
-                                     const RecordVisitor& visit) {
-  const std::string path = LogPath(info.number);
-  MP_ASSIGN_OR_RETURN(std::unique_ptr<SequentialFile> file, file_system_->OpenSequential(path));
-  LogReader reader(file.get(), info.durable_bytes);
-  WalFileHeader file_header;
-  bool all_zero = false;
-  MP_ASSIGN_OR_RETURN(const LogReader::Outcome header_outcome,
-                      reader.ReadFileHeader(&file_header, &all_zero));
-  if (header_outcome != LogReader::Outcome::kRecord) {
-    return Status::Corruption(path + ": file header is torn");
-  }
-  while (true) {
-    std::string_view payload;
-    std::string reason;
-    MP_ASSIGN_OR_RETURN(const LogReader::Outcome outcome, reader.ReadRecord(&payload, &reason));
-    if (outcome == LogReader::Outcome::kEnd) {
-      return Status::Ok();
-    }
-    if (outcome != LogReader::Outcome::kRecord) {
-      return Status::Corruption(path + " at offset " + std::to_string(reader.record_offset()) +
-                                ": " + reason);
-    }
-    if (reader.record_type() != WalRecordType::kBatch) {
-      continue;
-    }
-    WalDecoder decoder(payload);
-    WalPayloadHeader header;
-    MP_RETURN_IF_ERROR(decoder.ReadPayloadHeader(&header));
-    if (header.project_id != project_id) {
-      continue;
-    }
-    MP_ASSIGN_OR_RETURN(const bool more,
-                        visit(header, &decoder, LogPosition{info.number, reader.record_offset()}));
-    if (!more) {
-      return Status::Ok();
     }
   }
 }
@@ -1563,6 +1636,10 @@ void EmbeddedEngine::AddToMemtable(const std::vector<PendingAppend*>& group) {
     if (!pending->events.empty()) {
       AddEventsLocked(pending->project_id, &pending->events, &pending->event_bytes);
     }
+    if (!pending->profile_update_objects.empty()) {
+      AddProfilesLocked(pending->project_id, pending->stored_at_ms,
+                        &pending->profile_update_objects);
+    }
   }
   memtable_position_ = LogPosition{file_number_, file_durable_bytes_};
   if (!MemtableOverThresholdLocked()) {
@@ -1603,8 +1680,22 @@ void EmbeddedEngine::AddEventsLocked(uint32_t project_id, std::vector<Event>* ev
   events->clear();
 }
 
+void EmbeddedEngine::AddProfilesLocked(uint32_t project_id, int64_t stored_at_ms,
+                                       std::vector<ProfileUpdate>* updates) {
+  Memtable& memtable = memtables_[project_id];
+  uint64_t bytes = 0;
+  for (ProfileUpdate& update : *updates) {
+    bytes += ProfileUpdateMemoryBytes(update);
+    memtable.profiles.push_back(StoredProfileUpdate{stored_at_ms, std::move(update)});
+  }
+  memtable.bytes += bytes;
+  memtable_bytes_ += bytes;
+  memtable_profile_updates_ += updates->size();
+  updates->clear();
+}
+
 bool EmbeddedEngine::MemtableOverThresholdLocked() const {
-  return memtable_rows_ >= options_.memtable_rows_max ||
+  return memtable_rows_ + memtable_profile_updates_ >= options_.memtable_rows_max ||
          memtable_bytes_ >= options_.memtable_bytes_max;
 }
 
@@ -1614,7 +1705,8 @@ bool EmbeddedEngine::MemtableOverThresholdLocked() const {
 bool EmbeddedEngine::MemtableFull(size_t batches) {
   std::lock_guard lock(data_mutex_);
   const bool full =
-      memtable_rows_ >= kMemtableHardLimitFactor * options_.memtable_rows_max ||
+      memtable_rows_ + memtable_profile_updates_ >=
+          kMemtableHardLimitFactor * options_.memtable_rows_max ||
       memtable_bytes_ + flushing_bytes_ >= kMemtableHardLimitFactor * options_.memtable_bytes_max;
   if (full) {
     data_stats_.appends_refused_memtable_full += batches;
@@ -1656,7 +1748,8 @@ void EmbeddedEngine::FlushLoop() {
     // file past the purge deadline, until enough traffic made a flush.
     const bool roll_for_purge =
         !stopping && (ticket > purge_tickets_done_ || (PurgeDueLocked() && PurgeNeedsRollLocked()));
-    bool flush = !flushing_.empty() || memtable_rows_ > 0 || roll_for_purge;
+    bool flush = !flushing_.empty() || memtable_rows_ + memtable_profile_updates_ > 0 ||
+                 roll_for_purge;
     if (flushing_.empty() && flush && !SwapAtLogRoll(lock, stopping)) {
       continue;  // Close came first: the next round swaps (the writer has stopped)
     }
@@ -1722,7 +1815,8 @@ void EmbeddedEngine::FlushLoop() {
       purge_tickets_done_ = ticket;
       purge_cv_.notify_all();
     }
-    flush_requested_ = MemtableOverThresholdLocked() || (stopping && memtable_rows_ > 0);
+    flush_requested_ = MemtableOverThresholdLocked() ||
+                       (stopping && memtable_rows_ + memtable_profile_updates_ > 0);
     behind_counted_ = false;
     if (stopping && !flush_requested_) {
       purge_cv_.notify_all();
@@ -1773,11 +1867,13 @@ bool EmbeddedEngine::SwapAtLogRoll(std::unique_lock<std::mutex>& lock, bool stop
 
 void EmbeddedEngine::SwapMemtablesLocked() {
   for (auto& [project_id, memtable] : memtables_) {
-    if (memtable.events.empty()) {
+    if (memtable.events.empty() && memtable.profiles.empty()) {
       continue;
     }
     FlushingMemtable& flushing = flushing_[project_id];
     flushing.events = std::make_shared<const std::vector<Event>>(std::move(memtable.events));
+    flushing.profiles =
+        std::make_shared<const std::vector<StoredProfileUpdate>>(std::move(memtable.profiles));
     flushing.bytes = memtable.bytes;
     if (memtable.encoded_version == memtable.version) {
       flushing.encoded = std::move(memtable.encoded);
@@ -1785,6 +1881,7 @@ void EmbeddedEngine::SwapMemtablesLocked() {
   }
   memtables_.clear();
   memtable_rows_ = 0;
+  memtable_profile_updates_ = 0;
   flushing_bytes_ += memtable_bytes_;
   memtable_bytes_ = 0;
   flushing_position_ = memtable_position_;
@@ -1795,12 +1892,17 @@ void EmbeddedEngine::SwapMemtablesLocked() {
 // both to readers only once the manifest is durable.
 Status EmbeddedEngine::FlushImmutable() {
   std::vector<std::pair<uint32_t, std::shared_ptr<const std::vector<Event>>>> projects;
+  std::vector<std::pair<uint32_t, std::shared_ptr<const std::vector<StoredProfileUpdate>>>>
+      profiles;
   LogPosition position;
   std::vector<Deletion> deletions;
   {
     std::lock_guard lock(data_mutex_);
     for (const auto& [project_id, flushing] : flushing_) {
       projects.emplace_back(project_id, flushing.events);
+      if (!flushing.profiles->empty()) {
+        profiles.emplace_back(project_id, flushing.profiles);
+      }
     }
     position = flushing_position_;
     // Every deletion logged before `position` is applied (the writer applies
@@ -1808,6 +1910,11 @@ Status EmbeddedEngine::FlushImmutable() {
     // before `position` be trimmed lists it.
     deletions = deletions_->deletions;
   }
+  // The profile updates first: once the manifest moves the log position on,
+  // the trim may delete the log files that held them. A group appended
+  // here by an attempt whose manifest then failed is not appended again.
+  std::map<uint32_t, uint64_t> profile_bytes;
+  MP_RETURN_IF_ERROR(AppendProfileGroups(profiles, position, &profile_bytes));
   Manifest manifest = manifest_;
   std::vector<ManifestSegment> written;
   const auto remove_written = [&] {
@@ -1866,15 +1973,32 @@ Status EmbeddedEngine::FlushImmutable() {
   MP_RETURN_IF_ERROR(
       file_system_->WriteFileAtomically(manifest_path_, EncodeManifest(manifest), kManifestFileMode));
   manifest_ = std::move(manifest);
-  std::lock_guard lock(data_mutex_);
-  for (LiveSegment& segment : opened) {
-    data_stats_.segment_bytes += segment.reader->summary().file_bytes;
-    segments_.push_back(std::move(segment));
+  {
+    // The profile groups and the segments become visible as the flushing
+    // memtable goes, in one step: no reader sees an update twice or not at all.
+    std::lock_guard lock(data_mutex_);
+    for (LiveSegment& segment : opened) {
+      data_stats_.segment_bytes += segment.reader->summary().file_bytes;
+      segments_.push_back(std::move(segment));
+    }
+    for (const auto& [project_id, bytes] : profile_bytes) {
+      uint64_t& visible = profile_visible_bytes_[project_id];
+      data_stats_.profile_bytes += bytes - visible;
+      visible = bytes;
+    }
+    data_stats_.segments = segments_.size();
+    data_stats_.flush_rows += rows;
+    flushing_.clear();
+    flushing_bytes_ = 0;
   }
-  data_stats_.segments = segments_.size();
-  data_stats_.flush_rows += rows;
-  flushing_.clear();
-  flushing_bytes_ = 0;
+  // Every profile update of a record before `position` is now in a profile
+  // file: the log files wholly before it may be trimmed.
+  std::lock_guard lock(mutex_);
+  for (LogFileInfo& info : files_) {
+    if (info.number < position.file_number) {
+      info.has_profile_updates = false;
+    }
+  }
   return Status::Ok();
 }
 
@@ -2209,6 +2333,7 @@ Status EmbeddedEngine::RetireDeletions(const DeletionState& state) {
       MP_RETURN_IF_ERROR(RewriteLogFile(info, state, retiring));
     }
   }
+  MP_RETURN_IF_ERROR(RewriteProfileFiles(state));
   const auto is_retired = [&retiring](const Deletion& deletion) {
     return std::find(retiring.begin(), retiring.end(), deletion.position) != retiring.end();
   };
@@ -2443,56 +2568,228 @@ Status EmbeddedEngine::MergePartition(uint32_t project_id, int64_t day,
   return Status::Ok();
 }
 
+// Store order: the profile file (older flushes first), then the updates
+// being flushed, then the memtable's. The file is opened and its visible
+// size read under data_mutex_, so a purge replacing it (rename) or a flush
+// appending to it never shows a reader a group twice or cut.
 Status EmbeddedEngine::ScanProfiles(uint32_t project_id,
                                     const std::function<bool(const ProfileUpdate&)>& visit) {
-  std::vector<LogFileInfo> files;
-  {
-    std::lock_guard lock(mutex_);
-    files = files_;
-  }
   std::shared_ptr<const DeletionState> state;
+  std::unique_ptr<SequentialFile> file;
+  uint64_t file_bytes = 0;
+  std::shared_ptr<const std::vector<StoredProfileUpdate>> flushing;
+  std::vector<StoredProfileUpdate> recent;
+  const std::string path = ProfilePath(project_id);
   {
     std::lock_guard lock(data_mutex_);
     state = deletions_;
+    if (const auto found = profile_visible_bytes_.find(project_id);
+        found != profile_visible_bytes_.end() && found->second > 0) {
+      file_bytes = found->second;
+      MP_ASSIGN_OR_RETURN(file, file_system_->OpenSequential(path));
+    }
+    if (const auto found = flushing_.find(project_id); found != flushing_.end()) {
+      flushing = found->second.profiles;
+    }
+    if (const auto found = memtables_.find(project_id); found != memtables_.end()) {
+      recent = found->second.profiles;
+    }
   }
   const ProjectDeletions* deletions = state->Find(project_id);
   bool stopped = false;
-  Event event;
-  ProfileUpdate update;
-  const RecordVisitor on_record = [&](const WalPayloadHeader& header, WalDecoder* decoder,
-                                      const LogPosition& position) -> Result<bool> {
-    // Events come first in a record and have no length prefix, so they are decoded to be skipped.
-    for (uint32_t event_idx = 0; event_idx < header.event_count; ++event_idx) {
-      MP_RETURN_IF_ERROR(decoder->ReadEvent(&event));
+  if (file) {
+    MP_ASSIGN_OR_RETURN(
+        const ProfileFileScan scan,
+        ScanProfileFile(file.get(), path, file_bytes, project_id,
+                        [&](const StoredProfileUpdate& stored, const LogPosition& log_end) {
+                          // Time bounds drop events only: a profile update is
+                          // hidden by an erasure of its subject at or after
+                          // its group's end.
+                          if (deletions != nullptr &&
+                              RowHidden(*deletions, stored.update.subject, INT64_MAX,
+                                        GroupRowPosition(log_end))) {
+                            return true;
+                          }
+                          stopped = !visit(stored.update);
+                          return !stopped;
+                        }));
+    // The file may be shorter than `file_bytes`: a purge renamed its
+    // rewrite into place after the snapshot (and before the size it
+    // publishes); its groups are then those of the rewrite, all whole.
+    if (!stopped && !scan.tail_reason.empty()) {
+      return Status::Corruption(path + " after offset " + std::to_string(scan.valid_bytes) + ": " +
+                                scan.tail_reason);
     }
-    for (uint32_t update_idx = 0; update_idx < header.profile_update_count; ++update_idx) {
-      MP_RETURN_IF_ERROR(decoder->ReadProfileUpdate(&update));
-      // Time bounds drop events only: a profile update is hidden by an
-      // erasure of its subject logged after it.
-      if (deletions != nullptr && RowHidden(*deletions, update.subject, INT64_MAX, position)) {
-        continue;
-      }
-      if (!visit(update)) {
-        stopped = true;
-        return false;
+  }
+  // The updates being flushed and those of the memtable are from records
+  // before any deletion in `state` only if the deletion removed them already.
+  if (flushing) {
+    for (const StoredProfileUpdate& stored : *flushing) {
+      if (stopped || !visit(stored.update)) {
+        return Status::Ok();
       }
     }
-    return true;
-  };
-  for (const LogFileInfo& info : files) {
-    // A file without profile updates may be trimmed at any moment; it has
-    // nothing to read here anyway.
-    if (!info.has_profile_updates) {
+  }
+  for (const StoredProfileUpdate& stored : recent) {
+    if (stopped || !visit(stored.update)) {
+      return Status::Ok();
+    }
+  }
+  return Status::Ok();
+}
+
+std::string EmbeddedEngine::ProfilePath(uint32_t project_id) const {
+  return profiles_folder_ + "/" + std::to_string(project_id) + ".prof";
+}
+
+// The profile files on open. A file's bytes after its last whole group were
+// being appended when the store stopped (a crash or a full disk, before the
+// group's sync returned): cut, as the log's torn tail is, with a note. Their
+// updates are still in the log (the manifest had not moved past them), so
+// the replay brings them back to the memtable. A rewrite's `.tmp` left by a
+// crash is removed; the file it was to replace is whole.
+Status EmbeddedEngine::LoadProfileFiles() {
+  MP_RETURN_IF_ERROR(file_system_->CreateDirectories(profiles_folder_, kFolderMode));
+  MP_RETURN_IF_ERROR(file_system_->SyncDirectory(options_.folder));
+  MP_ASSIGN_OR_RETURN(const std::vector<std::string> names,
+                      file_system_->ListDirectory(profiles_folder_));
+  for (const std::string& name : names) {
+    const std::string path = profiles_folder_ + "/" + name;
+    if (name.ends_with(".tmp")) {
+      MP_RETURN_IF_ERROR(file_system_->Remove(path));
+      Note(path + ": removed (a profile file rewrite that did not finish)");
       continue;
     }
-    const Status read = ForEachRecord(info, project_id, on_record);
-    // A file trimmed since the list was taken held no profile update any more.
-    if (!read.ok() && read.code() != StatusCode::kNotFound) {
-      return read;
+    constexpr std::string_view kSuffix = ".prof";
+    uint32_t project_id = 0;
+    const std::string_view digits(name.data(), name.size() >= kSuffix.size() ? name.size() - kSuffix.size() : 0);
+    const auto [end, error] =
+        std::from_chars(digits.data(), digits.data() + digits.size(), project_id);
+    if (!name.ends_with(kSuffix) || digits.empty() || error != std::errc() ||
+        end != digits.data() + digits.size()) {
+      continue;  // not ours
     }
-    if (stopped) {
-      break;
+    MP_ASSIGN_OR_RETURN(const uint64_t size, file_system_->FileSize(path));
+    MP_ASSIGN_OR_RETURN(const ProfileFileScan scan,
+                        ScanProfileFile(*file_system_, path, size, project_id, {}));
+    if (scan.groups == 0) {
+      // Created during a crash before its first group was durable.
+      MP_RETURN_IF_ERROR(file_system_->Remove(path));
+      Note(path + ": removed (no whole group: created by a flush that did not finish)");
+      continue;
     }
+    if (scan.valid_bytes < size) {
+      MP_RETURN_IF_ERROR(file_system_->Truncate(path, scan.valid_bytes));
+      MP_ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> synced,
+                          file_system_->OpenAppendable(path, kProfileFileMode));
+      MP_RETURN_IF_ERROR(synced->Sync());
+      MP_RETURN_IF_ERROR(synced->Close());
+      Note(path + ": cut " + std::to_string(size - scan.valid_bytes) + " bytes after offset " +
+           std::to_string(scan.valid_bytes) + " (" + scan.tail_reason + ")");
+    }
+    profile_files_[project_id] = ProfileFileState{scan.valid_bytes, scan.log_end};
+    stats_.profile_updates += scan.updates;
+    std::lock_guard lock(data_mutex_);
+    profile_visible_bytes_[project_id] = scan.valid_bytes;
+    data_stats_.profile_bytes += scan.valid_bytes;
+  }
+  return Status::Ok();
+}
+
+Status EmbeddedEngine::AppendProfileGroups(
+    const std::vector<std::pair<uint32_t, std::shared_ptr<const std::vector<StoredProfileUpdate>>>>&
+        projects,
+    const LogPosition& position, std::map<uint32_t, uint64_t>* appended) {
+  for (const auto& [project_id, updates] : projects) {
+    ProfileFileState& file = profile_files_[project_id];
+    if (!(file.log_end < position)) {
+      (*appended)[project_id] = file.bytes;  // appended by an attempt whose manifest failed
+      continue;
+    }
+    const std::string path = ProfilePath(project_id);
+    const bool is_new = file.bytes == 0;
+    std::string bytes = is_new ? EncodeProfileFileHeader(project_id) : std::string();
+    EncodeProfileGroup(project_id, *updates, position, &bytes);
+    // What a failed append left after the last whole group goes first, so
+    // that a group never follows bytes a reader would stop at.
+    if (file_system_->Exists(path)) {
+      MP_ASSIGN_OR_RETURN(const uint64_t size, file_system_->FileSize(path));
+      if (size != file.bytes) {
+        MP_RETURN_IF_ERROR(file_system_->Truncate(path, file.bytes));
+      }
+    }
+    MP_ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> out,
+                        file_system_->OpenAppendable(path, kProfileFileMode));
+    Status status = out->Append(bytes);
+    if (status.ok()) {
+      status = out->Sync();
+    }
+    const Status closed = out->Close();
+    if (status.ok()) {
+      status = closed;
+    }
+    if (status.ok() && is_new) {
+      status = file_system_->SyncDirectory(profiles_folder_);
+    }
+    if (!status.ok()) {
+      (void)file_system_->Truncate(path, file.bytes);
+      return status;
+    }
+    file.bytes += bytes.size();
+    file.log_end = position;
+    (*appended)[project_id] = file.bytes;
+  }
+  return Status::Ok();
+}
+
+// The physical stage of an erasure in the profile files: each file holding
+// an update `state` hides is written anew (.tmp, fsync, rename, fsync of the
+// folder) without it, as one group ending where the file's last group ended.
+// Merging the groups is safe: every deletion in `state` has been applied
+// here, and any later one is at or after every group's end (it is in the
+// current log file), so it applies to all of them alike.
+Status EmbeddedEngine::RewriteProfileFiles(const DeletionState& state) {
+  for (auto& [project_id, file] : profile_files_) {
+    const ProjectDeletions* deletions = state.Find(project_id);
+    if (deletions == nullptr || deletions->subjects.empty() || file.bytes == 0) {
+      continue;
+    }
+    {
+      std::lock_guard lock(data_mutex_);
+      if (profile_visible_bytes_[project_id] != file.bytes) {
+        return Status::Unavailable(ProfilePath(project_id) + ": a flush is still publishing");
+      }
+    }
+    std::vector<StoredProfileUpdate> kept;
+    bool removed = false;
+    MP_ASSIGN_OR_RETURN(
+        const ProfileFileScan scan,
+        ScanProfileFile(*file_system_, ProfilePath(project_id), file.bytes, project_id,
+                        [&](const StoredProfileUpdate& stored, const LogPosition& log_end) {
+                          if (RowHidden(*deletions, stored.update.subject, INT64_MAX,
+                                        GroupRowPosition(log_end))) {
+                            removed = true;
+                          } else {
+                            kept.push_back(stored);
+                          }
+                          return true;
+                        }));
+    if (!scan.tail_reason.empty()) {
+      return Status::Corruption(ProfilePath(project_id) + " after offset " +
+                                std::to_string(scan.valid_bytes) + ": " + scan.tail_reason);
+    }
+    if (!removed) {
+      continue;
+    }
+    std::string image = EncodeProfileFileHeader(project_id);
+    EncodeProfileGroup(project_id, kept, file.log_end, &image);
+    MP_RETURN_IF_ERROR(
+        file_system_->WriteFileAtomically(ProfilePath(project_id), image, kProfileFileMode));
+    file.bytes = image.size();
+    std::lock_guard lock(data_mutex_);
+    uint64_t& visible = profile_visible_bytes_[project_id];
+    data_stats_.profile_bytes = data_stats_.profile_bytes - visible + image.size();
+    visible = image.size();
   }
   return Status::Ok();
 }
@@ -2520,6 +2817,7 @@ Stats EmbeddedEngine::GetStats() const {
   stats.appends_refused_memtable_full = data_stats_.appends_refused_memtable_full;
   stats.compactions = data_stats_.compactions;
   stats.log_files_trimmed = data_stats_.log_files_trimmed;
+  stats.profile_bytes = data_stats_.profile_bytes;
   stats.deletions_active = deletions_->deletions.size();
   if (!deletions_->deletions.empty()) {
     int64_t oldest_ms = INT64_MAX;

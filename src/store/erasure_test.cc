@@ -393,22 +393,30 @@ TEST_F(ErasureTest, PurgeRemovesEveryByteOfTheSubjectFromTheFolder) {
   EXPECT_EQ(DumpFolder().find(erased), std::string::npos);
 }
 
-TEST_F(ErasureTest, PurgeRewritesLogFilesThatHoldProfileUpdates) {
+// Profile updates move from the log to the project's profile file at a
+// flush (src/store/README.md, "Profiles"); the purge rewrites that file
+// without the erased subject's updates from before the erasure.
+TEST_F(ErasureTest, PurgeRewritesTheProfileFileWithoutTheErasedUpdates) {
+  options_.purge_delay_ms = 3'600'000;  // only PurgeDeleted purges
   ASSERT_TRUE(Open().ok());
   AppendEvents(0, 200);
   AppendProfiles({3, 4}, kTestNowMs);
   AppendProfiles({3}, kTestNowMs + 1);
+  Reopen();  // flushed: the updates are in the profile file, their log files trimmed
+  const auto update_of_3 = [](int64_t time_ms) {
+    return "subject=" + Hex(3) + " group_key= time_ms=" + std::to_string(time_ms);
+  };
+  ASSERT_NE(DumpFolder().find(update_of_3(kTestNowMs + 1)), std::string::npos);
   Erase({3});
   AppendProfiles({3}, kTestNowMs + 2);  // after the erase: kept
   EXPECT_EQ(ProfileSubjects(), (std::vector<uint64_t>{3, 4}));
   Purge();
-  // The log file with the profile updates is kept (they live only in the
-  // log) but rewritten without subject 3's, at the same offsets, and
-  // without the deletion record; the deletion is then retired.
   EXPECT_EQ(engine_->GetStats().deletions_active, 0u);
   EXPECT_EQ(ProfileSubjects(), (std::vector<uint64_t>{3, 4}));
   const std::string dump = DumpFolder();
-  EXPECT_NE(dump.find("padding"), std::string::npos);
+  EXPECT_EQ(dump.find(update_of_3(kTestNowMs)), std::string::npos);
+  EXPECT_EQ(dump.find(update_of_3(kTestNowMs + 1)), std::string::npos);
+  EXPECT_NE(dump.find(update_of_3(kTestNowMs + 2)), std::string::npos);
   EXPECT_EQ(dump.find("erase subject"), std::string::npos);
   Reopen();
   EXPECT_EQ(ProfileSubjects(), (std::vector<uint64_t>{3, 4}));

@@ -455,7 +455,7 @@ TEST_F(FlushTest, ScanAndSnapshotSeeEachEventOnceWhileFlushesRun) {
 // Log files wholly before the manifest's position are deleted, except those
 // holding profile updates; de-duplication still holds after a restart, from
 // the insert ids of the segments.
-TEST_F(FlushTest, TrimmedLogKeepsProfileUpdatesAndDedupAcrossARestart) {
+TEST_F(FlushTest, TrimmedLogMovesProfileUpdatesToTheProfileFileAndDedupAcrossARestart) {
   options_.log_file_bytes_max = 4096;
   options_.memtable_rows_max = 50;
   ASSERT_TRUE(Open().ok());
@@ -473,8 +473,12 @@ TEST_F(FlushTest, TrimmedLogKeepsProfileUpdatesAndDedupAcrossARestart) {
     ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "no trim";
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
-  EXPECT_TRUE(std::filesystem::exists(LogPath(1)));  // holds the profile update
+  // The profile update moved to the project's profile file at the flush,
+  // so the log file that held it was trimmed as the others were.
+  EXPECT_FALSE(std::filesystem::exists(LogPath(1)));
   EXPECT_FALSE(std::filesystem::exists(LogPath(2)));
+  EXPECT_TRUE(std::filesystem::exists(folder_ + "/profiles/" + std::to_string(kProject) + ".prof"));
+  EXPECT_GT(engine_->GetStats().profile_bytes, 0u);
   std::set<uint64_t> expected = Range(1, 600);
   expected.insert(1000);
   EXPECT_EQ(ScannedIds(), expected);

@@ -52,6 +52,18 @@ Result<LogReader::Outcome> LogReader::ReadFileHeader(WalFileHeader* header, bool
   return Outcome::kRecord;
 }
 
+Result<LogReader::Outcome> LogReader::ReadProfileFileHeader(size_t bytes, std::string* header) {
+  record_offset_ = 0;
+  profile_file_ = true;
+  MP_ASSIGN_OR_RETURN(const bool whole, Fill(bytes));
+  if (!whole) {
+    return Outcome::kTorn;
+  }
+  header->assign(buffer_, position_, bytes);
+  position_ += bytes;
+  return Outcome::kRecord;
+}
+
 Result<LogReader::Outcome> LogReader::ReadRecord(std::string_view* payload, std::string* reason) {
   record_offset_ = end_offset();
   MP_ASSIGN_OR_RETURN(const bool have_header, Fill(kWalRecordHeaderBytes));
@@ -68,7 +80,8 @@ Result<LogReader::Outcome> LogReader::ReadRecord(std::string_view* payload, std:
   const uint8_t type = static_cast<uint8_t>(header[8]);
   if (type != static_cast<uint8_t>(WalRecordType::kBatch) &&
       type != static_cast<uint8_t>(WalRecordType::kDeletion) &&
-      type != static_cast<uint8_t>(WalRecordType::kPadding)) {
+      type != static_cast<uint8_t>(WalRecordType::kPadding) &&
+      !(profile_file_ && type == static_cast<uint8_t>(WalRecordType::kProfileGroupEnd))) {
     *reason = "unknown record type " + std::to_string(type);
     return Outcome::kCorrupt;
   }

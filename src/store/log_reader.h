@@ -32,6 +32,10 @@ class LogReader {
   // Reads the file header. kTorn when the file is shorter than a header.
   // Status errors are I/O errors and header corruption.
   Result<Outcome> ReadFileHeader(WalFileHeader* header, bool* all_zero);
+  // For a profile file (profile_file.h), whose records are framed as the
+  // log's: reads its first `bytes` bytes undecoded into `header` (kTorn
+  // when shorter), and from then on accepts kProfileGroupEnd records.
+  Result<Outcome> ReadProfileFileHeader(size_t bytes, std::string* header);
 
   // Reads the next record. On kRecord `payload` points into the reader's
   // buffer and stays valid until the next call. On kTorn and kCorrupt
@@ -58,6 +62,7 @@ class LogReader {
   uint64_t buffer_offset_ = 0;  // file offset of buffer_[0]
   uint64_t record_offset_ = 0;
   WalRecordType record_type_ = WalRecordType::kBatch;
+  bool profile_file_ = false;
 };
 
 }  // namespace minpanel::store

@@ -11,6 +11,7 @@
 #include "store/online_copy.h"
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <filesystem>
 #include <system_error>
@@ -19,6 +20,7 @@
 #include "store/erasure_journal.h"
 #include "store/log_reader.h"
 #include "store/manifest.h"
+#include "store/profile_file.h"
 #include "store/store.h"
 
 namespace minpanel::store {
@@ -72,6 +74,54 @@ Status CopyLogPrefix(FileSystem& file_system, const std::string& from, uint64_t 
   return out->Close();
 }
 
+// Copies every profile file (profiles/<project>.prof) up to its last whole
+// group: a flush may be appending one. Read after the manifest: a flush
+// appends its groups before it writes its manifest, so each copy holds the
+// profile updates of every record before the manifest's log position (and
+// perhaps later ones, which the copied log also holds and the copy's open
+// then skips). A file a purge replaced meanwhile is copied as it is now.
+Attempt CopyProfileFiles(FileSystem& file_system, const std::string& store_folder,
+                         const std::string& destination, StoreCopy* copy) {
+  const std::string folder = store_folder + "/profiles";
+  if (!file_system.Exists(folder)) {
+    return {};  // a store of a binary from before profile files
+  }
+  auto names = file_system.ListDirectory(folder);
+  if (!names.ok()) {
+    return {false, names.status()};
+  }
+  for (const std::string& name : *names) {
+    if (!name.ends_with(".prof")) {
+      continue;
+    }
+    const std::string from = folder + "/" + name;
+    const std::string to = destination + "/profiles/" + name;
+    uint32_t project_id = 0;
+    std::from_chars(name.data(), name.data() + name.size(), project_id);
+    // One read of one file (a purge may rename another in its place), then
+    // the copy is cut after its last whole group.
+    auto bytes = file_system.ReadFile(from);
+    if (!bytes.ok()) {
+      return {!file_system.Exists(from), bytes.status()};
+    }
+    if (const Status written = file_system.WriteFileAtomically(to, *bytes, 0600); !written.ok()) {
+      return {false, written};
+    }
+    auto scan = ScanProfileFile(file_system, to, bytes->size(), project_id, {});
+    if (!scan.ok()) {
+      return {false, scan.status()};
+    }
+    if (scan->valid_bytes < bytes->size()) {
+      if (const Status cut = file_system.Truncate(to, scan->valid_bytes); !cut.ok()) {
+        return {false, cut};
+      }
+    }
+    ++copy->profile_files;
+    copy->profile_bytes += scan->valid_bytes;
+  }
+  return {};
+}
+
 // Links (or, across file systems, copies) an immutable segment file.
 Attempt LinkSegment(const std::string& from, const std::string& to) {
   std::error_code error;
@@ -117,6 +167,10 @@ Attempt CopyOnce(FileSystem& file_system, const std::string& store_folder,
     ++copy->segments;
     copy->segment_bytes += segment.file_bytes;
   }
+  if (const Attempt profiles = CopyProfileFiles(file_system, store_folder, destination, copy);
+      profiles.retry || !profiles.status.ok()) {
+    return profiles;
+  }
   auto names = file_system.ListDirectory(store_folder + "/wal");
   if (!names.ok()) {
     return {false, names.status()};
@@ -153,7 +207,7 @@ Attempt CopyOnce(FileSystem& file_system, const std::string& store_folder,
     if (!status.ok()) {
       if (!file_system.Exists(from)) {
         if (number < first_needed) {
-          continue;  // trimmed: wholly in segments, no profile update
+          continue;  // trimmed: wholly in segments and profile files
         }
         return {true, Status::Ok()};
       }
@@ -188,7 +242,7 @@ Result<StoreCopy> CopyStoreOnline(const std::string& store_folder, const std::st
   }
   for (uint32_t attempt = 1; attempt <= kOnlineCopyAttemptsMax; ++attempt) {
     fs::remove_all(destination, error);
-    for (const char* folder : {"/wal", "/segments"}) {
+    for (const char* folder : {"/wal", "/segments", "/profiles"}) {
       MP_RETURN_IF_ERROR(file_system->CreateDirectories(destination + folder, 0700));
     }
     StoreCopy copy;
@@ -201,6 +255,7 @@ Result<StoreCopy> CopyStoreOnline(const std::string& store_folder, const std::st
       }
       MP_RETURN_IF_ERROR(file_system->SyncDirectory(destination + "/segments"));
       MP_RETURN_IF_ERROR(file_system->SyncDirectory(destination + "/wal"));
+      MP_RETURN_IF_ERROR(file_system->SyncDirectory(destination + "/profiles"));
       MP_RETURN_IF_ERROR(file_system->SyncDirectory(destination));
       return copy;
     }

@@ -18,6 +18,8 @@ struct StoreCopy {
   uint64_t segment_bytes = 0;
   uint64_t log_files = 0;
   uint64_t log_bytes = 0;
+  uint64_t profile_files = 0;  // copied, each up to its last whole group
+  uint64_t profile_bytes = 0;
   // The copy holds every log record before this position (file number,
   // offset) and none after: the snapshot's point in the log.
   uint64_t end_log_file = 0;

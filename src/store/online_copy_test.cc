@@ -65,6 +65,7 @@ TEST_F(OnlineCopyTest, ACopyDuringIngestionHoldsEveryAcknowledgedEventOnce) {
   ASSERT_TRUE(Open().ok());
   std::mutex mutex;
   std::set<uint64_t> acknowledged;
+  std::set<uint64_t> acknowledged_profiles;  // batch numbers
   std::atomic<bool> stop{false};
   std::thread writer([&] {
     for (uint64_t batch_idx = 0; !stop.load(); ++batch_idx) {
@@ -73,11 +74,20 @@ TEST_F(OnlineCopyTest, ACopyDuringIngestionHoldsEveryAcknowledgedEventOnce) {
         const uint64_t id = batch_idx * 50 + row;
         events.push_back(MakeEvent("view", kTestNowMs + static_cast<int64_t>(id), id % 97, id));
       }
-      if (engine_->Append(MakeBatch(kProject, events)).ok()) {
+      AppendBatch batch = MakeBatch(kProject, events);
+      // A profile update per batch too: they move to the profile file at
+      // each flush, which the copy must take with the log it matches.
+      ProfileUpdate update;
+      update.subject = Id128{0, batch_idx};
+      update.time_ms = kTestNowMs;
+      update.properties = {{"batch", Value::Int(static_cast<int64_t>(batch_idx))}};
+      batch.profile_updates.push_back(update);
+      if (engine_->Append(std::move(batch)).ok()) {
         std::lock_guard lock(mutex);
         for (const Event& event : events) {
           acknowledged.insert(event.insert_id.low);
         }
+        acknowledged_profiles.insert(batch_idx);
       }
     }
   });
@@ -88,9 +98,11 @@ TEST_F(OnlineCopyTest, ACopyDuringIngestionHoldsEveryAcknowledgedEventOnce) {
     }
   }
   std::set<uint64_t> before;
+  std::set<uint64_t> profiles_before;
   {
     std::lock_guard lock(mutex);
     before = acknowledged;
+    profiles_before = acknowledged_profiles;
   }
   auto copied = CopyStoreOnline(folder_, copy_folder_);
   stop.store(true);
@@ -98,8 +110,22 @@ TEST_F(OnlineCopyTest, ACopyDuringIngestionHoldsEveryAcknowledgedEventOnce) {
   ASSERT_TRUE(copied.ok()) << copied.status().ToString();
   EXPECT_GT(copied->segments, 0u);
   EXPECT_GT(copied->log_files, 0u);
+  EXPECT_GT(copied->profile_files, 0u);
   std::unique_ptr<Engine> copy = OpenCopy();
   ASSERT_NE(copy, nullptr);
+  std::set<uint64_t> profiles;
+  ASSERT_TRUE(copy->ScanProfiles(kProject, [&](const ProfileUpdate& update) {
+                    EXPECT_TRUE(profiles.insert(update.subject.low).second)
+                        << "twice: " << update.subject.low;
+                    return true;
+                  })
+                  .ok());
+  for (const uint64_t batch_idx : profiles_before) {
+    ASSERT_TRUE(profiles.contains(batch_idx)) << "profile acknowledged before the copy: " << batch_idx;
+  }
+  for (const uint64_t batch_idx : profiles) {
+    ASSERT_TRUE(acknowledged_profiles.contains(batch_idx)) << "never acknowledged: " << batch_idx;
+  }
   const std::set<uint64_t> ids = IdsOf(*copy);
   for (const uint64_t id : before) {
     ASSERT_TRUE(ids.contains(id)) << "acknowledged before the copy, missing: " << id;

@@ -8,6 +8,7 @@
 
 #include "store/dump_print.h"
 #include "store/manifest.h"
+#include "store/profile_file.h"
 #include "store/segment.h"
 #include "store/store.h"
 #include "store/wal_format.h"
@@ -296,6 +297,10 @@ Status DumpStoreFile(FileSystem& file_system, const std::string& path, std::ostr
   if (start.size() == kManifestMagic.size() &&
       std::memcmp(start.data(), kManifestMagic.data(), kManifestMagic.size()) == 0) {
     return DumpManifestFile(file_system, path, out);
+  }
+  if (start.size() == kProfileFileMagic.size() &&
+      std::memcmp(start.data(), kProfileFileMagic.data(), kProfileFileMagic.size()) == 0) {
+    return DumpProfileFile(file_system, path, out);
   }
   return DumpLogFile(file_system, path, out);
 }

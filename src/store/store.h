@@ -132,7 +132,10 @@ struct Stats {
   uint64_t flushes_behind = 0;       // thresholds passed while a flush still ran
   uint64_t appends_refused_memtable_full = 0;  // batches refused at the hard limit
   uint64_t compactions = 0;
-  uint64_t log_files_trimmed = 0;  // since open: wholly in segments, no profile update
+  uint64_t log_files_trimmed = 0;  // since open: wholly in segments and profile files
+  // Bytes of the profile files (profiles/<project>.prof): the profile
+  // updates of every flushed log record (src/store/README.md, "Profiles").
+  uint64_t profile_bytes = 0;
   // Erasure and time-based dropping.
   uint64_t deletions_active = 0;    // logged, not yet retired (rows may still be in files)
   // Store clock: how long ago the oldest deletion in force was logged (0

@@ -35,6 +35,9 @@ enum class WalRecordType : uint8_t {
   // Zeros that keep the offsets of the records after it when a purge
   // rewrites a log file without erased data.
   kPadding = 3,
+  // Only in profile files (docs/formats/profiles.md): the end of a group,
+  // with the log position it covers. A log file holding one is corrupt.
+  kProfileGroupEnd = 4,
 };
 
 // Property value tags on disk; deliberately not tied to Value::Type's numbering.

@@ -1,0 +1,253 @@
+// The profile files (src/store/README.md, "Profiles"; docs/formats/profiles.md):
+// profile updates move out of the log at each flush, so the log is trimmed
+// as for events; a folder whose log still holds them is migrated; a group
+// cut short is cut on open and its updates come back from the log; a flush
+// failing at any write loses nothing and stores nothing twice.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "store/manifest.h"
+#include "store/profile_file.h"
+#include "store/store_test_util.h"
+#include "store/wal_format.h"
+
+namespace minpanel::store {
+namespace {
+
+constexpr uint32_t kProject = 9;
+
+ProfileUpdate Update(uint64_t subject, int64_t sequence) {
+  ProfileUpdate update;
+  update.subject = Id128{0, subject};
+  update.time_ms = kTestNowMs + sequence;
+  update.key_version = 1;
+  update.operation = sequence % 3 == 0 ? ProfileOperation::kSetOnce : ProfileOperation::kSet;
+  update.properties = {{"plan", Value::String("plan-" + std::to_string(sequence))},
+                       {"seats", Value::Int(sequence)}};
+  return update;
+}
+
+class ProfileFileTest : public StoreTest {
+ protected:
+  // Appends updates [first, first + count) of 50 subjects, `per_batch` a batch.
+  void AppendUpdates(int64_t first, int64_t count, int64_t per_batch = 25) {
+    for (int64_t begin = first; begin < first + count; begin += per_batch) {
+      AppendBatch batch;
+      batch.project_id = kProject;
+      for (int64_t sequence = begin; sequence < std::min(first + count, begin + per_batch);
+           ++sequence) {
+        batch.profile_updates.push_back(Update(static_cast<uint64_t>(sequence % 50), sequence));
+      }
+      const auto result = engine_->Append(std::move(batch));
+      ASSERT_TRUE(result.ok()) << result.status().ToString();
+    }
+  }
+  static std::vector<ProfileUpdate> Expected(int64_t first, int64_t count) {
+    std::vector<ProfileUpdate> updates;
+    for (int64_t sequence = first; sequence < first + count; ++sequence) {
+      updates.push_back(Update(static_cast<uint64_t>(sequence % 50), sequence));
+    }
+    return updates;
+  }
+  // The updates' sequence numbers (time_ms - kTestNowMs), for readable
+  // failures; Same() compares the updates whole.
+  static std::vector<int64_t> Sequences(const std::vector<ProfileUpdate>& updates) {
+    std::vector<int64_t> sequences;
+    for (const ProfileUpdate& update : updates) {
+      sequences.push_back(update.time_ms - kTestNowMs);
+    }
+    return sequences;
+  }
+  void ExpectScanned(int64_t first, int64_t count) {
+    const std::vector<ProfileUpdate> scanned = Scanned();
+    const std::vector<ProfileUpdate> expected = Expected(first, count);
+    EXPECT_EQ(scanned.size(), expected.size());
+    EXPECT_EQ(Sequences(scanned), Sequences(expected));
+    EXPECT_TRUE(scanned == expected);
+  }
+  std::vector<ProfileUpdate> Scanned() {
+    std::vector<ProfileUpdate> updates;
+    const Status status = engine_->ScanProfiles(kProject, [&](const ProfileUpdate& update) {
+      updates.push_back(update);
+      return true;
+    });
+    EXPECT_TRUE(status.ok()) << status.ToString();
+    return updates;
+  }
+  std::string ProfilePath() const {
+    return folder_ + "/profiles/" + std::to_string(kProject) + ".prof";
+  }
+  size_t LogFiles() const {
+    size_t count = 0;
+    for (const auto& entry : std::filesystem::directory_iterator(folder_ + "/wal")) {
+      count += entry.path().extension() == ".log" ? 1 : 0;
+    }
+    return count;
+  }
+};
+
+// Profile updates alone fill the memtable and trigger flushes; each flush
+// appends them to the profile file and the log files are trimmed. Every
+// update comes back once, in store order, through flushes, a restart, and
+// a crash (no flush on close) that leaves the newest in the log.
+TEST_F(ProfileFileTest, ProfileUpdatesMoveOutOfTheLogAtEachFlush) {
+  options_.memtable_rows_max = 300;
+  ASSERT_TRUE(Open().ok());
+  AppendUpdates(0, 3000);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  // Ten times the threshold: flushes start (how many depends on how far
+  // they fall behind the appends), and each trims the log file it rolled from.
+  while (engine_->GetStats().flushes < 1 || engine_->GetStats().log_files_trimmed < 1) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "profile updates made no flush";
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ExpectScanned(0, 3000);
+  Stats stats = engine_->GetStats();
+  EXPECT_GT(stats.log_files_trimmed, 0u);
+  EXPECT_GT(stats.profile_bytes, 0u);
+  EXPECT_EQ(stats.profile_updates, 3000u);
+  Reopen();  // flushes the rest: the log is one empty file
+  EXPECT_EQ(LogFiles(), 1u);
+  EXPECT_EQ(engine_->GetStats().log_bytes, kWalFileHeaderBytes);
+  ExpectScanned(0, 3000);
+  EXPECT_EQ(engine_->GetStats().profile_updates, 3000u);
+  options_.flush_on_close = false;
+  AppendUpdates(3000, 100);  // only in the log
+  Reopen();
+  ExpectScanned(0, 3100);
+  EXPECT_EQ(engine_->GetStats().profile_updates, 3100u);
+  ASSERT_TRUE(engine_->PurgeDeleted().ok());  // a flush: now in the file too
+  Reopen();
+  ExpectScanned(0, 3100);
+}
+
+// A folder written before profile files (manifest version 2, profile
+// updates in a log file before its log position) opens with every update,
+// moves them into the profile file at once and then trims that log file.
+TEST_F(ProfileFileTest, AnOlderFolderWithProfileUpdatesInTheLogIsMigrated) {
+  std::filesystem::create_directories(folder_ + "/wal");
+  std::string log = EncodeWalFileHeader(1);
+  const std::vector<ProfileUpdate> updates = Expected(0, 40);
+  for (size_t batch_idx = 0; batch_idx < 4; ++batch_idx) {
+    std::string payload;
+    EncodePayloadHeader(WalPayloadHeader{kTestNowMs, kProject, 0, 10}, &payload);
+    for (size_t update_idx = batch_idx * 10; update_idx < batch_idx * 10 + 10; ++update_idx) {
+      EncodeProfileUpdate(updates[update_idx], &payload);
+    }
+    std::string record(kWalRecordHeaderBytes, '\0');
+    record += payload;
+    const uint32_t length = static_cast<uint32_t>(payload.size());
+    for (int byte_idx = 0; byte_idx < 4; ++byte_idx) {
+      record[4 + byte_idx] = static_cast<char>(length >> (8 * byte_idx));
+    }
+    record[8] = static_cast<char>(WalRecordType::kBatch);
+    const uint32_t crc = Crc32(0, std::string_view(record).substr(4));
+    for (int byte_idx = 0; byte_idx < 4; ++byte_idx) {
+      record[byte_idx] = static_cast<char>(crc >> (8 * byte_idx));
+    }
+    log += record;
+  }
+  WriteBytes(LogPath(1), log);
+  WriteBytes(LogPath(2), EncodeWalFileHeader(2));
+  Manifest manifest;
+  manifest.log_position = LogPosition{2, kWalFileHeaderBytes};
+  WriteBytes(folder_ + "/MANIFEST", EncodeManifest(manifest));
+
+  ASSERT_TRUE(Open().ok());
+  EXPECT_EQ(Sequences(Scanned()), Sequences(updates));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::filesystem::exists(LogPath(1))) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the old log file was not trimmed";
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_TRUE(std::filesystem::exists(ProfilePath()));
+  EXPECT_EQ(Sequences(Scanned()), Sequences(updates));
+  options_.flush_on_close = false;
+  Reopen();
+  EXPECT_EQ(Sequences(Scanned()), Sequences(updates));
+  EXPECT_EQ(engine_->GetStats().profile_updates, 40u);
+}
+
+// A group cut short (a crash during the flush's append) is cut on open,
+// with a note, and its updates, still in the log, come back from there.
+TEST_F(ProfileFileTest, AGroupCutShortIsCutOnOpenAndComesBackFromTheLog) {
+  ASSERT_TRUE(Open().ok());
+  AppendUpdates(0, 100);
+  Reopen();  // one group in the file, the log trimmed
+  const std::string whole = ReadBytes(ProfilePath());
+  options_.flush_on_close = false;
+  Reopen();  // an engine that leaves the log as a crash would
+  AppendUpdates(100, 60);
+  ASSERT_TRUE(engine_->Close().ok());
+  engine_.reset();
+  // What a flush appending the next group and crashing mid-write leaves:
+  // every prefix of that group (here that of a group of the same updates).
+  std::vector<StoredProfileUpdate> next;
+  for (const ProfileUpdate& update : Expected(100, 60)) {
+    next.push_back(StoredProfileUpdate{kTestNowMs, update});
+  }
+  std::string group;
+  EncodeProfileGroup(kProject, next, LogPosition{99, 24}, &group);
+  for (size_t cut = 1; cut < group.size(); cut += group.size() / 7) {
+    SCOPED_TRACE(cut);
+    WriteBytes(ProfilePath(), whole + group.substr(0, cut));
+    notes_.clear();
+    ASSERT_TRUE(Open().ok());
+    ExpectScanned(0, 160);
+    ASSERT_FALSE(notes_.empty());
+    EXPECT_NE(notes_.back().find(".prof: cut"), std::string::npos) << notes_.back();
+    EXPECT_EQ(ReadBytes(ProfilePath()), whole);
+    ASSERT_TRUE(engine_->Close().ok());
+    engine_.reset();
+  }
+  options_.flush_on_close = true;
+  ASSERT_TRUE(Open().ok());
+  ExpectScanned(0, 160);
+}
+
+// The disk filling at every few bytes of a flush (the profile group, the
+// segments, the manifest) or a failing sync, then a reopen: every profile
+// update once, in order, and the next flush completes.
+TEST_F(ProfileFileTest, AFlushFailingAtAnyWriteLosesNoProfileUpdateAndStoresNoneTwice) {
+  std::vector<uint64_t> limits;
+  for (uint64_t bytes = 0; bytes < 3000; bytes += 37) {
+    limits.push_back(bytes);
+  }
+  limits.push_back(UINT64_MAX);  // the sync failure
+  for (const uint64_t limit : limits) {
+    SCOPED_TRACE(limit);
+    if (engine_) {
+      ASSERT_TRUE(engine_->Close().ok());
+      engine_.reset();
+    }
+    std::filesystem::remove_all(folder_);
+    fault_file_system_->Reset();
+    ASSERT_TRUE(Open().ok());
+    AppendUpdates(0, 30);
+    Reopen();  // a first group in the file
+    AppendUpdates(30, 30);
+    std::vector<Event> events = {MakeEvent("view", kTestNowMs, 1, 1)};
+    ASSERT_TRUE(engine_->Append(MakeBatch(kProject, events)).ok());
+    if (limit == UINT64_MAX) {
+      fault_file_system_->FailSyncs(true);
+    } else {
+      fault_file_system_->FailWritesAfterBytes(limit);
+    }
+    (void)engine_->PurgeDeleted();  // a flush, failing or not
+    ExpectScanned(0, 60);
+    ASSERT_TRUE(engine_->Close().ok());
+    engine_.reset();
+    fault_file_system_->Reset();
+    ASSERT_TRUE(Open().ok());
+    ExpectScanned(0, 60);
+    Reopen();
+    ExpectScanned(0, 60);
+    EXPECT_EQ(ScanAll(kProject).size(), 1u);
+  }
+}
+
+}  // namespace
+}  // namespace minpanel::store
