@@ -158,6 +158,11 @@ describe('the dashboard in Chromium', () => {
         label: `Signed Up · ${series.breakdown[0]}`, values: [series.total, ...series.values].map(String),
       })));
       assert.equal(segmentation.series.reduce((sum, series) => sum + series.total, 0), 30);
+      // How long the query and the drawing took, under the chart and as
+      // performance measures (web/bench/breakdown.mjs reads them).
+      await page.locator('#insights-timing').filter({ hasText: /^Query \d+ ms · drawn in \d+ ms$/ }).waitFor({ timeout: 10000 });
+      const measures = await page.evaluate(() => ['query', 'render'].map((name) => performance.getEntriesByName(`minpanel:insights:${name}`).length));
+      assert.deepEqual(measures, [1, 1]);
       await page.locator('figure.chart canvas').first().waitFor();
       sharedLink = page.url();
       assert.match(sharedLink, /#\/insights\?s=/);

@@ -101,13 +101,16 @@ export function renderInsights(main: HTMLElement, state: InsightsState, onRun: (
     chart: chart.value, compare: compare.checked,
   });
   const run = (current: InsightsState) => frame.busy('Running the query…', async () => {
+    const started = performance.now();
     const answer = await query<SegmentationAnswer>(insightsQuery(current));
     let previous: SegmentationAnswer | null = null;
     if (current.compare) {
       const length = answer.to_ms - answer.from_ms;
       previous = await query<SegmentationAnswer>(insightsQuery(current, { from: answer.from_ms - length, to: answer.from_ms }));
     }
+    const answered = performance.now();
     showInsights(frame.results, current, answer, previous);
+    showTiming(frame.results, started, answered);
   });
   frame.form.addEventListener('submit', (event) => {
     event.preventDefault();
@@ -160,6 +163,25 @@ function showInsights(results: HTMLElement, state: InsightsState, answer: Segmen
   results.append(h('div', { class: 'table-scroll', tabindex: 0, role: 'region', 'aria-label': 'Insights table' },
     h('table', { class: 'data', id: 'insights-table' }, h('caption', {}, `${measureName}, ${answer.buckets.length} ${answer.unit} buckets`),
       h('thead', {}, head), h('tbody', {}, body))));
+}
+
+// How long the query took (the request, the server's work and the answer
+// parsed) and the drawing (chart and table built, then the next frame
+// painted), shown under the chart's title and kept as performance measures
+// (minpanel:insights:query, minpanel:insights:render: the last run's only)
+// for web/bench/breakdown.mjs.
+function showTiming(results: HTMLElement, started: number, answered: number): void {
+  const line = h('p', { class: 'muted timing', id: 'insights-timing' });
+  results.querySelector('h2')?.after(line);
+  const milliseconds = (value: number) => (value < 1000 ? `${Math.round(value)} ms` : `${(value / 1000).toFixed(2)} s`);
+  requestAnimationFrame(() => setTimeout(() => {
+    const drawn = performance.now();
+    performance.clearMeasures('minpanel:insights:query');
+    performance.clearMeasures('minpanel:insights:render');
+    performance.measure('minpanel:insights:query', { start: started, end: answered });
+    performance.measure('minpanel:insights:render', { start: answered, end: drawn });
+    line.textContent = `Query ${milliseconds(answered - started)} · drawn in ${milliseconds(drawn - answered)}`;
+  }, 0));
 }
 
 function numberCell(value: number | null): HTMLTableCellElement {
