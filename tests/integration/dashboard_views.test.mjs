@@ -10,7 +10,8 @@
 // from there (GET /api/alerts, POST /api/keys/<id>/enable); a saved and pinned report
 // reopens from the dashboard with the API's numbers. The dashboard API's
 // own answers are checked over HTTP too (docs/formats/dashboard-api.md).
-// With MINPANEL_SCREENSHOTS=1 it also writes docs/dashboard-*.png.
+// With MINPANEL_SCREENSHOTS=1 it also writes docs/dashboard-{projects,live,
+// privacy,datamap,audit,dashboard,reports}.png.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
@@ -270,6 +271,7 @@ describe('the dashboard views in Chromium', () => {
       await page.locator('#insights-table tbody tr').first().waitFor({ timeout: 15000 });
       await page.getByRole('link', { name: 'Reports' }).click();
       await page.getByRole('button', { name: 'Unpin Sign-ups per day' }).waitFor({ timeout: 15000 });
+      await save('reports');
 
       // Phone width: no sideways scrolling on the new views.
       await page.setViewportSize({ width: 390, height: 844 });
