@@ -10,6 +10,14 @@
 //   build-store/bench/store_flush_bench                      # README runs
 //   build-store/bench/store_flush_bench --events 10000000 --memtable-rows 200000
 //   build-store/bench/store_flush_bench --open FOLDER        # an existing store
+//   build-store/bench/store_flush_bench --memtable-rows 200000 --profiles-per-batch 100
+//                                                            # profile-heavy ingest
+//
+// With --profiles-per-batch N each batch of 1,000 events also carries N
+// profile updates ($set of four properties of one of the batch's users),
+// and the report gives the bytes on disk after Close per folder (wal/,
+// segments/, profiles/), read from the folder, so that binaries from before
+// and after a change of where profile updates live compare alike.
 //
 // The store lives in a scratch folder under $TMPDIR (removed afterwards
 // unless --keep).
@@ -84,6 +92,40 @@ std::vector<Event> Batch(uint64_t first) {
   return events;
 }
 
+std::vector<ProfileUpdate> Profiles(uint64_t first, uint64_t count) {
+  std::vector<ProfileUpdate> updates;
+  for (uint64_t update_idx = 0; update_idx < count; ++update_idx) {
+    const uint64_t id = first + update_idx * (kBatchEvents / count);
+    const uint64_t user = (id * 2654435761u) % 50'000;
+    ProfileUpdate update;
+    update.subject = Id128{0, user};
+    update.time_ms = kNowMs - static_cast<int64_t>(id % 30) * kDayMs;
+    update.key_version = 1;
+    update.operation = ProfileOperation::kSet;
+    update.properties = {{"plan", Value::String(user % 3 ? "free" : "pro")},
+                         {"seats", Value::Int(static_cast<int64_t>(id % 50))},
+                         {"company", Value::String("company " + std::to_string(user % 900))},
+                         {"last_path", Value::String("/p/" + std::to_string(id % 300))}};
+    updates.push_back(std::move(update));
+  }
+  return updates;
+}
+
+// Bytes of the regular files under `folder`.
+uint64_t FolderBytes(const std::string& folder) {
+  uint64_t bytes = 0;
+  std::error_code error;
+  if (!std::filesystem::exists(folder, error)) {
+    return 0;
+  }
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(folder, error)) {
+    if (entry.is_regular_file(error)) {
+      bytes += entry.file_size(error);
+    }
+  }
+  return bytes;
+}
+
 Options StoreOptions(const std::string& folder) {
   Options options;
   options.folder = folder;
@@ -149,7 +191,8 @@ int OpenAndReport(const std::string& folder) {
 }
 
 // Appends `events` events with the given threshold (0: no flush) and closes.
-bool Build(const std::string& folder, uint64_t events, size_t memtable_rows) {
+bool Build(const std::string& folder, uint64_t events, size_t memtable_rows,
+           uint64_t profiles_per_batch) {
   std::filesystem::remove_all(folder);
   Options options = StoreOptions(folder);
   // No flush: thresholds no run reaches (and whose hard limit does not overflow).
@@ -167,6 +210,7 @@ bool Build(const std::string& folder, uint64_t events, size_t memtable_rows) {
       AppendBatch batch;
       batch.project_id = kProject;
       batch.events = Batch(first);
+      batch.profile_updates = Profiles(first, profiles_per_batch);
       const auto result = (*engine)->Append(std::move(batch));
       if (result.ok()) {
         break;
@@ -199,6 +243,14 @@ bool Build(const std::string& folder, uint64_t events, size_t memtable_rows) {
       static_cast<double>(stats.segment_bytes) / static_cast<double>(events),
       static_cast<unsigned long long>(stats.log_bytes),
       static_cast<unsigned long long>(stats.log_files_trimmed));
+  if (profiles_per_batch > 0) {
+    std::printf(
+        "  %llu profile updates; on disk after close: wal/ %.1f MB, segments/ %.1f MB, profiles/ "
+        "%.1f MB\n",
+        static_cast<unsigned long long>(events / kBatchEvents * profiles_per_batch),
+        FolderBytes(folder + "/wal") / 1e6, FolderBytes(folder + "/segments") / 1e6,
+        FolderBytes(folder + "/profiles") / 1e6);
+  }
   std::fflush(stdout);
   return true;
 }
@@ -221,6 +273,7 @@ bool OpenInChild(const std::string& folder) {
 
 int Main(int argc, char** argv) {
   uint64_t events = 1'000'000;
+  uint64_t profiles_per_batch = 0;
   std::vector<size_t> thresholds;
   bool keep = false;
   std::string folder = (std::filesystem::temp_directory_path() /
@@ -235,13 +288,16 @@ int Main(int argc, char** argv) {
       events = std::strtoull(argv[++arg_idx], nullptr, 10);
     } else if (arg == "--memtable-rows" && has_value) {
       thresholds.push_back(std::strtoull(argv[++arg_idx], nullptr, 10));
+    } else if (arg == "--profiles-per-batch" && has_value) {
+      profiles_per_batch = std::strtoull(argv[++arg_idx], nullptr, 10);
     } else if (arg == "--folder" && has_value) {
       folder = argv[++arg_idx];
     } else if (arg == "--keep") {
       keep = true;
     } else {
       std::fprintf(stderr,
-                   "usage: %s [--events N] [--memtable-rows R]... [--folder F] [--keep] | --open F\n",
+                   "usage: %s [--events N] [--memtable-rows R]... [--profiles-per-batch N] "
+                   "[--folder F] [--keep] | --open F\n",
                    argv[0]);
       return 2;
     }
@@ -251,12 +307,17 @@ int Main(int argc, char** argv) {
                  static_cast<unsigned long long>(kBatchEvents));
     return 2;
   }
+  if (profiles_per_batch > kBatchEvents) {
+    std::fprintf(stderr, "--profiles-per-batch must be at most %llu\n",
+                 static_cast<unsigned long long>(kBatchEvents));
+    return 2;
+  }
   if (thresholds.empty()) {
     thresholds = {200'000, 20'000, 0};
   }
   int exit_code = 0;
   for (const size_t memtable_rows : thresholds) {
-    if (!Build(folder, events, memtable_rows) || !OpenInChild(folder)) {
+    if (!Build(folder, events, memtable_rows, profiles_per_batch) || !OpenInChild(folder)) {
       exit_code = 1;
       break;
     }
