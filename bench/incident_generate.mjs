@@ -6,7 +6,7 @@
 // cross-reference must find. Every person is made up from word lists and a
 // seeded generator: no real people. The files are written as the rows are
 // drawn (accounts made from their index on demand), so 10M accounts and
-// 10M leaked rows take about 0.5 GB of memory here.
+// 10M leaked rows take about 2 GB of memory here (mostly the truth).
 //
 //   node bench/incident_generate.mjs --out DIR --accounts 1000000 --leaked 1000000 \
 //     [--format csv|jsonl] [--seed 7]

@@ -651,6 +651,13 @@ void DecideKind(ColumnRecognition* column) {
                  "; kept the name's kind";
 }
 
+// The shortest value that can hold a card number (13 digits), an IBAN (15
+// characters), an API key or JWT (15), a bearer token (16), a secret (32) or
+// a password hash (32 hex digits; crypt shapes are longer): shorter cells
+// are not scanned (src/privacy/detectors.cc names those lengths; the
+// decoded layers it tries are shorter than the text they come from).
+constexpr size_t kSensitiveValueBytesMin = 13;
+
 }  // namespace
 
 void ScanSensitiveCells(const Table& chunk, const privacy::Detectors& detectors,
@@ -666,6 +673,9 @@ void ScanSensitiveCells(const Table& chunk, const privacy::Detectors& detectors,
       }
       ColumnRecognition& info = recognition->columns[column];
       ++info.values_non_empty;
+      if (value.size() < kSensitiveValueBytesMin) {
+        continue;  // too short to hold any of them: most cells (cities, OS names, ids)
+      }
       uint8_t bits = 0;
       if (LooksLikePasswordHash(value)) {
         bits |= 2;
