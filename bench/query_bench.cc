@@ -18,7 +18,11 @@
 // Identity merging (docs/identity.md): MINPANEL_QUERY_BENCH_LINKED_PERCENT=10
 // gives that share of users an anonymous id for their first session and a
 // $identify linking it to their user id after it; MINPANEL_QUERY_BENCH_MERGE=0
-// runs the queries with QueryContext::merge_identities off (ids, not persons).
+// runs the queries with QueryContext::merge_identities off (ids, not persons);
+// MINPANEL_QUERY_BENCH_FOLD=1 folds the first four segments (the ones
+// compaction would have written) with the persons of all the links, as
+// compaction does (docs/identity.md, "Folded segments"), and leaves the last
+// ("memtable") one unfolded.
 //
 // k-suppression (docs/queries.md, "Small groups"): MINPANEL_QUERY_BENCH_K=5
 // runs every query with QueryContext::min_group_size 5 — its cost is the
@@ -166,31 +170,49 @@ const Data& Shared() {
     // One segment per 7 days, the last 2 days as the "memtable" segment.
     const int64_t cuts[] = {kStartMs + 7 * kDayMs, kStartMs + 14 * kDayMs, kStartMs + 21 * kDayMs,
                             kStartMs + 28 * kDayMs, INT64_MAX};
-    int64_t low = INT64_MIN;
-    for (const int64_t high : cuts) {
-      std::vector<Event> part;
-      for (const Event& event : events) {
-        if (event.time_ms >= low && event.time_ms < high) {
-          part.push_back(event);
+    const char* fold_env = std::getenv("MINPANEL_QUERY_BENCH_FOLD");
+    const bool fold = fold_env != nullptr && std::string(fold_env) == "1";
+    std::shared_ptr<const store::SubjectFold> subject_fold;
+    for (int pass = 0; pass < (fold ? 2 : 1); ++pass) {
+      if (pass == 1) {
+        // The persons of every segment's links, then the segments again with them.
+        Result<std::shared_ptr<const IdentityMap>> map = ResolveIdentities(out.context.segments);
+        if (!map.ok()) {
+          std::abort();
         }
+        subject_fold = SubjectFoldOf(**map);
+        out.context.segments.clear();
+        out.segment_bytes = 0;
       }
-      low = high;
-      if (part.empty()) {
-        continue;
+      int64_t low = INT64_MIN;
+      for (const int64_t high : cuts) {
+        std::vector<Event> part;
+        for (const Event& event : events) {
+          if (event.time_ms >= low && event.time_ms < high) {
+            part.push_back(event);
+          }
+        }
+        low = high;
+        if (part.empty()) {
+          continue;
+        }
+        store::SegmentWriteOptions options;
+        options.project_id = 1;
+        if (subject_fold != nullptr && high != INT64_MAX) {
+          options.fold = subject_fold.get();
+        }
+        auto image = store::EncodeSegment(part, options);
+        if (!image.ok()) {
+          std::abort();
+        }
+        out.segment_bytes += image->size();
+        auto reader = store::SegmentReader::Open(std::move(*image), "bench.seg");
+        if (!reader.ok()) {
+          std::abort();
+        }
+        out.context.segments.push_back(
+            std::shared_ptr<const store::SegmentReader>(std::move(*reader)));
       }
-      store::SegmentWriteOptions options;
-      options.project_id = 1;
-      auto image = store::EncodeSegment(part, options);
-      if (!image.ok()) {
-        std::abort();
-      }
-      out.segment_bytes += image->size();
-      auto reader = store::SegmentReader::Open(std::move(*image), "bench.seg");
-      if (!reader.ok()) {
-        std::abort();
-      }
-      out.context.segments.push_back(
-          std::shared_ptr<const store::SegmentReader>(std::move(*reader)));
     }
     return out;
   }();

@@ -245,6 +245,28 @@ std::vector<size_t> BlocksOfSubjects(const store::SegmentReader& segment,
   filter.subject_min = wanted.front();
   filter.subject_max = wanted.back();
   std::vector<size_t> blocks;
+  if (segment.summary().stored_subject_runs > 0) {
+    // A folded segment keeps a row under its person: a wanted subject's rows
+    // may lie in a block whose subject range does not hold it, but then in
+    // one of the block's stored subject runs (in the footer: no read).
+    filter.subject_min.reset();
+    filter.subject_max.reset();
+    std::vector<store::StoredSubjectRun> stored_runs;
+    for (const size_t block_idx : segment.MatchingBlocks(filter)) {
+      const store::SegmentBlockInfo& info = segment.block(block_idx);
+      const auto first = std::lower_bound(wanted.begin(), wanted.end(), info.subject_first);
+      bool hit = first != wanted.end() && !(info.subject_last < *first);
+      if (!hit && segment.ReadStoredSubjects(block_idx, &stored_runs).ok()) {
+        hit = std::any_of(stored_runs.begin(), stored_runs.end(), [&](const auto& run) {
+          return std::binary_search(wanted.begin(), wanted.end(), run.subject);
+        });
+      }
+      if (hit) {
+        blocks.push_back(block_idx);
+      }
+    }
+    return blocks;
+  }
   auto cursor = wanted.begin();
   for (const size_t block_idx : segment.MatchingBlocks(filter)) {
     const store::SegmentBlockInfo& info = segment.block(block_idx);
@@ -277,13 +299,15 @@ struct BlockColumns {
 };
 
 // Marks the rows of wanted subjects; false when the block has none.
-bool MarkWantedRows(const std::vector<Id128>& wanted, BlockColumns* block) {
+// `sorted`: the runs' subjects increase (not in a folded block, whose runs
+// are by stored subject).
+bool MarkWantedRows(const std::vector<Id128>& wanted, bool sorted, BlockColumns* block) {
   block->row_wanted.clear();
   bool any = false;
   auto cursor = wanted.begin();
   for (size_t run_idx = 0; run_idx < block->runs.subjects.size(); ++run_idx) {
     const Id128& subject = block->runs.subjects[run_idx];
-    cursor = std::lower_bound(cursor, wanted.end(), subject);
+    cursor = std::lower_bound(sorted ? cursor : wanted.begin(), wanted.end(), subject);
     const bool hit = cursor != wanted.end() && *cursor == subject;
     any = any || hit;
     block->row_wanted.insert(block->row_wanted.end(), block->runs.run_lengths[run_idx],
@@ -335,6 +359,51 @@ void AppendColumnValueJson(const store::PropertyColumn& column, size_t row_idx, 
   }
 }
 
+// A block's subjects as runs of the subjects its rows were stored under: in
+// a folded block the person runs are cut at its stored subject runs, so
+// the runs no longer increase (`*sorted` false then).
+Status ReadStoredRuns(const store::SegmentReader& segment, size_t block_idx,
+                      store::SubjectRuns* runs, bool* sorted) {
+  *sorted = true;
+  MP_RETURN_IF_ERROR(segment.ReadSubjects(block_idx, runs));
+  if (segment.summary().stored_subject_runs == 0) {
+    return Status::Ok();
+  }
+  std::vector<store::StoredSubjectRun> stored_runs;
+  MP_RETURN_IF_ERROR(segment.ReadStoredSubjects(block_idx, &stored_runs));
+  if (stored_runs.empty()) {
+    return Status::Ok();
+  }
+  store::SubjectRuns cut;
+  size_t stored_idx = 0;
+  uint32_t run_begin = 0;
+  for (size_t run_idx = 0; run_idx < runs->subjects.size(); ++run_idx) {
+    const uint32_t run_end = run_begin + runs->run_lengths[run_idx];
+    for (uint32_t row = run_begin; row < run_end;) {
+      uint32_t next = run_end;
+      Id128 subject = runs->subjects[run_idx];
+      if (stored_idx < stored_runs.size() && stored_runs[stored_idx].row_begin <= row) {
+        const store::StoredSubjectRun& stored = stored_runs[stored_idx++];
+        next = std::min(run_end, stored.row_begin + stored.row_count);
+        subject = stored.subject;
+      } else if (stored_idx < stored_runs.size()) {
+        next = std::min(run_end, stored_runs[stored_idx].row_begin);
+      }
+      if (next <= row) {
+        return Status::Corruption(segment.name() + ": block " + std::to_string(block_idx) +
+                                  ": stored subject runs cross its subject runs");
+      }
+      cut.subjects.push_back(subject);
+      cut.run_lengths.push_back(next - row);
+      row = next;
+    }
+    run_begin = run_end;
+  }
+  *runs = std::move(cut);
+  *sorted = false;
+  return Status::Ok();
+}
+
 // The wanted rows of one block, in the range and with a wanted name, as JSON
 // lines appended to `out` (byte for byte what AppendEventJsonLine writes for
 // the same events); `rows` counts them.
@@ -345,8 +414,9 @@ Status RenderBlock(const store::SegmentReader& segment, size_t block_idx,
   *rows = 0;
   // The subjects first (one small chunk): a block may hold none of the
   // wanted ones.
-  MP_RETURN_IF_ERROR(segment.ReadSubjects(block_idx, &block->runs));
-  if (!MarkWantedRows(wanted, block)) {
+  bool sorted = true;
+  MP_RETURN_IF_ERROR(ReadStoredRuns(segment, block_idx, &block->runs, &sorted));
+  if (!MarkWantedRows(wanted, sorted, block)) {
     return Status::Ok();
   }
   MP_RETURN_IF_ERROR(segment.ReadNameCodes(block_idx, &block->name_codes));

@@ -68,15 +68,11 @@ class LinkSet {
   std::vector<IdentityLink> links_;
 };
 
-// The subject of each row of a block, from its runs.
+// The subject each row of a block was stored under (a link names the ids
+// it was sent with, also in a folded segment).
 Status ReadRowSubjects(const store::SegmentReader& segment, size_t block_idx,
                        store::SubjectRuns* runs, std::vector<Id128>* subjects) {
-  MP_RETURN_IF_ERROR(segment.ReadSubjects(block_idx, runs));
-  subjects->clear();
-  for (size_t run_idx = 0; run_idx < runs->subjects.size(); ++run_idx) {
-    subjects->insert(subjects->end(), runs->run_lengths[run_idx], runs->subjects[run_idx]);
-  }
-  return Status::Ok();
+  return ReadStoredRowSubjects(segment, block_idx, runs, subjects);
 }
 
 // $identify, $create_alias and $merge_dangerously, from their blocks only.
@@ -386,6 +382,270 @@ Result<std::shared_ptr<const IdentityMap>> ResolveIdentities(
   cache.last_segments.assign(segments.begin(), segments.end());
   cache.last_map = map;
   return map;
+}
+
+Status ReadStoredRowSubjects(const store::SegmentReader& segment, size_t block_idx,
+                             store::SubjectRuns* runs, std::vector<Id128>* subjects) {
+  MP_RETURN_IF_ERROR(segment.ReadSubjects(block_idx, runs));
+  subjects->clear();
+  for (size_t run_idx = 0; run_idx < runs->subjects.size(); ++run_idx) {
+    subjects->insert(subjects->end(), runs->run_lengths[run_idx], runs->subjects[run_idx]);
+  }
+  if (segment.summary().stored_subject_runs == 0) {
+    return Status::Ok();
+  }
+  std::vector<store::StoredSubjectRun> stored_runs;
+  MP_RETURN_IF_ERROR(segment.ReadStoredSubjects(block_idx, &stored_runs));
+  for (const store::StoredSubjectRun& run : stored_runs) {
+    if (run.row_begin + run.row_count > subjects->size()) {
+      return Status::Corruption(segment.name() + ": block " + std::to_string(block_idx) +
+                                " has stored subject runs past its rows");
+    }
+    std::fill_n(subjects->begin() + run.row_begin, run.row_count, run.subject);
+  }
+  return Status::Ok();
+}
+
+bool NeedsPersonPlan(const std::vector<std::shared_ptr<const store::SegmentReader>>& segments,
+                     const IdentityMap* identity) {
+  if (identity != nullptr && !identity->empty()) {
+    return true;
+  }
+  return std::any_of(segments.begin(), segments.end(), [](const auto& segment) {
+    return segment->summary().stored_subject_runs > 0;
+  });
+}
+
+namespace {
+
+// Which persons the rows under each subject-column value belong to, and
+// under which values each person's rows are kept, over a snapshot.
+class PersonPlacement {
+ public:
+  void Add(const Id128& value, const Id128& person) {
+    AddUnique(&persons_of_value_[value], person);
+    AddUnique(&values_of_person_[person], value);
+  }
+  // Values holding rows of more than one person.
+  bool Mixed(const Id128& value) const { return persons_of_value_.at(value).size() > 1; }
+  // Values to set aside: mixed, or holding a person whose rows lie under
+  // another value too.
+  std::vector<Id128> SetAside() const {
+    std::vector<Id128> values;
+    for (const auto& [value, persons] : persons_of_value_) {
+      bool whole = persons.size() == 1 && values_of_person_.at(persons.front()).size() == 1;
+      if (!whole) {
+        values.push_back(value);
+      }
+    }
+    std::sort(values.begin(), values.end());
+    return values;
+  }
+
+ private:
+  static void AddUnique(std::vector<Id128>* ids, const Id128& id) {
+    if (std::find(ids->begin(), ids->end(), id) == ids->end()) {
+      ids->push_back(id);
+    }
+  }
+  std::unordered_map<Id128, std::vector<Id128>, Id128Hash> persons_of_value_;
+  std::unordered_map<Id128, std::vector<Id128>, Id128Hash> values_of_person_;
+};
+
+// A stored subject kept under another value, in one segment.
+struct FoldedRows {
+  Id128 stored;
+  Id128 value;
+  const store::SegmentReader* segment = nullptr;
+};
+
+// Records, for one block, the ids of interest (linked, or stored in some
+// folded row) its subject column holds, and the stored subjects its folded
+// rows are kept under.
+Status PlaceBlock(const store::SegmentReader& segment, size_t block_idx, const PersonPlan& plan,
+                  const std::vector<Id128>& interest, store::SubjectRuns* runs,
+                  std::vector<store::StoredSubjectRun>* stored_runs, PersonPlacement* placement,
+                  std::vector<FoldedRows>* folded) {
+  const store::SegmentBlockInfo& info = segment.block(block_idx);
+  const auto first_linked = std::lower_bound(interest.begin(), interest.end(), info.subject_first);
+  const bool any_linked =
+      first_linked != interest.end() && !(info.subject_last < *first_linked);
+  stored_runs->clear();
+  if (segment.summary().stored_subject_runs > 0) {
+    MP_RETURN_IF_ERROR(segment.ReadStoredSubjects(block_idx, stored_runs));
+  }
+  if (!any_linked && stored_runs->empty()) {
+    return Status::Ok();
+  }
+  MP_RETURN_IF_ERROR(segment.ReadSubjects(block_idx, runs));
+  auto cursor = first_linked;
+  size_t stored_idx = 0;
+  uint32_t run_begin = 0;
+  for (size_t run_idx = 0; run_idx < runs->subjects.size(); ++run_idx) {
+    const Id128& value = runs->subjects[run_idx];
+    const uint32_t run_end = run_begin + runs->run_lengths[run_idx];
+    while (cursor != interest.end() && *cursor < value) {
+      ++cursor;
+    }
+    const bool value_linked = cursor != interest.end() && *cursor == value;
+    bool value_folded = false;
+    while (stored_idx < stored_runs->size() && (*stored_runs)[stored_idx].row_begin < run_end) {
+      const Id128& stored = (*stored_runs)[stored_idx].subject;
+      placement->Add(value, plan.PersonOf(stored));
+      folded->push_back(FoldedRows{stored, value, &segment});
+      value_folded = true;
+      ++stored_idx;
+    }
+    if (value_linked || value_folded) {
+      // The value's own rows (a folded value is counted as holding some).
+      placement->Add(value, plan.PersonOf(value));
+    }
+    run_begin = run_end;
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<PersonPlan> PersonPlan::Build(
+    const std::vector<std::shared_ptr<const store::SegmentReader>>& segments,
+    std::shared_ptr<const IdentityMap> identity) {
+  PersonPlan plan;
+  if (identity != nullptr && !identity->empty()) {
+    plan.identity_ = std::move(identity);
+  }
+  static const std::vector<std::pair<Id128, Id128>> kNoLinks;
+  const std::vector<std::pair<Id128, Id128>>& linked =
+      plan.identity_ != nullptr ? plan.identity_->sorted() : kNoLinks;
+  PersonPlacement placement;
+  std::vector<FoldedRows> folded;
+  store::SubjectRuns runs;
+  std::vector<store::StoredSubjectRun> stored_runs;
+  // The ids whose rows may lie under another value: the linked ones and
+  // those stored in folded rows (from the footers: no read). Their plain
+  // rows are found wherever they are a value.
+  std::vector<Id128> interest;
+  for (const auto& [id, person] : linked) {
+    interest.push_back(id);
+  }
+  for (const auto& segment : segments) {
+    for (size_t block_idx = 0;
+         segment->summary().stored_subject_runs > 0 && block_idx < segment->block_count();
+         ++block_idx) {
+      MP_RETURN_IF_ERROR(segment->ReadStoredSubjects(block_idx, &stored_runs));
+      for (const store::StoredSubjectRun& run : stored_runs) {
+        interest.push_back(run.subject);
+      }
+    }
+  }
+  std::sort(interest.begin(), interest.end());
+  interest.erase(std::unique(interest.begin(), interest.end()), interest.end());
+  for (const auto& segment : segments) {
+    for (size_t block_idx = 0; !interest.empty() && block_idx < segment->block_count();
+         ++block_idx) {
+      if (segment->block(block_idx).row_count == 0) {
+        continue;
+      }
+      MP_RETURN_IF_ERROR(PlaceBlock(*segment, block_idx, plan, interest, &runs, &stored_runs,
+                                    &placement, &folded));
+    }
+  }
+  plan.set_aside_ = placement.SetAside();
+  // Every stored subject of a folded row gets an index, in id order; the
+  // segments holding values of several persons are not folded by row.
+  for (const FoldedRows& rows : folded) {
+    plan.stored_.push_back(rows.stored);
+    if (placement.Mixed(rows.value)) {
+      plan.tagging_.insert(rows.segment);
+    }
+  }
+  std::sort(plan.stored_.begin(), plan.stored_.end());
+  plan.stored_.erase(std::unique(plan.stored_.begin(), plan.stored_.end()), plan.stored_.end());
+  if (plan.stored_.size() > kPersonPlanStoredIdsMax) {
+    return Status::ResourceExhausted(
+        "identity: " + std::to_string(plan.stored_.size()) +
+        " ids stored in folded rows, over the limit of " +
+        std::to_string(kPersonPlanStoredIdsMax) + " (kPersonPlanStoredIdsMax)");
+  }
+  for (uint32_t index = 0; index < plan.stored_.size(); ++index) {
+    plan.stored_index_.emplace(plan.stored_[index], index + 1);
+  }
+  std::unordered_set<Id128, Id128Hash> whole;
+  for (const FoldedRows& rows : folded) {
+    if (!std::binary_search(plan.set_aside_.begin(), plan.set_aside_.end(), rows.value)) {
+      whole.insert(rows.value);
+    }
+  }
+  plan.folded_whole_ = whole.size();
+  return plan;
+}
+
+namespace {
+
+struct PersonPlanCache {
+  std::mutex mutex;
+  std::vector<std::weak_ptr<const store::SegmentReader>> segments;
+  std::weak_ptr<const IdentityMap> identity;
+  bool with_identity = false;
+  std::shared_ptr<const PersonPlan> plan;
+};
+
+PersonPlanCache& PlanCache() {
+  static PersonPlanCache* cache = new PersonPlanCache();
+  return *cache;
+}
+
+}  // namespace
+
+Result<std::shared_ptr<const PersonPlan>> ResolvePersonPlan(
+    const std::vector<std::shared_ptr<const store::SegmentReader>>& segments,
+    std::shared_ptr<const IdentityMap> identity) {
+  PersonPlanCache& cache = PlanCache();
+  {
+    std::lock_guard lock(cache.mutex);
+    bool same = cache.plan != nullptr && cache.segments.size() == segments.size() &&
+                cache.with_identity == (identity != nullptr) &&
+                (identity == nullptr || (!cache.identity.owner_before(identity) &&
+                                         !identity.owner_before(cache.identity) &&
+                                         !cache.identity.expired()));
+    for (size_t segment_idx = 0; same && segment_idx < segments.size(); ++segment_idx) {
+      same = SameObject(cache.segments[segment_idx], segments[segment_idx]);
+    }
+    if (same) {
+      return cache.plan;
+    }
+  }
+  MP_ASSIGN_OR_RETURN(PersonPlan plan, PersonPlan::Build(segments, identity));
+  auto shared = std::make_shared<const PersonPlan>(std::move(plan));
+  std::lock_guard lock(cache.mutex);
+  cache.segments.assign(segments.begin(), segments.end());
+  cache.identity = identity;
+  cache.with_identity = identity != nullptr;
+  cache.plan = shared;
+  return shared;
+}
+
+std::shared_ptr<const store::SubjectFold> SubjectFoldOf(const IdentityMap& map) {
+  auto fold = std::make_shared<store::SubjectFold>();
+  // FNV-1a over the table, so that equal maps name equal generations.
+  uint64_t hash = 0xcbf29ce484222325ULL;
+  const auto mix = [&hash](uint64_t word) {
+    for (int byte_idx = 0; byte_idx < 8; ++byte_idx) {
+      hash = (hash ^ ((word >> (8 * byte_idx)) & 0xFF)) * 0x100000001b3ULL;
+    }
+  };
+  for (const auto& [id, person] : map.sorted()) {
+    if (id == person) {
+      continue;
+    }
+    fold->persons.emplace_back(id, person);
+    mix(id.high);
+    mix(id.low);
+    mix(person.high);
+    mix(person.low);
+  }
+  fold->generation = hash == 0 ? 1 : hash;
+  return fold;
 }
 
 }  // namespace minpanel::query

@@ -295,6 +295,10 @@ struct QueryContext {
   // segment) unless it is set; false: every id is a person of its own.
   bool merge_identities = true;
   std::shared_ptr<const IdentityMap> identity;
+  // Which subject-column values the scan sets aside as parts of a larger
+  // person (PersonPlan); RunQuery resolves it (cached per snapshot) when
+  // some id is linked or some segment folded, unless it is set.
+  std::shared_ptr<const PersonPlan> persons;
   // The project's profiles (ProfileTableCache::Get), needed by a query that
   // names a profile or group property (UsesProfiles); RunQuery applies the
   // identity map to it.

@@ -14,6 +14,7 @@
 
 #include "query/query.h"
 #include "query/query_test_util.h"
+#include "store/segment_merge.h"
 
 namespace minpanel::query {
 namespace {
@@ -987,11 +988,55 @@ std::vector<StoredEvent> AddAliasLinks(Generator* generator, size_t segment_coun
   return resolved;
 }
 
-void RunRounds(bool with_links) {
+// How the rounds' segments keep their rows (docs/identity.md, "Folded
+// segments"): as stored; folded with the persons of the links (most
+// segments, some by EncodeSegment and some by the merge, a few left as
+// stored); or folded with a random table that matches no links, so that
+// values hold rows of several persons and must be told apart.
+enum class Folding { kNone, kPersons, kRandom };
+
+// `segment` (unfolded) folded with `fold`, by the merge or by EncodeSegment.
+std::shared_ptr<const store::SegmentReader> Fold(
+    const std::shared_ptr<const store::SegmentReader>& segment, const std::vector<Event>& events,
+    const store::SubjectFold& fold, uint32_t block_rows, bool by_merge) {
+  store::SegmentWriteOptions options;
+  options.project_id = 1;
+  options.block_rows_max = block_rows;
+  options.fold = &fold;
+  const std::vector<std::shared_ptr<const store::SegmentReader>> inputs = {segment};
+  Result<std::string> image =
+      by_merge ? store::MergeSegmentsToImage(inputs, options) : store::EncodeSegment(events, options);
+  EXPECT_TRUE(image.ok()) << image.status().ToString();
+  auto reader = store::SegmentReader::Open(std::move(image).value(), "folded.seg");
+  EXPECT_TRUE(reader.ok()) << reader.status().ToString();
+  return std::move(reader).value();
+}
+
+store::SubjectFold RandomFold(Generator* generator, const std::vector<StoredEvent>& events) {
+  std::vector<Id128> subjects;
+  for (const StoredEvent& stored : events) {
+    subjects.push_back(stored.event.subject);
+  }
+  std::sort(subjects.begin(), subjects.end());
+  subjects.erase(std::unique(subjects.begin(), subjects.end()), subjects.end());
+  store::SubjectFold fold;
+  fold.generation = 99;
+  for (const Id128& subject : subjects) {
+    const Id128& person = subjects[generator->Pick(subjects.size())];
+    if (generator->Pick(3) == 0 && person != subject) {
+      fold.persons.emplace_back(subject, person);
+    }
+  }
+  return fold;
+}
+
+void RunRounds(bool with_links, Folding folding = Folding::kNone, bool merge = true) {
   constexpr int kRounds = 300;
   int compared = 0;
+  int folded_segments = 0;
   for (int round = 0; round < kRounds; ++round) {
-    Generator generator(static_cast<uint64_t>(round) * 7919 + (with_links ? 5 : 1));
+    Generator generator(static_cast<uint64_t>(round) * 7919 + (with_links ? 5 : 1) +
+                        static_cast<uint64_t>(folding) * 100'003);
     const size_t segment_count = 1 + generator.Pick(4);
     std::vector<StoredEvent> events = generator.Events(segment_count, round % 2 == 1);
     std::vector<StoredEvent> reference_events;
@@ -1003,6 +1048,7 @@ void RunRounds(bool with_links) {
     // 1, 2 or 3 threads: the subject space split unevenly, merged by key.
     context.threads = static_cast<uint32_t>(1 + round % 3);
     const uint32_t block_rows = static_cast<uint32_t>(1 + generator.Pick(40));
+    std::vector<std::vector<Event>> parts;
     for (size_t segment = 0; segment < segment_count; ++segment) {
       std::vector<Event> part;
       for (const StoredEvent& stored : events) {
@@ -1016,9 +1062,29 @@ void RunRounds(bool with_links) {
       auto reader = testing::MakeSegment(part, block_rows);
       ASSERT_TRUE(reader.ok()) << reader.status().ToString();
       context.segments.push_back(*reader);
+      parts.push_back(std::move(part));
+    }
+    if (folding != Folding::kNone) {
+      store::SubjectFold fold;
+      if (folding == Folding::kPersons) {
+        Result<std::shared_ptr<const IdentityMap>> map = ResolveIdentities(context.segments);
+        ASSERT_TRUE(map.ok());
+        fold = *SubjectFoldOf(**map);
+      } else {
+        fold = RandomFold(&generator, events);
+      }
+      for (size_t segment = 0; segment < context.segments.size(); ++segment) {
+        if (generator.Pick(5) == 0) {
+          continue;  // left as stored: an unfolded segment beside folded ones
+        }
+        context.segments[segment] = Fold(context.segments[segment], parts[segment], fold,
+                                         block_rows, generator.Pick(2) == 0);
+        folded_segments += context.segments[segment]->summary().stored_subject_runs > 0 ? 1 : 0;
+      }
     }
     // Segments without events are skipped: renumber what the reference sees.
-    std::vector<StoredEvent> stored = with_links ? reference_events : events;
+    context.merge_identities = merge;
+    std::vector<StoredEvent> stored = with_links && merge ? reference_events : events;
     {
       std::vector<size_t> renumber(segment_count, 0);
       size_t next = 0;
@@ -1061,6 +1127,9 @@ void RunRounds(bool with_links) {
     }
   }
   EXPECT_EQ(compared, kRounds * 4);
+  if (folding != Folding::kNone && (with_links || folding == Folding::kRandom)) {
+    EXPECT_GT(folded_segments, kRounds / 2);
+  }
 }
 
 TEST(QueryDifferentialTest, RandomQueriesMatchTheReference) { RunRounds(false); }
@@ -1069,6 +1138,28 @@ TEST(QueryDifferentialTest, RandomQueriesMatchTheReference) { RunRounds(false); 
 // component of the alias links) as one subject, its events merged by time.
 TEST(QueryDifferentialTest, RandomQueriesWithIdentityLinksMatchThePersonReference) {
   RunRounds(true);
+}
+
+// Segments folded with the persons of the links (by EncodeSegment and by
+// the merge, some left unfolded) answer as the unfolded ones: the reference.
+TEST(QueryDifferentialTest, FoldedSegmentsMatchThePersonReference) {
+  RunRounds(true, Folding::kPersons);
+}
+
+// Segments folded with a table that matches no links: values hold rows of
+// several persons, told apart by their stored subjects.
+TEST(QueryDifferentialTest, SegmentsFoldedWithAStaleTableMatchThePersonReference) {
+  RunRounds(true, Folding::kRandom);
+}
+
+// Counting ids (merge_identities off), folded rows count as their stored ids.
+TEST(QueryDifferentialTest, FoldedSegmentsCountStoredIdsWithoutMerging) {
+  RunRounds(true, Folding::kPersons, false);
+}
+
+// Without links, a folded segment's rows still count as their stored ids.
+TEST(QueryDifferentialTest, FoldedSegmentsWithoutLinksMatchTheReference) {
+  RunRounds(false, Folding::kRandom);
 }
 
 }  // namespace

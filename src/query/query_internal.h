@@ -89,10 +89,23 @@ struct MatchRow {
   uint32_t group = 0;  // breakdown group, when computed for this row
   double value = NAN;  // the measure property, when numeric
   uint8_t tie = 0;     // orders events of the same millisecond (funnels)
+  // A row of a folded segment stored under another subject than its value:
+  // 1 + the PersonPlan index of that subject (PersonPlan::StoredIndex); 0
+  // for the value's own rows (three bytes, in the padding: the row stays
+  // 32 bytes). Set where rows are not folded (fold_rows).
+  uint8_t stored_high = 0;
+  uint16_t stored_low = 0;
+  uint32_t Stored() const { return uint32_t{stored_high} << 16 | stored_low; }
+  void SetStored(uint32_t index) {
+    stored_high = static_cast<uint8_t>(index >> 16);
+    stored_low = static_cast<uint16_t>(index);
+  }
   // How many events this row stands for: more than 1 only when the plan
   // folds rows (ScanPlan::fold_rows).
   uint32_t weight = 1;
 };
+
+static_assert(sizeof(MatchRow) == 32, "MatchRow is copied per kept row: keep it small");
 
 // What a scan needs: the selectors (at most 32), which of them decide the
 // breakdown group, whether events matching none are kept too (strict
@@ -124,6 +137,10 @@ struct ScanPlan {
   // Subjects that share a person with other ids (docs/identity.md); nullptr
   // or empty: every subject is a person of its own, and nothing below costs.
   const IdentityMap* identity = nullptr;
+  // Which subject-column values are set aside (docs/identity.md, "Folded
+  // segments"); nullptr: none. A segment it names has its rows tagged with
+  // their stored subjects and is not folded by run (fold_rows).
+  const PersonPlan* persons = nullptr;
   // The profiles that profile and group properties are read from (the
   // person view of QueryContext::profiles); nullptr when the query names none.
   const ProfileTable* profiles = nullptr;
@@ -226,9 +243,19 @@ class SegmentScanner {
 // it holds about kWindowRunsTarget runs, and so a bounded amount of rows.
 class SubjectMerger {
  public:
-  explicit SubjectMerger(std::vector<std::unique_ptr<SegmentScanner>> scanners);
-  // False at the end or on error (check status()).
-  bool Next(Id128* subject, std::vector<MatchRow>* rows);
+  // `persons` (may be nullptr): rows tagged with stored subjects
+  // (MatchRow::stored) are ordered by them among equal (time, tie).
+  explicit SubjectMerger(std::vector<std::unique_ptr<SegmentScanner>> scanners,
+                         const PersonPlan* persons = nullptr);
+  // False at the end or on error (check status()). With `portions`, the
+  // rows come unsorted: each segment's in its order, one after the other,
+  // and `portions` gets (segment index, end of its rows) for each; SortRows
+  // then sorts them.
+  bool Next(Id128* subject, std::vector<MatchRow>* rows,
+            std::vector<std::pair<uint32_t, uint32_t>>* portions = nullptr);
+  // Sorts one subject's rows by (time, tie), and by stored subject among
+  // equal ones (each segment's rows keep their order).
+  void SortRows(const Id128& subject, std::vector<MatchRow>* rows) const;
   const Status& status() const { return status_; }
 
  private:
@@ -243,6 +270,7 @@ class SubjectMerger {
     Id128 subject;
     uint64_t rows_begin = 0;
     uint32_t row_count = 0;
+    uint32_t cursor = 0;  // its segment's index in the snapshot
   };
   static constexpr size_t kWindowRunsTarget = 16'384;
   static constexpr uint32_t kWindowBitsInitial = 54;  // 1,024 windows over the space
@@ -260,6 +288,7 @@ class SubjectMerger {
   std::vector<WindowRun> window_runs_;  // by subject
   std::vector<uint32_t> bucket_starts_;
   size_t next_run_ = 0;  // into window_runs_
+  const PersonPlan* persons_ = nullptr;
   Status status_;
 };
 
@@ -268,8 +297,9 @@ class SubjectMerger {
 // index of the part (thread) whose Groups numbered its rows.
 struct PersonSpill {
   struct Chunk {
-    Id128 subject;
+    Id128 subject;  // the rows' stored subject
     size_t part = 0;
+    uint32_t segment = 0;  // the rows' segment (index in the snapshot)
     std::vector<MatchRow> rows;
   };
   std::unordered_map<Id128, std::vector<Chunk>, Id128Hash> persons;
@@ -283,54 +313,58 @@ class SubjectSource {
   virtual Status status() const = 0;
 };
 
-// A SubjectMerger that hands over the subjects that are persons of their
-// own, and sets the rows of linked subjects aside in `spill`.
+// A SubjectMerger that hands over the values that are whole persons, and
+// sets the rows of the values the plan names aside in `spill`, each row
+// with the person of its stored subject.
 class PersonMerger : public SubjectSource {
  public:
-  PersonMerger(std::vector<std::unique_ptr<SegmentScanner>> scanners, const IdentityMap* identity,
+  PersonMerger(std::vector<std::unique_ptr<SegmentScanner>> scanners, const PersonPlan* persons,
                PersonSpill* spill, size_t part)
-      : merger_(std::move(scanners)),
-        identity_(identity != nullptr && !identity->empty() ? identity : nullptr),
+      : merger_(std::move(scanners), persons),
+        persons_(persons != nullptr && !persons->empty() ? persons : nullptr),
         spill_(spill),
         part_(part) {}
   bool Next(Id128* subject, std::vector<MatchRow>* rows) override {
-    while (merger_.Next(subject, rows)) {
-      if (identity_ == nullptr) {
-        return true;
-      }
-      // Subjects come in increasing order: walk the sorted linked ids.
-      const auto& linked = identity_->sorted();
+    if (persons_ == nullptr) {
+      return merger_.Next(subject, rows);
+    }
+    while (merger_.Next(subject, rows, &portions_)) {
+      // Values come in increasing order: walk the sorted set-aside ones.
+      const std::vector<Id128>& set_aside = persons_->set_aside();
       if (!started_) {
         started_ = true;
         next_ = static_cast<size_t>(
-            std::lower_bound(linked.begin(), linked.end(), *subject,
-                             [](const auto& entry, const Id128& id) { return entry.first < id; }) -
-            linked.begin());
+            std::lower_bound(set_aside.begin(), set_aside.end(), *subject) - set_aside.begin());
       }
-      while (next_ < linked.size() && linked[next_].first < *subject) {
+      while (next_ < set_aside.size() && set_aside[next_] < *subject) {
         ++next_;
       }
-      if (next_ == linked.size() || !(linked[next_].first == *subject)) {
+      if (next_ == set_aside.size() || !(set_aside[next_] == *subject)) {
+        merger_.SortRows(*subject, rows);
         return true;
       }
-      spill_->persons[linked[next_].second].push_back(PersonSpill::Chunk{*subject, part_, *rows});
+      SetAside(*subject, *rows);
     }
     return false;
   }
   Status status() const override { return merger_.status(); }
 
  private:
+  // One chunk per (stored subject, segment) of the value's rows.
+  void SetAside(const Id128& value, const std::vector<MatchRow>& rows);
+
   SubjectMerger merger_;
-  const IdentityMap* identity_;
+  const PersonPlan* persons_;
   PersonSpill* spill_;
   size_t part_;
   bool started_ = false;
-  size_t next_ = 0;  // into identity_->sorted()
+  size_t next_ = 0;  // into persons_->set_aside()
+  std::vector<std::pair<uint32_t, uint32_t>> portions_;
 };
 
 // The persons set aside in spills, in person order, each with the rows of
 // all its subjects merged by (time, tie) — among equal ones, in subject
-// order. With `target`, a row's group (numbered by part_groups[chunk.part])
+// order, then segment order. With `target`, a row's group (numbered by part_groups[chunk.part])
 // is renumbered in `target`.
 class SpillSource : public SubjectSource {
  public:

@@ -407,7 +407,7 @@ Status SegmentationPass(const QuerySpec& spec, const QueryContext& context, cons
   }
   (void)total_bucket;
   PersonSpill local;
-  PersonMerger merger(std::move(scanners), plan.identity, spill != nullptr ? spill : &local, part);
+  PersonMerger merger(std::move(scanners), plan.persons, spill != nullptr ? spill : &local, part);
   SegmentationUpdater updater(buckets, remap, other_slot, cells);
   MP_RETURN_IF_ERROR(updater.AddSubjects(&merger));
   if (spill == nullptr && !local.persons.empty()) {
@@ -504,6 +504,7 @@ Status RunSegmentation(const QuerySpec& spec, const QueryContext& context,
   plan.group_bits = UINT32_MAX;
   plan.need_subjects = NeedsSubjects(spec, context);
   plan.identity = plan.need_subjects ? context.identity.get() : nullptr;
+  plan.persons = plan.need_subjects ? context.persons.get() : nullptr;
   plan.measure_property = spec.measure_property;
   plan.unique_group_key = spec.measure_group_key;
   plan.profiles = context.profiles.get();
@@ -858,7 +859,7 @@ Status FunnelTallies(const QuerySpec& spec, SubjectSource& merger, int64_t from_
 Status FunnelScan(const QuerySpec& spec, const QueryContext& context, const ScanPlan& plan,
                   int64_t from_ms, int64_t to_ms, Part<FunnelTally>* part, PersonSpill* spill,
                   size_t part_idx) {
-  PersonMerger merger(MakeScanners(context, plan, &part->groups, &part->stats), plan.identity,
+  PersonMerger merger(MakeScanners(context, plan, &part->groups, &part->stats), plan.persons,
                       spill, part_idx);
   return FunnelTallies(spec, merger, from_ms, to_ms, part);
 }
@@ -901,6 +902,7 @@ Status RunFunnel(const QuerySpec& spec, const QueryContext& context, QueryResult
   plan.time_max_ms = result->to_ms - 1 + spec.window_ms;
   plan.tie_by_bit.assign(32, 254);
   plan.identity = context.identity.get();
+  plan.persons = context.persons.get();
   for (size_t bit_idx = 0; bit_idx < plan.selectors.size(); ++bit_idx) {
     plan.tie_by_bit[bit_idx] = static_cast<uint8_t>(bit_idx);
   }
@@ -1089,7 +1091,7 @@ Status RetentionTallies(const QuerySpec& spec, SubjectSource& merger, const Time
 Status RetentionScan(const QuerySpec& spec, const QueryContext& context, const ScanPlan& plan,
                      const TimeBuckets& buckets, int64_t from_ms, int64_t to_ms,
                      Part<RetentionTally>* part, PersonSpill* spill, size_t part_idx) {
-  PersonMerger merger(MakeScanners(context, plan, &part->groups, &part->stats), plan.identity,
+  PersonMerger merger(MakeScanners(context, plan, &part->groups, &part->stats), plan.persons,
                       spill, part_idx);
   return RetentionTallies(spec, merger, buckets, from_ms, to_ms, part);
 }
@@ -1111,6 +1113,7 @@ Status RunRetention(const QuerySpec& spec, const QueryContext& context, const da
       spec.mode == RetentionMode::kOn ? buckets.end(buckets.count() - 1) - 1 : INT64_MAX;
   plan.tie_by_bit.assign(32, 0);
   plan.identity = context.identity.get();
+  plan.persons = context.persons.get();
   const size_t threads = ThreadCount(context);
   const std::vector<ScanPlan> plans = SplitBySubject(plan, threads);
   const size_t properties = spec.breakdown.properties.size();
@@ -1195,6 +1198,20 @@ Result<QueryResult> RunQuery(const QuerySpec& spec, const QueryContext& given_co
       resolved.identity.reset();
     }
     context_ptr = &resolved;
+  }
+  // Which values are set aside: needed once some id is linked or some
+  // segment folded (a query counting stored ids splits folded persons).
+  if (counts_subjects && context_ptr->persons == nullptr) {
+    const bool merge = context_ptr->merge_identities;
+    if (NeedsPersonPlan(context_ptr->segments, merge ? context_ptr->identity.get() : nullptr)) {
+      if (context_ptr != &resolved) {
+        resolved = given_context;
+        context_ptr = &resolved;
+      }
+      MP_ASSIGN_OR_RETURN(resolved.persons,
+                          ResolvePersonPlan(resolved.segments,
+                                            merge ? resolved.identity : nullptr));
+    }
   }
   if (uses_profiles) {
     if (context_ptr != &resolved) {

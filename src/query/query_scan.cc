@@ -10,6 +10,7 @@
 // decoded; each filter is evaluated over the block into a byte mask without
 // allocating; the rows no selector keeps are dropped before they are copied.
 #include <algorithm>
+#include <map>
 #include <array>
 #include <bit>
 #include <charconv>
@@ -269,6 +270,31 @@ struct SegmentScanner::State {
   // and no selector has a filter, so a block in one bucket whose names all
   // give the same bits is folded run by run (FoldRunsOfBlock).
   bool fold_by_run = false;
+  // Set by Prepare: the segment is folded, and rows not folded (fold_rows)
+  // are tagged with their stored subjects; when the segment holds values of
+  // several persons (PersonPlan::TagsRowsOf) no row is folded.
+  bool tag_stored = false;
+  bool no_fold = false;  // the segment holds values of several persons
+  std::vector<store::StoredSubjectRun> stored_runs;
+
+  // Sets MatchRow::stored of the kept rows (`row_indexes`: their block
+  // rows, ascending) that lie in stored subject runs of block `block_idx`.
+  Status TagStored(size_t block_idx, const std::vector<uint32_t>& kept_rows,
+                   std::vector<MatchRow>* rows) {
+    MP_RETURN_IF_ERROR(segment->ReadStoredSubjects(block_idx, &stored_runs));
+    size_t kept_idx = 0;
+    for (const store::StoredSubjectRun& run : stored_runs) {
+      const uint32_t index = plan->persons->StoredIndex(run.subject);
+      while (kept_idx < kept_rows.size() && kept_rows[kept_idx] < run.row_begin) {
+        ++kept_idx;
+      }
+      for (; kept_idx < kept_rows.size() && kept_rows[kept_idx] < run.row_begin + run.row_count;
+           ++kept_idx) {
+        (*rows)[kept_idx].SetStored(index);
+      }
+    }
+    return Status::Ok();
+  }
 
   bool ConstantNameBits(size_t block_idx, uint32_t* bits) const;
   // One folded row per distinct selector bits of the block's names: from
@@ -593,7 +619,10 @@ Status SegmentScanner::State::Prepare() {
                     // A selector naming an event the segment lacks matches nothing.
                     return slot.match_all || (!slot.any_event && !slot.name_code);
                   });
-  fold_by_run = plan->buckets != nullptr && plan->fold_rows && plan->need_subjects &&
+  tag_stored = plan->need_subjects && plan->persons != nullptr &&
+               segment->summary().stored_subject_runs > 0;
+  no_fold = tag_stored && plan->persons->TagsRowsOf(segment);
+  fold_by_run = !no_fold && plan->buckets != nullptr && plan->fold_rows && plan->need_subjects &&
                 !plan->keep_unmatched && !measure_key && !unique_group_keys &&
                 std::all_of(selectors.begin(), selectors.end(),
                             [](const SelectorSlot& slot) { return slot.match_all; });
@@ -1153,7 +1182,7 @@ bool SegmentScanner::NextBlock() {
     if (!status_.ok()) {
       return false;
     }
-    const bool fold = one_bucket && plan.fold_rows && !state.measure_key;
+    const bool fold = one_bucket && plan.fold_rows && !state.measure_key && !state.no_fold;
     // Subject runs over the kept rows.
     run_subjects_.clear();
     run_ends_.clear();
@@ -1182,6 +1211,12 @@ bool SegmentScanner::NextBlock() {
       }
     }
     run_ends_.push_back(static_cast<uint32_t>(rows_.size()));
+    if (state.tag_stored && !fold) {
+      status_ = state.TagStored(block_idx, row_indexes, &rows_);
+      if (!status_.ok()) {
+        return false;
+      }
+    }
     if (fold) {
       state.folded.clear();
       uint32_t begin = 0;
@@ -1197,7 +1232,9 @@ bool SegmentScanner::NextBlock() {
   return false;
 }
 
-SubjectMerger::SubjectMerger(std::vector<std::unique_ptr<SegmentScanner>> scanners) {
+SubjectMerger::SubjectMerger(std::vector<std::unique_ptr<SegmentScanner>> scanners,
+                             const PersonPlan* persons)
+    : persons_(persons) {
   for (auto& scanner : scanners) {
     Cursor cursor;
     cursor.scanner = std::move(scanner);
@@ -1253,7 +1290,8 @@ bool SubjectMerger::FillWindow() {
       size_t run_idx = cursor.run_idx;
       for (; run_idx < ends.size() && subjects[run_idx].high <= window_last; ++run_idx) {
         const uint32_t begin = run_idx == 0 ? 0 : ends[run_idx - 1];
-        collected_.push_back(WindowRun{subjects[run_idx], window_rows_.size(), ends[run_idx] - begin});
+        collected_.push_back(WindowRun{subjects[run_idx], window_rows_.size(), ends[run_idx] - begin,
+                                       static_cast<uint32_t>(&cursor - cursors_.data())});
         window_rows_.insert(window_rows_.end(), block_rows.begin() + begin,
                             block_rows.begin() + ends[run_idx]);
       }
@@ -1319,26 +1357,86 @@ void SubjectMerger::OrderWindow(uint64_t window_start, uint32_t window_bits) {
   }
 }
 
-bool SubjectMerger::Next(Id128* subject, std::vector<MatchRow>* rows) {
+bool SubjectMerger::Next(Id128* subject, std::vector<MatchRow>* rows,
+                         std::vector<std::pair<uint32_t, uint32_t>>* portions) {
   if (next_run_ == window_runs_.size() && !FillWindow()) {
     return false;
   }
   *subject = window_runs_[next_run_].subject;
   rows->clear();
+  if (portions != nullptr) {
+    portions->clear();
+  }
   // In cursor (segment) order, as the rows' order among equal (time, tie)
   // depends on it.
   while (next_run_ < window_runs_.size() && window_runs_[next_run_].subject == *subject) {
     const WindowRun& run = window_runs_[next_run_++];
     const auto first = window_rows_.begin() + static_cast<ptrdiff_t>(run.rows_begin);
     rows->insert(rows->end(), first, first + run.row_count);
+    if (portions != nullptr) {
+      if (!portions->empty() && portions->back().first == run.cursor) {
+        portions->back().second = static_cast<uint32_t>(rows->size());
+      } else {
+        portions->emplace_back(run.cursor, static_cast<uint32_t>(rows->size()));
+      }
+    }
   }
+  if (portions == nullptr) {
+    SortRows(*subject, rows);
+  }
+  return true;
+}
+
+void SubjectMerger::SortRows(const Id128& subject, std::vector<MatchRow>* rows) const {
   auto before = [](const MatchRow& left, const MatchRow& right) {
     return left.time_ms < right.time_ms || (left.time_ms == right.time_ms && left.tie < right.tie);
   };
+  // A folded person's rows of several stored subjects: among equal (time,
+  // tie) in stored subject order, as the rows of set-aside persons are
+  // (docs/identity.md, "How queries use it").
+  if (persons_ != nullptr && std::any_of(rows->begin(), rows->end(), [](const MatchRow& row) {
+        return row.Stored() != 0;
+      })) {
+    const Id128& value = subject;
+    const auto stored_of = [&](const MatchRow& row) -> const Id128& {
+      return row.Stored() == 0 ? value : persons_->Stored(row.Stored());
+    };
+    std::stable_sort(rows->begin(), rows->end(), [&](const MatchRow& left, const MatchRow& right) {
+      if (left.time_ms != right.time_ms || left.tie != right.tie) {
+        return before(left, right);
+      }
+      return stored_of(left) < stored_of(right);
+    });
+    return;
+  }
   if (!std::is_sorted(rows->begin(), rows->end(), before)) {
     std::stable_sort(rows->begin(), rows->end(), before);
   }
-  return true;
+}
+
+void PersonMerger::SetAside(const Id128& value, const std::vector<MatchRow>& rows) {
+  const auto before = [](const MatchRow& left, const MatchRow& right) {
+    return left.time_ms < right.time_ms || (left.time_ms == right.time_ms && left.tie < right.tie);
+  };
+  uint32_t begin = 0;
+  for (const auto& [segment, end] : portions_) {
+    // The segment's rows of each stored subject (a folded segment's rows
+    // may hold several), each with the person of that subject.
+    std::map<uint32_t, std::vector<MatchRow>> by_stored;
+    for (uint32_t row_idx = begin; row_idx < end; ++row_idx) {
+      MatchRow row = rows[row_idx];
+      const uint32_t index = row.Stored();
+      row.SetStored(0);
+      by_stored[index].push_back(row);
+    }
+    for (auto& [index, stored_rows] : by_stored) {
+      const Id128 stored = index == 0 ? value : persons_->Stored(index);
+      std::stable_sort(stored_rows.begin(), stored_rows.end(), before);
+      spill_->persons[persons_->PersonOf(stored)].push_back(
+          PersonSpill::Chunk{stored, part_, segment, std::move(stored_rows)});
+    }
+    begin = end;
+  }
 }
 
 SpillSource::SpillSource(std::vector<PersonSpill*> spills, std::vector<Groups*> part_groups,
@@ -1369,7 +1467,8 @@ bool SpillSource::Next(Id128* subject, std::vector<MatchRow>* rows) {
   *subject = person;
   std::sort(chunks.begin(), chunks.end(),
             [](const PersonSpill::Chunk* left, const PersonSpill::Chunk* right) {
-              return left->subject < right->subject;
+              return left->subject < right->subject ||
+                     (left->subject == right->subject && left->segment < right->segment);
             });
   rows->clear();
   for (const PersonSpill::Chunk* chunk : chunks) {

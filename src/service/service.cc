@@ -301,6 +301,18 @@ Result<std::unique_ptr<Service>> Service::Open(const Config& config,
   store_options.memtable_rows_max = config.store_memtable_rows_max;
   store_options.purge_delay_ms = ErasurePurgeDelayMs(config.erasure_purge_deadline_hours);
   store_options.erasure_journal_folder = ErasureJournalFolder(config);
+  // Compaction folds each id's rows into its person (docs/identity.md,
+  // "Folded segments"), with the links of the project's segment files.
+  store_options.subject_fold =
+      [](uint32_t /*project_id*/,
+         const std::vector<std::shared_ptr<const store::SegmentReader>>& segments)
+      -> std::shared_ptr<const store::SubjectFold> {
+    Result<std::shared_ptr<const query::IdentityMap>> map = query::ResolveIdentities(segments);
+    if (!map.ok()) {
+      return nullptr;  // a segment did not read: compaction keeps rows where they are
+    }
+    return query::SubjectFoldOf(**map);
+  };
   MP_ASSIGN_OR_RETURN(std::unique_ptr<store::Engine> engine,
                       store::OpenEmbeddedEngine(store_options));
   MP_ASSIGN_OR_RETURN(

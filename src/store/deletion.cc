@@ -234,8 +234,17 @@ Result<std::vector<std::vector<uint32_t>>> HiddenRows(const SegmentReader& segme
   };
   const auto first_subject = std::lower_bound(deletions.subjects.begin(), deletions.subjects.end(),
                                               summary.subject_min, by_subject);
+  // A folded segment keeps rows under their person: a row's own (stored)
+  // subject may lie outside the segment's subject range.
+  const bool folded = summary.stored_subject_runs > 0 && !deletions.subjects.empty();
   const bool any_subject =
-      first_subject != deletions.subjects.end() && !(summary.subject_max < first_subject->first);
+      folded ||
+      (first_subject != deletions.subjects.end() && !(summary.subject_max < first_subject->first));
+  const auto erased_now = [&](const Id128& subject) {
+    const auto found = std::lower_bound(deletions.subjects.begin(), deletions.subjects.end(),
+                                        subject, by_subject);
+    return found != deletions.subjects.end() && found->first == subject && applies(*found);
+  };
   // Named bounds that apply, as this segment's name codes (a name the
   // segment does not hold hides nothing in it).
   std::vector<std::pair<uint32_t, int64_t>> named;
@@ -252,6 +261,7 @@ Result<std::vector<std::vector<uint32_t>>> HiddenRows(const SegmentReader& segme
   std::vector<int64_t> times;
   std::vector<uint32_t> name_codes;
   SubjectRuns runs;
+  std::vector<StoredSubjectRun> stored_runs;
   for (size_t block_idx = 0; block_idx < segment.block_count(); ++block_idx) {
     const SegmentBlockInfo& block = segment.block(block_idx);
     std::vector<uint32_t> rows;
@@ -277,20 +287,46 @@ Result<std::vector<std::vector<uint32_t>>> HiddenRows(const SegmentReader& segme
     // lists.
     auto erased =
         std::lower_bound(first_subject, deletions.subjects.end(), block.subject_first, by_subject);
+    // A row is its stored subject's: the rows of a folded block's stored
+    // subject runs belong to those subjects, not to the person they are
+    // kept under.
+    stored_runs.clear();
+    bool stored_erased = false;
+    if (folded && !all) {
+      MP_RETURN_IF_ERROR(segment.ReadStoredSubjects(block_idx, &stored_runs));
+      for (const StoredSubjectRun& run : stored_runs) {
+        stored_erased = stored_erased || erased_now(run.subject);
+      }
+    }
     const bool block_subjects =
-        erased != deletions.subjects.end() && !(block.subject_last < erased->first) && !all;
+        !all && (stored_erased || (erased != deletions.subjects.end() &&
+                                   !(block.subject_last < erased->first)));
     if (block_subjects) {
       MP_RETURN_IF_ERROR(segment.ReadSubjects(block_idx, &runs));
       std::vector<uint32_t> subject_rows;
       uint32_t run_start = 0;
+      size_t stored_idx = 0;
       for (size_t run_idx = 0; run_idx < runs.subjects.size(); ++run_idx) {
         const Id128& subject = runs.subjects[run_idx];
         while (erased != deletions.subjects.end() && erased->first < subject) {
           ++erased;
         }
-        if (erased != deletions.subjects.end() && erased->first == subject && applies(*erased)) {
-          for (uint32_t row_idx = 0; row_idx < runs.run_lengths[run_idx]; ++row_idx) {
-            subject_rows.push_back(run_start + row_idx);
+        const bool run_erased =
+            erased != deletions.subjects.end() && erased->first == subject && applies(*erased);
+        if (!run_erased && stored_runs.empty()) {
+          run_start += runs.run_lengths[run_idx];
+          continue;
+        }
+        for (uint32_t row_idx = run_start; row_idx < run_start + runs.run_lengths[run_idx];
+             ++row_idx) {
+          while (stored_idx < stored_runs.size() &&
+                 stored_runs[stored_idx].row_begin + stored_runs[stored_idx].row_count <= row_idx) {
+            ++stored_idx;
+          }
+          const bool stored_elsewhere =
+              stored_idx < stored_runs.size() && stored_runs[stored_idx].row_begin <= row_idx;
+          if (stored_elsewhere ? erased_now(stored_runs[stored_idx].subject) : run_erased) {
+            subject_rows.push_back(row_idx);
           }
         }
         run_start += runs.run_lengths[run_idx];

@@ -440,9 +440,12 @@ class EmbeddedEngine final : public Engine {
   // Merges `inputs` (views) into a new segment of the partition with
   // MergeSegmentsToFile and opens it; `*reader` stays null when no input row
   // is visible (then no file is written).
+  // With `fold`, folds the rows into their persons (compaction); without,
+  // rows stay where they are kept (the purge).
   Status MergePartition(uint32_t project_id, int64_t day,
                         std::span<const std::shared_ptr<const SegmentReader>> inputs,
-                        ManifestSegment* entry, std::unique_ptr<SegmentReader>* reader);
+                        const SubjectFold* fold, ManifestSegment* entry,
+                        std::unique_ptr<SegmentReader>* reader);
   Status CreateLogFile(uint64_t number);
   Status OpenLastLogFile(uint64_t number, uint64_t durable_bytes, bool has_profile_updates);
   Status LoadRecentInsertIds();
@@ -1454,9 +1457,26 @@ Status EmbeddedEngine::Scan(const ScanRequest& request,
     if (!request.event_names.empty() && filter.name_codes.empty()) {
       continue;
     }
-    filter.subject_min = request.subject;
-    filter.subject_max = request.subject;
+    // A folded segment keeps a row under its person: the subject's rows may
+    // lie outside the blocks of its range, in their stored subject runs.
+    const bool folded = request.subject.has_value() && summary.stored_subject_runs > 0;
+    if (!folded) {
+      filter.subject_min = request.subject;
+      filter.subject_max = request.subject;
+    }
+    std::vector<StoredSubjectRun> stored_runs;
     for (const size_t block_idx : reader->MatchingBlocks(filter)) {
+      if (folded) {
+        const SegmentBlockInfo& info = reader->block(block_idx);
+        MP_RETURN_IF_ERROR(reader->ReadStoredSubjects(block_idx, &stored_runs));
+        const bool in_range =
+            !(*request.subject < info.subject_first) && !(info.subject_last < *request.subject);
+        if (!in_range && std::none_of(stored_runs.begin(), stored_runs.end(), [&](const auto& run) {
+              return run.subject == *request.subject;
+            })) {
+          continue;
+        }
+      }
       MP_RETURN_IF_ERROR(reader->ReadEvents(block_idx, &block_events));
       for (const Event& event : block_events) {
         if (MatchesRequest(request, event) && !visit(event)) {
@@ -2131,8 +2151,15 @@ Status EmbeddedEngine::MergeSegments(const std::vector<size_t>& inputs, Manifest
   // each input and one output block, not the inputs' rows.
   const ManifestSegment& first = manifest_.segments[inputs.front()];
   std::unique_ptr<SegmentReader> opened;
-  MP_RETURN_IF_ERROR(MergePartition(
-      first.project_id, UtcDay(readers.front()->summary().time_min_ms), readers, output, &opened));
+  // Folded with the persons of the project's segment files, when the
+  // service asks for it (docs/identity.md, "Folded segments").
+  std::shared_ptr<const SubjectFold> fold;
+  if (options_.subject_fold) {
+    fold = options_.subject_fold(project_id, live);
+  }
+  MP_RETURN_IF_ERROR(MergePartition(first.project_id,
+                                    UtcDay(readers.front()->summary().time_min_ms), readers,
+                                    fold.get(), output, &opened));
   {
     std::lock_guard lock(data_mutex_);
     data_stats_.purge_rows_removed += hidden_rows;
@@ -2238,7 +2265,7 @@ Result<bool> EmbeddedEngine::RewriteHidden(const DeletionState& state) {
     std::unique_ptr<SegmentReader> opened;
     const std::shared_ptr<const SegmentReader> views[] = {view};
     MP_RETURN_IF_ERROR(MergePartition(entry.project_id, UtcDay(view->summary().time_min_ms), views,
-                                      &output, &opened));
+                                      nullptr, &output, &opened));
     if (opened != nullptr) {
       output.log_end = entry.log_end;
       output.flushed_at_ms = entry.flushed_at_ms;
@@ -2545,12 +2572,13 @@ Status EmbeddedEngine::WritePartition(uint32_t project_id, int64_t day,
 
 Status EmbeddedEngine::MergePartition(uint32_t project_id, int64_t day,
                                       std::span<const std::shared_ptr<const SegmentReader>> inputs,
-                                      ManifestSegment* entry,
+                                      const SubjectFold* fold, ManifestSegment* entry,
                                       std::unique_ptr<SegmentReader>* reader) {
   reader->reset();
   MP_RETURN_IF_ERROR(NewPartitionEntry(project_id, day, entry));
   SegmentWriteOptions options;
   options.project_id = project_id;
+  options.fold = fold;
   const std::string path = segments_folder_ + "/" + entry->path;
   MP_ASSIGN_OR_RETURN(const MergeResult merged,
                       MergeSegmentsToFile(*file_system_, path, inputs, options));

@@ -547,5 +547,97 @@ TEST_F(FlushTest, CompactionMergesSmallSegmentsOfADayAndOldReadersStayValid) {
   EXPECT_EQ(result->events_duplicate, 1u);
 }
 
+// With a fold (Options::subject_fold), compaction writes the rows of 2 and 3
+// under their person 1 while another thread appends; every event is read
+// once under its own subject before and after a restart, and erasing 2
+// finds its rows inside 1's (docs/identity.md, "Folded segments").
+TEST_F(FlushTest, CompactionFoldsRowsIntoPersonsWhileAppendsRunAndErasureFindsThem) {
+  options_.memtable_rows_max = 20;
+  options_.subject_fold = [](uint32_t project_id,
+                             const std::vector<std::shared_ptr<const SegmentReader>>& segments) {
+    EXPECT_EQ(project_id, kProject);
+    EXPECT_FALSE(segments.empty());
+    auto fold = std::make_shared<SubjectFold>();
+    fold->generation = 77;
+    fold->persons = {{Id128{0, 2}, Id128{0, 1}}, {Id128{0, 3}, Id128{0, 1}}};
+    return std::shared_ptr<const SubjectFold>(fold);
+  };
+  ASSERT_TRUE(Open().ok());
+  // Ids 1..160 in batches of 20 of one day (subjects 0..4), and 1001..1300
+  // from another thread meanwhile (subjects 0..6, over two days).
+  std::thread other([this] { AppendEvents(1001, 300, 5); });
+  std::vector<Event> day;
+  for (uint64_t id = 1; id <= 20; ++id) {
+    day.push_back(MakeEvent("a", kTestNowMs + static_cast<int64_t>(id), id % 5, id));
+  }
+  for (uint64_t batch = 0; batch < 8; ++batch) {
+    if (batch > 0) {
+      for (Event& event : day) {
+        event.insert_id.low += 20;
+      }
+    }
+    while (true) {
+      const auto result = engine_->Append(MakeBatch(kProject, day));
+      if (result.ok()) {
+        break;
+      }
+      ASSERT_EQ(result.status().code(), StatusCode::kResourceExhausted);
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
+  other.join();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (engine_->GetStats().compactions < 1) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "no compaction";
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  std::set<uint64_t> expected = Range(1, 160);
+  const std::set<uint64_t> others = Range(1001, 300);
+  expected.insert(others.begin(), others.end());
+  const auto folded_segments = [this] {
+    size_t folded = 0;
+    auto snapshot = engine_->Snapshot(kProject);
+    EXPECT_TRUE(snapshot.ok());
+    for (const auto& segment : *snapshot) {
+      if (segment->summary().stored_subject_runs > 0) {
+        EXPECT_EQ(segment->summary().fold_generation, 77u);
+        ++folded;
+      }
+    }
+    return folded;
+  };
+  // Each event under the subject it was appended with.
+  const auto check_subjects = [this] {
+    for (const Event& event : ScanAll(kProject)) {
+      const uint64_t id = event.insert_id.low;
+      EXPECT_EQ(event.subject, (Id128{0, id > 1000 ? id % 7 : id % 5})) << id;
+    }
+  };
+  EXPECT_GT(folded_segments(), 0u);
+  EXPECT_EQ(ScannedIds(), expected);
+  check_subjects();
+  Reopen();
+  EXPECT_GT(folded_segments(), 0u);
+  EXPECT_EQ(ScannedIds(), expected);
+  check_subjects();
+
+  // Erasing 2, kept under 1 in the folded segment, takes only 2's rows, at
+  // once (a view) and after the purge rewrites the segment.
+  ASSERT_TRUE(engine_->EraseSubjects(kProject, {Id128{0, 2}}).ok());
+  std::set<uint64_t> left;
+  for (const uint64_t id : expected) {
+    if ((id > 1000 ? id % 7 : id % 5) != 2) {
+      left.insert(id);
+    }
+  }
+  EXPECT_EQ(ScannedIds(), left);
+  ASSERT_TRUE(engine_->PurgeDeleted().ok());
+  EXPECT_EQ(ScannedIds(), left);
+  check_subjects();
+  Reopen();
+  EXPECT_EQ(ScannedIds(), left);
+  EXPECT_GT(folded_segments(), 0u);
+}
+
 }  // namespace
 }  // namespace minpanel::store

@@ -41,6 +41,7 @@
 
 #include "core/core.h"
 #include "store/segment_format.h"
+#include "store/store.h"
 
 namespace minpanel::store {
 
@@ -67,6 +68,11 @@ struct SegmentWriteOptions {
   // Unset: each chunk picks its codec by measurement (docs/formats/segment.md).
   std::optional<SegmentCodec> codec;
   int zstd_level = 1;  // measured: as small as level 3 on event columns, faster to write
+  // Set: rows are written under the person of their subject, their subject
+  // kept as the stored subject (a folded segment); the table must outlive
+  // the call. Unset: rows keep the subjects they have (EncodeSegment: the
+  // events' subjects; the merge: what its inputs hold, folded or not).
+  const SubjectFold* fold = nullptr;
 };
 
 // Which of a segment's `key_count` keys get their own column: those on at
@@ -125,6 +131,11 @@ struct SegmentSummary {
   Id128 subject_min;
   Id128 subject_max;
   uint32_t block_rows_max = 0;
+  // Folded segments (format version 2): the generation of the map the rows
+  // were folded with (0: never), and how many stored subject runs the blocks
+  // hold (0: every row is stored under the subject its subject column says).
+  uint64_t fold_generation = 0;
+  uint64_t stored_subject_runs = 0;
 };
 
 struct SegmentBlockInfo {
@@ -254,7 +265,13 @@ class SegmentReader {
   // failed read is IoError.
   // Precondition: block_idx < block_count().
   Status ReadTimes(size_t block_idx, std::vector<int64_t>* times) const;
+  // The block's subject column: in a folded segment, the person each row is
+  // kept under (the sort order); ReadStoredSubjects says which rows were
+  // stored under another subject.
   Status ReadSubjects(size_t block_idx, SubjectRuns* runs) const;
+  // The rows of the block whose stored subject differs from their subject
+  // (empty unless the segment is folded), from the footer: no read.
+  Status ReadStoredSubjects(size_t block_idx, std::vector<StoredSubjectRun>* runs) const;
   Status ReadInsertIds(size_t block_idx, std::vector<Id128>* insert_ids) const;
   Status ReadKeyVersions(size_t block_idx, std::vector<uint32_t>* key_versions) const;
   Status ReadNameCodes(size_t block_idx, std::vector<uint32_t>* name_codes) const;
@@ -300,7 +317,8 @@ class SegmentReader {
   Status ReadMapEntries(size_t block_idx, std::string* scratch,
                         std::vector<MapEntryView>* entries) const;
 
-  // Every row of a block as events (reusing the vector's elements).
+  // Every row of a block as events (reusing the vector's elements), each
+  // under its stored subject (a folded segment's rows too).
   Status ReadEvents(size_t block_idx, std::vector<Event>* events) const;
   // Reads and checks every chunk of the file; OK when all of it decodes.
   Status Verify() const;
@@ -315,6 +333,11 @@ class SegmentReader {
   // Defined in segment_view.cc.
   static std::shared_ptr<const SegmentReader> WithHiddenRows(
       std::shared_ptr<const SegmentReader> base, std::vector<std::vector<uint32_t>> hidden_rows);
+  // `reader` (a file reader or a view) without some more rows: `more_hidden`
+  // numbers rows as `reader` does (without a view's hidden rows). A view
+  // over `reader`'s base, hiding both. Defined in segment_view.cc.
+  static std::shared_ptr<const SegmentReader> WithMoreHiddenRows(
+      std::shared_ptr<const SegmentReader> reader, std::vector<std::vector<uint32_t>> more_hidden);
   // The reader a WithHiddenRows view reads through, or nullptr.
   const SegmentReader* hidden_rows_base() const { return masked_base_.get(); }
 
@@ -355,6 +378,7 @@ class SegmentReader {
   Status MaskedReadNameCodes(size_t block_idx, std::vector<uint32_t>* name_codes) const;
   Status MaskedReadProperty(size_t block_idx, std::string_view key, PropertyColumn* column) const;
   Status MaskedReadEvents(size_t block_idx, std::vector<Event>* events) const;
+  Status MaskedReadStoredSubjects(size_t block_idx, std::vector<StoredSubjectRun>* runs) const;
   std::shared_ptr<const SegmentReader> masked_base_;
   std::vector<std::vector<uint32_t>> hidden_rows_;
 

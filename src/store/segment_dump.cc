@@ -51,6 +51,10 @@ void PrintIndexes(const SegmentReader& reader, std::ostream& out) {
       << summary.time_max_ms << ", subjects " << summary.subject_min.ToHex() << " .. "
       << summary.subject_max.ToHex() << ", " << reader.block_count() << " blocks of at most "
       << summary.block_rows_max << " rows\n";
+  if (summary.fold_generation != 0 || summary.stored_subject_runs != 0) {
+    out << "folded: generation " << summary.fold_generation << ", "
+        << summary.stored_subject_runs << " stored subject runs\n";
+  }
   out << "event names (" << reader.event_names().size() << "):\n";
   for (size_t code = 0; code < reader.event_names().size(); ++code) {
     out << "  " << code << " ";
@@ -119,6 +123,15 @@ Status PrintFixedColumns(const SegmentReader& reader, size_t block_idx, std::ost
     out << " " << runs.subjects[run_idx].ToHex() << "x" << runs.run_lengths[run_idx];
   }
   out << "\n";
+  std::vector<StoredSubjectRun> stored_runs;
+  MP_RETURN_IF_ERROR(reader.ReadStoredSubjects(block_idx, &stored_runs));
+  if (!stored_runs.empty()) {
+    out << "  stored subjects (footer)\n   ";
+    for (const StoredSubjectRun& run : stored_runs) {
+      out << " rows " << run.row_begin << "+" << run.row_count << " " << run.subject.ToHex();
+    }
+    out << "\n";
+  }
   std::vector<Id128> insert_ids;
   PrintChunk("insert_id", chunks[static_cast<size_t>(FixedColumn::kInsertId)], out);
   out << "\n   ";

@@ -99,7 +99,7 @@ Status VarintError(ByteReader* reader, std::string_view field) {
 }
 
 Status CheckVersion(uint32_t version, std::string_view where) {
-  // Version 1 is the only one so far; later versions must keep reading it.
+  // Every version up to the newest is read (version 1 has no fold section).
   if (version == 0 || version > kSegmentFormatVersion) {
     return Status::Corruption("segment format version " + std::to_string(version) + " (" +
                               std::string(where) + ") is not supported by this binary (newest " +
@@ -932,9 +932,58 @@ void EncodeSegmentFooter(const SegmentFooter& footer, std::string* out) {
       PutChunkRef(block.chunks[chunk_idx], chunk_idx >= kFixedColumnCount, out);
     }
   }
+  // Version 2: the fold section.
+  PutFixed64(footer.fold_generation, out);
+  for (const FooterBlock& block : footer.blocks) {
+    PutVarint64(block.stored_runs.size(), out);
+    uint32_t next_row = 0;
+    for (const StoredSubjectRun& run : block.stored_runs) {
+      PutVarint64(run.row_begin - next_row, out);
+      PutVarint64(run.row_count, out);
+      PutId(run.subject, out);
+      next_row = run.row_begin + run.row_count;
+    }
+  }
 }
 
-Result<SegmentFooter> DecodeSegmentFooter(std::string_view bytes, uint64_t data_bytes) {
+namespace {
+
+// The fold section (version 2): the generation, then per block its stored
+// subject runs as (rows skipped since the previous run, run length, subject).
+Status ReadFoldSection(ByteReader* reader, SegmentFooter* footer) {
+  MP_RETURN_IF_ERROR(reader->ReadFixed64("fold generation", &footer->fold_generation));
+  for (size_t block_idx = 0; block_idx < footer->blocks.size(); ++block_idx) {
+    FooterBlock& block = footer->blocks[block_idx];
+    uint64_t run_count = 0;
+    // A run takes at least 18 bytes: two varints and an id.
+    MP_RETURN_IF_ERROR(
+        reader->ReadCount("stored subject run count", 18, block.row_count, &run_count));
+    uint64_t next_row = 0;
+    for (uint64_t run_idx = 0; run_idx < run_count; ++run_idx) {
+      uint64_t gap = 0;
+      uint64_t length = 0;
+      Id128 subject;
+      MP_RETURN_IF_ERROR(reader->ReadVarint64("stored subject run gap", &gap));
+      MP_RETURN_IF_ERROR(reader->ReadVarint64("stored subject run length", &length));
+      MP_RETURN_IF_ERROR(reader->ReadId("stored subject", &subject));
+      if (gap > block.row_count - next_row || length == 0 ||
+          length > block.row_count - next_row - gap) {
+        return Status::Corruption("block " + std::to_string(block_idx) +
+                                  ": stored subject runs pass the block's rows");
+      }
+      const uint64_t row_begin = next_row + gap;
+      block.stored_runs.push_back(StoredSubjectRun{static_cast<uint32_t>(row_begin),
+                                                   static_cast<uint32_t>(length), subject});
+      next_row = row_begin + length;
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<SegmentFooter> DecodeSegmentFooter(std::string_view bytes, uint64_t data_bytes,
+                                          uint32_t version) {
   ByteReader reader(bytes);
   SegmentFooter footer;
   MP_RETURN_IF_ERROR(ReadFooterSummary(&reader, &footer));
@@ -952,6 +1001,9 @@ Result<SegmentFooter> DecodeSegmentFooter(std::string_view bytes, uint64_t data_
     if (!status.ok()) {
       return Status::Corruption("block " + std::to_string(block_idx) + ": " + status.message());
     }
+  }
+  if (version >= kSegmentFoldFormatVersion) {
+    MP_RETURN_IF_ERROR(ReadFoldSection(&reader, &footer));
   }
   MP_RETURN_IF_ERROR(reader.ExpectEnd("footer"));
   MP_RETURN_IF_ERROR(CheckBlocks(footer));

@@ -30,7 +30,9 @@ namespace minpanel::store {
 
 // "MPSEG\r\n\x1a", as the log's magic: line endings catch text-mode mangling.
 inline constexpr std::array<char, 8> kSegmentMagic = {'M', 'P', 'S', 'E', 'G', '\r', '\n', '\x1a'};
-inline constexpr uint32_t kSegmentFormatVersion = 1;
+// Version 2 adds the fold section (docs/formats/segment.md, "Folded persons").
+inline constexpr uint32_t kSegmentFormatVersion = 2;
+inline constexpr uint32_t kSegmentFoldFormatVersion = 2;  // the first with the fold section
 // magic (8) | format version (u32) | CRC-32 of the first 12 bytes (u32)
 inline constexpr size_t kSegmentHeaderBytes = 16;
 // footer bytes (u64) | footer CRC-32 (u32) | format version (u32) | magic (8)
@@ -110,6 +112,17 @@ struct FooterMapKey {
   uint8_t tag_mask = 0;
 };
 
+// Rows of a block stored under another subject than the block's subject
+// column says: rows [row_begin, row_begin + row_count) of the block were sent
+// under `subject` and are kept under its person (a folded segment,
+// docs/formats/segment.md, "Folded persons").
+struct StoredSubjectRun {
+  uint32_t row_begin = 0;
+  uint32_t row_count = 0;
+  Id128 subject;
+  friend bool operator==(const StoredSubjectRun&, const StoredSubjectRun&) = default;
+};
+
 struct FooterBlock {
   uint32_t row_count = 0;
   int64_t time_min_ms = 0;
@@ -120,6 +133,9 @@ struct FooterBlock {
   std::string name_bitmap;  // bit `code` set when the block holds that event name
   // kFixedColumnCount fixed columns, one per property column, then the map.
   std::vector<ChunkRef> chunks;
+  // Version 2: the rows whose stored subject differs from their subject, in
+  // row order, not overlapping. Empty in unfolded segments.
+  std::vector<StoredSubjectRun> stored_runs;
   uint64_t first_row = 0;  // computed by DecodeSegmentFooter
 };
 
@@ -136,6 +152,9 @@ struct SegmentFooter {
   std::vector<FooterColumn> columns;         // sorted by key
   std::vector<FooterMapKey> map_keys;        // sorted by key; code = index
   std::vector<FooterBlock> blocks;
+  // Version 2: the generation of the subject -> person map the rows were
+  // folded with (0: never folded; docs/formats/segment.md, "Folded persons").
+  uint64_t fold_generation = 0;
 };
 
 struct SegmentTrailer {
@@ -156,7 +175,9 @@ void EncodeSegmentFooter(const SegmentFooter& footer, std::string* out);
 // sorted and unique, block rows and zone maps consistent with the segment's,
 // and chunks that tile exactly `data_bytes` bytes starting at
 // kSegmentHeaderBytes (their offsets are filled in).
-Result<SegmentFooter> DecodeSegmentFooter(std::string_view bytes, uint64_t data_bytes);
+// `version` is the file's (a version 1 footer has no fold section).
+Result<SegmentFooter> DecodeSegmentFooter(std::string_view bytes, uint64_t data_bytes,
+                                          uint32_t version = kSegmentFormatVersion);
 
 // Code width in bytes for a dictionary of `size` entries: 1, 2 or 4.
 size_t CodeWidth(size_t size);

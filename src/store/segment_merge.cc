@@ -79,6 +79,9 @@ struct Cursor {
   std::vector<int64_t> times;
   SubjectRuns runs;
   std::vector<Id128> subjects;  // per row
+  // Per row when the block has stored subject runs (a folded input), else empty.
+  std::vector<StoredSubjectRun> stored_runs;
+  std::vector<Id128> stored;
   std::vector<Id128> insert_ids;
   std::vector<uint32_t> key_versions;
   std::vector<uint32_t> name_codes;
@@ -123,9 +126,15 @@ struct OutColumn {
 
 class SegmentMerger {
  public:
+  // `fold_generation`: what the output footer records.
   SegmentMerger(std::span<const std::shared_ptr<const SegmentReader>> inputs,
-                const SegmentWriteOptions& options, const MergeSink& sink)
-      : inputs_(inputs), options_(options), sink_(sink), compressor_(options.zstd_level) {}
+                const SegmentWriteOptions& options, const MergeSink& sink,
+                uint64_t fold_generation)
+      : inputs_(inputs),
+        options_(options),
+        sink_(sink),
+        compressor_(options.zstd_level),
+        fold_generation_(fold_generation) {}
 
   Result<MergeResult> Merge();
 
@@ -154,6 +163,7 @@ class SegmentMerger {
   const SegmentWriteOptions& options_;
   const MergeSink& sink_;
   ChunkCompressor compressor_;
+  uint64_t fold_generation_;
 
   uint64_t rows_total_ = 0;
   std::vector<std::vector<uint32_t>> name_remap_;  // per input: code -> output code
@@ -174,6 +184,7 @@ class SegmentMerger {
   std::vector<uint32_t> name_codes_;
   std::vector<Id128> block_subjects_;
   std::vector<uint32_t> run_lengths_;
+  std::vector<StoredSubjectRun> stored_runs_;
   std::vector<OutColumn> columns_;
   std::string map_raw_;  // entries of the rows so far, encoded
   std::string map_row_;  // the current row's entries
@@ -544,6 +555,18 @@ Status SegmentMerger::LoadBlock(size_t input_idx) {
     cursor.subjects.insert(cursor.subjects.end(), cursor.runs.run_lengths[run_idx],
                            cursor.runs.subjects[run_idx]);
   }
+  MP_RETURN_IF_ERROR(reader.ReadStoredSubjects(block_idx, &cursor.stored_runs));
+  cursor.stored.clear();
+  if (!cursor.stored_runs.empty()) {
+    cursor.stored = cursor.subjects;
+    for (const StoredSubjectRun& run : cursor.stored_runs) {
+      if (run.row_begin + run.row_count > rows) {
+        return Status::Corruption(reader.name() + ": block " + std::to_string(block_idx) +
+                                  " has stored subject runs past its rows");
+      }
+      std::fill_n(cursor.stored.begin() + run.row_begin, run.row_count, run.subject);
+    }
+  }
   if (cursor.subjects.size() != rows || cursor.insert_ids.size() != rows ||
       cursor.key_versions.size() != rows || cursor.name_codes.size() != rows) {
     return Status::Corruption(reader.name() + ": block " + std::to_string(block_idx) +
@@ -808,6 +831,17 @@ Status SegmentMerger::AppendRow(size_t input_idx) {
     run_lengths_.push_back(0);
   }
   ++run_lengths_.back();
+  if (!cursor.stored.empty() && cursor.stored[row_idx] != subject) {
+    const uint32_t out_row = static_cast<uint32_t>(times_.size() - 1);
+    const Id128& stored = cursor.stored[row_idx];
+    // A stored run lies within one subject run.
+    if (run_lengths_.back() > 1 && !stored_runs_.empty() && stored_runs_.back().subject == stored &&
+        stored_runs_.back().row_begin + stored_runs_.back().row_count == out_row) {
+      ++stored_runs_.back().row_count;
+    } else {
+      stored_runs_.push_back(StoredSubjectRun{out_row, 1, stored});
+    }
+  }
   block_bytes_ += name_sizes_[name_code] + 44;
   map_row_.clear();
   map_row_entries_.clear();
@@ -898,6 +932,8 @@ Status SegmentMerger::EncodeBlock() {
         static_cast<char>(block.name_bitmap[code / 8] | (1 << (code % 8)));
   }
   block.chunks.resize(kFixedColumnCount + footer_.columns.size() + 1);
+  block.stored_runs = std::move(stored_runs_);
+  stored_runs_.clear();
   auto chunk = [&](FixedColumn column) { return &block.chunks[static_cast<size_t>(column)]; };
   raw_.clear();
   EncodeTimes(times_, block.time_min_ms, &raw_);
@@ -965,6 +1001,7 @@ Result<MergeResult> SegmentMerger::Merge() {
   ChooseEncodings();
   footer_.project_id = options_.project_id;
   footer_.block_rows_max = options_.block_rows_max;
+  footer_.fold_generation = fold_generation_;
   footer_.time_min_ms = INT64_MAX;
   footer_.time_max_ms = INT64_MIN;
   out_ = EncodeSegmentHeader();
@@ -1043,13 +1080,167 @@ Result<MergeResult> SegmentMerger::Merge() {
   return result;
 }
 
+// Folding (docs/formats/segment.md, "Folded persons"): the rows whose person
+// under the fold differs from the subject they are kept under now ("moved
+// rows") are read as events, a batch at a time, and each batch is encoded
+// with the fold into a segment in memory, sorted by person; the inputs are
+// merged as views without their moved rows, beside those segments. The rows
+// that stay are a subsequence of their input, so still sorted.
+class FoldPlanner {
+ public:
+  FoldPlanner(std::span<const std::shared_ptr<const SegmentReader>> inputs,
+              const SegmentWriteOptions& options)
+      : inputs_(inputs), options_(options) {}
+
+  // False in `*folded` (and no inputs) when the moved rows pass
+  // kMergeFoldMovedRowsMax.
+  Status Plan(std::vector<std::shared_ptr<const SegmentReader>>* merged, bool* folded) {
+    *folded = false;
+    std::vector<std::vector<std::vector<uint32_t>>> moved(inputs_.size());
+    uint64_t moved_count = 0;
+    for (size_t input_idx = 0; input_idx < inputs_.size(); ++input_idx) {
+      MP_RETURN_IF_ERROR(FindMoved(*inputs_[input_idx], &moved[input_idx], &moved_count));
+      if (moved_count > kMergeFoldMovedRowsMax) {
+        return Status::Ok();
+      }
+    }
+    std::vector<Event> events;
+    for (size_t input_idx = 0; input_idx < inputs_.size(); ++input_idx) {
+      const SegmentReader& reader = *inputs_[input_idx];
+      for (size_t block_idx = 0; block_idx < moved[input_idx].size(); ++block_idx) {
+        if (moved[input_idx][block_idx].empty()) {
+          continue;
+        }
+        MP_RETURN_IF_ERROR(reader.ReadEvents(block_idx, &events));
+        for (const uint32_t row_idx : moved[input_idx][block_idx]) {
+          batch_.push_back(std::move(events[row_idx]));
+          if (batch_.size() == kMergeFoldBatchRowsMax) {
+            MP_RETURN_IF_ERROR(FlushBatch(merged));
+          }
+        }
+      }
+    }
+    MP_RETURN_IF_ERROR(FlushBatch(merged));
+    for (size_t input_idx = 0; input_idx < inputs_.size(); ++input_idx) {
+      if (moved[input_idx].empty()) {
+        merged->push_back(inputs_[input_idx]);
+      } else {
+        merged->push_back(
+            SegmentReader::WithMoreHiddenRows(inputs_[input_idx], std::move(moved[input_idx])));
+      }
+    }
+    *folded = true;
+    return Status::Ok();
+  }
+
+ private:
+  // The rows of `reader` whose person under the fold is not the subject they
+  // are kept under, per block (empty when there is none).
+  Status FindMoved(const SegmentReader& reader, std::vector<std::vector<uint32_t>>* moved,
+                   uint64_t* moved_count) {
+    const SubjectFold& fold = *options_.fold;
+    SubjectRuns runs;
+    std::vector<StoredSubjectRun> stored_runs;
+    for (size_t block_idx = 0; block_idx < reader.block_count(); ++block_idx) {
+      if (reader.block(block_idx).row_count == 0) {
+        continue;
+      }
+      MP_RETURN_IF_ERROR(reader.ReadSubjects(block_idx, &runs));
+      MP_RETURN_IF_ERROR(reader.ReadStoredSubjects(block_idx, &stored_runs));
+      std::vector<uint32_t> rows;
+      size_t stored_idx = 0;
+      uint32_t run_begin = 0;
+      for (size_t run_idx = 0; run_idx < runs.subjects.size(); ++run_idx) {
+        const Id128& subject = runs.subjects[run_idx];
+        const uint32_t run_end = run_begin + runs.run_lengths[run_idx];
+        const bool own_rows_move = fold.PersonOf(subject) != subject;
+        for (uint32_t row_idx = run_begin; row_idx < run_end;) {
+          while (stored_idx < stored_runs.size() &&
+                 stored_runs[stored_idx].row_begin + stored_runs[stored_idx].row_count <= row_idx) {
+            ++stored_idx;
+          }
+          // Rows [row_idx, next) share one stored subject.
+          uint32_t next = run_end;
+          bool move = own_rows_move;
+          if (stored_idx < stored_runs.size() && stored_runs[stored_idx].row_begin <= row_idx) {
+            const StoredSubjectRun& run = stored_runs[stored_idx];
+            next = std::min(run_end, run.row_begin + run.row_count);
+            move = fold.PersonOf(run.subject) != subject;
+          } else if (stored_idx < stored_runs.size()) {
+            next = std::min(run_end, stored_runs[stored_idx].row_begin);
+          }
+          if (move) {
+            for (uint32_t moved_row = row_idx; moved_row < next; ++moved_row) {
+              rows.push_back(moved_row);
+            }
+          }
+          row_idx = next;
+        }
+        run_begin = run_end;
+      }
+      if (!rows.empty()) {
+        *moved_count += rows.size();
+        moved->resize(reader.block_count());
+        (*moved)[block_idx] = std::move(rows);
+      }
+    }
+    return Status::Ok();
+  }
+
+  Status FlushBatch(std::vector<std::shared_ptr<const SegmentReader>>* merged) {
+    if (batch_.empty()) {
+      return Status::Ok();
+    }
+    MP_ASSIGN_OR_RETURN(std::string image, EncodeSegment(batch_, options_));
+    batch_.clear();
+    MP_ASSIGN_OR_RETURN(std::unique_ptr<SegmentReader> reader,
+                        SegmentReader::Open(std::move(image), "folded rows"));
+    merged->push_back(std::move(reader));
+    return Status::Ok();
+  }
+
+  std::span<const std::shared_ptr<const SegmentReader>> inputs_;
+  const SegmentWriteOptions& options_;
+  std::vector<Event> batch_;
+};
+
+// Without a fold the output keeps its inputs' generation when they agree.
+uint64_t InputsGeneration(std::span<const std::shared_ptr<const SegmentReader>> inputs) {
+  uint64_t generation = 0;
+  for (size_t input_idx = 0; input_idx < inputs.size(); ++input_idx) {
+    const uint64_t input_generation = inputs[input_idx]->summary().fold_generation;
+    if (input_idx > 0 && input_generation != generation) {
+      return 0;
+    }
+    generation = input_generation;
+  }
+  return generation;
+}
+
 }  // namespace
 
 Result<MergeResult> MergeSegments(std::span<const std::shared_ptr<const SegmentReader>> inputs,
                                   const SegmentWriteOptions& options, const MergeSink& sink) {
-  SegmentMerger merger(inputs, options, sink);
-  return merger.Merge();
+  if (options.fold == nullptr) {
+    SegmentMerger merger(inputs, options, sink, InputsGeneration(inputs));
+    return merger.Merge();
+  }
+  std::vector<std::shared_ptr<const SegmentReader>> folded_inputs;
+  bool folded = false;
+  FoldPlanner planner(inputs, options);
+  MP_RETURN_IF_ERROR(planner.Plan(&folded_inputs, &folded));
+  SegmentWriteOptions merge_options = options;
+  merge_options.fold = nullptr;
+  if (!folded) {
+    SegmentMerger merger(inputs, merge_options, sink, InputsGeneration(inputs));
+    return merger.Merge();
+  }
+  SegmentMerger merger(folded_inputs, merge_options, sink, options.fold->generation);
+  MP_ASSIGN_OR_RETURN(MergeResult result, merger.Merge());
+  result.folded = true;
+  return result;
 }
+
 
 Result<std::string> MergeSegmentsToImage(
     std::span<const std::shared_ptr<const SegmentReader>> inputs,

@@ -40,10 +40,20 @@ namespace minpanel::store {
 // values cannot make the merge hold every value.
 inline constexpr uint64_t kMergeDistinctBytesMax = 64ULL << 20;
 
+// A merge with a fold (SegmentWriteOptions::fold) reads the rows that move
+// to another person as events, this many at a time (some 100 MB of events of
+// 20 properties), and sorts each batch into a segment in memory. Past
+// kMergeFoldMovedRowsMax such rows in one merge it does not fold (the
+// output keeps its inputs' subjects): folding is a cache, and this bounds
+// the memory of those segments (some 30 bytes a row) and the time.
+inline constexpr size_t kMergeFoldBatchRowsMax = 32768;
+inline constexpr uint64_t kMergeFoldMovedRowsMax = 1ULL << 20;
+
 struct MergeResult {
   uint64_t row_count = 0;  // 0: every input row was hidden, nothing written
   uint64_t file_bytes = 0;
   int64_t time_min_ms = 0;  // of the output rows, when row_count > 0
+  bool folded = false;      // the options' fold was applied (not past kMergeFoldMovedRowsMax)
 };
 
 // Appends bytes of the output file, in order.

@@ -234,7 +234,7 @@ Result<std::unique_ptr<SegmentReader>> SegmentReader::OpenSource(
   if (Crc32(0, footer_bytes) != trailer->footer_crc32) {
     return fail(Status::Corruption("footer checksum mismatch"));
   }
-  auto footer = DecodeSegmentFooter(footer_bytes, data_bytes);
+  auto footer = DecodeSegmentFooter(footer_bytes, data_bytes, *version);
   if (!footer.ok()) {
     return fail(Status::Corruption("footer: " + footer.status().message()));
   }
@@ -251,7 +251,9 @@ void SegmentReader::BuildIndexes() {
   summary_.subject_min = footer_.subject_min;
   summary_.subject_max = footer_.subject_max;
   summary_.block_rows_max = footer_.block_rows_max;
+  summary_.fold_generation = footer_.fold_generation;
   for (const FooterBlock& block : footer_.blocks) {
+    summary_.stored_subject_runs += block.stored_runs.size();
     blocks_.push_back(SegmentBlockInfo{block.first_row, block.row_count, block.time_min_ms,
                                        block.time_max_ms, block.subject_first, block.subject_last,
                                        block.subject_run_count});
@@ -791,6 +793,12 @@ Status SegmentReader::ReadEvents(size_t block_idx, std::vector<Event>* events) c
     event.key_version = key_versions[row_idx];
     event.properties.clear();
   }
+  for (const StoredSubjectRun& stored : footer_.blocks[block_idx].stored_runs) {
+    for (uint32_t row_idx = stored.row_begin; row_idx < stored.row_begin + stored.row_count;
+         ++row_idx) {
+      (*events)[row_idx].subject = stored.subject;
+    }
+  }
   PropertyColumn column;
   for (size_t column_idx = 0; column_idx < footer_.columns.size(); ++column_idx) {
     MP_RETURN_IF_ERROR(ReadOwnColumn(block_idx, column_idx, &column));
@@ -802,6 +810,15 @@ Status SegmentReader::ReadEvents(size_t block_idx, std::vector<Event>* events) c
     }
   }
   return ReadMapEntries(block_idx, events);
+}
+
+Status SegmentReader::ReadStoredSubjects(size_t block_idx,
+                                         std::vector<StoredSubjectRun>* runs) const {
+  if (masked_base_) {
+    return MaskedReadStoredSubjects(block_idx, runs);
+  }
+  *runs = footer_.blocks[block_idx].stored_runs;
+  return Status::Ok();
 }
 
 Status SegmentReader::Verify() const {

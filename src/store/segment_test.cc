@@ -1107,7 +1107,7 @@ TEST_F(SegmentFileTest, DumpPrintsEveryPartAndStopsAtDamage) {
   ASSERT_TRUE(DumpStoreFile(*fault_file_system_, path_, out).ok());
   const std::string text = out.str();
   for (const std::string_view expected :
-       {"header: minpanel segment format 1", "trailer: footer of", "2 rows, 1 subjects",
+       {"header: minpanel segment format 2", "trailer: footer of", "2 rows, 1 subjects",
         "event names (2)", "chunk time:", "chunk subject:", "chunk insert_id:",
         "chunk key_version:", "chunk name:", "chunk property plan", "chunk properties map",
         "\"quote \\\" and \\x01\"", "dictionary of \"plan\": 0=\"pro\"",

@@ -4,6 +4,7 @@
 // goes to the base reader and drops the hidden rows from what it returns.
 #include <algorithm>
 #include <cassert>
+#include <iterator>
 
 #include "store/segment.h"
 
@@ -67,6 +68,65 @@ std::shared_ptr<const SegmentReader> SegmentReader::WithHiddenRows(
   view->hidden_rows_ = std::move(hidden_rows);
   view->masked_base_ = std::move(base);
   return view;
+}
+
+std::shared_ptr<const SegmentReader> SegmentReader::WithMoreHiddenRows(
+    std::shared_ptr<const SegmentReader> reader, std::vector<std::vector<uint32_t>> more_hidden) {
+  if (reader->masked_base_ == nullptr) {
+    return WithHiddenRows(std::move(reader), std::move(more_hidden));
+  }
+  // Number the view's rows as its base does, then join both lists.
+  std::vector<std::vector<uint32_t>> hidden = reader->hidden_rows_;
+  hidden.resize(reader->block_count());
+  more_hidden.resize(reader->block_count());
+  for (size_t block_idx = 0; block_idx < hidden.size(); ++block_idx) {
+    if (more_hidden[block_idx].empty() || AllHidden(hidden[block_idx])) {
+      continue;
+    }
+    if (AllHidden(more_hidden[block_idx])) {
+      hidden[block_idx] = {kAllRowsHidden};
+      continue;
+    }
+    const std::vector<uint32_t> base_rows = reader->BaseRows(block_idx, more_hidden[block_idx]);
+    std::vector<uint32_t> joined;
+    std::set_union(hidden[block_idx].begin(), hidden[block_idx].end(), base_rows.begin(),
+                   base_rows.end(), std::back_inserter(joined));
+    hidden[block_idx] = std::move(joined);
+  }
+  return WithHiddenRows(reader->masked_base_, std::move(hidden));
+}
+
+Status SegmentReader::MaskedReadStoredSubjects(size_t block_idx,
+                                               std::vector<StoredSubjectRun>* runs) const {
+  MP_RETURN_IF_ERROR(masked_base_->ReadStoredSubjects(block_idx, runs));
+  const std::vector<uint32_t>& hidden = hidden_rows_[block_idx];
+  if (hidden.empty() || runs->empty()) {
+    return Status::Ok();
+  }
+  if (AllHidden(hidden)) {
+    runs->clear();
+    return Status::Ok();
+  }
+  // Each run keeps its rows that are not hidden, renumbered without the
+  // hidden rows before them.
+  size_t hidden_idx = 0;
+  size_t out = 0;
+  for (size_t run_idx = 0; run_idx < runs->size(); ++run_idx) {
+    const StoredSubjectRun run = (*runs)[run_idx];
+    while (hidden_idx < hidden.size() && hidden[hidden_idx] < run.row_begin) {
+      ++hidden_idx;
+    }
+    const uint32_t hidden_before = static_cast<uint32_t>(hidden_idx);
+    while (hidden_idx < hidden.size() && hidden[hidden_idx] < run.row_begin + run.row_count) {
+      ++hidden_idx;
+    }
+    const uint32_t kept = run.row_count - static_cast<uint32_t>(hidden_idx - hidden_before);
+    if (kept > 0) {
+      (*runs)[out++] = StoredSubjectRun{run.row_begin - hidden_before, kept, run.subject};
+    }
+  }
+  runs->resize(out);
+  return Status::Ok();
 }
 
 Status SegmentReader::MaskedReadTimes(size_t block_idx, std::vector<int64_t>* times) const {

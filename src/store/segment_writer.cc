@@ -147,7 +147,8 @@ void ForEachString(const Value& value, Visit&& visit) {
 // What the fixed columns need of one event, copied out in input order so
 // that sorting and the fixed columns never touch the (scattered) events.
 struct RowKey {
-  Id128 subject;
+  Id128 subject;  // the person, in a folded segment
+  Id128 stored;   // the event's own subject
   int64_t time_ms = 0;
   Id128 insert_id;
   uint32_t key_version = 0;
@@ -211,8 +212,11 @@ Status SegmentEncoder::CollectKeys() {
   approximate_bytes_.resize(events_.size());
   for (size_t event_idx = 0; event_idx < events_.size(); ++event_idx) {
     const Event& event = events_[event_idx];
-    rows_[event_idx] = RowKey{event.subject, event.time_ms, event.insert_id, event.key_version,
-                              static_cast<uint32_t>(event_idx)};
+    const Id128& subject =
+        options_.fold != nullptr ? options_.fold->PersonOf(event.subject) : event.subject;
+    rows_[event_idx] = RowKey{subject,         event.subject,
+                              event.time_ms,   event.insert_id,
+                              event.key_version, static_cast<uint32_t>(event_idx)};
     approximate_bytes_[event_idx] =
         static_cast<uint32_t>(std::min<uint64_t>(ApproximateBytes(event), UINT32_MAX));
     property_begin_[event_idx] = key_ids_.size();
@@ -396,6 +400,17 @@ Status SegmentEncoder::EncodeFixedColumns(size_t row_begin, size_t row_end, Foot
       run_lengths.push_back(0);
     }
     ++run_lengths.back();
+    if (event.stored != event.subject) {
+      std::vector<StoredSubjectRun>& stored = block->stored_runs;
+      const uint32_t row = static_cast<uint32_t>(row_idx);
+      // A stored run lies within one subject run.
+      if (run_lengths.back() > 1 && !stored.empty() && stored.back().subject == event.stored &&
+          stored.back().row_begin + stored.back().row_count == row) {
+        ++stored.back().row_count;
+      } else {
+        stored.push_back(StoredSubjectRun{row, 1, event.stored});
+      }
+    }
   }
   block->time_min_ms = *std::min_element(times.begin(), times.end());
   block->time_max_ms = *std::max_element(times.begin(), times.end());
@@ -503,6 +518,7 @@ void SegmentEncoder::FillSummary() {
   footer_.project_id = options_.project_id;
   footer_.row_count = events_.size();
   footer_.block_rows_max = options_.block_rows_max;
+  footer_.fold_generation = options_.fold != nullptr ? options_.fold->generation : 0;
   footer_.subject_min = rows_.front().subject;
   footer_.subject_max = rows_.back().subject;
   footer_.time_min_ms = INT64_MAX;

@@ -12,6 +12,7 @@
 // group-committed: one write and one fdatasync serve every batch waiting.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -20,6 +21,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/core.h"
@@ -47,6 +49,22 @@ inline constexpr size_t kDeletionEventNameBytesMax = 255;
 // thresholds (flushes falling behind, or failing) appends are refused with
 // ResourceExhausted instead of growing memory without bound.
 inline constexpr uint64_t kMemtableHardLimitFactor = 4;
+
+// Which person each linked subject's rows are kept under in a folded segment
+// (docs/formats/segment.md, "Folded persons"): the store knows nothing of
+// identities; the caller hands it this table. `persons` holds (subject,
+// person) pairs with person != subject, sorted by subject and unique.
+struct SubjectFold {
+  uint64_t generation = 0;  // names the map (not 0); recorded in the segment
+  std::vector<std::pair<Id128, Id128>> persons;
+  // The person of `subject`, or `subject` itself when it has none.
+  const Id128& PersonOf(const Id128& subject) const {
+    const auto found = std::lower_bound(
+        persons.begin(), persons.end(), subject,
+        [](const std::pair<Id128, Id128>& entry, const Id128& id) { return entry.first < id; });
+    return found != persons.end() && found->first == subject ? found->second : subject;
+  }
+};
 
 struct Options {
   std::string folder;  // the store's own folder (created if missing)
@@ -82,6 +100,14 @@ struct Options {
   // folder): it holds pseudonyms that a purge has removed from every data
   // file. Empty: no journal.
   std::string erasure_journal_folder;
+  // Identity folding (docs/identity.md, "Folded segments"): set, compaction
+  // writes its output with the fold this returns for the project, given the
+  // project's live segment files (views without erased rows); nullptr
+  // leaves rows where they are kept. Called on the flush thread, outside
+  // the engine's locks; it must not call back into the engine.
+  std::function<std::shared_ptr<const SubjectFold>(
+      uint32_t project_id, const std::vector<std::shared_ptr<const SegmentReader>>& segments)>
+      subject_fold;
 };
 
 struct AppendBatch {

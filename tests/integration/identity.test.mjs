@@ -9,12 +9,15 @@
 // track with userId. posthog-node: capture as an anonymous id, alias it to
 // the user, capture as the user; a chain of three ids (anon -> second anon ->
 // user); and two devices of one user. posthog-node: identify with
-// $anon_distinct_id.
+// $anon_distinct_id. Then, on a server that flushes every two events, the
+// same flow once compaction has folded the anonymous id's rows into the
+// person's (docs/identity.md, "Folded segments"), and an erasure of the
+// anonymous id that takes only its own rows from inside the person's.
 
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { startServer, randomTag, PSEUDONYM_RE, sleep, requireFromNpm } from './harness.mjs';
+import { startServer, randomTag, PSEUDONYM_RE, sleep, requireFromNpm, runCli, listFiles } from './harness.mjs';
 
 function today() {
   return new Date().toISOString().slice(0, 10);
@@ -218,5 +221,114 @@ describe('identity merging with real SDKs', () => {
     assert.ok(gauge('minpanel_identity_links') >= 7);
     assert.equal(gauge('minpanel_identity_links_refused', ',reason="identified"'), 0);
     assert.equal(gauge('minpanel_identity_links_refused', ',reason="limit"'), 0);
+  });
+});
+
+describe('identity merging over segments folded by compaction', () => {
+  const { PostHog } = requireFromNpm('posthog-node');
+  const run = randomTag('fold');
+  const FLOW = `Flow ${run}`;
+  let server;
+  before(async () => {
+    // Two events per flush: today's small segments are compacted (folded)
+    // as the events arrive.
+    server = await startServer({ projectName: 'identity-fold', configText: 'store_memtable_rows_max = 2\n' });
+  });
+  after(async () => {
+    if (server) {
+      await server.cleanup();
+    }
+  });
+
+  const ask = async (query) => {
+    const res = await server.request({
+      method: 'POST', path: '/api/query',
+      headers: { ...server.authHeader(), 'Content-Type': 'application/json' },
+      body: JSON.stringify(query),
+    });
+    assert.equal(res.status, 200, res.text);
+    return JSON.parse(res.text);
+  };
+  const funnel = async () => (await ask({
+    kind: 'funnel', from: today(), to: tomorrow(),
+    steps: [`${FLOW} viewed`, `${FLOW} signed`, `${FLOW} bought`],
+  })).steps.map((step) => step.subjects);
+  const uniques = async () => (await ask({
+    kind: 'segmentation', from: today(), to: tomorrow(), unit: 'day', measure: 'unique',
+    events: [{ any_event: true, filters: [{ property: 'flow', op: 'eq', value: run }] }],
+  })).series[0].total;
+  // The dumps of the project's segment files that say they are folded.
+  const foldedDumps = async () => {
+    const dumps = [];
+    for (const file of await listFiles(server.dataDir)) {
+      if (file.endsWith('.seg')) {
+        const { stdout } = await runCli(['debug', 'dump', file], { timeoutMs: 60000 }).catch((error) => error);
+        if (String(stdout).includes('folded: generation') && String(stdout).includes('stored subjects')) {
+          dumps.push(stdout);
+        }
+      }
+    }
+    return dumps;
+  };
+
+  it('posthog-node: anonymous capture, alias, identified captures; folded, counted once; erasing the anonymous id', async () => {
+    const sdkErrors = [];
+    const client = new PostHog(server.project.token, {
+      host: `http://${server.host}`, flushAt: 1, flushInterval: 50, fetchRetryCount: 0,
+    });
+    client.on('error', (error) => sdkErrors.push(error));
+    const anon = `anon-fold-${run}`;
+    const user = `user-fold-${run}`;
+    client.capture({ distinctId: anon, event: `${FLOW} viewed`, properties: { flow: run } });
+    await client.flush();
+    await sleep(300);
+    client.alias({ distinctId: user, alias: anon });
+    client.capture({ distinctId: user, event: `${FLOW} signed`, properties: { flow: run } });
+    await client.flush();
+    await sleep(300);
+    client.capture({ distinctId: user, event: `${FLOW} bought`, properties: { flow: run } });
+    await client.flush();
+    // Others' events, so that flushes and compactions follow the link's.
+    let folded = [];
+    for (let round = 0; round < 20 && folded.length === 0; ++round) {
+      for (let index = 0; index < 4; ++index) {
+        client.capture({ distinctId: `other-${run}-${round}-${index}`, event: `Other ${run}` });
+      }
+      await client.flush();
+      await sleep(250);
+      folded = await foldedDumps();
+    }
+    await client.shutdown();
+    assert.deepEqual(sdkErrors, []);
+    assert.ok(folded.length > 0, 'compaction wrote a folded segment');
+
+    assert.deepEqual(await funnel(), [1, 1, 1], 'one person through the funnel across the alias');
+    assert.equal(await uniques(), 1, 'one unique person');
+    const rows = (await server.exportEvents({ fromDate: today() })).filter((row) => row.properties.flow === run);
+    assert.equal(rows.length, 3, 'every event once');
+    assert.equal(new Set(rows.map((row) => row.properties.distinct_id)).size, 1, 'the export names one person');
+    // An alias names no identified side: the person is the lower of the two
+    // pseudonyms, and the rows stored under the other name it beside.
+    const stored = new Set(rows.map((row) => row.properties.$distinct_id_before_identity ?? row.properties.distinct_id));
+    assert.equal(stored.size, 2, 'the rows keep the two ids they were stored under');
+
+    // Erase the anonymous id alone ("linked": false): its row goes, from
+    // inside the person's rows; the user's stay.
+    const erase = async (body) => {
+      const erased = await server.request({
+        method: 'POST', path: '/api/erase',
+        headers: { ...server.authHeader(), 'Content-Type': 'application/json' },
+        body: JSON.stringify({ ...body, purge: 'now' }), timeoutMs: 60000,
+      });
+      assert.equal(erased.status, 200, erased.text);
+      return (await server.exportEvents({ fromDate: today() })).filter((row) => row.properties.flow === run);
+    };
+    const left = await erase({ distinct_ids: [anon], linked: false });
+    assert.deepEqual(left.map((row) => row.event).sort(), [`${FLOW} bought`, `${FLOW} signed`]);
+    assert.deepEqual(await funnel(), [0, 0, 0], 'the first step was the anonymous id\'s');
+    assert.equal(await uniques(), 1);
+    // The user, with the ids linked to it (the default): nothing is left.
+    assert.deepEqual(await erase({ distinct_ids: [user] }), []);
+    assert.equal(await uniques(), 0);
   });
 });
