@@ -1,5 +1,6 @@
 // The profile and group properties of a block's rows, as a column the scan
 // reads like any other (docs/queries.md, "Profile and group properties").
+#include <algorithm>
 #include <array>
 
 #include "query/query_internal.h"
@@ -62,20 +63,36 @@ const Value* ValueOf(const Profile* profile, std::string_view name) {
 
 }  // namespace
 
-std::optional<Id128> GroupIdAt(const PropertyColumn* const* id_columns, size_t row_idx) {
+void GroupIdsAt(const PropertyColumn* const* id_columns, size_t row_idx,
+                std::vector<Id128>* ids) {
+  ids->clear();
+  // A group id the policy kept raw joins no profile.
+  const auto add = [ids](std::string_view text) {
+    if (text.starts_with(kPseudonymPrefix)) {
+      if (const std::optional<Id128> id = Id128::FromHex(text.substr(kPseudonymPrefix.size()))) {
+        ids->push_back(*id);
+      }
+    }
+  };
   for (size_t column_idx = 0; column_idx < 2; ++column_idx) {
     const PropertyColumn* column = id_columns[column_idx];
-    if (column == nullptr || column->tags.empty() ||
-        column->tags[row_idx] != PropertyTag::kString) {
+    if (column == nullptr || column->tags.empty()) {
       continue;
     }
-    const std::string_view text = column->strings[row_idx];
-    if (!text.starts_with(kPseudonymPrefix)) {
-      return std::nullopt;  // a group id the policy kept raw joins no profile
+    if (column->tags[row_idx] == PropertyTag::kString) {
+      add(column->strings[row_idx]);
+      return;
     }
-    return Id128::FromHex(text.substr(kPseudonymPrefix.size()));
+    if (column->tags[row_idx] == PropertyTag::kList) {
+      for (uint32_t item_idx = column->list_offsets[row_idx];
+           item_idx < column->list_offsets[row_idx + 1]; ++item_idx) {
+        add(column->list_items[item_idx]);
+      }
+      std::sort(ids->begin(), ids->end());
+      ids->erase(std::unique(ids->begin(), ids->end()), ids->end());
+      return;
+    }
   }
-  return std::nullopt;
 }
 
 void FillProfileColumn(const PropertyRef& ref, const ProfileTable& profiles,
@@ -96,10 +113,43 @@ void FillProfileColumn(const PropertyRef& ref, const ProfileTable& profiles,
     }
     return;
   }
+  std::vector<Id128> groups;
+  std::vector<std::string_view> texts;
   for (size_t row_idx = 0; row_idx < rows; ++row_idx) {
-    const std::optional<Id128> group = GroupIdAt(id_columns, row_idx);
-    SetRow(group ? ValueOf(profiles.FindGroup(ref.group_key, *group), ref.name) : nullptr, row_idx,
-           column);
+    GroupIdsAt(id_columns, row_idx, &groups);
+    if (groups.size() <= 1) {
+      SetRow(groups.empty() ? nullptr
+                            : ValueOf(profiles.FindGroup(ref.group_key, groups.front()), ref.name),
+             row_idx, column);
+      continue;
+    }
+    // An event in several groups: the groups' values; when they are strings
+    // and differ, the list of them (a filter or breakdown then treats it as
+    // any list property), else the first group's that has one.
+    const Value* first = nullptr;
+    bool all_strings = true;
+    texts.clear();
+    for (const Id128& group : groups) {
+      const Value* value = ValueOf(profiles.FindGroup(ref.group_key, group), ref.name);
+      if (value == nullptr) {
+        continue;
+      }
+      first = first == nullptr ? value : first;
+      if (value->type() == Value::Type::kString) {
+        texts.push_back(value->as_string());
+      } else {
+        all_strings = false;
+      }
+    }
+    std::sort(texts.begin(), texts.end());
+    texts.erase(std::unique(texts.begin(), texts.end()), texts.end());
+    if (!all_strings || texts.size() < 2) {
+      SetRow(first, row_idx, column);
+      continue;
+    }
+    column->tags[row_idx] = PropertyTag::kList;
+    column->list_items.insert(column->list_items.end(), texts.begin(), texts.end());
+    column->list_offsets[row_idx + 1] = static_cast<uint32_t>(column->list_items.size());
   }
 }
 

@@ -302,6 +302,55 @@ TEST_F(ProfileQueryTest, GroupPropertiesFollowTheEventsGroupId) {
             "");
 }
 
+// An event in several groups (Mixpanel's group key holding a list): each
+// group counts in a unique-groups measure, and a group property is the
+// list of the groups' values.
+TEST_F(ProfileQueryTest, AListOfGroupIdsPutsTheEventInEachGroup) {
+  context_.segments = Segments({
+      MakeEvent("buy", "a", kBaseMs + kHourMs,
+                {{"company", Value::List({Group("acme"), Group("globex"), "raw-id"})}}),
+      MakeEvent("buy", "b", kBaseMs + 2 * kHourMs,
+                {{"$groups.company", Value::List({Group("acme"), Group("acme")})}}),
+      MakeEvent("buy", "c", kBaseMs + kDayMs, {{"company", Value::List({Group("globex")})}}),
+  });
+  const std::string unique_groups =
+      Answer(std::string(R"({"kind":"segmentation",)") + std::string(kRange) +
+                 R"(,"events":["buy"],"measure":{"type":"unique","group_key":"company"}})",
+             context_);
+  EXPECT_EQ(testing::JsonSubsetDiff(R"({"series":[{"values":[2,1],"total":2}]})", unique_groups),
+            "");
+  const std::string by_industry = Answer(
+      std::string(R"({"kind":"segmentation",)") + std::string(kRange) +
+          R"(,"events":["buy"],"breakdown":[{"property":"industry","source":"group","group_key":"company"}]})",
+      context_);
+  EXPECT_EQ(testing::JsonSubsetDiff(R"({"series":[{"breakdown":["energy"],"total":1},
+      {"breakdown":["retail"],"total":1},{"breakdown":[["energy","retail"]],"total":1}]})",
+                                    by_industry),
+            "")
+      << by_industry;
+  const std::string retail = Answer(
+      std::string(R"({"kind":"segmentation",)") + std::string(kRange) +
+          R"(,"events":[{"event":"buy","filters":[{"property":"industry","source":"group","group_key":"company","op":"eq","value":"retail"}]}]})",
+      context_);
+  EXPECT_EQ(testing::JsonSubsetDiff(R"({"series":[{"values":[2,0],"total":2}]})", retail), "")
+      << retail;
+}
+
+// Under k-suppression a unique-groups cell is withheld by the people behind
+// it: on 2 March one person (a) bought, so the day is withheld though it
+// counts a group; on 1 March four people did.
+TEST_F(ProfileQueryTest, UniqueGroupsAreSuppressedByThePeopleBehindACell) {
+  context_.min_group_size = 2;
+  const std::string unique_groups =
+      Answer(std::string(R"({"kind":"segmentation",)") + std::string(kRange) +
+                 R"(,"events":["buy"],"measure":{"type":"unique","group_key":"company"}})",
+             context_);
+  EXPECT_EQ(testing::JsonSubsetDiff(R"({"series":[{"values":[2,null],"suppressed":[1]}]})",
+                                    unique_groups),
+            "")
+      << unique_groups;
+}
+
 TEST_F(ProfileQueryTest, FunnelsAndRetentionUseProfilesToo) {
   const std::string funnel =
       Answer(std::string(R"({"kind":"funnel",)") + std::string(kRange) +

@@ -145,14 +145,19 @@ struct ScanPlan {
   // person view of QueryContext::profiles); nullptr when the query names none.
   const ProfileTable* profiles = nullptr;
   // A unique-groups measure: the group key whose group ids are counted; each
-  // kept row's `value` is then its group's number in Groups::GroupNumber
-  // (NaN without a group).
+  // kept row's `value` is then its group's number in Groups::GroupNumber, or
+  // -(1 + Groups::GroupListNumber) for an event in several groups (NaN
+  // without a group).
   std::string unique_group_key;
 };
 
-// The group id of row `row_idx` from the columns of a group key property
-// and of "$groups.<key>" (either may be nullptr): a "psn_" pseudonym, else none.
-std::optional<Id128> GroupIdAt(const store::PropertyColumn* const* id_columns, size_t row_idx);
+// The group ids of row `row_idx` from the columns of a group key property
+// and of "$groups.<key>" (either may be nullptr; the first that holds a
+// string or a list names them): a "psn_" pseudonym, or each "psn_" item of
+// a list (an event in several groups), sorted and unique; none for a value
+// the policy kept raw.
+void GroupIdsAt(const store::PropertyColumn* const* id_columns, size_t row_idx,
+                std::vector<Id128>* ids);
 
 // Fills `column` with the profile property (`runs`: the block's subjects) or
 // the group property (`id_columns` as GroupIdAt) `ref` of each of `rows`
@@ -185,10 +190,32 @@ class Groups {
     return it->second;
   }
   const std::vector<Id128>& group_ids() const { return group_ids_; }
+  // The number of a list of group numbers (an event in several groups),
+  // numbered as first met; unique-groups rows hold -(number + 1).
+  uint32_t GroupListNumber(std::vector<uint32_t> group_numbers) {
+    const auto [it, inserted] =
+        group_list_numbers_.try_emplace(group_numbers, static_cast<uint32_t>(group_lists_.size()));
+    if (inserted) {
+      group_lists_.push_back(std::move(group_numbers));
+    }
+    return it->second;
+  }
+  const std::vector<uint32_t>& GroupList(uint32_t number) const { return group_lists_[number]; }
 
  private:
   std::unordered_map<Id128, uint32_t, Id128Hash> group_numbers_;
   std::vector<Id128> group_ids_;
+  struct ListHash {
+    size_t operator()(const std::vector<uint32_t>& list) const {
+      size_t hash = list.size();
+      for (const uint32_t number : list) {
+        hash = hash * 0x9e3779b97f4a7c15ULL + number;
+      }
+      return hash;
+    }
+  };
+  std::unordered_map<std::vector<uint32_t>, uint32_t, ListHash> group_list_numbers_;
+  std::vector<std::vector<uint32_t>> group_lists_;
   std::vector<ValueNumbering> numberings_;
   std::unordered_map<uint64_t, uint32_t> ids_;
   // With one property (or none), the group of each value id, or kMissing:

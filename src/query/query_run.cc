@@ -186,6 +186,10 @@ struct Cells {
   std::vector<double> max;
   std::vector<uint64_t> uniques;
   std::vector<uint64_t> stamp;
+  // A unique-groups measure: the distinct groups per cell (`uniques` then
+  // still counts the subjects behind it, which k-suppression needs).
+  bool count_groups = false;
+  std::vector<uint64_t> group_uniques;
   // Distinct subjects with a numeric value: those behind a property measure.
   std::vector<uint64_t> numeric_uniques;
   std::vector<uint64_t> numeric_stamp;
@@ -209,6 +213,7 @@ struct Cells {
     max.resize(size, -INFINITY);
     uniques.resize(size, 0);
     stamp.resize(size, 0);
+    group_uniques.resize(size, 0);
     numeric_uniques.resize(size, 0);
     numeric_stamp.resize(size, 0);
     if (keep_values) {
@@ -251,6 +256,7 @@ struct Cells {
     min[target] = std::min(min[target], other.min[source]);
     max[target] = std::max(max[target], other.max[source]);
     uniques[target] += other.uniques[source];
+    group_uniques[target] += other.group_uniques[source];
     numeric_uniques[target] += other.numeric_uniques[source];
     if (keep_values) {
       values[target].insert(values[target].end(), other.values[source].begin(),
@@ -263,7 +269,7 @@ struct Cells {
       case Measure::kTotal:
         return static_cast<double>(count[cell]);
       case Measure::kUnique:
-        return static_cast<double>(uniques[cell]);
+        return static_cast<double>(count_groups ? group_uniques[cell] : uniques[cell]);
       case Measure::kSum:
         return sum[cell];
       case Measure::kAverage:
@@ -287,6 +293,31 @@ struct Cells {
   }
 };
 
+// Unique groups: counts the groups of `row` (ScanPlan::unique_group_key:
+// its value numbers the event's group, or its list of groups when negative)
+// in `cells` once per cell. False past kQueryCellsMax (cell, group) pairs.
+bool CountGroups(const MatchRow& row, const Groups& groups, std::initializer_list<size_t> cells_of,
+                 Cells* cells, std::unordered_set<uint64_t>* group_cells) {
+  if (std::isnan(row.value)) {
+    return true;
+  }
+  const auto count_group = [&](uint32_t group) {
+    for (const size_t cell : cells_of) {
+      if (group_cells->insert((uint64_t{cell} << 32) | group).second) {
+        cells->group_uniques[cell] += 1;
+      }
+    }
+  };
+  if (row.value >= 0) {
+    count_group(static_cast<uint32_t>(row.value));
+  } else {
+    for (const uint32_t group : groups.GroupList(static_cast<uint32_t>(-row.value - 1))) {
+      count_group(group);
+    }
+  }
+  return group_cells->size() <= kQueryCellsMax;
+}
+
 Status CellsExhausted() {
   return Status::ResourceExhausted("breakdown: the answer would hold more than " +
                                    std::to_string(kQueryCellsMax) +
@@ -305,9 +336,10 @@ bool NeedsSubjects(const QuerySpec& spec, const QueryContext& context) {
 // slot), cells are indexed by slot instead of group.
 class SegmentationUpdater {
  public:
+  // `groups`: set for a unique-groups measure (Cells::count_groups).
   SegmentationUpdater(const TimeBuckets& buckets, const std::vector<std::vector<uint32_t>>& remap,
-                      size_t other_slot, Cells* cells)
-      : buckets_(buckets), remap_(remap), other_slot_(other_slot), cells_(cells) {}
+                      size_t other_slot, Cells* cells, const Groups* groups = nullptr)
+      : buckets_(buckets), remap_(remap), other_slot_(other_slot), cells_(cells), groups_(groups) {}
   bool over_budget() const { return over_budget_; }
   // Every subject (or person) of `source`, each with its own ordinal.
   Status AddSubjects(SubjectSource* source) {
@@ -340,6 +372,13 @@ class SegmentationUpdater {
       cells_->Add(cells_->Index(slot, series_idx, static_cast<size_t>(bucket)), row.value, ordinal,
                   row.weight);
       cells_->Add(cells_->Index(slot, series_idx, total_bucket), row.value, ordinal, row.weight);
+      if (groups_ != nullptr &&
+          !CountGroups(row, *groups_,
+                       {cells_->Index(slot, series_idx, static_cast<size_t>(bucket)),
+                        cells_->Index(slot, series_idx, total_bucket)},
+                       cells_, &group_cells_)) {
+        over_budget_ = true;
+      }
     }
   }
 
@@ -348,6 +387,8 @@ class SegmentationUpdater {
   const std::vector<std::vector<uint32_t>>& remap_;
   size_t other_slot_;
   Cells* cells_;
+  const Groups* groups_;
+  std::unordered_set<uint64_t> group_cells_;  // unique groups: (cell, group number)
   bool over_budget_ = false;
   uint64_t ordinal_ = 0;
 };
@@ -379,16 +420,12 @@ Status SegmentationPass(const QuerySpec& spec, const QueryContext& context, cons
       cells->Add(cells->Index(slot, series_idx, static_cast<size_t>(bucket)), row.value, ordinal,
                  row.weight);
       cells->Add(cells->Index(slot, series_idx, total_bucket), row.value, ordinal, row.weight);
-      if (!plan.unique_group_key.empty() && !std::isnan(row.value)) {
-        // Unique groups: row.value numbers the event's group (ScanPlan).
-        for (const size_t cell : {cells->Index(slot, series_idx, static_cast<size_t>(bucket)),
-                                  cells->Index(slot, series_idx, total_bucket)}) {
-          if (group_cells.insert((uint64_t{cell} << 32) | static_cast<uint32_t>(row.value))
-                  .second) {
-            cells->uniques[cell] += 1;
-          }
-        }
-        over_budget = over_budget || group_cells.size() > kQueryCellsMax;
+      if (!plan.unique_group_key.empty() &&
+          !CountGroups(row, *groups,
+                       {cells->Index(slot, series_idx, static_cast<size_t>(bucket)),
+                        cells->Index(slot, series_idx, total_bucket)},
+                       cells, &group_cells)) {
+        over_budget = true;
       }
     }
   };
@@ -408,7 +445,8 @@ Status SegmentationPass(const QuerySpec& spec, const QueryContext& context, cons
   (void)total_bucket;
   PersonSpill local;
   PersonMerger merger(std::move(scanners), plan.persons, spill != nullptr ? spill : &local, part);
-  SegmentationUpdater updater(buckets, remap, other_slot, cells);
+  SegmentationUpdater updater(buckets, remap, other_slot, cells,
+                              plan.unique_group_key.empty() ? nullptr : groups);
   MP_RETURN_IF_ERROR(updater.AddSubjects(&merger));
   if (spill == nullptr && !local.persons.empty()) {
     SpillSource persons({&local}, {groups}, nullptr);
@@ -523,6 +561,7 @@ Status RunSegmentation(const QuerySpec& spec, const QueryContext& context,
   cells.stride = stride;
   cells.series = series_count;
   cells.keep_values = keep_values;
+  cells.count_groups = !spec.measure_group_key.empty();
   cells.Grow(1);
   MP_RETURN_IF_ERROR(
       ParallelSegmentationPass(spec, context, plan, buckets, &groups, &cells, &result->stats));
@@ -1178,11 +1217,6 @@ Result<QueryResult> RunQuery(const QuerySpec& spec, const QueryContext& given_co
   // Profile properties are read from the person's profile: they need the
   // links too.
   const bool uses_profiles = UsesProfiles(spec);
-  if (!spec.measure_group_key.empty() && given_context.min_group_size > 1) {
-    return Status::InvalidArgument(
-        "measure.group_key: distinct groups are not counted under k-suppression "
-        "(min_group_size) yet");
-  }
   if (uses_profiles && given_context.profiles == nullptr) {
     return Status::InvalidArgument(
         "profiles: the query names a profile or group property but no profile table was given");

@@ -260,6 +260,7 @@ struct SegmentScanner::State {
   std::string group_key;
   std::vector<MatchRow> folded;
   std::unordered_map<uint64_t, uint32_t> fold_index;  // (bits, group) -> folded row
+  std::vector<Id128> group_ids;                       // one row's, reused
 
   // Set by Prepare: rows need nothing but their names and bucket (no
   // subjects, filters, breakdown, measure or subject range), so a block in
@@ -398,9 +399,19 @@ struct SegmentScanner::State {
                       std::vector<MatchRow>* rows) {
     std::array<const PropertyColumn*, 2> id_columns = {nullptr, nullptr};
     MP_RETURN_IF_ERROR(LoadIdColumns(*unique_group_keys, block_idx, &id_columns));
+    std::vector<uint32_t> numbers;
     for (size_t kept_idx = 0; kept_idx < rows->size(); ++kept_idx) {
-      const std::optional<Id128> group = GroupIdAt(id_columns.data(), kept_rows[kept_idx]);
-      (*rows)[kept_idx].value = group ? static_cast<double>(groups->GroupNumber(*group)) : NAN;
+      GroupIdsAt(id_columns.data(), kept_rows[kept_idx], &group_ids);
+      double& value = (*rows)[kept_idx].value;
+      if (group_ids.size() <= 1) {
+        value = group_ids.empty() ? NAN : static_cast<double>(groups->GroupNumber(group_ids[0]));
+        continue;
+      }
+      numbers.clear();
+      for (const Id128& group : group_ids) {
+        numbers.push_back(groups->GroupNumber(group));
+      }
+      value = -1.0 - static_cast<double>(groups->GroupListNumber(numbers));
     }
     return Status::Ok();
   }
