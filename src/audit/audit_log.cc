@@ -143,7 +143,11 @@ Result<std::unique_ptr<AuditLog>> AuditLog::Open(std::string folder,
     MP_RETURN_IF_ERROR(file_system->SyncDirectory(folder));
   }
   if (!anchors_text.empty() && anchors_text.back() != '\n') {
-    MP_RETURN_IF_ERROR(log->anchors_->Append("\n"));  // after a torn anchor line
+    // A torn anchor line (a crash or a full disk in the middle of writing
+    // it) was never an anchor: cut off, as a torn record is. Ending it with
+    // a newline made it a malformed line that no open or verify passed.
+    const size_t whole_lines = anchors_text.rfind('\n') + 1;  // npos + 1 == 0
+    MP_RETURN_IF_ERROR(file_system->Truncate(folder + "/anchors", whole_lines));
   }
   if (!options.checkpoint_sink.empty()) {
     MP_ASSIGN_OR_RETURN(log->sink_,

@@ -465,3 +465,23 @@ TEST(AuditRecordTest, AForeignFileIsNotALog) {
 
 }  // namespace
 }  // namespace minpanel::audit
+
+namespace minpanel::audit {
+namespace {
+
+// A crash (or a full disk) in the middle of an anchor line leaves part of
+// it: the next open ends it with a newline; the log must still open and
+// verify afterwards.
+TEST_F(AuditLogTest, ATornAnchorLineLeavesALogThatOpensAndVerifies) {
+  WriteRecords(5);
+  const std::string anchors = Read("anchors");
+  ASSERT_FALSE(anchors.empty());
+  Write("anchors", anchors + anchors.substr(0, 20));  // "5 <part of the hash>"
+  WriteRecords(3);
+  EXPECT_TRUE(Verify().ok) << Verify().problem;
+  auto log = OpenLog();
+  ASSERT_NE(log, nullptr);
+}
+
+}  // namespace
+}  // namespace minpanel::audit
