@@ -265,6 +265,10 @@ struct QuerySpec {
   // kUnique with a group key: distinct groups of that key, not subjects.
   std::string measure_group_key;
   TimeUnit unit = TimeUnit::kDay;  // segmentation and retention
+  // Segmentation: also answer the same query over the range of the same
+  // length (in milliseconds) that ends where this one begins
+  // (`"compare": "previous_period"`; QueryResult::previous).
+  bool compare_previous = false;
   // Funnel.
   std::vector<EventSelector> steps;
   std::vector<FunnelExclusion> exclusions;
@@ -422,6 +426,8 @@ struct QueryResult {
   // The identity map RunQuery resolved for the query, when it did (not part
   // of the answer body; the service reports it in /metrics).
   std::optional<IdentityStats> identity;
+  // QuerySpec::compare_previous: the answer over the previous period.
+  std::shared_ptr<const QueryResult> previous;
 };
 
 // Parses a query in the JSON format of docs/queries.md. InvalidArgument

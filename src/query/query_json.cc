@@ -291,7 +291,12 @@ std::string QueryResultToJson(const QueryResult& result) {
   AppendInt(static_cast<int64_t>(result.stats.blocks_read), &out);
   out.append(",\"rows_read\":");
   AppendInt(static_cast<int64_t>(result.stats.rows_read), &out);
-  out.append("}}");
+  out.push_back('}');
+  if (result.previous != nullptr) {
+    out.append(",\"previous\":");
+    out.append(QueryResultToJson(*result.previous));
+  }
+  out.push_back('}');
   return out;
 }
 

@@ -540,7 +540,7 @@ Result<int64_t> ParseWindow(const element& value) {
 
 Status ParseSegmentation(const object& root, QuerySpec* spec) {
   MP_RETURN_IF_ERROR(CheckKeys(root, "", {"kind", "from", "to", "time_zone", "unit", "events",
-                                          "filters", "measure", "breakdown"}));
+                                          "filters", "measure", "breakdown", "compare"}));
   element field;
   if (root["events"].get(field) != simdjson::SUCCESS) {
     return Invalid("events", "is required");
@@ -573,6 +573,13 @@ Status ParseSegmentation(const object& root, QuerySpec* spec) {
   }
   if (root["measure"].get(field) == simdjson::SUCCESS) {
     MP_RETURN_IF_ERROR(ParseMeasure(field, spec));
+  }
+  if (root["compare"].get(field) == simdjson::SUCCESS) {
+    std::string_view compare;
+    if (field.get(compare) != simdjson::SUCCESS || compare != "previous_period") {
+      return Invalid("compare", "expected \"previous_period\"");
+    }
+    spec->compare_previous = true;
   }
   return Status::Ok();
 }

@@ -105,6 +105,12 @@ const BadQuery kBadQueries[] = {
      "breakdown.properties: is required"},
     {R"({"kind":"segmentation","events":["E"],"from":"2024-03-01","to":"2024-03-02","breakdown":[1]})",
      "breakdown[0]: must be a string"},
+    {R"({"kind":"segmentation","events":["E"],"from":"2024-03-01","to":"2024-03-02","compare":"last_year"})",
+     "compare: expected \"previous_period\""},
+    {R"({"kind":"segmentation","events":["E"],"from":"2024-03-01","to":"2024-03-02","compare":true})",
+     "compare: expected \"previous_period\""},
+    {R"({"kind":"funnel","from":"2024-03-01","to":"2024-03-02","steps":["A","B"],"compare":"previous_period"})",
+     "compare: unknown field"},
     // Funnels.
     {R"({"kind":"funnel","from":"2024-03-01","to":"2024-03-02"})", "steps: is required"},
     {R"({"kind":"funnel","from":"2024-03-01","to":"2024-03-02","steps":["A"]})",

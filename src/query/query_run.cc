@@ -1210,7 +1210,31 @@ Status RunRetention(const QuerySpec& spec, const QueryContext& context, const da
 
 }  // namespace
 
+namespace {
+
+// QuerySpec::compare_previous: the query, then the same over the range of
+// the same length just before the range it resolved to.
+Result<QueryResult> RunWithPrevious(const QuerySpec& spec, const QueryContext& context) {
+  QuerySpec current = spec;
+  current.compare_previous = false;
+  MP_ASSIGN_OR_RETURN(QueryResult result, RunQuery(current, context));
+  QuerySpec before = current;
+  const int64_t length_ms = result.to_ms - result.from_ms;
+  before.from = TimeSpec{};
+  before.from.utc_ms = result.from_ms - length_ms;
+  before.to = TimeSpec{};
+  before.to.utc_ms = result.from_ms;
+  MP_ASSIGN_OR_RETURN(QueryResult previous, RunQuery(before, context));
+  result.previous = std::make_shared<const QueryResult>(std::move(previous));
+  return result;
+}
+
+}  // namespace
+
 Result<QueryResult> RunQuery(const QuerySpec& spec, const QueryContext& given_context) {
+  if (spec.compare_previous) {
+    return RunWithPrevious(spec, given_context);
+  }
   QueryContext resolved;
   const QueryContext* context_ptr = &given_context;
   // Only queries that count subjects read the links.

@@ -164,6 +164,21 @@ describe('the dashboard in Chromium', () => {
       const measures = await page.evaluate(() => ['query', 'render'].map((name) => performance.getEntriesByName(`minpanel:insights:${name}`).length));
       assert.deepEqual(measures, [1, 1]);
       await page.locator('figure.chart canvas').first().waitFor();
+      // Compare with the previous period: the API's "previous" answer, in
+      // its own column (the two days before FROM hold no sign-up).
+      await page.getByLabel('Compare with the previous period', { exact: true }).check();
+      await page.getByRole('button', { name: 'Run' }).click();
+      await page.locator('#insights-table thead th').filter({ hasText: 'Previous period' }).waitFor({ timeout: 15000 });
+      const compared = await queryApi(server, {
+        kind: 'segmentation', from: FROM, to: TO, unit: 'day', events: ['Signed Up'], measure: 'unique',
+        breakdown: { properties: ['plan'], limit: 10 }, compare: 'previous_period',
+      });
+      assert.deepEqual((await tableRows(page, '#insights-table')).map((row) => row.values.slice(0, 2)),
+        compared.series.map((series) => [String(series.total),
+          String(compared.previous.series.find((before) => before.breakdown[0] === series.breakdown[0])?.total ?? 'null')]));
+      await page.getByLabel('Compare with the previous period', { exact: true }).uncheck();
+      await page.getByRole('button', { name: 'Run' }).click();
+      await page.locator('#insights-table thead th').filter({ hasText: 'Previous period' }).waitFor({ state: 'detached', timeout: 15000 });
       sharedLink = page.url();
       assert.match(sharedLink, /#\/insights\?s=/);
       assert.ok(!sharedLink.includes(server.project.secret), 'the key is never in the URL');

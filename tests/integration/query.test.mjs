@@ -90,6 +90,24 @@ describe('POST /api/query and minpanel query', () => {
     assert.deepEqual(totals.sort(), [[1, 0, 0], [1, 1, 0]].sort(), JSON.stringify(result));
   });
 
+  it('compares with the previous period: the answer for the range of the same length just before', async () => {
+    // 2026-10-02 .. 10-04 and, before it, the two days 09-30 .. 10-02,
+    // which hold the sign-ups of 10-01.
+    const query = { ...SEGMENTATION, from: '2026-10-02', to: '2026-10-04', compare: 'previous_period' };
+    const { previous, ...current } = await answer(query);
+    const { compare, ...alone } = query;
+    assert.deepEqual(current, await answer(alone));
+    const length = current.to_ms - current.from_ms;
+    assert.equal(previous.to_ms, current.from_ms);
+    assert.equal(previous.from_ms, current.from_ms - length);
+    const { stats, ...before } = previous;
+    assert.deepEqual(before, await answer({ ...alone, from: previous.from_ms, to: previous.to_ms }));
+    assert.ok(before.series.length > 0, JSON.stringify(before));
+    const refused = await ask({ ...query, compare: 'last_year' });
+    assert.equal(refused.status, 400);
+    assert.match(JSON.parse(refused.text).error, /^compare: expected "previous_period"/);
+  });
+
   it('answers a funnel', async () => {
     const result = await answer(FUNNEL);
     assert.deepEqual(result.steps.map((step) => step.subjects), [3, 2, 1], JSON.stringify(result));

@@ -18,6 +18,8 @@ export interface SegmentationAnswer {
   buckets: string[];
   bucket_starts_ms: number[];
   series: SegmentationSeries[];
+  // "compare": "previous_period": the same query over the period just before.
+  previous?: SegmentationAnswer;
 }
 
 export interface FunnelStep {

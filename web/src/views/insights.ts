@@ -1,9 +1,9 @@
 // Insights: segmentation over POST api/query (docs/queries.md) — events,
 // measure, range and unit, filters and breakdown; a line or bar chart with a
 // legend (exact values on hover) and the same numbers in a table. "Compare
-// with the previous period" runs a second query for the range just before
-// (the query API has no comparison of its own) and lines the buckets up by
-// position.
+// with the previous period" asks the query API for the range of the same
+// length just before as well (`"compare": "previous_period"`) and lines the
+// buckets up by position.
 import { query } from '../api';
 import { drawChart, type LineSeries, PALETTE } from '../chart';
 import { field, formatNumber, formatPercent, h, select } from '../dom';
@@ -47,10 +47,10 @@ export function insightsDefaults(): InsightsState {
   };
 }
 
-export function insightsQuery(state: InsightsState, range?: { from: string | number; to: string | number }): unknown {
+export function insightsQuery(state: InsightsState): unknown {
   const body: Record<string, unknown> = {
     kind: 'segmentation',
-    ...(range ?? rangeToQuery(state.range)),
+    ...rangeToQuery(state.range),
     unit: state.unit,
     events: state.events.map((name) => selector(name)),
     measure: PROPERTY_MEASURES.has(state.measure) ? { type: state.measure, property: state.property.trim() } : state.measure,
@@ -59,6 +59,7 @@ export function insightsQuery(state: InsightsState, range?: { from: string | num
   if (filters.length > 0) body.filters = filters;
   const breakdown = breakdownToQuery(state.breakdown, state.limit);
   if (breakdown) body.breakdown = breakdown;
+  if (state.compare) body.compare = 'previous_period';
   return body;
 }
 
@@ -103,13 +104,8 @@ export function renderInsights(main: HTMLElement, state: InsightsState, onRun: (
   const run = (current: InsightsState) => frame.busy('Running the query…', async () => {
     const started = performance.now();
     const answer = await query<SegmentationAnswer>(insightsQuery(current));
-    let previous: SegmentationAnswer | null = null;
-    if (current.compare) {
-      const length = answer.to_ms - answer.from_ms;
-      previous = await query<SegmentationAnswer>(insightsQuery(current, { from: answer.from_ms - length, to: answer.from_ms }));
-    }
     const answered = performance.now();
-    showInsights(frame.results, current, answer, previous);
+    showInsights(frame.results, current, answer, answer.previous ?? null);
     showTiming(frame.results, started, answered);
   });
   frame.form.addEventListener('submit', (event) => {
