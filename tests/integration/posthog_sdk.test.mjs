@@ -181,7 +181,12 @@ describe('posthog-node SDK over HTTP', () => {
 
     const stopped = await server.stop('SIGTERM');
     assert.deepEqual(stopped, { code: 0, signal: null }, 'SIGTERM stops gracefully');
-    const walFiles = (await listFiles(path.join(server.dataDir, 'store', 'wal'))).filter((file) => file.endsWith('.log'));
+    // The log, and the profile files that hold profile updates once flushed
+    // (docs/formats/profiles.md).
+    const walFiles = [
+      ...(await listFiles(path.join(server.dataDir, 'store', 'wal'))).filter((file) => file.endsWith('.log')),
+      ...(await listFiles(path.join(server.dataDir, 'store', 'profiles')).catch(() => [])).filter((file) => file.endsWith('.prof')),
+    ];
     assert.ok(walFiles.length > 0, 'a write-ahead log file');
     const dumps = [];
     for (const file of walFiles) {

@@ -36,7 +36,12 @@ function requireAnalytics() {
 // The profile updates in the write-ahead log, as `minpanel debug dump`
 // prints them; the server must be stopped.
 async function dumpLog(server) {
-  const walFiles = (await listFiles(path.join(server.dataDir, 'store', 'wal'))).filter((file) => file.endsWith('.log'));
+  // The log, and the profile files that hold profile updates once flushed
+    // (docs/formats/profiles.md).
+    const walFiles = [
+      ...(await listFiles(path.join(server.dataDir, 'store', 'wal'))).filter((file) => file.endsWith('.log')),
+      ...(await listFiles(path.join(server.dataDir, 'store', 'profiles')).catch(() => [])).filter((file) => file.endsWith('.prof')),
+    ];
   assert.ok(walFiles.length > 0, 'a write-ahead log file');
   const dumps = [];
   for (const file of walFiles) {
@@ -697,7 +702,7 @@ describe('privacy canary through the Segment routes', () => {
     const locations = [{ location: 'export', bytes: Buffer.from(JSON.stringify(rows)) }];
     for (const file of await listFiles(server.dataDir)) {
       locations.push({ location: path.relative(server.dataDir, file), bytes: await fsp.readFile(file) });
-      if (file.endsWith('.log') && file.includes(`${path.sep}wal${path.sep}`)) {
+      if ((file.endsWith('.log') && file.includes(`${path.sep}wal${path.sep}`)) || file.endsWith('.prof')) {
         locations.push({ location: `debug dump ${path.basename(file)}`, bytes: Buffer.from((await runCli(['debug', 'dump', file])).stdout) });
       }
     }
