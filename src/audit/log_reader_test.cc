@@ -148,7 +148,11 @@ TEST_F(LogReaderTest, VerifyFolderStreamsAndNamesTheBrokenRecord) {
   ASSERT_TRUE(report.ok()) << report.status().ToString();
   EXPECT_TRUE(report->ok) << report->problem;
   EXPECT_EQ(report->records, 300u);
-  EXPECT_EQ(report->anchors, 1u);  // one batch, anchored at Close
+  // The writer may wake while the 300 are still being queued, so they are
+  // written in one to five batches; each batch of 64 or more records is
+  // anchored when durable, and Close anchors the rest.
+  EXPECT_GE(report->anchors, 1u);
+  EXPECT_LE(report->anchors, 300u / 64 + 1);
   std::string bytes = Read("log");
   bytes[kFileHeaderBytes + 10] ^= 0x01;  // record 1's payload
   Write("log", bytes);
