@@ -2,22 +2,30 @@
 # Old against new minpanel binaries on the query benchmark, interleaved on one
 # data folder (the machine is shared, so runs of one binary after the other
 # would measure the load as much as the code). See docs/benchmarks.md,
-# "Engine changes for the query-speed issue".
+# "Engine changes for the query-speed issue" and "Server CPU per query".
 #
 # Usage: bench/query/compare.sh --bins OLD,NEW [--events N] [--rounds R]
 #                               [--runs K] [--folder DIR] [--seed S]
 #        --bins      comma-separated minpanel binaries (each must read the
-#                    segments the first one writes)
+#                    segments the first one writes); one binary is allowed
 #        --events N  events generated (default 1000000)
 #        --rounds R  rounds; in each, every binary serves the folder in turn
 #                    and answers the five queries (one warm-up, K timed runs)
 #                    (default 3)
 #        --folder    data folder, kept between calls: made and imported with
 #                    the first binary when missing (default
-#                    var/bench-query-compare/N)
-# Prints, per query and binary, the median of all timed runs of all rounds,
-# and checks that every binary's answers equal the first one's (exit 1 if
-# not). Results: FOLDER/results/round-R-B.json.
+#                    var/bench-query-compare/N). An existing store works too
+#                    (e.g. one bench/query.sh --keep made): DIR/data and
+#                    DIR/keys as `serve` takes them, DIR/secret the project
+#                    secret, DIR/users.txt the 1,000 ids (gen_events
+#                    --sample-users 1000). The servers append audit records
+#                    to it, so serve a copy of a folder others use.
+# Prints, per query and binary, the medians over all timed runs of all rounds
+# of the server's CPU time (user + system of every thread, read around each
+# request: bench/query/run.mjs --server-pid) and of the wall time, and checks
+# that every binary's answers equal the first one's byte for byte (exit 1 if
+# not). Prints the load average before and after. Results:
+# FOLDER/results/round-R-B.json.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -35,7 +43,7 @@ while [ $# -gt 0 ]; do
     --runs) runs="$2"; shift 2 ;;
     --folder) folder="$2"; shift 2 ;;
     --seed) seed="$2"; shift 2 ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
     *) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -48,9 +56,14 @@ from_ms=1790812800000
 to_ms=$((from_ms + 30 * 86400000))
 log() { echo "compare.sh: $*" >&2; }
 
-[ -x "$generator" ] || { log "no $generator: run bench/query.sh once (it builds gen_events)"; exit 1; }
 sources=(--data "$folder/data" --keys "$folder/keys")
+if [ -e "$folder/data" ] && [ ! -f "$folder/secret" ]; then
+  # Never remove a store this script did not make.
+  log "$folder/data exists but $folder/secret does not: put the project secret there"
+  exit 1
+fi
 if [ ! -f "$folder/secret" ]; then
+  [ -x "$generator" ] || { log "no $generator: run bench/query.sh once (it builds gen_events)"; exit 1; }
   rm -rf "$folder"
   mkdir -p "$folder/data/policies" "$folder/keys"
   chmod 700 "$folder/keys"
@@ -91,17 +104,19 @@ serve_and_query() {
   done
   node "$runner" query --engine minpanel --url "http://127.0.0.1:$port" --secret "$secret" \
     --from-ms "$from_ms" --to-ms "$to_ms" --users "$folder/users.txt" --runs "$runs" \
-    --out "$out" 2>/dev/null || { kill "$pid"; wait "$pid" || true; exit 1; }
+    --server-pid "$pid" --out "$out" 2>/dev/null || { kill "$pid"; wait "$pid" || true; exit 1; }
   kill -TERM "$pid"
   wait "$pid" || true
 }
 
+log "load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
 for ((round = 0; round < rounds; ++round)); do
   for bin_idx in "${!bin_list[@]}"; do
     serve_and_query "${bin_list[$bin_idx]}" "$folder/results/round-$round-$bin_idx.json"
   done
   log "round $((round + 1)) of $rounds done"
 done
+log "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 node --input-type=module -e "
   import { readFileSync } from 'node:fs';
@@ -116,21 +131,26 @@ node --input-type=module -e "
   const results = bins.map((_, b) => [...Array(rounds).keys()].map((r) =>
     JSON.parse(readFileSync(dir + '/round-' + r + '-' + b + '.json', 'utf8'))));
   let disagree = 0;
-  const header = ['query', ...bins.map((bin, b) => 'binary ' + b + ' ms'), 'last / first'];
+  const ratio = (values) => (values[values.length - 1] / values[0]).toFixed(2);
+  const columns = (what) => bins.map((_, b) => 'binary ' + b + ' ' + what);
+  const header = ['query', ...columns('CPU ms'), 'CPU last / first', ...columns('wall ms'),
+                  'wall last / first'];
   console.log('| ' + header.join(' | ') + ' |');
   console.log('|' + header.map(() => ' --- |').join(''));
   for (const [q, first] of results[0][0].results.entries()) {
-    const medians = results.map((rounds) => median(rounds.flatMap((r) => r.results[q].times_ms)));
+    const wall = results.map((rounds) => median(rounds.flatMap((r) => r.results[q].times_ms)));
+    const cpu = results.map((rounds) => median(rounds.flatMap((r) => r.results[q].cpu_ms)));
     for (const rounds of results) {
       for (const r of rounds) {
-        if (JSON.stringify(r.results[q].canon) !== JSON.stringify(first.canon)) {
+        if (r.results[q].answer_sha256 !== first.answer_sha256 ||
+            JSON.stringify(r.results[q].canon) !== JSON.stringify(first.canon)) {
           ++disagree;
           console.error('DISAGREE ' + first.name);
         }
       }
     }
-    console.log('| ' + [first.name, ...medians.map((m) => m.toFixed(1)),
-      (medians[medians.length - 1] / medians[0]).toFixed(2)].join(' | ') + ' |');
+    console.log('| ' + [first.name, ...cpu.map((m) => m.toFixed(1)), ratio(cpu),
+      ...wall.map((m) => m.toFixed(1)), ratio(wall)].join(' | ') + ' |');
   }
   bins.forEach((bin, b) => console.log('binary ' + b + ': ' + bin));
   process.exit(disagree ? 1 : 0);

@@ -5,6 +5,7 @@
 //   node run.mjs query --engine clickhouse --http-port P --table T [common options]
 //   node run.mjs query --engine minpanel --url http://127.0.0.1:P --secret S [common options]
 //       common: --from-ms MS --to-ms MS --users FILE --runs K --out FILE.json
+//       minpanel only: --server-pid PID (the server's CPU time per run, below)
 //   node run.mjs report --out-dir DIR                   (the markdown table)
 //
 // `query` runs each query once to warm up, then --runs times, and writes the
@@ -19,6 +20,19 @@
 // queries 1-4 are POST /api/query, query 5 is POST /api/2.0/export with
 // distinct_ids. A run's time ends when the whole body is read. A failing
 // minpanel query is recorded with its error, never as a number.
+//
+// With --server-pid, each run also records the CPU time the server process
+// spent on it (cpu_ms, median_cpu_ms): user + system time of all its threads,
+// the ones that ended included, read before and after the request. On a
+// machine shared with other work CPU time moves much less than wall time.
+// It is read through the process's CPU clock (clock_gettime of
+// clock_getcpuclockid(PID), in ns; Linux lets any process read it), which
+// Node cannot call, so a one-line Debian python3 reads it; /proc/PID/stat
+// has the same sum only in 10 ms ticks, too coarse for queries of 100 ms.
+// The warm-up's body is hashed (answer_sha256), so that two binaries'
+// answers can be compared byte for byte (bench/query/compare.sh does).
+import { createHash } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync, readdirSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { COLUMNS, MINPANEL_EXPORT_COLUMNS, queries } from './queries.mjs';
@@ -40,6 +54,15 @@ function median(values) {
   const sorted = [...values].sort((left, right) => left - right);
   const middle = Math.floor(sorted.length / 2);
   return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+}
+
+// The CPU time (ms) process `pid` has used so far, all threads together.
+// The clock id of a process's CPU clock is what glibc's clock_getcpuclockid
+// returns: (~pid << 3) | CPUCLOCK_SCHED (2).
+function processCpuMs(pid) {
+  const script = 'import sys, time; print(time.clock_gettime_ns(((~int(sys.argv[1])) << 3) | 2))';
+  const ns = execFileSync('python3', ['-c', script, String(pid)], { encoding: 'utf8' });
+  return Number(BigInt(ns.trim()) / 1000n) / 1000;
 }
 
 async function openDuckdb(path) {
@@ -84,6 +107,10 @@ async function runQueries(args) {
   };
   const runs = Number(args.runs ?? 5);
   const engine = args.engine;
+  const serverPid = args['server-pid'] ? Number(args['server-pid']) : null;
+  if (serverPid && engine !== 'minpanel') {
+    throw new Error('--server-pid is for --engine minpanel');
+  }
   let execute;
   let version;
   let duck;
@@ -124,9 +151,10 @@ async function runQueries(args) {
       if (!collect) {
         return null;
       }
+      const sha256 = createHash('sha256').update(text).digest('hex');
       return query.minpanelExport
-        ? { rows: query.fromMinpanel(text), columns: MINPANEL_EXPORT_COLUMNS }
-        : { rows: query.fromMinpanel(JSON.parse(text)), columns: null };
+        ? { rows: query.fromMinpanel(text), columns: MINPANEL_EXPORT_COLUMNS, sha256 }
+        : { rows: query.fromMinpanel(JSON.parse(text)), columns: null, sha256 };
     };
     version = args.version ?? 'minpanel';
   } else {
@@ -141,14 +169,21 @@ async function runQueries(args) {
       continue;
     }
     let canon;
+    let answerSha256 = null;
     const times = [];
+    const cpuTimes = [];
     try {
       const answer = await execute(query, true);  // warm-up, and the answer
       canon = await query.canon(answer.rows, params, answer.columns);
+      answerSha256 = answer.sha256 ?? null;
       for (let run = 0; run < runs; ++run) {
+        const cpuBefore = serverPid ? processCpuMs(serverPid) : 0;
         const started = performance.now();
         await execute(query, false);
         times.push(performance.now() - started);
+        if (serverPid) {
+          cpuTimes.push(processCpuMs(serverPid) - cpuBefore);
+        }
       }
     } catch (error) {
       // A peer that fails is a broken benchmark; minpanel's engine is still
@@ -162,8 +197,11 @@ async function runQueries(args) {
       console.error(`minpanel: ${query.name} failed: ${message}`);
       continue;
     }
-    results.push({ name: query.name, title: query.title, times_ms: times, median_ms: median(times), canon });
-    console.error(`${engine}${args.table ? ' ' + args.table : ''}: ${query.name} ${median(times).toFixed(1)} ms`);
+    const cpu = serverPid ? { cpu_ms: cpuTimes, median_cpu_ms: median(cpuTimes) } : {};
+    results.push({ name: query.name, title: query.title, times_ms: times, median_ms: median(times),
+                   ...cpu, answer_sha256: answerSha256, canon });
+    console.error(`${engine}${args.table ? ' ' + args.table : ''}: ${query.name} ${median(times).toFixed(1)} ms` +
+                  (serverPid ? `, server CPU ${median(cpuTimes).toFixed(1)} ms` : ''));
   }
   duck?.connection.closeSync();
   const out = { engine, table: args.table ?? null, version, runs, results };
