@@ -22,6 +22,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -110,7 +111,16 @@ struct AuditEntry {
   // docs/security.md), as the caller gave it: UTF-8 without control
   // characters, at most 256 bytes, checked by the service.
   std::string reason;
+  // Where the request came from, sealed (AddressKeys::Seal): "YYYY-MM-DD:"
+  // and the base64 of the address encrypted under that UTC day's address
+  // key; empty: none (the command line). Readers that reveal it
+  // (AddressKeys::RevealIn) put the address here, or kAddressExpired.
+  std::string address;
   std::string outcome = "ok";  // "ok" or the error's message
+  // The client address in clear, as the caller knows it: never encoded.
+  // AuditLog::Enqueue seals it into `address` (Options::address_keys) and
+  // clears it; without address keys it is dropped.
+  std::string client_address;
 };
 
 // Encodes `entry` as its JSON payload (the seq and time included).
@@ -350,6 +360,67 @@ struct Shown {
 };
 Result<Shown> ShowLog(const std::string& path, FileSystem& file_system, const Filter& filter);
 
+// Client addresses (docs/formats/audit.md, "Client addresses"): the
+// chain is append-only, so an address gets a retention of its own by
+// crypto-shredding. Each record's address is sealed (XChaCha20-Poly1305,
+// libsodium) under a random key of its UTC day, kept in the key folder
+// (`audit-address/address-YYYY-MM-DD.key`, 0600), never in the data
+// folder; a day's key is destroyed `retention_days` days after its day
+// ends, after which that day's addresses cannot be read while the chain,
+// which hashes the sealed text, still verifies.
+inline constexpr size_t kAddressBytesMax = 64;  // an IPv6 address with a zone, and more
+inline constexpr size_t kAddressKeyBytes = 32;
+inline constexpr uint32_t kAddressRetentionDaysDefault = 90;
+inline constexpr std::string_view kAddressKeyFolder = "audit-address";
+// What a reader shows for an address whose day key is gone.
+inline constexpr std::string_view kAddressExpired = "expired";
+// "YYYY-MM-DD" of a day (days since 1970-01-01).
+std::string AddressDayName(int64_t day);
+
+// The day keys of a key folder's `audit-address` folder. Thread-safe.
+class AddressKeys {
+ public:
+  // Opens (creating, 0700) `folder` and destroys the expired keys.
+  // `retention_days` 0: no address is kept (Seal gives "") and every key
+  // goes; at most kAuditRetentionDaysMax.
+  static Result<std::unique_ptr<AddressKeys>> Open(std::string folder,
+                                                   std::shared_ptr<FileSystem> file_system,
+                                                   std::shared_ptr<Clock> clock,
+                                                   uint32_t retention_days);
+  ~AddressKeys();
+
+  // `address` sealed under the key of the UTC day of `time_ms` (made, and
+  // written durably, on the day's first use). InvalidArgument over
+  // kAddressBytesMax; IoError when the key cannot be written.
+  Result<std::string> Seal(std::string_view address, int64_t time_ms);
+  // The address a Seal gave, or nullopt when its day's key has expired or
+  // is gone. Corruption for a malformed field or one that does not open
+  // under its day's key (an edit).
+  Result<std::optional<std::string>> Reveal(std::string_view sealed);
+  // Replaces entry->address (when set) by the address or kAddressExpired.
+  Status RevealIn(AuditEntry* entry);
+  // Destroys (files, then the folder synced; and memory) the keys of days
+  // that ended retention_days days ago or more. The server calls it every
+  // minute. Returns how many files went.
+  Result<size_t> DestroyExpired();
+  std::string KeyPath(int64_t day) const;
+
+ private:
+  using Key = std::array<uint8_t, kAddressKeyBytes>;
+  AddressKeys(std::string folder, std::shared_ptr<FileSystem> file_system,
+              std::shared_ptr<Clock> clock, uint32_t retention_days);
+  bool ExpiredLocked(int64_t day, int64_t now_ms) const;
+  // The day's key, read or (with `create`) made; nullptr when absent.
+  Result<const Key*> KeyOfLocked(int64_t day, bool create);
+
+  std::string folder_;
+  std::shared_ptr<FileSystem> file_system_;
+  std::shared_ptr<Clock> clock_;
+  uint32_t retention_days_;
+  std::mutex mutex_;
+  std::map<int64_t, Key> keys_;  // by day; zeroed when dropped
+};
+
 // An AuditLog keeps the key index current as it appends: a thread of its
 // own brings it up to date (TryUpdateIndex) each time this many more
 // records are durable, at Open and at Close, so that a blast radius walks at
@@ -363,6 +434,9 @@ struct Options {
   // Records between two updates of the key index by the log's indexer
   // thread; 0: the log does not keep the index (LookupKey still does).
   uint64_t index_update_records = kIndexUpdateRecords;
+  // Seals each record's client address when set; without, addresses are
+  // dropped (not kept in clear).
+  std::shared_ptr<AddressKeys> address_keys;
   // Signs every anchor (a checkpoint) when set.
   std::shared_ptr<const SigningKey> signing_key;
   // A file (on another volume) each anchor line is also appended to; empty: none.

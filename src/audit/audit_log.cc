@@ -191,6 +191,14 @@ Result<uint64_t> AuditLog::Append(AuditEntry entry) {
 }
 
 Result<uint64_t> AuditLog::Enqueue(AuditEntry entry) {
+  // Sealed before the lock: a day's first seal writes its key (one fsync).
+  // The key's day is the day of now, which the record's time_ms may pass
+  // by the lock's wait; the sealed text names its own day.
+  if (!entry.client_address.empty() && options_.address_keys != nullptr) {
+    MP_ASSIGN_OR_RETURN(entry.address,
+                        options_.address_keys->Seal(entry.client_address, clock_->NowMs()));
+  }
+  entry.client_address.clear();
   std::lock_guard lock(mutex_);
   if (!failed_.ok()) {
     return Status::Unavailable("audit log: failed earlier (" + failed_.message() +

@@ -420,6 +420,109 @@ TEST_F(SignedAuditLogTest, PruningNeedsAKeyAndAForgedBaseIsCaught) {
   EXPECT_NE(report.problem.find("signature"), std::string::npos) << report.problem;
 }
 
+// Client addresses sealed under day keys (docs/formats/audit.md, "Client
+// addresses"): readable while the day's key lasts, expired after, the chain
+// untouched.
+class AddressKeysTest : public AuditLogTest {
+ protected:
+  std::unique_ptr<AddressKeys> OpenKeys(uint32_t retention_days) {
+    auto keys = AddressKeys::Open(folder_ + "-keys", file_system_, clock_, retention_days);
+    EXPECT_TRUE(keys.ok()) << keys.status().ToString();
+    return keys.ok() ? std::move(keys).value() : nullptr;
+  }
+  static constexpr int64_t kDayMs = 86'400'000;
+};
+
+TEST_F(AddressKeysTest, RecordsKeepTheAddressSealedAndItExpiresWithItsDayKey) {
+  std::filesystem::remove_all(folder_ + "-keys");
+  std::shared_ptr<AddressKeys> keys = OpenKeys(90);
+  ASSERT_NE(keys, nullptr);
+  Options options;
+  options.address_keys = keys;
+  const int64_t day = clock_->NowMs() / kDayMs;
+  {
+    auto log = AuditLog::Open(folder_, file_system_, clock_, options);
+    ASSERT_TRUE(log.ok()) << log.status().ToString();
+    AuditEntry entry;
+    entry.key = "mpk_0123456789abcdef";
+    entry.act = "query";
+    entry.route = "/api/query";
+    entry.client_address = "198.51.100.23";
+    ASSERT_TRUE((*log)->Append(entry).ok());
+    entry.client_address = "";  // the command line's: none
+    ASSERT_TRUE((*log)->Append(entry).ok());
+    ASSERT_TRUE((*log)->Close().ok());
+  }
+  // Never in clear on disk; sealed in the record, naming its day.
+  const std::string bytes = Read("log");
+  EXPECT_EQ(bytes.find("198.51.100"), std::string::npos);
+  std::vector<AuditEntry> entries = Entries(bytes);
+  ASSERT_EQ(entries.size(), 2u);
+  EXPECT_TRUE(entries[0].address.starts_with(AddressDayName(day) + ":")) << entries[0].address;
+  EXPECT_TRUE(entries[0].client_address.empty());
+  EXPECT_TRUE(entries[1].address.empty());
+  EXPECT_TRUE(std::filesystem::exists(keys->KeyPath(day)));
+  // Readable while the key lasts: through the 90th day after its own.
+  clock_->Advance(90 * kDayMs);
+  ASSERT_EQ(keys->DestroyExpired().value(), 0u);
+  AuditEntry shown = entries[0];
+  ASSERT_TRUE(keys->RevealIn(&shown).ok());
+  EXPECT_EQ(shown.address, "198.51.100.23");
+  // A day later the key is destroyed: the address is gone for good, even
+  // for a reader that opens the key folder anew, and the chain verifies.
+  clock_->Advance(kDayMs);
+  ASSERT_EQ(keys->DestroyExpired().value(), 1u);
+  EXPECT_FALSE(std::filesystem::exists(keys->KeyPath(day)));
+  shown = entries[0];
+  ASSERT_TRUE(keys->RevealIn(&shown).ok());
+  EXPECT_EQ(shown.address, kAddressExpired);
+  std::unique_ptr<AddressKeys> reopened = OpenKeys(36'500);
+  ASSERT_NE(reopened, nullptr);
+  EXPECT_EQ(reopened->Reveal(entries[0].address).value(), std::nullopt);
+  const VerifyReport report = Verify();
+  EXPECT_TRUE(report.ok) << report.problem;
+  EXPECT_EQ(report.records, 2u);
+}
+
+TEST_F(AddressKeysTest, AnEditedSealIsCorruptionAndWithoutKeysNoAddressIsKept) {
+  std::filesystem::remove_all(folder_ + "-keys");
+  std::unique_ptr<AddressKeys> keys = OpenKeys(30);
+  ASSERT_NE(keys, nullptr);
+  const std::string sealed = keys->Seal("2001:db8::7", clock_->NowMs()).value();
+  EXPECT_EQ(keys->Reveal(sealed).value(), std::optional<std::string>("2001:db8::7"));
+  std::string edited = sealed;
+  edited[edited.size() - 3] = edited[edited.size() - 3] == 'A' ? 'B' : 'A';
+  EXPECT_EQ(keys->Reveal(edited).status().code(), StatusCode::kCorruption);
+  EXPECT_EQ(keys->Reveal("2026-02-30:AAAA").status().code(), StatusCode::kCorruption);
+  EXPECT_EQ(keys->Reveal("no day").status().code(), StatusCode::kCorruption);
+  // Another day's key does not open it: the day is bound in.
+  std::string other_day = sealed;
+  other_day.replace(0, 10, AddressDayName(clock_->NowMs() / kDayMs - 1));
+  ASSERT_TRUE(keys->Seal("192.0.2.1", clock_->NowMs() - kDayMs).ok());
+  EXPECT_EQ(keys->Reveal(other_day).status().code(), StatusCode::kCorruption);
+  EXPECT_EQ(keys->Seal(std::string(kAddressBytesMax + 1, '1'), clock_->NowMs()).status().code(),
+            StatusCode::kInvalidArgument);
+  // Retention 0: nothing kept, and the keys made before go.
+  std::unique_ptr<AddressKeys> none = OpenKeys(0);
+  ASSERT_NE(none, nullptr);
+  EXPECT_EQ(none->Seal("192.0.2.1", clock_->NowMs()).value(), "");
+  EXPECT_EQ(none->Reveal(sealed).value(), std::nullopt);
+  EXPECT_TRUE(std::filesystem::is_empty(folder_ + "-keys"));
+  // A log without address keys drops the address rather than keep it clear.
+  {
+    auto log = OpenLog();
+    ASSERT_NE(log, nullptr);
+    AuditEntry entry;
+    entry.key = "mpk_0123456789abcdef";
+    entry.act = "query";
+    entry.client_address = "198.51.100.23";
+    ASSERT_TRUE(log->Append(entry).ok());
+    ASSERT_TRUE(log->Close().ok());
+  }
+  EXPECT_EQ(Read("log").find("198.51.100"), std::string::npos);
+  EXPECT_TRUE(Entries(Read("log"))[0].address.empty());
+}
+
 TEST(AuditRecordTest, EncodesAndDecodes) {
   AuditEntry entry;
   entry.seq = 7;
@@ -432,6 +535,7 @@ TEST(AuditRecordTest, EncodesAndDecodes) {
   entry.properties = {"plan"};
   entry.rows = 10;
   entry.subjects = 3;
+  entry.address = "2026-11-27:c2VhbGVk";
   auto decoded = DecodeEntry(EncodeEntry(entry));
   ASSERT_TRUE(decoded.ok()) << decoded.status().ToString();
   EXPECT_EQ(EncodeEntry(*decoded), EncodeEntry(entry));

@@ -172,6 +172,10 @@ std::string EncodeEntry(const AuditEntry& entry) {
   if (!entry.reason.empty()) {
     AppendField("reason", entry.reason, &out);
   }
+  // Optional: only records of a request over the network have it.
+  if (!entry.address.empty()) {
+    AppendField("address", entry.address, &out);
+  }
   AppendField("outcome", entry.outcome, &out);
   out.push_back('}');
   return out;
@@ -225,6 +229,10 @@ Result<AuditEntry> DecodeEntry(std::string_view payload) {
   std::string_view reason;
   if (root["reason"].get(reason) == simdjson::SUCCESS) {
     entry.reason = reason;
+  }
+  std::string_view address;
+  if (root["address"].get(address) == simdjson::SUCCESS) {
+    entry.address = address;
   }
   entry.outcome = outcome;
   return entry;

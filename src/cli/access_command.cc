@@ -274,7 +274,20 @@ int AccessCommands::RunAudit(const service::Config& config) const {
     if (!shown.ok()) {
       return Fail(shown.status());
     }
-    for (const audit::AuditEntry& entry : shown->entries) {
+    // Client addresses are shown while their day's key lasts, "expired"
+    // after (docs/formats/audit.md, "Client addresses").
+    auto address_keys = service::OpenAuditAddressKeys(config, file_system, NewSystemClock());
+    if (!address_keys.ok()) {
+      std::fprintf(stderr, "minpanel: client addresses shown sealed: %s\n",
+                   address_keys.status().ToString().c_str());
+    }
+    for (audit::AuditEntry& entry : shown->entries) {
+      if (address_keys.ok()) {
+        if (const Status revealed = (*address_keys)->RevealIn(&entry); !revealed.ok()) {
+          std::fprintf(stderr, "minpanel: record %llu: %s\n",
+                       static_cast<unsigned long long>(entry.seq), revealed.message().c_str());
+        }
+      }
       std::printf("%s\n", audit::EncodeEntry(entry).c_str());
     }
     if (shown->broken) {

@@ -464,6 +464,7 @@ service::Credentials CredentialsOf(const Request& request, const FormPairs& quer
   }
   credentials.api_key = std::string(ingest::FindFormValue(query, "api_key").value_or(""));
   credentials.project_id = std::string(ingest::FindFormValue(query, "project_id").value_or(""));
+  credentials.client_address = std::string(request[kClientAddressField]);
   return credentials;
 }
 

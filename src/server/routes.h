@@ -164,7 +164,14 @@ Response HandleMetrics(const Request& request, const Metrics& metrics, service::
 Result<std::pair<service::Access, service::ExportOptions>> ParseExport(
     const Request& request, const Settings& settings, service::Service& service);
 
-// The request's credentials: Basic auth, api_key and project_id.
+// The request field in which the session hands the client's address (the
+// socket peer, or what a trusted proxy said; ClientAddress) to the
+// handlers. The session sets it on every request before dispatching it,
+// replacing whatever the client sent under that name.
+inline constexpr std::string_view kClientAddressField = "Minpanel-Client-Address";
+
+// The request's credentials: Basic auth, api_key and project_id, and the
+// client's address (kClientAddressField) for the audit log.
 service::Credentials CredentialsOf(const Request& request,
                                    const std::vector<std::pair<std::string, std::string>>& query);
 

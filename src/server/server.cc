@@ -311,6 +311,9 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   }
 
   void Dispatch() {
+    // Where the request came from, for the audit records of what it reads
+    // or changes (CredentialsOf): never the client's own say.
+    request_.set(kClientAddressField, ClientIp());
     const Route route = ClassifyRequest(request_);
     const auto method = request_.method();
     if (route == Route::kHealth || route == Route::kMetrics || route == Route::kRoot ||
@@ -462,9 +465,6 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   // the export streams with synchronous chunked writes.
   void StreamExport() {
     auto parsed = ParseExport(request_, *server_.settings(), server_.service());
-    if (parsed.ok()) {
-      parsed->first.client_address = ClientIp();  // for the anomaly rules (hashed)
-    }
     if (!parsed.ok()) {
       auto response = std::make_shared<Response>(ErrorResponse(request_, parsed.status()));
       net::post(stream_.get_executor(),
@@ -663,10 +663,13 @@ void Server::Impl::ScheduleGeoReload() {
     if (!reloaded.ok()) {
       spdlog::warn("geolocation database kept: {}", reloaded.message());
     }
-    // Visitor salts go 48 hours after their day starts, traffic or not.
-    const Status salts = service_->DestroyExpiredVisitorSalts();
+    // Visitor salts go 48 hours after their day starts, the audit
+    // records' address keys after audit_address_retention_days, traffic or
+    // not.
+    const Status salts = service_->DestroyExpiredKeys();
     if (!salts.ok()) {
-      spdlog::error("visitor salts past 48 hours not destroyed: {}", salts.message());
+      spdlog::error("expired visitor salts or audit address keys not destroyed: {}",
+                    salts.message());
     }
     // Retention logs a drop per rule at most once an hour (one fsync each).
     const Status retention = service_->ApplyRetention();

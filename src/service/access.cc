@@ -364,13 +364,25 @@ Result<audit::SigningKey> AuditSigningKey(const Config& config, bool create) {
                                create);
 }
 
-Result<std::unique_ptr<audit::AuditLog>> OpenAuditLog(const Config& config,
-                                                      std::shared_ptr<FileSystem> file_system,
-                                                      std::shared_ptr<Clock> clock) {
+Result<std::shared_ptr<audit::AddressKeys>> OpenAuditAddressKeys(
+    const Config& config, std::shared_ptr<FileSystem> file_system, std::shared_ptr<Clock> clock) {
+  MP_RETURN_IF_ERROR(file_system->CreateDirectories(KeyFolder(config), 0700));
+  MP_ASSIGN_OR_RETURN(
+      std::unique_ptr<audit::AddressKeys> keys,
+      audit::AddressKeys::Open(KeyFolder(config) + "/" + std::string(audit::kAddressKeyFolder),
+                               std::move(file_system), std::move(clock),
+                               config.audit_address_retention_days));
+  return std::shared_ptr<audit::AddressKeys>(std::move(keys));
+}
+
+Result<std::unique_ptr<audit::AuditLog>> OpenAuditLog(
+    const Config& config, std::shared_ptr<FileSystem> file_system, std::shared_ptr<Clock> clock,
+    std::shared_ptr<audit::AddressKeys> address_keys) {
   MP_ASSIGN_OR_RETURN(const audit::SigningKey key, AuditSigningKey(config, true));
   audit::Options options;
   options.signing_key = std::make_shared<const audit::SigningKey>(key);
   options.checkpoint_sink = config.audit_checkpoint_sink;
+  options.address_keys = std::move(address_keys);
   const int64_t now_ms = clock->NowMs();
   MP_ASSIGN_OR_RETURN(auto log, audit::AuditLog::Open(config.data_folder + "/audit",
                                                       std::move(file_system), std::move(clock),
@@ -444,6 +456,7 @@ Result<Access> Service::Authorize(const Credentials& credentials, Scope scope,
   MP_RETURN_IF_ERROR(
       key_limiter_->Admit(access.principal.key_id, access.principal.limits.requests_per_second));
   access.route = route;
+  access.client_address = credentials.client_address;
   if ((access.principal.scopes & static_cast<uint32_t>(scope)) == 0) {
     return MissingScope(scope);
   }
@@ -485,6 +498,7 @@ namespace {
 audit::AuditEntry Stamped(const Access& access, audit::AuditEntry entry) {
   entry.key = access.principal.key_id;
   entry.route = access.route;
+  entry.client_address = access.client_address;
   if (access.project.id != 0 && entry.projects.empty()) {
     entry.projects.push_back(access.project.id);
   }
@@ -786,8 +800,11 @@ Result<std::vector<audit::AuditEntry>> Service::ReadAudit(const Access& access,
   }
   MP_ASSIGN_OR_RETURN(std::vector<audit::AuditEntry> entries, audit_->Show(filter));
   // An export's watermark would let a reader of the log recognise its decoys.
+  // Addresses are shown while their day's key lasts, "expired" after; one
+  // that does not open (an edited record) is shown as it is stored.
   for (audit::AuditEntry& shown : entries) {
     shown.watermark.clear();
+    (void)address_keys_->RevealIn(&shown);
   }
   audit::AuditEntry entry;
   entry.act = "audit.read";

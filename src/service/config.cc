@@ -297,7 +297,8 @@ Status ReadTop(const toml::table& root, Config* config) {
                                   "io_threads", "worker_threads", "export_threads", "log_level",
                                   "access_log", "user_agent_regexes", "geoip_files",
                                   "path_prefixes", "projects", "audit_retention_days",
-                                  "audit_checkpoint_sink", "anomaly"},
+                                  "audit_address_retention_days", "audit_checkpoint_sink",
+                                  "anomaly"},
                                  ""));
   MP_RETURN_IF_ERROR(ReadString(root, "listen", "", &config->listen));
   MP_RETURN_IF_ERROR(ReadString(root, "data_folder", "", &config->data_folder));
@@ -310,6 +311,8 @@ Status ReadTop(const toml::table& root, Config* config) {
       ReadString(root, "audit_checkpoint_sink", "", &config->audit_checkpoint_sink));
   MP_RETURN_IF_ERROR(
       ReadInteger(root, "audit_retention_days", "", &config->audit_retention_days));
+  MP_RETURN_IF_ERROR(ReadInteger(root, "audit_address_retention_days", "",
+                                 &config->audit_address_retention_days));
   int64_t dedup_window_hours = config->dedup_window_ms / 3'600'000;
   MP_RETURN_IF_ERROR(ReadInteger(root, "dedup_window_hours", "", &dedup_window_hours));
   config->dedup_window_ms = dedup_window_hours * 3'600'000;
@@ -408,6 +411,11 @@ Status ValidateConfig(const Config& config) {
   }
   if (config.audit_retention_days > audit::kAuditRetentionDaysMax) {
     return Status::InvalidArgument("config: 'audit_retention_days' must be 0 to " +
+                                   std::to_string(audit::kAuditRetentionDaysMax) +
+                                   " (kAuditRetentionDaysMax)");
+  }
+  if (config.audit_address_retention_days > audit::kAuditRetentionDaysMax) {
+    return Status::InvalidArgument("config: 'audit_address_retention_days' must be 0 to " +
                                    std::to_string(audit::kAuditRetentionDaysMax) +
                                    " (kAuditRetentionDaysMax)");
   }

@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "audit/audit.h"
 #include "core/core.h"
 #include "service/anomaly.h"
 
@@ -123,6 +124,10 @@ struct Config {
   // are pruned from its head, behind a signed checkpoint, when it is opened;
   // 0 keeps them all.
   uint32_t audit_retention_days = 0;
+  // The client address of each audit record is kept readable this many
+  // days (its day's key, in the key folder, is destroyed after;
+  // docs/formats/audit.md, "Client addresses"); 0: no address is kept.
+  uint32_t audit_address_retention_days = audit::kAddressRetentionDaysDefault;
   // A file (on another volume) every audit checkpoint is also appended to;
   // empty: none.
   std::string audit_checkpoint_sink;

@@ -334,7 +334,10 @@ Result<std::unique_ptr<Service>> Service::Open(const Config& config,
                                   config.limits.key_export_rows_per_day,
                                   config.limits.key_export_subjects_per_day};
   service->export_reason_rows_ = config.limits.export_reason_rows;
-  MP_ASSIGN_OR_RETURN(service->audit_, OpenAuditLog(config, file_system, service->clock_));
+  MP_ASSIGN_OR_RETURN(service->address_keys_,
+                      OpenAuditAddressKeys(config, file_system, service->clock_));
+  MP_ASSIGN_OR_RETURN(service->audit_, OpenAuditLog(config, file_system, service->clock_,
+                                                    service->address_keys_));
   MP_ASSIGN_OR_RETURN(service->gdpr_tasks_,
                       GdprTasks::Open(config.data_folder, file_system, service->clock_));
   MP_RETURN_IF_ERROR(service->ResumeGdprTasks());
@@ -415,7 +418,11 @@ void Service::IngestPlausibleAsync(const PlausibleIngestRequest& request, Ingest
               std::move(done));
 }
 
-Status Service::DestroyExpiredVisitorSalts() { return visitor_ids_->DestroyExpired().status(); }
+Status Service::DestroyExpiredKeys() {
+  const Status salts = visitor_ids_->DestroyExpired().status();
+  const Status addresses = address_keys_->DestroyExpired().status();
+  return salts.ok() ? addresses : salts;
+}
 
 void Service::AppendAsync(Result<Prepared> prepared, IngestCallback done) {
   if (!prepared.ok()) {

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -44,6 +45,9 @@ struct Credentials {
   std::string basic_password;
   std::string api_key;     // legacy ?api_key=
   std::string project_id;  // ?project_id= (service accounts)
+  // The client's address (the socket peer, or what a trusted proxy said);
+  // Authorize puts it in the Access. Empty on the command line.
+  std::string client_address;
 };
 
 // Who is asking and what they may do (access_keys.h): a project token, a
@@ -65,8 +69,9 @@ struct Access {
   Principal principal;
   std::string route;  // the route label, or "cli"
   // The client's address (the socket peer, or what a trusted proxy said);
-  // empty on the command line. Never stored: the anomaly rules keep a keyed
-  // hash of it (anomaly.h).
+  // empty on the command line. Never stored in clear: the audit records
+  // keep it sealed under a day key (audit::AddressKeys), the anomaly rules
+  // a keyed hash of it (anomaly.h).
   std::string client_address;
 };
 
@@ -331,9 +336,10 @@ class Service {
   // generalises the address and user agent and discards them. Errors as for
   // IngestMixpanelAsync; NotFound names a domain no project lists.
   void IngestPlausibleAsync(const PlausibleIngestRequest& request, IngestCallback done);
-  // Destroys the visitor salts past their 48 hours; the server calls it
+  // Destroys the visitor salts past their 48 hours, and the audit records'
+  // address keys past audit_address_retention_days; the server calls it
   // every minute.
-  Status DestroyExpiredVisitorSalts();
+  Status DestroyExpiredKeys();
 
   // For the trusted command line (`minpanel import`), which holds the data
   // folder itself and so needs no secret: ingests `records` (each the JSON
@@ -618,6 +624,7 @@ class Service {
   std::array<std::atomic<uint64_t>, std::size(kAnomalyRuleNames)> anomaly_alerts_{};
   std::atomic<uint64_t> keys_suspended_{0};
   std::atomic<uint64_t> key_usage_failures_{0};
+  std::shared_ptr<audit::AddressKeys> address_keys_;  // the audit records' addresses
   std::unique_ptr<audit::AuditLog> audit_;
   std::unique_ptr<GdprTasks> gdpr_tasks_;
   std::unique_ptr<ReportStore> reports_;
@@ -642,9 +649,15 @@ std::string AccessKeyJson(const AccessKey& key, std::string_view secret = "");
 // Opens <data>/audit with the signing key of the key folder (made when
 // absent) and the configured sink, then prunes it to the configured
 // retention (docs/formats/audit.md).
-Result<std::unique_ptr<audit::AuditLog>> OpenAuditLog(const Config& config,
-                                                      std::shared_ptr<FileSystem> file_system,
-                                                      std::shared_ptr<Clock> clock);
+// `address_keys` (OpenAuditAddressKeys) seal each record's client address;
+// without, addresses are not kept (the command line's records have none).
+Result<std::unique_ptr<audit::AuditLog>> OpenAuditLog(
+    const Config& config, std::shared_ptr<FileSystem> file_system, std::shared_ptr<Clock> clock,
+    std::shared_ptr<audit::AddressKeys> address_keys = nullptr);
+// The audit records' address keys of the key folder (`audit-address/`),
+// the expired ones destroyed (Config::audit_address_retention_days).
+Result<std::shared_ptr<audit::AddressKeys>> OpenAuditAddressKeys(
+    const Config& config, std::shared_ptr<FileSystem> file_system, std::shared_ptr<Clock> clock);
 // The audit signing key of the key folder; NotFound when there is none.
 Result<audit::SigningKey> AuditSigningKey(const Config& config, bool create);
 

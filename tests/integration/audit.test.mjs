@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 
-import { hex32, nowSeconds, runCli, sleep, startServer } from './harness.mjs';
+import { hex32, httpRequest, nowSeconds, runCli, sleep, startServer } from './harness.mjs';
 
 const QUERY = JSON.stringify({ kind: 'segmentation', from: '-7d', to: 'now', events: ['audited'] });
 
@@ -159,5 +159,68 @@ describe('audit log', () => {
     await fsp.writeFile(log, original);
     result = await verify();
     assert.equal(result.code, 0, result.stdout);
+  });
+});
+
+describe('client addresses in the audit log', () => {
+  let server;
+  const dataArgs = () => ['--data', server.dataDir, '--keys', server.keysDir];
+  // A query from `localAddress` (every 127/8 address is the loopback), with
+  // a forwarded-for header; returns its query.start record's `params_sha256`.
+  const queryFrom = async (localAddress, forwardedFor) => {
+    const body = JSON.stringify({ kind: 'segmentation', from: '-7d', to: 'now', events: [`from-${hex32().slice(0, 8)}`] });
+    const res = await httpRequest({
+      port: server.port, method: 'POST', path: '/api/query', localAddress, body,
+      headers: { ...server.authHeader(), 'X-Forwarded-For': forwardedFor },
+    });
+    assert.equal(res.status, 200, res.text);
+    return JSON.parse(body).events[0];
+  };
+  const showStarts = async () => {
+    const { stdout } = await runCli(['audit', 'show', '--act', 'query.start', '--limit', '100', ...dataArgs()]);
+    return stdout.trim().split('\n').filter(Boolean).map((line) => JSON.parse(line));
+  };
+
+  before(async () => {
+    // 127.0.0.2 is the trusted proxy; 127.0.0.1 is a client whose own
+    // X-Forwarded-For is not believed.
+    server = await startServer({ projectName: 'audit-address-it', configText: 'trusted_proxies = ["127.0.0.2"]\n' });
+  });
+  after(async () => {
+    if (server) {
+      await server.cleanup();
+    }
+  });
+
+  it('records the socket peer, or the client a trusted proxy names, sealed; shown until the day key goes', async () => {
+    const direct = await queryFrom('127.0.0.1', '198.51.100.77');
+    const proxied = await queryFrom('127.0.0.2', '203.0.113.5, 198.51.100.23');
+    const res = await server.request({ path: '/api/audit?act=query.start&limit=100', headers: server.authHeader() });
+    assert.equal(res.status, 200, res.text);
+    const byEvent = (records, event) => records.find((record) => record.events.includes(event));
+    const api = JSON.parse(res.text);
+    assert.equal(byEvent(api, direct)?.address, '127.0.0.1', JSON.stringify(api));
+    assert.equal(byEvent(api, proxied)?.address, '198.51.100.23', JSON.stringify(api));
+    let shown = await showStarts();
+    assert.equal(byEvent(shown, direct)?.address, '127.0.0.1');
+    assert.equal(byEvent(shown, proxied)?.address, '198.51.100.23');
+    // The log holds the sealed text only; the day's key is in the key folder.
+    const logBytes = await fsp.readFile(path.join(server.dataDir, 'audit', 'log'), 'latin1');
+    assert.ok(!logBytes.includes('198.51.100') && !logBytes.includes('203.0.113'), 'an address in clear in the log');
+    assert.match(logBytes, /"address":"\d{4}-\d{2}-\d{2}:[A-Za-z0-9_-]+"/);
+    const keyFolder = path.join(server.keysDir, 'audit-address');
+    const dayKeys = (await fsp.readdir(keyFolder)).filter((name) => /^address-\d{4}-\d{2}-\d{2}\.key$/.test(name));
+    assert.ok(dayKeys.length >= 1, JSON.stringify(dayKeys));
+    // The day keys gone (as audit_address_retention_days destroys them):
+    // the addresses are unreadable, the chain verifies.
+    await server.stop();
+    for (const name of dayKeys) {
+      await fsp.rm(path.join(keyFolder, name));
+    }
+    shown = await showStarts();
+    assert.equal(byEvent(shown, direct)?.address, 'expired');
+    assert.equal(byEvent(shown, proxied)?.address, 'expired');
+    const { stdout } = await runCli(['audit', 'verify', ...dataArgs()]);
+    assert.match(stdout, /^ok: /);
   });
 });

@@ -425,7 +425,7 @@ export function basicAuth(userColonPassword) {
 // Plain keep-alive-free requests: each request has its own connection, so a
 // killed server never leaves a stale pooled socket behind.
 export function httpRequest({ scheme = 'http', port, method = 'GET', path: requestPath = '/', headers = {}, body,
-  timeoutMs = 30000, ca }) {
+  timeoutMs = 30000, ca, localAddress }) {
   const lib = scheme === 'https' ? https : http;
   const payload = body === undefined ? undefined : (Buffer.isBuffer(body) ? body : Buffer.from(body));
   const allHeaders = { ...headers };
@@ -448,6 +448,7 @@ export function httpRequest({ scheme = 'http', port, method = 'GET', path: reque
       headers: allHeaders,
       agent: false,
       ca,
+      localAddress,
       timeout: timeoutMs,
     }, (res) => {
       const chunks = [];
