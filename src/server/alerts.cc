@@ -115,8 +115,13 @@ std::string AlertJson(const service::AnomalyAlert& alert) {
   return json;
 }
 
-AlertSender::AlertSender(std::string webhook) : webhook_(std::move(webhook)) {
-  if (!webhook_.empty()) {
+AlertSender::AlertSender(std::string webhook) { SetWebhook(std::move(webhook)); }
+
+void AlertSender::SetWebhook(std::string webhook) {
+  std::lock_guard lock(mutex_);
+  webhook_ = std::move(webhook);
+  // The thread starts with the first webhook and stays until destruction.
+  if (!webhook_.empty() && !thread_.joinable()) {
     thread_ = std::thread([this] { Loop(); });
   }
 }
@@ -136,16 +141,16 @@ void AlertSender::Send(const service::AnomalyAlert& alert) {
   spdlog::warn("anomaly: key {} of project {} broke the rule '{}': {}{}", alert.key_id,
                alert.project_id, alert.rule, alert.detail,
                alert.suspended ? "; the key is suspended until an admin enables it" : "");
-  if (webhook_.empty()) {
-    return;
-  }
   {
     std::lock_guard lock(mutex_);
+    if (webhook_.empty()) {
+      return;
+    }
     if (queue_.size() >= kAlertQueueMax) {
       queue_.pop_front();
       spdlog::error("anomaly webhook: {} alerts queued; the oldest dropped", kAlertQueueMax);
     }
-    queue_.push_back(AlertJson(alert));
+    queue_.emplace_back(webhook_, AlertJson(alert));
   }
   wake_.notify_one();
 }
@@ -159,10 +164,10 @@ void AlertSender::Loop() {
       // hold up the shutdown.
       return;
     }
-    const std::string body = std::move(queue_.front());
+    const auto [webhook, body] = std::move(queue_.front());
     queue_.pop_front();
     lock.unlock();
-    const std::string error = Post(webhook_, body);
+    const std::string error = Post(webhook, body);
     if (!error.empty()) {
       spdlog::error("anomaly webhook: the POST failed: {}", error);
     }

@@ -37,14 +37,17 @@ class AlertSender {
   AlertSender& operator=(const AlertSender&) = delete;
 
   void Send(const service::AnomalyAlert& alert);
+  // Replaces the webhook (SIGHUP); alerts already queued go to the one
+  // they were queued for.
+  void SetWebhook(std::string webhook);
 
  private:
   void Loop();
 
-  std::string webhook_;
   std::mutex mutex_;
+  std::string webhook_;  // guarded by mutex_
   std::condition_variable wake_;
-  std::deque<std::string> queue_;
+  std::deque<std::pair<std::string, std::string>> queue_;  // webhook, body
   bool stopping_ = false;
   std::thread thread_;
 };

@@ -716,6 +716,8 @@ void Server::Impl::Reload() {
     }
   }
   service_->SetProjectSettings((*settings)->config.project_settings);
+  service_->SetAnomalyRules((*settings)->config.anomaly);
+  alerts_->SetWebhook((*settings)->config.anomaly.webhook);
   const auto notes = service_->Reload();
   if (!notes.ok()) {
     spdlog::error("reload of projects and policies failed: {}", notes.status().ToString());

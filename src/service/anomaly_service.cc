@@ -72,6 +72,17 @@ Result<std::vector<ListedAlert>> Service::ReadAlerts(const Access& access,
   return alerts;
 }
 
+void Service::SetAnomalyRules(const AnomalyRules& rules) {
+  auto replacement = std::make_shared<const AnomalyRules>(rules);
+  std::lock_guard lock(anomaly_rules_mutex_);
+  anomaly_rules_ = std::move(replacement);
+}
+
+std::shared_ptr<const AnomalyRules> Service::AnomalyRulesNow() const {
+  std::lock_guard lock(anomaly_rules_mutex_);
+  return anomaly_rules_;
+}
+
 void Service::SetAlertHandler(std::function<void(const AnomalyAlert&)> handler) {
   alert_handler_ = std::move(handler);
 }
@@ -93,7 +104,8 @@ void Service::ObserveExport(const Access& access, uint64_t rows, uint64_t subjec
                        access.client_address.size(), address_key_.data(), address_key_.size());
     observation.address_hash = Id128::FromBytes(hash).ToHex();
   }
-  KeyUsage::Observed observed = key_usage_->Observe(anomaly_rules_, observation);
+  const std::shared_ptr<const AnomalyRules> rules = AnomalyRulesNow();
+  KeyUsage::Observed observed = key_usage_->Observe(*rules, observation);
   if (!observed.written.ok()) {
     key_usage_failures_.fetch_add(1, std::memory_order_relaxed);
   }
@@ -107,7 +119,7 @@ void Service::ObserveExport(const Access& access, uint64_t rows, uint64_t subjec
     entry.reason = alert.rule + ": " + alert.detail;
     // Best effort: a failed log refuses every later read anyway.
     (void)Audit(anomaly, entry);
-    if (anomaly_rules_.suspend && access_keys_->Suspend(alert.key_id, alert.rule).ok()) {
+    if (rules->suspend && access_keys_->Suspend(alert.key_id, alert.rule).ok()) {
       alert.suspended = true;
       keys_suspended_.fetch_add(1, std::memory_order_relaxed);
       entry.act = "key.suspend";

@@ -326,7 +326,7 @@ Result<std::unique_ptr<Service>> Service::Open(const Config& config,
   MP_ASSIGN_OR_RETURN(service->access_keys_,
                       AccessKeyStore::Open(config.data_folder, file_system, service->clock_));
   service->project_quotas_ = std::make_unique<ProjectQuotas>(service->clock_);
-  service->anomaly_rules_ = config.anomaly;
+  service->SetAnomalyRules(config.anomaly);
   service->key_usage_ = std::make_shared<KeyUsage>(config.data_folder + "/key_usage", file_system);
   MP_ASSIGN_OR_RETURN(service->address_key_, LoadAddressKey(*file_system, KeyFolder(config)));
   service->key_limiter_ = std::make_unique<KeyLimiter>(service->clock_, service->key_usage_);

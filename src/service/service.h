@@ -413,7 +413,6 @@ class Service {
   // posts it to the webhook. Called on the thread that ran the export; must
   // be quick. Set once, before serving.
   void SetAlertHandler(std::function<void(const AnomalyAlert&)> handler);
-  const AnomalyRules& anomaly_rules() const { return anomaly_rules_; }
   Result<std::vector<AccessKey>> ListAccessKeys(const Access& access);
   // The audit log (audit:read); a project's key sees its project's records.
   Result<std::vector<audit::AuditEntry>> ReadAudit(const Access& access, audit::Filter filter);
@@ -491,6 +490,11 @@ class Service {
   // replaced as a whole (Open sets them; the server again on SIGHUP).
   void SetProjectSettings(std::vector<ProjectSettings> settings);
   ProjectSettings SettingsOf(const Project& project) const;
+  // The configuration's [anomaly] rules, replaced as a whole (Open sets
+  // them; the server again on SIGHUP); exports already running keep the
+  // rules they started with.
+  void SetAnomalyRules(const AnomalyRules& rules);
+  std::shared_ptr<const AnomalyRules> AnomalyRulesNow() const;
   // Logs a store drop for every retention rule whose bound has moved on
   // (retention.cc; docs/privacy.md, "Retention"): the rows are hidden at
   // once, and the store's purge removes them from the files in the
@@ -617,7 +621,8 @@ class Service {
   // limiter, whose day counts start from it), the key of the address
   // hashes, the alerts' receiver and counters.
   std::unique_ptr<ProjectQuotas> project_quotas_;
-  AnomalyRules anomaly_rules_;
+  mutable std::mutex anomaly_rules_mutex_;
+  std::shared_ptr<const AnomalyRules> anomaly_rules_;  // guarded by anomaly_rules_mutex_
   std::shared_ptr<KeyUsage> key_usage_;
   std::array<uint8_t, 32> address_key_{};
   std::function<void(const AnomalyAlert&)> alert_handler_;

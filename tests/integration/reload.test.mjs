@@ -1,13 +1,16 @@
 // SIGHUP re-reads the configuration file and the projects without a
-// restart: limits, new projects, rotated secrets. A configuration that fails
+// restart: limits, new projects, rotated secrets, the [anomaly] rules and
+// their webhook. A configuration that fails
 // its checks is refused, at start-up with a message naming the key, and on
 // reload by keeping the running one.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fsp from 'node:fs/promises';
+import http from 'node:http';
+import { once } from 'node:events';
 import path from 'node:path';
 
-import { createProject, runCli, sleep, startServer, MINPANEL_BIN } from './harness.mjs';
+import { createProject, freePort, runCli, sleep, startServer, MINPANEL_BIN } from './harness.mjs';
 import { execFile } from 'node:child_process';
 
 const SMALL_LIMITS = 'log_level = "info"\n[limits]\nbody_bytes_max = 4096\n';
@@ -79,6 +82,55 @@ describe('SIGHUP reload', () => {
       'the old secret still reads');
     assert.equal((await exportWith(rotated.secret)).status, 200);
     server.project.secret = rotated.secret;
+  });
+
+  it('reloads the [anomaly] rules and their webhook', async () => {
+    const alerts = [];
+    const webhook = http.createServer((req, res) => {
+      const chunks = [];
+      req.on('data', (chunk) => chunks.push(chunk));
+      req.on('end', () => {
+        alerts.push(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+        res.writeHead(204).end();
+      });
+    });
+    const webhookPort = await freePort();
+    webhook.listen(webhookPort, '127.0.0.1');
+    await once(webhook, 'listening');
+    try {
+      const createExporter = async (name) => {
+        const { stdout } = await runCli(['keys', 'create', '--name', name, '--project', 'reload-project',
+          '--scope', 'export', '--json', '--data', server.dataDir, '--keys', server.keysDir]);
+        return JSON.parse(stdout.trim());
+      };
+      const steady = await createExporter('steady-exporter');
+      const bursty = await createExporter('bursty-exporter');
+      await server.reload();
+      const exportWith = (secret) => server.request({
+        path: '/api/2.0/export?from_date=2020-01-01&to_date=2030-01-01&limit=1',
+        headers: server.authHeader(secret),
+      });
+      // The running rules: a burst is 20 small exports (the default).
+      for (let exportIdx = 0; exportIdx < 4; exportIdx += 1) {
+        assert.equal((await exportWith(steady.secret)).status, 200);
+      }
+      await fsp.writeFile(server.configFile, `${LARGE_LIMITS}[anomaly]\nburst_exports = 3\nburst_window_s = 600\n` +
+        `suspend = true\nwebhook = "http://127.0.0.1:${webhookPort}/hook"\n`);
+      await server.reload();
+      for (let exportIdx = 0; exportIdx < 3; exportIdx += 1) {
+        assert.equal((await exportWith(bursty.secret)).status, 200, `export ${exportIdx}`);
+      }
+      const refused = await exportWith(bursty.secret);
+      assert.equal(refused.status, 403, refused.text);
+      assert.match(JSON.parse(refused.text).error, /suspended by the anomaly rule 'burst'/);
+      for (let attempt = 0; attempt < 200 && alerts.length === 0; attempt += 1) {
+        await sleep(25);
+      }
+      assert.deepEqual(alerts.map((alert) => [alert.key, alert.rule, alert.suspended]), [[bursty.id, 'burst', true]]);
+      assert.equal((await exportWith(steady.secret)).status, 200, 'the steady key is not suspended');
+    } finally {
+      webhook.close();
+    }
   });
 
   it('refuses a broken configuration on reload and keeps serving', async () => {
