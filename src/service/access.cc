@@ -626,8 +626,10 @@ Result<query::ExportSummary> Service::Export(const Access& access, const ExportO
   if (rows_left != UINT64_MAX && (limited.limit == 0 || limited.limit > rows_left)) {
     limited.limit = rows_left;
   }
-  // A large export needs a reason, checked before anything streams.
+  // A large export needs a reason, checked before anything streams; so are
+  // the anomaly rules that need not the export's size.
   MP_RETURN_IF_ERROR(CheckExportReason(access, limited));
+  MP_RETURN_IF_ERROR(JudgeBeforeExport(access, limited));
   std::string parameters = limited.from_date + "\n" + limited.to_date + "\n" +
                            limited.event_names_json + "\n" + std::to_string(limited.limit) + "\n" +
                            limited.distinct_id.value_or("") + "\n" +

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 
 namespace minpanel::service {
 namespace {
@@ -93,6 +94,62 @@ std::optional<AnomalyAlert> VolumeAlert(const AnomalyRules& rules, const KeyHist
                    std::to_string(static_cast<int64_t>(rules.volume_factor)) + ")");
 }
 
+bool Warm(const AnomalyRules& rules, const KeyHistory& before,
+          const ExportObservation& observation) {
+  return before.first_ms != 0 &&
+         observation.time_ms - before.first_ms >= int64_t{rules.warmup_days} * kDayMs;
+}
+
+std::optional<AnomalyAlert> HoursAlert(const AnomalyRules& rules, const KeyHistory& before,
+                                       const ExportObservation& observation) {
+  if (!rules.unusual_hours) {
+    return std::nullopt;
+  }
+  const int64_t hour_of_day = observation.time_ms / kHourMs % 24;
+  const bool usual = std::any_of(before.hours.begin(), before.hours.end(), [&](const auto& hour) {
+    return hour.first % 24 == hour_of_day;
+  });
+  if (usual) {
+    return std::nullopt;
+  }
+  return Alert(observation, "hours",
+               "an export at " + std::to_string(hour_of_day) +
+                   ":00 UTC, an hour of the day this key has not exported in for " +
+                   std::to_string(kUsageHistoryDays) + " days");
+}
+
+std::optional<AnomalyAlert> AddressAlert(const AnomalyRules& rules, const KeyHistory& before,
+                                         const ExportObservation& observation) {
+  if (!rules.new_address || observation.address_hash.empty() ||
+      before.addresses.contains(observation.address_hash)) {
+    return std::nullopt;
+  }
+  return Alert(observation, "address",
+               "an export from a client address this key has not exported from in " +
+                   std::to_string(kUsageHistoryDays) + " days");
+}
+
+// Whether one more small export at observation.time_ms is the
+// burst_exports-th within the burst window: the rule fires as it is
+// crossed.
+bool CompletesBurst(const AnomalyRules& rules, const KeyHistory& before,
+                    const ExportObservation& observation) {
+  if (rules.burst_exports == 0) {
+    return false;
+  }
+  const int64_t since_ms = observation.time_ms - int64_t{rules.burst_window_s} * 1000;
+  const auto recent = std::count_if(before.small_exports_ms.begin(), before.small_exports_ms.end(),
+                                    [&](int64_t time_ms) { return time_ms > since_ms; });
+  return static_cast<uint64_t>(recent) + 1 == rules.burst_exports;
+}
+
+AnomalyAlert BurstAlert(const AnomalyRules& rules, const ExportObservation& observation) {
+  return Alert(observation, "burst",
+               std::to_string(rules.burst_exports) + " exports of at most " +
+                   std::to_string(rules.burst_rows_max) + " rows within " +
+                   std::to_string(rules.burst_window_s) + " s");
+}
+
 }  // namespace
 
 Status CheckAnomalyRules(const AnomalyRules& rules) {
@@ -133,8 +190,7 @@ std::vector<AnomalyAlert> EvaluateAnomalies(const AnomalyRules& rules, const Key
   const int64_t now_hour = observation.time_ms / kHourMs;
   const UsageBucket window =
       WindowTotals(before, now_hour - rules.window_hours, now_hour, observation);
-  const bool warm = before.first_ms != 0 &&
-                    observation.time_ms - before.first_ms >= int64_t{rules.warmup_days} * kDayMs;
+  const bool warm = Warm(rules, before, observation);
   if (warm) {
     if (auto volume = VolumeAlert(rules, before, observation, window)) {
       alerts.push_back(std::move(*volume));
@@ -147,38 +203,57 @@ std::vector<AnomalyAlert> EvaluateAnomalies(const AnomalyRules& rules, const Key
                                std::to_string(rules.window_hours) + " h, over " +
                                std::to_string(rules.window_rows_max)));
   }
-  if (warm && rules.unusual_hours) {
-    const int64_t hour_of_day = now_hour % 24;
-    const bool usual = std::any_of(before.hours.begin(), before.hours.end(), [&](const auto& hour) {
-      return hour.first % 24 == hour_of_day;
-    });
-    if (!usual) {
-      alerts.push_back(Alert(observation, "hours",
-                             "an export at " + std::to_string(hour_of_day) +
-                                 ":00 UTC, an hour of the day this key has not exported in for " +
-                                 std::to_string(kUsageHistoryDays) + " days"));
+  if (warm) {
+    for (auto alert : {HoursAlert(rules, before, observation),
+                       AddressAlert(rules, before, observation)}) {
+      if (alert.has_value()) {
+        alerts.push_back(std::move(*alert));
+      }
     }
   }
-  if (warm && rules.new_address && !observation.address_hash.empty() &&
-      !before.addresses.contains(observation.address_hash)) {
-    alerts.push_back(Alert(observation, "address",
-                           "an export from a client address this key has not exported from "
-                           "in " +
-                               std::to_string(kUsageHistoryDays) + " days"));
-  }
-  if (rules.burst_exports != 0 && observation.rows <= rules.burst_rows_max) {
-    const int64_t since_ms = observation.time_ms - int64_t{rules.burst_window_s} * 1000;
-    const auto recent =
-        std::count_if(before.small_exports_ms.begin(), before.small_exports_ms.end(),
-                      [&](int64_t time_ms) { return time_ms > since_ms; });
-    if (static_cast<uint64_t>(recent) + 1 == rules.burst_exports) {
-      alerts.push_back(Alert(observation, "burst",
-                             std::to_string(rules.burst_exports) + " exports of at most " +
-                                 std::to_string(rules.burst_rows_max) + " rows within " +
-                                 std::to_string(rules.burst_window_s) + " s"));
-    }
+  if (observation.rows <= rules.burst_rows_max && CompletesBurst(rules, before, observation)) {
+    alerts.push_back(BurstAlert(rules, observation));
   }
   return alerts;
+}
+
+BeforeExport EvaluateBeforeExport(const AnomalyRules& rules, const KeyHistory& before,
+                                  const ExportObservation& observation) {
+  BeforeExport judged;
+  if (Warm(rules, before, observation)) {
+    for (auto alert : {HoursAlert(rules, before, observation),
+                       AddressAlert(rules, before, observation)}) {
+      if (alert.has_value()) {
+        judged.alerts.push_back(std::move(*alert));
+      }
+    }
+  }
+  if (CompletesBurst(rules, before, observation)) {
+    judged.burst_alert = BurstAlert(rules, observation);
+  }
+  return judged;
+}
+
+void VetExport(const AnomalyRules& rules, const ExportObservation& observation, bool burst,
+               KeyHistory* history) {
+  const int64_t now_hour = observation.time_ms / kHourMs;
+  history->hours.try_emplace(now_hour);
+  if (burst) {
+    // The burst was crossed by this refusal: the next small export is not
+    // its N-th again.
+    history->small_exports_ms.push_back(observation.time_ms);
+    while (history->small_exports_ms.size() > rules.burst_exports) {
+      history->small_exports_ms.pop_front();
+    }
+  }
+  if (!observation.address_hash.empty()) {
+    history->addresses[observation.address_hash] = now_hour;
+  }
+  while (history->addresses.size() > kKnownAddressesMax) {
+    history->addresses.erase(std::min_element(
+        history->addresses.begin(), history->addresses.end(),
+        [](const auto& left, const auto& right) { return left.second < right.second; }));
+  }
 }
 
 void AddExport(const AnomalyRules& rules, const ExportObservation& observation,
@@ -402,6 +477,23 @@ KeyUsage::Observed KeyUsage::Observe(const AnomalyRules& rules,
         PathOf(observation.key_id), KeyHistoryJson(observation.key_id, **history), kUsageFileMode);
   }
   return observed;
+}
+
+Result<BeforeExport> KeyUsage::Judge(const AnomalyRules& rules,
+                                     const ExportObservation& observation) {
+  std::lock_guard lock(mutex_);
+  MP_ASSIGN_OR_RETURN(KeyHistory * history, LoadLocked(observation.key_id));
+  return EvaluateBeforeExport(rules, *history, observation);
+}
+
+Status KeyUsage::Vet(const AnomalyRules& rules, const ExportObservation& observation,
+                     bool burst) {
+  std::lock_guard lock(mutex_);
+  MP_ASSIGN_OR_RETURN(KeyHistory * history, LoadLocked(observation.key_id));
+  VetExport(rules, observation, burst, history);
+  MP_RETURN_IF_ERROR(file_system_->CreateDirectories(folder_, 0700));
+  return file_system_->WriteFileAtomically(
+      PathOf(observation.key_id), KeyHistoryJson(observation.key_id, *history), kUsageFileMode);
 }
 
 Result<UsageBucket> KeyUsage::DayTotals(const std::string& key_id, int64_t now_ms) {

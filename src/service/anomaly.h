@@ -152,6 +152,26 @@ std::vector<ListedAlert> AlertsOfRecords(const std::vector<audit::AuditEntry>& r
 std::vector<AnomalyAlert> EvaluateAnomalies(const AnomalyRules& rules, const KeyHistory& before,
                                             const ExportObservation& observation);
 
+// An export about to start, judged by the rules that do not need its size
+// (docs/security.md, "Anomaly rules"): an hour of the day the key has not
+// exported in, an address it has not exported from (both past the
+// warm-up), and the burst, which fires only if this export turns out small
+// (at most burst_rows_max rows).
+struct BeforeExport {
+  std::vector<AnomalyAlert> alerts;         // "hours", "address"
+  std::optional<AnomalyAlert> burst_alert;  // "burst", if the export is small
+};
+BeforeExport EvaluateBeforeExport(const AnomalyRules& rules, const KeyHistory& before,
+                                  const ExportObservation& observation);
+
+// The history after an export refused before it started: its hour of the
+// day and its address become the key's own (the admin who enables the key
+// again has looked at them), without counting an export; refused for a
+// burst (`burst`), it is remembered as the burst's last small export, so
+// that the next one does not complete the same burst again.
+void VetExport(const AnomalyRules& rules, const ExportObservation& observation, bool burst,
+               KeyHistory* history);
+
 // The history with one more export (buckets and addresses past
 // kUsageHistoryDays dropped, addresses capped at kKnownAddressesMax).
 void AddExport(const AnomalyRules& rules, const ExportObservation& observation,
@@ -174,6 +194,12 @@ class KeyUsage {
     Status written;
   };
   Observed Observe(const AnomalyRules& rules, const ExportObservation& observation);
+  // Judges an export about to start against the key's history
+  // (EvaluateBeforeExport); changes nothing.
+  Result<BeforeExport> Judge(const AnomalyRules& rules, const ExportObservation& observation);
+  // Records an export refused before it started (VetExport) and writes the
+  // key's file before it returns.
+  Status Vet(const AnomalyRules& rules, const ExportObservation& observation, bool burst);
   // The rows and subjects the key's exports took in the UTC day of `now_ms`.
   Result<UsageBucket> DayTotals(const std::string& key_id, int64_t now_ms);
   // Removes a key's history (its key was deleted with its project).

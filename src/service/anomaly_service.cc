@@ -1,7 +1,10 @@
 // The Service's anomaly rules (anomaly.h; docs/security.md, "Anomaly
-// rules"): after an access key's export, its history is updated and the
-// rules evaluated; each alert is counted, audited (`anomaly`, the rule and
-// its numbers in `reason`), suspends the key when the rules say so
+// rules"): with `suspend` on, an access key's export is first judged by the
+// rules that do not need its size (hours, address, and a burst when it is
+// provably small) and refused before it starts when one fires; after the
+// export its history is updated and the rules evaluated. Each alert is
+// counted, audited (`anomaly`, the rule and its numbers in `reason`),
+// suspends the key when the rules say so
 // (`key.suspend`) and goes to the server's handler (a log line and the
 // webhook). An admin lifts a suspension (`key.enable`, Service::EnableAccessKey
 // in access.cc).
@@ -87,10 +90,8 @@ void Service::SetAlertHandler(std::function<void(const AnomalyAlert&)> handler) 
   alert_handler_ = std::move(handler);
 }
 
-void Service::ObserveExport(const Access& access, uint64_t rows, uint64_t subjects) {
-  if (key_usage_ == nullptr || !IsAccessKeyId(access.principal.key_id)) {
-    return;
-  }
+ExportObservation Service::ObservationOf(const Access& access, uint64_t rows,
+                                         uint64_t subjects) const {
   ExportObservation observation;
   observation.key_id = access.principal.key_id;
   observation.project_id = access.project.id;
@@ -104,14 +105,14 @@ void Service::ObserveExport(const Access& access, uint64_t rows, uint64_t subjec
                        access.client_address.size(), address_key_.data(), address_key_.size());
     observation.address_hash = Id128::FromBytes(hash).ToHex();
   }
-  const std::shared_ptr<const AnomalyRules> rules = AnomalyRulesNow();
-  KeyUsage::Observed observed = key_usage_->Observe(*rules, observation);
-  if (!observed.written.ok()) {
-    key_usage_failures_.fetch_add(1, std::memory_order_relaxed);
-  }
+  return observation;
+}
+
+void Service::RaiseAlerts(const Access& access, const AnomalyRules& rules,
+                          std::vector<AnomalyAlert>* alerts) {
   Access anomaly = access;
   anomaly.principal.key_id = std::string(kAnomalyAuditKey);
-  for (AnomalyAlert& alert : observed.alerts) {
+  for (AnomalyAlert& alert : *alerts) {
     anomaly_alerts_[RuleIndex(alert.rule)].fetch_add(1, std::memory_order_relaxed);
     audit::AuditEntry entry;
     entry.act = "anomaly";
@@ -119,7 +120,7 @@ void Service::ObserveExport(const Access& access, uint64_t rows, uint64_t subjec
     entry.reason = alert.rule + ": " + alert.detail;
     // Best effort: a failed log refuses every later read anyway.
     (void)Audit(anomaly, entry);
-    if (rules->suspend && access_keys_->Suspend(alert.key_id, alert.rule).ok()) {
+    if (rules.suspend && access_keys_->Suspend(alert.key_id, alert.rule).ok()) {
       alert.suspended = true;
       keys_suspended_.fetch_add(1, std::memory_order_relaxed);
       entry.act = "key.suspend";
@@ -129,6 +130,67 @@ void Service::ObserveExport(const Access& access, uint64_t rows, uint64_t subjec
       alert_handler_(alert);
     }
   }
+}
+
+void Service::ObserveExport(const Access& access, uint64_t rows, uint64_t subjects) {
+  if (key_usage_ == nullptr || !IsAccessKeyId(access.principal.key_id)) {
+    return;
+  }
+  const std::shared_ptr<const AnomalyRules> rules = AnomalyRulesNow();
+  KeyUsage::Observed observed =
+      key_usage_->Observe(*rules, ObservationOf(access, rows, subjects));
+  if (!observed.written.ok()) {
+    key_usage_failures_.fetch_add(1, std::memory_order_relaxed);
+  }
+  RaiseAlerts(access, *rules, &observed.alerts);
+}
+
+Status Service::JudgeBeforeExport(const Access& access, const ExportOptions& options) {
+  if (key_usage_ == nullptr || !IsAccessKeyId(access.principal.key_id)) {
+    return Status::Ok();
+  }
+  const std::shared_ptr<const AnomalyRules> rules = AnomalyRulesNow();
+  // Without `suspend` an alert changes nothing for the export: the rules
+  // judge it once it has ended, knowing its size.
+  if (!rules->suspend) {
+    return Status::Ok();
+  }
+  const ExportObservation observation = ObservationOf(access, 0, 0);
+  MP_ASSIGN_OR_RETURN(BeforeExport judged, key_usage_->Judge(*rules, observation));
+  if (judged.burst_alert.has_value()) {
+    // The burst counts small exports: this one completes it only if it
+    // returns at most burst_rows_max rows, which its limit or the zone
+    // maps' bound (an upper bound, export_reason.cc) can prove before it
+    // starts. Otherwise it is judged at its end, as the volume rules are.
+    bool small = options.limit != 0 && options.limit <= rules->burst_rows_max;
+    if (!small) {
+      MP_ASSIGN_OR_RETURN(const uint64_t bound, EstimateExportRows(access.project, options));
+      small = bound <= rules->burst_rows_max;
+    }
+    if (small) {
+      judged.alerts.push_back(std::move(*judged.burst_alert));
+    } else {
+      judged.burst_alert.reset();
+    }
+  }
+  if (judged.alerts.empty()) {
+    return Status::Ok();
+  }
+  // The hour and the address become the key's, the burst is crossed: once
+  // an admin has looked and enabled the key, the same export is not
+  // refused again.
+  if (!key_usage_->Vet(*rules, observation, judged.burst_alert.has_value()).ok()) {
+    key_usage_failures_.fetch_add(1, std::memory_order_relaxed);
+  }
+  RaiseAlerts(access, *rules, &judged.alerts);
+  std::string rules_broken;
+  for (const AnomalyAlert& alert : judged.alerts) {
+    rules_broken += (rules_broken.empty() ? "'" : ", '") + alert.rule + "' (" + alert.detail + ")";
+  }
+  return Status::PermissionDenied(
+      "anomaly: this export breaks the rule " + rules_broken +
+      "; it was refused before anything was sent, and the key is suspended until an admin "
+      "enables it");
 }
 
 }  // namespace minpanel::service

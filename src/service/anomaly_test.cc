@@ -135,6 +135,52 @@ TEST_F(AnomalyTest, TheNthSmallExportInTheBurstWindowFires) {
   }
 }
 
+TEST_F(AnomalyTest, BeforeAnExportTheHourAddressAndBurstAreJudgedAndARefusalVetsThem) {
+  rules_.burst_exports = 3;
+  rules_.burst_window_s = 60;
+  KeyHistory history = UsualHistory();
+  const int64_t usual_ms = kStartMs + 8 * kDayMs + 9 * kHourMs;
+  // A usual hour from the usual address: nothing; the size is not needed.
+  BeforeExport judged = EvaluateBeforeExport(rules_, history, At(usual_ms, 0));
+  EXPECT_TRUE(judged.alerts.empty());
+  EXPECT_FALSE(judged.burst_alert.has_value());
+  // Another hour, another address: both, before a row is known.
+  const ExportObservation night = At(kStartMs + 8 * kDayMs + 3 * kHourMs, 0, "b2");
+  judged = EvaluateBeforeExport(rules_, history, night);
+  EXPECT_EQ(Rules(judged.alerts), (std::vector<std::string>{"hours", "address"}));
+  // Refused, then vetted: the same export is not refused again, and no
+  // export was counted.
+  const auto total_rows = [](const KeyHistory& of) {
+    uint64_t rows = 0;
+    for (const auto& [hour, bucket] : of.hours) {
+      rows += bucket.rows + bucket.exports;
+    }
+    return rows;
+  };
+  const uint64_t rows_before = total_rows(history);
+  VetExport(rules_, night, false, &history);
+  EXPECT_TRUE(EvaluateBeforeExport(rules_, history, night).alerts.empty());
+  EXPECT_EQ(history.hours.at(night.time_ms / kHourMs).exports, 0u);
+  EXPECT_EQ(total_rows(history), rows_before);
+  // The third small export within the window would complete a burst: said
+  // apart, since only a provably small export may be refused for it.
+  KeyHistory bursty;
+  for (int export_idx = 0; export_idx < 2; ++export_idx) {
+    const ExportObservation small = At(kStartMs + export_idx * 5000, 3);
+    EXPECT_FALSE(EvaluateBeforeExport(rules_, bursty, small).burst_alert.has_value());
+    AddExport(rules_, small, &bursty);
+  }
+  judged = EvaluateBeforeExport(rules_, bursty, At(kStartMs + 10'000, 0));
+  ASSERT_TRUE(judged.burst_alert.has_value());
+  EXPECT_EQ(judged.burst_alert->rule, "burst");
+  EXPECT_TRUE(judged.alerts.empty());  // a new key: the relative rules wait
+  // Refused for it, the burst is crossed: the next small export is not its
+  // third again.
+  VetExport(rules_, At(kStartMs + 10'000, 0), true, &bursty);
+  EXPECT_FALSE(
+      EvaluateBeforeExport(rules_, bursty, At(kStartMs + 15'000, 0)).burst_alert.has_value());
+}
+
 TEST_F(AnomalyTest, HistoryOlderThanItsDaysIsDropped) {
   KeyHistory history = UsualHistory();
   AddExport(rules_, At(kStartMs + (kUsageHistoryDays + 5) * kDayMs, 1), &history);

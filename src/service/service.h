@@ -589,6 +589,15 @@ class Service {
   // After an access key's export: adds it to the key's history, evaluates
   // the anomaly rules and acts on their alerts (anomaly_service.cc).
   void ObserveExport(const Access& access, uint64_t rows, uint64_t subjects);
+  // Before an access key's export, with `suspend` on: the rules that need
+  // not its size (anomaly.h, EvaluateBeforeExport); PermissionDenied naming
+  // the rule, the alert raised and the key suspended, when one fires.
+  Status JudgeBeforeExport(const Access& access, const ExportOptions& options);
+  ExportObservation ObservationOf(const Access& access, uint64_t rows, uint64_t subjects) const;
+  // Counts, audits and hands on each alert, suspending its key when the
+  // rules say so (alert.suspended set).
+  void RaiseAlerts(const Access& access, const AnomalyRules& rules,
+                   std::vector<AnomalyAlert>* alerts);
   Result<privacy::Policy> PolicyFor(const Project& project);
   Result<GdprTask> GdprTaskOf(const Access& access, GdprKind kind,
                               std::string_view task_id) const;

@@ -5,7 +5,9 @@
 // record only; the anomaly rules raise an alert — a log line without the
 // address, a /metrics counter per rule, a POST to a real local webhook
 // listener, an audit record — and suspend the key until an admin enables it
-// (POST /api/keys/<id>/enable, audited). A key's history is its file in
+// (POST /api/keys/<id>/enable, audited); with `suspend` on, the rules that
+// need not the export's size (a new address, an unusual hour, the export
+// that completes a burst) refuse it before any row leaves. A key's history is its file in
 // <data>/key_usage, written here as days of generated history, so that the
 // rules past the warm-up can be shown without waiting days.
 import { after, before, describe, it } from 'node:test';
@@ -158,12 +160,17 @@ describe('export reasons and anomaly rules', () => {
     assert.ok(!server.stderr.includes(reason));
   });
 
-  it('a burst of small exports raises an alert, suspends the key, and an admin enables it', async () => {
+  it('the export that completes a burst is refused before it starts, the key suspended; an admin enables it', async () => {
     const key = await createKey({ name: 'bursty', scopes: ['export'] });
-    for (let exportIdx = 0; exportIdx < 4; exportIdx += 1) {
+    for (let exportIdx = 0; exportIdx < 3; exportIdx += 1) {
       const res = await exportWith(key.secret, { limit: '5' });
       assert.equal(res.status, 200, `export ${exportIdx}: ${res.text}`);
     }
+    // The fourth small export (its limit proves it small) would complete
+    // the burst: 403 naming the rule, and not a row sent.
+    const fourth = await exportWith(key.secret, { limit: '5' });
+    assert.equal(fourth.status, 403, fourth.text);
+    assert.match(JSON.parse(fourth.text).error, /^anomaly: this export breaks the rule 'burst' \(4 exports of at most 1000 rows within 120 s\); it was refused before anything was sent/);
     const [alert] = await alertsFor(key.id, 1);
     assert.ok(alert, 'no alert reached the webhook');
     assert.equal(alert.path, '/hook');
@@ -189,11 +196,13 @@ describe('export reasons and anomaly rules', () => {
     assert.equal((await exportWith(key.secret, { limit: '5' })).status, 200);
   });
 
-  it('past the warm-up, a new client address raises an alert; a known one does not', async () => {
+  it('past the warm-up, an export from a new client address is refused before it starts; a vetted one is not', async () => {
     const key = await createKey({ name: 'roaming', scopes: ['export'] });
     await writeHistory(key.id, {});
     const first = await exportWith(key.secret, { limit: '5' }, { 'X-Forwarded-For': '198.51.100.7' });
-    assert.equal(first.status, 200, first.text);
+    assert.equal(first.status, 403, first.text);
+    assert.match(JSON.parse(first.text).error, /^anomaly: this export breaks the rule 'address' /);
+    assert.ok(!first.text.includes('"distinct_id"'), 'a row left before the refusal');
     const [alert] = await alertsFor(key.id, 1);
     assert.equal(alert?.rule, 'address', JSON.stringify(alerts));
     assert.ok(!server.stderr.includes('198.51.100.7'), 'the address reached the log');
@@ -204,10 +213,11 @@ describe('export reasons and anomaly rules', () => {
     assert.equal(JSON.parse(stdout.trim()).suspended_ms, 0);
     await server.reload();
     assert.ok((await auditRecords('key.enable')).some((record) => record.target === key.id && record.route === 'reload'));
+    // The refused address was vetted when the admin enabled the key.
     const again = await exportWith(key.secret, { limit: '5' }, { 'X-Forwarded-For': '198.51.100.7' });
     assert.equal(again.status, 200, again.text);
     const other = await exportWith(key.secret, { limit: '5' }, { 'X-Forwarded-For': '203.0.113.9' });
-    assert.equal(other.status, 200, other.text);
+    assert.equal(other.status, 403, other.text);
     const rules = (await alertsFor(key.id, 2)).map((item) => item.rule);
     assert.deepEqual(rules, ['address', 'address']);
     // The history on disk keeps hashes, never the address.
@@ -223,18 +233,28 @@ describe('export reasons and anomaly rules', () => {
     // straddle an hour).
     const usualHours = [...Array(24).keys()].filter((hour) => Math.abs(hour - hourNow) > 1 && Math.abs(hour - hourNow) < 23);
     await writeHistory(hoursKey.id, { hours: usualHours });
-    assert.equal((await exportWith(hoursKey.secret, { limit: '5' })).status, 200);
+    const night = await exportWith(hoursKey.secret, { limit: '5' });
+    assert.equal(night.status, 403, night.text);
+    assert.match(JSON.parse(night.text).error, /'hours' \(an export at \d+:00 UTC/);
     const hourRules = (await alertsFor(hoursKey.id, 2)).map((item) => item.rule);
     assert.ok(hourRules.includes('hours'), JSON.stringify(hourRules));
 
     const volumeKey = await createKey({ name: 'hoarder', scopes: ['export'] });
     // Ten days of exports of no rows: the usual level is 0, so the bound is
-    // the floor (volume_rows_min = 20), and 90 rows cross it.
+    // the floor (volume_rows_min = 20), and 90 rows cross it. Its first
+    // export comes from an address the history does not know: refused, and
+    // vetted once an admin enables the key. The volume is known only at the
+    // export's end: judged after it.
     await writeHistory(volumeKey.id, { rows: 0 });
+    assert.equal((await exportWith(volumeKey.secret, { reason: 'volume rule test' })).status, 403);
+    const enabled = await server.request({ method: 'POST', path: `/api/keys/${volumeKey.id}/enable`, headers: server.authHeader(adminSecret) });
+    assert.equal(enabled.status, 200, enabled.text);
     const res = await exportWith(volumeKey.secret, { reason: 'volume rule test' });
     assert.equal(res.status, 200, res.text);
+    // Every row, and the watermark's decoys.
+    assert.ok(parseJsonLines(res.text).length > USERS * EVENTS_PER_USER, res.text.slice(0, 200));
     const volumeRules = (await alertsFor(volumeKey.id, 2)).map((item) => item.rule);
-    assert.ok(volumeRules.includes('volume'), JSON.stringify(volumeRules));
+    assert.deepEqual(volumeRules, ['address', 'volume']);
     assert.ok(await metric('minpanel_anomaly_alerts_total{rule="volume"}') >= 1);
     assert.ok(await metric('minpanel_anomaly_alerts_total{rule="hours"}') >= 1);
   });
