@@ -15,15 +15,8 @@ Status Service::AdmitIngest(const store::AppendBatch& batch) {
   const uint32_t project_id = project->id;
   return project_quotas_->Admit(
       project_id, project->name, batch.events.size() + batch.profile_updates.size(),
-      settings.ingest_events_per_second, settings.disk_bytes_max, [&]() -> Result<uint64_t> {
-        MP_ASSIGN_OR_RETURN(const store::Engine::SegmentSnapshot snapshot,
-                            engine_->Snapshot(project_id));
-        uint64_t bytes = 0;
-        for (const auto& segment : snapshot) {
-          bytes += segment->summary().file_bytes;
-        }
-        return bytes;
-      });
+      settings.ingest_events_per_second, settings.disk_bytes_max,
+      [&]() -> Result<uint64_t> { return engine_->ProjectDiskBytes(project_id); });
 }
 
 Result<uint64_t> Service::HideProjectData(uint32_t project_id) {

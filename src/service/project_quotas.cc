@@ -35,6 +35,7 @@ Status ProjectQuotas::Admit(uint32_t project_id, const std::string& name, uint64
       MP_ASSIGN_OR_RETURN(usage.bytes, disk_bytes());
       usage.measured_ms = now_ms;
       usage.measured = true;
+      any_disk_quota_.store(true, std::memory_order_relaxed);
     }
     if (usage.bytes >= disk_bytes_max) {
       return DiskQuotaExceeded(
@@ -58,6 +59,16 @@ Status ProjectQuotas::Admit(uint32_t project_id, const std::string& name, uint64
                          std::to_string(events_per_second) + " events per second (projects." +
                          name + ".ingest_events_per_second); nothing of this request was stored",
                      bucket.WaitSeconds(rate));
+}
+
+void ProjectQuotas::CountStored(uint32_t project_id, uint64_t bytes) {
+  if (bytes == 0 || !any_disk_quota_.load(std::memory_order_relaxed)) {
+    return;
+  }
+  std::lock_guard lock(mutex_);
+  if (const auto found = usage_.find(project_id); found != usage_.end()) {
+    found->second.bytes += bytes;
+  }
 }
 
 }  // namespace minpanel::service

@@ -7,8 +7,10 @@
 // not empty and may take it below zero (so a batch larger than the rate
 // still goes through, once, and the next waits for the debt to refill).
 // Over it: RateLimited (429 with Retry-After). The disk quota compares the
-// project's segment bytes (the store's snapshot, refreshed at most every
-// kDiskUsageRefreshMs) with its maximum; over it new events are refused
+// project's bytes on disk — its segment files and its records in the
+// write-ahead log (store::Engine::ProjectDiskBytes), measured at most every
+// kDiskUsageRefreshMs and grown by each batch stored in between
+// (CountStored) — with its maximum; over it new events are refused
 // with DiskQuotaExceeded (507), and nothing stored is dropped. Both are
 // checked before a batch reaches the store: a refused batch stores
 // nothing, an admitted one is stored and acknowledged as before.
@@ -16,6 +18,7 @@
 // Thread-safe (one mutex); memory: one bucket and one usage per project.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -47,6 +50,11 @@ class ProjectQuotas {
   Status Admit(uint32_t project_id, const std::string& name, uint64_t records,
                uint64_t events_per_second, uint64_t disk_bytes_max,
                const std::function<Result<uint64_t>()>& disk_bytes);
+  // Adds `bytes` just stored (the batch's record in the write-ahead log) to
+  // the project's cached usage, so that between two measurements the figure
+  // grows with what was admitted instead of waiting for the next one. Cheap
+  // when no project has a disk quota.
+  void CountStored(uint32_t project_id, uint64_t bytes);
 
  private:
   struct Usage {
@@ -59,6 +67,7 @@ class ProjectQuotas {
   std::mutex mutex_;
   std::unordered_map<uint32_t, TokenBucket> buckets_;
   std::unordered_map<uint32_t, Usage> usage_;
+  std::atomic<bool> any_disk_quota_{false};  // a usage was measured
 };
 
 }  // namespace minpanel::service

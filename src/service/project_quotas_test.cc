@@ -54,6 +54,25 @@ TEST_F(ProjectQuotasTest, TheDiskQuotaRefusesWith507sMarkerAndIsMeasuredOncePerS
   EXPECT_EQ(measurements_, 2);
 }
 
+TEST_F(ProjectQuotasTest, WhatIsStoredBetweenMeasurementsCountsAtOnce) {
+  disk_bytes_ = 600;
+  EXPECT_TRUE(Admit(1, 0, 1000).ok());
+  // A burst stores 500 bytes of log records within the second: the quota
+  // refuses the next batch without waiting for the next measurement.
+  quotas_.CountStored(7, 300);
+  quotas_.CountStored(8, 5000);  // another project's
+  EXPECT_TRUE(Admit(1, 0, 1000).ok());
+  quotas_.CountStored(7, 200);
+  EXPECT_TRUE(IsDiskQuotaExceeded(Admit(1, 0, 1000)));
+  EXPECT_EQ(measurements_, 1);
+  // The next measurement replaces the running figure (say a flush trimmed
+  // the log).
+  disk_bytes_ = 700;
+  clock_->Advance(kDiskUsageRefreshMs);
+  EXPECT_TRUE(Admit(1, 0, 1000).ok());
+  EXPECT_EQ(measurements_, 2);
+}
+
 TEST(QuotaConfigTest, AnomalyAndProjectQuotasAreReadAndChecked) {
   const std::string path = ::testing::TempDir() + "/quota_config.toml";
   const auto load = [&](const std::string& text) {

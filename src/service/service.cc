@@ -438,9 +438,13 @@ void Service::AppendAsync(Result<Prepared> prepared, IngestCallback done) {
     done(std::move(admitted));
     return;
   }
-  engine_->AppendAsync(std::move(batch), [this, outcome = std::move(prepared->outcome),
+  const uint32_t project_id = batch.project_id;
+  engine_->AppendAsync(std::move(batch), [this, project_id, outcome = std::move(prepared->outcome),
                                           done = std::move(done)](
                                              Result<store::AppendResult> appended) mutable {
+    if (appended.ok()) {
+      project_quotas_->CountStored(project_id, appended->log_bytes);
+    }
     done(Finish(std::move(outcome), appended));
   });
 }
@@ -450,7 +454,12 @@ Result<IngestOutcome> Service::AppendAndFinish(Prepared prepared) {
     return std::move(prepared.outcome);
   }
   MP_RETURN_IF_ERROR(AdmitIngest(prepared.batch));
-  return Finish(std::move(prepared.outcome), engine_->Append(std::move(prepared.batch)));
+  const uint32_t project_id = prepared.batch.project_id;
+  Result<store::AppendResult> appended = engine_->Append(std::move(prepared.batch));
+  if (appended.ok()) {
+    project_quotas_->CountStored(project_id, appended->log_bytes);
+  }
+  return Finish(std::move(prepared.outcome), appended);
 }
 
 Result<IngestOutcome> Service::Finish(IngestOutcome outcome,

@@ -277,6 +277,7 @@ class EmbeddedEngine final : public Engine {
   Status ScanProfiles(uint32_t project_id,
                       const std::function<bool(const ProfileUpdate&)>& visit) override;
   Result<SegmentSnapshot> Snapshot(uint32_t project_id) override;
+  Result<uint64_t> ProjectDiskBytes(uint32_t project_id) override;
   Status EraseSubjects(uint32_t project_id, std::vector<Id128> subjects) override;
   Status DropBefore(uint32_t project_id, int64_t before_ms) override;
   Status DropEventsBefore(uint32_t project_id, std::string event_name,
@@ -319,6 +320,9 @@ class EmbeddedEngine final : public Engine {
     // It holds profile updates not yet in a profile file (until a flush
     // appends them there), so it is not trimmed.
     bool has_profile_updates = false;
+    // Bytes of each project's records in the file (a rewrite by a purge pads
+    // and keeps the file's size, so these stay what the file holds).
+    std::map<uint32_t, uint64_t> project_bytes;
   };
   // The events of one project logged since the last flush began.
   struct Memtable {
@@ -498,6 +502,7 @@ class EmbeddedEngine final : public Engine {
   std::vector<LogFileInfo> files_;
   Stats stats_;
   bool replay_found_profile_updates_ = false;  // Open only
+  std::map<uint32_t, uint64_t> replay_project_bytes_;  // Open only: of the file replayed
 
   // The manifest on disk; written by Open, then only by the flush thread.
   Manifest manifest_;
@@ -571,9 +576,11 @@ Status EmbeddedEngine::Open() {
     const bool is_last = file_idx + 1 == numbers.size();
     uint64_t durable_bytes = 0;
     replay_found_profile_updates_ = false;
+    replay_project_bytes_.clear();
     MP_RETURN_IF_ERROR(ReplayFile(numbers[file_idx], is_last, &durable_bytes));
     if (durable_bytes > 0 && !is_last) {
-      files_.push_back(LogFileInfo{numbers[file_idx], durable_bytes, replay_found_profile_updates_});
+      files_.push_back(LogFileInfo{numbers[file_idx], durable_bytes, replay_found_profile_updates_,
+                                   replay_project_bytes_});
       stats_.log_bytes += durable_bytes;
     }
     last_durable_bytes = durable_bytes;
@@ -773,6 +780,13 @@ Status EmbeddedEngine::ReplayFile(uint64_t number, bool is_last, uint64_t* durab
                                  ? ApplyDeletionRecord(payload, position)
                                  : ApplyRecord(payload, position);
       if (applied.ok()) {
+        if (reader.record_type() == WalRecordType::kBatch) {
+          WalDecoder decoder(payload);
+          WalPayloadHeader header;
+          if (decoder.ReadPayloadHeader(&header).ok()) {
+            replay_project_bytes_[header.project_id] += kWalRecordHeaderBytes + payload.size();
+          }
+        }
         continue;
       }
       record = LogReader::Outcome::kCorrupt;
@@ -885,7 +899,7 @@ Status EmbeddedEngine::CreateLogFile(uint64_t number) {
   file_number_ = number;
   file_durable_bytes_ = kWalFileHeaderBytes;
   std::lock_guard lock(mutex_);
-  files_.push_back(LogFileInfo{number, kWalFileHeaderBytes});
+  files_.push_back(LogFileInfo{number, kWalFileHeaderBytes, false, {}});
   stats_.log_bytes += kWalFileHeaderBytes;
   return Status::Ok();
 }
@@ -898,7 +912,7 @@ Status EmbeddedEngine::OpenLastLogFile(uint64_t number, uint64_t durable_bytes,
   MP_RETURN_IF_ERROR(file_->Sync());
   file_number_ = number;
   file_durable_bytes_ = durable_bytes;
-  files_.push_back(LogFileInfo{number, durable_bytes, has_profile_updates});
+  files_.push_back(LogFileInfo{number, durable_bytes, has_profile_updates, replay_project_bytes_});
   stats_.log_bytes += durable_bytes;
   return Status::Ok();
 }
@@ -1343,6 +1357,7 @@ void EmbeddedEngine::ComposeRecord(PendingAppend* pending, int64_t stored_at_ms)
                                       write_buffer_.size() - body_start);
   const uint32_t body_crc = all_kept ? pending->body_crc : Crc32(0, written_body);
   PutFixed32At(Crc32Combine(Crc32(0, framed), body_crc, written_body.size()), header);
+  result.log_bytes = write_buffer_.size() - record_start;
 }
 
 Status EmbeddedEngine::WriteAndSync() {
@@ -1376,6 +1391,9 @@ void EmbeddedEngine::PublishGroup(const std::vector<PendingAppend*>& group,
   files_.back().durable_bytes = file_durable_bytes_;
   for (const PendingAppend* pending : group) {
     files_.back().has_profile_updates |= pending->result.profile_updates_stored > 0;
+    if (pending->result.log_bytes > 0) {
+      files_.back().project_bytes[pending->project_id] += pending->result.log_bytes;
+    }
   }
   stats_.log_bytes += write_buffer_.size();
   ++stats_.fsyncs;
@@ -1560,6 +1578,26 @@ Result<Engine::SegmentSnapshot> EmbeddedEngine::Snapshot(uint32_t project_id) {
 // the LiveSegment. A segment that no deletion touches is read as it is; one
 // that some deletion may touch reads only the subject (and time) columns of
 // the blocks whose ranges hold an erased subject (or an old time).
+Result<uint64_t> EmbeddedEngine::ProjectDiskBytes(uint32_t project_id) {
+  uint64_t bytes = 0;
+  {
+    std::lock_guard lock(mutex_);
+    for (const LogFileInfo& info : files_) {
+      if (const auto found = info.project_bytes.find(project_id);
+          found != info.project_bytes.end()) {
+        bytes += found->second;
+      }
+    }
+  }
+  std::lock_guard lock(data_mutex_);
+  for (const LiveSegment& segment : segments_) {
+    if (segment.project_id == project_id) {
+      bytes += segment.reader->summary().file_bytes;
+    }
+  }
+  return bytes;
+}
+
 void EmbeddedEngine::CollectReadersLocked(uint32_t project_id, ReaderSet* set) const {
   set->state = deletions_;
   for (const LiveSegment& segment : segments_) {
@@ -2915,6 +2953,15 @@ void RaiseOpenFileLimit() {
 }
 
 }  // namespace
+
+Result<uint64_t> Engine::ProjectDiskBytes(uint32_t project_id) {
+  MP_ASSIGN_OR_RETURN(const SegmentSnapshot snapshot, Snapshot(project_id));
+  uint64_t bytes = 0;
+  for (const auto& segment : snapshot) {
+    bytes += segment->summary().file_bytes;
+  }
+  return bytes;
+}
 
 Result<std::unique_ptr<Engine>> OpenEmbeddedEngine(const Options& options) {
   if (options.folder.empty() || !options.file_system || !options.clock) {

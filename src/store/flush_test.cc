@@ -209,6 +209,50 @@ TEST_F(FlushTest, AFlushRollsTheLogAndTrimsTheFilesItCovered) {
   EXPECT_EQ(ScannedIds(), Range(1, 130));
 }
 
+// The disk quota's measure (Engine::ProjectDiskBytes): a project's records
+// in the log count before any flush (and across a restart, from the
+// replay), another project's do not; once flushed and the log trimmed, its
+// segment files do.
+TEST_F(FlushTest, ProjectDiskBytesCountTheLogUntilTrimmedThenTheSegments) {
+  options_.memtable_rows_max = 100;
+  options_.flush_on_close = false;
+  ASSERT_TRUE(Open().ok());
+  EXPECT_EQ(*engine_->ProjectDiskBytes(kProject), 0u);
+  uint64_t logged = 0;
+  for (uint64_t id = 1; id <= 30; id += 10) {
+    std::vector<Event> events;
+    for (uint64_t event_id = id; event_id < id + 10; ++event_id) {
+      events.push_back(MakeEvent("a", kTestNowMs, 1, event_id));
+    }
+    const auto result = engine_->Append(MakeBatch(kProject, events));
+    ASSERT_TRUE(result.ok()) << result.status().ToString();
+    logged += result->log_bytes;
+  }
+  const auto other = engine_->Append(MakeBatch(kProject + 1, {MakeEvent("a", kTestNowMs, 1, 1)}));
+  ASSERT_TRUE(other.ok());
+  EXPECT_GT(logged, 30u * 16);  // each event's subject alone is 16 bytes
+  EXPECT_EQ(*engine_->ProjectDiskBytes(kProject), logged);
+  EXPECT_EQ(logged + other->log_bytes + kWalFileHeaderBytes, std::filesystem::file_size(LogPath(1)));
+  Reopen();
+  EXPECT_EQ(*engine_->ProjectDiskBytes(kProject), logged);
+  EXPECT_EQ(*engine_->ProjectDiskBytes(kProject + 1), other->log_bytes);
+  AppendEvents(100, 100);
+  WaitForTrims(1);
+  uint64_t segment_bytes = 0;
+  for (const std::string& file : SegmentFiles()) {
+    if (file.starts_with(std::to_string(kProject) + "/")) {
+      segment_bytes += std::filesystem::file_size(folder_ + "/segments/" + file);
+    }
+  }
+  EXPECT_GT(segment_bytes, 0u) << ::testing::PrintToString(SegmentFiles());
+  // The log files left hold only this project's records appended since.
+  uint64_t log_bytes = 0;
+  for (const std::string& name : LogFiles(folder_)) {
+    log_bytes += std::filesystem::file_size(folder_ + "/wal/" + name) - kWalFileHeaderBytes;
+  }
+  EXPECT_EQ(*engine_->ProjectDiskBytes(kProject), segment_bytes + log_bytes);
+}
+
 // The log has rolled for a flush whose segments never became durable (the
 // disk filled just after the new log file's header): a crash there (the
 // folder copied as it is) loses nothing, as both files are replayed; the

@@ -120,6 +120,7 @@ struct AppendResult {
   size_t events_stored = 0;
   size_t events_duplicate = 0;  // dropped by de-duplication
   size_t profile_updates_stored = 0;
+  uint64_t log_bytes = 0;  // what the batch's record takes in the write-ahead log
 };
 
 struct ScanRequest {
@@ -252,6 +253,12 @@ class Engine {
   // held them be trimmed, and retires the deletions that no file needs any
   // more. Returns once done; an error leaves the deletions in force.
   virtual Status PurgeDeleted() { return Status::Ok(); }
+
+  // The bytes a project takes on disk: its segment files and its records
+  // in the write-ahead log files not yet trimmed (every event still in the
+  // memtable is there, and profile updates live only there). For the
+  // per-project disk quota. This default counts the snapshot's segments.
+  virtual Result<uint64_t> ProjectDiskBytes(uint32_t project_id);
 
   virtual Stats GetStats() const = 0;
 
