@@ -115,14 +115,11 @@ uint64_t HeapBytes(const std::vector<T>& values) {
   return values.capacity() == 0 ? 0 : malloc_usable_size(const_cast<T*>(values.data()));
 }
 
-// What an event's heap blocks take, as allocated (not as sized): its name,
-// its property array (at its capacity), keys, strings and lists. The Event
-// object itself lives in the memtable's vector, counted at that vector's
-// capacity (AddEventsLocked). Measured against the allocator in
-// EmbeddedEngineTest.MemtableBytesAreWhatTheAllocatorGave.
-uint64_t EventMemoryBytes(const Event& event) {
-  uint64_t bytes = HeapBytes(event.name) + HeapBytes(event.properties);
-  for (const Property& property : event.properties) {
+// What a property array's heap blocks take, as allocated (not as sized):
+// the array at its capacity, and each key, string, list and list item.
+uint64_t PropertiesMemoryBytes(const Properties& properties) {
+  uint64_t bytes = HeapBytes(properties);
+  for (const Property& property : properties) {
     bytes += HeapBytes(property.key);
     if (property.value.type() == Value::Type::kString) {
       bytes += HeapBytes(property.value.as_string());
@@ -136,23 +133,19 @@ uint64_t EventMemoryBytes(const Event& event) {
   return bytes;
 }
 
+// What an event's heap blocks take, as allocated: its name and its
+// properties. The Event object itself lives in the memtable's vector,
+// counted at that vector's capacity (AddEventsLocked). Measured against the
+// allocator in EmbeddedEngineTest.MemtableBytesAreWhatTheAllocatorGave.
+uint64_t EventMemoryBytes(const Event& event) {
+  return HeapBytes(event.name) + PropertiesMemoryBytes(event.properties);
+}
+
 // As EventMemoryBytes, for a profile update held in the memtable (its
 // object counted at sizeof, not at the vector's capacity).
 uint64_t ProfileUpdateMemoryBytes(const ProfileUpdate& update) {
-  uint64_t bytes = sizeof(StoredProfileUpdate) + HeapBytes(update.group_key) +
-                   HeapBytes(update.properties);
-  for (const Property& property : update.properties) {
-    bytes += HeapBytes(property.key);
-    if (property.value.type() == Value::Type::kString) {
-      bytes += HeapBytes(property.value.as_string());
-    } else if (property.value.type() == Value::Type::kList) {
-      bytes += HeapBytes(property.value.as_list());
-      for (const std::string& item : property.value.as_list()) {
-        bytes += HeapBytes(item);
-      }
-    }
-  }
-  return bytes;
+  return sizeof(StoredProfileUpdate) + HeapBytes(update.group_key) +
+         PropertiesMemoryBytes(update.properties);
 }
 
 // A profile file group's updates were all stored before its log end, so a
