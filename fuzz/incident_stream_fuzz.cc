@@ -2,7 +2,9 @@
 // in chunks of rows, the leaked side of a cross-reference) against the
 // whole-file reader (ParseTable) on the same bytes: both fail, or they give
 // the same columns, rows, cells, line numbers and rejected rows, whatever
-// the chunk size (the first input byte picks it).
+// the chunk size (the first input byte picks it). And the CSV reader's fast
+// path (lines without quotes split without libcsv) against libcsv alone
+// (ParseTableWith(text, false)): the same table, or both fail.
 #include <unistd.h>
 
 #include <cstddef>
@@ -13,6 +15,37 @@
 
 #include "fuzz_check.h"
 #include "incident/incident.h"
+#include "incident/table_internal.h"
+
+namespace {
+
+void CheckSameTable(const minpanel::Result<minpanel::incident::Table>& left,
+                    const minpanel::Result<minpanel::incident::Table>& right) {
+  using minpanel::fuzz::Check;
+  Check(left.ok() == right.ok(), "fast path and libcsv: both read the file, or neither");
+  if (!left.ok()) {
+    Check(left.status().message() == right.status().message(), "the same error");
+    return;
+  }
+  Check(left->columns() == right->columns() && left->row_count() == right->row_count(),
+        "fast path and libcsv: the same columns and rows");
+  for (size_t row = 0; row < left->row_count(); ++row) {
+    Check(left->Line(row) == right->Line(row), "fast path and libcsv: the same lines");
+    for (size_t column = 0; column < left->columns().size(); ++column) {
+      Check(left->Cell(row, column) == right->Cell(row, column),
+            "fast path and libcsv: the same cells");
+    }
+  }
+  Check(left->rejected().size() == right->rejected().size(),
+        "fast path and libcsv: the same rejected rows");
+  for (size_t rejected = 0; rejected < left->rejected().size(); ++rejected) {
+    Check(left->rejected()[rejected].line == right->rejected()[rejected].line &&
+              left->rejected()[rejected].reason == right->rejected()[rejected].reason,
+          "fast path and libcsv: the same rejections");
+  }
+}
+
+}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using minpanel::fuzz::Check;
@@ -28,6 +61,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::fwrite(text.data(), 1, text.size(), file);
   std::fclose(file);
   const auto whole = incident::ParseTable(text);
+  CheckSameTable(whole, incident::ParseTableWith(text, false));
   auto stream = incident::TableStream::Open(path);
   if (!stream.ok()) {
     Check(!whole.ok() || whole->rows_seen() == 0, "a stream opens whatever ParseTable reads");

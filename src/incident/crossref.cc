@@ -62,14 +62,42 @@ std::string_view FirstCell(const Table& table, size_t row, const std::vector<siz
   return {};
 }
 
-bool IsAdminRole(std::string_view role) {
-  std::string lower(role);
-  for (char& byte : lower) {
-    byte = static_cast<char>(std::tolower(static_cast<unsigned char>(byte)));
+// Case-insensitive (ASCII) search for a lower-case `needle`, without
+// copying the text: it runs once per account row.
+bool ContainsFolded(std::string_view text, std::string_view needle) {
+  if (text.size() < needle.size()) {
+    return false;
   }
-  return lower.find("admin") != std::string::npos || lower.find("owner") != std::string::npos ||
-         lower == "true" || lower == "1" || lower == "yes";
+  for (size_t start = 0; start + needle.size() <= text.size(); ++start) {
+    size_t matched = 0;
+    while (matched < needle.size() &&
+           std::tolower(static_cast<unsigned char>(text[start + matched])) == needle[matched]) {
+      ++matched;
+    }
+    if (matched == needle.size()) {
+      return true;
+    }
+  }
+  return false;
 }
+
+bool EqualsFolded(std::string_view text, std::string_view lower) {
+  return text.size() == lower.size() && ContainsFolded(text, lower);
+}
+
+bool IsAdminRole(std::string_view role) {
+  return ContainsFolded(role, "admin") || ContainsFolded(role, "owner") ||
+         EqualsFolded(role, "true") || EqualsFolded(role, "1") || EqualsFolded(role, "yes");
+}
+
+// Hashing for maps keyed by std::string that are looked up by string_view
+// (heterogeneous look-up): no string is made to find a key.
+struct StringHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view text) const { return std::hash<std::string_view>{}(text); }
+};
+template <typename Value>
+using StringMap = std::unordered_map<std::string, Value, StringHash, std::equal_to<>>;
 
 // Account rows found by a string each row has (its user id, normalised or
 // canonical email): open addressing, linear probing, 8 bytes a slot (32 bits
@@ -283,17 +311,19 @@ RowMatch MatchRow(const Table& leaked, size_t row, const std::vector<size_t>& us
 }
 
 struct OrgTable {
-  std::unordered_map<std::string, size_t> index;       // org id -> Impact::orgs
+  StringMap<size_t> index;                             // org id -> Impact::orgs
   std::unordered_map<std::string_view, size_t> known;  // org ids of accounts and orgs files
 };
 
 size_t OrgSlot(std::string_view org_id, OrgTable* orgs, Impact* impact) {
-  const auto [slot, added] = orgs->index.emplace(std::string(org_id), impact->orgs.size());
-  if (added) {
-    impact->orgs.emplace_back();
-    impact->orgs.back().org_id = std::string(org_id);
+  const auto found = orgs->index.find(org_id);
+  if (found != orgs->index.end()) {
+    return found->second;
   }
-  return slot->second;
+  orgs->index.emplace(std::string(org_id), impact->orgs.size());
+  impact->orgs.emplace_back();
+  impact->orgs.back().org_id = std::string(org_id);
+  return impact->orgs.size() - 1;
 }
 
 void ExposeRow(const Table& leaked, const Recognition& columns,
@@ -330,7 +360,7 @@ void AddAdmins(const CrossrefInput& input, OrgTable* orgs, Impact* impact,
   if (!org_columns.empty()) {
     for (size_t row = 0; row < accounts.row_count(); ++row) {
       const std::string_view org_id = accounts.Cell(row, org_columns[0]);
-      const auto found = org_id.empty() ? orgs->index.end() : orgs->index.find(std::string(org_id));
+      const auto found = org_id.empty() ? orgs->index.end() : orgs->index.find(org_id);
       if (found == orgs->index.end()) {
         continue;
       }
@@ -362,7 +392,7 @@ void AddAdmins(const CrossrefInput& input, OrgTable* orgs, Impact* impact,
       org_recognition.ColumnsOf(ColumnKind::kAdminEmail);
   const std::vector<size_t> admin_id_columns = org_recognition.ColumnsOf(ColumnKind::kAdminUserId);
   for (size_t row = 0; row < org_file.row_count(); ++row) {
-    const auto found = orgs->index.find(std::string(org_file.Cell(row, id_columns[0])));
+    const auto found = orgs->index.find(org_file.Cell(row, id_columns[0]));
     if (found == orgs->index.end()) {
       continue;
     }
@@ -431,7 +461,7 @@ void CollectKnownOrgs(const CrossrefInput& input, OrgTable* orgs) {
 void CountTotals(const CrossrefInput& input, Impact* impact) {
   const std::vector<size_t> account_country =
       input.account_columns->ColumnsOf(ColumnKind::kCountry);
-  std::unordered_map<std::string, uint64_t> countries;
+  StringMap<uint64_t> countries;
   for (const AccountImpact& account : impact->accounts) {
     for (size_t category = 0; category < kCategoryCount; ++category) {
       impact->accounts_by_category[category] += (account.categories >> category) & 1;
@@ -441,7 +471,15 @@ void CountTotals(const CrossrefInput& input, Impact* impact) {
     if (country.empty()) {
       country = FirstCell(*input.accounts, account.account_row, account_country);
     }
-    ++countries[country.empty() ? std::string("unknown") : std::string(country)];
+    if (country.empty()) {
+      country = "unknown";
+    }
+    const auto found = countries.find(country);
+    if (found != countries.end()) {
+      ++found->second;
+    } else {
+      countries.emplace(std::string(country), 1);
+    }
   }
   impact->accounts_by_country.assign(countries.begin(), countries.end());
   std::sort(impact->accounts_by_country.begin(), impact->accounts_by_country.end(),
@@ -562,11 +600,27 @@ Impact CrossrefStream::Finish() {
   impact.leaked_rows_rejected = input.leaked->rejected().size();
   const std::vector<size_t> account_org_columns =
       input.account_columns->ColumnsOf(ColumnKind::kOrgId);
-  // Accounts in file order, so outputs are stable whatever the leaked order.
-  std::sort(impact.accounts.begin(), impact.accounts.end(),
-            [](const AccountImpact& left, const AccountImpact& right) {
-              return left.account_row < right.account_row;
-            });
+  // Accounts in file order, so outputs are stable whatever the leaked order:
+  // each account's place is its rank among the affected rows, and the
+  // accounts are moved there in place, along the permutation's cycles (a
+  // sort moved millions of them many times; a second vector doubled them).
+  {
+    std::vector<uint32_t> place(impact.accounts.size());
+    uint32_t rank = 0;
+    for (const int64_t at : state.impact_of_account) {
+      if (at >= 0) {
+        place[static_cast<size_t>(at)] = rank++;
+      }
+    }
+    state.impact_of_account = {};
+    for (size_t idx = 0; idx < place.size(); ++idx) {
+      while (place[idx] != idx) {
+        const uint32_t target = place[idx];
+        std::swap(impact.accounts[idx], impact.accounts[target]);
+        std::swap(place[idx], place[target]);
+      }
+    }
+  }
   for (size_t account_idx = 0; account_idx < impact.accounts.size(); ++account_idx) {
     AccountImpact& account = impact.accounts[account_idx];
     std::sort(account.leaked_columns.begin(), account.leaked_columns.end());

@@ -2,6 +2,7 @@
 // matching rule, Unicode normalisation, categories exposed and not, the
 // deadline and the escaping of the outputs.
 #include "incident/incident.h"
+#include "incident/table_internal.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -100,6 +101,54 @@ TEST(TableTest, CsvRecordOverRowLimitIsRejected) {
   EXPECT_EQ(table.row_count(), 1u);
   ASSERT_GE(table.rejected().size(), 1u);
   EXPECT_NE(table.rejected()[0].reason.find("kRowBytesMax"), std::string::npos);
+}
+
+// The CSV reader splits lines without quotes itself and gives the rest to
+// libcsv: both ways must read every file alike (fuzz/incident_stream_fuzz.cc
+// checks the same on any bytes).
+TEST(TableTest, CsvPlainLinesReadAsLibcsvReadsThem) {
+  const std::string texts[] = {
+      "a,b,c\n1,2,3\n",
+      "a,b,c\r\n 1 ,\t2\t, 3\r\n\r\n   \n4,5,6",
+      "a,b\n1,\"x,y\"\n\"multi\nline\",2\n3,4\n",
+      "a,b\n1,2,3\n\n\n4\n5,6\n",
+      "a;b\n1;2\n,;\n ; \n",
+      "a\tb\n1\t2\n\t\n \t \n",
+      "a,b\n1,x\"y\n3,4\n",
+      "a,b\n1,\xff\n\xc3\xa9,2\n",
+      "a,b\n1,2\r3,4\n5,6\n",
+      "a,b\n\"open,1\n2,3\n",
+      "\n\n a , b \n1,2",
+      "a,b\n1,2\r",
+  };
+  for (const std::string& text : texts) {
+    SCOPED_TRACE(text);
+    const Result<Table> fast = ParseTable(text);
+    const Result<Table> libcsv = ParseTableWith(text, false);
+    ASSERT_EQ(fast.ok(), libcsv.ok());
+    if (!fast.ok()) {
+      EXPECT_EQ(fast.status().message(), libcsv.status().message());
+      continue;
+    }
+    ASSERT_EQ(fast->columns(), libcsv->columns());
+    ASSERT_EQ(fast->row_count(), libcsv->row_count());
+    for (size_t row = 0; row < fast->row_count(); ++row) {
+      EXPECT_EQ(fast->Line(row), libcsv->Line(row));
+      for (size_t column = 0; column < fast->columns().size(); ++column) {
+        EXPECT_EQ(fast->Cell(row, column), libcsv->Cell(row, column));
+      }
+    }
+    ASSERT_EQ(fast->rejected().size(), libcsv->rejected().size());
+    for (size_t rejected = 0; rejected < fast->rejected().size(); ++rejected) {
+      EXPECT_EQ(fast->rejected()[rejected].line, libcsv->rejected()[rejected].line);
+      EXPECT_EQ(fast->rejected()[rejected].reason, libcsv->rejected()[rejected].reason);
+    }
+  }
+  // A plain line checked: "1, 2" splits into the trimmed cells.
+  const Result<Table> table = ParseTable("a,b\n 1 , 2 \n");
+  ASSERT_TRUE(table.ok());
+  EXPECT_EQ(table->Cell(0, 0), "1");
+  EXPECT_EQ(table->Cell(0, 1), "2");
 }
 
 TEST(TableTest, JsonLinesAnyShapeFlattened) {

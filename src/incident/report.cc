@@ -1,8 +1,10 @@
 // The impact file (docs/formats/incident.md), the Markdown and HTML
 // summaries and the regulator report draft (GDPR Article 33(3)).
 #include <algorithm>
+#include <charconv>
 #include <cinttypes>
 #include <cstdio>
+#include <unordered_map>
 
 #include "incident/incident.h"
 #include "incident/report_text.h"
@@ -211,42 +213,96 @@ void AppendTimeline(const Timeline& timeline, int64_t now_s, std::string* out) {
   *out += "}";
 }
 
-void AppendAccount(const CrossrefInput& input, const Impact& impact, const AccountImpact& account,
-                   std::string* out) {
-  const Table& accounts = *input.accounts;
-  const Recognition& columns = *input.account_columns;
-  *out += "{\"accounts_line\":" + Number(accounts.Line(account.account_row));
-  for (const auto& [key, kind] :
-       {std::pair{"user_id", ColumnKind::kUserId}, std::pair{"email", ColumnKind::kEmail},
-        std::pair{"org_id", ColumnKind::kOrgId}}) {
-    *out += ",\"" + std::string(key) + "\":";
-    AppendJson(CellOf(accounts, columns, account.account_row, kind), out);
-  }
-  *out += ",\"matched_by\":[";
-  bool first = true;
-  for (size_t method = 0; method < 5; ++method) {
-    if (((account.methods >> method) & 1) != 0) {
-      *out += (first ? "\"" : ",\"") +
-              std::string(MatchMethodName(static_cast<MatchMethod>(method))) + "\"";
-      first = false;
-    }
-  }
-  *out += std::string("],\"ambiguous\":") + (account.ambiguous ? "true" : "false");
-  *out += ",\"leaked_lines\":[";
-  for (size_t line_idx = 0; line_idx < account.leaked_lines.size(); ++line_idx) {
-    *out += (line_idx == 0 ? "" : ",") + Number(account.leaked_lines[line_idx]);
-  }
-  *out += "],\"exposed\":";
-  AppendCategoryList(CategoriesOf(account.categories), out);
-  *out += ",\"exposed_columns\":[";
-  for (size_t column_idx = 0; column_idx < account.leaked_columns.size(); ++column_idx) {
-    *out += column_idx == 0 ? "" : ",";
-    AppendJson(input.leaked->columns()[account.leaked_columns[column_idx]], out);
-  }
-  *out += "],\"not_exposed\":";
-  AppendCategoryList(NotInFile(impact.file_categories), out);
-  *out += "}";
+void AppendNumber(uint64_t value, std::string* out) {
+  char text[24];
+  const auto [end, error] = std::to_chars(text, text + sizeof(text), value);
+  (void)error;  // 24 bytes hold any uint64_t
+  out->append(text, end);
 }
+
+// What every account's entry shares, made once: the accounts' columns, the
+// leaked columns' names as JSON, the "not_exposed" list, and each set of
+// categories as its JSON list (an entry is written per account: millions).
+struct AccountWriter {
+  AccountWriter(const CrossrefInput& input, const Impact& impact)
+      : accounts(*input.accounts),
+        user_id_columns(input.account_columns->ColumnsOf(ColumnKind::kUserId)),
+        email_columns(input.account_columns->ColumnsOf(ColumnKind::kEmail)),
+        org_id_columns(input.account_columns->ColumnsOf(ColumnKind::kOrgId)) {
+    for (const std::string& name : input.leaked->columns()) {
+      leaked_column_json.emplace_back();
+      AppendJson(name, &leaked_column_json.back());
+    }
+    AppendCategoryList(NotInFile(impact.file_categories), &not_exposed);
+  }
+
+  std::string_view FirstCell(size_t row, const std::vector<size_t>& columns) const {
+    for (const size_t column : columns) {
+      const std::string_view value = accounts.Cell(row, column);
+      if (!value.empty()) {
+        return value;
+      }
+    }
+    return {};
+  }
+
+  const std::string& CategoryList(uint32_t bits) {
+    const auto [found, added] = category_lists.try_emplace(bits);
+    if (added) {
+      AppendCategoryList(CategoriesOf(bits), &found->second);
+    }
+    return found->second;
+  }
+
+  void Append(const AccountImpact& account, std::string* out) {
+    *out += "{\"accounts_line\":";
+    AppendNumber(accounts.Line(account.account_row), out);
+    *out += ",\"user_id\":";
+    AppendJson(FirstCell(account.account_row, user_id_columns), out);
+    *out += ",\"email\":";
+    AppendJson(FirstCell(account.account_row, email_columns), out);
+    *out += ",\"org_id\":";
+    AppendJson(FirstCell(account.account_row, org_id_columns), out);
+    *out += ",\"matched_by\":[";
+    bool first = true;
+    for (size_t method = 0; method < 5; ++method) {
+      if (((account.methods >> method) & 1) != 0) {
+        *out += first ? "\"" : ",\"";
+        *out += MatchMethodName(static_cast<MatchMethod>(method));
+        *out += "\"";
+        first = false;
+      }
+    }
+    *out += account.ambiguous ? "],\"ambiguous\":true" : "],\"ambiguous\":false";
+    *out += ",\"leaked_lines\":[";
+    for (size_t line_idx = 0; line_idx < account.leaked_lines.size(); ++line_idx) {
+      if (line_idx > 0) {
+        out->push_back(',');
+      }
+      AppendNumber(account.leaked_lines[line_idx], out);
+    }
+    *out += "],\"exposed\":";
+    *out += CategoryList(account.categories);
+    *out += ",\"exposed_columns\":[";
+    for (size_t column_idx = 0; column_idx < account.leaked_columns.size(); ++column_idx) {
+      if (column_idx > 0) {
+        out->push_back(',');
+      }
+      *out += leaked_column_json[account.leaked_columns[column_idx]];
+    }
+    *out += "],\"not_exposed\":";
+    *out += not_exposed;
+    *out += "}";
+  }
+
+  const Table& accounts;
+  const std::vector<size_t> user_id_columns;
+  const std::vector<size_t> email_columns;
+  const std::vector<size_t> org_id_columns;
+  std::vector<std::string> leaked_column_json;
+  std::string not_exposed;
+  std::unordered_map<uint32_t, std::string> category_lists;
+};
 
 void AppendOrg(const CrossrefInput& input, const OrgImpact& org, std::string* out) {
   *out += "{\"org_id\":";
@@ -336,9 +392,10 @@ Status WriteImpactJson(const CrossrefInput& input, const Impact& impact,
   out += ",\n  \"timeline\": ";
   AppendTimeline(options.timeline, options.now_s, &out);
   out += ",\n  \"accounts\": [";
+  AccountWriter account_writer(input, impact);
   for (size_t account_idx = 0; account_idx < impact.accounts.size(); ++account_idx) {
     out += account_idx == 0 ? "\n    " : ",\n    ";
-    AppendAccount(input, impact, impact.accounts[account_idx], &out);
+    account_writer.Append(impact.accounts[account_idx], &out);
     MP_RETURN_IF_ERROR(spill());
   }
   out += "],\n  \"organisations\": [";

@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "incident/incident.h"
+#include "incident/table_internal.h"
 
 namespace minpanel::incident {
 
@@ -146,9 +147,16 @@ unsigned char SniffDelimiter(std::string_view text) {
   return counts[best] == 0 ? ',' : static_cast<unsigned char>(kDelimiters[best]);
 }
 
+// libcsv's parser state between records (ROW_NOT_BEGUN in libcsv.c): no
+// field or quote open.
+constexpr int kLibcsvRowNotBegun = 0;
+
 class CsvReader {
  public:
-  explicit CsvReader(Table* table) : table_(table) {}
+  // `plain_lines`: lines without quotes are split by ReadPlainLine rather
+  // than fed to libcsv (the same result; false only to check that).
+  explicit CsvReader(Table* table, bool plain_lines = true)
+      : table_(table), plain_lines_(plain_lines) {}
   ~CsvReader() { csv_free(&parser_); }
 
   Status Read(std::string_view text) {
@@ -207,7 +215,7 @@ class CsvReader {
     csv_set_delim(&parser_, delimiter_);
     initialised_ = true;
     failed_row_ = false;
-    fields_.clear();
+    ClearFields();
     row_bytes_ = 0;
   }
 
@@ -222,6 +230,9 @@ class CsvReader {
                     " bytes)");
       return status_;
     }
+    if (plain_lines_ && parser_.pstate == kLibcsvRowNotBegun && ReadPlainLine(line_text)) {
+      return status_;
+    }
     const size_t used = csv_parse(&parser_, line_text.data(), line_text.size(), &CsvReader::OnField,
                                   &CsvReader::OnRowEnd, this);
     if (used != line_text.size()) {
@@ -233,38 +244,90 @@ class CsvReader {
   void RejectOpenRow(std::string reason) {
     table_->Reject(std::min(row_line_, line_), std::move(reason));
     failed_row_ = true;
-    fields_.clear();
+    ClearFields();
     row_bytes_ = 0;
   }
 
-  void Field(std::string_view value) { fields_.emplace_back(value); }
+  // libcsv hands a field in its own buffer, reused for the next: the bytes
+  // are kept here until the record ends.
+  void Field(std::string_view value) {
+    field_spans_.push_back({field_bytes_.size(), value.size()});
+    field_bytes_.append(value);
+  }
+
+  // A line with no quote and no carriage return but one before its newline,
+  // read at the start of a record, is split here at the delimiter, as
+  // libcsv would split it (CSV_STRICT; spaces and tabs around a field are
+  // trimmed by both; a line of only spaces is no record): the same fields,
+  // lines and rejections, without libcsv's byte-by-byte callbacks. Any
+  // other line goes to libcsv. Returns false, having done nothing, for those.
+  bool ReadPlainLine(std::string_view line_text) {
+    std::string_view body = line_text;
+    if (!body.empty() && body.back() == '\n') {
+      body.remove_suffix(1);
+    }
+    if (!body.empty() && body.back() == '\r') {
+      body.remove_suffix(1);
+    }
+    if (body.find_first_of("\"\r") != std::string_view::npos) {
+      return false;
+    }
+    const auto is_space = [this](char byte) {
+      return (byte == ' ' || byte == '\t') && static_cast<unsigned char>(byte) != delimiter_;
+    };
+    if (std::all_of(body.begin(), body.end(), is_space)) {
+      return true;  // libcsv submits no record for it
+    }
+    plain_fields_.clear();
+    size_t start = 0;
+    while (true) {
+      const size_t cut = body.find(static_cast<char>(delimiter_), start);
+      plain_fields_.push_back(
+          body.substr(start, cut == std::string_view::npos ? std::string_view::npos : cut - start));
+      if (cut == std::string_view::npos) {
+        break;
+      }
+      start = cut + 1;
+    }
+    EndRecord(plain_fields_, simdjson::validate_utf8(body.data(), body.size()));
+    return true;
+  }
 
   void RowEnd() {
+    fields_.clear();
+    for (const auto& [offset, length] : field_spans_) {
+      fields_.push_back(std::string_view(field_bytes_).substr(offset, length));
+    }
+    EndRecord(fields_, false);
+  }
+
+  // A record's fields, from libcsv or ReadPlainLine; `utf8_checked` when
+  // the whole line is known to be UTF-8.
+  void EndRecord(const std::vector<std::string_view>& fields, bool utf8_checked) {
     // libcsv also ends a record at a lone CR, so a record may start inside
     // the line being fed: never past it.
     const uint64_t start_line = std::min(row_line_, line_);
     row_line_ = line_ + 1;
     row_bytes_ = 0;
-    if (!status_.ok()) {
-      fields_.clear();
-      return;
-    }
-    if (fields_.size() == 1 && TrimSpace(fields_[0]).empty()) {
-      fields_.clear();  // a blank line
-      return;
-    }
-    if (!header_done_) {
-      status_ = Header(start_line);
+    if (!status_.ok() || (fields.size() == 1 && TrimSpace(fields[0]).empty())) {
+      // An error stops the reading; one empty field is a blank line.
+    } else if (!header_done_) {
+      status_ = Header(fields, start_line);
     } else {
-      Row(start_line);
+      Row(fields, start_line, utf8_checked);
     }
-    fields_.clear();
+    ClearFields();  // last: `fields` may be views of these bytes
   }
 
-  Status Header(uint64_t line) {
+  void ClearFields() {
+    field_spans_.clear();
+    field_bytes_.clear();
+  }
+
+  Status Header(const std::vector<std::string_view>& fields, uint64_t line) {
     header_done_ = true;
-    for (size_t field_idx = 0; field_idx < fields_.size(); ++field_idx) {
-      std::string name(TrimSpace(fields_[field_idx]));
+    for (size_t field_idx = 0; field_idx < fields.size(); ++field_idx) {
+      std::string name(TrimSpace(fields[field_idx]));
       if (field_idx == 0 && name.starts_with("\xEF\xBB\xBF")) {
         name.erase(0, 3);
       }
@@ -282,13 +345,13 @@ class CsvReader {
       MP_ASSIGN_OR_RETURN(const size_t column, table_->ColumnIndex(name));
       (void)column;
     }
-    header_columns_ = fields_.size();
+    header_columns_ = fields.size();
     return Status::Ok();
   }
 
-  void Row(uint64_t line) {
-    if (fields_.size() != header_columns_) {
-      table_->Reject(line, "the record has " + std::to_string(fields_.size()) +
+  void Row(const std::vector<std::string_view>& fields, uint64_t line, bool utf8_checked) {
+    if (fields.size() != header_columns_) {
+      table_->Reject(line, "the record has " + std::to_string(fields.size()) +
                                " fields, the header " + std::to_string(header_columns_));
       return;
     }
@@ -297,9 +360,9 @@ class CsvReader {
       return;
     }
     table_->BeginRow(line);
-    for (size_t field_idx = 0; field_idx < fields_.size(); ++field_idx) {
-      const std::string_view value = TrimSpace(fields_[field_idx]);
-      if (!simdjson::validate_utf8(value.data(), value.size())) {
+    for (size_t field_idx = 0; field_idx < fields.size(); ++field_idx) {
+      const std::string_view value = TrimSpace(fields[field_idx]);
+      if (!utf8_checked && !simdjson::validate_utf8(value.data(), value.size())) {
         table_->AbandonRow(line, "field " + std::to_string(field_idx + 1) + " (" +
                                      table_->columns()[field_idx] +
                                      ") is not UTF-8 (a mixed encoding?)");
@@ -322,7 +385,11 @@ class CsvReader {
   bool failed_row_ = false;
   bool header_done_ = false;
   size_t header_columns_ = 0;
-  std::vector<std::string> fields_;
+  std::vector<std::string_view> fields_;  // a libcsv record's, over field_bytes_
+  std::vector<std::pair<size_t, size_t>> field_spans_;  // offset and length in field_bytes_
+  std::string field_bytes_;
+  std::vector<std::string_view> plain_fields_;  // ReadPlainLine's, over the text
+  bool plain_lines_ = true;
   Status status_;
 };
 
@@ -543,7 +610,9 @@ Result<ShapedText> ShapeOf(std::string_view text) {
 
 }  // namespace
 
-Result<Table> ParseTable(std::string_view text) {
+Result<Table> ParseTable(std::string_view text) { return ParseTableWith(text, true); }
+
+Result<Table> ParseTableWith(std::string_view text, bool plain_lines) {
   Table table;
   table.ReserveBytes(text.size());
   MP_ASSIGN_OR_RETURN(const ShapedText shaped, ShapeOf(text));
@@ -556,7 +625,7 @@ Result<Table> ParseTable(std::string_view text) {
       break;
     case Shape::kCsv: {
       table.set_format(FileFormat::kCsv);
-      CsvReader reader(&table);
+      CsvReader reader(&table, plain_lines);
       MP_RETURN_IF_ERROR(reader.Read(shaped.text));
       break;
     }
