@@ -12,6 +12,8 @@ packages=(
   clang-14 libfuzzer-14-dev libclang-rt-14-dev
   libre2-dev libmaxminddb-dev libyaml-cpp-dev uap-core
   libcsv-dev libicu-dev  # incident: CSV reader (RFC 4180) and NFKC_Casefold for emails
+  libcurl4-openssl-dev  # incident send: SMTP with STARTTLS / TLS and AUTH
+  python3-aiosmtpd  # the local SMTP server incident_send.test.mjs starts
   tzdata wrk nodejs npm
   chromium  # headless, driven by playwright-core in the browser SDK tests (tests/integration/browser.mjs)
 )

@@ -1,17 +1,24 @@
-// `minpanel incident crossref|blast-radius|who-could-read`: incident
+// `minpanel incident crossref|blast-radius|who-could-read|send`: incident
 // response (docs/incident.md, docs/formats/incident.md). `crossref`
 // cross-references a leaked file against the accounts export; `blast-radius`
 // reads the audit log for what a key took out in a window; `who-could-read`
 // lists the keys that could reach one subject. Each writes the impact file,
 // summaries, regulator report draft and notices where it has them, and
-// records its run in the audit log when it has a data folder.
+// records its run in the audit log when it has a data folder. `send`
+// delivers the notices an earlier run wrote over SMTP.
 //
 // These read files and the audit log, which a running server keeps
 // appending to, so they call the incident module directly rather than open
 // a Service (which would need the server stopped).
+#include <sys/stat.h>
+
 #include <chrono>
 #include <cstdio>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <set>
 
@@ -48,9 +55,55 @@ struct IncidentFlags {
   std::string project;
   bool allow_broken = false;
   bool verify_chain = false;
+  // send
+  CLI::App* send = nullptr;
+  incident::SendOptions send_options;
+  std::string auth_file;
 };
 
 struct IncidentCommand::Flags : IncidentFlags {};
+
+namespace {
+
+void AddSendFlags(CLI::App* incident, IncidentFlags& flags) {
+  incident::SendOptions& options = flags.send_options;
+  flags.send = incident->add_subcommand(
+      "send",
+      "deliver the notices an earlier crossref or blast-radius wrote into --out over SMTP, "
+      "rate-limited and resumable (the state file --out/send-state records each one sent)");
+  flags.send->add_option("--out", options.folder, "the output folder holding notices/")
+      ->required();
+  flags.send
+      ->add_option("--smtp", options.url,
+                   "the server: smtp://host:587 (STARTTLS required) or smtps://host:465")
+      ->required();
+  flags.send->add_option("--sender", options.sender, "the envelope sender (MAIL FROM)")
+      ->required();
+  flags.send->add_option("--auth-file", flags.auth_file,
+                         "a file (not readable by group or others) holding USER:PASSWORD; or "
+                         "set MINPANEL_SMTP_USER and MINPANEL_SMTP_PASSWORD");
+  flags.send->add_option("--ca-file", options.ca_file,
+                         "PEM file of the CA that signed the server's certificate (a private "
+                         "CA)");
+  flags.send->add_flag("--insecure-localhost", options.insecure_localhost,
+                       "no STARTTLS: only to a relay on 127.0.0.1, ::1 or localhost");
+  flags.send
+      ->add_option("--per-minute", options.per_minute,
+                   "at most this many messages a minute (default " +
+                       std::to_string(incident::kSendPerMinuteDefault) + ", at most " +
+                       std::to_string(incident::kSendPerMinuteMax) + ")")
+      ->capture_default_str();
+  flags.send->add_flag("--dry-run", options.dry_run,
+                       "list what would be sent (on stdout) and send nothing");
+  flags.send->add_flag("--resend-uncertain", options.resend_uncertain,
+                       "send again the notices a crash left `uncertain` (the server may "
+                       "already have them)");
+  flags.send->add_option("--data", flags.sources.data_folder,
+                         "data folder: record the run in its audit log");
+  flags.send->add_option("--config", flags.sources.config_file, "TOML configuration file");
+}
+
+}  // namespace
 
 IncidentCommand::IncidentCommand(CLI::App& app) : flags_(std::make_unique<Flags>()) {
   CLI::App* incident = app.add_subcommand(
@@ -139,12 +192,14 @@ IncidentCommand::IncidentCommand(CLI::App& app) : flags_(std::make_unique<Flags>
   flags.who->add_option("--to", flags.to, "only keys valid before, ISO-8601");
   flags.who->add_flag("--allow-broken", flags.allow_broken,
                       "report on the records before a broken chain instead of refusing");
+  AddSendFlags(incident, flags);
 }
 
 IncidentCommand::~IncidentCommand() = default;
 
 bool IncidentCommand::parsed() const {
-  return crossref_->parsed() || flags_->blast->parsed() || flags_->who->parsed();
+  return crossref_->parsed() || flags_->blast->parsed() || flags_->who->parsed() ||
+         flags_->send->parsed();
 }
 
 namespace {
@@ -625,9 +680,115 @@ int RunCrossref(const IncidentFlags& flags) {
   return kExitOk;
 }
 
+// The login, from a file only its owner can read or from the environment:
+// never from the command line (other users see it in the process list).
+Result<std::optional<incident::SmtpAuth>> ReadSmtpAuth(const std::string& auth_file) {
+  const char* user = std::getenv("MINPANEL_SMTP_USER");
+  const char* password = std::getenv("MINPANEL_SMTP_PASSWORD");
+  const bool from_environment = user != nullptr || password != nullptr;
+  if (!auth_file.empty() && from_environment) {
+    return Status::InvalidArgument(
+        "--auth-file and MINPANEL_SMTP_USER / MINPANEL_SMTP_PASSWORD: give the login one way");
+  }
+  if (from_environment) {
+    if (user == nullptr || password == nullptr || *user == '\0' || *password == '\0') {
+      return Status::InvalidArgument(
+          "MINPANEL_SMTP_USER and MINPANEL_SMTP_PASSWORD: set both, or neither");
+    }
+    return std::optional<incident::SmtpAuth>(incident::SmtpAuth{user, password});
+  }
+  if (auth_file.empty()) {
+    return std::optional<incident::SmtpAuth>();
+  }
+  struct stat info {};
+  if (::stat(auth_file.c_str(), &info) != 0) {
+    return Status::IoError("--auth-file " + auth_file + ": " + std::strerror(errno));
+  }
+  if ((info.st_mode & 077) != 0) {
+    return Status::PermissionDenied("--auth-file " + auth_file +
+                                    ": readable by group or others; chmod 600 it");
+  }
+  std::ifstream file(auth_file, std::ios::binary);
+  std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  auto auth = incident::ParseSmtpAuth(text);
+  if (!auth.ok()) {
+    return Status::InvalidArgument("--auth-file " + auth_file + ": " + auth.status().message());
+  }
+  return std::optional<incident::SmtpAuth>(std::move(*auth));
+}
+
+std::string SendCounts(const incident::SendReport& report) {
+  const auto count = [](uint64_t value) { return std::to_string(value); };
+  return "sent " + count(report.sent) + ", refused " + count(report.refused) + ", unsent " +
+         count(report.unsent) + ", uncertain " + count(report.uncertain) + ", already sent " +
+         count(report.already_sent) + ", already refused " + count(report.already_refused) +
+         ", changed after sent " + count(report.changed_after_sent) + ", would send " +
+         count(report.would_send) + " (of " + count(report.notices) + " notices)";
+}
+
+int RunSend(const IncidentFlags& flags) {
+  std::optional<service::Config> config;
+  if (!flags.sources.data_folder.empty() || !flags.sources.config_file.empty()) {
+    auto built = flags.sources.Build();
+    if (!built.ok()) {
+      return Fail(built.status());
+    }
+    config = std::move(*built);
+  }
+  incident::SendOptions options = flags.send_options;
+  auto auth = ReadSmtpAuth(flags.auth_file);
+  if (!auth.ok()) {
+    return Fail(auth.status());
+  }
+  options.auth = std::move(*auth);
+  options.progress = [](std::string_view line) {
+    std::fprintf(stdout, "%.*s\n", static_cast<int>(line.size()), line.data());
+    std::fflush(stdout);
+  };
+  auto report = incident::SendNotices(options);
+  if (!report.ok()) {
+    return Fail(report.status());
+  }
+  const std::string counts = SendCounts(*report);
+  std::fprintf(stderr, "%s%s\n", options.dry_run ? "dry run, nothing sent: " : "", counts.c_str());
+  if (report->state_torn_tail_bytes > 0) {
+    std::fprintf(stderr, "the state file ended in a torn line (%llu bytes, a crash while it was "
+                 "written): cut off\n",
+                 static_cast<unsigned long long>(report->state_torn_tail_bytes));
+  }
+  if (report->uncertain > 0) {
+    std::fprintf(stderr,
+                 "WARNING: %llu notices are uncertain (a run stopped between handing them to the "
+                 "server and recording the outcome): look for their Message-ID in the server's "
+                 "log; --resend-uncertain sends them again\n",
+                 static_cast<unsigned long long>(report->uncertain));
+  }
+  if (report->changed_after_sent > 0) {
+    std::fprintf(stderr,
+                 "WARNING: %llu notices were edited after they were sent: not sent again\n",
+                 static_cast<unsigned long long>(report->changed_after_sent));
+  }
+  if (config.has_value()) {
+    audit::AuditEntry entry;
+    entry.act = options.dry_run ? "incident.send_dry_run" : "incident.send";
+    entry.rows = report->sent;
+    entry.bytes = report->bytes_sent;
+    entry.outcome = report->stopped.ok() ? counts
+                                         : "stopped: " + report->stopped.ToString() + "; " + counts;
+    RecordRun(*config, std::move(entry));
+  }
+  if (!report->stopped.ok()) {
+    return Fail(report->stopped);
+  }
+  return report->refused + report->unsent > 0 ? kExitSomeRejected : kExitOk;
+}
+
 }  // namespace
 
 int IncidentCommand::Run() const {
+  if (flags_->send->parsed()) {
+    return RunSend(*flags_);
+  }
   if (flags_->blast->parsed()) {
     return RunBlastRadius(*flags_);
   }

@@ -720,4 +720,113 @@ std::string RegulatorReport(const CrossrefInput& input, const Impact& impact,
 // `text` with & < > " ' escaped for HTML text and attribute values.
 std::string HtmlEscape(std::string_view text);
 
+// ---------------------------------------------------------------------------
+// Delivery of the notices over SMTP (docs/incident.md, "minpanel incident
+// send"; the state file: docs/formats/incident.md, "send-state")
+
+inline constexpr size_t kNoticeBytesMax = 1 << 20;          // one .eml sent
+inline constexpr size_t kNoticeLineBytesMax = 998;          // RFC 5322 2.1.1, CRLF not counted
+inline constexpr size_t kSendMessagesMax = 2'000'000;       // notices in one folder
+inline constexpr uint64_t kSendStateBytesMax = 1ull << 30;  // the state file
+inline constexpr size_t kSendStatePathBytesMax = 256;       // a notice's path in it
+inline constexpr uint32_t kSendPerMinuteDefault = 60;
+inline constexpr uint32_t kSendPerMinuteMax = 6000;
+inline constexpr int64_t kSmtpConnectTimeoutMs = 30'000;
+inline constexpr int64_t kSmtpMessageTimeoutMs = 120'000;  // one message, connection included
+inline constexpr size_t kSmtpAuthFileBytesMax = 4096;
+inline constexpr std::string_view kSendStateFileName = "send-state";
+inline constexpr std::string_view kSendStateMagic = "minpanel-send-state 1";
+
+// What the state file says of a notice (its last line for that file).
+enum class SendOutcome : uint8_t {
+  kSending,  // about to be handed to the server; no outcome recorded after
+  kSent,     // the server accepted it (250 after the data)
+  kRefused,  // the server refused it for good (5xx): not sent again
+  kUnsent,   // not delivered (4xx, or the run stopped before it): sent next run
+};
+std::string_view SendOutcomeName(SendOutcome outcome);
+
+// One line of the state file: a notice by its path in the output folder and
+// the SHA-256 of its bytes, never its address.
+struct SendStateLine {
+  SendOutcome outcome = SendOutcome::kSending;
+  std::string file;    // "notices/users/u00000001.eml"
+  std::string sha256;  // 64 lowercase hex
+  int64_t time_ms = 0;
+  uint32_t smtp_code = 0;  // the server's reply; 0 when there was none
+};
+
+struct SendState {
+  std::map<std::string, SendStateLine, std::less<>> last;  // per file, its last line
+  uint64_t lines = 0;
+  int64_t last_time_ms = 0;      // the latest time_ms: a rerun keeps the pace from it
+  uint64_t valid_bytes = 0;      // through the last complete line
+  uint64_t torn_tail_bytes = 0;  // a line cut by a crash mid-append: ignored
+};
+// Parses a state file: the magic line, then one line per event. A last
+// line without its newline is a torn append (counted, ignored); any other
+// malformed line is Corruption naming its line number.
+Result<SendState> ParseSendState(std::string_view text);
+// The line for `line`, newline included.
+std::string FormatSendStateLine(const SendStateLine& line);
+
+// The one recipient of a notice: the address of its single To: header.
+// Refuses a notice over kNoticeBytesMax, with a line over
+// kNoticeLineBytesMax, a bare LF, no header/body separator, no or several
+// To: headers, several addresses, or a Cc: or Bcc: header (each notice goes
+// to one person).
+Result<std::string> NoticeRecipient(std::string_view eml);
+
+struct SmtpAuth {
+  std::string user;
+  std::string password;
+};
+// "USER:PASSWORD" on one line (a final newline allowed); the user may not
+// hold ':', the password may.
+Result<SmtpAuth> ParseSmtpAuth(std::string_view text);
+
+struct SendOptions {
+  std::string folder;  // the --out of an earlier crossref or blast-radius
+  std::string url;     // smtp://host[:port][/ehlo-domain] or smtps://
+  std::string sender;  // the envelope sender (MAIL FROM)
+  std::optional<SmtpAuth> auth;
+  std::string ca_file;              // a private CA for the server's certificate
+  bool insecure_localhost = false;  // smtp:// to 127.0.0.1 / ::1 / localhost without STARTTLS
+  uint32_t per_minute = kSendPerMinuteDefault;
+  bool dry_run = false;
+  bool resend_uncertain = false;  // send notices left `sending` by a crash again
+  // Told one line per notice: what happened to it ("sent FILE", "would-send
+  // FILE", …); never an address.
+  std::function<void(std::string_view)> progress;
+};
+
+struct SendReport {
+  uint64_t notices = 0;             // .eml files in the folder
+  uint64_t sent = 0;                // by this run
+  uint64_t refused = 0;             // by this run (5xx)
+  uint64_t unsent = 0;              // by this run (4xx), sent again next run
+  uint64_t would_send = 0;          // a dry run
+  uint64_t already_sent = 0;        // by an earlier run
+  uint64_t already_refused = 0;     // by an earlier run
+  uint64_t uncertain = 0;           // left `sending` by a crash: not sent again
+  uint64_t changed_after_sent = 0;  // sent, then edited: not sent again
+  uint64_t bytes_sent = 0;
+  uint64_t state_torn_tail_bytes = 0;
+  // Why the run stopped before the end (unreachable server, login
+  // refused, …); Ok when it went through every notice.
+  Status stopped = Status::Ok();
+};
+
+// Sends every notices/users/*.eml and notices/admins/*.eml of
+// `options.folder` that the state file (kSendStateFileName, 0600, in the
+// folder) does not record as sent or refused, one message per notice to
+// the address of its To: header, with exactly the file's bytes, at most
+// `per_minute` a minute; records each in the state file (a `sending` line
+// made durable before the message is handed over, its outcome after). A
+// dry run reads the folder and the state and sends and writes nothing.
+// Errors before anything is sent (bad options, a notice that cannot be
+// sent, a corrupt state file, another run holding the state) are returned;
+// an error while sending stops the run and is in `stopped`.
+Result<SendReport> SendNotices(const SendOptions& options);
+
 }  // namespace minpanel::incident

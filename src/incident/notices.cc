@@ -336,6 +336,19 @@ std::string_view BuiltInTemplate(Language language, bool admin) {
   return admin ? kAdminEnglish : kUserEnglish;
 }
 
+// An address a notice may be sent to: one '@', no spaces, quotes, angle
+// brackets, commas or control bytes (which would break or inject headers).
+bool DeliverableAddress(std::string_view email) {
+  if (email.empty() || email.size() > 254 || email.find('@') == std::string_view::npos ||
+      email.find('@') != email.rfind('@')) {
+    return false;
+  }
+  return std::none_of(email.begin(), email.end(), [](char byte) {
+    return static_cast<unsigned char>(byte) <= 0x20 || byte == '<' || byte == '>' || byte == ',' ||
+           byte == '"' || byte == ';' || byte == '\\' || byte == 0x7f;
+  });
+}
+
 namespace {
 
 bool HasControlBytes(std::string_view text) {
@@ -350,19 +363,6 @@ bool LooksLikeLink(std::string_view text) {
   }
   return lower.find("://") != std::string::npos || lower.find("www.") != std::string::npos ||
          lower.find("http") != std::string::npos || lower.find('/') != std::string::npos;
-}
-
-// An address a notice may be sent to: one '@', no spaces, quotes, angle
-// brackets, commas or control bytes (which would break or inject headers).
-bool DeliverableAddress(std::string_view email) {
-  if (email.empty() || email.size() > 254 || email.find('@') == std::string_view::npos ||
-      email.find('@') != email.rfind('@')) {
-    return false;
-  }
-  return std::none_of(email.begin(), email.end(), [](char byte) {
-    return static_cast<unsigned char>(byte) <= 0x20 || byte == '<' || byte == '>' || byte == ',' ||
-           byte == '"' || byte == ';' || byte == '\\' || byte == 0x7f;
-  });
 }
 
 std::string Substitute(std::string_view text,
@@ -474,7 +474,10 @@ std::string Eml(const ReportOptions& options, std::string_view to, const Notice&
   out += "To: <" + std::string(to) + ">\r\n";
   out += "Subject: " + HeaderText(notice.subject) + "\r\n";
   out += "Date: " + RfcDate(options.now_s) + "\r\n";
-  out += "Message-ID: <" + std::string(message_id) + "@" + options.domain + ">\r\n";
+  // The run's time keeps the ids of two runs apart: a provider may drop a
+  // message whose Message-ID it has already seen.
+  out += "Message-ID: <" + std::string(message_id) + "." + std::to_string(options.now_s) + "@" +
+         options.domain + ">\r\n";
   out +=
       "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
       "Content-Transfer-Encoding: 8bit\r\n\r\n";

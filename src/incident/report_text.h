@@ -37,5 +37,8 @@ std::vector<Category> CategoriesOf(uint32_t bits);
 std::vector<Category> NotInFile(uint32_t file_categories);
 std::string_view CellOf(const Table& table, const Recognition& columns, size_t row,
                         ColumnKind kind);
+// An address a notice may be written or sent to: one '@', at most 254
+// bytes, no spaces, quotes, angle brackets, commas or control bytes.
+bool DeliverableAddress(std::string_view email);
 
 }  // namespace minpanel::incident
