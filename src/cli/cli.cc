@@ -54,14 +54,23 @@ Status EnsureDemoProject(service::Service& service, const service::Config& confi
   return Status::Ok();
 }
 
-void PrintWelcome(const service::Config& config, uint16_t port, const std::string& token,
-                  const std::string& secret_path) {
-  const bool tls = !config.tls.cert_file.empty();
-  std::string host = config.listen.substr(0, config.listen.rfind(':'));
+// The URL a local client reaches a listener at.
+std::string LocalUrl(const std::string& listen, bool tls, uint16_t port) {
+  std::string host = listen.substr(0, listen.rfind(':'));
   if (host == "0.0.0.0" || host == "[::]" || host == "::") {
     host = "127.0.0.1";
   }
-  const std::string url = (tls ? "https://" : "http://") + host + ":" + std::to_string(port);
+  return (tls ? "https://" : "http://") + host + ":" + std::to_string(port);
+}
+
+void PrintWelcome(const service::Config& config, const server::Server& server,
+                  const std::string& token, const std::string& secret_path) {
+  const std::string url = LocalUrl(config.listen, !config.tls.cert_file.empty(), server.port());
+  // With listen_api, reads and the dashboard are on the API listener.
+  const std::string api_url =
+      config.listen_api.empty()
+          ? url
+          : LocalUrl(config.listen_api, !config.tls_api.cert_file.empty(), server.api_port());
   std::cout << "minpanel is listening on " << url << "\n"
             << "  demo project token: " << token << "\n"
             << "  demo project secret: in " << secret_path << " (0600)\n"
@@ -70,7 +79,7 @@ void PrintWelcome(const service::Config& config, uint16_t port, const std::strin
             << "'data={\"event\":\"Signed Up\",\"properties\":{\"token\":\"" << token
             << "\",\"distinct_id\":\"user-1\",\"plan\":\"pro\"}}'\n"
             << "  read it back:\n"
-            << "    curl -s -u \"$(cat " << secret_path << "):\" '" << url
+            << "    curl -s -u \"$(cat " << secret_path << "):\" '" << api_url
             << "/api/2.0/export?from_date=2020-01-01&to_date=2030-12-31'\n"
             << std::flush;
 }
@@ -100,10 +109,17 @@ int Serve(const ConfigSources& sources, bool demo) {
     return Fail(server.status());
   }
   if (demo) {
-    PrintWelcome(*config, (*server)->port(), token, secret_path);
+    PrintWelcome(*config, **server, token, secret_path);
   }
-  spdlog::info("listening on {} (data {}, keys {})", config->listen, config->data_folder,
-               service::KeyFolder(*config));
+  if (config->listen_api.empty()) {
+    spdlog::info("listening on {} (data {}, keys {})", config->listen, config->data_folder,
+                 service::KeyFolder(*config));
+  } else {
+    spdlog::info("listening on {} for ingestion and on {} for the read and admin API (data {}, "
+                 "keys {})",
+                 config->listen, config->listen_api, config->data_folder,
+                 service::KeyFolder(*config));
+  }
   const Status ran = (*server)->Run();
   if (!ran.ok()) {
     return Fail(ran);

@@ -15,6 +15,12 @@ void ConfigSources::AddFlags(CLI::App* command, bool serving) {
     command->add_option("--listen", listen, "HOST:PORT to listen on (default 127.0.0.1:8080)");
     command->add_option("--tls-cert", tls_cert, "PEM certificate chain: serve HTTPS");
     command->add_option("--tls-key", tls_key, "PEM private key for --tls-cert");
+    command->add_option("--listen-api", listen_api,
+                        "HOST:PORT of a second listener for the read and admin API; --listen "
+                        "then serves ingestion and /healthz only (docs/security.md)");
+    command->add_option("--tls-api-cert", tls_api_cert,
+                        "PEM certificate chain of the --listen-api listener: HTTPS there");
+    command->add_option("--tls-api-key", tls_api_key, "PEM private key for --tls-api-cert");
     command->add_option("--path-prefix", path_prefixes,
                         "serve every route under this path prefix too (e.g. /mp: /mp/track is "
                         "/track); repeatable; replaces the config file's path_prefixes");
@@ -40,6 +46,15 @@ Result<service::Config> ConfigSources::Build() const {
   }
   if (!tls_key.empty()) {
     config.tls.key_file = tls_key;
+  }
+  if (!listen_api.empty()) {
+    config.listen_api = listen_api;
+  }
+  if (!tls_api_cert.empty()) {
+    config.tls_api.cert_file = tls_api_cert;
+  }
+  if (!tls_api_key.empty()) {
+    config.tls_api.key_file = tls_api_key;
   }
   if (!path_prefixes.empty()) {
     config.path_prefixes = path_prefixes;

@@ -32,6 +32,9 @@ struct ConfigSources {
   std::string listen;
   std::string tls_cert;
   std::string tls_key;
+  std::string listen_api;
+  std::string tls_api_cert;
+  std::string tls_api_key;
   std::vector<std::string> path_prefixes;  // --path-prefix, repeatable; replaces the file's
 
   void AddFlags(CLI::App* command, bool serving);

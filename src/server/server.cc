@@ -1,8 +1,11 @@
 #include "server/server.h"
 
+#include <atomic>
 #include <csignal>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <string_view>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -78,10 +81,12 @@ Result<std::shared_ptr<ssl::context>> LoadTls(const service::TlsConfig& tls) {
   return context;
 }
 
-Result<tcp::endpoint> ParseListen(const std::string& listen) {
+// `key`: the configuration key, for the message ("listen", "listen_api").
+Result<tcp::endpoint> ParseListen(std::string_view key, const std::string& listen) {
   const size_t colon = listen.rfind(':');
   if (colon == std::string::npos) {
-    return Status::InvalidArgument("listen: expected HOST:PORT, got '" + listen + "'");
+    return Status::InvalidArgument(std::string(key) + ": expected HOST:PORT, got '" + listen +
+                                   "'");
   }
   std::string host = listen.substr(0, colon);
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
@@ -95,10 +100,57 @@ Result<tcp::endpoint> ParseListen(const std::string& listen) {
   } catch (const std::exception&) {
   }
   if (error || port <= 0 || port > 65535) {
-    return Status::InvalidArgument("listen: expected an IP address and a port 1-65535, got '" +
-                                   listen + "'");
+    return Status::InvalidArgument(std::string(key) +
+                                   ": expected an IP address and a port 1-65535, got '" + listen +
+                                   "'");
   }
   return tcp::endpoint(address, static_cast<uint16_t>(port));
+}
+
+// Two listeners on one port whose addresses are equal, or one of them the
+// wildcard, would take each other's connections (or fail to bind).
+Status CheckListenersApart(const tcp::endpoint& ingest, const tcp::endpoint& api) {
+  if (ingest.port() != api.port()) {
+    return Status::Ok();
+  }
+  if (ingest.address() == api.address() || ingest.address().is_unspecified() ||
+      api.address().is_unspecified()) {
+    return Status::InvalidArgument(
+        "listen_api: " + api.address().to_string() + ":" + std::to_string(api.port()) +
+        " overlaps listen " + ingest.address().to_string() + ":" +
+        std::to_string(ingest.port()) +
+        ": the API listener needs another port, or another address than the ingestion one");
+  }
+  return Status::Ok();
+}
+
+// Which routes a listener serves (docs/security.md, "Separate listeners").
+enum class ListenerRole {
+  kEvery,   // `listen` without `listen_api`: every route
+  kIngest,  // `listen` with `listen_api`: ingestion and /healthz
+  kApi,     // `listen_api`: everything but ingestion
+};
+
+// A route that `role` does not serve: NotFound naming the configuration key
+// of the listener that does — never its address, which the public side has
+// no need to learn. It is answered before the method, a credential or a
+// rate limit is looked at, so it is the same whoever asks.
+std::optional<Status> WrongListener(ListenerRole role, Route route) {
+  if (role == ListenerRole::kEvery || route == Route::kHealth || route == Route::kUnknown) {
+    return std::nullopt;
+  }
+  const bool ingest = IsIngestRoute(route);
+  if (role == ListenerRole::kIngest && !ingest) {
+    return Status::NotFound(std::string(RouteLabel(route)) +
+                            " is not served on this listener: the read and admin API is on "
+                            "the API listener (listen_api)");
+  }
+  if (role == ListenerRole::kApi && ingest) {
+    return Status::NotFound(std::string(RouteLabel(route)) +
+                            " is not served on this listener: ingestion is on the ingestion "
+                            "listener (listen)");
+  }
+  return std::nullopt;
 }
 
 Result<std::shared_ptr<const Settings>> MakeSettings(const service::Config& config) {
@@ -108,6 +160,15 @@ Result<std::shared_ptr<const Settings>> MakeSettings(const service::Config& conf
 }
 
 }  // namespace
+
+// One listening socket and its role.
+struct Listener {
+  Listener(net::io_context& io, ListenerRole listener_role)
+      : role(listener_role), acceptor(io) {}
+  const ListenerRole role;
+  tcp::acceptor acceptor;
+  uint16_t port = 0;
+};
 
 // Live sessions, so that shutdown can close the idle ones.
 class SessionBase {
@@ -119,12 +180,12 @@ class SessionBase {
 class Server::Impl {
  public:
   Impl(service::Service* service, ConfigLoader reload, std::shared_ptr<const Settings> settings,
-       std::shared_ptr<ssl::context> tls)
+       std::shared_ptr<ssl::context> tls, std::shared_ptr<ssl::context> tls_api)
       : service_(service),
         reload_(std::move(reload)),
         settings_(std::move(settings)),
         tls_(std::move(tls)),
-        acceptor_(io_),
+        tls_api_(std::move(tls_api)),
         signals_(io_, SIGINT, SIGTERM, SIGHUP),
         workers_(settings_->config.worker_threads),
         exporters_(settings_->config.export_threads),
@@ -134,26 +195,37 @@ class Server::Impl {
         [alerts = alerts_.get()](const service::AnomalyAlert& alert) { alerts->Send(alert); });
   }
 
-  Status Listen(const tcp::endpoint& endpoint);
+  Status Listen(const tcp::endpoint& endpoint, ListenerRole role);
   Status Run();
   void Stop() {
     net::post(io_, [this] { BeginShutdown(); });
   }
-  uint16_t port() const { return port_; }
+  uint16_t port() const { return listeners_.empty() ? 0 : listeners_.front()->port; }
+  uint16_t api_port() const {
+    return listeners_.size() < 2 ? 0 : listeners_.back()->port;
+  }
 
   std::shared_ptr<const Settings> settings() const {
     std::lock_guard lock(settings_mutex_);
     return settings_;
   }
-  std::shared_ptr<ssl::context> tls() const {
+  // The TLS context of a listener; null: plain HTTP there.
+  std::shared_ptr<ssl::context> tls(ListenerRole role) const {
     std::lock_guard lock(settings_mutex_);
-    return tls_;
+    return role == ListenerRole::kApi ? tls_api_ : tls_;
   }
   service::Service& service() { return *service_; }
   Metrics& metrics() { return metrics_; }
   net::thread_pool& workers() { return workers_; }
   net::thread_pool& exporters() { return exporters_; }
   bool stopping() const { return stopping_.load(); }
+
+  // The open connections of a listener: each has limits.connections_max of
+  // its own, so that a flood of connections to the public one cannot lock
+  // operators out of the private one.
+  std::atomic<int64_t>& connections_open(ListenerRole role) {
+    return role == ListenerRole::kApi ? api_connections_open_ : connections_open_;
+  }
 
   void Register(SessionBase* session, std::weak_ptr<SessionBase> weak) {
     std::lock_guard lock(sessions_mutex_);
@@ -165,7 +237,7 @@ class Server::Impl {
   }
 
  private:
-  void Accept();
+  void Accept(Listener& listener);
   void ScheduleGeoReload();
   void OnSignal(int signal_number);
   void Reload();
@@ -178,19 +250,22 @@ class Server::Impl {
   std::mutex sessions_mutex_;
   std::unordered_map<SessionBase*, std::weak_ptr<SessionBase>> sessions_;
   Metrics metrics_;
+  std::atomic<int64_t> connections_open_{0};      // of `listen`
+  std::atomic<int64_t> api_connections_open_{0};  // of `listen_api`
   service::Service* service_;
   ConfigLoader reload_;
   mutable std::mutex settings_mutex_;
   std::shared_ptr<const Settings> settings_;
-  std::shared_ptr<ssl::context> tls_;
+  std::shared_ptr<ssl::context> tls_;      // of `listen`
+  std::shared_ptr<ssl::context> tls_api_;  // of `listen_api`
   net::io_context io_;
-  tcp::acceptor acceptor_;
+  // `listen` first, then `listen_api` when set. Destroyed before io_.
+  std::vector<std::unique_ptr<Listener>> listeners_;
   net::signal_set signals_;
   net::thread_pool workers_;    // decoding and policy: CPU work
   net::thread_pool exporters_;  // exports: block on the client's socket
   std::unique_ptr<AlertSender> alerts_;
   std::atomic<bool> stopping_{false};
-  uint16_t port_ = 0;
   std::unique_ptr<net::steady_timer> shutdown_timer_;
   std::unique_ptr<net::steady_timer> geo_timer_;
 };
@@ -203,20 +278,22 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   static constexpr bool kTls = !std::is_same_v<Stream, beast::tcp_stream>;
 
  public:
-  Session(Server::Impl& server, tcp::socket socket)
-    requires std::is_same_v<Stream, beast::tcp_stream>
-      : server_(server), stream_(std::move(socket)) {}
-  Session(Server::Impl& server, tcp::socket socket, ssl::context& context)
-    requires(!std::is_same_v<Stream, beast::tcp_stream>)
-      : server_(server), stream_(std::move(socket), context) {}
+  Session(Server::Impl& server, ListenerRole role, tcp::socket socket)
+    requires(!kTls)
+      : server_(server), role_(role), stream_(std::move(socket)) {}
+  Session(Server::Impl& server, ListenerRole role, tcp::socket socket, ssl::context& context)
+    requires kTls
+      : server_(server), role_(role), stream_(std::move(socket), context) {}
 
   ~Session() override {
     server_.Unregister(this);
     server_.metrics().ConnectionClosed();
+    --server_.connections_open(role_);
   }
 
   void Start() {
     server_.metrics().ConnectionOpened();
+    ++server_.connections_open(role_);
     server_.Register(this, this->weak_from_this());
     boost::system::error_code error;
     const auto remote = beast::get_lowest_layer(stream_).socket().remote_endpoint(error);
@@ -315,6 +392,10 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     // or changes (CredentialsOf): never the client's own say.
     request_.set(kClientAddressField, ClientIp());
     const Route route = ClassifyRequest(request_);
+    if (const std::optional<Status> wrong = WrongListener(role_, route)) {
+      Write(ErrorResponse(request_, *wrong));
+      return;
+    }
     const auto method = request_.method();
     if (route == Route::kHealth || route == Route::kMetrics || route == Route::kRoot ||
         route == Route::kUnknown || method == http::verb::options) {
@@ -590,6 +671,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   }
 
   Server::Impl& server_;
+  const ListenerRole role_;  // of the listener that accepted the connection
   Stream stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
@@ -602,49 +684,57 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   uint64_t drained_bytes_ = 0;
 };
 
-Status Server::Impl::Listen(const tcp::endpoint& endpoint) {
+Status Server::Impl::Listen(const tcp::endpoint& endpoint, ListenerRole role) {
+  auto listener = std::make_unique<Listener>(io_, role);
+  tcp::acceptor& acceptor = listener->acceptor;
   boost::system::error_code error;
-  acceptor_.open(endpoint.protocol(), error);
+  acceptor.open(endpoint.protocol(), error);
   if (!error) {
-    acceptor_.set_option(net::socket_base::reuse_address(true), error);
+    acceptor.set_option(net::socket_base::reuse_address(true), error);
   }
   if (!error) {
-    acceptor_.bind(endpoint, error);
+    acceptor.bind(endpoint, error);
   }
   if (!error) {
-    acceptor_.listen(net::socket_base::max_listen_connections, error);
+    acceptor.listen(net::socket_base::max_listen_connections, error);
   }
   if (error) {
-    return Status::Unavailable("listen on " + endpoint.address().to_string() + ":" +
+    return Status::Unavailable(std::string(role == ListenerRole::kApi ? "listen_api" : "listen") +
+                               " on " + endpoint.address().to_string() + ":" +
                                std::to_string(endpoint.port()) + ": " + error.message());
   }
-  port_ = acceptor_.local_endpoint().port();
+  listener->port = acceptor.local_endpoint().port();
+  listeners_.push_back(std::move(listener));
   return Status::Ok();
 }
 
-void Server::Impl::Accept() {
-  acceptor_.async_accept(net::make_strand(io_), [this](boost::system::error_code error,
-                                                      tcp::socket socket) {
+void Server::Impl::Accept(Listener& listener) {
+  listener.acceptor.async_accept(net::make_strand(io_), [this, &listener](
+                                                            boost::system::error_code error,
+                                                            tcp::socket socket) {
     if (error) {
       if (error != net::error::operation_aborted) {
         spdlog::warn("accept: {}", error.message());
-        Accept();
+        Accept(listener);
       }
       return;
     }
     const auto current = settings();
-    if (metrics_.connections_open() >= static_cast<int64_t>(current->config.limits.connections_max)) {
-      spdlog::warn("connection refused: limits.connections_max ({}) reached",
-                   current->config.limits.connections_max);
+    if (connections_open(listener.role) >=
+        static_cast<int64_t>(current->config.limits.connections_max)) {
+      spdlog::warn("connection refused: limits.connections_max ({}) reached on {}",
+                   current->config.limits.connections_max,
+                   listener.role == ListenerRole::kApi ? "listen_api" : "listen");
       socket.close(error);
-    } else if (auto context = tls()) {
-      std::make_shared<Session<beast::ssl_stream<beast::tcp_stream>>>(*this, std::move(socket),
-                                                                       *context)
+    } else if (auto context = tls(listener.role)) {
+      std::make_shared<Session<beast::ssl_stream<beast::tcp_stream>>>(
+          *this, listener.role, std::move(socket), *context)
           ->Start();
     } else {
-      std::make_shared<Session<beast::tcp_stream>>(*this, std::move(socket))->Start();
+      std::make_shared<Session<beast::tcp_stream>>(*this, listener.role, std::move(socket))
+          ->Start();
     }
-    Accept();
+    Accept(listener);
   });
 }
 
@@ -700,19 +790,31 @@ void Server::Impl::Reload() {
       config.ok() ? MakeSettings(*config) : Result<std::shared_ptr<const Settings>>(config.status());
   Result<std::shared_ptr<ssl::context>> tls =
       settings.ok() ? LoadTls((*settings)->config.tls) : settings.status();
-  if (!tls.ok()) {
-    spdlog::error("reload refused, keeping the running configuration: {}", tls.status().message());
+  Result<std::shared_ptr<ssl::context>> tls_api =
+      tls.ok() ? LoadTls((*settings)->config.tls_api) : tls.status();
+  if (!tls_api.ok()) {
+    spdlog::error("reload refused, keeping the running configuration: {}",
+                  tls_api.status().message());
     return;
   }
-  if ((*settings)->config.listen != settings_->config.listen ||
-      (*settings)->config.data_folder != settings_->config.data_folder) {
-    spdlog::warn("reload: listen and data_folder change only on restart");
+  const std::shared_ptr<const Settings> running_settings = this->settings();
+  const service::Config& running = running_settings->config;
+  if ((*settings)->config.listen != running.listen ||
+      (*settings)->config.listen_api != running.listen_api ||
+      (*settings)->config.data_folder != running.data_folder) {
+    spdlog::warn("reload: listen, listen_api and data_folder change only on restart");
   }
   {
     std::lock_guard lock(settings_mutex_);
+    // A new certificate applies to new connections; a configuration
+    // without one leaves the running one in force (TLS is never turned off
+    // by a reload).
     settings_ = *settings;
-    if (*tls || !settings_->config.tls.cert_file.empty()) {
+    if (*tls != nullptr) {
       tls_ = *tls;
+    }
+    if (*tls_api != nullptr) {
+      tls_api_ = *tls_api;
     }
   }
   service_->SetProjectSettings((*settings)->config.project_settings);
@@ -734,7 +836,9 @@ void Server::Impl::BeginShutdown() {
     return;
   }
   boost::system::error_code error;
-  acceptor_.close(error);
+  for (const auto& listener : listeners_) {
+    listener->acceptor.close(error);
+  }
   signals_.cancel(error);
   CloseIdleSessions();
   shutdown_timer_ = std::make_unique<net::steady_timer>(io_);
@@ -779,7 +883,9 @@ Status Server::Impl::Run() {
       OnSignal(number);
     }
   });
-  Accept();
+  for (const auto& listener : listeners_) {
+    Accept(*listener);
+  }
   ScheduleGeoReload();
   const uint32_t thread_count = settings()->config.io_threads;
   std::vector<std::thread> threads;
@@ -802,18 +908,31 @@ Result<std::unique_ptr<Server>> Server::Start(const service::Config& config,
                                               service::Service* service, ConfigLoader reload) {
   MP_ASSIGN_OR_RETURN(std::shared_ptr<const Settings> settings, MakeSettings(config));
   MP_ASSIGN_OR_RETURN(std::shared_ptr<ssl::context> tls, LoadTls(config.tls));
-  MP_ASSIGN_OR_RETURN(const tcp::endpoint endpoint, ParseListen(config.listen));
+  MP_ASSIGN_OR_RETURN(std::shared_ptr<ssl::context> tls_api, LoadTls(config.tls_api));
+  MP_ASSIGN_OR_RETURN(const tcp::endpoint endpoint, ParseListen("listen", config.listen));
+  std::optional<tcp::endpoint> api_endpoint;
+  if (!config.listen_api.empty()) {
+    MP_ASSIGN_OR_RETURN(api_endpoint, ParseListen("listen_api", config.listen_api));
+    MP_RETURN_IF_ERROR(CheckListenersApart(endpoint, *api_endpoint));
+  }
   // A file-size limit (RLIMIT_FSIZE) must fail the write with EFBIG, which
   // the store reports, instead of killing the process.
   std::signal(SIGXFSZ, SIG_IGN);
   std::signal(SIGPIPE, SIG_IGN);
-  auto impl = std::make_unique<Impl>(service, std::move(reload), settings, std::move(tls));
-  MP_RETURN_IF_ERROR(impl->Listen(endpoint));
+  auto impl = std::make_unique<Impl>(service, std::move(reload), settings, std::move(tls),
+                                     std::move(tls_api));
+  if (api_endpoint.has_value()) {
+    MP_RETURN_IF_ERROR(impl->Listen(endpoint, ListenerRole::kIngest));
+    MP_RETURN_IF_ERROR(impl->Listen(*api_endpoint, ListenerRole::kApi));
+  } else {
+    MP_RETURN_IF_ERROR(impl->Listen(endpoint, ListenerRole::kEvery));
+  }
   return std::unique_ptr<Server>(new Server(std::move(impl)));
 }
 
 Status Server::Run() { return impl_->Run(); }
 void Server::Stop() { impl_->Stop(); }
 uint16_t Server::port() const { return impl_->port(); }
+uint16_t Server::api_port() const { return impl_->api_port(); }
 
 }  // namespace minpanel::server

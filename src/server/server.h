@@ -24,7 +24,8 @@ using ConfigLoader = std::function<Result<service::Config>()>;
 
 class Server {
  public:
-  // Binds the listening socket and loads TLS material. The service must
+  // Binds the listening socket (two, with `listen_api`: ingestion on one,
+  // the read and admin API on the other) and loads TLS material. The service must
   // outlive the server.
   static Result<std::unique_ptr<Server>> Start(const service::Config& config,
                                                service::Service* service, ConfigLoader reload);
@@ -34,7 +35,9 @@ class Server {
   // in-flight requests (within a deadline) and returns.
   Status Run();
   void Stop();
+  // The port of `listen`, and of `listen_api` (0 when it is not set).
   uint16_t port() const;
+  uint16_t api_port() const;
 
   class Impl;  // internal: the I/O machinery, in server.cc
 

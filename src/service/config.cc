@@ -291,7 +291,8 @@ Status ReadProjectSettings(const toml::table& projects, std::vector<ProjectSetti
 
 Status ReadTop(const toml::table& root, Config* config) {
   MP_RETURN_IF_ERROR(UnknownKeys(root,
-                                 {"listen", "data_folder", "key_folder", "trusted_proxies", "tls",
+                                 {"listen", "listen_api", "data_folder", "key_folder",
+                                  "trusted_proxies", "tls", "tls_api",
                                   "limits", "dedup_window_hours", "dedup_entries_max",
                                   "store_memtable_rows_max", "erasure_purge_deadline_hours",
                                   "io_threads", "worker_threads", "export_threads", "log_level",
@@ -301,6 +302,7 @@ Status ReadTop(const toml::table& root, Config* config) {
                                   "anomaly"},
                                  ""));
   MP_RETURN_IF_ERROR(ReadString(root, "listen", "", &config->listen));
+  MP_RETURN_IF_ERROR(ReadString(root, "listen_api", "", &config->listen_api));
   MP_RETURN_IF_ERROR(ReadString(root, "data_folder", "", &config->data_folder));
   MP_RETURN_IF_ERROR(ReadString(root, "key_folder", "", &config->key_folder));
   MP_RETURN_IF_ERROR(ReadString(root, "log_level", "", &config->log_level));
@@ -346,10 +348,14 @@ Result<Config> LoadConfigFile(const std::string& path) {
   }
   Config config;
   MP_RETURN_IF_ERROR(ReadTop(root, &config));
-  if (const toml::table* tls = root["tls"].as_table()) {
-    MP_RETURN_IF_ERROR(UnknownKeys(*tls, {"cert_file", "key_file"}, "tls."));
-    MP_RETURN_IF_ERROR(ReadString(*tls, "cert_file", "tls.", &config.tls.cert_file));
-    MP_RETURN_IF_ERROR(ReadString(*tls, "key_file", "tls.", &config.tls.key_file));
+  for (const auto& [name, tls_config] :
+       {std::pair<std::string, TlsConfig*>{"tls", &config.tls}, {"tls_api", &config.tls_api}}) {
+    if (const toml::table* tls = root[name].as_table()) {
+      const std::string section = name + ".";
+      MP_RETURN_IF_ERROR(UnknownKeys(*tls, {"cert_file", "key_file"}, section));
+      MP_RETURN_IF_ERROR(ReadString(*tls, "cert_file", section, &tls_config->cert_file));
+      MP_RETURN_IF_ERROR(ReadString(*tls, "key_file", section, &tls_config->key_file));
+    }
   }
   if (const toml::table* limits = root["limits"].as_table()) {
     MP_RETURN_IF_ERROR(ReadLimits(*limits, &config.limits));
@@ -408,6 +414,20 @@ Status ValidateConfig(const Config& config) {
   }
   if (config.tls.cert_file.empty() != config.tls.key_file.empty()) {
     return Status::InvalidArgument("config: 'tls.cert_file' and 'tls.key_file' go together");
+  }
+  if (config.tls_api.cert_file.empty() != config.tls_api.key_file.empty()) {
+    return Status::InvalidArgument(
+        "config: 'tls_api.cert_file' and 'tls_api.key_file' go together");
+  }
+  if (!config.tls_api.cert_file.empty() && config.listen_api.empty()) {
+    return Status::InvalidArgument(
+        "config: '[tls_api]' is the API listener's certificate and needs 'listen_api'");
+  }
+  // The addresses themselves (0.0.0.0:P against 127.0.0.1:P, say) are
+  // compared by the server, which parses them.
+  if (!config.listen_api.empty() && config.listen_api == config.listen) {
+    return Status::InvalidArgument("config: 'listen_api' must be another address than 'listen' (" +
+                                   config.listen + "): the two listeners serve different routes");
   }
   if (config.audit_retention_days > audit::kAuditRetentionDaysMax) {
     return Status::InvalidArgument("config: 'audit_retention_days' must be 0 to " +

@@ -91,6 +91,11 @@ int64_t ErasurePurgeDelayMs(uint32_t deadline_hours);
 
 struct Config {
   std::string listen = "127.0.0.1:8080";
+  // A second listener for the read and admin API (docs/security.md,
+  // "Separate listeners"): when set, `listen` serves only ingestion and
+  // /healthz, and this one everything else (and /healthz), with `tls_api`.
+  // Empty: `listen` serves every route.
+  std::string listen_api;
   std::string data_folder = "var/data";
   std::string key_folder;  // empty: "<data_folder>.keys", beside the data folder
   std::vector<std::string> trusted_proxies;  // addresses or CIDR ranges
@@ -100,6 +105,7 @@ struct Config {
   // routes (ValidateConfig). Unprefixed paths keep working.
   std::vector<std::string> path_prefixes;
   TlsConfig tls;
+  TlsConfig tls_api;  // the API listener's own; empty: plain HTTP there
   Limits limits;
   int64_t dedup_window_ms = 7LL * 24 * 3600 * 1000;
   uint64_t dedup_entries_max = 20'000'000;

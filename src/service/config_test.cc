@@ -146,6 +146,38 @@ TEST_F(ConfigFileTest, SwitchesTakeOnlyTrueOrFalse) {
             "config: 'access_log' must be true or false");
 }
 
+TEST_F(ConfigFileTest, ApiListenerIsReadAndChecked) {
+  auto config = Load(R"(
+listen = "0.0.0.0:8080"
+listen_api = "10.0.0.5:8443"
+[tls_api]
+cert_file = "api-cert.pem"
+key_file = "api-key.pem"
+)");
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->listen_api, "10.0.0.5:8443");
+  EXPECT_EQ(config->tls_api.cert_file, "api-cert.pem");
+  EXPECT_EQ(config->tls_api.key_file, "api-key.pem");
+  EXPECT_TRUE(config->tls.cert_file.empty());
+  EXPECT_TRUE(ValidateConfig(*config).ok());
+  EXPECT_EQ(Load("[tls_api]\ncert = \"c.pem\"\n").status().message(),
+            "config: unknown key 'tls_api.cert'");
+
+  Config checked = *config;
+  checked.tls_api.key_file.clear();
+  EXPECT_EQ(ValidateConfig(checked).message(),
+            "config: 'tls_api.cert_file' and 'tls_api.key_file' go together");
+  checked = *config;
+  checked.listen_api.clear();
+  EXPECT_EQ(ValidateConfig(checked).message(),
+            "config: '[tls_api]' is the API listener's certificate and needs 'listen_api'");
+  checked = *config;
+  checked.listen_api = checked.listen;
+  EXPECT_NE(ValidateConfig(checked).message().find("'listen_api' must be another address than "
+                                                   "'listen' (0.0.0.0:8080)"),
+            std::string::npos);
+}
+
 TEST(ConfigTest, LimitsAreRangeChecked) {
   Config config;
   config.limits.body_bytes_max = 10;
