@@ -3,7 +3,9 @@
 // token, the project secret, a key of each scope, another project's secret,
 // a server admin key, an expired, a revoked and a rotated-away key. A wrong
 // or missing credential is 401; a right one without the scope is 403 with a
-// message that names the missing scope and nothing else. Keys are made by
+// message that names the missing scope and nothing else. Project deletion
+// is in the matrix with a throwaway project (and its own credential of each
+// kind) per call. Keys are made by
 // `minpanel keys create` (taken on SIGHUP) and by POST /api/keys; every
 // read leaves an audit record, which GET /api/audit returns and `minpanel
 // audit verify` checks.
@@ -188,6 +190,110 @@ describe('authorisation matrix', () => {
       });
     });
   }
+
+  // POST /api/projects/<id>/delete: every credential kind of the matrix,
+  // each against a throwaway project of its own (made for that call, with
+  // that kind of credential of its own), so that every allowed call really
+  // deletes one and every refused one is seen to have deleted nothing.
+  describe('POST /api/projects/<id>/delete', () => {
+    const KINDS = [
+      { name: 'no credential', status: 401, credential: () => undefined },
+      { name: 'an unknown key', status: 401, credential: () => `mpk_0123456789abcdef_${'0'.repeat(64)}` },
+      { name: 'an unknown secret', status: 401, credential: () => '0'.repeat(64) },
+      { name: 'the public token', status: 403, credential: (target) => target.project.token },
+      { name: 'the project secret', status: 200, credential: (target) => target.project.secret },
+      ...SCOPES.map((scope) => ({
+        name: `a key with only ${scope}`, status: scope === 'admin' ? 200 : 403, scopes: [scope],
+        credential: (target) => target.key.secret,
+      })),
+      { name: 'a key with query:aggregate and query:subjects', status: 403, scopes: ['query:aggregate', 'query:subjects'],
+        credential: (target) => target.key.secret },
+      { name: "another project's secret naming this project", status: 403, credential: () => other.secret, projectIdParam: true },
+      { name: 'a server admin key with project_id', status: 200, credential: () => keys.admin_all.secret, projectIdParam: true },
+      { name: 'a server admin key without project_id (the path names the project)', status: 200,
+        credential: () => keys.admin_all.secret },
+      { name: 'an expired key', status: 401, scopes: SCOPES, expires: true, credential: (target) => target.key.secret },
+      { name: 'a revoked key', status: 401, scopes: SCOPES, revoke: true, credential: (target) => target.key.secret },
+      { name: 'a rotated-away key', status: 401, scopes: SCOPES, rotate: true, credential: (target) => target.key.secret },
+      { name: 'a rotated key\'s new secret', status: 200, scopes: SCOPES, rotate: true, credential: (target) => target.rotated.secret },
+    ];
+    const targets = new Map();  // kind name → {project, key, rotated}
+    const adminCall = (method, requestPath, body) => server.request({
+      method, path: requestPath, headers: { ...server.authHeader(keys.admin_all.secret), 'Content-Type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const listedIds = async () => {
+      const res = await adminCall('GET', '/api/projects');
+      assert.equal(res.status, 200, res.text);
+      return new Set(JSON.parse(res.text).map((project) => project.id));
+    };
+
+    before(async () => {
+      for (const [kindIdx, kind] of KINDS.entries()) {
+        targets.set(kind.name, { project: await createProject(server.dataDir, server.keysDir, `authz-doomed-${kindIdx}`) });
+      }
+      await server.reload();
+      for (const [kindIdx, kind] of KINDS.entries()) {
+        if (!kind.scopes) {
+          continue;
+        }
+        const target = targets.get(kind.name);
+        const created = await adminCall('POST', '/api/keys', {
+          name: `doomed-${kindIdx}`, scopes: kind.scopes, project_id: target.project.id,
+          ...(kind.expires ? { expires_ms: Date.now() + 1500 } : {}),
+        });
+        assert.equal(created.status, 201, created.text);
+        target.key = JSON.parse(created.text);
+        if (kind.revoke || kind.rotate) {
+          const changed = await adminCall('POST', `/api/keys/${target.key.id}/${kind.revoke ? 'revoke' : 'rotate'}`);
+          assert.equal(changed.status, 200, changed.text);
+          target.rotated = JSON.parse(changed.text);
+        }
+      }
+      await sleep(1600);
+    });
+
+    for (const kind of KINDS) {
+      it(`${kind.name}: ${kind.status}`, async () => {
+        const { project } = targets.get(kind.name);
+        const params = new URLSearchParams({ confirm: project.name });
+        if (kind.projectIdParam) {
+          params.set('project_id', String(project.id));
+        }
+        const secret = kind.credential(targets.get(kind.name));
+        const res = await server.request({
+          method: 'POST', path: `/api/projects/${project.id}/delete?${params}`,
+          headers: secret === undefined ? {} : server.authHeader(secret),
+        });
+        if (kind.status === 200) {
+          assert.equal(res.status, 200, res.text);
+          assert.equal(JSON.parse(res.text).deleted.id, project.id);
+          assert.ok(!(await listedIds()).has(project.id), 'the project is gone');
+          const secretAfter = await server.request({ path: '/api/policy', headers: server.authHeader(project.secret) });
+          assert.equal(secretAfter.status, 401, 'its secret is no one now');
+        } else {
+          expectDenied(res, kind.status, kind.status === 403 && kind.name !== "another project's secret naming this project" ? 'admin' : null, kind.name);
+          assert.ok(!JSON.parse(res.text).error.includes(project.name), 'the refusal does not name the project');
+          assert.ok((await listedIds()).has(project.id), 'a refused call deletes nothing');
+        }
+      });
+    }
+
+    it('each deletion, and only those, is in the audit log with its caller', async () => {
+      const res = await adminCall('GET', '/api/audit?act=project.delete&limit=1000');
+      assert.equal(res.status, 200, res.text);
+      const records = JSON.parse(res.text);
+      const deleted = KINDS.filter((kind) => kind.status === 200).map((kind) => String(targets.get(kind.name).project.id));
+      const closing = records.filter((record) => record.act === 'project.delete').map((record) => record.target);
+      assert.deepEqual(closing.sort(), [...deleted].sort());
+      const starts = records.filter((record) => record.act === 'project.delete.start').map((record) => record.target);
+      assert.deepEqual(starts.sort(), [...deleted].sort());
+      const bySecret = targets.get('the project secret').project;
+      assert.equal(records.find((record) => record.target === String(bySecret.id)).key, `secret:${bySecret.id}`);
+      const byKey = targets.get('a key with only admin').key;
+      assert.equal(records.find((record) => record.key === byKey.id).act, 'project.delete.start');
+    });
+  });
 
   it('a key limited to events reads only those', async () => {
     const res = await server.request({
