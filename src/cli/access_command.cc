@@ -31,30 +31,10 @@ struct AccessCommands::Flags {
 
 namespace {
 
-// Records a key change made from the command line. The server, when one
-// runs, holds the audit log: it records the change when it reloads the
-// keys (SIGHUP), so here that is only said.
-void AuditLocally(const service::Config& config, std::string_view act,
-                  const service::AccessKey& key) {
-  auto log = service::OpenAuditLog(config, NewPosixFileSystem(), NewSystemClock());
-  if (!log.ok()) {
-    std::fprintf(stderr,
-                 "minpanel: the audit log is held by a running server, which records this "
-                 "change when it reloads (kill -HUP)\n");
-    return;
-  }
-  audit::AuditEntry entry;
-  entry.key = "local";
-  entry.route = "cli";
-  entry.act = std::string(act);
-  entry.target = key.id;
-  if (key.project_id != 0) {
-    entry.projects = {key.project_id};
-  }
-  const auto appended = (*log)->Append(std::move(entry));
-  if (!appended.ok()) {
-    std::fprintf(stderr, "minpanel: audit log: %s\n", appended.status().ToString().c_str());
-  }
+// Records a key change made from the command line (AuditLocally).
+void AuditKeyLocally(const service::Config& config, std::string_view act,
+                     const service::AccessKey& key) {
+  AuditLocally(config, act, key.id, key.project_id);
 }
 
 }  // namespace
@@ -166,7 +146,7 @@ int AccessCommands::Run() const {
     if (!rotated.ok()) {
       return Fail(rotated.status());
     }
-    AuditLocally(*config, "key.rotate", rotated->key);
+    AuditKeyLocally(*config, "key.rotate", rotated->key);
     std::printf("%s\n", service::AccessKeyJson(rotated->key, rotated->secret).c_str());
     return kExitOk;
   }
@@ -175,7 +155,7 @@ int AccessCommands::Run() const {
     if (!changed.ok()) {
       return Fail(changed.status());
     }
-    AuditLocally(*config, revoke_->parsed() ? "key.revoke" : "key.enable", *changed);
+    AuditKeyLocally(*config, revoke_->parsed() ? "key.revoke" : "key.enable", *changed);
     std::printf("%s\n", service::AccessKeyJson(*changed).c_str());
     return kExitOk;
   }
@@ -231,7 +211,7 @@ int AccessCommands::CreateKey(const service::Config& config, service::AccessKeyS
   if (!created.ok()) {
     return Fail(created.status());
   }
-  AuditLocally(config, "key.create", created->key);
+  AuditKeyLocally(config, "key.create", created->key);
   std::printf("%s\n", service::AccessKeyJson(created->key, created->secret).c_str());
   if (!flags.json) {
     std::fprintf(stderr,

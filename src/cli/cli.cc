@@ -128,6 +128,15 @@ int Serve(const ConfigSources& sources, bool demo) {
   return 0;
 }
 
+// Records a `minpanel project …` act in the audit log, or leaves it to the
+// running server's next reload (AuditLocally).
+void AuditProjectAct(const ConfigSources& sources, std::string_view act, uint32_t project_id) {
+  auto config = sources.Build();
+  if (config.ok()) {
+    AuditLocally(*config, act, std::to_string(project_id), project_id);
+  }
+}
+
 // The project registry of the configured data folder; it works whether or
 // not a server is running on it.
 Result<std::unique_ptr<service::ProjectRegistry>> OpenRegistry(const ConfigSources& sources) {
@@ -145,6 +154,7 @@ int ProjectCreate(const ConfigSources& sources, const std::string& name,
   if (!created.ok()) {
     return Fail(created.status());
   }
+  AuditProjectAct(sources, "project.create", created->project.id);
   if (json) {
     std::cout << ProjectJson(created->project, &created->secret) << "\n";
   } else {
@@ -188,6 +198,7 @@ int ProjectSetMinGroupSize(const ConfigSources& sources, const std::string& name
   if (!updated.ok()) {
     return Fail(updated.status());
   }
+  AuditProjectAct(sources, "project.set-min-group-size", updated->id);
   if (json) {
     std::cout << ProjectJson(*updated, nullptr) << "\n";
   } else {
@@ -209,6 +220,7 @@ int ProjectSetDomains(const ConfigSources& sources, const std::string& name,
   if (!updated.ok()) {
     return Fail(updated.status());
   }
+  AuditProjectAct(sources, "project.set-domains", updated->id);
   if (json) {
     std::cout << ProjectJson(*updated, nullptr) << "\n";
   } else {
@@ -230,6 +242,7 @@ int ProjectRotate(const ConfigSources& sources, const std::string& name, bool js
   if (!rotated.ok()) {
     return Fail(rotated.status());
   }
+  AuditProjectAct(sources, "project.rotate-secret", rotated->project.id);
   if (json) {
     std::cout << ProjectJson(rotated->project, &rotated->secret) << "\n";
   } else {
@@ -268,6 +281,8 @@ int ProjectRotateKey(const ConfigSources& sources, const std::string& name, bool
   if (!rotated.ok()) {
     return Fail(rotated.status());
   }
+  AuditLocally(*config, "project.rotate-key", std::to_string(rotated->project.id),
+               rotated->project.id);
   const auto& rotation = rotated->rotation;
   std::cout << "project " << name << ": pseudonym key replaced, version " << rotation.old_version
             << " -> " << rotation.new_version << "\n";

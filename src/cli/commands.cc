@@ -63,6 +63,33 @@ Result<service::Config> ConfigSources::Build() const {
   return config;
 }
 
+void AuditLocally(const service::Config& config, std::string_view act, std::string target,
+                  uint32_t project_id) {
+  auto log = service::OpenAuditLog(config, NewPosixFileSystem(), NewSystemClock());
+  if (!log.ok() && log.status().code() == StatusCode::kUnavailable) {
+    std::cerr << "minpanel: the audit log is held by a running server, which records this "
+                 "change when it reloads (kill -HUP)\n";
+    return;
+  }
+  if (!log.ok()) {
+    std::cerr << "minpanel: audit log: " << log.status().ToString()
+              << "; this change is not recorded in it\n";
+    return;
+  }
+  audit::AuditEntry entry;
+  entry.key = "local";
+  entry.route = "cli";
+  entry.act = std::string(act);
+  entry.target = std::move(target);
+  if (project_id != 0) {
+    entry.projects = {project_id};
+  }
+  const auto appended = (*log)->Append(std::move(entry));
+  if (!appended.ok()) {
+    std::cerr << "minpanel: audit log: " << appended.status().ToString() << "\n";
+  }
+}
+
 int Fail(const Status& status) {
   std::cerr << "minpanel: " << status.ToString() << "\n";
   return kExitFailure;

@@ -44,6 +44,13 @@ struct ConfigSources {
 // Prints "minpanel: <status>" to stderr and returns kExitFailure.
 int Fail(const Status& status);
 
+// Records an admin act of the command line (`key` "local", route "cli";
+// `target` a key or project id, `project_id` 0 for none) in the audit log.
+// A running server holds the log and records the change itself when it
+// reloads (SIGHUP), so then this only says so, on stderr.
+void AuditLocally(const service::Config& config, std::string_view act, std::string target,
+                  uint32_t project_id);
+
 // Raw events live in this process's memory; a core dump would write them
 // to disk, so there are none.
 void DisableCoreDumps();

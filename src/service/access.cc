@@ -815,6 +815,61 @@ Result<std::vector<audit::AuditEntry>> Service::ReadAudit(const Access& access,
   return entries;
 }
 
+std::map<uint32_t, uint32_t> Service::KeyVersions() {
+  std::map<uint32_t, uint32_t> versions;
+  for (const Project& project : projects_->List()) {
+    // A damaged key file is reported where the key is used; here it only
+    // leaves the project out of the comparison.
+    const auto all = keys_->AllVersions(project.id);
+    if (all.ok() && !all->empty()) {
+      versions[project.id] = all->front().version;
+    }
+  }
+  return versions;
+}
+
+void Service::AuditProjectChanges(const std::vector<Project>& before) {
+  Access local = LocalAccess(Project{});
+  local.route = "reload";
+  std::map<uint32_t, uint32_t> versions = KeyVersions();
+  for (const Project& project : projects_->List()) {
+    const auto old = std::find_if(before.begin(), before.end(), [&project](const Project& known) {
+      return known.id == project.id;
+    });
+    std::vector<std::string_view> acts;
+    if (old == before.end()) {
+      acts.push_back("project.create");
+    } else {
+      if (old->secret_sha256_hex != project.secret_sha256_hex) {
+        acts.push_back("project.rotate-secret");
+      }
+      if (old->domains != project.domains) {
+        acts.push_back("project.set-domains");
+      }
+      if (old->min_group_size != project.min_group_size) {
+        acts.push_back("project.set-min-group-size");
+      }
+    }
+    // A key starts at version 1; one seen at a higher version than before
+    // (or past 1 when it was not seen) was replaced.
+    const auto version = versions.find(project.id);
+    const auto known = key_versions_.find(project.id);
+    if (version != versions.end() &&
+        version->second > (known == key_versions_.end() ? 1 : known->second)) {
+      acts.push_back("project.rotate-key");
+    }
+    for (const std::string_view act : acts) {
+      audit::AuditEntry entry;
+      entry.act = std::string(act);
+      entry.target = std::to_string(project.id);
+      entry.projects = {project.id};
+      // Best effort: a failed log refuses every later read anyway.
+      (void)Audit(local, std::move(entry));
+    }
+  }
+  key_versions_ = std::move(versions);
+}
+
 void Service::AuditKeyChanges(const std::vector<AccessKey>& before) {
   Access local = LocalAccess(Project{});
   local.route = "reload";

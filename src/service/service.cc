@@ -349,6 +349,7 @@ Result<std::unique_ptr<Service>> Service::Open(const Config& config,
   service->audit_checkpoint_sink_ = config.audit_checkpoint_sink;
   service->file_system_ = file_system;
   service->settings_.Set(config.project_settings);
+  service->key_versions_ = service->KeyVersions();
   return service;
 }
 
@@ -926,7 +927,9 @@ Result<std::vector<std::string>> Service::Reload() {
   // A key rotated by another process (`minpanel project rotate-key`) is read
   // again on the next event; until now the cached one stayed in force.
   keys_->Forget();
+  const std::vector<Project> projects_before = projects_->List();
   MP_RETURN_IF_ERROR(projects_->Reload());
+  AuditProjectChanges(projects_before);
   const std::vector<AccessKey> keys_before = access_keys_->List();
   MP_RETURN_IF_ERROR(access_keys_->Reload());
   AuditKeyChanges(keys_before);

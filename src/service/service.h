@@ -11,6 +11,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -580,6 +581,12 @@ class Service {
   // Records the key changes another process (`minpanel keys …`) made, as
   // seen on Reload.
   void AuditKeyChanges(const std::vector<AccessKey>& before);
+  // Records the project changes another process (`minpanel project …`)
+  // made, as seen on Reload: a new project, a new secret, its sites, its
+  // minimum group size, a replaced pseudonym key (against key_versions_).
+  void AuditProjectChanges(const std::vector<Project>& before);
+  // The current pseudonym key version of every project that has a key.
+  std::map<uint32_t, uint32_t> KeyVersions();
   // The project's ingest rate and disk quotas (project_quotas.h) for a
   // batch about to be stored: RateLimited or DiskQuotaExceeded.
   Status AdmitIngest(const store::AppendBatch& batch);
@@ -635,6 +642,9 @@ class Service {
   std::shared_ptr<KeyUsage> key_usage_;
   std::array<uint8_t, 32> address_key_{};
   std::function<void(const AnomalyAlert&)> alert_handler_;
+  // Each project's pseudonym key version as of Open or the last Reload, so
+  // that Reload sees a key another process replaced.
+  std::map<uint32_t, uint32_t> key_versions_;
   std::array<std::atomic<uint64_t>, std::size(kAnomalyRuleNames)> anomaly_alerts_{};
   std::atomic<uint64_t> keys_suspended_{0};
   std::atomic<uint64_t> key_usage_failures_{0};

@@ -6,7 +6,9 @@
 // key survives a restart; POST /api/projects/<id>/delete (admin, with the
 // project's name to confirm) removes its keys, token, secret, events and
 // profiles, leaves the other projects alone, and its audit records stay in
-// a chain that still verifies.
+// a chain that still verifies; the other `minpanel project …` acts are
+// audited, by the command line or, while a server holds the log, by the
+// server on SIGHUP.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 
@@ -190,5 +192,54 @@ describe('project quotas and project deletion', () => {
     assert.equal((await importAs(projects['quota-rate'], events(1))).status, 401);
     const audit = await server.request({ path: '/api/audit?act=project.delete&key=local&limit=100', headers: server.authHeader(adminSecret) });
     assert.deepEqual(JSON.parse(audit.text).map((record) => record.act), ['project.delete.start', 'project.delete']);
+  });
+
+  it('the other minpanel project acts are audited: by a running server on SIGHUP, by the command line when none runs', async () => {
+    const projectActs = async () => {
+      const res = await server.request({ path: '/api/audit?act=project.&key=local&limit=1000', headers: server.authHeader(adminSecret) });
+      assert.equal(res.status, 200, res.text);
+      return JSON.parse(res.text).filter((record) => !record.act.startsWith('project.delete'));
+    };
+    const actsOf = (records, id) => records.filter((record) => record.target === String(id))
+      .map((record) => `${record.act} ${record.route}`);
+
+    // With the server running the command line cannot take the audit log:
+    // the server records what changed when it reloads.
+    const created = await runCli(['project', 'create', 'acts-live', '--json', ...dataArgs()]);
+    assert.match(created.stderr, /records this change when it reloads/);
+    const live = JSON.parse(created.stdout.trim());
+    await server.reload();
+    // An event makes the project's pseudonym key (version 1), to replace.
+    assert.equal((await importAs(live, events(1))).status, 200);
+    await runCli(['project', 'rotate-secret', 'acts-live', ...dataArgs()]);
+    await runCli(['project', 'set-domains', 'acts-live', 'acts.example.test', ...dataArgs()]);
+    await runCli(['project', 'set-min-group-size', 'acts-live', '5', ...dataArgs()]);
+    await runCli(['project', 'rotate-key', 'acts-live', '--yes', ...dataArgs()]);
+    await server.reload();
+    assert.deepEqual(actsOf(await projectActs(), live.id), [
+      'project.create reload', 'project.rotate-secret reload', 'project.set-domains reload',
+      'project.set-min-group-size reload', 'project.rotate-key reload',
+    ]);
+    // A reload that finds nothing changed records nothing.
+    const before = (await projectActs()).length;
+    await server.reload();
+    assert.equal((await projectActs()).length, before);
+
+    // With the server stopped the command line records its own acts.
+    await server.stop();
+    let offline;
+    try {
+      offline = JSON.parse((await runCli(['project', 'create', 'acts-offline', '--json', ...dataArgs()])).stdout.trim());
+      await runCli(['project', 'set-min-group-size', 'acts-offline', '3', ...dataArgs()]);
+      await runCli(['audit', 'verify', ...dataArgs()]);
+    } finally {
+      await server.start();
+    }
+    const records = await projectActs();
+    assert.deepEqual(actsOf(records, offline.id), ['project.create cli', 'project.set-min-group-size cli']);
+    assert.ok(records.every((record) => record.projects.length === 1 && String(record.projects[0]) === record.target));
+    // The server's start recorded none of them twice.
+    await server.reload();
+    assert.equal((await projectActs()).length, records.length);
   });
 });
