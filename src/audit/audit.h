@@ -479,6 +479,11 @@ class AuditLog {
   Result<std::vector<AuditEntry>> Show(const Filter& filter);
   // Writes an anchor of the head and closes. Idempotent.
   Status Close();
+  // Receives each anchor line (without its newline) once it is durable in
+  // the anchors file and the sink: an outside copy (a webhook). Called with
+  // the log's lock held, on the thread that wrote the anchor: must be quick
+  // and must not call the log. Empty: none. Thread-safe.
+  void SetCheckpointObserver(std::function<void(std::string_view line)> observer);
   // Audit retention: cuts the records older than `before_ms` from the head,
   // behind a signed checkpoint of the last one cut (written first), and
   // records the cut (`log.prune`). Needs a signing key (InvalidArgument
@@ -527,6 +532,7 @@ class AuditLog {
   std::unique_ptr<WritableFile> file_;
   std::unique_ptr<WritableFile> anchors_;
   std::unique_ptr<WritableFile> sink_;              // Options::checkpoint_sink, when set
+  std::function<void(std::string_view line)> checkpoint_observer_;
   std::array<uint8_t, kHashBytes> head_{};          // of the last record queued
   std::array<uint8_t, kHashBytes> durable_head_{};  // of record durable_seq_
   uint64_t next_seq_ = 1;

@@ -359,7 +359,15 @@ Status AuditLog::WriteAnchorLineLocked(uint64_t seq, const std::array<uint8_t, k
     MP_RETURN_IF_ERROR(sink_->Append(line));
     MP_RETURN_IF_ERROR(sink_->Sync());
   }
+  if (checkpoint_observer_) {
+    checkpoint_observer_(std::string_view(line).substr(0, line.size() - 1));
+  }
   return Status::Ok();
+}
+
+void AuditLog::SetCheckpointObserver(std::function<void(std::string_view line)> observer) {
+  std::lock_guard lock(mutex_);
+  checkpoint_observer_ = std::move(observer);
 }
 
 Result<uint64_t> AuditLog::PruneBefore(int64_t before_ms) {

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -311,6 +312,26 @@ class SignedAuditLogTest : public AuditLogTest {
     std::filesystem::remove(folder_ + "-b.key");
   }
 };
+
+TEST_F(SignedAuditLogTest, TheCheckpointObserverSeesEachAnchorLineOnceDurable) {
+  const auto key = NewKey("a");
+  auto log = OpenSigned(key, 4);
+  ASSERT_NE(log, nullptr);
+  std::string observed;
+  log->SetCheckpointObserver([&](std::string_view line) {
+    // Called once the line is in the anchors file, with the log's lock held.
+    EXPECT_NE(Read("anchors").find(std::string(line) + "\n"), std::string::npos);
+    observed += std::string(line) + "\n";
+  });
+  AppendAt(*log, 6);
+  log->SetCheckpointObserver(nullptr);
+  AppendAt(*log, 4);  // an anchor after 8, not observed
+  ASSERT_TRUE(log->Close().ok());
+  const std::string anchors = Read("anchors");
+  EXPECT_TRUE(anchors.starts_with(observed)) << observed;
+  EXPECT_EQ(std::count(observed.begin(), observed.end(), '\n'), 1);  // the one after 4
+  EXPECT_GT(std::count(anchors.begin(), anchors.end(), '\n'), 1);
+}
 
 TEST_F(SignedAuditLogTest, CheckpointsAreSignedSentToTheSinkAndVerifyOnlyUnderTheirKey) {
   const auto key = NewKey("a");

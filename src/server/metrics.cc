@@ -161,6 +161,18 @@ std::string Metrics::Render(const service::ServiceMetrics& service,
   }
   Counter(&out, "minpanel_keys_suspended_total", "Access keys an anomaly rule suspended.",
           service.keys_suspended);
+  out += "# HELP minpanel_webhook_posts_total Webhook posts (anomaly alerts, audit checkpoints) "
+         "by result: sent, failed (logged, not retried) or dropped (a full queue, or shutdown).\n"
+         "# TYPE minpanel_webhook_posts_total counter\n";
+  for (const auto& [name, queue] : webhooks_) {
+    const WebhookQueue::Counts counts = queue->counts();
+    for (const auto& [result, value] : {std::pair<std::string_view, uint64_t>{"sent", counts.sent},
+                                        {"failed", counts.failed},
+                                        {"dropped", counts.dropped}}) {
+      out += fmt::format("minpanel_webhook_posts_total{{webhook=\"{}\",result=\"{}\"}} {}\n",
+                         name, result, value);
+    }
+  }
   Counter(&out, "minpanel_key_usage_write_failures_total",
           "Failed writes of an access key's export history (key_usage/).",
           service.key_usage_failures);

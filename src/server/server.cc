@@ -18,6 +18,7 @@
 #include <spdlog/spdlog.h>
 
 #include "server/alerts.h"
+#include "server/webhook.h"
 #include "server/dashboard_routes.h"
 #include "server/erasure_routes.h"
 #include "server/http_util.h"
@@ -45,6 +46,12 @@ constexpr auto kDrainTimeout = std::chrono::seconds(5);
 // Ingest requests up to this size are decoded on the I/O thread (about
 // 50 µs of work for a 50-event /track batch).
 constexpr size_t kInlineDecodeBytesMax = 64 * 1024;
+// The audit checkpoint webhook (audit_checkpoint_webhook): checkpoints
+// queued at most (one per 1,024 audit records, so a dead receiver has to
+// miss a million records' worth to drop one), and how long a stopping
+// server keeps posting the ones left, its closing checkpoint among them.
+constexpr size_t kCheckpointQueueMax = 1000;
+constexpr int64_t kCheckpointDrainMs = 10'000;
 // Read buffer per connection (memory: this times limits.connections_max).
 constexpr size_t kReadBufferBytes = 64 * 1024;
 // Every HTTPS response carries Strict-Transport-Security with this max-age
@@ -124,6 +131,13 @@ Status CheckListenersApart(const tcp::endpoint& ingest, const tcp::endpoint& api
   return Status::Ok();
 }
 
+// The audit checkpoint webhook's body: {"checkpoint": the anchor line, as
+// the anchors file and audit_checkpoint_sink hold it, "seq": its record}.
+std::string CheckpointJson(std::string_view line) {
+  const std::string_view seq = line.substr(0, line.find(' '));
+  return "{\"checkpoint\":\"" + std::string(line) + "\",\"seq\":" + std::string(seq) + "}";
+}
+
 // Which routes a listener serves (docs/security.md, "Separate listeners").
 enum class ListenerRole {
   kEvery,   // `listen` without `listen_api`: every route
@@ -193,6 +207,27 @@ class Server::Impl {
     // The anomaly rules' alerts: a log line and the webhook (alerts.h).
     service_->SetAlertHandler(
         [alerts = alerts_.get()](const service::AnomalyAlert& alert) { alerts->Send(alert); });
+    if (alerts_->queue() != nullptr) {
+      metrics_.AddWebhook("anomaly", alerts_->queue());
+    }
+    if (!settings_->config.audit_checkpoint_webhook.empty()) {
+      // Each checkpoint is queued under the audit log's lock and posted
+      // from the queue's thread: an append never waits for the receiver.
+      checkpoints_ = std::make_unique<WebhookQueue>(
+          "audit checkpoint webhook", settings_->config.audit_checkpoint_webhook,
+          kCheckpointQueueMax, kCheckpointDrainMs);
+      metrics_.AddWebhook("audit_checkpoint", checkpoints_.get());
+      service_->SetCheckpointHandler([queue = checkpoints_.get()](std::string_view line) {
+        queue->Push(CheckpointJson(line));
+      });
+    }
+  }
+  ~Impl() {
+    // The service outlives the server: it must not call into a queue that
+    // is gone. The queue posts what is left (the closing checkpoint) first.
+    if (checkpoints_ != nullptr) {
+      service_->SetCheckpointHandler(nullptr);
+    }
   }
 
   Status Listen(const tcp::endpoint& endpoint, ListenerRole role);
@@ -265,6 +300,7 @@ class Server::Impl {
   net::thread_pool workers_;    // decoding and policy: CPU work
   net::thread_pool exporters_;  // exports: block on the client's socket
   std::unique_ptr<AlertSender> alerts_;
+  std::unique_ptr<WebhookQueue> checkpoints_;  // audit_checkpoint_webhook, when set
   std::atomic<bool> stopping_{false};
   std::unique_ptr<net::steady_timer> shutdown_timer_;
   std::unique_ptr<net::steady_timer> geo_timer_;

@@ -90,6 +90,10 @@ void Service::SetAlertHandler(std::function<void(const AnomalyAlert&)> handler) 
   alert_handler_ = std::move(handler);
 }
 
+void Service::SetCheckpointHandler(std::function<void(std::string_view line)> handler) {
+  audit_->SetCheckpointObserver(std::move(handler));
+}
+
 ExportObservation Service::ObservationOf(const Access& access, uint64_t rows,
                                          uint64_t subjects) const {
   ExportObservation observation;

@@ -299,7 +299,7 @@ Status ReadTop(const toml::table& root, Config* config) {
                                   "access_log", "user_agent_regexes", "geoip_files",
                                   "path_prefixes", "projects", "audit_retention_days",
                                   "audit_address_retention_days", "audit_checkpoint_sink",
-                                  "anomaly"},
+                                  "audit_checkpoint_webhook", "anomaly"},
                                  ""));
   MP_RETURN_IF_ERROR(ReadString(root, "listen", "", &config->listen));
   MP_RETURN_IF_ERROR(ReadString(root, "listen_api", "", &config->listen_api));
@@ -311,6 +311,8 @@ Status ReadTop(const toml::table& root, Config* config) {
   MP_RETURN_IF_ERROR(ReadStringList(root, "geoip_files", &config->geoip_files));
   MP_RETURN_IF_ERROR(
       ReadString(root, "audit_checkpoint_sink", "", &config->audit_checkpoint_sink));
+  MP_RETURN_IF_ERROR(
+      ReadString(root, "audit_checkpoint_webhook", "", &config->audit_checkpoint_webhook));
   MP_RETURN_IF_ERROR(
       ReadInteger(root, "audit_retention_days", "", &config->audit_retention_days));
   MP_RETURN_IF_ERROR(ReadInteger(root, "audit_address_retention_days", "",
@@ -428,6 +430,13 @@ Status ValidateConfig(const Config& config) {
   if (!config.listen_api.empty() && config.listen_api == config.listen) {
     return Status::InvalidArgument("config: 'listen_api' must be another address than 'listen' (" +
                                    config.listen + "): the two listeners serve different routes");
+  }
+  if (!config.audit_checkpoint_webhook.empty() &&
+      (!config.audit_checkpoint_webhook.starts_with("http://") ||
+       config.audit_checkpoint_webhook.size() > kAnomalyWebhookBytesMax)) {
+    return Status::InvalidArgument("config: 'audit_checkpoint_webhook' must be an http:// URL of "
+                                   "at most " + std::to_string(kAnomalyWebhookBytesMax) +
+                                   " bytes (kAnomalyWebhookBytesMax)");
   }
   if (config.audit_retention_days > audit::kAuditRetentionDaysMax) {
     return Status::InvalidArgument("config: 'audit_retention_days' must be 0 to " +

@@ -137,6 +137,9 @@ struct Config {
   // A file (on another volume) every audit checkpoint is also appended to;
   // empty: none.
   std::string audit_checkpoint_sink;
+  // An http:// URL every audit checkpoint is also POSTed to by a running
+  // server (docs/security.md, "The audit log"); empty: none.
+  std::string audit_checkpoint_webhook;
   // [anomaly]: the export anomaly rules (docs/security.md, "Anomaly rules").
   AnomalyRules anomaly;
   // [projects.NAME] tables, in name order; a project without one keeps

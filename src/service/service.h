@@ -414,6 +414,10 @@ class Service {
   // posts it to the webhook. Called on the thread that ran the export; must
   // be quick. Set once, before serving.
   void SetAlertHandler(std::function<void(const AnomalyAlert&)> handler);
+  // Receives each audit checkpoint line (audit::AuditLog::
+  // SetCheckpointObserver: with the log's lock held; must only queue); the
+  // server posts it to audit_checkpoint_webhook. Empty: none.
+  void SetCheckpointHandler(std::function<void(std::string_view line)> handler);
   Result<std::vector<AccessKey>> ListAccessKeys(const Access& access);
   // The audit log (audit:read); a project's key sees its project's records.
   Result<std::vector<audit::AuditEntry>> ReadAudit(const Access& access, audit::Filter filter);
