@@ -4,7 +4,11 @@
 #include <algorithm>
 #include <cctype>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
+#include <deque>
+#include <mutex>
+#include <thread>
 #include <unordered_map>
 
 #include "incident/incident.h"
@@ -241,16 +245,21 @@ void IndexAccounts(const Table& accounts, const Recognition& columns, AccountInd
   }
 }
 
+// What a leaked row matched, found from the index alone (MatchRow), so
+// that rows can be matched on one thread while the impact is added up on
+// another.
 struct RowMatch {
   uint32_t account = kNoAccount;
   uint32_t methods = 0;
   bool ambiguous = false;
+  // Emails that matched another account than the user id's: one warning each.
+  uint8_t conflicts = 0;
+  uint32_t known_org = UINT32_MAX;       // a row matching no account: its known organisation
   std::vector<uint32_t> extra_accounts;  // the other accounts of an ambiguous match
 };
 
 RowMatch MatchRow(const Table& leaked, size_t row, const std::vector<size_t>& user_columns,
-                  const std::vector<size_t>& email_columns, const AccountIndex& index,
-                  Impact* impact) {
+                  const std::vector<size_t>& email_columns, const AccountIndex& index) {
   RowMatch match;
   for (const size_t column : user_columns) {
     const std::string_view user_id = leaked.Cell(row, column);
@@ -275,9 +284,8 @@ RowMatch MatchRow(const Table& leaked, size_t row, const std::vector<size_t>& us
       if (match.account == kNoAccount || match.account == exact) {
         match.account = exact;
         match.methods |= Bit(MatchMethod::kEmail);
-      } else {
-        impact->Warn("leaked", leaked.Line(row),
-                     "the user id and the email match different accounts; the user id's is used");
+      } else if (match.conflicts < UINT8_MAX) {
+        ++match.conflicts;  // one per email column: at most kColumnsMax
       }
       continue;
     }
@@ -310,20 +318,57 @@ RowMatch MatchRow(const Table& leaked, size_t row, const std::vector<size_t>& us
   return match;
 }
 
+constexpr uint32_t kNoOrg = UINT32_MAX;
+
+// The organisations: those the accounts and orgs files name ("known"),
+// numbered as first seen, with each account row's known organisation, so
+// that the millions of look-ups by account go through a vector, not a map
+// of strings; and the few only the leaked file names, by id.
 struct OrgTable {
-  StringMap<size_t> index;                             // org id -> Impact::orgs
-  std::unordered_map<std::string_view, size_t> known;  // org ids of accounts and orgs files
+  std::unordered_map<std::string_view, uint32_t> known;  // org id -> known number
+  std::vector<std::string_view> known_ids;               // known number -> org id
+  std::vector<int64_t> slot_of_known;  // known number -> index into Impact::orgs, or -1
+  std::vector<uint32_t> account_org;   // accounts row -> known number of its org id, or kNoOrg
+  StringMap<size_t> unknown;           // other org ids -> index into Impact::orgs
 };
 
-size_t OrgSlot(std::string_view org_id, OrgTable* orgs, Impact* impact) {
-  const auto found = orgs->index.find(org_id);
-  if (found != orgs->index.end()) {
-    return found->second;
-  }
-  orgs->index.emplace(std::string(org_id), impact->orgs.size());
+size_t NewOrg(std::string_view org_id, Impact* impact) {
   impact->orgs.emplace_back();
   impact->orgs.back().org_id = std::string(org_id);
   return impact->orgs.size() - 1;
+}
+
+size_t KnownOrgSlot(uint32_t known, OrgTable* orgs, Impact* impact) {
+  int64_t& slot = orgs->slot_of_known[known];
+  if (slot < 0) {
+    slot = static_cast<int64_t>(NewOrg(orgs->known_ids[known], impact));
+  }
+  return static_cast<size_t>(slot);
+}
+
+// The organisation's index into Impact::orgs, made when it has none yet.
+size_t OrgSlot(std::string_view org_id, OrgTable* orgs, Impact* impact) {
+  const auto known = orgs->known.find(org_id);
+  if (known != orgs->known.end()) {
+    return KnownOrgSlot(known->second, orgs, impact);
+  }
+  const auto found = orgs->unknown.find(org_id);
+  if (found != orgs->unknown.end()) {
+    return found->second;
+  }
+  const size_t slot = NewOrg(org_id, impact);
+  orgs->unknown.emplace(std::string(org_id), slot);
+  return slot;
+}
+
+// The organisation's index into Impact::orgs, or -1 when it has none.
+int64_t ExistingOrgSlot(std::string_view org_id, const OrgTable& orgs) {
+  const auto known = orgs.known.find(org_id);
+  if (known != orgs.known.end()) {
+    return orgs.slot_of_known[known->second];
+  }
+  const auto found = orgs.unknown.find(org_id);
+  return found == orgs.unknown.end() ? -1 : static_cast<int64_t>(found->second);
 }
 
 void ExposeRow(const Table& leaked, const Recognition& columns,
@@ -359,12 +404,13 @@ void AddAdmins(const CrossrefInput& input, OrgTable* orgs, Impact* impact,
       input.account_columns->ColumnsOf(ColumnKind::kOrgName);
   if (!org_columns.empty()) {
     for (size_t row = 0; row < accounts.row_count(); ++row) {
-      const std::string_view org_id = accounts.Cell(row, org_columns[0]);
-      const auto found = org_id.empty() ? orgs->index.end() : orgs->index.find(org_id);
-      if (found == orgs->index.end()) {
+      // The row's org id (its first org column) is a known one, if any.
+      const uint32_t known = orgs->account_org[row];
+      const int64_t slot = known == kNoOrg ? -1 : orgs->slot_of_known[known];
+      if (slot < 0) {
         continue;
       }
-      OrgImpact& org = impact->orgs[found->second];
+      OrgImpact& org = impact->orgs[static_cast<size_t>(slot)];
       if (org.name.empty()) {
         org.name = std::string(FirstCell(accounts, row, org_name_columns));
       }
@@ -392,11 +438,11 @@ void AddAdmins(const CrossrefInput& input, OrgTable* orgs, Impact* impact,
       org_recognition.ColumnsOf(ColumnKind::kAdminEmail);
   const std::vector<size_t> admin_id_columns = org_recognition.ColumnsOf(ColumnKind::kAdminUserId);
   for (size_t row = 0; row < org_file.row_count(); ++row) {
-    const auto found = orgs->index.find(org_file.Cell(row, id_columns[0]));
-    if (found == orgs->index.end()) {
+    const int64_t slot = ExistingOrgSlot(org_file.Cell(row, id_columns[0]), *orgs);
+    if (slot < 0) {
       continue;
     }
-    OrgImpact& org = impact->orgs[found->second];
+    OrgImpact& org = impact->orgs[static_cast<size_t>(slot)];
     const std::string_view name = FirstCell(org_file, row, name_columns);
     if (!name.empty()) {
       org.name = std::string(name);
@@ -440,22 +486,33 @@ void AddAdmins(const CrossrefInput& input, OrgTable* orgs, Impact* impact,
 }
 
 void CollectKnownOrgs(const CrossrefInput& input, OrgTable* orgs) {
-  const auto add = [orgs](const Table& table, const Recognition& columns) {
+  const auto add = [orgs](const Table& table, const Recognition& columns,
+                          std::vector<uint32_t>* org_of_row) {
     const std::vector<size_t> org_columns = columns.ColumnsOf(ColumnKind::kOrgId);
     if (org_columns.empty()) {
       return;
     }
     for (size_t row = 0; row < table.row_count(); ++row) {
       const std::string_view org_id = table.Cell(row, org_columns[0]);
-      if (!org_id.empty()) {
-        orgs->known.emplace(org_id, 0);
+      if (org_id.empty()) {
+        continue;
+      }
+      const auto [found, added] =
+          orgs->known.try_emplace(org_id, static_cast<uint32_t>(orgs->known_ids.size()));
+      if (added) {
+        orgs->known_ids.push_back(org_id);
+      }
+      if (org_of_row != nullptr) {
+        (*org_of_row)[row] = found->second;
       }
     }
   };
-  add(*input.accounts, *input.account_columns);
+  orgs->account_org.assign(input.accounts->row_count(), kNoOrg);
+  add(*input.accounts, *input.account_columns, &orgs->account_org);
   if (input.orgs != nullptr) {
-    add(*input.orgs, *input.org_columns);
+    add(*input.orgs, *input.org_columns, nullptr);
   }
+  orgs->slot_of_known.assign(orgs->known_ids.size(), -1);
 }
 
 void CountTotals(const CrossrefInput& input, Impact* impact) {
@@ -546,21 +603,51 @@ Result<std::unique_ptr<CrossrefStream>> CrossrefStream::Start(const CrossrefInpu
   return std::unique_ptr<CrossrefStream>(new CrossrefStream(std::move(state)));
 }
 
+struct CrossrefStream::Matches {
+  std::vector<RowMatch> rows;
+};
+
+std::unique_ptr<CrossrefStream::Matches> CrossrefStream::Match(const Table& leaked) const {
+  const State& state = *state_;
+  auto matches = std::make_unique<Matches>();
+  matches->rows.reserve(leaked.row_count());
+  for (size_t row = 0; row < leaked.row_count(); ++row) {
+    RowMatch match = MatchRow(leaked, row, state.user_columns, state.email_columns, state.index);
+    if (match.account == kNoAccount) {
+      const std::string_view org_id = FirstCell(leaked, row, state.org_columns);
+      const auto known = org_id.empty() ? state.orgs.known.end() : state.orgs.known.find(org_id);
+      if (known != state.orgs.known.end()) {
+        match.known_org = known->second;
+      }
+    }
+    matches->rows.push_back(std::move(match));
+  }
+  return matches;
+}
+
 void CrossrefStream::Add(const Table& leaked, const std::vector<uint8_t>& sensitive_cells) {
+  Apply(leaked, sensitive_cells, *Match(leaked));
+}
+
+void CrossrefStream::Apply(const Table& leaked, const std::vector<uint8_t>& sensitive_cells,
+                           const Matches& matches) {
   State& state = *state_;
   Impact& impact = state.impact;
   const Recognition& leaked_columns = *state.input.leaked_columns;
   for (size_t row = 0; row < leaked.row_count(); ++row) {
-    const RowMatch match =
-        MatchRow(leaked, row, state.user_columns, state.email_columns, state.index, &impact);
+    const RowMatch& match = matches.rows[row];
+    for (uint8_t conflict = 0; conflict < match.conflicts; ++conflict) {
+      impact.Warn("leaked", leaked.Line(row),
+                  "the user id and the email match different accounts; the user id's is used");
+    }
     if (match.account != kNoAccount) {
       ++impact.leaked_rows_matched_account;
       for (size_t method = 0; method < impact.leaked_rows_by_method.size(); ++method) {
         impact.leaked_rows_by_method[method] += (match.methods >> method) & 1;
       }
-      std::vector<uint32_t> all = match.extra_accounts;
-      all.insert(all.begin(), match.account);
-      for (const uint32_t account : all) {
+      for (size_t account_idx = 0; account_idx <= match.extra_accounts.size(); ++account_idx) {
+        const uint32_t account =
+            account_idx == 0 ? match.account : match.extra_accounts[account_idx - 1];
         AccountImpact& affected = state.AccountImpactOf(account);
         affected.methods |= match.methods;
         affected.ambiguous = affected.ambiguous || match.ambiguous;
@@ -575,16 +662,16 @@ void CrossrefStream::Add(const Table& leaked, const std::vector<uint8_t>& sensit
       }
       continue;
     }
-    const std::string_view org_id = FirstCell(leaked, row, state.org_columns);
-    if (!org_id.empty() && state.orgs.known.contains(org_id)) {
+    if (match.known_org != UINT32_MAX) {
       ++impact.leaked_rows_matched_org_only;
       impact.leaked_rows_by_method[static_cast<size_t>(MatchMethod::kOrgId)] += 1;
-      ++impact.orgs[OrgSlot(org_id, &state.orgs, &impact)].leaked_rows_org_only;
+      ++impact.orgs[KnownOrgSlot(match.known_org, &state.orgs, &impact)].leaked_rows_org_only;
       continue;
     }
     ++impact.leaked_rows_unmatched;
     const bool has_key = !FirstCell(leaked, row, state.user_columns).empty() ||
-                         !FirstCell(leaked, row, state.email_columns).empty() || !org_id.empty();
+                         !FirstCell(leaked, row, state.email_columns).empty() ||
+                         !FirstCell(leaked, row, state.org_columns).empty();
     impact.unmatched.push_back(
         {leaked.Line(row), has_key ? "its user id, email and org id match no account or "
                                      "organisation"
@@ -624,14 +711,24 @@ Impact CrossrefStream::Finish() {
   for (size_t account_idx = 0; account_idx < impact.accounts.size(); ++account_idx) {
     AccountImpact& account = impact.accounts[account_idx];
     std::sort(account.leaked_columns.begin(), account.leaked_columns.end());
-    std::string_view org_id = FirstCell(*input.accounts, account.account_row, account_org_columns);
-    if (org_id.empty()) {
-      org_id = account.leaked_org_id;  // the account's organisation as the leaked file gave it
+    // The account's organisation: its first org column's (a known one),
+    // else another org column's, else the leaked file's.
+    const uint32_t known = state.orgs.account_org[account.account_row];
+    size_t slot = 0;
+    if (known != kNoOrg) {
+      slot = KnownOrgSlot(known, &state.orgs, &impact);
+    } else {
+      std::string_view org_id =
+          FirstCell(*input.accounts, account.account_row, account_org_columns);
+      if (org_id.empty()) {
+        org_id = account.leaked_org_id;
+      }
+      if (org_id.empty()) {
+        continue;
+      }
+      slot = OrgSlot(org_id, &state.orgs, &impact);
     }
-    if (org_id.empty()) {
-      continue;
-    }
-    OrgImpact& org = impact.orgs[OrgSlot(org_id, &state.orgs, &impact)];
+    OrgImpact& org = impact.orgs[slot];
     org.affected_accounts.push_back(account_idx);
     for (size_t category = 0; category < kCategoryCount; ++category) {
       org.accounts_by_category[category] += (account.categories >> category) & 1;
@@ -659,50 +756,156 @@ double SecondsSince(std::chrono::steady_clock::time_point start) {
 
 }  // namespace
 
+namespace {
+
+// Chunks in flight between two threads of the second reading: at most
+// kChunksInFlight wait in each queue, so memory holds a few chunks, never the
+// file.
+constexpr size_t kChunksInFlight = 2;
+
+// A bounded queue between one producer and one consumer: Push waits while it
+// is full, Pop while it is empty; Close ends it (Pop then returns nullptr
+// once it is empty).
+template <typename Item>
+class ChunkQueue {
+ public:
+  void Push(std::unique_ptr<Item> item) {
+    std::unique_lock lock(mutex_);
+    changed_.wait(lock, [this] { return items_.size() < kChunksInFlight; });
+    items_.push_back(std::move(item));
+    changed_.notify_all();
+  }
+  std::unique_ptr<Item> Pop() {
+    std::unique_lock lock(mutex_);
+    changed_.wait(lock, [this] { return !items_.empty() || closed_; });
+    if (items_.empty()) {
+      return nullptr;
+    }
+    std::unique_ptr<Item> item = std::move(items_.front());
+    items_.pop_front();
+    changed_.notify_all();
+    return item;
+  }
+  void Close() {
+    std::lock_guard lock(mutex_);
+    closed_ = true;
+    changed_.notify_all();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::deque<std::unique_ptr<Item>> items_;
+  bool closed_ = false;
+};
+
+// A chunk of the second reading, read, then scanned and looked up.
+struct LeakedChunk {
+  Table rows;
+  std::vector<uint8_t> sensitive_cells;
+  std::unique_ptr<CrossrefStream::Matches> matches;
+};
+
+}  // namespace
+
+Result<Recognition> RecogniseLeakedFile(const std::string& leaked_path,
+                                        const std::vector<ColumnOverride>& overrides,
+                                        const privacy::Detectors& detectors, size_t chunk_rows) {
+  MP_ASSIGN_OR_RETURN(std::unique_ptr<TableStream> stream, TableStream::Open(leaked_path));
+  ColumnSampler sampler(detectors);
+  Table chunk;
+  while (true) {
+    MP_ASSIGN_OR_RETURN(const bool more, stream->Next(&chunk, chunk_rows));
+    if (!more) {
+      break;
+    }
+    sampler.Add(chunk);
+  }
+  return sampler.Decide(chunk, "leaked", overrides);
+}
+
 Result<std::unique_ptr<StreamedCrossref>> CrossrefLeakedFile(
     const std::string& leaked_path, CrossrefInput* input,
     const std::vector<ColumnOverride>& overrides, const privacy::Detectors& detectors,
     size_t chunk_rows) {
-  auto result = std::make_unique<StreamedCrossref>();
-  // Pass 1: the sample, for the columns' kinds.
   const auto recognise_start = std::chrono::steady_clock::now();
-  {
-    MP_ASSIGN_OR_RETURN(std::unique_ptr<TableStream> stream, TableStream::Open(leaked_path));
-    ColumnSampler sampler(detectors);
-    Table chunk;
-    while (true) {
-      MP_ASSIGN_OR_RETURN(const bool more, stream->Next(&chunk, chunk_rows));
-      if (!more) {
-        break;
-      }
-      sampler.Add(chunk);
-    }
-    MP_ASSIGN_OR_RETURN(result->leaked_columns, sampler.Decide(chunk, "leaked", overrides));
-  }
-  result->recognise_s = SecondsSince(recognise_start);
-  // Pass 2: every cell scanned, every row matched.
+  MP_ASSIGN_OR_RETURN(Recognition leaked_columns,
+                      RecogniseLeakedFile(leaked_path, overrides, detectors, chunk_rows));
+  const double recognise_s = SecondsSince(recognise_start);
+  MP_ASSIGN_OR_RETURN(
+      std::unique_ptr<StreamedCrossref> result,
+      CrossrefRecognisedLeakedFile(leaked_path, input, std::move(leaked_columns), detectors,
+                                   chunk_rows));
+  result->recognise_s = recognise_s;
+  return result;
+}
+
+Result<std::unique_ptr<StreamedCrossref>> CrossrefRecognisedLeakedFile(
+    const std::string& leaked_path, CrossrefInput* input, Recognition leaked_columns,
+    const privacy::Detectors& detectors, size_t chunk_rows) {
+  auto result = std::make_unique<StreamedCrossref>();
+  result->leaked_columns = std::move(leaked_columns);
+  // Every cell scanned, every row matched: read on one thread, scanned and
+  // looked up on a second, added up here, in file order.
   const auto match_start = std::chrono::steady_clock::now();
   input->leaked = &result->leaked;
   input->leaked_columns = &result->leaked_columns;
   MP_ASSIGN_OR_RETURN(std::unique_ptr<CrossrefStream> crossref, CrossrefStream::Start(*input));
   MP_ASSIGN_OR_RETURN(std::unique_ptr<TableStream> stream, TableStream::Open(leaked_path));
-  std::vector<uint8_t> sensitive_cells;
-  while (true) {
-    MP_ASSIGN_OR_RETURN(const bool more, stream->Next(&result->leaked, chunk_rows));
-    // A column the first reading did not see (or one it saw missing at the
-    // end): the file changed in between.
-    const size_t columns = result->leaked.columns().size();
-    if (columns > result->leaked_columns.columns.size() ||
-        (!more && columns != result->leaked_columns.columns.size())) {
-      return Status::InvalidArgument(leaked_path +
-                                     ": the file changed between its two readings (its columns "
-                                     "differ); run again on a copy that nothing writes");
+  const size_t recognised_columns = result->leaked_columns.columns.size();
+  ChunkQueue<LeakedChunk> read;
+  ChunkQueue<LeakedChunk> matched;
+  Status read_status;
+  std::thread reader([&] {
+    while (true) {
+      const Result<bool> more = stream->Next(&result->leaked, chunk_rows);
+      if (!more.ok()) {
+        read_status = more.status();
+        break;
+      }
+      // A column the first reading did not see (or one it saw missing at
+      // the end): the file changed in between.
+      const size_t columns = result->leaked.columns().size();
+      if (columns > recognised_columns || (!*more && columns != recognised_columns)) {
+        read_status = Status::InvalidArgument(
+            leaked_path +
+            ": the file changed between its two readings (its columns differ); run again on a "
+            "copy that nothing writes");
+        break;
+      }
+      if (!*more) {
+        break;
+      }
+      auto chunk = std::make_unique<LeakedChunk>();
+      result->leaked.MoveRowsTo(&chunk->rows);
+      read.Push(std::move(chunk));
     }
-    if (!more) {
-      break;
+    read.Close();
+  });
+  // The scan's counts, added to the recognition's once the threads are done.
+  Recognition scanned;
+  scanned.columns.resize(recognised_columns);
+  std::thread matcher([&] {
+    while (std::unique_ptr<LeakedChunk> chunk = read.Pop()) {
+      ScanSensitiveCells(chunk->rows, detectors, &scanned, &chunk->sensitive_cells);
+      chunk->matches = crossref->Match(chunk->rows);
+      matched.Push(std::move(chunk));
     }
-    ScanSensitiveCells(result->leaked, detectors, &result->leaked_columns, &sensitive_cells);
-    crossref->Add(result->leaked, sensitive_cells);
+    matched.Close();
+  });
+  while (std::unique_ptr<LeakedChunk> chunk = matched.Pop()) {
+    crossref->Apply(chunk->rows, chunk->sensitive_cells, *chunk->matches);
+  }
+  reader.join();
+  matcher.join();
+  MP_RETURN_IF_ERROR(read_status);
+  for (size_t column = 0; column < recognised_columns; ++column) {
+    ColumnRecognition& info = result->leaked_columns.columns[column];
+    const ColumnRecognition& counts = scanned.columns[column];
+    info.values_non_empty += counts.values_non_empty;
+    info.card_values += counts.card_values;
+    info.iban_values += counts.iban_values;
+    info.credential_values += counts.credential_values;
   }
   result->impact = crossref->Finish();
   result->match_s = SecondsSince(match_start);

@@ -103,6 +103,10 @@ class Table {
   // Drops the rows held (counted in rows_kept), keeping the columns, the
   // format and the rejected rows: the next chunk of a streamed file.
   void ClearRows();
+  // Moves the rows held to `into` (which gets this table's columns and
+  // format, and loses its own rows), then as ClearRows: a streamed chunk
+  // handed to another thread while this table reads the next.
+  void MoveRowsTo(Table* into);
 
  private:
   struct CellRef {
@@ -469,6 +473,14 @@ class CrossrefStream {
   // as the recognition has them); `sensitive_cells` from ScanSensitiveCells
   // over the same chunk.
   void Add(const Table& chunk, const std::vector<uint8_t>& sensitive_cells);
+  // Add in two halves, for a pipeline: Match looks a chunk's rows up in the
+  // accounts' index (it reads only what Start built, so it may run on
+  // another thread while Apply adds earlier chunks); Apply adds them to the
+  // impact, one chunk at a time in file order, on one thread.
+  struct Matches;
+  std::unique_ptr<Matches> Match(const Table& chunk) const;
+  void Apply(const Table& chunk, const std::vector<uint8_t>& sensitive_cells,
+             const Matches& matches);
   // The impact, once every chunk was added: `input.leaked` (the stream's
   // table, holding the file's counts and rejected rows) and
   // `input.leaked_columns` (with the scan's counts) as they are then.
@@ -496,6 +508,19 @@ Result<std::unique_ptr<StreamedCrossref>> CrossrefLeakedFile(
     const std::string& leaked_path, CrossrefInput* input,
     const std::vector<ColumnOverride>& overrides, const privacy::Detectors& detectors,
     size_t chunk_rows = kStreamChunkRows);
+// The two passes apart, so the first can run while the accounts are read:
+// RecogniseLeakedFile is the first (it touches nothing else; any thread),
+// CrossrefRecognisedLeakedFile given its recognition the second. The second reads the
+// file on one thread, scans each chunk and looks its rows up on a second
+// and adds them up on the calling one, chunks in file order, so the result
+// is the same as one thread's.
+Result<Recognition> RecogniseLeakedFile(const std::string& leaked_path,
+                                        const std::vector<ColumnOverride>& overrides,
+                                        const privacy::Detectors& detectors,
+                                        size_t chunk_rows = kStreamChunkRows);
+Result<std::unique_ptr<StreamedCrossref>> CrossrefRecognisedLeakedFile(
+    const std::string& leaked_path, CrossrefInput* input, Recognition leaked_columns,
+    const privacy::Detectors& detectors, size_t chunk_rows = kStreamChunkRows);
 
 // The kind a column or property name says by itself (the name dictionary
 // of RecognizeColumns: "$city" is a city, "mp_country_code" a country);

@@ -99,6 +99,21 @@ void Table::ClearRows() {
   row_line_.clear();
 }
 
+void Table::MoveRowsTo(Table* into) {
+  into->columns_ = columns_;
+  into->column_index_ = column_index_;
+  into->format_ = format_;
+  into->arena_ = std::move(arena_);
+  into->cells_ = std::move(cells_);
+  into->row_begin_ = std::move(row_begin_);
+  into->row_line_ = std::move(row_line_);
+  rows_cleared_ += into->row_count();
+  arena_.clear();
+  cells_.clear();
+  row_begin_.clear();
+  row_line_.clear();
+}
+
 void Table::AbandonRow(uint64_t line, std::string reason) {
   cells_.resize(open_row_cells_);
   arena_.resize(open_row_arena_);
