@@ -151,7 +151,7 @@ run_clickhouse() {
 run_duckdb() {
   local folder="$repo/var/bench-duckdb"
   mkdir -p "$folder"
-  rm -rf "$folder/events.duckdb" "$folder/events.duckdb.wal" "$folder/events.duckdb.tmp"
+  rm -rf "$folder/events.duckdb" "$folder/events.duckdb.wal" "$folder/events.duckdb.tmp" "$folder/events.duckdb.part.jsonl"
   local started load_s loaded rows version bytes
   started="$(now)"
   loaded="$(generate --format jsonl | node "$runner" load-duckdb --db "$folder/events.duckdb")"
@@ -165,7 +165,7 @@ run_duckdb() {
   node "$runner" query --engine duckdb --db "$folder/events.duckdb" "${common[@]}" \
     --out "$out_dir/result-duckdb.json"
   quiet_end
-  [ "$keep" = 1 ] || rm -rf "$folder/events.duckdb" "$folder/events.duckdb.wal" "$folder/events.duckdb.tmp"
+  [ "$keep" = 1 ] || rm -rf "$folder/events.duckdb" "$folder/events.duckdb.wal" "$folder/events.duckdb.tmp" "$folder/events.duckdb.part.jsonl"
 }
 
 # minpanel: a fresh data folder, a project whose policy keeps every

@@ -72,19 +72,59 @@ async function openDuckdb(path) {
   return { instance, connection: await instance.connect() };
 }
 
+// The events arrive as JSON lines on stdin. DuckDB's read_json of the whole
+// stream in one CREATE TABLE AS ran out of its 8 GB limit at 100M events
+// (2026-11-27, with and without insertion order kept), so the stream is
+// cut into parts of kDuckdbPartLines lines, each written to a file beside
+// the database and inserted by read_json in its own statement, then removed
+// (BENCH_DUCKDB_PART_LINES sets another part size).
+// The time counted is the whole: cutting, writing the parts and inserting.
+const kDuckdbPartLines = Number(process.env.BENCH_DUCKDB_PART_LINES ?? 5_000_000);
+
 async function loadDuckdb(args) {
   const { connection } = await openDuckdb(args.db);
+  const { createWriteStream, rmSync } = await import('node:fs');
   const columns = COLUMNS.map(([name, , type]) => `${name}: '${type}'`).join(', ');
+  const table = COLUMNS.map(([name, , type]) => `${name} ${type}`).join(', ');
+  const partFile = `${args.db}.part.jsonl`;
   const started = performance.now();
-  // At 100M events the table does not fit the 8 GB limit while the load
-  // keeps rows in insertion order (the load failed with "Out of Memory" on
-  // 2026-11-27): let DuckDB write row groups as they complete and spill
-  // beside the database. The answers do not depend on row order.
-  await connection.run('SET preserve_insertion_order = false');
   await connection.run(`SET temp_directory = '${args.db}.tmp'`);
   await connection.run('DROP TABLE IF EXISTS events');
-  await connection.run(`CREATE TABLE events AS SELECT * FROM read_json('/dev/stdin',
-    format = 'newline_delimited', columns = {${columns}})`);
+  await connection.run(`CREATE TABLE events (${table})`);
+  let part = null;
+  let partLines = 0;
+  const insertPart = async () => {
+    await new Promise((resolve, reject) => part.end((error) => (error ? reject(error) : resolve())));
+    await connection.run(`INSERT INTO events SELECT * FROM read_json('${partFile}',
+      format = 'newline_delimited', columns = {${columns}})`);
+    part = null;
+    partLines = 0;
+  };
+  const write = (bytes) =>
+    new Promise((resolve, reject) => {
+      if (part === null) part = createWriteStream(partFile);
+      part.write(bytes, (error) => (error ? reject(error) : resolve()));
+    });
+  for await (const chunk of process.stdin) {
+    let from = 0;
+    while (from < chunk.length) {
+      // Copy up to the newline that completes the part, or the whole rest.
+      let to = chunk.length;
+      let at = from;
+      while (partLines < kDuckdbPartLines) {
+        const newline = chunk.indexOf(10, at);
+        if (newline < 0) break;
+        partLines += 1;
+        at = newline + 1;
+        if (partLines === kDuckdbPartLines) to = at;
+      }
+      await write(chunk.subarray(from, to));
+      from = to;
+      if (partLines === kDuckdbPartLines) await insertPart();
+    }
+  }
+  if (part !== null) await insertPart();
+  rmSync(partFile, { force: true });
   await connection.run('CHECKPOINT');
   const seconds = (performance.now() - started) / 1000;
   const rows = Number((await connection.runAndReadAll('SELECT count(*) FROM events')).getRows()[0][0]);
