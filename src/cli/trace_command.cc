@@ -26,29 +26,6 @@ namespace {
 
 // The largest leaked file `audit trace` reads whole.
 constexpr size_t kTraceFileBytesMax = size_t{1} << 30;
-constexpr size_t kIdHexChars = 32;
-
-bool IsHex(char c) {
-  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
-
-// Every run of exactly 32 hex digits in `text`.
-std::unordered_set<Id128, Id128Hash> CandidateIds(std::string_view text) {
-  std::unordered_set<Id128, Id128Hash> ids;
-  size_t run_start = 0;
-  for (size_t pos = 0; pos <= text.size(); ++pos) {
-    if (pos < text.size() && IsHex(text[pos])) {
-      continue;
-    }
-    if (pos - run_start == kIdHexChars) {
-      if (const auto id = Id128::FromHex(text.substr(run_start, kIdHexChars))) {
-        ids.insert(*id);
-      }
-    }
-    run_start = pos + 1;
-  }
-  return ids;
-}
 
 // A watermarked export: its export.start record, the closing record (if
 // any), and its nonce and decoy count.
@@ -61,21 +38,6 @@ struct Watermarked {
   uint64_t insert_ids_found = 0;
 };
 
-// "<nonce hex>" (export.start) or "<nonce hex>:<decoy subjects>" (export).
-bool ParseWatermark(std::string_view text, Id128* nonce, uint64_t* decoys) {
-  const auto parsed = Id128::FromHex(text.substr(0, kIdHexChars));
-  if (!parsed.has_value()) {
-    return false;
-  }
-  *nonce = *parsed;
-  if (text.size() > kIdHexChars + 1 && text[kIdHexChars] == ':') {
-    *decoys = std::min<uint64_t>(
-        std::strtoull(std::string(text.substr(kIdHexChars + 1)).c_str(), nullptr, 10),
-        query::kDecoySubjectsMax);
-  }
-  return true;
-}
-
 std::vector<Watermarked> WatermarkedExports(const std::vector<audit::AuditEntry>& entries) {
   std::vector<Watermarked> exports;
   std::map<std::string, size_t> by_nonce;
@@ -85,7 +47,7 @@ std::vector<Watermarked> WatermarkedExports(const std::vector<audit::AuditEntry>
     }
     Watermarked found;
     uint64_t decoys = query::kDecoySubjectsMax;
-    if (!ParseWatermark(entry.watermark, &found.nonce, &decoys)) {
+    if (!query::ParseWatermarkField(entry.watermark, &found.nonce, &decoys)) {
       continue;
     }
     const std::string nonce_hex = found.nonce.ToHex();
@@ -206,7 +168,7 @@ int Trace(const ConfigSources& sources, const std::string& file, bool json) {
   if (!keys.ok()) {
     return Fail(keys.status());
   }
-  const std::unordered_set<Id128, Id128Hash> candidates = CandidateIds(*leaked);
+  const std::unordered_set<Id128, Id128Hash> candidates = query::LeakedIds(*leaked);
   std::map<uint32_t, std::vector<query::WatermarkKey>> keys_by_project;
   for (Watermarked& found : exports) {
     if (found.start->projects.empty()) {

@@ -6,6 +6,7 @@
 #include <sodium.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -79,6 +80,53 @@ bool IsDecoySubject(const WatermarkKey& key, const Id128& id) {
 
 bool IsDecoyInsertId(const WatermarkKey& key, const Id128& id) {
   return Tagged(key, kDomainInsertIdTag, id.high) == id;
+}
+
+namespace {
+
+constexpr size_t kIdHexChars = 32;
+
+bool IsHex(char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+}  // namespace
+
+std::unordered_set<Id128, Id128Hash> LeakedIds(std::string_view text) {
+  std::unordered_set<Id128, Id128Hash> ids;
+  size_t run_start = 0;
+  for (size_t pos = 0; pos <= text.size(); ++pos) {
+    if (pos < text.size() && IsHex(text[pos])) {
+      continue;
+    }
+    if (pos - run_start == kIdHexChars) {
+      if (const auto id = Id128::FromHex(text.substr(run_start, kIdHexChars))) {
+        ids.insert(*id);
+      }
+    }
+    run_start = pos + 1;
+  }
+  return ids;
+}
+
+bool ParseWatermarkField(std::string_view text, Id128* nonce, uint64_t* decoys) {
+  const auto parsed = Id128::FromHex(text.substr(0, kIdHexChars));
+  if (!parsed.has_value()) {
+    return false;
+  }
+  *nonce = *parsed;
+  if (text.size() > kIdHexChars + 1 && text[kIdHexChars] == ':') {
+    const std::string_view count = text.substr(kIdHexChars + 1);
+    uint64_t value = 0;
+    const auto [end, error] = std::from_chars(count.data(), count.data() + count.size(), value);
+    if (error == std::errc::result_out_of_range) {
+      value = kDecoySubjectsMax;
+    }
+    if (error == std::errc() || error == std::errc::result_out_of_range) {
+      *decoys = std::min<uint64_t>(value, kDecoySubjectsMax);
+    }
+  }
+  return true;
 }
 
 uint64_t DecoySubjectCount(uint64_t rows_expected, double rows_per_subject) {

@@ -18,6 +18,8 @@
 #include <cstdint>
 #include <functional>
 #include <random>
+#include <string_view>
+#include <unordered_set>
 #include <vector>
 
 #include "core/core.h"
@@ -57,6 +59,21 @@ Id128 DecoyInsertId(const WatermarkKey& key, const Id128& nonce, uint64_t decoy_
 // A real pseudonym passes by chance with probability 2^-64.
 bool IsDecoySubject(const WatermarkKey& key, const Id128& id);
 bool IsDecoyInsertId(const WatermarkKey& key, const Id128& id);
+
+// Reading a leaked file (`minpanel audit trace`; fuzz/trace_fuzz.cc): every
+// run of exactly 32 hex digits in `text`, either case, wherever it stands
+// ("psn_" + 32 hex digits included), is a candidate decoy subject or insert
+// id, so the file's format does not matter and a fragment with columns
+// removed, reordered or renamed still traces while one id column survives.
+// A longer or shorter run is none. Linear in text.size(); at most
+// text.size() / 32 ids.
+std::unordered_set<Id128, Id128Hash> LeakedIds(std::string_view text);
+
+// An export's watermark as its audit records keep it: "<nonce hex>"
+// (export.start) or "<nonce hex>:<decoy subjects>" (export). Sets `nonce`,
+// and `decoys` (capped at kDecoySubjectsMax) when the count is there; false
+// when `text` does not start with 32 hex digits.
+bool ParseWatermarkField(std::string_view text, Id128* nonce, uint64_t* decoys);
 
 // How many decoy subjects an export of about `rows_expected` real rows
 // carries, when its real subjects have `rows_per_subject` rows on average.

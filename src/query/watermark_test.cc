@@ -124,5 +124,32 @@ TEST(WatermarkTest, AnEmptyExportGetsNoDecoys) {
   EXPECT_EQ(emitted, 0u);
 }
 
+TEST(WatermarkTest, LeakedIdsAreRunsOfExactly32HexDigitsAnywhere) {
+  const std::string hex = "0123456789abcdef0123456789ABCDEF";
+  const Id128 id = *Id128::FromHex(hex);
+  EXPECT_EQ(LeakedIds("{\"distinct_id\":\"psn_" + hex + "\"}"),
+            (std::unordered_set<Id128, Id128Hash>{id}));
+  EXPECT_EQ(LeakedIds(hex), (std::unordered_set<Id128, Id128Hash>{id}));
+  EXPECT_TRUE(LeakedIds(hex.substr(1)).empty());   // 31 digits
+  EXPECT_TRUE(LeakedIds(hex + "0").empty());       // 33 digits
+  EXPECT_TRUE(LeakedIds("").empty());
+  EXPECT_EQ(LeakedIds(hex + "," + hex + "\n" + hex).size(), 1U);
+}
+
+TEST(WatermarkTest, WatermarkFieldGivesTheNonceAndACappedCount) {
+  const std::string hex = "0123456789abcdef0123456789abcdef";
+  Id128 nonce;
+  uint64_t decoys = 7;
+  ASSERT_TRUE(ParseWatermarkField(hex, &nonce, &decoys));
+  EXPECT_EQ(nonce.ToHex(), hex);
+  EXPECT_EQ(decoys, 7U);
+  ASSERT_TRUE(ParseWatermarkField(hex + ":12", &nonce, &decoys));
+  EXPECT_EQ(decoys, 12U);
+  ASSERT_TRUE(ParseWatermarkField(hex + ":99999999999999999999999", &nonce, &decoys));
+  EXPECT_EQ(decoys, kDecoySubjectsMax);
+  EXPECT_FALSE(ParseWatermarkField("off", &nonce, &decoys));
+  EXPECT_FALSE(ParseWatermarkField(hex.substr(1), &nonce, &decoys));
+}
+
 }  // namespace
 }  // namespace minpanel::query
