@@ -479,6 +479,10 @@ void AddDataCommands(CLI::App& app, Flags& flags, Commands& commands) {
           "; output is segment by segment, each in (user, time) order");
   commands.export_command->add_option("--limit", exported.limit, "at most N events");
   commands.export_command->add_option("--out", exported.out_file, "write to FILE, not stdout");
+  commands.export_command->add_flag(
+      "--no-watermark", exported.no_watermark,
+      "mix no decoy subjects into an export of a time range (docs/security.md, \"Watermarked "
+      "exports\"); the audit log records it");
 
   CLI::App* debug = app.add_subcommand("debug", "inspect files for debugging");
   debug->require_subcommand(1);
@@ -512,6 +516,9 @@ void AddDataCommands(CLI::App& app, Flags& flags, Commands& commands) {
   commands.query->add_option("FILE", flags.query.file, "the query JSON file, or - for stdin")
       ->required();
   commands.query->add_option("--project", flags.query.project, "project name")->required();
+  commands.query->add_flag("--no-k", flags.query.raw_cells,
+                           "answer every cell raw, not held to the project's minimum group size "
+                           "(docs/queries.md, \"Small groups\"); the audit log records it");
 }
 
 int PolicyPreview(const ConfigSources& sources, const std::string& project_name) {

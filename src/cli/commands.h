@@ -83,6 +83,9 @@ struct ExportCommandOptions {
   std::string distinct_ids_file;
   uint64_t limit = 0;
   std::string out_file;  // empty: stdout
+  // --no-watermark: no decoys in an export of a time range (the audit
+  // records' route says "cli --no-watermark").
+  bool no_watermark = false;
 };
 int Export(const ConfigSources& sources, const ExportCommandOptions& options);
 
@@ -91,6 +94,9 @@ int Export(const ConfigSources& sources, const ExportCommandOptions& options);
 struct QueryCommandOptions {
   std::string file;
   std::string project;
+  // --no-k: every cell raw, not held to the project's minimum group size
+  // (the audit records' route says "cli --no-k").
+  bool raw_cells = false;
 };
 int Query(const ConfigSources& sources, const QueryCommandOptions& options);
 

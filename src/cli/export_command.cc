@@ -148,7 +148,11 @@ int Export(const ConfigSources& sources, const ExportCommandOptions& options) {
   ProgressReporter progress;
   uint64_t rows = 0;
   uint64_t bytes = 0;
-  auto summary = (*service)->Export(*project, export_options, [&](std::string_view chunk) {
+  service::Access local = service::LocalAccess(*project);
+  if (options.no_watermark) {
+    local.route = std::string(service::kRouteCliNoWatermark);
+  }
+  auto summary = (*service)->Export(local, export_options, [&](std::string_view chunk) {
     // A chunk holds whole lines, so counting newlines counts rows.
     rows += static_cast<uint64_t>(std::count(chunk.begin(), chunk.end(), '\n'));
     bytes += chunk.size();

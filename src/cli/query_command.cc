@@ -49,7 +49,9 @@ int Query(const ConfigSources& sources, const QueryCommandOptions& options) {
   if (!project.ok()) {
     return Fail(project.status());
   }
-  auto answer = (*service)->Query(*project, *text);
+  service::LocalQueryOptions local;
+  local.raw_cells = options.raw_cells;
+  auto answer = (*service)->Query(*project, *text, local);
   if (!answer.ok()) {
     return Fail(answer.status());
   }

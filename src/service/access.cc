@@ -528,8 +528,17 @@ uint32_t MinGroupSize(const Access& access) {
 
 }  // namespace
 
-Result<std::string> Service::Query(const Project& project, std::string_view query_json) {
-  return Query(LocalAccess(project), query_json);
+Result<std::string> Service::Query(const Project& project, std::string_view query_json,
+                                   const LocalQueryOptions& options) {
+  Access local = LocalAccess(project);
+  if (options.raw_cells) {
+    local.route = std::string(kRouteCliRawCells);
+  } else {
+    // The command line holds every scope, which alone would hold it to no
+    // k (MinGroupSize); the project's k is set as its own so that it holds.
+    local.principal.min_group_size = project.min_group_size;
+  }
+  return Query(local, query_json);
 }
 
 Result<std::string> Service::Query(const Access& access, std::string_view query_json) {
@@ -568,16 +577,28 @@ Result<std::string> Service::Query(const Access& access, std::string_view query_
 
 namespace {
 
-// The watermark of an export of a time range by an access key
-// (docs/security.md, "Watermarked exports"): the project's watermark key
-// and a random nonce for this export. None for an export of named subjects,
-// whose decoys would stand out as ids nobody asked for, nor for the
-// project secret's or the command line's (the owner's own).
+// Whether an export by `access` carries decoys (docs/security.md,
+// "Watermarked exports"): an access key's and the command line's (unless
+// asked with --no-watermark) do. None for an export of named subjects,
+// whose decoys would stand out as ids nobody asked for and would put rows
+// no one made in a person's own data, nor, not yet, for the project
+// secret's.
+bool Watermarked(const Access& access, const ExportOptions& options) {
+  if (options.distinct_id.has_value() || options.distinct_ids_json.has_value()) {
+    return false;
+  }
+  if (access.principal.key_id.starts_with(kAccessKeyPrefix)) {
+    return true;
+  }
+  return access.principal.key_id == "local" && access.route != kRouteCliNoWatermark;
+}
+
+// The watermark of an export: the project's watermark key and a random
+// nonce for this export; none when it carries no decoys.
 Result<std::optional<query::ExportWatermark>> WatermarkFor(privacy::KeyStore& keys,
                                                            const Access& access,
                                                            const ExportOptions& options) {
-  if (options.distinct_id.has_value() || options.distinct_ids_json.has_value() ||
-      !access.principal.key_id.starts_with(kAccessKeyPrefix)) {
+  if (!Watermarked(access, options)) {
     return std::optional<query::ExportWatermark>();
   }
   MP_ASSIGN_OR_RETURN(const privacy::ProjectKey key, keys.GetOrCreate(access.project.id));

@@ -79,6 +79,17 @@ struct Access {
 // The principal of the command line, which holds the data folder itself.
 Access LocalAccess(const Project& project);
 
+// How the command line asks a query (minpanel query).
+struct LocalQueryOptions {
+  // --no-k: every cell raw, not held to the project's minimum group size.
+  bool raw_cells = false;
+};
+// The route of a command-line query asked with --no-k, in its audit records.
+inline constexpr std::string_view kRouteCliRawCells = "cli --no-k";
+// The route of a command-line export asked with --no-watermark (no decoys),
+// in its audit records; LocalAccess with it as its route asks for one.
+inline constexpr std::string_view kRouteCliNoWatermark = "cli --no-watermark";
+
 using ingest::RecordError;
 
 // What one ingest request did. A request-level failure is the Status of the
@@ -162,8 +173,9 @@ struct ExportOptions {
   // is; not together with distinct_id. An empty array exports nothing.
   std::optional<std::string> distinct_ids_json;
   uint64_t limit = 0;
-  // Set by Service::Export for an export of a time range: its decoys
-  // (query/watermark.h). Ignored with distinct_id or distinct_ids.
+  // Set by Service::Export for an export of a time range by an access key
+  // or the command line (unless its route is kRouteCliNoWatermark): its
+  // decoys (query/watermark.h). Ignored with distinct_id or distinct_ids.
   std::optional<query::ExportWatermark> watermark;
   // Why: needed when the export may return more rows than
   // Limits::export_reason_rows (docs/security.md, "Export reasons"); kept
@@ -355,9 +367,12 @@ class Service {
   // Answers, as LocalAccess(project), a segmentation, funnel or retention query (the JSON of
   // docs/queries.md) over a snapshot of the project's events, in the
   // project's time zone unless the query names one; returns the answer body.
-  // Errors: InvalidArgument naming the bad field or the limit exceeded;
-  // Corruption or IoError from the store.
-  Result<std::string> Query(const Project& project, std::string_view query_json);
+  // Held to the project's minimum group size k (docs/queries.md, "Small
+  // groups") unless `options.raw_cells`, which the audit records' route
+  // says ("cli --no-k"). Errors: InvalidArgument naming the bad field or the
+  // limit exceeded; Corruption or IoError from the store.
+  Result<std::string> Query(const Project& project, std::string_view query_json,
+                            const LocalQueryOptions& options = {});
 
   // What the project's policy would store for sample events (an /import
   // payload: one event, an array or JSON lines) and which rule or detector

@@ -67,13 +67,17 @@ class ServiceTest : public ::testing::Test {
            "\",\"distinct_id\":\"" + distinct_id + "\",\"time\":1795685200" + extra + "}}";
   }
 
+  // Without decoys (as `minpanel export --no-watermark`), so that what
+  // leaves is exactly what was stored.
   std::string ExportAll(std::optional<std::string> distinct_id = std::nullopt) {
     ExportOptions options;
     options.from_date = "2026-11-01";
     options.to_date = "2026-11-30";
     options.distinct_id = std::move(distinct_id);
     std::string out;
-    auto summary = service_->Export(project_, options, [&](std::string_view chunk) {
+    Access local = LocalAccess(project_);
+    local.route = std::string(kRouteCliNoWatermark);
+    auto summary = service_->Export(local, options, [&](std::string_view chunk) {
       out.append(chunk);
       return true;
     });
@@ -174,6 +178,27 @@ TEST_F(ServiceTest, ReimportedExportKeepsSubjectsAndDeduplicates) {
   ASSERT_TRUE(outcome.ok()) << outcome.status().ToString();
   EXPECT_EQ(outcome->duplicates, 1U);
   EXPECT_EQ(ExportAll(), exported);
+}
+
+TEST_F(ServiceTest, CommandLineExportOfARangeCarriesDecoysUnlessAskedWithout) {
+  std::string batch = "[";
+  for (int user_idx = 0; user_idx < 10; ++user_idx) {
+    batch += (user_idx == 0 ? "" : ",") + Event("e", "user-" + std::to_string(user_idx));
+  }
+  ASSERT_TRUE(Track(batch + "]").ok());
+  ExportOptions options;
+  options.from_date = "2026-11-01";
+  options.to_date = "2026-11-30";
+  std::string marked;
+  auto summary = service_->Export(project_, options, [&](std::string_view chunk) {
+    marked.append(chunk);
+    return true;
+  });
+  ASSERT_TRUE(summary.ok()) << summary.status().ToString();
+  EXPECT_GE(summary->decoy_subjects, query::kDecoySubjectsMin);
+  EXPECT_GT(Lines(marked), 10U);
+  EXPECT_EQ(Lines(ExportAll()), 10U);          // --no-watermark
+  EXPECT_EQ(Lines(ExportAll("user-3")), 1U);  // named subjects: never
 }
 
 TEST_F(ServiceTest, FullDiskIsUnavailableThenRecovers) {

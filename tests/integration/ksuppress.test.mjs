@@ -6,9 +6,12 @@
 // withheld (with a complementary group), a key's own k raises the
 // project's, a key with query:subjects is held to no k unless it sets one,
 // the project secret sees everything, and a population under k shows
-// nothing.
+// nothing. `minpanel query` on the command line is held to the project's
+// k too, unless --no-k, which its audit records' route says.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
 
 import { hex32, runCli, startServer } from './harness.mjs';
 
@@ -153,5 +156,31 @@ describe('k-suppression over HTTP', () => {
     assert.equal(k, 7);
     const answer = await ask(SEGMENTATION, secret);
     assert.equal(answer.min_group_size, 7);
+  });
+
+  // Last: the command line needs the server stopped.
+  it('holds minpanel query to the project k unless --no-k, which the audit log records', async () => {
+    await server.stop();
+    const file = path.join(server.root, 'ksuppress-query.json');
+    await fsp.writeFile(file, JSON.stringify(SEGMENTATION));
+    const cliQuery = async (extra) => JSON.parse((await runCli(
+      ['query', file, '--project', 'ksuppress-it', ...extra, ...dataArgs()])).stdout);
+    const held = await cliQuery([]);
+    assert.equal(held.min_group_size, 5);
+    assert.deepEqual(byPlan(held), { pro: 12, free: null, team: null }, JSON.stringify(held));
+    const funnel = path.join(server.root, 'ksuppress-funnel.json');
+    await fsp.writeFile(funnel, JSON.stringify(FUNNEL));
+    const heldFunnel = JSON.parse((await runCli(
+      ['query', funnel, '--project', 'ksuppress-it', ...dataArgs()])).stdout);
+    assert.deepEqual(byPlan(heldFunnel), { pro: 12, free: null, team: null }, JSON.stringify(heldFunnel));
+    const raw = await cliQuery(['--no-k']);
+    assert.equal(raw.min_group_size, undefined);
+    assert.deepEqual(byPlan(raw), { pro: 12, free: 6, team: 2 });
+    const routes = async (route) => (await runCli(['audit', 'show', '--act', 'query', '--route', route,
+      '--limit', '100', ...dataArgs()])).stdout.trim().split('\n').filter(Boolean).map((line) => JSON.parse(line));
+    const rawRecords = await routes('cli --no-k');
+    assert.deepEqual(rawRecords.map((record) => record.act).sort(), ['query', 'query.start'], JSON.stringify(rawRecords));
+    assert.ok(rawRecords.every((record) => record.key === 'local'));
+    assert.equal((await routes('cli')).length, 4);
   });
 });

@@ -5,7 +5,9 @@
 // removed, is given to `minpanel audit trace`, which names that export (its
 // key); decoys are not stored (queries do not count them), not in the
 // subjects an export's audit record names, dropped when an export is
-// imported again, and hidden from GET /api/audit.
+// imported again, and hidden from GET /api/audit. `minpanel export` of a
+// time range carries decoys too (and is traced), unless --no-watermark,
+// which its audit records' route says.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fsp from 'node:fs/promises';
@@ -167,5 +169,33 @@ describe('export watermarks and audit trace', () => {
     assert.equal(records.length, 1, audit.text);
     assert.equal(records[0].subjects, USERS, 'the record names real subjects only');
     assert.equal(records[0].rows, sent.length);
+  });
+
+  // Last: the command line needs the server stopped.
+  it('marks minpanel export of a time range too, unless --no-watermark, which the audit log records', async () => {
+    const real = distinctIds(await server.exportEvents({ fromDate: '2026-10-01', toDate: '2026-10-05' }));
+    await server.stop();
+    const cliExport = async (extra) => (await runCli(['export', '--project', 'watermark-it', '--from', '2026-10-01',
+      '--to', '2026-10-05', ...extra, ...dataArgs()])).stdout.trim().split('\n').map((line) => JSON.parse(line));
+    const marked = await cliExport([]);
+    const decoys = [...distinctIds(marked)].filter((id) => !real.has(id));
+    assert.ok(decoys.length >= 3, `decoys: ${decoys.length}`);
+    // A fifth: about 2 % of the rows are decoys, so some are in it but for a chance of e^-10.
+    const leaked = shuffle(marked, random).slice(0, Math.ceil(marked.length / 5))
+      .map((row) => JSON.stringify({ event: row.event, properties: { distinct_id: row.properties.distinct_id, time: row.properties.time } }));
+    const file = path.join(server.root, 'leaked-cli.jsonl');
+    await fsp.writeFile(file, `${leaked.join('\n')}\n`);
+    const { stdout } = await runCli(['audit', 'trace', file, '--json', ...dataArgs()]);
+    const found = stdout.trim().split('\n').map((line) => JSON.parse(line));
+    assert.equal(found.length, 1, stdout);
+    assert.equal(found[0].key, 'local', stdout);
+    assert.equal(found[0].route, 'cli', stdout);
+    const plain = await cliExport(['--no-watermark']);
+    assert.equal(plain.length, sent.length);
+    assert.deepEqual(distinctIds(plain), real);
+    const audit = await runCli(['audit', 'show', '--act', 'export', '--route', 'cli --no-watermark', ...dataArgs()]);
+    const records = audit.stdout.trim().split('\n').filter(Boolean).map((line) => JSON.parse(line));
+    assert.deepEqual(records.map((record) => record.act).sort(), ['export', 'export.start'], audit.stdout);
+    assert.ok(records.every((record) => record.key === 'local' && !record.watermark), audit.stdout);
   });
 });
