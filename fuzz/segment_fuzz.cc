@@ -382,7 +382,17 @@ void CheckChunk(std::string_view bytes) {
   Status status;
   switch (decoder) {
     case 0:
-      status = store::DecodeTimes(raw, rows, -5, 1'000'000, &times);
+      status = store::DecodeTimes(raw, rows, -5, 1'000'000, store::TimeEncoding::kZigZagDeltas,
+                                  &times);
+      // Packed offsets of 20 bits, and of a width the input picks (0 to 32).
+      CheckCorruption(store::DecodeTimes(raw, rows, -5, 1'000'000,
+                                         store::TimeEncoding::kPackedOffsets, &times),
+                      "packed times fail only with Corruption");
+      CheckCorruption(store::DecodeTimes(
+                          raw, rows, 7,
+                          7 + static_cast<int64_t>((uint64_t{1} << (dictionary_size % 33)) - 1),
+                          store::TimeEncoding::kPackedOffsets, &times),
+                      "packed times fail only with Corruption");
       break;
     case 1: {
       store::FooterBlock block;

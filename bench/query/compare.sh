@@ -6,6 +6,7 @@
 #
 # Usage: bench/query/compare.sh --bins OLD,NEW [--events N] [--rounds R]
 #                               [--runs K] [--folder DIR] [--seed S]
+#                               [--serve-folders DIR,DIR,...]
 #        --bins      comma-separated minpanel binaries (each must read the
 #                    segments the first one writes); one binary is allowed
 #        --events N  events generated (default 1000000)
@@ -20,6 +21,14 @@
 #                    secret, DIR/users.txt the 1,000 ids (gen_events
 #                    --sample-users 1000). The servers append audit records
 #                    to it, so serve a copy of a folder others use.
+#        --serve-folders  one existing store (laid out as above) per binary,
+#                    in the order of --bins, instead of --folder for all:
+#                    for a binary that writes a newer segment format than an
+#                    older binary reads, each serving the same events as
+#                    imported by itself. Results go to --folder (default:
+#                    the first of these). Answers from different folders are
+#                    compared as canonical answers, not byte for byte (an
+#                    export carries each folder's own keyed pseudonyms).
 # Prints, per query and binary, the medians over all timed runs of all rounds
 # of the server's CPU time (user + system of every thread, read around each
 # request: bench/query/run.mjs --server-pid) and of the wall time, and checks
@@ -35,6 +44,7 @@ runs=5
 seed=1
 bins=""
 folder=""
+serve_folders=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --bins) bins="$2"; shift 2 ;;
@@ -42,13 +52,17 @@ while [ $# -gt 0 ]; do
     --rounds) rounds="$2"; shift 2 ;;
     --runs) runs="$2"; shift 2 ;;
     --folder) folder="$2"; shift 2 ;;
+    --serve-folders) serve_folders="$2"; shift 2 ;;
     --seed) seed="$2"; shift 2 ;;
-    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
     *) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
 [ -n "$bins" ] || { echo "compare.sh: --bins OLD,NEW is required" >&2; exit 2; }
 IFS=',' read -r -a bin_list <<<"$bins"
+if [ -n "$serve_folders" ]; then
+  folder="${folder:-${serve_folders%%,*}}"
+fi
 folder="${folder:-$repo/var/bench-query-compare/$events}"
 runner="$repo/bench/query/run.mjs"
 generator="$repo/build-bench/bench/gen_events"
@@ -57,12 +71,12 @@ to_ms=$((from_ms + 30 * 86400000))
 log() { echo "compare.sh: $*" >&2; }
 
 sources=(--data "$folder/data" --keys "$folder/keys")
-if [ -e "$folder/data" ] && [ ! -f "$folder/secret" ]; then
+if [ -z "$serve_folders" ] && [ -e "$folder/data" ] && [ ! -f "$folder/secret" ]; then
   # Never remove a store this script did not make.
   log "$folder/data exists but $folder/secret does not: put the project secret there"
   exit 1
 fi
-if [ ! -f "$folder/secret" ]; then
+if [ -z "$serve_folders" ] && [ ! -f "$folder/secret" ]; then
   [ -x "$generator" ] || { log "no $generator: run bench/query.sh once (it builds gen_events)"; exit 1; }
   rm -rf "$folder"
   mkdir -p "$folder/data/policies" "$folder/keys"
@@ -83,19 +97,30 @@ if [ ! -f "$folder/secret" ]; then
   mv "$folder/secret.tmp" "$folder/secret"
   log "imported $events events into $folder"
 fi
-secret="$(cat "$folder/secret")"
+if [ -n "$serve_folders" ]; then
+  IFS=',' read -r -a store_list <<<"$serve_folders"
+  [ "${#store_list[@]}" -eq "${#bin_list[@]}" ] || { log "--serve-folders needs one folder per binary"; exit 2; }
+  for store in "${store_list[@]}"; do
+    [ -f "$store/secret" ] && [ -f "$store/users.txt" ] || { log "$store: no secret or users.txt"; exit 1; }
+  done
+else
+  store_list=()
+  for _ in "${bin_list[@]}"; do store_list+=("$folder"); done
+fi
 mkdir -p "$folder/results"
 rm -f "$folder"/results/*.json
 
 serve_and_query() {
-  local bin="$1" out="$2" port pid waited=0
+  local bin="$1" store="$2" out="$3" port pid waited=0 secret
   port="$(node -e "const s = require('node:net').createServer().listen(0, '127.0.0.1', () => {
     console.log(s.address().port); s.close(); })")"
-  "$bin" serve "${sources[@]}" --listen "127.0.0.1:$port" >"$folder/serve.log" 2>&1 &
+  secret="$(cat "$store/secret")"
+  "$bin" serve --data "$store/data" --keys "$store/keys" --listen "127.0.0.1:$port" \
+    >"$store/serve.log" 2>&1 &
   pid=$!
   until curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1; do
     if ! kill -0 "$pid" 2>/dev/null || [ "$waited" -ge 1200 ]; then
-      log "$bin did not answer /healthz; see $folder/serve.log"
+      log "$bin did not answer /healthz; see $store/serve.log"
       kill "$pid" 2>/dev/null || true
       exit 1
     fi
@@ -103,7 +128,7 @@ serve_and_query() {
     waited=$((waited + 1))
   done
   node "$runner" query --engine minpanel --url "http://127.0.0.1:$port" --secret "$secret" \
-    --from-ms "$from_ms" --to-ms "$to_ms" --users "$folder/users.txt" --runs "$runs" \
+    --from-ms "$from_ms" --to-ms "$to_ms" --users "$store/users.txt" --runs "$runs" \
     --server-pid "$pid" --out "$out" 2>/dev/null || { kill "$pid"; wait "$pid" || true; exit 1; }
   kill -TERM "$pid"
   wait "$pid" || true
@@ -112,7 +137,8 @@ serve_and_query() {
 log "load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
 for ((round = 0; round < rounds; ++round)); do
   for bin_idx in "${!bin_list[@]}"; do
-    serve_and_query "${bin_list[$bin_idx]}" "$folder/results/round-$round-$bin_idx.json"
+    serve_and_query "${bin_list[$bin_idx]}" "${store_list[$bin_idx]}" \
+      "$folder/results/round-$round-$bin_idx.json"
   done
   log "round $((round + 1)) of $rounds done"
 done
@@ -123,6 +149,7 @@ node --input-type=module -e "
   const bins = process.argv[1].split(',');
   const rounds = Number(process.argv[2]);
   const dir = process.argv[3];
+  const stores = process.argv[4].split(',');
   const median = (values) => {
     const sorted = [...values].sort((a, b) => a - b);
     const mid = Math.floor(sorted.length / 2);
@@ -142,7 +169,8 @@ node --input-type=module -e "
     const cpu = results.map((rounds) => median(rounds.flatMap((r) => r.results[q].cpu_ms)));
     for (const rounds of results) {
       for (const r of rounds) {
-        if (r.results[q].answer_sha256 !== first.answer_sha256 ||
+        const sameStore = stores[results.indexOf(rounds)] === stores[0];
+        if ((sameStore && r.results[q].answer_sha256 !== first.answer_sha256) ||
             JSON.stringify(r.results[q].canon) !== JSON.stringify(first.canon)) {
           ++disagree;
           console.error('DISAGREE ' + first.name);
@@ -152,6 +180,6 @@ node --input-type=module -e "
     console.log('| ' + [first.name, ...cpu.map((m) => m.toFixed(1)), ratio(cpu),
       ...wall.map((m) => m.toFixed(1)), ratio(wall)].join(' | ') + ' |');
   }
-  bins.forEach((bin, b) => console.log('binary ' + b + ': ' + bin));
+  bins.forEach((bin, b) => console.log('binary ' + b + ': ' + bin + ' on ' + stores[b]));
   process.exit(disagree ? 1 : 0);
-" "$bins" "$rounds" "$folder/results"
+" "$bins" "$rounds" "$folder/results" "$(IFS=','; echo "${store_list[*]}")"

@@ -1011,7 +1011,18 @@ Result<SegmentFooter> DecodeSegmentFooter(std::string_view bytes, uint64_t data_
   return footer;
 }
 
-void EncodeTimes(std::span<const int64_t> times, int64_t time_min_ms, std::string* raw) {
+namespace {
+
+Status CheckTimeSpan(int64_t seen_min, int64_t seen_max, int64_t time_min_ms, int64_t time_max_ms) {
+  if (seen_min != time_min_ms || seen_max != time_max_ms) {
+    return Status::Corruption("times span " + std::to_string(seen_min) + ".." +
+                              std::to_string(seen_max) + ", the block's zone map " +
+                              std::to_string(time_min_ms) + ".." + std::to_string(time_max_ms));
+  }
+  return Status::Ok();
+}
+
+void EncodeTimeDeltas(std::span<const int64_t> times, int64_t time_min_ms, std::string* raw) {
   int64_t previous = time_min_ms;
   for (const int64_t time_ms : times) {
     // Wrapping arithmetic: the delta of any two int64 fits in 64 bits mod 2^64.
@@ -1021,8 +1032,8 @@ void EncodeTimes(std::span<const int64_t> times, int64_t time_min_ms, std::strin
   }
 }
 
-Status DecodeTimes(std::string_view raw, size_t rows, int64_t time_min_ms, int64_t time_max_ms,
-                   std::vector<int64_t>* times) {
+Status DecodeTimeDeltas(std::string_view raw, size_t rows, int64_t time_min_ms,
+                        int64_t time_max_ms, std::vector<int64_t>* times) {
   times->resize(rows);
   uint64_t previous = static_cast<uint64_t>(time_min_ms);
   int64_t seen_min = INT64_MAX;
@@ -1049,12 +1060,122 @@ Status DecodeTimes(std::string_view raw, size_t rows, int64_t time_min_ms, int64
     seen_max = std::max(seen_max, time_ms);
   }
   MP_RETURN_IF_ERROR(reader.ExpectEnd("time chunk"));
-  if (seen_min != time_min_ms || seen_max != time_max_ms) {
-    return Status::Corruption("times span " + std::to_string(seen_min) + ".." +
-                              std::to_string(seen_max) + ", the block's zone map " +
-                              std::to_string(time_min_ms) + ".." + std::to_string(time_max_ms));
+  return CheckTimeSpan(seen_min, seen_max, time_min_ms, time_max_ms);
+}
+
+// Row r's offset is bits [r * bits, (r + 1) * bits) of the chunk read as one
+// little-endian number; bits <= 32, so one 8-byte load at its first byte
+// holds it whatever its bit position.
+void EncodePackedTimes(std::span<const int64_t> times, int64_t time_min_ms, uint32_t bits,
+                       std::string* raw) {
+  if (bits == 0) {
+    return;
   }
-  return Status::Ok();
+  uint64_t pending = 0;
+  uint32_t pending_bits = 0;
+  for (const int64_t time_ms : times) {
+    const uint64_t offset = static_cast<uint64_t>(time_ms) - static_cast<uint64_t>(time_min_ms);
+    assert(static_cast<uint32_t>(std::bit_width(offset)) <= bits);
+    pending |= offset << pending_bits;
+    pending_bits += bits;
+    while (pending_bits >= 8) {
+      raw->push_back(static_cast<char>(pending & 0xff));
+      pending >>= 8;
+      pending_bits -= 8;
+    }
+  }
+  if (pending_bits > 0) {
+    raw->push_back(static_cast<char>(pending & 0xff));
+  }
+}
+
+Status DecodePackedTimes(std::string_view raw, size_t rows, int64_t time_min_ms,
+                         int64_t time_max_ms, std::vector<int64_t>* times) {
+  const uint32_t bits = PackedTimeBits(time_min_ms, time_max_ms);
+  const uint64_t total_bits = static_cast<uint64_t>(rows) * bits;
+  if (raw.size() != (total_bits + 7) / 8) {
+    return Status::Corruption("time chunk is " + std::to_string(raw.size()) + " bytes for " +
+                              std::to_string(rows) + " rows of " + std::to_string(bits) +
+                              " bits");
+  }
+  times->resize(rows);
+  if (rows == 0) {
+    return Status::Ok();
+  }
+  if (bits == 0) {  // every row at time_min_ms, which is then time_max_ms
+    std::fill(times->begin(), times->end(), time_min_ms);
+    return Status::Ok();
+  }
+  const auto* data = reinterpret_cast<const uint8_t*>(raw.data());
+  const size_t size = raw.size();
+  const uint64_t mask = (uint64_t{1} << bits) - 1;
+  const auto base = static_cast<uint64_t>(time_min_ms);
+  int64_t* out = times->data();
+  uint64_t seen_min = UINT64_MAX;
+  uint64_t seen_max = 0;
+  // Rows whose 8-byte load ends inside the chunk; the last few are loaded
+  // byte by byte.
+  size_t whole_rows = 0;
+  if (size >= 8) {
+    whole_rows = std::min<size_t>(rows, ((size - 8) * 8 + 7) / bits + 1);
+  }
+  for (size_t row_idx = 0; row_idx < whole_rows; ++row_idx) {
+    const uint64_t bit = static_cast<uint64_t>(row_idx) * bits;
+    uint64_t word = 0;
+    std::memcpy(&word, data + bit / 8, 8);
+    const uint64_t offset = (le64toh(word) >> (bit % 8)) & mask;
+    out[row_idx] = static_cast<int64_t>(base + offset);
+    seen_min = std::min(seen_min, offset);
+    seen_max = std::max(seen_max, offset);
+  }
+  for (size_t row_idx = whole_rows; row_idx < rows; ++row_idx) {
+    const uint64_t bit = static_cast<uint64_t>(row_idx) * bits;
+    uint64_t word = 0;
+    for (size_t byte = bit / 8; byte < size && byte < bit / 8 + 8; ++byte) {
+      word |= uint64_t{data[byte]} << (8 * (byte - bit / 8));
+    }
+    const uint64_t offset = (word >> (bit % 8)) & mask;
+    out[row_idx] = static_cast<int64_t>(base + offset);
+    seen_min = std::min(seen_min, offset);
+    seen_max = std::max(seen_max, offset);
+  }
+  if (total_bits % 8 != 0 && (data[size - 1] >> (total_bits % 8)) != 0) {
+    return Status::Corruption("time chunk has bits set past its last row");
+  }
+  return CheckTimeSpan(static_cast<int64_t>(base + seen_min), static_cast<int64_t>(base + seen_max),
+                       time_min_ms, time_max_ms);
+}
+
+}  // namespace
+
+uint32_t PackedTimeBits(int64_t time_min_ms, int64_t time_max_ms) {
+  const uint64_t span = static_cast<uint64_t>(time_max_ms) - static_cast<uint64_t>(time_min_ms);
+  return static_cast<uint32_t>(std::bit_width(span));
+}
+
+TimeEncoding TimeEncodingOf(uint32_t version, int64_t time_min_ms, int64_t time_max_ms) {
+  if (version < kSegmentPackedTimesFormatVersion || time_max_ms < time_min_ms ||
+      PackedTimeBits(time_min_ms, time_max_ms) > kPackedTimeBitsMax) {
+    return TimeEncoding::kZigZagDeltas;
+  }
+  return TimeEncoding::kPackedOffsets;
+}
+
+void EncodeTimes(std::span<const int64_t> times, int64_t time_min_ms, int64_t time_max_ms,
+                 TimeEncoding encoding, std::string* raw) {
+  if (encoding == TimeEncoding::kPackedOffsets) {
+    EncodePackedTimes(times, time_min_ms, PackedTimeBits(time_min_ms, time_max_ms), raw);
+  } else {
+    EncodeTimeDeltas(times, time_min_ms, raw);
+  }
+}
+
+Status DecodeTimes(std::string_view raw, size_t rows, int64_t time_min_ms, int64_t time_max_ms,
+                   TimeEncoding encoding, std::vector<int64_t>* times) {
+  if (encoding == TimeEncoding::kPackedOffsets) {
+    return DecodePackedTimes(raw, rows, time_min_ms, time_max_ms, times);
+  }
+  return DecodeTimeDeltas(raw, rows, time_min_ms, time_max_ms, times);
 }
 
 void EncodeSubjects(std::span<const Id128> subjects, std::span<const uint32_t> run_lengths,
@@ -1192,10 +1313,35 @@ Status DecodeNameCodes(std::string_view raw, size_t rows, size_t dictionary_size
       out[row_idx] = GetCode(raw.data() + row_idx * width, width);
     }
   }
-  // Checked after the loop so that the loop stays a plain copy.
+  // Checked after the loop so that the loop stays a plain copy. A byte per
+  // code, set without reading it back, so that rows of one code do not wait
+  // on each other (a bit set per row did, through memory).
+  std::array<uint8_t, 256> present_bytes{};
+  std::vector<uint8_t> present_wide;
+  if (width > 1) {
+    present_wide.assign(dictionary_size, 0);
+  }
+  const std::span<uint8_t> present =
+      width == 1 ? std::span<uint8_t>(present_bytes) : std::span<uint8_t>(present_wide);
+  uint8_t* present_data = present.data();
+  if (width == 1) {
+    for (size_t row_idx = 0; row_idx < rows; ++row_idx) {
+      present_data[out[row_idx]] = 1;
+    }
+  } else {
+    for (size_t row_idx = 0; row_idx < rows; ++row_idx) {
+      if (out[row_idx] >= dictionary_size) {
+        return Status::Corruption("name code " + std::to_string(out[row_idx]) +
+                                  " is past the dictionary");
+      }
+      present_data[out[row_idx]] = 1;
+    }
+  }
   std::string seen(name_bitmap.size(), '\0');
-  for (size_t row_idx = 0; row_idx < rows; ++row_idx) {
-    const uint32_t code = out[row_idx];
+  for (uint32_t code = 0; code < present.size(); ++code) {
+    if (present_data[code] == 0) {
+      continue;
+    }
     if (code >= dictionary_size) {
       return Status::Corruption("name code " + std::to_string(code) + " is past the dictionary");
     }

@@ -30,9 +30,14 @@ namespace minpanel::store {
 
 // "MPSEG\r\n\x1a", as the log's magic: line endings catch text-mode mangling.
 inline constexpr std::array<char, 8> kSegmentMagic = {'M', 'P', 'S', 'E', 'G', '\r', '\n', '\x1a'};
-// Version 2 adds the fold section (docs/formats/segment.md, "Folded persons").
-inline constexpr uint32_t kSegmentFormatVersion = 2;
+// Version 2 adds the fold section (docs/formats/segment.md, "Folded persons");
+// version 3 packs a block's times as fixed-width offsets ("time").
+inline constexpr uint32_t kSegmentFormatVersion = 3;
 inline constexpr uint32_t kSegmentFoldFormatVersion = 2;  // the first with the fold section
+inline constexpr uint32_t kSegmentPackedTimesFormatVersion = 3;  // the first with packed times
+// The widest time offset version 3 packs: a block whose times span 2^32 ms
+// (49.7 days) or more keeps zigzag deltas. A segment holds one UTC day.
+inline constexpr uint32_t kPackedTimeBitsMax = 32;
 // magic (8) | format version (u32) | CRC-32 of the first 12 bytes (u32)
 inline constexpr size_t kSegmentHeaderBytes = 16;
 // footer bytes (u64) | footer CRC-32 (u32) | format version (u32) | magic (8)
@@ -47,6 +52,9 @@ inline constexpr uint64_t kSegmentFooterBytesMax = 256ULL << 20;
 inline constexpr size_t kSegmentPropertyColumnsMax = 256;
 
 enum class SegmentCodec : uint8_t { kNone = 0, kLz4 = 1, kZstd = 2 };
+// Packed times are stored uncompressed (unless a test forces a codec): they
+// are read for their speed and row by row (docs/formats/segment.md, "time").
+inline constexpr SegmentCodec kUncompressedCodec = SegmentCodec::kNone;
 std::string_view SegmentCodecName(SegmentCodec codec);
 
 // How a property column stores its strings and list items.
@@ -260,11 +268,23 @@ class ByteReader {
 
 // Chunk encodings; `rows` is the row count of the block.
 
-// Times: zigzag varint deltas, the first against `time_min_ms` (the block's).
-void EncodeTimes(std::span<const int64_t> times, int64_t time_min_ms, std::string* raw);
+// Times, in one of two encodings, fixed by the file's version and the
+// block's zone map (TimeEncodingOf), so that nothing in the chunk says which:
+// - kZigZagDeltas: zigzag varint deltas, the first against `time_min_ms`
+//   (every block of versions 1 and 2; a version 3 block spanning 2^32 ms or
+//   more);
+// - kPackedOffsets: `time - time_min_ms` of each row in PackedTimeBits bits,
+//   row 0 in the lowest bits of byte 0 (any row readable alone: TimeColumn).
+enum class TimeEncoding : uint8_t { kZigZagDeltas, kPackedOffsets };
+TimeEncoding TimeEncodingOf(uint32_t version, int64_t time_min_ms, int64_t time_max_ms);
+// The bits of one packed offset: bit_width(time_max_ms - time_min_ms), 0 when
+// every row has the same time.
+uint32_t PackedTimeBits(int64_t time_min_ms, int64_t time_max_ms);
+void EncodeTimes(std::span<const int64_t> times, int64_t time_min_ms, int64_t time_max_ms,
+                 TimeEncoding encoding, std::string* raw);
 // Also checks that the block's minimum and maximum are exactly the zone map's.
 Status DecodeTimes(std::string_view raw, size_t rows, int64_t time_min_ms, int64_t time_max_ms,
-                   std::vector<int64_t>* times);
+                   TimeEncoding encoding, std::vector<int64_t>* times);
 
 // Subjects: run count, the ids (strictly increasing), the run lengths.
 void EncodeSubjects(std::span<const Id128> subjects, std::span<const uint32_t> run_lengths,

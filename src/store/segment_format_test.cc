@@ -73,9 +73,11 @@ TEST(SegmentTimesTest, DeltaEncodingRoundTripsExtremes) {
                                       INT64_MAX, INT64_MIN, 0, 1'700'000'000'001};
   const int64_t time_min = INT64_MIN;
   std::string raw;
-  EncodeTimes(times, time_min, &raw);
+  EncodeTimes(times, time_min, INT64_MAX, TimeEncoding::kZigZagDeltas, &raw);
   std::vector<int64_t> decoded;
-  ASSERT_TRUE(DecodeTimes(raw, times.size(), time_min, INT64_MAX, &decoded).ok());
+  ASSERT_TRUE(
+      DecodeTimes(raw, times.size(), time_min, INT64_MAX, TimeEncoding::kZigZagDeltas, &decoded)
+          .ok());
   EXPECT_EQ(decoded, times);
 }
 
@@ -85,18 +87,19 @@ TEST(SegmentTimesTest, CloseTimesTakeABytePerRow) {
     times.push_back(1'700'000'000'000 + row * 50);
   }
   std::string raw;
-  EncodeTimes(times, times.front(), &raw);
+  EncodeTimes(times, times.front(), times.back(), TimeEncoding::kZigZagDeltas, &raw);
   EXPECT_EQ(raw.size(), 1000u);  // zigzag(50) = 100 fits one varint byte
 }
 
 TEST(SegmentTimesTest, ZoneMapMismatchAndTrailingBytesAreCorruption) {
   const std::vector<int64_t> times = {10, 20, 30};
   std::string raw;
-  EncodeTimes(times, 10, &raw);
+  constexpr TimeEncoding kDeltas = TimeEncoding::kZigZagDeltas;
+  EncodeTimes(times, 10, 30, kDeltas, &raw);
   std::vector<int64_t> decoded;
-  ExpectCorruption(DecodeTimes(raw, 3, 10, 31, &decoded), "zone map");
-  ExpectCorruption(DecodeTimes(raw + "x", 3, 10, 30, &decoded), "unread bytes");
-  ExpectCorruption(DecodeTimes(raw, 4, 10, 30, &decoded), "cut short");
+  ExpectCorruption(DecodeTimes(raw, 3, 10, 31, kDeltas, &decoded), "zone map");
+  ExpectCorruption(DecodeTimes(raw + "x", 3, 10, 30, kDeltas, &decoded), "unread bytes");
+  ExpectCorruption(DecodeTimes(raw, 4, 10, 30, kDeltas, &decoded), "cut short");
 }
 
 
@@ -119,17 +122,89 @@ TEST(SegmentTimesTest, BulkAndCheckedDecodingAgreeOnEveryLength) {
     }
     const auto [min, max] = std::minmax_element(times.begin(), times.end());
     std::string raw;
-    EncodeTimes(times, *min, &raw);
+    constexpr TimeEncoding kDeltas = TimeEncoding::kZigZagDeltas;
+    EncodeTimes(times, *min, *max, kDeltas, &raw);
     std::vector<int64_t> decoded;
-    ASSERT_TRUE(DecodeTimes(raw, rows, *min, *max, &decoded).ok()) << "trial " << trial;
+    ASSERT_TRUE(DecodeTimes(raw, rows, *min, *max, kDeltas, &decoded).ok()) << "trial " << trial;
     ASSERT_EQ(decoded, times) << "trial " << trial;
     // Cut anywhere, or with one row too many expected: Corruption, not a crash.
     const size_t cut = random() % raw.size();
-    EXPECT_EQ(DecodeTimes(raw.substr(0, cut), rows, *min, *max, &decoded).code(),
+    EXPECT_EQ(DecodeTimes(raw.substr(0, cut), rows, *min, *max, kDeltas, &decoded).code(),
               StatusCode::kCorruption);
-    EXPECT_EQ(DecodeTimes(raw, rows + 1, *min, *max, &decoded).code(), StatusCode::kCorruption);
+    EXPECT_EQ(DecodeTimes(raw, rows + 1, *min, *max, kDeltas, &decoded).code(),
+              StatusCode::kCorruption);
   }
 }
+
+// Version 3 packs a block's times as offsets of bit_width(max - min) bits;
+// wider spans, and every block of versions 1 and 2, keep zigzag deltas.
+TEST(SegmentTimesTest, EncodingFollowsTheVersionAndTheSpan) {
+  constexpr int64_t kDay = 1'700'006'400'000;
+  EXPECT_EQ(TimeEncodingOf(2, kDay, kDay + 86'399'999), TimeEncoding::kZigZagDeltas);
+  EXPECT_EQ(TimeEncodingOf(3, kDay, kDay + 86'399'999), TimeEncoding::kPackedOffsets);
+  EXPECT_EQ(PackedTimeBits(kDay, kDay + 86'399'999), 27u);
+  EXPECT_EQ(PackedTimeBits(kDay, kDay), 0u);
+  EXPECT_EQ(TimeEncodingOf(3, kDay, kDay + (int64_t{1} << 32) - 1), TimeEncoding::kPackedOffsets);
+  EXPECT_EQ(TimeEncodingOf(3, kDay, kDay + (int64_t{1} << 32)), TimeEncoding::kZigZagDeltas);
+  EXPECT_EQ(TimeEncodingOf(3, INT64_MIN, INT64_MAX), TimeEncoding::kZigZagDeltas);
+}
+
+// Every width from 0 to 32 bits, row counts around the 8-byte loads' edge,
+// offsets at 0 and at the span: decoded exactly; cut, extended, a stray bit
+// past the last row, or a zone map that differs: Corruption, not a crash.
+TEST(SegmentTimesTest, PackedOffsetsRoundTripAtEveryWidthAndAreChecked) {
+  constexpr TimeEncoding kPacked = TimeEncoding::kPackedOffsets;
+  std::mt19937_64 random(11);
+  for (uint32_t bits = 0; bits <= kPackedTimeBitsMax; ++bits) {
+    for (const size_t rows : {size_t{1}, size_t{2}, size_t{7}, size_t{9}, size_t{33},
+                              size_t{16384}}) {
+      if (rows == 1 && bits > 0) {
+        continue;  // one row spans nothing
+      }
+      const int64_t time_min = 1'700'000'000'000 + static_cast<int64_t>(random() % 1000);
+      const uint64_t span =
+          bits == 0 ? 0 : (uint64_t{1} << (bits - 1)) + random() % (uint64_t{1} << (bits - 1));
+      std::vector<int64_t> times(rows);
+      for (int64_t& time : times) {
+        time = time_min + static_cast<int64_t>(span == 0 ? 0 : random() % (span + 1));
+      }
+      const size_t min_row = random() % rows;
+      times[min_row] = time_min;
+      times[(min_row + 1 + random() % (rows - 1 + (rows == 1))) % rows] =
+          time_min + static_cast<int64_t>(span);
+      const auto [min, max] = std::minmax_element(times.begin(), times.end());
+      ASSERT_EQ(PackedTimeBits(*min, *max), bits);
+      std::string raw;
+      EncodeTimes(times, *min, *max, kPacked, &raw);
+      ASSERT_EQ(raw.size(), (rows * bits + 7) / 8) << bits << " bits, " << rows << " rows";
+      std::vector<int64_t> decoded;
+      const Status status = DecodeTimes(raw, rows, *min, *max, kPacked, &decoded);
+      ASSERT_TRUE(status.ok()) << bits << " bits, " << rows << " rows: " << status.ToString();
+      ASSERT_EQ(decoded, times) << bits << " bits, " << rows << " rows";
+      if (bits == 0) {
+        continue;
+      }
+      ExpectCorruption(DecodeTimes(raw.substr(0, raw.size() - 1), rows, *min, *max, kPacked,
+                                   &decoded),
+                       "bytes for");
+      ExpectCorruption(DecodeTimes(raw + "x", rows, *min, *max, kPacked, &decoded), "bytes for");
+      if ((rows * bits) % 8 != 0) {
+        std::string stray = raw;
+        stray.back() = static_cast<char>(stray.back() | 0x80);
+        ExpectCorruption(DecodeTimes(stray, rows, *min, *max, kPacked, &decoded),
+                         "past its last row");
+      }
+      if (bits < kPackedTimeBitsMax && rows > 2) {
+        // A zone map one wider than the rows (same width): the maximum differs.
+        const int64_t wider = *min + static_cast<int64_t>((uint64_t{1} << bits) - 1);
+        if (wider != *max) {
+          ExpectCorruption(DecodeTimes(raw, rows, *min, wider, kPacked, &decoded), "zone map");
+        }
+      }
+    }
+  }
+}
+
 TEST(SegmentSubjectsTest, RunsRoundTripAndAreChecked) {
   const std::vector<Id128> subjects = {{0, 1}, {0, 9}, {7, 0}};
   const std::vector<uint32_t> lengths = {3, 1, 2};

@@ -154,7 +154,8 @@ class SegmentMerger {
   void EncodeMapValue(const ValueRef& value);
   Status ParseMapValue(const SegmentReader::MapEntryView& entry, ValueRef* value);
   void FinishMapRow();
-  Status AppendChunk(std::string_view raw, ChunkRef* ref);
+  // `uncompressed`: stored as is unless the options force a codec (packed times).
+  Status AppendChunk(std::string_view raw, ChunkRef* ref, bool uncompressed = false);
   Status EncodeBlock();
   void EncodeColumn(size_t column_idx, std::string* raw);
   Status Emit();
@@ -863,12 +864,14 @@ Status SegmentMerger::AppendRow(size_t input_idx) {
   return Status::Ok();
 }
 
-Status SegmentMerger::AppendChunk(std::string_view raw, ChunkRef* ref) {
+Status SegmentMerger::AppendChunk(std::string_view raw, ChunkRef* ref, bool uncompressed) {
   if (raw.size() > kSegmentChunkBytesMax) {
     return Status::ResourceExhausted("a segment column chunk of " + std::to_string(raw.size()) +
                                      " bytes is over kSegmentChunkBytesMax");
   }
-  const SegmentCodec* forced = options_.codec.has_value() ? &*options_.codec : nullptr;
+  const SegmentCodec* forced = options_.codec.has_value() ? &*options_.codec
+                               : uncompressed                ? &kUncompressedCodec
+                                                             : nullptr;
   compressor_.Compress(raw, forced, ref, &out_);
   return Status::Ok();
 }
@@ -936,8 +939,11 @@ Status SegmentMerger::EncodeBlock() {
   stored_runs_.clear();
   auto chunk = [&](FixedColumn column) { return &block.chunks[static_cast<size_t>(column)]; };
   raw_.clear();
-  EncodeTimes(times_, block.time_min_ms, &raw_);
-  MP_RETURN_IF_ERROR(AppendChunk(raw_, chunk(FixedColumn::kTime)));
+  const TimeEncoding time_encoding =
+      TimeEncodingOf(kSegmentFormatVersion, block.time_min_ms, block.time_max_ms);
+  EncodeTimes(times_, block.time_min_ms, block.time_max_ms, time_encoding, &raw_);
+  MP_RETURN_IF_ERROR(
+      AppendChunk(raw_, chunk(FixedColumn::kTime), time_encoding == TimeEncoding::kPackedOffsets));
   raw_.clear();
   EncodeSubjects(block_subjects_, run_lengths_, &raw_);
   MP_RETURN_IF_ERROR(AppendChunk(raw_, chunk(FixedColumn::kSubject)));

@@ -387,7 +387,10 @@ Status SegmentReader::ReadTimes(size_t block_idx, std::vector<int64_t>* times) c
   Status status =
       ReadColumnChunk(block_idx, static_cast<size_t>(FixedColumn::kTime), scratch.get(), &raw);
   if (status.ok()) {
-    status = DecodeTimes(raw, block.row_count, block.time_min_ms, block.time_max_ms, times);
+    status = DecodeTimes(raw, block.row_count, block.time_min_ms, block.time_max_ms,
+                         TimeEncodingOf(summary_.format_version, block.time_min_ms,
+                                        block.time_max_ms),
+                         times);
   }
   return status.ok() ? status : Error("column time", block_idx, status);
 }

@@ -1098,6 +1098,33 @@ TEST_F(SegmentFileTest, ReadsTheCheckedInVersionOneFile) {
   }
 }
 
+// Version 2 stored times as zigzag varint deltas, as version 1 did; version 3
+// packs them as fixed-width offsets. The events span a day, with deltas of
+// every varint length from 1 to 4 bytes and jumps back at each new subject.
+TEST_F(SegmentFileTest, ReadsTheCheckedInVersionTwoFile) {
+  const std::string golden = std::string(MINPANEL_STORE_TESTDATA) + "/segment_v2.seg";
+  std::vector<Event> events;
+  for (uint64_t row = 0; row < 60; ++row) {
+    const int64_t time_ms = 1'700'006'400'000 + static_cast<int64_t>((row * row * row * 397) % 86'399'999);
+    Event event = MakeEvent(row % 3 == 0 ? "view" : "buy", time_ms, row % 4, row);
+    event.properties.push_back({"rank", Value::Int(static_cast<int64_t>(row % 5))});
+    events.push_back(event);
+  }
+  if (std::getenv("MINPANEL_WRITE_SEGMENT_GOLDEN") != nullptr) {
+    const Status written = WriteSegmentFile(*fault_file_system_, golden, events, SegmentWriteOptions{});
+    ASSERT_TRUE(written.ok()) << written.ToString();
+  }
+  auto reader = OpenSegment(*fault_file_system_, golden);
+  ASSERT_TRUE(reader.ok()) << reader.status().ToString();
+  EXPECT_EQ((*reader)->summary().format_version, 2u);
+  const std::vector<Event> expected = Canonical(events);
+  const std::vector<Event> actual = ReadAll(**reader);
+  ASSERT_EQ(actual.size(), expected.size());
+  for (size_t row = 0; row < actual.size(); ++row) {
+    ExpectSameEvent(actual[row], expected[row], row);
+  }
+}
+
 TEST_F(SegmentFileTest, DumpPrintsEveryPartAndStopsAtDamage) {
   std::vector<Event> events = {MakeEvent("signup", kTestNowMs, 1, 1),
                                MakeEvent("pay", kTestNowMs + 5, 1, 2)};
@@ -1107,7 +1134,7 @@ TEST_F(SegmentFileTest, DumpPrintsEveryPartAndStopsAtDamage) {
   ASSERT_TRUE(DumpStoreFile(*fault_file_system_, path_, out).ok());
   const std::string text = out.str();
   for (const std::string_view expected :
-       {"header: minpanel segment format 2", "trailer: footer of", "2 rows, 1 subjects",
+       {"header: minpanel segment format 3", "trailer: footer of", "2 rows, 1 subjects",
         "event names (2)", "chunk time:", "chunk subject:", "chunk insert_id:",
         "chunk key_version:", "chunk name:", "chunk property plan", "chunk properties map",
         "\"quote \\\" and \\x01\"", "dictionary of \"plan\": 0=\"pro\"",

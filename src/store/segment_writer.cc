@@ -175,7 +175,8 @@ class SegmentEncoder {
   void BuildNameDictionary();
   void ChooseColumns();
   void BuildColumnDictionaries();
-  Status AppendChunk(std::string_view raw, ChunkRef* ref);
+  // `uncompressed`: stored as is unless the options force a codec (packed times).
+  Status AppendChunk(std::string_view raw, ChunkRef* ref, bool uncompressed = false);
   Status EncodeBlock(size_t row_begin, size_t row_end);
   Status EncodeFixedColumns(size_t row_begin, size_t row_end, FooterBlock* block);
   Status EncodeProperties(size_t row_begin, size_t row_end, FooterBlock* block);
@@ -367,12 +368,14 @@ void SegmentEncoder::BuildColumnDictionaries() {
   }
 }
 
-Status SegmentEncoder::AppendChunk(std::string_view raw, ChunkRef* ref) {
+Status SegmentEncoder::AppendChunk(std::string_view raw, ChunkRef* ref, bool uncompressed) {
   if (raw.size() > kSegmentChunkBytesMax) {
     return Status::ResourceExhausted("a segment column chunk of " + std::to_string(raw.size()) +
                                      " bytes is over kSegmentChunkBytesMax");
   }
-  const SegmentCodec* forced = options_.codec.has_value() ? &*options_.codec : nullptr;
+  const SegmentCodec* forced = options_.codec.has_value() ? &*options_.codec
+                               : uncompressed                ? &kUncompressedCodec
+                                                             : nullptr;
   compressor_.Compress(raw, forced, ref, &image_);
   return Status::Ok();
 }
@@ -420,8 +423,11 @@ Status SegmentEncoder::EncodeFixedColumns(size_t row_begin, size_t row_end, Foot
   block->chunks.resize(kFixedColumnCount + footer_.columns.size() + 1);
 
   raw_.clear();
-  EncodeTimes(times, block->time_min_ms, &raw_);
-  MP_RETURN_IF_ERROR(AppendChunk(raw_, &block->chunks[static_cast<size_t>(FixedColumn::kTime)]));
+  const TimeEncoding time_encoding =
+      TimeEncodingOf(kSegmentFormatVersion, block->time_min_ms, block->time_max_ms);
+  EncodeTimes(times, block->time_min_ms, block->time_max_ms, time_encoding, &raw_);
+  MP_RETURN_IF_ERROR(AppendChunk(raw_, &block->chunks[static_cast<size_t>(FixedColumn::kTime)],
+                                 time_encoding == TimeEncoding::kPackedOffsets));
   raw_.clear();
   EncodeSubjects(subjects, run_lengths, &raw_);
   MP_RETURN_IF_ERROR(AppendChunk(raw_, &block->chunks[static_cast<size_t>(FixedColumn::kSubject)]));
