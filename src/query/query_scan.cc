@@ -1145,25 +1145,40 @@ bool SegmentScanner::NextBlock() {
       }
       return true;
     }
-    rows_.clear();
-    row_indexes.clear();
-    rows_.reserve(row_end - row_begin);
-    row_indexes.reserve(row_end - row_begin);
-    for (size_t row_idx = row_begin; row_idx < row_end; ++row_idx) {
-      const int64_t time_ms = one_bucket ? info.time_min_ms : state.times[row_idx];
-      if (time_ms < plan.time_min_ms || time_ms > plan.time_max_ms) {
-        continue;
+    // The kept rows' indexes first, without a branch per row (which rows a
+    // retention or a funnel keeps is as good as random: a branch on it was
+    // mispredicted often enough to be a quarter of this function), then a
+    // MatchRow for each.
+    row_indexes.resize(row_end - row_begin);
+    uint32_t* kept = row_indexes.data();
+    size_t kept_count = 0;
+    const bool keep_unmatched = plan.keep_unmatched;
+    if (one_bucket) {
+      if (info.time_min_ms >= plan.time_min_ms && info.time_min_ms <= plan.time_max_ms) {
+        for (size_t row_idx = row_begin; row_idx < row_end; ++row_idx) {
+          kept[kept_count] = static_cast<uint32_t>(row_idx);
+          kept_count += static_cast<size_t>((bits[row_idx] != 0) | keep_unmatched);
+        }
       }
+    } else {
+      const int64_t* times = state.times.data();
+      for (size_t row_idx = row_begin; row_idx < row_end; ++row_idx) {
+        const int64_t time_ms = times[row_idx];
+        kept[kept_count] = static_cast<uint32_t>(row_idx);
+        kept_count += static_cast<size_t>(((bits[row_idx] != 0) | keep_unmatched) &
+                                          (time_ms >= plan.time_min_ms) &
+                                          (time_ms <= plan.time_max_ms));
+      }
+    }
+    row_indexes.resize(kept_count);
+    rows_.assign(kept_count, MatchRow{});
+    for (size_t kept_idx = 0; kept_idx < kept_count; ++kept_idx) {
+      const uint32_t row_idx = kept[kept_idx];
       const uint32_t row_bits = bits[row_idx];
-      if (row_bits == 0 && !plan.keep_unmatched) {
-        continue;
-      }
-      MatchRow row;
-      row.time_ms = time_ms;
+      MatchRow& row = rows_[kept_idx];
+      row.time_ms = one_bucket ? info.time_min_ms : state.times[row_idx];
       row.bits = row_bits;
       row.tie = row_bits == 0 ? 255 : plan.tie_by_bit[static_cast<size_t>(__builtin_ctz(row_bits))];
-      rows_.push_back(row);
-      row_indexes.push_back(static_cast<uint32_t>(row_idx));
     }
     if (rows_.empty()) {
       continue;
