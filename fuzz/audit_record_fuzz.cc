@@ -3,7 +3,8 @@
 // input byte picks what the rest is:
 //   mode 0: one record payload for DecodeEntry;
 //   mode 1: a whole log file image (and, after a 0xff byte, an anchors
-//           text) for VerifyBytes and the LogReader;
+//           text, key lines included) for VerifyBytes, with and without a
+//           public key, and the LogReader;
 //   mode 2: payloads framed by the harness — a valid header, then records
 //           separated by 0x00 bytes given correct chain hashes — so the
 //           payload decoder is reached through the chain.
@@ -45,6 +46,11 @@ void CheckPayload(std::string_view payload) {
 
 void CheckLog(std::string_view log, std::string_view anchors) {
   const audit::VerifyReport report = audit::VerifyBytes(log, anchors);
+  // Key lines (key epochs): parsed, and signatures checked under each
+  // epoch's key, given some key.
+  (void)audit::CurrentAnchorsKey(anchors);
+  static const audit::PublicKey kSomeKey{};
+  (void)audit::VerifyBytes(log, anchors, &kSomeKey);
   audit::LogReader reader(log);
   const auto start = reader.Start();
   const uint64_t base_seq = start.ok() ? start->base_seq : 0;

@@ -77,6 +77,17 @@ std::string PublicKeyHex(const PublicKey& key);
 std::string SignAnchor(const SigningKey& key, std::string_view anchor_text);
 bool AnchorSignatureValid(const PublicKey& key, std::string_view anchor_text,
                           std::string_view signature_hex);
+// Key epochs (docs/formats/audit.md, "Key epochs"): a line "key
+// PUBLIC_KEY_HEX TIME_MS" of the anchors file names the key that signs the
+// checkpoints after it, up to the next such line. A log opened with a key
+// its anchors do not name as their current one writes one: a new log, one
+// from before key lines, and a restore without the old keys
+// (Options::new_key_epoch); any other key is refused.
+inline constexpr std::string_view kKeyLinePrefix = "key ";
+std::string KeyLine(const PublicKey& key, int64_t time_ms);
+// The key the last key line of `anchors_text` names; nullopt when none does.
+// Corruption for a key line that does not parse.
+Result<std::optional<PublicKey>> CurrentAnchorsKey(std::string_view anchors_text);
 // One line of the anchors file.
 struct AnchorLine {
   uint64_t seq = 0;
@@ -140,7 +151,15 @@ struct VerifyReport {
   uint64_t torn_tail_bytes = 0;  // an incomplete last record (a crash mid-append)
   std::string problem;           // the first problem, naming the record's position
   std::string head_hash_hex;
-  uint64_t signed_checkpoints = 0;  // anchors whose signature was checked
+  uint64_t signed_checkpoints = 0;  // anchors whose signature was checked under the given key
+  // Anchors whose signature was checked under the key of their epoch, when
+  // that is not the given key (a restore without the old keys started a
+  // new epoch); and the highest record a checkpoint signed by the given key
+  // names (it vouches for that record and, through the chain, all before).
+  uint64_t other_key_checkpoints = 0;
+  uint64_t trusted_seq = 0;
+  // The keys the anchors file names, in order (hex; empty: no key lines).
+  std::vector<std::string> key_epochs;
   uint64_t base_seq = 0;            // records 1..base_seq were pruned
   bool base_vouched = false;        // a signed checkpoint names record base_seq
   uint64_t end_offset = 0;          // where the valid records end (0: no header yet)
@@ -439,6 +458,12 @@ struct Options {
   std::shared_ptr<AddressKeys> address_keys;
   // Signs every anchor (a checkpoint) when set.
   std::shared_ptr<const SigningKey> signing_key;
+  // The log's checkpoints may be signed by another key than signing_key:
+  // Open checks them under the keys their epochs name, then starts a new
+  // epoch with signing_key (a key line and a `log.key` record). Only a
+  // restore without the old keys sets it; without it, a log whose current
+  // epoch is another key's is refused (Corruption naming both keys).
+  bool new_key_epoch = false;
   // A file (on another volume) each anchor line is also appended to; empty: none.
   std::string checkpoint_sink;
   // Open verifies only the records the key index does not cover yet (those
@@ -511,6 +536,8 @@ class AuditLog {
   // Appends a (signed, when there is a key) anchor line of record `seq`,
   // to the anchors file and the sink.
   Status WriteAnchorLineLocked(uint64_t seq, const std::array<uint8_t, kHashBytes>& hash);
+  // Appends `line` (with its newline) to the anchors file and the sink, synced.
+  Status AppendAnchorsLine(const std::string& line);
   // The flusher thread: writes and syncs what is queued, in one batch.
   void FlushLoop();
   // The indexer thread: brings the key index up to date when asked

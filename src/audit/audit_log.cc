@@ -91,10 +91,25 @@ Result<std::unique_ptr<AuditLog>> AuditLog::Open(std::string folder,
   if (file_system->Exists(folder + "/anchors")) {
     MP_ASSIGN_OR_RETURN(anchors_text, file_system->ReadFile(folder + "/anchors"));
   }
+  // Key epochs (docs/formats/audit.md): the checkpoints are checked under
+  // the keys their epochs name, and this key must be the current epoch's
+  // unless a restore without the old keys starts a new one.
+  MP_ASSIGN_OR_RETURN(const std::optional<PublicKey> anchors_key, CurrentAnchorsKey(anchors_text));
+  const PublicKey* own_key = options.signing_key ? &options.signing_key->public_key : nullptr;
+  const bool other_epoch =
+      own_key != nullptr && anchors_key.has_value() && *anchors_key != *own_key;
+  if (other_epoch && !options.new_key_epoch) {
+    return Status::Corruption(
+        "audit log " + folder + ": its checkpoints are signed by the key " +
+        PublicKeyHex(*anchors_key) + ", not by the key folder's audit signing key " +
+        PublicKeyHex(*own_key) +
+        ": start with the key folder of this data folder (a data folder restored without its "
+        "keys starts a new key epoch: `minpanel restore`, docs/privacy.md)");
+  }
   // The log is streamed (LogReader): memory stays one read piece whatever
   // its size.
   WalkOptions walk;
-  walk.public_key = options.signing_key ? &options.signing_key->public_key : nullptr;
+  walk.public_key = other_epoch ? &*anchors_key : own_key;
   VerifyReport report;
   uint64_t file_bytes = 0;
   std::unique_ptr<RandomAccessFile> existing;
@@ -115,8 +130,12 @@ Result<std::unique_ptr<AuditLog>> AuditLog::Open(std::string folder,
     report = VerifyBytes("", anchors_text, walk.public_key);
   }
   if (!report.ok) {
-    return Status::Corruption("audit log " + path + ": " + report.problem +
-                              "; run `minpanel audit verify`");
+    const bool keyless_epoch = options.new_key_epoch && !anchors_key.has_value();
+    return Status::Corruption(
+        "audit log " + path + ": " + report.problem +
+        (keyless_epoch ? "; its checkpoints name no key (written before key epochs): restore it "
+                         "with its keys (--keys-from)"
+                       : "; run `minpanel audit verify`"));
   }
   uint64_t torn_bytes = 0;
   if (file_bytes > report.end_offset && report.end_offset > 0) {
@@ -153,6 +172,12 @@ Result<std::unique_ptr<AuditLog>> AuditLog::Open(std::string folder,
     MP_ASSIGN_OR_RETURN(log->sink_,
                         file_system->OpenAppendable(options.checkpoint_sink, kFileMode));
   }
+  if (own_key != nullptr && anchors_key != *own_key) {
+    // The key that signs the checkpoints from here on: a new log's, an
+    // older log's first (its earlier checkpoints verified under it above),
+    // or a new epoch's.
+    MP_RETURN_IF_ERROR(log->AppendAnchorsLine(KeyLine(*own_key, log->clock_->NowMs()) + "\n"));
+  }
   const uint64_t last_seq = report.base_seq + report.records;
   log->base_seq_ = report.base_seq;
   log->head_ = report.head;
@@ -171,6 +196,16 @@ Result<std::unique_ptr<AuditLog>> AuditLog::Open(std::string folder,
     log->index_asked_at_seq_ = last_seq;
     log->index_wanted_seq_ = options.open_from_index ? 0 : last_seq;
     log->indexer_ = std::thread([raw = log.get()] { raw->IndexLoop(); });
+  }
+  if (other_epoch) {
+    // In the chain too, so that the change of key is a record the new
+    // key's first checkpoint covers.
+    AuditEntry epoch;
+    epoch.key = "local";
+    epoch.act = "log.key";
+    epoch.route = "open";
+    epoch.target = "key " + PublicKeyHex(*own_key) + " after " + PublicKeyHex(*anchors_key);
+    MP_RETURN_IF_ERROR(log->Append(std::move(epoch)).status());
   }
   if (torn_bytes > 0) {
     AuditEntry cut;
@@ -353,14 +388,19 @@ Status AuditLog::WriteAnchorLineLocked(uint64_t seq, const std::array<uint8_t, k
     line += " " + SignAnchor(*options_.signing_key, line);
   }
   line += "\n";
+  MP_RETURN_IF_ERROR(AppendAnchorsLine(line));
+  if (checkpoint_observer_) {
+    checkpoint_observer_(std::string_view(line).substr(0, line.size() - 1));
+  }
+  return Status::Ok();
+}
+
+Status AuditLog::AppendAnchorsLine(const std::string& line) {
   MP_RETURN_IF_ERROR(anchors_->Append(line));
   MP_RETURN_IF_ERROR(anchors_->Sync());
   if (sink_ != nullptr) {
     MP_RETURN_IF_ERROR(sink_->Append(line));
     MP_RETURN_IF_ERROR(sink_->Sync());
-  }
-  if (checkpoint_observer_) {
-    checkpoint_observer_(std::string_view(line).substr(0, line.size() - 1));
   }
   return Status::Ok();
 }

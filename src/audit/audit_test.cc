@@ -310,6 +310,18 @@ class SignedAuditLogTest : public AuditLogTest {
   void TearDown() override {
     std::filesystem::remove(folder_ + "-a.key");
     std::filesystem::remove(folder_ + "-b.key");
+    std::filesystem::remove(folder_ + "-c.key");
+  }
+  // The anchors file without its key lines.
+  std::string AnchorLines() {
+    std::string anchors;
+    std::istringstream lines(Read("anchors"));
+    for (std::string line; std::getline(lines, line);) {
+      if (!line.starts_with(kKeyLinePrefix)) {
+        anchors += line + "\n";
+      }
+    }
+    return anchors;
   }
 };
 
@@ -327,7 +339,9 @@ TEST_F(SignedAuditLogTest, TheCheckpointObserverSeesEachAnchorLineOnceDurable) {
   log->SetCheckpointObserver(nullptr);
   AppendAt(*log, 4);  // an anchor after 8, not observed
   ASSERT_TRUE(log->Close().ok());
-  const std::string anchors = Read("anchors");
+  // The key line (a new log's first) is no checkpoint.
+  EXPECT_TRUE(Read("anchors").starts_with("key " + PublicKeyHex(key->public_key) + " "));
+  const std::string anchors = AnchorLines();
   EXPECT_TRUE(anchors.starts_with(observed)) << observed;
   EXPECT_EQ(std::count(observed.begin(), observed.end(), '\n'), 1);  // the one after 4
   EXPECT_GT(std::count(anchors.begin(), anchors.end(), '\n'), 1);
@@ -351,9 +365,17 @@ TEST_F(SignedAuditLogTest, CheckpointsAreSignedSentToTheSinkAndVerifyOnlyUnderTh
   auto again = LoadSigningKey(*file_system_, folder_ + "-a.key", false);
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(again->public_key, key->public_key);
-  // Another key: every signature fails.
+  // Another key signed none of them.
   const auto other = NewKey("b");
   report = VerifyBytes(Read("log"), anchors, &other->public_key);
+  EXPECT_FALSE(report.ok);
+  EXPECT_NE(report.problem.find("signed none of the checkpoints"), std::string::npos)
+      << report.problem;
+  // Nor do they verify under it when the key line is made to name it.
+  std::string renamed = anchors;
+  renamed.replace(renamed.find(PublicKeyHex(key->public_key)), kPublicKeyBytes * 2,
+                  PublicKeyHex(other->public_key));
+  report = VerifyBytes(Read("log"), renamed, &other->public_key);
   EXPECT_FALSE(report.ok);
   EXPECT_NE(report.problem.find("does not verify"), std::string::npos) << report.problem;
   std::filesystem::remove(sink);
@@ -368,12 +390,114 @@ TEST_F(SignedAuditLogTest, AForgedCheckpointIsDetected) {
   // Someone rewrites record 3 and the whole chain after it, then re-anchors
   // without the key: the old signature no longer covers the new hash.
   std::string anchors = Read("anchors");
-  const size_t first_hash = anchors.find(' ') + 1;
+  const size_t first_hash = anchors.find(' ', anchors.find('\n')) + 1;  // line 1 names the key
   anchors[first_hash] = anchors[first_hash] == 'a' ? 'b' : 'a';
   VerifyReport report = VerifyBytes(Read("log"), anchors, &key->public_key);
   EXPECT_FALSE(report.ok);
-  EXPECT_NE(report.problem.find("anchor 1"), std::string::npos) << report.problem;
+  EXPECT_NE(report.problem.find("anchor 2"), std::string::npos) << report.problem;
   EXPECT_NE(report.problem.find("signature"), std::string::npos) << report.problem;
+}
+
+// Key epochs (docs/formats/audit.md): a restore without the old keys goes
+// on under a new key, each checkpoint checked under its epoch's key.
+TEST_F(SignedAuditLogTest, ANewKeyEpochOnlyWhenAskedAndEachCheckpointUnderItsEpochsKey) {
+  const auto old_key = NewKey("a");
+  auto log = OpenSigned(old_key, 4);
+  ASSERT_NE(log, nullptr);
+  AppendAt(*log, 6);  // checkpoints of records 4 and 6 (at close)
+  ASSERT_TRUE(log->Close().ok());
+  log.reset();
+  const std::string old_hex = PublicKeyHex(old_key->public_key);
+  EXPECT_TRUE(Read("anchors").starts_with("key " + old_hex + " "));
+  // Another key folder's key: refused, naming both keys.
+  const auto new_key = NewKey("b");
+  const std::string new_hex = PublicKeyHex(new_key->public_key);
+  Options options;
+  options.anchor_interval = 4;
+  options.signing_key = new_key;
+  auto refused = AuditLog::Open(folder_, file_system_, clock_, options);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kCorruption);
+  EXPECT_NE(refused.status().message().find(old_hex), std::string::npos);
+  EXPECT_NE(refused.status().message().find(new_hex), std::string::npos);
+  // A restore without the old keys: a new epoch, in the anchors and the chain.
+  options.new_key_epoch = true;
+  auto restored = AuditLog::Open(folder_, file_system_, clock_, options);
+  ASSERT_TRUE(restored.ok()) << restored.status().ToString();
+  AppendAt(**restored, 5);  // records 8 to 12: checkpoints of 10 and 12
+  ASSERT_TRUE((*restored)->Close().ok());
+  restored->reset();
+  const std::vector<AuditEntry> entries = Entries(Read("log"));
+  ASSERT_EQ(entries.size(), 12u);
+  EXPECT_EQ(entries[6].act, "log.key");
+  EXPECT_EQ(entries[6].target, "key " + new_hex + " after " + old_hex);
+  VerifyReport report = VerifyBytes(Read("log"), Read("anchors"), &new_key->public_key);
+  ASSERT_TRUE(report.ok) << report.problem;
+  EXPECT_EQ(report.key_epochs, (std::vector<std::string>{old_hex, new_hex}));
+  EXPECT_EQ(report.signed_checkpoints, 2u);
+  EXPECT_EQ(report.other_key_checkpoints, 2u);
+  EXPECT_EQ(report.trusted_seq, 12u);
+  // The old key vouches for its epoch; a third key for nothing.
+  report = VerifyBytes(Read("log"), Read("anchors"), &old_key->public_key);
+  ASSERT_TRUE(report.ok) << report.problem;
+  EXPECT_EQ(report.trusted_seq, 6u);
+  const auto third = NewKey("c");
+  report = VerifyBytes(Read("log"), Read("anchors"), &third->public_key);
+  EXPECT_FALSE(report.ok);
+  EXPECT_NE(report.problem.find("signed none of the checkpoints"), std::string::npos)
+      << report.problem;
+  // The earlier epoch's key line made to name another key: its checkpoints
+  // no longer verify, named by line.
+  std::string anchors = Read("anchors");
+  anchors.replace(anchors.find(old_hex), old_hex.size(), PublicKeyHex(third->public_key));
+  report = VerifyBytes(Read("log"), anchors, &new_key->public_key);
+  EXPECT_FALSE(report.ok);
+  EXPECT_NE(report.problem.find("anchor 2 (record 4): its signature does not verify under the key "
+                                "of its epoch"),
+            std::string::npos)
+      << report.problem;
+  // The new key's log reopens as any other: no epoch, no record.
+  options.new_key_epoch = false;
+  auto reopened = AuditLog::Open(folder_, file_system_, clock_, options);
+  ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
+  ASSERT_TRUE((*reopened)->Close().ok());
+  EXPECT_EQ(Entries(Read("log")).size(), 12u);
+  const std::string anchors_after = Read("anchors");
+  EXPECT_EQ(std::count(anchors_after.begin(), anchors_after.end(), 'k'), 2);  // two key lines
+}
+
+TEST_F(SignedAuditLogTest, ALogFromBeforeKeyLinesGetsOneAndItsCheckpointsStillVerify) {
+  const auto key = NewKey("a");
+  auto log = OpenSigned(key, 4);
+  ASSERT_NE(log, nullptr);
+  AppendAt(*log, 6);
+  ASSERT_TRUE(log->Close().ok());
+  log.reset();
+  const std::string older = AnchorLines();  // as written before key lines
+  Write("anchors", older);
+  EXPECT_TRUE(VerifyBytes(Read("log"), older, &key->public_key).ok);
+  log = OpenSigned(key, 4);
+  ASSERT_NE(log, nullptr);
+  AppendAt(*log, 1);
+  ASSERT_TRUE(log->Close().ok());
+  const std::string anchors = Read("anchors");
+  EXPECT_TRUE(anchors.starts_with(older));
+  EXPECT_NE(anchors.find("\nkey " + PublicKeyHex(key->public_key) + " "), std::string::npos);
+  const VerifyReport report = VerifyBytes(Read("log"), anchors, &key->public_key);
+  ASSERT_TRUE(report.ok) << report.problem;
+  EXPECT_EQ(report.signed_checkpoints, 3u);  // of 4, 6 and 7
+  EXPECT_EQ(report.other_key_checkpoints, 0u);
+  // Restored without its key, such a log names no key for its checkpoints.
+  log.reset();
+  const auto other = NewKey("b");
+  Write("anchors", older);
+  Options options;
+  options.signing_key = other;
+  options.new_key_epoch = true;
+  auto refused = AuditLog::Open(folder_, file_system_, clock_, options);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("name no key"), std::string::npos)
+      << refused.status().ToString();
 }
 
 TEST_F(SignedAuditLogTest, PruningCutsTheHeadBehindASignedCheckpointAndTamperingStillShows) {

@@ -183,6 +183,60 @@ Result<AnchorLine> ParseAnchorLine(std::string_view line) {
   return anchor;
 }
 
+std::string KeyLine(const PublicKey& key, int64_t time_ms) {
+  return std::string(kKeyLinePrefix) + PublicKeyHex(key) + " " + std::to_string(time_ms);
+}
+
+namespace {
+
+// "key PUBLIC_KEY_HEX TIME_MS": the key.
+Result<PublicKey> ParseKeyLine(std::string_view line) {
+  const std::string_view rest = line.substr(kKeyLinePrefix.size());
+  const size_t space = rest.find(' ');
+  if (space != kPublicKeyBytes * 2 || rest.size() == space + 1) {
+    return Status::Corruption("malformed key line");
+  }
+  auto key = ParsePublicKey(rest.substr(0, space));
+  int64_t time_ms = 0;
+  const std::string_view time = rest.substr(space + 1);
+  const auto parsed = std::from_chars(time.data(), time.data() + time.size(), time_ms);
+  if (!key.ok() || parsed.ec != std::errc() || parsed.ptr != time.data() + time.size()) {
+    return Status::Corruption("malformed key line");
+  }
+  return *key;
+}
+
+// The first 16 hex digits of a key, for messages.
+std::string KeyPrefix(const PublicKey& key) { return PublicKeyHex(key).substr(0, 16) + "…"; }
+
+// The key the first (or the last) key line of `anchors_text` names; nullopt
+// when none does.
+Result<std::optional<PublicKey>> AnchorsKey(std::string_view anchors_text, bool last) {
+  std::optional<PublicKey> found;
+  size_t line_start = 0;
+  while (line_start < anchors_text.size()) {
+    const size_t line_end = anchors_text.find('\n', line_start);
+    if (line_end == std::string_view::npos) {
+      break;  // a torn last line is no line
+    }
+    const std::string_view line = anchors_text.substr(line_start, line_end - line_start);
+    line_start = line_end + 1;
+    if (line.starts_with(kKeyLinePrefix)) {
+      MP_ASSIGN_OR_RETURN(found, ParseKeyLine(line));
+      if (!last) {
+        break;
+      }
+    }
+  }
+  return found;
+}
+
+}  // namespace
+
+Result<std::optional<PublicKey>> CurrentAnchorsKey(std::string_view anchors_text) {
+  return AnchorsKey(anchors_text, /*last=*/true);
+}
+
 namespace {
 
 struct PendingAnchor {
@@ -195,10 +249,20 @@ std::string AnchorName(const PendingAnchor& anchor) {
 }
 
 // Parses every complete anchor line (a torn last line, written by a crashed
-// process, is left out) and checks signatures given a key; the anchors to
-// match come back sorted by seq. Empty problem when every line holds.
+// process, is left out) and, given a key, checks each signature under the
+// key of its epoch (the last key line above it; above the first key line,
+// the first one's key; with no key lines, the given key); the anchors to
+// match come back sorted by seq. With key lines, the given key must be one
+// of theirs. Empty problem when every line holds.
 std::string ParseAnchors(std::string_view anchors_text, const PublicKey* public_key,
                          std::vector<PendingAnchor>* anchors, VerifyReport* report) {
+  // Above the first key line (a log from before key lines), its key; a
+  // malformed key line is named below, at its line.
+  std::optional<PublicKey> epoch_key;
+  if (auto first = AnchorsKey(anchors_text, /*last=*/false); first.ok()) {
+    epoch_key = *first;
+  }
+  bool given_key_named = false;
   size_t line_start = 0;
   uint64_t line_number = 0;
   while (line_start < anchors_text.size()) {
@@ -209,22 +273,49 @@ std::string ParseAnchors(std::string_view anchors_text, const PublicKey* public_
     const std::string_view line = anchors_text.substr(line_start, line_end - line_start);
     line_start = line_end + 1;
     ++line_number;
+    if (line.starts_with(kKeyLinePrefix)) {
+      const auto key = ParseKeyLine(line);
+      if (!key.ok()) {
+        return "anchors line " + std::to_string(line_number) + " is malformed";
+      }
+      epoch_key = *key;
+      report->key_epochs.push_back(PublicKeyHex(*key));
+      given_key_named = given_key_named || (public_key != nullptr && *key == *public_key);
+      continue;
+    }
     const auto anchor = ParseAnchorLine(line);
     if (!anchor.ok()) {
       return "anchors line " + std::to_string(line_number) + " is malformed";
     }
     const PendingAnchor pending{*anchor, line_number};
     if (!anchor->signature_hex.empty() && public_key != nullptr) {
-      if (!AnchorSignatureValid(*public_key, anchor->signed_text, anchor->signature_hex)) {
+      const PublicKey& key = epoch_key.has_value() ? *epoch_key : *public_key;
+      if (!AnchorSignatureValid(key, anchor->signed_text, anchor->signature_hex)) {
         return AnchorName(pending) + " (record " + std::to_string(anchor->seq) +
-               "): its signature does not verify under the audit public key (a forged "
-               "checkpoint, or another key)";
+               "): its signature does not verify under " +
+               (epoch_key.has_value() ? "the key of its epoch (" + KeyPrefix(key) + ")"
+                                      : std::string("the audit public key")) +
+               " (a forged checkpoint, or another key)";
       }
-      ++report->signed_checkpoints;
+      if (key == *public_key) {
+        ++report->signed_checkpoints;
+        report->trusted_seq = std::max(report->trusted_seq, anchor->seq);
+      } else {
+        ++report->other_key_checkpoints;
+      }
     }
     if (anchor->seq > 0) {
       anchors->push_back(pending);
     }
+  }
+  if (public_key != nullptr && !report->key_epochs.empty() && !given_key_named) {
+    std::string named;
+    for (const std::string& hex : report->key_epochs) {
+      named += (named.empty() ? "" : ", ") + hex.substr(0, 16) + "…";
+    }
+    return "the given audit public key (" + KeyPrefix(*public_key) +
+           ") signed none of the checkpoints: the anchors file names only other keys (" + named +
+           "): another key folder's key, or a forgery";
   }
   std::stable_sort(anchors->begin(), anchors->end(),
                    [](const PendingAnchor& left, const PendingAnchor& right) {

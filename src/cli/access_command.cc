@@ -304,6 +304,20 @@ int AccessCommands::RunAudit(const service::Config& config) const {
               static_cast<unsigned long long>(report.signed_checkpoints),
               public_key ? "" : "; no audit key found, signatures not checked",
               report.head_hash_hex.c_str());
+  if (public_key && report.other_key_checkpoints > 0) {
+    // Key epochs (docs/formats/audit.md): the other keys are the anchors
+    // file's word, which only a copy of that key kept elsewhere confirms.
+    std::string epochs;
+    for (const std::string& hex : report.key_epochs) {
+      epochs += (epochs.empty() ? "" : ", ") + hex;
+    }
+    std::printf(
+        "key epochs: %s; %llu more checkpoints verified under the key of their epoch, not this "
+        "one (compare those keys with your copy, or verify with --public-key); this key vouches "
+        "for records up to %llu\n",
+        epochs.c_str(), static_cast<unsigned long long>(report.other_key_checkpoints),
+        static_cast<unsigned long long>(report.trusted_seq));
+  }
   if (report.base_seq > 0) {
     std::printf("pruned: records 1 to %llu were cut behind a signed checkpoint\n",
                 static_cast<unsigned long long>(report.base_seq));

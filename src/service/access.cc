@@ -393,6 +393,29 @@ Result<std::unique_ptr<audit::AuditLog>> OpenAuditLog(
   return log;
 }
 
+Result<std::optional<audit::PublicKey>> StartAuditKeyEpoch(const Config& config) {
+  std::shared_ptr<FileSystem> file_system = NewPosixFileSystem();
+  const std::string folder = config.data_folder + "/audit";
+  std::string anchors;
+  if (file_system->Exists(folder + "/anchors")) {
+    MP_ASSIGN_OR_RETURN(anchors, file_system->ReadFile(folder + "/anchors"));
+  }
+  MP_ASSIGN_OR_RETURN(const std::optional<audit::PublicKey> previous,
+                      audit::CurrentAnchorsKey(anchors));
+  MP_ASSIGN_OR_RETURN(const audit::SigningKey key, AuditSigningKey(config, true));
+  audit::Options options;
+  options.signing_key = std::make_shared<const audit::SigningKey>(key);
+  options.checkpoint_sink = config.audit_checkpoint_sink;
+  options.new_key_epoch = true;
+  MP_ASSIGN_OR_RETURN(auto log, audit::AuditLog::Open(folder, std::move(file_system),
+                                                      NewSystemClock(), options));
+  MP_RETURN_IF_ERROR(log->Close());
+  if (!previous.has_value() || *previous == key.public_key) {
+    return std::optional<audit::PublicKey>();
+  }
+  return previous;
+}
+
 Result<Principal> Service::Identify(const Credentials& credentials) const {
   std::string_view secret = credentials.api_key;
   if (credentials.has_basic) {

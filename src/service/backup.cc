@@ -270,6 +270,14 @@ Result<BackupSummary> RestoreDataFolder(const Config& config, const RestoreOptio
                                 &summary.files, &summary.bytes));
   }
   MP_RETURN_IF_ERROR(Reerase(config, erasures, &summary));
+  if (keys_from.empty()) {
+    // The audit log's checkpoints are signed by a key that did not come
+    // along (kept apart on purpose): they go on under the new key folder's.
+    MP_ASSIGN_OR_RETURN(const std::optional<audit::PublicKey> previous, StartAuditKeyEpoch(config));
+    if (previous.has_value()) {
+      summary.audit_previous_key = audit::PublicKeyHex(*previous);
+    }
+  }
   // Recovery runs once here, so that a damaged backup is found now.
   MP_ASSIGN_OR_RETURN(std::unique_ptr<Service> service,
                       Service::Open(config, file_system, NewSystemClock()));

@@ -41,6 +41,9 @@ struct BackupSummary {
   // restore looks for the erasures made since.
   std::string source_data_folder;
   std::string source_key_folder;
+  // restore without the old keys: the audit signing key whose checkpoints
+  // a new key epoch followed (hex; empty: none, StartAuditKeyEpoch).
+  std::string audit_previous_key;
   uint64_t erasures_reapplied = 0;  // restore: erasure calls made again
   uint64_t subjects_reerased = 0;
 };

@@ -703,6 +703,14 @@ Result<std::shared_ptr<audit::AddressKeys>> OpenAuditAddressKeys(
     const Config& config, std::shared_ptr<FileSystem> file_system, std::shared_ptr<Clock> clock);
 // The audit signing key of the key folder; NotFound when there is none.
 Result<audit::SigningKey> AuditSigningKey(const Config& config, bool create);
+// What a restore without the old keys does before it opens the folder:
+// opens <data>/audit with the key folder's signing key (made when absent)
+// allowing a new key epoch (audit::Options::new_key_epoch), so that its
+// checkpoints, signed by a key that is gone, are checked under the key
+// their epoch names and the new key's epoch begins (docs/privacy.md,
+// "Backup and restore"). Returns the earlier epoch's key when a new epoch
+// began, nullopt when the log's key was this one already or it named none.
+Result<std::optional<audit::PublicKey>> StartAuditKeyEpoch(const Config& config);
 
 Result<std::unique_ptr<AccessKeyStore>> OpenAccessKeys(const Config& config,
                                                        std::shared_ptr<FileSystem> file_system,

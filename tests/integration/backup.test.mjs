@@ -4,7 +4,8 @@
 // before the backup began, the events stored during it are there or not
 // but never half, the keys travel apart from the data (the data backup
 // holds no key), people erased after the backup (purged, or still only
-// hidden) stay erased in the restore, a tar stream restores the same, and
+// hidden) stay erased in the restore, a restore without the keys goes on
+// in a new audit key epoch, a tar stream restores the same, and
 // a restore into a folder that is not empty is refused by name.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -160,14 +161,50 @@ describe('backup and restore', () => {
     }
   });
 
+  it('restores without the keys: the audit log goes on in a new key epoch, and a server starts on it', async () => {
+    // The log holds checkpoints signed by the live key folder's
+    // audit-signing.key, which does not come along.
+    const root = path.join(live.root, 'no-keys');
+    const dataArgs = ['--data', path.join(root, 'data'), '--keys', path.join(root, 'keys')];
+    const { stdout } = await runCli(['restore', '--from', backupDir, ...dataArgs], { timeoutMs: 60000 });
+    const oldKey = (await runCli(['audit', 'public-key', '--data', live.dataDir, '--keys', live.keysDir])).stdout.trim();
+    const newKey = (await runCli(['audit', 'public-key', ...dataArgs])).stdout.trim();
+    assert.notEqual(newKey, oldKey);
+    assert.match(stdout, new RegExp(`in a new key epoch; the earlier ones were signed by ${oldKey} `));
+    const anchors = (await fsp.readFile(path.join(root, 'data', 'audit', 'anchors'), 'utf8')).trim().split('\n');
+    assert.deepEqual(anchors.filter((line) => line.startsWith('key ')).map((line) => line.split(' ')[1]), [oldKey, newKey]);
+    const server = new MinpanelServer({
+      root, dataDir: path.join(root, 'data'), keysDir: path.join(root, 'keys'), project: live.project,
+    });
+    await server.start();
+    try {
+      assert.deepEqual(await ask(server, query('Before')), await ask(restored, query('Before')));
+    } finally {
+      await server.stop();
+    }
+    // Every checkpoint verifies under its epoch's key; the new key vouches
+    // for the chain up to its last one, the old key for its own epoch.
+    const verified = (await runCli(['audit', 'verify', ...dataArgs])).stdout;
+    assert.match(verified, /^ok: \d+ records, \d+ anchors checked \([1-9]\d* signed checkpoints\)/);
+    assert.match(verified, new RegExp(`key epochs: ${oldKey}, ${newKey}; [1-9]\\d* more checkpoints verified under the key of their epoch`));
+    const withOld = (await runCli(['audit', 'verify', '--public-key', oldKey, ...dataArgs])).stdout;
+    assert.match(withOld, /^ok: /);
+    assert.match(withOld, new RegExp(`key epochs: ${oldKey}, ${newKey}; `));
+    // The change of key is a record of the chain.
+    const shown = (await runCli(['audit', 'show', '--act', 'log.key', ...dataArgs])).stdout.trim().split('\n').map((line) => JSON.parse(line));
+    assert.equal(shown.length, 1);
+    assert.equal(shown[0].target, `key ${newKey} after ${oldKey}`);
+    // Any other key folder (a new one here) is refused, naming both keys.
+    await assert.rejects(
+      runCli(['audit', 'prune', '--older-than-days', '1', '--data', path.join(root, 'data'), '--keys', path.join(live.root, 'other-keys')]),
+      (error) => error.message.includes(`signed by the key ${newKey}, not by the key folder's audit signing key`),
+    );
+  });
+
   it('restores a tar stream the same, and refuses a folder that is not empty', async () => {
     const tarFile = path.join(live.root, 'backup.tar');
     await execFileAsync('sh', ['-c', `"${MINPANEL_BIN}" backup --data "${live.dataDir}" --keys "${live.keysDir}" --to - > "${tarFile}"`]);
     const fromTar = path.join(live.root, 'from-tar');
-    // With the keys: the audit log holds checkpoints signed by the key
-    // folder's audit-signing.key (the first one written when the command
-    // line made the project), which a restore into a new key folder would
-    // refuse as forged.
     await execFileAsync('sh', ['-c', `"${MINPANEL_BIN}" restore --from - --keys-from "${keysBackupDir}" --data "${fromTar}/data" --keys "${fromTar}/keys" < "${tarFile}"`]);
     assert.ok(fs.existsSync(path.join(fromTar, 'data', 'store', 'MANIFEST')) || fs.existsSync(path.join(fromTar, 'data', 'store', 'wal')));
     await fsp.writeFile(path.join(live.root, 'not-empty'), 'x');
