@@ -161,8 +161,9 @@ std::string Metrics::Render(const service::ServiceMetrics& service,
   }
   Counter(&out, "minpanel_keys_suspended_total", "Access keys an anomaly rule suspended.",
           service.keys_suspended);
-  out += "# HELP minpanel_webhook_posts_total Webhook posts (anomaly alerts, audit checkpoints) "
-         "by result: sent, failed (logged, not retried) or dropped (a full queue, or shutdown).\n"
+  out += "# HELP minpanel_webhook_posts_total Messages of the outbound queues (the anomaly alerts' "
+         "and audit checkpoints' webhooks, the audit checkpoint syslog sink) by result: sent, "
+         "failed (logged, not retried) or dropped (a full queue, or shutdown).\n"
          "# TYPE minpanel_webhook_posts_total counter\n";
   for (const auto& [name, queue] : webhooks_) {
     const WebhookQueue::Counts counts = queue->counts();

@@ -25,6 +25,7 @@
 #include "server/path_prefix.h"
 #include "server/static_files.h"
 #include "server/routes.h"
+#include "server/syslog.h"
 
 namespace minpanel::server {
 namespace beast = boost::beast;
@@ -210,22 +211,41 @@ class Server::Impl {
     if (alerts_->queue() != nullptr) {
       metrics_.AddWebhook("anomaly", alerts_->queue());
     }
-    if (!settings_->config.audit_checkpoint_webhook.empty()) {
-      // Each checkpoint is queued under the audit log's lock and posted
-      // from the queue's thread: an append never waits for the receiver.
-      checkpoints_ = std::make_unique<WebhookQueue>(
-          "audit checkpoint webhook", settings_->config.audit_checkpoint_webhook,
-          kCheckpointQueueMax, kCheckpointDrainMs);
+    const service::Config& config = settings_->config;
+    if (!config.audit_checkpoint_webhook.empty()) {
+      checkpoints_ =
+          std::make_unique<WebhookQueue>("audit checkpoint webhook", config.audit_checkpoint_webhook,
+                                         kCheckpointQueueMax, kCheckpointDrainMs);
       metrics_.AddWebhook("audit_checkpoint", checkpoints_.get());
-      service_->SetCheckpointHandler([queue = checkpoints_.get()](std::string_view line) {
-        queue->Push(CheckpointJson(line));
+    }
+    if (const std::optional<int> facility = service::SyslogFacility(config.audit_checkpoint_syslog);
+        facility.has_value()) {
+      checkpoint_syslog_ = std::make_unique<WebhookQueue>(
+          "audit checkpoint syslog", config.audit_checkpoint_syslog_socket, kCheckpointQueueMax,
+          kCheckpointDrainMs, SendSyslog);
+      metrics_.AddWebhook("audit_checkpoint_syslog", checkpoint_syslog_.get());
+      syslog_facility_ = *facility;
+    }
+    if (checkpoints_ != nullptr || checkpoint_syslog_ != nullptr) {
+      // Each checkpoint is queued under the audit log's lock and sent from
+      // the queues' threads: an append never waits for a receiver.
+      service_->SetCheckpointHandler([this](std::string_view line) {
+        if (checkpoints_ != nullptr) {
+          checkpoints_->Push(CheckpointJson(line));
+        }
+        if (checkpoint_syslog_ != nullptr) {
+          const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                     std::chrono::system_clock::now().time_since_epoch())
+                                     .count();
+          checkpoint_syslog_->Push(SyslogMessage(syslog_facility_, now_ms, line));
+        }
       });
     }
   }
   ~Impl() {
     // The service outlives the server: it must not call into a queue that
-    // is gone. The queue posts what is left (the closing checkpoint) first.
-    if (checkpoints_ != nullptr) {
+    // is gone. The queues send what is left (the closing checkpoint) first.
+    if (checkpoints_ != nullptr || checkpoint_syslog_ != nullptr) {
       service_->SetCheckpointHandler(nullptr);
     }
   }
@@ -301,6 +321,8 @@ class Server::Impl {
   net::thread_pool exporters_;  // exports: block on the client's socket
   std::unique_ptr<AlertSender> alerts_;
   std::unique_ptr<WebhookQueue> checkpoints_;  // audit_checkpoint_webhook, when set
+  std::unique_ptr<WebhookQueue> checkpoint_syslog_;  // audit_checkpoint_syslog, unless "off"
+  int syslog_facility_ = 0;
   std::atomic<bool> stopping_{false};
   std::unique_ptr<net::steady_timer> shutdown_timer_;
   std::unique_ptr<net::steady_timer> geo_timer_;

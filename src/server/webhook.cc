@@ -44,9 +44,11 @@ Target ParseWebhook(std::string_view url) {
   return target;
 }
 
+}  // namespace
+
 // One POST within kWebhookPostTimeoutMs (asynchronous operations, since a
 // tcp_stream's expiry covers only those); the error's message, or empty.
-std::string Post(const std::string& url, const std::string& body) {
+std::string PostJson(const std::string& url, const std::string& body) {
   const Target target = ParseWebhook(url);
   const auto timeout = std::chrono::milliseconds(kWebhookPostTimeoutMs);
   net::io_context io;
@@ -100,10 +102,13 @@ std::string Post(const std::string& url, const std::string& body) {
   return "";
 }
 
-}  // namespace
-
-WebhookQueue::WebhookQueue(std::string what, std::string url, size_t queue_max, int64_t drain_ms)
-    : what_(std::move(what)), queue_max_(queue_max), drain_ms_(drain_ms), url_(std::move(url)) {
+WebhookQueue::WebhookQueue(std::string what, std::string url, size_t queue_max, int64_t drain_ms,
+                           QueueSender send)
+    : what_(std::move(what)),
+      queue_max_(queue_max),
+      drain_ms_(drain_ms),
+      send_(std::move(send)),
+      url_(std::move(url)) {
   thread_ = std::thread([this] { Loop(); });
 }
 
@@ -155,7 +160,7 @@ void WebhookQueue::Loop() {
         // must not hold up the shutdown past the drain time.
         dropped_ += queue_.size();
         if (!queue_.empty()) {
-          spdlog::error("{}: {} messages not posted at shutdown", what_, queue_.size());
+          spdlog::error("{}: {} messages not sent at shutdown", what_, queue_.size());
         }
         return;
       }
@@ -164,12 +169,12 @@ void WebhookQueue::Loop() {
     const auto [url, body] = std::move(queue_.front());
     queue_.pop_front();
     lock.unlock();
-    const std::string error = Post(url, body);
+    const std::string error = send_(url, body);
     if (error.empty()) {
       ++sent_;
     } else {
       ++failed_;
-      spdlog::error("{}: the POST failed: {}", what_, error);
+      spdlog::error("{}: sending failed: {}", what_, error);
     }
     lock.lock();
   }

@@ -1,21 +1,23 @@
-// WebhookQueue: POSTs JSON bodies to one http:// URL, in order, from a
-// thread of its own, each within kWebhookPostTimeoutMs. Shared by the
-// anomaly alerts (alerts.h) and the audit checkpoints (docs/security.md,
-// "The audit log").
+// WebhookQueue: sends messages to one destination, in order, from a thread
+// of its own: by default POSTs JSON bodies to an http:// URL, each within
+// kWebhookPostTimeoutMs; given another sender, datagrams to the syslog
+// socket (syslog.h). Shared by the anomaly alerts (alerts.h) and the audit
+// checkpoints' webhook and syslog sinks (docs/security.md, "The audit log").
 //
-// Push only queues and never blocks (and does nothing while the URL is
-// empty; SetUrl replaces it, on SIGHUP, for the bodies pushed after): past `queue_max` bodies the oldest is
-// dropped (and logged), so a dead or slow receiver can neither grow memory
-// nor hold up the caller. A failed POST is logged, counted and not
-// retried. At destruction what is still queued is posted for at most
-// `drain_ms` (0: dropped), so that a last message written at shutdown
-// leaves. Thread-safe.
+// Push only queues and never blocks (and does nothing while the
+// destination is empty; SetUrl replaces it, on SIGHUP, for the messages
+// pushed after): past `queue_max` messages the oldest is dropped (and
+// logged), so a dead or slow receiver can neither grow memory nor hold up
+// the caller. A failed send is logged, counted and not retried. At
+// destruction what is still queued is sent for at most `drain_ms` (0:
+// dropped), so that a last message written at shutdown leaves. Thread-safe.
 #pragma once
 
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -23,6 +25,13 @@
 namespace minpanel::server {
 
 inline constexpr int64_t kWebhookPostTimeoutMs = 5000;
+
+// Sends one message to a destination: the error's message, or empty.
+using QueueSender =
+    std::function<std::string(const std::string& destination, const std::string& message)>;
+// A POST of the JSON `body` to the http:// `url` within
+// kWebhookPostTimeoutMs: a WebhookQueue's default sender.
+std::string PostJson(const std::string& url, const std::string& body);
 
 class WebhookQueue {
  public:
@@ -33,8 +42,10 @@ class WebhookQueue {
   };
 
   // `what` names the webhook in log lines ("anomaly webhook"); `url` is an
-  // http:// URL (checked by the config), or empty: none yet.
-  WebhookQueue(std::string what, std::string url, size_t queue_max, int64_t drain_ms);
+  // http:// URL (checked by the config), or empty: none yet; or what `send`
+  // takes as its destination.
+  WebhookQueue(std::string what, std::string url, size_t queue_max, int64_t drain_ms,
+               QueueSender send = PostJson);
   ~WebhookQueue();
   WebhookQueue(const WebhookQueue&) = delete;
   WebhookQueue& operator=(const WebhookQueue&) = delete;
@@ -50,6 +61,7 @@ class WebhookQueue {
   const std::string what_;
   const size_t queue_max_;
   const int64_t drain_ms_;
+  const QueueSender send_;
   mutable std::mutex mutex_;
   std::condition_variable wake_;
   std::string url_;                                        // guarded by mutex_

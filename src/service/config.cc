@@ -1,6 +1,7 @@
 #include "service/config.h"
 
 #include <arpa/inet.h>
+#include <syslog.h>
 
 #include <algorithm>
 #include <iterator>
@@ -299,7 +300,8 @@ Status ReadTop(const toml::table& root, Config* config) {
                                   "access_log", "user_agent_regexes", "geoip_files",
                                   "path_prefixes", "projects", "audit_retention_days",
                                   "audit_address_retention_days", "audit_checkpoint_sink",
-                                  "audit_checkpoint_webhook", "anomaly"},
+                                  "audit_checkpoint_webhook", "audit_checkpoint_syslog",
+                                  "audit_checkpoint_syslog_socket", "anomaly"},
                                  ""));
   MP_RETURN_IF_ERROR(ReadString(root, "listen", "", &config->listen));
   MP_RETURN_IF_ERROR(ReadString(root, "listen_api", "", &config->listen_api));
@@ -313,6 +315,10 @@ Status ReadTop(const toml::table& root, Config* config) {
       ReadString(root, "audit_checkpoint_sink", "", &config->audit_checkpoint_sink));
   MP_RETURN_IF_ERROR(
       ReadString(root, "audit_checkpoint_webhook", "", &config->audit_checkpoint_webhook));
+  MP_RETURN_IF_ERROR(
+      ReadString(root, "audit_checkpoint_syslog", "", &config->audit_checkpoint_syslog));
+  MP_RETURN_IF_ERROR(ReadString(root, "audit_checkpoint_syslog_socket", "",
+                                &config->audit_checkpoint_syslog_socket));
   MP_RETURN_IF_ERROR(
       ReadInteger(root, "audit_retention_days", "", &config->audit_retention_days));
   MP_RETURN_IF_ERROR(ReadInteger(root, "audit_address_retention_days", "",
@@ -385,6 +391,21 @@ ProjectSettings SettingsFor(const Config& config, std::string_view name) {
   return defaults;
 }
 
+std::optional<int> SyslogFacility(std::string_view name) {
+  static constexpr std::pair<std::string_view, int> kFacilities[] = {
+      {"user", LOG_USER},       {"daemon", LOG_DAEMON}, {"auth", LOG_AUTH},
+      {"authpriv", LOG_AUTHPRIV}, {"local0", LOG_LOCAL0}, {"local1", LOG_LOCAL1},
+      {"local2", LOG_LOCAL2},   {"local3", LOG_LOCAL3}, {"local4", LOG_LOCAL4},
+      {"local5", LOG_LOCAL5},   {"local6", LOG_LOCAL6}, {"local7", LOG_LOCAL7},
+  };
+  for (const auto& [facility_name, code] : kFacilities) {
+    if (name == facility_name) {
+      return code;
+    }
+  }
+  return std::nullopt;
+}
+
 std::string KeyFolder(const Config& config) {
   if (!config.key_folder.empty()) {
     return config.key_folder;
@@ -437,6 +458,18 @@ Status ValidateConfig(const Config& config) {
     return Status::InvalidArgument("config: 'audit_checkpoint_webhook' must be an http:// URL of "
                                    "at most " + std::to_string(kAnomalyWebhookBytesMax) +
                                    " bytes (kAnomalyWebhookBytesMax)");
+  }
+  if (config.audit_checkpoint_syslog != "off" &&
+      !SyslogFacility(config.audit_checkpoint_syslog).has_value()) {
+    return Status::InvalidArgument(
+        "config: 'audit_checkpoint_syslog' must be \"off\" or a syslog facility: user, daemon, "
+        "auth, authpriv, local0 to local7");
+  }
+  if (!config.audit_checkpoint_syslog_socket.starts_with("/") ||
+      config.audit_checkpoint_syslog_socket.size() > kSyslogSocketPathBytesMax) {
+    return Status::InvalidArgument(
+        "config: 'audit_checkpoint_syslog_socket' must be an absolute path of at most " +
+        std::to_string(kSyslogSocketPathBytesMax) + " bytes (kSyslogSocketPathBytesMax)");
   }
   if (config.audit_retention_days > audit::kAuditRetentionDaysMax) {
     return Status::InvalidArgument("config: 'audit_retention_days' must be 0 to " +

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -140,6 +141,12 @@ struct Config {
   // An http:// URL every audit checkpoint is also POSTed to by a running
   // server (docs/security.md, "The audit log"); empty: none.
   std::string audit_checkpoint_webhook;
+  // The syslog facility ("user", "daemon", "auth", "authpriv", "local0" to
+  // "local7") a running server sends every audit checkpoint to, through the
+  // local syslog socket; "off": none.
+  std::string audit_checkpoint_syslog = "off";
+  // That socket (a unix datagram socket; another path in tests).
+  std::string audit_checkpoint_syslog_socket = "/dev/log";
   // [anomaly]: the export anomaly rules (docs/security.md, "Anomaly rules").
   AnomalyRules anomaly;
   // [projects.NAME] tables, in name order; a project without one keeps
@@ -156,6 +163,12 @@ Result<Config> LoadConfigFile(const std::string& path);
 
 // Checks every value; the message names the key and the allowed range.
 Status ValidateConfig(const Config& config);
+
+// The syslog facility code (syslog.h's LOG_USER, LOG_LOCAL4, …) that
+// audit_checkpoint_syslog names; nullopt for "off" or another name.
+std::optional<int> SyslogFacility(std::string_view name);
+// The longest audit_checkpoint_syslog_socket: a unix socket address's path.
+inline constexpr size_t kSyslogSocketPathBytesMax = 107;
 
 // The key folder in effect (the configured one or the default).
 std::string KeyFolder(const Config& config);

@@ -1,5 +1,6 @@
 #include "service/config.h"
 
+#include <syslog.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -175,6 +176,35 @@ key_file = "api-key.pem"
   checked.listen_api = checked.listen;
   EXPECT_NE(ValidateConfig(checked).message().find("'listen_api' must be another address than "
                                                    "'listen' (0.0.0.0:8080)"),
+            std::string::npos);
+}
+
+TEST_F(ConfigFileTest, CheckpointSyslogIsReadAndChecked) {
+  auto config = Load(R"(
+audit_checkpoint_syslog = "local4"
+audit_checkpoint_syslog_socket = "/run/test/log"
+)");
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->audit_checkpoint_syslog, "local4");
+  EXPECT_EQ(config->audit_checkpoint_syslog_socket, "/run/test/log");
+  EXPECT_TRUE(ValidateConfig(*config).ok());
+  EXPECT_EQ(SyslogFacility("local4"), LOG_LOCAL4);
+  EXPECT_EQ(SyslogFacility("authpriv"), LOG_AUTHPRIV);
+  EXPECT_FALSE(SyslogFacility("off").has_value());
+  const Config defaults;
+  EXPECT_EQ(defaults.audit_checkpoint_syslog, "off");
+  EXPECT_EQ(defaults.audit_checkpoint_syslog_socket, "/dev/log");
+
+  Config checked = *config;
+  checked.audit_checkpoint_syslog = "local9";
+  EXPECT_NE(ValidateConfig(checked).message().find("'audit_checkpoint_syslog' must be \"off\""),
+            std::string::npos);
+  checked = *config;
+  checked.audit_checkpoint_syslog_socket = "relative/log";
+  EXPECT_NE(ValidateConfig(checked).message().find("'audit_checkpoint_syslog_socket'"),
+            std::string::npos);
+  checked.audit_checkpoint_syslog_socket = "/" + std::string(kSyslogSocketPathBytesMax, 'a');
+  EXPECT_NE(ValidateConfig(checked).message().find("kSyslogSocketPathBytesMax"),
             std::string::npos);
 }
 
