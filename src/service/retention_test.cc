@@ -71,13 +71,16 @@ class RetentionTest : public ::testing::Test {
     ASSERT_TRUE(outcome.ok()) << outcome.status().ToString();
     ASSERT_TRUE(outcome->errors.empty());
   }
-  // The events of `name` a project's export holds.
+  // The events of `name` a project's export holds: the command line's
+  // export without decoys (--no-watermark), so that only stored rows count.
   size_t Count(const Project& project, const std::string& name) {
     ExportOptions options;
     options.from_date = "2026-01-01";
     options.to_date = "2026-12-31";
+    Access local = LocalAccess(project);
+    local.route = std::string(kRouteCliNoWatermark);
     std::string out;
-    auto summary = service_->Export(project, options, [&](std::string_view chunk) {
+    auto summary = service_->Export(local, options, [&](std::string_view chunk) {
       out.append(chunk);
       return true;
     });
