@@ -3,8 +3,9 @@
 # made-up people only, written as it is drawn: 10M x 10M fits): ACCOUNTS
 # accounts, LEAKED leaked rows, RUNS runs; prints each run's phases (reading
 # the accounts and orgs, the leaked file's first reading (the recognition
-# sample) and second (scan and match), writing), total and peak resident
-# memory, then the medians. Notices are off (--no-notices) unless
+# sample, read beside the accounts since 8bbb45b) and second (scan and
+# match), writing), total, the process's CPU time (user + sys) and peak
+# resident memory, then the medians. Notices are off (--no-notices) unless
 # NOTICES=1, so the number is the cross-reference itself.
 #
 #   bench/incident_bench.sh BUILD_DIR [ACCOUNTS] [LEAKED] [RUNS]
@@ -24,20 +25,23 @@ fi
 notices=(--no-notices)
 [[ "${NOTICES:-0}" == 1 ]] && notices=()
 totals=()
+cpus=()
 rss=()
 for run in $(seq 1 "${runs}"); do
   out="$(mktemp -d)/out"
   log="$(mktemp)"
-  /usr/bin/time -f "peak_rss_kb %M" "${binary}" incident crossref --leaked "${data}/leaked.csv" \
+  /usr/bin/time -f "peak_rss_kb %M cpu_s %U %S" "${binary}" incident crossref --leaked "${data}/leaked.csv" \
     --accounts "${data}/accounts.csv" --orgs "${data}/orgs.csv" --out "${out}" \
     --company "Bench Ltd" --domain example.com "${notices[@]}" 2>"${log}"
   total="$(grep -oE 'total [0-9.]+ s' "${log}" | grep -oE '[0-9.]+')"
   seconds() { grep -E "$1" "${log}" | head -1 | grep -oE '[0-9.]+ s\)' | grep -oE '[0-9.]+'; }
   rss_kb="$(grep -oE 'peak_rss_kb [0-9]+' "${log}" | grep -oE '[0-9]+')"
+  cpu="$(grep -oE 'cpu_s [0-9.]+ [0-9.]+' "${log}" | awk '{printf "%.2f", $2 + $3}')"
   echo "run ${run}: accounts read $(seconds '^accounts:') s, orgs read $(seconds '^orgs:') s," \
     "accounts+orgs recognised $(seconds 'accounts and orgs columns') s," \
     "leaked 1st reading $(seconds 'first reading') s, 2nd reading (scan + match) $(seconds 'second reading') s," \
-    "write $(seconds '^wrote') s, total ${total} s, peak RSS $((rss_kb / 1024)) MiB"
+    "write $(seconds '^wrote') s, total ${total} s, CPU ${cpu} s, peak RSS $((rss_kb / 1024)) MiB," \
+    "load $(cut -d' ' -f1 /proc/loadavg)"
   # Every count against the generator's ground truth.
   node -e '
     const truth = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
@@ -54,8 +58,10 @@ for run in $(seq 1 "${runs}"); do
     console.log("  counts = truth: " + pairs.map(([name, value]) => `${value} ${name}`).join(", "));
   ' "${data}/truth.json" "$(grep -E '^matched' "${log}")"
   totals+=("${total}")
+  cpus+=("${cpu}")
   rss+=("${rss_kb}")
   rm -rf "$(dirname "${out}")" "${log}"
 done
 printf '%s\n' "${totals[@]}" | sort -n | awk '{a[NR]=$1} END {print "median total " a[int((NR+1)/2)] " s over " NR " runs"}'
+printf '%s\n' "${cpus[@]}" | sort -n | awk '{a[NR]=$1} END {print "median CPU (user + sys) " a[int((NR+1)/2)] " s"}'
 printf '%s\n' "${rss[@]}" | sort -n | awk '{a[NR]=$1} END {printf "peak RSS %d to %d MiB\n", a[1] / 1024, a[NR] / 1024}'
