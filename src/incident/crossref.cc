@@ -374,10 +374,7 @@ int64_t ExistingOrgSlot(std::string_view org_id, const OrgTable& orgs) {
 void ExposeRow(const Table& leaked, const Recognition& columns,
                const std::vector<uint8_t>& sensitive_cells, size_t row, AccountImpact* account) {
   const size_t column_count = leaked.columns().size();
-  for (size_t column = 0; column < column_count; ++column) {
-    if (leaked.Cell(row, column).empty()) {
-      continue;
-    }
+  leaked.ForEachCell(row, [&](size_t column, std::string_view) {
     const ColumnKind kind = columns.columns[column].kind;
     const Category category = CategoryOf(kind);
     if (category != Category::kNone) {
@@ -392,7 +389,7 @@ void ExposeRow(const Table& leaked, const Recognition& columns,
         account->leaked_columns.end()) {
       account->leaked_columns.push_back(static_cast<uint16_t>(column));  // column < kColumnsMax
     }
-  }
+  });
 }
 
 void AddAdmins(const CrossrefInput& input, OrgTable* orgs, Impact* impact,

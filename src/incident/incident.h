@@ -79,6 +79,32 @@ class Table {
   size_t row_count() const { return row_line_.size(); }
   // The cell of `row` in `column`, or "" when the row has none.
   std::string_view Cell(size_t row, size_t column) const;
+  // Calls visit(column, value) for every cell of `row` once per column,
+  // the value Cell gives, empty cells left out; in column order when the
+  // row's cells were added in column order (a CSV row's always are), else
+  // column by column. The columns a row holds, without a search per column.
+  template <typename Visit>
+  void ForEachCell(size_t row, const Visit& visit) const {
+    const uint64_t begin = row_begin_[row];
+    const uint64_t end = row_begin_[row + 1];
+    bool ascending = true;
+    for (uint64_t cell_idx = begin + 1; cell_idx < end && ascending; ++cell_idx) {
+      ascending = cells_[cell_idx - 1].column < cells_[cell_idx].column;
+    }
+    if (!ascending) {
+      for (size_t column = 0; column < columns_.size(); ++column) {
+        const std::string_view value = Cell(row, column);
+        if (!value.empty()) {
+          visit(column, value);
+        }
+      }
+      return;
+    }
+    for (uint64_t cell_idx = begin; cell_idx < end; ++cell_idx) {
+      const CellRef& cell = cells_[cell_idx];
+      visit(size_t{cell.column}, std::string_view(arena_).substr(cell.offset, cell.length));
+    }
+  }
   // The 1-based line of the file where `row` starts.
   uint64_t Line(size_t row) const { return row_line_[row]; }
   FileFormat format() const { return format_; }

@@ -674,15 +674,11 @@ void ScanSensitiveCells(const Table& chunk, const privacy::Detectors& detectors,
   const size_t columns = chunk.columns().size();
   std::vector<Detection> detections;
   for (size_t row = 0; row < chunk.row_count(); ++row) {
-    for (size_t column = 0; column < columns; ++column) {
-      const std::string_view value = chunk.Cell(row, column);
-      if (value.empty()) {
-        continue;
-      }
+    chunk.ForEachCell(row, [&](size_t column, std::string_view value) {
       ColumnRecognition& info = recognition->columns[column];
       ++info.values_non_empty;
       if (value.size() < kSensitiveValueBytesMin) {
-        continue;  // too short to hold any of them: most cells (cities, OS names, ids)
+        return;  // too short to hold any of them: most cells (cities, OS names, ids)
       }
       uint8_t bits = 0;
       if (LooksLikePasswordHash(value)) {
@@ -708,7 +704,7 @@ void ScanSensitiveCells(const Table& chunk, const privacy::Detectors& detectors,
         }
         (*cells)[row * columns + column] = bits;
       }
-    }
+    });
   }
 }
 
