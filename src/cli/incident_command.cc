@@ -506,6 +506,43 @@ incident::KeyReach ReachOf(const service::AccessKey& key) {
   return reach;
 }
 
+// What the store holds of the subject, through a Service opened for the
+// moment (and closed before the run is recorded). A running server holds
+// the data folder: then the store is not consulted, and the output says so.
+Result<incident::SubjectInStore> StoreOf(const service::Config& config,
+                                         const service::Project& project,
+                                         const std::vector<std::string>& pseudonyms) {
+  incident::SubjectInStore store;
+  auto service = service::Service::Open(config, NewPosixFileSystem(), NewSystemClock());
+  if (!service.ok() && service.status().code() == StatusCode::kUnavailable) {
+    store.not_consulted = "the server holds the data folder: stop it and run again";
+    return store;
+  }
+  if (!service.ok()) {
+    return service.status();
+  }
+  std::vector<Id128> subjects;
+  for (const std::string& pseudonym : pseudonyms) {
+    const std::string_view text = pseudonym;
+    if (!text.starts_with(kPseudonymPrefix)) {
+      continue;
+    }
+    if (auto id = Id128::FromHex(text.substr(kPseudonymPrefix.size()))) {
+      subjects.push_back(*id);
+    }
+  }
+  MP_ASSIGN_OR_RETURN(const service::StoredSubject stored,
+                      (*service)->SubjectInStore(project, subjects));
+  MP_RETURN_IF_ERROR((*service)->Close());
+  store.consulted = true;
+  store.events = stored.events;
+  store.first_event_ms = stored.first_event_ms;
+  store.last_event_ms = stored.last_event_ms;
+  store.events_by_name = stored.events_by_name;
+  store.profile_updates = stored.profile_updates;
+  return store;
+}
+
 int RunWhoCouldRead(const IncidentFlags& flags) {
   auto config = flags.sources.Build();
   auto from_ms = ParseWindowEdge(flags.from, "--from", 0);
@@ -558,6 +595,11 @@ int RunWhoCouldRead(const IncidentFlags& flags) {
   if (!who.ok()) {
     return Fail(who.status());
   }
+  auto store = StoreOf(*config, *project, *subjects);
+  if (!store.ok()) {
+    return Fail(store.status());
+  }
+  incident::AddStoreToWhoCouldRead(std::move(*store), &*who);
   if (subjects->empty()) {
     std::fprintf(stderr,
                  "the project has no pseudonym key yet: no event of anyone was stored in it\n");

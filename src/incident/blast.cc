@@ -734,6 +734,32 @@ void AppendChain(const ChainCheck& chain, std::string* out) {
   out->push_back('}');
 }
 
+void AppendStore(const SubjectInStore& store, std::string* out) {
+  out->append(",\"store\":{\"consulted\":");
+  out->append(store.consulted ? "true" : "false");
+  if (!store.consulted) {
+    out->append(",\"not_consulted\":");
+    AppendJson(store.not_consulted, out);
+    out->push_back('}');
+    return;
+  }
+  out->append(",\"events\":" + std::to_string(store.events) + ",\"first_event\":");
+  AppendJson(store.events == 0 ? "" : FormatIsoTime(store.first_event_ms / 1000), out);
+  out->append(",\"last_event\":");
+  AppendJson(store.events == 0 ? "" : FormatIsoTime(store.last_event_ms / 1000), out);
+  out->append(",\"first_event_ms\":" + std::to_string(store.first_event_ms) +
+              ",\"last_event_ms\":" + std::to_string(store.last_event_ms) +
+              ",\"events_by_name\":{");
+  bool first = true;
+  for (const auto& [name, count] : store.events_by_name) {
+    out->append(first ? "" : ",");
+    first = false;
+    AppendJson(name, out);
+    out->append(":" + std::to_string(count));
+  }
+  out->append("},\"profile_updates\":" + std::to_string(store.profile_updates) + "}");
+}
+
 void AppendWarnings(const std::vector<Warning>& warnings, std::string* out) {
   out->append(",\"warnings\":[");
   for (size_t warning_idx = 0; warning_idx < warnings.size(); ++warning_idx) {
@@ -792,6 +818,32 @@ std::string BlastRadiusJson(const BlastRadius& blast, int64_t now_s) {
   return out;
 }
 
+void AddStoreToWhoCouldRead(SubjectInStore store, WhoCouldRead* who) {
+  if (store.consulted) {
+    for (WhoCouldRead::Candidate& candidate : who->candidates) {
+      candidate.events_in_reach = 0;
+      for (const auto& [name, count] : store.events_by_name) {
+        const std::vector<std::string>& allowed = candidate.key.events;
+        if (allowed.empty() || std::find(allowed.begin(), allowed.end(), name) != allowed.end()) {
+          candidate.events_in_reach += count;
+        }
+      }
+    }
+    if (store.events == 0 && store.profile_updates == 0) {
+      who->warnings.push_back(
+          {"store", 0, "the store holds no event or profile update of this subject (never stored under "
+              "these pseudonyms, erased, or past retention): the keys could reach it only while "
+              "it was held, which the exports listed show"});
+    }
+  } else {
+    who->warnings.push_back(
+        {"store", 0, "the store was not consulted (" + store.not_consulted +
+                "): whether it holds the subject, and which of its events each key's event "
+                "limits reach, is not said"});
+  }
+  who->store = std::move(store);
+}
+
 std::string WhoCouldReadJson(const WhoCouldRead& who, int64_t now_s) {
   std::string out = "{\"format\":\"minpanel-incident-who-could-read\",\"version\":1,";
   out.append("\"generated_at\":");
@@ -799,6 +851,7 @@ std::string WhoCouldReadJson(const WhoCouldRead& who, int64_t now_s) {
   out.append(",\"project_id\":" + std::to_string(who.project_id) + ",\"subjects\":");
   AppendStrings(who.subjects, &out);
   AppendChain(who.chain, &out);
+  AppendStore(who.store, &out);
   out.append(",\"keys\":[");
   for (size_t candidate_idx = 0; candidate_idx < who.candidates.size(); ++candidate_idx) {
     const WhoCouldRead::Candidate& candidate = who.candidates[candidate_idx];
@@ -816,6 +869,9 @@ std::string WhoCouldReadJson(const WhoCouldRead& who, int64_t now_s) {
                ",\"valid_to_ms\":" + std::to_string(candidate.key.valid_to_ms) +
                ",\"exported_in\":");
     AppendNumbers(candidate.exported_in, &out);
+    if (who.store.consulted) {
+      out.append(",\"events_in_reach\":" + std::to_string(candidate.events_in_reach));
+    }
     out.push_back('}');
   }
   out.append("],\"other_exports\":[");

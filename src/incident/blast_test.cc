@@ -375,5 +375,66 @@ TEST_F(BlastTest, WhoCouldReadWeighsProjectScopeAndValidityAndFindsTheExports) {
   EXPECT_EQ(psn4->other_exports[0].first, "mpk_b");
 }
 
+TEST_F(BlastTest, WhoCouldReadSaysWhatTheStoreHoldsAndWhatEachKeysLimitsReach) {
+  Story();
+  Close();
+  KeyReach everything{"mpk_a", "a", 1, true, false, true, {}, {}, 0, 0};
+  KeyReach pages_only{"mpk_f", "f", 1, true, false, true, {"page"}, {}, 0, 0};
+  KeyReach elsewhere{"mpk_g", "g", 1, true, false, true, {"refund"}, {}, 0, 0};
+  auto who = ComputeWhoCouldRead(folder_, 1, {"psn_2"}, {everything, pages_only, elsewhere}, 0,
+                                 INT64_MAX, false, *file_system_);
+  ASSERT_TRUE(who.ok()) << who.status().ToString();
+  ASSERT_EQ(who->candidates.size(), 3u);
+  SubjectInStore store;
+  store.consulted = true;
+  store.events = 5;
+  store.first_event_ms = 1'790'000'000'123;
+  store.last_event_ms = 1'790'086'400'000;
+  store.events_by_name = {{"page", 3}, {"signup", 2}};
+  store.profile_updates = 1;
+  const size_t warnings_before = who->warnings.size();
+  AddStoreToWhoCouldRead(store, &*who);
+  EXPECT_EQ(who->candidates[0].events_in_reach, 5u);
+  EXPECT_EQ(who->candidates[1].events_in_reach, 3u);
+  EXPECT_EQ(who->candidates[2].events_in_reach, 0u);
+  EXPECT_EQ(who->warnings.size(), warnings_before);
+  const std::string json = WhoCouldReadJson(*who, 1'790'100'000);
+  EXPECT_NE(json.find("\"store\":{\"consulted\":true,\"events\":5,\"first_event\":"
+                      "\"2026-09-21T14:13:20Z\",\"last_event\":\"2026-09-22T14:13:20Z\""),
+            std::string::npos)
+      << json;
+  EXPECT_NE(json.find("\"events_by_name\":{\"page\":3,\"signup\":2},\"profile_updates\":1}"),
+            std::string::npos)
+      << json;
+  EXPECT_NE(json.find("\"events_in_reach\":3"), std::string::npos);
+
+  // Nothing held: said, as a warning.
+  auto gone = ComputeWhoCouldRead(folder_, 1, {"psn_2"}, {everything}, 0, INT64_MAX, false,
+                                  *file_system_);
+  ASSERT_TRUE(gone.ok());
+  SubjectInStore empty;
+  empty.consulted = true;
+  AddStoreToWhoCouldRead(empty, &*gone);
+  ASSERT_FALSE(gone->warnings.empty());
+  EXPECT_NE(gone->warnings.back().message.find("the store holds no event or profile update"),
+            std::string::npos);
+  EXPECT_NE(WhoCouldReadJson(*gone, 0).find("\"first_event\":\"\""), std::string::npos);
+
+  // Not consulted (the server held the data folder): said, and no counts.
+  auto blind = ComputeWhoCouldRead(folder_, 1, {"psn_2"}, {everything}, 0, INT64_MAX, false,
+                                   *file_system_);
+  ASSERT_TRUE(blind.ok());
+  SubjectInStore not_consulted;
+  not_consulted.not_consulted = "the server holds the data folder";
+  AddStoreToWhoCouldRead(not_consulted, &*blind);
+  const std::string blind_json = WhoCouldReadJson(*blind, 0);
+  EXPECT_NE(blind_json.find("\"store\":{\"consulted\":false,\"not_consulted\":\"the server "
+                            "holds the data folder\"}"),
+            std::string::npos)
+      << blind_json;
+  EXPECT_EQ(blind_json.find("events_in_reach"), std::string::npos);
+  EXPECT_NE(blind->warnings.back().message.find("the store was not consulted"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace minpanel::incident

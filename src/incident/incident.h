@@ -689,6 +689,19 @@ struct KeyReach {
   int64_t valid_to_ms = 0;  // revoked or expired; 0: still in force
 };
 
+// What the store holds of the subject, as the service counted it (the
+// incident module does not read the store itself). Not consulted when the
+// server holds the data folder.
+struct SubjectInStore {
+  bool consulted = false;
+  std::string not_consulted;  // why not
+  uint64_t events = 0;
+  int64_t first_event_ms = 0;  // event times
+  int64_t last_event_ms = 0;
+  std::map<std::string, uint64_t> events_by_name;
+  uint64_t profile_updates = 0;
+};
+
 struct WhoCouldRead {
   std::vector<std::string> subjects;  // the subject's pseudonyms (one per key version)
   uint32_t project_id = 0;
@@ -698,12 +711,16 @@ struct WhoCouldRead {
     KeyReach key;
     std::string reach;                  // "raw events", "rows by distinct id", "aggregates only"
     std::vector<uint64_t> exported_in;  // `export` seqs whose subject file lists the subject
+    // With the store consulted: how many of the subject's stored events
+    // the key's event-name limit lets it read (all when it has none).
+    uint64_t events_in_reach = 0;
   };
   std::vector<Candidate> candidates;
   // Exports that carried the subject by a credential not among the keys
   // given (the command line's "local", a key since deleted).
   std::vector<std::pair<std::string, uint64_t>> other_exports;  // key, seq
   ChainCheck chain;
+  SubjectInStore store;
   std::vector<Warning> warnings;
 };
 
@@ -714,6 +731,9 @@ Result<WhoCouldRead> ComputeWhoCouldRead(const std::string& audit_folder, uint32
                                          const std::vector<std::string>& subjects,
                                          const std::vector<KeyReach>& keys, int64_t from_ms,
                                          int64_t to_ms, bool allow_broken, FileSystem& file_system);
+// Adds what the store holds of the subject: `who->store`, each candidate's
+// events_in_reach, and a warning when the store holds no event of it.
+void AddStoreToWhoCouldRead(SubjectInStore store, WhoCouldRead* who);
 std::string WhoCouldReadJson(const WhoCouldRead& who, int64_t now_s);
 
 // ---------------------------------------------------------------------------

@@ -207,6 +207,33 @@ Result<ErasureOutcome> Service::Erase(const Access& access, const SubjectSelecti
   return outcome;
 }
 
+Result<StoredSubject> Service::SubjectInStore(const Project& project,
+                                              const std::vector<Id128>& subjects) {
+  StoredSubject stored;
+  for (const Id128& subject : subjects) {
+    store::ScanRequest scan;
+    scan.project_id = project.id;
+    scan.subject = subject;
+    MP_RETURN_IF_ERROR(engine_->Scan(scan, [&stored](const Event& event) {
+      if (stored.events == 0 || event.time_ms < stored.first_event_ms) {
+        stored.first_event_ms = event.time_ms;
+      }
+      if (stored.events == 0 || event.time_ms > stored.last_event_ms) {
+        stored.last_event_ms = event.time_ms;
+      }
+      ++stored.events;
+      ++stored.events_by_name[event.name];
+      return true;
+    }));
+  }
+  const SubjectSet subject_set(subjects.begin(), subjects.end());
+  MP_RETURN_IF_ERROR(engine_->ScanProfiles(project.id, [&](const ProfileUpdate& update) {
+    stored.profile_updates += subject_set.contains(update.subject) ? 1 : 0;
+    return true;
+  }));
+  return stored;
+}
+
 Result<std::string> Service::AccessRequest(const Access& access,
                                            const SubjectSelection& selection) {
   const Project& project = access.project;

@@ -89,6 +89,29 @@ TEST(ParseSubjectSelectionTest, NamesTheFieldOrLimitAtFault) {
   EXPECT_TRUE(good->purge_now);
 }
 
+TEST_F(ErasureTest, SubjectInStoreCountsEventsByNameWithTheirTimesAndNothingOnceErased) {
+  Store({Record("Viewed", "user-1", 1), Record("Viewed", "user-1", 7),
+         Record("Signed up", "user-1", 4), Record("Viewed", "user-2", 5)});
+  auto subject = service_->Pseudonym(project_, "user-1");
+  ASSERT_TRUE(subject.ok()) << subject.status().ToString();
+  auto stored = service_->SubjectInStore(project_, {*subject});
+  ASSERT_TRUE(stored.ok()) << stored.status().ToString();
+  EXPECT_EQ(stored->events, 3U);
+  EXPECT_EQ(stored->first_event_ms, (1795685200LL + 1) * 1000);
+  EXPECT_EQ(stored->last_event_ms, (1795685200LL + 7) * 1000);
+  EXPECT_EQ(stored->events_by_name,
+            (std::map<std::string, uint64_t>{{"Signed up", 1}, {"Viewed", 2}}));
+
+  SubjectSelection selection;
+  selection.distinct_ids = {"user-1"};
+  ASSERT_TRUE(service_->Erase(LocalAccess(project_), selection).ok());
+  auto erased = service_->SubjectInStore(project_, {*subject});
+  ASSERT_TRUE(erased.ok());
+  EXPECT_EQ(erased->events, 0U);
+  EXPECT_TRUE(erased->events_by_name.empty());
+  EXPECT_EQ(erased->first_event_ms, 0);
+}
+
 TEST_F(ErasureTest, ErasesThePersonAndTheIdsMergedIntoItKeepingOthers) {
   Store({Record("Viewed", "anon-1", 1), Record("Viewed", "anon-1", 2),
          Record("$identify", "user-1", 3, ",\"$anon_distinct_id\":\"anon-1\""),

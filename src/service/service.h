@@ -298,6 +298,16 @@ struct ErasureOutcome {
 };
 std::string ErasureOutcomeJson(const ErasureOutcome& outcome);
 
+// What the store holds of some subjects of a project (Service::SubjectInStore):
+// counts and times only, never the events' values.
+struct StoredSubject {
+  uint64_t events = 0;
+  int64_t first_event_ms = 0;  // event times; 0 when there are no events
+  int64_t last_event_ms = 0;
+  std::map<std::string, uint64_t> events_by_name;
+  uint64_t profile_updates = 0;
+};
+
 // What deleting a project removed (Service::DeleteProject).
 struct ProjectDeletion {
   Project project;
@@ -481,6 +491,10 @@ class Service {
   // profile updates as stored, the policy versions) as one JSON document;
   // audited as `access_request`.
   Result<std::string> AccessRequest(const Access& access, const SubjectSelection& selection);
+  // How many events and profile updates of `subjects` (pseudonyms) project
+  // holds, by event name, and the first and last event time, for `minpanel
+  // incident who-could-read`, which records its own run in the audit log.
+  Result<StoredSubject> SubjectInStore(const Project& project, const std::vector<Id128>& subjects);
 
   // Mixpanel's GDPR API shapes (gdpr.cc; docs/formats/mixpanel-gdpr.md),
   // each returning the JSON body Mixpanel answers with. Create takes

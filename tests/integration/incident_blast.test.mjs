@@ -15,11 +15,13 @@ import { hex32, isoDate, makeTempDir, nowSeconds, runCli, sleep, startServer } f
 
 const USERS = 12;
 const userId = (index) => `gen-blast-${index}`;
+let eventsBaseSeconds = 0;  // user i's events are at this + i
 
 // Each event name carries one fixed set of properties, so that every line of
 // one export has the same keys (the audit log lists an export's keys).
 function events() {
   const time = nowSeconds() - 3600;
+  eventsBaseSeconds = time;
   const list = [];
   for (let index = 0; index < USERS; index += 1) {
     const base = { distinct_id: userId(index), time: time + index };
@@ -157,7 +159,11 @@ describe('incident blast-radius', () => {
     const people = new Set();
     for (let index = 0; index < USERS; index += 1) {
       const { stdout } = await runCli(['incident', 'who-could-read', '--subject', userId(index), '--project', 'blast-it', ...dataArgs()]);
-      people.add(JSON.parse(stdout).subjects[0]);
+      const who = JSON.parse(stdout);
+      people.add(who.subjects[0]);
+      // The running server holds the data folder: the store is not read, and that is said.
+      assert.equal(who.store.consulted, false);
+      assert.match(who.store.not_consulted, /the server holds the data folder/);
     }
     const decoys = [...truth.keys()].filter((subject) => !people.has(subject));
     for (const decoy of decoys) {
@@ -239,6 +245,28 @@ describe('incident blast-radius', () => {
     assert.equal(records[0].target, keys.compromised.id);
     assert.equal(records[0].subjects, 9);
     assert.doesNotMatch(stdout, /gen-blast-|psn_/);
+
+    // With the server stopped, who-could-read also says what the store
+    // holds of the person: user 3 has a signup and a page, both at base + 3.
+    const held = JSON.parse((await runCli(['incident', 'who-could-read', '--subject', userId(3),
+      '--project', 'blast-it', ...dataArgs()])).stdout);
+    assert.equal(held.store.consulted, true);
+    assert.equal(held.store.events, 2);
+    assert.deepEqual(held.store.events_by_name, { page: 1, signup: 1 });
+    assert.equal(held.store.first_event_ms, (eventsBaseSeconds + 3) * 1000);
+    assert.equal(held.store.last_event_ms, (eventsBaseSeconds + 3) * 1000);
+    assert.equal(held.store.first_event, new Date((eventsBaseSeconds + 3) * 1000).toISOString().replace('.000Z', 'Z'));
+    const exporters = held.keys.filter((key) => key.reach === 'raw events');
+    assert.ok(exporters.length >= 2);
+    for (const key of held.keys) {
+      assert.equal(key.events_in_reach, 2, key.key);  // no key here is limited to some events
+    }
+    const absent = JSON.parse((await runCli(['incident', 'who-could-read', '--subject', 'gen-blast-never-seen',
+      '--project', 'blast-it', ...dataArgs()])).stdout);
+    assert.equal(absent.store.consulted, true);
+    assert.equal(absent.store.events, 0);
+    assert.equal(absent.store.first_event, '');
+    assert.ok(absent.warnings.some((warning) => /the store holds no event or profile update/.test(warning.message)));
 
     // An edit to one of the key's own records: the indexed run reads it
     // where it lies, finds that it does not check, and falls back to the
