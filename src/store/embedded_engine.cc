@@ -1212,8 +1212,11 @@ void EmbeddedEngine::CommitGroupNow(const std::vector<PendingAppend*>& group) {
   for (const auto& [project_id, insert_id] : group_kept_ids_) {
     dedup_.Insert(project_id, insert_id, now_ms);
   }
-  PublishGroup(group, sync_latency_us);
+  // The memtable first, then the counts: a reader that sees a count
+  // (Stats::profile_updates, which the query module's profile-table cache
+  // keys on) must find what it counts in any scan it starts after.
   AddToMemtable(group);
+  PublishGroup(group, sync_latency_us);
   FinishGroup(group, Status::Ok());
 }
 

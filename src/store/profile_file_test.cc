@@ -5,8 +5,10 @@
 // failing at any write loses nothing and stores nothing twice.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <filesystem>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "store/manifest.h"
@@ -211,6 +213,41 @@ TEST_F(ProfileFileTest, AGroupCutShortIsCutOnOpenAndComesBackFromTheLog) {
 // The disk filling at every few bytes of a flush (the profile group, the
 // segments, the manifest) or a failing sync, then a reopen: every profile
 // update once, in order, and the next flush completes.
+// Stats::profile_updates is what a reader (the query module's profile-table
+// cache) compares to know whether the updates changed since it last read
+// them: it may count an update only once a scan started after it shows that
+// update. Updates are appended one per batch from one thread, through
+// several flushes, while another counts, then scans, as fast as it can; a
+// scan showing fewer updates than were counted before it started would let
+// the cache keep a table without them under the count that claims them.
+TEST_F(ProfileFileTest, AnUpdateCountedInTheStatsIsInEveryScanStartedAfter) {
+  options_.memtable_rows_max = 200;
+  ASSERT_TRUE(Open().ok());
+  constexpr int64_t kUpdates = 3000;
+  std::atomic<bool> appending = true;
+  std::thread appender([&] {
+    AppendUpdates(0, kUpdates, 1);
+    appending = false;
+  });
+  uint64_t scans = 0;
+  uint64_t short_scans = 0;
+  std::string first_short;
+  while (appending) {
+    const uint64_t counted = engine_->GetStats().profile_updates;
+    const size_t scanned = Scanned().size();
+    ++scans;
+    if (scanned < counted) {
+      if (short_scans++ == 0) {
+        first_short = std::to_string(counted) + " counted, " + std::to_string(scanned) + " scanned";
+      }
+    }
+  }
+  appender.join();
+  EXPECT_EQ(short_scans, 0u) << "of " << scans << " scans; the first: " << first_short;
+  EXPECT_GT(engine_->GetStats().flushes, 1u);
+  ExpectScanned(0, kUpdates);
+}
+
 TEST_F(ProfileFileTest, AFlushFailingAtAnyWriteLosesNoProfileUpdateAndStoresNoneTwice) {
   std::vector<uint64_t> limits;
   for (uint64_t bytes = 0; bytes < 3000; bytes += 37) {
