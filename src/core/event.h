@@ -90,6 +90,11 @@ const Value* FindProperty(const Properties& properties, std::string_view key);
 struct RawEvent {
   std::string name;
   int64_t time_ms = 0;
+  // True when the client sent no time and time_ms is when the server
+  // received the event: then two equal events are two events (a retry would
+  // arrive at another time anyway), so the policy gives one without an
+  // insert id a random insert id rather than a hash of its content.
+  bool arrival_time = false;
   std::string distinct_id;
   // The client's de-duplication id (Mixpanel $insert_id), if it sent one.
   std::optional<std::string> insert_id;

@@ -202,6 +202,7 @@ Problem ReadEventFields(const EventFields& fields, const DecodeOptions& options,
       return RecordProblem{"properties.time", "required on /import"};
     }
     event->time_ms = options.now_ms;
+    event->arrival_time = true;
   } else if (Problem problem = internal::ReadTimeMs(*fields.time, "properties.time",
                                                     options.now_ms, &event->time_ms)) {
     return problem;

@@ -167,6 +167,11 @@ TEST(MixpanelDecodeTest, TimeInMillisecondsIsDetected) {
 TEST(MixpanelDecodeTest, MissingTimeDefaultsToNowOnTrack) {
   EXPECT_EQ(DecodeOne(EventWith("")).time_ms, kNowMs);
   EXPECT_EQ(DecodeOne(EventWith(R"("time":null)")).time_ms, kNowMs);
+  // Marked as the arrival time (the policy then gives a random insert id);
+  // a time the client sent is not.
+  EXPECT_TRUE(DecodeOne(EventWith("")).arrival_time);
+  EXPECT_TRUE(DecodeOne(EventWith(R"("time":null)")).arrival_time);
+  EXPECT_FALSE(DecodeOne(EventWith(R"("time":1795685504072)")).arrival_time);
 }
 
 TEST(MixpanelDecodeTest, MissingTimeIsARecordErrorOnImport) {

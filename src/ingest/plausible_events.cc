@@ -493,6 +493,7 @@ Result<PlausibleEvent> DecodePlausibleEvent(std::string_view body,
   writer.Finish();
 
   event.time_ms = options.now_ms;
+  event.arrival_time = true;
   event.client_ip.assign(options.client_ip);
   event.user_agent.assign(options.user_agent);
   event.library.assign(kLibrary);

@@ -55,6 +55,7 @@ TEST(PlausibleDecodeTest, TrackerPageview) {
   const RawEvent& event = decoded.event;
   EXPECT_EQ(event.name, "pageview");
   EXPECT_EQ(event.time_ms, kNowMs);  // Plausible sends no time: the server's
+  EXPECT_TRUE(event.arrival_time);
   EXPECT_EQ(event.page_url,
             "http://127.0.0.1:38165/plausible.html?base=http%3A%2F%2F127.0.0.1%3A8787&run="
             "plausible-browser-1795685515153-wv521z");

@@ -429,6 +429,7 @@ Problem ReadTime(const EventMembers& members, const SpecialProperties& special,
     return CheckTimeRange(event->time_ms, "offset", now_ms);
   }
   event->time_ms = now_ms;
+  event->arrival_time = true;
   return std::nullopt;
 }
 

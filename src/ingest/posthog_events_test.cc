@@ -139,6 +139,8 @@ TEST(PostHogDecodeTest, OffsetAndNothingAtAll) {
   ASSERT_EQ(batch.events.size(), 2u);
   EXPECT_EQ(batch.events[0].time_ms, kNowMs - 1500);
   EXPECT_EQ(batch.events[1].time_ms, kNowMs);
+  EXPECT_FALSE(batch.events[0].arrival_time);
+  EXPECT_TRUE(batch.events[1].arrival_time);  // the policy gives it a random insert id
 }
 
 TEST(PostHogDecodeTest, SingleEventWithTokenAndDistinctIdInProperties) {

@@ -194,6 +194,7 @@ Problem ReadTime(const MessageMembers& members, const Envelope& envelope, int64_
   const std::optional<int64_t> client_ms = original_ms.has_value() ? original_ms : timestamp_ms;
   if (!client_ms.has_value()) {
     event->time_ms = now_ms;
+    event->arrival_time = true;
     return std::nullopt;
   }
   event->time_ms = sent_at_ms.has_value() ? now_ms - (*sent_at_ms - *client_ms) : *client_ms;

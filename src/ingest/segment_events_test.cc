@@ -139,6 +139,7 @@ TEST(SegmentDecodeTest, SingleMessageRoutesTakeTheCallFromThePath) {
   EXPECT_EQ(track.events[0].name, "Clicked");
   EXPECT_EQ(track.write_key, "wk");
   EXPECT_EQ(track.events[0].time_ms, kNowMs) << "no timestamp: the receive time";
+  EXPECT_TRUE(track.events[0].arrival_time);
 
   const SegmentBatch identify =
       DecodeOk(R"({"anonymousId":"a1","traits":{"plan":"pro"}})", SegmentCall::kIdentify);

@@ -18,7 +18,9 @@
 //     property explicitly;
 //   - the insert id is the client's id (keyed-hashed, or taken as is when it
 //     is already 32 hex digits, as in a minpanel export), else a keyed hash of
-//     (event name, time, distinct id, properties).
+//     (event name, time, distinct id, properties) when the client sent the
+//     time, else (the time is the server's: RawEvent::arrival_time) random,
+//     since equal events that arrive in the same millisecond are two events.
 // A distinct id of the form "psn_<32 hex>" is already a pseudonym (a
 // minpanel export) and is taken as is, so re-importing an export neither
 // pseudonymises twice nor defeats de-duplication.

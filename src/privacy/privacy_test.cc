@@ -137,6 +137,35 @@ TEST(PolicyTest, InsertIdFromClientHexOrHashOrContent) {
   EXPECT_NE(content_id, policy.Apply(std::move(later), &counters).insert_id);
 }
 
+// A time the server gave (the client sent none) is no part of a retry's
+// identity — a retry arrives later — so equal events timed on arrival, as
+// two awaited Mixpanel track calls in one millisecond are, get random
+// insert ids and are both stored; a client's id still decides.
+TEST(PolicyTest, EventsTimedOnArrivalGetRandomInsertIds) {
+  const Policy policy(FixedKey(1));
+  PolicyCounters counters;
+  RawEvent first = SampleEvent();
+  first.arrival_time = true;
+  RawEvent second = SampleEvent();
+  second.arrival_time = true;
+  const Id128 first_id = policy.Apply(std::move(first), &counters).insert_id;
+  const Id128 second_id = policy.Apply(std::move(second), &counters).insert_id;
+  EXPECT_NE(first_id, second_id);
+  RawEvent content = SampleEvent();
+  const Id128 content_id = policy.Apply(std::move(content), &counters).insert_id;
+  EXPECT_NE(first_id, content_id);
+  EXPECT_NE(second_id, content_id);
+
+  RawEvent named = SampleEvent();
+  named.arrival_time = true;
+  named.insert_id = "cd16pr1nfsj5dggc";
+  RawEvent named_again = SampleEvent();
+  named_again.arrival_time = true;
+  named_again.insert_id = "cd16pr1nfsj5dggc";
+  EXPECT_EQ(policy.Apply(std::move(named), &counters).insert_id,
+            policy.Apply(std::move(named_again), &counters).insert_id);
+}
+
 TEST(PolicyTest, GroupSubjectsAreSeparateFromUserSubjects) {
   const Policy policy(FixedKey(1));
   PolicyCounters counters;

@@ -12,7 +12,6 @@
 #include <filesystem>
 
 #include <date/date.h>
-#include <sodium.h>
 #include <date/tz.h>
 #include <simdjson.h>
 
@@ -588,12 +587,10 @@ Result<Service::Prepared> Service::PreparePlausible(const PlausibleIngestRequest
   // Already a keyed value whose key (the day's salt) is destroyed after 48
   // hours: a "psn_" id, which the policy takes as the subject as it is.
   decoded.event.distinct_id = FormatPseudonym(*visitor);
-  // Plausible sends no id and never retries, so nothing is a duplicate; a
-  // random insert id keeps two equal events of one visitor in the same
-  // millisecond from being taken for one.
-  std::array<uint8_t, 16> insert_id{};
-  randombytes_buf(insert_id.data(), insert_id.size());
-  decoded.event.insert_id = Id128::FromBytes(insert_id).ToHex();
+  // Plausible sends no id and never retries, so nothing is a duplicate: the
+  // decoder marks the time as the arrival time, for which the policy gives
+  // a random insert id (two equal events of one visitor in the same
+  // millisecond are two).
   Prepared prepared;
   prepared.outcome.records_total = 1;
   std::vector<RawEvent> events;
