@@ -101,7 +101,8 @@ Result<std::string> Service::EventNames(const Access& access) {
       }
     }
     for (const store::PropertyKeyInfo& key : segment->property_keys()) {
-      if (Allowed(access.principal.properties, key.key)) {
+      // A key no row holds (a purged key's entry in a segment view) is not listed.
+      if (key.row_count > 0 && Allowed(access.principal.properties, key.key)) {
         properties[key.key] += key.row_count;
       }
     }

@@ -10,7 +10,12 @@
 namespace minpanel::store {
 namespace {
 
-enum class DeletionKind : uint8_t { kSubjects = 1, kDropBefore = 2, kDropNamedBefore = 3 };
+enum class DeletionKind : uint8_t {
+  kSubjects = 1,
+  kDropBefore = 2,
+  kDropNamedBefore = 3,
+  kPurgeProperty = 4,
+};
 
 // stored_at (8) + project (1) + kind (1) + count or time (1).
 constexpr size_t kDeletionBodyBytesMin = 11;
@@ -56,6 +61,14 @@ Status NamedRows(const SegmentReader& segment, size_t block_idx,
 void EncodeDeletionBody(const Deletion& deletion, std::string* out) {
   PutFixed64(static_cast<uint64_t>(deletion.stored_at_ms), out);
   PutVarint64(deletion.project_id, out);
+  if (!deletion.property_key.empty()) {
+    out->push_back(static_cast<char>(DeletionKind::kPurgeProperty));
+    PutVarint64(deletion.property_key.size(), out);
+    out->append(deletion.property_key);
+    PutVarint64(deletion.event_name.size(), out);
+    out->append(deletion.event_name);
+    return;
+  }
   if (deletion.drop_before_ms.has_value() && !deletion.event_name.empty()) {
     out->push_back(static_cast<char>(DeletionKind::kDropNamedBefore));
     PutVarint64(ZigZagEncode(*deletion.drop_before_ms), out);
@@ -85,6 +98,24 @@ Status DecodeDeletionBody(ByteReader* reader, Deletion* deletion) {
   deletion->subjects.clear();
   deletion->drop_before_ms.reset();
   deletion->event_name.clear();
+  deletion->property_key.clear();
+  if (kind == static_cast<uint8_t>(DeletionKind::kPurgeProperty)) {
+    std::string_view key;
+    MP_RETURN_IF_ERROR(reader->ReadString("deletion property_key", &key));
+    if (key.empty() || key.size() > kDeletionPropertyKeyBytesMax) {
+      return Status::Corruption("deletion property_key of " + std::to_string(key.size()) +
+                                " bytes is outside 1 .. kDeletionPropertyKeyBytesMax");
+    }
+    std::string_view name;
+    MP_RETURN_IF_ERROR(reader->ReadString("deletion event_name", &name));
+    if (name.size() > kDeletionEventNameBytesMax) {
+      return Status::Corruption("deletion event_name of " + std::to_string(name.size()) +
+                                " bytes is over kDeletionEventNameBytesMax");
+    }
+    deletion->property_key = std::string(key);
+    deletion->event_name = std::string(name);
+    return Status::Ok();
+  }
   if (kind == static_cast<uint8_t>(DeletionKind::kDropBefore) ||
       kind == static_cast<uint8_t>(DeletionKind::kDropNamedBefore)) {
     int64_t time_ms = 0;
@@ -159,7 +190,10 @@ std::shared_ptr<const DeletionState> MakeDeletionState(std::vector<Deletion> del
       found = std::prev(state->by_project.end());
     }
     ProjectDeletions& project = found->second;
-    if (deletion.drop_before_ms.has_value() && !deletion.event_name.empty()) {
+    if (!deletion.property_key.empty()) {
+      project.property_purges.push_back(
+          {deletion.property_key, deletion.event_name, deletion.position});
+    } else if (deletion.drop_before_ms.has_value() && !deletion.event_name.empty()) {
       project.named_time_bounds.push_back(
           {deletion.event_name, *deletion.drop_before_ms, deletion.position});
     } else if (deletion.drop_before_ms.has_value()) {
@@ -203,6 +237,133 @@ bool RowHidden(const ProjectDeletions& deletions, const Id128& subject, int64_t 
                                          const Id128& key) { return entry.first < key; });
   return found != deletions.subjects.end() && found->first == subject &&
          row_position < found->second;
+}
+
+namespace {
+
+bool EraseKey(std::string_view key, Properties* properties) {
+  const size_t before = properties->size();
+  std::erase_if(*properties, [key](const Property& property) { return property.key == key; });
+  return properties->size() != before;
+}
+
+}  // namespace
+
+bool StripPurgedEventProperties(const ProjectDeletions& deletions, const LogPosition& row_position,
+                                std::string_view event_name, Properties* properties) {
+  bool stripped = false;
+  for (const PropertyPurge& purge : deletions.property_purges) {
+    if (row_position < purge.position &&
+        (purge.event_name.empty() || purge.event_name == event_name)) {
+      stripped |= EraseKey(purge.key, properties);
+    }
+  }
+  return stripped;
+}
+
+bool StripPurgedEventProperties(const Deletion& deletion, Event* event) {
+  if (deletion.property_key.empty() ||
+      (!deletion.event_name.empty() && deletion.event_name != event->name)) {
+    return false;
+  }
+  return EraseKey(deletion.property_key, &event->properties);
+}
+
+bool StripPurgedProfileProperties(const Deletion& deletion, ProfileUpdate* update) {
+  if (deletion.property_key.empty() || !deletion.event_name.empty()) {
+    return false;
+  }
+  return EraseKey(deletion.property_key, &update->properties);
+}
+
+bool EmptyProfileUpdate(const ProfileUpdate& update) {
+  return update.properties.empty() && update.operation != ProfileOperation::kDelete;
+}
+
+bool KeepProfileUpdate(const ProjectDeletions& deletions, const LogPosition& row_position,
+                       ProfileUpdate* update) {
+  if (RowHidden(deletions, update->subject, INT64_MAX, row_position)) {
+    return false;
+  }
+  bool stripped = false;
+  for (const PropertyPurge& purge : deletions.property_purges) {
+    if (row_position < purge.position && purge.event_name.empty()) {
+      stripped |= EraseKey(purge.key, &update->properties);
+    }
+  }
+  return !stripped || !update->properties.empty() ||
+         update->operation == ProfileOperation::kDelete;
+}
+
+Result<SegmentMask> MaskOf(const SegmentReader& segment, const ProjectDeletions& deletions,
+                           const LogPosition& log_end, MaskCounts* counts) {
+  *counts = MaskCounts{};
+  SegmentMask mask;
+  MP_ASSIGN_OR_RETURN(mask.rows, HiddenRows(segment, deletions, log_end, &counts->rows));
+  std::vector<uint32_t> name_codes;
+  PropertyColumn column;
+  for (const PropertyPurge& purge : deletions.property_purges) {
+    // A purge before the segment's log end hides nothing in it: the memtable
+    // lost the values when the purge was applied.
+    if (purge.position < log_end) {
+      continue;
+    }
+    const PropertyKeyInfo* info = segment.FindPropertyKey(purge.key);
+    if (info == nullptr || info->row_count == 0) {
+      continue;
+    }
+    auto key = std::find_if(mask.keys.begin(), mask.keys.end(),
+                            [&](const SegmentMask::Key& entry) { return entry.key == purge.key; });
+    if (key == mask.keys.end()) {
+      key = mask.keys.insert(mask.keys.end(), SegmentMask::Key{purge.key, false, {}});
+    }
+    if (key->every_row) {
+      continue;
+    }
+    if (purge.event_name.empty()) {
+      key->every_row = true;
+      key->rows.clear();
+      continue;
+    }
+    const std::optional<uint32_t> code = segment.FindEventName(purge.event_name);
+    if (!code.has_value()) {
+      continue;
+    }
+    key->rows.resize(segment.block_count());
+    for (size_t block_idx = 0; block_idx < segment.block_count(); ++block_idx) {
+      if (!segment.BlockHoldsName(block_idx, *code)) {
+        continue;
+      }
+      MP_RETURN_IF_ERROR(segment.ReadNameCodes(block_idx, &name_codes));
+      MP_RETURN_IF_ERROR(segment.ReadProperty(block_idx, purge.key, &column));
+      std::vector<uint32_t> rows;
+      for (uint32_t row_idx = 0; row_idx < name_codes.size() && row_idx < column.tags.size();
+           ++row_idx) {
+        if (name_codes[row_idx] == *code && column.tags[row_idx] != PropertyTag::kAbsent) {
+          rows.push_back(row_idx);
+        }
+      }
+      std::vector<uint32_t>& block_rows = key->rows[block_idx];
+      std::vector<uint32_t> merged;
+      std::set_union(block_rows.begin(), block_rows.end(), rows.begin(), rows.end(),
+                     std::back_inserter(merged));
+      block_rows = std::move(merged);
+    }
+  }
+  for (SegmentMask::Key& key : mask.keys) {
+    if (key.every_row) {
+      counts->values += segment.FindPropertyKey(key.key)->row_count;
+      continue;
+    }
+    for (const std::vector<uint32_t>& rows : key.rows) {
+      counts->values += rows.size();
+    }
+  }
+  std::erase_if(mask.keys, [](const SegmentMask::Key& key) {
+    return !key.every_row && std::all_of(key.rows.begin(), key.rows.end(),
+                                         [](const auto& rows) { return rows.empty(); });
+  });
+  return mask;
 }
 
 Result<std::vector<std::vector<uint32_t>>> HiddenRows(const SegmentReader& segment,

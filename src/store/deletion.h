@@ -21,6 +21,7 @@
 
 #include "core/core.h"
 #include "store/manifest.h"
+#include "store/segment.h"
 #include "store/segment_format.h"
 
 namespace minpanel::store {
@@ -46,6 +47,13 @@ struct NamedTimeBound {
   LogPosition position;
 };
 
+// A purge of one property key (Engine::PurgeProperty).
+struct PropertyPurge {
+  std::string key;
+  std::string event_name;  // empty: every event and every profile update
+  LogPosition position;
+};
+
 // The deletions in force for one project, indexed for reads.
 struct ProjectDeletions {
   // Sorted by subject; per subject the latest position that erased it.
@@ -54,6 +62,8 @@ struct ProjectDeletions {
   std::vector<std::pair<int64_t, LogPosition>> time_bounds;
   // Time bounds of one event name each, in log order.
   std::vector<NamedTimeBound> named_time_bounds;
+  // Property purges, in log order.
+  std::vector<PropertyPurge> property_purges;
 };
 
 // Every deletion in force, immutable: a new one is built on every change
@@ -75,6 +85,40 @@ std::shared_ptr<const DeletionState> MakeDeletionState(std::vector<Deletion> del
 // hidden by `deletions`.
 bool RowHidden(const ProjectDeletions& deletions, const Id128& subject, int64_t time_ms,
                const LogPosition& row_position, std::string_view event_name = {});
+
+// Removes from `properties` of an event named `event_name` stored before
+// `row_position` the keys a property purge of `deletions` hides; true when
+// it removed one.
+bool StripPurgedEventProperties(const ProjectDeletions& deletions, const LogPosition& row_position,
+                                std::string_view event_name, Properties* properties);
+// The same for one deletion applied to a memtable event (stored before it).
+bool StripPurgedEventProperties(const Deletion& deletion, Event* event);
+// For one property purge applied to a memtable profile update (stored
+// before it): removes the key when the purge names no event; true when it
+// removed it. An update left with no property but a $delete is then hidden
+// (EmptyProfileUpdate).
+bool StripPurgedProfileProperties(const Deletion& deletion, ProfileUpdate* update);
+bool EmptyProfileUpdate(const ProfileUpdate& update);
+// Whether a profile update stored at `row_position` stays visible: not
+// hidden by an erasure of its subject, and, once the keys property purges
+// hide are removed from it (in place), left with a property or a $delete.
+bool KeepProfileUpdate(const ProjectDeletions& deletions, const LogPosition& row_position,
+                       ProfileUpdate* update);
+
+// What a mask hides, counted.
+struct MaskCounts {
+  uint64_t rows = 0;    // rows hidden
+  uint64_t values = 0;  // property values hidden (of rows not hidden whole, or an upper bound)
+  bool empty() const { return rows == 0 && values == 0; }
+};
+
+// The mask of `segment` (whose rows were all stored before `log_end`):
+// HiddenRows' rows, and the property keys that purges hide in it — in every
+// row for a purge of the key, else in the rows of the purge's event name
+// that hold the key (only blocks whose name bitmap holds the name read their
+// name codes and the key's column). Empty (counts zero) when none.
+Result<SegmentMask> MaskOf(const SegmentReader& segment, const ProjectDeletions& deletions,
+                           const LogPosition& log_end, MaskCounts* counts);
 
 // The rows of `segment` (whose rows were all stored before `log_end`) that
 // `deletions` hide, per block, ascending ({kAllRowsHidden} for a whole block); blocks no deletion can touch (by

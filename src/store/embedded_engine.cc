@@ -275,6 +275,7 @@ class EmbeddedEngine final : public Engine {
   Status DropBefore(uint32_t project_id, int64_t before_ms) override;
   Status DropEventsBefore(uint32_t project_id, std::string event_name,
                           int64_t before_ms) override;
+  Status PurgeProperty(uint32_t project_id, std::string key, std::string event_name) override;
   Status PurgeDeleted() override;
   Stats GetStats() const override;
   Status Close() override;
@@ -359,6 +360,10 @@ class EmbeddedEngine final : public Engine {
   Status ApplyDeletionRecord(std::string_view payload, const LogPosition& position);
   // Erasure.
   Status EnqueueDeletion(Deletion deletion);
+  void ApplyPropertyPurgeLocked(const Deletion& deletion);
+  // Publishes a new deletion state with `deletion` (unless one at the same
+  // position is already in force) and wakes the purge.
+  void RecordDeletionLocked(const Deletion& deletion);
   // Removes the rows `deletion` hides from the memtables and publishes a new
   // deletion state (unless one at the same position is already in force).
   void ApplyDeletionLocked(const Deletion& deletion);
@@ -1044,7 +1049,106 @@ Status EmbeddedEngine::DropEventsBefore(uint32_t project_id, std::string event_n
   return EnqueueDeletion(std::move(deletion));
 }
 
+Status EmbeddedEngine::PurgeProperty(uint32_t project_id, std::string key,
+                                     std::string event_name) {
+  if (key.empty() || key.size() > kDeletionPropertyKeyBytesMax) {
+    return Status::InvalidArgument("key: " + std::to_string(key.size()) +
+                                   " bytes; must be 1 to kDeletionPropertyKeyBytesMax (" +
+                                   std::to_string(kDeletionPropertyKeyBytesMax) + ")");
+  }
+  if (event_name.size() > kDeletionEventNameBytesMax) {
+    return Status::InvalidArgument("event_name: " + std::to_string(event_name.size()) +
+                                   " bytes; must be at most kDeletionEventNameBytesMax (" +
+                                   std::to_string(kDeletionEventNameBytesMax) + ")");
+  }
+  Deletion deletion;
+  deletion.project_id = project_id;
+  deletion.property_key = std::move(key);
+  deletion.event_name = std::move(event_name);
+  return EnqueueDeletion(std::move(deletion));
+}
+
+// A property purge removes the key from the memtable's events (all stored
+// before it) and from the copy readers see of a memtable being flushed,
+// whose segments views then mask.
+void EmbeddedEngine::ApplyPropertyPurgeLocked(const Deletion& deletion) {
+  if (const auto found = memtables_.find(deletion.project_id); found != memtables_.end()) {
+    Memtable& memtable = found->second;
+    bool changed = false;
+    for (Event& event : memtable.events) {
+      const uint64_t before = EventMemoryBytes(event);
+      if (StripPurgedEventProperties(deletion, &event)) {
+        const uint64_t after = EventMemoryBytes(event);
+        memtable.bytes = memtable.bytes - before + after;
+        memtable_bytes_ = memtable_bytes_ - before + after;
+        changed = true;
+      }
+    }
+    if (changed) {
+      memtable.version = ++memtable_versions_;
+    }
+    // Profile updates lose the key too (a purge of one event name's key
+    // leaves them); one left with no property goes, but a $delete.
+    if (deletion.event_name.empty()) {
+      const size_t profiles_before = memtable.profiles.size();
+      std::erase_if(memtable.profiles, [&](StoredProfileUpdate& stored) {
+        const uint64_t before = ProfileUpdateMemoryBytes(stored.update);
+        if (!StripPurgedProfileProperties(deletion, &stored.update)) {
+          return false;
+        }
+        const bool gone = EmptyProfileUpdate(stored.update);
+        const uint64_t after = gone ? 0 : ProfileUpdateMemoryBytes(stored.update);
+        memtable.bytes = memtable.bytes - before + after;
+        memtable_bytes_ = memtable_bytes_ - before + after;
+        return gone;
+      });
+      memtable_profile_updates_ -= profiles_before - memtable.profiles.size();
+    }
+  }
+  if (const auto found = flushing_.find(deletion.project_id); found != flushing_.end()) {
+    FlushingMemtable& flushing = found->second;
+    if (deletion.event_name.empty() &&
+        std::any_of(flushing.profiles->begin(), flushing.profiles->end(),
+                    [&](const StoredProfileUpdate& stored) {
+                      return std::any_of(stored.update.properties.begin(),
+                                         stored.update.properties.end(),
+                                         [&](const Property& property) {
+                                           return property.key == deletion.property_key;
+                                         });
+                    })) {
+      auto kept = std::make_shared<std::vector<StoredProfileUpdate>>();
+      for (StoredProfileUpdate stored : *flushing.profiles) {
+        StripPurgedProfileProperties(deletion, &stored.update);
+        if (!EmptyProfileUpdate(stored.update)) {
+          kept->push_back(std::move(stored));
+        }
+      }
+      flushing.profiles = std::move(kept);
+    }
+    const auto holds = [&deletion](const Event& event) {
+      return (deletion.event_name.empty() || deletion.event_name == event.name) &&
+             std::any_of(event.properties.begin(), event.properties.end(),
+                         [&](const Property& property) {
+                           return property.key == deletion.property_key;
+                         });
+    };
+    if (std::any_of(flushing.events->begin(), flushing.events->end(), holds)) {
+      auto stripped = std::make_shared<std::vector<Event>>(*flushing.events);
+      for (Event& event : *stripped) {
+        StripPurgedEventProperties(deletion, &event);
+      }
+      flushing.events = std::move(stripped);
+      flushing.encoded.clear();
+    }
+  }
+}
+
 void EmbeddedEngine::ApplyDeletionLocked(const Deletion& deletion) {
+  if (!deletion.property_key.empty()) {
+    ApplyPropertyPurgeLocked(deletion);
+    RecordDeletionLocked(deletion);
+    return;
+  }
   const auto hides = [&deletion](const Event& event) {
     if (deletion.drop_before_ms.has_value()) {
       return event.time_ms < *deletion.drop_before_ms &&
@@ -1116,6 +1220,10 @@ void EmbeddedEngine::ApplyDeletionLocked(const Deletion& deletion) {
       flushing.profiles = std::move(kept);
     }
   }
+  RecordDeletionLocked(deletion);
+}
+
+void EmbeddedEngine::RecordDeletionLocked(const Deletion& deletion) {
   // One the manifest already lists (it was written after the deletion, and
   // the log is replayed from before it) has filtered the memtable again
   // above, which replay needs, and is not listed twice.
@@ -1624,16 +1732,15 @@ Status EmbeddedEngine::ResolveViews(uint32_t project_id, ReaderSet* set) {
     const auto compute = [&](size_t thread_idx) {
       for (size_t stale_idx = thread_idx; stale_idx < set->stale.size(); stale_idx += threads) {
         const ReaderSet::Stale& entry = set->stale[stale_idx];
-        uint64_t hidden_count = 0;
-        Result<std::vector<std::vector<uint32_t>>> hidden =
-            HiddenRows(*entry.reader, *deletions, entry.log_end, &hidden_count);
-        if (!hidden.ok()) {
-          statuses[thread_idx] = hidden.status();
+        MaskCounts counts;
+        Result<SegmentMask> mask = MaskOf(*entry.reader, *deletions, entry.log_end, &counts);
+        if (!mask.ok()) {
+          statuses[thread_idx] = mask.status();
           return;
         }
-        if (hidden_count > 0) {
+        if (!counts.empty()) {
           set->readers[entry.position] =
-              SegmentReader::WithHiddenRows(entry.reader, std::move(hidden).value());
+              SegmentReader::WithMask(entry.reader, std::move(mask).value());
         }
       }
     };
@@ -2257,6 +2364,7 @@ Result<bool> EmbeddedEngine::RewriteHidden(const DeletionState& state) {
     std::optional<ManifestSegment> output;
     std::shared_ptr<const SegmentReader> reader;
     uint64_t rows_removed = 0;
+    uint64_t values_removed = 0;
   };
   std::vector<LiveSegment> live;
   {
@@ -2277,10 +2385,10 @@ Result<bool> EmbeddedEngine::RewriteHidden(const DeletionState& state) {
     if (segment == live.end()) {
       return Status::Corruption("purge: manifest segment " + entry.path + " has no open reader");
     }
-    uint64_t hidden_count = 0;
-    MP_ASSIGN_OR_RETURN(std::vector<std::vector<uint32_t>> hidden,
-                        HiddenRows(*segment->reader, *deletions, entry.log_end, &hidden_count));
-    if (hidden_count == 0) {
+    MaskCounts counts;
+    MP_ASSIGN_OR_RETURN(SegmentMask mask,
+                        MaskOf(*segment->reader, *deletions, entry.log_end, &counts));
+    if (counts.empty()) {
       continue;
     }
     if (rows_read > 0 && rows_read + entry.row_count > kPurgeRowsPerPass) {
@@ -2289,11 +2397,12 @@ Result<bool> EmbeddedEngine::RewriteHidden(const DeletionState& state) {
     }
     rows_read += entry.row_count;
     const std::shared_ptr<const SegmentReader> view =
-        SegmentReader::WithHiddenRows(segment->reader, std::move(hidden));
+        SegmentReader::WithMask(segment->reader, std::move(mask));
     Rewrite rewrite;
     rewrite.old_path = entry.path;
     rewrite.project_id = entry.project_id;
-    rewrite.rows_removed = hidden_count;
+    rewrite.rows_removed = counts.rows;
+    rewrite.values_removed = counts.values;
     // The same streaming merge as compaction, over one input.
     ManifestSegment output;
     std::unique_ptr<SegmentReader> opened;
@@ -2340,6 +2449,7 @@ Result<bool> EmbeddedEngine::RewriteHidden(const DeletionState& state) {
       data_stats_.segment_bytes -= found->reader->summary().file_bytes;
       data_stats_.purge_bytes_removed += found->reader->summary().file_bytes;
       data_stats_.purge_rows_removed += rewrite.rows_removed;
+      data_stats_.purge_property_values_removed += rewrite.values_removed;
       if (!rewrite.output.has_value()) {
         ++data_stats_.purge_segments_dropped;
         segments_.erase(found);
@@ -2476,27 +2586,52 @@ Status EmbeddedEngine::RewriteLogFile(const LogFileInfo& info, const DeletionSta
       const ProjectDeletions* deletions = state.Find(header.project_id);
       std::string body;
       WalPayloadHeader kept{header.stored_at_ms, header.project_id, 0, 0};
+      bool stripped = false;  // a property purge removed a value
       for (uint32_t event_idx = 0; event_idx < header.event_count; ++event_idx) {
         MP_RETURN_IF_ERROR(decoder.ReadEvent(&event));
-        if (deletions == nullptr ||
-            !RowHidden(*deletions, event.subject, event.time_ms, position, event.name)) {
+        if (deletions == nullptr) {
+          EncodeEvent(event, &body);
+          ++kept.event_count;
+          continue;
+        }
+        if (!RowHidden(*deletions, event.subject, event.time_ms, position, event.name)) {
+          stripped |=
+              StripPurgedEventProperties(*deletions, position, event.name, &event.properties);
           EncodeEvent(event, &body);
           ++kept.event_count;
         }
       }
       for (uint32_t update_idx = 0; update_idx < header.profile_update_count; ++update_idx) {
         MP_RETURN_IF_ERROR(decoder.ReadProfileUpdate(&update));
-        if (deletions == nullptr || !RowHidden(*deletions, update.subject, INT64_MAX, position)) {
+        if (deletions == nullptr) {
+          EncodeProfileUpdate(update, &body);
+          ++kept.profile_update_count;
+          continue;
+        }
+        const size_t properties_before = update.properties.size();
+        if (KeepProfileUpdate(*deletions, position, &update)) {
+          stripped |= update.properties.size() != properties_before;
           EncodeProfileUpdate(update, &body);
           ++kept.profile_update_count;
         }
       }
       profile_updates_left |= kept.profile_update_count > 0;
-      if (kept.event_count != header.event_count ||
+      if (stripped || kept.event_count != header.event_count ||
           kept.profile_update_count != header.profile_update_count) {
         replacement = std::string();
         if (kept.event_count > 0 || kept.profile_update_count > 0) {
-          EncodePayloadHeader(kept, &*replacement);
+          // A record shortened by less than a padding record takes up the
+          // difference in its header's varints, written long
+          // (docs/formats/wal.md, "Padding").
+          const uint64_t old_bytes = record_end - position.offset;
+          const uint64_t new_bytes = [&] {
+            std::string plain;
+            EncodePayloadHeader(kept, &plain);
+            return kWalRecordHeaderBytes + plain.size() + body.size();
+          }();
+          const uint64_t gap = old_bytes > new_bytes ? old_bytes - new_bytes : 0;
+          EncodePayloadHeader(kept, &*replacement,
+                              gap > 0 && gap < kWalRecordHeaderBytes ? gap : 0);
           replacement->append(body);
         }
       }
@@ -2666,7 +2801,17 @@ Status EmbeddedEngine::ScanProfiles(uint32_t project_id,
                         [&](const StoredProfileUpdate& stored, const LogPosition& log_end) {
                           // Time bounds drop events only: a profile update is
                           // hidden by an erasure of its subject at or after
-                          // its group's end.
+                          // its group's end, and loses the keys a property
+                          // purge at or after that end names.
+                          if (deletions != nullptr && !deletions->property_purges.empty()) {
+                            ProfileUpdate update = stored.update;
+                            if (!KeepProfileUpdate(*deletions, GroupRowPosition(log_end),
+                                                   &update)) {
+                              return true;
+                            }
+                            stopped = !visit(update);
+                            return !stopped;
+                          }
                           if (deletions != nullptr &&
                               RowHidden(*deletions, stored.update.subject, INT64_MAX,
                                         GroupRowPosition(log_end))) {
@@ -2813,7 +2958,12 @@ Status EmbeddedEngine::AppendProfileGroups(
 Status EmbeddedEngine::RewriteProfileFiles(const DeletionState& state) {
   for (auto& [project_id, file] : profile_files_) {
     const ProjectDeletions* deletions = state.Find(project_id);
-    if (deletions == nullptr || deletions->subjects.empty() || file.bytes == 0) {
+    const bool purges_profiles =
+        deletions != nullptr &&
+        std::any_of(deletions->property_purges.begin(), deletions->property_purges.end(),
+                    [](const PropertyPurge& purge) { return purge.event_name.empty(); });
+    if (deletions == nullptr || (deletions->subjects.empty() && !purges_profiles) ||
+        file.bytes == 0) {
       continue;
     }
     {
@@ -2828,11 +2978,15 @@ Status EmbeddedEngine::RewriteProfileFiles(const DeletionState& state) {
         const ProfileFileScan scan,
         ScanProfileFile(*file_system_, ProfilePath(project_id), file.bytes, project_id,
                         [&](const StoredProfileUpdate& stored, const LogPosition& log_end) {
-                          if (RowHidden(*deletions, stored.update.subject, INT64_MAX,
-                                        GroupRowPosition(log_end))) {
-                            removed = true;
+                          StoredProfileUpdate copy = stored;
+                          const size_t properties = copy.update.properties.size();
+                          if (!KeepProfileUpdate(*deletions, GroupRowPosition(log_end),
+                                                 &copy.update)) {
+                            removed = true;  // erased, or left with no property
                           } else {
-                            kept.push_back(stored);
+                            // A property purge stripped a key: written anew too.
+                            removed |= copy.update.properties.size() != properties;
+                            kept.push_back(std::move(copy));
                           }
                           return true;
                         }));
@@ -2896,6 +3050,10 @@ Stats EmbeddedEngine::GetStats() const {
   stats.purge_bytes_written = data_stats_.purge_bytes_written;
   stats.purge_bytes_removed = data_stats_.purge_bytes_removed;
   stats.purge_segments_dropped = data_stats_.purge_segments_dropped;
+  stats.property_purges_active = static_cast<uint64_t>(
+      std::count_if(deletions_->deletions.begin(), deletions_->deletions.end(),
+                    [](const Deletion& deletion) { return !deletion.property_key.empty(); }));
+  stats.purge_property_values_removed = data_stats_.purge_property_values_removed;
   return stats;
 }
 

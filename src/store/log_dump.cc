@@ -52,6 +52,14 @@ Status PrintRecord(std::string_view payload, std::ostream& out) {
 Status PrintDeletion(std::string_view payload, std::ostream& out) {
   MP_ASSIGN_OR_RETURN(const Deletion deletion, DecodeDeletionPayload(payload));
   out << " deletion stored_at_ms=" << deletion.stored_at_ms << " project=" << deletion.project_id;
+  if (!deletion.property_key.empty()) {
+    out << " purge_property=" << deletion.property_key;
+    if (!deletion.event_name.empty()) {
+      out << " event_name=" << deletion.event_name;
+    }
+    out << "\n";
+    return Status::Ok();
+  }
   if (deletion.drop_before_ms.has_value()) {
     out << " drop_before_ms=" << *deletion.drop_before_ms;
     if (!deletion.event_name.empty()) {

@@ -35,7 +35,8 @@ struct LogPosition {
   friend auto operator<=>(const LogPosition&, const LogPosition&) = default;
 };
 
-// One call of Engine::EraseSubjects or Engine::DropBefore (src/store/deletion.h).
+// One call of Engine::EraseSubjects, DropBefore, DropEventsBefore or
+// PurgeProperty (src/store/deletion.h).
 struct Deletion {
   uint32_t project_id = 0;
   LogPosition position;  // of its log record: it applies to rows stored before
@@ -46,6 +47,11 @@ struct Deletion {
   // name, Engine::DropEventsBefore); empty: every event. (`= {}` keeps
   // aggregate initialisations that stop before it free of warnings.)
   std::string event_name = {};
+  // Set for a purge of one property key (Engine::PurgeProperty): every value
+  // of this key stored before `position` is hidden — on the events named
+  // `event_name` only when that is set, else on every event and every
+  // profile update. No row is hidden; subjects empty, drop_before_ms unset.
+  std::string property_key = {};
   friend bool operator==(const Deletion&, const Deletion&) = default;
 };
 

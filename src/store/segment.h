@@ -228,6 +228,23 @@ class PropertyColumn {
   std::shared_ptr<const SegmentDictionary> dictionary_;
 };
 
+// What a view (SegmentReader::WithMask) hides of its base: rows (erasure,
+// retention) and property values (property purges; src/store/deletion.h).
+struct SegmentMask {
+  // Per block, its hidden rows ascending ({kAllRowsHidden}: all of them);
+  // a missing or empty list hides none.
+  std::vector<std::vector<uint32_t>> rows;
+  // A property key whose values are hidden: in every row, or in the listed
+  // rows of each block (the base's row numbers, ascending; a missing or
+  // empty list hides none).
+  struct Key {
+    std::string key;
+    bool every_row = true;
+    std::vector<std::vector<uint32_t>> rows;
+  };
+  std::vector<Key> keys;  // at most one entry per key
+};
+
 // Where a reader's stored bytes come from: an image in memory, or an open
 // file (segment_reader.cc).
 class SegmentSource;
@@ -335,10 +352,21 @@ class SegmentReader {
       std::shared_ptr<const SegmentReader> base, std::vector<std::vector<uint32_t>> hidden_rows);
   // `reader` (a file reader or a view) without some more rows: `more_hidden`
   // numbers rows as `reader` does (without a view's hidden rows). A view
-  // over `reader`'s base, hiding both. Defined in segment_view.cc.
+  // over `reader`'s base, hiding both (and the property values `reader`
+  // hides). Defined in segment_view.cc.
   static std::shared_ptr<const SegmentReader> WithMoreHiddenRows(
       std::shared_ptr<const SegmentReader> reader, std::vector<std::vector<uint32_t>> more_hidden);
-  // The reader a WithHiddenRows view reads through, or nullptr.
+  // A view of `base` without `mask.rows` (as WithHiddenRows) and without the
+  // values of `mask.keys`: a key hidden in every row reads as absent
+  // everywhere, and its property_keys() entry (kept, so that map key codes
+  // keep their meaning) says 0 rows, no tags and no dictionary; a key hidden
+  // in some rows reads as absent in those rows (its statistics stay the
+  // base's, a superset). ReadEvents, ReadPropertiesOfRows and ReadMapEntries
+  // leave the hidden values out too, so the merge (segment_merge.h) writes
+  // none of them. Keys the base does not hold are ignored.
+  static std::shared_ptr<const SegmentReader> WithMask(std::shared_ptr<const SegmentReader> base,
+                                                       SegmentMask mask);
+  // The reader a WithHiddenRows or WithMask view reads through, or nullptr.
   const SegmentReader* hidden_rows_base() const { return masked_base_.get(); }
 
   // For DumpSegmentFile: the footer as stored.
@@ -379,8 +407,19 @@ class SegmentReader {
   Status MaskedReadProperty(size_t block_idx, std::string_view key, PropertyColumn* column) const;
   Status MaskedReadEvents(size_t block_idx, std::vector<Event>* events) const;
   Status MaskedReadStoredSubjects(size_t block_idx, std::vector<StoredSubjectRun>* runs) const;
+  // The hidden keys' rows of a block (base numbering): nullptr for none,
+  // else the list ({kAllRowsHidden}: every row).
+  const std::vector<uint32_t>* HiddenKeyRows(size_t hidden_idx, size_t block_idx) const;
+  // Index into hidden_keys_ of `key`, or SIZE_MAX.
+  size_t HiddenKeyIndex(std::string_view key) const;
+  void StripHiddenKeys(size_t block_idx, std::vector<Event>* events) const;
+  void StripHiddenMapEntries(size_t block_idx, std::vector<MapEntryView>* entries) const;
+  void StripHiddenKeysOfRows(size_t block_idx, std::span<const uint32_t> base_rows,
+                             std::vector<PropertyColumn>* columns) const;
   std::shared_ptr<const SegmentReader> masked_base_;
   std::vector<std::vector<uint32_t>> hidden_rows_;
+  std::vector<SegmentMask::Key> hidden_keys_;  // only keys the base holds
+  std::vector<size_t> hidden_key_indexes_;     // each one's property_keys_ index
 
   std::unique_ptr<const SegmentSource> source_;
   std::string name_;

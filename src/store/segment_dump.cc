@@ -283,6 +283,14 @@ Status DumpManifestFile(FileSystem& file_system, const std::string& path, std::o
     out << "  deletion at log file " << deletion.position.file_number << " offset "
         << deletion.position.offset << " project " << deletion.project_id << " stored_at_ms "
         << deletion.stored_at_ms;
+    if (!deletion.property_key.empty()) {
+      out << " purge_property " << deletion.property_key;
+      if (!deletion.event_name.empty()) {
+        out << " event_name " << deletion.event_name;
+      }
+      out << "\n";
+      continue;
+    }
     if (deletion.drop_before_ms.has_value()) {
       out << " drop_before_ms " << *deletion.drop_before_ms;
       if (!deletion.event_name.empty()) {

@@ -502,6 +502,11 @@ Result<std::shared_ptr<const SegmentDictionary>> SegmentReader::Dictionary(
 Result<std::shared_ptr<const SegmentDictionary>> SegmentReader::ReadDictionary(
     std::string_view key) const {
   if (masked_base_) {
+    const size_t hidden_key = HiddenKeyIndex(key);
+    if (hidden_key != SIZE_MAX && hidden_keys_[hidden_key].every_row) {
+      return Status::NotFound("segment " + name_ + " has no dictionary for " +
+                              PropertyColumnName(key) + " (its values are purged)");
+    }
     return masked_base_->ReadDictionary(key);
   }
   const PropertyKeyInfo* info = FindPropertyKey(key);
@@ -624,7 +629,10 @@ Status SegmentReader::ReadInsertIdsOfRows(size_t block_idx, std::span<const uint
 Status SegmentReader::ReadPropertiesOfRows(size_t block_idx, std::span<const uint32_t> selected,
                                            std::vector<PropertyColumn>* columns) const {
   if (masked_base_) {
-    return masked_base_->ReadPropertiesOfRows(block_idx, BaseRows(block_idx, selected), columns);
+    const std::vector<uint32_t> base_rows = BaseRows(block_idx, selected);
+    MP_RETURN_IF_ERROR(masked_base_->ReadPropertiesOfRows(block_idx, base_rows, columns));
+    StripHiddenKeysOfRows(block_idx, base_rows, columns);
+    return Status::Ok();
   }
   columns->resize(property_keys_.size());
   std::vector<PropertyColumnOutput> map_outputs(footer_.map_keys.size());
@@ -660,6 +668,7 @@ Status SegmentReader::ReadMapEntries(size_t block_idx, std::string* scratch,
   entries->clear();
   if (masked_base_) {
     MP_RETURN_IF_ERROR(masked_base_->ReadMapEntries(block_idx, scratch, entries));
+    StripHiddenMapEntries(block_idx, entries);
     const std::vector<uint32_t>& hidden = hidden_rows_[block_idx];
     if (hidden.size() == 1 && hidden.front() == kAllRowsHidden) {
       entries->clear();

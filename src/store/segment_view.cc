@@ -1,7 +1,8 @@
-// SegmentReader::WithHiddenRows (segment.h): a view of a segment reader
-// without some rows, which erasure and time-based dropping use until a
-// rewrite removes the rows from the file (src/store/deletion.h). Each read
-// goes to the base reader and drops the hidden rows from what it returns.
+// SegmentReader::WithHiddenRows and WithMask (segment.h): a view of a
+// segment reader without some rows and some property values, which erasure,
+// time-based dropping and property purges use until a rewrite removes them
+// from the file (src/store/deletion.h). Each read goes to the base reader and
+// drops the hidden values and rows from what it returns.
 #include <algorithm>
 #include <cassert>
 #include <iterator>
@@ -38,13 +39,85 @@ void EraseHidden(const std::vector<uint32_t>& hidden, std::vector<T>* values) {
   values->resize(out);
 }
 
+// Makes the rows flagged in `blank` (one flag per row of `column`) absent,
+// their values cleared and their list items removed.
+void BlankRows(const std::vector<uint8_t>& blank, PropertyColumn* column) {
+  bool lists = false;
+  for (size_t row_idx = 0; row_idx < column->tags.size() && row_idx < blank.size(); ++row_idx) {
+    if (blank[row_idx] == 0) {
+      continue;
+    }
+    switch (column->tags[row_idx]) {
+      case PropertyTag::kInt:
+        column->ints[row_idx] = 0;
+        break;
+      case PropertyTag::kDouble:
+        column->doubles[row_idx] = 0;
+        break;
+      case PropertyTag::kString:
+        column->strings[row_idx] = std::string_view();
+        break;
+      case PropertyTag::kList:
+        lists = true;
+        break;
+      default:
+        break;
+    }
+    column->tags[row_idx] = PropertyTag::kAbsent;
+  }
+  if (!lists || column->list_offsets.empty()) {
+    return;
+  }
+  std::vector<uint32_t> offsets = {0};
+  size_t out_items = 0;
+  for (size_t row_idx = 0; row_idx + 1 < column->list_offsets.size(); ++row_idx) {
+    if (row_idx >= blank.size() || blank[row_idx] == 0) {
+      for (uint32_t item_idx = column->list_offsets[row_idx];
+           item_idx < column->list_offsets[row_idx + 1]; ++item_idx) {
+        column->list_items[out_items] = column->list_items[item_idx];
+        if (!column->list_item_codes.empty()) {
+          column->list_item_codes[out_items] = column->list_item_codes[item_idx];
+        }
+        ++out_items;
+      }
+    }
+    offsets.push_back(static_cast<uint32_t>(out_items));
+  }
+  column->list_items.resize(out_items);
+  if (!column->list_item_codes.empty()) {
+    column->list_item_codes.resize(out_items);
+  }
+  column->list_offsets = std::move(offsets);
+}
+
+// The same for rows listed ascending ({kAllRowsHidden}: every row).
+void BlankListedRows(const std::vector<uint32_t>& rows, PropertyColumn* column) {
+  std::vector<uint8_t> blank(column->tags.size(), AllHidden(rows) ? 1 : 0);
+  if (!AllHidden(rows)) {
+    for (const uint32_t row_idx : rows) {
+      if (row_idx < blank.size()) {
+        blank[row_idx] = 1;
+      }
+    }
+  }
+  BlankRows(blank, column);
+}
+
 }  // namespace
 
 std::shared_ptr<const SegmentReader> SegmentReader::WithHiddenRows(
     std::shared_ptr<const SegmentReader> base, std::vector<std::vector<uint32_t>> hidden_rows) {
+  SegmentMask mask;
+  mask.rows = std::move(hidden_rows);
+  return WithMask(std::move(base), std::move(mask));
+}
+
+std::shared_ptr<const SegmentReader> SegmentReader::WithMask(
+    std::shared_ptr<const SegmentReader> base, SegmentMask mask) {
   // The engine makes views of file-backed readers only; a view of a view
   // would number its rows without the base's hidden rows.
   assert(base->masked_base_ == nullptr);
+  std::vector<std::vector<uint32_t>> hidden_rows = std::move(mask.rows);
   std::shared_ptr<SegmentReader> view(new SegmentReader());
   view->name_ = base->name_;
   view->footer_ = base->footer_;
@@ -64,6 +137,27 @@ std::shared_ptr<const SegmentReader> SegmentReader::WithHiddenRows(
     block.row_count -= static_cast<uint32_t>(hidden);
     block.first_row = first_row;
     first_row += block.row_count;
+  }
+  for (SegmentMask::Key& key : mask.keys) {
+    const PropertyKeyInfo* info = base->FindPropertyKey(key.key);
+    if (info == nullptr) {
+      continue;
+    }
+    const size_t key_idx = static_cast<size_t>(info - base->property_keys_.data());
+    if (key.every_row) {
+      // Kept in the list (map key codes are positions in it), as a key no
+      // row holds.
+      PropertyKeyInfo& hidden = view->property_keys_[key_idx];
+      hidden.row_count = 0;
+      hidden.tag_mask = 0;
+      hidden.encoding = StringEncoding::kNone;
+      hidden.dictionary_size = 0;
+      key.rows.clear();
+    } else {
+      key.rows.resize(base->block_count());
+    }
+    view->hidden_keys_.push_back(std::move(key));
+    view->hidden_key_indexes_.push_back(key_idx);
   }
   view->hidden_rows_ = std::move(hidden_rows);
   view->masked_base_ = std::move(base);
@@ -93,7 +187,12 @@ std::shared_ptr<const SegmentReader> SegmentReader::WithMoreHiddenRows(
                    base_rows.end(), std::back_inserter(joined));
     hidden[block_idx] = std::move(joined);
   }
-  return WithHiddenRows(reader->masked_base_, std::move(hidden));
+  // The property values `reader` hides stay hidden (a purged key must not
+  // come back through a merge of this view).
+  SegmentMask mask;
+  mask.rows = std::move(hidden);
+  mask.keys = reader->hidden_keys_;
+  return WithMask(reader->masked_base_, std::move(mask));
 }
 
 Status SegmentReader::MaskedReadStoredSubjects(size_t block_idx,
@@ -127,6 +226,97 @@ Status SegmentReader::MaskedReadStoredSubjects(size_t block_idx,
   }
   runs->resize(out);
   return Status::Ok();
+}
+
+size_t SegmentReader::HiddenKeyIndex(std::string_view key) const {
+  for (size_t hidden_idx = 0; hidden_idx < hidden_keys_.size(); ++hidden_idx) {
+    if (hidden_keys_[hidden_idx].key == key) {
+      return hidden_idx;
+    }
+  }
+  return SIZE_MAX;
+}
+
+const std::vector<uint32_t>* SegmentReader::HiddenKeyRows(size_t hidden_idx,
+                                                          size_t block_idx) const {
+  static const std::vector<uint32_t> kEveryRow = {kAllRowsHidden};
+  const SegmentMask::Key& key = hidden_keys_[hidden_idx];
+  if (key.every_row) {
+    return &kEveryRow;
+  }
+  const std::vector<uint32_t>& rows = key.rows[block_idx];
+  return rows.empty() ? nullptr : &rows;
+}
+
+void SegmentReader::StripHiddenKeys(size_t block_idx, std::vector<Event>* events) const {
+  for (size_t hidden_idx = 0; hidden_idx < hidden_keys_.size(); ++hidden_idx) {
+    const std::vector<uint32_t>* rows = HiddenKeyRows(hidden_idx, block_idx);
+    if (rows == nullptr) {
+      continue;
+    }
+    const std::string& key = hidden_keys_[hidden_idx].key;
+    const auto strip = [&key](Event& event) {
+      std::erase_if(event.properties, [&key](const Property& property) { return property.key == key; });
+    };
+    if (AllHidden(*rows)) {
+      std::for_each(events->begin(), events->end(), strip);
+      continue;
+    }
+    for (const uint32_t row_idx : *rows) {
+      if (row_idx < events->size()) {
+        strip((*events)[row_idx]);
+      }
+    }
+  }
+}
+
+void SegmentReader::StripHiddenMapEntries(size_t block_idx,
+                                          std::vector<MapEntryView>* entries) const {
+  for (size_t hidden_idx = 0; hidden_idx < hidden_keys_.size(); ++hidden_idx) {
+    const size_t key_idx = hidden_key_indexes_[hidden_idx];
+    const std::vector<uint32_t>* rows = HiddenKeyRows(hidden_idx, block_idx);
+    if (rows == nullptr || property_keys_[key_idx].storage != PropertyStorage::kMap) {
+      continue;
+    }
+    const uint32_t key_code = key_positions_[key_idx];
+    const bool all = AllHidden(*rows);
+    size_t row_pos = 0;  // entries come in row order
+    std::erase_if(*entries, [&](const MapEntryView& entry) {
+      if (entry.key_code != key_code) {
+        return false;
+      }
+      if (all) {
+        return true;
+      }
+      while (row_pos < rows->size() && (*rows)[row_pos] < entry.row) {
+        ++row_pos;
+      }
+      return row_pos < rows->size() && (*rows)[row_pos] == entry.row;
+    });
+  }
+}
+
+void SegmentReader::StripHiddenKeysOfRows(size_t block_idx, std::span<const uint32_t> base_rows,
+                                          std::vector<PropertyColumn>* columns) const {
+  std::vector<uint8_t> blank;
+  for (size_t hidden_idx = 0; hidden_idx < hidden_keys_.size(); ++hidden_idx) {
+    const std::vector<uint32_t>* rows = HiddenKeyRows(hidden_idx, block_idx);
+    const size_t key_idx = hidden_key_indexes_[hidden_idx];
+    if (rows == nullptr || key_idx >= columns->size()) {
+      continue;
+    }
+    blank.assign(base_rows.size(), AllHidden(*rows) ? 1 : 0);
+    if (!AllHidden(*rows)) {
+      size_t row_pos = 0;
+      for (size_t slot = 0; slot < base_rows.size(); ++slot) {
+        while (row_pos < rows->size() && (*rows)[row_pos] < base_rows[slot]) {
+          ++row_pos;
+        }
+        blank[slot] = row_pos < rows->size() && (*rows)[row_pos] == base_rows[slot];
+      }
+    }
+    BlankRows(blank, &(*columns)[key_idx]);
+  }
 }
 
 Status SegmentReader::MaskedReadTimes(size_t block_idx, std::vector<int64_t>* times) const {
@@ -190,7 +380,19 @@ Status SegmentReader::MaskedReadNameCodes(size_t block_idx,
 
 Status SegmentReader::MaskedReadProperty(size_t block_idx, std::string_view key,
                                          PropertyColumn* column) const {
+  const size_t hidden_key = HiddenKeyIndex(key);
+  if (hidden_key != SIZE_MAX && hidden_keys_[hidden_key].every_row) {
+    // As a key the segment does not hold: absent in each of the view's rows.
+    column->dictionary_.reset();
+    return DecodePropertyColumn(std::string_view(), blocks_[block_idx].row_count,
+                                PropertyColumnFormat{}, column->Output());
+  }
   MP_RETURN_IF_ERROR(masked_base_->ReadProperty(block_idx, key, column));
+  if (hidden_key != SIZE_MAX) {
+    if (const std::vector<uint32_t>* rows = HiddenKeyRows(hidden_key, block_idx)) {
+      BlankListedRows(*rows, column);
+    }
+  }
   const std::vector<uint32_t>& hidden = hidden_rows_[block_idx];
   if (hidden.empty()) {
     return Status::Ok();
@@ -246,6 +448,7 @@ Status SegmentReader::MaskedReadProperty(size_t block_idx, std::string_view key,
 
 Status SegmentReader::MaskedReadEvents(size_t block_idx, std::vector<Event>* events) const {
   MP_RETURN_IF_ERROR(masked_base_->ReadEvents(block_idx, events));
+  StripHiddenKeys(block_idx, events);
   EraseHidden(hidden_rows_[block_idx], events);
   return Status::Ok();
 }

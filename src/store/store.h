@@ -45,6 +45,9 @@ inline constexpr size_t kDeletionSubjectsMax = 100'000;
 // DropEventsBefore names one event name of at most this many bytes (the
 // ingest limit on event names, ingest::kEventNameBytesMax).
 inline constexpr size_t kDeletionEventNameBytesMax = 255;
+// PurgeProperty names one property key of at most this many bytes (the
+// ingest limit on keys, ingest::kPropertyKeyBytesMax).
+inline constexpr size_t kDeletionPropertyKeyBytesMax = 255;
 // While a flush runs the memtable keeps growing; past this many times its
 // thresholds (flushes falling behind, or failing) appends are refused with
 // ResourceExhausted instead of growing memory without bound.
@@ -178,6 +181,11 @@ struct Stats {
   // dropped whole (every row hidden: retention's old days).
   uint64_t purge_bytes_removed = 0;
   uint64_t purge_segments_dropped = 0;
+  // Property purges (PurgeProperty): logged and not yet retired (values of
+  // the key may still be in files), and since open the values a purge or
+  // compaction left out of segments.
+  uint64_t property_purges_active = 0;
+  uint64_t purge_property_values_removed = 0;
 };
 
 using AppendCallback = std::function<void(Result<AppendResult>)>;
@@ -247,6 +255,25 @@ class Engine {
     (void)event_name;
     (void)before_ms;
     return Status::Unavailable("this engine cannot drop events");
+  }
+  // Hides every value of the property `key` stored before the call, as
+  // EraseSubjects does for rows: once this returns its deletion record is
+  // durable and no read — Scan, Snapshot (queries, export), ScanProfiles —
+  // shows the key on an event (or profile update) stored before it, after a
+  // restart too; the rows themselves and their other properties stay. With
+  // `event_name` empty it applies to every event and to every profile
+  // update (an update left with no property is hidden, but $delete);
+  // otherwise to the events of that name only, and no profile update.
+  // Values stored after the call are kept. The physical stage is the same
+  // purge as erasure's: segments rewritten without the key, log files
+  // rewritten without its values. InvalidArgument when `key` is empty or
+  // over kDeletionPropertyKeyBytesMax, or `event_name` over
+  // kDeletionEventNameBytesMax.
+  virtual Status PurgeProperty(uint32_t project_id, std::string key, std::string event_name) {
+    (void)project_id;
+    (void)key;
+    (void)event_name;
+    return Status::Unavailable("this engine cannot purge properties");
   }
   // The physical stage, now: flushes the memtable, rewrites every segment
   // holding hidden rows without them (crash-safely), lets the log files that

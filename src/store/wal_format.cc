@@ -127,11 +127,44 @@ void EncodeProfileUpdate(const ProfileUpdate& update, std::string* out) {
   PutProperties(update.properties, out);
 }
 
-void EncodePayloadHeader(const WalPayloadHeader& header, std::string* out) {
+namespace {
+
+// `value` as a varint of exactly `bytes` bytes (at least its shortest form,
+// at most kVarint64BytesMax): the groups past the value's are zero.
+void PutLongVarint(uint64_t value, size_t bytes, std::string* out) {
+  for (size_t byte_idx = 0; byte_idx < bytes; ++byte_idx) {
+    uint8_t group = static_cast<uint8_t>(value & 0x7F);
+    value >>= 7;
+    if (byte_idx + 1 < bytes) {
+      group |= 0x80;
+    }
+    out->push_back(static_cast<char>(group));
+  }
+}
+
+size_t VarintLength(uint64_t value) {
+  size_t bytes = 1;
+  while (value >= 0x80) {
+    value >>= 7;
+    ++bytes;
+  }
+  return bytes;
+}
+
+}  // namespace
+
+void EncodePayloadHeader(const WalPayloadHeader& header, std::string* out, size_t extra_bytes) {
   PutFixed64(static_cast<uint64_t>(header.stored_at_ms), out);
-  PutVarint64(header.project_id, out);
-  PutVarint64(header.event_count, out);
-  PutVarint64(header.profile_update_count, out);
+  // A u32 takes at most 5 of a varint's 10 bytes, so three of them can
+  // take 15 more: kPayloadHeaderExtraBytesMax.
+  extra_bytes = std::min(extra_bytes, kPayloadHeaderExtraBytesMax);
+  for (const uint64_t value : {uint64_t{header.project_id}, uint64_t{header.event_count},
+                               uint64_t{header.profile_update_count}}) {
+    const size_t length = VarintLength(value);
+    const size_t extra = std::min(extra_bytes, kVarint64BytesMax - length);
+    PutLongVarint(value, length + extra, out);
+    extra_bytes -= extra;
+  }
 }
 
 Status WalDecoder::ReadVarint64(std::string_view field, uint64_t* value) {

@@ -75,7 +75,14 @@ struct WalPayloadHeader {
   uint32_t event_count = 0;
   uint32_t profile_update_count = 0;
 };
-void EncodePayloadHeader(const WalPayloadHeader& header, std::string* out);
+// `extra_bytes` (at most kPayloadHeaderExtraBytesMax) makes the header that
+// many bytes longer than needed by writing its varints long (groups of zero
+// bits after the value's last one, which every decoder reads as the same
+// value): how a purge's rewrite of a record keeps its length when it shrank
+// by less than a padding record (docs/formats/wal.md, "Padding").
+inline constexpr size_t kPayloadHeaderExtraBytesMax = 15;
+void EncodePayloadHeader(const WalPayloadHeader& header, std::string* out,
+                         size_t extra_bytes = 0);
 
 // Reads a payload front to back. Every Read* returns Corruption naming the
 // field when the bytes run out or hold an invalid value.
