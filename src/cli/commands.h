@@ -155,7 +155,8 @@ class IncidentCommand {
   CLI::App* crossref_ = nullptr;
 };
 
-// `minpanel erase` and `minpanel access-request` (erasure_command.cc):
+// `minpanel erase`, `minpanel access-request` and `minpanel purge-property`
+// (erasure_command.cc):
 // declares the subcommands and flags on `app`; Run() once one was parsed.
 class ErasureCommands {
  public:
@@ -169,6 +170,8 @@ class ErasureCommands {
   std::unique_ptr<Flags> flags_;
   CLI::App* erase_ = nullptr;
   CLI::App* access_request_ = nullptr;
+  CLI::App* purge_property_ = nullptr;
+  int RunPurgeProperty() const;
 };
 
 // `minpanel backup` and `minpanel restore` (backup_command.cc).

@@ -1,6 +1,7 @@
-// `minpanel erase` and `minpanel access-request`: the command-line face of
-// POST /api/erase and POST /api/access-request (docs/privacy.md, "Erasure
-// and access"), in-process on a stopped server's data folder.
+// `minpanel erase`, `minpanel access-request` and `minpanel purge-property`:
+// the command-line face of POST /api/erase, POST /api/access-request and
+// POST /api/properties/purge (docs/privacy.md, "Erasure and access",
+// "Purging a property"), in-process on a stopped server's data folder.
 #include <fstream>
 #include <iostream>
 
@@ -16,6 +17,8 @@ struct ErasureCommands::Flags {
   bool no_linked = false;
   bool purge_now = false;
   std::string out;
+  std::string key;
+  std::string event_name;
 };
 
 namespace {
@@ -68,14 +71,66 @@ ErasureCommands::ErasureCommands(CLI::App& app) : flags_(std::make_unique<Flags>
   }
   erase_->add_flag("--purge-now", flags.purge_now,
                    "rewrite the files holding them before returning");
+  purge_property_ = app.add_subcommand(
+      "purge-property",
+      "purge every stored value of one property key (e.g. collected by mistake): invisible at "
+      "once, removed from every file in the background or with --purge-now before it returns "
+      "(in-process; or POST /api/properties/purge)");
+  flags.sources.AddFlags(purge_property_, false);
+  purge_property_->add_option("--project", flags.project, "project name")->required();
+  purge_property_->add_option("--key", flags.key, "the property key")->required();
+  purge_property_->add_option("--event", flags.event_name,
+                              "only that event name's events (profiles are then kept)");
+  purge_property_->add_flag("--purge-now", flags.purge_now,
+                            "rewrite the files holding its values before returning");
   access_request_->add_option("--out", flags.out, "write to FILE (0600), not stdout");
 }
 
 ErasureCommands::~ErasureCommands() = default;
 
-bool ErasureCommands::parsed() const { return erase_->parsed() || access_request_->parsed(); }
+bool ErasureCommands::parsed() const {
+  return erase_->parsed() || access_request_->parsed() || purge_property_->parsed();
+}
+
+int ErasureCommands::RunPurgeProperty() const {
+  const Flags& flags = *flags_;
+  // The same checks as the HTTP body's.
+  std::string body = "{\"key\":";
+  query::AppendJsonString(flags.key, &body);
+  if (!flags.event_name.empty()) {
+    body += ",\"event\":";
+    query::AppendJsonString(flags.event_name, &body);
+  }
+  body += flags.purge_now ? ",\"purge\":\"now\"}" : "}";
+  auto request = service::ParsePropertyPurge(body);
+  if (!request.ok()) {
+    return Fail(request.status());
+  }
+  auto config = flags.sources.Build();
+  if (!config.ok()) {
+    return Fail(config.status());
+  }
+  auto service =
+      OpenServiceForCommand(*config, "send it to the running server's POST /api/properties/purge");
+  if (!service.ok()) {
+    return Fail(service.status());
+  }
+  auto project = FindProject(**service, flags.project);
+  if (!project.ok()) {
+    return Fail(project.status());
+  }
+  auto purged = (*service)->PurgeProperty(service::LocalAccess(*project), *request);
+  if (!purged.ok()) {
+    return Fail(purged.status());
+  }
+  std::cout << service::PropertyPurgeOutcomeJson(*purged) << std::flush;
+  return kExitOk;
+}
 
 int ErasureCommands::Run() const {
+  if (purge_property_->parsed()) {
+    return RunPurgeProperty();
+  }
   const Flags& flags = *flags_;
   const bool erase = erase_->parsed();
   service::SubjectSelection selection;

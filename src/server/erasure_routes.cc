@@ -104,13 +104,15 @@ Response HandleGdpr(Route route, const Request& request, service::Service& servi
 std::optional<Route> ClassifyErasurePath(std::string_view path) {
   if (path == "/api/erase") return Route::kErase;
   if (path == "/api/access-request") return Route::kAccessRequest;
+  if (path == "/api/properties/purge") return Route::kPropertyPurge;
   if (path.starts_with(kDeletionsPrefix)) return Route::kGdprDeletions;
   if (path.starts_with(kRetrievalsPrefix)) return Route::kGdprRetrievals;
   return std::nullopt;
 }
 
 bool IsErasureRoute(Route route) {
-  return route == Route::kErase || route == Route::kAccessRequest || IsGdprRoute(route);
+  return route == Route::kErase || route == Route::kAccessRequest ||
+         route == Route::kPropertyPurge || IsGdprRoute(route);
 }
 
 std::string_view ErasureRouteLabel(Route route) {
@@ -119,6 +121,8 @@ std::string_view ErasureRouteLabel(Route route) {
       return "/api/erase";
     case Route::kAccessRequest:
       return "/api/access-request";
+    case Route::kPropertyPurge:
+      return "/api/properties/purge";
     case Route::kGdprDeletions:
       return "/api/app/data-deletions/v3.0";
     default:
@@ -149,6 +153,17 @@ Response HandleErasure(Route route, const Request& request, service::Service& se
                                   ErasureRouteLabel(route));
   if (!access.ok()) {
     return ErrorResponse(request, access.status());
+  }
+  if (route == Route::kPropertyPurge) {
+    auto purge = service::ParsePropertyPurge(request.body());
+    if (!purge.ok()) {
+      return ErrorResponse(request, purge.status());
+    }
+    auto purged = service.PurgeProperty(*access, *purge);
+    if (!purged.ok()) {
+      return ErrorResponse(request, purged.status());
+    }
+    return MakeResponse(request, 200, kJson, service::PropertyPurgeOutcomeJson(*purged));
   }
   const bool erase = route == Route::kErase;
   auto selection = service::ParseSubjectSelection(

@@ -1,5 +1,6 @@
 // The erasure and access-request routes (admin scope; docs/privacy.md,
-// "Erasure and access"): POST /api/erase and POST /api/access-request, and
+// "Erasure and access"): POST /api/erase, POST /api/access-request and
+// POST /api/properties/purge (docs/privacy.md, "Purging a property"), and
 // Mixpanel's GDPR API shapes under /api/app/data-deletions/v3.0/ and
 // /api/app/data-retrievals/v3.0/ (docs/formats/mixpanel-gdpr.md). Each
 // writes and fsyncs (the store's deletion record, the audit log, the task

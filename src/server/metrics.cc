@@ -186,6 +186,12 @@ std::string Metrics::Render(const service::ServiceMetrics& service,
         static_cast<int64_t>(store.deletion_oldest_age_ms / 1000));
   Counter(&out, "minpanel_store_purge_rows_removed_total",
           "Rows a purge or compaction left out of the segment files.", store.purge_rows_removed);
+  Gauge(&out, "minpanel_store_property_purges_active",
+        "Property purges hiding values of a key not yet purged from the files.",
+        static_cast<int64_t>(store.property_purges_active));
+  Counter(&out, "minpanel_store_purge_property_values_removed_total",
+          "Values of purged property keys a purge rewrite left out of the segment files.",
+          store.purge_property_values_removed);
   Counter(&out, "minpanel_store_purge_segments_dropped_total",
           "Segment files a purge removed whole (every row erased or past retention).",
           store.purge_segments_dropped);

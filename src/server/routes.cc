@@ -265,6 +265,7 @@ std::string_view RouteLabel(Route route) {
       return "/api/audit";
     case Route::kErase:
     case Route::kAccessRequest:
+    case Route::kPropertyPurge:
     case Route::kGdprDeletions:
     case Route::kGdprRetrievals:
       return ErasureRouteLabel(route);

@@ -45,6 +45,7 @@ enum class Route {
   // Erasure and access requests (erasure_routes.h; docs/privacy.md).
   kErase,           // POST /api/erase
   kAccessRequest,   // POST /api/access-request
+  kPropertyPurge,   // POST /api/properties/purge
   kGdprDeletions,   // /api/app/data-deletions/v3.0/[<task_id>] (docs/formats/mixpanel-gdpr.md)
   kGdprRetrievals,  // /api/app/data-retrievals/v3.0/[<task_id>[/result]]
   // The dashboard API (dashboard_routes.h; docs/formats/dashboard-api.md).

@@ -3,7 +3,8 @@
 // still holds, widened to every id merged into the same person
 // (docs/identity.md), then erased in the store (a deletion record: invisible
 // at once, purged later or now) or read back as one JSON document. The audit
-// log records a count and a keyed reference, never the pseudonyms.
+// log records a count and a keyed reference, never the pseudonyms. Also the
+// purge of one property key from a project's history.
 #include <simdjson.h>
 #include <sodium.h>
 
@@ -303,6 +304,106 @@ Result<std::string> Service::AccessRequest(const Access& access,
   entry.bytes = out.size();
   entry.params_sha256 = KeyedReference(subject_set).first;
   MP_RETURN_IF_ERROR(Audit(access, std::move(entry)));
+  return out;
+}
+
+Result<PropertyPurgeRequest> ParsePropertyPurge(std::string_view json) {
+  if (json.size() > kPropertyPurgeBodyBytesMax) {
+    return Status::ResourceExhausted("body: " + std::to_string(json.size()) +
+                                     " bytes, over kPropertyPurgeBodyBytesMax (" +
+                                     std::to_string(kPropertyPurgeBodyBytesMax) + ")");
+  }
+  simdjson::dom::parser parser;
+  simdjson::dom::object root;
+  if (parser.parse(json.data(), json.size()).get(root)) {
+    return Status::InvalidArgument("body: expected a JSON object with \"key\"");
+  }
+  PropertyPurgeRequest request;
+  std::string_view key;
+  simdjson::dom::element key_element;
+  if (root["key"].get(key_element) || key_element.get(key) || key.empty()) {
+    return Status::InvalidArgument("key: required, the property key to purge (a non-empty string)");
+  }
+  if (key.size() > store::kDeletionPropertyKeyBytesMax) {
+    return Status::InvalidArgument("key: " + std::to_string(key.size()) +
+                                   " bytes, over kDeletionPropertyKeyBytesMax (" +
+                                   std::to_string(store::kDeletionPropertyKeyBytesMax) + ")");
+  }
+  request.key = std::string(key);
+  simdjson::dom::element event;
+  if (!root["event"].get(event)) {
+    std::string_view name;
+    if (event.get(name) || name.empty()) {
+      return Status::InvalidArgument("event: expected a non-empty event name");
+    }
+    if (name.size() > store::kDeletionEventNameBytesMax) {
+      return Status::InvalidArgument("event: " + std::to_string(name.size()) +
+                                     " bytes, over kDeletionEventNameBytesMax (" +
+                                     std::to_string(store::kDeletionEventNameBytesMax) + ")");
+    }
+    request.event_name = std::string(name);
+  }
+  simdjson::dom::element purge;
+  if (!root["purge"].get(purge)) {
+    std::string_view when;
+    if (purge.get(when) || (when != "now" && when != "deadline")) {
+      return Status::InvalidArgument("purge: expected \"now\" or \"deadline\"");
+    }
+    request.purge_now = when == "now";
+  }
+  for (const auto field : root) {
+    if (field.key != "key" && field.key != "event" && field.key != "purge") {
+      return Status::InvalidArgument("body: unknown field \"" + std::string(field.key) +
+                                     "\" (expected key, event, purge)");
+    }
+  }
+  return request;
+}
+
+Result<PropertyPurgeOutcome> Service::PurgeProperty(const Access& access,
+                                                    const PropertyPurgeRequest& request) {
+  const Project& project = access.project;
+  PropertyPurgeOutcome outcome;
+  outcome.key = request.key;
+  outcome.event_name = request.event_name;
+  Status purged = engine_->PurgeProperty(project.id, request.key, request.event_name);
+  if (purged.ok()) {
+    // A stored GDPR retrieval of this project may hold the key's values.
+    purged = gdpr_tasks_->RemoveResults(project.id).status();
+  }
+  if (purged.ok() && request.purge_now) {
+    purged = engine_->PurgeDeleted();
+    outcome.purged = purged.ok();
+  }
+  // The key's name is not personal data (the data map lists it); no value
+  // is recorded.
+  audit::AuditEntry entry;
+  entry.act = "property.purge";
+  entry.properties = {request.key};
+  if (!request.event_name.empty()) {
+    entry.events = {request.event_name};
+  }
+  entry.target = request.purge_now ? "purge:now" : "purge:deadline";
+  if (!purged.ok()) {
+    entry.outcome = purged.message();
+  }
+  MP_RETURN_IF_ERROR(Audit(access, std::move(entry)));
+  if (!purged.ok()) {
+    return purged;
+  }
+  return outcome;
+}
+
+std::string PropertyPurgeOutcomeJson(const PropertyPurgeOutcome& outcome) {
+  std::string out = "{\"key\":";
+  query::AppendJsonString(outcome.key, &out);
+  out += ",\"event\":";
+  if (outcome.event_name.empty()) {
+    out += "null";
+  } else {
+    query::AppendJsonString(outcome.event_name, &out);
+  }
+  out += std::string(",\"purged\":") + (outcome.purged ? "true" : "false") + "}\n";
   return out;
 }
 

@@ -148,6 +148,61 @@ TEST_F(ErasureTest, ErasesThePersonAndTheIdsMergedIntoItKeepingOthers) {
   EXPECT_EQ(encoded.find(subject->ToHex()), std::string::npos);
 }
 
+TEST(ParsePropertyPurgeTest, NamesTheFieldOrLimitAtFault) {
+  const auto refused = [](std::string_view body, StatusCode code, std::string_view named) {
+    auto request = ParsePropertyPurge(body);
+    ASSERT_FALSE(request.ok()) << body;
+    EXPECT_EQ(request.status().code(), code) << body;
+    EXPECT_NE(request.status().message().find(named), std::string::npos)
+        << request.status().message();
+  };
+  refused("[]", StatusCode::kInvalidArgument, "body");
+  refused("{}", StatusCode::kInvalidArgument, "key");
+  refused(R"({"key":""})", StatusCode::kInvalidArgument, "key");
+  refused(R"({"key":7})", StatusCode::kInvalidArgument, "key");
+  refused("{\"key\":\"" + std::string(256, 'k') + "\"}", StatusCode::kInvalidArgument,
+          "kDeletionPropertyKeyBytesMax");
+  refused(R"({"key":"a","event":""})", StatusCode::kInvalidArgument, "event");
+  refused("{\"key\":\"a\",\"event\":\"" + std::string(256, 'e') + "\"}",
+          StatusCode::kInvalidArgument, "kDeletionEventNameBytesMax");
+  refused(R"({"key":"a","purge":"soon"})", StatusCode::kInvalidArgument, "purge");
+  refused(R"({"key":"a","keys":["b"]})", StatusCode::kInvalidArgument, "keys");
+  refused("{\"key\":\"a\",\"pad\":\"" + std::string(kPropertyPurgeBodyBytesMax, 'x') + "\"}",
+          StatusCode::kResourceExhausted, "kPropertyPurgeBodyBytesMax");
+  auto request = ParsePropertyPurge(R"({"key":"note","event":"Searched","purge":"now"})");
+  ASSERT_TRUE(request.ok()) << request.status().ToString();
+  EXPECT_EQ(request->key, "note");
+  EXPECT_EQ(request->event_name, "Searched");
+  EXPECT_TRUE(request->purge_now);
+}
+
+TEST_F(ErasureTest, PurgingAPropertyHidesItsValuesKeepsTheEventsAndAuditsTheKeyOnly) {
+  Store({Record("Viewed", "user-1", 1, ",\"note\":\"mrk-note-41\",\"plan\":\"pro\""),
+         Record("Searched", "user-2", 2, ",\"note\":\"mrk-note-42\""),
+         Record("Viewed", "user-2", 3, ",\"plan\":\"team\"")});
+  ASSERT_NE(Held({"user-1", "user-2"}).find("mrk-note-41"), std::string::npos);
+  PropertyPurgeRequest request;
+  request.key = "note";
+  request.purge_now = true;
+  auto purged = service_->PurgeProperty(LocalAccess(project_), request);
+  ASSERT_TRUE(purged.ok()) << purged.status().ToString();
+  EXPECT_TRUE(purged->purged);
+  EXPECT_EQ(PropertyPurgeOutcomeJson(*purged), "{\"key\":\"note\",\"event\":null,\"purged\":true}\n");
+  const std::string held = Held({"user-1", "user-2"});
+  EXPECT_EQ(Count(held, "\"event\":"), 3U) << held;
+  EXPECT_EQ(held.find("mrk-note"), std::string::npos) << held;
+  EXPECT_EQ(Count(held, "\"plan\":"), 2U) << held;
+
+  audit::Filter filter;
+  filter.act = "property.purge";
+  auto records = service_->ReadAudit(LocalAccess(project_), filter);
+  ASSERT_TRUE(records.ok()) << records.status().ToString();
+  ASSERT_EQ(records->size(), 1U);
+  EXPECT_EQ((*records)[0].properties, std::vector<std::string>{"note"});
+  EXPECT_EQ((*records)[0].target, "purge:now");
+  EXPECT_EQ(audit::EncodeEntry((*records)[0]).find("mrk-note"), std::string::npos);
+}
+
 TEST_F(ErasureTest, NotLinkedErasesOnlyTheIdsNamed) {
   Store({Record("Viewed", "anon-2", 1),
          Record("$identify", "user-3", 2, ",\"$anon_distinct_id\":\"anon-2\"")});

@@ -308,6 +308,25 @@ struct StoredSubject {
   uint64_t profile_updates = 0;
 };
 
+// A purge of one property key from a project's history (docs/privacy.md,
+// "Purging a property"): the body {"key": "...", "event": "..." (optional:
+// that event name's events only), "purge": "now" | "deadline"}.
+// InvalidArgument names the field and, for a length, its limit
+// (store::kDeletionPropertyKeyBytesMax, store::kDeletionEventNameBytesMax).
+inline constexpr size_t kPropertyPurgeBodyBytesMax = 4096;
+struct PropertyPurgeRequest {
+  std::string key;
+  std::string event_name;  // empty: every event, and profiles
+  bool purge_now = false;
+};
+Result<PropertyPurgeRequest> ParsePropertyPurge(std::string_view json);
+struct PropertyPurgeOutcome {
+  std::string key;
+  std::string event_name;
+  bool purged = false;  // physically gone from every file already
+};
+std::string PropertyPurgeOutcomeJson(const PropertyPurgeOutcome& outcome);
+
 // What deleting a project removed (Service::DeleteProject).
 struct ProjectDeletion {
   Project project;
@@ -487,6 +506,15 @@ class Service {
   // gone at the store's purge deadline or, with purge_now, before it
   // returns. Audited with a count and a keyed reference only.
   Result<ErasureOutcome> Erase(const Access& access, const SubjectSelection& selection);
+  // Hides every value of one property key stored in the access's project
+  // (on that event name's events only, when named; else on every event and
+  // profile update): invisible to every read once this returns (a durable
+  // deletion record), physically gone at the store's purge deadline or,
+  // with purge_now, before it returns. Stored GDPR retrieval results of the
+  // project are removed (they may hold the values). Audited as
+  // `property.purge` with the key and event name, never a value.
+  Result<PropertyPurgeOutcome> PurgeProperty(const Access& access,
+                                             const PropertyPurgeRequest& request);
   // Everything the project holds about the selected subjects (events and
   // profile updates as stored, the policy versions) as one JSON document;
   // audited as `access_request`.
