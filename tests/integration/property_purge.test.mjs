@@ -123,7 +123,9 @@ describe('purging a property during sustained ingestion and compaction', () => {
   const baseTime = nowSeconds() - 7200;
 
   before(async () => {
-    server = await startServer({ projectName: 'propurge', configText: `store_memtable_rows_max = ${MEMTABLE_ROWS}\n` });
+    // The background purge at once (erasure_purge_deadline_hours = 0), so
+    // that the test sees it finish.
+    server = await startServer({ projectName: 'propurge', configText: `store_memtable_rows_max = ${MEMTABLE_ROWS}\nerasure_purge_deadline_hours = 0\n` });
   });
 
   after(async () => {
