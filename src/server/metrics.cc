@@ -138,8 +138,12 @@ std::string Metrics::Render(const service::ServiceMetrics& service,
   Counter(&out, "minpanel_retention_drops_total",
           "Retention drops logged (each hides a rule's old events at once).",
           service.retention_drops);
-  Counter(&out, "minpanel_retention_failures_total", "Retention drops that failed (retried).",
+  Counter(&out, "minpanel_retention_failures_total",
+          "Retention drops and profile expiries that failed (retried).",
           service.retention_failures);
+  Counter(&out, "minpanel_profiles_expired_total",
+          "Profiles hidden by profile_expiry_days (subjects not seen for that many days).",
+          service.profiles_expired);
   Counter(&out, "minpanel_consent_events_dropped_total",
           "Events not stored for Sec-GPC: 1 or DNT: 1 (consent = \"drop\").",
           service.consent_dropped);

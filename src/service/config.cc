@@ -224,7 +224,8 @@ Status ReadConsent(const toml::table& table, const std::string& section, Consent
   return Status::Ok();
 }
 
-// [projects.NAME] tables: retention_days, event_retention_days, consent.
+// [projects.NAME] tables: retention_days, event_retention_days,
+// profile_expiry_days, consent, quotas.
 Status ReadProjectSettings(const toml::table& projects, std::vector<ProjectSettings>* out) {
   if (projects.size() > kProjectSettingsMax) {
     return Status::InvalidArgument("config: 'projects' holds at most " +
@@ -240,8 +241,8 @@ Status ReadProjectSettings(const toml::table& projects, std::vector<ProjectSetti
     }
     MP_RETURN_IF_ERROR(
         UnknownKeys(*table,
-                    {"retention_days", "event_retention_days", "consent",
-                     "ingest_events_per_second", "disk_bytes_max"},
+                    {"retention_days", "event_retention_days", "profile_expiry_days",
+                     "consent", "ingest_events_per_second", "disk_bytes_max"},
                     section));
     ProjectSettings settings;
     settings.project = std::string(name.str());
@@ -273,6 +274,10 @@ Status ReadProjectSettings(const toml::table& projects, std::vector<ProjectSetti
         }
         settings.event_retention_days.emplace_back(std::string(event_name.str()), days);
       }
+    }
+    if (const toml::node* days = table->get("profile_expiry_days")) {
+      MP_RETURN_IF_ERROR(
+          ReadDays(*days, section + "profile_expiry_days", &settings.profile_expiry_days));
     }
     MP_RETURN_IF_ERROR(ReadConsent(*table, section, &settings.consent));
     MP_RETURN_IF_ERROR(ReadInteger(*table, "ingest_events_per_second", section,

@@ -69,6 +69,9 @@ struct ProjectSettings {
   uint32_t retention_days = 0;  // every event; 0: forever
   // Per event name (exact), at most retention_days when that is set.
   std::vector<std::pair<std::string, uint32_t>> event_retention_days;
+  // Profiles of subjects not seen (no event, no profile update) for this
+  // many days expire (docs/privacy.md, "Retention"); 0: never.
+  uint32_t profile_expiry_days = 0;
   ConsentMode consent = ConsentMode::kIgnore;
   // Quotas (docs/security.md, "Project quotas"); 0: none. Events and
   // profile updates stored per second (429 over it), and the bytes of the

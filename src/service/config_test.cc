@@ -50,6 +50,7 @@ TEST_F(ConfigFileTest, ProjectSettingsAreReadAndChecked) {
 [projects.shop]
 retention_days = 400
 event_retention_days = { "Page view" = 30, "Heartbeat" = 7 }
+profile_expiry_days = 90
 consent = "anonymous"
 [projects.blog]
 consent = "drop"
@@ -59,14 +60,19 @@ consent = "drop"
   EXPECT_EQ(shop.retention_days, 400U);
   ASSERT_EQ(shop.event_retention_days.size(), 2U);
   EXPECT_EQ(shop.event_retention_days[1], (std::pair<std::string, uint32_t>("Page view", 30)));
+  EXPECT_EQ(shop.profile_expiry_days, 90U);
   EXPECT_EQ(shop.consent, ConsentMode::kAnonymous);
   EXPECT_EQ(SettingsFor(*config, "blog").consent, ConsentMode::kDrop);
+  EXPECT_EQ(SettingsFor(*config, "blog").profile_expiry_days, 0U);
   const ProjectSettings other = SettingsFor(*config, "other");
   EXPECT_EQ(other.retention_days, 0U);
   EXPECT_EQ(other.consent, ConsentMode::kIgnore);
   const std::pair<const char*, const char*> refused[] = {
       {"[projects.a]\nretention_days = -1\n", "projects.a.retention_days"},
       {"[projects.a]\nretention_days = 36501\n", "kRetentionDaysMax"},
+      {"[projects.a]\nprofile_expiry_days = -1\n", "projects.a.profile_expiry_days"},
+      {"[projects.a]\nprofile_expiry_days = 36501\n", "kRetentionDaysMax"},
+      {"[projects.a]\nprofile_expiry_days = \"90\"\n", "projects.a.profile_expiry_days"},
       {"[projects.a]\nevent_retention_days = { x = \"y\" }\n",
        "projects.a.event_retention_days.x"},
       {"[projects.a]\nconsent = \"maybe\"\n", "projects.a.consent"},

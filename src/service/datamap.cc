@@ -175,6 +175,12 @@ std::vector<std::string> ReaderIdsOf(const DataMapProject& project, const SeenIt
   return ids;
 }
 
+std::string ProfilesText(const DataMapProject& project) {
+  return project.profile_expiry_days == 0
+             ? "kept until erased"
+             : "expire " + std::to_string(project.profile_expiry_days) + " days after last seen";
+}
+
 void AppendProjectJson(const DataMapProject& project, std::string* out) {
   out->append("{\"id\":" + std::to_string(project.id));
   AppendField("name", project.name, out);
@@ -226,7 +232,8 @@ void AppendProjectJson(const DataMapProject& project, std::string* out) {
     query::AppendJsonString(event, out);
     out->append(",\"days\":" + std::to_string(days) + "}");
   }
-  out->append("],\"profiles\":\"kept until erased\"");
+  out->append("],\"profiles\":");
+  query::AppendJsonString(ProfilesText(project), out);
   AppendField("consent", project.consent, out);
   out->append(",\"audit_days\":" + std::to_string(project.audit_retention_days) +
               "},\"readers\":[");
@@ -274,7 +281,8 @@ std::string RetentionText(const DataMapProject& project) {
   for (const auto& [event, days] : project.event_retention_days) {
     text += "; " + event + ": " + Days(days);
   }
-  return text + "; profiles kept until erased; audit log " + Days(project.audit_retention_days) +
+  return text + "; profiles " + ProfilesText(project) + "; audit log " +
+         Days(project.audit_retention_days) +
          "; consent signals: " + project.consent;
 }
 
@@ -460,6 +468,7 @@ Result<DataMapProject> Service::DataMapOf(const Access& access) {
   const ProjectSettings settings = SettingsOf(project);
   map.retention_days = settings.retention_days;
   map.event_retention_days = settings.event_retention_days;
+  map.profile_expiry_days = settings.profile_expiry_days;
   map.consent = ConsentName(settings.consent);
   map.audit_retention_days = audit_retention_days_;
   map.audit_checkpoint_sink = audit_checkpoint_sink_;

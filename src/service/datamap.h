@@ -147,6 +147,7 @@ struct DataMapProject {
   uint64_t keys_not_catalogued = 0;
   uint32_t retention_days = 0;
   std::vector<std::pair<std::string, uint32_t>> event_retention_days;
+  uint32_t profile_expiry_days = 0;  // 0: profiles kept until erased
   std::string consent;  // "ignore", "drop", "anonymous"
   uint32_t audit_retention_days = 0;
   std::vector<DataMapReader> readers;

@@ -1,5 +1,5 @@
 // ProjectSettingsTable: the per-project settings of the configuration's
-// [projects.NAME] tables (retention, consent; docs/config.md), replaced as a
+// [projects.NAME] tables (retention, profile expiry, consent; docs/config.md), replaced as a
 // whole when the server re-reads its configuration, and what retention has
 // already logged. Internal to the service module.
 //
@@ -43,10 +43,14 @@ class ProjectSettingsTable {
   // recorded as logged (ForgetDrop undoes that when logging failed).
   bool ClaimDrop(uint32_t project_id, const std::string& event_name, int64_t bound_ms);
   void ForgetDrop(uint32_t project_id, const std::string& event_name);
+  // The same for a project's profile expiry bound.
+  bool ClaimExpiry(uint32_t project_id, int64_t bound_ms);
+  void ForgetExpiry(uint32_t project_id);
 
   // For /metrics, since start.
   std::atomic<uint64_t> retention_drops{0};
   std::atomic<uint64_t> retention_failures{0};
+  std::atomic<uint64_t> profiles_expired{0};  // subjects whose profiles expired
   std::atomic<uint64_t> consent_dropped{0};
   std::atomic<uint64_t> consent_anonymous{0};
 
@@ -55,6 +59,7 @@ class ProjectSettingsTable {
   std::shared_ptr<const std::vector<ProjectSettings>> settings_ =
       std::make_shared<const std::vector<ProjectSettings>>();
   std::map<std::pair<uint32_t, std::string>, int64_t> dropped_before_ms_;
+  std::map<uint32_t, int64_t> expired_before_ms_;
 };
 
 }  // namespace minpanel::service

@@ -1,6 +1,6 @@
 // Retention (docs/privacy.md, "Retention"): each project's rules become
-// store drops (store::Engine::DropBefore, DropEventsBefore) logged at most
-// once per kRetentionStepMs per rule; the store hides the rows at once and
+// store drops (store::Engine::DropBefore, DropEventsBefore) and profile
+// expiries (ExpireProfiles) logged at most once per kRetentionStepMs per rule; the store hides the rows at once and
 // its purge drops whole segments or rewrites them in the background.
 #include <optional>
 
@@ -62,6 +62,24 @@ bool ProjectSettingsTable::ClaimDrop(uint32_t project_id, const std::string& eve
   return true;
 }
 
+bool ProjectSettingsTable::ClaimExpiry(uint32_t project_id, int64_t bound_ms) {
+  std::lock_guard lock(mutex_);
+  auto [entry, added] = expired_before_ms_.try_emplace(project_id, bound_ms);
+  if (added) {
+    return true;
+  }
+  if (entry->second >= bound_ms) {
+    return false;
+  }
+  entry->second = bound_ms;
+  return true;
+}
+
+void ProjectSettingsTable::ForgetExpiry(uint32_t project_id) {
+  std::lock_guard lock(mutex_);
+  expired_before_ms_.erase(project_id);
+}
+
 void ProjectSettingsTable::ForgetDrop(uint32_t project_id, const std::string& event_name) {
   std::lock_guard lock(mutex_);
   dropped_before_ms_.erase({project_id, event_name});
@@ -107,8 +125,33 @@ Status Service::ApplyRetention() {
                              "retention of project '" + project->name + "': " + status.message());
       }
     }
+    const Status expiry = ExpireProfiles(*project, settings.profile_expiry_days, now_ms);
+    if (!expiry.ok() && first_error.ok()) {
+      first_error = expiry;
+    }
   }
   return first_error;
+}
+
+// Profile expiry: once per kRetentionStepMs, as a drop, the store hides the
+// profiles of the subjects not seen since the bound (Engine::ExpireProfiles).
+Status Service::ExpireProfiles(const Project& project, uint32_t days, int64_t now_ms) {
+  if (days == 0) {
+    return Status::Ok();
+  }
+  const int64_t bound_ms = RetentionBoundMs(now_ms, days);
+  if (!settings_.ClaimExpiry(project.id, bound_ms)) {
+    return Status::Ok();
+  }
+  const Result<uint64_t> expired = engine_->ExpireProfiles(project.id, bound_ms);
+  if (expired.ok()) {
+    settings_.profiles_expired.fetch_add(*expired);
+    return Status::Ok();
+  }
+  settings_.ForgetExpiry(project.id);
+  settings_.retention_failures.fetch_add(1);
+  return Status(expired.status().code(), "profile expiry of project '" + project.name +
+                                             "': " + expired.status().message());
 }
 
 }  // namespace minpanel::service

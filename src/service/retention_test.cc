@@ -1,7 +1,8 @@
 // Retention through the Service with a fake clock (docs/privacy.md,
 // "Retention"): a project's rules hide the events past their age from
 // exports at once, move on as the clock does, keep other projects' events,
-// log one drop per rule and step, and hold through a restart.
+// log one drop per rule and step, and hold through a restart; profiles of
+// subjects not seen for profile_expiry_days expire.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -70,6 +71,28 @@ class RetentionTest : public ::testing::Test {
     auto outcome = service_->ImportEvents(project, views);
     ASSERT_TRUE(outcome.ok()) << outcome.status().ToString();
     ASSERT_TRUE(outcome->errors.empty());
+  }
+  // A Mixpanel /engage $set of `plan` for `distinct_id` at `time_ms`.
+  void Engage(const Project& project, const std::string& distinct_id, int64_t time_ms,
+              const std::string& plan) {
+    const std::string json = "[{\"$token\":\"" + project.token + "\",\"$distinct_id\":\"" +
+                             distinct_id + "\",\"$time\":" + std::to_string(time_ms) +
+                             ",\"$set\":{\"plan\":\"" + plan + "\"}}]";
+    IngestRequest request;
+    request.route = ingest::MixpanelRoute::kEngage;
+    request.payload = json;
+    auto outcome = service_->IngestMixpanel(request);
+    ASSERT_TRUE(outcome.ok()) << outcome.status().ToString();
+    ASSERT_EQ(outcome->stored, 1U);
+  }
+  // Whether the access request for `distinct_id` shows a profile with `plan`.
+  bool HasProfile(const Project& project, const std::string& distinct_id,
+                  const std::string& plan) {
+    SubjectSelection selection;
+    selection.distinct_ids = {distinct_id};
+    auto document = service_->AccessRequest(LocalAccess(project), selection);
+    EXPECT_TRUE(document.ok()) << document.status().ToString();
+    return document.ok() && document->find("\"" + plan + "\"") != std::string::npos;
   }
   // The events of `name` a project's export holds: the command line's
   // export without decoys (--no-watermark), so that only stored rows count.
@@ -175,6 +198,45 @@ TEST_F(RetentionTest, AnErasureIsPurgedByTheDeadline) {
   }
   EXPECT_EQ(service_->GetStoreStats().deletion_oldest_age_ms, 0U);
   EXPECT_EQ(Count(shop, "Signed up") + Count(shop, "Page view"), 4U);
+}
+
+// Profile expiry (profile_expiry_days): a profile goes once its subject
+// has had no event and no profile update for that many days; one seen by
+// an event is kept; the expiry moves on with the clock and holds through a
+// restart.
+TEST_F(RetentionTest, ProfilesNotSeenForTheirDaysExpire) {
+  const Project& shop = projects_[0];
+  Engage(shop, "idle", kNowMs - 20 * kDayMs, "idle-plan");
+  Engage(shop, "busy", kNowMs - 20 * kDayMs, "busy-plan");
+  Engage(shop, "fresh", kNowMs - 2 * kDayMs, "fresh-plan");
+  Import(shop, {"{\"event\":\"Signed up\",\"properties\":{\"distinct_id\":\"busy\",\"time\":" +
+                std::to_string(kNowMs - 3 * kDayMs) + "}}"});
+  ProjectSettings settings = service_->SettingsOf(shop);
+  settings.profile_expiry_days = 10;
+  service_->SetProjectSettings({settings});
+  ASSERT_TRUE(service_->ApplyRetention().ok());
+  EXPECT_EQ(service_->GetMetrics().profiles_expired, 1U);
+  EXPECT_FALSE(HasProfile(shop, "idle", "idle-plan"));
+  EXPECT_TRUE(HasProfile(shop, "busy", "busy-plan"));
+  EXPECT_TRUE(HasProfile(shop, "fresh", "fresh-plan"));
+  EXPECT_EQ(Count(shop, "Signed up"), 4U);  // 3 of the fixture's (30 days) and busy's
+  // Within the same hour nothing new is looked for.
+  clock_->Advance(60'000);
+  ASSERT_TRUE(service_->ApplyRetention().ok());
+  EXPECT_EQ(service_->GetMetrics().profiles_expired, 1U);
+  // Nine days on, busy (last event 12 days ago) and fresh (11) expire too.
+  clock_->Advance(9 * kDayMs);
+  ASSERT_TRUE(service_->ApplyRetention().ok());
+  EXPECT_EQ(service_->GetMetrics().profiles_expired, 3U);
+  EXPECT_FALSE(HasProfile(shop, "busy", "busy-plan"));
+  EXPECT_FALSE(HasProfile(shop, "fresh", "fresh-plan"));
+  Open();
+  EXPECT_FALSE(HasProfile(shop, "idle", "idle-plan"));
+  EXPECT_FALSE(HasProfile(shop, "busy", "busy-plan"));
+  EXPECT_FALSE(HasProfile(shop, "fresh", "fresh-plan"));
+  // A new update starts a new profile.
+  Engage(shop, "idle", kNowMs + 9 * kDayMs, "back-plan");
+  EXPECT_TRUE(HasProfile(shop, "idle", "back-plan"));
 }
 
 TEST(ErasurePurgeDelayTest, StartsAMarginBeforeTheDeadline) {

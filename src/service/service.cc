@@ -877,6 +877,7 @@ ServiceMetrics Service::GetMetrics() const {
   }
   metrics.retention_drops = settings_.retention_drops.load();
   metrics.retention_failures = settings_.retention_failures.load();
+  metrics.profiles_expired = settings_.profiles_expired.load();
   metrics.consent_dropped = settings_.consent_dropped.load();
   metrics.consent_anonymous = settings_.consent_anonymous.load();
   metrics.datamap_personal_keys = catalogue_->personal_keys.load();

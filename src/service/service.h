@@ -251,6 +251,8 @@ struct ServiceMetrics {
   // Retention (retention.cc): drops logged, and drops that failed.
   uint64_t retention_drops = 0;
   uint64_t retention_failures = 0;
+  // Profile expiry (retention.cc): subjects whose profiles expired.
+  uint64_t profiles_expired = 0;
   // Consent signals (Sec-GPC: 1, DNT: 1): events dropped, or stored
   // without a subject, by the project's `consent` setting.
   uint64_t consent_dropped = 0;
@@ -557,7 +559,8 @@ class Service {
   // rules they started with.
   void SetAnomalyRules(const AnomalyRules& rules);
   std::shared_ptr<const AnomalyRules> AnomalyRulesNow() const;
-  // Logs a store drop for every retention rule whose bound has moved on
+  // Logs a store drop for every retention rule whose bound has moved on,
+  // and a profile expiry for every project with profile_expiry_days
   // (retention.cc; docs/privacy.md, "Retention"): the rows are hidden at
   // once, and the store's purge removes them from the files in the
   // background. The server calls it every minute. Returns the first
@@ -580,6 +583,8 @@ class Service {
   Status Close();
 
  private:
+  // One project's profile expiry, when its bound has moved on (retention.cc).
+  Status ExpireProfiles(const Project& project, uint32_t days, int64_t now_ms);
   // Revoke and enable: the key `id` if the caller manages it, changed by
   // `change`, the act audited as `act`; NotFound otherwise.
   Result<AccessKey> ChangeAccessKey(

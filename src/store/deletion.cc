@@ -15,7 +15,33 @@ enum class DeletionKind : uint8_t {
   kDropBefore = 2,
   kDropNamedBefore = 3,
   kPurgeProperty = 4,
+  kProfileSubjects = 5,  // profile expiry: the subjects' profile updates only
 };
+
+using SubjectPositions = std::vector<std::pair<Id128, LogPosition>>;
+
+// Sorted by subject, then position; keeps the latest position per subject.
+void KeepLatestPerSubject(SubjectPositions* subjects) {
+  std::sort(subjects->begin(), subjects->end());
+  SubjectPositions latest;
+  latest.reserve(subjects->size());
+  for (const auto& entry : *subjects) {
+    if (!latest.empty() && latest.back().first == entry.first) {
+      latest.back().second = entry.second;
+    } else {
+      latest.push_back(entry);
+    }
+  }
+  *subjects = std::move(latest);
+}
+
+bool SubjectHidden(const SubjectPositions& subjects, const Id128& subject,
+                   const LogPosition& row_position) {
+  const auto found = std::lower_bound(
+      subjects.begin(), subjects.end(), subject,
+      [](const std::pair<Id128, LogPosition>& entry, const Id128& key) { return entry.first < key; });
+  return found != subjects.end() && found->first == subject && row_position < found->second;
+}
 
 // stored_at (8) + project (1) + kind (1) + count or time (1).
 constexpr size_t kDeletionBodyBytesMin = 11;
@@ -81,7 +107,8 @@ void EncodeDeletionBody(const Deletion& deletion, std::string* out) {
     PutVarint64(ZigZagEncode(*deletion.drop_before_ms), out);
     return;
   }
-  out->push_back(static_cast<char>(DeletionKind::kSubjects));
+  out->push_back(static_cast<char>(deletion.profiles_only ? DeletionKind::kProfileSubjects
+                                                           : DeletionKind::kSubjects));
   PutVarint64(deletion.subjects.size(), out);
   for (const Id128& subject : deletion.subjects) {
     PutId(subject, out);
@@ -99,6 +126,7 @@ Status DecodeDeletionBody(ByteReader* reader, Deletion* deletion) {
   deletion->drop_before_ms.reset();
   deletion->event_name.clear();
   deletion->property_key.clear();
+  deletion->profiles_only = false;
   if (kind == static_cast<uint8_t>(DeletionKind::kPurgeProperty)) {
     std::string_view key;
     MP_RETURN_IF_ERROR(reader->ReadString("deletion property_key", &key));
@@ -133,9 +161,11 @@ Status DecodeDeletionBody(ByteReader* reader, Deletion* deletion) {
     deletion->event_name = std::string(name);
     return Status::Ok();
   }
-  if (kind != static_cast<uint8_t>(DeletionKind::kSubjects)) {
+  if (kind != static_cast<uint8_t>(DeletionKind::kSubjects) &&
+      kind != static_cast<uint8_t>(DeletionKind::kProfileSubjects)) {
     return Status::Corruption("deletion kind " + std::to_string(kind) + " is unknown");
   }
+  deletion->profiles_only = kind == static_cast<uint8_t>(DeletionKind::kProfileSubjects);
   uint64_t count = 0;
   MP_RETURN_IF_ERROR(reader->ReadCount("deletion subject count", 16, kDeletionSubjectsMax, &count));
   deletion->subjects.resize(count);
@@ -199,23 +229,15 @@ std::shared_ptr<const DeletionState> MakeDeletionState(std::vector<Deletion> del
     } else if (deletion.drop_before_ms.has_value()) {
       project.time_bounds.emplace_back(*deletion.drop_before_ms, deletion.position);
     }
+    SubjectPositions& subjects = deletion.profiles_only ? project.profile_subjects
+                                                        : project.subjects;
     for (const Id128& subject : deletion.subjects) {
-      project.subjects.emplace_back(subject, deletion.position);
+      subjects.emplace_back(subject, deletion.position);
     }
   }
   for (auto& [project_id, project] : state->by_project) {
-    // Sorted by subject, then position; keep the latest position per subject.
-    std::sort(project.subjects.begin(), project.subjects.end());
-    std::vector<std::pair<Id128, LogPosition>> latest;
-    latest.reserve(project.subjects.size());
-    for (const auto& entry : project.subjects) {
-      if (!latest.empty() && latest.back().first == entry.first) {
-        latest.back().second = entry.second;
-      } else {
-        latest.push_back(entry);
-      }
-    }
-    project.subjects = std::move(latest);
+    KeepLatestPerSubject(&project.subjects);
+    KeepLatestPerSubject(&project.profile_subjects);
   }
   return state;
 }
@@ -232,11 +254,13 @@ bool RowHidden(const ProjectDeletions& deletions, const Id128& subject, int64_t 
       return true;
     }
   }
-  const auto found = std::lower_bound(deletions.subjects.begin(), deletions.subjects.end(), subject,
-                                      [](const std::pair<Id128, LogPosition>& entry,
-                                         const Id128& key) { return entry.first < key; });
-  return found != deletions.subjects.end() && found->first == subject &&
-         row_position < found->second;
+  return SubjectHidden(deletions.subjects, subject, row_position);
+}
+
+bool ProfileHidden(const ProjectDeletions& deletions, const Id128& subject,
+                   const LogPosition& row_position) {
+  return SubjectHidden(deletions.subjects, subject, row_position) ||
+         SubjectHidden(deletions.profile_subjects, subject, row_position);
 }
 
 namespace {
@@ -282,7 +306,7 @@ bool EmptyProfileUpdate(const ProfileUpdate& update) {
 
 bool KeepProfileUpdate(const ProjectDeletions& deletions, const LogPosition& row_position,
                        ProfileUpdate* update) {
-  if (RowHidden(deletions, update->subject, INT64_MAX, row_position)) {
+  if (ProfileHidden(deletions, update->subject, row_position)) {
     return false;
   }
   bool stripped = false;

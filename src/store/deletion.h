@@ -64,6 +64,9 @@ struct ProjectDeletions {
   std::vector<NamedTimeBound> named_time_bounds;
   // Property purges, in log order.
   std::vector<PropertyPurge> property_purges;
+  // Sorted by subject; per subject the latest position that expired its
+  // profile (Engine::ExpireProfiles): hides profile updates only.
+  std::vector<std::pair<Id128, LogPosition>> profile_subjects;
 };
 
 // Every deletion in force, immutable: a new one is built on every change
@@ -119,6 +122,11 @@ struct MaskCounts {
 // name codes and the key's column). Empty (counts zero) when none.
 Result<SegmentMask> MaskOf(const SegmentReader& segment, const ProjectDeletions& deletions,
                            const LogPosition& log_end, MaskCounts* counts);
+// Whether a profile update of `subject` stored before `row_position` is
+// hidden by `deletions`: by an erasure of its subject or an expiry of its
+// profile (time bounds drop events only).
+bool ProfileHidden(const ProjectDeletions& deletions, const Id128& subject,
+                   const LogPosition& row_position);
 
 // The rows of `segment` (whose rows were all stored before `log_end`) that
 // `deletions` hide, per block, ascending ({kAllRowsHidden} for a whole block); blocks no deletion can touch (by

@@ -157,6 +157,69 @@ LogPosition GroupRowPosition(const LogPosition& group_log_end) {
                      group_log_end.offset > 0 ? group_log_end.offset - 1 : 0};
 }
 
+// Sets seen[i] for each of `candidates` (sorted) with a row of `segment`
+// at or after `since_ms`; reads only the blocks whose zone maps allow one.
+// In a folded segment a row counts for the person it is kept under and for
+// its stored subject (ReadStoredSubjects), whose rows may lie in any block:
+// a person's other ids keep a profile longer, never shorter.
+Status MarkSubjectsSeenSince(const SegmentReader& segment, int64_t since_ms,
+                             const std::vector<Id128>& candidates, std::vector<bool>* seen) {
+  const bool folded = segment.summary().stored_subject_runs > 0;
+  BlockFilter filter;
+  filter.time_min_ms = since_ms;
+  if (!folded) {
+    filter.subject_min = candidates.front();
+    filter.subject_max = candidates.back();
+  }
+  std::vector<int64_t> times;
+  SubjectRuns runs;
+  std::vector<StoredSubjectRun> stored_runs;
+  const auto mark = [&](const Id128& subject, size_t row_begin, size_t row_end) {
+    const auto found = std::lower_bound(candidates.begin(), candidates.end(), subject);
+    if (found != candidates.end() && *found == subject &&
+        std::any_of(times.begin() + static_cast<std::ptrdiff_t>(row_begin),
+                    times.begin() + static_cast<std::ptrdiff_t>(row_end),
+                    [since_ms](int64_t time_ms) { return time_ms >= since_ms; })) {
+      (*seen)[static_cast<size_t>(found - candidates.begin())] = true;
+    }
+  };
+  for (const size_t block_idx : segment.MatchingBlocks(filter)) {
+    const SegmentBlockInfo& block = segment.block(block_idx);
+    const auto first = std::lower_bound(candidates.begin(), candidates.end(), block.subject_first);
+    if (!folded && (first == candidates.end() || block.subject_last < *first)) {
+      continue;
+    }
+    MP_RETURN_IF_ERROR(segment.ReadSubjects(block_idx, &runs));
+    MP_RETURN_IF_ERROR(segment.ReadTimes(block_idx, &times));
+    stored_runs.clear();
+    if (folded) {
+      MP_RETURN_IF_ERROR(segment.ReadStoredSubjects(block_idx, &stored_runs));
+    }
+    const auto corrupt = [&] {
+      return Status::Corruption(segment.name() + ": block " + std::to_string(block_idx) +
+                                " has subject rows past its " + std::to_string(times.size()) +
+                                " times");
+    };
+    size_t run_start = 0;
+    for (size_t run_idx = 0; run_idx < runs.subjects.size(); ++run_idx) {
+      const size_t run_end = run_start + runs.run_lengths[run_idx];
+      if (run_end > times.size()) {
+        return corrupt();
+      }
+      mark(runs.subjects[run_idx], run_start, run_end);
+      run_start = run_end;
+    }
+    for (const StoredSubjectRun& run : stored_runs) {
+      const size_t run_end = size_t{run.row_begin} + run.row_count;
+      if (run_end > times.size()) {
+        return corrupt();
+      }
+      mark(run.subject, run.row_begin, run_end);
+    }
+  }
+  return Status::Ok();
+}
+
 bool MatchesRequest(const ScanRequest& request, const Event& event) {
   if (event.time_ms < request.from_ms || event.time_ms >= request.to_ms) {
     return false;
@@ -276,6 +339,7 @@ class EmbeddedEngine final : public Engine {
   Status DropEventsBefore(uint32_t project_id, std::string event_name,
                           int64_t before_ms) override;
   Status PurgeProperty(uint32_t project_id, std::string key, std::string event_name) override;
+  Result<uint64_t> ExpireProfiles(uint32_t project_id, int64_t before_ms) override;
   Status PurgeDeleted() override;
   Stats GetStats() const override;
   Status Close() override;
@@ -1143,6 +1207,59 @@ void EmbeddedEngine::ApplyPropertyPurgeLocked(const Deletion& deletion) {
   }
 }
 
+// The subjects to expire are found from two reads: the profile updates
+// (each subject's latest update time; a subject with a group's update never
+// expires), then the events since the bound in a snapshot (only the blocks
+// whose time and subject zone maps reach a candidate), which keep their
+// subjects.
+Result<uint64_t> EmbeddedEngine::ExpireProfiles(uint32_t project_id, int64_t before_ms) {
+  std::unordered_map<Id128, int64_t, Id128Hash> last_update_ms;  // by subject
+  MP_RETURN_IF_ERROR(ScanProfiles(project_id, [&](const ProfileUpdate& update) {
+    const int64_t time_ms = update.group_key.empty() ? update.time_ms : INT64_MAX;
+    auto [entry, added] = last_update_ms.try_emplace(update.subject, time_ms);
+    if (!added) {
+      entry->second = std::max(entry->second, time_ms);
+    }
+    return true;
+  }));
+  std::vector<Id128> candidates;
+  for (const auto& [subject, time_ms] : last_update_ms) {
+    if (time_ms < before_ms) {
+      candidates.push_back(subject);
+    }
+  }
+  last_update_ms = {};
+  std::sort(candidates.begin(), candidates.end());
+  if (candidates.empty()) {
+    return uint64_t{0};
+  }
+  std::vector<bool> had_event(candidates.size(), false);
+  MP_ASSIGN_OR_RETURN(const SegmentSnapshot snapshot, Snapshot(project_id));
+  for (const std::shared_ptr<const SegmentReader>& segment : snapshot) {
+    MP_RETURN_IF_ERROR(MarkSubjectsSeenSince(*segment, before_ms, candidates, &had_event));
+  }
+  std::vector<Id128> expired;
+  for (size_t candidate_idx = 0; candidate_idx < candidates.size(); ++candidate_idx) {
+    if (!had_event[candidate_idx]) {
+      expired.push_back(candidates[candidate_idx]);
+    }
+  }
+  uint64_t expired_count = 0;
+  for (size_t first = 0; first < expired.size(); first += kDeletionSubjectsMax) {
+    const size_t last = std::min(expired.size(), first + kDeletionSubjectsMax);
+    Deletion deletion;
+    deletion.project_id = project_id;
+    deletion.subjects.assign(expired.begin() + static_cast<std::ptrdiff_t>(first),
+                             expired.begin() + static_cast<std::ptrdiff_t>(last));
+    deletion.profiles_only = true;
+    MP_RETURN_IF_ERROR(EnqueueDeletion(std::move(deletion)));
+    expired_count += last - first;
+    std::lock_guard lock(data_mutex_);
+    data_stats_.profiles_expired += last - first;
+  }
+  return expired_count;
+}
+
 void EmbeddedEngine::ApplyDeletionLocked(const Deletion& deletion) {
   if (!deletion.property_key.empty()) {
     ApplyPropertyPurgeLocked(deletion);
@@ -1150,6 +1267,9 @@ void EmbeddedEngine::ApplyDeletionLocked(const Deletion& deletion) {
     return;
   }
   const auto hides = [&deletion](const Event& event) {
+    if (deletion.profiles_only) {
+      return false;
+    }
     if (deletion.drop_before_ms.has_value()) {
       return event.time_ms < *deletion.drop_before_ms &&
              (deletion.event_name.empty() || event.name == deletion.event_name);
@@ -1174,8 +1294,8 @@ void EmbeddedEngine::ApplyDeletionLocked(const Deletion& deletion) {
       memtable_rows_ -= before - memtable.events.size();
       memtable.version = ++memtable_versions_;
     }
-    // Profile updates go with an erasure of their subject (time bounds drop
-    // events only).
+    // Profile updates go with an erasure of their subject and with an expiry
+    // of their profile (time bounds drop events only).
     if (!deletion.subjects.empty()) {
       const size_t profiles_before = memtable.profiles.size();
       std::erase_if(memtable.profiles, [&](const StoredProfileUpdate& stored) {
@@ -2800,9 +2920,10 @@ Status EmbeddedEngine::ScanProfiles(uint32_t project_id,
         ScanProfileFile(file.get(), path, file_bytes, project_id,
                         [&](const StoredProfileUpdate& stored, const LogPosition& log_end) {
                           // Time bounds drop events only: a profile update is
-                          // hidden by an erasure of its subject at or after
-                          // its group's end, and loses the keys a property
-                          // purge at or after that end names.
+                          // hidden by an erasure of its subject or an expiry
+                          // of its profile at or after its group's end, and
+                          // loses the keys a property purge at or after that
+                          // end names.
                           if (deletions != nullptr && !deletions->property_purges.empty()) {
                             ProfileUpdate update = stored.update;
                             if (!KeepProfileUpdate(*deletions, GroupRowPosition(log_end),
@@ -2813,8 +2934,8 @@ Status EmbeddedEngine::ScanProfiles(uint32_t project_id,
                             return !stopped;
                           }
                           if (deletions != nullptr &&
-                              RowHidden(*deletions, stored.update.subject, INT64_MAX,
-                                        GroupRowPosition(log_end))) {
+                              ProfileHidden(*deletions, stored.update.subject,
+                                            GroupRowPosition(log_end))) {
                             return true;
                           }
                           stopped = !visit(stored.update);
@@ -2962,8 +3083,9 @@ Status EmbeddedEngine::RewriteProfileFiles(const DeletionState& state) {
         deletions != nullptr &&
         std::any_of(deletions->property_purges.begin(), deletions->property_purges.end(),
                     [](const PropertyPurge& purge) { return purge.event_name.empty(); });
-    if (deletions == nullptr || (deletions->subjects.empty() && !purges_profiles) ||
-        file.bytes == 0) {
+    if (deletions == nullptr || file.bytes == 0 ||
+        (deletions->subjects.empty() && deletions->profile_subjects.empty() &&
+         !purges_profiles)) {
       continue;
     }
     {
@@ -3044,6 +3166,7 @@ Stats EmbeddedEngine::GetStats() const {
         static_cast<uint64_t>(std::max<int64_t>(0, options_.clock->NowMs() - oldest_ms));
   }
   stats.deletions_logged = data_stats_.deletions_logged;
+  stats.profiles_expired = data_stats_.profiles_expired;
   stats.purges = data_stats_.purges;
   stats.purge_rows_removed = data_stats_.purge_rows_removed;
   stats.purge_segments_rewritten = data_stats_.purge_segments_rewritten;

@@ -113,7 +113,9 @@ Status AppendErasureJournal(FileSystem& file_system, const std::string& journal_
                             const std::vector<Deletion>& deletions) {
   std::string records;
   for (const Deletion& deletion : deletions) {
-    if (deletion.subjects.empty()) {
+    // A profile expiry is not an erasure: a restore must not erase the
+    // subjects' events (their profiles expire again at the next run).
+    if (deletion.subjects.empty() || deletion.profiles_only) {
       continue;
     }
     std::string payload;
@@ -187,7 +189,9 @@ Result<std::vector<Deletion>> ReadErasures(FileSystem& file_system, const std::s
       }
     }
   }
-  std::erase_if(all, [](const Deletion& deletion) { return deletion.subjects.empty(); });
+  std::erase_if(all, [](const Deletion& deletion) {
+    return deletion.subjects.empty() || deletion.profiles_only;
+  });
   std::sort(all.begin(), all.end(),
             [](const Deletion& a, const Deletion& b) { return a.position < b.position; });
   all.erase(std::unique(all.begin(), all.end(),

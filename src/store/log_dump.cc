@@ -69,8 +69,9 @@ Status PrintDeletion(std::string_view payload, std::ostream& out) {
     return Status::Ok();
   }
   out << " subjects=" << deletion.subjects.size() << "\n";
+  const char* act = deletion.profiles_only ? "  expire profile subject=" : "  erase subject=";
   for (const Id128& subject : deletion.subjects) {
-    out << "  erase subject=" << subject.ToHex() << "\n";
+    out << act << subject.ToHex() << "\n";
   }
   return Status::Ok();
 }

@@ -36,7 +36,8 @@ struct LogPosition {
 };
 
 // One call of Engine::EraseSubjects, DropBefore, DropEventsBefore or
-// PurgeProperty (src/store/deletion.h).
+// PurgeProperty, or one record of Engine::ExpireProfiles
+// (src/store/deletion.h).
 struct Deletion {
   uint32_t project_id = 0;
   LogPosition position;  // of its log record: it applies to rows stored before
@@ -52,6 +53,9 @@ struct Deletion {
   // `event_name` only when that is set, else on every event and every
   // profile update. No row is hidden; subjects empty, drop_before_ms unset.
   std::string property_key = {};
+  // With subjects: only their profile updates are hidden, never their
+  // events (profile expiry, Engine::ExpireProfiles); false: an erasure.
+  bool profiles_only = {};
   friend bool operator==(const Deletion&, const Deletion&) = default;
 };
 

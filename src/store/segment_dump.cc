@@ -300,8 +300,9 @@ Status DumpManifestFile(FileSystem& file_system, const std::string& path, std::o
       continue;
     }
     out << " subjects " << deletion.subjects.size() << "\n";
+    const char* act = deletion.profiles_only ? "    expire profile subject " : "    erase subject ";
     for (const Id128& subject : deletion.subjects) {
-      out << "    erase subject " << subject.ToHex() << "\n";
+      out << act << subject.ToHex() << "\n";
     }
   }
   return Status::Ok();

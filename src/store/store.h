@@ -172,6 +172,7 @@ struct Stats {
   // when none), what purge_delay_ms is measured against.
   uint64_t deletion_oldest_age_ms = 0;
   uint64_t deletions_logged = 0;    // since open
+  uint64_t profiles_expired = 0;    // since open: subjects ExpireProfiles hid
   uint64_t purges = 0;              // since open: passes that rewrote or retired something
   uint64_t purge_rows_removed = 0;  // since open: rows a purge or compaction left out of segments
   uint64_t purge_segments_rewritten = 0;
@@ -274,6 +275,20 @@ class Engine {
     (void)key;
     (void)event_name;
     return Status::Unavailable("this engine cannot purge properties");
+  }
+  // Profile expiry: hides the profile of every subject of the project that
+  // has user profile updates (no group's) and was not seen since
+  // `before_ms` — no profile update and no event with a time at or after
+  // it. Logged as deletion records of the subjects' profile updates only
+  // (their events are kept), each of up to kDeletionSubjectsMax subjects,
+  // durable as EraseSubjects' are; profile updates stored later start a new
+  // profile; the purge removes the hidden updates from the profile file.
+  // Returns the subjects expired. A subject seen while the call runs (after
+  // its scan of the events) may still expire. Errors as EraseSubjects.
+  virtual Result<uint64_t> ExpireProfiles(uint32_t project_id, int64_t before_ms) {
+    (void)project_id;
+    (void)before_ms;
+    return Status::Unavailable("this engine cannot expire profiles");
   }
   // The physical stage, now: flushes the memtable, rewrites every segment
   // holding hidden rows without them (crash-safely), lets the log files that
