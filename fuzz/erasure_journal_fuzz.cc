@@ -2,12 +2,14 @@
 // which restore reads from a key folder that a crash or a bad disk may have
 // left damaged: the input is the journal file's bytes. Invariants: reading
 // fails only with Corruption (a newer version) and never crashes; every
-// erasure read names at least one subject, in ascending order; and an
+// erasure read names at least one subject, in ascending order, or is a
+// property purge (a key, no subject); and an
 // append after any image (which first cuts a damaged tail) leaves a journal
 // that reads back every erasure read before plus the appended one, last.
 //
-// The seed in fuzz/corpus/erasure_journal_fuzz is a journal of two
-// erasures written by AppendErasureJournal.
+// The seeds in fuzz/corpus/erasure_journal_fuzz are journals written by
+// AppendErasureJournal: two erasures, and an erasure and two property
+// purges.
 #include <unistd.h>
 
 #include <cstddef>
@@ -35,7 +37,9 @@ const std::string& Folder() {
 
 void CheckErasures(const std::vector<store::Deletion>& erasures) {
   for (const store::Deletion& erasure : erasures) {
-    Check(!erasure.subjects.empty(), "an erasure without subjects");
+    Check(erasure.property_key.empty() != erasure.subjects.empty(),
+          "an erasure without subjects, or a property purge with subjects");
+    Check(!erasure.profiles_only, "a profile expiry journalled");
     for (size_t subject_idx = 1; subject_idx < erasure.subjects.size(); ++subject_idx) {
       Check(erasure.subjects[subject_idx - 1] < erasure.subjects[subject_idx],
             "subjects not ascending");

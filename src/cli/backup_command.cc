@@ -146,7 +146,8 @@ int Restore(const ConfigSources& sources, service::RestoreOptions options) {
   }
   std::cout << "restored into " << config->data_folder << ": " << Describe(*summary)
             << "; erasures made since the backup re-applied: " << summary->erasures_reapplied
-            << " (" << summary->subjects_reerased << " subjects)\n";
+            << " (" << summary->subjects_reerased << " subjects)"
+            << "; property purges re-applied: " << summary->property_purges_reapplied << "\n";
   if (!summary->audit_previous_key.empty()) {
     std::cout << "the audit log's checkpoints go on under this key folder's signing key, in a new "
                  "key epoch; the earlier ones were signed by "

@@ -139,7 +139,8 @@ Result<BackupSummary> ReadInfo(FileSystem& file_system, const std::string& from)
 }
 
 // Erases again, in the restored store, the subjects of every erasure made
-// after the backup, and purges them from its files.
+// after the backup and the property of every property purge, in log order,
+// and purges them from its files.
 Status Reerase(const Config& config, const std::vector<store::Erasure>& erasures,
                BackupSummary* summary) {
   if (erasures.empty()) {
@@ -154,6 +155,12 @@ Status Reerase(const Config& config, const std::vector<store::Erasure>& erasures
   options.erasure_journal_folder = ErasureJournalFolder(config);
   MP_ASSIGN_OR_RETURN(std::unique_ptr<store::Engine> engine, store::OpenEmbeddedEngine(options));
   for (const store::Erasure& erasure : erasures) {
+    if (!erasure.property_key.empty()) {
+      MP_RETURN_IF_ERROR(
+          engine->PurgeProperty(erasure.project_id, erasure.property_key, erasure.event_name));
+      ++summary->property_purges_reapplied;
+      continue;
+    }
     MP_RETURN_IF_ERROR(engine->EraseSubjects(erasure.project_id, erasure.subjects));
     ++summary->erasures_reapplied;
     summary->subjects_reerased += erasure.subjects.size();

@@ -46,6 +46,7 @@ struct BackupSummary {
   std::string audit_previous_key;
   uint64_t erasures_reapplied = 0;  // restore: erasure calls made again
   uint64_t subjects_reerased = 0;
+  uint64_t property_purges_reapplied = 0;  // restore: property purges made again
 };
 
 // Where a restore finds the erasures made after the backup.

@@ -109,13 +109,19 @@ uint64_t LogFileNumber(const std::string& name) {
   return std::stoull(digits);
 }
 
+// A profile expiry is not an erasure: a restore must not erase the
+// subjects' events (their profiles expire again at the next pass). A
+// property purge is kept: a restore must not bring back its values.
+bool Journalled(const Deletion& deletion) {
+  return !deletion.property_key.empty() ||
+         (!deletion.subjects.empty() && !deletion.profiles_only);
+}
+
 Status AppendErasureJournal(FileSystem& file_system, const std::string& journal_folder,
                             const std::vector<Deletion>& deletions) {
   std::string records;
   for (const Deletion& deletion : deletions) {
-    // A profile expiry is not an erasure: a restore must not erase the
-    // subjects' events (their profiles expire again at the next run).
-    if (deletion.subjects.empty() || deletion.profiles_only) {
+    if (!Journalled(deletion)) {
       continue;
     }
     std::string payload;
@@ -189,9 +195,7 @@ Result<std::vector<Deletion>> ReadErasures(FileSystem& file_system, const std::s
       }
     }
   }
-  std::erase_if(all, [](const Deletion& deletion) {
-    return deletion.subjects.empty() || deletion.profiles_only;
-  });
+  std::erase_if(all, [](const Deletion& deletion) { return !Journalled(deletion); });
   std::sort(all.begin(), all.end(),
             [](const Deletion& a, const Deletion& b) { return a.position < b.position; });
   all.erase(std::unique(all.begin(), all.end(),

@@ -1,8 +1,9 @@
-// The erasure journal of the embedded engine: every erasure of subjects the
-// store retires (a purge dropped it from the manifest once no file held its
-// rows) is first appended here, durably, with its log position, so that
-// the erasures made after a backup can be re-applied to a restore of it
-// (docs/privacy.md, "Backup and restore"). Until it retires, a deletion is
+// The erasure journal of the embedded engine: every erasure of subjects and
+// every property purge the store retires (a purge dropped it from the
+// manifest once no file held its rows or values) is first appended here,
+// durably, with its log position, so that the erasures and property purges
+// made after a backup can be re-applied to a restore of it (docs/privacy.md,
+// "Backup and restore"). Until it retires, a deletion is
 // in the manifest or the log, which ReadErasures reads too. Internal to the
 // store module; the public reader is store::ErasuresSince (online_copy.h).
 //
@@ -28,13 +29,18 @@ inline constexpr char kErasureJournalName[] = "ERASURES";
 // The number of a log file from its name (NNNNNN.log); 0 when it is not one.
 uint64_t LogFileNumber(const std::string& name);
 
-// Appends the erasures of subjects among `deletions` (time drops are left
-// out: retention applies them again) to the journal in `journal_folder`
-// (created 0700 if missing), synced before it returns.
+// Whether a deletion is journalled (and restored): an erasure of subjects
+// or a property purge. Time drops and profile expiries are not: the
+// retention rules apply them again.
+bool Journalled(const Deletion& deletion);
+
+// Appends the journalled deletions among `deletions` to the journal in
+// `journal_folder` (created 0700 if missing), synced before it returns.
 Status AppendErasureJournal(FileSystem& file_system, const std::string& journal_folder,
                             const std::vector<Deletion>& deletions);
 
-// Every erasure of subjects the store in `store_folder` holds: retired (the
+// Every journalled deletion (erasure of subjects or property purge) the
+// store in `store_folder` holds: retired (the
 // journal in `journal_folder`; empty: none), in force (the manifest) and
 // logged since its last flush (the log), each once, in log order. Reads
 // only; a server may be writing.

@@ -279,7 +279,8 @@ Result<std::vector<Erasure>> ErasuresSince(const std::string& store_folder,
       continue;
     }
     erasures.push_back({deletion.project_id, deletion.position.file_number,
-                        deletion.position.offset, deletion.stored_at_ms, deletion.subjects});
+                        deletion.position.offset, deletion.stored_at_ms, deletion.subjects,
+                        deletion.property_key, deletion.event_name});
   }
   return erasures;
 }

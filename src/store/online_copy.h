@@ -43,17 +43,21 @@ inline constexpr uint32_t kOnlineCopyAttemptsMax = 50;
 // system (hard links).
 Result<StoreCopy> CopyStoreOnline(const std::string& store_folder, const std::string& destination);
 
-// One erasure of subjects (Engine::EraseSubjects) as a store recorded it.
+// One erasure of subjects (Engine::EraseSubjects) or purge of a property
+// (Engine::PurgeProperty) as a store recorded it.
 struct Erasure {
   uint32_t project_id = 0;
   uint64_t log_file = 0;  // its log position
   uint64_t log_offset = 0;
   int64_t stored_at_ms = 0;
-  std::vector<Id128> subjects;  // pseudonyms, sorted
+  std::vector<Id128> subjects;  // pseudonyms, sorted; empty for a property purge
+  std::string property_key;     // set for a property purge
+  std::string event_name;       // a property purge's event name; empty: every event
 };
 
-// The erasures of subjects the store in `store_folder` (a live one, or a
-// later copy of the same store) recorded at or after the log position
+// The erasures of subjects and the property purges the store in
+// `store_folder` (a live one, or a later copy of the same store) recorded
+// at or after the log position
 // (log_file, log_offset) — a backup's StoreCopy end — in log order: those
 // it retired (the erasure journal in `journal_folder`, its
 // Options::erasure_journal_folder; empty: none), those in force (the

@@ -4,7 +4,8 @@
 // nothing that was never acknowledged; a deletion in force is kept; a
 // non-empty destination is refused; and the erasures a store recorded
 // (ErasuresSince) are found whether retired into its journal, in force in
-// its manifest or only in its log, and only those after a copy's point.
+// its manifest or only in its log, and only those after a copy's point —
+// property purges as erasures are, profile expiries not at all.
 #include "store/online_copy.h"
 
 #include <atomic>
@@ -189,6 +190,63 @@ TEST_F(OnlineCopyTest, ErasuresAreFoundRetiredInForceAndSinceAPoint) {
   ASSERT_TRUE(purged.ok()) << purged.status().ToString();
   ASSERT_EQ(purged->size(), 1u);
   EXPECT_EQ((*purged)[0].subjects.size(), 2u);
+}
+
+TEST_F(OnlineCopyTest, PropertyPurgesAreFoundAsErasuresAreAndExpiriesAreNot) {
+  ASSERT_TRUE(Open().ok());
+  std::vector<Event> events;
+  for (uint64_t id = 0; id < 100; ++id) {
+    Event event = MakeEvent("view", kTestNowMs + static_cast<int64_t>(id), id % 5, id);
+    event.properties.push_back({"note", Value::String("n" + std::to_string(id))});
+    events.push_back(std::move(event));
+  }
+  AppendBatch batch = MakeBatch(kProject, events);
+  ProfileUpdate update;  // a profile not seen since long before the events
+  update.subject = Id128{0, 99};
+  update.time_ms = kTestNowMs - 1000;
+  update.key_version = 1;
+  update.properties = {{"plan", Value::String("old")}};
+  batch.profile_updates.push_back(update);
+  ASSERT_TRUE(engine_->Append(std::move(batch)).ok());
+  auto copied = CopyStoreOnline(folder_, copy_folder_);  // the point of a backup
+  ASSERT_TRUE(copied.ok()) << copied.status().ToString();
+  ASSERT_TRUE(engine_->PurgeProperty(kProject, "note", "").ok());
+  ASSERT_TRUE(engine_->PurgeDeleted().ok());  // retired: only the journal has it now
+  ASSERT_EQ(engine_->GetStats().deletions_active, 0u);
+  ASSERT_TRUE(engine_->PurgeProperty(kProject, "seats", "view").ok());  // in force
+  // Not journalled: retention expires the profiles again after a restore.
+  auto expired = engine_->ExpireProfiles(kProject, kTestNowMs);
+  ASSERT_TRUE(expired.ok()) << expired.status().ToString();
+  ASSERT_EQ(*expired, 1u);
+  auto since =
+      ErasuresSince(folder_, journal_folder_, copied->end_log_file, copied->end_log_offset);
+  ASSERT_TRUE(since.ok()) << since.status().ToString();
+  ASSERT_EQ(since->size(), 2u);
+  EXPECT_EQ((*since)[0].property_key, "note");
+  EXPECT_EQ((*since)[0].event_name, "");
+  EXPECT_TRUE((*since)[0].subjects.empty());
+  EXPECT_EQ((*since)[1].property_key, "seats");
+  EXPECT_EQ((*since)[1].event_name, "view");
+  EXPECT_EQ((*since)[1].project_id, kProject);
+  // A restore of the copy applies them again: the values do not come back.
+  std::unique_ptr<Engine> copy = OpenCopy();
+  ASSERT_NE(copy, nullptr);
+  for (const Erasure& purge : *since) {
+    ASSERT_TRUE(copy->PurgeProperty(purge.project_id, purge.property_key, purge.event_name).ok());
+  }
+  ScanRequest request;
+  request.project_id = kProject;
+  uint64_t rows = 0;
+  ASSERT_TRUE(copy->Scan(request, [&](const Event& event) {
+                    ++rows;
+                    for (const Property& property : event.properties) {
+                      EXPECT_NE(property.key, "note");
+                      EXPECT_NE(property.key, "seats");
+                    }
+                    return true;
+                  }).ok());
+  EXPECT_EQ(rows, 100u);
+  EXPECT_TRUE(copy->Close().ok());
 }
 
 TEST_F(OnlineCopyTest, AJournalLeftEmptyByACrashIsStartedAnew) {

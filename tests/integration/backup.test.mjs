@@ -4,9 +4,11 @@
 // before the backup began, the events stored during it are there or not
 // but never half, the keys travel apart from the data (the data backup
 // holds no key), people erased after the backup (purged, or still only
-// hidden) stay erased in the restore, a restore without the keys goes on
-// in a new audit key epoch, a tar stream restores the same, and
-// a restore into a folder that is not empty is refused by name.
+// hidden) stay erased in the restore, and so do properties purged after
+// it (docs/privacy.md, "Purging a property"; purged at once and so retired
+// into the erasure journal, or still only hidden), a restore without the
+// keys goes on in a new audit key epoch, a tar stream restores the same,
+// and a restore into a folder that is not empty is refused by name.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -29,6 +31,9 @@ function events(name, count, offset) {
       time: now - 3600 + ((offset + idx) % 3000),
       $insert_id: `${name}-${offset + idx}`,
       plan: PLANS[(offset + idx) % PLANS.length],
+      // Generated markers of two keys purged after the backup.
+      coupon_code: `cp${offset + idx}`,
+      promo_ref: `pr${offset + idx}`,
     },
   }));
 }
@@ -104,6 +109,19 @@ describe('backup and restore', () => {
         path: '/api/erase',
         headers: { ...live.authHeader(), 'Content-Type': 'application/json' },
         body: JSON.stringify(purge ? { distinct_ids: [person], purge } : { distinct_ids: [person] }),
+      });
+      assert.equal(res.status, 200, res.text);
+    }
+    // Property purges after the backup: coupon_code purged at once (retired
+    // into the erasure journal), promo_ref on the Before events only, still
+    // only hidden.
+    for (const body of [{ key: 'coupon_code', purge: 'now' }, { key: 'promo_ref', event: 'Before' }]) {
+      const res = await live.request({
+        method: 'POST',
+        path: '/api/properties/purge',
+        headers: { ...live.authHeader(), 'Content-Type': 'application/json' },
+        body: JSON.stringify(body),
+        timeoutMs: 120000,
       });
       assert.equal(res.status, 200, res.text);
     }
@@ -199,6 +217,23 @@ describe('backup and restore', () => {
       runCli(['audit', 'prune', '--older-than-days', '1', '--data', path.join(root, 'data'), '--keys', path.join(live.root, 'other-keys')]),
       (error) => error.message.includes(`signed by the key ${newKey}, not by the key folder's audit signing key`),
     );
+  });
+
+  it('never brings back a property purged after the backup', async () => {
+    const liveRows = await live.exportEvents({ event: ['Before'] });
+    const restoredRows = await restored.exportEvents({ event: ['Before'] });
+    assert.ok(restoredRows.length > 1000, `${restoredRows.length} rows`);
+    assert.equal(restoredRows.length, liveRows.length);
+    for (const row of restoredRows) {
+      assert.equal(row.properties.coupon_code, undefined, JSON.stringify(row));
+      assert.equal(row.properties.promo_ref, undefined, JSON.stringify(row));
+      assert.ok(PLANS.includes(row.properties.plan), JSON.stringify(row));
+    }
+    // The named purge left the During events' promo_ref (the whole-key one
+    // took coupon_code from them too); the backup may hold none of them.
+    const during = await restored.exportEvents({ event: ['During'] });
+    assert.ok(during.every((row) => row.properties.coupon_code === undefined && /^pr\d+$/.test(row.properties.promo_ref)),
+      JSON.stringify(during[0]));
   });
 
   it('restores a tar stream the same, and refuses a folder that is not empty', async () => {
