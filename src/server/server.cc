@@ -878,6 +878,7 @@ void Server::Impl::Reload() {
   service_->SetProjectSettings((*settings)->config.project_settings);
   service_->SetAnomalyRules((*settings)->config.anomaly);
   alerts_->SetWebhook((*settings)->config.anomaly.webhook);
+  service_->SetErasurePurgeDeadline((*settings)->config.erasure_purge_deadline_hours);
   const auto notes = service_->Reload();
   if (!notes.ok()) {
     spdlog::error("reload of projects and policies failed: {}", notes.status().ToString());

@@ -89,6 +89,10 @@ void Service::SetProjectSettings(std::vector<ProjectSettings> settings) {
   settings_.Set(std::move(settings));
 }
 
+void Service::SetErasurePurgeDeadline(uint32_t deadline_hours) {
+  engine_->SetPurgeDelay(ErasurePurgeDelayMs(deadline_hours));
+}
+
 ProjectSettings Service::SettingsOf(const Project& project) const {
   return settings_.For(project.name);
 }

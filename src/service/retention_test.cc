@@ -200,6 +200,30 @@ TEST_F(RetentionTest, AnErasureIsPurgedByTheDeadline) {
   EXPECT_EQ(Count(shop, "Signed up") + Count(shop, "Page view"), 4U);
 }
 
+// A reload's erasure_purge_deadline_hours (SetErasurePurgeDeadline, called
+// on SIGHUP) applies to the deletions already in force: shortened to 0, an
+// erasure waiting for the 24-hour deadline is purged at once, the clock
+// standing still; set back, the next one waits again.
+TEST_F(RetentionTest, AReloadedPurgeDeadlineAppliesToErasuresInForce) {
+  const Project& shop = projects_[0];
+  SubjectSelection selection;
+  selection.distinct_ids = {"user-4"};
+  ASSERT_TRUE(service_->Erase(LocalAccess(shop), selection).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // the store looks every second
+  EXPECT_EQ(service_->GetStoreStats().deletions_active, 1U);
+  service_->SetErasurePurgeDeadline(0);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (service_->GetStoreStats().deletions_active != 0) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "not purged after the reload";
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  service_->SetErasurePurgeDeadline(24);
+  selection.distinct_ids = {"user-5"};
+  ASSERT_TRUE(service_->Erase(LocalAccess(shop), selection).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  EXPECT_EQ(service_->GetStoreStats().deletions_active, 1U);
+}
+
 // Profile expiry (profile_expiry_days): a profile goes once its subject
 // has had no event and no profile update for that many days; one seen by
 // an event is kept; the expiry moves on with the clock and holds through a

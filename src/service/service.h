@@ -553,6 +553,10 @@ class Service {
   // The configuration's [projects.NAME] settings (retention, consent),
   // replaced as a whole (Open sets them; the server again on SIGHUP).
   void SetProjectSettings(std::vector<ProjectSettings> settings);
+  // The configuration's erasure_purge_deadline_hours (Open sets it; the
+  // server again on SIGHUP): the store's background purge starts an hour
+  // before it (ErasurePurgeDelayMs), for deletions already in force too.
+  void SetErasurePurgeDeadline(uint32_t deadline_hours);
   ProjectSettings SettingsOf(const Project& project) const;
   // The configuration's [anomaly] rules, replaced as a whole (Open sets
   // them; the server again on SIGHUP); exports already running keep the

@@ -321,7 +321,8 @@ class EmbeddedEngine final : public Engine {
         segments_folder_(options.folder + "/segments"),
         profiles_folder_(options.folder + "/profiles"),
         manifest_path_(options.folder + "/MANIFEST"),
-        dedup_(options.dedup_entries_max, options.dedup_window_ms) {}
+        dedup_(options.dedup_entries_max, options.dedup_window_ms),
+        purge_delay_ms_(options.purge_delay_ms) {}
 
   ~EmbeddedEngine() override { (void)Close(); }
 
@@ -341,6 +342,7 @@ class EmbeddedEngine final : public Engine {
   Status PurgeProperty(uint32_t project_id, std::string key, std::string event_name) override;
   Result<uint64_t> ExpireProfiles(uint32_t project_id, int64_t before_ms) override;
   Status PurgeDeleted() override;
+  void SetPurgeDelay(int64_t purge_delay_ms) override;
   Stats GetStats() const override;
   Status Close() override;
 
@@ -590,6 +592,7 @@ class EmbeddedEngine final : public Engine {
   std::shared_ptr<const DeletionState> deletions_ = MakeDeletionState({}, 0);
   uint64_t deletion_generation_ = 0;
   bool purge_dirty_ = false;              // a purge pass may find work
+  int64_t purge_delay_ms_;                // Options::purge_delay_ms, or SetPurgeDelay's
   uint64_t purge_tickets_requested_ = 0;  // by PurgeDeleted
   uint64_t purge_tickets_done_ = 0;
   Status purge_status_;
@@ -2010,7 +2013,7 @@ void EmbeddedEngine::FlushLoop() {
     // A deletion waiting for purge_delay_ms is looked at every
     // kPurgeCheckPause (the clock moves without a notification).
     while (!wake()) {
-      if (purge_dirty_ && !deletions_->deletions.empty() && options_.purge_delay_ms > 0) {
+      if (purge_dirty_ && !deletions_->deletions.empty() && purge_delay_ms_ > 0) {
         flush_cv_.wait_for(lock, kPurgeCheckPause);
       } else {
         flush_cv_.wait(lock);
@@ -2114,7 +2117,7 @@ bool EmbeddedEngine::PurgeDueLocked() const {
   for (const Deletion& deletion : deletions_->deletions) {
     oldest_ms = std::min(oldest_ms, deletion.stored_at_ms);
   }
-  return options_.clock->NowMs() - oldest_ms >= options_.purge_delay_ms;
+  return options_.clock->NowMs() - oldest_ms >= purge_delay_ms_;
 }
 
 bool EmbeddedEngine::PurgeNeedsRollLocked() const {
@@ -2435,6 +2438,12 @@ Status EmbeddedEngine::MergeSegments(const std::vector<size_t>& inputs, Manifest
   output->flushed_at_ms = flushed_at_ms;
   *reader = std::move(opened);
   return Status::Ok();
+}
+
+void EmbeddedEngine::SetPurgeDelay(int64_t purge_delay_ms) {
+  std::lock_guard lock(data_mutex_);
+  purge_delay_ms_ = purge_delay_ms;
+  flush_cv_.notify_all();  // the flush thread looks at the new delay now
 }
 
 Status EmbeddedEngine::PurgeDeleted() {

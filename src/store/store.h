@@ -95,7 +95,8 @@ struct Options {
   // (if a deletion's record is in the current log file), so that the log
   // files holding the hidden rows are trimmed and the deletions retired.
   // 0: in the background right after the deletion. The service sets it from
-  // erasure_purge_deadline_hours (docs/privacy.md, "Erasure and access").
+  // erasure_purge_deadline_hours (docs/privacy.md, "Erasure and access"),
+  // and again on a reload (Engine::SetPurgeDelay).
   int64_t purge_delay_ms = 0;
   // Where a purge journals the erasures of subjects it retires, for
   // restores of older backups (erasure_journal.h; docs/privacy.md, "Backup
@@ -295,6 +296,11 @@ class Engine {
   // held them be trimmed, and retires the deletions that no file needs any
   // more. Returns once done; an error leaves the deletions in force.
   virtual Status PurgeDeleted() { return Status::Ok(); }
+  // Replaces Options::purge_delay_ms from now on (a configuration reload):
+  // a deletion in force that is already older than the new delay is purged
+  // in the background at once. Thread-safe. Engines without a physical
+  // stage ignore it.
+  virtual void SetPurgeDelay(int64_t purge_delay_ms) { (void)purge_delay_ms; }
 
   // The bytes a project takes on disk: its segment files and its records
   // in the write-ahead log files not yet trimmed (every event still in the

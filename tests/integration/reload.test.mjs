@@ -1,6 +1,7 @@
 // SIGHUP re-reads the configuration file and the projects without a
 // restart: limits, new projects, rotated secrets, the [anomaly] rules and
-// their webhook. A configuration that fails
+// their webhook, the erasure purge deadline (for erasures already waiting
+// too). A configuration that fails
 // its checks is refused, at start-up with a message naming the key, and on
 // reload by keeping the running one.
 import { after, before, describe, it } from 'node:test';
@@ -146,6 +147,46 @@ describe('SIGHUP reload', () => {
     assert.match(server.stderr, /reload refused.*limits\.body_bytes_max/);
     assert.ok(server.alive);
     assert.equal((await track(server, server.project.token, 8000)).status, 200, 'the running limits stay');
+  });
+});
+
+describe('SIGHUP reload of the erasure purge deadline', () => {
+  let server;
+  before(async () => {
+    server = await startServer({ projectName: 'reload-purge', configText: 'erasure_purge_deadline_hours = 24\n' });
+  });
+  after(async () => {
+    if (server) {
+      await server.cleanup();
+    }
+  });
+
+  async function deletionsActive() {
+    const res = await server.request({ path: '/metrics', headers: server.authHeader() });
+    assert.equal(res.status, 200, res.text);
+    const line = res.text.split('\n').find((text) => text.startsWith('minpanel_store_deletions_active '));
+    assert.ok(line, 'minpanel_store_deletions_active in /metrics');
+    return Number(line.split(' ')[1]);
+  }
+
+  it('purges an erasure waiting for the old deadline once a reload shortens it', async () => {
+    assert.equal((await track(server, server.project.token)).status, 200);
+    const res = await server.request({
+      method: 'POST',
+      path: '/api/erase',
+      headers: { ...server.authHeader(), 'Content-Type': 'application/json' },
+      body: JSON.stringify({ distinct_ids: ['user-reload'] }),
+    });
+    assert.equal(res.status, 200, res.text);
+    await sleep(1500);  // the store looks at a waiting deletion every second
+    assert.equal(await deletionsActive(), 1, 'the 24-hour deadline is not in force');
+    await fsp.writeFile(server.configFile, 'erasure_purge_deadline_hours = 0\n');
+    process.kill(server.pid, 'SIGHUP');
+    // A purge pass rewrites files: give a loaded machine time.
+    for (let attempt = 0; attempt < 600 && (await deletionsActive()) !== 0; attempt += 1) {
+      await sleep(50);
+    }
+    assert.equal(await deletionsActive(), 0, 'the erasure still waits for the 24-hour deadline');
   });
 });
 
