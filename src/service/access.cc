@@ -532,6 +532,10 @@ Status Service::Audit(const Access& access, audit::AuditEntry entry) {
   return audit_->Append(Stamped(access, std::move(entry))).status();
 }
 
+Result<uint64_t> Service::AuditRecord(const Access& access, audit::AuditEntry entry) {
+  return audit_->Append(Stamped(access, std::move(entry)));
+}
+
 namespace {
 
 // The k of a query (docs/queries.md, "Small groups"): the larger of the

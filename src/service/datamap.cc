@@ -80,6 +80,48 @@ std::string StoredAs(const SeenItem& item) {
   return "as sent";
 }
 
+// The latest purge of the project that took the item's values: one of
+// its key on every event and profile, or, for an event property, on the
+// events of one name. Null when none.
+const SeenItem* LatestPurgeOf(const DataMapProject& project, const SeenItem& item) {
+  if (item.kind != "event" && item.kind != "profile") {
+    return nullptr;
+  }
+  const SeenItem* latest = nullptr;
+  for (const SeenItem& purge : project.purges) {
+    const bool applies = purge.name == item.name && (purge.library.empty() || item.kind == "event");
+    if (applies && (latest == nullptr || purge.last_seen_ms > latest->last_seen_ms)) {
+      latest = &purge;
+    }
+  }
+  return latest;
+}
+
+std::string PurgeWhen(const SeenItem& purge) {
+  return "at " + std::to_string(purge.last_seen_ms) + " ms by " +
+         (purge.why.empty() ? std::string("?") : purge.why) + " (audit record " +
+         std::to_string(purge.audit_seq) + ")";
+}
+
+// What is stored of the item, its purges considered: a key purged from
+// every event (and profile) and not seen since is not stored any more.
+std::string StoredIn(const DataMapProject& project, const SeenItem& item) {
+  const SeenItem* purge = LatestPurgeOf(project, item);
+  if (purge == nullptr) {
+    return StoredAs(item);
+  }
+  if (!purge->library.empty()) {
+    return StoredAs(item) + "; its values on the events named " + purge->library +
+           " were purged from history " + PurgeWhen(*purge);
+  }
+  if (item.last_seen_ms <= purge->last_seen_ms) {
+    return "not stored: every value was purged from history " + PurgeWhen(*purge);
+  }
+  return "purged from history " + PurgeWhen(*purge) + "; values sent since: " + StoredAs(item);
+}
+
+void AppendPurged(const DataMapProject& project, const SeenItem& item, std::string* out);
+
 bool HasScope(const DataMapReader& reader, std::string_view scope);
 
 // Whether `reader` may read what the item becomes: a key limited to some
@@ -165,6 +207,23 @@ void AppendSeen(const SeenItem& item, std::string* out) {
               std::to_string(item.last_seen_ms) + ",\"volume\":" + std::to_string(item.volume));
 }
 
+void AppendPurged(const DataMapProject& project, const SeenItem& item, std::string* out) {
+  const SeenItem* purge = LatestPurgeOf(project, item);
+  if (purge == nullptr) {
+    out->append(",\"purged\":null");
+    return;
+  }
+  out->append(",\"purged\":{\"at_ms\":" + std::to_string(purge->last_seen_ms) + ",\"by\":");
+  query::AppendJsonString(purge->why, out);
+  out->append(",\"audit_seq\":" + std::to_string(purge->audit_seq) + ",\"event\":");
+  if (purge->library.empty()) {
+    out->append("null");
+  } else {
+    query::AppendJsonString(purge->library, out);
+  }
+  out->append(",\"purges\":" + std::to_string(purge->volume) + "}");
+}
+
 std::vector<std::string> ReaderIdsOf(const DataMapProject& project, const SeenItem& item) {
   std::vector<std::string> ids;
   for (const DataMapReader& reader : project.readers) {
@@ -217,7 +276,8 @@ void AppendProjectJson(const DataMapProject& project, std::string* out) {
     AppendStringArray(signals, out);
     AppendField("action", item.action, out);
     AppendField("why", item.why, out);
-    AppendField("stored_as", StoredAs(item), out);
+    AppendField("stored_as", StoredIn(project, item), out);
+    AppendPurged(project, item, out);
     AppendSeen(item, out);
     out->append(",\"readable_by\":");
     AppendStringArray(ReaderIdsOf(project, item), out);
@@ -309,7 +369,8 @@ std::vector<Table> TablesOf(const DataMapProject& project) {
     }
     properties.rows.push_back(
         {item.kind, item.name, std::string(CategoryOfItem(item)), Join(PersonalSignals(item), "no"),
-         item.action, item.why, StoredAs(item), Ms(item.first_seen_ms), Ms(item.last_seen_ms),
+         item.action, item.why, StoredIn(project, item), Ms(item.first_seen_ms),
+         Ms(item.last_seen_ms),
          std::to_string(item.volume), Join(ReaderIdsOf(project, item), "nobody")});
   }
   Table readers{{"id", "name", "scopes", "projects", "events", "properties", "expires (ms)"}, {}};
@@ -464,6 +525,7 @@ Result<DataMapProject> Service::DataMapOf(const Access& access) {
   map.time_zone = project.time_zone;
   map.policy_version = GetPolicy(project).version;
   map.items = catalogue_->ItemsOf(project.id);
+  map.purges = catalogue_->PurgesOf(project.id);
   map.keys_not_catalogued = catalogue_->KeysNotCatalogued(project.id);
   const ProjectSettings settings = SettingsOf(project);
   map.retention_days = settings.retention_days;

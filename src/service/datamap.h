@@ -21,6 +21,11 @@
 // /metrics (minpanel_datamap_personal_keys_total), the first time the
 // catalogue sees it.
 //
+// It also remembers each property purge (Service::PurgeProperty): the key,
+// the event name it was limited to, when and by whom (the audit record's
+// key id and sequence number), so that the data map says the key's values
+// were purged instead of claiming them stored.
+//
 // A DataCatalogue is thread-safe: ingest threads observe under one mutex
 // (once per batch, not per event), the data map reads a copy.
 #pragma once
@@ -43,13 +48,19 @@ namespace minpanel::service {
 
 inline constexpr size_t kDataMapKeysPerProjectMax = 2'000;  // distinct (kind, key) per project
 inline constexpr size_t kDataMapSourcesPerProjectMax = 64;  // distinct (route, SDK) per project
+inline constexpr size_t kDataMapPurgesPerProjectMax = 1'000;  // distinct (key, event) purged
 inline constexpr size_t kDataMapLibraryBytesMax = 64;       // an SDK name as kept
 inline constexpr int64_t kDataMapSaveIntervalMs = 5'000;    // catalogue rewrites, at most
 
 // One catalogued item: a property key (kind "event" or "profile"), a
 // context field of the events (kind "context": distinct_id, ip, user_agent,
 // page_url, referrer, library) or an ingestion source (kind "source": the
-// route as `name`, the SDK as `library`).
+// route as `name`, the SDK as `library`). A property purge is kept as an
+// item of kind "purge": `name` the key, `library` the event name it was
+// limited to (empty: every event and profile), first and last seen the
+// first and latest purge, `volume` the purges, `action` the latest's
+// "purge:now" or "purge:deadline", `why` its audit key id and `audit_seq`
+// its audit record's sequence number.
 struct SeenItem {
   uint32_t project_id = 0;
   std::string kind;
@@ -63,6 +74,7 @@ struct SeenItem {
   // Bits of privacy::PiiKind the detectors found in a sampled value (one
   // sampled value per key per batch).
   uint32_t value_detections = 0;
+  uint64_t audit_seq = 0;  // purges only
 };
 
 // The source a Mixpanel route's records are catalogued under
@@ -92,8 +104,18 @@ class DataCatalogue {
                        const privacy::Policy& policy, std::string_view source,
                        const std::vector<RawProfileUpdate>& updates);
 
-  // The project's items, sorted by (kind, name, library).
+  // Records a property purge of `key` (on the events named `event_name`
+  // only, when set) that the audit record `audit_seq` of `key_id` logged;
+  // `action` is "purge:now" or "purge:deadline". Saved when due. Past
+  // kDataMapPurgesPerProjectMax distinct (key, event) it is counted as a
+  // sighting not catalogued instead.
+  void RecordPurge(uint32_t project_id, std::string_view key, std::string_view event_name,
+                   std::string_view action, std::string_view key_id, uint64_t audit_seq);
+
+  // The project's items but purges, sorted by (kind, name, library).
   std::vector<SeenItem> ItemsOf(uint32_t project_id) const;
+  // The project's purges (items of kind "purge"), sorted by (key, event).
+  std::vector<SeenItem> PurgesOf(uint32_t project_id) const;
   uint64_t KeysNotCatalogued(uint32_t project_id) const;
 
   // Writes the file now when anything changed since the last write.
@@ -121,6 +143,7 @@ class DataCatalogue {
   std::map<ItemKey, SeenItem> items_;
   std::map<uint32_t, size_t> keys_per_project_;
   std::map<uint32_t, size_t> sources_per_project_;
+  std::map<uint32_t, size_t> purges_per_project_;
   std::map<uint32_t, uint64_t> not_catalogued_;
   bool dirty_ = false;
   int64_t saved_ms_ = 0;
@@ -144,6 +167,7 @@ struct DataMapProject {
   std::string time_zone;
   uint32_t policy_version = 0;  // 0: the built-in default
   std::vector<SeenItem> items;
+  std::vector<SeenItem> purges;  // DataCatalogue::PurgesOf
   uint64_t keys_not_catalogued = 0;
   uint32_t retention_days = 0;
   std::vector<std::pair<std::string, uint32_t>> event_retention_days;

@@ -22,8 +22,10 @@ constexpr std::string_view kKindEvent = "event";
 constexpr std::string_view kKindProfile = "profile";
 constexpr std::string_view kKindContext = "context";
 constexpr std::string_view kKindSource = "source";
+constexpr std::string_view kKindPurge = "purge";
 
 bool IsSource(const SeenItem& item) { return item.kind == kKindSource; }
+bool IsPurge(const SeenItem& item) { return item.kind == kKindPurge; }
 
 uint32_t DetectionBits(std::string_view text, const privacy::Detectors& detectors) {
   // Redact first: it remembers the short texts it found clean on this
@@ -351,14 +353,64 @@ void DataCatalogue::Merge(uint32_t project_id, std::string_view project_name, Ba
   SaveIfDue();
 }
 
+void DataCatalogue::RecordPurge(uint32_t project_id, std::string_view key,
+                                std::string_view event_name, std::string_view action,
+                                std::string_view key_id, uint64_t audit_seq) {
+  const int64_t now_ms = clock_->NowMs();
+  {
+    std::lock_guard lock(mutex_);
+    dirty_ = true;
+    ItemKey item_key{project_id, std::string(kKindPurge), std::string(key),
+                     std::string(event_name)};
+    auto found = items_.find(item_key);
+    if (found == items_.end()) {
+      size_t& count = purges_per_project_[project_id];
+      if (count >= kDataMapPurgesPerProjectMax) {
+        ++not_catalogued_[project_id];
+        ++keys_not_catalogued;
+        return;
+      }
+      ++count;
+      SeenItem item;
+      item.project_id = project_id;
+      item.kind = kKindPurge;
+      item.name = key;
+      item.library = event_name;
+      item.first_seen_ms = now_ms;
+      found = items_.emplace(std::move(item_key), std::move(item)).first;
+    }
+    SeenItem& item = found->second;
+    item.last_seen_ms = now_ms;
+    ++item.volume;
+    item.action = action;
+    item.why = key_id;
+    item.audit_seq = audit_seq;
+  }
+  SaveIfDue();
+}
+
 std::vector<SeenItem> DataCatalogue::ItemsOf(uint32_t project_id) const {
   std::lock_guard lock(mutex_);
   std::vector<SeenItem> items;
   const auto begin = items_.lower_bound(ItemKey{project_id, "", "", ""});
   for (auto item = begin; item != items_.end() && item->second.project_id == project_id; ++item) {
-    items.push_back(item->second);
+    if (!IsPurge(item->second)) {
+      items.push_back(item->second);
+    }
   }
   return items;
+}
+
+std::vector<SeenItem> DataCatalogue::PurgesOf(uint32_t project_id) const {
+  std::lock_guard lock(mutex_);
+  std::vector<SeenItem> purges;
+  const auto begin = items_.lower_bound(ItemKey{project_id, std::string(kKindPurge), "", ""});
+  for (auto item = begin; item != items_.end() && item->second.project_id == project_id &&
+                          IsPurge(item->second);
+       ++item) {
+    purges.push_back(item->second);
+  }
+  return purges;
 }
 
 uint64_t DataCatalogue::KeysNotCatalogued(uint32_t project_id) const {
@@ -418,7 +470,11 @@ std::string DataCatalogue::Serialise() const {
     query::AppendJsonString(item.action, &text);
     text += ",\"why\":";
     query::AppendJsonString(item.why, &text);
-    text += ",\"value_detections\":" + std::to_string(item.value_detections) + "}";
+    text += ",\"value_detections\":" + std::to_string(item.value_detections);
+    if (IsPurge(item)) {
+      text += ",\"audit_seq\":" + std::to_string(item.audit_seq);
+    }
+    text += "}";
   };
   for (const auto& [key, item] : items_) {
     append_item(item);
@@ -461,6 +517,10 @@ Result<SeenItem> ParseSeenItem(simdjson::dom::element entry) {
   item.action = action;
   item.why = why;
   item.value_detections = static_cast<uint32_t>(detections);
+  // Purges only (the field came with them; version 1 files lack it).
+  if (entry["audit_seq"].get(item.audit_seq) != simdjson::SUCCESS) {
+    item.audit_seq = 0;
+  }
   return item;
 }
 
@@ -481,9 +541,14 @@ Result<std::unique_ptr<DataCatalogue>> DataCatalogue::Open(const std::string& da
       continue;
     }
     const bool source = IsSource(item);
-    size_t& count = source ? catalogue->sources_per_project_[item.project_id]
-                           : catalogue->keys_per_project_[item.project_id];
-    if (count >= (source ? kDataMapSourcesPerProjectMax : kDataMapKeysPerProjectMax)) {
+    const bool purge = IsPurge(item);
+    size_t& count = source  ? catalogue->sources_per_project_[item.project_id]
+                    : purge ? catalogue->purges_per_project_[item.project_id]
+                            : catalogue->keys_per_project_[item.project_id];
+    const size_t count_max = source  ? kDataMapSourcesPerProjectMax
+                             : purge ? kDataMapPurgesPerProjectMax
+                                     : kDataMapKeysPerProjectMax;
+    if (count >= count_max) {
       continue;  // a file written under a larger limit
     }
     ++count;

@@ -192,6 +192,102 @@ TEST(DataMapOutputTest, EveryOutputEscapesWhatTheClientsNamed) {
   EXPECT_NE(json.find(R"("readable_by":["secret"])"), std::string::npos);
 }
 
+TEST_F(DataCatalogueTest, APurgeIsRememberedApartFromTheKeysAcrossAReopen) {
+  auto catalogue = Open();
+  catalogue->ObserveEvents(3, "shop", policy_, "mixpanel /track",
+                           {Event({{"note", Value::String("n")}})});
+  clock_->Advance(1'000);
+  catalogue->RecordPurge(3, "note", "", "purge:now", "mpk_admin1", 17);
+  clock_->Advance(1'000);
+  catalogue->RecordPurge(3, "note", "", "purge:deadline", "local", 21);
+  catalogue->RecordPurge(3, "query", "Searched", "purge:deadline", "local", 22);
+  EXPECT_EQ(Find(catalogue->ItemsOf(3), "purge", "note"), nullptr) << "purges are not keys";
+  ASSERT_TRUE(catalogue->Save().ok());
+  catalogue = Open();
+  const std::vector<SeenItem> purges = catalogue->PurgesOf(3);
+  ASSERT_EQ(purges.size(), 2U);
+  EXPECT_EQ(purges[0].name, "note");
+  EXPECT_EQ(purges[0].library, "");
+  EXPECT_EQ(purges[0].volume, 2U);
+  EXPECT_EQ(purges[0].last_seen_ms - purges[0].first_seen_ms, 1'000);
+  EXPECT_EQ(purges[0].why, "local");
+  EXPECT_EQ(purges[0].audit_seq, 21U);
+  EXPECT_EQ(purges[0].action, "purge:deadline");
+  EXPECT_EQ(purges[1].name, "query");
+  EXPECT_EQ(purges[1].library, "Searched");
+  EXPECT_TRUE(catalogue->PurgesOf(4).empty());
+  EXPECT_NE(Find(catalogue->ItemsOf(3), "event", "note"), nullptr);
+  for (size_t purge_idx = 2; purge_idx < kDataMapPurgesPerProjectMax + 2; ++purge_idx) {
+    catalogue->RecordPurge(3, "k" + std::to_string(purge_idx), "", "purge:now", "local", 1);
+  }
+  EXPECT_EQ(catalogue->PurgesOf(3).size(), kDataMapPurgesPerProjectMax);
+  EXPECT_EQ(catalogue->KeysNotCatalogued(3), 2U);
+}
+
+// A key purged from every event and not seen since is "not stored"; seen
+// again after the purge, its later values are; a purge of one event's
+// values leaves the rest (and the profiles) stored.
+TEST(DataMapOutputTest, APurgedKeyIsNotClaimedStored) {
+  DataMapProject project;
+  project.id = 1;
+  project.name = "p";
+  project.time_zone = "UTC";
+  const auto item = [](std::string kind, std::string name, int64_t last_seen_ms) {
+    SeenItem seen;
+    seen.kind = std::move(kind);
+    seen.name = std::move(name);
+    seen.action = "keep";
+    seen.first_seen_ms = 100;
+    seen.last_seen_ms = last_seen_ms;
+    return seen;
+  };
+  const auto purge = [](std::string key, std::string event, int64_t at_ms, uint64_t seq) {
+    SeenItem seen;
+    seen.kind = "purge";
+    seen.name = std::move(key);
+    seen.library = std::move(event);
+    seen.first_seen_ms = at_ms;
+    seen.last_seen_ms = at_ms;
+    seen.volume = 1;
+    seen.action = "purge:now";
+    seen.why = "mpk_admin1";
+    seen.audit_seq = seq;
+    return seen;
+  };
+  project.items = {item("event", "gone", 500), item("event", "back", 900),
+                   item("event", "query", 500), item("profile", "query", 500),
+                   item("profile", "gone", 500)};
+  project.purges = {purge("gone", "", 600, 7), purge("back", "", 600, 8),
+                    purge("query", "Searched", 600, 9)};
+  DataMap map;
+  map.projects.push_back(project);
+  const std::string json = DataMapJson(map);
+  const auto stored_as = [&](std::string_view kind, std::string_view key) {
+    const std::string head = std::string(R"("kind":")") + std::string(kind) + R"(","key":")" +
+                             std::string(key) + "\"";
+    const size_t at = json.find(head);
+    EXPECT_NE(at, std::string::npos) << head;
+    const size_t start = json.find(R"("stored_as":")", at) + 13;
+    return json.substr(start, json.find('"', start) - start);
+  };
+  EXPECT_EQ(stored_as("event", "gone"),
+            "not stored: every value was purged from history at 600 ms by mpk_admin1 (audit "
+            "record 7)");
+  EXPECT_EQ(stored_as("profile", "gone"), stored_as("event", "gone"));
+  EXPECT_EQ(stored_as("event", "back"),
+            "purged from history at 600 ms by mpk_admin1 (audit record 8); values sent since: "
+            "as sent");
+  EXPECT_EQ(stored_as("event", "query"),
+            "as sent; its values on the events named Searched were purged from history at 600 "
+            "ms by mpk_admin1 (audit record 9)");
+  EXPECT_EQ(stored_as("profile", "query"), "as sent");
+  EXPECT_NE(json.find(R"("purged":{"at_ms":600,"by":"mpk_admin1","audit_seq":9,"event":"Searched","purges":1})"),
+            std::string::npos)
+      << json;
+  EXPECT_NE(DataMapMarkdown(map).find("not stored: every value was purged"), std::string::npos);
+  EXPECT_NE(DataMapHtml(map).find("not stored: every value was purged"), std::string::npos);
+}
+
 TEST(DataMapOutputTest, FormatNamesAreChecked) {
   EXPECT_EQ(*ParseDataMapFormat("md"), DataMapFormat::kMarkdown);
   EXPECT_EQ(*ParseDataMapFormat("html"), DataMapFormat::kHtml);

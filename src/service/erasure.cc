@@ -387,10 +387,14 @@ Result<PropertyPurgeOutcome> Service::PurgeProperty(const Access& access,
   if (!purged.ok()) {
     entry.outcome = purged.message();
   }
-  MP_RETURN_IF_ERROR(Audit(access, std::move(entry)));
+  const std::string action = entry.target;
+  MP_ASSIGN_OR_RETURN(const uint64_t audit_seq, AuditRecord(access, std::move(entry)));
   if (!purged.ok()) {
     return purged;
   }
+  // The data map says the key was purged, when and by whom (this record).
+  catalogue_->RecordPurge(project.id, request.key, request.event_name, action,
+                          access.principal.key_id, audit_seq);
   return outcome;
 }
 

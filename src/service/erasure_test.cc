@@ -201,6 +201,29 @@ TEST_F(ErasureTest, PurgingAPropertyHidesItsValuesKeepsTheEventsAndAuditsTheKeyO
   EXPECT_EQ((*records)[0].properties, std::vector<std::string>{"note"});
   EXPECT_EQ((*records)[0].target, "purge:now");
   EXPECT_EQ(audit::EncodeEntry((*records)[0]).find("mrk-note"), std::string::npos);
+
+  // The data map says the key was purged, by whom, in which audit record,
+  // and no longer that it is stored.
+  auto map = service_->DataMapOf(LocalAccess(project_));
+  ASSERT_TRUE(map.ok()) << map.status().ToString();
+  ASSERT_EQ(map->purges.size(), 1U);
+  EXPECT_EQ(map->purges[0].name, "note");
+  EXPECT_EQ(map->purges[0].library, "");
+  EXPECT_EQ(map->purges[0].why, (*records)[0].key);
+  EXPECT_EQ(map->purges[0].audit_seq, (*records)[0].seq);
+  EXPECT_EQ(map->purges[0].action, "purge:now");
+  DataMap whole;
+  whole.projects.push_back(*map);
+  const std::string json = DataMapJson(whole);
+  EXPECT_NE(json.find(R"("key":"note","category":)"), std::string::npos) << json;
+  EXPECT_NE(json.find(R"("stored_as":"not stored: every value was purged from history at )"),
+            std::string::npos)
+      << json;
+  EXPECT_NE(json.find(R"("purged":{"at_ms":)"), std::string::npos) << json;
+  const size_t plan = json.find(R"("key":"plan")");
+  ASSERT_NE(plan, std::string::npos) << json;
+  EXPECT_EQ(json.compare(json.find(R"("purged":)", plan), 13, R"("purged":null)"), 0)
+      << "plan is not purged: " << json;
 }
 
 TEST_F(ErasureTest, NotLinkedErasesOnlyTheIdsNamed) {

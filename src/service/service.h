@@ -440,6 +440,8 @@ class Service {
   // before it returns (fills key, route and projects). Unavailable when the
   // log failed: the caller must not answer.
   Status Audit(const Access& access, audit::AuditEntry entry);
+  // The same, returning the record's sequence number.
+  Result<uint64_t> AuditRecord(const Access& access, audit::AuditEntry entry);
   // Audited reads: the query needs query:subjects when it selects by a
   // distinct id, and keys limited to events or properties are held to them.
   Result<std::string> Query(const Access& access, std::string_view query_json);
