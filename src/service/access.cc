@@ -164,9 +164,11 @@ class ExportWatcher {
   std::set<std::string> events;
   std::set<std::string> properties;
   std::unordered_set<std::string> subjects;
+  uint64_t lines = 0;  // the rows that left, whatever they were
 
  private:
   void Line(std::string_view line) {
+    ++lines;
     padded_.assign(line.data(), line.size());
     padded_.resize(line.size() + simdjson::SIMDJSON_PADDING);
     simdjson::ondemand::document document;
@@ -727,9 +729,7 @@ Result<query::ExportSummary> Service::Export(const Access& access, const ExportO
   if (summary.ok()) {
     end.rows = summary->rows;
     end.bytes = summary->bytes;
-    // The real rows, as the record says: the decoys (a watermark's) count
-    // against no quota, as they count in no rule below.
-    key_limiter_->CountExport(access.principal.key_id, summary->rows, watcher.subjects.size());
+    key_limiter_->CountExport(access.principal.key_id, watcher.lines, watcher.subjects.size());
   } else {
     end.outcome = summary.status().message();
   }
@@ -742,7 +742,7 @@ Result<query::ExportSummary> Service::Export(const Access& access, const ExportO
   // log can take it.
   MP_RETURN_IF_ERROR(audit_->Append(Stamped(access, std::move(end))).status());
   if (summary.ok()) {
-    ObserveExport(access, summary->rows, watcher.subjects.size());
+    ObserveExport(access, watcher.lines, watcher.subjects.size());
   }
   return summary;
 }
