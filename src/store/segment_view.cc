@@ -39,6 +39,44 @@ void EraseHidden(const std::vector<uint32_t>& hidden, std::vector<T>* values) {
   values->resize(out);
 }
 
+// What CompactListItems does with the list offsets of a row it does not keep.
+enum class UnkeptRows {
+  kStayWithoutItems,  // The row stays, with no items.
+  kRemoved,           // The row goes: the offsets lose its entry.
+};
+
+// Moves the list items of the rows of `column` that `keep_row` keeps down over
+// the items of those it does not, in place, and rebuilds the offsets.
+// `keep_row` is called once per row, in ascending order, so it may walk a
+// sorted list as it goes.
+template <typename KeepRow>
+void CompactListItems(KeepRow keep_row, UnkeptRows unkept, PropertyColumn* column) {
+  std::vector<uint32_t> offsets = {0};
+  size_t out_items = 0;
+  for (size_t row_idx = 0; row_idx + 1 < column->list_offsets.size(); ++row_idx) {
+    if (!keep_row(row_idx)) {
+      if (unkept == UnkeptRows::kStayWithoutItems) {
+        offsets.push_back(static_cast<uint32_t>(out_items));
+      }
+      continue;
+    }
+    for (uint32_t item_idx = column->list_offsets[row_idx];
+         item_idx < column->list_offsets[row_idx + 1]; ++item_idx) {
+      column->list_items[out_items] = column->list_items[item_idx];
+      if (!column->list_item_codes.empty()) {
+        column->list_item_codes[out_items] = column->list_item_codes[item_idx];
+      }
+      ++out_items;
+    }
+    offsets.push_back(static_cast<uint32_t>(out_items));
+  }
+  column->list_items.resize(out_items);
+  if (!column->list_item_codes.empty()) {
+    column->list_item_codes.resize(out_items);
+  }
+  column->list_offsets = std::move(offsets);
+}
+
 // Makes the rows flagged in `blank` (one flag per row of `column`) absent,
 // their values cleared and their list items removed.
 void BlankRows(const std::vector<uint8_t>& blank, PropertyColumn* column) {
@@ -68,26 +106,9 @@ void BlankRows(const std::vector<uint8_t>& blank, PropertyColumn* column) {
   if (!lists || column->list_offsets.empty()) {
     return;
   }
-  std::vector<uint32_t> offsets = {0};
-  size_t out_items = 0;
-  for (size_t row_idx = 0; row_idx + 1 < column->list_offsets.size(); ++row_idx) {
-    if (row_idx >= blank.size() || blank[row_idx] == 0) {
-      for (uint32_t item_idx = column->list_offsets[row_idx];
-           item_idx < column->list_offsets[row_idx + 1]; ++item_idx) {
-        column->list_items[out_items] = column->list_items[item_idx];
-        if (!column->list_item_codes.empty()) {
-          column->list_item_codes[out_items] = column->list_item_codes[item_idx];
-        }
-        ++out_items;
-      }
-    }
-    offsets.push_back(static_cast<uint32_t>(out_items));
-  }
-  column->list_items.resize(out_items);
-  if (!column->list_item_codes.empty()) {
-    column->list_item_codes.resize(out_items);
-  }
-  column->list_offsets = std::move(offsets);
+  CompactListItems(
+      [&blank](size_t row_idx) { return row_idx >= blank.size() || blank[row_idx] == 0; },
+      UnkeptRows::kStayWithoutItems, column);
 }
 
 // The same for rows listed ascending ({kAllRowsHidden}: every row).
@@ -413,30 +434,16 @@ Status SegmentReader::MaskedReadProperty(size_t block_idx, std::string_view key,
   }
   // Lists first: their items are found through the offsets of all rows.
   if (!column->list_offsets.empty()) {
-    std::vector<uint32_t> offsets = {0};
-    size_t out_items = 0;
     size_t hidden_idx = 0;
-    const size_t rows = column->list_offsets.size() - 1;
-    for (size_t row_idx = 0; row_idx < rows; ++row_idx) {
-      if (hidden_idx < hidden.size() && hidden[hidden_idx] == row_idx) {
-        ++hidden_idx;
-        continue;
-      }
-      for (uint32_t item_idx = column->list_offsets[row_idx];
-           item_idx < column->list_offsets[row_idx + 1]; ++item_idx) {
-        column->list_items[out_items] = column->list_items[item_idx];
-        if (!column->list_item_codes.empty()) {
-          column->list_item_codes[out_items] = column->list_item_codes[item_idx];
-        }
-        ++out_items;
-      }
-      offsets.push_back(static_cast<uint32_t>(out_items));
-    }
-    column->list_items.resize(out_items);
-    if (!column->list_item_codes.empty()) {
-      column->list_item_codes.resize(out_items);
-    }
-    column->list_offsets = std::move(offsets);
+    CompactListItems(
+        [&hidden, &hidden_idx](size_t row_idx) {
+          if (hidden_idx < hidden.size() && hidden[hidden_idx] == row_idx) {
+            ++hidden_idx;
+            return false;
+          }
+          return true;
+        },
+        UnkeptRows::kRemoved, column);
   }
   EraseHidden(hidden, &column->tags);
   EraseHidden(hidden, &column->ints);
