@@ -996,6 +996,16 @@ Result<std::pair<service::Access, service::ExportOptions>> ParseExport(
   if (const auto distinct_ids = ingest::FindFormValue(query, "distinct_ids")) {
     options.distinct_ids_json = std::string(*distinct_ids);
   }
+  // The project secret's export without decoys (docs/security.md,
+  // "Watermarked exports"): its route says so in the audit records, and the
+  // service refuses it to an access key.
+  if (const auto watermark = ingest::FindFormValue(query, "watermark")) {
+    if (*watermark == "false") {
+      access.route = std::string(service::kRouteApiExportNoWatermark);
+    } else if (*watermark != "true") {
+      return Status::InvalidArgument("watermark: must be true or false");
+    }
+  }
   // Checked by the service (docs/security.md, "Export reasons").
   options.reason = std::string(ingest::FindFormValue(query, "reason").value_or(""));
   if (const auto limit = ingest::FindFormValue(query, "limit")) {

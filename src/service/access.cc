@@ -457,7 +457,7 @@ Result<Principal> Service::Identify(const Credentials& credentials) const {
     return principal;
   }
   if (const std::optional<Project> project = projects_->FindBySecret(secret)) {
-    principal.key_id = "secret:" + std::to_string(project->id);
+    principal.key_id = std::string(kProjectSecretKeyPrefix) + std::to_string(project->id);
     principal.scopes = kAllScopes;
     principal.project_id = project->id;
     return principal;
@@ -605,11 +605,11 @@ Result<std::string> Service::Query(const Access& access, std::string_view query_
 namespace {
 
 // Whether an export by `access` carries decoys (docs/security.md,
-// "Watermarked exports"): an access key's and the command line's (unless
-// asked with --no-watermark) do. None for an export of named subjects,
-// whose decoys would stand out as ids nobody asked for and would put rows
-// no one made in a person's own data, nor, not yet, for the project
-// secret's.
+// "Watermarked exports"): an access key's always, the project secret's and
+// the command line's unless asked without (watermark=false, --no-watermark:
+// their routes say so in the audit records). None for an export of named
+// subjects, whose decoys would stand out as ids nobody asked for and would
+// put rows no one made in a person's own data.
 bool Watermarked(const Access& access, const ExportOptions& options) {
   if (options.distinct_id.has_value() || options.distinct_ids_json.has_value()) {
     return false;
@@ -617,7 +617,7 @@ bool Watermarked(const Access& access, const ExportOptions& options) {
   if (access.principal.key_id.starts_with(kAccessKeyPrefix)) {
     return true;
   }
-  return access.principal.key_id == "local" && access.route != kRouteCliNoWatermark;
+  return access.route != kRouteCliNoWatermark && access.route != kRouteApiExportNoWatermark;
 }
 
 // The watermark of an export: the project's watermark key and a random
@@ -647,6 +647,14 @@ Result<query::ExportSummary> Service::Export(const Project& project, const Expor
 Result<query::ExportSummary> Service::Export(const Access& access, const ExportOptions& options,
                                              const std::function<bool(std::string_view)>& sink) {
   ExportOptions limited = options;
+  // An access key's decoys trace a copy to its holder: they cannot be asked
+  // away, only the project's owner (its secret, the command line) may.
+  if (access.route == kRouteApiExportNoWatermark &&
+      !access.principal.key_id.starts_with(kProjectSecretKeyPrefix)) {
+    return Status::PermissionDenied(
+        "watermark: only the project secret may export without decoys; an access key's "
+        "exports always carry them");
+  }
   if (!access.principal.properties.empty()) {
     return Status::PermissionDenied(
         "properties: this key is limited to named properties, and an export returns whole "

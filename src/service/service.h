@@ -51,6 +51,9 @@ struct Credentials {
   std::string client_address;
 };
 
+// A project secret's key id is this and the project's id ("secret:1").
+inline constexpr std::string_view kProjectSecretKeyPrefix = "secret:";
+
 // Who is asking and what they may do (access_keys.h): a project token, a
 // project secret, an access key, or the local command line.
 struct Principal {
@@ -89,6 +92,10 @@ inline constexpr std::string_view kRouteCliRawCells = "cli --no-k";
 // The route of a command-line export asked with --no-watermark (no decoys),
 // in its audit records; LocalAccess with it as its route asks for one.
 inline constexpr std::string_view kRouteCliNoWatermark = "cli --no-watermark";
+// The route of an export asked over HTTP with watermark=false (no decoys;
+// the project secret only), in its audit records; Access with it as its
+// route asks for one.
+inline constexpr std::string_view kRouteApiExportNoWatermark = "/api/2.0/export watermark=false";
 
 using ingest::RecordError;
 
@@ -173,9 +180,10 @@ struct ExportOptions {
   // is; not together with distinct_id. An empty array exports nothing.
   std::optional<std::string> distinct_ids_json;
   uint64_t limit = 0;
-  // Set by Service::Export for an export of a time range by an access key
-  // or the command line (unless its route is kRouteCliNoWatermark): its
-  // decoys (query/watermark.h). Ignored with distinct_id or distinct_ids.
+  // Set by Service::Export for an export of a time range by an access key,
+  // the project secret (unless its route is kRouteApiExportNoWatermark) or
+  // the command line (unless its route is kRouteCliNoWatermark): its decoys
+  // (query/watermark.h). Ignored with distinct_id or distinct_ids.
   std::optional<query::ExportWatermark> watermark;
   // Why: needed when the export may return more rows than
   // Limits::export_reason_rows (docs/security.md, "Export reasons"); kept

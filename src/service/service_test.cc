@@ -201,6 +201,42 @@ TEST_F(ServiceTest, CommandLineExportOfARangeCarriesDecoysUnlessAskedWithout) {
   EXPECT_EQ(Lines(ExportAll("user-3")), 1U);  // named subjects: never
 }
 
+TEST_F(ServiceTest, ProjectSecretsExportCarriesDecoysUnlessAskedWithoutWhichNoKeyMayAsk) {
+  std::string batch = "[";
+  for (int user_idx = 0; user_idx < 10; ++user_idx) {
+    batch += (user_idx == 0 ? "" : ",") + Event("e", "user-" + std::to_string(user_idx));
+  }
+  ASSERT_TRUE(Track(batch + "]").ok());
+  ExportOptions options;
+  options.from_date = "2026-11-01";
+  options.to_date = "2026-11-30";
+  const auto export_as = [&](std::string_view key_id, std::string_view route) {
+    Access access = LocalAccess(project_);
+    access.principal.key_id = key_id;
+    access.route = route;
+    std::string text;
+    auto summary = service_->Export(access, options, [&text](std::string_view chunk) {
+      text.append(chunk);
+      return true;
+    });
+    return std::make_pair(summary, Lines(text));
+  };
+  const std::string secret = std::string(kProjectSecretKeyPrefix) + std::to_string(project_.id);
+  const auto [marked, marked_lines] = export_as(secret, "/api/2.0/export");
+  ASSERT_TRUE(marked.ok()) << marked.status().ToString();
+  EXPECT_GE(marked->decoy_subjects, query::kDecoySubjectsMin);
+  EXPECT_GT(marked_lines, 10U);
+  const auto [plain, plain_lines] = export_as(secret, kRouteApiExportNoWatermark);
+  ASSERT_TRUE(plain.ok()) << plain.status().ToString();
+  EXPECT_EQ(plain->decoy_subjects, 0U);
+  EXPECT_EQ(plain_lines, 10U);
+  const auto [by_key, by_key_lines] = export_as("mpk_0123456789abcdef", kRouteApiExportNoWatermark);
+  ASSERT_FALSE(by_key.ok());
+  EXPECT_EQ(by_key.status().code(), StatusCode::kPermissionDenied);
+  EXPECT_TRUE(by_key.status().message().starts_with("watermark: ")) << by_key.status().message();
+  EXPECT_EQ(by_key_lines, 0U);
+}
+
 TEST_F(ServiceTest, FullDiskIsUnavailableThenRecovers) {
   file_system_->FailWritesAfterBytes(0);
   auto failed = Track(Event("e", "user-1"));

@@ -131,7 +131,7 @@ describe('export reasons and anomaly rules', () => {
     const { error } = JSON.parse(res.text);
     assert.match(error, /^reason: this export may return up to \d+ rows, more than the 50 \(limits\.export_reason_rows\)/);
     // Under the threshold (a limit bounds it), no reason is needed.
-    const small = await exportWith(undefined, { limit: '40' });
+    const small = await exportWith(undefined, { limit: '40', watermark: 'false' });
     assert.equal(small.status, 200, small.text);
     assert.equal(parseJsonLines(small.text).length, 40);
   });
@@ -150,7 +150,7 @@ describe('export reasons and anomaly rules', () => {
 
   it('the reason is kept in the export.start audit record, and nowhere in the server log', async () => {
     const reason = `quarterly churn review ${hex32().slice(0, 8)}`;
-    const res = await exportWith(undefined, { reason });
+    const res = await exportWith(undefined, { reason, watermark: 'false' });
     assert.equal(res.status, 200, res.text);
     assert.equal(parseJsonLines(res.text).length, USERS * EVENTS_PER_USER);
     const starts = await auditRecords('export.start');

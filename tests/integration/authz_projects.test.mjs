@@ -29,7 +29,7 @@ describe('project quotas and project deletion', () => {
   });
   const exported = async (project) => {
     const res = await server.request({
-      path: `/api/2.0/export?from_date=${isoDate(-3)}&to_date=${isoDate(1)}&reason=quota%20check`,
+      path: `/api/2.0/export?from_date=${isoDate(-3)}&to_date=${isoDate(1)}&reason=quota%20check&watermark=false`,
       headers: server.authHeader(project.secret),
     });
     assert.equal(res.status, 200, res.text);

@@ -381,11 +381,17 @@ export class MinpanelServer {
   // Reads /api/2.0/export and parses the JSON lines.
   // `reason` is logged with the export; one is required above
   // [limits] export_reason_rows (docs/security.md), so the checks give one.
+  // The checks compare exactly the stored rows, so a project secret's export
+  // asks for no decoys (watermark=false, which its audit records name)
+  // unless `watermark: true`; an access key's (mpk_…) always carries them.
   async exportEvents({
     fromDate = isoDate(-30), toDate = isoDate(2), event, limit, distinctId, secret,
-    reason = 'integration test check',
+    reason = 'integration test check', watermark,
   } = {}) {
     const params = new URLSearchParams({ from_date: fromDate, to_date: toDate, reason });
+    if (watermark === false || (watermark === undefined && !String(secret ?? '').startsWith('mpk_'))) {
+      params.set('watermark', 'false');
+    }
     if (event !== undefined) {
       params.set('event', JSON.stringify(event));
     }

@@ -684,7 +684,7 @@ describe('privacy canary through the PostHog routes', () => {
     assert.equal(res.status, 200, res.text);
 
     const exported = await server.request({
-      path: `/api/2.0/export?from_date=${new Date(Date.now() - 86400000).toISOString().slice(0, 10)}&to_date=${new Date(Date.now() + 86400000).toISOString().slice(0, 10)}`,
+      path: `/api/2.0/export?from_date=${new Date(Date.now() - 86400000).toISOString().slice(0, 10)}&to_date=${new Date(Date.now() + 86400000).toISOString().slice(0, 10)}&watermark=false`,
       headers: server.authHeader(),
     });
     assert.equal(exported.status, 200);

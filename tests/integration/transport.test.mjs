@@ -205,7 +205,7 @@ describe('separate listeners for ingestion and the read/admin API', () => {
   }
 
   it('events ingested on listen are read on listen_api', async () => {
-    const params = new URLSearchParams({ from_date: isoDate(-1), to_date: isoDate(1), reason: 'listener test', event: JSON.stringify(['Listener Track', 'Listener Import']) });
+    const params = new URLSearchParams({ from_date: isoDate(-1), to_date: isoDate(1), reason: 'listener test', watermark: 'false', event: JSON.stringify(['Listener Track', 'Listener Import']) });
     const res = await api({ path: `/api/2.0/export?${params}`, headers: server.authHeader() });
     assert.equal(res.status, 200, res.text);
     const names = parseJsonLines(res.text).map((row) => row.event).sort();

@@ -5,9 +5,12 @@
 // removed, is given to `minpanel audit trace`, which names that export (its
 // key); decoys are not stored (queries do not count them), not in the
 // subjects an export's audit record names, dropped when an export is
-// imported again, and hidden from GET /api/audit. `minpanel export` of a
-// time range carries decoys too (and is traced), unless --no-watermark,
-// which its audit records' route says.
+// imported again, and hidden from GET /api/audit. The project secret's
+// export carries decoys too (and is traced to the secret), unless
+// watermark=false, which its audit records' route says and which an access
+// key may not ask. `minpanel export` of a time range carries decoys too
+// (and is traced), unless --no-watermark, which its audit records' route
+// says.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fsp from 'node:fs/promises';
@@ -99,7 +102,7 @@ describe('export watermarks and audit trace', () => {
   });
 
   it('mixes decoy subjects of its own into each export, shaped like the real rows', async () => {
-    const real = await server.exportEvents({ fromDate: '2026-10-01', toDate: '2026-10-05' });  // the secret's: none
+    const real = await server.exportEvents({ fromDate: '2026-10-01', toDate: '2026-10-05' });  // the secret's, watermark=false
     assert.equal(real.length, sent.length);
     const realIds = distinctIds(real);
     const seen = new Set();
@@ -164,11 +167,51 @@ describe('export watermarks and audit trace', () => {
     assert.ok(afterImport === before || afterImport === before + realRows, `${before} -> ${afterImport}`);
     const audit = await server.request({ path: '/api/audit?act=export&limit=100', headers: server.authHeader(keys.auditor.secret) });
     assert.equal(audit.status, 200, audit.text);
-    assert.doesNotMatch(audit.text, /watermark/);
+    assert.doesNotMatch(audit.text, /"watermark"/);  // the field; a route may say watermark=false
     const records = JSON.parse(audit.text).filter((record) => record.act === 'export' && record.key === keys.bob.id);
     assert.equal(records.length, 1, audit.text);
     assert.equal(records[0].subjects, USERS, 'the record names real subjects only');
     assert.equal(records[0].rows, sent.length);
+  });
+
+  it("marks the project secret's export too, unless watermark=false, which the audit log records", async () => {
+    const range = { fromDate: '2026-10-01', toDate: '2026-10-05' };
+    const real = await server.exportEvents(range);  // watermark=false
+    assert.equal(real.length, sent.length);
+    const realIds = distinctIds(real);
+    const marked = await server.exportEvents({ ...range, watermark: true });
+    const decoys = [...distinctIds(marked)].filter((id) => !realIds.has(id));
+    assert.ok(decoys.length >= 3, `decoys: ${decoys.length}`);
+    assert.equal(marked.filter((row) => realIds.has(row.properties.distinct_id)).length, sent.length);
+    // A fifth, only two columns kept: traced to the secret's export alone.
+    const leaked = shuffle(marked, random).slice(0, Math.ceil(marked.length / 5))
+      .map((row) => JSON.stringify({ event: row.event, properties: { distinct_id: row.properties.distinct_id, time: row.properties.time } }));
+    const file = path.join(server.root, 'leaked-secret.jsonl');
+    await fsp.writeFile(file, `${leaked.join('\n')}\n`);
+    const { stdout } = await runCli(['audit', 'trace', file, '--json', ...dataArgs()]);
+    const found = stdout.trim().split('\n').map((line) => JSON.parse(line));
+    assert.equal(found.length, 1, stdout);
+    assert.equal(found[0].key, `secret:${server.project.id}`, stdout);
+    assert.equal(found[0].route, '/api/2.0/export', stdout);
+    assert.equal(found[0].rows, sent.length);
+    // The exports without decoys say so in their records' route; they carry no watermark.
+    const audit = await server.request({ path: '/api/audit?act=export&limit=1000', headers: server.authHeader(keys.auditor.secret) });
+    assert.equal(audit.status, 200, audit.text);
+    const plain = JSON.parse(audit.text).filter((record) => record.route === '/api/2.0/export watermark=false');
+    assert.ok(plain.length >= 2, audit.text);
+    assert.ok(plain.every((record) => record.key === `secret:${server.project.id}`), audit.text);
+    // An access key cannot ask its decoys away; a value other than true or false is refused.
+    const byKey = await server.request({
+      path: '/api/2.0/export?from_date=2026-10-01&to_date=2026-10-05&watermark=false',
+      headers: server.authHeader(keys.alice.secret),
+    });
+    assert.equal(byKey.status, 403, byKey.text);
+    assert.match(JSON.parse(byKey.text).error, /^watermark: only the project secret may export without decoys/);
+    const bad = await server.request({
+      path: '/api/2.0/export?from_date=2026-10-01&to_date=2026-10-05&watermark=no', headers: server.authHeader(),
+    });
+    assert.equal(bad.status, 400, bad.text);
+    assert.match(JSON.parse(bad.text).error, /^watermark: must be true or false/);
   });
 
   // Last: the command line needs the server stopped.
