@@ -10,6 +10,10 @@
 #
 #   bench/incident_bench.sh BUILD_DIR [ACCOUNTS] [LEAKED] [RUNS]
 #   bench/incident_bench.sh build 10000000 10000000 3
+# BUILD_DIR may also be a minpanel binary (a copy of an older build), so
+# that old and new can be run in turn in the same minutes:
+#   for i in 1 2 3; do for b in old/minpanel new/minpanel; do
+#     bench/incident_bench.sh $b 1000000 1000000 1; done; done
 set -euo pipefail
 
 build="${1:?usage: $0 BUILD_DIR [ACCOUNTS] [LEAKED] [RUNS]}"
@@ -18,6 +22,7 @@ leaked="${3:-1000000}"
 runs="${4:-3}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 binary="${build}/apps/minpanel/minpanel"
+[[ -f "${build}" ]] && binary="${build}"
 data="${TMPDIR:-/tmp}/minpanel-incident-bench-${accounts}-${leaked}"
 if [[ ! -f "${data}/truth.json" ]]; then
   node "${root}/bench/incident_generate.mjs" --out "${data}" --accounts "${accounts}" --leaked "${leaked}"

@@ -449,8 +449,10 @@ bool LuhnValid(std::string_view digits) {
 
 bool LooksLikePasswordHash(std::string_view value) {
   // Every prefix below holds a '$' or a ':': most values have neither, and
-  // one search for them costs less than sixteen comparisons.
-  const bool may_have_prefix = value.find_first_of("$:") != std::string_view::npos;
+  // one pass over the bytes costs less than sixteen comparisons
+  // (find_first_of called memchr once a byte).
+  const bool may_have_prefix =
+      std::any_of(value.begin(), value.end(), [](char byte) { return byte == '$' || byte == ':'; });
   for (const std::string_view prefix : may_have_prefix ? kPasswordHashPrefixes
                                                        : std::span<const std::string_view>()) {
     if (value.starts_with(prefix) && value.size() >= prefix.size() + 16) {

@@ -284,26 +284,28 @@ class CsvReader {
     if (!body.empty() && body.back() == '\r') {
       body.remove_suffix(1);
     }
-    if (body.find_first_of("\"\r") != std::string_view::npos) {
-      return false;
+    // One pass over the bytes: the fields, a quote or CR (libcsv's line),
+    // a line of only spaces. (find_first_of called memchr once a byte.)
+    const char delimiter = static_cast<char>(delimiter_);
+    const bool tab_is_space = delimiter != '\t';
+    plain_fields_.clear();
+    bool only_spaces = true;
+    size_t start = 0;
+    for (size_t at = 0; at < body.size(); ++at) {
+      const char byte = body[at];
+      if (byte == '"' || byte == '\r') {
+        return false;
+      }
+      if (byte == delimiter) {
+        plain_fields_.push_back(body.substr(start, at - start));
+        start = at + 1;
+      }
+      only_spaces = only_spaces && (byte == ' ' || (byte == '\t' && tab_is_space));
     }
-    const auto is_space = [this](char byte) {
-      return (byte == ' ' || byte == '\t') && static_cast<unsigned char>(byte) != delimiter_;
-    };
-    if (std::all_of(body.begin(), body.end(), is_space)) {
+    if (only_spaces) {
       return true;  // libcsv submits no record for it
     }
-    plain_fields_.clear();
-    size_t start = 0;
-    while (true) {
-      const size_t cut = body.find(static_cast<char>(delimiter_), start);
-      plain_fields_.push_back(
-          body.substr(start, cut == std::string_view::npos ? std::string_view::npos : cut - start));
-      if (cut == std::string_view::npos) {
-        break;
-      }
-      start = cut + 1;
-    }
+    plain_fields_.push_back(body.substr(start));
     EndRecord(plain_fields_, simdjson::validate_utf8(body.data(), body.size()));
     return true;
   }
