@@ -169,9 +169,14 @@ class ChunkWriter {
   }
 
   // False once the export is over: the sink closed or the limit was reached.
-  bool Add(const Event& event) {
+  // A watermark's decoy (`decoy`) is a line but not a row: the limit, and
+  // so a key's export quota cut at it, counts the real rows only, and the
+  // decoys never take a real row's place (docs/security.md).
+  bool Add(const Event& event, bool decoy = false) {
     AppendEventJsonLine(event, persons_.Find(event.subject), &chunk_);
-    ++summary_.rows;
+    if (!decoy) {
+      ++summary_.rows;
+    }
     if (chunk_.size() >= kExportChunkBytes) {
       summary_.bytes += chunk_.size();
       sink_open_ = sink_(chunk_);
@@ -639,14 +644,22 @@ Result<ExportSummary> ExportJsonLines(store::Engine& engine, const ExportRequest
     return FinishWithPersons(&writer, persons.get());
   }
   MP_ASSIGN_OR_RETURN(const uint64_t rows_expected, EstimateRows(engine, request));
-  DecoyMixer mixer(*request.watermark, rows_expected,
-                   [&](const Event& event) { return writer.Add(event); });
+  // The mixer counts a decoy row (decoy_rows) just before it hands it over
+  // and hands real rows over uncounted: a row that moved the count is a
+  // decoy, which the writer's limit does not count.
+  const DecoyMixer* counted = nullptr;
+  uint64_t decoy_rows_seen = 0;
+  DecoyMixer mixer(*request.watermark, rows_expected, [&](const Event& event) {
+    const bool decoy = counted->decoy_rows() != decoy_rows_seen;
+    decoy_rows_seen = counted->decoy_rows();
+    return writer.Add(event, decoy);
+  });
+  counted = &mixer;
   MP_RETURN_IF_ERROR(engine.Scan(scan, [&](const Event& event) { return mixer.Add(event); }));
   mixer.Finish();
   ExportSummary summary = FinishWithPersons(&writer, persons.get());
   summary.decoy_subjects = mixer.decoy_subjects();
   summary.decoy_rows = mixer.decoy_rows();
-  summary.rows -= std::min(summary.rows, summary.decoy_rows);
   return summary;
 }
 

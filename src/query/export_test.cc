@@ -532,5 +532,53 @@ TEST(ExportPersonsTest, DecoysAreConsistentPersonsOfTheirOwn) {
   EXPECT_EQ(real, plain);
 }
 
+// A limit (a key's export quota is one) counts real rows: a watermarked
+// export cut at 300 gives the same 300 real rows as the export without
+// decoys, with the decoys that sort among them on top; a decoy never takes
+// a real row's place, and the summary's rows are the real ones.
+TEST(ExportWatermarkTest, ALimitCountsRealRowsAndDecoysComeOnTop) {
+  std::vector<Event> events;
+  for (uint64_t event_idx = 0; event_idx < 400; ++event_idx) {
+    Event event;
+    event.name = "A";
+    event.subject = testing::SubjectFromName("s" + std::to_string(event_idx % 200));
+    event.time_ms = kFromMs + static_cast<int64_t>(event_idx) * 60000;
+    event.insert_id = Id128{0, event_idx + 1};
+    events.push_back(std::move(event));
+  }
+  SegmentsEngine engine({events}, 64);
+  ExportRequest request;
+  request.from_ms = kFromMs;
+  request.to_ms = kToMs;
+  request.limit = 300;
+  const std::vector<std::string> plain = ExportLines(engine, request);
+  ASSERT_EQ(plain.size(), 300u);
+  ExportWatermark watermark;
+  watermark.key[0] = 9;
+  watermark.nonce = Id128{3, 4};
+  request.watermark = watermark;
+  ExportSummary summary;
+  const std::vector<std::string> lines = ExportLines(engine, request, &summary);
+  std::vector<std::string> real;
+  uint64_t decoy_rows = 0;
+  for (const std::string& line : lines) {
+    const std::string distinct_id = DistinctIdOf(line);
+    const auto id = Id128::FromHex(std::string_view(distinct_id).substr(kPseudonymPrefix.size()));
+    ASSERT_TRUE(id.has_value()) << line;
+    if (IsDecoySubject(watermark.key, *id)) {
+      ++decoy_rows;
+    } else {
+      real.push_back(line);
+    }
+  }
+  // Decoys stand among the rows before the cut (with this nonce), so a cut
+  // that counted lines would have left real rows out.
+  ASSERT_GE(decoy_rows, 1u);
+  EXPECT_EQ(real, plain);
+  EXPECT_EQ(lines.size(), 300u + decoy_rows);
+  EXPECT_EQ(summary.rows, 300u);
+  EXPECT_EQ(summary.decoy_rows, decoy_rows);
+}
+
 }  // namespace
 }  // namespace minpanel::query

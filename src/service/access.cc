@@ -164,11 +164,9 @@ class ExportWatcher {
   std::set<std::string> events;
   std::set<std::string> properties;
   std::unordered_set<std::string> subjects;
-  uint64_t lines = 0;  // the rows that left, whatever they were
 
  private:
   void Line(std::string_view line) {
-    ++lines;
     padded_.assign(line.data(), line.size());
     padded_.resize(line.size() + simdjson::SIMDJSON_PADDING);
     simdjson::ondemand::document document;
@@ -675,7 +673,7 @@ Result<query::ExportSummary> Service::Export(const Access& access, const ExportO
     }
   }
   // The day's export quota: refused when used up, else the export is cut
-  // at what is left of it.
+  // at what is left of it, in real rows (decoys come on top of the limit).
   MP_ASSIGN_OR_RETURN(const uint64_t rows_left,
                       key_limiter_->ExportRowsLeft(access.principal.key_id,
                                                    access.principal.limits));
@@ -737,7 +735,10 @@ Result<query::ExportSummary> Service::Export(const Access& access, const ExportO
   if (summary.ok()) {
     end.rows = summary->rows;
     end.bytes = summary->bytes;
-    key_limiter_->CountExport(access.principal.key_id, watcher.lines, watcher.subjects.size());
+    // The real rows and subjects, as the record counts them: the decoys (a
+    // watermark's) count against no quota and in no anomaly rule, as the
+    // export's cut at the quota does not count them either (query.h).
+    key_limiter_->CountExport(access.principal.key_id, summary->rows, watcher.subjects.size());
   } else {
     end.outcome = summary.status().message();
   }
@@ -750,7 +751,7 @@ Result<query::ExportSummary> Service::Export(const Access& access, const ExportO
   // log can take it.
   MP_RETURN_IF_ERROR(audit_->Append(Stamped(access, std::move(end))).status());
   if (summary.ok()) {
-    ObserveExport(access, watcher.lines, watcher.subjects.size());
+    ObserveExport(access, summary->rows, watcher.subjects.size());
   }
   return summary;
 }

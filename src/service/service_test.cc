@@ -237,6 +237,56 @@ TEST_F(ServiceTest, ProjectSecretsExportCarriesDecoysUnlessAskedWithoutWhichNoKe
   EXPECT_EQ(by_key_lines, 0U);
 }
 
+// A key's daily export quota counts real rows, and so does the export's
+// cut at it: a quota of two exports' worth gives two whole exports (every
+// stored row in each, the decoys on top), then refuses. Counting the decoys
+// in the quota leaves the second export short of real rows; cutting at
+// lines does too, since its decoys stand among the rows before the cut.
+TEST_F(ServiceTest, AKeysExportQuotaCountsAndCutsRealRowsNotDecoys) {
+  constexpr int kUsers = 200;
+  for (int batch_idx = 0; batch_idx < kUsers / 50; ++batch_idx) {
+    std::string batch = "[";
+    for (int user_idx = batch_idx * 50; user_idx < (batch_idx + 1) * 50; ++user_idx) {
+      batch += (batch.size() == 1 ? "" : ",") + Event("e", "user-" + std::to_string(user_idx));
+    }
+    ASSERT_TRUE(Track(batch + "]").ok());
+  }
+  std::vector<std::string> stored;
+  const std::string plain = ExportAll();
+  for (size_t start = 0; start < plain.size();) {
+    const size_t end = plain.find('\n', start);
+    stored.push_back(plain.substr(start, end - start + 1));
+    start = end + 1;
+  }
+  ASSERT_EQ(stored.size(), static_cast<size_t>(kUsers));
+  ExportOptions options;
+  options.from_date = "2026-11-01";
+  options.to_date = "2026-11-30";
+  Access access = LocalAccess(project_);
+  access.principal.key_id = "mpk_0123456789abcdef";
+  access.route = "/api/2.0/export";
+  access.principal.limits.export_rows_per_day = 2 * kUsers;
+  for (int export_idx = 0; export_idx < 2; ++export_idx) {
+    std::string text;
+    auto summary = service_->Export(access, options, [&text](std::string_view chunk) {
+      text.append(chunk);
+      return true;
+    });
+    ASSERT_TRUE(summary.ok()) << summary.status().ToString();
+    EXPECT_EQ(summary->rows, static_cast<uint64_t>(kUsers)) << export_idx;
+    EXPECT_GT(summary->decoy_rows, 0U);
+    EXPECT_EQ(Lines(text), kUsers + summary->decoy_rows) << export_idx;
+    for (const std::string& line : stored) {
+      EXPECT_NE(text.find(line), std::string::npos) << export_idx << ": " << line;
+    }
+  }
+  auto refused = service_->Export(access, options, [](std::string_view) { return true; });
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(refused.status().message().find("export_rows_per_day"), std::string::npos)
+      << refused.status().message();
+}
+
 TEST_F(ServiceTest, FullDiskIsUnavailableThenRecovers) {
   file_system_->FailWritesAfterBytes(0);
   auto failed = Track(Event("e", "user-1"));

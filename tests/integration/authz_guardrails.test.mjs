@@ -253,8 +253,15 @@ describe('export reasons and anomaly rules', () => {
     assert.equal(res.status, 200, res.text);
     // Every row, and the watermark's decoys.
     assert.ok(parseJsonLines(res.text).length > USERS * EVENTS_PER_USER, res.text.slice(0, 200));
-    const volumeRules = (await alertsFor(volumeKey.id, 2)).map((item) => item.rule);
-    assert.deepEqual(volumeRules, ['address', 'volume']);
+    const volumeAlerts = await alertsFor(volumeKey.id, 2);
+    assert.deepEqual(volumeAlerts.map((item) => item.rule), ['address', 'volume']);
+    // The rules count the rows the export's audit record counts: the real
+    // ones, not the decoys mixed into the file.
+    const [exported] = (await auditRecords('export')).filter((record) => record.act === 'export' && record.key === volumeKey.id);
+    assert.equal(exported?.rows, USERS * EVENTS_PER_USER);
+    assert.match(volumeAlerts[1].detail, new RegExp(`^${exported.rows} rows and ${exported.subjects} subjects in `));
+    const history = JSON.parse(await fsp.readFile(path.join(server.dataDir, 'key_usage', `${volumeKey.id}.json`), 'utf8'));
+    assert.equal(history.hours.reduce((sum, bucket) => sum + bucket[2], 0), exported.rows);
     assert.ok(await metric('minpanel_anomaly_alerts_total{rule="volume"}') >= 1);
     assert.ok(await metric('minpanel_anomaly_alerts_total{rule="hours"}') >= 1);
   });

@@ -2,7 +2,8 @@
 // docs/security.md, "Rate limits and export quotas"): a key over its rate is
 // answered 429 with Retry-After and a message naming the limit; a key's
 // export is cut at its rows per day and the next refused (429, Retry-After
-// to midnight UTC); the subject quota refuses the export after the one that
+// to midnight UTC); the quota and its cut count real rows, never the
+// watermark's decoys; the subject quota refuses the export after the one that
 // crossed it; a key without limits of its own takes the server's default;
 // `minpanel keys create --rate … --json` prints the key alone.
 import { after, before, describe, it } from 'node:test';
@@ -24,10 +25,15 @@ describe('per-key rate limits and export quotas', () => {
     assert.equal(res.status, 201, res.text);
     return JSON.parse(res.text);
   };
-  const exportWith = (secret) => server.request({
-    method: 'GET', path: `/api/2.0/export?from_date=${isoDate(-3)}&to_date=${isoDate(1)}`,
+  const exportWith = (secret, event) => server.request({
+    method: 'GET',
+    path: `/api/2.0/export?from_date=${isoDate(-3)}&to_date=${isoDate(1)}&reason=quota%20test${event ? `&event=${encodeURIComponent(JSON.stringify([event]))}` : ''}`,
     headers: server.authHeader(secret),
   });
+  // The rows of an export that are stored ones (by insert id), not decoys.
+  const realRows = (rows, stored) => rows.filter((row) => stored.has(row.properties.$insert_id));
+  const storedInsertIds = async (event) => new Set((await server.exportEvents({ event: event ? [event] : undefined }))
+    .map((row) => row.properties.$insert_id));
   const query = (secret) => server.request({
     method: 'POST', path: '/api/query', headers: server.authHeader(secret),
     body: JSON.stringify({ kind: 'segmentation', from: '-3d', to: 'now', events: ['limited'] }),
@@ -87,7 +93,8 @@ describe('per-key rate limits and export quotas', () => {
     const key = await createKey({ name: 'rows', scopes: ['export'], export_rows_per_day: 10 });
     const first = await exportWith(key.secret);
     assert.equal(first.status, 200, first.text);
-    assert.equal(parseJsonLines(first.text).length, 10);
+    // Ten real rows; decoys, if any sort among them, on top.
+    assert.equal(realRows(parseJsonLines(first.text), await storedInsertIds()).length, 10);
     const second = await exportWith(key.secret);
     assert.equal(second.status, 429, second.text);
     assert.match(JSON.parse(second.text).error, /export_rows_per_day/);
@@ -106,6 +113,34 @@ describe('per-key rate limits and export quotas', () => {
     assert.match(JSON.parse(second.text).error, /export_subjects_per_day/);
   });
 
+  it('the quota and its cut count real rows: two exports\' worth is two whole exports, decoys on top', async () => {
+    // 200 subjects of one row each: an export carries at least 3 decoy
+    // subjects spread among them. Were decoys counted in the quota, the
+    // second export would be cut short of real rows; were the cut counted
+    // in lines, the decoys before it would take real rows' places.
+    const name = 'quota-pair';
+    const events = [];
+    for (let user = 0; user < 200; user += 1) {
+      events.push({ event: name, properties: { distinct_id: `generated-pair-${user}`, time: nowSeconds(), $insert_id: hex32() } });
+    }
+    const imported = await server.importJson(events);
+    assert.equal(imported.status, 200, imported.text);
+    const stored = await storedInsertIds(name);
+    assert.equal(stored.size, 200);
+    const key = await createKey({ name: 'pair', scopes: ['export'], export_rows_per_day: 400 });
+    for (const attempt of [1, 2]) {
+      const res = await exportWith(key.secret, name);
+      assert.equal(res.status, 200, res.text);
+      const rows = parseJsonLines(res.text);
+      const real = realRows(rows, stored);
+      assert.equal(new Set(real.map((row) => row.properties.$insert_id)).size, 200, `export ${attempt}: ${real.length} real rows`);
+      assert.ok(rows.length > real.length, `export ${attempt} carries no decoys`);
+    }
+    const third = await exportWith(key.secret, name);
+    assert.equal(third.status, 429, third.text);
+    assert.match(JSON.parse(third.text).error, /has exported its 400 rows of today \(UTC\) \(export_rows_per_day\)/);
+  });
+
   it('keys create --json prints the key with its limits and nothing else', async () => {
     const { stdout, stderr } = await runCli(['keys', 'create', '--name', 'cli-limited', '--project', 'limits-it',
       '--scope', 'export', '--rate', '7', '--export-rows-per-day', '5', '--json', ...dataArgs()]);
@@ -119,7 +154,7 @@ describe('per-key rate limits and export quotas', () => {
       const res = await exportWith(key.secret);
       if (res.status !== 401) {
         assert.equal(res.status, 200, res.text);
-        assert.equal(parseJsonLines(res.text).length, 5);
+        assert.equal(realRows(parseJsonLines(res.text), await storedInsertIds()).length, 5);
         return;
       }
       await sleep(50);
