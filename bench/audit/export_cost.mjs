@@ -1,10 +1,11 @@
 // What an access key's export costs over the project secret's, and what a
 // project's minimum group size k costs a query, on one binary and one data
 // folder (docs/benchmarks.md, "Audit log" and "k-suppression and export
-// watermarks"). The secret's export (watermark=false) carries no decoys and writes no key
-// history; an access key's export of a time range carries decoys (the
-// watermark) and, after it, replaces the key's history file with fsync
-// (<data>/key_usage, the anomaly rules' and quotas' memory). The server is
+// watermarks"). The secret's export (watermark=false) carries no decoys;
+// an access key's export of a time range carries decoys (the watermark).
+// After each export both replace their history file with fsync
+// (<data>/key_usage, the anomaly rules' and the key's quotas' memory: the
+// rules watch the project secret too). The server is
 // run with <data>/key_usage on /dev/shm (the history's work without its
 // fsync) and on disk (as it runs), so that
 //   key on shm − secret   ≈ the watermark (and the key's own checks),

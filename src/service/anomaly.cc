@@ -1,5 +1,7 @@
 #include "service/anomaly.h"
 
+#include "service/watched_credentials.h"
+
 #include <simdjson.h>
 
 #include <algorithm>
@@ -369,9 +371,31 @@ bool IsAccessKeyId(std::string_view id) {
          IsHex(id.substr(kPrefix.size()));
 }
 
+bool IsProjectSecretId(std::string_view id) {
+  constexpr std::string_view kPrefix = "secret:";
+  if (!id.starts_with(kPrefix)) {
+    return false;
+  }
+  const std::string_view digits = id.substr(kPrefix.size());
+  return !digits.empty() && digits.size() <= kProjectIdDigitsMax &&
+         std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+bool IsWatchedCredentialId(std::string_view id) {
+  return IsAccessKeyId(id) || IsProjectSecretId(id);
+}
+
+std::string UsageFileNameOf(std::string_view id) {
+  std::string name(id);
+  std::replace(name.begin(), name.end(), ':', '-');
+  return name;
+}
+
 Status CheckAlertFilter(const AlertFilter& filter) {
-  if (!filter.key_id.empty() && !IsAccessKeyId(filter.key_id)) {
-    return Status::InvalidArgument("key: expected an access key id (mpk_ and 16 hex digits)");
+  if (!filter.key_id.empty() && !IsWatchedCredentialId(filter.key_id)) {
+    return Status::InvalidArgument(
+        "key: expected an access key id (mpk_ and 16 hex digits) or a project secret "
+        "(secret:N)");
   }
   if (!filter.rule.empty() && std::find(std::begin(kAnomalyRuleNames), std::end(kAnomalyRuleNames),
                                         filter.rule) == std::end(kAnomalyRuleNames)) {
@@ -441,12 +465,13 @@ KeyUsage::KeyUsage(std::string folder, std::shared_ptr<FileSystem> file_system)
     : folder_(std::move(folder)), file_system_(std::move(file_system)) {}
 
 std::string KeyUsage::PathOf(const std::string& key_id) const {
-  return folder_ + "/" + key_id + ".json";
+  return folder_ + "/" + UsageFileNameOf(key_id) + ".json";
 }
 
 Result<KeyHistory*> KeyUsage::LoadLocked(const std::string& key_id) {
-  if (!IsAccessKeyId(key_id)) {
-    return Status::InvalidArgument("key usage: '" + key_id + "' is not an access key id");
+  if (!IsWatchedCredentialId(key_id)) {
+    return Status::InvalidArgument("key usage: '" + key_id +
+                                   "' is not an access key id or a project secret");
   }
   if (auto found = histories_.find(key_id); found != histories_.end()) {
     return &found->second;
@@ -512,7 +537,7 @@ Result<UsageBucket> KeyUsage::DayTotals(const std::string& key_id, int64_t now_m
 
 Status KeyUsage::Forget(const std::string& key_id) {
   std::lock_guard lock(mutex_);
-  if (!IsAccessKeyId(key_id)) {
+  if (!IsWatchedCredentialId(key_id)) {
     return Status::Ok();
   }
   histories_.erase(key_id);

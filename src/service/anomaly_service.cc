@@ -7,17 +7,20 @@
 // suspends the key when the rules say so
 // (`key.suspend`) and goes to the server's handler (a log line and the
 // webhook). An admin lifts a suspension (`key.enable`, Service::EnableAccessKey
-// in access.cc).
+// in access.cc). A project secret is watched too, after its exports only,
+// and never suspended (watched_credentials.h says why).
 #include <sodium.h>
 
 #include <algorithm>
 
 #include "service/service.h"
+#include "service/watched_credentials.h"
 
 namespace minpanel::service {
 namespace {
 
 constexpr std::string_view kAddressKeyFile = "/anomaly-address.key";
+static_assert(kProjectSecretKeyPrefix == "secret:", "IsProjectSecretId reads this prefix");
 constexpr size_t kAddressHashBytes = 16;
 
 size_t RuleIndex(std::string_view rule) {
@@ -61,6 +64,12 @@ Result<std::vector<ListedAlert>> Service::ReadAlerts(const Access& access,
   std::vector<ListedAlert> alerts = AlertsOfRecords(records, filter.limit);
   const int64_t now_ms = clock_->NowMs();
   for (ListedAlert& listed : alerts) {
+    if (IsProjectSecretId(listed.alert.key_id)) {
+      // Never suspended: active while its project is.
+      listed.key_state = projects_->FindById(listed.alert.project_id).has_value() ? "active"
+                                                                                  : "deleted";
+      continue;
+    }
     const std::optional<AccessKey> key = access_keys_->FindById(listed.alert.key_id);
     listed.key_state = !key.has_value()                               ? "deleted"
                        : key->revoked_ms != 0                         ? "revoked"
@@ -124,7 +133,9 @@ void Service::RaiseAlerts(const Access& access, const AnomalyRules& rules,
     entry.reason = alert.rule + ": " + alert.detail;
     // Best effort: a failed log refuses every later read anyway.
     (void)Audit(anomaly, entry);
-    if (rules.suspend && access_keys_->Suspend(alert.key_id, alert.rule).ok()) {
+    // A project secret is never suspended (watched_credentials.h).
+    if (rules.suspend && IsAccessKeyId(alert.key_id) &&
+        access_keys_->Suspend(alert.key_id, alert.rule).ok()) {
       alert.suspended = true;
       keys_suspended_.fetch_add(1, std::memory_order_relaxed);
       entry.act = "key.suspend";
@@ -137,7 +148,7 @@ void Service::RaiseAlerts(const Access& access, const AnomalyRules& rules,
 }
 
 void Service::ObserveExport(const Access& access, uint64_t rows, uint64_t subjects) {
-  if (key_usage_ == nullptr || !IsAccessKeyId(access.principal.key_id)) {
+  if (key_usage_ == nullptr || !IsWatchedCredentialId(access.principal.key_id)) {
     return;
   }
   const std::shared_ptr<const AnomalyRules> rules = AnomalyRulesNow();
@@ -150,6 +161,8 @@ void Service::ObserveExport(const Access& access, uint64_t rows, uint64_t subjec
 }
 
 Status Service::JudgeBeforeExport(const Access& access, const ExportOptions& options) {
+  // Only an access key's export may be refused before it starts: a
+  // project secret's is judged after it ends and never refused.
   if (key_usage_ == nullptr || !IsAccessKeyId(access.principal.key_id)) {
     return Status::Ok();
   }

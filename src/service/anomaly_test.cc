@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "service/access_keys_limits.h"
+#include "service/watched_credentials.h"
 
 namespace minpanel::service {
 namespace {
@@ -242,6 +243,36 @@ TEST_F(AnomalyTest, KeyUsagePersistsAndTheDayQuotaSurvivesARestart) {
   EXPECT_FALSE(std::filesystem::exists(folder_ + "/" + std::string(kKey) + ".json"));
 }
 
+// A project secret has a history of its own, under a file name without a
+// colon; nothing else that is not an access key id reaches a file name.
+TEST_F(AnomalyTest, AProjectSecretHasAHistoryFileOfItsOwn) {
+  EXPECT_TRUE(IsWatchedCredentialId("secret:1"));
+  EXPECT_TRUE(IsWatchedCredentialId("secret:4294967295"));
+  EXPECT_TRUE(IsWatchedCredentialId(kKey));
+  for (const char* id : {"secret:", "secret:12345678901", "secret:1/../x", "secret:-1", "local",
+                         "anomaly", "mpk_../../etc"}) {
+    EXPECT_FALSE(IsWatchedCredentialId(id)) << id;
+  }
+  EXPECT_EQ(UsageFileNameOf("secret:7"), "secret-7");
+  EXPECT_EQ(UsageFileNameOf(kKey), kKey);
+  ExportObservation observation = At(kStartMs, 40);
+  observation.key_id = "secret:7";
+  {
+    KeyUsage usage(folder_, file_system_);
+    EXPECT_TRUE(usage.Observe(rules_, observation).written.ok());
+    observation.key_id = "local";
+    EXPECT_FALSE(usage.Observe(rules_, observation).written.ok());
+  }
+  const std::string path = folder_ + "/secret-7.json";
+  ASSERT_TRUE(std::filesystem::exists(path));
+  KeyUsage usage(folder_, file_system_);
+  auto totals = usage.DayTotals("secret:7", kStartMs);
+  ASSERT_TRUE(totals.ok()) << totals.status().ToString();
+  EXPECT_EQ(totals->rows, 40u);
+  EXPECT_TRUE(usage.Forget("secret:7").ok());
+  EXPECT_FALSE(std::filesystem::exists(path));
+}
+
 TEST_F(AnomalyTest, ConfigChecksNameTheKey) {
   AnomalyRules rules;
   rules.window_hours = 0;
@@ -298,8 +329,12 @@ TEST(AlertListTest, AlertsAreReadFromTheirRecordsNewestFirstWithTheirSuspensions
 TEST(AlertListTest, TheFilterNamesEachBadFieldAndBecomesAnAuditFilter) {
   AlertFilter filter;
   EXPECT_TRUE(CheckAlertFilter(filter).ok());
-  filter.key_id = "secret:1";
-  EXPECT_NE(CheckAlertFilter(filter).message().find("key:"), std::string::npos);
+  filter.key_id = "secret:1";  // a project secret is watched too
+  EXPECT_TRUE(CheckAlertFilter(filter).ok());
+  for (const char* key : {"secret:one", "secret:", "local", "mpk_0123"}) {
+    filter.key_id = key;
+    EXPECT_NE(CheckAlertFilter(filter).message().find("key:"), std::string::npos) << key;
+  }
   filter = AlertFilter{};
   filter.rule = "volumes";
   EXPECT_NE(CheckAlertFilter(filter).message().find("rule:"), std::string::npos);

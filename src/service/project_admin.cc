@@ -56,6 +56,7 @@ Result<ProjectDeletion> Service::DeleteProject(const Access& access, std::string
   for (const AccessKey& key : keys) {
     (void)key_usage_->Forget(key.id);
   }
+  (void)key_usage_->Forget(std::string(kProjectSecretKeyPrefix) + std::to_string(project.id));
   deletion.keys = keys.size();
   MP_ASSIGN_OR_RETURN(deletion.profile_subjects, HideProjectData(project.id));
   for (const SavedKind kind : {SavedKind::kDashboard, SavedKind::kReport}) {

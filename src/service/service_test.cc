@@ -287,6 +287,85 @@ TEST_F(ServiceTest, AKeysExportQuotaCountsAndCutsRealRowsNotDecoys) {
       << refused.status().message();
 }
 
+// The anomaly rules watch the project secret as they watch an access key
+// (its own history in key_usage/secret-N.json: its usual hours, addresses
+// and bursts), but an alert never suspends it, even with `suspend` on, and
+// never refuses its export: it is the credential that enables suspended
+// keys (docs/security.md, "Anomaly rules").
+TEST_F(ServiceTest, TheProjectSecretIsWatchedByTheAnomalyRulesButNeverSuspended) {
+  std::string batch = "[";
+  for (int user_idx = 0; user_idx < 30; ++user_idx) {
+    batch += (user_idx == 0 ? "" : ",") + Event("e", "user-" + std::to_string(user_idx));
+  }
+  ASSERT_TRUE(Track(batch + "]").ok());
+  AnomalyRules rules;
+  rules.warmup_days = 0;
+  rules.burst_exports = 3;
+  rules.suspend = true;
+  service_->SetAnomalyRules(rules);
+  std::vector<AnomalyAlert> handled;
+  service_->SetAlertHandler([&handled](const AnomalyAlert& alert) { handled.push_back(alert); });
+  const std::string secret = std::string(kProjectSecretKeyPrefix) + std::to_string(project_.id);
+  const auto export_from = [&](std::string_view address) {
+    Access access = LocalAccess(project_);
+    access.principal.key_id = secret;
+    access.route = kRouteApiExportNoWatermark;
+    access.client_address = address;
+    ExportOptions options;
+    options.from_date = "2026-11-01";
+    options.to_date = "2026-11-30";
+    options.reason = "anomaly test";
+    uint64_t rows = 0;
+    auto summary = service_->Export(access, options, [](std::string_view) { return true; });
+    EXPECT_TRUE(summary.ok()) << summary.status().ToString();
+    if (summary.ok()) {
+      rows = summary->rows;
+    }
+    return rows;
+  };
+  const auto rules_of = [&handled, &secret] {
+    std::vector<std::string> names;
+    for (const AnomalyAlert& alert : handled) {
+      EXPECT_EQ(alert.key_id, secret);
+      EXPECT_FALSE(alert.suspended) << alert.rule;
+      names.push_back(alert.rule);
+    }
+    handled.clear();
+    return names;
+  };
+  EXPECT_EQ(export_from("192.0.2.1"), 30U);  // the first: its history starts
+  EXPECT_TRUE(rules_of().empty());
+  EXPECT_EQ(export_from("192.0.2.2"), 30U);  // a new address
+  EXPECT_EQ(rules_of(), std::vector<std::string>{"address"});
+  clock_->Advance(3 * 3'600'000);  // a new hour of the day; the burst window is past
+  EXPECT_EQ(export_from("192.0.2.1"), 30U);
+  EXPECT_EQ(rules_of(), std::vector<std::string>{"hours"});
+  EXPECT_EQ(export_from("192.0.2.1"), 30U);
+  EXPECT_TRUE(rules_of().empty());
+  EXPECT_EQ(export_from("192.0.2.1"), 30U);  // the third small export in 600 s
+  EXPECT_EQ(rules_of(), std::vector<std::string>{"burst"});
+  // Still served, and listed as the secret's, active, never suspended.
+  EXPECT_EQ(export_from("192.0.2.1"), 30U);
+  AlertFilter filter;
+  filter.key_id = secret;
+  auto listed = service_->ReadAlerts(LocalAccess(project_), filter);
+  ASSERT_TRUE(listed.ok()) << listed.status().ToString();
+  ASSERT_EQ(listed->size(), 3U);
+  for (const ListedAlert& alert : *listed) {
+    EXPECT_EQ(alert.alert.key_id, secret);
+    EXPECT_EQ(alert.key_state, "active");
+    EXPECT_FALSE(alert.alert.suspended);
+  }
+  EXPECT_EQ(listed->front().alert.rule, "burst");
+  const std::filesystem::path history =
+      root_ / "data" / "key_usage" / ("secret-" + std::to_string(project_.id) + ".json");
+  EXPECT_TRUE(std::filesystem::exists(history)) << history;
+  // The command line's exports (the operator's own, with the data folder)
+  // are not watched.
+  EXPECT_EQ(Lines(ExportAll()), 30U);
+  EXPECT_TRUE(rules_of().empty());
+}
+
 TEST_F(ServiceTest, FullDiskIsUnavailableThenRecovers) {
   file_system_->FailWritesAfterBytes(0);
   auto failed = Track(Event("e", "user-1"));

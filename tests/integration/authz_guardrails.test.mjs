@@ -17,7 +17,7 @@ import http from 'node:http';
 import { once } from 'node:events';
 import path from 'node:path';
 
-import { freePort, hex32, isoDate, nowSeconds, parseJsonLines, runCli, sleep, startServer } from './harness.mjs';
+import { createProject, freePort, hex32, isoDate, nowSeconds, parseJsonLines, runCli, sleep, startServer } from './harness.mjs';
 
 const USERS = 30;
 const EVENTS_PER_USER = 3;  // 90 rows, over the reason threshold of 50
@@ -79,7 +79,8 @@ describe('export reasons and anomaly rules', () => {
     buckets.sort((left, right) => left[0] - right[0]);
     const folder = path.join(server.dataDir, 'key_usage');
     await fsp.mkdir(folder, { recursive: true });
-    await fsp.writeFile(path.join(folder, `${keyId}.json`), JSON.stringify({
+    // A project secret's file is secret-N.json (no colon in a file name).
+    await fsp.writeFile(path.join(folder, `${keyId.replace(':', '-')}.json`), JSON.stringify({
       format: 'minpanel-key-usage', version: 1, key: keyId, first_ms: Date.now() - days * DAY_MS,
       hours: buckets, addresses: [],
     }));
@@ -264,5 +265,47 @@ describe('export reasons and anomaly rules', () => {
     assert.equal(history.hours.reduce((sum, bucket) => sum + bucket[2], 0), exported.rows);
     assert.ok(await metric('minpanel_anomaly_alerts_total{rule="volume"}') >= 1);
     assert.ok(await metric('minpanel_anomaly_alerts_total{rule="hours"}') >= 1);
+  });
+  it('watches the project secret too: an unusual hour alerts, but the secret is never refused nor suspended', async () => {
+    // A project of its own, whose secret has not exported yet (the server
+    // reads a history when the credential first exports).
+    const project = await createProject(server.dataDir, server.keysDir, 'guardrails-secret');
+    await server.reload();
+    const events = [];
+    for (let user = 0; user < 8; user += 1) {
+      events.push({ event: 'guarded', properties: { distinct_id: `generated-owner-${user}`, time: nowSeconds(), $insert_id: hex32() } });
+    }
+    for (let attempt = 0; ; attempt += 1) {
+      const res = await server.importJson(events, { secret: project.secret });
+      if (res.status === 200 || attempt === 100) {
+        assert.equal(res.status, 200, res.text);
+        break;
+      }
+      await sleep(50);
+    }
+    const secretId = `secret:${project.id}`;
+    const hourNow = new Date().getUTCHours();
+    const usualHours = [...Array(24).keys()].filter((hour) => Math.abs(hour - hourNow) > 1 && Math.abs(hour - hourNow) < 23);
+    await writeHistory(secretId, { hours: usualHours });
+    // With suspend on, an access key would be refused before it starts;
+    // the secret's export is served and judged after it.
+    const first = await exportWith(project.secret, { watermark: 'false' });
+    assert.equal(first.status, 200, first.text);
+    assert.equal(parseJsonLines(first.text).length, 8);
+    // An hour of the day and an address its history does not know.
+    const raised = await alertsFor(secretId, 2);
+    assert.deepEqual(raised.map((item) => [item.rule, item.suspended, item.project_id]),
+      [['hours', false, project.id], ['address', false, project.id]]);
+    assert.equal((await exportWith(project.secret, { watermark: 'false' })).status, 200, 'the secret exports again');
+    const listed = await server.request({ path: `/api/alerts?key=${encodeURIComponent(secretId)}`, headers: server.authHeader(adminSecret) });
+    assert.equal(listed.status, 200, listed.text);
+    const body = JSON.parse(listed.text);
+    assert.deepEqual(body.map((item) => [item.key, item.rule, item.suspended, item.key_state]),
+      [[secretId, 'address', false, 'active'], [secretId, 'hours', false, 'active']]);
+    assert.equal((await auditRecords('key.suspend')).filter((record) => record.target === secretId).length, 0);
+    // Its history counts the two exports' real rows.
+    const history = JSON.parse(await fsp.readFile(path.join(server.dataDir, 'key_usage', `secret-${project.id}.json`), 'utf8'));
+    assert.equal(history.key, secretId);
+    assert.equal(history.hours.reduce((sum, bucket) => sum + bucket[2], 0), usualHours.length * 10 + 16);
   });
 });

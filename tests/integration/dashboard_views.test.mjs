@@ -157,7 +157,7 @@ describe('the dashboard views in Chromium', () => {
     assert.deepEqual((await get('/api/alerts?rule=burst', adminKey)).body, []);
     assert.deepEqual((await get(`/api/alerts?from_ms=${Date.now() + 60000}`, adminKey)).body, []);
     assert.equal((await get('/api/alerts')).body.length, 1, 'the project secret holds audit:read');
-    for (const [query, field] of [['rule=volumes', /rule:/], ['key=secret:1', /key:/], ['limit=1001', /kAlertsListedMax/],
+    for (const [query, field] of [['rule=volumes', /rule:/], ['key=secret:one', /key:/], ['limit=1001', /kAlertsListedMax/],
       ['limit=x', /limit:/], ['from_ms=soon', /from_ms/]]) {
       res = await get(`/api/alerts?${query}`, adminKey);
       assert.equal(res.status, 400, `${query}: ${res.text}`);
