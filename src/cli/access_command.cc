@@ -99,6 +99,8 @@ AccessCommands::AccessCommands(CLI::App& app) : flags_(std::make_unique<Flags>()
       ->required()
       ->check(CLI::Range(uint32_t{1}, audit::kAuditRetentionDaysMax));
   show_ = audit_command->add_subcommand("show", "print the newest records as JSON lines");
+  // Issue 6 names it `audit tail`: the same command under either name.
+  show_->alias("tail");
   flags.sources.AddFlags(show_, false);
   show_->add_option("--key", flags.filter.key, "only this key id");
   show_->add_option("--act", flags.filter.act,

@@ -111,6 +111,17 @@ describe('audit log', () => {
     }
   });
 
+  it('audit tail is audit show: the newest records, filtered', async () => {
+    const lines = async (command, ...args) => (await runCli(['audit', command, ...args, ...dataArgs()])).stdout
+      .trim().split('\n').filter(Boolean);
+    const tail = await lines('tail', '--limit', '3');
+    assert.equal(tail.length, 3);
+    assert.deepEqual(tail, await lines('show', '--limit', '3'));
+    const starts = await lines('tail', '--act', 'query.start', '--limit', '2');
+    assert.deepEqual(starts.map((line) => JSON.parse(line).act), ['query.start', 'query.start']);
+    assert.deepEqual(starts, await lines('show', '--act', 'query.start', '--limit', '2'));
+  });
+
   it('checkpoints are signed by the key folder\'s key; another key fails verify', async () => {
     const { stdout: publicKey } = await runCli(['audit', 'public-key', ...dataArgs()]);
     assert.match(publicKey.trim(), /^[0-9a-f]{64}$/);
