@@ -29,6 +29,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "core/core.h"
@@ -132,6 +133,84 @@ struct AuditEntry {
   // AuditLog::Enqueue seals it into `address` (Options::address_keys) and
   // clears it; without address keys it is dropped.
   std::string client_address;
+};
+
+// Subject files (docs/formats/audit.md, "Subject files"): the subject
+// pseudonyms one raw export or subject-level result returned, in
+// <folder>/subjects/, named and hashed by its record. Version 2 also says,
+// per subject, which of the read's property keys had a value in that
+// subject's rows that left: the keys once, a small table of the distinct
+// key sets, and per subject an index into it. Version 1 (no header line)
+// lists the pseudonyms only: a reader knows the read's keys, not each
+// subject's.
+inline constexpr std::string_view kSubjectsFileHeader = "minpanel-subjects 2";
+inline constexpr uint32_t kSubjectsFileVersion = 2;
+inline constexpr size_t kSubjectsFileKeysMax = kRecordListItemsMax;
+inline constexpr size_t kSubjectsFileKeyBytesMax = 1024;
+// What an erasure leaves in place of an erased subject's pseudonym (its key
+// set index stays: which fields left, linked to no one).
+inline constexpr std::string_view kErasedSubject = "erased";
+
+struct SubjectsFile {
+  uint32_t version = kSubjectsFileVersion;  // 1: pseudonyms only, key sets unknown
+  std::vector<std::string> keys;            // sorted bytewise, distinct
+  // Distinct sets, each of ascending indices into `keys`; version 1: none.
+  std::vector<std::vector<uint32_t>> key_sets;
+  struct Subject {
+    std::string pseudonym;  // or kErasedSubject
+    uint32_t key_set = 0;   // index into key_sets (version 2)
+  };
+  std::vector<Subject> subjects;  // sorted by pseudonym (erased ones anywhere), distinct
+};
+
+// The version-2 text of `file` (which must be well formed: what
+// SubjectKeySets::Finish and ParseSubjectsFile return).
+std::string EncodeSubjectsFile(const SubjectsFile& file);
+// Reads either version; Corruption naming the line and what is wrong.
+// Never trusts a count before the bytes behind it are there.
+Result<SubjectsFile> ParseSubjectsFile(std::string_view text);
+
+// Collects, row by row, the subjects a read returns and the property keys
+// each had a value for. Cheap per row: a row's key set is interned once and
+// compared with the last row's, and a subject's set grows by a cached union.
+// Keys past kSubjectsFileKeysMax distinct ones (or longer than
+// kSubjectsFileKeyBytesMax) are not tracked, as a record's key list stops at
+// kRecordListItemsMax. Not thread-safe.
+class SubjectKeySets {
+ public:
+  // A property key of the current row; `has_value` is false for a null.
+  void AddKey(std::string_view key, bool has_value);
+  // A subject the current row names (a row may name two: a merged row).
+  void AddSubject(std::string_view pseudonym);
+  // Ends the row: each subject it named gains the row's keys.
+  void EndRow();
+  // Drops the subjects `drop` says are no one (an export's decoys).
+  void EraseSubjectsIf(const std::function<bool(std::string_view pseudonym)>& drop);
+  size_t subjects() const { return subjects_.size(); }
+  // Every key seen (with a value or not), sorted: the record's `properties`.
+  std::vector<std::string> Keys() const;
+  // The subjects with their keys: keys sorted, only the sets some subject
+  // has, subjects sorted.
+  SubjectsFile Finish() const;
+
+ private:
+  struct Hash {
+    using is_transparent = void;
+    size_t operator()(std::string_view text) const { return std::hash<std::string_view>{}(text); }
+  };
+  uint32_t Intern(const std::vector<uint32_t>& set);
+  uint32_t Union(uint32_t left, uint32_t right);
+
+  std::unordered_map<std::string, uint32_t, Hash, std::equal_to<>> key_index_;
+  std::vector<std::string> keys_;  // in the order first seen
+  std::map<std::vector<uint32_t>, uint32_t> set_index_;
+  std::vector<const std::vector<uint32_t>*> sets_;  // into set_index_'s keys
+  std::unordered_map<uint64_t, uint32_t> unions_;
+  std::unordered_map<std::string, uint32_t, Hash, std::equal_to<>> subjects_;
+  std::vector<uint32_t> row_keys_;
+  std::vector<std::string> row_subjects_;
+  std::vector<uint32_t> last_row_keys_;
+  uint32_t last_row_set_ = UINT32_MAX;
 };
 
 // Encodes `entry` as its JSON payload (the seq and time included).
@@ -496,10 +575,11 @@ class AuditLog {
   // Returns once record `seq` (from Enqueue) is durable; Unavailable when the
   // log failed or closed first.
   Status WaitDurable(uint64_t seq);
-  // Writes a side file of subject pseudonyms (sorted, one per line) named
-  // after a fresh id, durable before it returns; sets entry->subjects_file
-  // and subjects_sha256. Called before Append of that entry.
-  Status WriteSubjects(const std::vector<std::string>& pseudonyms, AuditEntry* entry);
+  // Writes a subject file (version 2: the subjects and each one's keys,
+  // `subjects` as SubjectKeySets::Finish makes it) named after a fresh id,
+  // durable before it returns; sets entry->subjects, subjects_file and
+  // subjects_sha256. Called before Append of that entry.
+  Status WriteSubjects(const SubjectsFile& subjects, AuditEntry* entry);
   // The newest records matching `filter`, oldest first.
   Result<std::vector<AuditEntry>> Show(const Filter& filter);
   // Writes an anchor of the head and closes. Idempotent.

@@ -497,15 +497,8 @@ Result<uint64_t> AuditLog::PruneBefore(int64_t before_ms) {
   return cut;
 }
 
-Status AuditLog::WriteSubjects(const std::vector<std::string>& pseudonyms, AuditEntry* entry) {
-  std::vector<std::string> sorted = pseudonyms;
-  std::sort(sorted.begin(), sorted.end());
-  sorted.erase(std::unique(sorted.begin(), sorted.end()), sorted.end());
-  std::string text;
-  for (const std::string& pseudonym : sorted) {
-    text += pseudonym;
-    text += '\n';
-  }
+Status AuditLog::WriteSubjects(const SubjectsFile& subjects, AuditEntry* entry) {
+  const std::string text = EncodeSubjectsFile(subjects);
   uint64_t number = 0;
   {
     std::lock_guard lock(mutex_);
@@ -514,7 +507,7 @@ Status AuditLog::WriteSubjects(const std::vector<std::string>& pseudonyms, Audit
   const std::string name =
       "subjects/" + std::to_string(clock_->NowMs()) + "-" + std::to_string(number) + ".txt";
   MP_RETURN_IF_ERROR(file_system_->WriteFileAtomically(folder_ + "/" + name, text, kFileMode));
-  entry->subjects = sorted.size();
+  entry->subjects = subjects.subjects.size();
   entry->subjects_file = name;
   entry->subjects_sha256 = Sha256Hex(text);
   return Status::Ok();

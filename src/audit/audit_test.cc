@@ -273,13 +273,134 @@ TEST_F(AuditLogTest, OneProcessAtATime) {
 
 TEST_F(AuditLogTest, SubjectsGoToASideFileNamedAndHashedInTheRecord) {
   auto log = OpenLog();
+  SubjectKeySets sets;
+  for (const char* subject : {"psn_b", "psn_a", "psn_b"}) {
+    sets.AddKey("plan", true);
+    sets.AddSubject(subject);
+    sets.EndRow();
+  }
   AuditEntry entry;
   entry.act = "export";
-  ASSERT_TRUE(log->WriteSubjects({"psn_b", "psn_a", "psn_b"}, &entry).ok());
+  ASSERT_TRUE(log->WriteSubjects(sets.Finish(), &entry).ok());
   EXPECT_EQ(entry.subjects, 2u);
   ASSERT_TRUE(log->Append(entry).ok());
-  EXPECT_EQ(Read(entry.subjects_file), "psn_a\npsn_b\n");
-  EXPECT_EQ(entry.subjects_sha256, Sha256Hex("psn_a\npsn_b\n"));
+  const std::string text =
+      "minpanel-subjects 2\nkeys 1\n\"plan\"\nsets 1\n0\nsubjects 2\npsn_a 0\npsn_b 0\n";
+  EXPECT_EQ(Read(entry.subjects_file), text);
+  EXPECT_EQ(entry.subjects_sha256, Sha256Hex(text));
+}
+
+// Each subject gets exactly the keys its own rows had a value for: not a
+// key only other subjects' rows had, nor one whose value was null; a merged
+// row's two subjects both get its keys; rows with no subject add keys to
+// the read's list but to no one.
+TEST(SubjectKeySetsTest, EachSubjectHasTheKeysOfItsOwnRowsOnly) {
+  SubjectKeySets sets;
+  const auto row = [&](std::vector<std::pair<std::string, bool>> keys,
+                       std::vector<std::string> subjects) {
+    for (const auto& [key, has_value] : keys) {
+      sets.AddKey(key, has_value);
+    }
+    for (const std::string& subject : subjects) {
+      sets.AddSubject(subject);
+    }
+    sets.EndRow();
+  };
+  row({{"time", true}, {"plan", true}}, {"psn_c"});
+  row({{"time", true}, {"$browser", true}, {"plan", false}}, {"psn_a"});
+  row({{"time", true}, {"plan", true}}, {"psn_a"});
+  row({{"time", true}, {"$city", true}}, {"psn_b", "psn_m"});
+  row({{"time", true}, {"orphan", true}}, {});
+  row({{"time", true}, {"plan", true}}, {"psn_decoy"});
+  sets.EraseSubjectsIf([](std::string_view pseudonym) { return pseudonym == "psn_decoy"; });
+  EXPECT_EQ(sets.subjects(), 4u);
+  EXPECT_EQ(sets.Keys(), (std::vector<std::string>{"$browser", "$city", "orphan", "plan", "time"}));
+  const SubjectsFile file = sets.Finish();
+  ASSERT_EQ(file.subjects.size(), 4u);
+  const auto keys_of = [&](size_t subject_idx) {
+    std::vector<std::string> keys;
+    for (const uint32_t key : file.key_sets[file.subjects[subject_idx].key_set]) {
+      keys.push_back(file.keys[key]);
+    }
+    return keys;
+  };
+  EXPECT_EQ(file.subjects[0].pseudonym, "psn_a");
+  EXPECT_EQ(keys_of(0), (std::vector<std::string>{"$browser", "plan", "time"}));
+  EXPECT_EQ(file.subjects[1].pseudonym, "psn_b");
+  EXPECT_EQ(keys_of(1), (std::vector<std::string>{"$city", "time"}));
+  EXPECT_EQ(file.subjects[2].pseudonym, "psn_c");
+  EXPECT_EQ(keys_of(2), (std::vector<std::string>{"plan", "time"}));
+  EXPECT_EQ(file.subjects[3].pseudonym, "psn_m");
+  EXPECT_EQ(file.subjects[3].key_set, file.subjects[1].key_set);
+  // Only the sets someone has: the decoy's {plan, time} is psn_c's; the
+  // row sets {time, $browser} and {time, orphan} are no one's.
+  EXPECT_EQ(file.key_sets.size(), 3u);
+  auto parsed = ParseSubjectsFile(EncodeSubjectsFile(file));
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  EXPECT_EQ(parsed->version, 2u);
+  EXPECT_EQ(EncodeSubjectsFile(*parsed), EncodeSubjectsFile(file));
+}
+
+TEST(SubjectKeySetsTest, KeysPastTheLimitAreNotTracked) {
+  SubjectKeySets sets;
+  for (size_t key_idx = 0; key_idx < kSubjectsFileKeysMax + 5; ++key_idx) {
+    sets.AddKey("k" + std::to_string(key_idx), true);
+  }
+  sets.AddKey(std::string(kSubjectsFileKeyBytesMax + 1, 'x'), true);
+  sets.AddSubject("psn_a");
+  sets.EndRow();
+  EXPECT_EQ(sets.Keys().size(), kSubjectsFileKeysMax);
+  const SubjectsFile file = sets.Finish();
+  EXPECT_EQ(file.key_sets.at(0).size(), kSubjectsFileKeysMax);
+  EXPECT_TRUE(ParseSubjectsFile(EncodeSubjectsFile(file)).ok());
+}
+
+TEST(SubjectsFileTest, Version1IsReadAsPseudonymsWithoutKeySets) {
+  auto parsed = ParseSubjectsFile("psn_a\npsn_b\n");
+  ASSERT_TRUE(parsed.ok());
+  EXPECT_EQ(parsed->version, 1u);
+  ASSERT_EQ(parsed->subjects.size(), 2u);
+  EXPECT_EQ(parsed->subjects[1].pseudonym, "psn_b");
+  EXPECT_TRUE(parsed->key_sets.empty());
+}
+
+TEST(SubjectsFileTest, AnErasedSubjectKeepsItsKeySetAndBreaksNoOrder) {
+  auto parsed = ParseSubjectsFile(
+      "minpanel-subjects 2\nkeys 2\n\"a\\n\"\n\"b\"\nsets 2\n-\n0 1\nsubjects 3\n"
+      "psn_b 1\nerased 0\npsn_c 0\n");
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  EXPECT_EQ(parsed->keys[0], "a\n");
+  EXPECT_TRUE(parsed->key_sets[0].empty());
+  EXPECT_EQ(parsed->subjects[1].pseudonym, kErasedSubject);
+  EXPECT_EQ(parsed->subjects[1].key_set, 0u);
+}
+
+TEST(SubjectsFileTest, MalformedFilesAreCorruptionNamingTheLine) {
+  const std::string head = "minpanel-subjects 2\nkeys 2\n\"a\"\n\"b\"\nsets 1\n0 1\n";
+  const std::pair<std::string, std::string> cases[] = {
+      {"minpanel-subjects 2x\n", "line 1"},
+      {"minpanel-subjects 2\nkeys 1001\n", "over the limit"},
+      {"minpanel-subjects 2\nkeys 2\n\"b\"\n\"a\"\n", "not sorted"},
+      {"minpanel-subjects 2\nkeys 1\nplan\n", "not a JSON string"},
+      {"minpanel-subjects 2\nkeys 1\n\"a\"\nsets 1\n1\n", "names no key"},
+      {"minpanel-subjects 2\nkeys 2\n\"a\"\n\"b\"\nsets 1\n1 0\n", "ascending"},
+      {"minpanel-subjects 2\nkeys 1\n\"a\"\nsets 2\n0\n0\n", "twice"},
+      {"minpanel-subjects 2\nkeys 1\n\"a\"\nsets 99999\n0\n", "over the limit"},
+      {head + "subjects 1\npsn_a 1\n", "not one of the file's"},
+      {head + "subjects 2\npsn_b 0\npsn_a 0\n", "not sorted"},
+      {head + "subjects 1\npsn_a\n", "PSEUDONYM KEY_SET"},
+      {head + "subjects 2\npsn_a 0\n", "ends inside its subjects"},
+      {head + "subjects 1\npsn_a 0\npsn_b 0\n", "more lines"},
+      {head + "subjects 1\npsn_a 0", "no newline"},
+      {"minpanel-subjects 2\nkeys 1\n", "ends inside its keys"},
+  };
+  for (const auto& [text, expected] : cases) {
+    auto parsed = ParseSubjectsFile(text);
+    ASSERT_FALSE(parsed.ok()) << text;
+    EXPECT_EQ(parsed.status().code(), StatusCode::kCorruption) << text;
+    EXPECT_NE(parsed.status().message().find(expected), std::string::npos)
+        << text << ": " << parsed.status().message();
+  }
 }
 
 class SignedAuditLogTest : public AuditLogTest {

@@ -40,6 +40,9 @@ inline void AppendU64(uint64_t value, std::string* out) {
   }
 }
 
+// `text` as a JSON string, quoted and escaped (record.cc).
+void AppendJsonString(std::string_view text, std::string* out);
+
 // The seq a payload starts with ({"seq":N,... as EncodeEntry writes it);
 // nullopt when it does not start so.
 inline std::optional<uint64_t> LeadingSeq(std::string_view payload) {

@@ -10,9 +10,10 @@
 #include <cstring>
 
 #include "audit/audit.h"
+#include "audit/log_format.h"
 
 namespace minpanel::audit {
-namespace {
+namespace internal {
 
 void AppendJsonString(std::string_view text, std::string* out) {
   static constexpr char kHex[] = "0123456789abcdef";
@@ -32,6 +33,11 @@ void AppendJsonString(std::string_view text, std::string* out) {
   }
   out->push_back('"');
 }
+
+}  // namespace internal
+namespace {
+
+using internal::AppendJsonString;
 
 void AppendField(std::string_view name, std::string_view value, std::string* out) {
   out->append(",\"");

@@ -100,12 +100,12 @@ BlastRecord RecordOf(const audit::AuditEntry& entry) {
   return record;
 }
 
-// The pseudonyms of an export's subject file, checked against the SHA-256
-// its record carries. The name must be a plain file under subjects/.
-Result<std::vector<std::string>> ReadSubjectsFile(const std::string& folder,
-                                                  const BlastRecord& record,
-                                                  const std::string& expected_sha256,
-                                                  FileSystem& file_system) {
+// An export's subject file, checked against the SHA-256 its record
+// carries, and parsed (either version: docs/formats/audit.md, "Subject
+// files"). The name must be a plain file under subjects/.
+Result<audit::SubjectsFile> ReadSubjectsFile(const std::string& folder, const BlastRecord& record,
+                                             const std::string& expected_sha256,
+                                             FileSystem& file_system) {
   const std::string& name = record.subjects_file;
   if (!name.starts_with("subjects/") || name.find("..") != std::string::npos ||
       name.find('/', 9) != std::string::npos) {
@@ -127,17 +127,21 @@ Result<std::vector<std::string>> ReadSubjectsFile(const std::string& folder,
     return Status::Corruption("audit record " + std::to_string(record.seq) + ": " + path +
                               " does not have the SHA-256 its record names (edited or replaced)");
   }
-  std::vector<std::string> subjects;
-  size_t start = 0;
-  while (start < text.size()) {
-    size_t end = text.find('\n', start);
-    end = end == std::string::npos ? text.size() : end;
-    if (end > start) {
-      subjects.emplace_back(text.substr(start, end - start));
-    }
-    start = end + 1;
+  auto parsed = audit::ParseSubjectsFile(text);
+  if (!parsed.ok()) {
+    return Status::Corruption("audit record " + std::to_string(record.seq) + ": " + path + ": " +
+                              parsed.status().message());
   }
-  return subjects;
+  // The file's keys are the record's (both come from one collector); one
+  // the record does not list would be a file that is not this export's.
+  for (const std::string& key : parsed->keys) {
+    if (std::find(record.properties.begin(), record.properties.end(), key) ==
+        record.properties.end()) {
+      return Status::Corruption("audit record " + std::to_string(record.seq) + ": " + path +
+                                " names the key '" + key + "', which its record does not");
+    }
+  }
+  return parsed;
 }
 
 // A check that failed: Corruption, or with allow_broken a warning.
@@ -299,10 +303,17 @@ uint32_t CategoriesOfProperties(const std::vector<std::string>& properties) {
   return bits;
 }
 
-// Per subject, the exports that carried it and the union of their keys.
+// Per subject, the exports that carried it and the keys that left with its
+// rows: from a version-2 subject file exactly, from a version-1 one every
+// key of the export (an over-statement, said in a warning and per subject).
 Status CollectSubjects(const BlastOptions& options, FileSystem& file_system,
                        const std::vector<std::string>& sha256, BlastRadius* blast) {
-  std::unordered_map<std::string, std::vector<uint32_t>> exports_of;
+  struct Carried {
+    uint32_t export_idx = 0;
+    const std::vector<uint32_t>* key_set = nullptr;  // nullptr: version 1, every key
+  };
+  std::vector<audit::SubjectsFile> files(blast->exports.size());
+  std::unordered_map<std::string, std::vector<Carried>> exports_of;
   for (size_t export_idx = 0; export_idx < blast->exports.size(); ++export_idx) {
     const BlastRecord& record = blast->exports[export_idx];
     if (record.subjects_file.empty()) {
@@ -313,28 +324,59 @@ Status CollectSubjects(const BlastOptions& options, FileSystem& file_system,
       }
       continue;
     }
-    auto subjects = ReadSubjectsFile(options.audit_folder, record, sha256[export_idx], file_system);
-    if (!subjects.ok()) {
-      MP_RETURN_IF_ERROR(BrokenOrWarn(subjects.status(), options.allow_broken, &blast->warnings));
+    auto file = ReadSubjectsFile(options.audit_folder, record, sha256[export_idx], file_system);
+    if (!file.ok()) {
+      MP_RETURN_IF_ERROR(BrokenOrWarn(file.status(), options.allow_broken, &blast->warnings));
       continue;
     }
-    for (std::string& subject : *subjects) {
-      exports_of[std::move(subject)].push_back(static_cast<uint32_t>(export_idx));
+    files[export_idx] = std::move(file).value();
+    const audit::SubjectsFile& subjects = files[export_idx];
+    if (subjects.version == 1) {
+      blast->warnings.push_back(
+          {"audit", 0,
+           "export record " + std::to_string(record.seq) +
+               ": its subject file predates per-subject fields (version 1), so each of its " +
+               std::to_string(subjects.subjects.size()) +
+               " subjects is listed with every property key of the export: this can over-state "
+               "a subject's fields, never under-state them"});
+    }
+    uint64_t erased = 0;
+    for (const audit::SubjectsFile::Subject& subject : subjects.subjects) {
+      if (subject.pseudonym == audit::kErasedSubject) {
+        ++erased;
+        continue;
+      }
+      const std::vector<uint32_t>* key_set =
+          subjects.version == 1 ? nullptr : &subjects.key_sets[subject.key_set];
+      exports_of[subject.pseudonym].push_back({static_cast<uint32_t>(export_idx), key_set});
       if (exports_of.size() > kBlastSubjectsMax) {
         return Status::ResourceExhausted("more subjects than kBlastSubjectsMax (" +
                                          std::to_string(kBlastSubjectsMax) + ")");
       }
     }
+    if (erased > 0) {
+      blast->warnings.push_back({"audit", 0,
+                                 "export record " + std::to_string(record.seq) + ": " +
+                                     std::to_string(erased) +
+                                     " of its subjects were erased since: they are not listed"});
+    }
   }
   std::set<std::string> every_property;
   blast->subjects.reserve(exports_of.size());
-  for (auto& [subject, exports] : exports_of) {
+  for (auto& [subject, carried] : exports_of) {
     SubjectExposure exposure;
     exposure.subject = subject;
     std::set<std::string> properties = {"distinct_id"};
-    for (const uint32_t export_idx : exports) {
-      const BlastRecord& record = blast->exports[export_idx];
-      properties.insert(record.properties.begin(), record.properties.end());
+    for (const Carried& by : carried) {
+      const BlastRecord& record = blast->exports[by.export_idx];
+      if (by.key_set == nullptr) {
+        properties.insert(record.properties.begin(), record.properties.end());
+        exposure.fields_exact = false;
+      } else {
+        for (const uint32_t key : *by.key_set) {
+          properties.insert(files[by.export_idx].keys[key]);
+        }
+      }
       exposure.exports.push_back(record.seq);
     }
     exposure.properties.assign(properties.begin(), properties.end());
@@ -624,8 +666,9 @@ Result<WhoCouldRead> ComputeWhoCouldRead(const std::string& audit_folder, uint32
       MP_RETURN_IF_ERROR(BrokenOrWarn(listed.status(), allow_broken, &who.warnings));
       continue;
     }
-    const bool carried = std::any_of(listed->begin(), listed->end(),
-                                     [&](const std::string& id) { return wanted.contains(id); });
+    const bool carried =
+        std::any_of(listed->subjects.begin(), listed->subjects.end(),
+                    [&](const audit::SubjectsFile::Subject& id) { return wanted.contains(id.pseudonym); });
     if (!carried) {
       continue;
     }
@@ -802,6 +845,7 @@ std::string BlastRadiusJson(const BlastRadius& blast, int64_t now_s) {
     AppendJson(subject.subject, &out);
     out.append(",\"properties\":");
     AppendStrings(subject.properties, &out);
+    out.append(subject.fields_exact ? ",\"fields_exact\":true" : ",\"fields_exact\":false");
     out.append(",\"categories\":");
     AppendCategories(subject.categories, &out);
     out.append(",\"exports\":");

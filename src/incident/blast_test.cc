@@ -6,6 +6,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "audit/audit.h"
 #include "incident/incident.h"
@@ -29,9 +30,14 @@ class BlastTest : public ::testing::Test {
     log_ = std::move(log).value();
   }
 
-  // An export by `key` at `at_ms` of `subjects` carrying `properties`.
+  // An export by `key` at `at_ms` of `subjects` carrying `properties`:
+  // each subject has a value for every one of them, unless `keys_of` names
+  // the subject's own (a version-2 subject file); with `version1` the
+  // subject file is a version-1 one (pseudonyms only), as older logs hold.
   void Export(const std::string& key, int64_t at_ms, const std::vector<std::string>& subjects,
-              const std::vector<std::string>& properties, bool finish = true) {
+              const std::vector<std::string>& properties, bool finish = true,
+              const std::map<std::string, std::vector<std::string>>& keys_of = {},
+              bool version1 = false) {
     clock_->Set(at_ms);
     audit::AuditEntry start;
     start.key = key;
@@ -48,8 +54,32 @@ class BlastTest : public ::testing::Test {
     end.act = "export";
     end.properties = properties;
     end.rows = subjects.size() * 2;
-    if (!subjects.empty()) {
-      ASSERT_TRUE(log_->WriteSubjects(subjects, &end).ok());
+    if (!subjects.empty() && version1) {
+      std::vector<std::string> sorted = subjects;
+      std::sort(sorted.begin(), sorted.end());
+      std::string text;
+      for (const std::string& subject : sorted) {
+        text += subject + "\n";
+      }
+      std::filesystem::create_directories(folder_ + "/subjects");
+      end.subjects_file = "subjects/v1-" + std::to_string(at_ms) + ".txt";
+      Write(end.subjects_file, text);
+      end.subjects_sha256 = audit::Sha256Hex(text);
+      end.subjects = sorted.size();
+    } else if (!subjects.empty()) {
+      audit::SubjectKeySets sets;
+      for (const std::string& subject : subjects) {
+        const auto own = keys_of.find(subject);
+        for (const std::string& property : properties) {
+          const bool has_value =
+              own == keys_of.end() ||
+              std::find(own->second.begin(), own->second.end(), property) != own->second.end();
+          sets.AddKey(property, has_value);
+        }
+        sets.AddSubject(subject);
+        sets.EndRow();
+      }
+      ASSERT_TRUE(log_->WriteSubjects(sets.Finish(), &end).ok());
     }
     ASSERT_TRUE(log_->Append(end).ok());
   }
@@ -149,6 +179,56 @@ TEST_F(BlastTest, NamesExactlyTheSubjectsAndKeysTheKeyExportedInTheWindow) {
   // 2 starts + 2 ends + 2 queries.
   EXPECT_EQ(blast->records_of_key, 6u);
   EXPECT_TRUE(blast->open_exports.empty());
+}
+
+// Subjects whose rows lacked some of the export's keys are not listed with
+// them: the subject file says which keys each subject's own rows had.
+TEST_F(BlastTest, EachSubjectIsListedWithTheKeysOfItsOwnRowsOnly) {
+  Export("mpk_a", kStartMs + 1000, {"psn_1", "psn_2", "psn_3"}, {"$browser", "$city", "plan"},
+         true, {{"psn_1", {"plan"}}, {"psn_2", {"$city", "plan"}}, {"psn_3", {}}});
+  Export("mpk_a", kStartMs + 2000, {"psn_1"}, {"$os"});
+  Close();
+  for (const bool full : {false, true}) {
+    verify_chain_ = full;
+    auto blast = Blast("mpk_a", kStartMs, kStartMs + 60'000);
+    ASSERT_TRUE(blast.ok()) << blast.status().ToString();
+    ASSERT_EQ(SubjectsOf(*blast), (std::vector<std::string>{"psn_1", "psn_2", "psn_3"}));
+    EXPECT_EQ(blast->subjects[0].properties,
+              (std::vector<std::string>{"$os", "distinct_id", "plan"}));
+    EXPECT_EQ(blast->subjects[1].properties,
+              (std::vector<std::string>{"$city", "distinct_id", "plan"}));
+    EXPECT_EQ(blast->subjects[2].properties, (std::vector<std::string>{"distinct_id"}));
+    for (const SubjectExposure& subject : blast->subjects) {
+      EXPECT_TRUE(subject.fields_exact);
+    }
+    const uint32_t device = 1u << static_cast<uint32_t>(Category::kDevice);
+    const uint32_t location = 1u << static_cast<uint32_t>(Category::kLocation);
+    EXPECT_EQ(blast->subjects[1].categories & (device | location), location);
+    EXPECT_EQ(blast->subjects[2].categories & (device | location), 0u);
+    // No one's rows had $browser: it is not among what left.
+    EXPECT_EQ(blast->properties,
+              (std::vector<std::string>{"$city", "$os", "distinct_id", "plan"}));
+    EXPECT_TRUE(blast->warnings.empty());
+    EXPECT_NE(BlastRadiusJson(*blast, 0).find("\"fields_exact\":true"), std::string::npos);
+  }
+}
+
+// A subject file from before per-subject fields (version 1) is still read:
+// its subjects get every key of the export, marked not exact, with a warning.
+TEST_F(BlastTest, AVersion1SubjectFileOverStatesAndSaysSo) {
+  Export("mpk_a", kStartMs + 1000, {"psn_2", "psn_1"}, {"$city", "plan"}, true, {}, true);
+  Export("mpk_a", kStartMs + 2000, {"psn_1"}, {"$os", "plan"}, true, {{"psn_1", {"$os"}}});
+  Close();
+  auto blast = Blast("mpk_a", kStartMs, kStartMs + 60'000);
+  ASSERT_TRUE(blast.ok()) << blast.status().ToString();
+  ASSERT_EQ(SubjectsOf(*blast), (std::vector<std::string>{"psn_1", "psn_2"}));
+  EXPECT_EQ(blast->subjects[0].properties,
+            (std::vector<std::string>{"$city", "$os", "distinct_id", "plan"}));
+  EXPECT_FALSE(blast->subjects[0].fields_exact);
+  EXPECT_FALSE(blast->subjects[1].fields_exact);
+  ASSERT_EQ(blast->warnings.size(), 1u);
+  EXPECT_NE(blast->warnings[0].message.find("over-state"), std::string::npos);
+  EXPECT_NE(BlastRadiusJson(*blast, 0).find("\"fields_exact\":false"), std::string::npos);
 }
 
 TEST_F(BlastTest, AnExportCountsByItsStartAndAnUnfinishedOneIsFlagged) {

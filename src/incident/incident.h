@@ -587,6 +587,10 @@ struct BlastRecord {
 struct SubjectExposure {
   std::string subject;                  // "psn_" pseudonym, as exported
   std::vector<std::string> properties;  // sorted
+  // The properties are exactly the keys that had a value in the subject's
+  // rows; false when an export's subject file predates per-subject fields
+  // (version 1): then every key of that export, which can over-state.
+  bool fields_exact = true;
   uint32_t categories = 0;              // bit per Category
   std::vector<uint64_t> exports;        // seqs of the `export` records
 };

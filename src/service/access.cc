@@ -139,7 +139,8 @@ std::vector<std::string> Capped(const std::set<std::string>& items) {
 }
 
 // What an export's lines carry, seen as they stream out: event names,
-// property keys and the subject pseudonyms.
+// property keys, the subject pseudonyms and, per subject, the keys that had
+// a value in its rows (the subject file's key sets, audit::SubjectKeySets).
 class ExportWatcher {
  public:
   void Watch(std::string_view chunk) {
@@ -162,11 +163,15 @@ class ExportWatcher {
   }
 
   std::set<std::string> events;
-  std::set<std::string> properties;
-  std::unordered_set<std::string> subjects;
+  audit::SubjectKeySets subjects;  // the record's property keys are subjects.Keys()
 
  private:
   void Line(std::string_view line) {
+    ReadLine(line);
+    subjects.EndRow();
+  }
+
+  void ReadLine(std::string_view line) {
     padded_.assign(line.data(), line.size());
     padded_.resize(line.size() + simdjson::SIMDJSON_PADDING);
     simdjson::ondemand::document document;
@@ -202,10 +207,15 @@ class ExportWatcher {
               property_key == query::kDistinctIdBeforeIdentityKey) {
             std::string_view subject;
             if (!property.value().get_string().get(subject)) {
-              subjects.emplace(subject);
+              subjects.AddSubject(subject);
             }
-          } else if (properties.size() < audit::kRecordListItemsMax) {
-            properties.emplace(property_key);
+          } else {
+            // A null is no value: the key left, nothing of the subject with it.
+            bool is_null = false;
+            if (property.value().is_null().get(is_null)) {
+              return;
+            }
+            subjects.AddKey(property_key, !is_null);
           }
         }
       }
@@ -719,8 +729,8 @@ Result<query::ExportSummary> Service::Export(const Access& access, const ExportO
   MP_RETURN_IF_ERROR(started);
   // Decoys are no one: not in the subjects the record names, nor counted.
   if (limited.watermark.has_value()) {
-    std::erase_if(watcher.subjects, [&](const std::string& pseudonym) {
-      const auto id = Id128::FromHex(std::string_view(pseudonym).substr(kPseudonymPrefix.size()));
+    watcher.subjects.EraseSubjectsIf([&](std::string_view pseudonym) {
+      const auto id = Id128::FromHex(pseudonym.substr(kPseudonymPrefix.size()));
       return id.has_value() && query::IsDecoySubject(limited.watermark->key, *id);
     });
   }
@@ -731,27 +741,27 @@ Result<query::ExportSummary> Service::Export(const Access& access, const ExportO
     end.watermark = start.watermark + ":" + std::to_string(summary->decoy_subjects);
   }
   end.events = Capped(watcher.events);
-  end.properties = Capped(watcher.properties);
+  end.properties = watcher.subjects.Keys();
   if (summary.ok()) {
     end.rows = summary->rows;
     end.bytes = summary->bytes;
     // The real rows and subjects, as the record counts them: the decoys (a
     // watermark's) count against no quota and in no anomaly rule, as the
     // export's cut at the quota does not count them either (query.h).
-    key_limiter_->CountExport(access.principal.key_id, summary->rows, watcher.subjects.size());
+    key_limiter_->CountExport(access.principal.key_id, summary->rows,
+                              watcher.subjects.subjects());
   } else {
     end.outcome = summary.status().message();
   }
-  if (!watcher.subjects.empty()) {
-    const std::vector<std::string> subjects(watcher.subjects.begin(), watcher.subjects.end());
-    MP_RETURN_IF_ERROR(audit_->WriteSubjects(subjects, &end));
+  if (watcher.subjects.subjects() > 0) {
+    MP_RETURN_IF_ERROR(audit_->WriteSubjects(watcher.subjects.Finish(), &end));
   }
   // What left, after the bytes did, durable before the response ends (its
   // last chunk goes out when this returns), so that no later failure of the
   // log can take it.
   MP_RETURN_IF_ERROR(audit_->Append(Stamped(access, std::move(end))).status());
   if (summary.ok()) {
-    ObserveExport(access, summary->rows, watcher.subjects.size());
+    ObserveExport(access, summary->rows, watcher.subjects.subjects());
   }
   return summary;
 }

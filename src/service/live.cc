@@ -177,29 +177,31 @@ Result<std::string> Service::LiveEvents(const Access& access, size_t limit) {
           ",\"events\":[";
   audit::AuditEntry entry;
   entry.act = "events.live";
-  std::set<std::string> names, keys, subjects;
+  std::set<std::string> names;
+  audit::SubjectKeySets subjects;
   for (size_t event_idx = 0; event_idx < events.size(); ++event_idx) {
     const Event& event = events[event_idx];
     json += event_idx == 0 ? "" : ",";
     AppendLiveEvent(event, policy, access.principal, &json);
     names.insert(event.name);
-    subjects.insert(FormatPseudonym(event.subject));
+    subjects.AddSubject(FormatPseudonym(event.subject));
     for (const Property& property : event.properties) {
       if (Allowed(access.principal.properties, property.key)) {
-        keys.insert(property.key);
+        subjects.AddKey(property.key, property.value.type() != Value::Type::kNull);
       }
     }
+    subjects.EndRow();
   }
   json += "]}";
   entry.events.assign(names.begin(), names.end());
-  entry.properties.assign(keys.begin(), keys.end());
+  entry.properties = subjects.Keys();
   entry.rows = events.size();
-  entry.subjects = subjects.size();
+  entry.subjects = subjects.subjects();
   entry.bytes = json.size();
-  if (!subjects.empty()) {
-    // As an export's: the pseudonyms shown, for the blast radius of a leak.
-    MP_RETURN_IF_ERROR(
-        audit_->WriteSubjects(std::vector<std::string>(subjects.begin(), subjects.end()), &entry));
+  if (subjects.subjects() > 0) {
+    // As an export's: the pseudonyms shown and each one's keys, for the
+    // blast radius of a leak.
+    MP_RETURN_IF_ERROR(audit_->WriteSubjects(subjects.Finish(), &entry));
   }
   MP_RETURN_IF_ERROR(Audit(access, std::move(entry)));
   return json;

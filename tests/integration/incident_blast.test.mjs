@@ -5,7 +5,9 @@
 // carried, read by this test: the report must name exactly those subjects
 // and, per subject, exactly those property keys — no more, no fewer — and
 // nothing from the same key outside the window or from the other keys (nor
-// the decoy subjects watermarked exports carry, which are no one).
+// the decoy subjects watermarked exports carry, which are no one). Within
+// one export some subjects' events lack keys that others' have: the report
+// lists each subject with the keys of its own rows only.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -17,8 +19,11 @@ const USERS = 12;
 const userId = (index) => `gen-blast-${index}`;
 let eventsBaseSeconds = 0;  // user i's events are at this + i
 
-// Each event name carries one fixed set of properties, so that every line of
-// one export has the same keys (the audit log lists an export's keys).
+// Within one event name some users lack a key the others have: users 0 and
+// 1 signed up without a utm_source, users 7 and 8 viewed a page with no
+// section and no browser (the subject file records each subject's keys).
+const WITHOUT_UTM = [0, 1];
+const WITHOUT_SECTION = [7, 8];
 function events() {
   const time = nowSeconds() - 3600;
   eventsBaseSeconds = time;
@@ -26,10 +31,12 @@ function events() {
   for (let index = 0; index < USERS; index += 1) {
     const base = { distinct_id: userId(index), time: time + index };
     if (index <= 5) {
-      list.push({ event: 'signup', properties: { ...base, $insert_id: hex32(), plan: 'pro', utm_source: 'newsletter' } });
+      const utm = WITHOUT_UTM.includes(index) ? {} : { utm_source: 'newsletter' };
+      list.push({ event: 'signup', properties: { ...base, $insert_id: hex32(), plan: 'pro', ...utm } });
     }
     if (index >= 3 && index <= 8) {
-      list.push({ event: 'page', properties: { ...base, $insert_id: hex32(), $browser: 'Firefox', $os: 'Linux', section: 'docs' } });
+      const page = WITHOUT_SECTION.includes(index) ? {} : { $browser: 'Firefox', section: 'docs' };
+      list.push({ event: 'page', properties: { ...base, $insert_id: hex32(), $os: 'Linux', ...page } });
     }
     if (index >= 9) {
       list.push({ event: 'purchase', properties: { ...base, $insert_id: hex32(), amount: 10, currency: 'EUR' } });
@@ -105,8 +112,10 @@ describe('incident blast-radius', () => {
       for (const row of await exportAs(keys.compromised, event)) {
         const subject = row.properties.distinct_id;
         const fields = truth.get(subject) ?? new Set(['distinct_id']);
-        for (const key of Object.keys(row.properties)) {
-          fields.add(key);
+        for (const [key, value] of Object.entries(row.properties)) {
+          if (value !== null) {  // a null is no value
+            fields.add(key);
+          }
         }
         truth.set(subject, fields);
       }
@@ -157,10 +166,12 @@ describe('incident blast-radius', () => {
     // which the audit log leaves out; the people are the test's users, whose
     // pseudonyms who-could-read computes.
     const people = new Set();
+    const pseudonymOf = [];
     for (let index = 0; index < USERS; index += 1) {
       const { stdout } = await runCli(['incident', 'who-could-read', '--subject', userId(index), '--project', 'blast-it', ...dataArgs()]);
       const who = JSON.parse(stdout);
       people.add(who.subjects[0]);
+      pseudonymOf.push(who.subjects[0]);
       // The running server holds the data folder: the store is not read, and that is said.
       assert.equal(who.store.consulted, false);
       assert.match(who.store.not_consulted, /the server holds the data folder/);
@@ -178,6 +189,23 @@ describe('incident blast-radius', () => {
     for (const [subject, fields] of truth) {
       assert.deepEqual(reported.get(subject), [...fields].sort(), subject);
     }
+    // The exports carried utm_source, section and $browser, but not for
+    // everyone: those whose events lacked them are not listed with them.
+    const exported = new Set(report.exports.flatMap((record) => record.properties));
+    for (const key of ['utm_source', 'section', '$browser']) {
+      assert.ok(exported.has(key), key);
+    }
+    for (const index of WITHOUT_UTM) {
+      assert.ok(!reported.get(pseudonymOf[index]).includes('utm_source'), `user ${index}`);
+      assert.ok(reported.get(pseudonymOf[index]).includes('plan'), `user ${index}`);
+    }
+    for (const index of WITHOUT_SECTION) {
+      assert.ok(!reported.get(pseudonymOf[index]).includes('section'), `user ${index}`);
+      assert.ok(!reported.get(pseudonymOf[index]).includes('$browser'), `user ${index}`);
+      assert.ok(reported.get(pseudonymOf[index]).includes('$os'), `user ${index}`);
+    }
+    assert.ok(reported.get(pseudonymOf[4]).includes('utm_source') && reported.get(pseudonymOf[4]).includes('section'));
+    assert.ok(report.subjects.every((subject) => subject.fields_exact === true));
     // The whole chain walked (--verify-chain) gives the same report.
     const full = path.join(dir, 'full');
     await blast(full, ['--verify-chain']);
@@ -190,8 +218,10 @@ describe('incident blast-radius', () => {
     assert.equal(both.length, 3);  // users 3-5: in signups and pages
     for (const subject of report.subjects) {
       assert.ok(subject.categories.includes('internal_ids'));
-      assert.equal(subject.categories.includes('device'), subject.properties.includes('$browser'));
+      assert.equal(subject.categories.includes('device'),
+        subject.properties.includes('$browser') || subject.properties.includes('$os'));
     }
+
     // The accounts: users 0-8, by their own ids, with notices.
     const impact = JSON.parse(fs.readFileSync(path.join(out, 'impact.json'), 'utf8'));
     assert.deepEqual(impact.accounts.map((account) => account.user_id).sort(),
