@@ -136,7 +136,7 @@ int Restore(const ConfigSources& sources, service::RestoreOptions options) {
     }
   }
   options.from = folder;
-  auto summary = service::RestoreDataFolder(*config, options);
+  auto summary = service::RestoreDataFolder(*config, options, NewSystemClock());
   if (from == "-") {
     std::error_code error;
     fs::remove_all(folder, error);
@@ -147,7 +147,13 @@ int Restore(const ConfigSources& sources, service::RestoreOptions options) {
   std::cout << "restored into " << config->data_folder << ": " << Describe(*summary)
             << "; erasures made since the backup re-applied: " << summary->erasures_reapplied
             << " (" << summary->subjects_reerased << " subjects)"
-            << "; property purges re-applied: " << summary->property_purges_reapplied << "\n";
+            << "; property purges re-applied: " << summary->property_purges_reapplied
+            << "; retention applied: " << summary->retention_drops << " drops, "
+            << summary->profiles_expired << " profiles expired\n";
+  if (!summary->retention_failure.empty()) {
+    std::cerr << "minpanel: warning: retention not applied to the restored folder ("
+              << summary->retention_failure << "); the server applies it when it starts\n";
+  }
   if (!summary->audit_previous_key.empty()) {
     std::cout << "the audit log's checkpoints go on under this key folder's signing key, in a new "
                  "key epoch; the earlier ones were signed by "

@@ -294,6 +294,10 @@ class Server::Impl {
  private:
   void Accept(Listener& listener);
   void ScheduleGeoReload();
+  // Destroys the keys past their time and applies retention (drops,
+  // profile expiries): once before the first connection is served, then
+  // every minute.
+  void ApplyTimeLimits();
   void OnSignal(int signal_number);
   void Reload();
   void BeginShutdown();
@@ -811,21 +815,25 @@ void Server::Impl::ScheduleGeoReload() {
     if (!reloaded.ok()) {
       spdlog::warn("geolocation database kept: {}", reloaded.message());
     }
-    // Visitor salts go 48 hours after their day starts, the audit
-    // records' address keys after audit_address_retention_days, traffic or
-    // not.
-    const Status salts = service_->DestroyExpiredKeys();
-    if (!salts.ok()) {
-      spdlog::error("expired visitor salts or audit address keys not destroyed: {}",
-                    salts.message());
-    }
-    // Retention logs a drop per rule at most once an hour (one fsync each).
-    const Status retention = service_->ApplyRetention();
-    if (!retention.ok()) {
-      spdlog::error("retention not applied, retried in a minute: {}", retention.message());
-    }
+    ApplyTimeLimits();
     ScheduleGeoReload();
   });
+}
+
+void Server::Impl::ApplyTimeLimits() {
+  // Visitor salts go 48 hours after their day starts, the audit
+  // records' address keys after audit_address_retention_days, traffic or
+  // not.
+  const Status salts = service_->DestroyExpiredKeys();
+  if (!salts.ok()) {
+    spdlog::error("expired visitor salts or audit address keys not destroyed: {}",
+                  salts.message());
+  }
+  // Retention logs a drop per rule at most once an hour (one fsync each).
+  const Status retention = service_->ApplyRetention();
+  if (!retention.ok()) {
+    spdlog::error("retention not applied, retried in a minute: {}", retention.message());
+  }
 }
 
 void Server::Impl::OnSignal(int signal_number) {
@@ -937,6 +945,11 @@ void Server::Impl::WaitForSessions(std::chrono::steady_clock::time_point deadlin
 }
 
 Status Server::Impl::Run() {
+  // Before the first request: a folder opened after days stopped, or
+  // restored from a backup older than the source's last drops and profile
+  // expiries, shows nothing retention hides (else it would until the
+  // timer's first pass, a minute on). Connections wait in the backlog.
+  ApplyTimeLimits();
   signals_.async_wait([this](boost::system::error_code error, int number) {
     if (!error) {
       OnSignal(number);

@@ -142,14 +142,14 @@ Result<BackupSummary> ReadInfo(FileSystem& file_system, const std::string& from)
 // after the backup and the property of every property purge, in log order,
 // and purges them from its files.
 Status Reerase(const Config& config, const std::vector<store::Erasure>& erasures,
-               BackupSummary* summary) {
+               const std::shared_ptr<Clock>& clock, BackupSummary* summary) {
   if (erasures.empty()) {
     return Status::Ok();
   }
   store::Options options;
   options.folder = config.data_folder + "/store";
   options.file_system = NewPosixFileSystem();
-  options.clock = NewSystemClock();
+  options.clock = clock;
   options.dedup_window_ms = config.dedup_window_ms;
   options.dedup_entries_max = config.dedup_entries_max;
   options.erasure_journal_folder = ErasureJournalFolder(config);
@@ -225,7 +225,8 @@ Result<uint64_t> BackupKeys(const Config& config, const std::string& to) {
   return files;
 }
 
-Result<BackupSummary> RestoreDataFolder(const Config& config, const RestoreOptions& options) {
+Result<BackupSummary> RestoreDataFolder(const Config& config, const RestoreOptions& options,
+                                        std::shared_ptr<Clock> clock) {
   const std::string& from = options.from;
   const std::string& keys_from = options.keys_from;
   const std::shared_ptr<FileSystem> file_system = NewPosixFileSystem();
@@ -276,7 +277,7 @@ Result<BackupSummary> RestoreDataFolder(const Config& config, const RestoreOptio
     MP_RETURN_IF_ERROR(CopyTree(*file_system, keys_from + "/data", config.data_folder, all,
                                 &summary.files, &summary.bytes));
   }
-  MP_RETURN_IF_ERROR(Reerase(config, erasures, &summary));
+  MP_RETURN_IF_ERROR(Reerase(config, erasures, clock, &summary));
   if (keys_from.empty()) {
     // The audit log's checkpoints are signed by a key that did not come
     // along (kept apart on purpose): they go on under the new key folder's.
@@ -286,8 +287,20 @@ Result<BackupSummary> RestoreDataFolder(const Config& config, const RestoreOptio
     }
   }
   // Recovery runs once here, so that a damaged backup is found now.
-  MP_ASSIGN_OR_RETURN(std::unique_ptr<Service> service,
-                      Service::Open(config, file_system, NewSystemClock()));
+  MP_ASSIGN_OR_RETURN(std::unique_ptr<Service> service, Service::Open(config, file_system, clock));
+  // Time drops and profile expiries the source logged after the backup
+  // are not in the erasure journal: the rules make them again, now, so that
+  // the first read of the restored folder (a command line's, or a server's
+  // before its retention timer) does not show what the source had hidden.
+  // A failure is reported, not fatal: the folder is whole, and a server
+  // applies its retention when it starts.
+  const Status retention = service->ApplyRetention();
+  if (!retention.ok()) {
+    summary.retention_failure = retention.message();
+  }
+  const ServiceMetrics metrics = service->GetMetrics();
+  summary.retention_drops = metrics.retention_drops;
+  summary.profiles_expired = metrics.profiles_expired;
   MP_RETURN_IF_ERROR(service->Close());
   return summary;
 }

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "core/core.h"
@@ -47,6 +48,13 @@ struct BackupSummary {
   uint64_t erasures_reapplied = 0;  // restore: erasure calls made again
   uint64_t subjects_reerased = 0;
   uint64_t property_purges_reapplied = 0;  // restore: property purges made again
+  // restore: the retention of the configuration given (its [projects.NAME]
+  // tables) applied to the restored folder at once — drops logged and
+  // profiles expired — and why it could not be, if it could not (the
+  // server then applies it when it starts).
+  uint64_t retention_drops = 0;
+  uint64_t profiles_expired = 0;
+  std::string retention_failure;
 };
 
 // Where a restore finds the erasures made after the backup.
@@ -82,9 +90,13 @@ Result<uint64_t> BackupKeys(const Config& config, const std::string& to);
 // subjects recorded after the backup's point in the log by the store of
 // `erasures_from` (store::ErasuresSince) and purges them, so that a restore
 // never brings an erased person back; then opens the restored folder once,
-// as a server start would, and closes it. InvalidArgument names what is
-// wrong (not a finished backup, a newer format, a folder not empty, the
+// as a server start would, applies the retention of `config` at once
+// (Service::ApplyRetention: the drops and profile expiries the source
+// logged after the backup are not journalled, so they are made again from
+// the rules as of `clock`'s now), and closes it. InvalidArgument names what
+// is wrong (not a finished backup, a newer format, a folder not empty, the
 // erasures' folder gone without no_later_erasures).
-Result<BackupSummary> RestoreDataFolder(const Config& config, const RestoreOptions& options);
+Result<BackupSummary> RestoreDataFolder(const Config& config, const RestoreOptions& options,
+                                        std::shared_ptr<Clock> clock);
 
 }  // namespace minpanel::service

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/fault_file_system.h"
+#include "service/backup.h"
 #include "service/service.h"
 
 namespace minpanel::service {
@@ -225,16 +226,22 @@ TEST_F(RetentionTest, AReloadedPurgeDeadlineAppliesToErasuresInForce) {
 }
 
 // Profile expiry (profile_expiry_days): a profile goes once its subject
-// has had no event and no profile update for that many days; one seen by
-// an event is kept; the expiry moves on with the clock and holds through a
-// restart.
+// has had no event and no profile update for that many days — an update
+// counting when the server received it (the fake clock), not by its own
+// $time, which the client sets; one seen by an event is kept; the expiry
+// moves on with the clock and holds through a restart.
 TEST_F(RetentionTest, ProfilesNotSeenForTheirDaysExpire) {
   const Project& shop = projects_[0];
-  Engage(shop, "idle", kNowMs - 20 * kDayMs, "idle-plan");
-  Engage(shop, "busy", kNowMs - 20 * kDayMs, "busy-plan");
-  Engage(shop, "fresh", kNowMs - 2 * kDayMs, "fresh-plan");
+  const int64_t start_ms = kNowMs;
+  Engage(shop, "idle", start_ms, "idle-plan");
+  Engage(shop, "busy", start_ms, "busy-plan");
+  clock_->Advance(18 * kDayMs);
+  Engage(shop, "fresh", clock_->NowMs(), "fresh-plan");
+  // A queue replayed late: received now, its $time 100 days back.
+  Engage(shop, "late", start_ms - 100 * kDayMs, "late-plan");
+  clock_->Advance(2 * kDayMs);
   Import(shop, {"{\"event\":\"Signed up\",\"properties\":{\"distinct_id\":\"busy\",\"time\":" +
-                std::to_string(kNowMs - 3 * kDayMs) + "}}"});
+                std::to_string(clock_->NowMs() - 3 * kDayMs) + "}}"});
   ProjectSettings settings = service_->SettingsOf(shop);
   settings.profile_expiry_days = 10;
   service_->SetProjectSettings({settings});
@@ -243,24 +250,75 @@ TEST_F(RetentionTest, ProfilesNotSeenForTheirDaysExpire) {
   EXPECT_FALSE(HasProfile(shop, "idle", "idle-plan"));
   EXPECT_TRUE(HasProfile(shop, "busy", "busy-plan"));
   EXPECT_TRUE(HasProfile(shop, "fresh", "fresh-plan"));
-  EXPECT_EQ(Count(shop, "Signed up"), 4U);  // 3 of the fixture's (30 days) and busy's
+  EXPECT_TRUE(HasProfile(shop, "late", "late-plan"));
+  // The fixture's within 30 days of now (1, 5 and 10 days before the
+  // start) and busy's.
+  EXPECT_EQ(Count(shop, "Signed up"), 4U);
   // Within the same hour nothing new is looked for.
   clock_->Advance(60'000);
   ASSERT_TRUE(service_->ApplyRetention().ok());
   EXPECT_EQ(service_->GetMetrics().profiles_expired, 1U);
-  // Nine days on, busy (last event 12 days ago) and fresh (11) expire too.
+  // Nine days on, busy (last event 12 days ago), fresh and late (received
+  // 11 days ago) expire too.
   clock_->Advance(9 * kDayMs);
   ASSERT_TRUE(service_->ApplyRetention().ok());
-  EXPECT_EQ(service_->GetMetrics().profiles_expired, 3U);
+  EXPECT_EQ(service_->GetMetrics().profiles_expired, 4U);
   EXPECT_FALSE(HasProfile(shop, "busy", "busy-plan"));
   EXPECT_FALSE(HasProfile(shop, "fresh", "fresh-plan"));
+  EXPECT_FALSE(HasProfile(shop, "late", "late-plan"));
+  Open();
+  for (const char* person : {"idle", "busy", "fresh", "late"}) {
+    EXPECT_FALSE(HasProfile(shop, person, std::string(person) + "-plan")) << person;
+  }
+  // A new update starts a new profile.
+  Engage(shop, "idle", clock_->NowMs(), "back-plan");
+  EXPECT_TRUE(HasProfile(shop, "idle", "back-plan"));
+}
+
+// A profile expired after a backup was taken is not journalled as an
+// erasure is (it is retention's, not a person's request): the restore
+// applies the configuration's retention at once, so the first access
+// request to the restored folder does not show it.
+TEST_F(RetentionTest, ARestoreExpiresAtOnceTheProfilesExpiredSinceItsBackup) {
+  const Project& shop = projects_[0];
+  Engage(shop, "idle", kNowMs, "idle-plan");
+  clock_->Advance(20 * kDayMs);
+  Engage(shop, "recent", clock_->NowMs(), "recent-plan");
+  const std::string backup = (root_ / "backup").string();
+  const std::string keys_backup = (root_ / "backup-keys").string();
+  auto taken = BackupDataFolder(config_, backup, *clock_);
+  ASSERT_TRUE(taken.ok()) << taken.status().ToString();
+  ASSERT_TRUE(BackupKeys(config_, keys_backup).ok());
+  // After the backup, the live server expires idle's profile.
+  for (ProjectSettings& settings : config_.project_settings) {
+    settings.profile_expiry_days = 10;
+  }
+  service_->SetProjectSettings(config_.project_settings);
+  ASSERT_TRUE(service_->ApplyRetention().ok());
+  ASSERT_FALSE(HasProfile(shop, "idle", "idle-plan"));
+
+  Config restored = config_;
+  restored.data_folder = (root_ / "restored" / "data").string();
+  restored.key_folder = (root_ / "restored" / "keys").string();
+  RestoreOptions options;
+  options.from = backup;
+  options.keys_from = keys_backup;
+  auto summary = RestoreDataFolder(restored, options, clock_);
+  ASSERT_TRUE(summary.ok()) << summary.status().ToString();
+  EXPECT_EQ(summary->erasures_reapplied, 0U);
+  EXPECT_EQ(summary->profiles_expired, 1U);
+  EXPECT_EQ(summary->retention_drops, 2U);  // shop's two rules
+  EXPECT_TRUE(summary->retention_failure.empty()) << summary->retention_failure;
+  service_.reset();
+  config_ = restored;
   Open();
   EXPECT_FALSE(HasProfile(shop, "idle", "idle-plan"));
-  EXPECT_FALSE(HasProfile(shop, "busy", "busy-plan"));
-  EXPECT_FALSE(HasProfile(shop, "fresh", "fresh-plan"));
-  // A new update starts a new profile.
-  Engage(shop, "idle", kNowMs + 9 * kDayMs, "back-plan");
-  EXPECT_TRUE(HasProfile(shop, "idle", "back-plan"));
+  EXPECT_TRUE(HasProfile(shop, "recent", "recent-plan"));
+  // The restore's retention hid the events past their days at once too
+  // (the backup was taken before any drop): of Signed up (30 days) the
+  // fixture's 40 days before the start, of Page view (7 days) all.
+  EXPECT_EQ(Count(shop, "Signed up"), 3U);
+  EXPECT_EQ(Count(shop, "Page view"), 0U);
 }
 
 TEST(ErasurePurgeDelayTest, StartsAMarginBeforeTheDeadline) {

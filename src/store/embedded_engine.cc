@@ -333,6 +333,11 @@ class EmbeddedEngine final : public Engine {
               const std::function<bool(const Event&)>& visit) override;
   Status ScanProfiles(uint32_t project_id,
                       const std::function<bool(const ProfileUpdate&)>& visit) override;
+  // As ScanProfiles, with each update's store time (`stored_at_ms` of the
+  // log record it came in: when the store received it, by its clock).
+  Status ScanProfilesWithArrival(
+      uint32_t project_id,
+      const std::function<bool(const ProfileUpdate&, int64_t stored_at_ms)>& visit);
   Result<SegmentSnapshot> Snapshot(uint32_t project_id) override;
   Result<uint64_t> ProjectDiskBytes(uint32_t project_id) override;
   Status EraseSubjects(uint32_t project_id, std::vector<Id128> subjects) override;
@@ -1211,14 +1216,17 @@ void EmbeddedEngine::ApplyPropertyPurgeLocked(const Deletion& deletion) {
 }
 
 // The subjects to expire are found from two reads: the profile updates
-// (each subject's latest update time; a subject with a group's update never
-// expires), then the events since the bound in a snapshot (only the blocks
-// whose time and subject zone maps reach a candidate), which keep their
-// subjects.
+// (each subject's latest arrival: the store time of the record an update
+// came in, not the update's own $time, which the client sets — a clock an
+// hour ahead or a queue replayed weeks late would keep a profile too long
+// or expire it early; a subject with a group's update never expires), then
+// the events since the bound in a snapshot (only the blocks whose time and
+// subject zone maps reach a candidate), which keep their subjects.
 Result<uint64_t> EmbeddedEngine::ExpireProfiles(uint32_t project_id, int64_t before_ms) {
   std::unordered_map<Id128, int64_t, Id128Hash> last_update_ms;  // by subject
-  MP_RETURN_IF_ERROR(ScanProfiles(project_id, [&](const ProfileUpdate& update) {
-    const int64_t time_ms = update.group_key.empty() ? update.time_ms : INT64_MAX;
+  MP_RETURN_IF_ERROR(ScanProfilesWithArrival(project_id, [&](const ProfileUpdate& update,
+                                                             int64_t stored_at_ms) {
+    const int64_t time_ms = update.group_key.empty() ? stored_at_ms : INT64_MAX;
     auto [entry, added] = last_update_ms.try_emplace(update.subject, time_ms);
     if (!added) {
       entry->second = std::max(entry->second, time_ms);
@@ -2900,6 +2908,13 @@ Status EmbeddedEngine::MergePartition(uint32_t project_id, int64_t day,
 // appending to it never shows a reader a group twice or cut.
 Status EmbeddedEngine::ScanProfiles(uint32_t project_id,
                                     const std::function<bool(const ProfileUpdate&)>& visit) {
+  return ScanProfilesWithArrival(
+      project_id, [&visit](const ProfileUpdate& update, int64_t) { return visit(update); });
+}
+
+Status EmbeddedEngine::ScanProfilesWithArrival(
+    uint32_t project_id,
+    const std::function<bool(const ProfileUpdate&, int64_t stored_at_ms)>& visit) {
   std::shared_ptr<const DeletionState> state;
   std::unique_ptr<SequentialFile> file;
   uint64_t file_bytes = 0;
@@ -2939,7 +2954,7 @@ Status EmbeddedEngine::ScanProfiles(uint32_t project_id,
                                                    &update)) {
                               return true;
                             }
-                            stopped = !visit(update);
+                            stopped = !visit(update, stored.stored_at_ms);
                             return !stopped;
                           }
                           if (deletions != nullptr &&
@@ -2947,7 +2962,7 @@ Status EmbeddedEngine::ScanProfiles(uint32_t project_id,
                                             GroupRowPosition(log_end))) {
                             return true;
                           }
-                          stopped = !visit(stored.update);
+                          stopped = !visit(stored.update, stored.stored_at_ms);
                           return !stopped;
                         }));
     // The file may be shorter than `file_bytes`: a purge renamed its
@@ -2962,13 +2977,13 @@ Status EmbeddedEngine::ScanProfiles(uint32_t project_id,
   // before any deletion in `state` only if the deletion removed them already.
   if (flushing) {
     for (const StoredProfileUpdate& stored : *flushing) {
-      if (stopped || !visit(stored.update)) {
+      if (stopped || !visit(stored.update, stored.stored_at_ms)) {
         return Status::Ok();
       }
     }
   }
   for (const StoredProfileUpdate& stored : recent) {
-    if (stopped || !visit(stored.update)) {
+    if (stopped || !visit(stored.update, stored.stored_at_ms)) {
       return Status::Ok();
     }
   }

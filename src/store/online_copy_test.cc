@@ -207,7 +207,9 @@ TEST_F(OnlineCopyTest, PropertyPurgesAreFoundAsErasuresAreAndExpiriesAreNot) {
   update.key_version = 1;
   update.properties = {{"plan", Value::String("old")}};
   batch.profile_updates.push_back(update);
+  clock_->Set(kTestNowMs - 1000);  // received then (what expiry counts)
   ASSERT_TRUE(engine_->Append(std::move(batch)).ok());
+  clock_->Set(kTestNowMs);
   auto copied = CopyStoreOnline(folder_, copy_folder_);  // the point of a backup
   ASSERT_TRUE(copied.ok()) << copied.status().ToString();
   ASSERT_TRUE(engine_->PurgeProperty(kProject, "note", "").ok());

@@ -1,6 +1,7 @@
 // Profile expiry (Engine::ExpireProfiles; src/store/README.md, "Profiles"):
-// only the profiles of subjects with no profile update and no event since
-// the bound are hidden, never their events nor a group's profile; the
+// only the profiles of subjects with no profile update received and no
+// event since the bound are hidden (an update counts when the store
+// received it, by its clock — here a fake one — whatever its own $time), never their events nor a group's profile; the
 // expiry survives a restart from the manifest and from the log; later
 // updates start a new profile; the purge removes the hidden updates from
 // the profile file and does not journal the expiry as an erasure; and the
@@ -56,17 +57,21 @@ class ProfileExpiryTest : public StoreTest {
   }
   // Subject 1: old update, old event only (expires). 2: old update, a
   // recent event (kept). 3: recent update. 4: an old group profile (kept).
-  // 5: an old event, no profile. 1 and 2 reach segments, the rest stays
-  // in the memtable.
+  // 5: an old event, no profile. The first batch reaches the profile file
+  // and segments, the second stays in the memtable. Each update is
+  // received (the store's clock) at its own time.
   void AppendMix() {
+    clock_->Set(kTestNowMs - 40 * kDayMs);
     AppendUpdates({Update(1, kTestNowMs - 40 * kDayMs, "expiring-plan"),
-                   Update(2, kTestNowMs - 40 * kDayMs, "kept-plan")},
+                   Update(2, kTestNowMs - 40 * kDayMs, "kept-plan"),
+                   Update(4, kTestNowMs - 40 * kDayMs, "group", "company")},
                   {MakeEvent("view", kTestNowMs - 40 * kDayMs, 1, 1),
                    MakeEvent("view", kTestNowMs - 35 * kDayMs, 5, 2)});
     Reopen();
-    AppendUpdates({Update(3, kTestNowMs - 5 * kDayMs, "recent"),
-                   Update(4, kTestNowMs - 40 * kDayMs, "group", "company")},
+    clock_->Set(kTestNowMs - 5 * kDayMs);
+    AppendUpdates({Update(3, kTestNowMs - 5 * kDayMs, "recent")},
                   {MakeEvent("view", kTestNowMs - 5 * kDayMs, 2, 3)});
+    clock_->Set(kTestNowMs);
   }
   std::vector<std::string> Plans() {
     std::vector<std::string> plans;
@@ -118,6 +123,32 @@ TEST_F(ProfileExpiryTest, OnlyProfilesNotSeenSinceTheBoundExpireAndEventsStay) {
   EXPECT_EQ(EventIds(), (std::set<uint64_t>{1, 2, 3}));
 }
 
+// A client's clock does not decide: an update received 40 days ago whose
+// $time says yesterday (a clock far ahead) expires, and one received today
+// whose $time is 50 days old (a queue replayed late, an import) is kept,
+// across a restart (the store time comes back from the profile file).
+TEST_F(ProfileExpiryTest, AnUpdateCountsWhenItWasReceivedNotByItsOwnTime) {
+  ASSERT_TRUE(Open().ok());
+  clock_->Set(kTestNowMs - 40 * kDayMs);
+  AppendUpdates({Update(1, kTestNowMs - kDayMs, "future-dated")});
+  clock_->Set(kTestNowMs);
+  AppendUpdates({Update(2, kTestNowMs - 50 * kDayMs, "back-dated")});
+  Reopen();  // both in the profile file now
+  auto expired = engine_->ExpireProfiles(kProject, kBoundMs);
+  ASSERT_TRUE(expired.ok()) << expired.status().ToString();
+  EXPECT_EQ(*expired, 1u);
+  EXPECT_EQ(Plans(), (std::vector<std::string>{"2:back-dated"}));
+  // In the memtable alike.
+  clock_->Set(kTestNowMs - 40 * kDayMs);
+  AppendUpdates({Update(3, kTestNowMs, "future-dated")});
+  clock_->Set(kTestNowMs);
+  AppendUpdates({Update(4, kTestNowMs - 50 * kDayMs, "back-dated")});
+  expired = engine_->ExpireProfiles(kProject, kBoundMs);
+  ASSERT_TRUE(expired.ok()) << expired.status().ToString();
+  EXPECT_EQ(*expired, 1u);
+  EXPECT_EQ(Plans(), (std::vector<std::string>{"2:back-dated", "4:back-dated"}));
+}
+
 TEST_F(ProfileExpiryTest, AnExpiryReplayedFromTheLogHidesTheSameProfiles) {
   options_.flush_on_close = false;
   ASSERT_TRUE(Open().ok());
@@ -165,8 +196,10 @@ TEST_F(ProfileExpiryTest, EventsKeptUnderAPersonInAFoldedSegmentStillCount) {
     return std::shared_ptr<const SubjectFold>(fold);
   };
   ASSERT_TRUE(Open().ok());
+  clock_->Set(kTestNowMs - 40 * kDayMs);
   AppendUpdates({Update(2, kTestNowMs - 40 * kDayMs, "linked-plan"),
                  Update(9, kTestNowMs - 40 * kDayMs, "unseen-plan")});
+  clock_->Set(kTestNowMs);
   uint64_t subject_2_events = 0;
   for (uint64_t batch = 0; batch < 40; ++batch) {  // enough flushes for a compaction
     std::vector<Event> events;

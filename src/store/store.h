@@ -279,8 +279,9 @@ class Engine {
   }
   // Profile expiry: hides the profile of every subject of the project that
   // has user profile updates (no group's) and was not seen since
-  // `before_ms` — no profile update and no event with a time at or after
-  // it. Logged as deletion records of the subjects' profile updates only
+  // `before_ms` — no profile update received (the store's clock at its
+  // append, not the update's own time_ms) and no event with a time at or
+  // after it. Logged as deletion records of the subjects' profile updates only
   // (their events are kept), each of up to kDeletionSubjectsMax subjects,
   // durable as EraseSubjects' are; profile updates stored later start a new
   // profile; the purge removes the hidden updates from the profile file.

@@ -4,11 +4,16 @@
 // everything (ignore), nothing (drop), or the event without its subject and
 // without any pseudonymised property (anonymous) — and requests without a
 // signal are stored as ever. The setting changes with SIGHUP.
+// Retention (docs/privacy.md, "Retention") is applied when the server
+// starts, before its first request, not only by its minute timer: a folder
+// opened with a rule that hides some of its events shows none of them to
+// the first export. (The rules' hourly steps and the profile expiry are
+// tested with a fake clock in src/service/retention_test.cc.)
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fsp from 'node:fs/promises';
 
-import { randomTag, sleep, startServer } from './harness.mjs';
+import { nowSeconds, randomTag, sleep, startServer } from './harness.mjs';
 
 const PROJECT = 'consent-shop';
 const ZERO_SUBJECT = `psn_${'0'.repeat(32)}`;
@@ -132,5 +137,38 @@ describe('consent signals', () => {
     const [row] = await stored(name);
     assert.notEqual(row.properties.distinct_id, ZERO_SUBJECT);
     assert.ok(row.properties.company_id.startsWith('psn_'));
+  });
+});
+
+describe('retention at start', () => {
+  let server;
+  before(async () => {
+    server = await startServer({ projectName: 'retention-start', configText: 'log_level = "info"\n' });
+  });
+  after(async () => {
+    if (server) {
+      await server.cleanup();
+    }
+  });
+
+  it('hides the events past a rule from the first export after a start', async () => {
+    const name = randomTag('kept-or-not');
+    const now = nowSeconds();
+    const events = [3, 2, 0.1, 0].map((ageDays, idx) => ({
+      event: name,
+      properties: { distinct_id: `user-r${idx}`, time: Math.round(now - ageDays * 86400), $insert_id: `${name}-${idx}`, seq: idx },
+    }));
+    const res = await server.importJson(events);
+    assert.equal(res.status, 200, res.text);
+    const all = await server.exportEvents({ fromDate: '2020-01-01', event: [name] });
+    assert.equal(all.length, 4);
+    await server.stop();
+    await fsp.writeFile(server.configFile,
+      'log_level = "info"\n[projects.retention-start]\nretention_days = 1\n');
+    await server.start();
+    // The first request after /healthz: the timer's first pass is a
+    // minute away.
+    const rows = await server.exportEvents({ fromDate: '2020-01-01', event: [name] });
+    assert.deepEqual(rows.map((row) => row.properties.seq).sort(), [2, 3]);
   });
 });
