@@ -4,8 +4,6 @@
 // "Client addresses").
 #include <sodium.h>
 
-#include <chrono>
-#include <cstdio>
 #include <cstring>
 #include <optional>
 
@@ -14,16 +12,10 @@
 namespace minpanel::audit {
 namespace {
 
-constexpr int64_t kDayMs = 86'400'000;
-constexpr std::string_view kKeyFileMagic("MPADDRK\0", 8);
-constexpr uint32_t kKeyFileFormatVersion = 1;
-constexpr size_t kKeyFileBytes = 8 + 4 + 4 + kAddressKeyBytes;
-constexpr uint32_t kKeyFolderMode = 0700;
-constexpr uint32_t kKeyFileMode = 0600;
-constexpr std::string_view kKeyFilePrefix = "address-";
-constexpr std::string_view kKeyFileExtension = ".key";
-// What FileSystem::WriteFileAtomically appends to its temporary file.
-constexpr std::string_view kTemporarySuffix = ".tmp";
+constexpr SecretFileFormat kKeyFileFormat{
+    .magic = std::string_view("MPADDRK\0", 8), .format_version = 1, .kind = "address key file"};
+constexpr DaySecretFiles::Names kKeyFileNames{
+    .prefix = "address-", .extension = ".key", .secret = "key"};
 // The associated data of every sealed address: the format and the day, so
 // that a sealed address names the one key that opens it.
 constexpr std::string_view kSealDomain = "minpanel-audit-address-v1 ";
@@ -34,90 +26,19 @@ constexpr int kBase64Variant = sodium_base64_VARIANT_URLSAFE_NO_PADDING;
 
 static_assert(kAddressKeyBytes == crypto_aead_xchacha20poly1305_ietf_KEYBYTES);
 
-int64_t DayOf(int64_t time_ms) {
-  return time_ms >= 0 ? time_ms / kDayMs : (time_ms - kDayMs + 1) / kDayMs;
-}
-
-void PutU32(std::string* out, uint32_t value) {
-  for (int byte_idx = 0; byte_idx < 4; ++byte_idx) {
-    out->push_back(static_cast<char>((value >> (8 * byte_idx)) & 0xFF));
-  }
-}
-
-uint32_t GetU32(std::string_view data) {
-  uint32_t value = 0;
-  for (int byte_idx = 3; byte_idx >= 0; --byte_idx) {
-    value = (value << 8) | static_cast<uint8_t>(data[byte_idx]);
-  }
-  return value;
-}
-
-// The day (days since 1970-01-01) of "YYYY-MM-DD", or nullopt.
-std::optional<int64_t> ParseDayName(std::string_view name) {
-  if (name.size() != kDayNameBytes || name[4] != '-' || name[7] != '-') {
-    return std::nullopt;
-  }
-  int values[3] = {0, 0, 0};
-  const std::string_view parts[3] = {name.substr(0, 4), name.substr(5, 2), name.substr(8, 2)};
-  for (size_t part_idx = 0; part_idx < 3; ++part_idx) {
-    for (const char c : parts[part_idx]) {
-      if (c < '0' || c > '9') {
-        return std::nullopt;
-      }
-      values[part_idx] = values[part_idx] * 10 + (c - '0');
-    }
-  }
-  const std::chrono::year_month_day date{std::chrono::year(values[0]),
-                                         std::chrono::month(static_cast<unsigned>(values[1])),
-                                         std::chrono::day(static_cast<unsigned>(values[2]))};
-  if (!date.ok()) {
-    return std::nullopt;  // 2026-02-30 and the like
-  }
-  return std::chrono::sys_days(date).time_since_epoch().count();
-}
-
-// The day of a key file name "address-YYYY-MM-DD.key" (or its temporary
-// file, when `temporary`), or nullopt for any other name.
-std::optional<int64_t> DayOfFileName(std::string_view name, bool* temporary) {
-  *temporary = name.ends_with(kTemporarySuffix);
-  if (*temporary) {
-    name.remove_suffix(kTemporarySuffix.size());
-  }
-  if (!name.starts_with(kKeyFilePrefix) || !name.ends_with(kKeyFileExtension)) {
-    return std::nullopt;
-  }
-  name.remove_prefix(kKeyFilePrefix.size());
-  name.remove_suffix(kKeyFileExtension.size());
-  return ParseDayName(name);
-}
-
 std::string AssociatedData(std::string_view day_name) {
   return std::string(kSealDomain) + std::string(day_name);
 }
 
 }  // namespace
 
-std::string AddressDayName(int64_t day) {
-  const std::chrono::year_month_day date{std::chrono::sys_days(std::chrono::days(day))};
-  char text[16];
-  std::snprintf(text, sizeof(text), "%04d-%02u-%02u", static_cast<int>(date.year()),
-                static_cast<unsigned>(date.month()), static_cast<unsigned>(date.day()));
-  return text;
-}
-
 AddressKeys::AddressKeys(std::string folder, std::shared_ptr<FileSystem> file_system,
                          std::shared_ptr<Clock> clock, uint32_t retention_days)
-    : folder_(std::move(folder)),
-      file_system_(std::move(file_system)),
+    : keys_(std::move(folder), std::move(file_system), kKeyFileFormat, kKeyFileNames),
       clock_(std::move(clock)),
       retention_days_(retention_days) {}
 
-AddressKeys::~AddressKeys() {
-  std::lock_guard lock(mutex_);
-  for (auto& [day, key] : keys_) {
-    sodium_memzero(key.data(), key.size());
-  }
-}
+AddressKeys::~AddressKeys() = default;
 
 Result<std::unique_ptr<AddressKeys>> AddressKeys::Open(std::string folder,
                                                        std::shared_ptr<FileSystem> file_system,
@@ -131,66 +52,24 @@ Result<std::unique_ptr<AddressKeys>> AddressKeys::Open(std::string folder,
                                    std::to_string(kAuditRetentionDaysMax) +
                                    " (kAuditRetentionDaysMax)");
   }
-  MP_RETURN_IF_ERROR(file_system->CreateDirectories(folder, kKeyFolderMode));
+  MP_RETURN_IF_ERROR(file_system->CreateDirectories(folder, kSecretFolderMode));
   std::unique_ptr<AddressKeys> keys(
       new AddressKeys(std::move(folder), std::move(file_system), std::move(clock), retention_days));
   MP_RETURN_IF_ERROR(keys->DestroyExpired().status());
   return keys;
 }
 
-std::string AddressKeys::KeyPath(int64_t day) const {
-  return folder_ + "/" + std::string(kKeyFilePrefix) + AddressDayName(day) +
-         std::string(kKeyFileExtension);
-}
+std::string AddressKeys::KeyPath(int64_t day) const { return keys_.PathOf(day); }
 
 bool AddressKeys::ExpiredLocked(int64_t day, int64_t now_ms) const {
   // Day D's key is kept through day D + retention_days: every address stays
   // readable for at least retention_days days.
-  return retention_days_ == 0 || day + int64_t{retention_days_} < DayOf(now_ms);
+  return retention_days_ == 0 || day + int64_t{retention_days_} < UtcDayOf(now_ms);
 }
 
-Result<const AddressKeys::Key*> AddressKeys::KeyOfLocked(int64_t day, bool create) {
-  if (const auto cached = keys_.find(day); cached != keys_.end()) {
-    return &cached->second;
-  }
-  const std::string path = KeyPath(day);
-  Key key{};
-  if (file_system_->Exists(path)) {
-    MP_ASSIGN_OR_RETURN(std::string contents, file_system_->ReadFile(path));
-    Status status = Status::Ok();
-    if (contents.size() != kKeyFileBytes || contents.compare(0, 8, kKeyFileMagic) != 0) {
-      status = Status::Corruption("address key file " + path + ": wrong size or magic");
-    } else if (GetU32(std::string_view(contents).substr(8, 4)) > kKeyFileFormatVersion) {
-      status = Status::Corruption("address key file " + path +
-                                  ": format version is newer than this binary");
-    } else if (GetU32(std::string_view(contents).substr(12, 4)) != static_cast<uint32_t>(day)) {
-      status = Status::Corruption("address key file " + path + ": holds the key of another day");
-    } else {
-      std::memcpy(key.data(), contents.data() + 16, kAddressKeyBytes);
-    }
-    sodium_memzero(contents.data(), contents.size());
-    MP_RETURN_IF_ERROR(status);
-  } else if (!create) {
-    return static_cast<const Key*>(nullptr);
-  } else {
-    crypto_aead_xchacha20poly1305_ietf_keygen(key.data());
-    std::string contents(kKeyFileMagic);
-    PutU32(&contents, kKeyFileFormatVersion);
-    PutU32(&contents, static_cast<uint32_t>(day));
-    contents.append(reinterpret_cast<const char*>(key.data()), key.size());
-    const Status written = file_system_->WriteFileAtomically(path, contents, kKeyFileMode);
-    sodium_memzero(contents.data(), contents.size());
-    if (!written.ok()) {
-      sodium_memzero(key.data(), key.size());
-      // A temporary file may hold the key: never leave it behind.
-      (void)file_system_->Remove(path + std::string(kTemporarySuffix));
-      return Status::IoError("address key file " + path + " not written: " + written.message());
-    }
-  }
-  Key& kept = keys_[day];
-  kept = key;
-  sodium_memzero(key.data(), key.size());
-  return &kept;
+Result<const Secret*> AddressKeys::KeyOfLocked(int64_t day, bool create) {
+  return keys_.Get(day, create,
+                   [](Secret* key) { crypto_aead_xchacha20poly1305_ietf_keygen(key->data()); });
 }
 
 Result<std::string> AddressKeys::Seal(std::string_view address, int64_t time_ms) {
@@ -199,12 +78,12 @@ Result<std::string> AddressKeys::Seal(std::string_view address, int64_t time_ms)
                                    " bytes (kAddressBytesMax)");
   }
   std::lock_guard lock(mutex_);
-  const int64_t day = DayOf(time_ms);
+  const int64_t day = UtcDayOf(time_ms);
   if (ExpiredLocked(day, clock_->NowMs())) {
     return std::string();  // not kept at all (retention 0)
   }
-  MP_ASSIGN_OR_RETURN(const Key* key, KeyOfLocked(day, true));
-  const std::string day_name = AddressDayName(day);
+  MP_ASSIGN_OR_RETURN(const Secret* key, KeyOfLocked(day, true));
+  const std::string day_name = UtcDayName(day);
   const std::string associated = AssociatedData(day_name);
   std::string sealed(kNonceBytes + address.size() + kTagBytes, '\0');
   auto* bytes = reinterpret_cast<uint8_t*>(sealed.data());
@@ -231,7 +110,7 @@ Result<std::optional<std::string>> AddressKeys::Reveal(std::string_view sealed) 
     return corrupt();
   }
   const std::string_view day_name = sealed.substr(0, kDayNameBytes);
-  const std::optional<int64_t> day = ParseDayName(day_name);
+  const std::optional<int64_t> day = ParseUtcDayName(day_name);
   if (!day.has_value()) {
     return corrupt();
   }
@@ -247,7 +126,7 @@ Result<std::optional<std::string>> AddressKeys::Reveal(std::string_view sealed) 
   if (ExpiredLocked(*day, clock_->NowMs())) {
     return std::optional<std::string>();
   }
-  MP_ASSIGN_OR_RETURN(const Key* key, KeyOfLocked(*day, false));
+  MP_ASSIGN_OR_RETURN(const Secret* key, KeyOfLocked(*day, false));
   if (key == nullptr) {
     return std::optional<std::string>();  // destroyed (or made on another host)
   }
@@ -278,30 +157,11 @@ Status AddressKeys::RevealIn(AuditEntry* entry) {
 Result<size_t> AddressKeys::DestroyExpired() {
   std::lock_guard lock(mutex_);
   const int64_t now_ms = clock_->NowMs();
-  for (auto key = keys_.begin(); key != keys_.end();) {
-    if (ExpiredLocked(key->first, now_ms)) {
-      sodium_memzero(key->second.data(), key->second.size());
-      key = keys_.erase(key);
-    } else {
-      ++key;
-    }
-  }
-  MP_ASSIGN_OR_RETURN(const std::vector<std::string> names, file_system_->ListDirectory(folder_));
-  size_t removed = 0;
-  for (const std::string& name : names) {
-    bool temporary = false;
-    const std::optional<int64_t> day = DayOfFileName(name, &temporary);
-    // A temporary file of a day still kept may be a key being written now
-    // by another process (the command line while the server runs).
-    if (day.has_value() && ExpiredLocked(*day, now_ms)) {
-      MP_RETURN_IF_ERROR(file_system_->Remove(folder_ + "/" + name));
-      ++removed;
-    }
-  }
-  if (removed > 0) {
-    MP_RETURN_IF_ERROR(file_system_->SyncDirectory(folder_));
-  }
-  return removed;
+  keys_.Drop([this, now_ms](int64_t day) { return ExpiredLocked(day, now_ms); });
+  // A temporary file of a day still kept may be a key being written now
+  // by another process (the command line while the server runs).
+  return keys_.RemoveFiles(
+      [this, now_ms](int64_t day, bool) { return ExpiredLocked(day, now_ms); });
 }
 
 }  // namespace minpanel::audit

@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "core/core.h"
+#include "core/secret_files.h"
 
 namespace minpanel::audit {
 
@@ -467,15 +468,14 @@ Result<Shown> ShowLog(const std::string& path, FileSystem& file_system, const Fi
 // ends, after which that day's addresses cannot be read while the chain,
 // which hashes the sealed text, still verifies.
 inline constexpr size_t kAddressBytesMax = 64;  // an IPv6 address with a zone, and more
-inline constexpr size_t kAddressKeyBytes = 32;
+inline constexpr size_t kAddressKeyBytes = kSecretBytes;
 inline constexpr uint32_t kAddressRetentionDaysDefault = 90;
 inline constexpr std::string_view kAddressKeyFolder = "audit-address";
 // What a reader shows for an address whose day key is gone.
 inline constexpr std::string_view kAddressExpired = "expired";
-// "YYYY-MM-DD" of a day (days since 1970-01-01).
-std::string AddressDayName(int64_t day);
 
-// The day keys of a key folder's `audit-address` folder. Thread-safe.
+// The day keys of a key folder's `audit-address` folder (core's
+// DaySecretFiles reads, writes and keeps them). Thread-safe.
 class AddressKeys {
  public:
   // Opens (creating, 0700) `folder` and destroys the expired keys.
@@ -504,19 +504,16 @@ class AddressKeys {
   std::string KeyPath(int64_t day) const;
 
  private:
-  using Key = std::array<uint8_t, kAddressKeyBytes>;
   AddressKeys(std::string folder, std::shared_ptr<FileSystem> file_system,
               std::shared_ptr<Clock> clock, uint32_t retention_days);
   bool ExpiredLocked(int64_t day, int64_t now_ms) const;
   // The day's key, read or (with `create`) made; nullptr when absent.
-  Result<const Key*> KeyOfLocked(int64_t day, bool create);
+  Result<const Secret*> KeyOfLocked(int64_t day, bool create);
 
-  std::string folder_;
-  std::shared_ptr<FileSystem> file_system_;
+  DaySecretFiles keys_;  // guarded by mutex_ (KeyPath only reads its folder)
   std::shared_ptr<Clock> clock_;
   uint32_t retention_days_;
   std::mutex mutex_;
-  std::map<int64_t, Key> keys_;  // by day; zeroed when dropped
 };
 
 // An AuditLog keeps the key index current as it appends: a thread of its

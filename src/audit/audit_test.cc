@@ -724,7 +724,7 @@ TEST_F(AddressKeysTest, RecordsKeepTheAddressSealedAndItExpiresWithItsDayKey) {
   EXPECT_EQ(bytes.find("198.51.100"), std::string::npos);
   std::vector<AuditEntry> entries = Entries(bytes);
   ASSERT_EQ(entries.size(), 2u);
-  EXPECT_TRUE(entries[0].address.starts_with(AddressDayName(day) + ":")) << entries[0].address;
+  EXPECT_TRUE(entries[0].address.starts_with(UtcDayName(day) + ":")) << entries[0].address;
   EXPECT_TRUE(entries[0].client_address.empty());
   EXPECT_TRUE(entries[1].address.empty());
   EXPECT_TRUE(std::filesystem::exists(keys->KeyPath(day)));
@@ -763,7 +763,7 @@ TEST_F(AddressKeysTest, AnEditedSealIsCorruptionAndWithoutKeysNoAddressIsKept) {
   EXPECT_EQ(keys->Reveal("no day").status().code(), StatusCode::kCorruption);
   // Another day's key does not open it: the day is bound in.
   std::string other_day = sealed;
-  other_day.replace(0, 10, AddressDayName(clock_->NowMs() / kDayMs - 1));
+  other_day.replace(0, 10, UtcDayName(clock_->NowMs() / kDayMs - 1));
   ASSERT_TRUE(keys->Seal("192.0.2.1", clock_->NowMs() - kDayMs).ok());
   EXPECT_EQ(keys->Reveal(other_day).status().code(), StatusCode::kCorruption);
   EXPECT_EQ(keys->Seal(std::string(kAddressBytesMax + 1, '1'), clock_->NowMs()).status().code(),
@@ -787,6 +787,63 @@ TEST_F(AddressKeysTest, AnEditedSealIsCorruptionAndWithoutKeysNoAddressIsKept) {
   }
   EXPECT_EQ(Read("log").find("198.51.100"), std::string::npos);
   EXPECT_TRUE(Entries(Read("log"))[0].address.empty());
+}
+
+// An address key file as docs/formats/audit.md lays it out, made by hand.
+std::string AddressKeyFile(int64_t day, char fill) {
+  std::string bytes("MPADDRK\0", 8);
+  for (const uint32_t field : {1U, static_cast<uint32_t>(day)}) {
+    for (int byte_idx = 0; byte_idx < 4; ++byte_idx) {
+      bytes.push_back(static_cast<char>((field >> (8 * byte_idx)) & 0xFF));
+    }
+  }
+  bytes.append(kAddressKeyBytes, fill);
+  return bytes;
+}
+
+TEST_F(AddressKeysTest, KeyFilesKeepTheirLayoutAndAHandMadeOneIsReadNotReplaced) {
+  const std::string folder = folder_ + "-keys";
+  std::filesystem::remove_all(folder);
+  const int64_t day = clock_->NowMs() / kDayMs;
+  const auto read = [](const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  const auto write = [](const std::string& path, const std::string& bytes) {
+    std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+  };
+  {
+    // A key the code makes has the documented layout (its 32 bytes random).
+    std::unique_ptr<AddressKeys> keys = OpenKeys(30);
+    ASSERT_NE(keys, nullptr);
+    ASSERT_TRUE(keys->Seal("192.0.2.1", clock_->NowMs() - kDayMs).ok());
+    const std::string made = read(keys->KeyPath(day - 1));
+    ASSERT_EQ(made.size(), 48u);
+    EXPECT_EQ(made.substr(0, 16), AddressKeyFile(day - 1, 'x').substr(0, 16));
+    EXPECT_EQ(keys->KeyPath(day - 1), folder + "/address-" + UtcDayName(day - 1) + ".key");
+  }
+  // A file written before (here by hand) is read and used, never replaced.
+  write(folder + "/address-" + UtcDayName(day) + ".key", AddressKeyFile(day, 'k'));
+  std::string sealed;
+  {
+    std::unique_ptr<AddressKeys> keys = OpenKeys(30);
+    ASSERT_NE(keys, nullptr);
+    sealed = keys->Seal("198.51.100.9", clock_->NowMs()).value();
+    EXPECT_EQ(read(keys->KeyPath(day)), AddressKeyFile(day, 'k'));
+  }
+  // It opens under that key only.
+  write(folder + "/address-" + UtcDayName(day) + ".key", AddressKeyFile(day, 'j'));
+  EXPECT_EQ(OpenKeys(30)->Reveal(sealed).status().code(), StatusCode::kCorruption);
+  write(folder + "/address-" + UtcDayName(day) + ".key", AddressKeyFile(day, 'k'));
+  EXPECT_EQ(OpenKeys(30)->Reveal(sealed).value(), std::optional<std::string>("198.51.100.9"));
+  // A damaged file, or one of another day, is Corruption naming it.
+  const std::string path = folder + "/address-" + UtcDayName(day) + ".key";
+  write(path, AddressKeyFile(day, 'k').substr(0, 40));
+  EXPECT_EQ(OpenKeys(30)->Reveal(sealed).status().message(),
+            "address key file " + path + ": wrong size or magic");
+  write(path, AddressKeyFile(day + 1, 'k'));
+  EXPECT_EQ(OpenKeys(30)->Seal("192.0.2.1", clock_->NowMs()).status().message(),
+            "address key file " + path + ": holds the key of another day");
 }
 
 TEST(AuditRecordTest, EncodesAndDecodes) {

@@ -4,32 +4,14 @@
 
 #include <algorithm>
 #include <charconv>
-#include <cstring>
 #include <string>
 
 namespace minpanel::privacy {
 namespace {
 
-constexpr std::string_view kKeyFileMagic("MPKEY\0\0\0", 8);
-constexpr uint32_t kKeyFileFormatVersion = 1;
-constexpr size_t kKeyFileBytes = 8 + 4 + 4 + kKeyBytes;
-constexpr uint32_t kKeyFolderMode = 0700;
-constexpr uint32_t kKeyFileMode = 0600;
+constexpr SecretFileFormat kKeyFileFormat{
+    .magic = std::string_view("MPKEY\0\0\0", 8), .format_version = 1, .kind = "key file"};
 constexpr std::string_view kKeyFileExtension = ".key";
-
-void PutU32(std::string* out, uint32_t value) {
-  for (int byte_idx = 0; byte_idx < 4; ++byte_idx) {
-    out->push_back(static_cast<char>((value >> (8 * byte_idx)) & 0xFF));
-  }
-}
-
-uint32_t GetU32(std::string_view data) {
-  uint32_t value = 0;
-  for (int byte_idx = 3; byte_idx >= 0; --byte_idx) {
-    value = (value << 8) | static_cast<uint8_t>(data[byte_idx]);
-  }
-  return value;
-}
 
 std::string FilePrefix(uint32_t project_id) { return "project-" + std::to_string(project_id); }
 
@@ -65,7 +47,7 @@ Result<std::unique_ptr<KeyStore>> KeyStore::Open(std::string folder,
   if (sodium_init() < 0) {
     return Status::Unavailable("libsodium failed to initialise");
   }
-  MP_RETURN_IF_ERROR(file_system->CreateDirectories(folder, kKeyFolderMode));
+  MP_RETURN_IF_ERROR(file_system->CreateDirectories(folder, kSecretFolderMode));
   return std::unique_ptr<KeyStore>(new KeyStore(std::move(folder), std::move(file_system)));
 }
 
@@ -79,21 +61,8 @@ std::string KeyStore::OldVersionPath(uint32_t project_id, uint32_t version) cons
 }
 
 Result<ProjectKey> KeyStore::Load(const std::string& path) {
-  MP_ASSIGN_OR_RETURN(std::string contents, file_system_->ReadFile(path));
-  if (contents.size() != kKeyFileBytes || contents.compare(0, 8, kKeyFileMagic) != 0) {
-    sodium_memzero(contents.data(), contents.size());
-    return Status::Corruption("key file " + path + ": wrong size or magic");
-  }
-  const uint32_t format_version = GetU32(std::string_view(contents).substr(8, 4));
-  if (format_version > kKeyFileFormatVersion) {
-    sodium_memzero(contents.data(), contents.size());
-    return Status::Corruption("key file " + path + ": format version " +
-                              std::to_string(format_version) + " is newer than this binary");
-  }
   ProjectKey key;
-  key.version = GetU32(std::string_view(contents).substr(12, 4));
-  std::memcpy(key.bytes.data(), contents.data() + 16, kKeyBytes);
-  sodium_memzero(contents.data(), contents.size());
+  MP_ASSIGN_OR_RETURN(key.version, ReadSecretFile(*file_system_, path, kKeyFileFormat, &key.bytes));
   if (key.version == 0) {
     return Status::Corruption("key file " + path + ": key version 0");
   }
@@ -101,13 +70,7 @@ Result<ProjectKey> KeyStore::Load(const std::string& path) {
 }
 
 Status KeyStore::Write(const std::string& path, const ProjectKey& key) {
-  std::string contents(kKeyFileMagic);
-  PutU32(&contents, kKeyFileFormatVersion);
-  PutU32(&contents, key.version);
-  contents.append(reinterpret_cast<const char*>(key.bytes.data()), key.bytes.size());
-  const Status written = file_system_->WriteFileAtomically(path, contents, kKeyFileMode);
-  sodium_memzero(contents.data(), contents.size());
-  return written;
+  return WriteSecretFile(*file_system_, path, kKeyFileFormat, key.version, key.bytes);
 }
 
 Result<std::vector<uint32_t>> KeyStore::OldVersions(uint32_t project_id) {

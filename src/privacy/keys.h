@@ -21,10 +21,11 @@
 #include <vector>
 
 #include "core/core.h"
+#include "core/secret_files.h"
 
 namespace minpanel::privacy {
 
-inline constexpr size_t kKeyBytes = 32;
+inline constexpr size_t kKeyBytes = kSecretBytes;
 // How many keys a project can have had: each replacement is a deliberate
 // act, and every version is a pseudonym to compute when a person asks what
 // is held about them.
@@ -32,7 +33,7 @@ inline constexpr uint32_t kKeyVersionsMax = 1000;
 
 struct ProjectKey {
   uint32_t version = 0;
-  std::array<uint8_t, kKeyBytes> bytes{};
+  Secret bytes{};
 };
 
 struct KeyRotation {

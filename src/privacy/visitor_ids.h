@@ -16,14 +16,13 @@
 // Salt files (salts/salt-YYYY-MM-DD.salt under the key folder, 0600, the
 // folder 0700) hold an 8-byte magic "MPSALT\0\0", a format version (u32
 // LE, 1), the day (u32 LE, days since 1970-01-01) and 32 random bytes;
-// written atomically (temporary file, fsync, rename, fsync of the folder).
+// written atomically (temporary file, fsync, rename, fsync of the folder):
+// core's DaySecretFiles (core/secret_files.h) reads, writes and keeps them.
 //
 // VisitorIds is thread-safe.
 #pragma once
 
-#include <array>
 #include <cstdint>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -31,10 +30,10 @@
 #include <unordered_set>
 
 #include "core/core.h"
+#include "core/secret_files.h"
 
 namespace minpanel::privacy {
 
-inline constexpr size_t kVisitorSaltBytes = 32;
 inline constexpr int64_t kDayMs = 86'400'000;
 // A salt is destroyed this long after its UTC day starts: it serves its own
 // day and, for visits that cross midnight, the next.
@@ -81,20 +80,13 @@ class VisitorIds {
  private:
   VisitorIds(std::string folder, std::shared_ptr<FileSystem> file_system,
              std::shared_ptr<Clock> clock);
-  using Salt = std::array<uint8_t, kVisitorSaltBytes>;
-  // The day's salt, read or (with `create`) made; nullptr when absent and
-  // not created.
-  Result<const Salt*> SaltOf(int64_t day, bool create);
-  Result<Salt> Load(int64_t day);
   Result<size_t> DestroyExpiredLocked(int64_t now_ms);
   bool SeenRecently(const Id128& visitor) const;
   void Remember(const Id128& visitor, int64_t now_ms);
 
-  std::string folder_;
-  std::shared_ptr<FileSystem> file_system_;
-  std::shared_ptr<Clock> clock_;
   std::mutex mutex_;
-  std::map<int64_t, Salt> salts_;  // by day; zeroed when dropped
+  DaySecretFiles salts_;  // guarded by mutex_ (SaltPath only reads its folder)
+  std::shared_ptr<Clock> clock_;
   int64_t swept_day_ = INT64_MIN;
   // Visitors seen in the current and the previous session window.
   bool has_window_ = false;
@@ -102,9 +94,5 @@ class VisitorIds {
   std::unordered_set<Id128, Id128Hash> current_window_;
   std::unordered_set<Id128, Id128Hash> previous_window_;
 };
-
-// The UTC day of a time (days since 1970-01-01) and its date "YYYY-MM-DD".
-int64_t DayOf(int64_t time_ms);
-std::string DayName(int64_t day);
 
 }  // namespace minpanel::privacy

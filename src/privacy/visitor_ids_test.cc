@@ -67,7 +67,7 @@ class VisitorIdsTest : public ::testing::Test {
   }
 
   std::filesystem::path SaltFile(int64_t day) const {
-    return folder_ / ("salt-" + DayName(day) + ".salt");
+    return folder_ / ("salt-" + UtcDayName(day) + ".salt");
   }
 
   std::vector<std::string> Files() const {
@@ -86,15 +86,15 @@ class VisitorIdsTest : public ::testing::Test {
   std::unique_ptr<VisitorIds> ids_;
 };
 
-const int64_t kDay0 = DayOf(kDay0Ms);
+const int64_t kDay0 = UtcDayOf(kDay0Ms);
 
 TEST(VisitorDayTest, DaysAreUtcDates) {
-  EXPECT_EQ(DayName(DayOf(kDay0Ms)), "2026-11-26");
-  EXPECT_EQ(DayName(DayOf(kDay0Ms - 1)), "2026-11-25");
-  EXPECT_EQ(DayName(DayOf(kDay0Ms + kDayMs - 1)), "2026-11-26");
-  EXPECT_EQ(DayName(0), "1970-01-01");
-  EXPECT_EQ(DayOf(-1), -1);
-  EXPECT_EQ(DayName(DayOf(kDay0Ms + 96 * kDayMs)), "2027-03-02");  // across February
+  EXPECT_EQ(UtcDayName(UtcDayOf(kDay0Ms)), "2026-11-26");
+  EXPECT_EQ(UtcDayName(UtcDayOf(kDay0Ms - 1)), "2026-11-25");
+  EXPECT_EQ(UtcDayName(UtcDayOf(kDay0Ms + kDayMs - 1)), "2026-11-26");
+  EXPECT_EQ(UtcDayName(0), "1970-01-01");
+  EXPECT_EQ(UtcDayOf(-1), -1);
+  EXPECT_EQ(UtcDayName(UtcDayOf(kDay0Ms + 96 * kDayMs)), "2027-03-02");  // across February
 }
 
 TEST_F(VisitorIdsTest, SaltIsCreatedOnFirstUseAs0600FileOfTheDay) {
@@ -226,6 +226,40 @@ TEST_F(VisitorIdsTest, DestroyedSaltIsNotUsedFromMemory) {
   EXPECT_NE(Visitor(), before);
 }
 
+// A salt file as docs/formats/plausible.md lays it out, made by hand.
+std::string SaltFileBytes(int64_t day, char fill) {
+  std::string bytes("MPSALT\0\0", 8);
+  for (const uint32_t field : {1U, static_cast<uint32_t>(day)}) {
+    for (int byte_idx = 0; byte_idx < 4; ++byte_idx) {
+      bytes.push_back(static_cast<char>((field >> (8 * byte_idx)) & 0xFF));
+    }
+  }
+  bytes.append(32, fill);
+  return bytes;
+}
+
+TEST_F(VisitorIdsTest, AHandMadeSaltFileIsReadNotReplaced) {
+  ids_.reset();
+  WriteBytes(SaltFile(kDay0), SaltFileBytes(kDay0, 's'));
+  ids_ = OpenIds();
+  const Id128 under_s = Visitor();
+  EXPECT_EQ(ReadBytes(SaltFile(kDay0)), SaltFileBytes(kDay0, 's'));
+  ids_.reset();
+  WriteBytes(SaltFile(kDay0), SaltFileBytes(kDay0, 't'));
+  ids_ = OpenIds();
+  EXPECT_NE(Visitor(), under_s);  // the id follows the file's salt
+  ids_.reset();
+  WriteBytes(SaltFile(kDay0), SaltFileBytes(kDay0, 's'));
+  ids_ = OpenIds();
+  EXPECT_EQ(Visitor(), under_s);
+  // What the code writes has the same layout (its 32 bytes random).
+  clock_->Advance(kDayMs);
+  Visitor();
+  const std::string made = ReadBytes(SaltFile(kDay0 + 1));
+  ASSERT_EQ(made.size(), 48u);
+  EXPECT_EQ(made.substr(0, 16), SaltFileBytes(kDay0 + 1, 'x').substr(0, 16));
+}
+
 TEST_F(VisitorIdsTest, TemporaryFileLeftByACrashIsRemovedAtOpen) {
   ids_.reset();
   // A crash between writing the temporary file and renaming it.
@@ -272,8 +306,8 @@ TEST_F(VisitorIdsTest, NewerFormatIsRefused) {
   ids_ = OpenIds();
   auto id = ids_->VisitorId("example.test", "198.51.100.7", kUserAgent);
   ASSERT_FALSE(id.ok());
-  EXPECT_EQ(id.status().message(),
-            "salt file " + SaltFile(kDay0).string() + ": format version is newer than this binary");
+  EXPECT_EQ(id.status().message(), "salt file " + SaltFile(kDay0).string() +
+                                       ": format version 2 is newer than this binary");
 }
 
 TEST_F(VisitorIdsTest, FailedSaltWriteGivesNoIdAndLeavesNoFile) {
