@@ -7,8 +7,10 @@
 // dictionary-encoded column becomes a bitmap over the dictionary's codes, and
 // a condition on a key the segment lacks becomes a constant. Per block: only
 // the name, time and subject columns and the properties the query names are
-// decoded; each filter is evaluated over the block into a byte mask without
-// allocating; the rows no selector keeps are dropped before they are copied.
+// decoded (the times of only the rows the names and filters keep, unless a
+// strict funnel keeps every row); each filter is evaluated over the block
+// into a byte mask without allocating; the rows no selector keeps are
+// dropped before they are copied.
 #include <algorithm>
 #include <map>
 #include <array>
@@ -1054,7 +1056,11 @@ bool SegmentScanner::NextBlock() {
     if (names_needed) {
       status_ = state.segment->ReadNameCodes(block_idx, &state.names);
     }
-    if (status_.ok() && !one_bucket) {
+    // Rows kept by their names alone (no strict funnel keeping every row)
+    // have only their own times read, after the names chose them: a funnel
+    // or retention keeps a few rows in a hundred.
+    const bool times_of_kept_rows = !one_bucket && !plan.keep_unmatched;
+    if (status_.ok() && !one_bucket && !times_of_kept_rows) {
       status_ = state.segment->ReadTimes(block_idx, &state.times);
     }
     if (!status_.ok()) {
@@ -1160,6 +1166,32 @@ bool SegmentScanner::NextBlock() {
           kept_count += static_cast<size_t>((bits[row_idx] != 0) | keep_unmatched);
         }
       }
+    } else if (times_of_kept_rows) {
+      for (size_t row_idx = row_begin; row_idx < row_end; ++row_idx) {
+        kept[kept_count] = static_cast<uint32_t>(row_idx);
+        kept_count += static_cast<size_t>(bits[row_idx] != 0);
+      }
+      if (kept_count > 0) {
+        status_ = state.segment->ReadTimesOfRows(
+            block_idx, std::span<const uint32_t>(kept, kept_count), &state.times);
+        if (!status_.ok()) {
+          return false;
+        }
+      }
+      // state.times[i] is now kept row i's; drop those outside the range
+      // (none when the block's zone map lies inside it).
+      if (info.time_min_ms < plan.time_min_ms || info.time_max_ms > plan.time_max_ms) {
+        int64_t* times = state.times.data();
+        size_t inside_count = 0;
+        for (size_t kept_idx = 0; kept_idx < kept_count; ++kept_idx) {
+          const int64_t time_ms = times[kept_idx];
+          kept[inside_count] = kept[kept_idx];
+          times[inside_count] = time_ms;
+          inside_count += static_cast<size_t>((time_ms >= plan.time_min_ms) &
+                                              (time_ms <= plan.time_max_ms));
+        }
+        kept_count = inside_count;
+      }
     } else {
       const int64_t* times = state.times.data();
       for (size_t row_idx = row_begin; row_idx < row_end; ++row_idx) {
@@ -1176,7 +1208,9 @@ bool SegmentScanner::NextBlock() {
       const uint32_t row_idx = kept[kept_idx];
       const uint32_t row_bits = bits[row_idx];
       MatchRow& row = rows_[kept_idx];
-      row.time_ms = one_bucket ? info.time_min_ms : state.times[row_idx];
+      row.time_ms = one_bucket           ? info.time_min_ms
+                    : times_of_kept_rows ? state.times[kept_idx]
+                                         : state.times[row_idx];
       row.bits = row_bits;
       row.tie = row_bits == 0 ? 255 : plan.tie_by_bit[static_cast<size_t>(__builtin_ctz(row_bits))];
     }

@@ -282,6 +282,13 @@ class SegmentReader {
   // failed read is IoError.
   // Precondition: block_idx < block_count().
   Status ReadTimes(size_t block_idx, std::vector<int64_t>* times) const;
+  // The times of the rows `selected` (strictly ascending, each < the block's
+  // row count): entry i is row selected[i]'s. In a block of packed times
+  // (format 3) only those rows are decoded — what a query that keeps a few
+  // rows of a block by their names needs; each time read is checked against
+  // the zone map, but not the zone map against the rows not read.
+  Status ReadTimesOfRows(size_t block_idx, std::span<const uint32_t> selected,
+                         std::vector<int64_t>* times) const;
   // The block's subject column: in a folded segment, the person each row is
   // kept under (the sort order); ReadStoredSubjects says which rows were
   // stored under another subject.

@@ -1178,6 +1178,61 @@ Status DecodeTimes(std::string_view raw, size_t rows, int64_t time_min_ms, int64
   return DecodeTimeDeltas(raw, rows, time_min_ms, time_max_ms, times);
 }
 
+Status DecodeTimesOfRows(std::string_view raw, size_t rows, int64_t time_min_ms,
+                         int64_t time_max_ms, TimeEncoding encoding,
+                         std::span<const uint32_t> selected, std::vector<int64_t>* times) {
+  if (encoding != TimeEncoding::kPackedOffsets) {
+    std::vector<int64_t> all;
+    MP_RETURN_IF_ERROR(DecodeTimes(raw, rows, time_min_ms, time_max_ms, encoding, &all));
+    times->resize(selected.size());
+    for (size_t slot = 0; slot < selected.size(); ++slot) {
+      (*times)[slot] = all[selected[slot]];
+    }
+    return Status::Ok();
+  }
+  const uint32_t bits = PackedTimeBits(time_min_ms, time_max_ms);
+  const uint64_t total_bits = static_cast<uint64_t>(rows) * bits;
+  if (raw.size() != (total_bits + 7) / 8) {
+    return Status::Corruption("time chunk is " + std::to_string(raw.size()) + " bytes for " +
+                              std::to_string(rows) + " rows of " + std::to_string(bits) +
+                              " bits");
+  }
+  times->resize(selected.size());
+  int64_t* out = times->data();
+  if (bits == 0) {
+    std::fill(times->begin(), times->end(), time_min_ms);
+    return Status::Ok();
+  }
+  const auto* data = reinterpret_cast<const uint8_t*>(raw.data());
+  const size_t size = raw.size();
+  const uint64_t mask = (uint64_t{1} << bits) - 1;
+  const auto base = static_cast<uint64_t>(time_min_ms);
+  const uint64_t span = static_cast<uint64_t>(time_max_ms) - base;
+  uint64_t seen_max = 0;
+  for (size_t slot = 0; slot < selected.size(); ++slot) {
+    const uint64_t bit = static_cast<uint64_t>(selected[slot]) * bits;
+    const size_t first_byte = static_cast<size_t>(bit / 8);
+    uint64_t word = 0;
+    if (first_byte + 8 <= size) {
+      std::memcpy(&word, data + first_byte, 8);
+      word = le64toh(word);
+    } else {
+      for (size_t byte = first_byte; byte < size; ++byte) {
+        word |= uint64_t{data[byte]} << (8 * (byte - first_byte));
+      }
+    }
+    const uint64_t offset = (word >> (bit % 8)) & mask;
+    out[slot] = static_cast<int64_t>(base + offset);
+    seen_max = std::max(seen_max, offset);
+  }
+  if (seen_max > span) {
+    return Status::Corruption("a time lies " + std::to_string(seen_max) +
+                              " ms after the block's minimum, past its zone map's span of " +
+                              std::to_string(span) + " ms");
+  }
+  return Status::Ok();
+}
+
 void EncodeSubjects(std::span<const Id128> subjects, std::span<const uint32_t> run_lengths,
                     std::string* raw) {
   PutVarint64(subjects.size(), raw);

@@ -274,7 +274,8 @@ class ByteReader {
 //   (every block of versions 1 and 2; a version 3 block spanning 2^32 ms or
 //   more);
 // - kPackedOffsets: `time - time_min_ms` of each row in PackedTimeBits bits,
-//   row 0 in the lowest bits of byte 0 (any row readable alone: TimeColumn).
+//   row 0 in the lowest bits of byte 0 (any row readable alone:
+//   DecodeTimesOfRows).
 enum class TimeEncoding : uint8_t { kZigZagDeltas, kPackedOffsets };
 TimeEncoding TimeEncodingOf(uint32_t version, int64_t time_min_ms, int64_t time_max_ms);
 // The bits of one packed offset: bit_width(time_max_ms - time_min_ms), 0 when
@@ -285,6 +286,16 @@ void EncodeTimes(std::span<const int64_t> times, int64_t time_min_ms, int64_t ti
 // Also checks that the block's minimum and maximum are exactly the zone map's.
 Status DecodeTimes(std::string_view raw, size_t rows, int64_t time_min_ms, int64_t time_max_ms,
                    TimeEncoding encoding, std::vector<int64_t>* times);
+// The times of the rows `selected` only (ascending, each < `rows`): entry i
+// is row selected[i]'s. Packed offsets are read row by row, so this costs
+// the selected rows, not the block; deltas depend on the row before, so
+// they are decoded whole (DecodeTimes) and the selected rows picked. Checks
+// the chunk's size and that every time read lies in the zone map; unlike
+// DecodeTimes it cannot check that the zone map's minimum and maximum occur
+// among rows it does not read.
+Status DecodeTimesOfRows(std::string_view raw, size_t rows, int64_t time_min_ms,
+                         int64_t time_max_ms, TimeEncoding encoding,
+                         std::span<const uint32_t> selected, std::vector<int64_t>* times);
 
 // Subjects: run count, the ids (strictly increasing), the run lengths.
 void EncodeSubjects(std::span<const Id128> subjects, std::span<const uint32_t> run_lengths,

@@ -205,6 +205,66 @@ TEST(SegmentTimesTest, PackedOffsetsRoundTripAtEveryWidthAndAreChecked) {
   }
 }
 
+// The times of some rows only: every width, the rows near the chunk's end
+// (read byte by byte) included, equal the same rows of DecodeTimes; deltas
+// (decoded whole) too. A time past the zone map's span, or a chunk of the
+// wrong size, is Corruption.
+TEST(SegmentTimesTest, TimesOfSelectedRowsEqualTheWholeDecode) {
+  std::mt19937_64 random(12);
+  for (uint32_t bits = 1; bits <= kPackedTimeBitsMax; ++bits) {
+    for (const size_t rows : {size_t{2}, size_t{9}, size_t{33}, size_t{16384}}) {
+      const int64_t time_min = 1'700'000'000'000;
+      const uint64_t span = (uint64_t{1} << (bits - 1)) + random() % (uint64_t{1} << (bits - 1));
+      std::vector<int64_t> times(rows);
+      for (int64_t& time : times) {
+        time = time_min + static_cast<int64_t>(random() % (span + 1));
+      }
+      times[0] = time_min;
+      times[rows - 1] = time_min + static_cast<int64_t>(span);
+      std::vector<uint32_t> selected;
+      for (uint32_t row_idx = 0; row_idx < rows; ++row_idx) {
+        if (row_idx + 3 >= rows || random() % 5 == 0) {
+          selected.push_back(row_idx);
+        }
+      }
+      for (const TimeEncoding encoding :
+           {TimeEncoding::kPackedOffsets, TimeEncoding::kZigZagDeltas}) {
+        std::string raw;
+        EncodeTimes(times, time_min, times[rows - 1], encoding, &raw);
+        std::vector<int64_t> picked;
+        const Status status = DecodeTimesOfRows(raw, rows, time_min, times[rows - 1], encoding,
+                                                selected, &picked);
+        ASSERT_TRUE(status.ok()) << bits << " bits, " << rows << " rows: " << status.ToString();
+        ASSERT_EQ(picked.size(), selected.size());
+        for (size_t slot = 0; slot < selected.size(); ++slot) {
+          ASSERT_EQ(picked[slot], times[selected[slot]]) << bits << " bits, row " << selected[slot];
+        }
+        ExpectCorruption(DecodeTimesOfRows(raw + "x", rows, time_min, times[rows - 1], encoding,
+                                           selected, &picked),
+                         "");
+      }
+      if (bits >= 2) {
+        // The last row's time is the span: a zone map narrower by one (of
+        // the same width) reads it past the span.
+        std::string raw;
+        EncodeTimes(times, time_min, times[rows - 1], TimeEncoding::kPackedOffsets, &raw);
+        const int64_t narrower = times[rows - 1] - 1;
+        if (PackedTimeBits(time_min, narrower) == bits) {
+          std::vector<int64_t> picked;
+          ExpectCorruption(DecodeTimesOfRows(raw, rows, time_min, narrower,
+                                             TimeEncoding::kPackedOffsets, selected, &picked),
+                           "past its zone map");
+        }
+      }
+    }
+  }
+  // Every row at one time: no bits, each selected row at the minimum.
+  std::vector<int64_t> picked;
+  const std::vector<uint32_t> selected = {0, 2};
+  ASSERT_TRUE(DecodeTimesOfRows("", 3, 5, 5, TimeEncoding::kPackedOffsets, selected, &picked).ok());
+  EXPECT_EQ(picked, (std::vector<int64_t>{5, 5}));
+}
+
 TEST(SegmentSubjectsTest, RunsRoundTripAndAreChecked) {
   const std::vector<Id128> subjects = {{0, 1}, {0, 9}, {7, 0}};
   const std::vector<uint32_t> lengths = {3, 1, 2};

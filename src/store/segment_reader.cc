@@ -395,6 +395,31 @@ Status SegmentReader::ReadTimes(size_t block_idx, std::vector<int64_t>* times) c
   return status.ok() ? status : Error("column time", block_idx, status);
 }
 
+Status SegmentReader::ReadTimesOfRows(size_t block_idx, std::span<const uint32_t> selected,
+                                      std::vector<int64_t>* times) const {
+  if (masked_base_) {
+    return masked_base_->ReadTimesOfRows(block_idx, BaseRows(block_idx, selected), times);
+  }
+  const FooterBlock& block = footer_.blocks[block_idx];
+  if (!selected.empty() && selected.back() >= block.row_count) {
+    return Error("column time", block_idx,
+                 Status::InvalidArgument("selected row " + std::to_string(selected.back()) +
+                                         " is past the block's " +
+                                         std::to_string(block.row_count) + " rows"));
+  }
+  const ThreadBuffer scratch(DecodedBuffer());
+  std::string_view raw;
+  Status status =
+      ReadColumnChunk(block_idx, static_cast<size_t>(FixedColumn::kTime), scratch.get(), &raw);
+  if (status.ok()) {
+    status = DecodeTimesOfRows(raw, block.row_count, block.time_min_ms, block.time_max_ms,
+                               TimeEncodingOf(summary_.format_version, block.time_min_ms,
+                                              block.time_max_ms),
+                               selected, times);
+  }
+  return status.ok() ? status : Error("column time", block_idx, status);
+}
+
 Status SegmentReader::ReadSubjects(size_t block_idx, SubjectRuns* runs) const {
   if (masked_base_) {
     return MaskedReadSubjects(block_idx, runs);

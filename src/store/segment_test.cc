@@ -499,7 +499,8 @@ TEST(SegmentReaderTest, ColumnsReadAloneAgreeWithEvents) {
 
 // ReadPropertiesOfRows decodes only the selected rows: each selection must
 // give exactly the values ReadEvents gives for those rows, for own columns
-// (dictionary and plain, every type) and map keys alike.
+// (dictionary and plain, every type) and map keys alike; so must
+// ReadInsertIdsOfRows and ReadTimesOfRows.
 TEST(SegmentReaderTest, PropertiesOfSelectedRowsAgreeWithEvents) {
   for (const uint64_t seed : {23u, 24u}) {
     SCOPED_TRACE(seed);
@@ -530,11 +531,15 @@ TEST(SegmentReaderTest, PropertiesOfSelectedRowsAgreeWithEvents) {
       }
       selections[4].push_back(rows - 1);
       std::vector<Id128> insert_ids;
+      std::vector<int64_t> times;
       for (const std::vector<uint32_t>& selected : selections) {
         ASSERT_TRUE(reader->ReadInsertIdsOfRows(block_idx, selected, &insert_ids).ok());
         ASSERT_EQ(insert_ids.size(), selected.size());
+        ASSERT_TRUE(reader->ReadTimesOfRows(block_idx, selected, &times).ok());
+        ASSERT_EQ(times.size(), selected.size());
         for (size_t slot = 0; slot < selected.size(); ++slot) {
           EXPECT_EQ(insert_ids[slot], block_events[selected[slot]].insert_id);
+          EXPECT_EQ(times[slot], block_events[selected[slot]].time_ms);
         }
         ASSERT_TRUE(reader->ReadPropertiesOfRows(block_idx, selected, &columns).ok());
         ASSERT_EQ(columns.size(), reader->property_keys().size());
@@ -556,8 +561,9 @@ TEST(SegmentReaderTest, PropertiesOfSelectedRowsAgreeWithEvents) {
   }
 }
 
-// Through a view without some rows (erasure's WithHiddenRows), CountNames and
-// ReadPropertiesOfRows see the view's rows, as every other read does.
+// Through a view without some rows (erasure's WithHiddenRows), CountNames,
+// ReadPropertiesOfRows and ReadTimesOfRows see the view's rows, as every
+// other read does.
 TEST(SegmentReaderTest, CountsAndSelectedRowsOfAViewLeaveHiddenRowsOut) {
   RandomEvents generator(25);
   const std::shared_ptr<const SegmentReader> base =
@@ -591,8 +597,11 @@ TEST(SegmentReaderTest, CountsAndSelectedRowsOfAViewLeaveHiddenRowsOut) {
     }
     std::vector<Id128> insert_ids;
     ASSERT_TRUE(view->ReadInsertIdsOfRows(block_idx, selected, &insert_ids).ok());
+    std::vector<int64_t> times;
+    ASSERT_TRUE(view->ReadTimesOfRows(block_idx, selected, &times).ok());
     for (size_t slot = 0; slot < selected.size(); ++slot) {
       EXPECT_EQ(insert_ids[slot], block_events[selected[slot]].insert_id);
+      EXPECT_EQ(times[slot], block_events[selected[slot]].time_ms);
     }
     ASSERT_TRUE(view->ReadPropertiesOfRows(block_idx, selected, &columns).ok());
     for (size_t key_idx = 0; key_idx < columns.size(); ++key_idx) {
