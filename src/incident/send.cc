@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "audit/audit.h"
+#include "incident/bounded_file.h"
 #include "incident/incident.h"
 #include "incident/report_text.h"
 
@@ -317,42 +318,6 @@ int64_t WallMs() {
       .count();
 }
 
-// Reads a regular file (never through a symbolic link) of at most
-// `bytes_max` bytes.
-Result<std::string> ReadPrivateFile(const std::string& path, uint64_t bytes_max,
-                                    std::string_view limit_name) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) {
-    return Status::IoError(path + ": " + std::strerror(errno));
-  }
-  struct stat info {};
-  if (::fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
-    ::close(fd);
-    return Status::InvalidArgument(path + ": not a regular file");
-  }
-  if (static_cast<uint64_t>(info.st_size) > bytes_max) {
-    ::close(fd);
-    return Status::ResourceExhausted(path + ": larger than " + std::string(limit_name) + " (" +
-                                     std::to_string(bytes_max) + " bytes)");
-  }
-  std::string text(static_cast<size_t>(info.st_size), '\0');
-  size_t done = 0;
-  while (done < text.size()) {
-    const ssize_t got = ::read(fd, text.data() + done, text.size() - done);
-    if (got < 0 && errno == EINTR) {
-      continue;
-    }
-    if (got <= 0) {
-      const int error = errno;
-      ::close(fd);
-      return Status::IoError(path + ": read: " + (got == 0 ? "short" : std::strerror(error)));
-    }
-    done += static_cast<size_t>(got);
-  }
-  ::close(fd);
-  return text;
-}
-
 // notices/users/*.eml, then notices/admins/*.eml, each sorted by name.
 Result<std::vector<std::string>> ListNotices(const std::string& folder) {
   std::vector<std::string> files;
@@ -486,8 +451,9 @@ class StateFile {
     if (!dry_run && ::fchmod(file->fd_, 0600) != 0) {
       return Status::IoError(path + ": chmod: " + std::strerror(errno));
     }
-    MP_ASSIGN_OR_RETURN(const std::string text,
-                        ReadPrivateFile(path, kSendStateBytesMax, "kSendStateBytesMax"));
+    MP_ASSIGN_OR_RETURN(
+        const std::string text,
+        ReadBoundedFile(path, kSendStateBytesMax, "kSendStateBytesMax", FileKind::kPrivate));
     MP_ASSIGN_OR_RETURN(*state, ParseSendState(text));
     if (dry_run) {
       return file;
@@ -745,8 +711,9 @@ Result<Plan> MakePlan(const SendOptions& options, const std::vector<std::string>
     }
   };
   for (const std::string& file : files) {
-    MP_ASSIGN_OR_RETURN(const std::string eml, ReadPrivateFile(options.folder + "/" + file,
-                                                               kNoticeBytesMax, "kNoticeBytesMax"));
+    MP_ASSIGN_OR_RETURN(const std::string eml,
+                        ReadBoundedFile(options.folder + "/" + file, kNoticeBytesMax,
+                                        "kNoticeBytesMax", FileKind::kPrivate));
     if (const auto recipient = NoticeRecipient(eml); !recipient.ok()) {
       return Status::InvalidArgument(file + ": cannot be sent: " + recipient.status().message());
     }
@@ -784,8 +751,9 @@ void Pace(std::chrono::steady_clock::time_point last_end, std::chrono::microseco
 
 Status SendOne(const SendOptions& options, const Pending& pending, SmtpClient& client,
                StateFile& state_file, SendReport* report) {
-  MP_ASSIGN_OR_RETURN(const std::string eml, ReadPrivateFile(options.folder + "/" + pending.file,
-                                                             kNoticeBytesMax, "kNoticeBytesMax"));
+  MP_ASSIGN_OR_RETURN(const std::string eml,
+                      ReadBoundedFile(options.folder + "/" + pending.file, kNoticeBytesMax,
+                                      "kNoticeBytesMax", FileKind::kPrivate));
   if (audit::Sha256Hex(eml) != pending.sha256) {
     return Status::Corruption(pending.file + ": changed while the run was sending; run again");
   }

@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "incident/bounded_file.h"
 #include "incident/incident.h"
 #include "incident/table_internal.h"
 
@@ -651,37 +652,8 @@ Result<Table> ParseTableWith(std::string_view text, bool plain_lines) {
 }
 
 Result<Table> ReadTable(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    return Status::IoError(path + ": " + std::strerror(errno));
-  }
-  struct stat info {};
-  if (::fstat(fd, &info) != 0) {
-    const int saved = errno;
-    ::close(fd);
-    return Status::IoError(path + ": " + std::strerror(saved));
-  }
-  if (static_cast<uint64_t>(info.st_size) > kFileBytesMax) {
-    ::close(fd);
-    return Status::ResourceExhausted(path + ": larger than kFileBytesMax (" +
-                                     std::to_string(kFileBytesMax) + " bytes)");
-  }
-  std::string text;
-  text.resize(static_cast<size_t>(info.st_size));
-  size_t done = 0;
-  while (done < text.size()) {
-    const ssize_t got = ::read(fd, text.data() + done, text.size() - done);
-    if (got < 0 && errno == EINTR) {
-      continue;
-    }
-    if (got <= 0) {
-      const int saved = errno;
-      ::close(fd);
-      return Status::IoError(path + ": read: " + (got == 0 ? "short file" : std::strerror(saved)));
-    }
-    done += static_cast<size_t>(got);
-  }
-  ::close(fd);
+  MP_ASSIGN_OR_RETURN(const std::string text,
+                      ReadBoundedFile(path, kFileBytesMax, "kFileBytesMax", FileKind::kAny));
   Result<Table> table = ParseTable(text);
   if (!table.ok()) {
     return Status(table.status().code(), path + ": " + table.status().message());
@@ -729,28 +701,19 @@ class TableStream::Reader {
 Result<std::unique_ptr<TableStream>> TableStream::Open(const std::string& path) {
   std::unique_ptr<TableStream> stream(new TableStream());
   stream->path_ = path;
-  stream->fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (stream->fd_ < 0) {
-    return Status::IoError(path + ": " + std::strerror(errno));
-  }
-  struct stat info {};
-  if (::fstat(stream->fd_, &info) != 0) {
-    return Status::IoError(path + ": " + std::strerror(errno));
-  }
-  if (static_cast<uint64_t>(info.st_size) > kFileBytesMax) {
-    return Status::ResourceExhausted(path + ": larger than kFileBytesMax (" +
-                                     std::to_string(kFileBytesMax) + " bytes)");
-  }
-  if (info.st_size == 0) {
+  MP_ASSIGN_OR_RETURN(const BoundedFile file,
+                      OpenBoundedFile(path, kFileBytesMax, "kFileBytesMax", FileKind::kAny));
+  stream->fd_ = file.fd;  // closed by the stream
+  if (file.bytes == 0) {
     return Status::InvalidArgument(path + ": the file is empty");
   }
-  void* mapped = ::mmap(nullptr, static_cast<size_t>(info.st_size), PROT_READ, MAP_PRIVATE,
-                        stream->fd_, 0);
+  void* mapped =
+      ::mmap(nullptr, static_cast<size_t>(file.bytes), PROT_READ, MAP_PRIVATE, stream->fd_, 0);
   if (mapped == MAP_FAILED) {
     return Status::IoError(path + ": mmap: " + std::strerror(errno));
   }
   stream->mapped_ = static_cast<const char*>(mapped);
-  stream->mapped_bytes_ = static_cast<size_t>(info.st_size);
+  stream->mapped_bytes_ = static_cast<size_t>(file.bytes);
   (void)::madvise(mapped, stream->mapped_bytes_, MADV_SEQUENTIAL);
   return stream;
 }
