@@ -11,6 +11,11 @@ namespace minpanel::service {
 namespace {
 
 constexpr int64_t kDayMs = 86'400'000;
+// The audit log's retention bound moves in whole UTC days: a prune that cuts
+// copies the rest of the log (audit::AuditLog::PruneBefore), so a running
+// server cuts at most once a day; a look that finds nothing to cut reads one
+// record.
+constexpr int64_t kAuditPruneStepMs = kDayMs;
 
 }  // namespace
 
@@ -132,6 +137,21 @@ Status Service::ApplyRetention() {
     const Status expiry = ExpireProfiles(*project, settings.profile_expiry_days, now_ms);
     if (!expiry.ok() && first_error.ok()) {
       first_error = expiry;
+    }
+  }
+  // The audit log's own retention (audit_retention_days), also while the
+  // server runs, not only when the log opens: records older than the days,
+  // rounded down to a UTC day, are cut behind a signed checkpoint.
+  if (audit_retention_days_ > 0) {
+    const int64_t bound_ms = now_ms - int64_t{audit_retention_days_} * kDayMs;
+    const int64_t remainder = ((bound_ms % kAuditPruneStepMs) + kAuditPruneStepMs) % kAuditPruneStepMs;
+    const Result<uint64_t> pruned = audit_->PruneBefore(bound_ms - remainder);
+    if (!pruned.ok()) {
+      settings_.retention_failures.fetch_add(1);
+      if (first_error.ok()) {
+        first_error = Status(pruned.status().code(),
+                             "audit log retention: " + pruned.status().message());
+      }
     }
   }
   return first_error;

@@ -321,6 +321,36 @@ TEST_F(RetentionTest, ARestoreExpiresAtOnceTheProfilesExpiredSinceItsBackup) {
   EXPECT_EQ(Count(shop, "Page view"), 0U);
 }
 
+// audit_retention_days holds while the server runs: a record past its days
+// is cut by the next retention pass (before: only when the log opened), at
+// most once a day, behind a log.prune record.
+TEST_F(RetentionTest, TheAuditLogIsPrunedWhileTheServiceRuns) {
+  config_.audit_retention_days = 1;
+  Open();
+  const Project& shop = projects_[0];
+  EXPECT_GT(Count(shop, "Signed up"), 0U);  // an audited export
+  Access everyone = LocalAccess(shop);
+  const auto records = [&](const std::string& act) {
+    audit::Filter filter;
+    filter.act = act;
+    auto entries = service_->ReadAudit(everyone, filter);
+    EXPECT_TRUE(entries.ok()) << entries.status().ToString();
+    return entries.ok() ? entries->size() : size_t{0};
+  };
+  ASSERT_GE(records("export"), 1U);
+  ASSERT_TRUE(service_->ApplyRetention().ok());
+  EXPECT_GE(records("export"), 1U);  // a day not yet past
+  EXPECT_EQ(records("log.prune"), 0U);
+  clock_->Advance(3 * kDayMs);
+  ASSERT_TRUE(service_->ApplyRetention().ok());
+  EXPECT_EQ(records("export"), 0U);
+  EXPECT_EQ(records("log.prune"), 1U);
+  // Within the day the records read since are kept.
+  clock_->Advance(60'000);
+  ASSERT_TRUE(service_->ApplyRetention().ok());
+  EXPECT_EQ(records("log.prune"), 1U);
+}
+
 TEST(ErasurePurgeDelayTest, StartsAMarginBeforeTheDeadline) {
   EXPECT_EQ(ErasurePurgeDelayMs(24), 23 * 3'600'000LL);
   EXPECT_EQ(ErasurePurgeDelayMs(1), 0);
