@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "core/fault_file_system.h"
+#include "core/test_folder.h"
 
 namespace minpanel::audit {
 namespace {
@@ -29,9 +30,12 @@ std::vector<AuditEntry> Entries(std::string_view log_bytes) {
 
 class AuditLogTest : public ::testing::Test {
  protected:
+  void TearDown() override {
+    RemoveTestFolderUnlessFailed(folder_);
+    RemoveTestFolderUnlessFailed(folder_ + "-keys");
+  }
   void SetUp() override {
-    folder_ = ::testing::TempDir() + "/audit_test_" +
-              ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    folder_ = TestFolder("audit_test");
     std::filesystem::remove_all(folder_);
   }
 
@@ -432,6 +436,7 @@ class SignedAuditLogTest : public AuditLogTest {
     std::filesystem::remove(folder_ + "-a.key");
     std::filesystem::remove(folder_ + "-b.key");
     std::filesystem::remove(folder_ + "-c.key");
+    AuditLogTest::TearDown();
   }
   // The anchors file without its key lines.
   std::string AnchorLines() {

@@ -1,8 +1,7 @@
 // The streaming reader and the key index over real logs (AuditLog writing to
 // a temporary folder).
-#include <gtest/gtest.h>
-
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/file.h>
 #include <unistd.h>
 
@@ -13,15 +12,16 @@
 #include <thread>
 
 #include "audit/audit.h"
+#include "core/test_folder.h"
 
 namespace minpanel::audit {
 namespace {
 
 class LogReaderTest : public ::testing::Test {
  protected:
+  void TearDown() override { RemoveTestFolderUnlessFailed(folder_); }
   void SetUp() override {
-    folder_ = ::testing::TempDir() + "/audit_reader_test_" +
-              ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    folder_ = TestFolder("audit_reader_test");
     std::filesystem::remove_all(folder_);
   }
 

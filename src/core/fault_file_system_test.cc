@@ -4,18 +4,19 @@
 
 #include <filesystem>
 
+#include "core/test_folder.h"
+
 namespace minpanel {
 namespace {
 
 class FaultFileSystemTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    folder_ = std::filesystem::path(::testing::TempDir()) /
-              ("fault_fs_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
+    folder_ = TestFolder("fault_fs");
     std::filesystem::remove_all(folder_);
     std::filesystem::create_directories(folder_);
   }
-  void TearDown() override { std::filesystem::remove_all(folder_); }
+  void TearDown() override { RemoveTestFolderUnlessFailed(folder_); }
 
   std::string Path(const std::string& name) const { return (folder_ / name).string(); }
 
@@ -80,8 +81,7 @@ TEST_F(FaultFileSystemTest, PositionalReadsFailAfterTheBudgetEvenOnFilesOpenedBe
   file_system_.Reset();
   ASSERT_TRUE((*file)->ReadAt(8, 5, &out).ok());
   EXPECT_EQ(out, "89");
-  EXPECT_EQ(file_system_.OpenRandomAccess(Path("missing")).status().code(),
-            StatusCode::kNotFound);
+  EXPECT_EQ(file_system_.OpenRandomAccess(Path("missing")).status().code(), StatusCode::kNotFound);
 }
 
 }  // namespace

@@ -6,19 +6,19 @@
 #include <thread>
 #include <vector>
 
+#include "core/test_folder.h"
+
 namespace minpanel {
 namespace {
 
 class FileSystemTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    folder_ = std::filesystem::path(::testing::TempDir()) /
-              ("posix_fs_" +
-               std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
+    folder_ = TestFolder("posix_fs");
     std::filesystem::remove_all(folder_);
     std::filesystem::create_directories(folder_);
   }
-  void TearDown() override { std::filesystem::remove_all(folder_); }
+  void TearDown() override { RemoveTestFolderUnlessFailed(folder_); }
 
   std::string Path(const std::string& name) const { return (folder_ / name).string(); }
   void Write(const std::string& path, std::string_view data) {
@@ -50,8 +50,7 @@ TEST_F(FileSystemTest, ReadAtReadsAnyRangeAndStopsShortOnlyAtTheEnd) {
 }
 
 TEST_F(FileSystemTest, OpenRandomAccessOfAMissingFileIsNotFound) {
-  EXPECT_EQ(file_system_->OpenRandomAccess(Path("missing")).status().code(),
-            StatusCode::kNotFound);
+  EXPECT_EQ(file_system_->OpenRandomAccess(Path("missing")).status().code(), StatusCode::kNotFound);
 }
 
 // The open descriptor keeps the file: compaction deletes segment files that

@@ -9,6 +9,7 @@
 #include <map>
 
 #include "audit/audit.h"
+#include "core/test_folder.h"
 #include "incident/incident.h"
 
 namespace minpanel::incident {
@@ -18,9 +19,9 @@ constexpr int64_t kStartMs = 1'790'000'000'000;
 
 class BlastTest : public ::testing::Test {
  protected:
+  void TearDown() override { RemoveTestFolderUnlessFailed(folder_); }
   void SetUp() override {
-    folder_ = ::testing::TempDir() + "/blast_test_" +
-              ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    folder_ = TestFolder("blast_test");
     std::filesystem::remove_all(folder_);
     clock_->Set(kStartMs);
     audit::Options options;
@@ -184,8 +185,8 @@ TEST_F(BlastTest, NamesExactlyTheSubjectsAndKeysTheKeyExportedInTheWindow) {
 // Subjects whose rows lacked some of the export's keys are not listed with
 // them: the subject file says which keys each subject's own rows had.
 TEST_F(BlastTest, EachSubjectIsListedWithTheKeysOfItsOwnRowsOnly) {
-  Export("mpk_a", kStartMs + 1000, {"psn_1", "psn_2", "psn_3"}, {"$browser", "$city", "plan"},
-         true, {{"psn_1", {"plan"}}, {"psn_2", {"$city", "plan"}}, {"psn_3", {}}});
+  Export("mpk_a", kStartMs + 1000, {"psn_1", "psn_2", "psn_3"}, {"$browser", "$city", "plan"}, true,
+         {{"psn_1", {"plan"}}, {"psn_2", {"$city", "plan"}}, {"psn_3", {}}});
   Export("mpk_a", kStartMs + 2000, {"psn_1"}, {"$os"});
   Close();
   for (const bool full : {false, true}) {
@@ -206,8 +207,7 @@ TEST_F(BlastTest, EachSubjectIsListedWithTheKeysOfItsOwnRowsOnly) {
     EXPECT_EQ(blast->subjects[1].categories & (device | location), location);
     EXPECT_EQ(blast->subjects[2].categories & (device | location), 0u);
     // No one's rows had $browser: it is not among what left.
-    EXPECT_EQ(blast->properties,
-              (std::vector<std::string>{"$city", "$os", "distinct_id", "plan"}));
+    EXPECT_EQ(blast->properties, (std::vector<std::string>{"$city", "$os", "distinct_id", "plan"}));
     EXPECT_TRUE(blast->warnings.empty());
     EXPECT_NE(BlastRadiusJson(*blast, 0).find("\"fields_exact\":true"), std::string::npos);
   }
@@ -489,8 +489,8 @@ TEST_F(BlastTest, WhoCouldReadSaysWhatTheStoreHoldsAndWhatEachKeysLimitsReach) {
   EXPECT_NE(json.find("\"events_in_reach\":3"), std::string::npos);
 
   // Nothing held: said, as a warning.
-  auto gone = ComputeWhoCouldRead(folder_, 1, {"psn_2"}, {everything}, 0, INT64_MAX, false,
-                                  *file_system_);
+  auto gone =
+      ComputeWhoCouldRead(folder_, 1, {"psn_2"}, {everything}, 0, INT64_MAX, false, *file_system_);
   ASSERT_TRUE(gone.ok());
   SubjectInStore empty;
   empty.consulted = true;
@@ -501,8 +501,8 @@ TEST_F(BlastTest, WhoCouldReadSaysWhatTheStoreHoldsAndWhatEachKeysLimitsReach) {
   EXPECT_NE(WhoCouldReadJson(*gone, 0).find("\"first_event\":\"\""), std::string::npos);
 
   // Not consulted (the server held the data folder): said, and no counts.
-  auto blind = ComputeWhoCouldRead(folder_, 1, {"psn_2"}, {everything}, 0, INT64_MAX, false,
-                                   *file_system_);
+  auto blind =
+      ComputeWhoCouldRead(folder_, 1, {"psn_2"}, {everything}, 0, INT64_MAX, false, *file_system_);
   ASSERT_TRUE(blind.ok());
   SubjectInStore not_consulted;
   not_consulted.not_consulted = "the server holds the data folder";

@@ -4,14 +4,16 @@
 
 #include <filesystem>
 
+#include "core/test_folder.h"
+
 namespace minpanel::service {
 namespace {
 
 class AccessKeyStoreTest : public ::testing::Test {
  protected:
+  void TearDown() override { RemoveTestFolderUnlessFailed(folder_); }
   void SetUp() override {
-    folder_ = ::testing::TempDir() + "/access_keys_" +
-              ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    folder_ = TestFolder("access_keys");
     std::filesystem::remove_all(folder_);
     std::filesystem::create_directories(folder_);
     auto store = AccessKeyStore::Open(folder_, file_system_, clock_);

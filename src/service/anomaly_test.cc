@@ -4,6 +4,7 @@
 
 #include <filesystem>
 
+#include "core/test_folder.h"
 #include "service/access_keys_limits.h"
 #include "service/watched_credentials.h"
 
@@ -18,9 +19,9 @@ constexpr std::string_view kKey = "mpk_0123456789abcdef";
 
 class AnomalyTest : public ::testing::Test {
  protected:
+  void TearDown() override { RemoveTestFolderUnlessFailed(folder_); }
   void SetUp() override {
-    folder_ = ::testing::TempDir() + "/anomaly_" +
-              ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    folder_ = TestFolder("anomaly");
     std::filesystem::remove_all(folder_);
     rules_.burst_exports = 0;
   }

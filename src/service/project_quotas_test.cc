@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "core/test_folder.h"
 #include "service/config.h"
 
 namespace minpanel::service {
@@ -74,7 +75,7 @@ TEST_F(ProjectQuotasTest, WhatIsStoredBetweenMeasurementsCountsAtOnce) {
 }
 
 TEST(QuotaConfigTest, AnomalyAndProjectQuotasAreReadAndChecked) {
-  const std::string path = ::testing::TempDir() + "/quota_config.toml";
+  const std::string path = TestFolder("quota_config") + ".toml";
   const auto load = [&](const std::string& text) {
     std::ofstream(path) << text;
     auto config = LoadConfigFile(path);

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/fault_file_system.h"
+#include "core/test_folder.h"
 #include "store/store.h"
 
 namespace minpanel::store {
@@ -48,10 +49,7 @@ inline void WriteBytes(const std::string& path, const std::string& bytes) {
 class StoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    folder_ = (std::filesystem::path(::testing::TempDir()) /
-               ("store_" + std::string(info->test_suite_name()) + "_" + info->name()))
-                  .string();
+    folder_ = TestFolder("store");
     std::filesystem::remove_all(folder_);
     options_.folder = folder_;
     options_.file_system = fault_file_system_;
@@ -63,7 +61,7 @@ class StoreTest : public ::testing::Test {
       EXPECT_TRUE(engine_->Close().ok());
     }
     engine_.reset();
-    std::filesystem::remove_all(folder_);
+    RemoveTestFolderUnlessFailed(folder_);
   }
 
   Status Open() {
