@@ -2,6 +2,7 @@
 // email) and organisations, the categories each account lost, and the
 // operator's timeline with the GDPR deadline.
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <chrono>
 #include <condition_variable>
@@ -44,6 +45,8 @@ namespace {
 constexpr uint32_t Bit(MatchMethod method) { return 1u << static_cast<uint32_t>(method); }
 constexpr uint32_t Bit(Category category) { return 1u << static_cast<uint32_t>(category); }
 constexpr uint32_t kNoAccount = UINT32_MAX;
+// How many rows ahead of the one being matched its look-ups are prepared.
+constexpr size_t kPrefetchRows = 16;
 
 // The local part without its "+tag" (no Gmail rule): tells a plus-address
 // match from a Gmail-dots one.
@@ -120,10 +123,25 @@ class RowHash {
     slots_.assign(slots, 0);
     mask_ = slots - 1;
   }
+  static uint64_t Hash(std::string_view key) { return std::hash<std::string_view>{}(key); }
+  // Brings the first slot of `hash` towards the cache: the look-ups of a
+  // chunk's rows are asked for some rows ahead, so their misses overlap.
+  void Prefetch(uint64_t hash) const { __builtin_prefetch(&slots_[hash & mask_]); }
+  // The row in the first slot of `hash` when its tag matches, else
+  // kNoAccount: the likely answer, for prefetching its key.
+  uint32_t Likely(uint64_t hash) const {
+    const uint64_t entry = slots_[hash & mask_];
+    return entry != 0 && (entry >> 32) == (hash >> 32) ? static_cast<uint32_t>(entry) - 1
+                                                       : kNoAccount;
+  }
   // The row whose key is `key`, or kNoAccount.
   template <typename KeyOf>
   uint32_t Find(std::string_view key, const KeyOf& key_of) const {
-    const uint64_t hash = std::hash<std::string_view>{}(key);
+    return FindHashed(key, Hash(key), key_of);
+  }
+  // Find, with the key's Hash already made.
+  template <typename KeyOf>
+  uint32_t FindHashed(std::string_view key, uint64_t hash, const KeyOf& key_of) const {
     const uint64_t tag = hash >> 32;
     for (uint64_t slot = hash & mask_;; slot = (slot + 1) & mask_) {
       const uint64_t entry = slots_[slot];
@@ -211,6 +229,7 @@ void IndexAccounts(const Table& accounts, const Recognition& columns, AccountInd
   const auto canonical_of = [index](uint32_t row) {
     return CanonicalizeEmail(index->NormalizedEmail(row)).address;
   };
+  std::string normalized;  // reused: no allocation per account
   for (size_t row = 0; row < accounts.row_count(); ++row) {
     const uint32_t account = static_cast<uint32_t>(row);
     if (!user_columns.empty()) {
@@ -224,20 +243,20 @@ void IndexAccounts(const Table& accounts, const Recognition& columns, AccountInd
     if (email.empty()) {
       continue;
     }
-    Result<std::string> normalized = NormalizeEmail(email);
-    if (!normalized.ok()) {
+    if (const Status normalized_status = NormalizeEmailTo(email, &normalized);
+        !normalized_status.ok()) {
       impact->Warn("accounts", accounts.Line(row),
-                   "the email cannot be used: " + normalized.status().message());
+                   "the email cannot be used: " + normalized_status.message());
       continue;
     }
     // Stored first: the look-ups below read the row's key from the arena.
-    index->email_at[row] = (uint64_t{index->email_arena.size()} << 24) | normalized->size();
-    index->email_arena += *normalized;
-    if (index->by_email.Insert(*normalized, account, email_of) != kNoAccount) {
+    index->email_at[row] = (uint64_t{index->email_arena.size()} << 24) | normalized.size();
+    index->email_arena += normalized;
+    if (index->by_email.Insert(normalized, account, email_of) != kNoAccount) {
       impact->Warn("accounts", accounts.Line(row),
                    "duplicate email (the first account with it is used)");
     }
-    const std::string canonical = CanonicalizeEmail(*normalized).address;
+    const std::string canonical = CanonicalizeEmail(normalized).address;
     const uint32_t first = index->by_canonical.Insert(canonical, account, canonical_of);
     if (first != kNoAccount) {
       index->canonical_others[first].push_back(account);
@@ -258,28 +277,94 @@ struct RowMatch {
   std::vector<uint32_t> extra_accounts;  // the other accounts of an ambiguous match
 };
 
+// A row's first user id column's and first email column's keys, made a
+// few rows before the row is matched (PrepareRow), so that their slots can
+// be prefetched: at 10M accounts every look-up misses the cache.
+struct PreparedRow {
+  std::string_view user_id;  // the first user id column's cell
+  uint64_t user_id_hash = 0;
+  bool email_ok = false;  // the first email column's cell normalised
+  std::string normalized_email;
+  uint64_t email_hash = 0;
+};
+
+void PrepareRow(const Table& leaked, size_t row, const std::vector<size_t>& user_columns,
+                const std::vector<size_t>& email_columns, const AccountIndex& index,
+                PreparedRow* prepared) {
+  prepared->user_id = user_columns.empty() ? std::string_view()
+                                           : leaked.Cell(row, user_columns[0]);
+  if (!prepared->user_id.empty() && index.user_column != SIZE_MAX) {
+    prepared->user_id_hash = RowHash::Hash(prepared->user_id);
+    index.by_user_id.Prefetch(prepared->user_id_hash);
+  }
+  prepared->email_ok = false;
+  const std::string_view email =
+      email_columns.empty() ? std::string_view() : leaked.Cell(row, email_columns[0]);
+  if (!email.empty() && NormalizeEmailTo(email, &prepared->normalized_email).ok()) {
+    prepared->email_ok = true;
+    prepared->email_hash = RowHash::Hash(prepared->normalized_email);
+    index.by_email.Prefetch(prepared->email_hash);
+  }
+}
+
+// The rows PrepareRow's answers point at, a few rows before they are read.
+void PrefetchKeys(const PreparedRow& prepared, const AccountIndex& index) {
+  if (!prepared.user_id.empty() && index.user_column != SIZE_MAX) {
+    const uint32_t row = index.by_user_id.Likely(prepared.user_id_hash);
+    if (row != kNoAccount) {
+      index.accounts->PrefetchRow(row);
+    }
+  }
+  if (prepared.email_ok) {
+    const uint32_t row = index.by_email.Likely(prepared.email_hash);
+    if (row != kNoAccount) {
+      __builtin_prefetch(&index.email_at[row]);
+    }
+  }
+}
+
 RowMatch MatchRow(const Table& leaked, size_t row, const std::vector<size_t>& user_columns,
-                  const std::vector<size_t>& email_columns, const AccountIndex& index) {
+                  const std::vector<size_t>& email_columns, const AccountIndex& index,
+                  const PreparedRow& prepared, std::string* normalized_scratch) {
   RowMatch match;
-  for (const size_t column : user_columns) {
-    const std::string_view user_id = leaked.Cell(row, column);
-    const uint32_t found = user_id.empty() ? kNoAccount : index.FindUserId(user_id);
+  for (size_t column_idx = 0; column_idx < user_columns.size(); ++column_idx) {
+    uint32_t found = kNoAccount;
+    if (column_idx == 0) {
+      if (!prepared.user_id.empty() && index.user_column != SIZE_MAX) {
+        found = index.by_user_id.FindHashed(prepared.user_id, prepared.user_id_hash,
+                                            [&index](uint32_t account) {
+                                              return index.UserId(account);
+                                            });
+      }
+    } else {
+      const std::string_view user_id = leaked.Cell(row, user_columns[column_idx]);
+      found = user_id.empty() ? kNoAccount : index.FindUserId(user_id);
+    }
     if (found != kNoAccount) {
       match.account = found;
       match.methods |= Bit(MatchMethod::kUserId);
       break;
     }
   }
-  for (const size_t column : email_columns) {
-    const std::string_view email = leaked.Cell(row, column);
-    if (email.empty()) {
-      continue;
+  for (size_t column_idx = 0; column_idx < email_columns.size(); ++column_idx) {
+    std::string_view normalized;
+    uint32_t exact = kNoAccount;
+    if (column_idx == 0) {
+      if (!prepared.email_ok) {
+        continue;
+      }
+      normalized = prepared.normalized_email;
+      exact = index.by_email.FindHashed(
+          normalized, prepared.email_hash,
+          [&index](uint32_t account) { return index.NormalizedEmail(account); });
+    } else {
+      const std::string_view email = leaked.Cell(row, email_columns[column_idx]);
+      if (email.empty() || !NormalizeEmailTo(email, normalized_scratch).ok()) {
+        continue;
+      }
+      normalized = *normalized_scratch;
+      exact = index.FindEmail(normalized);
     }
-    const Result<std::string> normalized = NormalizeEmail(email);
-    if (!normalized.ok()) {
-      continue;
-    }
-    const uint32_t exact = index.FindEmail(*normalized);
     if (exact != kNoAccount) {
       if (match.account == kNoAccount || match.account == exact) {
         match.account = exact;
@@ -292,7 +377,7 @@ RowMatch MatchRow(const Table& leaked, size_t row, const std::vector<size_t>& us
     if (match.account != kNoAccount) {
       continue;
     }
-    const std::string canonical_address = CanonicalizeEmail(*normalized).address;
+    const std::string canonical_address = CanonicalizeEmail(normalized).address;
     const uint32_t canonical = index.FindCanonical(canonical_address);
     if (canonical == kNoAccount) {
       continue;
@@ -302,7 +387,7 @@ RowMatch MatchRow(const Table& leaked, size_t row, const std::vector<size_t>& us
     if (others != index.canonical_others.end()) {
       candidates.insert(candidates.end(), others->second.begin(), others->second.end());
     }
-    const std::string leaked_plain = StripPlus(*normalized);
+    const std::string leaked_plain = StripPlus(normalized);
     for (const uint32_t account : candidates) {
       const bool plus_only = StripPlus(index.NormalizedEmail(account)) == leaked_plain;
       match.methods |=
@@ -608,8 +693,24 @@ std::unique_ptr<CrossrefStream::Matches> CrossrefStream::Match(const Table& leak
   const State& state = *state_;
   auto matches = std::make_unique<Matches>();
   matches->rows.reserve(leaked.row_count());
-  for (size_t row = 0; row < leaked.row_count(); ++row) {
-    RowMatch match = MatchRow(leaked, row, state.user_columns, state.email_columns, state.index);
+  // Row r's keys are prepared (and their slots prefetched) at row r -
+  // kPrefetchRows, the accounts the slots point at prefetched half-way.
+  std::array<PreparedRow, kPrefetchRows> ring;
+  std::string normalized_scratch;
+  const size_t rows = leaked.row_count();
+  for (size_t ahead = 0; ahead < std::min(rows, kPrefetchRows); ++ahead) {
+    PrepareRow(leaked, ahead, state.user_columns, state.email_columns, state.index, &ring[ahead]);
+  }
+  for (size_t row = 0; row < rows; ++row) {
+    if (row + kPrefetchRows / 2 < rows) {
+      PrefetchKeys(ring[(row + kPrefetchRows / 2) % kPrefetchRows], state.index);
+    }
+    RowMatch match = MatchRow(leaked, row, state.user_columns, state.email_columns, state.index,
+                              ring[row % kPrefetchRows], &normalized_scratch);
+    if (row + kPrefetchRows < rows) {
+      PrepareRow(leaked, row + kPrefetchRows, state.user_columns, state.email_columns,
+                 state.index, &ring[row % kPrefetchRows]);
+    }
     if (match.account == kNoAccount) {
       const std::string_view org_id = FirstCell(leaked, row, state.org_columns);
       const auto known = org_id.empty() ? state.orgs.known.end() : state.orgs.known.find(org_id);

@@ -24,6 +24,13 @@ bool IsAscii(std::string_view text) {
 }  // namespace
 
 Result<std::string> NormalizeEmail(std::string_view email) {
+  std::string folded;
+  MP_RETURN_IF_ERROR(NormalizeEmailTo(email, &folded));
+  return folded;
+}
+
+Status NormalizeEmailTo(std::string_view email, std::string* folded_out) {
+  std::string& folded = *folded_out;
   while (!email.empty() && IsAsciiSpace(email.front())) {
     email.remove_prefix(1);
   }
@@ -33,7 +40,6 @@ Result<std::string> NormalizeEmail(std::string_view email) {
   if (email.starts_with("mailto:")) {
     email.remove_prefix(7);
   }
-  std::string folded;
   if (IsAscii(email)) {
     // NFKC_Casefold of ASCII is its lower case; skip ICU on the common path.
     folded.assign(email);
@@ -58,6 +64,7 @@ Result<std::string> NormalizeEmail(std::string_view email) {
       return Status::InvalidArgument(std::string("the email does not normalise: ") +
                                      u_errorName(error));
     }
+    folded.clear();
     normalized.toUTF8String(folded);
   }
   const size_t at = folded.find('@');
@@ -65,7 +72,7 @@ Result<std::string> NormalizeEmail(std::string_view email) {
       folded.find('@', at + 1) != std::string::npos) {
     return Status::InvalidArgument("not one local part, '@' and a domain");
   }
-  return folded;
+  return Status::Ok();
 }
 
 CanonicalEmail CanonicalizeEmail(std::string_view normalized) {
