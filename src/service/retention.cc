@@ -17,6 +17,22 @@ constexpr int64_t kDayMs = 86'400'000;
 // record.
 constexpr int64_t kAuditPruneStepMs = kDayMs;
 
+// Raises the bound `bounds` keeps for `key` to `bound_ms`: true when it had
+// none or a lower one (the caller then acts on it), false when an equal or
+// later bound was claimed before.
+template <typename Map>
+bool RaiseBound(Map* bounds, const typename Map::key_type& key, int64_t bound_ms) {
+  auto [entry, added] = bounds->try_emplace(key, bound_ms);
+  if (added) {
+    return true;
+  }
+  if (entry->second >= bound_ms) {
+    return false;
+  }
+  entry->second = bound_ms;
+  return true;
+}
+
 }  // namespace
 
 int64_t RetentionBoundMs(int64_t now_ms, uint32_t days) {
@@ -56,28 +72,12 @@ std::vector<ProjectSettings> ProjectSettingsTable::All() const {
 bool ProjectSettingsTable::ClaimDrop(uint32_t project_id, const std::string& event_name,
                                      int64_t bound_ms) {
   std::lock_guard lock(mutex_);
-  auto [entry, added] = dropped_before_ms_.try_emplace({project_id, event_name}, bound_ms);
-  if (added) {
-    return true;
-  }
-  if (entry->second >= bound_ms) {
-    return false;
-  }
-  entry->second = bound_ms;
-  return true;
+  return RaiseBound(&dropped_before_ms_, {project_id, event_name}, bound_ms);
 }
 
 bool ProjectSettingsTable::ClaimExpiry(uint32_t project_id, int64_t bound_ms) {
   std::lock_guard lock(mutex_);
-  auto [entry, added] = expired_before_ms_.try_emplace(project_id, bound_ms);
-  if (added) {
-    return true;
-  }
-  if (entry->second >= bound_ms) {
-    return false;
-  }
-  entry->second = bound_ms;
-  return true;
+  return RaiseBound(&expired_before_ms_, project_id, bound_ms);
 }
 
 void ProjectSettingsTable::ForgetExpiry(uint32_t project_id) {
