@@ -7,6 +7,7 @@
 
 #include "audit/audit.h"
 #include "audit/log_format.h"
+#include "audit/subjects_rewrite.h"
 
 namespace minpanel::audit {
 namespace {
@@ -446,7 +447,9 @@ Result<uint64_t> AuditLog::PruneBefore(int64_t before_ms) {
     ++cut;
     cut_offset = record.end_offset;
     cut_hash = record.hash;
-    if (!entry.subjects_file.empty()) {
+    // A rewrite's file is its export record's: removed with that record
+    // (which an erasure racing the export may leave after the rewrite).
+    if (!entry.subjects_file.empty() && entry.act != kSubjectsRewriteAct) {
       side_files.push_back(entry.subjects_file);
     }
   }

@@ -8,6 +8,9 @@
 #include <sstream>
 #include <thread>
 
+#include <unistd.h>
+
+#include "audit/subjects_rewrite.h"
 #include "core/fault_file_system.h"
 #include "core/test_folder.h"
 
@@ -916,4 +919,63 @@ TEST_F(AuditLogTest, ATornAnchorLineLeavesALogThatOpensAndVerifies) {
 }
 
 }  // namespace
+
+// Issue 6: an erasure's rewrite of a subject file (audit/subjects_rewrite.h).
+TEST(SubjectsRewriteTest, Version2KeepsKeySetsAndCountVersion1StaysVersion1) {
+  const std::string v2 =
+      "minpanel-subjects 2\nkeys 2\n\"a\"\n\"b\"\nsets 2\n-\n0 1\nsubjects 3\n"
+      "psn_a 1\npsn_b 0\npsn_c 1\n";
+  auto rewrite = RewriteSubjectsText(v2, {"psn_b", "psn_c", "psn_zz"});
+  ASSERT_TRUE(rewrite.ok()) << rewrite.status().ToString();
+  ASSERT_TRUE(rewrite->has_value());
+  EXPECT_EQ((*rewrite)->erased, 2u);
+  EXPECT_EQ((*rewrite)->text,
+            "minpanel-subjects 2\nkeys 2\n\"a\"\n\"b\"\nsets 2\n-\n0 1\nsubjects 3\n"
+            "psn_a 1\nerased 0\nerased 1\n");
+  EXPECT_EQ((*rewrite)->sha256, Sha256Hex((*rewrite)->text));
+  EXPECT_TRUE(ParseSubjectsFile((*rewrite)->text).ok());
+  // Erasing again finds nothing more to do.
+  auto again = RewriteSubjectsText((*rewrite)->text, {"psn_b", "psn_c"});
+  ASSERT_TRUE(again.ok());
+  EXPECT_FALSE(again->has_value());
+
+  auto v1 = RewriteSubjectsText("psn_a\npsn_b\n", {"psn_a"});
+  ASSERT_TRUE(v1.ok());
+  ASSERT_TRUE(v1->has_value());
+  EXPECT_EQ((*v1)->text, "erased\npsn_b\n");
+  auto parsed = ParseSubjectsFile((*v1)->text);
+  ASSERT_TRUE(parsed.ok());
+  EXPECT_EQ(parsed->version, 1u);
+  // No subject of the file: no rewrite; a broken file: its error.
+  EXPECT_FALSE(RewriteSubjectsText(v2, {"psn_x"})->has_value());
+  EXPECT_FALSE(RewriteSubjectsText("minpanel-subjects 2\nkeys 9\n", {"psn_a"}).ok());
+}
+
+TEST(SubjectsRewriteTest, PlansOnlyTheFilesListingAnErasedSubjectAndAppliesAtomically) {
+  const std::filesystem::path folder =
+      std::filesystem::temp_directory_path() / ("minpanel-rewrite-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(folder);
+  std::filesystem::create_directories(folder / "subjects");
+  auto file_system = NewPosixFileSystem();
+  ASSERT_TRUE(file_system->WriteFileAtomically((folder / "subjects/1-1.txt").string(),
+                                               "psn_a\npsn_b\n", 0600).ok());
+  ASSERT_TRUE(file_system->WriteFileAtomically((folder / "subjects/1-2.txt").string(),
+                                               "psn_c\n", 0600).ok());
+  ASSERT_TRUE(file_system->WriteFileAtomically((folder / "subjects/1-3.txt").string(),
+                                               "minpanel-subjects 2\nkeys x\n", 0600).ok());
+  // A write in flight (WriteFileAtomically's temporary file) is not a subject file.
+  ASSERT_TRUE(file_system->WriteFileAtomically((folder / "subjects/1-4.txt.tmp").string(),
+                                               "psn_b\n", 0600).ok());
+  std::vector<std::string> skipped;
+  auto plan = PlanSubjectsRewrites(folder.string(), *file_system, {"psn_b"}, &skipped);
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  ASSERT_EQ(plan->size(), 1u);
+  EXPECT_EQ((*plan)[0].file, "subjects/1-1.txt");
+  ASSERT_EQ(skipped.size(), 1u);
+  EXPECT_NE(skipped[0].find("subjects/1-3.txt"), std::string::npos);
+  ASSERT_TRUE(ApplySubjectsRewrite(folder.string(), *file_system, (*plan)[0]).ok());
+  EXPECT_EQ(*file_system->ReadFile((folder / "subjects/1-1.txt").string()), "psn_a\nerased\n");
+  std::filesystem::remove_all(folder);
+}
+
 }  // namespace minpanel::audit

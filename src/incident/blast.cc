@@ -14,11 +14,17 @@
 #include <unordered_map>
 
 #include "audit/audit.h"
+#include "audit/subjects_rewrite.h"
 #include "incident/incident.h"
 #include "incident/report_text.h"
 
 namespace minpanel::incident {
 namespace {
+
+// How a `subjects.rewrite` record is found: its act in the payload (as
+// record.cc writes it), and the key it is recorded under.
+constexpr std::string_view kRewriteNeedle = "\"act\":\"subjects.rewrite\"";
+constexpr std::string_view kRewriteKey = audit::kSubjectsRewriteKey;
 
 // Properties that name a subject's identity (as service's access control
 // lists them): a query naming one may return subjects.
@@ -103,8 +109,23 @@ BlastRecord RecordOf(const audit::AuditEntry& entry) {
 // An export's subject file, checked against the SHA-256 its record
 // carries, and parsed (either version: docs/formats/audit.md, "Subject
 // files"). The name must be a plain file under subjects/.
+// An erasure's rewrites of subject files (docs/formats/audit.md, "Rewritten
+// subject files"): per file, each `subjects.rewrite` record's seq and the
+// new SHA-256 it states, in seq order.
+using SubjectRewrites =
+    std::unordered_map<std::string, std::vector<std::pair<uint64_t, std::string>>>;
+
+// Notes a `subjects.rewrite` record (any other is ignored).
+void NoteRewrite(const audit::AuditEntry& entry, SubjectRewrites* rewrites) {
+  if (entry.act == audit::kSubjectsRewriteAct && !entry.subjects_file.empty()) {
+    (*rewrites)[entry.subjects_file].emplace_back(entry.seq, entry.subjects_sha256);
+  }
+}
+
 Result<audit::SubjectsFile> ReadSubjectsFile(const std::string& folder, const BlastRecord& record,
                                              const std::string& expected_sha256,
+                                             const SubjectRewrites& rewrites,
+                                             std::vector<Warning>* warnings,
                                              FileSystem& file_system) {
   const std::string& name = record.subjects_file;
   if (!name.starts_with("subjects/") || name.find("..") != std::string::npos ||
@@ -123,7 +144,32 @@ Result<audit::SubjectsFile> ReadSubjectsFile(const std::string& folder, const Bl
                                      std::to_string(kSubjectsFileBytesMax) + " bytes)");
   }
   MP_ASSIGN_OR_RETURN(const std::string text, file_system.ReadFile(path));
-  if (audit::Sha256Hex(text) != expected_sha256) {
+  // Accepted: the newest hash the chain states for the file (its record's
+  // own, or the last rewrite's); an earlier one of them with a warning (a
+  // rewrite recorded, as intent, and not applied: a crash in between).
+  const std::string sha256 = audit::Sha256Hex(text);
+  const auto rewritten = rewrites.find(name);
+  if (rewritten != rewrites.end() && !rewritten->second.empty()) {
+    const auto& [newest_seq, newest_sha256] = rewritten->second.back();
+    if (sha256 != newest_sha256) {
+      const bool earlier =
+          sha256 == expected_sha256 ||
+          std::any_of(rewritten->second.begin(), rewritten->second.end(),
+                      [&](const auto& rewrite) { return rewrite.second == sha256; });
+      if (!earlier) {
+        return Status::Corruption(
+            "audit record " + std::to_string(record.seq) + ": " + path +
+            " has neither the SHA-256 its record names nor one its rewrites (newest: record " +
+            std::to_string(newest_seq) + ") state (edited or replaced)");
+      }
+      warnings->push_back(
+          {"audit", 0,
+           "audit record " + std::to_string(record.seq) + ": " + path +
+               " is not yet rewritten as record " + std::to_string(newest_seq) +
+               " states (an erasure interrupted before it replaced the file): it still lists "
+               "subjects erased since; erase the same ids again to finish"});
+    }
+  } else if (sha256 != expected_sha256) {
     return Status::Corruption("audit record " + std::to_string(record.seq) + ": " + path +
                               " does not have the SHA-256 its record names (edited or replaced)");
   }
@@ -188,6 +234,13 @@ class KeyCollector {
 
   // A record from the whole log's walk: only the key's are decoded.
   Status Visit(std::string_view payload) {
+    if (payload.find(kRewriteNeedle) != std::string_view::npos) {
+      auto entry = audit::DecodeEntry(payload);
+      if (!entry.ok()) {
+        return Status::Corruption("audit record: " + entry.status().message());
+      }
+      NoteRewrite(*entry, &rewrites_);
+    }
     if (escape_free_ && payload.find(needle_) == std::string_view::npos) {
       return Status::Ok();
     }
@@ -265,6 +318,7 @@ class KeyCollector {
 
   std::vector<BlastRecord>& exports() { return exports_; }
   const std::vector<std::string>& sha256() const { return sha256_; }
+  SubjectRewrites& rewrites() { return rewrites_; }
 
  private:
   struct Start {
@@ -289,6 +343,7 @@ class KeyCollector {
   std::unordered_map<std::string, std::deque<Start>> starts_;
   std::vector<BlastRecord> exports_;
   std::vector<std::string> sha256_;  // per export, its subject file's
+  SubjectRewrites rewrites_;
   BlastRecord scratch_;
 };
 
@@ -307,7 +362,8 @@ uint32_t CategoriesOfProperties(const std::vector<std::string>& properties) {
 // rows: from a version-2 subject file exactly, from a version-1 one every
 // key of the export (an over-statement, said in a warning and per subject).
 Status CollectSubjects(const BlastOptions& options, FileSystem& file_system,
-                       const std::vector<std::string>& sha256, BlastRadius* blast) {
+                       const std::vector<std::string>& sha256, const SubjectRewrites& rewrites,
+                       BlastRadius* blast) {
   struct Carried {
     uint32_t export_idx = 0;
     const std::vector<uint32_t>* key_set = nullptr;  // nullptr: version 1, every key
@@ -324,7 +380,8 @@ Status CollectSubjects(const BlastOptions& options, FileSystem& file_system,
       }
       continue;
     }
-    auto file = ReadSubjectsFile(options.audit_folder, record, sha256[export_idx], file_system);
+    auto file = ReadSubjectsFile(options.audit_folder, record, sha256[export_idx], rewrites,
+                                 &blast->warnings, file_system);
     if (!file.ok()) {
       MP_RETURN_IF_ERROR(BrokenOrWarn(file.status(), options.allow_broken, &blast->warnings));
       continue;
@@ -439,6 +496,34 @@ Result<bool> VisitIndexed(const BlastOptions& options, FileSystem& file_system,
     }
     MP_RETURN_IF_ERROR(collector.VisitEntry(*entry));
   }
+  // The erasures' rewrites of subject files: `local` records (the server's
+  // own acts), found through the same index. One that does not check is
+  // passed over, not a reason to walk the whole log (an indexed run checks
+  // the key's records only): without it a rewritten file is refused, so a
+  // damaged rewrite record can only make this run stricter.
+  MP_ASSIGN_OR_RETURN(const audit::KeyLookup local,
+                      audit::LookupKey(options.audit_folder, kRewriteKey, file_system,
+                                       WalkOptionsOf(options.audit_public_key)));
+  if (!local.walk.ok) {
+    *fallback = "the records after the indexed ones do not verify: " + local.walk.problem;
+    return false;
+  }
+  for (const audit::KeyRecordRef& ref : local.records) {
+    auto payload = audit::ReadIndexedRecord(*log, log_start, ref);
+    if (!payload.ok()) {
+      if (payload.status().code() != StatusCode::kCorruption) {
+        return payload.status();
+      }
+      continue;
+    }
+    if (payload->find(kRewriteNeedle) == std::string::npos) {
+      continue;
+    }
+    auto entry = audit::DecodeEntry(*payload);
+    if (entry.ok() && entry->key == kRewriteKey) {
+      NoteRewrite(*entry, &collector.rewrites());
+    }
+  }
   *chain = ChainOf(lookup->walk);
   chain->base_seq = log_start.base_seq;
   chain->records = lookup->indexed_seq;
@@ -525,7 +610,8 @@ Result<BlastRadius> ComputeBlastRadius(const BlastOptions& options, FileSystem& 
                "which the log does not list"});
     }
   }
-  MP_RETURN_IF_ERROR(CollectSubjects(options, file_system, collector->sha256(), &blast));
+  MP_RETURN_IF_ERROR(
+      CollectSubjects(options, file_system, collector->sha256(), collector->rewrites(), &blast));
   return blast;
 }
 
@@ -637,16 +723,19 @@ Result<WhoCouldRead> ComputeWhoCouldRead(const std::string& audit_folder, uint32
   }
   // Exports whose subject files list one of the subject's pseudonyms.
   std::vector<audit::AuditEntry> exports;
+  SubjectRewrites rewrites;
   MP_ASSIGN_OR_RETURN(
       who.chain,
       WalkLog(audit_folder, file_system, std::nullopt, [&](std::string_view payload) -> Status {
-        if (payload.find("\"act\":\"export\"") == std::string_view::npos) {
+        if (payload.find("\"act\":\"export\"") == std::string_view::npos &&
+            payload.find(kRewriteNeedle) == std::string_view::npos) {
           return Status::Ok();
         }
         auto entry = audit::DecodeEntry(payload);
         if (!entry.ok()) {
           return Status::Corruption("audit record: " + entry.status().message());
         }
+        NoteRewrite(*entry, &rewrites);
         if (entry->act == "export" && !entry->subjects_file.empty() && entry->time_ms >= from_ms &&
             entry->time_ms < to_ms) {
           exports.push_back(std::move(*entry));
@@ -661,7 +750,8 @@ Result<WhoCouldRead> ComputeWhoCouldRead(const std::string& audit_folder, uint32
       continue;
     }
     const BlastRecord record = RecordOf(entry);
-    auto listed = ReadSubjectsFile(audit_folder, record, entry.subjects_sha256, file_system);
+    auto listed = ReadSubjectsFile(audit_folder, record, entry.subjects_sha256, rewrites,
+                                   &who.warnings, file_system);
     if (!listed.ok()) {
       MP_RETURN_IF_ERROR(BrokenOrWarn(listed.status(), allow_broken, &who.warnings));
       continue;

@@ -10,8 +10,10 @@
 
 #include <algorithm>
 #include <array>
+#include <mutex>
 #include <set>
 
+#include "audit/subjects_rewrite.h"
 #include "query/identity.h"
 #include "service/service.h"
 
@@ -100,6 +102,39 @@ Status OverAccessBytes() {
   return Status::ResourceExhausted("access request: the answer passes " +
                                    std::to_string(kAccessRequestBytesMax) +
                                    " bytes (kAccessRequestBytesMax); ask for fewer ids");
+}
+
+// Earlier exports' subject files (docs/formats/audit.md, "Rewritten subject
+// files"): each one listing an erased pseudonym is rewritten with `erased`
+// in its place. Intent first: the `subjects.rewrite` record naming the file
+// and its new SHA-256 is durable before the file is replaced, so a crash in
+// between leaves a file with its earlier hash and a record saying the
+// rewrite that was due (the blast radius reports it; erasing the same ids
+// again finishes it). One erasure rewrites at a time: two at once could
+// each rewrite the same file from its old text and undo the other's.
+Status EraseFromSubjectFiles(const std::string& audit_folder, FileSystem& file_system,
+                             const std::vector<Id128>& subjects, const std::string& reference,
+                             const std::function<Status(audit::AuditEntry)>& audit) {
+  static std::mutex rewriting;
+  const std::lock_guard lock(rewriting);
+  std::set<std::string> pseudonyms;
+  for (const Id128& subject : subjects) {
+    pseudonyms.insert(FormatPseudonym(subject));
+  }
+  std::vector<std::string> skipped;
+  MP_ASSIGN_OR_RETURN(const std::vector<audit::SubjectsRewrite> rewrites,
+                      audit::PlanSubjectsRewrites(audit_folder, file_system, pseudonyms, &skipped));
+  for (const audit::SubjectsRewrite& rewrite : rewrites) {
+    audit::AuditEntry record;
+    record.act = std::string(audit::kSubjectsRewriteAct);
+    record.subjects = rewrite.erased;
+    record.subjects_file = rewrite.file;
+    record.subjects_sha256 = rewrite.sha256;
+    record.params_sha256 = reference;
+    MP_RETURN_IF_ERROR(audit(std::move(record)));
+    MP_RETURN_IF_ERROR(audit::ApplySubjectsRewrite(audit_folder, file_system, rewrite));
+  }
+  return Status::Ok();
 }
 
 }  // namespace
@@ -205,6 +240,13 @@ Result<ErasureOutcome> Service::Erase(const Access& access, const SubjectSelecti
   if (!erased.ok()) {
     return erased;
   }
+  MP_RETURN_IF_ERROR(EraseFromSubjectFiles(
+      audit_->folder(), *file_system_, subjects, outcome.reference, [&](audit::AuditEntry record) {
+        record.key = std::string(audit::kSubjectsRewriteKey);
+        record.route = std::string(audit::kSubjectsRewriteRoute);
+        record.projects = {project.id};
+        return audit_->Append(std::move(record)).status();
+      }));
   return outcome;
 }
 

@@ -3,8 +3,11 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 
+#include "audit/subjects_rewrite.h"
+#include "incident/incident.h"
 #include "service/gdpr_tasks.h"
 #include "service/service.h"
 
@@ -57,6 +60,42 @@ class ErasureTest : public ::testing::Test {
       ++count;
     }
     return count;
+  }
+
+  // Without decoys (as `minpanel export --no-watermark`): its subject file
+  // lists exactly the stored subjects.
+  void ExportAll() {
+    ExportOptions options;
+    options.from_date = "2026-11-01";
+    options.to_date = "2026-11-30";
+    Access local = LocalAccess(project_);
+    local.route = std::string(kRouteCliNoWatermark);
+    auto summary = service_->Export(local, options, [](std::string_view) { return true; });
+    ASSERT_TRUE(summary.ok()) << summary.status().ToString();
+  }
+  std::string AuditFolder() const { return config_.data_folder + "/audit"; }
+  std::vector<std::string> SubjectFiles() {
+    auto names = file_system_->ListDirectory(AuditFolder() + "/subjects");
+    EXPECT_TRUE(names.ok()) << names.status().ToString();
+    return names.ok() ? *names : std::vector<std::string>{};
+  }
+  std::string PseudonymOf(const std::string& distinct_id) {
+    auto subject = service_->Pseudonym(project_, distinct_id);
+    EXPECT_TRUE(subject.ok()) << subject.status().ToString();
+    return subject.ok() ? FormatPseudonym(*subject) : "";
+  }
+  Result<incident::BlastRadius> Blast(bool verify_chain) {
+    incident::BlastOptions options;
+    options.audit_folder = AuditFolder();
+    options.key = "local";
+    options.verify_chain = verify_chain;
+    return incident::ComputeBlastRadius(options, *file_system_);
+  }
+  static bool Warned(const incident::BlastRadius& blast, const std::string& words) {
+    return std::any_of(blast.warnings.begin(), blast.warnings.end(),
+                       [&](const incident::Warning& warning) {
+                         return warning.message.find(words) != std::string::npos;
+                       });
   }
 
   std::filesystem::path root_;
@@ -316,6 +355,115 @@ TEST(GdprTasksTest, TasksSurviveReopenAndResultsAreRemovedByProject) {
   ASSERT_TRUE(removed.ok());
   EXPECT_EQ(*removed, 1U);
   std::filesystem::remove_all(folder);
+}
+
+}  // namespace
+}  // namespace minpanel::service
+
+namespace minpanel::service {
+namespace {
+
+// Issue 6: an erased subject's lines in earlier exports' subject files
+// become unlinkable (docs/formats/audit.md, "Rewritten subject files").
+TEST_F(ErasureTest, ErasureRewritesEarlierSubjectFilesThatTheBlastRadiusStillAccepts) {
+  Store({Record("Viewed", "user-1", 1), Record("Viewed", "user-2", 2),
+         Record("Viewed", "user-3", 3)});
+  ExportAll();
+  const std::vector<std::string> files = SubjectFiles();
+  ASSERT_EQ(files.size(), 1U);
+  const std::string path = AuditFolder() + "/subjects/" + files[0];
+  const std::string erased = PseudonymOf("user-1");
+  const std::string kept = PseudonymOf("user-2");
+  auto before = file_system_->ReadFile(path);
+  ASSERT_TRUE(before.ok());
+  ASSERT_NE(before->find(erased), std::string::npos);
+
+  SubjectSelection selection;
+  selection.distinct_ids = {"user-1"};
+  auto outcome = service_->Erase(LocalAccess(project_), selection);
+  ASSERT_TRUE(outcome.ok()) << outcome.status().ToString();
+
+  // The file no longer holds the pseudonym; the others and the count stay.
+  auto after = file_system_->ReadFile(path);
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(after->find(erased), std::string::npos) << *after;
+  EXPECT_NE(after->find(kept), std::string::npos);
+  EXPECT_NE(after->find("\nerased 0\n"), std::string::npos) << *after;
+  auto parsed = audit::ParseSubjectsFile(*after);
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  EXPECT_EQ(parsed->subjects.size(), 3U);
+
+  // A record in the chain states the rewrite, after the erase record.
+  audit::Filter filter;
+  filter.act = std::string(audit::kSubjectsRewriteAct);
+  auto records = service_->ReadAudit(LocalAccess(project_), filter);
+  ASSERT_TRUE(records.ok()) << records.status().ToString();
+  ASSERT_EQ(records->size(), 1U);
+  EXPECT_EQ((*records)[0].subjects_file, "subjects/" + files[0]);
+  EXPECT_EQ((*records)[0].subjects_sha256, audit::Sha256Hex(*after));
+  EXPECT_EQ((*records)[0].subjects, 1U);
+  EXPECT_EQ((*records)[0].params_sha256, outcome->reference);
+  EXPECT_EQ(audit::EncodeEntry((*records)[0]).find(erased), std::string::npos);
+
+  auto verified = audit::VerifyFolder(AuditFolder(), *file_system_, nullptr);
+  ASSERT_TRUE(verified.ok()) << verified.status().ToString();
+  EXPECT_TRUE(verified->ok) << verified->problem;
+
+  // The blast radius accepts the rewritten file (through the key index and
+  // over the whole chain) and counts the line as erased.
+  for (const bool verify_chain : {false, true}) {
+    auto blast = Blast(verify_chain);
+    ASSERT_TRUE(blast.ok()) << blast.status().ToString();
+    ASSERT_EQ(blast->exports.size(), 1U);
+    ASSERT_EQ(blast->subjects.size(), 2U);
+    for (const incident::SubjectExposure& subject : blast->subjects) {
+      EXPECT_NE(subject.subject, erased);
+    }
+    EXPECT_TRUE(Warned(*blast, "1 of its subjects were erased since"));
+    EXPECT_FALSE(Warned(*blast, "not yet rewritten"));
+  }
+
+  // Any other edit is still refused.
+  std::string edited = *after;
+  edited.replace(edited.find(kept), kept.size(), PseudonymOf("someone-else"));
+  ASSERT_TRUE(file_system_->WriteFileAtomically(path, edited, 0600).ok());
+  for (const bool verify_chain : {false, true}) {
+    auto blast = Blast(verify_chain);
+    EXPECT_EQ(blast.status().code(), StatusCode::kCorruption);
+    EXPECT_NE(blast.status().message().find("edited or replaced"), std::string::npos)
+        << blast.status().ToString();
+  }
+}
+
+// The rewrite is recorded before the file is replaced: a crash in between
+// (the file's old text, as an atomic rename leaves it) is explained, and the
+// same erasure again finishes it.
+TEST_F(ErasureTest, ARewriteRecordedButNotAppliedIsReportedAndFinishedByErasingAgain) {
+  Store({Record("Viewed", "user-1", 1), Record("Viewed", "user-2", 2)});
+  ExportAll();
+  const std::vector<std::string> files = SubjectFiles();
+  ASSERT_EQ(files.size(), 1U);
+  const std::string path = AuditFolder() + "/subjects/" + files[0];
+  auto before = file_system_->ReadFile(path);
+  ASSERT_TRUE(before.ok());
+  SubjectSelection selection;
+  selection.distinct_ids = {"user-1"};
+  ASSERT_TRUE(service_->Erase(LocalAccess(project_), selection).ok());
+  // As if killed between the record and the rename.
+  ASSERT_TRUE(file_system_->WriteFileAtomically(path, *before, 0600).ok());
+  auto blast = Blast(false);
+  ASSERT_TRUE(blast.ok()) << blast.status().ToString();
+  EXPECT_TRUE(Warned(*blast, "not yet rewritten"));
+  EXPECT_EQ(blast->subjects.size(), 2U);  // what the file says left, not hidden
+
+  ASSERT_TRUE(service_->Erase(LocalAccess(project_), selection).ok());
+  auto after = file_system_->ReadFile(path);
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(after->find(PseudonymOf("user-1")), std::string::npos);
+  auto finished = Blast(true);
+  ASSERT_TRUE(finished.ok()) << finished.status().ToString();
+  EXPECT_FALSE(Warned(*finished, "not yet rewritten"));
+  EXPECT_EQ(finished->subjects.size(), 1U);
 }
 
 }  // namespace

@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 
-import { startServer, runCli, hex32, nowSeconds, sleep, basicAuth, isoDate, listFiles } from './harness.mjs';
+import { startServer, runCli, hex32, nowSeconds, sleep, basicAuth, isoDate, listFiles, makeTempDir } from './harness.mjs';
 
 const MEMTABLE_ROWS = 500;
 const VICTIMS = 20;
@@ -150,6 +150,15 @@ describe('erasure during sustained ingestion and compaction', () => {
     const pseudonyms = everyone.body.subjects;
     assert.equal(pseudonyms.length, VICTIMS + 1);
 
+    // An export before the erasure: its audit subject file lists the
+    // victims' pseudonyms, until the erasure rewrites it (issue 6).
+    const exportedBefore = await exportAll(server);
+    assert.ok(exportedBefore.some((row) => pseudonyms.includes(row.properties.distinct_id)));
+    const subjectsDir = path.join(server.dataDir, 'audit', 'subjects');
+    const subjectFiles = async () => (await fsp.readdir(subjectsDir)).filter((name) => name.endsWith('.txt'));
+    const listings = await Promise.all((await subjectFiles()).map((name) => fsp.readFile(path.join(subjectsDir, name), 'utf8')));
+    assert.ok(listings.some((text) => pseudonyms.some((pseudonym) => text.includes(pseudonym))), 'a side file lists the victims');
+
     // Sustained ingestion of bystanders while the erasure runs.
     let stopping = false;
     let bystanderAcked = 0;
@@ -213,6 +222,17 @@ describe('erasure during sustained ingestion and compaction', () => {
     assert.equal(records.length, 1);
     assert.equal(records[0].subjects, VICTIMS + 1);
     assert.equal(records[0].params_sha256, erased.body.reference);
+    // The earlier export's subject file: rewritten, no victim in it, and a
+    // record in the chain states its new SHA-256 (docs/formats/audit.md,
+    // "Rewritten subject files").
+    const rewrites = JSON.parse((await server.request({ path: '/api/audit?act=subjects.rewrite', headers: server.authHeader() })).text);
+    assert.ok(rewrites.length >= 1, JSON.stringify(rewrites));
+    assert.ok(rewrites[0].subjects >= VICTIMS, JSON.stringify(rewrites[0]));
+    assert.equal(rewrites[0].params_sha256, erased.body.reference);
+    for (const name of await subjectFiles()) {
+      const text = await fsp.readFile(path.join(subjectsDir, name), 'utf8');
+      assert.deepEqual(pseudonyms.filter((pseudonym) => text.includes(pseudonym)), [], `${name} names no victim`);
+    }
 
     // The physical stage, by the command line on the stopped server.
     await server.stop('SIGTERM');
@@ -224,6 +244,21 @@ describe('erasure during sustained ingestion and compaction', () => {
     const { hits, dumped } = await findPseudonyms(server.dataDir, pseudonyms);
     assert.ok(dumped >= 2, `dumped ${dumped} store files`);
     assert.deepEqual(hits, []);
+
+    // The chain verifies, and the blast radius of the exporting key accepts
+    // the rewritten file, counting the victims' lines as erased.
+    const verified = await runCli(['audit', 'verify', '--data', server.dataDir, '--keys', server.keysDir]);
+    assert.match(verified.stdout, /^ok: /);
+    const out = await makeTempDir('minpanel-erasure-blast-');
+    await runCli(['incident', 'blast-radius', '--key', `secret:${server.project.id}`,
+      '--from', '2020-01-01T00:00:00Z', '--to', '2035-12-31T00:00:00Z', '--data', server.dataDir, '--keys', server.keysDir,
+      '--out', out, '--company', 'Example Ltd', '--domain', 'example.com', '--detected', new Date().toISOString()], { timeoutMs: 120000 });
+    const report = JSON.parse(await fsp.readFile(path.join(out, 'blast-radius.json'), 'utf8'));
+    assert.equal(report.chain.ok, true);
+    assert.ok(report.counts.exports >= 1);
+    assert.ok(report.warnings.some((warning) => /of its subjects were erased since/.test(warning.message)), JSON.stringify(report.warnings));
+    assert.deepEqual(report.subjects.filter((subject) => pseudonyms.includes(subject.subject)), []);
+    await fsp.rm(out, { recursive: true, force: true });
 
     await server.start();
     const restarted = await exportAll(server);
