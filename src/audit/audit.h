@@ -171,6 +171,21 @@ std::string EncodeSubjectsFile(const SubjectsFile& file);
 // Never trusts a count before the bytes behind it are there.
 Result<SubjectsFile> ParseSubjectsFile(std::string_view text);
 
+// The queue (docs/formats/audit.md, "Queue"): a command that finds the log
+// held by another process (a running server) leaves its record as a file in
+// <folder>/queue/, and the log's holder appends it: the server within a
+// quarter second, or the next AuditLog::Open. Only a command's incident
+// runs are queued (key "local", act "incident.…"); at most kQueueFilesMax
+// wait at once.
+inline constexpr std::string_view kQueueFolder = "queue";
+inline constexpr std::string_view kQueuedActPrefix = "incident.";
+inline constexpr size_t kQueueFilesMax = 1000;
+// Writes `entry` durably (a whole file, synced, renamed into place) into
+// <folder>/queue/ and returns the file's name. InvalidArgument for another
+// key or act; ResourceExhausted past kQueueFilesMax waiting files.
+Result<std::string> QueueEntry(const std::string& folder, AuditEntry entry,
+                               FileSystem& file_system, int64_t now_ms);
+
 // Collects, row by row, the subjects a read returns and the property keys
 // each had a value for. Cheap per row: a row's key set is interned once and
 // compared with the last row's, and a subject's set grows by a cached union.
@@ -579,6 +594,17 @@ class AuditLog {
   Status WriteSubjects(const SubjectsFile& subjects, AuditEntry* entry);
   // The newest records matching `filter`, oldest first.
   Result<std::vector<AuditEntry>> Show(const Filter& filter);
+  // Appends the records waiting in the queue (QueueEntry), oldest first,
+  // each durable before its file is removed — a crash in between appends
+  // it twice, never loses it. A file that is not a command's incident
+  // record is renamed NAME.rejected and counted. Open drains once; the
+  // server calls it every quarter second. Thread-safe.
+  struct Drained {
+    uint64_t appended = 0;
+    uint64_t rejected = 0;
+    std::string problem;  // the last rejected file's
+  };
+  Result<Drained> DrainQueue();
   // Writes an anchor of the head and closes. Idempotent.
   Status Close();
   // Receives each anchor line (without its newline) once it is durable in
@@ -663,6 +689,7 @@ class AuditLog {
   IndexState index_state_;
   std::mutex index_round_;
   std::thread indexer_;
+  std::mutex queue_mutex_;  // one drain at a time
 };
 
 // Helpers for callers that build entries.

@@ -217,6 +217,9 @@ Result<std::unique_ptr<AuditLog>> AuditLog::Open(std::string folder,
     cut.target = "torn-" + std::to_string(report.end_offset);
     MP_RETURN_IF_ERROR(log->Append(std::move(cut)).status());
   }
+  // Incident runs a command queued while another process held the log. A
+  // drain that fails leaves them queued for the next one.
+  (void)log->DrainQueue();
   return log;
 }
 

@@ -410,6 +410,82 @@ TEST(SubjectsFileTest, MalformedFilesAreCorruptionNamingTheLine) {
   }
 }
 
+// A command's incident run made while another process holds the log waits
+// in the queue; the holder appends it (here: the next Open), in order, and
+// removes the file only once the record is durable. A file that is not a
+// command's incident record is set aside, never appended.
+TEST_F(AuditLogTest, QueuedIncidentRunsAreAppendedByTheLogsHolder) {
+  AuditEntry run;
+  run.key = "local";
+  run.route = "cli";
+  run.act = "incident.blast_radius";
+  run.target = "mpk_0123456789abcdef";
+  run.subjects = 9;
+  auto first = QueueEntry(folder_, run, *file_system_, 1000);
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  run.act = "incident.who_could_read";
+  run.target.clear();
+  auto second = QueueEntry(folder_, run, *file_system_, 2000);
+  ASSERT_TRUE(second.ok()) << second.status().ToString();
+  EXPECT_LT(*first, *second);
+  AuditEntry forged = run;
+  forged.act = "key.create";
+  EXPECT_EQ(QueueEntry(folder_, forged, *file_system_, 3000).status().code(),
+            StatusCode::kInvalidArgument);
+  forged.act = "incident.send";
+  forged.key = "mpk_0123456789abcdef";
+  EXPECT_EQ(QueueEntry(folder_, forged, *file_system_, 3000).status().code(),
+            StatusCode::kInvalidArgument);
+  // Written by hand past QueueEntry's checks: set aside at the drain.
+  forged.key = "local";
+  forged.act = "key.revoke";
+  ASSERT_TRUE(file_system_
+                  ->WriteFileAtomically(folder_ + "/queue/0000000002500-ffff.json",
+                                        EncodeEntry(forged), 0600)
+                  .ok());
+  auto log = OpenLog();
+  EXPECT_FALSE(file_system_->Exists(folder_ + "/queue/" + *first));
+  EXPECT_FALSE(file_system_->Exists(folder_ + "/queue/" + *second));
+  EXPECT_TRUE(file_system_->Exists(folder_ + "/queue/0000000002500-ffff.json.rejected"));
+  auto shown = log->Show(Filter{});
+  ASSERT_TRUE(shown.ok());
+  ASSERT_EQ(shown->size(), 2u);
+  EXPECT_EQ((*shown)[0].act, "incident.blast_radius");
+  EXPECT_EQ((*shown)[0].target, "mpk_0123456789abcdef");
+  EXPECT_EQ((*shown)[0].subjects, 9u);
+  EXPECT_EQ((*shown)[1].act, "incident.who_could_read");
+  // While the log is open, the holder drains when asked (the server: every
+  // quarter second).
+  run.act = "incident.crossref";
+  ASSERT_TRUE(QueueEntry(folder_, run, *file_system_, 4000).ok());
+  auto drained = log->DrainQueue();
+  ASSERT_TRUE(drained.ok()) << drained.status().ToString();
+  EXPECT_EQ(drained->appended, 1u);
+  EXPECT_EQ(drained->rejected, 0u);
+  auto again = log->DrainQueue();
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->appended, 0u);
+  ASSERT_TRUE(log->Close().ok());
+  auto report = VerifyFolder(folder_, *file_system_);
+  ASSERT_TRUE(report.ok());
+  EXPECT_TRUE(report->ok) << report->problem;
+  EXPECT_EQ(report->records, 3u);
+}
+
+TEST_F(AuditLogTest, TheQueueHoldsAtMostItsLimit) {
+  AuditEntry run;
+  run.key = "local";
+  run.route = "cli";
+  run.act = "incident.crossref";
+  ASSERT_TRUE(file_system_->CreateDirectories(folder_ + "/queue", 0700).ok());
+  for (size_t file_idx = 0; file_idx < kQueueFilesMax; ++file_idx) {
+    std::ofstream(folder_ + "/queue/" + std::to_string(file_idx) + ".json") << "x";
+  }
+  auto refused = QueueEntry(folder_, run, *file_system_, 1);
+  EXPECT_EQ(refused.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(refused.status().message().find("kQueueFilesMax"), std::string::npos);
+}
+
 class SignedAuditLogTest : public AuditLogTest {
  protected:
   std::unique_ptr<AuditLog> OpenSigned(std::shared_ptr<const SigningKey> key, uint64_t interval = 4,

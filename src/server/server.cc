@@ -40,6 +40,9 @@ constexpr auto kShutdownDeadline = std::chrono::seconds(30);
 constexpr auto kShutdownPoll = std::chrono::milliseconds(20);
 // How often a replaced IP geolocation database is looked for.
 constexpr auto kGeoReloadInterval = std::chrono::seconds(60);
+// How often the audit queue is looked at (docs/formats/audit.md, "Queue"):
+// a command's incident run waits at most this long to be recorded.
+constexpr auto kAuditQueueInterval = std::chrono::milliseconds(250);
 // After refusing an oversized request: how much of its body to read and
 // discard, and for how long, before closing.
 constexpr uint64_t kDrainBytesMax = 64ULL << 20;
@@ -298,6 +301,7 @@ class Server::Impl {
   // profile expiries): once before the first connection is served, then
   // every minute.
   void ApplyTimeLimits();
+  void ScheduleAuditQueue();
   void OnSignal(int signal_number);
   void Reload();
   void BeginShutdown();
@@ -330,6 +334,7 @@ class Server::Impl {
   std::atomic<bool> stopping_{false};
   std::unique_ptr<net::steady_timer> shutdown_timer_;
   std::unique_ptr<net::steady_timer> geo_timer_;
+  std::unique_ptr<net::steady_timer> queue_timer_;
 };
 
 // One client connection. Reads one request at a time (so pipelined requests
@@ -836,6 +841,28 @@ void Server::Impl::ApplyTimeLimits() {
   }
 }
 
+void Server::Impl::ScheduleAuditQueue() {
+  if (!queue_timer_) {
+    queue_timer_ = std::make_unique<net::steady_timer>(io_);
+  }
+  queue_timer_->expires_after(kAuditQueueInterval);
+  queue_timer_->async_wait([this](boost::system::error_code error) {
+    if (error || stopping_) {
+      return;
+    }
+    // The server holds the audit log: a command's incident run (`minpanel
+    // incident …` while it runs) is left in the queue for it to append.
+    const auto drained = service_->DrainAuditQueue();
+    if (!drained.ok()) {
+      spdlog::error("audit queue not drained, retried: {}", drained.status().message());
+    } else if (drained->rejected > 0) {
+      spdlog::warn("audit queue: {} file(s) set aside as *.rejected, not recorded ({})",
+                   drained->rejected, drained->problem);
+    }
+    ScheduleAuditQueue();
+  });
+}
+
 void Server::Impl::OnSignal(int signal_number) {
   if (signal_number == SIGHUP) {
     Reload();
@@ -959,6 +986,7 @@ Status Server::Impl::Run() {
     Accept(*listener);
   }
   ScheduleGeoReload();
+  ScheduleAuditQueue();
   const uint32_t thread_count = settings()->config.io_threads;
   std::vector<std::thread> threads;
   for (uint32_t thread_idx = 1; thread_idx < thread_count; ++thread_idx) {

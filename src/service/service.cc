@@ -418,6 +418,8 @@ void Service::IngestPlausibleAsync(const PlausibleIngestRequest& request, Ingest
               std::move(done));
 }
 
+Result<audit::AuditLog::Drained> Service::DrainAuditQueue() { return audit_->DrainQueue(); }
+
 Status Service::DestroyExpiredKeys() {
   const Status salts = visitor_ids_->DestroyExpired().status();
   const Status addresses = address_keys_->DestroyExpired().status();

@@ -392,6 +392,10 @@ class Service {
   // address keys past audit_address_retention_days; the server calls it
   // every minute.
   Status DestroyExpiredKeys();
+  // Appends the incident runs that commands queued for the audit log while
+  // this service held it (docs/formats/audit.md, "Queue"); the server calls
+  // it every quarter second (a stat of the queue folder when none waits).
+  Result<audit::AuditLog::Drained> DrainAuditQueue();
 
   // For the trusted command line (`minpanel import`), which holds the data
   // folder itself and so needs no secret: ingests `records` (each the JSON

@@ -1,0 +1,122 @@
+// The queue of records a command leaves for the log's holder
+// (docs/formats/audit.md, "Queue"): an incident run made while a server
+// holds the log is appended by the server instead of going unrecorded.
+#include <sodium.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdio>
+
+#include "audit/audit.h"
+
+namespace minpanel::audit {
+namespace {
+
+constexpr uint32_t kQueueFileMode = 0600;
+constexpr uint32_t kQueueFolderMode = 0700;
+constexpr std::string_view kQueuedSuffix = ".json";
+constexpr std::string_view kRejectedSuffix = ".rejected";
+
+std::string QueuePath(const std::string& folder) { return folder + "/" + std::string(kQueueFolder); }
+
+// What may be queued: a command's incident run, with nothing a server's
+// record alone carries (subjects, a watermark, an address).
+Status CheckQueueable(const AuditEntry& entry) {
+  if (entry.key != "local" || !entry.act.starts_with(kQueuedActPrefix) ||
+      !entry.subjects_file.empty() || !entry.watermark.empty() || !entry.address.empty()) {
+    return Status::InvalidArgument(
+        "audit queue: only a command's incident runs are queued (key 'local', act 'incident.…', "
+        "no subject file, watermark or address)");
+  }
+  return Status::Ok();
+}
+
+Result<AuditEntry> ReadQueued(FileSystem& file_system, const std::string& path) {
+  MP_ASSIGN_OR_RETURN(const uint64_t size, file_system.FileSize(path));
+  if (size > kRecordBytesMax) {
+    return Status::Corruption("over kRecordBytesMax (" + std::to_string(kRecordBytesMax) +
+                              " bytes)");
+  }
+  MP_ASSIGN_OR_RETURN(const std::string payload, file_system.ReadFile(path));
+  MP_ASSIGN_OR_RETURN(AuditEntry entry, DecodeEntry(payload));
+  if (Status queueable = CheckQueueable(entry); !queueable.ok()) {
+    return Status::Corruption(queueable.message());
+  }
+  return entry;
+}
+
+}  // namespace
+
+Result<std::string> QueueEntry(const std::string& folder, AuditEntry entry,
+                               FileSystem& file_system, int64_t now_ms) {
+  MP_RETURN_IF_ERROR(CheckQueueable(entry));
+  const std::string queue = QueuePath(folder);
+  MP_RETURN_IF_ERROR(file_system.CreateDirectories(queue, kQueueFolderMode));
+  MP_ASSIGN_OR_RETURN(const std::vector<std::string> names, file_system.ListDirectory(queue));
+  const auto waiting = std::count_if(names.begin(), names.end(), [](const std::string& name) {
+    return name.ends_with(kQueuedSuffix);
+  });
+  if (static_cast<size_t>(waiting) >= kQueueFilesMax) {
+    return Status::ResourceExhausted("audit queue: " + std::to_string(waiting) +
+                                     " records wait already (kQueueFilesMax " +
+                                     std::to_string(kQueueFilesMax) +
+                                     "); is the server appending them?");
+  }
+  entry.seq = 0;
+  entry.time_ms = now_ms;
+  entry.client_address.clear();
+  const std::string payload = EncodeEntry(entry);
+  if (payload.size() > kRecordBytesMax) {
+    return Status::ResourceExhausted("audit queue: the record is over kRecordBytesMax");
+  }
+  // Named by time (zero-padded, so that names sort as times do) and a
+  // random part, so that two commands never pick one name.
+  std::array<uint8_t, 8> nonce{};
+  randombytes_buf(nonce.data(), nonce.size());
+  char name[64];
+  std::snprintf(name, sizeof(name), "%013lld-", static_cast<long long>(std::max<int64_t>(0, now_ms)));
+  std::string file_name = name;
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (const uint8_t byte : nonce) {
+    file_name.push_back(kHex[byte >> 4]);
+    file_name.push_back(kHex[byte & 0xf]);
+  }
+  file_name += kQueuedSuffix;
+  MP_RETURN_IF_ERROR(
+      file_system.WriteFileAtomically(queue + "/" + file_name, payload, kQueueFileMode));
+  return file_name;
+}
+
+Result<AuditLog::Drained> AuditLog::DrainQueue() {
+  std::lock_guard drain(queue_mutex_);
+  Drained drained;
+  const std::string queue = QueuePath(folder_);
+  if (!file_system_->Exists(queue)) {
+    return drained;
+  }
+  MP_ASSIGN_OR_RETURN(const std::vector<std::string> names, file_system_->ListDirectory(queue));
+  for (const std::string& name : names) {
+    if (!name.ends_with(kQueuedSuffix)) {
+      continue;  // a rejected file, or one being written (NAME.tmp)
+    }
+    const std::string path = queue + "/" + name;
+    auto entry = ReadQueued(*file_system_, path);
+    if (!entry.ok()) {
+      MP_RETURN_IF_ERROR(file_system_->Rename(path, path + std::string(kRejectedSuffix)));
+      ++drained.rejected;
+      drained.problem = name + ": " + entry.status().message();
+      continue;
+    }
+    // Durable before the file goes: a crash in between appends it twice
+    // (the next drain), never loses it.
+    MP_RETURN_IF_ERROR(Append(std::move(entry).value()).status());
+    MP_RETURN_IF_ERROR(file_system_->Remove(path));
+    ++drained.appended;
+  }
+  if (drained.appended + drained.rejected > 0) {
+    MP_RETURN_IF_ERROR(file_system_->SyncDirectory(queue));
+  }
+  return drained;
+}
+
+}  // namespace minpanel::audit
