@@ -412,10 +412,54 @@ Status ReadFooterSummary(ByteReader* reader, SegmentFooter* footer) {
   return Status::Ok();
 }
 
+// The bytes of data[0, n) equal to `value`. Sixteen one-byte counters,
+// emptied every 255 steps, so that the compiler turns the inner loop into a
+// vector compare and subtract (with SSE2 alone: about 0.06 ns a byte here,
+// against 0.8 for a histogram in memory).
+size_t CountEqualBytes(const uint8_t* data, size_t n, uint8_t value) {
+  constexpr size_t kLanes = 16;
+  constexpr size_t kStepsMax = 255;  // a one-byte counter holds no more
+  size_t total = 0;
+  size_t byte_idx = 0;
+  while (n - byte_idx >= kLanes) {
+    const size_t steps = std::min((n - byte_idx) / kLanes, kStepsMax);
+    uint8_t lanes[kLanes] = {};
+    for (size_t step = 0; step < steps; ++step, byte_idx += kLanes) {
+      for (size_t lane = 0; lane < kLanes; ++lane) {
+        lanes[lane] += data[byte_idx + lane] == value ? 1 : 0;
+      }
+    }
+    for (const uint8_t lane_count : lanes) {
+      total += lane_count;
+    }
+  }
+  for (; byte_idx < n; ++byte_idx) {
+    total += data[byte_idx] == value ? 1 : 0;
+  }
+  return total;
+}
+
 // Counts a chunk's per-row tag bytes into `tag_counts`, refusing unknown
-// tags. Four histograms: runs of one tag would otherwise wait on one
-// counter (this runs for every row of every column a query reads).
-Status CountTagBytes(const uint8_t* data, size_t rows, size_t (&tag_counts)[kPropertyTagCount]) {
+// tags (this runs for every row of every column a query reads). A column
+// holds the few tags of its `tag_mask` (plus absent): each is counted by
+// CountEqualBytes, and when they add up to every row no other byte is
+// there. Otherwise four histograms count every byte value (runs of one tag
+// would otherwise wait on one counter) and say which is wrong.
+Status CountTagBytes(const uint8_t* data, size_t rows, uint8_t tag_mask,
+                     size_t (&tag_counts)[kPropertyTagCount]) {
+  const uint32_t tags_expected = uint32_t{tag_mask} | 1u;  // absent is always allowed
+  size_t counted = 0;
+  size_t fast_counts[kPropertyTagCount] = {};
+  for (uint8_t tag = 0; tag < kPropertyTagCount; ++tag) {
+    if ((tags_expected & (1u << tag)) != 0) {
+      fast_counts[tag] = CountEqualBytes(data, rows, tag);
+      counted += fast_counts[tag];
+    }
+  }
+  if (counted == rows) {
+    std::copy(std::begin(fast_counts), std::end(fast_counts), tag_counts);
+    return Status::Ok();
+  }
   uint32_t counts[4][256] = {};
   size_t row_idx = 0;
   for (; row_idx + 4 <= rows; row_idx += 4) {
@@ -442,7 +486,7 @@ Status CountTagBytes(const uint8_t* data, size_t rows, size_t (&tag_counts)[kPro
 
 // Reads a chunk's tags into `tags` (one per row) and counts them into
 // `tag_counts` (zeroed by the caller).
-Status ReadTags(ByteReader* reader, size_t rows, std::vector<PropertyTag>* tags,
+Status ReadTags(ByteReader* reader, size_t rows, uint8_t tag_mask, std::vector<PropertyTag>* tags,
                 size_t (&tag_counts)[kPropertyTagCount]) {
   uint8_t layout = 0;
   MP_RETURN_IF_ERROR(reader->ReadByte("tag layout", &layout));
@@ -460,7 +504,7 @@ Status ReadTags(ByteReader* reader, size_t rows, std::vector<PropertyTag>* tags,
     tag_counts[data[0]] = rows;
     return Status::Ok();
   }
-  MP_RETURN_IF_ERROR(CountTagBytes(data, rows, tag_counts));
+  MP_RETURN_IF_ERROR(CountTagBytes(data, rows, tag_mask, tag_counts));
   tags->resize(rows);
   std::memcpy(tags->data(), data, rows);
   return Status::Ok();
@@ -1600,7 +1644,7 @@ Status DecodePropertyColumn(std::string_view raw, size_t rows, const PropertyCol
     return CheckTagCounts(tag_counts, rows, format);
   }
   ByteReader reader(raw);
-  MP_RETURN_IF_ERROR(ReadTags(&reader, rows, &tags, tag_counts));
+  MP_RETURN_IF_ERROR(ReadTags(&reader, rows, format.tag_mask, &tags, tag_counts));
   MP_RETURN_IF_ERROR(CheckTagCounts(tag_counts, rows, format));
   const bool dictionary = format.encoding == StringEncoding::kDictionary;
   SizeOutputs(rows, tag_counts, dictionary, output);
@@ -1644,7 +1688,7 @@ struct ChunkTags {
 
 // Reads the tag layout and tags of a chunk of `rows` rows, and counts them,
 // without copying them.
-Status ReadChunkTags(ByteReader* reader, size_t rows, ChunkTags* tags,
+Status ReadChunkTags(ByteReader* reader, size_t rows, uint8_t tag_mask, ChunkTags* tags,
                      size_t (&tag_counts)[kPropertyTagCount]) {
   uint8_t layout = 0;
   MP_RETURN_IF_ERROR(reader->ReadByte("tag layout", &layout));
@@ -1662,7 +1706,7 @@ Status ReadChunkTags(ByteReader* reader, size_t rows, ChunkTags* tags,
     tag_counts[data[0]] = rows;
     return Status::Ok();
   }
-  MP_RETURN_IF_ERROR(CountTagBytes(data, rows, tag_counts));
+  MP_RETURN_IF_ERROR(CountTagBytes(data, rows, tag_mask, tag_counts));
   *tags = ChunkTags{data, PropertyTag::kAbsent};
   return Status::Ok();
 }
@@ -1681,13 +1725,14 @@ void ForEachSelectedOfTag(const ChunkTags& tags, PropertyTag tag,
     }
     return;
   }
+  // The rows between two selected ones are counted at once (most rows of a
+  // block are not selected).
   size_t rank = 0;
   size_t row_idx = 0;
   for (size_t slot = 0; slot < selected.size(); ++slot) {
     const size_t target = selected[slot];
-    for (; row_idx < target; ++row_idx) {
-      rank += tags.bytes[row_idx] == static_cast<uint8_t>(tag) ? 1 : 0;
-    }
+    rank += CountEqualBytes(tags.bytes + row_idx, target - row_idx, static_cast<uint8_t>(tag));
+    row_idx = target;
     if (tags.bytes[target] == static_cast<uint8_t>(tag)) {
       visit(rank, slot);
     }
@@ -1835,7 +1880,7 @@ Status DecodePropertyColumnRows(std::string_view raw, size_t rows,
   }
   ByteReader reader(raw);
   ChunkTags tags;
-  MP_RETURN_IF_ERROR(ReadChunkTags(&reader, rows, &tags, tag_counts));
+  MP_RETURN_IF_ERROR(ReadChunkTags(&reader, rows, format.tag_mask, &tags, tag_counts));
   MP_RETURN_IF_ERROR(CheckTagCounts(tag_counts, rows, format));
   output.tags->resize(slots);
   for (size_t slot = 0; slot < slots; ++slot) {

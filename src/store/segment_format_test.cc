@@ -492,6 +492,75 @@ TEST(SegmentPropertyColumnTest, UniformTagsTakeTwoBytes) {
   EXPECT_TRUE(column.strings.empty());
 }
 
+// Longer than the 16 x 255 bytes CountEqualBytes counts between flushes of
+// its one-byte counters, with tags mixed: the counts behind every section's
+// size and every selected row's rank must be exact, and a tag outside the
+// column's mask, or unknown, is still found.
+TEST(SegmentPropertyColumnTest, TagsOfALongColumnAreCountedExactlyAndChecked) {
+  constexpr size_t kRows = 10'007;
+  std::vector<Value> values;
+  values.reserve(kRows);  // no reallocation: `pointers` point into it
+  std::vector<const Value*> pointers;
+  std::mt19937 random(7);
+  for (size_t row_idx = 0; row_idx < kRows; ++row_idx) {
+    const uint32_t draw = random() % 10;
+    if (draw < 4) {
+      pointers.push_back(nullptr);
+      continue;
+    }
+    values.push_back(draw < 8 ? Value::String("s" + std::to_string(row_idx))
+                              : Value::Int(static_cast<int64_t>(row_idx) - 5000));
+    pointers.push_back(&values.back());
+  }
+  PropertyColumnInput input;
+  input.values = pointers;
+  input.encoding = StringEncoding::kPlain;
+  std::string raw;
+  EncodePropertyColumn(input, &raw);
+  ASSERT_EQ(raw[0], 1);  // a tag per row
+  PropertyColumnFormat format;
+  format.encoding = StringEncoding::kPlain;
+  format.tag_mask = MaskOf(values);
+  format.present_count = static_cast<uint32_t>(values.size());
+  DecodedColumn column;
+  ASSERT_TRUE(DecodePropertyColumn(raw, kRows, format, column.Output()).ok());
+  // Every third row, and a run of consecutive ones across a flush.
+  std::vector<uint32_t> selected;
+  for (uint32_t row_idx = 0; row_idx < kRows; row_idx += 3) {
+    selected.push_back(row_idx);
+    if (row_idx == 4077) {
+      for (uint32_t run = 4078; run < 4085; ++run) {
+        selected.push_back(run);
+      }
+      row_idx = 4083;
+    }
+  }
+  DecodedColumn rows;
+  ASSERT_TRUE(DecodePropertyColumnRows(raw, kRows, format, selected, rows.Output()).ok());
+  ASSERT_EQ(rows.tags.size(), selected.size());
+  for (size_t slot = 0; slot < selected.size(); ++slot) {
+    const uint32_t row_idx = selected[slot];
+    ASSERT_EQ(rows.tags[slot], column.tags[row_idx]) << row_idx;
+    if (column.tags[row_idx] == PropertyTag::kString) {
+      EXPECT_EQ(rows.strings[slot], column.strings[row_idx]) << row_idx;
+      EXPECT_EQ(rows.strings[slot], "s" + std::to_string(row_idx));
+    } else if (column.tags[row_idx] == PropertyTag::kInt) {
+      EXPECT_EQ(rows.ints[slot], column.ints[row_idx]) << row_idx;
+      EXPECT_EQ(rows.ints[slot], static_cast<int64_t>(row_idx) - 5000);
+    }
+  }
+
+  std::string damaged = raw;
+  damaged[1 + 6000] = static_cast<char>(PropertyTag::kDouble);  // known, not in the mask
+  ExpectCorruption(DecodePropertyColumn(damaged, kRows, format, column.Output()), "tag mask");
+  ExpectCorruption(DecodePropertyColumnRows(damaged, kRows, format, selected, rows.Output()),
+                   "tag mask");
+  damaged[1 + 6000] = 9;
+  ExpectCorruption(DecodePropertyColumn(damaged, kRows, format, column.Output()), "unknown");
+  ExpectCorruption(DecodePropertyColumnRows(damaged, kRows, format, selected, rows.Output()),
+                   "unknown");
+}
+
 TEST(SegmentMapColumnTest, EntriesRoundTripByKey) {
   const Value a = Value::String(std::string("x\0y", 3));
   const Value b = Value::Int(-5);
@@ -538,6 +607,49 @@ TEST(SegmentMapColumnTest, KeysOutOfOrderAreCorruption) {
   const std::vector<uint8_t> masks = {TagBit(PropertyTag::kInt), TagBit(PropertyTag::kInt)};
   DecodedColumn column;
   ExpectCorruption(DecodeMapKey(raw, 1, 2, masks, 0, column.Output()), "out of order");
+}
+
+// Rows without entries are skipped a run of zero bytes at a time: runs of
+// every length up to a few words, at the chunk's start and end, must land on
+// exactly the rows that hold entries.
+TEST(SegmentMapColumnTest, RunsOfRowsWithoutEntriesAreSkippedExactly) {
+  const Value one = Value::Int(1);
+  const Value text = Value::String(std::string("\0\0", 2));  // zero bytes inside a value
+  const std::vector<uint32_t> entry_rows = {3, 4, 12, 13, 14, 31, 32, 100, 4099, 4107};
+  constexpr size_t kRows = 4120;
+  std::vector<MapEntryInput> entries;
+  std::vector<uint32_t> ends;
+  for (size_t row_idx = 0; row_idx < kRows; ++row_idx) {
+    if (std::find(entry_rows.begin(), entry_rows.end(), row_idx) != entry_rows.end()) {
+      entries.push_back({0, row_idx % 2 == 0 ? &text : &one});
+    }
+    ends.push_back(static_cast<uint32_t>(entries.size()));
+  }
+  std::string raw;
+  EncodeMapColumn(entries, ends, &raw);
+  const std::vector<uint8_t> masks = {
+      static_cast<uint8_t>(TagBit(PropertyTag::kInt) | TagBit(PropertyTag::kString))};
+  const auto entry_count = static_cast<uint32_t>(entries.size());
+  DecodedColumn column;
+  ASSERT_TRUE(DecodeMapKey(raw, kRows, entry_count, masks, 0, column.Output()).ok());
+  for (size_t row_idx = 0; row_idx < kRows; ++row_idx) {
+    const bool has = std::find(entry_rows.begin(), entry_rows.end(), row_idx) != entry_rows.end();
+    ASSERT_EQ(column.tags[row_idx] != PropertyTag::kAbsent, has) << row_idx;
+  }
+  EXPECT_EQ(column.strings[4], std::string_view("\0\0", 2));
+  EXPECT_EQ(column.ints[13], 1);
+  const std::vector<uint32_t> selected = {0, 4, 13, 99, 100, 4107, 4119};
+  DecodedColumn rows;
+  const std::vector<PropertyColumnOutput> outputs = {rows.Output()};
+  ASSERT_TRUE(DecodeMapRows(raw, kRows, entry_count, masks, selected, outputs).ok());
+  EXPECT_EQ(rows.tags, (std::vector<PropertyTag>{PropertyTag::kAbsent, PropertyTag::kString,
+                                                 PropertyTag::kInt, PropertyTag::kAbsent,
+                                                 PropertyTag::kString, PropertyTag::kInt,
+                                                 PropertyTag::kAbsent}));
+  // A row fewer leaves the last row's zero byte unread; a row more runs out.
+  ExpectCorruption(DecodeMapKey(raw, kRows - 1, entry_count, masks, 0, column.Output()),
+                   "unread bytes");
+  EXPECT_FALSE(DecodeMapKey(raw, kRows + 1, entry_count, masks, 0, column.Output()).ok());
 }
 
 std::string Decompressed(std::string_view stored, const ChunkRef& ref) {
