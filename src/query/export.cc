@@ -524,9 +524,44 @@ ExportSummary FinishWithPersons(ChunkWriter* writer, const IdentityMap* persons)
   return summary;
 }
 
+// The rendered lines of a batch of blocks, one entry per block.
+struct RenderedBatch {
+  std::vector<std::string> outputs;
+  std::vector<uint64_t> rows;
+  std::vector<Status> statuses;
+};
+
+// Threads that render a batch while the caller hands the previous one to the
+// sink; joined at the latest when it goes out of scope (an early return).
+class BatchWorkers {
+ public:
+  BatchWorkers() = default;
+  BatchWorkers(const BatchWorkers&) = delete;
+  BatchWorkers& operator=(const BatchWorkers&) = delete;
+  ~BatchWorkers() { Join(); }
+  template <typename Work>
+  void Start(size_t threads, const Work& work) {
+    for (size_t thread_idx = 0; thread_idx < threads; ++thread_idx) {
+      workers_.emplace_back(work, thread_idx);
+    }
+  }
+  void Join() {
+    for (std::thread& worker : workers_) {
+      worker.join();
+    }
+    workers_.clear();
+  }
+
+ private:
+  std::vector<std::thread> workers_;
+};
+
 // The export of a list of subjects over the engine's snapshot. Blocks are
 // decoded on kExportSubjectsThreads threads, a batch at a time, and their
-// lines handed to the sink in block order.
+// lines handed to the sink in block order; the next batch is decoded while
+// the sink takes the lines of the one before (the sink — the audit's look
+// at each line and the socket — would otherwise leave the decoding threads
+// idle).
 Result<ExportSummary> ExportSubjects(store::Engine& engine, const ExportRequest& request,
                                      const std::function<bool(std::string_view)>& sink) {
   std::vector<Id128> wanted = *request.subjects;
@@ -548,37 +583,58 @@ Result<ExportSummary> ExportSubjects(store::Engine& engine, const ExportRequest&
       tasks.emplace_back(segment.get(), block_idx);
     }
   }
-  const size_t threads =
-      std::clamp<size_t>(tasks.size(), 1, kExportSubjectsThreads);
+  const size_t threads = std::clamp<size_t>(tasks.size(), 1, kExportSubjectsThreads);
   const size_t batch_max = 8 * threads;
   std::vector<BlockColumns> scratch(threads);
-  std::vector<std::string> outputs(batch_max);
-  std::vector<uint64_t> rows(batch_max);
-  std::vector<Status> statuses(batch_max);
+  RenderedBatch batches[2];
+  for (RenderedBatch& batch : batches) {
+    batch.outputs.resize(batch_max);
+    batch.rows.resize(batch_max);
+    batch.statuses.resize(batch_max);
+  }
+  // Renders tasks [batch_start, batch_start + batch) into `*into`, thread
+  // `thread_idx` taking every threads-th one.
+  const auto render = [&](size_t batch_start, size_t batch, RenderedBatch* into,
+                          size_t thread_idx) {
+    for (size_t task_idx = thread_idx; task_idx < batch; task_idx += threads) {
+      const auto& [segment, block_idx] = tasks[batch_start + task_idx];
+      into->outputs[task_idx].clear();
+      into->statuses[task_idx] =
+          RenderBlock(*segment, block_idx, request, wanted, persons.get(), &scratch[thread_idx],
+                      &into->outputs[task_idx], &into->rows[task_idx]);
+    }
+  };
+  const auto batch_size = [&](size_t batch_start) {
+    return std::min(batch_max, tasks.size() - batch_start);
+  };
+  // The first batch on every thread, this one included.
+  if (!tasks.empty()) {
+    BatchWorkers first;
+    first.Start(threads - 1, [&](size_t worker_idx) {
+      render(0, batch_size(0), &batches[0], worker_idx + 1);
+    });
+    render(0, batch_size(0), &batches[0], 0);
+  }
+  size_t current = 0;
   for (size_t batch_start = 0; batch_start < tasks.size(); batch_start += batch_max) {
-    const size_t batch = std::min(batch_max, tasks.size() - batch_start);
-    const auto work = [&](size_t thread_idx) {
-      for (size_t task_idx = thread_idx; task_idx < batch; task_idx += threads) {
-        const auto& [segment, block_idx] = tasks[batch_start + task_idx];
-        outputs[task_idx].clear();
-        statuses[task_idx] = RenderBlock(*segment, block_idx, request, wanted, persons.get(),
-                                         &scratch[thread_idx], &outputs[task_idx], &rows[task_idx]);
-      }
-    };
-    std::vector<std::thread> workers;
-    for (size_t thread_idx = 1; thread_idx < threads; ++thread_idx) {
-      workers.emplace_back(work, thread_idx);
+    const size_t batch = batch_size(batch_start);
+    const size_t next_start = batch_start + batch;
+    BatchWorkers next;
+    if (next_start < tasks.size()) {
+      RenderedBatch* into = &batches[1 - current];
+      next.Start(threads, [&, next_start, into](size_t thread_idx) {
+        render(next_start, batch_size(next_start), into, thread_idx);
+      });
     }
-    work(0);
-    for (std::thread& worker : workers) {
-      worker.join();
-    }
+    const RenderedBatch& done = batches[current];
     for (size_t task_idx = 0; task_idx < batch; ++task_idx) {
-      MP_RETURN_IF_ERROR(statuses[task_idx]);
-      if (rows[task_idx] > 0 && !writer.AddLines(outputs[task_idx], rows[task_idx])) {
+      MP_RETURN_IF_ERROR(done.statuses[task_idx]);
+      if (done.rows[task_idx] > 0 && !writer.AddLines(done.outputs[task_idx], done.rows[task_idx])) {
         return FinishWithPersons(&writer, persons.get());
       }
     }
+    next.Join();
+    current = 1 - current;
   }
   return FinishWithPersons(&writer, persons.get());
 }
