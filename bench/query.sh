@@ -208,7 +208,9 @@ run_minpanel() {
   done
   load_s="$(elapsed "$started" "$(now)")"
   local version
-  version="minpanel $(git -C "$repo" rev-parse --short HEAD)"
+  # The binary itself, not the repository's HEAD (which may have moved on
+  # since it was built): a checksum prefix and its build time.
+  version="minpanel binary $(sha256sum "$minpanel_bin" | cut -c1-12), built $(date -u -r "$minpanel_bin" +%Y-%m-%dT%H:%MZ)"
   log "minpanel: import $load_s s"
 
   # A free loopback port (the server does not take port 0): bind, close, use.
