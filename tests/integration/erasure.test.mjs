@@ -234,8 +234,23 @@ describe('erasure during sustained ingestion and compaction', () => {
       assert.deepEqual(pseudonyms.filter((pseudonym) => text.includes(pseudonym)), [], `${name} names no victim`);
     }
 
-    // The physical stage, by the command line on the stopped server.
+    // The access request by the command line on the stopped server
+    // (`minpanel access-request --out`, 0600): a bystander's events, every
+    // one of them, and nothing of an erased victim.
     await server.stop('SIGTERM');
+    const accessFile = path.join(server.root, 'access.json');
+    await runCli(['access-request', '--project', 'erasure', '--distinct-id', `bystander-${run}-0`, '--distinct-id', victims[1],
+      '--out', accessFile, '--data', server.dataDir, '--keys', server.keysDir], { timeoutMs: 120000 });
+    assert.equal((await fsp.stat(accessFile)).mode & 0o777, 0o600);
+    const held = JSON.parse(await fsp.readFile(accessFile, 'utf8'));
+    const heldSubjects = new Set(held.subjects);
+    const bystanderRows = rows.filter((row) => heldSubjects.has(row.properties.distinct_id));
+    assert.ok(bystanderRows.length > 0, 'the bystander has events');
+    assert.equal(held.events.length, bystanderRows.length, 'every stored event of the bystander, nothing of the victim');
+    const heldRows = JSON.stringify([held.events, held.profile_updates]);
+    assert.deepEqual(pseudonyms.filter((pseudonym) => heldRows.includes(pseudonym)), []);
+
+    // The physical stage, by the command line on the stopped server.
     const idsFile = path.join(server.root, 'victims.txt');
     await fsp.writeFile(idsFile, `${victims.join('\n')}\n`);
     const { stdout } = await runCli(['erase', '--project', 'erasure', '--distinct-ids', idsFile, '--purge-now',
@@ -263,6 +278,9 @@ describe('erasure during sustained ingestion and compaction', () => {
     await server.start();
     const restarted = await exportAll(server);
     assert.equal(restarted.length, bystanderAcked, 'every bystander event after the purge and a restart');
+    // While the server holds the folder, the command line says where to go.
+    await assert.rejects(runCli(['access-request', '--project', 'erasure', '--distinct-id', `bystander-${run}-0`,
+      '--data', server.dataDir, '--keys', server.keysDir]), /POST \/api\/access-request/);
   });
 });
 
