@@ -73,15 +73,12 @@ Result<std::string> QueueEntry(const std::string& folder, AuditEntry entry,
   // random part, so that two commands never pick one name.
   std::array<uint8_t, 8> nonce{};
   randombytes_buf(nonce.data(), nonce.size());
+  std::array<char, 2 * 8 + 1> nonce_hex{};
+  sodium_bin2hex(nonce_hex.data(), nonce_hex.size(), nonce.data(), nonce.size());
   char name[64];
-  std::snprintf(name, sizeof(name), "%013lld-", static_cast<long long>(std::max<int64_t>(0, now_ms)));
-  std::string file_name = name;
-  static constexpr char kHex[] = "0123456789abcdef";
-  for (const uint8_t byte : nonce) {
-    file_name.push_back(kHex[byte >> 4]);
-    file_name.push_back(kHex[byte & 0xf]);
-  }
-  file_name += kQueuedSuffix;
+  std::snprintf(name, sizeof(name), "%013lld-%s",
+                static_cast<long long>(std::max<int64_t>(0, now_ms)), nonce_hex.data());
+  const std::string file_name = std::string(name) + std::string(kQueuedSuffix);
   MP_RETURN_IF_ERROR(
       file_system.WriteFileAtomically(queue + "/" + file_name, payload, kQueueFileMode));
   return file_name;
