@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -89,6 +90,54 @@ class AuditLogTest : public ::testing::Test {
       offset += 4 + length + kHashBytes;
     }
     return offsets;
+  }
+
+  // Appends an export record whose subject file lists `subjects`; returns
+  // the record (its seq set).
+  AuditEntry AppendExport(AuditLog& log, const std::vector<std::string>& subjects) {
+    SubjectKeySets sets;
+    for (const std::string& subject : subjects) {
+      sets.AddKey("plan", true);
+      sets.AddSubject(subject);
+      sets.EndRow();
+    }
+    AuditEntry entry;
+    entry.key = "mpk_exporter";
+    entry.act = "export";
+    entry.properties = sets.Keys();
+    clock_->Advance(1000);
+    EXPECT_TRUE(log.WriteSubjects(sets.Finish(), &entry).ok());
+    auto seq = log.Append(entry);
+    EXPECT_TRUE(seq.ok()) << seq.status().ToString();
+    entry.seq = seq.ok() ? *seq : 0;
+    return entry;
+  }
+  // What an erasure does to the subject files (service/erasure.cc): the
+  // subjects.rewrite record first, then the file replaced. Returns the
+  // record's seq.
+  uint64_t EraseFromSubjectFiles(AuditLog& log, const std::set<std::string>& erased) {
+    std::vector<std::string> skipped;
+    auto rewrites = PlanSubjectsRewrites(folder_, *file_system_, erased, &skipped);
+    EXPECT_TRUE(rewrites.ok() && skipped.empty());
+    uint64_t seq = 0;
+    for (const SubjectsRewrite& rewrite : *rewrites) {
+      AuditEntry record;
+      record.key = std::string(kSubjectsRewriteKey);
+      record.act = std::string(kSubjectsRewriteAct);
+      record.route = std::string(kSubjectsRewriteRoute);
+      record.subjects_file = rewrite.file;
+      record.subjects_sha256 = rewrite.sha256;
+      record.subjects = rewrite.erased;
+      clock_->Advance(1000);
+      seq = log.Append(record).value();
+      EXPECT_TRUE(ApplySubjectsRewrite(folder_, *file_system_, rewrite).ok());
+    }
+    return seq;
+  }
+  FolderReport VerifyWithSubjects(const PublicKey* public_key = nullptr) {
+    auto report = VerifyFolderAndSubjectFiles(folder_, *file_system_, public_key);
+    EXPECT_TRUE(report.ok()) << report.status().ToString();
+    return report.ok() ? std::move(report).value() : FolderReport{};
   }
 
   std::string folder_;
@@ -408,6 +457,101 @@ TEST(SubjectsFileTest, MalformedFilesAreCorruptionNamingTheLine) {
     EXPECT_NE(parsed.status().message().find(expected), std::string::npos)
         << text << ": " << parsed.status().message();
   }
+}
+
+// `minpanel audit verify` checks each subject file a record names against
+// the newest SHA-256 the chain states for it (docs/formats/audit.md,
+// "Verifying subject files"), and names the first bad one by its record:
+// a flipped byte, a deleted file, a rewritten file put back to its text
+// before the erasure (or before its last rewrite), a name outside
+// subjects/.
+TEST_F(AuditLogTest, VerifyChecksEverySubjectFileAgainstTheNewestHashTheChainStates) {
+  auto log = OpenLog();
+  ASSERT_NE(log, nullptr);
+  const AuditEntry first = AppendExport(*log, {"psn_a", "psn_b"});
+  const AuditEntry second = AppendExport(*log, {"psn_b", "psn_c"});
+  const AuditEntry third = AppendExport(*log, {"psn_d"});
+  const std::string second_before = Read(second.subjects_file);
+  const uint64_t rewrite_c = EraseFromSubjectFiles(*log, {"psn_c"});
+  const std::string second_after_c = Read(second.subjects_file);
+  const uint64_t rewrite_b = EraseFromSubjectFiles(*log, {"psn_b"});
+  ASSERT_GT(rewrite_b, rewrite_c);
+  ASSERT_TRUE(log->Close().ok());
+
+  FolderReport report = VerifyWithSubjects();
+  ASSERT_TRUE(report.log.ok) << report.log.problem;
+  EXPECT_EQ(report.subject_files.bad, 0u) << report.subject_files.problem;
+  EXPECT_EQ(report.subject_files.files, 3u);
+  EXPECT_EQ(report.subject_files.rewritten, 2u);  // the first file once, the second twice
+  EXPECT_EQ(report.subject_files.pruned, 0u);
+
+  const auto expect_bad = [&](const std::string& what, uint64_t seq) {
+    const FolderReport bad = VerifyWithSubjects();
+    EXPECT_TRUE(bad.log.ok) << bad.log.problem;  // the chain itself is whole
+    EXPECT_EQ(bad.subject_files.bad, 1u) << bad.subject_files.problem;
+    EXPECT_EQ(bad.subject_files.problem_seq, seq) << bad.subject_files.problem;
+    EXPECT_NE(bad.subject_files.problem.find(what), std::string::npos)
+        << bad.subject_files.problem;
+  };
+  // A flipped byte.
+  const std::string third_text = Read(third.subjects_file);
+  std::string flipped = third_text;
+  flipped[flipped.size() - 3] ^= 0x01;
+  Write(third.subjects_file, flipped);
+  expect_bad(third.subjects_file + " does not have the SHA-256 record " +
+                 std::to_string(third.seq) + " states",
+             third.seq);
+  Write(third.subjects_file, third_text);
+  // A deleted file, never rewritten and rewritten.
+  std::filesystem::rename(folder_ + "/" + third.subjects_file, folder_ + "/aside");
+  expect_bad(third.subjects_file + ", named by record " + std::to_string(third.seq) +
+                 ", is missing",
+             third.seq);
+  std::filesystem::rename(folder_ + "/aside", folder_ + "/" + third.subjects_file);
+  std::filesystem::rename(folder_ + "/" + first.subjects_file, folder_ + "/aside");
+  expect_bad(first.subjects_file + ", named by record " + std::to_string(first.seq) +
+                 ", is missing",
+             first.seq);
+  std::filesystem::rename(folder_ + "/aside", folder_ + "/" + first.subjects_file);
+  // An older version put back: the text before any erasure, and the text
+  // of the earlier rewrite.
+  const std::string second_now = Read(second.subjects_file);
+  Write(second.subjects_file, second_before);
+  expect_bad(second.subjects_file + " holds the text its export record stated, not the one record " +
+                 std::to_string(rewrite_b) + " (subjects.rewrite, the newest naming it) states",
+             rewrite_b);
+  Write(second.subjects_file, second_after_c);
+  expect_bad(second.subjects_file + " holds the text record " + std::to_string(rewrite_c) +
+                 " stated, not the one record " + std::to_string(rewrite_b),
+             rewrite_b);
+  // Another file's text in its place.
+  Write(second.subjects_file, third_text);
+  expect_bad(second.subjects_file + " holds none of the texts the chain states for it", rewrite_b);
+  Write(second.subjects_file, second_now);
+  EXPECT_EQ(VerifyWithSubjects().subject_files.bad, 0u);
+
+  // Two bad files: the first by record is named, both are counted.
+  Write(third.subjects_file, flipped);
+  std::filesystem::remove(folder_ + "/" + first.subjects_file);
+  report = VerifyWithSubjects();
+  EXPECT_EQ(report.subject_files.bad, 2u);
+  EXPECT_EQ(report.subject_files.problem_seq, first.seq) << report.subject_files.problem;
+}
+
+TEST_F(AuditLogTest, VerifyRefusesASubjectFileNameOutsideTheSubjectsFolder) {
+  auto log = OpenLog();
+  ASSERT_NE(log, nullptr);
+  AuditEntry entry;
+  entry.act = "export";
+  entry.subjects_file = "subjects/../anchors";
+  entry.subjects_sha256 = std::string(64, '0');
+  const uint64_t seq = log->Append(entry).value();
+  ASSERT_TRUE(log->Close().ok());
+  const FolderReport report = VerifyWithSubjects();
+  EXPECT_EQ(report.subject_files.bad, 1u);
+  EXPECT_EQ(report.subject_files.problem_seq, seq);
+  EXPECT_NE(report.subject_files.problem.find("not a file under subjects/"), std::string::npos)
+      << report.subject_files.problem;
 }
 
 // A command's incident run made while another process holds the log waits
@@ -751,6 +895,31 @@ TEST_F(SignedAuditLogTest, PruningCutsTheHeadBehindASignedCheckpointAndTampering
   report = VerifyBytes(Read("log"), anchors, &key->public_key);
   EXPECT_FALSE(report.ok);
   EXPECT_NE(report.problem.find("no signed checkpoint"), std::string::npos) << report.problem;
+}
+
+// A file whose export record audit retention cut goes with it, and verify
+// says so rather than calling it missing; the rewrite record that named it
+// stays in the chain.
+TEST_F(SignedAuditLogTest, VerifyAcceptsASubjectFileRetentionCutWithItsRecord) {
+  const auto key = NewKey("a");
+  auto log = OpenSigned(key, 1000);
+  ASSERT_NE(log, nullptr);
+  const AuditEntry old_export = AppendExport(*log, {"psn_a", "psn_b"});
+  const int64_t cutoff = clock_->NowMs() + 500;
+  const AuditEntry kept = AppendExport(*log, {"psn_b"});
+  EraseFromSubjectFiles(*log, {"psn_b"});  // rewrites both files
+  ASSERT_TRUE(log->PruneBefore(cutoff).ok());
+  ASSERT_TRUE(log->Close().ok());
+  EXPECT_FALSE(std::filesystem::exists(folder_ + "/" + old_export.subjects_file));
+  const FolderReport report = VerifyWithSubjects(&key->public_key);
+  ASSERT_TRUE(report.log.ok) << report.log.problem;
+  EXPECT_EQ(report.subject_files.bad, 0u) << report.subject_files.problem;
+  EXPECT_EQ(report.subject_files.files, 1u);
+  EXPECT_EQ(report.subject_files.rewritten, 2u);
+  EXPECT_EQ(report.subject_files.pruned, 1u);
+  // The kept export's file is still checked.
+  std::filesystem::remove(folder_ + "/" + kept.subjects_file);
+  EXPECT_EQ(VerifyWithSubjects(&key->public_key).subject_files.problem_seq, kept.seq);
 }
 
 TEST_F(SignedAuditLogTest, PruningNeedsAKeyAndAForgedBaseIsCaught) {

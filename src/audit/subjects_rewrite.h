@@ -1,5 +1,6 @@
-// Erasure of subject files (docs/formats/audit.md, "Rewritten subject
-// files"): an erasure rewrites each export subject file that lists an erased
+// Subject files and the chain (docs/formats/audit.md, "Subject files" and
+// "Rewritten subject files"): what `minpanel audit verify` checks of them,
+// and their erasure. An erasure rewrites each export subject file that lists an erased
 // pseudonym, putting kErasedSubject in its place, and states the new
 // SHA-256 of each rewritten file in a `subjects.rewrite` record of the chain,
 // appended (durable) before the file is replaced. A reader accepts a subject
@@ -7,6 +8,7 @@
 // audit.h so that the many files including it are not rebuilt for this.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <set>
 #include <string>
@@ -56,5 +58,31 @@ Result<std::vector<SubjectsRewrite>> PlanSubjectsRewrites(const std::string& fol
 // folder): a crash leaves the old text or the new, never a mix.
 Status ApplySubjectsRewrite(const std::string& folder, FileSystem& file_system,
                             const SubjectsRewrite& rewrite);
+
+// What `minpanel audit verify` finds of the subject files the chain names
+// (docs/formats/audit.md, "Verifying subject files"): each file a record
+// names must be there with the newest SHA-256 the chain states for it — the
+// `subjects.rewrite` record's that names it last, else its own record's. A
+// file whose records retention cut (a pruned log) may be gone with them.
+struct SubjectFilesReport {
+  uint64_t files = 0;      // distinct files the records walked name
+  uint64_t rewritten = 0;  // of them, named by a subjects.rewrite record
+  uint64_t pruned = 0;     // rewritten, gone with their export record (audit retention)
+  uint64_t bad = 0;        // missing, edited, replaced or at an earlier text
+  std::string problem;     // the first bad one, by the seq of the record naming it
+  uint64_t problem_seq = 0;
+};
+struct FolderReport {
+  VerifyReport log;
+  // Over the records the walk passed (all of them when log.ok).
+  SubjectFilesReport subject_files;
+};
+// VerifyFolder, and the subject files of every record it walks checked
+// against the chain: each file read once (in kReadChunkBytes pieces), in the
+// order of its record; memory holds the files rewritten since and those
+// found bad, not one entry per file.
+Result<FolderReport> VerifyFolderAndSubjectFiles(const std::string& folder,
+                                                 FileSystem& file_system,
+                                                 const PublicKey* public_key = nullptr);
 
 }  // namespace minpanel::audit

@@ -4,6 +4,7 @@
 #include <optional>
 
 #include "audit/audit.h"
+#include "audit/subjects_rewrite.h"
 #include "cli/commands.h"
 #include "service/access_keys.h"
 #include "service/service.h"
@@ -291,13 +292,23 @@ int AccessCommands::RunAudit(const service::Config& config) const {
   } else if (auto key = service::AuditSigningKey(config, false); key.ok()) {
     public_key = key->public_key;
   }
-  auto verified = audit::VerifyFolder(folder, *file_system, public_key ? &*public_key : nullptr);
+  // The chain, its anchors and the subject files its records name
+  // (docs/formats/audit.md, "Verifying subject files").
+  auto verified = audit::VerifyFolderAndSubjectFiles(folder, *file_system,
+                                                     public_key ? &*public_key : nullptr);
   if (!verified.ok()) {
     return Fail(verified.status());
   }
-  const audit::VerifyReport& report = *verified;
+  const audit::VerifyReport& report = verified->log;
   if (!report.ok) {
     std::printf("broken: %s\n", report.problem.c_str());
+    return kExitFailure;
+  }
+  const audit::SubjectFilesReport& subject_files = verified->subject_files;
+  if (subject_files.bad > 0) {
+    std::printf("broken: subject file %s (%llu bad subject files in all)\n",
+                subject_files.problem.c_str(),
+                static_cast<unsigned long long>(subject_files.bad));
     return kExitFailure;
   }
   std::printf("ok: %llu records, %llu anchors checked (%llu signed checkpoints%s), head %s\n",
@@ -320,6 +331,16 @@ int AccessCommands::RunAudit(const service::Config& config) const {
         epochs.c_str(), static_cast<unsigned long long>(report.other_key_checkpoints),
         static_cast<unsigned long long>(report.trusted_seq));
   }
+  std::printf(
+      "subject files: %llu named by records, each with the SHA-256 the chain states last "
+      "for it (%llu rewritten by erasures",
+      static_cast<unsigned long long>(subject_files.files),
+      static_cast<unsigned long long>(subject_files.rewritten));
+  if (subject_files.pruned > 0) {
+    std::printf("; %llu of those gone with their export records, which audit retention cut",
+                static_cast<unsigned long long>(subject_files.pruned));
+  }
+  std::printf(")\n");
   if (report.base_seq > 0) {
     std::printf("pruned: records 1 to %llu were cut behind a signed checkpoint\n",
                 static_cast<unsigned long long>(report.base_seq));

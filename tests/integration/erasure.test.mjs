@@ -156,7 +156,8 @@ describe('erasure during sustained ingestion and compaction', () => {
     assert.ok(exportedBefore.some((row) => pseudonyms.includes(row.properties.distinct_id)));
     const subjectsDir = path.join(server.dataDir, 'audit', 'subjects');
     const subjectFiles = async () => (await fsp.readdir(subjectsDir)).filter((name) => name.endsWith('.txt'));
-    const listings = await Promise.all((await subjectFiles()).map((name) => fsp.readFile(path.join(subjectsDir, name), 'utf8')));
+    const listedNames = await subjectFiles();
+    const listings = await Promise.all(listedNames.map((name) => fsp.readFile(path.join(subjectsDir, name), 'utf8')));
     assert.ok(listings.some((text) => pseudonyms.some((pseudonym) => text.includes(pseudonym))), 'a side file lists the victims');
 
     // Sustained ingestion of bystanders while the erasure runs.
@@ -262,8 +263,21 @@ describe('erasure during sustained ingestion and compaction', () => {
 
     // The chain verifies, and the blast radius of the exporting key accepts
     // the rewritten file, counting the victims' lines as erased.
-    const verified = await runCli(['audit', 'verify', '--data', server.dataDir, '--keys', server.keysDir]);
+    const verifyArgs = ['audit', 'verify', '--data', server.dataDir, '--keys', server.keysDir];
+    const verified = await runCli(verifyArgs);
     assert.match(verified.stdout, /^ok: /);
+    assert.match(verified.stdout, /^subject files: [1-9]\d* named by records, each with the SHA-256 the chain states last for it \([1-9]\d* rewritten by erasures\)$/m);
+    // The subject file put back as it was before the erasure (a copy kept
+    // elsewhere, victims and all): verify names it and fails.
+    const listedIdx = listings.findIndex((text) => pseudonyms.some((pseudonym) => text.includes(pseudonym)));
+    const listedFile = path.join(subjectsDir, listedNames[listedIdx]);
+    const rewrittenText = await fsp.readFile(listedFile);
+    await fsp.writeFile(listedFile, listings[listedIdx]);
+    const older = await runCli(verifyArgs).then(() => assert.fail('verify passed an older subject file'), (error) => error);
+    assert.equal(older.code, 1);
+    assert.match(older.stdout, new RegExp(`^broken: subject file subjects/${listedNames[listedIdx]} holds the text its export record stated, not the one record \\d+ \\(subjects\\.rewrite`));
+    await fsp.writeFile(listedFile, rewrittenText);
+    assert.match((await runCli(verifyArgs)).stdout, /^ok: /);
     const out = await makeTempDir('minpanel-erasure-blast-');
     await runCli(['incident', 'blast-radius', '--key', `secret:${server.project.id}`,
       '--from', '2020-01-01T00:00:00Z', '--to', '2035-12-31T00:00:00Z', '--data', server.dataDir, '--keys', server.keysDir,
