@@ -2,11 +2,15 @@
 #include "service/backup.h"
 
 #include <simdjson.h>
+#include <sodium.h>
 
+#include <array>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <system_error>
 
+#include "audit/subjects_rewrite.h"
 #include "query/query.h"
 #include "service/service.h"
 #include "store/online_copy.h"
@@ -19,6 +23,8 @@ namespace fs = std::filesystem;
 
 constexpr uint32_t kFileMode = 0600;
 constexpr uint32_t kFolderMode = 0700;
+// The route of the subjects.rewrite records a restore appends.
+constexpr std::string_view kSubjectsRewriteRestoreRoute = "restore";
 
 bool IsEmptyOrAbsent(const std::string& folder) {
   std::error_code error;
@@ -169,6 +175,49 @@ Status Reerase(const Config& config, const std::vector<store::Erasure>& erasures
   return engine->Close();
 }
 
+// The backup's audit subject files still list the subjects erased since
+// it was taken (the live log's were rewritten by the erasure itself): each
+// is rewritten the same way, a `subjects.rewrite` record (key `local`,
+// route `restore`) durable before the file is replaced. Its params_sha256
+// is a fresh random reference: the erasure's own keyed reference is in the
+// live log, not in the backup's. One pass per project (pseudonyms are keyed
+// per project).
+Status ReeraseSubjectFiles(const Config& config, const std::vector<store::Erasure>& erasures,
+                           const std::shared_ptr<FileSystem>& file_system,
+                           const std::shared_ptr<Clock>& clock, BackupSummary* summary) {
+  std::map<uint32_t, std::vector<Id128>> by_project;
+  for (const store::Erasure& erasure : erasures) {
+    if (erasure.property_key.empty()) {
+      std::vector<Id128>& subjects = by_project[erasure.project_id];
+      subjects.insert(subjects.end(), erasure.subjects.begin(), erasure.subjects.end());
+    }
+  }
+  const std::string folder = config.data_folder + "/audit";
+  if (by_project.empty() || !file_system->Exists(folder + "/log")) {
+    return Status::Ok();
+  }
+  MP_ASSIGN_OR_RETURN(std::unique_ptr<audit::AuditLog> log,
+                      OpenAuditLog(config, file_system, clock, nullptr));
+  for (const auto& [project_id, subjects] : by_project) {
+    std::array<uint8_t, audit::kHashBytes> random{};
+    randombytes_buf(random.data(), random.size());
+    const auto rewritten = EraseFromSubjectFiles(
+        folder, *file_system, subjects, audit::HexOf(random),
+        [&, project = project_id](audit::AuditEntry record) {
+          record.key = std::string(audit::kSubjectsRewriteKey);
+          record.route = std::string(kSubjectsRewriteRestoreRoute);
+          record.projects = {project};
+          return log->Append(std::move(record)).status();
+        });
+    if (!rewritten.ok()) {
+      (void)log->Close();
+      return rewritten.status();
+    }
+    summary->subject_files_rewritten += *rewritten;
+  }
+  return log->Close();
+}
+
 }  // namespace
 
 Result<BackupSummary> BackupDataFolder(const Config& config, const std::string& to,
@@ -286,6 +335,7 @@ Result<BackupSummary> RestoreDataFolder(const Config& config, const RestoreOptio
       summary.audit_previous_key = audit::PublicKeyHex(*previous);
     }
   }
+  MP_RETURN_IF_ERROR(ReeraseSubjectFiles(config, erasures, file_system, clock, &summary));
   // Recovery runs once here, so that a damaged backup is found now.
   MP_ASSIGN_OR_RETURN(std::unique_ptr<Service> service, Service::Open(config, file_system, clock));
   // Time drops and profile expiries the source logged after the backup

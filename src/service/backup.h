@@ -12,9 +12,12 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "audit/audit.h"
 #include "core/core.h"
 #include "service/config.h"
 
@@ -48,6 +51,9 @@ struct BackupSummary {
   uint64_t erasures_reapplied = 0;  // restore: erasure calls made again
   uint64_t subjects_reerased = 0;
   uint64_t property_purges_reapplied = 0;  // restore: property purges made again
+  // restore: the backup's audit subject files that listed a subject erased
+  // since, rewritten as the erasure rewrote the live ones.
+  uint64_t subject_files_rewritten = 0;
   // restore: the retention of the configuration given (its [projects.NAME]
   // tables) applied to the restored folder at once — drops logged and
   // profiles expired — and why it could not be, if it could not (the
@@ -89,7 +95,9 @@ Result<uint64_t> BackupKeys(const Config& config, const std::string& to);
 // folder, which must then be absent or empty; re-applies every erasure of
 // subjects recorded after the backup's point in the log by the store of
 // `erasures_from` (store::ErasuresSince) and purges them, so that a restore
-// never brings an erased person back; then opens the restored folder once,
+// never brings an erased person back, and rewrites the backup's audit
+// subject files that list those subjects (EraseFromSubjectFiles, route
+// "restore"); then opens the restored folder once,
 // as a server start would, applies the retention of `config` at once
 // (Service::ApplyRetention: the drops and profile expiries the source
 // logged after the backup are not journalled, so they are made again from
@@ -98,5 +106,19 @@ Result<uint64_t> BackupKeys(const Config& config, const std::string& to);
 // erasures' folder gone without no_later_erasures).
 Result<BackupSummary> RestoreDataFolder(const Config& config, const RestoreOptions& options,
                                         std::shared_ptr<Clock> clock);
+
+// The audit log's subject files that list one of `subjects` (pseudonyms of
+// one project), rewritten with `erased` in their place (docs/formats/
+// audit.md, "Rewritten subject files"): for each file, `audit` is given its
+// `subjects.rewrite` record (act, file, new SHA-256, count, `reference` as
+// params_sha256; the caller sets key, route and projects) and must make it
+// durable before the file is replaced, so that a crash in between leaves a
+// text the chain states. One call at a time in the process. Returns how
+// many files were rewritten. Erasure (erasure.cc) and restore (backup.cc)
+// call it.
+Result<uint64_t> EraseFromSubjectFiles(const std::string& audit_folder, FileSystem& file_system,
+                                       const std::vector<Id128>& subjects,
+                                       const std::string& reference,
+                                       const std::function<Status(audit::AuditEntry)>& audit);
 
 }  // namespace minpanel::service

@@ -15,6 +15,7 @@
 
 #include "audit/subjects_rewrite.h"
 #include "query/identity.h"
+#include "service/backup.h"
 #include "service/service.h"
 
 namespace minpanel::service {
@@ -104,6 +105,8 @@ Status OverAccessBytes() {
                                    " bytes (kAccessRequestBytesMax); ask for fewer ids");
 }
 
+}  // namespace
+
 // Earlier exports' subject files (docs/formats/audit.md, "Rewritten subject
 // files"): each one listing an erased pseudonym is rewritten with `erased`
 // in its place. Intent first: the `subjects.rewrite` record naming the file
@@ -112,9 +115,10 @@ Status OverAccessBytes() {
 // rewrite that was due (the blast radius reports it; erasing the same ids
 // again finishes it). One erasure rewrites at a time: two at once could
 // each rewrite the same file from its old text and undo the other's.
-Status EraseFromSubjectFiles(const std::string& audit_folder, FileSystem& file_system,
-                             const std::vector<Id128>& subjects, const std::string& reference,
-                             const std::function<Status(audit::AuditEntry)>& audit) {
+Result<uint64_t> EraseFromSubjectFiles(const std::string& audit_folder, FileSystem& file_system,
+                                       const std::vector<Id128>& subjects,
+                                       const std::string& reference,
+                                       const std::function<Status(audit::AuditEntry)>& audit) {
   static std::mutex rewriting;
   const std::lock_guard lock(rewriting);
   std::set<std::string> pseudonyms;
@@ -134,10 +138,8 @@ Status EraseFromSubjectFiles(const std::string& audit_folder, FileSystem& file_s
     MP_RETURN_IF_ERROR(audit(std::move(record)));
     MP_RETURN_IF_ERROR(audit::ApplySubjectsRewrite(audit_folder, file_system, rewrite));
   }
-  return Status::Ok();
+  return static_cast<uint64_t>(rewrites.size());
 }
-
-}  // namespace
 
 Result<SubjectSelection> ParseSubjectSelection(std::string_view json, size_t ids_max,
                                                std::string_view ids_max_name) {
@@ -240,13 +242,15 @@ Result<ErasureOutcome> Service::Erase(const Access& access, const SubjectSelecti
   if (!erased.ok()) {
     return erased;
   }
-  MP_RETURN_IF_ERROR(EraseFromSubjectFiles(
-      audit_->folder(), *file_system_, subjects, outcome.reference, [&](audit::AuditEntry record) {
-        record.key = std::string(audit::kSubjectsRewriteKey);
-        record.route = std::string(audit::kSubjectsRewriteRoute);
-        record.projects = {project.id};
-        return audit_->Append(std::move(record)).status();
-      }));
+  MP_RETURN_IF_ERROR(
+      EraseFromSubjectFiles(audit_->folder(), *file_system_, subjects, outcome.reference,
+                            [&](audit::AuditEntry record) {
+                              record.key = std::string(audit::kSubjectsRewriteKey);
+                              record.route = std::string(audit::kSubjectsRewriteRoute);
+                              record.projects = {project.id};
+                              return audit_->Append(std::move(record)).status();
+                            })
+          .status());
   return outcome;
 }
 

@@ -4,7 +4,9 @@
 // before the backup began, the events stored during it are there or not
 // but never half, the keys travel apart from the data (the data backup
 // holds no key), people erased after the backup (purged, or still only
-// hidden) stay erased in the restore, and so do properties purged after
+// hidden) stay erased in the restore — in no byte of the restored folder,
+// the backup's audit subject files rewritten, `audit verify` passing —
+// and so do properties purged after
 // it (docs/privacy.md, "Purging a property"; purged at once and so retired
 // into the erasure journal, or still only hidden), a restore without the
 // keys goes on in a new audit key epoch, a tar stream restores the same,
@@ -17,7 +19,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 
-import { MINPANEL_BIN, MinpanelServer, isoDate, nowSeconds, runCli, startServer } from './harness.mjs';
+import { MINPANEL_BIN, MinpanelServer, findPseudonyms, isoDate, nowSeconds, runCli, startServer } from './harness.mjs';
 
 const execFileAsync = promisify(execFile);
 const PLANS = ['free', 'pro', 'team'];
@@ -55,6 +57,8 @@ describe('backup and restore', () => {
   let acknowledgedDuring = 0;
   let backupDir;
   let keysBackupDir;
+  let erasedPseudonyms;
+  let restoreOutput;
 
   async function ask(server, query) {
     const res = await server.request({
@@ -83,6 +87,18 @@ describe('backup and restore', () => {
       assert.equal(res.status, 200, res.text);
       acknowledgedBefore += 500;
     }
+    // An export before the backup: its audit subject file, in the backup,
+    // lists the people erased after it.
+    assert.ok((await live.exportEvents({ event: ['Before'] })).length > 0);
+    const held = await live.request({
+      method: 'POST',
+      path: '/api/access-request',
+      headers: { ...live.authHeader(), 'Content-Type': 'application/json' },
+      body: JSON.stringify({ distinct_ids: ['user-5', 'user-6'] }),
+    });
+    assert.equal(held.status, 200, held.text);
+    erasedPseudonyms = JSON.parse(held.text).subjects;
+    assert.equal(erasedPseudonyms.length, 2);
     backupDir = path.join(live.root, 'backup');
     keysBackupDir = path.join(live.root, 'backup-keys');
     let stop = false;
@@ -126,8 +142,8 @@ describe('backup and restore', () => {
       assert.equal(res.status, 200, res.text);
     }
     const restoredRoot = path.join(live.root, 'restored');
-    await runCli(['restore', '--from', backupDir, '--keys-from', keysBackupDir,
-      '--data', path.join(restoredRoot, 'data'), '--keys', path.join(restoredRoot, 'keys')], { timeoutMs: 60000 });
+    restoreOutput = (await runCli(['restore', '--from', backupDir, '--keys-from', keysBackupDir,
+      '--data', path.join(restoredRoot, 'data'), '--keys', path.join(restoredRoot, 'keys')], { timeoutMs: 60000 })).stdout;
     restored = new MinpanelServer({
       root: restoredRoot,
       dataDir: path.join(restoredRoot, 'data'),
@@ -177,6 +193,27 @@ describe('backup and restore', () => {
     for (const person of ['user-5', 'user-6']) {
       assert.deepEqual(await restored.exportEvents({ distinctId: person }), [], person);
     }
+  });
+
+  it('leaves no byte of a person erased after the backup in the restored folder, audit subject files included', async () => {
+    // The backup's copy of the export's subject file lists them.
+    const backupSubjects = path.join(backupDir, 'audit', 'subjects');
+    const listings = await Promise.all((await fsp.readdir(backupSubjects)).map((name) => fsp.readFile(path.join(backupSubjects, name), 'utf8')));
+    assert.ok(listings.some((text) => erasedPseudonyms.every((pseudonym) => text.includes(pseudonym))), 'the backup lists them');
+    assert.match(restoreOutput, /erasures made since the backup re-applied: 2 \(\d+ subjects; [1-9]\d* audit subject files rewritten\)/);
+    const restoredData = path.join(live.root, 'restored', 'data');
+    const { hits, dumped } = await findPseudonyms(restoredData, erasedPseudonyms);
+    assert.ok(dumped >= 1, `dumped ${dumped} store files`);
+    assert.deepEqual(hits, []);
+    // Each rewrite is a record of the restored chain, and verify checks the
+    // rewritten files against it.
+    const dataArgs = ['--data', restoredData, '--keys', path.join(live.root, 'restored', 'keys')];
+    const rewrites = (await runCli(['audit', 'show', '--act', 'subjects.rewrite', ...dataArgs])).stdout.trim().split('\n').map((line) => JSON.parse(line));
+    assert.ok(rewrites.length >= 1);
+    assert.ok(rewrites.every((record) => record.route === 'restore' && record.key === 'local' && record.subjects >= 1), JSON.stringify(rewrites));
+    const verified = (await runCli(['audit', 'verify', ...dataArgs])).stdout;
+    assert.match(verified, /^ok: /);
+    assert.match(verified, /^subject files: [1-9]\d* named by records, each with the SHA-256 the chain states last for it \([1-9]\d* rewritten by erasures\)$/m);
   });
 
   it('restores without the keys: the audit log goes on in a new key epoch, and a server starts on it', async () => {

@@ -712,3 +712,47 @@ export function rawHttpExchange({ port, head, bodyBytes = 0, chunked = false, fi
     setTimeout(pump, bodyDelayMs);
   });
 }
+
+// Every form the store or a dump might hold a pseudonym in: its text, bare
+// hex, and its 16 bytes in either byte order of either half.
+export function needlesOf(pseudonym) {
+  const hex = pseudonym.slice(4);
+  const bytes = Buffer.from(hex, 'hex');
+  const high = bytes.subarray(0, 8);
+  const low = bytes.subarray(8, 16);
+  const reversed = (buffer) => Buffer.from(buffer).reverse();
+  return [
+    Buffer.from(pseudonym), Buffer.from(hex), Buffer.from(hex.toUpperCase()), bytes,
+    Buffer.concat([reversed(high), reversed(low)]), Buffer.concat([reversed(low), reversed(high)]),
+    Buffer.concat([low, high]),
+  ];
+}
+
+// Where any of `pseudonyms` is found: in the raw bytes of every file of the
+// data folder, and in the `minpanel debug dump` of every store file (the
+// erasure and backup tests).
+export async function findPseudonyms(dataDir, pseudonyms) {
+  const needles = pseudonyms.flatMap((pseudonym) => needlesOf(pseudonym).map((needle) => ({ pseudonym, needle })));
+  const hits = [];
+  let dumped = 0;
+  for (const file of await listFiles(dataDir)) {
+    const content = await fsp.readFile(file);
+    for (const { pseudonym, needle } of needles) {
+      if (content.includes(needle)) {
+        hits.push(`${path.relative(dataDir, file)} holds ${pseudonym} (raw)`);
+      }
+    }
+    const name = path.basename(file);
+    if (file.includes(`${path.sep}store${path.sep}`) && !name.endsWith('.tmp') && name !== 'LOCK' && content.length > 0) {
+      const { stdout } = await runCli(['debug', 'dump', file], { timeoutMs: 60000 }).catch((error) => error);
+      dumped += 1;
+      for (const pseudonym of pseudonyms) {
+        const hex = pseudonym.slice(4);
+        if (stdout.includes(hex) || stdout.toLowerCase().includes(hex)) {
+          hits.push(`${path.relative(dataDir, file)} holds ${pseudonym} (decoded)`);
+        }
+      }
+    }
+  }
+  return { hits, dumped };
+}
