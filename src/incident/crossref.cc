@@ -903,6 +903,11 @@ namespace {
 // kChunksInFlight wait in each queue, so memory holds a few chunks, never the
 // file.
 constexpr size_t kChunksInFlight = 2;
+// Threads that scan chunks and look their rows up, each a chunk at a time:
+// the heaviest work of the second reading (two thirds of its CPU), so on
+// two cores it takes both while the reading and the adding up, lighter,
+// fit between.
+constexpr size_t kMatchThreads = 2;
 
 // A bounded queue between one producer and one consumer: Push waits while it
 // is full, Pop while it is empty; Close ends it (Pop then returns nullptr
@@ -942,9 +947,58 @@ class ChunkQueue {
 
 // A chunk of the second reading, read, then scanned and looked up.
 struct LeakedChunk {
+  uint64_t sequence = 0;  // the chunk's place in the file: 0, 1, 2, ...
   Table rows;
   std::vector<uint8_t> sensitive_cells;
   std::unique_ptr<CrossrefStream::Matches> matches;
+};
+
+// Chunks handed back in file order by several producers, each of which may
+// finish its chunks out of order: Pop gives the chunk whose sequence is next
+// and waits for it. Push waits while kChunksInFlight chunks wait, unless its
+// chunk is the next one (else a producer holding the next chunk could wait
+// behind chunks that cannot leave before it). Pop returns nullptr once every
+// producer has called Close and nothing is left.
+class OrderedChunkQueue {
+ public:
+  explicit OrderedChunkQueue(size_t producers) : producers_open_(producers) {}
+  void Push(std::unique_ptr<LeakedChunk> chunk) {
+    std::unique_lock lock(mutex_);
+    const uint64_t sequence = chunk->sequence;
+    changed_.wait(lock,
+                  [&] { return items_.size() < kChunksInFlight || sequence == next_; });
+    items_.emplace_back(std::move(chunk));
+    changed_.notify_all();
+  }
+  std::unique_ptr<LeakedChunk> Pop() {
+    std::unique_lock lock(mutex_);
+    auto next = items_.end();
+    changed_.wait(lock, [&] {
+      next = std::find_if(items_.begin(), items_.end(),
+                          [this](const auto& chunk) { return chunk->sequence == next_; });
+      return next != items_.end() || producers_open_ == 0;
+    });
+    if (next == items_.end()) {
+      return nullptr;
+    }
+    std::unique_ptr<LeakedChunk> chunk = std::move(*next);
+    items_.erase(next);
+    ++next_;
+    changed_.notify_all();
+    return chunk;
+  }
+  void Close() {
+    std::lock_guard lock(mutex_);
+    --producers_open_;
+    changed_.notify_all();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::vector<std::unique_ptr<LeakedChunk>> items_;
+  uint64_t next_ = 0;
+  size_t producers_open_;
 };
 
 }  // namespace
@@ -987,7 +1041,8 @@ Result<std::unique_ptr<StreamedCrossref>> CrossrefRecognisedLeakedFile(
   auto result = std::make_unique<StreamedCrossref>();
   result->leaked_columns = std::move(leaked_columns);
   // Every cell scanned, every row matched: read on one thread, scanned and
-  // looked up on a second, added up here, in file order.
+  // looked up on kMatchThreads others (a chunk each), added up here, in
+  // file order.
   const auto match_start = std::chrono::steady_clock::now();
   input->leaked = &result->leaked;
   input->leaked_columns = &result->leaked_columns;
@@ -995,10 +1050,10 @@ Result<std::unique_ptr<StreamedCrossref>> CrossrefRecognisedLeakedFile(
   MP_ASSIGN_OR_RETURN(std::unique_ptr<TableStream> stream, TableStream::Open(leaked_path));
   const size_t recognised_columns = result->leaked_columns.columns.size();
   ChunkQueue<LeakedChunk> read;
-  ChunkQueue<LeakedChunk> matched;
+  OrderedChunkQueue matched(kMatchThreads);
   Status read_status;
   std::thread reader([&] {
-    while (true) {
+    for (uint64_t sequence = 0;; ++sequence) {
       const Result<bool> more = stream->Next(&result->leaked, chunk_rows);
       if (!more.ok()) {
         read_status = more.status();
@@ -1018,35 +1073,45 @@ Result<std::unique_ptr<StreamedCrossref>> CrossrefRecognisedLeakedFile(
         break;
       }
       auto chunk = std::make_unique<LeakedChunk>();
+      chunk->sequence = sequence;
       result->leaked.MoveRowsTo(&chunk->rows);
       read.Push(std::move(chunk));
     }
     read.Close();
   });
-  // The scan's counts, added to the recognition's once the threads are done.
-  Recognition scanned;
-  scanned.columns.resize(recognised_columns);
-  std::thread matcher([&] {
-    while (std::unique_ptr<LeakedChunk> chunk = read.Pop()) {
-      ScanSensitiveCells(chunk->rows, detectors, &scanned, &chunk->sensitive_cells);
-      chunk->matches = crossref->Match(chunk->rows);
-      matched.Push(std::move(chunk));
-    }
-    matched.Close();
-  });
+  // Each matcher's scan counts, added to the recognition's once the threads
+  // are done.
+  std::array<Recognition, kMatchThreads> scanned;
+  std::array<std::thread, kMatchThreads> matchers;
+  for (size_t matcher_idx = 0; matcher_idx < kMatchThreads; ++matcher_idx) {
+    scanned[matcher_idx].columns.resize(recognised_columns);
+    matchers[matcher_idx] = std::thread([&, matcher_idx] {
+      while (std::unique_ptr<LeakedChunk> chunk = read.Pop()) {
+        ScanSensitiveCells(chunk->rows, detectors, &scanned[matcher_idx],
+                           &chunk->sensitive_cells);
+        chunk->matches = crossref->Match(chunk->rows);
+        matched.Push(std::move(chunk));
+      }
+      matched.Close();
+    });
+  }
   while (std::unique_ptr<LeakedChunk> chunk = matched.Pop()) {
     crossref->Apply(chunk->rows, chunk->sensitive_cells, *chunk->matches);
   }
   reader.join();
-  matcher.join();
+  for (std::thread& matcher : matchers) {
+    matcher.join();
+  }
   MP_RETURN_IF_ERROR(read_status);
   for (size_t column = 0; column < recognised_columns; ++column) {
     ColumnRecognition& info = result->leaked_columns.columns[column];
-    const ColumnRecognition& counts = scanned.columns[column];
-    info.values_non_empty += counts.values_non_empty;
-    info.card_values += counts.card_values;
-    info.iban_values += counts.iban_values;
-    info.credential_values += counts.credential_values;
+    for (const Recognition& counted : scanned) {
+      const ColumnRecognition& counts = counted.columns[column];
+      info.values_non_empty += counts.values_non_empty;
+      info.card_values += counts.card_values;
+      info.iban_values += counts.iban_values;
+      info.credential_values += counts.credential_values;
+    }
   }
   result->impact = crossref->Finish();
   result->match_s = SecondsSince(match_start);

@@ -507,8 +507,9 @@ class CrossrefStream {
   void Add(const Table& chunk, const std::vector<uint8_t>& sensitive_cells);
   // Add in two halves, for a pipeline: Match looks a chunk's rows up in the
   // accounts' index (it reads only what Start built, so it may run on
-  // another thread while Apply adds earlier chunks); Apply adds them to the
-  // impact, one chunk at a time in file order, on one thread.
+  // other threads, several at once, while Apply adds earlier chunks);
+  // Apply adds them to the impact, one chunk at a time in file order, on
+  // one thread.
   struct Matches;
   std::unique_ptr<Matches> Match(const Table& chunk) const;
   void Apply(const Table& chunk, const std::vector<uint8_t>& sensitive_cells,
@@ -543,9 +544,9 @@ Result<std::unique_ptr<StreamedCrossref>> CrossrefLeakedFile(
 // The two passes apart, so the first can run while the accounts are read:
 // RecogniseLeakedFile is the first (it touches nothing else; any thread),
 // CrossrefRecognisedLeakedFile given its recognition the second. The second reads the
-// file on one thread, scans each chunk and looks its rows up on a second
-// and adds them up on the calling one, chunks in file order, so the result
-// is the same as one thread's.
+// file on one thread, scans each chunk and looks its rows up on two others
+// (a chunk each) and adds them up on the calling one, chunks in file order,
+// so the result is the same as one thread's.
 Result<Recognition> RecogniseLeakedFile(const std::string& leaked_path,
                                         const std::vector<ColumnOverride>& overrides,
                                         const privacy::Detectors& detectors,
