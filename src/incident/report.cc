@@ -3,7 +3,10 @@
 #include <algorithm>
 #include <charconv>
 #include <cinttypes>
+#include <condition_variable>
 #include <cstdio>
+#include <mutex>
+#include <thread>
 #include <unordered_map>
 
 #include "incident/incident.h"
@@ -304,6 +307,77 @@ struct AccountWriter {
   std::unordered_map<uint32_t, std::string> category_lists;
 };
 
+// impact.json's account entries are made in blocks of kAccountsPerBlock
+// on kAccountFormatThreads threads (block b on thread b % threads) while
+// the calling thread hands the finished blocks to the sink, in order: at
+// 10M accounts the entries are 4 GB, formatting them was as long as
+// writing them, and the two now overlap. At most kBlocksInFlight blocks
+// wait formatted, so memory holds a few blocks, never the file.
+constexpr size_t kAccountsPerBlock = 4096;  // about 2 MB of JSON
+constexpr size_t kAccountFormatThreads = 2;
+constexpr size_t kBlocksInFlight = 4;
+
+Status SinkAccountEntries(const CrossrefInput& input, const Impact& impact,
+                          const std::function<Status(std::string_view)>& sink) {
+  const size_t accounts = impact.accounts.size();
+  const size_t blocks = (accounts + kAccountsPerBlock - 1) / kAccountsPerBlock;
+  std::mutex mutex;
+  std::condition_variable changed;
+  std::array<std::string, kBlocksInFlight> slots;
+  std::array<bool, kBlocksInFlight> formatted{};
+  size_t next_to_sink = 0;
+  bool stop = false;  // the sink failed: the formatters leave
+  const auto format = [&](size_t first_block) {
+    AccountWriter writer(input, impact);  // its category lists are its own
+    std::string text;
+    for (size_t block = first_block; block < blocks; block += kAccountFormatThreads) {
+      {
+        std::unique_lock lock(mutex);
+        changed.wait(lock, [&] { return stop || block < next_to_sink + kBlocksInFlight; });
+        if (stop) {
+          return;
+        }
+      }
+      text.clear();
+      const size_t end = std::min(accounts, (block + 1) * kAccountsPerBlock);
+      for (size_t account_idx = block * kAccountsPerBlock; account_idx < end; ++account_idx) {
+        text += account_idx == 0 ? "\n    " : ",\n    ";
+        writer.Append(impact.accounts[account_idx], &text);
+      }
+      std::lock_guard lock(mutex);
+      std::swap(slots[block % kBlocksInFlight], text);  // the slot's buffer comes back
+      formatted[block % kBlocksInFlight] = true;
+      changed.notify_all();
+    }
+  };
+  std::array<std::thread, kAccountFormatThreads> formatters;
+  for (size_t thread_idx = 0; thread_idx < kAccountFormatThreads; ++thread_idx) {
+    formatters[thread_idx] = std::thread(format, thread_idx);
+  }
+  Status status;
+  std::string piece;
+  for (size_t block = 0; block < blocks && status.ok(); ++block) {
+    {
+      std::unique_lock lock(mutex);
+      changed.wait(lock, [&] { return formatted[block % kBlocksInFlight]; });
+      std::swap(piece, slots[block % kBlocksInFlight]);
+      formatted[block % kBlocksInFlight] = false;
+      ++next_to_sink;
+      changed.notify_all();
+    }
+    status = sink(piece);
+  }
+  {
+    std::lock_guard lock(mutex);
+    stop = true;
+    changed.notify_all();
+  }
+  for (std::thread& formatter : formatters) {
+    formatter.join();
+  }
+  return status;
+}
+
 void AppendOrg(const CrossrefInput& input, const OrgImpact& org, std::string* out) {
   *out += "{\"org_id\":";
   AppendJson(org.org_id, out);
@@ -392,12 +466,9 @@ Status WriteImpactJson(const CrossrefInput& input, const Impact& impact,
   out += ",\n  \"timeline\": ";
   AppendTimeline(options.timeline, options.now_s, &out);
   out += ",\n  \"accounts\": [";
-  AccountWriter account_writer(input, impact);
-  for (size_t account_idx = 0; account_idx < impact.accounts.size(); ++account_idx) {
-    out += account_idx == 0 ? "\n    " : ",\n    ";
-    account_writer.Append(impact.accounts[account_idx], &out);
-    MP_RETURN_IF_ERROR(spill());
-  }
+  MP_RETURN_IF_ERROR(sink(out));
+  out.clear();
+  MP_RETURN_IF_ERROR(SinkAccountEntries(input, impact, sink));
   out += "],\n  \"organisations\": [";
   for (size_t org_idx = 0; org_idx < impact.orgs.size(); ++org_idx) {
     out += org_idx == 0 ? "\n    " : ",\n    ";
