@@ -129,6 +129,11 @@ struct AuditEntry {
   // key; empty: none (the command line). Readers that reveal it
   // (AddressKeys::RevealIn) put the address here, or kAddressExpired.
   std::string address;
+  // The version of the project's privacy policy in force when a read ran
+  // (0: the built-in default): set on the records of queries, exports and
+  // the other reads of one project's data. nullopt: none (an admin act, or
+  // a record written before reads carried it).
+  std::optional<uint32_t> policy_version;
   std::string outcome = "ok";  // "ok" or the error's message
   // The client address in clear, as the caller knows it: never encoded.
   // AuditLog::Enqueue seals it into `address` (Options::address_keys) and

@@ -1119,6 +1119,41 @@ TEST(AuditRecordTest, EncodesAndDecodes) {
   EXPECT_EQ(DecodeEntry("not json").status().code(), StatusCode::kCorruption);
 }
 
+// A read's record names the policy version in force (0: the built-in
+// default); a record from before the field reads as having none.
+TEST(AuditRecordTest, PolicyVersionIsOptionalAndChecked) {
+  AuditEntry entry;
+  entry.seq = 3;
+  entry.key = "mpk_x";
+  entry.act = "query";
+  entry.route = "/api/query";
+  EXPECT_EQ(EncodeEntry(entry).find("policy_version"), std::string::npos);
+  const std::string older = EncodeEntry(entry);
+  ASSERT_TRUE(DecodeEntry(older).ok());
+  EXPECT_FALSE(DecodeEntry(older)->policy_version.has_value());
+
+  entry.policy_version = 0;
+  const std::string with_default = EncodeEntry(entry);
+  EXPECT_NE(with_default.find(",\"policy_version\":0,\"outcome\""), std::string::npos)
+      << with_default;
+  ASSERT_TRUE(DecodeEntry(with_default).ok());
+  EXPECT_EQ(DecodeEntry(with_default)->policy_version, std::optional<uint32_t>(0));
+  entry.policy_version = 4'000'000'000U;
+  EXPECT_EQ(DecodeEntry(EncodeEntry(entry))->policy_version,
+            std::optional<uint32_t>(4'000'000'000U));
+
+  const auto with_field = [&](std::string_view value) {
+    std::string payload = older;
+    payload.insert(payload.find(",\"outcome\""), ",\"policy_version\":" + std::string(value));
+    return DecodeEntry(payload).status();
+  };
+  for (const std::string_view bad : {"-1", "4294967296", "\"2\"", "1.5", "null"}) {
+    const Status status = with_field(bad);
+    EXPECT_EQ(status.code(), StatusCode::kCorruption) << bad;
+    EXPECT_EQ(status.message(), "audit record: 'policy_version' is not a policy version") << bad;
+  }
+}
+
 TEST(AuditRecordTest, FilterMatchesTargetAndReasonPrefix) {
   AuditEntry entry;
   entry.key = "anomaly";

@@ -182,6 +182,10 @@ std::string EncodeEntry(const AuditEntry& entry) {
   if (!entry.address.empty()) {
     AppendField("address", entry.address, &out);
   }
+  // Optional: only the records of reads have it; older records lack it.
+  if (entry.policy_version.has_value()) {
+    AppendNumber("policy_version", *entry.policy_version, &out);
+  }
   AppendField("outcome", entry.outcome, &out);
   out.push_back('}');
   return out;
@@ -239,6 +243,14 @@ Result<AuditEntry> DecodeEntry(std::string_view payload) {
   std::string_view address;
   if (root["address"].get(address) == simdjson::SUCCESS) {
     entry.address = address;
+  }
+  simdjson::dom::element policy_version;
+  if (root["policy_version"].get(policy_version) == simdjson::SUCCESS) {
+    uint64_t version = 0;
+    if (policy_version.get(version) || version > UINT32_MAX) {
+      return Status::Corruption("audit record: 'policy_version' is not a policy version");
+    }
+    entry.policy_version = static_cast<uint32_t>(version);
   }
   entry.outcome = outcome;
   return entry;

@@ -198,6 +198,12 @@ VersionedPolicy PolicyStore::Get(const std::string& project_name) const {
   return VersionedPolicy{kDefault, 0, ""};
 }
 
+uint32_t PolicyStore::VersionOf(const std::string& project_name) const {
+  std::shared_lock lock(mutex_);
+  const auto found = policies_.find(project_name);
+  return found == policies_.end() ? 0 : found->second.version;
+}
+
 Result<std::vector<PolicyVersionInfo>> PolicyStore::History(const std::string& project_name) const {
   const std::string history = HistoryFolder(project_name);
   MP_ASSIGN_OR_RETURN(std::vector<uint32_t> versions, Versions(history));

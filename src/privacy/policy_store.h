@@ -73,6 +73,9 @@ class PolicyStore {
 
   // The policy in force for a project (the default until Load saw a file).
   VersionedPolicy Get(const std::string& project_name) const;
+  // The version of that policy (0: the built-in default), without copying
+  // its text: what each read's audit record names.
+  uint32_t VersionOf(const std::string& project_name) const;
 
   // The project's recorded versions, oldest first (at most the newest
   // kPolicyVersionsListedMax); empty when it never had a policy file.

@@ -538,6 +538,13 @@ audit::AuditEntry Stamped(const Access& access, audit::AuditEntry entry) {
 
 }  // namespace
 
+audit::AuditEntry Service::ReadEntry(const Access& access, std::string act) const {
+  audit::AuditEntry entry;
+  entry.act = std::move(act);
+  entry.policy_version = policies_->VersionOf(access.project.name);
+  return entry;
+}
+
 Status Service::Audit(const Access& access, audit::AuditEntry entry) {
   return audit_->Append(Stamped(access, std::move(entry))).status();
 }
@@ -591,8 +598,7 @@ Result<std::string> Service::Query(const Access& access, std::string_view query_
   // before the answer leaves; `query` (what left) follows in the next group
   // commit (docs/formats/audit.md). A query the log cannot record is not
   // answered.
-  audit::AuditEntry start;
-  start.act = "query.start";
+  audit::AuditEntry start = ReadEntry(access, "query.start");
   start.params_sha256 = audit::Sha256Hex(query_json);
   start.events = Capped(names.events);
   start.properties = Capped(names.properties);
@@ -698,8 +704,7 @@ Result<query::ExportSummary> Service::Export(const Access& access, const ExportO
                            limited.event_names_json + "\n" + std::to_string(limited.limit) + "\n" +
                            limited.distinct_id.value_or("") + "\n" +
                            limited.distinct_ids_json.value_or("");
-  audit::AuditEntry start;
-  start.act = "export.start";
+  audit::AuditEntry start = ReadEntry(access, "export.start");
   start.params_sha256 = audit::Sha256Hex(parameters);
   start.reason = limited.reason;
   MP_ASSIGN_OR_RETURN(limited.watermark, WatermarkFor(*keys_, access, limited));
@@ -734,8 +739,8 @@ Result<query::ExportSummary> Service::Export(const Access& access, const ExportO
       return id.has_value() && query::IsDecoySubject(limited.watermark->key, *id);
     });
   }
-  audit::AuditEntry end;
-  end.act = "export";
+  audit::AuditEntry end = ReadEntry(access, "export");
+  end.policy_version = start.policy_version;
   end.params_sha256 = start.params_sha256;
   if (limited.watermark.has_value() && summary.ok()) {
     end.watermark = start.watermark + ":" + std::to_string(summary->decoy_subjects);

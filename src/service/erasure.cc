@@ -343,8 +343,7 @@ Result<std::string> Service::AccessRequest(const Access& access,
     return OverAccessBytes();
   }
   out += "]}\n";
-  audit::AuditEntry entry;
-  entry.act = "access_request";
+  audit::AuditEntry entry = ReadEntry(access, "access_request");
   entry.subjects = subjects.size();
   entry.rows = rows + updates;
   entry.bytes = out.size();

@@ -151,8 +151,7 @@ Result<std::string> Service::GdprCancel(const Access& access, GdprKind kind,
 Result<std::string> Service::GdprResult(const Access& access, std::string_view task_id) {
   MP_ASSIGN_OR_RETURN(const GdprTask task, GdprTaskOf(access, GdprKind::kRetrieval, task_id));
   MP_ASSIGN_OR_RETURN(std::string result, gdpr_tasks_->ReadResult(task.id));
-  audit::AuditEntry entry;
-  entry.act = "access_request.download";
+  audit::AuditEntry entry = ReadEntry(access, "access_request.download");
   entry.target = "gdpr:" + task.id;
   entry.subjects = task.subjects;
   entry.bytes = result.size();

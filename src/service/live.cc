@@ -128,8 +128,7 @@ Result<std::string> Service::EventNames(const Access& access) {
     json += ",\"count\":" + std::to_string(count) + "}";
   }
   json += "]}";
-  audit::AuditEntry entry;
-  entry.act = "names";
+  audit::AuditEntry entry = ReadEntry(access, "names");
   entry.rows = events.size() + properties.size();
   entry.bytes = json.size();
   MP_RETURN_IF_ERROR(Audit(access, std::move(entry)));
@@ -173,10 +172,8 @@ Result<std::string> Service::LiveEvents(const Access& access, size_t limit) {
   std::reverse(events.begin(), events.end());
   std::string json = "{\"project\":";
   query::AppendJsonString(access.project.name, &json);
-  json += ",\"policy_version\":" + std::to_string(policies_->Get(access.project.name).version) +
-          ",\"events\":[";
-  audit::AuditEntry entry;
-  entry.act = "events.live";
+  audit::AuditEntry entry = ReadEntry(access, "events.live");
+  json += ",\"policy_version\":" + std::to_string(*entry.policy_version) + ",\"events\":[";
   std::set<std::string> names;
   audit::SubjectKeySets subjects;
   for (size_t event_idx = 0; event_idx < events.size(); ++event_idx) {

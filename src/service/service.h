@@ -690,6 +690,10 @@ class Service {
   void RaiseAlerts(const Access& access, const AnomalyRules& rules,
                    std::vector<AnomalyAlert>* alerts);
   Result<privacy::Policy> PolicyFor(const Project& project);
+  // A record of a read of the access's project: `act`, and the version of
+  // the project's policy in force now (0: the built-in default), which
+  // every read's record names (docs/formats/audit.md).
+  audit::AuditEntry ReadEntry(const Access& access, std::string act) const;
   Result<GdprTask> GdprTaskOf(const Access& access, GdprKind kind,
                               std::string_view task_id) const;
   // Purges and marks a STARTED deletion task SUCCESS (or FAILURE).

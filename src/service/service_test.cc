@@ -612,5 +612,35 @@ TEST_F(PolicyApiTest, ReloadAfterPutKeepsThePutVersion) {
   EXPECT_EQ(service_->PolicyHistory(project_)->size(), 1U);
 }
 
+// Every read's audit record names the policy version in force when it ran
+// (0: the built-in default); admin acts name none.
+TEST_F(PolicyApiTest, ReadRecordsNameThePolicyVersionInForce) {
+  ASSERT_TRUE(Track(Event("Noted", "user-1", ",\"plan\":\"pro\"")).ok());
+  const std::string query =
+      "{\"kind\":\"segmentation\",\"from\":\"-30d\",\"to\":\"now\",\"events\":[\"Noted\"]}";
+  ASSERT_TRUE(service_->Query(project_, query).ok());
+  ExportAll();
+  ASSERT_TRUE(service_->PutPolicy(project_, "ip = \"drop\"\n").ok());
+  ASSERT_TRUE(service_->Query(project_, query).ok());
+  ExportAll();
+  ASSERT_TRUE(service_->LiveEvents(LocalAccess(project_), 5).ok());
+  audit::Filter filter;
+  filter.limit = 100;
+  auto records = service_->ReadAudit(LocalAccess(project_), filter);
+  ASSERT_TRUE(records.ok()) << records.status().ToString();
+  std::vector<std::string> reads;
+  for (const audit::AuditEntry& record : *records) {
+    if (record.act == "audit.read" || record.act.starts_with("key.")) {
+      EXPECT_FALSE(record.policy_version.has_value()) << record.act;
+      continue;
+    }
+    ASSERT_TRUE(record.policy_version.has_value()) << record.act;
+    reads.push_back(record.act + " " + std::to_string(*record.policy_version));
+  }
+  EXPECT_EQ(reads, (std::vector<std::string>{"query.start 0", "query 0", "export.start 0",
+                                             "export 0", "query.start 1", "query 1",
+                                             "export.start 1", "export 1", "events.live 1"}));
+}
+
 }  // namespace
 }  // namespace minpanel::service

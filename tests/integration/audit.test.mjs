@@ -235,3 +235,47 @@ describe('client addresses in the audit log', () => {
     assert.match(stdout, /^ok: /);
   });
 });
+
+describe('the policy version in read records', () => {
+  let server;
+  const dataArgs = () => ['--data', server.dataDir, '--keys', server.keysDir];
+  before(async () => {
+    server = await startServer({ projectName: 'audit-policy-it' });
+  });
+  after(async () => {
+    if (server) {
+      await server.cleanup();
+    }
+  });
+
+  it('every read names the policy version in force (0: the default); tail and GET /api/audit show it', async () => {
+    const ask = async (event) => {
+      const res = await server.request({ method: 'POST', path: '/api/query', headers: server.authHeader(),
+        body: JSON.stringify({ kind: 'segmentation', from: '-7d', to: 'now', events: [event] }) });
+      assert.equal(res.status, 200, res.text);
+    };
+    const before = `pv_before_${hex32()}`;
+    const after = `pv_after_${hex32()}`;
+    await ask(before);
+    const put = await server.request({ method: 'PUT', path: '/api/policy',
+      headers: { ...server.authHeader(), 'Content-Type': 'text/plain' }, body: 'ip = "drop"\n' });
+    assert.equal(put.status, 200, put.text);
+    const version = JSON.parse(put.text).version;
+    assert.ok(version >= 1, put.text);
+    await ask(after);
+    const res = await server.request({ path: '/api/audit?act=query&limit=1000', headers: server.authHeader() });
+    assert.equal(res.status, 200, res.text);
+    const versions = (records, event) => records.filter((record) => record.events.includes(event))
+      .map((record) => `${record.act} ${record.policy_version}`);
+    const api = JSON.parse(res.text);
+    assert.deepEqual(versions(api, before), ['query.start 0', 'query 0']);
+    assert.deepEqual(versions(api, after), [`query.start ${version}`, `query ${version}`]);
+    const { stdout } = await runCli(['audit', 'tail', '--act', 'query', '--limit', '1000', ...dataArgs()]);
+    const tail = stdout.trim().split('\n').filter(Boolean).map((line) => JSON.parse(line));
+    assert.deepEqual(versions(tail, after), [`query.start ${version}`, `query ${version}`]);
+    // An admin act is not a read: it names no version.
+    const { stdout: putLines } = await runCli(['audit', 'show', '--act', 'policy.put', ...dataArgs()]);
+    const puts = putLines.trim().split('\n').filter(Boolean).map((line) => JSON.parse(line));
+    assert.ok(puts.length >= 1 && puts.every((record) => !('policy_version' in record)), JSON.stringify(puts));
+  });
+});
