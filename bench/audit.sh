@@ -5,14 +5,20 @@
 #
 #   bench/audit.sh OLD_BINARY NEW_BINARY [EVENTS] [ROUNDS] [REQUESTS]
 #
-# OLD is a build without the audit log (the commit before it was wired in),
-# NEW one with it. Either may end in @shm (the audit folder on /dev/shm:
-# the log's work without its fsync) or @disk (beside the data folder), e.g.
-#   bench/audit.sh build-h3/apps/minpanel/minpanel@shm build-h3/apps/minpanel/minpanel@disk
+# OLD is a build without the audit log — configured in a build folder of its
+# own with -DMINPANEL_BENCH_NO_AUDIT=ON -DMINPANEL_TESTS=OFF (the log's
+# writes are no-ops; such a binary starts only with MINPANEL_BENCH_NO_AUDIT=1
+# in its environment, which this script sets, and warns on stderr) — and NEW
+# one with it. Either may end in @shm (the audit folder on /dev/shm: the
+# log's work without its fsync) or @disk (beside the data folder), e.g.
+#   bench/audit.sh build-noaudit/apps/minpanel/minpanel@disk build/apps/minpanel/minpanel@disk
+#   bench/audit.sh build/apps/minpanel/minpanel@shm build/apps/minpanel/minpanel@disk
 # Generated data only: synthetic users gen-N.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 old="$1"; new="$2"; old_bin="${old%@*}"; events="${3:-100000}"; rounds="${4:-3}"; requests="${5:-200}"
+# A MINPANEL_BENCH_NO_AUDIT binary refuses to start without it; others ignore it.
+export MINPANEL_BENCH_NO_AUDIT=1
 folder="$(mktemp -d)"
 trap 'rm -rf "${folder}"' EXIT
 mkdir -p "${folder}/data" "${folder}/keys"; chmod 700 "${folder}/keys"

@@ -1,7 +1,11 @@
 // The audit log's cost on POST /api/query and GET /api/2.0/export: two
 // minpanel binaries (one without the audit log, one with it) take turns
 // serving one data folder, and each answers the same requests; prints the
-// median latencies per binary, sequential and with 8 clients at once.
+// median latencies per binary, sequential and with 8 clients at once, and
+// the server's CPU time (user + sys, from /proc/PID/stat) per request.
+// A binary built with MINPANEL_BENCH_NO_AUDIT (no audit log at all) starts
+// only with MINPANEL_BENCH_NO_AUDIT=1 in its environment, which every
+// server started here gets (other binaries ignore it).
 // A binary written BIN@shm serves with the audit folder on /dev/shm (no
 // fsync cost), BIN@disk with it beside the data folder: <data>/audit is a
 // symlink switched between runs, each target keeping its own chain.
@@ -41,6 +45,14 @@ function request(port, method, path, body) {
   });
 }
 
+// The process's CPU time so far (user + sys), in ms: fields 14 and 15 of
+// /proc/PID/stat, in clock ticks (100 per second on Linux).
+function cpuMs(pid) {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
 const median = (values) => {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.floor(sorted.length / 2)];
@@ -66,7 +78,7 @@ async function serve(spec, port) {
   const [bin, where] = spec.split('@');
   placeAudit(where);
   const child = spawn(bin, ['serve', '--data', args.data, '--keys', args.keys, '--listen', `127.0.0.1:${port}`],
-    { stdio: ['ignore', 'ignore', 'pipe'] });
+    { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, MINPANEL_BENCH_NO_AUDIT: '1' } });
   child.stderr.resume();
   for (let attempt = 0; attempt < 400; attempt += 1) {
     try {
@@ -97,17 +109,24 @@ for (let round = 0; round < rounds; round += 1) {
     for (const [name, run] of Object.entries(cases)) {
       for (let warm = 0; warm < 10; warm += 1) await run(port);
       const sequential = [];
+      const cpuBefore = cpuMs(child.pid);
       for (let idx = 0; idx < requests; idx += 1) sequential.push((await run(port)).ms);
+      const cpuSequential = cpuMs(child.pid) - cpuBefore;
       const concurrent = [];
       const started = Date.now();
       await Promise.all(Array.from({ length: 8 }, async () => {
         for (let idx = 0; idx < requests / 8; idx += 1) concurrent.push((await run(port)).ms);
       }));
+      const cpuConcurrent = cpuMs(child.pid) - cpuBefore - cpuSequential;
       const key = `${name} ${bins[binIdx]}`;
-      results[key] ??= { sequential: [], concurrent: [], per_second: [] };
+      results[key] ??= { sequential: [], concurrent: [], per_second: [], cpu_per_request: [] };
       results[key].sequential.push(...sequential);
       results[key].concurrent.push(...concurrent);
       results[key].per_second.push(concurrent.length / ((Date.now() - started) / 1000));
+      results[key].cpu_per_request.push((cpuSequential + cpuConcurrent) / (sequential.length + concurrent.length));
+      console.error(`round ${round + 1} ${key}: sequential median ${median(sequential).toFixed(2)} ms, ` +
+        `${(concurrent.length / ((Date.now() - started) / 1000)).toFixed(0)} requests/s with 8 clients, ` +
+        `server CPU ${((cpuSequential + cpuConcurrent) / (sequential.length + concurrent.length)).toFixed(3)} ms/request`);
     }
     // A server that does not stop within 30 s is killed and named: a hang
     // at shutdown is a bug to see, not a reason for the benchmark to stall.
@@ -123,7 +142,8 @@ for (let round = 0; round < rounds; round += 1) {
 }
 for (const [key, value] of Object.entries(results)) {
   console.log(`${key}: sequential median ${median(value.sequential).toFixed(2)} ms, ` +
-    `8 clients median ${median(value.concurrent).toFixed(2)} ms, ${median(value.per_second).toFixed(0)} requests/s`);
+    `8 clients median ${median(value.concurrent).toFixed(2)} ms, ${median(value.per_second).toFixed(0)} requests/s, ` +
+    `server CPU ${median(value.cpu_per_request).toFixed(3)} ms/request (median of rounds)`);
 }
 agent.destroy();
 fs.rmSync(auditFolders.shm, { recursive: true, force: true });

@@ -3,6 +3,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "audit/audit.h"
@@ -14,6 +16,36 @@ namespace {
 
 constexpr uint32_t kFileMode = 0600;
 constexpr uint32_t kFolderMode = 0700;
+
+#ifdef MINPANEL_BENCH_NO_AUDIT
+// A benchmark build (CMake MINPANEL_BENCH_NO_AUDIT; docs/benchmarks.md,
+// "Audit log"): Enqueue, WaitDurable and WriteSubjects do nothing, so that
+// bench/audit.sh can compare the log's cost with none at all. Such a binary
+// must never serve anyone: it opens a log only when its environment says
+// it is a benchmark, and says what it is on stderr every time.
+constexpr bool kBenchNoAudit = true;
+#else
+constexpr bool kBenchNoAudit = false;
+#endif
+constexpr std::string_view kBenchNoAuditEnvironment = "MINPANEL_BENCH_NO_AUDIT";
+
+Status CheckBenchNoAudit(const std::string& folder) {
+  if (!kBenchNoAudit) {
+    return Status::Ok();
+  }
+  std::fprintf(stderr,
+               "minpanel: WARNING: THIS BINARY KEEPS NO AUDIT LOG (built with "
+               "MINPANEL_BENCH_NO_AUDIT, for benchmarks only): no read of %s is recorded\n",
+               folder.c_str());
+  const char* confirmed = std::getenv(std::string(kBenchNoAuditEnvironment).c_str());
+  if (confirmed == nullptr || std::string_view(confirmed) != "1") {
+    return Status::PermissionDenied(
+        "audit log " + folder +
+        ": this binary was built with MINPANEL_BENCH_NO_AUDIT and keeps no audit log; it runs "
+        "only for a benchmark, with MINPANEL_BENCH_NO_AUDIT=1 in its environment");
+  }
+  return Status::Ok();
+}
 
 std::string FileHeader() {
   std::string header(kFileMagic);
@@ -75,6 +107,7 @@ AuditLog::~AuditLog() {
 Result<std::unique_ptr<AuditLog>> AuditLog::Open(std::string folder,
                                                  std::shared_ptr<FileSystem> file_system,
                                                  std::shared_ptr<Clock> clock, Options options) {
+  MP_RETURN_IF_ERROR(CheckBenchNoAudit(folder));
   MP_RETURN_IF_ERROR(file_system->CreateDirectories(folder + "/subjects", kFolderMode));
   const std::string lock_path = folder + "/LOCK";
   const int lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, kFileMode);
@@ -230,6 +263,11 @@ Result<uint64_t> AuditLog::Append(AuditEntry entry) {
 }
 
 Result<uint64_t> AuditLog::Enqueue(AuditEntry entry) {
+  if constexpr (kBenchNoAudit) {
+    // Nothing is written or anchored: the log's own seqs stay as they were,
+    // and WaitDurable returns at once.
+    return next_seq_;
+  }
   // Sealed before the lock: a day's first seal writes its key (one fsync).
   // The key's day is the day of now, which the record's time_ms may pass
   // by the lock's wait; the sealed text names its own day.
@@ -262,6 +300,9 @@ Result<uint64_t> AuditLog::Enqueue(AuditEntry entry) {
 }
 
 Status AuditLog::WaitDurable(uint64_t seq) {
+  if constexpr (kBenchNoAudit) {
+    return Status::Ok();
+  }
   std::unique_lock lock(mutex_);
   written_.wait(lock, [&] { return durable_seq_ >= seq || !failed_.ok() || flusher_exited_; });
   if (durable_seq_ >= seq) {
@@ -504,6 +545,10 @@ Result<uint64_t> AuditLog::PruneBefore(int64_t before_ms) {
 }
 
 Status AuditLog::WriteSubjects(const SubjectsFile& subjects, AuditEntry* entry) {
+  if constexpr (kBenchNoAudit) {
+    entry->subjects = subjects.subjects.size();
+    return Status::Ok();
+  }
   const std::string text = EncodeSubjectsFile(subjects);
   uint64_t number = 0;
   {
