@@ -80,7 +80,7 @@ void GroupIdsAt(const PropertyColumn* const* id_columns, size_t row_idx,
       continue;
     }
     if (column->tags[row_idx] == PropertyTag::kString) {
-      add(column->strings[row_idx]);
+      add(column->StringAt(row_idx));
       return;
     }
     if (column->tags[row_idx] == PropertyTag::kList) {

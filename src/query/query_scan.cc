@@ -354,6 +354,9 @@ struct SegmentScanner::State {
     }
     KeySlot slot;
     slot.key = key;
+    // Strings of dictionary columns are read by code (filters, groups), their
+    // text looked up per code where needed (StringAt): no view per row.
+    slot.column.dictionary_string_views = false;
     const PropertyRef ref = ParsePropertyReference(key);
     slot.source = ref.source;
     if (ref.source == PropertySource::kEvent) {
@@ -694,7 +697,7 @@ Status SegmentScanner::State::EvaluateCondition(const Condition& condition, size
         } else if (condition.use_codes) {
           match = condition.code_match[column.string_codes[row_idx]] != 0;
         } else if (!condition.strings.empty()) {
-          match = StringMatches(condition, column.strings[row_idx]);
+          match = StringMatches(condition, column.StringAt(row_idx));
         }
         break;
       case PropertyTag::kList: {
@@ -791,10 +794,10 @@ uint32_t SegmentScanner::State::GroupValue(size_t property_idx, const KeySlot& s
         }
       }
       key.push_back('s');
-      key.append(slot.column.strings[row_idx]);
+      key.append(slot.column.StringAt(row_idx));
       uint32_t id = numbering.Find(key);
       if (id == ValueNumbering::kMissing) {
-        id = numbering.Add(key, Value::String(std::string(slot.column.strings[row_idx])));
+        id = numbering.Add(key, Value::String(std::string(slot.column.StringAt(row_idx))));
       }
       if (slot.dictionary != nullptr) {
         cache[slot.column.string_codes[row_idx]] = id;

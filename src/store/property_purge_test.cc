@@ -113,13 +113,17 @@ class PropertyPurgeTest : public StoreTest {
     EXPECT_TRUE(snapshot.ok()) << snapshot.status().ToString();
     std::vector<Id128> insert_ids;
     PropertyColumn column;
+    PropertyColumn codes_only;  // as the query engine reads: no view per row
+    codes_only.dictionary_string_views = false;
     std::vector<PropertyColumn> columns;
     for (const auto& segment : *snapshot) {
       *rows += segment->summary().row_count;
       for (size_t block_idx = 0; block_idx < segment->block_count(); ++block_idx) {
         EXPECT_TRUE(segment->ReadInsertIds(block_idx, &insert_ids).ok());
         EXPECT_TRUE(segment->ReadProperty(block_idx, "secret", &column).ok());
+        EXPECT_TRUE(segment->ReadProperty(block_idx, "secret", &codes_only).ok());
         EXPECT_EQ(column.tags.size(), insert_ids.size());
+        EXPECT_EQ(codes_only.tags, column.tags);
         std::vector<uint32_t> all(insert_ids.size());
         std::iota(all.begin(), all.end(), 0);
         EXPECT_TRUE(segment->ReadPropertiesOfRows(block_idx, all, &columns).ok());
@@ -127,6 +131,7 @@ class PropertyPurgeTest : public StoreTest {
         for (size_t row_idx = 0; row_idx < insert_ids.size(); ++row_idx) {
           if (column.tags[row_idx] != PropertyTag::kAbsent) {
             secrets.emplace(insert_ids[row_idx].low, column.ValueAt(row_idx));
+            EXPECT_EQ(codes_only.ValueAt(row_idx), column.ValueAt(row_idx));
           }
           // The per-row read agrees with the column read.
           if (info != nullptr) {

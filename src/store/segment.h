@@ -212,9 +212,22 @@ class PropertyColumn {
   std::vector<std::string_view> list_items;
   std::vector<uint32_t> list_item_codes;  // dictionary columns only
 
+  // Set before a read: whether the kString rows of a dictionary column get a
+  // view each in `strings` (true), or only their codes, `strings` left empty
+  // (false: a caller that reads codes — a query's filters and breakdowns —
+  // does not pay 16 bytes a row for views it never reads; StringAt and
+  // ValueAt still give the text). Plain columns, map keys and reads of
+  // selected rows always fill `strings`.
+  bool dictionary_string_views = true;
+
   size_t size() const { return tags.size(); }
   // The dictionary the codes index, or nullptr (plain columns, map keys).
   const SegmentDictionary* dictionary() const { return dictionary_.get(); }
+  // Row `row_idx`'s string. Precondition: tags[row_idx] == kString.
+  std::string_view StringAt(size_t row_idx) const {
+    return strings.empty() ? std::string_view(dictionary_->entries[string_codes[row_idx]])
+                           : strings[row_idx];
+  }
   // The value of row `row_idx`. Precondition: tags[row_idx] != kAbsent.
   Value ValueAt(size_t row_idx) const;
 

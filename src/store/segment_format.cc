@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cassert>
 #include <cstring>
 #include <memory>
 #include <utility>
@@ -542,12 +543,16 @@ Status ReadStrings(ByteReader* reader, size_t count, const PropertyColumnFormat&
       return Status::Corruption("string code " + std::to_string(code_max) +
                                 " is past the dictionary");
     }
+    if (views == nullptr) {  // the caller reads the codes only
+      return Status::Ok();
+    }
     for (size_t item_idx = 0; item_idx < count; ++item_idx) {
       const size_t slot = slot_of(item_idx);
       (*views)[slot] = format.dictionary[(*codes)[slot]];
     }
     return Status::Ok();
   }
+  assert(views != nullptr);
   // Plain: the lengths first, then the bytes. Every length takes a byte, so
   // the count bounds the allocation.
   if (count > reader->remaining()) {
@@ -588,10 +593,14 @@ void SizeOutputs(size_t rows, const size_t (&tag_counts)[kPropertyTagCount], boo
   output.doubles->assign(tag_counts[static_cast<size_t>(PropertyTag::kDouble)] > 0 ? rows : 0, 0.0);
   if (string_count == rows) {
     // Every row gets a string: no slot keeps its default, so skip filling.
-    output.strings->resize(rows);
+    if (output.strings != nullptr) {
+      output.strings->resize(rows);
+    }
     output.string_codes->resize(dictionary ? rows : 0);
   } else {
-    output.strings->assign(string_count > 0 ? rows : 0, std::string_view());
+    if (output.strings != nullptr) {
+      output.strings->assign(string_count > 0 ? rows : 0, std::string_view());
+    }
     output.string_codes->assign(string_count > 0 && dictionary ? rows : 0, 0);
   }
   output.list_offsets->assign(lists ? rows + 1 : 0, 0);

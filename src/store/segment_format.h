@@ -367,6 +367,8 @@ struct PropertyColumnOutput {
   std::vector<PropertyTag>* tags;
   std::vector<int64_t>* ints;
   std::vector<double>* doubles;
+  // nullptr: a dictionary column's strings as codes only (DecodePropertyColumn
+  // of a dictionary column; never for plain strings).
   std::vector<std::string_view>* strings;
   std::vector<uint32_t>* string_codes;
   std::vector<uint32_t>* list_offsets;

@@ -133,7 +133,7 @@ Value PropertyColumn::ValueAt(size_t row_idx) const {
     case PropertyTag::kDouble:
       return Value::Double(doubles[row_idx]);
     case PropertyTag::kString:
-      return Value::String(std::string(strings[row_idx]));
+      return Value::String(std::string(StringAt(row_idx)));
     case PropertyTag::kList: {
       StringList items;
       items.reserve(list_offsets[row_idx + 1] - list_offsets[row_idx]);
@@ -565,9 +565,15 @@ Status SegmentReader::ReadOwnColumnRows(size_t block_idx, size_t column_idx,
   Status status = ReadChunk(ref, column->bytes_.get(), &raw);
   if (status.ok()) {
     const size_t rows = footer_.blocks[block_idx].row_count;
+    PropertyColumnOutput output = column->Output();
+    if (selected == nullptr && footer_column.encoding == StringEncoding::kDictionary &&
+        !column->dictionary_string_views) {
+      column->strings.clear();
+      output.strings = nullptr;  // codes only
+    }
     status = selected == nullptr
-                 ? DecodePropertyColumn(raw, rows, format, column->Output())
-                 : DecodePropertyColumnRows(raw, rows, format, *selected, column->Output());
+                 ? DecodePropertyColumn(raw, rows, format, output)
+                 : DecodePropertyColumnRows(raw, rows, format, *selected, output);
   }
   return status.ok() ? status
                      : Error("column " + PropertyColumnName(footer_column.key), block_idx, status);

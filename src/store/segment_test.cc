@@ -462,6 +462,9 @@ TEST(SegmentReaderTest, ColumnsReadAloneAgreeWithEvents) {
   SubjectRuns runs;
   std::vector<uint32_t> name_codes;
   PropertyColumn column;
+  PropertyColumn codes_only;
+  codes_only.dictionary_string_views = false;
+  size_t dictionary_columns_read_as_codes = 0;
   for (size_t block_idx = 0; block_idx < reader->block_count(); ++block_idx) {
     ASSERT_TRUE(reader->ReadEvents(block_idx, &block_events).ok());
     ASSERT_TRUE(reader->ReadTimes(block_idx, &times).ok());
@@ -486,15 +489,31 @@ TEST(SegmentReaderTest, ColumnsReadAloneAgreeWithEvents) {
     EXPECT_EQ(name_counts, expected_counts);
     for (const PropertyKeyInfo& key : reader->property_keys()) {
       ASSERT_TRUE(reader->ReadProperty(block_idx, key.key, &column).ok());
+      // The same key read as codes only: no view per row of a dictionary
+      // column, the same values through StringAt and ValueAt.
+      ASSERT_TRUE(reader->ReadProperty(block_idx, key.key, &codes_only).ok());
+      const bool dictionary = key.storage == PropertyStorage::kColumn &&
+                              key.encoding == StringEncoding::kDictionary;
+      if (dictionary && !codes_only.string_codes.empty()) {
+        EXPECT_TRUE(codes_only.strings.empty()) << key.key;
+        ++dictionary_columns_read_as_codes;
+      }
       for (size_t row_idx = 0; row_idx < block_events.size(); ++row_idx) {
         const Value* value = FindProperty(block_events[row_idx].properties, key.key);
         ASSERT_EQ(value == nullptr, column.tags[row_idx] == PropertyTag::kAbsent);
+        ASSERT_EQ(codes_only.tags[row_idx], column.tags[row_idx]) << key.key;
         if (value != nullptr) {
           EXPECT_TRUE(SameValue(*value, column.ValueAt(row_idx))) << key.key;
+          EXPECT_TRUE(SameValue(*value, codes_only.ValueAt(row_idx))) << key.key;
+        }
+        if (value != nullptr && value->type() == Value::Type::kString) {
+          EXPECT_EQ(codes_only.StringAt(row_idx), value->as_string()) << key.key;
+          EXPECT_EQ(column.StringAt(row_idx), value->as_string()) << key.key;
         }
       }
     }
   }
+  EXPECT_GT(dictionary_columns_read_as_codes, 0u);
 }
 
 // ReadPropertiesOfRows decodes only the selected rows: each selection must

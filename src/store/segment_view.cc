@@ -93,7 +93,9 @@ void BlankRows(const std::vector<uint8_t>& blank, PropertyColumn* column) {
         column->doubles[row_idx] = 0;
         break;
       case PropertyTag::kString:
-        column->strings[row_idx] = std::string_view();
+        if (!column->strings.empty()) {  // empty: codes only (dictionary_string_views)
+          column->strings[row_idx] = std::string_view();
+        }
         break;
       case PropertyTag::kList:
         lists = true;
