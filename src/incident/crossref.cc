@@ -685,20 +685,33 @@ struct CrossrefStream::State {
   Impact impact;
   AccountIndex index;
   OrgTable orgs;
-  // Per account row, what the leaked rows matching it added up to, and
-  // whether any did: kept by row, so that Finish has the affected accounts
-  // in file order by moving them forward in one pass (they were kept in the
-  // order first matched and put in file order along a permutation's cycles,
-  // a cache miss at every step: 7 % of the CPU at 10M x 10M).
-  std::vector<AccountImpact> by_account;
-  std::vector<uint8_t> affected;
+  // Per account row, what the leaked rows matching it added up to, kept by
+  // row so that Finish takes the affected accounts in file order in one
+  // pass (they were kept in the order first matched and put in file order
+  // along a permutation's cycles, a cache miss at every step: 7 % of the
+  // CPU at 10M x 10M). In blocks of kAccountBlockRows rows, each made when
+  // a row of its is first matched: a few affected accounts among millions
+  // take a few blocks, not an entry per account.
+  static constexpr size_t kAccountBlockRows = 256;
+  struct AccountBlock {
+    std::array<AccountImpact, kAccountBlockRows> rows;
+    std::array<bool, kAccountBlockRows> affected{};
+  };
+  std::vector<std::unique_ptr<AccountBlock>> account_blocks;
+  size_t affected_accounts = 0;
 
   AccountImpact& AccountImpactOf(uint32_t account) {
-    if (affected[account] == 0) {
-      affected[account] = 1;
-      by_account[account].account_row = account;
+    std::unique_ptr<AccountBlock>& block = account_blocks[account / kAccountBlockRows];
+    if (block == nullptr) {
+      block = std::make_unique<AccountBlock>();
     }
-    return by_account[account];
+    const size_t slot = account % kAccountBlockRows;
+    if (!block->affected[slot]) {
+      block->affected[slot] = true;
+      block->rows[slot].account_row = account;
+      ++affected_accounts;
+    }
+    return block->rows[slot];
   }
 };
 
@@ -727,8 +740,8 @@ Result<std::unique_ptr<CrossrefStream>> CrossrefStream::Start(const CrossrefInpu
   }
   IndexAccounts(*input.accounts, account_recognition, &state->index, &state->impact);
   CollectKnownOrgs(input, &state->orgs);
-  state->by_account.resize(input.accounts->row_count());
-  state->affected.assign(input.accounts->row_count(), 0);
+  state->account_blocks.resize((input.accounts->row_count() + State::kAccountBlockRows - 1) /
+                               State::kAccountBlockRows);
   return std::unique_ptr<CrossrefStream>(new CrossrefStream(std::move(state)));
 }
 
@@ -833,22 +846,20 @@ Impact CrossrefStream::Finish() {
   const std::vector<size_t> account_org_columns =
       input.account_columns->ColumnsOf(ColumnKind::kOrgId);
   // Accounts in file order, so outputs are stable whatever the leaked order:
-  // the affected ones moved forward over the others, in row order.
-  {
-    size_t kept = 0;
-    for (size_t row = 0; row < state.by_account.size(); ++row) {
-      if (state.affected[row] == 0) {
-        continue;
-      }
-      if (kept != row) {
-        state.by_account[kept] = std::move(state.by_account[row]);
-      }
-      ++kept;
+  // taken block by block, in row order, each block freed once taken.
+  impact.accounts.reserve(state.affected_accounts);
+  for (std::unique_ptr<State::AccountBlock>& block : state.account_blocks) {
+    if (block == nullptr) {
+      continue;
     }
-    state.by_account.resize(kept);
-    impact.accounts = std::move(state.by_account);
-    state.affected = {};
+    for (size_t slot = 0; slot < State::kAccountBlockRows; ++slot) {
+      if (block->affected[slot]) {
+        impact.accounts.push_back(std::move(block->rows[slot]));
+      }
+    }
+    block.reset();
   }
+  state.account_blocks = std::vector<std::unique_ptr<State::AccountBlock>>();
   for (size_t account_idx = 0; account_idx < impact.accounts.size(); ++account_idx) {
     AccountImpact& account = impact.accounts[account_idx];
     std::sort(account.leaked_columns.begin(), account.leaked_columns.end());
