@@ -129,6 +129,10 @@ class Table {
   void AbandonRow(uint64_t line, std::string reason);
   void Reject(uint64_t line, std::string reason) { rejected_.push_back({line, std::move(reason)}); }
   void ReserveBytes(size_t bytes) { arena_.reserve(bytes); }
+  // Room for `rows` rows of `cells` non-empty cells in all, so that a large
+  // file's vectors are not grown, and copied, a doubling at a time. An
+  // estimate: more rows or cells are still added as they come.
+  void ReserveRows(size_t rows, size_t cells);
   // Drops the rows held (counted in rows_kept), keeping the columns, the
   // format and the rejected rows: the next chunk of a streamed file.
   void ClearRows();
