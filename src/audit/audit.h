@@ -179,9 +179,11 @@ Result<SubjectsFile> ParseSubjectsFile(std::string_view text);
 // The queue (docs/formats/audit.md, "Queue"): a command that finds the log
 // held by another process (a running server) leaves its record as a file in
 // <folder>/queue/, and the log's holder appends it: the server within a
-// quarter second, or the next AuditLog::Open. Only a command's incident
-// runs are queued (key "local", act "incident.…"); at most kQueueFilesMax
-// wait at once.
+// quarter second, or the next AuditLog::Open. Only a command's own acts
+// are queued (key "local"): its incident runs (act "incident.…") and the
+// key and project changes it makes (key.create|rotate|revoke|enable,
+// project.create|rotate-secret|set-domains|set-min-group-size|rotate-key);
+// at most kQueueFilesMax wait at once.
 inline constexpr std::string_view kQueueFolder = "queue";
 inline constexpr std::string_view kQueuedActPrefix = "incident.";
 inline constexpr size_t kQueueFilesMax = 1000;

@@ -558,7 +558,7 @@ TEST_F(AuditLogTest, VerifyRefusesASubjectFileNameOutsideTheSubjectsFolder) {
 // in the queue; the holder appends it (here: the next Open), in order, and
 // removes the file only once the record is durable. A file that is not a
 // command's incident record is set aside, never appended.
-TEST_F(AuditLogTest, QueuedIncidentRunsAreAppendedByTheLogsHolder) {
+TEST_F(AuditLogTest, QueuedCommandActsAreAppendedByTheLogsHolder) {
   AuditEntry run;
   run.key = "local";
   run.route = "cli";
@@ -572,8 +572,17 @@ TEST_F(AuditLogTest, QueuedIncidentRunsAreAppendedByTheLogsHolder) {
   auto second = QueueEntry(folder_, run, *file_system_, 2000);
   ASSERT_TRUE(second.ok()) << second.status().ToString();
   EXPECT_LT(*first, *second);
+  // A command's key change is queued too (while a server runs).
+  AuditEntry change = run;
+  change.act = "key.create";
+  change.target = "mpk_fedcba9876543210";
+  auto third = QueueEntry(folder_, change, *file_system_, 2200);
+  ASSERT_TRUE(third.ok()) << third.status().ToString();
   AuditEntry forged = run;
-  forged.act = "key.create";
+  forged.act = "export";
+  EXPECT_EQ(QueueEntry(folder_, forged, *file_system_, 3000).status().code(),
+            StatusCode::kInvalidArgument);
+  forged.act = "key.delete";
   EXPECT_EQ(QueueEntry(folder_, forged, *file_system_, 3000).status().code(),
             StatusCode::kInvalidArgument);
   forged.act = "incident.send";
@@ -582,7 +591,7 @@ TEST_F(AuditLogTest, QueuedIncidentRunsAreAppendedByTheLogsHolder) {
             StatusCode::kInvalidArgument);
   // Written by hand past QueueEntry's checks: set aside at the drain.
   forged.key = "local";
-  forged.act = "key.revoke";
+  forged.act = "query";
   ASSERT_TRUE(file_system_
                   ->WriteFileAtomically(folder_ + "/queue/0000000002500-ffff.json",
                                         EncodeEntry(forged), 0600)
@@ -590,14 +599,17 @@ TEST_F(AuditLogTest, QueuedIncidentRunsAreAppendedByTheLogsHolder) {
   auto log = OpenLog();
   EXPECT_FALSE(file_system_->Exists(folder_ + "/queue/" + *first));
   EXPECT_FALSE(file_system_->Exists(folder_ + "/queue/" + *second));
+  EXPECT_FALSE(file_system_->Exists(folder_ + "/queue/" + *third));
   EXPECT_TRUE(file_system_->Exists(folder_ + "/queue/0000000002500-ffff.json.rejected"));
   auto shown = log->Show(Filter{});
   ASSERT_TRUE(shown.ok());
-  ASSERT_EQ(shown->size(), 2u);
+  ASSERT_EQ(shown->size(), 3u);
   EXPECT_EQ((*shown)[0].act, "incident.blast_radius");
   EXPECT_EQ((*shown)[0].target, "mpk_0123456789abcdef");
   EXPECT_EQ((*shown)[0].subjects, 9u);
   EXPECT_EQ((*shown)[1].act, "incident.who_could_read");
+  EXPECT_EQ((*shown)[2].act, "key.create");
+  EXPECT_EQ((*shown)[2].target, "mpk_fedcba9876543210");
   // While the log is open, the holder drains when asked (the server: every
   // quarter second).
   run.act = "incident.crossref";
@@ -613,7 +625,7 @@ TEST_F(AuditLogTest, QueuedIncidentRunsAreAppendedByTheLogsHolder) {
   auto report = VerifyFolder(folder_, *file_system_);
   ASSERT_TRUE(report.ok());
   EXPECT_TRUE(report->ok) << report->problem;
-  EXPECT_EQ(report->records, 3u);
+  EXPECT_EQ(report->records, 4u);
 }
 
 TEST_F(AuditLogTest, TheQueueHoldsAtMostItsLimit) {

@@ -19,14 +19,30 @@ constexpr std::string_view kRejectedSuffix = ".rejected";
 
 std::string QueuePath(const std::string& folder) { return folder + "/" + std::string(kQueueFolder); }
 
-// What may be queued: a command's incident run, with nothing a server's
-// record alone carries (subjects, a watermark, an address).
+// The key and project changes a command makes (src/cli), recorded through
+// the queue while a server runs.
+constexpr std::array<std::string_view, 9> kQueuedCommandActs = {
+    "key.create",          "key.rotate",
+    "key.revoke",          "key.enable",
+    "project.create",      "project.rotate-secret",
+    "project.set-domains", "project.set-min-group-size",
+    "project.rotate-key"};
+
+bool QueueableAct(std::string_view act) {
+  return act.starts_with(kQueuedActPrefix) ||
+         std::find(kQueuedCommandActs.begin(), kQueuedCommandActs.end(), act) !=
+             kQueuedCommandActs.end();
+}
+
+// What may be queued: a command's incident run or key or project change,
+// with nothing a server's record alone carries (subjects, a watermark, an
+// address).
 Status CheckQueueable(const AuditEntry& entry) {
-  if (entry.key != "local" || !entry.act.starts_with(kQueuedActPrefix) ||
-      !entry.subjects_file.empty() || !entry.watermark.empty() || !entry.address.empty()) {
+  if (entry.key != "local" || !QueueableAct(entry.act) || !entry.subjects_file.empty() ||
+      !entry.watermark.empty() || !entry.address.empty()) {
     return Status::InvalidArgument(
-        "audit queue: only a command's incident runs are queued (key 'local', act 'incident.…', "
-        "no subject file, watermark or address)");
+        "audit queue: only a command's own acts are queued (key 'local', act 'incident.…' or a "
+        "key or project change, no subject file, watermark or address)");
   }
   return Status::Ok();
 }

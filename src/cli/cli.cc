@@ -36,8 +36,9 @@ std::string ProjectJson(const service::Project& project, const std::string* secr
   return json + "],\"min_group_size\":" + std::to_string(project.min_group_size) + "}";
 }
 
-// `serve --demo`: the demo project exists after this; its secret, shown
-// once, is written to a 0600 file beside the data folder.
+// `serve --demo`: the demo project exists after this (its creation
+// recorded in the audit log); its secret, shown once, is written to a 0600
+// file beside the data folder.
 Status EnsureDemoProject(service::Service& service, const service::Config& config,
                          std::string* token, std::string* secret_path) {
   *secret_path = config.data_folder + ".demo-secret";
@@ -47,6 +48,13 @@ Status EnsureDemoProject(service::Service& service, const service::Config& confi
   }
   MP_ASSIGN_OR_RETURN(service::ProjectWithSecret created,
                       service.projects().Create(kDemoProject, "UTC"));
+  // Recorded as `minpanel project create` records its act (the service
+  // holds the log here, so it appends directly).
+  audit::AuditEntry entry;
+  entry.act = "project.create";
+  entry.target = std::to_string(created.project.id);
+  entry.projects = {created.project.id};
+  MP_RETURN_IF_ERROR(service.Audit(service::LocalAccess(created.project), std::move(entry)));
   MP_RETURN_IF_ERROR(
       NewPosixFileSystem()->WriteFileAtomically(*secret_path, created.secret + "\n", 0600));
   *token = created.project.token;

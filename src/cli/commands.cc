@@ -3,7 +3,11 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 
+#include <chrono>
 #include <iostream>
+#include <thread>
+
+#include "audit/audit.h"
 
 namespace minpanel::cli {
 
@@ -63,19 +67,47 @@ Result<service::Config> ConfigSources::Build() const {
   return config;
 }
 
+void RecordOrQueue(const service::Config& config, const Status& opened, audit::AuditEntry entry,
+                   std::string_view what) {
+  constexpr int64_t kQueueWaitMs = 10'000;
+  Status status = opened;
+  if (status.code() == StatusCode::kUnavailable) {
+    const std::string folder = config.data_folder + "/audit";
+    auto file_system = NewPosixFileSystem();
+    auto clock = NewSystemClock();
+    auto queued = audit::QueueEntry(folder, std::move(entry), *file_system, clock->NowMs());
+    if (!queued.ok()) {
+      status = queued.status();
+    } else {
+      const std::string path = folder + "/" + std::string(audit::kQueueFolder) + "/" + *queued;
+      const int64_t deadline_ms = clock->NowMs() + kQueueWaitMs;
+      while (file_system->Exists(path) && clock->NowMs() < deadline_ms) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+      if (file_system->Exists(path + ".rejected")) {
+        status = Status::Corruption("the server set the queued record aside (" + path +
+                                    ".rejected)");
+      } else if (!file_system->Exists(path)) {
+        std::cerr << "minpanel: " << what
+                  << " is recorded in the audit log (appended by the running server)\n";
+        return;
+      } else {
+        std::cerr << "minpanel: WARNING: " << what << " waits in " << path
+                  << " to be recorded: the process holding the audit log has not appended it "
+                     "within "
+                  << kQueueWaitMs / 1000
+                  << " s (a running server does within a second; otherwise the next command or "
+                     "start that opens the log does)\n";
+        return;
+      }
+    }
+  }
+  std::cerr << "minpanel: WARNING: " << what << " is NOT recorded in the audit log ("
+            << status.ToString() << ")\n";
+}
+
 void AuditLocally(const service::Config& config, std::string_view act, std::string target,
                   uint32_t project_id) {
-  auto log = service::OpenAuditLog(config, NewPosixFileSystem(), NewSystemClock());
-  if (!log.ok() && log.status().code() == StatusCode::kUnavailable) {
-    std::cerr << "minpanel: the audit log is held by a running server, which records this "
-                 "change when it reloads (kill -HUP)\n";
-    return;
-  }
-  if (!log.ok()) {
-    std::cerr << "minpanel: audit log: " << log.status().ToString()
-              << "; this change is not recorded in it\n";
-    return;
-  }
   audit::AuditEntry entry;
   entry.key = "local";
   entry.route = "cli";
@@ -83,6 +115,11 @@ void AuditLocally(const service::Config& config, std::string_view act, std::stri
   entry.target = std::move(target);
   if (project_id != 0) {
     entry.projects = {project_id};
+  }
+  auto log = service::OpenAuditLog(config, NewPosixFileSystem(), NewSystemClock());
+  if (!log.ok()) {
+    RecordOrQueue(config, log.status(), std::move(entry), "this change");
+    return;
   }
   const auto appended = (*log)->Append(std::move(entry));
   if (!appended.ok()) {

@@ -12,6 +12,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "audit/audit.h"
 #include "core/core.h"
 #include "service/service.h"
 
@@ -46,10 +47,19 @@ int Fail(const Status& status);
 
 // Records an admin act of the command line (`key` "local", route "cli";
 // `target` a key or project id, `project_id` 0 for none) in the audit log.
-// A running server holds the log and records the change itself when it
-// reloads (SIGHUP), so then this only says so, on stderr.
+// While a running server holds the log, through its queue (RecordOrQueue);
+// the server records the change again, route "reload", when it reloads.
 void AuditLocally(const service::Config& config, std::string_view act, std::string target,
                   uint32_t project_id);
+
+// Records `entry` of a command whose audit log did not open (`opened`):
+// when a running server holds it (Unavailable), leaves the record in the
+// log's queue (docs/formats/audit.md, "Queue"), which the server appends
+// within a quarter second, and waits up to 10 s for that; says on stderr,
+// naming `what` ("this run", "this change"), whether it was recorded,
+// waits, or was not.
+void RecordOrQueue(const service::Config& config, const Status& opened, audit::AuditEntry entry,
+                   std::string_view what);
 
 // Raw events live in this process's memory; a core dump would write them
 // to disk, so there are none.

@@ -282,63 +282,26 @@ Status CheckOutsideData(const std::string& out, const std::string& data_folder) 
 }
 
 // Records an incident run in the audit log (what was run and its counts,
-// never the personal data). A running server holds the log: then the record
-// goes to the log's queue (docs/formats/audit.md, "Queue"), which the server
-// appends within a quarter second; this waits for that, up to
-// kQueueWaitMs, and says which happened.
+// never the personal data); while a running server holds the log, through
+// its queue (RecordOrQueue).
 void RecordRun(const service::Config& config, audit::AuditEntry entry) {
-  constexpr int64_t kQueueWaitMs = 10'000;
   entry.key = "local";
   entry.route = "cli";
   // The run just read the log through its key index: opening it walks only
   // what the index does not cover (docs/formats/audit.md, "Key index").
   audit::Options options;
   options.open_from_index = true;
-  const std::string folder = config.data_folder + "/audit";
-  auto file_system = NewPosixFileSystem();
-  auto clock = NewSystemClock();
-  auto log = audit::AuditLog::Open(folder, file_system, clock, options);
-  if (log.ok()) {
-    const auto appended = (*log)->Append(std::move(entry));
-    if (!appended.ok()) {
-      std::fprintf(stderr, "minpanel: WARNING: audit log: %s\n",
-                   appended.status().ToString().c_str());
-    }
+  auto log = audit::AuditLog::Open(config.data_folder + "/audit", NewPosixFileSystem(),
+                                   NewSystemClock(), options);
+  if (!log.ok()) {
+    RecordOrQueue(config, log.status(), std::move(entry), "this run");
     return;
   }
-  Status status = log.status();
-  if (status.code() == StatusCode::kUnavailable) {
-    auto queued = audit::QueueEntry(folder, std::move(entry), *file_system, clock->NowMs());
-    if (queued.ok()) {
-      const std::string path = folder + "/" + std::string(audit::kQueueFolder) + "/" + *queued;
-      const int64_t deadline_ms = clock->NowMs() + kQueueWaitMs;
-      while (file_system->Exists(path) && clock->NowMs() < deadline_ms) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      }
-      if (file_system->Exists(path + ".rejected")) {
-        status = Status::Corruption("the server set the queued record aside (" + path +
-                                    ".rejected)");
-      } else if (!file_system->Exists(path)) {
-        std::fprintf(stderr, "minpanel: this run is recorded in the audit log (appended by the "
-                             "running server)\n");
-        return;
-      } else {
-        std::fprintf(stderr,
-                     "minpanel: WARNING: this run waits in %s to be recorded: the process "
-                     "holding the audit log has not appended it within %lld s (a running server "
-                     "does within a second; otherwise the next command or start that opens the "
-                     "log does)\n",
-                     path.c_str(), static_cast<long long>(kQueueWaitMs / 1000));
-        return;
-      }
-    } else {
-      status = queued.status();
-    }
+  const auto appended = (*log)->Append(std::move(entry));
+  if (!appended.ok()) {
+    std::fprintf(stderr, "minpanel: WARNING: audit log: %s\n",
+                 appended.status().ToString().c_str());
   }
-  std::fprintf(stderr,
-               "minpanel: WARNING: this run is NOT recorded in the audit log (%s); stop the "
-               "server and run it again to record it\n",
-               status.ToString().c_str());
 }
 
 Result<int64_t> ParseWindowEdge(const std::string& text, std::string_view flag, int64_t absent) {

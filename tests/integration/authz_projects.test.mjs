@@ -12,7 +12,12 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { createProject, hex32, isoDate, nowSeconds, parseJsonLines, runCli, sleep, startServer } from './harness.mjs';
+import { spawn } from 'node:child_process';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import {
+  MINPANEL_BIN, createProject, freePort, hex32, isoDate, makeTempDir, nowSeconds, parseJsonLines, runCli, sleep, startServer,
+} from './harness.mjs';
 
 describe('project quotas and project deletion', () => {
   let server;
@@ -194,7 +199,7 @@ describe('project quotas and project deletion', () => {
     assert.deepEqual(JSON.parse(audit.text).map((record) => record.act), ['project.delete.start', 'project.delete']);
   });
 
-  it('the other minpanel project acts are audited: by a running server on SIGHUP, by the command line when none runs', async () => {
+  it('the other minpanel project acts are audited: through the queue and again on SIGHUP while a server runs, by the command line when none runs', async () => {
     const projectActs = async () => {
       const res = await server.request({ path: '/api/audit?act=project.&key=local&limit=1000', headers: server.authHeader(adminSecret) });
       assert.equal(res.status, 200, res.text);
@@ -204,10 +209,13 @@ describe('project quotas and project deletion', () => {
       .map((record) => `${record.act} ${record.route}`);
 
     // With the server running the command line cannot take the audit log:
-    // the server records what changed when it reloads.
+    // it leaves its record in the log's queue, which the server appends at
+    // once (route cli), and the server records the change again when it
+    // takes it up at its reload (route reload).
     const created = await runCli(['project', 'create', 'acts-live', '--json', ...dataArgs()]);
-    assert.match(created.stderr, /records this change when it reloads/);
+    assert.match(created.stderr, /this change is recorded in the audit log \(appended by the running server\)/);
     const live = JSON.parse(created.stdout.trim());
+    assert.deepEqual(actsOf(await projectActs(), live.id), ['project.create cli']);
     await server.reload();
     // An event makes the project's pseudonym key (version 1), to replace.
     assert.equal((await importAs(live, events(1))).status, 200);
@@ -217,7 +225,10 @@ describe('project quotas and project deletion', () => {
     await runCli(['project', 'rotate-key', 'acts-live', '--yes', ...dataArgs()]);
     await server.reload();
     assert.deepEqual(actsOf(await projectActs(), live.id), [
-      'project.create reload', 'project.rotate-secret reload', 'project.set-domains reload',
+      'project.create cli', 'project.create reload',
+      'project.rotate-secret cli', 'project.set-domains cli', 'project.set-min-group-size cli',
+      'project.rotate-key cli',
+      'project.rotate-secret reload', 'project.set-domains reload',
       'project.set-min-group-size reload', 'project.rotate-key reload',
     ]);
     // A reload that finds nothing changed records nothing.
@@ -241,5 +252,35 @@ describe('project quotas and project deletion', () => {
     // The server's start recorded none of them twice.
     await server.reload();
     assert.equal((await projectActs()).length, records.length);
+  });
+
+  it('serve --demo records the demo project it creates, once', async () => {
+    const root = await makeTempDir();
+    const args = ['--data', path.join(root, 'data'), '--keys', path.join(root, 'keys')];
+    const serveDemo = async () => {
+      const child = spawn(MINPANEL_BIN, ['serve', '--demo', '--listen', `127.0.0.1:${await freePort()}`, ...args],
+        { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      child.stdout.on('data', (chunk) => { out += chunk; });
+      const exited = new Promise((resolve) => child.on('exit', resolve));
+      for (let waited = 0; !out.includes('minpanel is listening'); waited += 50) {
+        assert.ok(waited < 20000, `serve --demo did not start: ${out}`);
+        await sleep(50);
+      }
+      child.kill('SIGTERM');
+      assert.equal(await exited, 0);
+      return out;
+    };
+    try {
+      assert.match(await serveDemo(), /Created the demo project/);
+      assert.doesNotMatch(await serveDemo(), /Created the demo project/);
+      const { stdout } = await runCli(['audit', 'show', '--act', 'project.create', ...args]);
+      const records = stdout.trim().split('\n').map((line) => JSON.parse(line));
+      assert.deepEqual(records.map((record) => `${record.act} ${record.key} ${record.route} ${record.target}`),
+        [`project.create local cli ${records[0].projects[0]}`]);
+      await runCli(['audit', 'verify', ...args]);
+    } finally {
+      await fsp.rm(root, { recursive: true, force: true });
+    }
   });
 });
