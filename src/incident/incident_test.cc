@@ -276,6 +276,40 @@ TEST(RecognitionTest, CardNumbersAndHashesAreFoundWhateverTheColumnName) {
   EXPECT_EQ(KindOf(recognition, "blob"), ColumnKind::kPasswordHash);
 }
 
+// A long table (the accounts file) is scanned in two halves on two threads:
+// the counts and the cells are those of one scan over the whole of it,
+// whichever half holds the finds, or neither.
+TEST(RecognitionTest, ALongTableScannedInHalvesCountsAndMarksAsOneScan) {
+  constexpr size_t kRows = 70'000;  // over the halves' threshold
+  for (const size_t marked_row : {size_t{10}, kRows - 10, kRows}) {
+    std::string text = "user_id,notes\n";
+    for (size_t row = 0; row < kRows; ++row) {
+      text += "u" + std::to_string(row) + ",";
+      text += row == 10 && marked_row == 10 ? "card 4111 1111 1111 1111"
+              : row == kRows - 10 && marked_row == kRows - 10
+                  ? "$2b$12$abcdefghijklmnopqrstuvwxyz0123456789"
+                  : "nothing to see here";
+      text += "\n";
+    }
+    const Table table = Parse(text);
+    ASSERT_EQ(table.row_count(), kRows);
+    const Recognition recognition = Recognize(table, "accounts");
+    Recognition one_scan;
+    one_scan.columns.resize(table.columns().size());
+    ScanSensitiveCells(table, SharedDetectors(), &one_scan, &one_scan.sensitive_cells);
+    EXPECT_EQ(recognition.sensitive_cells, one_scan.sensitive_cells) << marked_row;
+    for (size_t column = 0; column < table.columns().size(); ++column) {
+      EXPECT_EQ(recognition.columns[column].values_non_empty, kRows);
+      EXPECT_EQ(recognition.columns[column].card_values, one_scan.columns[column].card_values);
+      EXPECT_EQ(recognition.columns[column].credential_values,
+                one_scan.columns[column].credential_values);
+    }
+    EXPECT_EQ(recognition.columns[1].card_values, marked_row == 10 ? 1u : 0u);
+    EXPECT_EQ(recognition.columns[1].credential_values, marked_row == kRows - 10 ? 1u : 0u);
+    EXPECT_EQ(recognition.sensitive_cells.empty(), marked_row == kRows);
+  }
+}
+
 TEST(RecognitionTest, LuhnAndHashShapes) {
   EXPECT_TRUE(LuhnValid("4111111111111111"));
   EXPECT_FALSE(LuhnValid("4111111111111112"));

@@ -7,6 +7,7 @@
 #include <array>
 #include <cctype>
 #include <span>
+#include <thread>
 #include <unordered_map>
 
 #include "incident/incident.h"
@@ -670,12 +671,17 @@ constexpr size_t kSensitiveValueBytesMin = 13;
 
 }  // namespace
 
-void ScanSensitiveCells(const Table& chunk, const privacy::Detectors& detectors,
-                        Recognition* recognition, std::vector<uint8_t>* cells) {
+namespace {
+
+// ScanSensitiveCells over rows [row_begin, row_end) of `chunk`; `cells`
+// indexed from row_begin.
+void ScanSensitiveRows(const Table& chunk, size_t row_begin, size_t row_end,
+                       const privacy::Detectors& detectors, Recognition* recognition,
+                       std::vector<uint8_t>* cells) {
   cells->clear();
   const size_t columns = chunk.columns().size();
   std::vector<Detection> detections;
-  for (size_t row = 0; row < chunk.row_count(); ++row) {
+  for (size_t row = row_begin; row < row_end; ++row) {
     chunk.ForEachCell(row, [&](size_t column, std::string_view value) {
       ColumnRecognition& info = recognition->columns[column];
       ++info.values_non_empty;
@@ -702,12 +708,62 @@ void ScanSensitiveCells(const Table& chunk, const privacy::Detectors& detectors,
       }
       if (bits != 0) {
         if (cells->empty()) {
-          cells->assign(chunk.row_count() * columns, 0);
+          cells->assign((row_end - row_begin) * columns, 0);
         }
-        (*cells)[row * columns + column] = bits;
+        (*cells)[(row - row_begin) * columns + column] = bits;
       }
     });
   }
+}
+
+// A table this long (the accounts file) is scanned in two halves on two
+// threads: at 10M accounts the scan took 3.9 s on one while the other
+// core had nothing to do.
+constexpr size_t kScanInHalvesRowsMin = 65'536;
+
+// ScanSensitiveCells over the whole of a table read whole, in two halves
+// on two threads when it is long; the same counts and cells.
+void ScanSensitiveTable(const Table& table, const privacy::Detectors& detectors,
+                        Recognition* recognition, std::vector<uint8_t>* cells) {
+  const size_t rows = table.row_count();
+  if (rows < kScanInHalvesRowsMin) {
+    ScanSensitiveRows(table, 0, rows, detectors, recognition, cells);
+    return;
+  }
+  const size_t half = rows / 2;
+  Recognition second_counts;
+  second_counts.columns.resize(recognition->columns.size());
+  std::vector<uint8_t> second_cells;
+  std::thread second([&] {
+    ScanSensitiveRows(table, half, rows, detectors, &second_counts, &second_cells);
+  });
+  ScanSensitiveRows(table, 0, half, detectors, recognition, cells);
+  second.join();
+  for (size_t column = 0; column < recognition->columns.size(); ++column) {
+    ColumnRecognition& info = recognition->columns[column];
+    const ColumnRecognition& counts = second_counts.columns[column];
+    info.values_non_empty += counts.values_non_empty;
+    info.card_values += counts.card_values;
+    info.iban_values += counts.iban_values;
+    info.credential_values += counts.credential_values;
+  }
+  if (cells->empty() && second_cells.empty()) {
+    return;
+  }
+  const size_t columns = table.columns().size();
+  cells->resize(half * columns, 0);  // the first half's, zeros when it had none
+  if (second_cells.empty()) {
+    cells->resize(rows * columns, 0);
+  } else {
+    cells->insert(cells->end(), second_cells.begin(), second_cells.end());
+  }
+}
+
+}  // namespace
+
+void ScanSensitiveCells(const Table& chunk, const privacy::Detectors& detectors,
+                        Recognition* recognition, std::vector<uint8_t>* cells) {
+  ScanSensitiveRows(chunk, 0, chunk.row_count(), detectors, recognition, cells);
 }
 
 void ColumnSampler::Add(const Table& chunk) {
@@ -787,7 +843,7 @@ Result<Recognition> RecognizeColumns(const Table& table, std::string_view file,
   ColumnSampler sampler(detectors);
   sampler.Add(table);
   MP_ASSIGN_OR_RETURN(Recognition recognition, sampler.Decide(table, file, overrides));
-  ScanSensitiveCells(table, detectors, &recognition, &recognition.sensitive_cells);
+  ScanSensitiveTable(table, detectors, &recognition, &recognition.sensitive_cells);
   return recognition;
 }
 
