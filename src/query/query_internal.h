@@ -283,6 +283,35 @@ class SubjectMerger {
   // Sorts one subject's rows by (time, tie), and by stored subject among
   // equal ones (each segment's rows keep their order).
   void SortRows(const Id128& subject, std::vector<MatchRow>* rows) const;
+  // For a consumer that needs a subject's rows together but in no order (a
+  // count of unique subjects per cell): calls visit(rows, count,
+  // new_subject) for each run of one subject in one segment, in subject
+  // order, straight from the window — without Next's copy into one vector
+  // and its sort. `new_subject` is true for the first run of each subject.
+  // Stops early when visit returns false. Check status() after.
+  template <typename Visit>
+  void ForEachRunUnsorted(Visit&& visit) {
+    while (next_run_ < window_runs_.size() || FillWindow()) {
+      const WindowRun* runs = window_runs_.data();
+      const MatchRow* rows = window_rows_.data();
+      const size_t run_count = window_runs_.size();
+      for (size_t run_idx = next_run_; run_idx < run_count; ++run_idx) {
+        // The runs were copied cursor after cursor and are visited in
+        // subject order, so their rows are read in no order: fetched ahead
+        // (without it, the first row of each run was half of this loop).
+        if (run_idx + kPrefetchRuns < run_count) {
+          __builtin_prefetch(rows + runs[run_idx + kPrefetchRuns].rows_begin);
+        }
+        const WindowRun& run = runs[run_idx];
+        const bool new_subject = run_idx == 0 || !(runs[run_idx - 1].subject == run.subject);
+        if (!visit(rows + run.rows_begin, run.row_count, new_subject)) {
+          next_run_ = run_idx + 1;
+          return;
+        }
+      }
+      next_run_ = run_count;
+    }
+  }
   const Status& status() const { return status_; }
 
  private:
@@ -300,6 +329,7 @@ class SubjectMerger {
     uint32_t cursor = 0;  // its segment's index in the snapshot
   };
   static constexpr size_t kWindowRunsTarget = 16'384;
+  static constexpr size_t kPrefetchRuns = 16;  // ForEachRunUnsorted's distance
   static constexpr uint32_t kWindowBitsInitial = 54;  // 1,024 windows over the space
 
   bool Advance(Cursor* cursor);
@@ -375,6 +405,9 @@ class PersonMerger : public SubjectSource {
     return false;
   }
   Status status() const override { return merger_.status(); }
+  // The merger itself when every value it hands over is a whole person (no
+  // value is set aside), else nullptr.
+  SubjectMerger* WholePersons() { return persons_ == nullptr ? &merger_ : nullptr; }
 
  private:
   // One chunk per (stored subject, segment) of the value's rows.

@@ -21,6 +21,7 @@ using internal::PersonSpill;
 using internal::ScanPlan;
 using internal::SegmentScanner;
 using internal::SpillSource;
+using internal::SubjectMerger;
 using internal::SubjectSource;
 using internal::TimeBuckets;
 
@@ -356,6 +357,21 @@ class SegmentationUpdater {
     }
     return source->status();
   }
+  // The same over a merger's runs, unsorted: a subject's cells are stamped
+  // with its ordinal whatever the order of its rows.
+  Status AddSubjects(SubjectMerger* merger) {
+    merger->ForEachRunUnsorted([&](const MatchRow* rows, size_t count, bool new_subject) {
+      ordinal_ += new_subject ? 1 : 0;
+      for (size_t row_idx = 0; row_idx < count; ++row_idx) {
+        Add(rows[row_idx], ordinal_);
+      }
+      return !over_budget_;
+    });
+    if (over_budget_) {
+      return CellsExhausted();
+    }
+    return merger->status();
+  }
   void Add(const MatchRow& row, uint64_t ordinal) {
     const int64_t bucket = buckets_.Index(row.time_ms);
     size_t slot = row.group;
@@ -447,7 +463,15 @@ Status SegmentationPass(const QuerySpec& spec, const QueryContext& context, cons
   PersonMerger merger(std::move(scanners), plan.persons, spill != nullptr ? spill : &local, part);
   SegmentationUpdater updater(buckets, remap, other_slot, cells,
                               plan.unique_group_key.empty() ? nullptr : groups);
-  MP_RETURN_IF_ERROR(updater.AddSubjects(&merger));
+  // Without a measure property the cells only add integers and stamp
+  // subjects, which no order of a subject's rows changes: the merger's runs
+  // go in unsorted (sums of doubles, and unique groups, take them in order).
+  if (merger.WholePersons() != nullptr && plan.unique_group_key.empty() &&
+      plan.measure_property.empty()) {
+    MP_RETURN_IF_ERROR(updater.AddSubjects(merger.WholePersons()));
+  } else {
+    MP_RETURN_IF_ERROR(updater.AddSubjects(&merger));
+  }
   if (spill == nullptr && !local.persons.empty()) {
     SpillSource persons({&local}, {groups}, nullptr);
     MP_RETURN_IF_ERROR(updater.AddSubjects(&persons));

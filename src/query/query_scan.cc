@@ -940,7 +940,14 @@ Status SegmentScanner::State::FoldRunsOfBlock(size_t block_idx, const store::Seg
         }
       }
       const auto weight = static_cast<uint32_t>(same_end - row_idx);
-      const uint32_t group = GroupOfRow(single, row_idx);
+      // A code met before has its group cached: looked up here, without the
+      // call (this runs once per subject run of every block).
+      uint32_t group = codes != nullptr && tags[row_idx] == PropertyTag::kString
+                           ? code_to_group[codes[row_idx]]
+                           : ValueNumbering::kMissing;
+      if (group == ValueNumbering::kMissing) {
+        group = GroupOfRow(single, row_idx);
+      }
       row_idx = same_end;
       bool folded = false;
       const size_t look_from = std::max(
@@ -1355,8 +1362,12 @@ bool SubjectMerger::FillWindow() {
         const uint32_t begin = run_idx == 0 ? 0 : ends[run_idx - 1];
         collected_.push_back(WindowRun{subjects[run_idx], window_rows_.size(), ends[run_idx] - begin,
                                        static_cast<uint32_t>(&cursor - cursors_.data())});
-        window_rows_.insert(window_rows_.end(), block_rows.begin() + begin,
-                            block_rows.begin() + ends[run_idx]);
+        if (ends[run_idx] - begin == 1) {  // most runs of a unique count, folded
+          window_rows_.push_back(block_rows[begin]);
+        } else {
+          window_rows_.insert(window_rows_.end(), block_rows.begin() + begin,
+                              block_rows.begin() + ends[run_idx]);
+        }
       }
       cursor.run_idx = run_idx;
       if (run_idx < ends.size()) {
