@@ -147,7 +147,8 @@ int Restore(const ConfigSources& sources, service::RestoreOptions options) {
   std::cout << "restored into " << config->data_folder << ": " << Describe(*summary)
             << "; erasures made since the backup re-applied: " << summary->erasures_reapplied
             << " (" << summary->subjects_reerased << " subjects; "
-            << summary->subject_files_rewritten << " audit subject files rewritten)"
+            << summary->subject_files_rewritten << " audit subject files rewritten, "
+            << summary->gdpr_results_removed << " GDPR retrieval results removed)"
             << "; property purges re-applied: " << summary->property_purges_reapplied
             << "; retention applied: " << summary->retention_drops << " drops, "
             << summary->profiles_expired << " profiles expired\n";

@@ -8,10 +8,12 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <set>
 #include <system_error>
 
 #include "audit/subjects_rewrite.h"
 #include "query/query.h"
+#include "service/gdpr_tasks.h"
 #include "service/service.h"
 #include "store/online_copy.h"
 #include "store/store.h"
@@ -175,6 +177,29 @@ Status Reerase(const Config& config, const std::vector<store::Erasure>& erasures
   return engine->Close();
 }
 
+// A retrieval's result kept through Mixpanel's GDPR API shapes (gdpr/, for
+// a week) may hold a person erased, or a property purged, since the backup:
+// as the erasure and the purge do on the live folder, every result of a
+// project with such a later change goes (its task says so).
+Status RemoveGdprResults(const Config& config, const std::vector<store::Erasure>& erasures,
+                         const std::shared_ptr<FileSystem>& file_system,
+                         const std::shared_ptr<Clock>& clock, BackupSummary* summary) {
+  std::set<uint32_t> projects;
+  for (const store::Erasure& erasure : erasures) {
+    projects.insert(erasure.project_id);
+  }
+  if (projects.empty()) {
+    return Status::Ok();
+  }
+  MP_ASSIGN_OR_RETURN(std::unique_ptr<GdprTasks> tasks,
+                      GdprTasks::Open(config.data_folder, file_system, clock));
+  for (const uint32_t project_id : projects) {
+    MP_ASSIGN_OR_RETURN(const size_t removed, tasks->RemoveResults(project_id));
+    summary->gdpr_results_removed += removed;
+  }
+  return Status::Ok();
+}
+
 // The backup's audit subject files still list the subjects erased since
 // it was taken (the live log's were rewritten by the erasure itself): each
 // is rewritten the same way, a `subjects.rewrite` record (key `local`,
@@ -327,6 +352,7 @@ Result<BackupSummary> RestoreDataFolder(const Config& config, const RestoreOptio
                                 &summary.files, &summary.bytes));
   }
   MP_RETURN_IF_ERROR(Reerase(config, erasures, clock, &summary));
+  MP_RETURN_IF_ERROR(RemoveGdprResults(config, erasures, file_system, clock, &summary));
   if (keys_from.empty()) {
     // The audit log's checkpoints are signed by a key that did not come
     // along (kept apart on purpose): they go on under the new key folder's.

@@ -54,6 +54,9 @@ struct BackupSummary {
   // restore: the backup's audit subject files that listed a subject erased
   // since, rewritten as the erasure rewrote the live ones.
   uint64_t subject_files_rewritten = 0;
+  // restore: Mixpanel-GDPR retrieval results removed because their project
+  // had an erasure or property purge since the backup (or they expired).
+  uint64_t gdpr_results_removed = 0;
   // restore: the retention of the configuration given (its [projects.NAME]
   // tables) applied to the restored folder at once — drops logged and
   // profiles expired — and why it could not be, if it could not (the

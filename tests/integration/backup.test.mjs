@@ -19,7 +19,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 
-import { MINPANEL_BIN, MinpanelServer, findPseudonyms, isoDate, nowSeconds, runCli, startServer } from './harness.mjs';
+import { MINPANEL_BIN, MinpanelServer, findPseudonyms, isoDate, nowSeconds, runCli, sleep, startServer } from './harness.mjs';
 
 const execFileAsync = promisify(execFile);
 const PLANS = ['free', 'pro', 'team'];
@@ -59,6 +59,7 @@ describe('backup and restore', () => {
   let keysBackupDir;
   let erasedPseudonyms;
   let restoreOutput;
+  let retrievalTask;
 
   async function ask(server, query) {
     const res = await server.request({
@@ -99,6 +100,28 @@ describe('backup and restore', () => {
     assert.equal(held.status, 200, held.text);
     erasedPseudonyms = JSON.parse(held.text).subjects;
     assert.equal(erasedPseudonyms.length, 2);
+    // A retrieval through Mixpanel's GDPR API shapes: its result, kept a
+    // week in the backup's gdpr/, holds a person erased after the backup.
+    const gdprHeaders = { Authorization: `Bearer ${live.project.secret}`, 'Content-Type': 'application/json' };
+    const retrieval = await live.request({
+      method: 'POST',
+      path: `/api/app/data-retrievals/v3.0/?token=${encodeURIComponent(live.project.token)}`,
+      headers: gdprHeaders,
+      body: JSON.stringify({ distinct_ids: ['user-5'], compliance_type: 'GDPR' }),
+    });
+    assert.equal(retrieval.status, 200, retrieval.text);
+    retrievalTask = JSON.parse(retrieval.text).results.task_id;
+    for (let waited = 0; ; waited += 100) {
+      const status = await live.request({
+        path: `/api/app/data-retrievals/v3.0/${retrievalTask}?token=${encodeURIComponent(live.project.token)}`, headers: gdprHeaders,
+      });
+      if (JSON.parse(status.text).results.status === 'SUCCESS') {
+        break;
+      }
+      assert.ok(waited < 20000, status.text);
+      await sleep(100);
+    }
+    assert.ok(fs.existsSync(path.join(live.dataDir, 'gdpr', `${retrievalTask}.json`)));
     backupDir = path.join(live.root, 'backup');
     keysBackupDir = path.join(live.root, 'backup-keys');
     let stop = false;
@@ -200,7 +223,15 @@ describe('backup and restore', () => {
     const backupSubjects = path.join(backupDir, 'audit', 'subjects');
     const listings = await Promise.all((await fsp.readdir(backupSubjects)).map((name) => fsp.readFile(path.join(backupSubjects, name), 'utf8')));
     assert.ok(listings.some((text) => erasedPseudonyms.every((pseudonym) => text.includes(pseudonym))), 'the backup lists them');
-    assert.match(restoreOutput, /erasures made since the backup re-applied: 2 \(\d+ subjects; [1-9]\d* audit subject files rewritten\)/);
+    assert.match(restoreOutput, /erasures made since the backup re-applied: 2 \(\d+ subjects; [1-9]\d* audit subject files rewritten, 1 GDPR retrieval results removed\)/);
+    assert.ok(fs.existsSync(path.join(backupDir, 'gdpr', `${retrievalTask}.json`)), 'the backup holds the retrieval\'s result');
+    assert.ok(!fs.existsSync(path.join(live.root, 'restored', 'data', 'gdpr', `${retrievalTask}.json`)));
+    const task = await restored.request({
+      path: `/api/app/data-retrievals/v3.0/${retrievalTask}?token=${encodeURIComponent(live.project.token)}`,
+      headers: { Authorization: `Bearer ${live.project.secret}` },
+    });
+    assert.equal(task.status, 200, task.text);
+    assert.doesNotMatch(task.text, /download_url/);
     const restoredData = path.join(live.root, 'restored', 'data');
     const { hits, dumped } = await findPseudonyms(restoredData, erasedPseudonyms);
     assert.ok(dumped >= 1, `dumped ${dumped} store files`);
