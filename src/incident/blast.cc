@@ -281,6 +281,13 @@ class KeyCollector {
       ++blast_->records_of_key;
       if (entry.act == "query") {
         List(blast_->queries, entry).started_ms = started_ms;
+        // An answer that listed subjects: its subject file is read as an
+        // export's (every one, however many queries the list above shows).
+        if (!entry.subjects_file.empty()) {
+          subject_queries_.push_back(RecordOf(entry));
+          subject_queries_.back().started_ms = started_ms;
+          query_sha256_.push_back(entry.subjects_sha256);
+        }
         return Status::Ok();
       }
       exports_.push_back(RecordOf(entry));
@@ -318,6 +325,8 @@ class KeyCollector {
 
   std::vector<BlastRecord>& exports() { return exports_; }
   const std::vector<std::string>& sha256() const { return sha256_; }
+  const std::vector<BlastRecord>& subject_queries() const { return subject_queries_; }
+  const std::vector<std::string>& query_sha256() const { return query_sha256_; }
   SubjectRewrites& rewrites() { return rewrites_; }
 
  private:
@@ -343,6 +352,8 @@ class KeyCollector {
   std::unordered_map<std::string, std::deque<Start>> starts_;
   std::vector<BlastRecord> exports_;
   std::vector<std::string> sha256_;  // per export, its subject file's
+  std::vector<BlastRecord> subject_queries_;  // `query` records with a subject file
+  std::vector<std::string> query_sha256_;     // per such query, its subject file's
   SubjectRewrites rewrites_;
   BlastRecord scratch_;
 };
@@ -358,40 +369,52 @@ uint32_t CategoriesOfProperties(const std::vector<std::string>& properties) {
   return bits;
 }
 
-// Per subject, the exports that carried it and the keys that left with its
-// rows: from a version-2 subject file exactly, from a version-1 one every
-// key of the export (an over-statement, said in a warning and per subject).
+// Per subject, the exports that carried it (and the queries whose answers
+// listed it) and the keys that left with its rows: from a version-2 subject
+// file exactly, from a version-1 one every key of the export (an
+// over-statement, said in a warning and per subject).
 Status CollectSubjects(const BlastOptions& options, FileSystem& file_system,
-                       const std::vector<std::string>& sha256, const SubjectRewrites& rewrites,
-                       BlastRadius* blast) {
+                       const std::vector<std::string>& sha256,
+                       const std::vector<BlastRecord>& queries,
+                       const std::vector<std::string>& query_sha256,
+                       const SubjectRewrites& rewrites, BlastRadius* blast) {
+  // The reads with subject files: the exports, then the queries that listed
+  // subjects, each with the SHA-256 its record states.
+  std::vector<std::pair<const BlastRecord*, const std::string*>> reads;
+  for (size_t export_idx = 0; export_idx < blast->exports.size(); ++export_idx) {
+    reads.emplace_back(&blast->exports[export_idx], &sha256[export_idx]);
+  }
+  for (size_t query_idx = 0; query_idx < queries.size(); ++query_idx) {
+    reads.emplace_back(&queries[query_idx], &query_sha256[query_idx]);
+  }
   struct Carried {
-    uint32_t export_idx = 0;
+    uint32_t read_idx = 0;
     const std::vector<uint32_t>* key_set = nullptr;  // nullptr: version 1, every key
   };
-  std::vector<audit::SubjectsFile> files(blast->exports.size());
-  std::unordered_map<std::string, std::vector<Carried>> exports_of;
-  for (size_t export_idx = 0; export_idx < blast->exports.size(); ++export_idx) {
-    const BlastRecord& record = blast->exports[export_idx];
+  std::vector<audit::SubjectsFile> files(reads.size());
+  std::unordered_map<std::string, std::vector<Carried>> reads_of;
+  for (size_t read_idx = 0; read_idx < reads.size(); ++read_idx) {
+    const BlastRecord& record = *reads[read_idx].first;
+    const std::string record_name = record.act + " record " + std::to_string(record.seq);
     if (record.subjects_file.empty()) {
       if (record.rows > 0) {
-        blast->warnings.push_back({"audit", 0,
-                                   "export record " + std::to_string(record.seq) +
-                                       " returned rows but names no subject file"});
+        blast->warnings.push_back(
+            {"audit", 0, record_name + " returned rows but names no subject file"});
       }
       continue;
     }
-    auto file = ReadSubjectsFile(options.audit_folder, record, sha256[export_idx], rewrites,
+    auto file = ReadSubjectsFile(options.audit_folder, record, *reads[read_idx].second, rewrites,
                                  &blast->warnings, file_system);
     if (!file.ok()) {
       MP_RETURN_IF_ERROR(BrokenOrWarn(file.status(), options.allow_broken, &blast->warnings));
       continue;
     }
-    files[export_idx] = std::move(file).value();
-    const audit::SubjectsFile& subjects = files[export_idx];
+    files[read_idx] = std::move(file).value();
+    const audit::SubjectsFile& subjects = files[read_idx];
     if (subjects.version == 1) {
       blast->warnings.push_back(
           {"audit", 0,
-           "export record " + std::to_string(record.seq) +
+           record_name +
                ": its subject file predates per-subject fields (version 1), so each of its " +
                std::to_string(subjects.subjects.size()) +
                " subjects is listed with every property key of the export: this can over-state "
@@ -405,36 +428,35 @@ Status CollectSubjects(const BlastOptions& options, FileSystem& file_system,
       }
       const std::vector<uint32_t>* key_set =
           subjects.version == 1 ? nullptr : &subjects.key_sets[subject.key_set];
-      exports_of[subject.pseudonym].push_back({static_cast<uint32_t>(export_idx), key_set});
-      if (exports_of.size() > kBlastSubjectsMax) {
+      reads_of[subject.pseudonym].push_back({static_cast<uint32_t>(read_idx), key_set});
+      if (reads_of.size() > kBlastSubjectsMax) {
         return Status::ResourceExhausted("more subjects than kBlastSubjectsMax (" +
                                          std::to_string(kBlastSubjectsMax) + ")");
       }
     }
     if (erased > 0) {
       blast->warnings.push_back({"audit", 0,
-                                 "export record " + std::to_string(record.seq) + ": " +
-                                     std::to_string(erased) +
+                                 record_name + ": " + std::to_string(erased) +
                                      " of its subjects were erased since: they are not listed"});
     }
   }
   std::set<std::string> every_property;
-  blast->subjects.reserve(exports_of.size());
-  for (auto& [subject, carried] : exports_of) {
+  blast->subjects.reserve(reads_of.size());
+  for (auto& [subject, carried] : reads_of) {
     SubjectExposure exposure;
     exposure.subject = subject;
     std::set<std::string> properties = {"distinct_id"};
     for (const Carried& by : carried) {
-      const BlastRecord& record = blast->exports[by.export_idx];
+      const BlastRecord& record = *reads[by.read_idx].first;
       if (by.key_set == nullptr) {
         properties.insert(record.properties.begin(), record.properties.end());
         exposure.fields_exact = false;
       } else {
         for (const uint32_t key : *by.key_set) {
-          properties.insert(files[by.export_idx].keys[key]);
+          properties.insert(files[by.read_idx].keys[key]);
         }
       }
-      exposure.exports.push_back(record.seq);
+      (record.act == "query" ? exposure.queries : exposure.exports).push_back(record.seq);
     }
     exposure.properties.assign(properties.begin(), properties.end());
     exposure.categories = CategoriesOfProperties(exposure.properties);
@@ -602,7 +624,10 @@ Result<BlastRadius> ComputeBlastRadius(const BlastOptions& options, FileSystem& 
     blast.queries.push_back(std::move(open));
   }
   for (const BlastRecord& query : blast.queries) {
-    if (query.names_subjects) {
+    // One that listed subjects names them in its subject file (below); one
+    // that only filtered by a subject, or was recorded before answers'
+    // subjects were kept, does not say whom its answer was about.
+    if (query.names_subjects && query.subjects_file.empty()) {
       blast.warnings.push_back(
           {"audit", 0,
            "query record " + std::to_string(query.seq) +
@@ -610,8 +635,9 @@ Result<BlastRadius> ComputeBlastRadius(const BlastOptions& options, FileSystem& 
                "which the log does not list"});
     }
   }
-  MP_RETURN_IF_ERROR(
-      CollectSubjects(options, file_system, collector->sha256(), collector->rewrites(), &blast));
+  MP_RETURN_IF_ERROR(CollectSubjects(options, file_system, collector->sha256(),
+                                     collector->subject_queries(), collector->query_sha256(),
+                                     collector->rewrites(), &blast));
   return blast;
 }
 
@@ -940,6 +966,8 @@ std::string BlastRadiusJson(const BlastRadius& blast, int64_t now_s) {
     AppendCategories(subject.categories, &out);
     out.append(",\"exports\":");
     AppendNumbers(subject.exports, &out);
+    out.append(",\"queries\":");
+    AppendNumbers(subject.queries, &out);
     out.push_back('}');
   }
   out.push_back(']');

@@ -604,6 +604,9 @@ struct SubjectExposure {
   bool fields_exact = true;
   uint32_t categories = 0;              // bit per Category
   std::vector<uint64_t> exports;        // seqs of the `export` records
+  // Seqs of the `query` records whose answers listed it (a breakdown by a
+  // subject's identity: docs/formats/audit.md, "Subject files").
+  std::vector<uint64_t> queries;
 };
 
 // What a run verified of the chain (docs/formats/audit.md, "What a blast
@@ -636,7 +639,9 @@ struct BlastRadius {
   uint64_t records_of_key = 0;            // every record of the key in the window
   std::vector<BlastRecord> exports;       // `export` records (what left, with subjects)
   std::vector<BlastRecord> open_exports;  // `export.start` with no end: what left is unknown
-  std::vector<BlastRecord> queries;       // aggregate answers: no subjects listed
+  // Queries; those whose answers listed subjects name a subject file, read
+  // as an export's is (their subjects are in `subjects`).
+  std::vector<BlastRecord> queries;
   std::vector<BlastRecord> other_acts;    // policy, key and audit acts
   uint64_t records_not_listed = 0;        // past kBlastRecordsListedMax
   std::vector<SubjectExposure> subjects;  // sorted by pseudonym

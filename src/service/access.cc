@@ -227,7 +227,97 @@ class ExportWatcher {
   std::string partial_;
 };
 
+// Whether a breakdown's property (as QuerySpec holds it) is a subject's
+// identity, whose values are subjects: an event's or a profile's.
+bool IsSubjectProperty(std::string_view reference) {
+  const query::PropertyRef property = query::ParsePropertyReference(reference);
+  return property.source != query::PropertySource::kGroup &&
+         std::find(std::begin(kSubjectProperties), std::end(kSubjectProperties), property.name) !=
+             std::end(kSubjectProperties);
+}
+
+// "psn_" and 32 lowercase hex digits: a pseudonym as the store gives it.
+bool IsPseudonym(std::string_view text) {
+  constexpr size_t kHexDigits = 32;
+  return text.size() == kPseudonymPrefix.size() + kHexDigits &&
+         text.starts_with(kPseudonymPrefix) &&
+         std::all_of(text.begin() + kPseudonymPrefix.size(), text.end(),
+                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+// What a subject's cells show besides the subject: each cell is a time
+// bucket (a segmentation's), a step's time to convert or a cohort's period.
+constexpr std::string_view kAnswerTimeKey = "time";
+
 }  // namespace
+
+Status Service::ListAnswerSubjects(const Project& project, const query::QuerySpec& spec,
+                                   const query::QueryResult& result,
+                                   audit::SubjectKeySets* listed) {
+  const std::vector<std::string>& properties = spec.breakdown.properties;
+  std::vector<bool> is_subject(properties.size());
+  bool any_subject = false;
+  for (size_t property_idx = 0; property_idx < properties.size(); ++property_idx) {
+    is_subject[property_idx] = IsSubjectProperty(properties[property_idx]);
+    any_subject = any_subject || is_subject[property_idx];
+  }
+  if (!any_subject) {
+    return Status::Ok();
+  }
+  std::optional<privacy::Policy> policy;  // for an id a policy keeps in clear
+  std::string text;
+  const auto add_group = [&](const query::GroupKey& group) -> Status {
+    if (group.other || group.values.size() != properties.size()) {
+      return Status::Ok();
+    }
+    for (size_t property_idx = 0; property_idx < properties.size(); ++property_idx) {
+      const Value& value = group.values[property_idx];
+      if (!is_subject[property_idx]) {
+        listed->AddKey(query::ParsePropertyReference(properties[property_idx]).name,
+                       !value.is_null());
+        continue;
+      }
+      if (value.is_null()) {
+        continue;
+      }
+      text.clear();
+      if (value.type() == Value::Type::kString) {
+        text = value.as_string();
+      } else {
+        query::AppendJsonValue(value, &text);
+      }
+      if (IsPseudonym(text)) {
+        listed->AddSubject(text);
+        continue;
+      }
+      if (!policy.has_value()) {
+        MP_ASSIGN_OR_RETURN(privacy::Policy project_policy, PolicyFor(project));
+        policy.emplace(std::move(project_policy));
+      }
+      listed->AddSubject(FormatPseudonym(policy->Pseudonym(text)));
+    }
+    listed->AddKey(kAnswerTimeKey, true);
+    listed->EndRow();
+    return Status::Ok();
+  };
+  for (const query::SegmentationSeries& series : result.series) {
+    MP_RETURN_IF_ERROR(add_group(series.group));
+  }
+  for (const query::FunnelGroup& group : result.funnel) {
+    if (group.group.has_value()) {
+      MP_RETURN_IF_ERROR(add_group(*group.group));
+    }
+  }
+  for (const query::RetentionGroup& group : result.retention) {
+    if (group.group.has_value()) {
+      MP_RETURN_IF_ERROR(add_group(*group.group));
+    }
+  }
+  if (result.previous != nullptr) {
+    MP_RETURN_IF_ERROR(ListAnswerSubjects(project, spec, *result.previous, listed));
+  }
+  return Status::Ok();
+}
 
 Access LocalAccess(const Project& project) {
   Access access;
@@ -604,14 +694,36 @@ Result<std::string> Service::Query(const Access& access, std::string_view query_
   start.properties = Capped(names.properties);
   audit::AuditEntry end = start;
   MP_ASSIGN_OR_RETURN(const uint64_t start_seq, audit_->Enqueue(Stamped(access, std::move(start))));
-  auto answer = RunQuery(access.project, query_json, MinGroupSize(access));
+  audit::SubjectKeySets listed;
+  auto answer = RunQuery(access.project, query_json, MinGroupSize(access), &listed);
   end.act = "query";
   if (!answer.ok()) {
     end.outcome = answer.status().message();
   } else {
     end.bytes = answer->size();
   }
-  MP_RETURN_IF_ERROR(audit_->Enqueue(Stamped(access, std::move(end))).status());
+  if (!answer.ok() || listed.subjects() == 0) {
+    MP_RETURN_IF_ERROR(audit_->Enqueue(Stamped(access, std::move(end))).status());
+    MP_RETURN_IF_ERROR(audit_->WaitDurable(start_seq));
+    return answer;
+  }
+  // An answer that lists subjects is recorded as an export is: its subject
+  // file (each subject with the keys its cells showed) is written, and the
+  // record naming it durable, before the answer leaves. The record's keys
+  // are the query's and the file's ("time").
+  std::vector<std::string> keys = listed.Keys();
+  for (const std::string& named : end.properties) {
+    if (keys.size() >= audit::kRecordListItemsMax) {
+      break;
+    }
+    if (std::find(keys.begin(), keys.end(), named) == keys.end()) {
+      keys.push_back(named);
+    }
+  }
+  std::sort(keys.begin(), keys.end());
+  end.properties = std::move(keys);
+  MP_RETURN_IF_ERROR(audit_->WriteSubjects(listed.Finish(), &end));
+  MP_RETURN_IF_ERROR(audit_->Append(Stamped(access, std::move(end))).status());
   MP_RETURN_IF_ERROR(audit_->WaitDurable(start_seq));
   return answer;
 }

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <map>
 
 #include "audit/subjects_rewrite.h"
 #include "incident/incident.h"
@@ -464,6 +465,110 @@ TEST_F(ErasureTest, ARewriteRecordedButNotAppliedIsReportedAndFinishedByErasingA
   ASSERT_TRUE(finished.ok()) << finished.status().ToString();
   EXPECT_FALSE(Warned(*finished, "not yet rewritten"));
   EXPECT_EQ(finished->subjects.size(), 1U);
+}
+
+// Issue 6: a query answer that lists subjects (a breakdown by a subject's
+// identity) keeps them as an export does — a subject file with each
+// subject's keys, named by the `query` record — so that the blast radius
+// counts them and an erasure rewrites them.
+TEST_F(ErasureTest, AnAnswerListingSubjectsKeepsThemAsAnExportDoesAndErasureRewritesThem) {
+  Store({Record("Bought", "user-1", 1, ",\"user_id\":\"user-1\",\"plan\":\"pro\""),
+         Record("Bought", "user-2", 2, ",\"user_id\":\"user-2\",\"plan\":\"free\""),
+         Record("Bought", "user-3", 3, ",\"user_id\":\"user-3\"")});
+  const std::string range =
+      "{\"kind\":\"segmentation\",\"from\":\"2026-11-01\",\"to\":\"2026-11-30\","
+      "\"events\":[\"Bought\"],";
+  ASSERT_TRUE(service_->Query(project_, range + "\"breakdown\":\"plan\"}").ok());
+  EXPECT_TRUE(SubjectFiles().empty()) << "an aggregate answer lists no one";
+  auto answer = service_->Query(project_, range + "\"breakdown\":[\"user_id\",\"plan\"]}");
+  ASSERT_TRUE(answer.ok()) << answer.status().ToString();
+  ASSERT_NE(answer->find(PseudonymOf("user-1")), std::string::npos) << *answer;
+  const std::vector<std::string> files = SubjectFiles();
+  ASSERT_EQ(files.size(), 1U);
+  const std::string path = AuditFolder() + "/subjects/" + files[0];
+  auto text = file_system_->ReadFile(path);
+  ASSERT_TRUE(text.ok());
+  auto parsed = audit::ParseSubjectsFile(*text);
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  EXPECT_EQ(parsed->keys, (std::vector<std::string>{"plan", "time"}));
+  std::map<std::string, std::vector<std::string>> keys_of;
+  for (const audit::SubjectsFile::Subject& subject : parsed->subjects) {
+    for (const uint32_t key : parsed->key_sets[subject.key_set]) {
+      keys_of[subject.pseudonym].push_back(parsed->keys[key]);
+    }
+  }
+  EXPECT_EQ(keys_of.size(), 3U);
+  EXPECT_EQ(keys_of[PseudonymOf("user-1")], (std::vector<std::string>{"plan", "time"}));
+  EXPECT_EQ(keys_of[PseudonymOf("user-3")], (std::vector<std::string>{"time"}))
+      << "user-3's events had no plan: its cell showed none";
+
+  audit::Filter filter;
+  filter.act = "query";
+  auto records = service_->ReadAudit(LocalAccess(project_), filter);
+  ASSERT_TRUE(records.ok()) << records.status().ToString();
+  std::vector<audit::AuditEntry> listing;
+  for (const audit::AuditEntry& record : *records) {
+    if (!record.subjects_file.empty()) {
+      listing.push_back(record);
+    }
+  }
+  ASSERT_EQ(listing.size(), 1U);
+  EXPECT_EQ(listing[0].act, "query");
+  EXPECT_EQ(listing[0].subjects_file, "subjects/" + files[0]);
+  EXPECT_EQ(listing[0].subjects_sha256, audit::Sha256Hex(*text));
+  EXPECT_EQ(listing[0].subjects, 3U);
+  EXPECT_EQ(listing[0].properties, (std::vector<std::string>{"plan", "time", "user_id"}));
+
+  for (const bool verify_chain : {false, true}) {
+    auto blast = Blast(verify_chain);
+    ASSERT_TRUE(blast.ok()) << blast.status().ToString();
+    EXPECT_TRUE(blast->exports.empty());
+    ASSERT_EQ(blast->subjects.size(), 3U);
+    for (const incident::SubjectExposure& subject : blast->subjects) {
+      EXPECT_EQ(subject.queries, (std::vector<uint64_t>{listing[0].seq})) << subject.subject;
+      EXPECT_TRUE(subject.exports.empty());
+      const std::vector<std::string> expected =
+          subject.subject == PseudonymOf("user-3")
+              ? std::vector<std::string>{"distinct_id", "time"}
+              : std::vector<std::string>{"distinct_id", "plan", "time"};
+      EXPECT_EQ(subject.properties, expected) << subject.subject;
+    }
+    EXPECT_FALSE(Warned(*blast, "which the log does not list"));
+  }
+
+  SubjectSelection selection;
+  selection.distinct_ids = {"user-1"};
+  ASSERT_TRUE(service_->Erase(LocalAccess(project_), selection).ok());
+  auto after = file_system_->ReadFile(path);
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(after->find(PseudonymOf("user-1")), std::string::npos) << *after;
+  EXPECT_NE(after->find("\nerased "), std::string::npos) << *after;
+  auto blast = Blast(false);
+  ASSERT_TRUE(blast.ok()) << blast.status().ToString();
+  EXPECT_EQ(blast->subjects.size(), 2U);
+  EXPECT_TRUE(Warned(*blast, "query record " + std::to_string(listing[0].seq) +
+                                 ": 1 of its subjects were erased since"));
+}
+
+// An id a policy keeps in clear is listed by the answer as it is stored, and
+// recorded in the subject file as the pseudonym the project's key gives it:
+// the audit folder never holds it.
+TEST_F(ErasureTest, AnIdAPolicyKeepsInClearIsRecordedAsItsPseudonym) {
+  ASSERT_TRUE(
+      service_->PutPolicy(project_, "[[rule]]\nmatch = \"user_id\"\naction = \"keep\"\n").ok());
+  Store({Record("Bought", "user-7", 1, ",\"user_id\":\"user-7\"")});
+  auto answer =
+      service_->Query(project_,
+                      "{\"kind\":\"segmentation\",\"from\":\"2026-11-01\",\"to\":\"2026-11-30\","
+                      "\"events\":[\"Bought\"],\"breakdown\":\"user_id\"}");
+  ASSERT_TRUE(answer.ok()) << answer.status().ToString();
+  ASSERT_NE(answer->find("\"user-7\""), std::string::npos) << *answer;
+  const std::vector<std::string> files = SubjectFiles();
+  ASSERT_EQ(files.size(), 1U);
+  auto text = file_system_->ReadFile(AuditFolder() + "/subjects/" + files[0]);
+  ASSERT_TRUE(text.ok());
+  EXPECT_EQ(text->find("user-7"), std::string::npos) << *text;
+  EXPECT_NE(text->find(PseudonymOf("user-7") + " "), std::string::npos) << *text;
 }
 
 }  // namespace

@@ -831,7 +831,7 @@ Result<query::ExportSummary> Service::RunExport(
 }
 
 Result<std::string> Service::RunQuery(const Project& project, std::string_view query_json,
-                                      uint32_t min_group_size) {
+                                      uint32_t min_group_size, audit::SubjectKeySets* listed) {
   MP_ASSIGN_OR_RETURN(const query::QuerySpec spec, query::ParseQuery(query_json));
   query::QueryContext context;
   context.time_zone = project.time_zone;
@@ -842,6 +842,9 @@ Result<std::string> Service::RunQuery(const Project& project, std::string_view q
     MP_ASSIGN_OR_RETURN(context.profiles, profile_tables_.Get(*engine_, project.id));
   }
   MP_ASSIGN_OR_RETURN(const query::QueryResult result, query::RunQuery(spec, context));
+  if (listed != nullptr) {
+    MP_RETURN_IF_ERROR(ListAnswerSubjects(project, spec, result, listed));
+  }
   counters_->queries.fetch_add(1, std::memory_order_relaxed);
   if (result.identity.has_value()) {
     std::lock_guard lock(counters_->identity_mutex);

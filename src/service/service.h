@@ -648,8 +648,19 @@ class Service {
   Result<IngestOutcome> AppendAndFinish(Prepared prepared);
   Result<Project> ProjectForTokens(const std::vector<std::string>& tokens) const;
   Result<Principal> Identify(const Credentials& credentials) const;
+  // `listed` (when set) receives the subjects the answer lists
+  // (ListAnswerSubjects).
   Result<std::string> RunQuery(const Project& project, std::string_view query_json,
-                               uint32_t min_group_size = 0);
+                               uint32_t min_group_size = 0,
+                               audit::SubjectKeySets* listed = nullptr);
+  // The subjects a query answer lists (access.cc): each value its breakdown
+  // by a subject's identity (distinct_id, $user_id, … as kSubjectProperties
+  // names them) shows, in every group but "other", with the answer's other
+  // breakdown keys that had a value in that group, and "time" (the cells
+  // are time buckets). A value in clear (a policy that keeps the id) is
+  // recorded as the pseudonym the project's key gives it, never as it is.
+  Status ListAnswerSubjects(const Project& project, const query::QuerySpec& spec,
+                            const query::QueryResult& result, audit::SubjectKeySets* listed);
   Result<query::ExportSummary> RunExport(const Project& project, const ExportOptions& options,
                                          const std::function<bool(std::string_view)>& sink);
   // The store's request for an export's options: dates in the project's

@@ -7,7 +7,10 @@
 // nothing from the same key outside the window or from the other keys (nor
 // the decoy subjects watermarked exports carry, which are no one). Within
 // one export some subjects' events lack keys that others' have: the report
-// lists each subject with the keys of its own rows only.
+// lists each subject with the keys of its own rows only. In the window the
+// key also asks a query whose answer lists subjects (purchases broken down by
+// user_id and currency, under query:subjects): the report counts those
+// subjects with the keys their cells showed, from the query's subject file.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -39,7 +42,8 @@ function events() {
       list.push({ event: 'page', properties: { ...base, $insert_id: hex32(), $os: 'Linux', ...page } });
     }
     if (index >= 9) {
-      list.push({ event: 'purchase', properties: { ...base, $insert_id: hex32(), amount: 10, currency: 'EUR' } });
+      // user_id, which the default policy pseudonymises as it does distinct_id.
+      list.push({ event: 'purchase', properties: { ...base, $insert_id: hex32(), amount: 10, currency: 'EUR', user_id: userId(index) } });
     }
   }
   return list;
@@ -67,6 +71,7 @@ describe('incident blast-radius', () => {
   let dir;
   const keys = {};
   const truth = new Map();  // subject -> Set of property keys, from what the compromised key got
+  const queried = new Set();  // subjects the compromised key's subject-listing answer named
   let window;
 
   const dataArgs = () => ['--data', server.dataDir, '--keys', server.keysDir];
@@ -81,6 +86,15 @@ describe('incident blast-radius', () => {
       body: JSON.stringify({ kind: 'segmentation', from: '-7d', to: 'now', events: ['signup'] }),
     });
     assert.equal(res.status, 200, res.text);
+  };
+  // Purchases by user_id and currency: an answer that lists subjects.
+  const querySubjectsAs = async (key) => {
+    const res = await server.request({
+      method: 'POST', path: '/api/query', headers: { ...server.authHeader(key.secret), 'Content-Type': 'application/json' },
+      body: JSON.stringify({ kind: 'segmentation', from: '-7d', to: 'now', events: ['purchase'], breakdown: ['user_id', 'currency'] }),
+    });
+    assert.equal(res.status, 200, res.text);
+    return JSON.parse(res.text);
   };
   const blast = async (out, extra = []) => runCli(['incident', 'blast-radius', '--key', keys.compromised.id,
     '--from', new Date(window.from).toISOString(), '--to', new Date(window.to).toISOString(), ...dataArgs(),
@@ -99,7 +113,7 @@ describe('incident blast-radius', () => {
       assert.equal(created.status, 201, created.text);
       return JSON.parse(created.text);
     };
-    keys.compromised = await create('vendor', ['export', 'query:aggregate']);
+    keys.compromised = await create('vendor', ['export', 'query:aggregate', 'query:subjects']);
     keys.other = await create('warehouse', ['export']);
     keys.aggregate = await create('dashboard', ['query:aggregate']);
 
@@ -121,6 +135,20 @@ describe('incident blast-radius', () => {
       }
     }
     await queryAs(keys.compromised);
+    // What the answer showed of each subject: its id (the breakdown's
+    // user_id, a pseudonym), a currency and per-day counts ("time").
+    for (const series of (await querySubjectsAs(keys.compromised)).series) {
+      const [subject, currency] = series.breakdown;
+      assert.match(subject, /^psn_[0-9a-f]{32}$/);
+      queried.add(subject);
+      const fields = truth.get(subject) ?? new Set(['distinct_id']);
+      fields.add('time');
+      if (currency !== null) {
+        fields.add('currency');
+      }
+      truth.set(subject, fields);
+    }
+    assert.equal(queried.size, 3);  // users 9-11
     await exportAs(keys.other, 'purchase');
     await exportAs(keys.other, 'signup');
     await queryAs(keys.aggregate);
@@ -159,7 +187,7 @@ describe('incident blast-radius', () => {
     assert.equal(runs[0].key, 'local');
     assert.equal(runs[0].route, 'cli');
     assert.equal(runs[0].target, keys.compromised.id);
-    assert.equal(runs[0].subjects, 9);
+    assert.equal(runs[0].subjects, 12);
     assert.deepEqual(fs.readdirSync(path.join(server.dataDir, 'audit', 'queue')), []);
     const report = JSON.parse(fs.readFileSync(path.join(out, 'blast-radius.json'), 'utf8'));
     assert.equal(report.chain.ok, true);
@@ -170,10 +198,19 @@ describe('incident blast-radius', () => {
     assert.equal(report.chain.mode, 'index');
     assert.ok(report.chain.indexed_records_checked >= 6);
     assert.equal(report.counts.exports, 2);
-    assert.equal(report.counts.queries, 1);
+    assert.equal(report.counts.queries, 2);
     assert.equal(report.counts.open_exports, 0);
     assert.deepEqual(report.exports.map((record) => record.events).flat().sort(), ['page', 'signup']);
-    assert.equal(report.queries[0].names_subjects, false);
+    // The aggregate query names no one; the other listed three subjects, in
+    // the subject file its record names.
+    const listing = report.queries.filter((record) => record.subjects_file !== '');
+    assert.equal(listing.length, 1, JSON.stringify(report.queries));
+    assert.equal(listing[0].names_subjects, true);
+    assert.equal(listing[0].subjects, 3);
+    assert.deepEqual(listing[0].properties, ['currency', 'time', 'user_id']);
+    assert.equal(report.queries.find((record) => record.subjects_file === '').names_subjects, false);
+    assert.ok(!report.warnings.some((warning) => /which the log does not list/.test(warning.message)),
+      JSON.stringify(report.warnings));
     // The exports are watermarked with decoy subjects (no one: issue 6),
     // which the audit log leaves out; the people are the test's users, whose
     // pseudonyms who-could-read computes.
@@ -197,7 +234,7 @@ describe('incident blast-radius', () => {
     for (const decoy of decoys) {
       assert.ok(!reported.has(decoy), decoy);
     }
-    assert.equal(reported.size, 9);
+    assert.equal(reported.size, 12);
     for (const [subject, fields] of truth) {
       assert.deepEqual(reported.get(subject), [...fields].sort(), subject);
     }
@@ -218,6 +255,14 @@ describe('incident blast-radius', () => {
     }
     assert.ok(reported.get(pseudonymOf[4]).includes('utm_source') && reported.get(pseudonymOf[4]).includes('section'));
     assert.ok(report.subjects.every((subject) => subject.fields_exact === true));
+    // Users 9-11 only through the query's answer: its record, no export.
+    for (const subject of report.subjects) {
+      assert.deepEqual(subject.queries, queried.has(subject.subject) ? [listing[0].seq] : [], subject.subject);
+      assert.equal(subject.exports.length === 0, queried.has(subject.subject), subject.subject);
+    }
+    for (let index = 9; index < USERS; index += 1) {
+      assert.deepEqual(reported.get(pseudonymOf[index]), ['currency', 'distinct_id', 'time'], `user ${index}`);
+    }
     // The whole chain walked (--verify-chain) gives the same report.
     const full = path.join(dir, 'full');
     await blast(full, ['--verify-chain']);
@@ -234,13 +279,14 @@ describe('incident blast-radius', () => {
         subject.properties.includes('$browser') || subject.properties.includes('$os'));
     }
 
-    // The accounts: users 0-8, by their own ids, with notices.
+    // The accounts: every user (0-8 exported, 9-11 listed by the query), by
+    // their own ids, with notices.
     const impact = JSON.parse(fs.readFileSync(path.join(out, 'impact.json'), 'utf8'));
     assert.deepEqual(impact.accounts.map((account) => account.user_id).sort(),
-      Array.from({ length: 9 }, (_, index) => userId(index)).sort());
+      Array.from({ length: USERS }, (_, index) => userId(index)).sort());
     assert.equal(impact.counts.leaked_rows_unmatched, 0);
     const notices = fs.readdirSync(path.join(out, 'notices', 'users'));
-    assert.equal(notices.length, 9);
+    assert.equal(notices.length, USERS);
     const spanish = fs.readFileSync(path.join(out, 'notices', 'users', notices[1]), 'utf8');
     assert.doesNotMatch(spanish, /https?:\/\//);
     for (const file of ['blast-radius.json', 'impact.json', 'summary.md', 'summary.html']) {
@@ -288,7 +334,7 @@ describe('incident blast-radius', () => {
     assert.equal(blasts.length, 4);
     for (const record of blasts) {
       assert.equal(record.target, keys.compromised.id);
-      assert.equal(record.subjects, 9);
+      assert.equal(record.subjects, 12);
       assert.equal(record.key, 'local');
     }
     assert.equal(records.filter((record) => record.act === 'incident.who_could_read').length, USERS + 1);
