@@ -685,33 +685,15 @@ struct CrossrefStream::State {
   Impact impact;
   AccountIndex index;
   OrgTable orgs;
-  // Per account row, what the leaked rows matching it added up to, kept by
-  // row so that Finish takes the affected accounts in file order in one
-  // pass (they were kept in the order first matched and put in file order
-  // along a permutation's cycles, a cache miss at every step: 7 % of the
-  // CPU at 10M x 10M). In blocks of kAccountBlockRows rows, each made when
-  // a row of its is first matched: a few affected accounts among millions
-  // take a few blocks, not an entry per account.
-  static constexpr size_t kAccountBlockRows = 256;
-  struct AccountBlock {
-    std::array<AccountImpact, kAccountBlockRows> rows;
-    std::array<bool, kAccountBlockRows> affected{};
-  };
-  std::vector<std::unique_ptr<AccountBlock>> account_blocks;
-  size_t affected_accounts = 0;
+  std::vector<int64_t> impact_of_account;  // per account row: index into impact.accounts, or -1
 
   AccountImpact& AccountImpactOf(uint32_t account) {
-    std::unique_ptr<AccountBlock>& block = account_blocks[account / kAccountBlockRows];
-    if (block == nullptr) {
-      block = std::make_unique<AccountBlock>();
+    if (impact_of_account[account] < 0) {
+      impact_of_account[account] = static_cast<int64_t>(impact.accounts.size());
+      impact.accounts.emplace_back();
+      impact.accounts.back().account_row = account;
     }
-    const size_t slot = account % kAccountBlockRows;
-    if (!block->affected[slot]) {
-      block->affected[slot] = true;
-      block->rows[slot].account_row = account;
-      ++affected_accounts;
-    }
-    return block->rows[slot];
+    return impact.accounts[static_cast<size_t>(impact_of_account[account])];
   }
 };
 
@@ -740,8 +722,7 @@ Result<std::unique_ptr<CrossrefStream>> CrossrefStream::Start(const CrossrefInpu
   }
   IndexAccounts(*input.accounts, account_recognition, &state->index, &state->impact);
   CollectKnownOrgs(input, &state->orgs);
-  state->account_blocks.resize((input.accounts->row_count() + State::kAccountBlockRows - 1) /
-                               State::kAccountBlockRows);
+  state->impact_of_account.assign(input.accounts->row_count(), -1);
   return std::unique_ptr<CrossrefStream>(new CrossrefStream(std::move(state)));
 }
 
@@ -846,20 +827,26 @@ Impact CrossrefStream::Finish() {
   const std::vector<size_t> account_org_columns =
       input.account_columns->ColumnsOf(ColumnKind::kOrgId);
   // Accounts in file order, so outputs are stable whatever the leaked order:
-  // taken block by block, in row order, each block freed once taken.
-  impact.accounts.reserve(state.affected_accounts);
-  for (std::unique_ptr<State::AccountBlock>& block : state.account_blocks) {
-    if (block == nullptr) {
-      continue;
-    }
-    for (size_t slot = 0; slot < State::kAccountBlockRows; ++slot) {
-      if (block->affected[slot]) {
-        impact.accounts.push_back(std::move(block->rows[slot]));
+  // each account's place is its rank among the affected rows, and the
+  // accounts are moved there in place, along the permutation's cycles (a
+  // sort moved millions of them many times; a second vector doubled them).
+  {
+    std::vector<uint32_t> place(impact.accounts.size());
+    uint32_t rank = 0;
+    for (const int64_t at : state.impact_of_account) {
+      if (at >= 0) {
+        place[static_cast<size_t>(at)] = rank++;
       }
     }
-    block.reset();
+    state.impact_of_account = {};
+    for (size_t idx = 0; idx < place.size(); ++idx) {
+      while (place[idx] != idx) {
+        const uint32_t target = place[idx];
+        std::swap(impact.accounts[idx], impact.accounts[target]);
+        std::swap(place[idx], place[target]);
+      }
+    }
   }
-  state.account_blocks = std::vector<std::unique_ptr<State::AccountBlock>>();
   for (size_t account_idx = 0; account_idx < impact.accounts.size(); ++account_idx) {
     AccountImpact& account = impact.accounts[account_idx];
     std::sort(account.leaked_columns.begin(), account.leaked_columns.end());
