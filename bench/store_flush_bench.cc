@@ -75,6 +75,7 @@ std::vector<Event> Batch(uint64_t first) {
     event.subject = Id128{0, user};
     event.insert_id = Id128{0x1D, id * 0x9E3779B97F4A7C15ull};
     event.key_version = 1;
+    event.policy_version = 2;  // one policy in force during the run
     event.properties = {{"plan", Value::String(user % 3 ? "free" : "pro")},
                         {"country", Value::String("c" + std::to_string(user % 60))},
                         {"city", Value::String("city " + std::to_string(user % 800))},
@@ -233,7 +234,7 @@ bool Build(const std::string& folder, uint64_t events, size_t memtable_rows,
   std::printf(
       "memtable_rows_max %zu: appended %llu events in %.2f s (%.0f/s), %llu flushes of %llu rows "
       "in %.2f s (%.0f rows/s of flush thread), behind %llu, refused %llu; close %.2f s; %llu "
-      "segments, %.1f bytes/event, log %llu bytes, %llu log files trimmed\n",
+      "segments, %.3f bytes/event, log %llu bytes, %llu log files trimmed\n",
       memtable_rows, static_cast<unsigned long long>(events), append_s, events / append_s,
       static_cast<unsigned long long>(stats.flushes),
       static_cast<unsigned long long>(stats.flush_rows), flush_s,

@@ -19,6 +19,7 @@ namespace minpanel::store::bench {
 
 inline constexpr int64_t kStartMs = 1'700'000'000'000;
 inline constexpr int64_t kDayMs = 86'400'000;
+inline constexpr int64_t kPolicyChangeMs = kStartMs + 20 * kDayMs;  // version 3, then 4
 
 inline uint64_t Mix(uint64_t value) {  // splitmix64
   value += 0x9e3779b97f4a7c15ULL;
@@ -152,6 +153,9 @@ class RealisticEvents {
     event.subject = subject;
     event.insert_id = Id128{random_(), random_()};
     event.key_version = 1;
+    // The policy in force when the event arrived: events arrive near their
+    // time, and the policy changed once, on day 20 of the 30.
+    event.policy_version = time < kPolicyChangeMs ? 3 : 4;
     Properties& properties = event.properties;
     properties.push_back({"plan", Value::String(Pick(kPlans, user_hash))});
     properties.push_back({"platform", Value::String(Pick(kPlatforms, user_hash >> 8))});

@@ -65,8 +65,10 @@ void ReportSize(benchmark::State& state, const std::string& image, size_t events
   std::vector<double> fixed(kFixedColumnCount, 0);
   double columns = 0;
   double map = 0;
+  double policy_versions = 0;
   double codec_chunks[3] = {0, 0, 0};
   for (const FooterBlock& block : footer.blocks) {
+    policy_versions += static_cast<double>(block.policy_versions.stored_bytes);
     for (size_t chunk_idx = 0; chunk_idx < block.chunks.size(); ++chunk_idx) {
       if (block.chunks[chunk_idx].raw_bytes > 0) {
         ++codec_chunks[static_cast<size_t>(block.chunks[chunk_idx].codec)];
@@ -92,6 +94,7 @@ void ReportSize(benchmark::State& state, const std::string& image, size_t events
   }
   state.counters["columns"] = columns * per_event;
   state.counters["map"] = map * per_event;
+  state.counters["policy_version"] = policy_versions * per_event;
   state.counters["own_columns"] = static_cast<double>(footer.columns.size());
   state.counters["blocks"] = static_cast<double>(footer.blocks.size());
   state.counters["chunks_none"] = codec_chunks[0];

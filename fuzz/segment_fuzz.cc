@@ -302,6 +302,7 @@ std::vector<Event> MakeEvents(InputBytes* input) {
     event.time_ms = static_cast<int64_t>(input->Wide(input->Byte() % 9));
     event.insert_id = Id128{input->Byte(), input->Byte()};
     event.key_version = input->Byte() % 3;
+    event.policy_version = input->Byte() % 4 == 3 ? kPolicyVersionUnknown : input->Byte() % 3;
     const size_t properties = input->Byte() % 6;
     for (size_t property_idx = 0; property_idx < properties; ++property_idx) {
       std::string key = "k" + std::to_string(input->Byte() % 10);

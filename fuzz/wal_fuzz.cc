@@ -99,8 +99,9 @@ struct DecodedPayload {
 };
 
 // Decodes a whole payload; counts are bounded by the bytes each item takes.
-Status DecodePayload(std::string_view payload, DecodedPayload* decoded) {
-  store::WalDecoder decoder(payload);
+// `version`: the file format the payload is read as (1 has no policy version).
+Status DecodePayload(std::string_view payload, uint32_t version, DecodedPayload* decoded) {
+  store::WalDecoder decoder(payload, version);
   MP_RETURN_IF_ERROR(decoder.ReadPayloadHeader(&decoded->header));
   for (uint32_t event_idx = 0; event_idx < decoded->header.event_count; ++event_idx) {
     MP_RETURN_IF_ERROR(decoder.ReadEvent(&decoded->events.emplace_back()));
@@ -113,11 +114,11 @@ Status DecodePayload(std::string_view payload, DecodedPayload* decoded) {
   return Status::Ok();
 }
 
-std::string Encode(const DecodedPayload& decoded) {
+std::string Encode(const DecodedPayload& decoded, uint32_t version) {
   std::string bytes;
   store::EncodePayloadHeader(decoded.header, &bytes);
   for (const Event& event : decoded.events) {
-    store::EncodeEvent(event, &bytes);
+    store::EncodeEvent(event, &bytes, version);
   }
   for (const ProfileUpdate& update : decoded.updates) {
     store::EncodeProfileUpdate(update, &bytes);
@@ -126,19 +127,19 @@ std::string Encode(const DecodedPayload& decoded) {
 }
 
 // Returns whether the payload decoded; checks the round trip when it did.
-bool CheckPayload(std::string_view payload) {
+bool CheckPayload(std::string_view payload, uint32_t version) {
   DecodedPayload decoded;
-  const Status status = DecodePayload(payload, &decoded);
+  const Status status = DecodePayload(payload, version, &decoded);
   if (!status.ok()) {
     Check(status.code() == StatusCode::kCorruption, "payload errors are Corruption");
     return false;
   }
   // Varints need not be minimal on disk, so the first encoding may differ
   // from the input; from then on it must be a fixed point.
-  const std::string encoded = Encode(decoded);
+  const std::string encoded = Encode(decoded, version);
   DecodedPayload again;
-  Check(DecodePayload(encoded, &again).ok(), "a re-encoded payload decodes");
-  Check(Encode(again) == encoded, "encoding is stable across a round trip");
+  Check(DecodePayload(encoded, version, &again).ok(), "a re-encoded payload decodes");
+  Check(Encode(again, version) == encoded, "encoding is stable across a round trip");
   return true;
 }
 
@@ -190,7 +191,7 @@ bool WalkImage(std::string_view image, size_t read_bytes_max) {
       payloads_ok = deletion.ok() && payloads_ok;
       continue;
     }
-    payloads_ok = CheckPayload(payload) && payloads_ok;
+    payloads_ok = CheckPayload(payload, header.format_version) && payloads_ok;
   }
 }
 
@@ -242,7 +243,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const size_t read_bytes_max = small_reads == 0 ? SIZE_MAX : small_reads;
   const std::string_view input(reinterpret_cast<const char*>(data) + 1, size - 1);
   if (mode == 0) {
-    CheckPayload(input);
+    CheckPayload(input, 1);
+    CheckPayload(input, minpanel::store::kWalFormatVersion);
   } else if (mode == 1) {
     CheckImage(input, read_bytes_max);
   } else {

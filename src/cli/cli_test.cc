@@ -397,6 +397,7 @@ TEST_F(CliTest, DebugDumpPrintsTheLogAndReportsCorruption) {
       event.subject = Id128{0, i};
       event.insert_id = Id128{0x1D, i};
       event.key_version = 1;
+      event.policy_version = 3;
       batch.events.push_back(std::move(event));
     }
     ASSERT_TRUE((*engine)->Append(std::move(batch)).ok());
@@ -412,7 +413,8 @@ TEST_F(CliTest, DebugDumpPrintsTheLogAndReportsCorruption) {
   ASSERT_FALSE(log.empty());
   const RunResult dumped = Run("debug dump " + log.string());
   EXPECT_EQ(dumped.exit_code, 0) << dumped.err;
-  EXPECT_NE(dumped.out.find("minpanel log format 1"), std::string::npos) << dumped.out;
+  EXPECT_NE(dumped.out.find("minpanel log format 2"), std::string::npos) << dumped.out;
+  EXPECT_NE(dumped.out.find("key_version=1 policy_version=3"), std::string::npos) << dumped.out;
   EXPECT_NE(dumped.out.find("events=2"), std::string::npos) << dumped.out;
   EXPECT_NE(dumped.out.find("event Signed Up"), std::string::npos) << dumped.out;
 

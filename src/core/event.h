@@ -134,6 +134,12 @@ struct RawProfileUpdate {
   Properties properties;
 };
 
+// The policy version of an event stored before events recorded theirs (a
+// log file of format 1, a segment of format 1 to 3): not known. Version 0 is
+// the built-in default policy, 1 and up a project's recorded policy files
+// (privacy/policy_store.h).
+inline constexpr uint32_t kPolicyVersionUnknown = UINT32_MAX;
+
 // A stored event, after the policy: no raw identifier remains.
 struct Event {
   std::string name;
@@ -141,6 +147,9 @@ struct Event {
   Id128 subject;     // keyed pseudonym of the distinct id
   Id128 insert_id;   // the de-duplication key
   uint32_t key_version = 0;  // which pseudonym key made `subject`
+  // Which version of the project's policy shaped the event, when it was
+  // minimised; kPolicyVersionUnknown for an event not made by the policy.
+  uint32_t policy_version = kPolicyVersionUnknown;
   Properties properties;
   friend bool operator==(const Event&, const Event&) = default;
 };

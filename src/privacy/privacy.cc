@@ -138,8 +138,8 @@ void AppendCanonical(const Properties& properties, std::string* out) {
 Policy::Policy(ProjectKey key) : Policy(key, DefaultSpec(), DefaultTools()) {}
 
 Policy::Policy(ProjectKey key, std::shared_ptr<const PolicySpec> spec,
-               std::shared_ptr<const PolicyTools> tools)
-    : key_(key), spec_(std::move(spec)), tools_(std::move(tools)) {
+               std::shared_ptr<const PolicyTools> tools, uint32_t policy_version)
+    : key_(key), spec_(std::move(spec)), tools_(std::move(tools)), policy_version_(policy_version) {
   url_policy_.query_keep_prefixes = spec_->query_keep_prefixes;
 }
 
@@ -557,6 +557,7 @@ Event Policy::Apply(RawEvent&& raw, PolicyCounters* counters) const {
   event.time_ms = raw.time_ms - (((raw.time_ms % precision_ms) + precision_ms) % precision_ms);
   event.subject = Pseudonym(raw.distinct_id);
   event.key_version = key_.version;
+  event.policy_version = policy_version_;
   event.name = std::move(raw.name);
   if (spec_->detectors) {
     if (auto name = tools_->detectors.Redact(event.name, &counters->detections)) {

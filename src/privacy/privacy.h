@@ -83,12 +83,15 @@ struct StoredMark {
 
 class Policy {
  public:
-  // With the strict default policy and no user-agent or geo data.
+  // With the strict default policy (version 0) and no user-agent or geo data.
   explicit Policy(ProjectKey key);
+  // `policy_version` is the version of `spec` in the project's history (0:
+  // the built-in default); every Event the policy makes records it.
   Policy(ProjectKey key, std::shared_ptr<const PolicySpec> spec,
-         std::shared_ptr<const PolicyTools> tools);
+         std::shared_ptr<const PolicyTools> tools, uint32_t policy_version = 0);
 
-  // Consumes `raw`; the returned Event holds no raw identifier.
+  // Consumes `raw`; the returned Event holds no raw identifier, and its
+  // policy_version is this policy's.
   Event Apply(RawEvent&& raw, PolicyCounters* counters) const;
   ProfileUpdate Apply(RawProfileUpdate&& raw, PolicyCounters* counters) const;
 
@@ -109,6 +112,7 @@ class Policy {
   static std::string RedactionMarks(std::string_view text);
   const PolicySpec& spec() const { return *spec_; }
   const PolicyTools& tools() const { return *tools_; }
+  uint32_t policy_version() const { return policy_version_; }
 
  private:
   Id128 InsertId(const RawEvent& raw) const;
@@ -131,6 +135,7 @@ class Policy {
   std::shared_ptr<const PolicySpec> spec_;
   std::shared_ptr<const PolicyTools> tools_;
   UrlPolicy url_policy_;  // from spec_, built once rather than per URL
+  uint32_t policy_version_ = 0;
 };
 
 }  // namespace minpanel::privacy

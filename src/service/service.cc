@@ -359,7 +359,9 @@ Result<privacy::Policy> Service::PolicyFor(const Project& project) {
     // storage failure like any other (503, retry), not the client's fault.
     return StorageFailure(key.status());
   }
-  return privacy::Policy(*key, policies_->Get(project.name).spec, tools_);
+  // One lookup: the spec and its version are in force together.
+  const privacy::VersionedPolicy in_force = policies_->Get(project.name);
+  return privacy::Policy(*key, in_force.spec, tools_, in_force.version);
 }
 
 Result<Id128> Service::Pseudonym(const Project& project, std::string_view distinct_id) {

@@ -62,4 +62,12 @@ void PrintValue(const Value& value, std::ostream& out) {
   }
 }
 
+void PrintPolicyVersion(uint32_t policy_version, std::ostream& out) {
+  if (policy_version == kPolicyVersionUnknown) {
+    out << "unknown";
+  } else {
+    out << policy_version;
+  }
+}
+
 }  // namespace minpanel::store

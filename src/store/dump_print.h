@@ -21,4 +21,8 @@ void PrintDouble(double value, std::ostream& out);
 // strings (PrintString).
 void PrintValue(const Value& value, std::ostream& out);
 
+// An event's policy version: the number, or "unknown" (kPolicyVersionUnknown:
+// stored by a binary from before events recorded it).
+void PrintPolicyVersion(uint32_t policy_version, std::ostream& out);
+
 }  // namespace minpanel::store

@@ -572,6 +572,7 @@ class EmbeddedEngine final : public Engine {
   Stats stats_;
   bool replay_found_profile_updates_ = false;  // Open only
   std::map<uint32_t, uint64_t> replay_project_bytes_;  // Open only: of the file replayed
+  uint32_t replay_file_version_ = kWalFormatVersion;   // Open only: of the file replayed
 
   // The manifest on disk; written by Open, then only by the flush thread.
   Manifest manifest_;
@@ -662,6 +663,11 @@ Status EmbeddedEngine::Open() {
   } else {
     MP_RETURN_IF_ERROR(
         OpenLastLogFile(numbers.back(), last_durable_bytes, replay_found_profile_updates_));
+    // A file of an older format is never appended to: records are written
+    // in the newest encoding only, so a new file starts at the newest.
+    if (replay_file_version_ < kWalFormatVersion) {
+      MP_RETURN_IF_ERROR(RollLogFile());
+    }
   }
   // Profile updates in log files the manifest has moved past are not in
   // a profile file yet: a folder of a binary that kept them only in the
@@ -834,6 +840,7 @@ Status EmbeddedEngine::ReplayFile(uint64_t number, bool is_last, uint64_t* durab
     return Status::Corruption(path + ": file header names log file " +
                               std::to_string(header.file_number));
   }
+  replay_file_version_ = header.format_version;
   while (true) {
     std::string_view payload;
     std::string reason;
@@ -851,7 +858,7 @@ Status EmbeddedEngine::ReplayFile(uint64_t number, bool is_last, uint64_t* durab
                                  : ApplyRecord(payload, position);
       if (applied.ok()) {
         if (reader.record_type() == WalRecordType::kBatch) {
-          WalDecoder decoder(payload);
+          WalDecoder decoder(payload, replay_file_version_);
           WalPayloadHeader header;
           if (decoder.ReadPayloadHeader(&header).ok()) {
             replay_project_bytes_[header.project_id] += kWalRecordHeaderBytes + payload.size();
@@ -880,7 +887,7 @@ Status EmbeddedEngine::ReplayFile(uint64_t number, bool is_last, uint64_t* durab
 
 Status EmbeddedEngine::ApplyRecord(std::string_view payload, const LogPosition& position) {
   const bool to_memtable = position >= manifest_.log_position;
-  WalDecoder decoder(payload);
+  WalDecoder decoder(payload, replay_file_version_);
   WalPayloadHeader header;
   MP_RETURN_IF_ERROR(decoder.ReadPayloadHeader(&header));
   // Decode everything before applying anything: a record counts whole or not at all.
@@ -2684,7 +2691,10 @@ Status EmbeddedEngine::RewriteLogFile(const LogFileInfo& info, const DeletionSta
   if (header_outcome != LogReader::Outcome::kRecord) {
     return Status::Corruption(path + ": file header is torn");
   }
-  std::string out = EncodeWalFileHeader(info.number);
+  // The file keeps its format version: its records keep their encoding, so
+  // each keeps its offset.
+  const uint32_t version = file_header.format_version;
+  std::string out = EncodeWalFileHeader(info.number, version);
   bool changed = false;
   bool profile_updates_left = false;
   const auto frame = [&out](WalRecordType type, std::string_view payload) {
@@ -2717,7 +2727,7 @@ Status EmbeddedEngine::RewriteLogFile(const LogFileInfo& info, const DeletionSta
         replacement = std::string();
       }
     } else if (reader.record_type() == WalRecordType::kBatch) {
-      WalDecoder decoder(payload);
+      WalDecoder decoder(payload, version);
       WalPayloadHeader header;
       MP_RETURN_IF_ERROR(decoder.ReadPayloadHeader(&header));
       const ProjectDeletions* deletions = state.Find(header.project_id);
@@ -2727,14 +2737,14 @@ Status EmbeddedEngine::RewriteLogFile(const LogFileInfo& info, const DeletionSta
       for (uint32_t event_idx = 0; event_idx < header.event_count; ++event_idx) {
         MP_RETURN_IF_ERROR(decoder.ReadEvent(&event));
         if (deletions == nullptr) {
-          EncodeEvent(event, &body);
+          EncodeEvent(event, &body, version);
           ++kept.event_count;
           continue;
         }
         if (!RowHidden(*deletions, event.subject, event.time_ms, position, event.name)) {
           stripped |=
               StripPurgedEventProperties(*deletions, position, event.name, &event.properties);
-          EncodeEvent(event, &body);
+          EncodeEvent(event, &body, version);
           ++kept.event_count;
         }
       }

@@ -3,6 +3,7 @@
 // what readers see while flushes run.
 #include <atomic>
 #include <chrono>
+#include <map>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -589,6 +590,56 @@ TEST_F(FlushTest, CompactionMergesSmallSegmentsOfADayAndOldReadersStayValid) {
   const auto result = engine_->Append(MakeBatch(kProject, {MakeEvent("a", kTestNowMs, 1, 7)}));
   ASSERT_TRUE(result.ok());
   EXPECT_EQ(result->events_duplicate, 1u);
+}
+
+// Each event keeps the policy version it was stored with through the log,
+// a flush, compaction, and the purges that rewrite segments: an erasure's,
+// a property purge's and a retention drop's.
+TEST_F(FlushTest, PolicyVersionsSurviveFlushCompactionAndEveryPurgeRewrite) {
+  options_.memtable_rows_max = 20;
+  ASSERT_TRUE(Open().ok());
+  std::map<uint64_t, uint32_t> expected;  // insert id -> policy version
+  for (uint64_t batch = 0; batch < 8; ++batch) {
+    std::vector<Event> day;
+    for (uint64_t row = 0; row < 20; ++row) {
+      const uint64_t id = batch * 20 + row + 1;
+      Event event = MakeEvent(id % 4 == 0 ? "old" : "a", kTestNowMs + static_cast<int64_t>(id),
+                              id % 5, id);
+      event.policy_version = id % 7 == 0 ? kPolicyVersionUnknown : static_cast<uint32_t>(batch / 3);
+      expected[id] = event.policy_version;
+      day.push_back(event);
+    }
+    ASSERT_TRUE(engine_->Append(MakeBatch(kProject, day)).ok());
+    WaitForFlushes(batch + 1);
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (engine_->GetStats().compactions < 1) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "no compaction";
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  auto check = [&](std::string_view stage) {
+    const std::vector<Event> events = ScanAll(kProject);
+    EXPECT_EQ(events.size(), expected.size()) << stage;
+    for (const Event& event : events) {
+      const auto found = expected.find(event.insert_id.low);
+      ASSERT_NE(found, expected.end()) << stage << ": " << event.insert_id.low;
+      EXPECT_EQ(event.policy_version, found->second) << stage << ": " << event.insert_id.low;
+    }
+  };
+  check("compacted");
+  ASSERT_TRUE(engine_->EraseSubjects(kProject, {Id128{0, 2}}).ok());
+  ASSERT_TRUE(engine_->PurgeDeleted().ok());
+  std::erase_if(expected, [](const auto& entry) { return entry.first % 5 == 2; });
+  check("erased and purged");
+  ASSERT_TRUE(engine_->PurgeProperty(kProject, "seats", "").ok());
+  ASSERT_TRUE(engine_->PurgeDeleted().ok());
+  check("property purged");
+  ASSERT_TRUE(engine_->DropEventsBefore(kProject, "old", kTestNowMs + 100).ok());
+  ASSERT_TRUE(engine_->PurgeDeleted().ok());
+  std::erase_if(expected, [](const auto& entry) { return entry.first % 4 == 0 && entry.first < 100; });
+  check("dropped and purged");
+  Reopen();
+  check("reopened");
 }
 
 // With a fold (Options::subject_fold), compaction writes the rows of 2 and 3

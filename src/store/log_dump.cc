@@ -21,8 +21,8 @@ void PrintProperties(const Properties& properties, std::ostream& out) {
   out << '}';
 }
 
-Status PrintRecord(std::string_view payload, std::ostream& out) {
-  WalDecoder decoder(payload);
+Status PrintRecord(std::string_view payload, uint32_t version, std::ostream& out) {
+  WalDecoder decoder(payload, version);
   WalPayloadHeader header;
   MP_RETURN_IF_ERROR(decoder.ReadPayloadHeader(&header));
   out << " stored_at_ms=" << header.stored_at_ms << " project=" << header.project_id
@@ -33,7 +33,9 @@ Status PrintRecord(std::string_view payload, std::ostream& out) {
     MP_RETURN_IF_ERROR(decoder.ReadEvent(&event));
     out << "  event " << event.name << " time_ms=" << event.time_ms
         << " subject=" << event.subject.ToHex() << " insert_id=" << event.insert_id.ToHex()
-        << " key_version=" << event.key_version << " ";
+        << " key_version=" << event.key_version << " policy_version=";
+    PrintPolicyVersion(event.policy_version, out);
+    out << " ";
     PrintProperties(event.properties, out);
     out << "\n";
   }
@@ -112,7 +114,7 @@ Status DumpLogFile(FileSystem& file_system, const std::string& path, std::ostrea
       MP_RETURN_IF_ERROR(PrintDeletion(payload, out));
       continue;
     }
-    MP_RETURN_IF_ERROR(PrintRecord(payload, out));
+    MP_RETURN_IF_ERROR(PrintRecord(payload, header.format_version, out));
   }
 }
 

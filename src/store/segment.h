@@ -311,6 +311,9 @@ class SegmentReader {
   Status ReadStoredSubjects(size_t block_idx, std::vector<StoredSubjectRun>* runs) const;
   Status ReadInsertIds(size_t block_idx, std::vector<Id128>* insert_ids) const;
   Status ReadKeyVersions(size_t block_idx, std::vector<uint32_t>* key_versions) const;
+  // The version of the project's policy that shaped each row; every row
+  // kPolicyVersionUnknown in a file of format 1 to 3 (no read).
+  Status ReadPolicyVersions(size_t block_idx, std::vector<uint32_t>* policy_versions) const;
   Status ReadNameCodes(size_t block_idx, std::vector<uint32_t>* name_codes) const;
   // The rows of each name code in a block (one entry per event_names()
   // entry), read and checked as ReadNameCodes does, without a code per row:
@@ -423,6 +426,7 @@ class SegmentReader {
   Status MaskedReadSubjects(size_t block_idx, SubjectRuns* runs) const;
   Status MaskedReadInsertIds(size_t block_idx, std::vector<Id128>* insert_ids) const;
   Status MaskedReadKeyVersions(size_t block_idx, std::vector<uint32_t>* key_versions) const;
+  Status MaskedReadPolicyVersions(size_t block_idx, std::vector<uint32_t>* policy_versions) const;
   Status MaskedReadNameCodes(size_t block_idx, std::vector<uint32_t>* name_codes) const;
   Status MaskedReadProperty(size_t block_idx, std::string_view key, PropertyColumn* column) const;
   Status MaskedReadEvents(size_t block_idx, std::vector<Event>* events) const;

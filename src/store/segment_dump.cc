@@ -193,6 +193,27 @@ Status PrintPropertyColumns(const SegmentReader& reader, size_t block_idx, std::
   return Status::Ok();
 }
 
+// Version 4: the chunk after the map; older files have none (every row's
+// policy version unknown).
+Status PrintPolicyVersions(const SegmentReader& reader, size_t block_idx, std::ostream& out) {
+  const SegmentFooter& footer = reader.footer();
+  if (!footer.has_policy_versions) {
+    out << "  no policy_version chunk (format " << reader.summary().format_version
+        << "): policy versions unknown\n";
+    return Status::Ok();
+  }
+  PrintChunk("policy_version", footer.blocks[block_idx].policy_versions, out);
+  out << "\n   ";
+  std::vector<uint32_t> versions;
+  MP_RETURN_IF_ERROR(reader.ReadPolicyVersions(block_idx, &versions));
+  for (const uint32_t version : versions) {
+    out << " ";
+    PrintPolicyVersion(version, out);
+  }
+  out << "\n";
+  return Status::Ok();
+}
+
 Status PrintBlock(const SegmentReader& reader, size_t block_idx, std::ostream& out) {
   const SegmentBlockInfo& block = reader.block(block_idx);
   out << "block " << block_idx << ": rows " << block.first_row << " .. "
@@ -207,6 +228,7 @@ Status PrintBlock(const SegmentReader& reader, size_t block_idx, std::ostream& o
   out << "\n";
   MP_RETURN_IF_ERROR(PrintFixedColumns(reader, block_idx, out));
   MP_RETURN_IF_ERROR(PrintPropertyColumns(reader, block_idx, out));
+  MP_RETURN_IF_ERROR(PrintPolicyVersions(reader, block_idx, out));
   std::vector<Event> events;
   MP_RETURN_IF_ERROR(reader.ReadEvents(block_idx, &events));
   for (size_t row_idx = 0; row_idx < events.size(); ++row_idx) {
@@ -214,7 +236,10 @@ Status PrintBlock(const SegmentReader& reader, size_t block_idx, std::ostream& o
     out << "  row " << block.first_row + row_idx << ": ";
     PrintString(event.name, out);
     out << " time_ms=" << event.time_ms << " subject=" << event.subject.ToHex()
-        << " insert_id=" << event.insert_id.ToHex() << " key_version=" << event.key_version << " {";
+        << " insert_id=" << event.insert_id.ToHex() << " key_version=" << event.key_version
+        << " policy_version=";
+    PrintPolicyVersion(event.policy_version, out);
+    out << " {";
     const char* separator = "";
     for (const Property& property : event.properties) {
       out << separator;

@@ -294,6 +294,7 @@ TEST(SegmentFoldTest, DamagedFoldSectionIsCorruption) {
     for (const ChunkRef& ref : block.chunks) {
       data_bytes += ref.stored_bytes;
     }
+    data_bytes += block.policy_versions.stored_bytes;
   }
   const auto decoded = DecodeSegmentFooter(bytes, data_bytes);
   ASSERT_FALSE(decoded.ok());

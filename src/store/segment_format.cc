@@ -313,6 +313,9 @@ Status ReadFooterBlock(ByteReader* reader, const SegmentFooter& footer, FooterBl
     MP_RETURN_IF_ERROR(ReadChunkRef(reader, std::min<uint64_t>(present_max, UINT32_MAX),
                                     has_present, &block->chunks.emplace_back()));
   }
+  if (footer.has_policy_versions) {
+    MP_RETURN_IF_ERROR(ReadChunkRef(reader, 0, false, &block->policy_versions));
+  }
   return Status::Ok();
 }
 
@@ -378,6 +381,9 @@ Status PlaceChunks(uint64_t data_bytes, SegmentFooter* footer) {
     }
     for (ChunkRef& ref : block.chunks) {
       MP_RETURN_IF_ERROR(place(&ref));
+    }
+    if (footer->has_policy_versions) {
+      MP_RETURN_IF_ERROR(place(&block.policy_versions));
     }
   }
   if (offset != end) {
@@ -984,6 +990,7 @@ void EncodeSegmentFooter(const SegmentFooter& footer, std::string* out) {
     for (size_t chunk_idx = 0; chunk_idx < block.chunks.size(); ++chunk_idx) {
       PutChunkRef(block.chunks[chunk_idx], chunk_idx >= kFixedColumnCount, out);
     }
+    PutChunkRef(block.policy_versions, false, out);  // version 4
   }
   // Version 2: the fold section.
   PutFixed64(footer.fold_generation, out);
@@ -1039,6 +1046,7 @@ Result<SegmentFooter> DecodeSegmentFooter(std::string_view bytes, uint64_t data_
                                           uint32_t version) {
   ByteReader reader(bytes);
   SegmentFooter footer;
+  footer.has_policy_versions = version >= kSegmentPolicyVersionFormatVersion;
   MP_RETURN_IF_ERROR(ReadFooterSummary(&reader, &footer));
   MP_RETURN_IF_ERROR(ReadFooterNames(&reader, &footer));
   MP_RETURN_IF_ERROR(ReadFooterColumns(&reader, &footer));
@@ -1395,28 +1403,47 @@ void EncodeKeyVersions(std::span<const uint32_t> versions, std::string* raw) {
   raw->append(runs);
 }
 
-Status DecodeKeyVersions(std::string_view raw, size_t rows, std::vector<uint32_t>* versions) {
+namespace {
+
+// Runs of (version, length) covering `rows` rows; `what` names the column in
+// errors ("key version", "policy version").
+Status DecodeVersionRuns(std::string_view raw, size_t rows, const std::string& what,
+                         std::vector<uint32_t>* versions) {
   ByteReader reader(raw);
   uint64_t run_count = 0;
-  MP_RETURN_IF_ERROR(reader.ReadCount("key version run count", 2, rows, &run_count));
+  MP_RETURN_IF_ERROR(reader.ReadCount(what + " run count", 2, rows, &run_count));
   versions->clear();
   for (uint64_t run_idx = 0; run_idx < run_count; ++run_idx) {
     uint32_t version = 0;
     uint64_t length = 0;
-    MP_RETURN_IF_ERROR(reader.ReadVarint32("key version", &version));
-    MP_RETURN_IF_ERROR(reader.ReadVarint64("key version run length", &length));
+    MP_RETURN_IF_ERROR(reader.ReadVarint32(what, &version));
+    MP_RETURN_IF_ERROR(reader.ReadVarint64(what + " run length", &length));
     if (length == 0 || length > rows - versions->size()) {
-      return Status::Corruption("key version run length " + std::to_string(length) +
+      return Status::Corruption(what + " run length " + std::to_string(length) +
                                 " is out of range");
     }
     versions->insert(versions->end(), static_cast<size_t>(length), version);
   }
-  MP_RETURN_IF_ERROR(reader.ExpectEnd("key version chunk"));
+  MP_RETURN_IF_ERROR(reader.ExpectEnd(what + " chunk"));
   if (versions->size() != rows) {
-    return Status::Corruption("key version runs cover " + std::to_string(versions->size()) +
+    return Status::Corruption(what + " runs cover " + std::to_string(versions->size()) +
                               " rows of " + std::to_string(rows));
   }
   return Status::Ok();
+}
+
+}  // namespace
+
+Status DecodeKeyVersions(std::string_view raw, size_t rows, std::vector<uint32_t>* versions) {
+  return DecodeVersionRuns(raw, rows, "key version", versions);
+}
+
+void EncodePolicyVersions(std::span<const uint32_t> versions, std::string* raw) {
+  EncodeKeyVersions(versions, raw);
+}
+
+Status DecodePolicyVersions(std::string_view raw, size_t rows, std::vector<uint32_t>* versions) {
+  return DecodeVersionRuns(raw, rows, "policy version", versions);
 }
 
 void EncodeNameCodes(std::span<const uint32_t> codes, size_t dictionary_size, std::string* raw) {

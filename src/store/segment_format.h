@@ -32,10 +32,12 @@ namespace minpanel::store {
 // "MPSEG\r\n\x1a", as the log's magic: line endings catch text-mode mangling.
 inline constexpr std::array<char, 8> kSegmentMagic = {'M', 'P', 'S', 'E', 'G', '\r', '\n', '\x1a'};
 // Version 2 adds the fold section (docs/formats/segment.md, "Folded persons");
-// version 3 packs a block's times as fixed-width offsets ("time").
-inline constexpr uint32_t kSegmentFormatVersion = 3;
+// version 3 packs a block's times as fixed-width offsets ("time"); version 4
+// adds each block's policy_version chunk ("policy_version").
+inline constexpr uint32_t kSegmentFormatVersion = 4;
 inline constexpr uint32_t kSegmentFoldFormatVersion = 2;  // the first with the fold section
 inline constexpr uint32_t kSegmentPackedTimesFormatVersion = 3;  // the first with packed times
+inline constexpr uint32_t kSegmentPolicyVersionFormatVersion = 4;  // the first with policy versions
 // The widest time offset version 3 packs: a block whose times span 2^32 ms
 // (49.7 days) or more keeps zigzag deltas. A segment holds one UTC day.
 inline constexpr uint32_t kPackedTimeBitsMax = 32;
@@ -142,6 +144,10 @@ struct FooterBlock {
   std::string name_bitmap;  // bit `code` set when the block holds that event name
   // kFixedColumnCount fixed columns, one per property column, then the map.
   std::vector<ChunkRef> chunks;
+  // Version 4: the rows' policy versions, stored after the map chunk (kept
+  // out of `chunks` so that the map stays its last entry). Files of earlier
+  // versions have none (SegmentFooter::has_policy_versions).
+  ChunkRef policy_versions;
   // Version 2: the rows whose stored subject differs from their subject, in
   // row order, not overlapping. Empty in unfolded segments.
   std::vector<StoredSubjectRun> stored_runs;
@@ -164,6 +170,9 @@ struct SegmentFooter {
   // Version 2: the generation of the subject -> person map the rows were
   // folded with (0: never folded; docs/formats/segment.md, "Folded persons").
   uint64_t fold_generation = 0;
+  // Version 4: every block has a policy_versions chunk. False when decoded
+  // from an older file, whose rows' policy versions are unknown.
+  bool has_policy_versions = true;
 };
 
 struct SegmentTrailer {
@@ -333,6 +342,11 @@ Status DecodeInsertIds(std::string_view raw, size_t rows, std::vector<Id128>* id
 // Key versions: run count, then (version, run length) pairs.
 void EncodeKeyVersions(std::span<const uint32_t> versions, std::string* raw);
 Status DecodeKeyVersions(std::string_view raw, size_t rows, std::vector<uint32_t>* versions);
+
+// Policy versions (version 4, a chunk after the block's map chunk): the same
+// runs. A block is one run when one policy was in force over its rows.
+void EncodePolicyVersions(std::span<const uint32_t> versions, std::string* raw);
+Status DecodePolicyVersions(std::string_view raw, size_t rows, std::vector<uint32_t>* versions);
 
 // Event names: fixed-width codes (CodeWidth of the dictionary size).
 void EncodeNameCodes(std::span<const uint32_t> codes, size_t dictionary_size, std::string* raw);

@@ -84,6 +84,7 @@ struct Cursor {
   std::vector<Id128> stored;
   std::vector<Id128> insert_ids;
   std::vector<uint32_t> key_versions;
+  std::vector<uint32_t> policy_versions;
   std::vector<uint32_t> name_codes;
   std::vector<uint32_t> own_keys;       // property_keys() indexes of the own columns
   std::vector<PropertyColumn> columns;  // per own_keys entry
@@ -182,6 +183,7 @@ class SegmentMerger {
   std::vector<int64_t> times_;
   std::vector<Id128> insert_ids_;
   std::vector<uint32_t> key_versions_;
+  std::vector<uint32_t> policy_versions_;
   std::vector<uint32_t> name_codes_;
   std::vector<Id128> block_subjects_;
   std::vector<uint32_t> run_lengths_;
@@ -549,6 +551,7 @@ Status SegmentMerger::LoadBlock(size_t input_idx) {
   MP_RETURN_IF_ERROR(reader.ReadSubjects(block_idx, &cursor.runs));
   MP_RETURN_IF_ERROR(reader.ReadInsertIds(block_idx, &cursor.insert_ids));
   MP_RETURN_IF_ERROR(reader.ReadKeyVersions(block_idx, &cursor.key_versions));
+  MP_RETURN_IF_ERROR(reader.ReadPolicyVersions(block_idx, &cursor.policy_versions));
   MP_RETURN_IF_ERROR(reader.ReadNameCodes(block_idx, &cursor.name_codes));
   const size_t rows = cursor.times.size();
   cursor.subjects.clear();
@@ -569,7 +572,8 @@ Status SegmentMerger::LoadBlock(size_t input_idx) {
     }
   }
   if (cursor.subjects.size() != rows || cursor.insert_ids.size() != rows ||
-      cursor.key_versions.size() != rows || cursor.name_codes.size() != rows) {
+      cursor.key_versions.size() != rows || cursor.policy_versions.size() != rows ||
+      cursor.name_codes.size() != rows) {
     return Status::Corruption(reader.name() + ": block " + std::to_string(block_idx) +
                               " has columns of different row counts");
   }
@@ -825,6 +829,7 @@ Status SegmentMerger::AppendRow(size_t input_idx) {
   times_.push_back(time_ms);
   insert_ids_.push_back(cursor.insert_ids[row_idx]);
   key_versions_.push_back(cursor.key_versions[row_idx]);
+  policy_versions_.push_back(cursor.policy_versions[row_idx]);
   const uint32_t name_code = name_remap_[input_idx][cursor.name_codes[row_idx]];
   name_codes_.push_back(name_code);
   if (block_subjects_.empty() || block_subjects_.back() != subject) {
@@ -972,9 +977,13 @@ Status SegmentMerger::EncodeBlock() {
   }
   MP_RETURN_IF_ERROR(AppendChunk(map_raw_, &map_ref));
   map_ref.present_count = map_entries_;
+  raw_.clear();
+  EncodePolicyVersions(policy_versions_, &raw_);
+  MP_RETURN_IF_ERROR(AppendChunk(raw_, &block.policy_versions));
   times_.clear();
   insert_ids_.clear();
   key_versions_.clear();
+  policy_versions_.clear();
   name_codes_.clear();
   block_subjects_.clear();
   run_lengths_.clear();

@@ -66,6 +66,7 @@ std::vector<Event> RandomEvents(std::mt19937_64& random, const RandomShape& shap
     // Few insert ids, so that equal (subject, time, insert id) rows occur.
     event.insert_id = Id128{random() % 4, random() % 2};
     event.key_version = static_cast<uint32_t>(random() % 2);
+    event.policy_version = random() % 3 == 0 ? kPolicyVersionUnknown : static_cast<uint32_t>(random() % 3);
     const size_t property_count = random() % 12;
     for (size_t property_idx = 0; property_idx < property_count; ++property_idx) {
       // Frequent keys (own columns) and a long tail (the map).

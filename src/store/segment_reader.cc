@@ -462,6 +462,25 @@ Status SegmentReader::ReadKeyVersions(size_t block_idx, std::vector<uint32_t>* k
   return status.ok() ? status : Error("column key_version", block_idx, status);
 }
 
+Status SegmentReader::ReadPolicyVersions(size_t block_idx,
+                                         std::vector<uint32_t>* policy_versions) const {
+  if (masked_base_) {
+    return MaskedReadPolicyVersions(block_idx, policy_versions);
+  }
+  const FooterBlock& block = footer_.blocks[block_idx];
+  if (!footer_.has_policy_versions) {
+    policy_versions->assign(block.row_count, kPolicyVersionUnknown);
+    return Status::Ok();
+  }
+  const ThreadBuffer scratch(DecodedBuffer());
+  std::string_view raw;
+  Status status = ReadChunk(block.policy_versions, scratch.get(), &raw);
+  if (status.ok()) {
+    status = DecodePolicyVersions(raw, block.row_count, policy_versions);
+  }
+  return status.ok() ? status : Error("column policy_version", block_idx, status);
+}
+
 Status SegmentReader::ReadNameCodes(size_t block_idx, std::vector<uint32_t>* name_codes) const {
   if (masked_base_) {
     return MaskedReadNameCodes(block_idx, name_codes);
@@ -813,11 +832,13 @@ Status SegmentReader::ReadEvents(size_t block_idx, std::vector<Event>* events) c
   SubjectRuns runs;
   std::vector<Id128> insert_ids;
   std::vector<uint32_t> key_versions;
+  std::vector<uint32_t> policy_versions;
   std::vector<uint32_t> name_codes;
   MP_RETURN_IF_ERROR(ReadTimes(block_idx, &times));
   MP_RETURN_IF_ERROR(ReadSubjects(block_idx, &runs));
   MP_RETURN_IF_ERROR(ReadInsertIds(block_idx, &insert_ids));
   MP_RETURN_IF_ERROR(ReadKeyVersions(block_idx, &key_versions));
+  MP_RETURN_IF_ERROR(ReadPolicyVersions(block_idx, &policy_versions));
   MP_RETURN_IF_ERROR(ReadNameCodes(block_idx, &name_codes));
   MP_RETURN_IF_ERROR(CheckRowOrder(block_idx, times, runs, insert_ids));
   events->resize(rows);
@@ -834,6 +855,7 @@ Status SegmentReader::ReadEvents(size_t block_idx, std::vector<Event>* events) c
     event.subject = runs.subjects[run_idx];
     event.insert_id = insert_ids[row_idx];
     event.key_version = key_versions[row_idx];
+    event.policy_version = policy_versions[row_idx];
     event.properties.clear();
   }
   for (const StoredSubjectRun& stored : footer_.blocks[block_idx].stored_runs) {

@@ -19,6 +19,7 @@
 #include <tuple>
 
 #include "core/fault_file_system.h"
+#include "store/segment_merge.h"
 #include "store/store.h"
 #include "store/store_test_util.h"
 #include "store/wal_format.h"
@@ -53,6 +54,7 @@ void ExpectSameEvent(const Event& actual, const Event& expected, size_t row) {
   ASSERT_EQ(actual.subject, expected.subject) << row;
   ASSERT_EQ(actual.insert_id, expected.insert_id) << row;
   ASSERT_EQ(actual.key_version, expected.key_version) << row;
+  ASSERT_EQ(actual.policy_version, expected.policy_version) << row;
   ASSERT_EQ(actual.properties.size(), expected.properties.size()) << row << "\n"
                                                                   << Describe(actual) << "\n"
                                                                   << Describe(expected);
@@ -114,6 +116,11 @@ class RandomEvents {
     event.time_ms = RandomTime();
     event.insert_id = Id128{random_(), random_()};
     event.key_version = Below(10) == 0 ? static_cast<uint32_t>(random_()) : 1;
+    // Mostly one version (one run), a policy change now and then, and the
+    // unknown version of rows merged from older files.
+    event.policy_version = Below(20) == 0   ? static_cast<uint32_t>(random_())
+                           : Below(20) == 0 ? kPolicyVersionUnknown
+                                            : 2;
     for (size_t key_idx = 0; key_idx < 30; ++key_idx) {
       // Key k is present in about (30 - k) / 31 of the rows; the last are rare.
       if (Below(31) < 30 - key_idx || (key_idx >= 27 && Below(200) == 0)) {
@@ -1153,6 +1160,105 @@ TEST_F(SegmentFileTest, ReadsTheCheckedInVersionTwoFile) {
   }
 }
 
+// Version 3 packed times but had no policy version column: its rows read
+// with the policy version unknown (kPolicyVersionUnknown), whatever the
+// events held when the file was written.
+TEST_F(SegmentFileTest, ReadsTheCheckedInVersionThreeFile) {
+  const std::string golden = std::string(MINPANEL_STORE_TESTDATA) + "/segment_v3.seg";
+  std::vector<Event> events;
+  for (uint64_t row = 0; row < 40; ++row) {
+    const int64_t time_ms = 1'700'006'400'000 + static_cast<int64_t>((row * row * 7919) % 86'399'999);
+    Event event = MakeEvent(row % 2 == 0 ? "view" : "buy", time_ms, row % 5, row);
+    event.key_version = 1 + static_cast<uint32_t>(row / 20);
+    event.properties.push_back({"tier", Value::String(row % 3 == 0 ? "gold" : "tin")});
+    events.push_back(event);
+  }
+  if (std::getenv("MINPANEL_WRITE_SEGMENT_GOLDEN") != nullptr) {
+    const Status written = WriteSegmentFile(*fault_file_system_, golden, events, SegmentWriteOptions{});
+    ASSERT_TRUE(written.ok()) << written.ToString();
+  }
+  auto reader = OpenSegment(*fault_file_system_, golden);
+  ASSERT_TRUE(reader.ok()) << reader.status().ToString();
+  EXPECT_EQ((*reader)->summary().format_version, 3u);
+  const std::vector<Event> expected = Canonical(events);
+  const std::vector<Event> actual = ReadAll(**reader);
+  ASSERT_EQ(actual.size(), expected.size());
+  for (size_t row = 0; row < actual.size(); ++row) {
+    ExpectSameEvent(actual[row], expected[row], row);
+  }
+}
+
+// Version 4: each block's policy_version chunk holds one run per policy in
+// force over its rows, and every read (a view's too) returns it per row.
+TEST(SegmentReaderTest, PolicyVersionsAreRunsPerBlockAndReadPerRow) {
+  std::vector<Event> events;
+  for (uint64_t row = 0; row < 1000; ++row) {
+    Event event = MakeEvent("e", kTestNowMs + static_cast<int64_t>(row), 1, row);
+    // A policy change at row 700: the block holding it has two runs.
+    event.policy_version = row < 700 ? 3 : 4;
+    events.push_back(event);
+  }
+  const std::shared_ptr<const SegmentReader> reader = OpenImage(Encode(events, SmallBlocks(400)));
+  ASSERT_NE(reader, nullptr);
+  ASSERT_EQ(reader->block_count(), 3u);
+  const std::vector<size_t> runs = {1, 2, 1};
+  std::vector<uint32_t> versions;
+  for (size_t block_idx = 0; block_idx < 3; ++block_idx) {
+    const ChunkRef& chunk = reader->footer().blocks[block_idx].policy_versions;
+    // A run count, and a version and a length per run: a few bytes a block.
+    EXPECT_LE(chunk.raw_bytes, 1 + runs[block_idx] * 3) << block_idx;
+    ASSERT_TRUE(reader->ReadPolicyVersions(block_idx, &versions).ok());
+    ASSERT_EQ(versions.size(), reader->block(block_idx).row_count);
+    for (size_t row_idx = 0; row_idx < versions.size(); ++row_idx) {
+      EXPECT_EQ(versions[row_idx], block_idx * 400 + row_idx < 700 ? 3u : 4u) << row_idx;
+    }
+  }
+  // A view without rows 0..299 of block 1 (rows 400..699, version 3).
+  std::vector<std::vector<uint32_t>> hidden(3);
+  for (uint32_t row_idx = 0; row_idx < 300; ++row_idx) {
+    hidden[1].push_back(row_idx);
+  }
+  const auto view = SegmentReader::WithHiddenRows(reader, hidden);
+  ASSERT_TRUE(view->ReadPolicyVersions(1, &versions).ok());
+  EXPECT_EQ(versions, std::vector<uint32_t>(100, 4));
+  std::vector<Event> block_events;
+  ASSERT_TRUE(view->ReadEvents(1, &block_events).ok());
+  ASSERT_EQ(block_events.size(), 100u);
+  EXPECT_EQ(block_events.front().policy_version, 4u);
+}
+
+// A merge (compaction, a purge's rewrite) of a version 3 file and a newer
+// segment writes the newest version: the old file's rows with the policy
+// version unknown, the newer rows with theirs.
+TEST_F(SegmentFileTest, AMergeOfAVersionThreeFileKeepsItsRowsUnknownAndTheOthersVersions) {
+  auto old_file = OpenSegment(*fault_file_system_,
+                              std::string(MINPANEL_STORE_TESTDATA) + "/segment_v3.seg");
+  ASSERT_TRUE(old_file.ok()) << old_file.status().ToString();
+  std::vector<Event> events;
+  for (uint64_t row = 0; row < 10; ++row) {
+    Event event = MakeEvent("view", 1'700'006'400'000 + static_cast<int64_t>(row), row % 5, 1000 + row);
+    event.policy_version = 6;
+    events.push_back(event);
+  }
+  const std::vector<std::shared_ptr<const SegmentReader>> inputs = {
+      std::shared_ptr<const SegmentReader>(std::move(*old_file)),
+      OpenImage(Encode(events, SegmentWriteOptions{}))};
+  Result<std::string> merged = MergeSegmentsToImage(inputs, SegmentWriteOptions{});
+  ASSERT_TRUE(merged.ok()) << merged.status().ToString();
+  const std::unique_ptr<SegmentReader> reader = OpenImage(*merged);
+  ASSERT_NE(reader, nullptr);
+  EXPECT_EQ(reader->summary().format_version, kSegmentFormatVersion);
+  size_t unknown = 0;
+  size_t six = 0;
+  for (const Event& event : ReadAll(*reader)) {
+    const bool newer = event.insert_id.low >= 1000;
+    EXPECT_EQ(event.policy_version, newer ? 6u : kPolicyVersionUnknown) << event.insert_id.low;
+    (newer ? six : unknown) += 1;
+  }
+  EXPECT_EQ(unknown, 40u);
+  EXPECT_EQ(six, 10u);
+}
+
 TEST_F(SegmentFileTest, DumpPrintsEveryPartAndStopsAtDamage) {
   std::vector<Event> events = {MakeEvent("signup", kTestNowMs, 1, 1),
                                MakeEvent("pay", kTestNowMs + 5, 1, 2)};
@@ -1162,9 +1268,10 @@ TEST_F(SegmentFileTest, DumpPrintsEveryPartAndStopsAtDamage) {
   ASSERT_TRUE(DumpStoreFile(*fault_file_system_, path_, out).ok());
   const std::string text = out.str();
   for (const std::string_view expected :
-       {"header: minpanel segment format 3", "trailer: footer of", "2 rows, 1 subjects",
+       {"header: minpanel segment format 4", "trailer: footer of", "2 rows, 1 subjects",
         "event names (2)", "chunk time:", "chunk subject:", "chunk insert_id:",
         "chunk key_version:", "chunk name:", "chunk property plan", "chunk properties map",
+        "chunk policy_version:", "policy_version=unknown",
         "\"quote \\\" and \\x01\"", "dictionary of \"plan\": 0=\"pro\"",
         "row 0: \"signup\" time_ms=1700000000000"}) {
     EXPECT_NE(text.find(expected), std::string::npos) << expected << "\n" << text;

@@ -394,6 +394,13 @@ Status SegmentReader::MaskedReadKeyVersions(size_t block_idx,
   return Status::Ok();
 }
 
+Status SegmentReader::MaskedReadPolicyVersions(size_t block_idx,
+                                               std::vector<uint32_t>* policy_versions) const {
+  MP_RETURN_IF_ERROR(masked_base_->ReadPolicyVersions(block_idx, policy_versions));
+  EraseHidden(hidden_rows_[block_idx], policy_versions);
+  return Status::Ok();
+}
+
 Status SegmentReader::MaskedReadNameCodes(size_t block_idx,
                                           std::vector<uint32_t>* name_codes) const {
   MP_RETURN_IF_ERROR(masked_base_->ReadNameCodes(block_idx, name_codes));

@@ -152,6 +152,7 @@ struct RowKey {
   int64_t time_ms = 0;
   Id128 insert_id;
   uint32_t key_version = 0;
+  uint32_t policy_version = 0;
   uint32_t event_idx = 0;
 
   friend bool operator<(const RowKey& a, const RowKey& b) {
@@ -215,9 +216,9 @@ Status SegmentEncoder::CollectKeys() {
     const Event& event = events_[event_idx];
     const Id128& subject =
         options_.fold != nullptr ? options_.fold->PersonOf(event.subject) : event.subject;
-    rows_[event_idx] = RowKey{subject,         event.subject,
-                              event.time_ms,   event.insert_id,
-                              event.key_version, static_cast<uint32_t>(event_idx)};
+    rows_[event_idx] = RowKey{subject,           event.subject,        event.time_ms,
+                              event.insert_id,   event.key_version,    event.policy_version,
+                              static_cast<uint32_t>(event_idx)};
     approximate_bytes_[event_idx] =
         static_cast<uint32_t>(std::min<uint64_t>(ApproximateBytes(event), UINT32_MAX));
     property_begin_[event_idx] = key_ids_.size();
@@ -517,7 +518,15 @@ Status SegmentEncoder::EncodeBlock(size_t row_begin, size_t row_end) {
   FooterBlock& block = footer_.blocks.emplace_back();
   block.row_count = static_cast<uint32_t>(row_end - row_begin);
   MP_RETURN_IF_ERROR(EncodeFixedColumns(row_begin, row_end, &block));
-  return EncodeProperties(row_begin, row_end, &block);
+  MP_RETURN_IF_ERROR(EncodeProperties(row_begin, row_end, &block));
+  // Version 4: the policy versions, after the map chunk.
+  std::vector<uint32_t> policy_versions(row_end - row_begin);
+  for (size_t row_idx = row_begin; row_idx < row_end; ++row_idx) {
+    policy_versions[row_idx - row_begin] = rows_[row_idx].policy_version;
+  }
+  raw_.clear();
+  EncodePolicyVersions(policy_versions, &raw_);
+  return AppendChunk(raw_, &block.policy_versions);
 }
 
 void SegmentEncoder::FillSummary() {

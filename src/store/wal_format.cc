@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cassert>
 #include <cstring>
 #include <utility>
 
@@ -79,9 +80,10 @@ uint32_t Crc32Combine(uint32_t crc_a, uint32_t crc_b, uint64_t length_b) {
   return static_cast<uint32_t>(::crc32_combine64(crc_a, crc_b, static_cast<z_off64_t>(length_b)));
 }
 
-std::string EncodeWalFileHeader(uint64_t file_number) {
+std::string EncodeWalFileHeader(uint64_t file_number, uint32_t version) {
+  assert(version >= 1 && version <= kWalFormatVersion);
   std::string header(kWalMagic.data(), kWalMagic.size());
-  PutFixed32(kWalFormatVersion, &header);
+  PutFixed32(version, &header);
   PutFixed64(file_number, &header);
   PutFixed32(Crc32(0, header), &header);
   return header;
@@ -100,7 +102,7 @@ Result<WalFileHeader> DecodeWalFileHeader(std::string_view bytes) {
   WalFileHeader header;
   header.format_version = GetFixed32(bytes.data() + 8);
   header.file_number = GetFixed64(bytes.data() + 12);
-  // Version 1 is the only one so far; later versions must keep reading it.
+  // Every version up to the newest is read (version 1 has no policy version).
   if (header.format_version == 0 || header.format_version > kWalFormatVersion) {
     return Status::Corruption("log format version " + std::to_string(header.format_version) +
                               " is not supported by this binary (newest known: " +
@@ -109,12 +111,15 @@ Result<WalFileHeader> DecodeWalFileHeader(std::string_view bytes) {
   return header;
 }
 
-void EncodeEvent(const Event& event, std::string* out) {
+void EncodeEvent(const Event& event, std::string* out, uint32_t version) {
   PutString(event.name, out);
   PutVarint64(ZigZagEncode(event.time_ms), out);
   PutId(event.subject, out);
   PutId(event.insert_id, out);
   PutVarint64(event.key_version, out);
+  if (version >= kWalPolicyVersionFormatVersion) {
+    PutVarint64(event.policy_version, out);
+  }
   PutProperties(event.properties, out);
 }
 
@@ -318,6 +323,11 @@ Status WalDecoder::ReadEvent(Event* event) {
   MP_RETURN_IF_ERROR(ReadId("event subject", &event->subject));
   MP_RETURN_IF_ERROR(ReadId("event insert id", &event->insert_id));
   MP_RETURN_IF_ERROR(ReadVarint32("event key version", &event->key_version));
+  if (version_ >= kWalPolicyVersionFormatVersion) {
+    MP_RETURN_IF_ERROR(ReadVarint32("event policy version", &event->policy_version));
+  } else {
+    event->policy_version = kPolicyVersionUnknown;
+  }
   return ReadProperties(&event->properties);
 }
 

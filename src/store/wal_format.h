@@ -19,7 +19,10 @@ namespace minpanel::store {
 
 // "MPWAL\r\n\x1a": the line endings catch text-mode mangling, 0x1a stops `type`.
 inline constexpr std::array<char, 8> kWalMagic = {'M', 'P', 'W', 'A', 'L', '\r', '\n', '\x1a'};
-inline constexpr uint32_t kWalFormatVersion = 1;
+// Version 2 adds each event's policy version (docs/formats/wal.md); a file of
+// version 1 is still read, its events' policy version unknown.
+inline constexpr uint32_t kWalFormatVersion = 2;
+inline constexpr uint32_t kWalPolicyVersionFormatVersion = 2;  // the first with it
 // magic (8) | format version (u32) | file number (u64) | crc32 of the first 20 bytes (u32)
 inline constexpr size_t kWalFileHeaderBytes = 24;
 // crc32 (u32) | payload length (u32) | record type (u8)
@@ -55,7 +58,9 @@ struct WalFileHeader {
   uint64_t file_number = 0;
 };
 
-std::string EncodeWalFileHeader(uint64_t file_number);
+// `version`: the newest, except when a purge rewrites a file of an older
+// version (its records keep their encoding and their offsets).
+std::string EncodeWalFileHeader(uint64_t file_number, uint32_t version = kWalFormatVersion);
 // Checks magic, version and checksum; `bytes` holds exactly kWalFileHeaderBytes.
 Result<WalFileHeader> DecodeWalFileHeader(std::string_view bytes);
 
@@ -65,8 +70,9 @@ uint32_t Crc32(uint32_t crc, std::string_view bytes);
 // The CRC of a + b from the CRCs of a and b and the length of b.
 uint32_t Crc32Combine(uint32_t crc_a, uint32_t crc_b, uint64_t length_b);
 
-// Appends one event / profile update (without framing) to `out`.
-void EncodeEvent(const Event& event, std::string* out);
+// Appends one event / profile update (without framing) to `out`, an event
+// as a file of `version` holds it (version 1 has no policy version).
+void EncodeEvent(const Event& event, std::string* out, uint32_t version = kWalFormatVersion);
 void EncodeProfileUpdate(const ProfileUpdate& update, std::string* out);
 
 struct WalPayloadHeader {
@@ -88,7 +94,9 @@ void EncodePayloadHeader(const WalPayloadHeader& header, std::string* out,
 // field when the bytes run out or hold an invalid value.
 class WalDecoder {
  public:
-  explicit WalDecoder(std::string_view bytes) : bytes_(bytes) {}
+  // `version`: the format version of the file the payload is from.
+  explicit WalDecoder(std::string_view bytes, uint32_t version = kWalFormatVersion)
+      : bytes_(bytes), version_(version) {}
 
   Status ReadPayloadHeader(WalPayloadHeader* header);
   // Overwrites `event` (reusing its capacity, so a scan allocates little).
@@ -109,6 +117,7 @@ class WalDecoder {
   size_t remaining() const { return bytes_.size() - position_; }
 
   std::string_view bytes_;
+  uint32_t version_;
   size_t position_ = 0;
 };
 

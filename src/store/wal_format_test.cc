@@ -128,7 +128,7 @@ TEST(WalFormatTest, FileHeaderRoundTripsAndRejectsWrongMagicAndNewerVersions) {
   EXPECT_EQ(DecodeWalFileHeader(wrong_magic).status().code(), StatusCode::kCorruption);
 
   std::string newer = header.substr(0, 8);
-  newer += std::string("\x02\x00\x00\x00", 4);
+  newer += std::string("\x03\x00\x00\x00", 4);
   newer += header.substr(12, 8);
   const uint32_t crc = Crc32(0, newer);
   for (int byte_idx = 0; byte_idx < 4; ++byte_idx) {
@@ -136,7 +136,7 @@ TEST(WalFormatTest, FileHeaderRoundTripsAndRejectsWrongMagicAndNewerVersions) {
   }
   const auto refused = DecodeWalFileHeader(newer);
   EXPECT_EQ(refused.status().code(), StatusCode::kCorruption);
-  EXPECT_NE(refused.status().message().find("version 2"), std::string::npos);
+  EXPECT_NE(refused.status().message().find("version 3"), std::string::npos);
 }
 
 TEST(WalFormatTest, CrcCombineMatchesCrcOfTheConcatenation) {

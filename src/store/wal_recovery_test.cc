@@ -217,6 +217,63 @@ TEST(DumpPrintTest, ValuesPrintOnOneLineAndDoublesExactly) {
   EXPECT_EQ(out.str(), "\"a\\x0a\\\"b\\\\\" 0.10000000000000001 2.0 [\"x\", \"\\x09\"]");
 }
 
+// A batch record framed as the log writes it.
+std::string FrameBatch(std::string_view payload) {
+  std::string record(kWalRecordHeaderBytes, '\0');
+  record += payload;
+  const uint32_t length = static_cast<uint32_t>(payload.size());
+  for (int byte_idx = 0; byte_idx < 4; ++byte_idx) {
+    record[4 + byte_idx] = static_cast<char>(length >> (8 * byte_idx));
+  }
+  record[8] = static_cast<char>(WalRecordType::kBatch);
+  const uint32_t crc = Crc32(0, std::string_view(record).substr(4));
+  for (int byte_idx = 0; byte_idx < 4; ++byte_idx) {
+    record[byte_idx] = static_cast<char>(crc >> (8 * byte_idx));
+  }
+  return record;
+}
+
+// A log file of format 1 (a binary from before events recorded their policy
+// version) replays with the version unknown, is never appended to (the
+// writer starts a new file of the newest format), and both files replay
+// again after a restart, each event with what its file holds.
+TEST_F(WalRecoveryTest, AVersionOneLogReadsWithThePolicyVersionUnknownAndIsNotAppendedTo) {
+  std::filesystem::create_directories(folder_ + "/wal");
+  std::string payload;
+  EncodePayloadHeader(WalPayloadHeader{kTestNowMs, kProject, 2, 0}, &payload);
+  for (uint64_t id = 1; id <= 2; ++id) {
+    Event event = MakeEvent("e", kTimeMs, 1, id);
+    event.policy_version = 9;  // not in a version 1 record
+    EncodeEvent(event, &payload, 1);
+  }
+  const std::string old_file = EncodeWalFileHeader(1, 1) + FrameBatch(payload);
+  WriteBytes(LogPath(1), old_file);
+  std::ostringstream dump;
+  ASSERT_TRUE(DumpLogFile(*options_.file_system, LogPath(1), dump).ok()) << dump.str();
+  EXPECT_NE(dump.str().find("minpanel log format 1, file 1"), std::string::npos) << dump.str();
+  EXPECT_NE(dump.str().find("policy_version=unknown"), std::string::npos) << dump.str();
+
+  ASSERT_TRUE(Open().ok());
+  Event newer = MakeEvent("e", kTimeMs, 1, 3);
+  newer.policy_version = 4;
+  ASSERT_TRUE(engine_->Append(MakeBatch(kProject, {newer})).ok());
+  EXPECT_EQ(ReadBytes(LogPath(1)), old_file);
+  ASSERT_TRUE(std::filesystem::exists(LogPath(2)));
+  auto header = DecodeWalFileHeader(ReadBytes(LogPath(2)).substr(0, kWalFileHeaderBytes));
+  ASSERT_TRUE(header.ok());
+  EXPECT_EQ(header->format_version, kWalFormatVersion);
+  for (int pass = 0; pass < 2; ++pass) {
+    const std::vector<Event> events = ScanAll(kProject);
+    ASSERT_EQ(events.size(), 3u) << pass;
+    for (const Event& event : events) {
+      EXPECT_EQ(event.policy_version, event.insert_id.low == 3 ? 4u : kPolicyVersionUnknown)
+          << event.insert_id.low << " pass " << pass;
+    }
+    CloseEngine();
+    ASSERT_TRUE(Open().ok());
+  }
+}
+
 TEST_F(WalRecoveryTest, DumpLogFilePrintsEveryRecord) {
   ASSERT_TRUE(Open().ok());
   AppendIds(1, 2);
@@ -224,7 +281,8 @@ TEST_F(WalRecoveryTest, DumpLogFilePrintsEveryRecord) {
   std::ostringstream out;
   ASSERT_TRUE(DumpLogFile(*options_.file_system, LogPath(1), out).ok());
   const std::string text = out.str();
-  EXPECT_NE(text.find("minpanel log format 1, file 1"), std::string::npos) << text;
+  EXPECT_NE(text.find("minpanel log format 2, file 1"), std::string::npos) << text;
+  EXPECT_NE(text.find("key_version=1 policy_version=unknown"), std::string::npos) << text;
   EXPECT_NE(text.find("record at offset 24"), std::string::npos) << text;
   EXPECT_NE(text.find("plan: \"pro\""), std::string::npos) << text;
 
