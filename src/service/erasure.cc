@@ -318,7 +318,13 @@ Result<std::string> Service::AccessRequest(const Access& access,
       out += rows == 0 ? "" : ",\n";
       query::AppendEventJsonLine(event, &out);
       out.pop_back();  // its newline
-      out.insert(out.size() - 1, ",\"key_version\":" + std::to_string(event.key_version));
+      // Which policy shaped the event (null: stored before events recorded
+      // it; docs/privacy.md, "Access request").
+      const std::string policy_version = event.policy_version == kPolicyVersionUnknown
+                                             ? std::string("null")
+                                             : std::to_string(event.policy_version);
+      out.insert(out.size() - 1, ",\"key_version\":" + std::to_string(event.key_version) +
+                                     ",\"policy_version\":" + policy_version);
       ++rows;
       too_large = out.size() > kAccessRequestBytesMax;
       return !too_large;

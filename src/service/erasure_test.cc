@@ -152,6 +152,33 @@ TEST_F(ErasureTest, SubjectInStoreCountsEventsByNameWithTheirTimesAndNothingOnce
   EXPECT_EQ(erased->first_event_ms, 0);
 }
 
+// Each event of an access request names the policy version that shaped it,
+// recorded when it was stored: an /import of history after a policy change
+// has client times from before the change, so the versions' start times
+// alone would name the wrong version for it.
+TEST_F(ErasureTest, AccessRequestGivesEachEventThePolicyVersionThatShapedIt) {
+  Store({Record("Before", "user-1", 10), Record("Before", "user-1", 11)});
+  auto update = service_->PutPolicy(project_, "ip = \"drop\"\n");
+  ASSERT_TRUE(update.ok()) << update.status().ToString();
+  ASSERT_EQ(update->version, 1U);
+  // Client times earlier than the first events', stored after the change.
+  Store({Record("After", "user-1", 1), Record("After", "user-1", 2), Record("After", "user-1", 3)});
+  const std::string held = Held({"user-1"});
+  EXPECT_EQ(Count(held, "\"event\":\"Before\""), 2U) << held;
+  EXPECT_EQ(Count(held, "\"event\":\"After\""), 3U) << held;
+  EXPECT_EQ(Count(held, "\"policy_version\":0}"), 2U) << held;
+  EXPECT_EQ(Count(held, "\"policy_version\":1}"), 3U) << held;
+  // Each line of the events array is one event; its version follows it.
+  for (size_t at = held.find("\"event\":\""); at != std::string::npos;
+       at = held.find("\"event\":\"", at + 1)) {
+    const size_t end = held.find('\n', at);
+    const std::string line = held.substr(at, end == std::string::npos ? std::string::npos : end - at);
+    const bool after = line.starts_with("\"event\":\"After\"");
+    EXPECT_NE(line.find(after ? "\"policy_version\":1}" : "\"policy_version\":0}"), std::string::npos)
+        << line;
+  }
+}
+
 TEST_F(ErasureTest, ErasesThePersonAndTheIdsMergedIntoItKeepingOthers) {
   Store({Record("Viewed", "anon-1", 1), Record("Viewed", "anon-1", 2),
          Record("$identify", "user-1", 3, ",\"$anon_distinct_id\":\"anon-1\""),

@@ -205,6 +205,10 @@ describe('erasure during sustained ingestion and compaction', () => {
     const bystanderRows = rows.filter((row) => heldSubjects.has(row.properties.distinct_id));
     assert.ok(bystanderRows.length > 0, 'the bystander has events');
     assert.equal(held.events.length, bystanderRows.length, 'every stored event of the bystander, nothing of the victim');
+    // Each event names the policy version that shaped it: no policy was
+    // changed here, so the one in force.
+    assert.deepEqual([...new Set(held.events.map((event) => event.policy_version))], [held.policy.in_force],
+      JSON.stringify(held.events[0]));
     const heldRows = JSON.stringify([held.events, held.profile_updates]);
     assert.deepEqual(pseudonyms.filter((pseudonym) => heldRows.includes(pseudonym)), []);
 
