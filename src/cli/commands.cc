@@ -150,6 +150,18 @@ Result<std::unique_ptr<service::Service>> OpenServiceForCommand(const service::C
   return service;
 }
 
+Result<std::unique_ptr<service::Service>> OpenServiceToRead(const service::Config& config,
+                                                            std::string_view alternative) {
+  MP_ASSIGN_OR_RETURN(std::unique_ptr<service::Service> service,
+                      OpenServiceForCommand(config, alternative));
+  const Status retention = service->ApplyRetention();
+  if (!retention.ok()) {
+    return Status(retention.code(), "retention rules could not be applied before reading, so "
+                                    "nothing was read: " + retention.message());
+  }
+  return service;
+}
+
 Result<service::Project> FindProject(service::Service& service, const std::string& name) {
   std::optional<service::Project> project = service.projects().FindByName(name);
   if (!project.has_value()) {

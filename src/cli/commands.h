@@ -71,6 +71,15 @@ void DisableCoreDumps();
 Result<std::unique_ptr<service::Service>> OpenServiceForCommand(const service::Config& config,
                                                                 std::string_view alternative);
 
+// The same, for a command that reads stored events or profiles (export,
+// query, access-request): the configuration's retention rules are applied
+// first (Service::ApplyRetention, as a server does before its first
+// request), so that nothing past a rule is read from a folder the server
+// left long ago, or that never ran with the rule. A failure to apply them
+// is the command's failure: nothing is read.
+Result<std::unique_ptr<service::Service>> OpenServiceToRead(const service::Config& config,
+                                                            std::string_view alternative);
+
 // The project called `name`, or NotFound naming `minpanel project list`.
 Result<service::Project> FindProject(service::Service& service, const std::string& name);
 

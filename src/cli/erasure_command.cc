@@ -157,9 +157,13 @@ int ErasureCommands::Run() const {
   if (!config.ok()) {
     return Fail(config.status());
   }
-  auto service = OpenServiceForCommand(
-      *config, erase ? "send the ids to the running server's POST /api/erase"
-                     : "send the ids to the running server's POST /api/access-request");
+  // An access request reads: the retention rules apply first. An erasure
+  // hides what it names whatever the rules say.
+  const std::string_view alternative =
+      erase ? "send the ids to the running server's POST /api/erase"
+            : "send the ids to the running server's POST /api/access-request";
+  auto service = erase ? OpenServiceForCommand(*config, alternative)
+                       : OpenServiceToRead(*config, alternative);
   if (!service.ok()) {
     return Fail(service.status());
   }

@@ -119,7 +119,7 @@ int Export(const ConfigSources& sources, const ExportCommandOptions& options) {
     return Fail(config.status());
   }
   auto service =
-      OpenServiceForCommand(*config, "read from the running server's GET /api/2.0/export");
+      OpenServiceToRead(*config, "read from the running server's GET /api/2.0/export");
   if (!service.ok()) {
     return Fail(service.status());
   }

@@ -518,6 +518,13 @@ Result<incident::SubjectInStore> StoreOf(const service::Config& config,
   if (!service.ok()) {
     return service.status();
   }
+  // What the store holds is what its retention rules leave (as
+  // OpenServiceToRead does for the other reads of a stopped folder).
+  const Status retention = (*service)->ApplyRetention();
+  if (!retention.ok()) {
+    return Status(retention.code(), "retention rules could not be applied before reading the "
+                                     "store: " + retention.message());
+  }
   std::vector<Id128> subjects;
   for (const std::string& pseudonym : pseudonyms) {
     const std::string_view text = pseudonym;

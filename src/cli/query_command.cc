@@ -41,7 +41,7 @@ int Query(const ConfigSources& sources, const QueryCommandOptions& options) {
   if (!config.ok()) {
     return Fail(config.status());
   }
-  auto service = OpenServiceForCommand(*config, "send the query to the running server's POST /api/query");
+  auto service = OpenServiceToRead(*config, "send the query to the running server's POST /api/query");
   if (!service.ok()) {
     return Fail(service.status());
   }

@@ -13,7 +13,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fsp from 'node:fs/promises';
 
-import { nowSeconds, randomTag, sleep, startServer } from './harness.mjs';
+import { isoDate, nowSeconds, parseJsonLines, randomTag, runCli, sleep, startServer } from './harness.mjs';
 
 const PROJECT = 'consent-shop';
 const ZERO_SUBJECT = `psn_${'0'.repeat(32)}`;
@@ -170,5 +170,56 @@ describe('retention at start', () => {
     // minute away.
     const rows = await server.exportEvents({ fromDate: '2020-01-01', event: [name] });
     assert.deepEqual(rows.map((row) => row.properties.seq).sort(), [2, 3]);
+  });
+});
+
+// The command line reads a stopped folder without a server's start: it
+// applies the rules of the configuration it is given before it reads, so a
+// rule the server never ran with hides the same events from `minpanel
+// export`, `query` and `access-request` as from the server's first request.
+describe('retention on the command line', () => {
+  let server;
+  before(async () => {
+    server = await startServer({ projectName: 'retention-cli', configText: 'log_level = "info"\n' });
+  });
+  after(async () => {
+    if (server) {
+      await server.cleanup();
+    }
+  });
+
+  it('hides the events past a rule from the command line reads of a stopped folder', async () => {
+    const name = randomTag('cli-kept-or-not');
+    const now = nowSeconds();
+    const events = [3, 2, 0.1, 0].map((ageDays, idx) => ({
+      event: name,
+      properties: { distinct_id: 'user-cli', time: Math.round(now - ageDays * 86400), $insert_id: `${name}-${idx}`, seq: idx },
+    }));
+    const res = await server.importJson(events);
+    assert.equal(res.status, 200, res.text);
+    assert.equal((await server.exportEvents({ fromDate: '2020-01-01', event: [name] })).length, 4);
+    await server.stop();
+    const folders = ['--data', server.dataDir, '--keys', server.keysDir];
+    const exportArgs = ['export', '--project', 'retention-cli', '--from', '2020-01-01', '--to', isoDate(2),
+      '--event', name, '--no-watermark', ...folders];
+    // Without a rule the command line reads all four.
+    const unruled = parseJsonLines((await runCli(exportArgs)).stdout);
+    assert.equal(unruled.length, 4);
+    await fsp.writeFile(server.configFile,
+      'log_level = "info"\n[projects.retention-cli]\nretention_days = 1\n');
+    const withConfig = ['--config', server.configFile];
+    const exported = parseJsonLines((await runCli([...exportArgs, ...withConfig])).stdout);
+    assert.deepEqual(exported.map((row) => row.properties.seq).sort(), [2, 3]);
+    const queryFile = `${server.root}/count.json`;
+    await fsp.writeFile(queryFile, JSON.stringify({
+      kind: 'segmentation', from: isoDate(-10), to: isoDate(1), unit: 'day', events: [name], measure: 'total',
+    }));
+    const answer = JSON.parse((await runCli(['query', queryFile, '--project', 'retention-cli', '--no-k',
+      ...folders, ...withConfig])).stdout);
+    assert.equal(answer.series[0].total, 2, JSON.stringify(answer));
+    const held = JSON.parse((await runCli(['access-request', '--project', 'retention-cli',
+      '--distinct-id', 'user-cli', ...folders, ...withConfig])).stdout);
+    assert.deepEqual(held.events.filter((event) => event.event === name).map((event) => event.properties.seq).sort(),
+      [2, 3]);
   });
 });
