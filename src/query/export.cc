@@ -700,17 +700,9 @@ Result<ExportSummary> ExportJsonLines(store::Engine& engine, const ExportRequest
     return FinishWithPersons(&writer, persons.get());
   }
   MP_ASSIGN_OR_RETURN(const uint64_t rows_expected, EstimateRows(engine, request));
-  // The mixer counts a decoy row (decoy_rows) just before it hands it over
-  // and hands real rows over uncounted: a row that moved the count is a
-  // decoy, which the writer's limit does not count.
-  const DecoyMixer* counted = nullptr;
-  uint64_t decoy_rows_seen = 0;
-  DecoyMixer mixer(*request.watermark, rows_expected, [&](const Event& event) {
-    const bool decoy = counted->decoy_rows() != decoy_rows_seen;
-    decoy_rows_seen = counted->decoy_rows();
-    return writer.Add(event, decoy);
-  });
-  counted = &mixer;
+  // A decoy row is a line but not a row: the writer's limit does not count it.
+  DecoyMixer mixer(*request.watermark, rows_expected,
+                   [&](const Event& event, bool decoy) { return writer.Add(event, decoy); });
   MP_RETURN_IF_ERROR(engine.Scan(scan, [&](const Event& event) { return mixer.Add(event); }));
   mixer.Finish();
   ExportSummary summary = FinishWithPersons(&writer, persons.get());

@@ -137,8 +137,7 @@ uint64_t DecoySubjectCount(uint64_t rows_expected, double rows_per_subject) {
                               kDecoySubjectsMax);
 }
 
-DecoyMixer::DecoyMixer(const ExportWatermark& watermark, uint64_t rows_expected,
-                       std::function<bool(const Event&)> emit)
+DecoyMixer::DecoyMixer(const ExportWatermark& watermark, uint64_t rows_expected, Emit emit)
     : watermark_(watermark), rows_expected_(rows_expected), emit_(std::move(emit)) {
   pool_.reserve(kDecoyPoolRows);
 }
@@ -214,7 +213,7 @@ bool DecoyMixer::Pass(const Event& event) {
     EmitDecoy(decoys_[next_decoy_++]);
   }
   if (open_) {
-    open_ = emit_(event);
+    open_ = emit_(event, /*decoy=*/false);
   }
   return open_;
 }
@@ -263,7 +262,7 @@ bool DecoyMixer::EmitDecoy(const Decoy& decoy) {
       break;
     }
     ++decoy_rows_;
-    open_ = emit_(row);
+    open_ = emit_(row, /*decoy=*/true);
   }
   return open_;
 }

@@ -89,9 +89,11 @@ uint64_t DecoySubjectCount(uint64_t rows_expected, double rows_per_subject);
 // sit where their subject ids place them; the rest come at the end.
 class DecoyMixer {
  public:
-  // `emit` returns false to stop the export.
-  DecoyMixer(const ExportWatermark& watermark, uint64_t rows_expected,
-             std::function<bool(const Event&)> emit);
+  // Takes each row in export order; `decoy` says whether it is one of the
+  // decoys' rows (which an export's row limit does not count) or a real
+  // event. Returns false to stop the export.
+  using Emit = std::function<bool(const Event& event, bool decoy)>;
+  DecoyMixer(const ExportWatermark& watermark, uint64_t rows_expected, Emit emit);
   // A real event; false once `emit` said stop.
   bool Add(const Event& event);
   // Hands over what is held back and the decoys not yet placed.
@@ -111,7 +113,7 @@ class DecoyMixer {
 
   ExportWatermark watermark_;
   uint64_t rows_expected_;
-  std::function<bool(const Event&)> emit_;
+  Emit emit_;
   std::vector<Event> pool_;
   bool primed_ = false;
   std::vector<Decoy> decoys_;  // sorted by subject

@@ -63,7 +63,11 @@ TEST(WatermarkTest, MixerKeepsRealRowsInOrderAndPlacesDecoysBySubject) {
   const std::vector<Event> real = RealEvents(500, 6);
   const ExportWatermark watermark{KeyOf(3), Id128{1, 2}};
   std::vector<Event> out;
-  DecoyMixer mixer(watermark, real.size(), [&](const Event& event) {
+  uint64_t flagged_decoys = 0;
+  DecoyMixer mixer(watermark, real.size(), [&](const Event& event, bool decoy) {
+    // The flag says which rows are decoys, exactly.
+    EXPECT_EQ(decoy, IsDecoySubject(watermark.key, event.subject)) << out.size();
+    flagged_decoys += decoy ? 1 : 0;
     out.push_back(event);
     return true;
   });
@@ -86,6 +90,7 @@ TEST(WatermarkTest, MixerKeepsRealRowsInOrderAndPlacesDecoysBySubject) {
   EXPECT_EQ(kept, real);
   EXPECT_EQ(decoys.size(), mixer.decoy_subjects());
   EXPECT_EQ(out.size() - real.size(), mixer.decoy_rows());
+  EXPECT_EQ(flagged_decoys, mixer.decoy_rows());
   // 2 % of 3,000 rows at about 6 rows a subject (the held-back rows end
   // inside a subject, so the mean is a little under 6).
   EXPECT_GE(mixer.decoy_subjects(), 10u);
@@ -100,7 +105,7 @@ TEST(WatermarkTest, TheSameNonceGivesTheSameDecoys) {
   const std::vector<Event> real = RealEvents(50, 4);
   auto run = [&](Id128 nonce) {
     std::vector<Event> out;
-    DecoyMixer mixer(ExportWatermark{KeyOf(4), nonce}, real.size(), [&](const Event& event) {
+    DecoyMixer mixer(ExportWatermark{KeyOf(4), nonce}, real.size(), [&](const Event& event, bool) {
       out.push_back(event);
       return true;
     });
@@ -116,7 +121,7 @@ TEST(WatermarkTest, TheSameNonceGivesTheSameDecoys) {
 
 TEST(WatermarkTest, AnEmptyExportGetsNoDecoys) {
   size_t emitted = 0;
-  DecoyMixer mixer(ExportWatermark{KeyOf(5), Id128{1, 1}}, 0, [&](const Event&) {
+  DecoyMixer mixer(ExportWatermark{KeyOf(5), Id128{1, 1}}, 0, [&](const Event&, bool) {
     ++emitted;
     return true;
   });
