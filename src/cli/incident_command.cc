@@ -9,7 +9,9 @@
 //
 // These read files and the audit log, which a running server keeps
 // appending to, so they call the incident module directly rather than open
-// a Service (which would need the server stopped).
+// a Service (which would need the server stopped) — except who-could-read,
+// which asks the service (a Service of its own when no server holds the
+// data folder, else the service's answer without the store).
 #include <sys/stat.h>
 
 #include <chrono>
@@ -312,20 +314,6 @@ Result<int64_t> ParseWindowEdge(const std::string& text, std::string_view flag, 
   return seconds * 1000;
 }
 
-// The pseudonyms `distinct_id` has had in a project: one per version of its
-// key (docs/formats/keys.md), as ingest computed them. A "psn_" id is
-// already one.
-Result<std::vector<std::string>> PseudonymsOf(privacy::KeyStore& keys, uint32_t project_id,
-                                              std::string_view distinct_id) {
-  std::vector<std::string> pseudonyms;
-  MP_ASSIGN_OR_RETURN(const std::vector<privacy::ProjectKey> versions,
-                      keys.AllVersions(project_id));
-  for (const privacy::ProjectKey& version : versions) {
-    pseudonyms.push_back(FormatPseudonym(privacy::Policy(version).Pseudonym(distinct_id)));
-  }
-  return pseudonyms;
-}
-
 // Subject pseudonym -> the accounts file's user id, for every account and
 // every key version of the projects the exports came from.
 Result<std::map<std::string, std::string>> AccountsBySubject(const service::Config& config,
@@ -483,70 +471,11 @@ int RunBlastRadius(const IncidentFlags& flags) {
   return kExitOk;
 }
 
-incident::KeyReach ReachOf(const service::AccessKey& key) {
-  incident::KeyReach reach;
-  reach.key = key.id;
-  reach.name = key.name;
-  reach.project_id = key.project_id;
-  reach.can_export = (key.scopes & static_cast<uint32_t>(service::Scope::kExport)) != 0;
-  reach.can_query_subjects =
-      (key.scopes & static_cast<uint32_t>(service::Scope::kQuerySubjects)) != 0;
-  reach.can_query_aggregate =
-      (key.scopes & static_cast<uint32_t>(service::Scope::kQueryAggregate)) != 0;
-  reach.events = key.events;
-  reach.properties = key.properties;
-  reach.valid_from_ms = key.created_ms;
-  reach.valid_to_ms = key.revoked_ms;
-  if (key.expires_ms != 0 && (reach.valid_to_ms == 0 || key.expires_ms < reach.valid_to_ms)) {
-    reach.valid_to_ms = key.expires_ms;
-  }
-  return reach;
-}
-
-// What the store holds of the subject, through a Service opened for the
-// moment (and closed before the run is recorded). A running server holds
-// the data folder: then the store is not consulted, and the output says so.
-Result<incident::SubjectInStore> StoreOf(const service::Config& config,
-                                         const service::Project& project,
-                                         const std::vector<std::string>& pseudonyms) {
-  incident::SubjectInStore store;
-  auto service = service::Service::Open(config, NewPosixFileSystem(), NewSystemClock());
-  if (!service.ok() && service.status().code() == StatusCode::kUnavailable) {
-    store.not_consulted = "the server holds the data folder: stop it and run again";
-    return store;
-  }
-  if (!service.ok()) {
-    return service.status();
-  }
-  // What the store holds is what its retention rules leave (as
-  // OpenServiceToRead does for the other reads of a stopped folder).
-  const Status retention = (*service)->ApplyRetention();
-  if (!retention.ok()) {
-    return Status(retention.code(), "retention rules could not be applied before reading the "
-                                     "store: " + retention.message());
-  }
-  std::vector<Id128> subjects;
-  for (const std::string& pseudonym : pseudonyms) {
-    const std::string_view text = pseudonym;
-    if (!text.starts_with(kPseudonymPrefix)) {
-      continue;
-    }
-    if (auto id = Id128::FromHex(text.substr(kPseudonymPrefix.size()))) {
-      subjects.push_back(*id);
-    }
-  }
-  MP_ASSIGN_OR_RETURN(const service::StoredSubject stored,
-                      (*service)->SubjectInStore(project, subjects));
-  MP_RETURN_IF_ERROR((*service)->Close());
-  store.consulted = true;
-  store.events = stored.events;
-  store.first_event_ms = stored.first_event_ms;
-  store.last_event_ms = stored.last_event_ms;
-  store.events_by_name = stored.events_by_name;
-  store.profile_updates = stored.profile_updates;
-  return store;
-}
-
+// With no server on the data folder, a Service opened for the moment
+// answers (the store consulted) and records the run itself; while a server
+// holds the folder, the answer comes from the files it keeps current,
+// without the store, and the run is recorded through the log's queue. The
+// running server answers in full: POST /api/incident/who-could-read.
 int RunWhoCouldRead(const IncidentFlags& flags) {
   auto config = flags.sources.Build();
   auto from_ms = ParseWindowEdge(flags.from, "--from", 0);
@@ -556,67 +485,77 @@ int RunWhoCouldRead(const IncidentFlags& flags) {
       return Fail(status);
     }
   }
+  if (*from_ms >= *to_ms) {
+    return Fail(Status::InvalidArgument("--from must be before --to"));
+  }
+  service::WhoCouldReadRequest request;
+  request.distinct_id = flags.subject;
+  request.from_ms = *from_ms;
+  request.to_ms = *to_ms;
+  request.allow_broken = flags.allow_broken;
   auto file_system = NewPosixFileSystem();
   auto clock = NewSystemClock();
-  auto projects = service::OpenProjects(*config, file_system, clock);
-  if (!projects.ok()) {
-    return Fail(projects.status());
-  }
-  const std::optional<service::Project> project = (*projects)->FindByName(flags.project);
-  if (!project.has_value()) {
+  const auto no_project = [&] {
     return Fail(Status::NotFound("--project: no project '" + flags.project +
                                  "' (see minpanel project list)"));
+  };
+  std::optional<Result<service::WhoCouldReadAnswer>> answer;
+  auto service = service::Service::Open(*config, file_system, clock);
+  if (service.ok()) {
+    const std::optional<service::Project> project =
+        (*service)->projects().FindByName(flags.project);
+    if (!project.has_value()) {
+      return no_project();
+    }
+    // What the store holds is what its retention rules leave (as
+    // OpenServiceToRead does for the other reads of a stopped folder).
+    if (Status retention = (*service)->ApplyRetention(); !retention.ok()) {
+      return Fail(Status(retention.code(),
+                         "retention rules could not be applied before reading the store: " +
+                             retention.message()));
+    }
+    answer = (*service)->WhoCouldRead(service::LocalAccess(*project), request);
+    if (Status closed = (*service)->Close(); !closed.ok() && answer->ok()) {
+      return Fail(closed);
+    }
+  } else if (service.status().code() != StatusCode::kUnavailable) {
+    return Fail(service.status());
   }
-  auto keys = privacy::KeyStore::Open(service::KeyFolder(*config), file_system);
-  if (!keys.ok()) {
-    return Fail(keys.status());
+  std::optional<service::Project> held_project;
+  if (!answer.has_value()) {
+    auto projects = service::OpenProjects(*config, file_system, clock);
+    if (!projects.ok()) {
+      return Fail(projects.status());
+    }
+    held_project = (*projects)->FindByName(flags.project);
+    if (!held_project.has_value()) {
+      return no_project();
+    }
+    answer = service::WhoCouldReadWithoutStore(
+        *config, *held_project, request,
+        "the server holds the data folder: ask it (POST /api/incident/who-could-read, an admin "
+        "key) or stop it and run again",
+        file_system, clock);
   }
-  auto subjects = PseudonymsOf(**keys, project->id, flags.subject);
-  if (!subjects.ok()) {
-    return Fail(subjects.status());
+  if (!answer->ok()) {
+    return Fail(answer->status());
   }
-  if (flags.subject.starts_with(kPseudonymPrefix)) {
-    *subjects = {flags.subject};
-  }
-  auto access_keys = service::OpenAccessKeys(*config, file_system, clock);
-  if (!access_keys.ok()) {
-    return Fail(access_keys.status());
-  }
-  std::vector<incident::KeyReach> reaches;
-  incident::KeyReach secret;
-  secret.key = "secret:" + std::to_string(project->id);
-  secret.name = "the project secret";
-  secret.project_id = project->id;
-  secret.can_export = secret.can_query_subjects = secret.can_query_aggregate = true;
-  secret.valid_from_ms = project->created_ms;
-  reaches.push_back(secret);
-  for (const service::AccessKey& key : (*access_keys)->List()) {
-    reaches.push_back(ReachOf(key));
-  }
-  auto who =
-      incident::ComputeWhoCouldRead(config->data_folder + "/audit", project->id, *subjects, reaches,
-                                    *from_ms, *to_ms, flags.allow_broken, *file_system);
-  if (!who.ok()) {
-    return Fail(who.status());
-  }
-  auto store = StoreOf(*config, *project, *subjects);
-  if (!store.ok()) {
-    return Fail(store.status());
-  }
-  incident::AddStoreToWhoCouldRead(std::move(*store), &*who);
-  if (subjects->empty()) {
+  const service::WhoCouldReadAnswer& who = answer->value();
+  if (who.no_pseudonym_key) {
     std::fprintf(stderr,
                  "the project has no pseudonym key yet: no event of anyone was stored in it\n");
   }
-  for (const incident::Warning& warning : who->warnings) {
-    std::fprintf(stderr, "WARNING: %s\n", warning.message.c_str());
+  for (const std::string& warning : who.warnings) {
+    std::fprintf(stderr, "WARNING: %s\n", warning.c_str());
   }
-  std::fputs(incident::WhoCouldReadJson(*who, NowSeconds()).c_str(), stdout);
-  audit::AuditEntry entry;
-  entry.act = "incident.who_could_read";
-  entry.projects = {project->id};
-  entry.rows = who->candidates.size();
-  RecordRun(*config, std::move(entry));
+  std::fputs(who.json.c_str(), stdout);
+  if (held_project.has_value()) {
+    audit::AuditEntry entry;
+    entry.act = "incident.who_could_read";
+    entry.projects = {held_project->id};
+    entry.rows = who.keys;
+    RecordRun(*config, std::move(entry));
+  }
   return kExitOk;
 }
 

@@ -26,6 +26,12 @@ namespace {
 constexpr std::string_view kRewriteNeedle = "\"act\":\"subjects.rewrite\"";
 constexpr std::string_view kRewriteKey = audit::kSubjectsRewriteKey;
 
+// The dashboard's live view (`GET /api/events/live`): the newest stored
+// events, subjects included, recorded in one record with a subject file as
+// an export's end is. It counts as an export: the subjects it showed left.
+constexpr std::string_view kLiveReadAct = "events.live";
+constexpr std::string_view kLiveReadNeedle = "\"act\":\"events.live\"";
+
 // Properties that name a subject's identity (as service's access control
 // lists them): a query naming one may return subjects.
 constexpr std::string_view kSubjectProperties[] = {
@@ -299,6 +305,11 @@ class KeyCollector {
       return Status::Ok();
     }
     ++blast_->records_of_key;
+    if (entry.act == kLiveReadAct) {
+      exports_.push_back(RecordOf(entry));
+      sha256_.push_back(entry.subjects_sha256);
+      return Status::Ok();
+    }
     List(blast_->other_acts, entry);
     return Status::Ok();
   }
@@ -747,13 +758,15 @@ Result<WhoCouldRead> ComputeWhoCouldRead(const std::string& audit_folder, uint32
     }
     who.candidates.push_back({key, reach, {}});
   }
-  // Exports whose subject files list one of the subject's pseudonyms.
+  // Exports (and live-view reads) whose subject files list one of the
+  // subject's pseudonyms.
   std::vector<audit::AuditEntry> exports;
   SubjectRewrites rewrites;
   MP_ASSIGN_OR_RETURN(
       who.chain,
       WalkLog(audit_folder, file_system, std::nullopt, [&](std::string_view payload) -> Status {
         if (payload.find("\"act\":\"export\"") == std::string_view::npos &&
+            payload.find(kLiveReadNeedle) == std::string_view::npos &&
             payload.find(kRewriteNeedle) == std::string_view::npos) {
           return Status::Ok();
         }
@@ -762,8 +775,8 @@ Result<WhoCouldRead> ComputeWhoCouldRead(const std::string& audit_folder, uint32
           return Status::Corruption("audit record: " + entry.status().message());
         }
         NoteRewrite(*entry, &rewrites);
-        if (entry->act == "export" && !entry->subjects_file.empty() && entry->time_ms >= from_ms &&
-            entry->time_ms < to_ms) {
+        if ((entry->act == "export" || entry->act == kLiveReadAct) &&
+            !entry->subjects_file.empty() && entry->time_ms >= from_ms && entry->time_ms < to_ms) {
           exports.push_back(std::move(*entry));
         }
         return Status::Ok();

@@ -85,6 +85,31 @@ class BlastTest : public ::testing::Test {
     ASSERT_TRUE(log_->Append(end).ok());
   }
 
+  // A read of the dashboard's live view by `key`: one `events.live` record
+  // with a subject file, as the service writes it (service/live.cc).
+  void LiveRead(const std::string& key, int64_t at_ms, const std::vector<std::string>& subjects,
+                const std::vector<std::string>& properties) {
+    clock_->Set(at_ms);
+    audit::AuditEntry entry;
+    entry.key = key;
+    entry.act = "events.live";
+    entry.route = "/api/events/live";
+    entry.projects = {1};
+    entry.properties = properties;
+    entry.rows = subjects.size();
+    entry.subjects = subjects.size();
+    audit::SubjectKeySets sets;
+    for (const std::string& subject : subjects) {
+      for (const std::string& property : properties) {
+        sets.AddKey(property, true);
+      }
+      sets.AddSubject(subject);
+      sets.EndRow();
+    }
+    ASSERT_TRUE(log_->WriteSubjects(sets.Finish(), &entry).ok());
+    ASSERT_TRUE(log_->Append(entry).ok());
+  }
+
   void Query(const std::string& key, int64_t at_ms, const std::vector<std::string>& properties) {
     clock_->Set(at_ms);
     audit::AuditEntry entry;
@@ -427,6 +452,44 @@ TEST_F(BlastTest, TablesMatchTheOperatorsAccountsByUserId) {
   EXPECT_NE(json.find("\"subject\":\"psn_3\""), std::string::npos);
   EXPECT_EQ(json.find("psn_4"), std::string::npos);
   EXPECT_EQ(json.find("psn_9"), std::string::npos);
+}
+
+// The live view shows stored events, subjects included: its reads count as
+// exports, in the blast radius (both ways of reading the log) and in
+// who-could-read; one outside the window does not.
+TEST_F(BlastTest, LiveViewReadsCountAsExports) {
+  Story();
+  LiveRead("mpk_a", kStartMs + 9000, {"psn_5", "psn_2"}, {"$city", "$os"});
+  LiveRead("mpk_a", kStartMs - 9000, {"psn_6"}, {"$os"});
+  LiveRead("mpk_b", kStartMs + 9500, {"psn_7"}, {"$os"});
+  Close();
+  for (const bool full : {false, true}) {
+    verify_chain_ = full;
+    auto blast = Blast("mpk_a", kStartMs, kStartMs + 60'000);
+    ASSERT_TRUE(blast.ok()) << blast.status().ToString();
+    EXPECT_EQ(SubjectsOf(*blast), (std::vector<std::string>{"psn_1", "psn_2", "psn_3", "psn_5"}));
+    EXPECT_EQ(blast->subjects[3].properties,
+              (std::vector<std::string>{"$city", "$os", "distinct_id"}));
+    EXPECT_EQ(blast->subjects[1].properties,
+              (std::vector<std::string>{"$browser", "$city", "$os", "distinct_id", "plan"}));
+    EXPECT_EQ(blast->subjects[1].exports.size(), 3u);
+    ASSERT_EQ(blast->exports.size(), 3u);
+    EXPECT_EQ(blast->exports[2].act, "events.live");
+    EXPECT_TRUE(blast->other_acts.empty());
+    // 2 exports (start and end) + 2 queries + 1 live read.
+    EXPECT_EQ(blast->records_of_key, 7u);
+  }
+  KeyReach a{"mpk_a", "a", 1, true, false, true, {}, {}, 0, 0};
+  KeyReach b{"mpk_b", "b", 1, true, false, true, {}, {}, 0, 0};
+  auto who = ComputeWhoCouldRead(folder_, 1, {"psn_5"}, {a, b}, 0, INT64_MAX, false, *file_system_);
+  ASSERT_TRUE(who.ok()) << who.status().ToString();
+  ASSERT_EQ(who->candidates.size(), 2u);
+  EXPECT_EQ(who->candidates[0].exported_in.size(), 1u);
+  EXPECT_TRUE(who->candidates[1].exported_in.empty());
+  auto psn6 =
+      ComputeWhoCouldRead(folder_, 1, {"psn_6"}, {a}, kStartMs, INT64_MAX, false, *file_system_);
+  ASSERT_TRUE(psn6.ok());
+  EXPECT_TRUE(psn6->candidates[0].exported_in.empty());
 }
 
 TEST_F(BlastTest, WhoCouldReadWeighsProjectScopeAndValidityAndFindsTheExports) {

@@ -99,12 +99,28 @@ Response HandleGdpr(Route route, const Request& request, service::Service& servi
   return JsonOrError(request, service.GdprStatus(*access, kind, rest, result_url), true);
 }
 
+// Who could read one person's data (docs/incident.md): the command line's
+// answer, from the running server's store and audit log.
+Response HandleWhoCouldRead(const Request& request, const service::Access& access,
+                            service::Service& service) {
+  auto parsed = service::ParseWhoCouldReadRequest(request.body());
+  if (!parsed.ok()) {
+    return ErrorResponse(request, parsed.status());
+  }
+  auto answer = service.WhoCouldRead(access, *parsed);
+  if (!answer.ok()) {
+    return ErrorResponse(request, answer.status());
+  }
+  return MakeResponse(request, 200, kJson, answer->json);
+}
+
 }  // namespace
 
 std::optional<Route> ClassifyErasurePath(std::string_view path) {
   if (path == "/api/erase") return Route::kErase;
   if (path == "/api/access-request") return Route::kAccessRequest;
   if (path == "/api/properties/purge") return Route::kPropertyPurge;
+  if (path == "/api/incident/who-could-read") return Route::kWhoCouldRead;
   if (path.starts_with(kDeletionsPrefix)) return Route::kGdprDeletions;
   if (path.starts_with(kRetrievalsPrefix)) return Route::kGdprRetrievals;
   return std::nullopt;
@@ -112,7 +128,7 @@ std::optional<Route> ClassifyErasurePath(std::string_view path) {
 
 bool IsErasureRoute(Route route) {
   return route == Route::kErase || route == Route::kAccessRequest ||
-         route == Route::kPropertyPurge || IsGdprRoute(route);
+         route == Route::kPropertyPurge || route == Route::kWhoCouldRead || IsGdprRoute(route);
 }
 
 std::string_view ErasureRouteLabel(Route route) {
@@ -123,6 +139,8 @@ std::string_view ErasureRouteLabel(Route route) {
       return "/api/access-request";
     case Route::kPropertyPurge:
       return "/api/properties/purge";
+    case Route::kWhoCouldRead:
+      return "/api/incident/who-could-read";
     case Route::kGdprDeletions:
       return "/api/app/data-deletions/v3.0";
     default:
@@ -153,6 +171,9 @@ Response HandleErasure(Route route, const Request& request, service::Service& se
                                   ErasureRouteLabel(route));
   if (!access.ok()) {
     return ErrorResponse(request, access.status());
+  }
+  if (route == Route::kWhoCouldRead) {
+    return HandleWhoCouldRead(request, *access, service);
   }
   if (route == Route::kPropertyPurge) {
     auto purge = service::ParsePropertyPurge(request.body());

@@ -1,6 +1,8 @@
 // The erasure and access-request routes (admin scope; docs/privacy.md,
-// "Erasure and access"): POST /api/erase, POST /api/access-request and
-// POST /api/properties/purge (docs/privacy.md, "Purging a property"), and
+// "Erasure and access"): POST /api/erase, POST /api/access-request,
+// POST /api/properties/purge (docs/privacy.md, "Purging a property"),
+// POST /api/incident/who-could-read (docs/incident.md: a person's request
+// to know who could read their data, answered by the running server), and
 // Mixpanel's GDPR API shapes under /api/app/data-deletions/v3.0/ and
 // /api/app/data-retrievals/v3.0/ (docs/formats/mixpanel-gdpr.md). Each
 // writes and fsyncs (the store's deletion record, the audit log, the task

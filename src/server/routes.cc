@@ -268,6 +268,7 @@ std::string_view RouteLabel(Route route) {
     case Route::kPropertyPurge:
     case Route::kGdprDeletions:
     case Route::kGdprRetrievals:
+    case Route::kWhoCouldRead:
       return ErasureRouteLabel(route);
     case Route::kProjects:
       return "/api/projects";

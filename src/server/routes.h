@@ -48,6 +48,7 @@ enum class Route {
   kPropertyPurge,   // POST /api/properties/purge
   kGdprDeletions,   // /api/app/data-deletions/v3.0/[<task_id>] (docs/formats/mixpanel-gdpr.md)
   kGdprRetrievals,  // /api/app/data-retrievals/v3.0/[<task_id>[/result]]
+  kWhoCouldRead,    // POST /api/incident/who-could-read (docs/incident.md)
   // The dashboard API (dashboard_routes.h; docs/formats/dashboard-api.md).
   kProjects,    // GET /api/projects
   kNames,       // GET /api/names

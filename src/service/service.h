@@ -318,6 +318,43 @@ struct StoredSubject {
   uint64_t profile_updates = 0;
 };
 
+// Who could read one person's data (docs/incident.md, "minpanel incident
+// who-could-read"; who_could_read.cc): the credentials whose project,
+// scopes and validity reach the person's events in a window, the exports
+// and live-view reads whose audit subject files list the person, and what
+// the store holds of it. The command line's flags, or the body of POST
+// /api/incident/who-could-read: {"distinct_id": "..." (or a "psn_"
+// pseudonym, taken as is), "from", "to" (ISO-8601 with a zone; absent: the
+// whole log), "allow_broken": bool}. The id is never stored or logged.
+inline constexpr size_t kWhoCouldReadBodyBytesMax = 16 << 10;  // one request's body
+struct WhoCouldReadRequest {
+  std::string distinct_id;
+  int64_t from_ms = 0;
+  int64_t to_ms = INT64_MAX;
+  // Report on the records before a broken chain (with a warning) instead
+  // of refusing.
+  bool allow_broken = false;
+};
+// InvalidArgument names the field at fault; ResourceExhausted the limit
+// (kWhoCouldReadBodyBytesMax, kSubjectIdBytesMax).
+Result<WhoCouldReadRequest> ParseWhoCouldReadRequest(std::string_view json);
+struct WhoCouldReadAnswer {
+  std::string json;                   // docs/formats/incident.md, "who-could-read"
+  std::vector<std::string> warnings;  // as in the JSON's `warnings`
+  uint64_t keys = 0;                  // credentials listed
+  bool no_pseudonym_key = false;      // the project never stored an event
+};
+// The answer without the store, from the files a running server keeps
+// current (the projects, the key folder, the access keys, the audit log):
+// for the command line while a server holds the data folder. The answer's
+// `store` says it was not consulted, and why (`not_consulted`). Not
+// audited: the caller records the run.
+Result<WhoCouldReadAnswer> WhoCouldReadWithoutStore(const Config& config, const Project& project,
+                                                    const WhoCouldReadRequest& request,
+                                                    std::string_view not_consulted,
+                                                    std::shared_ptr<FileSystem> file_system,
+                                                    std::shared_ptr<Clock> clock);
+
 // A purge of one property key from a project's history (docs/privacy.md,
 // "Purging a property"): the body {"key": "...", "event": "..." (optional:
 // that event name's events only), "purge": "now" | "deadline"}.
@@ -539,6 +576,13 @@ class Service {
   // holds, by event name, and the first and last event time, for `minpanel
   // incident who-could-read`, which records its own run in the audit log.
   Result<StoredSubject> SubjectInStore(const Project& project, const std::vector<Id128>& subjects);
+  // Who could read one person's data in the access's project (admin
+  // scope; WhoCouldReadRequest), the store read through its snapshot, so
+  // a running server answers it. Audited as `incident.who_could_read`
+  // (rows: the credentials listed; never the id), as the command line's
+  // run is. InvalidArgument for a window that is empty; Corruption for a
+  // broken chain or an edited subject file unless allow_broken.
+  Result<WhoCouldReadAnswer> WhoCouldRead(const Access& access, const WhoCouldReadRequest& request);
 
   // Mixpanel's GDPR API shapes (gdpr.cc; docs/formats/mixpanel-gdpr.md),
   // each returning the JSON body Mixpanel answers with. Create takes

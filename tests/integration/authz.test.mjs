@@ -61,6 +61,9 @@ describe('authorisation matrix', () => {
     { name: 'GET /api/audit/status', needs: ['audit:read'], method: 'GET', path: '/api/audit/status' },
     { name: 'GET /api/alerts', needs: ['audit:read'], method: 'GET', path: '/api/alerts', projectLess: true },
     { name: 'GET /api/datamap', needs: ['admin'], method: 'GET', path: '/api/datamap' },
+    // Who could read one person's data (docs/incident.md), answered by the server.
+    { name: 'POST /api/incident/who-could-read', needs: ['admin'], method: 'POST', path: '/api/incident/who-could-read',
+      headers: { 'Content-Type': 'application/json' }, body: () => JSON.stringify({ distinct_id: distinctId }) },
     { name: 'GET /api/reports', needs: ['query:aggregate'], method: 'GET', path: '/api/reports' },
     { name: 'GET /api/dashboards', needs: ['query:aggregate'], method: 'GET', path: '/api/dashboards' },
     { name: 'POST /import', needs: ['ingest'], method: 'POST', path: '/import?verbose=1', tokenIsUnauthenticated: true,

@@ -1,5 +1,6 @@
 // `minpanel incident blast-radius` and `who-could-read` end to end (issue 7,
-// starting point 1) on the real server: generated events ingested, three
+// starting point 1) on the real server (and who-could-read answered by the
+// running server, POST /api/incident/who-could-read): generated events ingested, three
 // keys used for exports and queries, one declared compromised for a window.
 // The ground truth is what the compromised key's export responses actually
 // carried, read by this test: the report must name exactly those subjects
@@ -314,6 +315,86 @@ describe('incident blast-radius', () => {
     assert.ok(who.subjects.every((subject) => /^psn_[0-9a-f]{32}$/.test(subject)));
   });
 
+  it('the running server answers who-could-read itself, the store included (POST /api/incident/who-could-read)', async () => {
+    const ask = (body, secret) => server.request({
+      method: 'POST', path: '/api/incident/who-could-read',
+      headers: { ...server.authHeader(secret), 'Content-Type': 'application/json' }, body: JSON.stringify(body),
+    });
+    const res = await ask({ distinct_id: userId(4) });
+    assert.equal(res.status, 200, res.text);
+    const who = JSON.parse(res.text);
+    assert.equal(who.format, 'minpanel-incident-who-could-read');
+    // The command line, while the server holds the folder, cannot read the
+    // store and names the route; the keys and exports are the same.
+    const cli = JSON.parse((await runCli(['incident', 'who-could-read', '--subject', userId(4), '--project', 'blast-it',
+      ...dataArgs()])).stdout);
+    assert.equal(cli.store.consulted, false);
+    assert.match(cli.store.not_consulted, /POST \/api\/incident\/who-could-read/);
+    assert.deepEqual(who.subjects, cli.subjects);
+    assert.deepEqual(who.keys.map(({ events_in_reach: _, ...key }) => key), cli.keys);
+    assert.deepEqual(who.other_exports, cli.other_exports);
+    const byKey = new Map(who.keys.map((key) => [key.key, key]));
+    assert.equal(byKey.get(keys.compromised.id).exported_in.length, 2);
+    assert.equal(byKey.get(keys.other.id).exported_in.length, 1);
+    // What the store holds of user 4, from the server's own snapshot: a
+    // signup and a page, both at base + 4; every key here reaches both.
+    assert.equal(who.store.consulted, true);
+    assert.equal(who.store.events, 2);
+    assert.deepEqual(who.store.events_by_name, { page: 1, signup: 1 });
+    assert.equal(who.store.first_event_ms, (eventsBaseSeconds + 4) * 1000);
+    assert.equal(who.store.last_event_ms, (eventsBaseSeconds + 4) * 1000);
+    assert.equal(who.store.profile_updates, 0);
+    for (const key of who.keys) {
+      assert.equal(key.events_in_reach, 2, key.key);
+    }
+    assert.ok(!who.warnings.some((warning) => /not consulted/.test(warning.message)), res.text);
+    // A window before any key existed: no key could read, no export carried it.
+    const early = await ask({ distinct_id: userId(4), from: '2020-01-01T00:00:00Z', to: '2020-01-02T00:00:00Z' });
+    assert.equal(early.status, 200, early.text);
+    assert.deepEqual(JSON.parse(early.text).keys, []);
+    // A subject the store never held: counted as nothing, with a warning.
+    const never = JSON.parse((await ask({ distinct_id: 'gen-blast-never-seen' })).text);
+    assert.equal(never.store.events, 0);
+    assert.ok(never.warnings.some((warning) => /the store holds no event or profile update/.test(warning.message)));
+
+    // Bad input: 400 naming the field (and the id never echoed).
+    for (const [body, field] of [
+      [{}, /distinct_id: required/],
+      [{ distinct_id: '' }, /distinct_id: required/],
+      [{ distinct_id: 7 }, /distinct_id: required/],
+      [{ distinct_id: userId(4), subject: 'x' }, /unknown field 'subject'/],
+      [{ distinct_id: userId(4), from: 'yesterday' }, /from/],
+      [{ distinct_id: userId(4), from: '2026-11-20T11:00:00Z', to: '2026-11-20T10:00:00Z' }, /from: must be before to/],
+      [{ distinct_id: userId(4), allow_broken: 'yes' }, /allow_broken: expected true or false/],
+      [{ distinct_id: 'x'.repeat(5000) }, /kSubjectIdBytesMax/],
+    ]) {
+      const refused = await ask(body);
+      assert.ok(refused.status === 400 || refused.status === 413, `${JSON.stringify(body).slice(0, 80)}: ${refused.text}`);
+      assert.match(JSON.parse(refused.text).error, field);
+      assert.doesNotMatch(refused.text, /gen-blast-4/);
+    }
+    const notJson = await server.request({ method: 'POST', path: '/api/incident/who-could-read',
+      headers: { ...server.authHeader(), 'Content-Type': 'application/json' }, body: 'nope' });
+    assert.equal(notJson.status, 400, notJson.text);
+    // An export key is not an admin key: 403 naming the scope.
+    const denied = await ask({ distinct_id: userId(4) }, keys.compromised.secret);
+    assert.equal(denied.status, 403, denied.text);
+    assert.match(JSON.parse(denied.text).error, /'admin'/);
+
+    // Each answer is in the audit log as the command line's runs are, with
+    // the credential and the route, the keys listed, never the id.
+    const audited = await server.request({ path: '/api/audit?act=incident.who_could_read&limit=1000', headers: server.authHeader() });
+    assert.equal(audited.status, 200, audited.text);
+    const served = JSON.parse(audited.text).filter((record) => record.route === '/api/incident/who-could-read');
+    assert.equal(served.length, 3);
+    for (const record of served) {
+      assert.equal(record.key, `secret:${server.project.id}`);
+      assert.deepEqual(record.projects, [server.project.id]);
+    }
+    assert.deepEqual(served.map((record) => record.rows).sort(), [0, who.keys.length, who.keys.length].sort());
+    assert.doesNotMatch(audited.text, /gen-blast-|psn_/);
+  });
+
   it('refuses an output inside the data folder, a backwards window and a broken chain; records its runs', async () => {
     let error = await failure(['incident', 'blast-radius', '--key', keys.compromised.id, '--from', '2026-11-20T10:00:00Z',
       '--to', '2026-11-20T11:00:00Z', ...dataArgs(), '--out', path.join(server.dataDir, 'incident'),
@@ -329,7 +410,8 @@ describe('incident blast-radius', () => {
     const { stdout } = await runCli(['audit', 'show', '--act', 'incident.', ...dataArgs()]);
     const records = stdout.trim().split('\n').filter(Boolean).map((line) => JSON.parse(line));
     // Three blast radius runs while the server ran (queued, appended by it)
-    // and this one; every who-could-read run (USERS + 1) while it ran.
+    // and this one; every who-could-read run while it ran: the command
+    // line's (USERS + 2) and the server's answers (3).
     const blasts = records.filter((record) => record.act === 'incident.blast_radius');
     assert.equal(blasts.length, 4);
     for (const record of blasts) {
@@ -337,7 +419,9 @@ describe('incident blast-radius', () => {
       assert.equal(record.subjects, 12);
       assert.equal(record.key, 'local');
     }
-    assert.equal(records.filter((record) => record.act === 'incident.who_could_read').length, USERS + 1);
+    const whoRuns = records.filter((record) => record.act === 'incident.who_could_read');
+    assert.equal(whoRuns.filter((record) => record.route === 'cli').length, USERS + 2);
+    assert.equal(whoRuns.filter((record) => record.route === '/api/incident/who-could-read').length, 3);
     assert.doesNotMatch(stdout, /gen-blast-|psn_/);
 
     // With the server stopped, who-could-read also says what the store
