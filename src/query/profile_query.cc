@@ -8,14 +8,96 @@ namespace {
 constexpr char kReferenceMark = '\0';
 constexpr char kProfileMark = 'p';
 constexpr char kGroupMark = 'g';
+constexpr char kSubjectMark = 's';
 
 bool FilterUsesProfiles(const Filter& filter) {
   if (filter.kind == Filter::Kind::kCondition) {
-    return ParsePropertyReference(filter.property).source != PropertySource::kEvent;
+    const PropertySource source = ParsePropertyReference(filter.property).source;
+    return source == PropertySource::kProfile || source == PropertySource::kGroup;
   }
   // Depth is bounded by kFilterDepthMax (checked by ParseQuery).
   for (const Filter& child : filter.children) {
     if (FilterUsesProfiles(child)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// "psn_" and 32 hex digits: the subject it names.
+std::optional<Id128> PseudonymSubject(std::string_view text) {
+  constexpr size_t kHexDigits = 32;
+  if (text.size() != kPseudonymPrefix.size() + kHexDigits || !text.starts_with(kPseudonymPrefix)) {
+    return std::nullopt;
+  }
+  return Id128::FromHex(text.substr(kPseudonymPrefix.size()));
+}
+
+Status ResolveFilter(const std::function<std::vector<Id128>(std::string_view)>& pseudonyms,
+                     const std::string& path, Filter* filter) {
+  if (filter->kind != Filter::Kind::kCondition) {
+    // Depth is bounded by kFilterDepthMax (checked by ParseQuery).
+    for (Filter& child : filter->children) {
+      MP_RETURN_IF_ERROR(ResolveFilter(pseudonyms, path, &child));
+    }
+    return Status::Ok();
+  }
+  if (filter->property != kDistinctIdProperty) {
+    return Status::Ok();
+  }
+  filter->property = PropertyReference(PropertySource::kSubject, "", kDistinctIdProperty);
+  switch (filter->op) {
+    case FilterOp::kIsSet:
+    case FilterOp::kIsNotSet:
+      return Status::Ok();  // every event has a subject
+    case FilterOp::kEq:
+    case FilterOp::kIn:
+      filter->op = FilterOp::kIn;
+      break;
+    case FilterOp::kNe:
+    case FilterOp::kNotIn:
+      filter->op = FilterOp::kNotIn;
+      break;
+    default:
+      return Status::InvalidArgument(
+          path + ".filters: distinct_id takes eq, ne, in, not_in, is_set or is_not_set, not " +
+          std::string(FilterOpName(filter->op)) + " (the stored ids are pseudonyms)");
+  }
+  std::vector<Value> subjects;
+  std::string text;
+  for (const Value& value : filter->values) {
+    if (value.is_null()) {
+      continue;  // every event has a subject
+    }
+    text.clear();
+    if (value.type() == Value::Type::kString) {
+      text = value.as_string();
+    } else {
+      AppendJsonValue(value, &text);
+    }
+    if (const std::optional<Id128> subject = PseudonymSubject(text)) {
+      subjects.push_back(Value::String(FormatPseudonym(*subject)));
+      continue;
+    }
+    if (!pseudonyms) {
+      return Status::InvalidArgument(path +
+                                     ".filters: distinct_id: only pseudonyms (psn_...) can be "
+                                     "named here, no project key is at hand");
+    }
+    for (const Id128& subject : pseudonyms(text)) {
+      subjects.push_back(Value::String(FormatPseudonym(subject)));
+    }
+  }
+  filter->values = std::move(subjects);
+  return Status::Ok();
+}
+
+bool FilterNamesDistinctId(const Filter& filter) {
+  if (filter.kind == Filter::Kind::kCondition) {
+    return filter.property == kDistinctIdProperty;
+  }
+  for (const Filter& child : filter.children) {
+    if (FilterNamesDistinctId(child)) {
       return true;
     }
   }
@@ -32,6 +114,8 @@ std::string PropertyReference(PropertySource source, std::string_view group_key,
   std::string reference(1, kReferenceMark);
   if (source == PropertySource::kProfile) {
     reference.push_back(kProfileMark);
+  } else if (source == PropertySource::kSubject) {
+    reference.push_back(kSubjectMark);
   } else {
     reference.push_back(kGroupMark);
     reference.append(group_key);
@@ -52,6 +136,11 @@ PropertyRef ParsePropertyReference(std::string_view reference) {
     ref.name = reference.substr(2);
     return ref;
   }
+  if (reference[1] == kSubjectMark) {
+    ref.source = PropertySource::kSubject;
+    ref.name = reference.substr(2);
+    return ref;
+  }
   const size_t end = reference.find(kReferenceMark, 2);
   if (reference[1] != kGroupMark || end == std::string_view::npos) {
     return ref;
@@ -64,7 +153,8 @@ PropertyRef ParsePropertyReference(std::string_view reference) {
 
 bool UsesProfiles(const QuerySpec& spec) {
   for (const std::string& property : spec.breakdown.properties) {
-    if (ParsePropertyReference(property).source != PropertySource::kEvent) {
+    const PropertySource source = ParsePropertyReference(property).source;
+    if (source == PropertySource::kProfile || source == PropertySource::kGroup) {
       return true;
     }
   }
@@ -84,6 +174,51 @@ bool UsesProfiles(const QuerySpec& spec) {
     }
   }
   return selector_uses(spec.birth) || selector_uses(spec.return_event);
+}
+
+bool NamesDistinctId(const QuerySpec& spec) {
+  for (const std::string& property : spec.breakdown.properties) {
+    if (property == kDistinctIdProperty) {
+      return true;
+    }
+  }
+  for (const std::vector<EventSelector>* selectors : {&spec.events, &spec.steps}) {
+    for (const EventSelector& selector : *selectors) {
+      if (FilterNamesDistinctId(selector.filter)) {
+        return true;
+      }
+    }
+  }
+  for (const FunnelExclusion& exclusion : spec.exclusions) {
+    if (FilterNamesDistinctId(exclusion.selector.filter)) {
+      return true;
+    }
+  }
+  return FilterNamesDistinctId(spec.birth.filter) ||
+         FilterNamesDistinctId(spec.return_event.filter);
+}
+
+Status ResolveDistinctIds(const std::function<std::vector<Id128>(std::string_view)>& pseudonyms,
+                          QuerySpec* spec) {
+  for (std::string& property : spec->breakdown.properties) {
+    if (property == kDistinctIdProperty) {
+      property = PropertyReference(PropertySource::kSubject, "", kDistinctIdProperty);
+    }
+  }
+  for (size_t idx = 0; idx < spec->events.size(); ++idx) {
+    MP_RETURN_IF_ERROR(ResolveFilter(pseudonyms, "events[" + std::to_string(idx) + "]",
+                                     &spec->events[idx].filter));
+  }
+  for (size_t idx = 0; idx < spec->steps.size(); ++idx) {
+    MP_RETURN_IF_ERROR(
+        ResolveFilter(pseudonyms, "steps[" + std::to_string(idx) + "]", &spec->steps[idx].filter));
+  }
+  for (size_t idx = 0; idx < spec->exclusions.size(); ++idx) {
+    MP_RETURN_IF_ERROR(ResolveFilter(pseudonyms, "exclusions[" + std::to_string(idx) + "]",
+                                     &spec->exclusions[idx].selector.filter));
+  }
+  MP_RETURN_IF_ERROR(ResolveFilter(pseudonyms, "birth", &spec->birth.filter));
+  return ResolveFilter(pseudonyms, "return", &spec->return_event.filter);
 }
 
 }  // namespace minpanel::query

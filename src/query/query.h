@@ -190,7 +190,9 @@ std::string_view FilterOpName(FilterOp op);
 // Filter::property and Breakdown::properties hold an event property's key
 // as it is, and the other two encoded by PropertyReference (a NUL byte
 // first, which ParseQuery refuses in names, so no event key collides).
-enum class PropertySource : uint8_t { kEvent, kProfile, kGroup };
+// kSubject: the event's subject column (the stored pseudonym, "psn_" and
+// 32 hex digits), which a query names as "distinct_id" (ResolveDistinctIds).
+enum class PropertySource : uint8_t { kEvent, kProfile, kGroup, kSubject };
 struct PropertyRef {
   PropertySource source = PropertySource::kEvent;
   std::string_view group_key;  // kGroup
@@ -200,6 +202,11 @@ std::string PropertyReference(PropertySource source, std::string_view group_key,
                               std::string_view name);
 // Decodes what PropertyReference wrote; any other text is an event key.
 PropertyRef ParsePropertyReference(std::string_view reference);
+
+// The name a query gives the subject (Mixpanel's distinct_id): a filter on
+// it or a breakdown by it reads the subject column (docs/queries.md,
+// "Filtering and breaking down by distinct_id").
+inline constexpr std::string_view kDistinctIdProperty = "distinct_id";
 
 // A filter tree: a condition on one property, or an and/or group. An empty
 // kAnd group matches every event. Depth and size are bounded by the limits
@@ -312,6 +319,11 @@ struct QueryContext {
   // so are enough other cells that no withheld one can be derived by
   // subtraction. 0 or 1: nothing is withheld. At most kMinGroupSizeMax.
   uint32_t min_group_size = 0;
+  // The stored subjects a raw distinct id may be (its pseudonym under every
+  // key version the store may hold): how a filter on "distinct_id" names
+  // them (ResolveDistinctIds). Unset: only pseudonyms ("psn_" and 32 hex
+  // digits) may be named.
+  std::function<std::vector<Id128>(std::string_view)> pseudonyms;
 };
 
 // A time bucket (or cohort, or period): its start in UTC and its local label
@@ -437,6 +449,16 @@ Result<QuerySpec> ParseQuery(std::string_view json);
 // Whether `spec` names a profile or group property: then RunQuery needs
 // QueryContext::profiles.
 bool UsesProfiles(const QuerySpec& spec);
+// Rewrites every event property "distinct_id" of `spec` (filters of every
+// selector, breakdown) into the subject column: an eq / ne / in / not_in
+// value becomes each subject `pseudonyms` gives for it (a value that is a
+// pseudonym already stays that subject), an is_set / is_not_set matches
+// every / no event; any other operator is InvalidArgument naming the field.
+// RunQuery calls it; the raw ids end here (never in the answer).
+// Whether `spec` names the event property "distinct_id" (filter or breakdown).
+bool NamesDistinctId(const QuerySpec& spec);
+Status ResolveDistinctIds(const std::function<std::vector<Id128>(std::string_view)>& pseudonyms,
+                          QuerySpec* spec);
 
 // Answers `spec` over `context.segments` on up to `context.threads` threads
 // (it starts and joins them itself). InvalidArgument for an unknown time zone,

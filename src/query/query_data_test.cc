@@ -2,12 +2,16 @@
 //
 // A file is a list of sections, each opened by a line naming it:
 //   segment [block_rows=N]   events, one JSON object a line, into one segment
+//                            ("subject": a name, stored as SubjectFromName)
 //   context [time_zone=Z] [now=TIME]
 //   query                    a JSON query (any number of lines)
 //   expect                   the expected answer: every field given must match
 //                            (numbers within 1e-9); fields left out are not checked
 //   expect error CODE: TEXT  RunQuery or ParseQuery fails with CODE and a
 //                            message containing TEXT
+// A raw distinct id X a query names is pseudonymised as two key versions
+// would: SubjectFromName(X) and SubjectFromName(X + "@v1") (the subject
+// "X@v1" in a segment is X under the older key).
 // Lines starting with '#' are comments. Every expect checks the query before it
 // against all segments given so far.
 #include <algorithm>
@@ -60,6 +64,13 @@ struct Runner {
   std::string body;
   std::string query;
   int checks = 0;
+
+  Runner() {
+    context.pseudonyms = [](std::string_view raw) {
+      return std::vector<Id128>{testing::SubjectFromName(raw),
+                                testing::SubjectFromName(std::string(raw) + "@v1")};
+    };
+  }
 
   void Flush() {
     if (section == "segment") {

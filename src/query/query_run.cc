@@ -1256,6 +1256,11 @@ Result<QueryResult> RunWithPrevious(const QuerySpec& spec, const QueryContext& c
 }  // namespace
 
 Result<QueryResult> RunQuery(const QuerySpec& spec, const QueryContext& given_context) {
+  if (NamesDistinctId(spec)) {
+    QuerySpec resolved_spec = spec;
+    MP_RETURN_IF_ERROR(ResolveDistinctIds(given_context.pseudonyms, &resolved_spec));
+    return RunQuery(resolved_spec, given_context);
+  }
   if (spec.compare_previous) {
     return RunWithPrevious(spec, given_context);
   }

@@ -171,6 +171,9 @@ struct KeySlot {
   std::string name;
   std::string group_key;
   std::array<size_t, 2> id_keys{};  // kGroup: the slots of <key> and $groups.<key>
+  // kSubject: the texts of the block's subjects ("psn_..."), which the
+  // column's string views point into.
+  std::vector<std::string> subject_texts;
 };
 
 // What a profile or group property's slot has instead of the segment's key
@@ -399,6 +402,39 @@ struct SegmentScanner::State {
     return Status::Ok();
   }
 
+  // The subject column as a string property: each row's stored subject as
+  // its pseudonym text (a filter or breakdown on "distinct_id").
+  Status LoadSubjectColumn(KeySlot* slot, size_t block_idx) {
+    const size_t rows = segment->block(block_idx).row_count;
+    if (profile_runs_block != block_idx) {
+      MP_RETURN_IF_ERROR(segment->ReadSubjects(block_idx, &profile_runs));
+      profile_runs_block = block_idx;
+    }
+    PropertyColumn& column = slot->column;
+    column.tags.assign(rows, PropertyTag::kAbsent);
+    column.ints.clear();
+    column.doubles.clear();
+    column.strings.assign(rows, std::string_view());
+    column.string_codes.clear();
+    column.list_offsets.assign(rows + 1, 0);
+    column.list_items.clear();
+    column.list_item_codes.clear();
+    slot->subject_texts.clear();
+    slot->subject_texts.reserve(profile_runs.subjects.size());
+    size_t row_idx = 0;
+    for (size_t run_idx = 0; run_idx < profile_runs.subjects.size(); ++run_idx) {
+      slot->subject_texts.push_back(FormatPseudonym(profile_runs.subjects[run_idx]));
+      const std::string_view text = slot->subject_texts.back();
+      const size_t end = row_idx + profile_runs.run_lengths[run_idx];
+      for (; row_idx < end && row_idx < rows; ++row_idx) {
+        column.tags[row_idx] = PropertyTag::kString;
+        column.strings[row_idx] = text;
+      }
+    }
+    slot->loaded_block = block_idx;
+    return Status::Ok();
+  }
+
   // Unique groups: each kept row's value is its group's number, or NaN.
   Status NumberGroups(size_t block_idx, const std::vector<uint32_t>& kept_rows,
                       std::vector<MatchRow>* rows) {
@@ -444,6 +480,9 @@ struct SegmentScanner::State {
     KeySlot& slot = keys[key_idx];
     if (slot.info == nullptr || slot.loaded_block == block_idx) {
       return Status::Ok();
+    }
+    if (slot.source == PropertySource::kSubject) {
+      return LoadSubjectColumn(&slot, block_idx);
     }
     if (slot.source != PropertySource::kEvent) {
       return LoadProfileColumn(key_idx, block_idx);

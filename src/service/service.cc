@@ -839,6 +839,24 @@ Result<std::string> Service::RunQuery(const Project& project, std::string_view q
   context.time_zone = project.time_zone;
   context.now_ms = clock_->NowMs();
   context.min_group_size = min_group_size;
+  if (query::NamesDistinctId(spec)) {
+    // A raw distinct id is matched as the store holds it: its pseudonym
+    // under every key version, as an export by distinct id and an access
+    // request find it (SubjectsOf). The raw id stays in this call.
+    MP_ASSIGN_OR_RETURN(const std::vector<privacy::ProjectKey> keys,
+                        keys_->AllVersions(project.id));
+    std::vector<privacy::Policy> policies;
+    for (const privacy::ProjectKey& key : keys) {
+      policies.emplace_back(key);
+    }
+    context.pseudonyms = [policies = std::move(policies)](std::string_view distinct_id) {
+      std::vector<Id128> subjects;
+      for (const privacy::Policy& policy : policies) {
+        subjects.push_back(policy.Pseudonym(distinct_id));
+      }
+      return subjects;
+    };
+  }
   MP_ASSIGN_OR_RETURN(context.segments, engine_->Snapshot(project.id));
   if (query::UsesProfiles(spec)) {
     MP_ASSIGN_OR_RETURN(context.profiles, profile_tables_.Get(*engine_, project.id));
