@@ -9,6 +9,7 @@
 
 #include "audit/audit.h"
 #include "audit/log_format.h"
+#include "audit/verify_folder.h"
 
 namespace minpanel::audit {
 namespace {
@@ -465,8 +466,10 @@ VerifyReport VerifyBytes(std::string_view log_bytes, std::string_view anchors_te
   return std::move(report).value();
 }
 
-Result<VerifyReport> VerifyFolder(const std::string& folder, FileSystem& file_system,
-                                  const PublicKey* public_key) {
+Result<VerifyReport> internal::VerifyFolderVisiting(const std::string& folder,
+                                                    FileSystem& file_system,
+                                                    const PublicKey* public_key,
+                                                    const RecordVisitor& visit) {
   const std::string path = folder + "/log";
   if (!file_system.Exists(path)) {
     return Status::NotFound("no audit log in " + folder);
@@ -479,7 +482,12 @@ Result<VerifyReport> VerifyFolder(const std::string& folder, FileSystem& file_sy
   LogReader reader(std::move(file));
   WalkOptions options;
   options.public_key = public_key;
-  return VerifyLog(reader, anchors, options);
+  return VerifyLog(reader, anchors, options, visit);
+}
+
+Result<VerifyReport> VerifyFolder(const std::string& folder, FileSystem& file_system,
+                                  const PublicKey* public_key) {
+  return internal::VerifyFolderVisiting(folder, file_system, public_key, {});
 }
 
 Result<Shown> ShowLog(const std::string& path, FileSystem& file_system, const Filter& filter) {

@@ -7,6 +7,7 @@
 #include <unordered_map>
 
 #include "audit/subjects_rewrite.h"
+#include "audit/verify_folder.h"
 
 namespace minpanel::audit {
 namespace {
@@ -183,23 +184,12 @@ class SubjectFilesChecker {
 Result<FolderReport> VerifyFolderAndSubjectFiles(const std::string& folder,
                                                  FileSystem& file_system,
                                                  const PublicKey* public_key) {
-  const std::string path = folder + "/log";
-  if (!file_system.Exists(path)) {
-    return Status::NotFound("no audit log in " + folder);
-  }
-  std::string anchors;
-  if (file_system.Exists(folder + "/anchors")) {
-    MP_ASSIGN_OR_RETURN(anchors, file_system.ReadFile(folder + "/anchors"));
-  }
-  MP_ASSIGN_OR_RETURN(std::unique_ptr<RandomAccessFile> file, file_system.OpenRandomAccess(path));
-  LogReader reader(std::move(file));
-  WalkOptions options;
-  options.public_key = public_key;
   SubjectFilesChecker checker(folder, file_system);
   FolderReport report;
   MP_ASSIGN_OR_RETURN(report.log,
-                      VerifyLog(reader, anchors, options,
-                                [&checker](const LogRecord& record) { return checker.Visit(record); }));
+                      internal::VerifyFolderVisiting(
+                          folder, file_system, public_key,
+                          [&checker](const LogRecord& record) { return checker.Visit(record); }));
   MP_ASSIGN_OR_RETURN(report.subject_files, checker.Finish(report.log.base_seq));
   return report;
 }
