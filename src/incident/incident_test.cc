@@ -5,6 +5,7 @@
 #include "incident/table_internal.h"
 
 #include <gtest/gtest.h>
+#include <simdjson.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -476,6 +477,67 @@ TEST(CrossrefTest, CategoriesExposedPerAccountAndNotInFile) {
   EXPECT_FALSE(Has(impact->file_categories, Category::kCredentials));
   const std::string json = ImpactJson(fixture.Input(), *impact, ReportOptions{});
   EXPECT_NE(json.find("\"not_in_file\": [\"credentials\"]"), std::string::npos) << json;
+}
+
+// impact.json version 2: each account names its exposure (categories and
+// leaked columns), listed once in `exposures` in order of first use;
+// `ambiguous` only when true; no per-account `not_exposed` (= not_in_file).
+TEST(CrossrefTest, ImpactJsonNamesEachAccountsExposureOnce) {
+  Fixture fixture = MakeFixture(
+      "user_id,email,name,city\n"
+      "u1,ana@example.org,Ana Birch,Lisbon\n"
+      "u2,bruno@example.org,Bruno Oak,Madrid\n"
+      "u3,,,Paris\n",
+      kAccounts);
+  const Result<Impact> impact = Crossref(fixture.Input());
+  ASSERT_TRUE(impact.ok());
+  const std::string json = ImpactJson(fixture.Input(), *impact, ReportOptions{});
+  simdjson::dom::parser parser;
+  simdjson::dom::element root;
+  ASSERT_EQ(parser.parse(json).get(root), simdjson::SUCCESS) << json;
+  EXPECT_EQ(uint64_t(root["version"]), 2u);
+  const simdjson::dom::array exposures = root["exposures"];
+  ASSERT_EQ(exposures.size(), 2u) << json;
+  const auto strings = [](simdjson::dom::array array) {
+    std::vector<std::string> values;
+    for (const simdjson::dom::element value : array) {
+      values.emplace_back(std::string_view(value));
+    }
+    return values;
+  };
+  EXPECT_EQ(uint64_t(exposures.at(0)["exposure"]), 0u);
+  EXPECT_EQ(strings(exposures.at(0)["exposed_columns"]),
+            (std::vector<std::string>{"user_id", "email", "name", "city"}));
+  EXPECT_EQ(strings(exposures.at(0)["exposed"]),
+            (std::vector<std::string>{"identity", "contact", "location", "internal_ids"}));
+  EXPECT_EQ(uint64_t(exposures.at(1)["exposure"]), 1u);
+  EXPECT_EQ(strings(exposures.at(1)["exposed_columns"]),
+            (std::vector<std::string>{"user_id", "city"}));
+  EXPECT_EQ(strings(exposures.at(1)["exposed"]),
+            (std::vector<std::string>{"location", "internal_ids"}));
+  std::vector<std::pair<std::string, uint64_t>> accounts;
+  for (const simdjson::dom::element account : simdjson::dom::array(root["accounts"])) {
+    accounts.emplace_back(std::string_view(account["user_id"]), uint64_t(account["exposure"]));
+    EXPECT_TRUE(account["ambiguous"].error() == simdjson::NO_SUCH_FIELD);
+    EXPECT_TRUE(account["not_exposed"].error() == simdjson::NO_SUCH_FIELD);
+  }
+  EXPECT_EQ(accounts, (std::vector<std::pair<std::string, uint64_t>>{{"u1", 0}, {"u2", 0}, {"u3", 1}}));
+  EXPECT_EQ(strings(root["not_in_file"]),
+            (std::vector<std::string>{"credentials", "payment", "content"}));
+
+  // An ambiguous match says so in its entry.
+  Fixture ambiguous = MakeFixture("email\nann+x@example.org\n",
+                                  "user_id,email\nu1,ann@example.org\nu2,ann+work@example.org\n");
+  const Result<Impact> both = Crossref(ambiguous.Input(false));
+  ASSERT_TRUE(both.ok());
+  const std::string both_json = ImpactJson(ambiguous.Input(false), *both, ReportOptions{});
+  ASSERT_EQ(parser.parse(both_json).get(root), simdjson::SUCCESS) << both_json;
+  const simdjson::dom::array both_accounts = root["accounts"];
+  ASSERT_EQ(both_accounts.size(), 2u);
+  for (const simdjson::dom::element account : both_accounts) {
+    EXPECT_TRUE(bool(account["ambiguous"]));
+    EXPECT_EQ(uint64_t(account["exposure"]), 0u);
+  }
 }
 
 TEST(CrossrefTest, NothingSensitiveInFileIsStated) {

@@ -223,21 +223,47 @@ void AppendNumber(uint64_t value, std::string* out) {
   out->append(text, end);
 }
 
-// What every account's entry shares, made once: the accounts' columns, the
-// leaked columns' names as JSON, the "not_exposed" list, and each set of
-// categories as its JSON list (an entry is written per account: millions).
+// impact.json's format version (docs/formats/incident.md): 2 since the
+// account entries name their exposure instead of repeating it.
+constexpr uint64_t kImpactJsonVersion = 2;
+
+// The distinct exposures of the affected accounts (impact.json version 2's
+// `exposures`): an account's categories and the leaked columns that had a
+// value in its rows, numbered in order of first use in accounts order. At
+// 10M accounts version 1 repeated these lists in every entry (about 300 of
+// its 470 bytes); most accounts share a handful of them.
+struct Exposures {
+  std::vector<uint32_t> of_account;          // per impact.accounts entry
+  std::vector<const AccountImpact*> first;   // per exposure: its first account
+};
+
+Exposures NumberExposures(const Impact& impact) {
+  Exposures exposures;
+  exposures.of_account.reserve(impact.accounts.size());
+  std::unordered_map<std::string, uint32_t> ids;
+  std::string key;  // the categories' bits, then the columns: reused, no string made per account
+  for (const AccountImpact& account : impact.accounts) {
+    key.assign(reinterpret_cast<const char*>(&account.categories), sizeof(account.categories));
+    key.append(reinterpret_cast<const char*>(account.leaked_columns.data()),
+               account.leaked_columns.size() * sizeof(account.leaked_columns[0]));
+    const auto [found, added] = ids.try_emplace(key, static_cast<uint32_t>(exposures.first.size()));
+    if (added) {
+      exposures.first.push_back(&account);
+    }
+    exposures.of_account.push_back(found->second);
+  }
+  return exposures;
+}
+
+// What every account's entry shares, made once: the accounts' columns (an
+// entry is written per account: millions).
 struct AccountWriter {
-  AccountWriter(const CrossrefInput& input, const Impact& impact)
+  AccountWriter(const CrossrefInput& input, const Exposures& exposures)
       : accounts(*input.accounts),
         user_id_columns(input.account_columns->ColumnsOf(ColumnKind::kUserId)),
         email_columns(input.account_columns->ColumnsOf(ColumnKind::kEmail)),
-        org_id_columns(input.account_columns->ColumnsOf(ColumnKind::kOrgId)) {
-    for (const std::string& name : input.leaked->columns()) {
-      leaked_column_json.emplace_back();
-      AppendJson(name, &leaked_column_json.back());
-    }
-    AppendCategoryList(NotInFile(impact.file_categories), &not_exposed);
-  }
+        org_id_columns(input.account_columns->ColumnsOf(ColumnKind::kOrgId)),
+        exposure_of(exposures.of_account) {}
 
   std::string_view FirstCell(size_t row, const std::vector<size_t>& columns) const {
     for (const size_t column : columns) {
@@ -249,15 +275,7 @@ struct AccountWriter {
     return {};
   }
 
-  const std::string& CategoryList(uint32_t bits) {
-    const auto [found, added] = category_lists.try_emplace(bits);
-    if (added) {
-      AppendCategoryList(CategoriesOf(bits), &found->second);
-    }
-    return found->second;
-  }
-
-  void Append(const AccountImpact& account, std::string* out) {
+  void Append(size_t account_idx, const AccountImpact& account, std::string* out) const {
     *out += "{\"accounts_line\":";
     AppendNumber(accounts.Line(account.account_row), out);
     *out += ",\"user_id\":";
@@ -276,7 +294,7 @@ struct AccountWriter {
         first = false;
       }
     }
-    *out += account.ambiguous ? "],\"ambiguous\":true" : "],\"ambiguous\":false";
+    *out += account.ambiguous ? "],\"ambiguous\":true" : "]";
     *out += ",\"leaked_lines\":[";
     for (size_t line_idx = 0; line_idx < account.leaked_lines.size(); ++line_idx) {
       if (line_idx > 0) {
@@ -284,17 +302,8 @@ struct AccountWriter {
       }
       AppendNumber(account.leaked_lines[line_idx], out);
     }
-    *out += "],\"exposed\":";
-    *out += CategoryList(account.categories);
-    *out += ",\"exposed_columns\":[";
-    for (size_t column_idx = 0; column_idx < account.leaked_columns.size(); ++column_idx) {
-      if (column_idx > 0) {
-        out->push_back(',');
-      }
-      *out += leaked_column_json[account.leaked_columns[column_idx]];
-    }
-    *out += "],\"not_exposed\":";
-    *out += not_exposed;
+    *out += "],\"exposure\":";
+    AppendNumber(exposure_of[account_idx], out);
     *out += "}";
   }
 
@@ -302,10 +311,32 @@ struct AccountWriter {
   const std::vector<size_t> user_id_columns;
   const std::vector<size_t> email_columns;
   const std::vector<size_t> org_id_columns;
-  std::vector<std::string> leaked_column_json;
-  std::string not_exposed;
-  std::unordered_map<uint32_t, std::string> category_lists;
+  const std::vector<uint32_t>& exposure_of;
 };
+
+// impact.json's `exposures`: per exposure its categories and leaked columns.
+void AppendExposures(const CrossrefInput& input, const Exposures& exposures, std::string* out) {
+  std::vector<std::string> column_json;
+  for (const std::string& name : input.leaked->columns()) {
+    column_json.emplace_back();
+    AppendJson(name, &column_json.back());
+  }
+  for (size_t exposure = 0; exposure < exposures.first.size(); ++exposure) {
+    const AccountImpact& account = *exposures.first[exposure];
+    *out += exposure == 0 ? "\n    {\"exposure\":" : ",\n    {\"exposure\":";
+    AppendNumber(exposure, out);
+    *out += ",\"exposed\":";
+    AppendCategoryList(CategoriesOf(account.categories), out);
+    *out += ",\"exposed_columns\":[";
+    for (size_t column_idx = 0; column_idx < account.leaked_columns.size(); ++column_idx) {
+      if (column_idx > 0) {
+        out->push_back(',');
+      }
+      *out += column_json[account.leaked_columns[column_idx]];
+    }
+    *out += "]}";
+  }
+}
 
 // impact.json's account entries are made in blocks of kAccountsPerBlock
 // on kAccountFormatThreads threads (block b on thread b % threads) while
@@ -318,6 +349,7 @@ constexpr size_t kAccountFormatThreads = 2;
 constexpr size_t kBlocksInFlight = 4;
 
 Status SinkAccountEntries(const CrossrefInput& input, const Impact& impact,
+                          const Exposures& exposures,
                           const std::function<Status(std::string_view)>& sink) {
   const size_t accounts = impact.accounts.size();
   const size_t blocks = (accounts + kAccountsPerBlock - 1) / kAccountsPerBlock;
@@ -328,7 +360,7 @@ Status SinkAccountEntries(const CrossrefInput& input, const Impact& impact,
   size_t next_to_sink = 0;
   bool stop = false;  // the sink failed: the formatters leave
   const auto format = [&](size_t first_block) {
-    AccountWriter writer(input, impact);  // its category lists are its own
+    const AccountWriter writer(input, exposures);
     std::string text;
     for (size_t block = first_block; block < blocks; block += kAccountFormatThreads) {
       {
@@ -342,7 +374,7 @@ Status SinkAccountEntries(const CrossrefInput& input, const Impact& impact,
       const size_t end = std::min(accounts, (block + 1) * kAccountsPerBlock);
       for (size_t account_idx = block * kAccountsPerBlock; account_idx < end; ++account_idx) {
         text += account_idx == 0 ? "\n    " : ",\n    ";
-        writer.Append(impact.accounts[account_idx], &text);
+        writer.Append(account_idx, impact.accounts[account_idx], &text);
       }
       std::lock_guard lock(mutex);
       std::swap(slots[block % kBlocksInFlight], text);  // the slot's buffer comes back
@@ -432,7 +464,8 @@ Status WriteImpactJson(const CrossrefInput& input, const Impact& impact,
     out.clear();
     return Status::Ok();
   };
-  out += "{\n  \"format\": \"minpanel-incident-impact\",\n  \"version\": 1,\n";
+  out += "{\n  \"format\": \"minpanel-incident-impact\",\n  \"version\": " +
+         Number(kImpactJsonVersion) + ",\n";
   out += "  \"generated_at\": \"" + FormatIsoTime(options.now_s) + "\",\n  \"company\": ";
   AppendJson(options.company, &out);
   out += ",\n  \"files\": {\"_\": null";
@@ -465,10 +498,13 @@ Status WriteImpactJson(const CrossrefInput& input, const Impact& impact,
   AppendCategoryList(NotInFile(impact.file_categories), &out);
   out += ",\n  \"timeline\": ";
   AppendTimeline(options.timeline, options.now_s, &out);
-  out += ",\n  \"accounts\": [";
+  const Exposures exposures = NumberExposures(impact);
+  out += ",\n  \"exposures\": [";
+  AppendExposures(input, exposures, &out);
+  out += "],\n  \"accounts\": [";
   MP_RETURN_IF_ERROR(sink(out));
   out.clear();
-  MP_RETURN_IF_ERROR(SinkAccountEntries(input, impact, sink));
+  MP_RETURN_IF_ERROR(SinkAccountEntries(input, impact, exposures, sink));
   out += "],\n  \"organisations\": [";
   for (size_t org_idx = 0; org_idx < impact.orgs.size(); ++org_idx) {
     out += org_idx == 0 ? "\n    " : ",\n    ";

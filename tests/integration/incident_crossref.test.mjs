@@ -49,6 +49,22 @@ function checkAgainstTruth(impact, truth) {
   const byCountry = Object.fromEntries(counts.accounts_by_country.map((c) => [c.country, c.accounts]));
   assert.deepEqual(byCountry, truth.by_country);
   assert.equal(impact.unmatched_rows.length, truth.unmatched_rows);
+  // Version 2: each account names its exposure, listed once; the accounts'
+  // exposures add up to the counts by category.
+  assert.equal(impact.version, 2);
+  assert.deepEqual(impact.exposures.map((e) => e.exposure), impact.exposures.map((_, i) => i));
+  const distinct = new Set(impact.exposures.map((e) => JSON.stringify([e.exposed, e.exposed_columns])));
+  assert.equal(distinct.size, impact.exposures.length);
+  const byCategory = {};
+  for (const account of impact.accounts) {
+    const exposure = impact.exposures[account.exposure];
+    assert.ok(exposure, `account ${account.user_id}: exposure ${account.exposure}`);
+    for (const category of exposure.exposed) {
+      byCategory[category] = (byCategory[category] ?? 0) + 1;
+    }
+    assert.equal(account.not_exposed, undefined);
+  }
+  assert.deepEqual(byCategory, counts.accounts_by_category);
 }
 
 describe('incident crossref', () => {
