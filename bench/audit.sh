@@ -16,28 +16,15 @@
 # Generated data only: synthetic users gen-N.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "${repo}/bench/lib/audit_data.sh"
 old="$1"; new="$2"; old_bin="${old%@*}"; events="${3:-100000}"; rounds="${4:-3}"; requests="${5:-200}"
 # A MINPANEL_BENCH_NO_AUDIT binary refuses to start without it; others ignore it.
 export MINPANEL_BENCH_NO_AUDIT=1
-folder="$(mktemp -d)"
-trap 'rm -rf "${folder}"' EXIT
-mkdir -p "${folder}/data" "${folder}/keys"; chmod 700 "${folder}/keys"
+bench_audit_folder
 secret="$("${old_bin}" project create bench --data "${folder}/data" --keys "${folder}/keys" --json |
-  node -e "let s='';process.stdin.on('data',d=>s+=d).on('end',()=>console.log(JSON.parse(s.trim().split('\n').pop()).secret))")"
-day_ms=86400000
-from_ms=$(( ($(date +%s) * 1000 / day_ms - 7) * day_ms ))
-node -e "
-const names = ['page_view', 'page_view', 'page_view', 'sign_up', 'purchase'];
-const lines = [];
-for (let i = 0; i < ${events}; i += 1) {
-  lines.push(JSON.stringify({ event: names[i % 5], properties: {
-    distinct_id: 'gen-' + (i % 5000), time: Math.floor((${from_ms} + (i * 6047) % (7 * ${day_ms})) / 1000),
-    \$insert_id: 'b' + i.toString(16).padStart(31, '0'), plan: ['free', 'pro', 'team'][i % 3], price: i % 100 } }));
-}
-require('fs').writeFileSync('${folder}/events.jsonl', lines.join('\n') + '\n');"
-"${old_bin}" import "${folder}/events.jsonl" --project bench --data "${folder}/data" --keys "${folder}/keys" >/dev/null
-from_date="$(date -u -d "@$(( from_ms / 1000 ))" +%F)"
-to_date="$(date -u -d "@$(( from_ms / 1000 + 8 * 86400 ))" +%F)"
+  bench_json_field secret)"
+bench_audit_week
+bench_audit_import "${old_bin}" "${events}"
 node "${repo}/bench/audit/latency.mjs" --bins "${old},${new}" --data "${folder}/data" \
   --keys "${folder}/keys" --secret "${secret}" --rounds "${rounds}" --requests "${requests}" \
   --from-date "${from_date}" --to-date "${to_date}"

@@ -15,32 +15,17 @@
 # Generated data only: synthetic users gen-N.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "${repo}/bench/lib/audit_data.sh"
 bin="$1"; events="${2:-100000}"; rounds="${3:-3}"; requests="${4:-100}"; big_requests="${5:-10}"
-folder="$(mktemp -d)"
-trap 'rm -rf "${folder}"' EXIT
-mkdir -p "${folder}/data" "${folder}/keys"; chmod 700 "${folder}/keys"
-json_field() {
-  node -e "let s='';process.stdin.on('data',d=>s+=d).on('end',()=>console.log(JSON.parse(s.trim().split('\n').pop())['$1']))"
-}
-secret="$("${bin}" project create bench --data "${folder}/data" --keys "${folder}/keys" --json | json_field secret)"
+bench_audit_folder
+secret="$("${bin}" project create bench --data "${folder}/data" --keys "${folder}/keys" --json |
+  bench_json_field secret)"
 key_secret="$("${bin}" keys create --name bench-exporter --project bench --scope export --json \
-  --data "${folder}/data" --keys "${folder}/keys" | json_field secret)"
+  --data "${folder}/data" --keys "${folder}/keys" | bench_json_field secret)"
 aggregate_secret="$("${bin}" keys create --name bench-analyst --project bench --scope query:aggregate --json \
-  --data "${folder}/data" --keys "${folder}/keys" | json_field secret)"
-day_ms=86400000
-from_ms=$(( ($(date +%s) * 1000 / day_ms - 7) * day_ms ))
-node -e "
-const names = ['page_view', 'page_view', 'page_view', 'sign_up', 'purchase'];
-const lines = [];
-for (let i = 0; i < ${events}; i += 1) {
-  lines.push(JSON.stringify({ event: names[i % 5], properties: {
-    distinct_id: 'gen-' + (i % 5000), time: Math.floor((${from_ms} + (i * 6047) % (7 * ${day_ms})) / 1000),
-    \$insert_id: 'b' + i.toString(16).padStart(31, '0'), plan: ['free', 'pro', 'team'][i % 3], price: i % 100 } }));
-}
-require('fs').writeFileSync('${folder}/events.jsonl', lines.join('\n') + '\n');"
-"${bin}" import "${folder}/events.jsonl" --project bench --data "${folder}/data" --keys "${folder}/keys" >/dev/null
-from_date="$(date -u -d "@$(( from_ms / 1000 ))" +%F)"
-to_date="$(date -u -d "@$(( from_ms / 1000 + 8 * 86400 ))" +%F)"
+  --data "${folder}/data" --keys "${folder}/keys" | bench_json_field secret)"
+bench_audit_week
+bench_audit_import "${bin}" "${events}"
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 node "${repo}/bench/audit/export_cost.mjs" --bin "${bin}" --data "${folder}/data" \
   --keys "${folder}/keys" --secret "${secret}" --key-secret "${key_secret}" \

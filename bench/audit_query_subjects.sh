@@ -18,27 +18,19 @@
 # names, plan, price and user_id (which the default policy pseudonymises, as
 # it does distinct_id). The audit folder is on the data folder's disk.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/audit_data.sh"
 old="$1"; new="$2"; events="${3:-100000}"; rounds="${4:-5}"; queries="${5:-200}"
-folder="$(mktemp -d)"
-trap 'rm -rf "${folder}"' EXIT
-mkdir -p "${folder}/data" "${folder}/keys"; chmod 700 "${folder}/keys"
+bench_audit_folder
 secret="$("${new}" project create bench --data "${folder}/data" --keys "${folder}/keys" --json |
-  python3 -c 'import json, sys; print(json.load(sys.stdin)["secret"])')"
-day_ms=86400000
-from_ms=$(( ($(date +%s) * 1000 / day_ms - 7) * day_ms ))
-node -e "
-const names = ['page_view', 'page_view', 'page_view', 'sign_up', 'purchase'];
-const lines = [];
-for (let i = 0; i < ${events}; i += 1) {
-  const user = 'gen-' + (i % 5000);
-  const properties = {
-    distinct_id: user, user_id: user, time: Math.floor((${from_ms} + (i * 6047) % (7 * ${day_ms})) / 1000),
-    \$insert_id: 'q' + i.toString(16).padStart(31, '0'), plan: ['free', 'pro', 'team'][i % 3] };
-  if (names[i % 5] === 'purchase') { properties.price = i % 100; }
-  lines.push(JSON.stringify({ event: names[i % 5], properties }));
-}
-require('fs').writeFileSync('${folder}/events.jsonl', lines.join('\n') + '\n');"
-"${new}" import "${folder}/events.jsonl" --project bench --data "${folder}/data" --keys "${folder}/keys" >/dev/null
+  bench_json_field secret)"
+bench_audit_week
+# user_id on every row (the breakdown the subject-listing query asks for),
+# price on purchases only.
+bench_audit_import "${new}" "${events}" '
+  const properties = { distinct_id: user, user_id: user, time, $insert_id: "q" + id_hex,
+    plan: ["free", "pro", "team"][i % 3] };
+  if (name === "purchase") { properties.price = i % 100; }
+  return properties;'
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 python3 - "${old}" "${new}" "${folder}" "${secret}" "${rounds}" "${queries}" <<'PY'
 import base64, http.client, json, os, socket, statistics, subprocess, sys, time

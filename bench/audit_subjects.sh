@@ -16,29 +16,18 @@
 # purchase in 7, a referrer on one page view in 3 — so subjects differ in
 # their key sets. Generated data only.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/audit_data.sh"
 old="$1"; new="$2"; events="${3:-100000}"; rounds="${4:-5}"
-folder="$(mktemp -d)"
-trap 'rm -rf "${folder}"' EXIT
-mkdir -p "${folder}/data" "${folder}/keys"; chmod 700 "${folder}/keys"
+bench_audit_folder
 "${new}" project create bench --data "${folder}/data" --keys "${folder}/keys" --json >/dev/null
-day_ms=86400000
-from_ms=$(( ($(date +%s) * 1000 / day_ms - 7) * day_ms ))
-node -e "
-const names = ['page_view', 'page_view', 'page_view', 'sign_up', 'purchase'];
-const lines = [];
-for (let i = 0; i < ${events}; i += 1) {
-  const name = names[i % 5];
-  const properties = {
-    distinct_id: 'gen-' + (i % 5000), time: Math.floor((${from_ms} + (i * 6047) % (7 * ${day_ms})) / 1000),
-    \$insert_id: 'b' + i.toString(16).padStart(31, '0'), plan: ['free', 'pro', 'team'][i % 3] };
-  if (name === 'purchase') { properties.price = i % 100; if (i % 7 === 0) properties.coupon = 'c' + (i % 11); }
-  if (name === 'page_view' && i % 3 === 0) properties.referrer_host = 'ref' + (i % 13) + '.example';
-  lines.push(JSON.stringify({ event: name, properties }));
-}
-require('fs').writeFileSync('${folder}/events.jsonl', lines.join('\n') + '\n');"
-"${new}" import "${folder}/events.jsonl" --project bench --data "${folder}/data" --keys "${folder}/keys" >/dev/null
-from_date="$(date -u -d "@$(( from_ms / 1000 ))" +%F)"
-to_date="$(date -u -d "@$(( from_ms / 1000 + 8 * 86400 ))" +%F)"
+bench_audit_week
+# Keys that vary between rows, as in real exports.
+bench_audit_import "${new}" "${events}" '
+  const properties = { distinct_id: user, time, $insert_id: "b" + id_hex,
+    plan: ["free", "pro", "team"][i % 3] };
+  if (name === "purchase") { properties.price = i % 100; if (i % 7 === 0) properties.coupon = "c" + (i % 11); }
+  if (name === "page_view" && i % 3 === 0) properties.referrer_host = "ref" + (i % 13) + ".example";
+  return properties;'
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 python3 - "${old}" "${new}" "${folder}" "${from_date}" "${to_date}" "${rounds}" <<'PY'
 import os, resource, statistics, subprocess, sys, time
