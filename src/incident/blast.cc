@@ -17,6 +17,7 @@
 #include "audit/subjects_rewrite.h"
 #include "incident/incident.h"
 #include "incident/report_text.h"
+#include "privacy/policy_file.h"
 
 namespace minpanel::incident {
 namespace {
@@ -32,11 +33,13 @@ constexpr std::string_view kRewriteKey = audit::kSubjectsRewriteKey;
 constexpr std::string_view kLiveReadAct = "events.live";
 constexpr std::string_view kLiveReadNeedle = "\"act\":\"events.live\"";
 
-// Properties that name a subject's identity (as service's access control
-// lists them): a query naming one may return subjects.
-constexpr std::string_view kSubjectProperties[] = {
-    "distinct_id", "$distinct_id", "$user_id", "user_id", "$device_id", "$anon_distinct_id",
-};
+// Whether a property names a subject's identity (as service's access
+// control tells them): the distinct id, or a key the policy pseudonymises as
+// a person's id. A query naming one may return subjects.
+bool NamesSubject(std::string_view name) {
+  return name == "distinct_id" || name == "$distinct_id" ||
+         privacy::ClassifyKey(name) == privacy::ReservedKey::kSubjectId;
+}
 
 using RecordVisitor = std::function<Status(std::string_view payload)>;
 
@@ -104,11 +107,8 @@ BlastRecord RecordOf(const audit::AuditEntry& entry) {
   record.bytes = entry.bytes;
   record.subjects_file = entry.subjects_file;
   record.outcome = entry.outcome;
-  for (const std::string_view subject_property : kSubjectProperties) {
-    record.names_subjects =
-        record.names_subjects || std::find(entry.properties.begin(), entry.properties.end(),
-                                           subject_property) != entry.properties.end();
-  }
+  record.names_subjects =
+      std::any_of(entry.properties.begin(), entry.properties.end(), NamesSubject);
   return record;
 }
 

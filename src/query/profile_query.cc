@@ -33,18 +33,34 @@ std::optional<Id128> PseudonymSubject(std::string_view text) {
   return Id128::FromHex(text.substr(kPseudonymPrefix.size()));
 }
 
-Status ResolveFilter(const std::function<std::vector<Id128>(std::string_view)>& pseudonyms,
-                     const std::string& path, Filter* filter) {
-  if (filter->kind != Filter::Kind::kCondition) {
-    // Depth is bounded by kFilterDepthMax (checked by ParseQuery).
-    for (Filter& child : filter->children) {
-      MP_RETURN_IF_ERROR(ResolveFilter(pseudonyms, path, &child));
+// How a query's raw ids become the texts the store holds: `pseudonyms`
+// gives the subjects a raw id may be, `subject_id_property` which property
+// names hold a person's id as its pseudonym (QueryContext).
+struct SubjectIdResolver {
+  const std::function<std::vector<Id128>(std::string_view)>& pseudonyms;
+  const std::function<bool(std::string_view)>& subject_id_property;
+
+  bool IsSubjectId(std::string_view property) const {
+    if (!subject_id_property) {
+      return false;
     }
-    return Status::Ok();
+    const PropertyRef ref = ParsePropertyReference(property);
+    return ref.source != PropertySource::kSubject && subject_id_property(ref.name);
   }
-  if (filter->property != kDistinctIdProperty) {
-    return Status::Ok();
+};
+
+// A value as text: a string as it is, anything else as JSON.
+void ValueText(const Value& value, std::string* text) {
+  text->clear();
+  if (value.type() == Value::Type::kString) {
+    *text = value.as_string();
+  } else {
+    AppendJsonValue(value, text);
   }
+}
+
+Status ResolveDistinctIdFilter(const SubjectIdResolver& resolver, const std::string& path,
+                               Filter* filter) {
   filter->property = PropertyReference(PropertySource::kSubject, "", kDistinctIdProperty);
   switch (filter->op) {
     case FilterOp::kIsSet:
@@ -69,22 +85,17 @@ Status ResolveFilter(const std::function<std::vector<Id128>(std::string_view)>& 
     if (value.is_null()) {
       continue;  // every event has a subject
     }
-    text.clear();
-    if (value.type() == Value::Type::kString) {
-      text = value.as_string();
-    } else {
-      AppendJsonValue(value, &text);
-    }
+    ValueText(value, &text);
     if (const std::optional<Id128> subject = PseudonymSubject(text)) {
       subjects.push_back(Value::String(FormatPseudonym(*subject)));
       continue;
     }
-    if (!pseudonyms) {
+    if (!resolver.pseudonyms) {
       return Status::InvalidArgument(path +
                                      ".filters: distinct_id: only pseudonyms (psn_...) can be "
                                      "named here, no project key is at hand");
     }
-    for (const Id128& subject : pseudonyms(text)) {
+    for (const Id128& subject : resolver.pseudonyms(text)) {
       subjects.push_back(Value::String(FormatPseudonym(subject)));
     }
   }
@@ -92,12 +103,68 @@ Status ResolveFilter(const std::function<std::vector<Id128>(std::string_view)>& 
   return Status::Ok();
 }
 
-bool FilterNamesDistinctId(const Filter& filter) {
+// A subject id kept as a property (user_id, $device_id, ...): the policy
+// stored a string or integer id as its pseudonym, so an eq / ne / in /
+// not_in value matches as it is (an id a policy keeps in clear, a
+// pseudonym) and as its pseudonym under every key version. Other
+// operators test the stored text as for any property.
+void ResolveSubjectIdFilter(const SubjectIdResolver& resolver, Filter* filter) {
+  switch (filter->op) {
+    case FilterOp::kEq:
+    case FilterOp::kIn:
+      filter->op = FilterOp::kIn;
+      break;
+    case FilterOp::kNe:
+    case FilterOp::kNotIn:
+      filter->op = FilterOp::kNotIn;
+      break;
+    default:
+      return;
+  }
+  if (!resolver.pseudonyms) {
+    return;
+  }
+  std::vector<Value> values;
+  std::string text;
+  for (const Value& value : filter->values) {
+    values.push_back(value);
+    if (value.type() != Value::Type::kString && value.type() != Value::Type::kInt) {
+      continue;  // the policy keeps null, booleans and doubles as they are
+    }
+    ValueText(value, &text);
+    if (PseudonymSubject(text).has_value()) {
+      continue;
+    }
+    for (const Id128& subject : resolver.pseudonyms(text)) {
+      values.push_back(Value::String(FormatPseudonym(subject)));
+    }
+  }
+  filter->values = std::move(values);
+}
+
+Status ResolveFilter(const SubjectIdResolver& resolver, const std::string& path, Filter* filter) {
+  if (filter->kind != Filter::Kind::kCondition) {
+    // Depth is bounded by kFilterDepthMax (checked by ParseQuery).
+    for (Filter& child : filter->children) {
+      MP_RETURN_IF_ERROR(ResolveFilter(resolver, path, &child));
+    }
+    return Status::Ok();
+  }
+  if (filter->property == kDistinctIdProperty) {
+    return ResolveDistinctIdFilter(resolver, path, filter);
+  }
+  if (resolver.IsSubjectId(filter->property)) {
+    ResolveSubjectIdFilter(resolver, filter);
+  }
+  return Status::Ok();
+}
+
+bool FilterNamesSubjectId(const SubjectIdResolver& resolver, const Filter& filter) {
   if (filter.kind == Filter::Kind::kCondition) {
-    return filter.property == kDistinctIdProperty;
+    return filter.property == kDistinctIdProperty || resolver.IsSubjectId(filter.property);
   }
   for (const Filter& child : filter.children) {
-    if (FilterNamesDistinctId(child)) {
+    if (FilterNamesSubjectId(resolver, child)) {
       return true;
     }
   }
@@ -176,7 +243,10 @@ bool UsesProfiles(const QuerySpec& spec) {
   return selector_uses(spec.birth) || selector_uses(spec.return_event);
 }
 
-bool NamesDistinctId(const QuerySpec& spec) {
+bool NamesSubjectIds(const QuerySpec& spec,
+                     const std::function<bool(std::string_view)>& subject_id_property) {
+  const std::function<std::vector<Id128>(std::string_view)> no_pseudonyms;
+  const SubjectIdResolver resolver{no_pseudonyms, subject_id_property};
   for (const std::string& property : spec.breakdown.properties) {
     if (property == kDistinctIdProperty) {
       return true;
@@ -184,41 +254,41 @@ bool NamesDistinctId(const QuerySpec& spec) {
   }
   for (const std::vector<EventSelector>* selectors : {&spec.events, &spec.steps}) {
     for (const EventSelector& selector : *selectors) {
-      if (FilterNamesDistinctId(selector.filter)) {
+      if (FilterNamesSubjectId(resolver, selector.filter)) {
         return true;
       }
     }
   }
   for (const FunnelExclusion& exclusion : spec.exclusions) {
-    if (FilterNamesDistinctId(exclusion.selector.filter)) {
+    if (FilterNamesSubjectId(resolver, exclusion.selector.filter)) {
       return true;
     }
   }
-  return FilterNamesDistinctId(spec.birth.filter) ||
-         FilterNamesDistinctId(spec.return_event.filter);
+  return FilterNamesSubjectId(resolver, spec.birth.filter) ||
+         FilterNamesSubjectId(resolver, spec.return_event.filter);
 }
 
-Status ResolveDistinctIds(const std::function<std::vector<Id128>(std::string_view)>& pseudonyms,
-                          QuerySpec* spec) {
+Status ResolveSubjectIds(const QueryContext& context, QuerySpec* spec) {
+  const SubjectIdResolver resolver{context.pseudonyms, context.subject_id_property};
   for (std::string& property : spec->breakdown.properties) {
     if (property == kDistinctIdProperty) {
       property = PropertyReference(PropertySource::kSubject, "", kDistinctIdProperty);
     }
   }
   for (size_t idx = 0; idx < spec->events.size(); ++idx) {
-    MP_RETURN_IF_ERROR(ResolveFilter(pseudonyms, "events[" + std::to_string(idx) + "]",
+    MP_RETURN_IF_ERROR(ResolveFilter(resolver, "events[" + std::to_string(idx) + "]",
                                      &spec->events[idx].filter));
   }
   for (size_t idx = 0; idx < spec->steps.size(); ++idx) {
     MP_RETURN_IF_ERROR(
-        ResolveFilter(pseudonyms, "steps[" + std::to_string(idx) + "]", &spec->steps[idx].filter));
+        ResolveFilter(resolver, "steps[" + std::to_string(idx) + "]", &spec->steps[idx].filter));
   }
   for (size_t idx = 0; idx < spec->exclusions.size(); ++idx) {
-    MP_RETURN_IF_ERROR(ResolveFilter(pseudonyms, "exclusions[" + std::to_string(idx) + "]",
+    MP_RETURN_IF_ERROR(ResolveFilter(resolver, "exclusions[" + std::to_string(idx) + "]",
                                      &spec->exclusions[idx].selector.filter));
   }
-  MP_RETURN_IF_ERROR(ResolveFilter(pseudonyms, "birth", &spec->birth.filter));
-  return ResolveFilter(pseudonyms, "return", &spec->return_event.filter);
+  MP_RETURN_IF_ERROR(ResolveFilter(resolver, "birth", &spec->birth.filter));
+  return ResolveFilter(resolver, "return", &spec->return_event.filter);
 }
 
 }  // namespace minpanel::query

@@ -191,7 +191,7 @@ std::string_view FilterOpName(FilterOp op);
 // as it is, and the other two encoded by PropertyReference (a NUL byte
 // first, which ParseQuery refuses in names, so no event key collides).
 // kSubject: the event's subject column (the stored pseudonym, "psn_" and
-// 32 hex digits), which a query names as "distinct_id" (ResolveDistinctIds).
+// 32 hex digits), which a query names as "distinct_id" (ResolveSubjectIds).
 enum class PropertySource : uint8_t { kEvent, kProfile, kGroup, kSubject };
 struct PropertyRef {
   PropertySource source = PropertySource::kEvent;
@@ -321,9 +321,14 @@ struct QueryContext {
   uint32_t min_group_size = 0;
   // The stored subjects a raw distinct id may be (its pseudonym under every
   // key version the store may hold): how a filter on "distinct_id" names
-  // them (ResolveDistinctIds). Unset: only pseudonyms ("psn_" and 32 hex
+  // them (ResolveSubjectIds). Unset: only pseudonyms ("psn_" and 32 hex
   // digits) may be named.
   std::function<std::vector<Id128>(std::string_view)> pseudonyms;
+  // Which property names (of an event, a profile or a group profile) hold a
+  // person's id that the policy stores as its pseudonym, as the distinct id
+  // is (user_id, $device_id, …): a filter on one matches a raw id through
+  // `pseudonyms` too (ResolveSubjectIds). Unset: none.
+  std::function<bool(std::string_view)> subject_id_property;
 };
 
 // A time bucket (or cohort, or period): its start in UTC and its local label
@@ -449,16 +454,25 @@ Result<QuerySpec> ParseQuery(std::string_view json);
 // Whether `spec` names a profile or group property: then RunQuery needs
 // QueryContext::profiles.
 bool UsesProfiles(const QuerySpec& spec);
-// Rewrites every event property "distinct_id" of `spec` (filters of every
-// selector, breakdown) into the subject column: an eq / ne / in / not_in
-// value becomes each subject `pseudonyms` gives for it (a value that is a
-// pseudonym already stays that subject), an is_set / is_not_set matches
-// every / no event; any other operator is InvalidArgument naming the field.
+// Whether `spec` names a subject's id: the event property "distinct_id"
+// (filter or breakdown), or a filter on a property `subject_id_property`
+// says holds a person's id (QueryContext::subject_id_property; may be unset).
+bool NamesSubjectIds(const QuerySpec& spec,
+                     const std::function<bool(std::string_view)>& subject_id_property);
+// Rewrites what `spec` names of a subject's id (docs/queries.md, "Filtering
+// and breaking down by subject ids"), with `context.pseudonyms` and
+// `context.subject_id_property`:
+//   - every event property "distinct_id" (filters of every selector,
+//     breakdown) becomes the subject column: an eq / ne / in / not_in value
+//     becomes each subject `pseudonyms` gives for it (a value that is a
+//     pseudonym already stays that subject), an is_set / is_not_set matches
+//     every / no event; any other operator is InvalidArgument naming the
+//     field;
+//   - an eq / ne / in / not_in filter on a subject id property (user_id, …)
+//     becomes in / not_in its values as given and, for each string or
+//     integer that is not a pseudonym, its pseudonyms as strings.
 // RunQuery calls it; the raw ids end here (never in the answer).
-// Whether `spec` names the event property "distinct_id" (filter or breakdown).
-bool NamesDistinctId(const QuerySpec& spec);
-Status ResolveDistinctIds(const std::function<std::vector<Id128>(std::string_view)>& pseudonyms,
-                          QuerySpec* spec);
+Status ResolveSubjectIds(const QueryContext& context, QuerySpec* spec);
 
 // Answers `spec` over `context.segments` on up to `context.threads` threads
 // (it starts and joins them itself). InvalidArgument for an unknown time zone,

@@ -11,7 +11,8 @@
 //                            message containing TEXT
 // A raw distinct id X a query names is pseudonymised as two key versions
 // would: SubjectFromName(X) and SubjectFromName(X + "@v1") (the subject
-// "X@v1" in a segment is X under the older key).
+// "X@v1" in a segment is X under the older key). The properties "user_id"
+// and "$device_id" hold subject ids (QueryContext::subject_id_property).
 // Lines starting with '#' are comments. Every expect checks the query before it
 // against all segments given so far.
 #include <algorithm>
@@ -69,6 +70,9 @@ struct Runner {
     context.pseudonyms = [](std::string_view raw) {
       return std::vector<Id128>{testing::SubjectFromName(raw),
                                 testing::SubjectFromName(std::string(raw) + "@v1")};
+    };
+    context.subject_id_property = [](std::string_view name) {
+      return name == "user_id" || name == "$device_id";
     };
   }
 

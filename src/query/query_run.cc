@@ -1236,31 +1236,28 @@ Status RunRetention(const QuerySpec& spec, const QueryContext& context, const da
 
 namespace {
 
+Result<QueryResult> RunResolvedQuery(const QuerySpec& spec, const QueryContext& given_context);
+
 // QuerySpec::compare_previous: the query, then the same over the range of
 // the same length just before the range it resolved to.
 Result<QueryResult> RunWithPrevious(const QuerySpec& spec, const QueryContext& context) {
   QuerySpec current = spec;
   current.compare_previous = false;
-  MP_ASSIGN_OR_RETURN(QueryResult result, RunQuery(current, context));
+  MP_ASSIGN_OR_RETURN(QueryResult result, RunResolvedQuery(current, context));
   QuerySpec before = current;
   const int64_t length_ms = result.to_ms - result.from_ms;
   before.from = TimeSpec{};
   before.from.utc_ms = result.from_ms - length_ms;
   before.to = TimeSpec{};
   before.to.utc_ms = result.from_ms;
-  MP_ASSIGN_OR_RETURN(QueryResult previous, RunQuery(before, context));
+  MP_ASSIGN_OR_RETURN(QueryResult previous, RunResolvedQuery(before, context));
   result.previous = std::make_shared<const QueryResult>(std::move(previous));
   return result;
 }
 
-}  // namespace
-
-Result<QueryResult> RunQuery(const QuerySpec& spec, const QueryContext& given_context) {
-  if (NamesDistinctId(spec)) {
-    QuerySpec resolved_spec = spec;
-    MP_RETURN_IF_ERROR(ResolveDistinctIds(given_context.pseudonyms, &resolved_spec));
-    return RunQuery(resolved_spec, given_context);
-  }
+// RunQuery once the subject ids `spec` names are resolved (ResolveSubjectIds
+// is not idempotent: a filter on user_id names user_id after it too).
+Result<QueryResult> RunResolvedQuery(const QuerySpec& spec, const QueryContext& given_context) {
   if (spec.compare_previous) {
     return RunWithPrevious(spec, given_context);
   }
@@ -1358,6 +1355,17 @@ Result<QueryResult> RunQuery(const QuerySpec& spec, const QueryContext& given_co
     internal::SuppressSmallGroups(spec, context.min_group_size, &result);
   }
   return result;
+}
+
+}  // namespace
+
+Result<QueryResult> RunQuery(const QuerySpec& spec, const QueryContext& context) {
+  if (!NamesSubjectIds(spec, context.subject_id_property)) {
+    return RunResolvedQuery(spec, context);
+  }
+  QuerySpec resolved_spec = spec;
+  MP_RETURN_IF_ERROR(ResolveSubjectIds(context, &resolved_spec));
+  return RunResolvedQuery(resolved_spec, context);
 }
 
 }  // namespace minpanel::query

@@ -12,16 +12,22 @@
 #include "service/service.h"
 
 #include "privacy/keys.h"
+#include "privacy/policy_file.h"
 
 namespace minpanel::service {
 namespace {
 
-// Property names that select or break down by a subject's identity: a query
-// naming one needs query:subjects, so that an aggregate key cannot test
-// whether a given person is present.
-constexpr std::string_view kSubjectProperties[] = {
-    "distinct_id", "$distinct_id", "$user_id", "user_id", "$device_id", "$anon_distinct_id",
-};
+// Whether a property name a query uses selects or breaks down by a
+// subject's identity: the distinct id, or a key the policy pseudonymises as
+// a person's id (privacy::ReservedKey::kSubjectId: user_id, $user_id,
+// $device_id, userId, anonymousId, …). A query naming one needs
+// query:subjects, so that an aggregate key cannot test whether a given
+// person is present.
+bool NamesSubject(std::string_view name) {
+  return name == query::kDistinctIdProperty || name == "$distinct_id" ||
+         privacy::ClassifyKey(name) == privacy::ReservedKey::kSubjectId;
+}
+
 // Depth of the query JSON walked for the names it uses (the query parser's
 // own limit is lower; this only bounds the walk's stack).
 constexpr size_t kQueryWalkDepthMax = 64;
@@ -231,9 +237,7 @@ class ExportWatcher {
 // identity, whose values are subjects: an event's or a profile's.
 bool IsSubjectProperty(std::string_view reference) {
   const query::PropertyRef property = query::ParsePropertyReference(reference);
-  return property.source != query::PropertySource::kGroup &&
-         std::find(std::begin(kSubjectProperties), std::end(kSubjectProperties), property.name) !=
-             std::end(kSubjectProperties);
+  return property.source != query::PropertySource::kGroup && NamesSubject(property.name);
 }
 
 // "psn_" and 32 lowercase hex digits: a pseudonym as the store gives it.
@@ -675,11 +679,12 @@ Result<std::string> Service::Query(const Project& project, std::string_view quer
 
 Result<std::string> Service::Query(const Access& access, std::string_view query_json) {
   MP_ASSIGN_OR_RETURN(const QueryNames names, NamesOfQuery(query_json));
-  for (const std::string_view subject_property : kSubjectProperties) {
-    if (names.properties.contains(std::string(subject_property)) &&
-        (access.principal.scopes & static_cast<uint32_t>(Scope::kQuerySubjects)) == 0) {
-      return Status::PermissionDenied("scope: a query on '" + std::string(subject_property) +
-                                      "' needs the scope 'query:subjects', which this key lacks");
+  if ((access.principal.scopes & static_cast<uint32_t>(Scope::kQuerySubjects)) == 0) {
+    for (const std::string& property : names.properties) {
+      if (NamesSubject(property)) {
+        return Status::PermissionDenied("scope: a query on '" + property +
+                                        "' needs the scope 'query:subjects', which this key lacks");
+      }
     }
   }
   MP_RETURN_IF_ERROR(CheckLimits(access.principal, names));

@@ -839,10 +839,16 @@ Result<std::string> Service::RunQuery(const Project& project, std::string_view q
   context.time_zone = project.time_zone;
   context.now_ms = clock_->NowMs();
   context.min_group_size = min_group_size;
-  if (query::NamesDistinctId(spec)) {
-    // A raw distinct id is matched as the store holds it: its pseudonym
-    // under every key version, as an export by distinct id and an access
-    // request find it (SubjectsOf). The raw id stays in this call.
+  // Properties the policy stores as a person's pseudonym, as the distinct
+  // id (user_id, $device_id, …: privacy's reserved subject-id keys).
+  context.subject_id_property = [](std::string_view name) {
+    return privacy::ClassifyKey(name) == privacy::ReservedKey::kSubjectId;
+  };
+  if (query::NamesSubjectIds(spec, context.subject_id_property)) {
+    // A raw distinct id (or user_id, …) is matched as the store holds it:
+    // its pseudonym under every key version, as an export by distinct id
+    // and an access request find it (SubjectsOf). The raw id stays in this
+    // call.
     MP_ASSIGN_OR_RETURN(const std::vector<privacy::ProjectKey> keys,
                         keys_->AllVersions(project.id));
     std::vector<privacy::Policy> policies;

@@ -698,7 +698,7 @@ class Service {
                                uint32_t min_group_size = 0,
                                audit::SubjectKeySets* listed = nullptr);
   // The subjects a query answer lists (access.cc): each value its breakdown
-  // by a subject's identity (distinct_id, $user_id, … as kSubjectProperties
+  // by a subject's identity (distinct_id, $user_id, … as NamesSubject
   // names them) shows, in every group but "other", with the answer's other
   // breakdown keys that had a value in that group, and "time" (the cells
   // are time buckets). A value in clear (a policy that keeps the id) is
