@@ -33,6 +33,12 @@ constexpr std::string_view kRewriteKey = audit::kSubjectsRewriteKey;
 constexpr std::string_view kLiveReadAct = "events.live";
 constexpr std::string_view kLiveReadNeedle = "\"act\":\"events.live\"";
 
+// A query's closing record (`query.start` is not it: the needle ends with
+// the act's closing quote). One whose answer listed subjects names its
+// subject file, as an export's end does.
+constexpr std::string_view kQueryAct = "query";
+constexpr std::string_view kQueryNeedle = "\"act\":\"query\"";
+
 // Whether a property names a subject's identity (as service's access
 // control tells them): the distinct id, or a key the policy pseudonymises as
 // a person's id. A query naming one may return subjects.
@@ -756,16 +762,17 @@ Result<WhoCouldRead> ComputeWhoCouldRead(const std::string& audit_folder, uint32
     } else {
       continue;  // ingest, admin, audit or metrics only: no event data
     }
-    who.candidates.push_back({key, reach, {}});
+    who.candidates.push_back({key, reach, {}, {}});
   }
-  // Exports (and live-view reads) whose subject files list one of the
-  // subject's pseudonyms.
+  // Exports (and live-view reads) and query answers whose subject files
+  // list one of the subject's pseudonyms.
   std::vector<audit::AuditEntry> exports;
   SubjectRewrites rewrites;
   MP_ASSIGN_OR_RETURN(
       who.chain,
       WalkLog(audit_folder, file_system, std::nullopt, [&](std::string_view payload) -> Status {
         if (payload.find("\"act\":\"export\"") == std::string_view::npos &&
+            payload.find(kQueryNeedle) == std::string_view::npos &&
             payload.find(kLiveReadNeedle) == std::string_view::npos &&
             payload.find(kRewriteNeedle) == std::string_view::npos) {
           return Status::Ok();
@@ -775,7 +782,7 @@ Result<WhoCouldRead> ComputeWhoCouldRead(const std::string& audit_folder, uint32
           return Status::Corruption("audit record: " + entry.status().message());
         }
         NoteRewrite(*entry, &rewrites);
-        if ((entry->act == "export" || entry->act == kLiveReadAct) &&
+        if ((entry->act == "export" || entry->act == kLiveReadAct || entry->act == kQueryAct) &&
             !entry->subjects_file.empty() && entry->time_ms >= from_ms && entry->time_ms < to_ms) {
           exports.push_back(std::move(*entry));
         }
@@ -804,10 +811,11 @@ Result<WhoCouldRead> ComputeWhoCouldRead(const std::string& audit_folder, uint32
     auto candidate = std::find_if(
         who.candidates.begin(), who.candidates.end(),
         [&](const WhoCouldRead::Candidate& known) { return known.key.key == entry.key; });
+    const bool query = entry.act == kQueryAct;
     if (candidate != who.candidates.end()) {
-      candidate->exported_in.push_back(entry.seq);
+      (query ? candidate->queried_in : candidate->exported_in).push_back(entry.seq);
     } else {
-      who.other_exports.emplace_back(entry.key, entry.seq);
+      (query ? who.other_queries : who.other_exports).emplace_back(entry.key, entry.seq);
     }
   }
   return who;
@@ -1019,6 +1027,25 @@ void AddStoreToWhoCouldRead(SubjectInStore store, WhoCouldRead* who) {
   who->store = std::move(store);
 }
 
+namespace {
+
+// ,"name":[{"key":…,"seq":…},…]
+void AppendKeySeqs(std::string_view name,
+                   const std::vector<std::pair<std::string, uint64_t>>& records,
+                   std::string* out) {
+  out->append(",\"");
+  out->append(name);
+  out->append("\":[");
+  for (size_t record_idx = 0; record_idx < records.size(); ++record_idx) {
+    out->append(record_idx == 0 ? "{\"key\":" : ",{\"key\":");
+    AppendJson(records[record_idx].first, out);
+    out->append(",\"seq\":" + std::to_string(records[record_idx].second) + "}");
+  }
+  out->push_back(']');
+}
+
+}  // namespace
+
 std::string WhoCouldReadJson(const WhoCouldRead& who, int64_t now_s) {
   std::string out = "{\"format\":\"minpanel-incident-who-could-read\",\"version\":1,";
   out.append("\"generated_at\":");
@@ -1044,18 +1071,16 @@ std::string WhoCouldReadJson(const WhoCouldRead& who, int64_t now_s) {
                ",\"valid_to_ms\":" + std::to_string(candidate.key.valid_to_ms) +
                ",\"exported_in\":");
     AppendNumbers(candidate.exported_in, &out);
+    out.append(",\"queried_in\":");
+    AppendNumbers(candidate.queried_in, &out);
     if (who.store.consulted) {
       out.append(",\"events_in_reach\":" + std::to_string(candidate.events_in_reach));
     }
     out.push_back('}');
   }
-  out.append("],\"other_exports\":[");
-  for (size_t other_idx = 0; other_idx < who.other_exports.size(); ++other_idx) {
-    out.append(other_idx == 0 ? "{\"key\":" : ",{\"key\":");
-    AppendJson(who.other_exports[other_idx].first, &out);
-    out.append(",\"seq\":" + std::to_string(who.other_exports[other_idx].second) + "}");
-  }
   out.push_back(']');
+  AppendKeySeqs("other_exports", who.other_exports, &out);
+  AppendKeySeqs("other_queries", who.other_queries, &out);
   AppendWarnings(who.warnings, &out);
   out.append("}\n");
   return out;

@@ -123,6 +123,30 @@ class BlastTest : public ::testing::Test {
     ASSERT_TRUE(log_->Append(entry).ok());
   }
 
+  // A query by `key` whose answer listed `subjects` (a breakdown by
+  // distinct_id): its closing record names a subject file, as the service
+  // writes it (service/access.cc).
+  void SubjectQuery(const std::string& key, int64_t at_ms,
+                    const std::vector<std::string>& subjects) {
+    clock_->Set(at_ms);
+    audit::AuditEntry entry;
+    entry.key = key;
+    entry.act = "query";
+    entry.route = "/api/query";
+    entry.projects = {1};
+    entry.events = {"purchase"};
+    entry.properties = {"distinct_id", "time"};
+    entry.bytes = 200;
+    audit::SubjectKeySets sets;
+    for (const std::string& subject : subjects) {
+      sets.AddKey("time", true);
+      sets.AddSubject(subject);
+      sets.EndRow();
+    }
+    ASSERT_TRUE(log_->WriteSubjects(sets.Finish(), &entry).ok());
+    ASSERT_TRUE(log_->Append(entry).ok());
+  }
+
   void Close() { ASSERT_TRUE(log_->Close().ok()); }
 
   Result<BlastRadius> Blast(const std::string& key, int64_t from_ms, int64_t to_ms,
@@ -516,6 +540,46 @@ TEST_F(BlastTest, WhoCouldReadWeighsProjectScopeAndValidityAndFindsTheExports) {
   ASSERT_TRUE(psn4.ok());
   ASSERT_EQ(psn4->other_exports.size(), 1u);
   EXPECT_EQ(psn4->other_exports[0].first, "mpk_b");
+}
+
+// A query whose answer listed the subject is named under the key that ran
+// it (`queried_in`), or under other_queries for a credential not given; one
+// that listed others, or ran outside the window, is not.
+TEST_F(BlastTest, WhoCouldReadListsTheQueriesWhoseAnswersListedTheSubject) {
+  Story();
+  SubjectQuery("mpk_a", kStartMs + 9000, {"psn_2", "psn_5"});
+  SubjectQuery("mpk_a", kStartMs + 9100, {"psn_6"});
+  SubjectQuery("mpk_a", kStartMs - 9000, {"psn_2"});
+  SubjectQuery("local", kStartMs + 9200, {"psn_2"});
+  Close();
+  KeyReach analyst{"mpk_a", "a", 1, true, true, true, {}, {}, 0, 0};
+  KeyReach aggregate{"mpk_b", "b", 1, false, false, true, {}, {}, 0, 0};
+  auto who = ComputeWhoCouldRead(folder_, 1, {"psn_2"}, {analyst, aggregate}, kStartMs,
+                                 INT64_MAX, false, *file_system_);
+  ASSERT_TRUE(who.ok()) << who.status().ToString();
+  ASSERT_EQ(who->candidates.size(), 2u);
+  EXPECT_EQ(who->candidates[0].exported_in.size(), 2u);
+  ASSERT_EQ(who->candidates[0].queried_in.size(), 1u);
+  EXPECT_TRUE(who->candidates[1].queried_in.empty());
+  ASSERT_EQ(who->other_queries.size(), 1u);
+  EXPECT_EQ(who->other_queries[0].first, "local");
+  EXPECT_TRUE(who->other_exports.empty());
+  const std::string json = WhoCouldReadJson(*who, 0);
+  EXPECT_NE(json.find("\"queried_in\":[" + std::to_string(who->candidates[0].queried_in[0]) +
+                      "]"),
+            std::string::npos)
+      << json;
+  EXPECT_NE(json.find("\"other_queries\":[{\"key\":\"local\",\"seq\":" +
+                      std::to_string(who->other_queries[0].second) + "}]"),
+            std::string::npos)
+      << json;
+  // A subject no answer listed: no queries.
+  auto psn3 = ComputeWhoCouldRead(folder_, 1, {"psn_3"}, {analyst}, 0, INT64_MAX, false,
+                                  *file_system_);
+  ASSERT_TRUE(psn3.ok());
+  EXPECT_TRUE(psn3->candidates[0].queried_in.empty());
+  EXPECT_TRUE(psn3->other_queries.empty());
+  EXPECT_EQ(psn3->candidates[0].exported_in.size(), 1u);
 }
 
 TEST_F(BlastTest, WhoCouldReadSaysWhatTheStoreHoldsAndWhatEachKeysLimitsReach) {

@@ -731,6 +731,8 @@ struct WhoCouldRead {
     KeyReach key;
     std::string reach;                  // "raw events", "rows by distinct id", "aggregates only"
     std::vector<uint64_t> exported_in;  // `export` seqs whose subject file lists the subject
+    // `query` seqs whose answer listed the subject (its subject file does).
+    std::vector<uint64_t> queried_in;
     // With the store consulted: how many of the subject's stored events
     // the key's event-name limit lets it read (all when it has none).
     uint64_t events_in_reach = 0;
@@ -739,6 +741,8 @@ struct WhoCouldRead {
   // Exports that carried the subject by a credential not among the keys
   // given (the command line's "local", a key since deleted).
   std::vector<std::pair<std::string, uint64_t>> other_exports;  // key, seq
+  // Query answers that listed the subject, by such a credential.
+  std::vector<std::pair<std::string, uint64_t>> other_queries;  // key, seq
   ChainCheck chain;
   SubjectInStore store;
   std::vector<Warning> warnings;
@@ -746,7 +750,8 @@ struct WhoCouldRead {
 
 // Which of `keys` could have read a subject of `project_id` (pseudonyms
 // `subjects`, every version of the project's key) between from_ms and to_ms,
-// and which exports in the audit log actually carried it.
+// and which exports (and live-view reads) and query answers in the audit log
+// actually carried it: those whose subject files list it.
 Result<WhoCouldRead> ComputeWhoCouldRead(const std::string& audit_folder, uint32_t project_id,
                                          const std::vector<std::string>& subjects,
                                          const std::vector<KeyReach>& keys, int64_t from_ms,

@@ -315,6 +315,41 @@ describe('incident blast-radius', () => {
     assert.ok(who.subjects.every((subject) => /^psn_[0-9a-f]{32}$/.test(subject)));
   });
 
+  it('who-could-read lists the queries whose answers listed a subject, on both faces', async () => {
+    // User 10's user_id was a label of the compromised key's purchases-by-
+    // user_id answer (in the window): that query's record is named, with
+    // the purchase exports before and after the window and the other key's.
+    const cli = JSON.parse((await runCli(['incident', 'who-could-read', '--subject', userId(10), '--project', 'blast-it',
+      ...dataArgs()])).stdout);
+    const res = await server.request({
+      method: 'POST', path: '/api/incident/who-could-read',
+      headers: { ...server.authHeader(), 'Content-Type': 'application/json' }, body: JSON.stringify({ distinct_id: userId(10) }),
+    });
+    assert.equal(res.status, 200, res.text);
+    const served = JSON.parse(res.text);
+    for (const who of [cli, served]) {
+      const byKey = new Map(who.keys.map((key) => [key.key, key]));
+      assert.equal(byKey.get(keys.compromised.id).queried_in.length, 1, JSON.stringify(who));
+      assert.equal(byKey.get(keys.compromised.id).exported_in.length, 2);
+      assert.equal(byKey.get(keys.other.id).queried_in.length, 0);
+      assert.equal(byKey.get(keys.other.id).exported_in.length, 1);
+      assert.equal(byKey.get(keys.aggregate.id).queried_in.length, 0);
+      assert.deepEqual(who.other_queries, []);
+    }
+    assert.deepEqual(served.keys.map(({ events_in_reach: _, ...key }) => key), cli.keys);
+    // The record named is the query that listed subjects, with its subject file.
+    const { stdout } = await runCli(['audit', 'tail', '--limit', '1000', ...dataArgs()]);
+    const seq = cli.keys.find((key) => key.key === keys.compromised.id).queried_in[0];
+    const record = stdout.trim().split('\n').map((line) => JSON.parse(line)).find((entry) => entry.seq === seq);
+    assert.ok(record, `record ${seq} in audit tail`);
+    assert.equal(record.act, 'query');
+    assert.ok(record.subjects_file, JSON.stringify(record));
+    // User 4 was in no answer that listed subjects.
+    const four = JSON.parse((await runCli(['incident', 'who-could-read', '--subject', userId(4), '--project', 'blast-it',
+      ...dataArgs()])).stdout);
+    assert.ok(four.keys.every((key) => key.queried_in.length === 0));
+  });
+
   it('the running server answers who-could-read itself, the store included (POST /api/incident/who-could-read)', async () => {
     const ask = (body, secret) => server.request({
       method: 'POST', path: '/api/incident/who-could-read',
@@ -386,12 +421,13 @@ describe('incident blast-radius', () => {
     const audited = await server.request({ path: '/api/audit?act=incident.who_could_read&limit=1000', headers: server.authHeader() });
     assert.equal(audited.status, 200, audited.text);
     const served = JSON.parse(audited.text).filter((record) => record.route === '/api/incident/who-could-read');
-    assert.equal(served.length, 3);
+    assert.equal(served.length, 4);  // with the previous test's (user 10)
     for (const record of served) {
       assert.equal(record.key, `secret:${server.project.id}`);
       assert.deepEqual(record.projects, [server.project.id]);
     }
-    assert.deepEqual(served.map((record) => record.rows).sort(), [0, who.keys.length, who.keys.length].sort());
+    assert.deepEqual(served.map((record) => record.rows).sort(),
+      [0, who.keys.length, who.keys.length, who.keys.length].sort());
     assert.doesNotMatch(audited.text, /gen-blast-|psn_/);
   });
 
@@ -411,7 +447,7 @@ describe('incident blast-radius', () => {
     const records = stdout.trim().split('\n').filter(Boolean).map((line) => JSON.parse(line));
     // Three blast radius runs while the server ran (queued, appended by it)
     // and this one; every who-could-read run while it ran: the command
-    // line's (USERS + 2) and the server's answers (3).
+    // line's (USERS + 4) and the server's answers (4).
     const blasts = records.filter((record) => record.act === 'incident.blast_radius');
     assert.equal(blasts.length, 4);
     for (const record of blasts) {
@@ -420,8 +456,8 @@ describe('incident blast-radius', () => {
       assert.equal(record.key, 'local');
     }
     const whoRuns = records.filter((record) => record.act === 'incident.who_could_read');
-    assert.equal(whoRuns.filter((record) => record.route === 'cli').length, USERS + 2);
-    assert.equal(whoRuns.filter((record) => record.route === '/api/incident/who-could-read').length, 3);
+    assert.equal(whoRuns.filter((record) => record.route === 'cli').length, USERS + 4);
+    assert.equal(whoRuns.filter((record) => record.route === '/api/incident/who-could-read').length, 4);
     assert.doesNotMatch(stdout, /gen-blast-|psn_/);
 
     // With the server stopped, who-could-read also says what the store
