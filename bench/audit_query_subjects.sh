@@ -3,7 +3,9 @@
 # (docs/benchmarks.md, "Subjects of query answers"): two binaries side by
 # side — OLD, whose `query` record of a subject-listing answer is queued
 # without its subjects, and NEW, which writes the answer's subject file and
-# makes its record durable before answering — serve the same data folder in
+# makes its record durable before answering (or any two binaries: the same
+# run compared the subject file written atomically with one written in
+# place) — serve the same data folder in
 # turns (alternating order, ROUNDS turns each). Each turn starts the server,
 # warms it with 20 queries, then sends QUERIES subject-listing queries one
 # after the other (purchases by user_id and plan, the top 200 groups: 200

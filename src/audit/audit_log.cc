@@ -16,6 +16,9 @@ namespace {
 
 constexpr uint32_t kFileMode = 0600;
 constexpr uint32_t kFolderMode = 0700;
+// Names tried for a new subject file before giving up (each taken name is
+// a file an earlier run left under the same millisecond and number).
+constexpr size_t kSubjectsNameAttemptsMax = 16;
 
 #ifdef MINPANEL_BENCH_NO_AUDIT
 // A benchmark build (CMake MINPANEL_BENCH_NO_AUDIT; docs/benchmarks.md,
@@ -550,14 +553,43 @@ Status AuditLog::WriteSubjects(const SubjectsFile& subjects, AuditEntry* entry) 
     return Status::Ok();
   }
   const std::string text = EncodeSubjectsFile(subjects);
-  uint64_t number = 0;
-  {
-    std::lock_guard lock(mutex_);
-    number = ++subjects_files_;
+  // A fresh name: the number is this log's (one process appends, LOCK);
+  // a file left by an earlier run under the same name (a clock set back)
+  // is passed over, never appended to.
+  std::string name;
+  for (size_t attempt = 0; attempt < kSubjectsNameAttemptsMax; ++attempt) {
+    uint64_t number = 0;
+    {
+      std::lock_guard lock(mutex_);
+      number = ++subjects_files_;
+    }
+    name = "subjects/" + std::to_string(clock_->NowMs()) + "-" + std::to_string(number) + ".txt";
+    if (!file_system_->Exists(folder_ + "/" + name)) {
+      break;
+    }
+    name.clear();
   }
-  const std::string name =
-      "subjects/" + std::to_string(clock_->NowMs()) + "-" + std::to_string(number) + ".txt";
-  MP_RETURN_IF_ERROR(file_system_->WriteFileAtomically(folder_ + "/" + name, text, kFileMode));
+  if (name.empty()) {
+    return Status::IoError("subjects: no free file name in " +
+                           std::to_string(kSubjectsNameAttemptsMax) +
+                           " attempts (kSubjectsNameAttemptsMax)");
+  }
+  // Written in place and fdatasync'ed, with no temporary file, rename or
+  // folder fsync (docs/formats/audit.md, "Subject files"): the record that
+  // names the file is queued only after this returns, so a durable record
+  // finds its file whole — ext4 and XFS commit a new file's directory entry
+  // with its fdatasync. A crash before the record leaves at most a file
+  // that no record names (perhaps torn), which readers never open: they
+  // read only the files records name, and check each against its SHA-256.
+  MP_ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> file,
+                      file_system_->OpenAppendable(folder_ + "/" + name, kFileMode));
+  Status written = file->Append(text);
+  if (written.ok()) {
+    written = file->Sync();
+  }
+  const Status closed = file->Close();
+  MP_RETURN_IF_ERROR(written);
+  MP_RETURN_IF_ERROR(closed);
   entry->subjects = subjects.subjects.size();
   entry->subjects_file = name;
   entry->subjects_sha256 = Sha256Hex(text);

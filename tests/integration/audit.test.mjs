@@ -111,6 +111,66 @@ describe('audit log', () => {
     }
   });
 
+  it('a kill -9 among subject-listing queries: every answered one names a whole subject file', async () => {
+    // Each answer lists subjects (a breakdown by distinct_id), so its
+    // `query` record names a subject file, written in place (no temporary
+    // file, no rename) and synced before the record is queued, the record
+    // durable before the answer leaves (docs/formats/audit.md, "Subject
+    // files"). A kill -9 at any point may leave a file no record names,
+    // never a record whose file is missing or torn: verify checks every
+    // file a record names against its SHA-256. (A kill -9 keeps the page
+    // cache: what it tests is the order of the writes, not the fsyncs.)
+    await server.start();
+    const listed = Array.from({ length: 40 }, (_, index) => ({
+      event: 'listed', properties: { distinct_id: `generated-listed-${index}`, time: nowSeconds(), $insert_id: hex32() },
+    }));
+    const imported = await server.importJson(listed);
+    assert.equal(imported.status, 200, imported.text);
+    const body = JSON.stringify({ kind: 'segmentation', from: '-7d', to: 'now', events: ['listed'],
+      breakdown: { properties: ['distinct_id'], limit: 50 } });
+    let answered = 0;
+    let stop = false;
+    const worker = async () => {
+      while (!stop) {
+        const res = await server.request({ method: 'POST', path: '/api/query', headers: server.authHeader(), body })
+          .catch(() => null);
+        if (res === null) {
+          return;
+        }
+        if (res.status === 200) {
+          assert.equal(JSON.parse(res.text).series.length, 40);
+          answered += 1;
+        }
+      }
+    };
+    const workers = Array.from({ length: 8 }, worker);
+    await sleep(800 + Math.random() * 700);
+    process.kill(server.pid, 'SIGKILL');
+    stop = true;
+    await Promise.all(workers);
+    await sleep(200);
+    assert.ok(answered > 5, `subject-listing queries answered before the kill: ${answered}`);
+    const verified = await verify();
+    assert.equal(verified.code, 0, verified.stdout);
+    const withFiles = (await show('query')).filter((entry) => entry.act === 'query' && entry.subjects_file);
+    assert.ok(withFiles.length >= answered, `query records with a subject file ${withFiles.length} >= answered ${answered}`);
+    const files = new Set(await fsp.readdir(path.join(server.dataDir, 'audit', 'subjects')));
+    for (const entry of withFiles) {
+      assert.equal(entry.subjects, 40, JSON.stringify(entry));
+      assert.ok(files.has(path.basename(entry.subjects_file)), entry.subjects_file);
+    }
+    assert.ok([...files].every((name) => !name.endsWith('.tmp')), 'no temporary files');
+    // The restarted server goes on naming fresh files.
+    await server.start();
+    const res = await server.request({ method: 'POST', path: '/api/query', headers: server.authHeader(), body });
+    assert.equal(res.status, 200, res.text);
+    await server.stop();
+    const again = await verify();
+    assert.equal(again.code, 0, again.stdout);
+    const after = (await show('query')).filter((entry) => entry.act === 'query' && entry.subjects_file);
+    assert.equal(after.length, withFiles.length + 1);
+  });
+
   it('audit tail is audit show: the newest records, filtered', async () => {
     const lines = async (command, ...args) => (await runCli(['audit', command, ...args, ...dataArgs()])).stdout
       .trim().split('\n').filter(Boolean);
