@@ -951,6 +951,41 @@ struct LeakedChunk {
   std::unique_ptr<CrossrefStream::Matches> matches;
 };
 
+// Chunks added up, kept for the reader to read into again (their tables'
+// buffers keep their capacity: MoveRowsTo swaps them), so that the second
+// reading does not allocate a chunk's 20-30 MB, and fault its pages in,
+// afresh for every chunk of the file (at 10M rows 153 chunks). Never more
+// chunks than were ever in flight at once: one is made only when none is
+// here.
+class SpareChunks {
+ public:
+  void Put(std::unique_ptr<LeakedChunk> chunk) {
+    chunk->matches.reset();
+    std::lock_guard lock(mutex_);
+    chunks_.push_back(std::move(chunk));
+  }
+  // Frees the spare chunks: the reading is over (else they would stay
+  // through Finish, the run's peak of memory).
+  void Release() {
+    std::lock_guard lock(mutex_);
+    chunks_.clear();
+  }
+  // A spare chunk, or a new one when none is spare.
+  std::unique_ptr<LeakedChunk> Take() {
+    std::lock_guard lock(mutex_);
+    if (chunks_.empty()) {
+      return std::make_unique<LeakedChunk>();
+    }
+    std::unique_ptr<LeakedChunk> chunk = std::move(chunks_.back());
+    chunks_.pop_back();
+    return chunk;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::vector<std::unique_ptr<LeakedChunk>> chunks_;
+};
+
 // Chunks handed back in file order by several producers, each of which may
 // finish its chunks out of order: Pop gives the chunk whose sequence is next
 // and waits for it. Push waits while kChunksInFlight chunks wait, unless its
@@ -1049,6 +1084,7 @@ Result<std::unique_ptr<StreamedCrossref>> CrossrefRecognisedLeakedFile(
   const size_t recognised_columns = result->leaked_columns.columns.size();
   ChunkQueue<LeakedChunk> read;
   OrderedChunkQueue matched(kMatchThreads);
+  SpareChunks spare;
   Status read_status;
   std::thread reader([&] {
     for (uint64_t sequence = 0;; ++sequence) {
@@ -1070,7 +1106,7 @@ Result<std::unique_ptr<StreamedCrossref>> CrossrefRecognisedLeakedFile(
       if (!*more) {
         break;
       }
-      auto chunk = std::make_unique<LeakedChunk>();
+      std::unique_ptr<LeakedChunk> chunk = spare.Take();
       chunk->sequence = sequence;
       result->leaked.MoveRowsTo(&chunk->rows);
       read.Push(std::move(chunk));
@@ -1095,10 +1131,18 @@ Result<std::unique_ptr<StreamedCrossref>> CrossrefRecognisedLeakedFile(
   }
   while (std::unique_ptr<LeakedChunk> chunk = matched.Pop()) {
     crossref->Apply(chunk->rows, chunk->sensitive_cells, *chunk->matches);
+    spare.Put(std::move(chunk));
   }
   reader.join();
   for (std::thread& matcher : matchers) {
     matcher.join();
+  }
+  // The spare chunks, and the buffers the stream's table got back from
+  // the last one (swapped for an empty table's), are freed before Finish.
+  spare.Release();
+  {
+    Table emptied;
+    result->leaked.MoveRowsTo(&emptied);
   }
   MP_RETURN_IF_ERROR(read_status);
   for (size_t column = 0; column < recognised_columns; ++column) {

@@ -138,7 +138,10 @@ class Table {
   void ClearRows();
   // Moves the rows held to `into` (which gets this table's columns and
   // format, and loses its own rows), then as ClearRows: a streamed chunk
-  // handed to another thread while this table reads the next.
+  // handed to another thread while this table reads the next. The buffers
+  // `into` held come back to this table, emptied but with their capacity:
+  // a chunk handed back after use is read into again without its memory
+  // being allocated, and its pages faulted in, afresh.
   void MoveRowsTo(Table* into);
 
  private:

@@ -110,10 +110,11 @@ void Table::MoveRowsTo(Table* into) {
   into->columns_ = columns_;
   into->column_index_ = column_index_;
   into->format_ = format_;
-  into->arena_ = std::move(arena_);
-  into->cells_ = std::move(cells_);
-  into->row_begin_ = std::move(row_begin_);
-  into->row_line_ = std::move(row_line_);
+  // Swapped, not moved: `into`'s buffers come back here, emptied.
+  std::swap(into->arena_, arena_);
+  std::swap(into->cells_, cells_);
+  std::swap(into->row_begin_, row_begin_);
+  std::swap(into->row_line_, row_line_);
   rows_cleared_ += into->row_count();
   arena_.clear();
   cells_.clear();
