@@ -4,9 +4,10 @@
 # accounts, LEAKED leaked rows, RUNS runs; prints each run's phases (reading
 # the accounts and orgs, the leaked file's first reading (the recognition
 # sample, read beside the accounts since 8bbb45b) and second (scan and
-# match), writing), total, the process's CPU time (user + sys) and peak
-# resident memory, then the medians. Notices are off (--no-notices) unless
-# NOTICES=1, so the number is the cross-reference itself.
+# match), writing, impact.json's size), total, the process's CPU time
+# (user + sys, and each) and peak resident memory, then the medians.
+# Notices are off (--no-notices) unless NOTICES=1, so the number is the
+# cross-reference itself.
 #
 #   bench/incident_bench.sh BUILD_DIR [ACCOUNTS] [LEAKED] [RUNS]
 #   bench/incident_bench.sh build 10000000 10000000 3
@@ -42,10 +43,13 @@ for run in $(seq 1 "${runs}"); do
   seconds() { grep -E "$1" "${log}" | head -1 | grep -oE '[0-9.]+ s\)' | grep -oE '[0-9.]+'; }
   rss_kb="$(grep -oE 'peak_rss_kb [0-9]+' "${log}" | grep -oE '[0-9]+')"
   cpu="$(grep -oE 'cpu_s [0-9.]+ [0-9.]+' "${log}" | awk '{printf "%.2f", $2 + $3}')"
+  cpu_split="$(grep -oE 'cpu_s [0-9.]+ [0-9.]+' "${log}" | awk '{printf "user %.2f + sys %.2f", $2, $3}')"
+  impact_bytes="$(stat -c %s "${out}/impact.json")"
   echo "run ${run}: accounts read $(seconds '^accounts:') s, orgs read $(seconds '^orgs:') s," \
     "accounts+orgs recognised $(seconds 'accounts and orgs columns') s," \
     "leaked 1st reading $(seconds 'first reading') s, 2nd reading (scan + match) $(seconds 'second reading') s," \
-    "write $(seconds '^wrote') s, total ${total} s, CPU ${cpu} s, peak RSS $((rss_kb / 1024)) MiB," \
+    "write $(seconds '^wrote') s (impact.json ${impact_bytes} bytes), total ${total} s," \
+    "CPU ${cpu} s (${cpu_split}), peak RSS $((rss_kb / 1024)) MiB," \
     "load $(cut -d' ' -f1 /proc/loadavg)"
   # Every count against the generator's ground truth.
   node -e '
