@@ -4,7 +4,8 @@
 //   mode 0: a whole segment file image for OpenSegment, every per-block
 //           read, Verify and DumpSegmentFile;
 //   mode 1: events, parsed from the bytes by the harness, encoded with
-//           options taken from the bytes, then read back;
+//           options taken from the bytes (granules of 1 to 8 rows, or
+//           none), then read back;
 //   mode 2: one column chunk (or footer) for its decoder, behind the
 //           checksum, with parameters from the next bytes.
 // Invariants: reading fails only with Corruption; a file that verifies
@@ -13,7 +14,8 @@
 // properties in key order).
 //
 // The seeds in fuzz/corpus/segment_fuzz are segment files the writer made
-// (mode 0) and event streams (mode 1).
+// (mode 0; image_granules with property and map chunks in granules) and
+// event streams (mode 1; events_granules cut into granules of 3 rows).
 #include <algorithm>
 #include <bit>
 #include <cstddef>
@@ -337,6 +339,9 @@ void CheckRoundTrip(std::string_view bytes) {
   if (codec < 3) {
     options.codec = static_cast<store::SegmentCodec>(codec);
   }
+  // Granules of a few rows (0: every chunk whole), so that blocks of up to
+  // 64 rows cut their property and map chunks into several.
+  options.granule_rows = static_cast<uint32_t>(input.Byte() % 9);
   const std::vector<Event> events = MakeEvents(&input);
   auto image = store::EncodeSegment(events, options);
   if (events.empty()) {

@@ -389,6 +389,7 @@ struct Commands {
   CLI::App* import = nullptr;
   CLI::App* export_command = nullptr;
   CLI::App* dump = nullptr;
+  CLI::App* rewrite_segments = nullptr;
   CLI::App* policy_check = nullptr;
   CLI::App* policy_preview = nullptr;
   CLI::App* query = nullptr;
@@ -500,6 +501,11 @@ void AddDataCommands(CLI::App& app, Flags& flags, Commands& commands) {
                             "e.g. DATA/store/wal/000001.log, DATA/store/MANIFEST or "
                             "DATA/store/segments/1/2026-11-26-000001.seg")
       ->required();
+  commands.rewrite_segments = debug->add_subcommand(
+      "rewrite-segments",
+      "with the server stopped, rewrite every segment of an older format into the newest one "
+      "(crash-safe, one segment at a time, as compaction)");
+  flags.sources.AddFlags(commands.rewrite_segments, false);
 
   CLI::App* policy = app.add_subcommand("policy", "privacy policies (docs/privacy.md)");
   policy->require_subcommand(1);
@@ -602,6 +608,9 @@ int Dispatch(Flags& flags, const Commands& commands) {
   }
   if (commands.dump->parsed()) {
     return DebugDump(flags.dump_path);
+  }
+  if (commands.rewrite_segments->parsed()) {
+    return DebugRewriteSegments(flags.sources);
   }
   if (commands.policy_check->parsed()) {
     return PolicyCheck(flags.policy_path);

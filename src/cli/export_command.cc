@@ -185,4 +185,22 @@ int DebugDump(const std::string& path) {
   return kExitOk;
 }
 
+int DebugRewriteSegments(const ConfigSources& sources) {
+  auto config = sources.Build();
+  if (!config.ok()) {
+    return Fail(config.status());
+  }
+  config->store_rewrite_older_segments = true;
+  auto service = OpenServiceForCommand(*config, "there is no server route for it");
+  if (!service.ok()) {
+    return Fail(service.status());
+  }
+  const Status closed = (*service)->Close();
+  if (!closed.ok()) {
+    return Fail(closed);
+  }
+  std::cerr << "every segment is in the newest format\n";
+  return kExitOk;
+}
+
 }  // namespace minpanel::cli

@@ -116,6 +116,9 @@ struct Config {
   // The store flushes its memtable into segment files past this many events
   // (store::kMemtableRowsMaxDefault).
   uint64_t store_memtable_rows_max = 200'000;
+  // Set only by `minpanel debug rewrite-segments`: Open rewrites every
+  // segment of an older format into the newest (store::Options).
+  bool store_rewrite_older_segments = false;
   uint32_t erasure_purge_deadline_hours = kErasurePurgeDeadlineHoursDefault;
   uint32_t io_threads = 2;
   // Decoding and the policy run here; no thread waits for fsync (appends

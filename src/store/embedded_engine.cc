@@ -524,8 +524,17 @@ class EmbeddedEngine final : public Engine {
   Status LoadRecentInsertIds();
   void TrimLog(const LogPosition& position);
   Status CompactOnce();
+  // `fold`: with the service's subject fold, if it set one (compaction);
+  // false keeps rows where they are (a rewrite into the newest format).
   Status MergeSegments(const std::vector<size_t>& inputs, ManifestSegment* output,
-                       std::shared_ptr<const SegmentReader>* reader);
+                       std::shared_ptr<const SegmentReader>* reader, bool fold = true);
+  // Lists `output` (unless `reader` is null: nothing was left) instead of
+  // the manifest entries `inputs` in a new manifest, then swaps the readers
+  // and deletes the inputs' files (CompactOnce's last step).
+  Status ReplaceSegments(const std::vector<size_t>& inputs, const ManifestSegment& output,
+                         const std::shared_ptr<const SegmentReader>& reader);
+  // Options::rewrite_older_segments, in Open before the threads start.
+  Status RewriteOlderSegments();
   // Writer thread.
   void WriterLoop();
   void CommitGroup(const std::vector<PendingAppend*>& group);
@@ -686,6 +695,9 @@ Status EmbeddedEngine::Open() {
     memtable_position_ = LogPosition{file_number_, file_durable_bytes_};
     flushing_position_ = manifest_.log_position;
     flush_requested_ = MemtableOverThresholdLocked() || profiles_to_move;
+  }
+  if (options_.rewrite_older_segments) {
+    MP_RETURN_IF_ERROR(RewriteOlderSegments());
   }
   writer_ = std::thread([this] { WriterLoop(); });
   flusher_ = std::thread([this] { FlushLoop(); });
@@ -2337,55 +2349,97 @@ Status EmbeddedEngine::CompactOnce() {
     ManifestSegment output;
     std::shared_ptr<const SegmentReader> reader;
     MP_RETURN_IF_ERROR(MergeSegments(inputs, &output, &reader));
-    Manifest manifest = manifest_;
-    {
-      std::lock_guard lock(data_mutex_);
-      manifest.deletions = deletions_->deletions;
-    }
-    std::set<std::string> input_paths;
-    for (const size_t entry_idx : inputs) {
-      input_paths.insert(manifest_.segments[entry_idx].path);
-    }
-    std::erase_if(manifest.segments, [&](const ManifestSegment& entry) {
-      return input_paths.contains(entry.path);
-    });
-    if (reader) {
-      manifest.segments.push_back(output);
-    }
-    manifest.next_segment_number = next_segment_number_;
-    // On failure the output stays (the rename may have landed); otherwise
-    // it is an orphan, removed at the next open.
-    MP_RETURN_IF_ERROR(file_system_->WriteFileAtomically(manifest_path_, EncodeManifest(manifest),
-                                                         kManifestFileMode));
-    manifest_ = std::move(manifest);
-    {
-      std::lock_guard lock(data_mutex_);
-      std::erase_if(segments_, [&](const LiveSegment& segment) {
-        if (!input_paths.contains(segment.path)) {
-          return false;
-        }
-        data_stats_.segment_bytes -= segment.reader->summary().file_bytes;
-        return true;
-      });
-      if (reader) {
-        data_stats_.segment_bytes += reader->summary().file_bytes;
-        segments_.push_back(LiveSegment{output.project_id, reader, output.path, output.log_end,
-                                        nullptr, UINT64_MAX});
-      }
-      data_stats_.segments = segments_.size();
-      ++data_stats_.compactions;
-    }
-    for (const std::string& path : input_paths) {
-      (void)file_system_->Remove(segments_folder_ + "/" + path);
-    }
-    (void)file_system_->SyncDirectory(segments_folder_ + "/" + partition.substr(0, partition.find('/')));
+    MP_RETURN_IF_ERROR(ReplaceSegments(inputs, output, reader));
+    std::lock_guard lock(data_mutex_);
+    ++data_stats_.compactions;
     return Status::Ok();  // one partition per round keeps the flush thread responsive
   }
   return Status::Ok();
 }
 
+Status EmbeddedEngine::ReplaceSegments(const std::vector<size_t>& inputs,
+                                       const ManifestSegment& output,
+                                       const std::shared_ptr<const SegmentReader>& reader) {
+  Manifest manifest = manifest_;
+  {
+    std::lock_guard lock(data_mutex_);
+    manifest.deletions = deletions_->deletions;
+  }
+  std::set<std::string> input_paths;
+  for (const size_t entry_idx : inputs) {
+    input_paths.insert(manifest_.segments[entry_idx].path);
+  }
+  std::erase_if(manifest.segments, [&](const ManifestSegment& entry) {
+    return input_paths.contains(entry.path);
+  });
+  if (reader) {
+    manifest.segments.push_back(output);
+  }
+  manifest.next_segment_number = next_segment_number_;
+  // On failure the output stays (the rename may have landed); otherwise
+  // it is an orphan, removed at the next open.
+  MP_RETURN_IF_ERROR(file_system_->WriteFileAtomically(manifest_path_, EncodeManifest(manifest),
+                                                       kManifestFileMode));
+  manifest_ = std::move(manifest);
+  {
+    std::lock_guard lock(data_mutex_);
+    std::erase_if(segments_, [&](const LiveSegment& segment) {
+      if (!input_paths.contains(segment.path)) {
+        return false;
+      }
+      data_stats_.segment_bytes -= segment.reader->summary().file_bytes;
+      return true;
+    });
+    if (reader) {
+      data_stats_.segment_bytes += reader->summary().file_bytes;
+      segments_.push_back(LiveSegment{output.project_id, reader, output.path, output.log_end,
+                                      nullptr, UINT64_MAX});
+    }
+    data_stats_.segments = segments_.size();
+  }
+  for (const std::string& path : input_paths) {
+    (void)file_system_->Remove(segments_folder_ + "/" + path);
+  }
+  const std::string& first = *input_paths.begin();
+  (void)file_system_->SyncDirectory(segments_folder_ + "/" + first.substr(0, first.find('/')));
+  return Status::Ok();
+}
+
+// One segment at a time, each crash-safe as a compaction is: the new file,
+// then the manifest that lists it instead of the old one, then the old
+// file's removal (a crash before the manifest leaves an orphan, removed at
+// the next open). Rows hidden by a deletion in force are left out, as by
+// any merge; rows are not folded (they stay under their stored subjects).
+Status EmbeddedEngine::RewriteOlderSegments() {
+  uint64_t rewritten = 0;
+  for (size_t entry_idx = 0; entry_idx < manifest_.segments.size();) {
+    const std::string path = manifest_.segments[entry_idx].path;
+    uint32_t version = kSegmentFormatVersion;
+    for (const LiveSegment& segment : segments_) {
+      if (segment.path == path) {
+        version = segment.reader->summary().format_version;
+      }
+    }
+    if (version >= kSegmentFormatVersion) {
+      ++entry_idx;
+      continue;
+    }
+    ManifestSegment output;
+    std::shared_ptr<const SegmentReader> reader;
+    MP_RETURN_IF_ERROR(MergeSegments({entry_idx}, &output, &reader, /*fold=*/false));
+    // The output goes to the end of the manifest: entry_idx now names the next one.
+    MP_RETURN_IF_ERROR(ReplaceSegments({entry_idx}, output, reader));
+    ++rewritten;
+  }
+  if (rewritten > 0) {
+    Note("rewrote " + std::to_string(rewritten) + " segments of older formats into format " +
+         std::to_string(kSegmentFormatVersion));
+  }
+  return Status::Ok();
+}
+
 Status EmbeddedEngine::MergeSegments(const std::vector<size_t>& inputs, ManifestSegment* output,
-                                     std::shared_ptr<const SegmentReader>* reader) {
+                                     std::shared_ptr<const SegmentReader>* reader, bool fold) {
   // The inputs as reads see them: rows hidden by a deletion are left out,
   // so the merge is also the physical stage of erasure for its inputs (and
   // must be: the output's log end is the latest of the inputs', after
@@ -2432,13 +2486,13 @@ Status EmbeddedEngine::MergeSegments(const std::vector<size_t>& inputs, Manifest
   std::unique_ptr<SegmentReader> opened;
   // Folded with the persons of the project's segment files, when the
   // service asks for it (docs/identity.md, "Folded segments").
-  std::shared_ptr<const SubjectFold> fold;
-  if (options_.subject_fold) {
-    fold = options_.subject_fold(project_id, live);
+  std::shared_ptr<const SubjectFold> subject_fold;
+  if (fold && options_.subject_fold) {
+    subject_fold = options_.subject_fold(project_id, live);
   }
   MP_RETURN_IF_ERROR(MergePartition(first.project_id,
                                     UtcDay(readers.front()->summary().time_min_ms), readers,
-                                    fold.get(), output, &opened));
+                                    subject_fold.get(), output, &opened));
   {
     std::lock_guard lock(data_mutex_);
     data_stats_.purge_rows_removed += hidden_rows;

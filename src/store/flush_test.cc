@@ -736,3 +736,91 @@ TEST_F(FlushTest, CompactionFoldsRowsIntoPersonsWhileAppendsRunAndErasureFindsTh
 
 }  // namespace
 }  // namespace minpanel::store
+
+namespace minpanel::store {
+namespace {
+
+// `minpanel debug rewrite-segments` (Options::rewrite_older_segments): a
+// segment of an older format (the checked-in version 2 file, listed in the
+// manifest beside the store's own) is rewritten into the newest format at
+// open, every row kept; newer segments are left alone, and a second open
+// has nothing to do.
+TEST_F(FlushTest, RewriteOlderSegmentsRewritesOnlyThoseAndKeepsEveryRow) {
+  ASSERT_TRUE(Open().ok());
+  AppendEvents(0, 200);
+  ASSERT_TRUE(engine_->Close().ok());
+  engine_.reset();
+  const std::string golden = std::string(MINPANEL_STORE_TESTDATA) + "/segment_v2.seg";
+  const std::string old_path = "0/2023-11-15-900000.seg";
+  std::filesystem::create_directories(folder_ + "/segments/0");
+  std::filesystem::copy_file(golden, folder_ + "/segments/" + old_path);
+  auto manifest_bytes = fault_file_system_->ReadFile(folder_ + "/MANIFEST");
+  ASSERT_TRUE(manifest_bytes.ok());
+  auto manifest = DecodeManifest(*manifest_bytes, "MANIFEST");
+  ASSERT_TRUE(manifest.ok()) << manifest.status().ToString();
+  const std::vector<std::string> own_paths = [&] {
+    std::vector<std::string> paths;
+    for (const ManifestSegment& entry : manifest->segments) {
+      paths.push_back(entry.path);
+    }
+    return paths;
+  }();
+  ManifestSegment old_entry;
+  old_entry.project_id = 0;
+  old_entry.path = old_path;
+  old_entry.file_bytes = std::filesystem::file_size(golden);
+  old_entry.row_count = 60;
+  old_entry.log_end = manifest->log_position;
+  manifest->segments.push_back(old_entry);
+  ASSERT_TRUE(fault_file_system_
+                  ->WriteFileAtomically(folder_ + "/MANIFEST", EncodeManifest(*manifest), 0600)
+                  .ok());
+  ASSERT_TRUE(Open().ok());
+  const std::vector<Event> before = ScanAll(0);
+  ASSERT_EQ(before.size(), 60u);
+  const std::set<uint64_t> own_before = ScannedIds();
+  ASSERT_TRUE(engine_->Close().ok());
+  engine_.reset();
+
+  options_.rewrite_older_segments = true;
+  ASSERT_TRUE(Open().ok());
+  EXPECT_FALSE(std::filesystem::exists(folder_ + "/segments/" + old_path));
+  const std::vector<Event> after = ScanAll(0);
+  ASSERT_EQ(after.size(), before.size());
+  for (size_t row = 0; row < after.size(); ++row) {
+    EXPECT_EQ(after[row].insert_id, before[row].insert_id) << row;
+    EXPECT_EQ(after[row].time_ms, before[row].time_ms) << row;
+    EXPECT_EQ(after[row].properties, before[row].properties) << row;
+  }
+  EXPECT_EQ(ScannedIds(), own_before);
+  bool noted = false;
+  for (const std::string& note : notes_) {
+    noted = noted || note.find("rewrote 1 segments") != std::string::npos;
+  }
+  EXPECT_TRUE(noted);
+  ASSERT_TRUE(engine_->Close().ok());
+  engine_.reset();
+  // Every listed file is now of the newest format; the store's own were
+  // already and kept their names.
+  manifest_bytes = fault_file_system_->ReadFile(folder_ + "/MANIFEST");
+  ASSERT_TRUE(manifest_bytes.ok());
+  manifest = DecodeManifest(*manifest_bytes, "MANIFEST");
+  ASSERT_TRUE(manifest.ok());
+  for (const std::string& path : own_paths) {
+    EXPECT_TRUE(std::filesystem::exists(folder_ + "/segments/" + path)) << path;
+  }
+  for (const ManifestSegment& entry : manifest->segments) {
+    auto reader = OpenSegment(*fault_file_system_, folder_ + "/segments/" + entry.path);
+    ASSERT_TRUE(reader.ok()) << entry.path;
+    EXPECT_EQ((*reader)->summary().format_version, kSegmentFormatVersion) << entry.path;
+  }
+  notes_.clear();
+  ASSERT_TRUE(Open().ok());
+  EXPECT_EQ(ScanAll(0).size(), 60u);
+  for (const std::string& note : notes_) {
+    EXPECT_EQ(note.find("rewrote"), std::string::npos) << note;
+  }
+}
+
+}  // namespace
+}  // namespace minpanel::store

@@ -68,6 +68,9 @@ struct SegmentWriteOptions {
   // Unset: each chunk picks its codec by measurement (docs/formats/segment.md).
   std::optional<SegmentCodec> codec;
   int zstd_level = 1;  // measured: as small as level 3 on event columns, faster to write
+  // Property and map chunks are cut into granules of about this many rows
+  // (at subject run ends: ChooseGranuleEnds); 0 stores each whole.
+  uint32_t granule_rows = kGranuleRowsDefault;
   // Set: rows are written under the person of their subject, their subject
   // kept as the stored subject (a folded segment); the table must outlive
   // the call. Unset: rows keep the subjects they have (EncodeSegment: the
@@ -392,6 +395,10 @@ class SegmentReader {
   // The reader a WithHiddenRows or WithMask view reads through, or nullptr.
   const SegmentReader* hidden_rows_base() const { return masked_base_.get(); }
 
+  // For DumpSegmentFile: the directory of a granular chunk (chunk_idx of
+  // the block's chunk list), read and checksummed; empty for another codec.
+  Status ReadGranuleDirectory(size_t block_idx, size_t chunk_idx,
+                              std::vector<GranuleRef>* granules) const;
   // For DumpSegmentFile: the footer as stored.
   const SegmentFooter& footer() const { return footer_; }
 
@@ -405,6 +412,12 @@ class SegmentReader {
   // Reads, checksums and decompresses one chunk: `*raw` views `*scratch`
   // (or, for an uncompressed chunk of an in-memory image, the image).
   Status ReadChunk(const ChunkRef& ref, std::string* scratch, std::string_view* raw) const;
+  // Reads a property or map chunk as its granules (one, for a chunk that is
+  // not granular): every one, or (`selected`, ascending rows) only those
+  // holding a selected row; their decoded bytes live in `*scratch`.
+  Status ReadChunkGranules(const ChunkRef& ref, size_t rows,
+                           const std::span<const uint32_t>* selected, std::string* scratch,
+                           std::vector<ChunkGranule>* granules) const;
   Status ReadColumnChunk(size_t block_idx, size_t chunk_idx, std::string* scratch,
                          std::string_view* raw) const;
   Result<std::shared_ptr<const SegmentDictionary>> Dictionary(size_t column_idx) const;

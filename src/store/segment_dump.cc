@@ -158,6 +158,21 @@ Status PrintFixedColumns(const SegmentReader& reader, size_t block_idx, std::ost
   return Status::Ok();
 }
 
+// The directory of a granular chunk (docs/formats/segment.md, "Granules").
+Status PrintGranules(const SegmentReader& reader, size_t block_idx, size_t chunk_idx,
+                     std::ostream& out) {
+  std::vector<GranuleRef> granules;
+  MP_RETURN_IF_ERROR(reader.ReadGranuleDirectory(block_idx, chunk_idx, &granules));
+  for (size_t granule_idx = 0; granule_idx < granules.size(); ++granule_idx) {
+    const GranuleRef& granule = granules[granule_idx];
+    out << "    granule " << granule_idx << ": rows " << granule.row_begin << " .. "
+        << granule.row_begin + granule.row_count - 1 << ", " << granule.present_count
+        << " present, " << SegmentCodecName(granule.codec) << ", stored " << granule.stored_bytes
+        << " bytes, raw " << granule.raw_bytes << " bytes\n";
+  }
+  return Status::Ok();
+}
+
 Status PrintPropertyColumns(const SegmentReader& reader, size_t block_idx, std::ostream& out) {
   const SegmentFooter& footer = reader.footer();
   const std::vector<ChunkRef>& chunks = footer.blocks[block_idx].chunks;
@@ -178,11 +193,13 @@ Status PrintPropertyColumns(const SegmentReader& reader, size_t block_idx, std::
     const ChunkRef& ref = chunks[kFixedColumnCount + column_idx];
     PrintChunk("property " + footer.columns[column_idx].key, ref, out);
     out << ", " << ref.present_count << " present\n";
+    MP_RETURN_IF_ERROR(PrintGranules(reader, block_idx, kFixedColumnCount + column_idx, out));
     MP_RETURN_IF_ERROR(reader.ReadProperty(block_idx, footer.columns[column_idx].key, &column));
     print_rows();
   }
   PrintChunk("properties map", chunks.back(), out);
   out << ", " << chunks.back().present_count << " entries\n";
+  MP_RETURN_IF_ERROR(PrintGranules(reader, block_idx, chunks.size() - 1, out));
   for (const FooterMapKey& key : footer.map_keys) {
     MP_RETURN_IF_ERROR(reader.ReadProperty(block_idx, key.key, &column));
     out << "   key ";

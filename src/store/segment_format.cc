@@ -5,6 +5,7 @@
 #include <zstd.h>
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cassert>
 #include <cstring>
@@ -121,11 +122,14 @@ void PutChunkRef(const ChunkRef& ref, bool with_present_count, std::string* out)
 
 // Reads a chunk descriptor; `present_max` bounds its present count (zero for
 // chunks that have none).
+// `granules_allowed`: a property or map chunk of a version 5 file.
 Status ReadChunkRef(ByteReader* reader, uint64_t present_max, bool with_present_count,
-                    ChunkRef* ref) {
+                    ChunkRef* ref, bool granules_allowed = false) {
   uint8_t codec = 0;
   MP_RETURN_IF_ERROR(reader->ReadByte("chunk codec", &codec));
-  if (codec > static_cast<uint8_t>(SegmentCodec::kZstd)) {
+  const uint8_t codec_max =
+      static_cast<uint8_t>(granules_allowed ? SegmentCodec::kGranules : SegmentCodec::kZstd);
+  if (codec > codec_max) {
     return Status::Corruption("chunk codec " + std::to_string(codec) + " is unknown");
   }
   ref->codec = static_cast<SegmentCodec>(codec);
@@ -140,8 +144,12 @@ Status ReadChunkRef(ByteReader* reader, uint64_t present_max, bool with_present_
     return Status::Corruption("uncompressed chunk stores " + std::to_string(ref->stored_bytes) +
                               " bytes but holds " + std::to_string(ref->raw_bytes));
   }
-  if (ref->codec != SegmentCodec::kNone && (ref->stored_bytes == 0 || ref->raw_bytes == 0)) {
+  if (ref->codec != SegmentCodec::kNone && ref->codec != SegmentCodec::kGranules &&
+      (ref->stored_bytes == 0 || ref->raw_bytes == 0)) {
     return Status::Corruption("compressed chunk is empty");
+  }
+  if (ref->codec == SegmentCodec::kGranules && ref->stored_bytes == 0) {
+    return Status::Corruption("granular chunk has no directory");
   }
   ref->present_count = 0;
   if (with_present_count) {
@@ -278,7 +286,8 @@ Status ReadFooterMapKeys(ByteReader* reader, SegmentFooter* footer) {
   return Status::Ok();
 }
 
-Status ReadFooterBlock(ByteReader* reader, const SegmentFooter& footer, FooterBlock* block) {
+Status ReadFooterBlock(ByteReader* reader, const SegmentFooter& footer, uint32_t version,
+                       FooterBlock* block) {
   MP_RETURN_IF_ERROR(reader->ReadVarint32("block row count", &block->row_count));
   if (block->row_count == 0 || block->row_count > footer.block_rows_max) {
     return Status::Corruption("block row count " + std::to_string(block->row_count) +
@@ -311,7 +320,8 @@ Status ReadFooterBlock(ByteReader* reader, const SegmentFooter& footer, FooterBl
         is_map ? uint64_t{block->row_count} * std::max<size_t>(footer.map_keys.size(), 1)
                : block->row_count;
     MP_RETURN_IF_ERROR(ReadChunkRef(reader, std::min<uint64_t>(present_max, UINT32_MAX),
-                                    has_present, &block->chunks.emplace_back()));
+                                    has_present, &block->chunks.emplace_back(),
+                                    has_present && version >= kSegmentGranulesFormatVersion));
   }
   if (footer.has_policy_versions) {
     MP_RETURN_IF_ERROR(ReadChunkRef(reader, 0, false, &block->policy_versions));
@@ -491,32 +501,6 @@ Status CountTagBytes(const uint8_t* data, size_t rows, uint8_t tag_mask,
   return Status::Ok();
 }
 
-// Reads a chunk's tags into `tags` (one per row) and counts them into
-// `tag_counts` (zeroed by the caller).
-Status ReadTags(ByteReader* reader, size_t rows, uint8_t tag_mask, std::vector<PropertyTag>* tags,
-                size_t (&tag_counts)[kPropertyTagCount]) {
-  uint8_t layout = 0;
-  MP_RETURN_IF_ERROR(reader->ReadByte("tag layout", &layout));
-  if (layout > 1) {
-    return Status::Corruption("tag layout " + std::to_string(layout) + " is unknown");
-  }
-  std::string_view bytes;
-  MP_RETURN_IF_ERROR(reader->ReadBytes("tags", layout == 0 ? 1 : rows, &bytes));
-  const auto* data = reinterpret_cast<const uint8_t*>(bytes.data());
-  if (layout == 0) {
-    if (data[0] >= kPropertyTagCount) {
-      return Status::Corruption("property tag " + std::to_string(data[0]) + " is unknown");
-    }
-    tags->assign(rows, static_cast<PropertyTag>(data[0]));
-    tag_counts[data[0]] = rows;
-    return Status::Ok();
-  }
-  MP_RETURN_IF_ERROR(CountTagBytes(data, rows, tag_mask, tag_counts));
-  tags->resize(rows);
-  std::memcpy(tags->data(), data, rows);
-  return Status::Ok();
-}
-
 // Reads `count` strings in the column's encoding into `views` (and `codes`
 // for a dictionary), each at the row `slot_of(item_idx)` names.
 template <typename SlotOf>
@@ -614,7 +598,9 @@ void SizeOutputs(size_t rows, const size_t (&tag_counts)[kPropertyTagCount], boo
   output.list_item_codes->clear();
 }
 
-Status ReadNumbers(ByteReader* reader, const std::vector<PropertyTag>& tags,
+// The ints and doubles of one granule, whose tags are `tags` (output rows
+// from `row_offset`).
+Status ReadNumbers(ByteReader* reader, std::span<const PropertyTag> tags, size_t row_offset,
                    const PropertyColumnOutput& output) {
   for (size_t row_idx = 0; row_idx < tags.size(); ++row_idx) {
     if (tags[row_idx] == PropertyTag::kInt) {
@@ -622,46 +608,56 @@ Status ReadNumbers(ByteReader* reader, const std::vector<PropertyTag>& tags,
       if (!reader->TryReadVarint64(&bits)) {
         return VarintError(reader, "int value");
       }
-      (*output.ints)[row_idx] = ZigZagDecode(bits);
+      (*output.ints)[row_offset + row_idx] = ZigZagDecode(bits);
     }
   }
   for (size_t row_idx = 0; row_idx < tags.size(); ++row_idx) {
     if (tags[row_idx] == PropertyTag::kDouble) {
       uint64_t bits = 0;
       MP_RETURN_IF_ERROR(reader->ReadFixed64("double value", &bits));
-      (*output.doubles)[row_idx] = std::bit_cast<double>(bits);
+      (*output.doubles)[row_offset + row_idx] = std::bit_cast<double>(bits);
     }
   }
   return Status::Ok();
 }
 
-Status ReadLists(ByteReader* reader, const std::vector<PropertyTag>& tags, size_t list_count,
-                 const PropertyColumnFormat& format, const PropertyColumnOutput& output) {
-  if (list_count == 0) {
+// The list section of one granule (`list_count` lists, tags `tags`, output
+// rows from `row_offset`), its items appended after the `*items_total`
+// items of the granules before; sets the offsets of its rows. A column
+// without lists (no offsets) has nothing to do.
+Status ReadLists(ByteReader* reader, std::span<const PropertyTag> tags, size_t row_offset,
+                 size_t list_count, const PropertyColumnFormat& format,
+                 const PropertyColumnOutput& output, uint64_t* items_total) {
+  std::vector<uint32_t>& offsets = *output.list_offsets;
+  if (offsets.empty()) {
     return Status::Ok();
   }
-  std::vector<uint32_t>& offsets = *output.list_offsets;
-  uint64_t items = 0;
+  const uint64_t base = *items_total;
+  uint64_t items = base;
   for (size_t row_idx = 0; row_idx < tags.size(); ++row_idx) {
-    offsets[row_idx] = static_cast<uint32_t>(items);
-    if (tags[row_idx] == PropertyTag::kList) {
+    offsets[row_offset + row_idx] = static_cast<uint32_t>(items);
+    if (list_count > 0 && tags[row_idx] == PropertyTag::kList) {
       uint64_t count = 0;
       MP_RETURN_IF_ERROR(reader->ReadVarint64("list item count", &count));
       items += count;
       // Every item takes at least one byte, so this bounds the allocation.
-      if (items > reader->remaining()) {
+      if (items - base > reader->remaining()) {
         return Status::Corruption("list items run past the chunk");
       }
     }
   }
-  offsets[tags.size()] = static_cast<uint32_t>(items);
+  *items_total = items;
+  if (items == base) {
+    return Status::Ok();
+  }
   output.list_items->resize(static_cast<size_t>(items));
   if (format.encoding == StringEncoding::kDictionary) {
     output.list_item_codes->resize(static_cast<size_t>(items));
   }
   return ReadStrings(
-      reader, static_cast<size_t>(items), format, [](size_t item_idx) { return item_idx; },
-      output.list_items, output.list_item_codes);
+      reader, static_cast<size_t>(items - base), format,
+      [base](size_t item_idx) { return static_cast<size_t>(base) + item_idx; }, output.list_items,
+      output.list_item_codes);
 }
 
 Status CheckTagCounts(const size_t (&tag_counts)[kPropertyTagCount], size_t rows,
@@ -745,6 +741,8 @@ std::string_view SegmentCodecName(SegmentCodec codec) {
       return "lz4";
     case SegmentCodec::kZstd:
       return "zstd";
+    case SegmentCodec::kGranules:
+      return "granules";
   }
   return "unknown";
 }
@@ -1058,7 +1056,7 @@ Result<SegmentFooter> DecodeSegmentFooter(std::string_view bytes, uint64_t data_
     return Status::Corruption("segment has no blocks");
   }
   for (uint64_t block_idx = 0; block_idx < block_count; ++block_idx) {
-    const Status status = ReadFooterBlock(&reader, footer, &footer.blocks.emplace_back());
+    const Status status = ReadFooterBlock(&reader, footer, version, &footer.blocks.emplace_back());
     if (!status.ok()) {
       return Status::Corruption("block " + std::to_string(block_idx) + ": " + status.message());
     }
@@ -1668,48 +1666,6 @@ void EncodePropertyColumn(const PropertyColumnInput& input, std::string* raw) {
   });
 }
 
-Status DecodePropertyColumn(std::string_view raw, size_t rows, const PropertyColumnFormat& format,
-                            const PropertyColumnOutput& output) {
-  std::vector<PropertyTag>& tags = *output.tags;
-  size_t tag_counts[kPropertyTagCount] = {};
-  if (raw.empty()) {
-    // An empty chunk is a block where no row has the key.
-    tags.assign(rows, PropertyTag::kAbsent);
-    tag_counts[0] = rows;
-    SizeOutputs(rows, tag_counts, false, output);
-    return CheckTagCounts(tag_counts, rows, format);
-  }
-  ByteReader reader(raw);
-  MP_RETURN_IF_ERROR(ReadTags(&reader, rows, format.tag_mask, &tags, tag_counts));
-  MP_RETURN_IF_ERROR(CheckTagCounts(tag_counts, rows, format));
-  const bool dictionary = format.encoding == StringEncoding::kDictionary;
-  SizeOutputs(rows, tag_counts, dictionary, output);
-  if (!output.ints->empty() || !output.doubles->empty()) {
-    MP_RETURN_IF_ERROR(ReadNumbers(&reader, tags, output));
-  }
-  const size_t string_count = tag_counts[static_cast<size_t>(PropertyTag::kString)];
-  if (string_count == rows) {
-    MP_RETURN_IF_ERROR(ReadStrings(
-        &reader, string_count, format, [](size_t item_idx) { return item_idx; }, output.strings,
-        output.string_codes));
-  } else if (string_count > 0) {
-    // Rows of each string, in order: the slot of string number i.
-    std::vector<uint32_t> string_rows;
-    string_rows.reserve(string_count);
-    for (size_t row_idx = 0; row_idx < rows; ++row_idx) {
-      if (tags[row_idx] == PropertyTag::kString) {
-        string_rows.push_back(static_cast<uint32_t>(row_idx));
-      }
-    }
-    MP_RETURN_IF_ERROR(ReadStrings(
-        &reader, string_count, format, [&](size_t item_idx) { return string_rows[item_idx]; },
-        output.strings, output.string_codes));
-  }
-  MP_RETURN_IF_ERROR(ReadLists(&reader, tags, tag_counts[static_cast<size_t>(PropertyTag::kList)],
-                               format, output));
-  return reader.ExpectEnd("property chunk");
-}
-
 namespace {
 
 // A chunk's tags as stored: one for every row (uniform), or a byte per row
@@ -1849,12 +1805,24 @@ Status ReadSelectedStrings(ByteReader* reader, size_t count, const PropertyColum
   return Status::Ok();
 }
 
-// The list section of a column, for the selected rows: counts of every
-// list, then the items; the selected rows' items go to list_items in order.
+// The list section of one granule, for its selected rows (`selected`, the
+// granule's rows; output slots from `slot_begin`): counts of every list,
+// then the items; the selected rows' items are appended to list_items in
+// order, and the offsets of the granule's slots are set. A column without
+// lists (no offsets) has nothing to do.
 Status ReadSelectedLists(ByteReader* reader, const ChunkTags& tags, size_t list_count,
                          const PropertyColumnFormat& format, std::span<const uint32_t> selected,
-                         const PropertyColumnOutput& output) {
+                         size_t slot_begin, const PropertyColumnOutput& output) {
+  // No offsets when no selected row of any granule holds a list; the
+  // section is read all the same.
+  std::vector<uint32_t>& offsets = *output.list_offsets;
+  const size_t base = output.list_items->size();
+  const size_t slot_end = slot_begin + selected.size();
   if (list_count == 0) {
+    if (!offsets.empty()) {
+      std::fill(offsets.begin() + static_cast<ptrdiff_t>(slot_begin),
+                offsets.begin() + static_cast<ptrdiff_t>(slot_end), static_cast<uint32_t>(base));
+    }
     return Status::Ok();
   }
   thread_local std::vector<uint64_t> firsts;  // first item of each list
@@ -1872,98 +1840,285 @@ Status ReadSelectedLists(ByteReader* reader, const ChunkTags& tags, size_t list_
   }
   thread_local std::vector<std::pair<size_t, size_t>> wanted;  // (item, item slot)
   wanted.clear();
-  std::vector<uint32_t>& offsets = *output.list_offsets;
-  size_t filled = 0;  // slots whose offset is set
+  size_t filled = slot_begin;  // slots whose offset is set
   ForEachSelectedOfTag(tags, PropertyTag::kList, selected, [&](size_t rank, size_t slot) {
-    for (; filled <= slot; ++filled) {
-      offsets[filled] = static_cast<uint32_t>(wanted.size());
+    for (; filled <= slot_begin + slot; ++filled) {
+      offsets[filled] = static_cast<uint32_t>(base + wanted.size());
     }
     for (uint64_t item = firsts[rank]; item < firsts[rank + 1]; ++item) {
-      wanted.emplace_back(static_cast<size_t>(item), wanted.size());
+      wanted.emplace_back(static_cast<size_t>(item), base + wanted.size());
     }
   });
-  for (; filled < offsets.size(); ++filled) {
-    offsets[filled] = static_cast<uint32_t>(wanted.size());
+  for (; filled < slot_end && !offsets.empty(); ++filled) {
+    offsets[filled] = static_cast<uint32_t>(base + wanted.size());
   }
-  output.list_items->resize(wanted.size());
+  output.list_items->resize(base + wanted.size());
   const bool dictionary = format.encoding == StringEncoding::kDictionary;
   if (dictionary) {
-    output.list_item_codes->resize(wanted.size());
+    output.list_item_codes->resize(base + wanted.size());
   }
   return ReadSelectedStrings(reader, static_cast<size_t>(items), format, wanted, output.list_items,
                              dictionary ? output.list_item_codes : nullptr);
 }
 
+// Granules must tile the block's rows in order.
+Status CheckGranuleRows(std::span<const ChunkGranule> granules, size_t rows) {
+  size_t covered = 0;
+  for (const ChunkGranule& granule : granules) {
+    if (granule.row_begin != covered || granule.row_count == 0 ||
+        granule.row_count > rows - covered) {
+      return Status::Corruption("granules do not tile the block's " + std::to_string(rows) +
+                                " rows");
+    }
+    covered += granule.row_count;
+  }
+  if (covered != rows) {
+    return Status::Corruption("granules do not tile the block's " + std::to_string(rows) +
+                              " rows");
+  }
+  return Status::Ok();
+}
+
+// One granule of a property chunk once its tags are read: where its values
+// start, its tags and their counts (over all its rows), and, for a read of
+// selected rows, its slots.
+struct GranuleTags {
+  const ChunkGranule* granule = nullptr;
+  size_t values_at = 0;  // position in granule->raw after the tags
+  ChunkTags tags;
+  size_t tag_counts[kPropertyTagCount] = {};
+  size_t slot_begin = 0;
+  size_t slot_end = 0;
+};
+
+// Reads a granule's tags (an empty granule: every row absent) and checks
+// them against the column and the granule's present count.
+Status ReadGranuleTags(const ChunkGranule& granule, const PropertyColumnFormat& format,
+                       GranuleTags* out) {
+  out->granule = &granule;
+  if (granule.raw.empty()) {
+    out->tags = ChunkTags{nullptr, PropertyTag::kAbsent};
+    out->tag_counts[0] = granule.row_count;
+    out->values_at = 0;
+  } else {
+    ByteReader reader(granule.raw);
+    MP_RETURN_IF_ERROR(
+        ReadChunkTags(&reader, granule.row_count, format.tag_mask, &out->tags, out->tag_counts));
+    out->values_at = reader.position();
+  }
+  PropertyColumnFormat granule_format = format;
+  granule_format.present_count = granule.present_count;
+  return CheckTagCounts(out->tag_counts, granule.row_count, granule_format);
+}
+
+// A reader of a granule's values (after its tags).
+ByteReader ValuesReader(const GranuleTags& part) {
+  ByteReader reader(part.granule->raw);
+  std::string_view tags;
+  (void)reader.ReadBytes("tags", part.values_at, &tags);  // read once already
+  return reader;
+}
+
 }  // namespace
 
-Status DecodePropertyColumnRows(std::string_view raw, size_t rows,
-                                const PropertyColumnFormat& format,
-                                std::span<const uint32_t> selected,
-                                const PropertyColumnOutput& output) {
+Status DecodePropertyColumn(std::span<const ChunkGranule> granules, size_t rows,
+                            const PropertyColumnFormat& format,
+                            const PropertyColumnOutput& output) {
+  MP_RETURN_IF_ERROR(CheckGranuleRows(granules, rows));
+  thread_local std::vector<GranuleTags> parts;
+  parts.assign(granules.size(), GranuleTags{});
+  std::vector<PropertyTag>& tags = *output.tags;
+  tags.resize(rows);
+  size_t tag_counts[kPropertyTagCount] = {};
+  for (size_t granule_idx = 0; granule_idx < granules.size(); ++granule_idx) {
+    GranuleTags& part = parts[granule_idx];
+    MP_RETURN_IF_ERROR(ReadGranuleTags(granules[granule_idx], format, &part));
+    PropertyTag* out = tags.data() + part.granule->row_begin;
+    if (part.tags.bytes == nullptr) {
+      std::fill(out, out + part.granule->row_count, part.tags.uniform);
+    } else {
+      std::memcpy(out, part.tags.bytes, part.granule->row_count);
+    }
+    for (size_t tag = 0; tag < kPropertyTagCount; ++tag) {
+      tag_counts[tag] += part.tag_counts[tag];
+    }
+  }
+  const bool dictionary = format.encoding == StringEncoding::kDictionary;
+  SizeOutputs(rows, tag_counts, dictionary, output);
+  uint64_t list_items = 0;
+  thread_local std::vector<uint32_t> string_rows;  // the row of each string of a granule
+  for (const GranuleTags& part : parts) {
+    const ChunkGranule& granule = *part.granule;
+    const std::span<const PropertyTag> granule_tags(tags.data() + granule.row_begin,
+                                                    granule.row_count);
+    if (granule.raw.empty()) {
+      MP_RETURN_IF_ERROR(
+          ReadLists(nullptr, granule_tags, granule.row_begin, 0, format, output, &list_items));
+      continue;
+    }
+    ByteReader reader = ValuesReader(part);
+    const auto count_of = [&](PropertyTag tag) { return part.tag_counts[static_cast<size_t>(tag)]; };
+    if (count_of(PropertyTag::kInt) > 0 || count_of(PropertyTag::kDouble) > 0) {
+      MP_RETURN_IF_ERROR(ReadNumbers(&reader, granule_tags, granule.row_begin, output));
+    }
+    const size_t string_count = count_of(PropertyTag::kString);
+    if (string_count == granule.row_count) {
+      MP_RETURN_IF_ERROR(ReadStrings(
+          &reader, string_count, format,
+          [row_begin = granule.row_begin](size_t item_idx) { return row_begin + item_idx; },
+          output.strings, output.string_codes));
+    } else if (string_count > 0) {
+      string_rows.clear();
+      for (size_t row_idx = 0; row_idx < granule.row_count; ++row_idx) {
+        if (granule_tags[row_idx] == PropertyTag::kString) {
+          string_rows.push_back(static_cast<uint32_t>(granule.row_begin + row_idx));
+        }
+      }
+      MP_RETURN_IF_ERROR(ReadStrings(
+          &reader, string_count, format, [&](size_t item_idx) { return string_rows[item_idx]; },
+          output.strings, output.string_codes));
+    }
+    MP_RETURN_IF_ERROR(ReadLists(&reader, granule_tags, granule.row_begin,
+                                 count_of(PropertyTag::kList), format, output, &list_items));
+    MP_RETURN_IF_ERROR(reader.ExpectEnd("property chunk"));
+  }
+  if (!output.list_offsets->empty()) {
+    (*output.list_offsets)[rows] = static_cast<uint32_t>(list_items);
+  }
+  return Status::Ok();
+}
+
+Status DecodePropertyColumn(std::string_view raw, size_t rows, const PropertyColumnFormat& format,
+                            const PropertyColumnOutput& output) {
+  const ChunkGranule whole{0, static_cast<uint32_t>(rows), format.present_count, raw};
+  if (rows == 0) {
+    output.tags->clear();
+    size_t tag_counts[kPropertyTagCount] = {};
+    SizeOutputs(0, tag_counts, false, output);
+    return CheckTagCounts(tag_counts, 0, format);
+  }
+  return DecodePropertyColumn(std::span<const ChunkGranule>(&whole, 1), rows, format, output);
+}
+
+Status DecodePropertyColumnGranuleRows(std::span<const ChunkGranule> granules, size_t rows,
+                                       const PropertyColumnFormat& format,
+                                       std::span<const uint32_t> selected,
+                                       const PropertyColumnOutput& output) {
   const size_t slots = selected.size();
   if (!selected.empty() && selected.back() >= rows) {
     return Status::InvalidArgument("selected row " + std::to_string(selected.back()) +
                                    " is past the block's " + std::to_string(rows) + " rows");
   }
-  size_t tag_counts[kPropertyTagCount] = {};
-  size_t slot_counts[kPropertyTagCount] = {};
-  if (raw.empty()) {
-    tag_counts[0] = rows;
-    slot_counts[0] = slots;
-    output.tags->assign(slots, PropertyTag::kAbsent);
-    SizeOutputs(slots, slot_counts, false, output);
-    return CheckTagCounts(tag_counts, rows, format);
-  }
-  ByteReader reader(raw);
-  ChunkTags tags;
-  MP_RETURN_IF_ERROR(ReadChunkTags(&reader, rows, format.tag_mask, &tags, tag_counts));
-  MP_RETURN_IF_ERROR(CheckTagCounts(tag_counts, rows, format));
+  // The granules holding selected rows, their tags read; each selected row
+  // numbered within its granule.
+  thread_local std::vector<GranuleTags> parts;
+  thread_local std::vector<uint32_t> local_rows;
+  parts.clear();
+  local_rows.resize(slots);
   output.tags->resize(slots);
-  for (size_t slot = 0; slot < slots; ++slot) {
-    const PropertyTag tag = tags.at(selected[slot]);
-    (*output.tags)[slot] = tag;
-    ++slot_counts[static_cast<size_t>(tag)];
+  size_t slot_counts[kPropertyTagCount] = {};
+  size_t slot = 0;
+  size_t granule_end = 0;
+  for (const ChunkGranule& granule : granules) {
+    if (granule.row_begin < granule_end || granule.row_count > rows - granule.row_begin) {
+      return Status::Corruption("granules overlap or pass the block's rows");
+    }
+    granule_end = granule.row_begin + granule.row_count;
+    if (slot < slots && selected[slot] < granule.row_begin) {
+      break;  // a selected row in no granule given
+    }
+    size_t slot_end = slot;
+    while (slot_end < slots && selected[slot_end] < granule_end) {
+      ++slot_end;
+    }
+    if (slot_end == slot) {
+      continue;
+    }
+    GranuleTags& part = parts.emplace_back();
+    MP_RETURN_IF_ERROR(ReadGranuleTags(granule, format, &part));
+    part.slot_begin = slot;
+    part.slot_end = slot_end;
+    for (; slot < slot_end; ++slot) {
+      local_rows[slot] = selected[slot] - granule.row_begin;
+      const PropertyTag tag = part.tags.at(local_rows[slot]);
+      (*output.tags)[slot] = tag;
+      ++slot_counts[static_cast<size_t>(tag)];
+    }
+  }
+  if (slot < slots) {
+    return Status::InvalidArgument("selected row " + std::to_string(selected[slot]) +
+                                   " is in none of the granules read");
   }
   const bool dictionary = format.encoding == StringEncoding::kDictionary;
   SizeOutputs(slots, slot_counts, dictionary, output);
   thread_local std::vector<std::pair<size_t, size_t>> wanted;  // (rank, slot)
-  // Ints: every varint is read (the doubles start after the last).
-  const size_t int_count = tag_counts[static_cast<size_t>(PropertyTag::kInt)];
-  if (int_count > 0) {
-    wanted.clear();
-    ForEachSelectedOfTag(tags, PropertyTag::kInt, selected,
-                         [&](size_t rank, size_t slot) { wanted.emplace_back(rank, slot); });
-    size_t wanted_idx = 0;
-    MP_RETURN_IF_ERROR(
-        ReadVarintsKeeping(&reader, int_count, "int value", [&](size_t rank, uint64_t bits) {
-          if (wanted_idx < wanted.size() && wanted[wanted_idx].first == rank) {
-            (*output.ints)[wanted[wanted_idx++].second] = ZigZagDecode(bits);
-          }
-        }));
-  }
-  const size_t double_count = tag_counts[static_cast<size_t>(PropertyTag::kDouble)];
-  if (double_count > 0) {
-    std::string_view bytes;
-    if (double_count > reader.remaining() / 8) {
-      return Status::Corruption("double values run past the chunk");
+  for (const GranuleTags& part : parts) {
+    const std::span<const uint32_t> part_rows(local_rows.data() + part.slot_begin,
+                                              part.slot_end - part.slot_begin);
+    const size_t slot_begin = part.slot_begin;
+    if (part.granule->raw.empty()) {
+      MP_RETURN_IF_ERROR(
+          ReadSelectedLists(nullptr, part.tags, 0, format, part_rows, slot_begin, output));
+      continue;
     }
-    MP_RETURN_IF_ERROR(reader.ReadBytes("double value", double_count * 8, &bytes));
-    ForEachSelectedOfTag(tags, PropertyTag::kDouble, selected, [&](size_t rank, size_t slot) {
-      (*output.doubles)[slot] = std::bit_cast<double>(GetFixed64(bytes.data() + rank * 8));
-    });
+    ByteReader reader = ValuesReader(part);
+    const auto count_of = [&](PropertyTag tag) { return part.tag_counts[static_cast<size_t>(tag)]; };
+    // Ints: every varint is read (the doubles start after the last).
+    const size_t int_count = count_of(PropertyTag::kInt);
+    if (int_count > 0) {
+      wanted.clear();
+      ForEachSelectedOfTag(part.tags, PropertyTag::kInt, part_rows, [&](size_t rank, size_t at) {
+        wanted.emplace_back(rank, slot_begin + at);
+      });
+      size_t wanted_idx = 0;
+      MP_RETURN_IF_ERROR(
+          ReadVarintsKeeping(&reader, int_count, "int value", [&](size_t rank, uint64_t bits) {
+            if (wanted_idx < wanted.size() && wanted[wanted_idx].first == rank) {
+              (*output.ints)[wanted[wanted_idx++].second] = ZigZagDecode(bits);
+            }
+          }));
+    }
+    const size_t double_count = count_of(PropertyTag::kDouble);
+    if (double_count > 0) {
+      std::string_view bytes;
+      if (double_count > reader.remaining() / 8) {
+        return Status::Corruption("double values run past the chunk");
+      }
+      MP_RETURN_IF_ERROR(reader.ReadBytes("double value", double_count * 8, &bytes));
+      ForEachSelectedOfTag(part.tags, PropertyTag::kDouble, part_rows,
+                           [&](size_t rank, size_t at) {
+                             (*output.doubles)[slot_begin + at] =
+                                 std::bit_cast<double>(GetFixed64(bytes.data() + rank * 8));
+                           });
+    }
+    const size_t string_count = count_of(PropertyTag::kString);
+    if (string_count > 0) {
+      wanted.clear();
+      ForEachSelectedOfTag(part.tags, PropertyTag::kString, part_rows,
+                           [&](size_t rank, size_t at) { wanted.emplace_back(rank, slot_begin + at); });
+      MP_RETURN_IF_ERROR(ReadSelectedStrings(&reader, string_count, format, wanted, output.strings,
+                                             dictionary ? output.string_codes : nullptr));
+    }
+    MP_RETURN_IF_ERROR(ReadSelectedLists(&reader, part.tags, count_of(PropertyTag::kList), format,
+                                         part_rows, slot_begin, output));
+    MP_RETURN_IF_ERROR(reader.ExpectEnd("property chunk"));
   }
-  const size_t string_count = tag_counts[static_cast<size_t>(PropertyTag::kString)];
-  if (string_count > 0) {
-    wanted.clear();
-    ForEachSelectedOfTag(tags, PropertyTag::kString, selected,
-                         [&](size_t rank, size_t slot) { wanted.emplace_back(rank, slot); });
-    MP_RETURN_IF_ERROR(ReadSelectedStrings(&reader, string_count, format, wanted, output.strings,
-                                           dictionary ? output.string_codes : nullptr));
+  if (!output.list_offsets->empty()) {
+    (*output.list_offsets)[slots] = static_cast<uint32_t>(output.list_items->size());
   }
-  MP_RETURN_IF_ERROR(ReadSelectedLists(&reader, tags,
-                                       tag_counts[static_cast<size_t>(PropertyTag::kList)], format,
-                                       selected, output));
-  return reader.ExpectEnd("property chunk");
+  return Status::Ok();
+}
+
+Status DecodePropertyColumnRows(std::string_view raw, size_t rows,
+                                const PropertyColumnFormat& format,
+                                std::span<const uint32_t> selected,
+                                const PropertyColumnOutput& output) {
+  if (rows == 0) {
+    return DecodePropertyColumn(raw, rows, format, output);
+  }
+  const ChunkGranule whole{0, static_cast<uint32_t>(rows), format.present_count, raw};
+  return DecodePropertyColumnGranuleRows(std::span<const ChunkGranule>(&whole, 1), rows, format,
+                                         selected, output);
 }
 
 void EncodeMapColumn(std::span<const MapEntryInput> entries, std::span<const uint32_t> entry_ends,
@@ -2052,24 +2207,39 @@ Status FillMapColumn(size_t slots, std::span<const MapEntry> entries,
 
 }  // namespace
 
-Status DecodeMapKey(std::string_view raw, size_t rows, uint32_t entry_count,
+Status DecodeMapKey(std::span<const ChunkGranule> granules, size_t rows,
                     std::span<const uint8_t> tag_masks, uint32_t key_code,
                     const PropertyColumnOutput& output) {
+  MP_RETURN_IF_ERROR(CheckGranuleRows(granules, rows));
   std::vector<MapEntry> found;
-  MapChunkReader reader(raw, rows, tag_masks.size());
-  MP_RETURN_IF_ERROR(reader.ForEach(
-      entry_count, tag_masks,
-      [&](size_t row_idx, uint32_t code, PropertyTag tag, std::string_view value_bytes) {
-        if (code == key_code) {
-          found.push_back(MapEntry{row_idx, tag, value_bytes});
-        }
-      }));
+  for (const ChunkGranule& granule : granules) {
+    MapChunkReader reader(granule.raw, granule.row_count, tag_masks.size());
+    MP_RETURN_IF_ERROR(reader.ForEach(
+        granule.present_count, tag_masks,
+        [&](size_t row_idx, uint32_t code, PropertyTag tag, std::string_view value_bytes) {
+          if (code == key_code) {
+            found.push_back(MapEntry{granule.row_begin + row_idx, tag, value_bytes});
+          }
+        }));
+  }
   return FillMapColumn(rows, found, output);
 }
 
-Status DecodeMapRows(std::string_view raw, size_t rows, uint32_t entry_count,
-                     std::span<const uint8_t> tag_masks, std::span<const uint32_t> selected,
-                     std::span<const PropertyColumnOutput> outputs) {
+Status DecodeMapKey(std::string_view raw, size_t rows, uint32_t entry_count,
+                    std::span<const uint8_t> tag_masks, uint32_t key_code,
+                    const PropertyColumnOutput& output) {
+  if (rows == 0) {
+    MapChunkReader reader(raw, rows, tag_masks.size());
+    MP_RETURN_IF_ERROR(reader.ForEach(entry_count, tag_masks, [](auto&&...) {}));
+    return FillMapColumn(0, {}, output);
+  }
+  const ChunkGranule whole{0, static_cast<uint32_t>(rows), entry_count, raw};
+  return DecodeMapKey(std::span<const ChunkGranule>(&whole, 1), rows, tag_masks, key_code, output);
+}
+
+Status DecodeMapGranuleRows(std::span<const ChunkGranule> granules, size_t rows,
+                            std::span<const uint8_t> tag_masks, std::span<const uint32_t> selected,
+                            std::span<const PropertyColumnOutput> outputs) {
   if (!selected.empty() && selected.back() >= rows) {
     return Status::InvalidArgument("selected row " + std::to_string(selected.back()) +
                                    " is past the block's " + std::to_string(rows) + " rows");
@@ -2077,17 +2247,38 @@ Status DecodeMapRows(std::string_view raw, size_t rows, uint32_t entry_count,
   // The entries of the selected rows, grouped by key afterwards.
   std::vector<std::pair<uint32_t, MapEntry>> found;
   size_t slot = 0;
-  MapChunkReader reader(raw, rows, tag_masks.size());
-  MP_RETURN_IF_ERROR(reader.ForEach(
-      entry_count, tag_masks,
-      [&](size_t row_idx, uint32_t code, PropertyTag tag, std::string_view value_bytes) {
-        while (slot < selected.size() && selected[slot] < row_idx) {
-          ++slot;
-        }
-        if (slot < selected.size() && selected[slot] == row_idx) {
-          found.emplace_back(code, MapEntry{slot, tag, value_bytes});
-        }
-      }));
+  size_t granule_end = 0;
+  for (const ChunkGranule& granule : granules) {
+    if (granule.row_begin < granule_end || granule.row_count > rows - granule.row_begin) {
+      return Status::Corruption("granules overlap or pass the block's rows");
+    }
+    granule_end = granule.row_begin + granule.row_count;
+    if (slot < selected.size() && selected[slot] < granule.row_begin) {
+      break;  // a selected row in no granule given
+    }
+    if (slot == selected.size() || selected[slot] >= granule_end) {
+      continue;
+    }
+    MapChunkReader reader(granule.raw, granule.row_count, tag_masks.size());
+    MP_RETURN_IF_ERROR(reader.ForEach(
+        granule.present_count, tag_masks,
+        [&](size_t local_row, uint32_t code, PropertyTag tag, std::string_view value_bytes) {
+          const size_t row_idx = granule.row_begin + local_row;
+          while (slot < selected.size() && selected[slot] < row_idx) {
+            ++slot;
+          }
+          if (slot < selected.size() && selected[slot] == row_idx) {
+            found.emplace_back(code, MapEntry{slot, tag, value_bytes});
+          }
+        }));
+    while (slot < selected.size() && selected[slot] < granule_end) {
+      ++slot;
+    }
+  }
+  if (slot < selected.size()) {
+    return Status::InvalidArgument("selected row " + std::to_string(selected[slot]) +
+                                   " is in none of the granules read");
+  }
   std::stable_sort(found.begin(), found.end(),
                    [](const auto& left, const auto& right) { return left.first < right.first; });
   std::vector<MapEntry> entries;
@@ -2100,6 +2291,17 @@ Status DecodeMapRows(std::string_view raw, size_t rows, uint32_t entry_count,
     MP_RETURN_IF_ERROR(FillMapColumn(selected.size(), entries, outputs[key_code]));
   }
   return Status::Ok();
+}
+
+Status DecodeMapRows(std::string_view raw, size_t rows, uint32_t entry_count,
+                     std::span<const uint8_t> tag_masks, std::span<const uint32_t> selected,
+                     std::span<const PropertyColumnOutput> outputs) {
+  if (rows == 0) {
+    return DecodeMapGranuleRows({}, rows, tag_masks, selected, outputs);
+  }
+  const ChunkGranule whole{0, static_cast<uint32_t>(rows), entry_count, raw};
+  return DecodeMapGranuleRows(std::span<const ChunkGranule>(&whole, 1), rows, tag_masks, selected,
+                              outputs);
 }
 
 Status DecodeMapValue(PropertyTag tag, std::string_view value_bytes, Value* value) {
@@ -2154,9 +2356,8 @@ ChunkCompressor::ChunkCompressor(int zstd_level)
 
 ChunkCompressor::~ChunkCompressor() { ZSTD_freeCCtx(static_cast<ZSTD_CCtx*>(zstd_context_)); }
 
-void ChunkCompressor::Compress(std::string_view raw, const SegmentCodec* forced, ChunkRef* ref,
-                               std::string* out) {
-  ref->raw_bytes = raw.size();
+SegmentCodec ChunkCompressor::Choose(std::string_view raw, const SegmentCodec* forced,
+                                     std::string_view* stored) {
   SegmentCodec codec = forced != nullptr ? *forced : SegmentCodec::kNone;
   size_t lz4_bytes = SIZE_MAX;
   size_t zstd_bytes = SIZE_MAX;
@@ -2194,17 +2395,95 @@ void ChunkCompressor::Compress(std::string_view raw, const SegmentCodec* forced,
       codec = SegmentCodec::kZstd;
     }
   }
-  ref->codec = codec;
-  std::string_view stored = raw;
+  *stored = raw;
   if (codec == SegmentCodec::kLz4) {
-    stored = std::string_view(lz4_buffer_.data(), lz4_bytes);
+    *stored = std::string_view(lz4_buffer_.data(), lz4_bytes);
   } else if (codec == SegmentCodec::kZstd) {
-    stored = std::string_view(zstd_buffer_.data(), zstd_bytes);
+    *stored = std::string_view(zstd_buffer_.data(), zstd_bytes);
   }
+  return codec;
+}
+
+void ChunkCompressor::Compress(std::string_view raw, const SegmentCodec* forced, ChunkRef* ref,
+                               std::string* out) {
+  ref->raw_bytes = raw.size();
+  std::string_view stored;
+  ref->codec = Choose(raw, forced, &stored);
   ref->stored_bytes = stored.size();
   ref->crc32 = Crc32(0, stored);
   out->append(stored);
 }
+
+void ChunkCompressor::CompressGranules(std::span<const std::string> raws,
+                                       std::span<const uint32_t> ends,
+                                       std::span<const uint32_t> present_counts,
+                                       const SegmentCodec* forced, ChunkRef* ref,
+                                       std::string* out) {
+  uint32_t present_total = 0;
+  for (const uint32_t present : present_counts) {
+    present_total += present;
+  }
+  ref->present_count = present_total;
+  if (raws.size() == 1) {
+    Compress(raws[0], forced, ref, out);
+    return;
+  }
+  // The directory, then the granules' stored bytes (gathered meanwhile).
+  std::string directory;
+  granules_buffer_.clear();
+  PutVarint64(raws.size(), &directory);
+  uint64_t raw_total = 0;
+  uint32_t row_begin = 0;
+  for (size_t granule_idx = 0; granule_idx < raws.size(); ++granule_idx) {
+    std::string_view stored;
+    const SegmentCodec codec = Choose(raws[granule_idx], forced, &stored);
+    PutVarint64(ends[granule_idx] - row_begin, &directory);
+    PutVarint64(present_counts[granule_idx], &directory);
+    directory.push_back(static_cast<char>(codec));
+    PutVarint64(stored.size(), &directory);
+    PutVarint64(raws[granule_idx].size(), &directory);
+    granules_buffer_.append(stored);
+    raw_total += raws[granule_idx].size();
+    row_begin = ends[granule_idx];
+  }
+  ref->codec = SegmentCodec::kGranules;
+  ref->raw_bytes = raw_total;
+  ref->stored_bytes = directory.size() + granules_buffer_.size();
+  ref->crc32 = Crc32(Crc32(0, directory), granules_buffer_);
+  out->append(directory);
+  out->append(granules_buffer_);
+}
+
+namespace {
+
+// Decompresses `stored` (codec lz4 or zstd) into exactly `raw_bytes` at `out`.
+Status Decompress(SegmentCodec codec, std::string_view stored, uint64_t raw_bytes, char* out) {
+  if (codec == SegmentCodec::kLz4) {
+    const int written = LZ4_decompress_safe(stored.data(), out, static_cast<int>(stored.size()),
+                                            static_cast<int>(raw_bytes));
+    if (written < 0 || static_cast<uint64_t>(written) != raw_bytes) {
+      return Status::Corruption("lz4 data does not decompress to " + std::to_string(raw_bytes) +
+                                " bytes");
+    }
+    return Status::Ok();
+  }
+  // One decompression context per thread: ZSTD_decompress would allocate
+  // and initialise a fresh one (over 100 KB) for every chunk.
+  thread_local const std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> context(ZSTD_createDCtx(),
+                                                                                &ZSTD_freeDCtx);
+  const size_t written =
+      context != nullptr
+          ? ZSTD_decompressDCtx(context.get(), out, static_cast<size_t>(raw_bytes), stored.data(),
+                                stored.size())
+          : ZSTD_decompress(out, static_cast<size_t>(raw_bytes), stored.data(), stored.size());
+  if (ZSTD_isError(written) || written != raw_bytes) {
+    return Status::Corruption("zstd data does not decompress to " + std::to_string(raw_bytes) +
+                              " bytes");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
 
 Status DecompressChunk(std::string_view stored, const ChunkRef& ref, std::string* raw,
                        std::string_view* view) {
@@ -2220,30 +2499,338 @@ Status DecompressChunk(std::string_view stored, const ChunkRef& ref, std::string
     *view = stored;
     return Status::Ok();
   }
-  raw->resize(static_cast<size_t>(ref.raw_bytes));
-  if (ref.codec == SegmentCodec::kLz4) {
-    const int written = LZ4_decompress_safe(
-        stored.data(), raw->data(), static_cast<int>(stored.size()), static_cast<int>(raw->size()));
-    if (written < 0 || static_cast<uint64_t>(written) != ref.raw_bytes) {
-      return Status::Corruption("lz4 data does not decompress to " + std::to_string(ref.raw_bytes) +
-                                " bytes");
+  if (ref.codec == SegmentCodec::kGranules) {
+    // Whole: every granule in row order, back to back (what a reader of every
+    // row wants; DecodeGranuleDirectory tells where each one starts).
+    std::vector<GranuleRef> granules;
+    MP_RETURN_IF_ERROR(DecodeGranuleDirectory(stored, ref, SIZE_MAX, &granules));
+    raw->resize(static_cast<size_t>(ref.raw_bytes));
+    size_t at = 0;
+    for (const GranuleRef& granule : granules) {
+      MP_RETURN_IF_ERROR(DecompressGranule(stored, granule, raw->data() + at));
+      at += static_cast<size_t>(granule.raw_bytes);
     }
-  } else {
-    // One decompression context per thread: ZSTD_decompress would allocate
-    // and initialise a fresh one (over 100 KB) for every chunk.
-    thread_local const std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> context(ZSTD_createDCtx(),
-                                                                                  &ZSTD_freeDCtx);
-    const size_t written =
-        context != nullptr
-            ? ZSTD_decompressDCtx(context.get(), raw->data(), raw->size(), stored.data(),
-                                  stored.size())
-            : ZSTD_decompress(raw->data(), raw->size(), stored.data(), stored.size());
-    if (ZSTD_isError(written) || written != ref.raw_bytes) {
-      return Status::Corruption("zstd data does not decompress to " +
-                                std::to_string(ref.raw_bytes) + " bytes");
+    *view = *raw;
+    return Status::Ok();
+  }
+  raw->resize(static_cast<size_t>(ref.raw_bytes));
+  MP_RETURN_IF_ERROR(Decompress(ref.codec, stored, ref.raw_bytes, raw->data()));
+  *view = *raw;
+  return Status::Ok();
+}
+
+Status DecodeGranuleDirectory(std::string_view stored, const ChunkRef& ref, size_t rows,
+                              std::vector<GranuleRef>* granules) {
+  granules->clear();
+  ByteReader reader(stored);
+  uint64_t count = 0;
+  // A granule's entry takes at least five bytes.
+  MP_RETURN_IF_ERROR(reader.ReadCount("granule count", 5, kSegmentBlockRowsMax, &count));
+  if (count == 0) {
+    return Status::Corruption("granular chunk has no granules");
+  }
+  granules->resize(static_cast<size_t>(count));
+  uint64_t row_total = 0;
+  uint64_t present_total = 0;
+  uint64_t raw_total = 0;
+  uint64_t stored_total = 0;
+  for (GranuleRef& granule : *granules) {
+    uint8_t codec = 0;
+    MP_RETURN_IF_ERROR(reader.ReadVarint32("granule row count", &granule.row_count));
+    MP_RETURN_IF_ERROR(reader.ReadVarint32("granule present count", &granule.present_count));
+    MP_RETURN_IF_ERROR(reader.ReadByte("granule codec", &codec));
+    MP_RETURN_IF_ERROR(reader.ReadVarint64("granule stored bytes", &granule.stored_bytes));
+    MP_RETURN_IF_ERROR(reader.ReadVarint64("granule raw bytes", &granule.raw_bytes));
+    if (codec > static_cast<uint8_t>(SegmentCodec::kZstd)) {
+      return Status::Corruption("granule codec " + std::to_string(codec) + " is unknown");
+    }
+    granule.codec = static_cast<SegmentCodec>(codec);
+    if (granule.row_count == 0) {
+      return Status::Corruption("granule of no rows");
+    }
+    if (granule.codec == SegmentCodec::kNone && granule.stored_bytes != granule.raw_bytes) {
+      return Status::Corruption("uncompressed granule stores " +
+                                std::to_string(granule.stored_bytes) + " bytes but holds " +
+                                std::to_string(granule.raw_bytes));
+    }
+    if (granule.codec != SegmentCodec::kNone &&
+        (granule.stored_bytes == 0 || granule.raw_bytes == 0)) {
+      return Status::Corruption("compressed granule is empty");
+    }
+    granule.row_begin = static_cast<uint32_t>(row_total);
+    granule.offset = stored_total;  // from the end of the directory, for now
+    row_total += granule.row_count;
+    present_total += granule.present_count;
+    raw_total += granule.raw_bytes;
+    stored_total += granule.stored_bytes;
+    if (row_total > kSegmentBlockRowsMax || raw_total > kSegmentChunkBytesMax ||
+        stored_total > stored.size()) {
+      return Status::Corruption("granules pass their chunk");
     }
   }
-  *view = *raw;
+  if ((rows != SIZE_MAX && row_total != rows) || present_total != ref.present_count ||
+      raw_total != ref.raw_bytes || stored_total != reader.remaining()) {
+    return Status::Corruption("granule directory does not add up to its chunk (rows " +
+                              std::to_string(row_total) + ", present " +
+                              std::to_string(present_total) + ", raw bytes " +
+                              std::to_string(raw_total) + ", stored bytes " +
+                              std::to_string(stored_total) + ")");
+  }
+  for (GranuleRef& granule : *granules) {
+    granule.offset += reader.position();
+  }
+  return Status::Ok();
+}
+
+Status DecompressGranule(std::string_view stored, const GranuleRef& granule, char* out) {
+  const std::string_view bytes =
+      stored.substr(static_cast<size_t>(granule.offset), static_cast<size_t>(granule.stored_bytes));
+  if (granule.codec == SegmentCodec::kNone) {
+    if (!bytes.empty()) {
+      std::memcpy(out, bytes.data(), bytes.size());
+    }
+    return Status::Ok();
+  }
+  return Decompress(granule.codec, bytes, granule.raw_bytes, out);
+}
+
+void ChooseGranuleEnds(std::span<const uint32_t> run_lengths, uint32_t granule_rows,
+                       std::vector<uint32_t>* ends) {
+  ends->clear();
+  uint32_t rows = 0;
+  uint32_t granule_begin = 0;
+  for (const uint32_t length : run_lengths) {
+    rows += length;
+    if (granule_rows > 0 && rows - granule_begin >= granule_rows) {
+      ends->push_back(rows);
+      granule_begin = rows;
+    }
+  }
+  if (ends->empty() || ends->back() != rows) {
+    if (!ends->empty() && rows - granule_begin < granule_rows / 4) {
+      ends->back() = rows;  // a short tail joins the granule before it
+    } else {
+      ends->push_back(rows);
+    }
+  }
+}
+
+namespace {
+
+// Steps over `count` varints; the bytes they took.
+Status SkipVarints(ByteReader* reader, size_t count, std::string_view field,
+                   std::string_view* bytes, uint64_t* sum = nullptr) {
+  const size_t start = reader->position();
+  for (size_t item_idx = 0; item_idx < count; ++item_idx) {
+    uint64_t value = 0;
+    if (!reader->TryReadVarint64(&value)) {
+      return VarintError(reader, field);
+    }
+    if (sum != nullptr) {
+      *sum += value;
+    }
+  }
+  *bytes = reader->bytes().substr(start, reader->position() - start);
+  return Status::Ok();
+}
+
+// Strings (or list items) of a section in a column's encoding, cut per
+// granule: `counts[g]` of them go to granule g (if it is kept).
+Status SplitStrings(ByteReader* reader, StringEncoding encoding, size_t width,
+                    std::span<const size_t> counts, std::span<const uint8_t> kept,
+                    std::vector<std::string>* granules) {
+  if (encoding == StringEncoding::kDictionary) {
+    for (size_t granule_idx = 0; granule_idx < counts.size(); ++granule_idx) {
+      std::string_view bytes;
+      MP_RETURN_IF_ERROR(reader->ReadBytes("string codes", counts[granule_idx] * width, &bytes));
+      if (kept[granule_idx] != 0) {
+        (*granules)[granule_idx].append(bytes);
+      }
+    }
+    return Status::Ok();
+  }
+  std::vector<uint64_t> byte_counts(counts.size(), 0);
+  for (size_t granule_idx = 0; granule_idx < counts.size(); ++granule_idx) {
+    std::string_view lengths;
+    MP_RETURN_IF_ERROR(
+        SkipVarints(reader, counts[granule_idx], "string length", &lengths, &byte_counts[granule_idx]));
+    if (kept[granule_idx] != 0) {
+      (*granules)[granule_idx].append(lengths);
+    }
+  }
+  for (size_t granule_idx = 0; granule_idx < counts.size(); ++granule_idx) {
+    std::string_view bytes;
+    MP_RETURN_IF_ERROR(reader->ReadBytes("string bytes", byte_counts[granule_idx], &bytes));
+    if (kept[granule_idx] != 0) {
+      (*granules)[granule_idx].append(bytes);
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status SplitPropertyColumn(std::string_view raw, size_t rows, StringEncoding encoding,
+                           size_t dictionary_size, std::span<const uint32_t> ends,
+                           std::vector<std::string>* granules,
+                           std::vector<uint32_t>* present_counts) {
+  const size_t granule_count = ends.size();
+  granules->assign(granule_count, std::string());
+  present_counts->assign(granule_count, 0);
+  if (raw.empty()) {
+    return Status::Ok();
+  }
+  ByteReader reader(raw);
+  uint8_t layout = 0;
+  MP_RETURN_IF_ERROR(reader.ReadByte("tag layout", &layout));
+  std::string_view tags;
+  MP_RETURN_IF_ERROR(reader.ReadBytes("tags", layout == 0 ? 1 : rows, &tags));
+  const auto tag_at = [&](size_t row_idx) {
+    return static_cast<uint8_t>(tags[layout == 0 ? 0 : row_idx]);
+  };
+  // Per granule: its tag counts, whether it holds the key, its tags.
+  std::vector<std::array<size_t, kPropertyTagCount>> counts(granule_count);
+  std::vector<uint8_t> kept(granule_count, 0);
+  size_t row_begin = 0;
+  for (size_t granule_idx = 0; granule_idx < granule_count; ++granule_idx) {
+    const size_t row_end = ends[granule_idx];
+    if (row_end <= row_begin || row_end > rows) {
+      return Status::InvalidArgument("granule ends must increase up to the block's rows");
+    }
+    std::array<size_t, kPropertyTagCount>& granule_counts = counts[granule_idx];
+    granule_counts.fill(0);
+    bool uniform = true;
+    for (size_t row_idx = row_begin; row_idx < row_end; ++row_idx) {
+      const uint8_t tag = tag_at(row_idx);
+      if (tag >= kPropertyTagCount) {
+        return Status::Corruption("property tag " + std::to_string(tag) + " is unknown");
+      }
+      ++granule_counts[tag];
+      uniform = uniform && tag == tag_at(row_begin);
+    }
+    const size_t granule_rows = row_end - row_begin;
+    (*present_counts)[granule_idx] = static_cast<uint32_t>(granule_rows - granule_counts[0]);
+    if (granule_counts[0] < granule_rows) {
+      kept[granule_idx] = 1;
+      std::string& out = (*granules)[granule_idx];
+      out.push_back(uniform ? 0 : 1);
+      if (uniform) {
+        out.push_back(static_cast<char>(tag_at(row_begin)));
+      } else if (layout == 0) {
+        out.append(granule_rows, static_cast<char>(tag_at(0)));
+      } else {
+        out.append(tags.substr(row_begin, granule_rows));
+      }
+    }
+    row_begin = row_end;
+  }
+  if (row_begin != rows) {
+    return Status::InvalidArgument("granule ends must end at the block's rows");
+  }
+  const auto section_counts = [&](PropertyTag tag) {
+    std::vector<size_t> out(granule_count);
+    for (size_t granule_idx = 0; granule_idx < granule_count; ++granule_idx) {
+      out[granule_idx] = counts[granule_idx][static_cast<size_t>(tag)];
+    }
+    return out;
+  };
+  const std::vector<size_t> int_counts = section_counts(PropertyTag::kInt);
+  for (size_t granule_idx = 0; granule_idx < granule_count; ++granule_idx) {
+    std::string_view bytes;
+    MP_RETURN_IF_ERROR(SkipVarints(&reader, int_counts[granule_idx], "int value", &bytes));
+    (*granules)[granule_idx].append(bytes);
+  }
+  const std::vector<size_t> double_counts = section_counts(PropertyTag::kDouble);
+  for (size_t granule_idx = 0; granule_idx < granule_count; ++granule_idx) {
+    std::string_view bytes;
+    MP_RETURN_IF_ERROR(reader.ReadBytes("double value", double_counts[granule_idx] * 8, &bytes));
+    (*granules)[granule_idx].append(bytes);
+  }
+  const size_t width = CodeWidth(dictionary_size);
+  MP_RETURN_IF_ERROR(SplitStrings(&reader, encoding, width, section_counts(PropertyTag::kString),
+                                  kept, granules));
+  const std::vector<size_t> list_counts = section_counts(PropertyTag::kList);
+  std::vector<size_t> item_counts(granule_count, 0);
+  for (size_t granule_idx = 0; granule_idx < granule_count; ++granule_idx) {
+    std::string_view bytes;
+    uint64_t items = 0;
+    MP_RETURN_IF_ERROR(
+        SkipVarints(&reader, list_counts[granule_idx], "list item count", &bytes, &items));
+    item_counts[granule_idx] = static_cast<size_t>(items);
+    (*granules)[granule_idx].append(bytes);
+  }
+  MP_RETURN_IF_ERROR(SplitStrings(&reader, encoding, width, item_counts, kept, granules));
+  return reader.ExpectEnd("property chunk");
+}
+
+Status SplitMapColumn(std::string_view raw, size_t rows, size_t key_count,
+                      std::span<const uint32_t> ends, std::vector<std::string>* granules,
+                      std::vector<uint32_t>* entry_counts) {
+  granules->assign(ends.size(), std::string());
+  entry_counts->assign(ends.size(), 0);
+  if (raw.empty()) {
+    return Status::Ok();
+  }
+  ByteReader reader(raw);
+  size_t row_idx = 0;
+  for (size_t granule_idx = 0; granule_idx < ends.size(); ++granule_idx) {
+    if (ends[granule_idx] <= row_idx || ends[granule_idx] > rows) {
+      return Status::InvalidArgument("granule ends must increase up to the block's rows");
+    }
+    const size_t start = reader.position();
+    uint32_t entries = 0;
+    for (; row_idx < ends[granule_idx]; ++row_idx) {
+      uint64_t row_entries = 0;
+      MP_RETURN_IF_ERROR(reader.ReadCount("map entry count", 2, key_count, &row_entries));
+      for (uint64_t entry_idx = 0; entry_idx < row_entries; ++entry_idx) {
+        uint32_t key_code = 0;
+        uint8_t tag = 0;
+        MP_RETURN_IF_ERROR(reader.ReadVarint32("map key code", &key_code));
+        MP_RETURN_IF_ERROR(reader.ReadByte("map entry tag", &tag));
+        if (tag == 0 || tag >= kPropertyTagCount) {
+          return Status::Corruption("map entry tag " + std::to_string(tag) + " is invalid");
+        }
+        MP_RETURN_IF_ERROR(SkipMapValue(&reader, static_cast<PropertyTag>(tag)));
+      }
+      entries += static_cast<uint32_t>(row_entries);
+    }
+    (*entry_counts)[granule_idx] = entries;
+    if (entries > 0) {
+      (*granules)[granule_idx] = std::string(raw.substr(start, reader.position() - start));
+    }
+  }
+  if (row_idx != rows) {
+    return Status::InvalidArgument("granule ends must end at the block's rows");
+  }
+  return reader.ExpectEnd("map chunk");
+}
+
+Status CompressPropertyChunk(ChunkCompressor& compressor, std::string_view raw, size_t rows,
+                             const FooterColumn* column, size_t map_key_count,
+                             std::span<const uint32_t> ends, uint32_t present_count,
+                             const SegmentCodec* forced, ChunkRef* ref, std::string* out) {
+  if (raw.size() > kSegmentChunkBytesMax) {
+    return Status::ResourceExhausted("a segment column chunk of " + std::to_string(raw.size()) +
+                                     " bytes is over kSegmentChunkBytesMax");
+  }
+  if (ends.size() <= 1 || raw.empty()) {
+    compressor.Compress(raw, forced, ref, out);
+    ref->present_count = present_count;
+    return Status::Ok();
+  }
+  thread_local std::vector<std::string> granules;
+  thread_local std::vector<uint32_t> present_counts;
+  MP_RETURN_IF_ERROR(column != nullptr
+                         ? SplitPropertyColumn(raw, rows, column->encoding,
+                                               column->dictionary_size, ends, &granules,
+                                               &present_counts)
+                         : SplitMapColumn(raw, rows, map_key_count, ends, &granules,
+                                          &present_counts));
+  compressor.CompressGranules(granules, ends, present_counts, forced, ref, out);
+  if (ref->present_count != present_count) {
+    return Status::Corruption("granules hold " + std::to_string(ref->present_count) +
+                              " values of a chunk of " + std::to_string(present_count));
+  }
   return Status::Ok();
 }
 

@@ -33,11 +33,13 @@ namespace minpanel::store {
 inline constexpr std::array<char, 8> kSegmentMagic = {'M', 'P', 'S', 'E', 'G', '\r', '\n', '\x1a'};
 // Version 2 adds the fold section (docs/formats/segment.md, "Folded persons");
 // version 3 packs a block's times as fixed-width offsets ("time"); version 4
-// adds each block's policy_version chunk ("policy_version").
-inline constexpr uint32_t kSegmentFormatVersion = 4;
+// adds each block's policy_version chunk ("policy_version"); version 5 may
+// store a property or map chunk in granules ("Granules").
+inline constexpr uint32_t kSegmentFormatVersion = 5;
 inline constexpr uint32_t kSegmentFoldFormatVersion = 2;  // the first with the fold section
 inline constexpr uint32_t kSegmentPackedTimesFormatVersion = 3;  // the first with packed times
 inline constexpr uint32_t kSegmentPolicyVersionFormatVersion = 4;  // the first with policy versions
+inline constexpr uint32_t kSegmentGranulesFormatVersion = 5;       // the first with granules
 // The widest time offset version 3 packs: a block whose times span 2^32 ms
 // (49.7 days) or more keeps zigzag deltas. A segment holds one UTC day.
 inline constexpr uint32_t kPackedTimeBitsMax = 32;
@@ -54,7 +56,10 @@ inline constexpr uint64_t kSegmentChunkBytesMax = 256ULL << 20;  // one column o
 inline constexpr uint64_t kSegmentFooterBytesMax = 256ULL << 20;
 inline constexpr size_t kSegmentPropertyColumnsMax = 256;
 
-enum class SegmentCodec : uint8_t { kNone = 0, kLz4 = 1, kZstd = 2 };
+// kGranules (version 5, property and map chunks only): the chunk is cut into
+// granules of rows, each compressed on its own with one of the other codecs
+// behind a directory (docs/formats/segment.md, "Granules").
+enum class SegmentCodec : uint8_t { kNone = 0, kLz4 = 1, kZstd = 2, kGranules = 3 };
 // Packed times are stored uncompressed (unless a test forces a codec): they
 // are read for their speed and row by row (docs/formats/segment.md, "time").
 inline constexpr SegmentCodec kUncompressedCodec = SegmentCodec::kNone;
@@ -199,6 +204,71 @@ Result<SegmentFooter> DecodeSegmentFooter(std::string_view bytes, uint64_t data_
 
 // Code width in bytes for a dictionary of `size` entries: 1, 2 or 4.
 size_t CodeWidth(size_t size);
+
+// Granules (docs/formats/segment.md, "Granules"): a property or map chunk
+// cut into row ranges that are compressed one by one, so that a read of a
+// few rows (the export of some subjects) decompresses only the granules
+// holding them.
+
+// The writer's granule size: a granule closes at the first subject run end
+// at or after this many rows. Measured in docs/benchmarks.md ("Granules").
+inline constexpr uint32_t kGranuleRowsDefault = 1024;
+
+// One entry of a granular chunk's directory; `offset` (into the chunk's
+// stored bytes) and `row_begin` are computed by DecodeGranuleDirectory.
+struct GranuleRef {
+  uint32_t row_begin = 0;
+  uint32_t row_count = 0;
+  uint32_t present_count = 0;  // as ChunkRef's, for the granule's rows
+  SegmentCodec codec = SegmentCodec::kNone;
+  uint64_t stored_bytes = 0;
+  uint64_t raw_bytes = 0;
+  uint64_t offset = 0;
+};
+
+// The decoded bytes of rows [row_begin, row_begin + row_count) of a chunk,
+// encoded as a chunk of that many rows (what the decoders below take). A
+// chunk that is not granular is one granule of all the block's rows.
+struct ChunkGranule {
+  uint32_t row_begin = 0;
+  uint32_t row_count = 0;
+  uint32_t present_count = 0;
+  std::string_view raw;
+};
+
+// The ends (exclusive rows) of a block's granules: each closes at the end
+// of the first subject run that brings it to `granule_rows` rows or more
+// (the last at the block's end), so that a subject's rows share a granule
+// unless its run alone is that long. `run_lengths` sum to the block's rows.
+// granule_rows 0: one granule.
+void ChooseGranuleEnds(std::span<const uint32_t> run_lengths, uint32_t granule_rows,
+                       std::vector<uint32_t>* ends);
+
+// Cuts a property column chunk's raw bytes (as EncodePropertyColumn writes
+// them for `rows` rows) into those of the row ranges ending at `ends`
+// (ascending, the last = rows): each exactly what EncodePropertyColumn
+// writes for those rows alone, or empty when none of them has the key.
+// `present_counts` gets each range's rows with the key. Corruption on bytes
+// that do not decode (the writer's own bytes: a bug).
+Status SplitPropertyColumn(std::string_view raw, size_t rows, StringEncoding encoding,
+                           size_t dictionary_size, std::span<const uint32_t> ends,
+                           std::vector<std::string>* granules,
+                           std::vector<uint32_t>* present_counts);
+// The same for a map chunk (EncodeMapColumn's bytes); `entry_counts` gets
+// each range's entries.
+Status SplitMapColumn(std::string_view raw, size_t rows, size_t key_count,
+                      std::span<const uint32_t> ends, std::vector<std::string>* granules,
+                      std::vector<uint32_t>* entry_counts);
+
+// Reads the directory of a granular chunk whose `stored` bytes (checksum
+// already checked) belong to a block of `rows` rows: the granules' rows add
+// up to `rows`, their present counts to ref.present_count, their raw bytes
+// to ref.raw_bytes, and their stored bytes tile the rest of the chunk.
+Status DecodeGranuleDirectory(std::string_view stored, const ChunkRef& ref, size_t rows,
+                              std::vector<GranuleRef>* granules);
+// Decompresses one granule of `stored` (its chunk's bytes) into `out`
+// (granule.raw_bytes bytes).
+Status DecompressGranule(std::string_view stored, const GranuleRef& granule, char* out);
 
 // Byte helpers shared by the segment files.
 
@@ -406,6 +476,16 @@ Status DecodePropertyColumnRows(std::string_view raw, size_t rows,
                                 const PropertyColumnFormat& format,
                                 std::span<const uint32_t> selected,
                                 const PropertyColumnOutput& output);
+// The same two over a chunk's granules (in row order; format.present_count
+// is not used: each granule's is checked). DecodePropertyColumn needs every
+// granule of the block; DecodePropertyColumnGranuleRows only those holding a
+// selected row (others are ignored), and checks only those.
+Status DecodePropertyColumn(std::span<const ChunkGranule> granules, size_t rows,
+                            const PropertyColumnFormat& format, const PropertyColumnOutput& output);
+Status DecodePropertyColumnGranuleRows(std::span<const ChunkGranule> granules, size_t rows,
+                                       const PropertyColumnFormat& format,
+                                       std::span<const uint32_t> selected,
+                                       const PropertyColumnOutput& output);
 
 // The map column: per row an entry count, then per entry a key code
 // (strictly increasing within a row), a tag and the value.
@@ -451,6 +531,15 @@ Status DecodeMapKey(std::string_view raw, size_t rows, uint32_t entry_count,
 Status DecodeMapRows(std::string_view raw, size_t rows, uint32_t entry_count,
                      std::span<const uint8_t> tag_masks, std::span<const uint32_t> selected,
                      std::span<const PropertyColumnOutput> outputs);
+// The same two over a map chunk's granules (each granule's present count is
+// its entries): DecodeMapKey needs every granule, DecodeMapGranuleRows those
+// holding a selected row (others are ignored).
+Status DecodeMapKey(std::span<const ChunkGranule> granules, size_t rows,
+                    std::span<const uint8_t> tag_masks, uint32_t key_code,
+                    const PropertyColumnOutput& output);
+Status DecodeMapGranuleRows(std::span<const ChunkGranule> granules, size_t rows,
+                            std::span<const uint8_t> tag_masks, std::span<const uint32_t> selected,
+                            std::span<const PropertyColumnOutput> outputs);
 // Turns the value bytes of a map entry (from MapChunkReader) into a Value.
 Status DecodeMapValue(PropertyTag tag, std::string_view value_bytes, Value* value);
 
@@ -468,13 +557,35 @@ class ChunkCompressor {
   // docs/formats/segment.md picks (or `forced`, when given); appends the
   // stored bytes to `out` and fills codec, sizes and checksum of `ref`.
   void Compress(std::string_view raw, const SegmentCodec* forced, ChunkRef* ref, std::string* out);
+  // Stores a chunk of several granules (`raws[i]`, rows up to ends[i], with
+  // present_counts[i]) as one granular chunk: each granule compressed as
+  // Compress would (or with `forced`), behind the directory. ref's
+  // present_count is set too. With one granule, the same as Compress.
+  void CompressGranules(std::span<const std::string> raws, std::span<const uint32_t> ends,
+                        std::span<const uint32_t> present_counts, const SegmentCodec* forced,
+                        ChunkRef* ref, std::string* out);
 
  private:
+  // The codec the rule picks for `raw` (or `forced`); `*stored` views the
+  // bytes to store (raw, or one of the buffers).
+  SegmentCodec Choose(std::string_view raw, const SegmentCodec* forced, std::string_view* stored);
+  std::string granules_buffer_;
+
   int zstd_level_;
   void* zstd_context_;  // ZSTD_CCtx, kept out of this header
   std::string lz4_buffer_;
   std::string zstd_buffer_;
 };
+
+// Stores one property chunk (`column` set) or map chunk (`column` null) of a
+// block of `rows` rows whose granules end at `ends`: as one chunk when there
+// is one granule or no row holds a value, else cut (SplitPropertyColumn,
+// SplitMapColumn) into a granular chunk. Sets every field of `ref`;
+// `present_count` is what `raw` holds (checked against the split).
+Status CompressPropertyChunk(ChunkCompressor& compressor, std::string_view raw, size_t rows,
+                             const FooterColumn* column, size_t map_key_count,
+                             std::span<const uint32_t> ends, uint32_t present_count,
+                             const SegmentCodec* forced, ChunkRef* ref, std::string* out);
 
 // Checks the chunk's CRC-32 and decompresses it into `raw` (replacing its
 // contents) when the codec is not kNone; otherwise `*view` is `stored`.

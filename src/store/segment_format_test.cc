@@ -839,3 +839,156 @@ TEST(SegmentFooterTest, InconsistentIndexesAreCorruption) {
 
 }  // namespace
 }  // namespace minpanel::store
+
+namespace minpanel::store {
+namespace {
+
+// A granular chunk's granules hold exactly what EncodePropertyColumn writes
+// for their rows alone (empty where no row has the key), and decode, whole
+// or by selected rows, as the chunk stored whole does.
+TEST(SegmentGranuleTest, SplitGranulesEqualTheirRowsEncodedAlone) {
+  std::vector<Value> values;
+  std::vector<const Value*> pointers;
+  for (int row = 0; row < 200; ++row) {
+    switch (row % 7) {
+      case 0: values.push_back(Value::Int(row * 1000 - 7)); break;
+      case 1: values.push_back(Value::String(std::string(static_cast<size_t>(row % 5), 'q'))); break;
+      case 2: values.push_back(Value::List({"a", std::to_string(row)})); break;
+      case 3: values.push_back(Value::Double(row / 3.0)); break;
+      case 4: values.push_back(Value::Bool(row % 2 == 0)); break;
+      default: values.push_back(Value::Null()); break;
+    }
+  }
+  for (size_t row = 0; row < values.size(); ++row) {
+    // Rows 100 .. 139 lack the key: granule 2 below is empty.
+    pointers.push_back(row >= 100 && row < 140 ? nullptr : &values[row]);
+  }
+  PropertyColumnInput input;
+  input.values = pointers;
+  input.encoding = StringEncoding::kPlain;
+  std::string raw;
+  EncodePropertyColumn(input, &raw);
+  const std::vector<uint32_t> ends = {50, 100, 140, 199, 200};
+  std::vector<std::string> granules;
+  std::vector<uint32_t> present;
+  ASSERT_TRUE(SplitPropertyColumn(raw, pointers.size(), StringEncoding::kPlain, 0, ends, &granules,
+                                  &present)
+                  .ok());
+  uint32_t begin = 0;
+  uint32_t present_total = 0;
+  for (size_t granule_idx = 0; granule_idx < ends.size(); ++granule_idx) {
+    PropertyColumnInput part;
+    part.values = std::span<const Value* const>(pointers).subspan(begin, ends[granule_idx] - begin);
+    part.encoding = StringEncoding::kPlain;
+    std::string alone;
+    uint32_t part_present = 0;
+    for (const Value* value : part.values) {
+      part_present += value != nullptr ? 1 : 0;
+    }
+    if (part_present > 0) {
+      EncodePropertyColumn(part, &alone);
+    }
+    EXPECT_EQ(granules[granule_idx], alone) << granule_idx;
+    EXPECT_EQ(present[granule_idx], part_present) << granule_idx;
+    present_total += part_present;
+    begin = ends[granule_idx];
+  }
+  EXPECT_TRUE(granules[2].empty());
+
+  ChunkCompressor compressor(1);
+  FooterColumn column;
+  column.encoding = StringEncoding::kPlain;
+  ChunkRef ref;
+  std::string stored;
+  ASSERT_TRUE(CompressPropertyChunk(compressor, raw, pointers.size(), &column, 0, ends,
+                                    present_total, nullptr, &ref, &stored)
+                  .ok());
+  EXPECT_EQ(ref.codec, SegmentCodec::kGranules);
+  EXPECT_EQ(ref.present_count, present_total);
+  std::vector<GranuleRef> directory;
+  ASSERT_TRUE(DecodeGranuleDirectory(stored, ref, pointers.size(), &directory).ok());
+  ASSERT_EQ(directory.size(), ends.size());
+  std::vector<std::string> decoded(directory.size());
+  std::vector<ChunkGranule> all;
+  for (size_t granule_idx = 0; granule_idx < directory.size(); ++granule_idx) {
+    decoded[granule_idx].resize(directory[granule_idx].raw_bytes);
+    ASSERT_TRUE(DecompressGranule(stored, directory[granule_idx], decoded[granule_idx].data()).ok());
+    EXPECT_EQ(decoded[granule_idx], granules[granule_idx]);
+    all.push_back(ChunkGranule{directory[granule_idx].row_begin, directory[granule_idx].row_count,
+                               directory[granule_idx].present_count, decoded[granule_idx]});
+  }
+  PropertyColumnFormat format;
+  format.encoding = StringEncoding::kPlain;
+  format.tag_mask = MaskOf(values);
+  format.present_count = present_total;
+  DecodedColumn whole;
+  DecodedColumn pieces;
+  ASSERT_TRUE(DecodePropertyColumn(raw, pointers.size(), format, whole.Output()).ok());
+  const Status status = DecodePropertyColumn(all, pointers.size(), format, pieces.Output());
+  ASSERT_TRUE(status.ok()) << status.ToString();
+  EXPECT_EQ(pieces.tags, whole.tags);
+  EXPECT_EQ(pieces.ints, whole.ints);
+  EXPECT_EQ(pieces.strings, whole.strings);
+  EXPECT_EQ(pieces.list_offsets, whole.list_offsets);
+  EXPECT_EQ(pieces.list_items, whole.list_items);
+  // Selected rows from granules 1 and 3 only (2 is empty, 0 and 4 not read).
+  const std::vector<uint32_t> selected = {60, 99, 141, 198};
+  const std::vector<ChunkGranule> some = {all[1], all[3]};
+  DecodedColumn rows;
+  ASSERT_TRUE(
+      DecodePropertyColumnGranuleRows(some, pointers.size(), format, selected, rows.Output()).ok());
+  DecodedColumn rows_whole;
+  ASSERT_TRUE(
+      DecodePropertyColumnRows(raw, pointers.size(), format, selected, rows_whole.Output()).ok());
+  EXPECT_EQ(rows.tags, rows_whole.tags);
+  EXPECT_EQ(rows.ints, rows_whole.ints);
+  EXPECT_EQ(rows.strings, rows_whole.strings);
+  EXPECT_EQ(rows.list_offsets, rows_whole.list_offsets);
+  EXPECT_EQ(rows.list_items, rows_whole.list_items);
+  // A selected row in no granule given is refused, not guessed.
+  const std::vector<uint32_t> outside = {10};
+  EXPECT_FALSE(
+      DecodePropertyColumnGranuleRows(some, pointers.size(), format, outside, rows.Output()).ok());
+
+  // Directories that do not add up to their chunk are Corruption.
+  ChunkRef lying = ref;
+  lying.present_count += 1;
+  ExpectCorruption(DecodeGranuleDirectory(stored, lying, pointers.size(), &directory),
+                   "does not add up");
+  ExpectCorruption(DecodeGranuleDirectory(stored, ref, pointers.size() + 1, &directory),
+                   "does not add up");
+  for (size_t cut = 0; cut < 12; ++cut) {
+    EXPECT_FALSE(DecodeGranuleDirectory(std::string_view(stored).substr(0, cut), ref,
+                                        pointers.size(), &directory)
+                     .ok());
+  }
+  for (size_t position = 0; position < 20; ++position) {
+    std::string garbled = stored;
+    garbled[position] ^= 0x5a;
+    const Status garbled_status =
+        DecodeGranuleDirectory(garbled, ref, pointers.size(), &directory);
+    EXPECT_FALSE(garbled_status.ok()) << position;
+  }
+}
+
+// A map chunk splits at row boundaries: each granule is its rows' entries.
+TEST(SegmentGranuleTest, MapChunksSplitAtRows) {
+  const Value one = Value::Int(1);
+  const Value text = Value::String("t");
+  const std::vector<MapEntryInput> entries = {{0, &one}, {2, &text}, {1, &one}, {0, &text}};
+  const std::vector<uint32_t> entry_ends = {2, 2, 2, 3, 4, 4};
+  std::string raw;
+  EncodeMapColumn(entries, entry_ends, &raw);
+  std::vector<std::string> granules;
+  std::vector<uint32_t> counts;
+  ASSERT_TRUE(SplitMapColumn(raw, 6, 3, std::vector<uint32_t>{1, 3, 6}, &granules, &counts).ok());
+  EXPECT_EQ(counts, (std::vector<uint32_t>{2, 0, 2}));
+  EXPECT_TRUE(granules[1].empty());
+  std::string first;
+  EncodeMapColumn(std::span(entries).subspan(0, 2), std::vector<uint32_t>{2}, &first);
+  EXPECT_EQ(granules[0], first);
+  EXPECT_EQ(granules[0] + std::string(2, '\0') + granules[2], raw);
+}
+
+}  // namespace
+}  // namespace minpanel::store

@@ -187,6 +187,7 @@ class SegmentMerger {
   std::vector<uint32_t> name_codes_;
   std::vector<Id128> block_subjects_;
   std::vector<uint32_t> run_lengths_;
+  std::vector<uint32_t> granule_ends_;
   std::vector<StoredSubjectRun> stored_runs_;
   std::vector<OutColumn> columns_;
   std::string map_raw_;  // entries of the rows so far, encoded
@@ -961,22 +962,26 @@ Status SegmentMerger::EncodeBlock() {
   raw_.clear();
   EncodeNameCodes(name_codes_, footer_.event_names.size(), &raw_);
   MP_RETURN_IF_ERROR(AppendChunk(raw_, chunk(FixedColumn::kName)));
+  ChooseGranuleEnds(run_lengths_, options_.granule_rows, &granule_ends_);
+  const SegmentCodec* forced = options_.codec.has_value() ? &*options_.codec : nullptr;
   for (size_t column_idx = 0; column_idx < columns_.size(); ++column_idx) {
     ChunkRef& ref = block.chunks[kFixedColumnCount + column_idx];
     raw_.clear();
     if (columns_[column_idx].present_count > 0) {
       EncodeColumn(column_idx, &raw_);
     }
-    MP_RETURN_IF_ERROR(AppendChunk(raw_, &ref));
-    ref.present_count = columns_[column_idx].present_count;
+    MP_RETURN_IF_ERROR(CompressPropertyChunk(compressor_, raw_, rows, &footer_.columns[column_idx],
+                                             0, granule_ends_, columns_[column_idx].present_count,
+                                             forced, &ref, &out_));
     columns_[column_idx].Clear();
   }
   ChunkRef& map_ref = block.chunks.back();
   if (map_entries_ == 0) {
     map_raw_.clear();  // a block without map entries has an empty map chunk
   }
-  MP_RETURN_IF_ERROR(AppendChunk(map_raw_, &map_ref));
-  map_ref.present_count = map_entries_;
+  MP_RETURN_IF_ERROR(CompressPropertyChunk(compressor_, map_raw_, rows, nullptr,
+                                           footer_.map_keys.size(), granule_ends_, map_entries_,
+                                           forced, &map_ref, &out_));
   raw_.clear();
   EncodePolicyVersions(policy_versions_, &raw_);
   MP_RETURN_IF_ERROR(AppendChunk(raw_, &block.policy_versions));

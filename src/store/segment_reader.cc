@@ -372,6 +372,81 @@ Status SegmentReader::ReadChunk(const ChunkRef& ref, std::string* scratch,
   return DecompressChunk(stored, ref, compressed ? scratch : stored_buffer.get(), raw);
 }
 
+Status SegmentReader::ReadChunkGranules(const ChunkRef& ref, size_t rows,
+                                        const std::span<const uint32_t>* selected,
+                                        std::string* scratch,
+                                        std::vector<ChunkGranule>* granules) const {
+  granules->clear();
+  if (ref.codec != SegmentCodec::kGranules) {
+    std::string_view raw;
+    MP_RETURN_IF_ERROR(ReadChunk(ref, scratch, &raw));
+    granules->push_back(ChunkGranule{0, static_cast<uint32_t>(rows), ref.present_count, raw});
+    return Status::Ok();
+  }
+  const ThreadBuffer stored_buffer(StoredBuffer());
+  std::string_view stored;
+  MP_RETURN_IF_ERROR(source_->Read(ref.offset, static_cast<size_t>(ref.stored_bytes),
+                                   stored_buffer.get(), &stored));
+  if (stored.size() != ref.stored_bytes) {
+    return Status::Corruption("chunk of " + std::to_string(ref.stored_bytes) + " bytes at offset " +
+                              std::to_string(ref.offset) + " is cut short");
+  }
+  const uint32_t crc = Crc32(0, stored);
+  if (crc != ref.crc32) {
+    return Status::Corruption("checksum mismatch (stored " + std::to_string(ref.crc32) +
+                              ", computed " + std::to_string(crc) + ")");
+  }
+  thread_local std::vector<GranuleRef> directory;
+  MP_RETURN_IF_ERROR(DecodeGranuleDirectory(stored, ref, rows, &directory));
+  // The granules to decompress: every one, or those holding a selected row.
+  thread_local std::vector<const GranuleRef*> wanted;
+  wanted.clear();
+  size_t slot = 0;
+  uint64_t raw_bytes = 0;
+  for (const GranuleRef& granule : directory) {
+    const uint64_t end = uint64_t{granule.row_begin} + granule.row_count;
+    bool hit = selected == nullptr;
+    while (selected != nullptr && slot < selected->size() && (*selected)[slot] < end) {
+      hit = true;
+      ++slot;
+    }
+    if (hit) {
+      wanted.push_back(&granule);
+      raw_bytes += granule.raw_bytes;
+    }
+  }
+  scratch->resize(static_cast<size_t>(raw_bytes));
+  size_t at = 0;
+  for (const GranuleRef* granule : wanted) {
+    MP_RETURN_IF_ERROR(DecompressGranule(stored, *granule, scratch->data() + at));
+    granules->push_back(ChunkGranule{granule->row_begin, granule->row_count, granule->present_count,
+                                     std::string_view(scratch->data() + at,
+                                                      static_cast<size_t>(granule->raw_bytes))});
+    at += static_cast<size_t>(granule->raw_bytes);
+  }
+  return Status::Ok();
+}
+
+Status SegmentReader::ReadGranuleDirectory(size_t block_idx, size_t chunk_idx,
+                                           std::vector<GranuleRef>* granules) const {
+  granules->clear();
+  const ChunkRef& ref = footer_.blocks[block_idx].chunks[chunk_idx];
+  if (ref.codec != SegmentCodec::kGranules) {
+    return Status::Ok();
+  }
+  std::string stored_bytes;
+  std::string_view stored;
+  Status status = source_->Read(ref.offset, static_cast<size_t>(ref.stored_bytes), &stored_bytes,
+                                &stored);
+  if (status.ok() && (stored.size() != ref.stored_bytes || Crc32(0, stored) != ref.crc32)) {
+    status = Status::Corruption("chunk is cut short or fails its checksum");
+  }
+  if (status.ok()) {
+    status = DecodeGranuleDirectory(stored, ref, footer_.blocks[block_idx].row_count, granules);
+  }
+  return status.ok() ? status : Error("granules", block_idx, status);
+}
+
 Status SegmentReader::ReadColumnChunk(size_t block_idx, size_t chunk_idx, std::string* scratch,
                                       std::string_view* raw) const {
   return ReadChunk(footer_.blocks[block_idx].chunks[chunk_idx], scratch, raw);
@@ -580,10 +655,10 @@ Status SegmentReader::ReadOwnColumnRows(size_t block_idx, size_t column_idx,
     MP_ASSIGN_OR_RETURN(column->dictionary_, Dictionary(column_idx));
     format.dictionary = column->dictionary_->entries;
   }
-  std::string_view raw;
-  Status status = ReadChunk(ref, column->bytes_.get(), &raw);
+  thread_local std::vector<ChunkGranule> granules;
+  const size_t rows = footer_.blocks[block_idx].row_count;
+  Status status = ReadChunkGranules(ref, rows, selected, column->bytes_.get(), &granules);
   if (status.ok()) {
-    const size_t rows = footer_.blocks[block_idx].row_count;
     PropertyColumnOutput output = column->Output();
     if (selected == nullptr && footer_column.encoding == StringEncoding::kDictionary &&
         !column->dictionary_string_views) {
@@ -591,8 +666,8 @@ Status SegmentReader::ReadOwnColumnRows(size_t block_idx, size_t column_idx,
       output.strings = nullptr;  // codes only
     }
     status = selected == nullptr
-                 ? DecodePropertyColumn(raw, rows, format, output)
-                 : DecodePropertyColumnRows(raw, rows, format, *selected, output);
+                 ? DecodePropertyColumn(granules, rows, format, output)
+                 : DecodePropertyColumnGranuleRows(granules, rows, format, *selected, output);
   }
   return status.ok() ? status
                      : Error("column " + PropertyColumnName(footer_column.key), block_idx, status);
@@ -602,11 +677,11 @@ Status SegmentReader::ReadMapKey(size_t block_idx, uint32_t key_code,
                                  PropertyColumn* column) const {
   const ChunkRef& ref = footer_.blocks[block_idx].chunks.back();
   column->dictionary_.reset();
-  std::string_view raw;
-  Status status = ReadChunk(ref, column->bytes_.get(), &raw);
+  thread_local std::vector<ChunkGranule> granules;
+  const size_t rows = footer_.blocks[block_idx].row_count;
+  Status status = ReadChunkGranules(ref, rows, nullptr, column->bytes_.get(), &granules);
   if (status.ok()) {
-    status = DecodeMapKey(raw, footer_.blocks[block_idx].row_count, ref.present_count,
-                          map_tag_masks_, key_code, column->Output());
+    status = DecodeMapKey(granules, rows, map_tag_masks_, key_code, column->Output());
   }
   return status.ok() ? status : Error("column properties map", block_idx, status);
 }
@@ -704,11 +779,11 @@ Status SegmentReader::ReadPropertiesOfRows(size_t block_idx, std::span<const uin
     return Status::Ok();
   }
   const ChunkRef& ref = footer_.blocks[block_idx].chunks.back();
-  std::string_view raw;
-  Status status = ReadChunk(ref, map_holder->bytes_.get(), &raw);
+  thread_local std::vector<ChunkGranule> granules;
+  const size_t rows = footer_.blocks[block_idx].row_count;
+  Status status = ReadChunkGranules(ref, rows, &selected, map_holder->bytes_.get(), &granules);
   if (status.ok()) {
-    status = DecodeMapRows(raw, footer_.blocks[block_idx].row_count, ref.present_count,
-                           map_tag_masks_, selected, map_outputs);
+    status = DecodeMapGranuleRows(granules, rows, map_tag_masks_, selected, map_outputs);
   }
   return status.ok() ? status : Error("column properties map", block_idx, status);
 }
@@ -745,15 +820,17 @@ Status SegmentReader::ReadMapEntries(size_t block_idx, std::string* scratch,
   if (ref.raw_bytes == 0 && ref.present_count == 0) {
     return Status::Ok();
   }
-  std::string_view raw;
-  Status status = ReadChunk(ref, scratch, &raw);
-  if (status.ok()) {
-    MapChunkReader reader(raw, footer_.blocks[block_idx].row_count, footer_.map_keys.size());
+  thread_local std::vector<ChunkGranule> granules;
+  Status status =
+      ReadChunkGranules(ref, footer_.blocks[block_idx].row_count, nullptr, scratch, &granules);
+  for (size_t granule_idx = 0; status.ok() && granule_idx < granules.size(); ++granule_idx) {
+    const ChunkGranule& granule = granules[granule_idx];
+    MapChunkReader reader(granule.raw, granule.row_count, footer_.map_keys.size());
     status = reader.ForEach(
-        ref.present_count, map_tag_masks_,
+        granule.present_count, map_tag_masks_,
         [&](size_t row_idx, uint32_t key_code, PropertyTag tag, std::string_view value_bytes) {
-          entries->push_back(
-              MapEntryView{static_cast<uint32_t>(row_idx), key_code, tag, value_bytes});
+          entries->push_back(MapEntryView{static_cast<uint32_t>(granule.row_begin + row_idx),
+                                          key_code, tag, value_bytes});
         });
   }
   return status.ok() ? status : Error("column properties map", block_idx, status);
@@ -767,19 +844,20 @@ Status SegmentReader::ReadMapEntries(size_t block_idx, std::vector<Event>* event
     return Status::Ok();
   }
   const ThreadBuffer scratch(DecodedBuffer());
-  std::string_view raw;
-  Status status = ReadChunk(ref, scratch.get(), &raw);
+  thread_local std::vector<ChunkGranule> granules;
+  Status status = ReadChunkGranules(ref, events->size(), nullptr, scratch.get(), &granules);
   std::vector<size_t> own_counts(events->size());
   for (size_t row_idx = 0; row_idx < events->size(); ++row_idx) {
     own_counts[row_idx] = (*events)[row_idx].properties.size();
   }
-  if (status.ok()) {
+  for (size_t granule_idx = 0; status.ok() && granule_idx < granules.size(); ++granule_idx) {
+    const ChunkGranule& granule = granules[granule_idx];
     Status value_status;
-    MapChunkReader reader(raw, events->size(), footer_.map_keys.size());
+    MapChunkReader reader(granule.raw, granule.row_count, footer_.map_keys.size());
     status = reader.ForEach(
-        ref.present_count, map_tag_masks_,
+        granule.present_count, map_tag_masks_,
         [&](size_t row_idx, uint32_t key_code, PropertyTag tag, std::string_view value_bytes) {
-          Property& property = (*events)[row_idx].properties.emplace_back();
+          Property& property = (*events)[granule.row_begin + row_idx].properties.emplace_back();
           property.key = footer_.map_keys[key_code].key;
           if (value_status.ok()) {
             value_status = DecodeMapValue(tag, value_bytes, &property.value);

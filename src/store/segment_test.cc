@@ -258,6 +258,63 @@ TEST(SegmentRoundTripTest, RandomEventsComeBackExactly) {
   }
 }
 
+SegmentWriteOptions SmallGranules(uint32_t block_rows, uint32_t granule_rows) {
+  SegmentWriteOptions options = SmallBlocks(block_rows);
+  options.granule_rows = granule_rows;
+  return options;
+}
+
+// How many of a reader's property and map chunks are granular.
+size_t GranularChunks(const SegmentReader& reader) {
+  size_t granular = 0;
+  for (const FooterBlock& block : reader.footer().blocks) {
+    for (size_t chunk_idx = kFixedColumnCount; chunk_idx < block.chunks.size(); ++chunk_idx) {
+      granular += block.chunks[chunk_idx].codec == SegmentCodec::kGranules ? 1 : 0;
+    }
+  }
+  return granular;
+}
+
+// Granules (format 4): property and map chunks cut into row ranges at
+// subject run ends, each compressed alone, read back exactly — with every
+// codec forced inside them too — and not used when granule_rows is 0.
+TEST(SegmentRoundTripTest, GranularChunksRoundTrip) {
+  for (const uint64_t seed : {4u, 5u}) {
+    SCOPED_TRACE(seed);
+    RandomEvents generator(seed);
+    const std::vector<Event> events = generator.Make(3000);
+    const SegmentWriteOptions options = SmallGranules(512, 40);
+    const std::unique_ptr<SegmentReader> reader = OpenImage(Encode(events, options));
+    ASSERT_NE(reader, nullptr);
+    EXPECT_GT(GranularChunks(*reader), 20u);
+    ExpectRoundTrip(events, options);
+    const std::unique_ptr<SegmentReader> whole = OpenImage(Encode(events, SmallGranules(512, 0)));
+    ASSERT_NE(whole, nullptr);
+    EXPECT_EQ(GranularChunks(*whole), 0u);
+    for (const SegmentCodec codec :
+         {SegmentCodec::kNone, SegmentCodec::kLz4, SegmentCodec::kZstd}) {
+      SCOPED_TRACE(SegmentCodecName(codec));
+      SegmentWriteOptions forced = options;
+      forced.codec = codec;
+      ExpectRoundTrip(events, forced);
+    }
+  }
+}
+
+// Each granule ends where a subject's run ends (unless one run alone is
+// longer), so the rows of one subject in a block share a granule.
+TEST(SegmentFormatGranuleTest, GranulesEndAtSubjectRunEnds) {
+  std::vector<uint32_t> ends;
+  const std::vector<uint32_t> runs = {3, 5, 9, 1, 1, 30, 2, 2, 2};
+  ChooseGranuleEnds(runs, 8, &ends);
+  EXPECT_EQ(ends, (std::vector<uint32_t>{8, 17, 49, 55}));
+  ChooseGranuleEnds(runs, 0, &ends);
+  EXPECT_EQ(ends, (std::vector<uint32_t>{55}));
+  // A tail under a quarter of the target joins the granule before it.
+  ChooseGranuleEnds(std::vector<uint32_t>{10, 1}, 8, &ends);
+  EXPECT_EQ(ends, (std::vector<uint32_t>{11}));
+}
+
 TEST(SegmentRoundTripTest, EveryCodecRoundTrips) {
   RandomEvents generator(11);
   const std::vector<Event> events = generator.Make(1000);
@@ -527,12 +584,17 @@ TEST(SegmentReaderTest, ColumnsReadAloneAgreeWithEvents) {
 // give exactly the values ReadEvents gives for those rows, for own columns
 // (dictionary and plain, every type) and map keys alike; so must
 // ReadInsertIdsOfRows and ReadTimesOfRows.
+// With granules (granule_rows 24), only the granules holding a selected row
+// are read, and the values must be the same.
 TEST(SegmentReaderTest, PropertiesOfSelectedRowsAgreeWithEvents) {
-  for (const uint64_t seed : {23u, 24u}) {
+  for (const auto& [seed, granule_rows] : {std::pair{23u, kGranuleRowsDefault}, std::pair{24u, kGranuleRowsDefault},
+                                          std::pair{25u, 24u}, std::pair{26u, 24u}}) {
     SCOPED_TRACE(seed);
     RandomEvents generator(seed);
     const std::vector<Event> events = generator.Make(2000);
-    const std::unique_ptr<SegmentReader> reader = OpenImage(Encode(events, SmallBlocks(300)));
+    const std::unique_ptr<SegmentReader> reader =
+        OpenImage(Encode(events, SmallGranules(300, granule_rows)));
+    EXPECT_EQ(GranularChunks(*reader) > 0, granule_rows < 300);
     ASSERT_NE(reader, nullptr);
     bool saw_map_key = false;
     for (const PropertyKeyInfo& key : reader->property_keys()) {
@@ -567,7 +629,8 @@ TEST(SegmentReaderTest, PropertiesOfSelectedRowsAgreeWithEvents) {
           EXPECT_EQ(insert_ids[slot], block_events[selected[slot]].insert_id);
           EXPECT_EQ(times[slot], block_events[selected[slot]].time_ms);
         }
-        ASSERT_TRUE(reader->ReadPropertiesOfRows(block_idx, selected, &columns).ok());
+        const Status read = reader->ReadPropertiesOfRows(block_idx, selected, &columns);
+        ASSERT_TRUE(read.ok()) << read.ToString();
         ASSERT_EQ(columns.size(), reader->property_keys().size());
         for (size_t key_idx = 0; key_idx < columns.size(); ++key_idx) {
           const std::string& key = reader->property_keys()[key_idx].key;
@@ -1259,6 +1322,84 @@ TEST_F(SegmentFileTest, AMergeOfAVersionThreeFileKeepsItsRowsUnknownAndTheOthers
   EXPECT_EQ(six, 10u);
 }
 
+// Version 3 packed times and stored every chunk whole (version 5 may store
+// property chunks in granules). Made by `minpanel import` of a version 3
+// binary (0f7c9d0) from 40 generated events: event i is "view" (even i) or
+// "buy", at 1700006400 + 997 i seconds, with plan "gold" (i % 3 == 0) or
+// "tin" and seats i % 4; subjects and insert ids are keyed pseudonyms.
+TEST_F(SegmentFileTest, ReadsTheCheckedInImportedVersionThreeFile) {
+  const std::string golden = std::string(MINPANEL_STORE_TESTDATA) + "/segment_v3_imported.seg";
+  auto reader = OpenSegment(*fault_file_system_, golden);
+  ASSERT_TRUE(reader.ok()) << reader.status().ToString();
+  EXPECT_EQ((*reader)->summary().format_version, 3u);
+  EXPECT_TRUE((*reader)->Verify().ok());
+  std::multiset<std::tuple<std::string, int64_t, std::string, int64_t>> expected;
+  for (int64_t row = 0; row < 40; ++row) {
+    expected.emplace(row % 2 == 0 ? "view" : "buy", (1'700'006'400 + row * 997) * 1000,
+                     row % 3 == 0 ? "gold" : "tin", row % 4);
+  }
+  std::multiset<std::tuple<std::string, int64_t, std::string, int64_t>> actual;
+  for (const Event& event : ReadAll(**reader)) {
+    ASSERT_EQ(event.properties.size(), 2u);
+    actual.emplace(event.name, event.time_ms, event.properties[0].value.as_string(),
+                   event.properties[1].value.as_int());
+  }
+  EXPECT_EQ(actual, expected);
+  std::vector<PropertyColumn> columns;
+  const std::vector<uint32_t> selected = {0, 17, 39};
+  ASSERT_TRUE((*reader)->ReadPropertiesOfRows(0, selected, &columns).ok());
+  EXPECT_EQ(columns.size(), 2u);
+}
+
+// Version 4 added each row's policy version and stored every chunk whole
+// (version 5 may store property chunks in granules). Made by `minpanel
+// import` of a version 4 binary (b93f1c7) from 40 generated events: event i
+// is "view" (even i) or "buy" by distinct id "user-<i % 5>", at
+// 1700006400 + 997 i seconds, with plan "gold" (i % 3 == 0) or "tin" and
+// seats i % 4, under the project's default policy (version 0); subjects and
+// insert ids are keyed pseudonyms. Its rows keep their policy version when a
+// merge writes them in the newest version, in granules.
+TEST_F(SegmentFileTest, ReadsTheCheckedInVersionFourFile) {
+  const std::string golden = std::string(MINPANEL_STORE_TESTDATA) + "/segment_v4.seg";
+  auto reader = OpenSegment(*fault_file_system_, golden);
+  ASSERT_TRUE(reader.ok()) << reader.status().ToString();
+  EXPECT_EQ((*reader)->summary().format_version, 4u);
+  EXPECT_EQ((*reader)->summary().subject_count, 5u);
+  EXPECT_TRUE((*reader)->Verify().ok());
+  EXPECT_EQ(GranularChunks(**reader), 0u);
+  std::multiset<std::tuple<std::string, int64_t, std::string, int64_t>> expected;
+  for (int64_t row = 0; row < 40; ++row) {
+    expected.emplace(row % 2 == 0 ? "view" : "buy", (1'700'006'400 + row * 997) * 1000,
+                     row % 3 == 0 ? "gold" : "tin", row % 4);
+  }
+  const std::vector<Event> events = ReadAll(**reader);
+  std::multiset<std::tuple<std::string, int64_t, std::string, int64_t>> actual;
+  for (const Event& event : events) {
+    ASSERT_EQ(event.properties.size(), 2u);
+    EXPECT_EQ(event.policy_version, 0u);
+    EXPECT_EQ(event.key_version, 1u);
+    actual.emplace(event.name, event.time_ms, event.properties[0].value.as_string(),
+                   event.properties[1].value.as_int());
+  }
+  EXPECT_EQ(actual, expected);
+
+  const std::shared_ptr<const SegmentReader> old_file(std::move(*reader));
+  const std::vector<std::shared_ptr<const SegmentReader>> inputs = {old_file};
+  SegmentWriteOptions options = SmallGranules(64, 4);
+  options.project_id = old_file->summary().project_id;
+  Result<std::string> merged = MergeSegmentsToImage(inputs, options);
+  ASSERT_TRUE(merged.ok()) << merged.status().ToString();
+  const std::unique_ptr<SegmentReader> rewritten = OpenImage(*merged);
+  ASSERT_NE(rewritten, nullptr);
+  EXPECT_EQ(rewritten->summary().format_version, kSegmentFormatVersion);
+  EXPECT_GT(GranularChunks(*rewritten), 0u);
+  const std::vector<Event> rewritten_events = ReadAll(*rewritten);
+  ASSERT_EQ(rewritten_events.size(), events.size());
+  for (size_t row = 0; row < events.size(); ++row) {
+    ExpectSameEvent(rewritten_events[row], events[row], row);
+  }
+}
+
 TEST_F(SegmentFileTest, DumpPrintsEveryPartAndStopsAtDamage) {
   std::vector<Event> events = {MakeEvent("signup", kTestNowMs, 1, 1),
                                MakeEvent("pay", kTestNowMs + 5, 1, 2)};
@@ -1267,13 +1408,14 @@ TEST_F(SegmentFileTest, DumpPrintsEveryPartAndStopsAtDamage) {
   std::ostringstream out;
   ASSERT_TRUE(DumpStoreFile(*fault_file_system_, path_, out).ok());
   const std::string text = out.str();
-  for (const std::string_view expected :
-       {"header: minpanel segment format 4", "trailer: footer of", "2 rows, 1 subjects",
-        "event names (2)", "chunk time:", "chunk subject:", "chunk insert_id:",
-        "chunk key_version:", "chunk name:", "chunk property plan", "chunk properties map",
-        "chunk policy_version:", "policy_version=unknown",
-        "\"quote \\\" and \\x01\"", "dictionary of \"plan\": 0=\"pro\"",
-        "row 0: \"signup\" time_ms=1700000000000"}) {
+  const std::string header = "header: minpanel segment format " + std::to_string(kSegmentFormatVersion);
+  for (const std::string_view expected : std::initializer_list<std::string_view>{
+           header, "trailer: footer of", "2 rows, 1 subjects",
+           "event names (2)", "chunk time:", "chunk subject:", "chunk insert_id:",
+           "chunk key_version:", "chunk name:", "chunk property plan", "chunk properties map",
+           "chunk policy_version:", "policy_version=unknown",
+           "\"quote \\\" and \\x01\"", "dictionary of \"plan\": 0=\"pro\"",
+           "row 0: \"signup\" time_ms=1700000000000"}) {
     EXPECT_NE(text.find(expected), std::string::npos) << expected << "\n" << text;
   }
 

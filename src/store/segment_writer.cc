@@ -178,6 +178,9 @@ class SegmentEncoder {
   void BuildColumnDictionaries();
   // `uncompressed`: stored as is unless the options force a codec (packed times).
   Status AppendChunk(std::string_view raw, ChunkRef* ref, bool uncompressed = false);
+  const SegmentCodec* ForcedCodec() const {
+    return options_.codec.has_value() ? &*options_.codec : nullptr;
+  }
   Status EncodeBlock(size_t row_begin, size_t row_end);
   Status EncodeFixedColumns(size_t row_begin, size_t row_end, FooterBlock* block);
   Status EncodeProperties(size_t row_begin, size_t row_end, FooterBlock* block);
@@ -206,6 +209,7 @@ class SegmentEncoder {
   SegmentFooter footer_;
   std::string image_;
   std::string raw_;  // scratch for one chunk
+  std::vector<uint32_t> granule_ends_;  // of the block being encoded
 };
 
 Status SegmentEncoder::CollectKeys() {
@@ -422,6 +426,7 @@ Status SegmentEncoder::EncodeFixedColumns(size_t row_begin, size_t row_end, Foot
   block->subject_last = subjects.back();
   block->subject_run_count = static_cast<uint32_t>(subjects.size());
   block->chunks.resize(kFixedColumnCount + footer_.columns.size() + 1);
+  ChooseGranuleEnds(run_lengths, options_.granule_rows, &granule_ends_);
 
   raw_.clear();
   const TimeEncoding time_encoding =
@@ -501,17 +506,18 @@ Status SegmentEncoder::EncodeProperties(size_t row_begin, size_t row_end, Footer
       input.list_codes = list_codes;
       EncodePropertyColumn(input, &raw_);
     }
-    MP_RETURN_IF_ERROR(AppendChunk(raw_, &ref));
-    ref.present_count = present_counts[column_idx];
+    MP_RETURN_IF_ERROR(CompressPropertyChunk(compressor_, raw_, rows, &footer_.columns[column_idx],
+                                             0, granule_ends_, present_counts[column_idx],
+                                             ForcedCodec(), &ref, &image_));
   }
   ChunkRef& map_ref = block->chunks.back();
   raw_.clear();
   if (!map_entries.empty()) {
     EncodeMapColumn(map_entries, map_entry_ends, &raw_);
   }
-  MP_RETURN_IF_ERROR(AppendChunk(raw_, &map_ref));
-  map_ref.present_count = static_cast<uint32_t>(map_entries.size());
-  return Status::Ok();
+  return CompressPropertyChunk(compressor_, raw_, rows, nullptr, footer_.map_keys.size(),
+                               granule_ends_, static_cast<uint32_t>(map_entries.size()),
+                               ForcedCodec(), &map_ref, &image_);
 }
 
 Status SegmentEncoder::EncodeBlock(size_t row_begin, size_t row_end) {

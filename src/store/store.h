@@ -112,6 +112,12 @@ struct Options {
   std::function<std::shared_ptr<const SubjectFold>(
       uint32_t project_id, const std::vector<std::shared_ptr<const SegmentReader>>& segments)>
       subject_fold;
+  // Open rewrites every segment of an older format version into the newest
+  // one, one at a time and crash-safely as compaction does (rows hidden by
+  // deletions in force are left out; none are folded), before it returns
+  // (`minpanel debug rewrite-segments`; src/store/README.md, "Rewriting
+  // older segments").
+  bool rewrite_older_segments = false;
 };
 
 struct AppendBatch {
