@@ -723,6 +723,10 @@ Result<std::unique_ptr<CrossrefStream>> CrossrefStream::Start(const CrossrefInpu
   IndexAccounts(*input.accounts, account_recognition, &state->index, &state->impact);
   CollectKnownOrgs(input, &state->orgs);
   state->impact_of_account.assign(input.accounts->row_count(), -1);
+  // Room for every account to be affected, so that the affected accounts
+  // (8.2M of about 140 bytes at 10M x 10M) are never moved to a vector
+  // twice the size while both are held; only the part used is touched.
+  state->impact.accounts.reserve(input.accounts->row_count());
   return std::unique_ptr<CrossrefStream>(new CrossrefStream(std::move(state)));
 }
 
