@@ -6,8 +6,11 @@
 // an edited, dropped, reordered or inserted record breaks the chain at its
 // position. Appends are group-committed: a flusher thread writes and syncs
 // everything queued in one write and one fdatasync. Append returns once its
-// record is durable; Enqueue returns at once, so that a caller can overlap
-// the record's fsync with its own work and WaitDurable before it answers. A
+// record is durable; Enqueue returns at once, so that a caller can do its
+// own work and WaitDurable before it answers. The flusher syncs at once
+// when someone waits for a queued record, and holds records nobody waits
+// for yet up to Options::unawaited_flush_ms, so that they ride along with
+// the next awaited sync instead of costing one of their own. A
 // failed write poisons the log: every later Append fails (Unavailable), so
 // that no read is answered without its record. Every kAnchorInterval records,
 // and on Close, the head (position and hash) is appended to the anchors file;
@@ -19,6 +22,7 @@
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -43,6 +47,12 @@ inline constexpr size_t kRecordListItemsMax = 1000;  // event names or property 
 inline constexpr size_t kHashBytes = 32;
 // Records between two anchors.
 inline constexpr uint64_t kAnchorInterval = 1024;
+// How long the flusher holds queued records that nobody waits for yet
+// (Options::unawaited_flush_ms): a query's records, queued before and after
+// it runs, then share the one sync its answer waits for; a record never
+// awaited (a query's closing record) is durable within this long.
+inline constexpr uint32_t kUnawaitedFlushMsDefault = 5;
+inline constexpr uint32_t kUnawaitedFlushMsMax = 1000;
 // The longest audit retention a config may set (Config::audit_retention_days).
 inline constexpr uint32_t kAuditRetentionDaysMax = 36'500;
 // Records one GET /api/audit or `audit show` returns at most.
@@ -551,6 +561,11 @@ struct Options {
   // Records between two updates of the key index by the log's indexer
   // thread; 0: the log does not keep the index (LookupKey still does).
   uint64_t index_update_records = kIndexUpdateRecords;
+  // Queued records nobody waits for are written and synced within this
+  // many ms (at most kUnawaitedFlushMsMax), or with the next sync someone
+  // waits for, whichever comes first; 0: at once, each in a sync of its own
+  // when nothing else is queued.
+  uint32_t unawaited_flush_ms = kUnawaitedFlushMsDefault;
   // Seals each record's client address when set; without, addresses are
   // dropped (not kept in clear).
   std::shared_ptr<AddressKeys> address_keys;
@@ -588,11 +603,13 @@ class AuditLog {
   Result<uint64_t> Append(AuditEntry entry);
   // Queues `entry` (its seq and time are set here) for the flusher and
   // returns its seq at once, before it is durable: the record becomes durable
-  // with the next group commit, or at Close. A caller that answers a read
+  // with the next group commit someone waits for, within
+  // Options::unawaited_flush_ms, or at Close. A caller that answers a read
   // calls WaitDurable(seq) of the record naming it first.
   Result<uint64_t> Enqueue(AuditEntry entry);
   // Returns once record `seq` (from Enqueue) is durable; Unavailable when the
-  // log failed or closed first.
+  // log failed or closed first. The flusher syncs at once for a waiter,
+  // with every record queued before it (and those queued while a sync runs).
   Status WaitDurable(uint64_t seq);
   // Writes a subject file (version 2: the subjects and each one's keys,
   // `subjects` as SubjectKeySets::Finish makes it) named after a fresh id,
@@ -677,6 +694,10 @@ class AuditLog {
   uint64_t anchored_seq_ = 0;
   uint64_t subjects_files_ = 0;
   std::string pending_;
+  // When pending_ last became non-empty: the flusher holds records nobody
+  // waits for until Options::unawaited_flush_ms past it.
+  std::chrono::steady_clock::time_point pending_since_;
+  uint64_t awaited_seq_ = 0;  // the highest seq someone waits for (WaitDurable, PruneBefore)
   bool closed_ = false;    // no more appends
   bool stopping_ = false;  // the flusher exits once nothing is queued
   bool flusher_exited_ = false;

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -111,6 +112,12 @@ Result<std::unique_ptr<AuditLog>> AuditLog::Open(std::string folder,
                                                  std::shared_ptr<FileSystem> file_system,
                                                  std::shared_ptr<Clock> clock, Options options) {
   MP_RETURN_IF_ERROR(CheckBenchNoAudit(folder));
+  if (options.unawaited_flush_ms > kUnawaitedFlushMsMax) {
+    return Status::InvalidArgument("audit log: unawaited_flush_ms " +
+                                   std::to_string(options.unawaited_flush_ms) +
+                                   " is over kUnawaitedFlushMsMax (" +
+                                   std::to_string(kUnawaitedFlushMsMax) + ")");
+  }
   MP_RETURN_IF_ERROR(file_system->CreateDirectories(folder + "/subjects", kFolderMode));
   const std::string lock_path = folder + "/LOCK";
   const int lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, kFileMode);
@@ -297,6 +304,9 @@ Result<uint64_t> AuditLog::Enqueue(AuditEntry entry) {
   }
   ++next_seq_;
   head_ = ChainHash(head_, payload);
+  if (pending_.empty()) {
+    pending_since_ = std::chrono::steady_clock::now();
+  }
   pending_ += Frame(payload, head_);
   queued_.notify_one();
   return entry.seq;
@@ -307,6 +317,11 @@ Status AuditLog::WaitDurable(uint64_t seq) {
     return Status::Ok();
   }
   std::unique_lock lock(mutex_);
+  if (seq > durable_seq_ && seq > awaited_seq_) {
+    // Someone waits: the flusher syncs now, whatever it was holding.
+    awaited_seq_ = seq;
+    queued_.notify_one();
+  }
   written_.wait(lock, [&] { return durable_seq_ >= seq || !failed_.ok() || flusher_exited_; });
   if (durable_seq_ >= seq) {
     return Status::Ok();
@@ -333,6 +348,20 @@ void AuditLog::FlushLoop() {
       // is written, and every waiter has been told.
       pending_.clear();
       continue;
+    }
+    if (!stopping_ && awaited_seq_ <= durable_seq_ && options_.unawaited_flush_ms > 0) {
+      // Nobody waits for what is queued (a query's opening record while the
+      // query runs, a closing record): held until someone does, so that one
+      // sync carries both of a query's records and other queries' too, or
+      // until unawaited_flush_ms have passed.
+      const auto deadline =
+          pending_since_ + std::chrono::milliseconds(options_.unawaited_flush_ms);
+      queued_.wait_until(lock, deadline,
+                         [&] { return stopping_ || awaited_seq_ > durable_seq_; });
+      if (!failed_.ok()) {
+        pending_.clear();  // a prune that failed meanwhile: nothing more is written
+        continue;
+      }
     }
     std::string batch = std::move(pending_);
     pending_.clear();
@@ -468,6 +497,10 @@ Result<uint64_t> AuditLog::PruneBefore(int64_t before_ms) {
   std::lock_guard round(index_round_);
   std::unique_lock lock(mutex_);
   // Nothing in flight: every queued record written, no batch being written.
+  if (next_seq_ - 1 > awaited_seq_) {
+    awaited_seq_ = next_seq_ - 1;  // the flusher holds nothing back
+    queued_.notify_one();
+  }
   written_.wait(lock, [&] { return (pending_.empty() && !writing_) || !failed_.ok(); });
   if (!failed_.ok() || closed_) {
     return Status::Unavailable("audit log: failed or closed");

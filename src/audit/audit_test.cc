@@ -211,6 +211,48 @@ TEST_F(AuditLogTest, EnqueuedRecordsBecomeDurableInOrderAndAtClose) {
   EXPECT_EQ(log->Enqueue(end).status().code(), StatusCode::kUnavailable);
 }
 
+TEST_F(AuditLogTest, RecordsNobodyWaitsForRideWithTheNextAwaitedSyncOrTheDelay) {
+  Options options;
+  options.unawaited_flush_ms = kUnawaitedFlushMsMax + 1;
+  auto refused = AuditLog::Open(folder_, file_system_, clock_, options);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.status().message().find("kUnawaitedFlushMsMax"), std::string::npos);
+  options.unawaited_flush_ms = kUnawaitedFlushMsMax;
+  auto opened = AuditLog::Open(folder_, file_system_, clock_, options);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  auto log = std::move(opened).value();
+  const size_t empty_bytes = Read("log").size();
+  AuditEntry start;
+  start.act = "query.start";
+  auto first = log->Enqueue(start);
+  ASSERT_TRUE(first.ok());
+  // Held while nobody waits for it (a stall of the whole test process for
+  // kUnawaitedFlushMsMax would write it: rerun after such a pause).
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(Read("log").size(), empty_bytes);
+  AuditEntry end;
+  end.act = "query";
+  auto second = log->Enqueue(end);
+  ASSERT_TRUE(second.ok());
+  // A waiter for the second makes both durable at once.
+  ASSERT_TRUE(log->WaitDurable(*second).ok());
+  std::vector<AuditEntry> entries = Entries(Read("log"));
+  ASSERT_EQ(entries.size(), 2u);
+  EXPECT_EQ(entries[0].act, "query.start");
+  EXPECT_EQ(entries[1].act, "query");
+  // A record nobody ever waits for is written once the delay has passed.
+  auto third = log->Enqueue(end);
+  ASSERT_TRUE(third.ok());
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (Entries(Read("log")).size() < 3 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(Entries(Read("log")).size(), 3u);
+  ASSERT_TRUE(log->Close().ok());
+  EXPECT_TRUE(Verify().ok);
+}
+
 TEST_F(AuditLogTest, AFailedSyncRefusesWaitersAndLaterRecords) {
   auto faulty = std::make_shared<FaultFileSystem>(file_system_);
   auto opened = AuditLog::Open(folder_, faulty, clock_);

@@ -689,10 +689,12 @@ Result<std::string> Service::Query(const Access& access, std::string_view query_
   }
   MP_RETURN_IF_ERROR(CheckLimits(access.principal, names));
   // Two records: `query.start` (who, what, the parameters) is queued before
-  // the query runs, so that its fsync overlaps the query, and is durable
-  // before the answer leaves; `query` (what left) follows in the next group
-  // commit (docs/formats/audit.md). A query the log cannot record is not
-  // answered.
+  // the query runs and is durable before the answer leaves; `query` (what
+  // left) is queued when the answer is ready, so that a cheap query's two
+  // records share the one sync the answer waits for, and a long query's
+  // start is synced while it runs (the log holds unawaited records up to
+  // audit::Options::unawaited_flush_ms; docs/formats/audit.md,
+  // "Durability"). A query the log cannot record is not answered.
   audit::AuditEntry start = ReadEntry(access, "query.start");
   start.params_sha256 = audit::Sha256Hex(query_json);
   start.events = Capped(names.events);
