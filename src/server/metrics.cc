@@ -167,7 +167,8 @@ std::string Metrics::Render(const service::ServiceMetrics& service,
           service.keys_suspended);
   out += "# HELP minpanel_webhook_posts_total Messages of the outbound queues (the anomaly alerts' "
          "and audit checkpoints' webhooks, the audit checkpoint syslog sink) by result: sent, "
-         "failed (logged, not retried) or dropped (a full queue, or shutdown).\n"
+         "failed (logged; the audit checkpoint sinks retry it) or dropped (a full queue, or "
+         "shutdown).\n"
          "# TYPE minpanel_webhook_posts_total counter\n";
   for (const auto& [name, queue] : webhooks_) {
     const WebhookQueue::Counts counts = queue->counts();
@@ -177,6 +178,13 @@ std::string Metrics::Render(const service::ServiceMetrics& service,
       out += fmt::format("minpanel_webhook_posts_total{{webhook=\"{}\",result=\"{}\"}} {}\n",
                          name, result, value);
     }
+  }
+  out += "# HELP minpanel_webhook_queue_depth Messages waiting in each outbound queue, a failed "
+         "one being retried included.\n"
+         "# TYPE minpanel_webhook_queue_depth gauge\n";
+  for (const auto& [name, queue] : webhooks_) {
+    out += fmt::format("minpanel_webhook_queue_depth{{webhook=\"{}\"}} {}\n", name,
+                       queue->counts().queued);
   }
   Counter(&out, "minpanel_key_usage_write_failures_total",
           "Failed writes of an access key's export history (key_usage/).",

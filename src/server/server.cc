@@ -59,6 +59,11 @@ constexpr size_t kInlineDecodeBytesMax = 64 * 1024;
 // server keeps posting the ones left, its closing checkpoint among them.
 constexpr size_t kCheckpointQueueMax = 1000;
 constexpr int64_t kCheckpointDrainMs = 10'000;
+// Where the checkpoint sinks keep what their receiver has not accepted yet,
+// retried until it is and across restarts (webhook.h; in the audit folder,
+// docs/formats/audit.md, "Checkpoint sink queues").
+constexpr std::string_view kCheckpointWebhookSpool = "checkpoint-webhook.queue";
+constexpr std::string_view kCheckpointSyslogSpool = "checkpoint-syslog.queue";
 // Read buffer per connection (memory: this times limits.connections_max).
 constexpr size_t kReadBufferBytes = 64 * 1024;
 // A streamed (chunked) response is written in pieces of at least this many
@@ -227,14 +232,16 @@ class Server::Impl {
     if (!config.audit_checkpoint_webhook.empty()) {
       checkpoints_ =
           std::make_unique<WebhookQueue>("audit checkpoint webhook", config.audit_checkpoint_webhook,
-                                         kCheckpointQueueMax, kCheckpointDrainMs);
+                                         kCheckpointQueueMax, kCheckpointDrainMs, PostJson,
+                                         config.data_folder + "/audit/" + std::string(kCheckpointWebhookSpool));
       metrics_.AddWebhook("audit_checkpoint", checkpoints_.get());
     }
     if (const std::optional<int> facility = service::SyslogFacility(config.audit_checkpoint_syslog);
         facility.has_value()) {
       checkpoint_syslog_ = std::make_unique<WebhookQueue>(
           "audit checkpoint syslog", config.audit_checkpoint_syslog_socket, kCheckpointQueueMax,
-          kCheckpointDrainMs, SendSyslog);
+          kCheckpointDrainMs, SendSyslog,
+          config.data_folder + "/audit/" + std::string(kCheckpointSyslogSpool));
       metrics_.AddWebhook("audit_checkpoint_syslog", checkpoint_syslog_.get());
       syslog_facility_ = *facility;
     }

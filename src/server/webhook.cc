@@ -6,7 +6,15 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <optional>
 
 namespace minpanel::server {
@@ -103,12 +111,16 @@ std::string PostJson(const std::string& url, const std::string& body) {
 }
 
 WebhookQueue::WebhookQueue(std::string what, std::string url, size_t queue_max, int64_t drain_ms,
-                           QueueSender send)
+                           QueueSender send, std::string spool_path)
     : what_(std::move(what)),
       queue_max_(queue_max),
       drain_ms_(drain_ms),
       send_(std::move(send)),
-      url_(std::move(url)) {
+      url_(std::move(url)),
+      spool_path_(std::move(spool_path)) {
+  if (!spool_path_.empty()) {
+    LoadSpool();
+  }
   thread_ = std::thread([this] { Loop(); });
 }
 
@@ -127,12 +139,17 @@ void WebhookQueue::Push(std::string body) {
     if (url_.empty()) {
       return;
     }
+    if (!spool_path_.empty() && body.find('\n') != std::string::npos) {
+      ++dropped_;
+      spdlog::error("{}: a message holding a newline cannot be spooled; dropped", what_);
+      return;
+    }
     if (queue_.size() >= queue_max_) {
       queue_.pop_front();
       ++dropped_;
       spdlog::error("{}: {} messages queued; the oldest dropped", what_, queue_max_);
     }
-    queue_.emplace_back(url_, std::move(body));
+    queue_.push_back(Message{next_id_++, url_, std::move(body)});
   }
   wake_.notify_one();
 }
@@ -143,10 +160,96 @@ void WebhookQueue::SetUrl(std::string url) {
 }
 
 WebhookQueue::Counts WebhookQueue::counts() const {
-  return Counts{sent_.load(), failed_.load(), dropped_.load()};
+  std::lock_guard lock(mutex_);
+  return Counts{sent_.load(), failed_.load(), dropped_.load(), queue_.size()};
+}
+
+void WebhookQueue::LoadSpool() {
+  std::ifstream in(spool_path_);
+  if (!in) {
+    return;
+  }
+  std::string line;
+  if (!std::getline(in, line) || line != kWebhookSpoolMagic) {
+    // Left in place for the operator: never overwrite what we cannot read.
+    spdlog::error("{}: {} does not start with \"{}\"; its messages are not sent", what_,
+                  spool_path_, kWebhookSpoolMagic);
+    return;
+  }
+  while (std::getline(in, line)) {
+    if (line.empty()) {
+      continue;
+    }
+    if (queue_.size() >= queue_max_) {
+      queue_.pop_front();
+      ++dropped_;
+    }
+    queue_.push_back(Message{next_id_++, url_, std::move(line)});
+  }
+  spool_written_ = true;
+  if (!queue_.empty()) {
+    spdlog::warn("{}: {} messages kept from the last run, to send first", what_, queue_.size());
+  }
+}
+
+std::vector<std::string> WebhookQueue::BodiesLocked() const {
+  std::vector<std::string> bodies;
+  bodies.reserve(queue_.size());
+  for (const Message& message : queue_) {
+    bodies.push_back(message.body);
+  }
+  return bodies;
+}
+
+// Written to a temporary file, fdatasync'ed and renamed over the spool, the
+// folder fsync'ed: a crash leaves the old queue or the new one.
+void WebhookQueue::WriteSpool(const std::vector<std::string>& bodies) {
+  const std::string folder = std::filesystem::path(spool_path_).parent_path().string();
+  const auto sync_folder = [&folder] {
+    const int dir = ::open(folder.empty() ? "." : folder.c_str(), O_RDONLY | O_DIRECTORY);
+    if (dir >= 0) {
+      ::fsync(dir);
+      ::close(dir);
+    }
+  };
+  if (bodies.empty()) {
+    if (::unlink(spool_path_.c_str()) == 0) {
+      sync_folder();
+    }
+    spool_written_ = false;
+    return;
+  }
+  std::string text(kWebhookSpoolMagic);
+  text += '\n';
+  for (const std::string& body : bodies) {
+    text += body;
+    text += '\n';
+  }
+  const std::string temporary = spool_path_ + ".tmp";
+  const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  bool ok = fd >= 0;
+  for (size_t written = 0; ok && written < text.size();) {
+    const ssize_t n = ::write(fd, text.data() + written, text.size() - written);
+    ok = n > 0;
+    written += ok ? static_cast<size_t>(n) : 0;
+  }
+  ok = ok && ::fdatasync(fd) == 0;
+  if (fd >= 0) {
+    ok = ::close(fd) == 0 && ok;
+  }
+  ok = ok && ::rename(temporary.c_str(), spool_path_.c_str()) == 0;
+  if (!ok) {
+    spdlog::error("{}: writing {} failed: {}", what_, spool_path_, std::strerror(errno));
+    ::unlink(temporary.c_str());
+    return;
+  }
+  sync_folder();
+  spool_written_ = true;
 }
 
 void WebhookQueue::Loop() {
+  const bool retry = !spool_path_.empty();
+  int64_t backoff_ms = kWebhookRetryFirstMs;
   std::optional<std::chrono::steady_clock::time_point> deadline;
   std::unique_lock lock(mutex_);
   while (true) {
@@ -156,28 +259,65 @@ void WebhookQueue::Loop() {
     }
     if (queue_.empty() || (deadline.has_value() && std::chrono::steady_clock::now() >= *deadline)) {
       if (stopping_) {
-        // What is left has been logged where it arose; a dead receiver
-        // must not hold up the shutdown past the drain time.
-        dropped_ += queue_.size();
-        if (!queue_.empty()) {
-          spdlog::error("{}: {} messages not sent at shutdown", what_, queue_.size());
-        }
-        return;
+        break;
       }
       continue;
     }
-    const auto [url, body] = std::move(queue_.front());
-    queue_.pop_front();
+    const Message message = queue_.front();
+    if (!retry) {
+      queue_.pop_front();
+    }
     lock.unlock();
-    const std::string error = send_(url, body);
+    const std::string error = send_(message.url, message.body);
+    lock.lock();
     if (error.empty()) {
       ++sent_;
-    } else {
-      ++failed_;
-      spdlog::error("{}: sending failed: {}", what_, error);
+      backoff_ms = kWebhookRetryFirstMs;
+      // A full queue may have dropped it meanwhile: remove it only if still there.
+      if (retry && !queue_.empty() && queue_.front().id == message.id) {
+        queue_.pop_front();
+      }
+      if (retry && spool_written_) {
+        std::vector<std::string> bodies = BodiesLocked();
+        lock.unlock();
+        WriteSpool(bodies);
+        lock.lock();
+      }
+      continue;
     }
+    ++failed_;
+    if (!retry) {
+      spdlog::error("{}: sending failed: {}", what_, error);
+      continue;
+    }
+    spdlog::error("{}: sending failed: {}; {} queued, retrying in {} ms", what_, error,
+                  queue_.size(), backoff_ms);
+    std::vector<std::string> bodies = BodiesLocked();
+    lock.unlock();
+    WriteSpool(bodies);
     lock.lock();
+    if (stopping_) {
+      break;  // a dead receiver must not hold up the shutdown
+    }
+    wake_.wait_for(lock, std::chrono::milliseconds(backoff_ms), [this] { return stopping_; });
+    backoff_ms = std::min(2 * backoff_ms, kWebhookRetryMaxMs);
   }
+  if (queue_.empty()) {
+    if (retry && spool_written_) {
+      WriteSpool({});
+    }
+    return;
+  }
+  if (retry) {
+    spdlog::warn("{}: {} messages not sent at shutdown; kept in {} for the next start", what_,
+                 queue_.size(), spool_path_);
+    WriteSpool(BodiesLocked());
+    return;
+  }
+  // What is left has been logged where it arose; a dead receiver must not
+  // hold up the shutdown past the drain time.
+  dropped_ += queue_.size();
+  spdlog::error("{}: {} messages not sent at shutdown", what_, queue_.size());
 }
 
 }  // namespace minpanel::server

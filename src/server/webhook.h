@@ -8,9 +8,17 @@
 // destination is empty; SetUrl replaces it, on SIGHUP, for the messages
 // pushed after): past `queue_max` messages the oldest is dropped (and
 // logged), so a dead or slow receiver can neither grow memory nor hold up
-// the caller. A failed send is logged, counted and not retried. At
-// destruction what is still queued is sent for at most `drain_ms` (0:
-// dropped), so that a last message written at shutdown leaves. Thread-safe.
+// the caller. Without a spool file a failed send is logged, counted and not
+// retried. With one (the audit checkpoint sinks), a failed message stays at
+// the head of the queue and is retried, in order, with a backoff doubling
+// from kWebhookRetryFirstMs to kWebhookRetryMaxMs until it is accepted; the
+// queue is written to the spool file (docs/formats/audit.md, "Checkpoint
+// sink queues") after each failure and at shutdown, and read back by the
+// next start, so it survives restarts. Delivery is at least once: a crash
+// between an accepted send and the spool's rewrite sends it again. At
+// destruction what is still queued is sent for at most `drain_ms` (0: none)
+// — a last message written at shutdown leaves — and the rest is dropped, or
+// kept in the spool file. Thread-safe.
 #pragma once
 
 #include <atomic>
@@ -20,11 +28,19 @@
 #include <functional>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
+#include <vector>
 
 namespace minpanel::server {
 
 inline constexpr int64_t kWebhookPostTimeoutMs = 5000;
+// The retries of a queue with a spool file: the first after this long,
+// each next one twice as late, at most kWebhookRetryMaxMs apart.
+inline constexpr int64_t kWebhookRetryFirstMs = 500;
+inline constexpr int64_t kWebhookRetryMaxMs = 60'000;
+// The spool file's first line (a magic and a version).
+inline constexpr std::string_view kWebhookSpoolMagic = "minpanel-webhook-queue 1";
 
 // Sends one message to a destination: the error's message, or empty.
 using QueueSender =
@@ -39,13 +55,17 @@ class WebhookQueue {
     uint64_t sent = 0;     // answered 2xx
     uint64_t failed = 0;   // no connection, no answer in time, or not 2xx
     uint64_t dropped = 0;  // pushed out of a full queue, or left at shutdown
+    uint64_t queued = 0;   // waiting now (a failed one at the head included)
   };
 
   // `what` names the webhook in log lines ("anomaly webhook"); `url` is an
   // http:// URL (checked by the config), or empty: none yet; or what `send`
-  // takes as its destination.
+  // takes as its destination. `spool_path`, when not empty, makes the queue
+  // retry and keep its messages across restarts there (above); messages
+  // the file holds are queued first, for the current `url`. A message must
+  // then hold no newline (one a line in the file; Push refuses and logs it).
   WebhookQueue(std::string what, std::string url, size_t queue_max, int64_t drain_ms,
-               QueueSender send = PostJson);
+               QueueSender send = PostJson, std::string spool_path = "");
   ~WebhookQueue();
   WebhookQueue(const WebhookQueue&) = delete;
   WebhookQueue& operator=(const WebhookQueue&) = delete;
@@ -56,7 +76,17 @@ class WebhookQueue {
   Counts counts() const;
 
  private:
+  struct Message {
+    uint64_t id = 0;
+    std::string url;
+    std::string body;
+  };
+
   void Loop();
+  void LoadSpool();
+  // Rewrites the spool file with `bodies` (removes it when empty), durably.
+  void WriteSpool(const std::vector<std::string>& bodies);
+  std::vector<std::string> BodiesLocked() const;
 
   const std::string what_;
   const size_t queue_max_;
@@ -65,8 +95,11 @@ class WebhookQueue {
   mutable std::mutex mutex_;
   std::condition_variable wake_;
   std::string url_;                                        // guarded by mutex_
-  std::deque<std::pair<std::string, std::string>> queue_;  // url, body
+  const std::string spool_path_;
+  std::deque<Message> queue_;  // guarded by mutex_
+  uint64_t next_id_ = 0;       // guarded by mutex_
   bool stopping_ = false;
+  bool spool_written_ = false;  // the loop's thread only: the file may hold messages
   std::atomic<uint64_t> sent_{0};
   std::atomic<uint64_t> failed_{0};
   std::atomic<uint64_t> dropped_{0};

@@ -164,3 +164,112 @@ describe('audit checkpoint webhook: a listener that never answers', () => {
     await assert.rejects(server.start({ timeoutMs: 5000 }), /audit_checkpoint_webhook/);
   });
 });
+
+describe('audit checkpoint webhook: a receiver that refuses, then restarts', () => {
+  let server;
+  let receiver;
+  let port;
+  let refusing = true;
+  let refused = 0;
+  let beforeServer = [];
+  const accepted = [];
+
+  function listen() {
+    receiver = http.createServer((req, res) => {
+      const chunks = [];
+      req.on('data', (chunk) => chunks.push(chunk));
+      req.on('end', () => {
+        if (refusing) {
+          refused += 1;
+          res.writeHead(503).end();
+          return;
+        }
+        accepted.push(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+        res.writeHead(204).end();
+      });
+    });
+    receiver.listen(port, '127.0.0.1');
+    return once(receiver, 'listening');
+  }
+
+  async function closeReceiver() {
+    receiver.closeAllConnections();
+    receiver.close();
+    await once(receiver, 'close');
+  }
+
+  function signedLines(lines) {
+    return lines.filter((line) => /^\d+ [0-9a-f]{64} \d+ [0-9a-f]{128}$/.test(line));
+  }
+
+  async function serverLines() {
+    return signedLines(await anchorLines(server)).filter((line) => !beforeServer.includes(line));
+  }
+
+  function queueDepth(metricsText) {
+    const match = metricsText.match(/^minpanel_webhook_queue_depth\{webhook="audit_checkpoint"\} (\d+)$/m);
+    return match ? Number(match[1]) : null;
+  }
+
+  before(async () => {
+    port = await freePort();
+    await listen();
+    server = await startServer({
+      projectName: 'checkpoint-retry',
+      configText: `audit_checkpoint_webhook = "http://127.0.0.1:${port}/checkpoints"\n`,
+    });
+    // The project's creation signed one on the command line, which goes to
+    // the file sink only.
+    beforeServer = signedLines(await anchorLines(server));
+  });
+  after(async () => {
+    await server?.cleanup();
+    receiver?.closeAllConnections();
+    receiver?.close();
+  });
+
+  it('keeps a refused checkpoint and retries it, across a restart of both ends, until each arrives once and in order', async () => {
+    const { statuses } = await readPolicy(server, ANCHOR_INTERVAL + 16);
+    assert.ok(statuses.every((status) => status === 200));
+    await waitFor(() => refused >= 2, 'a refused checkpoint to be retried');
+    const text = await metrics(server);
+    assert.equal(queueDepth(text), 1, 'the refused checkpoint waits in the queue');
+    assert.ok(webhookCount(text, 'failed') >= 2);
+    assert.equal(webhookCount(text, 'dropped'), 0);
+    assert.match(server.stderr, /audit checkpoint webhook: sending failed: answered 503; 1 queued, retrying in \d+ ms/);
+
+    // Stopped while the receiver refuses: the periodic checkpoint and the
+    // closing one are kept in the audit folder for the next start.
+    await server.stop();
+    const spool = (await fsp.readFile(`${server.dataDir}/audit/checkpoint-webhook.queue`, 'utf8')).split('\n').filter((line) => line.length > 0);
+    assert.equal(spool[0], 'minpanel-webhook-queue 1');
+    const kept = spool.slice(1).map((line) => JSON.parse(line).checkpoint);
+    assert.deepEqual(kept, await serverLines());
+    assert.equal(accepted.length, 0);
+
+    // The receiver restarts too: down (connections refused) when the
+    // server comes back, then up and accepting.
+    await closeReceiver();
+    await server.start();
+    await sleep(1000);
+    refusing = false;
+    await listen();
+    await waitFor(async () => queueDepth(await metrics(server)) === 0, 'the kept checkpoints to be accepted', 30000);
+    await fsp.access(`${server.dataDir}/audit/checkpoint-webhook.queue`).then(
+      () => assert.fail('the spool file is removed once empty'),
+      () => {},
+    );
+
+    // A few records more, signed by this run's closing checkpoint; then each signed line of the
+    // anchors file has arrived exactly once, in order, and the chain verifies.
+    assert.ok((await readPolicy(server, 16)).statuses.every((status) => status === 200));
+    await server.stop();
+    assert.deepEqual(accepted.map((body) => body.checkpoint), await serverLines());
+    assert.ok(accepted.length >= 3, `checkpoints of both runs: ${accepted.length}`);
+    for (const body of accepted) {
+      assert.equal(body.seq, Number(body.checkpoint.split(' ')[0]));
+    }
+    const { stdout } = await runCli(['audit', 'verify', '--data', server.dataDir, '--keys', server.keysDir]);
+    assert.match(stdout, /^ok: /);
+  });
+});
