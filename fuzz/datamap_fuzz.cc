@@ -3,9 +3,10 @@
 // the file's bytes. Invariants: opening fails only with Corruption and never
 // crashes; what opens holds at most the limits of keys and sources per
 // project; and after one more observed event, a write and a reopen read
-// back the same items.
+// back the same items (gone_ms and gone_why included).
 //
-// The seed in fuzz/corpus/datamap_fuzz is a catalogue of two projects.
+// The seeds in fuzz/corpus/datamap_fuzz: a catalogue of two projects
+// (version 1), and one with keys no longer stored (version 2).
 #include <unistd.h>
 
 #include <cstddef>
@@ -43,7 +44,8 @@ bool SameItems(const std::vector<service::SeenItem>& a, const std::vector<servic
     if (x.kind != y.kind || x.name != y.name || x.library != y.library ||
         x.first_seen_ms != y.first_seen_ms || x.last_seen_ms != y.last_seen_ms ||
         x.volume != y.volume || x.action != y.action || x.why != y.why ||
-        x.value_detections != y.value_detections) {
+        x.value_detections != y.value_detections || x.gone_ms != y.gone_ms ||
+        x.gone_why != y.gone_why) {
       return false;
     }
   }
@@ -72,6 +74,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     for (const service::SeenItem& item : (*catalogue)->ItemsOf(project_id)) {
       fuzz::Check(item.project_id == project_id, "an item of another project");
       (item.kind == "source" ? sources : keys) += 1;
+      fuzz::Check(item.gone_ms == 0 || (item.gone_ms > 0 && (item.kind == "event" ||
+                                                             item.kind == "context")),
+                  "only keys are gone, at a time after 0");
     }
     fuzz::Check(keys <= service::kDataMapKeysPerProjectMax, "keys per project");
     fuzz::Check(sources <= service::kDataMapSourcesPerProjectMax, "sources per project");

@@ -3,11 +3,14 @@
 // renderers write it as JSON, Markdown and one self-contained HTML page.
 #include "service/datamap.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 
 #include "incident/incident.h"
 #include "query/query.h"
 #include "service/service.h"
+#include "store/segment.h"
 
 namespace minpanel::service {
 namespace {
@@ -103,12 +106,28 @@ std::string PurgeWhen(const SeenItem& purge) {
          std::to_string(purge.audit_seq) + ")";
 }
 
+// A key the store no longer holds: why, since when, and until when the
+// record keeps it.
+std::string GoneText(const DataMapProject& project, const SeenItem& item) {
+  const uint32_t kept_days = DataMapGoneKeptDays(project.retention_days);
+  const std::string since = "; gone at " + std::to_string(item.gone_ms) +
+                            " ms, listed here until " +
+                            std::to_string(item.gone_ms + int64_t{kept_days} * 86'400'000) + " ms";
+  if (item.gone_why == kGoneByRetention) {
+    return "not stored: every event carrying it was past the project's retention (" +
+           std::to_string(project.retention_days) + " days)" + since;
+  }
+  return "not stored: the events that carried it were removed (an erasure, a purge or an event's "
+         "retention rule)" + since;
+}
+
 // What is stored of the item, its purges considered: a key purged from
-// every event (and profile) and not seen since is not stored any more.
+// every event (and profile) and not seen since is not stored any more, nor
+// is one whose last events the store has dropped.
 std::string StoredIn(const DataMapProject& project, const SeenItem& item) {
   const SeenItem* purge = LatestPurgeOf(project, item);
   if (purge == nullptr) {
-    return StoredAs(item);
+    return item.gone_ms != 0 && item.action != "drop" ? GoneText(project, item) : StoredAs(item);
   }
   if (!purge->library.empty()) {
     return StoredAs(item) + "; its values on the events named " + purge->library +
@@ -277,6 +296,8 @@ void AppendProjectJson(const DataMapProject& project, std::string* out) {
     AppendField("action", item.action, out);
     AppendField("why", item.why, out);
     AppendField("stored_as", StoredIn(project, item), out);
+    out->append(",\"gone_ms\":" + (item.gone_ms == 0 ? std::string("null")
+                                                     : std::to_string(item.gone_ms)));
     AppendPurged(project, item, out);
     AppendSeen(item, out);
     out->append(",\"readable_by\":");
@@ -394,11 +415,15 @@ constexpr std::string_view kTableTitles[] = {"Ingestion sources", "Properties se
 // and the characters Markdown gives meaning to as numeric entities.
 std::string MarkdownCell(std::string_view text) {
   std::string cell;
-  for (const char byte : incident::HtmlEscape(text)) {
+  // Byte by byte, so that the '#' of an entity HtmlEscape wrote (&#39;) is
+  // not escaped again.
+  for (const char byte : text) {
     if (std::string_view("|\\`*_[]#").find(byte) != std::string_view::npos) {
       cell += "&#" + std::to_string(static_cast<int>(byte)) + ";";
+    } else if (byte == '\n' || byte == '\r') {
+      cell.push_back(' ');
     } else {
-      cell.push_back(byte == '\n' || byte == '\r' ? ' ' : byte);
+      cell += incident::HtmlEscape(std::string_view(&byte, 1));
     }
   }
   return cell;
@@ -517,7 +542,81 @@ std::string RenderDataMap(const DataMap& map, DataMapFormat format) {
   return DataMapJson(map);
 }
 
+namespace {
+
+// What the project's stored events still carry, from the segments' footers
+// (a view's hidden rows leave its footer's counts as they were, so a
+// segment partly hidden by a deletion not yet purged counts whole; one
+// hidden whole, as retention's old days are, counts nothing) and the
+// memtable's encoding, which the deletions have already been applied to.
+StoredKeys StoredKeysOf(const store::Engine::SegmentSnapshot& snapshot) {
+  StoredKeys stored;
+  for (const auto& segment : snapshot) {
+    if (segment->summary().row_count == 0) {
+      continue;
+    }
+    stored.any_event = true;
+    for (const store::PropertyKeyInfo& key : segment->property_keys()) {
+      if (key.row_count > 0) {  // 0: a purged key's entry in a view
+        stored.event_keys.insert(key.key);
+      }
+    }
+  }
+  return stored;
+}
+
+}  // namespace
+
+Status Service::RefreshDataMapStorage(const std::set<uint32_t>& retention_dropped,
+                                      bool on_read) {
+  std::lock_guard lock(datamap_storage_mutex_);
+  const std::vector<Project> projects = projects_->List();
+  const int64_t now_ms = clock_->NowMs();
+  for (const Project& project : projects) {
+    const int64_t kept_ms =
+        int64_t{DataMapGoneKeptDays(SettingsOf(project).retention_days)} * 86'400'000;
+    const size_t forgotten = catalogue_->ForgetGone(project.id, now_ms - kept_ms);
+    if (forgotten > 0) {
+      spdlog::info("data map: keys of project '{}' gone for longer than {} days, removed from "
+                   "the catalogue: {}", project.name, kept_ms / 86'400'000, forgotten);
+    }
+  }
+  const store::Stats stats = engine_->GetStats();
+  const std::pair<uint64_t, uint64_t> seen{stats.deletions_logged, stats.purges};
+  if (datamap_storage_seen_ == seen && (datamap_storage_looked_ || !on_read)) {
+    return Status::Ok();  // nothing can have left the store since the last look
+  }
+  Status first_error = Status::Ok();
+  for (const Project& project : projects) {
+    // Before the snapshot: a key catalogued after this may be on its way in.
+    const int64_t seen_before_ms = clock_->NowMs() - kDataMapGoneMarginMs;
+    const Result<store::Engine::SegmentSnapshot> snapshot = engine_->Snapshot(project.id);
+    if (!snapshot.ok()) {
+      if (first_error.ok()) {
+        first_error = Status(snapshot.status().code(), "data map of project '" + project.name +
+                                                           "': " + snapshot.status().message());
+      }
+      continue;
+    }
+    const bool by_retention = retention_dropped.contains(project.id);
+    const size_t marked =
+        catalogue_->MarkGone(project.id, StoredKeysOf(*snapshot), seen_before_ms,
+                             by_retention ? kGoneByRetention : kGoneByDeletion);
+    if (marked > 0) {
+      spdlog::info("data map: keys of project '{}' no longer stored ({}): {}", project.name,
+                   by_retention ? "retention" : "a deletion", marked);
+    }
+  }
+  if (first_error.ok()) {
+    datamap_storage_seen_ = seen;  // a failed look is tried again at the next call
+    datamap_storage_looked_ = true;
+  }
+  return first_error;
+}
+
 Result<DataMapProject> Service::DataMapOf(const Access& access) {
+  // A failed look leaves the marks as they were (keys called stored).
+  (void)RefreshDataMapStorage({}, /*on_read=*/true);
   const Project& project = access.project;
   DataMapProject map;
   map.id = project.id;

@@ -26,6 +26,14 @@
 // key id and sequence number), so that the data map says the key's values
 // were purged instead of claiming them stored.
 //
+// And it learns when a key is no longer stored (MarkGone): after a
+// retention pass, an erasure or a purge, the service reads which event
+// property keys the store's segment indexes and memtable still hold
+// (StoredKeys) and the catalogue marks the others gone, with when and why;
+// the item stays, as a record of what was collected, until it has been
+// gone for longer than the project's retention or kDataMapGoneKeptDaysMin
+// days, whichever is longer (ForgetGone). A key seen again is stored again.
+//
 // A DataCatalogue is thread-safe: ingest threads observe under one mutex
 // (once per batch, not per event), the data map reads a copy.
 #pragma once
@@ -35,6 +43,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -51,6 +60,19 @@ inline constexpr size_t kDataMapSourcesPerProjectMax = 64;  // distinct (route, 
 inline constexpr size_t kDataMapPurgesPerProjectMax = 1'000;  // distinct (key, event) purged
 inline constexpr size_t kDataMapLibraryBytesMax = 64;       // an SDK name as kept
 inline constexpr int64_t kDataMapSaveIntervalMs = 5'000;    // catalogue rewrites, at most
+// A key no longer stored stays in the catalogue (a record of what was
+// collected) until it has been gone this many days, or the project's
+// retention_days when longer (docs/privacy.md, "The data map").
+inline constexpr uint32_t kDataMapGoneKeptDaysMin = 30;
+// A key seen this recently is never marked gone: its batch may have been
+// catalogued (before the policy) and not yet appended to the store when the
+// store's indexes were read.
+inline constexpr int64_t kDataMapGoneMarginMs = 5'000;
+// The days a gone key stays listed, for a project keeping events
+// `retention_days` (0: forever).
+inline uint32_t DataMapGoneKeptDays(uint32_t retention_days) {
+  return retention_days > kDataMapGoneKeptDaysMin ? retention_days : kDataMapGoneKeptDaysMin;
+}
 
 // One catalogued item: a property key (kind "event" or "profile"), a
 // context field of the events (kind "context": distinct_id, ip, user_agent,
@@ -75,7 +97,32 @@ struct SeenItem {
   // sampled value per key per batch).
   uint32_t value_detections = 0;
   uint64_t audit_seq = 0;  // purges only
+  // Keys ("event", "context") the store no longer holds: when the
+  // catalogue learnt it (0: stored, or not known to be gone) and why:
+  // "retention" (a project retention drop removed the last), or "deletion"
+  // (an erasure, a purge or a retention rule of one event name).
+  int64_t gone_ms = 0;
+  std::string gone_why;
 };
+
+inline constexpr std::string_view kGoneByRetention = "retention";
+inline constexpr std::string_view kGoneByDeletion = "deletion";
+
+// What a project's stored events still carry, read from the store's
+// indexes without reading rows (Service::RefreshDataMapStorage): the
+// property keys some visible row may hold, and whether any row is left.
+// A segment partly hidden by a deletion not yet purged counts all its
+// footer's keys: a key is only ever called gone when no file's index holds it.
+struct StoredKeys {
+  bool any_event = false;
+  std::set<std::string, std::less<>> event_keys;
+};
+
+// Whether the store still holds what `item` stands for: an event
+// property key by its name, a context field (the subject, and what the
+// policy derives from the others) while any event is left. Profile keys
+// and sources are not tracked (true).
+bool ItemStored(const SeenItem& item, const StoredKeys& stored);
 
 // The source a Mixpanel route's records are catalogued under
 // ("mixpanel /track", …).
@@ -112,6 +159,18 @@ class DataCatalogue {
   void RecordPurge(uint32_t project_id, std::string_view key, std::string_view event_name,
                    std::string_view action, std::string_view key_id, uint64_t audit_seq);
 
+  // Marks gone the project's event keys and context fields that `stored`
+  // does not hold and that were last seen before `seen_before_ms`, with
+  // the catalogue's clock and `why` (kGoneByRetention or kGoneByDeletion);
+  // clears the mark of those it holds. Returns how many it marked. Saved
+  // when due.
+  size_t MarkGone(uint32_t project_id, const StoredKeys& stored, int64_t seen_before_ms,
+                  std::string_view why);
+  // Removes the project's items marked gone before `gone_before_ms`
+  // (kDataMapGoneKeptDaysMin), freeing their places under
+  // kDataMapKeysPerProjectMax. Returns how many.
+  size_t ForgetGone(uint32_t project_id, int64_t gone_before_ms);
+
   // The project's items but purges, sorted by (kind, name, library).
   std::vector<SeenItem> ItemsOf(uint32_t project_id) const;
   // The project's purges (items of kind "purge"), sorted by (key, event).
@@ -125,6 +184,8 @@ class DataCatalogue {
   std::atomic<uint64_t> personal_keys{0};
   std::atomic<uint64_t> keys_not_catalogued{0};
   std::atomic<uint64_t> save_failures{0};
+  std::atomic<uint64_t> keys_gone{0};       // marked no longer stored
+  std::atomic<uint64_t> keys_forgotten{0};  // removed after kDataMapGoneKeptDaysMin
 
  private:
   using ItemKey = std::tuple<uint32_t, std::string, std::string, std::string>;

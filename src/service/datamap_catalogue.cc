@@ -15,7 +15,10 @@ namespace {
 
 constexpr std::string_view kFileName = "/datamap.json";
 constexpr std::string_view kFileFormat = "minpanel-datamap";
-constexpr int64_t kFileFormatVersion = 1;
+// Version 2 added `gone_ms` and `gone_why` (a key no longer stored): a
+// version 1 reader would drop them on its next write and call the key
+// stored again, so it refuses the file instead. Version 1 files are read.
+constexpr int64_t kFileFormatVersion = 2;
 constexpr uint32_t kFileMode = 0600;
 
 constexpr std::string_view kKindEvent = "event";
@@ -164,6 +167,19 @@ std::string_view CategoryOfItem(const SeenItem& item) {
   return detected.empty() ? "behavioural" : detected;
 }
 
+bool ItemStored(const SeenItem& item, const StoredKeys& stored) {
+  if (item.kind == kKindContext) {
+    // The subject is on every row; what the policy derives from the other
+    // fields (country, browser, path, host, mp_lib) may be empty for a
+    // value it cannot read, so no key of its own says more than this.
+    return stored.any_event;
+  }
+  if (item.kind == kKindEvent) {
+    return stored.event_keys.contains(item.name);
+  }
+  return true;
+}
+
 std::vector<std::string> PersonalSignals(const SeenItem& item) {
   std::vector<std::string> signals;
   if (item.kind != kKindEvent && item.kind != kKindProfile) {
@@ -310,6 +326,8 @@ void DataCatalogue::Merge(uint32_t project_id, std::string_view project_name, Ba
         SeenItem& item = found->second;
         item.last_seen_ms = now_ms;
         item.volume += seen.volume;
+        item.gone_ms = 0;  // stored again
+        item.gone_why.clear();
         if (!IsSource(item)) {
           item.action = std::move(seen.action);
           item.why = std::move(seen.why);
@@ -387,6 +405,63 @@ void DataCatalogue::RecordPurge(uint32_t project_id, std::string_view key,
     item.audit_seq = audit_seq;
   }
   SaveIfDue();
+}
+
+size_t DataCatalogue::MarkGone(uint32_t project_id, const StoredKeys& stored,
+                               int64_t seen_before_ms, std::string_view why) {
+  const int64_t now_ms = clock_->NowMs();
+  size_t marked = 0;
+  {
+    std::lock_guard lock(mutex_);
+    const auto begin = items_.lower_bound(ItemKey{project_id, "", "", ""});
+    for (auto entry = begin; entry != items_.end() && entry->second.project_id == project_id;
+         ++entry) {
+      SeenItem& item = entry->second;
+      if ((item.kind != kKindEvent && item.kind != kKindContext) || item.action == "drop") {
+        continue;  // a key the policy drops was never stored: nothing to learn
+      }
+      if (ItemStored(item, stored)) {
+        if (item.gone_ms != 0) {
+          item.gone_ms = 0;  // held again (a restore, or a mark raced with an append)
+          item.gone_why.clear();
+          dirty_ = true;
+        }
+        continue;
+      }
+      if (item.gone_ms != 0 || item.last_seen_ms >= seen_before_ms) {
+        continue;
+      }
+      item.gone_ms = now_ms;
+      item.gone_why = why;
+      dirty_ = true;
+      ++marked;
+    }
+  }
+  keys_gone += marked;
+  SaveIfDue();
+  return marked;
+}
+
+size_t DataCatalogue::ForgetGone(uint32_t project_id, int64_t gone_before_ms) {
+  size_t removed = 0;
+  {
+    std::lock_guard lock(mutex_);
+    auto entry = items_.lower_bound(ItemKey{project_id, "", "", ""});
+    while (entry != items_.end() && entry->second.project_id == project_id) {
+      const SeenItem& item = entry->second;
+      if (item.gone_ms == 0 || item.gone_ms >= gone_before_ms) {
+        ++entry;
+        continue;
+      }
+      --keys_per_project_[project_id];  // only keys are marked gone, never sources or purges
+      entry = items_.erase(entry);
+      dirty_ = true;
+      ++removed;
+    }
+  }
+  keys_forgotten += removed;
+  SaveIfDue();
+  return removed;
 }
 
 std::vector<SeenItem> DataCatalogue::ItemsOf(uint32_t project_id) const {
@@ -474,6 +549,10 @@ std::string DataCatalogue::Serialise() const {
     if (IsPurge(item)) {
       text += ",\"audit_seq\":" + std::to_string(item.audit_seq);
     }
+    if (item.gone_ms != 0) {
+      text += ",\"gone_ms\":" + std::to_string(item.gone_ms) + ",\"gone_why\":";
+      query::AppendJsonString(item.gone_why, &text);
+    }
     text += "}";
   };
   for (const auto& [key, item] : items_) {
@@ -521,6 +600,15 @@ Result<SeenItem> ParseSeenItem(simdjson::dom::element entry) {
   if (entry["audit_seq"].get(item.audit_seq) != simdjson::SUCCESS) {
     item.audit_seq = 0;
   }
+  // Keys no longer stored only (version 2).
+  std::string_view gone_why;
+  if (entry["gone_ms"].get(item.gone_ms) != simdjson::SUCCESS) {
+    item.gone_ms = 0;
+  } else if (entry["gone_why"].get(gone_why) != simdjson::SUCCESS || item.gone_ms <= 0 ||
+             (item.kind != kKindEvent && item.kind != kKindContext)) {
+    return Status::Corruption("datamap.json: an item's gone_ms or gone_why is wrong");
+  }
+  item.gone_why = gone_why;
   return item;
 }
 

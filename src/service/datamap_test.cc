@@ -296,5 +296,173 @@ TEST(DataMapOutputTest, FormatNamesAreChecked) {
   EXPECT_NE(bad.status().message().find("format"), std::string::npos);
 }
 
+// The keys the store no longer holds (MarkGone, from the store's indexes:
+// the service's part is RetentionTest.TheDataMapSaysWhichKeysRetentionLeft…).
+TEST_F(DataCatalogueTest, AKeyNoStoredEventCarriesIsMarkedGoneKeptAndForgottenLater) {
+  auto catalogue = Open();
+  catalogue->ObserveEvents(3, "shop", policy_, "mixpanel /track",
+                           {Event({{"plan", Value::String("free")}, {"old", Value::Int(1)}})});
+  StoredKeys plan_only;
+  plan_only.any_event = true;
+  plan_only.event_keys = {"plan"};
+  clock_->Advance(1'000);
+  EXPECT_EQ(catalogue->MarkGone(3, plan_only, clock_->NowMs() - kDataMapGoneMarginMs,
+                                kGoneByDeletion),
+            0U)
+      << "seen within the margin: its batch may not be in the store yet";
+  clock_->Advance(kDataMapGoneMarginMs);
+  const int64_t old_gone_ms = clock_->NowMs();
+  EXPECT_EQ(catalogue->MarkGone(3, plan_only, clock_->NowMs() - kDataMapGoneMarginMs,
+                                kGoneByRetention),
+            1U);
+  std::vector<SeenItem> items = catalogue->ItemsOf(3);
+  EXPECT_EQ(Find(items, "event", "old")->gone_ms, old_gone_ms);
+  EXPECT_EQ(Find(items, "event", "old")->gone_why, kGoneByRetention);
+  EXPECT_EQ(Find(items, "event", "plan")->gone_ms, 0);
+  EXPECT_EQ(Find(items, "context", "distinct_id")->gone_ms, 0) << "events are left";
+  EXPECT_EQ(Find(items, "source", "mixpanel /track")->gone_ms, 0);
+  EXPECT_TRUE(ItemStored(*Find(items, "source", "mixpanel /track"), StoredKeys{}))
+      << "sources are not tracked";
+
+  // No event left: every key and context field goes; `old` keeps its time.
+  clock_->Advance(60'000);
+  EXPECT_EQ(catalogue->MarkGone(3, StoredKeys{}, clock_->NowMs(), kGoneByDeletion), 4U)
+      << "plan, distinct_id, ip, library";
+  items = catalogue->ItemsOf(3);
+  EXPECT_EQ(Find(items, "event", "old")->gone_ms, old_gone_ms);
+  EXPECT_EQ(Find(items, "event", "plan")->gone_why, kGoneByDeletion);
+  EXPECT_EQ(Find(items, "context", "ip")->gone_ms, clock_->NowMs());
+  EXPECT_EQ(catalogue->keys_gone.load(), 5U);
+
+  // Across a reopen; seen again, stored again.
+  ASSERT_TRUE(catalogue->Save().ok());
+  EXPECT_NE(file_system_->ReadFile(folder_ + "/datamap.json")->find("\"version\":2,"),
+            std::string::npos);
+  catalogue = Open();
+  EXPECT_EQ(Find(catalogue->ItemsOf(3), "event", "old")->gone_ms, old_gone_ms);
+  catalogue->ObserveEvents(3, "shop", policy_, "mixpanel /track",
+                           {Event({{"plan", Value::String("pro")}})});
+  items = catalogue->ItemsOf(3);
+  EXPECT_EQ(Find(items, "event", "plan")->gone_ms, 0);
+  EXPECT_EQ(Find(items, "context", "ip")->gone_ms, 0);
+  // A key the store holds again (a restore) is stored again too.
+  StoredKeys old_again;
+  old_again.any_event = true;
+  old_again.event_keys = {"old", "plan"};
+  EXPECT_EQ(catalogue->MarkGone(3, old_again, clock_->NowMs(), kGoneByDeletion), 0U);
+  EXPECT_EQ(Find(catalogue->ItemsOf(3), "event", "old")->gone_ms, 0);
+
+  // Forgotten once gone before the bound: the place is free again.
+  clock_->Advance(60'000);
+  EXPECT_EQ(catalogue->MarkGone(3, plan_only, clock_->NowMs(), kGoneByRetention), 1U);
+  const int64_t gone_ms = clock_->NowMs();
+  EXPECT_EQ(catalogue->ForgetGone(3, gone_ms), 0U);
+  EXPECT_EQ(catalogue->ForgetGone(4, gone_ms + 1), 0U) << "another project";
+  EXPECT_EQ(catalogue->ForgetGone(3, gone_ms + 1), 1U);
+  EXPECT_EQ(Find(catalogue->ItemsOf(3), "event", "old"), nullptr);
+  EXPECT_NE(Find(catalogue->ItemsOf(3), "event", "plan"), nullptr);
+  EXPECT_EQ(catalogue->keys_forgotten.load(), 1U);
+  ASSERT_TRUE(catalogue->Save().ok());
+  EXPECT_EQ(Find(Open()->ItemsOf(3), "event", "old"), nullptr);
+}
+
+TEST_F(DataCatalogueTest, AForgottenKeyFreesItsPlaceUnderTheLimit) {
+  auto catalogue = Open();
+  std::vector<Property> properties;
+  // distinct_id, ip and library take three of the project's places.
+  for (size_t key_idx = 0; key_idx + 3 < kDataMapKeysPerProjectMax; ++key_idx) {
+    properties.push_back({"k" + std::to_string(key_idx), Value::Int(1)});
+  }
+  catalogue->ObserveEvents(1, "p", policy_, "segment", {Event(properties)});
+  catalogue->ObserveEvents(1, "p", policy_, "segment", {Event({{"late", Value::Int(1)}})});
+  EXPECT_EQ(catalogue->KeysNotCatalogued(1), 1U);
+  clock_->Advance(kDataMapGoneMarginMs + 1);
+  StoredKeys all_but_k0;
+  all_but_k0.any_event = true;
+  for (size_t key_idx = 1; key_idx + 3 < kDataMapKeysPerProjectMax; ++key_idx) {
+    all_but_k0.event_keys.insert("k" + std::to_string(key_idx));
+  }
+  ASSERT_EQ(catalogue->MarkGone(1, all_but_k0, clock_->NowMs(), kGoneByDeletion), 1U);
+  ASSERT_EQ(catalogue->ForgetGone(1, clock_->NowMs() + 1), 1U);
+  catalogue->ObserveEvents(1, "p", policy_, "segment", {Event({{"late", Value::Int(1)}})});
+  EXPECT_NE(Find(catalogue->ItemsOf(1), "event", "late"), nullptr);
+  EXPECT_EQ(catalogue->KeysNotCatalogued(1), 1U);
+}
+
+TEST_F(DataCatalogueTest, AVersionOneFileIsReadAndAWrongGoneFieldIsCorruption) {
+  const std::string item =
+      R"({"project_id":1,"kind":"event","name":"plan","library":"","first_seen_ms":5,)"
+      R"("last_seen_ms":6,"volume":2,"action":"keep","why":"","value_detections":0)";
+  ASSERT_TRUE(file_system_
+                  ->WriteFileAtomically(folder_ + "/datamap.json",
+                                        R"({"format":"minpanel-datamap","version":1,"items":[)" +
+                                            item + "}]}",
+                                        0600)
+                  .ok());
+  const SeenItem* plan = nullptr;
+  auto catalogue = Open();
+  std::vector<SeenItem> items = catalogue->ItemsOf(1);
+  plan = Find(items, "event", "plan");
+  ASSERT_NE(plan, nullptr);
+  EXPECT_EQ(plan->gone_ms, 0);
+  ASSERT_TRUE(file_system_
+                  ->WriteFileAtomically(folder_ + "/datamap.json",
+                                        R"({"format":"minpanel-datamap","version":2,"items":[)" +
+                                            item + R"(,"gone_ms":-1,"gone_why":"retention"}]})",
+                                        0600)
+                  .ok());
+  auto damaged = DataCatalogue::Open(folder_, file_system_, clock_);
+  ASSERT_FALSE(damaged.ok());
+  EXPECT_EQ(damaged.status().code(), StatusCode::kCorruption);
+  ASSERT_TRUE(file_system_
+                  ->WriteFileAtomically(folder_ + "/datamap.json",
+                                        R"({"format":"minpanel-datamap","version":3,"items":[]})",
+                                        0600)
+                  .ok());
+  EXPECT_FALSE(DataCatalogue::Open(folder_, file_system_, clock_).ok()) << "a newer version";
+}
+
+TEST(DataMapOutputTest, AKeyNoLongerStoredSaysWhyAndUntilWhenItIsListed) {
+  DataMap map;
+  DataMapProject project;
+  project.id = 1;
+  project.name = "p";
+  project.retention_days = 90;
+  SeenItem item;
+  item.kind = "event";
+  item.name = "old";
+  item.action = "redact";
+  item.gone_ms = 1'000;
+  item.gone_why = kGoneByRetention;
+  project.items.push_back(item);
+  item.name = "erased";
+  item.gone_why = kGoneByDeletion;
+  project.items.push_back(item);
+  item.name = "dropped";
+  item.action = "drop";
+  project.items.push_back(item);
+  map.projects.push_back(project);
+  const std::string json = DataMapJson(map);
+  EXPECT_NE(json.find(R"("key":"old","category":"behavioural","personal":false,"signals":[],)"
+                      R"("action":"redact","why":"","stored_as":"not stored: every event carrying )"
+                      R"(it was past the project's retention (90 days); gone at 1000 ms, listed )"
+                      R"(here until 7776001000 ms","gone_ms":1000,)"),
+            std::string::npos)
+      << json;
+  EXPECT_NE(json.find(R"("stored_as":"not stored: the events that carried it were removed (an )"
+                      R"(erasure, a purge or an event's retention rule); gone at 1000 ms)"),
+            std::string::npos)
+      << json;
+  EXPECT_NE(json.find(R"("key":"dropped",)"), std::string::npos);
+  EXPECT_NE(json.find(R"("stored_as":"not stored","gone_ms":1000)"), std::string::npos)
+      << "a dropped key was never stored: " << json;
+  EXPECT_NE(DataMapMarkdown(map).find("past the project&#39;s retention (90 days)"),
+            std::string::npos)
+      << DataMapMarkdown(map);
+  EXPECT_EQ(DataMapGoneKeptDays(0), kDataMapGoneKeptDaysMin);
+  EXPECT_EQ(DataMapGoneKeptDays(7), kDataMapGoneKeptDaysMin);
+  EXPECT_EQ(DataMapGoneKeptDays(400), 400U);
+}
+
 }  // namespace
 }  // namespace minpanel::service

@@ -598,5 +598,50 @@ TEST_F(ErasureTest, AnIdAPolicyKeepsInClearIsRecordedAsItsPseudonym) {
   EXPECT_NE(text->find(PseudonymOf("user-7") + " "), std::string::npos) << *text;
 }
 
+// The data map learns what an erasure left no stored event carrying: after
+// its physical stage, a key only the erased subject's events held is no
+// longer stored (a deletion, not retention); a key another subject's event
+// holds stays stored. Before the purge, the partly hidden segment's index
+// still lists the key, so the map keeps calling it stored.
+TEST_F(ErasureTest, AfterThePurgeTheDataMapSaysWhichKeysOnlyTheErasedSubjectCarried) {
+  Store({Record("Viewed", "user-1", 1, ",\"gen_only_erased\":\"a\",\"plan\":\"pro\""),
+         Record("Viewed", "user-2", 2, ",\"plan\":\"team\"")});
+  service_.reset();  // flushed into a segment
+  auto reopened = Service::Open(config_, file_system_, clock_);
+  ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
+  service_ = std::move(reopened).value();
+  const auto gone_ms_of = [&](const std::string& key) -> int64_t {
+    auto map = service_->DataMapOf(LocalAccess(project_));
+    EXPECT_TRUE(map.ok()) << map.status().ToString();
+    for (const SeenItem& item : map.ok() ? map->items : std::vector<SeenItem>{}) {
+      if (item.kind == "event" && item.name == key) {
+        return item.gone_ms;
+      }
+    }
+    return -1;
+  };
+  clock_->Advance(kDataMapGoneMarginMs + 1'000);
+  SubjectSelection selection;
+  selection.distinct_ids = {"user-1"};
+  ASSERT_TRUE(service_->Erase(LocalAccess(project_), selection).ok());
+  EXPECT_EQ(gone_ms_of("gen_only_erased"), 0) << "hidden, not yet purged from the segment";
+
+  selection.purge_now = true;
+  selection.distinct_ids = {"user-1"};
+  ASSERT_TRUE(service_->Erase(LocalAccess(project_), selection).ok());
+  EXPECT_EQ(gone_ms_of("gen_only_erased"), clock_->NowMs());
+  EXPECT_EQ(gone_ms_of("plan"), 0);
+  auto map = service_->DataMapOf(LocalAccess(project_));
+  ASSERT_TRUE(map.ok());
+  DataMap whole;
+  whole.projects.push_back(*map);
+  const std::string json = DataMapJson(whole);
+  EXPECT_NE(json.find(R"("key":"gen_only_erased")"), std::string::npos) << "still listed";
+  EXPECT_NE(json.find(R"("stored_as":"not stored: the events that carried it were removed (an )"
+                      R"(erasure, a purge or an event's retention rule); gone at )"),
+            std::string::npos)
+      << json;
+}
+
 }  // namespace
 }  // namespace minpanel::service

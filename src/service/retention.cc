@@ -2,7 +2,10 @@
 // store drops (store::Engine::DropBefore, DropEventsBefore) and profile
 // expiries (ExpireProfiles) logged at most once per kRetentionStepMs per rule; the store hides the rows at once and
 // its purge drops whole segments or rewrites them in the background.
+#include <spdlog/spdlog.h>
+
 #include <optional>
+#include <set>
 
 #include "service/project_settings.h"
 #include "service/service.h"
@@ -105,6 +108,7 @@ ProjectSettings Service::SettingsOf(const Project& project) const {
 Status Service::ApplyRetention() {
   const int64_t now_ms = clock_->NowMs();
   Status first_error = Status::Ok();
+  std::set<uint32_t> retention_dropped;  // projects whose whole-project rule dropped now
   for (const ProjectSettings& settings : settings_.All()) {
     const std::optional<Project> project = projects_->FindByName(settings.project);
     if (!project.has_value()) {
@@ -125,6 +129,9 @@ Status Service::ApplyRetention() {
                                 : engine_->DropEventsBefore(project->id, event_name, bound_ms);
       if (status.ok()) {
         settings_.retention_drops.fetch_add(1);
+        if (event_name.empty()) {
+          retention_dropped.insert(project->id);
+        }
         continue;
       }
       settings_.ForgetDrop(project->id, event_name);
@@ -153,6 +160,13 @@ Status Service::ApplyRetention() {
                              "audit log retention: " + pruned.status().message());
       }
     }
+  }
+  // The data map learns which keys the drops (and any erasure or purge
+  // since its last look) left no stored event carrying.
+  // Not a retention failure: the map keeps calling the keys stored, and
+  // the next pass looks again.
+  if (const Status storage = RefreshDataMapStorage(retention_dropped); !storage.ok()) {
+    spdlog::warn("data map: could not read what the store holds: {}", storage.ToString());
   }
   return first_error;
 }

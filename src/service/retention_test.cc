@@ -367,5 +367,77 @@ TEST(RetentionBoundTest, BoundsRoundDownToTheStep) {
   EXPECT_EQ(RetentionBoundMs(1, 1), -kDayMs);
 }
 
+// The data map learns what retention left no stored event carrying
+// (docs/privacy.md, "The data map"): a key only the events past the
+// project's 30 days carried is listed as no longer stored once the drop hides
+// the last segment holding it; a key one kept segment still holds stays
+// stored; and the gone key is removed from the catalogue once gone for
+// longer than DataMapGoneKeptDays.
+TEST_F(RetentionTest, TheDataMapSaysWhichKeysRetentionLeftNoEventCarrying) {
+  const Project& shop = projects_[0];
+  const auto record = [](int64_t age_days, const std::string& key) {
+    return "{\"event\":\"Signed up\",\"properties\":{\"distinct_id\":\"gen-dm-" +
+           std::to_string(age_days) + "\",\"time\":" +
+           std::to_string(kNowMs - age_days * kDayMs) + ",\"" + key + "\":\"v\"}}";
+  };
+  Import(shop, {record(40, "only_old"), record(40, "old_and_new"), record(5, "old_and_new"),
+                record(1, "only_new")});
+  Open();  // the close flushed every day into its own segment
+  const auto stored_as = [&](const std::string& key) -> std::string {
+    auto map = service_->DataMapOf(LocalAccess(shop));
+    EXPECT_TRUE(map.ok()) << map.status().ToString();
+    for (const SeenItem& item : map.ok() ? map->items : std::vector<SeenItem>{}) {
+      if (item.kind == "event" && item.name == key) {
+        DataMap whole;
+        whole.projects.push_back(*map);
+        const std::string json = DataMapJson(whole);
+        const size_t at = json.find("\"key\":\"" + key + "\"");
+        const size_t from = json.find("\"stored_as\":", at);
+        return json.substr(from, json.find(",\"purged\":", from) - from);
+      }
+    }
+    return "(not listed)";
+  };
+  // The built-in policy redacts what the detectors find in a kept key.
+  const std::string stored =
+      R"x("stored_as":"as sent, with what the detectors find replaced by its kind ([email], ...)",)x"
+      R"x("gone_ms":null)x";
+  EXPECT_EQ(stored_as("only_old"), stored);
+
+  clock_->Advance(kDataMapGoneMarginMs + 1'000);  // a key seen just now may be on its way in
+  ASSERT_TRUE(service_->ApplyRetention().ok());
+  const int64_t gone_ms = clock_->NowMs();
+  EXPECT_EQ(stored_as("only_old"),
+            "\"stored_as\":\"not stored: every event carrying it was past the project's "
+            "retention (30 days); gone at " + std::to_string(gone_ms) +
+                " ms, listed here until " + std::to_string(gone_ms + 30 * kDayMs) +
+                " ms\",\"gone_ms\":" + std::to_string(gone_ms));
+  EXPECT_EQ(stored_as("old_and_new"), stored)
+      << "the 5-day-old segment still holds it";
+  EXPECT_EQ(stored_as("only_new"), stored);
+  EXPECT_EQ(Count(shop, "Signed up"), 5U);  // 1, 5 and 10 days old, and those above of 5 and 1
+
+  // Kept across a restart; seen again, it is stored again.
+  Open();
+  EXPECT_NE(stored_as("only_old").find("not stored"), std::string::npos);
+  Import(shop, {record(2, "only_old")});
+  EXPECT_EQ(stored_as("only_old"), stored);
+
+  // Gone again (an hour on, the bound moves past nothing new: the 2-day-old
+  // event is kept), then the whole project's events pass 30 days: every key
+  // is gone, and only_old, gone for longer than 30 days, is forgotten.
+  Import(shop, {record(45, "only_old_again")});
+  clock_->Advance(3'600'000);
+  ASSERT_TRUE(service_->ApplyRetention().ok());
+  EXPECT_NE(stored_as("only_old_again").find("past the project's retention"), std::string::npos);
+  EXPECT_EQ(stored_as("only_old"), stored);
+  clock_->Advance(31 * kDayMs);
+  ASSERT_TRUE(service_->ApplyRetention().ok());
+  EXPECT_EQ(stored_as("only_old_again"), "(not listed)");
+  EXPECT_NE(stored_as("only_old").find("past the project's retention"), std::string::npos);
+  EXPECT_NE(stored_as("only_new").find("past the project's retention"), std::string::npos);
+  EXPECT_EQ(Count(shop, "Signed up"), 0U);
+}
+
 }  // namespace
 }  // namespace minpanel::service

@@ -350,6 +350,9 @@ Result<std::unique_ptr<Service>> Service::Open(const Config& config,
   service->file_system_ = file_system;
   service->settings_.Set(config.project_settings);
   service->key_versions_ = service->KeyVersions();
+  // The data map's looks at the store start from here (RefreshDataMapStorage).
+  const store::Stats stats = service->engine_->GetStats();
+  service->datamap_storage_seen_ = {stats.deletions_logged, stats.purges};
   return service;
 }
 

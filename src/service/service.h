@@ -15,6 +15,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -628,6 +629,19 @@ class Service {
   // background. The server calls it every minute. Returns the first
   // failure (the other rules are still applied; a failed one is retried).
   Status ApplyRetention();
+  // The data map learns which keys the store no longer holds (datamap.h,
+  // DataCatalogue::MarkGone): whenever the store has logged a deletion or
+  // run a purge since the last look (or since open), and at the first
+  // `on_read` call after open, it reads each project's segment indexes and
+  // memtable (store::Engine::Snapshot; no row is read) and marks gone the
+  // keys none holds — by retention for the projects in `retention_dropped`
+  // (a project retention drop logged just now), else by a deletion. Every
+  // call also forgets the keys gone for longer than DataMapGoneKeptDays.
+  // ApplyRetention calls it after its drops (so a server's start, which
+  // applies retention before its first request, looks only when a drop was
+  // logged); DataMapOf with `on_read`.
+  Status RefreshDataMapStorage(const std::set<uint32_t>& retention_dropped = {},
+                               bool on_read = false);
 
   ServiceMetrics GetMetrics() const;
   store::Stats GetStoreStats() const;
@@ -797,6 +811,11 @@ class Service {
   std::unique_ptr<ReportStore> reports_;
   // The data map's catalogue (datamap.h), and the configuration it shows.
   std::unique_ptr<DataCatalogue> catalogue_;
+  // RefreshDataMapStorage: one at a time; the store's deletions logged and
+  // purges run at its last look (or at open), and whether it has looked.
+  std::mutex datamap_storage_mutex_;
+  std::pair<uint64_t, uint64_t> datamap_storage_seen_;
+  bool datamap_storage_looked_ = false;
   uint32_t audit_retention_days_ = 0;
   std::string audit_checkpoint_sink_;
   std::shared_ptr<FileSystem> file_system_;

@@ -8,14 +8,16 @@
 // seen, who may read it — and the readers and recipients; the keys that look
 // personal are logged once by name and detector (never a value) and counted
 // in /metrics; the Markdown and HTML forms escape what the clients named and
-// fetch nothing; and after a restart `minpanel datamap` prints the same map
-// from the catalogue in the data folder, which holds no value.
+// fetch nothing; after a restart `minpanel datamap` prints the same map
+// from the catalogue in the data folder, which holds no value; and a key
+// whose only event the project's retention dropped is listed as no longer
+// stored, with when and until when the record keeps it.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 
-import { basicAuth, grepTree, quietLogger, requireMixpanel, runCli, startServer } from './harness.mjs';
+import { basicAuth, grepTree, quietLogger, requireMixpanel, runCli, sleep, startServer } from './harness.mjs';
 
 const PROJECT = 'datamap-shop';
 const CONFIG = `log_level = "info"\naudit_retention_days = 90\n` +
@@ -235,5 +237,48 @@ describe('the data map', () => {
     const out = path.join(server.root, 'datamap.md');
     await runCli(['datamap', '--out', out, '--data', server.dataDir, '--keys', server.keysDir]);
     assert.match(await fsp.readFile(out, 'utf8'), /## Project datamap-shop/);
+  });
+
+  // Keys no longer stored (docs/privacy.md, "Keys no longer stored"): an
+  // imported event past the project's 400 days is the only one carrying
+  // `gen_old_coupon`; the retention drop at the next start hides its day's
+  // segment whole, and the map says the key is not stored any more (and
+  // keeps it in the record), while every other key stays stored.
+  it('says which keys retention left no stored event carrying, and keeps them listed', async () => {
+    await server.start();
+    const now = Math.round(Date.now() / 1000);
+    const res = await server.importJson([
+      { event: 'Old Order', properties: { distinct_id: 'gen-dm-5', time: now - 500 * 86400, $insert_id: 'gen-dm-old-1', gen_old_coupon: 'c-1', plan: 'pro' } },
+      { event: 'Old Order', properties: { distinct_id: 'gen-dm-6', time: now - 86400, $insert_id: 'gen-dm-old-2', plan: 'free' } },
+    ]);
+    assert.equal(res.status, 200, res.text);
+    let project = JSON.parse((await get('/api/datamap')).text).projects[0];
+    assert.equal(project.properties.find((row) => row.key === 'gen_old_coupon').gone_ms, null, 'stored until retention runs');
+    // Past the catalogue's 5-second margin, then a restart: the start applies retention.
+    await sleep(5500);
+    await server.stop();
+    const restartMs = Date.now();
+    await server.start();
+    project = JSON.parse((await get('/api/datamap')).text).projects[0];
+    const coupon = project.properties.find((row) => row.key === 'gen_old_coupon');
+    assert.ok(coupon, 'still listed: the record of what was collected');
+    assert.equal(coupon.volume, 1);
+    const match = /^not stored: every event carrying it was past the project's retention \(400 days\); gone at (\d+) ms, listed here until (\d+) ms$/.exec(coupon.stored_as);
+    assert.ok(match, coupon.stored_as);
+    assert.equal(Number(match[1]), coupon.gone_ms);
+    assert.ok(coupon.gone_ms >= restartMs && coupon.gone_ms <= Date.now(), `gone at ${coupon.gone_ms}`);
+    assert.equal(Number(match[2]) - coupon.gone_ms, 400 * 86400 * 1000, 'listed for the project\'s 400 days');
+    assert.deepEqual(project.properties.filter((row) => row.gone_ms !== null).map((row) => row.key), ['gen_old_coupon'],
+      'every other key is still held by a stored event');
+    assert.match(project.properties.find((row) => row.kind === 'event' && row.key === 'plan').stored_as, /^as sent/);
+    assert.match(server.stderr, /data map: keys of project 'datamap-shop' no longer stored \(retention\): 1$/m);
+    const markdown = await get('/api/datamap?format=markdown');
+    assert.match(markdown.text, /\| event \| gen&#95;old&#95;coupon \|[^\n]*\| not stored: every event carrying it was past the project&#39;s retention \(400 days\)/);
+    await server.stop();
+    const catalogue = JSON.parse(await fsp.readFile(path.join(server.dataDir, 'datamap.json'), 'utf8'));
+    assert.equal(catalogue.version, 2);
+    const item = catalogue.items.find((row) => row.name === 'gen_old_coupon');
+    assert.equal(item.gone_why, 'retention');
+    assert.equal(item.gone_ms, coupon.gone_ms);
   });
 });
