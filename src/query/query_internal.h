@@ -246,6 +246,7 @@ class SegmentScanner {
 
  private:
   struct State;
+  class LentScratch;
   std::unique_ptr<State> state_;
   Status status_;
   std::vector<MatchRow> rows_;

@@ -1069,9 +1069,75 @@ void SegmentScanner::State::FoldRows(std::vector<MatchRow>* rows, size_t begin, 
   }
 }
 
+namespace {
+
+// The per-block scratch of the scanners on one thread: a query's thread
+// reads the blocks of every segment in turn (the merge by subject holds a
+// scanner per segment, 121 at 100M events), and each block's columns, once
+// its kept rows are out, are needed no more. Lent to the scanner whose
+// NextBlock runs and taken back after, so that one set of buffers, warm in
+// the cache and already faulted in, serves them all — instead of one set
+// per scanner, each written afresh (about 100 MB of pages a unique count at
+// 100M events faulted in per query: docs/benchmarks.md, "One scratch per
+// thread").
+struct BlockScratch {
+  std::vector<PropertyColumn> columns;  // by the scanner's key slot
+  std::vector<uint32_t> names;
+  std::vector<int64_t> times;
+  store::SubjectRuns runs;
+  std::vector<uint32_t> bits;
+  std::vector<uint32_t> row_indexes;
+};
+
+BlockScratch& ThreadBlockScratch() {
+  thread_local BlockScratch scratch;
+  return scratch;
+}
+
+}  // namespace
+
+// Swaps a scanner's per-block scratch with this thread's for one NextBlock
+// call; after it, no key slot counts its block as loaded (the column went
+// back to the thread).
+class SegmentScanner::LentScratch {
+ public:
+  explicit LentScratch(State* state) : state_(state), scratch_(ThreadBlockScratch()) {
+    if (scratch_.columns.size() < state_->keys.size()) {
+      scratch_.columns.resize(state_->keys.size());
+    }
+    for (size_t key_idx = 0; key_idx < state_->keys.size(); ++key_idx) {
+      PropertyColumn& own = state_->keys[key_idx].column;
+      scratch_.columns[key_idx].dictionary_string_views = own.dictionary_string_views;
+      std::swap(own, scratch_.columns[key_idx]);
+    }
+    Swap();
+  }
+  ~LentScratch() {
+    for (size_t key_idx = 0; key_idx < state_->keys.size(); ++key_idx) {
+      std::swap(state_->keys[key_idx].column, scratch_.columns[key_idx]);
+      state_->keys[key_idx].loaded_block = SIZE_MAX;
+    }
+    Swap();
+  }
+  LentScratch(const LentScratch&) = delete;
+  LentScratch& operator=(const LentScratch&) = delete;
+
+ private:
+  void Swap() {
+    std::swap(state_->names, scratch_.names);
+    std::swap(state_->times, scratch_.times);
+    std::swap(state_->runs, scratch_.runs);
+    std::swap(state_->bits, scratch_.bits);
+    std::swap(state_->row_indexes, scratch_.row_indexes);
+  }
+  State* state_;
+  BlockScratch& scratch_;
+};
+
 bool SegmentScanner::NextBlock() {
   State& state = *state_;
   const ScanPlan& plan = *state.plan;
+  const LentScratch lent(&state);
   std::vector<uint32_t>& row_indexes = state.row_indexes;
   while (status_.ok() && state.block_pos < state.blocks.size()) {
     const size_t block_idx = state.blocks[state.block_pos++];
@@ -1115,19 +1181,26 @@ bool SegmentScanner::NextBlock() {
     if (!status_.ok()) {
       return false;
     }
-    // One pass for the names, then one per selector that has filters.
-    state.bits.resize(rows);
-    uint32_t* bits = state.bits.data();
-    if (names_needed) {
-      const uint32_t* bits_by_name = state.bits_by_name.data();
-      const uint32_t* names = state.names.data();
-      for (size_t row_idx = 0; row_idx < rows; ++row_idx) {
-        bits[row_idx] = bits_by_name[names[row_idx]];
+    // One pass for the names, then one per selector that has filters —
+    // except for a block folded run by run, whose rows all have `name_bits`
+    // (no selector there has a filter): it reads no bits.
+    const bool fold_runs = one_bucket && !names_needed && state.fold_by_run;
+    uint32_t* bits = nullptr;
+    if (!fold_runs) {
+      state.bits.resize(rows);
+      bits = state.bits.data();
+      if (names_needed) {
+        const uint32_t* bits_by_name = state.bits_by_name.data();
+        const uint32_t* names = state.names.data();
+        for (size_t row_idx = 0; row_idx < rows; ++row_idx) {
+          bits[row_idx] = bits_by_name[names[row_idx]];
+        }
+      } else {
+        std::fill(bits, bits + rows, name_bits);
       }
-    } else {
-      std::fill(bits, bits + rows, name_bits);
     }
-    for (size_t selector_idx = 0; selector_idx < state.selectors.size(); ++selector_idx) {
+    for (size_t selector_idx = 0; selector_idx < state.selectors.size() && !fold_runs;
+         ++selector_idx) {
       const SelectorSlot& slot = state.selectors[selector_idx];
       if (slot.match_all ||
           (!slot.any_event &&
@@ -1181,7 +1254,7 @@ bool SegmentScanner::NextBlock() {
         row_begin = row_end = 0;
       }
     }
-    if (one_bucket && !names_needed && state.fold_by_run) {
+    if (fold_runs) {
       if (name_bits == 0 || row_begin >= row_end) {
         continue;
       }
