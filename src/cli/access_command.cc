@@ -6,6 +6,7 @@
 #include "audit/audit.h"
 #include "audit/subjects_rewrite.h"
 #include "cli/commands.h"
+#include "core/time_units.h"
 #include "service/access_keys.h"
 #include "service/service.h"
 
@@ -237,7 +238,6 @@ int AccessCommands::RunAuditKeyCommand(const service::Config& config) const {
   if (!log.ok()) {
     return Fail(log.status());
   }
-  constexpr int64_t kDayMs = 86'400'000;
   auto pruned = (*log)->PruneBefore(clock->NowMs() - int64_t{flags_->older_than_days} * kDayMs);
   if (!pruned.ok()) {
     return Fail(pruned.status());

@@ -4,10 +4,11 @@
 #include <cstdio>
 #include <cstring>
 
+#include "core/time_units.h"
+
 namespace minpanel {
 namespace {
 
-constexpr int64_t kDayMs = 86'400'000;
 constexpr size_t kDayNameBytes = 10;  // YYYY-MM-DD
 constexpr size_t kFormatVersionOffset = kSecretFileMagicBytes;
 constexpr size_t kLabelOffset = kFormatVersionOffset + 4;

@@ -31,10 +31,10 @@
 
 #include "core/core.h"
 #include "core/secret_files.h"
+#include "core/time_units.h"
 
 namespace minpanel::privacy {
 
-inline constexpr int64_t kDayMs = 86'400'000;
 // A salt is destroyed this long after its UTC day starts: it serves its own
 // day and, for visits that cross midnight, the next.
 inline constexpr int64_t kVisitorSaltLifetimeMs = 2 * kDayMs;

@@ -8,6 +8,7 @@
 #include <thread>
 #include <unordered_set>
 
+#include "core/time_units.h"
 #include "query/query_internal.h"
 #include "query/suppress.h"
 
@@ -24,8 +25,6 @@ using internal::SpillSource;
 using internal::SubjectMerger;
 using internal::SubjectSource;
 using internal::TimeBuckets;
-
-constexpr int64_t kDayMs = 24LL * 3600 * 1000;
 
 std::vector<std::unique_ptr<SegmentScanner>> MakeScanners(const QueryContext& context,
                                                           const ScanPlan& plan, Groups* groups,

@@ -4,6 +4,7 @@
 #include <charconv>
 #include <cmath>
 
+#include "core/time_units.h"
 #include "service/anomaly.h"
 
 namespace minpanel::service {
@@ -12,7 +13,6 @@ namespace {
 constexpr std::string_view kRateLimitedPrefix = "rate limit: ";
 constexpr std::string_view kRetryAfterOpen = " (retry after ";
 constexpr std::string_view kRetryAfterClose = " s)";
-constexpr int64_t kDayMs = 24LL * 3600 * 1000;
 
 uint64_t Pick(uint64_t own, uint64_t fallback) { return own != 0 ? own : fallback; }
 

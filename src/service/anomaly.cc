@@ -1,5 +1,6 @@
 #include "service/anomaly.h"
 
+#include "core/time_units.h"
 #include "service/watched_credentials.h"
 
 #include <simdjson.h>
@@ -11,8 +12,6 @@
 namespace minpanel::service {
 namespace {
 
-constexpr int64_t kHourMs = 3'600'000;
-constexpr int64_t kDayMs = 24 * kHourMs;
 constexpr int64_t kHistoryHours = int64_t{kUsageHistoryDays} * 24;
 constexpr std::string_view kUsageFormat = "minpanel-key-usage";
 constexpr int64_t kUsageFormatVersion = 1;
