@@ -11,8 +11,10 @@
 // re-encode, as one group at the reported log end, into a file that scans
 // to the same updates; DumpProfileFile agrees on the whole part.
 //
-// The seeds in fuzz/corpus/profile_file_fuzz come from a profile file the
-// engine wrote (generated $set updates with every value type), and cut.
+// The seeds in fuzz/corpus/profile_file_fuzz: a format-1 profile file the
+// engine wrote (generated $set updates with every value type), and cut; and
+// (the *_v2 seeds) format-2 files built from docs/formats/profiles.md, each
+// update with a policy version (0, 3, unknown), whole, cut, and framed.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -164,6 +166,9 @@ void Run(std::string_view image) {
             "re-encoded: the store time");
       Check(reencoded.updates[update_idx].update.subject == first.updates[update_idx].update.subject,
             "re-encoded: the subject");
+      Check(reencoded.updates[update_idx].update.policy_version ==
+                first.updates[update_idx].update.policy_version,
+            "re-encoded: the policy version");
       Check(reencoded.updates[update_idx].update.properties.size() ==
                 first.updates[update_idx].update.properties.size(),
             "re-encoded: the properties");

@@ -99,7 +99,8 @@ struct DecodedPayload {
 };
 
 // Decodes a whole payload; counts are bounded by the bytes each item takes.
-// `version`: the file format the payload is read as (1 has no policy version).
+// `version`: the file format the payload is read as (1 has no policy version,
+// 2 none for profile updates).
 Status DecodePayload(std::string_view payload, uint32_t version, DecodedPayload* decoded) {
   store::WalDecoder decoder(payload, version);
   MP_RETURN_IF_ERROR(decoder.ReadPayloadHeader(&decoded->header));
@@ -121,7 +122,7 @@ std::string Encode(const DecodedPayload& decoded, uint32_t version) {
     store::EncodeEvent(event, &bytes, version);
   }
   for (const ProfileUpdate& update : decoded.updates) {
-    store::EncodeProfileUpdate(update, &bytes);
+    store::EncodeProfileUpdate(update, &bytes, version);
   }
   return bytes;
 }
@@ -243,8 +244,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const size_t read_bytes_max = small_reads == 0 ? SIZE_MAX : small_reads;
   const std::string_view input(reinterpret_cast<const char*>(data) + 1, size - 1);
   if (mode == 0) {
-    CheckPayload(input, 1);
-    CheckPayload(input, minpanel::store::kWalFormatVersion);
+    // Every version: 1 (no policy versions), 2 (events' only), 3 (also
+    // profile updates').
+    for (uint32_t version = 1; version <= minpanel::store::kWalFormatVersion; ++version) {
+      CheckPayload(input, version);
+    }
   } else if (mode == 1) {
     CheckImage(input, read_bytes_max);
   } else {

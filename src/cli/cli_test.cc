@@ -400,6 +400,13 @@ TEST_F(CliTest, DebugDumpPrintsTheLogAndReportsCorruption) {
       event.policy_version = 3;
       batch.events.push_back(std::move(event));
     }
+    ProfileUpdate update;
+    update.subject = Id128{0, 1};
+    update.time_ms = kFirstEventSeconds * 1000;
+    update.key_version = 1;
+    update.policy_version = 5;
+    update.properties = {{"plan", Value::String("pro")}};
+    batch.profile_updates.push_back(std::move(update));
     ASSERT_TRUE((*engine)->Append(std::move(batch)).ok());
     ASSERT_TRUE((*engine)->Close().ok());
   }
@@ -413,8 +420,13 @@ TEST_F(CliTest, DebugDumpPrintsTheLogAndReportsCorruption) {
   ASSERT_FALSE(log.empty());
   const RunResult dumped = Run("debug dump " + log.string());
   EXPECT_EQ(dumped.exit_code, 0) << dumped.err;
-  EXPECT_NE(dumped.out.find("minpanel log format 2"), std::string::npos) << dumped.out;
+  EXPECT_NE(dumped.out.find("minpanel log format 3"), std::string::npos) << dumped.out;
   EXPECT_NE(dumped.out.find("key_version=1 policy_version=3"), std::string::npos) << dumped.out;
+  EXPECT_NE(dumped.out.find("profile $set subject=00000000000000000000000000000001 group_key= "
+                            "time_ms=" + std::to_string(kFirstEventSeconds * 1000) +
+                            " key_version=1 policy_version=5 {plan: \"pro\"}"),
+            std::string::npos)
+      << dumped.out;
   EXPECT_NE(dumped.out.find("events=2"), std::string::npos) << dumped.out;
   EXPECT_NE(dumped.out.find("event Signed Up"), std::string::npos) << dumped.out;
 

@@ -134,8 +134,10 @@ struct RawProfileUpdate {
   Properties properties;
 };
 
-// The policy version of an event stored before events recorded theirs (a
-// log file of format 1, a segment of format 1 to 3): not known. Version 0 is
+// The policy version of an event or profile update stored before they
+// recorded theirs (an event of a log file of format 1 or a segment of format
+// 1 to 3; a profile update of a log file of format 1 or 2 or a profile file
+// of format 1): not known. Version 0 is
 // the built-in default policy, 1 and up a project's recorded policy files
 // (privacy/policy_store.h).
 inline constexpr uint32_t kPolicyVersionUnknown = UINT32_MAX;
@@ -160,6 +162,9 @@ struct ProfileUpdate {
   std::string group_key;
   int64_t time_ms = 0;
   uint32_t key_version = 0;
+  // Which version of the project's policy shaped the update, when it was
+  // minimised; kPolicyVersionUnknown for one not made by the policy.
+  uint32_t policy_version = kPolicyVersionUnknown;
   ProfileOperation operation = ProfileOperation::kSet;
   Properties properties;
   friend bool operator==(const ProfileUpdate&, const ProfileUpdate&) = default;

@@ -578,6 +578,7 @@ ProfileUpdate Policy::Apply(RawProfileUpdate&& raw, PolicyCounters* counters) co
   update.group_key = std::move(raw.group_key);
   update.time_ms = raw.time_ms;
   update.key_version = key_.version;
+  update.policy_version = policy_version_;
   update.operation = raw.operation;
   update.properties = ApplyToProperties(std::move(raw.properties), user_profile, counters);
   counters->context_fields_discarded += raw.client_ip.empty() ? 0 : 1;

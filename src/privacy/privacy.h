@@ -86,12 +86,13 @@ class Policy {
   // With the strict default policy (version 0) and no user-agent or geo data.
   explicit Policy(ProjectKey key);
   // `policy_version` is the version of `spec` in the project's history (0:
-  // the built-in default); every Event the policy makes records it.
+  // the built-in default); every Event and ProfileUpdate the policy makes
+  // records it.
   Policy(ProjectKey key, std::shared_ptr<const PolicySpec> spec,
          std::shared_ptr<const PolicyTools> tools, uint32_t policy_version = 0);
 
-  // Consumes `raw`; the returned Event holds no raw identifier, and its
-  // policy_version is this policy's.
+  // Consumes `raw`; the returned Event or ProfileUpdate holds no raw
+  // identifier, and its policy_version is this policy's.
   Event Apply(RawEvent&& raw, PolicyCounters* counters) const;
   ProfileUpdate Apply(RawProfileUpdate&& raw, PolicyCounters* counters) const;
 

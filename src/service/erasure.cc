@@ -87,6 +87,11 @@ void AppendProfileUpdateJson(const ProfileUpdate& update, std::string* out) {
   query::AppendJsonString(update.group_key, out);
   *out += ",\"time_ms\":" + std::to_string(update.time_ms);
   *out += ",\"key_version\":" + std::to_string(update.key_version);
+  // Which policy shaped the update (null: stored before profile updates
+  // recorded it; docs/privacy.md, "Access request").
+  *out += ",\"policy_version\":" + (update.policy_version == kPolicyVersionUnknown
+                                         ? std::string("null")
+                                         : std::to_string(update.policy_version));
   *out += ",\"operation\":";
   query::AppendJsonString(ProfileOperationName(update.operation), out);
   *out += ",\"properties\":{";

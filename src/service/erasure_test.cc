@@ -9,6 +9,7 @@
 
 #include "audit/subjects_rewrite.h"
 #include "incident/incident.h"
+#include "service/backup.h"
 #include "service/gdpr_tasks.h"
 #include "service/service.h"
 
@@ -54,6 +55,33 @@ class ErasureTest : public ::testing::Test {
     auto document = service_->AccessRequest(LocalAccess(project_), selection);
     EXPECT_TRUE(document.ok()) << document.status().ToString();
     return document.ok() ? *document : "";
+  }
+  // A Mixpanel /engage $set of `plan` for `distinct_id` at `seq` (as Record).
+  void Engage(const std::string& distinct_id, int seq, const std::string& plan) {
+    const std::string json = "[{\"$token\":\"" + project_.token + "\",\"$distinct_id\":\"" +
+                             distinct_id + "\",\"$time\":" + std::to_string(1795685200 + seq) +
+                             ",\"$set\":{\"plan\":\"" + plan + "\"}}]";
+    IngestRequest request;
+    request.route = ingest::MixpanelRoute::kEngage;
+    request.payload = json;
+    auto outcome = service_->IngestMixpanel(request);
+    ASSERT_TRUE(outcome.ok()) << outcome.status().ToString();
+    ASSERT_EQ(outcome->stored, 1U);
+  }
+  // The policy_version of the profile update in `held` that sets `plan`.
+  static std::string PolicyVersionOfPlan(const std::string& held, const std::string& plan) {
+    const size_t at = held.find("\"properties\":{\"plan\":\"" + plan + "\"}");
+    const size_t start = held.rfind("{\"subject\":", at);
+    if (at == std::string::npos || start == std::string::npos) {
+      return "(no update)";
+    }
+    const std::string update = held.substr(start, at - start);
+    const size_t field = update.find("\"policy_version\":");
+    if (field == std::string::npos) {
+      return "(no field)";
+    }
+    const size_t value = field + std::string("\"policy_version\":").size();
+    return update.substr(value, update.find(',', value) - value);
   }
   static size_t Count(const std::string& text, const std::string& needle) {
     size_t count = 0;
@@ -177,6 +205,68 @@ TEST_F(ErasureTest, AccessRequestGivesEachEventThePolicyVersionThatShapedIt) {
     EXPECT_NE(line.find(after ? "\"policy_version\":1}" : "\"policy_version\":0}"), std::string::npos)
         << line;
   }
+}
+
+// Each profile update names the policy version in force when it was
+// minimised (docs/privacy.md, "Access request"): one sent before a policy
+// change the old, one after it — with an earlier $time — the new; through
+// a restart, the purge's rewrite of the profile file and a restore that
+// re-applies a later erasure.
+TEST_F(ErasureTest, AccessRequestGivesEachProfileUpdateThePolicyVersionThatShapedIt) {
+  Engage("user-1", 10, "before");
+  Engage("user-2", 11, "other");
+  auto update = service_->PutPolicy(project_, "ip = \"drop\"\n");
+  ASSERT_TRUE(update.ok()) << update.status().ToString();
+  ASSERT_EQ(update->version, 1U);
+  Engage("user-1", 1, "after");  // an earlier client time, stored after the change
+  Engage("user-3", 12, "third");
+  const auto expect_versions = [&](std::string_view stage) {
+    const std::string held = Held({"user-1"});
+    EXPECT_EQ(Count(held, "\"policy_version\":"), 2U) << stage << ": " << held;
+    EXPECT_EQ(PolicyVersionOfPlan(held, "before"), "0") << stage << ": " << held;
+    EXPECT_EQ(PolicyVersionOfPlan(held, "after"), "1") << stage << ": " << held;
+  };
+  expect_versions("stored");
+  EXPECT_EQ(PolicyVersionOfPlan(Held({"user-3"}), "third"), "1");
+  const std::string backup = (root_ / "backup").string();
+  const std::string keys_backup = (root_ / "backup-keys").string();
+  ASSERT_TRUE(BackupDataFolder(config_, backup, *clock_).ok());
+  ASSERT_TRUE(BackupKeys(config_, keys_backup).ok());
+
+  service_.reset();  // a restart: the updates move into the profile file
+  auto reopened = Service::Open(config_, file_system_, clock_);
+  ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
+  service_ = std::move(reopened).value();
+  expect_versions("after a restart");
+  SubjectSelection selection;
+  selection.distinct_ids = {"user-2"};
+  selection.purge_now = true;  // the profile file rewritten without user-2's update
+  auto erased = service_->Erase(LocalAccess(project_), selection);
+  ASSERT_TRUE(erased.ok()) << erased.status().ToString();
+  ASSERT_TRUE(erased->purged);
+  expect_versions("after the purge's rewrite");
+  EXPECT_EQ(PolicyVersionOfPlan(Held({"user-2"}), "other"), "(no update)");
+  EXPECT_EQ(PolicyVersionOfPlan(Held({"user-3"}), "third"), "1");
+
+  Config restored = config_;
+  restored.data_folder = (root_ / "restored" / "data").string();
+  restored.key_folder = (root_ / "restored" / "keys").string();
+  RestoreOptions options;
+  options.from = backup;
+  options.keys_from = keys_backup;
+  options.erasures_from = config_.data_folder;
+  options.erasures_keys_from = config_.key_folder;
+  service_.reset();
+  auto summary = RestoreDataFolder(restored, options, clock_);
+  ASSERT_TRUE(summary.ok()) << summary.status().ToString();
+  EXPECT_EQ(summary->erasures_reapplied, 1U);
+  config_ = restored;
+  auto opened = Service::Open(config_, file_system_, clock_);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  service_ = std::move(opened).value();
+  expect_versions("restored");
+  EXPECT_EQ(PolicyVersionOfPlan(Held({"user-2"}), "other"), "(no update)");
+  EXPECT_EQ(PolicyVersionOfPlan(Held({"user-3"}), "third"), "1");
 }
 
 TEST_F(ErasureTest, ErasesThePersonAndTheIdsMergedIntoItKeepingOthers) {

@@ -2805,14 +2805,14 @@ Status EmbeddedEngine::RewriteLogFile(const LogFileInfo& info, const DeletionSta
       for (uint32_t update_idx = 0; update_idx < header.profile_update_count; ++update_idx) {
         MP_RETURN_IF_ERROR(decoder.ReadProfileUpdate(&update));
         if (deletions == nullptr) {
-          EncodeProfileUpdate(update, &body);
+          EncodeProfileUpdate(update, &body, version);
           ++kept.profile_update_count;
           continue;
         }
         const size_t properties_before = update.properties.size();
         if (KeepProfileUpdate(*deletions, position, &update)) {
           stripped |= update.properties.size() != properties_before;
-          EncodeProfileUpdate(update, &body);
+          EncodeProfileUpdate(update, &body, version);
           ++kept.profile_update_count;
         }
       }
@@ -3103,11 +3103,21 @@ Status EmbeddedEngine::LoadProfileFiles() {
       Note(path + ": cut " + std::to_string(size - scan.valid_bytes) + " bytes after offset " +
            std::to_string(scan.valid_bytes) + " (" + scan.tail_reason + ")");
     }
-    profile_files_[project_id] = ProfileFileState{scan.valid_bytes, scan.log_end};
+    uint64_t bytes = scan.valid_bytes;
+    if (scan.format_version < kProfileFileFormatVersion) {
+      // An older binary's file: written anew at the newest version before a
+      // flush appends a group to it (its updates' policy version unknown).
+      MP_ASSIGN_OR_RETURN(bytes, RewriteProfileFileAtNewestVersion(*file_system_, path, bytes,
+                                                                   project_id, kProfileFileMode));
+      Note(path + ": rewritten at profile file format " +
+           std::to_string(kProfileFileFormatVersion) + " (was " +
+           std::to_string(scan.format_version) + ")");
+    }
+    profile_files_[project_id] = ProfileFileState{bytes, scan.log_end};
     stats_.profile_updates += scan.updates;
     std::lock_guard lock(data_mutex_);
-    profile_visible_bytes_[project_id] = scan.valid_bytes;
-    data_stats_.profile_bytes += scan.valid_bytes;
+    profile_visible_bytes_[project_id] = bytes;
+    data_stats_.profile_bytes += bytes;
   }
   return Status::Ok();
 }

@@ -44,7 +44,10 @@ Status PrintRecord(std::string_view payload, uint32_t version, std::ostream& out
     MP_RETURN_IF_ERROR(decoder.ReadProfileUpdate(&update));
     out << "  profile " << ProfileOperationName(update.operation)
         << " subject=" << update.subject.ToHex() << " group_key=" << update.group_key
-        << " time_ms=" << update.time_ms << " key_version=" << update.key_version << " ";
+        << " time_ms=" << update.time_ms << " key_version=" << update.key_version
+        << " policy_version=";
+    PrintPolicyVersion(update.policy_version, out);
+    out << " ";
     PrintProperties(update.properties, out);
     out << "\n";
   }

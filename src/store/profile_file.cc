@@ -34,6 +34,15 @@ void AppendBatch(uint32_t project_id, int64_t stored_at_ms, uint32_t count,
 
 constexpr size_t kGroupEndBytes = 16;  // log end: file number u64, offset u64
 
+// The log format version whose encoding of a profile update a profile file
+// of `version` holds (docs/formats/profiles.md, "Versioning"): a version 1
+// file's is the log's of versions 1 and 2, without a policy version.
+uint32_t LogVersionOf(uint32_t profile_file_version) {
+  return profile_file_version >= kProfileFilePolicyVersionFormatVersion
+             ? kWalProfilePolicyVersionFormatVersion
+             : 1;
+}
+
 Status CheckHeader(const std::string& header, uint32_t project_id, const std::string& path) {
   if (std::memcmp(header.data(), kProfileFileMagic.data(), kProfileFileMagic.size()) != 0) {
     return Status::Corruption(path + ": not a minpanel profile file (bad magic)");
@@ -77,7 +86,7 @@ void EncodeProfileGroup(uint32_t project_id, std::span<const StoredProfileUpdate
       count = 0;
     }
     stored_at_ms = stored.stored_at_ms;
-    EncodeProfileUpdate(stored.update, &body);
+    EncodeProfileUpdate(stored.update, &body, LogVersionOf(kProfileFileFormatVersion));
     ++count;
   }
   if (count > 0) {
@@ -109,6 +118,8 @@ Result<ProfileFileScan> ScanProfileFile(SequentialFile* file, const std::string&
     return scan;
   }
   MP_RETURN_IF_ERROR(CheckHeader(header, project_id, path));
+  scan.format_version = GetFixed32(header.data() + 8);
+  const uint32_t log_version = LogVersionOf(scan.format_version);
   scan.valid_bytes = kProfileFileHeaderBytes;
   // A group's updates are handed out only once its end record is read: a
   // group cut short was never part of the store.
@@ -153,7 +164,7 @@ Result<ProfileFileScan> ScanProfileFile(SequentialFile* file, const std::string&
                          " at offset " + std::to_string(reader.record_offset());
       break;
     }
-    WalDecoder decoder(payload);
+    WalDecoder decoder(payload, log_version);
     WalPayloadHeader batch;
     Status decoded = decoder.ReadPayloadHeader(&batch);
     if (decoded.ok() && (batch.project_id != project_id || batch.event_count != 0)) {
@@ -175,6 +186,80 @@ Result<ProfileFileScan> ScanProfileFile(SequentialFile* file, const std::string&
     }
   }
   return scan;
+}
+
+Result<uint64_t> RewriteProfileFileAtNewestVersion(FileSystem& file_system,
+                                                   const std::string& path, uint64_t valid_bytes,
+                                                   uint32_t project_id, uint32_t mode) {
+  const std::string temporary = path + ".tmp";
+  if (file_system.Exists(temporary)) {
+    MP_RETURN_IF_ERROR(file_system.Remove(temporary));
+  }
+  MP_ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> out, file_system.OpenAppendable(temporary, mode));
+  uint64_t written = 0;
+  Status status = out->Append(EncodeProfileFileHeader(project_id));
+  written += kProfileFileHeaderBytes;
+  // A group's updates come one after another with its log end; groups end
+  // at strictly increasing positions, so a new end starts a new group.
+  std::vector<StoredProfileUpdate> group;
+  LogPosition group_end;
+  bool written_end = false;  // whether group_end's group has been written
+  const auto write_group = [&]() {
+    std::string bytes;
+    EncodeProfileGroup(project_id, group, group_end, &bytes);
+    written += bytes.size();
+    status = out->Append(bytes);
+    group.clear();
+    written_end = true;
+  };
+  Result<ProfileFileScan> scan = ProfileFileScan{};
+  if (status.ok()) {
+    scan = ScanProfileFile(file_system, path, valid_bytes, project_id,
+                           [&](const StoredProfileUpdate& stored, const LogPosition& log_end) {
+                             if (!group.empty() && log_end != group_end) {
+                               write_group();
+                             }
+                             if (log_end != group_end) {
+                               group_end = log_end;
+                               written_end = false;
+                             }
+                             group.push_back(stored);
+                             return status.ok();
+                           });
+  }
+  if (status.ok() && !scan.ok()) {
+    status = scan.status();
+  }
+  if (status.ok() && (scan->valid_bytes != valid_bytes || !scan->tail_reason.empty())) {
+    status = Status::Corruption(path + " changed under its rewrite at the newest format");
+  }
+  if (status.ok() && !group.empty()) {
+    write_group();
+  }
+  if (status.ok() && (!written_end || group_end != scan->log_end)) {
+    // A last group without updates (a purge kept none): its log end says
+    // where the project's updates in the log begin.
+    group_end = scan->log_end;
+    write_group();
+  }
+  if (status.ok()) {
+    status = out->Sync();
+  }
+  const Status closed = out->Close();
+  if (status.ok()) {
+    status = closed;
+  }
+  if (status.ok()) {
+    status = file_system.Rename(temporary, path);
+  }
+  if (!status.ok()) {
+    (void)file_system.Remove(temporary);
+    return status;
+  }
+  const std::string::size_type slash = path.rfind('/');
+  MP_RETURN_IF_ERROR(
+      file_system.SyncDirectory(slash == std::string::npos ? "." : path.substr(0, slash)));
+  return written;
 }
 
 Status DumpProfileFile(FileSystem& file_system, const std::string& path, std::ostream& out) {
@@ -207,7 +292,9 @@ Status DumpProfileFile(FileSystem& file_system, const std::string& path, std::os
                             << " stored_at_ms=" << stored.stored_at_ms
                             << " subject=" << update.subject.ToHex()
                             << " group_key=" << update.group_key << " time_ms=" << update.time_ms
-                            << " key_version=" << update.key_version << " {";
+                            << " key_version=" << update.key_version << " policy_version=";
+                        PrintPolicyVersion(update.policy_version, out);
+                        out << " {";
                         const char* separator = "";
                         for (const Property& property : update.properties) {
                           out << separator << property.key << ": ";

@@ -27,7 +27,12 @@ namespace minpanel::store {
 
 // "MPPRF\r\n\x1a", as the log's magic.
 inline constexpr std::array<char, 8> kProfileFileMagic = {'M', 'P', 'P', 'R', 'F', '\r', '\n', '\x1a'};
-inline constexpr uint32_t kProfileFileFormatVersion = 1;
+// Version 2 adds each profile update's policy version (docs/formats/profiles.md);
+// a file of version 1 is still read, its updates' policy version unknown,
+// and is rewritten at the newest version on open before anything is
+// appended to it (RewriteProfileFileAtNewestVersion).
+inline constexpr uint32_t kProfileFileFormatVersion = 2;
+inline constexpr uint32_t kProfileFilePolicyVersionFormatVersion = 2;  // the first with it
 // magic (8) | format version (u32) | project id (u64) | crc32 of the first 20 bytes (u32)
 inline constexpr size_t kProfileFileHeaderBytes = 24;
 // The encoded updates of one batch record of a group stay under this (a
@@ -49,6 +54,7 @@ void EncodeProfileGroup(uint32_t project_id, std::span<const StoredProfileUpdate
 
 // What a scan of a profile file found.
 struct ProfileFileScan {
+  uint32_t format_version = 0;  // of the header; 0 when the header is cut short
   uint64_t valid_bytes = 0;  // the header and every whole group
   LogPosition log_end;       // of the last whole group; {0, 0} when none
   uint64_t updates = 0;      // in whole groups
@@ -75,6 +81,16 @@ Result<ProfileFileScan> ScanProfileFile(FileSystem& file_system, const std::stri
 Result<ProfileFileScan> ScanProfileFile(SequentialFile* file, const std::string& path,
                                         uint64_t limit_bytes, uint32_t project_id,
                                         const ProfileVisitor& visit);
+
+// Writes the whole groups of the file at `path` (its first `valid_bytes`,
+// as a scan found them) anew at kProfileFileFormatVersion, each group with
+// its own log end so that the deletions in force apply as before: to
+// `path` + ".tmp", synced, renamed over `path`, the folder synced (a `.tmp`
+// left by a crash is the caller's to remove; the old file is whole). One
+// group is held in memory at a time. Returns the new file's size.
+Result<uint64_t> RewriteProfileFileAtNewestVersion(FileSystem& file_system,
+                                                   const std::string& path, uint64_t valid_bytes,
+                                                   uint32_t project_id, uint32_t mode);
 
 // Writes the file readably (groups, their updates, their log ends) for
 // `minpanel debug dump`; Corruption after what came before at damage.

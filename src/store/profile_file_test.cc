@@ -5,9 +5,13 @@
 // failing at any write loses nothing and stores nothing twice.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <map>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -294,6 +298,154 @@ TEST_F(ProfileFileTest, AFlushFailingAtAnyWriteLosesNoProfileUpdateAndStoresNone
     Reopen();
     ExpectScanned(0, 60);
     EXPECT_EQ(ScanAll(kProject).size(), 1u);
+  }
+}
+
+// Each profile update keeps the policy version it was stored with (docs/formats/
+// profiles.md, format 2): through the log's replay, a flush into the profile
+// file, a restart, and every rewrite of the file — an erasure's, a property
+// purge's and an expiry's purge.
+TEST_F(ProfileFileTest, PolicyVersionsSurviveTheLogAFlushAndEveryRewrite) {
+  options_.flush_on_close = false;  // first only in the log
+  options_.purge_delay_ms = 3'600'000;  // only PurgeDeleted purges
+  ASSERT_TRUE(Open().ok());
+  std::map<int64_t, uint32_t> expected;  // time_ms -> policy version
+  const auto append = [&](uint64_t subject, int64_t first, int64_t count) {
+    AppendBatch batch;
+    batch.project_id = kProject;
+    for (int64_t sequence = first; sequence < first + count; ++sequence) {
+      ProfileUpdate update = Update(subject, sequence);
+      update.policy_version =
+          sequence % 5 == 0 ? kPolicyVersionUnknown : static_cast<uint32_t>(sequence / 4);
+      expected[update.time_ms] = update.policy_version;
+      batch.profile_updates.push_back(update);
+    }
+    ASSERT_TRUE(engine_->Append(batch).ok());
+  };
+  append(6, 0, 4);  // subject 6 alone, a day before the rest: it expires below
+  clock_->Advance(86'400'000);
+  for (uint64_t subject = 1; subject <= 5; ++subject) {
+    append(subject, static_cast<int64_t>(subject) * 10, 6);
+  }
+  const auto check = [&](std::string_view stage, std::vector<uint64_t> gone) {
+    size_t count = 0;
+    for (const ProfileUpdate& update : Scanned()) {
+      ++count;
+      const auto found = expected.find(update.time_ms);
+      ASSERT_NE(found, expected.end()) << stage << ": " << update.time_ms;
+      EXPECT_EQ(update.policy_version, found->second) << stage << ": " << update.time_ms;
+      EXPECT_EQ(std::count(gone.begin(), gone.end(), update.subject.low), 0) << stage;
+    }
+    size_t kept = 0;
+    for (const auto& [time_ms, version] : expected) {
+      const int64_t sequence = time_ms - kTestNowMs;
+      const uint64_t subject = sequence < 10 ? 6 : static_cast<uint64_t>(sequence / 10);
+      kept += std::count(gone.begin(), gone.end(), subject) == 0 ? 1 : 0;
+    }
+    EXPECT_EQ(count, kept) << stage;
+  };
+  check("in the memtable", {});
+  Reopen();
+  check("replayed from the log", {});
+  options_.flush_on_close = true;
+  Reopen();  // flushed into the profile file
+  Reopen();
+  check("from the profile file", {});
+  std::ostringstream dump;
+  ASSERT_TRUE(DumpProfileFile(*fault_file_system_, ProfilePath(), dump).ok());
+  EXPECT_NE(dump.str().find(" profile file format 2,"), std::string::npos) << dump.str();
+  EXPECT_NE(dump.str().find("time_ms=" + std::to_string(kTestNowMs + 11) +
+                            " key_version=1 policy_version=2 {"),
+            std::string::npos)
+      << dump.str();
+  EXPECT_NE(dump.str().find("time_ms=" + std::to_string(kTestNowMs + 10) +
+                            " key_version=1 policy_version=unknown {"),
+            std::string::npos)
+      << dump.str();
+
+  ASSERT_TRUE(engine_->EraseSubjects(kProject, {Id128{0, 2}}).ok());
+  ASSERT_TRUE(engine_->PurgeDeleted().ok());
+  check("after an erasure's rewrite", {2});
+  ASSERT_TRUE(engine_->PurgeProperty(kProject, "seats", "").ok());
+  ASSERT_TRUE(engine_->PurgeDeleted().ok());
+  check("after a property purge's rewrite", {2});
+  for (const ProfileUpdate& update : Scanned()) {
+    EXPECT_EQ(update.properties.size(), 1u);  // the key went, the version stayed
+  }
+  const auto expired = engine_->ExpireProfiles(kProject, kTestNowMs + 1);
+  ASSERT_TRUE(expired.ok()) << expired.status().ToString();
+  EXPECT_EQ(*expired, 1u);
+  ASSERT_TRUE(engine_->PurgeDeleted().ok());
+  EXPECT_EQ(engine_->GetStats().deletions_active, 0u);
+  check("after an expiry's rewrite", {2, 6});
+  Reopen();
+  check("after a restart", {2, 6});
+}
+
+// A folder written by the binary of profile file format 1 and log format 2
+// (testdata/profiles_v1: two groups of project 9 in profiles/9.prof, one
+// update only in the log): its updates read with the policy version
+// unknown; open rewrites the file at the newest format, keeping each group
+// and its log end, before a flush appends to it; new updates keep theirs.
+TEST_F(ProfileFileTest, AVersionOneFileReadsWithThePolicyVersionUnknownAndIsRewrittenAtTheNewest) {
+  std::filesystem::copy(std::string(MINPANEL_STORE_TESTDATA) + "/profiles_v1", folder_,
+                        std::filesystem::copy_options::recursive);
+  EXPECT_EQ(ReadBytes(ProfilePath()).substr(8, 4), std::string("\x01\x00\x00\x00", 4));
+  const std::string old_log = ReadBytes(LogPath(3));
+  EXPECT_EQ(old_log.substr(8, 4), std::string("\x02\x00\x00\x00", 4));
+  ASSERT_TRUE(Open().ok());
+  EXPECT_EQ(ReadBytes(ProfilePath()).substr(8, 4), std::string("\x02\x00\x00\x00", 4));
+  EXPECT_NE(std::find(notes_.begin(), notes_.end(),
+                      ProfilePath() + ": rewritten at profile file format 2 (was 1)"),
+            notes_.end());
+  const auto expect_old = [&](std::string_view stage, size_t count) {
+    const std::vector<ProfileUpdate> scanned = Scanned();
+    ASSERT_EQ(scanned.size(), count) << stage;
+    constexpr std::array<uint64_t, 7> kSubjects = {0, 1, 2, 3, 7, 1, 2};
+    for (size_t update_idx = 0; update_idx < 7; ++update_idx) {
+      const ProfileUpdate& update = scanned[update_idx];
+      EXPECT_EQ(update.subject.low, kSubjects[update_idx]) << stage;
+      EXPECT_EQ(update.time_ms, kTestNowMs + static_cast<int64_t>(update_idx)) << stage;
+      EXPECT_EQ(update.policy_version, kPolicyVersionUnknown) << stage;
+      EXPECT_EQ(update.key_version, 1u) << stage;
+      if (update_idx == 4) {
+        EXPECT_EQ(update.group_key, "company") << stage;
+        EXPECT_EQ(update.properties, (Properties{{"name", Value::String("Example Co")}})) << stage;
+      } else {
+        EXPECT_EQ(update, Update(update.subject.low, static_cast<int64_t>(update_idx))) << stage;
+      }
+    }
+  };
+  expect_old("opened", 7);
+  std::ostringstream dump;
+  ASSERT_TRUE(DumpProfileFile(*fault_file_system_, ProfilePath(), dump).ok());
+  EXPECT_NE(dump.str().find("group up to log file 2 offset 24\n"), std::string::npos) << dump.str();
+  EXPECT_NE(dump.str().find("group up to log file 3 offset 24\n"), std::string::npos) << dump.str();
+  EXPECT_NE(dump.str().find("2 groups, 6 profile updates"), std::string::npos) << dump.str();
+
+  AppendBatch batch;
+  batch.project_id = kProject;
+  ProfileUpdate fresh = Update(3, 7);
+  fresh.policy_version = 4;
+  batch.profile_updates.push_back(fresh);
+  ASSERT_TRUE(engine_->Append(batch).ok());
+  EXPECT_EQ(ReadBytes(LogPath(3)), old_log);  // a format-2 log file is not appended to
+  Reopen();  // flushed: appended to the rewritten file
+  Reopen();
+  expect_old("restarted", 8);
+  EXPECT_EQ(Scanned().back(), fresh);
+  EXPECT_TRUE(std::none_of(notes_.begin(), notes_.end(), [](const std::string& note) {
+    return note.find("rewritten") != std::string::npos && note.find("(was 2)") != std::string::npos;
+  }));
+
+  ASSERT_TRUE(engine_->EraseSubjects(kProject, {Id128{0, 0}}).ok());
+  ASSERT_TRUE(engine_->PurgeDeleted().ok());
+  Reopen();
+  const std::vector<ProfileUpdate> after = Scanned();
+  ASSERT_EQ(after.size(), 7u);
+  for (const ProfileUpdate& update : after) {
+    EXPECT_NE(update.subject.low, 0u);
+    EXPECT_EQ(update.policy_version, update == fresh ? 4u : kPolicyVersionUnknown);
   }
 }
 

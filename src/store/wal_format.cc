@@ -123,11 +123,14 @@ void EncodeEvent(const Event& event, std::string* out, uint32_t version) {
   PutProperties(event.properties, out);
 }
 
-void EncodeProfileUpdate(const ProfileUpdate& update, std::string* out) {
+void EncodeProfileUpdate(const ProfileUpdate& update, std::string* out, uint32_t version) {
   PutId(update.subject, out);
   PutString(update.group_key, out);
   PutVarint64(ZigZagEncode(update.time_ms), out);
   PutVarint64(update.key_version, out);
+  if (version >= kWalProfilePolicyVersionFormatVersion) {
+    PutVarint64(update.policy_version, out);
+  }
   out->push_back(static_cast<char>(update.operation));
   PutProperties(update.properties, out);
 }
@@ -338,6 +341,11 @@ Status WalDecoder::ReadProfileUpdate(ProfileUpdate* update) {
   MP_RETURN_IF_ERROR(ReadVarint64("profile time", &time_bits));
   update->time_ms = ZigZagDecode(time_bits);
   MP_RETURN_IF_ERROR(ReadVarint32("profile key version", &update->key_version));
+  if (version_ >= kWalProfilePolicyVersionFormatVersion) {
+    MP_RETURN_IF_ERROR(ReadVarint32("profile policy version", &update->policy_version));
+  } else {
+    update->policy_version = kPolicyVersionUnknown;
+  }
   uint8_t operation = 0;
   MP_RETURN_IF_ERROR(ReadByte("profile operation", &operation));
   if (operation < static_cast<uint8_t>(ProfileOperation::kSet) ||

@@ -19,10 +19,12 @@ namespace minpanel::store {
 
 // "MPWAL\r\n\x1a": the line endings catch text-mode mangling, 0x1a stops `type`.
 inline constexpr std::array<char, 8> kWalMagic = {'M', 'P', 'W', 'A', 'L', '\r', '\n', '\x1a'};
-// Version 2 adds each event's policy version (docs/formats/wal.md); a file of
-// version 1 is still read, its events' policy version unknown.
-inline constexpr uint32_t kWalFormatVersion = 2;
-inline constexpr uint32_t kWalPolicyVersionFormatVersion = 2;  // the first with it
+// Version 2 adds each event's policy version, version 3 each profile
+// update's (docs/formats/wal.md); older files are still read, the versions
+// they lack unknown.
+inline constexpr uint32_t kWalFormatVersion = 3;
+inline constexpr uint32_t kWalPolicyVersionFormatVersion = 2;  // the first with events' versions
+inline constexpr uint32_t kWalProfilePolicyVersionFormatVersion = 3;  // ... with profile updates'
 // magic (8) | format version (u32) | file number (u64) | crc32 of the first 20 bytes (u32)
 inline constexpr size_t kWalFileHeaderBytes = 24;
 // crc32 (u32) | payload length (u32) | record type (u8)
@@ -70,10 +72,12 @@ uint32_t Crc32(uint32_t crc, std::string_view bytes);
 // The CRC of a + b from the CRCs of a and b and the length of b.
 uint32_t Crc32Combine(uint32_t crc_a, uint32_t crc_b, uint64_t length_b);
 
-// Appends one event / profile update (without framing) to `out`, an event
-// as a file of `version` holds it (version 1 has no policy version).
+// Appends one event / profile update (without framing) to `out`, as a file
+// of `version` holds it (version 1 has no policy version; versions 1 and 2
+// none for a profile update).
 void EncodeEvent(const Event& event, std::string* out, uint32_t version = kWalFormatVersion);
-void EncodeProfileUpdate(const ProfileUpdate& update, std::string* out);
+void EncodeProfileUpdate(const ProfileUpdate& update, std::string* out,
+                         uint32_t version = kWalFormatVersion);
 
 struct WalPayloadHeader {
   int64_t stored_at_ms = 0;

@@ -63,6 +63,33 @@ TEST(WalFormatTest, EveryProfileOperationRoundTrips) {
   }
 }
 
+// Log format 3 adds a profile update's policy version after its key
+// version; a payload of versions 1 and 2 has none and reads it as unknown.
+TEST(WalFormatTest, AProfileUpdatesPolicyVersionIsInVersionThreeOnly) {
+  ProfileUpdate update;
+  update.subject = Id128{7, 1};
+  update.time_ms = 1'700'000'000'000;
+  update.key_version = 2;
+  update.policy_version = 300;
+  update.properties = {{"plan", Value::String("pro")}};
+  for (const uint32_t version : {1u, 2u, 3u}) {
+    std::string bytes;
+    EncodeProfileUpdate(update, &bytes, version);
+    WalDecoder decoder(bytes, version);
+    ProfileUpdate decoded;
+    ASSERT_TRUE(decoder.ReadProfileUpdate(&decoded).ok()) << version;
+    EXPECT_TRUE(decoder.empty()) << version;
+    ProfileUpdate expected = update;
+    expected.policy_version = version >= 3 ? 300 : kPolicyVersionUnknown;
+    EXPECT_EQ(decoded, expected) << version;
+  }
+  std::string two;
+  std::string three;
+  EncodeProfileUpdate(update, &two, 2);
+  EncodeProfileUpdate(update, &three, 3);
+  EXPECT_EQ(three.size(), two.size() + 2);  // 300 as a varint
+}
+
 TEST(WalFormatTest, DecodingReusesTheEventAndDropsOldProperties) {
   std::string bytes;
   EncodeEvent(EventWithEveryValueType(), &bytes);
@@ -108,9 +135,11 @@ TEST(WalFormatTest, HugeCountsAndUnknownTagsAreCorruption) {
 
 TEST(WalFormatTest, UnknownProfileOperationIsCorruption) {
   ProfileUpdate update;
+  update.policy_version = 0;
   std::string bytes;
   EncodeProfileUpdate(update, &bytes);
-  bytes[16 + 1 + 1 + 1] = 9;  // subject, empty group key, time, key version, operation
+  // subject, empty group key, time, key version, policy version, operation
+  bytes[16 + 1 + 1 + 1 + 1] = 9;
   ProfileUpdate decoded;
   EXPECT_EQ(WalDecoder(bytes).ReadProfileUpdate(&decoded).code(), StatusCode::kCorruption);
 }
@@ -128,7 +157,7 @@ TEST(WalFormatTest, FileHeaderRoundTripsAndRejectsWrongMagicAndNewerVersions) {
   EXPECT_EQ(DecodeWalFileHeader(wrong_magic).status().code(), StatusCode::kCorruption);
 
   std::string newer = header.substr(0, 8);
-  newer += std::string("\x03\x00\x00\x00", 4);
+  newer += std::string("\x04\x00\x00\x00", 4);
   newer += header.substr(12, 8);
   const uint32_t crc = Crc32(0, newer);
   for (int byte_idx = 0; byte_idx < 4; ++byte_idx) {
@@ -136,7 +165,7 @@ TEST(WalFormatTest, FileHeaderRoundTripsAndRejectsWrongMagicAndNewerVersions) {
   }
   const auto refused = DecodeWalFileHeader(newer);
   EXPECT_EQ(refused.status().code(), StatusCode::kCorruption);
-  EXPECT_NE(refused.status().message().find("version 3"), std::string::npos);
+  EXPECT_NE(refused.status().message().find("version 4"), std::string::npos);
 }
 
 TEST(WalFormatTest, CrcCombineMatchesCrcOfTheConcatenation) {

@@ -281,7 +281,7 @@ TEST_F(WalRecoveryTest, DumpLogFilePrintsEveryRecord) {
   std::ostringstream out;
   ASSERT_TRUE(DumpLogFile(*options_.file_system, LogPath(1), out).ok());
   const std::string text = out.str();
-  EXPECT_NE(text.find("minpanel log format 2, file 1"), std::string::npos) << text;
+  EXPECT_NE(text.find("minpanel log format 3, file 1"), std::string::npos) << text;
   EXPECT_NE(text.find("key_version=1 policy_version=unknown"), std::string::npos) << text;
   EXPECT_NE(text.find("record at offset 24"), std::string::npos) << text;
   EXPECT_NE(text.find("plan: \"pro\""), std::string::npos) << text;

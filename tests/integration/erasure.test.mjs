@@ -101,6 +101,9 @@ describe('erasure during sustained ingestion and compaction', () => {
     assert.equal(access.body.subjects.length, 2, 'victim 0 and the anonymous id merged into it');
     assert.equal(access.body.events.length, 30 + 5 + 1);
     assert.ok(access.body.profile_updates.length >= 1, 'the profile update');
+    // Each profile update names the policy version that shaped it: the one in force.
+    assert.deepEqual([...new Set(access.body.profile_updates.map((update) => update.policy_version))],
+      [access.body.policy.in_force], JSON.stringify(access.body.profile_updates[0]));
     assert.ok(!JSON.stringify(access.body).includes(victims[0]), 'the raw id is not in the answer');
     assert.equal(await signedUpPeople(server), VICTIMS, 'every victim counted before the erasure');
     const everyone = await postJson(server, '/api/access-request', { distinct_ids: victims });
