@@ -13,14 +13,13 @@
 #include <sstream>
 
 #include "core/fault_file_system.h"
+#include "core/time_units.h"
 
 namespace minpanel::privacy {
 namespace {
 
 // 2026-11-26T00:00:00Z.
 constexpr int64_t kDay0Ms = 1795651200000;
-constexpr int64_t kHourMs = 3600 * 1000;
-constexpr int64_t kMinuteMs = 60 * 1000;
 constexpr std::string_view kUserAgent =
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
     "HeadlessChrome/156.0.0.0 Safari/537.36";

@@ -11,6 +11,7 @@
 
 #include "service/service.h"
 
+#include "core/time_units.h"
 #include "privacy/keys.h"
 #include "privacy/policy_file.h"
 
@@ -490,7 +491,6 @@ Result<std::unique_ptr<audit::AuditLog>> OpenAuditLog(
                                                       std::move(file_system), std::move(clock),
                                                       options));
   if (config.audit_retention_days > 0) {
-    constexpr int64_t kDayMs = 86'400'000;
     MP_RETURN_IF_ERROR(
         log->PruneBefore(now_ms - int64_t{config.audit_retention_days} * kDayMs).status());
   }

@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "core/test_folder.h"
+#include "core/time_units.h"
 
 namespace minpanel::service {
 namespace {
@@ -137,7 +138,6 @@ TEST(KeyLimiterTest, ATokenBucketRefusesWithRetryAfterAndRefills) {
 }
 
 TEST(KeyLimiterTest, ExportQuotasCountTheDayAndResetAtMidnightUtc) {
-  constexpr int64_t kDayMs = 86'400'000;
   auto clock = std::make_shared<FakeClock>(20'000 * kDayMs + 1000);
   KeyLimiter limiter(clock);
   const KeyLimits limits{0, 100, 10};

@@ -7,6 +7,7 @@
 #include <queue>
 #include <set>
 
+#include "core/time_units.h"
 #include "service/service.h"
 #include "store/segment.h"
 
@@ -15,9 +16,7 @@ namespace {
 
 // How far back the live view looks, widening until it has enough events:
 // an hour, a day, a week, 30 days, a year, then everything.
-constexpr int64_t kHourMs = 3600LL * 1000;
-constexpr int64_t kLiveWindowsMs[] = {kHourMs, 24 * kHourMs, 7 * 24 * kHourMs, 30 * 24 * kHourMs,
-                                      366 * 24 * kHourMs};
+constexpr int64_t kLiveWindowsMs[] = {kHourMs, kDayMs, 7 * kDayMs, 30 * kDayMs, 366 * kDayMs};
 
 bool Allowed(const std::vector<std::string>& list, std::string_view item) {
   return list.empty() || std::find(list.begin(), list.end(), item) != list.end();

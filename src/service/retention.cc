@@ -7,13 +7,13 @@
 #include <optional>
 #include <set>
 
+#include "core/time_units.h"
 #include "service/project_settings.h"
 #include "service/service.h"
 
 namespace minpanel::service {
 namespace {
 
-constexpr int64_t kDayMs = 86'400'000;
 // The audit log's retention bound moves in whole UTC days: a prune that cuts
 // copies the rest of the log (audit::AuditLog::PruneBefore), so a running
 // server cuts at most once a day; a look that finds nothing to cut reads one

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/fault_file_system.h"
+#include "core/time_units.h"
 #include "service/backup.h"
 #include "service/service.h"
 
@@ -20,7 +21,6 @@ namespace minpanel::service {
 namespace {
 
 constexpr int64_t kNowMs = 1'795'685'260'000;  // 2026-11-26
-constexpr int64_t kDayMs = 86'400'000;
 constexpr int64_t kAges[] = {1, 5, 10, 40};  // days, for each name
 
 class RetentionTest : public ::testing::Test {
@@ -178,7 +178,6 @@ TEST_F(RetentionTest, SettingsReplacedOnReloadApplyToTheNextRun) {
 // retires the deletion — with no further traffic, and the age of the
 // oldest unpurged deletion readable meanwhile.
 TEST_F(RetentionTest, AnErasureIsPurgedByTheDeadline) {
-  constexpr int64_t kHourMs = 3'600'000;
   ASSERT_EQ(config_.erasure_purge_deadline_hours, 24U);
   const Project& shop = projects_[0];
   SubjectSelection selection;
@@ -349,6 +348,31 @@ TEST_F(RetentionTest, TheAuditLogIsPrunedWhileTheServiceRuns) {
   clock_->Advance(60'000);
   ASSERT_TRUE(service_->ApplyRetention().ok());
   EXPECT_EQ(records("log.prune"), 1U);
+}
+
+// audit_retention_days also holds when the log opens (OpenAuditLog), with no
+// retention pass: a record more than the days old is cut, one younger is
+// kept.
+TEST_F(RetentionTest, TheAuditLogIsPrunedWhenItOpens) {
+  config_.audit_retention_days = 1;
+  Open();
+  const Project& shop = projects_[0];
+  EXPECT_GT(Count(shop, "Signed up"), 0U);  // an audited export
+  const auto exports = [&] {
+    audit::Filter filter;
+    filter.act = "export";
+    auto entries = service_->ReadAudit(LocalAccess(shop), filter);
+    EXPECT_TRUE(entries.ok()) << entries.status().ToString();
+    return entries.ok() ? entries->size() : size_t{0};
+  };
+  const size_t exported = exports();
+  ASSERT_GE(exported, 1U);
+  clock_->Advance(kDayMs - kHourMs);
+  Open();
+  EXPECT_EQ(exports(), exported);  // under a day old: kept
+  clock_->Advance(2 * kHourMs);
+  Open();
+  EXPECT_EQ(exports(), 0U);  // over a day old: cut as the log opened
 }
 
 TEST(ErasurePurgeDelayTest, StartsAMarginBeforeTheDeadline) {
