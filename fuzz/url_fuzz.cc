@@ -1,6 +1,7 @@
 // Fuzzes the URL and referrer generalisers and checks what must hold for any
-// input: the output is bounded, has no control characters, names no email in
-// its path, and generalising twice changes nothing.
+// input: the output is bounded, has no control characters and no space or
+// tab at either end, names no email in its path, and generalising twice
+// changes nothing.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -26,6 +27,16 @@ bool HasControlCharacter(std::string_view text) {
   return false;
 }
 
+bool IsBlank(char c) { return c == ' ' || c == '\t'; }
+
+// GeneraliseUrl cuts the blanks its answer ends in by the trimmed length,
+// which is right only while the answer never starts with one.
+void CheckEnds(const std::string& output) {
+  using minpanel::fuzz::Check;
+  Check(output.empty() || !IsBlank(output.front()), "no leading blank");
+  Check(output.empty() || !IsBlank(output.back()), "no trailing blank");
+}
+
 void CheckGeneralised(std::string_view input, const std::string& output,
                       const minpanel::privacy::UrlPolicy& policy) {
   using minpanel::fuzz::Check;
@@ -33,6 +44,7 @@ void CheckGeneralised(std::string_view input, const std::string& output,
   Check(output.size() <= kGrowthFactorMax * std::min(input.size(), kUrlBytesMax) + 16,
         "output bounded");
   Check(!HasControlCharacter(output), "no control characters");
+  CheckEnds(output);
   const std::string_view before_query = std::string_view(output).substr(0, output.find('?'));
   Check(before_query.find('@') == std::string_view::npos, "no '@' outside the kept query");
   // A generalised URL longer than the cap would be cut again, so idempotence
@@ -55,6 +67,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   keep_fragment.query_keep_prefixes = {"utm_", "ref"};
   const std::string with_fragment = privacy::GeneraliseUrl(text, keep_fragment);
   fuzz::Check(!HasControlCharacter(with_fragment), "no control characters (fragment kept)");
+  CheckEnds(with_fragment);
 
   const std::string host = privacy::ReferrerHost(text);
   fuzz::Check(host.size() <= privacy::kHostBytesMax + 2, "host bounded");

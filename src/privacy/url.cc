@@ -3,6 +3,8 @@
 #include <cstdint>
 #include <optional>
 
+#include "core/text.h"
+
 namespace minpanel::privacy {
 namespace {
 
@@ -55,16 +57,6 @@ void AppendLowerAscii(std::string_view text, std::string* out) {
 
 bool EqualsIgnoringCase(std::string_view text, std::string_view lowercase) {
   return text.size() == lowercase.size() && StartsWithIgnoringCase(text, lowercase);
-}
-
-std::string_view TrimWhitespace(std::string_view text) {
-  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) {
-    text.remove_prefix(1);
-  }
-  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) {
-    text.remove_suffix(1);
-  }
-  return text;
 }
 
 int HexValue(char c) {
@@ -358,7 +350,7 @@ std::optional<SplitUrl> Split(std::string_view text) {
   SplitTail(&text, &url);
   // "example.com:8080 ?q" would otherwise read as a path here and as a host
   // once its query is gone.
-  text = TrimWhitespace(text);
+  text = TrimSpacesAndTabs(text);
   const size_t scheme_length = SchemeLength(text);
   const std::string_view after_scheme = text.substr(scheme_length == 0 ? 0 : scheme_length + 1);
   std::string_view rest = text;
@@ -501,7 +493,7 @@ std::string PercentDecode(std::string_view text) {
 
 std::string_view ClassifyPathSegment(std::string_view decoded_segment) {
   // Padding does not make an identifier less identifying ("123%20").
-  const std::string_view trimmed = TrimWhitespace(decoded_segment);
+  const std::string_view trimmed = TrimSpacesAndTabs(decoded_segment);
   if (trimmed.empty()) {
     return {};
   }
@@ -511,7 +503,7 @@ std::string_view ClassifyPathSegment(std::string_view decoded_segment) {
 }  // namespace internal
 
 std::string GeneraliseUrl(std::string_view url, const UrlPolicy& policy) {
-  std::string_view text = TrimWhitespace(url);
+  std::string_view text = TrimSpacesAndTabs(url);
   const bool cut = text.size() > kUrlBytesMax;
   if (cut) {
     text = text.substr(0, kUrlBytesMax);
@@ -549,14 +541,18 @@ std::string GeneraliseUrl(std::string_view url, const UrlPolicy& policy) {
     out.push_back('#');
     out.append(*split->fragment);
   }
-  // "a #x" loses its fragment and would end in a space that a second pass
-  // trims; trimming here keeps the function idempotent.
-  out.resize(TrimWhitespace(out).size());
+  // A kept query can end in a blank that stood before a part dropped
+  // ("/a?utm_source=x #top", "?utm_source=x &id=5"), which a second pass
+  // would trim; trimming here keeps the function idempotent. Only the end
+  // can be blank: `out` starts with the scheme, "//", the host or the first
+  // byte of the trimmed text (Split trims too), so the trimmed length is
+  // the length without the trailing blanks.
+  out.resize(TrimSpacesAndTabs(out).size());
   return out;
 }
 
 std::string ReferrerHost(std::string_view referrer) {
-  const std::string_view text = TrimWhitespace(referrer);
+  const std::string_view text = TrimSpacesAndTabs(referrer);
   if (text == kDirectReferrer) {
     return std::string(kDirectReferrer);
   }

@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -180,6 +181,32 @@ TEST(GeneraliseUrlTest, OverlongUrlIsCutAndMarked) {
   std::string with_query = "https://example.com/a?utm_source=";
   with_query.append(kUrlBytesMax, 'x');
   EXPECT_EQ(Generalise(with_query), "https://example.com/a") << "a cut query is dropped";
+}
+
+// Spaces and tabs around the URL go; so does a blank that ends a kept query
+// because the part after it was dropped, and only that blank: the rest of
+// the answer stays whole, and a second pass changes nothing.
+TEST(GeneraliseUrlTest, BlanksAtTheEndsAreTrimmed) {
+  const std::pair<std::string_view, std::string_view> cases[] = {
+      {" \thttps://Example.com/a \t", "https://example.com/a"},
+      {"\t/pricing ", "/pricing"},
+      {"  example.com/x/123  ", "example.com/x/:id"},
+      {" //cdn.example.com/a ", "//cdn.example.com/a"},
+      {" ?utm_source=x ", "?utm_source=x"},
+      {"https://example.com/a?utm_source=x #top", "https://example.com/a?utm_source=x"},
+      {"https://example.com/a?utm_source=x  &id=5", "https://example.com/a?utm_source=x"},
+      {"https://example.com/a?utm_source=x \t&id=5", ""},  // a tab inside is a control character
+      {"/a?utm_source=x &id=5", "/a?utm_source=x"},
+      {"/a b?utm_source= &id=5", "/a b?utm_source="},
+  };
+  for (const auto& [url, expected] : cases) {
+    EXPECT_EQ(Generalise(url), expected) << "'" << url << "'";
+    EXPECT_EQ(Generalise(expected), expected) << "'" << expected << "'";
+  }
+  UrlPolicy keep_fragment;
+  keep_fragment.keep_fragment = true;
+  EXPECT_EQ(GeneraliseUrl(" /a#top \t", keep_fragment), "/a#top");
+  EXPECT_EQ(GeneraliseUrl("/a#to p", keep_fragment), "/a#to p");
 }
 
 TEST(GeneraliseUrlTest, OutputNeverLongerThanCap) {

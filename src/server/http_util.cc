@@ -9,21 +9,13 @@
 #include <cctype>
 #include <charconv>
 
+#include "core/text.h"
+
 namespace minpanel::server {
 namespace {
 
 constexpr size_t kJsonpCallbackBytesMax = 128;
 constexpr size_t kForwardedHopsMax = 32;
-
-std::string_view Trim(std::string_view text) {
-  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) {
-    text.remove_prefix(1);
-  }
-  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) {
-    text.remove_suffix(1);
-  }
-  return text;
-}
 
 std::optional<std::vector<uint8_t>> AddressBytes(std::string_view text) {
   boost::system::error_code error;
@@ -60,7 +52,7 @@ bool PrefixMatches(const std::vector<uint8_t>& range, int bits, const std::vecto
 // One element of a Forwarded or X-Forwarded-For list, as an address:
 // strips quotes, brackets and ports ("[2001:db8::1]:443", "192.0.2.1:80").
 std::string_view BareAddress(std::string_view text) {
-  text = Trim(text);
+  text = TrimSpacesAndTabs(text);
   if (text.size() >= 2 && text.front() == '"' && text.back() == '"') {
     text = text.substr(1, text.size() - 2);
   }
@@ -92,7 +84,7 @@ std::vector<std::string_view> ForwardedFor(std::string_view header) {
   std::vector<std::string_view> addresses;
   for (std::string_view element : Split(header, ',')) {
     for (std::string_view pair : Split(element, ';')) {
-      pair = Trim(pair);
+      pair = TrimSpacesAndTabs(pair);
       if (pair.size() > 4 && (pair.substr(0, 4) == "for=" || pair.substr(0, 4) == "For=")) {
         addresses.push_back(BareAddress(pair.substr(4)));
       }
@@ -104,11 +96,11 @@ std::vector<std::string_view> ForwardedFor(std::string_view header) {
 }  // namespace
 
 std::optional<std::pair<std::string, std::string>> ParseBasicAuth(std::string_view header) {
-  header = Trim(header);
+  header = TrimSpacesAndTabs(header);
   if (header.size() < 6 || (header.substr(0, 6) != "Basic " && header.substr(0, 6) != "basic ")) {
     return std::nullopt;
   }
-  const std::string_view encoded = Trim(header.substr(6));
+  const std::string_view encoded = TrimSpacesAndTabs(header.substr(6));
   std::string decoded(encoded.size(), '\0');
   size_t decoded_bytes = 0;
   if (sodium_base642bin(reinterpret_cast<unsigned char*>(decoded.data()), decoded.size(),

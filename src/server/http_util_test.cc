@@ -35,6 +35,15 @@ TEST(BasicAuthTest, OtherSchemesAndBadBase64AreIgnored) {
   EXPECT_FALSE(ParseBasicAuth("").has_value());
 }
 
+// Spaces and tabs around the header and around the credentials are
+// optional whitespace (RFC 9110 §5.6.3); other blanks are not.
+TEST(BasicAuthTest, SpacesAndTabsAroundAreIgnored) {
+  const auto parsed = ParseBasicAuth(" \tBasic \t" + Base64("s3cret:") + "\t ");
+  ASSERT_TRUE(parsed.has_value());
+  EXPECT_EQ(parsed->first, "s3cret");
+  EXPECT_FALSE(ParseBasicAuth("\nBasic " + Base64("s3cret:")).has_value());
+}
+
 TEST(TrustedProxiesTest, AddressesAndRanges) {
   auto proxies = TrustedProxies::Parse({"127.0.0.1", "10.0.0.0/8", "2001:db8::/32"});
   ASSERT_TRUE(proxies.ok());
@@ -69,6 +78,12 @@ TEST(ClientAddressTest, RightmostUntrustedHopIsTheClient) {
                           "for=192.0.2.60;proto=http, for=\"[2001:db8::17]:4711\"", *proxies),
             "2001:db8::17");
   EXPECT_EQ(ClientAddress("127.0.0.1", "garbage", "", *proxies), "127.0.0.1");
+  // Blanks around list elements, pairs and addresses are optional whitespace.
+  EXPECT_EQ(ClientAddress("127.0.0.1", "1.2.3.4,\t 203.0.113.5 \t,10.0.0.2", "", *proxies),
+            "203.0.113.5");
+  EXPECT_EQ(ClientAddress("127.0.0.1", "", "for=192.0.2.60,\t for=203.0.113.7 ;\tproto=https",
+                          *proxies),
+            "203.0.113.7");
 }
 
 TEST(JsonpCallbackTest, OnlyIdentifierPaths) {
