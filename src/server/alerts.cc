@@ -18,11 +18,26 @@ std::string AlertJson(const service::AnomalyAlert& alert) {
   return json;
 }
 
-AlertSender::AlertSender(std::string webhook)
-    : queue_(std::make_unique<WebhookQueue>("anomaly webhook", std::move(webhook), kAlertQueueMax,
-                                            0)) {}
+AlertSender::AlertSender(std::string webhook, std::string ca_file)
+    : ca_file_(std::move(ca_file)),
+      queue_(
+          std::make_unique<WebhookQueue>("anomaly webhook", std::move(webhook), kAlertQueueMax, 0,
+                                         [this](const std::string& url, const std::string& body) {
+                                           return PostJson(url, body, CaFile());
+                                         })) {}
 
-void AlertSender::SetWebhook(std::string webhook) { queue_->SetUrl(std::move(webhook)); }
+void AlertSender::SetWebhook(std::string webhook, std::string ca_file) {
+  {
+    std::lock_guard lock(ca_file_mutex_);
+    ca_file_ = std::move(ca_file);
+  }
+  queue_->SetUrl(std::move(webhook));
+}
+
+std::string AlertSender::CaFile() const {
+  std::lock_guard lock(ca_file_mutex_);
+  return ca_file_;
+}
 
 AlertSender::~AlertSender() = default;
 

@@ -1,8 +1,9 @@
 // AlertSender: delivers the service's anomaly alerts (service/anomaly.h;
 // docs/security.md, "Anomaly rules"): a warning in the server's log —
 // the key id, the rule and its numbers, never an address or a subject —
-// and, when `[anomaly] webhook` is set, a JSON POST to that http:// URL
-// (replaced on SIGHUP: SetWebhook).
+// and, when `[anomaly] webhook` is set, a JSON POST to that http:// or
+// https:// URL (`webhook_ca_file`: the CAs its certificate must chain to;
+// both replaced on SIGHUP: SetWebhook).
 //
 // Send only queues (it runs on the thread that ran the export) on a
 // WebhookQueue (webhook.h) of at most kAlertQueueMax alerts: past it the
@@ -13,6 +14,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "server/webhook.h"
@@ -28,20 +30,27 @@ std::string AlertJson(const service::AnomalyAlert& alert);
 
 class AlertSender {
  public:
-  // `webhook`: empty (log only) or an http:// URL (checked by the config).
-  explicit AlertSender(std::string webhook);
+  // `webhook`: empty (log only) or an http:// or https:// URL, and
+  // `ca_file` its CAs (empty: the system's); checked by the config.
+  AlertSender(std::string webhook, std::string ca_file);
   ~AlertSender();
   AlertSender(const AlertSender&) = delete;
   AlertSender& operator=(const AlertSender&) = delete;
 
   void Send(const service::AnomalyAlert& alert);
-  // Replaces the webhook (SIGHUP; empty: log only); alerts already queued
-  // go to the one they were queued for.
-  void SetWebhook(std::string webhook);
+  // Replaces the webhook and its CA file (SIGHUP; empty: log only); alerts
+  // already queued go to the URL they were queued for, checked against the
+  // CA file in force when each is sent.
+  void SetWebhook(std::string webhook, std::string ca_file);
   // The webhook's queue, for /metrics (its counts stay across reloads).
   const WebhookQueue* queue() const { return queue_.get(); }
 
  private:
+  std::string CaFile() const;
+
+  mutable std::mutex ca_file_mutex_;
+  std::string ca_file_;  // guarded by ca_file_mutex_
+  // Last: its thread, which reads ca_file_, is joined first.
   std::unique_ptr<WebhookQueue> queue_;
 };
 

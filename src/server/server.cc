@@ -185,8 +185,27 @@ std::optional<Status> WrongListener(ListenerRole role, Route route) {
   return std::nullopt;
 }
 
+// A webhook's CA file must hold a certificate OpenSSL reads: refused at
+// start, and a reload refused, rather than every send failing later.
+Status CheckCaFile(std::string_view key, const std::string& ca_file) {
+  if (ca_file.empty()) {
+    return Status::Ok();
+  }
+  ssl::context context(ssl::context::tls_client);
+  boost::system::error_code error;
+  context.load_verify_file(ca_file, error);
+  if (error) {
+    return Status::InvalidArgument("config: '" + std::string(key) + "' " + ca_file +
+                                   ": no CA certificate read (" + error.message() + ")");
+  }
+  return Status::Ok();
+}
+
 Result<std::shared_ptr<const Settings>> MakeSettings(const service::Config& config) {
   MP_RETURN_IF_ERROR(service::ValidateConfig(config));
+  MP_RETURN_IF_ERROR(
+      CheckCaFile("audit_checkpoint_webhook_ca_file", config.audit_checkpoint_webhook_ca_file));
+  MP_RETURN_IF_ERROR(CheckCaFile("anomaly.webhook_ca_file", config.anomaly.webhook_ca_file));
   MP_ASSIGN_OR_RETURN(TrustedProxies proxies, TrustedProxies::Parse(config.trusted_proxies));
   return std::shared_ptr<const Settings>(new Settings{config, std::move(proxies)});
 }
@@ -221,7 +240,8 @@ class Server::Impl {
         signals_(io_, SIGINT, SIGTERM, SIGHUP),
         workers_(settings_->config.worker_threads),
         exporters_(settings_->config.export_threads),
-        alerts_(std::make_unique<AlertSender>(settings_->config.anomaly.webhook)) {
+        alerts_(std::make_unique<AlertSender>(settings_->config.anomaly.webhook,
+                                              settings_->config.anomaly.webhook_ca_file)) {
     // The anomaly rules' alerts: a log line and the webhook (alerts.h).
     service_->SetAlertHandler(
         [alerts = alerts_.get()](const service::AnomalyAlert& alert) { alerts->Send(alert); });
@@ -230,10 +250,10 @@ class Server::Impl {
     }
     const service::Config& config = settings_->config;
     if (!config.audit_checkpoint_webhook.empty()) {
-      checkpoints_ =
-          std::make_unique<WebhookQueue>("audit checkpoint webhook", config.audit_checkpoint_webhook,
-                                         kCheckpointQueueMax, kCheckpointDrainMs, PostJson,
-                                         config.data_folder + "/audit/" + std::string(kCheckpointWebhookSpool));
+      checkpoints_ = std::make_unique<WebhookQueue>(
+          "audit checkpoint webhook", config.audit_checkpoint_webhook, kCheckpointQueueMax,
+          kCheckpointDrainMs, JsonPoster(config.audit_checkpoint_webhook_ca_file),
+          config.data_folder + "/audit/" + std::string(kCheckpointWebhookSpool));
       metrics_.AddWebhook("audit_checkpoint", checkpoints_.get());
     }
     if (const std::optional<int> facility = service::SyslogFacility(config.audit_checkpoint_syslog);
@@ -963,7 +983,8 @@ void Server::Impl::Reload() {
   }
   service_->SetProjectSettings((*settings)->config.project_settings);
   service_->SetAnomalyRules((*settings)->config.anomaly);
-  alerts_->SetWebhook((*settings)->config.anomaly.webhook);
+  alerts_->SetWebhook((*settings)->config.anomaly.webhook,
+                      (*settings)->config.anomaly.webhook_ca_file);
   service_->SetErasurePurgeDeadline((*settings)->config.erasure_purge_deadline_hours);
   const auto notes = service_->Reload();
   if (!notes.ok()) {

@@ -1,8 +1,9 @@
 // WebhookQueue: sends messages to one destination, in order, from a thread
-// of its own: by default POSTs JSON bodies to an http:// URL, each within
-// kWebhookPostTimeoutMs; given another sender, datagrams to the syslog
-// socket (syslog.h). Shared by the anomaly alerts (alerts.h) and the audit
-// checkpoints' webhook and syslog sinks (docs/security.md, "The audit log").
+// of its own: by default POSTs JSON bodies to an http:// or https:// URL
+// (PostJson), each within kWebhookPostTimeoutMs; given another sender,
+// datagrams to the syslog socket (syslog.h). Shared by the anomaly alerts
+// (alerts.h) and the audit checkpoints' webhook and syslog sinks
+// (docs/security.md, "The audit log").
 //
 // Push only queues and never blocks (and does nothing while the
 // destination is empty; SetUrl replaces it, on SIGHUP, for the messages
@@ -45,9 +46,15 @@ inline constexpr std::string_view kWebhookSpoolMagic = "minpanel-webhook-queue 1
 // Sends one message to a destination: the error's message, or empty.
 using QueueSender =
     std::function<std::string(const std::string& destination, const std::string& message)>;
-// A POST of the JSON `body` to the http:// `url` within
-// kWebhookPostTimeoutMs: a WebhookQueue's default sender.
-std::string PostJson(const std::string& url, const std::string& body);
+// A POST of the JSON `body` to the http:// or https:// `url` within
+// kWebhookPostTimeoutMs, through libcurl, with no proxy and no redirect
+// followed; 2xx is accepted. Over https the receiver's certificate must
+// chain to a CA of `ca_file` (a PEM file; empty: the system's CAs) and name
+// the URL's host, or nothing is sent (the error says why). Thread-safe.
+std::string PostJson(const std::string& url, const std::string& body,
+                     const std::string& ca_file = "");
+// PostJson with `ca_file`, as a WebhookQueue's sender.
+QueueSender JsonPoster(std::string ca_file);
 
 class WebhookQueue {
  public:
@@ -58,14 +65,15 @@ class WebhookQueue {
     uint64_t queued = 0;   // waiting now (a failed one at the head included)
   };
 
-  // `what` names the webhook in log lines ("anomaly webhook"); `url` is an
-  // http:// URL (checked by the config), or empty: none yet; or what `send`
-  // takes as its destination. `spool_path`, when not empty, makes the queue
-  // retry and keep its messages across restarts there (above); messages
-  // the file holds are queued first, for the current `url`. A message must
-  // then hold no newline (one a line in the file; Push refuses and logs it).
+  // `what` names the webhook in log lines ("anomaly webhook"); `url` is
+  // what `send` takes as its destination (for JsonPoster, an http:// or
+  // https:// URL checked by the config), or empty: none yet. `spool_path`,
+  // when not empty, makes the queue retry and keep its messages across
+  // restarts there (above); messages the file holds are queued first, for
+  // the current `url`. A message must then hold no newline (one a line in
+  // the file; Push refuses and logs it).
   WebhookQueue(std::string what, std::string url, size_t queue_max, int64_t drain_ms,
-               QueueSender send = PostJson, std::string spool_path = "");
+               QueueSender send = JsonPoster(""), std::string spool_path = "");
   ~WebhookQueue();
   WebhookQueue(const WebhookQueue&) = delete;
   WebhookQueue& operator=(const WebhookQueue&) = delete;

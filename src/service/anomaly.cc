@@ -176,11 +176,29 @@ Status CheckAnomalyRules(const AnomalyRules& rules) {
                                    std::to_string(kAnomalyBurstWindowSecondsMax) +
                                    " (kAnomalyBurstWindowSecondsMax)");
   }
-  if (!rules.webhook.empty() &&
-      (!rules.webhook.starts_with("http://") || rules.webhook.size() > kAnomalyWebhookBytesMax)) {
-    return Status::InvalidArgument("config: 'anomaly.webhook' must be an http:// URL of at most " +
-                                   std::to_string(kAnomalyWebhookBytesMax) +
-                                   " bytes (kAnomalyWebhookBytesMax)");
+  return CheckWebhook("anomaly.webhook", rules.webhook, "anomaly.webhook_ca_file",
+                      rules.webhook_ca_file);
+}
+
+Status CheckWebhook(std::string_view url_key, std::string_view url, std::string_view ca_file_key,
+                    std::string_view ca_file) {
+  if (!url.empty() && ((!url.starts_with("http://") && !url.starts_with("https://")) ||
+                       url.size() > kAnomalyWebhookBytesMax)) {
+    return Status::InvalidArgument(
+        "config: '" + std::string(url_key) + "' must be an http:// or https:// URL of at most " +
+        std::to_string(kAnomalyWebhookBytesMax) + " bytes (kAnomalyWebhookBytesMax)");
+  }
+  if (ca_file.empty()) {
+    return Status::Ok();
+  }
+  if (!url.starts_with("https://")) {
+    return Status::InvalidArgument("config: '" + std::string(ca_file_key) +
+                                   "' is for an https:// '" + std::string(url_key) + "' only");
+  }
+  if (ca_file.size() > kWebhookCaFileBytesMax) {
+    return Status::InvalidArgument("config: '" + std::string(ca_file_key) + "' must be at most " +
+                                   std::to_string(kWebhookCaFileBytesMax) +
+                                   " bytes (kWebhookCaFileBytesMax)");
   }
   return Status::Ok();
 }

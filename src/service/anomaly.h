@@ -46,6 +46,7 @@ inline constexpr uint32_t kAnomalyWindowHoursMax = 7 * 24;
 inline constexpr uint32_t kAnomalyBurstExportsMax = 10'000;
 inline constexpr uint32_t kAnomalyBurstWindowSecondsMax = 24 * 3600;
 inline constexpr size_t kAnomalyWebhookBytesMax = 2048;
+inline constexpr size_t kWebhookCaFileBytesMax = 4096;
 
 // The configuration's [anomaly] table (docs/config.md). A factor or count
 // of 0 turns its rule off.
@@ -71,11 +72,23 @@ struct AnomalyRules {
   uint32_t warmup_days = 7;
   // Suspend the key (AccessKey::suspended_ms) when a rule fires.
   bool suspend = false;
-  // POST each alert as JSON to this http:// URL; empty: none.
+  // POST each alert as JSON to this http:// or https:// URL; empty: none.
   std::string webhook;
+  // For an https:// webhook: a PEM file of the CAs its certificate must
+  // chain to; empty: the system's CAs.
+  std::string webhook_ca_file;
 };
 // InvalidArgument naming the [anomaly] key out of range.
 Status CheckAnomalyRules(const AnomalyRules& rules);
+
+// An outbound webhook's two settings (the anomaly alerts', the audit
+// checkpoints'): `url` empty (none) or an http:// or https:// URL of at
+// most kAnomalyWebhookBytesMax bytes; `ca_file` empty (the system's CAs) or,
+// for an https:// URL only, a path of at most kWebhookCaFileBytesMax bytes
+// (whether it reads is the server's check, at start and on SIGHUP).
+// InvalidArgument naming `url_key` or `ca_file_key` as the config spells it.
+Status CheckWebhook(std::string_view url_key, std::string_view url, std::string_view ca_file_key,
+                    std::string_view ca_file);
 
 // The rules' names, as the alerts, the log and /metrics spell them.
 inline constexpr std::string_view kAnomalyRuleNames[] = {"volume", "window_rows", "hours",

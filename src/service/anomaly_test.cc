@@ -279,8 +279,14 @@ TEST_F(AnomalyTest, ConfigChecksNameTheKey) {
   rules.window_hours = 0;
   EXPECT_NE(CheckAnomalyRules(rules).message().find("anomaly.window_hours"), std::string::npos);
   rules = AnomalyRules{};
-  rules.webhook = "https://example.test/hook";
+  rules.webhook = "ftp://example.test/hook";
   EXPECT_NE(CheckAnomalyRules(rules).message().find("anomaly.webhook"), std::string::npos);
+  rules.webhook = "https://example.test/hook";
+  EXPECT_TRUE(CheckAnomalyRules(rules).ok());
+  rules.webhook_ca_file = "ca.pem";
+  EXPECT_TRUE(CheckAnomalyRules(rules).ok());
+  rules.webhook = "http://example.test/hook";
+  EXPECT_NE(CheckAnomalyRules(rules).message().find("anomaly.webhook_ca_file"), std::string::npos);
   EXPECT_TRUE(CheckAnomalyRules(AnomalyRules{}).ok());
 }
 

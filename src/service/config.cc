@@ -165,12 +165,12 @@ Status ReadBool(const toml::table& table, const char* key, const std::string& se
 
 Status ReadAnomaly(const toml::table& table, AnomalyRules* rules) {
   const std::string section = "anomaly.";
-  MP_RETURN_IF_ERROR(UnknownKeys(
-      table,
-      {"volume_factor", "window_hours", "volume_rows_min", "window_rows_max", "unusual_hours",
-       "new_address", "burst_exports", "burst_window_s", "burst_rows_max", "warmup_days",
-       "suspend", "webhook"},
-      section));
+  MP_RETURN_IF_ERROR(
+      UnknownKeys(table,
+                  {"volume_factor", "window_hours", "volume_rows_min", "window_rows_max",
+                   "unusual_hours", "new_address", "burst_exports", "burst_window_s",
+                   "burst_rows_max", "warmup_days", "suspend", "webhook", "webhook_ca_file"},
+                  section));
   if (const toml::node* node = table.get("volume_factor")) {
     const auto value = node->value<double>();
     if (!value.has_value()) {
@@ -188,7 +188,8 @@ Status ReadAnomaly(const toml::table& table, AnomalyRules* rules) {
   MP_RETURN_IF_ERROR(ReadInteger(table, "burst_rows_max", section, &rules->burst_rows_max));
   MP_RETURN_IF_ERROR(ReadInteger(table, "warmup_days", section, &rules->warmup_days));
   MP_RETURN_IF_ERROR(ReadBool(table, "suspend", section, &rules->suspend));
-  return ReadString(table, "webhook", section, &rules->webhook);
+  MP_RETURN_IF_ERROR(ReadString(table, "webhook", section, &rules->webhook));
+  return ReadString(table, "webhook_ca_file", section, &rules->webhook_ca_file);
 }
 
 Status ReadDays(const toml::node& node, const std::string& key, uint32_t* days) {
@@ -297,16 +298,35 @@ Status ReadProjectSettings(const toml::table& projects, std::vector<ProjectSetti
 
 Status ReadTop(const toml::table& root, Config* config) {
   MP_RETURN_IF_ERROR(UnknownKeys(root,
-                                 {"listen", "listen_api", "data_folder", "key_folder",
-                                  "trusted_proxies", "tls", "tls_api",
-                                  "limits", "dedup_window_hours", "dedup_entries_max",
-                                  "store_memtable_rows_max", "erasure_purge_deadline_hours",
-                                  "io_threads", "worker_threads", "export_threads", "log_level",
-                                  "access_log", "user_agent_regexes", "geoip_files",
-                                  "path_prefixes", "projects", "audit_retention_days",
-                                  "audit_address_retention_days", "audit_checkpoint_sink",
-                                  "audit_checkpoint_webhook", "audit_checkpoint_syslog",
-                                  "audit_checkpoint_syslog_socket", "anomaly"},
+                                 {"listen",
+                                  "listen_api",
+                                  "data_folder",
+                                  "key_folder",
+                                  "trusted_proxies",
+                                  "tls",
+                                  "tls_api",
+                                  "limits",
+                                  "dedup_window_hours",
+                                  "dedup_entries_max",
+                                  "store_memtable_rows_max",
+                                  "erasure_purge_deadline_hours",
+                                  "io_threads",
+                                  "worker_threads",
+                                  "export_threads",
+                                  "log_level",
+                                  "access_log",
+                                  "user_agent_regexes",
+                                  "geoip_files",
+                                  "path_prefixes",
+                                  "projects",
+                                  "audit_retention_days",
+                                  "audit_address_retention_days",
+                                  "audit_checkpoint_sink",
+                                  "audit_checkpoint_webhook",
+                                  "audit_checkpoint_webhook_ca_file",
+                                  "audit_checkpoint_syslog",
+                                  "audit_checkpoint_syslog_socket",
+                                  "anomaly"},
                                  ""));
   MP_RETURN_IF_ERROR(ReadString(root, "listen", "", &config->listen));
   MP_RETURN_IF_ERROR(ReadString(root, "listen_api", "", &config->listen_api));
@@ -320,6 +340,8 @@ Status ReadTop(const toml::table& root, Config* config) {
       ReadString(root, "audit_checkpoint_sink", "", &config->audit_checkpoint_sink));
   MP_RETURN_IF_ERROR(
       ReadString(root, "audit_checkpoint_webhook", "", &config->audit_checkpoint_webhook));
+  MP_RETURN_IF_ERROR(ReadString(root, "audit_checkpoint_webhook_ca_file", "",
+                                &config->audit_checkpoint_webhook_ca_file));
   MP_RETURN_IF_ERROR(
       ReadString(root, "audit_checkpoint_syslog", "", &config->audit_checkpoint_syslog));
   MP_RETURN_IF_ERROR(ReadString(root, "audit_checkpoint_syslog_socket", "",
@@ -457,13 +479,9 @@ Status ValidateConfig(const Config& config) {
     return Status::InvalidArgument("config: 'listen_api' must be another address than 'listen' (" +
                                    config.listen + "): the two listeners serve different routes");
   }
-  if (!config.audit_checkpoint_webhook.empty() &&
-      (!config.audit_checkpoint_webhook.starts_with("http://") ||
-       config.audit_checkpoint_webhook.size() > kAnomalyWebhookBytesMax)) {
-    return Status::InvalidArgument("config: 'audit_checkpoint_webhook' must be an http:// URL of "
-                                   "at most " + std::to_string(kAnomalyWebhookBytesMax) +
-                                   " bytes (kAnomalyWebhookBytesMax)");
-  }
+  MP_RETURN_IF_ERROR(CheckWebhook("audit_checkpoint_webhook", config.audit_checkpoint_webhook,
+                                  "audit_checkpoint_webhook_ca_file",
+                                  config.audit_checkpoint_webhook_ca_file));
   if (config.audit_checkpoint_syslog != "off" &&
       !SyslogFacility(config.audit_checkpoint_syslog).has_value()) {
     return Status::InvalidArgument(

@@ -144,9 +144,12 @@ struct Config {
   // A file (on another volume) every audit checkpoint is also appended to;
   // empty: none.
   std::string audit_checkpoint_sink;
-  // An http:// URL every audit checkpoint is also POSTed to by a running
-  // server (docs/security.md, "The audit log"); empty: none.
+  // An http:// or https:// URL every audit checkpoint is also POSTed to by
+  // a running server (docs/security.md, "The audit log"); empty: none.
   std::string audit_checkpoint_webhook;
+  // For an https:// one: a PEM file of the CAs its certificate must chain
+  // to; empty: the system's CAs.
+  std::string audit_checkpoint_webhook_ca_file;
   // The syslog facility ("user", "daemon", "auth", "authpriv", "local0" to
   // "local7") a running server sends every audit checkpoint to, through the
   // local syslog socket; "off": none.

@@ -214,6 +214,47 @@ audit_checkpoint_syslog_socket = "/run/test/log"
             std::string::npos);
 }
 
+TEST_F(ConfigFileTest, HttpsWebhooksAndTheirCaFilesAreReadAndChecked) {
+  auto config = Load(R"(
+audit_checkpoint_webhook = "https://audit.example.test/checkpoints"
+audit_checkpoint_webhook_ca_file = "/etc/minpanel/audit-ca.pem"
+[anomaly]
+webhook = "https://alerts.example.test/hook"
+webhook_ca_file = "/etc/minpanel/alerts-ca.pem"
+)");
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->audit_checkpoint_webhook_ca_file, "/etc/minpanel/audit-ca.pem");
+  EXPECT_EQ(config->anomaly.webhook_ca_file, "/etc/minpanel/alerts-ca.pem");
+  EXPECT_TRUE(ValidateConfig(*config).ok());
+
+  Config checked = *config;
+  checked.audit_checkpoint_webhook = "ftp://audit.example.test/checkpoints";
+  EXPECT_EQ(ValidateConfig(checked).message(),
+            "config: 'audit_checkpoint_webhook' must be an http:// or https:// URL of at most "
+            "2048 bytes (kAnomalyWebhookBytesMax)");
+  // A CA file says which CAs an https receiver's certificate must chain
+  // to; with http:// it would protect nothing, so it is refused.
+  checked = *config;
+  checked.audit_checkpoint_webhook = "http://audit.example.test/checkpoints";
+  EXPECT_EQ(ValidateConfig(checked).message(),
+            "config: 'audit_checkpoint_webhook_ca_file' is for an https:// "
+            "'audit_checkpoint_webhook' only");
+  checked = *config;
+  checked.audit_checkpoint_webhook.clear();
+  EXPECT_FALSE(ValidateConfig(checked).ok());
+  checked = *config;
+  checked.audit_checkpoint_webhook_ca_file = "/" + std::string(kWebhookCaFileBytesMax, 'a');
+  EXPECT_NE(ValidateConfig(checked).message().find(
+                "'audit_checkpoint_webhook_ca_file' must be at most 4096 bytes"),
+            std::string::npos);
+  checked = *config;
+  checked.anomaly.webhook = "http://alerts.example.test/hook";
+  EXPECT_EQ(ValidateConfig(checked).message(),
+            "config: 'anomaly.webhook_ca_file' is for an https:// 'anomaly.webhook' only");
+  checked.anomaly.webhook_ca_file.clear();
+  EXPECT_TRUE(ValidateConfig(checked).ok());
+}
+
 TEST(ConfigTest, LimitsAreRangeChecked) {
   Config config;
   config.limits.body_bytes_max = 10;

@@ -158,9 +158,9 @@ describe('audit checkpoint webhook: a listener that never answers', () => {
     assert.equal(webhookCount(await metrics(server), 'sent'), 0);
   });
 
-  it('refuses a webhook that is not an http:// URL, naming the key', async () => {
+  it('refuses a webhook that is not an http:// or https:// URL, naming the key', async () => {
     await server.stop();
-    await fsp.writeFile(server.configFile, 'audit_checkpoint_webhook = "https://example.test/hook"\n');
+    await fsp.writeFile(server.configFile, 'audit_checkpoint_webhook = "ftp://example.test/hook"\n');
     await assert.rejects(server.start({ timeoutMs: 5000 }), /audit_checkpoint_webhook/);
   });
 });
