@@ -137,7 +137,8 @@ describe('webhooks over https', () => {
     assert.equal(receiver.received.length, 0, 'nothing is sent to a receiver that is not trusted');
     assert.equal(await depth(), 1, 'the refused checkpoint waits in the queue');
     assert.equal(metric(await metrics(server), 'minpanel_webhook_posts_total', 'webhook="audit_checkpoint",result="dropped"'), 0);
-    assert.match(server.stderr, /audit checkpoint webhook: sending failed: SSL certificate problem: [^;]+; 1 queued, retrying in \d+ ms/);
+    await waitFor(() => /audit checkpoint webhook: sending failed: SSL certificate problem: [^;]+; 1 queued, retrying in \d+ ms/
+      .test(server.stderr), 'the untrusted certificate to be logged');
     await server.stop();
     const spooled = async () => (await fsp.readFile(`${server.dataDir}/audit/checkpoint-webhook.queue`, 'utf8'))
       .split('\n').slice(1).filter((line) => line.length > 0).map((line) => JSON.parse(line).checkpoint);
