@@ -29,24 +29,6 @@ constexpr std::array<std::pair<Scope, std::string_view>, kScopeCount> kScopeName
     {Scope::kMetrics, "metrics"},
 }};
 
-std::string RandomHex(size_t bytes) {
-  std::string raw(bytes, '\0');
-  randombytes_buf(raw.data(), raw.size());
-  std::string hex(bytes * 2 + 1, '\0');
-  sodium_bin2hex(hex.data(), hex.size(), reinterpret_cast<const uint8_t*>(raw.data()), raw.size());
-  hex.pop_back();
-  return hex;
-}
-
-std::string Sha256Hex(std::string_view text) {
-  uint8_t digest[crypto_hash_sha256_BYTES];
-  crypto_hash_sha256(digest, reinterpret_cast<const uint8_t*>(text.data()), text.size());
-  std::string hex(sizeof(digest) * 2 + 1, '\0');
-  sodium_bin2hex(hex.data(), hex.size(), digest, sizeof(digest));
-  hex.pop_back();
-  return hex;
-}
-
 Status CheckList(std::string_view field, const std::vector<std::string>& items) {
   if (items.size() > kAccessKeyListItemsMax) {
     return Status::ResourceExhausted(
@@ -265,8 +247,8 @@ Result<AccessKeyWithSecret> AccessKeyStore::Create(const AccessKeySpec& spec) {
                                      " (kAccessKeysMax)");
   }
   AccessKeyWithSecret created;
-  created.key.id = std::string(kAccessKeyPrefix) + RandomHex(kIdBytes);
-  created.secret = created.key.id + "_" + RandomHex(kSecretBytes);
+  created.key.id = std::string(kAccessKeyPrefix) + internal::RandomHex(kIdBytes);
+  created.secret = created.key.id + "_" + internal::RandomHex(kSecretBytes);
   created.key.name = spec.name;
   created.key.scopes = spec.scopes;
   created.key.project_id = spec.project_id;
@@ -277,7 +259,7 @@ Result<AccessKeyWithSecret> AccessKeyStore::Create(const AccessKeySpec& spec) {
   created.key.min_group_size = spec.min_group_size;
   created.key.created_ms = clock_->NowMs();
   created.key.created_by = spec.created_by;
-  created.key.secret_sha256_hex = Sha256Hex(created.secret);
+  created.key.secret_sha256_hex = internal::Sha256Hex(created.secret);
   keys.push_back(created.key);
   MP_RETURN_IF_ERROR(WriteFile(keys));
   Install(std::move(keys));
@@ -298,8 +280,8 @@ Result<AccessKeyWithSecret> AccessKeyStore::Rotate(std::string_view id) {
       return Status::InvalidArgument("key " + key.id + ": revoked; create a new one");
     }
     AccessKeyWithSecret rotated;
-    rotated.secret = key.id + "_" + RandomHex(kSecretBytes);
-    key.secret_sha256_hex = Sha256Hex(rotated.secret);
+    rotated.secret = key.id + "_" + internal::RandomHex(kSecretBytes);
+    key.secret_sha256_hex = internal::Sha256Hex(rotated.secret);
     rotated.key = key;
     MP_RETURN_IF_ERROR(WriteFile(keys));
     Install(std::move(keys));
@@ -398,7 +380,7 @@ std::optional<AccessKey> AccessKeyStore::FindBySecret(std::string_view secret) c
   if (!IsAccessKeySecret(secret) || secret.size() <= id_bytes) {
     return std::nullopt;
   }
-  const std::string hash = Sha256Hex(secret);
+  const std::string hash = internal::Sha256Hex(secret);
   std::shared_lock lock(mutex_);
   const auto found = by_id_.find(std::string(secret.substr(0, id_bytes)));
   if (found == by_id_.end()) {

@@ -6,6 +6,7 @@
 
 #include "core/test_folder.h"
 #include "core/time_units.h"
+#include "service/registry_file.h"
 
 namespace minpanel::service {
 namespace {
@@ -51,6 +52,7 @@ TEST_F(AccessKeyStoreTest, CreatedKeyIsFoundByItsSecretOnlyAndSurvivesReopen) {
   // Only the hash is on disk.
   const std::string file = *file_system_->ReadFile(folder_ + "/access_keys.json");
   EXPECT_EQ(file.find(created->secret.substr(21)), std::string::npos);
+  EXPECT_NE(file.find(internal::Sha256Hex(created->secret)), std::string::npos);
   auto reopened = AccessKeyStore::Open(folder_, file_system_, clock_);
   ASSERT_TRUE(reopened.ok());
   ASSERT_TRUE((*reopened)->FindBySecret(created->secret).has_value());

@@ -1,9 +1,6 @@
 #include "service/gdpr_tasks.h"
 
-#include <sodium.h>
-
 #include <algorithm>
-#include <array>
 
 #include "query/query.h"
 #include "service/registry_file.h"
@@ -15,6 +12,7 @@ constexpr std::string_view kTasksFormat = "minpanel-gdpr-tasks";
 constexpr int64_t kTasksVersion = 1;
 constexpr uint32_t kFileMode = 0600;
 constexpr uint32_t kFolderMode = 0700;
+constexpr size_t kIdBytes = 16;  // an id is 32 hex characters
 
 bool Finished(const GdprTask& task) { return task.status != "PENDING" && task.status != "STARTED"; }
 
@@ -29,7 +27,8 @@ Result<GdprTask> ParseTask(simdjson::dom::element element) {
       element["result"].get(result) || element["compliance_type"].get(compliance) ||
       element["distinct_ids"].get(distinct_ids) || element["subjects"].get(subjects) ||
       element["has_result_file"].get(has_result) || (kind != "deletion" && kind != "retrieval") ||
-      id.size() != 32 || id.find_first_not_of("0123456789abcdef") != std::string_view::npos) {
+      id.size() != 2 * kIdBytes ||
+      id.find_first_not_of("0123456789abcdef") != std::string_view::npos) {
     return Status::Corruption("gdpr_tasks.json: a task is not well formed");
   }
   task.id = id;
@@ -82,14 +81,7 @@ Result<std::unique_ptr<GdprTasks>> GdprTasks::Open(const std::string& data_folde
   return tasks;
 }
 
-std::string GdprTasks::NewId() const {
-  std::array<uint8_t, 16> raw{};
-  randombytes_buf(raw.data(), raw.size());
-  std::string hex(raw.size() * 2 + 1, '\0');
-  sodium_bin2hex(hex.data(), hex.size(), raw.data(), raw.size());
-  hex.pop_back();
-  return hex;
-}
+std::string GdprTasks::NewId() const { return internal::RandomHex(kIdBytes); }
 
 Status GdprTasks::WriteLocked() {
   std::string out = "{\"format\":\"" + std::string(kTasksFormat) +

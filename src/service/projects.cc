@@ -21,24 +21,6 @@ constexpr uint32_t kProjectsFileMode = 0600;
 constexpr size_t kTokenBytes = 16;
 constexpr size_t kSecretBytes = 32;
 
-std::string RandomHex(size_t bytes) {
-  std::string raw(bytes, '\0');
-  randombytes_buf(raw.data(), raw.size());
-  std::string hex(bytes * 2 + 1, '\0');
-  sodium_bin2hex(hex.data(), hex.size(), reinterpret_cast<const uint8_t*>(raw.data()), raw.size());
-  hex.pop_back();
-  return hex;
-}
-
-std::string Sha256Hex(std::string_view text) {
-  uint8_t digest[crypto_hash_sha256_BYTES];
-  crypto_hash_sha256(digest, reinterpret_cast<const uint8_t*>(text.data()), text.size());
-  std::string hex(sizeof(digest) * 2 + 1, '\0');
-  sodium_bin2hex(hex.data(), hex.size(), digest, sizeof(digest));
-  hex.pop_back();
-  return hex;
-}
-
 bool IsValidProjectName(std::string_view name) {
   if (name.empty() || name.size() > kProjectNameBytesMax) {
     return false;
@@ -207,10 +189,10 @@ Result<ProjectWithSecret> ProjectRegistry::Create(std::string_view name,
     return Status::ResourceExhausted("projects: the limit is " + std::to_string(kProjectsMax));
   }
   ProjectWithSecret created;
-  created.secret = RandomHex(kSecretBytes);
-  created.project = Project{next_id, std::string(name), RandomHex(kTokenBytes),
-                            Sha256Hex(created.secret), std::string(time_zone), clock_->NowMs(),
-                            {}};
+  created.secret = internal::RandomHex(kSecretBytes);
+  created.project = Project{next_id, std::string(name), internal::RandomHex(kTokenBytes),
+                            internal::Sha256Hex(created.secret), std::string(time_zone),
+                            clock_->NowMs(), {}};
   projects.push_back(created.project);
   MP_RETURN_IF_ERROR(WriteFile(projects));
   Install(std::move(projects));
@@ -247,8 +229,8 @@ Result<ProjectWithSecret> ProjectRegistry::RotateSecret(std::string_view name) {
   for (Project& project : projects) {
     if (project.name == name) {
       ProjectWithSecret rotated;
-      rotated.secret = RandomHex(kSecretBytes);
-      project.secret_sha256_hex = Sha256Hex(rotated.secret);
+      rotated.secret = internal::RandomHex(kSecretBytes);
+      project.secret_sha256_hex = internal::Sha256Hex(rotated.secret);
       rotated.project = project;
       MP_RETURN_IF_ERROR(WriteFile(projects));
       Install(std::move(projects));
@@ -374,7 +356,7 @@ std::optional<Project> ProjectRegistry::FindByToken(std::string_view token) cons
 std::optional<Project> ProjectRegistry::FindBySecret(std::string_view secret) const {
   // The map is keyed by the secret's hash, so a lookup's timing says nothing
   // about the secret; the final comparison is constant-time anyway.
-  const std::string hash = Sha256Hex(secret);
+  const std::string hash = internal::Sha256Hex(secret);
   std::shared_lock lock(mutex_);
   const auto found = by_secret_hash_.find(hash);
   if (found == by_secret_hash_.end()) {

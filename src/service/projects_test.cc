@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "query/query.h"
+#include "service/registry_file.h"
 
 namespace minpanel::service {
 namespace {
@@ -59,6 +60,9 @@ TEST_F(ProjectsTest, SecretIsNotStoredInClear) {
   ASSERT_TRUE(contents.ok());
   EXPECT_EQ(contents->find(created->secret), std::string::npos);
   EXPECT_NE(contents->find(created->project.secret_sha256_hex), std::string::npos);
+  EXPECT_EQ(created->project.secret_sha256_hex, internal::Sha256Hex(created->secret));
+  EXPECT_EQ(created->secret.find_first_not_of("0123456789abcdef"), std::string::npos);
+  EXPECT_EQ(created->project.token.find_first_not_of("0123456789abcdef"), std::string::npos);
 }
 
 TEST_F(ProjectsTest, RotatedSecretReplacesTheOldOne) {

@@ -1,10 +1,12 @@
 // What the service's small registries (projects.json, access_keys.json)
 // share: an exclusive lock file that serialises writers across processes,
-// and the reading of a versioned JSON list file. Internal to service.
+// the reading of a versioned JSON list file, and the random ids and secrets
+// they hand out with the hashes they keep of them. Internal to service.
 #pragma once
 
 #include <fcntl.h>
 #include <simdjson.h>
+#include <sodium.h>
 #include <sys/file.h>
 #include <unistd.h>
 
@@ -16,6 +18,29 @@
 #include "core/core.h"
 
 namespace minpanel::service::internal {
+
+// `bytes` random bytes (libsodium's CSPRNG; sodium_init must have run) in
+// lowercase hex, 2 * `bytes` characters: project tokens and secrets, access
+// key ids and secrets, GDPR task ids.
+inline std::string RandomHex(size_t bytes) {
+  std::string raw(bytes, '\0');
+  randombytes_buf(raw.data(), raw.size());
+  std::string hex(bytes * 2 + 1, '\0');
+  sodium_bin2hex(hex.data(), hex.size(), reinterpret_cast<const uint8_t*>(raw.data()), raw.size());
+  hex.pop_back();
+  return hex;
+}
+
+// The SHA-256 of `text` in lowercase hex: the only form in which
+// projects.json and access_keys.json keep a secret ("secret_sha256").
+inline std::string Sha256Hex(std::string_view text) {
+  uint8_t digest[crypto_hash_sha256_BYTES];
+  crypto_hash_sha256(digest, reinterpret_cast<const uint8_t*>(text.data()), text.size());
+  std::string hex(sizeof(digest) * 2 + 1, '\0');
+  sodium_bin2hex(hex.data(), hex.size(), digest, sizeof(digest));
+  hex.pop_back();
+  return hex;
+}
 
 // Holds an exclusive flock on a file while alive (created 0600 if missing).
 class FileLock {
