@@ -59,25 +59,34 @@ void ValueText(const Value& value, std::string* text) {
   }
 }
 
+// A subject filter's eq and in become in, its ne and not_in become not_in:
+// one id given can match as several stored values (its pseudonym under each
+// key version). False, `op` unchanged, for any other operator.
+bool AsSetOperator(FilterOp* op) {
+  switch (*op) {
+    case FilterOp::kEq:
+    case FilterOp::kIn:
+      *op = FilterOp::kIn;
+      return true;
+    case FilterOp::kNe:
+    case FilterOp::kNotIn:
+      *op = FilterOp::kNotIn;
+      return true;
+    default:
+      return false;
+  }
+}
+
 Status ResolveDistinctIdFilter(const SubjectIdResolver& resolver, const std::string& path,
                                Filter* filter) {
   filter->property = PropertyReference(PropertySource::kSubject, "", kDistinctIdProperty);
-  switch (filter->op) {
-    case FilterOp::kIsSet:
-    case FilterOp::kIsNotSet:
-      return Status::Ok();  // every event has a subject
-    case FilterOp::kEq:
-    case FilterOp::kIn:
-      filter->op = FilterOp::kIn;
-      break;
-    case FilterOp::kNe:
-    case FilterOp::kNotIn:
-      filter->op = FilterOp::kNotIn;
-      break;
-    default:
-      return Status::InvalidArgument(
-          path + ".filters: distinct_id takes eq, ne, in, not_in, is_set or is_not_set, not " +
-          std::string(FilterOpName(filter->op)) + " (the stored ids are pseudonyms)");
+  if (filter->op == FilterOp::kIsSet || filter->op == FilterOp::kIsNotSet) {
+    return Status::Ok();  // every event has a subject
+  }
+  if (!AsSetOperator(&filter->op)) {
+    return Status::InvalidArgument(
+        path + ".filters: distinct_id takes eq, ne, in, not_in, is_set or is_not_set, not " +
+        std::string(FilterOpName(filter->op)) + " (the stored ids are pseudonyms)");
   }
   std::vector<Value> subjects;
   std::string text;
@@ -109,19 +118,7 @@ Status ResolveDistinctIdFilter(const SubjectIdResolver& resolver, const std::str
 // pseudonym) and as its pseudonym under every key version. Other
 // operators test the stored text as for any property.
 void ResolveSubjectIdFilter(const SubjectIdResolver& resolver, Filter* filter) {
-  switch (filter->op) {
-    case FilterOp::kEq:
-    case FilterOp::kIn:
-      filter->op = FilterOp::kIn;
-      break;
-    case FilterOp::kNe:
-    case FilterOp::kNotIn:
-      filter->op = FilterOp::kNotIn;
-      break;
-    default:
-      return;
-  }
-  if (!resolver.pseudonyms) {
+  if (!AsSetOperator(&filter->op) || !resolver.pseudonyms) {
     return;
   }
   std::vector<Value> values;
