@@ -21,6 +21,7 @@
 #include <sstream>
 
 #include "fuzz_check.h"
+#include "image_file_system.h"
 #include "store/manifest.h"
 #include "store/profile_file.h"
 #include "store/wal_format.h"
@@ -30,60 +31,6 @@ namespace {
 
 constexpr uint32_t kProjectId = 1;
 const std::string kImagePath = "/fuzz/1.prof";
-
-class MemoryFile final : public SequentialFile {
- public:
-  explicit MemoryFile(std::string_view bytes) : bytes_(bytes) {}
-  Status Read(size_t bytes_max, std::string* out) override {
-    const size_t count = std::min(bytes_max, bytes_.size() - position_);
-    out->assign(bytes_.data() + position_, count);
-    position_ += count;
-    return Status::Ok();
-  }
-
- private:
-  std::string_view bytes_;
-  size_t position_ = 0;
-};
-
-// Holds one file, kImagePath; everything else is refused.
-class MemoryFileSystem final : public FileSystem {
- public:
-  explicit MemoryFileSystem(std::string_view image) : image_(image) {}
-  Result<std::unique_ptr<WritableFile>> OpenAppendable(const std::string&, uint32_t) override {
-    return Status::IoError("read-only");
-  }
-  Result<std::unique_ptr<SequentialFile>> OpenSequential(const std::string& path) override {
-    if (path != kImagePath) {
-      return Status::NotFound(path);
-    }
-    return std::unique_ptr<SequentialFile>(new MemoryFile(image_));
-  }
-  Result<std::unique_ptr<RandomAccessFile>> OpenRandomAccess(const std::string& path) override {
-    return Status::IoError("no positional reads in the fuzz harness: " + path);
-  }
-  Result<std::string> ReadFile(const std::string&) override { return std::string(image_); }
-  Status WriteFileAtomically(const std::string&, std::string_view, uint32_t) override {
-    return Status::IoError("read-only");
-  }
-  Result<uint64_t> FileSize(const std::string&) override { return uint64_t{image_.size()}; }
-  Status Truncate(const std::string&, uint64_t) override { return Status::IoError("read-only"); }
-  Status Rename(const std::string&, const std::string&) override {
-    return Status::IoError("read-only");
-  }
-  Status Remove(const std::string&) override { return Status::IoError("read-only"); }
-  bool Exists(const std::string& path) override { return path == kImagePath; }
-  Status CreateDirectories(const std::string&, uint32_t) override {
-    return Status::IoError("read-only");
-  }
-  Result<std::vector<std::string>> ListDirectory(const std::string&) override {
-    return std::vector<std::string>{"1.prof"};
-  }
-  Status SyncDirectory(const std::string&) override { return Status::Ok(); }
-
- private:
-  std::string_view image_;
-};
 
 void PutFixed32(uint32_t value, std::string* out) {
   for (int byte_idx = 0; byte_idx < 4; ++byte_idx) {
@@ -118,7 +65,7 @@ struct Scanned {
 };
 
 Scanned ScanImage(std::string_view image) {
-  MemoryFileSystem file_system(image);
+  ImageFileSystem file_system(kImagePath, image);
   Scanned scanned;
   Result<store::ProfileFileScan> scan = store::ScanProfileFile(
       file_system, kImagePath, image.size(), kProjectId,
@@ -174,7 +121,7 @@ void Run(std::string_view image) {
             "re-encoded: the properties");
     }
   }
-  MemoryFileSystem file_system(image);
+  ImageFileSystem file_system(kImagePath, image);
   std::ostringstream dump;
   const Status dumped = store::DumpProfileFile(file_system, kImagePath, dump);
   Check(dumped.ok() == first.scan.tail_reason.empty(), "the dump fails exactly where the scan stops");

@@ -25,6 +25,7 @@
 #include <tuple>
 
 #include "fuzz_check.h"
+#include "image_file_system.h"
 #include "store/segment.h"
 #include "store/segment_merge.h"
 #include "store/store.h"
@@ -34,66 +35,6 @@ namespace {
 
 constexpr uint8_t kModeCount = 3;
 const std::string kImagePath = "/fuzz/000001.seg";
-
-class ImageFile final : public SequentialFile {
- public:
-  explicit ImageFile(std::string_view bytes) : bytes_(bytes) {}
-  Status Read(size_t bytes_max, std::string* out) override {
-    const size_t count = std::min(bytes_max, bytes_.size() - position_);
-    out->assign(bytes_.data() + position_, count);
-    position_ += count;
-    return Status::Ok();
-  }
-
- private:
-  std::string_view bytes_;
-  size_t position_ = 0;
-};
-
-// Holds one file, kImagePath, for DumpSegmentFile; everything else is refused.
-class ImageFileSystem final : public FileSystem {
- public:
-  explicit ImageFileSystem(std::string_view image) : image_(image) {}
-  Result<std::unique_ptr<WritableFile>> OpenAppendable(const std::string&, uint32_t) override {
-    return Status::IoError("read-only");
-  }
-  Result<std::unique_ptr<SequentialFile>> OpenSequential(const std::string& path) override {
-    if (path != kImagePath) {
-      return Status::NotFound(path);
-    }
-    return std::unique_ptr<SequentialFile>(new ImageFile(image_));
-  }
-  // The dump functions read whole files; nothing here reads at offsets.
-  Result<std::unique_ptr<RandomAccessFile>> OpenRandomAccess(const std::string& path) override {
-    return Status::IoError("no positional reads in the fuzz harness: " + path);
-  }
-  Result<std::string> ReadFile(const std::string& path) override {
-    if (path != kImagePath) {
-      return Status::NotFound(path);
-    }
-    return std::string(image_);
-  }
-  Status WriteFileAtomically(const std::string&, std::string_view, uint32_t) override {
-    return Status::IoError("read-only");
-  }
-  Result<uint64_t> FileSize(const std::string&) override { return uint64_t{image_.size()}; }
-  Status Truncate(const std::string&, uint64_t) override { return Status::IoError("read-only"); }
-  Status Rename(const std::string&, const std::string&) override {
-    return Status::IoError("read-only");
-  }
-  Status Remove(const std::string&) override { return Status::IoError("read-only"); }
-  bool Exists(const std::string& path) override { return path == kImagePath; }
-  Status CreateDirectories(const std::string&, uint32_t) override {
-    return Status::IoError("read-only");
-  }
-  Result<std::vector<std::string>> ListDirectory(const std::string&) override {
-    return std::vector<std::string>{"000001.seg"};
-  }
-  Status SyncDirectory(const std::string&) override { return Status::Ok(); }
-
- private:
-  std::string_view image_;
-};
 
 void CheckCorruption(const Status& status, const char* what) {
   if (!status.ok() && status.code() != StatusCode::kCorruption) {
@@ -198,7 +139,7 @@ void CheckImage(std::string_view image) {
   const Status verified = (*reader)->Verify();
   CheckCorruption(verified, "verify fails only with Corruption");
   Check(verified.ok() == clean, "Verify agrees with the reads");
-  ImageFileSystem file_system(image);
+  ImageFileSystem file_system(kImagePath, image);
   std::ostringstream out;
   const Status dumped = store::DumpSegmentFile(file_system, kImagePath, out);
   Check(dumped.ok() == clean, "DumpSegmentFile agrees with the reads");

@@ -21,6 +21,7 @@
 #include <sstream>
 
 #include "fuzz_check.h"
+#include "image_file_system.h"
 #include "store/deletion.h"
 #include "store/log_reader.h"
 #include "store/store.h"
@@ -32,65 +33,6 @@ namespace {
 constexpr uint8_t kModeCount = 3;
 constexpr uint64_t kImageFileNumber = 1;
 const std::string kImagePath = "/fuzz/000001.log";
-
-class MemoryFile final : public SequentialFile {
- public:
-  MemoryFile(std::string_view bytes, size_t read_bytes_max)
-      : bytes_(bytes), read_bytes_max_(read_bytes_max) {}
-  Status Read(size_t bytes_max, std::string* out) override {
-    const size_t count = std::min({bytes_max, read_bytes_max_, bytes_.size() - position_});
-    out->assign(bytes_.data() + position_, count);
-    position_ += count;
-    return Status::Ok();
-  }
-
- private:
-  std::string_view bytes_;
-  size_t read_bytes_max_;
-  size_t position_ = 0;
-};
-
-// Holds one file, kImagePath, for DumpLogFile; everything else is refused.
-class MemoryFileSystem final : public FileSystem {
- public:
-  MemoryFileSystem(std::string_view image, size_t read_bytes_max)
-      : image_(image), read_bytes_max_(read_bytes_max) {}
-  Result<std::unique_ptr<WritableFile>> OpenAppendable(const std::string&, uint32_t) override {
-    return Status::IoError("read-only");
-  }
-  Result<std::unique_ptr<SequentialFile>> OpenSequential(const std::string& path) override {
-    if (path != kImagePath) {
-      return Status::NotFound(path);
-    }
-    return std::unique_ptr<SequentialFile>(new MemoryFile(image_, read_bytes_max_));
-  }
-  // The dump functions read whole files; nothing here reads at offsets.
-  Result<std::unique_ptr<RandomAccessFile>> OpenRandomAccess(const std::string& path) override {
-    return Status::IoError("no positional reads in the fuzz harness: " + path);
-  }
-  Result<std::string> ReadFile(const std::string&) override { return std::string(image_); }
-  Status WriteFileAtomically(const std::string&, std::string_view, uint32_t) override {
-    return Status::IoError("read-only");
-  }
-  Result<uint64_t> FileSize(const std::string&) override { return uint64_t{image_.size()}; }
-  Status Truncate(const std::string&, uint64_t) override { return Status::IoError("read-only"); }
-  Status Rename(const std::string&, const std::string&) override {
-    return Status::IoError("read-only");
-  }
-  Status Remove(const std::string&) override { return Status::IoError("read-only"); }
-  bool Exists(const std::string& path) override { return path == kImagePath; }
-  Status CreateDirectories(const std::string&, uint32_t) override {
-    return Status::IoError("read-only");
-  }
-  Result<std::vector<std::string>> ListDirectory(const std::string&) override {
-    return std::vector<std::string>{"000001.log"};
-  }
-  Status SyncDirectory(const std::string&) override { return Status::Ok(); }
-
- private:
-  std::string_view image_;
-  size_t read_bytes_max_;
-};
 
 struct DecodedPayload {
   store::WalPayloadHeader header;
@@ -147,7 +89,7 @@ bool CheckPayload(std::string_view payload, uint32_t version) {
 // Walks the image as recovery would; true when it ends cleanly with every
 // payload decodable (then DumpLogFile must succeed too).
 bool WalkImage(std::string_view image, size_t read_bytes_max) {
-  MemoryFile file(image, read_bytes_max);
+  ImageFile file(image, read_bytes_max);
   store::LogReader reader(&file, image.size());
   store::WalFileHeader header;
   bool all_zero = false;
@@ -198,7 +140,7 @@ bool WalkImage(std::string_view image, size_t read_bytes_max) {
 
 void CheckImage(std::string_view image, size_t read_bytes_max) {
   const bool clean = WalkImage(image, read_bytes_max);
-  MemoryFileSystem file_system(image, read_bytes_max);
+  ImageFileSystem file_system(kImagePath, image, read_bytes_max);
   std::ostringstream out;
   const Status dumped = store::DumpLogFile(file_system, kImagePath, out);
   Check(dumped.ok() || dumped.code() == StatusCode::kCorruption, "dump errors are Corruption");
