@@ -13,23 +13,15 @@
 // the seq it was asked for.
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <string_view>
 
 #include "audit/audit.h"
+#include "fuzz_check.h"
 
 namespace minpanel::fuzz {
 namespace {
-
-void Check(bool condition, const char* what) {
-  if (!condition) {
-    std::fprintf(stderr, "invariant violated: %s\n", what);
-    std::abort();
-  }
-}
 
 // A file whose bytes are the fuzzer's input.
 class MemoryFile final : public RandomAccessFile {

@@ -15,22 +15,14 @@
 // reader over a file in small pieces and the key index.
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <string>
 #include <string_view>
 
 #include "audit/audit.h"
+#include "fuzz_check.h"
 
 namespace minpanel::fuzz {
 namespace {
-
-void Check(bool condition, const char* what) {
-  if (!condition) {
-    std::fprintf(stderr, "invariant violated: %s\n", what);
-    std::abort();
-  }
-}
 
 void CheckPayload(std::string_view payload) {
   auto entry = audit::DecodeEntry(payload);

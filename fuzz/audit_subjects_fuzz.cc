@@ -11,24 +11,16 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <map>
 #include <set>
 #include <string>
 #include <string_view>
 
 #include "audit/audit.h"
+#include "fuzz_check.h"
 
 namespace minpanel::fuzz {
 namespace {
-
-void Check(bool condition, const char* what) {
-  if (!condition) {
-    std::fprintf(stderr, "invariant violated: %s\n", what);
-    std::abort();
-  }
-}
 
 void CheckParse(std::string_view text) {
   auto file = audit::ParseSubjectsFile(text);

@@ -3,23 +3,17 @@
 // and its output keeps no detected span.
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <numeric>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "privacy/detectors.h"
+#include "fuzz_check.h"
 
 namespace {
 
-void Check(bool condition, const char* what) {
-  if (!condition) {
-    std::fprintf(stderr, "invariant violated: %s\n", what);
-    std::abort();
-  }
-}
+using minpanel::fuzz::Check;
 
 // True when `needle` occurs in `text` at a place no detection overlaps, so
 // the redacted output may legitimately still contain it.

@@ -2,6 +2,7 @@
 // which libFuzzer reports as a crash with the input that caused it.
 #pragma once
 
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <set>
@@ -35,6 +36,21 @@ inline void CheckProperties(const Properties& properties) {
       }
     }
   }
+}
+
+// The time the ingest targets decode at (2026-11-26T09:31:50Z), so that the
+// bounds on event times are fixed.
+inline constexpr int64_t kDecodeNowMs = 1795685510000;
+
+// What every adapter that takes a timestamp guarantees of an event it
+// decoded at `now_ms`: a name of 1 to kEventNameBytesMax bytes, a time from
+// kEventTimeMinMs to kEventTimeFutureMaxMs past `now_ms`, and properties
+// within their limits (CheckProperties).
+inline void CheckDecodedEvent(const RawEvent& event, int64_t now_ms) {
+  Check(!event.name.empty() && event.name.size() <= ingest::kEventNameBytesMax, "name");
+  Check(event.time_ms >= kEventTimeMinMs, "time too early");
+  Check(event.time_ms <= now_ms + kEventTimeFutureMaxMs, "time too late");
+  CheckProperties(event.properties);
 }
 
 }  // namespace minpanel::fuzz

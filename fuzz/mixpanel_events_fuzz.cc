@@ -4,12 +4,6 @@
 
 #include "fuzz_check.h"
 
-namespace {
-
-constexpr int64_t kNowMs = 1795685510000;
-
-}  // namespace
-
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace minpanel;
   if (size == 0) {
@@ -18,7 +12,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   ingest::DecodeOptions options;
   options.route = (data[0] & 1) != 0 ? ingest::MixpanelRoute::kImport
                                      : ingest::MixpanelRoute::kTrack;
-  options.now_ms = kNowMs;
+  options.now_ms = fuzz::kDecodeNowMs;
   const std::string_view json(reinterpret_cast<const char*>(data + 1), size - 1);
   const auto decoded = ingest::DecodeMixpanelEvents(json, options);
   if (!decoded.ok()) {
@@ -30,13 +24,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fuzz::Check(decoded->event_index.size() == decoded->events.size(), "event_index size");
   fuzz::Check(decoded->tokens.size() == decoded->events.size(), "tokens size");
   for (const RawEvent& event : decoded->events) {
-    fuzz::Check(!event.name.empty() && event.name.size() <= ingest::kEventNameBytesMax, "name");
+    fuzz::CheckDecodedEvent(event, fuzz::kDecodeNowMs);
     fuzz::Check(!ingest::IsBlockedDistinctId(event.distinct_id), "blocked distinct_id");
-    fuzz::Check(event.time_ms >= kEventTimeMinMs, "time too early");
-    fuzz::Check(event.time_ms <= kNowMs + kEventTimeFutureMaxMs, "time too late");
     fuzz::Check(!event.insert_id || event.insert_id->size() <= ingest::kInsertIdBytesMax,
                 "insert_id length");
-    fuzz::CheckProperties(event.properties);
   }
   for (const ingest::RecordError& error : decoded->errors) {
     fuzz::Check(error.index < decoded->records_total, "error index");

@@ -12,7 +12,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   ingest::DecodeOptions options;
   options.route = (data[0] & 1) != 0 ? ingest::MixpanelRoute::kGroups
                                      : ingest::MixpanelRoute::kEngage;
-  options.now_ms = 1795685510000;
+  options.now_ms = fuzz::kDecodeNowMs;
   const std::string_view json(reinterpret_cast<const char*>(data + 1), size - 1);
   const auto decoded = ingest::DecodeMixpanelProfiles(json, options);
   if (!decoded.ok()) {

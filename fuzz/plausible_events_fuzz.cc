@@ -8,17 +8,11 @@
 #include "fuzz_check.h"
 #include "ingest/plausible_events.h"
 
-namespace {
-
-constexpr int64_t kNowMs = 1795685510000;
-
-}  // namespace
-
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace minpanel;
   const std::string_view body(reinterpret_cast<const char*>(data), size);
   ingest::PlausibleDecodeOptions options;
-  options.now_ms = kNowMs;
+  options.now_ms = fuzz::kDecodeNowMs;
   options.client_ip = "198.51.100.7";
   options.user_agent = "Mozilla/5.0 (X11; Linux x86_64) HeadlessChrome/156.0.0.0";
   const auto decoded = ingest::DecodePlausibleEvent(body, options);
@@ -29,7 +23,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const RawEvent& event = decoded->event;
   fuzz::Check(!event.name.empty() && event.name.size() <= ingest::kPlausibleEventNameBytesMax,
               "name");
-  fuzz::Check(event.time_ms == kNowMs, "the server's time");
+  fuzz::Check(event.time_ms == fuzz::kDecodeNowMs, "the server's time");
   fuzz::Check(event.distinct_id.empty() && !event.insert_id.has_value(), "no client ids");
   fuzz::Check(!event.page_url.empty() && event.page_url.size() <= ingest::kPlausibleUrlBytesMax,
               "url");

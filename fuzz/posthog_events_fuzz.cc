@@ -13,12 +13,6 @@
 #include "ingest/posthog_events.h"
 #include "ingest/posthog_lz64.h"
 
-namespace {
-
-constexpr int64_t kNowMs = 1795685510000;
-
-}  // namespace
-
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace minpanel;
   if (size == 0) {
@@ -54,7 +48,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return 0;
   }
   ingest::PostHogDecodeOptions options;
-  options.now_ms = kNowMs;
+  options.now_ms = fuzz::kDecodeNowMs;
   options.client_ip = (mode & 2) != 0 ? "198.51.100.7" : "";
   if ((mode & 8) != 0) {  // Capture V1's headers
     options.token = "phc_bearer";
@@ -68,16 +62,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fuzz::Check(batch->events.size() == batch->records_total, "all or nothing");
   fuzz::Check(batch->records_total <= ingest::kPostHogEventsMax, "events per request");
   for (const RawEvent& event : batch->events) {
-    fuzz::Check(!event.name.empty() && event.name.size() <= ingest::kEventNameBytesMax, "name");
+    fuzz::CheckDecodedEvent(event, fuzz::kDecodeNowMs);
     fuzz::Check(
         !event.distinct_id.empty() && event.distinct_id.size() <= ingest::kDistinctIdBytesMax,
         "distinct_id");
-    fuzz::Check(event.time_ms >= kEventTimeMinMs, "time too early");
-    fuzz::Check(event.time_ms <= kNowMs + kEventTimeFutureMaxMs, "time too late");
     fuzz::Check(!event.insert_id || (!event.insert_id->empty() &&
                                      event.insert_id->size() <= ingest::kInsertIdBytesMax),
                 "insert_id length");
-    fuzz::CheckProperties(event.properties);
   }
   for (const RawProfileUpdate& update : batch->profile_updates) {
     fuzz::Check(!update.distinct_id.empty(), "profile subject");

@@ -9,12 +9,6 @@
 #include "fuzz_check.h"
 #include "ingest/segment_events.h"
 
-namespace {
-
-constexpr int64_t kNowMs = 1795685510000;
-
-}  // namespace
-
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace minpanel;
   if (size == 0) {
@@ -23,7 +17,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const uint8_t mode = data[0];
   const std::string_view body(reinterpret_cast<const char*>(data + 1), size - 1);
   ingest::SegmentDecodeOptions options;
-  options.now_ms = kNowMs;
+  options.now_ms = fuzz::kDecodeNowMs;
   if ((mode & 7) < 6) {
     options.call = static_cast<ingest::SegmentCall>(mode & 7);
   }
@@ -46,17 +40,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fuzz::Check(options.basic_write_key.empty() || batch->write_key == options.basic_write_key,
               "one write key");
   for (const RawEvent& event : batch->events) {
-    fuzz::Check(!event.name.empty() && event.name.size() <= ingest::kEventNameBytesMax, "name");
+    fuzz::CheckDecodedEvent(event, fuzz::kDecodeNowMs);
     fuzz::Check(
         !event.distinct_id.empty() && event.distinct_id.size() <= ingest::kDistinctIdBytesMax,
         "distinct_id");
-    fuzz::Check(event.time_ms >= kEventTimeMinMs, "time too early");
-    fuzz::Check(event.time_ms <= kNowMs + kEventTimeFutureMaxMs, "time too late");
     fuzz::Check(!event.insert_id || (!event.insert_id->empty() &&
                                      event.insert_id->size() <= ingest::kSegmentMessageIdBytesMax),
                 "messageId length");
     fuzz::Check(event.properties.size() <= ingest::kPropertiesPerEventMax, "properties per event");
-    fuzz::CheckProperties(event.properties);
   }
   for (const RawProfileUpdate& update : batch->profile_updates) {
     fuzz::Check(!update.distinct_id.empty(), "profile subject");
