@@ -179,5 +179,72 @@ TEST(QueryScanTest, TheMergeOverManySegmentsAnswersAsOneSegment) {
   }
 }
 
+
+// A block folded run by run (a unique count over every event, no filter)
+// finds where each subject's value changes eight rows at a time: values that
+// change at every offset of a run, runs longer than eight rows, rows without
+// the value or with a number, runs cut by the end of a block (blocks of 9,
+// 37 and 16,384 rows) and the last rows of a block, read one by one. Each
+// answer must equal the row-by-row path's, which a filter every row passes
+// forces.
+TEST(QueryScanTest, RunsFoldedByValueAnswerAsRowByRow) {
+  static const char* const kCountries[] = {"US", "DE", "FR"};
+  std::vector<Event> events;
+  for (int subject_idx = 0; subject_idx < 60; ++subject_idx) {
+    const int rows = 1 + subject_idx % 27 + (subject_idx % 4 == 0 ? 40 : 0);
+    const int change_at = subject_idx % 19;
+    for (int row_idx = 0; row_idx < rows; ++row_idx) {
+      Event event;
+      event.name = row_idx % 3 == 0 ? "view" : "click";
+      event.subject = testing::SubjectFromName("u" + std::to_string(subject_idx));
+      event.time_ms = kStartMs + 3'600'000 + subject_idx * 1'000 + row_idx;
+      event.insert_id = Id128{static_cast<uint64_t>(subject_idx), static_cast<uint64_t>(row_idx)};
+      event.key_version = 1;
+      event.properties.push_back({"seq", Value::Int(row_idx)});
+      // One value before `change_at`, another after; some subjects switch
+      // back and forth, some rows lack the value or hold a number.
+      size_t country = (row_idx < change_at ? 0 : 1) + static_cast<size_t>(subject_idx % 2);
+      if (subject_idx % 5 == 0) {
+        country = static_cast<size_t>((row_idx / (1 + subject_idx % 3)) % 3);
+      }
+      if (subject_idx % 7 == 3 && row_idx % 11 == 5) {
+        // no country
+      } else if (subject_idx % 9 == 4 && row_idx % 6 == 2) {
+        event.properties.push_back({"country", Value::Int(7)});
+      } else {
+        event.properties.push_back({"country", Value::String(kCountries[country % 3])});
+      }
+      events.push_back(std::move(event));
+    }
+  }
+  const std::string range = R"("from": "2026-10-01", "to": "2026-10-03")";
+  const std::string folded_by_run = R"({"kind": "segmentation", )" + range +
+                                    R"(, "unit": "day", "measure": "%s", "events": [
+                                       {"any_event": true}], "breakdown": ["country"]})";
+  const std::string row_by_row =
+      R"({"kind": "segmentation", )" + range +
+      R"(, "unit": "day", "measure": "%s", "events": [{"any_event": true, "filters": [
+         {"property": "seq", "op": "ge", "value": 0}]}], "breakdown": ["country"]})";
+  const auto with_measure = [](std::string query, const std::string& measure) {
+    return query.replace(query.find("%s"), 2, measure);
+  };
+  for (const uint32_t block_rows : {9u, 37u, 16'384u}) {
+    SCOPED_TRACE(block_rows);
+    auto segment = testing::MakeSegment(events, block_rows);
+    ASSERT_TRUE(segment.ok()) << segment.status().ToString();
+    for (const std::string measure : {"unique", "per_subject_average"}) {
+      SCOPED_TRACE(measure);
+      const std::string expected =
+          Answer(with_measure(row_by_row, measure), Context({*segment}, 1));
+      ASSERT_FALSE(expected.empty());
+      for (const uint32_t threads : {1u, 2u}) {
+        SCOPED_TRACE(threads);
+        EXPECT_EQ(Answer(with_measure(folded_by_run, measure), Context({*segment}, threads)),
+                  expected);
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace minpanel::query
