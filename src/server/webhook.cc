@@ -142,9 +142,23 @@ void WebhookQueue::LoadSpool() {
   }
   std::string line;
   if (!std::getline(in, line) || line != kWebhookSpoolMagic) {
-    // Left in place for the operator: never overwrite what we cannot read.
-    spdlog::error("{}: {} does not start with \"{}\"; its messages are not sent", what_,
-                  spool_path_, kWebhookSpoolMagic);
+    // Set aside for the operator, whole: this queue's own spool would
+    // otherwise be renamed over it at its first failure.
+    const std::string aside =
+        spool_path_ + ".unreadable-" +
+        std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                           std::chrono::system_clock::now().time_since_epoch())
+                           .count());
+    if (::rename(spool_path_.c_str(), aside.c_str()) != 0) {
+      spdlog::error(
+          "{}: {} does not start with \"{}\" and cannot be set aside ({}); nothing "
+          "is spooled this run, so that it is not overwritten",
+          what_, spool_path_, kWebhookSpoolMagic, std::strerror(errno));
+      spool_unusable_ = true;
+      return;
+    }
+    spdlog::error("{}: {} does not start with \"{}\"; set aside as {}, its messages not sent",
+                  what_, spool_path_, kWebhookSpoolMagic, aside);
     return;
   }
   while (std::getline(in, line)) {
@@ -175,6 +189,9 @@ std::vector<std::string> WebhookQueue::BodiesLocked() const {
 // Written to a temporary file, fdatasync'ed and renamed over the spool, the
 // folder fsync'ed: a crash leaves the old queue or the new one.
 void WebhookQueue::WriteSpool(const std::vector<std::string>& bodies) {
+  if (spool_unusable_) {
+    return;
+  }
   const std::string folder = std::filesystem::path(spool_path_).parent_path().string();
   const auto sync_folder = [&folder] {
     const int dir = ::open(folder.empty() ? "." : folder.c_str(), O_RDONLY | O_DIRECTORY);

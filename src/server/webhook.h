@@ -15,7 +15,8 @@
 // from kWebhookRetryFirstMs to kWebhookRetryMaxMs until it is accepted; the
 // queue is written to the spool file (docs/formats/audit.md, "Checkpoint
 // sink queues") after each failure and at shutdown, and read back by the
-// next start, so it survives restarts. Delivery is at least once: a crash
+// next start, so it survives restarts (a file it cannot read is renamed
+// aside, never overwritten). Delivery is at least once: a crash
 // between an accepted send and the spool's rewrite sends it again. At
 // destruction what is still queued is sent for at most `drain_ms` (0: none)
 // — a last message written at shutdown leaves — and the rest is dropped, or
@@ -108,6 +109,8 @@ class WebhookQueue {
   uint64_t next_id_ = 0;       // guarded by mutex_
   bool stopping_ = false;
   bool spool_written_ = false;  // the loop's thread only: the file may hold messages
+  // An unreadable spool file that could not be set aside: never written.
+  bool spool_unusable_ = false;
   std::atomic<uint64_t> sent_{0};
   std::atomic<uint64_t> failed_{0};
   std::atomic<uint64_t> dropped_{0};
