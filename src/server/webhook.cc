@@ -172,6 +172,7 @@ void WebhookQueue::LoadSpool() {
     queue_.push_back(Message{next_id_++, url_, std::move(line)});
   }
   spool_written_ = true;
+  spooled_end_id_ = next_id_;
   if (!queue_.empty()) {
     spdlog::warn("{}: {} messages kept from the last run, to send first", what_, queue_.size());
   }
@@ -235,6 +236,14 @@ void WebhookQueue::WriteSpool(const std::vector<std::string>& bodies) {
   spool_written_ = true;
 }
 
+void WebhookQueue::SpoolLocked(std::unique_lock<std::mutex>& lock) {
+  std::vector<std::string> bodies = BodiesLocked();
+  spooled_end_id_ = next_id_;
+  lock.unlock();
+  WriteSpool(bodies);
+  lock.lock();
+}
+
 void WebhookQueue::Loop() {
   const bool retry = !spool_path_.empty();
   int64_t backoff_ms = kWebhookRetryFirstMs;
@@ -254,6 +263,10 @@ void WebhookQueue::Loop() {
     const Message message = queue_.front();
     if (!retry) {
       queue_.pop_front();
+    } else if (message.id >= spooled_end_id_) {
+      // In the file before it leaves: a crash or a kill while the send
+      // waits (up to kWebhookPostTimeoutMs) keeps it for the next start.
+      SpoolLocked(lock);
     }
     lock.unlock();
     const std::string error = send_(message.url, message.body);
@@ -266,10 +279,7 @@ void WebhookQueue::Loop() {
         queue_.pop_front();
       }
       if (retry && spool_written_) {
-        std::vector<std::string> bodies = BodiesLocked();
-        lock.unlock();
-        WriteSpool(bodies);
-        lock.lock();
+        SpoolLocked(lock);
       }
       continue;
     }
@@ -280,10 +290,7 @@ void WebhookQueue::Loop() {
     }
     spdlog::error("{}: sending failed: {}; {} queued, retrying in {} ms", what_, error,
                   queue_.size(), backoff_ms);
-    std::vector<std::string> bodies = BodiesLocked();
-    lock.unlock();
-    WriteSpool(bodies);
-    lock.lock();
+    SpoolLocked(lock);
     if (stopping_) {
       break;  // a dead receiver must not hold up the shutdown
     }

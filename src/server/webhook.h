@@ -14,10 +14,11 @@
 // the head of the queue and is retried, in order, with a backoff doubling
 // from kWebhookRetryFirstMs to kWebhookRetryMaxMs until it is accepted; the
 // queue is written to the spool file (docs/formats/audit.md, "Checkpoint
-// sink queues") after each failure and at shutdown, and read back by the
-// next start, so it survives restarts (a file it cannot read is renamed
-// aside, never overwritten). Delivery is at least once: a crash
-// between an accepted send and the spool's rewrite sends it again. At
+// sink queues") before a message's first send, after each failure and at
+// shutdown, and read back by the next start, so it survives restarts and
+// kills (a file it cannot read is renamed aside, never overwritten).
+// Delivery is at least once: a crash between an accepted send and the
+// spool's rewrite sends it again. At
 // destruction what is still queued is sent for at most `drain_ms` (0: none)
 // — a last message written at shutdown leaves — and the rest is dropped, or
 // kept in the spool file. Thread-safe.
@@ -96,6 +97,8 @@ class WebhookQueue {
   // Rewrites the spool file with `bodies` (removes it when empty), durably.
   void WriteSpool(const std::vector<std::string>& bodies);
   std::vector<std::string> BodiesLocked() const;
+  // WriteSpool(BodiesLocked()) without the lock, which it takes back.
+  void SpoolLocked(std::unique_lock<std::mutex>& lock);
 
   const std::string what_;
   const size_t queue_max_;
@@ -109,6 +112,9 @@ class WebhookQueue {
   uint64_t next_id_ = 0;       // guarded by mutex_
   bool stopping_ = false;
   bool spool_written_ = false;  // the loop's thread only: the file may hold messages
+  // The loop's thread only (and LoadSpool's): messages of a lower id were
+  // in the queue when the spool file was last written.
+  uint64_t spooled_end_id_ = 0;
   // An unreadable spool file that could not be set aside: never written.
   bool spool_unusable_ = false;
   std::atomic<uint64_t> sent_{0};

@@ -3,7 +3,9 @@
 // its own — a real local listener receives exactly the anchors file's
 // lines, the closing one at shutdown included — and a receiver that never
 // answers neither slows nor stops the reads that append audit records: its
-// failures are counted in /metrics and logged.
+// failures are counted in /metrics and logged; one that refuses, through
+// restarts of both ends, gets each checkpoint once and in order; and a
+// server killed while a POST waits for an answer keeps that checkpoint.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fsp from 'node:fs/promises';
@@ -274,5 +276,69 @@ describe('audit checkpoint webhook: a receiver that refuses, then restarts', () 
     }
     const { stdout } = await runCli(['audit', 'verify', '--data', server.dataDir, '--keys', server.keysDir]);
     assert.match(stdout, /^ok: /);
+  });
+});
+
+describe('audit checkpoint webhook: a server killed while a POST waits for its answer', () => {
+  let server;
+  let silent;
+  let receiver;
+  const sockets = new Set();
+  let requestBytes = 0;
+  const accepted = [];
+
+  before(async () => {
+    // Reads the POST, never answers: the send waits out its 5 s.
+    silent = net.createServer((socket) => {
+      sockets.add(socket);
+      socket.on('data', (chunk) => {
+        requestBytes += chunk.length;
+      });
+      socket.on('close', () => sockets.delete(socket));
+    });
+    const port = await freePort();
+    silent.listen(port, '127.0.0.1');
+    await once(silent, 'listening');
+    server = await startServer({
+      projectName: 'checkpoint-killed',
+      configText: `audit_checkpoint_webhook = "http://127.0.0.1:${port}/checkpoints"\n`,
+    });
+  });
+  after(async () => {
+    await server?.cleanup();
+    for (const socket of sockets) {
+      socket.destroy();
+    }
+    silent?.close();
+    receiver?.close();
+  });
+
+  it('keeps the checkpoint in flight, and the next start sends it', async () => {
+    const { statuses } = await readPolicy(server, ANCHOR_INTERVAL + 16);
+    assert.ok(statuses.every((status) => status === 200));
+    await waitFor(() => requestBytes > 0, 'the POST to reach the receiver');
+    // Killed before the send could fail: only a file written before it
+    // left keeps the checkpoint.
+    await server.kill();
+    const signed = (await anchorLines(server)).filter((line) => /^\d+ [0-9a-f]{64} \d+ [0-9a-f]{128}$/.test(line));
+    const spool = (await fsp.readFile(`${server.dataDir}/audit/checkpoint-webhook.queue`, 'utf8')).split('\n').filter((line) => line.length > 0);
+    assert.equal(spool[0], 'minpanel-webhook-queue 1');
+    assert.deepEqual(spool.slice(1).map((line) => JSON.parse(line).checkpoint), [signed.at(-1)]);
+
+    receiver = http.createServer((req, res) => {
+      const chunks = [];
+      req.on('data', (chunk) => chunks.push(chunk));
+      req.on('end', () => {
+        accepted.push(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+        res.writeHead(204).end();
+      });
+    });
+    const port = await freePort();
+    receiver.listen(port, '127.0.0.1');
+    await once(receiver, 'listening');
+    await fsp.writeFile(server.configFile, `audit_checkpoint_webhook = "http://127.0.0.1:${port}/checkpoints"\n`);
+    await server.start();
+    await waitFor(() => accepted.length >= 1, 'the kept checkpoint at the next start');
+    assert.equal(accepted[0].checkpoint, signed.at(-1));
   });
 });
