@@ -18,13 +18,14 @@ std::string AlertJson(const service::AnomalyAlert& alert) {
   return json;
 }
 
-AlertSender::AlertSender(std::string webhook, std::string ca_file)
+AlertSender::AlertSender(std::string webhook, std::string ca_file, std::string spool_path)
     : ca_file_(std::move(ca_file)),
-      queue_(
-          std::make_unique<WebhookQueue>("anomaly webhook", std::move(webhook), kAlertQueueMax, 0,
-                                         [this](const std::string& url, const std::string& body) {
-                                           return PostJson(url, body, CaFile());
-                                         })) {}
+      queue_(std::make_unique<WebhookQueue>(
+          "anomaly webhook", std::move(webhook), kAlertQueueMax, 0,
+          [this](const std::string& url, const std::string& body) {
+            return PostJson(url, body, CaFile());
+          },
+          std::move(spool_path))) {}
 
 void AlertSender::SetWebhook(std::string webhook, std::string ca_file) {
   {

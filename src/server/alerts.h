@@ -8,8 +8,10 @@
 // Send only queues (it runs on the thread that ran the export) on a
 // WebhookQueue (webhook.h) of at most kAlertQueueMax alerts: past it the
 // oldest is dropped (and logged), so a dead webhook cannot grow memory. A
-// failed POST is logged, counted and not retried; alerts still queued at
-// shutdown are dropped (each is in the log already). Thread-safe.
+// failed POST is logged, counted and retried, in order, with the
+// checkpoints' backoff; what is not yet accepted is kept in `spool_path`
+// (the audit folder's anomaly-webhook.queue) across restarts, as the
+// checkpoint webhook's is. Thread-safe.
 #pragma once
 
 #include <cstdint>
@@ -32,7 +34,9 @@ class AlertSender {
  public:
   // `webhook`: empty (log only) or an http:// or https:// URL, and
   // `ca_file` its CAs (empty: the system's); checked by the config.
-  AlertSender(std::string webhook, std::string ca_file);
+  // `spool_path`: where unsent alerts are kept (empty: nowhere, and a
+  // failed POST is not retried).
+  AlertSender(std::string webhook, std::string ca_file, std::string spool_path);
   ~AlertSender();
   AlertSender(const AlertSender&) = delete;
   AlertSender& operator=(const AlertSender&) = delete;

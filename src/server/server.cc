@@ -64,6 +64,8 @@ constexpr int64_t kCheckpointDrainMs = 10'000;
 // docs/formats/audit.md, "Checkpoint sink queues").
 constexpr std::string_view kCheckpointWebhookSpool = "checkpoint-webhook.queue";
 constexpr std::string_view kCheckpointSyslogSpool = "checkpoint-syslog.queue";
+// The anomaly alerts' webhook keeps its unsent alerts the same way.
+constexpr std::string_view kAnomalyWebhookSpool = "anomaly-webhook.queue";
 // Read buffer per connection (memory: this times limits.connections_max).
 constexpr size_t kReadBufferBytes = 64 * 1024;
 // A streamed (chunked) response is written in pieces of at least this many
@@ -240,8 +242,9 @@ class Server::Impl {
         signals_(io_, SIGINT, SIGTERM, SIGHUP),
         workers_(settings_->config.worker_threads),
         exporters_(settings_->config.export_threads),
-        alerts_(std::make_unique<AlertSender>(settings_->config.anomaly.webhook,
-                                              settings_->config.anomaly.webhook_ca_file)) {
+        alerts_(std::make_unique<AlertSender>(
+            settings_->config.anomaly.webhook, settings_->config.anomaly.webhook_ca_file,
+            settings_->config.data_folder + "/audit/" + std::string(kAnomalyWebhookSpool))) {
     // The anomaly rules' alerts: a log line and the webhook (alerts.h).
     service_->SetAlertHandler(
         [alerts = alerts_.get()](const service::AnomalyAlert& alert) { alerts->Send(alert); });

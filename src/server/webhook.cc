@@ -173,6 +173,15 @@ void WebhookQueue::LoadSpool() {
   }
   spool_written_ = true;
   spooled_end_id_ = next_id_;
+  if (!queue_.empty() && url_.empty()) {
+    // The destination was taken out of the configuration since.
+    spdlog::warn("{}: {} messages kept from the last run dropped: no destination is configured",
+                 what_, queue_.size());
+    dropped_ += queue_.size();
+    queue_.clear();
+    WriteSpool({});
+    return;
+  }
   if (!queue_.empty()) {
     spdlog::warn("{}: {} messages kept from the last run, to send first", what_, queue_.size());
   }

@@ -10,7 +10,8 @@
 // pushed after): past `queue_max` messages the oldest is dropped (and
 // logged), so a dead or slow receiver can neither grow memory nor hold up
 // the caller. Without a spool file a failed send is logged, counted and not
-// retried. With one (the audit checkpoint sinks), a failed message stays at
+// retried. With one (the audit checkpoint sinks, the anomaly alerts), a
+// failed message stays at
 // the head of the queue and is retried, in order, with a backoff doubling
 // from kWebhookRetryFirstMs to kWebhookRetryMaxMs until it is accepted; the
 // queue is written to the spool file (docs/formats/audit.md, "Checkpoint
@@ -72,8 +73,9 @@ class WebhookQueue {
   // https:// URL checked by the config), or empty: none yet. `spool_path`,
   // when not empty, makes the queue retry and keep its messages across
   // restarts there (above); messages the file holds are queued first, for
-  // the current `url`. A message must then hold no newline (one a line in
-  // the file; Push refuses and logs it).
+  // the current `url` (or dropped, and the file removed, when it is empty).
+  // A message must then hold no newline (one a line in the file; Push
+  // refuses and logs it).
   WebhookQueue(std::string what, std::string url, size_t queue_max, int64_t drain_ms,
                QueueSender send = JsonPoster(""), std::string spool_path = "");
   ~WebhookQueue();

@@ -199,6 +199,18 @@ TEST_F(WebhookQueueTest, WithASpoolEachMessageIsInTheFileBeforeItsFirstSend) {
   EXPECT_TRUE(WaitFor([&] { return !std::filesystem::exists(spool()); }));
 }
 
+// The anomaly alerts' queue exists with no webhook configured: what a
+// previous run kept has nowhere to go.
+TEST_F(WebhookQueueTest, KeptMessagesWithNoDestinationNowAreDroppedAndTheFileRemoved) {
+  std::ofstream(spool()) << kWebhookSpoolMagic << "\n{\"alert\":1}\n{\"alert\":2}\n";
+  FakeReceiver receiver;
+  WebhookQueue queue("test webhook", "", 10, 0, receiver.Sender(), spool());
+  EXPECT_EQ(queue.counts().dropped, 2u);
+  EXPECT_EQ(queue.counts().queued, 0u);
+  EXPECT_FALSE(std::filesystem::exists(spool()));
+  EXPECT_EQ(receiver.attempts(), 0);
+}
+
 TEST_F(WebhookQueueTest, WithASpoolAMessageHoldingANewlineIsRefused) {
   FakeReceiver receiver;
   WebhookQueue queue("test webhook", "http://a/", 10, 0, receiver.Sender(), spool());
