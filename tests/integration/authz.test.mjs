@@ -345,6 +345,29 @@ describe('authorisation matrix', () => {
     assert.ok(exported instanceof Error, 'an export of another event is refused');
   });
 
+  it('a key limited to properties reads only those, and cannot export whole events', async () => {
+    const res = await server.request({
+      method: 'POST', path: '/api/keys', headers: { ...server.authHeader(), 'Content-Type': 'application/json' },
+      body: JSON.stringify({ name: 'properties-only', scopes: ['query:aggregate', 'export'], properties: ['plan'] }),
+    });
+    assert.equal(res.status, 201, res.text);
+    const limited = JSON.parse(res.text);
+    const query = (property) => server.request({
+      method: 'POST', path: '/api/query', headers: server.authHeader(limited.secret),
+      body: JSON.stringify({ kind: 'segmentation', from: '-7d', to: 'now', events: ['authz_event'], breakdown: [property] }),
+    });
+    const allowed = await query('plan');
+    assert.equal(allowed.status, 200, allowed.text);
+    const denied = await query('mp_lib');
+    expectDenied(denied, 403, null, 'another property');
+    assert.match(JSON.parse(denied.text).error, /properties: this key may not read the property 'mp_lib'/);
+    const exported = await server.request({
+      path: `/api/2.0/export?from_date=${isoDate(-30)}&to_date=${isoDate(2)}`, headers: server.authHeader(limited.secret),
+    });
+    expectDenied(exported, 403, null, 'an export of whole events');
+    assert.match(JSON.parse(exported.text).error, /properties: this key is limited to named properties/);
+  });
+
   it('a key cannot grant scopes it lacks, nor keys of another project', async () => {
     const res = await server.request({
       method: 'POST', path: '/api/keys', headers: { ...server.authHeader(keys.admin.secret), 'Content-Type': 'application/json' },
