@@ -294,6 +294,53 @@ TEST(SegmentSubjectsTest, RunsRoundTripAndAreChecked) {
   ExpectCorruption(DecodeSubjects(empty_run, block, &decoded_subjects, &decoded_lengths), "empty");
 }
 
+// Run lengths under 128 are read as one byte each in one pass; a chunk with
+// a longer run is read varint by varint. Both give the same runs and the
+// same errors.
+TEST(SegmentSubjectsTest, OneByteAndLongerRunLengthsDecodeAlike) {
+  std::vector<Id128> subjects;
+  for (uint64_t run_idx = 0; run_idx < 300; ++run_idx) {
+    subjects.push_back(Id128{run_idx / 7, run_idx});
+  }
+  FooterBlock block;
+  block.subject_first = subjects.front();
+  block.subject_last = subjects.back();
+  block.subject_run_count = static_cast<uint32_t>(subjects.size());
+  for (const uint32_t long_run : {0u, 127u, 128u, 300u, 70'000u}) {
+    SCOPED_TRACE(long_run);
+    std::vector<uint32_t> lengths;
+    uint64_t rows = 0;
+    for (size_t run_idx = 0; run_idx < subjects.size(); ++run_idx) {
+      lengths.push_back(run_idx == 150 && long_run != 0 ? long_run
+                                                        : 1 + static_cast<uint32_t>(run_idx % 127));
+      rows += lengths.back();
+    }
+    std::string raw;
+    EncodeSubjects(subjects, lengths, &raw);
+    block.row_count = static_cast<uint32_t>(rows);
+    std::vector<Id128> decoded_subjects;
+    std::vector<uint32_t> decoded_lengths;
+    ASSERT_TRUE(DecodeSubjects(raw, block, &decoded_subjects, &decoded_lengths).ok());
+    EXPECT_EQ(decoded_subjects, subjects);
+    EXPECT_EQ(decoded_lengths, lengths);
+    block.row_count = static_cast<uint32_t>(rows + 1);
+    ExpectCorruption(DecodeSubjects(raw, block, &decoded_subjects, &decoded_lengths),
+                     "cover " + std::to_string(rows) + " rows");
+    block.row_count = static_cast<uint32_t>(rows);
+    std::vector<uint32_t> with_empty = lengths;
+    with_empty[200] = 0;
+    std::string empty_run;
+    EncodeSubjects(subjects, with_empty, &empty_run);
+    ExpectCorruption(DecodeSubjects(empty_run, block, &decoded_subjects, &decoded_lengths),
+                     "subject run 200 is empty");
+    // The last length with its continuation bit set and nothing after it.
+    std::string cut = raw;
+    cut.back() = static_cast<char>(0x81);
+    ExpectCorruption(DecodeSubjects(cut, block, &decoded_subjects, &decoded_lengths),
+                     "subject run length");
+  }
+}
+
 TEST(SegmentInsertIdsTest, RoundTripAndSizeCheck) {
   const std::vector<Id128> ids = {{1, 2}, {UINT64_MAX, 0}, {0, UINT64_MAX}};
   std::string raw;
