@@ -43,11 +43,19 @@ class TimeBuckets {
   int64_t start(size_t bucket_idx) const { return starts_[bucket_idx]; }
   int64_t end(size_t bucket_idx) const { return starts_[bucket_idx + 1]; }
   // The bucket holding `time_ms`: -1 before the first, count() at or after
-  // the end of the last.
-  int64_t Index(int64_t time_ms) const;
+  // the end of the last. Inline for uniform buckets: a segmentation calls
+  // it for every row it adds.
+  int64_t Index(int64_t time_ms) const {
+    if (uniform_width_ms_ != 0 && time_ms >= starts_.front() && time_ms < starts_.back()) {
+      return (time_ms - starts_.front()) / uniform_width_ms_;
+    }
+    return IndexBySearch(time_ms);
+  }
   Bucket Label(size_t bucket_idx) const;
 
  private:
+  int64_t IndexBySearch(int64_t time_ms) const;
+
   const date::time_zone* zone_ = nullptr;
   TimeUnit unit_ = TimeUnit::kDay;
   std::vector<int64_t> starts_;  // count() + 1 entries

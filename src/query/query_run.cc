@@ -228,9 +228,12 @@ struct Cells {
   // weight > 1: folded rows carry no value).
   void Add(size_t cell, double value, uint64_t subject_ordinal, uint32_t weight) {
     count[cell] += weight;
-    if (subject_ordinal != 0 && stamp[cell] != subject_ordinal) {
+    if (subject_ordinal != 0) {
+      // Without a branch on whether the subject is new to the cell: its
+      // day cells answer mostly yes and its total cell yes once, then no
+      // for each further segment — a misprediction or two per subject.
+      uniques[cell] += static_cast<uint64_t>(stamp[cell] != subject_ordinal);
       stamp[cell] = subject_ordinal;
-      uniques[cell] += 1;
     }
     if (!std::isnan(value)) {
       numeric_count[cell] += 1;

@@ -11,6 +11,7 @@
 #include <random>
 
 #include "query/query.h"
+#include "query/query_internal.h"
 #include "query/query_test_util.h"
 
 namespace minpanel::query {
@@ -243,6 +244,37 @@ TEST(QueryScanTest, RunsFoldedByValueAnswerAsRowByRow) {
                   expected);
       }
     }
+  }
+}
+
+// A row's bucket: by arithmetic for buckets of one width (days in UTC), by
+// search across a zone's transition (Berlin's autumn day of 25 hours); the
+// same edges either way: -1 before the first bucket, count() from the end
+// of the last, each bucket from its start inclusive to the next exclusive.
+TEST(TimeBucketsTest, IndexHasTheSameEdgesWithAndWithoutUniformWidth) {
+  for (const char* zone_name : {"UTC", "Europe/Berlin"}) {
+    SCOPED_TRACE(zone_name);
+    const auto zone = internal::LocateZone(zone_name);
+    ASSERT_TRUE(zone.ok()) << zone.status().ToString();
+    // 2026-10-20 to 2026-10-30: Berlin leaves summer time on 2026-10-25.
+    const int64_t from_ms = 1'792'454'400'000;
+    const auto buckets = internal::TimeBuckets::Make(*zone, TimeUnit::kDay, from_ms,
+                                                     from_ms + 10 * kDayMs, 0, 1'000);
+    ASSERT_TRUE(buckets.ok()) << buckets.status().ToString();
+    const size_t count = buckets->count();
+    ASSERT_GE(count, 10u);
+    EXPECT_EQ(buckets->Index(buckets->start(0) - 1), -1);
+    EXPECT_EQ(buckets->Index(INT64_MIN), -1);
+    for (size_t bucket_idx = 0; bucket_idx < count; ++bucket_idx) {
+      SCOPED_TRACE(bucket_idx);
+      const auto expected = static_cast<int64_t>(bucket_idx);
+      EXPECT_EQ(buckets->Index(buckets->start(bucket_idx)), expected);
+      EXPECT_EQ(buckets->Index(buckets->end(bucket_idx) - 1), expected);
+      EXPECT_EQ(buckets->Index((buckets->start(bucket_idx) + buckets->end(bucket_idx)) / 2),
+                expected);
+    }
+    EXPECT_EQ(buckets->Index(buckets->end(count - 1)), static_cast<int64_t>(count));
+    EXPECT_EQ(buckets->Index(INT64_MAX), static_cast<int64_t>(count));
   }
 }
 

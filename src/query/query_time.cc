@@ -151,7 +151,7 @@ Result<TimeBuckets> TimeBuckets::Make(const date::time_zone* zone, TimeUnit unit
   return buckets;
 }
 
-int64_t TimeBuckets::Index(int64_t time_ms) const {
+int64_t TimeBuckets::IndexBySearch(int64_t time_ms) const {
   if (time_ms < starts_.front()) {
     return -1;
   }
