@@ -523,18 +523,8 @@ Result<Service::Prepared> Service::PreparePostHog(const PostHogIngestRequest& re
   }
   MP_RETURN_IF_ERROR(ApplyPolicy(*project, std::move(decoded.events), nullptr, &prepared.batch,
                                  "posthog capture"));
-  if (decoded.profile_updates.empty()) {
-    return prepared;
-  }
-  MP_ASSIGN_OR_RETURN(const privacy::Policy policy, PolicyFor(*project));
-  catalogue_->ObserveProfiles(project->id, project->name, policy, "posthog capture",
-                              decoded.profile_updates);
-  privacy::PolicyCounters policy_counters;
-  prepared.batch.profile_updates.reserve(decoded.profile_updates.size());
-  for (RawProfileUpdate& raw : decoded.profile_updates) {
-    prepared.batch.profile_updates.push_back(policy.Apply(std::move(raw), &policy_counters));
-  }
-  CountPolicy(*project, policy, policy_counters);
+  MP_RETURN_IF_ERROR(ApplyProfilePolicy(*project, std::move(decoded.profile_updates),
+                                        &prepared.batch, "posthog capture"));
   return prepared;
 }
 
@@ -561,18 +551,8 @@ Result<Service::Prepared> Service::PrepareSegment(const SegmentIngestRequest& re
   }
   MP_RETURN_IF_ERROR(
       ApplyPolicy(*project, std::move(decoded.events), nullptr, &prepared.batch, "segment"));
-  if (decoded.profile_updates.empty()) {
-    return prepared;
-  }
-  MP_ASSIGN_OR_RETURN(const privacy::Policy policy, PolicyFor(*project));
-  catalogue_->ObserveProfiles(project->id, project->name, policy, "segment",
-                              decoded.profile_updates);
-  privacy::PolicyCounters policy_counters;
-  prepared.batch.profile_updates.reserve(decoded.profile_updates.size());
-  for (RawProfileUpdate& raw : decoded.profile_updates) {
-    prepared.batch.profile_updates.push_back(policy.Apply(std::move(raw), &policy_counters));
-  }
-  CountPolicy(*project, policy, policy_counters);
+  MP_RETURN_IF_ERROR(ApplyProfilePolicy(*project, std::move(decoded.profile_updates),
+                                        &prepared.batch, "segment"));
   return prepared;
 }
 
@@ -705,6 +685,23 @@ Status Service::ApplyPolicy(const Project& project, std::vector<RawEvent> events
   return Status::Ok();
 }
 
+Status Service::ApplyProfilePolicy(const Project& project, std::vector<RawProfileUpdate> updates,
+                                   store::AppendBatch* batch, std::string_view source) {
+  if (updates.empty()) {
+    return Status::Ok();
+  }
+  MP_ASSIGN_OR_RETURN(const privacy::Policy policy, PolicyFor(project));
+  catalogue_->ObserveProfiles(project.id, project.name, policy, source, updates);
+  batch->project_id = project.id;
+  batch->profile_updates.reserve(batch->profile_updates.size() + updates.size());
+  privacy::PolicyCounters policy_counters;
+  for (RawProfileUpdate& raw : updates) {
+    batch->profile_updates.push_back(policy.Apply(std::move(raw), &policy_counters));
+  }
+  CountPolicy(project, policy, policy_counters);
+  return Status::Ok();
+}
+
 Result<IngestOutcome> Service::ImportEvents(const Project& project,
                                             const std::vector<std::string_view>& records) {
   if (records.size() > kImportRecordsMax) {
@@ -767,15 +764,8 @@ Result<Service::Prepared> Service::PrepareProfiles(const IngestRequest& request)
     return prepared;
   }
   MP_ASSIGN_OR_RETURN(const Project project, ProjectForTokens(decoded.tokens));
-  MP_ASSIGN_OR_RETURN(const privacy::Policy policy, PolicyFor(project));
-  prepared.batch.project_id = project.id;
-  catalogue_->ObserveProfiles(project.id, project.name, policy, MixpanelSource(request.route),
-                              decoded.updates);
-  privacy::PolicyCounters policy_counters;
-  for (RawProfileUpdate& raw : decoded.updates) {
-    prepared.batch.profile_updates.push_back(policy.Apply(std::move(raw), &policy_counters));
-  }
-  CountPolicy(project, policy, policy_counters);
+  MP_RETURN_IF_ERROR(ApplyProfilePolicy(project, std::move(decoded.updates), &prepared.batch,
+                                        MixpanelSource(request.route)));
   return prepared;
 }
 

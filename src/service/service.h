@@ -700,6 +700,11 @@ class Service {
   Status ApplyPolicy(const Project& project, std::vector<RawEvent> events,
                      const IngestRequest* request, store::AppendBatch* batch,
                      std::string_view source);
+  // The same for decoded profile updates (Mixpanel /engage and /groups,
+  // PostHog's $set, Segment's identify and group traits): the data map sees
+  // them under `source`, then each passes the policy into `batch`.
+  Status ApplyProfilePolicy(const Project& project, std::vector<RawProfileUpdate> updates,
+                            store::AppendBatch* batch, std::string_view source);
   // Completes an outcome with what the store did.
   Result<IngestOutcome> Finish(IngestOutcome outcome,
                                const Result<store::AppendResult>& appended);

@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <set>
+#include <utility>
 
 #include <gtest/gtest.h>
 
@@ -427,6 +429,79 @@ TEST_F(ServiceTest, AsyncIngestReportsOnceDurableAndEarlyFailuresAtOnce) {
   EXPECT_EQ(failed_promise.get_future().get().status().code(), StatusCode::kUnavailable);
   file_system_->Reset();
   EXPECT_EQ(Lines(ExportAll()), 1U);
+}
+
+// Every protocol that carries person updates (Mixpanel /engage, PostHog's
+// $set, Segment's identify traits) has them seen by the data map under its
+// source and passed through the project's policy before they are stored:
+// the plan kept, the email-like value redacted, nothing in clear.
+TEST_F(ServiceTest, ProfileUpdatesOfEachProtocolPassTheDataMapAndThePolicy) {
+  const std::string token = project_.token;
+  IngestRequest engage;
+  engage.route = ingest::MixpanelRoute::kEngage;
+  const std::string engage_json =
+      "[{\"$token\":\"" + token + "\",\"$distinct_id\":\"mp-user\",\"$time\":1795685200000," +
+      "\"$set\":{\"plan\":\"plan-mixpanel\",\"contact\":\"mp.user@example.com\"}}]";
+  engage.payload = engage_json;
+  auto mixpanel = service_->IngestMixpanel(engage);
+  ASSERT_TRUE(mixpanel.ok()) << mixpanel.status().ToString();
+  EXPECT_EQ(mixpanel->stored, 1U);
+
+  const auto wait = [](auto ingest) {
+    std::promise<Result<IngestOutcome>> promise;
+    ingest([&](Result<IngestOutcome> outcome) { promise.set_value(std::move(outcome)); });
+    return promise.get_future().get();
+  };
+  const std::string capture_json =
+      "{\"api_key\":\"" + token + "\",\"batch\":[{\"event\":\"$identify\",\"distinct_id\":" +
+      "\"ph-user\",\"timestamp\":\"2026-11-26T09:00:00Z\",\"$set\":{\"plan\":\"plan-posthog\"," +
+      "\"contact\":\"ph.user@example.com\"}}]}";
+  PostHogIngestRequest capture;
+  capture.payload = capture_json;
+  const auto posthog = wait([&](Service::IngestCallback done) {
+    service_->IngestPostHogAsync(capture, std::move(done));
+  });
+  ASSERT_TRUE(posthog.ok()) << posthog.status().ToString();
+
+  const std::string identify_json =
+      "{\"userId\":\"sg-user\",\"timestamp\":\"2026-11-26T09:00:00Z\",\"traits\":{\"plan\":"
+      "\"plan-segment\",\"contact\":\"sg.user@example.com\"}}";
+  SegmentIngestRequest identify;
+  identify.payload = identify_json;
+  identify.call = ingest::SegmentCall::kIdentify;
+  identify.write_key = token;
+  const auto segment = wait([&](Service::IngestCallback done) {
+    service_->IngestSegmentAsync(identify, std::move(done));
+  });
+  ASSERT_TRUE(segment.ok()) << segment.status().ToString();
+
+  for (const auto& [id, plan] : {std::pair{"mp-user", "plan-mixpanel"},
+                                 std::pair{"ph-user", "plan-posthog"},
+                                 std::pair{"sg-user", "plan-segment"}}) {
+    SubjectSelection selection;
+    selection.distinct_ids = {id};
+    auto document = service_->AccessRequest(LocalAccess(project_), selection);
+    ASSERT_TRUE(document.ok()) << document.status().ToString();
+    EXPECT_NE(document->find(std::string("\"") + plan + "\""), std::string::npos)
+        << id << ": " << *document;
+    EXPECT_EQ(document->find("@example.com"), std::string::npos) << id << ": " << *document;
+  }
+
+  auto map = service_->DataMapOf(LocalAccess(project_));
+  ASSERT_TRUE(map.ok()) << map.status().ToString();
+  std::set<std::string> sources;
+  uint64_t plan_updates = 0;
+  for (const SeenItem& item : map->items) {
+    if (item.kind == "source") {
+      sources.insert(item.name);
+    } else if (item.kind == "profile" && item.name == "plan") {
+      plan_updates += item.volume;
+    }
+  }
+  EXPECT_EQ(sources.count("posthog capture"), 1U);
+  EXPECT_EQ(sources.count("segment"), 1U);
+  EXPECT_EQ(sources.size(), 3U) << "and Mixpanel's /engage";
+  EXPECT_EQ(plan_updates, 3U);
 }
 
 TEST_F(ServiceTest, RotatedKeyIsUsedAfterReloadAndGivesANewSubject) {
