@@ -283,6 +283,9 @@ void CheckRoundTrip(std::string_view bytes) {
   // Granules of a few rows (0: every chunk whole), so that blocks of up to
   // 64 rows cut their property and map chunks into several.
   options.granule_rows = static_cast<uint32_t>(input.Byte() % 9);
+  // Every chunk in granules, or only those that compress 2x, 7x or 20x.
+  constexpr double kGranuleRatioMins[] = {0, 2, 7, 20};
+  options.granule_ratio_min = kGranuleRatioMins[input.Byte() % 4];
   const std::vector<Event> events = MakeEvents(&input);
   auto image = store::EncodeSegment(events, options);
   if (events.empty()) {

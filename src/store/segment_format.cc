@@ -2858,8 +2858,9 @@ Status SplitMapColumn(std::string_view raw, size_t rows, size_t key_count,
 
 Status CompressPropertyChunk(ChunkCompressor& compressor, std::string_view raw, size_t rows,
                              const FooterColumn* column, size_t map_key_count,
-                             std::span<const uint32_t> ends, uint32_t present_count,
-                             const SegmentCodec* forced, ChunkRef* ref, std::string* out) {
+                             std::span<const uint32_t> ends, double granule_ratio_min,
+                             uint32_t present_count, const SegmentCodec* forced, ChunkRef* ref,
+                             std::string* out) {
   if (raw.size() > kSegmentChunkBytesMax) {
     return Status::ResourceExhausted("a segment column chunk of " + std::to_string(raw.size()) +
                                      " bytes is over kSegmentChunkBytesMax");
@@ -2868,6 +2869,17 @@ Status CompressPropertyChunk(ChunkCompressor& compressor, std::string_view raw, 
     compressor.Compress(raw, forced, ref, out);
     ref->present_count = present_count;
     return Status::Ok();
+  }
+  if (granule_ratio_min > 0) {
+    // Whole, unless it compresses well enough for its granules to be cheap.
+    const size_t whole_begin = out->size();
+    compressor.Compress(raw, forced, ref, out);
+    if (static_cast<double>(ref->stored_bytes) * granule_ratio_min >
+        static_cast<double>(ref->raw_bytes)) {
+      ref->present_count = present_count;
+      return Status::Ok();
+    }
+    out->resize(whole_begin);
   }
   thread_local std::vector<std::string> granules;
   thread_local std::vector<uint32_t> present_counts;

@@ -213,6 +213,15 @@ size_t CodeWidth(size_t size);
 // The writer's granule size: a granule closes at the first subject run end
 // at or after this many rows. Measured in docs/benchmarks.md ("Granules").
 inline constexpr uint32_t kGranuleRowsDefault = 1024;
+// The writer cuts a chunk into granules only when, compressed whole, it
+// takes at most 1/this of its raw bytes. The granules of a chunk that
+// compresses less (country codes, prices, durations, URLs) each need codec
+// tables of their own, so that reading all of them (a scan) costs about as
+// much more as reading one instead of the whole chunk (an export) saves;
+// those of a chunk that compresses well (plan, platform, language codes)
+// cost a scan little. Measured in docs/formats/segment.md ("Granules");
+// SegmentWriteOptions::granule_ratio_min.
+inline constexpr double kGranuleRatioMinDefault = 7.0;
 
 // One entry of a granular chunk's directory; `offset` (into the chunk's
 // stored bytes) and `row_begin` are computed by DecodeGranuleDirectory.
@@ -579,13 +588,16 @@ class ChunkCompressor {
 
 // Stores one property chunk (`column` set) or map chunk (`column` null) of a
 // block of `rows` rows whose granules end at `ends`: as one chunk when there
-// is one granule or no row holds a value, else cut (SplitPropertyColumn,
-// SplitMapColumn) into a granular chunk. Sets every field of `ref`;
-// `present_count` is what `raw` holds (checked against the split).
+// is one granule, no row holds a value or, compressed whole, it takes more
+// than 1/`granule_ratio_min` of its raw bytes (0: never), else cut
+// (SplitPropertyColumn, SplitMapColumn) into a granular chunk. Sets every
+// field of `ref`; `present_count` is what `raw` holds (checked against the
+// split).
 Status CompressPropertyChunk(ChunkCompressor& compressor, std::string_view raw, size_t rows,
                              const FooterColumn* column, size_t map_key_count,
-                             std::span<const uint32_t> ends, uint32_t present_count,
-                             const SegmentCodec* forced, ChunkRef* ref, std::string* out);
+                             std::span<const uint32_t> ends, double granule_ratio_min,
+                             uint32_t present_count, const SegmentCodec* forced, ChunkRef* ref,
+                             std::string* out);
 
 // Checks the chunk's CRC-32 and decompresses it into `raw` (replacing its
 // contents) when the codec is not kNone; otherwise `*view` is `stored`.

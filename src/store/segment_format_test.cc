@@ -948,7 +948,8 @@ TEST(SegmentGranuleTest, SplitGranulesEqualTheirRowsEncodedAlone) {
   ChunkRef ref;
   std::string stored;
   ASSERT_TRUE(CompressPropertyChunk(compressor, raw, pointers.size(), &column, 0, ends,
-                                    present_total, nullptr, &ref, &stored)
+                                    /*granule_ratio_min=*/0, present_total, nullptr, &ref,
+                                    &stored)
                   .ok());
   EXPECT_EQ(ref.codec, SegmentCodec::kGranules);
   EXPECT_EQ(ref.present_count, present_total);

@@ -971,7 +971,8 @@ Status SegmentMerger::EncodeBlock() {
       EncodeColumn(column_idx, &raw_);
     }
     MP_RETURN_IF_ERROR(CompressPropertyChunk(compressor_, raw_, rows, &footer_.columns[column_idx],
-                                             0, granule_ends_, columns_[column_idx].present_count,
+                                             0, granule_ends_, options_.granule_ratio_min,
+                                             columns_[column_idx].present_count,
                                              forced, &ref, &out_));
     columns_[column_idx].Clear();
   }
@@ -980,7 +981,8 @@ Status SegmentMerger::EncodeBlock() {
     map_raw_.clear();  // a block without map entries has an empty map chunk
   }
   MP_RETURN_IF_ERROR(CompressPropertyChunk(compressor_, map_raw_, rows, nullptr,
-                                           footer_.map_keys.size(), granule_ends_, map_entries_,
+                                           footer_.map_keys.size(), granule_ends_,
+                                           options_.granule_ratio_min, map_entries_,
                                            forced, &map_ref, &out_));
   raw_.clear();
   EncodePolicyVersions(policy_versions_, &raw_);

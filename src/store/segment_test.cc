@@ -261,6 +261,7 @@ TEST(SegmentRoundTripTest, RandomEventsComeBackExactly) {
 SegmentWriteOptions SmallGranules(uint32_t block_rows, uint32_t granule_rows) {
   SegmentWriteOptions options = SmallBlocks(block_rows);
   options.granule_rows = granule_rows;
+  options.granule_ratio_min = 0;  // granules however the chunk compresses
   return options;
 }
 
@@ -297,6 +298,112 @@ TEST(SegmentRoundTripTest, GranularChunksRoundTrip) {
       SegmentWriteOptions forced = options;
       forced.codec = codec;
       ExpectRoundTrip(events, forced);
+    }
+  }
+}
+
+// One default block of 16,384 rows of product-like events: about 1,400
+// subjects of a dozen rows, a "plan" and a "platform" per subject (chunks
+// that compress very well), a "country" drawn per row, a high-cardinality
+// "url" and a "price" (chunks that compress little) and rare keys in the
+// map.
+std::vector<Event> ProductBlockEvents() {
+  static const char* const kCountries[] = {"US", "DE", "FR", "GB", "IN", "BR", "JP",
+                                           "CA", "ES", "IT", "NL", "SE", "PL", "MX",
+                                           "AU", "KR", "TR", "AR", "CH", "BE"};
+  static const char* const kPlans[] = {"free", "pro", "team"};
+  static const char* const kPlatforms[] = {"web", "ios", "android", "desktop"};
+  std::mt19937_64 random(42);
+  std::vector<Event> events;
+  for (uint64_t row = 0; row < kSegmentBlockRowsDefault; ++row) {
+    const uint64_t subject = row / 12;
+    Event event = MakeEvent(row % 5 == 0 ? "purchase" : "page_viewed",
+                            kTestNowMs + static_cast<int64_t>(random() % 1'000'000'000), subject,
+                            row);
+    event.properties = {
+        {"plan", Value::String(kPlans[subject % 3])},
+        {"platform", Value::String(kPlatforms[(subject / 3) % 4])},
+        {"country", Value::String(kCountries[random() % 20])},
+        {"url", Value::String("/p/" + std::to_string(random() % 100'000'000) + "/item-" +
+                              std::to_string(random() % 1000))},
+        {"price", Value::Double(static_cast<double>(random() % 1'000'000) / 100.0)},
+        {"rare_" + std::to_string(random() % 2000), Value::String(std::to_string(random()))}};
+    events.push_back(std::move(event));
+  }
+  return events;
+}
+
+// Under the default options a chunk is in granules exactly when, compressed
+// whole, it takes at most 1/kGranuleRatioMinDefault of its raw bytes: here
+// plan and platform, not country, url, price or the map. granule_ratio_min
+// forces either way, and every file reads back the same rows, and the same
+// selected rows.
+TEST(SegmentRoundTripTest, OnlyChunksThatCompressWellAreGranules) {
+  const std::vector<Event> events = ProductBlockEvents();
+  SegmentWriteOptions options;
+  options.project_id = 7;
+  const std::unique_ptr<SegmentReader> chosen = OpenImage(Encode(events, options));
+  ASSERT_NE(chosen, nullptr);
+  ASSERT_EQ(chosen->block_count(), 1u);
+  SegmentWriteOptions whole_options = options;
+  whole_options.granule_rows = 0;
+  const std::unique_ptr<SegmentReader> whole = OpenImage(Encode(events, whole_options));
+  ASSERT_NE(whole, nullptr);
+  const std::vector<ChunkRef>& chosen_chunks = chosen->footer().blocks[0].chunks;
+  const std::vector<ChunkRef>& whole_chunks = whole->footer().blocks[0].chunks;
+  ASSERT_EQ(chosen_chunks.size(), whole_chunks.size());
+  std::set<std::string> granular_keys;
+  for (size_t chunk_idx = kFixedColumnCount; chunk_idx < whole_chunks.size(); ++chunk_idx) {
+    const ChunkRef& ref = whole_chunks[chunk_idx];
+    const bool compresses_well = static_cast<double>(ref.stored_bytes) * kGranuleRatioMinDefault <=
+                                 static_cast<double>(ref.raw_bytes);
+    const std::string key = chunk_idx + 1 == whole_chunks.size()
+                                ? "(map)"
+                                : chosen->footer().columns[chunk_idx - kFixedColumnCount].key;
+    EXPECT_EQ(chosen_chunks[chunk_idx].codec == SegmentCodec::kGranules, compresses_well)
+        << key << ": " << ref.stored_bytes << " of " << ref.raw_bytes << " bytes";
+    if (chosen_chunks[chunk_idx].codec == SegmentCodec::kGranules) {
+      granular_keys.insert(key);
+    } else {
+      // Stored whole, exactly as without granules.
+      EXPECT_EQ(chosen_chunks[chunk_idx].stored_bytes, ref.stored_bytes) << key;
+      EXPECT_EQ(chosen_chunks[chunk_idx].crc32, ref.crc32) << key;
+    }
+  }
+  EXPECT_EQ(granular_keys, (std::set<std::string>{"plan", "platform"}));
+
+  options.granule_ratio_min = 0;
+  const std::unique_ptr<SegmentReader> all = OpenImage(Encode(events, options));
+  ASSERT_NE(all, nullptr);
+  EXPECT_EQ(GranularChunks(*all), whole_chunks.size() - kFixedColumnCount);
+  options.granule_ratio_min = std::numeric_limits<double>::infinity();
+  const std::unique_ptr<SegmentReader> none = OpenImage(Encode(events, options));
+  ASSERT_NE(none, nullptr);
+  EXPECT_EQ(GranularChunks(*none), 0u);
+  EXPECT_EQ(none->footer().blocks[0].chunks.back().stored_bytes,
+            whole_chunks.back().stored_bytes);
+
+  const std::vector<Event> expected = Canonical(events);
+  const std::vector<uint32_t> selected = {0, 1, 2, 700, 701, 5000, 16383};
+  for (const SegmentReader* reader : {chosen.get(), all.get(), none.get(), whole.get()}) {
+    const std::vector<Event> actual = ReadAll(*reader);
+    ASSERT_EQ(actual.size(), expected.size());
+    for (size_t row = 0; row < actual.size(); ++row) {
+      ExpectSameEvent(actual[row], expected[row], row);
+    }
+    EXPECT_TRUE(reader->Verify().ok());
+    std::vector<PropertyColumn> columns;
+    ASSERT_TRUE(reader->ReadPropertiesOfRows(0, selected, &columns).ok());
+    ASSERT_EQ(columns.size(), reader->property_keys().size());
+    for (size_t key_idx = 0; key_idx < columns.size(); ++key_idx) {
+      const std::string& key = reader->property_keys()[key_idx].key;
+      for (size_t slot = 0; slot < selected.size(); ++slot) {
+        const Value* value = FindProperty(expected[selected[slot]].properties, key);
+        ASSERT_EQ(columns[key_idx].tags[slot] != PropertyTag::kAbsent, value != nullptr) << key;
+        if (value != nullptr) {
+          EXPECT_TRUE(SameValue(columns[key_idx].ValueAt(slot), *value)) << key;
+        }
+      }
     }
   }
 }

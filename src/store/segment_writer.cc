@@ -507,7 +507,8 @@ Status SegmentEncoder::EncodeProperties(size_t row_begin, size_t row_end, Footer
       EncodePropertyColumn(input, &raw_);
     }
     MP_RETURN_IF_ERROR(CompressPropertyChunk(compressor_, raw_, rows, &footer_.columns[column_idx],
-                                             0, granule_ends_, present_counts[column_idx],
+                                             0, granule_ends_, options_.granule_ratio_min,
+                                             present_counts[column_idx],
                                              ForcedCodec(), &ref, &image_));
   }
   ChunkRef& map_ref = block->chunks.back();
@@ -516,7 +517,8 @@ Status SegmentEncoder::EncodeProperties(size_t row_begin, size_t row_end, Footer
     EncodeMapColumn(map_entries, map_entry_ends, &raw_);
   }
   return CompressPropertyChunk(compressor_, raw_, rows, nullptr, footer_.map_keys.size(),
-                               granule_ends_, static_cast<uint32_t>(map_entries.size()),
+                               granule_ends_, options_.granule_ratio_min,
+                               static_cast<uint32_t>(map_entries.size()),
                                ForcedCodec(), &map_ref, &image_);
 }
 
