@@ -371,6 +371,7 @@ struct Flags {
   ExportCommandOptions export_options;
   std::string distinct_id;
   std::string dump_path;
+  bool rewrite_all = false;
   std::string policy_path;
   std::string preview_project;
   QueryCommandOptions query;
@@ -506,6 +507,10 @@ void AddDataCommands(CLI::App& app, Flags& flags, Commands& commands) {
       "with the server stopped, rewrite every segment of an older format into the newest one "
       "(crash-safe, one segment at a time, as compaction)");
   flags.sources.AddFlags(commands.rewrite_segments, false);
+  commands.rewrite_segments->add_flag(
+      "--all", flags.rewrite_all,
+      "rewrite every segment, the newest format's too, with this binary's writer rules (which "
+      "chunks are granules, the codecs): for a store written before such a change");
 
   CLI::App* policy = app.add_subcommand("policy", "privacy policies (docs/privacy.md)");
   policy->require_subcommand(1);
@@ -610,7 +615,7 @@ int Dispatch(Flags& flags, const Commands& commands) {
     return DebugDump(flags.dump_path);
   }
   if (commands.rewrite_segments->parsed()) {
-    return DebugRewriteSegments(flags.sources);
+    return DebugRewriteSegments(flags.sources, flags.rewrite_all);
   }
   if (commands.policy_check->parsed()) {
     return PolicyCheck(flags.policy_path);

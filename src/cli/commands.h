@@ -159,10 +159,11 @@ class AccessCommands {
 // `minpanel debug dump FILE`: one write-ahead log file in readable form.
 int DebugDump(const std::string& path);
 
-// `minpanel debug rewrite-segments`: opens the stopped server's store so
-// that it rewrites every segment of an older format into the newest one
-// (store::Options::rewrite_older_segments), then closes it.
-int DebugRewriteSegments(const ConfigSources& sources);
+// `minpanel debug rewrite-segments [--all]`: opens the stopped server's
+// store so that it rewrites every segment of an older format into the newest
+// one (store::Options::rewrite_older_segments) — with `all`, every segment
+// (store::Options::rewrite_every_segment) — then closes it.
+int DebugRewriteSegments(const ConfigSources& sources, bool all);
 
 // `minpanel incident crossref ...` (incident_command.cc): declares its
 // subcommands and flags on `app`; Run() once one of them was parsed.

@@ -185,12 +185,13 @@ int DebugDump(const std::string& path) {
   return kExitOk;
 }
 
-int DebugRewriteSegments(const ConfigSources& sources) {
+int DebugRewriteSegments(const ConfigSources& sources, bool all) {
   auto config = sources.Build();
   if (!config.ok()) {
     return Fail(config.status());
   }
   config->store_rewrite_older_segments = true;
+  config->store_rewrite_every_segment = all;
   auto service = OpenServiceForCommand(*config, "there is no server route for it");
   if (!service.ok()) {
     return Fail(service.status());
@@ -199,7 +200,8 @@ int DebugRewriteSegments(const ConfigSources& sources) {
   if (!closed.ok()) {
     return Fail(closed);
   }
-  std::cerr << "every segment is in the newest format\n";
+  std::cerr << (all ? "every segment is rewritten in the newest format\n"
+                    : "every segment is in the newest format\n");
   return kExitOk;
 }
 

@@ -119,6 +119,9 @@ struct Config {
   // Set only by `minpanel debug rewrite-segments`: Open rewrites every
   // segment of an older format into the newest (store::Options).
   bool store_rewrite_older_segments = false;
+  // With it, `minpanel debug rewrite-segments --all`: every segment
+  // (store::Options::rewrite_every_segment).
+  bool store_rewrite_every_segment = false;
   uint32_t erasure_purge_deadline_hours = kErasurePurgeDeadlineHoursDefault;
   uint32_t io_threads = 2;
   // Decoding and the policy run here; no thread waits for fsync (appends

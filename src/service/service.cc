@@ -299,6 +299,7 @@ Result<std::unique_ptr<Service>> Service::Open(const Config& config,
   store_options.dedup_entries_max = config.dedup_entries_max;
   store_options.memtable_rows_max = config.store_memtable_rows_max;
   store_options.rewrite_older_segments = config.store_rewrite_older_segments;
+  store_options.rewrite_every_segment = config.store_rewrite_every_segment;
   store_options.purge_delay_ms = ErasurePurgeDelayMs(config.erasure_purge_deadline_hours);
   store_options.erasure_journal_folder = ErasureJournalFolder(config);
   // Compaction folds each id's rows into its person (docs/identity.md,

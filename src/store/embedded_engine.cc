@@ -2410,9 +2410,12 @@ Status EmbeddedEngine::ReplaceSegments(const std::vector<size_t>& inputs,
 // file's removal (a crash before the manifest leaves an orphan, removed at
 // the next open). Rows hidden by a deletion in force are left out, as by
 // any merge; rows are not folded (they stay under their stored subjects).
+// Each of the segments listed at the start is visited once, so that with
+// rewrite_every_segment the outputs (appended to the manifest) are not.
 Status EmbeddedEngine::RewriteOlderSegments() {
   uint64_t rewritten = 0;
-  for (size_t entry_idx = 0; entry_idx < manifest_.segments.size();) {
+  const size_t listed = manifest_.segments.size();
+  for (size_t entry_idx = 0, visited = 0; visited < listed; ++visited) {
     const std::string path = manifest_.segments[entry_idx].path;
     uint32_t version = kSegmentFormatVersion;
     for (const LiveSegment& segment : segments_) {
@@ -2420,7 +2423,7 @@ Status EmbeddedEngine::RewriteOlderSegments() {
         version = segment.reader->summary().format_version;
       }
     }
-    if (version >= kSegmentFormatVersion) {
+    if (version >= kSegmentFormatVersion && !options_.rewrite_every_segment) {
       ++entry_idx;
       continue;
     }
@@ -2432,8 +2435,9 @@ Status EmbeddedEngine::RewriteOlderSegments() {
     ++rewritten;
   }
   if (rewritten > 0) {
-    Note("rewrote " + std::to_string(rewritten) + " segments of older formats into format " +
-         std::to_string(kSegmentFormatVersion));
+    Note("rewrote " + std::to_string(rewritten) +
+         (options_.rewrite_every_segment ? " segments" : " segments of older formats") +
+         " into format " + std::to_string(kSegmentFormatVersion));
   }
   return Status::Ok();
 }

@@ -118,6 +118,11 @@ struct Options {
   // (`minpanel debug rewrite-segments`; src/store/README.md, "Rewriting
   // older segments").
   bool rewrite_older_segments = false;
+  // With rewrite_older_segments: every segment, the newest format's too, so
+  // that a store written before a change of the writer's rules (which
+  // chunks are granules, the codecs) is brought to them (`minpanel debug
+  // rewrite-segments --all`).
+  bool rewrite_every_segment = false;
 };
 
 struct AppendBatch {

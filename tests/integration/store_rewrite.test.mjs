@@ -5,7 +5,8 @@
 // `minpanel debug dump` prints them, the old files gone, and every answer is
 // the same before and after — the time-range and list exports of
 // `minpanel export` byte for byte, the segmentation, funnel and retention
-// answers of `minpanel query`; a second run rewrites nothing.
+// answers of `minpanel query`; a second run rewrites nothing, and one with
+// `--all` rewrites every segment again with the same answers.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -136,5 +137,23 @@ describe('minpanel debug rewrite-segments', () => {
     // Nothing is older any more: a second run leaves every file as it was.
     await runCli(['debug', 'rewrite-segments', ...folderFlags()], { timeoutMs: 120000 });
     assert.deepEqual(await segments(), rewritten);
+
+    // --all rewrites every segment, the newest format's too (by the
+    // writer's current rules: the same ones here, so the same granules),
+    // each once, under new names, with the same rows and answers.
+    const all = await runCli(['debug', 'rewrite-segments', '--all', ...folderFlags()], { timeoutMs: 120000 });
+    assert.match(all.stderr, /every segment is rewritten in the newest format/);
+    const again = await segments();
+    assert.equal(again.length, rewritten.length, JSON.stringify(again));
+    for (const segment of again) {
+      assert.equal(segment.version, rewritten[0].version, segment.file);
+      assert.ok(!rewritten.some((before) => before.file === segment.file), `${segment.file} was kept`);
+    }
+    assert.deepEqual(again.map((segment) => segment.rows), rewritten.map((segment) => segment.rows));
+    assert.deepEqual(again.map((segment) => segment.granules), rewritten.map((segment) => segment.granules));
+    const answersAll = await answers();
+    assert.equal(answersAll.range, answersBefore.range);
+    assert.equal(answersAll.list, answersBefore.list);
+    assert.deepEqual(answersAll.queries, answersBefore.queries);
   });
 });
