@@ -65,6 +65,28 @@ inline constexpr size_t kFileHeaderBytes = 16;  // magic, version (u32 LE), rese
 // header, then the seq (u64 LE) and chain hash of the last pruned record.
 inline constexpr uint32_t kFileVersionPruned = 2;
 inline constexpr size_t kFileHeaderBytesPruned = kFileHeaderBytes + 8 + kHashBytes;
+// Versions 3 and 4: the headers of versions 1 and 2, for a log whose space
+// is written ahead with zeros (kLogPreallocateBytes): its records end at
+// the first record length of zero (the zero tail), not only at the file's
+// end (docs/formats/audit.md, "Space written ahead"). A version-1 or 2 log
+// becomes version 3 or 4 in place when a log that writes ahead opens it.
+inline constexpr uint32_t kFileVersionWrittenAhead = 3;
+inline constexpr uint32_t kFileVersionPrunedWrittenAhead = 4;
+// How far ahead of its last record the log writes zeros, in one step (the
+// first steps smaller: 64 KiB, doubling), so
+// that the fdatasync of a group commit overwrites space the file already
+// has (data only) instead of growing the file (its size and extents, a
+// journal commit each time): measured in docs/benchmarks.md, "Space
+// written ahead". Zeros rather than fallocate(2), whose unwritten extents
+// are converted, again through the journal, as each block is first
+// written. A step's zeros go to disk with the next group commit's sync,
+// once per step.
+inline constexpr uint64_t kLogPreallocateBytes = 1 << 20;
+// The most bytes that are not zero a written-ahead log may hold past its
+// last record and still open (kept aside as a torn tail) or verify: a crash
+// leaves at most the one batch it was writing. More is not a crash's doing
+// (records hidden behind a zeroed length, or damage): Corruption.
+inline constexpr uint64_t kTornTailBytesMax = 64 << 20;
 inline constexpr size_t kRecordFrameBytes = 4 + kHashBytes;  // length before, hash after
 
 // Signed checkpoints (checkpoint.cc): an Ed25519 key, kept in the key
@@ -296,10 +318,22 @@ struct LogStart {
   size_t header_bytes = kFileHeaderBytes;
   uint64_t base_seq = 0;
   std::array<uint8_t, kHashBytes> base_hash{};
+  // Versions 3 and 4: a record length of zero is the records' end.
+  bool written_ahead = false;
+  uint32_t version = kFileVersion;
 };
 Result<LogStart> ReadLogStart(std::string_view log_bytes);
-// The header of a log pruned after record base_seq.
-std::string PrunedHeader(uint64_t base_seq, const std::array<uint8_t, kHashBytes>& base_hash);
+// The header of a log pruned after record base_seq (version 2, or 4 when
+// `written_ahead`).
+std::string PrunedHeader(uint64_t base_seq, const std::array<uint8_t, kHashBytes>& base_hash,
+                         bool written_ahead = false);
+// How many bytes from `offset` to the last byte that is not zero in `file`
+// (0 when every byte from there on is zero): what a crash left past a
+// written-ahead log's last record. Reads in kReadChunkBytes pieces.
+Result<uint64_t> NonZeroBytesFrom(const RandomAccessFile& file, uint64_t offset);
+// The problem of a written-ahead log with more than kTornTailBytesMax such
+// bytes past the last record `report` names.
+std::string TornTailTooLong(const VerifyReport& report, uint64_t bytes);
 
 // One record as a LogReader passes it: chain hash recomputed and matched,
 // seq checked. `payload` points into the reader's buffer and stays valid
@@ -320,10 +354,15 @@ inline constexpr size_t kReadChunkBytes = 4 << 20;
 // after a record whose position and hash are already vouched for (Resume),
 // recomputing each record's chain hash from its predecessor's and checking
 // its seq. It stops at the first record that is neither valid nor a torn
-// tail (an incomplete last record). The seq is read from the payload's
-// leading `{"seq":N` (as EncodeEntry writes it) and the payload decoded in
-// full (DecodeEntry) only when `decode_payloads` is set or it does not start
-// so. One thread at a time.
+// tail (an incomplete last record), and in a written-ahead log (version 3
+// or 4) at a record length of zero: the zero tail, a clean end. There, a
+// record whose hash does not match is a torn tail only when the bytes after
+// it are zero and it holds a zero byte where a written record has none (in
+// its JSON payload, or as its last byte): what an append cut short leaves
+// in zeroed space. Any other mismatch is a broken record, as before. The
+// seq is read from the payload's leading `{"seq":N` (as EncodeEntry writes
+// it) and the payload decoded in full (DecodeEntry) only when
+// `decode_payloads` is set or it does not start so. One thread at a time.
 class LogReader {
  public:
   // Over a whole log image in memory; `log_bytes` must outlive the reader.
@@ -579,6 +618,13 @@ struct Options {
   bool new_key_epoch = false;
   // A file (on another volume) each anchor line is also appended to; empty: none.
   std::string checkpoint_sink;
+  // How far ahead of its last record the log writes zeros (a version-3 or
+  // 4 log; an older one is made so in place at Open); 0: the log grows
+  // with each append, as before version 3, and an older log keeps its
+  // version. Falls back to growing, until the log is opened again, when
+  // writing ahead fails (a full disk): the batch that asked for the zeros
+  // is written before them, so no record waits on them.
+  uint64_t preallocate_bytes = kLogPreallocateBytes;
   // Open verifies only the records the key index does not cover yet (those
   // it covers were verified when it was written; LookupKey), and brings the
   // index up to date, instead of walking the whole chain: for a command
@@ -655,6 +701,16 @@ class AuditLog {
     std::string problem;
   };
   IndexState index_state();
+  // Writing space ahead (Options::preallocate_bytes): the zero steps
+  // written, whether the log still writes ahead, and the failure that made
+  // it stop (each also a line on stderr). For tests and the service's status.
+  struct PreallocateState {
+    bool writing_ahead = false;
+    uint64_t steps = 0;
+    uint64_t failures = 0;
+    std::string problem;
+  };
+  PreallocateState preallocate_state();
 
  private:
   AuditLog(std::string folder, std::shared_ptr<FileSystem> file_system,
@@ -667,6 +723,17 @@ class AuditLog {
   Status AppendAnchorsLine(const std::string& line);
   // The flusher thread: writes and syncs what is queued, in one batch.
   void FlushLoop();
+  // Writes `batch` at end_offset_ and syncs it (the flusher, outside
+  // mutex_). In a written-ahead log the batch's first length is written
+  // last, so that a reader beside the writer, or the next Open after a
+  // kill, sees the batch whole or not at all; then, when less than half a
+  // step of zeros is left after it, the next step (WriteAhead), synced with
+  // the batch.
+  Status WriteBatch(std::string_view batch);
+  // Zeros from ahead_end_ to a step past `from`: AheadStepBytes, 64 KiB
+  // at first, doubling with each step up to Options::preallocate_bytes.
+  Status WriteAhead(uint64_t from);
+  uint64_t AheadStepBytes() const;
   // The indexer thread: brings the key index up to date when asked
   // (index_wanted_seq_ past what it covers), outside mutex_, so that no
   // append or query waits for it.
@@ -683,7 +750,14 @@ class AuditLog {
   std::mutex mutex_;
   std::condition_variable written_;  // a batch became durable, or the log failed
   std::condition_variable queued_;   // a record was queued, or the log closes
-  std::unique_ptr<WritableFile> file_;
+  std::unique_ptr<PositionalFile> file_;
+  // Where the next batch goes (just after the last record written) and
+  // where the file's zeros written ahead end; the flusher's while it
+  // writes (writing_), else mutex_'s.
+  uint64_t end_offset_ = 0;
+  uint64_t ahead_end_ = 0;
+  bool written_ahead_ = false;  // a version-3 or 4 log
+  PreallocateState preallocate_state_;
   std::unique_ptr<WritableFile> anchors_;
   std::unique_ptr<WritableFile> sink_;              // Options::checkpoint_sink, when set
   std::function<void(std::string_view line)> checkpoint_observer_;

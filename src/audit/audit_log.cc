@@ -51,9 +51,12 @@ Status CheckBenchNoAudit(const std::string& folder) {
   return Status::Ok();
 }
 
-std::string FileHeader() {
+// Zeros written ahead are written in pieces of this size.
+constexpr size_t kZeroPieceBytes = 64 << 10;
+
+std::string FileHeader(bool written_ahead) {
   std::string header(kFileMagic);
-  internal::AppendU32(kFileVersion, &header);
+  internal::AppendU32(written_ahead ? kFileVersionWrittenAhead : kFileVersion, &header);
   header.append(4, '\0');
   return header;
 }
@@ -67,10 +70,10 @@ std::string Frame(std::string_view payload, const std::array<uint8_t, kHashBytes
   return frame;
 }
 
-// Writes `header` then the bytes of `from` after `offset` to `to` (made
-// anew), synced.
+// Writes `header` then the bytes of `from` from `offset` to `end` (the
+// last record's end: not the zeros written ahead) to `to` (made anew), synced.
 Status CopyPruned(FileSystem& file_system, const std::string& from, const std::string& to,
-                  std::string_view header, uint64_t offset) {
+                  std::string_view header, uint64_t offset, uint64_t end) {
   if (file_system.Exists(to)) {
     MP_RETURN_IF_ERROR(file_system.Remove(to));  // left by a prune a crash interrupted
   }
@@ -79,10 +82,11 @@ Status CopyPruned(FileSystem& file_system, const std::string& from, const std::s
                       file_system.OpenAppendable(to, kFileMode));
   MP_RETURN_IF_ERROR(target->Append(header));
   std::string piece;
-  while (true) {
-    MP_RETURN_IF_ERROR(source->ReadAt(offset, kReadChunkBytes, &piece));
+  while (offset < end) {
+    MP_RETURN_IF_ERROR(source->ReadAt(
+        offset, static_cast<size_t>(std::min<uint64_t>(kReadChunkBytes, end - offset)), &piece));
     if (piece.empty()) {
-      break;
+      return Status::Corruption("audit log " + from + ": ends before byte " + std::to_string(end));
     }
     MP_RETURN_IF_ERROR(target->Append(piece));
     offset += piece.size();
@@ -181,30 +185,66 @@ Result<std::unique_ptr<AuditLog>> AuditLog::Open(std::string folder,
                          "with its keys (--keys-from)"
                        : "; run `minpanel audit verify`"));
   }
+  LogStart start;
+  if (report.end_offset > 0) {
+    std::string header;
+    MP_RETURN_IF_ERROR(existing->ReadAt(0, kFileHeaderBytesPruned, &header));
+    MP_ASSIGN_OR_RETURN(start, ReadLogStart(header));
+  }
   uint64_t torn_bytes = 0;
   if (file_bytes > report.end_offset && report.end_offset > 0) {
     // An append a crash interrupted, never acknowledged: kept aside as
     // evidence, then cut off, and the cut recorded in the chain. It is
-    // shorter than one record frame (LogReader stopped inside it).
-    torn_bytes = file_bytes - report.end_offset;
-    std::string torn;
-    MP_RETURN_IF_ERROR(existing->ReadAt(report.end_offset, torn_bytes, &torn));
-    const std::string kept = folder + "/torn-" + std::to_string(report.end_offset);
-    MP_RETURN_IF_ERROR(file_system->WriteFileAtomically(kept, torn, kFileMode));
+    // shorter than one record frame (LogReader stopped inside it), or in a
+    // written-ahead log whatever is not zero past the last record (a batch
+    // cut short, or written but for its first length); the zeros after it
+    // are cut too, and written again as the log needs them.
+    if (start.written_ahead) {
+      MP_ASSIGN_OR_RETURN(torn_bytes, NonZeroBytesFrom(*existing, report.end_offset));
+      if (torn_bytes > kTornTailBytesMax) {
+        return Status::Corruption("audit log " + path + ": " + TornTailTooLong(report, torn_bytes) +
+                                  "; run `minpanel audit verify`");
+      }
+    } else {
+      torn_bytes = file_bytes - report.end_offset;
+    }
+    if (torn_bytes > 0) {
+      std::string torn;
+      MP_RETURN_IF_ERROR(existing->ReadAt(report.end_offset, torn_bytes, &torn));
+      const std::string kept = folder + "/torn-" + std::to_string(report.end_offset);
+      MP_RETURN_IF_ERROR(file_system->WriteFileAtomically(kept, torn, kFileMode));
+    }
     MP_RETURN_IF_ERROR(file_system->Truncate(path, report.end_offset));
   }
   existing.reset();
-  MP_ASSIGN_OR_RETURN(log->file_, file_system->OpenAppendable(path, kFileMode));
+  MP_ASSIGN_OR_RETURN(log->file_, file_system->OpenPositional(path, kFileMode));
   MP_ASSIGN_OR_RETURN(log->anchors_, file_system->OpenAppendable(folder + "/anchors", kFileMode));
+  const bool write_ahead = options.preallocate_bytes > 0;
   if (report.end_offset == 0) {
     // New, or a header a crash cut short (VerifyLog refused anything else).
     if (file_bytes > 0) {
       MP_RETURN_IF_ERROR(file_system->Truncate(path, 0));
     }
-    MP_RETURN_IF_ERROR(log->file_->Append(FileHeader()));
+    start.written_ahead = write_ahead;
+    const std::string header = FileHeader(write_ahead);
+    MP_RETURN_IF_ERROR(log->file_->WriteAt(0, header));
     MP_RETURN_IF_ERROR(log->file_->Sync());
     MP_RETURN_IF_ERROR(file_system->SyncDirectory(folder));
+    report.end_offset = header.size();
+  } else if (write_ahead && !start.written_ahead) {
+    // An older log (version 1 or 2) from here on has zeros past its last
+    // record: its version says so first (docs/formats/audit.md, "Space
+    // written ahead"), durable before any zero is written.
+    std::string version;
+    internal::AppendU32(start.version + 2, &version);
+    MP_RETURN_IF_ERROR(log->file_->WriteAt(kFileMagic.size(), version));
+    MP_RETURN_IF_ERROR(log->file_->Sync());
+    start.written_ahead = true;
   }
+  log->end_offset_ = report.end_offset;
+  log->ahead_end_ = report.end_offset;
+  log->written_ahead_ = start.written_ahead;
+  log->preallocate_state_.writing_ahead = write_ahead && start.written_ahead;
   if (!anchors_text.empty() && anchors_text.back() != '\n') {
     // A torn anchor line (a crash or a full disk in the middle of writing
     // it) was never an anchor: cut off, as a torn record is. Ending it with
@@ -369,10 +409,7 @@ void AuditLog::FlushLoop() {
     const std::array<uint8_t, kHashBytes> batch_head = head_;
     writing_ = true;
     lock.unlock();
-    Status status = file_->Append(batch);
-    if (status.ok()) {
-      status = file_->Sync();
-    }
+    Status status = WriteBatch(batch);
     lock.lock();
     writing_ = false;
     if (!status.ok()) {
@@ -390,6 +427,67 @@ void AuditLog::FlushLoop() {
     }
     written_.notify_all();
   }
+}
+
+Status AuditLog::WriteBatch(std::string_view batch) {
+  const uint64_t at = end_offset_;
+  if (written_ahead_ && batch.size() > 4) {
+    // The first length last: until it is written the batch's space reads as
+    // the zero tail, so a reader sees the batch whole or not at all.
+    MP_RETURN_IF_ERROR(file_->WriteAt(at + 4, batch.substr(4)));
+    MP_RETURN_IF_ERROR(file_->WriteAt(at, batch.substr(0, 4)));
+  } else {
+    MP_RETURN_IF_ERROR(file_->WriteAt(at, batch));
+  }
+  const uint64_t end = at + batch.size();
+  ahead_end_ = std::max(ahead_end_, end);
+  if (preallocate_state_.writing_ahead && end + AheadStepBytes() / 2 > ahead_end_) {
+    // After the batch, so that a disk too full for the zeros still takes
+    // the batch (written in space the file had, or grown as before).
+    const Status ahead = WriteAhead(end);
+    if (!ahead.ok()) {
+      // From here on the log grows with each batch, as before version 3;
+      // the zeros written so far stay a zero tail.
+      std::fprintf(stderr,
+                   "minpanel: audit log %s: writing space ahead failed (%s); its appends grow "
+                   "the file from here on\n",
+                   folder_.c_str(), ahead.message().c_str());
+      std::lock_guard lock(mutex_);
+      preallocate_state_.writing_ahead = false;
+      ++preallocate_state_.failures;
+      preallocate_state_.problem = ahead.message();
+    }
+  }
+  MP_RETURN_IF_ERROR(file_->Sync());
+  end_offset_ = end;
+  return Status::Ok();
+}
+
+uint64_t AuditLog::AheadStepBytes() const {
+  // From one piece, doubling with each step up to preallocate_bytes: a
+  // command that appends one record writes 64 KiB of zeros, not 1 MiB.
+  const uint64_t doublings = std::min<uint64_t>(preallocate_state_.steps, 16);
+  return std::min<uint64_t>(options_.preallocate_bytes, uint64_t{kZeroPieceBytes} << doublings);
+}
+
+Status AuditLog::WriteAhead(uint64_t from) {
+  static const std::string kZeros(kZeroPieceBytes, '\0');
+  constexpr uint64_t kPageBytes = 4096;
+  const uint64_t target = (from + AheadStepBytes() + kPageBytes - 1) / kPageBytes * kPageBytes;
+  while (ahead_end_ < target) {
+    const size_t piece =
+        static_cast<size_t>(std::min<uint64_t>(target - ahead_end_, kZeroPieceBytes));
+    MP_RETURN_IF_ERROR(file_->WriteAt(ahead_end_, std::string_view(kZeros).substr(0, piece)));
+    ahead_end_ += piece;
+  }
+  std::lock_guard lock(mutex_);
+  ++preallocate_state_.steps;
+  return Status::Ok();
+}
+
+AuditLog::PreallocateState AuditLog::preallocate_state() {
+  std::lock_guard lock(mutex_);
+  return preallocate_state_;
 }
 
 void AuditLog::RequestIndexLocked(bool now) {
@@ -542,8 +640,9 @@ Result<uint64_t> AuditLog::PruneBefore(int64_t before_ms) {
   // The new log is copied piece by piece beside the old one, then renamed
   // over it: memory stays one piece.
   const std::string pruned_path = path + ".pruned";
+  const std::string pruned_header = PrunedHeader(cut_seq, cut_hash, written_ahead_);
   Status replaced =
-      CopyPruned(*file_system_, path, pruned_path, PrunedHeader(cut_seq, cut_hash), cut_offset);
+      CopyPruned(*file_system_, path, pruned_path, pruned_header, cut_offset, end_offset_);
   if (replaced.ok()) {
     replaced = file_->Close();
   }
@@ -553,7 +652,7 @@ Result<uint64_t> AuditLog::PruneBefore(int64_t before_ms) {
   if (replaced.ok()) {
     replaced = file_system_->SyncDirectory(folder_);
   }
-  auto reopened = file_system_->OpenAppendable(path, kFileMode);
+  auto reopened = file_system_->OpenPositional(path, kFileMode);
   if (replaced.ok()) {
     replaced = reopened.status();
   }
@@ -563,6 +662,8 @@ Result<uint64_t> AuditLog::PruneBefore(int64_t before_ms) {
     return replaced;
   }
   file_ = std::move(reopened).value();
+  end_offset_ = pruned_header.size() + (end_offset_ - cut_offset);
+  ahead_end_ = end_offset_;
   base_seq_ = cut_seq;
   // The index follows the old base: made anew in the background.
   RequestIndexLocked(/*now=*/true);
@@ -676,6 +777,12 @@ Status AuditLog::Close() {
   }
   if (file_ == nullptr || anchors_ == nullptr) {
     return status;
+  }
+  if (status.ok() && ahead_end_ > end_offset_) {
+    // A closed log ends at its last record: no zeros for a copy or a
+    // backup to carry (the next Open writes them again).
+    status = file_system_->Truncate(folder_ + "/log", end_offset_);
+    ahead_end_ = end_offset_;
   }
   const Status file_closed = file_->Close();
   const Status anchors_closed = anchors_->Close();

@@ -1,6 +1,9 @@
 #include "audit/audit.h"
 
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -8,8 +11,6 @@
 #include <set>
 #include <sstream>
 #include <thread>
-
-#include <unistd.h>
 
 #include "audit/subjects_rewrite.h"
 #include "core/fault_file_system.h"
@@ -361,6 +362,264 @@ TEST_F(AuditLogTest, ATornTailIsKeptAsideAndCutAndTheChainContinues) {
   ASSERT_TRUE(shown.ok());
   ASSERT_EQ(shown->size(), 1u);
   EXPECT_EQ(shown->front().bytes, 20u);
+}
+
+// Space written ahead (docs/formats/audit.md, "Space written ahead"): a log
+// open on disk has zeros past its last record, which every reader takes for
+// the end; a closed one ends at its last record.
+TEST_F(AuditLogTest, ALogWritesZerosAheadThatReadersTakeForTheEndAndCutsThemAtClose) {
+  auto log = OpenLog();
+  ASSERT_NE(log, nullptr);
+  for (int record_idx = 0; record_idx < 5; ++record_idx) {
+    AuditEntry entry;
+    entry.key = "mpk_" + std::to_string(record_idx % 2);
+    entry.act = "query";
+    clock_->Advance(1000);
+    ASSERT_TRUE(log->Append(entry).ok());
+  }
+  const std::string open_bytes = Read("log");
+  EXPECT_EQ(ReadLogStart(open_bytes).value().version, kFileVersionWrittenAhead);
+  const VerifyReport report = VerifyBytes(open_bytes, "");
+  ASSERT_TRUE(report.ok) << report.problem;
+  EXPECT_EQ(report.records, 5u);
+  EXPECT_GE(open_bytes.size(), report.end_offset + (32 << 10));  // the first step: 64 KiB
+  EXPECT_EQ(open_bytes.find_first_not_of('\0', report.end_offset), std::string::npos);
+  const AuditLog::PreallocateState state = log->preallocate_state();
+  EXPECT_TRUE(state.writing_ahead);
+  EXPECT_GE(state.steps, 1u);
+  EXPECT_EQ(state.failures, 0u);
+  // `audit verify`, the key index and an indexed read of the last record
+  // (whose successor is the zero tail), beside the open log.
+  auto folder_report = VerifyFolder(folder_, *file_system_);
+  ASSERT_TRUE(folder_report.ok());
+  EXPECT_TRUE(folder_report->ok) << folder_report->problem;
+  EXPECT_EQ(folder_report->records, 5u);
+  EXPECT_EQ(folder_report->torn_tail_bytes, 0u);
+  auto lookup = LookupKey(folder_, "mpk_0", *file_system_, WalkOptions{});
+  ASSERT_TRUE(lookup.ok()) << lookup.status().ToString();
+  ASSERT_EQ(lookup->records.size(), 3u);
+  auto file = file_system_->OpenRandomAccess(folder_ + "/log").value();
+  auto last = ReadIndexedRecord(*file, ReadLogStart(open_bytes).value(), lookup->records.back());
+  ASSERT_TRUE(last.ok()) << last.status().ToString();
+  EXPECT_EQ(DecodeEntry(*last).value().seq, 5u);
+  ASSERT_TRUE(log->Close().ok());
+  EXPECT_EQ(Read("log"), open_bytes.substr(0, report.end_offset));
+}
+
+// What a kill -9 leaves in space written ahead, made by hand: the zero tail
+// alone; a batch written but for its first length (written last); a record
+// cut short in the zeros, in its payload or in its hash. Each verifies,
+// and reopens with what is not zero kept aside and the cut in the chain. A
+// checksum mismatch before the end stays an error.
+TEST_F(AuditLogTest, WhatAKillLeavesInTheZerosReopensAndAMismatchBeforeTheEndIsAnError) {
+  WriteRecords(4);
+  const std::string four = Read("log");
+  const std::string four_anchors = Read("anchors");
+  WriteRecords(2);
+  const std::string six = Read("log");
+  ASSERT_EQ(six.substr(0, four.size()).substr(kFileHeaderBytes), four.substr(kFileHeaderBytes));
+  const std::string zeros(8192, '\0');
+  const size_t end = four.size();
+  const size_t fifth_end = RecordOffsets(six)[5];
+  struct Case {
+    std::string name;
+    std::string log;
+    uint64_t kept_bytes;  // not zero past record 4: kept aside as torn-<end>
+  };
+  const std::vector<Case> cases = {
+      {"zero tail", four + zeros, 0},
+      {"a batch but its first length", four + std::string(4, '\0') + six.substr(end + 4) + zeros,
+       six.find_last_not_of('\0') + 1 - end},
+      {"a record cut in its payload", four + six.substr(end, 30) + zeros, 30},
+      {"a record cut in its hash", four + six.substr(end, fifth_end - end - 8) + zeros,
+       six.find_last_not_of('\0', fifth_end - 9) + 1 - end},
+  };
+  for (const Case& one : cases) {
+    SCOPED_TRACE(one.name);
+    std::filesystem::remove_all(folder_);
+    std::filesystem::create_directories(folder_ + "/subjects");
+    Write("log", one.log);
+    Write("anchors", four_anchors);
+    VerifyReport report = Verify();
+    EXPECT_TRUE(report.ok) << report.problem;
+    EXPECT_EQ(report.records, 4u);
+    auto folder_report = VerifyFolder(folder_, *file_system_);
+    ASSERT_TRUE(folder_report.ok());
+    EXPECT_TRUE(folder_report->ok) << folder_report->problem;
+    EXPECT_EQ(folder_report->torn_tail_bytes, one.kept_bytes);
+    WriteRecords(1);
+    report = Verify();
+    EXPECT_TRUE(report.ok) << report.problem;
+    const std::vector<AuditEntry> entries = Entries(Read("log"));
+    ASSERT_EQ(entries.size(), one.kept_bytes > 0 ? 6u : 5u);
+    EXPECT_EQ(std::filesystem::exists(folder_ + "/torn-" + std::to_string(end)),
+              one.kept_bytes > 0);
+    if (one.kept_bytes > 0) {
+      EXPECT_EQ(entries[4].act, "log.torn_tail");
+      EXPECT_EQ(entries[4].bytes, one.kept_bytes);
+      EXPECT_EQ(Read("torn-" + std::to_string(end)), one.log.substr(end, one.kept_bytes));
+    }
+  }
+  // An edited record before the zero tail, the last one or an earlier one,
+  // is a broken record (not a torn tail), and the log does not open.
+  for (const size_t record_idx : {size_t{1}, size_t{3}}) {
+    SCOPED_TRACE(record_idx);
+    std::filesystem::remove_all(folder_);
+    std::filesystem::create_directories(folder_);
+    std::string edited = four + zeros;
+    edited[RecordOffsets(four)[record_idx] + 10] ^= 0x01;
+    Write("log", edited);
+    Write("anchors", "");
+    const VerifyReport report = Verify();
+    EXPECT_FALSE(report.ok);
+    EXPECT_NE(report.problem.find("record " + std::to_string(record_idx + 1) + " "),
+              std::string::npos)
+        << report.problem;
+    auto reopened = AuditLog::Open(folder_, file_system_, clock_);
+    EXPECT_EQ(reopened.status().code(), StatusCode::kCorruption);
+  }
+  // More bytes that are not zero past the zero tail than a crash leaves
+  // (a sparse file: one byte past kTornTailBytesMax) are refused, by
+  // verify and by Open, naming the limit.
+  std::filesystem::remove_all(folder_);
+  std::filesystem::create_directories(folder_);
+  Write("log", four + zeros);
+  Write("anchors", four_anchors);
+  {
+    std::fstream log_file(folder_ + "/log", std::ios::in | std::ios::out | std::ios::binary);
+    log_file.seekp(static_cast<std::streamoff>(end + kTornTailBytesMax));
+    log_file.put('x');
+  }
+  auto hidden = VerifyFolder(folder_, *file_system_);
+  ASSERT_TRUE(hidden.ok());
+  EXPECT_FALSE(hidden->ok);
+  EXPECT_NE(hidden->problem.find("kTornTailBytesMax"), std::string::npos) << hidden->problem;
+  auto refused = AuditLog::Open(folder_, file_system_, clock_);
+  EXPECT_EQ(refused.status().code(), StatusCode::kCorruption);
+  EXPECT_NE(refused.status().message().find("kTornTailBytesMax"), std::string::npos);
+}
+
+// A real kill -9, at whatever point a child appending records has reached:
+// the log reopens each time with every record the child was told was
+// durable, and the chain verifies. Steps of zeros of one page, so that the
+// kills also land around the writing ahead.
+TEST_F(AuditLogTest, AWriterKilledAnywhereLeavesEveryAcknowledgedRecordAndAChainThatVerifies) {
+  Options options;
+  options.preallocate_bytes = 4096;
+  uint64_t acknowledged_max = 0;
+  for (const int kill_after : {1, 7, 23, 40, 61, 97}) {
+    SCOPED_TRACE(kill_after);
+    int pipe_fds[2];
+    ASSERT_EQ(::pipe(pipe_fds), 0);
+    const pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      ::close(pipe_fds[0]);
+      auto log = AuditLog::Open(folder_, NewPosixFileSystem(), clock_, options);
+      if (!log.ok()) {
+        ::_exit(2);
+      }
+      for (uint64_t record_idx = 0;; ++record_idx) {
+        AuditEntry entry;
+        entry.key = "mpk_child";
+        entry.act = "query";
+        entry.events = std::vector<std::string>(record_idx % 5, "event");
+        auto seq = (*log)->Append(entry);
+        if (!seq.ok() || ::write(pipe_fds[1], &*seq, sizeof(*seq)) != sizeof(*seq)) {
+          ::_exit(3);
+        }
+      }
+    }
+    ::close(pipe_fds[1]);
+    uint64_t seq = 0;
+    for (int read_idx = 0; read_idx < kill_after; ++read_idx) {
+      ASSERT_EQ(::read(pipe_fds[0], &seq, sizeof(seq)), static_cast<ssize_t>(sizeof(seq)));
+      acknowledged_max = std::max(acknowledged_max, seq);
+    }
+    ::kill(child, SIGKILL);
+    while (::read(pipe_fds[0], &seq, sizeof(seq)) == static_cast<ssize_t>(sizeof(seq))) {
+      acknowledged_max = std::max(acknowledged_max, seq);
+    }
+    ::close(pipe_fds[0]);
+    int child_status = 0;
+    ASSERT_EQ(::waitpid(child, &child_status, 0), child);
+    ASSERT_TRUE(WIFSIGNALED(child_status));
+    auto reopened = AuditLog::Open(folder_, file_system_, clock_, options);
+    ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
+    ASSERT_TRUE((*reopened)->Close().ok());
+    const VerifyReport report = Verify();
+    ASSERT_TRUE(report.ok) << report.problem;
+    EXPECT_GE(report.records, acknowledged_max);
+  }
+}
+
+// A log written before version 3 (as preallocate_bytes 0 still writes it)
+// reads and verifies as it is, a zero length in it stays a broken record,
+// and a log that writes ahead opens it as version 3 with its records as
+// they were.
+TEST_F(AuditLogTest, AnOlderLogStillVerifiesAndIsWrittenAheadFromWhenItIsOpened) {
+  Options plain;
+  plain.preallocate_bytes = 0;
+  {
+    auto log = AuditLog::Open(folder_, file_system_, clock_, plain);
+    ASSERT_TRUE(log.ok());
+    for (int record_idx = 0; record_idx < 3; ++record_idx) {
+      AuditEntry entry;
+      entry.act = "query";
+      ASSERT_TRUE((*log)->Append(entry).ok());
+    }
+    EXPECT_FALSE((*log)->preallocate_state().writing_ahead);
+    const std::string open_bytes = Read("log");
+    EXPECT_EQ(VerifyBytes(open_bytes, "").end_offset, open_bytes.size());  // no zeros
+  }
+  const std::string old = Read("log");
+  EXPECT_EQ(ReadLogStart(old).value().version, kFileVersion);
+  VerifyReport report = Verify();
+  EXPECT_TRUE(report.ok) << report.problem;
+  EXPECT_EQ(report.records, 3u);
+  EXPECT_FALSE(VerifyBytes(old + std::string(64, '\0'), "").ok);
+  WriteRecords(2);
+  const std::string now = Read("log");
+  EXPECT_EQ(ReadLogStart(now).value().version, kFileVersionWrittenAhead);
+  EXPECT_EQ(now.substr(kFileHeaderBytes, old.size() - kFileHeaderBytes),
+            old.substr(kFileHeaderBytes));
+  report = Verify();
+  EXPECT_TRUE(report.ok) << report.problem;
+  EXPECT_EQ(report.records, 5u);
+}
+
+// A disk too full for the next step of zeros still takes the batch that
+// asked for it (written first, in space the file had or grown as before
+// version 3): no acknowledged record is lost, and the log grows with each
+// batch from then on, saying why.
+TEST_F(AuditLogTest, ADiskTooFullForZerosStillTakesEveryRecordAndTheLogGrowsFromThen) {
+  auto faulty = std::make_shared<FaultFileSystem>(file_system_);
+  Options options;
+  options.preallocate_bytes = 64 << 10;
+  auto opened = AuditLog::Open(folder_, faulty, clock_, options);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  auto log = std::move(opened).value();
+  faulty->FailWritesAfterBytes(4096);  // the batch fits, its step of zeros does not
+  AuditEntry entry;
+  entry.act = "query";
+  ASSERT_TRUE(log->Append(entry).ok());
+  AuditLog::PreallocateState state = log->preallocate_state();
+  EXPECT_FALSE(state.writing_ahead);
+  EXPECT_EQ(state.failures, 1u);
+  EXPECT_NE(state.problem.find("No space left"), std::string::npos) << state.problem;
+  faulty->Reset();
+  for (int record_idx = 0; record_idx < 3; ++record_idx) {
+    ASSERT_TRUE(log->Append(entry).ok());
+  }
+  EXPECT_EQ(log->preallocate_state().steps, 0u);
+  const std::string open_bytes = Read("log");
+  VerifyReport report = VerifyBytes(open_bytes, "");
+  EXPECT_TRUE(report.ok) << report.problem;
+  EXPECT_EQ(report.records, 4u);
+  ASSERT_TRUE(log->Close().ok());
+  report = Verify();
+  EXPECT_TRUE(report.ok) << report.problem;
+  EXPECT_EQ(report.records, 4u);
 }
 
 TEST_F(AuditLogTest, OneProcessAtATime) {

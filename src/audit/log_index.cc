@@ -368,15 +368,27 @@ Result<std::string> ReadIndexedRecord(const RandomAccessFile& log, const LogStar
                               ": its hash or sequence number does not follow the hash "
                               "stored before it (edited, or the index is wrong)");
   }
-  if (bytes.size() == frame_bytes + 4) {
-    const uint32_t next_length = ReadU32(bytes, frame_bytes);
+  // A zero length after it, in a written-ahead log, is the zero tail: no successor.
+  const bool followed = bytes.size() == frame_bytes + 4;
+  const uint32_t next_length = followed ? ReadU32(bytes, frame_bytes) : 0;
+  if (followed && (next_length > 0 || !start.written_ahead)) {
     std::string next;
-    MP_RETURN_IF_ERROR(
-        log.ReadAt(ref.offset + frame_bytes + 4, size_t{next_length} + kHashBytes, &next));
-    // A successor cut short is the log's torn tail, or an append in flight.
-    if (next_length <= kRecordBytesMax && next.size() == next_length + kHashBytes) {
+    // The successor's payload and hash, then (written ahead) the 4 bytes after it.
+    MP_RETURN_IF_ERROR(log.ReadAt(ref.offset + frame_bytes + 4,
+                                  size_t{next_length} + kHashBytes + (start.written_ahead ? 4 : 0),
+                                  &next));
+    // A successor cut short is the log's torn tail, or an append in flight;
+    // in zeroed space it is one cut short in zeros (TornInZeros).
+    const auto torn_in_zeros = [&] {
+      const std::string frame =
+          bytes.substr(frame_bytes, 4) + next.substr(0, next_length + kHashBytes);
+      return start.written_ahead &&
+             internal::TornInZeros(frame, std::string_view(next).substr(next_length + kHashBytes));
+    };
+    if (next_length <= kRecordBytesMax && next.size() >= next_length + kHashBytes) {
       const Hash next_hash = ChainHash(hash, std::string_view(next).substr(0, next_length));
-      if (std::memcmp(next_hash.data(), next.data() + next_length, kHashBytes) != 0) {
+      if (std::memcmp(next_hash.data(), next.data() + next_length, kHashBytes) != 0 &&
+          !torn_in_zeros()) {
         return Status::Corruption(name +
                                   ": the record after it does not chain to it (edited "
                                   "with its own hash recomputed)");

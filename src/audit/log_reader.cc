@@ -30,11 +30,14 @@ Result<LogStart> ReadLogStart(std::string_view log_bytes) {
   }
   const uint32_t version = ReadU32(log_bytes, kFileMagic.size());
   if (log_bytes.substr(0, kFileMagic.size()) != kFileMagic || version == 0 ||
-      version > kFileVersionPruned) {
+      version > kFileVersionPrunedWrittenAhead) {
     return Status::Corruption("not an audit log header");
   }
   LogStart start;
-  if (version == kFileVersion) {
+  start.version = version;
+  start.written_ahead =
+      version == kFileVersionWrittenAhead || version == kFileVersionPrunedWrittenAhead;
+  if (version == kFileVersion || version == kFileVersionWrittenAhead) {
     return start;
   }
   if (log_bytes.size() < kFileHeaderBytesPruned) {
@@ -49,13 +52,38 @@ Result<LogStart> ReadLogStart(std::string_view log_bytes) {
   return start;
 }
 
-std::string PrunedHeader(uint64_t base_seq, const std::array<uint8_t, kHashBytes>& base_hash) {
+std::string PrunedHeader(uint64_t base_seq, const std::array<uint8_t, kHashBytes>& base_hash,
+                         bool written_ahead) {
   std::string header(kFileMagic);
-  internal::AppendU32(kFileVersionPruned, &header);
+  internal::AppendU32(written_ahead ? kFileVersionPrunedWrittenAhead : kFileVersionPruned, &header);
   header.append(4, '\0');
   internal::AppendU64(base_seq, &header);
   header.append(reinterpret_cast<const char*>(base_hash.data()), kHashBytes);
   return header;
+}
+
+std::string TornTailTooLong(const VerifyReport& report, uint64_t bytes) {
+  return std::to_string(bytes) + " bytes that are not zero lie past record " +
+         std::to_string(report.base_seq + report.records) + "'s end (byte " +
+         std::to_string(report.end_offset) + "), more than a crash leaves (kTornTailBytesMax, " +
+         std::to_string(kTornTailBytesMax) +
+         "): records hidden behind a record length set to zero, or damage";
+}
+
+Result<uint64_t> NonZeroBytesFrom(const RandomAccessFile& file, uint64_t offset) {
+  uint64_t nonzero_end = offset;
+  std::string piece;
+  for (uint64_t at = offset;; at += piece.size()) {
+    MP_RETURN_IF_ERROR(file.ReadAt(at, kReadChunkBytes, &piece));
+    if (piece.empty()) {
+      break;
+    }
+    const size_t last = piece.find_last_not_of('\0');
+    if (last != std::string::npos) {
+      nonzero_end = at + last + 1;
+    }
+  }
+  return nonzero_end - offset;
 }
 
 LogReader::LogReader(std::string_view log_bytes, bool decode_payloads)
@@ -123,21 +151,34 @@ Result<bool> LogReader::Next(LogRecord* record) {
     torn_tail_bytes_ = frame.size();
     return false;
   }
+  const bool written_ahead = log_start_.has_value() && log_start_->written_ahead;
   const uint32_t length = ReadU32(frame, 0);
+  if (length == 0 && written_ahead) {
+    end_ = End::kClean;  // the zero tail: space written ahead, no record yet
+    return false;
+  }
   if (length > kRecordBytesMax) {
     end_ = End::kBroken;
     return false;
   }
   const size_t frame_bytes = size_t{length} + kRecordFrameBytes;
-  MP_ASSIGN_OR_RETURN(frame, Bytes(end_offset_, frame_bytes));
+  // In a written-ahead log, with the 4 bytes after it: TornInZeros.
+  MP_ASSIGN_OR_RETURN(frame, Bytes(end_offset_, frame_bytes + (written_ahead ? 4 : 0)));
   if (frame.size() < frame_bytes) {
     end_ = End::kTornTail;
     torn_tail_bytes_ = frame.size();
     return false;
   }
+  const std::string_view after = frame.substr(frame_bytes);
+  frame = frame.substr(0, frame_bytes);
   const std::string_view payload = frame.substr(4, length);
   const Hash hash = ChainHash(head_, payload);
   if (std::memcmp(hash.data(), frame.data() + 4 + length, kHashBytes) != 0) {
+    if (written_ahead && internal::TornInZeros(frame, after)) {
+      end_ = End::kTornTail;
+      torn_tail_bytes_ = frame.find_last_not_of('\0') + 1;
+      return false;
+    }
     end_ = End::kBroken;
     return false;
   }
@@ -479,10 +520,23 @@ Result<VerifyReport> internal::VerifyFolderVisiting(const std::string& folder,
     MP_ASSIGN_OR_RETURN(anchors, file_system.ReadFile(folder + "/anchors"));
   }
   MP_ASSIGN_OR_RETURN(std::unique_ptr<RandomAccessFile> file, file_system.OpenRandomAccess(path));
+  MP_ASSIGN_OR_RETURN(std::unique_ptr<RandomAccessFile> tail, file_system.OpenRandomAccess(path));
   LogReader reader(std::move(file));
   WalkOptions options;
   options.public_key = public_key;
-  return VerifyLog(reader, anchors, options, visit);
+  MP_ASSIGN_OR_RETURN(VerifyReport report, VerifyLog(reader, anchors, options, visit));
+  if (report.ok && reader.end() == LogReader::End::kClean && reader.log_start().has_value() &&
+      reader.log_start()->written_ahead) {
+    // Bytes past the zero tail's start: a batch a crash interrupted before
+    // its first length was written (the next Open keeps them aside and cuts
+    // them), reported as a torn tail is.
+    MP_ASSIGN_OR_RETURN(report.torn_tail_bytes, NonZeroBytesFrom(*tail, report.end_offset));
+    if (report.torn_tail_bytes > kTornTailBytesMax) {
+      report.ok = false;
+      report.problem = TornTailTooLong(report, report.torn_tail_bytes);
+    }
+  }
+  return report;
 }
 
 Result<VerifyReport> VerifyFolder(const std::string& folder, FileSystem& file_system,

@@ -65,6 +65,54 @@ class FaultWritableFile final : public WritableFile {
   std::shared_ptr<FaultFileSystem::State> state_;
 };
 
+class FaultPositionalFile final : public PositionalFile {
+ public:
+  FaultPositionalFile(std::string path, std::unique_ptr<PositionalFile> base,
+                      std::shared_ptr<FaultFileSystem::State> state)
+      : path_(std::move(path)), base_(std::move(base)), state_(std::move(state)) {}
+
+  // Counted against the same budget as appends: a full disk fails both.
+  Status WriteAt(uint64_t offset, std::string_view data) override {
+    size_t allowed = data.size();
+    {
+      std::lock_guard lock(state_->mutex);
+      if (state_->write_budget_bytes.has_value()) {
+        allowed = static_cast<size_t>(std::min<uint64_t>(*state_->write_budget_bytes, data.size()));
+        *state_->write_budget_bytes -= allowed;
+      }
+      if (allowed < data.size()) {
+        ++state_->failed_appends;
+      }
+    }
+    if (allowed > 0) {
+      MP_RETURN_IF_ERROR(base_->WriteAt(offset, data.substr(0, allowed)));
+    }
+    if (allowed < data.size()) {
+      return Status::ResourceExhausted("pwrite " + path_ + ": No space left on device (injected)");
+    }
+    return Status::Ok();
+  }
+
+  Status Sync() override {
+    {
+      std::lock_guard lock(state_->mutex);
+      if (state_->fail_syncs) {
+        ++state_->failed_syncs;
+        return Status::IoError("fdatasync " + path_ + ": Input/output error (injected)");
+      }
+    }
+    return base_->Sync();
+  }
+
+  Result<uint64_t> Size() override { return base_->Size(); }
+  Status Close() override { return base_->Close(); }
+
+ private:
+  std::string path_;
+  std::unique_ptr<PositionalFile> base_;
+  std::shared_ptr<FaultFileSystem::State> state_;
+};
+
 class FaultRandomAccessFile final : public RandomAccessFile {
  public:
   FaultRandomAccessFile(std::string path, std::unique_ptr<RandomAccessFile> base,
@@ -146,6 +194,12 @@ Result<std::unique_ptr<WritableFile>> FaultFileSystem::OpenAppendable(const std:
                                                                       uint32_t mode) {
   MP_ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> file, base_->OpenAppendable(path, mode));
   return std::unique_ptr<WritableFile>(new FaultWritableFile(path, std::move(file), state_));
+}
+
+Result<std::unique_ptr<PositionalFile>> FaultFileSystem::OpenPositional(const std::string& path,
+                                                                        uint32_t mode) {
+  MP_ASSIGN_OR_RETURN(std::unique_ptr<PositionalFile> file, base_->OpenPositional(path, mode));
+  return std::unique_ptr<PositionalFile>(new FaultPositionalFile(path, std::move(file), state_));
 }
 
 Result<std::unique_ptr<SequentialFile>> FaultFileSystem::OpenSequential(const std::string& path) {

@@ -19,9 +19,9 @@ class FaultFileSystem final : public FileSystem {
  public:
   explicit FaultFileSystem(std::shared_ptr<FileSystem> base);
 
-  // After `bytes` more bytes have been appended (over every file), appends
-  // write what still fits and then fail with ResourceExhausted, as a full
-  // disk would (ENOSPC).
+  // After `bytes` more bytes have been appended or written at an offset
+  // (over every file), writes write what still fits and then fail with
+  // ResourceExhausted, as a full disk would (ENOSPC).
   void FailWritesAfterBytes(uint64_t bytes);
   // While set, WritableFile::Sync fails with IoError and makes nothing durable.
   void FailSyncs(bool fail);
@@ -40,6 +40,8 @@ class FaultFileSystem final : public FileSystem {
 
   Result<std::unique_ptr<WritableFile>> OpenAppendable(const std::string& path,
                                                        uint32_t mode) override;
+  Result<std::unique_ptr<PositionalFile>> OpenPositional(const std::string& path,
+                                                         uint32_t mode) override;
   Result<std::unique_ptr<SequentialFile>> OpenSequential(const std::string& path) override;
   Result<std::unique_ptr<RandomAccessFile>> OpenRandomAccess(const std::string& path) override;
   Result<std::string> ReadFile(const std::string& path) override;

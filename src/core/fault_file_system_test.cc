@@ -39,6 +39,21 @@ TEST_F(FaultFileSystemTest, WritesFailAfterTheBudgetWithAPartialPrefix) {
   EXPECT_EQ(file_system_.ReadFile(Path("a")).value(), "abcde!");
 }
 
+TEST_F(FaultFileSystemTest, PositionalWritesShareTheBudgetAndSyncsFailWhileSet) {
+  auto file = file_system_.OpenPositional(Path("p"), 0600);
+  ASSERT_TRUE(file.ok());
+  file_system_.FailWritesAfterBytes(4);
+  EXPECT_TRUE((*file)->WriteAt(0, "ab").ok());
+  EXPECT_EQ((*file)->WriteAt(1, "XYZ").code(), StatusCode::kResourceExhausted);
+  EXPECT_EQ(file_system_.ReadFile(Path("p")).value(), "aXY");
+  EXPECT_EQ(file_system_.failed_appends(), 1u);
+  file_system_.FailSyncs(true);
+  EXPECT_EQ((*file)->Sync().code(), StatusCode::kIoError);
+  file_system_.Reset();
+  EXPECT_TRUE((*file)->Sync().ok());
+  EXPECT_EQ((*file)->Size().value(), 3u);
+}
+
 TEST_F(FaultFileSystemTest, SyncAndTruncateFailWhileSet) {
   auto file = file_system_.OpenAppendable(Path("b"), 0600);
   ASSERT_TRUE(file.ok());

@@ -69,6 +69,59 @@ class PosixWritableFile final : public WritableFile {
   int fd_;
 };
 
+class PosixPositionalFile final : public PositionalFile {
+ public:
+  PosixPositionalFile(std::string path, int fd) : path_(std::move(path)), fd_(fd) {}
+  ~PosixPositionalFile() override {
+    if (fd_ >= 0) {
+      ::close(fd_);
+    }
+  }
+
+  Status WriteAt(uint64_t offset, std::string_view data) override {
+    while (!data.empty()) {
+      const ssize_t written = ::pwrite(fd_, data.data(), data.size(), static_cast<off_t>(offset));
+      if (written < 0) {
+        if (errno == EINTR) {
+          continue;
+        }
+        return ErrnoStatus("pwrite", path_, errno);
+      }
+      data.remove_prefix(static_cast<size_t>(written));
+      offset += static_cast<uint64_t>(written);
+    }
+    return Status::Ok();
+  }
+
+  Status Sync() override {
+    if (::fdatasync(fd_) != 0) {
+      return ErrnoStatus("fdatasync", path_, errno);
+    }
+    return Status::Ok();
+  }
+
+  Result<uint64_t> Size() override {
+    struct stat info {};
+    if (::fstat(fd_, &info) != 0) {
+      return ErrnoStatus("fstat", path_, errno);
+    }
+    return static_cast<uint64_t>(info.st_size);
+  }
+
+  Status Close() override {
+    const int fd = fd_;
+    fd_ = -1;
+    if (fd >= 0 && ::close(fd) != 0) {
+      return ErrnoStatus("close", path_, errno);
+    }
+    return Status::Ok();
+  }
+
+ private:
+  std::string path_;
+  int fd_;
+};
+
 class PosixSequentialFile final : public SequentialFile {
  public:
   PosixSequentialFile(std::string path, int fd) : path_(std::move(path)), fd_(fd) {}
@@ -146,6 +199,15 @@ class PosixFileSystem final : public FileSystem {
       return ErrnoStatus("open", path, errno);
     }
     return std::unique_ptr<WritableFile>(new PosixWritableFile(path, fd));
+  }
+
+  Result<std::unique_ptr<PositionalFile>> OpenPositional(const std::string& path,
+                                                         uint32_t mode) override {
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, mode);
+    if (fd < 0) {
+      return ErrnoStatus("open", path, errno);
+    }
+    return std::unique_ptr<PositionalFile>(new PosixPositionalFile(path, fd));
   }
 
   Result<std::unique_ptr<SequentialFile>> OpenSequential(const std::string& path) override {
@@ -268,6 +330,11 @@ class PosixFileSystem final : public FileSystem {
 };
 
 }  // namespace
+
+Result<std::unique_ptr<PositionalFile>> FileSystem::OpenPositional(const std::string& path,
+                                                                   uint32_t /*mode*/) {
+  return Status::Unavailable("open " + path + ": this file system has no positional writes");
+}
 
 std::shared_ptr<FileSystem> NewPosixFileSystem() { return std::make_shared<PosixFileSystem>(); }
 

@@ -26,6 +26,22 @@ class WritableFile {
   virtual Status Close() = 0;
 };
 
+// A file written at offsets its writer chooses (pwrite), for a log that
+// keeps its own logical end inside space it wrote ahead (the audit log,
+// docs/formats/audit.md, "Space written ahead"). One writer at a time.
+class PositionalFile {
+ public:
+  virtual ~PositionalFile() = default;
+  // Writes `data` at `offset`, extending the file when it passes the end. A
+  // failed write may have written a prefix.
+  virtual Status WriteAt(uint64_t offset, std::string_view data) = 0;
+  // Makes every written byte durable (fdatasync).
+  virtual Status Sync() = 0;
+  // The file's size now.
+  virtual Result<uint64_t> Size() = 0;
+  virtual Status Close() = 0;
+};
+
 class SequentialFile {
  public:
   virtual ~SequentialFile() = default;
@@ -57,6 +73,11 @@ class FileSystem {
   // Opens `path` for appending, creating it (with `mode`) when missing.
   virtual Result<std::unique_ptr<WritableFile>> OpenAppendable(const std::string& path,
                                                                uint32_t mode) = 0;
+  // Opens `path` for positional writes, creating it (with `mode`) when
+  // missing. A file system that has no such files (the fuzz targets'
+  // images) keeps the default: Unavailable.
+  virtual Result<std::unique_ptr<PositionalFile>> OpenPositional(const std::string& path,
+                                                                 uint32_t mode);
   virtual Result<std::unique_ptr<SequentialFile>> OpenSequential(const std::string& path) = 0;
   // Opens `path` for positional reads; NotFound when it does not exist.
   virtual Result<std::unique_ptr<RandomAccessFile>> OpenRandomAccess(const std::string& path) = 0;

@@ -49,6 +49,23 @@ TEST_F(FileSystemTest, ReadAtReadsAnyRangeAndStopsShortOnlyAtTheEnd) {
   EXPECT_EQ(out, "");
 }
 
+TEST_F(FileSystemTest, PositionalWritesOverwriteInPlaceAndExtendPastTheEnd) {
+  Write(Path("p"), "0123456789");
+  auto file = file_system_->OpenPositional(Path("p"), 0600);
+  ASSERT_TRUE(file.ok()) << file.status().ToString();
+  ASSERT_TRUE((*file)->WriteAt(2, "ab").ok());
+  EXPECT_EQ((*file)->Size().value(), 10u);
+  ASSERT_TRUE((*file)->WriteAt(12, "xy").ok());  // the gap reads as zeros
+  ASSERT_TRUE((*file)->Sync().ok());
+  EXPECT_EQ((*file)->Size().value(), 14u);
+  EXPECT_EQ(file_system_->ReadFile(Path("p")).value(),
+            std::string("01ab456789") + std::string(2, '\0') + "xy");
+  ASSERT_TRUE((*file)->Close().ok());
+  auto created = file_system_->OpenPositional(Path("new"), 0600);
+  ASSERT_TRUE(created.ok());
+  EXPECT_EQ((*created)->Size().value(), 0u);
+}
+
 TEST_F(FileSystemTest, OpenRandomAccessOfAMissingFileIsNotFound) {
   EXPECT_EQ(file_system_->OpenRandomAccess(Path("missing")).status().code(), StatusCode::kNotFound);
 }
