@@ -3,7 +3,10 @@
 # log"): makes a data folder of generated events with the first binary, then
 # bench/audit/latency.mjs has both binaries take turns serving it.
 #
-#   bench/audit.sh OLD_BINARY NEW_BINARY [EVENTS] [ROUNDS] [REQUESTS]
+#   bench/audit.sh OLD_BINARY NEW_BINARY [EVENTS] [ROUNDS] [REQUESTS] [CASES]
+#
+# CASES: query,export (the default), or one of them (`query` alone: a run of
+# many queries in the time the exports would take).
 #
 # OLD is a build without the audit log — configured in a build folder of its
 # own with -DMINPANEL_BENCH_NO_AUDIT=ON -DMINPANEL_TESTS=OFF (the log's
@@ -18,6 +21,7 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "${repo}/bench/lib/audit_data.sh"
 old="$1"; new="$2"; old_bin="${old%@*}"; events="${3:-100000}"; rounds="${4:-3}"; requests="${5:-200}"
+cases="${6:-query,export}"
 # A MINPANEL_BENCH_NO_AUDIT binary refuses to start without it; others ignore it.
 export MINPANEL_BENCH_NO_AUDIT=1
 bench_audit_folder
@@ -27,4 +31,4 @@ bench_audit_week
 bench_audit_import "${old_bin}" "${events}"
 node "${repo}/bench/audit/latency.mjs" --bins "${old},${new}" --data "${folder}/data" \
   --keys "${folder}/keys" --secret "${secret}" --rounds "${rounds}" --requests "${requests}" \
-  --from-date "${from_date}" --to-date "${to_date}"
+  --from-date "${from_date}" --to-date "${to_date}" --cases "${cases}"

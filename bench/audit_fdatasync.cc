@@ -8,7 +8,9 @@
 // MODE: `grow` (each write extends the file, as the log is written today:
 // the size change is metadata, so each fdatasync commits the journal),
 // `fallocate` (the file's space allocated ahead with fallocate(2), its size
-// set, then the writes overwrite it), `zeroed` (the space written with
+// set, then the writes overwrite it), `keep-size` (allocated ahead with
+// FALLOC_FL_KEEP_SIZE: the blocks are there but each write still extends
+// the file's size, which fdatasync must commit), `zeroed` (the space written with
 // zeros and synced ahead, then overwritten). Prints the median, p90, p99
 // and mean time of one write + fdatasync and the process's CPU time
 // (user + sys) per sync. PATH is removed at the end. Standard library and
@@ -44,6 +46,9 @@ bool Prepare(const std::string& mode, int fd) {
   if (mode == "fallocate") {
     return fallocate(fd, 0, 0, kAheadBytes) == 0 && fsync(fd) == 0;
   }
+  if (mode == "keep-size") {
+    return fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, kAheadBytes) == 0 && fsync(fd) == 0;
+  }
   if (mode == "zeroed") {
     const std::string zeros(kZeroPieceBytes, '\0');
     for (off_t written = 0; written < kAheadBytes; written += kZeroPieceBytes) {
@@ -60,7 +65,9 @@ bool Prepare(const std::string& mode, int fd) {
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    std::fprintf(stderr, "usage: audit_fdatasync grow|fallocate|zeroed PATH [SYNCS] [RECORD_BYTES]\n");
+    std::fprintf(
+        stderr,
+        "usage: audit_fdatasync grow|fallocate|keep-size|zeroed PATH [SYNCS] [RECORD_BYTES]\n");
     return 2;
   }
   const std::string mode = argv[1];

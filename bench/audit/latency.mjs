@@ -8,11 +8,13 @@
 // server started here gets (other binaries ignore it).
 // A binary written BIN@shm serves with the audit folder on /dev/shm (no
 // fsync cost), BIN@disk with it beside the data folder: <data>/audit is a
-// symlink switched between runs, each target keeping its own chain.
+// symlink switched between runs, each binary and place keeping its own
+// chain (an older binary may not read a newer one's log: audit log format
+// version 3).
 // Used by bench/audit.sh; results in docs/benchmarks.md.
 //
 //   node bench/audit/latency.mjs --bins OLD,NEW --data DIR --keys DIR --secret S
-//        [--rounds 3] [--requests 200] [--from-date D --to-date D]
+//        [--rounds 3] [--requests 200] [--from-date D --to-date D] [--cases query,export]
 import { spawn } from 'node:child_process';
 import http from 'node:http';
 import { once } from 'node:events';
@@ -58,11 +60,14 @@ const median = (values) => {
   return sorted[Math.floor(sorted.length / 2)];
 };
 
-const auditFolders = {
-  shm: fs.mkdtempSync(path.join('/dev/shm', 'minpanel-audit-')),
-  disk: fs.mkdtempSync(path.join(path.dirname(args.data), 'audit-disk-')),
-};
-function placeAudit(where) {
+const auditFolders = {};
+function auditFolder(binIdx, where) {
+  const parent = where === 'shm' ? '/dev/shm' : path.dirname(args.data);
+  const prefix = where === 'shm' ? `minpanel-audit-${binIdx}-` : `audit-disk-${binIdx}-`;
+  auditFolders[`${binIdx}@${where}`] ??= fs.mkdtempSync(path.join(parent, prefix));
+  return auditFolders[`${binIdx}@${where}`];
+}
+function placeAudit(binIdx, where) {
   const link = path.join(args.data, 'audit');
   try {
     const stat = fs.lstatSync(link);
@@ -71,12 +76,12 @@ function placeAudit(where) {
   } catch {
     // none yet
   }
-  if (where) fs.symlinkSync(auditFolders[where], link);
+  if (where) fs.symlinkSync(auditFolder(binIdx, where), link);
 }
 
-async function serve(spec, port) {
+async function serve(spec, binIdx, port) {
   const [bin, where] = spec.split('@');
-  placeAudit(where);
+  placeAudit(binIdx, where);
   const child = spawn(bin, ['serve', '--data', args.data, '--keys', args.keys, '--listen', `127.0.0.1:${port}`],
     { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, MINPANEL_BENCH_NO_AUDIT: '1' } });
   child.stderr.resume();
@@ -101,12 +106,15 @@ const cases = {
   export: (port) => request(port, 'GET', exportPath),
 };
 
+// Which cases run (all by default): `--cases query` alone lets a run serve
+// many more queries in the same time.
+const selected = (args.cases || Object.keys(cases).join(',')).split(',');
 const results = {};
 for (let round = 0; round < rounds; round += 1) {
   for (const [binIdx, bin] of bins.entries()) {
     const port = 20000 + Math.floor(Math.random() * 20000);
-    const child = await serve(bin, port);
-    for (const [name, run] of Object.entries(cases)) {
+    const child = await serve(bin, binIdx, port);
+    for (const [name, run] of Object.entries(cases).filter(([name]) => selected.includes(name))) {
       for (let warm = 0; warm < 10; warm += 1) await run(port);
       const sequential = [];
       const cpuBefore = cpuMs(child.pid);
@@ -146,4 +154,6 @@ for (const [key, value] of Object.entries(results)) {
     `server CPU ${median(value.cpu_per_request).toFixed(3)} ms/request (median of rounds)`);
 }
 agent.destroy();
-fs.rmSync(auditFolders.shm, { recursive: true, force: true });
+for (const [key, folder] of Object.entries(auditFolders)) {
+  if (key.endsWith('@shm')) fs.rmSync(folder, { recursive: true, force: true });
+}
