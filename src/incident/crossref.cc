@@ -47,6 +47,9 @@ constexpr uint32_t Bit(Category category) { return 1u << static_cast<uint32_t>(c
 constexpr uint32_t kNoAccount = UINT32_MAX;
 // How many rows ahead of the one being matched its look-ups are prepared.
 constexpr size_t kPrefetchRows = 16;
+// How many rows ahead Apply starts bringing in the affected account a
+// leaked row adds to.
+constexpr size_t kApplyPrefetchRows = 8;
 
 // The local part without its "+tag" (no Gmail rule): tells a plus-address
 // match from a Gmail-dots one.
@@ -320,13 +323,21 @@ struct RowMatch {
 
 // A row's first user id column's and first email column's keys, made a
 // few rows before the row is matched (PrepareRow), so that their slots can
-// be prefetched: at 10M accounts every look-up misses the cache.
+// be prefetched: at 10M accounts every look-up misses the cache, and each
+// misses it again on the way to the account's key (a user id: where the
+// row's cells are listed, the list, the cell's bytes; an email: its place in
+// the arena, its bytes). Those steps are taken a few rows apart
+// (PrefetchStep), each reading what the one before brought in.
 struct PreparedRow {
   std::string_view user_id;  // the first user id column's cell
   uint64_t user_id_hash = 0;
   bool email_ok = false;  // the first email column's cell normalised
   std::string normalized_email;
   uint64_t email_hash = 0;
+  // The accounts the slots point at when their tags match (the likely
+  // answers), found by the first PrefetchStep; kNoAccount: nothing to fetch.
+  uint32_t likely_user = kNoAccount;
+  uint32_t likely_email = kNoAccount;
 };
 
 void PrepareRow(const Table& leaked, size_t row, const std::vector<size_t>& user_columns,
@@ -334,6 +345,8 @@ void PrepareRow(const Table& leaked, size_t row, const std::vector<size_t>& user
                 PreparedRow* prepared) {
   prepared->user_id = user_columns.empty() ? std::string_view()
                                            : leaked.Cell(row, user_columns[0]);
+  prepared->likely_user = kNoAccount;
+  prepared->likely_email = kNoAccount;
   if (!prepared->user_id.empty() && index.user_column != SIZE_MAX) {
     prepared->user_id_hash = RowHash::Hash(prepared->user_id);
     index.by_user_id.Prefetch(prepared->user_id_hash);
@@ -348,19 +361,36 @@ void PrepareRow(const Table& leaked, size_t row, const std::vector<size_t>& user
   }
 }
 
-// The rows PrepareRow's answers point at, a few rows before they are read.
-void PrefetchKeys(const PreparedRow& prepared, const AccountIndex& index) {
-  if (!prepared.user_id.empty() && index.user_column != SIZE_MAX) {
-    const uint32_t row = index.by_user_id.Likely(prepared.user_id_hash);
-    if (row != kNoAccount) {
-      index.accounts->PrefetchRow(row);
+// The steps between a row's prefetched slots and its look-ups, taken
+// kPrefetchStepRows rows apart: 1, the likely accounts found in the slots
+// and where their keys are listed fetched; 2, the user id's cell list and
+// the email's bytes; 3, the user id's bytes.
+constexpr size_t kPrefetchSteps = 3;
+constexpr size_t kPrefetchStepRows = kPrefetchRows / (kPrefetchSteps + 1);
+
+void PrefetchStep(size_t step, PreparedRow* prepared, const AccountIndex& index) {
+  if (step == 1) {
+    if (!prepared->user_id.empty() && index.user_column != SIZE_MAX) {
+      prepared->likely_user = index.by_user_id.Likely(prepared->user_id_hash);
+      if (prepared->likely_user != kNoAccount) {
+        index.accounts->PrefetchRow(prepared->likely_user);
+      }
     }
-  }
-  if (prepared.email_ok) {
-    const uint32_t row = index.by_email.Likely(prepared.email_hash);
-    if (row != kNoAccount) {
-      __builtin_prefetch(&index.email_at[row]);
+    if (prepared->email_ok) {
+      prepared->likely_email = index.by_email.Likely(prepared->email_hash);
+      if (prepared->likely_email != kNoAccount) {
+        __builtin_prefetch(&index.email_at[prepared->likely_email]);
+      }
     }
+  } else if (step == 2) {
+    if (prepared->likely_user != kNoAccount) {
+      index.accounts->PrefetchCellList(prepared->likely_user);
+    }
+    if (prepared->likely_email != kNoAccount) {
+      __builtin_prefetch(index.email_arena.data() + (index.email_at[prepared->likely_email] >> 24));
+    }
+  } else if (prepared->likely_user != kNoAccount) {
+    index.accounts->PrefetchCell(prepared->likely_user, index.user_column);
   }
 }
 
@@ -687,6 +717,23 @@ struct CrossrefStream::State {
   OrgTable orgs;
   std::vector<int64_t> impact_of_account;  // per account row: index into impact.accounts, or -1
 
+  void PrefetchImpactSlot(uint32_t account) const {
+    if (account != kNoAccount) {
+      __builtin_prefetch(&impact_of_account[account]);
+    }
+  }
+  // The account's entry, when it has one (PrefetchImpactSlot first): its
+  // three cache lines, which adding a row to it reads and writes.
+  void PrefetchImpact(uint32_t account) const {
+    if (account == kNoAccount || impact_of_account[account] < 0) {
+      return;
+    }
+    const char* entry =
+        reinterpret_cast<const char*>(&impact.accounts[static_cast<size_t>(impact_of_account[account])]);
+    for (size_t offset = 0; offset < sizeof(AccountImpact); offset += 64) {
+      __builtin_prefetch(entry + offset, 1);
+    }
+  }
   AccountImpact& AccountImpactOf(uint32_t account) {
     if (impact_of_account[account] < 0) {
       impact_of_account[account] = static_cast<int64_t>(impact.accounts.size());
@@ -739,7 +786,8 @@ std::unique_ptr<CrossrefStream::Matches> CrossrefStream::Match(const Table& leak
   auto matches = std::make_unique<Matches>();
   matches->rows.reserve(leaked.row_count());
   // Row r's keys are prepared (and their slots prefetched) at row r -
-  // kPrefetchRows, the accounts the slots point at prefetched half-way.
+  // kPrefetchRows, and the way to the accounts the slots point at fetched a
+  // step at a time (PrefetchStep) every kPrefetchStepRows rows after.
   std::array<PreparedRow, kPrefetchRows> ring;
   std::string normalized_scratch;
   const size_t rows = leaked.row_count();
@@ -747,8 +795,11 @@ std::unique_ptr<CrossrefStream::Matches> CrossrefStream::Match(const Table& leak
     PrepareRow(leaked, ahead, state.user_columns, state.email_columns, state.index, &ring[ahead]);
   }
   for (size_t row = 0; row < rows; ++row) {
-    if (row + kPrefetchRows / 2 < rows) {
-      PrefetchKeys(ring[(row + kPrefetchRows / 2) % kPrefetchRows], state.index);
+    for (size_t step = 1; step <= kPrefetchSteps; ++step) {
+      const size_t ahead = row + kPrefetchRows - step * kPrefetchStepRows;
+      if (ahead < rows) {
+        PrefetchStep(step, &ring[ahead % kPrefetchRows], state.index);
+      }
     }
     RowMatch match = MatchRow(leaked, row, state.user_columns, state.email_columns, state.index,
                               ring[row % kPrefetchRows], &normalized_scratch);
@@ -777,7 +828,17 @@ void CrossrefStream::Apply(const Table& leaked, const std::vector<uint8_t>& sens
   State& state = *state_;
   Impact& impact = state.impact;
   const Recognition& leaked_columns = *state.input.leaked_columns;
-  for (size_t row = 0; row < leaked.row_count(); ++row) {
+  const size_t rows = leaked.row_count();
+  for (size_t row = 0; row < rows; ++row) {
+    // The affected accounts of the rows ahead, a step at a time (at 10M
+    // accounts each is far from the last): where each is listed, then the
+    // entry itself.
+    if (row + kApplyPrefetchRows < rows) {
+      state.PrefetchImpactSlot(matches.rows[row + kApplyPrefetchRows].account);
+    }
+    if (row + kApplyPrefetchRows / 2 < rows) {
+      state.PrefetchImpact(matches.rows[row + kApplyPrefetchRows / 2].account);
+    }
     const RowMatch& match = matches.rows[row];
     for (uint8_t conflict = 0; conflict < match.conflicts; ++conflict) {
       impact.Warn("leaked", leaked.Line(row),

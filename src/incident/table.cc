@@ -43,6 +43,16 @@ std::string_view Table::Cell(size_t row, size_t column) const {
   return {};
 }
 
+void Table::PrefetchCell(size_t row, size_t column) const {
+  for (uint64_t cell_idx = row_begin_[row]; cell_idx < row_begin_[row + 1]; ++cell_idx) {
+    const CellRef& cell = cells_[cell_idx];
+    if (cell.column == column) {
+      __builtin_prefetch(arena_.data() + cell.offset);
+      return;
+    }
+  }
+}
+
 std::optional<size_t> Table::FindColumn(std::string_view name) const {
   const auto found = column_index_.find(name);
   if (found == column_index_.end()) {
