@@ -1,6 +1,6 @@
 // Fuzzes the PII detectors on arbitrary bytes: detections stay in bounds,
-// sorted and disjoint; Redact agrees with Scan, counts each detection once,
-// and its output keeps no detected span.
+// sorted and disjoint; ScanKinds agrees with Scan; Redact agrees with Scan,
+// counts each detection once, and its output keeps no detected span.
 #include <cstddef>
 #include <cstdint>
 #include <numeric>
@@ -49,6 +49,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     Check(detection.begin + detection.length <= size, "detection in bounds");
     covered_end = detection.begin + detection.length;
   }
+
+  // ScanKinds is Scan filtered to the kinds asked for (the first byte
+  // picks them).
+  const uint32_t kinds = size == 0 ? 0 : data[0];
+  std::vector<Detection> of_kinds;
+  detectors.ScanKinds(text, kinds, &of_kinds);
+  size_t filtered = 0;
+  for (const Detection& detection : detections) {
+    if ((kinds >> static_cast<uint32_t>(detection.kind) & 1) != 0) {
+      Check(filtered < of_kinds.size() && of_kinds[filtered] == detection,
+            "ScanKinds finds what Scan finds of its kinds");
+      ++filtered;
+    }
+  }
+  Check(filtered == of_kinds.size(), "ScanKinds finds nothing Scan does not");
 
   DetectorCounts counts;
   const std::optional<std::string> redacted = detectors.Redact(text, &counts);

@@ -669,6 +669,16 @@ void DecideKind(ColumnRecognition* column) {
 // decoded layers it tries are shorter than the text they come from).
 constexpr size_t kSensitiveValueBytesMin = 13;
 
+// The detections the every-cell scan looks for: those KindOfDetection
+// makes a card number, an IBAN or a secret. Asking the detectors for these
+// alone skips their email, phone and IP scanners on the cells (most of
+// them) that hold no candidate of these kinds.
+constexpr uint32_t kSensitiveDetectionKinds =
+    (1u << static_cast<uint32_t>(PiiKind::kCard)) | (1u << static_cast<uint32_t>(PiiKind::kIban)) |
+    (1u << static_cast<uint32_t>(PiiKind::kJwt)) |
+    (1u << static_cast<uint32_t>(PiiKind::kApiKey)) |
+    (1u << static_cast<uint32_t>(PiiKind::kSecret));
+
 }  // namespace
 
 namespace {
@@ -693,7 +703,7 @@ void ScanSensitiveRows(const Table& chunk, size_t row_begin, size_t row_end,
         bits |= 2;
       }
       detections.clear();
-      detectors.Scan(value, &detections);
+      detectors.ScanKinds(value, kSensitiveDetectionKinds, &detections);
       for (const Detection& detection : detections) {
         const ColumnKind kind = KindOfDetection(detection.kind);
         if (kind == ColumnKind::kCardNumber || kind == ColumnKind::kIban) {

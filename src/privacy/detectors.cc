@@ -962,28 +962,54 @@ bool LooksLikeSecret(std::string_view token) {
 
 bool IsSecretChar(char c) { return InClass(c, kSecretBit); }
 
-// The scanning layers call each other in a fixed order (raw text, then
-// percent-decoded, then base64-decoded), never recursively.
-void ScanPlain(std::string_view text, const Features& features, std::vector<Detection>* out) {
-  if (features.at_sign) {
+constexpr uint32_t KindBit(PiiKind kind) { return 1u << static_cast<uint32_t>(kind); }
+constexpr uint32_t kEveryKind = (1u << kPiiKindCount) - 1;
+
+// The plain scanners that can find a candidate of one of `kinds` (a bit
+// per PiiKind). Each scanner finds its own kind only: FindBearerTokens
+// secrets.
+void ScanPlainFor(std::string_view text, const Features& features, uint32_t kinds,
+                  std::vector<Detection>* out) {
+  const auto wanted = [kinds](PiiKind kind) { return (kinds & KindBit(kind)) != 0; };
+  if (features.at_sign && wanted(PiiKind::kEmail)) {
     FindEmails(text, out);
   }
   if (features.digits >= kDigitsForNumbersMin) {
-    FindCards(text, out);
-    FindPhones(text, out);
-    FindIbans(text, out);
+    if (wanted(PiiKind::kCard)) {
+      FindCards(text, out);
+    }
+    if (wanted(PiiKind::kPhone)) {
+      FindPhones(text, out);
+    }
+    if (wanted(PiiKind::kIban)) {
+      FindIbans(text, out);
+    }
   }
-  if (features.digits >= 4 && features.dots >= 3) {
-    FindIpv4(text, out);
-  }
-  if (features.colons >= 2) {
-    FindIpv6(text, out);
+  if (wanted(PiiKind::kIpAddress)) {
+    if (features.digits >= 4 && features.dots >= 3) {
+      FindIpv4(text, out);
+    }
+    if (features.colons >= 2) {
+      FindIpv6(text, out);
+    }
   }
   if (features.longest_token >= kTokenForKeysMin) {
-    FindJwts(text, out);
-    FindApiKeys(text, out);
-    FindBearerTokens(text, out);
+    if (wanted(PiiKind::kJwt)) {
+      FindJwts(text, out);
+    }
+    if (wanted(PiiKind::kApiKey)) {
+      FindApiKeys(text, out);
+    }
+    if (wanted(PiiKind::kSecret)) {
+      FindBearerTokens(text, out);
+    }
   }
+}
+
+// The scanning layers call each other in a fixed order (raw text, then
+// percent-decoded, then base64-decoded), never recursively.
+void ScanPlain(std::string_view text, const Features& features, std::vector<Detection>* out) {
+  ScanPlainFor(text, features, kEveryKind, out);
 }
 
 // The first detection in decoded text, by plain scanners only: decoded text
@@ -1141,15 +1167,22 @@ void Resolve(std::vector<Detection>* candidates, std::vector<Detection>* out) {
   }
 }
 
-void ScanAll(std::string_view text, std::vector<Detection>* candidates) {
+// Candidates in `text` from every scanner that can find one of `kinds`:
+// the plain scanners of those kinds, and the decoding layers whatever the
+// kinds (decoded text may hold any kind).
+void ScanAllFor(std::string_view text, uint32_t kinds, std::vector<Detection>* candidates) {
   Features features = Measure(text);
-  ScanPlain(text, features, candidates);
+  ScanPlainFor(text, features, kinds, candidates);
   if (features.longest_token >= kBase64TokenBytesMin) {
     FindEncodedTokensAndSecrets(text, candidates);
   }
   if (features.percent) {
     FindPercentEncoded(text, candidates);
   }
+}
+
+void ScanAll(std::string_view text, std::vector<Detection>* candidates) {
+  ScanAllFor(text, kEveryKind, candidates);
 }
 
 // Short texts found clean recently, per thread. Product analytics repeats
@@ -1223,6 +1256,27 @@ void Detectors::Scan(std::string_view text, std::vector<Detection>* out) const {
   std::vector<Detection> candidates;
   ScanAll(text, &candidates);
   Resolve(&candidates, out);
+}
+
+void Detectors::ScanKinds(std::string_view text, uint32_t kinds,
+                          std::vector<Detection>* out) const {
+  std::vector<Detection> candidates;
+  ScanAllFor(text, kinds, &candidates);
+  const auto wanted = [kinds](const Detection& detection) {
+    return (kinds & KindBit(detection.kind)) != 0;
+  };
+  if (std::none_of(candidates.begin(), candidates.end(), wanted)) {
+    return;  // no candidate of a wanted kind, so Scan would report none
+  }
+  // Every scanner: another kind's candidate may take a wanted one's place
+  // where they overlap.
+  candidates.clear();
+  ScanAll(text, &candidates);
+  const size_t first = out->size();
+  Resolve(&candidates, out);
+  out->erase(std::remove_if(out->begin() + static_cast<std::ptrdiff_t>(first), out->end(),
+                            [&wanted](const Detection& detection) { return !wanted(detection); }),
+             out->end());
 }
 
 std::optional<std::string> Detectors::Redact(std::string_view text, DetectorCounts* counts) const {

@@ -539,5 +539,60 @@ TEST(RecallTest, GeneratedPositivesAreFoundInContext) {
               100.0 * static_cast<double>(total_found) / static_cast<double>(total));
 }
 
+// ScanKinds answers what Scan answers, filtered to the kinds asked for:
+// on the precision corpus, generated positives of every kind in context,
+// and texts where candidates of several kinds overlap (the longer or
+// earlier one wins in Scan, so a wanted kind may lose to another).
+TEST(ScanKindsTest, EqualsScanFilteredToTheKinds) {
+  std::vector<std::string> texts = ReadCorpus("precision_corpus.txt");
+  Generator generator;
+  for (int text_idx = 0; text_idx < 300; ++text_idx) {
+    texts.push_back("x " + generator.Email() + " " + generator.Card());
+    texts.push_back(generator.Phone() + " " + generator.Iban() + "?q=" + generator.Ip());
+    texts.push_back("k=" + generator.Key() + " s=" + generator.Secret());
+  }
+  const std::string overlapping[] = {
+      "4111111111111111@example.com",
+      "::ffff:10.1.2.3 x Bearer " + std::string(kJwt) + " 4111111111111111@example.com",
+      "4111111111111111 4111 1111 1111 1111 +44 4111 1111 1111 1111",
+      "Y2FyZCA0MTExMTExMTExMTExMTEx and d=Y29udGFjdCBqYW5lLmRvZUBleGFtcGxlLmNvbQ==",
+      "card%204111%201111%201111%201111%20mail%20jane%40example.com",
+      "GB82WEST12345698765432@example.com 2026-10-26T05:11:40.681Z",
+  };
+  texts.insert(texts.end(), std::begin(overlapping), std::end(overlapping));
+  constexpr uint32_t kCard = 1u << static_cast<uint32_t>(PiiKind::kCard);
+  constexpr uint32_t kIban = 1u << static_cast<uint32_t>(PiiKind::kIban);
+  constexpr uint32_t kSecrets = (1u << static_cast<uint32_t>(PiiKind::kJwt)) |
+                                (1u << static_cast<uint32_t>(PiiKind::kApiKey)) |
+                                (1u << static_cast<uint32_t>(PiiKind::kSecret));
+  std::vector<uint32_t> kind_sets = {0, kCard | kIban | kSecrets, (1u << kPiiKindCount) - 1};
+  for (size_t kind = 0; kind < kPiiKindCount; ++kind) {
+    kind_sets.push_back(1u << kind);
+  }
+  size_t wanted_found = 0;
+  for (const std::string& text : texts) {
+    const std::vector<Detection> all = ScanText(text);
+    for (const uint32_t kinds : kind_sets) {
+      std::vector<Detection> expected;
+      for (const Detection& detection : all) {
+        if ((kinds >> static_cast<uint32_t>(detection.kind) & 1) != 0) {
+          expected.push_back(detection);
+        }
+      }
+      std::vector<Detection> got = {Detection{PiiKind::kEmail, 0, 0}};  // appended to
+      Shared().ScanKinds(text, kinds, &got);
+      ASSERT_FALSE(got.empty());
+      got.erase(got.begin());
+      EXPECT_EQ(got, expected) << text << " kinds " << kinds;
+      wanted_found += kinds == (kCard | kIban | kSecrets) ? expected.size() : 0;
+    }
+  }
+  // The kinds the incident scan asks for were found, and one lost its place.
+  EXPECT_GE(wanted_found, 900u);
+  std::vector<Detection> card_in_email;
+  Shared().ScanKinds("4111111111111111@example.com", kCard, &card_in_email);
+  EXPECT_TRUE(card_in_email.empty());
+}
+
 }  // namespace
 }  // namespace minpanel::privacy
