@@ -71,10 +71,10 @@ struct SegmentWriteOptions {
   // Property and map chunks are cut into granules of about this many rows
   // (at subject run ends: ChooseGranuleEnds); 0 stores each whole.
   uint32_t granule_rows = kGranuleRowsDefault;
-  // Only chunks that compress whole to at most 1/this of their raw bytes are
-  // cut into granules; the others are stored whole (docs/formats/segment.md,
-  // "Granules"). 0 cuts every chunk that holds a value (tests of granules);
-  // infinity none.
+  // Above 0: only chunks that compress whole to at most 1/this of their raw
+  // bytes are cut into granules, the others stored whole
+  // (docs/formats/segment.md, "Granules"). 0 (the default) cuts every chunk
+  // that holds a value; infinity none.
   double granule_ratio_min = kGranuleRatioMinDefault;
   // Set: rows are written under the person of their subject, their subject
   // kept as the stored subject (a folded segment); the table must outlive

@@ -261,8 +261,7 @@ TEST(SegmentRoundTripTest, RandomEventsComeBackExactly) {
 SegmentWriteOptions SmallGranules(uint32_t block_rows, uint32_t granule_rows) {
   SegmentWriteOptions options = SmallBlocks(block_rows);
   options.granule_rows = granule_rows;
-  options.granule_ratio_min = 0;  // granules however the chunk compresses
-  return options;
+  return options;  // the default granule_ratio_min, 0: granules however the chunk compresses
 }
 
 // How many of a reader's property and map chunks are granular.
@@ -333,15 +332,16 @@ std::vector<Event> ProductBlockEvents() {
   return events;
 }
 
-// Under the default options a chunk is in granules exactly when, compressed
-// whole, it takes at most 1/kGranuleRatioMinDefault of its raw bytes: here
-// plan and platform, not country, url, price or the map. granule_ratio_min
-// forces either way, and every file reads back the same rows, and the same
-// selected rows.
+// With granule_ratio_min 7 a chunk is in granules exactly when, compressed
+// whole, it takes at most 1/7 of its raw bytes: here plan and platform, not
+// country, url, price or the map. The default (0) cuts every chunk, infinity
+// none, and every file reads back the same rows, and the same selected rows.
 TEST(SegmentRoundTripTest, OnlyChunksThatCompressWellAreGranules) {
+  constexpr double kRatioMin = 7;
   const std::vector<Event> events = ProductBlockEvents();
   SegmentWriteOptions options;
   options.project_id = 7;
+  options.granule_ratio_min = kRatioMin;
   const std::unique_ptr<SegmentReader> chosen = OpenImage(Encode(events, options));
   ASSERT_NE(chosen, nullptr);
   ASSERT_EQ(chosen->block_count(), 1u);
@@ -355,7 +355,7 @@ TEST(SegmentRoundTripTest, OnlyChunksThatCompressWellAreGranules) {
   std::set<std::string> granular_keys;
   for (size_t chunk_idx = kFixedColumnCount; chunk_idx < whole_chunks.size(); ++chunk_idx) {
     const ChunkRef& ref = whole_chunks[chunk_idx];
-    const bool compresses_well = static_cast<double>(ref.stored_bytes) * kGranuleRatioMinDefault <=
+    const bool compresses_well = static_cast<double>(ref.stored_bytes) * kRatioMin <=
                                  static_cast<double>(ref.raw_bytes);
     const std::string key = chunk_idx + 1 == whole_chunks.size()
                                 ? "(map)"
@@ -372,7 +372,7 @@ TEST(SegmentRoundTripTest, OnlyChunksThatCompressWellAreGranules) {
   }
   EXPECT_EQ(granular_keys, (std::set<std::string>{"plan", "platform"}));
 
-  options.granule_ratio_min = 0;
+  options.granule_ratio_min = kGranuleRatioMinDefault;
   const std::unique_ptr<SegmentReader> all = OpenImage(Encode(events, options));
   ASSERT_NE(all, nullptr);
   EXPECT_EQ(GranularChunks(*all), whole_chunks.size() - kFixedColumnCount);
