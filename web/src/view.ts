@@ -8,7 +8,10 @@ export interface ViewFrame {
   status: HTMLElement;
   results: HTMLElement;
   // Runs `task` with a loading state; an error is shown with what went wrong.
-  busy: (label: string, task: () => Promise<void>) => Promise<void>;
+  // Runs task with a spinner. Answers can come back out of order (a query
+  // submitted while the last one runs): task gets isLatest, and shows its
+  // answer only while it is still the newest task of this view.
+  busy: (label: string, task: (isLatest: () => boolean) => Promise<void>) => Promise<void>;
 }
 
 export function viewFrame(main: HTMLElement, title: string, description: string): ViewFrame {
@@ -19,7 +22,7 @@ export function viewFrame(main: HTMLElement, title: string, description: string)
   main.append(h('h1', {}, title), h('p', { class: 'lead' }, description), form, status, results);
   document.title = `${title} · minpanel`;
   let generation = 0;
-  const busy = async (label: string, task: () => Promise<void>) => {
+  const busy = async (label: string, task: (isLatest: () => boolean) => Promise<void>) => {
     generation += 1;
     const mine = generation;
     clear(status);
@@ -27,7 +30,7 @@ export function viewFrame(main: HTMLElement, title: string, description: string)
     status.append(h('span', { class: 'spinner', 'aria-hidden': 'true' }), label);
     results.setAttribute('aria-busy', 'true');
     try {
-      await task();
+      await task(() => mine === generation);
       if (mine !== generation) return;
       clear(status);
       status.className = 'status';

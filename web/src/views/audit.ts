@@ -79,6 +79,17 @@ function statusBox(status: ChainStatus): HTMLElement {
     status.torn_tail_bytes ? ` (a torn tail of ${status.torn_tail_bytes} bytes: an append in flight or interrupted)` : '');
 }
 
+// Numbers a box's requests: turns() gives a function that starts a request
+// and returns whether that request is still the newest when it answers.
+function turns(): () => () => boolean {
+  let newest = 0;
+  return () => {
+    newest += 1;
+    const mine = newest;
+    return () => mine === newest;
+  };
+}
+
 function timeCell(timeMs: number): HTMLElement {
   return h('th', { scope: 'row' }, h('time', { datetime: new Date(timeMs).toISOString() }, new Date(timeMs).toLocaleString()));
 }
@@ -136,27 +147,39 @@ export function renderAudit(main: HTMLElement, state: AuditState, onRun: (state:
   const limit = select([['50', '50'], ['100', '100'], ['500', '500'], ['1000', '1000']], state.limit, { name: 'limit' });
   frame.form.append(h('div', { class: 'row' }, field('Key', key), field('Act', act), field('Route', route),
     field('Alert rule', rule), field('Time', range), field('Records', limit)), runButton('Show'));
+  // The first load and a submitted form can overlap, and their answers come
+  // back in any order: each box shows its newest request's answer only (two
+  // overlapping alert reads once put the same alert in the table twice; the
+  // records go through frame.busy, which does the same).
+  const verifyTurn = turns();
+  const alertsTurn = turns();
   const verify = async () => {
+    const isLatest = verifyTurn();
     clear(chain);
     chain.append(h('p', { class: 'muted' }, 'Verifying the chain…'));
+    let shown: HTMLElement;
     try {
-      const status = await api<ChainStatus>('GET', 'api/audit/status');
-      clear(chain);
-      chain.append(statusBox(status));
+      shown = statusBox(await api<ChainStatus>('GET', 'api/audit/status'));
     } catch (error) {
-      clear(chain);
-      chain.append(h('p', { class: 'status error' }, `The chain could not be verified: ${(error as Error).message}`));
+      shown = h('p', { class: 'status error' }, `The chain could not be verified: ${(error as Error).message}`);
     }
+    if (!isLatest()) return;
+    clear(chain);
+    chain.append(shown);
   };
   // The alerts of the same key (when it is an access key: only those are
   // watched) and time; their own errors stay in their own box.
   const showAlerts = async (current: AuditState) => {
-    clear(alertsBox);
+    const isLatest = alertsTurn();
     const title = h('h2', { id: 'alerts-title' }, 'Anomaly alerts');
     const note = h('div', { class: 'alerts-note', role: 'status', 'aria-live': 'polite' });
-    alertsBox.append(title, note);
+    const show = (...content: HTMLElement[]) => {
+      if (!isLatest()) return;
+      clear(alertsBox);
+      alertsBox.append(title, note, ...content);
+    };
     if (current.key && !ACCESS_KEY_ID.test(current.key)) {
-      alertsBox.append(h('p', { class: 'empty' }, 'The anomaly rules watch access keys (mpk_…) only.'));
+      show(h('p', { class: 'empty' }, 'The anomaly rules watch access keys (mpk_…) only.'));
       return;
     }
     const params: Record<string, string> = { limit: current.limit };
@@ -178,18 +201,19 @@ export function renderAudit(main: HTMLElement, state: AuditState, onRun: (state:
           note.append(`The key could not be enabled: ${explain(error)}`);
         });
       };
-      alertsBox.append(alerts.length ? alertsTable(alerts, enable) : h('p', { class: 'empty' }, 'No alerts match.'));
+      show(alerts.length ? alertsTable(alerts, enable) : h('p', { class: 'empty' }, 'No alerts match.'));
     } catch (error) {
-      alertsBox.append(h('p', { class: 'status error', role: 'alert' }, `The alerts could not be read: ${explain(error)}`));
+      show(h('p', { class: 'status error', role: 'alert' }, `The alerts could not be read: ${explain(error)}`));
     }
   };
-  const run = (current: AuditState) => frame.busy('Reading the audit log…', async () => {
+  const run = (current: AuditState) => frame.busy('Reading the audit log…', async (isLatest) => {
     const params: Record<string, string> = { limit: current.limit };
     if (current.key) params.key = current.key;
     if (current.act) params.act = current.act;
     if (current.route) params.route = current.route;
     if (RANGE_MS[current.range]) params.from_ms = String(Date.now() - RANGE_MS[current.range]);
     const records = await api<AuditRecord[]>('GET', 'api/audit', params);
+    if (!isLatest()) return;
     clear(frame.results);
     frame.results.append(h('h2', {}, 'Records'),
       records.length ? recordsTable(records) : h('p', { class: 'empty' }, 'No records match.'));

@@ -132,8 +132,9 @@ export function renderDataMap(main: HTMLElement): void {
     'The records of processing, written from the configuration and the traffic itself: every source and property key seen, ' +
     'what the policy stores of it, how long, who can read it and where it goes. Needs the admin scope.');
   frame.form.append(runButton('Refresh'));
-  const run = () => frame.busy('Reading the data map…', async () => {
+  const run = () => frame.busy('Reading the data map…', async (isLatest) => {
     const answer = await api<DataMapAnswer>('GET', 'api/datamap');
+    if (!isLatest()) return;
     clear(frame.results);
     for (const map of answer.projects) {
       const personal = map.properties.filter((property) => property.personal).length;

@@ -60,8 +60,9 @@ export function renderFunnels(main: HTMLElement, state: FunnelsState, onRun: (st
     steps: steps.read(), window: Number(windowValue.value), windowUnit: windowUnit.value, order: order.value,
     range: range.read(), breakdown: breakdown.querySelector('input')!.value, limit: state.limit,
   });
-  const run = (current: FunnelsState) => frame.busy('Running the funnel…', async () => {
-    showFunnel(frame.results, await query<FunnelAnswer>(funnelsQuery(current)));
+  const run = (current: FunnelsState) => frame.busy('Running the funnel…', async (isLatest) => {
+    const answer = await query<FunnelAnswer>(funnelsQuery(current));
+    if (isLatest()) showFunnel(frame.results, answer);
   });
   frame.form.addEventListener('submit', (event) => {
     event.preventDefault();

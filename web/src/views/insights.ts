@@ -101,10 +101,11 @@ export function renderInsights(main: HTMLElement, state: InsightsState, onRun: (
     filters: filters.read(), breakdown: breakdown.querySelector('input')!.value, limit: state.limit,
     chart: chart.value, compare: compare.checked,
   });
-  const run = (current: InsightsState) => frame.busy('Running the query…', async () => {
+  const run = (current: InsightsState) => frame.busy('Running the query…', async (isLatest) => {
     const started = performance.now();
     const answer = await query<SegmentationAnswer>(insightsQuery(current));
     const answered = performance.now();
+    if (!isLatest()) return;
     showInsights(frame.results, current, answer, answer.previous ?? null);
     showTiming(frame.results, started, answered);
   });

@@ -71,8 +71,9 @@ export function renderLive(main: HTMLElement, state: LiveState, onRun: (state: L
   const limit = select([['20', '20'], ['50', '50'], ['100', '100'], ['200', '200']], state.limit, { name: 'limit' });
   const event = h('input', { type: 'text', name: 'event', value: state.event, placeholder: 'any event', autocomplete: 'off', spellcheck: 'false' });
   frame.form.append(h('div', { class: 'row' }, field('Events shown', limit), field('Only the event', event)), runButton('Refresh'));
-  const run = (current: LiveState) => frame.busy('Loading the newest events…', async () => {
+  const run = (current: LiveState) => frame.busy('Loading the newest events…', async (isLatest) => {
     const answer = await api<LiveAnswer>('GET', 'api/events/live', { limit: current.limit });
+    if (!isLatest()) return;
     const shown = current.event ? answer.events.filter((item) => item.event === current.event) : answer.events;
     clear(frame.results);
     frame.results.append(h('p', { class: 'muted' },

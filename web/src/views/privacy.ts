@@ -78,8 +78,9 @@ export function renderPrivacy(main: HTMLElement, state: PrivacyState, onRun: (st
     submitted.preventDefault();
     // The sample may hold made-up personal data: it never goes into the URL.
     onRun({ sample: '' });
-    void frame.busy('Previewing…', async () => {
+    void frame.busy('Previewing…', async (isLatest) => {
       const body = await api<PreviewAnswer>('POST', 'api/policy/preview', {}, sample.value);
+      if (!isLatest()) return;
       clear(frame.results);
       frame.results.append(previewResult(body));
     });

@@ -55,8 +55,9 @@ export function renderReports(main: HTMLElement, hashOf: (report: SavedReport) =
   const frame = viewFrame(main, 'Saved reports',
     'Reports saved for this project, on the server: open one, pin it to the dashboard, or delete it. Save a report from Insights, Funnels or Retention.');
   frame.form.hidden = true;
-  const load = () => frame.busy('Loading the saved reports…', async () => {
+  const load = () => frame.busy('Loading the saved reports…', async (isLatest) => {
     const [reports, dashboard] = await Promise.all([api<SavedReport[]>('GET', 'api/reports'), theDashboard(false)]);
+    if (!isLatest()) return;
     const pinned = new Set(dashboard?.reports ?? []);
     clear(frame.results);
     if (!reports.length) {
@@ -90,8 +91,9 @@ export function renderReports(main: HTMLElement, hashOf: (report: SavedReport) =
 export function renderDashboard(main: HTMLElement, hashOf: (report: SavedReport) => string, draw: ReportRenderer): void {
   const frame = viewFrame(main, 'Dashboard', 'The charts pinned for this project, each run now.');
   frame.form.hidden = true;
-  void frame.busy('Loading the dashboard…', async () => {
+  void frame.busy('Loading the dashboard…', async (isLatest) => {
     const [reports, dashboard] = await Promise.all([api<SavedReport[]>('GET', 'api/reports'), theDashboard(false)]);
+    if (!isLatest()) return;
     const byId = new Map(reports.map((report) => [report.id, report]));
     const pinned = (dashboard?.reports ?? []).map((id) => byId.get(id)).filter((report): report is SavedReport => !!report);
     clear(frame.results);

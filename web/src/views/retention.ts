@@ -58,8 +58,9 @@ export function renderRetention(main: HTMLElement, state: RetentionState, onRun:
     birth: birth.value, returning: returning.value, unit: unit.value, periods: Number(periods.value), mode: mode.value,
     range: range.read(), breakdown: breakdown.querySelector('input')!.value, limit: state.limit,
   });
-  const run = (current: RetentionState) => frame.busy('Running the retention query…', async () => {
-    showRetention(frame.results, await query<RetentionAnswer>(retentionQuery(current)));
+  const run = (current: RetentionState) => frame.busy('Running the retention query…', async (isLatest) => {
+    const answer = await query<RetentionAnswer>(retentionQuery(current));
+    if (isLatest()) showRetention(frame.results, answer);
   });
   frame.form.addEventListener('submit', (event) => {
     event.preventDefault();
