@@ -18,6 +18,13 @@ const MEMTABLE_ROWS = 500;
 const VICTIMS = 20;
 const BYSTANDERS = 100;
 
+// Noon UTC yesterday: every event of a test falls inside one UTC day (a
+// base of "two hours ago" put a victim's events on both sides of midnight
+// when the suite ran just after it, and the daily unique count saw 21 of 20).
+function middayYesterday() {
+  return Math.floor(nowSeconds() / 86400) * 86400 - 43200;
+}
+
 function eventsOf(distinctId, count, baseTime, extra = {}) {
   const events = [];
   for (let index = 0; index < count; index += 1) {
@@ -70,7 +77,7 @@ describe('erasure during sustained ingestion and compaction', () => {
   const run = hex32().slice(0, 8);
   const victims = Array.from({ length: VICTIMS }, (_, index) => `victim-${run}-${index}`);
   const anonymous = `anon-${run}-0`;
-  const baseTime = nowSeconds() - 7200;
+  const baseTime = middayYesterday();
 
   before(async () => {
     server = await startServer({ projectName: 'erasure', configText: `store_memtable_rows_max = ${MEMTABLE_ROWS}\n` });
@@ -265,7 +272,7 @@ describe('erasure during sustained ingestion and compaction', () => {
 describe('SIGKILL in the middle of an erasure', () => {
   let server;
   const run = hex32().slice(0, 8);
-  const baseTime = nowSeconds() - 7200;
+  const baseTime = middayYesterday();
 
   before(async () => {
     server = await startServer({ projectName: 'erasure-kill', configText: `store_memtable_rows_max = ${MEMTABLE_ROWS}\n` });
