@@ -504,8 +504,8 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
       return;
     }
     const auto method = request_.method();
-    if (route == Route::kHealth || route == Route::kMetrics || route == Route::kRoot ||
-        route == Route::kUnknown || method == http::verb::options) {
+    if (route == Route::kHealth || route == Route::kRoot || route == Route::kUnknown ||
+        method == http::verb::options) {
       Write(HandleInline(route));
       return;
     }
@@ -520,6 +520,10 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
       response.result(http::status::method_not_allowed);
       response.set(http::field::allow, AllowedMethods(route));
       Write(std::move(response));
+      return;
+    }
+    if (route == Route::kMetrics) {  // cheap: answered here, after its method check
+      Write(HandleInline(route));
       return;
     }
     beast::get_lowest_layer(stream_).expires_never();
