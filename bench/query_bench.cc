@@ -38,6 +38,7 @@
 #include <string>
 #include <vector>
 
+#include "core/time_units.h"
 #include "query/query.h"
 #include "store/segment.h"
 
@@ -45,7 +46,6 @@ namespace minpanel::query {
 namespace {
 
 constexpr int64_t kStartMs = 1790812800000;  // 2026-10-01T00:00:00Z
-constexpr int64_t kDayMs = 86'400'000;
 constexpr int kDays = 30;
 
 uint64_t Mix(uint64_t value) {  // splitmix64

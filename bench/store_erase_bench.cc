@@ -34,6 +34,7 @@
 #include <string>
 #include <vector>
 
+#include "core/time_units.h"
 #include "store/segment.h"
 #include "store/store.h"
 
@@ -41,7 +42,6 @@ namespace minpanel::store {
 namespace {
 
 constexpr int64_t kNowMs = 1'700'000'000'000;
-constexpr int64_t kDayMs = 86'400'000;
 constexpr uint32_t kBuiltProject = 3;
 constexpr uint64_t kBatchEvents = 1000;
 constexpr uint64_t kUsers = 50'000;

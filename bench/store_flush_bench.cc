@@ -35,6 +35,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/time_units.h"
 #include "store/segment.h"
 #include "store/store.h"
 
@@ -44,7 +45,6 @@ namespace minpanel::store {
 namespace {
 
 constexpr int64_t kNowMs = 1'700'000'000'000;
-constexpr int64_t kDayMs = 86'400'000;
 constexpr uint32_t kProject = 3;
 constexpr uint64_t kBatchEvents = 1000;
 

@@ -14,11 +14,11 @@
 #include <vector>
 
 #include "core/core.h"
+#include "core/time_units.h"
 
 namespace minpanel::store::bench {
 
 inline constexpr int64_t kStartMs = 1'700'000'000'000;
-inline constexpr int64_t kDayMs = 86'400'000;
 inline constexpr int64_t kPolicyChangeMs = kStartMs + 20 * kDayMs;  // version 3, then 4
 
 inline uint64_t Mix(uint64_t value) {  // splitmix64

@@ -15,6 +15,7 @@
 #include "audit/subjects_rewrite.h"
 #include "core/fault_file_system.h"
 #include "core/test_folder.h"
+#include "core/time_units.h"
 
 namespace minpanel::audit {
 namespace {
@@ -1262,7 +1263,6 @@ class AddressKeysTest : public AuditLogTest {
     EXPECT_TRUE(keys.ok()) << keys.status().ToString();
     return keys.ok() ? std::move(keys).value() : nullptr;
   }
-  static constexpr int64_t kDayMs = 86'400'000;
 };
 
 TEST_F(AddressKeysTest, RecordsKeepTheAddressSealedAndItExpiresWithItsDayKey) {

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include "core/time_units.h"
 #include "query/query.h"
 #include "query/query_test_util.h"
 
@@ -13,7 +14,6 @@ namespace {
 using testing::SubjectFromName;
 
 constexpr int64_t kBaseMs = 1710028800000;  // 2024-03-10T00:00Z
-constexpr int64_t kHourMs = 3600 * 1000;
 
 Id128 Id(std::string_view name) { return SubjectFromName(name); }
 std::string Psn(std::string_view name) { return FormatPseudonym(Id(name)); }

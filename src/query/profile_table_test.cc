@@ -15,6 +15,7 @@
 #include <set>
 #include <tuple>
 
+#include "core/time_units.h"
 #include "query/query.h"
 #include "query/query_test_util.h"
 
@@ -24,8 +25,6 @@ namespace {
 using testing::SubjectFromName;
 
 constexpr int64_t kBaseMs = 1709251200000;  // 2024-03-01T00:00:00Z
-constexpr int64_t kHourMs = 3600 * 1000;
-constexpr int64_t kDayMs = 24 * kHourMs;
 
 ProfileUpdate Update(std::string_view subject, ProfileOperation operation, Properties properties,
                      std::string group_key = "") {

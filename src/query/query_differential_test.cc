@@ -12,6 +12,7 @@
 #include <random>
 #include <set>
 
+#include "core/time_units.h"
 #include "query/query.h"
 #include "query/query_test_util.h"
 #include "store/segment_merge.h"
@@ -20,9 +21,6 @@ namespace minpanel::query {
 namespace {
 
 constexpr int64_t kBaseMs = 1709251200000;  // 2024-03-01T00:00:00Z
-constexpr int64_t kMinuteMs = 60 * 1000;
-constexpr int64_t kHourMs = 60 * kMinuteMs;
-constexpr int64_t kDayMs = 24 * kHourMs;
 
 const char* const kNames[] = {"A", "B", "C", "D"};
 const char* const kZones[] = {"UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata"};

@@ -10,6 +10,7 @@
 
 #include <random>
 
+#include "core/time_units.h"
 #include "query/query.h"
 #include "query/query_internal.h"
 #include "query/query_test_util.h"
@@ -17,7 +18,6 @@
 namespace minpanel::query {
 namespace {
 
-constexpr int64_t kDayMs = 86'400'000;
 constexpr int64_t kStartMs = 1'790'812'800'000;  // 2026-10-01T00:00Z
 constexpr int kDays = 4;
 

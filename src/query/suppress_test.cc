@@ -10,6 +10,7 @@
 #include <random>
 #include <set>
 
+#include "core/time_units.h"
 #include "query/query.h"
 #include "query/query_test_util.h"
 
@@ -17,7 +18,6 @@ namespace minpanel::query {
 namespace {
 
 constexpr int64_t kBaseMs = 1709251200000;  // 2024-03-01T00:00:00Z
-constexpr int64_t kDayMs = 24LL * 3600 * 1000;
 constexpr size_t kDays = 4;
 constexpr int kRounds = 150;
 

@@ -5,14 +5,13 @@
 #include <filesystem>
 
 #include "core/test_folder.h"
+#include "core/time_units.h"
 #include "service/access_keys_limits.h"
 #include "service/watched_credentials.h"
 
 namespace minpanel::service {
 namespace {
 
-constexpr int64_t kHourMs = 3'600'000;
-constexpr int64_t kDayMs = 24 * kHourMs;
 // A Monday, 00:00 UTC.
 constexpr int64_t kStartMs = 1'700'438'400'000;
 constexpr std::string_view kKey = "mpk_0123456789abcdef";

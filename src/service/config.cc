@@ -11,6 +11,7 @@
 #include <toml++/toml.h>
 
 #include "audit/audit.h"
+#include "core/time_units.h"
 #include "service/access_keys_limits.h"
 #include "service/project_quotas.h"
 
@@ -445,7 +446,6 @@ std::string KeyFolder(const Config& config) {
 }
 
 int64_t ErasurePurgeDelayMs(uint32_t deadline_hours) {
-  constexpr int64_t kHourMs = 3'600'000;
   const int64_t start_hours = static_cast<int64_t>(deadline_hours) - kErasurePurgeMarginHours;
   return start_hours > 0 ? start_hours * kHourMs : 0;
 }

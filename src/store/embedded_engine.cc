@@ -31,6 +31,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "core/time_units.h"
 #include "store/dedup_index.h"
 #include "store/deletion.h"
 #include "store/erasure_journal.h"
@@ -58,7 +59,6 @@ constexpr size_t kSegmentNumberDigits = 6;
 constexpr auto kFlushRetryPause = std::chrono::seconds(1);
 // In-memory segments that stand in for the memtable hold at most this many rows.
 constexpr size_t kInMemorySegmentRows = 1 << 20;
-constexpr int64_t kMsPerDay = 86'400'000;
 // Compaction merges the segments of one (project, day) once at least this
 // many of them are smaller than kCompactionInputRowsMax, into one segment of
 // at most kCompactionOutputRowsMax rows.
@@ -95,7 +95,7 @@ std::string UtcDayName(int64_t day) {
 }
 
 int64_t UtcDay(int64_t time_ms) {
-  return time_ms >= 0 ? time_ms / kMsPerDay : -((-(time_ms + 1)) / kMsPerDay) - 1;
+  return time_ms >= 0 ? time_ms / kDayMs : -((-(time_ms + 1)) / kDayMs) - 1;
 }
 
 // What the allocator really gave a heap block: malloc_usable_size, which

@@ -14,6 +14,7 @@
 #include <sstream>
 #include <thread>
 
+#include "core/time_units.h"
 #include "store/bytes.h"
 #include "store/deletion.h"
 #include "store/manifest.h"
@@ -26,7 +27,6 @@ namespace {
 
 constexpr uint32_t kProject = 5;
 constexpr uint32_t kOtherProject = 6;
-constexpr int64_t kDayMs = 86'400'000;
 
 ProfileUpdate MakeProfile(uint64_t subject, int64_t time_ms) {
   ProfileUpdate update;

@@ -8,6 +8,7 @@
 #include <sstream>
 #include <thread>
 
+#include "core/time_units.h"
 #include "store/manifest.h"
 #include "store/segment.h"
 #include "store/store_test_util.h"
@@ -17,7 +18,6 @@ namespace minpanel::store {
 namespace {
 
 constexpr uint32_t kProject = 3;
-constexpr int64_t kDayMs = 86'400'000;
 
 class FlushTest : public StoreTest {
  protected:

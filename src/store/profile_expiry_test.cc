@@ -12,6 +12,7 @@
 #include <set>
 #include <thread>
 
+#include "core/time_units.h"
 #include "store/bytes.h"
 #include "store/deletion.h"
 #include "store/erasure_journal.h"
@@ -23,7 +24,6 @@ namespace minpanel::store {
 namespace {
 
 constexpr uint32_t kProject = 5;
-constexpr int64_t kDayMs = 86'400'000;
 constexpr int64_t kBoundMs = kTestNowMs - 30 * kDayMs;
 
 ProfileUpdate Update(uint64_t subject, int64_t time_ms, std::string plan,

@@ -16,6 +16,7 @@
 #include <sstream>
 #include <thread>
 
+#include "core/time_units.h"
 #include "store/deletion.h"
 #include "store/manifest.h"
 #include "store/segment.h"
@@ -26,7 +27,6 @@ namespace minpanel::store {
 namespace {
 
 constexpr uint32_t kProject = 4;
-constexpr int64_t kDayMs = 86'400'000;
 
 // A generated marker value per event, never a real person's data.
 std::string Marker(uint64_t id) { return "mrk-" + std::to_string(id * 7919 + 13) + "-zq"; }

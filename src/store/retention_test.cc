@@ -5,6 +5,7 @@
 // segment left without rows; later appends are kept; and the record's codec.
 #include <set>
 
+#include "core/time_units.h"
 #include "store/deletion.h"
 #include "store/manifest.h"
 #include "store/segment.h"
@@ -14,7 +15,6 @@ namespace minpanel::store {
 namespace {
 
 constexpr uint32_t kProject = 3;
-constexpr int64_t kDayMs = 86'400'000;
 
 class RetentionTest : public StoreTest {
  protected:

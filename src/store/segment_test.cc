@@ -19,6 +19,7 @@
 #include <tuple>
 
 #include "core/fault_file_system.h"
+#include "core/time_units.h"
 #include "store/segment_merge.h"
 #include "store/store.h"
 #include "store/store_test_util.h"
@@ -858,7 +859,6 @@ TEST(SegmentReaderTest, IndexesDescribeTheSegment) {
 // Subject s has events only on day s, so each block covers a few days and
 // the zone maps let a query skip the others.
 TEST(SegmentReaderTest, ZoneMapsSkipBlocksThatCannotMatch) {
-  constexpr int64_t kDayMs = 86'400'000;
   std::vector<Event> events;
   for (uint64_t subject = 0; subject < 20; ++subject) {
     for (uint64_t event_idx = 0; event_idx < 50; ++event_idx) {
