@@ -85,6 +85,21 @@ class PropertyWriter {
   std::string path_;
 };
 
+// A member that is missing or JSON null: the protocols treat both alike.
+inline bool IsNullOrAbsent(const std::optional<simdjson::dom::element>& value) {
+  return !value.has_value() || value->type() == simdjson::dom::element_type::NULL_VALUE;
+}
+
+// Whether the object has a member of that name, whatever its value.
+inline bool HasMember(simdjson::dom::object object, std::string_view name) {
+  for (const auto [key, value] : object) {
+    if (key == name) {
+      return true;
+    }
+  }
+  return false;
+}
+
 // The decimal text of a JSON number (shortest round-trip form for doubles).
 std::string NumberText(simdjson::dom::element number);
 

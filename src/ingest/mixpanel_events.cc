@@ -11,6 +11,7 @@
 namespace minpanel::ingest {
 namespace {
 
+using internal::IsNullOrAbsent;
 using internal::Problem;
 using internal::RecordProblem;
 using simdjson::dom::element;
@@ -87,10 +88,6 @@ struct EventFields {
   std::optional<element> time;
   std::optional<element> insert_id;
 };
-
-bool IsNullOrAbsent(const std::optional<element>& value) {
-  return !value.has_value() || value->type() == element_type::NULL_VALUE;
-}
 
 // Moves a string context property into its field; other types stay
 // ordinary properties. Returns whether the property was consumed.

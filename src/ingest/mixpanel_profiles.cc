@@ -10,6 +10,7 @@
 namespace minpanel::ingest {
 namespace {
 
+using internal::IsNullOrAbsent;
 using internal::Problem;
 using internal::RecordProblem;
 using simdjson::dom::element;
@@ -33,10 +34,6 @@ struct ProfileItem {
   std::optional<element> time;
   std::vector<std::pair<ProfileOperation, element>> operations;
 };
-
-bool IsNullOrAbsent(const std::optional<element>& value) {
-  return !value.has_value() || value->type() == element_type::NULL_VALUE;
-}
 
 std::string_view StringOrEmpty(const std::optional<element>& value) {
   if (!value.has_value() || value->type() != element_type::STRING) {

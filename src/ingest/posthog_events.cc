@@ -18,6 +18,8 @@
 namespace minpanel::ingest {
 namespace {
 
+using internal::HasMember;
+using internal::IsNullOrAbsent;
 using internal::Problem;
 using internal::RecordProblem;
 using simdjson::dom::element;
@@ -29,10 +31,6 @@ constexpr std::string_view kTimeRule = "must be an ISO-8601 time such as 2026-11
 // A record sits inside the envelope object and its batch array.
 Result<element> ParsePayload(std::string_view json) {
   return internal::ParseWithThreadParser<3>(json, {"body", "event"});
-}
-
-bool IsNullOrAbsent(const std::optional<element>& value) {
-  return !value.has_value() || value->type() == element_type::NULL_VALUE;
 }
 
 bool IsTrue(const std::optional<element>& value) {
@@ -681,15 +679,6 @@ Status ReadEnvelope(simdjson::dom::object object, Envelope* envelope, simdjson::
     }
   }
   return Status::Ok();
-}
-
-bool HasMember(simdjson::dom::object object, std::string_view name) {
-  for (const auto [key, value] : object) {
-    if (key == name) {
-      return true;
-    }
-  }
-  return false;
 }
 
 // `?compression=lz64`: the `data` field of the query or of the form body

@@ -16,6 +16,8 @@
 namespace minpanel::ingest {
 namespace {
 
+using internal::HasMember;
+using internal::IsNullOrAbsent;
 using internal::Problem;
 using internal::RecordProblem;
 using simdjson::dom::element;
@@ -30,19 +32,6 @@ constexpr std::string_view kGroupIdKey = "groupId";
 // A message sits inside the envelope object and its batch array.
 Result<element> ParsePayload(std::string_view json) {
   return internal::ParseWithThreadParser<3>(json, {"body", "message"});
-}
-
-bool IsNullOrAbsent(const std::optional<element>& value) {
-  return !value.has_value() || value->type() == element_type::NULL_VALUE;
-}
-
-bool HasMember(simdjson::dom::object object, std::string_view name) {
-  for (const auto [key, value] : object) {
-    if (key == name) {
-      return true;
-    }
-  }
-  return false;
 }
 
 // What the envelope of /v1/batch gives every message.
