@@ -114,21 +114,30 @@ Response PlainReply(const Request& request, const Result<service::IngestOutcome>
   return MakeResponse(request, status, style.verbose ? kJson : "text/plain", std::move(body));
 }
 
+// The request's body: the body itself, or decompressed into `storage` when
+// its Content-Encoding (or its first bytes) say it is compressed, within the
+// configured size and ratio limits.
+Result<std::string_view> DecodedBody(const Request& request, const Settings& settings,
+                                     std::string* storage) {
+  MP_ASSIGN_OR_RETURN(const ingest::ContentEncoding encoding,
+                      ingest::ParseContentEncoding(request[http::field::content_encoding]));
+  const std::string_view body = request.body();
+  if (!ingest::NeedsDecompression(body, encoding)) {
+    return body;
+  }
+  const service::Limits& limits = settings.config.limits;
+  MP_ASSIGN_OR_RETURN(*storage,
+                      ingest::DecompressBody(body, encoding, limits.decompressed_bytes_max,
+                                             limits.decompression_ratio_max));
+  return std::string_view(*storage);
+}
+
 // The request's JSON payload, viewing the body itself when it is plain JSON
 // (a 2000-event /import body is about 1 MB: no copies), else `storage`.
 Result<std::string_view> RequestPayload(const Request& request, const Settings& settings,
                                         std::string* storage) {
-  MP_ASSIGN_OR_RETURN(const ingest::ContentEncoding encoding,
-                      ingest::ParseContentEncoding(request[http::field::content_encoding]));
   std::string decompressed;
-  std::string_view body = request.body();
-  if (ingest::NeedsDecompression(body, encoding)) {
-    const service::Limits& limits = settings.config.limits;
-    MP_ASSIGN_OR_RETURN(decompressed,
-                        ingest::DecompressBody(body, encoding, limits.decompressed_bytes_max,
-                                               limits.decompression_ratio_max));
-    body = decompressed;
-  }
+  MP_ASSIGN_OR_RETURN(const std::string_view body, DecodedBody(request, settings, &decompressed));
   MP_ASSIGN_OR_RETURN(const std::string_view payload,
                       ingest::ExtractMixpanelPayload(TargetQuery(request.target()), body, storage));
   if (payload.data() == decompressed.data()) {
@@ -679,24 +688,13 @@ void HandleSegment(Route route, const Request& request, const Settings& settings
   if (const auto basic = ParseBasicAuth(request[http::field::authorization])) {
     ingest_request.write_key = basic->first;
   }
-  auto encoding = ingest::ParseContentEncoding(request[http::field::content_encoding]);
-  if (!encoding.ok()) {
-    respond(encoding.status());
+  std::string inflated;
+  const Result<std::string_view> decoded = DecodedBody(request, settings, &inflated);
+  if (!decoded.ok()) {
+    respond(decoded.status());
     return;
   }
-  std::string inflated;
-  std::string_view body = request.body();
-  if (ingest::NeedsDecompression(body, *encoding)) {
-    const service::Limits& limits = settings.config.limits;
-    auto decompressed = ingest::DecompressBody(body, *encoding, limits.decompressed_bytes_max,
-                                               limits.decompression_ratio_max);
-    if (!decompressed.ok()) {
-      respond(decompressed.status());
-      return;
-    }
-    inflated = std::move(decompressed).value();
-    body = inflated;
-  }
+  const std::string_view body = *decoded;
   if (body.find_first_not_of(" \t\r\n") == std::string_view::npos) {
     respond(Status::InvalidArgument("body: empty (send the message as JSON)"));
     return;
@@ -716,24 +714,13 @@ void HandlePlausible(const Request& request, const std::string& client_ip, const
     AddIngestCors(request, &response);
     reply(std::move(response));
   };
-  auto encoding = ingest::ParseContentEncoding(request[http::field::content_encoding]);
-  if (!encoding.ok()) {
-    respond(encoding.status());
+  std::string inflated;
+  const Result<std::string_view> decoded = DecodedBody(request, settings, &inflated);
+  if (!decoded.ok()) {
+    respond(decoded.status());
     return;
   }
-  std::string inflated;
-  std::string_view body = request.body();
-  if (ingest::NeedsDecompression(body, *encoding)) {
-    const service::Limits& limits = settings.config.limits;
-    auto decompressed = ingest::DecompressBody(body, *encoding, limits.decompressed_bytes_max,
-                                               limits.decompression_ratio_max);
-    if (!decompressed.ok()) {
-      respond(decompressed.status());
-      return;
-    }
-    inflated = std::move(decompressed).value();
-    body = inflated;
-  }
+  const std::string_view body = *decoded;
   service::PlausibleIngestRequest ingest_request;
   ingest_request.consent_signal = ConsentSignal(request);
   ingest_request.body = body;
@@ -948,17 +935,8 @@ Result<FormPairs> ExportFormBody(const Request& request, const Settings& setting
     return Status::InvalidArgument(
         "Content-Type: send the export parameters as application/x-www-form-urlencoded");
   }
-  MP_ASSIGN_OR_RETURN(const ingest::ContentEncoding encoding,
-                      ingest::ParseContentEncoding(request[http::field::content_encoding]));
   std::string decompressed;
-  std::string_view body = request.body();
-  if (ingest::NeedsDecompression(body, encoding)) {
-    const service::Limits& limits = settings.config.limits;
-    MP_ASSIGN_OR_RETURN(decompressed,
-                        ingest::DecompressBody(body, encoding, limits.decompressed_bytes_max,
-                                               limits.decompression_ratio_max));
-    body = decompressed;
-  }
+  MP_ASSIGN_OR_RETURN(const std::string_view body, DecodedBody(request, settings, &decompressed));
   return ingest::ParseForm(body);
 }
 
