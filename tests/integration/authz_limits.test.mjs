@@ -9,7 +9,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { hex32, isoDate, nowSeconds, parseJsonLines, runCli, sleep, startServer } from './harness.mjs';
+import { clearOfMidnight, hex32, isoDate, nowSeconds, parseJsonLines, runCli, sleep, startServer } from './harness.mjs';
 
 const USERS = 12;
 
@@ -89,7 +89,11 @@ describe('per-key rate limits and export quotas', () => {
     }
   });
 
+  // The quotas are per UTC day: each quota test keeps its exports in one
+  // (clearOfMidnight), or the day could turn between the export that uses
+  // the quota up and the one that should be refused.
   it('an export is cut at the rows left today, then refused', async () => {
+    await clearOfMidnight();
     const key = await createKey({ name: 'rows', scopes: ['export'], export_rows_per_day: 10 });
     const first = await exportWith(key.secret);
     assert.equal(first.status, 200, first.text);
@@ -103,6 +107,7 @@ describe('per-key rate limits and export quotas', () => {
   });
 
   it('the export that crosses the subject quota completes; the next is refused', async () => {
+    await clearOfMidnight();
     const key = await createKey({ name: 'subjects', scopes: ['export'], export_subjects_per_day: 3 });
     const first = await exportWith(key.secret);
     assert.equal(first.status, 200, first.text);
@@ -118,6 +123,7 @@ describe('per-key rate limits and export quotas', () => {
     // subjects spread among them. Were decoys counted in the quota, the
     // second export would be cut short of real rows; were the cut counted
     // in lines, the decoys before it would take real rows' places.
+    await clearOfMidnight();
     const name = 'quota-pair';
     const events = [];
     for (let user = 0; user < 200; user += 1) {

@@ -16,7 +16,7 @@ import { spawn } from 'node:child_process';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import {
-  MINPANEL_BIN, createProject, freePort, hex32, isoDate, makeTempDir, nowSeconds, parseJsonLines, runCli, sleep, startServer,
+  MINPANEL_BIN, clearOfMidnight, createProject, freePort, hex32, isoDate, makeTempDir, nowSeconds, parseJsonLines, runCli, sleep, startServer,
 } from './harness.mjs';
 
 describe('project quotas and project deletion', () => {
@@ -108,6 +108,8 @@ describe('project quotas and project deletion', () => {
   });
 
   it('a key\'s export quota of the day survives a restart', async () => {
+    // The quota is per UTC day: the day must not turn during the restart.
+    await clearOfMidnight(60000);
     const res = await server.request({
       method: 'POST', path: '/api/keys', headers: { ...server.authHeader(), 'Content-Type': 'application/json' },
       body: JSON.stringify({ name: 'daily', scopes: ['export'], export_rows_per_day: 10 }),

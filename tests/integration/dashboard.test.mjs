@@ -11,7 +11,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { hex32, runCli, startServer } from './harness.mjs';
+import { clearOfMidnight, hex32, runCli, startServer } from './harness.mjs';
 import { closeAll, launchChromium, queryApi } from './browser.mjs';
 
 const DAY_MS = 86400000;
@@ -223,7 +223,10 @@ describe('the dashboard in Chromium', () => {
       assert.match(await timeChart.getAttribute('aria-label'), /to 2\. Activated/);
       assert.equal(await timeChart.locator('canvas').count(), 1);
 
-      // Retention.
+      // Retention. The last cohort's period 3 is tomorrow, not begun (null);
+      // midnight between the dashboard's query and the API's would begin it
+      // for the second only.
+      await clearOfMidnight();
       await page.getByRole('link', { name: 'Retention' }).click();
       await page.getByRole('heading', { name: 'Retention' }).waitFor();
       await page.getByLabel('First event (cohort)', { exact: true }).fill('Signed Up');

@@ -83,6 +83,20 @@ export function isoDate(offsetDays = 0, fromMs = Date.now()) {
   return new Date(fromMs + offsetDays * 86400000).toISOString().slice(0, 10);
 }
 
+// If fewer than `marginMs` are left of the current UTC day, waits until the
+// next one has begun; at any other time returns at once. For a test whose
+// assertions rest on the server's own clock staying in one UTC day from its
+// first request to its last — a key's daily export quota, Plausible's daily
+// salt, a retention period that begins at midnight — which no event time
+// can pin: run just before midnight, the day would turn in the middle of it.
+// `marginMs` should exceed the test's span.
+export async function clearOfMidnight(marginMs = 30000) {
+  const leftMs = 86400000 - (Date.now() % 86400000);
+  if (leftMs < marginMs) {
+    await sleep(leftMs + 1000);
+  }
+}
+
 // Picks a free port on 127.0.0.1 outside the kernel's ephemeral range: a
 // port from that range can be taken as the local end of some outgoing
 // connection while the server is stopped, and a restart on the same port

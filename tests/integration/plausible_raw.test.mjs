@@ -17,7 +17,7 @@ import path from 'node:path';
 import zlib from 'node:zlib';
 
 import {
-  startServer, randomTag, runCli, sleep, PSEUDONYM_RE, INSERT_ID_RE, grepTree, listFiles,
+  clearOfMidnight, startServer, randomTag, runCli, sleep, PSEUDONYM_RE, INSERT_ID_RE, grepTree, listFiles,
 } from './harness.mjs';
 
 const SITE = 'example.test';
@@ -71,6 +71,10 @@ describe('Plausible events API over raw HTTP', () => {
   const pageUrl = (pathName) => `https://${SITE}${pathName}?run=${run}&utm_source=newsletter#top`;
 
   before(async () => {
+    // A visitor's id is a keyed hash under the salt of the server's UTC day:
+    // the tests below expect one id for one browser's events, sent seconds
+    // or a restart apart, so they run clear of midnight.
+    await clearOfMidnight(120000);
     server = await startServer({ projectName: 'plausible-site' });
     // Set while the server runs: a SIGHUP makes it take the new site.
     const project = await setDomains(server, 'plausible-site', ['WWW.Example.Test', 'shop.example.test']);
