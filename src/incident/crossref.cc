@@ -125,6 +125,7 @@ class RowHash {
     }
     slots_.assign(slots, 0);
     mask_ = slots - 1;
+    count_ = 0;
   }
   static uint64_t Hash(std::string_view key) { return std::hash<std::string_view>{}(key); }
   // Brings the first slot of `hash` towards the cache: the look-ups of a
@@ -167,6 +168,7 @@ class RowHash {
       const uint64_t entry = slots_[slot];
       if (entry == 0) {
         slots_[slot] = (tag << 32) | (uint64_t{row} + 1);
+        ++count_;
         return kNoAccount;
       }
       const uint32_t other = static_cast<uint32_t>(entry) - 1;
@@ -175,10 +177,33 @@ class RowHash {
       }
     }
   }
+  // InsertHashed for a set whose size is not known ahead (the
+  // organisations): the table doubles, every key hashed again through
+  // `key_of`, before it would be over half full. Reserve first.
+  template <typename KeyOf>
+  uint32_t InsertGrowing(std::string_view key, uint64_t hash, uint32_t row, const KeyOf& key_of) {
+    if (2 * (count_ + 1) > slots_.size()) {
+      std::vector<uint64_t> old_slots(2 * slots_.size(), 0);
+      old_slots.swap(slots_);
+      mask_ = slots_.size() - 1;
+      for (const uint64_t entry : old_slots) {
+        if (entry == 0) {
+          continue;
+        }
+        uint64_t slot = Hash(key_of(static_cast<uint32_t>(entry) - 1)) & mask_;
+        while (slots_[slot] != 0) {
+          slot = (slot + 1) & mask_;
+        }
+        slots_[slot] = entry;
+      }
+    }
+    return InsertHashed(key, hash, row, key_of);
+  }
 
  private:
   std::vector<uint64_t> slots_;  // (hash >> 32) << 32 | (row + 1); 0: empty
   uint64_t mask_ = 0;
+  size_t count_ = 0;  // rows added
 };
 
 struct AccountIndex {
@@ -217,28 +242,89 @@ struct AccountIndex {
   }
 };
 
-void IndexAccounts(const Table& accounts, const Recognition& columns, AccountIndex* index,
-                   Impact* impact) {
-  const std::vector<size_t> user_columns = columns.ColumnsOf(ColumnKind::kUserId);
-  const std::vector<size_t> email_columns = columns.ColumnsOf(ColumnKind::kEmail);
-  index->accounts = &accounts;
-  index->user_column = user_columns.empty() ? SIZE_MAX : user_columns[0];
-  index->by_user_id.Reserve(accounts.row_count());
-  index->by_email.Reserve(accounts.row_count());
-  index->by_canonical.Reserve(accounts.row_count());
-  index->email_at.assign(accounts.row_count(), 0);
+// The warnings one indexing thread finds, said (Impact::Warn) in file order
+// once both threads are done: each keeps its first kWarningsListedMax (no
+// later one of its own can be listed before them) and counts the rest.
+struct IndexWarnings {
+  struct Pending {
+    uint32_t row = 0;
+    std::string message;
+  };
+  std::vector<Pending> listed;
+  uint64_t not_listed = 0;
+
+  void Add(size_t row, std::string message) {
+    if (listed.size() >= kWarningsListedMax) {
+      ++not_listed;
+      return;
+    }
+    listed.push_back({static_cast<uint32_t>(row), std::move(message)});
+  }
+};
+
+// The user id thread's and the email thread's warnings, in the order one
+// thread indexing the rows in file order would have said them: by row, a
+// row's user id warning before its email's.
+void WarnInFileOrder(const Table& accounts, const IndexWarnings& user_ids,
+                     const IndexWarnings& emails, Impact* impact) {
+  size_t user_idx = 0;
+  size_t email_idx = 0;
+  while (user_idx < user_ids.listed.size() || email_idx < emails.listed.size()) {
+    const bool user_first =
+        email_idx == emails.listed.size() ||
+        (user_idx < user_ids.listed.size() &&
+         user_ids.listed[user_idx].row <= emails.listed[email_idx].row);
+    const IndexWarnings::Pending& pending =
+        user_first ? user_ids.listed[user_idx++] : emails.listed[email_idx++];
+    impact->Warn("accounts", accounts.Line(pending.row), pending.message);
+  }
+  impact->warnings_not_listed += user_ids.not_listed + emails.not_listed;
+}
+
+// Each row's key is made (hashed; an email normalised and canonicalised)
+// kPrefetchRows rows before it is added, and its slots prefetched, so that
+// the tables' cache misses overlap; rows are still added in file order.
+void IndexUserIds(const Table& accounts, AccountIndex* index, IndexWarnings* warnings) {
+  if (index->user_column == SIZE_MAX) {
+    return;
+  }
   const auto user_id_of = [index](uint32_t row) { return index->UserId(row); };
+  struct Prepared {
+    std::string_view user_id;
+    uint64_t hash = 0;
+  };
+  std::array<Prepared, kPrefetchRows> ring;
+  const size_t rows = accounts.row_count();
+  const auto prepare = [&](size_t row, Prepared* prepared) {
+    prepared->user_id = accounts.Cell(row, index->user_column);
+    if (!prepared->user_id.empty()) {
+      prepared->hash = RowHash::Hash(prepared->user_id);
+      index->by_user_id.Prefetch(prepared->hash);
+    }
+  };
+  for (size_t ahead = 0; ahead < std::min(rows, kPrefetchRows); ++ahead) {
+    prepare(ahead, &ring[ahead]);
+  }
+  for (size_t row = 0; row < rows; ++row) {
+    Prepared& prepared = ring[row % kPrefetchRows];
+    if (!prepared.user_id.empty() &&
+        index->by_user_id.InsertHashed(prepared.user_id, prepared.hash,
+                                       static_cast<uint32_t>(row), user_id_of) != kNoAccount) {
+      warnings->Add(row, "duplicate user id (the first account with it is used)");
+    }
+    if (row + kPrefetchRows < rows) {
+      prepare(row + kPrefetchRows, &prepared);
+    }
+  }
+}
+
+void IndexEmails(const Table& accounts, const std::vector<size_t>& email_columns,
+                 AccountIndex* index, IndexWarnings* warnings) {
   const auto email_of = [index](uint32_t row) { return index->NormalizedEmail(row); };
   const auto canonical_of = [index](uint32_t row) {
     return CanonicalizeEmail(index->NormalizedEmail(row)).address;
   };
-  // Each row's keys are made (hashed, the email normalised and
-  // canonicalised) kPrefetchRows rows before it is added, and their slots
-  // prefetched, so that the three tables' cache misses overlap; the rows
-  // are still added, and warned about, in file order.
   struct Prepared {
-    std::string_view user_id;
-    uint64_t user_id_hash = 0;
     std::string_view email;  // the row's first email cell
     Status normalized_status;
     std::string normalized;  // reused: no allocation per account
@@ -249,12 +335,6 @@ void IndexAccounts(const Table& accounts, const Recognition& columns, AccountInd
   std::array<Prepared, kPrefetchRows> ring;
   const size_t rows = accounts.row_count();
   const auto prepare = [&](size_t row, Prepared* prepared) {
-    prepared->user_id = user_columns.empty() ? std::string_view()
-                                             : accounts.Cell(row, user_columns[0]);
-    if (!prepared->user_id.empty()) {
-      prepared->user_id_hash = RowHash::Hash(prepared->user_id);
-      index->by_user_id.Prefetch(prepared->user_id_hash);
-    }
     prepared->email = FirstCell(accounts, row, email_columns);
     if (prepared->email.empty()) {
       return;
@@ -275,16 +355,9 @@ void IndexAccounts(const Table& accounts, const Recognition& columns, AccountInd
   for (size_t row = 0; row < rows; ++row) {
     const uint32_t account = static_cast<uint32_t>(row);
     Prepared& prepared = ring[row % kPrefetchRows];
-    if (!prepared.user_id.empty() &&
-        index->by_user_id.InsertHashed(prepared.user_id, prepared.user_id_hash, account,
-                                       user_id_of) != kNoAccount) {
-      impact->Warn("accounts", accounts.Line(row),
-                   "duplicate user id (the first account with it is used)");
-    }
     if (!prepared.email.empty()) {
       if (!prepared.normalized_status.ok()) {
-        impact->Warn("accounts", accounts.Line(row),
-                     "the email cannot be used: " + prepared.normalized_status.message());
+        warnings->Add(row, "the email cannot be used: " + prepared.normalized_status.message());
       } else {
         // Stored first: the look-ups below read the row's key from the arena.
         const std::string& normalized = prepared.normalized;
@@ -292,8 +365,7 @@ void IndexAccounts(const Table& accounts, const Recognition& columns, AccountInd
         index->email_arena += normalized;
         if (index->by_email.InsertHashed(normalized, prepared.email_hash, account, email_of) !=
             kNoAccount) {
-          impact->Warn("accounts", accounts.Line(row),
-                       "duplicate email (the first account with it is used)");
+          warnings->Add(row, "duplicate email (the first account with it is used)");
         }
         const uint32_t first = index->by_canonical.InsertHashed(
             prepared.canonical, prepared.canonical_hash, account, canonical_of);
@@ -475,17 +547,24 @@ RowMatch MatchRow(const Table& leaked, size_t row, const std::vector<size_t>& us
 }
 
 constexpr uint32_t kNoOrg = UINT32_MAX;
+// The known organisations' table's first size: it doubles as they are found.
+constexpr size_t kKnownOrgsReserved = 1024;
 
 // The organisations: those the accounts and orgs files name ("known"),
 // numbered as first seen, with each account row's known organisation, so
 // that the millions of look-ups by account go through a vector, not a map
 // of strings; and the few only the leaked file names, by id.
 struct OrgTable {
-  std::unordered_map<std::string_view, uint32_t> known;  // org id -> known number
-  std::vector<std::string_view> known_ids;               // known number -> org id
+  RowHash known;                            // org id -> known number (KnownOf)
+  std::vector<std::string_view> known_ids;  // known number -> org id
   std::vector<int64_t> slot_of_known;  // known number -> index into Impact::orgs, or -1
   std::vector<uint32_t> account_org;   // accounts row -> known number of its org id, or kNoOrg
   StringMap<size_t> unknown;           // other org ids -> index into Impact::orgs
+
+  // The known number of `org_id`, or kNoOrg.
+  uint32_t KnownOf(std::string_view org_id) const {
+    return known.Find(org_id, [this](uint32_t number) { return known_ids[number]; });
+  }
 };
 
 size_t NewOrg(std::string_view org_id, Impact* impact) {
@@ -504,9 +583,9 @@ size_t KnownOrgSlot(uint32_t known, OrgTable* orgs, Impact* impact) {
 
 // The organisation's index into Impact::orgs, made when it has none yet.
 size_t OrgSlot(std::string_view org_id, OrgTable* orgs, Impact* impact) {
-  const auto known = orgs->known.find(org_id);
-  if (known != orgs->known.end()) {
-    return KnownOrgSlot(known->second, orgs, impact);
+  const uint32_t known = orgs->KnownOf(org_id);
+  if (known != kNoOrg) {
+    return KnownOrgSlot(known, orgs, impact);
   }
   const auto found = orgs->unknown.find(org_id);
   if (found != orgs->unknown.end()) {
@@ -519,9 +598,9 @@ size_t OrgSlot(std::string_view org_id, OrgTable* orgs, Impact* impact) {
 
 // The organisation's index into Impact::orgs, or -1 when it has none.
 int64_t ExistingOrgSlot(std::string_view org_id, const OrgTable& orgs) {
-  const auto known = orgs.known.find(org_id);
-  if (known != orgs.known.end()) {
-    return orgs.slot_of_known[known->second];
+  const uint32_t known = orgs.KnownOf(org_id);
+  if (known != kNoOrg) {
+    return orgs.slot_of_known[known];
   }
   const auto found = orgs.unknown.find(org_id);
   return found == orgs.unknown.end() ? -1 : static_cast<int64_t>(found->second);
@@ -541,9 +620,11 @@ void ExposeRow(const Table& leaked, const Recognition& columns,
       account->categories |= (bits & 1) != 0 ? Bit(Category::kPayment) : 0;
       account->categories |= (bits & 2) != 0 ? Bit(Category::kCredentials) : 0;
     }
-    if (std::find(account->leaked_columns.begin(), account->leaked_columns.end(), column) ==
-        account->leaked_columns.end()) {
-      account->leaked_columns.push_back(static_cast<uint16_t>(column));  // column < kColumnsMax
+    // Kept sorted as they come, so that Finish has none to sort.
+    const auto place = std::lower_bound(account->leaked_columns.begin(),
+                                        account->leaked_columns.end(), column);
+    if (place == account->leaked_columns.end() || *place != column) {
+      account->leaked_columns.insert(place, static_cast<uint16_t>(column));  // < kColumnsMax
     }
   });
 }
@@ -639,8 +720,9 @@ void AddAdmins(const CrossrefInput& input, OrgTable* orgs, Impact* impact,
 }
 
 void CollectKnownOrgs(const CrossrefInput& input, OrgTable* orgs) {
-  const auto add = [orgs](const Table& table, const Recognition& columns,
-                          std::vector<uint32_t>* org_of_row) {
+  const auto known_id = [orgs](uint32_t number) { return orgs->known_ids[number]; };
+  const auto add = [orgs, &known_id](const Table& table, const Recognition& columns,
+                                     std::vector<uint32_t>* org_of_row) {
     const std::vector<size_t> org_columns = columns.ColumnsOf(ColumnKind::kOrgId);
     if (org_columns.empty()) {
       return;
@@ -650,16 +732,18 @@ void CollectKnownOrgs(const CrossrefInput& input, OrgTable* orgs) {
       if (org_id.empty()) {
         continue;
       }
-      const auto [found, added] =
-          orgs->known.try_emplace(org_id, static_cast<uint32_t>(orgs->known_ids.size()));
-      if (added) {
+      const uint32_t number = static_cast<uint32_t>(orgs->known_ids.size());
+      uint32_t found = orgs->known.InsertGrowing(org_id, RowHash::Hash(org_id), number, known_id);
+      if (found == kNoOrg) {
+        found = number;
         orgs->known_ids.push_back(org_id);
       }
       if (org_of_row != nullptr) {
-        (*org_of_row)[row] = found->second;
+        (*org_of_row)[row] = found;
       }
     }
   };
+  orgs->known.Reserve(kKnownOrgsReserved);
   orgs->account_org.assign(input.accounts->row_count(), kNoOrg);
   add(*input.accounts, *input.account_columns, &orgs->account_org);
   if (input.orgs != nullptr) {
@@ -767,8 +851,30 @@ Result<std::unique_ptr<CrossrefStream>> CrossrefStream::Start(const CrossrefInpu
         "the accounts file has no column recognised as user_id or email; name one with --map "
         "accounts.COLUMN=user_id (or =email)");
   }
-  IndexAccounts(*input.accounts, account_recognition, &state->index, &state->impact);
-  CollectKnownOrgs(input, &state->orgs);
+  // The accounts indexed on two threads: the user ids and the known
+  // organisations on one, the emails on this one (the heavier: each is
+  // normalised and canonicalised). Their warnings are said in file order
+  // after.
+  const Table& accounts = *input.accounts;
+  AccountIndex& index = state->index;
+  const std::vector<size_t> account_user_columns =
+      account_recognition.ColumnsOf(ColumnKind::kUserId);
+  index.accounts = &accounts;
+  index.user_column = account_user_columns.empty() ? SIZE_MAX : account_user_columns[0];
+  index.by_user_id.Reserve(accounts.row_count());
+  index.by_email.Reserve(accounts.row_count());
+  index.by_canonical.Reserve(accounts.row_count());
+  index.email_at.assign(accounts.row_count(), 0);
+  IndexWarnings user_id_warnings;
+  IndexWarnings email_warnings;
+  std::thread user_ids([&] {
+    IndexUserIds(accounts, &index, &user_id_warnings);
+    CollectKnownOrgs(input, &state->orgs);
+  });
+  IndexEmails(accounts, account_recognition.ColumnsOf(ColumnKind::kEmail), &index,
+              &email_warnings);
+  user_ids.join();
+  WarnInFileOrder(accounts, user_id_warnings, email_warnings, &state->impact);
   state->impact_of_account.assign(input.accounts->row_count(), -1);
   // Room for every account to be affected, so that the affected accounts
   // (8.2M of about 140 bytes at 10M x 10M) are never moved to a vector
@@ -809,10 +915,7 @@ std::unique_ptr<CrossrefStream::Matches> CrossrefStream::Match(const Table& leak
     }
     if (match.account == kNoAccount) {
       const std::string_view org_id = FirstCell(leaked, row, state.org_columns);
-      const auto known = org_id.empty() ? state.orgs.known.end() : state.orgs.known.find(org_id);
-      if (known != state.orgs.known.end()) {
-        match.known_org = known->second;
-      }
+      match.known_org = org_id.empty() ? kNoOrg : state.orgs.KnownOf(org_id);
     }
     matches->rows.push_back(std::move(match));
   }
@@ -914,7 +1017,6 @@ Impact CrossrefStream::Finish() {
   }
   for (size_t account_idx = 0; account_idx < impact.accounts.size(); ++account_idx) {
     AccountImpact& account = impact.accounts[account_idx];
-    std::sort(account.leaked_columns.begin(), account.leaked_columns.end());
     // The account's organisation: its first org column's (a known one),
     // else another org column's, else the leaked file's.
     const uint32_t known = state.orgs.account_org[account.account_row];

@@ -570,6 +570,52 @@ TEST(CrossrefTest, DuplicateAccountsWarnWithLines) {
   EXPECT_EQ(impact->warnings[1].line, 4u);
 }
 
+// The accounts are indexed on two threads (user ids on one, emails on the
+// other); their warnings still come in file order, a row's user id
+// warning before its email's, and the first kWarningsListedMax listed are
+// the file's first, wherever the two threads' warnings fall.
+TEST(CrossrefTest, AccountWarningsComeInFileOrder) {
+  Fixture few = MakeFixture("user_id\nu1\n",
+                            "user_id,email\n"
+                            "u1,a@x.test\n"
+                            "u2,a@x.test\n"        // line 3: duplicate email
+                            "u1,b@x.test\n"        // line 4: duplicate user id
+                            "u3,not an email\n"    // line 5: the email cannot be used
+                            "u1,b@x.test\n"        // line 6: both, user id first
+                            "u4,c@x.test\n"
+                            "u2,c@x.test\n");      // line 8: both
+  const Result<Impact> impact = Crossref(few.Input(false));
+  ASSERT_TRUE(impact.ok()) << impact.status().ToString();
+  std::vector<std::pair<uint64_t, std::string>> said;
+  for (const Warning& warning : impact->warnings) {
+    said.emplace_back(warning.line, warning.message.substr(0, 18));
+  }
+  const std::vector<std::pair<uint64_t, std::string>> expected = {
+      {3, "duplicate email (t"}, {4, "duplicate user id "}, {5, "the email cannot b"},
+      {6, "duplicate user id "}, {6, "duplicate email (t"}, {8, "duplicate user id "},
+      {8, "duplicate email (t"}};
+  EXPECT_EQ(said, expected);
+
+  // 1,200 warnings, user ids' and emails' in turn: the first 1,000 listed
+  // are lines 3 to 1,002 in turn, the other 200 counted.
+  std::string accounts = "user_id,email\nu0,e0@x.test\n";
+  for (int row_idx = 0; row_idx < 1200; ++row_idx) {
+    const std::string unique = std::to_string(row_idx + 1);
+    accounts += row_idx % 2 == 0 ? "u0,e" + unique + "@x.test\n" : "u" + unique + ",e0@x.test\n";
+  }
+  Fixture many = MakeFixture("user_id\nu0\n", accounts);
+  const Result<Impact> capped = Crossref(many.Input(false));
+  ASSERT_TRUE(capped.ok()) << capped.status().ToString();
+  ASSERT_EQ(capped->warnings.size(), kWarningsListedMax);
+  EXPECT_EQ(capped->warnings_not_listed, 1200 - kWarningsListedMax);
+  for (size_t warning_idx = 0; warning_idx < capped->warnings.size(); ++warning_idx) {
+    const Warning& warning = capped->warnings[warning_idx];
+    ASSERT_EQ(warning.line, warning_idx + 3);
+    EXPECT_EQ(warning.message.starts_with("duplicate user id"), warning_idx % 2 == 0)
+        << warning.line << ": " << warning.message;
+  }
+}
+
 TEST(CrossrefTest, CountsByCountryPreferTheLeakedFile) {
   Fixture fixture = MakeFixture("user_id,country\nu1,BR\nu2,\n", kAccounts);
   const Result<Impact> impact = Crossref(fixture.Input());
