@@ -329,7 +329,7 @@ void IndexEmails(const Table& accounts, const std::vector<size_t>& email_columns
     Status normalized_status;
     std::string normalized;  // reused: no allocation per account
     uint64_t email_hash = 0;
-    std::string canonical;
+    CanonicalEmail canonical;  // reused too
     uint64_t canonical_hash = 0;
   };
   std::array<Prepared, kPrefetchRows> ring;
@@ -345,8 +345,8 @@ void IndexEmails(const Table& accounts, const std::vector<size_t>& email_columns
     }
     prepared->email_hash = RowHash::Hash(prepared->normalized);
     index->by_email.Prefetch(prepared->email_hash);
-    prepared->canonical = CanonicalizeEmail(prepared->normalized).address;
-    prepared->canonical_hash = RowHash::Hash(prepared->canonical);
+    CanonicalizeEmailTo(prepared->normalized, &prepared->canonical);
+    prepared->canonical_hash = RowHash::Hash(prepared->canonical.address);
     index->by_canonical.Prefetch(prepared->canonical_hash);
   };
   for (size_t ahead = 0; ahead < std::min(rows, kPrefetchRows); ++ahead) {
@@ -368,7 +368,7 @@ void IndexEmails(const Table& accounts, const std::vector<size_t>& email_columns
           warnings->Add(row, "duplicate email (the first account with it is used)");
         }
         const uint32_t first = index->by_canonical.InsertHashed(
-            prepared.canonical, prepared.canonical_hash, account, canonical_of);
+            prepared.canonical.address, prepared.canonical_hash, account, canonical_of);
         if (first != kNoAccount) {
           index->canonical_others[first].push_back(account);
         }
@@ -468,7 +468,8 @@ void PrefetchStep(size_t step, PreparedRow* prepared, const AccountIndex& index)
 
 RowMatch MatchRow(const Table& leaked, size_t row, const std::vector<size_t>& user_columns,
                   const std::vector<size_t>& email_columns, const AccountIndex& index,
-                  const PreparedRow& prepared, std::string* normalized_scratch) {
+                  const PreparedRow& prepared, std::string* normalized_scratch,
+                  CanonicalEmail* canonical_scratch) {
   RowMatch match;
   for (size_t column_idx = 0; column_idx < user_columns.size(); ++column_idx) {
     uint32_t found = kNoAccount;
@@ -520,8 +521,8 @@ RowMatch MatchRow(const Table& leaked, size_t row, const std::vector<size_t>& us
     if (match.account != kNoAccount) {
       continue;
     }
-    const std::string canonical_address = CanonicalizeEmail(normalized).address;
-    const uint32_t canonical = index.FindCanonical(canonical_address);
+    CanonicalizeEmailTo(normalized, canonical_scratch);
+    const uint32_t canonical = index.FindCanonical(canonical_scratch->address);
     if (canonical == kNoAccount) {
       continue;
     }
@@ -896,6 +897,7 @@ std::unique_ptr<CrossrefStream::Matches> CrossrefStream::Match(const Table& leak
   // step at a time (PrefetchStep) every kPrefetchStepRows rows after.
   std::array<PreparedRow, kPrefetchRows> ring;
   std::string normalized_scratch;
+  CanonicalEmail canonical_scratch;
   const size_t rows = leaked.row_count();
   for (size_t ahead = 0; ahead < std::min(rows, kPrefetchRows); ++ahead) {
     PrepareRow(leaked, ahead, state.user_columns, state.email_columns, state.index, &ring[ahead]);
@@ -908,7 +910,8 @@ std::unique_ptr<CrossrefStream::Matches> CrossrefStream::Match(const Table& leak
       }
     }
     RowMatch match = MatchRow(leaked, row, state.user_columns, state.email_columns, state.index,
-                              ring[row % kPrefetchRows], &normalized_scratch);
+                              ring[row % kPrefetchRows], &normalized_scratch,
+                              &canonical_scratch);
     if (row + kPrefetchRows < rows) {
       PrepareRow(leaked, row + kPrefetchRows, state.user_columns, state.email_columns,
                  state.index, &ring[row % kPrefetchRows]);

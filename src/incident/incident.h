@@ -407,6 +407,9 @@ struct CanonicalEmail {
   bool gmail_dots_removed = false;
 };
 CanonicalEmail CanonicalizeEmail(std::string_view normalized);
+// CanonicalizeEmail into `canonical` (its address's bytes replaced, its
+// flags set): reused row after row it makes no allocation.
+void CanonicalizeEmailTo(std::string_view normalized, CanonicalEmail* canonical);
 
 // ---------------------------------------------------------------------------
 // Cross-reference

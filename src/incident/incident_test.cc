@@ -353,6 +353,30 @@ TEST(EmailTest, PlusAddressingAndGmailDots) {
   EXPECT_EQ(CanonicalizeEmail("+ana@example.org").address, "+ana@example.org");
 }
 
+// One CanonicalEmail reused from email to email (the index and the
+// look-ups do so) gives each email's own address and flags, none left over
+// from the one before.
+TEST(EmailTest, CanonicalizeIntoAReusedBufferGivesEachEmailsOwn) {
+  CanonicalEmail reused;
+  for (const std::string_view email :
+       {"a.n.a+x@googlemail.com", "ana@example.org", "b.o+tag@gmail.com", "nodomain",
+        "+lead@example.org", "x.y@example.org", "c@gmail.com"}) {
+    CanonicalizeEmailTo(email, &reused);
+    const CanonicalEmail fresh = CanonicalizeEmail(email);
+    EXPECT_EQ(reused.address, fresh.address) << email;
+    EXPECT_EQ(reused.plus_removed, fresh.plus_removed) << email;
+    EXPECT_EQ(reused.gmail_dots_removed, fresh.gmail_dots_removed) << email;
+  }
+  CanonicalizeEmailTo("b.o+tag@gmail.com", &reused);
+  EXPECT_EQ(reused.address, "bo@gmail.com");
+  EXPECT_TRUE(reused.plus_removed);
+  EXPECT_TRUE(reused.gmail_dots_removed);
+  CanonicalizeEmailTo("ana@example.org", &reused);
+  EXPECT_EQ(reused.address, "ana@example.org");
+  EXPECT_FALSE(reused.plus_removed);
+  EXPECT_FALSE(reused.gmail_dots_removed);
+}
+
 // ---- Cross-reference
 
 struct Fixture {

@@ -77,33 +77,45 @@ Status NormalizeEmailTo(std::string_view email, std::string* folded_out) {
 
 CanonicalEmail CanonicalizeEmail(std::string_view normalized) {
   CanonicalEmail canonical;
+  CanonicalizeEmailTo(normalized, &canonical);
+  return canonical;
+}
+
+void CanonicalizeEmailTo(std::string_view normalized, CanonicalEmail* canonical) {
+  canonical->plus_removed = false;
+  canonical->gmail_dots_removed = false;
+  std::string& address = canonical->address;
   const size_t at = normalized.rfind('@');
   if (at == std::string_view::npos) {
-    canonical.address.assign(normalized);
-    return canonical;
+    address.assign(normalized);
+    return;
   }
   std::string_view local = normalized.substr(0, at);
   std::string_view domain = normalized.substr(at + 1);
   const size_t plus = local.find('+');
   if (plus != std::string_view::npos && plus > 0) {
     local = local.substr(0, plus);
-    canonical.plus_removed = true;
+    canonical->plus_removed = true;
   }
   const bool gmail = domain == "gmail.com" || domain == "googlemail.com";
-  std::string local_text;
-  for (const char byte : local) {
-    if (gmail && byte == '.') {
-      canonical.gmail_dots_removed = true;
-      continue;
+  address.clear();
+  if (!gmail) {
+    address.append(local);
+  } else {
+    for (const char byte : local) {
+      if (byte == '.') {
+        canonical->gmail_dots_removed = true;
+        continue;
+      }
+      address.push_back(byte);
     }
-    local_text.push_back(byte);
+    if (domain == "googlemail.com") {
+      canonical->gmail_dots_removed = true;
+      domain = "gmail.com";
+    }
   }
-  if (gmail && domain == "googlemail.com") {
-    canonical.gmail_dots_removed = true;
-    domain = "gmail.com";
-  }
-  canonical.address = local_text + "@" + std::string(domain);
-  return canonical;
+  address.push_back('@');
+  address.append(domain);
 }
 
 }  // namespace minpanel::incident
