@@ -326,7 +326,7 @@ Result<uint64_t> AuditLog::Enqueue(AuditEntry entry) {
                         options_.address_keys->Seal(entry.client_address, clock_->NowMs()));
   }
   entry.client_address.clear();
-  std::lock_guard lock(mutex_);
+  std::unique_lock lock(mutex_);
   if (!failed_.ok()) {
     return Status::Unavailable("audit log: failed earlier (" + failed_.message() +
                                "); no read is answered without its record");
@@ -344,11 +344,19 @@ Result<uint64_t> AuditLog::Enqueue(AuditEntry entry) {
   }
   ++next_seq_;
   head_ = ChainHash(head_, payload);
-  if (pending_.empty()) {
+  const bool was_empty = pending_.empty();
+  if (was_empty) {
     pending_since_ = std::chrono::steady_clock::now();
   }
   pending_ += Frame(payload, head_);
-  queued_.notify_one();
+  lock.unlock();
+  // Only a queue that was empty can have the flusher asleep waiting for a
+  // record; otherwise it is writing, or holding what is queued until
+  // someone waits, and one more record changes neither. Notified after the
+  // lock is released, so that the flusher does not wake to block on it.
+  if (was_empty) {
+    queued_.notify_one();
+  }
   return entry.seq;
 }
 
@@ -358,9 +366,13 @@ Status AuditLog::WaitDurable(uint64_t seq) {
   }
   std::unique_lock lock(mutex_);
   if (seq > durable_seq_ && seq > awaited_seq_) {
-    // Someone waits: the flusher syncs now, whatever it was holding.
+    // Someone waits: the flusher syncs now, whatever it was holding
+    // (notified with the lock released, so that it does not wake to block
+    // on it).
     awaited_seq_ = seq;
+    lock.unlock();
     queued_.notify_one();
+    lock.lock();
   }
   written_.wait(lock, [&] { return durable_seq_ >= seq || !failed_.ok() || flusher_exited_; });
   if (durable_seq_ >= seq) {
@@ -425,7 +437,11 @@ void AuditLog::FlushLoop() {
         }
       }
     }
+    // The waiters are woken with the lock released: woken under it, each
+    // would at once block on it again (a second sleep and wake-up).
+    lock.unlock();
     written_.notify_all();
+    lock.lock();
   }
 }
 
