@@ -723,6 +723,8 @@ class AuditLog {
   Status AppendAnchorsLine(const std::string& line);
   // The flusher thread: writes and syncs what is queued, in one batch.
   void FlushLoop();
+  // Wakes every waiter of either batch (the log failed or closed).
+  void WakeAllWaiters();
   // Writes `batch` at end_offset_ and syncs it (the flusher, outside
   // mutex_). In a written-ahead log the batch's first length is written
   // last, so that a reader beside the writer, or the next Open after a
@@ -748,7 +750,11 @@ class AuditLog {
   Options options_;
   int lock_fd_;
   std::mutex mutex_;
-  std::condition_variable written_;  // a batch became durable, or the log failed
+  // Batch n (batches_taken_ when the flusher took it) became durable:
+  // written_[n % 2]; the log failed or closed: both. A waiter sleeps on
+  // its record's batch's, so that the end of the batch being written does
+  // not wake the waiters of the next (at most these two are in play).
+  std::array<std::condition_variable, 2> written_;
   std::condition_variable queued_;   // a record was queued, or the log closes
   std::unique_ptr<PositionalFile> file_;
   // Where the next batch goes (just after the last record written) and
@@ -776,6 +782,8 @@ class AuditLog {
   bool stopping_ = false;  // the flusher exits once nothing is queued
   bool flusher_exited_ = false;
   bool writing_ = false;   // the flusher is writing a batch, the lock released
+  uint64_t batches_taken_ = 0;      // batches the flusher took from pending_
+  uint64_t writing_last_seq_ = 0;   // the last record of the batch taken last
   uint64_t base_seq_ = 0;  // records up to this one were pruned
   Status failed_;
   std::thread flusher_;

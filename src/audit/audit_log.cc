@@ -374,7 +374,13 @@ Status AuditLog::WaitDurable(uint64_t seq) {
     queued_.notify_one();
     lock.lock();
   }
-  written_.wait(lock, [&] { return durable_seq_ >= seq || !failed_.ok() || flusher_exited_; });
+  // Sleeps on the condition of the batch that makes `seq` durable — the one
+  // being written when it holds seq, else the next, which takes everything
+  // queued — so that the end of the batch before does not wake it.
+  const uint64_t batch =
+      writing_ && seq <= writing_last_seq_ ? batches_taken_ : batches_taken_ + 1;
+  written_[batch % 2].wait(
+      lock, [&] { return durable_seq_ >= seq || !failed_.ok() || flusher_exited_; });
   if (durable_seq_ >= seq) {
     return Status::Ok();
   }
@@ -392,7 +398,7 @@ void AuditLog::FlushLoop() {
     if (pending_.empty()) {
       // Stopping, and everything queued is written.
       flusher_exited_ = true;
-      written_.notify_all();
+      WakeAllWaiters();
       return;
     }
     if (!failed_.ok()) {
@@ -419,6 +425,8 @@ void AuditLog::FlushLoop() {
     pending_.clear();
     const uint64_t last = next_seq_ - 1;
     const std::array<uint8_t, kHashBytes> batch_head = head_;
+    const uint64_t batch_number = ++batches_taken_;
+    writing_last_seq_ = last;
     writing_ = true;
     lock.unlock();
     Status status = WriteBatch(batch);
@@ -437,11 +445,23 @@ void AuditLog::FlushLoop() {
         }
       }
     }
-    // The waiters are woken with the lock released: woken under it, each
-    // would at once block on it again (a second sleep and wake-up).
+    // The batch's waiters are woken with the lock released: woken under
+    // it, each would at once block on it again (a second sleep and
+    // wake-up). Those of the next batch sleep on.
+    const bool failed = !failed_.ok();
     lock.unlock();
-    written_.notify_all();
+    if (failed) {
+      WakeAllWaiters();
+    } else {
+      written_[batch_number % 2].notify_all();
+    }
     lock.lock();
+  }
+}
+
+void AuditLog::WakeAllWaiters() {
+  for (std::condition_variable& batch_written : written_) {
+    batch_written.notify_all();
   }
 }
 
@@ -615,7 +635,12 @@ Result<uint64_t> AuditLog::PruneBefore(int64_t before_ms) {
     awaited_seq_ = next_seq_ - 1;  // the flusher holds nothing back
     queued_.notify_one();
   }
-  written_.wait(lock, [&] { return (pending_.empty() && !writing_) || !failed_.ok(); });
+  while ((!pending_.empty() || writing_) && failed_.ok()) {
+    // The batch that leaves nothing in flight: the next when records are
+    // queued, else the one being written.
+    const uint64_t batch = pending_.empty() ? batches_taken_ : batches_taken_ + 1;
+    written_[batch % 2].wait(lock);
+  }
   if (!failed_.ok() || closed_) {
     return Status::Unavailable("audit log: failed or closed");
   }
@@ -674,7 +699,7 @@ Result<uint64_t> AuditLog::PruneBefore(int64_t before_ms) {
   }
   if (!replaced.ok()) {
     failed_ = replaced;  // the log's file is in an unknown state: refuse reads until a restart
-    written_.notify_all();
+    WakeAllWaiters();
     return replaced;
   }
   file_ = std::move(reopened).value();
@@ -775,7 +800,7 @@ Status AuditLog::Close() {
   }
   std::unique_lock lock(mutex_);
   flusher_exited_ = true;
-  written_.notify_all();
+  WakeAllWaiters();
   Status status = failed_;
   if (status.ok()) {
     status = WriteAnchorLocked();
