@@ -18,7 +18,7 @@ fi
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${root}/build-fuzz"
-targets=(audit_reader_fuzz audit_record_fuzz audit_subjects_fuzz datamap_fuzz decompress_fuzz detectors_fuzz erasure_journal_fuzz erasure_request_fuzz form_fuzz incident_csv_fuzz incident_json_fuzz incident_send_fuzz incident_stream_fuzz key_usage_fuzz mixpanel_events_fuzz mixpanel_profiles_fuzz payload_fuzz plausible_events_fuzz posthog_events_fuzz profile_file_fuzz query_parse_fuzz saved_item_fuzz segment_events_fuzz segment_fuzz trace_fuzz wal_fuzz url_fuzz)
+targets=(audit_params_fuzz audit_reader_fuzz audit_record_fuzz audit_subjects_fuzz datamap_fuzz decompress_fuzz detectors_fuzz erasure_journal_fuzz erasure_request_fuzz form_fuzz incident_csv_fuzz incident_json_fuzz incident_send_fuzz incident_stream_fuzz key_usage_fuzz mixpanel_events_fuzz mixpanel_profiles_fuzz payload_fuzz plausible_events_fuzz posthog_events_fuzz profile_file_fuzz query_parse_fuzz saved_item_fuzz segment_events_fuzz segment_fuzz trace_fuzz wal_fuzz url_fuzz)
 
 CC=clang-14 CXX=clang++-14 cmake -S "${root}" -B "${build}" -G Ninja \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMINPANEL_FUZZ=ON -DMINPANEL_TESTS=OFF >/dev/null

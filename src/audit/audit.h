@@ -44,6 +44,9 @@ namespace minpanel::audit {
 // Limits of one record, checked before it is written and after it is read.
 inline constexpr size_t kRecordBytesMax = 256 * 1024;
 inline constexpr size_t kRecordListItemsMax = 1000;  // event names or property keys
+// The most bytes of a record's `params` text (service::kAuditParamsBytesMax
+// keeps within it).
+inline constexpr size_t kRecordParamsBytesMax = 4096;
 inline constexpr size_t kHashBytes = 32;
 // Records between two anchors.
 inline constexpr uint64_t kAnchorInterval = 1024;
@@ -166,6 +169,12 @@ struct AuditEntry {
   // the other reads of one project's data. nullopt: none (an admin act, or
   // a record written before reads carried it).
   std::optional<uint32_t> policy_version;
+  // What a read asked for, masked (service/audit_params.h;
+  // docs/formats/audit.md, "Parameters"): a compact JSON object, as text,
+  // of at most kRecordParamsBytesMax bytes, on the records that open a read
+  // (query.start, export.start). Empty: none (another act, or a record
+  // written before reads carried it).
+  std::string params;
   std::string outcome = "ok";  // "ok" or the error's message
   // The client address in clear, as the caller knows it: never encoded.
   // AuditLog::Enqueue seals it into `address` (Options::address_keys) and

@@ -326,6 +326,13 @@ Result<uint64_t> AuditLog::Enqueue(AuditEntry entry) {
                         options_.address_keys->Seal(entry.client_address, clock_->NowMs()));
   }
   entry.client_address.clear();
+  // Checked before it is written, as DecodeEntry checks it after it is read.
+  if (entry.params.size() > kRecordParamsBytesMax) {
+    return Status::InvalidArgument("audit record: params of " +
+                                   std::to_string(entry.params.size()) +
+                                   " bytes, over kRecordParamsBytesMax (" +
+                                   std::to_string(kRecordParamsBytesMax) + ")");
+  }
   std::unique_lock lock(mutex_);
   if (!failed_.ok()) {
     return Status::Unavailable("audit log: failed earlier (" + failed_.message() +

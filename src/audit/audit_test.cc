@@ -1467,6 +1467,63 @@ TEST(AuditRecordTest, PolicyVersionIsOptionalAndChecked) {
   }
 }
 
+// `params` (docs/formats/audit.md, "Parameters"): optional, a string of
+// at most kRecordParamsBytesMax bytes, checked when written and when read.
+TEST(AuditRecordTest, ParamsAreOptionalAndChecked) {
+  AuditEntry entry;
+  entry.seq = 3;
+  entry.act = "query.start";
+  const std::string older = EncodeEntry(entry);
+  EXPECT_EQ(older.find("params\""), std::string::npos) << older;
+  ASSERT_TRUE(DecodeEntry(older).ok());
+  EXPECT_EQ(DecodeEntry(older)->params, "");
+
+  entry.params = R"({"kind":"funnel","filters":[{"property":"distinct_id","value":"<masked>"}]})";
+  const std::string with_params = EncodeEntry(entry);
+  EXPECT_NE(with_params.find(R"(,"params":"{\"kind\":\"funnel\",)"), std::string::npos)
+      << with_params;
+  ASSERT_TRUE(DecodeEntry(with_params).ok());
+  EXPECT_EQ(DecodeEntry(with_params)->params, entry.params);
+  EXPECT_EQ(EncodeEntry(*DecodeEntry(with_params)), with_params);
+
+  const auto with_field = [&](std::string_view value) {
+    std::string payload = older;
+    payload.insert(payload.find(",\"outcome\""), ",\"params\":" + std::string(value));
+    return DecodeEntry(payload).status();
+  };
+  const std::string too_long = "\"" + std::string(kRecordParamsBytesMax + 1, 'a') + "\"";
+  for (const std::string_view bad : {std::string_view("{}"), std::string_view("1"),
+                                     std::string_view(too_long)}) {
+    EXPECT_EQ(with_field(bad).code(), StatusCode::kCorruption) << bad.substr(0, 20);
+  }
+}
+
+TEST_F(AuditLogTest, ARecordWithParamsChainsAndOneOverTheLimitIsRefused) {
+  WriteRecords(3);  // records from before params
+  {
+    auto log = OpenLog();
+    AuditEntry entry;
+    entry.key = "mpk_1";
+    entry.act = "query.start";
+    entry.params = R"({"kind":"segmentation"})";
+    ASSERT_TRUE(log->Append(entry).ok());
+    entry.params = std::string(kRecordParamsBytesMax + 1, 'a');
+    const auto refused = log->Append(entry);
+    EXPECT_EQ(refused.status().code(), StatusCode::kInvalidArgument);
+    ASSERT_TRUE(log->Close().ok());
+  }
+  const VerifyReport report = Verify();
+  EXPECT_TRUE(report.ok) << report.problem;
+  EXPECT_EQ(report.records, 4u);
+  auto log = OpenLog();
+  Filter filter;
+  filter.act = "query.start";
+  auto shown = log->Show(filter);
+  ASSERT_TRUE(shown.ok());
+  ASSERT_EQ(shown->size(), 1u);
+  EXPECT_EQ(shown->front().params, R"({"kind":"segmentation"})");
+}
+
 TEST(AuditRecordTest, FilterMatchesTargetAndReasonPrefix) {
   AuditEntry entry;
   entry.key = "anomaly";

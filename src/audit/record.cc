@@ -186,6 +186,10 @@ std::string EncodeEntry(const AuditEntry& entry) {
   if (entry.policy_version.has_value()) {
     AppendNumber("policy_version", *entry.policy_version, &out);
   }
+  // Optional: only the records that open a read have it; older ones lack it.
+  if (!entry.params.empty()) {
+    AppendField("params", entry.params, &out);
+  }
   AppendField("outcome", entry.outcome, &out);
   out.push_back('}');
   return out;
@@ -251,6 +255,15 @@ Result<AuditEntry> DecodeEntry(std::string_view payload) {
       return Status::Corruption("audit record: 'policy_version' is not a policy version");
     }
     entry.policy_version = static_cast<uint32_t>(version);
+  }
+  simdjson::dom::element asked;
+  if (root["params"].get(asked) == simdjson::SUCCESS) {
+    std::string_view text;
+    if (asked.get(text) || text.size() > kRecordParamsBytesMax) {
+      return Status::Corruption("audit record: 'params' is not a string of at most " +
+                                std::to_string(kRecordParamsBytesMax) + " bytes");
+    }
+    entry.params = text;
   }
   entry.outcome = outcome;
   return entry;

@@ -86,6 +86,12 @@ std::string ExportJson(const Watermarked& found) {
     json += (project_idx == 0 ? "" : ",") + std::to_string(start.projects[project_idx]);
   }
   json += "],\"params_sha256\":\"" + start.params_sha256 + "\"";
+  // What the export asked, masked (docs/formats/audit.md, "Parameters");
+  // records from before it have none.
+  if (!start.params.empty()) {
+    json += ",\"params\":";
+    query::AppendJsonString(start.params, &json);
+  }
   if (found.end != nullptr) {
     json += ",\"end_seq\":" + std::to_string(found.end->seq) +
             ",\"rows\":" + std::to_string(found.end->rows) +
@@ -216,11 +222,12 @@ int Trace(const ConfigSources& sources, const std::string& file, bool json) {
       continue;
     }
     const audit::AuditEntry& start = *found.start;
+    const std::string asked = start.params.empty() ? "" : start.params + " ";
     std::printf(
-        "export at %s (audit record %llu) by key %s on %s, parameters sha256 %s: %llu decoy "
+        "export at %s (audit record %llu) by key %s on %s, parameters %ssha256 %s: %llu decoy "
         "subjects and %llu decoy insert ids of it are in the file\n",
         UtcText(start.time_ms).c_str(), static_cast<unsigned long long>(start.seq),
-        start.key.c_str(), start.route.c_str(), start.params_sha256.c_str(),
+        start.key.c_str(), start.route.c_str(), asked.c_str(), start.params_sha256.c_str(),
         static_cast<unsigned long long>(found.subjects_found),
         static_cast<unsigned long long>(found.insert_ids_found));
   }

@@ -14,6 +14,7 @@
 #include "core/time_units.h"
 #include "privacy/keys.h"
 #include "privacy/policy_file.h"
+#include "service/audit_params.h"
 
 namespace minpanel::service {
 namespace {
@@ -132,6 +133,18 @@ Status CheckLimits(const Principal& principal, const QueryNames& names) {
     }
   }
   return Status::Ok();
+}
+
+// The names a query gives, as its record lists them: a name a detector
+// flags (an event named after an email address) as "<masked:KIND>", never
+// as itself (audit_params.h).
+std::set<std::string> AuditNames(const std::set<std::string>& names,
+                                 const privacy::Detectors& detectors) {
+  std::set<std::string> masked;
+  for (const std::string& name : names) {
+    masked.insert(AuditName(name, detectors));
+  }
+  return masked;
 }
 
 std::vector<std::string> Capped(const std::set<std::string>& items) {
@@ -697,9 +710,10 @@ Result<std::string> Service::Query(const Access& access, std::string_view query_
   // "Durability"). A query the log cannot record is not answered.
   audit::AuditEntry start = ReadEntry(access, "query.start");
   start.params_sha256 = audit::Sha256Hex(query_json);
-  start.events = Capped(names.events);
-  start.properties = Capped(names.properties);
+  start.events = Capped(AuditNames(names.events, tools_->detectors));
+  start.properties = Capped(AuditNames(names.properties, tools_->detectors));
   audit::AuditEntry end = start;
+  start.params = QueryAuditParams(query_json, tools_->detectors);
   MP_ASSIGN_OR_RETURN(const uint64_t start_seq, audit_->Enqueue(Stamped(access, std::move(start))));
   audit::SubjectKeySets listed;
   auto answer = RunQuery(access.project, query_json, MinGroupSize(access), &listed);
@@ -825,6 +839,7 @@ Result<query::ExportSummary> Service::Export(const Access& access, const ExportO
                            limited.distinct_ids_json.value_or("");
   audit::AuditEntry start = ReadEntry(access, "export.start");
   start.params_sha256 = audit::Sha256Hex(parameters);
+  start.params = ExportAuditParams(limited, tools_->detectors);
   start.reason = limited.reason;
   MP_ASSIGN_OR_RETURN(limited.watermark, WatermarkFor(*keys_, access, limited));
   if (limited.watermark.has_value()) {

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <map>
 #include <set>
 #include <utility>
 
@@ -366,6 +367,42 @@ TEST_F(ServiceTest, TheProjectSecretIsWatchedByTheAnomalyRulesButNeverSuspended)
   // are not watched.
   EXPECT_EQ(Lines(ExportAll()), 30U);
   EXPECT_TRUE(rules_of().empty());
+}
+
+// The records that open a read say what it asked, masked (audit_params.h),
+// and the names a query gives are listed masked too: an event asked for by
+// a name holding an email address is not recorded as it (issue 6).
+TEST_F(ServiceTest, AReadsOpeningRecordSaysWhatItAskedWithoutPersonalData) {
+  ASSERT_TRUE(Track(Event("Noted", "user-1")).ok());
+  const std::string query =
+      R"({"kind":"segmentation","from":"-30d","to":"now",)"
+      R"("events":["Noted","Mailed jane@example.test"],)"
+      R"("filters":[{"property":"distinct_id","op":"eq","value":"user-1"}]})";
+  ASSERT_TRUE(service_->Query(project_, query).ok());
+  ExportAll("user-1");
+  audit::Filter filter;
+  filter.limit = 100;
+  auto records = service_->ReadAudit(LocalAccess(project_), filter);
+  ASSERT_TRUE(records.ok()) << records.status().ToString();
+  std::map<std::string, audit::AuditEntry> by_act;
+  for (const audit::AuditEntry& record : *records) {
+    by_act[record.act] = record;
+    const std::string text = audit::EncodeEntry(record);
+    EXPECT_EQ(text.find("jane@example.test"), std::string::npos) << text;
+    EXPECT_EQ(text.find("user-1"), std::string::npos) << text;
+  }
+  const audit::AuditEntry& started = by_act["query.start"];
+  EXPECT_EQ(started.params,
+            R"({"kind":"segmentation","from":"-30d","to":"now",)"
+            R"("events":["Noted","<masked:email>"],)"
+            R"("filters":[{"property":"distinct_id","op":"eq","value":"<masked>"}]})");
+  EXPECT_EQ(started.events, (std::vector<std::string>{"<masked:email>", "Noted"}));
+  EXPECT_EQ(started.properties, (std::vector<std::string>{"distinct_id"}));
+  EXPECT_EQ(by_act["query"].params, "");
+  EXPECT_EQ(by_act["query"].events, started.events);
+  EXPECT_EQ(by_act["export.start"].params,
+            R"({"from_date":"2026-11-01","to_date":"2026-11-30","distinct_id":"<masked>"})");
+  EXPECT_EQ(by_act["export"].params, "");
 }
 
 TEST_F(ServiceTest, FullDiskIsUnavailableThenRecovers) {

@@ -339,3 +339,89 @@ describe('the policy version in read records', () => {
     assert.ok(puts.length >= 1 && puts.every((record) => !('policy_version' in record)), JSON.stringify(puts));
   });
 });
+
+describe('what a read asked, masked, in its opening record', () => {
+  let server;
+  let auditor;
+  const dataArgs = () => ['--data', server.dataDir, '--keys', server.keysDir];
+  // Generated, so that a hit can only be this test's own planting.
+  const person = `person-${hex32().slice(0, 12)}`;
+  const others = [`person-${hex32().slice(0, 12)}`, `person-${hex32().slice(0, 12)}`];
+  const email = `m.${hex32().slice(0, 10)}@example.test`;
+  const eventName = `params_${hex32().slice(0, 8)}`;
+  before(async () => {
+    server = await startServer({ projectName: 'audit-params-it' });
+    const res = await server.importJson([person, ...others].map((id) => ({
+      event: eventName, properties: { distinct_id: id, plan: 'pro', time: nowSeconds(), $insert_id: hex32() },
+    })));
+    assert.equal(res.status, 200, res.text);
+    const { stdout } = await runCli(['keys', 'create', '--name', 'auditor', '--project', 'audit-params-it',
+      '--scope', 'audit:read', ...dataArgs()]);
+    auditor = JSON.parse(stdout.trim());
+    await server.reload();
+  });
+  after(async () => {
+    if (server) {
+      await server.cleanup();
+    }
+  });
+
+  it('query.start and export.start carry params, masked; GET /api/audit, audit tail and audit trace show them', async () => {
+    const query = {
+      kind: 'segmentation', from: '-7d', to: 'now', measure: 'total',
+      events: [eventName, `Mailed ${email}`],
+      filters: [{ property: 'distinct_id', op: 'eq', value: person }, { property: 'plan', op: 'in', values: ['pro', email] }],
+    };
+    const asked = await server.request({ method: 'POST', path: '/api/query', headers: server.authHeader(), body: JSON.stringify(query) });
+    assert.equal(asked.status, 200, asked.text);
+    // An export of one person, one of a list (a POST form) and a watermarked one of a range.
+    await server.exportEvents({ distinctId: person, limit: 50 });
+    const listed = await server.request({
+      method: 'POST', path: '/api/2.0/export', timeoutMs: 60000,
+      headers: { ...server.authHeader(), 'Content-Type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ from_date: '2000-01-01', to_date: '2099-12-31', distinct_ids: JSON.stringify(others), watermark: 'false' }).toString(),
+    });
+    assert.equal(listed.status, 200, listed.text);
+    const rows = await server.exportEvents({ event: [eventName], watermark: true });
+
+    const res = await server.request({ path: '/api/audit?limit=1000', headers: server.authHeader(auditor.secret) });
+    assert.equal(res.status, 200, res.text);
+    const records = JSON.parse(res.text);
+    const start = records.find((record) => record.act === 'query.start' && record.events.includes(eventName));
+    assert.ok(start, JSON.stringify(records));
+    assert.deepEqual(JSON.parse(start.params), {
+      ...query, events: [eventName, '<masked:email>'],
+      filters: [{ property: 'distinct_id', op: 'eq', value: '<masked>' }, { property: 'plan', op: 'in', values: ['pro', '<masked:email>'] }],
+    });
+    assert.deepEqual(start.events, ['<masked:email>', eventName].sort());
+    const exportParams = records.filter((record) => record.act === 'export.start').map((record) => JSON.parse(record.params));
+    assert.deepEqual(exportParams.map(({ from_date: _from, to_date: _to, ...rest }) => rest), [
+      { limit: 50, distinct_id: '<masked>' },
+      { distinct_ids: '<masked:2 ids>' },
+      { event: [eventName] },
+    ]);
+    assert.ok(records.every((record) => !('watermark' in record)), 'the watermark stays hidden from audit:read');
+    assert.ok(records.filter((record) => record.act === 'query' || record.act === 'export').every((record) => !('params' in record)));
+
+    const { stdout } = await runCli(['audit', 'tail', '--act', 'query.start', ...dataArgs()]);
+    const tailed = stdout.trim().split('\n').filter(Boolean).map((line) => JSON.parse(line));
+    assert.equal(tailed.find((record) => record.seq === start.seq)?.params, start.params);
+
+    const file = path.join(server.root, 'leaked-params.jsonl');
+    await fsp.writeFile(file, `${rows.map((row) => JSON.stringify(row)).join('\n')}\n`);
+    const { stdout: traced } = await runCli(['audit', 'trace', file, '--json', ...dataArgs()]);
+    const found = traced.trim().split('\n').map((line) => JSON.parse(line));
+    assert.equal(found.length, 1, traced);
+    assert.deepEqual(JSON.parse(found[0].params).event, [eventName]);
+    const { stdout: text } = await runCli(['audit', 'trace', file, ...dataArgs()]);
+    assert.match(text, /parameters \{"from_date":.*"event":\[.*\]\} sha256 [0-9a-f]{64}/);
+
+    await server.stop();
+    const logBytes = await fsp.readFile(path.join(server.dataDir, 'audit', 'log'), 'latin1');
+    for (const planted of [person, ...others, email]) {
+      assert.ok(!logBytes.includes(planted), `${planted} in the audit log`);
+    }
+    const { stdout: verified } = await runCli(['audit', 'verify', ...dataArgs()]);
+    assert.match(verified, /^ok: /);
+  });
+});

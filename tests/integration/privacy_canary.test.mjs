@@ -486,6 +486,47 @@ describe('privacy canary: planted personal data never comes back', () => {
       headers: server.authHeader(),
     });
     assert.equal(typo.status, 400, `a malformed date is refused: ${typo.text.slice(0, 300)}`);
+    // Queries and an export that ask for the planted values (issue 6): the
+    // audit records that open them say what was asked (`params`), masked,
+    // and list the names asked for masked too, so that none of it reaches
+    // the audit log. Ordinary values must still be found there.
+    const plantedQueries = [
+      { kind: 'segmentation', from: '-30d', to: 'now', measure: 'total',
+        events: [`Shared report with ${EMAIL}`, { event: 'Shared report with [email]', filters: [
+          { property: 'distinct_id', op: 'in', values: DISTINCT_IDS },
+          { property: '$user_id', op: 'eq', value: DISTINCT_IDS[1] },
+          { property: '$device_id', op: 'eq', value: DEVICE_ID },
+          { property: 'company_id', op: 'eq', value: GROUP_ID },
+          { property: '$first_name', op: 'eq', value: FIRST_NAME },
+          { property: 'name', source: 'profile', op: 'eq', value: FULL_NAME },
+          { property: 'sku', op: 'eq', value: 'SKU-CANARY-ORDINARY' },
+        ] }],
+        filters: [{ or: [
+          { property: 'note', op: 'contains', value: EMAIL },
+          { property: 'note', op: 'contains', value: PHONE_E164 },
+          { property: 'billing.contact.card', op: 'eq', value: CARD_SPACED },
+          { property: 'billing.contact.iban', op: 'eq', value: IBAN_PLAIN },
+          { property: 'support_blob', op: 'contains', value: TEXT_IPV6 },
+          { property: 'session_jwt', op: 'eq', value: JWT },
+          { property: 'api_key_text', op: 'contains', value: SK_PROJ },
+          { property: 'path_id', op: 'eq', value: Number(PATH_NUMBER_ID) },
+          { property: 'session_token', op: 'eq', value: URL_TOKEN },
+          { property: `notify:${EMAIL}`, op: 'is_set' },
+        ] }] },
+      { kind: 'funnel', from: '-30d', to: 'now', steps: [`Shared report with ${EMAIL}`, 'Shared report with [email]'],
+        window: { value: 1, unit: 'day' } },
+    ];
+    for (const query of plantedQueries) {
+      const asked = await server.request({ method: 'POST', path: '/api/query', headers: server.authHeader(), body: JSON.stringify(query) });
+      assert.equal(asked.status, 200, `a query asking for planted values: ${asked.text.slice(0, 300)}`);
+    }
+    const listed = await server.request({
+      method: 'POST', path: '/api/2.0/export', timeoutMs: 60000,
+      headers: { ...server.authHeader(), ...FORM },
+      body: new URLSearchParams({ from_date: '2000-01-01', to_date: '2099-12-31', distinct_ids: JSON.stringify(DISTINCT_IDS),
+        event: JSON.stringify([`Shared report with ${EMAIL}`, 'Shared report with [email]']) }).toString(),
+    });
+    assert.equal(listed.status, 200, `export by distinct_ids: ${listed.text.slice(0, 300)}`);
 
     // A graceful stop lands everything on disk and ends the log output.
     const stopped = await server.stop('SIGTERM');
@@ -568,6 +609,12 @@ describe('privacy canary: planted personal data never comes back', () => {
       }
     }
     assert.ok(Buffer.concat(server.stderrChunks).length > 0, 'the server wrote a log');
+    // The audit log says what the queries asked: an ordinary filter value
+    // is there, the planted ones masked (searched for above).
+    const auditBytes = Buffer.concat(locations.filter((item) => item.location.startsWith('data/audit/')).map((item) => item.bytes));
+    for (const shown of ['SKU-CANARY-ORDINARY', '<masked:email>', '<masked:4 values>', '<masked:number>', '<masked:credential>', '<masked:4 ids>']) {
+      assert.ok(auditBytes.includes(Buffer.from(shown)), `${shown} in the audit log`);
+    }
   });
 
   // Found by this canary and fixed: the access log used to print the request
@@ -578,6 +625,9 @@ describe('privacy canary: planted personal data never comes back', () => {
 
   for (const [name, prefix] of [
     ['the raw bytes under the data folder', 'data/'],
+    // (Included in the above; named apart since the audit records say what
+    // each query and export asked, issue 6.)
+    ['the audit log folder (records, subject files, anchors)', 'data/audit/'],
     ['`minpanel debug dump` of every write-ahead log file', 'debug dump'],
     ["the server's stderr", 'server stderr'],
     ['the full export', 'export'],
