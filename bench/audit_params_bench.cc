@@ -2,8 +2,8 @@
 // (service/audit_params.h; docs/benchmarks.md, "Masked parameters"): a
 // typical dashboard query (a segmentation of two events, a filter or two,
 // a breakdown), the same with a distinct id filter and a planted email, a
-// 16-step funnel (2.5 KB, under the cap), an export's parameters, and for scale the SHA-256 of the
-// query that every record already carried.
+// 16-step funnel (2.5 KB, under the cap), an export's parameters, and for
+// scale the SHA-256 of the query that every record already carried.
 #include <benchmark/benchmark.h>
 
 #include <string>
