@@ -237,6 +237,9 @@ describe('the dashboard views in Chromium', () => {
       const row = page.locator('#audit-table tbody tr[data-act="export"]').filter({ hasText: `secret:${server.project.id}` }).first();
       await row.waitFor({ timeout: 15000 });
       assert.match(await row.textContent(), /\/api\/2\.0\/export/);
+      // Its opening record says what it asked, masked by the server.
+      const asked = page.locator('#audit-table tbody tr[data-act="export.start"]').filter({ hasText: `secret:${server.project.id}` }).first();
+      assert.match(await asked.locator('td.params').textContent(), /"from_date":"\d{4}-\d{2}-\d{2}"/);
       await page.getByText('Chain verified').waitFor({ timeout: 15000 });
       // The export key's alert, its key suspended; the admin enables it here.
       const alertRow = page.locator('#alerts-table tbody tr[data-rule="window_rows"]').filter({ hasText: exportKey.id });

@@ -54,6 +54,9 @@ interface AuditRecord {
   rows?: number;
   subjects?: number;
   bytes?: number;
+  // What a read asked (query.start, export.start), masked by the server:
+  // personal values and credentials stand as <masked…> (docs/formats/audit.md).
+  params?: string;
   outcome: string;
 }
 
@@ -121,12 +124,13 @@ function recordsTable(records: AuditRecord[]): HTMLElement {
   return h('div', { class: 'table-scroll', tabindex: 0, role: 'region', 'aria-label': 'Audit records' },
     h('table', { class: 'data audit', id: 'audit-table' },
       h('caption', {}, `${records.length} record${records.length === 1 ? '' : 's'}, newest first`),
-      h('thead', {}, h('tr', {}, ['Time', 'Act', 'Key', 'Route', 'Events', 'Rows', 'Subjects', 'Outcome']
+      h('thead', {}, h('tr', {}, ['Time', 'Act', 'Key', 'Route', 'Events', 'Asked', 'Rows', 'Subjects', 'Outcome']
         .map((name) => h('th', { scope: 'col' }, name)))),
       h('tbody', {}, records.slice().reverse().map((record) => h('tr', { 'data-act': record.act },
         timeCell(record.time_ms),
         h('td', {}, record.act), h('td', {}, record.key), h('td', {}, record.route),
         h('td', { class: 'wrap' }, list(record.events)),
+        h('td', { class: 'wrap params' }, record.params ? h('code', {}, record.params) : ''),
         h('td', {}, formatNumber(record.rows ?? 0)), h('td', {}, formatNumber(record.subjects ?? 0)),
         h('td', { class: record.outcome === 'ok' ? '' : 'bad' }, record.outcome))))));
 }
