@@ -57,9 +57,6 @@ inline bool TornInZeros(std::string_view frame, std::string_view after) {
   return payload.find('\0') != std::string_view::npos || frame.back() == '\0';
 }
 
-// `text` as a JSON string, quoted and escaped (record.cc).
-void AppendJsonString(std::string_view text, std::string* out);
-
 // The seq a payload starts with ({"seq":N,... as EncodeEntry writes it);
 // nullopt when it does not start so.
 inline std::optional<uint64_t> LeadingSeq(std::string_view payload) {

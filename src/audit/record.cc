@@ -11,33 +11,10 @@
 
 #include "audit/audit.h"
 #include "audit/log_format.h"
+#include "core/text.h"
 
 namespace minpanel::audit {
-namespace internal {
-
-void AppendJsonString(std::string_view text, std::string* out) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  out->push_back('"');
-  for (const char c : text) {
-    const auto byte = static_cast<unsigned char>(c);
-    if (c == '"' || c == '\\') {
-      out->push_back('\\');
-      out->push_back(c);
-    } else if (byte < 0x20) {
-      out->append("\\u00");
-      out->push_back(kHex[byte >> 4]);
-      out->push_back(kHex[byte & 0xf]);
-    } else {
-      out->push_back(c);
-    }
-  }
-  out->push_back('"');
-}
-
-}  // namespace internal
 namespace {
-
-using internal::AppendJsonString;
 
 void AppendField(std::string_view name, std::string_view value, std::string* out) {
   out->append(",\"");

@@ -9,6 +9,7 @@
 
 #include "audit/audit.h"
 #include "audit/log_format.h"
+#include "core/text.h"
 
 namespace minpanel::audit {
 namespace {
@@ -130,7 +131,7 @@ std::string EncodeSubjectsFile(const SubjectsFile& file) {
   std::string out(kSubjectsFileHeader);
   out += "\nkeys " + std::to_string(file.keys.size()) + "\n";
   for (const std::string& key : file.keys) {
-    internal::AppendJsonString(key, &out);
+    AppendJsonString(key, &out);
     out.push_back('\n');
   }
   out += "sets " + std::to_string(file.key_sets.size()) + "\n";

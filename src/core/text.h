@@ -3,6 +3,7 @@
 // from any thread.
 #pragma once
 
+#include <string>
 #include <string_view>
 
 namespace minpanel {
@@ -20,6 +21,30 @@ inline std::string_view TrimSpacesAndTabs(std::string_view text) {
     text.remove_suffix(1);
   }
   return text;
+}
+
+// Appends `text` as a JSON string: quoted, `"` and `\` escaped, every byte
+// below 0x20 as \u00XX (lowercase hex), every other byte as it is (valid
+// UTF-8 stays valid). The audit log hashes what this writes, so its output
+// must never change; query::AppendJsonString (export.cc) is the faster one,
+// with \n-style escapes, for answers.
+inline void AppendJsonString(std::string_view text, std::string* out) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out->push_back('"');
+  for (const char c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out->push_back('\\');
+      out->push_back(c);
+    } else if (byte < 0x20) {
+      out->append("\\u00");
+      out->push_back(kHex[byte >> 4]);
+      out->push_back(kHex[byte & 0xf]);
+    } else {
+      out->push_back(c);
+    }
+  }
+  out->push_back('"');
 }
 
 }  // namespace minpanel

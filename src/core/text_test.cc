@@ -38,5 +38,24 @@ TEST(TrimSpacesAndTabsTest, ViewsTheSameBytes) {
   EXPECT_EQ(trimmed.size(), 5U);
 }
 
+// The audit log hashes these bytes: every escape is pinned here.
+TEST(AppendJsonStringTest, EscapesQuotesBackslashesAndControlBytesOnly) {
+  std::string out = "x";
+  AppendJsonString("plain", &out);
+  EXPECT_EQ(out, "x\"plain\"");
+  out.clear();
+  AppendJsonString("a\"b\\c", &out);
+  EXPECT_EQ(out, R"("a\"b\\c")");
+  out.clear();
+  AppendJsonString(std::string_view("\n\t\x1f\0/", 5), &out);
+  EXPECT_EQ(out, R"("\u000a\u0009\u001f\u0000/")");
+  out.clear();
+  AppendJsonString("caf\xc3\xa9 \x7f", &out);  // UTF-8 and DEL stay as they are
+  EXPECT_EQ(out, "\"caf\xc3\xa9 \x7f\"");
+  out.clear();
+  AppendJsonString("", &out);
+  EXPECT_EQ(out, "\"\"");
+}
+
 }  // namespace
 }  // namespace minpanel

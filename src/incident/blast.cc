@@ -15,6 +15,7 @@
 
 #include "audit/audit.h"
 #include "audit/subjects_rewrite.h"
+#include "core/text.h"
 #include "incident/incident.h"
 #include "incident/report_text.h"
 #include "privacy/policy_file.h"
@@ -830,7 +831,7 @@ void AppendStrings(const std::vector<std::string>& items, std::string* out) {
   out->push_back('[');
   for (size_t item_idx = 0; item_idx < items.size(); ++item_idx) {
     out->append(item_idx == 0 ? "" : ",");
-    AppendJson(items[item_idx], out);
+    AppendJsonString(items[item_idx], out);
   }
   out->push_back(']');
 }
@@ -851,7 +852,7 @@ void AppendCategories(uint32_t bits, std::string* out) {
   for (const Category category : CategoriesOf(bits)) {
     out->append(first ? "" : ",");
     first = false;
-    AppendJson(CategoryName(category), out);
+    AppendJsonString(CategoryName(category), out);
   }
   out->push_back(']');
 }
@@ -861,18 +862,18 @@ std::string IsoMs(int64_t ms) { return FormatIsoTime(ms / 1000); }
 void AppendRecord(const BlastRecord& record, std::string* out) {
   out->append("{\"seq\":" + std::to_string(record.seq) +
               ",\"time_ms\":" + std::to_string(record.time_ms) + ",\"time\":");
-  AppendJson(IsoMs(record.time_ms), out);
+  AppendJsonString(IsoMs(record.time_ms), out);
   if (record.started_ms != 0) {
     out->append(",\"started_ms\":" + std::to_string(record.started_ms));
   }
   out->append(",\"act\":");
-  AppendJson(record.act, out);
+  AppendJsonString(record.act, out);
   out->append(",\"route\":");
-  AppendJson(record.route, out);
+  AppendJsonString(record.route, out);
   out->append(",\"projects\":");
   AppendNumbers(record.projects, out);
   out->append(",\"params_sha256\":");
-  AppendJson(record.params_sha256, out);
+  AppendJsonString(record.params_sha256, out);
   out->append(",\"events\":");
   AppendStrings(record.events, out);
   out->append(",\"properties\":");
@@ -880,11 +881,11 @@ void AppendRecord(const BlastRecord& record, std::string* out) {
   out->append(",\"rows\":" + std::to_string(record.rows) +
               ",\"subjects\":" + std::to_string(record.subjects) +
               ",\"bytes\":" + std::to_string(record.bytes) + ",\"subjects_file\":");
-  AppendJson(record.subjects_file, out);
+  AppendJsonString(record.subjects_file, out);
   out->append(",\"names_subjects\":");
   out->append(record.names_subjects ? "true" : "false");
   out->append(",\"outcome\":");
-  AppendJson(record.outcome, out);
+  AppendJsonString(record.outcome, out);
   out->push_back('}');
 }
 
@@ -910,7 +911,7 @@ void AppendChain(const ChainCheck& chain, std::string* out) {
   out->append(",\"records\":" + std::to_string(chain.records) +
               ",\"anchors_checked\":" + std::to_string(chain.anchors_checked) +
               ",\"torn_tail_bytes\":" + std::to_string(chain.torn_tail_bytes) + ",\"problem\":");
-  AppendJson(chain.problem, out);
+  AppendJsonString(chain.problem, out);
   out->push_back('}');
 }
 
@@ -919,14 +920,14 @@ void AppendStore(const SubjectInStore& store, std::string* out) {
   out->append(store.consulted ? "true" : "false");
   if (!store.consulted) {
     out->append(",\"not_consulted\":");
-    AppendJson(store.not_consulted, out);
+    AppendJsonString(store.not_consulted, out);
     out->push_back('}');
     return;
   }
   out->append(",\"events\":" + std::to_string(store.events) + ",\"first_event\":");
-  AppendJson(store.events == 0 ? "" : FormatIsoTime(store.first_event_ms / 1000), out);
+  AppendJsonString(store.events == 0 ? "" : FormatIsoTime(store.first_event_ms / 1000), out);
   out->append(",\"last_event\":");
-  AppendJson(store.events == 0 ? "" : FormatIsoTime(store.last_event_ms / 1000), out);
+  AppendJsonString(store.events == 0 ? "" : FormatIsoTime(store.last_event_ms / 1000), out);
   out->append(",\"first_event_ms\":" + std::to_string(store.first_event_ms) +
               ",\"last_event_ms\":" + std::to_string(store.last_event_ms) +
               ",\"events_by_name\":{");
@@ -934,7 +935,7 @@ void AppendStore(const SubjectInStore& store, std::string* out) {
   for (const auto& [name, count] : store.events_by_name) {
     out->append(first ? "" : ",");
     first = false;
-    AppendJson(name, out);
+    AppendJsonString(name, out);
     out->append(":" + std::to_string(count));
   }
   out->append("},\"profile_updates\":" + std::to_string(store.profile_updates) + "}");
@@ -945,9 +946,9 @@ void AppendWarnings(const std::vector<Warning>& warnings, std::string* out) {
   for (size_t warning_idx = 0; warning_idx < warnings.size(); ++warning_idx) {
     out->append(warning_idx == 0 ? "" : ",");
     out->append("{\"file\":");
-    AppendJson(warnings[warning_idx].file, out);
+    AppendJsonString(warnings[warning_idx].file, out);
     out->append(",\"message\":");
-    AppendJson(warnings[warning_idx].message, out);
+    AppendJsonString(warnings[warning_idx].message, out);
     out->push_back('}');
   }
   out->push_back(']');
@@ -958,9 +959,9 @@ void AppendWarnings(const std::vector<Warning>& warnings, std::string* out) {
 std::string BlastRadiusJson(const BlastRadius& blast, int64_t now_s) {
   std::string out = "{\"format\":\"minpanel-incident-blast-radius\",\"version\":1,";
   out.append("\"generated_at\":");
-  AppendJson(FormatIsoTime(now_s), &out);
+  AppendJsonString(FormatIsoTime(now_s), &out);
   out.append(",\"key\":");
-  AppendJson(blast.key, &out);
+  AppendJsonString(blast.key, &out);
   out.append(",\"from_ms\":" + std::to_string(blast.from_ms) +
              ",\"to_ms\":" + std::to_string(blast.to_ms));
   AppendChain(blast.chain, &out);
@@ -979,7 +980,7 @@ std::string BlastRadiusJson(const BlastRadius& blast, int64_t now_s) {
   for (size_t subject_idx = 0; subject_idx < blast.subjects.size(); ++subject_idx) {
     const SubjectExposure& subject = blast.subjects[subject_idx];
     out.append(subject_idx == 0 ? "{\"subject\":" : ",{\"subject\":");
-    AppendJson(subject.subject, &out);
+    AppendJsonString(subject.subject, &out);
     out.append(",\"properties\":");
     AppendStrings(subject.properties, &out);
     out.append(subject.fields_exact ? ",\"fields_exact\":true" : ",\"fields_exact\":false");
@@ -1038,7 +1039,7 @@ void AppendKeySeqs(std::string_view name,
   out->append("\":[");
   for (size_t record_idx = 0; record_idx < records.size(); ++record_idx) {
     out->append(record_idx == 0 ? "{\"key\":" : ",{\"key\":");
-    AppendJson(records[record_idx].first, out);
+    AppendJsonString(records[record_idx].first, out);
     out->append(",\"seq\":" + std::to_string(records[record_idx].second) + "}");
   }
   out->push_back(']');
@@ -1049,7 +1050,7 @@ void AppendKeySeqs(std::string_view name,
 std::string WhoCouldReadJson(const WhoCouldRead& who, int64_t now_s) {
   std::string out = "{\"format\":\"minpanel-incident-who-could-read\",\"version\":1,";
   out.append("\"generated_at\":");
-  AppendJson(FormatIsoTime(now_s), &out);
+  AppendJsonString(FormatIsoTime(now_s), &out);
   out.append(",\"project_id\":" + std::to_string(who.project_id) + ",\"subjects\":");
   AppendStrings(who.subjects, &out);
   AppendChain(who.chain, &out);
@@ -1058,11 +1059,11 @@ std::string WhoCouldReadJson(const WhoCouldRead& who, int64_t now_s) {
   for (size_t candidate_idx = 0; candidate_idx < who.candidates.size(); ++candidate_idx) {
     const WhoCouldRead::Candidate& candidate = who.candidates[candidate_idx];
     out.append(candidate_idx == 0 ? "{\"key\":" : ",{\"key\":");
-    AppendJson(candidate.key.key, &out);
+    AppendJsonString(candidate.key.key, &out);
     out.append(",\"name\":");
-    AppendJson(candidate.key.name, &out);
+    AppendJsonString(candidate.key.name, &out);
     out.append(",\"project_id\":" + std::to_string(candidate.key.project_id) + ",\"reach\":");
-    AppendJson(candidate.reach, &out);
+    AppendJsonString(candidate.reach, &out);
     out.append(",\"events\":");
     AppendStrings(candidate.key.events, &out);
     out.append(",\"properties\":");

@@ -9,6 +9,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "core/text.h"
 #include "incident/incident.h"
 #include "incident/report_text.h"
 
@@ -39,24 +40,6 @@ std::string HtmlEscape(std::string_view text) {
     }
   }
   return escaped;
-}
-
-void AppendJson(std::string_view text, std::string* out) {
-  out->push_back('"');
-  for (const char byte : text) {
-    const auto code = static_cast<unsigned char>(byte);
-    if (byte == '"' || byte == '\\') {
-      out->push_back('\\');
-      out->push_back(byte);
-    } else if (code < 0x20) {
-      char escaped[8];
-      std::snprintf(escaped, sizeof(escaped), "\\u%04x", code);
-      out->append(escaped);
-    } else {
-      out->push_back(byte);
-    }
-  }
-  out->push_back('"');
 }
 
 // Markdown text: characters that would start markup are backslash-escaped,
@@ -119,7 +102,7 @@ void AppendColumns(const Recognition& recognition, std::string* out) {
     const ColumnRecognition& column = recognition.columns[column_idx];
     *out += column_idx == 0 ? "\n      {" : ",\n      {";
     *out += "\"name\":";
-    AppendJson(column.name, out);
+    AppendJsonString(column.name, out);
     *out += ",\"kind\":\"" + std::string(ColumnKindName(column.kind)) + "\"";
     *out += ",\"category\":\"" + std::string(CategoryName(CategoryOf(column.kind))) + "\"";
     *out += ",\"source\":\"" + std::string(RecognitionSourceName(column.source)) + "\"";
@@ -134,7 +117,7 @@ void AppendColumns(const Recognition& recognition, std::string* out) {
     *out += ",\"credential_values\":" + Number(column.credential_values);
     if (!column.note.empty()) {
       *out += ",\"note\":";
-      AppendJson(column.note, out);
+      AppendJsonString(column.note, out);
     }
     *out += "}";
   }
@@ -146,7 +129,7 @@ void AppendRejected(const std::vector<RejectedRow>& rows, std::string* out) {
   for (size_t row_idx = 0; row_idx < rows.size(); ++row_idx) {
     *out += row_idx == 0 ? "{" : ",{";
     *out += "\"line\":" + Number(rows[row_idx].line) + ",\"reason\":";
-    AppendJson(rows[row_idx].reason, out);
+    AppendJsonString(rows[row_idx].reason, out);
     *out += "}";
   }
   *out += "]";
@@ -279,11 +262,11 @@ struct AccountWriter {
     *out += "{\"accounts_line\":";
     AppendNumber(accounts.Line(account.account_row), out);
     *out += ",\"user_id\":";
-    AppendJson(FirstCell(account.account_row, user_id_columns), out);
+    AppendJsonString(FirstCell(account.account_row, user_id_columns), out);
     *out += ",\"email\":";
-    AppendJson(FirstCell(account.account_row, email_columns), out);
+    AppendJsonString(FirstCell(account.account_row, email_columns), out);
     *out += ",\"org_id\":";
-    AppendJson(FirstCell(account.account_row, org_id_columns), out);
+    AppendJsonString(FirstCell(account.account_row, org_id_columns), out);
     *out += ",\"matched_by\":[";
     bool first = true;
     for (size_t method = 0; method < 5; ++method) {
@@ -319,7 +302,7 @@ void AppendExposures(const CrossrefInput& input, const Exposures& exposures, std
   std::vector<std::string> column_json;
   for (const std::string& name : input.leaked->columns()) {
     column_json.emplace_back();
-    AppendJson(name, &column_json.back());
+    AppendJsonString(name, &column_json.back());
   }
   for (size_t exposure = 0; exposure < exposures.first.size(); ++exposure) {
     const AccountImpact& account = *exposures.first[exposure];
@@ -412,9 +395,9 @@ Status SinkAccountEntries(const CrossrefInput& input, const Impact& impact,
 
 void AppendOrg(const CrossrefInput& input, const OrgImpact& org, std::string* out) {
   *out += "{\"org_id\":";
-  AppendJson(org.org_id, out);
+  AppendJsonString(org.org_id, out);
   *out += ",\"name\":";
-  AppendJson(org.name, out);
+  AppendJsonString(org.name, out);
   *out += ",\"affected_accounts\":" + Number(org.affected_accounts.size());
   *out += ",\"leaked_rows_org_only\":" + Number(org.leaked_rows_org_only);
   *out += ",\"accounts_by_category\":";
@@ -424,15 +407,15 @@ void AppendOrg(const CrossrefInput& input, const OrgImpact& org, std::string* ou
   for (const size_t row : org.admin_account_rows) {
     *out += first ? "{\"user_id\":" : ",{\"user_id\":";
     first = false;
-    AppendJson(CellOf(*input.accounts, *input.account_columns, row, ColumnKind::kUserId), out);
+    AppendJsonString(CellOf(*input.accounts, *input.account_columns, row, ColumnKind::kUserId), out);
     *out += ",\"email\":";
-    AppendJson(CellOf(*input.accounts, *input.account_columns, row, ColumnKind::kEmail), out);
+    AppendJsonString(CellOf(*input.accounts, *input.account_columns, row, ColumnKind::kEmail), out);
     *out += "}";
   }
   for (const std::string& email : org.admin_emails) {
     *out += first ? "{\"user_id\":null,\"email\":" : ",{\"user_id\":null,\"email\":";
     first = false;
-    AppendJson(email, out);
+    AppendJsonString(email, out);
     *out += "}";
   }
   *out += "]}";
@@ -467,7 +450,7 @@ Status WriteImpactJson(const CrossrefInput& input, const Impact& impact,
   out += "{\n  \"format\": \"minpanel-incident-impact\",\n  \"version\": " +
          Number(kImpactJsonVersion) + ",\n";
   out += "  \"generated_at\": \"" + FormatIsoTime(options.now_s) + "\",\n  \"company\": ";
-  AppendJson(options.company, &out);
+  AppendJsonString(options.company, &out);
   out += ",\n  \"files\": {\"_\": null";
   AppendFile("leaked", input.leaked, input.leaked_columns, &out);
   AppendFile("accounts", input.accounts, input.account_columns, &out);
@@ -489,7 +472,7 @@ Status WriteImpactJson(const CrossrefInput& input, const Impact& impact,
   out += ",\"accounts_by_country\":[";
   for (size_t country_idx = 0; country_idx < impact.accounts_by_country.size(); ++country_idx) {
     out += country_idx == 0 ? "{\"country\":" : ",{\"country\":";
-    AppendJson(impact.accounts_by_country[country_idx].first, &out);
+    AppendJsonString(impact.accounts_by_country[country_idx].first, &out);
     out += ",\"accounts\":" + Number(impact.accounts_by_country[country_idx].second) + "}";
   }
   out += "]},\n  \"file_categories\": ";
@@ -515,7 +498,7 @@ Status WriteImpactJson(const CrossrefInput& input, const Impact& impact,
   for (size_t row_idx = 0; row_idx < impact.unmatched.size(); ++row_idx) {
     out += row_idx == 0 ? "{\"line\":" : ",{\"line\":";
     out += Number(impact.unmatched[row_idx].line) + ",\"reason\":";
-    AppendJson(impact.unmatched[row_idx].reason, &out);
+    AppendJsonString(impact.unmatched[row_idx].reason, &out);
     out += "}";
     MP_RETURN_IF_ERROR(spill());
   }
@@ -523,9 +506,9 @@ Status WriteImpactJson(const CrossrefInput& input, const Impact& impact,
   for (size_t warning_idx = 0; warning_idx < impact.warnings.size(); ++warning_idx) {
     const Warning& warning = impact.warnings[warning_idx];
     out += warning_idx == 0 ? "{\"file\":" : ",{\"file\":";
-    AppendJson(warning.file, &out);
+    AppendJsonString(warning.file, &out);
     out += ",\"line\":" + Number(warning.line) + ",\"message\":";
-    AppendJson(warning.message, &out);
+    AppendJsonString(warning.message, &out);
     out += "}";
   }
   out += "],\n  \"warnings_not_listed\": " + Number(impact.warnings_not_listed) + "\n}\n";

@@ -31,7 +31,6 @@ std::vector<std::string_view> LikelyConsequences(uint32_t file_categories);
 std::string_view BuiltInTemplate(Language language, bool admin);
 
 // Shared helpers.
-void AppendJson(std::string_view text, std::string* out);
 std::string MarkdownEscape(std::string_view text);
 std::vector<Category> CategoriesOf(uint32_t bits);
 std::vector<Category> NotInFile(uint32_t file_categories);

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <vector>
 
+#include "core/text.h"
 #include "privacy/policy_file.h"
 #include "service/service.h"
 
@@ -27,29 +28,10 @@ constexpr std::array<std::string_view, 5> kAuditParamsNumberKeys = {"from", "to"
 // A structural field of the query whose name ends in "key".
 constexpr std::string_view kGroupKeyField = "group_key";
 
-void AppendEscaped(std::string_view text, std::string* out) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  out->push_back('"');
-  for (const char c : text) {
-    const auto byte = static_cast<unsigned char>(c);
-    if (c == '"' || c == '\\') {
-      out->push_back('\\');
-      out->push_back(c);
-    } else if (byte < 0x20) {
-      out->append("\\u00");
-      out->push_back(kHex[byte >> 4]);
-      out->push_back(kHex[byte & 0xf]);
-    } else {
-      out->push_back(c);
-    }
-  }
-  out->push_back('"');
-}
-
 std::string Quoted(std::string_view text) {
   std::string quoted;
   quoted.reserve(text.size() + 2);
-  AppendEscaped(text, &quoted);
+  AppendJsonString(text, &quoted);
   return quoted;
 }
 
