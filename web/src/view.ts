@@ -8,10 +8,21 @@ export interface ViewFrame {
   status: HTMLElement;
   results: HTMLElement;
   // Runs `task` with a loading state; an error is shown with what went wrong.
-  // Runs task with a spinner. Answers can come back out of order (a query
-  // submitted while the last one runs): task gets isLatest, and shows its
-  // answer only while it is still the newest task of this view.
+  // Answers can come back out of order (a query submitted while the last one
+  // runs): task gets isLatest, and shows its answer only while it is still
+  // the newest task of this view.
   busy: (label: string, task: (isLatest: () => boolean) => Promise<void>) => Promise<void>;
+}
+
+// Numbers a box's requests: turns() gives a function that starts a request
+// and returns whether that request is still the newest when it answers.
+export function turns(): () => () => boolean {
+  let newest = 0;
+  return () => {
+    newest += 1;
+    const mine = newest;
+    return () => mine === newest;
+  };
 }
 
 export function viewFrame(main: HTMLElement, title: string, description: string): ViewFrame {
@@ -21,21 +32,20 @@ export function viewFrame(main: HTMLElement, title: string, description: string)
   const results = h('section', { class: 'results', 'aria-label': `${title} results` });
   main.append(h('h1', {}, title), h('p', { class: 'lead' }, description), form, status, results);
   document.title = `${title} · minpanel`;
-  let generation = 0;
+  const turn = turns();
   const busy = async (label: string, task: (isLatest: () => boolean) => Promise<void>) => {
-    generation += 1;
-    const mine = generation;
+    const isLatest = turn();
     clear(status);
     status.className = 'status loading';
     status.append(h('span', { class: 'spinner', 'aria-hidden': 'true' }), label);
     results.setAttribute('aria-busy', 'true');
     try {
-      await task(() => mine === generation);
-      if (mine !== generation) return;
+      await task(isLatest);
+      if (!isLatest()) return;
       clear(status);
       status.className = 'status';
     } catch (error) {
-      if (mine !== generation) return;
+      if (!isLatest()) return;
       clear(status);
       status.className = 'status error';
       status.setAttribute('role', 'alert');
@@ -49,7 +59,7 @@ export function viewFrame(main: HTMLElement, title: string, description: string)
         status.append(' ', h('a', { href: '#/sign-in' }, 'Sign in again'));
       }
     } finally {
-      if (mine === generation) results.removeAttribute('aria-busy');
+      if (isLatest()) results.removeAttribute('aria-busy');
     }
   };
   return { form, status, results, busy };

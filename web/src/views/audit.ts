@@ -6,7 +6,7 @@
 // scope (docs/security.md); enabling a key needs admin.
 import { api, ApiError } from '../api';
 import { clear, field, formatNumber, h, select } from '../dom';
-import { runButton, viewFrame } from '../view';
+import { runButton, turns, viewFrame } from '../view';
 
 export interface AuditState {
   key: string;
@@ -80,17 +80,6 @@ function statusBox(status: ChainStatus): HTMLElement {
       ? `${formatNumber(status.records)} records, ${formatNumber(status.anchors)} anchors checked; head ${status.head.slice(0, 16)}…`
       : status.problem,
     status.torn_tail_bytes ? ` (a torn tail of ${status.torn_tail_bytes} bytes: an append in flight or interrupted)` : '');
-}
-
-// Numbers a box's requests: turns() gives a function that starts a request
-// and returns whether that request is still the newest when it answers.
-function turns(): () => () => boolean {
-  let newest = 0;
-  return () => {
-    newest += 1;
-    const mine = newest;
-    return () => mine === newest;
-  };
 }
 
 function timeCell(timeMs: number): HTMLElement {
