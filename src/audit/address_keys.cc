@@ -36,7 +36,9 @@ AddressKeys::AddressKeys(std::string folder, std::shared_ptr<FileSystem> file_sy
                          std::shared_ptr<Clock> clock, uint32_t retention_days)
     : keys_(std::move(folder), std::move(file_system), kKeyFileFormat, kKeyFileNames),
       clock_(std::move(clock)),
-      retention_days_(retention_days) {}
+      retention_days_(retention_days) {
+  randombytes_buf(nonce_prefix_.data(), nonce_prefix_.size());
+}
 
 AddressKeys::~AddressKeys() = default;
 
@@ -87,7 +89,14 @@ Result<std::string> AddressKeys::Seal(std::string_view address, int64_t time_ms)
   const std::string associated = AssociatedData(day_name);
   std::string sealed(kNonceBytes + address.size() + kTagBytes, '\0');
   auto* bytes = reinterpret_cast<uint8_t*>(sealed.data());
-  randombytes_buf(bytes, kNonceBytes);
+  // The nonce: this process's random 16 bytes and a count of its seals
+  // (XChaCha20's 24-byte nonce leaves room for both), unique under the key
+  // without a getrandom(2) per record.
+  std::memcpy(bytes, nonce_prefix_.data(), nonce_prefix_.size());
+  const uint64_t count = seals_++;
+  for (size_t byte_idx = 0; byte_idx < sizeof(count); ++byte_idx) {
+    bytes[nonce_prefix_.size() + byte_idx] = static_cast<uint8_t>(count >> (8 * byte_idx));
+  }
   unsigned long long sealed_bytes = 0;
   crypto_aead_xchacha20poly1305_ietf_encrypt(
       bytes + kNonceBytes, &sealed_bytes, reinterpret_cast<const uint8_t*>(address.data()),

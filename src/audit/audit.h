@@ -10,7 +10,9 @@
 // own work and WaitDurable before it answers. The flusher syncs at once
 // when someone waits for a queued record, and holds records nobody waits
 // for yet up to Options::unawaited_flush_ms, so that they ride along with
-// the next awaited sync instead of costing one of their own. A
+// the next awaited sync instead of costing one of their own; a sync
+// someone waits for is held briefly for the reads that opened and will
+// wait soon (EnqueueOpening, Options::opening_wait_us). A
 // failed write poisons the log: every later Append fails (Unavailable), so
 // that no read is answered without its record. Every kAnchorInterval records,
 // and on Close, the head (position and hash) is appended to the anchors file;
@@ -34,6 +36,7 @@
 #include <string_view>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "core/core.h"
@@ -56,6 +59,14 @@ inline constexpr uint64_t kAnchorInterval = 1024;
 // awaited (a query's closing record) is durable within this long.
 inline constexpr uint32_t kUnawaitedFlushMsDefault = 5;
 inline constexpr uint32_t kUnawaitedFlushMsMax = 1000;
+// How long the flusher, woken by a waiter, holds that sync while other
+// reads have queued their opening record and still run
+// (Options::opening_wait_us, AuditLog::EnqueueOpening): each of them will
+// wait for a sync soon, and rides on this one if it does within this long
+// (measured in docs/benchmarks.md, "Holding a sync for running reads").
+// A read alone is never held.
+inline constexpr uint32_t kOpeningWaitUsDefault = 500;
+inline constexpr uint32_t kOpeningWaitUsMax = 1'000'000;
 // The longest audit retention a config may set (Config::audit_retention_days).
 inline constexpr uint32_t kAuditRetentionDaysMax = 36'500;
 // Records one GET /api/audit or `audit show` returns at most.
@@ -177,8 +188,9 @@ struct AuditEntry {
   std::string params;
   std::string outcome = "ok";  // "ok" or the error's message
   // The client address in clear, as the caller knows it: never encoded.
-  // AuditLog::Enqueue seals it into `address` (Options::address_keys) and
-  // clears it; without address keys it is dropped.
+  // AuditLog::Enqueue (or SealAddress) seals it into `address`
+  // (Options::address_keys) and clears it; without address keys it is
+  // dropped.
   std::string client_address;
 };
 
@@ -593,6 +605,9 @@ class AddressKeys {
   DaySecretFiles keys_;  // guarded by mutex_ (KeyPath only reads its folder)
   std::shared_ptr<Clock> clock_;
   uint32_t retention_days_;
+  // Each seal's nonce: this random prefix and seals_ (mutex_'s), little-endian.
+  std::array<uint8_t, 16> nonce_prefix_{};
+  uint64_t seals_ = 0;
   std::mutex mutex_;
 };
 
@@ -614,6 +629,10 @@ struct Options {
   // waits for, whichever comes first; 0: at once, each in a sync of its own
   // when nothing else is queued.
   uint32_t unawaited_flush_ms = kUnawaitedFlushMsDefault;
+  // A sync someone waits for is held up to this many µs (at most
+  // kOpeningWaitUsMax) while other reads opened (EnqueueOpening) and have
+  // not waited yet, or until the last of them waits; 0: synced at once.
+  uint32_t opening_wait_us = kOpeningWaitUsDefault;
   // Seals each record's client address when set; without, addresses are
   // dropped (not kept in clear).
   std::shared_ptr<AddressKeys> address_keys;
@@ -666,6 +685,38 @@ class AuditLog {
   // log failed or closed first. The flusher syncs at once for a waiter,
   // with every record queued before it (and those queued while a sync runs).
   Status WaitDurable(uint64_t seq);
+  // A read's opening record (query.start, export.start), queued by
+  // EnqueueOpening: the log counts the reads between their opening and
+  // their wait, so that a sync someone else waits for is held for them up
+  // to Options::opening_wait_us — one sync then carries several reads'
+  // records instead of one each. Destroyed without waiting (a read that
+  // failed first), it is no longer counted.
+  class Opening {
+   public:
+    Opening(Opening&& other) noexcept
+        : log_(other.log_), seq_(other.seq_), running_(std::exchange(other.running_, false)) {}
+    Opening(const Opening&) = delete;
+    Opening& operator=(const Opening&) = delete;
+    Opening& operator=(Opening&&) = delete;
+    ~Opening();
+    uint64_t seq() const { return seq_; }
+    // WaitDurable(seq()); the read is no longer counted as running.
+    Status WaitDurable();
+
+   private:
+    friend class AuditLog;
+    Opening(AuditLog* log, uint64_t seq) : log_(log), seq_(seq), running_(log != nullptr) {}
+    AuditLog* log_;  // null in a benchmark build without the log
+    uint64_t seq_;
+    bool running_;  // counted as running: not waited yet
+  };
+  // Seals entry->client_address into entry->address now (Options::
+  // address_keys; without them it is dropped) and clears it, as Enqueue
+  // does with an entry whose client_address is set: the records of one
+  // request, copied from the one entry, then share one seal.
+  Status SealAddress(AuditEntry* entry);
+  // Enqueue, counting the read as running until its Opening waits or goes.
+  Result<Opening> EnqueueOpening(AuditEntry entry);
   // Writes a subject file (version 2: the subjects and each one's keys,
   // `subjects` as SubjectKeySets::Finish makes it) named after a fresh id,
   // durable before it returns; sets entry->subjects, subjects_file and
@@ -752,6 +803,11 @@ class AuditLog {
   // Asks the indexer for an update once `index_update_records` more records
   // are durable (or at once when `now`). mutex_ held.
   void RequestIndexLocked(bool now);
+  Result<uint64_t> EnqueueRecord(AuditEntry entry, bool opening);
+  // WaitDurable; `closes_opening`: an Opening's, no longer counted as running.
+  Status WaitDurableRecord(uint64_t seq, bool closes_opening);
+  // An Opening destroyed without waiting.
+  void DropOpening();
 
   std::string folder_;
   std::shared_ptr<FileSystem> file_system_;
@@ -787,6 +843,8 @@ class AuditLog {
   // waits for until Options::unawaited_flush_ms past it.
   std::chrono::steady_clock::time_point pending_since_;
   uint64_t awaited_seq_ = 0;  // the highest seq someone waits for (WaitDurable, PruneBefore)
+  uint64_t openings_running_ = 0;  // Openings not yet waited or dropped
+  bool holding_for_openings_ = false;  // the flusher holds a sync for them
   bool closed_ = false;    // no more appends
   bool stopping_ = false;  // the flusher exits once nothing is queued
   bool flusher_exited_ = false;

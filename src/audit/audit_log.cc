@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <utility>
 
 #include "audit/audit.h"
 #include "audit/log_format.h"
@@ -116,6 +117,12 @@ Result<std::unique_ptr<AuditLog>> AuditLog::Open(std::string folder,
                                                  std::shared_ptr<FileSystem> file_system,
                                                  std::shared_ptr<Clock> clock, Options options) {
   MP_RETURN_IF_ERROR(CheckBenchNoAudit(folder));
+  if (options.opening_wait_us > kOpeningWaitUsMax) {
+    return Status::InvalidArgument("audit log: opening_wait_us " +
+                                   std::to_string(options.opening_wait_us) +
+                                   " is over kOpeningWaitUsMax (" +
+                                   std::to_string(kOpeningWaitUsMax) + ")");
+  }
   if (options.unawaited_flush_ms > kUnawaitedFlushMsMax) {
     return Status::InvalidArgument("audit log: unawaited_flush_ms " +
                                    std::to_string(options.unawaited_flush_ms) +
@@ -313,19 +320,59 @@ Result<uint64_t> AuditLog::Append(AuditEntry entry) {
 }
 
 Result<uint64_t> AuditLog::Enqueue(AuditEntry entry) {
+  return EnqueueRecord(std::move(entry), /*opening=*/false);
+}
+
+Status AuditLog::SealAddress(AuditEntry* entry) {
+  if constexpr (kBenchNoAudit) {
+    return Status::Ok();  // no record is written, so nothing is sealed
+  }
+  // The key's day is the day of now, which the record's time_ms may pass
+  // by the lock's wait; the sealed text names its own day.
+  if (!entry->client_address.empty() && options_.address_keys != nullptr) {
+    MP_ASSIGN_OR_RETURN(entry->address,
+                        options_.address_keys->Seal(entry->client_address, clock_->NowMs()));
+  }
+  entry->client_address.clear();
+  return Status::Ok();
+}
+
+Result<AuditLog::Opening> AuditLog::EnqueueOpening(AuditEntry entry) {
+  MP_ASSIGN_OR_RETURN(const uint64_t seq, EnqueueRecord(std::move(entry), /*opening=*/true));
+  return Opening(kBenchNoAudit ? nullptr : this, seq);
+}
+
+AuditLog::Opening::~Opening() {
+  if (running_) {
+    log_->DropOpening();
+  }
+}
+
+Status AuditLog::Opening::WaitDurable() {
+  if (log_ == nullptr) {
+    return Status::Ok();  // a benchmark build without the log
+  }
+  return log_->WaitDurableRecord(seq_, /*closes_opening=*/std::exchange(running_, false));
+}
+
+void AuditLog::DropOpening() {
+  std::unique_lock lock(mutex_);
+  --openings_running_;
+  const bool wake = openings_running_ == 0 && holding_for_openings_;
+  lock.unlock();
+  if (wake) {
+    queued_.notify_one();
+  }
+}
+
+Result<uint64_t> AuditLog::EnqueueRecord(AuditEntry entry, bool opening) {
   if constexpr (kBenchNoAudit) {
     // Nothing is written or anchored: the log's own seqs stay as they were,
     // and WaitDurable returns at once.
     return next_seq_;
   }
   // Sealed before the lock: a day's first seal writes its key (one fsync).
-  // The key's day is the day of now, which the record's time_ms may pass
-  // by the lock's wait; the sealed text names its own day.
-  if (!entry.client_address.empty() && options_.address_keys != nullptr) {
-    MP_ASSIGN_OR_RETURN(entry.address,
-                        options_.address_keys->Seal(entry.client_address, clock_->NowMs()));
-  }
-  entry.client_address.clear();
+  MP_RETURN_IF_ERROR(SealAddress(&entry));
   // Checked before it is written, as DecodeEntry checks it after it is read.
   if (entry.params.size() > kRecordParamsBytesMax) {
     return Status::InvalidArgument("audit record: params of " +
@@ -350,6 +397,7 @@ Result<uint64_t> AuditLog::Enqueue(AuditEntry entry) {
                                      std::to_string(kRecordBytesMax) + ")");
   }
   ++next_seq_;
+  openings_running_ += opening ? 1 : 0;
   head_ = ChainHash(head_, payload);
   const bool was_empty = pending_.empty();
   if (was_empty) {
@@ -367,16 +415,29 @@ Result<uint64_t> AuditLog::Enqueue(AuditEntry entry) {
   return entry.seq;
 }
 
-Status AuditLog::WaitDurable(uint64_t seq) {
+Status AuditLog::WaitDurable(uint64_t seq) { return WaitDurableRecord(seq, false); }
+
+Status AuditLog::WaitDurableRecord(uint64_t seq, bool closes_opening) {
   if constexpr (kBenchNoAudit) {
     return Status::Ok();
   }
   std::unique_lock lock(mutex_);
+  bool wake = false;
+  if (closes_opening) {
+    --openings_running_;
+    // The last running read now waits: a sync held for them goes.
+    wake = openings_running_ == 0 && holding_for_openings_;
+  }
   if (seq > durable_seq_ && seq > awaited_seq_) {
-    // Someone waits: the flusher syncs now, whatever it was holding
-    // (notified with the lock released, so that it does not wake to block
-    // on it).
+    // Someone waits: the flusher syncs now, whatever it was holding —
+    // unless it holds the sync for running reads, which only the last of
+    // them to wait ends (or the hold's time).
     awaited_seq_ = seq;
+    wake = wake || !holding_for_openings_;
+  }
+  if (wake) {
+    // Notified with the lock released, so that the flusher does not wake
+    // to block on it.
     lock.unlock();
     queued_.notify_one();
     lock.lock();
@@ -425,6 +486,22 @@ void AuditLog::FlushLoop() {
                          [&] { return stopping_ || awaited_seq_ > durable_seq_; });
       if (!failed_.ok()) {
         pending_.clear();  // a prune that failed meanwhile: nothing more is written
+        continue;
+      }
+    }
+    if (!stopping_ && awaited_seq_ > durable_seq_ && openings_running_ > 0 &&
+        options_.opening_wait_us > 0) {
+      // Someone waits, and other reads have queued their opening and still
+      // run: each will wait for a sync of its own soon. Held until the last
+      // of them waits, or opening_wait_us, so that they ride on this one.
+      holding_for_openings_ = true;
+      queued_.wait_until(
+          lock,
+          std::chrono::steady_clock::now() + std::chrono::microseconds(options_.opening_wait_us),
+          [&] { return stopping_ || openings_running_ == 0; });
+      holding_for_openings_ = false;
+      if (!failed_.ok()) {
+        pending_.clear();
         continue;
       }
     }

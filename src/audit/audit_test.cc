@@ -6,8 +6,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -251,6 +253,66 @@ TEST_F(AuditLogTest, RecordsNobodyWaitsForRideWithTheNextAwaitedSyncOrTheDelay) 
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   EXPECT_EQ(Entries(Read("log")).size(), 3u);
+  ASSERT_TRUE(log->Close().ok());
+  EXPECT_TRUE(Verify().ok);
+}
+
+TEST_F(AuditLogTest, AWaitersSyncIsHeldForRunningReadsUntilTheLastWaits) {
+  Options options;
+  options.opening_wait_us = kOpeningWaitUsMax + 1;
+  auto refused = AuditLog::Open(folder_, file_system_, clock_, options);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.status().message().find("kOpeningWaitUsMax"), std::string::npos);
+  options.opening_wait_us = kOpeningWaitUsMax;  // 1 s: far past any step here
+  auto opened = AuditLog::Open(folder_, file_system_, clock_, options);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  auto log = std::move(opened).value();
+  const size_t empty_bytes = Read("log").size();
+  AuditEntry start;
+  start.act = "query.start";
+  // A read alone is not held.
+  {
+    auto alone = log->EnqueueOpening(start);
+    ASSERT_TRUE(alone.ok());
+    const auto before = std::chrono::steady_clock::now();
+    ASSERT_TRUE(alone->WaitDurable().ok());
+    EXPECT_LT(std::chrono::steady_clock::now() - before, std::chrono::milliseconds(500));
+  }
+  const size_t one_bytes = Read("log").size();
+  EXPECT_GT(one_bytes, empty_bytes);
+  // Two running: the first to wait is held until the second waits too.
+  auto first = log->EnqueueOpening(start);
+  auto second = log->EnqueueOpening(start);
+  ASSERT_TRUE(first.ok() && second.ok());
+  std::atomic<bool> second_waits = false;
+  std::thread waiter([&] {
+    ASSERT_TRUE(first->WaitDurable().ok());
+    EXPECT_TRUE(second_waits.load());
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(Read("log").size(), one_bytes);
+  second_waits = true;
+  ASSERT_TRUE(second->WaitDurable().ok());
+  waiter.join();
+  EXPECT_EQ(Entries(Read("log")).size(), 3u);
+  // A read that goes without waiting (it failed) no longer holds anyone.
+  auto third = log->EnqueueOpening(start);
+  std::optional<AuditLog::Opening> failed;
+  {
+    auto opening = log->EnqueueOpening(start);
+    ASSERT_TRUE(third.ok() && opening.ok());
+    failed.emplace(std::move(opening).value());
+  }
+  std::thread held([&] {
+    const auto before = std::chrono::steady_clock::now();
+    ASSERT_TRUE(third->WaitDurable().ok());
+    EXPECT_LT(std::chrono::steady_clock::now() - before, std::chrono::milliseconds(500));
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  failed.reset();
+  held.join();
+  EXPECT_EQ(Entries(Read("log")).size(), 5u);
   ASSERT_TRUE(log->Close().ok());
   EXPECT_TRUE(Verify().ok);
 }
@@ -1322,6 +1384,18 @@ TEST_F(AddressKeysTest, AnEditedSealIsCorruptionAndWithoutKeysNoAddressIsKept) {
   ASSERT_NE(keys, nullptr);
   const std::string sealed = keys->Seal("2001:db8::7", clock_->NowMs()).value();
   EXPECT_EQ(keys->Reveal(sealed).value(), std::optional<std::string>("2001:db8::7"));
+  // Each seal has a nonce of its own (the process's prefix and a count):
+  // the same address twice seals to two texts, and another process's keys
+  // object (another prefix) to a third.
+  const std::string again = keys->Seal("2001:db8::7", clock_->NowMs()).value();
+  EXPECT_NE(again, sealed);
+  EXPECT_EQ(keys->Reveal(again).value(), std::optional<std::string>("2001:db8::7"));
+  std::unique_ptr<AddressKeys> other = OpenKeys(30);
+  ASSERT_NE(other, nullptr);
+  const std::string elsewhere = other->Seal("2001:db8::7", clock_->NowMs()).value();
+  EXPECT_NE(elsewhere, sealed);
+  EXPECT_NE(elsewhere, again);
+  EXPECT_EQ(keys->Reveal(elsewhere).value(), std::optional<std::string>("2001:db8::7"));
   std::string edited = sealed;
   edited[edited.size() - 3] = edited[edited.size() - 3] == 'A' ? 'B' : 'A';
   EXPECT_EQ(keys->Reveal(edited).status().code(), StatusCode::kCorruption);

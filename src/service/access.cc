@@ -707,14 +707,16 @@ Result<std::string> Service::Query(const Access& access, std::string_view query_
   // records share the one sync the answer waits for, and a long query's
   // start is synced while it runs (the log holds unawaited records up to
   // audit::Options::unawaited_flush_ms; docs/formats/audit.md,
-  // "Durability"). A query the log cannot record is not answered.
-  audit::AuditEntry start = ReadEntry(access, "query.start");
+  // "Durability"). A query the log cannot record is not answered. The two
+  // are one request's: its address is sealed once, for both.
+  audit::AuditEntry start = Stamped(access, ReadEntry(access, "query.start"));
+  MP_RETURN_IF_ERROR(audit_->SealAddress(&start));
   start.params_sha256 = audit::Sha256Hex(query_json);
   start.events = Capped(AuditNames(names.events, tools_->detectors));
   start.properties = Capped(AuditNames(names.properties, tools_->detectors));
   audit::AuditEntry end = start;
   start.params = QueryAuditParams(query_json, tools_->detectors);
-  MP_ASSIGN_OR_RETURN(const uint64_t start_seq, audit_->Enqueue(Stamped(access, std::move(start))));
+  MP_ASSIGN_OR_RETURN(audit::AuditLog::Opening opening, audit_->EnqueueOpening(std::move(start)));
   audit::SubjectKeySets listed;
   auto answer = RunQuery(access.project, query_json, MinGroupSize(access), &listed);
   end.act = "query";
@@ -724,8 +726,8 @@ Result<std::string> Service::Query(const Access& access, std::string_view query_
     end.bytes = answer->size();
   }
   if (!answer.ok() || listed.subjects() == 0) {
-    MP_RETURN_IF_ERROR(audit_->Enqueue(Stamped(access, std::move(end))).status());
-    MP_RETURN_IF_ERROR(audit_->WaitDurable(start_seq));
+    MP_RETURN_IF_ERROR(audit_->Enqueue(std::move(end)).status());
+    MP_RETURN_IF_ERROR(opening.WaitDurable());
     return answer;
   }
   // An answer that lists subjects is recorded as an export is: its subject
@@ -744,8 +746,8 @@ Result<std::string> Service::Query(const Access& access, std::string_view query_
   std::sort(keys.begin(), keys.end());
   end.properties = std::move(keys);
   MP_RETURN_IF_ERROR(audit_->WriteSubjects(listed.Finish(), &end));
-  MP_RETURN_IF_ERROR(audit_->Append(Stamped(access, std::move(end))).status());
-  MP_RETURN_IF_ERROR(audit_->WaitDurable(start_seq));
+  MP_RETURN_IF_ERROR(audit_->Append(std::move(end)).status());
+  MP_RETURN_IF_ERROR(opening.WaitDurable());
   return answer;
 }
 
@@ -837,7 +839,8 @@ Result<query::ExportSummary> Service::Export(const Access& access, const ExportO
                            limited.event_names_json + "\n" + std::to_string(limited.limit) + "\n" +
                            limited.distinct_id.value_or("") + "\n" +
                            limited.distinct_ids_json.value_or("");
-  audit::AuditEntry start = ReadEntry(access, "export.start");
+  audit::AuditEntry start = Stamped(access, ReadEntry(access, "export.start"));
+  MP_RETURN_IF_ERROR(audit_->SealAddress(&start));  // once, for both records
   start.params_sha256 = audit::Sha256Hex(parameters);
   start.params = ExportAuditParams(limited, tools_->detectors);
   start.reason = limited.reason;
@@ -847,14 +850,14 @@ Result<query::ExportSummary> Service::Export(const Access& access, const ExportO
   }
   // Queued now, its fsync overlapping the export's first scan, and durable
   // before the first byte leaves.
-  MP_ASSIGN_OR_RETURN(const uint64_t start_seq, audit_->Enqueue(Stamped(access, start)));
+  MP_ASSIGN_OR_RETURN(audit::AuditLog::Opening opening, audit_->EnqueueOpening(start));
   Status started = Status::Unavailable("audit log: export.start not yet durable");
   bool waited = false;
   ExportWatcher watcher;
   auto summary = RunExport(access.project, limited, [&](std::string_view chunk) {
     if (!waited) {
       waited = true;
-      started = audit_->WaitDurable(start_seq);
+      started = opening.WaitDurable();
     }
     if (!started.ok()) {
       return false;
@@ -863,7 +866,7 @@ Result<query::ExportSummary> Service::Export(const Access& access, const ExportO
     return sink(chunk);
   });
   if (!waited) {
-    started = audit_->WaitDurable(start_seq);
+    started = opening.WaitDurable();
   }
   MP_RETURN_IF_ERROR(started);
   // Decoys are no one: not in the subjects the record names, nor counted.
@@ -873,7 +876,9 @@ Result<query::ExportSummary> Service::Export(const Access& access, const ExportO
       return id.has_value() && query::IsDecoySubject(limited.watermark->key, *id);
     });
   }
-  audit::AuditEntry end = ReadEntry(access, "export");
+  audit::AuditEntry end = Stamped(access, ReadEntry(access, "export"));
+  end.client_address.clear();
+  end.address = start.address;
   end.policy_version = start.policy_version;
   end.params_sha256 = start.params_sha256;
   if (limited.watermark.has_value() && summary.ok()) {
@@ -898,7 +903,7 @@ Result<query::ExportSummary> Service::Export(const Access& access, const ExportO
   // What left, after the bytes did, durable before the response ends (its
   // last chunk goes out when this returns), so that no later failure of the
   // log can take it.
-  MP_RETURN_IF_ERROR(audit_->Append(Stamped(access, std::move(end))).status());
+  MP_RETURN_IF_ERROR(audit_->Append(std::move(end)).status());
   if (summary.ok()) {
     ObserveExport(access, summary->rows, watcher.subjects.subjects());
   }
