@@ -499,6 +499,7 @@ Result<std::unique_ptr<audit::AuditLog>> OpenAuditLog(
   options.signing_key = std::make_shared<const audit::SigningKey>(key);
   options.checkpoint_sink = config.audit_checkpoint_sink;
   options.address_keys = std::move(address_keys);
+  options.opening_wait_us = config.audit_sync_hold_us;
   const int64_t now_ms = clock->NowMs();
   MP_ASSIGN_OR_RETURN(auto log, audit::AuditLog::Open(config.data_folder + "/audit",
                                                       std::move(file_system), std::move(clock),

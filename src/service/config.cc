@@ -322,6 +322,7 @@ Status ReadTop(const toml::table& root, Config* config) {
                                   "projects",
                                   "audit_retention_days",
                                   "audit_address_retention_days",
+                                  "audit_sync_hold_us",
                                   "audit_checkpoint_sink",
                                   "audit_checkpoint_webhook",
                                   "audit_checkpoint_webhook_ca_file",
@@ -351,6 +352,7 @@ Status ReadTop(const toml::table& root, Config* config) {
       ReadInteger(root, "audit_retention_days", "", &config->audit_retention_days));
   MP_RETURN_IF_ERROR(ReadInteger(root, "audit_address_retention_days", "",
                                  &config->audit_address_retention_days));
+  MP_RETURN_IF_ERROR(ReadInteger(root, "audit_sync_hold_us", "", &config->audit_sync_hold_us));
   int64_t dedup_window_hours = config->dedup_window_ms / 3'600'000;
   MP_RETURN_IF_ERROR(ReadInteger(root, "dedup_window_hours", "", &dedup_window_hours));
   config->dedup_window_ms = dedup_window_hours * 3'600'000;
@@ -503,6 +505,11 @@ Status ValidateConfig(const Config& config) {
     return Status::InvalidArgument("config: 'audit_address_retention_days' must be 0 to " +
                                    std::to_string(audit::kAuditRetentionDaysMax) +
                                    " (kAuditRetentionDaysMax)");
+  }
+  if (config.audit_sync_hold_us > audit::kOpeningWaitUsMax) {
+    return Status::InvalidArgument("config: 'audit_sync_hold_us' must be 0 to " +
+                                   std::to_string(audit::kOpeningWaitUsMax) +
+                                   " (kOpeningWaitUsMax)");
   }
   if (const Status limits = CheckKeyLimits(KeyLimits{config.limits.key_requests_per_second,
                                                      config.limits.key_export_rows_per_day,

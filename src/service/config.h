@@ -144,6 +144,10 @@ struct Config {
   // days (its day's key, in the key folder, is destroyed after;
   // docs/formats/audit.md, "Client addresses"); 0: no address is kept.
   uint32_t audit_address_retention_days = audit::kAddressRetentionDaysDefault;
+  // How long a sync of the audit log that a read waits for is held for the
+  // other reads running (audit::Options::opening_wait_us): longer, fewer
+  // syncs under concurrent reads; 0: synced at once.
+  uint32_t audit_sync_hold_us = audit::kOpeningWaitUsDefault;
   // A file (on another volume) every audit checkpoint is also appended to;
   // empty: none.
   std::string audit_checkpoint_sink;

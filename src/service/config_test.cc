@@ -128,6 +128,25 @@ TEST_F(ConfigFileTest, ErasurePurgeDeadlineIsReadAndRangeChecked) {
   EXPECT_NE(config.status().message().find("erasure_purge_deadline_hours"), std::string::npos);
 }
 
+TEST_F(ConfigFileTest, AuditSyncHoldIsReadAndRangeChecked) {
+  auto config = Load("");
+  ASSERT_TRUE(config.ok());
+  EXPECT_EQ(config->audit_sync_hold_us, audit::kOpeningWaitUsDefault);
+  config = Load("audit_sync_hold_us = 0\n");
+  ASSERT_TRUE(config.ok());
+  EXPECT_EQ(config->audit_sync_hold_us, 0U);
+  EXPECT_TRUE(ValidateConfig(*config).ok());
+  config = Load("audit_sync_hold_us = 1000001\n");
+  ASSERT_TRUE(config.ok());
+  const Status status = ValidateConfig(*config);
+  EXPECT_EQ(status.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(status.message().find("audit_sync_hold_us"), std::string::npos);
+  EXPECT_NE(status.message().find("kOpeningWaitUsMax"), std::string::npos);
+  config = Load("audit_sync_hold_us = -1\n");
+  ASSERT_FALSE(config.ok());
+  EXPECT_NE(config.status().message().find("audit_sync_hold_us"), std::string::npos);
+}
+
 TEST(ConfigTest, KeyFolderInsideDataFolderIsRefused) {
   Config config;
   config.data_folder = "/srv/data";
