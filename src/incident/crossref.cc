@@ -630,28 +630,65 @@ void ExposeRow(const Table& leaked, const Recognition& columns,
   });
 }
 
-void AddAdmins(const CrossrefInput& input, OrgTable* orgs, Impact* impact,
-               const AccountIndex& index) {
+// What AddAdmins takes from the accounts file, found apart from the
+// affected accounts (every account row's role read: 10M at 10M accounts),
+// so that it runs on a second thread while Finish puts those in file order.
+struct AccountAdmins {
+  // Account rows with a known organisation and an admin's role, in file order.
+  std::vector<uint32_t> admin_rows;
+  // Per known organisation, its first account row with an organisation
+  // name, or kNoAccount; empty when the accounts have no such column.
+  std::vector<uint32_t> first_named_row;
+};
+
+AccountAdmins FindAccountAdmins(const CrossrefInput& input, const OrgTable& orgs) {
+  AccountAdmins admins;
   const Table& accounts = *input.accounts;
-  const std::vector<size_t> org_columns = input.account_columns->ColumnsOf(ColumnKind::kOrgId);
   const std::vector<size_t> role_columns = input.account_columns->ColumnsOf(ColumnKind::kRole);
   const std::vector<size_t> org_name_columns =
       input.account_columns->ColumnsOf(ColumnKind::kOrgName);
-  if (!org_columns.empty()) {
-    for (size_t row = 0; row < accounts.row_count(); ++row) {
-      // The row's org id (its first org column) is a known one, if any.
-      const uint32_t known = orgs->account_org[row];
-      const int64_t slot = known == kNoOrg ? -1 : orgs->slot_of_known[known];
-      if (slot < 0) {
-        continue;
-      }
-      OrgImpact& org = impact->orgs[static_cast<size_t>(slot)];
-      if (org.name.empty()) {
-        org.name = std::string(FirstCell(accounts, row, org_name_columns));
-      }
-      if (IsAdminRole(FirstCell(accounts, row, role_columns))) {
-        org.admin_account_rows.push_back(row);
-      }
+  if (input.account_columns->ColumnsOf(ColumnKind::kOrgId).empty()) {
+    return admins;
+  }
+  if (!org_name_columns.empty()) {
+    admins.first_named_row.assign(orgs.known_ids.size(), kNoAccount);
+  }
+  for (size_t row = 0; row < accounts.row_count(); ++row) {
+    // The row's org id (its first org column) is a known one, if any.
+    const uint32_t known = orgs.account_org[row];
+    if (known == kNoOrg) {
+      continue;
+    }
+    if (!org_name_columns.empty() && admins.first_named_row[known] == kNoAccount &&
+        !FirstCell(accounts, row, org_name_columns).empty()) {
+      admins.first_named_row[known] = static_cast<uint32_t>(row);
+    }
+    if (IsAdminRole(FirstCell(accounts, row, role_columns))) {
+      admins.admin_rows.push_back(static_cast<uint32_t>(row));
+    }
+  }
+  return admins;
+}
+
+void AddAdmins(const CrossrefInput& input, const AccountAdmins& account_admins, OrgTable* orgs,
+               Impact* impact, const AccountIndex& index) {
+  const Table& accounts = *input.accounts;
+  const std::vector<size_t> org_name_columns =
+      input.account_columns->ColumnsOf(ColumnKind::kOrgName);
+  // An affected organisation's name: the first that one of its account
+  // rows gives.
+  for (size_t known = 0; known < account_admins.first_named_row.size(); ++known) {
+    const int64_t slot = orgs->slot_of_known[known];
+    const uint32_t row = account_admins.first_named_row[known];
+    if (slot >= 0 && row != kNoAccount) {
+      impact->orgs[static_cast<size_t>(slot)].name =
+          std::string(FirstCell(accounts, row, org_name_columns));
+    }
+  }
+  for (const uint32_t row : account_admins.admin_rows) {
+    const int64_t slot = orgs->slot_of_known[orgs->account_org[row]];
+    if (slot >= 0) {
+      impact->orgs[static_cast<size_t>(slot)].admin_account_rows.push_back(row);
     }
   }
   if (input.orgs == nullptr) {
@@ -862,21 +899,23 @@ Result<std::unique_ptr<CrossrefStream>> CrossrefStream::Start(const CrossrefInpu
       account_recognition.ColumnsOf(ColumnKind::kUserId);
   index.accounts = &accounts;
   index.user_column = account_user_columns.empty() ? SIZE_MAX : account_user_columns[0];
-  index.by_user_id.Reserve(accounts.row_count());
-  index.by_email.Reserve(accounts.row_count());
-  index.by_canonical.Reserve(accounts.row_count());
-  index.email_at.assign(accounts.row_count(), 0);
+  // Each thread also makes its own tables (at 10M accounts each hash table
+  // is 256 MiB of slots, written once to be cleared).
   IndexWarnings user_id_warnings;
   IndexWarnings email_warnings;
   std::thread user_ids([&] {
+    index.by_user_id.Reserve(accounts.row_count());
     IndexUserIds(accounts, &index, &user_id_warnings);
     CollectKnownOrgs(input, &state->orgs);
+    state->impact_of_account.assign(input.accounts->row_count(), -1);
   });
+  index.by_email.Reserve(accounts.row_count());
+  index.by_canonical.Reserve(accounts.row_count());
+  index.email_at.assign(accounts.row_count(), 0);
   IndexEmails(accounts, account_recognition.ColumnsOf(ColumnKind::kEmail), &index,
               &email_warnings);
   user_ids.join();
   WarnInFileOrder(accounts, user_id_warnings, email_warnings, &state->impact);
-  state->impact_of_account.assign(input.accounts->row_count(), -1);
   // Room for every account to be affected, so that the affected accounts
   // (8.2M of about 140 bytes at 10M x 10M) are never moved to a vector
   // twice the size while both are held; only the part used is touched.
@@ -1059,8 +1098,16 @@ Impact CrossrefStream::Finish() {
   impact.leaked_rows_rejected = input.leaked->rejected().size();
   const std::vector<size_t> account_org_columns =
       input.account_columns->ColumnsOf(ColumnKind::kOrgId);
+  // The accounts file's admins found on another thread meanwhile (a read
+  // of every account row, none of it written here).
+  AccountAdmins account_admins;
+  std::thread admins_finder([&] { account_admins = FindAccountAdmins(input, state.orgs); });
   // Accounts in file order, so outputs are stable whatever the leaked order.
   PutInFileOrder(&state.impact_of_account, &impact.accounts);
+  // The totals by category and country on another thread too: they read
+  // the affected accounts, which stay where they are from here, and write
+  // fields of `impact` that nothing below touches.
+  std::thread totals([&] { CountTotals(input, &impact); });
   for (size_t account_idx = 0; account_idx < impact.accounts.size(); ++account_idx) {
     AccountImpact& account = impact.accounts[account_idx];
     // The account's organisation: its first org column's (a known one),
@@ -1086,11 +1133,12 @@ Impact CrossrefStream::Finish() {
       org.accounts_by_category[category] += (account.categories >> category) & 1;
     }
   }
-  AddAdmins(input, &state.orgs, &impact, state.index);
+  admins_finder.join();
+  AddAdmins(input, account_admins, &state.orgs, &impact, state.index);
   std::sort(
       impact.orgs.begin(), impact.orgs.end(),
       [](const OrgImpact& left, const OrgImpact& right) { return left.org_id < right.org_id; });
-  CountTotals(input, &impact);
+  totals.join();
   return impact;
 }
 

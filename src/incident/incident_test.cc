@@ -649,6 +649,27 @@ TEST(CrossrefTest, CountsByCountryPreferTheLeakedFile) {
   EXPECT_EQ(impact->accounts_by_country[1].first, "ES");  // u2: the accounts file's
 }
 
+// An organisation's name and admins from the accounts file (found on a
+// second thread while Finish orders the affected accounts): the name of its
+// first account row that gives one, every admin or owner row, and nothing
+// for an organisation no leaked row touched.
+TEST(CrossrefTest, AnOrgsNameAndAdminsComeFromItsAccountRows) {
+  Fixture fixture = MakeFixture("user_id\nu1\nu5\n",
+                                "user_id,email,org_id,org_name,role\n"
+                                "u1,a1@x.test,o1,,member\n"
+                                "u2,a2@x.test,o1,Acme,admin\n"
+                                "u3,a3@x.test,o1,Acme Ltd,owner\n"
+                                "u4,a4@x.test,o2,Beta,admin\n"
+                                "u5,a5@x.test,,Gamma,admin\n");
+  const Result<Impact> impact = Crossref(fixture.Input(/*with_orgs=*/false));
+  ASSERT_TRUE(impact.ok()) << impact.status().ToString();
+  ASSERT_EQ(impact->orgs.size(), 1u);
+  EXPECT_EQ(impact->orgs[0].org_id, "o1");
+  EXPECT_EQ(impact->orgs[0].name, "Acme");
+  EXPECT_EQ(impact->orgs[0].admin_account_rows, (std::vector<size_t>{1, 2}));
+  EXPECT_EQ(impact->orgs[0].affected_accounts.size(), 1u);
+}
+
 // ---- Timeline
 
 TEST(TimelineTest, DeadlineIs72HoursAfterDetection) {
