@@ -339,6 +339,19 @@ Result<ColumnOverride> ParseColumnOverride(std::string_view text);
 Result<Recognition> RecognizeColumns(const Table& table, std::string_view file,
                                      const std::vector<ColumnOverride>& overrides,
                                      const privacy::Detectors& detectors);
+// RecognizeColumns in two parts, so that the second can run beside other
+// work (crossref: beside the index's making and the leaked file's second
+// reading, which look at the columns' kinds only): the kinds decided
+// (values_non_empty and the card, IBAN and credential counts 0, no
+// sensitive cells), then the every-cell scan of a table read whole — its
+// counts and cells written to `scanned` (which is given the table's
+// columns), added to the recognition with AddScan. Together the same
+// recognition as RecognizeColumns's.
+Result<Recognition> RecognizeColumnKinds(const Table& table, std::string_view file,
+                                         const std::vector<ColumnOverride>& overrides,
+                                         const privacy::Detectors& detectors);
+void ScanTable(const Table& table, const privacy::Detectors& detectors, Recognition* scanned);
+void AddScan(Recognition scanned, Recognition* recognition);
 
 // Recognition of a file read in chunks (TableStream), in two passes: the
 // sample taken as the first pass's chunks go by (Add), the decision (Decide:

@@ -277,6 +277,38 @@ TEST(RecognitionTest, CardNumbersAndHashesAreFoundWhateverTheColumnName) {
   EXPECT_EQ(KindOf(recognition, "blob"), ColumnKind::kPasswordHash);
 }
 
+// RecognizeColumns in its two parts (crossref scans the accounts and orgs
+// beside the cross-reference): kinds first, with nothing counted, then the
+// scan added — the same recognition as in one go.
+TEST(RecognitionTest, KindsThenScanAddedEqualRecognizeColumns) {
+  const Table table = Parse(
+      "user_id,notes,blob\n"
+      "u1,paid with 4111 1111 1111 1111 yesterday,$2b$12$abcdefghijklmnopqrstuvwxyz0123456789\n"
+      "u2,nothing,plain\n"
+      "u3,,5f4dcc3b5aa765d61d8327deb882cf99\n");
+  const Recognition whole = Recognize(table, "accounts");
+  Result<Recognition> kinds = RecognizeColumnKinds(table, "accounts", {}, SharedDetectors());
+  ASSERT_TRUE(kinds.ok());
+  EXPECT_FALSE(kinds->HasCategory(Category::kPayment));  // nothing counted yet
+  EXPECT_TRUE(kinds->sensitive_cells.empty());
+  Recognition scanned;
+  ScanTable(table, SharedDetectors(), &scanned);
+  AddScan(std::move(scanned), &*kinds);
+  ASSERT_EQ(kinds->columns.size(), whole.columns.size());
+  for (size_t column = 0; column < whole.columns.size(); ++column) {
+    EXPECT_EQ(kinds->columns[column].kind, whole.columns[column].kind) << column;
+    EXPECT_EQ(kinds->columns[column].values_non_empty, whole.columns[column].values_non_empty);
+    EXPECT_EQ(kinds->columns[column].card_values, whole.columns[column].card_values);
+    EXPECT_EQ(kinds->columns[column].iban_values, whole.columns[column].iban_values);
+    EXPECT_EQ(kinds->columns[column].credential_values, whole.columns[column].credential_values);
+  }
+  EXPECT_EQ(kinds->columns[1].values_non_empty, 2u);
+  EXPECT_EQ(kinds->columns[1].card_values, 1u);
+  EXPECT_EQ(kinds->columns[2].credential_values, 2u);
+  EXPECT_EQ(kinds->sensitive_cells, whole.sensitive_cells);
+  EXPECT_FALSE(kinds->sensitive_cells.empty());
+}
+
 // A long table (the accounts file) is scanned in two halves on two threads:
 // the counts and the cells are those of one scan over the whole of it,
 // whichever half holds the finds, or neither.

@@ -850,11 +850,36 @@ Result<Recognition> ColumnSampler::Decide(const Table& table, std::string_view f
 Result<Recognition> RecognizeColumns(const Table& table, std::string_view file,
                                      const std::vector<ColumnOverride>& overrides,
                                      const privacy::Detectors& detectors) {
-  ColumnSampler sampler(detectors);
-  sampler.Add(table);
-  MP_ASSIGN_OR_RETURN(Recognition recognition, sampler.Decide(table, file, overrides));
+  MP_ASSIGN_OR_RETURN(Recognition recognition,
+                      RecognizeColumnKinds(table, file, overrides, detectors));
   ScanSensitiveTable(table, detectors, &recognition, &recognition.sensitive_cells);
   return recognition;
+}
+
+Result<Recognition> RecognizeColumnKinds(const Table& table, std::string_view file,
+                                         const std::vector<ColumnOverride>& overrides,
+                                         const privacy::Detectors& detectors) {
+  ColumnSampler sampler(detectors);
+  sampler.Add(table);
+  return sampler.Decide(table, file, overrides);
+}
+
+void ScanTable(const Table& table, const privacy::Detectors& detectors, Recognition* scanned) {
+  scanned->columns.assign(table.columns().size(), ColumnRecognition{});
+  ScanSensitiveTable(table, detectors, scanned, &scanned->sensitive_cells);
+}
+
+void AddScan(Recognition scanned, Recognition* recognition) {
+  for (size_t column = 0; column < recognition->columns.size() && column < scanned.columns.size();
+       ++column) {
+    ColumnRecognition& info = recognition->columns[column];
+    const ColumnRecognition& counts = scanned.columns[column];
+    info.values_non_empty += counts.values_non_empty;
+    info.card_values += counts.card_values;
+    info.iban_values += counts.iban_values;
+    info.credential_values += counts.credential_values;
+  }
+  recognition->sensitive_cells = std::move(scanned.sensitive_cells);
 }
 
 }  // namespace minpanel::incident
