@@ -1030,6 +1030,35 @@ void CrossrefStream::Apply(const Table& leaked, const std::vector<uint8_t>& sens
 
 namespace {
 
+// How many account rows ahead GatherInFileOrder brings in the entry it
+// will read.
+constexpr size_t kGatherPrefetchRows = 32;
+static_assert(kCategoryCount <= 16, "categories_in_order holds 16 bits");
+
+// Which account rows are affected, and the affected accounts' categories in
+// file order (the order PutInFileOrder gives them), read from the entries
+// where they lie, in one pass along `impact_of_account` with the entries
+// ahead prefetched.
+void GatherInFileOrder(const std::vector<int64_t>& impact_of_account,
+                       const std::vector<AccountImpact>& accounts, std::vector<bool>* rows,
+                       std::vector<uint16_t>* categories) {
+  rows->assign(impact_of_account.size(), false);
+  categories->reserve(accounts.size());
+  const size_t row_count = impact_of_account.size();
+  for (size_t row = 0; row < row_count; ++row) {
+    if (row + kGatherPrefetchRows < row_count &&
+        impact_of_account[row + kGatherPrefetchRows] >= 0) {
+      __builtin_prefetch(
+          &accounts[static_cast<size_t>(impact_of_account[row + kGatherPrefetchRows])].categories);
+    }
+    const int64_t at = impact_of_account[row];
+    if (at >= 0) {
+      (*rows)[row] = true;
+      categories->push_back(static_cast<uint16_t>(accounts[static_cast<size_t>(at)].categories));
+    }
+  }
+}
+
 // How many steps ahead along a cycle PutInFileOrder brings in the entry it
 // will move.
 constexpr size_t kPermutePrefetchSteps = 8;
@@ -1102,35 +1131,69 @@ Impact CrossrefStream::Finish() {
   // of every account row, none of it written here).
   AccountAdmins account_admins;
   std::thread admins_finder([&] { account_admins = FindAccountAdmins(input, state.orgs); });
+  // Each affected account's organisation, on another thread beside the
+  // permutation below: which account rows are affected (a bit each) and
+  // their categories in file order are read out of the entries first (the
+  // permutation moves them). An account whose organisation can only come
+  // from the leaked file (`leaked_org_id`, an entry's string) is left for
+  // after.
+  std::vector<bool> affected_rows;
+  std::vector<uint16_t> categories_in_order;
+  GatherInFileOrder(state.impact_of_account, impact.accounts, &affected_rows, &categories_in_order);
+  std::vector<uint32_t> org_from_leaked;  // places (file order) of those left for after
+  const auto add_to_org = [&impact](size_t slot, size_t account_idx, uint32_t categories) {
+    OrgImpact& org = impact.orgs[slot];
+    org.affected_accounts.push_back(account_idx);
+    for (size_t category = 0; category < kCategoryCount; ++category) {
+      org.accounts_by_category[category] += (categories >> category) & 1;
+    }
+  };
+  std::thread org_assigner([&] {
+    size_t account_idx = 0;
+    for (size_t row = 0; row < affected_rows.size(); ++row) {
+      if (!affected_rows[row]) {
+        continue;
+      }
+      // The account's organisation: its first org column's (a known one),
+      // else another org column's, else the leaked file's.
+      const uint32_t known = state.orgs.account_org[row];
+      size_t slot = 0;
+      if (known != kNoOrg) {
+        slot = KnownOrgSlot(known, &state.orgs, &impact);
+      } else {
+        const std::string_view org_id = FirstCell(*input.accounts, row, account_org_columns);
+        if (org_id.empty()) {
+          org_from_leaked.push_back(static_cast<uint32_t>(account_idx));
+          ++account_idx;
+          continue;
+        }
+        slot = OrgSlot(org_id, &state.orgs, &impact);
+      }
+      add_to_org(slot, account_idx, categories_in_order[account_idx]);
+      ++account_idx;
+    }
+  });
   // Accounts in file order, so outputs are stable whatever the leaked order.
   PutInFileOrder(&state.impact_of_account, &impact.accounts);
   // The totals by category and country on another thread too: they read
   // the affected accounts, which stay where they are from here, and write
   // fields of `impact` that nothing below touches.
   std::thread totals([&] { CountTotals(input, &impact); });
-  for (size_t account_idx = 0; account_idx < impact.accounts.size(); ++account_idx) {
-    AccountImpact& account = impact.accounts[account_idx];
-    // The account's organisation: its first org column's (a known one),
-    // else another org column's, else the leaked file's.
-    const uint32_t known = state.orgs.account_org[account.account_row];
-    size_t slot = 0;
-    if (known != kNoOrg) {
-      slot = KnownOrgSlot(known, &state.orgs, &impact);
-    } else {
-      std::string_view org_id =
-          FirstCell(*input.accounts, account.account_row, account_org_columns);
-      if (org_id.empty()) {
-        org_id = account.leaked_org_id;
-      }
-      if (org_id.empty()) {
-        continue;
-      }
-      slot = OrgSlot(org_id, &state.orgs, &impact);
+  org_assigner.join();
+  affected_rows = {};
+  categories_in_order = {};
+  for (const uint32_t account_idx : org_from_leaked) {
+    const AccountImpact& account = impact.accounts[account_idx];
+    if (!account.leaked_org_id.empty()) {
+      add_to_org(OrgSlot(account.leaked_org_id, &state.orgs, &impact), account_idx,
+                 account.categories);
     }
-    OrgImpact& org = impact.orgs[slot];
-    org.affected_accounts.push_back(account_idx);
-    for (size_t category = 0; category < kCategoryCount; ++category) {
-      org.accounts_by_category[category] += (account.categories >> category) & 1;
+  }
+  if (!org_from_leaked.empty()) {
+    // Those came after the others: each organisation's accounts in file
+    // order again.
+    for (OrgImpact& org : impact.orgs) {
+      std::sort(org.affected_accounts.begin(), org.affected_accounts.end());
     }
   }
   admins_finder.join();

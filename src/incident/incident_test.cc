@@ -702,6 +702,23 @@ TEST(CrossrefTest, AnOrgsNameAndAdminsComeFromItsAccountRows) {
   EXPECT_EQ(impact->orgs[0].affected_accounts.size(), 1u);
 }
 
+// An account with no organisation in the accounts file takes the leaked
+// row's (Finish assigns those after the others, beside its permutation):
+// each organisation's accounts still in file order.
+TEST(CrossrefTest, AnAccountsOrgFromTheLeakedFileKeepsFileOrder) {
+  Fixture fixture = MakeFixture("user_id,org_id\nu1,o7\nu2,o7\nu3,\n",
+                                "user_id,email,org_id\n"
+                                "u1,a1@x.test,\n"
+                                "u2,a2@x.test,o7\n"
+                                "u3,a3@x.test,\n");
+  const Result<Impact> impact = Crossref(fixture.Input(/*with_orgs=*/false));
+  ASSERT_TRUE(impact.ok()) << impact.status().ToString();
+  ASSERT_EQ(impact->accounts.size(), 3u);
+  ASSERT_EQ(impact->orgs.size(), 1u);
+  EXPECT_EQ(impact->orgs[0].org_id, "o7");
+  EXPECT_EQ(impact->orgs[0].affected_accounts, (std::vector<size_t>{0, 1}));  // u1, u2
+}
+
 // ---- Timeline
 
 TEST(TimelineTest, DeadlineIs72HoursAfterDetection) {
