@@ -683,6 +683,14 @@ constexpr uint32_t kSensitiveDetectionKinds =
 
 namespace {
 
+// Adds the counts a scan makes (ScanSensitiveRows) of one column to `info`.
+void AddScanCounts(const ColumnRecognition& counts, ColumnRecognition* info) {
+  info->values_non_empty += counts.values_non_empty;
+  info->card_values += counts.card_values;
+  info->iban_values += counts.iban_values;
+  info->credential_values += counts.credential_values;
+}
+
 // ScanSensitiveCells over rows [row_begin, row_end) of `chunk`; `cells`
 // indexed from row_begin.
 void ScanSensitiveRows(const Table& chunk, size_t row_begin, size_t row_end,
@@ -750,12 +758,7 @@ void ScanSensitiveTable(const Table& table, const privacy::Detectors& detectors,
   ScanSensitiveRows(table, 0, half, detectors, recognition, cells);
   second.join();
   for (size_t column = 0; column < recognition->columns.size(); ++column) {
-    ColumnRecognition& info = recognition->columns[column];
-    const ColumnRecognition& counts = second_counts.columns[column];
-    info.values_non_empty += counts.values_non_empty;
-    info.card_values += counts.card_values;
-    info.iban_values += counts.iban_values;
-    info.credential_values += counts.credential_values;
+    AddScanCounts(second_counts.columns[column], &recognition->columns[column]);
   }
   if (cells->empty() && second_cells.empty()) {
     return;
@@ -872,12 +875,7 @@ void ScanTable(const Table& table, const privacy::Detectors& detectors, Recognit
 void AddScan(Recognition scanned, Recognition* recognition) {
   for (size_t column = 0; column < recognition->columns.size() && column < scanned.columns.size();
        ++column) {
-    ColumnRecognition& info = recognition->columns[column];
-    const ColumnRecognition& counts = scanned.columns[column];
-    info.values_non_empty += counts.values_non_empty;
-    info.card_values += counts.card_values;
-    info.iban_values += counts.iban_values;
-    info.credential_values += counts.credential_values;
+    AddScanCounts(scanned.columns[column], &recognition->columns[column]);
   }
   recognition->sensitive_cells = std::move(scanned.sensitive_cells);
 }
