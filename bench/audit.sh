@@ -16,11 +16,15 @@
 # log's work without its fsync) or @disk (beside the data folder), e.g.
 #   bench/audit.sh build-noaudit/apps/minpanel/minpanel@disk build/apps/minpanel/minpanel@disk
 #   bench/audit.sh build/apps/minpanel/minpanel@shm build/apps/minpanel/minpanel@disk
+# NEW may be several, comma-separated, and each may end in @FILE, a config
+# file it serves with (serve --config FILE), e.g. to compare
+# audit_sync_hold_us settings with one binary:
+#   bench/audit.sh NOAUDIT@disk NEW@disk@hold-0.toml,NEW@disk@hold-500.toml 100000 7 2400 query
 # Generated data only: synthetic users gen-N.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "${repo}/bench/lib/audit_data.sh"
-old="$1"; new="$2"; old_bin="${old%@*}"; events="${3:-100000}"; rounds="${4:-3}"; requests="${5:-200}"
+old="$1"; new="$2"; old_bin="${old%%@*}"; events="${3:-100000}"; rounds="${4:-3}"; requests="${5:-200}"
 cases="${6:-query,export}"
 # A MINPANEL_BENCH_NO_AUDIT binary refuses to start without it; others ignore it.
 export MINPANEL_BENCH_NO_AUDIT=1

@@ -10,7 +10,8 @@
 // fsync cost), BIN@disk with it beside the data folder: <data>/audit is a
 // symlink switched between runs, each binary and place keeping its own
 // chain (an older binary may not read a newer one's log: audit log format
-// version 3).
+// version 3). BIN@disk@FILE (or BIN@shm@FILE) serves with --config FILE,
+// e.g. to compare settings such as audit_sync_hold_us with one binary.
 // Used by bench/audit.sh; results in docs/benchmarks.md.
 //
 //   node bench/audit/latency.mjs --bins OLD,NEW --data DIR --keys DIR --secret S
@@ -80,9 +81,10 @@ function placeAudit(binIdx, where) {
 }
 
 async function serve(spec, binIdx, port) {
-  const [bin, where] = spec.split('@');
+  const [bin, where, config] = spec.split('@');
   placeAudit(binIdx, where);
-  const child = spawn(bin, ['serve', '--data', args.data, '--keys', args.keys, '--listen', `127.0.0.1:${port}`],
+  const options = config ? ['--config', config] : [];
+  const child = spawn(bin, ['serve', ...options, '--data', args.data, '--keys', args.keys, '--listen', `127.0.0.1:${port}`],
     { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, MINPANEL_BENCH_NO_AUDIT: '1' } });
   child.stderr.resume();
   for (let attempt = 0; attempt < 400; attempt += 1) {
