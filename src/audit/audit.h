@@ -62,10 +62,12 @@ inline constexpr uint32_t kUnawaitedFlushMsMax = 1000;
 // How long the flusher, woken by a waiter, holds that sync while other
 // reads have queued their opening record and still run
 // (Options::opening_wait_us, AuditLog::EnqueueOpening): each of them will
-// wait for a sync soon, and rides on this one if it does within this long
-// (measured in docs/benchmarks.md, "Holding a sync for running reads").
-// A read alone is never held.
-inline constexpr uint32_t kOpeningWaitUsDefault = 500;
+// wait for a sync soon, and rides on this one if it does within this long.
+// A read alone is never held. Off by default: on this project's machine a
+// hold saves syncs (0.29 -> 0.25 a query at 500 us) but not CPU, and the
+// waits it adds cost 8-client query throughput 2-5 % (docs/benchmarks.md,
+// "Holding a sync for running reads"); for disks where syncs are scarce.
+inline constexpr uint32_t kOpeningWaitUsDefault = 0;
 inline constexpr uint32_t kOpeningWaitUsMax = 1'000'000;
 // The longest audit retention a config may set (Config::audit_retention_days).
 inline constexpr uint32_t kAuditRetentionDaysMax = 36'500;

@@ -132,9 +132,9 @@ TEST_F(ConfigFileTest, AuditSyncHoldIsReadAndRangeChecked) {
   auto config = Load("");
   ASSERT_TRUE(config.ok());
   EXPECT_EQ(config->audit_sync_hold_us, audit::kOpeningWaitUsDefault);
-  config = Load("audit_sync_hold_us = 0\n");
+  config = Load("audit_sync_hold_us = 250\n");
   ASSERT_TRUE(config.ok());
-  EXPECT_EQ(config->audit_sync_hold_us, 0U);
+  EXPECT_EQ(config->audit_sync_hold_us, 250U);
   EXPECT_TRUE(ValidateConfig(*config).ok());
   config = Load("audit_sync_hold_us = 1000001\n");
   ASSERT_TRUE(config.ok());
