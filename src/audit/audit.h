@@ -11,8 +11,9 @@
 // when someone waits for a queued record, and holds records nobody waits
 // for yet up to Options::unawaited_flush_ms, so that they ride along with
 // the next awaited sync instead of costing one of their own; a sync
-// someone waits for is held briefly for the reads that opened and will
-// wait soon (EnqueueOpening, Options::opening_wait_us). A
+// someone waits for can be held briefly for the reads that opened and
+// will wait soon (EnqueueOpening, Options::opening_wait_us; off by
+// default). A
 // failed write poisons the log: every later Append fails (Unavailable), so
 // that no read is answered without its record. Every kAnchorInterval records,
 // and on Close, the head (position and hash) is appended to the anchors file;
