@@ -703,8 +703,10 @@ class AuditLog {
     Opening& operator=(Opening&&) = delete;
     ~Opening();
     uint64_t seq() const { return seq_; }
-    // WaitDurable(seq()); the read is no longer counted as running.
-    Status WaitDurable();
+    // WaitDurable(seq()), or WaitDurable(through) when that comes later (a
+    // closing record the read queued since); the read is no longer counted
+    // as running.
+    Status WaitDurable(uint64_t through = 0);
 
    private:
     friend class AuditLog;

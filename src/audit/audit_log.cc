@@ -348,11 +348,12 @@ AuditLog::Opening::~Opening() {
   }
 }
 
-Status AuditLog::Opening::WaitDurable() {
+Status AuditLog::Opening::WaitDurable(uint64_t through) {
   if (log_ == nullptr) {
     return Status::Ok();  // a benchmark build without the log
   }
-  return log_->WaitDurableRecord(seq_, /*closes_opening=*/std::exchange(running_, false));
+  return log_->WaitDurableRecord(std::max(seq_, through),
+                                 /*closes_opening=*/std::exchange(running_, false));
 }
 
 void AuditLog::DropOpening() {

@@ -257,6 +257,35 @@ TEST_F(AuditLogTest, RecordsNobodyWaitsForRideWithTheNextAwaitedSyncOrTheDelay) 
   EXPECT_TRUE(Verify().ok);
 }
 
+// A long read: its opening record was synced while it ran (here awaited
+// first), and its closing record, queued after, is durable before it
+// answers when it waits through it, not within unawaited_flush_ms.
+TEST_F(AuditLogTest, AnOpeningWaitedThroughItsClosingRecordMakesThatDurable) {
+  Options options;
+  options.unawaited_flush_ms = kUnawaitedFlushMsMax;  // nothing unawaited written in 1 s
+  auto opened = AuditLog::Open(folder_, file_system_, clock_, options);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  auto log = std::move(opened).value();
+  AuditEntry start;
+  start.act = "query.start";
+  auto opening = log->EnqueueOpening(start);
+  ASSERT_TRUE(opening.ok());
+  ASSERT_TRUE(log->WaitDurable(opening->seq()).ok());  // synced while the read runs
+  ASSERT_EQ(Entries(Read("log")).size(), 1u);
+  AuditEntry end;
+  end.act = "query";
+  auto closing = log->Enqueue(end);
+  ASSERT_TRUE(closing.ok());
+  const auto before = std::chrono::steady_clock::now();
+  ASSERT_TRUE(opening->WaitDurable(*closing).ok());
+  EXPECT_LT(std::chrono::steady_clock::now() - before, std::chrono::milliseconds(500));
+  const std::vector<AuditEntry> entries = Entries(Read("log"));
+  ASSERT_EQ(entries.size(), 2u);
+  EXPECT_EQ(entries[1].act, "query");
+  ASSERT_TRUE(log->Close().ok());
+  EXPECT_TRUE(Verify().ok);
+}
+
 TEST_F(AuditLogTest, AWaitersSyncIsHeldForRunningReadsUntilTheLastWaits) {
   Options options;
   options.opening_wait_us = kOpeningWaitUsMax + 1;

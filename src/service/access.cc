@@ -703,10 +703,10 @@ Result<std::string> Service::Query(const Access& access, std::string_view query_
   }
   MP_RETURN_IF_ERROR(CheckLimits(access.principal, names));
   // Two records: `query.start` (who, what, the parameters) is queued before
-  // the query runs and is durable before the answer leaves; `query` (what
-  // left) is queued when the answer is ready, so that a cheap query's two
-  // records share the one sync the answer waits for, and a long query's
-  // start is synced while it runs (the log holds unawaited records up to
+  // the query runs; `query` (what left) is queued when the answer is ready,
+  // and both are durable before the answer leaves. A cheap query's two
+  // records share the one sync the answer waits for; a long query's start
+  // is synced while it runs (the log holds unawaited records up to
   // audit::Options::unawaited_flush_ms; docs/formats/audit.md,
   // "Durability"). A query the log cannot record is not answered. The two
   // are one request's: its address is sealed once, for both.
@@ -727,8 +727,8 @@ Result<std::string> Service::Query(const Access& access, std::string_view query_
     end.bytes = answer->size();
   }
   if (!answer.ok() || listed.subjects() == 0) {
-    MP_RETURN_IF_ERROR(audit_->Enqueue(std::move(end)).status());
-    MP_RETURN_IF_ERROR(opening.WaitDurable());
+    MP_ASSIGN_OR_RETURN(const uint64_t end_seq, audit_->Enqueue(std::move(end)));
+    MP_RETURN_IF_ERROR(opening.WaitDurable(end_seq));
     return answer;
   }
   // An answer that lists subjects is recorded as an export is: its subject

@@ -1,6 +1,6 @@
 // The audit log on the real server (issue 6; docs/formats/audit.md): every
-// answered query has its query.start record (durable before the answer left)
-// and, once the server stops, its query record of what left; a kill -9
+// answered query has its query.start record and its query record of what
+// left, both durable before the answer left; a kill -9
 // in the middle of many appends leaves a chain that `minpanel audit verify`
 // accepts and the restarted server continues, and verify catches an edited
 // byte and a dropped record, naming the record.
@@ -83,6 +83,7 @@ describe('audit log', () => {
     const recorded = await starts();
     assert.ok(recorded >= answered, `query.start records ${recorded} >= answered ${answered}`);
     const ended = await ends();
+    assert.ok(ended >= answered, `query records ${ended} >= answered ${answered}`);
     const log = path.join(server.dataDir, 'audit', 'log');
     const bytesBefore = (await fsp.stat(log)).size;
     await server.start();
