@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "audit/audit.h"
+#include "median.h"
 
 namespace {
 
@@ -76,14 +77,10 @@ double Run(const std::string& folder, uint64_t preallocate_bytes, double seconds
   return static_cast<double>(awaited.load()) / elapsed_s;
 }
 
-double Median(std::vector<double> values) {
-  std::sort(values.begin(), values.end());
-  return values[values.size() / 2];
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
+  using minpanel::bench::Median;
   if (argc < 2) {
     std::fprintf(stderr, "usage: audit_group_commit FOLDER [ROUNDS] [SECONDS]\n");
     return 2;

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "audit/audit.h"
+#include "median.h"
 
 namespace {
 
@@ -130,14 +131,10 @@ RunResult Run(const std::string& folder, int64_t hold_us, int reads, int work_us
   return result;
 }
 
-double Median(std::vector<double> values) {
-  std::sort(values.begin(), values.end());
-  return values[values.size() / 2];
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
+  using minpanel::bench::Median;
   if (argc < 2) {
     std::fprintf(stderr, "usage: audit_reads FOLDER [ROUNDS] [READS] [WORK_US] [HOLD_US,...]\n");
     return 2;
