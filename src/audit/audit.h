@@ -12,8 +12,7 @@
 // for yet up to Options::unawaited_flush_ms, so that they ride along with
 // the next awaited sync instead of costing one of their own; a sync
 // someone waits for can be held briefly for the reads that opened and
-// will wait soon (EnqueueOpening, Options::opening_wait_us; off by
-// default). A
+// will wait soon (EnqueueOpening, Options::opening_wait_us). A
 // failed write poisons the log: every later Append fails (Unavailable), so
 // that no read is answered without its record. Every kAnchorInterval records,
 // and on Close, the head (position and hash) is appended to the anchors file;
@@ -64,11 +63,13 @@ inline constexpr uint32_t kUnawaitedFlushMsMax = 1000;
 // reads have queued their opening record and still run
 // (Options::opening_wait_us, AuditLog::EnqueueOpening): each of them will
 // wait for a sync soon, and rides on this one if it does within this long.
-// A read alone is never held. Off by default: on this project's machine a
-// hold saves syncs (0.29 -> 0.25 a query at 500 us) but not CPU, and the
-// waits it adds cost 8-client query throughput 2-5 % (docs/benchmarks.md,
-// "Holding a sync for running reads"); for disks where syncs are scarce.
-inline constexpr uint32_t kOpeningWaitUsDefault = 0;
+// A read alone is never held. Since a query's answer waits for its closing
+// record too, a sync its start rode on early no longer covers it: with no
+// hold, 8 clients' queries took 0.60 syncs a query and 8 % less
+// throughput; held 500 us, 0.37 and about the throughput of before
+// (bench/audit_syscalls.sh; docs/benchmarks.md, "Holding a sync for
+// running reads").
+inline constexpr uint32_t kOpeningWaitUsDefault = 500;
 inline constexpr uint32_t kOpeningWaitUsMax = 1'000'000;
 // The longest audit retention a config may set (Config::audit_retention_days).
 inline constexpr uint32_t kAuditRetentionDaysMax = 36'500;
