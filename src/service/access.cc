@@ -704,12 +704,14 @@ Result<std::string> Service::Query(const Access& access, std::string_view query_
   MP_RETURN_IF_ERROR(CheckLimits(access.principal, names));
   // Two records: `query.start` (who, what, the parameters) is queued before
   // the query runs; `query` (what left) is queued when the answer is ready,
-  // and both are durable before the answer leaves. A cheap query's two
-  // records share the one sync the answer waits for; a long query's start
-  // is synced while it runs (the log holds unawaited records up to
-  // audit::Options::unawaited_flush_ms; docs/formats/audit.md,
-  // "Durability"). A query the log cannot record is not answered. The two
-  // are one request's: its address is sealed once, for both.
+  // and both are durable before the answer leaves. A cheap query alone has
+  // both in the one sync its answer waits for; a long query's start is
+  // synced while it runs (the log holds unawaited records up to
+  // audit::Options::unawaited_flush_ms), and concurrent queries' closing
+  // records share syncs through the hold (Options::opening_wait_us;
+  // docs/formats/audit.md, "Durability"). A query the log cannot record
+  // is not answered. The two are one request's: its address is sealed
+  // once, for both.
   audit::AuditEntry start = Stamped(access, ReadEntry(access, "query.start"));
   MP_RETURN_IF_ERROR(audit_->SealAddress(&start));
   start.params_sha256 = audit::Sha256Hex(query_json);
