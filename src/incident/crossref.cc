@@ -9,9 +9,11 @@
 #include <cstdio>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 
+#include "incident/huge_pages.h"
 #include "incident/incident.h"
 
 namespace minpanel::incident {
@@ -123,6 +125,8 @@ class RowHash {
     while (slots < 2 * count) {
       slots *= 2;
     }
+    slots_.clear();
+    ReserveHuge(&slots_, slots);
     slots_.assign(slots, 0);
     mask_ = slots - 1;
     count_ = 0;
@@ -318,64 +322,246 @@ void IndexUserIds(const Table& accounts, AccountIndex* index, IndexWarnings* war
   }
 }
 
-void IndexEmails(const Table& accounts, const std::vector<size_t>& email_columns,
-                 AccountIndex* index, IndexWarnings* warnings) {
-  const auto email_of = [index](uint32_t row) { return index->NormalizedEmail(row); };
-  const auto canonical_of = [index](uint32_t row) {
-    return CanonicalizeEmail(index->NormalizedEmail(row)).address;
-  };
-  struct Prepared {
-    std::string_view email;  // the row's first email cell
-    Status normalized_status;
-    std::string normalized;  // reused: no allocation per account
-    uint64_t email_hash = 0;
-    CanonicalEmail canonical;  // reused too
-    uint64_t canonical_hash = 0;
-  };
-  std::array<Prepared, kPrefetchRows> ring;
-  const size_t rows = accounts.row_count();
-  const auto prepare = [&](size_t row, Prepared* prepared) {
-    prepared->email = FirstCell(accounts, row, email_columns);
-    if (prepared->email.empty()) {
-      return;
-    }
-    prepared->normalized_status = NormalizeEmailTo(prepared->email, &prepared->normalized);
-    if (!prepared->normalized_status.ok()) {
-      return;
-    }
-    prepared->email_hash = RowHash::Hash(prepared->normalized);
-    index->by_email.Prefetch(prepared->email_hash);
-    CanonicalizeEmailTo(prepared->normalized, &prepared->canonical);
-    prepared->canonical_hash = RowHash::Hash(prepared->canonical.address);
-    index->by_canonical.Prefetch(prepared->canonical_hash);
-  };
-  for (size_t ahead = 0; ahead < std::min(rows, kPrefetchRows); ++ahead) {
-    prepare(ahead, &ring[ahead]);
+// An account row's email keys: its first email cell normalised (or why it
+// cannot be), hashed, and canonicalised, hashed.
+struct EmailKeys {
+  std::string_view email;  // the row's first email cell
+  Status normalized_status;
+  std::string normalized;  // reused: no allocation per account
+  uint64_t email_hash = 0;
+  CanonicalEmail canonical;  // reused too
+  uint64_t canonical_hash = 0;
+};
+
+void MakeEmailKeys(const Table& accounts, size_t row, const std::vector<size_t>& email_columns,
+                   EmailKeys* keys) {
+  keys->email = FirstCell(accounts, row, email_columns);
+  if (keys->email.empty()) {
+    return;
   }
-  for (size_t row = 0; row < rows; ++row) {
-    const uint32_t account = static_cast<uint32_t>(row);
-    Prepared& prepared = ring[row % kPrefetchRows];
-    if (!prepared.email.empty()) {
-      if (!prepared.normalized_status.ok()) {
-        warnings->Add(row, "the email cannot be used: " + prepared.normalized_status.message());
+  keys->normalized_status = NormalizeEmailTo(keys->email, &keys->normalized);
+  if (!keys->normalized_status.ok()) {
+    return;
+  }
+  keys->email_hash = RowHash::Hash(keys->normalized);
+  CanonicalizeEmailTo(keys->normalized, &keys->canonical);
+  keys->canonical_hash = RowHash::Hash(keys->canonical.address);
+}
+
+// The email keys of a block of rows, made by the user id thread once its
+// own table is done (EmailBlocks), kept until the email thread adds them.
+struct MadeEmailKeys {
+  enum State : uint8_t { kNone, kOk, kFailed };
+  struct Row {
+    uint64_t email_hash = 0;
+    uint64_t canonical_hash = 0;
+    uint64_t text_at = 0;  // the normalised email, then the canonical one, in `text`
+    uint32_t normalized_bytes = 0;
+    uint32_t canonical_bytes = 0;
+    State state = kNone;
+  };
+  std::vector<Row> rows;
+  std::string text;
+  std::vector<std::string> failures;  // the kFailed rows' messages, in row order
+
+  std::string_view Normalized(const Row& row) const {
+    return std::string_view(text).substr(row.text_at, row.normalized_bytes);
+  }
+  std::string_view Canonical(const Row& row) const {
+    return std::string_view(text).substr(row.text_at + row.normalized_bytes, row.canonical_bytes);
+  }
+};
+
+// The accounts' rows in blocks, for the emails' index: the email thread
+// takes them from the front, making each row's keys and adding them in file
+// order; the user id thread, once its own table is done, takes blocks from
+// the back and only makes their keys (normalising and canonicalising: most
+// of the work), which the email thread adds when it gets there. The tables
+// are the same as one thread's; the last second or so of the index, when
+// one core idled, is shared.
+class EmailBlocks {
+ public:
+  static constexpr size_t kRows = size_t{1} << 16;
+
+  explicit EmailBlocks(size_t rows)
+      : rows_(rows), back_((rows + kRows - 1) / kRows), made_(back_) {}
+
+  size_t count() const { return made_.size(); }
+  size_t Begin(size_t block) const { return block * kRows; }
+  size_t End(size_t block) const { return std::min(rows_, (block + 1) * kRows); }
+
+  // The email thread, at `block`: true if it is the thread's own to make
+  // (no block before it is the helper's), false if the helper took it.
+  bool TakeFront(size_t block) {
+    std::lock_guard lock(mutex_);
+    if (block < back_) {
+      front_ = block + 1;
+      return true;
+    }
+    return false;
+  }
+  // The helper: the last block nobody has taken, if one is left.
+  std::optional<size_t> TakeBack() {
+    std::lock_guard lock(mutex_);
+    if (back_ <= front_) {
+      return std::nullopt;
+    }
+    return --back_;
+  }
+  void Made(size_t block, std::unique_ptr<MadeEmailKeys> keys) {
+    {
+      std::lock_guard lock(mutex_);
+      made_[block] = std::move(keys);
+    }
+    made_cv_.notify_all();
+  }
+  // The keys the helper made for `block`, once it has made them.
+  std::unique_ptr<MadeEmailKeys> WaitMade(size_t block) {
+    std::unique_lock lock(mutex_);
+    made_cv_.wait(lock, [&] { return made_[block] != nullptr; });
+    return std::move(made_[block]);
+  }
+
+ private:
+  const size_t rows_;
+  std::mutex mutex_;
+  std::condition_variable made_cv_;
+  size_t front_ = 0;  // blocks before it are the email thread's
+  size_t back_;       // blocks from it on are the helper's
+  std::vector<std::unique_ptr<MadeEmailKeys>> made_;
+};
+
+// The user id thread's share of the emails' index: keys of blocks from the
+// back until the email thread reaches them.
+size_t MakeEmailBlocks(const Table& accounts, const std::vector<size_t>& email_columns,
+                       EmailBlocks* blocks) {
+  size_t made_blocks = 0;
+  EmailKeys keys;
+  while (const std::optional<size_t> block = blocks->TakeBack()) {
+    auto made = std::make_unique<MadeEmailKeys>();
+    const size_t begin = blocks->Begin(*block);
+    const size_t end = blocks->End(*block);
+    made->rows.resize(end - begin);
+    for (size_t row = begin; row < end; ++row) {
+      MadeEmailKeys::Row& out = made->rows[row - begin];
+      MakeEmailKeys(accounts, row, email_columns, &keys);
+      if (keys.email.empty()) {
+        continue;
+      }
+      if (!keys.normalized_status.ok()) {
+        out.state = MadeEmailKeys::kFailed;
+        made->failures.push_back(keys.normalized_status.message());
+        continue;
+      }
+      out.state = MadeEmailKeys::kOk;
+      out.email_hash = keys.email_hash;
+      out.canonical_hash = keys.canonical_hash;
+      out.text_at = made->text.size();
+      out.normalized_bytes = static_cast<uint32_t>(keys.normalized.size());
+      out.canonical_bytes = static_cast<uint32_t>(keys.canonical.address.size());
+      made->text += keys.normalized;
+      made->text += keys.canonical.address;
+    }
+    blocks->Made(*block, std::move(made));
+    ++made_blocks;
+  }
+  return made_blocks;
+}
+
+// One row's email keys added to the index, in file order.
+void AddEmail(AccountIndex* index, size_t row, std::string_view normalized, uint64_t email_hash,
+              std::string_view canonical, uint64_t canonical_hash, IndexWarnings* warnings) {
+  const auto email_of = [index](uint32_t account) { return index->NormalizedEmail(account); };
+  const auto canonical_of = [index](uint32_t account) {
+    return CanonicalizeEmail(index->NormalizedEmail(account)).address;
+  };
+  const uint32_t account = static_cast<uint32_t>(row);
+  // Stored first: the look-ups below read the row's key from the arena.
+  index->email_at[row] = (uint64_t{index->email_arena.size()} << 24) | normalized.size();
+  index->email_arena += normalized;
+  if (index->by_email.InsertHashed(normalized, email_hash, account, email_of) != kNoAccount) {
+    warnings->Add(row, "duplicate email (the first account with it is used)");
+  }
+  const uint32_t first =
+      index->by_canonical.InsertHashed(canonical, canonical_hash, account, canonical_of);
+  if (first != kNoAccount) {
+    index->canonical_others[first].push_back(account);
+  }
+}
+
+// The email thread's own block: each row's keys made kPrefetchRows rows
+// before it is added, and its slots prefetched, so that the tables' cache
+// misses overlap.
+void IndexEmailBlock(const Table& accounts, const std::vector<size_t>& email_columns, size_t begin,
+                     size_t end, AccountIndex* index, IndexWarnings* warnings) {
+  std::array<EmailKeys, kPrefetchRows> ring;
+  const auto prepare = [&](size_t row, EmailKeys* keys) {
+    MakeEmailKeys(accounts, row, email_columns, keys);
+    if (!keys->email.empty() && keys->normalized_status.ok()) {
+      index->by_email.Prefetch(keys->email_hash);
+      index->by_canonical.Prefetch(keys->canonical_hash);
+    }
+  };
+  for (size_t ahead = begin; ahead < std::min(end, begin + kPrefetchRows); ++ahead) {
+    prepare(ahead, &ring[ahead % kPrefetchRows]);
+  }
+  for (size_t row = begin; row < end; ++row) {
+    EmailKeys& keys = ring[row % kPrefetchRows];
+    if (!keys.email.empty()) {
+      if (!keys.normalized_status.ok()) {
+        warnings->Add(row, "the email cannot be used: " + keys.normalized_status.message());
       } else {
-        // Stored first: the look-ups below read the row's key from the arena.
-        const std::string& normalized = prepared.normalized;
-        index->email_at[row] = (uint64_t{index->email_arena.size()} << 24) | normalized.size();
-        index->email_arena += normalized;
-        if (index->by_email.InsertHashed(normalized, prepared.email_hash, account, email_of) !=
-            kNoAccount) {
-          warnings->Add(row, "duplicate email (the first account with it is used)");
-        }
-        const uint32_t first = index->by_canonical.InsertHashed(
-            prepared.canonical.address, prepared.canonical_hash, account, canonical_of);
-        if (first != kNoAccount) {
-          index->canonical_others[first].push_back(account);
-        }
+        AddEmail(index, row, keys.normalized, keys.email_hash, keys.canonical.address,
+                 keys.canonical_hash, warnings);
       }
     }
-    if (row + kPrefetchRows < rows) {
-      prepare(row + kPrefetchRows, &prepared);
+    if (row + kPrefetchRows < end) {
+      prepare(row + kPrefetchRows, &keys);
+    }
+  }
+}
+
+// A block whose keys the user id thread made: added in file order, the
+// slots prefetched kPrefetchRows rows ahead.
+void AddMadeEmailBlock(const MadeEmailKeys& made, size_t begin, AccountIndex* index,
+                       IndexWarnings* warnings) {
+  const size_t count = made.rows.size();
+  const auto prefetch = [&](size_t at) {
+    const MadeEmailKeys::Row& row = made.rows[at];
+    if (row.state == MadeEmailKeys::kOk) {
+      index->by_email.Prefetch(row.email_hash);
+      index->by_canonical.Prefetch(row.canonical_hash);
+    }
+  };
+  for (size_t at = 0; at < std::min(count, kPrefetchRows); ++at) {
+    prefetch(at);
+  }
+  size_t failure_idx = 0;
+  for (size_t at = 0; at < count; ++at) {
+    const MadeEmailKeys::Row& row = made.rows[at];
+    if (row.state == MadeEmailKeys::kFailed) {
+      warnings->Add(begin + at, "the email cannot be used: " + made.failures[failure_idx++]);
+    } else if (row.state == MadeEmailKeys::kOk) {
+      AddEmail(index, begin + at, made.Normalized(row), row.email_hash, made.Canonical(row),
+               row.canonical_hash, warnings);
+    }
+    if (at + kPrefetchRows < count) {
+      prefetch(at + kPrefetchRows);
+    }
+  }
+}
+
+// The email thread: every block in file order, its own made here, the
+// helper's added once made.
+void IndexEmails(const Table& accounts, const std::vector<size_t>& email_columns,
+                 EmailBlocks* blocks, AccountIndex* index, IndexWarnings* warnings) {
+  for (size_t block = 0; block < blocks->count(); ++block) {
+    if (blocks->TakeFront(block)) {
+      IndexEmailBlock(accounts, email_columns, blocks->Begin(block), blocks->End(block), index,
+                      warnings);
+    } else {
+      const std::unique_ptr<MadeEmailKeys> made = blocks->WaitMade(block);
+      AddMadeEmailBlock(*made, blocks->Begin(block), index, warnings);
     }
   }
 }
@@ -838,6 +1024,7 @@ struct CrossrefStream::State {
   AccountIndex index;
   OrgTable orgs;
   std::vector<int64_t> impact_of_account;  // per account row: index into impact.accounts, or -1
+  size_t email_blocks_made_beside = 0;
 
   void PrefetchImpactSlot(uint32_t account) const {
     if (account != kNoAccount) {
@@ -891,8 +1078,8 @@ Result<std::unique_ptr<CrossrefStream>> CrossrefStream::Start(const CrossrefInpu
   }
   // The accounts indexed on two threads: the user ids and the known
   // organisations on one, the emails on this one (the heavier: each is
-  // normalised and canonicalised). Their warnings are said in file order
-  // after.
+  // normalised and canonicalised), which the first helps once its own work
+  // is done (EmailBlocks). Their warnings are said in file order after.
   const Table& accounts = *input.accounts;
   AccountIndex& index = state->index;
   const std::vector<size_t> account_user_columns =
@@ -903,23 +1090,29 @@ Result<std::unique_ptr<CrossrefStream>> CrossrefStream::Start(const CrossrefInpu
   // is 256 MiB of slots, written once to be cleared).
   IndexWarnings user_id_warnings;
   IndexWarnings email_warnings;
+  const std::vector<size_t> account_email_columns =
+      account_recognition.ColumnsOf(ColumnKind::kEmail);
+  EmailBlocks email_blocks(accounts.row_count());
   std::thread user_ids([&] {
     index.by_user_id.Reserve(accounts.row_count());
     IndexUserIds(accounts, &index, &user_id_warnings);
     CollectKnownOrgs(input, &state->orgs);
+    ReserveHuge(&state->impact_of_account, input.accounts->row_count());
     state->impact_of_account.assign(input.accounts->row_count(), -1);
+    state->email_blocks_made_beside =
+        MakeEmailBlocks(accounts, account_email_columns, &email_blocks);
   });
   index.by_email.Reserve(accounts.row_count());
   index.by_canonical.Reserve(accounts.row_count());
+  ReserveHuge(&index.email_at, accounts.row_count());
   index.email_at.assign(accounts.row_count(), 0);
-  IndexEmails(accounts, account_recognition.ColumnsOf(ColumnKind::kEmail), &index,
-              &email_warnings);
+  IndexEmails(accounts, account_email_columns, &email_blocks, &index, &email_warnings);
   user_ids.join();
   WarnInFileOrder(accounts, user_id_warnings, email_warnings, &state->impact);
   // Room for every account to be affected, so that the affected accounts
   // (8.2M of about 140 bytes at 10M x 10M) are never moved to a vector
   // twice the size while both are held; only the part used is touched.
-  state->impact.accounts.reserve(input.accounts->row_count());
+  ReserveHuge(&state->impact.accounts, input.accounts->row_count());
   return std::unique_ptr<CrossrefStream>(new CrossrefStream(std::move(state)));
 }
 
@@ -1204,6 +1397,8 @@ Impact CrossrefStream::Finish() {
   totals.join();
   return impact;
 }
+
+size_t CrossrefStream::email_blocks_made_beside() const { return state_->email_blocks_made_beside; }
 
 Result<Impact> Crossref(const CrossrefInput& input) {
   MP_ASSIGN_OR_RETURN(std::unique_ptr<CrossrefStream> stream, CrossrefStream::Start(input));

@@ -134,7 +134,7 @@ class Table {
   void EndRow();
   void AbandonRow(uint64_t line, std::string reason);
   void Reject(uint64_t line, std::string reason) { rejected_.push_back({line, std::move(reason)}); }
-  void ReserveBytes(size_t bytes) { arena_.reserve(bytes); }
+  void ReserveBytes(size_t bytes);
   // Room for `rows` rows of `cells` non-empty cells in all, so that a large
   // file's vectors are not grown, and copied, a doubling at a time. An
   // estimate: more rows or cells are still added as they come.
@@ -547,6 +547,10 @@ class CrossrefStream {
   // table, holding the file's counts and rejected rows) and
   // `input.leaked_columns` (with the scan's counts) as they are then.
   Impact Finish();
+  // How many blocks of the accounts' emails (65,536 rows each) had their
+  // keys made by the user id thread once its own table was done, beside
+  // the email thread (for tests: the index is the same either way).
+  size_t email_blocks_made_beside() const;
 
  private:
   struct State;

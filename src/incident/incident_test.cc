@@ -672,6 +672,62 @@ TEST(CrossrefTest, AccountWarningsComeInFileOrder) {
   }
 }
 
+// Past 65,536 accounts the emails' index is made in blocks, the last ones'
+// keys by the user id thread once its own table is done (here at once: the
+// accounts have no user id). What the index says is the same: a duplicate
+// and an unusable email in those blocks are warned in file order, and an
+// exact and a canonical match reach the right rows across blocks.
+TEST(CrossrefTest, EmailsIndexedInBlocksOnTwoThreadsMatchAsOneIndex) {
+  constexpr size_t kBlockRows = 65'536;
+  constexpr size_t kRows = 5 * kBlockRows + 100;
+  constexpr size_t kDuplicateRow = kRows - 50;  // of row 1's email, in the last block
+  constexpr size_t kUnusableRow = kRows - 40;
+  constexpr size_t kPlusRow = 4 * kBlockRows + 7;  // p2's canonical form
+  std::string accounts = "email,name\n";
+  for (size_t row = 0; row < kRows; ++row) {
+    accounts += row == kDuplicateRow  ? "P1@X.test"
+                : row == kUnusableRow ? "not an email"
+                : row == kPlusRow     ? "p2+news@x.test"
+                                      : "p" + std::to_string(row) + "@x.test";
+    accounts += ",Person " + std::to_string(row) + "\n";
+  }
+  const std::string leaked = "email\np" + std::to_string(kRows - 10) +
+                             "@x.test\np1@x.test\np2+other@x.test\np" +
+                             std::to_string(kBlockRows + 3) + "@x.test\np2+news@x.test\n";
+  Fixture fixture = MakeFixture(leaked, accounts);
+  ASSERT_EQ(fixture.accounts.row_count(), kRows);
+  // Which blocks the helper takes depends on the threads' timing: run until
+  // one run had it make some (nearly always the first), checking every run.
+  size_t made_beside = 0;
+  for (int attempt = 0; attempt < 5 && made_beside == 0; ++attempt) {
+    auto stream = CrossrefStream::Start(fixture.Input(false));
+    ASSERT_TRUE(stream.ok()) << stream.status().ToString();
+    made_beside = (*stream)->email_blocks_made_beside();
+    (*stream)->Add(fixture.leaked, fixture.leaked_columns.sensitive_cells);
+    const Impact impact = (*stream)->Finish();
+    ASSERT_EQ(impact.warnings.size(), 2u);
+    EXPECT_EQ(impact.warnings[0].line, kDuplicateRow + 2);
+    EXPECT_TRUE(impact.warnings[0].message.starts_with("duplicate email"))
+        << impact.warnings[0].message;
+    EXPECT_EQ(impact.warnings[1].line, kUnusableRow + 2);
+    EXPECT_TRUE(impact.warnings[1].message.starts_with("the email cannot be used"))
+        << impact.warnings[1].message;
+    std::vector<std::pair<size_t, bool>> rows;  // account row, ambiguous
+    for (const AccountImpact& account : impact.accounts) {
+      rows.emplace_back(account.account_row, account.ambiguous);
+      // The helper's block keeps the normalised email, not the canonical one.
+      EXPECT_EQ(Has(account.methods, MatchMethod::kEmail), account.account_row != 2)
+          << account.account_row;
+    }
+    std::sort(rows.begin(), rows.end());
+    const std::vector<std::pair<size_t, bool>> expected = {
+        {1, false}, {2, true}, {kBlockRows + 3, false}, {kPlusRow, true}, {kRows - 10, false}};
+    EXPECT_EQ(rows, expected);
+    EXPECT_EQ(impact.leaked_rows_matched_account, 5u);
+  }
+  EXPECT_GT(made_beside, 0u) << "the user id thread made no block in 5 runs";
+}
+
 TEST(CrossrefTest, CountsByCountryPreferTheLeakedFile) {
   Fixture fixture = MakeFixture("user_id,country\nu1,BR\nu2,\n", kAccounts);
   const Result<Impact> impact = Crossref(fixture.Input());

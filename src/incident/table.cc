@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "incident/bounded_file.h"
+#include "incident/huge_pages.h"
 #include "incident/incident.h"
 #include "incident/table_internal.h"
 
@@ -97,10 +98,12 @@ void Table::AddCell(size_t column, std::string_view value) {
   arena_.append(value);
 }
 
+void Table::ReserveBytes(size_t bytes) { ReserveHuge(&arena_, bytes); }
+
 void Table::ReserveRows(size_t rows, size_t cells) {
-  row_begin_.reserve(rows + 1);
-  row_line_.reserve(rows);
-  cells_.reserve(cells);
+  ReserveHuge(&row_begin_, rows + 1);
+  ReserveHuge(&row_line_, rows);
+  ReserveHuge(&cells_, cells);
 }
 
 void Table::EndRow() {
