@@ -4,7 +4,8 @@
 # accounts, LEAKED leaked rows, RUNS runs; prints each run's phases (reading
 # the accounts and orgs, the leaked file's first reading (the recognition
 # sample, read beside the accounts since 8bbb45b) and second (scan and
-# match), writing, impact.json's size), total, the process's CPU time
+# match; the accounts' index before it and Finish after it apart),
+# writing, impact.json's size), total, the process's CPU time
 # (user + sys, and each) and peak resident memory, then the medians.
 # Notices are off (--no-notices) unless NOTICES=1, so the number is the
 # cross-reference itself.
@@ -47,7 +48,9 @@ for run in $(seq 1 "${runs}"); do
   impact_bytes="$(stat -c %s "${out}/impact.json")"
   echo "run ${run}: accounts read $(seconds '^accounts:') s, orgs read $(seconds '^orgs:') s," \
     "accounts+orgs recognised $(seconds 'accounts and orgs columns') s," \
-    "leaked 1st reading $(seconds 'first reading') s, 2nd reading (scan + match) $(seconds 'second reading') s," \
+    "leaked 1st reading $(seconds 'first reading') s, 2nd reading (scan + match) $(seconds 'second reading') s" \
+    "(index $(grep -oE "accounts' index [0-9.]+" "${log}" | grep -oE '[0-9.]+') s," \
+    "finish $(grep -oE 'file order [0-9.]+' "${log}" | grep -oE '[0-9.]+') s)," \
     "write $(seconds '^wrote') s (impact.json ${impact_bytes} bytes), total ${total} s," \
     "CPU ${cpu} s (${cpu_split}), peak RSS $((rss_kb / 1024)) MiB," \
     "load $(cut -d' ' -f1 /proc/loadavg)"

@@ -1599,6 +1599,7 @@ Result<std::unique_ptr<StreamedCrossref>> CrossrefRecognisedLeakedFile(
   input->leaked = &result->leaked;
   input->leaked_columns = &result->leaked_columns;
   MP_ASSIGN_OR_RETURN(std::unique_ptr<CrossrefStream> crossref, CrossrefStream::Start(*input));
+  result->index_s = SecondsSince(match_start);
   MP_ASSIGN_OR_RETURN(std::unique_ptr<TableStream> stream, TableStream::Open(leaked_path));
   const size_t recognised_columns = result->leaked_columns.columns.size();
   ChunkQueue<LeakedChunk> read;
@@ -1674,7 +1675,9 @@ Result<std::unique_ptr<StreamedCrossref>> CrossrefRecognisedLeakedFile(
       info.credential_values += counts.credential_values;
     }
   }
+  const auto finish_start = std::chrono::steady_clock::now();
   result->impact = crossref->Finish();
+  result->finish_s = SecondsSince(finish_start);
   result->match_s = SecondsSince(match_start);
   return result;
 }
