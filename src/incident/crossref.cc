@@ -285,25 +285,25 @@ void WarnInFileOrder(const Table& accounts, const IndexWarnings& user_ids,
   impact->warnings_not_listed += user_ids.not_listed + emails.not_listed;
 }
 
-// Each row's key is made (hashed; an email normalised and canonicalised)
-// kPrefetchRows rows before it is added, and its slots prefetched, so that
-// the tables' cache misses overlap; rows are still added in file order.
-void IndexUserIds(const Table& accounts, AccountIndex* index, IndexWarnings* warnings) {
-  if (index->user_column == SIZE_MAX) {
-    return;
-  }
-  const auto user_id_of = [index](uint32_t row) { return index->UserId(row); };
+// Calls add(row, cell, hash) for each row of `table` whose cell in
+// `column` is not empty, in file order, the cell hashed and its slot in
+// `hashes` prefetched kPrefetchRows rows before, so that the table's
+// cache misses overlap. `add` may grow `hashes` (a prefetch made before
+// is then wasted, nothing worse).
+template <typename Add>
+void ForEachCellPrefetched(const Table& table, size_t column, const RowHash& hashes,
+                           const Add& add) {
   struct Prepared {
-    std::string_view user_id;
+    std::string_view cell;
     uint64_t hash = 0;
   };
   std::array<Prepared, kPrefetchRows> ring;
-  const size_t rows = accounts.row_count();
+  const size_t rows = table.row_count();
   const auto prepare = [&](size_t row, Prepared* prepared) {
-    prepared->user_id = accounts.Cell(row, index->user_column);
-    if (!prepared->user_id.empty()) {
-      prepared->hash = RowHash::Hash(prepared->user_id);
-      index->by_user_id.Prefetch(prepared->hash);
+    prepared->cell = table.Cell(row, column);
+    if (!prepared->cell.empty()) {
+      prepared->hash = RowHash::Hash(prepared->cell);
+      hashes.Prefetch(prepared->hash);
     }
   };
   for (size_t ahead = 0; ahead < std::min(rows, kPrefetchRows); ++ahead) {
@@ -311,15 +311,28 @@ void IndexUserIds(const Table& accounts, AccountIndex* index, IndexWarnings* war
   }
   for (size_t row = 0; row < rows; ++row) {
     Prepared& prepared = ring[row % kPrefetchRows];
-    if (!prepared.user_id.empty() &&
-        index->by_user_id.InsertHashed(prepared.user_id, prepared.hash,
-                                       static_cast<uint32_t>(row), user_id_of) != kNoAccount) {
-      warnings->Add(row, "duplicate user id (the first account with it is used)");
+    if (!prepared.cell.empty()) {
+      add(row, prepared.cell, prepared.hash);
     }
     if (row + kPrefetchRows < rows) {
       prepare(row + kPrefetchRows, &prepared);
     }
   }
+}
+
+void IndexUserIds(const Table& accounts, AccountIndex* index, IndexWarnings* warnings) {
+  if (index->user_column == SIZE_MAX) {
+    return;
+  }
+  const auto user_id_of = [index](uint32_t row) { return index->UserId(row); };
+  ForEachCellPrefetched(
+      accounts, index->user_column, index->by_user_id,
+      [&](size_t row, std::string_view user_id, uint64_t hash) {
+        if (index->by_user_id.InsertHashed(user_id, hash, static_cast<uint32_t>(row),
+                                           user_id_of) != kNoAccount) {
+          warnings->Add(row, "duplicate user id (the first account with it is used)");
+        }
+      });
 }
 
 // An account row's email keys: its first email cell normalised (or why it
@@ -976,42 +989,19 @@ void CollectKnownOrgs(const CrossrefInput& input, OrgTable* orgs) {
     if (org_columns.empty()) {
       return;
     }
-    // Each row's org id hashed, and its slot prefetched, kPrefetchRows rows
-    // before it is added.
-    struct Prepared {
-      std::string_view org_id;
-      uint64_t hash = 0;
-    };
-    std::array<Prepared, kPrefetchRows> ring;
-    const size_t rows = table.row_count();
-    const auto prepare = [&](size_t row, Prepared* prepared) {
-      prepared->org_id = table.Cell(row, org_columns[0]);
-      if (!prepared->org_id.empty()) {
-        prepared->hash = RowHash::Hash(prepared->org_id);
-        orgs->known.Prefetch(prepared->hash);
-      }
-    };
-    for (size_t ahead = 0; ahead < std::min(rows, kPrefetchRows); ++ahead) {
-      prepare(ahead, &ring[ahead]);
-    }
-    for (size_t row = 0; row < rows; ++row) {
-      Prepared& prepared = ring[row % kPrefetchRows];
-      if (!prepared.org_id.empty()) {
-        const uint32_t number = static_cast<uint32_t>(orgs->known_ids.size());
-        uint32_t found =
-            orgs->known.InsertGrowing(prepared.org_id, prepared.hash, number, known_id);
-        if (found == kNoOrg) {
-          found = number;
-          orgs->known_ids.push_back(orgs->known_bytes.Add(prepared.org_id));
-        }
-        if (org_of_row != nullptr) {
-          (*org_of_row)[row] = found;
-        }
-      }
-      if (row + kPrefetchRows < rows) {
-        prepare(row + kPrefetchRows, &prepared);
-      }
-    }
+    ForEachCellPrefetched(
+        table, org_columns[0], orgs->known,
+        [&](size_t row, std::string_view org_id, uint64_t hash) {
+          const uint32_t number = static_cast<uint32_t>(orgs->known_ids.size());
+          uint32_t found = orgs->known.InsertGrowing(org_id, hash, number, known_id);
+          if (found == kNoOrg) {
+            found = number;
+            orgs->known_ids.push_back(orgs->known_bytes.Add(org_id));
+          }
+          if (org_of_row != nullptr) {
+            (*org_of_row)[row] = found;
+          }
+        });
   };
   orgs->known.Reserve(kKnownOrgsReserved);
   orgs->account_org.assign(input.accounts->row_count(), kNoOrg);
