@@ -125,9 +125,7 @@ class RowHash {
     while (slots < 2 * count) {
       slots *= 2;
     }
-    slots_.clear();
-    ReserveHuge(&slots_, slots);
-    slots_.assign(slots, 0);
+    AssignHuge(&slots_, slots, uint64_t{0});
     mask_ = slots - 1;
     count_ = 0;
   }
@@ -750,17 +748,14 @@ constexpr uint32_t kNoOrg = UINT32_MAX;
 // The known organisations' table's first size: it doubles as they are found.
 constexpr size_t kKnownOrgsReserved = 1024;
 
-// The organisations: those the accounts and orgs files name ("known"),
-// numbered as first seen, with each account row's known organisation, so
-// that the millions of look-ups by account go through a vector, not a map
-// of strings; and the few only the leaked file names, by id.
 // Strings copied together in blocks that never move, so that views of them
 // stay valid as more are added.
 class StableArena {
  public:
   std::string_view Add(std::string_view text) {
-    if (text.size() > kBlockBytes - used_ || blocks_.empty()) {
-      blocks_.push_back(std::make_unique<char[]>(std::max(kBlockBytes, text.size())));
+    if (blocks_.empty() || text.size() > capacity_ - used_) {
+      capacity_ = std::max(kBlockBytes, text.size());
+      blocks_.push_back(std::make_unique_for_overwrite<char[]>(capacity_));
       used_ = 0;
     }
     char* at = blocks_.back().get() + used_;
@@ -772,9 +767,14 @@ class StableArena {
  private:
   static constexpr size_t kBlockBytes = size_t{1} << 20;
   std::vector<std::unique_ptr<char[]>> blocks_;
-  size_t used_ = 0;
+  size_t capacity_ = 0;  // of the last block
+  size_t used_ = 0;      // of the last block
 };
 
+// The organisations: those the accounts and orgs files name ("known"),
+// numbered as first seen, with each account row's known organisation, so
+// that the millions of look-ups by account go through a vector, not a map
+// of strings; and the few only the leaked file names, by id.
 struct OrgTable {
   RowHash known;                            // org id -> known number (KnownOf)
   std::vector<std::string_view> known_ids;  // known number -> org id, in known_bytes
@@ -1133,15 +1133,13 @@ Result<std::unique_ptr<CrossrefStream>> CrossrefStream::Start(const CrossrefInpu
     index.by_user_id.Reserve(accounts.row_count());
     IndexUserIds(accounts, &index, &user_id_warnings);
     CollectKnownOrgs(input, &state->orgs);
-    ReserveHuge(&state->impact_of_account, input.accounts->row_count());
-    state->impact_of_account.assign(input.accounts->row_count(), -1);
+    AssignHuge(&state->impact_of_account, input.accounts->row_count(), int64_t{-1});
     state->email_blocks_made_beside =
         MakeEmailBlocks(accounts, account_email_columns, &email_blocks);
   });
   index.by_email.Reserve(accounts.row_count());
   index.by_canonical.Reserve(accounts.row_count());
-  ReserveHuge(&index.email_at, accounts.row_count());
-  index.email_at.assign(accounts.row_count(), 0);
+  AssignHuge(&index.email_at, accounts.row_count(), uint64_t{0});
   IndexEmails(accounts, account_email_columns, &email_blocks, &index, &email_warnings);
   user_ids.join();
   WarnInFileOrder(accounts, user_id_warnings, email_warnings, &state->impact);

@@ -42,6 +42,14 @@ void ReserveHuge(std::vector<T>* values, size_t count) {
   values->reserve(count);
   AdviseHugePages(values->data(), values->capacity() * sizeof(T));
 }
+// count copies of `value`, on memory reserved as ReserveHuge does (so
+// that the advice comes before the pages are first touched).
+template <typename T>
+void AssignHuge(std::vector<T>* values, size_t count, const T& value) {
+  values->clear();
+  ReserveHuge(values, count);
+  values->assign(count, value);
+}
 inline void ReserveHuge(std::string* text, size_t bytes) {
   text->reserve(bytes);
   AdviseHugePages(text->data(), text->capacity());
