@@ -71,6 +71,15 @@ inline constexpr uint32_t kUnawaitedFlushMsMax = 1000;
 // running reads").
 inline constexpr uint32_t kOpeningWaitUsDefault = 500;
 inline constexpr uint32_t kOpeningWaitUsMax = 1'000'000;
+// How long a query runs before its opening record (`query.start`) is
+// written (Options::deferred_start_ms, AuditLog::OpenRead): a query that
+// answers sooner is recorded once, its `query` record carrying what it
+// asked and what left; one still running then is recorded twice, as an
+// export is, so that a query the process dies in is on the log. One record
+// instead of two is the log's work per cheap query halved
+// (docs/benchmarks.md, "One record per cheap query").
+inline constexpr uint32_t kDeferredStartMsDefault = 5;
+inline constexpr uint32_t kDeferredStartMsMax = 60'000;
 // The longest audit retention a config may set (Config::audit_retention_days).
 inline constexpr uint32_t kAuditRetentionDaysMax = 36'500;
 // Records one GET /api/audit or `audit show` returns at most.
@@ -637,6 +646,10 @@ struct Options {
   // kOpeningWaitUsMax) while other reads opened (EnqueueOpening) and have
   // not waited yet, or until the last of them waits; 0: synced at once.
   uint32_t opening_wait_us = kOpeningWaitUsDefault;
+  // A read opened with OpenRead has its opening record written only when
+  // it still runs this many ms after (at most kDeferredStartMsMax); 0: at
+  // once, as EnqueueOpening's.
+  uint32_t deferred_start_ms = kDeferredStartMsDefault;
   // Seals each record's client address when set; without, addresses are
   // dropped (not kept in clear).
   std::shared_ptr<AddressKeys> address_keys;
@@ -690,31 +703,45 @@ class AuditLog {
   // with every record queued before it (and those queued while a sync runs).
   Status WaitDurable(uint64_t seq);
   // A read's opening record (query.start, export.start), queued by
-  // EnqueueOpening: the log counts the reads between their opening and
-  // their wait, so that a sync someone else waits for is held for them up
-  // to Options::opening_wait_us — one sync then carries several reads'
-  // records instead of one each. Destroyed without waiting (a read that
-  // failed first), it is no longer counted.
+  // EnqueueOpening, or held back by OpenRead: the log counts the reads
+  // between their opening and their wait, so that a sync someone else
+  // waits for is held for them up to Options::opening_wait_us — one sync
+  // then carries several reads' records instead of one each. Destroyed
+  // without waiting (a read that failed first), it is no longer counted,
+  // and a held-back opening record is queued then: an authorised read is
+  // on the log whatever became of it.
   class Opening {
    public:
     Opening(Opening&& other) noexcept
-        : log_(other.log_), seq_(other.seq_), running_(std::exchange(other.running_, false)) {}
+        : log_(other.log_),
+          seq_(other.seq_),
+          held_(std::exchange(other.held_, 0)),
+          running_(std::exchange(other.running_, false)) {}
     Opening(const Opening&) = delete;
     Opening& operator=(const Opening&) = delete;
     Opening& operator=(Opening&&) = delete;
     ~Opening();
+    // The opening record's seq (EnqueueOpening's; 0 for OpenRead's).
     uint64_t seq() const { return seq_; }
     // WaitDurable(seq()), or WaitDurable(through) when that comes later (a
     // closing record the read queued since); the read is no longer counted
-    // as running.
+    // as running. For EnqueueOpening's.
     Status WaitDurable(uint64_t through = 0);
+    // For OpenRead's: queues `end`, the closing record, and waits until it
+    // is durable. When the opening record was not written (the read ended
+    // within Options::deferred_start_ms), `end` is the read's one record
+    // and takes the opening's `params`; else it closes the opening record
+    // written before it. Returns the closing record's seq.
+    Result<uint64_t> Close(AuditEntry end);
 
    private:
     friend class AuditLog;
-    Opening(AuditLog* log, uint64_t seq) : log_(log), seq_(seq), running_(log != nullptr) {}
+    Opening(AuditLog* log, uint64_t seq, uint64_t held)
+        : log_(log), seq_(seq), held_(held), running_(log != nullptr) {}
     AuditLog* log_;  // null in a benchmark build without the log
     uint64_t seq_;
-    bool running_;  // counted as running: not waited yet
+    uint64_t held_;  // OpenRead's: its id among the held openings; else 0
+    bool running_;   // counted as running: not waited yet
   };
   // Seals entry->client_address into entry->address now (Options::
   // address_keys; without them it is dropped) and clears it, as Enqueue
@@ -723,6 +750,14 @@ class AuditLog {
   Status SealAddress(AuditEntry* entry);
   // Enqueue, counting the read as running until its Opening waits or goes.
   Result<Opening> EnqueueOpening(AuditEntry entry);
+  // As EnqueueOpening, for a read whose answer is made whole before any of
+  // it leaves (a query): the opening record `entry` is held back, and the
+  // flusher queues it only if the read still runs
+  // Options::deferred_start_ms after (or the Opening goes without Close,
+  // or the log closes). A read that ends sooner is recorded once
+  // (Opening::Close): half the records, and half the log's work, for a
+  // cheap query.
+  Result<Opening> OpenRead(AuditEntry entry);
   // Writes a subject file (version 2: the subjects and each one's keys,
   // `subjects` as SubjectKeySets::Finish makes it) named after a fresh id,
   // durable before it returns; sets entry->subjects, subjects_file and
@@ -810,10 +845,21 @@ class AuditLog {
   // are durable (or at once when `now`). mutex_ held.
   void RequestIndexLocked(bool now);
   Result<uint64_t> EnqueueRecord(AuditEntry entry, bool opening);
+  // Assigns `entry` its seq and time and queues its record; the checks
+  // before (failed, closed, params) done. mutex_ held. Returns whether the
+  // queue was empty before (the flusher may sleep: notify it).
+  Result<bool> QueueLocked(AuditEntry* entry);
+  // Queues the held openings (OpenRead) whose read has run
+  // Options::deferred_start_ms, or every one when `all`. mutex_ held.
+  void QueueHeldOpeningsLocked(bool all);
+  // Opening::Close of an OpenRead's.
+  Result<uint64_t> CloseRead(uint64_t held, AuditEntry end);
   // WaitDurable; `closes_opening`: an Opening's, no longer counted as running.
   Status WaitDurableRecord(uint64_t seq, bool closes_opening);
-  // An Opening destroyed without waiting.
-  void DropOpening();
+  // An Opening destroyed without waiting (`held`: OpenRead's id, or 0).
+  void DropOpening(uint64_t held);
+  // Unavailable when the log failed or closed. mutex_ held.
+  Status WritableLocked() const;
 
   std::string folder_;
   std::shared_ptr<FileSystem> file_system_;
@@ -850,6 +896,17 @@ class AuditLog {
   std::chrono::steady_clock::time_point pending_since_;
   uint64_t awaited_seq_ = 0;  // the highest seq someone waits for (WaitDurable, PruneBefore)
   uint64_t openings_running_ = 0;  // Openings not yet waited or dropped
+  // OpenRead's opening records not written yet, by id (ascending: oldest
+  // first), with when each read opened.
+  struct HeldOpening {
+    AuditEntry entry;
+    std::chrono::steady_clock::time_point since;
+  };
+  std::map<uint64_t, HeldOpening> held_openings_;
+  // Those the flusher queued since, with how that went (an error: the
+  // read is not answered).
+  std::unordered_map<uint64_t, Status> held_queued_;
+  uint64_t next_held_ = 1;
   bool holding_for_openings_ = false;  // the flusher holds a sync for them
   bool closed_ = false;    // no more appends
   bool stopping_ = false;  // the flusher exits once nothing is queued

@@ -123,6 +123,12 @@ Result<std::unique_ptr<AuditLog>> AuditLog::Open(std::string folder,
                                    " is over kOpeningWaitUsMax (" +
                                    std::to_string(kOpeningWaitUsMax) + ")");
   }
+  if (options.deferred_start_ms > kDeferredStartMsMax) {
+    return Status::InvalidArgument("audit log: deferred_start_ms " +
+                                   std::to_string(options.deferred_start_ms) +
+                                   " is over kDeferredStartMsMax (" +
+                                   std::to_string(kDeferredStartMsMax) + ")");
+  }
   if (options.unawaited_flush_ms > kUnawaitedFlushMsMax) {
     return Status::InvalidArgument("audit log: unawaited_flush_ms " +
                                    std::to_string(options.unawaited_flush_ms) +
@@ -339,13 +345,99 @@ Status AuditLog::SealAddress(AuditEntry* entry) {
 
 Result<AuditLog::Opening> AuditLog::EnqueueOpening(AuditEntry entry) {
   MP_ASSIGN_OR_RETURN(const uint64_t seq, EnqueueRecord(std::move(entry), /*opening=*/true));
-  return Opening(kBenchNoAudit ? nullptr : this, seq);
+  return Opening(kBenchNoAudit ? nullptr : this, seq, 0);
+}
+
+namespace {
+
+// Checked before a record is written, as DecodeEntry checks it after it is read.
+Status CheckParams(const AuditEntry& entry) {
+  if (entry.params.size() > kRecordParamsBytesMax) {
+    return Status::InvalidArgument("audit record: params of " +
+                                   std::to_string(entry.params.size()) +
+                                   " bytes, over kRecordParamsBytesMax (" +
+                                   std::to_string(kRecordParamsBytesMax) + ")");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<AuditLog::Opening> AuditLog::OpenRead(AuditEntry entry) {
+  if constexpr (kBenchNoAudit) {
+    return Opening(nullptr, 0, 0);
+  }
+  if (options_.deferred_start_ms == 0) {
+    return EnqueueOpening(std::move(entry));
+  }
+  MP_RETURN_IF_ERROR(SealAddress(&entry));
+  MP_RETURN_IF_ERROR(CheckParams(entry));
+  std::unique_lock lock(mutex_);
+  MP_RETURN_IF_ERROR(WritableLocked());
+  const uint64_t held = next_held_++;
+  held_openings_.emplace_hint(held_openings_.end(), held,
+                              HeldOpening{std::move(entry), std::chrono::steady_clock::now()});
+  ++openings_running_;
+  const bool first = held_openings_.size() == 1;
+  lock.unlock();
+  if (first) {
+    queued_.notify_one();  // the flusher times the oldest held opening
+  }
+  return Opening(this, 0, held);
+}
+
+void AuditLog::QueueHeldOpeningsLocked(bool all) {
+  const auto now = std::chrono::steady_clock::now();
+  const auto defer = std::chrono::milliseconds(options_.deferred_start_ms);
+  while (!held_openings_.empty()) {
+    auto oldest = held_openings_.begin();
+    if (!all && now < oldest->second.since + defer) {
+      return;
+    }
+    Status queued = failed_;
+    if (queued.ok()) {
+      queued = QueueLocked(&oldest->second.entry).status();
+    }
+    held_queued_.emplace(oldest->first, std::move(queued));
+    held_openings_.erase(oldest);
+  }
+}
+
+Result<uint64_t> AuditLog::CloseRead(uint64_t held, AuditEntry end) {
+  Status opening;
+  {
+    std::lock_guard lock(mutex_);
+    if (auto unwritten = held_openings_.find(held); unwritten != held_openings_.end()) {
+      // Ended within deferred_start_ms: one record, with what it asked.
+      end.params = std::move(unwritten->second.entry.params);
+      held_openings_.erase(unwritten);
+    } else if (auto queued = held_queued_.find(held); queued != held_queued_.end()) {
+      opening = std::move(queued->second);
+      held_queued_.erase(queued);
+    }
+  }
+  Result<uint64_t> seq = opening.ok() ? EnqueueRecord(std::move(end), /*opening=*/false)
+                                      : Result<uint64_t>(std::move(opening));
+  if (!seq.ok()) {
+    DropOpening(0);
+    return seq;
+  }
+  MP_RETURN_IF_ERROR(WaitDurableRecord(*seq, /*closes_opening=*/true));
+  return seq;
 }
 
 AuditLog::Opening::~Opening() {
   if (running_) {
-    log_->DropOpening();
+    log_->DropOpening(held_);
   }
+}
+
+Result<uint64_t> AuditLog::Opening::Close(AuditEntry end) {
+  if (log_ == nullptr) {
+    return uint64_t{0};  // a benchmark build without the log
+  }
+  running_ = false;
+  return log_->CloseRead(std::exchange(held_, 0), std::move(end));
 }
 
 Status AuditLog::Opening::WaitDurable(uint64_t through) {
@@ -356,10 +448,19 @@ Status AuditLog::Opening::WaitDurable(uint64_t through) {
                                  /*closes_opening=*/std::exchange(running_, false));
 }
 
-void AuditLog::DropOpening() {
+void AuditLog::DropOpening(uint64_t held) {
   std::unique_lock lock(mutex_);
   --openings_running_;
-  const bool wake = openings_running_ == 0 && holding_for_openings_;
+  bool wake = openings_running_ == 0 && holding_for_openings_;
+  if (auto unwritten = held_openings_.find(held); unwritten != held_openings_.end()) {
+    // A read that ended without its closing record: its opening is written.
+    if (failed_.ok()) {
+      const Result<bool> was_empty = QueueLocked(&unwritten->second.entry);
+      wake = wake || (was_empty.ok() && *was_empty);
+    }
+    held_openings_.erase(unwritten);
+  }
+  held_queued_.erase(held);
   lock.unlock();
   if (wake) {
     queued_.notify_one();
@@ -374,37 +475,11 @@ Result<uint64_t> AuditLog::EnqueueRecord(AuditEntry entry, bool opening) {
   }
   // Sealed before the lock: a day's first seal writes its key (one fsync).
   MP_RETURN_IF_ERROR(SealAddress(&entry));
-  // Checked before it is written, as DecodeEntry checks it after it is read.
-  if (entry.params.size() > kRecordParamsBytesMax) {
-    return Status::InvalidArgument("audit record: params of " +
-                                   std::to_string(entry.params.size()) +
-                                   " bytes, over kRecordParamsBytesMax (" +
-                                   std::to_string(kRecordParamsBytesMax) + ")");
-  }
+  MP_RETURN_IF_ERROR(CheckParams(entry));
   std::unique_lock lock(mutex_);
-  if (!failed_.ok()) {
-    return Status::Unavailable("audit log: failed earlier (" + failed_.message() +
-                               "); no read is answered without its record");
-  }
-  if (closed_) {
-    return Status::Unavailable("audit log: closed");
-  }
-  entry.seq = next_seq_;
-  entry.time_ms = clock_->NowMs();
-  const std::string payload = EncodeEntry(entry);
-  if (payload.size() > kRecordBytesMax) {
-    return Status::ResourceExhausted("audit record: " + std::to_string(payload.size()) +
-                                     " bytes, over kRecordBytesMax (" +
-                                     std::to_string(kRecordBytesMax) + ")");
-  }
-  ++next_seq_;
+  MP_RETURN_IF_ERROR(WritableLocked());
+  MP_ASSIGN_OR_RETURN(const bool was_empty, QueueLocked(&entry));
   openings_running_ += opening ? 1 : 0;
-  head_ = ChainHash(head_, payload);
-  const bool was_empty = pending_.empty();
-  if (was_empty) {
-    pending_since_ = std::chrono::steady_clock::now();
-  }
-  pending_ += Frame(payload, head_);
   lock.unlock();
   // Only a queue that was empty can have the flusher asleep waiting for a
   // record; otherwise it is writing, or holding what is queued until
@@ -414,6 +489,36 @@ Result<uint64_t> AuditLog::EnqueueRecord(AuditEntry entry, bool opening) {
     queued_.notify_one();
   }
   return entry.seq;
+}
+
+Status AuditLog::WritableLocked() const {
+  if (!failed_.ok()) {
+    return Status::Unavailable("audit log: failed earlier (" + failed_.message() +
+                               "); no read is answered without its record");
+  }
+  if (closed_) {
+    return Status::Unavailable("audit log: closed");
+  }
+  return Status::Ok();
+}
+
+Result<bool> AuditLog::QueueLocked(AuditEntry* entry) {
+  entry->seq = next_seq_;
+  entry->time_ms = clock_->NowMs();
+  const std::string payload = EncodeEntry(*entry);
+  if (payload.size() > kRecordBytesMax) {
+    return Status::ResourceExhausted("audit record: " + std::to_string(payload.size()) +
+                                     " bytes, over kRecordBytesMax (" +
+                                     std::to_string(kRecordBytesMax) + ")");
+  }
+  ++next_seq_;
+  head_ = ChainHash(head_, payload);
+  const bool was_empty = pending_.empty();
+  if (was_empty) {
+    pending_since_ = std::chrono::steady_clock::now();
+  }
+  pending_ += Frame(payload, head_);
+  return was_empty;
 }
 
 Status AuditLog::WaitDurable(uint64_t seq) { return WaitDurableRecord(seq, false); }
@@ -462,8 +567,19 @@ Status AuditLog::WaitDurableRecord(uint64_t seq, bool closes_opening) {
 
 void AuditLog::FlushLoop() {
   std::unique_lock lock(mutex_);
+  const auto deferred = std::chrono::milliseconds(options_.deferred_start_ms);
   while (true) {
-    queued_.wait(lock, [&] { return !pending_.empty() || stopping_; });
+    // Sleeps until something is queued, or the oldest held opening is due.
+    while (pending_.empty() && !stopping_) {
+      if (held_openings_.empty()) {
+        queued_.wait(lock);
+      } else if (const auto due = held_openings_.begin()->second.since + deferred;
+                 std::chrono::steady_clock::now() < due) {
+        queued_.wait_until(lock, due);
+      } else {
+        QueueHeldOpeningsLocked(/*all=*/false);
+      }
+    }
     if (pending_.empty()) {
       // Stopping, and everything queued is written.
       flusher_exited_ = true;
@@ -506,6 +622,7 @@ void AuditLog::FlushLoop() {
         continue;
       }
     }
+    QueueHeldOpeningsLocked(/*all=*/false);  // those due ride along
     std::string batch = std::move(pending_);
     pending_.clear();
     const uint64_t last = next_seq_ - 1;
@@ -875,8 +992,10 @@ Status AuditLog::Close() {
     if (closed_ && !flusher_.joinable()) {
       return Status::Ok();
     }
-    // Records queued and not awaited (Enqueue) are written before the close.
+    // Records queued and not awaited (Enqueue) are written before the
+    // close, and so are the opening records held back (OpenRead).
     closed_ = true;
+    QueueHeldOpeningsLocked(/*all=*/true);
     stopping_ = true;
     queued_.notify_all();
   }

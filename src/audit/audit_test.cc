@@ -286,6 +286,104 @@ TEST_F(AuditLogTest, AnOpeningWaitedThroughItsClosingRecordMakesThatDurable) {
   EXPECT_TRUE(Verify().ok);
 }
 
+// OpenRead: a read that ends within deferred_start_ms is one record, its
+// closing record with the opening's params; one that runs longer has its
+// opening written while it runs, and its closing record after, without
+// params; one that goes without Close, or is running when the log closes,
+// has its opening written.
+TEST_F(AuditLogTest, AHeldBackOpeningIsWrittenOnlyForAReadThatRunsLong) {
+  Options options;
+  options.deferred_start_ms = kDeferredStartMsMax + 1;
+  auto refused = AuditLog::Open(folder_, file_system_, clock_, options);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.status().message().find("kDeferredStartMsMax"), std::string::npos);
+  options.deferred_start_ms = 200;
+  auto opened = AuditLog::Open(folder_, file_system_, clock_, options);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  auto log = std::move(opened).value();
+  AuditEntry start;
+  start.act = "query.start";
+  start.params = R"({"event":"Signed up"})";
+  start.params_sha256 = Sha256Hex("q");
+  AuditEntry end = start;
+  end.params.clear();
+  end.act = "query";
+  end.bytes = 42;
+  // A quick read: one record. (A stall of the test process for 200 ms
+  // between these lines would write the opening: rerun after such a pause.)
+  {
+    auto quick = log->OpenRead(start);
+    ASSERT_TRUE(quick.ok()) << quick.status().ToString();
+    auto closed = quick->Close(end);
+    ASSERT_TRUE(closed.ok()) << closed.status().ToString();
+    const std::vector<AuditEntry> entries = Entries(Read("log"));
+    ASSERT_EQ(entries.size(), 1u);
+    EXPECT_EQ(entries[0].seq, *closed);
+    EXPECT_EQ(entries[0].act, "query");
+    EXPECT_EQ(entries[0].params, start.params);
+    EXPECT_EQ(entries[0].bytes, 42u);
+  }
+  // A long read: its opening is written while it runs, unawaited.
+  {
+    auto slow = log->OpenRead(start);
+    ASSERT_TRUE(slow.ok());
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (Entries(Read("log")).size() < 2 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    std::vector<AuditEntry> entries = Entries(Read("log"));
+    ASSERT_EQ(entries.size(), 2u);
+    EXPECT_EQ(entries[1].act, "query.start");
+    EXPECT_EQ(entries[1].params, start.params);
+    ASSERT_TRUE(slow->Close(end).ok());
+    entries = Entries(Read("log"));
+    ASSERT_EQ(entries.size(), 3u);
+    EXPECT_EQ(entries[2].act, "query");
+    EXPECT_EQ(entries[2].params, "");
+  }
+  // A read that goes without Close (it failed first): its opening is written.
+  {
+    auto failed = log->OpenRead(start);
+    ASSERT_TRUE(failed.ok());
+  }
+  // A read running when the log closes: its opening is written, its Close refused.
+  auto running = log->OpenRead(start);
+  ASSERT_TRUE(running.ok());
+  ASSERT_TRUE(log->Close().ok());
+  const std::vector<AuditEntry> entries = Entries(Read("log"));
+  ASSERT_EQ(entries.size(), 5u);
+  EXPECT_EQ(entries[3].act, "query.start");
+  EXPECT_EQ(entries[4].act, "query.start");
+  EXPECT_EQ(entries[4].params, start.params);
+  EXPECT_EQ(running->Close(end).status().code(), StatusCode::kUnavailable);
+  EXPECT_TRUE(Verify().ok);
+}
+
+// With deferred_start_ms 0, OpenRead is EnqueueOpening: two records always.
+TEST_F(AuditLogTest, OpenReadWithoutDeferringWritesTheOpeningAtOnce) {
+  Options options;
+  options.deferred_start_ms = 0;
+  auto opened = AuditLog::Open(folder_, file_system_, clock_, options);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  auto log = std::move(opened).value();
+  AuditEntry start;
+  start.act = "query.start";
+  start.params = "{}";
+  auto opening = log->OpenRead(start);
+  ASSERT_TRUE(opening.ok());
+  EXPECT_GT(opening->seq(), 0u);
+  AuditEntry end;
+  end.act = "query";
+  ASSERT_TRUE(opening->Close(end).ok());
+  ASSERT_TRUE(log->Close().ok());
+  const std::vector<AuditEntry> entries = Entries(Read("log"));
+  ASSERT_EQ(entries.size(), 2u);
+  EXPECT_EQ(entries[0].act, "query.start");
+  EXPECT_EQ(entries[1].act, "query");
+  EXPECT_EQ(entries[1].params, "");
+}
+
 TEST_F(AuditLogTest, AWaitersSyncIsHeldForRunningReadsUntilTheLastWaits) {
   Options options;
   options.opening_wait_us = kOpeningWaitUsMax + 1;

@@ -271,8 +271,11 @@ class KeyCollector {
   Status VisitEntry(const audit::AuditEntry& entry) {
     const bool in_window = entry.time_ms >= options_.from_ms && entry.time_ms < options_.to_ms;
     // Reads are recorded twice: `query.start` / `export.start` before the
-    // answer leaves, then `query` / `export` with what left. A read counts
-    // by its start; a start with no end is listed as open.
+    // answer leaves, then `query` / `export` with what left; a read counts
+    // by its start, and a start with no end is listed as open. A query
+    // answered within the log's deferred_start_ms is recorded once: its
+    // `query` record carries the parameters (`params`, which a closing
+    // record never has) and pairs with no start.
     if (entry.act == "export.start" || entry.act == "query.start") {
       const std::string act = entry.act.substr(0, entry.act.size() - 6);
       starts_[act + "\n" + entry.params_sha256].push_back({RecordOf(entry), in_window});
@@ -282,7 +285,8 @@ class KeyCollector {
     if (entry.act == "export" || entry.act == "query") {
       bool counted = in_window;
       int64_t started_ms = 0;
-      auto pending = starts_.find(entry.act + "\n" + entry.params_sha256);
+      const bool whole = entry.act == "query" && !entry.params.empty();
+      auto pending = whole ? starts_.end() : starts_.find(entry.act + "\n" + entry.params_sha256);
       if (pending != starts_.end() && !pending->second.empty()) {
         counted = pending->second.front().in_window;
         started_ms = pending->second.front().record.time_ms;

@@ -292,6 +292,37 @@ TEST_F(BlastTest, AnExportCountsByItsStartAndAnUnfinishedOneIsFlagged) {
   EXPECT_NE(blast->warnings[0].message.find("no end record"), std::string::npos);
 }
 
+// A query answered within the log's deferred_start_ms is one `query`
+// record carrying its params: it counts on its own, and does not close an
+// earlier `query.start` of the same parameters, which stays open.
+TEST_F(BlastTest, AQueryRecordedOnceCountsAloneAndClosesNoEarlierStart) {
+  clock_->Set(kStartMs + 100);
+  audit::AuditEntry start;
+  start.key = "mpk_a";
+  start.act = "query.start";
+  start.route = "/api/query";
+  start.projects = {1};
+  start.events = {"purchase"};
+  start.params_sha256 = audit::Sha256Hex("q");
+  start.params = R"({"events":["purchase"]})";
+  ASSERT_TRUE(log_->Append(start).ok());  // never answered: no closing record
+  clock_->Set(kStartMs + 200);
+  audit::AuditEntry whole = start;
+  whole.act = "query";
+  whole.bytes = 120;
+  ASSERT_TRUE(log_->Append(whole).ok());
+  Close();
+  auto blast = Blast("mpk_a", kStartMs, kStartMs + 1000);
+  ASSERT_TRUE(blast.ok()) << blast.status().ToString();
+  ASSERT_EQ(blast->queries.size(), 2u);
+  EXPECT_EQ(blast->queries[0].seq, 2u);
+  EXPECT_EQ(blast->queries[0].started_ms, 0);
+  EXPECT_EQ(blast->queries[0].outcome, "ok");
+  EXPECT_EQ(blast->queries[1].seq, 1u);
+  EXPECT_NE(blast->queries[1].outcome.find("no closing record"), std::string::npos);
+  EXPECT_EQ(blast->records_of_key, 2u);
+}
+
 std::vector<uint64_t> SeqsOf(const std::vector<BlastRecord>& records) {
   std::vector<uint64_t> seqs;
   for (const BlastRecord& record : records) {

@@ -500,6 +500,7 @@ Result<std::unique_ptr<audit::AuditLog>> OpenAuditLog(
   options.checkpoint_sink = config.audit_checkpoint_sink;
   options.address_keys = std::move(address_keys);
   options.opening_wait_us = config.audit_sync_hold_us;
+  options.deferred_start_ms = config.audit_query_start_ms;
   const int64_t now_ms = clock->NowMs();
   MP_ASSIGN_OR_RETURN(auto log, audit::AuditLog::Open(config.data_folder + "/audit",
                                                       std::move(file_system), std::move(clock),
@@ -702,16 +703,15 @@ Result<std::string> Service::Query(const Access& access, std::string_view query_
     }
   }
   MP_RETURN_IF_ERROR(CheckLimits(access.principal, names));
-  // Two records: `query.start` (who, what, the parameters) is queued before
-  // the query runs; `query` (what left) is queued when the answer is ready,
-  // and both are durable before the answer leaves. A cheap query alone has
-  // both in the one sync its answer waits for; a long query's start is
-  // synced while it runs (the log holds unawaited records up to
-  // audit::Options::unawaited_flush_ms), and concurrent queries' closing
-  // records share syncs through the hold (Options::opening_wait_us;
-  // docs/formats/audit.md, "Durability"). A query the log cannot record
-  // is not answered. The two are one request's: its address is sealed
-  // once, for both.
+  // The query's opening record, `query.start` (who, what, the parameters),
+  // is held back (AuditLog::OpenRead): a query answered within
+  // audit::Options::deferred_start_ms is recorded once, its `query` record
+  // carrying the parameters and what left; a longer one has its
+  // `query.start` written while it runs (so that a query the process dies
+  // in is on the log) and `query` after. Either way the record of what
+  // left is durable before the answer leaves, and a query the log cannot
+  // record is not answered (docs/formats/audit.md, "Durability"). Both
+  // are one request's: its address is sealed once, for both.
   audit::AuditEntry start = Stamped(access, ReadEntry(access, "query.start"));
   MP_RETURN_IF_ERROR(audit_->SealAddress(&start));
   start.params_sha256 = audit::Sha256Hex(query_json);
@@ -719,7 +719,7 @@ Result<std::string> Service::Query(const Access& access, std::string_view query_
   start.properties = Capped(AuditNames(names.properties, tools_->detectors));
   audit::AuditEntry end = start;
   start.params = QueryAuditParams(query_json, tools_->detectors);
-  MP_ASSIGN_OR_RETURN(audit::AuditLog::Opening opening, audit_->EnqueueOpening(std::move(start)));
+  MP_ASSIGN_OR_RETURN(audit::AuditLog::Opening opening, audit_->OpenRead(std::move(start)));
   audit::SubjectKeySets listed;
   auto answer = RunQuery(access.project, query_json, MinGroupSize(access), &listed);
   end.act = "query";
@@ -728,29 +728,25 @@ Result<std::string> Service::Query(const Access& access, std::string_view query_
   } else {
     end.bytes = answer->size();
   }
-  if (!answer.ok() || listed.subjects() == 0) {
-    MP_ASSIGN_OR_RETURN(const uint64_t end_seq, audit_->Enqueue(std::move(end)));
-    MP_RETURN_IF_ERROR(opening.WaitDurable(end_seq));
-    return answer;
-  }
-  // An answer that lists subjects is recorded as an export is: its subject
-  // file (each subject with the keys its cells showed) is written, and the
-  // record naming it durable, before the answer leaves. The record's keys
-  // are the query's and the file's ("time").
-  std::vector<std::string> keys = listed.Keys();
-  for (const std::string& named : end.properties) {
-    if (keys.size() >= audit::kRecordListItemsMax) {
-      break;
+  if (answer.ok() && listed.subjects() > 0) {
+    // An answer that lists subjects is recorded as an export is: its
+    // subject file (each subject with the keys its cells showed) is
+    // written before the record naming it. The record's keys are the
+    // query's and the file's ("time").
+    std::vector<std::string> keys = listed.Keys();
+    for (const std::string& named : end.properties) {
+      if (keys.size() >= audit::kRecordListItemsMax) {
+        break;
+      }
+      if (std::find(keys.begin(), keys.end(), named) == keys.end()) {
+        keys.push_back(named);
+      }
     }
-    if (std::find(keys.begin(), keys.end(), named) == keys.end()) {
-      keys.push_back(named);
-    }
+    std::sort(keys.begin(), keys.end());
+    end.properties = std::move(keys);
+    MP_RETURN_IF_ERROR(audit_->WriteSubjects(listed.Finish(), &end));
   }
-  std::sort(keys.begin(), keys.end());
-  end.properties = std::move(keys);
-  MP_RETURN_IF_ERROR(audit_->WriteSubjects(listed.Finish(), &end));
-  MP_RETURN_IF_ERROR(audit_->Append(std::move(end)).status());
-  MP_RETURN_IF_ERROR(opening.WaitDurable());
+  MP_RETURN_IF_ERROR(opening.Close(std::move(end)).status());
   return answer;
 }
 

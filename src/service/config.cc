@@ -323,6 +323,7 @@ Status ReadTop(const toml::table& root, Config* config) {
                                   "audit_retention_days",
                                   "audit_address_retention_days",
                                   "audit_sync_hold_us",
+                                  "audit_query_start_ms",
                                   "audit_checkpoint_sink",
                                   "audit_checkpoint_webhook",
                                   "audit_checkpoint_webhook_ca_file",
@@ -353,6 +354,8 @@ Status ReadTop(const toml::table& root, Config* config) {
   MP_RETURN_IF_ERROR(ReadInteger(root, "audit_address_retention_days", "",
                                  &config->audit_address_retention_days));
   MP_RETURN_IF_ERROR(ReadInteger(root, "audit_sync_hold_us", "", &config->audit_sync_hold_us));
+  MP_RETURN_IF_ERROR(
+      ReadInteger(root, "audit_query_start_ms", "", &config->audit_query_start_ms));
   int64_t dedup_window_hours = config->dedup_window_ms / 3'600'000;
   MP_RETURN_IF_ERROR(ReadInteger(root, "dedup_window_hours", "", &dedup_window_hours));
   config->dedup_window_ms = dedup_window_hours * 3'600'000;
@@ -510,6 +513,11 @@ Status ValidateConfig(const Config& config) {
     return Status::InvalidArgument("config: 'audit_sync_hold_us' must be 0 to " +
                                    std::to_string(audit::kOpeningWaitUsMax) +
                                    " (kOpeningWaitUsMax)");
+  }
+  if (config.audit_query_start_ms > audit::kDeferredStartMsMax) {
+    return Status::InvalidArgument("config: 'audit_query_start_ms' must be 0 to " +
+                                   std::to_string(audit::kDeferredStartMsMax) +
+                                   " (kDeferredStartMsMax)");
   }
   if (const Status limits = CheckKeyLimits(KeyLimits{config.limits.key_requests_per_second,
                                                      config.limits.key_export_rows_per_day,

@@ -148,6 +148,10 @@ struct Config {
   // other reads running (audit::Options::opening_wait_us): longer, fewer
   // syncs under concurrent reads; 0: synced at once.
   uint32_t audit_sync_hold_us = audit::kOpeningWaitUsDefault;
+  // How long a query runs before its `query.start` record is written
+  // (audit::Options::deferred_start_ms): a query answered sooner is
+  // recorded once; 0: every query recorded twice.
+  uint32_t audit_query_start_ms = audit::kDeferredStartMsDefault;
   // A file (on another volume) every audit checkpoint is also appended to;
   // empty: none.
   std::string audit_checkpoint_sink;

@@ -147,6 +147,22 @@ TEST_F(ConfigFileTest, AuditSyncHoldIsReadAndRangeChecked) {
   EXPECT_NE(config.status().message().find("audit_sync_hold_us"), std::string::npos);
 }
 
+TEST_F(ConfigFileTest, AuditQueryStartIsReadAndRangeChecked) {
+  auto config = Load("");
+  ASSERT_TRUE(config.ok());
+  EXPECT_EQ(config->audit_query_start_ms, audit::kDeferredStartMsDefault);
+  config = Load("audit_query_start_ms = 0\n");
+  ASSERT_TRUE(config.ok());
+  EXPECT_EQ(config->audit_query_start_ms, 0U);
+  EXPECT_TRUE(ValidateConfig(*config).ok());
+  config = Load("audit_query_start_ms = 60001\n");
+  ASSERT_TRUE(config.ok());
+  const Status status = ValidateConfig(*config);
+  EXPECT_EQ(status.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(status.message().find("audit_query_start_ms"), std::string::npos);
+  EXPECT_NE(status.message().find("kDeferredStartMsMax"), std::string::npos);
+}
+
 TEST(ConfigTest, KeyFolderInsideDataFolderIsRefused) {
   Config config;
   config.data_folder = "/srv/data";

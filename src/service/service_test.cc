@@ -371,8 +371,11 @@ TEST_F(ServiceTest, TheProjectSecretIsWatchedByTheAnomalyRulesButNeverSuspended)
 
 // The records that open a read say what it asked, masked (audit_params.h),
 // and the names a query gives are listed masked too: an event asked for by
-// a name holding an email address is not recorded as it (issue 6).
+// a name holding an email address is not recorded as it (issue 6). Here
+// every query's opening record is written (audit_query_start_ms 0).
 TEST_F(ServiceTest, AReadsOpeningRecordSaysWhatItAskedWithoutPersonalData) {
+  config_.audit_query_start_ms = 0;
+  Open();
   ASSERT_TRUE(Track(Event("Noted", "user-1")).ok());
   const std::string query =
       R"({"kind":"segmentation","from":"-30d","to":"now",)"
@@ -403,6 +406,38 @@ TEST_F(ServiceTest, AReadsOpeningRecordSaysWhatItAskedWithoutPersonalData) {
   EXPECT_EQ(by_act["export.start"].params,
             R"({"from_date":"2026-11-01","to_date":"2026-11-30","distinct_id":"<masked>"})");
   EXPECT_EQ(by_act["export"].params, "");
+}
+
+// A query answered before audit_query_start_ms is one record: `query`,
+// with what it asked (masked) and what left; no `query.start`.
+TEST_F(ServiceTest, AQuickQueryIsOneRecordWithWhatItAskedAndWhatLeft) {
+  config_.audit_query_start_ms = audit::kDeferredStartMsMax;
+  Open();
+  ASSERT_TRUE(Track(Event("Noted", "user-1")).ok());
+  const std::string query =
+      R"({"kind":"segmentation","from":"-30d","to":"now",)"
+      R"("events":["Noted","Mailed jane@example.test"]})";
+  auto answer = service_->Query(project_, query);
+  ASSERT_TRUE(answer.ok()) << answer.status().ToString();
+  audit::Filter filter;
+  filter.limit = 100;
+  auto records = service_->ReadAudit(LocalAccess(project_), filter);
+  ASSERT_TRUE(records.ok()) << records.status().ToString();
+  std::vector<audit::AuditEntry> reads;
+  for (const audit::AuditEntry& record : *records) {
+    if (record.act.starts_with("query")) {
+      reads.push_back(record);
+    }
+  }
+  ASSERT_EQ(reads.size(), 1u);
+  EXPECT_EQ(reads[0].act, "query");
+  EXPECT_EQ(reads[0].params,
+            R"({"kind":"segmentation","from":"-30d","to":"now",)"
+            R"("events":["Noted","<masked:email>"]})");
+  EXPECT_EQ(reads[0].params_sha256, audit::Sha256Hex(query));
+  EXPECT_EQ(reads[0].events, (std::vector<std::string>{"<masked:email>", "Noted"}));
+  EXPECT_EQ(reads[0].bytes, answer->size());
+  EXPECT_EQ(reads[0].outcome, "ok");
 }
 
 TEST_F(ServiceTest, FullDiskIsUnavailableThenRecovers) {
@@ -727,6 +762,8 @@ TEST_F(PolicyApiTest, ReloadAfterPutKeepsThePutVersion) {
 // Every read's audit record names the policy version in force when it ran
 // (0: the built-in default); admin acts name none.
 TEST_F(PolicyApiTest, ReadRecordsNameThePolicyVersionInForce) {
+  config_.audit_query_start_ms = 0;  // both of a query's records
+  Open();
   ASSERT_TRUE(Track(Event("Noted", "user-1", ",\"plan\":\"pro\"")).ok());
   const std::string query =
       "{\"kind\":\"segmentation\",\"from\":\"-30d\",\"to\":\"now\",\"events\":[\"Noted\"]}";

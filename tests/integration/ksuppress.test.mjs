@@ -179,8 +179,11 @@ describe('k-suppression over HTTP', () => {
     const routes = async (route) => (await runCli(['audit', 'show', '--act', 'query', '--route', route,
       '--limit', '100', ...dataArgs()])).stdout.trim().split('\n').filter(Boolean).map((line) => JSON.parse(line));
     const rawRecords = await routes('cli --no-k');
-    assert.deepEqual(rawRecords.map((record) => record.act).sort(), ['query', 'query.start'], JSON.stringify(rawRecords));
+    // One `query` record each (after a `query.start` when it ran past audit_query_start_ms).
+    const closes = (records) => records.filter((record) => record.act === 'query').length;
+    assert.equal(closes(rawRecords), 1, JSON.stringify(rawRecords));
+    assert.ok(rawRecords.every((record) => record.act === 'query' || record.act === 'query.start'));
     assert.ok(rawRecords.every((record) => record.key === 'local'));
-    assert.equal((await routes('cli')).length, 4);
+    assert.equal(closes(await routes('cli')), 2);
   });
 });
