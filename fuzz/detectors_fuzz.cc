@@ -1,6 +1,8 @@
 // Fuzzes the PII detectors on arbitrary bytes: detections stay in bounds,
-// sorted and disjoint; ScanKinds agrees with Scan; Redact agrees with Scan,
-// counts each detection once, and its output keeps no detected span.
+// sorted and disjoint; ScanKinds agrees with Scan, and its prefilter
+// MayHoldKinds lets through every text Scan finds its kinds in; Redact
+// agrees with Scan, counts each detection once, and its output keeps no
+// detected span.
 #include <cstddef>
 #include <cstdint>
 #include <numeric>
@@ -64,6 +66,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
   }
   Check(filtered == of_kinds.size(), "ScanKinds finds nothing Scan does not");
+
+  // MayHoldKinds, the prefilter ScanKinds asks first, never rules out a
+  // text in which Scan finds one of the kinds asked for (the same kinds,
+  // and each kind alone).
+  if (filtered > 0) {
+    Check(detectors.MayHoldKinds(text, kinds), "MayHoldKinds lets through what Scan finds");
+  }
+  for (const Detection& detection : detections) {
+    Check(detectors.MayHoldKinds(text, 1u << static_cast<uint32_t>(detection.kind)),
+          "MayHoldKinds lets through each kind Scan finds");
+  }
 
   DetectorCounts counts;
   const std::optional<std::string> redacted = detectors.Redact(text, &counts);

@@ -10,8 +10,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <tuple>
 
@@ -340,6 +342,126 @@ TEST(RecognitionTest, ALongTableScannedInHalvesCountsAndMarksAsOneScan) {
     EXPECT_EQ(recognition.columns[1].card_values, marked_row == 10 ? 1u : 0u);
     EXPECT_EQ(recognition.columns[1].credential_values, marked_row == kRows - 10 ? 1u : 0u);
     EXPECT_EQ(recognition.sensitive_cells.empty(), marked_row == kRows);
+  }
+}
+
+// The every-cell scan (ScanSensitiveCells: the password-hash shapes, then
+// the detectors' ScanKinds, which a one-pass prefilter fronts) marks and
+// counts exactly what the full scan finds in each cell of 13 bytes and
+// more: cards and IBANs as payment, JWTs, API keys, secrets and password
+// hashes as credentials. Cells near every shape, plain and encoded, and
+// random ones; src/privacy/detectors_test.cc checks the prefilter alone.
+TEST(RecognitionTest, EveryCellScanMarksWhatTheFullScanFinds) {
+  std::vector<std::string> values = {"4222222222222",
+                                     "4222 2222 22222",
+                                     "422-222-222-2222",
+                                     "card 4111-1111-1111-1111 x",
+                                     "MT84 MALT 0110 0001 2345 MTLC AST0 01S",
+                                     "NO9386011117947",
+                                     "nl91abna0417164300",
+                                     "eyJhbGciOi.eyJz.",
+                                     "xoxa-1234567890",
+                                     "AKIAABCDEFGHIJKL1234",
+                                     "Bearer abcdefghijklmnop",
+                                     "bearer+abcdefghijklmnop",
+                                     "NDIyMjIyMjIyMjIyMg",
+                                     "%34%32%32%32%32%32%32%32%32%32%32%32%32",
+                                     "Xk9mQ2vL7pR4tZ8wN3bH6jY1cF5dG0sA",
+                                     "$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW",
+                                     "pbkdf2_sha256$260000$salt$hashhashhash",
+                                     "scrypt:32768:8:1$abcdefgh$0123456789abcdef",
+                                     "5f4dcc3b5aa765d61d8327deb882cf99",
+                                     "x$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkq",
+                                     "2026-10-26T05:11:40.681Z",
+                                     "faridjuniper59975@gmail.com",
+                                     "u-bn24jy5-3199760",
+                                     "https://news.example/item",
+                                     "ｏｍａｒ.ａｌｄｅｒ３２２３５１７@ｅｘａｍｐｌｅ.ｎｅｔ",
+                                     "Y2FyZCA0MTExMTExMTExMTExMTEx",
+                                     "4111111111111111@example.com"};
+  static constexpr std::string_view kPieces[] = {
+      "0", "4",  "9",   " ",    "-",    ".",        "@",          "%",  "/",
+      "+", "=",  "$",   ":",    "eyJ",  "earer ",   "b",          "x",  "Q",
+      "€", "３", "%3D", "4111", "GB82", "sk_live_", "0123456789", "aZ9"};
+  std::mt19937_64 random(20261129);
+  for (int value_idx = 0; value_idx < 5000; ++value_idx) {
+    std::string value;
+    const size_t pieces = random() % 24;
+    for (size_t piece = 0; piece < pieces; ++piece) {
+      value += kPieces[random() % std::size(kPieces)];
+    }
+    values.push_back(value);
+  }
+  Table table;
+  ASSERT_TRUE(table.ColumnIndex("a").ok());
+  ASSERT_TRUE(table.ColumnIndex("b").ok());
+  for (size_t row = 0; row * 2 < values.size(); ++row) {
+    table.BeginRow(row + 2);
+    table.AddCell(0, values[row * 2]);
+    if (row * 2 + 1 < values.size()) {
+      table.AddCell(1, values[row * 2 + 1]);
+    }
+    table.EndRow();
+  }
+  Recognition scanned;
+  scanned.columns.resize(2);
+  ScanSensitiveCells(table, SharedDetectors(), &scanned, &scanned.sensitive_cells);
+  ASSERT_FALSE(scanned.sensitive_cells.empty());
+  std::array<ColumnRecognition, 2> expected{};
+  size_t marked = 0;
+  for (size_t value_idx = 0; value_idx < values.size(); ++value_idx) {
+    const std::string& value = values[value_idx];
+    ColumnRecognition& counts = expected[value_idx % 2];
+    counts.values_non_empty += value.empty() ? 0 : 1;
+    uint8_t bits = 0;
+    if (value.size() >= 13) {
+      bits |= LooksLikePasswordHash(value) ? 2 : 0;
+      std::vector<privacy::Detection> detections;
+      SharedDetectors().Scan(value, &detections);
+      for (const privacy::Detection& detection : detections) {
+        switch (detection.kind) {
+          case privacy::PiiKind::kCard:
+            bits |= 1;
+            ++counts.card_values;
+            break;
+          case privacy::PiiKind::kIban:
+            bits |= 1;
+            ++counts.iban_values;
+            break;
+          case privacy::PiiKind::kJwt:
+          case privacy::PiiKind::kApiKey:
+          case privacy::PiiKind::kSecret:
+            bits |= 2;
+            break;
+          default:
+            break;
+        }
+      }
+    }
+    counts.credential_values += (bits & 2) != 0 ? 1 : 0;
+    marked += bits != 0 ? 1 : 0;
+    EXPECT_EQ(scanned.sensitive_cells[value_idx], bits) << value;
+  }
+  for (size_t column = 0; column < 2; ++column) {
+    EXPECT_EQ(scanned.columns[column].values_non_empty, expected[column].values_non_empty);
+    EXPECT_EQ(scanned.columns[column].card_values, expected[column].card_values);
+    EXPECT_EQ(scanned.columns[column].iban_values, expected[column].iban_values);
+    EXPECT_EQ(scanned.columns[column].credential_values, expected[column].credential_values);
+  }
+  EXPECT_GE(marked, 20u);
+}
+
+// Every shape of stored password hash, whatever byte it starts with (the
+// check compares a value with the prefixes only when its first byte starts
+// one of them); the same after another byte is not a prefix match.
+TEST(RecognitionTest, PasswordHashPrefixesAreFoundAtTheStartOnly) {
+  for (const std::string_view prefix :
+       {"$2a$", "$2b$", "$2y$", "$argon2i$", "$argon2id$", "$argon2d$", "$6$", "$5$", "$1$", "$y$",
+        "pbkdf2_sha256$", "pbkdf2_sha1$", "sha1$", "bcrypt$", "scrypt:", "pbkdf2:"}) {
+    const std::string hash = std::string(prefix) + "abcdefghijklmnop";
+    EXPECT_TRUE(LooksLikePasswordHash(hash)) << hash;
+    EXPECT_FALSE(LooksLikePasswordHash(hash.substr(0, hash.size() - 1))) << hash;
+    EXPECT_FALSE(LooksLikePasswordHash("x" + hash)) << hash;
   }
 }
 

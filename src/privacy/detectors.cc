@@ -1,6 +1,7 @@
 #include "privacy/detectors.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <memory>
@@ -965,6 +966,270 @@ bool IsSecretChar(char c) { return InClass(c, kSecretBit); }
 constexpr uint32_t KindBit(PiiKind kind) { return 1u << static_cast<uint32_t>(kind); }
 constexpr uint32_t kEveryKind = (1u << kPiiKindCount) - 1;
 
+// The kinds MayHoldSensitive rules out: those of the incident module's
+// every-cell scan (cards, IBANs, credentials).
+constexpr uint32_t kPrefilteredKinds = KindBit(PiiKind::kCard) | KindBit(PiiKind::kIban) |
+                                       KindBit(PiiKind::kJwt) | KindBit(PiiKind::kApiKey) |
+                                       KindBit(PiiKind::kSecret);
+
+// The shortest text the plain scanners find a card, IBAN, JWT, API key or
+// bearer token in: a card's 13 digits. Decoded base64 shorter than this
+// holds none of them.
+constexpr size_t kPrefilteredCandidateBytesMin =
+    std::min({kCardDigitsMin, kIbanBytesMin, kTokenForKeysMin, kBearerTokenBytesMin});
+// The base64 characters that decode to that many bytes (6 bits each): a
+// shorter token decodes to too little to hold one. A secret's own token
+// (kSecretBytesMin) is longer still.
+constexpr size_t kPrefilteredBase64TokenBytesMin = (kPrefilteredCandidateBytesMin * 8 + 5) / 6;
+static_assert(kPrefilteredBase64TokenBytesMin == 18);
+static_assert(kSecretBytesMin >= kPrefilteredBase64TokenBytesMin);
+static_assert(kBase64TokenBytesMin <= kPrefilteredBase64TokenBytesMin);
+
+// MayHoldSensitive's tests at one place, shared by its two ways of finding
+// the places: an IBAN's start (two letters, two digits, at the start of an
+// alphanumeric run, checked), a run of base64 characters, a run of key
+// characters IsApiKey accepts, and the three candidates that begin at a
+// byte of their own ('e' 'y' 'J' ends one, 'b' or 'B' and '%' begin the
+// others).
+bool IbanMayStartAt(std::string_view text, size_t pos) {
+  return IbanLength(text[pos], text[pos + 1]) != 0 && pos + kIbanBytesMin <= text.size();
+}
+
+// FindEncodedTokensAndSecrets on a run of base64 characters [begin, end):
+// a run of 32 may hold a secret; a shorter one only what its decoded text
+// holds, which it scans only when the text is printable (as it does here),
+// and which needs 13 bytes, 18 characters of the run.
+bool Base64RunMayHold(std::string_view text, size_t begin, size_t end) {
+  const std::string_view token = text.substr(begin, end - begin);
+  if (token.size() < kPrefilteredBase64TokenBytesMin) {
+    return false;
+  }
+  if (token.size() >= kSecretBytesMin) {
+    return true;
+  }
+  if (IsHexOrSeparator(token)) {
+    return false;
+  }
+  std::array<char, kSecretBytesMin * 3 / 4> decoded;
+  const std::string_view prefix = token.substr(0, token.size() - (token.size() % 4 == 1 ? 1 : 0));
+  const size_t decoded_size = DecodeBase64(prefix, decoded.data());
+  return decoded_size > 0 && IsMostlyPrintable(std::string_view(decoded.data(), decoded_size));
+}
+
+bool KeyRunIsApiKey(std::string_view text, size_t begin, size_t end) {
+  return end - begin >= kTokenForKeysMin && IsApiKey(text.substr(begin, end - begin));
+}
+
+bool CandidateAt(std::string_view text, size_t pos) {
+  const char c = text[pos];
+  if (c == 'J') {
+    return pos >= 2 && text[pos - 1] == 'y' && text[pos - 2] == 'e';
+  }
+  if (c == '%') {
+    return IsHex(At(text, pos + 1)) && IsHex(At(text, pos + 2));
+  }
+  static constexpr std::string_view kEarer = "earer";  // after 'b' or 'B'
+  return (c == 'b' || c == 'B') && pos + 6 < text.size() &&
+         (text[pos + 6] == ' ' || text[pos + 6] == '+') &&
+         std::equal(kEarer.begin(), kEarer.end(), text.begin() + static_cast<ptrdiff_t>(pos) + 1,
+                    [](char a, char b) { return a == ToLower(b); });
+}
+
+// The byte classes MayHoldSensitive reads, one bit each.
+constexpr uint8_t kPrefilterDigit = 1 << 0;
+constexpr uint8_t kPrefilterLetter = 1 << 1;
+constexpr uint8_t kPrefilterKey = 1 << 2;
+constexpr uint8_t kPrefilterBase64 = 1 << 3;
+constexpr uint8_t kPrefilterSeparator = 1 << 4;  // ' ' or '-', which may join a card's groups
+constexpr uint8_t kPrefilterCandidate = 1 << 5;  // 'J', 'b', 'B', '%': CandidateAt
+
+constexpr std::array<uint8_t, 256> MakePrefilterClasses() {
+  std::array<uint8_t, 256> classes{};
+  for (int byte = 0; byte < 256; ++byte) {
+    const uint16_t bits = kCharClasses[static_cast<size_t>(byte)];
+    const char c = static_cast<char>(byte);
+    const bool digit = c >= '0' && c <= '9';
+    classes[static_cast<size_t>(byte)] = static_cast<uint8_t>(
+        (digit ? kPrefilterDigit : 0) | ((bits & kAlphaBit) != 0 ? kPrefilterLetter : 0) |
+        ((bits & kKeyBit) != 0 ? kPrefilterKey : 0) |
+        ((bits & kBase64Bit) != 0 ? kPrefilterBase64 : 0) |
+        (c == ' ' || c == '-' ? kPrefilterSeparator : 0) |
+        (c == 'J' || c == 'b' || c == 'B' || c == '%' ? kPrefilterCandidate : 0));
+  }
+  return classes;
+}
+constexpr std::array<uint8_t, 256> kPrefilterClasses = MakePrefilterClasses();
+
+// MayHoldSensitive for any text, a byte at a time.
+bool MayHoldSensitiveBytewise(std::string_view text) {
+  size_t card_digits = 0;    // in the current chain of digits
+  bool card_joins = false;   // a digit here continues the chain
+  bool after_digit = false;  // the byte before was a digit
+  size_t alnum_run = 0;      // bytes of the current alphanumeric run
+  bool iban_shape = false;   // that run began letter, letter, digit, digit (so far)
+  size_t key_run = 0;        // bytes of the current run of key characters
+  size_t base64_run = 0;     // bytes of the current run of base64 characters
+  for (size_t pos = 0; pos < text.size(); ++pos) {
+    const uint8_t classes = kPrefilterClasses[static_cast<unsigned char>(text[pos])];
+    if ((classes & kPrefilterBase64) != 0) {
+      ++base64_run;
+    } else {
+      if (Base64RunMayHold(text, pos - base64_run, pos)) {
+        return true;
+      }
+      base64_run = 0;
+    }
+    const bool digit = (classes & kPrefilterDigit) != 0;
+    if (digit) {
+      card_digits = card_joins ? card_digits + 1 : 1;
+      if (card_digits >= kCardDigitsMin) {
+        return true;
+      }
+    }
+    card_joins = digit || ((classes & kPrefilterSeparator) != 0 && after_digit);
+    after_digit = digit;
+    if ((classes & (kPrefilterDigit | kPrefilterLetter)) != 0) {
+      ++alnum_run;
+      if (alnum_run <= 4) {
+        iban_shape = (alnum_run == 1 || iban_shape) && (alnum_run <= 2 ? !digit : digit);
+        if (alnum_run == 4 && iban_shape && IbanMayStartAt(text, pos - 3)) {
+          return true;
+        }
+      }
+    } else {
+      alnum_run = 0;
+    }
+    if ((classes & kPrefilterKey) != 0) {
+      ++key_run;
+    } else {
+      if (KeyRunIsApiKey(text, pos - key_run, pos)) {
+        return true;
+      }
+      key_run = 0;
+    }
+    if ((classes & kPrefilterCandidate) != 0 && CandidateAt(text, pos)) {
+      return true;
+    }
+  }
+  return Base64RunMayHold(text, text.size() - base64_run, text.size()) ||
+         KeyRunIsApiKey(text, text.size() - key_run, text.size());
+}
+
+// Bit p set where bytes p, p + 1, ..., p + length - 1 all have their bit
+// set in `bytes` (a bit per byte); bytes past the text have none.
+uint64_t RunsOfAtLeast(uint64_t bytes, size_t length) {
+  uint64_t runs = bytes;
+  size_t covered = 1;
+  while (covered * 2 <= length) {
+    runs &= runs >> covered;
+    covered *= 2;
+  }
+  return covered < length ? runs & (runs >> (length - covered)) : runs;
+}
+
+// The bit `bit` of each of the 8 bytes of `packed` as 8 bits, byte 0's
+// lowest: the multiplication adds each byte's bit at its own place in the
+// top byte, with no two on the same place and so no carry.
+uint64_t GatherBit(uint64_t packed, int bit) {
+  return (((packed >> bit) & 0x0101010101010101ULL) * 0x0102040810204080ULL) >> 56;
+}
+
+// MayHoldSensitive for a text of at most 64 bytes: each class a bit per
+// byte in a word, built 8 bytes at a time without a branch, and each test
+// a few operations on words: most values are this short, and the byte at
+// a time version's branches, taken one way or the other at random on mixed
+// text, cost more than all of this.
+constexpr size_t kPrefilterWordBytesMax = 64;
+
+bool MayHoldSensitiveInWord(std::string_view text) {
+  uint64_t digits = 0;
+  uint64_t letters = 0;
+  uint64_t keys = 0;
+  uint64_t base64 = 0;
+  uint64_t separators = 0;
+  uint64_t candidates = 0;
+  for (size_t block = 0; block < text.size(); block += 8) {
+    const size_t block_bytes = std::min<size_t>(8, text.size() - block);
+    uint64_t packed = 0;  // the classes of the block's bytes, one a byte
+    for (size_t byte_idx = 0; byte_idx < block_bytes; ++byte_idx) {
+      packed |= uint64_t{kPrefilterClasses[static_cast<unsigned char>(text[block + byte_idx])]}
+                << (8 * byte_idx);
+    }
+    digits |= GatherBit(packed, 0) << block;
+    letters |= GatherBit(packed, 1) << block;
+    keys |= GatherBit(packed, 2) << block;
+    base64 |= GatherBit(packed, 3) << block;
+    separators |= GatherBit(packed, 4) << block;
+    candidates |= GatherBit(packed, 5) << block;
+  }
+  for (uint64_t starts =
+           base64 & ~(base64 << 1) & RunsOfAtLeast(base64, kPrefilteredBase64TokenBytesMin);
+       starts != 0; starts &= starts - 1) {
+    const auto begin = static_cast<size_t>(std::countr_zero(starts));
+    if (Base64RunMayHold(text, begin,
+                         begin + static_cast<size_t>(std::countr_one(base64 >> begin)))) {
+      return true;
+    }
+  }
+  // Chains of digits, a single separator between two of them joining
+  // them: those of 13 bytes, then their digits counted.
+  const uint64_t card_bytes = digits | (separators & (digits << 1) & (digits >> 1));
+  for (uint64_t starts =
+           card_bytes & ~(card_bytes << 1) & RunsOfAtLeast(card_bytes, kCardDigitsMin);
+       starts != 0; starts &= starts - 1) {
+    const int begin = std::countr_zero(starts);
+    const int length = std::countr_one(card_bytes >> begin);
+    const uint64_t chain = length == 64 ? ~uint64_t{0} : (uint64_t{1} << length) - 1;
+    if (static_cast<size_t>(std::popcount((digits >> begin) & chain)) >= kCardDigitsMin) {
+      return true;
+    }
+  }
+  const uint64_t alnum = digits | letters;
+  for (uint64_t starts =
+           alnum & ~(alnum << 1) & letters & (letters >> 1) & (digits >> 2) & (digits >> 3);
+       starts != 0; starts &= starts - 1) {
+    if (IbanMayStartAt(text, static_cast<size_t>(std::countr_zero(starts)))) {
+      return true;
+    }
+  }
+  for (uint64_t starts = keys & ~(keys << 1) & RunsOfAtLeast(keys, kTokenForKeysMin); starts != 0;
+       starts &= starts - 1) {
+    const auto begin = static_cast<size_t>(std::countr_zero(starts));
+    const auto end = begin + static_cast<size_t>(std::countr_one(keys >> begin));
+    if (KeyRunIsApiKey(text, begin, end)) {
+      return true;
+    }
+  }
+  for (; candidates != 0; candidates &= candidates - 1) {
+    if (CandidateAt(text, static_cast<size_t>(std::countr_zero(candidates)))) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// False only when no scanner ScanAll runs can make a candidate of a
+// kPrefilteredKinds kind in `text`, so that ScanKinds for those kinds can
+// return at once. Each test is a condition without which one scanner
+// finds nothing of those kinds (true when in doubt):
+//   FindCards: 13 digits in a row, any two consecutive ones adjacent or
+//     one space or dash apart;
+//   FindIbans: two letters and two digits at the start of an alphanumeric
+//     run, the letters a country's (IbanLength), 15 bytes from there;
+//   FindJwts: "eyJ";
+//   FindApiKeys: a run of key characters IsApiKey accepts;
+//   FindBearerTokens: "bearer" (any case) then a space or '+';
+//   FindEncodedTokensAndSecrets: a base64 run of 32 characters (a
+//     secret), or of 18 (decoded, 13 bytes) not all hex that decodes to
+//     printable text;
+//   FindPercentEncoded: an escape (the decoded text may hold anything).
+// Most values (timestamps, emails, names, URLs) meet none of these, and
+// the scan skips Measure and every scanner.
+bool MayHoldSensitive(std::string_view text) {
+  return text.size() <= kPrefilterWordBytesMax ? MayHoldSensitiveInWord(text)
+                                               : MayHoldSensitiveBytewise(text);
+}
+
 // The plain scanners that can find a candidate of one of `kinds` (a bit
 // per PiiKind). Each scanner finds its own kind only: FindBearerTokens
 // secrets.
@@ -1258,8 +1523,15 @@ void Detectors::Scan(std::string_view text, std::vector<Detection>* out) const {
   Resolve(&candidates, out);
 }
 
+bool Detectors::MayHoldKinds(std::string_view text, uint32_t kinds) const {
+  return (kinds & ~kPrefilteredKinds) != 0 || MayHoldSensitive(text);
+}
+
 void Detectors::ScanKinds(std::string_view text, uint32_t kinds,
                           std::vector<Detection>* out) const {
+  if (!MayHoldKinds(text, kinds)) {
+    return;  // most texts: one pass, no scanner run
+  }
   std::vector<Detection> candidates;
   ScanAllFor(text, kinds, &candidates);
   const auto wanted = [kinds](const Detection& detection) {

@@ -72,7 +72,19 @@ class Detectors {
   // does, to resolve overlaps as Scan does (another kind's candidate can
   // take a wanted one's place, never make one). The decoding layers
   // (percent, base64) run whatever `kinds`: decoded text may hold any kind.
+  // The text first goes through MayHoldKinds.
   void ScanKinds(std::string_view text, uint32_t kinds, std::vector<Detection>* out) const;
+
+  // False only when ScanKinds(text, kinds) appends nothing, decided in one
+  // pass over `text` with no scanner run: for `kinds` among cards, IBANs,
+  // JWTs, API keys and secrets, the shapes without which none of their
+  // scanners, nor the decoding layers, can make a candidate (13 digits in a
+  // row, spaces or dashes between them; a country's two letters and two
+  // digits starting a word; "eyJ"; a vendor's key; "bearer "; a base64 run
+  // of 32 characters, or of 18 that decodes to printable text; a percent
+  // escape). Always true when `kinds` holds another kind. True does not
+  // mean a detection: most texts with one of those shapes hold none.
+  bool MayHoldKinds(std::string_view text, uint32_t kinds) const;
 
   // `text` with each detection replaced by "[<kind name>]", or nullopt when
   // nothing was found (the common case; it does not allocate). Adds each

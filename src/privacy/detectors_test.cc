@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cctype>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -592,6 +593,233 @@ TEST(ScanKindsTest, EqualsScanFilteredToTheKinds) {
   std::vector<Detection> card_in_email;
   Shared().ScanKinds("4111111111111111@example.com", kCard, &card_in_email);
   EXPECT_TRUE(card_in_email.empty());
+}
+
+// ---- MayHoldKinds: the one-pass prefilter in front of ScanKinds
+
+constexpr uint32_t kSensitiveKinds =
+    (1u << static_cast<uint32_t>(PiiKind::kCard)) | (1u << static_cast<uint32_t>(PiiKind::kIban)) |
+    (1u << static_cast<uint32_t>(PiiKind::kJwt)) | (1u << static_cast<uint32_t>(PiiKind::kApiKey)) |
+    (1u << static_cast<uint32_t>(PiiKind::kSecret));
+
+std::string EncodeBase64(std::string_view bytes, bool url_safe) {
+  const std::string_view alphabet =
+      url_safe ? "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+               : "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string encoded;
+  uint32_t bits = 0;
+  int bit_count = 0;
+  for (const char byte : bytes) {
+    bits = (bits << 8) | static_cast<unsigned char>(byte);
+    bit_count += 8;
+    while (bit_count >= 6) {
+      bit_count -= 6;
+      encoded.push_back(alphabet[(bits >> bit_count) & 63]);
+    }
+  }
+  if (bit_count > 0) {
+    encoded.push_back(alphabet[(bits << (6 - bit_count)) & 63]);
+  }
+  return encoded;  // unpadded
+}
+
+// Every byte as %XX when `every_byte`, else only the bytes a URL would escape.
+std::string PercentEncode(std::string_view text, bool every_byte) {
+  static constexpr std::string_view kHex = "0123456789ABCDEF";
+  std::string encoded;
+  for (const char byte : text) {
+    const auto value = static_cast<unsigned char>(byte);
+    const bool plain = value < 0x80 && (std::isalnum(value) != 0 || byte == '-' || byte == '_');
+    if (plain && !every_byte) {
+      encoded.push_back(byte);
+    } else {
+      encoded += {'%', kHex[value >> 4], kHex[value & 15]};
+    }
+  }
+  return encoded;
+}
+
+// The smallest text each of MayHoldKinds' tests lets through (each
+// caught by that test alone, so that making it any stricter fails
+// PrefilterNeverRulesOutWhatScanFinds), with the kind Scan finds in it.
+struct Shortest {
+  std::string text;
+  PiiKind kind;
+};
+
+std::vector<Shortest> ShortestOfEachShape() {
+  const std::string card13 = "4222222222222";  // a 13-digit Visa test number
+  return {
+      {card13, PiiKind::kCard},
+      {"4222 2222 22222", PiiKind::kCard},
+      {"422-222-222-2222", PiiKind::kCard},
+      {"MT84 MALT 0110 0001 2345 MTLC AST0 01S", PiiKind::kIban},  // 12 digits in a row at most
+      {"mt84 malt 0110 0001 2345 mtlc ast0 01s", PiiKind::kIban},
+      {"eyJhbGciOi.eyJz.", PiiKind::kJwt},
+      {"xoxa-1234567890", PiiKind::kApiKey},
+      {"Bearer abcdefghijklmnop", PiiKind::kSecret},
+      {"bEaReR+abcdefghijklmnop", PiiKind::kSecret},
+      {EncodeBase64(card13, false), PiiKind::kCard},  // 18 characters
+      {PercentEncode(card13, true), PiiKind::kCard},
+      {"Xk9mQ2vL7pR4tZ8wN3bH6jY1cF5dG0sA", PiiKind::kSecret},  // 32 characters
+  };
+}
+
+// Texts near and around every kind MayHoldKinds must let through: the
+// shortest of each shape, generated cards, IBANs, JWTs, keys and secrets,
+// plain, base64 (both alphabets, padded or not), percent-encoded (every
+// byte, or as a URL would), each cut short by a byte at either end and
+// glued to word characters, at every offset of a 64-byte word and across
+// its end (MayHoldKinds reads short texts a word at a time, long ones a
+// byte at a time); password hashes, emails, phones and addresses, whose
+// base64 holds other kinds; long mixed tokens; UTF-8.
+std::vector<std::string> TextsAroundTheSensitiveKinds() {
+  Generator generator;
+  std::vector<std::string> cores;
+  for (const Shortest& shortest : ShortestOfEachShape()) {
+    cores.push_back(shortest.text);
+  }
+  cores.push_back(std::string(kJwt));
+  cores.push_back("eyJhbGciOiJIUzI1NiJ9.c29tZSBieXRlcw.c2lnbmF0dXJl");
+  cores.push_back("$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW");
+  cores.push_back("$argon2id$v=19$m=65536,t=3,p=4$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG");
+  cores.push_back("pbkdf2_sha256$260000$salt$hashhashhash");
+  cores.push_back("NO9386011117947");
+  cores.push_back("GB82 WEST 1234 5698 7654 32");
+  cores.push_back("AKIAABCDEFGHIJKL1234");
+  for (int sample_idx = 0; sample_idx < 40; ++sample_idx) {
+    cores.push_back(generator.Card());
+    cores.push_back(generator.Iban());
+    cores.push_back(generator.Key());
+    cores.push_back(generator.Secret());
+    cores.push_back(generator.Alnum(15 + generator.Pick(20)));
+    cores.push_back(generator.Email());
+    cores.push_back(generator.Phone());
+    cores.push_back(generator.Ip());
+    cores.push_back("Bearer " + generator.Alnum(16 + generator.Pick(8)));
+    cores.push_back("card " + generator.Card() + " for " + generator.Email());
+  }
+  std::vector<std::string> texts;
+  const size_t core_count = cores.size();
+  for (size_t core_idx = 0; core_idx < core_count; ++core_idx) {
+    const std::string core = cores[core_idx];
+    for (const std::string& encoded :
+         {core, EncodeBase64(core, false), EncodeBase64(core, true),
+          EncodeBase64(core, false) + "==", PercentEncode(core, true), PercentEncode(core, false),
+          PercentEncode(EncodeBase64(core, false) + "==", false)}) {
+      texts.push_back(encoded);
+      texts.push_back(encoded.substr(1));
+      texts.push_back(encoded.substr(0, encoded.size() - 1));
+      texts.push_back("x" + encoded + "y");
+      texts.push_back("7" + encoded + "7");
+    }
+  }
+  // Every offset of the word and across its end, in UTF-8 and ASCII filler.
+  const std::string fillers[] = {"a", " ", "é", "-", "."};
+  for (const Shortest& shortest : ShortestOfEachShape()) {
+    for (size_t offset = 0; offset <= 70; ++offset) {
+      std::string filler;
+      while (filler.size() < offset) {
+        filler += fillers[offset % std::size(fillers)];
+      }
+      filler.resize(offset);
+      texts.push_back(filler + " " + shortest.text);
+      texts.push_back(shortest.text + " " + filler);
+    }
+  }
+  // Random text from the bytes the scanners look at.
+  static constexpr std::string_view kBytes[] = {
+      "0", "1", "4", "9", " ", "-", ".", "@", "%", "/",  "+",  "=",  "_",   ":",   "$",
+      "e", "y", "J", "b", "B", "x", "Q", "€", "«", "ｏ", "３", "2F", "%3D", "eyJ", "earer "};
+  for (int text_idx = 0; text_idx < 20000; ++text_idx) {
+    std::string text;
+    const size_t pieces = generator.Pick(60);
+    for (size_t piece = 0; piece < pieces; ++piece) {
+      text += generator.Pick(3) == 0 ? generator.Digits(1 + generator.Pick(6))
+                                     : std::string(kBytes[generator.Pick(std::size(kBytes))]);
+    }
+    texts.push_back(text);
+  }
+  return texts;
+}
+
+TEST(MayHoldKindsTest, TheShortestOfEachShapeIsFound) {
+  for (const Shortest& shortest : ShortestOfEachShape()) {
+    const std::vector<Detection> detections = ScanText(shortest.text);
+    ASSERT_EQ(detections.size(), 1u) << shortest.text;
+    EXPECT_EQ(PiiKindName(detections[0].kind), PiiKindName(shortest.kind)) << shortest.text;
+    EXPECT_TRUE(Shared().MayHoldKinds(shortest.text, kSensitiveKinds)) << shortest.text;
+  }
+}
+
+// The prefilter against the full scan: whenever Scan finds a card, IBAN,
+// JWT, API key or secret in a text, MayHoldKinds lets the text through,
+// for those kinds together and for each alone; and ScanKinds (which asks
+// MayHoldKinds first) answers what Scan answers, filtered.
+TEST(MayHoldKindsTest, PrefilterNeverRulesOutWhatScanFinds) {
+  const std::vector<std::string> texts = TextsAroundTheSensitiveKinds();
+  size_t texts_with_wanted = 0;
+  size_t texts_ruled_out = 0;
+  for (const std::string& text : texts) {
+    const std::vector<Detection> all = ScanText(text);
+    uint32_t kinds_found = 0;
+    for (const Detection& detection : all) {
+      kinds_found |= 1u << static_cast<uint32_t>(detection.kind);
+    }
+    const bool may_hold = Shared().MayHoldKinds(text, kSensitiveKinds);
+    if ((kinds_found & kSensitiveKinds) != 0) {
+      ++texts_with_wanted;
+      ASSERT_TRUE(may_hold) << "ruled out, yet Scan finds kinds " << kinds_found << ": " << text;
+    }
+    texts_ruled_out += may_hold ? 0 : 1;
+    for (uint32_t kind = 0; kind < kPiiKindCount; ++kind) {
+      if ((kSensitiveKinds >> kind & 1) != 0 && (kinds_found >> kind & 1) != 0) {
+        ASSERT_TRUE(Shared().MayHoldKinds(text, 1u << kind)) << kind << ": " << text;
+      }
+    }
+    std::vector<Detection> expected;
+    for (const Detection& detection : all) {
+      if ((kSensitiveKinds >> static_cast<uint32_t>(detection.kind) & 1) != 0) {
+        expected.push_back(detection);
+      }
+    }
+    std::vector<Detection> got;
+    Shared().ScanKinds(text, kSensitiveKinds, &got);
+    ASSERT_EQ(got, expected) << text;
+  }
+  // Enough of each: texts the scan flags, and texts the prefilter spares it.
+  std::printf("%zu texts: %zu with a wanted kind, %zu ruled out\n", texts.size(), texts_with_wanted,
+              texts_ruled_out);
+  EXPECT_GE(texts_with_wanted, 3000u);
+  EXPECT_GE(texts_ruled_out, 5000u);
+}
+
+// What an analytics export holds in its long cells, ruled out in one pass
+// (the cost the incident module's every-cell scan saves), and another kind
+// asked for: never ruled out.
+TEST(MayHoldKindsTest, RulesOutTheCommonValuesOfAnAnalyticsExport) {
+  for (const std::string_view text : {
+           "2026-10-26T05:11:40.681Z",
+           "faridjuniper59975@gmail.com",
+           "nadia.cedar7149884+promo0@example.org",
+           "josenunez3207679@gmail.com",
+           "stranger2674121@elsewhere.example",
+           "u-7urnme-59975",
+           "u-bn24jy5-3199760",
+           "https://news.example/item",
+           "https://social.example/feed?utm_source=newsletter",
+           "Invoice Viewed",
+           "Elena Núñez Fernández",
+           "ｏｍａｒ.ａｌｄｅｒ３２２３５１７@ｅｘａｍｐｌｅ.ｎｅｔ",
+           "+44 20 7946 0958",
+           "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+           "Chrome/120.0.0.0 Safari/537.36",
+       }) {
+    EXPECT_FALSE(Shared().MayHoldKinds(text, kSensitiveKinds)) << text;
+    EXPECT_TRUE(Shared().MayHoldKinds(
+        text, kSensitiveKinds | (1u << static_cast<uint32_t>(PiiKind::kEmail))))
+        << text;
+  }
 }
 
 }  // namespace
