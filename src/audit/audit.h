@@ -76,8 +76,9 @@ inline constexpr uint32_t kOpeningWaitUsMax = 1'000'000;
 // answers sooner is recorded once, its `query` record carrying what it
 // asked and what left; one still running then is recorded twice, as an
 // export is, so that a query the process dies in is on the log. One record
-// instead of two is the log's work per cheap query halved
-// (docs/benchmarks.md, "One record per cheap query").
+// instead of two: half the records (encoding, chain hash, bytes written,
+// key index) a cheap query costs (docs/benchmarks.md, "One record per
+// cheap query").
 inline constexpr uint32_t kDeferredStartMsDefault = 5;
 inline constexpr uint32_t kDeferredStartMsMax = 60'000;
 // The longest audit retention a config may set (Config::audit_retention_days).
