@@ -54,8 +54,9 @@ interface AuditRecord {
   rows?: number;
   subjects?: number;
   bytes?: number;
-  // What a read asked (query.start, export.start), masked by the server:
-  // personal values and credentials stand as <masked…> (docs/formats/audit.md).
+  // What a read asked (a query's one `query` record or its query.start,
+  // export.start), masked by the server: personal values and credentials
+  // stand as <masked…> (docs/formats/audit.md).
   params?: string;
   outcome: string;
 }
