@@ -502,7 +502,7 @@ TEST_F(BlastTest, TablesMatchTheOperatorsAccountsByUserId) {
   EXPECT_EQ(impact->accounts[0].account_row, 1u);
   EXPECT_EQ(impact->leaked_rows_unmatched, 2u);
   const uint32_t location = 1u << static_cast<uint32_t>(Category::kLocation);
-  EXPECT_NE(impact->accounts[0].categories & location, 0u);
+  EXPECT_NE(impact->ExposureOf(impact->accounts[0]).categories & location, 0u);
   const std::string json = BlastRadiusJson(*blast, 1'790'000'000);
   EXPECT_NE(json.find("\"subject\":\"psn_3\""), std::string::npos);
   EXPECT_EQ(json.find("psn_4"), std::string::npos);

@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
+#include <iterator>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -586,7 +587,10 @@ struct RowMatch {
   bool ambiguous = false;
   // Emails that matched another account than the user id's: one warning each.
   uint8_t conflicts = 0;
-  uint32_t known_org = UINT32_MAX;       // a row matching no account: its known organisation
+  // The known organisation of the row's org id (its first org column's
+  // with a value), or kNoOrg: for a row matching no account its org-only
+  // match, for one that does the org id its accounts may take.
+  uint32_t known_org = UINT32_MAX;
   std::vector<uint32_t> extra_accounts;  // the other accounts of an ambiguous match
 };
 
@@ -831,28 +835,107 @@ int64_t ExistingOrgSlot(std::string_view org_id, const OrgTable& orgs) {
   return found == orgs.unknown.end() ? -1 : static_cast<int64_t>(found->second);
 }
 
-void ExposeRow(const Table& leaked, const Recognition& columns,
-               const std::vector<uint8_t>& sensitive_cells, size_t row, AccountImpact* account) {
-  const size_t column_count = leaked.columns().size();
-  leaked.ForEachCell(row, [&](size_t column, std::string_view) {
-    const ColumnKind kind = columns.columns[column].kind;
-    const Category category = CategoryOf(kind);
-    if (category != Category::kNone) {
-      account->categories |= Bit(category);
+// The distinct exposures of the affected accounts while the leaked rows
+// are added (Apply): a row's (its categories and its columns with a value)
+// numbered once, and an account's — the union of its rows' — made once per
+// pair met, so that an account holds a number, not lists of its own.
+// Numbered in order of first use; Finish renumbers those the accounts end
+// with in accounts order (impact.json's), leaving out the unions' steps.
+class ExposureTable {
+ public:
+  // `category_of_column`: per leaked column, its kind's category bit (0
+  // for none).
+  explicit ExposureTable(std::vector<uint32_t> category_of_column)
+      : category_of_column_(std::move(category_of_column)) {}
+
+  // The exposure of leaked row `row`: its cells' categories, with payment
+  // and credentials where `sensitive_cells` (ScanSensitiveCells's) marks a
+  // cell of the row.
+  uint32_t OfRow(const Table& leaked, const std::vector<uint8_t>& sensitive_cells, size_t row) {
+    const size_t column_count = leaked.columns().size();
+    uint32_t categories = 0;
+    columns_.clear();
+    // In ascending column order, each once (Table::ForEachCell).
+    leaked.ForEachCell(row, [&](size_t column, std::string_view) {
+      columns_.push_back(static_cast<uint16_t>(column));  // < kColumnsMax
+      categories |= category_of_column_[column];
+      if (!sensitive_cells.empty()) {
+        const uint8_t bits = sensitive_cells[row * column_count + column];
+        categories |= (bits & 1) != 0 ? Bit(Category::kPayment) : 0;
+        categories |= (bits & 2) != 0 ? Bit(Category::kCredentials) : 0;
+      }
+    });
+    return Intern(categories);
+  }
+
+  // The exposure of an account with exposures `left` and `right`.
+  uint32_t Union(uint32_t left, uint32_t right) {
+    const auto [found, added] = unions_.try_emplace((uint64_t{left} << 32) | right, 0);
+    if (!added) {
+      return found->second;
     }
-    if (!sensitive_cells.empty()) {
-      const uint8_t bits = sensitive_cells[row * column_count + column];
-      account->categories |= (bits & 1) != 0 ? Bit(Category::kPayment) : 0;
-      account->categories |= (bits & 2) != 0 ? Bit(Category::kCredentials) : 0;
+    const Exposure& one = exposures_[left];
+    const Exposure& other = exposures_[right];
+    columns_.clear();
+    std::set_union(one.columns.begin(), one.columns.end(), other.columns.begin(),
+                   other.columns.end(), std::back_inserter(columns_));
+    found->second = Intern(one.categories | other.categories);
+    return found->second;
+  }
+
+  size_t size() const { return exposures_.size(); }
+  Exposure& operator[](uint32_t exposure) { return exposures_[exposure]; }
+
+ private:
+  // The number of (categories, columns_).
+  uint32_t Intern(uint32_t categories) {
+    key_.assign(reinterpret_cast<const char*>(&categories), sizeof(categories));
+    key_.append(reinterpret_cast<const char*>(columns_.data()),
+                columns_.size() * sizeof(columns_[0]));
+    // Rows in a row are often alike.
+    if (key_ == last_key_) {
+      return last_;
     }
-    // Kept sorted as they come, so that Finish has none to sort.
-    const auto place = std::lower_bound(account->leaked_columns.begin(),
-                                        account->leaked_columns.end(), column);
-    if (place == account->leaked_columns.end() || *place != column) {
-      account->leaked_columns.insert(place, static_cast<uint16_t>(column));  // < kColumnsMax
+    const auto [found, added] = ids_.try_emplace(key_, static_cast<uint32_t>(exposures_.size()));
+    if (added) {
+      exposures_.push_back({categories, columns_});
     }
-  });
-}
+    last_key_ = key_;
+    last_ = found->second;
+    return last_;
+  }
+
+  std::vector<uint32_t> category_of_column_;
+  std::vector<Exposure> exposures_;
+  StringMap<uint32_t> ids_;  // the categories' bytes, then the columns'
+  std::unordered_map<uint64_t, uint32_t> unions_;  // left << 32 | right
+  std::vector<uint16_t> columns_;                  // reused: no allocation per row
+  std::string key_;
+  std::string last_key_;
+  uint32_t last_ = 0;
+};
+
+// Strings numbered as first seen (the countries the leaked rows give their
+// accounts: a few, each kept once).
+class TextTable {
+ public:
+  uint32_t Intern(std::string_view text) {
+    const auto found = ids_.find(text);
+    if (found != ids_.end()) {
+      return found->second;
+    }
+    const uint32_t id = static_cast<uint32_t>(texts_.size());
+    texts_.emplace_back(text);
+    ids_.emplace(std::string(text), id);
+    return id;
+  }
+  size_t size() const { return texts_.size(); }
+  const std::string& operator[](uint32_t id) const { return texts_[id]; }
+
+ private:
+  StringMap<uint32_t> ids_;
+  std::vector<std::string> texts_;
+};
 
 // What AddAdmins takes from the accounts file, found apart from the
 // affected accounts (every account row's role read: 10M at 10M accounts),
@@ -1012,19 +1095,90 @@ void CollectKnownOrgs(const CrossrefInput& input, OrgTable* orgs) {
   orgs->slot_of_known.assign(orgs->known_ids.size(), -1);
 }
 
+// How many affected accounts ahead AssignOrgs brings in the organisation
+// it will add to (a step at a time: the organisation, then the end of its
+// accounts' list).
+constexpr size_t kAssignPrefetchAccounts = 16;
+
+// The affected accounts (in file order, CrossrefStream::Finish) added to
+// their organisations: their first org column's (a known one), else
+// another org column's, else the leaked file's. At 10M accounts each is
+// far from the last one's, so the organisations are found first (and
+// their lists given the room they need), then each account added with
+// the organisation of the ones ahead brought in.
+void AssignOrgs(const CrossrefInput& input, OrgTable* orgs, Impact* impact) {
+  const std::vector<size_t> account_org_columns =
+      input.account_columns->ColumnsOf(ColumnKind::kOrgId);
+  const size_t account_count = impact->accounts.size();
+  std::vector<uint32_t> slot_of_account(account_count, kNoOrg);
+  std::vector<uint32_t> accounts_of_slot;
+  for (size_t account_idx = 0; account_idx < account_count; ++account_idx) {
+    const AccountImpact& account = impact->accounts[account_idx];
+    const uint32_t known = orgs->account_org[account.account_row];
+    size_t slot = 0;
+    if (known != kNoOrg) {
+      slot = KnownOrgSlot(known, orgs, impact);
+    } else {
+      std::string_view org_id =
+          FirstCell(*input.accounts, account.account_row, account_org_columns);
+      if (org_id.empty()) {
+        org_id = impact->LeakedOrgId(account);
+      }
+      if (org_id.empty()) {
+        continue;
+      }
+      slot = OrgSlot(org_id, orgs, impact);
+    }
+    slot_of_account[account_idx] = static_cast<uint32_t>(slot);  // < kRowsMax
+    accounts_of_slot.resize(std::max(accounts_of_slot.size(), slot + 1), 0);
+    ++accounts_of_slot[slot];
+  }
+  for (size_t slot = 0; slot < accounts_of_slot.size(); ++slot) {
+    impact->orgs[slot].affected_accounts.reserve(accounts_of_slot[slot]);
+  }
+  const auto org_ahead = [&](size_t account_idx) -> const OrgImpact* {
+    if (account_idx >= account_count || slot_of_account[account_idx] == kNoOrg) {
+      return nullptr;
+    }
+    return &impact->orgs[slot_of_account[account_idx]];
+  };
+  for (size_t account_idx = 0; account_idx < account_count; ++account_idx) {
+    if (const OrgImpact* ahead = org_ahead(account_idx + kAssignPrefetchAccounts)) {
+      __builtin_prefetch(&ahead->affected_accounts);
+      __builtin_prefetch(&ahead->accounts_by_category.front(), 1);
+      __builtin_prefetch(&ahead->accounts_by_category.back(), 1);
+    }
+    if (const OrgImpact* ahead = org_ahead(account_idx + kAssignPrefetchAccounts / 2)) {
+      __builtin_prefetch(ahead->affected_accounts.data() + ahead->affected_accounts.size(), 1);
+    }
+    if (slot_of_account[account_idx] == kNoOrg) {
+      continue;
+    }
+    OrgImpact& org = impact->orgs[slot_of_account[account_idx]];
+    org.affected_accounts.push_back(account_idx);
+    const uint32_t categories = impact->ExposureOf(impact->accounts[account_idx]).categories;
+    for (size_t category = 0; category < kCategoryCount; ++category) {
+      org.accounts_by_category[category] += (categories >> category) & 1;
+    }
+  }
+}
+
 void CountTotals(const CrossrefInput& input, Impact* impact) {
   const std::vector<size_t> account_country =
       input.account_columns->ColumnsOf(ColumnKind::kCountry);
+  // Counted by number (the accounts share a few exposures and leaked
+  // countries), the accounts file's countries by name.
+  std::vector<uint64_t> accounts_of_exposure(impact->exposures.size(), 0);
+  std::vector<uint64_t> accounts_of_leaked_country(impact->leaked_countries.size(), 0);
   StringMap<uint64_t> countries;
   for (const AccountImpact& account : impact->accounts) {
-    for (size_t category = 0; category < kCategoryCount; ++category) {
-      impact->accounts_by_category[category] += (account.categories >> category) & 1;
-    }
+    ++accounts_of_exposure[account.exposure];
     // The country the leaked file gave for the account, else the accounts file's.
-    std::string_view country = account.leaked_country;
-    if (country.empty()) {
-      country = FirstCell(*input.accounts, account.account_row, account_country);
+    if (account.leaked_country != kNoIndex) {
+      ++accounts_of_leaked_country[account.leaked_country];
+      continue;
     }
+    std::string_view country = FirstCell(*input.accounts, account.account_row, account_country);
     if (country.empty()) {
       country = "unknown";
     }
@@ -1033,6 +1187,18 @@ void CountTotals(const CrossrefInput& input, Impact* impact) {
       ++found->second;
     } else {
       countries.emplace(std::string(country), 1);
+    }
+  }
+  for (size_t exposure = 0; exposure < accounts_of_exposure.size(); ++exposure) {
+    const uint32_t categories = impact->exposures[exposure].categories;
+    for (size_t category = 0; category < kCategoryCount; ++category) {
+      impact->accounts_by_category[category] +=
+          ((categories >> category) & 1) * accounts_of_exposure[exposure];
+    }
+  }
+  for (size_t country = 0; country < accounts_of_leaked_country.size(); ++country) {
+    if (accounts_of_leaked_country[country] > 0) {
+      countries[impact->leaked_countries[country]] += accounts_of_leaked_country[country];
     }
   }
   impact->accounts_by_country.assign(countries.begin(), countries.end());
@@ -1048,6 +1214,12 @@ void CountTotals(const CrossrefInput& input, Impact* impact) {
   }
 }
 
+// A line of the leaked file that matched an account already affected.
+struct MoreLine {
+  uint32_t account_row;
+  uint64_t line;
+};
+
 }  // namespace
 
 struct CrossrefStream::State {
@@ -1059,33 +1231,50 @@ struct CrossrefStream::State {
   Impact impact;
   AccountIndex index;
   OrgTable orgs;
-  std::vector<int64_t> impact_of_account;  // per account row: index into impact.accounts, or -1
+  // The affected accounts where their rows are: an entry per account row,
+  // affected when first_leaked_line is not 0 (lines are 1-based), so that
+  // a leaked row adds to its account's entry without an index between,
+  // and Finish puts the affected ones in file order by closing the gaps, a
+  // pass along the array (a permutation of millions of entries missed the
+  // cache at each). Until Finish an entry's `exposure` is a number of
+  // `exposures`, its `leaked_country` of `countries`, its `leaked_org_id`
+  // a known organisation's number or (known count +) one of
+  // `unknown_org_ids`, and its `more_leaked_lines` counts the entries of
+  // `more_lines` that are its.
+  std::vector<AccountImpact> account_of_row;
+  std::unique_ptr<ExposureTable> exposures;
+  TextTable countries;
+  TextTable unknown_org_ids;  // leaked org ids the accounts took that no file knows
+  std::vector<MoreLine> more_lines;  // each account's lines after its first, in file order
   size_t email_blocks_made_beside = 0;
 
-  void PrefetchImpactSlot(uint32_t account) const {
+  // The account's entry, to be written (Apply, rows ahead).
+  void PrefetchAccount(uint32_t account) const {
     if (account != kNoAccount) {
-      __builtin_prefetch(&impact_of_account[account]);
+      __builtin_prefetch(&account_of_row[account], 1);
     }
   }
-  // The account's entry, when it has one (PrefetchImpactSlot first): its
-  // three cache lines, which adding a row to it reads and writes.
-  void PrefetchImpact(uint32_t account) const {
-    if (account == kNoAccount || impact_of_account[account] < 0) {
-      return;
+  // The org id a leaked row that matched an account gives it, numbered
+  // (kNoIndex: none).
+  uint32_t LeakedOrgNumber(const Table& leaked, size_t row, const RowMatch& match) {
+    if (match.known_org != kNoOrg) {
+      return match.known_org;
     }
-    const char* entry =
-        reinterpret_cast<const char*>(&impact.accounts[static_cast<size_t>(impact_of_account[account])]);
-    for (size_t offset = 0; offset < sizeof(AccountImpact); offset += 64) {
-      __builtin_prefetch(entry + offset, 1);
+    const std::string_view org_id = FirstCell(leaked, row, org_columns);
+    if (org_id.empty()) {
+      return kNoIndex;
     }
+    return static_cast<uint32_t>(orgs.known_ids.size()) + unknown_org_ids.Intern(org_id);
   }
-  AccountImpact& AccountImpactOf(uint32_t account) {
-    if (impact_of_account[account] < 0) {
-      impact_of_account[account] = static_cast<int64_t>(impact.accounts.size());
-      impact.accounts.emplace_back();
-      impact.accounts.back().account_row = account;
-    }
-    return impact.accounts[static_cast<size_t>(impact_of_account[account])];
+  // The affected accounts in file order into `impact`, with their tables:
+  // `account_of_row` emptied into impact->accounts.
+  void PutInFileOrder(Impact* impact);
+
+  std::string_view LeakedOrgText(uint32_t number) const {
+    const size_t known_count = orgs.known_ids.size();
+    return number < known_count ? orgs.known_ids[number]
+                                : std::string_view(unknown_org_ids[static_cast<uint32_t>(
+                                      number - known_count)]);
   }
 };
 
@@ -1100,6 +1289,12 @@ Result<std::unique_ptr<CrossrefStream>> CrossrefStream::Start(const CrossrefInpu
   state->email_columns = leaked_columns.ColumnsOf(ColumnKind::kEmail);
   state->org_columns = leaked_columns.ColumnsOf(ColumnKind::kOrgId);
   state->country_columns = leaked_columns.ColumnsOf(ColumnKind::kCountry);
+  std::vector<uint32_t> category_of_column;
+  for (const ColumnRecognition& column : leaked_columns.columns) {
+    const Category category = CategoryOf(column.kind);
+    category_of_column.push_back(category == Category::kNone ? 0 : Bit(category));
+  }
+  state->exposures = std::make_unique<ExposureTable>(std::move(category_of_column));
   if (state->user_columns.empty() && state->email_columns.empty() && state->org_columns.empty()) {
     return Status::InvalidArgument(
         "the leaked file has no column recognised as user_id, email or org_id; name one with "
@@ -1133,7 +1328,7 @@ Result<std::unique_ptr<CrossrefStream>> CrossrefStream::Start(const CrossrefInpu
     index.by_user_id.Reserve(accounts.row_count());
     IndexUserIds(accounts, &index, &user_id_warnings);
     CollectKnownOrgs(input, &state->orgs);
-    AssignHuge(&state->impact_of_account, input.accounts->row_count(), int64_t{-1});
+    AssignHuge(&state->account_of_row, input.accounts->row_count(), AccountImpact{});
     state->email_blocks_made_beside =
         MakeEmailBlocks(accounts, account_email_columns, &email_blocks);
   });
@@ -1143,10 +1338,6 @@ Result<std::unique_ptr<CrossrefStream>> CrossrefStream::Start(const CrossrefInpu
   IndexEmails(accounts, account_email_columns, &email_blocks, &index, &email_warnings);
   user_ids.join();
   WarnInFileOrder(accounts, user_id_warnings, email_warnings, &state->impact);
-  // Room for every account to be affected, so that the affected accounts
-  // (8.2M of about 140 bytes at 10M x 10M) are never moved to a vector
-  // twice the size while both are held; only the part used is touched.
-  ReserveHuge(&state->impact.accounts, input.accounts->row_count());
   return std::unique_ptr<CrossrefStream>(new CrossrefStream(std::move(state)));
 }
 
@@ -1182,10 +1373,8 @@ std::unique_ptr<CrossrefStream::Matches> CrossrefStream::Match(const Table& leak
       PrepareRow(leaked, row + kPrefetchRows, state.user_columns, state.email_columns,
                  state.index, &ring[row % kPrefetchRows]);
     }
-    if (match.account == kNoAccount) {
-      const std::string_view org_id = FirstCell(leaked, row, state.org_columns);
-      match.known_org = org_id.empty() ? kNoOrg : state.orgs.KnownOf(org_id);
-    }
+    const std::string_view org_id = FirstCell(leaked, row, state.org_columns);
+    match.known_org = org_id.empty() ? kNoOrg : state.orgs.KnownOf(org_id);
     matches->rows.push_back(std::move(match));
   }
   return matches;
@@ -1199,17 +1388,12 @@ void CrossrefStream::Apply(const Table& leaked, const std::vector<uint8_t>& sens
                            const Matches& matches) {
   State& state = *state_;
   Impact& impact = state.impact;
-  const Recognition& leaked_columns = *state.input.leaked_columns;
   const size_t rows = leaked.row_count();
   for (size_t row = 0; row < rows; ++row) {
-    // The affected accounts of the rows ahead, a step at a time (at 10M
-    // accounts each is far from the last): where each is listed, then the
-    // entry itself.
+    // The affected account of the row ahead (at 10M accounts each is far
+    // from the last).
     if (row + kApplyPrefetchRows < rows) {
-      state.PrefetchImpactSlot(matches.rows[row + kApplyPrefetchRows].account);
-    }
-    if (row + kApplyPrefetchRows / 2 < rows) {
-      state.PrefetchImpact(matches.rows[row + kApplyPrefetchRows / 2].account);
+      state.PrefetchAccount(matches.rows[row + kApplyPrefetchRows].account);
     }
     const RowMatch& match = matches.rows[row];
     for (uint8_t conflict = 0; conflict < match.conflicts; ++conflict) {
@@ -1221,20 +1405,33 @@ void CrossrefStream::Apply(const Table& leaked, const std::vector<uint8_t>& sens
       for (size_t method = 0; method < impact.leaked_rows_by_method.size(); ++method) {
         impact.leaked_rows_by_method[method] += (match.methods >> method) & 1;
       }
+      const uint64_t line = leaked.Line(row);
+      const uint32_t exposure = state.exposures->OfRow(leaked, sensitive_cells, row);
       for (size_t account_idx = 0; account_idx <= match.extra_accounts.size(); ++account_idx) {
         const uint32_t account =
             account_idx == 0 ? match.account : match.extra_accounts[account_idx - 1];
-        AccountImpact& affected = state.AccountImpactOf(account);
-        affected.methods |= match.methods;
+        AccountImpact& affected = state.account_of_row[account];
+        if (affected.first_leaked_line == 0) {
+          affected.first_leaked_line = line;
+          affected.exposure = exposure;
+        } else {
+          ++affected.more_leaked_lines;  // at most one a leaked row: < kRowsMax
+          state.more_lines.push_back({account, line});
+          if (affected.exposure != exposure) {
+            affected.exposure = state.exposures->Union(affected.exposure, exposure);
+          }
+        }
+        affected.methods |= static_cast<uint8_t>(match.methods);
         affected.ambiguous = affected.ambiguous || match.ambiguous;
-        affected.leaked_lines.push_back(leaked.Line(row));
-        if (affected.leaked_country.empty()) {
-          affected.leaked_country = std::string(FirstCell(leaked, row, state.country_columns));
+        if (affected.leaked_country == kNoIndex) {
+          const std::string_view country = FirstCell(leaked, row, state.country_columns);
+          if (!country.empty()) {
+            affected.leaked_country = state.countries.Intern(country);
+          }
         }
-        if (affected.leaked_org_id.empty()) {
-          affected.leaked_org_id = std::string(FirstCell(leaked, row, state.org_columns));
+        if (affected.leaked_org_id == kNoIndex) {
+          affected.leaked_org_id = state.LeakedOrgNumber(leaked, row, match);
         }
-        ExposeRow(leaked, leaked_columns, sensitive_cells, row, &affected);
       }
       continue;
     }
@@ -1257,172 +1454,99 @@ void CrossrefStream::Apply(const Table& leaked, const std::vector<uint8_t>& sens
 
 namespace {
 
-// How many account rows ahead GatherInFileOrder brings in the entry it
-// will read.
-constexpr size_t kGatherPrefetchRows = 32;
-static_assert(kCategoryCount <= 16, "categories_in_order holds 16 bits");
-
-// Which account rows are affected, and the affected accounts' categories in
-// file order (the order PutInFileOrder gives them), read from the entries
-// where they lie, in one pass along `impact_of_account` with the entries
-// ahead prefetched.
-void GatherInFileOrder(const std::vector<int64_t>& impact_of_account,
-                       const std::vector<AccountImpact>& accounts, std::vector<bool>* rows,
-                       std::vector<uint16_t>* categories) {
-  rows->assign(impact_of_account.size(), false);
-  categories->reserve(accounts.size());
-  const size_t row_count = impact_of_account.size();
-  for (size_t row = 0; row < row_count; ++row) {
-    if (row + kGatherPrefetchRows < row_count &&
-        impact_of_account[row + kGatherPrefetchRows] >= 0) {
-      __builtin_prefetch(
-          &accounts[static_cast<size_t>(impact_of_account[row + kGatherPrefetchRows])].categories);
-    }
-    const int64_t at = impact_of_account[row];
-    if (at >= 0) {
-      (*rows)[row] = true;
-      categories->push_back(static_cast<uint16_t>(accounts[static_cast<size_t>(at)].categories));
-    }
+// The affected accounts' lines after their first, into
+// impact.more_leaked_lines account after account (in account rows' order),
+// each entry's more_leaked_lines_begin set: the begins are counted first,
+// each entry's at its end, then the lines placed from the last back, each
+// at its entry's begin less one, which leaves the begin where it belongs.
+void PlaceMoreLines(std::vector<AccountImpact>* account_of_row,
+                    const std::vector<MoreLine>& more_lines,
+                    Impact* impact) {
+  if (more_lines.empty()) {
+    return;
   }
-}
-
-// How many steps ahead along a cycle PutInFileOrder brings in the entry it
-// will move.
-constexpr size_t kPermutePrefetchSteps = 8;
-
-// All of an entry's cache lines, to be written (moved from).
-void PrefetchEntry(const AccountImpact* entry) {
-  const char* bytes = reinterpret_cast<const char*>(entry);
-  for (size_t offset = 0; offset < sizeof(AccountImpact); offset += 64) {
-    __builtin_prefetch(bytes + offset, 1);
+  uint64_t end = 0;
+  for (AccountImpact& entry : *account_of_row) {
+    end += entry.more_leaked_lines;
+    entry.more_leaked_lines_begin = end;
   }
-}
-
-// Moves the affected accounts (in the order they were first affected) to
-// file order: `impact_of_account` gives, per account row, its entry or -1
-// (emptied here). In place, cycle by cycle, each entry moved once, pulled
-// into the place it belongs to (a sort moved millions of them many times; a
-// second vector doubled them). Each step would wait for a cache miss on the
-// entry it pulls (they lie anywhere), so the entries a few steps ahead on
-// the cycle are prefetched.
-void PutInFileOrder(std::vector<int64_t>* impact_of_account,
-                    std::vector<AccountImpact>* accounts) {
-  // from[place]: the entry that belongs at `place` (file order); `place`
-  // itself once it is there.
-  std::vector<uint32_t> from;
-  from.reserve(accounts->size());
-  for (const int64_t at : *impact_of_account) {
-    if (at >= 0) {
-      from.push_back(static_cast<uint32_t>(at));
-    }
-  }
-  *impact_of_account = {};
-  AccountImpact* entries = accounts->data();
-  for (size_t start = 0; start < from.size(); ++start) {
-    if (from[start] == start) {
-      continue;
-    }
-    AccountImpact held = std::move(entries[start]);
-    size_t place = start;
-    size_t ahead = start;  // up to kPermutePrefetchSteps places further along the cycle
-    for (size_t step = 0; step < kPermutePrefetchSteps && from[ahead] != start; ++step) {
-      ahead = from[ahead];
-      PrefetchEntry(&entries[ahead]);
-    }
-    while (from[place] != start) {
-      const size_t source = from[place];
-      entries[place] = std::move(entries[source]);
-      from[place] = static_cast<uint32_t>(place);
-      place = source;
-      if (from[ahead] != start && from[ahead] != ahead) {
-        ahead = from[ahead];
-        PrefetchEntry(&entries[ahead]);
-      }
-    }
-    entries[place] = std::move(held);
-    from[place] = static_cast<uint32_t>(place);
+  impact->more_leaked_lines.resize(more_lines.size());
+  for (size_t line_idx = more_lines.size(); line_idx-- > 0;) {
+    const MoreLine& more = more_lines[line_idx];
+    impact->more_leaked_lines[--(*account_of_row)[more.account_row].more_leaked_lines_begin] =
+        more.line;
   }
 }
 
 }  // namespace
 
+void CrossrefStream::State::PutInFileOrder(Impact* impact) {
+  State& state = *this;
+  std::vector<AccountImpact>& entries = state.account_of_row;
+  PlaceMoreLines(&entries, state.more_lines, impact);
+  state.more_lines = {};
+  // One pass along the entries: the affected ones moved down over the
+  // gaps, their exposures, countries and org ids numbered in order of
+  // first use.
+  std::vector<uint32_t> exposure_number(state.exposures->size(), kNoIndex);
+  std::vector<uint32_t> country_number(state.countries.size(), kNoIndex);
+  std::vector<uint32_t> org_number(state.orgs.known_ids.size() + state.unknown_org_ids.size(),
+                                   kNoIndex);
+  size_t kept = 0;
+  for (size_t row = 0; row < entries.size(); ++row) {
+    AccountImpact entry = entries[row];
+    if (entry.first_leaked_line == 0) {
+      continue;
+    }
+    entry.account_row = static_cast<uint32_t>(row);
+    uint32_t& exposure = exposure_number[entry.exposure];
+    if (exposure == kNoIndex) {
+      exposure = static_cast<uint32_t>(impact->exposures.size());
+      impact->exposures.push_back(std::move((*state.exposures)[entry.exposure]));
+    }
+    entry.exposure = exposure;
+    if (entry.leaked_country != kNoIndex) {
+      uint32_t& country = country_number[entry.leaked_country];
+      if (country == kNoIndex) {
+        country = static_cast<uint32_t>(impact->leaked_countries.size());
+        impact->leaked_countries.push_back(state.countries[entry.leaked_country]);
+      }
+      entry.leaked_country = country;
+    }
+    if (entry.leaked_org_id != kNoIndex) {
+      uint32_t& org = org_number[entry.leaked_org_id];
+      if (org == kNoIndex) {
+        org = static_cast<uint32_t>(impact->leaked_org_ids.size());
+        impact->leaked_org_ids.emplace_back(state.LeakedOrgText(entry.leaked_org_id));
+      }
+      entry.leaked_org_id = org;
+    }
+    entries[kept++] = entry;
+  }
+  entries.resize(kept);
+  if (kept < entries.capacity() / 2) {
+    entries.shrink_to_fit();  // few affected: the room for every account given back
+  }
+  impact->accounts = std::move(entries);
+}
+
 Impact CrossrefStream::Finish() {
   State& state = *state_;
   const CrossrefInput& input = state.input;
-  Impact impact = std::move(state.impact);
-  impact.leaked_rows_seen = input.leaked->rows_seen();
-  impact.leaked_rows_rejected = input.leaked->rejected().size();
-  const std::vector<size_t> account_org_columns =
-      input.account_columns->ColumnsOf(ColumnKind::kOrgId);
+  state.impact.leaked_rows_seen = input.leaked->rows_seen();
+  state.impact.leaked_rows_rejected = input.leaked->rejected().size();
   // The accounts file's admins found on another thread meanwhile (a read
   // of every account row, none of it written here).
   AccountAdmins account_admins;
   std::thread admins_finder([&] { account_admins = FindAccountAdmins(input, state.orgs); });
-  // Each affected account's organisation, on another thread beside the
-  // permutation below: which account rows are affected (a bit each) and
-  // their categories in file order are read out of the entries first (the
-  // permutation moves them). An account whose organisation can only come
-  // from the leaked file (`leaked_org_id`, an entry's string) is left for
-  // after.
-  std::vector<bool> affected_rows;
-  std::vector<uint16_t> categories_in_order;
-  GatherInFileOrder(state.impact_of_account, impact.accounts, &affected_rows, &categories_in_order);
-  std::vector<uint32_t> org_from_leaked;  // places (file order) of those left for after
-  const auto add_to_org = [&impact](size_t slot, size_t account_idx, uint32_t categories) {
-    OrgImpact& org = impact.orgs[slot];
-    org.affected_accounts.push_back(account_idx);
-    for (size_t category = 0; category < kCategoryCount; ++category) {
-      org.accounts_by_category[category] += (categories >> category) & 1;
-    }
-  };
-  std::thread org_assigner([&] {
-    size_t account_idx = 0;
-    for (size_t row = 0; row < affected_rows.size(); ++row) {
-      if (!affected_rows[row]) {
-        continue;
-      }
-      // The account's organisation: its first org column's (a known one),
-      // else another org column's, else the leaked file's.
-      const uint32_t known = state.orgs.account_org[row];
-      size_t slot = 0;
-      if (known != kNoOrg) {
-        slot = KnownOrgSlot(known, &state.orgs, &impact);
-      } else {
-        const std::string_view org_id = FirstCell(*input.accounts, row, account_org_columns);
-        if (org_id.empty()) {
-          org_from_leaked.push_back(static_cast<uint32_t>(account_idx));
-          ++account_idx;
-          continue;
-        }
-        slot = OrgSlot(org_id, &state.orgs, &impact);
-      }
-      add_to_org(slot, account_idx, categories_in_order[account_idx]);
-      ++account_idx;
-    }
-  });
+  Impact impact = std::move(state.impact);
   // Accounts in file order, so outputs are stable whatever the leaked order.
-  PutInFileOrder(&state.impact_of_account, &impact.accounts);
-  // The totals by category and country on another thread too: they read
-  // the affected accounts, which stay where they are from here, and write
-  // fields of `impact` that nothing below touches.
+  state.PutInFileOrder(&impact);
+  // The totals by category and country on another thread: they read the
+  // affected accounts and write fields of `impact` that nothing below
+  // touches.
   std::thread totals([&] { CountTotals(input, &impact); });
-  org_assigner.join();
-  affected_rows = {};
-  categories_in_order = {};
-  for (const uint32_t account_idx : org_from_leaked) {
-    const AccountImpact& account = impact.accounts[account_idx];
-    if (!account.leaked_org_id.empty()) {
-      add_to_org(OrgSlot(account.leaked_org_id, &state.orgs, &impact), account_idx,
-                 account.categories);
-    }
-  }
-  if (!org_from_leaked.empty()) {
-    // Those came after the others: each organisation's accounts in file
-    // order again.
-    for (OrgImpact& org : impact.orgs) {
-      std::sort(org.affected_accounts.begin(), org.affected_accounts.end());
-    }
-  }
+  AssignOrgs(input, &state.orgs, &impact);
   admins_finder.join();
   AddAdmins(input, account_admins, &state.orgs, &impact, state.index);
   std::sort(

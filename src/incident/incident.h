@@ -46,7 +46,7 @@ inline constexpr uint64_t kFileBytesMax = 8ull << 30;          // any input file
 inline constexpr uint64_t kJsonDocumentBytesMax = 3ull << 30;  // a JSON array or object, read whole
 inline constexpr size_t kRowBytesMax = 1 << 20;                // one CSV record or JSON line
 inline constexpr size_t kColumnsMax = 1024;                    // distinct columns in one file
-static_assert(kColumnsMax <= UINT16_MAX, "AccountImpact::leaked_columns holds a column in 16 bits");
+static_assert(kColumnsMax <= UINT16_MAX, "Exposure::columns holds a column in 16 bits");
 inline constexpr size_t kColumnNameBytesMax = 256;             // one column name (flattened path)
 inline constexpr size_t kRowsMax = 50'000'000;                 // rows in one file
 inline constexpr size_t kJsonDepthMax = 32;                    // nesting of one JSON row
@@ -436,16 +436,40 @@ enum class MatchMethod : uint8_t {
 };
 std::string_view MatchMethodName(MatchMethod method);
 
-struct AccountImpact {
-  size_t account_row = 0;              // row in the accounts table
-  uint32_t methods = 0;                // bit per MatchMethod
-  bool ambiguous = false;              // a canonical email fitted several accounts
-  std::vector<uint64_t> leaked_lines;  // lines of the leaked file that matched it
-  uint32_t categories = 0;             // bit per Category exposed
-  std::vector<uint16_t> leaked_columns;  // leaked columns with a value in its rows (< kColumnsMax)
-  std::string leaked_country;          // the first country the leaked rows gave
-  std::string leaked_org_id;           // the first org id the leaked rows gave
+// What affected accounts lost: the categories of data with a value in
+// their leaked rows (bit per Category; a card, IBAN or credential found in
+// a cell of another column's kind counts too), and the leaked columns that
+// had one. Most accounts share a handful (Impact::exposures).
+struct Exposure {
+  uint32_t categories = 0;        // bit per Category exposed
+  std::vector<uint16_t> columns;  // ascending leaked columns (< kColumnsMax)
 };
+
+// An index of AccountImpact into one of Impact's tables that points nowhere.
+inline constexpr uint32_t kNoIndex = UINT32_MAX;
+
+// An affected account, flat: 40 bytes and no heap block of its own, since
+// there can be millions. What accounts share (their exposure, the country
+// and org id the leaked file gave) are indexes into Impact's tables; the
+// lines after the first (rare) are in Impact::more_leaked_lines.
+struct AccountImpact {
+  uint64_t first_leaked_line = 0;  // the first line of the leaked file that matched it
+  // Its further lines, in file order: Impact::more_leaked_lines[begin,
+  // begin + more_leaked_lines).
+  uint64_t more_leaked_lines_begin = 0;
+  uint32_t more_leaked_lines = 0;
+  uint32_t account_row = 0;  // row in the accounts table
+  uint32_t exposure = 0;     // index into Impact::exposures
+  // The first country and org id the leaked rows gave: indexes into
+  // Impact::leaked_countries and Impact::leaked_org_ids, or kNoIndex.
+  uint32_t leaked_country = kNoIndex;
+  uint32_t leaked_org_id = kNoIndex;
+  uint8_t methods = 0;     // bit per MatchMethod
+  bool ambiguous = false;  // a canonical email fitted several accounts
+};
+static_assert(sizeof(AccountImpact) == 40, "an affected account is 40 bytes");
+static_assert(kRowsMax <= UINT32_MAX,
+              "an account row, and an account's count of leaked lines, fit in 32 bits");
 
 struct OrgImpact {
   std::string org_id;
@@ -492,6 +516,14 @@ struct Impact {
   uint64_t leaked_rows_unmatched = 0;
   std::array<uint64_t, 5> leaked_rows_by_method{};  // a row counts under each method that fit
   std::vector<AccountImpact> accounts;              // in accounts-file order
+  // The accounts' tables: their exposures (impact.json's), and the
+  // countries and org ids the leaked rows gave them, each numbered in order
+  // of first use in `accounts`; and their lines after the first, account
+  // after account.
+  std::vector<Exposure> exposures;
+  std::vector<std::string> leaked_countries;
+  std::vector<std::string> leaked_org_ids;
+  std::vector<uint64_t> more_leaked_lines;
   std::vector<OrgImpact> orgs;                      // by org id
   std::vector<UnmatchedRow> unmatched;
   std::array<uint64_t, kCategoryCount> accounts_by_category{};
@@ -500,6 +532,29 @@ struct Impact {
   std::vector<Warning> warnings;
   uint64_t warnings_not_listed = 0;
   void Warn(std::string file, uint64_t line, std::string message);
+
+  const Exposure& ExposureOf(const AccountImpact& account) const {
+    return exposures[account.exposure];
+  }
+  // "" when the leaked rows gave none.
+  std::string_view LeakedCountry(const AccountImpact& account) const {
+    return account.leaked_country == kNoIndex ? std::string_view()
+                                              : leaked_countries[account.leaked_country];
+  }
+  std::string_view LeakedOrgId(const AccountImpact& account) const {
+    return account.leaked_org_id == kNoIndex ? std::string_view()
+                                             : leaked_org_ids[account.leaked_org_id];
+  }
+  // Calls visit(line) for each line of the leaked file that matched
+  // `account`, in file order.
+  template <typename Visit>
+  void ForEachLeakedLine(const AccountImpact& account, const Visit& visit) const {
+    visit(account.first_leaked_line);
+    const uint64_t* more = more_leaked_lines.data() + account.more_leaked_lines_begin;
+    for (uint32_t line_idx = 0; line_idx < account.more_leaked_lines; ++line_idx) {
+      visit(more[line_idx]);
+    }
+  }
 };
 
 struct CrossrefInput {

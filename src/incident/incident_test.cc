@@ -642,13 +642,13 @@ TEST(CrossrefTest, CategoriesExposedPerAccountAndNotInFile) {
   ASSERT_NE(ana, nullptr);
   for (const Category category : {Category::kIdentity, Category::kContact, Category::kLocation,
                                   Category::kDevice, Category::kReferrer, Category::kInternalIds}) {
-    EXPECT_TRUE(Has(ana->categories, category)) << CategoryName(category);
+    EXPECT_TRUE(Has(impact->ExposureOf(*ana).categories, category)) << CategoryName(category);
   }
-  EXPECT_FALSE(Has(ana->categories, Category::kPayment));
+  EXPECT_FALSE(Has(impact->ExposureOf(*ana).categories, Category::kPayment));
   const AccountImpact* bruno = Affected(fixture, *impact, "u2");
   ASSERT_NE(bruno, nullptr);
-  EXPECT_TRUE(Has(bruno->categories, Category::kPayment));
-  EXPECT_FALSE(Has(bruno->categories, Category::kContact));
+  EXPECT_TRUE(Has(impact->ExposureOf(*bruno).categories, Category::kPayment));
+  EXPECT_FALSE(Has(impact->ExposureOf(*bruno).categories, Category::kContact));
   // The file holds a card number, so payment is not claimed as absent;
   // credentials are absent. Content: the notes column is named content.
   EXPECT_TRUE(Has(impact->file_categories, Category::kPayment));
@@ -881,8 +881,7 @@ TEST(CrossrefTest, AnOrgsNameAndAdminsComeFromItsAccountRows) {
 }
 
 // An account with no organisation in the accounts file takes the leaked
-// row's (Finish assigns those after the others, beside its permutation):
-// each organisation's accounts still in file order.
+// row's: each organisation's accounts in file order.
 TEST(CrossrefTest, AnAccountsOrgFromTheLeakedFileKeepsFileOrder) {
   Fixture fixture = MakeFixture("user_id,org_id\nu1,o7\nu2,o7\nu3,\n",
                                 "user_id,email,org_id\n"
@@ -895,6 +894,108 @@ TEST(CrossrefTest, AnAccountsOrgFromTheLeakedFileKeepsFileOrder) {
   ASSERT_EQ(impact->orgs.size(), 1u);
   EXPECT_EQ(impact->orgs[0].org_id, "o7");
   EXPECT_EQ(impact->orgs[0].affected_accounts, (std::vector<size_t>{0, 1}));  // u1, u2
+}
+
+// An account several leaked rows matched, flat (AccountImpact): its first
+// line in the entry and the others in Impact::more_leaked_lines, in file
+// order; its exposure the union of its rows'; the first country and org id
+// any of its rows gave, as indexes into Impact's tables (an org id no file
+// knows too). Impact::exposures holds exactly the accounts' exposures,
+// numbered in order of first use in accounts order (not the rows' along
+// the way), and the tables only what the accounts took.
+TEST(CrossrefTest, AccountsOfSeveralRowsKeepEveryLineInTheirTables) {
+  const std::string leaked =
+      "user_id,city,country,org_id,notes\n"
+      "u3,Lyon,DE,o7,\n"                      // line 2
+      "u2,,,,\n"                              // line 3
+      "u1,Lisbon,PT,o1,\n"                    // line 4
+      "u1,,ES,o9,card 4111 1111 1111 1111\n"  // line 5
+      "u2,Madrid,ES,,\n"                      // line 6
+      "u1,Porto,,,\n"                         // line 7
+      "u4,,,,\n";                             // line 8
+  Fixture fixture = MakeFixture(leaked,
+                                "user_id,email,org_id,country\n"
+                                "u1,ana@example.org,o1,PT\n"
+                                "u2,bruno@example.org,,\n"
+                                "u3,carla@example.org,,\n"
+                                "u4,diego@example.org,,FR\n");
+  const Result<Impact> in_memory = Crossref(fixture.Input(/*with_orgs=*/false));
+  ASSERT_TRUE(in_memory.ok()) << in_memory.status().ToString();
+  // Streamed in chunks too: the tables carry over from chunk to chunk.
+  const std::filesystem::path path =
+      std::filesystem::temp_directory_path() /
+      ("minpanel-several-rows-" + std::to_string(::getpid()) + ".csv");
+  std::ofstream(path, std::ios::binary) << leaked;
+  std::vector<std::unique_ptr<StreamedCrossref>> streamed;
+  for (const size_t chunk_rows : {size_t{1}, size_t{2}, size_t{4}}) {
+    CrossrefInput input = fixture.Input(/*with_orgs=*/false);
+    auto result = CrossrefLeakedFile(path.string(), &input, {}, SharedDetectors(), chunk_rows);
+    ASSERT_TRUE(result.ok()) << result.status().ToString();
+    streamed.push_back(std::move(*result));
+  }
+  std::filesystem::remove(path);
+  std::vector<const Impact*> impacts = {&*in_memory};
+  for (const std::unique_ptr<StreamedCrossref>& result : streamed) {
+    impacts.push_back(&result->impact);
+  }
+  for (const Impact* impact_of_run : impacts) {
+    const Impact& impact = *impact_of_run;
+    ASSERT_EQ(impact.accounts.size(), 4u);
+    const AccountImpact& u1 = impact.accounts[0];
+    const AccountImpact& u2 = impact.accounts[1];
+    const AccountImpact& u3 = impact.accounts[2];
+    const AccountImpact& u4 = impact.accounts[3];
+    EXPECT_EQ(u1.account_row, 0u);
+    EXPECT_EQ(u4.account_row, 3u);
+    const auto lines = [&](const AccountImpact& account) {
+      std::vector<uint64_t> all;
+      impact.ForEachLeakedLine(account, [&](uint64_t line) { all.push_back(line); });
+      return all;
+    };
+    EXPECT_EQ(lines(u1), (std::vector<uint64_t>{4, 5, 7}));
+    EXPECT_EQ(lines(u2), (std::vector<uint64_t>{3, 6}));
+    EXPECT_EQ(lines(u3), (std::vector<uint64_t>{2}));
+    EXPECT_EQ(lines(u4), (std::vector<uint64_t>{8}));
+    EXPECT_EQ(impact.more_leaked_lines.size(), 3u);
+    // Exposures: u1's, u2's, u3's, u4's, in that order, and no other
+    // (u2's first row alone, the same as u4's, was numbered before u3's
+    // as the rows came).
+    ASSERT_EQ(impact.exposures.size(), 4u);
+    EXPECT_EQ(u1.exposure, 0u);
+    EXPECT_EQ(u2.exposure, 1u);
+    EXPECT_EQ(u3.exposure, 2u);
+    EXPECT_EQ(u4.exposure, 3u);
+    EXPECT_EQ(impact.exposures[0].columns, (std::vector<uint16_t>{0, 1, 2, 3, 4}));
+    EXPECT_TRUE(Has(impact.exposures[0].categories, Category::kPayment));
+    EXPECT_EQ(impact.exposures[1].columns, (std::vector<uint16_t>{0, 1, 2}));
+    EXPECT_FALSE(Has(impact.exposures[1].categories, Category::kPayment));
+    EXPECT_EQ(impact.exposures[2].columns, (std::vector<uint16_t>{0, 1, 2, 3}));
+    EXPECT_EQ(impact.exposures[3].columns, (std::vector<uint16_t>{0}));
+    // The first country and org id given, numbered in accounts order; u2's
+    // rows gave no org id, u4's nothing.
+    EXPECT_EQ(impact.leaked_countries, (std::vector<std::string>{"PT", "ES", "DE"}));
+    EXPECT_EQ(impact.LeakedCountry(u1), "PT");
+    EXPECT_EQ(impact.LeakedCountry(u2), "ES");
+    EXPECT_EQ(impact.LeakedCountry(u3), "DE");
+    EXPECT_EQ(u4.leaked_country, kNoIndex);
+    EXPECT_EQ(impact.leaked_org_ids, (std::vector<std::string>{"o1", "o7"}));
+    EXPECT_EQ(impact.LeakedOrgId(u1), "o1");
+    EXPECT_EQ(u2.leaked_org_id, kNoIndex);
+    EXPECT_EQ(impact.LeakedOrgId(u3), "o7");  // an org id no file knows
+    // u3 has no org of its own: the leaked file's; u2 and u4 none at all.
+    ASSERT_EQ(impact.orgs.size(), 2u);
+    EXPECT_EQ(impact.orgs[0].org_id, "o1");
+    EXPECT_EQ(impact.orgs[0].affected_accounts, (std::vector<size_t>{0}));
+    EXPECT_EQ(impact.orgs[1].org_id, "o7");
+    EXPECT_EQ(impact.orgs[1].affected_accounts, (std::vector<size_t>{2}));
+    // By country: the leaked file's, else (u4) the accounts file's.
+    EXPECT_EQ(impact.accounts_by_country,
+              (std::vector<std::pair<std::string, uint64_t>>{
+                  {"DE", 1}, {"ES", 1}, {"FR", 1}, {"PT", 1}}));
+    EXPECT_EQ(impact.accounts_by_category[static_cast<size_t>(Category::kPayment)], 1u);
+    EXPECT_EQ(impact.accounts_by_category[static_cast<size_t>(Category::kLocation)], 3u);
+    EXPECT_EQ(impact.accounts_by_category[static_cast<size_t>(Category::kInternalIds)], 4u);
+  }
 }
 
 // ---- Timeline

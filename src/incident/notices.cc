@@ -659,21 +659,20 @@ std::string NotExposedList(const Impact& impact, Language language) {
   return Bullets(items);
 }
 
-std::string ExposedList(const CrossrefInput& input, const AccountImpact& account,
-                        Language language) {
+std::string ExposedList(const CrossrefInput& input, const Exposure& exposure, Language language) {
   std::vector<std::string> items;
   const auto add = [&items](std::string_view item) {
     if (std::find(items.begin(), items.end(), item) == items.end()) {
       items.emplace_back(item);
     }
   };
-  for (const size_t column : account.leaked_columns) {
+  for (const size_t column : exposure.columns) {
     add(KindDescription(input.leaked_columns->columns[column].kind, language));
   }
   // Values found by content in columns of another kind (a card number in a
   // "notes" column): the category, said once.
   for (const Category category : {Category::kPayment, Category::kCredentials}) {
-    if (((account.categories >> static_cast<uint32_t>(category)) & 1) != 0) {
+    if (((exposure.categories >> static_cast<uint32_t>(category)) & 1) != 0) {
       add(CategoryDescription(category, language));
     }
   }
@@ -695,7 +694,8 @@ Status WriteUserNotices(NoticeContext& context, OutputFolder& folder, std::strin
     const Language language = AccountLanguage(context.input, row);
     auto values = context.common;
     values.push_back({"greeting_name", GreetingName(context.input, row)});
-    values.push_back({"exposed", ExposedList(context.input, account, language)});
+    const Exposure& exposure = context.impact.ExposureOf(account);
+    values.push_back({"exposed", ExposedList(context.input, exposure, language)});
     values.push_back({"not_exposed", NotExposedList(context.impact, language)});
     const Notice notice =
         SplitNotice(Substitute(context.templates.user[static_cast<size_t>(language)], values));
@@ -706,12 +706,12 @@ Status WriteUserNotices(NoticeContext& context, OutputFolder& folder, std::strin
     const std::string_view user_id =
         CellOf(*context.input.accounts, *context.input.account_columns, row, ColumnKind::kUserId);
     std::string categories;
-    for (const Category category : CategoriesOf(account.categories)) {
+    for (const Category category : CategoriesOf(exposure.categories)) {
       categories += (categories.empty() ? "" : " ") + std::string(CategoryName(category));
     }
     *merge += "\"user\"," + CsvField(email) + "," + CsvField(LanguageCode(language)) + "," +
               CsvField(notice.subject) + "," + CsvField(file) + "," + CsvField(user_id) + "," +
-              CsvField(account.leaked_org_id) + "," + CsvField(categories) + "\r\n";
+              CsvField(context.impact.LeakedOrgId(account)) + "," + CsvField(categories) + "\r\n";
     ++files->user_notices;
   }
   return Status::Ok();

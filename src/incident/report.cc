@@ -210,43 +210,15 @@ void AppendNumber(uint64_t value, std::string* out) {
 // account entries name their exposure instead of repeating it.
 constexpr uint64_t kImpactJsonVersion = 2;
 
-// The distinct exposures of the affected accounts (impact.json version 2's
-// `exposures`): an account's categories and the leaked columns that had a
-// value in its rows, numbered in order of first use in accounts order. At
-// 10M accounts version 1 repeated these lists in every entry (about 300 of
-// its 470 bytes); most accounts share a handful of them.
-struct Exposures {
-  std::vector<uint32_t> of_account;          // per impact.accounts entry
-  std::vector<const AccountImpact*> first;   // per exposure: its first account
-};
-
-Exposures NumberExposures(const Impact& impact) {
-  Exposures exposures;
-  exposures.of_account.reserve(impact.accounts.size());
-  std::unordered_map<std::string, uint32_t> ids;
-  std::string key;  // the categories' bits, then the columns: reused, no string made per account
-  for (const AccountImpact& account : impact.accounts) {
-    key.assign(reinterpret_cast<const char*>(&account.categories), sizeof(account.categories));
-    key.append(reinterpret_cast<const char*>(account.leaked_columns.data()),
-               account.leaked_columns.size() * sizeof(account.leaked_columns[0]));
-    const auto [found, added] = ids.try_emplace(key, static_cast<uint32_t>(exposures.first.size()));
-    if (added) {
-      exposures.first.push_back(&account);
-    }
-    exposures.of_account.push_back(found->second);
-  }
-  return exposures;
-}
-
 // What every account's entry shares, made once: the accounts' columns (an
 // entry is written per account: millions).
 struct AccountWriter {
-  AccountWriter(const CrossrefInput& input, const Exposures& exposures)
+  AccountWriter(const CrossrefInput& input, const Impact& impact)
       : accounts(*input.accounts),
+        impact(impact),
         user_id_columns(input.account_columns->ColumnsOf(ColumnKind::kUserId)),
         email_columns(input.account_columns->ColumnsOf(ColumnKind::kEmail)),
-        org_id_columns(input.account_columns->ColumnsOf(ColumnKind::kOrgId)),
-        exposure_of(exposures.of_account) {}
+        org_id_columns(input.account_columns->ColumnsOf(ColumnKind::kOrgId)) {}
 
   std::string_view FirstCell(size_t row, const std::vector<size_t>& columns) const {
     for (const size_t column : columns) {
@@ -258,7 +230,7 @@ struct AccountWriter {
     return {};
   }
 
-  void Append(size_t account_idx, const AccountImpact& account, std::string* out) const {
+  void Append(const AccountImpact& account, std::string* out) const {
     *out += "{\"accounts_line\":";
     AppendNumber(accounts.Line(account.account_row), out);
     *out += ",\"user_id\":";
@@ -279,43 +251,47 @@ struct AccountWriter {
     }
     *out += account.ambiguous ? "],\"ambiguous\":true" : "]";
     *out += ",\"leaked_lines\":[";
-    for (size_t line_idx = 0; line_idx < account.leaked_lines.size(); ++line_idx) {
-      if (line_idx > 0) {
+    bool first_line = true;
+    impact.ForEachLeakedLine(account, [&](uint64_t line) {
+      if (!first_line) {
         out->push_back(',');
       }
-      AppendNumber(account.leaked_lines[line_idx], out);
-    }
+      first_line = false;
+      AppendNumber(line, out);
+    });
     *out += "],\"exposure\":";
-    AppendNumber(exposure_of[account_idx], out);
+    AppendNumber(account.exposure, out);
     *out += "}";
   }
 
   const Table& accounts;
+  const Impact& impact;
   const std::vector<size_t> user_id_columns;
   const std::vector<size_t> email_columns;
   const std::vector<size_t> org_id_columns;
-  const std::vector<uint32_t>& exposure_of;
 };
 
-// impact.json's `exposures`: per exposure its categories and leaked columns.
-void AppendExposures(const CrossrefInput& input, const Exposures& exposures, std::string* out) {
+// impact.json's `exposures` (version 2: an account entry names its
+// exposure instead of repeating its lists, which at 10M accounts were about
+// 300 of its 470 bytes): per exposure its categories and leaked columns.
+void AppendExposures(const CrossrefInput& input, const Impact& impact, std::string* out) {
   std::vector<std::string> column_json;
   for (const std::string& name : input.leaked->columns()) {
     column_json.emplace_back();
     AppendJsonString(name, &column_json.back());
   }
-  for (size_t exposure = 0; exposure < exposures.first.size(); ++exposure) {
-    const AccountImpact& account = *exposures.first[exposure];
-    *out += exposure == 0 ? "\n    {\"exposure\":" : ",\n    {\"exposure\":";
-    AppendNumber(exposure, out);
+  for (size_t exposure_idx = 0; exposure_idx < impact.exposures.size(); ++exposure_idx) {
+    const Exposure& exposure = impact.exposures[exposure_idx];
+    *out += exposure_idx == 0 ? "\n    {\"exposure\":" : ",\n    {\"exposure\":";
+    AppendNumber(exposure_idx, out);
     *out += ",\"exposed\":";
-    AppendCategoryList(CategoriesOf(account.categories), out);
+    AppendCategoryList(CategoriesOf(exposure.categories), out);
     *out += ",\"exposed_columns\":[";
-    for (size_t column_idx = 0; column_idx < account.leaked_columns.size(); ++column_idx) {
+    for (size_t column_idx = 0; column_idx < exposure.columns.size(); ++column_idx) {
       if (column_idx > 0) {
         out->push_back(',');
       }
-      *out += column_json[account.leaked_columns[column_idx]];
+      *out += column_json[exposure.columns[column_idx]];
     }
     *out += "]}";
   }
@@ -332,7 +308,6 @@ constexpr size_t kAccountFormatThreads = 2;
 constexpr size_t kBlocksInFlight = 4;
 
 Status SinkAccountEntries(const CrossrefInput& input, const Impact& impact,
-                          const Exposures& exposures,
                           const std::function<Status(std::string_view)>& sink) {
   const size_t accounts = impact.accounts.size();
   const size_t blocks = (accounts + kAccountsPerBlock - 1) / kAccountsPerBlock;
@@ -343,7 +318,7 @@ Status SinkAccountEntries(const CrossrefInput& input, const Impact& impact,
   size_t next_to_sink = 0;
   bool stop = false;  // the sink failed: the formatters leave
   const auto format = [&](size_t first_block) {
-    const AccountWriter writer(input, exposures);
+    const AccountWriter writer(input, impact);
     std::string text;
     for (size_t block = first_block; block < blocks; block += kAccountFormatThreads) {
       {
@@ -357,7 +332,7 @@ Status SinkAccountEntries(const CrossrefInput& input, const Impact& impact,
       const size_t end = std::min(accounts, (block + 1) * kAccountsPerBlock);
       for (size_t account_idx = block * kAccountsPerBlock; account_idx < end; ++account_idx) {
         text += account_idx == 0 ? "\n    " : ",\n    ";
-        writer.Append(account_idx, impact.accounts[account_idx], &text);
+        writer.Append(impact.accounts[account_idx], &text);
       }
       std::lock_guard lock(mutex);
       std::swap(slots[block % kBlocksInFlight], text);  // the slot's buffer comes back
@@ -481,13 +456,12 @@ Status WriteImpactJson(const CrossrefInput& input, const Impact& impact,
   AppendCategoryList(NotInFile(impact.file_categories), &out);
   out += ",\n  \"timeline\": ";
   AppendTimeline(options.timeline, options.now_s, &out);
-  const Exposures exposures = NumberExposures(impact);
   out += ",\n  \"exposures\": [";
-  AppendExposures(input, exposures, &out);
+  AppendExposures(input, impact, &out);
   out += "],\n  \"accounts\": [";
   MP_RETURN_IF_ERROR(sink(out));
   out.clear();
-  MP_RETURN_IF_ERROR(SinkAccountEntries(input, impact, exposures, sink));
+  MP_RETURN_IF_ERROR(SinkAccountEntries(input, impact, sink));
   out += "],\n  \"organisations\": [";
   for (size_t org_idx = 0; org_idx < impact.orgs.size(); ++org_idx) {
     out += org_idx == 0 ? "\n    " : ",\n    ";
