@@ -55,6 +55,22 @@ class AuditLogTest : public ::testing::Test {
     return log.ok() ? std::move(log).value() : nullptr;
   }
 
+  // Open refuses the option `field` past `max` (InvalidArgument naming
+  // `limit`); then the log is opened with it at `value`.
+  std::unique_ptr<AuditLog> OpenRefusingOver(uint32_t Options::*field, uint32_t max,
+                                             std::string_view limit, uint32_t value) {
+    Options options;
+    options.*field = max + 1;
+    auto refused = AuditLog::Open(folder_, file_system_, clock_, options);
+    EXPECT_FALSE(refused.ok());
+    EXPECT_EQ(refused.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(refused.status().message().find(limit), std::string::npos);
+    options.*field = value;
+    auto opened = AuditLog::Open(folder_, file_system_, clock_, options);
+    EXPECT_TRUE(opened.ok()) << opened.status().ToString();
+    return opened.ok() ? std::move(opened).value() : nullptr;
+  }
+
   void WriteRecords(size_t count, uint64_t anchor_interval = kAnchorInterval) {
     auto log = OpenLog(anchor_interval);
     ASSERT_NE(log, nullptr);
@@ -216,16 +232,9 @@ TEST_F(AuditLogTest, EnqueuedRecordsBecomeDurableInOrderAndAtClose) {
 }
 
 TEST_F(AuditLogTest, RecordsNobodyWaitsForRideWithTheNextAwaitedSyncOrTheDelay) {
-  Options options;
-  options.unawaited_flush_ms = kUnawaitedFlushMsMax + 1;
-  auto refused = AuditLog::Open(folder_, file_system_, clock_, options);
-  ASSERT_FALSE(refused.ok());
-  EXPECT_EQ(refused.status().code(), StatusCode::kInvalidArgument);
-  EXPECT_NE(refused.status().message().find("kUnawaitedFlushMsMax"), std::string::npos);
-  options.unawaited_flush_ms = kUnawaitedFlushMsMax;
-  auto opened = AuditLog::Open(folder_, file_system_, clock_, options);
-  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
-  auto log = std::move(opened).value();
+  auto log = OpenRefusingOver(&Options::unawaited_flush_ms, kUnawaitedFlushMsMax,
+                              "kUnawaitedFlushMsMax", kUnawaitedFlushMsMax);
+  ASSERT_NE(log, nullptr);
   const size_t empty_bytes = Read("log").size();
   AuditEntry start;
   start.act = "query.start";
@@ -292,16 +301,9 @@ TEST_F(AuditLogTest, AnOpeningWaitedThroughItsClosingRecordMakesThatDurable) {
 // params; one that goes without Close, or is running when the log closes,
 // has its opening written.
 TEST_F(AuditLogTest, AHeldBackOpeningIsWrittenOnlyForAReadThatRunsLong) {
-  Options options;
-  options.deferred_start_ms = kDeferredStartMsMax + 1;
-  auto refused = AuditLog::Open(folder_, file_system_, clock_, options);
-  ASSERT_FALSE(refused.ok());
-  EXPECT_EQ(refused.status().code(), StatusCode::kInvalidArgument);
-  EXPECT_NE(refused.status().message().find("kDeferredStartMsMax"), std::string::npos);
-  options.deferred_start_ms = 200;
-  auto opened = AuditLog::Open(folder_, file_system_, clock_, options);
-  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
-  auto log = std::move(opened).value();
+  auto log = OpenRefusingOver(&Options::deferred_start_ms, kDeferredStartMsMax,
+                              "kDeferredStartMsMax", 200);
+  ASSERT_NE(log, nullptr);
   AuditEntry start;
   start.act = "query.start";
   start.params = R"({"event":"Signed up"})";
@@ -385,16 +387,10 @@ TEST_F(AuditLogTest, OpenReadWithoutDeferringWritesTheOpeningAtOnce) {
 }
 
 TEST_F(AuditLogTest, AWaitersSyncIsHeldForRunningReadsUntilTheLastWaits) {
-  Options options;
-  options.opening_wait_us = kOpeningWaitUsMax + 1;
-  auto refused = AuditLog::Open(folder_, file_system_, clock_, options);
-  ASSERT_FALSE(refused.ok());
-  EXPECT_EQ(refused.status().code(), StatusCode::kInvalidArgument);
-  EXPECT_NE(refused.status().message().find("kOpeningWaitUsMax"), std::string::npos);
-  options.opening_wait_us = kOpeningWaitUsMax;  // 1 s: far past any step here
-  auto opened = AuditLog::Open(folder_, file_system_, clock_, options);
-  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
-  auto log = std::move(opened).value();
+  // At 1 s: far past any step here.
+  auto log = OpenRefusingOver(&Options::opening_wait_us, kOpeningWaitUsMax, "kOpeningWaitUsMax",
+                              kOpeningWaitUsMax);
+  ASSERT_NE(log, nullptr);
   const size_t empty_bytes = Read("log").size();
   AuditEntry start;
   start.act = "query.start";
